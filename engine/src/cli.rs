@@ -1,0 +1,138 @@
+//! Command-line arguments. Hand-parsed: the surface is small, and a parser
+//! crate would cost more build time than this file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub const HELP: &str = "\
+tollgate: an AI gateway: one layer every LLM request passes through
+
+USAGE:
+    tollgate [serve] [OPTIONS]     run the gateway (the default command)
+    tollgate check-config FILE     validate a configuration file and exit
+    tollgate --help | --version
+
+With no --config, tollgate runs on its bundled defaults (examples/tollgate.toml):
+a gateway on 127.0.0.1:8080 in front of the bundled mock upstream, which it
+serves itself, so it works on a fresh machine with no provider account.
+
+OPTIONS (serve):
+    -c, --config FILE      configuration file (TOML; see docs/configuration.md)
+    --listen ADDR          listen address, overriding [server].listen (port 0 picks one)
+    --workers N            worker threads, one per core, overriding [server].workers
+                           (0: one per available core)
+    --driver DRIVER        IO driver: auto (io_uring, falling back to epoll where the
+                           kernel or container blocks it), io-uring, or epoll [default: auto]
+    --log LEVEL            log filter: error, warn, info, debug, trace, or a tracing
+                           filter such as tollgate_engine=debug [default: info; env RUST_LOG]
+    -h, --help             print this help
+    -V, --version          print the version
+
+SIGNALS:
+    SIGTERM, SIGINT        stop accepting, let in-flight requests finish (up to
+                           [server.timeouts].drain_ms), exit 0
+
+ENDPOINTS:
+    POST /v1/chat/completions   OpenAI chat completions, JSON or SSE (\"stream\": true)
+    GET  /v1/models             the configured models
+    GET  /healthz               liveness
+    GET  /readyz                readiness (503 while draining)
+
+EXIT CODES:
+    0 clean shutdown or valid configuration; 1 runtime failure (for example the
+    address is in use); 2 invalid configuration or arguments
+";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeArgs {
+    pub config: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub workers: Option<usize>,
+    pub driver: Driver,
+    pub log: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Serve(ServeArgs),
+    CheckConfig(PathBuf),
+    Help,
+    Version,
+}
+
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let mut args = args.into_iter().peekable();
+    match args.peek().map(String::as_str) {
+        Some("check-config") => {
+            args.next();
+            let file = args.next().ok_or("check-config needs a FILE")?;
+            if let Some(extra) = args.next() {
+                return Err(format!("unexpected argument {extra:?}"));
+            }
+            return Ok(Command::CheckConfig(file.into()));
+        }
+        Some("serve") => {
+            args.next();
+        }
+        _ => {}
+    }
+    let mut serve = ServeArgs { config: None, listen: None, workers: None, driver: Driver::Auto, log: None };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "-c" | "--config" => serve.config = Some(value("--config")?.into()),
+            "--listen" => {
+                let v = value("--listen")?;
+                serve.listen = Some(v.parse().map_err(|_| format!("--listen {v:?}: write it as IP:port"))?);
+            }
+            "--workers" => {
+                let v = value("--workers")?;
+                serve.workers = Some(v.parse().map_err(|_| format!("--workers {v:?}: not a number"))?);
+            }
+            "--driver" => {
+                serve.driver = match value("--driver")?.as_str() {
+                    "auto" => Driver::Auto,
+                    "io-uring" | "io_uring" | "uring" => Driver::IoUring,
+                    "epoll" | "legacy" => Driver::Epoll,
+                    other => return Err(format!("--driver {other:?}: use auto, io-uring or epoll")),
+                }
+            }
+            "--log" => serve.log = Some(value("--log")?),
+            other => return Err(format!("unknown argument {other:?}; see tollgate --help")),
+        }
+    }
+    Ok(Command::Serve(serve))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Command, String> {
+        parse(s.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn table() {
+        assert_eq!(p("--help"), Ok(Command::Help));
+        assert_eq!(p("check-config a.toml"), Ok(Command::CheckConfig("a.toml".into())));
+        let Ok(Command::Serve(s)) = p("serve --config x.toml --listen 127.0.0.1:0 --workers 2 --driver epoll") else {
+            panic!()
+        };
+        assert_eq!(s.config, Some("x.toml".into()));
+        assert_eq!(s.workers, Some(2));
+        assert_eq!(s.driver, Driver::Epoll);
+        assert!(p("--listen nope").unwrap_err().contains("IP:port"));
+        assert!(p("--bogus").unwrap_err().contains("unknown argument"));
+        assert!(p("--workers").unwrap_err().contains("needs a value"));
+    }
+}

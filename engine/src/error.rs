@@ -1,0 +1,204 @@
+//! Everything that can stop a request, and the one function that turns it
+//! into an HTTP status and an OpenAI-style error body.
+//!
+//! Each error says what happened, whose fault it was ([`Source`]), whether
+//! trying another upstream could help ([`GatewayError::retryable`]), and
+//! carries the context a user needs to fix it (which model, which
+//! upstream). The OpenAI SDKs map the status to their exception types, so
+//! the status is part of the API: change it only on purpose.
+
+use std::fmt;
+use std::io;
+
+use bytes::BytesMut;
+use tollgate_protocol::http1::{RequestError, ResponseError};
+use tollgate_protocol::openai::{write_error_body, BodyError};
+
+/// Whose fault an error is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+#[derive(Debug)]
+pub enum GatewayError {
+    /// The client's bytes broke HTTP/1.1 framing; the connection closes.
+    Request(RequestError),
+    /// The body is not a chat request the gateway can route.
+    Body(BodyError),
+    /// The head did not arrive within `head_read_ms`.
+    HeadTimeout,
+    /// The body did not arrive within `body_read_ms`.
+    BodyTimeout,
+    /// The client closed or reset before its request was complete.
+    ClientClosed,
+    /// No route for this method and path.
+    NoRoute,
+    /// The model is not in the configuration.
+    UnknownModel(String),
+    /// Connecting to the upstream failed.
+    UpstreamConnect { provider: String, cause: io::Error },
+    /// Connecting took longer than `upstream_connect_ms`.
+    UpstreamConnectTimeout { provider: String },
+    /// No answer within `upstream_first_byte_ms`, or the whole request ran
+    /// past `request_ms`.
+    UpstreamTimeout { provider: String },
+    /// The upstream closed or reset before a complete answer.
+    UpstreamClosed { provider: String, cause: Option<io::Error> },
+    /// The upstream's answer is not HTTP/1.1 we can relay safely.
+    UpstreamProtocol { provider: String, cause: ResponseError },
+    /// The worker is draining for shutdown.
+    Draining,
+}
+
+impl GatewayError {
+    pub fn source(&self) -> Source {
+        use GatewayError::*;
+        match self {
+            Request(_) | Body(_) | HeadTimeout | BodyTimeout | ClientClosed | NoRoute | UnknownModel(_) => {
+                Source::Client
+            }
+            UpstreamConnect { .. }
+            | UpstreamConnectTimeout { .. }
+            | UpstreamTimeout { .. }
+            | UpstreamClosed { .. }
+            | UpstreamProtocol { .. } => Source::Upstream,
+            Draining => Source::Gateway,
+        }
+    }
+
+    /// Whether another attempt (on another connection or target) could
+    /// succeed. Fallback (a later stage) reads this.
+    pub fn retryable(&self) -> bool {
+        matches!(self, GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamConnectTimeout { .. })
+    }
+
+    /// Whether the client connection must close after the answer, because
+    /// its framing can no longer be trusted.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Request(_)
+                | GatewayError::HeadTimeout
+                | GatewayError::BodyTimeout
+                | GatewayError::ClientClosed
+        )
+    }
+
+    /// The one mapping from error to HTTP status.
+    pub fn status(&self) -> u16 {
+        use GatewayError::*;
+        match self {
+            Request(e) => e.status(),
+            Body(_) | ClientClosed => 400,
+            HeadTimeout | BodyTimeout => 408,
+            NoRoute | UnknownModel(_) => 404,
+            UpstreamConnect { .. } | UpstreamClosed { .. } | UpstreamProtocol { .. } => 502,
+            UpstreamConnectTimeout { .. } | UpstreamTimeout { .. } => 504,
+            Draining => 503,
+        }
+    }
+
+    /// OpenAI's `error.type`.
+    fn kind(&self) -> &'static str {
+        match self.source() {
+            Source::Client => "invalid_request_error",
+            Source::Upstream | Source::Gateway => "server_error",
+        }
+    }
+
+    /// A stable `error.code`.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            Request(e) => e.code(),
+            Body(_) => "invalid_body",
+            HeadTimeout => "head_timeout",
+            BodyTimeout => "body_timeout",
+            ClientClosed => "client_closed",
+            NoRoute => "unknown_url",
+            UnknownModel(_) => "model_not_found",
+            UpstreamConnect { .. } => "upstream_unreachable",
+            UpstreamConnectTimeout { .. } => "upstream_connect_timeout",
+            UpstreamTimeout { .. } => "upstream_timeout",
+            UpstreamClosed { .. } => "upstream_closed",
+            UpstreamProtocol { .. } => "upstream_protocol_error",
+            Draining => "shutting_down",
+        }
+    }
+
+    /// The error's OpenAI-style JSON body.
+    pub fn write_body(&self, out: &mut BytesMut) {
+        write_error_body(out, &self.to_string(), self.kind(), self.code());
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use GatewayError::*;
+        match self {
+            Request(e) => write!(f, "{e}"),
+            Body(e) => f.write_str(e.message()),
+            HeadTimeout => f.write_str("the request head did not arrive in time"),
+            BodyTimeout => f.write_str("the request body did not arrive in time"),
+            ClientClosed => f.write_str("the client closed the connection before the request was complete"),
+            NoRoute => f.write_str(
+                "unknown path; this gateway serves POST /v1/chat/completions, GET /v1/models, GET /healthz and GET /readyz",
+            ),
+            UnknownModel(m) => write!(f, "the model `{m}` does not exist or is not served by this gateway"),
+            UpstreamConnect { provider, cause } => write!(f, "cannot connect to upstream `{provider}`: {cause}"),
+            UpstreamConnectTimeout { provider } => write!(f, "connecting to upstream `{provider}` timed out"),
+            UpstreamTimeout { provider } => write!(f, "upstream `{provider}` did not answer in time"),
+            UpstreamClosed { provider, cause: Some(cause) } => {
+                write!(f, "upstream `{provider}` closed the connection: {cause}")
+            }
+            UpstreamClosed { provider, cause: None } => write!(f, "upstream `{provider}` closed the connection early"),
+            UpstreamProtocol { provider, cause } => write!(f, "upstream `{provider}`: {cause}"),
+            Draining => f.write_str("the gateway is shutting down; retry on another instance"),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            GatewayError::UpstreamConnect { cause, .. } => Some(cause),
+            GatewayError::UpstreamClosed { cause: Some(cause), .. } => Some(cause),
+            GatewayError::UpstreamProtocol { cause, .. } => Some(cause),
+            GatewayError::Request(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_one_status_and_an_openai_body() {
+        let p = || "p".to_string();
+        let cases = [
+            (GatewayError::Request(RequestError::LengthAndTransferEncoding), 400),
+            (GatewayError::Request(RequestError::HeadTooLarge), 431),
+            (GatewayError::Body(BodyError::MissingModel), 400),
+            (GatewayError::HeadTimeout, 408),
+            (GatewayError::NoRoute, 404),
+            (GatewayError::UnknownModel("x".into()), 404),
+            (GatewayError::UpstreamConnect { provider: p(), cause: io::ErrorKind::ConnectionRefused.into() }, 502),
+            (GatewayError::UpstreamTimeout { provider: p() }, 504),
+            (GatewayError::UpstreamClosed { provider: p(), cause: None }, 502),
+            (GatewayError::Draining, 503),
+        ];
+        for (e, status) in cases {
+            assert_eq!(e.status(), status, "{e:?}");
+            let mut body = BytesMut::new();
+            e.write_body(&mut body);
+            let s = std::str::from_utf8(&body).unwrap();
+            assert!(s.starts_with("{\"error\":{\"message\":\""), "{s}");
+            assert!(s.contains(e.code()));
+        }
+    }
+}

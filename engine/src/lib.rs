@@ -1,0 +1,26 @@
+//! Tollgate's engine: the only crate that does IO.
+//!
+//! One worker thread per core, each with its own monoio runtime (io_uring,
+//! or epoll where io_uring is unavailable), its own SO_REUSEPORT listener,
+//! its own upstream connection pools and its own copy of the configuration.
+//! Nothing on the request path is shared between cores: no lock, no
+//! contended atomic. ARCHITECTURE.md draws the life of a request; in code:
+//!
+//! - [`server`] starts the workers and waits for signals;
+//! - [`worker`] owns a core's state and accepts connections;
+//! - [`conn`] reads requests from one client connection in order;
+//! - [`proxy`] is the pipeline of named phases a chat request goes through;
+//! - [`upstream`] holds the per-core pools of upstream connections;
+//! - [`relay`] streams an upstream answer to the client as it arrives;
+//! - [`error`] is the one place an error becomes an HTTP status and body.
+
+pub mod cli;
+pub mod conn;
+pub mod error;
+pub(crate) mod iov;
+pub mod proxy;
+pub mod relay;
+pub mod respond;
+pub mod server;
+pub mod upstream;
+pub mod worker;

@@ -1,0 +1,234 @@
+//! Relaying an upstream answer to the client as it arrives.
+//!
+//! Every upstream read is written to the client before the next read, so a
+//! stream's events leave the gateway as soon as they arrive and a slow
+//! client slows its upstream read instead of growing a buffer. When both
+//! sides frame the body the same way (Content-Length to Content-Length,
+//! chunked to chunked) the upstream's bytes go out untouched, as slices of
+//! the buffer they were read into; the decoder only watches for the end.
+//! Re-framing (an HTTP/1.0 client, a close-delimited upstream) decodes and
+//! re-encodes.
+//!
+//! Stages that read the answer (token counting, response guardrails) attach
+//! where the decoded data ranges are reported.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use monoio::io::AsyncReadRent;
+use tollgate_protocol::http1::{
+    chunk_header, BodyFraming, ChunkedDecoder, LengthDecoder, RequestHead, ResponseHead, CHUNK_END, LAST_CHUNK,
+};
+
+use crate::iov;
+use crate::respond::{reason, Client};
+use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
+
+/// How a relay ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayEnd {
+    pub status: u16,
+    /// The upstream connection ended cleanly and may serve another request.
+    pub upstream_reusable: bool,
+    /// The client connection is in a clean state for its next request.
+    pub client_reusable: bool,
+    /// Body bytes written to the client.
+    pub body_bytes: u64,
+}
+
+/// How the body travels from upstream framing to client framing.
+enum Mode {
+    /// No body.
+    Empty,
+    /// Content-Length both ways: raw bytes.
+    Length(LengthDecoder),
+    /// Chunked both ways: raw bytes, decoded only to find the end.
+    Chunked(ChunkedDecoder),
+    /// Chunked upstream, HTTP/1.0 client: data only, then close.
+    Dechunk(ChunkedDecoder),
+    /// Close-delimited upstream, HTTP/1.1 client: encode chunks.
+    Encode,
+    /// Close-delimited both ways.
+    UntilClose,
+}
+
+fn hop_by_hop(name: &[u8]) -> bool {
+    const DROP: &[&[u8]] = &[
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"transfer-encoding",
+        b"content-length",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    ];
+    DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
+}
+
+/// Streams `response` (whose head has been read from `up`) to the client.
+/// Failures after the head has gone out cannot become an error status: an
+/// event stream gets an SSE error event and `[DONE]`, anything else is cut
+/// short, and the client connection closes.
+pub async fn relay(
+    client: &mut Client,
+    up: &mut UpConn,
+    response: ResponseHead,
+    request: &RequestHead,
+    deadline: Instant,
+    provider: &str,
+) -> RelayEnd {
+    let http10 = request.minor_version == 0;
+    let (mut mode, framing_header): (Mode, &[u8]) = match (response.framing, http10) {
+        (BodyFraming::Empty, _) if matches!(response.status, 204 | 304) => (Mode::Empty, b""),
+        (BodyFraming::Empty, _) => (Mode::Empty, b"content-length: 0\r\n"),
+        (BodyFraming::Length(_), _) => (Mode::Length(LengthDecoder::new(0)), b""),
+        (BodyFraming::Chunked, false) => (Mode::Chunked(ChunkedDecoder::new()), b"transfer-encoding: chunked\r\n"),
+        (BodyFraming::Chunked, true) => (Mode::Dechunk(ChunkedDecoder::new()), b""),
+        (BodyFraming::CloseDelimited, false) => (Mode::Encode, b"transfer-encoding: chunked\r\n"),
+        (BodyFraming::CloseDelimited, true) => (Mode::UntilClose, b""),
+    };
+    let closes_client = matches!(mode, Mode::Dechunk(_) | Mode::UntilClose);
+    let mut client_keep_alive = request.keep_alive && !closes_client;
+    let event_stream = response
+        .header(b"content-type")
+        .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+
+    // The head: status line, upstream headers minus hop-by-hop, our framing.
+    let s = &mut client.scratch;
+    s.extend_from_slice(b"HTTP/1.1 ");
+    s.extend_from_slice(itoa::Buffer::new().format(response.status).as_bytes());
+    s.extend_from_slice(b" ");
+    let upstream_reason = response.reason();
+    s.extend_from_slice(if upstream_reason.is_empty() { reason(response.status).as_bytes() } else { upstream_reason });
+    s.extend_from_slice(b"\r\n");
+    for (name, value) in response.headers().filter(|(n, _)| !hop_by_hop(n)) {
+        s.extend_from_slice(name);
+        s.extend_from_slice(b": ");
+        s.extend_from_slice(value);
+        s.extend_from_slice(b"\r\n");
+    }
+    if let BodyFraming::Length(n) = response.framing {
+        s.extend_from_slice(b"content-length: ");
+        s.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        s.extend_from_slice(b"\r\n");
+        mode = Mode::Length(LengthDecoder::new(n));
+    }
+    s.extend_from_slice(framing_header);
+    if !client_keep_alive {
+        s.extend_from_slice(b"connection: close\r\n");
+    }
+    s.extend_from_slice(b"\r\n");
+    client.out.push(s.split().freeze());
+
+    let mut end = RelayEnd { status: response.status, upstream_reusable: false, client_reusable: false, body_bytes: 0 };
+    let mut upstream_eof = false;
+    loop {
+        let done = match take_body(&mut mode, up, upstream_eof, client) {
+            Ok(done) => done,
+            Err(()) => {
+                // Malformed framing from the upstream: cut the answer short.
+                let _ = iov::write_all(&mut client.stream, &mut client.out).await;
+                return end;
+            }
+        };
+        end.body_bytes += client.out.len() as u64;
+        if !client.out.is_empty() && iov::write_all(&mut client.stream, &mut client.out).await.is_err() {
+            // The client went away; the upstream connection is mid-answer.
+            return end;
+        }
+        if done {
+            break;
+        }
+        if upstream_eof {
+            // The upstream closed before the end of a framed body.
+            if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
+                end_stream_with_error(client, provider).await;
+            }
+            return end;
+        }
+        up.buf.reserve(UPSTREAM_READ_BYTES);
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let Ok((res, buf)) = monoio::time::timeout(wait, up.stream.read(std::mem::take(&mut up.buf))).await else {
+            if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
+                end_stream_with_error(client, provider).await;
+            }
+            return end;
+        };
+        up.buf = buf;
+        match res {
+            Ok(0) | Err(_) => upstream_eof = true,
+            Ok(_) => {}
+        }
+    }
+    if up.buf.is_empty() && !upstream_eof {
+        end.upstream_reusable = response.keep_alive;
+    }
+    client_keep_alive &= !matches!(mode, Mode::UntilClose | Mode::Dechunk(_));
+    end.client_reusable = client_keep_alive;
+    end
+}
+
+/// Moves what the upstream buffer holds of the body into the client's
+/// output; true once the body is complete.
+fn take_body(mode: &mut Mode, up: &mut UpConn, upstream_eof: bool, client: &mut Client) -> Result<bool, ()> {
+    match mode {
+        Mode::Empty => Ok(true),
+        Mode::Length(d) => {
+            let p = d.decode(&up.buf);
+            client.out.push(up.buf.split_to(p.consumed).freeze());
+            Ok(p.done)
+        }
+        Mode::Chunked(d) => {
+            let p = d.decode(&up.buf, |_| {}).map_err(|_| ())?;
+            client.out.push(up.buf.split_to(p.consumed).freeze());
+            Ok(p.done)
+        }
+        Mode::Dechunk(d) => {
+            let mut ranges = Vec::new();
+            let p = d.decode(&up.buf, |r| ranges.push(r)).map_err(|_| ())?;
+            let raw = up.buf.split_to(p.consumed).freeze();
+            for r in ranges {
+                client.out.push(raw.slice(r));
+            }
+            Ok(p.done)
+        }
+        Mode::Encode => {
+            if !up.buf.is_empty() {
+                let data = up.buf.split().freeze();
+                let mut hdr = [0u8; 18];
+                let n = chunk_header(data.len(), &mut hdr);
+                client.out.push(Bytes::copy_from_slice(&hdr[..n]));
+                client.out.push(data);
+                client.out.push(Bytes::from_static(CHUNK_END));
+            }
+            if upstream_eof {
+                client.out.push(Bytes::from_static(LAST_CHUNK));
+            }
+            Ok(upstream_eof)
+        }
+        Mode::UntilClose => {
+            client.out.push(up.buf.split().freeze());
+            Ok(upstream_eof)
+        }
+    }
+}
+
+/// Ends a chunked event stream whose upstream failed: an OpenAI-style
+/// error event, `[DONE]`, and the last chunk, so SDKs see a clean error
+/// rather than a hung or truncated stream.
+async fn end_stream_with_error(client: &mut Client, provider: &str) {
+    let mut event = bytes::BytesMut::new();
+    let mut json = bytes::BytesMut::new();
+    let message = format!("upstream `{provider}` failed in the middle of the stream");
+    tollgate_protocol::openai::write_error_body(&mut json, &message, "server_error", "upstream_stream_error");
+    tollgate_protocol::sse::write_event(&mut event, None, &json);
+    event.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
+    let mut hdr = [0u8; 18];
+    let n = chunk_header(event.len(), &mut hdr);
+    client.out.push(Bytes::copy_from_slice(&hdr[..n]));
+    client.out.push(event.freeze());
+    client.out.push(Bytes::from_static(CHUNK_END));
+    client.out.push(Bytes::from_static(LAST_CHUNK));
+    let _ = iov::write_all(&mut client.stream, &mut client.out).await;
+}

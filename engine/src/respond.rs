@@ -1,0 +1,94 @@
+//! Answers the gateway makes itself: errors, health, the model list.
+
+use bytes::{Bytes, BytesMut};
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+use crate::error::GatewayError;
+use crate::iov::{self, IoSlices};
+
+/// The client side of a connection and its reusable write buffers.
+pub struct Client {
+    pub stream: TcpStream,
+    pub out: IoSlices,
+    /// Heads the gateway writes are rendered here, then split off frozen.
+    pub scratch: BytesMut,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream) -> Client {
+        Client { stream, out: IoSlices::default(), scratch: BytesMut::with_capacity(1024) }
+    }
+
+    /// Sends a complete answer; false when the client has gone.
+    pub async fn send(&mut self, status: u16, content_type: &str, body: Bytes, close: bool) -> bool {
+        let s = &mut self.scratch;
+        s.extend_from_slice(b"HTTP/1.1 ");
+        s.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+        s.extend_from_slice(b" ");
+        s.extend_from_slice(reason(status).as_bytes());
+        s.extend_from_slice(b"\r\ncontent-type: ");
+        s.extend_from_slice(content_type.as_bytes());
+        s.extend_from_slice(b"\r\ncontent-length: ");
+        s.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        s.extend_from_slice(if close { b"\r\nconnection: close\r\n\r\n" as &[u8] } else { b"\r\n\r\n" });
+        let head = s.split().freeze();
+        self.out.push(head);
+        self.out.push(body);
+        iov::write_all(&mut self.stream, &mut self.out).await.is_ok()
+    }
+
+    pub async fn send_error(&mut self, e: &GatewayError, close: bool) -> bool {
+        let mut body = BytesMut::with_capacity(256);
+        e.write_body(&mut body);
+        self.send(e.status(), "application/json", body.freeze(), close).await
+    }
+
+    /// `100 Continue`, for a client that waits for it before its body.
+    pub async fn send_continue(&mut self) -> bool {
+        let (res, _) = self.stream.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+        res.is_ok()
+    }
+}
+
+/// The `GET /v1/models` body for a configuration, rendered once per worker.
+pub fn models_body(config: &tollgate_policy::Config) -> Bytes {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
+    for (i, route) in config.routes.all().iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b",");
+        }
+        out.extend_from_slice(b"{\"id\":");
+        tollgate_protocol::openai::write_json_string(&mut out, &route.name);
+        out.extend_from_slice(b",\"object\":\"model\",\"created\":0,\"owned_by\":\"tollgate\"}");
+    }
+    out.extend_from_slice(b"]}");
+    out.freeze()
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}

@@ -1,0 +1,267 @@
+//! Start-up and shutdown: load the configuration, start the in-process mock
+//! where configured, bind one SO_REUSEPORT listener per worker, start one
+//! pinned worker thread per core, then wait for a signal and drain.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use tollgate_policy::config::{ProcessEnv, BUNDLED_DEFAULT};
+use tollgate_policy::{Config, ProviderKind};
+
+use crate::cli::{Driver, ServeArgs};
+use crate::worker::{self, Worker};
+
+/// Runs the gateway until SIGTERM or SIGINT; returns the exit code.
+pub fn serve(args: ServeArgs) -> i32 {
+    // Before any thread exists, so that every thread inherits the mask and
+    // the signals wait for `sigwait` below instead of killing the process.
+    block_signals();
+    init_logging(args.log.as_deref());
+    let mut config = match &args.config {
+        Some(path) => Config::load(path, &ProcessEnv),
+        None => Config::parse("examples/tollgate.toml (bundled)", BUNDLED_DEFAULT, &ProcessEnv),
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2)
+    });
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(n) = args.workers {
+        config.server.workers = n;
+    }
+    match start(config, args.driver) {
+        Ok(running) => running.wait(),
+        Err(e) => {
+            tracing::error!("{e}");
+            1
+        }
+    }
+}
+
+/// A started gateway.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits for SIGTERM or SIGINT, drains, and returns the exit code.
+    fn wait(self) -> i32 {
+        loop {
+            match wait_signal() {
+                libc::SIGHUP => tracing::warn!("SIGHUP ignored: configuration reload is not built yet"),
+                sig => {
+                    tracing::info!(signal = sig, "draining: no new requests, waiting for requests in flight");
+                    break;
+                }
+            }
+        }
+        self.shutdown.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        tracing::info!("stopped");
+        0
+    }
+}
+
+/// Starts the mock (if configured), the listeners and the workers.
+pub fn start(config: Config, driver: Driver) -> Result<Running, String> {
+    let addrs = provider_addrs(&config)?;
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let cpus = allowed_cpus();
+    let listen = config.server.listen;
+    let first = bind_reuseport(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = first.local_addr().map_err(|e| e.to_string())?;
+    let mut listeners = vec![first];
+    for _ in 1..workers {
+        listeners.push(bind_reuseport(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
+    let mut threads = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+        let (config, addrs, shutdown, ready) = (config.clone(), addrs.clone(), shutdown.clone(), ready_tx.clone());
+        let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+                    tracing::warn!(worker = index, cpu, error = %e, "cannot pin worker to its core");
+                }
+            }
+            let worker = Rc::new(Worker::new(index, config, &addrs));
+            let main = worker::run(worker, listener, shutdown);
+            match build_runtime(driver) {
+                Ok(Runtime::Uring(mut rt)) => {
+                    let _ = ready.send(Ok("io_uring"));
+                    rt.block_on(main)
+                }
+                Ok(Runtime::Epoll(mut rt)) => {
+                    let _ = ready.send(Ok("epoll"));
+                    rt.block_on(main)
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(format!("worker {index}: cannot build the {driver:?} runtime: {e}")));
+                }
+            }
+        });
+        threads.push(spawned.map_err(|e| format!("cannot start worker {index}: {e}"))?);
+    }
+    let mut drivers = Vec::new();
+    for _ in 0..workers {
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(d)) => drivers.push(d),
+            Ok(Err(e)) => {
+                shutdown.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            Err(_) => return Err("a worker did not start within 10 s".into()),
+        }
+    }
+    drivers.sort_unstable();
+    drivers.dedup();
+    tracing::info!(
+        "tollgate listening on http://{addr} ({workers} workers, driver {}, pinned: {})",
+        drivers.join("+"),
+        !cpus.is_empty()
+    );
+    Ok(Running { addr, shutdown, threads })
+}
+
+enum Runtime {
+    Uring(monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>),
+    Epoll(monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>>),
+}
+
+fn build_runtime(driver: Driver) -> io::Result<Runtime> {
+    let uring = || monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().build().map(Runtime::Uring);
+    let epoll = || monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().map(Runtime::Epoll);
+    match driver {
+        Driver::IoUring => uring(),
+        Driver::Epoll => epoll(),
+        // io_uring can be compiled in yet blocked at run time (seccomp in
+        // containers, kernel.io_uring_disabled): fall back, and say so.
+        Driver::Auto => uring().or_else(|e| {
+            tracing::warn!(error = %e, "io_uring unavailable, falling back to epoll");
+            epoll()
+        }),
+    }
+}
+
+/// Each provider's address: the bundled mock is started here, on a free
+/// loopback port; others are resolved once, at start.
+fn provider_addrs(config: &Config) -> Result<Vec<SocketAddr>, String> {
+    config
+        .providers
+        .iter()
+        .map(|p| match (&p.host, p.kind) {
+            (None, ProviderKind::Mock) => {
+                let m = &p.mock;
+                let mut behavior = tollgate_loadtest::mock::Behavior::default();
+                behavior.reply_words = m.reply_words.unwrap_or(behavior.reply_words);
+                behavior.stream_chunks = m.stream_chunks.unwrap_or(behavior.stream_chunks);
+                behavior.latency = Duration::from_millis(m.latency_ms.unwrap_or(0));
+                behavior.chunk_delay = Duration::from_millis(m.chunk_delay_ms.unwrap_or(0));
+                let opts = tollgate_loadtest::mock::MockOptions {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    threads: 1,
+                    behavior,
+                };
+                let handle = tollgate_loadtest::mock::start(&opts)
+                    .map_err(|e| format!("provider {:?}: cannot start the bundled mock: {e}", p.name))?;
+                tracing::info!(provider = %p.name, addr = %handle.addr, "bundled mock upstream started");
+                Ok(handle.addr)
+            }
+            (Some((host, port)), _) => (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| format!("provider {:?}: cannot resolve {host}:{port}: {e}", p.name))?
+                .next()
+                .ok_or_else(|| format!("provider {:?}: {host}:{port} has no address", p.name)),
+            (None, _) => Err(format!("provider {:?} has no address", p.name)),
+        })
+        .collect()
+}
+
+fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// The CPUs this process may run on, in order; empty if unknown.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero is valid, and
+    // sched_getaffinity writes at most `size_of::<cpu_set_t>()` bytes to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+    }
+}
+
+const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before sigaddset reads it;
+    // the signal numbers are valid constants.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+fn block_signals() {
+    let set = signal_set();
+    // SAFETY: `set` is an initialised signal set; a null old-set pointer is allowed.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+fn wait_signal() -> libc::c_int {
+    let set = signal_set();
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is initialised and blocked in every thread; `sig` is a
+    // valid place for the result.
+    let rc = unsafe { libc::sigwait(&set, &mut sig) };
+    if rc == 0 {
+        sig
+    } else {
+        libc::SIGTERM
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,339 @@
+//! One mock connection: read requests (keep-alive, pipelined), answer each
+//! according to the behaviour and the request's `x-mock-*` overrides.
+
+use std::io;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+use tollgate_protocol::http1::{
+    chunk_header, BodyFraming, ChunkedDecoder, HeadLimits, HeadScan, Method, RequestHead, CHUNK_END, LAST_CHUNK,
+};
+
+use super::reply::{self, ChatRequest};
+use super::{Behavior, Failure};
+
+const READ_BYTES: usize = 16 * 1024;
+const LIMITS: HeadLimits = HeadLimits { head_bytes_max: 64 * 1024, uri_bytes_max: 16 * 1024 };
+
+pub async fn serve(listener: std::net::TcpListener, thread: u64, behavior: Behavior) {
+    let listener = TcpListener::from_std(listener).expect("mock listener");
+    let mut accepted = 0u64;
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                accepted += 1;
+                let conn = Conn {
+                    stream,
+                    id: (thread << 32) | accepted,
+                    behavior,
+                    rng: accepted.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+                    out: BytesMut::with_capacity(4096),
+                };
+                monoio::spawn(conn.run());
+            }
+            // Out of descriptors or similar: back off instead of spinning.
+            Err(_) => monoio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    id: u64,
+    behavior: Behavior,
+    rng: u64,
+    out: BytesMut,
+}
+
+/// The behaviour of one request: the mock's, overridden by its headers.
+struct Plan {
+    behavior: Behavior,
+    failure: Option<Failure>,
+    echo: Option<Echo>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Echo {
+    Body,
+    Head,
+}
+
+impl Conn {
+    async fn run(mut self) {
+        let mut buf = BytesMut::with_capacity(READ_BYTES);
+        let mut scan = HeadScan::default();
+        loop {
+            let head_len = loop {
+                if let Some(n) = scan.find_end(&buf) {
+                    break n;
+                }
+                if buf.len() > LIMITS.head_bytes_max || !self.fill(&mut buf).await {
+                    return;
+                }
+            };
+            let head = match RequestHead::parse(buf.split_to(head_len).freeze(), &LIMITS) {
+                Ok(h) => h,
+                Err(e) => {
+                    let _ = self.simple(e.status(), e.message(), false).await;
+                    return;
+                }
+            };
+            let body = match head.framing {
+                BodyFraming::Length(n) => {
+                    while (buf.len() as u64) < n {
+                        if !self.fill(&mut buf).await {
+                            return;
+                        }
+                    }
+                    buf.split_to(n as usize).freeze()
+                }
+                BodyFraming::Chunked => match self.read_chunked(&mut buf).await {
+                    Some(b) => b,
+                    None => return,
+                },
+                _ => Bytes::new(),
+            };
+            if self.answer(&head, &body).await.is_err() || !head.keep_alive {
+                return;
+            }
+        }
+    }
+
+    /// Reads more bytes; false on EOF or error.
+    async fn fill(&mut self, buf: &mut BytesMut) -> bool {
+        buf.reserve(READ_BYTES);
+        let (res, b) = self.stream.read(std::mem::take(buf)).await;
+        *buf = b;
+        matches!(res, Ok(n) if n > 0)
+    }
+
+    async fn read_chunked(&mut self, buf: &mut BytesMut) -> Option<Bytes> {
+        let mut decoder = ChunkedDecoder::new();
+        let mut body = BytesMut::new();
+        loop {
+            let input = &buf[..];
+            let p = decoder.decode(input, |r| body.extend_from_slice(&input[r])).ok()?;
+            let _ = buf.split_to(p.consumed);
+            if p.done {
+                return Some(body.freeze());
+            }
+            if !self.fill(buf).await {
+                return None;
+            }
+        }
+    }
+
+    fn plan(&mut self, head: &RequestHead) -> Plan {
+        let mut b = self.behavior;
+        let num = |name: &[u8]| head.header(name).and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        if let Some(v) = num(b"x-mock-latency-ms") {
+            b.latency = Duration::from_millis(v);
+        }
+        if let Some(v) = num(b"x-mock-reply-words") {
+            b.reply_words = v as usize;
+        }
+        if let Some(v) = num(b"x-mock-chunks") {
+            b.stream_chunks = v as usize;
+        }
+        if let Some(v) = num(b"x-mock-chunk-delay-ms") {
+            b.chunk_delay = Duration::from_millis(v);
+        }
+        if num(b"x-mock-split") == Some(1) {
+            b.split_writes = true;
+        }
+        let failure = match head.header(b"x-mock-fail").and_then(|v| std::str::from_utf8(v).ok()) {
+            Some(v) => Failure::parse(v.trim()),
+            None => b.failure.filter(|_| self.chance(b.failure_rate)),
+        };
+        let echo = match head.header(b"x-mock-echo") {
+            Some(b"body") => Some(Echo::Body),
+            Some(b"head") => Some(Echo::Head),
+            _ => None,
+        };
+        Plan { behavior: b, failure, echo }
+    }
+
+    /// xorshift64: per-connection, no shared state between threads.
+    fn chance(&mut self, rate: f64) -> bool {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 11) as f64 / (1u64 << 53) as f64 <= rate
+    }
+
+    async fn answer(&mut self, head: &RequestHead, body: &Bytes) -> io::Result<()> {
+        let plan = self.plan(head);
+        if !plan.behavior.latency.is_zero() {
+            monoio::time::sleep(plan.behavior.latency).await;
+        }
+        if let Some(echo) = plan.echo {
+            let payload = if echo == Echo::Body { body.clone() } else { head.as_bytes().clone() };
+            return self.send_whole(200, "application/octet-stream", &payload, head.keep_alive, None).await;
+        }
+        let path = head.path();
+        if head.method == Method::Get && path.ends_with(b"/models") {
+            let list = br#"{"object":"list","data":[{"id":"mock","object":"model","created":1700000000,"owned_by":"tollgate-mock"}]}"#;
+            return self.send_whole(200, "application/json", list, head.keep_alive, None).await;
+        }
+        if head.method != Method::Post || !path.ends_with(b"/chat/completions") {
+            return self
+                .simple(404, "the mock serves POST /v1/chat/completions and GET /v1/models", head.keep_alive)
+                .await;
+        }
+        let Some(req) = ChatRequest::read(body) else {
+            return self.simple(400, "request body must be a chat completion request", head.keep_alive).await;
+        };
+        match plan.failure {
+            Some(Failure::Status(status)) => {
+                let mut payload = BytesMut::new();
+                reply::error(status, &mut payload);
+                return self.send_whole(status, "application/json", &payload, head.keep_alive, None).await;
+            }
+            Some(Failure::Reset) => return self.reset(),
+            Some(Failure::Hang) => {
+                monoio::time::sleep(Duration::from_secs(3600)).await;
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            _ => {}
+        }
+        if req.stream {
+            return self.stream(&req, &plan).await;
+        }
+        let mut payload = BytesMut::with_capacity(512);
+        reply::completion(&req, plan.behavior.reply_words, &mut payload);
+        let trickle = (plan.failure == Some(Failure::Trickle)).then_some(Duration::from_millis(10));
+        self.send_whole(200, "application/json", &payload, head.keep_alive, trickle).await
+    }
+
+    async fn stream(&mut self, req: &ChatRequest<'_>, plan: &Plan) -> io::Result<()> {
+        let b = &plan.behavior;
+        let mut events = Vec::new();
+        reply::stream_events(req, b.reply_words, b.stream_chunks, &mut events);
+        self.out.extend_from_slice(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-mock-connection: ",
+        );
+        self.out.extend_from_slice(itoa::Buffer::new().format(self.id).as_bytes());
+        self.out.extend_from_slice(b"\r\n\r\n");
+        self.flush().await?;
+        let reset_at = (plan.failure == Some(Failure::ResetMidStream)).then_some(events.len() / 2);
+        for (i, event) in events.iter().enumerate() {
+            if Some(i) == reset_at {
+                return self.reset();
+            }
+            if i > 0 && !b.chunk_delay.is_zero() {
+                monoio::time::sleep(b.chunk_delay).await;
+            }
+            if b.split_writes {
+                let cut = split_point(event);
+                self.chunk(&event[..cut]);
+                self.flush().await?;
+                monoio::time::sleep(Duration::from_millis(2)).await;
+                self.chunk(&event[cut..]);
+            } else {
+                self.chunk(event);
+            }
+            self.flush().await?;
+        }
+        self.out.extend_from_slice(LAST_CHUNK);
+        self.flush().await
+    }
+
+    fn chunk(&mut self, data: &[u8]) {
+        let mut hdr = [0u8; 18];
+        let n = chunk_header(data.len(), &mut hdr);
+        self.out.extend_from_slice(&hdr[..n]);
+        self.out.extend_from_slice(data);
+        self.out.extend_from_slice(CHUNK_END);
+    }
+
+    async fn send_whole(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        body: &[u8],
+        keep_alive: bool,
+        trickle: Option<Duration>,
+    ) -> io::Result<()> {
+        let mut n = itoa::Buffer::new();
+        self.out.extend_from_slice(b"HTTP/1.1 ");
+        self.out.extend_from_slice(n.format(status).as_bytes());
+        self.out.extend_from_slice(b" ");
+        self.out.extend_from_slice(reason(status).as_bytes());
+        self.out.extend_from_slice(b"\r\ncontent-type: ");
+        self.out.extend_from_slice(content_type.as_bytes());
+        self.out.extend_from_slice(b"\r\ncontent-length: ");
+        self.out.extend_from_slice(n.format(body.len()).as_bytes());
+        self.out.extend_from_slice(b"\r\nx-mock-connection: ");
+        self.out.extend_from_slice(n.format(self.id).as_bytes());
+        if !keep_alive {
+            self.out.extend_from_slice(b"\r\nconnection: close");
+        }
+        self.out.extend_from_slice(b"\r\n\r\n");
+        self.out.extend_from_slice(body);
+        match trickle {
+            None => self.flush().await,
+            Some(gap) => {
+                let all = self.out.split().freeze();
+                for i in 0..all.len() {
+                    let (res, _) = self.stream.write_all(all.slice(i..i + 1)).await;
+                    res?;
+                    monoio::time::sleep(gap).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn simple(&mut self, status: u16, message: &str, keep_alive: bool) -> io::Result<()> {
+        let mut payload = BytesMut::new();
+        tollgate_protocol::openai::write_error_body(&mut payload, message, "invalid_request_error", "mock");
+        self.send_whole(status, "application/json", &payload, keep_alive, None).await
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        let (res, _) = self.stream.write_all(self.out.split().freeze()).await;
+        res.map(|_| ())
+    }
+
+    /// Closes with RST instead of FIN: SO_LINGER with a zero timeout.
+    fn reset(&mut self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: the descriptor is open (we own the stream) and `linger`
+        // is a valid `struct linger` whose size we pass.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Err(io::ErrorKind::ConnectionReset.into())
+    }
+}
+
+/// A cut inside the first multi-byte UTF-8 character, else in the middle.
+fn split_point(event: &[u8]) -> usize {
+    event.iter().position(|&b| (0x80..0xC0).contains(&b)).unwrap_or(event.len() / 2).max(1)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}

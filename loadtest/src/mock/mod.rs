@@ -1,0 +1,125 @@
+//! The mock upstream: options, start-up and the per-request behaviour.
+//!
+//! Behaviour comes from the start-up options and can be overridden per
+//! request with `x-mock-*` headers, which the gateway forwards. That lets
+//! one running mock serve a test that needs a hang next to one that needs a
+//! fast answer:
+//!
+//! | header | effect |
+//! |---|---|
+//! | `x-mock-latency-ms: N` | wait N ms before the response head |
+//! | `x-mock-reply-words: N` | reply with N words |
+//! | `x-mock-chunks: N` | stream the reply in N content events |
+//! | `x-mock-chunk-delay-ms: N` | wait N ms between stream events |
+//! | `x-mock-fail: 500` (any status) `reset`, `hang`, `trickle`, `reset-mid-stream` | misbehave |
+//! | `x-mock-split: 1` | split every event, inside a UTF-8 character, across two writes |
+//! | `x-mock-echo: body` / `head` | answer with the request body / head as received |
+
+mod conn;
+mod reply;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use reply::REPLY_WORDS;
+
+/// A misbehaviour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Answer with this status and an OpenAI-style error body.
+    Status(u16),
+    /// Reset the connection instead of answering.
+    Reset,
+    /// Read the request, then never answer.
+    Hang,
+    /// Answer one byte at a time, 10 ms apart.
+    Trickle,
+    /// Stream half the events, then reset the connection.
+    ResetMidStream,
+}
+
+impl Failure {
+    pub fn parse(s: &str) -> Option<Failure> {
+        match s {
+            "reset" => Some(Failure::Reset),
+            "hang" => Some(Failure::Hang),
+            "trickle" => Some(Failure::Trickle),
+            "reset-mid-stream" => Some(Failure::ResetMidStream),
+            code => code.parse::<u16>().ok().filter(|c| (100..600).contains(c)).map(Failure::Status),
+        }
+    }
+}
+
+/// How the mock answers, before per-request overrides.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Behavior {
+    pub reply_words: usize,
+    pub latency: Duration,
+    pub stream_chunks: usize,
+    pub chunk_delay: Duration,
+    pub failure: Option<Failure>,
+    /// Fraction of requests that get `failure`, from 0.0 to 1.0.
+    pub failure_rate: f64,
+    pub split_writes: bool,
+}
+
+impl Default for Behavior {
+    fn default() -> Self {
+        Behavior {
+            reply_words: 16,
+            latency: Duration::ZERO,
+            stream_chunks: 8,
+            chunk_delay: Duration::ZERO,
+            failure: None,
+            failure_rate: 1.0,
+            split_writes: false,
+        }
+    }
+}
+
+/// Where and how to run the mock.
+#[derive(Clone, Debug)]
+pub struct MockOptions {
+    pub listen: SocketAddr,
+    pub threads: usize,
+    pub behavior: Behavior,
+}
+
+/// A running mock; its threads live as long as the process.
+#[derive(Debug)]
+pub struct MockHandle {
+    pub addr: SocketAddr,
+}
+
+/// Binds the listeners (one per thread, SO_REUSEPORT) and starts serving.
+/// Returns once every listener is bound, so the address is usable at once.
+pub fn start(opts: &MockOptions) -> io::Result<MockHandle> {
+    let threads = opts.threads.max(1);
+    let first = bind_reuseport(opts.listen)?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..threads {
+        listeners.push(bind_reuseport(addr)?);
+    }
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let behavior = opts.behavior;
+        std::thread::Builder::new().name(format!("mock-{index}")).spawn(move || {
+            let mut rt =
+                monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().expect("mock runtime");
+            rt.block_on(conn::serve(listener, index as u64, behavior));
+        })?;
+    }
+    Ok(MockHandle { addr })
+}
+
+fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}

@@ -1,0 +1,171 @@
+//! The mock's answers: OpenAI chat completions as JSON and as SSE events,
+//! generated from a word list that mixes ASCII with multi-byte UTF-8 so that
+//! every split test crosses character boundaries.
+
+use bytes::{BufMut, BytesMut};
+
+/// The words replies are made of, cycled.
+pub const REPLY_WORDS: &[&str] = &[
+    "Tollgate",
+    "counts",
+    "every",
+    "token",
+    "café",
+    "naïve",
+    "日本語",
+    "🙂",
+    "through",
+    "the",
+    "gateway",
+    "déjà",
+    "vu",
+    "über",
+    "fast",
+    "streams",
+];
+
+/// A fixed creation time keeps replies byte-identical across runs, which the
+/// byte-exact relay tests rely on.
+const CREATED: &str = "1700000000";
+
+/// What the mock read from a chat request.
+pub struct ChatRequest<'a> {
+    pub model: &'a [u8],
+    pub stream: bool,
+    pub include_usage: bool,
+    pub prompt_tokens: usize,
+    /// Stable id derived from the request body.
+    pub id: u64,
+}
+
+impl<'a> ChatRequest<'a> {
+    pub fn read(body: &'a [u8]) -> Option<ChatRequest<'a>> {
+        let fields = tollgate_protocol::openai::scan_request(body).ok()?;
+        let include_usage = memchr::memmem::find(body, b"\"include_usage\":true").is_some()
+            || memchr::memmem::find(body, b"\"include_usage\": true").is_some();
+        Some(ChatRequest {
+            model: fields.model.get(body),
+            stream: fields.stream,
+            include_usage,
+            prompt_tokens: body.len().div_ceil(4),
+            id: fnv1a(body),
+        })
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+fn words(from: usize, to: usize, out: &mut BytesMut) {
+    for i in from..to {
+        if i > 0 {
+            out.put_u8(b' ');
+        }
+        out.extend_from_slice(REPLY_WORDS[i % REPLY_WORDS.len()].as_bytes());
+    }
+}
+
+fn prefix(req: &ChatRequest<'_>, object: &str, out: &mut BytesMut) {
+    out.extend_from_slice(b"{\"id\":\"chatcmpl-mock-");
+    out.extend_from_slice(itoa::Buffer::new().format(req.id).as_bytes());
+    out.extend_from_slice(b"\",\"object\":\"");
+    out.extend_from_slice(object.as_bytes());
+    out.extend_from_slice(b"\",\"created\":");
+    out.extend_from_slice(CREATED.as_bytes());
+    out.extend_from_slice(b",\"model\":\"");
+    out.extend_from_slice(req.model);
+    out.extend_from_slice(b"\",");
+}
+
+fn usage(req: &ChatRequest<'_>, completion: usize, out: &mut BytesMut) {
+    let mut n = itoa::Buffer::new();
+    out.extend_from_slice(b"\"usage\":{\"prompt_tokens\":");
+    out.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
+    out.extend_from_slice(b",\"completion_tokens\":");
+    out.extend_from_slice(n.format(completion).as_bytes());
+    out.extend_from_slice(b",\"total_tokens\":");
+    out.extend_from_slice(n.format(req.prompt_tokens + completion).as_bytes());
+    out.put_u8(b'}');
+}
+
+/// A non-streamed `chat.completion` body.
+pub fn completion(req: &ChatRequest<'_>, reply_words: usize, out: &mut BytesMut) {
+    prefix(req, "chat.completion", out);
+    out.extend_from_slice(b"\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"");
+    words(0, reply_words, out);
+    out.extend_from_slice(b"\"},\"finish_reason\":\"stop\"}],");
+    usage(req, reply_words, out);
+    out.put_u8(b'}');
+}
+
+/// The SSE events of a streamed answer, each a complete `data: ...\n\n`,
+/// ending with `data: [DONE]`.
+pub fn stream_events(req: &ChatRequest<'_>, reply_words: usize, chunks: usize, out: &mut Vec<BytesMut>) {
+    let chunk = |delta: &dyn Fn(&mut BytesMut), finish: &str| {
+        let mut e = BytesMut::with_capacity(256);
+        e.extend_from_slice(b"data: ");
+        prefix(req, "chat.completion.chunk", &mut e);
+        e.extend_from_slice(b"\"choices\":[{\"index\":0,\"delta\":{");
+        delta(&mut e);
+        e.extend_from_slice(b"},\"finish_reason\":");
+        e.extend_from_slice(finish.as_bytes());
+        e.extend_from_slice(b"}]}\n\n");
+        e
+    };
+    out.push(chunk(&|e| e.extend_from_slice(b"\"role\":\"assistant\",\"content\":\"\""), "null"));
+    let chunks = chunks.clamp(1, reply_words.max(1));
+    for c in 0..chunks {
+        let (from, to) = (c * reply_words / chunks, (c + 1) * reply_words / chunks);
+        out.push(chunk(
+            &|e| {
+                e.extend_from_slice(b"\"content\":\"");
+                words(from, to, e);
+                e.put_u8(b'"');
+            },
+            "null",
+        ));
+    }
+    out.push(chunk(&|_| {}, "\"stop\""));
+    if req.include_usage {
+        let mut e = BytesMut::with_capacity(256);
+        e.extend_from_slice(b"data: ");
+        prefix(req, "chat.completion.chunk", &mut e);
+        e.extend_from_slice(b"\"choices\":[],");
+        usage(req, reply_words, &mut e);
+        e.extend_from_slice(b"}\n\n");
+        out.push(e);
+    }
+    out.push(BytesMut::from(&b"data: [DONE]\n\n"[..]));
+}
+
+/// An OpenAI-style error body for an injected failure status.
+pub fn error(status: u16, out: &mut BytesMut) {
+    let message = format!("mock upstream injected status {status}");
+    tollgate_protocol::openai::write_error_body(out, &message, "server_error", "mock_failure");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_reassembles_to_the_completion_text() {
+        let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        let req = ChatRequest::read(body).unwrap();
+        assert!(req.stream && req.include_usage);
+        let mut events = Vec::new();
+        stream_events(&req, 10, 3, &mut events);
+        assert_eq!(events.len(), 1 + 3 + 1 + 1 + 1);
+        let mut text = String::new();
+        for e in &events[1..4] {
+            let s = std::str::from_utf8(e).unwrap();
+            let start = s.find("\"content\":\"").unwrap() + 11;
+            let end = start + s[start..].find('"').unwrap();
+            text.push_str(&s[start..end]);
+        }
+        let mut whole = BytesMut::new();
+        words(0, 10, &mut whole);
+        assert_eq!(text.as_bytes(), &whole[..]);
+    }
+}

@@ -1,0 +1,44 @@
+//! The routing table: the model name a client sends, resolved to the
+//! targets that can serve it. Built once per configuration; a lookup is one
+//! hash probe on the raw bytes of the `model` field, with no string made.
+
+use std::collections::HashMap;
+
+/// One upstream that can serve a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Index into [`crate::Config::providers`].
+    pub provider: usize,
+    /// The model name the provider expects.
+    pub upstream_model: String,
+}
+
+/// A public model name and its targets in order of preference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub name: String,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    routes: Vec<Route>,
+    by_name: HashMap<Box<[u8]>, usize>,
+}
+
+impl Routes {
+    pub fn new(routes: Vec<Route>) -> Routes {
+        let by_name = routes.iter().enumerate().map(|(i, r)| (r.name.as_bytes().into(), i)).collect();
+        Routes { routes, by_name }
+    }
+
+    /// The route for a model name exactly as the client wrote it.
+    pub fn find(&self, model: &[u8]) -> Option<&Route> {
+        self.by_name.get(model).map(|&i| &self.routes[i])
+    }
+
+    /// Every route, in configuration order (for `GET /v1/models`).
+    pub fn all(&self) -> &[Route] {
+        &self.routes
+    }
+}

@@ -1,0 +1,199 @@
+//! Table tests of the request framing rules, and property tests that split
+//! heads and chunked bodies at every byte.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+
+fn parse(raw: &str) -> Result<RequestHead, RequestError> {
+    let end = find_head_end(raw.as_bytes()).expect("test head must be complete");
+    RequestHead::parse(Bytes::copy_from_slice(&raw.as_bytes()[..end]), &HeadLimits::default())
+}
+
+#[test]
+fn request_framing_table() {
+    use BodyFraming::*;
+    use RequestError::*;
+    let cases: &[(&str, Result<BodyFraming, RequestError>)] = &[
+        ("GET / HTTP/1.1\r\nHost: a\r\n\r\n", Ok(Empty)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", Ok(Length(5))),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:  0 \r\n\r\n", Ok(Empty)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", Ok(Chunked)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n", Ok(Chunked)),
+        ("GET / HTTP/1.0\r\n\r\n", Ok(Empty)),
+        // Smuggling: every ambiguous length is refused.
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Err(LengthAndTransferEncoding),
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            Err(LengthAndTransferEncoding),
+        ),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", Err(MultipleContentLength)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", Err(MultipleContentLength)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", Err(InvalidContentLength)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n", Err(InvalidContentLength)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", Err(InvalidContentLength)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n", Err(InvalidContentLength)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", Err(UnsupportedTransferCoding)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Err(UnsupportedTransferCoding)),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", Err(ChunkedNotFinal)),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Err(ChunkedNotFinal),
+        ),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", Err(UnsupportedTransferCoding)),
+        ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", Err(TransferEncodingOnHttp10)),
+        ("GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", Err(BareCr)),
+        ("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", Err(ControlByte)),
+        ("GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n", Err(ControlByte)),
+        ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", Err(ObsFold)),
+        ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n", Err(ObsFold)),
+        ("GET / HTTP/1.1\r\n\r\n", Err(BadHost)),
+        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Err(BadHost)),
+        ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", Err(UnsupportedVersion)),
+        ("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", Err(Syntax("invalid method or request target"))),
+        ("GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", Err(Syntax("invalid header name"))),
+    ];
+    for (raw, want) in cases {
+        let got = parse(raw).map(|h| h.framing);
+        assert_eq!(&got, want, "request {raw:?}");
+        if let Err(e) = want {
+            assert!(matches!(e.status(), 400 | 413 | 414 | 431 | 501 | 505));
+        }
+    }
+}
+
+#[test]
+fn statuses_are_the_documented_ones() {
+    use RequestError::*;
+    for (e, status) in [
+        (HeadTooLarge, 431),
+        (TooManyHeaders, 431),
+        (UriTooLong, 414),
+        (BodyTooLarge, 413),
+        (UnsupportedTransferCoding, 501),
+        (LengthAndTransferEncoding, 400),
+        (BadChunkSize, 400),
+    ] {
+        assert_eq!(e.status(), status, "{e:?}");
+    }
+}
+
+#[test]
+fn limits() {
+    let limits = HeadLimits { head_bytes_max: 64, uri_bytes_max: 16 };
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(20));
+    let b = Bytes::from(long_uri);
+    assert_eq!(RequestHead::parse(b, &limits).err(), Some(RequestError::UriTooLong));
+    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "b".repeat(80));
+    assert_eq!(RequestHead::too_large(big.as_bytes(), &limits), RequestError::HeadTooLarge);
+    let no_line_end = format!("GET /{}", "a".repeat(80));
+    assert_eq!(RequestHead::too_large(no_line_end.as_bytes(), &limits), RequestError::UriTooLong);
+    let many: String = (0..HEADERS_MAX + 1).map(|i| format!("X-{i}: v\r\n")).collect();
+    let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+    assert_eq!(parse(&raw).err(), Some(RequestError::TooManyHeaders));
+}
+
+#[test]
+fn views_and_keep_alive() {
+    let h = parse("POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").unwrap();
+    assert_eq!(h.method, Method::Post);
+    assert_eq!(h.path(), b"/v1/chat/completions");
+    assert_eq!(h.target(), b"/v1/chat/completions?x=1");
+    assert_eq!(h.header(b"HOST"), Some(&b"gw"[..]));
+    assert!(!h.keep_alive);
+    assert!(h.expect_continue);
+    assert!(parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().keep_alive);
+    assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+    assert!(parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().keep_alive);
+}
+
+#[test]
+fn response_framing() {
+    let p = |raw: &str, head: bool| {
+        let end = find_head_end(raw.as_bytes()).unwrap();
+        ResponseHead::parse(Bytes::copy_from_slice(&raw.as_bytes()[..end]), head)
+            .map(|r| (r.status, r.framing, r.keep_alive))
+    };
+    use BodyFraming::*;
+    assert_eq!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false), Ok((200, Length(3), true)));
+    assert_eq!(p("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false), Ok((200, Chunked, true)));
+    assert_eq!(p("HTTP/1.1 200 OK\r\n\r\n", false), Ok((200, CloseDelimited, false)));
+    assert_eq!(p("HTTP/1.1 204 No Content\r\n\r\n", false), Ok((204, Empty, true)));
+    assert_eq!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true), Ok((200, Empty, true)));
+    assert_eq!(
+        p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n", false),
+        Ok((200, Length(3), false))
+    );
+    assert!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", false).is_err());
+}
+
+fn request_head() -> impl Strategy<Value = Vec<u8>> {
+    let header = ("[A-Za-z-]{1,12}", "[ -~]{0,24}").prop_map(|(n, v)| format!("{n}: {v}\r\n"));
+    (proptest::collection::vec(header, 0..8), "[a-z/]{1,20}").prop_map(|(hs, path)| {
+        let mut s = format!("POST /{path} HTTP/1.1\r\nHost: x\r\n");
+        hs.iter().for_each(|h| s.push_str(h));
+        s.push_str("\r\n");
+        s.push_str("BODY");
+        s.into_bytes()
+    })
+}
+
+proptest! {
+    /// Feeding a head in two pieces finds the same end as feeding it whole,
+    /// and the resumable scan never reports an end early.
+    #[test]
+    fn head_end_split_anywhere(raw in request_head()) {
+        let whole = find_head_end(&raw);
+        prop_assert_eq!(whole, Some(raw.len() - 4));
+        for cut in 0..raw.len() {
+            let mut scan = HeadScan::default();
+            let first = scan.find_end(&raw[..cut]);
+            if first.is_none() {
+                prop_assert_eq!(scan.find_end(&raw), whole);
+            } else {
+                prop_assert_eq!(first, whole);
+            }
+        }
+        // One byte at a time.
+        let mut scan = HeadScan::default();
+        let found = (1..=raw.len()).find_map(|n| scan.find_end(&raw[..n]));
+        prop_assert_eq!(found, whole);
+    }
+
+    /// A chunked body decoded in pieces cut at every byte gives the same data
+    /// and the same end as decoding it whole.
+    #[test]
+    fn chunked_split_anywhere(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..40), 0..6), trailer in any::<bool>()) {
+        let mut wire = Vec::new();
+        let mut data = Vec::new();
+        for c in &chunks {
+            let mut hdr = [0u8; 18];
+            let n = chunk_header(c.len(), &mut hdr);
+            wire.extend_from_slice(&hdr[..n]);
+            wire.extend_from_slice(c);
+            wire.extend_from_slice(CHUNK_END);
+            data.extend_from_slice(c);
+        }
+        if trailer { wire.extend_from_slice(b"0\r\nX-Trailer: y\r\n\r\n"); } else { wire.extend_from_slice(LAST_CHUNK); }
+        let body_len = wire.len();
+        wire.extend_from_slice(b"GET /next");
+        for cut in 0..=wire.len() {
+            let mut d = ChunkedDecoder::new();
+            let mut out = Vec::new();
+            let (a, b) = wire.split_at(cut);
+            let p1 = d.decode(a, |r| out.extend_from_slice(&a[r])).unwrap();
+            let consumed = if p1.done { p1.consumed } else {
+                prop_assert_eq!(p1.consumed, a.len());
+                let p2 = d.decode(b, |r| out.extend_from_slice(&b[r])).unwrap();
+                prop_assert!(p2.done);
+                a.len() + p2.consumed
+            };
+            prop_assert_eq!(consumed, body_len);
+            prop_assert_eq!(&out, &data);
+        }
+    }
+}

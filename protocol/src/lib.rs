@@ -1,0 +1,20 @@
+//! Sans-IO wire formats for Tollgate.
+//!
+//! This crate owns every byte-level format the gateway reads or writes:
+//! HTTP/1.1 heads and body framing ([`http1`]), Server-Sent Events ([`sse`]),
+//! and the few fields of OpenAI-style JSON bodies that routing needs
+//! ([`openai`]). It never touches a socket, a runtime or the clock, so every
+//! rule is tested with plain byte strings and every parser is fuzzed.
+//!
+//! Parsers borrow and report progress, in the manner of `httparse`: they take
+//! the caller's buffer and answer with spans into it and how many bytes they
+//! consumed; "need more bytes" is a normal answer, not an error. Heads are
+//! parsed once, their spans recorded as offsets, and the buffer frozen into
+//! [`bytes::Bytes`] so that callers slice instead of copying.
+
+pub mod http1;
+pub mod openai;
+pub mod span;
+pub mod sse;
+
+pub use span::Span;

@@ -1,0 +1,286 @@
+//! The few facts the gateway needs from an OpenAI-style request body, found
+//! without building a JSON tree, and the OpenAI-style error body.
+//!
+//! [`scan_request`] walks only the top level of the body object: it records
+//! where the `model` value lies (so routing can swap in the upstream model
+//! name by slicing around that span) and whether `stream` is true, and it
+//! skips every other value by bracket counting. Full JSON rewriting arrives
+//! with provider translation; this scan is what routing needs today.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::Span;
+
+/// What routing reads from a chat request body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChatRequestFields {
+    /// The `model` string's contents, without the quotes.
+    pub model: Span,
+    /// `"stream": true` was given.
+    pub stream: bool,
+}
+
+/// Why a request body could not be scanned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// Not a JSON object, or broken JSON at the top level.
+    NotJsonObject,
+    /// No `model` string at the top level.
+    MissingModel,
+    /// `model` is not a plain string (escapes are not allowed in model names).
+    BadModel,
+    /// Nesting deeper than the gateway will walk.
+    TooDeep,
+}
+
+impl BodyError {
+    pub fn message(self) -> &'static str {
+        match self {
+            BodyError::NotJsonObject => "request body must be a JSON object",
+            BodyError::MissingModel => "you must provide a model parameter",
+            BodyError::BadModel => "model must be a plain string",
+            BodyError::TooDeep => "request body nests too deeply",
+        }
+    }
+}
+
+/// Nesting depth past which a body is refused: no real chat request comes
+/// close, and the bound keeps hostile input from costing more than a pass.
+const DEPTH_MAX: usize = 128;
+
+/// Scans the top level of a chat request body.
+pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
+    let mut c = Cursor { buf: body, pos: 0 };
+    c.ws();
+    c.expect(b'{')?;
+    let mut model = None;
+    let mut stream = false;
+    c.ws();
+    if c.peek() == Some(b'}') {
+        return Err(BodyError::MissingModel);
+    }
+    loop {
+        c.ws();
+        let key = c.string()?;
+        c.ws();
+        c.expect(b':')?;
+        c.ws();
+        match key.get(body) {
+            b"model" => {
+                if c.peek() != Some(b'"') {
+                    return Err(BodyError::BadModel);
+                }
+                let s = c.string()?;
+                if s.get(body).contains(&b'\\') {
+                    return Err(BodyError::BadModel);
+                }
+                model = Some(s);
+            }
+            b"stream" => {
+                let start = c.pos;
+                c.value()?;
+                stream = &body[start..c.pos] == b"true";
+            }
+            _ => c.value()?,
+        }
+        c.ws();
+        match c.bump() {
+            Some(b',') => continue,
+            Some(b'}') => break,
+            _ => return Err(BodyError::NotJsonObject),
+        }
+    }
+    c.ws();
+    if c.pos != body.len() {
+        return Err(BodyError::NotJsonObject);
+    }
+    Ok(ChatRequestFields { model: model.ok_or(BodyError::MissingModel)?, stream })
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
+    fn bump(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, want: u8) -> Result<(), BodyError> {
+        if self.bump() == Some(want) {
+            Ok(())
+        } else {
+            Err(BodyError::NotJsonObject)
+        }
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    /// A string starting at the cursor; returns the span of its contents.
+    fn string(&mut self) -> Result<Span, BodyError> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        loop {
+            let rest = &self.buf[self.pos..];
+            let i = memchr::memchr2(b'"', b'\\', rest).ok_or(BodyError::NotJsonObject)?;
+            if rest[..i].iter().any(|&b| b < 0x20) {
+                return Err(BodyError::NotJsonObject);
+            }
+            self.pos += i + 1;
+            if rest[i] == b'"' {
+                return Ok(Span::new(start, self.pos - 1));
+            }
+            // Skip the escaped byte; \uXXXX digits are plain bytes to us.
+            self.bump().ok_or(BodyError::NotJsonObject)?;
+        }
+    }
+
+    /// Skips one value of any kind.
+    fn value(&mut self) -> Result<(), BodyError> {
+        match self.peek() {
+            Some(b'"') => self.string().map(|_| ()),
+            Some(b'{' | b'[') => self.nested(),
+            Some(_) => {
+                let start = self.pos;
+                while matches!(self.peek(), Some(b'a'..=b'z' | b'0'..=b'9' | b'-' | b'+' | b'.' | b'E')) {
+                    self.pos += 1;
+                }
+                if self.pos == start {
+                    Err(BodyError::NotJsonObject)
+                } else {
+                    Ok(())
+                }
+            }
+            None => Err(BodyError::NotJsonObject),
+        }
+    }
+
+    /// Skips an object or array by bracket counting, stepping over strings.
+    fn nested(&mut self) -> Result<(), BodyError> {
+        let mut stack = [0u8; DEPTH_MAX];
+        let mut depth = 0;
+        loop {
+            match self.peek().ok_or(BodyError::NotJsonObject)? {
+                b'"' => {
+                    self.string()?;
+                    continue;
+                }
+                open @ (b'{' | b'[') => {
+                    if depth == DEPTH_MAX {
+                        return Err(BodyError::TooDeep);
+                    }
+                    stack[depth] = if open == b'{' { b'}' } else { b']' };
+                    depth += 1;
+                }
+                close @ (b'}' | b']') => {
+                    if depth == 0 || stack[depth - 1] != close {
+                        return Err(BodyError::NotJsonObject);
+                    }
+                    depth -= 1;
+                    if depth == 0 {
+                        self.pos += 1;
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            self.pos += 1;
+        }
+    }
+}
+
+/// Appends `{"error":{"message":..,"type":..,"param":null,"code":..}}`, the
+/// shape the official OpenAI SDKs parse into their exception types.
+pub fn write_error_body(out: &mut BytesMut, message: &str, kind: &str, code: &str) {
+    out.extend_from_slice(b"{\"error\":{\"message\":");
+    write_json_string(out, message);
+    out.extend_from_slice(b",\"type\":");
+    write_json_string(out, kind);
+    out.extend_from_slice(b",\"param\":null,\"code\":");
+    write_json_string(out, code);
+    out.extend_from_slice(b"}}");
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_json_string(out: &mut BytesMut, s: &str) {
+    out.put_u8(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.put_u8(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_table() {
+        let ok: &[(&str, &str, bool)] = &[
+            (r#"{"model":"gpt-4o","messages":[]}"#, "gpt-4o", false),
+            (r#" { "messages" : [{"role":"user","content":"x\"}{]"}], "model" : "m", "stream": true } "#, "m", true),
+            (r#"{"model":"a","stream":false,"n":1.5e3,"x":null,"o":{"k":[1,{"z":"}"}]}}"#, "a", false),
+        ];
+        for (body, model, stream) in ok {
+            let f = scan_request(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+            assert_eq!(f.model.get(body.as_bytes()), model.as_bytes());
+            assert_eq!(f.stream, *stream);
+        }
+        let bad: &[(&str, BodyError)] = &[
+            ("", BodyError::NotJsonObject),
+            ("[]", BodyError::NotJsonObject),
+            ("{}", BodyError::MissingModel),
+            (r#"{"messages":[]}"#, BodyError::MissingModel),
+            (r#"{"model":1}"#, BodyError::BadModel),
+            (r#"{"model":"a\"b"}"#, BodyError::BadModel),
+            (r#"{"model":"a"} x"#, BodyError::NotJsonObject),
+            (r#"{"model":"a","m":[}"#, BodyError::NotJsonObject),
+            (r#"{"model":"a""#, BodyError::NotJsonObject),
+        ];
+        for (body, want) in bad {
+            assert_eq!(scan_request(body.as_bytes()), Err(*want), "{body}");
+        }
+        let deep = format!(r#"{{"model":"a","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+        assert_eq!(scan_request(deep.as_bytes()), Err(BodyError::TooDeep));
+    }
+
+    #[test]
+    fn error_body_escapes() {
+        let mut out = BytesMut::new();
+        write_error_body(&mut out, "bad \"x\"\n\u{1}", "invalid_request_error", "c");
+        assert_eq!(
+            &out[..],
+            br#"{"error":{"message":"bad \"x\"\n\u0001","type":"invalid_request_error","param":null,"code":"c"}}"#
+        );
+    }
+}

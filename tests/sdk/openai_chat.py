@@ -1,0 +1,43 @@
+"""The official OpenAI Python SDK against a running gateway.
+
+Usage: python3 openai_chat.py http://127.0.0.1:PORT/v1
+Exits non-zero (with the assertion) on any mismatch.
+"""
+
+import sys
+
+import openai
+
+base_url = sys.argv[1]
+client = openai.OpenAI(base_url=base_url, api_key="tg-e2e-key", max_retries=0, timeout=20)
+
+reply = client.chat.completions.create(
+    model="gpt-4o-mini",
+    messages=[{"role": "user", "content": "Say hello"}],
+)
+assert reply.object == "chat.completion", reply
+assert reply.choices[0].message.content.startswith("Tollgate counts every"), reply
+assert reply.usage.completion_tokens == 16, reply.usage
+
+pieces = []
+stream = client.chat.completions.create(
+    model="gpt-4o-mini",
+    messages=[{"role": "user", "content": "Say hello"}],
+    stream=True,
+)
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        pieces.append(chunk.choices[0].delta.content)
+assert "".join(pieces) == reply.choices[0].message.content, pieces
+
+models = [m.id for m in client.models.list()]
+assert "gpt-4o-mini" in models, models
+
+try:
+    client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("an unknown model must raise")
+except openai.NotFoundError as e:
+    assert e.status_code == 404
+    assert e.code == "model_not_found", e.body
+
+print("openai sdk: ok")

@@ -1,0 +1,307 @@
+//! End to end: the real gateway in front of the real mock, over loopback.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tollgate_e2e::*;
+
+fn pair(mock_args: &[&str], workers: usize, extra: &str) -> (Proc, Proc) {
+    let mock = start_mock(mock_args);
+    let gw = start_gateway(&config_for(mock.addr, workers, extra), &[], &[]);
+    (mock, gw)
+}
+
+#[test]
+fn json_round_trip_is_byte_exact() {
+    let (mock, gw) = pair(&[], 1, "");
+    let direct = one_request(mock.addr, &chat_request(SMALL_CHAT, ""));
+    let via = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!(via.status, 200);
+    assert_eq!(via.body, direct.body, "the answer body must pass through byte for byte");
+    assert_eq!(via.header("content-type"), Some("application/json"));
+    assert_eq!(via.json()["object"], "chat.completion");
+
+    // The request body reaches the upstream byte for byte...
+    let body =
+        r#"{"model":"gpt-4o-mini",  "messages":[{"role":"user","content":"héllo \"quoted\" 🙂"}],"temperature":0.5}"#;
+    let echoed = one_request(gw.addr, &chat_request(body, "x-mock-echo: body\r\n"));
+    assert_eq!(echoed.body, body.as_bytes());
+    // ...except the model span, which routing renames.
+    let aliased = body.replace("gpt-4o-mini", "alias");
+    let echoed = one_request(gw.addr, &chat_request(&aliased, "x-mock-echo: body\r\n"));
+    assert_eq!(echoed.text(), body.replace("gpt-4o-mini", "real-model"));
+}
+
+#[test]
+fn client_credentials_never_reach_the_upstream() {
+    let mock = start_mock(&[]);
+    let config =
+        config_for(mock.addr, 1, "").replace("base_url = ", "api_key_env = \"TOLLGATE_E2E_PROVIDER_KEY\"\nbase_url = ");
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_PROVIDER_KEY", "sk-provider-secret")]);
+    let head = one_request(
+        gw.addr,
+        &chat_request(
+            SMALL_CHAT,
+            "x-mock-echo: head\r\nAuthorization: Bearer tg-client-key\r\nX-Api-Key: tg-client-key\r\nUser-Agent: e2e\r\n",
+        ),
+    )
+    .text();
+    assert!(!head.contains("tg-client-key"), "client key forwarded:\n{head}");
+    assert!(head.contains("authorization: Bearer sk-provider-secret"), "{head}");
+    assert!(head.contains("User-Agent: e2e"), "ordinary headers are forwarded:\n{head}");
+    assert!(head.contains(&format!("host: {}", mock.addr)), "{head}");
+}
+
+#[test]
+fn stream_events_reach_the_client_before_the_upstream_finishes() {
+    // 6 content events 150 ms apart: the upstream needs about 1.2 s in all.
+    let (_mock, gw) = pair(&["--chunks", "6", "--chunk-delay-ms", "150"], 1, "");
+    let mut c = Client::connect(gw.addr);
+    let start = Instant::now();
+    c.send(&chat_request(STREAM_CHAT, ""));
+    let mut first = None;
+    let resp = c
+        .read_response_with(|data| {
+            if first.is_none() && !data.is_empty() {
+                first = Some(start.elapsed());
+            }
+        })
+        .expect("stream");
+    let total = start.elapsed();
+    let first = first.expect("a first event");
+    assert_eq!(resp.status, 200);
+    assert!(resp.chunked);
+    assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+    assert!(first < Duration::from_millis(400), "first event after {first:?}");
+    assert!(total >= Duration::from_millis(1000), "stream finished after {total:?}, faster than the mock's delays");
+    let data = sse_data(&resp.body);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(data.len(), 1 + 6 + 1 + 1);
+}
+
+#[test]
+fn split_events_and_characters_are_relayed_intact() {
+    let (mock, gw) = pair(&["--split", "--chunks", "4"], 1, "");
+    let direct = one_request(mock.addr, &chat_request(STREAM_CHAT, ""));
+    let via = one_request(gw.addr, &chat_request(STREAM_CHAT, ""));
+    assert_eq!(via.body, direct.body);
+    assert!(std::str::from_utf8(&via.body).is_ok());
+}
+
+#[test]
+fn keep_alive_is_reused_on_both_sides() {
+    let (_mock, gw) = pair(&[], 1, "");
+    let mut c = Client::connect(gw.addr);
+    let mut upstream_conns = Vec::new();
+    for _ in 0..5 {
+        c.send(&chat_request(SMALL_CHAT, ""));
+        let r = c.read_response().expect("response on the same client connection");
+        assert_eq!(r.status, 200);
+        upstream_conns.push(r.header("x-mock-connection").expect("mock connection id").to_string());
+    }
+    upstream_conns.dedup();
+    assert_eq!(upstream_conns.len(), 1, "one upstream connection should serve all five");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (_mock, gw) = pair(&[], 1, "");
+    let mut c = Client::connect(gw.addr);
+    let mut raw = Vec::new();
+    for words in [3, 5, 7] {
+        raw.extend(chat_request(SMALL_CHAT, &format!("x-mock-reply-words: {words}\r\n")));
+    }
+    c.send(&raw);
+    for words in [3, 5, 7] {
+        let r = c.read_response().expect("pipelined response");
+        assert_eq!(r.json()["usage"]["completion_tokens"], words);
+    }
+}
+
+#[test]
+fn expect_100_continue() {
+    let (_mock, gw) = pair(&[], 1, "");
+    let mut c = Client::connect(gw.addr);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        SMALL_CHAT.len()
+    );
+    c.send(head.as_bytes());
+    let (status, _) = c.read_head().expect("interim answer");
+    assert_eq!(status, 100);
+    c.send(SMALL_CHAT.as_bytes());
+    assert_eq!(c.read_response().expect("final answer").status, 200);
+}
+
+#[test]
+fn two_hundred_concurrent_clients_are_all_served() {
+    let (_mock, gw) = pair(&["--latency-ms", "20"], 2, "");
+    let ok = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let ok = ok.clone();
+            let addr = gw.addr;
+            std::thread::spawn(move || {
+                let body = if i % 2 == 0 { SMALL_CHAT } else { STREAM_CHAT };
+                let r = one_request(addr, &chat_request(body, ""));
+                if r.status == 200 {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    assert_eq!(ok.load(Ordering::Relaxed), 200);
+}
+
+#[test]
+fn smuggling_attempts_get_their_status_and_a_closed_connection() {
+    let (_mock, gw) = pair(&[], 2, "head_bytes_max = 4096\nuri_bytes_max = 1024\nbody_bytes_max = 65536");
+    // Meanwhile, an ordinary client keeps being served.
+    let stop = Arc::new(AtomicBool::new(false));
+    let bystander = {
+        let (stop, addr) = (stop.clone(), gw.addr);
+        std::thread::spawn(move || {
+            let mut c = Client::connect(addr);
+            let mut served = 0;
+            while !stop.load(Ordering::Relaxed) {
+                c.send(&chat_request(SMALL_CHAT, ""));
+                assert_eq!(c.read_response().expect("bystander answer").status, 200);
+                served += 1;
+            }
+            served
+        })
+    };
+    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: gw\r\n\r\n", "a".repeat(5000));
+    let big_head = format!("GET / HTTP/1.1\r\nHost: gw\r\nX-Big: {}\r\n\r\n", "b".repeat(5000));
+    let many_headers = format!("GET / HTTP/1.1\r\nHost: gw\r\n{}\r\n", "X-H: 1\r\n".repeat(70));
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("CL+TE", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400, "content_length_with_transfer_encoding"),
+        ("two CL", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".into(), 400, "multiple_content_length"),
+        ("CL list", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 5, 5\r\n\r\nhello".into(), 400, "multiple_content_length"),
+        ("bad CL", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 5x\r\n\r\nhello".into(), 400, "invalid_content_length"),
+        ("gzip TE", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip\r\n\r\n".into(), 501, "unsupported_transfer_coding"),
+        ("chunked not last", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked, identity\r\n\r\n".into(), 400, "chunked_not_final"),
+        ("bad chunk size", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".into(), 400, "bad_chunk_size"),
+        ("chunk overflow", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n".into(), 400, "chunk_size_overflow"),
+        ("bare CR", "GET /healthz HTTP/1.1\r\nHost: gw\r\nX: a\rb\r\n\r\n".into(), 400, "bare_cr"),
+        ("NUL", "GET /healthz HTTP/1.1\r\nHost: gw\r\nX: a\0b\r\n\r\n".into(), 400, "control_byte_in_head"),
+        ("obs-fold", "GET /healthz HTTP/1.1\r\nHost: gw\r\nX: a\r\n b\r\n\r\n".into(), 400, "obsolete_line_folding"),
+        ("long URI", long_uri, 414, "uri_too_long"),
+        ("big head", big_head, 431, "head_too_large"),
+        ("many headers", many_headers, 431, "too_many_headers"),
+        ("big body", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 70000\r\n\r\n".into(), 413, "body_too_large"),
+    ];
+    for (name, raw, status, code) in cases {
+        let mut c = Client::connect(gw.addr);
+        c.send(raw.as_bytes());
+        let r = c.read_response().unwrap_or_else(|| panic!("{name}: no answer"));
+        assert_eq!(r.status, status, "{name}: {}", r.text());
+        assert_eq!(r.error_code(), code, "{name}");
+        assert_eq!(r.header("connection"), Some("close"), "{name}");
+        assert!(c.is_closed(), "{name}: connection left open");
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(bystander.join().expect("bystander") > 0);
+}
+
+#[test]
+fn local_routes_and_errors() {
+    let (_mock, gw) = pair(&[], 1, "");
+    let r = one_request(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("ok")));
+    let r = one_request(gw.addr, b"GET /readyz HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let r = one_request(gw.addr, b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let ids: Vec<_> =
+        r.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(ids, ["gpt-4o-mini", "alias"]);
+    let r = one_request(gw.addr, b"GET /v2/nothing HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_eq!((r.status, r.error_code().as_str()), (404, "unknown_url"));
+    let r = one_request(gw.addr, &chat_request(r#"{"model":"gpt-5-nope","messages":[]}"#, ""));
+    assert_eq!((r.status, r.error_code().as_str()), (404, "model_not_found"));
+    let r = one_request(gw.addr, &chat_request("not json", ""));
+    assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_body"));
+    // A chunked request body is decoded and forwarded with a length.
+    let chunked = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nx-mock-echo: body\r\n\r\n5\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+        &SMALL_CHAT[..5],
+        SMALL_CHAT.len() - 5,
+        &SMALL_CHAT[5..]
+    );
+    let r = one_request(gw.addr, chunked.as_bytes());
+    assert_eq!(r.text(), SMALL_CHAT);
+}
+
+#[test]
+fn upstream_refused_is_502_and_upstream_hang_is_504() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let gw = start_gateway(&config_for(closed, 1, ""), &[], &[]);
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!((r.status, r.error_code().as_str()), (502, "upstream_unreachable"));
+
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 1, "[server.timeouts]\nupstream_first_byte_ms = 300"), &[], &[]);
+    let start = Instant::now();
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-fail: hang\r\n"));
+    assert_eq!((r.status, r.error_code().as_str()), (504, "upstream_timeout"));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // An upstream that resets before answering is a 502, and the next
+    // request is served normally.
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-fail: reset\r\n"));
+    assert_eq!((r.status, r.error_code().as_str()), (502, "upstream_closed"));
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    // Upstream error statuses pass through with their bodies.
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-fail: 429\r\n"));
+    assert_eq!((r.status, r.error_code().as_str()), (429, "mock_failure"));
+}
+
+#[test]
+fn upstream_reset_mid_stream_ends_with_an_error_event_and_done() {
+    let (_mock, gw) = pair(&["--chunks", "6"], 1, "");
+    let r = one_request(gw.addr, &chat_request(STREAM_CHAT, "x-mock-fail: reset-mid-stream\r\n"));
+    assert_eq!(r.status, 200);
+    let data = sse_data(&r.body);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+    let err: serde_json::Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(err["error"]["code"], "upstream_stream_error");
+}
+
+#[test]
+fn sigterm_lets_a_slow_stream_finish() {
+    let (_mock, mut gw) = pair(&["--chunks", "8", "--chunk-delay-ms", "100"], 1, "");
+    let mut c = Client::connect(gw.addr);
+    c.send(&chat_request(STREAM_CHAT, ""));
+    let mut signalled = false;
+    let r = c
+        .read_response_with(|_| {
+            if !signalled {
+                signalled = true;
+                gw.signal(libc::SIGTERM);
+            }
+        })
+        .expect("the stream completes");
+    let data = sse_data(&r.body);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(data.len(), 1 + 8 + 1 + 1);
+    let status = gw.wait_exit(Duration::from_secs(10)).expect("gateway exits after the drain");
+    assert!(status.success(), "{status:?}");
+    assert!(std::net::TcpStream::connect(gw.addr).is_err(), "still accepting after shutdown");
+}
+
+#[test]
+fn epoll_fallback_serves_requests() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 2, ""), &["--driver", "epoll"], &[]);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    assert_eq!(one_request(gw.addr, &chat_request(STREAM_CHAT, "")).status, 200);
+    let uring = start_gateway(&config_for(mock.addr, 1, ""), &["--driver", "io-uring"], &[]);
+    assert_eq!(one_request(uring.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+}
