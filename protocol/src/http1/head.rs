@@ -256,15 +256,19 @@ impl RequestHead {
         if head.len() > limits.head_bytes_max {
             return Err(Self::too_large(&head, limits));
         }
-        check_head_bytes(&head)?;
         let mut raw = [httparse::EMPTY_HEADER; HEADERS_MAX];
         let mut req = httparse::Request::new(&mut raw);
         match req.parse(&head) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err(RequestError::Syntax("incomplete request head")),
+            // httparse refuses every byte `check_head_bytes` looks for, so
+            // that pass runs only here, to name the refusal precisely.
             Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
             Err(httparse::Error::Version) => return Err(RequestError::UnsupportedVersion),
-            Err(e) => return Err(RequestError::Syntax(httparse_reason(e))),
+            Err(e) => {
+                check_head_bytes(&head)?;
+                return Err(RequestError::Syntax(httparse_reason(e)));
+            }
         }
         let (Some(method), Some(path), Some(minor_version)) = (req.method, req.path, req.version) else {
             return Err(RequestError::Syntax("incomplete request line"));
@@ -398,7 +402,7 @@ impl ResponseHead {
 
 /// Bytes `httparse` would also refuse, checked first so that each gets its
 /// own error: control bytes, a CR without LF, and obs-fold continuation lines.
-fn check_head_bytes(head: &[u8]) -> Result<(), RequestError> {
+pub(crate) fn check_head_bytes(head: &[u8]) -> Result<(), RequestError> {
     let mut prev = 0u8;
     for (i, &b) in head.iter().enumerate() {
         if prev == b'\n' && (b == b' ' || b == b'\t') {

@@ -8,7 +8,7 @@
 
 mod body;
 mod error;
-mod head;
+pub(crate) mod head;
 
 pub use body::{chunk_header, BodyFraming, ChunkedDecoder, DecodeProgress, LengthDecoder, CHUNK_END, LAST_CHUNK};
 pub use error::{RequestError, ResponseError};

@@ -197,3 +197,24 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The pre-check runs only after httparse has refused a head, so
+    /// httparse must refuse every head the pre-check would: control bytes,
+    /// bare CRs and obs-fold anywhere in the header section.
+    #[test]
+    fn httparse_refuses_what_the_precheck_refuses(
+        value in proptest::collection::vec(any::<u8>(), 0..24),
+        fold in any::<bool>(),
+    ) {
+        let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-V: ".to_vec();
+        raw.extend_from_slice(&value);
+        raw.extend_from_slice(if fold { b"\r\n folded\r\n\r\n" } else { b"\r\n\r\n" });
+        if let Some(end) = find_head_end(&raw) {
+            let head = &raw[..end];
+            if head::check_head_bytes(head).is_err() {
+                prop_assert!(RequestHead::parse(Bytes::copy_from_slice(head), &HeadLimits::default()).is_err());
+            }
+        }
+    }
+}
