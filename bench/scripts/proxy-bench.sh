@@ -21,6 +21,7 @@ taskset -c "$LOAD_CPU" ./target/release/tollgate-mock --listen 127.0.0.1:9100 --
 cat >"$work/gw.toml" <<TOML
 [server]
 listen = "127.0.0.1:9200"
+admin_listen = "off"
 workers = 1
 [[providers]]
 name = "mock"
@@ -29,6 +30,13 @@ base_url = "http://127.0.0.1:9100/v1"
 [[models]]
 name = "gpt-4o-mini"
 targets = [{ provider = "mock" }]
+[[teams]]
+name = "bench"
+models = ["*"]
+[[keys]]
+name = "bench"
+team = "bench"
+sha256 = "$(printf '%s' tg-bench-key | sha256sum | cut -d' ' -f1)"
 TOML
 taskset -c "$GW_CPU" ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 have_nginx=0
@@ -54,6 +62,7 @@ NGINX
   nginx -p "$work" -c "$work/nginx.conf"
 fi
 sleep 1
+grep -q "tollgate listening" "$work/gw.log" || { echo "tollgate did not start:"; cat "$work/gw.log"; exit 1; }
 
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 pid_of() {

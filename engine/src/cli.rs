@@ -10,6 +10,11 @@ tollgate: an AI gateway: one layer every LLM request passes through
 USAGE:
     tollgate [serve] [OPTIONS]     run the gateway (the default command)
     tollgate check-config FILE     validate a configuration file and exit
+    tollgate keygen --team TEAM --name NAME [--config FILE]
+                                   make a new virtual key: prints the key once,
+                                   and the [[keys]] entry (its SHA-256) to paste
+                                   into the configuration; with --config, checks
+                                   that the team exists
     tollgate --help | --version
 
 With no --config, tollgate runs on its bundled defaults (examples/tollgate.toml):
@@ -19,6 +24,8 @@ serves itself, so it works on a fresh machine with no provider account.
 OPTIONS (serve):
     -c, --config FILE      configuration file (TOML; see docs/configuration.md)
     --listen ADDR          listen address, overriding [server].listen (port 0 picks one)
+    --admin-listen ADDR    admin listener address, overriding [server].admin_listen;
+                           \"off\" disables it
     --workers N            worker threads, one per core, overriding [server].workers
                            (0: one per available core)
     --driver DRIVER        IO driver: auto (io_uring, falling back to epoll where the
@@ -31,12 +38,16 @@ OPTIONS (serve):
 SIGNALS:
     SIGTERM, SIGINT        stop accepting, let in-flight requests finish (up to
                            [server.timeouts].drain_ms), exit 0
+    SIGHUP                 reload the configuration file (as POST /admin/reload)
 
-ENDPOINTS:
+ENDPOINTS (each /v1 request needs `Authorization: Bearer tg-...` or `x-api-key`):
     POST /v1/chat/completions   OpenAI chat completions, JSON or SSE (\"stream\": true)
-    GET  /v1/models             the configured models
+    GET  /v1/models             the models the key may use
     GET  /healthz               liveness
     GET  /readyz                readiness (503 while draining)
+ADMIN ENDPOINTS ([server].admin_listen, loopback by default):
+    POST /admin/reload          reload the configuration; 400 with every problem if invalid
+    GET  /admin/config          loaded file, SHA-256, load time, generation
 
 EXIT CODES:
     0 clean shutdown or valid configuration; 1 runtime failure (for example the
@@ -54,6 +65,8 @@ pub enum Driver {
 pub struct ServeArgs {
     pub config: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    /// `Some(None)`: disabled.
+    pub admin_listen: Option<Option<SocketAddr>>,
     pub workers: Option<usize>,
     pub driver: Driver,
     pub log: Option<String>,
@@ -63,6 +76,7 @@ pub struct ServeArgs {
 pub enum Command {
     Serve(ServeArgs),
     CheckConfig(PathBuf),
+    Keygen { team: String, name: String, config: Option<PathBuf> },
     Help,
     Version,
 }
@@ -78,12 +92,29 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             }
             return Ok(Command::CheckConfig(file.into()));
         }
+        Some("keygen") => {
+            args.next();
+            let (mut team, mut name, mut config) = (None, None, None);
+            while let Some(arg) = args.next() {
+                let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
+                match arg.as_str() {
+                    "--team" => team = Some(value("--team")?),
+                    "--name" => name = Some(value("--name")?),
+                    "-c" | "--config" => config = Some(PathBuf::from(value("--config")?)),
+                    other => return Err(format!("keygen: unknown argument {other:?}")),
+                }
+            }
+            let team = team.ok_or("keygen needs --team TEAM")?;
+            let name = name.ok_or("keygen needs --name NAME")?;
+            return Ok(Command::Keygen { team, name, config });
+        }
         Some("serve") => {
             args.next();
         }
         _ => {}
     }
-    let mut serve = ServeArgs { config: None, listen: None, workers: None, driver: Driver::Auto, log: None };
+    let mut serve =
+        ServeArgs { config: None, listen: None, admin_listen: None, workers: None, driver: Driver::Auto, log: None };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -93,6 +124,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             "--listen" => {
                 let v = value("--listen")?;
                 serve.listen = Some(v.parse().map_err(|_| format!("--listen {v:?}: write it as IP:port"))?);
+            }
+            "--admin-listen" => {
+                let v = value("--admin-listen")?;
+                serve.admin_listen = Some(match v.as_str() {
+                    "off" | "none" => None,
+                    _ => Some(v.parse().map_err(|_| format!("--admin-listen {v:?}: write it as IP:port, or off"))?),
+                });
             }
             "--workers" => {
                 let v = value("--workers")?;
@@ -134,5 +172,12 @@ mod tests {
         assert!(p("--listen nope").unwrap_err().contains("IP:port"));
         assert!(p("--bogus").unwrap_err().contains("unknown argument"));
         assert!(p("--workers").unwrap_err().contains("needs a value"));
+        assert_eq!(
+            p("keygen --team t --name n"),
+            Ok(Command::Keygen { team: "t".into(), name: "n".into(), config: None })
+        );
+        assert!(p("keygen --team t").unwrap_err().contains("--name"));
+        let Ok(Command::Serve(s)) = p("--admin-listen off") else { panic!() };
+        assert_eq!(s.admin_listen, Some(None));
     }
 }

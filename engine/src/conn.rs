@@ -7,6 +7,7 @@
 //! the very allocation it arrived in. Bytes after the current request stay
 //! in the buffer as the start of the next one.
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -16,14 +17,15 @@ use tollgate_protocol::http1::{BodyFraming, ChunkedDecoder, HeadScan, Method, Re
 
 use crate::error::GatewayError;
 use crate::proxy;
-use crate::respond::Client;
-use crate::worker::{Tracked, Worker};
+use crate::proxy::authenticate::authenticate;
+use crate::respond::{models_body, Client};
+use crate::worker::{CoreState, Tracked, Worker};
 
 /// Bytes asked for per client read; a typical chat request fits in one.
 const READ_BYTES: usize = 16 * 1024;
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(w: std::rc::Rc<Worker>, stream: TcpStream, _open: Tracked) {
+pub async fn serve(w: Rc<Worker>, stream: TcpStream, _open: Tracked) {
     let mut client = Client::new(stream);
     let mut buf = BytesMut::with_capacity(READ_BYTES);
     let mut scan = HeadScan::default();
@@ -37,7 +39,10 @@ pub async fn serve(w: std::rc::Rc<Worker>, stream: TcpStream, _open: Tracked) {
             }
         };
         let _in_flight = w.track_request();
-        let keep_alive = answer(&w, &mut client, &mut buf, head).await;
+        // The request runs under the state it started with, whatever a
+        // reload installs meanwhile.
+        let state = w.state();
+        let keep_alive = answer(&w, &state, &mut client, &mut buf, head).await;
         if !keep_alive || w.is_draining() {
             return;
         }
@@ -52,22 +57,25 @@ async fn read_head(
     buf: &mut BytesMut,
     scan: &mut HeadScan,
 ) -> Result<Option<RequestHead>, GatewayError> {
+    let state = w.state();
+    let (limits, timeouts) = (&state.limits, &state.config.server.timeouts);
     let mut head_deadline: Option<Instant> = None;
     loop {
         if let Some(n) = scan.find_end(buf) {
             let head = buf.split_to(n).freeze();
-            return RequestHead::parse(head, &w.limits).map(Some).map_err(GatewayError::Request);
+            return RequestHead::parse(head, limits).map(Some).map_err(GatewayError::Request);
         }
-        if buf.len() >= w.limits.head_bytes_max {
-            return Err(GatewayError::Request(RequestHead::too_large(buf, &w.limits)));
+        if buf.len() >= limits.head_bytes_max {
+            return Err(GatewayError::Request(RequestHead::too_large(buf, limits)));
         }
         buf.reserve(READ_BYTES);
         let taken = std::mem::take(buf);
         let (res, back) = match head_deadline {
             // Between requests: idle time-out, and cancelled by a drain.
             None => {
-                let idle = w.config.server.timeouts.idle_keepalive;
-                match monoio::time::timeout(idle, stream.cancelable_read(taken, w.idle_handle())).await {
+                match monoio::time::timeout(timeouts.idle_keepalive, stream.cancelable_read(taken, w.idle_handle()))
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => return Ok(None),
                 }
@@ -85,67 +93,84 @@ async fn read_head(
             // Closed, reset, or cancelled by a drain: no request to answer.
             return Ok(None);
         }
-        head_deadline.get_or_insert_with(|| Instant::now() + w.config.server.timeouts.head_read);
+        head_deadline.get_or_insert_with(|| Instant::now() + timeouts.head_read);
     }
 }
 
 /// Answers one request; true when the connection may serve another.
-async fn answer(w: &Worker, client: &mut Client, buf: &mut BytesMut, head: RequestHead) -> bool {
+async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut BytesMut, head: RequestHead) -> bool {
     let started = Instant::now();
-    let has_body = head.framing != BodyFraming::Empty;
+    let keep_alive = head.keep_alive;
+    let json = "application/json";
     match (head.method, head.path()) {
         (Method::Post, b"/v1/chat/completions") => {}
         (Method::Get, b"/healthz") => {
-            return client
-                .send(200, "application/json", Bytes::from_static(b"{\"status\":\"ok\"}"), !head.keep_alive)
-                .await
-                && head.keep_alive
+            return client.send(200, json, Bytes::from_static(b"{\"status\":\"ok\"}"), !keep_alive).await && keep_alive
         }
         (Method::Get, b"/readyz") => {
             let (status, body): (u16, &'static [u8]) =
                 if w.is_draining() { (503, b"{\"status\":\"draining\"}") } else { (200, b"{\"status\":\"ready\"}") };
-            return client.send(status, "application/json", Bytes::from_static(body), !head.keep_alive).await
-                && head.keep_alive;
+            return client.send(status, json, Bytes::from_static(body), !keep_alive).await && keep_alive;
         }
         (Method::Get, b"/v1/models") => {
-            return client.send(200, "application/json", w.models_body.clone(), !head.keep_alive).await
-                && head.keep_alive
+            return match authenticate(state, &head) {
+                Ok(key) => client.send(200, json, models_body(&state.config, key), !keep_alive).await && keep_alive,
+                Err(e) => refuse(client, buf, &head, &e).await,
+            };
         }
-        _ => {
-            // An unread body would be taken for the next request: close.
-            let close = has_body || !head.keep_alive;
-            return client.send_error(&GatewayError::NoRoute, close).await && !close;
-        }
+        _ => return refuse(client, buf, &head, &GatewayError::NoRoute).await,
     }
-    let body = match read_body(w, client, buf, &head, started).await {
+    // Authenticate before reading the body: an unknown client does not get
+    // to make the gateway buffer megabytes.
+    let key = match authenticate(state, &head) {
+        Ok(key) => key,
+        Err(e) => return refuse(client, buf, &head, &e).await,
+    };
+    let body = match read_body(state, client, buf, &head, started).await {
         Ok(b) => b,
         Err(e) => {
             client.send_error(&e, true).await;
             return false;
         }
     };
-    let deadline = started + w.config.server.timeouts.request;
-    match proxy::chat_completions(w, client, &head, body, deadline).await {
+    let deadline = started + state.config.server.timeouts.request;
+    match proxy::chat_completions(state, key, client, &head, body, deadline).await {
         Ok(end) => end.client_reusable,
         Err(e) => {
-            let close = e.closes_connection() || !head.keep_alive;
+            let close = e.closes_connection() || !keep_alive;
             tracing::debug!(error = %e, status = e.status(), "request failed");
             client.send_error(&e, close).await && !close
         }
     }
 }
 
+/// Answers with an error before the body has been read. The connection
+/// stays open only if the whole body is already buffered (it is skipped);
+/// otherwise its unread bytes would be taken for the next request.
+async fn refuse(client: &mut Client, buf: &mut BytesMut, head: &RequestHead, e: &GatewayError) -> bool {
+    let body_skipped = match head.framing {
+        BodyFraming::Empty => true,
+        BodyFraming::Length(n) if buf.len() as u64 >= n => {
+            let _ = buf.split_to(n as usize);
+            true
+        }
+        _ => false,
+    };
+    let close = !body_skipped || !head.keep_alive || e.closes_connection();
+    client.send_error(e, close).await && !close
+}
+
 /// Reads the whole request body (routing and, later, guardrails need all of
 /// it). A Content-Length body is split off the read buffer without a copy.
 async fn read_body(
-    w: &Worker,
+    state: &CoreState,
     client: &mut Client,
     buf: &mut BytesMut,
     head: &RequestHead,
     started: Instant,
 ) -> Result<Bytes, GatewayError> {
-    let max = w.config.server.body_bytes_max as u64;
-    let deadline = started + w.config.server.timeouts.body_read;
+    let max = state.config.server.body_bytes_max as u64;
+    let deadline = started + state.config.server.timeouts.body_read;
     match head.framing {
         BodyFraming::Empty | BodyFraming::CloseDelimited => Ok(Bytes::new()),
         BodyFraming::Length(n) => {

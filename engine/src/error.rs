@@ -11,6 +11,7 @@ use std::fmt;
 use std::io;
 
 use bytes::BytesMut;
+use tollgate_policy::AuthError;
 use tollgate_protocol::http1::{RequestError, ResponseError};
 use tollgate_protocol::openai::{write_error_body, BodyError};
 
@@ -34,6 +35,10 @@ pub enum GatewayError {
     BodyTimeout,
     /// The client closed or reset before its request was complete.
     ClientClosed,
+    /// No valid virtual key.
+    Auth(AuthError),
+    /// The key's team (or the key itself) may not use this model.
+    ModelNotAllowed { model: String, team: String, key: String },
     /// No route for this method and path.
     NoRoute,
     /// The model is not in the configuration.
@@ -57,9 +62,15 @@ impl GatewayError {
     pub fn source(&self) -> Source {
         use GatewayError::*;
         match self {
-            Request(_) | Body(_) | HeadTimeout | BodyTimeout | ClientClosed | NoRoute | UnknownModel(_) => {
-                Source::Client
-            }
+            Request(_)
+            | Body(_)
+            | HeadTimeout
+            | BodyTimeout
+            | ClientClosed
+            | Auth(_)
+            | ModelNotAllowed { .. }
+            | NoRoute
+            | UnknownModel(_) => Source::Client,
             UpstreamConnect { .. }
             | UpstreamConnectTimeout { .. }
             | UpstreamTimeout { .. }
@@ -94,6 +105,8 @@ impl GatewayError {
             Request(e) => e.status(),
             Body(_) | ClientClosed => 400,
             HeadTimeout | BodyTimeout => 408,
+            Auth(_) => 401,
+            ModelNotAllowed { .. } => 403,
             NoRoute | UnknownModel(_) => 404,
             UpstreamConnect { .. } | UpstreamClosed { .. } | UpstreamProtocol { .. } => 502,
             UpstreamConnectTimeout { .. } | UpstreamTimeout { .. } => 504,
@@ -118,6 +131,11 @@ impl GatewayError {
             HeadTimeout => "head_timeout",
             BodyTimeout => "body_timeout",
             ClientClosed => "client_closed",
+            Auth(AuthError::Missing) => "missing_api_key",
+            Auth(AuthError::Unknown) => "invalid_api_key",
+            Auth(AuthError::Expired { .. }) => "expired_api_key",
+            Auth(AuthError::Revoked { .. }) => "revoked_api_key",
+            ModelNotAllowed { .. } => "model_not_allowed",
             NoRoute => "unknown_url",
             UnknownModel(_) => "model_not_found",
             UpstreamConnect { .. } => "upstream_unreachable",
@@ -144,6 +162,10 @@ impl fmt::Display for GatewayError {
             HeadTimeout => f.write_str("the request head did not arrive in time"),
             BodyTimeout => f.write_str("the request body did not arrive in time"),
             ClientClosed => f.write_str("the client closed the connection before the request was complete"),
+            Auth(e) => write!(f, "{e}"),
+            ModelNotAllowed { model, team, key } => {
+                write!(f, "team `{team}` (key `{key}`) is not allowed to use model `{model}`")
+            }
             NoRoute => f.write_str(
                 "unknown path; this gateway serves POST /v1/chat/completions, GET /v1/models, GET /healthz and GET /readyz",
             ),
@@ -186,6 +208,9 @@ mod tests {
             (GatewayError::Body(BodyError::MissingModel), 400),
             (GatewayError::HeadTimeout, 408),
             (GatewayError::NoRoute, 404),
+            (GatewayError::Auth(AuthError::Missing), 401),
+            (GatewayError::Auth(AuthError::Expired { key: "k".into() }), 401),
+            (GatewayError::ModelNotAllowed { model: "m".into(), team: "t".into(), key: "k".into() }, 403),
             (GatewayError::UnknownModel("x".into()), 404),
             (GatewayError::UpstreamConnect { provider: p(), cause: io::ErrorKind::ConnectionRefused.into() }, 502),
             (GatewayError::UpstreamTimeout { provider: p() }, 504),

@@ -11,15 +11,17 @@
 //! - [`conn`] reads requests from one client connection in order;
 //! - [`proxy`] is the pipeline of named phases a chat request goes through;
 //! - [`upstream`] holds the per-core pools of upstream connections;
-//! - [`relay`] streams an upstream answer to the client as it arrives;
+//! - [`reload`] swaps the configuration on every core; [`admin`] serves the
+//!   admin listener;
 //! - [`error`] is the one place an error becomes an HTTP status and body.
 
+pub mod admin;
 pub mod cli;
 pub mod conn;
 pub mod error;
 pub(crate) mod iov;
 pub mod proxy;
-pub mod relay;
+pub mod reload;
 pub mod respond;
 pub mod server;
 pub mod upstream;

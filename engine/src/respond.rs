@@ -51,11 +51,12 @@ impl Client {
     }
 }
 
-/// The `GET /v1/models` body for a configuration, rendered once per worker.
-pub fn models_body(config: &tollgate_policy::Config) -> Bytes {
+/// The `GET /v1/models` body: the models this key may use.
+pub fn models_body(config: &tollgate_policy::Config, key: &tollgate_policy::VirtualKey) -> Bytes {
     let mut out = BytesMut::new();
     out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
-    for (i, route) in config.routes.all().iter().enumerate() {
+    let routes = config.routes.all();
+    for (i, route) in key.models.iter().filter_map(|m| routes.get(m)).enumerate() {
         if i > 0 {
             out.extend_from_slice(b",");
         }

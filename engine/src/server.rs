@@ -1,19 +1,22 @@
 //! Start-up and shutdown: load the configuration, start the in-process mock
 //! where configured, bind one SO_REUSEPORT listener per worker, start one
-//! pinned worker thread per core, then wait for a signal and drain.
+//! pinned worker thread per core and the admin listener, then serve signals
+//! (SIGHUP reloads) until SIGTERM or SIGINT, and drain.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use tollgate_policy::config::{ProcessEnv, BUNDLED_DEFAULT};
-use tollgate_policy::{Config, ProviderKind};
+use tollgate_policy::Config;
 
+use crate::admin;
 use crate::cli::{Driver, ServeArgs};
-use crate::worker::{self, Worker};
+use crate::reload::{provider_addrs, ConfigSource, Reloader};
+use crate::worker::{self, CoreState, Worker};
 
 /// Runs the gateway until SIGTERM or SIGINT; returns the exit code.
 pub fn serve(args: ServeArgs) -> i32 {
@@ -21,21 +24,24 @@ pub fn serve(args: ServeArgs) -> i32 {
     // the signals wait for `sigwait` below instead of killing the process.
     block_signals();
     init_logging(args.log.as_deref());
-    let mut config = match &args.config {
-        Some(path) => Config::load(path, &ProcessEnv),
-        None => Config::parse("examples/tollgate.toml (bundled)", BUNDLED_DEFAULT, &ProcessEnv),
-    }
-    .unwrap_or_else(|e| {
+    let source = match &args.config {
+        Some(path) => ConfigSource::File(path.clone()),
+        None => ConfigSource::Bundled,
+    };
+    let mut config = source.load().unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(2)
     });
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    if let Some(admin) = args.admin_listen {
+        config.server.admin_listen = admin;
+    }
     if let Some(n) = args.workers {
         config.server.workers = n;
     }
-    match start(config, args.driver) {
+    match start(config, source, args.driver) {
         Ok(running) => running.wait(),
         Err(e) => {
             tracing::error!("{e}");
@@ -47,16 +53,32 @@ pub fn serve(args: ServeArgs) -> i32 {
 /// A started gateway.
 pub struct Running {
     pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    reloader: Arc<Mutex<Reloader>>,
     shutdown: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Waits for SIGTERM or SIGINT, drains, and returns the exit code.
+    /// Serves signals until SIGTERM or SIGINT, drains, and returns the exit
+    /// code. SIGHUP reloads the configuration.
     fn wait(self) -> i32 {
         loop {
             match wait_signal() {
-                libc::SIGHUP => tracing::warn!("SIGHUP ignored: configuration reload is not built yet"),
+                libc::SIGHUP => {
+                    let result = self.reloader.lock().unwrap_or_else(|e| e.into_inner()).reload();
+                    match result {
+                        Ok(r) => {
+                            for note in &r.notes {
+                                tracing::warn!("{note}");
+                            }
+                            tracing::info!(sha256 = %r.loaded.sha256, generation = r.loaded.generation, "configuration reloaded");
+                        }
+                        Err(problems) => {
+                            tracing::error!("reload refused, the old configuration keeps serving:\n{problems}")
+                        }
+                    }
+                }
                 sig => {
                     tracing::info!(signal = sig, "draining: no new requests, waiting for requests in flight");
                     break;
@@ -72,9 +94,11 @@ impl Running {
     }
 }
 
-/// Starts the mock (if configured), the listeners and the workers.
-pub fn start(config: Config, driver: Driver) -> Result<Running, String> {
-    let addrs = provider_addrs(&config)?;
+/// Starts the mock (if configured), the listeners, the workers and the
+/// admin listener.
+pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Running, String> {
+    let mut mocks = HashMap::new();
+    let addrs = provider_addrs(&config, &mut mocks)?;
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -87,11 +111,15 @@ pub fn start(config: Config, driver: Driver) -> Result<Running, String> {
     for _ in 1..workers {
         listeners.push(bind_reuseport(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
     }
+    let config = Arc::new(config);
     let shutdown = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
     let mut threads = Vec::new();
+    let mut mailboxes = Vec::new();
     for (index, listener) in listeners.into_iter().enumerate() {
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
+        let (mailbox, reloads) = mpsc::channel();
+        mailboxes.push(mailbox);
         let (config, addrs, shutdown, ready) = (config.clone(), addrs.clone(), shutdown.clone(), ready_tx.clone());
         let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
             if let Some(cpu) = cpu {
@@ -99,7 +127,8 @@ pub fn start(config: Config, driver: Driver) -> Result<Running, String> {
                     tracing::warn!(worker = index, cpu, error = %e, "cannot pin worker to its core");
                 }
             }
-            let worker = Rc::new(Worker::new(index, config, &addrs));
+            let state = CoreState::build(config, &addrs, None);
+            let worker = Rc::new(Worker::new(index, state, reloads));
             let main = worker::run(worker, listener, shutdown);
             match build_runtime(driver) {
                 Ok(Runtime::Uring(mut rt)) => {
@@ -130,12 +159,21 @@ pub fn start(config: Config, driver: Driver) -> Result<Running, String> {
     }
     drivers.sort_unstable();
     drivers.dedup();
+    let reloader = Arc::new(Mutex::new(Reloader::new(source, &config, mocks, mailboxes)));
+    let admin_addr = match config.server.admin_listen {
+        Some(a) => {
+            let bound = admin::start(a, reloader.clone()).map_err(|e| format!("cannot listen on admin {a}: {e}"))?;
+            tracing::info!("admin listening on http://{bound}");
+            Some(bound)
+        }
+        None => None,
+    };
     tracing::info!(
         "tollgate listening on http://{addr} ({workers} workers, driver {}, pinned: {})",
         drivers.join("+"),
         !cpus.is_empty()
     );
-    Ok(Running { addr, shutdown, threads })
+    Ok(Running { addr, admin_addr, reloader, shutdown, threads })
 }
 
 enum Runtime {
@@ -166,40 +204,6 @@ fn build_runtime(driver: Driver) -> io::Result<Runtime> {
             epoll()
         }),
     }
-}
-
-/// Each provider's address: the bundled mock is started here, on a free
-/// loopback port; others are resolved once, at start.
-fn provider_addrs(config: &Config) -> Result<Vec<SocketAddr>, String> {
-    config
-        .providers
-        .iter()
-        .map(|p| match (&p.host, p.kind) {
-            (None, ProviderKind::Mock) => {
-                let m = &p.mock;
-                let mut behavior = tollgate_loadtest::mock::Behavior::default();
-                behavior.reply_words = m.reply_words.unwrap_or(behavior.reply_words);
-                behavior.stream_chunks = m.stream_chunks.unwrap_or(behavior.stream_chunks);
-                behavior.latency = Duration::from_millis(m.latency_ms.unwrap_or(0));
-                behavior.chunk_delay = Duration::from_millis(m.chunk_delay_ms.unwrap_or(0));
-                let opts = tollgate_loadtest::mock::MockOptions {
-                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                    threads: 1,
-                    behavior,
-                };
-                let handle = tollgate_loadtest::mock::start(&opts)
-                    .map_err(|e| format!("provider {:?}: cannot start the bundled mock: {e}", p.name))?;
-                tracing::info!(provider = %p.name, addr = %handle.addr, "bundled mock upstream started");
-                Ok(handle.addr)
-            }
-            (Some((host, port)), _) => (host.as_str(), *port)
-                .to_socket_addrs()
-                .map_err(|e| format!("provider {:?}: cannot resolve {host}:{port}: {e}", p.name))?
-                .next()
-                .ok_or_else(|| format!("provider {:?}: {host}:{port} has no address", p.name)),
-            (None, _) => Err(format!("provider {:?} has no address", p.name)),
-        })
-        .collect()
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
-use tollgate_policy::{Config, Provider};
+use tollgate_policy::Provider;
 use tollgate_protocol::http1::HeadScan;
 
 use crate::error::GatewayError;
@@ -68,9 +68,13 @@ impl Upstream {
         }
     }
 
-    /// Builds this core's upstream table, one per provider, in config order.
-    pub fn table(config: &Config, addrs: &[SocketAddr]) -> Vec<Upstream> {
-        config.providers.iter().zip(addrs).map(|(p, &a)| Upstream::new(p, a)).collect()
+    /// Whether `other` talks to the same place in the same way, so that
+    /// this one's pooled connections can serve it (reload keeps pools).
+    pub fn same_as(&self, other: &Upstream) -> bool {
+        self.name == other.name
+            && self.addr == other.addr
+            && self.chat_request_line == other.chat_request_line
+            && self.fixed_headers == other.fixed_headers
     }
 
     pub fn take_idle(&self) -> Option<UpConn> {

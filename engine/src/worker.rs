@@ -1,37 +1,74 @@
 //! A worker: one thread, one core, one monoio runtime, and everything the
 //! requests on that core touch.
 //!
-//! A worker owns its configuration copy, its upstream pools and its
-//! counters. Other threads reach it only through the shutdown flag, which
-//! it polls off the request path. Counters are `Cell`s: one thread, no
-//! atomics.
+//! A worker owns its [`CoreState`] (configuration, limits, upstream pools)
+//! and its counters. Other threads reach it only through two points that it
+//! polls off the request path: the shutdown flag and its reload mailbox.
+//! Counters are `Cell`s: one thread, no atomics.
+//!
+//! Reload builds the new `CoreState` from the old one, in the worker's own
+//! thread: upstreams whose address and head are unchanged keep their pools
+//! (and warm connections). Requests hold an `Rc` of the state they started
+//! with, so they finish under it.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 use tollgate_policy::Config;
 use tollgate_protocol::http1::HeadLimits;
 
-use crate::respond::models_body;
 use crate::upstream::Upstream;
 
-/// How often a worker looks at the process-wide shutdown flag. Only the
-/// start of a drain waits on it, never a request.
-const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+/// How often a worker looks at the shutdown flag and its reload mailbox.
+/// Only the start of a drain or a reload waits on it, never a request.
+const POLL: Duration = Duration::from_millis(10);
+
+/// What requests on one core read: an immutable snapshot.
+pub struct CoreState {
+    pub config: Arc<Config>,
+    pub limits: HeadLimits,
+    /// By provider index.
+    pub upstreams: Vec<Rc<Upstream>>,
+}
+
+impl CoreState {
+    /// Builds this core's state for `config`, taking over the pools of
+    /// `old` for providers that did not change.
+    pub fn build(config: Arc<Config>, addrs: &[SocketAddr], old: Option<&CoreState>) -> CoreState {
+        let upstreams = config
+            .providers
+            .iter()
+            .zip(addrs)
+            .map(|(p, &addr)| {
+                let fresh = Upstream::new(p, addr);
+                old.and_then(|o| o.upstreams.iter().find(|u| u.same_as(&fresh)).cloned())
+                    .unwrap_or_else(|| Rc::new(fresh))
+            })
+            .collect();
+        let s = &config.server;
+        let limits = HeadLimits { head_bytes_max: s.head_bytes_max, uri_bytes_max: s.uri_bytes_max };
+        CoreState { config, limits, upstreams }
+    }
+}
+
+/// A new configuration for every worker; each answers on `done` once it
+/// serves new requests under it.
+pub struct Reload {
+    pub config: Arc<Config>,
+    pub addrs: Vec<SocketAddr>,
+    pub done: mpsc::Sender<usize>,
+}
 
 pub struct Worker {
     pub index: usize,
-    pub config: Config,
-    pub limits: HeadLimits,
-    pub upstreams: Vec<Upstream>,
-    pub models_body: Bytes,
+    state: RefCell<Rc<CoreState>>,
+    reloads: mpsc::Receiver<Reload>,
     draining: Cell<bool>,
     /// Cancels everything that waits for a *new* request (accept, idle
     /// keep-alive reads) when the drain starts; requests in flight finish.
@@ -41,20 +78,21 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(index: usize, config: Config, provider_addrs: &[SocketAddr]) -> Worker {
-        let limits =
-            HeadLimits { head_bytes_max: config.server.head_bytes_max, uri_bytes_max: config.server.uri_bytes_max };
+    pub fn new(index: usize, state: CoreState, reloads: mpsc::Receiver<Reload>) -> Worker {
         Worker {
             index,
-            limits,
-            upstreams: Upstream::table(&config, provider_addrs),
-            models_body: models_body(&config),
-            config,
+            state: RefCell::new(Rc::new(state)),
+            reloads,
             draining: Cell::new(false),
             idle: RefCell::new(Canceller::new()),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
         }
+    }
+
+    /// The state a new request runs under.
+    pub fn state(&self) -> Rc<CoreState> {
+        self.state.borrow().clone()
     }
 
     pub fn is_draining(&self) -> bool {
@@ -79,6 +117,15 @@ impl Worker {
         if !self.draining.replace(true) {
             let old = std::mem::take(&mut *self.idle.borrow_mut());
             *self.idle.borrow_mut() = old.cancel();
+        }
+    }
+
+    /// Installs any configuration waiting in the mailbox.
+    fn take_reloads(&self) {
+        while let Ok(reload) = self.reloads.try_recv() {
+            let next = CoreState::build(reload.config, &reload.addrs, Some(&self.state()));
+            *self.state.borrow_mut() = Rc::new(next);
+            let _ = reload.done.send(self.index);
         }
     }
 
@@ -114,7 +161,8 @@ impl Drop for Tracked {
     }
 }
 
-/// The worker's main task: accept until shutdown, then drain.
+/// The worker's main task: accept until shutdown (taking reloads as they
+/// come), then drain.
 pub async fn run(worker: Rc<Worker>, listener: std::net::TcpListener, shutdown: Arc<AtomicBool>) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -125,10 +173,11 @@ pub async fn run(worker: Rc<Worker>, listener: std::net::TcpListener, shutdown: 
     };
     monoio::spawn(accept_loop(worker.clone(), listener));
     while !shutdown.load(Ordering::Relaxed) {
-        monoio::time::sleep(SHUTDOWN_POLL).await;
+        worker.take_reloads();
+        monoio::time::sleep(POLL).await;
     }
     worker.begin_drain();
-    let deadline = Instant::now() + worker.config.server.timeouts.drain;
+    let deadline = Instant::now() + worker.state().config.server.timeouts.drain;
     while worker.connections() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -143,11 +192,10 @@ pub async fn run(worker: Rc<Worker>, listener: std::net::TcpListener, shutdown: 
 }
 
 async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
-    let max = worker.config.server.connections_per_worker_max;
     loop {
         match listener.cancelable_accept(worker.idle_handle()).await {
             Ok((stream, _peer)) => {
-                if worker.connections() >= max {
+                if worker.connections() >= worker.state().config.server.connections_per_worker_max {
                     // Over the cap: closing at once is cheaper for everyone
                     // than a connection that waits.
                     drop(stream);

@@ -2,13 +2,19 @@
 //!
 //! This crate owns what the gateway decides, as opposed to how it moves
 //! bytes: the configuration, parsed once into typed, validated structures
-//! ([`config`]), and the routing table that turns a model name from a client
-//! into an upstream target ([`route`]). Keys, budgets, rate limits and
-//! guardrails join here as their own modules. Nothing here does IO or reads
-//! the clock; the engine passes time in.
+//! ([`config`]); the routing table that turns a model name from a client
+//! into an upstream target ([`route`]); virtual keys ([`keys`]), teams
+//! ([`team`]) and which models they may use ([`access`]). Budgets, rate
+//! limits and guardrails join here as their own modules. Nothing here reads
+//! the clock or a socket; the engine passes time in.
 
+pub mod access;
 pub mod config;
+pub mod keys;
 pub mod route;
+pub mod team;
 
 pub use config::{Config, ConfigError, Provider, ProviderKind, Server, Timeouts};
+pub use keys::{AuthError, KeyTable, VirtualKey};
 pub use route::{Route, Routes, Target};
+pub use team::Team;

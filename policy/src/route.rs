@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::config::Price;
+
 /// One upstream that can serve a model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -18,6 +20,9 @@ pub struct Target {
 pub struct Route {
     pub name: String,
     pub targets: Vec<Target>,
+    /// From the configuration; `None` falls back to the built-in table
+    /// (the budgets stage).
+    pub price: Option<Price>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -32,9 +37,10 @@ impl Routes {
         Routes { routes, by_name }
     }
 
-    /// The route for a model name exactly as the client wrote it.
-    pub fn find(&self, model: &[u8]) -> Option<&Route> {
-        self.by_name.get(model).map(|&i| &self.routes[i])
+    /// The route for a model name exactly as the client wrote it, with its
+    /// index (the bit that access sets test).
+    pub fn find(&self, model: &[u8]) -> Option<(usize, &Route)> {
+        self.by_name.get(model).map(|&i| (i, &self.routes[i]))
     }
 
     /// Every route, in configuration order (for `GET /v1/models`).

@@ -14,10 +14,14 @@ pub struct Span {
 }
 
 impl Span {
-    /// The span of `part`, which must be a sub-slice of `whole`.
+    /// The span of `part` within `whole`; an empty span when `part` is not
+    /// a sub-slice of it (httparse hands back a static `""` for a missing
+    /// reason phrase, for one).
     pub fn of(whole: &[u8], part: &[u8]) -> Span {
-        let start = part.as_ptr() as usize - whole.as_ptr() as usize;
-        debug_assert!(start + part.len() <= whole.len());
+        let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+        if start > whole.len() || part.len() > whole.len() - start {
+            return Span::default();
+        }
         Span::new(start, start + part.len())
     }
 

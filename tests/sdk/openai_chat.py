@@ -1,6 +1,6 @@
 """The official OpenAI Python SDK against a running gateway.
 
-Usage: python3 openai_chat.py http://127.0.0.1:PORT/v1
+Usage: python3 openai_chat.py http://127.0.0.1:PORT/v1 KEY
 Exits non-zero (with the assertion) on any mismatch.
 """
 
@@ -8,8 +8,8 @@ import sys
 
 import openai
 
-base_url = sys.argv[1]
-client = openai.OpenAI(base_url=base_url, api_key="tg-e2e-key", max_retries=0, timeout=20)
+base_url, key = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=20)
 
 reply = client.chat.completions.create(
     model="gpt-4o-mini",
@@ -39,5 +39,20 @@ try:
 except openai.NotFoundError as e:
     assert e.status_code == 404
     assert e.code == "model_not_found", e.body
+
+# Authentication and access errors surface as the SDK's own exceptions.
+try:
+    openai.OpenAI(base_url=base_url, api_key="tg-not-a-key", max_retries=0).models.list()
+    raise AssertionError("an unknown key must raise")
+except openai.AuthenticationError as e:
+    assert e.status_code == 401 and e.code == "invalid_api_key", e.body
+
+if len(sys.argv) > 3:
+    narrow = openai.OpenAI(base_url=base_url, api_key=sys.argv[3], max_retries=0)
+    try:
+        narrow.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        raise AssertionError("a model outside the key's list must raise")
+    except openai.PermissionDeniedError as e:
+        assert e.status_code == 403 and e.code == "model_not_allowed", e.body
 
 print("openai sdk: ok")

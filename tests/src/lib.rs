@@ -27,7 +27,11 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Proc {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin listener's address, for a gateway that has one.
+    pub admin: Option<SocketAddr>,
     pub log: mpsc::Receiver<String>,
+    /// The gateway's configuration file, which tests may rewrite and reload.
+    pub config_path: Option<PathBuf>,
     _dir: Option<TempDir>,
 }
 
@@ -90,9 +94,16 @@ impl Drop for TempDir {
     }
 }
 
-/// Spawns `cmd` and waits for a line containing `listening on http://`,
-/// taking the address from it. Every line goes to `log`.
-fn spawn_listening(mut cmd: Command, from_stderr: bool, dir: Option<TempDir>) -> Proc {
+/// The address after `marker` in a log line.
+fn addr_after(line: &str, marker: &str) -> Option<String> {
+    let i = line.find(marker)?;
+    Some(line[i + marker.len()..].chars().take_while(|c| !c.is_whitespace()).collect())
+}
+
+/// Spawns `cmd` and waits for a line containing `marker` (`... listening on
+/// http://`), taking the address from it; a line with `admin listening on
+/// http://` before it gives the admin address. Every line goes to `log`.
+fn spawn_listening(mut cmd: Command, from_stderr: bool, marker: &'static str, dir: Option<TempDir>) -> Proc {
     if from_stderr {
         cmd.stderr(Stdio::piped()).stdout(Stdio::null());
     } else {
@@ -108,33 +119,37 @@ fn spawn_listening(mut cmd: Command, from_stderr: bool, dir: Option<TempDir>) ->
     let (log_tx, log_rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut addr_tx = Some(addr_tx);
+        let mut admin = None;
         for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("listening on http://") {
-                let rest = &line[i + "listening on http://".len()..];
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+            if let Some(a) = addr_after(&line, "admin listening on http://") {
+                admin = Some(a);
+            } else if let Some(a) = addr_after(&line, marker) {
                 if let Some(tx) = addr_tx.take() {
-                    let _ = tx.send(addr);
+                    let _ = tx.send((a, admin.clone()));
                 }
             }
             let _ = log_tx.send(line);
         }
     });
-    let addr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(a) => a.parse().expect("address in the listening line"),
+    let (addr, admin) = match addr_rx.recv_timeout(Duration::from_secs(20)) {
+        Ok((a, admin)) => {
+            (a.parse().expect("address in the listening line"), admin.map(|a| a.parse().expect("admin address")))
+        }
         Err(_) => {
             let _ = child.kill();
             let status = child.wait();
             panic!("binary did not report a listening address (exit: {status:?})");
         }
     };
-    Proc { child, addr, log: log_rx, _dir: dir }
+    let config_path = dir.as_ref().map(|d| d.0.join("tollgate.toml"));
+    Proc { child, addr, admin, log: log_rx, config_path, _dir: dir }
 }
 
 /// Starts `tollgate-mock` on a free port with extra arguments.
 pub fn start_mock(args: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("tollgate-mock"));
     cmd.args(["--listen", "127.0.0.1:0"]).args(args);
-    spawn_listening(cmd, false, None)
+    spawn_listening(cmd, false, "tollgate-mock listening on http://", None)
 }
 
 /// Starts `tollgate` with `config` (TOML text) on a free port.
@@ -143,15 +158,29 @@ pub fn start_gateway(config: &str, args: &[&str], env: &[(&str, &str)]) -> Proc 
     let path = dir.0.join("tollgate.toml");
     std::fs::write(&path, config).expect("write config");
     let mut cmd = Command::new(bin("tollgate"));
-    cmd.arg("--config").arg(&path).args(["--listen", "127.0.0.1:0", "--log", "info"]).args(args);
+    cmd.arg("--config").arg(&path).args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log", "info"]);
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    spawn_listening(cmd, true, Some(dir))
+    spawn_listening(cmd, true, "tollgate listening on http://", Some(dir))
 }
 
-/// A configuration routing `gpt-4o-mini` (and `alias`, renamed upstream to
-/// `real-model`) to an OpenAI-compatible upstream at `upstream`.
+/// The key [`config_for`] configures for team `e2e` (all models).
+pub const KEY: &str = "tg-e2e-0123456789abcdef";
+
+/// SHA-256 of a key, in hex, as the configuration stores it.
+pub fn key_hash(key: &str) -> String {
+    let out = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+    let mut child = out.expect("sha256sum");
+    child.stdin.take().expect("stdin").write_all(key.as_bytes()).expect("write key");
+    let out = child.wait_with_output().expect("sha256sum output");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("hash").to_string()
+}
+
+/// A configuration routing `gpt-4o-mini`, `gpt-4o` and `alias` (renamed
+/// upstream to `real-model`) to an OpenAI-compatible upstream at
+/// `upstream`, with team `e2e` holding [`KEY`].
 pub fn config_for(upstream: SocketAddr, workers: usize, extra_server: &str) -> String {
     format!(
         r#"
@@ -169,9 +198,23 @@ name = "gpt-4o-mini"
 targets = [{{ provider = "up" }}]
 
 [[models]]
+name = "gpt-4o"
+targets = [{{ provider = "up" }}]
+
+[[models]]
 name = "alias"
 targets = [{{ provider = "up", model = "real-model" }}]
-"#
+
+[[teams]]
+name = "e2e"
+models = ["*"]
+
+[[keys]]
+name = "e2e"
+team = "e2e"
+sha256 = "{hash}"
+"#,
+        hash = key_hash(KEY)
     )
 }
 
@@ -321,13 +364,29 @@ impl Client {
     }
 }
 
-/// A chat completion request with extra header lines (each ending in CRLF).
+/// A chat completion request with [`KEY`] and extra header lines (each
+/// ending in CRLF).
 pub fn chat_request(body: &str, extra_headers: &str) -> Vec<u8> {
+    chat_request_with_key(body, &format!("Authorization: Bearer {KEY}\r\n{extra_headers}"))
+}
+
+/// A chat completion request with exactly the given extra headers.
+pub fn chat_request_with_key(body: &str, headers: &str) -> Vec<u8> {
     format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
+}
+
+/// `GET path` with [`KEY`].
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\n\r\n").into_bytes()
+}
+
+/// `POST /admin/reload` on the admin listener.
+pub fn admin_reload(gw: &Proc) -> Response {
+    one_request(gw.admin.expect("admin listener"), b"POST /admin/reload HTTP/1.1\r\nHost: admin\r\n\r\n")
 }
 
 /// One request on a fresh connection.

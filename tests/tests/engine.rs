@@ -125,7 +125,7 @@ fn expect_100_continue() {
     let (_mock, gw) = pair(&[], 1, "");
     let mut c = Client::connect(gw.addr);
     let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         SMALL_CHAT.len()
     );
     c.send(head.as_bytes());
@@ -186,15 +186,15 @@ fn smuggling_attempts_get_their_status_and_a_closed_connection() {
         ("bad CL", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 5x\r\n\r\nhello".into(), 400, "invalid_content_length"),
         ("gzip TE", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: gzip\r\n\r\n".into(), 501, "unsupported_transfer_coding"),
         ("chunked not last", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked, identity\r\n\r\n".into(), 400, "chunked_not_final"),
-        ("bad chunk size", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".into(), 400, "bad_chunk_size"),
-        ("chunk overflow", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n".into(), 400, "chunk_size_overflow"),
+        ("bad chunk size", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"), 400, "bad_chunk_size"),
+        ("chunk overflow", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n"), 400, "chunk_size_overflow"),
         ("bare CR", "GET /healthz HTTP/1.1\r\nHost: gw\r\nX: a\rb\r\n\r\n".into(), 400, "bare_cr"),
         ("NUL", "GET /healthz HTTP/1.1\r\nHost: gw\r\nX: a\0b\r\n\r\n".into(), 400, "control_byte_in_head"),
         ("obs-fold", "GET /healthz HTTP/1.1\r\nHost: gw\r\nX: a\r\n b\r\n\r\n".into(), 400, "obsolete_line_folding"),
         ("long URI", long_uri, 414, "uri_too_long"),
         ("big head", big_head, 431, "head_too_large"),
         ("many headers", many_headers, 431, "too_many_headers"),
-        ("big body", "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Length: 70000\r\n\r\n".into(), 413, "body_too_large"),
+        ("big body", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nContent-Length: 70000\r\n\r\n"), 413, "body_too_large"),
     ];
     for (name, raw, status, code) in cases {
         let mut c = Client::connect(gw.addr);
@@ -216,10 +216,10 @@ fn local_routes_and_errors() {
     assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("ok")));
     let r = one_request(gw.addr, b"GET /readyz HTTP/1.1\r\nHost: gw\r\n\r\n");
     assert_eq!(r.status, 200);
-    let r = one_request(gw.addr, b"GET /v1/models HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let r = one_request(gw.addr, &get("/v1/models"));
     let ids: Vec<_> =
         r.json()["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids, ["gpt-4o-mini", "alias"]);
+    assert_eq!(ids, ["gpt-4o-mini", "gpt-4o", "alias"]);
     let r = one_request(gw.addr, b"GET /v2/nothing HTTP/1.1\r\nHost: gw\r\n\r\n");
     assert_eq!((r.status, r.error_code().as_str()), (404, "unknown_url"));
     let r = one_request(gw.addr, &chat_request(r#"{"model":"gpt-5-nope","messages":[]}"#, ""));
@@ -228,7 +228,7 @@ fn local_routes_and_errors() {
     assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_body"));
     // A chunked request body is decoded and forwarded with a length.
     let chunked = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nx-mock-echo: body\r\n\r\n5\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\nx-mock-echo: body\r\n\r\n5\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
         &SMALL_CHAT[..5],
         SMALL_CHAT.len() - 5,
         &SMALL_CHAT[5..]

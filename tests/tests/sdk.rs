@@ -24,7 +24,8 @@ fn openai_python_sdk_round_trip() {
     let mock = start_mock(&[]);
     let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/openai_chat.py");
-    let out = Command::new("python3").arg(script).arg(format!("http://{}/v1", gw.addr)).output().expect("python3");
+    let out =
+        Command::new("python3").arg(script).arg(format!("http://{}/v1", gw.addr)).arg(KEY).output().expect("python3");
     assert!(
         out.status.success(),
         "SDK script failed:\n{}\n{}",
@@ -42,6 +43,7 @@ fn curl_streams_through_the_gateway() {
     let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
     let out = Command::new("curl")
         .args(["-sS", "-N", "--max-time", "20", "-H", "content-type: application/json", "-d", STREAM_CHAT])
+        .args(["-H", &format!("authorization: Bearer {KEY}")])
         .arg(format!("http://{}/v1/chat/completions", gw.addr))
         .output()
         .expect("curl");

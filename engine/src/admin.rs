@@ -1,0 +1,135 @@
+//! The admin listener: operations that must not share a port with client
+//! traffic. Loopback by default (`admin_listen`). It runs on its own
+//! thread with blocking sockets: admin calls are rare, and nothing here may
+//! take time from a worker.
+//!
+//! - `GET /admin/config`: the loaded configuration's file, SHA-256, load
+//!   time and generation;
+//! - `POST /admin/reload`: reload now; 200 with the new hash, or 400 with
+//!   every problem in the file (the old configuration keeps serving);
+//! - `GET /healthz`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tollgate_protocol::http1::{find_head_end, HeadLimits, Method, RequestHead};
+use tollgate_protocol::openai::{write_error_body, write_json_string};
+
+use crate::reload::{Loaded, Reloader};
+use crate::respond::reason;
+
+/// Binds the admin listener (so that a taken port fails start-up) and
+/// serves it on a new thread.
+pub fn start(addr: SocketAddr, reloader: Arc<Mutex<Reloader>>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new().name("tollgate-admin".into()).spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let reloader = reloader.clone();
+            // One thread per admin connection keeps a slow admin client from
+            // blocking the next one.
+            let _ = std::thread::Builder::new().name("tollgate-admin-conn".into()).spawn(move || {
+                let _ = serve(stream, &reloader);
+            });
+        }
+    })?;
+    Ok(bound)
+}
+
+/// The heaviest admin request is a few hundred bytes.
+const ADMIN_HEAD_BYTES_MAX: usize = 16 * 1024;
+
+fn serve(mut stream: TcpStream, reloader: &Mutex<Reloader>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(n) = find_head_end(&buf) {
+            break n;
+        }
+        if buf.len() > ADMIN_HEAD_BYTES_MAX {
+            return respond(&mut stream, 431, &error_json("request head too large", "head_too_large"));
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let limits = HeadLimits { head_bytes_max: ADMIN_HEAD_BYTES_MAX, uri_bytes_max: 4096 };
+    let head = match RequestHead::parse(bytes::Bytes::copy_from_slice(&buf[..end]), &limits) {
+        Ok(h) => h,
+        Err(e) => return respond(&mut stream, e.status(), &error_json(e.message(), e.code())),
+    };
+    match (head.method, head.path()) {
+        (Method::Get, b"/healthz") => respond(&mut stream, 200, "{\"status\":\"ok\"}"),
+        (Method::Get, b"/admin/config") => {
+            let loaded = lock(reloader).current().clone();
+            respond(&mut stream, 200, &loaded_json(&loaded, &[]))
+        }
+        (Method::Post, b"/admin/reload") => {
+            let result = lock(reloader).reload();
+            match result {
+                Ok(r) => {
+                    tracing::info!(sha256 = %r.loaded.sha256, generation = r.loaded.generation, "configuration reloaded");
+                    respond(&mut stream, 200, &loaded_json(&r.loaded, &r.notes))
+                }
+                Err(problems) => {
+                    tracing::error!("reload refused, the old configuration keeps serving:\n{problems}");
+                    respond(&mut stream, 400, &error_json(&problems, "invalid_config"))
+                }
+            }
+        }
+        _ => respond(
+            &mut stream,
+            404,
+            &error_json("admin endpoints: GET /admin/config, POST /admin/reload", "unknown_url"),
+        ),
+    }
+}
+
+fn lock(reloader: &Mutex<Reloader>) -> std::sync::MutexGuard<'_, Reloader> {
+    // A panic while reloading leaves the Reloader as it was before the
+    // reload began (it commits last), so a poisoned lock is still usable.
+    reloader.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn loaded_json(l: &Loaded, notes: &[String]) -> String {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(b"{\"file\":");
+    write_json_string(&mut out, &l.file);
+    out.extend_from_slice(
+        format!(
+            ",\"sha256\":\"{}\",\"loaded_at\":{},\"generation\":{},\"keys\":{},\"models\":{},\"notes\":[",
+            l.sha256, l.loaded_at_unix, l.generation, l.keys, l.models
+        )
+        .as_bytes(),
+    );
+    for (i, n) in notes.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b",");
+        }
+        write_json_string(&mut out, n);
+    }
+    out.extend_from_slice(b"]}");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn error_json(message: &str, code: &str) -> String {
+    let mut out = BytesMut::new();
+    write_error_body(&mut out, message, "invalid_request_error", code);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn respond(stream: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    write!(
+        stream,
+        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        reason(status),
+        body.len()
+    )?;
+    stream.flush()
+}

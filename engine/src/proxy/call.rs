@@ -1,0 +1,110 @@
+//! Phase 4: send the request upstream and read the answer head.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use monoio::io::AsyncReadRent;
+use tollgate_protocol::http1::ResponseHead;
+
+use crate::error::GatewayError;
+use crate::iov;
+use crate::upstream::{UpConn, Upstream, UPSTREAM_READ_BYTES};
+use crate::worker::CoreState;
+
+/// Phase 3: send and read the answer head. A pooled connection that fails
+/// before any answer byte was probably closed by the upstream while idle;
+/// the request goes once more on a fresh connection, which is safe because
+/// the upstream cannot have acted on it.
+pub async fn call(
+    state: &CoreState,
+    upstream: &Upstream,
+    parts: &[Bytes],
+    deadline: Instant,
+) -> Result<(UpConn, ResponseHead), GatewayError> {
+    let t = &state.config.server.timeouts;
+    let mut conn = match upstream.take_idle() {
+        Some(c) => c,
+        None => upstream.connect(t.upstream_connect).await?,
+    };
+    loop {
+        match attempt(state, upstream, &mut conn, parts, deadline).await {
+            Ok(head) => return Ok((conn, head)),
+            Err(Attempt::DeadBeforeAnswer(_)) if conn.reused => {
+                conn = upstream.connect(t.upstream_connect).await?;
+            }
+            Err(Attempt::DeadBeforeAnswer(cause)) => {
+                return Err(GatewayError::UpstreamClosed { provider: upstream.name.clone(), cause })
+            }
+            Err(Attempt::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+enum Attempt {
+    /// Nothing came back: the connection was dead or died at once.
+    DeadBeforeAnswer(Option<std::io::Error>),
+    Failed(GatewayError),
+}
+
+async fn attempt(
+    state: &CoreState,
+    upstream: &Upstream,
+    conn: &mut UpConn,
+    parts: &[Bytes],
+    deadline: Instant,
+) -> Result<ResponseHead, Attempt> {
+    for p in parts {
+        conn.out.push(p.clone());
+    }
+    if let Err(e) = iov::write_all(&mut conn.stream, &mut conn.out).await {
+        return Err(Attempt::DeadBeforeAnswer(Some(e)));
+    }
+    let first_byte = Instant::now() + state.config.server.timeouts.upstream_first_byte;
+    let until = first_byte.min(deadline);
+    let timeout = || Attempt::Failed(GatewayError::UpstreamTimeout { provider: upstream.name.clone() });
+    loop {
+        // Skip interim 1xx answers; the final head follows on the same connection.
+        let head_len = loop {
+            if let Some(n) = conn.scan.find_end(&conn.buf) {
+                break n;
+            }
+            if conn.buf.len() > state.limits.head_bytes_max {
+                return Err(Attempt::Failed(GatewayError::UpstreamProtocol {
+                    provider: upstream.name.clone(),
+                    cause: tollgate_protocol::http1::ResponseError::HeadTooLarge,
+                }));
+            }
+            let had_bytes = !conn.buf.is_empty();
+            conn.buf.reserve(UPSTREAM_READ_BYTES);
+            let wait = until.saturating_duration_since(Instant::now());
+            let read = monoio::time::timeout(wait, conn.stream.read(std::mem::take(&mut conn.buf))).await;
+            let Ok((res, buf)) = read else { return Err(timeout()) };
+            conn.buf = buf;
+            match res {
+                Ok(0) if !had_bytes => return Err(Attempt::DeadBeforeAnswer(None)),
+                Err(e) if !had_bytes => return Err(Attempt::DeadBeforeAnswer(Some(e))),
+                Ok(0) => {
+                    return Err(Attempt::Failed(GatewayError::UpstreamClosed {
+                        provider: upstream.name.clone(),
+                        cause: None,
+                    }))
+                }
+                Err(e) => {
+                    return Err(Attempt::Failed(GatewayError::UpstreamClosed {
+                        provider: upstream.name.clone(),
+                        cause: Some(e),
+                    }))
+                }
+                Ok(_) => {}
+            }
+        };
+        let raw = conn.buf.split_to(head_len).freeze();
+        let head = ResponseHead::parse(raw, false).map_err(|cause| {
+            Attempt::Failed(GatewayError::UpstreamProtocol { provider: upstream.name.clone(), cause })
+        })?;
+        if (100..200).contains(&head.status) && head.status != 101 {
+            continue;
+        }
+        return Ok(head);
+    }
+}

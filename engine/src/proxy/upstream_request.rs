@@ -1,0 +1,93 @@
+//! Phase 3: the upstream request as slices: a rendered head, then the body
+//! borrowed from the client's read buffer with only the model replaced.
+
+use bytes::Bytes;
+use tollgate_protocol::http1::RequestHead;
+
+use super::route::Routed;
+use crate::respond::Client;
+use crate::upstream::Upstream;
+
+/// Headers that describe one hop, not the message (RFC 9110 7.6.1), plus
+/// the client's credentials, which never leave the gateway.
+fn forwarded(name: &[u8]) -> bool {
+    const DROP: &[&[u8]] = &[
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"expect",
+        b"authorization",
+        b"proxy-authorization",
+        b"x-api-key",
+    ];
+    !DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
+}
+
+/// An upstream request as at most six slices, held inline so that building
+/// it allocates nothing beyond the rendered header lines.
+pub struct Parts {
+    slices: [Bytes; 6],
+    len: usize,
+}
+
+impl Parts {
+    fn push(&mut self, b: Bytes) {
+        self.slices[self.len] = b;
+        self.len += 1;
+    }
+
+    pub fn as_slice(&self) -> &[Bytes] {
+        &self.slices[..self.len]
+    }
+}
+
+/// Phase 2: the upstream request as slices: a rendered head, then the body
+/// borrowed from the client's read buffer with only the model replaced.
+pub fn build(client: &mut Client, head: &RequestHead, body: &Bytes, routed: &Routed<'_>, upstream: &Upstream) -> Parts {
+    let (model, target) = (routed.fields.model, routed.target);
+    let replace = model.get(body) != target.upstream_model.as_bytes();
+    let body_len = if replace { body.len() - model.len() + target.upstream_model.len() } else { body.len() };
+    let s = &mut client.scratch;
+    for (name, value) in head.headers().filter(|(n, _)| forwarded(n)) {
+        s.extend_from_slice(name);
+        s.extend_from_slice(b": ");
+        s.extend_from_slice(value);
+        s.extend_from_slice(b"\r\n");
+    }
+    s.extend_from_slice(b"content-length: ");
+    s.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
+    s.extend_from_slice(b"\r\n\r\n");
+    let mut parts = Parts { slices: Default::default(), len: 0 };
+    parts.push(upstream.chat_request_line.clone());
+    parts.push(upstream.fixed_headers.clone());
+    parts.push(s.split().freeze());
+    if replace {
+        parts.push(body.slice(..model.start as usize));
+        parts.push(Bytes::copy_from_slice(target.upstream_model.as_bytes()));
+        parts.push(body.slice(model.end as usize..));
+    } else {
+        parts.push(body.clone());
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded;
+
+    #[test]
+    fn hop_by_hop_and_credentials_stay() {
+        for h in ["Host", "connection", "Transfer-Encoding", "Authorization", "X-Api-Key", "content-length", "Expect"] {
+            assert!(!forwarded(h.as_bytes()), "{h}");
+        }
+        for h in ["content-type", "accept", "user-agent", "x-mock-latency-ms", "openai-organization"] {
+            assert!(forwarded(h.as_bytes()), "{h}");
+        }
+    }
+}

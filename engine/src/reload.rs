@@ -1,0 +1,166 @@
+//! Configuration reload (SIGHUP or `POST /admin/reload`), in two steps:
+//! this thread reads and validates the file and resolves provider
+//! addresses; then every worker builds its new per-core state from its old
+//! one between requests and confirms. A reload returns only when every
+//! worker serves new requests under the new configuration; requests already
+//! in flight finish under the one they started with. An invalid file
+//! changes nothing.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tollgate_policy::config::{ProcessEnv, BUNDLED_DEFAULT};
+use tollgate_policy::{Config, ConfigError, ProviderKind};
+
+use crate::worker::Reload;
+
+/// Where the configuration comes from.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Bundled,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match self {
+            ConfigSource::File(path) => Config::load(path, &ProcessEnv),
+            ConfigSource::Bundled => Config::parse("examples/tollgate.toml (bundled)", BUNDLED_DEFAULT, &ProcessEnv),
+        }
+    }
+}
+
+/// What is loaded now, for the admin listener.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub file: String,
+    pub sha256: String,
+    pub loaded_at_unix: u64,
+    pub generation: u64,
+    pub keys: usize,
+    pub models: usize,
+}
+
+impl Loaded {
+    fn of(config: &Config, generation: u64) -> Loaded {
+        Loaded {
+            file: config.source.file.clone(),
+            sha256: config.source.sha256.clone(),
+            loaded_at_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            generation,
+            keys: config.keys.len(),
+            models: config.routes.all().len(),
+        }
+    }
+}
+
+/// How long a reload waits for every worker to confirm. Workers look at
+/// their mailbox every 10 ms, so this only trips if one is stuck.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Reloader {
+    source: ConfigSource,
+    /// Settings that cannot change without a restart, as started.
+    listen: SocketAddr,
+    workers: usize,
+    mocks: HashMap<String, SocketAddr>,
+    mailboxes: Vec<mpsc::Sender<Reload>>,
+    current: Loaded,
+}
+
+/// A successful reload, with anything the operator should know.
+pub struct Reloaded {
+    pub loaded: Loaded,
+    pub notes: Vec<String>,
+}
+
+impl Reloader {
+    pub fn new(
+        source: ConfigSource,
+        config: &Config,
+        mocks: HashMap<String, SocketAddr>,
+        mailboxes: Vec<mpsc::Sender<Reload>>,
+    ) -> Reloader {
+        Reloader {
+            source,
+            listen: config.server.listen,
+            workers: config.server.workers,
+            mocks,
+            mailboxes,
+            current: Loaded::of(config, 1),
+        }
+    }
+
+    pub fn current(&self) -> &Loaded {
+        &self.current
+    }
+
+    pub fn reload(&mut self) -> Result<Reloaded, String> {
+        let mut config = self.source.load().map_err(|e| e.to_string())?;
+        let mut notes = Vec::new();
+        if config.server.listen != self.listen || config.server.workers != self.workers {
+            notes.push(format!(
+                "listen and workers take effect on restart; still serving {} with the same workers",
+                self.listen
+            ));
+            config.server.listen = self.listen;
+            config.server.workers = self.workers;
+        }
+        let addrs = provider_addrs(&config, &mut self.mocks)?;
+        let config = Arc::new(config);
+        let (done, confirmations) = mpsc::channel();
+        for mailbox in &self.mailboxes {
+            let reload = Reload { config: config.clone(), addrs: addrs.clone(), done: done.clone() };
+            mailbox.send(reload).map_err(|_| "a worker has stopped".to_string())?;
+        }
+        for _ in &self.mailboxes {
+            confirmations
+                .recv_timeout(CONFIRM_TIMEOUT)
+                .map_err(|_| "a worker did not take the new configuration in time")?;
+        }
+        self.current = Loaded::of(&config, self.current.generation + 1);
+        Ok(Reloaded { loaded: self.current.clone(), notes })
+    }
+}
+
+/// Each provider's address: the bundled mock runs in-process, started on a
+/// free loopback port the first time a provider needs it and reused by name
+/// on reload; other hosts are resolved now, never on the request path.
+pub fn provider_addrs(config: &Config, mocks: &mut HashMap<String, SocketAddr>) -> Result<Vec<SocketAddr>, String> {
+    config
+        .providers
+        .iter()
+        .map(|p| match (&p.host, p.kind) {
+            (None, ProviderKind::Mock) => {
+                if let Some(&addr) = mocks.get(&p.name) {
+                    return Ok(addr);
+                }
+                let m = &p.mock;
+                let mut behavior = tollgate_loadtest::mock::Behavior::default();
+                behavior.reply_words = m.reply_words.unwrap_or(behavior.reply_words);
+                behavior.stream_chunks = m.stream_chunks.unwrap_or(behavior.stream_chunks);
+                behavior.latency = Duration::from_millis(m.latency_ms.unwrap_or(0));
+                behavior.chunk_delay = Duration::from_millis(m.chunk_delay_ms.unwrap_or(0));
+                let opts = tollgate_loadtest::mock::MockOptions {
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    threads: 1,
+                    behavior,
+                };
+                let handle = tollgate_loadtest::mock::start(&opts)
+                    .map_err(|e| format!("provider {:?}: cannot start the bundled mock: {e}", p.name))?;
+                tracing::info!(provider = %p.name, addr = %handle.addr, "bundled mock upstream started");
+                mocks.insert(p.name.clone(), handle.addr);
+                Ok(handle.addr)
+            }
+            (Some((host, port)), _) => (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| format!("provider {:?}: cannot resolve {host}:{port}: {e}", p.name))?
+                .next()
+                .ok_or_else(|| format!("provider {:?}: {host}:{port} has no address", p.name)),
+            (None, _) => Err(format!("provider {:?} has no address", p.name)),
+        })
+        .collect()
+}

@@ -1,0 +1,224 @@
+//! The configuration file: TOML parsed into typed structures once, at start
+//! and on reload, with every problem reported as `file:line:column: what,
+//! and how to fix it`.
+//!
+//! Parse, don't validate: after [`Config::parse`] succeeds, the hot path
+//! holds resolved indexes (a target names its provider by position, a key
+//! its team, a team its models as a bitset), durations, and money as integer
+//! micro-dollars, never raw strings to look up.
+
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::keys::KeyTable;
+use crate::route::Routes;
+use crate::team::Team;
+
+/// The configuration every bundled example and the no-argument start use.
+pub const BUNDLED_DEFAULT: &str = include_str!("../../../examples/tollgate.toml");
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub server: Server,
+    pub providers: Vec<Provider>,
+    pub routes: Routes,
+    pub teams: Vec<Team>,
+    pub keys: KeyTable,
+    pub guardrail_profiles: Vec<GuardrailProfile>,
+    pub logging: Logging,
+    /// Where the text came from and its SHA-256, for the admin listener.
+    pub source: Source,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Server {
+    pub listen: SocketAddr,
+    /// `None`: no admin listener.
+    pub admin_listen: Option<SocketAddr>,
+    /// Worker threads; 0 means one per available core.
+    pub workers: usize,
+    pub head_bytes_max: usize,
+    pub uri_bytes_max: usize,
+    pub body_bytes_max: usize,
+    pub connections_per_worker_max: usize,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the first byte of a request to the end of its head.
+    pub head_read: Duration,
+    /// For the whole request body once the head has arrived.
+    pub body_read: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub idle_keepalive: Duration,
+    pub upstream_connect: Duration,
+    /// From the request sent upstream to the first byte of its answer.
+    pub upstream_first_byte: Duration,
+    /// From the head's arrival to the last byte of the answer, streams included.
+    pub request: Duration,
+    /// How long in-flight requests may finish after SIGTERM.
+    pub drain: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// The bundled mock upstream, served by the gateway process itself.
+    Mock,
+    OpenAi,
+    OpenAiCompatible,
+}
+
+/// Settings of the in-process mock provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockSettings {
+    pub latency_ms: Option<u64>,
+    pub reply_words: Option<usize>,
+    pub stream_chunks: Option<usize>,
+    pub chunk_delay_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Host and port to connect to; `None` for the in-process mock, whose
+    /// address is known only once it has bound.
+    pub host: Option<(String, u16)>,
+    /// The value of the Host header sent upstream.
+    pub host_header: String,
+    /// Path prefix the API lives under, without a trailing slash (`/v1`).
+    pub base_path: String,
+    /// The `Authorization` value sent upstream, if any. Never logged.
+    pub credential: Option<Credential>,
+    pub mock: MockSettings,
+}
+
+/// A provider credential. `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(pub String);
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credential(..)")
+    }
+}
+
+/// Prices in micro-dollars per million tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Price {
+    pub input_per_mtok: u64,
+    pub output_per_mtok: u64,
+    pub cached_input_per_mtok: u64,
+}
+
+/// Reserved for the guardrails stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuardrailProfile {
+    pub name: String,
+}
+
+/// Reserved for the request log stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Logging {
+    pub dir: Option<String>,
+    pub capture_bodies: bool,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The environment and files a configuration refers to (credentials),
+/// passed in so that validation stays free of process state.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+    fn read_file(&self, path: &str) -> std::io::Result<String>;
+}
+
+/// The process environment and file system.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn read_file(&self, path: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![Problem {
+                file: file.clone(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Config::parse(&file, &text, env)
+    }
+
+    /// Validates configuration text; `file` names it in messages.
+    pub fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        validate::parse(file, text, env)
+    }
+
+    /// The index of a team by name.
+    pub fn team(&self, name: &str) -> Option<usize> {
+        self.teams.iter().position(|t| t.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! The configuration file as written: serde structures with spans, so that
+//! every problem can point at its line and column. Validation
+//! ([`super::validate`]) turns these into the typed [`super::Config`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::value::Datetime;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub teams: Vec<RawTeam>,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub guardrail_profiles: Vec<RawGuardrailProfile>,
+    #[serde(default)]
+    pub logging: RawLogging,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: Spanned<String>,
+    pub admin_listen: Spanned<String>,
+    pub workers: usize,
+    pub head_bytes_max: usize,
+    pub uri_bytes_max: usize,
+    pub body_bytes_max: usize,
+    pub connections_per_worker_max: usize,
+    pub timeouts: RawTimeouts,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: Spanned::new(0..0, "127.0.0.1:8080".to_string()),
+            admin_listen: Spanned::new(0..0, "127.0.0.1:9090".to_string()),
+            workers: 0,
+            head_bytes_max: 16 * 1024,
+            uri_bytes_max: 8 * 1024,
+            body_bytes_max: 8 * 1024 * 1024,
+            connections_per_worker_max: 16 * 1024,
+            timeouts: RawTimeouts::default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTimeouts {
+    pub head_read_ms: u64,
+    pub body_read_ms: u64,
+    pub idle_keepalive_ms: u64,
+    pub upstream_connect_ms: u64,
+    pub upstream_first_byte_ms: u64,
+    pub request_ms: u64,
+    pub drain_ms: u64,
+}
+
+impl Default for RawTimeouts {
+    fn default() -> Self {
+        RawTimeouts {
+            head_read_ms: 10_000,
+            body_read_ms: 30_000,
+            idle_keepalive_ms: 75_000,
+            upstream_connect_ms: 3_000,
+            // Reasoning models can think for minutes before the first token.
+            upstream_first_byte_ms: 300_000,
+            request_ms: 900_000,
+            drain_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub name: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub base_url: Option<Spanned<String>>,
+    pub api_key_env: Option<Spanned<String>>,
+    pub api_key_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub mock: super::MockSettings,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub name: Spanned<String>,
+    pub targets: Vec<RawTarget>,
+    pub price: Option<RawPrice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub provider: Spanned<String>,
+    pub model: Option<String>,
+}
+
+/// USD per million tokens, as providers publish them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input_per_mtok: Spanned<f64>,
+    pub output_per_mtok: Spanned<f64>,
+    pub cached_input_per_mtok: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeam {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub models: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub budget: Option<RawBudget>,
+    #[serde(default)]
+    pub rate_limit: Option<RawRateLimit>,
+    pub guardrails: Option<Spanned<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    pub daily_usd: Option<Spanned<f64>>,
+    pub monthly_usd: Option<Spanned<f64>>,
+    pub soft_threshold: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub name: Spanned<String>,
+    pub team: Spanned<String>,
+    pub sha256: Spanned<String>,
+    pub expires: Option<Spanned<Datetime>>,
+    #[serde(default)]
+    pub revoked: bool,
+    pub models: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub budget: Option<RawBudget>,
+    #[serde(default)]
+    pub rate_limit: Option<RawRateLimit>,
+}
+
+/// Reserved for the guardrails stage: today a profile has a name only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuardrailProfile {
+    pub name: Spanned<String>,
+}
+
+/// Reserved for the request log stage.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    pub dir: Option<String>,
+    #[serde(default)]
+    pub capture_bodies: bool,
+}

@@ -1,0 +1,153 @@
+//! Configuration tests: each problem with its position and its fix.
+
+use super::*;
+
+struct TestEnv;
+
+impl Env for TestEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        (name == "SET").then(|| "secret".to_string())
+    }
+
+    fn read_file(&self, path: &str) -> std::io::Result<String> {
+        match path {
+            "/run/key" => Ok("file-secret\n".to_string()),
+            _ => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match Config::parse("gw.toml", text, &TestEnv) {
+        Ok(_) => vec![],
+        Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+const BASE: &str = r#"
+[[providers]]
+name = "local"
+kind = "mock"
+
+[[models]]
+name = "gpt-4o"
+targets = [{ provider = "local" }]
+
+[[models]]
+name = "gpt-4o-mini"
+targets = [{ provider = "local" }]
+price = { input_per_mtok = 0.15, output_per_mtok = 0.60, cached_input_per_mtok = 0.075 }
+
+[[models]]
+name = "claude-sonnet"
+targets = [{ provider = "local" }]
+
+[[guardrail_profiles]]
+name = "strict"
+"#;
+
+#[test]
+fn bundled_default_is_valid() {
+    let c = Config::parse("bundled", BUNDLED_DEFAULT, &TestEnv).unwrap();
+    assert!(c.routes.find(b"gpt-4o-mini").is_some());
+    assert_eq!(c.providers[0].kind, ProviderKind::Mock);
+    assert!(!c.keys.is_empty());
+    assert_eq!(c.source.sha256.len(), 64);
+}
+
+#[test]
+fn problems_name_line_column_and_fix() {
+    let text = "[[providers]]\nname = \"local\"\nkind = \"mock\"\n\n[[models]]\nname = \"m\"\ntargets = [{ provider = \"locl\" }]\n";
+    assert_eq!(
+        problems(text),
+        vec!["gw.toml:7:25: model \"m\" routes to unknown provider \"locl\"; did you mean \"local\"?"]
+    );
+    let text = "[server]\nlisten = \"nope\"\n";
+    assert_eq!(
+        problems(text),
+        vec!["gw.toml:2:10: listen address \"nope\" is not IP:port; write it like \"127.0.0.1:8080\""]
+    );
+    let text = "[[providers]]\nname = \"p\"\nkind = \"opnai\"\n";
+    assert!(problems(text)[0].starts_with("gw.toml:3:8: unknown provider kind \"opnai\""));
+    let text = "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi_key_env = \"UNSET\"\n";
+    assert!(problems(text)[0].contains("https upstreams are not supported yet"));
+    let text = text.replace("https://api.openai.com", "http://127.0.0.1:9");
+    assert_eq!(
+        problems(&text),
+        vec!["gw.toml:5:15: environment variable UNSET is not set; export it with the provider's API key"]
+    );
+    let text = "[server]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n";
+    assert!(problems(text)[0].starts_with("gw.toml:3:1: unknown field `bogus`"));
+}
+
+#[test]
+fn provider_urls_and_credentials() {
+    let text = "[[providers]]\nname = \"p\"\nkind = \"openai-compatible\"\nbase_url = \"http://10.0.0.1:8000/v1/\"\napi_key_env = \"SET\"\n[[providers]]\nname = \"q\"\nkind = \"openai\"\nbase_url = \"http://q\"\napi_key_file = \"/run/key\"\n";
+    let c = Config::parse("gw.toml", text, &TestEnv).unwrap();
+    let p = &c.providers[0];
+    assert_eq!(p.host, Some(("10.0.0.1".to_string(), 8000)));
+    assert_eq!(p.host_header, "10.0.0.1:8000");
+    assert_eq!(p.base_path, "/v1");
+    assert_eq!(p.credential, Some(Credential("Bearer secret".into())));
+    assert_eq!(format!("{:?}", p.credential), "Some(Credential(..))");
+    assert_eq!(c.providers[1].credential, Some(Credential("Bearer file-secret".into())));
+    assert_eq!(c.providers[1].host, Some(("q".to_string(), 80)));
+    let missing = text.replace("/run/key", "/run/nope");
+    assert!(problems(&missing)[0].starts_with("gw.toml:10:16: cannot read api_key_file \"/run/nope\""));
+}
+
+#[test]
+fn teams_resolve_patterns_and_suggest_fixes() {
+    let text = format!(
+        "{BASE}\n[[teams]]\nname = \"search\"\nmodels = [\"gpt-4o*\"]\nguardrails = \"strict\"\nlabels = {{ cost_center = \"cc-7\" }}\nbudget = {{ daily_usd = 12.5, soft_threshold = 0.9 }}\nrate_limit = {{ requests_per_minute = 600 }}\n"
+    );
+    let c = Config::parse("gw.toml", &text, &TestEnv).unwrap();
+    let t = &c.teams[0];
+    assert_eq!(t.models.iter().collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(t.guardrail_profile, Some(0));
+    assert_eq!(t.labels["cost_center"], "cc-7");
+    assert_eq!(t.budget.daily, Some(12_500_000));
+    assert_eq!(t.budget.soft_threshold_permille, 900);
+    assert_eq!(t.rate_limit.requests_per_minute, Some(600));
+    let price = c.routes.find(b"gpt-4o-mini").unwrap().1.price.unwrap();
+    assert_eq!((price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok), (150_000, 600_000, 75_000));
+
+    let typo = format!("{BASE}\n[[teams]]\nname = \"search\"\nmodels = [\"gpt4o\", \"o1*\"]\nguardrails = \"strct\"\n");
+    let lines: Vec<&str> = typo.lines().collect();
+    let line = lines.iter().position(|l| l.starts_with("models = [\"gpt4o\"")).unwrap() + 1;
+    assert_eq!(
+        problems(&typo),
+        vec![
+            format!("gw.toml:{line}:11: team \"search\" allows unknown model \"gpt4o\"; did you mean \"gpt-4o\"?"),
+            format!("gw.toml:{line}:20: team \"search\" allows \"o1*\", which matches no configured model; check the pattern against [[models]]"),
+            format!("gw.toml:{}:14: team \"search\" uses unknown guardrail profile \"strct\"; did you mean \"strict\"?", line + 1),
+        ]
+    );
+}
+
+#[test]
+fn keys_resolve_teams_hashes_expiry_and_narrowing() {
+    let hash = crate::keys::hex(&crate::keys::hash_key(b"tg-secret"));
+    let text = format!(
+        "{BASE}\n[[teams]]\nname = \"search\"\nmodels = [\"*\"]\n\n[[keys]]\nname = \"k1\"\nteam = \"search\"\nsha256 = \"{hash}\"\nexpires = 2027-01-01T00:00:00Z\nmodels = [\"gpt-4o-mini\"]\n"
+    );
+    let c = Config::parse("gw.toml", &text, &TestEnv).unwrap();
+    let k = c.keys.authenticate(b"tg-secret", 0).unwrap();
+    assert_eq!(k.name, "k1");
+    assert_eq!(k.expires_at, Some(1_798_761_600));
+    assert_eq!(k.models.iter().collect::<Vec<_>>(), vec![1]);
+    assert!(c.keys.authenticate(b"tg-secret", 1_798_761_600).is_err());
+
+    let bad = text.replace(&hash, "abc").replace("team = \"search\"", "team = \"serch\"");
+    let p = problems(&bad);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].contains("sha256 must be 64 hex digits"), "{p:?}");
+    let bad = text.replace("team = \"search\"", "team = \"serch\"");
+    assert!(problems(&bad)[0].contains("key \"k1\" belongs to unknown team \"serch\"; did you mean \"search\"?"));
+    let bad = text.replace("2027-01-01T00:00:00Z", "2027-01-01T00:00:00");
+    assert!(problems(&bad)[0].contains("expires has a time but no offset"));
+    let narrow = text.replace("models = [\"*\"]", "models = [\"gpt-4o\"]");
+    assert!(problems(&narrow)[0].contains("a key can only narrow its team's models"));
+    let twice = format!("{text}\n[[keys]]\nname = \"k2\"\nteam = \"search\"\nsha256 = \"{hash}\"\n");
+    assert!(problems(&twice)[0].contains("same hash as an earlier key"));
+}

@@ -1,0 +1,533 @@
+//! From the file as written to the typed [`Config`]: every reference
+//! resolved to an index, every amount to integers, every problem collected
+//! (not just the first) with its position and a fix.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use toml::value::{Datetime, Offset};
+use toml::Spanned;
+
+use super::raw::*;
+use super::{
+    Config, ConfigError, Credential, Env, GuardrailProfile, Logging, Price, Problem, Provider, ProviderKind, Server,
+    Source, Timeouts,
+};
+use crate::access::{pattern_matches, ModelSet};
+use crate::keys::{hex, parse_hash, KeyTable, VirtualKey};
+use crate::route::{Route, Routes, Target};
+use crate::team::{Budget, MicroUsd, RateLimit, Team};
+
+struct Report<'a> {
+    file: &'a str,
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Report<'_> {
+    fn add(&mut self, span: Range<usize>, message: String) {
+        let (line, column) = line_col(self.text, span.start);
+        self.problems.push(Problem { file: self.file.to_string(), line, column, message });
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, column)
+}
+
+pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+    let mut report = Report { file, text, problems: Vec::new() };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            report.add(e.span().unwrap_or(0..0), e.message().trim_end().replace('\n', " "));
+            return Err(ConfigError { problems: report.problems });
+        }
+    };
+    let server = validate_server(&raw.server, &mut report);
+    let providers = validate_providers(&raw.providers, env, &mut report);
+    let routes = validate_models(&raw.models, &raw.providers, &mut report);
+    let guardrail_profiles = validate_profiles(&raw.guardrail_profiles, &mut report);
+    let teams = validate_teams(&raw.teams, &routes, &guardrail_profiles, &mut report);
+    let keys = validate_keys(&raw.keys, &raw.teams, &teams, &routes, &mut report);
+    let logging = Logging { dir: raw.logging.dir.clone(), capture_bodies: raw.logging.capture_bodies };
+    match server {
+        Some(server) if report.problems.is_empty() => Ok(Config {
+            server,
+            providers,
+            routes,
+            teams,
+            keys,
+            guardrail_profiles,
+            logging,
+            source: Source { file: file.to_string(), sha256: hex(&Sha256::digest(text.as_bytes())) },
+        }),
+        _ => Err(ConfigError { problems: report.problems }),
+    }
+}
+
+fn validate_server(raw: &RawServer, report: &mut Report<'_>) -> Option<Server> {
+    let mut addr = |field: &Spanned<String>, name: &str| match field.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            report.add(
+                field.span(),
+                format!("{name} address {:?} is not IP:port; write it like \"127.0.0.1:8080\"", field.get_ref()),
+            );
+            None
+        }
+    };
+    let listen = addr(&raw.listen, "listen");
+    let admin_listen = match raw.admin_listen.get_ref().as_str() {
+        "off" | "none" => Some(None),
+        _ => addr(&raw.admin_listen, "admin_listen").map(Some),
+    };
+    let t = &raw.timeouts;
+    let ms = Duration::from_millis;
+    Some(Server {
+        listen: listen?,
+        admin_listen: admin_listen?,
+        workers: raw.workers,
+        head_bytes_max: raw.head_bytes_max.max(1024),
+        uri_bytes_max: raw.uri_bytes_max.max(256),
+        body_bytes_max: raw.body_bytes_max,
+        connections_per_worker_max: raw.connections_per_worker_max.max(1),
+        timeouts: Timeouts {
+            head_read: ms(t.head_read_ms),
+            body_read: ms(t.body_read_ms),
+            idle_keepalive: ms(t.idle_keepalive_ms),
+            upstream_connect: ms(t.upstream_connect_ms),
+            upstream_first_byte: ms(t.upstream_first_byte_ms),
+            request: ms(t.request_ms),
+            drain: ms(t.drain_ms),
+        },
+    })
+}
+
+fn duplicate<'a, T>(items: &'a [T], i: usize, name: impl Fn(&'a T) -> &'a Spanned<String>) -> bool {
+    items[..i].iter().any(|q| name(q).get_ref() == name(&items[i]).get_ref())
+}
+
+fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_>) -> Vec<Provider> {
+    let mut out = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        if duplicate(raw, i, |p| &p.name) {
+            report.add(
+                p.name.span(),
+                format!("provider {:?} is defined twice; give each provider its own name", p.name.get_ref()),
+            );
+        }
+        let kind = match p.kind.get_ref().as_str() {
+            "mock" => ProviderKind::Mock,
+            "openai" => ProviderKind::OpenAi,
+            "openai-compatible" => ProviderKind::OpenAiCompatible,
+            "anthropic" => {
+                report.add(
+                    p.kind.span(),
+                    "provider kind \"anthropic\" needs request translation, which is not built yet; \
+                     use an OpenAI-compatible endpoint for now"
+                        .to_string(),
+                );
+                continue;
+            }
+            other => {
+                report.add(
+                    p.kind.span(),
+                    format!("unknown provider kind {other:?}; use one of \"mock\", \"openai\", \"openai-compatible\""),
+                );
+                continue;
+            }
+        };
+        let (host, host_header, base_path) = match (&p.base_url, kind) {
+            (None, ProviderKind::Mock) => (None, "mock".to_string(), "/v1".to_string()),
+            (None, _) => {
+                report.add(
+                    p.kind.span(),
+                    format!("provider {:?} needs a base_url, such as \"http://127.0.0.1:9000/v1\"", p.name.get_ref()),
+                );
+                continue;
+            }
+            (Some(url), _) => match parse_http_url(url.get_ref()) {
+                Ok((h, port, path)) => {
+                    let header = if port == 80 { h.clone() } else { format!("{h}:{port}") };
+                    (Some((h, port)), header, path)
+                }
+                Err(why) => {
+                    report.add(url.span(), why);
+                    continue;
+                }
+            },
+        };
+        let secret = match (&p.api_key_env, &p.api_key_file) {
+            (Some(var), Some(_)) => {
+                report.add(var.span(), "give api_key_env or api_key_file, not both".to_string());
+                None
+            }
+            (Some(var), None) => match env.var(var.get_ref()) {
+                Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                _ => {
+                    report.add(
+                        var.span(),
+                        format!(
+                            "environment variable {} is not set; export it with the provider's API key",
+                            var.get_ref()
+                        ),
+                    );
+                    None
+                }
+            },
+            (None, Some(path)) => match env.read_file(path.get_ref()) {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                Ok(_) => {
+                    report.add(
+                        path.span(),
+                        format!("api_key_file {:?} is empty; put the provider's API key in it", path.get_ref()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    report.add(path.span(), format!("cannot read api_key_file {:?}: {e}", path.get_ref()));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        out.push(Provider {
+            name: p.name.get_ref().clone(),
+            kind,
+            host,
+            host_header,
+            base_path,
+            credential: secret.map(|s| Credential(format!("Bearer {s}"))),
+            mock: p.mock,
+        });
+    }
+    out
+}
+
+/// Splits `http://host:port/path`. HTTPS upstreams need the TLS client,
+/// which is not built yet, so they are refused with that reason.
+fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(if url.starts_with("https://") {
+            format!("base_url {url:?}: https upstreams are not supported yet; use an http:// URL on a trusted network")
+        } else {
+            format!("base_url {url:?} must start with http://")
+        });
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            let port = p.parse::<u16>().map_err(|_| format!("base_url {url:?} has a bad port {p:?}"))?;
+            (h, port)
+        }
+        _ => (authority, 80),
+    };
+    if host.is_empty() {
+        return Err(format!("base_url {url:?} has no host"));
+    }
+    Ok((host.to_string(), port, path.trim_end_matches('/').to_string()))
+}
+
+fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Report<'_>) -> Routes {
+    let mut routes = Vec::new();
+    for (i, m) in raw.iter().enumerate() {
+        let name = m.name.get_ref();
+        if duplicate(raw, i, |m| &m.name) {
+            report.add(m.name.span(), format!("model {name:?} is defined twice; merge its targets into one entry"));
+        }
+        if name.contains('*') {
+            report
+                .add(m.name.span(), format!("model name {name:?} may not contain `*`, which teams use as a wildcard"));
+        }
+        if m.targets.is_empty() {
+            report
+                .add(m.name.span(), format!("model {name:?} has no targets; add targets = [{{ provider = \"...\" }}]"));
+        }
+        let mut targets = Vec::new();
+        for t in &m.targets {
+            match providers.iter().position(|p| p.name.get_ref() == t.provider.get_ref()) {
+                Some(provider) => {
+                    targets.push(Target { provider, upstream_model: t.model.clone().unwrap_or_else(|| name.clone()) })
+                }
+                None => {
+                    let hint = did_you_mean(t.provider.get_ref(), providers.iter().map(|p| p.name.get_ref().as_str()))
+                        .unwrap_or_else(|| "; define it under [[providers]]".to_string());
+                    report.add(
+                        t.provider.span(),
+                        format!("model {name:?} routes to unknown provider {:?}{hint}", t.provider.get_ref()),
+                    );
+                }
+            }
+        }
+        let price = m.price.as_ref().map(|p| Price {
+            input_per_mtok: usd(&p.input_per_mtok, report),
+            output_per_mtok: usd(&p.output_per_mtok, report),
+            cached_input_per_mtok: p.cached_input_per_mtok.as_ref().map_or(0, |c| usd(c, report)),
+        });
+        routes.push(Route { name: name.clone(), targets, price });
+    }
+    Routes::new(routes)
+}
+
+/// USD as written to integer micro-dollars.
+fn usd(v: &Spanned<f64>, report: &mut Report<'_>) -> MicroUsd {
+    let x = *v.get_ref();
+    if !(0.0..=1e12).contains(&x) {
+        report.add(v.span(), format!("{x} is not an amount in USD; write a non-negative number such as 2.50"));
+        return 0;
+    }
+    (x * 1e6).round() as MicroUsd
+}
+
+fn validate_profiles(raw: &[RawGuardrailProfile], report: &mut Report<'_>) -> Vec<GuardrailProfile> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if duplicate(raw, i, |p| &p.name) {
+                report.add(p.name.span(), format!("guardrail profile {:?} is defined twice", p.name.get_ref()));
+            }
+            GuardrailProfile { name: p.name.get_ref().clone() }
+        })
+        .collect()
+}
+
+/// Resolves model patterns into a set; a pattern that matches no model is
+/// a problem (a typo would otherwise silently deny).
+fn model_set(patterns: &[Spanned<String>], routes: &Routes, owner: &str, report: &mut Report<'_>) -> ModelSet {
+    let mut set = ModelSet::empty(routes.all().len());
+    for pattern in patterns {
+        let mut matched = false;
+        for (i, route) in routes.all().iter().enumerate() {
+            if pattern_matches(pattern.get_ref(), &route.name) {
+                set.insert(i);
+                matched = true;
+            }
+        }
+        if !matched {
+            let p = pattern.get_ref();
+            let message = if p.contains('*') {
+                format!("{owner} allows {p:?}, which matches no configured model; check the pattern against [[models]]")
+            } else {
+                let hint = did_you_mean(p, routes.all().iter().map(|r| r.name.as_str()))
+                    .unwrap_or_else(|| "; add it under [[models]] or remove it".to_string());
+                format!("{owner} allows unknown model {p:?}{hint}")
+            };
+            report.add(pattern.span(), message);
+        }
+    }
+    set
+}
+
+fn budget(raw: Option<&RawBudget>, report: &mut Report<'_>) -> Budget {
+    let Some(b) = raw else { return Budget { soft_threshold_permille: 800, ..Budget::default() } };
+    let soft = match &b.soft_threshold {
+        None => 800,
+        Some(s) if (0.0..=1.0).contains(s.get_ref()) => (s.get_ref() * 1000.0).round() as u16,
+        Some(s) => {
+            report.add(
+                s.span(),
+                format!("soft_threshold {} must be a fraction from 0.0 to 1.0, such as 0.8", s.get_ref()),
+            );
+            800
+        }
+    };
+    Budget {
+        daily: b.daily_usd.as_ref().map(|v| usd(v, report)),
+        monthly: b.monthly_usd.as_ref().map(|v| usd(v, report)),
+        soft_threshold_permille: soft,
+    }
+}
+
+fn rate_limit(raw: Option<&RawRateLimit>) -> RateLimit {
+    raw.map_or_else(RateLimit::default, |r| RateLimit {
+        requests_per_minute: r.requests_per_minute,
+        tokens_per_minute: r.tokens_per_minute,
+    })
+}
+
+fn validate_teams(
+    raw: &[RawTeam],
+    routes: &Routes,
+    profiles: &[GuardrailProfile],
+    report: &mut Report<'_>,
+) -> Vec<Team> {
+    let mut teams = Vec::new();
+    for (i, t) in raw.iter().enumerate() {
+        let name = t.name.get_ref();
+        if duplicate(raw, i, |t| &t.name) {
+            report.add(t.name.span(), format!("team {name:?} is defined twice; merge the two entries"));
+        }
+        let models = model_set(&t.models, routes, &format!("team {name:?}"), report);
+        let guardrail_profile = t.guardrails.as_ref().and_then(|g| {
+            let found = profiles.iter().position(|p| &p.name == g.get_ref());
+            if found.is_none() {
+                let hint = did_you_mean(g.get_ref(), profiles.iter().map(|p| p.name.as_str()))
+                    .unwrap_or_else(|| "; define it under [[guardrail_profiles]]".to_string());
+                report.add(g.span(), format!("team {name:?} uses unknown guardrail profile {:?}{hint}", g.get_ref()));
+            }
+            found
+        });
+        teams.push(Team {
+            name: name.clone(),
+            models,
+            budget: budget(t.budget.as_ref(), report),
+            rate_limit: rate_limit(t.rate_limit.as_ref()),
+            guardrail_profile,
+            labels: t.labels.clone(),
+        });
+    }
+    teams
+}
+
+fn validate_keys(
+    raw: &[RawKey],
+    raw_teams: &[RawTeam],
+    teams: &[Team],
+    routes: &Routes,
+    report: &mut Report<'_>,
+) -> KeyTable {
+    let mut keys = Vec::new();
+    for (i, k) in raw.iter().enumerate() {
+        let name = k.name.get_ref();
+        if duplicate(raw, i, |k| &k.name) {
+            report.add(k.name.span(), format!("key {name:?} is defined twice; key names must be unique"));
+        }
+        let Some(hash) = parse_hash(k.sha256.get_ref()) else {
+            report.add(
+                k.sha256.span(),
+                format!("key {name:?}: sha256 must be 64 hex digits; paste the line `tollgate keygen` printed"),
+            );
+            continue;
+        };
+        if raw[..i].iter().any(|q| parse_hash(q.sha256.get_ref()) == Some(hash)) {
+            report
+                .add(k.sha256.span(), format!("key {name:?} has the same hash as an earlier key; generate a new key"));
+        }
+        let Some(team) = raw_teams.iter().position(|t| t.name.get_ref() == k.team.get_ref()) else {
+            let hint = did_you_mean(k.team.get_ref(), raw_teams.iter().map(|t| t.name.get_ref().as_str()))
+                .unwrap_or_else(|| "; define it under [[teams]]".to_string());
+            report.add(k.team.span(), format!("key {name:?} belongs to unknown team {:?}{hint}", k.team.get_ref()));
+            continue;
+        };
+        let Some(team_models) = teams.get(team).map(|t| &t.models) else { continue };
+        let models = match &k.models {
+            None => team_models.clone(),
+            Some(patterns) => {
+                let own = model_set(patterns, routes, &format!("key {name:?}"), report);
+                for p in patterns {
+                    let outside = routes
+                        .all()
+                        .iter()
+                        .enumerate()
+                        .any(|(m, r)| pattern_matches(p.get_ref(), &r.name) && !team_models.contains(m));
+                    if outside && !p.get_ref().contains('*') {
+                        report.add(
+                            p.span(),
+                            format!(
+                                "key {name:?} allows {:?}, which its team {:?} does not; a key can only narrow its team's models",
+                                p.get_ref(),
+                                k.team.get_ref()
+                            ),
+                        );
+                    }
+                }
+                own.intersect(team_models)
+            }
+        };
+        let expires_at = k.expires.as_ref().and_then(|e| match unix_seconds(e.get_ref()) {
+            Ok(t) => Some(t),
+            Err(why) => {
+                report.add(e.span(), format!("key {name:?}: {why}"));
+                None
+            }
+        });
+        keys.push(VirtualKey::new(
+            name.clone(),
+            team,
+            hash,
+            expires_at,
+            k.revoked,
+            models,
+            budget(k.budget.as_ref(), report),
+            rate_limit(k.rate_limit.as_ref()),
+        ));
+    }
+    KeyTable::new(keys)
+}
+
+/// A TOML date or offset date-time as Unix seconds. A bare date means
+/// midnight UTC; a date-time must say its offset, so that an expiry never
+/// depends on the server's time zone.
+fn unix_seconds(d: &Datetime) -> Result<u64, String> {
+    let date = d.date.ok_or("expires needs a date, such as 2027-01-31 or 2027-01-31T00:00:00Z")?;
+    let days = days_from_civil(date.year as i64, date.month as i64, date.day as i64);
+    let (secs, offset_min) = match (d.time, d.offset) {
+        (None, _) => (0, 0),
+        (Some(_), None) => return Err("expires has a time but no offset; end it with Z or +01:00".to_string()),
+        (Some(t), Some(o)) => {
+            let off = match o {
+                Offset::Z => 0,
+                Offset::Custom { minutes } => minutes as i64,
+            };
+            (t.hour as i64 * 3600 + t.minute as i64 * 60 + t.second as i64, off)
+        }
+    };
+    let t = days * 86_400 + secs - offset_min * 60;
+    u64::try_from(t).map_err(|_| "expires is before 1970".to_string())
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `; did you mean "x"?` for the candidate nearest to `word`, if it is
+/// close enough to be a typo.
+fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| format!("; did you mean {c:?}?"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2026, 11, 23), 20_780);
+    }
+}

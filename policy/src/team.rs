@@ -1,0 +1,37 @@
+//! Teams: who may use which models, and the limits that apply to them.
+//!
+//! Budgets and rate limits are parsed and validated here now (amounts in
+//! integer micro-dollars and whole tokens); their enforcement is the budgets
+//! stage's. Labels are free-form and travel to reports.
+
+use std::collections::BTreeMap;
+
+use crate::access::ModelSet;
+
+/// One millionth of a US dollar: all money is integer micro-dollars.
+pub type MicroUsd = u64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Budget {
+    pub daily: Option<MicroUsd>,
+    pub monthly: Option<MicroUsd>,
+    /// Per mille of a budget at which a soft warning fires (default 800).
+    pub soft_threshold_permille: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RateLimit {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Team {
+    pub name: String,
+    pub models: ModelSet,
+    pub budget: Budget,
+    pub rate_limit: RateLimit,
+    /// Index into [`crate::Config::guardrail_profiles`].
+    pub guardrail_profile: Option<usize>,
+    pub labels: BTreeMap<String, String>,
+}
