@@ -54,6 +54,11 @@ pub enum GatewayError {
     UpstreamClosed { provider: String, cause: Option<io::Error> },
     /// The upstream's answer is not HTTP/1.1 we can relay safely.
     UpstreamProtocol { provider: String, cause: ResponseError },
+    /// The upstream answered with a status in `fallback_on_status`, and no
+    /// other target could be tried.
+    UpstreamStatus { provider: String, status: u16 },
+    /// Every target of the model has an open circuit breaker.
+    Unavailable { model: String },
     /// The worker is draining for shutdown.
     Draining,
 }
@@ -75,15 +80,24 @@ impl GatewayError {
             | UpstreamConnectTimeout { .. }
             | UpstreamTimeout { .. }
             | UpstreamClosed { .. }
-            | UpstreamProtocol { .. } => Source::Upstream,
+            | UpstreamProtocol { .. }
+            | UpstreamStatus { .. }
+            | Unavailable { .. } => Source::Upstream,
             Draining => Source::Gateway,
         }
     }
 
-    /// Whether another attempt (on another connection or target) could
-    /// succeed. Fallback (a later stage) reads this.
-    pub fn retryable(&self) -> bool {
-        matches!(self, GatewayError::UpstreamConnect { .. } | GatewayError::UpstreamConnectTimeout { .. })
+    /// Whether another target could still serve the request: the upstream
+    /// failed before any answer byte reached the client.
+    pub fn falls_back(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::UpstreamConnect { .. }
+                | GatewayError::UpstreamConnectTimeout { .. }
+                | GatewayError::UpstreamTimeout { .. }
+                | GatewayError::UpstreamClosed { .. }
+                | GatewayError::UpstreamProtocol { .. }
+        )
     }
 
     /// Whether the client connection must close after the answer, because
@@ -108,7 +122,8 @@ impl GatewayError {
             Auth(_) => 401,
             ModelNotAllowed { .. } => 403,
             NoRoute | UnknownModel(_) => 404,
-            UpstreamConnect { .. } | UpstreamClosed { .. } | UpstreamProtocol { .. } => 502,
+            UpstreamConnect { .. } | UpstreamClosed { .. } | UpstreamProtocol { .. } | UpstreamStatus { .. } => 502,
+            Unavailable { .. } => 503,
             UpstreamConnectTimeout { .. } | UpstreamTimeout { .. } => 504,
             Draining => 503,
         }
@@ -143,6 +158,8 @@ impl GatewayError {
             UpstreamTimeout { .. } => "upstream_timeout",
             UpstreamClosed { .. } => "upstream_closed",
             UpstreamProtocol { .. } => "upstream_protocol_error",
+            UpstreamStatus { .. } => "upstream_error_status",
+            Unavailable { .. } => "upstream_unavailable",
             Draining => "shutting_down",
         }
     }
@@ -178,6 +195,10 @@ impl fmt::Display for GatewayError {
             }
             UpstreamClosed { provider, cause: None } => write!(f, "upstream `{provider}` closed the connection early"),
             UpstreamProtocol { provider, cause } => write!(f, "upstream `{provider}`: {cause}"),
+            UpstreamStatus { provider, status } => write!(f, "upstream `{provider}` answered {status}"),
+            Unavailable { model } => {
+                write!(f, "every upstream of model `{model}` is failing (circuit breakers open); retry shortly")
+            }
             Draining => f.write_str("the gateway is shutting down; retry on another instance"),
         }
     }
@@ -216,6 +237,8 @@ mod tests {
             (GatewayError::UpstreamTimeout { provider: p() }, 504),
             (GatewayError::UpstreamClosed { provider: p(), cause: None }, 502),
             (GatewayError::Draining, 503),
+            (GatewayError::Unavailable { model: "m".into() }, 503),
+            (GatewayError::UpstreamStatus { provider: p(), status: 500 }, 502),
         ];
         for (e, status) in cases {
             assert_eq!(e.status(), status, "{e:?}");

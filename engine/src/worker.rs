@@ -12,6 +12,7 @@
 //! with, so they finish under it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,18 +24,24 @@ use monoio::net::TcpListener;
 use tollgate_policy::Config;
 use tollgate_protocol::http1::HeadLimits;
 
+use crate::proxy::fallback::Breaker;
 use crate::upstream::Upstream;
 
 /// How often a worker looks at the shutdown flag and its reload mailbox.
 /// Only the start of a drain or a reload waits on it, never a request.
 const POLL: Duration = Duration::from_millis(10);
 
-/// What requests on one core read: an immutable snapshot.
+/// What requests on one core read: a snapshot of the configuration, and
+/// the core's own mutable parts that survive reloads (pools, breakers).
 pub struct CoreState {
     pub config: Arc<Config>,
     pub limits: HeadLimits,
     /// By provider index.
     pub upstreams: Vec<Rc<Upstream>>,
+    /// By route index, then target index.
+    pub breakers: Vec<Vec<Rc<Breaker>>>,
+    /// Load sharing and back-off jitter.
+    pub rng: Cell<u64>,
 }
 
 impl CoreState {
@@ -51,10 +58,46 @@ impl CoreState {
                     .unwrap_or_else(|| Rc::new(fresh))
             })
             .collect();
+        // A target keeps its breaker across a reload if it still exists
+        // (same provider name and upstream model).
+        let mut old_breakers = HashMap::new();
+        if let Some(o) = old {
+            for (route, breakers) in o.config.routes.all().iter().zip(&o.breakers) {
+                for (t, b) in route.targets.iter().zip(breakers) {
+                    let provider = &o.config.providers[t.provider].name;
+                    old_breakers.insert((provider.clone(), t.upstream_model.clone()), b.clone());
+                }
+            }
+        }
+        let breakers = config
+            .routes
+            .all()
+            .iter()
+            .map(|route| {
+                route
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        let key = (config.providers[t.provider].name.clone(), t.upstream_model.clone());
+                        old_breakers.get(&key).cloned().unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .collect();
         let s = &config.server;
         let limits = HeadLimits { head_bytes_max: s.head_bytes_max, uri_bytes_max: s.uri_bytes_max };
-        CoreState { config, limits, upstreams }
+        let seed = old.map_or_else(seed, |o| o.rng.get());
+        CoreState { config, limits, upstreams, breakers, rng: Cell::new(seed) }
     }
+}
+
+/// A non-zero seed that differs between cores and runs.
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+    let thread = std::thread::current().id();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&thread, &mut h);
+    (nanos ^ std::hash::Hasher::finish(&h)) | 1
 }
 
 /// A new configuration for every worker; each answers on `done` once it

@@ -6,6 +6,10 @@ use std::collections::HashMap;
 
 use crate::config::Price;
 
+/// Targets one model may have: enough for any real fallback chain, and a
+/// bound the engine's per-request attempt plan relies on.
+pub const TARGETS_PER_MODEL_MAX: usize = 16;
+
 /// One upstream that can serve a model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -13,6 +17,11 @@ pub struct Target {
     pub provider: usize,
     /// The model name the provider expects.
     pub upstream_model: String,
+    /// Lower is tried first; targets of equal priority share load by weight.
+    /// Defaults to the target's position, which makes the list an ordered
+    /// fallback chain.
+    pub priority: u32,
+    pub weight: u32,
 }
 
 /// A public model name and its targets in order of preference.

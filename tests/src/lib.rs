@@ -147,8 +147,13 @@ fn spawn_listening(mut cmd: Command, from_stderr: bool, marker: &'static str, di
 
 /// Starts `tollgate-mock` on a free port with extra arguments.
 pub fn start_mock(args: &[&str]) -> Proc {
+    start_mock_at("127.0.0.1:0".parse().expect("literal"), args)
+}
+
+/// Starts `tollgate-mock` on a given address (to bring an upstream back).
+pub fn start_mock_at(addr: SocketAddr, args: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("tollgate-mock"));
-    cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+    cmd.arg("--listen").arg(addr.to_string()).args(args);
     spawn_listening(cmd, false, "tollgate-mock listening on http://", None)
 }
 

@@ -248,7 +248,10 @@ fn upstream_refused_is_502_and_upstream_hang_is_504() {
     assert_eq!((r.status, r.error_code().as_str()), (502, "upstream_unreachable"));
 
     let mock = start_mock(&[]);
-    let gw = start_gateway(&config_for(mock.addr, 1, "[server.timeouts]\nupstream_first_byte_ms = 300"), &[], &[]);
+    // One attempt per request and no breaker: this test is about how each
+    // failure maps to an answer (routing.rs covers fallback and breakers).
+    let extra = "[server.timeouts]\nupstream_first_byte_ms = 300\n[routing]\nmax_attempts = 1\nbreaker_failures = 100";
+    let gw = start_gateway(&config_for(mock.addr, 1, extra), &[], &[]);
     let start = Instant::now();
     let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-fail: hang\r\n"));
     assert_eq!((r.status, r.error_code().as_str()), (504, "upstream_timeout"));

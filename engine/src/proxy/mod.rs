@@ -2,8 +2,12 @@
 //!
 //! 1. [`authenticate`]: the virtual key from `Authorization: Bearer` or
 //!    `x-api-key`, before the body is read;
-//! 2. [`route`]: the model from the body decides the route and target, and
-//!    the key's team must be allowed that model (`authorize`);
+//! 2. [`route`]: the model from the body decides the route, and the key's
+//!    team must be allowed that model (`authorize`); [`fallback`] orders the
+//!    route's targets for this request and skips those whose breaker is
+//!    open. Phases 3 and 4 run once per attempt: a connect error, a time-out
+//!    to the first byte or a status in `fallback_on_status` moves the
+//!    request to the next target, as long as nothing has reached the client;
 //! 3. [`upstream_request`]: the upstream head is rendered and the body
 //!    sliced (only the model span is replaced, the rest is borrowed);
 //! 4. [`call`]: send on a pooled connection (once more on a fresh one if a
@@ -18,6 +22,7 @@
 
 pub mod authenticate;
 pub mod call;
+pub mod fallback;
 pub mod relay;
 pub mod route;
 pub mod upstream_request;
@@ -31,7 +36,8 @@ use tollgate_protocol::http1::RequestHead;
 use crate::error::GatewayError;
 use crate::respond::Client;
 use crate::worker::CoreState;
-use relay::RelayEnd;
+use fallback::Plan;
+use relay::{RelayEnd, RouteLabel};
 
 /// Runs an authenticated chat completion request through the pipeline. An
 /// `Err` means no byte of an answer has reached the client yet, so the
@@ -45,12 +51,60 @@ pub async fn chat_completions(
     deadline: Instant,
 ) -> Result<RelayEnd, GatewayError> {
     let routed = route::route(state, key, &body)?;
-    let upstream = &state.upstreams[routed.target.provider];
-    let parts = upstream_request::build(client, head, &body, &routed, upstream);
-    let (mut conn, response) = call::call(state, upstream, parts.as_slice(), deadline).await?;
-    let end = relay::relay(client, &mut conn, response, head, deadline, &upstream.name).await;
-    if end.upstream_reusable {
-        upstream.give_back(conn);
+    let routing = &state.config.routing;
+    let breakers = &state.breakers[routed.index];
+    let mut plan = Plan::new(routed.route, &state.rng);
+    let mut last_error = None;
+    while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
+        if !backoff.is_zero() {
+            if Instant::now() + backoff >= deadline {
+                break;
+            }
+            monoio::time::sleep(backoff).await;
+        }
+        let target = &routed.route.targets[t];
+        let upstream = &state.upstreams[target.provider];
+        let parts = upstream_request::build(client, head, &body, &routed.fields, target, upstream);
+        let attempt_started = Instant::now();
+        match call::call(state, upstream, parts.as_slice(), deadline).await {
+            Ok((conn, response)) if routing.fallback_on_status.contains(&response.status) && plan.has_more(routing) => {
+                // Another target may do better; this answer is dropped with
+                // its connection (its body is unread).
+                if response.status != 429 {
+                    breakers[t].failure(Instant::now(), routing);
+                }
+                tracing::debug!(provider = %upstream.name, status = response.status, "falling back");
+                drop(conn);
+                last_error =
+                    Some(GatewayError::UpstreamStatus { provider: upstream.name.clone(), status: response.status });
+            }
+            Ok((mut conn, response)) => {
+                if response.status >= 500 {
+                    breakers[t].failure(Instant::now(), routing);
+                } else {
+                    breakers[t].success();
+                }
+                let label = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
+                let end = relay::relay(client, &mut conn, response, head, deadline, &upstream.name, label).await;
+                if end.upstream_reusable {
+                    upstream.give_back(conn);
+                }
+                tracing::trace!(elapsed_us = attempt_started.elapsed().as_micros() as u64, "attempt served");
+                return Ok(end);
+            }
+            Err(e) => {
+                breakers[t].failure(Instant::now(), routing);
+                tracing::debug!(provider = %upstream.name, error = %e, "attempt failed");
+                if matches!(e, GatewayError::UpstreamTimeout { .. }) {
+                    plan.exclude(t);
+                }
+                let again = e.falls_back();
+                last_error = Some(e);
+                if !again {
+                    break;
+                }
+            }
+        }
     }
-    Ok(end)
+    Err(last_error.unwrap_or_else(|| GatewayError::Unavailable { model: routed.route.name.clone() }))
 }

@@ -24,6 +24,13 @@ use crate::iov;
 use crate::respond::{reason, Client};
 use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
 
+/// Which target served the answer, for the `x-tollgate-route` header.
+#[derive(Clone, Copy, Debug)]
+pub struct RouteLabel<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+}
+
 /// How a relay ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayEnd {
@@ -77,6 +84,7 @@ pub async fn relay(
     request: &RequestHead,
     deadline: Instant,
     provider: &str,
+    route: RouteLabel<'_>,
 ) -> RelayEnd {
     let http10 = request.minor_version == 0;
     let (mut mode, framing_header): (Mode, &[u8]) = match (response.framing, http10) {
@@ -114,6 +122,11 @@ pub async fn relay(
         s.extend_from_slice(b"\r\n");
         mode = Mode::Length(LengthDecoder::new(n));
     }
+    s.extend_from_slice(b"x-tollgate-route: ");
+    s.extend_from_slice(route.provider.as_bytes());
+    s.extend_from_slice(b"/");
+    s.extend_from_slice(route.model.as_bytes());
+    s.extend_from_slice(b"\r\n");
     s.extend_from_slice(framing_header);
     if !client_keep_alive {
         s.extend_from_slice(b"connection: close\r\n");

@@ -1,16 +1,19 @@
 //! Phase 2: the model decides the route and the target, and the key's team
 //! must be allowed that model.
 
-use tollgate_policy::{Target, VirtualKey};
+use tollgate_policy::{Route, VirtualKey};
 use tollgate_protocol::openai::{scan_request, ChatRequestFields};
 
 use crate::error::GatewayError;
 use crate::worker::CoreState;
 
-/// A request resolved to where it goes.
+/// A request resolved to its route; [`super::fallback`] picks the target
+/// of each attempt.
 pub struct Routed<'s> {
     pub fields: ChatRequestFields,
-    pub target: &'s Target,
+    /// The route's index (for its breakers) and the route.
+    pub index: usize,
+    pub route: &'s Route,
 }
 
 pub fn route<'s>(state: &'s CoreState, key: &VirtualKey, body: &[u8]) -> Result<Routed<'s>, GatewayError> {
@@ -22,10 +25,7 @@ pub fn route<'s>(state: &'s CoreState, key: &VirtualKey, body: &[u8]) -> Result<
         .find(model)
         .ok_or_else(|| GatewayError::UnknownModel(String::from_utf8_lossy(model).into_owned()))?;
     authorize(state, key, index, &route.name)?;
-    // Fallback across targets arrives with the providers stage; today the
-    // first target serves.
-    let target = route.targets.first().ok_or_else(|| GatewayError::UnknownModel(route.name.clone()))?;
-    Ok(Routed { fields, target })
+    Ok(Routed { fields, index, route })
 }
 
 /// Access control: one bit test against the key's resolved model set.

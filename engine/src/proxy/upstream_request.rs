@@ -4,9 +4,10 @@
 use bytes::Bytes;
 use tollgate_protocol::http1::RequestHead;
 
-use super::route::Routed;
 use crate::respond::Client;
 use crate::upstream::Upstream;
+use tollgate_policy::Target;
+use tollgate_protocol::openai::ChatRequestFields;
 
 /// Headers that describe one hop, not the message (RFC 9110 7.6.1), plus
 /// the client's credentials, which never leave the gateway.
@@ -47,10 +48,17 @@ impl Parts {
     }
 }
 
-/// Phase 2: the upstream request as slices: a rendered head, then the body
+/// Phase 3: the upstream request as slices: a rendered head, then the body
 /// borrowed from the client's read buffer with only the model replaced.
-pub fn build(client: &mut Client, head: &RequestHead, body: &Bytes, routed: &Routed<'_>, upstream: &Upstream) -> Parts {
-    let (model, target) = (routed.fields.model, routed.target);
+pub fn build(
+    client: &mut Client,
+    head: &RequestHead,
+    body: &Bytes,
+    fields: &ChatRequestFields,
+    target: &Target,
+    upstream: &Upstream,
+) -> Parts {
+    let model = fields.model;
     let replace = model.get(body) != target.upstream_model.as_bytes();
     let body_len = if replace { body.len() - model.len() + target.upstream_model.len() } else { body.len() };
     let s = &mut client.scratch;

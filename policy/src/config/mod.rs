@@ -34,6 +34,7 @@ pub struct Config {
     pub keys: KeyTable,
     pub guardrail_profiles: Vec<GuardrailProfile>,
     pub logging: Logging,
+    pub routing: Routing,
     /// Where the text came from and its SHA-256, for the admin listener.
     pub source: Source,
 }
@@ -125,6 +126,22 @@ pub struct Price {
     pub input_per_mtok: u64,
     pub output_per_mtok: u64,
     pub cached_input_per_mtok: u64,
+}
+
+/// Fallback, retry and circuit-breaker settings, for every route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routing {
+    /// Attempts per request across all targets (the first included).
+    pub max_attempts: u32,
+    /// Base of the exponential back-off, with full jitter, before a target
+    /// is tried again in the same request.
+    pub retry_backoff: Duration,
+    /// Upstream statuses that move a request to the next target.
+    pub fallback_on_status: Vec<u16>,
+    /// Consecutive failures that open a target's breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker skips its target before one probe.
+    pub breaker_cooldown: Duration,
 }
 
 /// Reserved for the guardrails stage.

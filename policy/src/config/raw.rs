@@ -25,6 +25,30 @@ pub struct RawConfig {
     pub guardrail_profiles: Vec<RawGuardrailProfile>,
     #[serde(default)]
     pub logging: RawLogging,
+    #[serde(default)]
+    pub routing: RawRouting,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRouting {
+    pub max_attempts: u32,
+    pub retry_backoff_ms: u64,
+    pub fallback_on_status: Vec<Spanned<u16>>,
+    pub breaker_failures: u32,
+    pub breaker_cooldown_ms: u64,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        RawRouting {
+            max_attempts: 3,
+            retry_backoff_ms: 25,
+            fallback_on_status: [429, 500, 502, 503, 504].into_iter().map(|s| Spanned::new(0..0, s)).collect(),
+            breaker_failures: 5,
+            breaker_cooldown_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -107,6 +131,8 @@ pub struct RawModel {
 pub struct RawTarget {
     pub provider: Spanned<String>,
     pub model: Option<String>,
+    pub priority: Option<u32>,
+    pub weight: Option<Spanned<u32>>,
 }
 
 /// USD per million tokens, as providers publish them.

@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::raw::*;
 use super::{
-    Config, ConfigError, Credential, Env, GuardrailProfile, Logging, Price, Problem, Provider, ProviderKind, Server,
-    Source, Timeouts,
+    Config, ConfigError, Credential, Env, GuardrailProfile, Logging, Price, Problem, Provider, ProviderKind, Routing,
+    Server, Source, Timeouts,
 };
 use crate::access::{pattern_matches, ModelSet};
 use crate::keys::{hex, parse_hash, KeyTable, VirtualKey};
@@ -56,6 +56,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
     let teams = validate_teams(&raw.teams, &routes, &guardrail_profiles, &mut report);
     let keys = validate_keys(&raw.keys, &raw.teams, &teams, &routes, &mut report);
     let logging = Logging { dir: raw.logging.dir.clone(), capture_bodies: raw.logging.capture_bodies };
+    let routing = validate_routing(&raw.routing, &mut report);
     match server {
         Some(server) if report.problems.is_empty() => Ok(Config {
             server,
@@ -65,6 +66,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
             keys,
             guardrail_profiles,
             logging,
+            routing,
             source: Source { file: file.to_string(), sha256: hex(&Sha256::digest(text.as_bytes())) },
         }),
         _ => Err(ConfigError { problems: report.problems }),
@@ -107,6 +109,24 @@ fn validate_server(raw: &RawServer, report: &mut Report<'_>) -> Option<Server> {
             drain: ms(t.drain_ms),
         },
     })
+}
+
+fn validate_routing(raw: &RawRouting, report: &mut Report<'_>) -> Routing {
+    for s in &raw.fallback_on_status {
+        if !(400..600).contains(s.get_ref()) {
+            report.add(
+                s.span(),
+                format!("fallback_on_status {} is not an error status; use 4xx or 5xx codes", s.get_ref()),
+            );
+        }
+    }
+    Routing {
+        max_attempts: raw.max_attempts.clamp(1, 10),
+        retry_backoff: Duration::from_millis(raw.retry_backoff_ms),
+        fallback_on_status: raw.fallback_on_status.iter().map(|s| *s.get_ref()).collect(),
+        breaker_failures: raw.breaker_failures.max(1),
+        breaker_cooldown: Duration::from_millis(raw.breaker_cooldown_ms),
+    }
 }
 
 fn duplicate<'a, T>(items: &'a [T], i: usize, name: impl Fn(&'a T) -> &'a Spanned<String>) -> bool {
@@ -248,16 +268,35 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
             report
                 .add(m.name.span(), format!("model name {name:?} may not contain `*`, which teams use as a wildcard"));
         }
+        if m.targets.len() > crate::route::TARGETS_PER_MODEL_MAX {
+            report.add(
+                m.name.span(),
+                format!(
+                    "model {name:?} has {} targets; at most {} are allowed",
+                    m.targets.len(),
+                    crate::route::TARGETS_PER_MODEL_MAX
+                ),
+            );
+        }
         if m.targets.is_empty() {
             report
                 .add(m.name.span(), format!("model {name:?} has no targets; add targets = [{{ provider = \"...\" }}]"));
         }
         let mut targets = Vec::new();
-        for t in &m.targets {
+        for (position, t) in m.targets.iter().enumerate() {
+            if let Some(w) = t.weight.as_ref().filter(|w| *w.get_ref() == 0) {
+                report.add(
+                    w.span(),
+                    "weight 0 would never be chosen; remove the target or give it a weight of 1 or more".into(),
+                );
+            }
             match providers.iter().position(|p| p.name.get_ref() == t.provider.get_ref()) {
-                Some(provider) => {
-                    targets.push(Target { provider, upstream_model: t.model.clone().unwrap_or_else(|| name.clone()) })
-                }
+                Some(provider) => targets.push(Target {
+                    provider,
+                    upstream_model: t.model.clone().unwrap_or_else(|| name.clone()),
+                    priority: t.priority.unwrap_or(position as u32),
+                    weight: t.weight.as_ref().map_or(1, |w| *w.get_ref()),
+                }),
                 None => {
                     let hint = did_you_mean(t.provider.get_ref(), providers.iter().map(|p| p.name.get_ref().as_str()))
                         .unwrap_or_else(|| "; define it under [[providers]]".to_string());

@@ -1,0 +1,291 @@
+//! Which target serves each attempt of a request: the route's targets in
+//! priority order, load shared by weight among equal priorities, targets
+//! with an open circuit breaker skipped, and at most `max_attempts`
+//! attempts with jittered back-off before a target is tried again.
+//!
+//! Breakers are per target per core: a core learns on its own that a
+//! provider is down, which costs each core `breaker_failures` failed
+//! attempts and needs no coordination. An open breaker makes its target
+//! cost nothing (no connect, no time-out) until `breaker_cooldown`, then
+//! lets exactly one probe through; the probe's outcome closes or re-opens it.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use tollgate_policy::config::Routing;
+use tollgate_policy::Route;
+
+use tollgate_policy::route::TARGETS_PER_MODEL_MAX as TARGETS_MAX;
+
+/// A target's health, as this core has seen it.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    failures: Cell<u32>,
+    open_until: Cell<Option<Instant>>,
+    /// When the half-open probe was let through; a probe whose request
+    /// vanished (client gone) is replaced after another cool-down.
+    probe_since: Cell<Option<Instant>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl Breaker {
+    pub fn state(&self, now: Instant) -> BreakerState {
+        match self.open_until.get() {
+            None => BreakerState::Closed,
+            Some(t) if now < t => BreakerState::Open,
+            Some(_) => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Whether an attempt may go to this target now.
+    fn admits(&self, now: Instant, cooldown: Duration) -> bool {
+        match self.state(now) {
+            BreakerState::Closed => true,
+            BreakerState::Open => false,
+            BreakerState::HalfOpen => match self.probe_since.get() {
+                Some(t) if now < t + cooldown => false,
+                _ => {
+                    self.probe_since.set(Some(now));
+                    true
+                }
+            },
+        }
+    }
+
+    pub fn success(&self) {
+        self.failures.set(0);
+        self.open_until.set(None);
+        self.probe_since.set(None);
+    }
+
+    pub fn failure(&self, now: Instant, routing: &Routing) {
+        if self.probe_since.take().is_some() || self.failures.get() + 1 >= routing.breaker_failures {
+            self.failures.set(0);
+            self.open_until.set(Some(now + routing.breaker_cooldown));
+        } else {
+            self.failures.set(self.failures.get() + 1);
+        }
+    }
+}
+
+/// The attempt order of one request.
+pub struct Plan {
+    order: [u8; TARGETS_MAX],
+    len: usize,
+    cursor: usize,
+    attempts: u32,
+    tried: u32,
+    excluded: u32,
+}
+
+impl Plan {
+    /// Orders `route`'s targets for one request: by priority, and within a
+    /// priority by weighted random choice.
+    pub fn new(route: &Route, rng: &Cell<u64>) -> Plan {
+        let len = route.targets.len().min(TARGETS_MAX);
+        let mut order = [0u8; TARGETS_MAX];
+        for (i, slot) in order[..len].iter_mut().enumerate() {
+            *slot = i as u8;
+        }
+        order[..len].sort_by_key(|&i| route.targets[i as usize].priority);
+        let mut start = 0;
+        while start < len {
+            let priority = route.targets[order[start] as usize].priority;
+            let end = (start..len).find(|&j| route.targets[order[j] as usize].priority != priority).unwrap_or(len);
+            // Weighted shuffle of the tier: pick each place by weight among
+            // those left.
+            for place in start..end.saturating_sub(1) {
+                let total: u64 = order[place..end].iter().map(|&i| route.targets[i as usize].weight as u64).sum();
+                let mut pick = next_random(rng) % total.max(1);
+                for j in place..end {
+                    let w = route.targets[order[j] as usize].weight as u64;
+                    if pick < w {
+                        order.swap(place, j);
+                        break;
+                    }
+                    pick -= w;
+                }
+            }
+            start = end;
+        }
+        Plan { order, len, cursor: 0, attempts: 0, tried: 0, excluded: 0 }
+    }
+
+    /// The next target to try, and the back-off to wait first (when it was
+    /// tried already in this request). `None` when the attempt budget is
+    /// spent or every target's breaker is open.
+    pub fn next(
+        &mut self,
+        breakers: &[std::rc::Rc<Breaker>],
+        routing: &Routing,
+        now: Instant,
+        rng: &Cell<u64>,
+    ) -> Option<(usize, Duration)> {
+        if self.attempts >= routing.max_attempts || self.len == 0 {
+            return None;
+        }
+        for _ in 0..self.len {
+            let target = self.order[self.cursor % self.len] as usize;
+            self.cursor += 1;
+            if self.excluded & (1 << target) != 0
+                || !breakers.get(target).is_none_or(|b| b.admits(now, routing.breaker_cooldown))
+            {
+                continue;
+            }
+            self.attempts += 1;
+            let again = self.tried & (1 << target) != 0;
+            self.tried |= 1 << target;
+            let backoff = if again { jittered(routing.retry_backoff, self.attempts, rng) } else { Duration::ZERO };
+            return Some((target, backoff));
+        }
+        None
+    }
+
+    /// Keeps `target` out of the rest of this request: a target that timed
+    /// out is not waited on twice, and a request the upstream may have
+    /// acted on is not sent to it again.
+    pub fn exclude(&mut self, target: usize) {
+        self.excluded |= 1 << target;
+    }
+
+    /// Whether another attempt could follow this one.
+    pub fn has_more(&self, routing: &Routing) -> bool {
+        self.attempts < routing.max_attempts
+    }
+}
+
+/// Exponential back-off with full jitter: uniform in [0, base * 2^n), at
+/// most one second.
+fn jittered(base: Duration, attempt: u32, rng: &Cell<u64>) -> Duration {
+    let cap = (base.as_micros() as u64).saturating_mul(1 << attempt.min(10)).min(1_000_000);
+    Duration::from_micros(next_random(rng) % cap.max(1))
+}
+
+/// xorshift64: a per-core generator for load sharing and jitter, which need
+/// spread, not secrecy.
+pub fn next_random(state: &Cell<u64>) -> u64 {
+    let mut x = state.get();
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    state.set(x);
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use tollgate_policy::Target;
+
+    fn routing() -> Routing {
+        Routing {
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(10),
+            fallback_on_status: vec![500],
+            breaker_failures: 2,
+            breaker_cooldown: Duration::from_secs(1),
+        }
+    }
+
+    fn route(targets: &[(u32, u32)]) -> Route {
+        Route {
+            name: "m".into(),
+            targets: targets
+                .iter()
+                .enumerate()
+                .map(|(i, &(priority, weight))| Target { provider: i, upstream_model: "m".into(), priority, weight })
+                .collect(),
+            price: None,
+        }
+    }
+
+    #[test]
+    fn ordered_fallback_then_retry_with_backoff() {
+        let rng = Cell::new(0x1234_5678);
+        let r = route(&[(0, 1), (1, 1)]);
+        let breakers: Vec<_> = (0..2).map(|_| Rc::new(Breaker::default())).collect();
+        let mut plan = Plan::new(&r, &rng);
+        let now = Instant::now();
+        assert_eq!(plan.next(&breakers, &routing(), now, &rng), Some((0, Duration::ZERO)));
+        assert_eq!(plan.next(&breakers, &routing(), now, &rng), Some((1, Duration::ZERO)));
+        let (t, backoff) = plan.next(&breakers, &routing(), now, &rng).unwrap();
+        assert_eq!(t, 0);
+        assert!(backoff < Duration::from_millis(80));
+        assert_eq!(plan.next(&breakers, &routing(), now, &rng), None, "attempt budget spent");
+    }
+
+    #[test]
+    fn weights_share_load_among_equal_priorities() {
+        let rng = Cell::new(42);
+        let r = route(&[(0, 3), (0, 1), (5, 1)]);
+        let mut first = [0u32; 3];
+        for _ in 0..4000 {
+            let plan = Plan::new(&r, &rng);
+            first[plan.order[0] as usize] += 1;
+            assert_eq!(plan.order[2], 2, "the lower priority stays last");
+        }
+        assert!((2800..3200).contains(&first[0]), "{first:?}");
+        assert_eq!(first[2], 0);
+    }
+
+    #[test]
+    fn breaker_opens_skips_probes_once_and_recovers() {
+        let rt = routing();
+        let b = Breaker::default();
+        let t0 = Instant::now();
+        b.failure(t0, &rt);
+        assert_eq!(b.state(t0), BreakerState::Closed);
+        b.failure(t0, &rt);
+        assert_eq!(b.state(t0), BreakerState::Open);
+        assert!(!b.admits(t0, rt.breaker_cooldown));
+        let later = t0 + Duration::from_millis(1001);
+        assert!(b.admits(later, rt.breaker_cooldown), "one probe after the cool-down");
+        assert!(!b.admits(later, rt.breaker_cooldown), "only one");
+        b.failure(later, &rt);
+        assert_eq!(b.state(later), BreakerState::Open, "a failed probe re-opens at once");
+        let again = later + Duration::from_millis(1001);
+        assert!(b.admits(again, rt.breaker_cooldown));
+        b.success();
+        assert_eq!(b.state(again), BreakerState::Closed);
+    }
+
+    #[test]
+    fn an_excluded_target_is_not_tried_again() {
+        let rng = Cell::new(9);
+        let r = route(&[(0, 1), (1, 1)]);
+        let breakers: Vec<_> = (0..2).map(|_| Rc::new(Breaker::default())).collect();
+        let now = Instant::now();
+        let mut plan = Plan::new(&r, &rng);
+        assert_eq!(plan.next(&breakers, &routing(), now, &rng).map(|t| t.0), Some(0));
+        plan.exclude(0);
+        assert_eq!(plan.next(&breakers, &routing(), now, &rng).map(|t| t.0), Some(1));
+        assert_eq!(
+            plan.next(&breakers, &routing(), now, &rng).map(|t| t.0),
+            Some(1),
+            "only the other target is retried"
+        );
+    }
+
+    #[test]
+    fn open_breakers_are_skipped_without_spending_attempts() {
+        let rng = Cell::new(7);
+        let r = route(&[(0, 1), (1, 1)]);
+        let breakers: Vec<_> = (0..2).map(|_| Rc::new(Breaker::default())).collect();
+        let now = Instant::now();
+        breakers[0].failure(now, &routing());
+        breakers[0].failure(now, &routing());
+        let mut plan = Plan::new(&r, &rng);
+        assert_eq!(plan.next(&breakers, &routing(), now, &rng).map(|t| t.0), Some(1));
+        breakers[1].failure(now, &routing());
+        breakers[1].failure(now, &routing());
+        assert_eq!(plan.next(&breakers, &routing(), now, &rng), None, "all open");
+    }
+}

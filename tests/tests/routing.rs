@@ -1,0 +1,150 @@
+//! Routing across targets: fallback when the primary fails before any byte
+//! reached the client, circuit breakers, load sharing by weight.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use tollgate_e2e::*;
+
+/// `gpt-4o-mini` served by `primary`, then `backup` (model `backup-model`).
+fn two_targets(primary: SocketAddr, backup: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+workers = 1
+[server.timeouts]
+upstream_first_byte_ms = 400
+
+[routing]
+max_attempts = 3
+retry_backoff_ms = 5
+breaker_failures = 3
+breaker_cooldown_ms = 500
+{extra}
+
+[[providers]]
+name = "primary"
+kind = "openai-compatible"
+base_url = "http://{primary}/v1"
+
+[[providers]]
+name = "backup"
+kind = "openai-compatible"
+base_url = "http://{backup}/v1"
+
+[[models]]
+name = "gpt-4o-mini"
+targets = [{{ provider = "primary" }}, {{ provider = "backup", model = "backup-model" }}]
+
+[[teams]]
+name = "e2e"
+models = ["*"]
+
+[[keys]]
+name = "e2e"
+team = "e2e"
+sha256 = "{hash}"
+"#,
+        hash = key_hash(KEY)
+    )
+}
+
+fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn assert_served_by_backup(r: &Response, what: &str) {
+    assert_eq!(r.status, 200, "{what}: {}", r.text());
+    assert_eq!(r.header("x-tollgate-route"), Some("backup/backup-model"), "{what}");
+}
+
+#[test]
+fn every_primary_failure_falls_back_to_the_backup() {
+    let backup = start_mock(&[]);
+    for (what, primary_args) in
+        [("500", vec!["--fail", "500"]), ("reset", vec!["--fail", "reset"]), ("hang", vec!["--fail", "hang"])]
+    {
+        let primary = start_mock(&primary_args);
+        let gw = start_gateway(&two_targets(primary.addr, backup.addr, ""), &[], &[]);
+        let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+        assert_served_by_backup(&r, what);
+        assert_eq!(r.json()["model"], "backup-model", "{what}: the backup's model name went upstream");
+        let s = one_request(gw.addr, &chat_request(STREAM_CHAT, ""));
+        assert_served_by_backup(&s, what);
+        assert_eq!(sse_data(&s.body).last().map(String::as_str), Some("[DONE]"));
+    }
+    let gw = start_gateway(&two_targets(closed_port(), backup.addr, ""), &[], &[]);
+    assert_served_by_backup(&one_request(gw.addr, &chat_request(SMALL_CHAT, "")), "down");
+    assert_served_by_backup(&one_request(gw.addr, &chat_request(STREAM_CHAT, "")), "down, streaming");
+}
+
+#[test]
+fn a_healthy_primary_serves_and_a_client_error_does_not_fall_back() {
+    let (primary, backup) = (start_mock(&[]), start_mock(&[]));
+    let gw = start_gateway(&two_targets(primary.addr, backup.addr, ""), &[], &[]);
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!(r.header("x-tollgate-route"), Some("primary/gpt-4o-mini"));
+    // 400 is not in fallback_on_status: the client sees the primary's answer.
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-fail: 400\r\n"));
+    assert_eq!((r.status, r.header("x-tollgate-route")), (400, Some("primary/gpt-4o-mini")));
+}
+
+#[test]
+fn when_every_target_fails_the_last_answer_or_error_reaches_the_client() {
+    let (primary, backup) = (start_mock(&["--fail", "503"]), start_mock(&["--fail", "503"]));
+    let gw = start_gateway(&two_targets(primary.addr, backup.addr, ""), &[], &[]);
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!(r.status, 503, "the last attempt's own answer is relayed");
+    assert_eq!(r.error_code(), "mock_failure");
+    let gw = start_gateway(&two_targets(closed_port(), closed_port(), ""), &[], &[]);
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!((r.status, r.error_code().as_str()), (502, "upstream_unreachable"));
+}
+
+#[test]
+fn the_breaker_opens_costs_nothing_then_recovers() {
+    let backup = start_mock(&[]);
+    // A primary that fails slowly: each attempt on it costs 150 ms.
+    let mut primary = start_mock(&["--fail", "500", "--latency-ms", "150"]);
+    let primary_addr = primary.addr;
+    let gw = start_gateway(&two_targets(primary_addr, backup.addr, ""), &[], &[]);
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_served_by_backup(&one_request(gw.addr, &chat_request(SMALL_CHAT, "")), "breaker closed");
+        assert!(started.elapsed() >= Duration::from_millis(150));
+    }
+    // Three failures: open. The primary is skipped without waiting for it.
+    let started = Instant::now();
+    assert_served_by_backup(&one_request(gw.addr, &chat_request(SMALL_CHAT, "")), "breaker open");
+    assert!(started.elapsed() < Duration::from_millis(100), "open breaker still cost {:?}", started.elapsed());
+
+    // The primary recovers on the same port; after the cool-down one probe
+    // goes to it, succeeds, and closes the breaker.
+    let _ = primary.child.kill();
+    let _ = primary.child.wait();
+    let healthy = start_mock_at(primary_addr, &[]);
+    std::thread::sleep(Duration::from_millis(600));
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!(r.header("x-tollgate-route"), Some("primary/gpt-4o-mini"), "probe after cool-down");
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!(r.header("x-tollgate-route"), Some("primary/gpt-4o-mini"), "closed again");
+    drop(healthy);
+}
+
+#[test]
+fn equal_priorities_share_load_by_weight() {
+    let (a, b) = (start_mock(&[]), start_mock(&[]));
+    let config = two_targets(a.addr, b.addr, "").replace(
+        r#"targets = [{ provider = "primary" }, { provider = "backup", model = "backup-model" }]"#,
+        r#"targets = [{ provider = "primary", priority = 0, weight = 3 }, { provider = "backup", model = "backup-model", priority = 0, weight = 1 }]"#,
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    let mut c = Client::connect(gw.addr);
+    let mut primary = 0;
+    for _ in 0..400 {
+        c.send(&chat_request(SMALL_CHAT, ""));
+        let r = c.read_response().unwrap();
+        primary += usize::from(r.header("x-tollgate-route") == Some("primary/gpt-4o-mini"));
+    }
+    assert!((240..360).contains(&primary), "3:1 weights gave {primary} of 400 to the primary");
+}
