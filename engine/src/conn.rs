@@ -11,11 +11,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
 use tollgate_protocol::http1::{BodyFraming, ChunkedDecoder, HeadScan, Method, RequestError, RequestHead};
 
 use crate::error::GatewayError;
+use crate::iov;
 use crate::proxy;
 use crate::proxy::authenticate::authenticate;
 use crate::respond::{models_body, Client};
@@ -69,26 +69,23 @@ async fn read_head(
             return Err(GatewayError::Request(RequestHead::too_large(buf, limits)));
         }
         buf.reserve(READ_BYTES);
-        let taken = std::mem::take(buf);
-        let (res, back) = match head_deadline {
+        let res = match head_deadline {
             // Between requests: idle time-out, and cancelled by a drain.
             None => {
-                match monoio::time::timeout(timeouts.idle_keepalive, stream.cancelable_read(taken, w.idle_handle()))
-                    .await
-                {
+                let read = iov::read_more_cancelable(stream, buf, w.idle_handle());
+                match monoio::time::timeout(timeouts.idle_keepalive, read).await {
                     Ok(r) => r,
                     Err(_) => return Ok(None),
                 }
             }
             Some(deadline) => {
                 let wait = deadline.saturating_duration_since(Instant::now());
-                match monoio::time::timeout(wait, stream.read(taken)).await {
+                match monoio::time::timeout(wait, iov::read_more(stream, buf)).await {
                     Ok(r) => r,
                     Err(_) => return Err(GatewayError::HeadTimeout),
                 }
             }
         };
-        *buf = back;
         if !matches!(res, Ok(n) if n > 0) {
             // Closed, reset, or cancelled by a drain: no request to answer.
             return Ok(None);
@@ -213,10 +210,9 @@ async fn read_body(
 /// One read into `buf` before `deadline`.
 async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> Result<(), GatewayError> {
     let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    let Ok((res, back)) = monoio::time::timeout(wait, stream.read(std::mem::take(buf))).await else {
+    let Ok(res) = monoio::time::timeout(wait, iov::read_more(stream, buf)).await else {
         return Err(GatewayError::BodyTimeout);
     };
-    *buf = back;
     match res {
         Ok(n) if n > 0 => Ok(()),
         // An error keeps a half-received request from going upstream.

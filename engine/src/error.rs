@@ -45,6 +45,8 @@ pub enum GatewayError {
     UnknownModel(String),
     /// Connecting to the upstream failed.
     UpstreamConnect { provider: String, cause: io::Error },
+    /// The TLS handshake failed (certificate not trusted, name mismatch...).
+    UpstreamTls { provider: String, cause: String },
     /// Connecting took longer than `upstream_connect_ms`.
     UpstreamConnectTimeout { provider: String },
     /// No answer within `upstream_first_byte_ms`, or the whole request ran
@@ -77,6 +79,7 @@ impl GatewayError {
             | NoRoute
             | UnknownModel(_) => Source::Client,
             UpstreamConnect { .. }
+            | UpstreamTls { .. }
             | UpstreamConnectTimeout { .. }
             | UpstreamTimeout { .. }
             | UpstreamClosed { .. }
@@ -93,6 +96,7 @@ impl GatewayError {
         matches!(
             self,
             GatewayError::UpstreamConnect { .. }
+                | GatewayError::UpstreamTls { .. }
                 | GatewayError::UpstreamConnectTimeout { .. }
                 | GatewayError::UpstreamTimeout { .. }
                 | GatewayError::UpstreamClosed { .. }
@@ -122,7 +126,11 @@ impl GatewayError {
             Auth(_) => 401,
             ModelNotAllowed { .. } => 403,
             NoRoute | UnknownModel(_) => 404,
-            UpstreamConnect { .. } | UpstreamClosed { .. } | UpstreamProtocol { .. } | UpstreamStatus { .. } => 502,
+            UpstreamConnect { .. }
+            | UpstreamTls { .. }
+            | UpstreamClosed { .. }
+            | UpstreamProtocol { .. }
+            | UpstreamStatus { .. } => 502,
             Unavailable { .. } => 503,
             UpstreamConnectTimeout { .. } | UpstreamTimeout { .. } => 504,
             Draining => 503,
@@ -154,6 +162,7 @@ impl GatewayError {
             NoRoute => "unknown_url",
             UnknownModel(_) => "model_not_found",
             UpstreamConnect { .. } => "upstream_unreachable",
+            UpstreamTls { .. } => "upstream_tls_error",
             UpstreamConnectTimeout { .. } => "upstream_connect_timeout",
             UpstreamTimeout { .. } => "upstream_timeout",
             UpstreamClosed { .. } => "upstream_closed",
@@ -188,6 +197,7 @@ impl fmt::Display for GatewayError {
             ),
             UnknownModel(m) => write!(f, "the model `{m}` does not exist or is not served by this gateway"),
             UpstreamConnect { provider, cause } => write!(f, "cannot connect to upstream `{provider}`: {cause}"),
+            UpstreamTls { provider, cause } => write!(f, "upstream `{provider}`: {cause}"),
             UpstreamConnectTimeout { provider } => write!(f, "connecting to upstream `{provider}` timed out"),
             UpstreamTimeout { provider } => write!(f, "upstream `{provider}` did not answer in time"),
             UpstreamClosed { provider, cause: Some(cause) } => {

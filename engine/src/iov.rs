@@ -1,10 +1,36 @@
-//! Vectored writes of [`Bytes`] slices: how the engine sends a head and the
-//! body slices it borrowed from a read buffer in one `writev`, without
-//! copying the body. The only `unsafe` in the engine's IO path lives here.
+//! Owned-buffer IO helpers. Vectored writes of [`Bytes`] slices: how the
+//! engine sends a head and the body slices it borrowed from a read buffer in
+//! one `writev`, without copying the body. The only `unsafe` in the engine's
+//! IO path lives here. And appending reads, which monoio does not do by
+//! itself.
 
-use bytes::{Buf, Bytes};
-use monoio::buf::IoVecBuf;
-use monoio::io::AsyncWriteRent;
+use bytes::{Buf, Bytes, BytesMut};
+use monoio::buf::{IoBufMut, IoVecBuf};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent};
+
+/// Reads into the spare capacity of `buf`, after the bytes it holds.
+///
+/// monoio reads into a `BytesMut` from its *start*: the unread bytes of a
+/// head split across reads would be overwritten. Reading into
+/// `slice_mut(len..)` appends instead. Call `buf.reserve` first.
+pub async fn read_more<S: AsyncReadRent>(stream: &mut S, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let len = buf.len();
+    let (res, slice) = stream.read(std::mem::take(buf).slice_mut(len..)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+/// [`read_more`] that a drain can cancel.
+pub async fn read_more_cancelable<S: CancelableAsyncReadRent>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    cancel: CancelHandle,
+) -> std::io::Result<usize> {
+    let len = buf.len();
+    let (res, slice) = stream.cancelable_read(std::mem::take(buf).slice_mut(len..), cancel).await;
+    *buf = slice.into_inner();
+    res
+}
 
 /// An ordered list of slices to write, with its iovec table. Owned, so that
 /// io_uring can hold it while the kernel reads from it.
@@ -91,6 +117,32 @@ pub async fn write_all<S: AsyncWriteRent>(stream: &mut S, slices: &mut IoSlices)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the helper exists for: a second read lands after the first.
+    #[test]
+    fn reads_append() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().unwrap();
+        rt.block_on(async {
+            let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = monoio::spawn(async move {
+                let mut s = monoio::net::TcpStream::connect(addr).await.unwrap();
+                for piece in [&b"GET / HT"[..], b"TP/1.1\r\n"] {
+                    let (r, _) = monoio::io::AsyncWriteRentExt::write_all(&mut s, piece).await;
+                    r.unwrap();
+                    monoio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            });
+            let (mut server, _) = listener.accept().await.unwrap();
+            let mut buf = BytesMut::with_capacity(64);
+            while buf.len() < 16 {
+                buf.reserve(64);
+                assert!(read_more(&mut server, &mut buf).await.unwrap() > 0);
+            }
+            assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n");
+            client.await;
+        });
+    }
 
     #[test]
     fn consume_advances_across_slices() {

@@ -10,7 +10,8 @@
 //! - [`worker`] owns a core's state and accepts connections;
 //! - [`conn`] reads requests from one client connection in order;
 //! - [`proxy`] is the pipeline of named phases a chat request goes through;
-//! - [`upstream`] holds the per-core pools of upstream connections;
+//! - [`upstream`] holds the per-core pools of upstream connections, plain or
+//!   TLS ([`tls`]);
 //! - [`reload`] swaps the configuration on every core; [`admin`] serves the
 //!   admin listener;
 //! - [`error`] is the one place an error becomes an HTTP status and body.
@@ -24,5 +25,6 @@ pub mod proxy;
 pub mod reload;
 pub mod respond;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 pub mod worker;

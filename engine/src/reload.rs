@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tollgate_policy::config::{ProcessEnv, BUNDLED_DEFAULT};
 use tollgate_policy::{Config, ConfigError, ProviderKind};
 
+use crate::upstream::Resolved;
 use crate::worker::Reload;
 
 /// Where the configuration comes from.
@@ -109,11 +110,11 @@ impl Reloader {
             config.server.listen = self.listen;
             config.server.workers = self.workers;
         }
-        let addrs = provider_addrs(&config, &mut self.mocks)?;
+        let resolved = resolve_providers(&config, &mut self.mocks)?;
         let config = Arc::new(config);
         let (done, confirmations) = mpsc::channel();
         for mailbox in &self.mailboxes {
-            let reload = Reload { config: config.clone(), addrs: addrs.clone(), done: done.clone() };
+            let reload = Reload { config: config.clone(), resolved: resolved.clone(), done: done.clone() };
             mailbox.send(reload).map_err(|_| "a worker has stopped".to_string())?;
         }
         for _ in &self.mailboxes {
@@ -126,10 +127,29 @@ impl Reloader {
     }
 }
 
-/// Each provider's address: the bundled mock runs in-process, started on a
-/// free loopback port the first time a provider needs it and reused by name
-/// on reload; other hosts are resolved now, never on the request path.
-pub fn provider_addrs(config: &Config, mocks: &mut HashMap<String, SocketAddr>) -> Result<Vec<SocketAddr>, String> {
+/// Each provider's address and trust store: the bundled mock runs
+/// in-process, started on a free loopback port the first time a provider
+/// needs it and reused by name on reload; other hosts are resolved now, and
+/// CA files read now, never on the request path.
+pub fn resolve_providers(config: &Config, mocks: &mut HashMap<String, SocketAddr>) -> Result<Vec<Resolved>, String> {
+    let addrs = provider_addrs(config, mocks)?;
+    config
+        .providers
+        .iter()
+        .zip(addrs)
+        .map(|(p, addr)| {
+            let roots = match &p.tls {
+                Some(t) => Some(
+                    crate::tls::root_store(t.ca_file.as_deref()).map_err(|e| format!("provider {:?}: {e}", p.name))?,
+                ),
+                None => None,
+            };
+            Ok(Resolved { addr, roots })
+        })
+        .collect()
+}
+
+fn provider_addrs(config: &Config, mocks: &mut HashMap<String, SocketAddr>) -> Result<Vec<SocketAddr>, String> {
     config
         .providers
         .iter()
@@ -148,6 +168,7 @@ pub fn provider_addrs(config: &Config, mocks: &mut HashMap<String, SocketAddr>) 
                     listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                     threads: 1,
                     behavior,
+                    tls: None,
                 };
                 let handle = tollgate_loadtest::mock::start(&opts)
                     .map_err(|e| format!("provider {:?}: cannot start the bundled mock: {e}", p.name))?;

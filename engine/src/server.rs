@@ -15,7 +15,7 @@ use tollgate_policy::Config;
 
 use crate::admin;
 use crate::cli::{Driver, ServeArgs};
-use crate::reload::{provider_addrs, ConfigSource, Reloader};
+use crate::reload::{resolve_providers, ConfigSource, Reloader};
 use crate::worker::{self, CoreState, Worker};
 
 /// Runs the gateway until SIGTERM or SIGINT; returns the exit code.
@@ -98,7 +98,7 @@ impl Running {
 /// admin listener.
 pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Running, String> {
     let mut mocks = HashMap::new();
-    let addrs = provider_addrs(&config, &mut mocks)?;
+    let resolved = resolve_providers(&config, &mut mocks)?;
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -120,14 +120,15 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let (mailbox, reloads) = mpsc::channel();
         mailboxes.push(mailbox);
-        let (config, addrs, shutdown, ready) = (config.clone(), addrs.clone(), shutdown.clone(), ready_tx.clone());
+        let (config, resolved, shutdown, ready) =
+            (config.clone(), resolved.clone(), shutdown.clone(), ready_tx.clone());
         let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
             if let Some(cpu) = cpu {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
                     tracing::warn!(worker = index, cpu, error = %e, "cannot pin worker to its core");
                 }
             }
-            let state = CoreState::build(config, &addrs, None);
+            let state = CoreState::build(config, &resolved, None);
             let worker = Rc::new(Worker::new(index, state, reloads));
             let main = worker::run(worker, listener, shutdown);
             match build_runtime(driver) {

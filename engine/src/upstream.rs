@@ -7,10 +7,17 @@
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
+use monoio::BufResult;
+use monoio_rustls::{ClientTlsStream, TlsConnector};
+use rustls::RootCertStore;
+use rustls_pki_types::ServerName;
 use tollgate_policy::Provider;
 use tollgate_protocol::http1::HeadScan;
 
@@ -25,11 +32,28 @@ const IDLE_PER_PROVIDER_MAX: usize = 256;
 /// completion fits in one read.
 pub const UPSTREAM_READ_BYTES: usize = 16 * 1024;
 
+/// A provider's address and trust store, resolved when a configuration is
+/// loaded (DNS and file reads stay off the request path).
+#[derive(Clone)]
+pub struct Resolved {
+    pub addr: SocketAddr,
+    /// For `https://` providers.
+    pub roots: Option<Arc<RootCertStore>>,
+}
+
+/// What a provider needs for TLS on this core.
+struct Tls {
+    connector: TlsConnector,
+    server_name: ServerName<'static>,
+    roots: Arc<RootCertStore>,
+}
+
 /// One provider as this core sees it: resolved address, pre-rendered head
-/// lines, and the pool.
+/// lines, TLS set-up, and the pool.
 pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
+    tls: Option<Tls>,
     /// `POST /v1/chat/completions HTTP/1.1\r\n` for this provider's base path.
     pub chat_request_line: Bytes,
     /// `host: ...\r\n` and, when configured, `authorization: ...\r\n`.
@@ -37,9 +61,61 @@ pub struct Upstream {
     idle: RefCell<Vec<UpConn>>,
 }
 
+/// A connection to an upstream, plain or TLS.
+pub enum UpStream {
+    Plain(TcpStream),
+    Tls(Box<ClientTlsStream<TcpStream>>),
+}
+
+impl AsyncReadRent for UpStream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            UpStream::Plain(s) => s.read(buf).await,
+            UpStream::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            UpStream::Plain(s) => s.readv(buf).await,
+            UpStream::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for UpStream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            UpStream::Plain(s) => s.write(buf).await,
+            UpStream::Tls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            UpStream::Plain(s) => s.writev(buf).await,
+            UpStream::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            UpStream::Plain(s) => s.flush().await,
+            UpStream::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            UpStream::Plain(s) => s.shutdown().await,
+            UpStream::Tls(s) => s.shutdown().await,
+        }
+    }
+}
+
 /// A connection to an upstream and its read buffer.
 pub struct UpConn {
-    pub stream: TcpStream,
+    pub stream: UpStream,
     pub buf: BytesMut,
     pub scan: HeadScan,
     /// Came from the pool: it may have been closed by the upstream since.
@@ -48,7 +124,7 @@ pub struct UpConn {
 }
 
 impl Upstream {
-    pub fn new(provider: &Provider, addr: SocketAddr) -> Upstream {
+    pub fn new(provider: &Provider, resolved: &Resolved) -> Upstream {
         let mut fixed = BytesMut::new();
         fixed.extend_from_slice(b"host: ");
         fixed.extend_from_slice(provider.host_header.as_bytes());
@@ -59,9 +135,20 @@ impl Upstream {
             fixed.extend_from_slice(b"\r\n");
         }
         let line = format!("POST {}/chat/completions HTTP/1.1\r\n", provider.base_path);
+        let tls = match (&provider.tls, &resolved.roots) {
+            (Some(settings), Some(roots)) => {
+                ServerName::try_from(settings.server_name.clone()).ok().map(|server_name| Tls {
+                    connector: TlsConnector::from(crate::tls::client_config(roots)),
+                    server_name,
+                    roots: roots.clone(),
+                })
+            }
+            _ => None,
+        };
         Upstream {
             name: provider.name.clone(),
-            addr,
+            addr: resolved.addr,
+            tls,
             chat_request_line: Bytes::from(line),
             fixed_headers: fixed.freeze(),
             idle: RefCell::new(Vec::new()),
@@ -71,8 +158,14 @@ impl Upstream {
     /// Whether `other` talks to the same place in the same way, so that
     /// this one's pooled connections can serve it (reload keeps pools).
     pub fn same_as(&self, other: &Upstream) -> bool {
+        let same_tls = match (&self.tls, &other.tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.server_name == b.server_name && Arc::ptr_eq(&a.roots, &b.roots),
+            _ => false,
+        };
         self.name == other.name
             && self.addr == other.addr
+            && same_tls
             && self.chat_request_line == other.chat_request_line
             && self.fixed_headers == other.fixed_headers
     }
@@ -94,20 +187,30 @@ impl Upstream {
         self.idle.borrow().len()
     }
 
+    /// A new connection, TLS handshake included, within `timeout`.
     pub async fn connect(&self, timeout: Duration) -> Result<UpConn, GatewayError> {
-        match monoio::time::timeout(timeout, TcpStream::connect_addr(self.addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Ok(UpConn {
-                    stream,
-                    buf: BytesMut::with_capacity(UPSTREAM_READ_BYTES),
-                    scan: HeadScan::default(),
-                    reused: false,
-                    out: IoSlices::default(),
-                })
-            }
-            Ok(Err(cause)) => Err(GatewayError::UpstreamConnect { provider: self.name.clone(), cause }),
+        match monoio::time::timeout(timeout, self.open()).await {
+            Ok(Ok(stream)) => Ok(UpConn {
+                stream,
+                buf: BytesMut::with_capacity(UPSTREAM_READ_BYTES),
+                scan: HeadScan::default(),
+                reused: false,
+                out: IoSlices::default(),
+            }),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(GatewayError::UpstreamConnectTimeout { provider: self.name.clone() }),
+        }
+    }
+
+    async fn open(&self) -> Result<UpStream, GatewayError> {
+        let tcp = TcpStream::connect_addr(self.addr)
+            .await
+            .map_err(|cause| GatewayError::UpstreamConnect { provider: self.name.clone(), cause })?;
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &self.tls else { return Ok(UpStream::Plain(tcp)) };
+        match tls.connector.connect(tls.server_name.clone(), tcp).await {
+            Ok(stream) => Ok(UpStream::Tls(Box::new(stream))),
+            Err(e) => Err(GatewayError::UpstreamTls { provider: self.name.clone(), cause: crate::tls::describe(&e) }),
         }
     }
 }

@@ -13,7 +13,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -25,7 +24,7 @@ use tollgate_policy::Config;
 use tollgate_protocol::http1::HeadLimits;
 
 use crate::proxy::fallback::Breaker;
-use crate::upstream::Upstream;
+use crate::upstream::{Resolved, Upstream};
 
 /// How often a worker looks at the shutdown flag and its reload mailbox.
 /// Only the start of a drain or a reload waits on it, never a request.
@@ -47,13 +46,13 @@ pub struct CoreState {
 impl CoreState {
     /// Builds this core's state for `config`, taking over the pools of
     /// `old` for providers that did not change.
-    pub fn build(config: Arc<Config>, addrs: &[SocketAddr], old: Option<&CoreState>) -> CoreState {
+    pub fn build(config: Arc<Config>, resolved: &[Resolved], old: Option<&CoreState>) -> CoreState {
         let upstreams = config
             .providers
             .iter()
-            .zip(addrs)
-            .map(|(p, &addr)| {
-                let fresh = Upstream::new(p, addr);
+            .zip(resolved)
+            .map(|(p, r)| {
+                let fresh = Upstream::new(p, r);
                 old.and_then(|o| o.upstreams.iter().find(|u| u.same_as(&fresh)).cloned())
                     .unwrap_or_else(|| Rc::new(fresh))
             })
@@ -104,7 +103,7 @@ fn seed() -> u64 {
 /// serves new requests under it.
 pub struct Reload {
     pub config: Arc<Config>,
-    pub addrs: Vec<SocketAddr>,
+    pub resolved: Vec<Resolved>,
     pub done: mpsc::Sender<usize>,
 }
 
@@ -166,7 +165,7 @@ impl Worker {
     /// Installs any configuration waiting in the mailbox.
     fn take_reloads(&self) {
         while let Ok(reload) = self.reloads.try_recv() {
-            let next = CoreState::build(reload.config, &reload.addrs, Some(&self.state()));
+            let next = CoreState::build(reload.config, &reload.resolved, Some(&self.state()));
             *self.state.borrow_mut() = Rc::new(next);
             let _ = reload.done.send(self.index);
         }

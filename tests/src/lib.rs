@@ -154,7 +154,12 @@ pub fn start_mock(args: &[&str]) -> Proc {
 pub fn start_mock_at(addr: SocketAddr, args: &[&str]) -> Proc {
     let mut cmd = Command::new(bin("tollgate-mock"));
     cmd.arg("--listen").arg(addr.to_string()).args(args);
-    spawn_listening(cmd, false, "tollgate-mock listening on http://", None)
+    let marker = if args.contains(&"--tls-cert") {
+        "tollgate-mock listening on https://"
+    } else {
+        "tollgate-mock listening on http://"
+    };
+    spawn_listening(cmd, false, marker, None)
 }
 
 /// Starts `tollgate` with `config` (TOML text) on a free port.
@@ -411,4 +416,38 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
         .split("\n\n")
         .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")).map(str::to_string))
         .collect()
+}
+
+/// A test certificate authority and a server certificate it signed, as PEM
+/// files in a temporary directory, made fresh for each test.
+pub struct TestPki {
+    pub dir: TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestPki {
+    /// A CA, and a certificate for `names` (DNS names or IP addresses).
+    pub fn new(names: &[&str]) -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "Tollgate test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key")).expect("CA");
+        let key = KeyPair::generate().expect("server key");
+        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
+        let cert = params.signed_by(&key, &ca).expect("server certificate");
+        let dir = TempDir::new("pki");
+        let (ca_path, cert_path, key_path) = (dir.0.join("ca.pem"), dir.0.join("server.pem"), dir.0.join("server.key"));
+        std::fs::write(&ca_path, ca.pem()).expect("write CA");
+        std::fs::write(&cert_path, cert.pem()).expect("write certificate");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        TestPki { dir, ca: ca_path, cert: cert_path, key: key_path }
+    }
+
+    /// Arguments that make `tollgate-mock` serve HTTPS with this certificate.
+    pub fn mock_args(&self) -> Vec<String> {
+        vec!["--tls-cert".into(), self.cert.display().to_string(), "--tls-key".into(), self.key.display().to_string()]
+    }
 }

@@ -308,3 +308,18 @@ fn epoll_fallback_serves_requests() {
     let uring = start_gateway(&config_for(mock.addr, 1, ""), &["--driver", "io-uring"], &[]);
     assert_eq!(one_request(uring.addr, &chat_request(SMALL_CHAT, "")).status, 200);
 }
+
+#[test]
+fn a_request_dribbled_one_byte_at_a_time_is_served() {
+    let (mock, gw) = pair(&[], 1, "");
+    let mut c = Client::connect(gw.addr);
+    let raw = chat_request(SMALL_CHAT, "x-mock-echo: body\r\n");
+    for byte in &raw {
+        c.send(std::slice::from_ref(byte));
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    let r = c.read_response().expect("answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), SMALL_CHAT, "the body reassembled across hundreds of reads");
+    drop(mock);
+}

@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use monoio::io::AsyncReadRent;
 use tollgate_protocol::http1::ResponseHead;
 
 use crate::error::GatewayError;
@@ -77,9 +76,8 @@ async fn attempt(
             let had_bytes = !conn.buf.is_empty();
             conn.buf.reserve(UPSTREAM_READ_BYTES);
             let wait = until.saturating_duration_since(Instant::now());
-            let read = monoio::time::timeout(wait, conn.stream.read(std::mem::take(&mut conn.buf))).await;
-            let Ok((res, buf)) = read else { return Err(timeout()) };
-            conn.buf = buf;
+            let read = monoio::time::timeout(wait, iov::read_more(&mut conn.stream, &mut conn.buf)).await;
+            let Ok(res) = read else { return Err(timeout()) };
             match res {
                 Ok(0) if !had_bytes => return Err(Attempt::DeadBeforeAnswer(None)),
                 Err(e) if !had_bytes => return Err(Attempt::DeadBeforeAnswer(Some(e))),

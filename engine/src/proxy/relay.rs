@@ -15,7 +15,6 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use monoio::io::AsyncReadRent;
 use tollgate_protocol::http1::{
     chunk_header, BodyFraming, ChunkedDecoder, LengthDecoder, RequestHead, ResponseHead, CHUNK_END, LAST_CHUNK,
 };
@@ -162,13 +161,12 @@ pub async fn relay(
         }
         up.buf.reserve(UPSTREAM_READ_BYTES);
         let wait = deadline.saturating_duration_since(Instant::now());
-        let Ok((res, buf)) = monoio::time::timeout(wait, up.stream.read(std::mem::take(&mut up.buf))).await else {
+        let Ok(res) = monoio::time::timeout(wait, iov::read_more(&mut up.stream, &mut up.buf)).await else {
             if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
                 end_stream_with_error(client, provider).await;
             }
             return end;
         };
-        up.buf = buf;
         match res {
             Ok(0) | Err(_) => upstream_eof = true,
             Ok(_) => {}

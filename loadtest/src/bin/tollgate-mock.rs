@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tollgate_loadtest::mock::{self, Behavior, Failure, MockOptions};
+use tollgate_loadtest::mock::{self, Behavior, Failure, MockOptions, TlsFiles};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -23,6 +23,8 @@ OPTIONS:
     --fail WHAT            misbehave: a status code (500, 429...), reset, hang, trickle, reset-mid-stream
     --fail-rate R          fraction of requests that misbehave, 0.0 to 1.0 [default: 1.0]
     --split                split each SSE event, inside a UTF-8 character, across two writes
+    --tls-cert FILE        serve HTTPS with this PEM certificate chain (needs --tls-key)
+    --tls-key FILE         the PEM private key for --tls-cert
     -h, --help             print this help
 
 Each request may override these with x-mock-* headers (x-mock-latency-ms,
@@ -41,7 +43,8 @@ fn main() {
     };
     match mock::start(&opts) {
         Ok(handle) => {
-            println!("tollgate-mock listening on http://{}", handle.addr);
+            let scheme = if opts.tls.is_some() { "https" } else { "http" };
+            println!("tollgate-mock listening on {scheme}://{}", handle.addr);
             loop {
                 std::thread::park();
             }
@@ -54,8 +57,13 @@ fn main() {
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<MockOptions, String> {
-    let mut opts =
-        MockOptions { listen: "127.0.0.1:9000".parse().expect("literal"), threads: 1, behavior: Behavior::default() };
+    let mut opts = MockOptions {
+        listen: "127.0.0.1:9000".parse().expect("literal"),
+        threads: 1,
+        behavior: Behavior::default(),
+        tls: None,
+    };
+    let (mut cert, mut key) = (None, None);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
@@ -81,8 +89,15 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<MockOptions, Str
             }
             "--fail-rate" => b.failure_rate = num("--fail-rate", value("--fail-rate")?)?,
             "--split" => b.split_writes = true,
+            "--tls-cert" => cert = Some(value("--tls-cert")?.into()),
+            "--tls-key" => key = Some(value("--tls-key")?.into()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    opts.tls = match (cert, key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".to_string()),
+    };
     Ok(opts)
 }

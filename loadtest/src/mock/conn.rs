@@ -2,11 +2,14 @@
 //! according to the behaviour and the request's `x-mock-*` overrides.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::{TcpListener, TcpStream};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpListener;
+use monoio_rustls::TlsAcceptor;
 use tollgate_protocol::http1::{
     chunk_header, BodyFraming, ChunkedDecoder, HeadLimits, HeadScan, Method, RequestHead, CHUNK_END, LAST_CHUNK,
 };
@@ -17,7 +20,7 @@ use super::{Behavior, Failure};
 const READ_BYTES: usize = 16 * 1024;
 const LIMITS: HeadLimits = HeadLimits { head_bytes_max: 64 * 1024, uri_bytes_max: 16 * 1024 };
 
-pub async fn serve(listener: std::net::TcpListener, thread: u64, behavior: Behavior) {
+pub async fn serve(listener: std::net::TcpListener, thread: u64, behavior: Behavior, tls: Option<TlsAcceptor>) {
     let listener = TcpListener::from_std(listener).expect("mock listener");
     let mut accepted = 0u64;
     loop {
@@ -25,14 +28,21 @@ pub async fn serve(listener: std::net::TcpListener, thread: u64, behavior: Behav
             Ok((stream, _)) => {
                 let _ = stream.set_nodelay(true);
                 accepted += 1;
-                let conn = Conn {
-                    stream,
-                    id: (thread << 32) | accepted,
-                    behavior,
-                    rng: accepted.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
-                    out: BytesMut::with_capacity(4096),
-                };
-                monoio::spawn(conn.run());
+                let id = (thread << 32) | accepted;
+                let fd = stream.as_raw_fd();
+                match &tls {
+                    None => {
+                        monoio::spawn(Conn::new(stream, fd, id, behavior).run());
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        monoio::spawn(async move {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                Conn::new(stream, fd, id, behavior).run().await;
+                            }
+                        });
+                    }
+                }
             }
             // Out of descriptors or similar: back off instead of spinning.
             Err(_) => monoio::time::sleep(Duration::from_millis(10)).await,
@@ -40,8 +50,10 @@ pub async fn serve(listener: std::net::TcpListener, thread: u64, behavior: Behav
     }
 }
 
-struct Conn {
-    stream: TcpStream,
+struct Conn<S> {
+    stream: S,
+    /// The socket under `stream` (TLS or not), for resets.
+    fd: RawFd,
     id: u64,
     behavior: Behavior,
     rng: u64,
@@ -61,7 +73,18 @@ enum Echo {
     Head,
 }
 
-impl Conn {
+impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
+    fn new(stream: S, fd: RawFd, id: u64, behavior: Behavior) -> Self {
+        Conn {
+            stream,
+            fd,
+            id,
+            behavior,
+            rng: id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            out: BytesMut::with_capacity(4096),
+        }
+    }
+
     async fn run(mut self) {
         let mut buf = BytesMut::with_capacity(READ_BYTES);
         let mut scan = HeadScan::default();
@@ -102,11 +125,13 @@ impl Conn {
         }
     }
 
-    /// Reads more bytes; false on EOF or error.
+    /// Reads more bytes after those in `buf`; false on EOF or error.
+    /// (monoio reads into a `BytesMut` from its start, hence `slice_mut`.)
     async fn fill(&mut self, buf: &mut BytesMut) -> bool {
         buf.reserve(READ_BYTES);
-        let (res, b) = self.stream.read(std::mem::take(buf)).await;
-        *buf = b;
+        let len = buf.len();
+        let (res, slice) = self.stream.read(std::mem::take(buf).slice_mut(len..)).await;
+        *buf = slice.into_inner();
         matches!(res, Ok(n) if n > 0)
     }
 
@@ -300,13 +325,12 @@ impl Conn {
 
     /// Closes with RST instead of FIN: SO_LINGER with a zero timeout.
     fn reset(&mut self) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
         let linger = libc::linger { l_onoff: 1, l_linger: 0 };
         // SAFETY: the descriptor is open (we own the stream) and `linger`
         // is a valid `struct linger` whose size we pass.
         let rc = unsafe {
             libc::setsockopt(
-                self.stream.as_raw_fd(),
+                self.fd,
                 libc::SOL_SOCKET,
                 libc::SO_LINGER,
                 (&linger as *const libc::linger).cast(),

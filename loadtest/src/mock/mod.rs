@@ -84,6 +84,35 @@ pub struct MockOptions {
     pub listen: SocketAddr,
     pub threads: usize,
     pub behavior: Behavior,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// A rustls server configuration from PEM files.
+fn server_config(files: &TlsFiles) -> io::Result<std::sync::Arc<rustls::ServerConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| invalid(&e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(&e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| invalid(&e))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(&e))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(config))
 }
 
 /// A running mock; its threads live as long as the process.
@@ -96,6 +125,7 @@ pub struct MockHandle {
 /// Returns once every listener is bound, so the address is usable at once.
 pub fn start(opts: &MockOptions) -> io::Result<MockHandle> {
     let threads = opts.threads.max(1);
+    let tls = opts.tls.as_ref().map(server_config).transpose()?;
     let first = bind_reuseport(opts.listen)?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
@@ -104,10 +134,11 @@ pub fn start(opts: &MockOptions) -> io::Result<MockHandle> {
     }
     for (index, listener) in listeners.into_iter().enumerate() {
         let behavior = opts.behavior;
+        let acceptor = tls.clone().map(monoio_rustls::TlsAcceptor::from);
         std::thread::Builder::new().name(format!("mock-{index}")).spawn(move || {
             let mut rt =
                 monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build().expect("mock runtime");
-            rt.block_on(conn::serve(listener, index as u64, behavior));
+            rt.block_on(conn::serve(listener, index as u64, behavior, acceptor));
         })?;
     }
     Ok(MockHandle { addr })

@@ -107,7 +107,18 @@ pub struct Provider {
     pub base_path: String,
     /// The `Authorization` value sent upstream, if any. Never logged.
     pub credential: Option<Credential>,
+    /// Set for `https://` base URLs.
+    pub tls: Option<TlsSettings>,
     pub mock: MockSettings,
+}
+
+/// How to reach a provider over TLS. Certificate verification is always
+/// on: the system's roots, plus `ca_file` if given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The name sent as SNI and checked against the certificate.
+    pub server_name: String,
+    pub ca_file: Option<String>,
 }
 
 /// A provider credential. `Debug` prints nothing of it.

@@ -114,6 +114,8 @@ pub struct RawProvider {
     pub base_url: Option<Spanned<String>>,
     pub api_key_env: Option<Spanned<String>>,
     pub api_key_file: Option<Spanned<String>>,
+    /// PEM file of extra CA certificates trusted for this provider.
+    pub ca_file: Option<Spanned<String>>,
     #[serde(default)]
     pub mock: super::MockSettings,
 }

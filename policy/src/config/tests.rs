@@ -69,11 +69,11 @@ fn problems_name_line_column_and_fix() {
     );
     let text = "[[providers]]\nname = \"p\"\nkind = \"opnai\"\n";
     assert!(problems(text)[0].starts_with("gw.toml:3:8: unknown provider kind \"opnai\""));
+    let text = "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"ftp://api.openai.com/v1\"\n";
+    assert!(problems(text)[0].contains("must start with https:// or http://"));
     let text = "[[providers]]\nname = \"p\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi_key_env = \"UNSET\"\n";
-    assert!(problems(text)[0].contains("https upstreams are not supported yet"));
-    let text = text.replace("https://api.openai.com", "http://127.0.0.1:9");
     assert_eq!(
-        problems(&text),
+        problems(text),
         vec!["gw.toml:5:15: environment variable UNSET is not set; export it with the provider's API key"]
     );
     let text = "[server]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n";
@@ -92,8 +92,24 @@ fn provider_urls_and_credentials() {
     assert_eq!(format!("{:?}", p.credential), "Some(Credential(..))");
     assert_eq!(c.providers[1].credential, Some(Credential("Bearer file-secret".into())));
     assert_eq!(c.providers[1].host, Some(("q".to_string(), 80)));
+    assert_eq!(c.providers[0].tls, None);
     let missing = text.replace("/run/key", "/run/nope");
     assert!(problems(&missing)[0].starts_with("gw.toml:10:16: cannot read api_key_file \"/run/nope\""));
+}
+
+#[test]
+fn https_providers_verify_with_system_roots_and_an_optional_ca_file() {
+    let text = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\n[[providers]]\nname = \"l\"\nkind = \"openai-compatible\"\nbase_url = \"https://localhost:8443/v1\"\nca_file = \"/run/key\"\n";
+    let c = Config::parse("gw.toml", text, &TestEnv).unwrap();
+    assert_eq!(c.providers[0].host, Some(("api.openai.com".to_string(), 443)));
+    assert_eq!(c.providers[0].host_header, "api.openai.com");
+    assert_eq!(c.providers[0].tls, Some(TlsSettings { server_name: "api.openai.com".into(), ca_file: None }));
+    assert_eq!(c.providers[1].host_header, "localhost:8443");
+    assert_eq!(c.providers[1].tls.as_ref().unwrap().ca_file.as_deref(), Some("/run/key"));
+    let bad = text.replace("/run/key", "/run/missing");
+    assert!(problems(&bad)[0].contains("cannot read ca_file \"/run/missing\""));
+    let plain = "[[providers]]\nname = \"l\"\nkind = \"openai-compatible\"\nbase_url = \"http://localhost:80/v1\"\nca_file = \"/run/key\"\n";
+    assert!(problems(plain)[0].contains("ca_file applies to https:// base URLs only"));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::raw::*;
 use super::{
     Config, ConfigError, Credential, Env, GuardrailProfile, Logging, Price, Problem, Provider, ProviderKind, Routing,
-    Server, Source, Timeouts,
+    Server, Source, Timeouts, TlsSettings,
 };
 use crate::access::{pattern_matches, ModelSet};
 use crate::keys::{hex, parse_hash, KeyTable, VirtualKey};
@@ -163,19 +163,24 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
                 continue;
             }
         };
-        let (host, host_header, base_path) = match (&p.base_url, kind) {
-            (None, ProviderKind::Mock) => (None, "mock".to_string(), "/v1".to_string()),
+        let (host, host_header, base_path, tls) = match (&p.base_url, kind) {
+            (None, ProviderKind::Mock) => (None, "mock".to_string(), "/v1".to_string(), None),
             (None, _) => {
                 report.add(
                     p.kind.span(),
-                    format!("provider {:?} needs a base_url, such as \"http://127.0.0.1:9000/v1\"", p.name.get_ref()),
+                    format!("provider {:?} needs a base_url, such as \"https://api.openai.com/v1\"", p.name.get_ref()),
                 );
                 continue;
             }
-            (Some(url), _) => match parse_http_url(url.get_ref()) {
-                Ok((h, port, path)) => {
-                    let header = if port == 80 { h.clone() } else { format!("{h}:{port}") };
-                    (Some((h, port)), header, path)
+            (Some(url), _) => match parse_url(url.get_ref()) {
+                Ok(u) => {
+                    let default_port = if u.tls { 443 } else { 80 };
+                    let header = if u.port == default_port { u.host.clone() } else { format!("{}:{}", u.host, u.port) };
+                    let tls = u.tls.then(|| TlsSettings {
+                        server_name: u.host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                        ca_file: p.ca_file.as_ref().map(|c| c.get_ref().clone()),
+                    });
+                    (Some((u.host, u.port)), header, u.path, tls)
                 }
                 Err(why) => {
                     report.add(url.span(), why);
@@ -183,6 +188,14 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
                 }
             },
         };
+        if let (Some(ca), None) = (&p.ca_file, &tls) {
+            report.add(ca.span(), "ca_file applies to https:// base URLs only; remove it or use https".to_string());
+        }
+        if let (Some(ca), Some(_)) = (&p.ca_file, &tls) {
+            if let Err(e) = env.read_file(ca.get_ref()) {
+                report.add(ca.span(), format!("cannot read ca_file {:?}: {e}", ca.get_ref()));
+            }
+        }
         let secret = match (&p.api_key_env, &p.api_key_file) {
             (Some(var), Some(_)) => {
                 report.add(var.span(), "give api_key_env or api_key_file, not both".to_string());
@@ -224,21 +237,26 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             host_header,
             base_path,
             credential: secret.map(|s| Credential(format!("Bearer {s}"))),
+            tls,
             mock: p.mock,
         });
     }
     out
 }
 
-/// Splits `http://host:port/path`. HTTPS upstreams need the TLS client,
-/// which is not built yet, so they are refused with that reason.
-fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(if url.starts_with("https://") {
-            format!("base_url {url:?}: https upstreams are not supported yet; use an http:// URL on a trusted network")
-        } else {
-            format!("base_url {url:?} must start with http://")
-        });
+struct Url {
+    tls: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+/// Splits `http(s)://host[:port]/path`.
+fn parse_url(url: &str) -> Result<Url, String> {
+    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return Err(format!("base_url {url:?} must start with https:// or http://")),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -249,12 +267,12 @@ fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
             let port = p.parse::<u16>().map_err(|_| format!("base_url {url:?} has a bad port {p:?}"))?;
             (h, port)
         }
-        _ => (authority, 80),
+        _ => (authority, if tls { 443 } else { 80 }),
     };
     if host.is_empty() {
         return Err(format!("base_url {url:?} has no host"));
     }
-    Ok((host.to_string(), port, path.trim_end_matches('/').to_string()))
+    Ok(Url { tls, host: host.to_string(), port, path: path.trim_end_matches('/').to_string() })
 }
 
 fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Report<'_>) -> Routes {
