@@ -34,6 +34,7 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, _open: Tracked) {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(e) => {
+                client.deadline = Instant::now() + w.state().config.server.timeouts.head_read;
                 client.send_error(&e, true).await;
                 return;
             }
@@ -97,31 +98,32 @@ async fn read_head(
 /// Answers one request; true when the connection may serve another.
 async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut BytesMut, head: RequestHead) -> bool {
     let started = Instant::now();
-    let keep_alive = head.keep_alive;
+    client.deadline = started + state.config.server.timeouts.request;
+    client.head_only = head.method == Method::Head;
+    // A draining worker closes every connection after its answer, and says
+    // so, so that no client reuses a connection that is about to close.
+    let keep_alive = head.keep_alive && !w.is_draining();
     let json = "application/json";
-    match (head.method, head.path()) {
-        (Method::Post, b"/v1/chat/completions") => {}
-        (Method::Get, b"/healthz") => {
-            return client.send(200, json, Bytes::from_static(b"{\"status\":\"ok\"}"), !keep_alive).await && keep_alive
-        }
-        (Method::Get, b"/readyz") => {
-            let (status, body): (u16, &'static [u8]) =
-                if w.is_draining() { (503, b"{\"status\":\"draining\"}") } else { (200, b"{\"status\":\"ready\"}") };
-            return client.send(status, json, Bytes::from_static(body), !keep_alive).await && keep_alive;
-        }
-        (Method::Get, b"/v1/models") => {
-            return match authenticate(state, &head) {
-                Ok(key) => client.send(200, json, models_body(&state.config, key), !keep_alive).await && keep_alive,
-                Err(e) => refuse(client, buf, &head, &e).await,
-            };
-        }
-        _ => return refuse(client, buf, &head, &GatewayError::NoRoute).await,
+    let local = |status: u16, body: &'static [u8]| Local::Answer(status, Bytes::from_static(body));
+    let answer = match (head.method, head.path()) {
+        (Method::Post, b"/v1/chat/completions") => None,
+        (Method::Get | Method::Head, b"/healthz") => Some(local(200, b"{\"status\":\"ok\"}")),
+        (Method::Get | Method::Head, b"/readyz") if w.is_draining() => Some(local(503, b"{\"status\":\"draining\"}")),
+        (Method::Get | Method::Head, b"/readyz") => Some(local(200, b"{\"status\":\"ready\"}")),
+        (Method::Get | Method::Head, b"/v1/models") => Some(match authenticate(state, &head) {
+            Ok(key) => Local::Answer(200, models_body(&state.config, key)),
+            Err(e) => Local::Error(e),
+        }),
+        _ => Some(Local::Error(GatewayError::NoRoute)),
+    };
+    if let Some(answer) = answer {
+        return answer_locally(client, buf, &head, keep_alive, answer, json).await;
     }
     // Authenticate before reading the body: an unknown client does not get
     // to make the gateway buffer megabytes.
     let key = match authenticate(state, &head) {
         Ok(key) => key,
-        Err(e) => return refuse(client, buf, &head, &e).await,
+        Err(e) => return answer_locally(client, buf, &head, keep_alive, Local::Error(e), json).await,
     };
     let body = match read_body(state, client, buf, &head, started).await {
         Ok(b) => b,
@@ -131,7 +133,7 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
         }
     };
     let deadline = started + state.config.server.timeouts.request;
-    match proxy::chat_completions(state, key, client, &head, body, deadline).await {
+    match proxy::chat_completions(state, key, client, &head, keep_alive, body, deadline).await {
         Ok(end) => end.client_reusable,
         Err(e) => {
             let close = e.closes_connection() || !keep_alive;
@@ -141,10 +143,23 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
     }
 }
 
-/// Answers with an error before the body has been read. The connection
-/// stays open only if the whole body is already buffered (it is skipped);
-/// otherwise its unread bytes would be taken for the next request.
-async fn refuse(client: &mut Client, buf: &mut BytesMut, head: &RequestHead, e: &GatewayError) -> bool {
+/// An answer the gateway makes without an upstream.
+enum Local {
+    Answer(u16, Bytes),
+    Error(GatewayError),
+}
+
+/// Answers without reading the request body. The connection stays open only
+/// if the whole body is already buffered (it is skipped); otherwise its
+/// unread bytes would be taken for the next request.
+async fn answer_locally(
+    client: &mut Client,
+    buf: &mut BytesMut,
+    head: &RequestHead,
+    keep_alive: bool,
+    answer: Local,
+    content_type: &str,
+) -> bool {
     let body_skipped = match head.framing {
         BodyFraming::Empty => true,
         BodyFraming::Length(n) if buf.len() as u64 >= n => {
@@ -153,8 +168,13 @@ async fn refuse(client: &mut Client, buf: &mut BytesMut, head: &RequestHead, e: 
         }
         _ => false,
     };
-    let close = !body_skipped || !head.keep_alive || e.closes_connection();
-    client.send_error(e, close).await && !close
+    let closes = matches!(&answer, Local::Error(e) if e.closes_connection());
+    let close = !body_skipped || !keep_alive || closes;
+    let sent = match answer {
+        Local::Answer(status, body) => client.send(status, content_type, body, close).await,
+        Local::Error(e) => client.send_error(&e, close).await,
+    };
+    sent && !close
 }
 
 /// Reads the whole request body (routing and, later, guardrails need all of

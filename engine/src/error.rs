@@ -126,6 +126,8 @@ impl GatewayError {
             Auth(_) => 401,
             ModelNotAllowed { .. } => 403,
             NoRoute | UnknownModel(_) => 404,
+            // A rate limit stays a rate limit, so that clients back off.
+            UpstreamStatus { status: 429, .. } => 429,
             UpstreamConnect { .. }
             | UpstreamTls { .. }
             | UpstreamClosed { .. }
@@ -249,6 +251,7 @@ mod tests {
             (GatewayError::Draining, 503),
             (GatewayError::Unavailable { model: "m".into() }, 503),
             (GatewayError::UpstreamStatus { provider: p(), status: 500 }, 502),
+            (GatewayError::UpstreamStatus { provider: p(), status: 429 }, 429),
         ];
         for (e, status) in cases {
             assert_eq!(e.status(), status, "{e:?}");

@@ -32,6 +32,9 @@ pub async fn read_more_cancelable<S: CancelableAsyncReadRent>(
     res
 }
 
+/// Linux's IOV_MAX.
+const IOV_MAX: usize = 1024;
+
 /// An ordered list of slices to write, with its iovec table. Owned, so that
 /// io_uring can hold it while the kernel reads from it.
 #[derive(Default)]
@@ -57,7 +60,11 @@ impl IoSlices {
 
     fn rebuild(&mut self) {
         self.iov.clear();
-        self.iov.extend(self.bufs.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }));
+        // writev refuses more than IOV_MAX entries with EINVAL; the rest go
+        // in the next call, as after any partial write.
+        self.iov.extend(
+            self.bufs.iter().take(IOV_MAX).map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }),
+        );
     }
 
     /// Drops the first `n` bytes after a partial write.
@@ -87,6 +94,23 @@ unsafe impl IoVecBuf for IoSlices {
 
     fn read_iovec_len(&self) -> usize {
         self.iov.len()
+    }
+}
+
+/// [`write_all`] that gives up at `deadline` (a peer that stops reading
+/// must not hold a connection, and its worker's slot, forever).
+pub async fn write_all_until<S: AsyncWriteRent>(
+    stream: &mut S,
+    slices: &mut IoSlices,
+    deadline: std::time::Instant,
+) -> std::io::Result<()> {
+    let wait = deadline.saturating_duration_since(std::time::Instant::now());
+    match monoio::time::timeout(wait, write_all(stream, slices)).await {
+        Ok(r) => r,
+        Err(_) => {
+            slices.bufs.clear();
+            Err(std::io::ErrorKind::TimedOut.into())
+        }
     }
 }
 
@@ -142,6 +166,19 @@ mod tests {
             assert_eq!(&buf[..], b"GET / HTTP/1.1\r\n");
             client.await;
         });
+    }
+
+    #[test]
+    fn at_most_iov_max_entries_per_writev() {
+        let mut s = IoSlices::default();
+        for _ in 0..IOV_MAX + 10 {
+            s.push(Bytes::from_static(b"x"));
+        }
+        s.rebuild();
+        assert_eq!(s.iov.len(), IOV_MAX);
+        s.consume(IOV_MAX);
+        s.rebuild();
+        assert_eq!(s.iov.len(), 10);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Answers the gateway makes itself: errors, health, the model list.
 
+use std::time::Instant;
+
 use bytes::{Bytes, BytesMut};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
@@ -13,14 +15,26 @@ pub struct Client {
     pub out: IoSlices,
     /// Heads the gateway writes are rendered here, then split off frozen.
     pub scratch: BytesMut,
+    /// Writes to the client give up at this instant: the current request's
+    /// deadline, or the head time-out while no request is under way.
+    pub deadline: Instant,
+    /// The request was HEAD: answers carry no body.
+    pub head_only: bool,
 }
 
 impl Client {
     pub fn new(stream: TcpStream) -> Client {
-        Client { stream, out: IoSlices::default(), scratch: BytesMut::with_capacity(1024) }
+        Client {
+            stream,
+            out: IoSlices::default(),
+            scratch: BytesMut::with_capacity(1024),
+            deadline: Instant::now(),
+            head_only: false,
+        }
     }
 
-    /// Sends a complete answer; false when the client has gone.
+    /// Sends a complete answer; false when the client has gone or stopped
+    /// reading until the deadline.
     pub async fn send(&mut self, status: u16, content_type: &str, body: Bytes, close: bool) -> bool {
         let s = &mut self.scratch;
         s.extend_from_slice(b"HTTP/1.1 ");
@@ -34,8 +48,10 @@ impl Client {
         s.extend_from_slice(if close { b"\r\nconnection: close\r\n\r\n" as &[u8] } else { b"\r\n\r\n" });
         let head = s.split().freeze();
         self.out.push(head);
-        self.out.push(body);
-        iov::write_all(&mut self.stream, &mut self.out).await.is_ok()
+        if !self.head_only {
+            self.out.push(body);
+        }
+        iov::write_all_until(&mut self.stream, &mut self.out, self.deadline).await.is_ok()
     }
 
     pub async fn send_error(&mut self, e: &GatewayError, close: bool) -> bool {

@@ -90,11 +90,17 @@ impl fmt::Display for AuthError {
     }
 }
 
-/// All configured keys, by hash.
-#[derive(Clone, Debug, Default)]
+/// All configured keys, by hash. `Debug` shows names, never hashes.
+#[derive(Clone, Default)]
 pub struct KeyTable {
     keys: Vec<VirtualKey>,
     by_hash: HashMap<KeyHash, usize>,
+}
+
+impl fmt::Debug for KeyTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.keys.iter().map(|k| &k.name)).finish()
+    }
 }
 
 impl KeyTable {
@@ -235,9 +241,12 @@ mod tests {
         let h = hash_key(b"tg-x");
         assert_eq!(parse_hash(&hex(&h)), Some(h));
         assert_eq!(parse_hash("zz"), None);
-        let k = &table().keys[0];
-        let dbg = format!("{k:?}");
-        assert!(!dbg.contains(&hex(&k.hash)[..8]), "{dbg}");
+        let t = table();
+        let k = &t.keys[0];
+        for dbg in [format!("{k:?}"), format!("{t:?}")] {
+            assert!(!dbg.contains(&hex(&k.hash)[..8]), "{dbg}");
+            assert!(dbg.contains("live"), "{dbg}");
+        }
         assert!(key_from_random(&[0xab; KEY_RANDOM_BYTES]).starts_with("tg-abab"));
     }
 }

@@ -31,6 +31,12 @@ pub enum BodyError {
     BadModel,
     /// Nesting deeper than the gateway will walk.
     TooDeep,
+    /// A top-level key written with escapes, or `model`/`stream` given
+    /// twice: parsers disagree on such bodies (escaped `"mod\u0065l"` is
+    /// `model` to the upstream; duplicates resolve first-wins or
+    /// last-wins), so the model the gateway checks might not be the one the
+    /// upstream serves.
+    AmbiguousKey,
 }
 
 impl BodyError {
@@ -40,6 +46,9 @@ impl BodyError {
             BodyError::MissingModel => "you must provide a model parameter",
             BodyError::BadModel => "model must be a plain string",
             BodyError::TooDeep => "request body nests too deeply",
+            BodyError::AmbiguousKey => {
+                "request body repeats `model` or `stream`, or escapes a top-level key; send each key once, unescaped"
+            }
         }
     }
 }
@@ -54,7 +63,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     c.ws();
     c.expect(b'{')?;
     let mut model = None;
-    let mut stream = false;
+    let mut stream = None;
     c.ws();
     if c.peek() == Some(b'}') {
         return Err(BodyError::MissingModel);
@@ -62,11 +71,17 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     loop {
         c.ws();
         let key = c.string()?;
+        if key.get(body).contains(&b'\\') {
+            return Err(BodyError::AmbiguousKey);
+        }
         c.ws();
         c.expect(b':')?;
         c.ws();
         match key.get(body) {
             b"model" => {
+                if model.is_some() {
+                    return Err(BodyError::AmbiguousKey);
+                }
                 if c.peek() != Some(b'"') {
                     return Err(BodyError::BadModel);
                 }
@@ -77,9 +92,12 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 model = Some(s);
             }
             b"stream" => {
+                if stream.is_some() {
+                    return Err(BodyError::AmbiguousKey);
+                }
                 let start = c.pos;
                 c.value()?;
-                stream = &body[start..c.pos] == b"true";
+                stream = Some(&body[start..c.pos] == b"true");
             }
             _ => c.value()?,
         }
@@ -94,7 +112,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     if c.pos != body.len() {
         return Err(BodyError::NotJsonObject);
     }
-    Ok(ChatRequestFields { model: model.ok_or(BodyError::MissingModel)?, stream })
+    Ok(ChatRequestFields { model: model.ok_or(BodyError::MissingModel)?, stream: stream.unwrap_or(false) })
 }
 
 struct Cursor<'a> {
@@ -265,6 +283,10 @@ mod tests {
             (r#"{"model":"a\"b"}"#, BodyError::BadModel),
             (r#"{"model":"a"} x"#, BodyError::NotJsonObject),
             (r#"{"model":"a","m":[}"#, BodyError::NotJsonObject),
+            (r#"{"model":"cheap","mod\u0065l":"gpt-4o"}"#, BodyError::AmbiguousKey),
+            (r#"{"model":"gpt-4o","model":"cheap"}"#, BodyError::AmbiguousKey),
+            (r#"{"model":"m","stream":false,"stre\u0061m":true}"#, BodyError::AmbiguousKey),
+            (r#"{"model":"m","stream":false,"stream":true}"#, BodyError::AmbiguousKey),
             (r#"{"model":"a""#, BodyError::NotJsonObject),
         ];
         for (body, want) in bad {

@@ -323,3 +323,41 @@ fn a_request_dribbled_one_byte_at_a_time_is_served() {
     assert_eq!(r.text(), SMALL_CHAT, "the body reassembled across hundreds of reads");
     drop(mock);
 }
+
+#[test]
+fn a_body_on_a_local_route_is_never_read_as_the_next_request() {
+    let (_mock, gw) = pair(&[], 1, "");
+    // The body of this GET is itself a request; it must be skipped, not
+    // answered (that would hand a second response to whoever is next).
+    let inner = "GET /v2/smuggled HTTP/1.1\r\nHost: gw\r\n\r\n";
+    let raw = format!("GET /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{inner}", inner.len());
+    let mut c = Client::connect(gw.addr);
+    c.send(raw.as_bytes());
+    c.send(b"GET /readyz HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().json()["status"], "ok");
+    let next = c.read_response().unwrap();
+    assert_eq!(next.json()["status"], "ready", "the smuggled request was answered");
+    // A body that has not fully arrived closes the connection instead.
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\nGET /v2/x HTTP/1.1\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!((r.status, r.header("connection")), (200, Some("close")));
+    assert!(c.is_closed());
+}
+
+#[test]
+fn head_requests_get_no_body_and_ambiguous_bodies_are_refused() {
+    let (_mock, gw) = pair(&[], 1, "");
+    let mut c = Client::connect(gw.addr);
+    c.send(b"HEAD /healthz HTTP/1.1\r\nHost: gw\r\n\r\nGET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let (status, headers) = c.read_head().unwrap();
+    assert_eq!(status, 200);
+    assert!(headers.iter().any(|(n, v)| n == "content-length" && v != "0"));
+    // The next bytes are the next response, not a body.
+    let next = c.read_response().unwrap();
+    assert_eq!(next.json()["status"], "ok");
+    for body in [r#"{"model":"gpt-4o-mini","mod\u0065l":"other"}"#, r#"{"model":"gpt-4o-mini","model":"x"}"#] {
+        let r = one_request(gw.addr, &chat_request(body, ""));
+        assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_body"), "{body}");
+    }
+}

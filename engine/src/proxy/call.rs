@@ -55,7 +55,7 @@ async fn attempt(
     for p in parts {
         conn.out.push(p.clone());
     }
-    if let Err(e) = iov::write_all(&mut conn.stream, &mut conn.out).await {
+    if let Err(e) = iov::write_all_until(&mut conn.stream, &mut conn.out, deadline).await {
         return Err(Attempt::DeadBeforeAnswer(Some(e)));
     }
     let first_byte = Instant::now() + state.config.server.timeouts.upstream_first_byte;
@@ -100,7 +100,15 @@ async fn attempt(
         let head = ResponseHead::parse(raw, false).map_err(|cause| {
             Attempt::Failed(GatewayError::UpstreamProtocol { provider: upstream.name.clone(), cause })
         })?;
-        if (100..200).contains(&head.status) && head.status != 101 {
+        if head.status == 101 {
+            // The gateway never asks to switch protocols; a 101 would leave
+            // the connection in a state nothing here can relay or pool.
+            return Err(Attempt::Failed(GatewayError::UpstreamProtocol {
+                provider: upstream.name.clone(),
+                cause: tollgate_protocol::http1::ResponseError::Syntax("unexpected 101 Switching Protocols"),
+            }));
+        }
+        if (100..200).contains(&head.status) {
             continue;
         }
         return Ok(head);

@@ -47,6 +47,7 @@ pub async fn chat_completions(
     key: &VirtualKey,
     client: &mut Client,
     head: &RequestHead,
+    keep_alive: bool,
     body: Bytes,
     deadline: Instant,
 ) -> Result<RelayEnd, GatewayError> {
@@ -85,7 +86,7 @@ pub async fn chat_completions(
                     breakers[t].success();
                 }
                 let label = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
-                let end = relay::relay(client, &mut conn, response, head, deadline, &upstream.name, label).await;
+                let end = relay::relay(client, &mut conn, response, head, keep_alive, deadline, label).await;
                 if end.upstream_reusable {
                     upstream.give_back(conn);
                 }

@@ -81,10 +81,11 @@ pub async fn relay(
     up: &mut UpConn,
     response: ResponseHead,
     request: &RequestHead,
+    keep_alive: bool,
     deadline: Instant,
-    provider: &str,
     route: RouteLabel<'_>,
 ) -> RelayEnd {
+    let provider = route.provider;
     let http10 = request.minor_version == 0;
     let (mut mode, framing_header): (Mode, &[u8]) = match (response.framing, http10) {
         (BodyFraming::Empty, _) if matches!(response.status, 204 | 304) => (Mode::Empty, b""),
@@ -96,7 +97,7 @@ pub async fn relay(
         (BodyFraming::CloseDelimited, true) => (Mode::UntilClose, b""),
     };
     let closes_client = matches!(mode, Mode::Dechunk(_) | Mode::UntilClose);
-    let mut client_keep_alive = request.keep_alive && !closes_client;
+    let mut client_keep_alive = keep_alive && !closes_client;
     let event_stream = response
         .header(b"content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
@@ -135,17 +136,21 @@ pub async fn relay(
 
     let mut end = RelayEnd { status: response.status, upstream_reusable: false, client_reusable: false, body_bytes: 0 };
     let mut upstream_eof = false;
+    // A reset is not an end: a close-delimited body cut by one must not be
+    // presented as complete.
+    let mut upstream_failed = false;
     loop {
-        let done = match take_body(&mut mode, up, upstream_eof, client) {
+        let done = match take_body(&mut mode, up, upstream_eof && !upstream_failed, client) {
             Ok(done) => done,
             Err(()) => {
                 // Malformed framing from the upstream: cut the answer short.
-                let _ = iov::write_all(&mut client.stream, &mut client.out).await;
+                let _ = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await;
                 return end;
             }
         };
         end.body_bytes += client.out.len() as u64;
-        if !client.out.is_empty() && iov::write_all(&mut client.stream, &mut client.out).await.is_err() {
+        if !client.out.is_empty() && iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err()
+        {
             // The client went away; the upstream connection is mid-answer.
             return end;
         }
@@ -168,7 +173,11 @@ pub async fn relay(
             return end;
         };
         match res {
-            Ok(0) | Err(_) => upstream_eof = true,
+            Ok(0) => upstream_eof = true,
+            Err(_) => {
+                upstream_eof = true;
+                upstream_failed = true;
+            }
             Ok(_) => {}
         }
     }
@@ -241,5 +250,5 @@ async fn end_stream_with_error(client: &mut Client, provider: &str) {
     client.out.push(event.freeze());
     client.out.push(Bytes::from_static(CHUNK_END));
     client.out.push(Bytes::from_static(LAST_CHUNK));
-    let _ = iov::write_all(&mut client.stream, &mut client.out).await;
+    let _ = iov::write_all_until(&mut client.stream, &mut client.out, client.deadline).await;
 }

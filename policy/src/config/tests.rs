@@ -12,6 +12,7 @@ impl Env for TestEnv {
     fn read_file(&self, path: &str) -> std::io::Result<String> {
         match path {
             "/run/key" => Ok("file-secret\n".to_string()),
+            "/run/evil" => Ok("sk-1\r\nx-evil: 1\n".to_string()),
             _ => Err(std::io::ErrorKind::NotFound.into()),
         }
     }
@@ -93,6 +94,10 @@ fn provider_urls_and_credentials() {
     assert_eq!(c.providers[1].credential, Some(Credential("Bearer file-secret".into())));
     assert_eq!(c.providers[1].host, Some(("q".to_string(), 80)));
     assert_eq!(c.providers[0].tls, None);
+    let evil = text.replace("/run/key", "/run/evil");
+    assert!(problems(&evil)[0].contains("the API key contains a line break"), "{:?}", problems(&evil));
+    assert!(problems("[server]\nbody_bytes_max = 5000000000\n")[0].contains("over the 1073741824-byte limit"));
+    assert!(problems("[server.timeouts]\nrequest_ms = 0\n")[0].contains("request_ms = 0 would fail every request"));
     let missing = text.replace("/run/key", "/run/nope");
     assert!(problems(&missing)[0].starts_with("gw.toml:10:16: cannot read api_key_file \"/run/nope\""));
 }

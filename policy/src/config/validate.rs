@@ -73,6 +73,10 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
     }
 }
 
+/// Bodies are addressed with 32-bit spans; 1 GiB leaves room and is far
+/// beyond any chat request.
+const BODY_BYTES_LIMIT: usize = 1 << 30;
+
 fn validate_server(raw: &RawServer, report: &mut Report<'_>) -> Option<Server> {
     let mut addr = |field: &Spanned<String>, name: &str| match field.get_ref().parse::<SocketAddr>() {
         Ok(a) => Some(a),
@@ -90,6 +94,30 @@ fn validate_server(raw: &RawServer, report: &mut Report<'_>) -> Option<Server> {
         _ => addr(&raw.admin_listen, "admin_listen").map(Some),
     };
     let t = &raw.timeouts;
+    for (name, v) in [
+        ("head_read_ms", t.head_read_ms),
+        ("body_read_ms", t.body_read_ms),
+        ("idle_keepalive_ms", t.idle_keepalive_ms),
+        ("upstream_connect_ms", t.upstream_connect_ms),
+        ("upstream_first_byte_ms", t.upstream_first_byte_ms),
+        ("request_ms", t.request_ms),
+    ] {
+        if v == 0 {
+            report.add(
+                raw.listen.span(),
+                format!("[server.timeouts] {name} = 0 would fail every request; give it milliseconds, such as 10000"),
+            );
+        }
+    }
+    if raw.body_bytes_max > BODY_BYTES_LIMIT {
+        report.add(
+            raw.listen.span(),
+            format!(
+                "body_bytes_max {} is over the {BODY_BYTES_LIMIT}-byte limit; LLM requests are far smaller",
+                raw.body_bytes_max
+            ),
+        );
+    }
     let ms = Duration::from_millis;
     Some(Server {
         listen: listen?,
@@ -230,6 +258,18 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             },
             (None, None) => None,
         };
+        // A line break in a credential would inject headers upstream.
+        let secret = secret.filter(|v| {
+            let clean = !v.bytes().any(|b| b.is_ascii_control());
+            if !clean {
+                let span = p.api_key_env.as_ref().or(p.api_key_file.as_ref()).map_or(0..0, |s| s.span());
+                report.add(
+                    span,
+                    format!("provider {:?}: the API key contains a line break or control character", p.name.get_ref()),
+                );
+            }
+            clean
+        });
         out.push(Provider {
             name: p.name.get_ref().clone(),
             kind,
