@@ -67,6 +67,12 @@ pub enum UpStream {
     Tls(Box<ClientTlsStream<TcpStream>>),
 }
 
+impl UpStream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, UpStream::Tls(_))
+    }
+}
+
 impl AsyncReadRent for UpStream {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {

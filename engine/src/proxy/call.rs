@@ -52,8 +52,18 @@ async fn attempt(
     parts: &[Bytes],
     deadline: Instant,
 ) -> Result<ResponseHead, Attempt> {
-    for p in parts {
-        conn.out.push(p.clone());
+    if conn.stream.is_tls() {
+        // TLS encrypts into a record buffer anyway; one plaintext buffer
+        // makes one record and one syscall instead of one per slice.
+        let mut flat = bytes::BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+        for p in parts {
+            flat.extend_from_slice(p);
+        }
+        conn.out.push(flat.freeze());
+    } else {
+        for p in parts {
+            conn.out.push(p.clone());
+        }
     }
     if let Err(e) = iov::write_all_until(&mut conn.stream, &mut conn.out, deadline).await {
         return Err(Attempt::DeadBeforeAnswer(Some(e)));

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Requests/s and latency through one Tollgate worker to the same mock over
+# plain TCP and over TLS (a fresh CA made with openssl), side by side.
+# Usage: tls-bench.sh [seconds] [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-5}
+ROUNDS=${2:-3}
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
+cargo build --release --bins -q
+work=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+(
+  cd "$work"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench-ca \
+    -keyout ca.key -out ca.pem 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout server.key -out server.csr 2>/dev/null
+  printf 'subjectAltName=DNS:localhost\n' >ext.cnf
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext.cnf -out server.pem 2>/dev/null
+)
+taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9102 --threads 1 >"$work/plain.log" 2>&1 &
+taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9103 --threads 1 \
+  --tls-cert "$work/server.pem" --tls-key "$work/server.key" >"$work/tls.log" 2>&1 &
+cat >"$work/gw.toml" <<TOML
+[server]
+listen = "127.0.0.1:9202"
+admin_listen = "off"
+workers = 1
+[[providers]]
+name = "plain"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:9102/v1"
+[[providers]]
+name = "tls"
+kind = "openai-compatible"
+base_url = "https://localhost:9103/v1"
+ca_file = "$work/ca.pem"
+[[models]]
+name = "gpt-4o-mini"
+targets = [{ provider = "plain" }]
+[[models]]
+name = "via-tls"
+targets = [{ provider = "tls" }]
+[[teams]]
+name = "bench"
+models = ["*"]
+[[keys]]
+name = "bench"
+team = "bench"
+sha256 = "$(printf '%s' tg-bench-key | sha256sum | cut -d' ' -f1)"
+TOML
+taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
+sleep 1
+grep -q "tollgate listening" "$work/gw.log" || { cat "$work/gw.log"; exit 1; }
+run() {
+  taskset -c 1 wrk -t1 -c"$2" -d"${SECS}s" --latency -s "bench/scripts/$1.lua" http://127.0.0.1:9202/v1/chat/completions |
+    awk 'function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; return (v+0)*1e6 }
+      / 50%/ { p50=us($2) } / 99%/ { p99=us($2) } /Requests\/sec/ { rps=$2 }
+      END { printf "%d %d %d\n", rps, p50, p99 }'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for conns in 32 1; do
+  plain=""; tls=""
+  for r in $(seq "$ROUNDS"); do
+    plain+="$(run chat "$conns")"$'\n'
+    tls+="$(run tls "$conns")"$'\n'
+  done
+  echo "wrk -t1 -c$conns -d${SECS}s, $ROUNDS rounds, medians"
+  printf "%-20s %8s %8s %8s\n" upstream req/s p50_us p99_us
+  for name in plain tls; do
+    rows=${!name}
+    printf "%-20s %8s %8s %8s\n" "$name" "$(echo -n "$rows" | cut -d' ' -f1 | median)" \
+      "$(echo -n "$rows" | cut -d' ' -f2 | median)" "$(echo -n "$rows" | cut -d' ' -f3 | median)"
+  done
+done
