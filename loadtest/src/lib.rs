@@ -7,5 +7,13 @@
 //! trickles, SSE events and UTF-8 characters split across writes) so that
 //! every fault path of the gateway is tested against real sockets. The
 //! gateway embeds it for its `mock` provider kind.
+//!
+//! [`load`] is the load generator (`tollgate-load`), built like the engine:
+//! a thread per core, keep-alive connections, per-thread HdrHistograms
+//! merged at the end. Its open-loop mode is free of coordinated omission:
+//! each request has an intended send time on a fixed schedule, and its
+//! latency counts from that time, so a stall in the system under test shows
+//! up in the percentiles instead of silently slowing the load (as in wrk2).
 
+pub mod load;
 pub mod mock;

@@ -1,0 +1,242 @@
+//! `tollgate-load`: the bundled load generator.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tollgate_loadtest::load::{self, report, LoadOptions, Measured};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const HELP: &str = "\
+tollgate-load: an HTTP/1.1 keep-alive load generator for chat completions
+
+USAGE:
+    tollgate-load [run] --url URL [OPTIONS]
+    tollgate-load compare --direct URL --through URL [OPTIONS]
+                         the same load straight to an upstream and through a
+                         gateway, one after the other, and the added latency
+                         at each percentile
+
+OPTIONS:
+    --url URL              http://host:port/path to load
+    -c, --connections N    keep-alive connections [default: 16]
+    -t, --threads N        threads, each with its own runtime [default: 1]
+    -R, --rate R           open loop: R requests/s in all, on a fixed schedule;
+                           latency counts from each request's intended send time,
+                           so stalls are not hidden (no coordinated omission).
+                           Without it: closed loop, as fast as answers come
+    -d, --duration SECS    measured time [default: 10]
+    --warmup SECS          unmeasured time first [default: 2]
+    -n, --requests N       stop after N measured requests
+    --timeout SECS         per-request time-out, counted as an error [default: 30]
+    --key KEY              send Authorization: Bearer KEY
+    -H, --header 'K: V'    an extra request header (repeatable)
+    --model NAME           model in the built-in body [default: gpt-4o-mini]
+    --prompt-bytes N       size of the built-in prompt [default: 100]
+    --stream               ask for an SSE stream (measures time to first token
+                           and gaps between events)
+    --body-file FILE       send this body instead of the built-in one
+    --json FILE            write the result as JSON
+    --hgrm FILE            write the latency percentile distribution
+    --svg FILE             write latency by percentile as SVG
+    -q, --quiet            no progress line
+    -h, --help             print this help
+";
+
+struct Args {
+    load: LoadOptions,
+    compare: Option<(SocketAddr, String, SocketAddr, String)>,
+    json: Option<String>,
+    hgrm: Option<String>,
+    svg: Option<String>,
+}
+
+fn main() {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("tollgate-load: {e}\n\n{HELP}");
+            std::process::exit(2);
+        }
+    };
+    let code = match &args.compare {
+        None => single(&args),
+        Some(pair) => compare(&args, pair),
+    };
+    std::process::exit(code);
+}
+
+fn single(args: &Args) -> i32 {
+    let m = match load::run(&args.load) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("tollgate-load: {e}");
+            return 1;
+        }
+    };
+    print!("{}", report::summary("run", &m));
+    write_outputs(args, &[("run", &m)]);
+    i32::from(m.successes() == 0)
+}
+
+fn compare(
+    args: &Args,
+    (direct, direct_path, through, through_path): &(SocketAddr, String, SocketAddr, String),
+) -> i32 {
+    let mut results = Vec::new();
+    for (name, addr, path) in [("direct", direct, direct_path), ("through", through, through_path)] {
+        let mut opts = args.load.clone();
+        opts.target = *addr;
+        opts.request = rewrite_target(&opts.request, path);
+        eprintln!("{name}: {addr}{path}");
+        match load::run(&opts) {
+            Ok(m) => results.push((name, m)),
+            Err(e) => {
+                eprintln!("tollgate-load: {e}");
+                return 1;
+            }
+        }
+    }
+    for (name, m) in &results {
+        print!("{}", report::summary(name, m));
+    }
+    println!("added latency (through - direct):");
+    print!("{}", report::added(&results[0].1, &results[1].1));
+    let refs: Vec<(&str, &Measured)> = results.iter().map(|(n, m)| (*n, m)).collect();
+    write_outputs(args, &refs);
+    0
+}
+
+fn write_outputs(args: &Args, runs: &[(&str, &Measured)]) {
+    let write = |path: &Option<String>, text: String| {
+        if let Some(p) = path {
+            if let Err(e) = std::fs::write(p, text) {
+                eprintln!("tollgate-load: cannot write {p}: {e}");
+            }
+        }
+    };
+    let last = runs.last().expect("one run").1;
+    write(&args.json, runs.iter().map(|(_, m)| report::json(m)).collect());
+    write(&args.hgrm, report::hgrm(&last.latency));
+    write(&args.svg, report::svg(&runs.iter().map(|(n, m)| (*n, &m.latency)).collect::<Vec<_>>()));
+}
+
+/// Splits `http://host:port/path`.
+fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("{authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority}: no address"))?;
+    Ok((addr, authority.to_string(), path.to_string()))
+}
+
+fn rewrite_target(request: &Bytes, path: &str) -> Bytes {
+    let text = String::from_utf8_lossy(request);
+    let (line, rest) = text.split_once("\r\n").unwrap_or((&text, ""));
+    let method = line.split(' ').next().unwrap_or("POST");
+    Bytes::from(format!("{method} {path} HTTP/1.1\r\n{rest}"))
+}
+
+fn built_in_body(model: &str, prompt_bytes: usize, stream: bool) -> String {
+    const SENTENCE: &str = "Summarise the quarterly report for the finance team and list the three largest costs. ";
+    let prompt: String = SENTENCE.chars().cycle().take(prompt_bytes.max(1)).collect();
+    format!(r#"{{"model":"{model}","stream":{stream},"messages":[{{"role":"user","content":"{prompt}"}}]}}"#)
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut args = args.peekable();
+    let mut mode = "run";
+    if let Some(m) = args.peek().filter(|a| *a == "run" || *a == "compare").cloned() {
+        mode = if m == "run" { "run" } else { "compare" };
+        args.next();
+    }
+    let (mut url, mut direct, mut through) = (None, None, None);
+    let (mut connections, mut threads, mut rate) = (16usize, 1usize, None);
+    let (mut duration, mut warmup, mut requests, mut timeout) = (10.0f64, 2.0f64, None, 30.0f64);
+    let (mut key, mut headers, mut model, mut prompt_bytes, mut stream, mut body_file) =
+        (None, Vec::new(), "gpt-4o-mini".to_string(), 100usize, false, None);
+    let (mut json, mut hgrm, mut svg, mut progress) = (None, None, None, true);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
+            v.parse().map_err(|_| format!("{name}: {v:?} is not a number"))
+        }
+        match arg.as_str() {
+            "-h" | "--help" => {
+                print!("{HELP}");
+                std::process::exit(0);
+            }
+            "--url" => url = Some(value("--url")?),
+            "--direct" => direct = Some(value("--direct")?),
+            "--through" => through = Some(value("--through")?),
+            "-c" | "--connections" => connections = num("--connections", value("--connections")?)?,
+            "-t" | "--threads" => threads = num("--threads", value("--threads")?)?,
+            "-R" | "--rate" => rate = Some(num("--rate", value("--rate")?)?),
+            "-d" | "--duration" => duration = num("--duration", value("--duration")?)?,
+            "--warmup" => warmup = num("--warmup", value("--warmup")?)?,
+            "-n" | "--requests" => requests = Some(num("--requests", value("--requests")?)?),
+            "--timeout" => timeout = num("--timeout", value("--timeout")?)?,
+            "--key" => key = Some(value("--key")?),
+            "-H" | "--header" => headers.push(value("--header")?),
+            "--model" => model = value("--model")?,
+            "--prompt-bytes" => prompt_bytes = num("--prompt-bytes", value("--prompt-bytes")?)?,
+            "--stream" => stream = true,
+            "--body-file" => body_file = Some(value("--body-file")?),
+            "--json" => json = Some(value("--json")?),
+            "--hgrm" => hgrm = Some(value("--hgrm")?),
+            "--svg" => svg = Some(value("--svg")?),
+            "-q" | "--quiet" => progress = false,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let first_url = match mode {
+        "compare" => direct.clone().ok_or("compare needs --direct URL and --through URL")?,
+        _ => url.ok_or("--url is required")?,
+    };
+    let (target, authority, path) = parse_url(&first_url)?;
+    let body = match body_file {
+        Some(f) => std::fs::read_to_string(&f).map_err(|e| format!("--body-file {f}: {e}"))?,
+        None => built_in_body(&model, prompt_bytes, stream),
+    };
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n");
+    if let Some(k) = key {
+        head.push_str(&format!("Authorization: Bearer {k}\r\n"));
+    }
+    for h in headers {
+        head.push_str(&h);
+        head.push_str("\r\n");
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let compare = match mode {
+        "compare" => {
+            let (d, _, dp) = parse_url(&first_url)?;
+            let (t, _, tp) = parse_url(&through.ok_or("compare needs --through URL")?)?;
+            Some((d, dp, t, tp))
+        }
+        _ => None,
+    };
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    Ok(Args {
+        load: LoadOptions {
+            target,
+            request: Bytes::from(head),
+            connections: connections.max(1),
+            threads: threads.max(1),
+            rate,
+            duration: secs(duration),
+            warmup: secs(warmup),
+            requests,
+            timeout: secs(timeout),
+            progress,
+        },
+        compare,
+        json,
+        hgrm,
+        svg,
+    })
+}

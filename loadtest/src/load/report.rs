@@ -1,0 +1,134 @@
+//! What a run prints and writes: a summary table, JSON for machines, an
+//! HdrHistogram percentile distribution (`.hgrm`), an SVG of latency by
+//! percentile, and, for two runs side by side, the latency one added.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+
+use super::Measured;
+
+/// The percentiles every report lists.
+pub const PERCENTILES: &[f64] = &[50.0, 90.0, 99.0, 99.9, 100.0];
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// The summary table.
+pub fn summary(name: &str, m: &Measured) -> String {
+    let mut out = String::new();
+    let secs = m.elapsed.as_secs_f64().max(1e-9);
+    let _ =
+        writeln!(out, "{name}: {} requests in {:.1} s, {:.0} req/s", m.requests(), secs, m.requests() as f64 / secs);
+    let statuses: Vec<String> = m.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    let _ = writeln!(out, "  successes {}  errors {}  statuses {{{}}}", m.successes(), m.errors, statuses.join(", "));
+    for (label, h) in [("latency", &m.latency), ("ttft", &m.ttft), ("event gap", &m.gaps)] {
+        if h.is_empty() {
+            continue;
+        }
+        let cols: Vec<String> = PERCENTILES
+            .iter()
+            .map(|p| {
+                let tag = if *p == 100.0 { "max".to_string() } else { format!("p{p}") };
+                format!("{tag} {:.3}", ms(h.value_at_quantile(p / 100.0)))
+            })
+            .collect();
+        let _ = writeln!(out, "  {label:<9} ms  {}", cols.join("  "));
+    }
+    out
+}
+
+/// The run as JSON (latencies in microseconds).
+pub fn json(m: &Measured) -> String {
+    let hist = |h: &Histogram<u64>| {
+        let pct: Vec<String> =
+            PERCENTILES.iter().map(|p| format!("\"p{p}\":{}", h.value_at_quantile(p / 100.0))).collect();
+        format!("{{\"count\":{},\"mean\":{:.1},{}}}", h.len(), h.mean(), pct.join(","))
+    };
+    let statuses: Vec<String> = m.statuses.iter().map(|(s, n)| format!("\"{s}\":{n}")).collect();
+    format!(
+        "{{\"requests\":{},\"seconds\":{:.3},\"requests_per_second\":{:.1},\"successes\":{},\"errors\":{},\"statuses\":{{{}}},\"latency_us\":{},\"ttft_us\":{},\"event_gap_us\":{}}}\n",
+        m.requests(),
+        m.elapsed.as_secs_f64(),
+        m.requests() as f64 / m.elapsed.as_secs_f64().max(1e-9),
+        m.successes(),
+        m.errors,
+        statuses.join(","),
+        hist(&m.latency),
+        hist(&m.ttft),
+        hist(&m.gaps)
+    )
+}
+
+/// The classic HdrHistogram percentile distribution, in milliseconds, which
+/// the HdrHistogram plotter reads.
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    for v in h.iter_quantiles(5) {
+        let q = v.quantile_iterated_to();
+        let inv = if q < 1.0 { format!("{:14.2}", 1.0 / (1.0 - q)) } else { String::new() };
+        let _ =
+            writeln!(out, "{:12.3} {:14.12} {:10} {inv}", ms(v.value_iterated_to()), q, v.count_since_last_iteration());
+    }
+    let _ = writeln!(
+        out,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n#[Max     = {:12.3}, Total count    = {:12}]",
+        h.mean() / 1000.0,
+        h.stdev() / 1000.0,
+        ms(h.max()),
+        h.len()
+    );
+    out
+}
+
+/// Latency by percentile on a log scale of 1/(1-p), one line per run.
+pub fn svg(runs: &[(&str, &Histogram<u64>)]) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 360.0;
+    const PAD: f64 = 50.0;
+    let nines = 5.0; // up to 99.999%
+    let max_ms = runs.iter().map(|(_, h)| ms(h.max())).fold(0.001, f64::max) * 1.1;
+    let x = |q: f64| PAD + (W - 2.0 * PAD) * ((1.0 / (1.0 - q.min(0.99999))).log10() / nines);
+    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v / max_ms);
+    let colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"].iter().enumerate() {
+        let xi = PAD + (W - 2.0 * PAD) * (i as f64 / nines);
+        let _ = writeln!(out, "<line x1=\"{xi}\" y1=\"{PAD}\" x2=\"{xi}\" y2=\"{}\" stroke=\"#ddd\"/><text x=\"{xi}\" y=\"{}\" text-anchor=\"middle\">{label}</text>", H - PAD, H - PAD + 16.0);
+    }
+    let _ = writeln!(out, "<text x=\"{PAD}\" y=\"{}\">latency (ms), max {:.2}</text>", PAD - 10.0, max_ms);
+    for (i, (name, h)) in runs.iter().enumerate() {
+        let points: Vec<String> = h
+            .iter_quantiles(5)
+            .map(|v| format!("{:.1},{:.1}", x(v.quantile_iterated_to()), y(ms(v.value_iterated_to()))))
+            .collect();
+        let color = colors[i % colors.len()];
+        let _ = writeln!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            points.join(" ")
+        );
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>",
+            W - PAD - 120.0,
+            PAD + 16.0 * (i as f64 + 1.0)
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The latency `through` added over `direct` at each percentile.
+pub fn added(direct: &Measured, through: &Measured) -> String {
+    let mut out = String::from("  percentile    direct ms   through ms     added ms\n");
+    for p in PERCENTILES {
+        let (d, t) = (direct.latency.value_at_quantile(p / 100.0), through.latency.value_at_quantile(p / 100.0));
+        let tag = if *p == 100.0 { "max".to_string() } else { format!("p{p}") };
+        let _ = writeln!(out, "  {tag:>10} {:12.3} {:12.3} {:12.3}", ms(d), ms(t), ms(t) - ms(d));
+    }
+    out
+}

@@ -1,0 +1,66 @@
+//! `tollgate-load` against the real mock: exact request counts, open-loop
+//! pacing, streams, and its machine-readable output.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+struct Mock(std::process::Child, String);
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn mock() -> Mock {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate-mock"))
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    Mock(child, addr)
+}
+
+fn load(args: &[&str]) -> serde_json::Value {
+    let dir = std::env::temp_dir().join(format!("tollgate-load-{}-{}", std::process::id(), args.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("out.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate-load"))
+        .args(args)
+        .args(["-q", "--warmup", "0", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    v
+}
+
+#[test]
+fn closed_loop_sends_exactly_the_requests_asked_for() {
+    let m = mock();
+    let url = format!("http://{}/v1/chat/completions", m.1);
+    let v = load(&["--url", &url, "-c", "4", "-t", "2", "-n", "501", "-d", "30"]);
+    assert_eq!(v["requests"], 501);
+    assert_eq!(v["statuses"]["200"], 501);
+    assert_eq!(v["latency_us"]["count"], 501);
+}
+
+#[test]
+fn open_loop_keeps_its_rate_and_streams_are_timed() {
+    let m = mock();
+    let url = format!("http://{}/v1/chat/completions", m.1);
+    let v = load(&["--url", &url, "-c", "8", "-R", "400", "-d", "1", "--stream"]);
+    let n = v["requests"].as_u64().unwrap();
+    assert!((390..=410).contains(&n), "400 req/s for 1 s gave {n}");
+    assert_eq!(v["errors"], 0);
+    // The mock streams 8 content events plus role, stop and [DONE]: every
+    // stream has a first event and ten gaps.
+    assert_eq!(v["ttft_us"]["count"].as_u64(), Some(n));
+    assert_eq!(v["event_gap_us"]["count"].as_u64(), Some(n * 10));
+}
