@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Open-loop latency (free of coordinated omission) at fixed rates, straight
+# to the mock, through Tollgate and through nginx, with tollgate-load.
+# Targets alternate within each round; the table reports medians over
+# rounds and the latency each proxy adds over the direct run.
+# Usage: latency-bench.sh [seconds] [rounds] [rates...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-4}
+ROUNDS=${2:-3}
+shift 2 || true
+RATES=${*:-350 10000 20000}
+cargo build --release --bins -q
+work=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9104 --threads 1 >"$work/mock.log" 2>&1 &
+cat >"$work/gw.toml" <<TOML
+[server]
+listen = "127.0.0.1:9204"
+admin_listen = "off"
+workers = 1
+[[providers]]
+name = "mock"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:9104/v1"
+[[models]]
+name = "gpt-4o-mini"
+targets = [{ provider = "mock" }]
+[[teams]]
+name = "bench"
+models = ["*"]
+[[keys]]
+name = "bench"
+team = "bench"
+sha256 = "$(printf '%s' tg-bench-key | sha256sum | cut -d' ' -f1)"
+TOML
+taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
+targets="direct:9104 tollgate:9204"
+if command -v nginx >/dev/null; then
+  cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+worker_cpu_affinity 01;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $work/cb; proxy_temp_path $work/pt; fastcgi_temp_path $work/ft; uwsgi_temp_path $work/ut; scgi_temp_path $work/st;
+  upstream mock { server 127.0.0.1:9104; keepalive 128; }
+  server { listen 127.0.0.1:9304; location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } }
+}
+NGINX
+  nginx -p "$work" -c "$work/nginx.conf"
+  targets="$targets nginx:9304"
+fi
+sleep 1
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+for rate in $RATES; do
+  conns=$(( rate >= 1000 ? 32 : 4 ))
+  declare -A p50=() p99=()
+  for r in $(seq "$ROUNDS"); do
+    for tp in $targets; do
+      name=${tp%%:*}; port=${tp##*:}
+      taskset -c 1 ./target/release/tollgate-load --url "http://127.0.0.1:$port/v1/chat/completions" \
+        -c "$conns" -R "$rate" -d "$SECS" --warmup 1 -q --key tg-bench-key --json "$work/$name.json" >/dev/null
+      p50[$name]+="$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['latency_us']['p50'])" "$work/$name.json")"$'\n'
+      p99[$name]+="$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['latency_us']['p99'])" "$work/$name.json")"$'\n'
+    done
+  done
+  echo
+  echo "open loop, $rate req/s, $conns connections, ${SECS}s x $ROUNDS rounds, medians (µs)"
+  printf "%-10s %8s %8s %12s %12s\n" target p50 p99 added_p50 added_p99
+  d50=$(echo -n "${p50[direct]}" | median); d99=$(echo -n "${p99[direct]}" | median)
+  for tp in $targets; do
+    name=${tp%%:*}
+    m50=$(echo -n "${p50[$name]}" | median); m99=$(echo -n "${p99[$name]}" | median)
+    printf "%-10s %8s %8s %12s %12s\n" "$name" "$m50" "$m99" "$((m50 - d50))" "$((m99 - d99))"
+  done
+  unset p50 p99
+done
