@@ -29,6 +29,8 @@ pub enum GatewayError {
     Request(RequestError),
     /// The body is not a chat request the gateway can route.
     Body(BodyError),
+    /// The body cannot be translated for the target's provider.
+    Translate(&'static str),
     /// The head did not arrive within `head_read_ms`.
     HeadTimeout,
     /// The body did not arrive within `body_read_ms`.
@@ -71,6 +73,7 @@ impl GatewayError {
         match self {
             Request(_)
             | Body(_)
+            | Translate(_)
             | HeadTimeout
             | BodyTimeout
             | ClientClosed
@@ -121,7 +124,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             Request(e) => e.status(),
-            Body(_) | ClientClosed => 400,
+            Body(_) | Translate(_) | ClientClosed => 400,
             HeadTimeout | BodyTimeout => 408,
             Auth(_) => 401,
             ModelNotAllowed { .. } => 403,
@@ -153,6 +156,7 @@ impl GatewayError {
         match self {
             Request(e) => e.code(),
             Body(_) => "invalid_body",
+            Translate(_) => "untranslatable_body",
             HeadTimeout => "head_timeout",
             BodyTimeout => "body_timeout",
             ClientClosed => "client_closed",
@@ -187,6 +191,7 @@ impl fmt::Display for GatewayError {
         match self {
             Request(e) => write!(f, "{e}"),
             Body(e) => f.write_str(e.message()),
+            Translate(why) => write!(f, "cannot translate the request for this model's provider: {why}"),
             HeadTimeout => f.write_str("the request head did not arrive in time"),
             BodyTimeout => f.write_str("the request body did not arrive in time"),
             ClientClosed => f.write_str("the client closed the connection before the request was complete"),

@@ -18,7 +18,7 @@ use monoio::BufResult;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::RootCertStore;
 use rustls_pki_types::ServerName;
-use tollgate_policy::Provider;
+use tollgate_policy::{Provider, ProviderKind};
 use tollgate_protocol::http1::HeadScan;
 
 use crate::error::GatewayError;
@@ -52,9 +52,12 @@ struct Tls {
 /// lines, TLS set-up, and the pool.
 pub struct Upstream {
     pub name: String,
+    /// Anthropic upstreams get translated requests and answers.
+    pub kind: ProviderKind,
     pub addr: SocketAddr,
     tls: Option<Tls>,
-    /// `POST /v1/chat/completions HTTP/1.1\r\n` for this provider's base path.
+    /// `POST /v1/chat/completions HTTP/1.1\r\n` (or `/v1/messages` for
+    /// Anthropic) under this provider's base path.
     pub chat_request_line: Bytes,
     /// `host: ...\r\n` and, when configured, `authorization: ...\r\n`.
     pub fixed_headers: Bytes,
@@ -135,12 +138,19 @@ impl Upstream {
         fixed.extend_from_slice(b"host: ");
         fixed.extend_from_slice(provider.host_header.as_bytes());
         fixed.extend_from_slice(b"\r\n");
+        let anthropic = provider.kind == ProviderKind::Anthropic;
         if let Some(cred) = &provider.credential {
-            fixed.extend_from_slice(b"authorization: ");
+            fixed.extend_from_slice(if anthropic { b"x-api-key: " as &[u8] } else { b"authorization: Bearer " });
             fixed.extend_from_slice(cred.0.as_bytes());
             fixed.extend_from_slice(b"\r\n");
         }
-        let line = format!("POST {}/chat/completions HTTP/1.1\r\n", provider.base_path);
+        if anthropic {
+            fixed.extend_from_slice(b"anthropic-version: ");
+            fixed.extend_from_slice(tollgate_protocol::anthropic::ANTHROPIC_VERSION.as_bytes());
+            fixed.extend_from_slice(b"\r\n");
+        }
+        let endpoint = if anthropic { "messages" } else { "chat/completions" };
+        let line = format!("POST {}/{endpoint} HTTP/1.1\r\n", provider.base_path);
         let tls = match (&provider.tls, &resolved.roots) {
             (Some(settings), Some(roots)) => {
                 ServerName::try_from(settings.server_name.clone()).ok().map(|server_name| Tls {
@@ -153,6 +163,7 @@ impl Upstream {
         };
         Upstream {
             name: provider.name.clone(),
+            kind: provider.kind,
             addr: resolved.addr,
             tls,
             chat_request_line: Bytes::from(line),
@@ -170,6 +181,7 @@ impl Upstream {
             _ => false,
         };
         self.name == other.name
+            && self.kind == other.kind
             && self.addr == other.addr
             && same_tls
             && self.chat_request_line == other.chat_request_line

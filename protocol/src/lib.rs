@@ -12,6 +12,7 @@
 //! parsed once, their spans recorded as offsets, and the buffer frozen into
 //! [`bytes::Bytes`] so that callers slice instead of copying.
 
+pub mod anthropic;
 pub mod http1;
 pub mod openai;
 pub mod span;

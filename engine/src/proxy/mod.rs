@@ -25,6 +25,7 @@ pub mod call;
 pub mod fallback;
 pub mod relay;
 pub mod route;
+pub mod translate;
 pub mod upstream_request;
 
 use std::time::Instant;
@@ -37,7 +38,8 @@ use crate::error::GatewayError;
 use crate::respond::Client;
 use crate::worker::CoreState;
 use fallback::Plan;
-use relay::{RelayEnd, RouteLabel};
+use relay::{Answer, RelayEnd, RouteLabel};
+use upstream_request::Translation;
 
 /// Runs an authenticated chat completion request through the pipeline. An
 /// `Err` means no byte of an answer has reached the client yet, so the
@@ -65,7 +67,7 @@ pub async fn chat_completions(
         }
         let target = &routed.route.targets[t];
         let upstream = &state.upstreams[target.provider];
-        let parts = upstream_request::build(client, head, &body, &routed.fields, target, upstream);
+        let (parts, translation) = upstream_request::build(client, head, &body, &routed.fields, target, upstream)?;
         let attempt_started = Instant::now();
         match call::call(state, upstream, parts.as_slice(), deadline).await {
             Ok((conn, response)) if routing.fallback_on_status.contains(&response.status) && plan.has_more(routing) => {
@@ -85,8 +87,14 @@ pub async fn chat_completions(
                 } else {
                     breakers[t].success();
                 }
-                let label = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
-                let end = relay::relay(client, &mut conn, response, head, keep_alive, deadline, label).await;
+                let route = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
+                let answer = Answer { request: head, keep_alive, deadline, route };
+                let end = match translation {
+                    Translation::None => relay::relay(client, &mut conn, response, &answer).await,
+                    Translation::Anthropic(info) => {
+                        translate::relay_anthropic(client, &mut conn, response, &answer, info).await?
+                    }
+                };
                 if end.upstream_reusable {
                     upstream.give_back(conn);
                 }

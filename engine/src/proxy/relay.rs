@@ -30,6 +30,16 @@ pub struct RouteLabel<'a> {
     pub model: &'a str,
 }
 
+/// What a relay needs to know about the request it answers.
+#[derive(Clone, Copy)]
+pub struct Answer<'a> {
+    pub request: &'a RequestHead,
+    /// The client connection may stay open after this answer.
+    pub keep_alive: bool,
+    pub deadline: Instant,
+    pub route: RouteLabel<'a>,
+}
+
 /// How a relay ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RelayEnd {
@@ -76,15 +86,8 @@ fn hop_by_hop(name: &[u8]) -> bool {
 /// Failures after the head has gone out cannot become an error status: an
 /// event stream gets an SSE error event and `[DONE]`, anything else is cut
 /// short, and the client connection closes.
-pub async fn relay(
-    client: &mut Client,
-    up: &mut UpConn,
-    response: ResponseHead,
-    request: &RequestHead,
-    keep_alive: bool,
-    deadline: Instant,
-    route: RouteLabel<'_>,
-) -> RelayEnd {
+pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead, answer: &Answer<'_>) -> RelayEnd {
+    let Answer { request, keep_alive, deadline, route } = *answer;
     let provider = route.provider;
     let http10 = request.minor_version == 0;
     let (mut mode, framing_header): (Mode, &[u8]) = match (response.framing, http10) {

@@ -6,8 +6,12 @@ use tollgate_protocol::http1::RequestHead;
 
 use crate::respond::Client;
 use crate::upstream::Upstream;
-use tollgate_policy::Target;
+use bytes::BytesMut;
+use tollgate_policy::{ProviderKind, Target};
+use tollgate_protocol::anthropic;
 use tollgate_protocol::openai::ChatRequestFields;
+
+use crate::error::GatewayError;
 
 /// Headers that describe one hop, not the message (RFC 9110 7.6.1), plus
 /// the client's credentials, which never leave the gateway.
@@ -57,10 +61,26 @@ pub fn build(
     fields: &ChatRequestFields,
     target: &Target,
     upstream: &Upstream,
-) -> Parts {
+) -> Result<(Parts, Translation), GatewayError> {
+    // An Anthropic target gets a new body; the OpenAI kinds get the
+    // client's, with at most the model span replaced.
+    let (translated, translation) = match upstream.kind {
+        ProviderKind::Anthropic => {
+            let mut scratch = body.to_vec();
+            let mut out = BytesMut::with_capacity(body.len() + 256);
+            let info = anthropic::request_from_openai(&mut scratch, &target.upstream_model, &mut out)
+                .map_err(|e| GatewayError::Translate(e.message()))?;
+            (Some(out.freeze()), Translation::Anthropic(info))
+        }
+        _ => (None, Translation::None),
+    };
     let model = fields.model;
-    let replace = model.get(body) != target.upstream_model.as_bytes();
-    let body_len = if replace { body.len() - model.len() + target.upstream_model.len() } else { body.len() };
+    let replace = translated.is_none() && model.get(body) != target.upstream_model.as_bytes();
+    let body_len = match &translated {
+        Some(t) => t.len(),
+        None if replace => body.len() - model.len() + target.upstream_model.len(),
+        None => body.len(),
+    };
     let s = &mut client.scratch;
     for (name, value) in head.headers().filter(|(n, _)| forwarded(n)) {
         s.extend_from_slice(name);
@@ -75,14 +95,23 @@ pub fn build(
     parts.push(upstream.chat_request_line.clone());
     parts.push(upstream.fixed_headers.clone());
     parts.push(s.split().freeze());
-    if replace {
+    if let Some(t) = translated {
+        parts.push(t);
+    } else if replace {
         parts.push(body.slice(..model.start as usize));
         parts.push(Bytes::copy_from_slice(target.upstream_model.as_bytes()));
         parts.push(body.slice(model.end as usize..));
     } else {
         parts.push(body.clone());
     }
-    parts
+    Ok((parts, translation))
+}
+
+/// How the answer must be translated back for the client.
+#[derive(Clone, Copy, Debug)]
+pub enum Translation {
+    None,
+    Anthropic(anthropic::RequestInfo),
 }
 
 #[cfg(test)]

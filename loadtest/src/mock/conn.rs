@@ -203,9 +203,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             let list = br#"{"object":"list","data":[{"id":"mock","object":"model","created":1700000000,"owned_by":"tollgate-mock"}]}"#;
             return self.send_whole(200, "application/json", list, head.keep_alive, None).await;
         }
-        if head.method != Method::Post || !path.ends_with(b"/chat/completions") {
+        let anthropic = path.ends_with(b"/messages");
+        if head.method != Method::Post || !(anthropic || path.ends_with(b"/chat/completions")) {
             return self
-                .simple(404, "the mock serves POST /v1/chat/completions and GET /v1/models", head.keep_alive)
+                .simple(
+                    404,
+                    "the mock serves POST /v1/chat/completions, POST /v1/messages and GET /v1/models",
+                    head.keep_alive,
+                )
                 .await;
         }
         let Some(req) = ChatRequest::read(body) else {
@@ -214,7 +219,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         match plan.failure {
             Some(Failure::Status(status)) => {
                 let mut payload = BytesMut::new();
-                reply::error(status, &mut payload);
+                if anthropic {
+                    reply::anthropic_error(status, &mut payload);
+                } else {
+                    reply::error(status, &mut payload);
+                }
                 return self.send_whole(status, "application/json", &payload, head.keep_alive, None).await;
             }
             Some(Failure::Reset) => return self.reset(),
@@ -225,18 +234,26 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             _ => {}
         }
         if req.stream {
-            return self.stream(&req, &plan).await;
+            return self.stream(&req, &plan, anthropic).await;
         }
         let mut payload = BytesMut::with_capacity(512);
-        reply::completion(&req, plan.behavior.reply_words, &mut payload);
+        if anthropic {
+            reply::anthropic_message(&req, plan.behavior.reply_words, &mut payload);
+        } else {
+            reply::completion(&req, plan.behavior.reply_words, &mut payload);
+        }
         let trickle = (plan.failure == Some(Failure::Trickle)).then_some(Duration::from_millis(10));
         self.send_whole(200, "application/json", &payload, head.keep_alive, trickle).await
     }
 
-    async fn stream(&mut self, req: &ChatRequest<'_>, plan: &Plan) -> io::Result<()> {
+    async fn stream(&mut self, req: &ChatRequest<'_>, plan: &Plan, anthropic: bool) -> io::Result<()> {
         let b = &plan.behavior;
         let mut events = Vec::new();
-        reply::stream_events(req, b.reply_words, b.stream_chunks, &mut events);
+        if anthropic {
+            reply::anthropic_stream_events(req, b.reply_words, b.stream_chunks, &mut events);
+        } else {
+            reply::stream_events(req, b.reply_words, b.stream_chunks, &mut events);
+        }
         self.out.extend_from_slice(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-mock-connection: ",
         );

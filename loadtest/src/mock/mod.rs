@@ -1,5 +1,8 @@
 //! The mock upstream: options, start-up and the per-request behaviour.
 //!
+//! It speaks OpenAI's `POST /v1/chat/completions` and Anthropic's
+//! `POST /v1/messages` (JSON and event streams, errors in each one's shape).
+//!
 //! Behaviour comes from the start-up options and can be overridden per
 //! request with `x-mock-*` headers, which the gateway forwards. That lets
 //! one running mock serve a test that needs a hang next to one that needs a

@@ -145,6 +145,86 @@ pub fn error(status: u16, out: &mut BytesMut) {
     tollgate_protocol::openai::write_error_body(out, &message, "server_error", "mock_failure");
 }
 
+/// An Anthropic `message` body.
+pub fn anthropic_message(req: &ChatRequest<'_>, reply_words: usize, out: &mut BytesMut) {
+    let mut n = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"id\":\"msg_mock_");
+    out.extend_from_slice(n.format(req.id).as_bytes());
+    out.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"");
+    out.extend_from_slice(req.model);
+    out.extend_from_slice(b"\",\"content\":[{\"type\":\"text\",\"text\":\"");
+    words(0, reply_words, out);
+    out.extend_from_slice(b"\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":");
+    out.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
+    out.extend_from_slice(b",\"output_tokens\":");
+    out.extend_from_slice(n.format(reply_words).as_bytes());
+    out.extend_from_slice(b"}}");
+}
+
+/// The events of an Anthropic stream, each a complete `event: ...\ndata:
+/// ...\n\n`, as the Messages API sends them (a ping included).
+pub fn anthropic_stream_events(req: &ChatRequest<'_>, reply_words: usize, chunks: usize, out: &mut Vec<BytesMut>) {
+    let mut n = itoa::Buffer::new();
+    let event = |name: &str, data: &[u8]| {
+        let mut e = BytesMut::with_capacity(data.len() + 32);
+        e.extend_from_slice(b"event: ");
+        e.extend_from_slice(name.as_bytes());
+        e.extend_from_slice(b"\ndata: ");
+        e.extend_from_slice(data);
+        e.extend_from_slice(b"\n\n");
+        e
+    };
+    let mut start = BytesMut::new();
+    start.extend_from_slice(b"{\"type\":\"message_start\",\"message\":{\"id\":\"msg_mock_");
+    start.extend_from_slice(n.format(req.id).as_bytes());
+    start.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"");
+    start.extend_from_slice(req.model);
+    start.extend_from_slice(b"\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":");
+    start.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
+    start.extend_from_slice(b",\"output_tokens\":1}}}");
+    out.push(event("message_start", &start));
+    out.push(event(
+        "content_block_start",
+        b"{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}",
+    ));
+    out.push(event("ping", b"{\"type\": \"ping\"}"));
+    let chunks = chunks.clamp(1, reply_words.max(1));
+    for c in 0..chunks {
+        let (from, to) = (c * reply_words / chunks, (c + 1) * reply_words / chunks);
+        let mut d = BytesMut::new();
+        d.extend_from_slice(
+            b"{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"",
+        );
+        words(from, to, &mut d);
+        d.extend_from_slice(b"\"}}");
+        out.push(event("content_block_delta", &d));
+    }
+    out.push(event("content_block_stop", b"{\"type\":\"content_block_stop\",\"index\":0}"));
+    let mut delta = BytesMut::new();
+    delta.extend_from_slice(
+        b"{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":",
+    );
+    delta.extend_from_slice(n.format(reply_words).as_bytes());
+    delta.extend_from_slice(b"}}");
+    out.push(event("message_delta", &delta));
+    out.push(event("message_stop", b"{\"type\":\"message_stop\"}"));
+}
+
+/// An Anthropic error body for an injected failure status.
+pub fn anthropic_error(status: u16, out: &mut BytesMut) {
+    let kind = match status {
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    };
+    out.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",\"message\":\"mock upstream injected status ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.extend_from_slice(b"\"}}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,6 +82,8 @@ pub enum ProviderKind {
     Mock,
     OpenAi,
     OpenAiCompatible,
+    /// Anthropic's Messages API: requests and answers are translated.
+    Anthropic,
 }
 
 /// Settings of the in-process mock provider.
@@ -105,7 +107,8 @@ pub struct Provider {
     pub host_header: String,
     /// Path prefix the API lives under, without a trailing slash (`/v1`).
     pub base_path: String,
-    /// The `Authorization` value sent upstream, if any. Never logged.
+    /// The provider's API key, if any: sent as `Authorization: Bearer`
+    /// (OpenAI kinds) or `x-api-key` (Anthropic). Never logged.
     pub credential: Option<Credential>,
     /// Set for `https://` base URLs.
     pub tls: Option<TlsSettings>,

@@ -89,9 +89,9 @@ fn provider_urls_and_credentials() {
     assert_eq!(p.host, Some(("10.0.0.1".to_string(), 8000)));
     assert_eq!(p.host_header, "10.0.0.1:8000");
     assert_eq!(p.base_path, "/v1");
-    assert_eq!(p.credential, Some(Credential("Bearer secret".into())));
+    assert_eq!(p.credential, Some(Credential("secret".into())));
     assert_eq!(format!("{:?}", p.credential), "Some(Credential(..))");
-    assert_eq!(c.providers[1].credential, Some(Credential("Bearer file-secret".into())));
+    assert_eq!(c.providers[1].credential, Some(Credential("file-secret".into())));
     assert_eq!(c.providers[1].host, Some(("q".to_string(), 80)));
     assert_eq!(c.providers[0].tls, None);
     let evil = text.replace("/run/key", "/run/evil");

@@ -174,19 +174,13 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             "mock" => ProviderKind::Mock,
             "openai" => ProviderKind::OpenAi,
             "openai-compatible" => ProviderKind::OpenAiCompatible,
-            "anthropic" => {
-                report.add(
-                    p.kind.span(),
-                    "provider kind \"anthropic\" needs request translation, which is not built yet; \
-                     use an OpenAI-compatible endpoint for now"
-                        .to_string(),
-                );
-                continue;
-            }
+            "anthropic" => ProviderKind::Anthropic,
             other => {
                 report.add(
                     p.kind.span(),
-                    format!("unknown provider kind {other:?}; use one of \"mock\", \"openai\", \"openai-compatible\""),
+                    format!(
+                        "unknown provider kind {other:?}; use one of \"mock\", \"openai\", \"openai-compatible\", \"anthropic\""
+                    ),
                 );
                 continue;
             }
@@ -276,7 +270,7 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             host,
             host_header,
             base_path,
-            credential: secret.map(|s| Credential(format!("Bearer {s}"))),
+            credential: secret.map(Credential),
             tls,
             mock: p.mock,
         });

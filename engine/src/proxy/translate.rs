@@ -1,0 +1,278 @@
+//! Relaying an Anthropic answer as an OpenAI one.
+//!
+//! A JSON answer (or an error) is read whole, bounded by
+//! [`TRANSLATED_BODY_BYTES_MAX`], translated, and sent with its length. An
+//! event stream is translated event by event as it arrives: the upstream's
+//! chunks are decoded, split into SSE events, each event becomes zero or
+//! more OpenAI chunks, and those are written to the client before the next
+//! upstream read, so nothing is held back but a partial event.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tollgate_protocol::anthropic::{self, RequestInfo, StreamTranslator};
+use tollgate_protocol::http1::{
+    chunk_header, BodyFraming, ChunkedDecoder, LengthDecoder, ResponseHead, CHUNK_END, LAST_CHUNK,
+};
+use tollgate_protocol::sse::SseParser;
+
+use super::relay::{Answer, RelayEnd, RouteLabel};
+use crate::error::GatewayError;
+use crate::iov;
+use crate::respond::{reason, Client};
+use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
+
+/// An upstream answer read whole for translation may be at most this big.
+pub const TRANSLATED_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// One SSE event from the upstream may be at most this big.
+const EVENT_BYTES_MAX: usize = 1024 * 1024;
+
+/// Reads a body's decoded data in pieces, whatever its framing.
+struct BodyReader {
+    framing: Framing,
+    done: bool,
+}
+
+enum Framing {
+    Empty,
+    Length(LengthDecoder),
+    Chunked(ChunkedDecoder),
+    Close,
+}
+
+impl BodyReader {
+    fn new(framing: BodyFraming) -> BodyReader {
+        let framing = match framing {
+            BodyFraming::Empty => Framing::Empty,
+            BodyFraming::Length(n) => Framing::Length(LengthDecoder::new(n)),
+            BodyFraming::Chunked => Framing::Chunked(ChunkedDecoder::new()),
+            BodyFraming::CloseDelimited => Framing::Close,
+        };
+        BodyReader { done: matches!(framing, Framing::Empty), framing }
+    }
+
+    /// Appends the next decoded pieces to `data`, reading from the upstream
+    /// when nothing is buffered. `Err` on a reset, time-out or bad framing.
+    async fn next(&mut self, up: &mut UpConn, deadline: Instant, data: &mut Vec<Bytes>) -> Result<(), ()> {
+        if self.done {
+            return Ok(());
+        }
+        if up.buf.is_empty() {
+            up.buf.reserve(UPSTREAM_READ_BYTES);
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let n = monoio::time::timeout(wait, iov::read_more(&mut up.stream, &mut up.buf))
+                .await
+                .map_err(|_| ())?
+                .map_err(|_| ())?;
+            if n == 0 {
+                return match self.framing {
+                    Framing::Close => {
+                        self.done = true;
+                        Ok(())
+                    }
+                    _ => Err(()),
+                };
+            }
+        }
+        match &mut self.framing {
+            Framing::Empty => self.done = true,
+            Framing::Length(d) => {
+                let p = d.decode(&up.buf);
+                data.push(up.buf.split_to(p.consumed).freeze());
+                self.done = p.done;
+            }
+            Framing::Chunked(d) => {
+                let mut ranges = Vec::new();
+                let p = d.decode(&up.buf, |r| ranges.push(r)).map_err(|_| ())?;
+                let raw = up.buf.split_to(p.consumed).freeze();
+                data.extend(ranges.into_iter().map(|r| raw.slice(r)));
+                self.done = p.done;
+            }
+            Framing::Close => data.push(up.buf.split().freeze()),
+        }
+        Ok(())
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Relays an Anthropic answer to an OpenAI client. `Err` only when nothing
+/// has been sent yet (the answer could not be read or translated), so the
+/// caller can still answer with an error status.
+pub async fn relay_anthropic(
+    client: &mut Client,
+    up: &mut UpConn,
+    response: ResponseHead,
+    answer: &Answer<'_>,
+    info: RequestInfo,
+) -> Result<RelayEnd, GatewayError> {
+    let Answer { keep_alive, deadline, route, .. } = *answer;
+    let event_stream = response.status == 200
+        && response
+            .header(b"content-type")
+            .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    if event_stream {
+        return Ok(relay_stream(client, up, response, keep_alive, deadline, route, info).await);
+    }
+    // Only JSON is translated; anything else (an HTML error page from a
+    // proxy in front of the provider, say) goes through as it came.
+    let json = response
+        .header(b"content-type")
+        .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
+    if !json {
+        return Ok(super::relay::relay(client, up, response, answer).await);
+    }
+    let broken = || GatewayError::UpstreamClosed { provider: route.provider.to_string(), cause: None };
+    let mut reader = BodyReader::new(response.framing);
+    let mut body = BytesMut::new();
+    let mut pieces = Vec::new();
+    while !reader.done {
+        reader.next(up, deadline, &mut pieces).await.map_err(|_| broken())?;
+        for p in pieces.drain(..) {
+            body.extend_from_slice(&p);
+        }
+        if body.len() > TRANSLATED_BODY_BYTES_MAX {
+            return Err(broken());
+        }
+    }
+    let mut out = BytesMut::with_capacity(body.len() + 256);
+    if response.status < 300 {
+        anthropic::response_to_openai(&mut body, now_unix(), &mut out).map_err(|e| GatewayError::UpstreamProtocol {
+            provider: route.provider.to_string(),
+            cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
+        })?;
+    } else {
+        anthropic::error_to_openai(&mut body, response.status, &mut out);
+    }
+    let upstream_reusable = response.keep_alive && up.buf.is_empty();
+    let close = !keep_alive;
+    write_head(client, response.status, "application/json", Some(out.len()), close, route);
+    let body_bytes = out.len() as u64;
+    client.out.push(out.freeze());
+    let sent = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_ok();
+    Ok(RelayEnd { status: response.status, upstream_reusable, client_reusable: sent && !close, body_bytes })
+}
+
+fn write_head(
+    client: &mut Client,
+    status: u16,
+    content_type: &str,
+    length: Option<usize>,
+    close: bool,
+    route: RouteLabel<'_>,
+) {
+    let s = &mut client.scratch;
+    s.extend_from_slice(b"HTTP/1.1 ");
+    s.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    s.extend_from_slice(b" ");
+    s.extend_from_slice(reason(status).as_bytes());
+    s.extend_from_slice(b"\r\ncontent-type: ");
+    s.extend_from_slice(content_type.as_bytes());
+    match length {
+        Some(n) => {
+            s.extend_from_slice(b"\r\ncontent-length: ");
+            s.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        }
+        None => s.extend_from_slice(b"\r\ncache-control: no-cache\r\ntransfer-encoding: chunked"),
+    }
+    s.extend_from_slice(b"\r\nx-tollgate-route: ");
+    s.extend_from_slice(route.provider.as_bytes());
+    s.extend_from_slice(b"/");
+    s.extend_from_slice(route.model.as_bytes());
+    if close {
+        s.extend_from_slice(b"\r\nconnection: close");
+    }
+    s.extend_from_slice(b"\r\n\r\n");
+    let head = s.split().freeze();
+    client.out.push(head);
+}
+
+fn push_chunk(client: &mut Client, data: Bytes) {
+    if data.is_empty() {
+        return;
+    }
+    let mut hdr = [0u8; 18];
+    let n = chunk_header(data.len(), &mut hdr);
+    client.out.push(Bytes::copy_from_slice(&hdr[..n]));
+    client.out.push(data);
+    client.out.push(Bytes::from_static(CHUNK_END));
+}
+
+async fn relay_stream(
+    client: &mut Client,
+    up: &mut UpConn,
+    response: ResponseHead,
+    keep_alive: bool,
+    deadline: Instant,
+    route: RouteLabel<'_>,
+    info: RequestInfo,
+) -> RelayEnd {
+    write_head(client, 200, "text/event-stream", None, !keep_alive, route);
+    let mut reader = BodyReader::new(response.framing);
+    let mut parser = SseParser::new(EVENT_BYTES_MAX);
+    let mut translator = StreamTranslator::new(now_unix(), info.include_usage);
+    let mut pieces = Vec::new();
+    let mut out = BytesMut::new();
+    let mut end = RelayEnd { status: 200, upstream_reusable: false, client_reusable: false, body_bytes: 0 };
+    let mut failed = false;
+    loop {
+        // Head first, then each batch of translated events as it arrives.
+        if reader.next(up, deadline, &mut pieces).await.is_err() {
+            failed = true;
+        }
+        for p in pieces.drain(..) {
+            parser.push(p);
+            loop {
+                match parser.next_event() {
+                    Ok(Some(ev)) => {
+                        if translator.event(&ev, &mut out).is_err() {
+                            failed = true;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        let finished = reader.done || failed || translator.finished();
+        if finished && !translator.finished() {
+            if failed {
+                // An OpenAI-style error event, then [DONE]: SDKs see an
+                // error instead of a stream that simply stops.
+                let mut json = BytesMut::new();
+                let message = format!("upstream `{}` failed in the middle of the stream", route.provider);
+                tollgate_protocol::openai::write_error_body(
+                    &mut json,
+                    &message,
+                    "server_error",
+                    "upstream_stream_error",
+                );
+                tollgate_protocol::sse::write_event(&mut out, None, &json);
+                out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
+            } else {
+                translator.finish(&mut out);
+            }
+        }
+        end.body_bytes += out.len() as u64;
+        push_chunk(client, out.split().freeze());
+        if finished {
+            client.out.push(Bytes::from_static(LAST_CHUNK));
+        }
+        if !client.out.is_empty() && iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err()
+        {
+            return end;
+        }
+        if finished {
+            break;
+        }
+    }
+    end.upstream_reusable = !failed && reader.done && response.keep_alive && up.buf.is_empty();
+    end.client_reusable = keep_alive && !failed;
+    end
+}

@@ -1,0 +1,244 @@
+//! Golden tests of the translation, on samples written in each provider's
+//! documented format, compared as JSON values (key order is free).
+
+use bytes::{Bytes, BytesMut};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::sse::SseParser;
+
+fn request(openai: Value) -> (Value, RequestInfo) {
+    let mut scratch = serde_json::to_vec(&openai).unwrap();
+    let mut out = BytesMut::new();
+    let info = request_from_openai(&mut scratch, "claude-sonnet-4-5", &mut out).unwrap();
+    (serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out))), info)
+}
+
+#[test]
+fn request_text_system_defaults_and_sampling() {
+    let (a, info) = request(json!({
+        "model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+        "temperature": 0.5, "top_p": 1, "stop": "END",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": [{"type": "text", "text": "Answer in English."}]},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+            ]}
+        ]
+    }));
+    assert_eq!(info, RequestInfo { stream: true, include_usage: true });
+    assert_eq!(
+        a,
+        json!({
+            "model": "claude-sonnet-4-5", "max_tokens": 4096, "stream": true,
+            "system": "Be brief.\n\nAnswer in English.",
+            "temperature": 0.5, "top_p": 1, "stop_sequences": ["END"],
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+                ]}
+            ]
+        })
+    );
+}
+
+#[test]
+fn request_tools_tool_calls_and_results() {
+    let (a, info) = request(json!({
+        "model": "gpt-4o", "max_tokens": 300, "stop": ["a", "b"],
+        "tools": [{"type": "function", "function": {
+            "name": "get_weather", "description": "Weather for a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "messages": [
+            {"role": "user", "content": "Weather in Paris and Oslo?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+            {"role": "tool", "tool_call_id": "call_2", "content": "9C"},
+            {"role": "assistant", "content": "Paris 18C, Oslo 9C."}
+        ]
+    }));
+    assert!(!info.stream);
+    assert_eq!(
+        a,
+        json!({
+            "model": "claude-sonnet-4-5", "max_tokens": 300, "stop_sequences": ["a", "b"],
+            "tools": [{"name": "get_weather", "description": "Weather for a city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+            "tool_choice": {"type": "tool", "name": "get_weather"},
+            "messages": [
+                {"role": "user", "content": "Weather in Paris and Oslo?"},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+                    {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {"city": "Oslo"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_1", "content": "18C"},
+                    {"type": "tool_result", "tool_use_id": "call_2", "content": "9C"}
+                ]},
+                {"role": "assistant", "content": "Paris 18C, Oslo 9C."}
+            ]
+        })
+    );
+    for (choice, want) in
+        [("auto", json!({"type": "auto"})), ("required", json!({"type": "any"})), ("none", json!({"type": "none"}))]
+    {
+        let (a, _) =
+            request(json!({"model": "m", "tool_choice": choice, "messages": [{"role": "user", "content": "x"}]}));
+        assert_eq!(a["tool_choice"], want);
+    }
+}
+
+#[test]
+fn request_errors() {
+    let mut out = BytesMut::new();
+    let mut bad = b"{\"messages\":3}".to_vec();
+    assert_eq!(
+        request_from_openai(&mut bad, "m", &mut out),
+        Err(TranslateError::Unsupported("messages must be an array"))
+    );
+    let mut bad = b"not json".to_vec();
+    assert_eq!(request_from_openai(&mut bad, "m", &mut out), Err(TranslateError::NotJson));
+}
+
+#[test]
+fn response_text_and_tool_use() {
+    let mut body = serde_json::to_vec(&json!({
+        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [
+            {"type": "text", "text": "Let me check."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+        ],
+        "stop_reason": "tool_use", "stop_sequence": null,
+        "usage": {"input_tokens": 20, "output_tokens": 7, "cache_read_input_tokens": 5}
+    }))
+    .unwrap();
+    let mut out = BytesMut::new();
+    let usage = response_to_openai(&mut body, 1_700_000_000, &mut out).unwrap();
+    assert_eq!(usage, Usage { input: 20, output: 7, cache_read: 5, cache_write: 0 });
+    let o: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        o,
+        json!({
+            "id": "msg_01", "object": "chat.completion", "created": 1_700_000_000u64, "model": "claude-sonnet-4-5",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": "Let me check.",
+                "tool_calls": [{"id": "toolu_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}}],
+            "usage": {"prompt_tokens": 25, "completion_tokens": 7, "total_tokens": 32,
+                "prompt_tokens_details": {"cached_tokens": 5}}
+        })
+    );
+    assert_eq!(finish_reason("end_turn"), "stop");
+    assert_eq!(finish_reason("max_tokens"), "length");
+}
+
+#[test]
+fn errors_map_to_openai_shape() {
+    let mut body = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.to_vec();
+    let mut out = BytesMut::new();
+    error_to_openai(&mut body, 529, &mut out);
+    let o: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(o["error"]["message"], "Overloaded");
+    assert_eq!(o["error"]["type"], "overloaded_error");
+    let mut out = BytesMut::new();
+    error_to_openai(&mut b"<html>".to_vec(), 502, &mut out);
+    assert_eq!(serde_json::from_slice::<Value>(&out).unwrap()["error"]["message"], "upstream answered 502");
+}
+
+/// Anthropic's documented stream for a tool call, as it arrives on the wire.
+const TOOL_STREAM: &str = "event: message_start\n\
+data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_9\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-5\",\"stop_reason\":null,\"usage\":{\"input_tokens\":472,\"output_tokens\":2}}}\n\n\
+event: content_block_start\n\
+data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: ping\n\
+data: {\"type\": \"ping\"}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Checking the weather\"}}\n\n\
+event: content_block_stop\n\
+data: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: content_block_start\n\
+data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"get_weather\",\"input\":{}}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\": \\\"Par\"}}\n\n\
+event: content_block_delta\n\
+data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"is\\\"}\"}}\n\n\
+event: content_block_stop\n\
+data: {\"type\":\"content_block_stop\",\"index\":1}\n\n\
+event: message_delta\n\
+data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":89}}\n\n\
+event: message_stop\n\
+data: {\"type\":\"message_stop\"}\n\n";
+
+fn translate_stream(wire: &str, include_usage: bool) -> (Vec<String>, Usage) {
+    let mut parser = SseParser::new(1 << 16);
+    let mut t = StreamTranslator::new(7, include_usage);
+    let mut out = BytesMut::new();
+    parser.push(Bytes::copy_from_slice(wire.as_bytes()));
+    while let Some(ev) = parser.next_event().unwrap() {
+        t.event(&ev, &mut out).unwrap();
+    }
+    assert!(t.finished());
+    let mut back = SseParser::new(1 << 16);
+    back.push(out.freeze());
+    let mut data = Vec::new();
+    while let Some(ev) = back.next_event().unwrap() {
+        data.push(String::from_utf8(ev.data.to_vec()).unwrap());
+    }
+    (data, t.usage())
+}
+
+#[test]
+fn stream_with_text_and_tool_call_deltas() {
+    let (data, usage) = translate_stream(TOOL_STREAM, true);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let deltas: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"].get(0).map(|c| &c["delta"])).collect();
+    assert_eq!(deltas[0], &json!({"role": "assistant", "content": ""}));
+    assert_eq!(deltas[1], &json!({"content": "Checking the weather"}));
+    assert_eq!(
+        deltas[2],
+        &json!({"tool_calls": [{"index": 0, "id": "toolu_01", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]})
+    );
+    let args: String = deltas[3..5]
+        .iter()
+        .map(|d| d["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(args, "{\"city\": \"Paris\"}");
+    let finish = chunks.iter().find_map(|c| c["choices"].get(0).and_then(|c| c["finish_reason"].as_str()));
+    assert_eq!(finish, Some("tool_calls"));
+    for c in &chunks {
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(c["id"], "msg_9");
+    }
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"]["completion_tokens"], 89);
+    assert_eq!(last["usage"]["prompt_tokens"], 472);
+    assert_eq!(usage.output, 89);
+    // Without include_usage there is no usage chunk.
+    let (data, _) = translate_stream(TOOL_STREAM, false);
+    assert!(data.iter().all(|d| !d.contains("\"usage\"")));
+}
+
+#[test]
+fn stream_error_event_ends_the_stream() {
+    let wire = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+    let (data, _) = translate_stream(wire, false);
+    assert_eq!(data.len(), 2);
+    let e: Value = serde_json::from_str(&data[0]).unwrap();
+    assert_eq!(e["error"]["type"], "overloaded_error");
+    assert_eq!(data[1], "[DONE]");
+}
