@@ -105,8 +105,13 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
     let keep_alive = head.keep_alive && !w.is_draining();
     let json = "application/json";
     let local = |status: u16, body: &'static [u8]| Local::Answer(status, Bytes::from_static(body));
+    let mut front = proxy::Front::OpenAi;
     let answer = match (head.method, head.path()) {
         (Method::Post, b"/v1/chat/completions") => None,
+        (Method::Post, b"/v1/messages") => {
+            front = proxy::Front::Anthropic;
+            None
+        }
         (Method::Get | Method::Head, b"/healthz") => Some(local(200, b"{\"status\":\"ok\"}")),
         (Method::Get | Method::Head, b"/readyz") if w.is_draining() => Some(local(503, b"{\"status\":\"draining\"}")),
         (Method::Get | Method::Head, b"/readyz") => Some(local(200, b"{\"status\":\"ready\"}")),
@@ -133,7 +138,8 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
         }
     };
     let deadline = started + state.config.server.timeouts.request;
-    match proxy::chat_completions(state, key, client, &head, keep_alive, body, deadline).await {
+    let inbound = proxy::Inbound { head: &head, keep_alive, deadline, front };
+    match proxy::chat_completions(state, key, client, inbound, body).await {
         Ok(end) => end.client_reusable,
         Err(e) => {
             let close = e.closes_connection() || !keep_alive;

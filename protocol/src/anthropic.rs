@@ -14,6 +14,9 @@
 //! `chat.completion.chunk` events ending in `data: [DONE]`
 //! ([`StreamTranslator`]), tool-call argument deltas and usage included.
 //!
+//! [`front`] translates the other way, for Anthropic clients in front of
+//! OpenAI upstreams.
+//!
 //! Parsing uses simd-json's borrowed values (strings point into the input,
 //! which simd-json needs mutable, so callers pass a scratch copy); output is
 //! written directly, field by field, without building a second tree.
@@ -622,6 +625,8 @@ impl StreamTranslator {
         write_event(out, None, &data);
     }
 }
+
+pub mod front;
 
 #[cfg(test)]
 mod tests;

@@ -130,3 +130,70 @@ fn an_openai_target_failing_falls_back_to_anthropic_and_the_client_sees_openai()
     let first: serde_json::Value = serde_json::from_str(&data[0]).unwrap();
     assert_eq!(first["object"], "chat.completion.chunk");
 }
+
+/// An Anthropic client's request, with the gateway key in `x-api-key`.
+fn messages_request(body: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nx-api-key: {KEY}\r\nanthropic-version: 2023-06-01\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn the_messages_front_serves_anthropic_clients_from_an_openai_upstream() {
+    let (_o, _a, gw) = start(&[]);
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":64,"system":"Be brief.","messages":[{"role":"user","content":"Say hello"}]}"#;
+    let r = one_request(gw.addr, &messages_request(body, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-tollgate-route"), Some("openai/gpt-4o-mini"));
+    let v = r.json();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["stop_reason"], "end_turn");
+    assert!(v["content"][0]["text"].as_str().unwrap().starts_with("Tollgate counts every"));
+    assert_eq!(v["usage"]["output_tokens"], 16);
+    // What the OpenAI upstream received.
+    let sent = one_request(gw.addr, &messages_request(body, "x-mock-echo: body\r\n")).json();
+    assert_eq!(sent["messages"][0], serde_json::json!({"role": "system", "content": "Be brief."}));
+    assert_eq!(sent["max_tokens"], 64);
+
+    let stream = body.replace("\"max_tokens\":64", "\"max_tokens\":64,\"stream\":true");
+    let s = one_request(gw.addr, &messages_request(&stream, ""));
+    assert_eq!(s.status, 200);
+    let text = String::from_utf8_lossy(&s.body).to_string();
+    assert!(text.starts_with("event: message_start\n"), "{text}");
+    assert!(text.contains("event: content_block_delta\n"));
+    assert!(text.trim_end().ends_with("data: {\"type\":\"message_stop\"}"), "{text}");
+}
+
+#[test]
+fn the_messages_front_passes_anthropic_targets_through() {
+    let (_o, _a, gw) = start(&[]);
+    let body = r#"{"model":"claude-sonnet","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let r = one_request(gw.addr, &messages_request(body, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-tollgate-route"), Some("claude/claude-sonnet-4-5"));
+    assert_eq!(r.json()["type"], "message");
+    assert_eq!(r.json()["model"], "claude-sonnet-4-5");
+    let head = one_request(gw.addr, &messages_request(body, "x-mock-echo: head\r\n")).text();
+    assert_eq!(head.matches("anthropic-version").count(), 1, "{head}");
+    assert!(head.contains("x-api-key: sk-ant-test\r\n"), "{head}");
+}
+
+#[test]
+fn official_anthropic_sdk_talks_to_the_messages_front() {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import anthropic"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(std::env::var_os("TOLLGATE_REQUIRE_SDK").is_none(), "the anthropic SDK is required");
+        eprintln!("skipped: python3 -c 'import anthropic' failed");
+        return;
+    }
+    let (_o, _a, gw) = start(&[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/anthropic_messages.py");
+    let out =
+        std::process::Command::new("python3").arg(script).arg(format!("http://{}", gw.addr)).arg(KEY).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}

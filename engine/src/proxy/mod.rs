@@ -39,7 +39,18 @@ use crate::respond::Client;
 use crate::worker::CoreState;
 use fallback::Plan;
 use relay::{Answer, RelayEnd, RouteLabel};
+pub use upstream_request::Front;
 use upstream_request::Translation;
+
+/// The request as the client sent it.
+#[derive(Clone, Copy)]
+pub struct Inbound<'a> {
+    pub head: &'a RequestHead,
+    /// The client connection may stay open after this request.
+    pub keep_alive: bool,
+    pub deadline: Instant,
+    pub front: Front,
+}
 
 /// Runs an authenticated chat completion request through the pipeline. An
 /// `Err` means no byte of an answer has reached the client yet, so the
@@ -48,11 +59,10 @@ pub async fn chat_completions(
     state: &CoreState,
     key: &VirtualKey,
     client: &mut Client,
-    head: &RequestHead,
-    keep_alive: bool,
+    inbound: Inbound<'_>,
     body: Bytes,
-    deadline: Instant,
 ) -> Result<RelayEnd, GatewayError> {
+    let Inbound { head, keep_alive, deadline, front } = inbound;
     let routed = route::route(state, key, &body)?;
     let routing = &state.config.routing;
     let breakers = &state.breakers[routed.index];
@@ -67,7 +77,8 @@ pub async fn chat_completions(
         }
         let target = &routed.route.targets[t];
         let upstream = &state.upstreams[target.provider];
-        let (parts, translation) = upstream_request::build(client, head, &body, &routed.fields, target, upstream)?;
+        let (parts, translation) =
+            upstream_request::build(client, head, &body, &routed.fields, target, upstream, front)?;
         let attempt_started = Instant::now();
         match call::call(state, upstream, parts.as_slice(), deadline).await {
             Ok((conn, response)) if routing.fallback_on_status.contains(&response.status) && plan.has_more(routing) => {
@@ -91,8 +102,8 @@ pub async fn chat_completions(
                 let answer = Answer { request: head, keep_alive, deadline, route };
                 let end = match translation {
                     Translation::None => relay::relay(client, &mut conn, response, &answer).await,
-                    Translation::Anthropic(info) => {
-                        translate::relay_anthropic(client, &mut conn, response, &answer, info).await?
+                    Translation::ToOpenAi(_) | Translation::ToAnthropic(_) => {
+                        translate::relay_translated(client, &mut conn, response, &answer, translation).await?
                     }
                 };
                 if end.upstream_reusable {

@@ -1,4 +1,5 @@
-//! Relaying an Anthropic answer as an OpenAI one.
+//! Relaying an answer in the other API's format: an Anthropic answer to an
+//! OpenAI client, or an OpenAI answer to an Anthropic client.
 //!
 //! A JSON answer (or an error) is read whole, bounded by
 //! [`TRANSLATED_BODY_BYTES_MAX`], translated, and sent with its length. An
@@ -10,13 +11,14 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use tollgate_protocol::anthropic::{self, RequestInfo, StreamTranslator};
+use tollgate_protocol::anthropic::{self, StreamTranslator};
 use tollgate_protocol::http1::{
     chunk_header, BodyFraming, ChunkedDecoder, LengthDecoder, ResponseHead, CHUNK_END, LAST_CHUNK,
 };
 use tollgate_protocol::sse::SseParser;
 
 use super::relay::{Answer, RelayEnd, RouteLabel};
+use super::upstream_request::Translation;
 use crate::error::GatewayError;
 use crate::iov;
 use crate::respond::{reason, Client};
@@ -102,12 +104,12 @@ fn now_unix() -> u64 {
 /// Relays an Anthropic answer to an OpenAI client. `Err` only when nothing
 /// has been sent yet (the answer could not be read or translated), so the
 /// caller can still answer with an error status.
-pub async fn relay_anthropic(
+pub async fn relay_translated(
     client: &mut Client,
     up: &mut UpConn,
     response: ResponseHead,
     answer: &Answer<'_>,
-    info: RequestInfo,
+    translation: Translation,
 ) -> Result<RelayEnd, GatewayError> {
     let Answer { keep_alive, deadline, route, .. } = *answer;
     let event_stream = response.status == 200
@@ -115,7 +117,12 @@ pub async fn relay_anthropic(
             .header(b"content-type")
             .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
     if event_stream {
-        return Ok(relay_stream(client, up, response, keep_alive, deadline, route, info).await);
+        let stream = match translation {
+            Translation::ToAnthropic(_) => Stream::ToAnthropic(anthropic::front::FrontStream::new()),
+            Translation::ToOpenAi(info) => Stream::ToOpenAi(StreamTranslator::new(now_unix(), info.include_usage)),
+            Translation::None => Stream::ToOpenAi(StreamTranslator::new(now_unix(), false)),
+        };
+        return Ok(relay_stream(client, up, response, keep_alive, deadline, route, stream).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -139,11 +146,19 @@ pub async fn relay_anthropic(
         }
     }
     let mut out = BytesMut::with_capacity(body.len() + 256);
+    let to_anthropic = matches!(translation, Translation::ToAnthropic(_));
     if response.status < 300 {
-        anthropic::response_to_openai(&mut body, now_unix(), &mut out).map_err(|e| GatewayError::UpstreamProtocol {
+        let translated = if to_anthropic {
+            anthropic::front::response_from_openai(&mut body, &mut out)
+        } else {
+            anthropic::response_to_openai(&mut body, now_unix(), &mut out).map(|_| ())
+        };
+        translated.map_err(|e| GatewayError::UpstreamProtocol {
             provider: route.provider.to_string(),
             cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
         })?;
+    } else if to_anthropic {
+        anthropic::front::error_from_openai(&mut body, response.status, &mut out);
     } else {
         anthropic::error_to_openai(&mut body, response.status, &mut out);
     }
@@ -201,6 +216,61 @@ fn push_chunk(client: &mut Client, data: Bytes) {
     client.out.push(Bytes::from_static(CHUNK_END));
 }
 
+/// A stream translator for either direction.
+enum Stream {
+    ToOpenAi(StreamTranslator),
+    ToAnthropic(anthropic::front::FrontStream),
+}
+
+impl Stream {
+    fn event(&mut self, ev: &tollgate_protocol::sse::SseEvent, out: &mut BytesMut) -> Result<(), ()> {
+        match self {
+            Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
+            Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
+        }
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) {
+        match self {
+            Stream::ToOpenAi(t) => t.finish(out),
+            Stream::ToAnthropic(t) => t.finish(out),
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match self {
+            Stream::ToOpenAi(t) => t.finished(),
+            Stream::ToAnthropic(t) => t.finished(),
+        }
+    }
+
+    /// An error event in the client's format, ending the stream.
+    fn fail(&mut self, provider: &str, out: &mut BytesMut) {
+        let message = format!("upstream `{provider}` failed in the middle of the stream");
+        let mut json = BytesMut::new();
+        match self {
+            Stream::ToOpenAi(_) => {
+                // An OpenAI-style error event, then [DONE]: SDKs see an
+                // error instead of a stream that simply stops.
+                tollgate_protocol::openai::write_error_body(
+                    &mut json,
+                    &message,
+                    "server_error",
+                    "upstream_stream_error",
+                );
+                tollgate_protocol::sse::write_event(out, None, &json);
+                out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
+            }
+            Stream::ToAnthropic(_) => {
+                json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
+                tollgate_protocol::openai::write_json_string(&mut json, &message);
+                json.extend_from_slice(b"}}");
+                tollgate_protocol::sse::write_event(out, Some(b"error"), &json);
+            }
+        }
+    }
+}
+
 async fn relay_stream(
     client: &mut Client,
     up: &mut UpConn,
@@ -208,12 +278,11 @@ async fn relay_stream(
     keep_alive: bool,
     deadline: Instant,
     route: RouteLabel<'_>,
-    info: RequestInfo,
+    mut translator: Stream,
 ) -> RelayEnd {
     write_head(client, 200, "text/event-stream", None, !keep_alive, route);
     let mut reader = BodyReader::new(response.framing);
     let mut parser = SseParser::new(EVENT_BYTES_MAX);
-    let mut translator = StreamTranslator::new(now_unix(), info.include_usage);
     let mut pieces = Vec::new();
     let mut out = BytesMut::new();
     let mut end = RelayEnd { status: 200, upstream_reusable: false, client_reusable: false, body_bytes: 0 };
@@ -243,18 +312,7 @@ async fn relay_stream(
         let finished = reader.done || failed || translator.finished();
         if finished && !translator.finished() {
             if failed {
-                // An OpenAI-style error event, then [DONE]: SDKs see an
-                // error instead of a stream that simply stops.
-                let mut json = BytesMut::new();
-                let message = format!("upstream `{}` failed in the middle of the stream", route.provider);
-                tollgate_protocol::openai::write_error_body(
-                    &mut json,
-                    &message,
-                    "server_error",
-                    "upstream_stream_error",
-                );
-                tollgate_protocol::sse::write_event(&mut out, None, &json);
-                out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
+                translator.fail(route.provider, &mut out);
             } else {
                 translator.finish(&mut out);
             }

@@ -30,6 +30,8 @@ fn forwarded(name: &[u8]) -> bool {
         b"authorization",
         b"proxy-authorization",
         b"x-api-key",
+        // Anthropic targets get the gateway's own; OpenAI targets none.
+        b"anthropic-version",
     ];
     !DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
@@ -61,16 +63,26 @@ pub fn build(
     fields: &ChatRequestFields,
     target: &Target,
     upstream: &Upstream,
+    front: Front,
 ) -> Result<(Parts, Translation), GatewayError> {
-    // An Anthropic target gets a new body; the OpenAI kinds get the
-    // client's, with at most the model span replaced.
-    let (translated, translation) = match upstream.kind {
-        ProviderKind::Anthropic => {
+    // A body in the target's own format goes as it came, with at most the
+    // model span replaced; across formats it is translated.
+    let translate =
+        |f: fn(&mut [u8], &str, &mut BytesMut) -> Result<anthropic::RequestInfo, anthropic::TranslateError>| {
             let mut scratch = body.to_vec();
             let mut out = BytesMut::with_capacity(body.len() + 256);
-            let info = anthropic::request_from_openai(&mut scratch, &target.upstream_model, &mut out)
-                .map_err(|e| GatewayError::Translate(e.message()))?;
-            (Some(out.freeze()), Translation::Anthropic(info))
+            let info =
+                f(&mut scratch, &target.upstream_model, &mut out).map_err(|e| GatewayError::Translate(e.message()))?;
+            Ok::<_, GatewayError>((out.freeze(), info))
+        };
+    let (translated, translation) = match (front, upstream.kind == ProviderKind::Anthropic) {
+        (Front::OpenAi, true) => {
+            let (b, info) = translate(anthropic::request_from_openai)?;
+            (Some(b), Translation::ToOpenAi(info))
+        }
+        (Front::Anthropic, false) => {
+            let (b, info) = translate(anthropic::front::request_to_openai)?;
+            (Some(b), Translation::ToAnthropic(info))
         }
         _ => (None, Translation::None),
     };
@@ -107,11 +119,23 @@ pub fn build(
     Ok((parts, translation))
 }
 
+/// The API a client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Front {
+    /// `POST /v1/chat/completions`.
+    OpenAi,
+    /// `POST /v1/messages`.
+    Anthropic,
+}
+
 /// How the answer must be translated back for the client.
 #[derive(Clone, Copy, Debug)]
 pub enum Translation {
     None,
-    Anthropic(anthropic::RequestInfo),
+    /// An Anthropic upstream's answer, for an OpenAI client.
+    ToOpenAi(anthropic::RequestInfo),
+    /// An OpenAI upstream's answer, for an Anthropic client.
+    ToAnthropic(anthropic::RequestInfo),
 }
 
 #[cfg(test)]

@@ -242,3 +242,128 @@ fn stream_error_event_ends_the_stream() {
     assert_eq!(e["error"]["type"], "overloaded_error");
     assert_eq!(data[1], "[DONE]");
 }
+
+// ---- The other direction: Anthropic clients, OpenAI upstreams ------------
+
+#[test]
+fn front_request_to_openai() {
+    let mut scratch = serde_json::to_vec(&json!({
+        "model": "claude-x", "max_tokens": 100, "stream": true, "stop_sequences": ["END"], "temperature": 0.2,
+        "system": [{"type": "text", "text": "Be brief."}],
+        "tools": [{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {}}}],
+        "tool_choice": {"type": "any"},
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "Weather here?"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "AAAA"}}
+            ]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "tu_1", "name": "get_weather", "input": {"city": "Oslo"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": "9C"}]}
+        ]
+    }))
+    .unwrap();
+    let mut out = BytesMut::new();
+    let info = front::request_to_openai(&mut scratch, "gpt-4o", &mut out).unwrap();
+    assert!(info.stream && info.include_usage);
+    let o: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        o,
+        json!({
+            "model": "gpt-4o", "max_tokens": 100, "stop": ["END"], "temperature": 0.2,
+            "stream": true, "stream_options": {"include_usage": true},
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {}}}}],
+            "tool_choice": "required",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Weather here?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,AAAA"}}
+                ]},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "tu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "tu_1", "content": "9C"}
+            ]
+        })
+    );
+}
+
+#[test]
+fn front_response_and_error_from_openai() {
+    let mut body = serde_json::to_vec(&json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": "Hi"}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12, "prompt_tokens_details": {"cached_tokens": 4}}
+    }))
+    .unwrap();
+    let mut out = BytesMut::new();
+    front::response_from_openai(&mut body, &mut out).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out).unwrap(),
+        json!({
+            "id": "chatcmpl-1", "type": "message", "role": "assistant", "model": "gpt-4o",
+            "content": [{"type": "text", "text": "Hi"}], "stop_reason": "max_tokens", "stop_sequence": null,
+            "usage": {"input_tokens": 6, "output_tokens": 2, "cache_read_input_tokens": 4}
+        })
+    );
+    let mut out = BytesMut::new();
+    front::error_from_openai(&mut br#"{"error":{"message":"slow down","type":"rate_limit"}}"#.to_vec(), 429, &mut out);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out).unwrap(),
+        json!({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}})
+    );
+}
+
+#[test]
+fn a_stream_survives_the_round_trip_through_both_translations() {
+    // Anthropic -> OpenAI chunks -> Anthropic events: the text, the tool
+    // call and the stop reason come back.
+    let mut parser = SseParser::new(1 << 16);
+    let mut to_openai = StreamTranslator::new(1, true);
+    let mut openai = BytesMut::new();
+    parser.push(Bytes::copy_from_slice(TOOL_STREAM.as_bytes()));
+    while let Some(ev) = parser.next_event().unwrap() {
+        to_openai.event(&ev, &mut openai).unwrap();
+    }
+    let mut parser = SseParser::new(1 << 16);
+    let mut back = front::FrontStream::new();
+    let mut anthropic = BytesMut::new();
+    parser.push(openai.freeze());
+    while let Some(ev) = parser.next_event().unwrap() {
+        back.event(&ev, &mut anthropic).unwrap();
+    }
+    assert!(back.finished());
+    let mut parser = SseParser::new(1 << 16);
+    parser.push(anthropic.freeze());
+    let mut names = Vec::new();
+    let mut text = String::new();
+    let mut args = String::new();
+    let mut stop = None;
+    while let Some(ev) = parser.next_event().unwrap() {
+        let name = String::from_utf8(ev.event.clone().unwrap().to_vec()).unwrap();
+        let v: Value = serde_json::from_slice(&ev.data).unwrap();
+        assert_eq!(v["type"], name.as_str());
+        match name.as_str() {
+            "content_block_delta" if v["delta"]["type"] == "text_delta" => {
+                text.push_str(v["delta"]["text"].as_str().unwrap())
+            }
+            "content_block_delta" => args.push_str(v["delta"]["partial_json"].as_str().unwrap()),
+            "content_block_start" if v["content_block"]["type"] == "tool_use" => {
+                assert_eq!(v["content_block"]["name"], "get_weather")
+            }
+            "message_delta" => {
+                stop = v["delta"]["stop_reason"].as_str().map(str::to_string);
+                assert_eq!(v["usage"]["output_tokens"], 89);
+            }
+            _ => {}
+        }
+        names.push(name);
+    }
+    assert_eq!(text, "Checking the weather");
+    assert_eq!(args, "{\"city\": \"Paris\"}");
+    assert_eq!(stop.as_deref(), Some("tool_use"));
+    assert_eq!(names.first().map(String::as_str), Some("message_start"));
+    assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+    assert_eq!(names.iter().filter(|n| *n == "content_block_start").count(), 2);
+    assert_eq!(names.iter().filter(|n| *n == "content_block_stop").count(), 2);
+}
