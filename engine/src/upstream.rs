@@ -140,7 +140,14 @@ impl Upstream {
         fixed.extend_from_slice(b"\r\n");
         let anthropic = provider.kind == ProviderKind::Anthropic;
         if let Some(cred) = &provider.credential {
-            fixed.extend_from_slice(if anthropic { b"x-api-key: " as &[u8] } else { b"authorization: Bearer " });
+            match &provider.api_key_header {
+                Some(name) => {
+                    fixed.extend_from_slice(name.as_bytes());
+                    fixed.extend_from_slice(b": ");
+                }
+                None if anthropic => fixed.extend_from_slice(b"x-api-key: "),
+                None => fixed.extend_from_slice(b"authorization: Bearer "),
+            }
             fixed.extend_from_slice(cred.0.as_bytes());
             fixed.extend_from_slice(b"\r\n");
         }
@@ -150,7 +157,7 @@ impl Upstream {
             fixed.extend_from_slice(b"\r\n");
         }
         let endpoint = if anthropic { "messages" } else { "chat/completions" };
-        let line = format!("POST {}/{endpoint} HTTP/1.1\r\n", provider.base_path);
+        let line = format!("POST {}/{endpoint}{} HTTP/1.1\r\n", provider.base_path, provider.query);
         let tls = match (&provider.tls, &resolved.roots) {
             (Some(settings), Some(roots)) => {
                 ServerName::try_from(settings.server_name.clone()).ok().map(|server_name| Tls {

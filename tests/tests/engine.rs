@@ -361,3 +361,24 @@ fn head_requests_get_no_body_and_ambiguous_bodies_are_refused() {
         assert_eq!((r.status, r.error_code().as_str()), (400, "invalid_body"), "{body}");
     }
 }
+
+#[test]
+fn azure_style_base_urls_and_key_headers_reach_the_upstream() {
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 1, "").replace(
+        &format!("base_url = \"http://{}/v1\"", mock.addr),
+        &format!(
+            "base_url = \"http://{}/openai/deployments/gpt4o?api-version=2024-06-01\"\napi_key_env = \"TOLLGATE_E2E_AZURE\"\napi_key_header = \"api-key\"",
+            mock.addr
+        ),
+    );
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_AZURE", "azure-secret")]);
+    let head = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-echo: head\r\n")).text();
+    assert!(
+        head.starts_with("POST /openai/deployments/gpt4o/chat/completions?api-version=2024-06-01 HTTP/1.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("api-key: azure-secret\r\n"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("authorization"), "{head}");
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+}

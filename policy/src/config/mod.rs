@@ -107,6 +107,12 @@ pub struct Provider {
     pub host_header: String,
     /// Path prefix the API lives under, without a trailing slash (`/v1`).
     pub base_path: String,
+    /// A query string from the base URL, `?` included (Azure's
+    /// `?api-version=...`), appended to every request path.
+    pub query: String,
+    /// The header the credential goes in, lower-case, instead of the kind's
+    /// default.
+    pub api_key_header: Option<String>,
     /// The provider's API key, if any: sent as `Authorization: Bearer`
     /// (OpenAI kinds) or `x-api-key` (Anthropic). Never logged.
     pub credential: Option<Credential>,

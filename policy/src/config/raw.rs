@@ -114,6 +114,9 @@ pub struct RawProvider {
     pub base_url: Option<Spanned<String>>,
     pub api_key_env: Option<Spanned<String>>,
     pub api_key_file: Option<Spanned<String>>,
+    /// The header the API key goes in (`api-key` for Azure OpenAI); the
+    /// default is `Authorization: Bearer` (`x-api-key` for Anthropic).
+    pub api_key_header: Option<Spanned<String>>,
     /// PEM file of extra CA certificates trusted for this provider.
     pub ca_file: Option<Spanned<String>>,
     #[serde(default)]

@@ -118,6 +118,17 @@ fn https_providers_verify_with_system_roots_and_an_optional_ca_file() {
 }
 
 #[test]
+fn azure_style_base_urls_keep_their_query_and_key_header() {
+    let text = "[[providers]]\nname = \"az\"\nkind = \"openai-compatible\"\nbase_url = \"https://res.openai.azure.com/openai/deployments/gpt4o?api-version=2024-06-01\"\napi_key_env = \"SET\"\napi_key_header = \"Api-Key\"\n";
+    let c = Config::parse("gw.toml", text, &TestEnv).unwrap();
+    let p = &c.providers[0];
+    assert_eq!(p.base_path, "/openai/deployments/gpt4o");
+    assert_eq!(p.query, "?api-version=2024-06-01");
+    assert_eq!(p.api_key_header.as_deref(), Some("api-key"));
+    assert!(problems(&text.replace("Api-Key", "api key"))[0].contains("is not a header name"));
+}
+
+#[test]
 fn teams_resolve_patterns_and_suggest_fixes() {
     let text = format!(
         "{BASE}\n[[teams]]\nname = \"search\"\nmodels = [\"gpt-4o*\"]\nguardrails = \"strict\"\nlabels = {{ cost_center = \"cc-7\" }}\nbudget = {{ daily_usd = 12.5, soft_threshold = 0.9 }}\nrate_limit = {{ requests_per_minute = 600 }}\n"

@@ -185,8 +185,8 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
                 continue;
             }
         };
-        let (host, host_header, base_path, tls) = match (&p.base_url, kind) {
-            (None, ProviderKind::Mock) => (None, "mock".to_string(), "/v1".to_string(), None),
+        let (host, host_header, base_path, query, tls) = match (&p.base_url, kind) {
+            (None, ProviderKind::Mock) => (None, "mock".to_string(), "/v1".to_string(), String::new(), None),
             (None, _) => {
                 report.add(
                     p.kind.span(),
@@ -202,7 +202,7 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
                         server_name: u.host.trim_start_matches('[').trim_end_matches(']').to_string(),
                         ca_file: p.ca_file.as_ref().map(|c| c.get_ref().clone()),
                     });
-                    (Some((u.host, u.port)), header, u.path, tls)
+                    (Some((u.host, u.port)), header, u.path, u.query, tls)
                 }
                 Err(why) => {
                     report.add(url.span(), why);
@@ -264,12 +264,25 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             }
             clean
         });
+        let api_key_header = p.api_key_header.as_ref().and_then(|h| {
+            let name = h.get_ref().to_ascii_lowercase();
+            let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !token {
+                report.add(
+                    h.span(),
+                    format!("api_key_header {:?} is not a header name; write it like \"api-key\"", h.get_ref()),
+                );
+            }
+            token.then_some(name)
+        });
         out.push(Provider {
             name: p.name.get_ref().clone(),
             kind,
             host,
             host_header,
             base_path,
+            query,
+            api_key_header,
             credential: secret.map(Credential),
             tls,
             mock: p.mock,
@@ -283,6 +296,8 @@ struct Url {
     host: String,
     port: u16,
     path: String,
+    /// `?...` or empty.
+    query: String,
 }
 
 /// Splits `http(s)://host[:port]/path`.
@@ -292,6 +307,13 @@ fn parse_url(url: &str) -> Result<Url, String> {
         (None, Some(rest)) => (false, rest),
         _ => return Err(format!("base_url {url:?} must start with https:// or http://")),
     };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, format!("?{q}")),
+        None => (rest, String::new()),
+    };
+    if query.bytes().any(|b| b <= b' ' || b == b'#' || b >= 0x7f) {
+        return Err(format!("base_url {url:?} has a query that is not URL-encoded"));
+    }
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -306,7 +328,7 @@ fn parse_url(url: &str) -> Result<Url, String> {
     if host.is_empty() {
         return Err(format!("base_url {url:?} has no host"));
     }
-    Ok(Url { tls, host: host.to_string(), port, path: path.trim_end_matches('/').to_string() })
+    Ok(Url { tls, host: host.to_string(), port, path: path.trim_end_matches('/').to_string(), query })
 }
 
 fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Report<'_>) -> Routes {
