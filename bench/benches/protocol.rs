@@ -86,5 +86,39 @@ fn chat_scan(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, head, chunked_decode, sse_parse, chat_scan);
+fn translate(c: &mut Criterion) {
+    use tollgate_protocol::anthropic::{request_from_openai, StreamTranslator};
+    let mut g = c.benchmark_group("translate");
+    let body = chat_body(2048);
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    let mut out = bytes::BytesMut::with_capacity(4096);
+    g.bench_function("openai_to_anthropic_request_2KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = body.clone();
+            black_box(request_from_openai(&mut scratch, "claude-sonnet-4-5", &mut out).unwrap())
+        })
+    });
+    // One Anthropic text delta event into one OpenAI chunk.
+    let event = tollgate_protocol::sse::SseEvent {
+        event: None,
+        data: Bytes::from_static(
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" token café"}}"#.as_bytes(),
+        ),
+        id: None,
+        retry: None,
+    };
+    let mut t = StreamTranslator::new(1, false);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("anthropic_to_openai_stream_event", |b| {
+        b.iter(|| {
+            out.clear();
+            t.event(black_box(&event), &mut out).unwrap();
+            black_box(out.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, head, chunked_decode, sse_parse, chat_scan, translate);
 criterion_main!(benches);
