@@ -27,7 +27,8 @@ impl Client {
         Client {
             stream,
             out: IoSlices::default(),
-            scratch: BytesMut::with_capacity(1024),
+            // Allocated on the first answer, not by idle connections.
+            scratch: BytesMut::new(),
             deadline: Instant::now(),
             head_only: false,
         }
