@@ -64,3 +64,19 @@ fn open_loop_keeps_its_rate_and_streams_are_timed() {
     assert_eq!(v["ttft_us"]["count"].as_u64(), Some(n));
     assert_eq!(v["event_gap_us"]["count"].as_u64(), Some(n * 10));
 }
+
+#[test]
+fn sweep_finds_the_highest_rate_and_plans_cores() {
+    let m = mock();
+    let url = format!("http://{}/v1/chat/completions", m.1);
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate-load"))
+        .args(["sweep", "--url", &url, "-c", "4", "-d", "0.5", "--warmup", "0", "--slo-p99-ms", "1000"])
+        .args(["--start-rate", "100", "--step-factor", "2", "--max-rate", "400", "--target-load", "1000"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("holds").count(), 3, "{text}");
+    assert!(text.contains("highest rate with p99 under 1000 ms: 400 req/s (400 req/s per core)"), "{text}");
+    assert!(text.contains("1000 requests/s at p99 under 1000 ms: 3 cores, 1.2x headroom"), "{text}");
+}

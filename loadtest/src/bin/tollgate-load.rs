@@ -18,6 +18,11 @@ USAGE:
                          the same load straight to an upstream and through a
                          gateway, one after the other, and the added latency
                          at each percentile
+    tollgate-load sweep --url URL --slo-p99-ms MS [OPTIONS]
+                         capacity planning: raise the open-loop rate step by
+                         step until p99 passes the objective (or errors or
+                         the rate falls behind), report the highest rate that
+                         held, per core, and the cores a target load needs
 
 OPTIONS:
     --url URL              http://host:port/path to load
@@ -42,12 +47,22 @@ OPTIONS:
     --hgrm FILE            write the latency percentile distribution
     --svg FILE             write latency by percentile as SVG
     -q, --quiet            no progress line
+
+SWEEP OPTIONS:
+    --slo-p99-ms MS        the latency objective at p99 [default: 3]
+    --start-rate R         first rate [default: 1000]
+    --step-factor F        each rate is the last times F [default: 1.5]
+    --max-rate R           stop here even if the objective holds [default: 1000000]
+    --cores N              cores the system under test used, for per-core
+                           figures [default: 1]
+    --target-load R        a load to plan for: cores needed and headroom
     -h, --help             print this help
 ";
 
 struct Args {
     load: LoadOptions,
     compare: Option<(SocketAddr, String, SocketAddr, String)>,
+    sweep: Option<Sweep>,
     json: Option<String>,
     hgrm: Option<String>,
     svg: Option<String>,
@@ -61,9 +76,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let code = match &args.compare {
-        None => single(&args),
-        Some(pair) => compare(&args, pair),
+    let code = match (&args.compare, &args.sweep) {
+        (Some(pair), _) => compare(&args, pair),
+        (None, Some(sweep)) => run_sweep(&args, sweep),
+        (None, None) => single(&args),
     };
     std::process::exit(code);
 }
@@ -123,6 +139,77 @@ fn write_outputs(args: &Args, runs: &[(&str, &Measured)]) {
     write(&args.svg, report::svg(&runs.iter().map(|(n, m)| (*n, &m.latency)).collect::<Vec<_>>()));
 }
 
+/// What `sweep` looks for.
+struct Sweep {
+    slo_p99_us: u64,
+    start: f64,
+    factor: f64,
+    max: f64,
+    cores: f64,
+    target: Option<f64>,
+}
+
+fn run_sweep(args: &Args, sweep: &Sweep) -> i32 {
+    println!("{:>10} {:>10} {:>9} {:>9} {:>8}  verdict", "rate", "achieved", "p50_ms", "p99_ms", "errors");
+    let mut best: Option<f64> = None;
+    let mut points = Vec::new();
+    let mut rate = sweep.start;
+    while rate <= sweep.max {
+        let mut opts = args.load.clone();
+        opts.rate = Some(rate);
+        opts.progress = false;
+        let m = match load::run(&opts) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("tollgate-load: {e}");
+                return 1;
+            }
+        };
+        let achieved = m.requests() as f64 / m.elapsed.as_secs_f64().max(1e-9);
+        let p99 = m.latency.value_at_quantile(0.99);
+        let error_share = m.errors as f64 / m.requests().max(1) as f64;
+        let non_2xx = m.requests() - m.successes();
+        let held = p99 <= sweep.slo_p99_us && error_share < 0.01 && non_2xx == 0 && achieved >= 0.95 * rate;
+        println!(
+            "{rate:>10.0} {achieved:>10.0} {:>9.3} {:>9.3} {:>8}  {}",
+            m.latency.value_at_quantile(0.5) as f64 / 1000.0,
+            p99 as f64 / 1000.0,
+            m.errors + non_2xx,
+            if held { "holds" } else { "fails" }
+        );
+        points.push((achieved, p99));
+        if !held {
+            break;
+        }
+        best = Some(rate);
+        rate *= sweep.factor.max(1.01);
+    }
+    let write = |path: &Option<String>, text: String| {
+        if let Some(p) = path {
+            if let Err(e) = std::fs::write(p, text) {
+                eprintln!("tollgate-load: cannot write {p}: {e}");
+            }
+        }
+    };
+    write(&args.svg, report::sweep_svg(&points, sweep.slo_p99_us));
+    let slo_ms = sweep.slo_p99_us as f64 / 1000.0;
+    let Some(best) = best else {
+        println!("no rate held p99 under {slo_ms} ms; start lower (--start-rate)");
+        return 1;
+    };
+    let per_core = best / sweep.cores.max(1.0);
+    println!("highest rate with p99 under {slo_ms} ms: {best:.0} req/s ({per_core:.0} req/s per core)");
+    if let Some(target) = sweep.target {
+        let cores = (target / per_core).ceil().max(1.0);
+        println!(
+            "{target:.0} requests/s at p99 under {slo_ms} ms: {cores:.0} core{}, {:.1}x headroom",
+            if cores == 1.0 { "" } else { "s" },
+            per_core * cores / target
+        );
+    }
+    0
+}
+
 /// Splits `http://host:port/path`.
 fn parse_url(url: &str) -> Result<(SocketAddr, String, String), String> {
     let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
@@ -151,8 +238,12 @@ fn built_in_body(model: &str, prompt_bytes: usize, stream: bool) -> String {
 fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = args.peekable();
     let mut mode = "run";
-    if let Some(m) = args.peek().filter(|a| *a == "run" || *a == "compare").cloned() {
-        mode = if m == "run" { "run" } else { "compare" };
+    if let Some(m) = args.peek().filter(|a| matches!(a.as_str(), "run" | "compare" | "sweep")).cloned() {
+        mode = match m.as_str() {
+            "compare" => "compare",
+            "sweep" => "sweep",
+            _ => "run",
+        };
         args.next();
     }
     let (mut url, mut direct, mut through) = (None, None, None);
@@ -161,6 +252,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut key, mut headers, mut model, mut prompt_bytes, mut stream, mut body_file) =
         (None, Vec::new(), "gpt-4o-mini".to_string(), 100usize, false, None);
     let (mut json, mut hgrm, mut svg, mut progress) = (None, None, None, true);
+    let mut sweep = Sweep { slo_p99_us: 3000, start: 1000.0, factor: 1.5, max: 1_000_000.0, cores: 1.0, target: None };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
@@ -191,6 +283,12 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--hgrm" => hgrm = Some(value("--hgrm")?),
             "--svg" => svg = Some(value("--svg")?),
             "-q" | "--quiet" => progress = false,
+            "--slo-p99-ms" => sweep.slo_p99_us = (num::<f64>("--slo-p99-ms", value("--slo-p99-ms")?)? * 1000.0) as u64,
+            "--start-rate" => sweep.start = num("--start-rate", value("--start-rate")?)?,
+            "--step-factor" => sweep.factor = num("--step-factor", value("--step-factor")?)?,
+            "--max-rate" => sweep.max = num("--max-rate", value("--max-rate")?)?,
+            "--cores" => sweep.cores = num("--cores", value("--cores")?)?,
+            "--target-load" => sweep.target = Some(num("--target-load", value("--target-load")?)?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -222,6 +320,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
     };
     let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
     Ok(Args {
+        sweep: (mode == "sweep").then_some(sweep),
         load: LoadOptions {
             target,
             request: Bytes::from(head),

@@ -132,3 +132,35 @@ pub fn added(direct: &Measured, through: &Measured) -> String {
     }
     out
 }
+
+/// p99 latency against achieved throughput, one point per sweep step, with
+/// the objective as a horizontal line.
+pub fn sweep_svg(points: &[(f64, u64)], slo_us: u64) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 360.0;
+    const PAD: f64 = 60.0;
+    let max_x = points.iter().map(|p| p.0).fold(1.0, f64::max) * 1.1;
+    let max_y = points.iter().map(|p| ms(p.1)).fold(ms(slo_us), f64::max) * 1.1;
+    let x = |v: f64| PAD + (W - 2.0 * PAD) * (v / max_x);
+    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v / max_y);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    let _ = writeln!(
+        out,
+        "<text x=\"{PAD}\" y=\"{}\">p99 latency (ms) against requests/s; max {max_y:.2} ms, {max_x:.0} req/s</text>",
+        PAD - 20.0
+    );
+    let slo = y(ms(slo_us));
+    let _ = writeln!(out, "<line x1=\"{PAD}\" y1=\"{slo}\" x2=\"{}\" y2=\"{slo}\" stroke=\"#d62728\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{}\" fill=\"#d62728\">objective</text>", W - PAD, W - PAD - 60.0, slo - 6.0);
+    let _ =
+        writeln!(out, "<line x1=\"{PAD}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/>", H - PAD, W - PAD, H - PAD);
+    let pts: Vec<String> = points.iter().map(|(r, p)| format!("{:.1},{:.1}", x(*r), y(ms(*p)))).collect();
+    let _ =
+        writeln!(out, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>", pts.join(" "));
+    for (r, p) in points {
+        let _ = writeln!(out, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#1f77b4\"/>", x(*r), y(ms(*p)));
+    }
+    out.push_str("</svg>\n");
+    out
+}
