@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Records Tollgate's worker under load with perf (software clock sampling,
+# which works on VMs without hardware counters) and renders flamegraphs
+# with inferno: one of small non-streaming requests, one of streams.
+# Needs: perf (Debian linux-perf), inferno (cargo install inferno).
+# Usage: flamegraphs/record.sh [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-5}
+command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)"; exit 1; }
+command -v inferno-flamegraph >/dev/null || { echo "needs inferno (cargo install inferno)"; exit 1; }
+cargo build --release --bins -q
+work=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9105 --threads 1 --chunks 16 >"$work/mock.log" 2>&1 &
+cat >"$work/gw.toml" <<TOML
+[server]
+listen = "127.0.0.1:9205"
+admin_listen = "off"
+workers = 1
+[[providers]]
+name = "mock"
+kind = "openai-compatible"
+base_url = "http://127.0.0.1:9105/v1"
+[[models]]
+name = "gpt-4o-mini"
+targets = [{ provider = "mock" }]
+[[teams]]
+name = "bench"
+models = ["*"]
+[[keys]]
+name = "bench"
+team = "bench"
+sha256 = "$(printf '%s' tg-bench-key | sha256sum | cut -d' ' -f1)"
+TOML
+taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
+sleep 1
+gw=$(pgrep -f "tollgate --config $work" | head -1)
+for lane in json stream; do
+  extra=""
+  [ "$lane" = stream ] && extra="--stream"
+  taskset -c 1 ./target/release/tollgate-load --url http://127.0.0.1:9205/v1/chat/completions --key tg-bench-key \
+    -c 32 -d $((SECS + 2)) --warmup 0 -q $extra >"$work/load-$lane.txt" &
+  load=$!
+  sleep 1
+  perf record -F 997 -g -p "$gw" -o "$work/perf-$lane.data" -- sleep "$SECS" 2>/dev/null
+  wait $load
+  perf script -i "$work/perf-$lane.data" 2>/dev/null | inferno-collapse-perf >"$work/$lane.folded"
+  inferno-flamegraph --title "tollgate: $lane requests, one worker" <"$work/$lane.folded" >"flamegraphs/$lane.svg"
+  head -1 "$work/load-$lane.txt"
+  echo "wrote flamegraphs/$lane.svg"
+  # Where the samples were taken, by object (kernel, tollgate, libc).
+  perf report -i "$work/perf-$lane.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -4
+done
