@@ -139,9 +139,18 @@ pub fn resolve_providers(config: &Config, mocks: &mut HashMap<String, SocketAddr
         .zip(addrs)
         .map(|(p, addr)| {
             let roots = match &p.tls {
-                Some(t) => Some(
-                    crate::tls::root_store(t.ca_file.as_deref()).map_err(|e| format!("provider {:?}: {e}", p.name))?,
-                ),
+                Some(t) => {
+                    if rustls_pki_types::ServerName::try_from(t.server_name.clone()).is_err() {
+                        return Err(format!(
+                            "provider {:?}: {:?} is not a name TLS can verify; use the host name on its certificate",
+                            p.name, t.server_name
+                        ));
+                    }
+                    Some(
+                        crate::tls::root_store(t.ca_file.as_deref())
+                            .map_err(|e| format!("provider {:?}: {e}", p.name))?,
+                    )
+                }
                 None => None,
             };
             Ok(Resolved { addr, roots })

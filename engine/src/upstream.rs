@@ -41,6 +41,13 @@ pub struct Resolved {
     pub roots: Option<Arc<RootCertStore>>,
 }
 
+enum TlsMode {
+    Plain,
+    Tls(Tls),
+    /// `https://` but no usable TLS set-up: connecting fails.
+    Broken,
+}
+
 /// What a provider needs for TLS on this core.
 struct Tls {
     connector: TlsConnector,
@@ -52,10 +59,13 @@ struct Tls {
 /// lines, TLS set-up, and the pool.
 pub struct Upstream {
     pub name: String,
+    /// A provider-specific header holding the credential (Azure's
+    /// `api-key`), which client headers must not fill.
+    pub key_header: Option<String>,
     /// Anthropic upstreams get translated requests and answers.
     pub kind: ProviderKind,
     pub addr: SocketAddr,
-    tls: Option<Tls>,
+    tls: TlsMode,
     /// `POST /v1/chat/completions HTTP/1.1\r\n` (or `/v1/messages` for
     /// Anthropic) under this provider's base path.
     pub chat_request_line: Bytes,
@@ -158,18 +168,24 @@ impl Upstream {
         }
         let endpoint = if anthropic { "messages" } else { "chat/completions" };
         let line = format!("POST {}/{endpoint}{} HTTP/1.1\r\n", provider.base_path, provider.query);
+        // An https:// provider never falls back to plain TCP: if its TLS
+        // set-up is impossible (resolve_providers refuses that at load),
+        // every connect fails instead.
         let tls = match (&provider.tls, &resolved.roots) {
-            (Some(settings), Some(roots)) => {
-                ServerName::try_from(settings.server_name.clone()).ok().map(|server_name| Tls {
+            (None, _) => TlsMode::Plain,
+            (Some(settings), Some(roots)) => match ServerName::try_from(settings.server_name.clone()) {
+                Ok(server_name) => TlsMode::Tls(Tls {
                     connector: TlsConnector::from(crate::tls::client_config(roots)),
                     server_name,
                     roots: roots.clone(),
-                })
-            }
-            _ => None,
+                }),
+                Err(_) => TlsMode::Broken,
+            },
+            (Some(_), None) => TlsMode::Broken,
         };
         Upstream {
             name: provider.name.clone(),
+            key_header: provider.api_key_header.clone(),
             kind: provider.kind,
             addr: resolved.addr,
             tls,
@@ -183,8 +199,8 @@ impl Upstream {
     /// this one's pooled connections can serve it (reload keeps pools).
     pub fn same_as(&self, other: &Upstream) -> bool {
         let same_tls = match (&self.tls, &other.tls) {
-            (None, None) => true,
-            (Some(a), Some(b)) => a.server_name == b.server_name && Arc::ptr_eq(&a.roots, &b.roots),
+            (TlsMode::Plain, TlsMode::Plain) => true,
+            (TlsMode::Tls(a), TlsMode::Tls(b)) => a.server_name == b.server_name && Arc::ptr_eq(&a.roots, &b.roots),
             _ => false,
         };
         self.name == other.name
@@ -232,7 +248,16 @@ impl Upstream {
             .await
             .map_err(|cause| GatewayError::UpstreamConnect { provider: self.name.clone(), cause })?;
         let _ = tcp.set_nodelay(true);
-        let Some(tls) = &self.tls else { return Ok(UpStream::Plain(tcp)) };
+        let tls = match &self.tls {
+            TlsMode::Plain => return Ok(UpStream::Plain(tcp)),
+            TlsMode::Tls(tls) => tls,
+            TlsMode::Broken => {
+                return Err(GatewayError::UpstreamTls {
+                    provider: self.name.clone(),
+                    cause: "TLS error: the provider's host is not a valid TLS server name".to_string(),
+                })
+            }
+        };
         match tls.connector.connect(tls.server_name.clone(), tcp).await {
             Ok(stream) => Ok(UpStream::Tls(Box::new(stream))),
             Err(e) => Err(GatewayError::UpstreamTls { provider: self.name.clone(), cause: crate::tls::describe(&e) }),

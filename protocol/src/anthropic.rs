@@ -34,6 +34,11 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// `max_tokens` is required by Anthropic and optional for OpenAI clients.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// Content blocks (and so tool calls) one streamed answer may open. Real
+/// answers use a handful; the bound keeps a hostile index from sizing a
+/// table.
+pub const STREAM_BLOCKS_MAX: usize = 1024;
+
 /// Why a body could not be translated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TranslateError {
@@ -82,8 +87,8 @@ pub fn request_from_openai(
     write_json_string(out, upstream_model);
     let max_tokens = v
         .get("max_completion_tokens")
-        .or_else(|| v.get("max_tokens"))
         .and_then(|m| m.as_u64())
+        .or_else(|| v.get("max_tokens").and_then(|m| m.as_u64()))
         .unwrap_or(DEFAULT_MAX_TOKENS);
     out.extend_from_slice(b",\"max_tokens\":");
     out.extend_from_slice(itoa::Buffer::new().format(max_tokens).as_bytes());
@@ -209,6 +214,9 @@ pub fn request_from_openai(
     }
     for key in ["temperature", "top_p"] {
         if let Some(x) = v.get(key).and_then(|x| x.cast_f64()) {
+            // OpenAI's temperature runs to 2, Anthropic's to 1: the nearest
+            // value Anthropic accepts, rather than a 400.
+            let x = x.clamp(0.0, 1.0);
             out.put_u8(b',');
             write_json_string(out, key);
             out.put_u8(b':');
@@ -450,6 +458,14 @@ pub fn error_to_openai(scratch: &mut [u8], status: u16, out: &mut BytesMut) {
     crate::openai::write_error_body(out, &message, &kind, &kind);
 }
 
+/// A stream event's content block index, bounded by [`STREAM_BLOCKS_MAX`].
+fn block_index(v: &Value<'_>) -> Result<usize, TranslateError> {
+    match v.get("index").and_then(|i| i.as_u64()).unwrap_or(0) {
+        i if (i as usize) < STREAM_BLOCKS_MAX => Ok(i as usize),
+        _ => Err(TranslateError::Unsupported("stream content block index out of range")),
+    }
+}
+
 /// Turns an Anthropic event stream into OpenAI `chat.completion.chunk`
 /// events, one event at a time, holding only the ids and counts it needs.
 #[derive(Debug, Default)]
@@ -495,7 +511,7 @@ impl StreamTranslator {
                 self.chunk(out, |o| o.extend_from_slice(b"{\"role\":\"assistant\",\"content\":\"\"}"), None);
             }
             "content_block_start" => {
-                let index = v.get("index").and_then(|i| i.as_u64()).unwrap_or(0) as usize;
+                let index = block_index(&v)?;
                 let block = v.get("content_block");
                 if block.and_then(|b| b.get("type")).and_then(|t| t.as_str()) == Some("tool_use") {
                     let tool = self.tools_seen;
@@ -523,7 +539,7 @@ impl StreamTranslator {
                 }
             }
             "content_block_delta" => {
-                let index = v.get("index").and_then(|i| i.as_u64()).unwrap_or(0) as usize;
+                let index = block_index(&v)?;
                 let delta = v.get("delta");
                 match delta.and_then(|d| d.get("type")).and_then(|t| t.as_str()) {
                     Some("text_delta") => {

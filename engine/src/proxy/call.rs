@@ -21,15 +21,17 @@ pub async fn call(
     deadline: Instant,
 ) -> Result<(UpConn, ResponseHead), GatewayError> {
     let t = &state.config.server.timeouts;
+    // Connecting may not outlast the request.
+    let connect_within = || t.upstream_connect.min(deadline.saturating_duration_since(Instant::now()));
     let mut conn = match upstream.take_idle() {
         Some(c) => c,
-        None => upstream.connect(t.upstream_connect).await?,
+        None => upstream.connect(connect_within()).await?,
     };
     loop {
         match attempt(state, upstream, &mut conn, parts, deadline).await {
             Ok(head) => return Ok((conn, head)),
-            Err(Attempt::DeadBeforeAnswer(_)) if conn.reused => {
-                conn = upstream.connect(t.upstream_connect).await?;
+            Err(Attempt::DeadBeforeAnswer(_)) if conn.reused && Instant::now() < deadline => {
+                conn = upstream.connect(connect_within()).await?;
             }
             Err(Attempt::DeadBeforeAnswer(cause)) => {
                 return Err(GatewayError::UpstreamClosed { provider: upstream.name.clone(), cause })
@@ -66,6 +68,9 @@ async fn attempt(
         }
     }
     if let Err(e) = iov::write_all_until(&mut conn.stream, &mut conn.out, deadline).await {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            return Err(Attempt::Failed(GatewayError::UpstreamTimeout { provider: upstream.name.clone() }));
+        }
         return Err(Attempt::DeadBeforeAnswer(Some(e)));
     }
     let first_byte = Instant::now() + state.config.server.timeouts.upstream_first_byte;

@@ -70,6 +70,11 @@ pub async fn chat_completions(
     let mut attempts = Attempts::default();
     let mut last_error = None;
     while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
+        if Instant::now() >= deadline {
+            // The request's own time is up: no target is to blame.
+            last_error = Some(GatewayError::UpstreamTimeout { provider: routed.route.name.clone() });
+            break;
+        }
         if !backoff.is_zero() {
             if Instant::now() + backoff >= deadline {
                 break;
@@ -102,7 +107,7 @@ pub async fn chat_completions(
                     breakers[t].success();
                 }
                 let route = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
-                let answer = Answer { request: head, keep_alive, deadline, route };
+                let answer = Answer { request: head, front, keep_alive, deadline, route };
                 let end = match translation {
                     Translation::None => relay::relay(client, &mut conn, response, &answer).await,
                     Translation::ToOpenAi(_) | Translation::ToAnthropic(_) => {
@@ -116,7 +121,11 @@ pub async fn chat_completions(
                 return Ok(end);
             }
             Err(e) => {
-                breakers[t].failure(Instant::now(), routing);
+                // A failure caused by the request's deadline, not by the
+                // target, leaves the target's breaker alone.
+                if Instant::now() < deadline {
+                    breakers[t].failure(Instant::now(), routing);
+                }
                 tracing::debug!(provider = %upstream.name, error = %e, "attempt failed");
                 if matches!(e, GatewayError::UpstreamTimeout { .. }) {
                     plan.exclude(t);

@@ -34,6 +34,8 @@ pub struct RouteLabel<'a> {
 #[derive(Clone, Copy)]
 pub struct Answer<'a> {
     pub request: &'a RequestHead,
+    /// The API the client speaks: a failing stream ends in its format.
+    pub front: super::Front,
     /// The client connection may stay open after this answer.
     pub keep_alive: bool,
     pub deadline: Instant,
@@ -87,7 +89,7 @@ fn hop_by_hop(name: &[u8]) -> bool {
 /// event stream gets an SSE error event and `[DONE]`, anything else is cut
 /// short, and the client connection closes.
 pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead, answer: &Answer<'_>) -> RelayEnd {
-    let Answer { request, keep_alive, deadline, route } = *answer;
+    let Answer { request, keep_alive, deadline, route, front } = *answer;
     let provider = route.provider;
     let http10 = request.minor_version == 0;
     let (mut mode, framing_header): (Mode, &[u8]) = match (response.framing, http10) {
@@ -163,7 +165,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         if upstream_eof {
             // The upstream closed before the end of a framed body.
             if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
-                end_stream_with_error(client, provider).await;
+                end_stream_with_error(client, provider, front).await;
             }
             return end;
         }
@@ -171,7 +173,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         let wait = deadline.saturating_duration_since(Instant::now());
         let Ok(res) = monoio::time::timeout(wait, iov::read_more(&mut up.stream, &mut up.buf)).await else {
             if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
-                end_stream_with_error(client, provider).await;
+                end_stream_with_error(client, provider, front).await;
             }
             return end;
         };
@@ -240,13 +242,24 @@ fn take_body(mode: &mut Mode, up: &mut UpConn, upstream_eof: bool, client: &mut 
 /// Ends a chunked event stream whose upstream failed: an OpenAI-style
 /// error event, `[DONE]`, and the last chunk, so SDKs see a clean error
 /// rather than a hung or truncated stream.
-async fn end_stream_with_error(client: &mut Client, provider: &str) {
+async fn end_stream_with_error(client: &mut Client, provider: &str, front: super::Front) {
     let mut event = bytes::BytesMut::new();
     let mut json = bytes::BytesMut::new();
     let message = format!("upstream `{provider}` failed in the middle of the stream");
-    tollgate_protocol::openai::write_error_body(&mut json, &message, "server_error", "upstream_stream_error");
-    tollgate_protocol::sse::write_event(&mut event, None, &json);
-    event.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
+    match front {
+        super::Front::OpenAi => {
+            tollgate_protocol::openai::write_error_body(&mut json, &message, "server_error", "upstream_stream_error");
+            tollgate_protocol::sse::write_event(&mut event, None, &json);
+            event.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
+        }
+        super::Front::Anthropic => {
+            // Anthropic SDKs act on named events only.
+            json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
+            tollgate_protocol::openai::write_json_string(&mut json, &message);
+            json.extend_from_slice(b"}}");
+            tollgate_protocol::sse::write_event(&mut event, Some(b"error"), &json);
+        }
+    }
     let mut hdr = [0u8; 18];
     let n = chunk_header(event.len(), &mut hdr);
     client.out.push(Bytes::copy_from_slice(&hdr[..n]));

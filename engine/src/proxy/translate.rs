@@ -133,6 +133,17 @@ pub async fn relay_translated(
         return Ok(super::relay::relay(client, up, response, answer).await);
     }
     let broken = || GatewayError::UpstreamClosed { provider: route.provider.to_string(), cause: None };
+    // The gateway asks for identity; a provider that compresses anyway
+    // cannot be translated.
+    if response.header(b"content-encoding").is_some_and(|v| !v.eq_ignore_ascii_case(b"identity")) {
+        return Err(GatewayError::UpstreamProtocol {
+            provider: route.provider.to_string(),
+            cause: tollgate_protocol::http1::ResponseError::Syntax(
+                "compressed answer despite accept-encoding: identity",
+            ),
+        });
+    }
+    let retry_after = response.header(b"retry-after").map(Bytes::copy_from_slice);
     let mut reader = BodyReader::new(response.framing);
     let mut body = BytesMut::new();
     let mut pieces = Vec::new();
@@ -164,7 +175,9 @@ pub async fn relay_translated(
     }
     let upstream_reusable = response.keep_alive && up.buf.is_empty();
     let close = !keep_alive;
-    write_head(client, response.status, "application/json", Some(out.len()), close, route);
+    // A rate-limited client keeps its back-off hint.
+    let extra = retry_after.as_ref().map(|v| (&b"retry-after"[..], &v[..]));
+    write_head(client, response.status, "application/json", Some(out.len()), close, route, extra);
     let body_bytes = out.len() as u64;
     client.out.push(out.freeze());
     let sent = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_ok();
@@ -178,6 +191,7 @@ fn write_head(
     length: Option<usize>,
     close: bool,
     route: RouteLabel<'_>,
+    extra: Option<(&[u8], &[u8])>,
 ) {
     let s = &mut client.scratch;
     s.extend_from_slice(b"HTTP/1.1 ");
@@ -197,6 +211,12 @@ fn write_head(
     s.extend_from_slice(route.provider.as_bytes());
     s.extend_from_slice(b"/");
     s.extend_from_slice(route.model.as_bytes());
+    if let Some((name, value)) = extra {
+        s.extend_from_slice(b"\r\n");
+        s.extend_from_slice(name);
+        s.extend_from_slice(b": ");
+        s.extend_from_slice(value);
+    }
     if close {
         s.extend_from_slice(b"\r\nconnection: close");
     }
@@ -280,7 +300,7 @@ async fn relay_stream(
     route: RouteLabel<'_>,
     mut translator: Stream,
 ) -> RelayEnd {
-    write_head(client, 200, "text/event-stream", None, !keep_alive, route);
+    write_head(client, 200, "text/event-stream", None, !keep_alive, route, None);
     let mut reader = BodyReader::new(response.framing);
     let mut parser = SseParser::new(EVENT_BYTES_MAX);
     let mut pieces = Vec::new();

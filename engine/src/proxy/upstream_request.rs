@@ -30,8 +30,12 @@ fn forwarded(name: &[u8]) -> bool {
         b"authorization",
         b"proxy-authorization",
         b"x-api-key",
+        b"api-key",
         // Anthropic targets get the gateway's own; OpenAI targets none.
         b"anthropic-version",
+        // The gateway reads answers (translation, usage, guardrails), so it
+        // asks for them uncompressed: `accept-encoding: identity` below.
+        b"accept-encoding",
     ];
     !DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
@@ -94,7 +98,13 @@ pub fn build(
         None => body.len(),
     };
     let s = &mut client.scratch;
-    for (name, value) in head.headers().filter(|(n, _)| forwarded(n)) {
+    // A provider-specific key header (Azure's `api-key`, or any configured
+    // one) is the provider's credential slot: a client value never fills it.
+    let key_header = upstream.key_header.as_deref().map(str::as_bytes);
+    s.extend_from_slice(b"accept-encoding: identity\r\n");
+    for (name, value) in
+        head.headers().filter(|(n, _)| forwarded(n) && key_header.is_none_or(|k| !k.eq_ignore_ascii_case(n)))
+    {
         s.extend_from_slice(name);
         s.extend_from_slice(b": ");
         s.extend_from_slice(value);

@@ -22,7 +22,6 @@ pub struct Conn {
 /// One request and its answer.
 pub struct Exchange {
     pub status: u16,
-    pub sent: Instant,
     /// When the first SSE event arrived, for event streams.
     pub first_event: Option<Instant>,
     /// Gaps between consecutive SSE events.
@@ -49,7 +48,6 @@ impl Conn {
     }
 
     pub async fn exchange(&mut self, request: &Bytes) -> Result<Exchange, ()> {
-        let sent = Instant::now();
         let (res, _) = self.stream.write_all(request.clone()).await;
         res.map_err(|_| ())?;
         let mut scan = HeadScan::default();
@@ -63,8 +61,7 @@ impl Conn {
         };
         let head = ResponseHead::parse(self.buf.split_to(head_len).freeze(), false).map_err(|_| ())?;
         let sse = head.header(b"content-type").is_some_and(|v| v.starts_with(b"text/event-stream"));
-        let mut ex =
-            Exchange { status: head.status, sent, first_event: None, gaps: Vec::new(), reusable: head.keep_alive };
+        let mut ex = Exchange { status: head.status, first_event: None, gaps: Vec::new(), reusable: head.keep_alive };
         let mut events = sse.then(|| SseParser::new(1 << 20));
         let mut last_event: Option<Instant> = None;
         let mut on_data = |data: Bytes, ex: &mut Exchange| {

@@ -228,7 +228,9 @@ async fn connection_loop(opts: LoadOptions, s: Rc<ThreadState>) {
     let mut conn: Option<Conn> = None;
     loop {
         let intended = s.next_send();
-        if intended >= s.end {
+        // Slots still queued when the time is up are not sent late: the
+        // achieved rate must show what the target could not keep up with.
+        if intended >= s.end || Instant::now() >= s.end {
             return;
         }
         // Latency counts from the intended send time when the request is
@@ -249,7 +251,7 @@ async fn connection_loop(opts: LoadOptions, s: Rc<ThreadState>) {
             return;
         }
         if conn.is_none() {
-            conn = Conn::connect(opts.target).await.ok();
+            conn = monoio::time::timeout(opts.timeout, Conn::connect(opts.target)).await.ok().and_then(Result::ok);
         }
         let result = match conn.as_mut() {
             Some(c) => monoio::time::timeout(opts.timeout, c.exchange(&opts.request)).await.unwrap_or(Err(())),
@@ -262,8 +264,10 @@ async fn connection_loop(opts: LoadOptions, s: Rc<ThreadState>) {
                 Ok(ex) => {
                     m.latency.saturating_record(micros(done - intended));
                     *m.statuses.entry(ex.status).or_default() += 1;
+                    // Like latency, from the intended send time (corrected for
+                    // the generator's own lateness, as above).
                     if let Some(first) = ex.first_event {
-                        m.ttft.saturating_record(micros(first - intended.max(ex.sent)));
+                        m.ttft.saturating_record(micros(first.saturating_duration_since(intended)));
                     }
                     for gap in &ex.gaps {
                         m.gaps.saturating_record(micros(*gap));

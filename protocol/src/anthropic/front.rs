@@ -7,7 +7,7 @@ use bytes::{BufMut, BytesMut};
 use simd_json::prelude::*;
 use simd_json::BorrowedValue as Value;
 
-use super::{parse, RequestInfo, TranslateError, DEFAULT_MAX_TOKENS};
+use super::{parse, RequestInfo, TranslateError, DEFAULT_MAX_TOKENS, STREAM_BLOCKS_MAX};
 use crate::openai::write_json_string;
 use crate::sse::{write_event, SseEvent};
 
@@ -394,6 +394,12 @@ impl FrontStream {
         if let Some(u) = read_usage(v.get("usage")) {
             self.usage = u;
         }
+        // An OpenAI error chunk mid-stream: an Anthropic error event ends it.
+        if let Some(e) = v.get("error") {
+            let message = e.get("message").and_then(|m| m.as_str()).unwrap_or("upstream error").to_string();
+            self.fail(&message, out);
+            return Ok(());
+        }
         let Some(choice) = v.get("choices").and_then(|c| c.as_array()).and_then(|c| c.first()) else { return Ok(()) };
         let delta = choice.get("delta");
         if let Some(text) = delta.and_then(|d| d.get("content")).and_then(|c| c.as_str()).filter(|t| !t.is_empty()) {
@@ -411,6 +417,10 @@ impl FrontStream {
             delta.and_then(|d| d.get("tool_calls")).and_then(|t| t.as_array()).into_iter().flat_map(|c| c.iter())
         {
             let openai_index = call.get("index").and_then(|i| i.as_u64()).unwrap_or(0);
+            if self.tool_blocks.len() >= STREAM_BLOCKS_MAX && !self.tool_blocks.iter().any(|(o, _)| *o == openai_index)
+            {
+                return Err(TranslateError::Unsupported("too many tool calls in one stream"));
+            }
             let f = call.get("function");
             let known = self.tool_blocks.iter().find(|(o, _)| *o == openai_index).map(|&(_, b)| b);
             let block = match known {
@@ -442,6 +452,19 @@ impl FrontStream {
             self.stop_reason = Some(stop_reason(reason));
         }
         Ok(())
+    }
+
+    /// Ends the stream with an Anthropic `error` event.
+    pub fn fail(&mut self, message: &str, out: &mut BytesMut) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let mut data = BytesMut::new();
+        data.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
+        write_json_string(&mut data, message);
+        data.extend_from_slice(b"}}");
+        Self::emit(out, "error", &data);
     }
 
     /// Ends the Anthropic stream: open block closed, `message_delta` with

@@ -367,3 +367,30 @@ fn a_stream_survives_the_round_trip_through_both_translations() {
     assert_eq!(names.iter().filter(|n| *n == "content_block_start").count(), 2);
     assert_eq!(names.iter().filter(|n| *n == "content_block_stop").count(), 2);
 }
+
+#[test]
+fn hostile_stream_indices_are_refused_not_allocated() {
+    let mut t = StreamTranslator::new(0, false);
+    let mut out = BytesMut::new();
+    for index in ["18446744073709551615", "4000000000", "1024"] {
+        let data = format!(
+            r#"{{"type":"content_block_start","index":{index},"content_block":{{"type":"tool_use","id":"x","name":"f"}}}}"#
+        );
+        let ev = crate::sse::SseEvent { data: Bytes::from(data), ..Default::default() };
+        assert!(t.event(&ev, &mut out).is_err(), "{index}");
+    }
+    let mut front = front::FrontStream::new();
+    let err =
+        crate::sse::SseEvent { data: Bytes::from_static(br#"{"error":{"message":"boom"}}"#), ..Default::default() };
+    front.event(&err, &mut out).unwrap();
+    assert!(front.finished());
+    assert!(String::from_utf8_lossy(&out).contains("event: error\ndata: {\"type\":\"error\""));
+}
+
+#[test]
+fn request_mapping_edge_cases() {
+    let (a, _) = request(json!({"model": "m", "max_completion_tokens": null, "max_tokens": 500, "temperature": 1.6,
+        "messages": [{"role": "user", "content": "x"}]}));
+    assert_eq!(a["max_tokens"], 500);
+    assert_eq!(a["temperature"], 1);
+}
