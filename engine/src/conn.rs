@@ -18,6 +18,7 @@ use crate::error::GatewayError;
 use crate::iov;
 use crate::proxy;
 use crate::proxy::authenticate::authenticate;
+use crate::record::{End, Trace};
 use crate::respond::{models_body, Client};
 use crate::worker::{CoreState, Tracked, Worker};
 
@@ -109,6 +110,8 @@ async fn read_head(
 /// Answers one request; true when the connection may serve another.
 async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut BytesMut, head: RequestHead) -> bool {
     let started = Instant::now();
+    let mut trace = Trace::new(w.recorder.next_id());
+    client.request_id = Some(trace.id);
     client.deadline = started + state.config.server.timeouts.request;
     client.head_only = head.method == Method::Head;
     // A draining worker closes every connection after its answer, and says
@@ -139,25 +142,45 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
     // to make the gateway buffer megabytes.
     let key = match authenticate(state, &head) {
         Ok(key) => key,
-        Err(e) => return answer_locally(client, buf, &head, keep_alive, Local::Error(e), json).await,
+        Err(e) => {
+            trace.status = e.status();
+            trace.end = End::Rejected;
+            w.recorder.record(&trace, state);
+            return answer_locally(client, buf, &head, keep_alive, Local::Error(e), json).await;
+        }
     };
+    trace.key = Some(key);
     let body = match read_body(state, client, buf, &head, started).await {
         Ok(b) => b,
         Err(e) => {
+            trace.status = e.status();
+            trace.end = End::Rejected;
+            w.recorder.record(&trace, state);
             client.send_error(&e, true).await;
             return false;
         }
     };
+    trace.bytes_in = body.len() as u64;
     let deadline = started + state.config.server.timeouts.request;
     let inbound = proxy::Inbound { head: &head, keep_alive, deadline, front };
-    match proxy::chat_completions(state, key, client, inbound, body).await {
-        Ok(end) => end.client_reusable,
+    let reusable = match proxy::chat_completions(state, key, client, inbound, body, &mut trace).await {
+        Ok(end) => {
+            trace.status = end.status;
+            trace.bytes_out = end.body_bytes;
+            trace.usage = end.usage;
+            trace.end = end.end;
+            end.client_reusable
+        }
         Err(e) => {
             let close = e.closes_connection() || !keep_alive;
             tracing::debug!(error = %e, status = e.status(), "request failed");
+            trace.status = e.status();
+            trace.end = if e.source() == crate::error::Source::Upstream { End::UpstreamFailed } else { End::Rejected };
             client.send_error(&e, close).await && !close
         }
-    }
+    };
+    w.recorder.record(&trace, state);
+    reusable
 }
 
 /// An answer the gateway makes without an upstream.

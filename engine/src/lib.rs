@@ -14,6 +14,7 @@
 //!   TLS ([`tls`]);
 //! - [`reload`] swaps the configuration on every core; [`admin`] serves the
 //!   admin listener;
+//! - [`record`] renders a JSON line per request; [`logwriter`] writes them;
 //! - [`error`] is the one place an error becomes an HTTP status and body.
 
 pub mod admin;
@@ -21,7 +22,9 @@ pub mod cli;
 pub mod conn;
 pub mod error;
 pub(crate) mod iov;
+pub mod logwriter;
 pub mod proxy;
+pub mod record;
 pub mod reload;
 pub mod respond;
 pub mod server;

@@ -8,6 +8,7 @@ use monoio::net::TcpStream;
 
 use crate::error::GatewayError;
 use crate::iov::{self, IoSlices};
+use crate::record::RequestId;
 
 /// The client side of a connection and its reusable write buffers.
 pub struct Client {
@@ -20,6 +21,8 @@ pub struct Client {
     pub deadline: Instant,
     /// The request was HEAD: answers carry no body.
     pub head_only: bool,
+    /// Sent back as `x-request-id`; the same id is in the request record.
+    pub request_id: Option<RequestId>,
 }
 
 impl Client {
@@ -31,6 +34,7 @@ impl Client {
             scratch: BytesMut::new(),
             deadline: Instant::now(),
             head_only: false,
+            request_id: None,
         }
     }
 
@@ -46,6 +50,9 @@ impl Client {
         s.extend_from_slice(content_type.as_bytes());
         s.extend_from_slice(b"\r\ncontent-length: ");
         s.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        s.extend_from_slice(b"\r\n");
+        write_request_id(self.request_id, s);
+        s.truncate(s.len() - 2);
         s.extend_from_slice(if close { b"\r\nconnection: close\r\n\r\n" as &[u8] } else { b"\r\n\r\n" });
         let head = s.split().freeze();
         self.out.push(head);
@@ -65,6 +72,15 @@ impl Client {
     pub async fn send_continue(&mut self) -> bool {
         let (res, _) = self.stream.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
         res.is_ok()
+    }
+}
+
+/// Appends `x-request-id: ...\r\n` when there is an id.
+pub fn write_request_id(id: Option<RequestId>, out: &mut BytesMut) {
+    if let Some(id) = id {
+        out.extend_from_slice(b"x-request-id: ");
+        id.render(out);
+        out.extend_from_slice(b"\r\n");
     }
 }
 

@@ -57,6 +57,7 @@ pub struct Running {
     reloader: Arc<Mutex<Reloader>>,
     shutdown: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    record_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -89,6 +90,9 @@ impl Running {
         for t in self.threads {
             let _ = t.join();
         }
+        if let Some(w) = self.record_writer {
+            let _ = w.join();
+        }
         tracing::info!("stopped");
         0
     }
@@ -111,6 +115,15 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     for _ in 1..workers {
         listeners.push(bind_reuseport(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
     }
+    let records = match &config.logging.dir {
+        Some(dir) => {
+            let (tx, handle) = crate::logwriter::start(dir.into(), config.logging.file_bytes_max)
+                .map_err(|e| format!("cannot write request records to {dir}: {e}"))?;
+            tracing::info!(dir = %dir, "request records on");
+            Some((tx, handle))
+        }
+        None => None,
+    };
     let config = Arc::new(config);
     let shutdown = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
@@ -122,6 +135,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         mailboxes.push(mailbox);
         let (config, resolved, shutdown, ready) =
             (config.clone(), resolved.clone(), shutdown.clone(), ready_tx.clone());
+        let records_tx = records.as_ref().map(|(tx, _)| tx.clone());
         let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
             if let Some(cpu) = cpu {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
@@ -129,7 +143,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
                 }
             }
             let state = CoreState::build(config, &resolved, None);
-            let worker = Rc::new(Worker::new(index, state, reloads));
+            let worker = Rc::new(Worker::new(index, state, reloads, crate::record::Recorder::new(index, records_tx)));
             let main = worker::run(worker, listener, shutdown);
             match build_runtime(driver) {
                 Ok(Runtime::Uring(mut rt)) => {
@@ -174,7 +188,13 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         drivers.join("+"),
         !cpus.is_empty()
     );
-    Ok(Running { addr, admin_addr, reloader, shutdown, threads })
+    let record_writer = records.map(|(tx, handle)| {
+        // Workers hold the only senders from here on: when the last one
+        // stops, the writer drains the channel and exits.
+        drop(tx);
+        handle
+    });
+    Ok(Running { addr, admin_addr, reloader, shutdown, threads, record_writer })
 }
 
 enum Runtime {

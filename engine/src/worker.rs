@@ -24,6 +24,7 @@ use tollgate_policy::Config;
 use tollgate_protocol::http1::HeadLimits;
 
 use crate::proxy::fallback::Breaker;
+use crate::record::Recorder;
 use crate::upstream::{Resolved, Upstream};
 
 /// How often a worker looks at the shutdown flag and its reload mailbox.
@@ -109,6 +110,7 @@ pub struct Reload {
 
 pub struct Worker {
     pub index: usize,
+    pub recorder: Recorder,
     state: RefCell<Rc<CoreState>>,
     reloads: mpsc::Receiver<Reload>,
     draining: Cell<bool>,
@@ -120,9 +122,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(index: usize, state: CoreState, reloads: mpsc::Receiver<Reload>) -> Worker {
+    pub fn new(index: usize, state: CoreState, reloads: mpsc::Receiver<Reload>, recorder: Recorder) -> Worker {
         Worker {
             index,
+            recorder,
             state: RefCell::new(Rc::new(state)),
             reloads,
             draining: Cell::new(false),
@@ -165,6 +168,8 @@ impl Worker {
     /// Installs any configuration waiting in the mailbox.
     fn take_reloads(&self) {
         while let Ok(reload) = self.reloads.try_recv() {
+            // Records of requests before the reload go out first.
+            self.recorder.flush();
             let next = CoreState::build(reload.config, &reload.resolved, Some(&self.state()));
             *self.state.borrow_mut() = Rc::new(next);
             let _ = reload.done.send(self.index);
@@ -216,13 +221,16 @@ pub async fn run(worker: Rc<Worker>, listener: std::net::TcpListener, shutdown: 
     monoio::spawn(accept_loop(worker.clone(), listener));
     while !shutdown.load(Ordering::Relaxed) {
         worker.take_reloads();
+        worker.recorder.tick(Instant::now());
         monoio::time::sleep(POLL).await;
     }
     worker.begin_drain();
     let deadline = Instant::now() + worker.state().config.server.timeouts.drain;
     while worker.connections() > 0 && Instant::now() < deadline {
+        worker.recorder.tick(Instant::now());
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
+    worker.recorder.close();
     if worker.connections() > 0 {
         tracing::warn!(
             worker = worker.index,

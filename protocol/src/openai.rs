@@ -218,6 +218,23 @@ impl Cursor<'_> {
     }
 }
 
+/// The token counts of an OpenAI `usage` object found in `bytes` (a whole
+/// answer, or the stream chunk that carries it): prompt, completion and
+/// cached prompt tokens. A byte search, not a parse: answers come from
+/// configured upstreams, and a count that cannot be read is simply absent.
+pub fn find_usage(bytes: &[u8]) -> Option<(u64, u64, u64)> {
+    let number = |key: &[u8]| -> Option<u64> {
+        let at = memchr::memmem::find(bytes, key)? + key.len();
+        let rest = &bytes[at..];
+        let start = rest.iter().position(|b| !matches!(b, b' ' | b':'))?;
+        let digits = rest[start..].iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&rest[start..start + digits]).ok()?.parse().ok()
+    };
+    let prompt = number(b"\"prompt_tokens\"")?;
+    let completion = number(b"\"completion_tokens\"")?;
+    Some((prompt, completion, number(b"\"cached_tokens\"").unwrap_or(0)))
+}
+
 /// Appends `{"error":{"message":..,"type":..,"param":null,"code":..}}`, the
 /// shape the official OpenAI SDKs parse into their exception types.
 pub fn write_error_body(out: &mut BytesMut, message: &str, kind: &str, code: &str) {
@@ -294,6 +311,17 @@ mod tests {
         }
         let deep = format!(r#"{{"model":"a","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         assert_eq!(scan_request(deep.as_bytes()), Err(BodyError::TooDeep));
+    }
+
+    #[test]
+    fn usage_is_found_in_answers_and_chunks() {
+        let body = br#"{"id":"x","usage":{"prompt_tokens": 12,"completion_tokens":34,"total_tokens":46,"prompt_tokens_details":{"cached_tokens":5}}}"#;
+        assert_eq!(find_usage(body), Some((12, 34, 5)));
+        assert_eq!(
+            find_usage(br#"data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#),
+            Some((1, 2, 0))
+        );
+        assert_eq!(find_usage(br#"{"choices":[]}"#), None);
     }
 
     #[test]

@@ -35,6 +35,7 @@ use tollgate_policy::VirtualKey;
 use tollgate_protocol::http1::RequestHead;
 
 use crate::error::GatewayError;
+use crate::record::Trace;
 use crate::respond::Client;
 use crate::worker::CoreState;
 use fallback::Plan;
@@ -61,13 +62,15 @@ pub async fn chat_completions(
     client: &mut Client,
     inbound: Inbound<'_>,
     body: Bytes,
+    trace: &mut Trace<'_>,
 ) -> Result<RelayEnd, GatewayError> {
     let Inbound { head, keep_alive, deadline, front } = inbound;
     let routed = route::route(state, key, &body)?;
+    trace.route = Some(routed.index);
+    trace.stream = routed.fields.stream;
     let routing = &state.config.routing;
     let breakers = &state.breakers[routed.index];
     let mut plan = Plan::new(routed.route, &state.rng);
-    let mut attempts = Attempts::default();
     let mut last_error = None;
     while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
         if Instant::now() >= deadline {
@@ -87,7 +90,7 @@ pub async fn chat_completions(
             upstream_request::build(client, head, &body, &routed.fields, target, upstream, front)?;
         let attempt_started = Instant::now();
         let outcome = call::call(state, upstream, parts.as_slice(), deadline).await;
-        attempts.push(t, attempt_started, outcome.as_ref().map(|(_, r)| r.status).map_err(GatewayError::code));
+        trace.attempt(t, attempt_started, outcome.as_ref().map(|(_, r)| r.status).map_err(GatewayError::code));
         match outcome {
             Ok((conn, response)) if routing.fallback_on_status.contains(&response.status) && plan.has_more(routing) => {
                 // Another target may do better; this answer is dropped with
@@ -101,6 +104,8 @@ pub async fn chat_completions(
                     Some(GatewayError::UpstreamStatus { provider: upstream.name.clone(), status: response.status });
             }
             Ok((mut conn, response)) => {
+                trace.served_by = Some(t as u8);
+                trace.upstream_micros = attempt_started.elapsed().as_micros().min(u32::MAX as u128) as u32;
                 if response.status >= 500 {
                     breakers[t].failure(Instant::now(), routing);
                 } else {
@@ -117,7 +122,6 @@ pub async fn chat_completions(
                 if end.upstream_reusable {
                     upstream.give_back(conn);
                 }
-                attempts.log(routed.route);
                 return Ok(end);
             }
             Err(e) => {
@@ -138,44 +142,5 @@ pub async fn chat_completions(
             }
         }
     }
-    attempts.log(routed.route);
     Err(last_error.unwrap_or_else(|| GatewayError::Unavailable { model: routed.route.name.clone() }))
-}
-
-/// Every attempt of one request: which target, how it ended, how long it
-/// took. Held inline (at most `max_attempts`, capped at 10) for the request
-/// record; logged at debug level today.
-#[derive(Default)]
-struct Attempts {
-    items: [Option<AttemptRecord>; 10],
-    len: usize,
-}
-
-/// Target index, the answer's status or the error's code, microseconds.
-type AttemptRecord = (u8, Result<u16, &'static str>, u32);
-
-impl Attempts {
-    fn push(&mut self, target: usize, started: Instant, outcome: Result<u16, &'static str>) {
-        if let Some(slot) = self.items.get_mut(self.len) {
-            *slot = Some((target as u8, outcome, started.elapsed().as_micros().min(u32::MAX as u128) as u32));
-            self.len += 1;
-        }
-    }
-
-    fn log(&self, route: &tollgate_policy::Route) {
-        if !tracing::enabled!(tracing::Level::DEBUG) {
-            return;
-        }
-        for (t, outcome, micros) in self.items[..self.len].iter().flatten() {
-            let target = &route.targets[*t as usize];
-            match outcome {
-                Ok(status) => {
-                    tracing::debug!(model = %route.name, upstream_model = %target.upstream_model, status, micros, "attempt")
-                }
-                Err(code) => {
-                    tracing::debug!(model = %route.name, upstream_model = %target.upstream_model, error = code, micros, "attempt")
-                }
-            }
-        }
-    }
 }

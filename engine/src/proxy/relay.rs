@@ -20,6 +20,7 @@ use tollgate_protocol::http1::{
 };
 
 use crate::iov;
+use crate::record::{End, TokenUsage};
 use crate::respond::{reason, Client};
 use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
 
@@ -52,6 +53,23 @@ pub struct RelayEnd {
     pub client_reusable: bool,
     /// Body bytes written to the client.
     pub body_bytes: u64,
+    /// How the answer ended.
+    pub end: End,
+    /// Tokens, when the answer carried a `usage` object.
+    pub usage: Option<TokenUsage>,
+}
+
+impl RelayEnd {
+    pub fn new(status: u16) -> RelayEnd {
+        RelayEnd {
+            status,
+            upstream_reusable: false,
+            client_reusable: false,
+            body_bytes: 0,
+            end: End::UpstreamFailed,
+            usage: None,
+        }
+    }
 }
 
 /// How the body travels from upstream framing to client framing.
@@ -127,6 +145,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         s.extend_from_slice(b"\r\n");
         mode = Mode::Length(LengthDecoder::new(n));
     }
+    crate::respond::write_request_id(client.request_id, s);
     s.extend_from_slice(b"x-tollgate-route: ");
     s.extend_from_slice(route.provider.as_bytes());
     s.extend_from_slice(b"/");
@@ -139,12 +158,20 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
     s.extend_from_slice(b"\r\n");
     client.out.push(s.split().freeze());
 
-    let mut end = RelayEnd { status: response.status, upstream_reusable: false, client_reusable: false, body_bytes: 0 };
+    let mut end = RelayEnd::new(response.status);
+    // Usage is read as the answer passes: JSON answers carry it at the end,
+    // streams in their last chunk when the client asked for it.
+    let observe = response.status < 300;
     let mut upstream_eof = false;
     // A reset is not an end: a close-delimited body cut by one must not be
     // presented as complete.
     let mut upstream_failed = false;
     loop {
+        if observe {
+            if let Some((prompt, completion, cached)) = tollgate_protocol::openai::find_usage(&up.buf) {
+                end.usage = Some(TokenUsage { prompt, completion, cached });
+            }
+        }
         let done = match take_body(&mut mode, up, upstream_eof && !upstream_failed, client) {
             Ok(done) => done,
             Err(()) => {
@@ -157,6 +184,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         if !client.out.is_empty() && iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err()
         {
             // The client went away; the upstream connection is mid-answer.
+            end.end = End::ClientGone;
             return end;
         }
         if done {
@@ -191,6 +219,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
     }
     client_keep_alive &= !matches!(mode, Mode::UntilClose | Mode::Dechunk(_));
     end.client_reusable = client_keep_alive;
+    end.end = End::Completed;
     end
 }
 

@@ -21,6 +21,7 @@ use super::relay::{Answer, RelayEnd, RouteLabel};
 use super::upstream_request::Translation;
 use crate::error::GatewayError;
 use crate::iov;
+use crate::record::{End, TokenUsage};
 use crate::respond::{reason, Client};
 use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
 
@@ -158,11 +159,17 @@ pub async fn relay_translated(
     }
     let mut out = BytesMut::with_capacity(body.len() + 256);
     let to_anthropic = matches!(translation, Translation::ToAnthropic(_));
+    let mut usage = None;
     if response.status < 300 {
         let translated = if to_anthropic {
+            usage = tollgate_protocol::openai::find_usage(&body).map(|(prompt, completion, cached)| TokenUsage {
+                prompt,
+                completion,
+                cached,
+            });
             anthropic::front::response_from_openai(&mut body, &mut out)
         } else {
-            anthropic::response_to_openai(&mut body, now_unix(), &mut out).map(|_| ())
+            anthropic::response_to_openai(&mut body, now_unix(), &mut out).map(|u| usage = Some(anthropic_usage(u)))
         };
         translated.map_err(|e| GatewayError::UpstreamProtocol {
             provider: route.provider.to_string(),
@@ -181,7 +188,13 @@ pub async fn relay_translated(
     let body_bytes = out.len() as u64;
     client.out.push(out.freeze());
     let sent = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_ok();
-    Ok(RelayEnd { status: response.status, upstream_reusable, client_reusable: sent && !close, body_bytes })
+    let mut end = RelayEnd::new(response.status);
+    end.upstream_reusable = upstream_reusable;
+    end.client_reusable = sent && !close;
+    end.body_bytes = body_bytes;
+    end.usage = usage;
+    end.end = if sent { End::Completed } else { End::ClientGone };
+    Ok(end)
 }
 
 fn write_head(
@@ -207,7 +220,9 @@ fn write_head(
         }
         None => s.extend_from_slice(b"\r\ncache-control: no-cache\r\ntransfer-encoding: chunked"),
     }
-    s.extend_from_slice(b"\r\nx-tollgate-route: ");
+    s.extend_from_slice(b"\r\n");
+    crate::respond::write_request_id(client.request_id, s);
+    s.extend_from_slice(b"x-tollgate-route: ");
     s.extend_from_slice(route.provider.as_bytes());
     s.extend_from_slice(b"/");
     s.extend_from_slice(route.model.as_bytes());
@@ -264,6 +279,16 @@ impl Stream {
         }
     }
 
+    fn usage(&self) -> Option<TokenUsage> {
+        match self {
+            Stream::ToOpenAi(t) => Some(anthropic_usage(t.usage())).filter(|u| u.prompt + u.completion > 0),
+            Stream::ToAnthropic(t) => {
+                let (prompt, completion, cached) = t.usage();
+                Some(TokenUsage { prompt, completion, cached }).filter(|u| u.prompt + u.completion > 0)
+            }
+        }
+    }
+
     /// An error event in the client's format, ending the stream.
     fn fail(&mut self, provider: &str, out: &mut BytesMut) {
         let message = format!("upstream `{provider}` failed in the middle of the stream");
@@ -305,7 +330,7 @@ async fn relay_stream(
     let mut parser = SseParser::new(EVENT_BYTES_MAX);
     let mut pieces = Vec::new();
     let mut out = BytesMut::new();
-    let mut end = RelayEnd { status: 200, upstream_reusable: false, client_reusable: false, body_bytes: 0 };
+    let mut end = RelayEnd::new(200);
     let mut failed = false;
     loop {
         // Head first, then each batch of translated events as it arrives.
@@ -342,8 +367,10 @@ async fn relay_stream(
         if finished {
             client.out.push(Bytes::from_static(LAST_CHUNK));
         }
+        end.usage = translator.usage();
         if !client.out.is_empty() && iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err()
         {
+            end.end = End::ClientGone;
             return end;
         }
         if finished {
@@ -352,5 +379,10 @@ async fn relay_stream(
     }
     end.upstream_reusable = !failed && reader.done && response.keep_alive && up.buf.is_empty();
     end.client_reusable = keep_alive && !failed;
+    end.end = if failed { End::UpstreamFailed } else { End::Completed };
     end
+}
+
+fn anthropic_usage(u: anthropic::Usage) -> TokenUsage {
+    TokenUsage { prompt: u.input + u.cache_read + u.cache_write, completion: u.output, cached: u.cache_read }
 }

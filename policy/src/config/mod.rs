@@ -170,10 +170,14 @@ pub struct GuardrailProfile {
     pub name: String,
 }
 
-/// Reserved for the request log stage.
+/// The request log: one JSON line per request under `dir`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Logging {
+    /// `None`: no request records.
     pub dir: Option<String>,
+    /// A file past this size is continued in the next part.
+    pub file_bytes_max: u64,
+    /// Reserved: capture of prompts and answers (off).
     pub capture_bodies: bool,
 }
 

@@ -202,11 +202,12 @@ pub struct RawGuardrailProfile {
     pub name: Spanned<String>,
 }
 
-/// Reserved for the request log stage.
+/// The request log.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogging {
     pub dir: Option<String>,
+    pub file_bytes_max: Option<u64>,
     #[serde(default)]
     pub capture_bodies: bool,
 }

@@ -55,7 +55,11 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
     let guardrail_profiles = validate_profiles(&raw.guardrail_profiles, &mut report);
     let teams = validate_teams(&raw.teams, &routes, &guardrail_profiles, &mut report);
     let keys = validate_keys(&raw.keys, &raw.teams, &teams, &routes, &mut report);
-    let logging = Logging { dir: raw.logging.dir.clone(), capture_bodies: raw.logging.capture_bodies };
+    let logging = Logging {
+        dir: raw.logging.dir.clone(),
+        file_bytes_max: raw.logging.file_bytes_max.unwrap_or(256 * 1024 * 1024).max(4096),
+        capture_bodies: raw.logging.capture_bodies,
+    };
     let routing = validate_routing(&raw.routing, &mut report);
     match server {
         Some(server) if report.problems.is_empty() => Ok(Config {

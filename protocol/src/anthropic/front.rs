@@ -345,6 +345,11 @@ impl FrontStream {
         self.finished
     }
 
+    /// Prompt, completion and cached tokens from the upstream's usage chunk.
+    pub fn usage(&self) -> (u64, u64, u64) {
+        self.usage
+    }
+
     fn emit(out: &mut BytesMut, name: &str, data: &[u8]) {
         write_event(out, Some(name.as_bytes()), data);
     }

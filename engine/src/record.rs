@@ -1,0 +1,299 @@
+//! The request record: one JSON line per request, saying who sent what to
+//! which model, how every attempt went, what it cost in tokens and time,
+//! and how it ended.
+//!
+//! Records are rendered on the worker into a per-core buffer (no lock, no
+//! syscall on the request path) and handed as whole batches to the writer
+//! thread ([`crate::logwriter`]) every 100 ms, or sooner when a batch
+//! reaches 64 KiB. The writer appends them to daily files and rotates by
+//! size. A worker flushes its buffer when it takes a new configuration and
+//! when it stops, so nothing is lost on reload or shutdown.
+
+use std::cell::{Cell, RefCell};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use tollgate_policy::{Route, VirtualKey};
+use tollgate_protocol::openai::write_json_string;
+
+use crate::worker::CoreState;
+
+/// A batch is handed off at this size, or after [`FLUSH_EVERY`].
+const BATCH_BYTES: usize = 64 * 1024;
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Token counts as the provider reported them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    pub prompt: u64,
+    pub completion: u64,
+    pub cached: u64,
+}
+
+impl TokenUsage {
+    /// Cost in micro-dollars at a route's prices (per million tokens).
+    pub fn cost_micro_usd(&self, route: &Route) -> Option<u64> {
+        let p = route.price?;
+        let uncached = self.prompt.saturating_sub(self.cached) as u128;
+        let micro = uncached * p.input_per_mtok as u128
+            + self.cached as u128 * p.cached_input_per_mtok as u128
+            + self.completion as u128 * p.output_per_mtok as u128;
+        Some((micro / 1_000_000) as u64)
+    }
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Completed,
+    /// Refused by the gateway before any upstream (auth, access, bad body).
+    Rejected,
+    /// Every attempt failed, or the upstream failed mid-answer.
+    UpstreamFailed,
+    /// The client went away before the answer was complete.
+    ClientGone,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::Completed => "completed",
+            End::Rejected => "rejected",
+            End::UpstreamFailed => "upstream_failed",
+            End::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// One attempt at a target.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt {
+    pub target: u8,
+    /// The answer's status, or the error's code.
+    pub outcome: Result<u16, &'static str>,
+    pub micros: u32,
+}
+
+/// What a request gathers as it goes through the pipeline.
+pub struct Trace<'s> {
+    pub id: RequestId,
+    pub started: Instant,
+    pub started_unix_ms: u64,
+    pub key: Option<&'s VirtualKey>,
+    pub route: Option<usize>,
+    pub served_by: Option<u8>,
+    pub attempts: [Option<Attempt>; 10],
+    pub attempt_count: usize,
+    pub status: u16,
+    pub stream: bool,
+    pub usage: Option<TokenUsage>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// From the attempt that served to its answer's head.
+    pub upstream_micros: u32,
+    pub end: End,
+}
+
+/// `x-request-id`: the worker, a per-worker sequence, and the worker's start
+/// time, so ids are unique across cores and restarts without coordination.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestId {
+    pub epoch: u64,
+    pub worker: u16,
+    pub seq: u64,
+}
+
+impl RequestId {
+    pub fn render(&self, out: &mut BytesMut) {
+        out.extend_from_slice(b"tg-");
+        out.extend_from_slice(format!("{:x}-{}-{}", self.epoch, self.worker, self.seq).as_bytes());
+    }
+}
+
+impl<'s> Trace<'s> {
+    pub fn new(id: RequestId) -> Trace<'s> {
+        Trace {
+            id,
+            started: Instant::now(),
+            started_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            key: None,
+            route: None,
+            served_by: None,
+            attempts: [None; 10],
+            attempt_count: 0,
+            status: 0,
+            stream: false,
+            usage: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            upstream_micros: 0,
+            end: End::Completed,
+        }
+    }
+
+    pub fn attempt(&mut self, target: usize, started: Instant, outcome: Result<u16, &'static str>) {
+        if let Some(slot) = self.attempts.get_mut(self.attempt_count) {
+            *slot = Some(Attempt { target: target as u8, outcome, micros: micros(started.elapsed()) });
+            self.attempt_count += 1;
+        }
+    }
+
+    /// Appends this record as one JSON line.
+    pub fn write_json(&self, state: &CoreState, out: &mut BytesMut) {
+        let config = &state.config;
+        let mut n = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"id\":\"");
+        self.id.render(out);
+        out.extend_from_slice(b"\",\"ts\":");
+        out.extend_from_slice(n.format(self.started_unix_ms).as_bytes());
+        let team = self.key.and_then(|k| config.teams.get(k.team));
+        field_str(out, "team", team.map(|t| t.name.as_str()));
+        field_str(out, "key", self.key.map(|k| k.name.as_str()));
+        let route = self.route.and_then(|r| config.routes.all().get(r));
+        field_str(out, "model", route.map(|r| r.name.as_str()));
+        let target = |t: u8| route.and_then(|r| r.targets.get(t as usize));
+        let provider = |t: u8| target(t).and_then(|t| config.providers.get(t.provider)).map(|p| p.name.as_str());
+        if let Some(t) = self.served_by {
+            field_str(out, "provider", provider(t));
+            field_str(out, "upstream_model", target(t).map(|t| t.upstream_model.as_str()));
+        }
+        out.extend_from_slice(b",\"attempts\":[");
+        for (i, a) in self.attempts[..self.attempt_count].iter().flatten().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b",");
+            }
+            out.extend_from_slice(b"{\"provider\":");
+            write_json_string(out, provider(a.target).unwrap_or(""));
+            match a.outcome {
+                Ok(status) => {
+                    out.extend_from_slice(b",\"status\":");
+                    out.extend_from_slice(n.format(status).as_bytes());
+                }
+                Err(code) => {
+                    out.extend_from_slice(b",\"error\":");
+                    write_json_string(out, code);
+                }
+            }
+            out.extend_from_slice(b",\"ms\":");
+            out.extend_from_slice(format!("{:.3}", a.micros as f64 / 1000.0).as_bytes());
+            out.extend_from_slice(b"}");
+        }
+        out.extend_from_slice(b"],\"status\":");
+        out.extend_from_slice(n.format(self.status).as_bytes());
+        out.extend_from_slice(if self.stream { b",\"stream\":true" as &[u8] } else { b",\"stream\":false" });
+        if let Some(u) = self.usage {
+            out.extend_from_slice(b",\"tokens\":{\"prompt\":");
+            out.extend_from_slice(n.format(u.prompt).as_bytes());
+            out.extend_from_slice(b",\"completion\":");
+            out.extend_from_slice(n.format(u.completion).as_bytes());
+            out.extend_from_slice(b",\"cached\":");
+            out.extend_from_slice(n.format(u.cached).as_bytes());
+            out.extend_from_slice(b"}");
+            if let Some(cost) = route.and_then(|r| u.cost_micro_usd(r)) {
+                out.extend_from_slice(b",\"cost_micro_usd\":");
+                out.extend_from_slice(n.format(cost).as_bytes());
+            }
+        }
+        let total = micros(self.started.elapsed());
+        out.extend_from_slice(b",\"latency_ms\":{\"total\":");
+        out.extend_from_slice(format!("{:.3}", total as f64 / 1000.0).as_bytes());
+        if self.served_by.is_some() {
+            out.extend_from_slice(b",\"upstream\":");
+            out.extend_from_slice(format!("{:.3}", self.upstream_micros as f64 / 1000.0).as_bytes());
+        }
+        out.extend_from_slice(b"},\"bytes_in\":");
+        out.extend_from_slice(n.format(self.bytes_in).as_bytes());
+        out.extend_from_slice(b",\"bytes_out\":");
+        out.extend_from_slice(n.format(self.bytes_out).as_bytes());
+        out.extend_from_slice(b",\"end\":\"");
+        out.extend_from_slice(self.end.as_str().as_bytes());
+        out.extend_from_slice(b"\"}\n");
+    }
+}
+
+fn field_str(out: &mut BytesMut, name: &str, value: Option<&str>) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    match value {
+        Some(v) => write_json_string(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
+}
+
+/// A worker's record buffer and its line to the writer thread.
+pub struct Recorder {
+    buf: RefCell<BytesMut>,
+    tx: RefCell<Option<mpsc::Sender<BytesMut>>>,
+    last_flush: Cell<Instant>,
+    epoch: u64,
+    worker: u16,
+    seq: Cell<u64>,
+}
+
+impl Recorder {
+    pub fn new(worker: usize, tx: Option<mpsc::Sender<BytesMut>>) -> Recorder {
+        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Recorder {
+            buf: RefCell::new(BytesMut::new()),
+            tx: RefCell::new(tx),
+            last_flush: Cell::new(Instant::now()),
+            epoch,
+            worker: worker as u16,
+            seq: Cell::new(0),
+        }
+    }
+
+    pub fn next_id(&self) -> RequestId {
+        let seq = self.seq.get() + 1;
+        self.seq.set(seq);
+        RequestId { epoch: self.epoch, worker: self.worker, seq }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.borrow().is_some()
+    }
+
+    pub fn record(&self, trace: &Trace<'_>, state: &CoreState) {
+        if !self.enabled() {
+            return;
+        }
+        let full = {
+            let mut buf = self.buf.borrow_mut();
+            trace.write_json(state, &mut buf);
+            buf.len() >= BATCH_BYTES
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Hands the buffer to the writer if it is due.
+    pub fn tick(&self, now: Instant) {
+        if now.duration_since(self.last_flush.get()) >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    pub fn flush(&self) {
+        self.last_flush.set(Instant::now());
+        let tx = self.tx.borrow();
+        let Some(tx) = tx.as_ref() else { return };
+        let mut buf = self.buf.borrow_mut();
+        if !buf.is_empty() {
+            let _ = tx.send(buf.split());
+        }
+    }
+
+    /// Flushes and hangs up, so that the writer can finish once every
+    /// worker has stopped (whatever still holds the worker).
+    pub fn close(&self) {
+        self.flush();
+        self.tx.borrow_mut().take();
+    }
+}

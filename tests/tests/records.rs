@@ -1,0 +1,100 @@
+//! The request record: one JSON line per request, written off the request
+//! path and flushed on shutdown.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use tollgate_e2e::*;
+
+fn records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        lines.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+    }
+    lines
+}
+
+#[test]
+fn every_request_leaves_a_record_flushed_on_shutdown() {
+    let mock = start_mock(&["--chunks", "6", "--chunk-delay-ms", "60"]);
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let logs = TempDir::new("records");
+    let config = config_for(mock.addr, 2, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
+        .replace(
+            "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 2.5, output_per_mtok = 10.0 }",
+        )
+        .replace(
+            "[[teams]]",
+            &format!("[[providers]]\nname = \"dead\"\nkind = \"openai-compatible\"\nbase_url = \"http://{dead}/v1\"\n\n[[models]]\nname = \"fb\"\ntargets = [{{ provider = \"dead\" }}, {{ provider = \"up\" }}]\n\n[[teams]]"),
+        );
+    let mut gw = start_gateway(&config, &[], &[]);
+
+    // A plain request, priced; its id comes back as x-request-id.
+    let plain =
+        one_request(gw.addr, &chat_request(r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#, ""));
+    let plain_id = plain.header("x-request-id").expect("x-request-id").to_string();
+    // A stream that asks for usage.
+    let stream = one_request(
+        gw.addr,
+        &chat_request(
+            r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+            "",
+        ),
+    );
+    assert_eq!(stream.status, 200);
+    // One served by the fallback.
+    assert_eq!(one_request(gw.addr, &chat_request(r#"{"model":"fb","messages":[]}"#, "")).status, 200);
+    // One refused.
+    assert_eq!(
+        one_request(gw.addr, &chat_request_with_key(SMALL_CHAT, "Authorization: Bearer tg-nope\r\n")).status,
+        401
+    );
+    // A client that hangs up in the middle of a stream.
+    let mut c = std::net::TcpStream::connect(gw.addr).unwrap();
+    c.write_all(&chat_request(STREAM_CHAT, "")).unwrap();
+    let mut first = [0u8; 256];
+    let _ = c.read(&mut first).unwrap();
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = records(&logs.0);
+    assert_eq!(recs.len(), 5, "{recs:#?}");
+    let by = |f: &dyn Fn(&serde_json::Value) -> bool| {
+        recs.iter().find(|r| f(r)).cloned().unwrap_or_else(|| panic!("{recs:#?}"))
+    };
+
+    let r = by(&|r| r["id"] == plain_id.as_str());
+    assert_eq!(r["team"], "e2e");
+    assert_eq!(r["key"], "e2e");
+    assert_eq!(r["model"], "gpt-4o");
+    assert_eq!(r["provider"], "up");
+    assert_eq!(r["status"], 200);
+    assert_eq!(r["end"], "completed");
+    assert_eq!(r["stream"], false);
+    let (prompt, completion) = (r["tokens"]["prompt"].as_u64().unwrap(), r["tokens"]["completion"].as_u64().unwrap());
+    assert_eq!(completion, 16);
+    // Integer micro-dollars at $2.50 / $10.00 per million tokens.
+    assert_eq!(r["cost_micro_usd"].as_u64().unwrap(), (prompt * 2_500_000 + completion * 10_000_000) / 1_000_000);
+    assert!(r["latency_ms"]["total"].as_f64().unwrap() >= r["latency_ms"]["upstream"].as_f64().unwrap());
+
+    let s = by(&|r| r["stream"] == true && r["end"] == "completed");
+    assert_eq!(s["tokens"]["completion"], 16, "usage read from the stream's usage chunk");
+
+    let f = by(&|r| r["model"] == "fb");
+    let attempts = f["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["provider"], "dead");
+    assert_eq!(attempts[0]["error"], "upstream_unreachable");
+    assert_eq!(attempts.last().unwrap()["status"], 200);
+    assert_eq!(f["provider"], "up");
+
+    let x = by(&|r| r["status"] == 401);
+    assert_eq!((x["end"].as_str(), x["key"].is_null()), (Some("rejected"), true));
+
+    let gone = by(&|r| r["end"] == "client_gone");
+    assert_eq!(gone["stream"], true);
+}
