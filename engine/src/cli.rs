@@ -15,6 +15,11 @@ USAGE:
                                    and the [[keys]] entry (its SHA-256) to paste
                                    into the configuration; with --config, checks
                                    that the team exists
+    tollgate report [--dir DIR | FILE...] [--since DATE] [--until DATE]
+                    [--by team,model,key,provider] [--format table|csv|json]
+                                   usage, cost and latency from the request records:
+                                   one sentence per group, then a table (DATE is
+                                   YYYY-MM-DD, UTC, or Unix milliseconds)
     tollgate --help | --version
 
 With no --config, tollgate runs on its bundled defaults (examples/tollgate.toml):
@@ -76,7 +81,19 @@ pub struct ServeArgs {
 pub enum Command {
     Serve(ServeArgs),
     CheckConfig(PathBuf),
-    Keygen { team: String, name: String, config: Option<PathBuf> },
+    Keygen {
+        team: String,
+        name: String,
+        config: Option<PathBuf>,
+    },
+    Report {
+        dir: Option<PathBuf>,
+        files: Vec<PathBuf>,
+        since: Option<String>,
+        until: Option<String>,
+        by: Vec<String>,
+        format: String,
+    },
     Help,
     Version,
 }
@@ -107,6 +124,24 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             let team = team.ok_or("keygen needs --team TEAM")?;
             let name = name.ok_or("keygen needs --name NAME")?;
             return Ok(Command::Keygen { team, name, config });
+        }
+        Some("report") => {
+            args.next();
+            let (mut dir, mut files, mut since, mut until, mut by, mut format) =
+                (None, Vec::new(), None, None, Vec::new(), "table".to_string());
+            while let Some(arg) = args.next() {
+                let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
+                match arg.as_str() {
+                    "--dir" => dir = Some(PathBuf::from(value("--dir")?)),
+                    "--since" => since = Some(value("--since")?),
+                    "--until" => until = Some(value("--until")?),
+                    "--by" => by.extend(value("--by")?.split(',').map(str::to_string)),
+                    "--format" => format = value("--format")?,
+                    f if f.starts_with('-') => return Err(format!("report: unknown argument {f:?}")),
+                    file => files.push(PathBuf::from(file)),
+                }
+            }
+            return Ok(Command::Report { dir, files, since, until, by, format });
         }
         Some("serve") => {
             args.next();

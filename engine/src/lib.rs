@@ -26,6 +26,7 @@ pub mod logwriter;
 pub mod proxy;
 pub mod record;
 pub mod reload;
+pub mod report;
 pub mod respond;
 pub mod server;
 pub mod tls;

@@ -32,6 +32,7 @@ fn main() {
             }
         },
         Ok(Command::Keygen { team, name, config }) => keygen(&team, &name, config.as_deref()),
+        Ok(Command::Report { dir, files, since, until, by, format }) => report(dir, files, since, until, by, &format),
         Ok(Command::Serve(args)) => tollgate_engine::server::serve(args),
         Err(msg) => {
             eprintln!("tollgate: {msg}");
@@ -73,4 +74,62 @@ fn keygen(team: &str, name: &str, config: Option<&Path>) -> i32 {
     println!("team = {team:?}");
     println!("sha256 = \"{hash}\"");
     0
+}
+
+fn report(
+    dir: Option<std::path::PathBuf>,
+    mut files: Vec<std::path::PathBuf>,
+    since: Option<String>,
+    until: Option<String>,
+    by: Vec<String>,
+    format: &str,
+) -> i32 {
+    use tollgate_engine::report::{self, By, Format, ReportOptions};
+    let fail = |msg: String| {
+        eprintln!("tollgate report: {msg}");
+        2
+    };
+    if let Some(d) = dir {
+        match report::files_in(&d) {
+            Ok(f) => files.extend(f),
+            Err(e) => return fail(format!("{}: {e}", d.display())),
+        }
+    }
+    if files.is_empty() {
+        return fail("no record files: give --dir DIR (the [logging] dir) or FILE...".into());
+    }
+    let time = |s: Option<String>, flag: &str| match s {
+        None => Ok(None),
+        Some(s) => {
+            report::parse_time(&s).map(Some).ok_or_else(|| format!("{flag} {s:?}: use YYYY-MM-DD or Unix milliseconds"))
+        }
+    };
+    let (since_ms, until_ms) = match (time(since, "--since"), time(until, "--until")) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let mut groups = Vec::new();
+    for b in &by {
+        match By::parse(b) {
+            Some(g) => groups.push(g),
+            None => return fail(format!("--by {b:?}: use team, model, key or provider")),
+        }
+    }
+    let format = match format {
+        "table" => Format::Table,
+        "csv" => Format::Csv,
+        "json" => Format::Json,
+        other => return fail(format!("--format {other:?}: use table, csv or json")),
+    };
+    let opts = ReportOptions { inputs: files, since_ms, until_ms, by: groups, format };
+    match report::build(&opts) {
+        Ok(r) => {
+            print!("{}", report::render(&r, &opts));
+            if r.bad_lines > 0 {
+                eprintln!("tollgate report: {} of {} lines were not records and were skipped", r.bad_lines, r.lines);
+            }
+            0
+        }
+        Err(e) => fail(e.to_string()),
+    }
 }

@@ -1,0 +1,312 @@
+//! `tollgate report`: usage, cost and latency from the request records.
+//!
+//! Streams the record files line by line (a month of records does not fit in
+//! memory, and does not need to), parses each line with simd-json, keeps one
+//! aggregate and one latency histogram per group, and prints one sentence
+//! per group ("team-a sent 4.2M tokens to gpt-4o at a cost of $84.00;
+//! average latency 340 ms") and a table, CSV or JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use hdrhistogram::Histogram;
+use simd_json::prelude::*;
+
+/// What records are grouped by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    Team,
+    Model,
+    Key,
+    Provider,
+}
+
+impl By {
+    pub fn parse(s: &str) -> Option<By> {
+        match s {
+            "team" => Some(By::Team),
+            "model" => Some(By::Model),
+            "key" => Some(By::Key),
+            "provider" => Some(By::Provider),
+            _ => None,
+        }
+    }
+
+    fn field(self) -> &'static str {
+        match self {
+            By::Team => "team",
+            By::Model => "model",
+            By::Key => "key",
+            By::Provider => "provider",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+pub struct ReportOptions {
+    pub inputs: Vec<PathBuf>,
+    /// Unix milliseconds, inclusive.
+    pub since_ms: Option<u64>,
+    /// Unix milliseconds, exclusive.
+    pub until_ms: Option<u64>,
+    pub by: Vec<By>,
+    pub format: Format,
+}
+
+/// One group's totals.
+pub struct Group {
+    pub requests: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cost_micro_usd: u64,
+    pub errors: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl Group {
+    fn new() -> Group {
+        Group {
+            requests: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_micro_usd: 0,
+            errors: 0,
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds"),
+        }
+    }
+
+    fn p(&self, q: f64) -> f64 {
+        self.latency_us.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// Totals by group key (the `--by` fields' values, joined with `/`).
+pub struct Report {
+    pub groups: BTreeMap<Vec<String>, Group>,
+    pub lines: u64,
+    pub bad_lines: u64,
+}
+
+/// The record files under a directory, oldest first.
+pub fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("tollgate-requests-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+pub fn build(opts: &ReportOptions) -> std::io::Result<Report> {
+    let mut report = Report { groups: BTreeMap::new(), lines: 0, bad_lines: 0 };
+    let mut line = Vec::with_capacity(1024);
+    for path in &opts.inputs {
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            report.lines += 1;
+            if add(&mut report, &mut line, opts).is_none() {
+                report.bad_lines += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn add(report: &mut Report, line: &mut [u8], opts: &ReportOptions) -> Option<()> {
+    let v = simd_json::to_borrowed_value(line).ok()?;
+    let ts = v.get("ts")?.as_u64()?;
+    if opts.since_ms.is_some_and(|s| ts < s) || opts.until_ms.is_some_and(|u| ts >= u) {
+        return Some(());
+    }
+    let key: Vec<String> =
+        opts.by.iter().map(|b| v.get(b.field()).and_then(|x| x.as_str()).unwrap_or("-").to_string()).collect();
+    let g = report.groups.entry(key).or_insert_with(Group::new);
+    g.requests += 1;
+    if let Some(t) = v.get("tokens") {
+        g.tokens_in += t.get("prompt").and_then(|x| x.as_u64()).unwrap_or(0);
+        g.tokens_out += t.get("completion").and_then(|x| x.as_u64()).unwrap_or(0);
+    }
+    g.cost_micro_usd += v.get("cost_micro_usd").and_then(|x| x.as_u64()).unwrap_or(0);
+    let status = v.get("status").and_then(|x| x.as_u64()).unwrap_or(0);
+    let end = v.get("end").and_then(|x| x.as_str()).unwrap_or("completed");
+    if status >= 400 || end != "completed" {
+        g.errors += 1;
+    }
+    if let Some(ms) = v.get("latency_ms").and_then(|l| l.get("total")).and_then(|x| x.cast_f64()) {
+        g.latency_us.saturating_record(((ms * 1000.0) as u64).max(1));
+    }
+    Some(())
+}
+
+/// `4.2M`, `12.5k`, `980`.
+fn human(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=999_999 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
+fn dollars(micro: u64) -> String {
+    format!("${}.{:02}", micro / 1_000_000, (micro % 1_000_000 + 5_000) / 10_000 % 100)
+}
+
+/// One sentence per group.
+pub fn sentences(report: &Report, by: &[By]) -> String {
+    let mut out = String::new();
+    for (key, g) in &report.groups {
+        let who = if key.is_empty() { "all traffic".to_string() } else { key.join("/") };
+        let verb = if by.first() == Some(&By::Model) { "received" } else { "sent" };
+        let mean_ms = g.latency_us.mean() / 1000.0;
+        let _ = writeln!(
+            out,
+            "{who} {verb} {} tokens in {} requests at a cost of {}; average latency {mean_ms:.0} ms; {} errors.",
+            human(g.tokens_in + g.tokens_out),
+            g.requests,
+            dollars(g.cost_micro_usd),
+            g.errors
+        );
+    }
+    out
+}
+
+pub fn render(report: &Report, opts: &ReportOptions) -> String {
+    let names: Vec<&str> = opts.by.iter().map(|b| b.field()).collect();
+    let mut out = String::new();
+    match opts.format {
+        Format::Table => {
+            out.push_str(&sentences(report, &opts.by));
+            out.push('\n');
+            let group = if names.is_empty() { "all".to_string() } else { names.join("/") };
+            let _ = writeln!(
+                out,
+                "{group:<28} {:>9} {:>12} {:>12} {:>12} {:>9} {:>9} {:>9} {:>7}",
+                "requests", "tokens_in", "tokens_out", "cost_usd", "p50_ms", "p95_ms", "p99_ms", "errors"
+            );
+            for (key, g) in &report.groups {
+                let name = if key.is_empty() { "all".to_string() } else { key.join("/") };
+                let _ = writeln!(
+                    out,
+                    "{name:<28} {:>9} {:>12} {:>12} {:>12} {:>9.1} {:>9.1} {:>9.1} {:>7}",
+                    g.requests,
+                    g.tokens_in,
+                    g.tokens_out,
+                    dollars(g.cost_micro_usd).trim_start_matches('$'),
+                    g.p(0.50),
+                    g.p(0.95),
+                    g.p(0.99),
+                    g.errors
+                );
+            }
+        }
+        Format::Csv => {
+            for n in &names {
+                let _ = write!(out, "{n},");
+            }
+            out.push_str("requests,tokens_in,tokens_out,cost_micro_usd,p50_ms,p95_ms,p99_ms,errors\n");
+            for (key, g) in &report.groups {
+                for k in key {
+                    let _ = write!(out, "{},", csv_field(k));
+                }
+                let _ = writeln!(
+                    out,
+                    "{},{},{},{},{:.3},{:.3},{:.3},{}",
+                    g.requests,
+                    g.tokens_in,
+                    g.tokens_out,
+                    g.cost_micro_usd,
+                    g.p(0.50),
+                    g.p(0.95),
+                    g.p(0.99),
+                    g.errors
+                );
+            }
+        }
+        Format::Json => {
+            out.push('[');
+            for (i, (key, g)) in report.groups.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push('{');
+                for (n, k) in names.iter().zip(key) {
+                    let mut b = bytes::BytesMut::new();
+                    tollgate_protocol::openai::write_json_string(&mut b, k);
+                    let _ = write!(out, "\"{n}\":{},", String::from_utf8_lossy(&b));
+                }
+                let _ = write!(
+                    out,
+                    "\"requests\":{},\"tokens_in\":{},\"tokens_out\":{},\"cost_micro_usd\":{},\"p50_ms\":{:.3},\"p95_ms\":{:.3},\"p99_ms\":{:.3},\"errors\":{}}}",
+                    g.requests,
+                    g.tokens_in,
+                    g.tokens_out,
+                    g.cost_micro_usd,
+                    g.p(0.50),
+                    g.p(0.95),
+                    g.p(0.99),
+                    g.errors
+                );
+            }
+            out.push_str("]\n");
+        }
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `2026-11-01` (UTC midnight) or Unix milliseconds.
+pub fn parse_time(s: &str) -> Option<u64> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Some(ms);
+    }
+    let mut parts = s.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    u64::try_from(days * 86_400_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_and_numbers() {
+        assert_eq!(dollars(84_000_000), "$84.00");
+        assert_eq!(dollars(1_234_567), "$1.23");
+        assert_eq!(dollars(9_999), "$0.01");
+        assert_eq!(human(4_200_000), "4.2M");
+        assert_eq!(human(12_500), "12.5k");
+        assert_eq!(parse_time("2026-11-23"), Some(1_795_392_000_000));
+        assert_eq!(parse_time("nope"), None);
+    }
+}
