@@ -7,6 +7,7 @@
 //!   time and generation;
 //! - `POST /admin/reload`: reload now; 200 with the new hash, or 400 with
 //!   every problem in the file (the old configuration keeps serving);
+//! - `GET /metrics`: Prometheus text format, from the merged per-core counts;
 //! - `GET /healthz`.
 
 use std::io::{Read, Write};
@@ -20,19 +21,24 @@ use tollgate_protocol::openai::{write_error_body, write_json_string};
 
 use crate::reload::{Loaded, Reloader};
 use crate::respond::reason;
+use crate::stats::Totals;
 
 /// Binds the admin listener (so that a taken port fails start-up) and
 /// serves it on a new thread.
-pub fn start(addr: SocketAddr, reloader: Arc<Mutex<Reloader>>) -> std::io::Result<SocketAddr> {
+pub fn start(
+    addr: SocketAddr,
+    reloader: Arc<Mutex<Reloader>>,
+    totals: Arc<Mutex<Totals>>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new().name("tollgate-admin".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
-            let reloader = reloader.clone();
+            let (reloader, totals) = (reloader.clone(), totals.clone());
             // One thread per admin connection keeps a slow admin client from
             // blocking the next one.
             let _ = std::thread::Builder::new().name("tollgate-admin-conn".into()).spawn(move || {
-                let _ = serve(stream, &reloader);
+                let _ = serve(stream, &reloader, &totals);
             });
         }
     })?;
@@ -42,7 +48,7 @@ pub fn start(addr: SocketAddr, reloader: Arc<Mutex<Reloader>>) -> std::io::Resul
 /// The heaviest admin request is a few hundred bytes.
 const ADMIN_HEAD_BYTES_MAX: usize = 16 * 1024;
 
-fn serve(mut stream: TcpStream, reloader: &Mutex<Reloader>) -> std::io::Result<()> {
+fn serve(mut stream: TcpStream, reloader: &Mutex<Reloader>, totals: &Mutex<Totals>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -66,6 +72,10 @@ fn serve(mut stream: TcpStream, reloader: &Mutex<Reloader>) -> std::io::Result<(
     };
     match (head.method, head.path()) {
         (Method::Get, b"/healthz") => respond(&mut stream, 200, "{\"status\":\"ok\"}"),
+        (Method::Get, b"/metrics") => {
+            let text = totals.lock().unwrap_or_else(|e| e.into_inner()).prometheus();
+            respond_as(&mut stream, 200, "text/plain; version=0.0.4", &text)
+        }
         (Method::Get, b"/admin/config") => {
             let loaded = lock(reloader).current().clone();
             respond(&mut stream, 200, &loaded_json(&loaded, &[]))
@@ -125,9 +135,13 @@ fn error_json(message: &str, code: &str) -> String {
 }
 
 fn respond(stream: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    respond_as(stream, status, "application/json", body)
+}
+
+fn respond_as(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> std::io::Result<()> {
     write!(
         stream,
-        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         reason(status),
         body.len()
     )?;

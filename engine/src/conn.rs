@@ -146,6 +146,7 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
             trace.status = e.status();
             trace.end = End::Rejected;
             w.recorder.record(&trace, state);
+            w.stats.count(&trace, state);
             return answer_locally(client, buf, &head, keep_alive, Local::Error(e), json).await;
         }
     };
@@ -156,6 +157,7 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
             trace.status = e.status();
             trace.end = End::Rejected;
             w.recorder.record(&trace, state);
+            w.stats.count(&trace, state);
             client.send_error(&e, true).await;
             return false;
         }
@@ -180,6 +182,7 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
         }
     };
     w.recorder.record(&trace, state);
+    w.stats.count(&trace, state);
     reusable
 }
 

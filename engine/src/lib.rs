@@ -15,6 +15,7 @@
 //! - [`reload`] swaps the configuration on every core; [`admin`] serves the
 //!   admin listener;
 //! - [`record`] renders a JSON line per request; [`logwriter`] writes them;
+//! - [`stats`] counts per core and merges the counts for `/metrics`;
 //! - [`error`] is the one place an error becomes an HTTP status and body.
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod reload;
 pub mod report;
 pub mod respond;
 pub mod server;
+pub mod stats;
 pub mod tls;
 pub mod upstream;
 pub mod worker;

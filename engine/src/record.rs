@@ -139,6 +139,13 @@ impl<'s> Trace<'s> {
         }
     }
 
+    /// Cost in micro-dollars, when the provider reported usage and the
+    /// model has a price.
+    pub fn cost(&self, state: &CoreState) -> Option<u64> {
+        let route = state.config.routes.all().get(self.route?)?;
+        self.usage?.cost_micro_usd(route)
+    }
+
     /// Appends this record as one JSON line.
     pub fn write_json(&self, state: &CoreState, out: &mut BytesMut) {
         let config = &state.config;

@@ -124,6 +124,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         }
         None => None,
     };
+    let (merger, totals) = crate::stats::start_merger().map_err(|e| format!("cannot start the merger: {e}"))?;
     let config = Arc::new(config);
     let shutdown = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
@@ -136,6 +137,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         let (config, resolved, shutdown, ready) =
             (config.clone(), resolved.clone(), shutdown.clone(), ready_tx.clone());
         let records_tx = records.as_ref().map(|(tx, _)| tx.clone());
+        let merger = merger.clone();
         let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
             if let Some(cpu) = cpu {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
@@ -143,7 +145,8 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
                 }
             }
             let state = CoreState::build(config, &resolved, None);
-            let worker = Rc::new(Worker::new(index, state, reloads, crate::record::Recorder::new(index, records_tx)));
+            let recorder = crate::record::Recorder::new(index, records_tx);
+            let worker = Rc::new(Worker::new(index, state, reloads, recorder, Some(merger)));
             let main = worker::run(worker, listener, shutdown);
             match build_runtime(driver) {
                 Ok(Runtime::Uring(mut rt)) => {
@@ -177,7 +180,8 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     let reloader = Arc::new(Mutex::new(Reloader::new(source, &config, mocks, mailboxes)));
     let admin_addr = match config.server.admin_listen {
         Some(a) => {
-            let bound = admin::start(a, reloader.clone()).map_err(|e| format!("cannot listen on admin {a}: {e}"))?;
+            let bound = admin::start(a, reloader.clone(), totals.clone())
+                .map_err(|e| format!("cannot listen on admin {a}: {e}"))?;
             tracing::info!("admin listening on http://{bound}");
             Some(bound)
         }

@@ -25,6 +25,7 @@ use tollgate_protocol::http1::HeadLimits;
 
 use crate::proxy::fallback::Breaker;
 use crate::record::Recorder;
+use crate::stats::{CoreStats, Delta, MERGE_EVERY};
 use crate::upstream::{Resolved, Upstream};
 
 /// How often a worker looks at the shutdown flag and its reload mailbox.
@@ -111,6 +112,9 @@ pub struct Reload {
 pub struct Worker {
     pub index: usize,
     pub recorder: Recorder,
+    pub stats: CoreStats,
+    merger: Option<mpsc::Sender<Delta>>,
+    last_merge: Cell<Instant>,
     state: RefCell<Rc<CoreState>>,
     reloads: mpsc::Receiver<Reload>,
     draining: Cell<bool>,
@@ -122,10 +126,19 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(index: usize, state: CoreState, reloads: mpsc::Receiver<Reload>, recorder: Recorder) -> Worker {
+    pub fn new(
+        index: usize,
+        state: CoreState,
+        reloads: mpsc::Receiver<Reload>,
+        recorder: Recorder,
+        merger: Option<mpsc::Sender<Delta>>,
+    ) -> Worker {
         Worker {
             index,
             recorder,
+            stats: CoreStats::default(),
+            merger,
+            last_merge: Cell::new(Instant::now()),
             state: RefCell::new(Rc::new(state)),
             reloads,
             draining: Cell::new(false),
@@ -165,11 +178,24 @@ impl Worker {
         }
     }
 
+    /// Hands this core's counts to the merger when due (or now, with `force`).
+    fn merge(&self, force: bool) {
+        let Some(merger) = &self.merger else { return };
+        if !force && self.last_merge.get().elapsed() < MERGE_EVERY {
+            return;
+        }
+        self.last_merge.set(Instant::now());
+        let delta = self.stats.take(self.index, &self.state(), self.connections(), self.in_flight());
+        let _ = merger.send(delta);
+    }
+
     /// Installs any configuration waiting in the mailbox.
     fn take_reloads(&self) {
         while let Ok(reload) = self.reloads.try_recv() {
-            // Records of requests before the reload go out first.
+            // Records and counts of requests before the reload go out first
+            // (counts carry names from the configuration they were made under).
             self.recorder.flush();
+            self.merge(true);
             let next = CoreState::build(reload.config, &reload.resolved, Some(&self.state()));
             *self.state.borrow_mut() = Rc::new(next);
             let _ = reload.done.send(self.index);
@@ -222,15 +248,18 @@ pub async fn run(worker: Rc<Worker>, listener: std::net::TcpListener, shutdown: 
     while !shutdown.load(Ordering::Relaxed) {
         worker.take_reloads();
         worker.recorder.tick(Instant::now());
+        worker.merge(false);
         monoio::time::sleep(POLL).await;
     }
     worker.begin_drain();
     let deadline = Instant::now() + worker.state().config.server.timeouts.drain;
     while worker.connections() > 0 && Instant::now() < deadline {
         worker.recorder.tick(Instant::now());
+        worker.merge(false);
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
     worker.recorder.close();
+    worker.merge(true);
     if worker.connections() > 0 {
         tracing::warn!(
             worker = worker.index,

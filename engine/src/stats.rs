@@ -1,0 +1,238 @@
+//! Per-core counters and latency histograms, merged periodically.
+//!
+//! Each worker counts into its own [`CoreStats`] (a `RefCell`: one thread,
+//! no atomics on the request path) and, every [`MERGE_EVERY`], hands the
+//! delta to the merger thread over a channel. The merger folds deltas into
+//! the process totals that the admin listener renders as Prometheus
+//! metrics. The same channel and thread are where budget and rate-limit
+//! totals will be merged and handed back to the cores.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::record::{End, Trace};
+use crate::worker::CoreState;
+
+/// How often a core hands its counts to the merger.
+pub const MERGE_EVERY: Duration = Duration::from_millis(100);
+
+/// Counts for one (team, model, status).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cost_micro_usd: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.requests += o.requests;
+        self.tokens_in += o.tokens_in;
+        self.tokens_out += o.tokens_out;
+        self.cost_micro_usd += o.cost_micro_usd;
+    }
+}
+
+/// Latency is recorded in microseconds, 1 µs to 1 hour.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static bounds")
+}
+
+/// What one core counted since its last hand-off. Keys are indexes into
+/// the core's configuration (`usize::MAX`: none), resolved to names only at
+/// hand-off.
+pub struct CoreStats {
+    counts: RefCell<HashMap<(usize, usize, u16), Counts>>,
+    total: RefCell<Histogram<u64>>,
+    upstream: RefCell<Histogram<u64>>,
+}
+
+impl Default for CoreStats {
+    fn default() -> Self {
+        CoreStats {
+            counts: RefCell::new(HashMap::new()),
+            total: RefCell::new(histogram()),
+            upstream: RefCell::new(histogram()),
+        }
+    }
+}
+
+/// A core's counts with names, as the merger receives them.
+pub struct Delta {
+    pub worker: usize,
+    pub counts: Vec<(String, String, u16, Counts)>,
+    pub total: Histogram<u64>,
+    pub upstream: Histogram<u64>,
+    pub connections: u64,
+    pub in_flight: u64,
+}
+
+impl CoreStats {
+    /// Counts a finished request (the same facts as its record).
+    pub fn count(&self, trace: &Trace<'_>, state: &CoreState) {
+        let team = trace.key.map_or(usize::MAX, |k| k.team);
+        let model = trace.route.unwrap_or(usize::MAX);
+        let mut c = Counts { requests: 1, ..Counts::default() };
+        if let Some(u) = trace.usage {
+            c.tokens_in = u.prompt;
+            c.tokens_out = u.completion;
+        }
+        c.cost_micro_usd = trace.cost(state).unwrap_or(0);
+        self.counts.borrow_mut().entry((team, model, trace.status)).or_default().add(&c);
+        let micros = trace.started.elapsed().as_micros() as u64;
+        self.total.borrow_mut().saturating_record(micros.max(1));
+        if trace.served_by.is_some() && trace.end != End::Rejected {
+            self.upstream.borrow_mut().saturating_record((trace.upstream_micros as u64).max(1));
+        }
+    }
+
+    /// Takes the counts so far, with names from `state`.
+    pub fn take(&self, worker: usize, state: &CoreState, connections: usize, in_flight: usize) -> Delta {
+        let config = &state.config;
+        let name = |i: usize, names: &dyn Fn(usize) -> Option<String>| names(i).unwrap_or_else(|| "-".to_string());
+        let team = |i: usize| config.teams.get(i).map(|t| t.name.clone());
+        let model = |i: usize| config.routes.all().get(i).map(|r| r.name.clone());
+        let counts =
+            self.counts.borrow_mut().drain().map(|((t, m, s), c)| (name(t, &team), name(m, &model), s, c)).collect();
+        let take = |h: &RefCell<Histogram<u64>>| std::mem::replace(&mut *h.borrow_mut(), histogram());
+        Delta {
+            worker,
+            counts,
+            total: take(&self.total),
+            upstream: take(&self.upstream),
+            connections: connections as u64,
+            in_flight: in_flight as u64,
+        }
+    }
+}
+
+/// The process totals the merger keeps.
+pub struct Totals {
+    pub counts: BTreeMap<(String, String, u16), Counts>,
+    pub total: Histogram<u64>,
+    pub upstream: Histogram<u64>,
+    pub workers: BTreeMap<usize, (u64, u64)>,
+}
+
+impl Default for Totals {
+    fn default() -> Self {
+        Totals { counts: BTreeMap::new(), total: histogram(), upstream: histogram(), workers: BTreeMap::new() }
+    }
+}
+
+impl Totals {
+    pub fn merge(&mut self, d: Delta) {
+        for (team, model, status, c) in d.counts {
+            self.counts.entry((team, model, status)).or_default().add(&c);
+        }
+        let _ = self.total.add(&d.total);
+        let _ = self.upstream.add(&d.upstream);
+        self.workers.insert(d.worker, (d.connections, d.in_flight));
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        out.push_str("# HELP tollgate_requests_total Requests answered, by team, model and status.\n# TYPE tollgate_requests_total counter\n");
+        for ((team, model, status), c) in &self.counts {
+            let _ = writeln!(
+                out,
+                "tollgate_requests_total{{team=\"{}\",model=\"{}\",status=\"{status}\"}} {}",
+                label(team),
+                label(model),
+                c.requests
+            );
+        }
+        let mut by_tm: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
+        for ((team, model, _), c) in &self.counts {
+            by_tm.entry((team, model)).or_default().add(c);
+        }
+        out.push_str("# HELP tollgate_tokens_total Tokens as providers reported them, by team, model and direction.\n# TYPE tollgate_tokens_total counter\n");
+        for ((team, model), c) in &by_tm {
+            let _ = writeln!(
+                out,
+                "tollgate_tokens_total{{team=\"{}\",model=\"{}\",direction=\"in\"}} {}",
+                label(team),
+                label(model),
+                c.tokens_in
+            );
+            let _ = writeln!(
+                out,
+                "tollgate_tokens_total{{team=\"{}\",model=\"{}\",direction=\"out\"}} {}",
+                label(team),
+                label(model),
+                c.tokens_out
+            );
+        }
+        out.push_str("# HELP tollgate_cost_usd_total Cost at configured prices, by team and model.\n# TYPE tollgate_cost_usd_total counter\n");
+        for ((team, model), c) in &by_tm {
+            let _ = writeln!(
+                out,
+                "tollgate_cost_usd_total{{team=\"{}\",model=\"{}\"}} {}",
+                label(team),
+                label(model),
+                c.cost_micro_usd as f64 / 1e6
+            );
+        }
+        histogram_text(
+            &mut out,
+            "tollgate_request_duration_seconds",
+            "Time from request head to the end of the answer.",
+            &self.total,
+        );
+        histogram_text(
+            &mut out,
+            "tollgate_upstream_duration_seconds",
+            "Time from sending upstream to the answer's head.",
+            &self.upstream,
+        );
+        out.push_str("# HELP tollgate_worker_connections Open client connections per worker.\n# TYPE tollgate_worker_connections gauge\n");
+        for (w, (c, _)) in &self.workers {
+            let _ = writeln!(out, "tollgate_worker_connections{{worker=\"{w}\"}} {c}");
+        }
+        out.push_str(
+            "# HELP tollgate_worker_in_flight Requests in flight per worker.\n# TYPE tollgate_worker_in_flight gauge\n",
+        );
+        for (w, (_, f)) in &self.workers {
+            let _ = writeln!(out, "tollgate_worker_in_flight{{worker=\"{w}\"}} {f}");
+        }
+        out
+    }
+}
+
+/// Bucket bounds in seconds: from 250 µs to 60 s.
+const BUCKETS: &[f64] =
+    &[0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+fn histogram_text(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for le in BUCKETS {
+        let count = h.count_between(0, (le * 1e6) as u64);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.len());
+    let sum: f64 =
+        h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum::<f64>() / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
+}
+
+/// Starts the merger thread; returns the workers' sender and the totals the
+/// admin listener reads.
+pub fn start_merger() -> std::io::Result<(mpsc::Sender<Delta>, Arc<Mutex<Totals>>)> {
+    let totals = Arc::new(Mutex::new(Totals::default()));
+    let (tx, rx) = mpsc::channel::<Delta>();
+    let shared = totals.clone();
+    std::thread::Builder::new().name("tollgate-merger".into()).spawn(move || {
+        for delta in rx {
+            shared.lock().unwrap_or_else(|e| e.into_inner()).merge(delta);
+        }
+    })?;
+    Ok((tx, totals))
+}

@@ -1,0 +1,69 @@
+//! `/metrics` on the admin listener, read by the reference Prometheus
+//! text-format parser (the `prometheus_client` Python package).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tollgate_e2e::*;
+
+fn parse(text: &str) -> Option<serde_json::Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/parse_metrics.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    assert!(out.status.success(), "the parser refused the metrics:\n{}\n{text}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn sample(samples: &serde_json::Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples.as_array()?.iter().find_map(|s| {
+        let ok = s[0] == name && labels.iter().all(|(k, v)| s[1][*k] == *v);
+        ok.then(|| s[2].as_f64()).flatten()
+    })
+}
+
+#[test]
+fn metrics_count_requests_tokens_and_latency() {
+    if Command::new("python3").args(["-c", "import prometheus_client"]).output().map_or(true, |o| !o.status.success()) {
+        assert!(std::env::var_os("TOLLGATE_REQUIRE_SDK").is_none(), "prometheus_client is required");
+        eprintln!("skipped: python3 -c 'import prometheus_client' failed");
+        return;
+    }
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 2, ""), &[], &[]);
+    for _ in 0..3 {
+        assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    }
+    assert_eq!(
+        one_request(gw.addr, &chat_request_with_key(SMALL_CHAT, "Authorization: Bearer tg-nope\r\n")).status,
+        401
+    );
+    // Counts reach the merger within one merge interval (100 ms).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let samples = loop {
+        let text = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").text();
+        let samples = parse(&text).expect("parsed");
+        let ok = sample(&samples, "tollgate_requests_total", &[("team", "e2e"), ("status", "200")]) == Some(3.0);
+        if ok || std::time::Instant::now() > deadline {
+            break samples;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        sample(&samples, "tollgate_requests_total", &[("team", "e2e"), ("model", "gpt-4o-mini"), ("status", "200")]),
+        Some(3.0)
+    );
+    assert_eq!(sample(&samples, "tollgate_requests_total", &[("team", "-"), ("status", "401")]), Some(1.0));
+    assert_eq!(sample(&samples, "tollgate_tokens_total", &[("team", "e2e"), ("direction", "out")]), Some(48.0));
+    assert_eq!(sample(&samples, "tollgate_request_duration_seconds_count", &[]), Some(4.0));
+    assert_eq!(sample(&samples, "tollgate_upstream_duration_seconds_count", &[]), Some(3.0));
+    assert!(sample(&samples, "tollgate_worker_connections", &[("worker", "0")]).is_some());
+    assert!(sample(&samples, "tollgate_worker_in_flight", &[("worker", "1")]).is_some());
+}
