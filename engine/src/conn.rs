@@ -151,6 +151,13 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
         }
     };
     trace.key = Some(key);
+    if let Err(e) = within_budget(w, state, key) {
+        trace.status = e.status();
+        trace.end = End::Rejected;
+        w.recorder.record(&trace, state);
+        w.stats.count(&trace, state);
+        return answer_locally(client, buf, &head, keep_alive, Local::Error(e), json).await;
+    }
     let body = match read_body(state, client, buf, &head, started).await {
         Ok(b) => b,
         Err(e) => {
@@ -184,6 +191,21 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
     w.recorder.record(&trace, state);
     w.stats.count(&trace, state);
     reusable
+}
+
+/// The budget phase: the key's team and the key itself must be under their
+/// hard limits, counting every core's spend as of the last merge plus this
+/// core's since.
+fn within_budget(w: &Worker, state: &CoreState, key: &tollgate_policy::VirtualKey) -> Result<(), GatewayError> {
+    use tollgate_policy::budget::check;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if let Some(team) = state.config.teams.get(key.team) {
+        let spend = w.spend(crate::stats::Owner::Team(key.team), now);
+        check(|| format!("team \"{}\"", team.name), &team.budget, spend, now).map_err(GatewayError::OverBudget)?;
+    }
+    let spend = w.spend(crate::stats::Owner::Key(key.index), now);
+    check(|| format!("key \"{}\"", key.name), &key.budget, spend, now).map_err(GatewayError::OverBudget)?;
+    Ok(())
 }
 
 /// An answer the gateway makes without an upstream.

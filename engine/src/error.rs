@@ -39,6 +39,8 @@ pub enum GatewayError {
     ClientClosed,
     /// No valid virtual key.
     Auth(AuthError),
+    /// A team or key has reached a hard budget limit.
+    OverBudget(tollgate_policy::budget::OverBudget),
     /// The key's team (or the key itself) may not use this model.
     ModelNotAllowed { model: String, team: String, key: String },
     /// No route for this method and path.
@@ -78,6 +80,7 @@ impl GatewayError {
             | BodyTimeout
             | ClientClosed
             | Auth(_)
+            | OverBudget(_)
             | ModelNotAllowed { .. }
             | NoRoute
             | UnknownModel(_) => Source::Client,
@@ -127,6 +130,7 @@ impl GatewayError {
             Body(_) | Translate(_) | ClientClosed => 400,
             HeadTimeout | BodyTimeout => 408,
             Auth(_) => 401,
+            OverBudget(_) => 429,
             ModelNotAllowed { .. } => 403,
             NoRoute | UnknownModel(_) => 404,
             // A rate limit stays a rate limit, so that clients back off.
@@ -165,6 +169,7 @@ impl GatewayError {
             Auth(AuthError::Expired { .. }) => "expired_api_key",
             Auth(AuthError::Revoked { .. }) => "revoked_api_key",
             ModelNotAllowed { .. } => "model_not_allowed",
+            OverBudget(_) => "budget_exceeded",
             NoRoute => "unknown_url",
             UnknownModel(_) => "model_not_found",
             UpstreamConnect { .. } => "upstream_unreachable",
@@ -196,6 +201,7 @@ impl fmt::Display for GatewayError {
             BodyTimeout => f.write_str("the request body did not arrive in time"),
             ClientClosed => f.write_str("the client closed the connection before the request was complete"),
             Auth(e) => write!(f, "{e}"),
+            OverBudget(e) => write!(f, "{e}"),
             ModelNotAllowed { model, team, key } => {
                 write!(f, "team `{team}` (key `{key}`) is not allowed to use model `{model}`")
             }

@@ -124,7 +124,9 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         }
         None => None,
     };
-    let (merger, totals) = crate::stats::start_merger().map_err(|e| format!("cannot start the merger: {e}"))?;
+    let (spend_txs, mut spend_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::channel()).unzip();
+    let (merger, totals) =
+        crate::stats::start_merger(spend_txs).map_err(|e| format!("cannot start the merger: {e}"))?;
     let config = Arc::new(config);
     let shutdown = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
@@ -137,7 +139,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         let (config, resolved, shutdown, ready) =
             (config.clone(), resolved.clone(), shutdown.clone(), ready_tx.clone());
         let records_tx = records.as_ref().map(|(tx, _)| tx.clone());
-        let merger = merger.clone();
+        let merger = (merger.clone(), spend_rxs.remove(0));
         let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
             if let Some(cpu) = cpu {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {

@@ -49,6 +49,9 @@ fn histogram() -> Histogram<u64> {
 /// hand-off.
 pub struct CoreStats {
     counts: RefCell<HashMap<(usize, usize, u16), Counts>>,
+    /// Spend since the last hand-off, by owner, so that a core's own recent
+    /// spend counts before the merger has seen it.
+    spend: RefCell<HashMap<Owner, u64>>,
     total: RefCell<Histogram<u64>>,
     upstream: RefCell<Histogram<u64>>,
 }
@@ -57,16 +60,32 @@ impl Default for CoreStats {
     fn default() -> Self {
         CoreStats {
             counts: RefCell::new(HashMap::new()),
+            spend: RefCell::new(HashMap::new()),
             total: RefCell::new(histogram()),
             upstream: RefCell::new(histogram()),
         }
     }
 }
 
+/// Who spends: a team or a key, by index into the core's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Owner {
+    Team(usize),
+    Key(usize),
+}
+
+/// An owner by name, stable across reloads.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OwnerName {
+    Team(String),
+    Key(String),
+}
+
 /// A core's counts with names, as the merger receives them.
 pub struct Delta {
     pub worker: usize,
     pub counts: Vec<(String, String, u16, Counts)>,
+    pub spend: Vec<(OwnerName, u64)>,
     pub total: Histogram<u64>,
     pub upstream: Histogram<u64>,
     pub connections: u64,
@@ -85,11 +104,23 @@ impl CoreStats {
         }
         c.cost_micro_usd = trace.cost(state).unwrap_or(0);
         self.counts.borrow_mut().entry((team, model, trace.status)).or_default().add(&c);
+        if c.cost_micro_usd > 0 {
+            let mut spend = self.spend.borrow_mut();
+            if let Some(k) = trace.key {
+                *spend.entry(Owner::Team(k.team)).or_default() += c.cost_micro_usd;
+                *spend.entry(Owner::Key(k.index)).or_default() += c.cost_micro_usd;
+            }
+        }
         let micros = trace.started.elapsed().as_micros() as u64;
         self.total.borrow_mut().saturating_record(micros.max(1));
         if trace.served_by.is_some() && trace.end != End::Rejected {
             self.upstream.borrow_mut().saturating_record((trace.upstream_micros as u64).max(1));
         }
+    }
+
+    /// Spend not yet handed to the merger.
+    pub fn unmerged(&self, owner: Owner) -> u64 {
+        self.spend.borrow().get(&owner).copied().unwrap_or(0)
     }
 
     /// Takes the counts so far, with names from `state`.
@@ -100,10 +131,23 @@ impl CoreStats {
         let model = |i: usize| config.routes.all().get(i).map(|r| r.name.clone());
         let counts =
             self.counts.borrow_mut().drain().map(|((t, m, s), c)| (name(t, &team), name(m, &model), s, c)).collect();
+        let spend = self
+            .spend
+            .borrow_mut()
+            .drain()
+            .filter_map(|(owner, micro)| {
+                let name = match owner {
+                    Owner::Team(i) => OwnerName::Team(config.teams.get(i)?.name.clone()),
+                    Owner::Key(i) => OwnerName::Key(config.keys.all().get(i)?.name.clone()),
+                };
+                Some((name, micro))
+            })
+            .collect();
         let take = |h: &RefCell<Histogram<u64>>| std::mem::replace(&mut *h.borrow_mut(), histogram());
         Delta {
             worker,
             counts,
+            spend,
             total: take(&self.total),
             upstream: take(&self.upstream),
             connections: connections as u64,
@@ -112,9 +156,21 @@ impl CoreStats {
     }
 }
 
+/// Spend by owner in the current UTC day and month, as the merger sends it
+/// to every core.
+#[derive(Debug, Default)]
+pub struct SpendSnapshot {
+    /// Day number (days since 1970-01-01) the day figures are for.
+    pub day: u64,
+    /// (year, month) the month figures are for.
+    pub month: (i64, u32),
+    pub by_owner: HashMap<OwnerName, (u64, u64)>,
+}
+
 /// The process totals the merger keeps.
 pub struct Totals {
     pub counts: BTreeMap<(String, String, u16), Counts>,
+    pub spend: SpendSnapshot,
     pub total: Histogram<u64>,
     pub upstream: Histogram<u64>,
     pub workers: BTreeMap<usize, (u64, u64)>,
@@ -122,12 +178,40 @@ pub struct Totals {
 
 impl Default for Totals {
     fn default() -> Self {
-        Totals { counts: BTreeMap::new(), total: histogram(), upstream: histogram(), workers: BTreeMap::new() }
+        Totals {
+            counts: BTreeMap::new(),
+            spend: SpendSnapshot::default(),
+            total: histogram(),
+            upstream: histogram(),
+            workers: BTreeMap::new(),
+        }
     }
 }
 
 impl Totals {
-    pub fn merge(&mut self, d: Delta) {
+    /// Folds a core's delta in. `now` (Unix seconds) decides the windows:
+    /// a new UTC day or month starts its figures from zero.
+    pub fn merge(&mut self, d: Delta, now: u64) {
+        let day = tollgate_policy::budget::day_number(now);
+        let month = tollgate_policy::budget::year_month(day);
+        let sp = &mut self.spend;
+        if sp.day != day || sp.month != month {
+            for v in sp.by_owner.values_mut() {
+                if sp.day != day {
+                    v.0 = 0;
+                }
+                if sp.month != month {
+                    v.1 = 0;
+                }
+            }
+            sp.day = day;
+            sp.month = month;
+        }
+        for (owner, micro) in d.spend {
+            let v = sp.by_owner.entry(owner).or_default();
+            v.0 += micro;
+            v.1 += micro;
+        }
         for (team, model, status, c) in d.counts {
             self.counts.entry((team, model, status)).or_default().add(&c);
         }
@@ -224,14 +308,34 @@ fn histogram_text(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) 
 }
 
 /// Starts the merger thread; returns the workers' sender and the totals the
-/// admin listener reads.
-pub fn start_merger() -> std::io::Result<(mpsc::Sender<Delta>, Arc<Mutex<Totals>>)> {
+/// admin listener reads. After each delta the merger sends every core the
+/// current spend (`cores`), which the cores enforce budgets against.
+pub fn start_merger(
+    cores: Vec<mpsc::Sender<Arc<SpendSnapshot>>>,
+) -> std::io::Result<(mpsc::Sender<Delta>, Arc<Mutex<Totals>>)> {
     let totals = Arc::new(Mutex::new(Totals::default()));
     let (tx, rx) = mpsc::channel::<Delta>();
     let shared = totals.clone();
     std::thread::Builder::new().name("tollgate-merger".into()).spawn(move || {
         for delta in rx {
-            shared.lock().unwrap_or_else(|e| e.into_inner()).merge(delta);
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let snapshot = {
+                let mut t = shared.lock().unwrap_or_else(|e| e.into_inner());
+                let spent = !delta.spend.is_empty();
+                t.merge(delta, now);
+                spent.then(|| {
+                    Arc::new(SpendSnapshot {
+                        day: t.spend.day,
+                        month: t.spend.month,
+                        by_owner: t.spend.by_owner.clone(),
+                    })
+                })
+            };
+            if let Some(s) = snapshot {
+                for core in &cores {
+                    let _ = core.send(s.clone());
+                }
+            }
         }
     })?;
     Ok((tx, totals))

@@ -25,8 +25,9 @@ use tollgate_protocol::http1::HeadLimits;
 
 use crate::proxy::fallback::Breaker;
 use crate::record::Recorder;
-use crate::stats::{CoreStats, Delta, MERGE_EVERY};
+use crate::stats::{CoreStats, Delta, Owner, OwnerName, SpendSnapshot, MERGE_EVERY};
 use crate::upstream::{Resolved, Upstream};
+use tollgate_policy::budget::Spend;
 
 /// How often a worker looks at the shutdown flag and its reload mailbox.
 /// Only the start of a drain or a reload waits on it, never a request.
@@ -92,6 +93,28 @@ impl CoreState {
     }
 }
 
+/// The merger's spend figures by index into one configuration.
+#[derive(Default)]
+pub struct SpendView {
+    day: u64,
+    month: (i64, u32),
+    teams: Vec<Spend>,
+    keys: Vec<Spend>,
+    last: Option<Arc<SpendSnapshot>>,
+}
+
+impl SpendView {
+    fn rebuild(&mut self, s: Arc<SpendSnapshot>, state: &CoreState) {
+        let get =
+            |name: OwnerName| s.by_owner.get(&name).map_or_else(Spend::default, |&(day, month)| Spend { day, month });
+        self.teams = state.config.teams.iter().map(|t| get(OwnerName::Team(t.name.clone()))).collect();
+        self.keys = state.config.keys.all().iter().map(|k| get(OwnerName::Key(k.name.clone()))).collect();
+        self.day = s.day;
+        self.month = s.month;
+        self.last = Some(s);
+    }
+}
+
 /// A non-zero seed that differs between cores and runs.
 fn seed() -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
@@ -115,6 +138,10 @@ pub struct Worker {
     pub stats: CoreStats,
     merger: Option<mpsc::Sender<Delta>>,
     last_merge: Cell<Instant>,
+    /// Spend across all cores, from the merger, by index into this core's
+    /// configuration.
+    spend_rx: Option<mpsc::Receiver<Arc<SpendSnapshot>>>,
+    spend_view: RefCell<SpendView>,
     state: RefCell<Rc<CoreState>>,
     reloads: mpsc::Receiver<Reload>,
     draining: Cell<bool>,
@@ -131,14 +158,17 @@ impl Worker {
         state: CoreState,
         reloads: mpsc::Receiver<Reload>,
         recorder: Recorder,
-        merger: Option<mpsc::Sender<Delta>>,
+        merger: Option<(mpsc::Sender<Delta>, mpsc::Receiver<Arc<SpendSnapshot>>)>,
     ) -> Worker {
+        let (merger, spend_rx) = merger.map_or((None, None), |(tx, rx)| (Some(tx), Some(rx)));
         Worker {
             index,
             recorder,
             stats: CoreStats::default(),
             merger,
             last_merge: Cell::new(Instant::now()),
+            spend_rx,
+            spend_view: RefCell::new(SpendView::default()),
             state: RefCell::new(Rc::new(state)),
             reloads,
             draining: Cell::new(false),
@@ -189,6 +219,36 @@ impl Worker {
         let _ = merger.send(delta);
     }
 
+    /// Takes the newest spend snapshot from the merger, if one came.
+    fn take_spend(&self) {
+        let Some(rx) = &self.spend_rx else { return };
+        let mut newest = None;
+        while let Ok(s) = rx.try_recv() {
+            newest = Some(s);
+        }
+        if let Some(s) = newest {
+            self.spend_view.borrow_mut().rebuild(s, &self.state());
+        }
+    }
+
+    /// What `owner` has spent in the current day and month across all
+    /// cores: the merger's last figures plus this core's spend since.
+    pub fn spend(&self, owner: Owner, now: u64) -> Spend {
+        let view = self.spend_view.borrow();
+        let merged = match owner {
+            Owner::Team(i) => view.teams.get(i),
+            Owner::Key(i) => view.keys.get(i),
+        }
+        .copied()
+        .unwrap_or_default();
+        let day = tollgate_policy::budget::day_number(now);
+        let mine = self.stats.unmerged(owner);
+        Spend {
+            day: if view.day == day { merged.day } else { 0 } + mine,
+            month: if view.month == tollgate_policy::budget::year_month(day) { merged.month } else { 0 } + mine,
+        }
+    }
+
     /// Installs any configuration waiting in the mailbox.
     fn take_reloads(&self) {
         while let Ok(reload) = self.reloads.try_recv() {
@@ -198,6 +258,11 @@ impl Worker {
             self.merge(true);
             let next = CoreState::build(reload.config, &reload.resolved, Some(&self.state()));
             *self.state.borrow_mut() = Rc::new(next);
+            // Indexes change with the configuration.
+            let last = self.spend_view.borrow().last.clone();
+            if let Some(s) = last {
+                self.spend_view.borrow_mut().rebuild(s, &self.state());
+            }
             let _ = reload.done.send(self.index);
         }
     }
@@ -247,6 +312,7 @@ pub async fn run(worker: Rc<Worker>, listener: std::net::TcpListener, shutdown: 
     monoio::spawn(accept_loop(worker.clone(), listener));
     while !shutdown.load(Ordering::Relaxed) {
         worker.take_reloads();
+        worker.take_spend();
         worker.recorder.tick(Instant::now());
         worker.merge(false);
         monoio::time::sleep(POLL).await;

@@ -28,6 +28,8 @@ pub type KeyHash = [u8; 32];
 #[derive(Clone, PartialEq, Eq)]
 pub struct VirtualKey {
     pub name: String,
+    /// Position in the [`KeyTable`].
+    pub index: usize,
     /// Index into [`crate::Config::teams`].
     pub team: usize,
     hash: KeyHash,
@@ -58,7 +60,7 @@ impl VirtualKey {
         budget: Budget,
         rate_limit: RateLimit,
     ) -> VirtualKey {
-        VirtualKey { name, team, hash, expires_at, revoked, models, budget, rate_limit }
+        VirtualKey { name, index: 0, team, hash, expires_at, revoked, models, budget, rate_limit }
     }
 }
 
@@ -104,7 +106,10 @@ impl fmt::Debug for KeyTable {
 }
 
 impl KeyTable {
-    pub fn new(keys: Vec<VirtualKey>) -> KeyTable {
+    pub fn new(mut keys: Vec<VirtualKey>) -> KeyTable {
+        for (i, k) in keys.iter_mut().enumerate() {
+            k.index = i;
+        }
         let by_hash = keys.iter().enumerate().map(|(i, k)| (k.hash, i)).collect();
         KeyTable { keys, by_hash }
     }

@@ -9,6 +9,7 @@
 //! the clock or a socket; the engine passes time in.
 
 pub mod access;
+pub mod budget;
 pub mod config;
 pub mod keys;
 pub mod route;

@@ -1,0 +1,145 @@
+//! Budgets: whether a team or key may spend more, given what it has spent
+//! in the current UTC day and month. Sans-IO: spend and time come in as
+//! integers (micro-dollars, Unix seconds).
+
+use std::fmt;
+
+use crate::team::{Budget, MicroUsd};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    Day,
+    Month,
+}
+
+/// Spend in the current windows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spend {
+    pub day: MicroUsd,
+    pub month: MicroUsd,
+}
+
+/// A hard limit reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverBudget {
+    /// `team "search"` or `key "search-prod"`.
+    pub owner: String,
+    pub window: Window,
+    pub spent: MicroUsd,
+    pub limit: MicroUsd,
+    /// Unix seconds when the window starts again.
+    pub resets_at: u64,
+}
+
+impl fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let window = match self.window {
+            Window::Day => "daily",
+            Window::Month => "monthly",
+        };
+        write!(
+            f,
+            "{} has reached its {window} budget: spent ${}, limit ${}; it resets at {} UTC",
+            self.owner,
+            usd(self.spent),
+            usd(self.limit),
+            utc_time(self.resets_at)
+        )
+    }
+}
+
+fn usd(micro: MicroUsd) -> String {
+    format!("{}.{:02}", micro / 1_000_000, micro % 1_000_000 / 10_000)
+}
+
+/// Days since 1970-01-01 for a Unix time.
+pub fn day_number(unix: u64) -> u64 {
+    unix / 86_400
+}
+
+/// (year, month) of a day number, for the month window.
+pub fn year_month(day: u64) -> (i64, u32) {
+    let z = day as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m as u32)
+}
+
+/// Unix seconds at the start of a (year, month).
+fn month_start(year: i64, month: u32) -> u64 {
+    let (y, m) = (if month <= 2 { year - 1 } else { year }, month as i64);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    (days * 86_400) as u64
+}
+
+fn utc_time(unix: u64) -> String {
+    let (y, m) = year_month(day_number(unix));
+    let d = (unix - month_start(y, m)) / 86_400 + 1;
+    format!("{y:04}-{m:02}-{d:02} 00:00")
+}
+
+/// Checks `spend` against `budget` at `now` (Unix seconds). `Err` names
+/// the first hard limit reached; `Ok(true)` means a soft threshold is
+/// passed (log it, count it), `Ok(false)` all is well.
+pub fn check(owner: impl FnOnce() -> String, budget: &Budget, spend: Spend, now: u64) -> Result<bool, OverBudget> {
+    let day = day_number(now);
+    let day_end = (day + 1) * 86_400;
+    let (y, m) = year_month(day);
+    let month_end = if m == 12 { month_start(y + 1, 1) } else { month_start(y, m + 1) };
+    let mut soft = false;
+    let mut owner = Some(owner);
+    for (limit, spent, window, resets_at) in
+        [(budget.daily, spend.day, Window::Day, day_end), (budget.monthly, spend.month, Window::Month, month_end)]
+    {
+        let Some(limit) = limit else { continue };
+        if spent >= limit {
+            let owner = owner.take().map_or_else(String::new, |f| f());
+            return Err(OverBudget { owner, window, spent, limit, resets_at });
+        }
+        soft |= spent as u128 * 1000 >= limit as u128 * budget.soft_threshold_permille as u128;
+    }
+    Ok(soft)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(daily: Option<u64>, monthly: Option<u64>) -> Budget {
+        Budget { daily, monthly, soft_threshold_permille: 800 }
+    }
+
+    #[test]
+    fn limits_soft_thresholds_and_reset_times() {
+        // 2026-11-23 12:00 UTC.
+        let now = 1_795_435_200;
+        let b = budget(Some(10_000_000), Some(100_000_000));
+        assert_eq!(check(|| "t".into(), &b, Spend { day: 1, month: 1 }, now), Ok(false));
+        assert_eq!(check(|| "t".into(), &b, Spend { day: 8_000_000, month: 9 }, now), Ok(true));
+        let over =
+            check(|| "team \"search\"".into(), &b, Spend { day: 10_000_000, month: 20_000_000 }, now).unwrap_err();
+        assert_eq!(over.window, Window::Day);
+        assert_eq!(over.resets_at, 1_795_478_400);
+        assert_eq!(
+            over.to_string(),
+            "team \"search\" has reached its daily budget: spent $10.00, limit $10.00; it resets at 2026-11-24 00:00 UTC"
+        );
+        let over = check(|| "k".into(), &b, Spend { day: 0, month: 100_000_001 }, now).unwrap_err();
+        assert_eq!((over.window, utc_time(over.resets_at)), (Window::Month, "2026-12-01 00:00".to_string()));
+        assert_eq!(check(|| "t".into(), &budget(None, None), Spend { day: u64::MAX, month: u64::MAX }, now), Ok(false));
+    }
+
+    #[test]
+    fn december_rolls_into_january() {
+        let dec_31 = month_start(2026, 12) + 30 * 86_400;
+        let over = check(|| "k".into(), &budget(None, Some(1)), Spend { day: 0, month: 5 }, dec_31).unwrap_err();
+        assert_eq!(utc_time(over.resets_at), "2027-01-01 00:00");
+    }
+}

@@ -1,0 +1,33 @@
+//! Budgets: spend counted per core, merged every 100 ms, enforced on every
+//! worker.
+
+use std::time::Duration;
+
+use tollgate_e2e::*;
+
+#[test]
+fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
+    let mock = start_mock(&[]);
+    // $1,000 per million tokens: one small request costs about $0.02, over
+    // the team's daily $0.01.
+    let config = config_for(mock.addr, 2, "")
+        .replace(
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
+        )
+        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.01 }");
+    let gw = start_gateway(&config, &[], &[]);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200, "under budget at first");
+    // One merge interval (100 ms) and a margin for the workers' 10 ms poll.
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..40 {
+        let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert_eq!(r.error_code(), "budget_exceeded");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.starts_with("team \"e2e\" has reached its daily budget: spent $0.0"), "{message}");
+        assert!(message.contains("limit $0.01; it resets at ") && message.ends_with(" 00:00 UTC"), "{message}");
+    }
+    // The model list needs no budget.
+    assert_eq!(one_request(gw.addr, &get("/v1/models")).status, 200);
+}
