@@ -9,16 +9,10 @@ cd "$(dirname "$0")/.."
 SECS=${1:-5}
 command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)"; exit 1; }
 command -v inferno-flamegraph >/dev/null || { echo "needs inferno (cargo install inferno)"; exit 1; }
-cargo build --release --bins -q
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/scripts/common.sh
+bench_setup
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9105 --threads 1 --chunks 16 >"$work/mock.log" 2>&1 &
-cat >"$work/gw.toml" <<TOML
-[server]
-listen = "127.0.0.1:9205"
-admin_listen = "off"
-workers = 1
+{ gateway_server 127.0.0.1:9205; cat <<TOML
 [[providers]]
 name = "mock"
 kind = "openai-compatible"
@@ -26,14 +20,8 @@ base_url = "http://127.0.0.1:9105/v1"
 [[models]]
 name = "gpt-4o-mini"
 targets = [{ provider = "mock" }]
-[[teams]]
-name = "bench"
-models = ["*"]
-[[keys]]
-name = "bench"
-team = "bench"
-sha256 = "$(printf '%s' tg-bench-key | sha256sum | cut -d' ' -f1)"
 TOML
+bench_team_key; } >"$work/gw.toml"
 taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 sleep 1
 gw=$(pgrep -f "tollgate --config $work" | head -1)

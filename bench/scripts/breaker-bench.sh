@@ -7,17 +7,11 @@ cd "$(dirname "$0")/../.."
 SECS=${1:-5}
 ROUNDS=${2:-3}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
-cargo build --release --bins -q
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/scripts/common.sh
+bench_setup
 dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9101 --threads 1 >"$work/mock.log" 2>&1 &
-cat >"$work/gw.toml" <<TOML
-[server]
-listen = "127.0.0.1:9201"
-admin_listen = "off"
-workers = 1
+{ gateway_server 127.0.0.1:9201; cat <<TOML
 [routing]
 breaker_cooldown_ms = 600000
 [[providers]]
@@ -34,25 +28,16 @@ targets = [{ provider = "mock" }]
 [[models]]
 name = "failover"
 targets = [{ provider = "dead" }, { provider = "mock" }]
-[[teams]]
-name = "bench"
-models = ["*"]
-[[keys]]
-name = "bench"
-team = "bench"
-sha256 = "$(printf '%s' tg-bench-key | sha256sum | cut -d' ' -f1)"
 TOML
+bench_team_key; } >"$work/gw.toml"
 taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 sleep 1
 # Open the dead target's breaker (5 refused connects).
 taskset -c 1 wrk -t1 -c1 -d1s -s bench/scripts/failover.lua http://127.0.0.1:9201/v1/chat/completions >/dev/null
 run() {
   taskset -c 1 wrk -t1 -c1 -d"${SECS}s" --latency -s "bench/scripts/$1.lua" http://127.0.0.1:9201/v1/chat/completions |
-    awk 'function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; return (v+0)*1e6 }
-      / 50%/ { p50=us($2) } / 99%/ { p99=us($2) } /Requests\/sec/ { rps=$2 }
-      END { printf "%d %d %d\n", rps, p50, p99 }'
+    wrk_summary
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 healthy=""; failover=""
 for r in $(seq "$ROUNDS"); do
   healthy+="$(run chat)"$'\n'

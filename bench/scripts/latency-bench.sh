@@ -10,16 +10,10 @@ SECS=${1:-4}
 ROUNDS=${2:-3}
 shift 2 || true
 RATES=${*:-350 10000 20000}
-cargo build --release --bins -q
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/scripts/common.sh
+bench_setup
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9104 --threads 1 >"$work/mock.log" 2>&1 &
-cat >"$work/gw.toml" <<TOML
-[server]
-listen = "127.0.0.1:9204"
-admin_listen = "off"
-workers = 1
+{ gateway_server 127.0.0.1:9204; cat <<TOML
 [[providers]]
 name = "mock"
 kind = "openai-compatible"
@@ -27,14 +21,8 @@ base_url = "http://127.0.0.1:9104/v1"
 [[models]]
 name = "gpt-4o-mini"
 targets = [{ provider = "mock" }]
-[[teams]]
-name = "bench"
-models = ["*"]
-[[keys]]
-name = "bench"
-team = "bench"
-sha256 = "$(printf '%s' tg-bench-key | sha256sum | cut -d' ' -f1)"
 TOML
+bench_team_key; } >"$work/gw.toml"
 taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 targets="direct:9104 tollgate:9204"
 if command -v nginx >/dev/null; then
@@ -56,7 +44,6 @@ NGINX
   targets="$targets nginx:9304"
 fi
 sleep 1
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for rate in $RATES; do
   conns=$(( rate >= 1000 ? 32 : 4 ))
   declare -A p50=() p99=()

@@ -12,17 +12,11 @@ GW_CPU=${GW_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 CONNS=${CONNS:-32}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
-cargo build --release --bins -q
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/scripts/common.sh
+bench_setup
 
 taskset -c "$LOAD_CPU" ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
-cat >"$work/gw.toml" <<TOML
-[server]
-listen = "127.0.0.1:9200"
-admin_listen = "off"
-workers = 1
+{ gateway_server 127.0.0.1:9200; cat <<TOML
 [[providers]]
 name = "mock"
 kind = "openai-compatible"
@@ -30,14 +24,8 @@ base_url = "http://127.0.0.1:9100/v1"
 [[models]]
 name = "gpt-4o-mini"
 targets = [{ provider = "mock" }]
-[[teams]]
-name = "bench"
-models = ["*"]
-[[keys]]
-name = "bench"
-team = "bench"
-sha256 = "$(printf '%s' tg-bench-key | sha256sum | cut -d' ' -f1)"
 TOML
+bench_team_key; } >"$work/gw.toml"
 taskset -c "$GW_CPU" ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 have_nginx=0
 if command -v nginx >/dev/null; then
@@ -86,7 +74,6 @@ run() { # target conns -> "rps p50_us p99_us cpu%"
     /Requests\/sec/ { rps=$2 } / 50%/ { p50=us($2) } / 99%/ { p99=us($2) }
     END { printf "%d %d %d %d\n", rps, p50, p99, cpu }'
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 for conns in "$CONNS" 1; do
   declare -A rows=()

@@ -7,10 +7,8 @@ cd "$(dirname "$0")/../.."
 SECS=${1:-5}
 ROUNDS=${2:-3}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
-cargo build --release --bins -q
-work=$(mktemp -d)
-cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/scripts/common.sh
+bench_setup
 (
   cd "$work"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench-ca \
@@ -22,11 +20,7 @@ trap cleanup EXIT
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9102 --threads 1 >"$work/plain.log" 2>&1 &
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9103 --threads 1 \
   --tls-cert "$work/server.pem" --tls-key "$work/server.key" >"$work/tls.log" 2>&1 &
-cat >"$work/gw.toml" <<TOML
-[server]
-listen = "127.0.0.1:9202"
-admin_listen = "off"
-workers = 1
+{ gateway_server 127.0.0.1:9202; cat <<TOML
 [[providers]]
 name = "plain"
 kind = "openai-compatible"
@@ -42,24 +36,15 @@ targets = [{ provider = "plain" }]
 [[models]]
 name = "via-tls"
 targets = [{ provider = "tls" }]
-[[teams]]
-name = "bench"
-models = ["*"]
-[[keys]]
-name = "bench"
-team = "bench"
-sha256 = "$(printf '%s' tg-bench-key | sha256sum | cut -d' ' -f1)"
 TOML
+bench_team_key; } >"$work/gw.toml"
 taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 sleep 1
 grep -q "tollgate listening" "$work/gw.log" || { cat "$work/gw.log"; exit 1; }
 run() {
   taskset -c 1 wrk -t1 -c"$2" -d"${SECS}s" --latency -s "bench/scripts/$1.lua" http://127.0.0.1:9202/v1/chat/completions |
-    awk 'function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return (v+0)*1000; return (v+0)*1e6 }
-      / 50%/ { p50=us($2) } / 99%/ { p99=us($2) } /Requests\/sec/ { rps=$2 }
-      END { printf "%d %d %d\n", rps, p50, p99 }'
+    wrk_summary
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for conns in 32 1; do
   plain=""; tls=""
   for r in $(seq "$ROUNDS"); do
