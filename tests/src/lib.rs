@@ -215,16 +215,17 @@ targets = [{{ provider = "up" }}]
 name = "alias"
 targets = [{{ provider = "up", model = "real-model" }}]
 
-[[teams]]
-name = "e2e"
-models = ["*"]
+{team_and_key}"#,
+        team_and_key = team_and_key()
+    )
+}
 
-[[keys]]
-name = "e2e"
-team = "e2e"
-sha256 = "{hash}"
-"#,
-        hash = key_hash(KEY)
+/// Team `e2e`, allowed every model, holding [`KEY`]: the tail of every
+/// test configuration.
+pub fn team_and_key() -> String {
+    format!(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\n\n[[keys]]\nname = \"e2e\"\nteam = \"e2e\"\nsha256 = \"{}\"\n",
+        key_hash(KEY)
     )
 }
 

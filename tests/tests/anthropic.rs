@@ -33,16 +33,8 @@ targets = [{{ provider = "claude", model = "claude-sonnet-4-5" }}]
 name = "gpt-4o-mini"
 targets = [{{ provider = "openai" }}, {{ provider = "claude", model = "claude-haiku-4-5" }}]
 
-[[teams]]
-name = "e2e"
-models = ["*"]
-
-[[keys]]
-name = "e2e"
-team = "e2e"
-sha256 = "{hash}"
-"#,
-        hash = key_hash(KEY)
+{team_and_key}"#,
+        team_and_key = team_and_key()
     )
 }
 

@@ -36,16 +36,8 @@ base_url = "http://{backup}/v1"
 name = "gpt-4o-mini"
 targets = [{{ provider = "primary" }}, {{ provider = "backup", model = "backup-model" }}]
 
-[[teams]]
-name = "e2e"
-models = ["*"]
-
-[[keys]]
-name = "e2e"
-team = "e2e"
-sha256 = "{hash}"
-"#,
-        hash = key_hash(KEY)
+{team_and_key}"#,
+        team_and_key = team_and_key()
     )
 }
 
