@@ -151,7 +151,10 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
         }
     };
     trace.key = Some(key);
-    if let Err(e) = within_budget(w, state, key) {
+    if let Err(e) = within_budget(w, state, key).and_then(|()| within_rate_limit(w, state, key, &mut trace)) {
+        if let GatewayError::RateLimited(r) = &e {
+            client.retry_after = Some(r.retry_after);
+        }
         trace.status = e.status();
         trace.end = End::Rejected;
         w.recorder.record(&trace, state);
@@ -205,6 +208,33 @@ fn within_budget(w: &Worker, state: &CoreState, key: &tollgate_policy::VirtualKe
     }
     let spend = w.spend(crate::stats::Owner::Key(key.index), now);
     check(|| format!("key \"{}\"", key.name), &key.budget, spend, now).map_err(GatewayError::OverBudget)?;
+    Ok(())
+}
+
+/// The rate-limit phase: requests and tokens in the current UTC minute,
+/// every core's as of the last merge plus this core's since, against the
+/// team's and the key's limits. An admitted request counts at once.
+fn within_rate_limit(
+    w: &Worker,
+    state: &CoreState,
+    key: &tollgate_policy::VirtualKey,
+    trace: &mut Trace<'_>,
+) -> Result<(), GatewayError> {
+    use crate::stats::Owner;
+    use tollgate_policy::ratelimit::check;
+    let minute = trace.started_unix_ms / 60_000;
+    let limited = |owner: Owner, name: &dyn Fn() -> String, limit: &tollgate_policy::team::RateLimit| {
+        if limit.requests_per_minute.is_none() && limit.tokens_per_minute.is_none() {
+            return Ok(());
+        }
+        let used = w.minute_use(owner, minute);
+        check(name, limit, used.requests, used.tokens, trace.started_unix_ms).map_err(GatewayError::RateLimited)
+    };
+    if let Some(team) = state.config.teams.get(key.team) {
+        limited(Owner::Team(key.team), &|| format!("team \"{}\"", team.name), &team.rate_limit)?;
+    }
+    limited(Owner::Key(key.index), &|| format!("key \"{}\"", key.name), &key.rate_limit)?;
+    w.stats.admit(key, minute);
     Ok(())
 }
 

@@ -41,6 +41,8 @@ pub enum GatewayError {
     Auth(AuthError),
     /// A team or key has reached a hard budget limit.
     OverBudget(tollgate_policy::budget::OverBudget),
+    /// A team or key has reached a per-minute limit.
+    RateLimited(tollgate_policy::ratelimit::OverRate),
     /// The key's team (or the key itself) may not use this model.
     ModelNotAllowed { model: String, team: String, key: String },
     /// No route for this method and path.
@@ -81,6 +83,7 @@ impl GatewayError {
             | ClientClosed
             | Auth(_)
             | OverBudget(_)
+            | RateLimited(_)
             | ModelNotAllowed { .. }
             | NoRoute
             | UnknownModel(_) => Source::Client,
@@ -130,7 +133,7 @@ impl GatewayError {
             Body(_) | Translate(_) | ClientClosed => 400,
             HeadTimeout | BodyTimeout => 408,
             Auth(_) => 401,
-            OverBudget(_) => 429,
+            OverBudget(_) | RateLimited(_) => 429,
             ModelNotAllowed { .. } => 403,
             NoRoute | UnknownModel(_) => 404,
             // A rate limit stays a rate limit, so that clients back off.
@@ -170,6 +173,7 @@ impl GatewayError {
             Auth(AuthError::Revoked { .. }) => "revoked_api_key",
             ModelNotAllowed { .. } => "model_not_allowed",
             OverBudget(_) => "budget_exceeded",
+            RateLimited(_) => "rate_limit_exceeded",
             NoRoute => "unknown_url",
             UnknownModel(_) => "model_not_found",
             UpstreamConnect { .. } => "upstream_unreachable",
@@ -202,6 +206,7 @@ impl fmt::Display for GatewayError {
             ClientClosed => f.write_str("the client closed the connection before the request was complete"),
             Auth(e) => write!(f, "{e}"),
             OverBudget(e) => write!(f, "{e}"),
+            RateLimited(e) => write!(f, "{e}"),
             ModelNotAllowed { model, team, key } => {
                 write!(f, "team `{team}` (key `{key}`) is not allowed to use model `{model}`")
             }

@@ -23,6 +23,8 @@ pub struct Client {
     pub head_only: bool,
     /// Sent back as `x-request-id`; the same id is in the request record.
     pub request_id: Option<RequestId>,
+    /// `retry-after` seconds for the next answer the gateway makes itself.
+    pub retry_after: Option<u64>,
 }
 
 impl Client {
@@ -35,6 +37,7 @@ impl Client {
             deadline: Instant::now(),
             head_only: false,
             request_id: None,
+            retry_after: None,
         }
     }
 
@@ -52,6 +55,11 @@ impl Client {
         s.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         s.extend_from_slice(b"\r\n");
         write_request_id(self.request_id, s);
+        if let Some(secs) = self.retry_after.take() {
+            s.extend_from_slice(b"retry-after: ");
+            s.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
+            s.extend_from_slice(b"\r\n");
+        }
         s.truncate(s.len() - 2);
         s.extend_from_slice(if close { b"\r\nconnection: close\r\n\r\n" as &[u8] } else { b"\r\n\r\n" });
         let head = s.split().freeze();

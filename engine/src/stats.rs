@@ -52,6 +52,8 @@ pub struct CoreStats {
     /// Spend since the last hand-off, by owner, so that a core's own recent
     /// spend counts before the merger has seen it.
     spend: RefCell<HashMap<Owner, u64>>,
+    /// Requests admitted and tokens used in a UTC minute, unmerged, by owner.
+    minute: RefCell<HashMap<Owner, MinuteUse>>,
     total: RefCell<Histogram<u64>>,
     upstream: RefCell<Histogram<u64>>,
 }
@@ -61,6 +63,7 @@ impl Default for CoreStats {
         CoreStats {
             counts: RefCell::new(HashMap::new()),
             spend: RefCell::new(HashMap::new()),
+            minute: RefCell::new(HashMap::new()),
             total: RefCell::new(histogram()),
             upstream: RefCell::new(histogram()),
         }
@@ -72,6 +75,35 @@ impl Default for CoreStats {
 pub enum Owner {
     Team(usize),
     Key(usize),
+}
+
+/// Requests and tokens in one UTC minute (minutes since 1970).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MinuteUse {
+    pub minute: u64,
+    pub requests: u64,
+    pub tokens: u64,
+}
+
+impl MinuteUse {
+    /// Adds `other`, starting over when it is for a later minute.
+    fn add(&mut self, other: MinuteUse) {
+        if other.minute > self.minute {
+            *self = other;
+        } else if other.minute == self.minute {
+            self.requests += other.requests;
+            self.tokens += other.tokens;
+        }
+    }
+
+    /// The use in `minute` (zero if this is for another one).
+    pub fn at(self, minute: u64) -> MinuteUse {
+        if self.minute == minute {
+            self
+        } else {
+            MinuteUse { minute, ..MinuteUse::default() }
+        }
+    }
 }
 
 /// An owner by name, stable across reloads.
@@ -86,6 +118,7 @@ pub struct Delta {
     pub worker: usize,
     pub counts: Vec<(String, String, u16, Counts)>,
     pub spend: Vec<(OwnerName, u64)>,
+    pub minute: Vec<(OwnerName, MinuteUse)>,
     pub total: Histogram<u64>,
     pub upstream: Histogram<u64>,
     pub connections: u64,
@@ -104,6 +137,14 @@ impl CoreStats {
         }
         c.cost_micro_usd = trace.cost(state).unwrap_or(0);
         self.counts.borrow_mut().entry((team, model, trace.status)).or_default().add(&c);
+        if let (Some(k), Some(u)) = (trace.key, trace.usage) {
+            // Tokens count against the minute the request started in.
+            let minute = trace.started_unix_ms / 60_000;
+            let mut m = self.minute.borrow_mut();
+            for owner in [Owner::Team(k.team), Owner::Key(k.index)] {
+                m.entry(owner).or_default().add(MinuteUse { minute, requests: 0, tokens: u.prompt + u.completion });
+            }
+        }
         if c.cost_micro_usd > 0 {
             let mut spend = self.spend.borrow_mut();
             if let Some(k) = trace.key {
@@ -116,6 +157,19 @@ impl CoreStats {
         if trace.served_by.is_some() && trace.end != End::Rejected {
             self.upstream.borrow_mut().saturating_record((trace.upstream_micros as u64).max(1));
         }
+    }
+
+    /// Counts an admitted request against its team's and key's minute.
+    pub fn admit(&self, key: &tollgate_policy::VirtualKey, minute: u64) {
+        let mut m = self.minute.borrow_mut();
+        for owner in [Owner::Team(key.team), Owner::Key(key.index)] {
+            m.entry(owner).or_default().add(MinuteUse { minute, requests: 1, tokens: 0 });
+        }
+    }
+
+    /// This core's unmerged use of `minute`.
+    pub fn unmerged_minute(&self, owner: Owner, minute: u64) -> MinuteUse {
+        self.minute.borrow().get(&owner).copied().unwrap_or_default().at(minute)
     }
 
     /// Spend not yet handed to the merger.
@@ -143,11 +197,17 @@ impl CoreStats {
                 Some((name, micro))
             })
             .collect();
+        let owner_name = |owner: Owner| match owner {
+            Owner::Team(i) => Some(OwnerName::Team(config.teams.get(i)?.name.clone())),
+            Owner::Key(i) => Some(OwnerName::Key(config.keys.all().get(i)?.name.clone())),
+        };
+        let minute = self.minute.borrow_mut().drain().filter_map(|(o, u)| Some((owner_name(o)?, u))).collect();
         let take = |h: &RefCell<Histogram<u64>>| std::mem::replace(&mut *h.borrow_mut(), histogram());
         Delta {
             worker,
             counts,
             spend,
+            minute,
             total: take(&self.total),
             upstream: take(&self.upstream),
             connections: connections as u64,
@@ -165,6 +225,8 @@ pub struct SpendSnapshot {
     /// (year, month) the month figures are for.
     pub month: (i64, u32),
     pub by_owner: HashMap<OwnerName, (u64, u64)>,
+    /// Requests and tokens in the latest minute seen, by owner.
+    pub minute: HashMap<OwnerName, MinuteUse>,
 }
 
 /// The process totals the merger keeps.
@@ -211,6 +273,9 @@ impl Totals {
             let v = sp.by_owner.entry(owner).or_default();
             v.0 += micro;
             v.1 += micro;
+        }
+        for (owner, use_) in d.minute {
+            sp.minute.entry(owner).or_default().add(use_);
         }
         for (team, model, status, c) in d.counts {
             self.counts.entry((team, model, status)).or_default().add(&c);
@@ -321,13 +386,14 @@ pub fn start_merger(
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let snapshot = {
                 let mut t = shared.lock().unwrap_or_else(|e| e.into_inner());
-                let spent = !delta.spend.is_empty();
+                let changed = !delta.spend.is_empty() || !delta.minute.is_empty();
                 t.merge(delta, now);
-                spent.then(|| {
+                changed.then(|| {
                     Arc::new(SpendSnapshot {
                         day: t.spend.day,
                         month: t.spend.month,
                         by_owner: t.spend.by_owner.clone(),
+                        minute: t.spend.minute.clone(),
                     })
                 })
             };

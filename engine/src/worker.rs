@@ -25,7 +25,7 @@ use tollgate_protocol::http1::HeadLimits;
 
 use crate::proxy::fallback::Breaker;
 use crate::record::Recorder;
-use crate::stats::{CoreStats, Delta, Owner, OwnerName, SpendSnapshot, MERGE_EVERY};
+use crate::stats::{CoreStats, Delta, MinuteUse, Owner, OwnerName, SpendSnapshot, MERGE_EVERY};
 use crate::upstream::{Resolved, Upstream};
 use tollgate_policy::budget::Spend;
 
@@ -100,6 +100,8 @@ pub struct SpendView {
     month: (i64, u32),
     teams: Vec<Spend>,
     keys: Vec<Spend>,
+    teams_minute: Vec<MinuteUse>,
+    keys_minute: Vec<MinuteUse>,
     last: Option<Arc<SpendSnapshot>>,
 }
 
@@ -109,6 +111,9 @@ impl SpendView {
             |name: OwnerName| s.by_owner.get(&name).map_or_else(Spend::default, |&(day, month)| Spend { day, month });
         self.teams = state.config.teams.iter().map(|t| get(OwnerName::Team(t.name.clone()))).collect();
         self.keys = state.config.keys.all().iter().map(|k| get(OwnerName::Key(k.name.clone()))).collect();
+        let minute = |name: OwnerName| s.minute.get(&name).copied().unwrap_or_default();
+        self.teams_minute = state.config.teams.iter().map(|t| minute(OwnerName::Team(t.name.clone()))).collect();
+        self.keys_minute = state.config.keys.all().iter().map(|k| minute(OwnerName::Key(k.name.clone()))).collect();
         self.day = s.day;
         self.month = s.month;
         self.last = Some(s);
@@ -247,6 +252,21 @@ impl Worker {
             day: if view.day == day { merged.day } else { 0 } + mine,
             month: if view.month == tollgate_policy::budget::year_month(day) { merged.month } else { 0 } + mine,
         }
+    }
+
+    /// What `owner` has used of UTC `minute` across all cores: the merger's
+    /// last figures plus this core's since.
+    pub fn minute_use(&self, owner: Owner, minute: u64) -> MinuteUse {
+        let view = self.spend_view.borrow();
+        let merged = match owner {
+            Owner::Team(i) => view.teams_minute.get(i),
+            Owner::Key(i) => view.keys_minute.get(i),
+        }
+        .copied()
+        .unwrap_or_default()
+        .at(minute);
+        let mine = self.stats.unmerged_minute(owner, minute);
+        MinuteUse { minute, requests: merged.requests + mine.requests, tokens: merged.tokens + mine.tokens }
     }
 
     /// Installs any configuration waiting in the mailbox.

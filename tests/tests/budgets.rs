@@ -31,3 +31,36 @@ fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
     // The model list needs no budget.
     assert_eq!(one_request(gw.addr, &get("/v1/models")).status, 200);
 }
+
+#[test]
+fn a_team_at_its_requests_per_minute_is_refused_with_retry_after() {
+    // Minute windows: start early in a minute so the test does not straddle one.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    if now.as_secs() % 60 > 50 {
+        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
+    }
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 2, "").replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nrate_limit = { requests_per_minute = 5 }",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    let mut ok = 0;
+    for _ in 0..5 {
+        ok += usize::from(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status == 200);
+        // Let each admission reach the merger, so both workers see it.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_eq!(ok, 5);
+    for _ in 0..20 {
+        let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert_eq!(r.error_code(), "rate_limit_exceeded");
+        let retry: u64 = r.header("retry-after").expect("retry-after").parse().unwrap();
+        assert!((1..=60).contains(&retry));
+        assert!(r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("team \"e2e\" has reached its rate limit of 5 requests per minute"));
+    }
+}
