@@ -202,12 +202,23 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
 fn within_budget(w: &Worker, state: &CoreState, key: &tollgate_policy::VirtualKey) -> Result<(), GatewayError> {
     use tollgate_policy::budget::check;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    use crate::stats::Owner;
+    let soft = |owner: Owner, name: &dyn Fn() -> String, passed: bool| {
+        // Logged once per owner per day per core: the warning is for people.
+        if passed && w.soft_warning_due(owner, now) {
+            tracing::warn!("{} has passed the soft threshold of its budget", name());
+        }
+    };
     if let Some(team) = state.config.teams.get(key.team) {
-        let spend = w.spend(crate::stats::Owner::Team(key.team), now);
-        check(|| format!("team \"{}\"", team.name), &team.budget, spend, now).map_err(GatewayError::OverBudget)?;
+        let name = || format!("team \"{}\"", team.name);
+        let spend = w.spend(Owner::Team(key.team), now);
+        let passed = check(name, &team.budget, spend, now).map_err(GatewayError::OverBudget)?;
+        soft(Owner::Team(key.team), &name, passed);
     }
-    let spend = w.spend(crate::stats::Owner::Key(key.index), now);
-    check(|| format!("key \"{}\"", key.name), &key.budget, spend, now).map_err(GatewayError::OverBudget)?;
+    let name = || format!("key \"{}\"", key.name);
+    let spend = w.spend(Owner::Key(key.index), now);
+    let passed = check(name, &key.budget, spend, now).map_err(GatewayError::OverBudget)?;
+    soft(Owner::Key(key.index), &name, passed);
     Ok(())
 }
 

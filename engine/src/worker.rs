@@ -147,6 +147,8 @@ pub struct Worker {
     /// configuration.
     spend_rx: Option<mpsc::Receiver<Arc<SpendSnapshot>>>,
     spend_view: RefCell<SpendView>,
+    /// Owners warned about a soft budget threshold, and on which day.
+    soft_warned: RefCell<HashMap<Owner, u64>>,
     state: RefCell<Rc<CoreState>>,
     reloads: mpsc::Receiver<Reload>,
     draining: Cell<bool>,
@@ -174,6 +176,7 @@ impl Worker {
             last_merge: Cell::new(Instant::now()),
             spend_rx,
             spend_view: RefCell::new(SpendView::default()),
+            soft_warned: RefCell::new(HashMap::new()),
             state: RefCell::new(Rc::new(state)),
             reloads,
             draining: Cell::new(false),
@@ -252,6 +255,12 @@ impl Worker {
             day: if view.day == day { merged.day } else { 0 } + mine,
             month: if view.month == tollgate_policy::budget::year_month(day) { merged.month } else { 0 } + mine,
         }
+    }
+
+    /// Whether `owner`'s soft-threshold warning is due (once per UTC day).
+    pub fn soft_warning_due(&self, owner: Owner, now: u64) -> bool {
+        let day = tollgate_policy::budget::day_number(now);
+        self.soft_warned.borrow_mut().insert(owner, day) != Some(day)
     }
 
     /// What `owner` has used of UTC `minute` across all cores: the merger's
