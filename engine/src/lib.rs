@@ -23,6 +23,7 @@ pub mod cli;
 pub mod conn;
 pub mod error;
 pub(crate) mod iov;
+pub mod ledger;
 pub mod logwriter;
 pub mod proxy;
 pub mod record;

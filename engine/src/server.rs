@@ -58,6 +58,7 @@ pub struct Running {
     shutdown: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     record_writer: Option<std::thread::JoinHandle<()>>,
+    merger_thread: std::thread::JoinHandle<()>,
 }
 
 impl Running {
@@ -93,6 +94,8 @@ impl Running {
         if let Some(w) = self.record_writer {
             let _ = w.join();
         }
+        // The last spend reaches the ledger before the process exits.
+        let _ = self.merger_thread.join();
         tracing::info!("stopped");
         0
     }
@@ -125,8 +128,9 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         None => None,
     };
     let (spend_txs, mut spend_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::channel()).unzip();
-    let (merger, totals) =
-        crate::stats::start_merger(spend_txs).map_err(|e| format!("cannot start the merger: {e}"))?;
+    let ledger = config.server.ledger_file.clone().map(std::path::PathBuf::from);
+    let (merger, totals, merger_thread) = crate::stats::start_merger(spend_txs, ledger)
+        .map_err(|e| format!("cannot start the merger (usage ledger?): {e}"))?;
     let config = Arc::new(config);
     let shutdown = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
@@ -194,13 +198,15 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         drivers.join("+"),
         !cpus.is_empty()
     );
+    // Workers hold the only senders to the merger from here on.
+    drop(merger);
     let record_writer = records.map(|(tx, handle)| {
         // Workers hold the only senders from here on: when the last one
         // stops, the writer drains the channel and exits.
         drop(tx);
         handle
     });
-    Ok(Running { addr, admin_addr, reloader, shutdown, threads, record_writer })
+    Ok(Running { addr, admin_addr, reloader, shutdown, threads, record_writer, merger_thread })
 }
 
 enum Runtime {

@@ -377,13 +377,35 @@ fn histogram_text(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) 
 /// current spend (`cores`), which the cores enforce budgets against.
 pub fn start_merger(
     cores: Vec<mpsc::Sender<Arc<SpendSnapshot>>>,
-) -> std::io::Result<(mpsc::Sender<Delta>, Arc<Mutex<Totals>>)> {
-    let totals = Arc::new(Mutex::new(Totals::default()));
+    ledger_file: Option<std::path::PathBuf>,
+) -> std::io::Result<(mpsc::Sender<Delta>, Arc<Mutex<Totals>>, std::thread::JoinHandle<()>)> {
+    let unix = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut initial = Totals::default();
+    // Spend survives restarts: replayed before any worker answers.
+    let mut ledger = match ledger_file {
+        Some(path) => Some(crate::ledger::Ledger::open(path, unix(), &mut initial.spend)?),
+        None => None,
+    };
+    let first = Arc::new(SpendSnapshot {
+        day: initial.spend.day,
+        month: initial.spend.month,
+        by_owner: initial.spend.by_owner.clone(),
+        minute: HashMap::new(),
+    });
+    for core in &cores {
+        let _ = core.send(first.clone());
+    }
+    let totals = Arc::new(Mutex::new(initial));
     let (tx, rx) = mpsc::channel::<Delta>();
     let shared = totals.clone();
-    std::thread::Builder::new().name("tollgate-merger".into()).spawn(move || {
+    let handle = std::thread::Builder::new().name("tollgate-merger".into()).spawn(move || {
         for delta in rx {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let now = unix();
+            if let Some(l) = ledger.as_mut() {
+                if !delta.spend.is_empty() {
+                    l.append(now, &delta.spend);
+                }
+            }
             let snapshot = {
                 let mut t = shared.lock().unwrap_or_else(|e| e.into_inner());
                 let changed = !delta.spend.is_empty() || !delta.minute.is_empty();
@@ -403,6 +425,8 @@ pub fn start_merger(
                 }
             }
         }
+        // Every worker has hung up: the ledger syncs as it drops.
+        drop(ledger);
     })?;
-    Ok((tx, totals))
+    Ok((tx, totals, handle))
 }

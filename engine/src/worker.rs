@@ -141,7 +141,7 @@ pub struct Worker {
     pub index: usize,
     pub recorder: Recorder,
     pub stats: CoreStats,
-    merger: Option<mpsc::Sender<Delta>>,
+    merger: RefCell<Option<mpsc::Sender<Delta>>>,
     last_merge: Cell<Instant>,
     /// Spend across all cores, from the merger, by index into this core's
     /// configuration.
@@ -172,7 +172,7 @@ impl Worker {
             index,
             recorder,
             stats: CoreStats::default(),
-            merger,
+            merger: RefCell::new(merger),
             last_merge: Cell::new(Instant::now()),
             spend_rx,
             spend_view: RefCell::new(SpendView::default()),
@@ -218,7 +218,8 @@ impl Worker {
 
     /// Hands this core's counts to the merger when due (or now, with `force`).
     fn merge(&self, force: bool) {
-        let Some(merger) = &self.merger else { return };
+        let merger = self.merger.borrow();
+        let Some(merger) = merger.as_ref() else { return };
         if !force && self.last_merge.get().elapsed() < MERGE_EVERY {
             return;
         }
@@ -355,6 +356,9 @@ pub async fn run(worker: Rc<Worker>, listener: std::net::TcpListener, shutdown: 
     }
     worker.recorder.close();
     worker.merge(true);
+    // Hang up, so that the merger (and the ledger) can finish once every
+    // worker has stopped, whatever still holds the worker.
+    worker.merger.borrow_mut().take();
     if worker.connections() > 0 {
         tracing::warn!(
             worker = worker.index,

@@ -64,3 +64,25 @@ fn a_team_at_its_requests_per_minute_is_refused_with_retry_after() {
             .starts_with("team \"e2e\" has reached its rate limit of 5 requests per minute"));
     }
 }
+
+#[test]
+fn spend_survives_a_restart_through_the_ledger() {
+    let mock = start_mock(&[]);
+    let dir = TempDir::new("ledger");
+    let ledger = dir.0.join("ledger.jsonl");
+    let config = config_for(mock.addr, 1, &format!("ledger_file = \"{}\"", ledger.display()))
+        .replace(
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
+        )
+        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { monthly_usd = 0.01 }");
+    let mut gw = start_gateway(&config, &[], &[]);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    assert!(std::fs::read_to_string(&ledger).unwrap().contains("\"n\":\"e2e\""));
+    // A new process: the month's spend is read back, the team is still over.
+    let gw = start_gateway(&config, &[], &[]);
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!((r.status, r.error_code().as_str()), (429, "budget_exceeded"), "{}", r.text());
+}

@@ -56,6 +56,8 @@ pub struct Server {
     pub uri_bytes_max: usize,
     pub body_bytes_max: usize,
     pub connections_per_worker_max: usize,
+    /// Where spend is kept across restarts; `None`: in memory only.
+    pub ledger_file: Option<String>,
     pub timeouts: Timeouts,
 }
 

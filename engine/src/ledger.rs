@@ -1,0 +1,149 @@
+//! The usage ledger: spend kept across restarts.
+//!
+//! The merger appends every spend delta it folds in as one JSON line
+//! (`{"t":unix,"o":"team"|"key","n":name,"u":micro_usd}`) and syncs the
+//! file at most once a second, so a power failure loses at most a second of
+//! spend and a clean shutdown or SIGKILL after a sync loses none. At start
+//! the ledger is replayed into the current day's and month's totals and
+//! compacted to one line per owner per day of the current month.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use simd_json::prelude::*;
+use tollgate_policy::budget::{day_number, year_month};
+
+use crate::stats::{OwnerName, SpendSnapshot};
+
+/// Syncs happen at most this often.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Ledger {
+    path: PathBuf,
+    file: File,
+    last_sync: Instant,
+    dirty: bool,
+}
+
+fn owner_kind(o: &OwnerName) -> (&'static str, &str) {
+    match o {
+        OwnerName::Team(n) => ("team", n),
+        OwnerName::Key(n) => ("key", n),
+    }
+}
+
+fn line(t: u64, owner: &OwnerName, micro: u64) -> String {
+    let (kind, name) = owner_kind(owner);
+    let mut n = bytes::BytesMut::new();
+    tollgate_protocol::openai::write_json_string(&mut n, name);
+    format!("{{\"t\":{t},\"o\":\"{kind}\",\"n\":{},\"u\":{micro}}}\n", String::from_utf8_lossy(&n))
+}
+
+impl Ledger {
+    /// Replays the ledger into `spend` for the windows of `now`, compacts
+    /// it, and opens it for appending.
+    pub fn open(path: PathBuf, now: u64, spend: &mut SpendSnapshot) -> std::io::Result<Ledger> {
+        let day = day_number(now);
+        let month = year_month(day);
+        // (owner, day) -> micro, for this month only.
+        let mut by_day: HashMap<(OwnerName, u64), u64> = HashMap::new();
+        if let Ok(f) = File::open(&path) {
+            for l in BufReader::new(f).lines().map_while(Result::ok) {
+                let mut bytes = l.into_bytes();
+                let Ok(v) = simd_json::to_borrowed_value(&mut bytes) else { continue };
+                let (Some(t), Some(o), Some(n), Some(u)) = (
+                    v.get("t").and_then(|x| x.as_u64()),
+                    v.get("o").and_then(|x| x.as_str()),
+                    v.get("n").and_then(|x| x.as_str()),
+                    v.get("u").and_then(|x| x.as_u64()),
+                ) else {
+                    continue;
+                };
+                let d = day_number(t);
+                if year_month(d) != month {
+                    continue;
+                }
+                let owner = if o == "key" { OwnerName::Key(n.to_string()) } else { OwnerName::Team(n.to_string()) };
+                *by_day.entry((owner, d)).or_default() += u;
+            }
+        }
+        spend.day = day;
+        spend.month = month;
+        for ((owner, d), micro) in &by_day {
+            let v = spend.by_owner.entry(owner.clone()).or_default();
+            v.1 += micro;
+            if *d == day {
+                v.0 += micro;
+            }
+        }
+        // Compact: one line per owner per day, written aside and renamed in.
+        let tmp = path.with_extension("compacting");
+        {
+            let mut f = File::create(&tmp)?;
+            for ((owner, d), micro) in &by_day {
+                f.write_all(line(d * 86_400, owner, *micro).as_bytes())?;
+            }
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        let file = OpenOptions::new().append(true).open(&path)?;
+        Ok(Ledger { path, file, last_sync: Instant::now(), dirty: false })
+    }
+
+    pub fn append(&mut self, now: u64, spend: &[(OwnerName, u64)]) {
+        let mut text = String::new();
+        for (owner, micro) in spend {
+            text.push_str(&line(now, owner, *micro));
+        }
+        if let Err(e) = self.file.write_all(text.as_bytes()) {
+            tracing::error!(error = %e, file = %self.path.display(), "cannot append to the usage ledger");
+        }
+        self.dirty = true;
+        self.sync(false);
+    }
+
+    /// Syncs if a second has passed since the last sync (or now, `force`).
+    pub fn sync(&mut self, force: bool) {
+        if self.dirty && (force || self.last_sync.elapsed() >= SYNC_EVERY) {
+            let _ = self.file.sync_data();
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        }
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.sync(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_compacts_and_keeps_the_month() {
+        let path = std::env::temp_dir().join(format!("tollgate-ledger-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let now = 1_795_435_200; // 2026-11-23 12:00 UTC
+        let team = OwnerName::Team("a".into());
+        {
+            let mut spend = SpendSnapshot::default();
+            let mut l = Ledger::open(path.clone(), now, &mut spend).unwrap();
+            l.append(now, &[(team.clone(), 100), (OwnerName::Key("k".into()), 7)]);
+            l.append(now - 86_400, &[(team.clone(), 50)]); // yesterday
+            l.append(now - 40 * 86_400, &[(team.clone(), 1000)]); // last month
+        }
+        let mut spend = SpendSnapshot::default();
+        let _l = Ledger::open(path.clone(), now, &mut spend).unwrap();
+        assert_eq!(spend.by_owner[&team], (100, 150));
+        assert_eq!(spend.by_owner[&OwnerName::Key("k".into())], (7, 7));
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(lines, 3, "compacted to one line per owner per day of this month");
+        let _ = std::fs::remove_file(&path);
+    }
+}
