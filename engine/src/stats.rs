@@ -372,13 +372,17 @@ fn histogram_text(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) 
     let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
 }
 
+/// A started merger: the workers' sender, the totals the admin listener
+/// reads, and the thread (joined at shutdown so the ledger is synced).
+pub type Merger = (mpsc::Sender<Delta>, Arc<Mutex<Totals>>, std::thread::JoinHandle<()>);
+
 /// Starts the merger thread; returns the workers' sender and the totals the
 /// admin listener reads. After each delta the merger sends every core the
 /// current spend (`cores`), which the cores enforce budgets against.
 pub fn start_merger(
     cores: Vec<mpsc::Sender<Arc<SpendSnapshot>>>,
     ledger_file: Option<std::path::PathBuf>,
-) -> std::io::Result<(mpsc::Sender<Delta>, Arc<Mutex<Totals>>, std::thread::JoinHandle<()>)> {
+) -> std::io::Result<Merger> {
     let unix = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut initial = Totals::default();
     // Spend survives restarts: replayed before any worker answers.
