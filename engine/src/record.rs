@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use tollgate_policy::{Route, VirtualKey};
+use tollgate_policy::VirtualKey;
 use tollgate_protocol::openai::write_json_string;
 
 use crate::worker::CoreState;
@@ -32,14 +32,13 @@ pub struct TokenUsage {
 }
 
 impl TokenUsage {
-    /// Cost in micro-dollars at a route's prices (per million tokens).
-    pub fn cost_micro_usd(&self, route: &Route) -> Option<u64> {
-        let p = route.price?;
+    /// Cost in micro-dollars at prices per million tokens.
+    pub fn cost_at(&self, p: tollgate_policy::config::Price) -> u64 {
         let uncached = self.prompt.saturating_sub(self.cached) as u128;
         let micro = uncached * p.input_per_mtok as u128
             + self.cached as u128 * p.cached_input_per_mtok as u128
             + self.completion as u128 * p.output_per_mtok as u128;
-        Some((micro / 1_000_000) as u64)
+        (micro / 1_000_000) as u64
     }
 }
 
@@ -140,10 +139,15 @@ impl<'s> Trace<'s> {
     }
 
     /// Cost in micro-dollars, when the provider reported usage and the
-    /// model has a price.
+    /// model has a price: the configured one, else the built-in one of the
+    /// upstream model that served.
     pub fn cost(&self, state: &CoreState) -> Option<u64> {
         let route = state.config.routes.all().get(self.route?)?;
-        self.usage?.cost_micro_usd(route)
+        let price = route.price.or_else(|| {
+            let target = route.targets.get(self.served_by? as usize)?;
+            tollgate_policy::prices::builtin(&target.upstream_model)
+        })?;
+        Some(self.usage?.cost_at(price))
     }
 
     /// Appends this record as one JSON line.
@@ -197,7 +201,7 @@ impl<'s> Trace<'s> {
             out.extend_from_slice(b",\"cached\":");
             out.extend_from_slice(n.format(u.cached).as_bytes());
             out.extend_from_slice(b"}");
-            if let Some(cost) = route.and_then(|r| u.cost_micro_usd(r)) {
+            if let Some(cost) = self.cost(state) {
                 out.extend_from_slice(b",\"cost_micro_usd\":");
                 out.extend_from_slice(n.format(cost).as_bytes());
             }
@@ -302,5 +306,21 @@ impl Recorder {
     pub fn close(&self) {
         self.flush();
         self.tx.borrow_mut().take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_is_integer_micro_dollars_by_hand() {
+        // gpt-4o's built-in prices: $2.50 in, $1.25 cached in, $10.00 out.
+        let price = tollgate_policy::prices::builtin("gpt-4o").unwrap();
+        let u = TokenUsage { prompt: 1000, completion: 500, cached: 200 };
+        // 800 x 2.5 + 200 x 1.25 + 500 x 10 micro-dollars.
+        assert_eq!(u.cost_at(price), 2000 + 250 + 5000);
+        let tiny = TokenUsage { prompt: 1, completion: 0, cached: 0 };
+        assert_eq!(tiny.cost_at(price), 2, "rounds down below a micro-dollar only");
     }
 }

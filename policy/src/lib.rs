@@ -12,6 +12,7 @@ pub mod access;
 pub mod budget;
 pub mod config;
 pub mod keys;
+pub mod prices;
 pub mod ratelimit;
 pub mod route;
 pub mod team;
