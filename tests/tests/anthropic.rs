@@ -189,3 +189,16 @@ fn official_anthropic_sdk_talks_to_the_messages_front() {
         std::process::Command::new("python3").arg(script).arg(format!("http://{}", gw.addr)).arg(KEY).output().unwrap();
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn an_http10_client_gets_a_translated_stream_delimited_by_close() {
+    let (_o, _a, gw) = start(&[]);
+    let raw = format!(
+        "POST /v1/chat/completions HTTP/1.0\r\nContent-Type: application/json\r\nAuthorization: Bearer {KEY}\r\nContent-Length: {}\r\n\r\n{CLAUDE_STREAM}",
+        CLAUDE_STREAM.len()
+    );
+    let r = one_request(gw.addr, raw.as_bytes());
+    assert_eq!(r.status, 200);
+    assert!(!r.chunked && r.header("transfer-encoding").is_none());
+    assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
+}

@@ -123,7 +123,7 @@ pub async fn relay_translated(
             Translation::ToOpenAi(info) => Stream::ToOpenAi(StreamTranslator::new(now_unix(), info.include_usage)),
             Translation::None => Stream::ToOpenAi(StreamTranslator::new(now_unix(), false)),
         };
-        return Ok(relay_stream(client, up, response, keep_alive, deadline, route, stream).await);
+        return Ok(relay_stream(client, up, response, answer, stream).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -184,7 +184,7 @@ pub async fn relay_translated(
     let close = !keep_alive;
     // A rate-limited client keeps its back-off hint.
     let extra = retry_after.as_ref().map(|v| (&b"retry-after"[..], &v[..]));
-    write_head(client, response.status, "application/json", Some(out.len()), close, route, extra);
+    write_head(client, response.status, "application/json", Delimit::Length(out.len()), close, route, extra);
     let body_bytes = out.len() as u64;
     client.out.push(out.freeze());
     let sent = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_ok();
@@ -197,11 +197,19 @@ pub async fn relay_translated(
     Ok(end)
 }
 
+/// How a translated body is delimited for the client.
+enum Delimit {
+    Length(usize),
+    Chunked,
+    /// HTTP/1.0 clients: the body ends when the connection closes.
+    Close,
+}
+
 fn write_head(
     client: &mut Client,
     status: u16,
     content_type: &str,
-    length: Option<usize>,
+    length: Delimit,
     close: bool,
     route: RouteLabel<'_>,
     extra: Option<(&[u8], &[u8])>,
@@ -214,11 +222,12 @@ fn write_head(
     s.extend_from_slice(b"\r\ncontent-type: ");
     s.extend_from_slice(content_type.as_bytes());
     match length {
-        Some(n) => {
+        Delimit::Length(n) => {
             s.extend_from_slice(b"\r\ncontent-length: ");
             s.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         }
-        None => s.extend_from_slice(b"\r\ncache-control: no-cache\r\ntransfer-encoding: chunked"),
+        Delimit::Chunked => s.extend_from_slice(b"\r\ncache-control: no-cache\r\ntransfer-encoding: chunked"),
+        Delimit::Close => s.extend_from_slice(b"\r\ncache-control: no-cache"),
     }
     s.extend_from_slice(b"\r\n");
     crate::respond::write_request_id(client.request_id, s);
@@ -320,12 +329,15 @@ async fn relay_stream(
     client: &mut Client,
     up: &mut UpConn,
     response: ResponseHead,
-    keep_alive: bool,
-    deadline: Instant,
-    route: RouteLabel<'_>,
+    answer: &Answer<'_>,
     mut translator: Stream,
 ) -> RelayEnd {
-    write_head(client, 200, "text/event-stream", None, !keep_alive, route, None);
+    let Answer { deadline, route, .. } = *answer;
+    // HTTP/1.0 has no chunked encoding: the stream ends with the connection.
+    let http10 = answer.request.minor_version == 0;
+    let keep_alive = answer.keep_alive && !http10;
+    let delimit = if http10 { Delimit::Close } else { Delimit::Chunked };
+    write_head(client, 200, "text/event-stream", delimit, !keep_alive, route, None);
     let mut reader = BodyReader::new(response.framing);
     let mut parser = SseParser::new(EVENT_BYTES_MAX);
     let mut pieces = Vec::new();
@@ -363,9 +375,13 @@ async fn relay_stream(
             }
         }
         end.body_bytes += out.len() as u64;
-        push_chunk(client, out.split().freeze());
-        if finished {
-            client.out.push(Bytes::from_static(LAST_CHUNK));
+        if http10 {
+            client.out.push(out.split().freeze());
+        } else {
+            push_chunk(client, out.split().freeze());
+            if finished {
+                client.out.push(Bytes::from_static(LAST_CHUNK));
+            }
         }
         end.usage = translator.usage();
         if !client.out.is_empty() && iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err()
