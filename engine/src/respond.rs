@@ -45,12 +45,7 @@ impl Client {
     /// reading until the deadline.
     pub async fn send(&mut self, status: u16, content_type: &str, body: Bytes, close: bool) -> bool {
         let s = &mut self.scratch;
-        s.extend_from_slice(b"HTTP/1.1 ");
-        s.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-        s.extend_from_slice(b" ");
-        s.extend_from_slice(reason(status).as_bytes());
-        s.extend_from_slice(b"\r\ncontent-type: ");
-        s.extend_from_slice(content_type.as_bytes());
+        write_status_and_type(s, status, content_type);
         s.extend_from_slice(b"\r\ncontent-length: ");
         s.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         s.extend_from_slice(b"\r\n");
@@ -81,6 +76,17 @@ impl Client {
         let (res, _) = self.stream.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
         res.is_ok()
     }
+}
+
+/// The status line and content type every answer starts with; the caller
+/// adds framing headers after it.
+pub(crate) fn write_status_and_type(s: &mut BytesMut, status: u16, content_type: &str) {
+    s.extend_from_slice(b"HTTP/1.1 ");
+    s.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    s.extend_from_slice(b" ");
+    s.extend_from_slice(reason(status).as_bytes());
+    s.extend_from_slice(b"\r\ncontent-type: ");
+    s.extend_from_slice(content_type.as_bytes());
 }
 
 /// Appends `x-request-id: ...\r\n` when there is an id.

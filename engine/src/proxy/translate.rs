@@ -22,7 +22,7 @@ use super::upstream_request::Translation;
 use crate::error::GatewayError;
 use crate::iov;
 use crate::record::{End, TokenUsage};
-use crate::respond::{reason, Client};
+use crate::respond::Client;
 use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
 
 /// An upstream answer read whole for translation may be at most this big.
@@ -215,12 +215,7 @@ fn write_head(
     extra: Option<(&[u8], &[u8])>,
 ) {
     let s = &mut client.scratch;
-    s.extend_from_slice(b"HTTP/1.1 ");
-    s.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-    s.extend_from_slice(b" ");
-    s.extend_from_slice(reason(status).as_bytes());
-    s.extend_from_slice(b"\r\ncontent-type: ");
-    s.extend_from_slice(content_type.as_bytes());
+    crate::respond::write_status_and_type(s, status, content_type);
     match length {
         Delimit::Length(n) => {
             s.extend_from_slice(b"\r\ncontent-length: ");
