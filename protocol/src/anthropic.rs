@@ -230,17 +230,8 @@ pub fn request_from_openai(
                 out.put_u8(b',');
             }
             let f = t.get("function").ok_or(TranslateError::Unsupported("tools must be of type function"))?;
-            out.extend_from_slice(b"{\"name\":");
-            write_json_string(out, f.get("name").and_then(|n| n.as_str()).unwrap_or_default());
-            if let Some(d) = f.get("description").and_then(|d| d.as_str()) {
-                out.extend_from_slice(b",\"description\":");
-                write_json_string(out, d);
-            }
-            out.extend_from_slice(b",\"input_schema\":");
-            match f.get("parameters") {
-                Some(p) if p.is_object() => out.extend_from_slice(p.encode().as_bytes()),
-                _ => out.extend_from_slice(b"{\"type\":\"object\",\"properties\":{}}"),
-            }
+            out.put_u8(b'{');
+            write_tool_fields(out, f, "parameters", b"input_schema");
             out.put_u8(b'}');
         }
         out.put_u8(b']');
@@ -643,6 +634,27 @@ impl StreamTranslator {
 }
 
 pub mod front;
+
+/// A tool's `name`, optional `description` and JSON schema, which both
+/// directions write alike except for the schema's key: OpenAI's `parameters`
+/// is Anthropic's `input_schema`. Anthropic requires a schema, so a missing
+/// one becomes the empty object schema (kept in both directions, so a round
+/// trip is stable).
+fn write_tool_fields(out: &mut BytesMut, tool: &Value<'_>, schema_from: &str, schema_to: &[u8]) {
+    out.extend_from_slice(b"\"name\":");
+    write_json_string(out, tool.get("name").and_then(|n| n.as_str()).unwrap_or_default());
+    if let Some(d) = tool.get("description").and_then(|d| d.as_str()) {
+        out.extend_from_slice(b",\"description\":");
+        write_json_string(out, d);
+    }
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(schema_to);
+    out.extend_from_slice(b"\":");
+    match tool.get(schema_from) {
+        Some(s) if s.is_object() => out.extend_from_slice(s.encode().as_bytes()),
+        _ => out.extend_from_slice(b"{\"type\":\"object\",\"properties\":{}}"),
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -197,17 +197,8 @@ pub fn request_to_openai(
             if i > 0 {
                 out.put_u8(b',');
             }
-            out.extend_from_slice(b"{\"type\":\"function\",\"function\":{\"name\":");
-            write_json_string(out, t.get("name").and_then(|n| n.as_str()).unwrap_or_default());
-            if let Some(d) = t.get("description").and_then(|d| d.as_str()) {
-                out.extend_from_slice(b",\"description\":");
-                write_json_string(out, d);
-            }
-            out.extend_from_slice(b",\"parameters\":");
-            match t.get("input_schema") {
-                Some(s) if s.is_object() => out.extend_from_slice(s.encode().as_bytes()),
-                _ => out.extend_from_slice(b"{\"type\":\"object\",\"properties\":{}}"),
-            }
+            out.extend_from_slice(b"{\"type\":\"function\",\"function\":{");
+            super::write_tool_fields(out, t, "input_schema", b"parameters");
             out.extend_from_slice(b"}}");
         }
         out.put_u8(b']');
