@@ -12,16 +12,7 @@ command -v inferno-flamegraph >/dev/null || { echo "needs inferno (cargo install
 . bench/scripts/common.sh
 bench_setup
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9105 --threads 1 --chunks 16 >"$work/mock.log" 2>&1 &
-{ gateway_server 127.0.0.1:9205; cat <<TOML
-[[providers]]
-name = "mock"
-kind = "openai-compatible"
-base_url = "http://127.0.0.1:9105/v1"
-[[models]]
-name = "gpt-4o-mini"
-targets = [{ provider = "mock" }]
-TOML
-bench_team_key; } >"$work/gw.toml"
+{ gateway_server 127.0.0.1:9205; mock_route 9105; bench_team_key; } >"$work/gw.toml"
 taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 sleep 1
 gw=$(pgrep -f "tollgate --config $work" | head -1)

@@ -11,20 +11,13 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
 bench_setup
 dead=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9101 --threads 1 >"$work/mock.log" 2>&1 &
-{ gateway_server 127.0.0.1:9201; cat <<TOML
+{ gateway_server 127.0.0.1:9201; mock_route 9101; cat <<TOML
 [routing]
 breaker_cooldown_ms = 600000
 [[providers]]
 name = "dead"
 kind = "openai-compatible"
 base_url = "http://127.0.0.1:$dead/v1"
-[[providers]]
-name = "mock"
-kind = "openai-compatible"
-base_url = "http://127.0.0.1:9101/v1"
-[[models]]
-name = "gpt-4o-mini"
-targets = [{ provider = "mock" }]
 [[models]]
 name = "failover"
 targets = [{ provider = "dead" }, { provider = "mock" }]

@@ -14,6 +14,12 @@ gateway_server() {
   printf '[server]\nlisten = "%s"\nadmin_listen = "off"\nworkers = 1\n' "$1"
 }
 
+# The provider "mock" at 127.0.0.1:$1 and the model gpt-4o-mini routed to it:
+# the route the load in every script goes through.
+mock_route() {
+  printf '[[providers]]\nname = "mock"\nkind = "openai-compatible"\nbase_url = "http://127.0.0.1:%s/v1"\n[[models]]\nname = "gpt-4o-mini"\ntargets = [{ provider = "mock" }]\n' "$1"
+}
+
 # The team and key every script's load uses: Authorization: Bearer tg-bench-key.
 bench_team_key() {
   printf '[[teams]]\nname = "bench"\nmodels = ["*"]\n[[keys]]\nname = "bench"\nteam = "bench"\nsha256 = "%s"\n' \

@@ -13,16 +13,7 @@ RATES=${*:-350 10000 20000}
 . bench/scripts/common.sh
 bench_setup
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9104 --threads 1 >"$work/mock.log" 2>&1 &
-{ gateway_server 127.0.0.1:9204; cat <<TOML
-[[providers]]
-name = "mock"
-kind = "openai-compatible"
-base_url = "http://127.0.0.1:9104/v1"
-[[models]]
-name = "gpt-4o-mini"
-targets = [{ provider = "mock" }]
-TOML
-bench_team_key; } >"$work/gw.toml"
+{ gateway_server 127.0.0.1:9204; mock_route 9104; bench_team_key; } >"$work/gw.toml"
 taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 targets="direct:9104 tollgate:9204"
 if command -v nginx >/dev/null; then

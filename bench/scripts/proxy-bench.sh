@@ -16,16 +16,7 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
 bench_setup
 
 taskset -c "$LOAD_CPU" ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
-{ gateway_server 127.0.0.1:9200; cat <<TOML
-[[providers]]
-name = "mock"
-kind = "openai-compatible"
-base_url = "http://127.0.0.1:9100/v1"
-[[models]]
-name = "gpt-4o-mini"
-targets = [{ provider = "mock" }]
-TOML
-bench_team_key; } >"$work/gw.toml"
+{ gateway_server 127.0.0.1:9200; mock_route 9100; bench_team_key; } >"$work/gw.toml"
 taskset -c "$GW_CPU" ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 have_nginx=0
 if command -v nginx >/dev/null; then

@@ -20,19 +20,12 @@ bench_setup
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9102 --threads 1 >"$work/plain.log" 2>&1 &
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9103 --threads 1 \
   --tls-cert "$work/server.pem" --tls-key "$work/server.key" >"$work/tls.log" 2>&1 &
-{ gateway_server 127.0.0.1:9202; cat <<TOML
-[[providers]]
-name = "plain"
-kind = "openai-compatible"
-base_url = "http://127.0.0.1:9102/v1"
+{ gateway_server 127.0.0.1:9202; mock_route 9102; cat <<TOML
 [[providers]]
 name = "tls"
 kind = "openai-compatible"
 base_url = "https://localhost:9103/v1"
 ca_file = "$work/ca.pem"
-[[models]]
-name = "gpt-4o-mini"
-targets = [{ provider = "plain" }]
 [[models]]
 name = "via-tls"
 targets = [{ provider = "tls" }]
