@@ -23,7 +23,7 @@ if command -v nginx >/dev/null; then
   have_nginx=1
   cat >"$work/nginx.conf" <<NGINX
 worker_processes 1;
-worker_cpu_affinity $(printf '%0*d' $((GW_CPU + 1)) 1);
+worker_cpu_affinity 1$(printf '%*s' "$GW_CPU" '' | tr ' ' 0);
 daemon on;
 pid $work/nginx.pid;
 error_log $work/nginx-error.log;
