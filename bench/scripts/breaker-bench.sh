@@ -39,7 +39,5 @@ done
 echo "wrk -t1 -c1 -d${SECS}s, $ROUNDS rounds, medians"
 printf "%-28s %8s %8s %8s\n" route req/s p50_us p99_us
 for name in healthy failover; do
-  rows=${!name}
-  printf "%-28s %8s %8s %8s\n" "$name" "$(echo -n "$rows" | cut -d' ' -f1 | median)" \
-    "$(echo -n "$rows" | cut -d' ' -f2 | median)" "$(echo -n "$rows" | cut -d' ' -f3 | median)"
+  median_row 28 "$name" "${!name}"
 done

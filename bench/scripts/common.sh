@@ -26,6 +26,36 @@ bench_team_key() {
     "$(printf '%s' tg-bench-key | sha256sum | cut -d' ' -f1)"
 }
 
+# Starts nginx as the reference proxy, pinned to CPU $3: 127.0.0.1:$2 to the
+# mock at 127.0.0.1:$1 over kept-alive HTTP/1.1, unbuffered as Tollgate is.
+start_nginx() {
+  cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+worker_cpu_affinity 1$(printf '%*s' "$3" '' | tr ' ' 0);
+daemon on;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $work/cb; proxy_temp_path $work/pt; fastcgi_temp_path $work/ft; uwsgi_temp_path $work/ut; scgi_temp_path $work/st;
+  upstream mock { server 127.0.0.1:$1; keepalive 128; }
+  server {
+    listen 127.0.0.1:$2;
+    location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+  }
+}
+NGINX
+  nginx -p "$work" -c "$work/nginx.conf"
+}
+
+# One table row: the name $2 padded to $1, then the medians of the three
+# columns of the "req/s p50 p99" lines in $3.
+median_row() {
+  printf "%-${1}s %8s %8s %8s\n" "$2" "$(echo -n "$3" | cut -d' ' -f1 | median)" \
+    "$(echo -n "$3" | cut -d' ' -f2 | median)" "$(echo -n "$3" | cut -d' ' -f3 | median)"
+}
+
 # The median of numbers, one per line.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 

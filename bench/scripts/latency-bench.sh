@@ -17,21 +17,7 @@ taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9104 --threads 1 
 taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 targets="direct:9104 tollgate:9204"
 if command -v nginx >/dev/null; then
-  cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-worker_cpu_affinity 01;
-daemon on;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $work/cb; proxy_temp_path $work/pt; fastcgi_temp_path $work/ft; uwsgi_temp_path $work/ut; scgi_temp_path $work/st;
-  upstream mock { server 127.0.0.1:9104; keepalive 128; }
-  server { listen 127.0.0.1:9304; location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } }
-}
-NGINX
-  nginx -p "$work" -c "$work/nginx.conf"
+  start_nginx 9104 9304 0
   targets="$targets nginx:9304"
 fi
 sleep 1

@@ -21,24 +21,7 @@ taskset -c "$GW_CPU" ./target/release/tollgate --config "$work/gw.toml" >"$work/
 have_nginx=0
 if command -v nginx >/dev/null; then
   have_nginx=1
-  cat >"$work/nginx.conf" <<NGINX
-worker_processes 1;
-worker_cpu_affinity 1$(printf '%*s' "$GW_CPU" '' | tr ' ' 0);
-daemon on;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $work/cb; proxy_temp_path $work/pt; fastcgi_temp_path $work/ft; uwsgi_temp_path $work/ut; scgi_temp_path $work/st;
-  upstream mock { server 127.0.0.1:9100; keepalive 128; }
-  server {
-    listen 127.0.0.1:9300;
-    location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
-  }
-}
-NGINX
-  nginx -p "$work" -c "$work/nginx.conf"
+  start_nginx 9100 9300 "$GW_CPU"
 fi
 sleep 1
 grep -q "tollgate listening" "$work/gw.log" || { echo "tollgate did not start:"; cat "$work/gw.log"; exit 1; }

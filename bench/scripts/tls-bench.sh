@@ -47,8 +47,6 @@ for conns in 32 1; do
   echo "wrk -t1 -c$conns -d${SECS}s, $ROUNDS rounds, medians"
   printf "%-20s %8s %8s %8s\n" upstream req/s p50_us p99_us
   for name in plain tls; do
-    rows=${!name}
-    printf "%-20s %8s %8s %8s\n" "$name" "$(echo -n "$rows" | cut -d' ' -f1 | median)" \
-      "$(echo -n "$rows" | cut -d' ' -f2 | median)" "$(echo -n "$rows" | cut -d' ' -f3 | median)"
+    median_row 20 "$name" "${!name}"
   done
 done
