@@ -106,6 +106,30 @@ fn keep_alive_is_reused_on_both_sides() {
 }
 
 #[test]
+fn a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one() {
+    let mock = start_mock(&[]);
+    let addr = mock.addr;
+    // One attempt per request and no breaker: only the pool's own retry can
+    // turn the dead connection into a 200.
+    let extra = "[routing]\nmax_attempts = 1\nbreaker_failures = 100";
+    let gw = start_gateway(&config_for(addr, 1, extra), &[], &[]);
+    let mut c = Client::connect(gw.addr);
+    c.send(&chat_request(SMALL_CHAT, ""));
+    let first = c.read_response().expect("first response");
+    assert_eq!(first.status, 200);
+    // The upstream restarts: the gateway's pooled connection is now closed,
+    // which it learns only when it sends on it.
+    drop(mock);
+    let _mock = start_mock_at(addr, &[]);
+    c.send(&chat_request(SMALL_CHAT, ""));
+    let second = c.read_response().expect("second response on the same client connection");
+    assert_eq!(second.status, 200, "{}", second.text());
+    // The client's connection survived the retry.
+    c.send(&chat_request(SMALL_CHAT, ""));
+    assert_eq!(c.read_response().expect("third response").status, 200);
+}
+
+#[test]
 fn pipelined_requests_are_answered_in_order() {
     let (_mock, gw) = pair(&[], 1, "");
     let mut c = Client::connect(gw.addr);
