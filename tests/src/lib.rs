@@ -368,10 +368,16 @@ impl Client {
         Some(Response { status, headers, body, chunked })
     }
 
-    /// True when the peer has closed (EOF or reset) within the read timeout.
+    /// True when the peer closes (EOF or reset) within the read timeout;
+    /// false when bytes arrive or the timeout passes with the connection open.
     pub fn is_closed(&mut self) -> bool {
         self.buf.clear();
-        !self.fill()
+        let mut tmp = [0u8; 1024];
+        match self.stream.read(&mut tmp) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! End to end: the real gateway in front of the real mock, over loopback.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -105,28 +106,128 @@ fn keep_alive_is_reused_on_both_sides() {
     assert_eq!(upstream_conns.len(), 1, "one upstream connection should serve all five");
 }
 
+/// Reads one request (head and Content-Length body) from `s`.
+fn read_one_request(s: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut req = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().expect("content-length"));
+            if req.len() >= end + 4 + len {
+                return req;
+            }
+        }
+        let n = std::io::Read::read(s, &mut tmp).expect("read request");
+        assert!(n > 0, "the gateway closed before a whole request");
+        req.extend_from_slice(&tmp[..n]);
+    }
+}
+
 #[test]
 fn a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one() {
-    let mock = start_mock(&[]);
-    let addr = mock.addr;
+    // A hand-held upstream, so that the test decides when its idle
+    // connection closes (as a real upstream's keep-alive time-out does).
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = upstream.local_addr().unwrap();
+    let (close_first, closed) = std::sync::mpsc::channel::<()>();
+    let body = r#"{"id":"c","object":"chat.completion","created":0,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+    let answer =
+        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    let server = std::thread::spawn(move || {
+        let (mut first, _) = upstream.accept().unwrap();
+        read_one_request(&mut first);
+        first.write_all(answer.as_bytes()).unwrap();
+        closed.recv().unwrap();
+        drop(first);
+        // The retry and the request after it, on one fresh connection.
+        let (mut second, _) = upstream.accept().unwrap();
+        for _ in 0..2 {
+            read_one_request(&mut second);
+            second.write_all(answer.as_bytes()).unwrap();
+        }
+    });
     // One attempt per request and no breaker: only the pool's own retry can
     // turn the dead connection into a 200.
     let extra = "[routing]\nmax_attempts = 1\nbreaker_failures = 100";
     let gw = start_gateway(&config_for(addr, 1, extra), &[], &[]);
     let mut c = Client::connect(gw.addr);
     c.send(&chat_request(SMALL_CHAT, ""));
-    let first = c.read_response().expect("first response");
-    assert_eq!(first.status, 200);
-    // The upstream restarts: the gateway's pooled connection is now closed,
-    // which it learns only when it sends on it.
-    drop(mock);
-    let _mock = start_mock_at(addr, &[]);
+    assert_eq!(c.read_response().expect("first response").status, 200);
+    // The upstream closes the pooled connection while it is idle; the
+    // gateway learns that only when it sends on it.
+    close_first.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
     c.send(&chat_request(SMALL_CHAT, ""));
     let second = c.read_response().expect("second response on the same client connection");
     assert_eq!(second.status, 200, "{}", second.text());
-    // The client's connection survived the retry.
+    // The fresh connection went back to the pool and serves the next one.
     c.send(&chat_request(SMALL_CHAT, ""));
     assert_eq!(c.read_response().expect("third response").status, 200);
+    server.join().expect("the upstream saw two connections, three requests");
+}
+
+#[test]
+fn slow_and_idle_clients_are_timed_out() {
+    let extra = "[server.timeouts]\nhead_read_ms = 300\nbody_read_ms = 300\nidle_keepalive_ms = 300";
+    let (_mock, gw) = pair(&[], 1, extra);
+    // A head that stops halfway: 408, then the connection closes.
+    let mut c = Client::connect(gw.addr);
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n");
+    let start = Instant::now();
+    let r = c.read_response().expect("an answer to the unfinished head");
+    assert_eq!((r.status, r.error_code().as_str()), (408, "head_timeout"));
+    assert!(start.elapsed() >= Duration::from_millis(250), "answered before the head time-out");
+    assert!(c.is_closed());
+    // A body that stops halfway: 408, then the connection closes.
+    let mut c = Client::connect(gw.addr);
+    c.send(format!("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nContent-Length: 100\r\n\r\n{{\"model\"").as_bytes());
+    let r = c.read_response().expect("an answer to the unfinished body");
+    assert_eq!((r.status, r.error_code().as_str()), (408, "body_timeout"));
+    assert!(c.is_closed());
+    // A served connection left silent is closed without an answer.
+    let mut c = Client::connect(gw.addr);
+    c.send(&chat_request(SMALL_CHAT, ""));
+    assert_eq!(c.read_response().expect("response").status, 200);
+    let start = Instant::now();
+    assert!(c.is_closed(), "an idle keep-alive connection should be closed");
+    assert!(start.elapsed() >= Duration::from_millis(250), "closed before the idle time-out");
+}
+
+#[test]
+fn connections_over_the_per_worker_cap_are_closed_at_once() {
+    let (_mock, gw) = pair(&[], 1, "connections_per_worker_max = 2");
+    let mut held: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut c = Client::connect(gw.addr);
+            c.send(&chat_request(SMALL_CHAT, ""));
+            assert_eq!(c.read_response().expect("response under the cap").status, 200);
+            c
+        })
+        .collect();
+    let mut over = Client::connect(gw.addr);
+    assert!(over.is_closed(), "a third connection should be closed by a worker capped at two");
+    // The held connections keep working, and a freed slot takes a new one.
+    held[0].send(&chat_request(SMALL_CHAT, ""));
+    assert_eq!(held[0].read_response().expect("held connection").status, 200);
+    held.pop();
+    let limit = Instant::now() + Duration::from_secs(5);
+    loop {
+        // The gateway may close this one before the write lands.
+        let mut c = Client::connect(gw.addr);
+        let sent = c.stream.write_all(&chat_request(SMALL_CHAT, "")).is_ok();
+        match c.read_response().filter(|_| sent) {
+            Some(r) => {
+                assert_eq!(r.status, 200);
+                break;
+            }
+            None => assert!(Instant::now() < limit, "the freed slot was never reused"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
