@@ -56,6 +56,35 @@ fn bundled_default_is_valid() {
     assert_eq!(c.source.sha256.len(), 64);
 }
 
+/// Every file in `examples/` validates, so that none rots when the format
+/// changes. Credentials are answered with placeholders: examples name
+/// variables and files that only a real deployment has.
+#[test]
+fn every_example_is_valid() {
+    struct AnyCredential;
+    impl Env for AnyCredential {
+        fn var(&self, _: &str) -> Option<String> {
+            Some("placeholder".to_string())
+        }
+        fn read_file(&self, _: &str) -> std::io::Result<String> {
+            Ok("placeholder".to_string())
+        }
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("examples/") {
+        let path = entry.expect("examples/ entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let text = std::fs::read_to_string(&path).expect("example file");
+            if let Err(e) = Config::parse(&path.display().to_string(), &text, &AnyCredential) {
+                panic!("{e}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no examples found in {dir}");
+}
+
 #[test]
 fn problems_name_line_column_and_fix() {
     let text = "[[providers]]\nname = \"local\"\nkind = \"mock\"\n\n[[models]]\nname = \"m\"\ntargets = [{ provider = \"locl\" }]\n";
