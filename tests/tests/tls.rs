@@ -1,5 +1,7 @@
 //! HTTPS upstreams: verification always on, a custom CA per provider.
 
+use std::time::Duration;
+
 use tollgate_e2e::*;
 
 fn tls_config(port: u16, host: &str, ca_file: Option<&std::path::Path>) -> String {
@@ -25,6 +27,17 @@ fn tls_upstream_with_a_custom_ca_serves_json_and_streams() {
     }
     conns.dedup();
     assert_eq!(conns.len(), 1, "one pooled TLS connection serves all three");
+    assert!(!mock.log_contains("TLS session resumed", Duration::from_millis(50)), "nothing to resume yet");
+    // A second upstream connection, opened while the first is busy with a
+    // slow stream, resumes the first one's session.
+    let mut busy = Client::connect(gw.addr);
+    busy.send(&chat_request(STREAM_CHAT, "x-mock-chunk-delay-ms: 100\r\n"));
+    std::thread::sleep(Duration::from_millis(100));
+    c.send(&chat_request(SMALL_CHAT, ""));
+    let r = c.read_response().unwrap();
+    assert_ne!(r.header("x-mock-connection").unwrap(), conns[0], "a second upstream connection");
+    assert!(mock.log_contains("TLS session resumed", Duration::from_secs(5)), "the second handshake resumed");
+    assert_eq!(sse_data(&busy.read_response().unwrap().body).last().map(String::as_str), Some("[DONE]"));
     let r = one_request(gw.addr, &chat_request(STREAM_CHAT, ""));
     assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
     // Request bodies cross TLS byte for byte.

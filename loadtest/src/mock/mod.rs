@@ -115,7 +115,41 @@ fn server_config(files: &TlsFiles) -> io::Result<std::sync::Arc<rustls::ServerCo
         .with_single_cert(certs, key)
         .map_err(|e| invalid(&e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.session_storage = std::sync::Arc::new(AnnouncedResumption(config.session_storage.clone()));
     Ok(std::sync::Arc::new(config))
+}
+
+/// The server's session cache, saying on stdout when a client comes back
+/// with a session it holds: the only outside view of whether the gateway's
+/// TLS session resumption works.
+#[derive(Debug)]
+struct AnnouncedResumption(std::sync::Arc<dyn rustls::server::StoresServerSessions>);
+
+impl AnnouncedResumption {
+    fn announce(found: Option<Vec<u8>>) -> Option<Vec<u8>> {
+        if found.is_some() {
+            println!("tollgate-mock: TLS session resumed");
+        }
+        found
+    }
+}
+
+impl rustls::server::StoresServerSessions for AnnouncedResumption {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.0.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        Self::announce(self.0.get(key))
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        Self::announce(self.0.take(key))
+    }
+
+    fn can_cache(&self) -> bool {
+        self.0.can_cache()
+    }
 }
 
 /// A running mock; its threads live as long as the process.
