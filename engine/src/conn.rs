@@ -187,7 +187,11 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
             let close = e.closes_connection() || !keep_alive;
             tracing::debug!(error = %e, status = e.status(), "request failed");
             trace.status = e.status();
-            trace.end = if e.source() == crate::error::Source::Upstream { End::UpstreamFailed } else { End::Rejected };
+            trace.end = match e {
+                GatewayError::Guardrail { .. } | GatewayError::GuardrailUnavailable { .. } => End::Blocked,
+                _ if e.source() == crate::error::Source::Upstream => End::UpstreamFailed,
+                _ => End::Rejected,
+            };
             client.send_error(&e, close).await && !close
         }
     };

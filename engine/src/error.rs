@@ -49,6 +49,11 @@ pub enum GatewayError {
     NoRoute,
     /// The model is not in the configuration.
     UnknownModel(String),
+    /// A guardrail rule with the `block` action matched the request.
+    Guardrail { profile: String, rule: String },
+    /// The guardrails could not read the request, and the profile fails
+    /// closed.
+    GuardrailUnavailable { profile: String, why: &'static str },
     /// Connecting to the upstream failed.
     UpstreamConnect { provider: String, cause: io::Error },
     /// The TLS handshake failed (certificate not trusted, name mismatch...).
@@ -86,7 +91,9 @@ impl GatewayError {
             | RateLimited(_)
             | ModelNotAllowed { .. }
             | NoRoute
-            | UnknownModel(_) => Source::Client,
+            | UnknownModel(_)
+            | Guardrail { .. }
+            | GuardrailUnavailable { .. } => Source::Client,
             UpstreamConnect { .. }
             | UpstreamTls { .. }
             | UpstreamConnectTimeout { .. }
@@ -130,7 +137,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             Request(e) => e.status(),
-            Body(_) | Translate(_) | ClientClosed => 400,
+            Body(_) | Translate(_) | ClientClosed | Guardrail { .. } | GuardrailUnavailable { .. } => 400,
             HeadTimeout | BodyTimeout => 408,
             Auth(_) => 401,
             OverBudget(_) | RateLimited(_) => 429,
@@ -176,6 +183,8 @@ impl GatewayError {
             RateLimited(_) => "rate_limit_exceeded",
             NoRoute => "unknown_url",
             UnknownModel(_) => "model_not_found",
+            Guardrail { .. } => "guardrail_blocked",
+            GuardrailUnavailable { .. } => "guardrail_unavailable",
             UpstreamConnect { .. } => "upstream_unreachable",
             UpstreamTls { .. } => "upstream_tls_error",
             UpstreamConnectTimeout { .. } => "upstream_connect_timeout",
@@ -214,6 +223,13 @@ impl fmt::Display for GatewayError {
                 "unknown path; this gateway serves POST /v1/chat/completions, GET /v1/models, GET /healthz and GET /readyz",
             ),
             UnknownModel(m) => write!(f, "the model `{m}` does not exist or is not served by this gateway"),
+            Guardrail { profile, rule } => {
+                write!(f, "the request was blocked by guardrail rule `{rule}` (profile `{profile}`) and was not sent")
+            }
+            GuardrailUnavailable { profile, why } => write!(
+                f,
+                "the request could not be checked by guardrail profile `{profile}` ({why}), which blocks what it cannot check"
+            ),
             UpstreamConnect { provider, cause } => write!(f, "cannot connect to upstream `{provider}`: {cause}"),
             UpstreamTls { provider, cause } => write!(f, "upstream `{provider}`: {cause}"),
             UpstreamConnectTimeout { provider } => write!(f, "connecting to upstream `{provider}` timed out"),
@@ -265,6 +281,8 @@ mod tests {
             (GatewayError::UpstreamTimeout { provider: p() }, 504),
             (GatewayError::UpstreamClosed { provider: p(), cause: None }, 502),
             (GatewayError::Draining, 503),
+            (GatewayError::Guardrail { profile: p(), rule: "pii.email".into() }, 400),
+            (GatewayError::GuardrailUnavailable { profile: p(), why: "x" }, 400),
             (GatewayError::Unavailable { model: "m".into() }, 503),
             (GatewayError::UpstreamStatus { provider: p(), status: 500 }, 502),
             (GatewayError::UpstreamStatus { provider: p(), status: 429 }, 429),

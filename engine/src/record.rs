@@ -52,6 +52,8 @@ pub enum End {
     UpstreamFailed,
     /// The client went away before the answer was complete.
     ClientGone,
+    /// A guardrail blocked the request, or ended its answer.
+    Blocked,
 }
 
 impl End {
@@ -61,6 +63,7 @@ impl End {
             End::Rejected => "rejected",
             End::UpstreamFailed => "upstream_failed",
             End::ClientGone => "client_gone",
+            End::Blocked => "blocked",
         }
     }
 }
@@ -92,6 +95,9 @@ pub struct Trace<'s> {
     /// From the attempt that served to its answer's head.
     pub upstream_micros: u32,
     pub end: End,
+    /// What the team's guardrail profile found (rules, places and actions;
+    /// never the text).
+    pub guard_hits: Vec<crate::proxy::guard::Recorded>,
 }
 
 /// `x-request-id`: the worker, a per-worker sequence, and the worker's start
@@ -128,6 +134,7 @@ impl<'s> Trace<'s> {
             bytes_out: 0,
             upstream_micros: 0,
             end: End::Completed,
+            guard_hits: Vec::new(),
         }
     }
 
@@ -217,6 +224,34 @@ impl<'s> Trace<'s> {
         out.extend_from_slice(n.format(self.bytes_in).as_bytes());
         out.extend_from_slice(b",\"bytes_out\":");
         out.extend_from_slice(n.format(self.bytes_out).as_bytes());
+        if !self.guard_hits.is_empty() {
+            out.extend_from_slice(b",\"guardrails\":{\"profile\":");
+            let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));
+            write_json_string(out, profile.map_or("", |p| p.name.as_str()));
+            out.extend_from_slice(b",\"version\":\"");
+            out.extend_from_slice(tollgate_policy::guard::injection::VERSION.as_bytes());
+            out.extend_from_slice(b"\",\"hits\":[");
+            for (i, r) in self.guard_hits.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b",");
+                }
+                out.extend_from_slice(b"{\"rule\":");
+                write_json_string(out, &r.hit.rule.to_string());
+                out.extend_from_slice(b",\"action\":\"");
+                out.extend_from_slice(r.hit.action.as_str().as_bytes());
+                out.extend_from_slice(match r.direction {
+                    tollgate_policy::guard::Direction::Request => b"\",\"in\":\"request\",\"text\":" as &[u8],
+                    tollgate_policy::guard::Direction::Response => b"\",\"in\":\"response\",\"text\":",
+                });
+                out.extend_from_slice(n.format(r.text).as_bytes());
+                out.extend_from_slice(b",\"at\":");
+                out.extend_from_slice(n.format(r.hit.start).as_bytes());
+                out.extend_from_slice(b",\"len\":");
+                out.extend_from_slice(n.format(r.hit.end - r.hit.start).as_bytes());
+                out.extend_from_slice(b"}");
+            }
+            out.extend_from_slice(b"]}");
+        }
         out.extend_from_slice(b",\"end\":\"");
         out.extend_from_slice(self.end.as_str().as_bytes());
         out.extend_from_slice(b"\"}\n");

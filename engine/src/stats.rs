@@ -56,7 +56,15 @@ pub struct CoreStats {
     minute: RefCell<HashMap<Owner, MinuteUse>>,
     total: RefCell<Histogram<u64>>,
     upstream: RefCell<Histogram<u64>>,
+    /// Guardrail hits by team, rule, action and direction.
+    guard: RefCell<HashMap<GuardKey, u64>>,
 }
+
+type GuardKey =
+    (usize, tollgate_policy::guard::Rule, tollgate_policy::guard::Action, tollgate_policy::guard::Direction);
+
+/// A guardrail hit count's labels: team, rule, action, direction.
+pub type GuardLabels = (String, String, &'static str, &'static str);
 
 impl Default for CoreStats {
     fn default() -> Self {
@@ -66,6 +74,7 @@ impl Default for CoreStats {
             minute: RefCell::new(HashMap::new()),
             total: RefCell::new(histogram()),
             upstream: RefCell::new(histogram()),
+            guard: RefCell::new(HashMap::new()),
         }
     }
 }
@@ -123,6 +132,7 @@ pub struct Delta {
     pub upstream: Histogram<u64>,
     pub connections: u64,
     pub in_flight: u64,
+    pub guard: Vec<(GuardLabels, u64)>,
 }
 
 impl CoreStats {
@@ -150,6 +160,12 @@ impl CoreStats {
             if let Some(k) = trace.key {
                 *spend.entry(Owner::Team(k.team)).or_default() += c.cost_micro_usd;
                 *spend.entry(Owner::Key(k.index)).or_default() += c.cost_micro_usd;
+            }
+        }
+        if !trace.guard_hits.is_empty() {
+            let mut g = self.guard.borrow_mut();
+            for r in &trace.guard_hits {
+                *g.entry((team, r.hit.rule, r.hit.action, r.direction)).or_default() += 1;
             }
         }
         let micros = trace.started.elapsed().as_micros() as u64;
@@ -203,6 +219,18 @@ impl CoreStats {
         };
         let minute = self.minute.borrow_mut().drain().filter_map(|(o, u)| Some((owner_name(o)?, u))).collect();
         let take = |h: &RefCell<Histogram<u64>>| std::mem::replace(&mut *h.borrow_mut(), histogram());
+        let guard = self
+            .guard
+            .borrow_mut()
+            .drain()
+            .map(|((t, rule, action, direction), n)| {
+                let direction = match direction {
+                    tollgate_policy::guard::Direction::Request => "request",
+                    tollgate_policy::guard::Direction::Response => "response",
+                };
+                ((name(t, &team), rule.to_string(), action.as_str(), direction), n)
+            })
+            .collect();
         Delta {
             worker,
             counts,
@@ -212,6 +240,7 @@ impl CoreStats {
             upstream: take(&self.upstream),
             connections: connections as u64,
             in_flight: in_flight as u64,
+            guard,
         }
     }
 }
@@ -236,6 +265,7 @@ pub struct Totals {
     pub total: Histogram<u64>,
     pub upstream: Histogram<u64>,
     pub workers: BTreeMap<usize, (u64, u64)>,
+    pub guard: BTreeMap<GuardLabels, u64>,
 }
 
 impl Default for Totals {
@@ -246,6 +276,7 @@ impl Default for Totals {
             total: histogram(),
             upstream: histogram(),
             workers: BTreeMap::new(),
+            guard: BTreeMap::new(),
         }
     }
 }
@@ -283,6 +314,9 @@ impl Totals {
         let _ = self.total.add(&d.total);
         let _ = self.upstream.add(&d.upstream);
         self.workers.insert(d.worker, (d.connections, d.in_flight));
+        for (k, n) in d.guard {
+            *self.guard.entry(k).or_default() += n;
+        }
     }
 
     /// The Prometheus text exposition format.
@@ -328,6 +362,14 @@ impl Totals {
                 label(team),
                 label(model),
                 c.cost_micro_usd as f64 / 1e6
+            );
+        }
+        out.push_str("# HELP tollgate_guardrail_hits_total Guardrail hits, by team, rule, action and direction.\n# TYPE tollgate_guardrail_hits_total counter\n");
+        for ((team, rule, action, direction), n) in &self.guard {
+            let _ = writeln!(
+                out,
+                "tollgate_guardrail_hits_total{{team=\"{}\",rule=\"{rule}\",action=\"{action}\",in=\"{direction}\"}} {n}",
+                label(team)
             );
         }
         histogram_text(

@@ -5,12 +5,14 @@
 //! ([`config`]); the routing table that turns a model name from a client
 //! into an upstream target ([`route`]); virtual keys ([`keys`]), teams
 //! ([`team`]) and which models they may use ([`access`]). Budgets, rate
-//! limits and guardrails join here as their own modules. Nothing here reads
+//! limits ([`budget`], [`ratelimit`]) and guardrails ([`guard`]) are their
+//! own modules. Nothing here reads
 //! the clock or a socket; the engine passes time in.
 
 pub mod access;
 pub mod budget;
 pub mod config;
+pub mod guard;
 pub mod keys;
 pub mod prices;
 pub mod ratelimit;

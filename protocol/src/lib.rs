@@ -14,6 +14,7 @@
 
 pub mod anthropic;
 pub mod http1;
+pub mod json;
 pub mod openai;
 pub mod span;
 pub mod sse;

@@ -247,6 +247,51 @@ pub fn write_error_body(out: &mut BytesMut, message: &str, kind: &str, code: &st
     out.extend_from_slice(b"}}");
 }
 
+/// A chat completion whose answer was withheld: no content, a `refusal`
+/// saying why, and `finish_reason: "content_filter"`, the shape OpenAI's
+/// own content filter answers with.
+pub fn write_filtered_completion(
+    out: &mut BytesMut,
+    model: &str,
+    created: u64,
+    refusal: &str,
+    usage: Option<(u64, u64)>,
+) {
+    out.extend_from_slice(b"{\"id\":\"chatcmpl-filtered\",\"object\":\"chat.completion\",\"created\":");
+    out.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
+    out.extend_from_slice(b",\"model\":");
+    write_json_string(out, model);
+    out.extend_from_slice(
+        b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":null,\"refusal\":",
+    );
+    write_json_string(out, refusal);
+    out.extend_from_slice(b"},\"finish_reason\":\"content_filter\"}]");
+    if let Some((prompt, completion)) = usage {
+        let mut n = itoa::Buffer::new();
+        out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
+        out.extend_from_slice(n.format(prompt).as_bytes());
+        out.extend_from_slice(b",\"completion_tokens\":");
+        out.extend_from_slice(n.format(completion).as_bytes());
+        out.extend_from_slice(b",\"total_tokens\":");
+        out.extend_from_slice(n.format(prompt + completion).as_bytes());
+        out.put_u8(b'}');
+    }
+    out.put_u8(b'}');
+}
+
+/// The events that end a stream whose rest was withheld: a last chunk with
+/// `finish_reason: "content_filter"`, then `[DONE]`.
+pub fn write_filtered_stream_end(out: &mut BytesMut, model: &str, created: u64) {
+    let mut data = BytesMut::new();
+    data.extend_from_slice(b"{\"id\":\"chatcmpl-filtered\",\"object\":\"chat.completion.chunk\",\"created\":");
+    data.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
+    data.extend_from_slice(b",\"model\":");
+    write_json_string(&mut data, model);
+    data.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"content_filter\"}]}");
+    crate::sse::write_event(out, None, &data);
+    out.extend_from_slice(crate::sse::DONE_EVENT);
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn write_json_string(out: &mut BytesMut, s: &str) {
     out.put_u8(b'"');

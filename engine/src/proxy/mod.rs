@@ -15,14 +15,18 @@
 //!    answer head within `upstream_first_byte_ms`;
 //! 5. [`relay`]: stream the answer to the client as it arrives.
 //!
-//! Budgets, guardrails and the request record join as phases between these,
-//! each in its own module; the connection loop in [`crate::conn`] does not
-//! change. Every phase reads the [`CoreState`] the request started with, so
+//! Between 2 and 3, [`guard`] checks the request's texts against the
+//! team's guardrail profile (blocking, or redacting into a new body); in 5,
+//! when the profile checks answers too, the answer goes through [`guard`]
+//! as well (whole JSON, or a stream event by event) instead of the raw
+//! relay. Budgets and rate limits are checked before the body is read
+//! ([`crate::conn`]). Every phase reads the [`CoreState`] the request started with, so
 //! a reload never changes the rules under a request in flight.
 
 pub mod authenticate;
 pub mod call;
 pub mod fallback;
+pub mod guard;
 pub mod relay;
 pub mod route;
 pub mod translate;
@@ -65,7 +69,17 @@ pub async fn chat_completions(
     trace: &mut Trace<'_>,
 ) -> Result<RelayEnd, GatewayError> {
     let Inbound { head, keep_alive, deadline, front } = inbound;
-    let routed = route::route(state, key, &body)?;
+    let mut body = body;
+    let mut routed = route::route(state, key, &body)?;
+    let guard = guard::for_team(state, key.team);
+    if let Some((profile, g)) = guard {
+        if let Some(redacted) = guard::check_request(profile, g, &body, &mut trace.guard_hits)? {
+            // Spans of the old body mean nothing in the new one.
+            body = redacted;
+            routed = route::route(state, key, &body)?;
+        }
+    }
+    let answer_guard = guard.map(|(_, g)| g).filter(|g| g.responses);
     trace.route = Some(routed.index);
     trace.stream = routed.fields.stream;
     let routing = &state.config.routing;
@@ -113,10 +127,12 @@ pub async fn chat_completions(
                 }
                 let route = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
                 let answer = Answer { request: head, front, keep_alive, deadline, route };
-                let end = match translation {
-                    Translation::None => relay::relay(client, &mut conn, response, &answer).await,
-                    Translation::ToOpenAi(_) | Translation::ToAnthropic(_) => {
-                        translate::relay_translated(client, &mut conn, response, &answer, translation).await?
+                let end = match (translation, answer_guard) {
+                    (Translation::None, None) => relay::relay(client, &mut conn, response, &answer).await,
+                    (translation, answer_guard) => {
+                        let hits = &mut trace.guard_hits;
+                        let inspect = translate::Inspect { translation, guard: answer_guard, hits };
+                        translate::relay_translated(client, &mut conn, response, &answer, inspect).await?
                     }
                 };
                 if end.upstream_reusable {

@@ -1,5 +1,6 @@
-//! Relaying an answer in the other API's format: an Anthropic answer to an
-//! OpenAI client, or an OpenAI answer to an Anthropic client.
+//! Relaying an answer that the gateway reads on its way: in the other API's
+//! format (an Anthropic answer to an OpenAI client, or an OpenAI answer to
+//! an Anthropic client), or checked by the answer guardrails, or both.
 //!
 //! A JSON answer (or an error) is read whole, bounded by
 //! [`TRANSLATED_BODY_BYTES_MAX`], translated, and sent with its length. An
@@ -17,8 +18,10 @@ use tollgate_protocol::http1::{
 };
 use tollgate_protocol::sse::SseParser;
 
+use super::guard::{Checked, EventGuard, Recorded};
 use super::relay::{Answer, RelayEnd, RouteLabel};
 use super::upstream_request::Translation;
+use super::Front;
 use crate::error::GatewayError;
 use crate::iov;
 use crate::record::{End, TokenUsage};
@@ -102,17 +105,26 @@ fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Relays an Anthropic answer to an OpenAI client. `Err` only when nothing
-/// has been sent yet (the answer could not be read or translated), so the
-/// caller can still answer with an error status.
+/// What a read answer goes through: a translation, a guard, or both.
+pub struct Inspect<'a, 'g> {
+    pub translation: Translation,
+    pub guard: Option<&'g tollgate_policy::guard::Guard>,
+    /// Where the guard's hits go (the request record).
+    pub hits: &'a mut Vec<Recorded>,
+}
+
+/// Relays an answer that is translated, guarded, or both. `Err` only when
+/// nothing has been sent yet (the answer could not be read or translated),
+/// so the caller can still answer with an error status.
 pub async fn relay_translated(
     client: &mut Client,
     up: &mut UpConn,
     response: ResponseHead,
     answer: &Answer<'_>,
-    translation: Translation,
+    inspect: Inspect<'_, '_>,
 ) -> Result<RelayEnd, GatewayError> {
-    let Answer { keep_alive, deadline, route, .. } = *answer;
+    let Inspect { translation, guard, hits } = inspect;
+    let Answer { keep_alive, deadline, route, front, .. } = *answer;
     let event_stream = response.status == 200
         && response
             .header(b"content-type")
@@ -121,9 +133,10 @@ pub async fn relay_translated(
         let stream = match translation {
             Translation::ToAnthropic(_) => Stream::ToAnthropic(anthropic::front::FrontStream::new()),
             Translation::ToOpenAi(info) => Stream::ToOpenAi(StreamTranslator::new(now_unix(), info.include_usage)),
-            Translation::None => Stream::ToOpenAi(StreamTranslator::new(now_unix(), false)),
+            Translation::None => Stream::Identity { front, done: false, usage: None },
         };
-        return Ok(relay_stream(client, up, response, answer, stream).await);
+        let guard = guard.map(|g| (EventGuard::new(g), hits));
+        return Ok(relay_stream(client, up, response, answer, stream, guard).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -160,7 +173,15 @@ pub async fn relay_translated(
     let mut out = BytesMut::with_capacity(body.len() + 256);
     let to_anthropic = matches!(translation, Translation::ToAnthropic(_));
     let mut usage = None;
-    if response.status < 300 {
+    let mut status = response.status;
+    if matches!(translation, Translation::None) {
+        usage = tollgate_protocol::openai::find_usage(&body).map(|(prompt, completion, cached)| TokenUsage {
+            prompt,
+            completion,
+            cached,
+        });
+        out = body;
+    } else if response.status < 300 {
         let translated = if to_anthropic {
             usage = tollgate_protocol::openai::find_usage(&body).map(|(prompt, completion, cached)| TokenUsage {
                 prompt,
@@ -180,20 +201,46 @@ pub async fn relay_translated(
     } else {
         anthropic::error_to_openai(&mut body, response.status, &mut out);
     }
+    let mut blocked = false;
+    if let Some(g) = guard.filter(|_| response.status < 300) {
+        if let Checked::Blocked(rule) = super::guard::check_answer(g, &mut out, hits) {
+            // The answer is withheld, in the shape the client's SDK knows
+            // for a filtered answer; the tokens were still spent.
+            let refusal = format!("the answer was withheld by guardrail rule `{rule}`");
+            let billed = usage.map(|u| (u.prompt, u.completion));
+            out.clear();
+            match front {
+                Front::OpenAi => tollgate_protocol::openai::write_filtered_completion(
+                    &mut out,
+                    route.model,
+                    now_unix(),
+                    &refusal,
+                    billed,
+                ),
+                Front::Anthropic => anthropic::front::write_refusal_message(&mut out, route.model, billed),
+            }
+            status = 200;
+            blocked = true;
+        }
+    }
     let upstream_reusable = response.keep_alive && up.buf.is_empty();
     let close = !keep_alive;
     // A rate-limited client keeps its back-off hint.
     let extra = retry_after.as_ref().map(|v| (&b"retry-after"[..], &v[..]));
-    write_head(client, response.status, "application/json", Delimit::Length(out.len()), close, route, extra);
+    write_head(client, status, "application/json", Delimit::Length(out.len()), close, route, extra);
     let body_bytes = out.len() as u64;
     client.out.push(out.freeze());
     let sent = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_ok();
-    let mut end = RelayEnd::new(response.status);
+    let mut end = RelayEnd::new(status);
     end.upstream_reusable = upstream_reusable;
     end.client_reusable = sent && !close;
     end.body_bytes = body_bytes;
     end.usage = usage;
-    end.end = if sent { End::Completed } else { End::ClientGone };
+    end.end = match (sent, blocked) {
+        (false, _) => End::ClientGone,
+        (true, true) => End::Blocked,
+        (true, false) => End::Completed,
+    };
     Ok(end)
 }
 
@@ -255,10 +302,12 @@ fn push_chunk(client: &mut Client, data: Bytes) {
     client.out.push(Bytes::from_static(CHUNK_END));
 }
 
-/// A stream translator for either direction.
+/// A stream translator for either direction, or none (the events of a
+/// guarded stream in the client's own format).
 enum Stream {
     ToOpenAi(StreamTranslator),
     ToAnthropic(anthropic::front::FrontStream),
+    Identity { front: Front, done: bool, usage: Option<TokenUsage> },
 }
 
 impl Stream {
@@ -266,6 +315,14 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
+            Stream::Identity { done, usage, .. } => {
+                tollgate_protocol::sse::write_event(out, ev.event.as_deref(), &ev.data);
+                if let Some((prompt, completion, cached)) = tollgate_protocol::openai::find_usage(&ev.data) {
+                    *usage = Some(TokenUsage { prompt, completion, cached });
+                }
+                *done |= &ev.data[..] == b"[DONE]" || ev.event.as_deref() == Some(b"message_stop");
+                Ok(())
+            }
         }
     }
 
@@ -273,6 +330,7 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.finish(out),
             Stream::ToAnthropic(t) => t.finish(out),
+            Stream::Identity { done, .. } => *done = true,
         }
     }
 
@@ -280,11 +338,27 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.finished(),
             Stream::ToAnthropic(t) => t.finished(),
+            Stream::Identity { done, .. } => *done,
         }
+    }
+
+    /// Ends the stream because a guardrail withheld the rest.
+    fn filtered(&mut self, model: &str, out: &mut BytesMut) {
+        let front = match self {
+            Stream::ToOpenAi(_) => Front::OpenAi,
+            Stream::ToAnthropic(_) => Front::Anthropic,
+            Stream::Identity { front, .. } => *front,
+        };
+        match front {
+            Front::OpenAi => tollgate_protocol::openai::write_filtered_stream_end(out, model, now_unix()),
+            Front::Anthropic => anthropic::front::write_refusal_stream_end(out),
+        }
+        self.finish(&mut BytesMut::new());
     }
 
     fn usage(&self) -> Option<TokenUsage> {
         match self {
+            Stream::Identity { usage, .. } => *usage,
             Stream::ToOpenAi(t) => Some(anthropic_usage(t.usage())).filter(|u| u.prompt + u.completion > 0),
             Stream::ToAnthropic(t) => {
                 let (prompt, completion, cached) = t.usage();
@@ -297,8 +371,13 @@ impl Stream {
     fn fail(&mut self, provider: &str, out: &mut BytesMut) {
         let message = format!("upstream `{provider}` failed in the middle of the stream");
         let mut json = BytesMut::new();
-        match self {
-            Stream::ToOpenAi(_) => {
+        let openai = match self {
+            Stream::ToOpenAi(_) => true,
+            Stream::ToAnthropic(_) => false,
+            Stream::Identity { front, .. } => *front == Front::OpenAi,
+        };
+        match openai {
+            true => {
                 // An OpenAI-style error event, then [DONE]: SDKs see an
                 // error instead of a stream that simply stops.
                 tollgate_protocol::openai::write_error_body(
@@ -310,7 +389,7 @@ impl Stream {
                 tollgate_protocol::sse::write_event(out, None, &json);
                 out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
             }
-            Stream::ToAnthropic(_) => {
+            false => {
                 json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
                 tollgate_protocol::openai::write_json_string(&mut json, &message);
                 json.extend_from_slice(b"}}");
@@ -326,6 +405,7 @@ async fn relay_stream(
     response: ResponseHead,
     answer: &Answer<'_>,
     mut translator: Stream,
+    mut guard: Option<(EventGuard<'_>, &mut Vec<Recorded>)>,
 ) -> RelayEnd {
     let Answer { deadline, route, .. } = *answer;
     // HTTP/1.0 has no chunked encoding: the stream ends with the connection.
@@ -339,6 +419,8 @@ async fn relay_stream(
     let mut out = BytesMut::new();
     let mut end = RelayEnd::new(200);
     let mut failed = false;
+    let mut blocked = false;
+    let mut passed = Vec::new();
     loop {
         // Head first, then each batch of translated events as it arrives.
         if reader.next(up, deadline, &mut pieces).await.is_err() {
@@ -348,9 +430,18 @@ async fn relay_stream(
             parser.push(p);
             loop {
                 match parser.next_event() {
+                    Ok(Some(ev)) if blocked => drop(ev),
                     Ok(Some(ev)) => {
-                        if translator.event(&ev, &mut out).is_err() {
-                            failed = true;
+                        // Guarded text is held back and released in events
+                        // of the same shape before translation.
+                        match guard.as_mut() {
+                            None => passed.push(ev),
+                            Some((g, _)) => blocked = g.event(ev, &mut passed).is_err(),
+                        }
+                        for ev in passed.drain(..) {
+                            if translator.event(&ev, &mut out).is_err() {
+                                failed = true;
+                            }
                         }
                     }
                     Ok(None) => break,
@@ -361,7 +452,18 @@ async fn relay_stream(
                 }
             }
         }
-        let finished = reader.done || failed || translator.finished();
+        if reader.done && !failed && !blocked && !translator.finished() {
+            if let Some((g, _)) = guard.as_mut() {
+                blocked = g.finish(&mut passed).is_err();
+                for ev in passed.drain(..) {
+                    let _ = translator.event(&ev, &mut out);
+                }
+            }
+        }
+        let finished = reader.done || failed || blocked || translator.finished();
+        if blocked && !translator.finished() {
+            translator.filtered(route.model, &mut out);
+        }
         if finished && !translator.finished() {
             if failed {
                 translator.fail(route.provider, &mut out);
@@ -388,9 +490,18 @@ async fn relay_stream(
             break;
         }
     }
-    end.upstream_reusable = !failed && reader.done && response.keep_alive && up.buf.is_empty();
+    if let Some((g, hits)) = guard.as_mut() {
+        g.record(hits);
+    }
+    end.upstream_reusable = !failed && !blocked && reader.done && response.keep_alive && up.buf.is_empty();
     end.client_reusable = keep_alive && !failed;
-    end.end = if failed { End::UpstreamFailed } else { End::Completed };
+    end.end = if failed {
+        End::UpstreamFailed
+    } else if blocked {
+        End::Blocked
+    } else {
+        End::Completed
+    };
     end
 }
 

@@ -65,6 +65,22 @@ struct Plan {
     behavior: Behavior,
     failure: Option<Failure>,
     echo: Option<Echo>,
+    /// `x-mock-reply`: the reply's text instead of the word list.
+    reply: Option<String>,
+}
+
+impl Plan {
+    /// The words the reply cycles through, and how many it has.
+    fn words(&self) -> (Vec<&str>, usize) {
+        match &self.reply {
+            Some(text) => {
+                let list: Vec<&str> = text.split(' ').collect();
+                let n = list.len();
+                (list, n)
+            }
+            None => (super::reply::REPLY_WORDS.to_vec(), self.behavior.reply_words),
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -178,7 +194,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Some(b"head") => Some(Echo::Head),
             _ => None,
         };
-        Plan { behavior: b, failure, echo }
+        let reply = head.header(b"x-mock-reply").map(|v| String::from_utf8_lossy(v).into_owned());
+        Plan { behavior: b, failure, echo, reply }
     }
 
     /// xorshift64: per-connection, no shared state between threads.
@@ -236,11 +253,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         if req.stream {
             return self.stream(&req, &plan, anthropic).await;
         }
+        let (list, n) = plan.words();
         let mut payload = BytesMut::with_capacity(512);
         if anthropic {
-            reply::anthropic_message(&req, plan.behavior.reply_words, &mut payload);
+            reply::anthropic_message(&req, &list, n, &mut payload);
         } else {
-            reply::completion(&req, plan.behavior.reply_words, &mut payload);
+            reply::completion(&req, &list, n, &mut payload);
         }
         let trickle = (plan.failure == Some(Failure::Trickle)).then_some(Duration::from_millis(10));
         self.send_whole(200, "application/json", &payload, head.keep_alive, trickle).await
@@ -249,10 +267,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     async fn stream(&mut self, req: &ChatRequest<'_>, plan: &Plan, anthropic: bool) -> io::Result<()> {
         let b = &plan.behavior;
         let mut events = Vec::new();
+        let (list, n) = plan.words();
         if anthropic {
-            reply::anthropic_stream_events(req, b.reply_words, b.stream_chunks, &mut events);
+            reply::anthropic_stream_events(req, &list, n, b.stream_chunks, &mut events);
         } else {
-            reply::stream_events(req, b.reply_words, b.stream_chunks, &mut events);
+            reply::stream_events(req, &list, n, b.stream_chunks, &mut events);
         }
         self.out.extend_from_slice(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-mock-connection: ",

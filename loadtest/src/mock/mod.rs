@@ -16,6 +16,7 @@
 //! | `x-mock-chunk-delay-ms: N` | wait N ms between stream events |
 //! | `x-mock-fail: 500` (any status) `reset`, `hang`, `trickle`, `reset-mid-stream` | misbehave |
 //! | `x-mock-split: 1` | split every event, inside a UTF-8 character, across two writes |
+//! | `x-mock-reply: text` | reply with this text (its words are the stream's pieces) |
 //! | `x-mock-echo: body` / `head` | answer with the request body / head as received |
 
 mod conn;

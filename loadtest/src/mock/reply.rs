@@ -57,12 +57,16 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
-fn words(from: usize, to: usize, out: &mut BytesMut) {
+/// Words `from..to` of the reply, cycling `list`, as JSON string content.
+fn words(list: &[&str], from: usize, to: usize, out: &mut BytesMut) {
+    let mut escaped = Vec::new();
     for i in from..to {
         if i > 0 {
             out.put_u8(b' ');
         }
-        out.extend_from_slice(REPLY_WORDS[i % REPLY_WORDS.len()].as_bytes());
+        escaped.clear();
+        tollgate_protocol::json::escape(list[i % list.len()].as_bytes(), &mut escaped);
+        out.extend_from_slice(&escaped);
     }
 }
 
@@ -90,10 +94,10 @@ fn usage(req: &ChatRequest<'_>, completion: usize, out: &mut BytesMut) {
 }
 
 /// A non-streamed `chat.completion` body.
-pub fn completion(req: &ChatRequest<'_>, reply_words: usize, out: &mut BytesMut) {
+pub fn completion(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out: &mut BytesMut) {
     prefix(req, "chat.completion", out);
     out.extend_from_slice(b"\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"");
-    words(0, reply_words, out);
+    words(list, 0, reply_words, out);
     out.extend_from_slice(b"\"},\"finish_reason\":\"stop\"}],");
     usage(req, reply_words, out);
     out.put_u8(b'}');
@@ -101,7 +105,7 @@ pub fn completion(req: &ChatRequest<'_>, reply_words: usize, out: &mut BytesMut)
 
 /// The SSE events of a streamed answer, each a complete `data: ...\n\n`,
 /// ending with `data: [DONE]`.
-pub fn stream_events(req: &ChatRequest<'_>, reply_words: usize, chunks: usize, out: &mut Vec<BytesMut>) {
+pub fn stream_events(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, chunks: usize, out: &mut Vec<BytesMut>) {
     let chunk = |delta: &dyn Fn(&mut BytesMut), finish: &str| {
         let mut e = BytesMut::with_capacity(256);
         e.extend_from_slice(b"data: ");
@@ -120,7 +124,7 @@ pub fn stream_events(req: &ChatRequest<'_>, reply_words: usize, chunks: usize, o
         out.push(chunk(
             &|e| {
                 e.extend_from_slice(b"\"content\":\"");
-                words(from, to, e);
+                words(list, from, to, e);
                 e.put_u8(b'"');
             },
             "null",
@@ -146,14 +150,14 @@ pub fn error(status: u16, out: &mut BytesMut) {
 }
 
 /// An Anthropic `message` body.
-pub fn anthropic_message(req: &ChatRequest<'_>, reply_words: usize, out: &mut BytesMut) {
+pub fn anthropic_message(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out: &mut BytesMut) {
     let mut n = itoa::Buffer::new();
     out.extend_from_slice(b"{\"id\":\"msg_mock_");
     out.extend_from_slice(n.format(req.id).as_bytes());
     out.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"");
     out.extend_from_slice(req.model);
     out.extend_from_slice(b"\",\"content\":[{\"type\":\"text\",\"text\":\"");
-    words(0, reply_words, out);
+    words(list, 0, reply_words, out);
     out.extend_from_slice(b"\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":");
     out.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
     out.extend_from_slice(b",\"output_tokens\":");
@@ -163,7 +167,13 @@ pub fn anthropic_message(req: &ChatRequest<'_>, reply_words: usize, out: &mut By
 
 /// The events of an Anthropic stream, each a complete `event: ...\ndata:
 /// ...\n\n`, as the Messages API sends them (a ping included).
-pub fn anthropic_stream_events(req: &ChatRequest<'_>, reply_words: usize, chunks: usize, out: &mut Vec<BytesMut>) {
+pub fn anthropic_stream_events(
+    req: &ChatRequest<'_>,
+    list: &[&str],
+    reply_words: usize,
+    chunks: usize,
+    out: &mut Vec<BytesMut>,
+) {
     let mut n = itoa::Buffer::new();
     let event = |name: &str, data: &[u8]| {
         let mut e = BytesMut::with_capacity(data.len() + 32);
@@ -195,7 +205,7 @@ pub fn anthropic_stream_events(req: &ChatRequest<'_>, reply_words: usize, chunks
         d.extend_from_slice(
             b"{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"",
         );
-        words(from, to, &mut d);
+        words(list, from, to, &mut d);
         d.extend_from_slice(b"\"}}");
         out.push(event("content_block_delta", &d));
     }
@@ -235,7 +245,7 @@ mod tests {
         let req = ChatRequest::read(body).unwrap();
         assert!(req.stream && req.include_usage);
         let mut events = Vec::new();
-        stream_events(&req, 10, 3, &mut events);
+        stream_events(&req, REPLY_WORDS, 10, 3, &mut events);
         assert_eq!(events.len(), 1 + 3 + 1 + 1 + 1);
         let mut text = String::new();
         for e in &events[1..4] {
@@ -245,7 +255,7 @@ mod tests {
             text.push_str(&s[start..end]);
         }
         let mut whole = BytesMut::new();
-        words(0, 10, &mut whole);
+        words(REPLY_WORDS, 0, 10, &mut whole);
         assert_eq!(text.as_bytes(), &whole[..]);
     }
 }

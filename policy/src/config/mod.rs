@@ -166,10 +166,18 @@ pub struct Routing {
     pub breaker_cooldown: Duration,
 }
 
-/// Reserved for the guardrails stage.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A guardrail profile, as written and compiled.
+#[derive(Clone, Debug)]
 pub struct GuardrailProfile {
     pub name: String,
+    pub spec: crate::guard::ProfileSpec,
+    pub guard: std::sync::Arc<crate::guard::Guard>,
+}
+
+impl PartialEq for GuardrailProfile {
+    fn eq(&self, other: &Self) -> bool {
+        self.spec == other.spec
+    }
 }
 
 /// The request log: one JSON line per request under `dir`.

@@ -197,11 +197,25 @@ pub struct RawKey {
     pub rate_limit: Option<RawRateLimit>,
 }
 
-/// Reserved for the guardrails stage: today a profile has a name only.
+/// A guardrail profile: an action per category, overrides per detector,
+/// and the profile's own deny rules.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGuardrailProfile {
     pub name: Spanned<String>,
+    pub pii: Option<Spanned<String>>,
+    pub secrets: Option<Spanned<String>>,
+    pub injection: Option<Spanned<String>>,
+    pub custom: Option<Spanned<String>>,
+    #[serde(default)]
+    pub detectors: BTreeMap<String, Spanned<String>>,
+    pub injection_threshold: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub deny_words: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub deny_patterns: Vec<Spanned<String>>,
+    pub responses: Option<bool>,
+    pub on_error: Option<Spanned<String>>,
 }
 
 /// The request log.

@@ -212,3 +212,38 @@ fn keys_resolve_teams_hashes_expiry_and_narrowing() {
     let twice = format!("{text}\n[[keys]]\nname = \"k2\"\nteam = \"search\"\nsha256 = \"{hash}\"\n");
     assert!(problems(&twice)[0].contains("same hash as an earlier key"));
 }
+
+#[test]
+fn guardrail_profiles_default_override_and_report_mistakes() {
+    use crate::guard::{Action, Detector};
+    let text = format!(
+        "{BASE}\n[[guardrail_profiles]]\nname = \"custom\"\npii = \"flag\"\ninjection = \"off\"\ndetectors = {{ ipv4 = \"off\", card = \"block\" }}\ndeny_words = [\"falcon\"]\n"
+    );
+    let c = Config::parse("gw.toml", &text, &TestEnv).unwrap();
+    let strict = &c.guardrail_profiles[0].spec;
+    assert_eq!(strict.actions[Detector::Email as usize], Some(Action::Redact), "PII is redacted by default");
+    assert_eq!(strict.actions[Detector::OpenAiKey as usize], Some(Action::Block));
+    assert_eq!(strict.actions[Detector::Injection as usize], Some(Action::Block));
+    assert!(strict.responses && !strict.fail_open);
+    let custom = &c.guardrail_profiles[1].spec;
+    assert_eq!(custom.actions[Detector::Email as usize], Some(Action::Flag));
+    assert_eq!(custom.actions[Detector::Ipv4 as usize], None);
+    assert_eq!(custom.actions[Detector::Card as usize], Some(Action::Block));
+    assert_eq!(custom.actions[Detector::Injection as usize], None);
+    assert_eq!(custom.custom_action, Some(Action::Block), "deny words block unless told otherwise");
+
+    let bad = format!(
+        "{BASE}\n[[guardrail_profiles]]\nname = \"x\"\npii = \"mask\"\ndetectors = {{ emial = \"flag\" }}\ndeny_patterns = [\"(unclosed\"]\non_error = \"maybe\"\n"
+    );
+    let line = |needle: &str| bad.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let found = problems(&bad);
+    assert_eq!(found.len(), 4, "{found:#?}");
+    assert!(
+        found[0].starts_with(&format!("gw.toml:{}:7: unknown guardrail action \"mask\"", line("pii"))),
+        "{found:#?}"
+    );
+    assert!(found.iter().any(|p| p.contains("unknown detector \"emial\"") && p.contains("email")), "{found:#?}");
+    assert!(found.iter().any(|p| p.starts_with(&format!("gw.toml:{}:18:", line("deny_patterns")))
+        && p.contains("deny pattern does not compile")));
+    assert!(found.iter().any(|p| p.contains("on_error is \"maybe\"")));
+}

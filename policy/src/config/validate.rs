@@ -407,15 +407,106 @@ fn usd(v: &Spanned<f64>, report: &mut Report<'_>) -> MicroUsd {
 }
 
 fn validate_profiles(raw: &[RawGuardrailProfile], report: &mut Report<'_>) -> Vec<GuardrailProfile> {
-    raw.iter()
-        .enumerate()
-        .map(|(i, p)| {
-            if duplicate(raw, i, |p| &p.name) {
-                report.add(p.name.span(), format!("guardrail profile {:?} is defined twice", p.name.get_ref()));
+    use crate::guard::{Action, Category, Detector, Guard, ProfileSpec};
+    let action = |v: &Spanned<String>, report: &mut Report<'_>| match v.get_ref().as_str() {
+        "off" => None,
+        "flag" => Some(Action::Flag),
+        "redact" => Some(Action::Redact),
+        "block" => Some(Action::Block),
+        other => {
+            report.add(
+                v.span(),
+                format!("unknown guardrail action {other:?}; write \"block\", \"redact\", \"flag\" or \"off\""),
+            );
+            None
+        }
+    };
+    let mut profiles = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let name = p.name.get_ref();
+        if duplicate(raw, i, |p| &p.name) {
+            report.add(p.name.span(), format!("guardrail profile {name:?} is defined twice"));
+        }
+        // Unset categories take the defaults a production gateway wants:
+        // personal data masked, secrets and injection stopped.
+        let pii = p.pii.as_ref().map_or(Some(Action::Redact), |v| action(v, report));
+        let secrets = p.secrets.as_ref().map_or(Some(Action::Block), |v| action(v, report));
+        let injection = p.injection.as_ref().map_or(Some(Action::Block), |v| action(v, report));
+        let mut spec = ProfileSpec {
+            name: name.clone(),
+            injection_threshold: p
+                .injection_threshold
+                .as_ref()
+                .map_or(crate::guard::injection::THRESHOLD, |t| *t.get_ref()),
+            responses: p.responses.unwrap_or(true),
+            ..ProfileSpec::default()
+        };
+        for d in Detector::ALL {
+            spec.actions[d as usize] = match d.category() {
+                Category::Pii => pii,
+                Category::Secrets => secrets,
+                Category::Injection => injection,
+            };
+        }
+        for (detector, v) in &p.detectors {
+            match Detector::from_name(detector) {
+                Some(d) => spec.actions[d as usize] = action(v, report),
+                None => {
+                    let names: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
+                    report.add(
+                        v.span(),
+                        format!(
+                            "unknown detector {detector:?} in profile {name:?}; the detectors are {}",
+                            names.join(", ")
+                        ),
+                    );
+                }
             }
-            GuardrailProfile { name: p.name.get_ref().clone() }
-        })
-        .collect()
+        }
+        spec.deny_words = p.deny_words.iter().map(|w| w.get_ref().clone()).collect();
+        for w in &p.deny_words {
+            if w.get_ref().trim().is_empty() {
+                report.add(w.span(), "an empty deny word would match everywhere; remove it".to_string());
+            }
+        }
+        spec.deny_patterns = p.deny_patterns.iter().map(|w| w.get_ref().clone()).collect();
+        let has_custom = !spec.deny_words.is_empty() || !spec.deny_patterns.is_empty();
+        spec.custom_action = match &p.custom {
+            Some(v) => action(v, report),
+            None if has_custom => Some(Action::Block),
+            None => None,
+        };
+        spec.fail_open = match &p.on_error {
+            None => false,
+            Some(v) if v.get_ref() == "block" => false,
+            Some(v) if v.get_ref() == "allow" => true,
+            Some(v) => {
+                report.add(
+                    v.span(),
+                    format!("on_error is {:?}; write \"block\" (the default) or \"allow\"", v.get_ref()),
+                );
+                false
+            }
+        };
+        let guard = match Guard::compile(&spec) {
+            Ok(g) => g,
+            Err(e) => {
+                let span = p.deny_patterns.get(e.index).map_or(p.name.span(), |w| w.span());
+                report.add(
+                    span,
+                    format!(
+                        "deny pattern does not compile ({}); fix the expression or make it smaller",
+                        e.message.trim().replace('\n', " ")
+                    ),
+                );
+                spec.deny_patterns.clear();
+                Guard::compile(&spec)
+                    .unwrap_or_else(|_| Guard::compile(&ProfileSpec::default()).expect("empty profile"))
+            }
+        };
+        profiles.push(GuardrailProfile { name: name.clone(), spec, guard: std::sync::Arc::new(guard) });
+    }
+    profiles
 }
 
 /// Resolves model patterns into a set; a pattern that matches no model is

@@ -482,3 +482,24 @@ impl FrontStream {
         Self::emit(out, "message_stop", b"{\"type\":\"message_stop\"}");
     }
 }
+
+/// A message whose answer was withheld: no content, `stop_reason:
+/// "refusal"` (what Anthropic's own classifiers answer with).
+pub fn write_refusal_message(out: &mut BytesMut, model: &str, usage: Option<(u64, u64)>) {
+    out.extend_from_slice(b"{\"id\":\"msg_filtered\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+    write_json_string(out, model);
+    out.extend_from_slice(b",\"content\":[],\"stop_reason\":\"refusal\",\"stop_sequence\":null,\"usage\":");
+    let (p, c) = usage.unwrap_or((0, 0));
+    usage_json(p, c, 0, out);
+    out.put_u8(b'}');
+}
+
+/// The events that end a stream whose rest was withheld.
+pub fn write_refusal_stream_end(out: &mut BytesMut) {
+    FrontStream::emit(
+        out,
+        "message_delta",
+        b"{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"refusal\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":0}}",
+    );
+    FrontStream::emit(out, "message_stop", b"{\"type\":\"message_stop\"}");
+}

@@ -1,0 +1,112 @@
+//! Guardrail scanning: throughput on clean English and on text dense with
+//! personal data, and the whole request step (walk the JSON, scan every
+//! text, decide) on a typical 2 KB chat request, clean and with
+//! redactions.
+
+use bytes::Bytes;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use tollgate_engine::proxy::guard::check_request;
+use tollgate_policy::guard::{injection, Action, Detector, Direction, Findings, Guard, ProfileSpec};
+
+/// Every detector on, as the bundled default profile has them.
+fn guard() -> Guard {
+    let mut spec =
+        ProfileSpec { name: "bench".into(), injection_threshold: injection::THRESHOLD, ..Default::default() };
+    for d in Detector::ALL {
+        spec.actions[d as usize] = Some(match d.category() {
+            tollgate_policy::guard::Category::Pii => Action::Redact,
+            _ => Action::Block,
+        });
+    }
+    Guard::compile(&spec).expect("profile")
+}
+
+/// Ordinary English prose, with the odd number, as prompts carry it.
+const PROSE: &str = "The quarterly review went well overall. Our team shipped the new onboarding flow, \
+    and customers told us the setup now takes about half the time it used to. Support tickets about \
+    passwords dropped after we added the reset link to the login page. Next quarter we want to improve \
+    search, reduce the time it takes to load large reports, and write better documentation for the \
+    reporting features. Please summarize these notes for the leadership meeting on Thursday and keep \
+    the tone friendly but direct. Mention that 3 of the 12 planned items slipped into next quarter. ";
+
+/// A sentence with an e-mail, a phone number, a card and an IP address.
+const DENSE: &str = "Reach jane.doe@example.com or +1 415 555 2671; card 4111 1111 1111 1111 from 203.0.113.42. ";
+
+fn text(unit: &str, bytes: usize) -> Vec<u8> {
+    unit.repeat(bytes / unit.len() + 1).into_bytes()[..bytes].to_vec()
+}
+
+fn scan(c: &mut Criterion) {
+    let g = guard();
+    let mut group = c.benchmark_group("guard_scan");
+    for (name, unit) in [("clean_english", PROSE), ("pii_dense", DENSE)] {
+        let t = text(unit, 64 * 1024);
+        group.throughput(Throughput::Bytes(t.len() as u64));
+        group.bench_function(name, |b| {
+            let mut f = Findings::default();
+            b.iter(|| {
+                f.clear();
+                g.scan(black_box(&t), Direction::Request, true, &mut f);
+                f.file(0);
+                black_box(f.all.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Clean English through one family of detectors at a time: where the
+/// scan's time goes.
+fn by_family(c: &mut Criterion) {
+    let t = text(PROSE, 64 * 1024);
+    let mut group = c.benchmark_group("guard_scan_family");
+    group.throughput(Throughput::Bytes(t.len() as u64));
+    for family in [
+        tollgate_policy::guard::Category::Pii,
+        tollgate_policy::guard::Category::Secrets,
+        tollgate_policy::guard::Category::Injection,
+    ] {
+        let mut spec =
+            ProfileSpec { name: "f".into(), injection_threshold: injection::THRESHOLD, ..Default::default() };
+        for d in Detector::ALL.into_iter().filter(|d| d.category() == family) {
+            spec.actions[d as usize] = Some(Action::Flag);
+        }
+        let g = Guard::compile(&spec).expect("profile");
+        group.bench_function(format!("{family:?}"), |b| {
+            let mut f = Findings::default();
+            b.iter(|| {
+                f.clear();
+                g.scan(black_box(&t), Direction::Request, true, &mut f);
+                black_box(f.hits.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+fn request(c: &mut Criterion) {
+    let g = guard();
+    let body = |user: &str| {
+        let v = format!(
+            r#"{{"model":"gpt-4o-mini","messages":[{{"role":"system","content":"You are a helpful assistant for the product team."}},{{"role":"user","content":"{user}"}}]}}"#
+        );
+        Bytes::from(v)
+    };
+    let clean = body(&PROSE.repeat(4)[..1900]);
+    let dirty = body(&format!("{}{}", &PROSE.repeat(4)[..1800], DENSE));
+    assert!(clean.len() > 1900 && clean.len() < 2200);
+    let mut group = c.benchmark_group("guard_request");
+    for (name, b) in [("2KB_clean", &clean), ("2KB_with_pii", &dirty)] {
+        group.bench_function(name, |bench| {
+            let mut hits = Vec::new();
+            bench.iter(|| {
+                hits.clear();
+                black_box(check_request("bench", &g, black_box(b), &mut hits).map(|r| r.is_some()).unwrap_or(false))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, scan, by_family, request);
+criterion_main!(benches);

@@ -1,0 +1,385 @@
+//! The guardrail phases: the request's texts are checked before anything
+//! goes upstream, and the answer's texts on their way back, JSON whole and
+//! streams event by event.
+//!
+//! Texts are the string values of the JSON bodies (all roles, all text
+//! parts, tool-call arguments, anything a person or a tool wrote), not the
+//! structural ones ([`STRUCTURAL`]) and not inline base64 data. A body is
+//! copied only when a rule redacts something in it; a clean body goes
+//! upstream as the very allocation it arrived in.
+//!
+//! A stream is guarded on the upstream's events, before any translation:
+//! each event's text field (`content`, `text`, `arguments`, ...) goes
+//! through a [`TextStream`], and the event is re-emitted carrying what the
+//! stream releases. Events without text pass as they are, after whatever
+//! text was held back is released in an event shaped like the last one.
+
+use bytes::{Bytes, BytesMut};
+use tollgate_policy::guard::stream::TextStream;
+use tollgate_policy::guard::{redact, Action, Direction, Findings, Guard, Hit};
+use tollgate_protocol::json::{escape, string_values, unescape, Malformed, StringValue};
+use tollgate_protocol::sse::SseEvent;
+
+use crate::error::GatewayError;
+use crate::worker::CoreState;
+
+/// Keys whose string values are structure, not text.
+const STRUCTURAL: &[&[u8]] = &[
+    b"model",
+    b"role",
+    b"type",
+    b"id",
+    b"tool_call_id",
+    b"tool_use_id",
+    b"object",
+    b"media_type",
+    b"detail",
+    b"finish_reason",
+    b"stop_reason",
+    b"system_fingerprint",
+    b"service_tier",
+    b"reasoning_effort",
+    b"tool_choice",
+    // Anthropic's base64 image and document sources.
+    b"data",
+];
+
+/// Keys of the text an answer's stream events carry.
+const STREAM_TEXT: &[&[u8]] =
+    &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"refusal", b"reasoning_content"];
+
+/// A hit as the request record keeps it.
+#[derive(Clone, Copy, Debug)]
+pub struct Recorded {
+    pub direction: Direction,
+    /// Which text of the body (the n-th string value scanned).
+    pub text: u32,
+    pub hit: Hit,
+}
+
+/// The guard of the key's team, if its profile has one.
+pub fn for_team(state: &CoreState, team: usize) -> Option<(&str, &Guard)> {
+    let profile = state.config.teams.get(team)?.guardrail_profile?;
+    let p = state.config.guardrail_profiles.get(profile)?;
+    Some((p.name.as_str(), &*p.guard))
+}
+
+/// Scans every text of a JSON document; `texts` receives the string values
+/// scanned, in the order their index in `findings` refers to.
+fn scan_json(
+    guard: &Guard,
+    doc: &[u8],
+    direction: Direction,
+    findings: &mut Findings,
+    texts: &mut Vec<StringValue>,
+) -> Result<(), Malformed> {
+    let mut scratch = Vec::new();
+    let mut bad = None;
+    string_values(doc, |key, v| {
+        let raw = &doc[v.raw.clone()];
+        if STRUCTURAL.contains(&key) || raw.starts_with(b"data:") {
+            return;
+        }
+        let text = if v.escaped {
+            scratch.clear();
+            if let Err(e) = unescape(raw, &mut scratch) {
+                bad = Some(e);
+                return;
+            }
+            &scratch[..]
+        } else {
+            raw
+        };
+        guard.scan(text, direction, true, findings);
+        findings.file(texts.len() as u32);
+        texts.push(v);
+    })?;
+    bad.map_or(Ok(()), Err)?;
+    if direction == Direction::Request {
+        guard.settle(findings);
+    }
+    Ok(())
+}
+
+/// `doc` with the redacted texts replaced.
+fn rewrite(doc: &[u8], texts: &[StringValue], findings: &Findings) -> Vec<u8> {
+    let mut out = Vec::with_capacity(doc.len() + 64);
+    let mut at = 0;
+    let mut scratch = Vec::new();
+    let mut redacted = Vec::new();
+    let mut hits = findings.all.iter().peekable();
+    while let Some(&&(text, _)) = hits.peek() {
+        let mine: Vec<Hit> = std::iter::from_fn(|| hits.next_if(|(t, _)| *t == text).map(|(_, h)| *h)).collect();
+        if !mine.iter().any(|h| h.action == Action::Redact) {
+            continue;
+        }
+        let v = &texts[text as usize];
+        let raw = &doc[v.raw.clone()];
+        scratch.clear();
+        let text = if v.escaped && unescape(raw, &mut scratch).is_ok() { &scratch[..] } else { raw };
+        redacted.clear();
+        redact(text, 0, &mine, &mut redacted);
+        out.extend_from_slice(&doc[at..v.raw.start]);
+        escape(&redacted, &mut out);
+        at = v.raw.end;
+    }
+    out.extend_from_slice(&doc[at..]);
+    out
+}
+
+/// The request phase: `Ok(Some(body))` when redaction changed the body,
+/// `Ok(None)` when it goes as it came; an error when a rule blocks it or,
+/// failing closed, when it cannot be checked.
+pub fn check_request(
+    profile: &str,
+    guard: &Guard,
+    body: &Bytes,
+    recorded: &mut Vec<Recorded>,
+) -> Result<Option<Bytes>, GatewayError> {
+    let mut findings = Findings::default();
+    let mut texts = Vec::new();
+    if let Err(Malformed(why)) = scan_json(guard, body, Direction::Request, &mut findings, &mut texts) {
+        if guard.fail_open {
+            tracing::warn!(profile, why, "guardrails could not read a request; letting it through (on_error = allow)");
+            return Ok(None);
+        }
+        return Err(GatewayError::GuardrailUnavailable { profile: profile.to_string(), why });
+    }
+    recorded.extend(findings.all.iter().map(|&(text, hit)| Recorded { direction: Direction::Request, text, hit }));
+    if let Some(hit) = findings.blocked() {
+        return Err(GatewayError::Guardrail { profile: profile.to_string(), rule: hit.rule.to_string() });
+    }
+    if !findings.redacts() {
+        return Ok(None);
+    }
+    Ok(Some(Bytes::from(rewrite(body, &texts, &findings))))
+}
+
+/// What became of a JSON answer.
+pub enum Checked {
+    /// Unchanged, or redacted in place.
+    Pass,
+    /// A rule blocked it: the rule's id, or why it could not be checked.
+    Blocked(String),
+}
+
+/// The answer phase for a whole JSON answer: redacts `body` in place.
+pub fn check_answer(guard: &Guard, body: &mut BytesMut, recorded: &mut Vec<Recorded>) -> Checked {
+    let mut findings = Findings::default();
+    let mut texts = Vec::new();
+    if scan_json(guard, body, Direction::Response, &mut findings, &mut texts).is_err() {
+        // The answer already parsed for usage or translation; one that
+        // cannot be walked is not shown unchecked.
+        return if guard.fail_open { Checked::Pass } else { Checked::Blocked("unreadable answer".to_string()) };
+    }
+    recorded.extend(findings.all.iter().map(|&(text, hit)| Recorded { direction: Direction::Response, text, hit }));
+    if let Some(hit) = findings.blocked() {
+        return Checked::Blocked(hit.rule.to_string());
+    }
+    if findings.redacts() {
+        let new = rewrite(body, &texts, &findings);
+        body.clear();
+        body.extend_from_slice(&new);
+    }
+    Checked::Pass
+}
+
+/// The event a held-back text is released in: the last text event, with
+/// its text value cut out.
+struct Template {
+    event: Option<Bytes>,
+    data: Bytes,
+    raw: std::ops::Range<usize>,
+}
+
+impl Template {
+    fn render(&self, text: &[u8]) -> SseEvent {
+        let mut data = Vec::with_capacity(self.data.len() + text.len());
+        data.extend_from_slice(&self.data[..self.raw.start]);
+        escape(text, &mut data);
+        data.extend_from_slice(&self.data[self.raw.end..]);
+        SseEvent { event: self.event.clone(), data: Bytes::from(data), id: None, retry: None }
+    }
+}
+
+/// Guards one answer stream, event by event.
+pub struct EventGuard<'g> {
+    guard: &'g Guard,
+    text: TextStream,
+    /// The key of the text field being held, and the event to release it in.
+    channel: Option<(Vec<u8>, Template)>,
+    findings: Findings,
+    released: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl<'g> EventGuard<'g> {
+    pub fn new(guard: &'g Guard) -> EventGuard<'g> {
+        EventGuard {
+            guard,
+            text: TextStream::default(),
+            channel: None,
+            findings: Findings::default(),
+            released: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Takes one upstream event; the events to pass on go to `out`. `Err`
+    /// with the hit when a blocking rule matched: the stream must end.
+    pub fn event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+        let mut field = None;
+        if &ev.data[..] != b"[DONE]" {
+            let _ = string_values(&ev.data, |key, v| {
+                if field.is_none() && STREAM_TEXT.contains(&key) {
+                    field = Some((key.to_vec(), v));
+                }
+            });
+        }
+        let ping = ev.event.as_deref() == Some(b"ping");
+        let Some((key, v)) = field else {
+            if !ping {
+                self.flush(out)?;
+            }
+            out.push(ev);
+            return Ok(());
+        };
+        if v.raw.is_empty() {
+            out.push(ev);
+            return Ok(());
+        }
+        if self.channel.as_ref().is_some_and(|(k, _)| *k != key) {
+            self.flush(out)?;
+        }
+        let raw = &ev.data[v.raw.clone()];
+        self.scratch.clear();
+        // An escape the walk cannot decode is scanned as it is written.
+        if !v.escaped || unescape(raw, &mut self.scratch).is_err() {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(raw);
+        }
+        // An event that also ends its choice releases everything.
+        let last = memchr::memmem::find(&ev.data, b"\"finish_reason\":\"").is_some()
+            || memchr::memmem::find(&ev.data, b"\"stop_reason\":\"").is_some();
+        let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw: v.raw.clone() };
+        self.released.clear();
+        let blocked = self.text.push(self.guard, &self.scratch, &mut self.released, &mut self.findings);
+        if let Some(hit) = blocked {
+            return Err(hit);
+        }
+        if last {
+            if let Some(hit) = self.text.finish(self.guard, &mut self.released, &mut self.findings) {
+                return Err(hit);
+            }
+            self.text = TextStream::default();
+            out.push(template.render(&self.released));
+            self.channel = None;
+            return Ok(());
+        }
+        if !self.released.is_empty() {
+            out.push(template.render(&self.released));
+        }
+        self.channel = Some((key, template));
+        Ok(())
+    }
+
+    /// Releases what is held of the current text field.
+    fn flush(&mut self, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+        let Some((_, template)) = self.channel.take() else { return Ok(()) };
+        self.released.clear();
+        if let Some(hit) = self.text.finish(self.guard, &mut self.released, &mut self.findings) {
+            return Err(hit);
+        }
+        self.text = TextStream::default();
+        if !self.released.is_empty() {
+            out.push(template.render(&self.released));
+        }
+        Ok(())
+    }
+
+    /// The upstream ended: whatever is held goes out.
+    pub fn finish(&mut self, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+        self.flush(out)
+    }
+
+    /// Moves the stream's hits into the record.
+    pub fn record(&mut self, recorded: &mut Vec<Recorded>) {
+        recorded.extend(self.findings.all.drain(..).map(|(_, hit)| Recorded {
+            direction: Direction::Response,
+            text: 0,
+            hit,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_policy::guard::{Detector, ProfileSpec};
+
+    fn guard(fail_open: bool) -> Guard {
+        let mut spec = ProfileSpec { name: "t".into(), fail_open, responses: true, ..Default::default() };
+        spec.actions[Detector::Email as usize] = Some(Action::Redact);
+        spec.actions[Detector::OpenAiKey as usize] = Some(Action::Block);
+        Guard::compile(&spec).unwrap()
+    }
+
+    fn check(g: &Guard, body: &str) -> Result<Option<String>, GatewayError> {
+        let mut hits = Vec::new();
+        check_request("t", g, &Bytes::copy_from_slice(body.as_bytes()), &mut hits)
+            .map(|b| b.map(|b| String::from_utf8(b.to_vec()).unwrap()))
+    }
+
+    #[test]
+    fn escapes_are_decoded_before_scanning_and_written_back_valid() {
+        let g = guard(false);
+        // `\u0040` is `@`: an escape does not hide an address.
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"a \"q\" bob\u0040example.com\n"}]}"#;
+        let out = check(&g, body).unwrap().expect("redacted");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["messages"][0]["content"], "a \"q\" [EMAIL]\n");
+        assert_eq!(v["model"], "m");
+    }
+
+    #[test]
+    fn a_body_the_walk_cannot_read_fails_closed_unless_told_otherwise() {
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"bad \q escape"}]}"#;
+        assert!(matches!(check(&guard(false), body), Err(GatewayError::GuardrailUnavailable { .. })));
+        assert!(matches!(check(&guard(true), body), Ok(None)));
+    }
+
+    #[test]
+    fn structural_values_and_inline_images_are_not_scanned() {
+        let g = guard(false);
+        let body = r#"{"model":"bob@example.com","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,sk-abcdefghij0123456789klmnopqrstuv"}}]}]}"#;
+        assert!(check(&g, body).unwrap().is_none());
+        let blocked = r#"{"model":"m","messages":[{"role":"user","content":"sk-abcdefghij0123456789klmnopqrstuv"}]}"#;
+        assert!(matches!(check(&g, blocked), Err(GatewayError::Guardrail { .. })));
+    }
+
+    #[test]
+    fn stream_events_release_held_text_before_a_textless_event() {
+        let g = guard(false);
+        let mut eg = EventGuard::new(&g);
+        let ev =
+            |data: &str| SseEvent { event: None, data: Bytes::copy_from_slice(data.as_bytes()), id: None, retry: None };
+        let mut out = Vec::new();
+        for piece in ["mail bob@exa", "mple.com now"] {
+            let d = format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"{piece}"}},"finish_reason":null}}]}}"#);
+            eg.event(ev(&d), &mut out).unwrap();
+        }
+        assert!(out.is_empty(), "short text is held back");
+        eg.event(ev(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#), &mut out).unwrap();
+        eg.event(ev("[DONE]"), &mut out).unwrap();
+        let text: String = out
+            .iter()
+            .filter(|e| &e.data[..] != b"[DONE]")
+            .filter_map(|e| {
+                let v: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
+                v["choices"][0]["delta"]["content"].as_str().map(str::to_string)
+            })
+            .collect();
+        assert_eq!(text, "mail [EMAIL] now");
+        assert_eq!(&out.last().unwrap().data[..], b"[DONE]");
+    }
+}

@@ -1,0 +1,424 @@
+//! Prompt-injection phrases: a curated, versioned list ([`VERSION`]),
+//! matched without regard to ASCII case, spacing or punctuation between
+//! words, each with a weight. A prompt whose distinct phrases weigh
+//! together at least the profile's threshold (default [`THRESHOLD`]) is a
+//! hit; a single strong phrase reaches it alone, weak signals only
+//! together ("pretend" plus "no restrictions").
+//!
+//! Where the phrases come from: the instruction-override, extraction and
+//! role-play families are the ones documented in OWASP's LLM01 (prompt
+//! injection) guidance and in public jailbreak collections (the "DAN" and
+//! "developer mode" prompts); the delimiter family is the chat-template
+//! tokens of the ChatML, Llama 2/3 and GPT-2 formats, which no user text
+//! has a reason to contain. To extend: add a [`Phrase`] (words as
+//! alternatives, `gap` filler words allowed between them), give it a weight
+//! against the threshold, add a positive and a near-miss to the corpus in
+//! `tests/guardrails/`, and bump [`VERSION`].
+//!
+//! The Aho-Corasick automaton finds each phrase's first word (or a
+//! template token); the rest is checked word by word from there, greedily,
+//! over at most a few dozen words: no backtracking search.
+
+use std::sync::OnceLock;
+
+/// The version of the phrase list, recorded with every injection hit.
+pub const VERSION: &str = "tollgate-injection-1";
+
+/// The default score at which a prompt counts as an injection attempt.
+pub const THRESHOLD: u32 = 10;
+
+/// Words after a phrase's anchor that are looked at, at most.
+const WORDS_MAX: usize = 24;
+
+/// A phrase: each element is a set of alternative words; up to `gap` other
+/// words may stand between consecutive elements. The first element is the
+/// anchor the automaton finds, so it should be a rare word; a common word
+/// that must come before it ("no" in "no restrictions") is a `prefix`,
+/// looked for among the `gap + 1` words before the anchor.
+pub struct Phrase {
+    pub id: &'static str,
+    pub weight: u32,
+    pub gap: usize,
+    pub prefix: &'static [&'static str],
+    pub words: &'static [&'static [&'static str]],
+}
+
+const OVERRIDE_VERBS: &[&str] = &["ignore", "disregard", "forget", "override", "bypass"];
+const EARLIER: &[&str] = &[
+    "previous",
+    "prior",
+    "above",
+    "earlier",
+    "preceding",
+    "initial",
+    "original",
+    "foregoing",
+    "former",
+    "system",
+    "developer",
+    "existing",
+];
+const INSTRUCTIONS: &[&str] = &[
+    "instructions",
+    "instruction",
+    "prompt",
+    "prompts",
+    "rules",
+    "directions",
+    "guidelines",
+    "messages",
+    "context",
+    "commands",
+    "orders",
+    "constraints",
+    "programming",
+    "directives",
+];
+const LIMITS: &[&str] = &[
+    "restrictions",
+    "restriction",
+    "limits",
+    "limitations",
+    "filters",
+    "rules",
+    "guidelines",
+    "censorship",
+    "guardrails",
+];
+
+pub static PHRASES: &[Phrase] = &[
+    Phrase { id: "override", weight: 10, gap: 4, prefix: &[], words: &[OVERRIDE_VERBS, EARLIER, INSTRUCTIONS] },
+    Phrase {
+        id: "override",
+        weight: 10,
+        gap: 3,
+        prefix: &[],
+        words: &[OVERRIDE_VERBS, INSTRUCTIONS, &["above", "before", "earlier", "previously", "so"]],
+    },
+    Phrase {
+        id: "override",
+        weight: 10,
+        gap: 2,
+        prefix: &[],
+        words: &[OVERRIDE_VERBS, &["all", "any", "every"], &["instructions", "rules", "guidelines", "directions"]],
+    },
+    Phrase {
+        id: "override",
+        weight: 10,
+        gap: 3,
+        prefix: &[],
+        words: &[
+            &["forget", "ignore", "disregard"],
+            &["everything", "all", "anything"],
+            &["told", "said", "instructed", "given", "above", "before", "earlier", "previously", "taught"],
+        ],
+    },
+    Phrase {
+        id: "override",
+        weight: 10,
+        gap: 2,
+        prefix: &["not", "t", "never"],
+        words: &[&["follow", "obey"], &["previous", "prior", "above", "your", "system", "original"], INSTRUCTIONS],
+    },
+    Phrase {
+        id: "override",
+        weight: 10,
+        gap: 3,
+        prefix: &[],
+        words: &[
+            &["ignoriere", "ignorieren", "ignoriert", "vergiss", "vergesst"],
+            &["vorherigen", "vorherige", "bisherigen", "obigen", "vorigen", "früheren", "alle"],
+            &["anweisungen", "anweisung", "instruktionen", "regeln", "befehle", "vorgaben"],
+        ],
+    },
+    Phrase {
+        id: "override",
+        weight: 10,
+        gap: 3,
+        prefix: &[],
+        words: &[
+            &["ignore", "ignorez", "oublie", "oubliez"],
+            &["instructions", "consignes", "règles", "regles"],
+            &["précédentes", "precedentes", "antérieures", "anterieures", "ci"],
+        ],
+    },
+    Phrase {
+        id: "override",
+        weight: 10,
+        gap: 3,
+        prefix: &[],
+        words: &[
+            &["ignora", "ignore", "ignorar", "olvida"],
+            &["instrucciones", "reglas", "indicaciones", "órdenes", "ordenes"],
+            &["anteriores", "previas", "precedentes"],
+        ],
+    },
+    Phrase {
+        id: "extraction",
+        weight: 10,
+        gap: 3,
+        prefix: &[],
+        words: &[
+            &["reveal", "print", "show", "display", "output", "repeat", "leak", "disclose"],
+            &["system", "initial", "original", "hidden", "secret", "developer", "full", "entire", "first"],
+            &["prompt", "prompts", "instructions", "message", "messages"],
+        ],
+    },
+    Phrase { id: "extraction", weight: 6, gap: 0, prefix: &["you"], words: &[&["told", "instructed"]] },
+    Phrase {
+        id: "extraction",
+        weight: 4,
+        gap: 0,
+        prefix: &[],
+        words: &[&["system"], &["prompt", "message", "instructions"]],
+    },
+    Phrase {
+        id: "extraction",
+        weight: 8,
+        gap: 3,
+        prefix: &[],
+        words: &[
+            &["repeat", "print", "output"],
+            &["text", "words", "everything", "content", "above", "instructions"],
+            &["above", "before", "starting", "verbatim"],
+        ],
+    },
+    Phrase { id: "extraction", weight: 4, gap: 1, prefix: &[], words: &[&["starting"], &["with"], &["you"], &["are"]] },
+    Phrase {
+        id: "roleplay",
+        weight: 10,
+        gap: 1,
+        prefix: &["now"],
+        words: &[&["dan", "unrestricted", "jailbroken", "uncensored", "unfiltered"]],
+    },
+    Phrase { id: "roleplay", weight: 6, gap: 0, prefix: &[], words: &[&["anything"], &["now"]] },
+    Phrase { id: "roleplay", weight: 4, gap: 0, prefix: &[], words: &[&["dan"]] },
+    Phrase {
+        id: "roleplay",
+        weight: 10,
+        gap: 2,
+        prefix: &[],
+        words: &[
+            &["enable", "activate"],
+            &["developer", "jailbreak", "dan", "god", "unrestricted", "evil", "debug"],
+            &["mode"],
+        ],
+    },
+    Phrase { id: "roleplay", weight: 10, gap: 0, prefix: &[], words: &[&["jailbreak", "jailbroken"], &["mode"]] },
+    Phrase {
+        id: "roleplay",
+        weight: 10,
+        gap: 1,
+        prefix: &[],
+        words: &[&["developer", "jailbreak", "dan", "god"], &["mode"], &["enabled", "activated", "on", "engaged"]],
+    },
+    Phrase { id: "roleplay", weight: 7, gap: 0, prefix: &[], words: &[&["jailbreak", "jailbroken", "jailbreaking"]] },
+    Phrase { id: "roleplay", weight: 3, gap: 0, prefix: &[], words: &[&["pretend", "roleplay", "act"]] },
+    Phrase {
+        id: "roleplay",
+        weight: 7,
+        gap: 4,
+        prefix: &["no", "without", "zero", "remove", "disable", "bypass", "ignore", "disregard"],
+        words: &[LIMITS],
+    },
+];
+
+/// Chat-template tokens: a user text that contains one is trying to open a
+/// turn of its own.
+const TEMPLATE_TOKENS: &[(&str, u32)] = &[
+    ("<|im_start|>", 10),
+    ("<|im_end|>", 10),
+    ("<|system|>", 10),
+    ("<|assistant|>", 10),
+    ("<|user|>", 8),
+    ("<|endoftext|>", 10),
+    ("<|eot_id|>", 10),
+    ("<|start_header_id|>", 10),
+    ("[INST]", 10),
+    ("[/INST]", 10),
+    ("<<SYS>>", 10),
+    ("<</SYS>>", 10),
+    ("</s>", 6),
+];
+
+/// A role name opening a line and followed by a colon (`system:`,
+/// `### Assistant:`): a fake turn, a weak signal on its own.
+const ROLE_WORDS: &[&str] = &["system", "assistant", "developer"];
+const ROLE_WEIGHT: u32 = 6;
+
+/// What one anchor in the automaton leads to.
+enum Lead {
+    /// Phrases starting with this word, by index, and whether the word is
+    /// a role name.
+    Words(Vec<usize>, bool),
+    /// A template token: its weight and its id among phrases.
+    Token(u32, usize),
+}
+
+struct Table {
+    anchors: Vec<&'static str>,
+    leads: Vec<Lead>,
+}
+
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = Table { anchors: Vec::new(), leads: Vec::new() };
+        for (p, phrase) in PHRASES.iter().enumerate() {
+            for &w in phrase.words[0] {
+                match t.anchors.iter().position(|a| *a == w) {
+                    Some(i) => {
+                        if let Lead::Words(v, _) = &mut t.leads[i] {
+                            v.push(p);
+                        }
+                    }
+                    None => {
+                        t.anchors.push(w);
+                        t.leads.push(Lead::Words(vec![p], false));
+                    }
+                }
+            }
+        }
+        for &w in ROLE_WORDS {
+            match t.anchors.iter().position(|a| *a == w) {
+                Some(i) => {
+                    if let Lead::Words(_, role) = &mut t.leads[i] {
+                        *role = true;
+                    }
+                }
+                None => {
+                    t.anchors.push(w);
+                    t.leads.push(Lead::Words(Vec::new(), true));
+                }
+            }
+        }
+        for (i, &(token, weight)) in TEMPLATE_TOKENS.iter().enumerate() {
+            t.anchors.push(token);
+            t.leads.push(Lead::Token(weight, PHRASES.len() + 1 + i));
+        }
+        t
+    })
+}
+
+/// The literals the automaton looks for on behalf of this module.
+pub fn anchors() -> &'static [&'static str] {
+    &table().anchors
+}
+
+/// A phrase found in a text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhraseMatch {
+    /// Identifies the phrase, so that a repeated one counts once.
+    pub phrase: usize,
+    pub weight: u32,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Bytes that belong to words: ASCII letters and digits, and everything
+/// outside ASCII (so that accented and non-Latin words stay whole).
+fn word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// The next word at or after `at`: (start, end).
+fn next_word(text: &[u8], at: usize) -> Option<(usize, usize)> {
+    let start = at + text[at..].iter().position(|&b| word_byte(b))?;
+    let end = start + text[start..].iter().position(|&b| !word_byte(b)).unwrap_or(text.len() - start);
+    Some((start, end))
+}
+
+/// Checks the phrases led by anchor `anchor`, found at `start..end`; the
+/// heaviest one that matches wins.
+pub fn match_at(anchor: usize, text: &[u8], start: usize, end: usize) -> Option<PhraseMatch> {
+    let (phrases, role) = match &table().leads[anchor] {
+        &Lead::Token(weight, phrase) => return Some(PhraseMatch { phrase, weight, start, end }),
+        Lead::Words(phrases, role) => (phrases, *role),
+    };
+    // Whole words only: "now" is not in "know".
+    if (start > 0 && word_byte(text[start - 1])) || (end < text.len() && word_byte(text[end])) {
+        return None;
+    }
+    let mut best = None;
+    if role && opens_turn(text, start, end) {
+        best = Some(PhraseMatch { phrase: PHRASES.len(), weight: ROLE_WEIGHT, start, end });
+    }
+    for &p in phrases {
+        if let Some(m) = phrase_at(p, text, start, end) {
+            if best.is_none_or(|b: PhraseMatch| m.weight > b.weight) {
+                best = Some(m);
+            }
+        }
+    }
+    best
+}
+
+/// Ids of phrases, template tokens and the role rule are below this.
+pub const PHRASE_IDS: usize = 128;
+
+fn phrase_at(p: usize, text: &[u8], start: usize, end: usize) -> Option<PhraseMatch> {
+    let phrase = &PHRASES[p];
+    let mut from = start;
+    if !phrase.prefix.is_empty() {
+        let mut found = false;
+        for _ in 0..=phrase.gap {
+            let Some((ws, we)) = previous_word(text, from) else { break };
+            from = ws;
+            if phrase.prefix.iter().any(|w| same_word(w, &text[ws..we])) {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return None;
+        }
+    }
+    let mut at = end;
+    let mut seen = 0;
+    for element in &phrase.words[1..] {
+        let mut skipped = 0;
+        loop {
+            let (ws, we) = next_word(text, at)?;
+            seen += 1;
+            if seen > WORDS_MAX {
+                return None;
+            }
+            at = we;
+            let word = &text[ws..we];
+            if element.iter().any(|w| same_word(w, word)) {
+                break;
+            }
+            skipped += 1;
+            if skipped > phrase.gap {
+                return None;
+            }
+        }
+    }
+    Some(PhraseMatch { phrase: p, weight: phrase.weight, start: from, end: at })
+}
+
+/// `word` is the (lower-case) phrase word `pattern` in any case: ASCII
+/// words compare without allocating; others (`PRÉCÉDENTES`) through
+/// Unicode lower-casing.
+fn same_word(pattern: &str, word: &[u8]) -> bool {
+    if word.is_ascii() {
+        return pattern.as_bytes().eq_ignore_ascii_case(word);
+    }
+    std::str::from_utf8(word).is_ok_and(|w| w.to_lowercase() == pattern)
+}
+
+/// The word that ends at or before `at`: (start, end).
+fn previous_word(text: &[u8], at: usize) -> Option<(usize, usize)> {
+    let end = text[..at].iter().rposition(|&b| word_byte(b))? + 1;
+    let start = text[..end].iter().rposition(|&b| !word_byte(b)).map_or(0, |p| p + 1);
+    Some((start, end))
+}
+
+/// `system:` at the start of a line (after spaces or Markdown marks).
+fn opens_turn(text: &[u8], start: usize, end: usize) -> bool {
+    let line_start = text[..start].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let lead_ok = text[line_start..start].iter().all(|&b| matches!(b, b' ' | b'\t' | b'#' | b'*' | b'>' | b'-'));
+    let rest = &text[end..text.len().min(end + 4)];
+    let colon = rest.iter().position(|&b| b != b' ' && b != b'*').is_some_and(|i| rest[i] == b':');
+    lead_ok && colon
+}

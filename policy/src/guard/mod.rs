@@ -1,0 +1,636 @@
+//! Guardrails: finding personal data, secrets, prompt injection and a
+//! profile's own deny rules in text, and deciding what to do about each hit.
+//!
+//! One [`Guard`] is compiled per profile at load time. A scan makes few
+//! passes over the text, each of them a SIMD search, and runs a validator
+//! only where a pass found a candidate:
+//!
+//! - one Aho-Corasick automaton (ASCII case-insensitive) holds every literal
+//!   anchor: secret prefixes (`sk-`, `AKIA`, `ghp_`, `-----BEGIN`, `eyJ`),
+//!   password labels, the first words of the injection phrases, chat
+//!   template tokens and the profile's deny words;
+//! - a SWAR scan finds digits (phone, card, SSN, IBAN, IPv4);
+//! - `memchr` finds `@` (e-mail) and `:` (IPv6).
+//!
+//! Validators ([`detect`]) check the structure (Luhn, mod-97, SSN ranges,
+//! address syntax) so that near-misses such as order numbers do not count.
+//! Nothing here backtracks: custom regular expressions run on the `regex`
+//! crate's linear-time engines with a compiled-size limit.
+//!
+//! A scan of text that may continue (a stream) reports how far the text is
+//! settled: no match can start before that offset and still be growing.
+//! [`stream::TextStream`] uses it to hold back only the unsettled tail.
+//!
+//! A hit carries the rule, its place and the action, never the matched
+//! text: records must not become the leak they report.
+
+pub mod detect;
+pub mod injection;
+pub mod stream;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+/// What a profile does about a hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Forwarded unchanged, and recorded.
+    Flag,
+    /// Replaced by a typed placeholder such as `[EMAIL]`.
+    Redact,
+    /// The request is refused, or the stream ended.
+    Block,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Flag => "flag",
+            Action::Redact => "redact",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// Every built-in detector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Detector {
+    Email,
+    Phone,
+    Card,
+    Ssn,
+    Iban,
+    Ipv4,
+    Ipv6,
+    OpenAiKey,
+    AnthropicKey,
+    AwsKey,
+    GithubToken,
+    SlackToken,
+    PrivateKey,
+    Jwt,
+    Password,
+    Injection,
+}
+
+/// The category a detector belongs to; a profile sets an action per
+/// category and may override it per detector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    Pii,
+    Secrets,
+    Injection,
+}
+
+impl Detector {
+    pub const ALL: [Detector; 16] = [
+        Detector::Email,
+        Detector::Phone,
+        Detector::Card,
+        Detector::Ssn,
+        Detector::Iban,
+        Detector::Ipv4,
+        Detector::Ipv6,
+        Detector::OpenAiKey,
+        Detector::AnthropicKey,
+        Detector::AwsKey,
+        Detector::GithubToken,
+        Detector::SlackToken,
+        Detector::PrivateKey,
+        Detector::Jwt,
+        Detector::Password,
+        Detector::Injection,
+    ];
+
+    /// The name used in the configuration and the labelled corpus.
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::Email => "email",
+            Detector::Phone => "phone",
+            Detector::Card => "card",
+            Detector::Ssn => "ssn",
+            Detector::Iban => "iban",
+            Detector::Ipv4 => "ipv4",
+            Detector::Ipv6 => "ipv6",
+            Detector::OpenAiKey => "openai_key",
+            Detector::AnthropicKey => "anthropic_key",
+            Detector::AwsKey => "aws_key",
+            Detector::GithubToken => "github_token",
+            Detector::SlackToken => "slack_token",
+            Detector::PrivateKey => "private_key",
+            Detector::Jwt => "jwt",
+            Detector::Password => "password",
+            Detector::Injection => "injection",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Detector> {
+        Detector::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    pub fn category(self) -> Category {
+        match self {
+            Detector::Email
+            | Detector::Phone
+            | Detector::Card
+            | Detector::Ssn
+            | Detector::Iban
+            | Detector::Ipv4
+            | Detector::Ipv6 => Category::Pii,
+            Detector::Injection => Category::Injection,
+            _ => Category::Secrets,
+        }
+    }
+
+    /// What a redacted match becomes.
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Detector::Email => "[EMAIL]",
+            Detector::Phone => "[PHONE]",
+            Detector::Card => "[CARD]",
+            Detector::Ssn => "[SSN]",
+            Detector::Iban => "[IBAN]",
+            Detector::Ipv4 | Detector::Ipv6 => "[IP]",
+            Detector::OpenAiKey => "[OPENAI_KEY]",
+            Detector::AnthropicKey => "[ANTHROPIC_KEY]",
+            Detector::AwsKey => "[AWS_KEY]",
+            Detector::GithubToken => "[GITHUB_TOKEN]",
+            Detector::SlackToken => "[SLACK_TOKEN]",
+            Detector::PrivateKey => "[PRIVATE_KEY]",
+            Detector::Jwt => "[JWT]",
+            Detector::Password => "[PASSWORD]",
+            Detector::Injection => "[INJECTION]",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Which rule a hit broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Rule {
+    Detector(Detector),
+    /// A profile's deny word, by index.
+    DenyWord(u16),
+    /// A profile's deny pattern, by index.
+    DenyPattern(u16),
+}
+
+impl Rule {
+    pub fn placeholder(self) -> &'static str {
+        match self {
+            Rule::Detector(d) => d.placeholder(),
+            Rule::DenyWord(_) | Rule::DenyPattern(_) => "[REDACTED]",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    /// The stable rule id used in records, metrics and error messages.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Detector(d) => {
+                let category = match d.category() {
+                    Category::Pii => "pii",
+                    Category::Secrets => "secret",
+                    Category::Injection => return f.write_str("injection"),
+                };
+                write!(f, "{category}.{}", d.name())
+            }
+            Rule::DenyWord(i) => write!(f, "custom.word.{i}"),
+            Rule::DenyPattern(i) => write!(f, "custom.pattern.{i}"),
+        }
+    }
+}
+
+/// One match: the rule, where it is in the scanned text, and the action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub rule: Rule,
+    pub start: usize,
+    pub end: usize,
+    pub action: Action,
+}
+
+/// Which way the text travels; injection is looked for in prompts only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    Request,
+    Response,
+}
+
+/// A profile as written in the configuration, before compilation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProfileSpec {
+    pub name: String,
+    /// Action per detector; `None`: the detector is off.
+    pub actions: [Option<Action>; 16],
+    pub deny_words: Vec<String>,
+    pub deny_patterns: Vec<String>,
+    pub custom_action: Option<Action>,
+    /// Injection score (sum of phrase weights) at which a prompt is a hit.
+    pub injection_threshold: u32,
+    /// Scan answers as well as requests.
+    pub responses: bool,
+    /// A guardrail that cannot run lets the request through instead of
+    /// blocking it.
+    pub fail_open: bool,
+}
+
+/// Deny patterns are compiled with this limit; a bigger one is a
+/// configuration error rather than a slow scan.
+pub const PATTERN_BYTES_MAX: usize = 1 << 20;
+
+/// The anchor an Aho-Corasick match stands for.
+#[derive(Clone, Copy, Debug)]
+enum Anchor {
+    Secret(detect::SecretAnchor),
+    Injection(u16),
+    DenyWord(u16),
+}
+
+/// One anchor found: which literal, where.
+struct AnchorMatch {
+    pattern: usize,
+    start: usize,
+    end: usize,
+}
+
+impl AnchorMatch {
+    fn start(&self) -> usize {
+        self.start
+    }
+
+    fn end(&self) -> usize {
+        self.end
+    }
+}
+
+/// The literal anchors and how they are searched.
+///
+/// Teddy (aho-corasick's SIMD packed searcher) takes at most 64 patterns
+/// and does not fold case. So it looks for fingerprints: the first
+/// [`FINGERPRINT_BYTES`] bytes of each literal with bit 5 set (`A`-`Z`
+/// become `a`-`z`), over a copy of the text folded the same way (one
+/// vectorised pass). Each fingerprint match is then checked against the
+/// literals that share it, on the real text and without regard to ASCII
+/// case (which also drops the few false matches folding makes: `_` and DEL
+/// look alike). Where Teddy is unavailable (CPU, too many fingerprints) a
+/// case-insensitive DFA runs over the text itself.
+struct Anchors {
+    /// Searchers of up to 64 fingerprints each, with the literals behind
+    /// each fingerprint (longest first); empty when Teddy is unavailable.
+    packed: Vec<(aho_corasick::packed::Searcher, Vec<Vec<usize>>)>,
+    dfa: AhoCorasick,
+}
+
+/// Teddy's limit on patterns per searcher.
+const TEDDY_PATTERNS_MAX: usize = 64;
+
+/// Long enough to be rare in prose, short enough that the anchors' distinct
+/// fingerprints stay under Teddy's 64.
+const FINGERPRINT_BYTES: usize = 8;
+
+impl Anchors {
+    fn build(literals: &[Vec<u8>]) -> Result<Anchors, PatternError> {
+        let mut folded: Vec<Vec<u8>> = Vec::new();
+        let mut by_folded: Vec<Vec<usize>> = Vec::new();
+        let mut order: Vec<usize> = (0..literals.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(literals[i].len()));
+        for i in order {
+            let l = &literals[i];
+            let f: Vec<u8> = l.iter().take(FINGERPRINT_BYTES).map(|b| b | 0x20).collect();
+            match folded.iter().position(|x| *x == f) {
+                Some(j) => by_folded[j].push(i),
+                None => {
+                    folded.push(f);
+                    by_folded.push(vec![i]);
+                }
+            }
+        }
+        let mut packed = Vec::new();
+        for (prints, literals) in folded.chunks(TEDDY_PATTERNS_MAX).zip(by_folded.chunks(TEDDY_PATTERNS_MAX)) {
+            let searcher = aho_corasick::packed::Config::new()
+                .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                .builder()
+                .extend(prints)
+                .build();
+            match searcher {
+                Some(s) => packed.push((s, literals.to_vec())),
+                None => {
+                    packed.clear();
+                    break;
+                }
+            }
+        }
+        let dfa = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(literals)
+            .map_err(|e| PatternError { index: usize::MAX, message: e.to_string() })?;
+        Ok(Anchors { packed, dfa })
+    }
+
+    fn find(&self, text: &[u8], literals: &[Vec<u8>], fold: &mut Vec<u8>, out: &mut Vec<(usize, usize, usize)>) {
+        if self.packed.is_empty() {
+            out.extend(self.dfa.find_iter(text).map(|m| (m.pattern().as_usize(), m.start(), m.end())));
+            return;
+        }
+        fold.clear();
+        fold.extend(text.iter().map(|b| b | 0x20));
+        for (searcher, by_print) in &self.packed {
+            let mut last_end = 0;
+            for m in searcher.find_iter(&fold[..]) {
+                if m.start() < last_end {
+                    continue;
+                }
+                let rest = &text[m.start()..];
+                let literal = by_print[m.pattern().as_usize()].iter().find(|&&i| {
+                    rest.len() >= literals[i].len() && rest[..literals[i].len()].eq_ignore_ascii_case(&literals[i])
+                });
+                if let Some(&i) = literal {
+                    last_end = m.start() + literals[i].len();
+                    out.push((i, m.start(), last_end));
+                }
+            }
+        }
+        if self.packed.len() > 1 {
+            out.sort_unstable_by_key(|&(_, start, _)| start);
+        }
+    }
+}
+
+/// A compiled profile.
+pub struct Guard {
+    pub name: String,
+    actions: [Option<Action>; 16],
+    custom_action: Option<Action>,
+    pub injection_threshold: u32,
+    pub responses: bool,
+    pub fail_open: bool,
+    anchors: Option<Anchors>,
+    anchor_kinds: Vec<Anchor>,
+    literals: Vec<Vec<u8>>,
+    patterns: Vec<regex::bytes::Regex>,
+    digits: bool,
+    email: bool,
+    ipv6: bool,
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A deny pattern that does not compile, by index.
+#[derive(Debug)]
+pub struct PatternError {
+    pub index: usize,
+    pub message: String,
+}
+
+impl Guard {
+    pub fn compile(spec: &ProfileSpec) -> Result<Guard, PatternError> {
+        let on = |d: Detector| spec.actions[d.index()].is_some();
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut anchor_kinds = Vec::new();
+        for (literal, anchor) in detect::SECRET_ANCHORS {
+            if anchor.detectors().iter().any(|&d| on(d)) {
+                literals.push(literal.as_bytes().to_vec());
+                anchor_kinds.push(Anchor::Secret(*anchor));
+            }
+        }
+        if on(Detector::Injection) {
+            for (i, literal) in injection::anchors().iter().enumerate() {
+                literals.push(literal.as_bytes().to_vec());
+                anchor_kinds.push(Anchor::Injection(i as u16));
+            }
+        }
+        if spec.custom_action.is_some() {
+            for (i, w) in spec.deny_words.iter().enumerate() {
+                literals.push(w.as_bytes().to_vec());
+                anchor_kinds.push(Anchor::DenyWord(i as u16));
+            }
+        }
+        let anchors = if literals.is_empty() { None } else { Some(Anchors::build(&literals)?) };
+        let mut patterns = Vec::new();
+        if spec.custom_action.is_some() {
+            for (index, p) in spec.deny_patterns.iter().enumerate() {
+                let re = regex::bytes::RegexBuilder::new(p)
+                    .size_limit(PATTERN_BYTES_MAX)
+                    .dfa_size_limit(PATTERN_BYTES_MAX)
+                    .build()
+                    .map_err(|e| PatternError { index, message: e.to_string() })?;
+                patterns.push(re);
+            }
+        }
+        let digits =
+            [Detector::Phone, Detector::Card, Detector::Ssn, Detector::Iban, Detector::Ipv4].into_iter().any(on);
+        Ok(Guard {
+            name: spec.name.clone(),
+            actions: spec.actions,
+            custom_action: spec.custom_action,
+            injection_threshold: spec.injection_threshold.max(1),
+            responses: spec.responses,
+            fail_open: spec.fail_open,
+            anchors,
+            anchor_kinds,
+            literals,
+            patterns,
+            digits,
+            email: on(Detector::Email),
+            ipv6: on(Detector::Ipv6),
+        })
+    }
+
+    pub fn action(&self, d: Detector) -> Option<Action> {
+        self.actions[d.index()]
+    }
+
+    /// Whether anything at all is looked for in `direction`.
+    pub fn applies(&self, direction: Direction) -> bool {
+        direction == Direction::Request || self.responses
+    }
+
+    /// Scans `text` and appends its hits to `findings`. `complete` is false
+    /// for text that may continue (a stream): a candidate that runs to the
+    /// end is then left for the next scan. Returns the settled length: no
+    /// match that starts before it can still change.
+    pub fn scan(&self, text: &[u8], direction: Direction, complete: bool, findings: &mut Findings) -> usize {
+        let mut settled = text.len();
+        // A verdict becomes a hit (when the rule is on) or moves the
+        // settled length back to where an unfinished candidate starts.
+        let mut push = |findings: &mut Findings, rule: Rule, action: Option<Action>, v: detect::Verdict| match v {
+            detect::Verdict::Match(start, end) => {
+                if let Some(action) = action {
+                    findings.hits.push(Hit { rule, start, end, action });
+                }
+            }
+            detect::Verdict::NeedMore(start) => settled = settled.min(start),
+            detect::Verdict::No => {}
+        };
+        if let Some(anchors) = &self.anchors {
+            let mut matches = std::mem::take(&mut findings.anchors);
+            matches.clear();
+            anchors.find(text, &self.literals, &mut findings.fold, &mut matches);
+            for &(pattern, start, end) in &matches {
+                let m = AnchorMatch { pattern, start, end };
+                match self.anchor_kinds[m.pattern] {
+                    Anchor::Secret(anchor) => {
+                        let (detector, v) = detect::secret(anchor, text, m.start(), m.end(), complete);
+                        push(findings, Rule::Detector(detector), self.action(detector), v);
+                    }
+                    Anchor::Injection(i) if direction == Direction::Request => {
+                        if let Some(p) = injection::match_at(i as usize, text, m.start(), m.end()) {
+                            // A phrase counts once per request, however
+                            // often it is repeated.
+                            if findings.injection_seen & (1 << p.phrase) == 0 {
+                                findings.injection_seen |= 1 << p.phrase;
+                                findings.injection_score += p.weight;
+                            }
+                            findings.injection.push((p.start, p.end));
+                        }
+                    }
+                    Anchor::Injection(_) => {}
+                    Anchor::DenyWord(i) => {
+                        let v = detect::whole_word(text, m.start(), m.end(), complete);
+                        push(findings, Rule::DenyWord(i), self.custom_action, v);
+                    }
+                }
+            }
+            findings.anchors = matches;
+        }
+        if self.digits {
+            let mut at = 0;
+            while let Some(i) = detect::next_digit(text, at) {
+                let (detector, v, next) = detect::number(text, i, complete);
+                if let Some(detector) = detector {
+                    push(findings, Rule::Detector(detector), self.action(detector), v);
+                } else if let detect::Verdict::NeedMore(_) = v {
+                    push(findings, Rule::Detector(Detector::Phone), None, v);
+                }
+                at = next.max(i + 1);
+            }
+        }
+        if self.email {
+            let mut at = 0;
+            while let Some(i) = memchr::memchr(b'@', &text[at..]).map(|i| i + at) {
+                let (v, next) = detect::email(text, i, complete);
+                push(findings, Rule::Detector(Detector::Email), self.action(Detector::Email), v);
+                at = next.max(i + 1);
+            }
+        }
+        if self.ipv6 {
+            let mut at = 0;
+            while let Some(i) = memchr::memchr(b':', &text[at..]).map(|i| i + at) {
+                let (v, next) = detect::ipv6(text, i, complete);
+                push(findings, Rule::Detector(Detector::Ipv6), self.action(Detector::Ipv6), v);
+                at = next.max(i + 1);
+            }
+        }
+        for (i, re) in self.patterns.iter().enumerate() {
+            for m in re.find_iter(text) {
+                let v = if !complete && m.end() == text.len() {
+                    detect::Verdict::NeedMore(m.start())
+                } else if m.start() < m.end() {
+                    detect::Verdict::Match(m.start(), m.end())
+                } else {
+                    detect::Verdict::No
+                };
+                push(findings, Rule::DenyPattern(i as u16), self.custom_action, v);
+            }
+        }
+        settled
+    }
+
+    /// Ends a request's scans: the injection phrases found across all its
+    /// texts become hits if their weights reach the threshold. Hits are
+    /// sorted by text, then position.
+    pub fn settle(&self, findings: &mut Findings) {
+        if let Some(action) = self.action(Detector::Injection) {
+            if findings.injection_score >= self.injection_threshold {
+                for &(text, start, end) in &findings.injection_at {
+                    findings.all.push((text, Hit { rule: Rule::Detector(Detector::Injection), start, end, action }));
+                }
+            }
+        }
+        findings.injection_at.clear();
+        findings.all.sort_by_key(|(text, h)| (*text, h.start));
+    }
+}
+
+/// Hits of one request or answer, across all the texts it carries.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Hits of the text being scanned now.
+    pub hits: Vec<Hit>,
+    /// Injection phrases of the text being scanned now.
+    injection: Vec<(usize, usize)>,
+    pub injection_score: u32,
+    /// Phrases already counted, by index (there are fewer than 128).
+    injection_seen: u128,
+    injection_at: Vec<(u32, usize, usize)>,
+    /// Every hit so far, with the index of the text it is in.
+    pub all: Vec<(u32, Hit)>,
+    /// Scratch of the anchor search: the folded text and the matches.
+    fold: Vec<u8>,
+    anchors: Vec<(usize, usize, usize)>,
+}
+
+impl Findings {
+    /// Files the current text's hits under `text` (an index the caller
+    /// chooses, such as the n-th string of a JSON body), sorted by place.
+    /// Overlapping hits of different rules are all kept (a key after a
+    /// `password=` label is both); redaction takes the outermost.
+    pub fn file(&mut self, text: u32) {
+        self.hits.sort_by_key(|h| (h.start, std::cmp::Reverse(h.end)));
+        self.hits.dedup_by(|b, a| a.rule == b.rule && b.start < a.end);
+        self.all.extend(self.hits.drain(..).map(|h| (text, h)));
+        for (start, end) in self.injection.drain(..) {
+            self.injection_at.push((text, start, end));
+        }
+    }
+
+    /// The first blocking hit, if any.
+    pub fn blocked(&self) -> Option<Hit> {
+        self.all.iter().map(|(_, h)| *h).find(|h| h.action == Action::Block)
+    }
+
+    /// Whether a text's hits change it.
+    pub fn redacts(&self) -> bool {
+        self.all.iter().any(|(_, h)| h.action == Action::Redact)
+    }
+
+    pub fn clear(&mut self) {
+        self.hits.clear();
+        self.injection.clear();
+        self.injection_score = 0;
+        self.injection_seen = 0;
+        self.injection_at.clear();
+        self.all.clear();
+    }
+}
+
+/// Writes `text[from..]` with its redacted hits (sorted, positions in
+/// `text`) replaced by their placeholders; of overlapping hits the first
+/// (outermost) wins.
+pub fn redact<'h>(text: &[u8], from: usize, hits: impl IntoIterator<Item = &'h Hit>, out: &mut Vec<u8>) {
+    let mut at = from;
+    for h in hits {
+        if h.action != Action::Redact || h.start < at {
+            continue;
+        }
+        out.extend_from_slice(&text[at..h.start]);
+        out.extend_from_slice(h.rule.placeholder().as_bytes());
+        at = h.end;
+    }
+    out.extend_from_slice(&text[at..]);
+}

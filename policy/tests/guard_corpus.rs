@@ -1,0 +1,151 @@
+//! The labelled corpus in `tests/guardrails/` against the detectors:
+//! precision and recall per detector (printed; recorded in the README),
+//! held to the targets, and every positive streamed in pieces must give
+//! the hits of the whole text.
+
+use std::collections::BTreeMap;
+
+use tollgate_policy::guard::stream::TextStream;
+use tollgate_policy::guard::{injection, Action, Detector, Direction, Findings, Guard, Hit, ProfileSpec, Rule};
+
+struct Sample {
+    id: String,
+    text: String,
+    labels: Vec<String>,
+}
+
+fn corpus() -> Vec<Sample> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guardrails/corpus.jsonl");
+    let text = std::fs::read_to_string(path).expect("the corpus is committed");
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a JSON line");
+            Sample {
+                id: v["id"].as_str().unwrap().to_string(),
+                text: v["text"].as_str().unwrap().to_string(),
+                labels: v["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect(),
+            }
+        })
+        .collect()
+}
+
+fn guard() -> Guard {
+    let mut spec =
+        ProfileSpec { name: "corpus".into(), injection_threshold: injection::THRESHOLD, ..Default::default() };
+    for d in Detector::ALL {
+        spec.actions[d as usize] = Some(Action::Flag);
+    }
+    Guard::compile(&spec).unwrap()
+}
+
+fn detected(g: &Guard, text: &str) -> Vec<&'static str> {
+    let mut f = Findings::default();
+    g.scan(text.as_bytes(), Direction::Request, true, &mut f);
+    f.file(0);
+    g.settle(&mut f);
+    let mut names: Vec<&'static str> = f
+        .all
+        .iter()
+        .filter_map(|(_, h)| match h.rule {
+            Rule::Detector(d) => Some(d.name()),
+            _ => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+#[test]
+fn precision_and_recall_per_detector_meet_the_targets() {
+    let g = guard();
+    let samples = corpus();
+    let negatives = samples.iter().filter(|s| s.labels.is_empty()).count();
+    assert!(negatives >= 1000 && samples.len() - negatives >= 1000, "the corpus holds 1,000 of each");
+    // (true positives, false negatives, false positives, false positives on the negative set)
+    let mut counts: BTreeMap<&str, [usize; 4]> = Detector::ALL.iter().map(|d| (d.name(), [0; 4])).collect();
+    let mut misses = Vec::new();
+    for s in &samples {
+        let found = detected(&g, &s.text);
+        for d in Detector::ALL {
+            let name = d.name();
+            let labelled = s.labels.iter().any(|l| l == name);
+            let hit = found.contains(&name);
+            let c = counts.get_mut(name).unwrap();
+            match (labelled, hit) {
+                (true, true) => c[0] += 1,
+                (true, false) => {
+                    c[1] += 1;
+                    misses.push(format!("missed {name} in {}", s.id));
+                }
+                (false, true) => {
+                    c[2] += 1;
+                    if s.labels.is_empty() {
+                        c[3] += 1;
+                    }
+                    misses.push(format!("false {name} in {}", s.id));
+                }
+                (false, false) => {}
+            }
+        }
+    }
+    eprintln!(
+        "{:<14} {:>5} {:>5} {:>5} {:>9} {:>7} {:>11}",
+        "detector", "tp", "fn", "fp", "precision", "recall", "fp on neg."
+    );
+    let mut failures = Vec::new();
+    for (name, [tp, fn_, fp, fp_neg]) in &counts {
+        let precision = *tp as f64 / (*tp + *fp).max(1) as f64;
+        let recall = *tp as f64 / (*tp + *fn_).max(1) as f64;
+        eprintln!("{name:<14} {tp:>5} {fn_:>5} {fp:>5} {precision:>9.4} {recall:>7.4} {fp_neg:>11}");
+        if *name == "injection" {
+            if recall < 0.9 || *fp_neg as f64 / negatives as f64 >= 0.01 {
+                failures.push(format!(
+                    "{name}: recall {recall:.3}, false-positive rate {}",
+                    *fp_neg as f64 / negatives as f64
+                ));
+            }
+        } else if recall < 0.99 || *fp_neg > 0 {
+            failures.push(format!("{name}: recall {recall:.3}, {fp_neg} false positives on the negative set"));
+        }
+    }
+    for m in misses.iter().take(200) {
+        eprintln!("{m}");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The hits of `pieces` streamed through a [`TextStream`], and the text
+/// released.
+fn streamed(g: &Guard, pieces: impl Iterator<Item = impl AsRef<[u8]>>) -> (Vec<u8>, Vec<Hit>) {
+    let mut s = TextStream::default();
+    let mut f = Findings::default();
+    let mut out = Vec::new();
+    for p in pieces {
+        assert!(s.push(g, p.as_ref(), &mut out, &mut f).is_none());
+    }
+    assert!(s.finish(g, &mut out, &mut f).is_none());
+    (out, f.all.into_iter().map(|(_, h)| h).collect())
+}
+
+#[test]
+fn streamed_positives_split_anywhere_find_the_same_hits() {
+    let g = guard();
+    for (n, s) in corpus().iter().filter(|s| !s.labels.is_empty()).enumerate() {
+        let text = s.text.as_bytes();
+        let (whole_out, whole) = streamed(&g, std::iter::once(text));
+        assert_eq!(whole_out, text, "{}: flagging changes nothing", s.id);
+        // Every byte position for a share of the samples (debug builds are
+        // slow), and deltas of a few bytes, as models stream them, for all.
+        if n % 7 == 0 {
+            for cut in 0..=text.len() {
+                let (_, hits) = streamed(&g, [&text[..cut], &text[cut..]].into_iter());
+                assert_eq!(hits, whole, "{} split at {cut}", s.id);
+            }
+        }
+        for size in [1, 3, 17] {
+            let (out, hits) = streamed(&g, text.chunks(size));
+            assert_eq!((&out[..], &hits), (text, &whole), "{} in pieces of {size}", s.id);
+        }
+    }
+}

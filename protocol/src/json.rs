@@ -1,0 +1,186 @@
+//! The text fields of a JSON document, found without building a tree: every
+//! string value, with the key it belongs to, as a range of the raw bytes.
+//! Guardrails scan these in place; only a string with escapes is decoded
+//! (into a caller's scratch buffer), and only a redacted one re-encoded.
+//!
+//! The walk checks string syntax only (quotes, escapes); the document has
+//! been parsed for routing before it gets here, and a document it cannot
+//! walk is reported, never guessed at.
+
+use std::ops::Range;
+
+/// The document is not JSON the walk can follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+/// One string value: the raw bytes between its quotes, and whether they
+/// hold escapes (then [`unescape`] gives the text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StringValue {
+    pub key: Range<usize>,
+    pub raw: Range<usize>,
+    pub escaped: bool,
+}
+
+/// Calls `f` for every string value of `doc` (object member values and
+/// array elements), in order. A value in an array belongs to the array's key.
+pub fn string_values(doc: &[u8], mut f: impl FnMut(&[u8], StringValue)) -> Result<(), Malformed> {
+    let mut at = 0;
+    let mut key = 0..0;
+    while let Some(q) = memchr::memchr(b'"', &doc[at..]) {
+        let open = at + q;
+        let (close, escaped) = string_end(doc, open + 1)?;
+        let raw = open + 1..close;
+        at = close + 1;
+        let next = doc[at..].iter().position(|b| !b.is_ascii_whitespace()).map(|p| doc[at + p]);
+        if next == Some(b':') {
+            key = raw;
+        } else {
+            f(&doc[key.clone()], StringValue { key: key.clone(), raw, escaped });
+        }
+    }
+    Ok(())
+}
+
+/// The closing quote of the string whose content starts at `from`.
+fn string_end(doc: &[u8], from: usize) -> Result<(usize, bool), Malformed> {
+    let mut at = from;
+    let mut escaped = false;
+    loop {
+        let Some(p) = memchr::memchr2(b'"', b'\\', &doc[at..]) else {
+            return Err(Malformed("a string is not terminated"));
+        };
+        let i = at + p;
+        if doc[i] == b'"' {
+            return Ok((i, escaped));
+        }
+        escaped = true;
+        at = i + 2;
+        if at > doc.len() {
+            return Err(Malformed("a string ends in an escape"));
+        }
+    }
+}
+
+/// Decodes a string's raw bytes (escapes included) into `out`. A lone
+/// surrogate becomes U+FFFD, as browsers and serde_json's lossy mode do.
+pub fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed> {
+    let mut at = 0;
+    while let Some(p) = memchr::memchr(b'\\', &raw[at..]) {
+        out.extend_from_slice(&raw[at..at + p]);
+        let i = at + p;
+        let Some(&c) = raw.get(i + 1) else { return Err(Malformed("a string ends in an escape")) };
+        at = i + 2;
+        let simple = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let hi = hex4(raw, at)?;
+                at += 4;
+                let c = if (0xD800..0xDC00).contains(&hi) && raw.get(at..at + 2) == Some(b"\\u") {
+                    let lo = hex4(raw, at + 2)?;
+                    if (0xDC00..0xE000).contains(&lo) {
+                        at += 6;
+                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                    } else {
+                        None
+                    }
+                } else {
+                    char::from_u32(hi)
+                };
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.unwrap_or('\u{FFFD}').encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            _ => return Err(Malformed("unknown escape in a string")),
+        };
+        out.push(simple);
+    }
+    out.extend_from_slice(&raw[at..]);
+    Ok(())
+}
+
+fn hex4(raw: &[u8], at: usize) -> Result<u32, Malformed> {
+    let digits = raw.get(at..at + 4).ok_or(Malformed("short \\u escape"))?;
+    digits.iter().try_fold(0u32, |v, &b| {
+        let d = (b as char).to_digit(16).ok_or(Malformed("bad \\u escape"))?;
+        Ok(v * 16 + d)
+    })
+}
+
+/// Writes `text` as the content of a JSON string (without quotes).
+pub fn escape(text: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut at = 0;
+    for (i, &b) in text.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&text[at..i]);
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+                at = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&text[at..i]);
+        out.extend_from_slice(esc);
+        at = i + 1;
+    }
+    out.extend_from_slice(&text[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(doc: &str) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        string_values(doc.as_bytes(), |key, s| {
+            let mut text = Vec::new();
+            unescape(&doc.as_bytes()[s.raw], &mut text).unwrap();
+            v.push((String::from_utf8_lossy(key).into(), String::from_utf8(text).unwrap()));
+        })
+        .unwrap();
+        v
+    }
+
+    #[test]
+    fn finds_values_with_their_keys() {
+        let doc = r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a\"b\n\u00e9\ud83d\ude00"}]}],"stop":["x","y"]}"#;
+        assert_eq!(
+            values(doc),
+            [("model", "m"), ("role", "user"), ("type", "text"), ("text", "a\"b\né😀"), ("stop", "x"), ("stop", "y")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
+
+    #[test]
+    fn escape_round_trips() {
+        let text = "quote \" back \\ nl \n tab \t bell \u{7} é";
+        let mut esc = Vec::new();
+        escape(text.as_bytes(), &mut esc);
+        let doc = format!("{{\"k\":\"{}\"}}", String::from_utf8(esc).unwrap());
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&doc).unwrap()["k"], text);
+        assert_eq!(values(&doc)[0].1, text);
+    }
+
+    #[test]
+    fn unterminated_strings_are_malformed() {
+        assert!(string_values(br#"{"a":"b"#, |_, _| {}).is_err());
+        assert!(string_values(br#"{"a":"b\"#, |_, _| {}).is_err());
+        let mut out = Vec::new();
+        assert!(unescape(br"\u12", &mut out).is_err());
+        assert!(unescape(br"\q", &mut out).is_err());
+    }
+}
