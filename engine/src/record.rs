@@ -90,6 +90,8 @@ pub struct Trace<'s> {
     pub status: u16,
     pub stream: bool,
     pub usage: Option<TokenUsage>,
+    /// The tokens are (partly) the gateway's count, not the provider's.
+    pub usage_estimated: bool,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// From the attempt that served to its answer's head.
@@ -130,6 +132,7 @@ impl<'s> Trace<'s> {
             status: 0,
             stream: false,
             usage: None,
+            usage_estimated: false,
             bytes_in: 0,
             bytes_out: 0,
             upstream_micros: 0,
@@ -207,6 +210,9 @@ impl<'s> Trace<'s> {
             out.extend_from_slice(n.format(u.completion).as_bytes());
             out.extend_from_slice(b",\"cached\":");
             out.extend_from_slice(n.format(u.cached).as_bytes());
+            if self.usage_estimated {
+                out.extend_from_slice(b",\"estimated\":true");
+            }
             out.extend_from_slice(b"}");
             if let Some(cost) = self.cost(state) {
                 out.extend_from_slice(b",\"cost_micro_usd\":");

@@ -104,6 +104,10 @@ impl Running {
 /// Starts the mock (if configured), the listeners, the workers and the
 /// admin listener.
 pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Running, String> {
+    // The tokenizers' tables are built off the start-up path; a request
+    // that needs them first waits for the build instead of doing it.
+    let _ =
+        std::thread::Builder::new().name("tollgate-tokens".into()).spawn(tollgate_protocol::tokens::Encoding::warm_up);
     let mut mocks = HashMap::new();
     let resolved = resolve_providers(&config, &mut mocks)?;
     let workers = match config.server.workers {

@@ -64,6 +64,8 @@ pub struct Upstream {
     pub key_header: Option<String>,
     /// Anthropic upstreams get translated requests and answers.
     pub kind: ProviderKind,
+    /// Streams ask for the usage chunk (see `Provider::stream_usage`).
+    pub stream_usage: bool,
     pub addr: SocketAddr,
     tls: TlsMode,
     /// `POST /v1/chat/completions HTTP/1.1\r\n` (or `/v1/messages` for
@@ -187,6 +189,7 @@ impl Upstream {
             name: provider.name.clone(),
             key_header: provider.api_key_header.clone(),
             kind: provider.kind,
+            stream_usage: provider.stream_usage,
             addr: resolved.addr,
             tls,
             chat_request_line: Bytes::from(line),
@@ -205,6 +208,7 @@ impl Upstream {
         };
         self.name == other.name
             && self.kind == other.kind
+            && self.stream_usage == other.stream_usage
             && self.addr == other.addr
             && same_tls
             && self.chat_request_line == other.chat_request_line

@@ -18,5 +18,6 @@ pub mod json;
 pub mod openai;
 pub mod span;
 pub mod sse;
+pub mod tokens;
 
 pub use span::Span;

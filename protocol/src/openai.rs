@@ -18,6 +18,10 @@ pub struct ChatRequestFields {
     pub model: Span,
     /// `"stream": true` was given.
     pub stream: bool,
+    /// A `stream_options` object was given, and whether it asks for the
+    /// usage chunk (`"include_usage": true`).
+    pub stream_options: bool,
+    pub include_usage: bool,
 }
 
 /// Why a request body could not be scanned.
@@ -64,6 +68,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     c.expect(b'{')?;
     let mut model = None;
     let mut stream = None;
+    let mut options = None;
     c.ws();
     if c.peek() == Some(b'}') {
         return Err(BodyError::MissingModel);
@@ -99,6 +104,14 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 c.value()?;
                 stream = Some(&body[start..c.pos] == b"true");
             }
+            b"stream_options" => {
+                if options.is_some() {
+                    return Err(BodyError::AmbiguousKey);
+                }
+                let start = c.pos;
+                c.value()?;
+                options = Some(asks_for_usage(&body[start..c.pos]));
+            }
             _ => c.value()?,
         }
         c.ws();
@@ -112,8 +125,26 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     if c.pos != body.len() {
         return Err(BodyError::NotJsonObject);
     }
-    Ok(ChatRequestFields { model: model.ok_or(BodyError::MissingModel)?, stream: stream.unwrap_or(false) })
+    Ok(ChatRequestFields {
+        model: model.ok_or(BodyError::MissingModel)?,
+        stream: stream.unwrap_or(false),
+        stream_options: options.is_some(),
+        include_usage: options.unwrap_or(false),
+    })
 }
+
+/// Whether a `stream_options` value holds `"include_usage": true`.
+fn asks_for_usage(options: &[u8]) -> bool {
+    let Some(at) = memchr::memmem::find(options, b"\"include_usage\"") else { return false };
+    let rest = &options[at + 15..];
+    let rest = rest.trim_ascii_start().strip_prefix(b":").unwrap_or(b"");
+    rest.trim_ascii_start().starts_with(b"true")
+}
+
+/// What the gateway adds to a streamed request whose client did not ask
+/// for usage: the upstream then sends its token counts in a last chunk,
+/// which the gateway reads and keeps from the client.
+pub const ASK_FOR_USAGE: &[u8] = b"\"stream_options\":{\"include_usage\":true},";
 
 struct Cursor<'a> {
     buf: &'a [u8],
@@ -335,6 +366,18 @@ mod tests {
             let f = scan_request(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
             assert_eq!(f.model.get(body.as_bytes()), model.as_bytes());
             assert_eq!(f.stream, *stream);
+            assert!(!f.stream_options && !f.include_usage);
+        }
+        for (options, include) in [
+            (r#"{"include_usage": true}"#, true),
+            (r#"{"include_usage":false}"#, false),
+            ("{}", false),
+            ("null", false),
+        ] {
+            let body = format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#);
+            let f = scan_request(body.as_bytes()).unwrap();
+            assert!(f.stream_options);
+            assert_eq!(f.include_usage, include, "{options}");
         }
         let bad: &[(&str, BodyError)] = &[
             ("", BodyError::NotJsonObject),

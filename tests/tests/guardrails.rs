@@ -7,12 +7,15 @@ use tollgate_e2e::*;
 const EMAIL: &str = "jane.roe@example.com";
 const OPENAI_KEY: &str = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z";
 
-fn guarded_config(upstream: std::net::SocketAddr, logs: Option<&TempDir>, pii: &str) -> String {
+/// Team `e2e` under profile `strict`. The mock's echo answers (the request
+/// as received) are not JSON, which a profile that checks answers refuses:
+/// tests that look at what was sent turn answers off.
+fn guarded_config(upstream: std::net::SocketAddr, logs: Option<&TempDir>, pii: &str, answers: bool) -> String {
     let logging = logs.map_or(String::new(), |d| format!("[logging]\ndir = \"{}\"", d.0.display()));
     config_for(upstream, 1, &logging).replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
         &format!(
-            "[[guardrail_profiles]]\nname = \"strict\"\npii = \"{pii}\"\nsecrets = \"block\"\ninjection = \"block\"\ndeny_words = [\"project falcon\"]\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"strict\""
+            "[[guardrail_profiles]]\nname = \"strict\"\npii = \"{pii}\"\nsecrets = \"block\"\ninjection = \"block\"\nresponses = {answers}\ndeny_words = [\"project falcon\"]\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"strict\""
         ),
     )
 }
@@ -28,7 +31,7 @@ fn user(text: &str) -> String {
 #[test]
 fn requests_are_redacted_or_blocked_before_they_leave() {
     let mock = start_mock(&[]);
-    let gw = start_gateway(&guarded_config(mock.addr, None, "redact"), &[], &[]);
+    let gw = start_gateway(&guarded_config(mock.addr, None, "redact", false), &[], &[]);
 
     // Redacted: the upstream receives the placeholder, in valid JSON, in
     // every place a text can be (content parts, tool-call arguments).
@@ -70,7 +73,14 @@ fn requests_are_redacted_or_blocked_before_they_leave() {
 #[test]
 fn answers_are_redacted_as_json_and_as_streams_split_anywhere() {
     let mock = start_mock(&[]);
-    let gw = start_gateway(&guarded_config(mock.addr, None, "redact"), &[], &[]);
+    let gw = start_gateway(&guarded_config(mock.addr, None, "redact", true), &[], &[]);
+
+    // An answer the guard cannot read (neither JSON nor a stream) is
+    // refused, not passed on unchecked.
+    let unreadable = chat(&gw, &user("hi"), "x-mock-echo: head\r\n");
+    assert_eq!(unreadable.status, 502, "{}", unreadable.text());
+    assert_eq!(unreadable.error_code(), "upstream_protocol_error");
+
     let reply = format!("Contact {EMAIL} or call 415-555-2671 today");
     let want = "Contact [EMAIL] or call [PHONE] today";
     let header = format!("x-mock-reply: {reply}\r\n");
@@ -100,7 +110,7 @@ fn answers_are_redacted_as_json_and_as_streams_split_anywhere() {
 #[test]
 fn a_secret_in_an_answer_ends_it_with_content_filter() {
     let mock = start_mock(&[]);
-    let gw = start_gateway(&guarded_config(mock.addr, None, "redact"), &[], &[]);
+    let gw = start_gateway(&guarded_config(mock.addr, None, "redact", true), &[], &[]);
     // Well over the 128 bytes held back come before the key.
     let before = "plain words ".repeat(20);
     let header = format!("x-mock-reply: {before}the key is {OPENAI_KEY} use it well\r\nx-mock-chunks: 100\r\n");
@@ -132,7 +142,7 @@ fn a_secret_in_an_answer_ends_it_with_content_filter() {
 #[test]
 fn an_anthropic_client_gets_redacted_text_deltas() {
     let mock = start_mock(&[]);
-    let gw = start_gateway(&guarded_config(mock.addr, None, "redact"), &[], &[]);
+    let gw = start_gateway(&guarded_config(mock.addr, None, "redact", true), &[], &[]);
     let body = serde_json::json!({"model": "gpt-4o-mini", "max_tokens": 50, "stream": true,
         "messages": [{"role": "user", "content": "hi"}]})
     .to_string();
@@ -154,12 +164,12 @@ fn an_anthropic_client_gets_redacted_text_deltas() {
 fn records_keep_rules_not_text_and_a_reload_changes_the_profile() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("guard-records");
-    let mut gw = start_gateway(&guarded_config(mock.addr, Some(&logs), "redact"), &[], &[]);
+    let mut gw = start_gateway(&guarded_config(mock.addr, Some(&logs), "redact", false), &[], &[]);
     assert_eq!(chat(&gw, &user(&format!("mail {EMAIL}")), "x-mock-echo: body\r\n").status, 200);
     assert_eq!(chat(&gw, &user(&format!("key {OPENAI_KEY}")), "").status, 400);
 
     // Flag instead of redact, by reload: the e-mail now goes through.
-    std::fs::write(gw.config_path.as_ref().unwrap(), guarded_config(mock.addr, Some(&logs), "flag")).unwrap();
+    std::fs::write(gw.config_path.as_ref().unwrap(), guarded_config(mock.addr, Some(&logs), "flag", false)).unwrap();
     assert_eq!(admin_reload(&gw).status, 200);
     let echoed = chat(&gw, &user(&format!("mail {EMAIL}")), "x-mock-echo: body\r\n");
     assert!(echoed.text().contains(EMAIL), "{}", echoed.text());

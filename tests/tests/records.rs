@@ -95,6 +95,51 @@ fn every_request_leaves_a_record_flushed_on_shutdown() {
     let x = by(&|r| r["status"] == 401);
     assert_eq!((x["end"].as_str(), x["key"].is_null()), (Some("rejected"), true));
 
+    // The tokens generated before the client left are still billed: the
+    // prompt counted from the request, the completion from the deltas that
+    // passed, marked as the gateway's estimate.
     let gone = by(&|r| r["end"] == "client_gone");
     assert_eq!(gone["stream"], true);
+    assert_eq!(gone["tokens"]["estimated"], true, "{gone}");
+    assert!(gone["tokens"]["prompt"].as_u64().unwrap() > 5, "{gone}");
+    assert!(gone["tokens"]["completion"].as_u64().unwrap() >= 1, "{gone}");
+    assert!(gone["cost_micro_usd"].is_u64(), "{gone}");
+    assert!(s["tokens"]["estimated"].is_null(), "the provider's own counts are not estimates");
+}
+
+/// A stream whose client did not ask for usage is still billed from the
+/// provider's counts: the gateway asks the upstream for the usage chunk
+/// and keeps that chunk from the client.
+#[test]
+fn streams_are_billed_even_when_the_client_did_not_ask_for_usage() {
+    let mock = start_mock(&["--chunks", "4"]);
+    let logs = TempDir::new("stream-usage");
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()));
+    let mut gw = start_gateway(&config, &[], &[]);
+
+    // What the upstream receives: the request with stream_options added.
+    let echoed = one_request(gw.addr, &chat_request(STREAM_CHAT, "x-mock-echo: body\r\n"));
+    let sent: serde_json::Value = serde_json::from_slice(&echoed.body).expect("JSON");
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    assert_eq!(sent["model"], "gpt-4o-mini");
+
+    // What the client sees: no usage chunk, [DONE] last.
+    let r = one_request(gw.addr, &chat_request(STREAM_CHAT, ""));
+    assert_eq!(r.status, 200);
+    let events = sse_data(&r.body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(!r.text().contains("\"usage\""), "{}", r.text());
+
+    // A client that asks gets the chunk, as the upstream sent it.
+    let asks = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
+    let r = one_request(gw.addr, &chat_request(asks, ""));
+    assert!(r.text().contains("\"usage\""));
+
+    gw.signal(libc::SIGTERM);
+    gw.wait_exit(Duration::from_secs(10)).expect("exits");
+    let recs = records(&logs.0);
+    assert_eq!(recs.len(), 3);
+    for r in &recs[1..] {
+        assert!(r["tokens"]["completion"].as_u64().unwrap() > 0, "billed: {r}");
+    }
 }

@@ -40,9 +40,15 @@ const STRUCTURAL: &[&[u8]] = &[
     b"service_tier",
     b"reasoning_effort",
     b"tool_choice",
-    // Anthropic's base64 image and document sources.
-    b"data",
 ];
+
+/// Inline files are not text: a `data:` URL, or Anthropic's base64 `data`
+/// (a long run without spaces; a plain-text document's `data` is text and
+/// is scanned).
+fn inline_file(key: &[u8], raw: &[u8]) -> bool {
+    (key == b"url" && raw.starts_with(b"data:"))
+        || (key == b"data" && raw.len() >= 64 && !raw.contains(&b' ') && !raw.contains(&b'\\'))
+}
 
 /// Keys of the text an answer's stream events carry.
 const STREAM_TEXT: &[&[u8]] =
@@ -77,7 +83,7 @@ fn scan_json(
     let mut bad = None;
     string_values(doc, |key, v| {
         let raw = &doc[v.raw.clone()];
-        if STRUCTURAL.contains(&key) || raw.starts_with(b"data:") {
+        if STRUCTURAL.contains(&key) || inline_file(key, raw) {
             return;
         }
         let text = if v.escaped {
@@ -206,7 +212,8 @@ impl Template {
 pub struct EventGuard<'g> {
     guard: &'g Guard,
     text: TextStream,
-    /// The key of the text field being held, and the event to release it in.
+    /// The text being held (field and indexes), and the event to release
+    /// it in.
     channel: Option<(Vec<u8>, Template)>,
     findings: Findings,
     released: Vec<u8>,
@@ -228,26 +235,52 @@ impl<'g> EventGuard<'g> {
     /// Takes one upstream event; the events to pass on go to `out`. `Err`
     /// with the hit when a blocking rule matched: the stream must end.
     pub fn event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
-        let mut field = None;
+        let mut fields: Vec<(&[u8], StringValue)> = Vec::new();
         if &ev.data[..] != b"[DONE]" {
             let _ = string_values(&ev.data, |key, v| {
-                if field.is_none() && STREAM_TEXT.contains(&key) {
-                    field = Some((key.to_vec(), v));
+                if STREAM_TEXT.contains(&key) {
+                    fields.push((STREAM_TEXT.iter().find(|k| **k == key).copied().unwrap_or(b""), v));
                 }
             });
         }
         let ping = ev.event.as_deref() == Some(b"ping");
-        let Some((key, v)) = field else {
-            if !ping {
+        // An event that also ends its choice releases everything.
+        let last = memchr::memmem::find(&ev.data, b"\"finish_reason\":\"").is_some()
+            || memchr::memmem::find(&ev.data, b"\"stop_reason\":\"").is_some();
+        let texts = fields.iter().filter(|(_, v)| !v.raw.is_empty()).count();
+        let channel = |key: &[u8]| {
+            // The field and every index on the way to it (choice, tool
+            // call, content block): parallel texts never share a hold.
+            let mut c = key.to_vec();
+            let mut at = 0;
+            while let Some(p) = memchr::memmem::find(&ev.data[at..], b"\"index\":") {
+                at += p + 8;
+                c.push(b'/');
+                c.extend(ev.data[at..].iter().take_while(|b| b.is_ascii_digit()));
+            }
+            c
+        };
+        if texts == 0 {
+            // Nothing to scan; held text goes first unless this is an
+            // empty piece of the same text.
+            let same =
+                fields.first().is_some_and(|(k, _)| self.channel.as_ref().is_some_and(|(c, _)| *c == channel(k)));
+            if !ping && (last || !same) {
                 self.flush(out)?;
             }
             out.push(ev);
             return Ok(());
-        };
-        if v.raw.is_empty() {
-            out.push(ev);
-            return Ok(());
         }
+        let block_start = memchr::memmem::find(&ev.data, b"\"type\":\"content_block_start\"").is_some();
+        if texts > 1 || block_start {
+            // Several texts in one event (parallel choices, or text beside
+            // reasoning), or a block's opening text: scanned whole, as a
+            // complete answer, and passed on redacted.
+            self.flush(out)?;
+            return self.whole_event(ev, out);
+        }
+        let Some(&(key, ref v)) = fields.iter().find(|(_, v)| !v.raw.is_empty()) else { return Ok(()) };
+        let key = channel(key);
         if self.channel.as_ref().is_some_and(|(k, _)| *k != key) {
             self.flush(out)?;
         }
@@ -258,9 +291,6 @@ impl<'g> EventGuard<'g> {
             self.scratch.clear();
             self.scratch.extend_from_slice(raw);
         }
-        // An event that also ends its choice releases everything.
-        let last = memchr::memmem::find(&ev.data, b"\"finish_reason\":\"").is_some()
-            || memchr::memmem::find(&ev.data, b"\"stop_reason\":\"").is_some();
         let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw: v.raw.clone() };
         self.released.clear();
         let blocked = self.text.push(self.guard, &self.scratch, &mut self.released, &mut self.findings);
@@ -276,10 +306,26 @@ impl<'g> EventGuard<'g> {
             self.channel = None;
             return Ok(());
         }
-        if !self.released.is_empty() {
-            out.push(template.render(&self.released));
-        }
+        // Sent even when all its text is held: the event's other fields
+        // (a role, an id) must not wait.
+        out.push(template.render(&self.released));
         self.channel = Some((key, template));
+        Ok(())
+    }
+
+    /// Scans one event's texts as complete text and passes it on redacted.
+    fn whole_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+        let mut findings = Findings::default();
+        let mut texts = Vec::new();
+        // The walk already succeeded on this event; a bad escape is
+        // scanned as written.
+        let _ = scan_json(self.guard, &ev.data, Direction::Response, &mut findings, &mut texts);
+        self.findings.all.extend(findings.all.iter().copied());
+        if let Some(hit) = findings.blocked() {
+            return Err(hit);
+        }
+        let data = if findings.redacts() { Bytes::from(rewrite(&ev.data, &texts, &findings)) } else { ev.data };
+        out.push(SseEvent { data, ..ev });
         Ok(())
     }
 
@@ -368,7 +414,10 @@ mod tests {
             let d = format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"{piece}"}},"finish_reason":null}}]}}"#);
             eg.event(ev(&d), &mut out).unwrap();
         }
-        assert!(out.is_empty(), "short text is held back");
+        // The events go on (their other fields must not wait), their short
+        // text held back.
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|e| memchr::memmem::find(&e.data, b"\"content\":\"\"").is_some()));
         eg.event(ev(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#), &mut out).unwrap();
         eg.event(ev("[DONE]"), &mut out).unwrap();
         let text: String = out
@@ -381,5 +430,49 @@ mod tests {
             .collect();
         assert_eq!(text, "mail [EMAIL] now");
         assert_eq!(&out.last().unwrap().data[..], b"[DONE]");
+    }
+
+    fn stream_text(g: &Guard, events: &[&str]) -> Result<Vec<serde_json::Value>, Hit> {
+        let mut eg = EventGuard::new(g);
+        let mut out = Vec::new();
+        for d in events {
+            let ev = SseEvent { event: None, data: Bytes::copy_from_slice(d.as_bytes()), id: None, retry: None };
+            eg.event(ev, &mut out)?;
+        }
+        eg.finish(&mut out)?;
+        Ok(out.iter().filter(|e| &e.data[..] != b"[DONE]").map(|e| serde_json::from_slice(&e.data).unwrap()).collect())
+    }
+
+    #[test]
+    fn parallel_tool_calls_keep_their_own_arguments() {
+        let g = guard(false);
+        let call = |i: u32, args: &str| {
+            format!(
+                r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":{i},"function":{{"arguments":"{args}"}}}}]}}}}]}}"#
+            )
+        };
+        let events = [
+            call(0, "{\\\"city\\\":"),
+            call(1, "{\\\"city\\\":"),
+            call(0, "\\\"Paris\\\"}"),
+            call(1, "\\\"Tokyo\\\"}"),
+        ];
+        let out = stream_text(&g, &events.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        let mut args = [String::new(), String::new()];
+        for v in &out {
+            let c = &v["choices"][0]["delta"]["tool_calls"][0];
+            args[c["index"].as_u64().unwrap() as usize] += c["function"]["arguments"].as_str().unwrap();
+        }
+        assert_eq!(args, [r#"{"city":"Paris"}"#, r#"{"city":"Tokyo"}"#]);
+    }
+
+    #[test]
+    fn an_event_with_two_texts_is_checked_whole() {
+        let g = guard(false);
+        let ev = r#"{"choices":[{"index":0,"delta":{"reasoning_content":"mail bob@example.com","content":"key sk-abcdefghij0123456789klmnopqrstuv"}}]}"#;
+        assert!(stream_text(&g, &[ev]).is_err(), "the second text is scanned too");
+        let ev = r#"{"choices":[{"index":0,"delta":{"reasoning_content":"mail bob@example.com","content":"ok"}}]}"#;
+        let out = stream_text(&g, &[ev]).unwrap();
+        assert_eq!(out[0]["choices"][0]["delta"]["reasoning_content"], "mail [EMAIL]");
     }
 }

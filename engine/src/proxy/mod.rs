@@ -128,16 +128,23 @@ pub async fn chat_completions(
                 let route = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
                 let answer = Answer { request: head, front, keep_alive, deadline, route };
                 let end = match (translation, answer_guard) {
-                    (Translation::None, None) => relay::relay(client, &mut conn, response, &answer).await,
+                    // Streams are always read (token counts as they pass);
+                    // JSON answers go as they come unless guarded.
+                    (Translation::None, None) if !parts.usage_asked && !routed.fields.stream => {
+                        relay::relay(client, &mut conn, response, &answer).await
+                    }
                     (translation, answer_guard) => {
                         let hits = &mut trace.guard_hits;
-                        let inspect = translate::Inspect { translation, guard: answer_guard, hits };
+                        let strip_usage = parts.usage_asked;
+                        let inspect = translate::Inspect { translation, guard: answer_guard, hits, strip_usage };
                         translate::relay_translated(client, &mut conn, response, &answer, inspect).await?
                     }
                 };
                 if end.upstream_reusable {
                     upstream.give_back(conn);
                 }
+                let mut end = end;
+                estimate_usage(&mut end, &body, target, trace);
                 return Ok(end);
             }
             Err(e) => {
@@ -159,4 +166,29 @@ pub async fn chat_completions(
         }
     }
     Err(last_error.unwrap_or_else(|| GatewayError::Unavailable { model: routed.route.name.clone() }))
+}
+
+/// Tokens for an answer the provider did not count to the end: the client
+/// went away, the upstream failed, a guardrail ended it, or the provider
+/// sent no usage. The prompt is counted from the request and the
+/// completion from the deltas that passed; the record says so.
+fn estimate_usage(end: &mut RelayEnd, body: &[u8], target: &tollgate_policy::Target, trace: &mut Trace<'_>) {
+    if end.status >= 300 {
+        return;
+    }
+    let encoding = tollgate_protocol::tokens::Encoding::for_model(target.upstream_model.as_bytes());
+    match &mut end.usage {
+        Some(u) if end.end != crate::record::End::Completed && end.completion_counted > u.completion => {
+            // A stream cut short: the provider's final count never came.
+            u.completion = end.completion_counted;
+            trace.usage_estimated = true;
+        }
+        Some(_) => {}
+        None if end.completion_counted > 0 || end.end != crate::record::End::Completed => {
+            let prompt = tollgate_protocol::tokens::prompt_tokens(encoding, body);
+            end.usage = Some(crate::record::TokenUsage { prompt, completion: end.completion_counted, cached: 0 });
+            trace.usage_estimated = true;
+        }
+        None => {}
+    }
 }

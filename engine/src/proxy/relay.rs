@@ -57,6 +57,9 @@ pub struct RelayEnd {
     pub end: End,
     /// Tokens, when the answer carried a `usage` object.
     pub usage: Option<TokenUsage>,
+    /// Completion tokens counted by the gateway in the stream's deltas as
+    /// they passed (0 for a JSON answer).
+    pub completion_counted: u64,
 }
 
 impl RelayEnd {
@@ -68,6 +71,7 @@ impl RelayEnd {
             body_bytes: 0,
             end: End::UpstreamFailed,
             usage: None,
+            completion_counted: 0,
         }
     }
 }

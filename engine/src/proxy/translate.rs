@@ -111,6 +111,9 @@ pub struct Inspect<'a, 'g> {
     pub guard: Option<&'g tollgate_policy::guard::Guard>,
     /// Where the guard's hits go (the request record).
     pub hits: &'a mut Vec<Recorded>,
+    /// The usage chunk was asked for by the gateway, not the client: it is
+    /// read for billing and not passed on.
+    pub strip_usage: bool,
 }
 
 /// Relays an answer that is translated, guarded, or both. `Err` only when
@@ -123,7 +126,7 @@ pub async fn relay_translated(
     answer: &Answer<'_>,
     inspect: Inspect<'_, '_>,
 ) -> Result<RelayEnd, GatewayError> {
-    let Inspect { translation, guard, hits } = inspect;
+    let Inspect { translation, guard, hits, strip_usage } = inspect;
     let Answer { keep_alive, deadline, route, front, .. } = *answer;
     let event_stream = response.status == 200
         && response
@@ -133,7 +136,7 @@ pub async fn relay_translated(
         let stream = match translation {
             Translation::ToAnthropic(_) => Stream::ToAnthropic(anthropic::front::FrontStream::new()),
             Translation::ToOpenAi(info) => Stream::ToOpenAi(StreamTranslator::new(now_unix(), info.include_usage)),
-            Translation::None => Stream::Identity { front, done: false, usage: None },
+            Translation::None => Stream::Identity { front, done: false, usage: None, strip_usage },
         };
         let guard = guard.map(|g| (EventGuard::new(g), hits));
         return Ok(relay_stream(client, up, response, answer, stream, guard).await);
@@ -144,6 +147,16 @@ pub async fn relay_translated(
         .header(b"content-type")
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
     if !json {
+        // A guarded answer that is neither JSON nor a stream cannot be
+        // checked: failing closed, it is refused before any byte goes out.
+        if guard.is_some_and(|g| !g.fail_open) && response.status < 300 {
+            return Err(GatewayError::UpstreamProtocol {
+                provider: route.provider.to_string(),
+                cause: tollgate_protocol::http1::ResponseError::Syntax(
+                    "the answer is neither JSON nor an event stream, so guardrails cannot check it",
+                ),
+            });
+        }
         return Ok(super::relay::relay(client, up, response, answer).await);
     }
     let broken = || GatewayError::UpstreamClosed { provider: route.provider.to_string(), cause: None };
@@ -307,7 +320,7 @@ fn push_chunk(client: &mut Client, data: Bytes) {
 enum Stream {
     ToOpenAi(StreamTranslator),
     ToAnthropic(anthropic::front::FrontStream),
-    Identity { front: Front, done: bool, usage: Option<TokenUsage> },
+    Identity { front: Front, done: bool, usage: Option<TokenUsage>, strip_usage: bool },
 }
 
 impl Stream {
@@ -315,10 +328,16 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
-            Stream::Identity { done, usage, .. } => {
-                tollgate_protocol::sse::write_event(out, ev.event.as_deref(), &ev.data);
-                if let Some((prompt, completion, cached)) = tollgate_protocol::openai::find_usage(&ev.data) {
+            Stream::Identity { done, usage, strip_usage, .. } => {
+                let found = tollgate_protocol::openai::find_usage(&ev.data);
+                if let Some((prompt, completion, cached)) = found {
                     *usage = Some(TokenUsage { prompt, completion, cached });
+                }
+                // The usage chunk the gateway asked for carries no choice.
+                let asked_for =
+                    *strip_usage && found.is_some() && memchr::memmem::find(&ev.data, b"\"choices\":[]").is_some();
+                if !asked_for {
+                    tollgate_protocol::sse::write_event(out, ev.event.as_deref(), &ev.data);
                 }
                 *done |= &ev.data[..] == b"[DONE]" || ev.event.as_deref() == Some(b"message_stop");
                 Ok(())
@@ -421,6 +440,7 @@ async fn relay_stream(
     let mut failed = false;
     let mut blocked = false;
     let mut passed = Vec::new();
+    let encoding = tollgate_protocol::tokens::Encoding::for_model(route.model.as_bytes());
     loop {
         // Head first, then each batch of translated events as it arrives.
         if reader.next(up, deadline, &mut pieces).await.is_err() {
@@ -432,6 +452,8 @@ async fn relay_stream(
                 match parser.next_event() {
                     Ok(Some(ev)) if blocked => drop(ev),
                     Ok(Some(ev)) => {
+                        // Counted as generated, whatever reaches the client.
+                        end.completion_counted += delta_tokens(encoding, &ev.data);
                         // Guarded text is held back and released in events
                         // of the same shape before translation.
                         match guard.as_mut() {
@@ -483,6 +505,9 @@ async fn relay_stream(
         end.usage = translator.usage();
         if !client.out.is_empty() && iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err()
         {
+            if let Some((g, hits)) = guard.as_mut() {
+                g.record(hits);
+            }
             end.end = End::ClientGone;
             return end;
         }
@@ -503,6 +528,30 @@ async fn relay_stream(
         End::Completed
     };
     end
+}
+
+/// Tokens in the texts one stream event carries (OpenAI `content` and
+/// tool-call `arguments`, Anthropic `text` and `partial_json`, reasoning),
+/// counted delta by delta: an estimate, as BPE across piece boundaries is.
+fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, data: &[u8]) -> u64 {
+    const TEXT: &[&[u8]] = &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"reasoning_content"];
+    let mut n = 0;
+    let mut scratch = Vec::new();
+    let _ = tollgate_protocol::json::string_values(data, |key, v| {
+        if !TEXT.contains(&key) || v.raw.is_empty() {
+            return;
+        }
+        let raw = &data[v.raw.clone()];
+        let text = if v.escaped {
+            scratch.clear();
+            let _ = tollgate_protocol::json::unescape(raw, &mut scratch);
+            &scratch[..]
+        } else {
+            raw
+        };
+        n += encoding.count_bytes(text);
+    });
+    n
 }
 
 fn anthropic_usage(u: anthropic::Usage) -> TokenUsage {

@@ -40,11 +40,14 @@ fn forwarded(name: &[u8]) -> bool {
     !DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
 
-/// An upstream request as at most six slices, held inline so that building
-/// it allocates nothing beyond the rendered header lines.
+/// An upstream request as at most eight slices, held inline so that
+/// building it allocates nothing beyond the rendered header lines.
 pub struct Parts {
-    slices: [Bytes; 6],
+    slices: [Bytes; 8],
     len: usize,
+    /// The gateway asked for a stream's usage chunk that the client did not
+    /// ask for: the relay must read it and keep it from the client.
+    pub usage_asked: bool,
 }
 
 impl Parts {
@@ -92,11 +95,15 @@ pub fn build(
     };
     let model = fields.model;
     let replace = translated.is_none() && model.get(body) != target.upstream_model.as_bytes();
+    // Every stream is billed from the provider's counts: ask for them
+    // right after the body's opening brace (the body scanned as an object).
+    let ask_usage = translated.is_none() && upstream.stream_usage && fields.stream && !fields.stream_options;
+    let brace = if ask_usage { body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1) } else { 0 };
     let body_len = match &translated {
         Some(t) => t.len(),
         None if replace => body.len() - model.len() + target.upstream_model.len(),
         None => body.len(),
-    };
+    } + if ask_usage { tollgate_protocol::openai::ASK_FOR_USAGE.len() } else { 0 };
     let s = &mut client.scratch;
     // A provider-specific key header (Azure's `api-key`, or any configured
     // one) is the provider's credential slot: a client value never fills it.
@@ -113,18 +120,22 @@ pub fn build(
     s.extend_from_slice(b"content-length: ");
     s.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
     s.extend_from_slice(b"\r\n\r\n");
-    let mut parts = Parts { slices: Default::default(), len: 0 };
+    let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage };
     parts.push(upstream.chat_request_line.clone());
     parts.push(upstream.fixed_headers.clone());
     parts.push(s.split().freeze());
+    if ask_usage {
+        parts.push(body.slice(..brace));
+        parts.push(Bytes::from_static(tollgate_protocol::openai::ASK_FOR_USAGE));
+    }
     if let Some(t) = translated {
         parts.push(t);
     } else if replace {
-        parts.push(body.slice(..model.start as usize));
+        parts.push(body.slice(brace..model.start as usize));
         parts.push(Bytes::copy_from_slice(target.upstream_model.as_bytes()));
         parts.push(body.slice(model.end as usize..));
     } else {
-        parts.push(body.clone());
+        parts.push(body.slice(brace..));
     }
     Ok((parts, translation))
 }

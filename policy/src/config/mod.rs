@@ -120,6 +120,11 @@ pub struct Provider {
     pub credential: Option<Credential>,
     /// Set for `https://` base URLs.
     pub tls: Option<TlsSettings>,
+    /// Streamed requests to this OpenAI-style provider ask for the usage
+    /// chunk (`stream_options.include_usage`) even when the client did
+    /// not, so that every stream is billed from the provider's own counts;
+    /// the gateway keeps that chunk from clients that did not ask.
+    pub stream_usage: bool,
     pub mock: MockSettings,
 }
 

@@ -121,6 +121,8 @@ pub struct RawProvider {
     pub api_key_header: Option<Spanned<String>>,
     /// PEM file of extra CA certificates trusted for this provider.
     pub ca_file: Option<Spanned<String>>,
+    /// Ask OpenAI-style upstreams for a stream's usage chunk (default on).
+    pub stream_usage: Option<bool>,
     #[serde(default)]
     pub mock: super::MockSettings,
 }

@@ -246,4 +246,10 @@ fn guardrail_profiles_default_override_and_report_mistakes() {
     assert!(found.iter().any(|p| p.starts_with(&format!("gw.toml:{}:18:", line("deny_patterns")))
         && p.contains("deny pattern does not compile")));
     assert!(found.iter().any(|p| p.contains("on_error is \"maybe\"")));
+
+    // A pattern too big to compile within the limit is refused at load,
+    // never run slowly.
+    let huge = format!("{BASE}\n[[guardrail_profiles]]\nname = \"y\"\ndeny_patterns = ['(?:\\w{{100}}){{100}}']\n");
+    let found = problems(&huge);
+    assert!(found.len() == 1 && found[0].contains("deny pattern does not compile"), "{found:#?}");
 }

@@ -290,6 +290,7 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             api_key_header,
             credential: secret.map(Credential),
             tls,
+            stream_usage: p.stream_usage.unwrap_or(true) && kind != ProviderKind::Anthropic,
             mock: p.mock,
         });
     }

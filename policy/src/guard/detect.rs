@@ -87,6 +87,22 @@ fn run(text: &[u8], from: usize, pred: impl Fn(u8) -> bool) -> usize {
     text[from..].iter().position(|&b| !pred(b)).unwrap_or(text.len() - from)
 }
 
+/// Like [`run`], but reads at most `max` bytes: every validator's work is
+/// bounded, whatever the text, and a token that reaches the bound is
+/// decided instead of waiting for more.
+fn run_max(text: &[u8], from: usize, max: usize, pred: impl Fn(u8) -> bool) -> usize {
+    run(&text[..text.len().min(from + max)], from, pred)
+}
+
+/// A key or token body is decided once it is this long.
+const TOKEN_BYTES_MAX: usize = 512;
+
+/// A JWT segment is decided once it is this long.
+const JWT_SEGMENT_BYTES_MAX: usize = 8192;
+
+/// A labelled value longer than this is not a password.
+const VALUE_BYTES_MAX: usize = 1024;
+
 fn base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
@@ -106,9 +122,9 @@ pub fn secret(anchor: SecretAnchor, text: &[u8], start: usize, end: usize, compl
             if found != b"sk-" || !starts_word(text, start) {
                 return (Detector::OpenAiKey, Verdict::No);
             }
-            let body = run(text, end, base64url);
+            let body = run_max(text, end, TOKEN_BYTES_MAX, base64url);
             let stop = end + body;
-            if open(stop) {
+            if open(stop) && body < TOKEN_BYTES_MAX {
                 return (Detector::OpenAiKey, Verdict::NeedMore(start));
             }
             let token = &text[end..stop];
@@ -139,9 +155,13 @@ pub fn secret(anchor: SecretAnchor, text: &[u8], start: usize, end: usize, compl
             if found.iter().any(u8::is_ascii_uppercase) || !starts_word(text, start) {
                 return (Detector::GithubToken, Verdict::No);
             }
-            let body = if pat { run(text, end, is_word) } else { run(text, end, |b| b.is_ascii_alphanumeric()) };
+            let body = if pat {
+                run_max(text, end, TOKEN_BYTES_MAX, is_word)
+            } else {
+                run_max(text, end, TOKEN_BYTES_MAX, |b| b.is_ascii_alphanumeric())
+            };
             let stop = end + body;
-            let v = if open(stop) {
+            let v = if open(stop) && body < TOKEN_BYTES_MAX {
                 Verdict::NeedMore(start)
             } else if body >= if pat { 40 } else { 36 } {
                 Verdict::Match(start, stop)
@@ -161,9 +181,9 @@ pub fn secret(anchor: SecretAnchor, text: &[u8], start: usize, end: usize, compl
                 );
             }
             let end = end + 2;
-            let body = run(text, end, |b| b.is_ascii_alphanumeric() || b == b'-');
+            let body = run_max(text, end, TOKEN_BYTES_MAX, |b| b.is_ascii_alphanumeric() || b == b'-');
             let stop = end + body;
-            let v = if open(stop) {
+            let v = if open(stop) && body < TOKEN_BYTES_MAX {
                 Verdict::NeedMore(start)
             } else if body >= 10 && text[end..stop].iter().any(u8::is_ascii_digit) {
                 Verdict::Match(start, stop)
@@ -220,12 +240,12 @@ fn jwt(text: &[u8], start: usize, complete: bool) -> Verdict {
     }
     let mut at = start;
     for segment in 0..3 {
-        let n = run(text, at, base64url);
+        let n = run_max(text, at, JWT_SEGMENT_BYTES_MAX, base64url);
         at += n;
-        if at == text.len() && !complete {
+        if at == text.len() && !complete && n < JWT_SEGMENT_BYTES_MAX {
             return Verdict::NeedMore(start);
         }
-        if n < 10 {
+        if !(10..JWT_SEGMENT_BYTES_MAX).contains(&n) {
             return Verdict::No;
         }
         if segment < 2 {
@@ -284,13 +304,15 @@ fn labelled(text: &[u8], start: usize, end: usize, complete: bool) -> Verdict {
     skip(&mut at, b" \t", 24);
     skip(&mut at, b"\"'`", 1);
     let value_start = at;
-    let n = run(text, at, |b| !(b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'`' | b',' | b';' | b'\\')));
+    let n = run_max(text, at, VALUE_BYTES_MAX + 1, |b| {
+        !(b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'`' | b',' | b';' | b'\\'))
+    });
     let value_end = at + n;
-    if more(value_end) {
+    if more(value_end) && n <= VALUE_BYTES_MAX {
         return Verdict::NeedMore(start);
     }
     let value = &text[value_start..value_end];
-    if value.len() < 6 || value.len() > 1024 {
+    if value.len() < 6 || value.len() > VALUE_BYTES_MAX {
         return Verdict::No;
     }
     let placeholder = matches!(value[0], b'$' | b'<' | b'{' | b'*' | b'(' | b'[' | b'%' | b'.')
@@ -381,6 +403,10 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
         n += 1;
         digits += g;
         at += g;
+        if n == groups.len() {
+            // Eight groups is more than any number of ours has.
+            return (None, Verdict::No, at);
+        }
         if at == len {
             open = true;
             break;

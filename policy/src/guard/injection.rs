@@ -414,11 +414,13 @@ fn previous_word(text: &[u8], at: usize) -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-/// `system:` at the start of a line (after spaces or Markdown marks).
+/// `system:` at the start of a line (after spaces or Markdown marks). Looks
+/// back only over those marks, so a long line costs nothing.
 fn opens_turn(text: &[u8], start: usize, end: usize) -> bool {
-    let line_start = text[..start].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    let lead_ok = text[line_start..start].iter().all(|&b| matches!(b, b' ' | b'\t' | b'#' | b'*' | b'>' | b'-'));
+    let lead =
+        text[..start].iter().rev().take_while(|&&b| matches!(b, b' ' | b'\t' | b'#' | b'*' | b'>' | b'-')).count();
+    let line_start = start - lead == 0 || text[start - lead - 1] == b'\n';
     let rest = &text[end..text.len().min(end + 4)];
     let colon = rest.iter().position(|&b| b != b' ' && b != b'*').is_some_and(|i| rest[i] == b':');
-    lead_ok && colon
+    line_start && colon
 }

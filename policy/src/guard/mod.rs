@@ -288,6 +288,11 @@ struct Anchors {
     /// each fingerprint (longest first); empty when Teddy is unavailable.
     packed: Vec<(aho_corasick::packed::Searcher, Vec<Vec<usize>>)>,
     dfa: AhoCorasick,
+    /// By literal: the other literals that are prefixes of it (a deny word
+    /// equal to a built-in anchor, `sk-` under a deny word `sk-internal`).
+    /// A search reports one literal per place; these are reported with it,
+    /// so no rule shadows another.
+    prefixes: Vec<Vec<usize>>,
 }
 
 /// Teddy's limit on patterns per searcher.
@@ -335,12 +340,33 @@ impl Anchors {
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(literals)
             .map_err(|e| PatternError { index: usize::MAX, message: e.to_string() })?;
-        Ok(Anchors { packed, dfa })
+        let prefixes = literals
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                (0..literals.len())
+                    .filter(|&j| {
+                        j != i
+                            && literals[j].len() <= l.len()
+                            && l[..literals[j].len()].eq_ignore_ascii_case(&literals[j])
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok(Anchors { packed, dfa, prefixes })
     }
 
     fn find(&self, text: &[u8], literals: &[Vec<u8>], fold: &mut Vec<u8>, out: &mut Vec<(usize, usize, usize)>) {
+        let found = |out: &mut Vec<(usize, usize, usize)>, i: usize, start: usize| {
+            out.push((i, start, start + literals[i].len()));
+            for &j in &self.prefixes[i] {
+                out.push((j, start, start + literals[j].len()));
+            }
+        };
         if self.packed.is_empty() {
-            out.extend(self.dfa.find_iter(text).map(|m| (m.pattern().as_usize(), m.start(), m.end())));
+            for m in self.dfa.find_iter(text) {
+                found(out, m.pattern().as_usize(), m.start());
+            }
             return;
         }
         fold.clear();
@@ -357,7 +383,7 @@ impl Anchors {
                 });
                 if let Some(&i) = literal {
                     last_end = m.start() + literals[i].len();
-                    out.push((i, m.start(), last_end));
+                    found(out, i, m.start());
                 }
             }
         }
@@ -625,7 +651,12 @@ impl Findings {
 pub fn redact<'h>(text: &[u8], from: usize, hits: impl IntoIterator<Item = &'h Hit>, out: &mut Vec<u8>) {
     let mut at = from;
     for h in hits {
-        if h.action != Action::Redact || h.start < at {
+        if h.action != Action::Redact {
+            continue;
+        }
+        if h.start < at {
+            // Overlapping an earlier placeholder: its tail goes too.
+            at = at.max(h.end);
             continue;
         }
         out.extend_from_slice(&text[at..h.start]);

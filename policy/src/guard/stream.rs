@@ -14,6 +14,12 @@ use super::{redact, Action, Direction, Findings, Guard, Hit};
 /// Bytes always held back from the end of the text seen so far.
 pub const WINDOW: usize = 128;
 
+/// Past this much held text, a stream releases all but the window even if
+/// a candidate is still growing (a deny pattern such as `\w+` over a very
+/// long word): memory and rescanning stay bounded; such a match is then
+/// caught only in the part still held.
+pub const HOLD_BYTES_MAX: usize = super::detect::PEM_BYTES_MAX + 4096;
+
 /// Bytes of released text kept as the left context of the next scan, so
 /// that a validator looking back (is this digit the start of a number?)
 /// sees what the scan of the whole text would.
@@ -62,6 +68,14 @@ impl TextStream {
         // Moving the cut back can put it inside an earlier hit: repeat.
         while let Some(h) = findings.hits.iter().find(|h| h.start < cut && h.end > cut) {
             cut = h.start;
+        }
+        if !complete && len - cut > HOLD_BYTES_MAX {
+            cut = len - WINDOW;
+        }
+        // Released text ends on a character boundary: each event carries
+        // whole UTF-8 characters.
+        while cut > keep && cut < len && self.buf[cut] & 0xC0 == 0x80 {
+            cut -= 1;
         }
         findings.hits.retain(|h| h.end <= cut);
         // Positions from the start of the stream's text.

@@ -175,3 +175,74 @@ fn overlapping_candidates_hold_back_the_first() {
         assert_eq!(streamed(&g, &pieces), whole, "pieces of {size}");
     }
 }
+
+/// Review findings, each a test: hostile text stays linear and bounded,
+/// and released text is whole characters.
+#[test]
+fn hostile_texts_neither_panic_nor_hold_without_bound() {
+    let g = all_on();
+    // Nine one-digit groups once indexed past a fixed table.
+    assert!(rules(&g, "0 0 0 0 0 0 0 0 0 0 0").is_empty());
+    // Labels inside labels' values, and role words on one long line.
+    let labels = "pwd=".repeat(20_000);
+    let roles = "system ".repeat(20_000);
+    let started = std::time::Instant::now();
+    rules(&g, &labels);
+    rules(&g, &roles);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "quadratic scan");
+    // A token that never ends is decided, not held for ever.
+    let mut s = TextStream::default();
+    let mut f = Findings::default();
+    let mut out = Vec::new();
+    s.push(&g, b"eyJ", &mut out, &mut f);
+    for _ in 0..4000 {
+        s.push(&g, b"abcdefghij", &mut out, &mut f);
+        assert!(s.held() <= stream::HOLD_BYTES_MAX + 16, "held {}", s.held());
+    }
+}
+
+#[test]
+fn released_text_is_whole_characters() {
+    let g = all_on();
+    let text = "日本語のテキスト🙂".repeat(40);
+    let mut s = TextStream::default();
+    let mut f = Findings::default();
+    let mut out = Vec::new();
+    for piece in text.as_bytes().chunks(5) {
+        let before = out.len();
+        s.push(&g, piece, &mut out, &mut f);
+        assert!(std::str::from_utf8(&out[before..]).is_ok(), "a release split a character");
+    }
+    s.finish(&g, &mut out, &mut f);
+    assert_eq!(out, text.as_bytes());
+}
+
+#[test]
+fn a_redaction_overlapping_another_takes_its_tail() {
+    let mut spec = ProfileSpec { name: "o".into(), ..Default::default() };
+    spec.actions[Detector::Phone as usize] = Some(Action::Redact);
+    spec.deny_patterns = vec![r"2671 ext \d+".into()];
+    spec.custom_action = Some(Action::Redact);
+    let g = Guard::compile(&spec).unwrap();
+    let text = b"call 415-555-2671 ext 99 now";
+    let mut f = Findings::default();
+    g.scan(text, Direction::Request, true, &mut f);
+    f.file(0);
+    let mut out = Vec::new();
+    redact(text, 0, f.all.iter().map(|(_, h)| h), &mut out);
+    assert_eq!(out, b"call [PHONE] now");
+}
+
+#[test]
+fn a_deny_word_equal_to_a_built_in_anchor_shadows_nothing() {
+    let mut spec = ProfileSpec { name: "d".into(), ..Default::default() };
+    spec.actions[Detector::OpenAiKey as usize] = Some(Action::Block);
+    spec.actions[Detector::Password as usize] = Some(Action::Flag);
+    spec.deny_words = vec!["secret".into(), "sk-internal".into()];
+    spec.custom_action = Some(Action::Flag);
+    let g = Guard::compile(&spec).unwrap();
+    assert_eq!(rules(&g, "this is secret"), ["custom.word.0"]);
+    assert_eq!(rules(&g, "secret: hunter2hunter2"), ["custom.word.0", "secret.password"]);
+    assert_eq!(rules(&g, "sk-internal1234567890abcdefghij"), ["secret.openai_key"]);
+    assert_eq!(rules(&g, "the sk-internal tool"), ["custom.word.1"]);
+}

@@ -1,0 +1,198 @@
+//! Token counts the gateway makes itself, with OpenAI's byte-pair
+//! encodings embedded in the binary: `o200k_base` for the gpt-4o, gpt-4.1,
+//! o-series and gpt-5 families, `cl100k_base` for gpt-4 and gpt-3.5, and
+//! `o200k_base` as the estimate for every other model (Anthropic's and open
+//! models' tokenizers are not public or not OpenAI's).
+//!
+//! These are counts *before* or *without* the provider's: the prompt before
+//! it is sent (for tokens-per-minute limits) and the deltas of a stream as
+//! they pass (for a stream that ends without the provider's `usage`: the
+//! client went away, the upstream failed). The provider's counts replace
+//! them whenever they arrive, and a record says which it holds.
+//!
+//! The encoder is `bpe-openai` (GitHub's linear-time BPE), chosen over
+//! `tiktoken-rs` by `bench/benches/tokens.rs`; the tests check that both
+//! give the same counts.
+
+use crate::json::{string_values, unescape};
+
+/// An OpenAI byte-pair encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    O200kBase,
+    Cl100kBase,
+}
+
+impl Encoding {
+    /// The encoding a model's tokens are counted in.
+    pub fn for_model(model: &[u8]) -> Encoding {
+        let starts = |p: &[u8]| model.len() >= p.len() && model[..p.len()].eq_ignore_ascii_case(p);
+        let o200k = starts(b"gpt-4o")
+            || starts(b"gpt-4.1")
+            || starts(b"gpt-4.5")
+            || starts(b"gpt-5")
+            || starts(b"chatgpt-4o")
+            || starts(b"o1")
+            || starts(b"o3")
+            || starts(b"o4");
+        if !o200k && (starts(b"gpt-4") || starts(b"gpt-3.5")) {
+            Encoding::Cl100kBase
+        } else {
+            Encoding::O200kBase
+        }
+    }
+
+    fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
+        match self {
+            Encoding::O200kBase => bpe_openai::o200k_base(),
+            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
+        }
+    }
+
+    /// Tokens in `text`.
+    pub fn count(self, text: &str) -> u64 {
+        self.tokenizer().count(text) as u64
+    }
+
+    /// Tokens in UTF-8 bytes (invalid sequences count as U+FFFD).
+    pub fn count_bytes(self, text: &[u8]) -> u64 {
+        match std::str::from_utf8(text) {
+            Ok(s) => self.count(s),
+            Err(_) => self.count(&String::from_utf8_lossy(text)),
+        }
+    }
+
+    /// Builds the encoder's tables now (tens of milliseconds), so that the
+    /// first request does not pay for it.
+    pub fn warm_up() {
+        Encoding::O200kBase.count("warm");
+        Encoding::Cl100kBase.count("warm");
+    }
+}
+
+/// Tokens every message costs beyond its text, and the reply's priming
+/// (`<|start|>assistant<|message|>`), as OpenAI documents for its chat
+/// models ("How to count tokens with tiktoken", OpenAI Cookbook).
+pub const TOKENS_PER_MESSAGE: u64 = 3;
+pub const TOKENS_PER_NAME: u64 = 1;
+pub const REPLY_PRIMING: u64 = 3;
+
+/// Keys whose values are structure the provider does not bill as text.
+const NOT_TEXT: &[&[u8]] = &[
+    b"model",
+    b"type",
+    b"id",
+    b"tool_call_id",
+    b"tool_choice",
+    b"detail",
+    b"url",
+    b"data",
+    b"media_type",
+    b"reasoning_effort",
+    b"service_tier",
+];
+
+/// The prompt tokens of a chat request body, counted the way OpenAI bills
+/// chat models: every text the messages carry (role and name included), 3
+/// per message, 1 per name, 3 for the reply. Tool definitions and other
+/// strings are counted as text: an estimate, close for plain chats. A body
+/// that cannot be walked counts a token per four bytes.
+pub fn prompt_tokens(encoding: Encoding, body: &[u8]) -> u64 {
+    let mut total = REPLY_PRIMING;
+    let mut scratch = Vec::new();
+    let walked = string_values(body, |key, v| {
+        let raw = &body[v.raw.clone()];
+        if NOT_TEXT.contains(&key) || raw.starts_with(b"data:") {
+            return;
+        }
+        match key {
+            b"role" => total += TOKENS_PER_MESSAGE,
+            b"name" => total += TOKENS_PER_NAME,
+            _ => {}
+        }
+        let text = if v.escaped {
+            scratch.clear();
+            if unescape(raw, &mut scratch).is_err() {
+                return;
+            }
+            &scratch[..]
+        } else {
+            raw
+        };
+        total += encoding.count_bytes(text);
+    });
+    match walked {
+        Ok(()) => total,
+        Err(_) => body.len().div_ceil(4) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_get_their_encoding() {
+        for (model, want) in [
+            ("gpt-4o-mini", Encoding::O200kBase),
+            ("gpt-4.1", Encoding::O200kBase),
+            ("o3-mini", Encoding::O200kBase),
+            ("gpt-5", Encoding::O200kBase),
+            ("gpt-4-turbo", Encoding::Cl100kBase),
+            ("gpt-3.5-turbo", Encoding::Cl100kBase),
+            ("claude-sonnet-4", Encoding::O200kBase),
+        ] {
+            assert_eq!(Encoding::for_model(model.as_bytes()), want, "{model}");
+        }
+    }
+
+    /// The counts agree exactly with tiktoken-rs on texts of every kind the
+    /// gateway sees: prose, code, JSON, numbers, whitespace runs,
+    /// multilingual text and emoji.
+    #[test]
+    fn counts_agree_with_tiktoken() {
+        let corpus = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guardrails/corpus.jsonl"))
+            .expect("the guardrail corpus doubles as a tokenizer corpus");
+        let texts: Vec<String> = corpus
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+            .chain(
+                [
+                    "",
+                    " ",
+                    "   \n\n\t  x",
+                    "Hello, world!",
+                    "12345678901234567890 3.14159 1e-9",
+                    "日本語のテキストと中文混合 и русский текст, ελληνικά",
+                    "emoji 🙂👩‍💻🏳️‍🌈 done",
+                    "fn main() {\n    println!(\"{}\", 1 + 2);\n}\n",
+                    "don't can't I'm we'll they've YOU'RE",
+                ]
+                .map(String::from),
+            )
+            .collect();
+        let o200k = tiktoken_rs::o200k_base().unwrap();
+        let cl100k = tiktoken_rs::cl100k_base().unwrap();
+        for t in &texts {
+            assert_eq!(Encoding::O200kBase.count(t), o200k.encode_ordinary(t).len() as u64, "o200k: {t:?}");
+            assert_eq!(Encoding::Cl100kBase.count(t), cl100k.encode_ordinary(t).len() as u64, "cl100k: {t:?}");
+        }
+        assert!(texts.len() > 3000);
+    }
+
+    #[test]
+    fn prompts_count_messages_names_and_priming() {
+        let e = Encoding::O200kBase;
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"system","content":"Be brief."},{"role":"user","name":"ann","content":"Hi \"there\""}]}"#;
+        let want = REPLY_PRIMING
+            + 2 * TOKENS_PER_MESSAGE
+            + TOKENS_PER_NAME
+            + e.count("system")
+            + e.count("Be brief.")
+            + e.count("user")
+            + e.count("ann")
+            + e.count("Hi \"there\"");
+        assert_eq!(prompt_tokens(e, body), want);
+        assert_eq!(prompt_tokens(e, b"{\"a\":\"unterminated"), 5);
+    }
+}
