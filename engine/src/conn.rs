@@ -108,10 +108,11 @@ async fn read_head(
 }
 
 /// Answers one request; true when the connection may serve another.
-async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut BytesMut, head: RequestHead) -> bool {
+async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mut BytesMut, head: RequestHead) -> bool {
     let started = Instant::now();
     let mut trace = Trace::new(w.recorder.next_id());
     client.request_id = Some(trace.id);
+    client.rate = None;
     client.deadline = started + state.config.server.timeouts.request;
     client.head_only = head.method == Method::Head;
     // A draining worker closes every connection after its answer, and says
@@ -151,7 +152,9 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
         }
     };
     trace.key = Some(key);
-    if let Err(e) = within_budget(w, state, key).and_then(|()| within_rate_limit(w, state, key, &mut trace)) {
+    let limited = within_budget(w, state, key).and_then(|()| within_rate_limit(w, state, key, &trace, 0));
+    client.rate = limited.as_ref().ok().copied().flatten().or_else(|| client.rate.take());
+    if let Err(e) = limited {
         if let GatewayError::RateLimited(r) = &e {
             client.retry_after = Some(r.retry_after);
         }
@@ -173,6 +176,25 @@ async fn answer(w: &Worker, state: &CoreState, client: &mut Client, buf: &mut By
         }
     };
     trace.bytes_in = body.len() as u64;
+    // Tokens-per-minute: the prompt and the most it may generate are
+    // reserved before anything is sent, so the request that would cross a
+    // limit is the one refused; its real use replaces the reservation.
+    let _reservation = match reserve_tokens(w, state, key, &body, &trace) {
+        Ok((reservation, rate)) => {
+            client.rate = rate.or(client.rate);
+            reservation
+        }
+        Err(e) => {
+            if let GatewayError::RateLimited(r) = &e {
+                client.retry_after = Some(r.retry_after);
+            }
+            trace.status = e.status();
+            trace.end = End::Rejected;
+            w.recorder.record(&trace, state);
+            w.stats.count(&trace, state);
+            return client.send_error(&e, !keep_alive).await && keep_alive;
+        }
+    };
     let deadline = started + state.config.server.timeouts.request;
     let inbound = proxy::Inbound { head: &head, keep_alive, deadline, front };
     let reusable = match proxy::chat_completions(state, key, client, inbound, body, &mut trace).await {
@@ -227,30 +249,67 @@ fn within_budget(w: &Worker, state: &CoreState, key: &tollgate_policy::VirtualKe
 }
 
 /// The rate-limit phase: requests and tokens in the current UTC minute,
-/// every core's as of the last merge plus this core's since, against the
-/// team's and the key's limits. An admitted request counts at once.
+/// every core's as of the last merge plus this core's since (and its
+/// requests in flight's reservations), against the team's and the key's
+/// limits, with `reserve` tokens about to be used. With no reservation the
+/// request is admitted (counted at once). `Ok(Some(headroom))` when a limit
+/// applies: the answer's `x-ratelimit-*` headers.
 fn within_rate_limit(
     w: &Worker,
     state: &CoreState,
     key: &tollgate_policy::VirtualKey,
-    trace: &mut Trace<'_>,
-) -> Result<(), GatewayError> {
+    trace: &Trace<'_>,
+    reserve: u64,
+) -> Result<Option<tollgate_policy::ratelimit::Headroom>, GatewayError> {
     use crate::stats::Owner;
-    use tollgate_policy::ratelimit::check;
+    use tollgate_policy::ratelimit::{check, minute_reset_secs, Headroom};
     let minute = trace.started_unix_ms / 60_000;
-    let limited = |owner: Owner, name: &dyn Fn() -> String, limit: &tollgate_policy::team::RateLimit| {
+    let admitting = reserve == 0;
+    let mut headroom = Headroom { reset_secs: minute_reset_secs(trace.started_unix_ms), ..Headroom::default() };
+    let mut any = false;
+    let mut limited = |owner: Owner, name: &dyn Fn() -> String, limit: &tollgate_policy::team::RateLimit| {
         if limit.requests_per_minute.is_none() && limit.tokens_per_minute.is_none() {
             return Ok(());
         }
+        any = true;
         let used = w.minute_use(owner, minute);
-        check(name, limit, used.requests, used.tokens, trace.started_unix_ms).map_err(GatewayError::RateLimited)
+        let tokens = used.tokens + w.reserved(owner);
+        let result = check(name, limit, used.requests, tokens, reserve, trace.started_unix_ms);
+        // After this request: one more request, `reserve` more tokens.
+        headroom.tighten(limit, used.requests + u64::from(admitting), tokens + reserve);
+        result.map_err(GatewayError::RateLimited)
     };
     if let Some(team) = state.config.teams.get(key.team) {
         limited(Owner::Team(key.team), &|| format!("team \"{}\"", team.name), &team.rate_limit)?;
     }
     limited(Owner::Key(key.index), &|| format!("key \"{}\"", key.name), &key.rate_limit)?;
-    w.stats.admit(key, minute);
-    Ok(())
+    if admitting {
+        w.stats.admit(key, minute);
+    }
+    Ok(any.then_some(headroom))
+}
+
+/// Reserves a request's tokens (prompt counted from the body, plus its
+/// `max_tokens` or [`tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE`])
+/// when the key or its team has a tokens-per-minute limit.
+fn reserve_tokens(
+    w: &Rc<Worker>,
+    state: &CoreState,
+    key: &tollgate_policy::VirtualKey,
+    body: &[u8],
+    trace: &Trace<'_>,
+) -> Result<(Option<crate::worker::Reservation>, Option<tollgate_policy::ratelimit::Headroom>), GatewayError> {
+    use crate::stats::Owner;
+    let team_tpm = state.config.teams.get(key.team).and_then(|t| t.rate_limit.tokens_per_minute);
+    if team_tpm.is_none() && key.rate_limit.tokens_per_minute.is_none() {
+        return Ok((None, None));
+    }
+    let encoding = tollgate_protocol::tokens::Encoding::O200kBase;
+    let output = tollgate_protocol::openai::max_output_tokens(body)
+        .unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE);
+    let tokens = tollgate_protocol::tokens::prompt_tokens(encoding, body).saturating_add(output);
+    let headroom = within_rate_limit(w, state, key, trace, tokens)?;
+    Ok((Some(w.reserve([Owner::Team(key.team), Owner::Key(key.index)], tokens)), headroom))
 }
 
 /// An answer the gateway makes without an upstream.

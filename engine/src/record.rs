@@ -54,6 +54,9 @@ pub enum End {
     ClientGone,
     /// A guardrail blocked the request, or ended its answer.
     Blocked,
+    /// The answer reached a request ceiling (output tokens or cost) and was
+    /// ended there.
+    Capped,
 }
 
 impl End {
@@ -64,6 +67,7 @@ impl End {
             End::UpstreamFailed => "upstream_failed",
             End::ClientGone => "client_gone",
             End::Blocked => "blocked",
+            End::Capped => "capped",
         }
     }
 }

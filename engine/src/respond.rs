@@ -25,6 +25,8 @@ pub struct Client {
     pub request_id: Option<RequestId>,
     /// `retry-after` seconds for the next answer the gateway makes itself.
     pub retry_after: Option<u64>,
+    /// The `x-ratelimit-*` headers of the current request's answer.
+    pub rate: Option<tollgate_policy::ratelimit::Headroom>,
 }
 
 impl Client {
@@ -38,6 +40,7 @@ impl Client {
             head_only: false,
             request_id: None,
             retry_after: None,
+            rate: None,
         }
     }
 
@@ -50,6 +53,7 @@ impl Client {
         s.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         s.extend_from_slice(b"\r\n");
         write_request_id(self.request_id, s);
+        write_rate(self.rate, s);
         if let Some(secs) = self.retry_after.take() {
             s.extend_from_slice(b"retry-after: ");
             s.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
@@ -95,6 +99,30 @@ pub fn write_request_id(id: Option<RequestId>, out: &mut BytesMut) {
         out.extend_from_slice(b"x-request-id: ");
         id.render(out);
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends OpenAI's `x-ratelimit-*` headers when the key or its team has
+/// a rate limit.
+pub fn write_rate(rate: Option<tollgate_policy::ratelimit::Headroom>, out: &mut BytesMut) {
+    let Some(h) = rate else { return };
+    let mut n = itoa::Buffer::new();
+    for (what, pair) in [("requests", h.requests), ("tokens", h.tokens)] {
+        let Some((limit, remaining)) = pair else { continue };
+        for (field, value) in [("limit", limit), ("remaining", remaining)] {
+            out.extend_from_slice(b"x-ratelimit-");
+            out.extend_from_slice(field.as_bytes());
+            out.extend_from_slice(b"-");
+            out.extend_from_slice(what.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(n.format(value).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"x-ratelimit-reset-");
+        out.extend_from_slice(what.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(n.format(h.reset_secs).as_bytes());
+        out.extend_from_slice(b"s\r\n");
     }
 }
 

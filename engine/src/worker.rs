@@ -149,6 +149,10 @@ pub struct Worker {
     spend_view: RefCell<SpendView>,
     /// Owners warned about a soft budget threshold, and on which day.
     soft_warned: RefCell<HashMap<Owner, u64>>,
+    /// Tokens reserved by this core's requests in flight, by owner: counted
+    /// against tokens-per-minute limits until the request ends and its
+    /// real use is counted instead.
+    reserved: RefCell<HashMap<Owner, u64>>,
     state: RefCell<Rc<CoreState>>,
     reloads: mpsc::Receiver<Reload>,
     draining: Cell<bool>,
@@ -177,6 +181,7 @@ impl Worker {
             spend_rx,
             spend_view: RefCell::new(SpendView::default()),
             soft_warned: RefCell::new(HashMap::new()),
+            reserved: RefCell::new(HashMap::new()),
             state: RefCell::new(Rc::new(state)),
             reloads,
             draining: Cell::new(false),
@@ -279,6 +284,20 @@ impl Worker {
         MinuteUse { minute, requests: merged.requests + mine.requests, tokens: merged.tokens + mine.tokens }
     }
 
+    /// Tokens this core's requests in flight have reserved for `owner`.
+    pub fn reserved(&self, owner: Owner) -> u64 {
+        self.reserved.borrow().get(&owner).copied().unwrap_or(0)
+    }
+
+    /// Reserves `tokens` for `owners` until the returned guard is dropped.
+    pub fn reserve(self: &Rc<Self>, owners: [Owner; 2], tokens: u64) -> Reservation {
+        let mut r = self.reserved.borrow_mut();
+        for o in owners {
+            *r.entry(o).or_default() += tokens;
+        }
+        Reservation { worker: self.clone(), owners, tokens }
+    }
+
     /// Installs any configuration waiting in the mailbox.
     fn take_reloads(&self) {
         while let Ok(reload) = self.reloads.try_recv() {
@@ -305,6 +324,24 @@ impl Worker {
     pub fn track_request(self: &Rc<Self>) -> Tracked {
         self.in_flight.set(self.in_flight.get() + 1);
         Tracked { worker: self.clone(), which: Which::Request }
+    }
+}
+
+/// Tokens a request reserved; released when it ends, however it ends.
+pub struct Reservation {
+    worker: Rc<Worker>,
+    owners: [Owner; 2],
+    tokens: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut r = self.worker.reserved.borrow_mut();
+        for o in self.owners {
+            if let Some(v) = r.get_mut(&o) {
+                *v = v.saturating_sub(self.tokens);
+            }
+        }
     }
 }
 

@@ -113,7 +113,7 @@ mod tests {
     use super::*;
 
     fn budget(daily: Option<u64>, monthly: Option<u64>) -> Budget {
-        Budget { daily, monthly, soft_threshold_permille: 800 }
+        Budget { daily, monthly, soft_threshold_permille: 800, ..Budget::default() }
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub struct Budget {
     pub monthly: Option<MicroUsd>,
     /// Per mille of a budget at which a soft warning fires (default 800).
     pub soft_threshold_permille: u16,
+    /// Ceilings on one request: a stream that crosses one is ended with
+    /// `finish_reason: "length"`.
+    pub request: Option<MicroUsd>,
+    pub request_output_tokens: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

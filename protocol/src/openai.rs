@@ -266,6 +266,17 @@ pub fn find_usage(bytes: &[u8]) -> Option<(u64, u64, u64)> {
     Some((prompt, completion, number(b"\"cached_tokens\"").unwrap_or(0)))
 }
 
+/// The most tokens a request lets the model generate (`max_completion_tokens`,
+/// else `max_tokens`), found by a byte search like [`find_usage`].
+pub fn max_output_tokens(body: &[u8]) -> Option<u64> {
+    [&b"\"max_completion_tokens\""[..], b"\"max_tokens\""].iter().find_map(|key| {
+        let at = memchr::memmem::find(body, key)? + key.len();
+        let rest = body[at..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+    })
+}
+
 /// Appends `{"error":{"message":..,"type":..,"param":null,"code":..}}`, the
 /// shape the official OpenAI SDKs parse into their exception types.
 pub fn write_error_body(out: &mut BytesMut, message: &str, kind: &str, code: &str) {
@@ -310,15 +321,18 @@ pub fn write_filtered_completion(
     out.put_u8(b'}');
 }
 
-/// The events that end a stream whose rest was withheld: a last chunk with
-/// `finish_reason: "content_filter"`, then `[DONE]`.
-pub fn write_filtered_stream_end(out: &mut BytesMut, model: &str, created: u64) {
+/// The events that end a stream the gateway stops: a last chunk with
+/// `finish_reason` (`content_filter` when a guardrail withheld the rest,
+/// `length` at a request ceiling), then `[DONE]`.
+pub fn write_stream_end(out: &mut BytesMut, model: &str, created: u64, finish_reason: &str) {
     let mut data = BytesMut::new();
     data.extend_from_slice(b"{\"id\":\"chatcmpl-filtered\",\"object\":\"chat.completion.chunk\",\"created\":");
     data.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
     data.extend_from_slice(b",\"model\":");
     write_json_string(&mut data, model);
-    data.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"content_filter\"}]}");
+    data.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":");
+    write_json_string(&mut data, finish_reason);
+    data.extend_from_slice(b"}]}");
     crate::sse::write_event(out, None, &data);
     out.extend_from_slice(crate::sse::DONE_EVENT);
 }

@@ -86,3 +86,66 @@ fn spend_survives_a_restart_through_the_ledger() {
     let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
     assert_eq!((r.status, r.error_code().as_str()), (429, "budget_exceeded"), "{}", r.text());
 }
+
+/// Tokens per minute are reserved before sending (the prompt counted, plus
+/// `max_tokens`): a request that would cross the limit is refused at once,
+/// and every answer carries OpenAI's `x-ratelimit-*` headers.
+#[test]
+fn tokens_are_reserved_before_sending_and_limits_are_in_the_headers() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    if now.as_secs() % 60 > 50 {
+        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
+    }
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 1, "").replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nrate_limit = { requests_per_minute = 100, tokens_per_minute = 2000 }",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    let ask = |max: u64| {
+        format!(r#"{{"model":"gpt-4o-mini","max_tokens":{max},"messages":[{{"role":"user","content":"Say hello"}}]}}"#)
+    };
+    let too_much = one_request(gw.addr, &chat_request(&ask(5000), ""));
+    assert_eq!(too_much.status, 429, "{}", too_much.text());
+    assert!(too_much.json()["error"]["message"].as_str().unwrap().contains("2000 tokens per minute"));
+    assert!(too_much.header("retry-after").is_some());
+
+    let ok = one_request(gw.addr, &chat_request(&ask(50), ""));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let header = |name: &str| ok.header(name).unwrap_or_else(|| panic!("{name}: {:?}", ok.headers)).to_string();
+    assert_eq!(header("x-ratelimit-limit-requests"), "100");
+    assert_eq!(header("x-ratelimit-limit-tokens"), "2000");
+    let remaining: u64 = header("x-ratelimit-remaining-tokens").parse().unwrap();
+    // The reservation: about 10 prompt tokens plus the 50 it may generate.
+    assert!((1930..=1950).contains(&remaining), "{remaining}");
+    assert!(header("x-ratelimit-reset-tokens").ends_with('s'));
+}
+
+/// A ceiling on one request's output tokens ends a stream that crosses it
+/// cleanly: a last chunk with `finish_reason: "length"`, then `[DONE]`.
+#[test]
+fn a_stream_that_crosses_its_request_ceiling_ends_with_length() {
+    let mock = start_mock(&["--reply-words", "40", "--chunks", "20"]);
+    let config = config_for(mock.addr, 1, "").replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { request_output_tokens = 12 }",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    let r = one_request(gw.addr, &chat_request(STREAM_CHAT, ""));
+    assert_eq!(r.status, 200);
+    let events = sse_data(&r.body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{}", r.text());
+    let chunks: Vec<serde_json::Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length");
+    let text: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_string)).collect();
+    assert!(!text.is_empty() && text.split(' ').count() < 40, "cut short: {text:?}");
+    // Under the ceiling, the same stream ends as the model ended it.
+    let mut capped = config_for(mock.addr, 1, "");
+    capped.push('\n');
+    let gw2 = start_gateway(&capped, &[], &[]);
+    let full = sse_data(&one_request(gw2.addr, &chat_request(STREAM_CHAT, "")).body);
+    let last: serde_json::Value = serde_json::from_str(&full[full.len() - 2]).unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+}

@@ -136,7 +136,9 @@ pub async fn chat_completions(
                     (translation, answer_guard) => {
                         let hits = &mut trace.guard_hits;
                         let strip_usage = parts.usage_asked;
-                        let inspect = translate::Inspect { translation, guard: answer_guard, hits, strip_usage };
+                        let ceiling = ceiling(state, key, routed.route, target, &body);
+                        let inspect =
+                            translate::Inspect { translation, guard: answer_guard, hits, strip_usage, ceiling };
                         translate::relay_translated(client, &mut conn, response, &answer, inspect).await?
                     }
                 };
@@ -191,4 +193,27 @@ fn estimate_usage(end: &mut RelayEnd, body: &[u8], target: &tollgate_policy::Tar
         }
         None => {}
     }
+}
+
+/// The tighter of the team's and the key's ceilings on one request.
+fn ceiling(
+    state: &CoreState,
+    key: &VirtualKey,
+    route: &tollgate_policy::Route,
+    target: &tollgate_policy::Target,
+    body: &[u8],
+) -> Option<translate::Ceiling> {
+    let team = state.config.teams.get(key.team).map(|t| &t.budget);
+    let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min();
+    let output = min(team.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens);
+    let cost = min(team.and_then(|b| b.request), key.budget.request);
+    if output.is_none() && cost.is_none() {
+        return None;
+    }
+    let cost = cost.and_then(|limit| {
+        let price = route.price.or_else(|| tollgate_policy::prices::builtin(&target.upstream_model))?;
+        let encoding = tollgate_protocol::tokens::Encoding::for_model(target.upstream_model.as_bytes());
+        Some((limit, tollgate_protocol::tokens::prompt_tokens(encoding, body), price))
+    });
+    Some(translate::Ceiling { output_tokens: output.unwrap_or(u64::MAX), cost })
 }

@@ -150,6 +150,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         mode = Mode::Length(LengthDecoder::new(n));
     }
     crate::respond::write_request_id(client.request_id, s);
+    crate::respond::write_rate(client.rate, s);
     s.extend_from_slice(b"x-tollgate-route: ");
     s.extend_from_slice(route.provider.as_bytes());
     s.extend_from_slice(b"/");

@@ -114,6 +114,26 @@ pub struct Inspect<'a, 'g> {
     /// The usage chunk was asked for by the gateway, not the client: it is
     /// read for billing and not passed on.
     pub strip_usage: bool,
+    /// The key's or team's ceilings on one request, for streams.
+    pub ceiling: Option<Ceiling>,
+}
+
+/// Ceilings on one request's output tokens and cost: a stream that crosses
+/// one is ended as if the model had reached `max_tokens`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ceiling {
+    pub output_tokens: u64,
+    /// (limit in micro-dollars, prompt tokens, the model's price)
+    pub cost: Option<(u64, u64, tollgate_policy::config::Price)>,
+}
+
+impl Ceiling {
+    pub fn crossed(&self, completion: u64) -> bool {
+        completion > self.output_tokens
+            || self.cost.is_some_and(|(limit, prompt, price)| {
+                TokenUsage { prompt, completion, cached: 0 }.cost_at(price) > limit
+            })
+    }
 }
 
 /// Relays an answer that is translated, guarded, or both. `Err` only when
@@ -126,7 +146,7 @@ pub async fn relay_translated(
     answer: &Answer<'_>,
     inspect: Inspect<'_, '_>,
 ) -> Result<RelayEnd, GatewayError> {
-    let Inspect { translation, guard, hits, strip_usage } = inspect;
+    let Inspect { translation, guard, hits, strip_usage, ceiling } = inspect;
     let Answer { keep_alive, deadline, route, front, .. } = *answer;
     let event_stream = response.status == 200
         && response
@@ -139,7 +159,7 @@ pub async fn relay_translated(
             Translation::None => Stream::Identity { front, done: false, usage: None, strip_usage },
         };
         let guard = guard.map(|g| (EventGuard::new(g), hits));
-        return Ok(relay_stream(client, up, response, answer, stream, guard).await);
+        return Ok(relay_stream(client, up, response, answer, stream, guard, ceiling).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -286,6 +306,7 @@ fn write_head(
     }
     s.extend_from_slice(b"\r\n");
     crate::respond::write_request_id(client.request_id, s);
+    crate::respond::write_rate(client.rate, s);
     s.extend_from_slice(b"x-tollgate-route: ");
     s.extend_from_slice(route.provider.as_bytes());
     s.extend_from_slice(b"/");
@@ -361,16 +382,21 @@ impl Stream {
         }
     }
 
-    /// Ends the stream because a guardrail withheld the rest.
-    fn filtered(&mut self, model: &str, out: &mut BytesMut) {
+    /// Ends the stream the gateway stops: a guardrail withheld the rest
+    /// (`capped` false), or a request ceiling was reached.
+    fn stop(&mut self, model: &str, capped: bool, out: &mut BytesMut) {
         let front = match self {
             Stream::ToOpenAi(_) => Front::OpenAi,
             Stream::ToAnthropic(_) => Front::Anthropic,
             Stream::Identity { front, .. } => *front,
         };
-        match front {
-            Front::OpenAi => tollgate_protocol::openai::write_filtered_stream_end(out, model, now_unix()),
-            Front::Anthropic => anthropic::front::write_refusal_stream_end(out),
+        match (front, capped) {
+            (Front::OpenAi, false) => {
+                tollgate_protocol::openai::write_stream_end(out, model, now_unix(), "content_filter")
+            }
+            (Front::OpenAi, true) => tollgate_protocol::openai::write_stream_end(out, model, now_unix(), "length"),
+            (Front::Anthropic, false) => anthropic::front::write_stream_end(out, "refusal"),
+            (Front::Anthropic, true) => anthropic::front::write_stream_end(out, "max_tokens"),
         }
         self.finish(&mut BytesMut::new());
     }
@@ -425,6 +451,7 @@ async fn relay_stream(
     answer: &Answer<'_>,
     mut translator: Stream,
     mut guard: Option<(EventGuard<'_>, &mut Vec<Recorded>)>,
+    ceiling: Option<Ceiling>,
 ) -> RelayEnd {
     let Answer { deadline, route, .. } = *answer;
     // HTTP/1.0 has no chunked encoding: the stream ends with the connection.
@@ -439,6 +466,7 @@ async fn relay_stream(
     let mut end = RelayEnd::new(200);
     let mut failed = false;
     let mut blocked = false;
+    let mut capped = false;
     let mut passed = Vec::new();
     let encoding = tollgate_protocol::tokens::Encoding::for_model(route.model.as_bytes());
     loop {
@@ -450,10 +478,16 @@ async fn relay_stream(
             parser.push(p);
             loop {
                 match parser.next_event() {
-                    Ok(Some(ev)) if blocked => drop(ev),
+                    Ok(Some(ev)) if blocked || capped => drop(ev),
                     Ok(Some(ev)) => {
                         // Counted as generated, whatever reaches the client.
                         end.completion_counted += delta_tokens(encoding, &ev.data);
+                        // The event that crosses a request ceiling is the
+                        // first one not passed on.
+                        if ceiling.is_some_and(|c| c.crossed(end.completion_counted)) {
+                            capped = true;
+                            continue;
+                        }
                         // Guarded text is held back and released in events
                         // of the same shape before translation.
                         match guard.as_mut() {
@@ -482,9 +516,9 @@ async fn relay_stream(
                 }
             }
         }
-        let finished = reader.done || failed || blocked || translator.finished();
-        if blocked && !translator.finished() {
-            translator.filtered(route.model, &mut out);
+        let finished = reader.done || failed || blocked || capped || translator.finished();
+        if (blocked || capped) && !translator.finished() {
+            translator.stop(route.model, capped && !blocked, &mut out);
         }
         if finished && !translator.finished() {
             if failed {
@@ -518,12 +552,14 @@ async fn relay_stream(
     if let Some((g, hits)) = guard.as_mut() {
         g.record(hits);
     }
-    end.upstream_reusable = !failed && !blocked && reader.done && response.keep_alive && up.buf.is_empty();
+    end.upstream_reusable = !failed && !blocked && !capped && reader.done && response.keep_alive && up.buf.is_empty();
     end.client_reusable = keep_alive && !failed;
     end.end = if failed {
         End::UpstreamFailed
     } else if blocked {
         End::Blocked
+    } else if capped {
+        End::Capped
     } else {
         End::Completed
     };

@@ -174,6 +174,9 @@ pub struct RawBudget {
     pub daily_usd: Option<Spanned<f64>>,
     pub monthly_usd: Option<Spanned<f64>>,
     pub soft_threshold: Option<Spanned<f64>>,
+    /// Ceilings on one request: its cost and its output tokens.
+    pub request_usd: Option<Spanned<f64>>,
+    pub request_output_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]

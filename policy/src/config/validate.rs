@@ -554,6 +554,8 @@ fn budget(raw: Option<&RawBudget>, report: &mut Report<'_>) -> Budget {
         daily: b.daily_usd.as_ref().map(|v| usd(v, report)),
         monthly: b.monthly_usd.as_ref().map(|v| usd(v, report)),
         soft_threshold_permille: soft,
+        request: b.request_usd.as_ref().map(|v| usd(v, report)),
+        request_output_tokens: b.request_output_tokens,
     }
 }
 

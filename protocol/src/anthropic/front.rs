@@ -494,12 +494,13 @@ pub fn write_refusal_message(out: &mut BytesMut, model: &str, usage: Option<(u64
     out.put_u8(b'}');
 }
 
-/// The events that end a stream whose rest was withheld.
-pub fn write_refusal_stream_end(out: &mut BytesMut) {
-    FrontStream::emit(
-        out,
-        "message_delta",
-        b"{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"refusal\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":0}}",
-    );
+/// The events that end a stream the gateway stops (`refusal` when a
+/// guardrail withheld the rest, `max_tokens` at a request ceiling).
+pub fn write_stream_end(out: &mut BytesMut, stop_reason: &str) {
+    let mut data = BytesMut::new();
+    data.extend_from_slice(b"{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":");
+    write_json_string(&mut data, stop_reason);
+    data.extend_from_slice(b",\"stop_sequence\":null},\"usage\":{\"output_tokens\":0}}");
+    FrontStream::emit(out, "message_delta", &data);
     FrontStream::emit(out, "message_stop", b"{\"type\":\"message_stop\"}");
 }
