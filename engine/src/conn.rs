@@ -229,23 +229,53 @@ fn within_budget(w: &Worker, state: &CoreState, key: &tollgate_policy::VirtualKe
     use tollgate_policy::budget::check;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     use crate::stats::Owner;
-    let soft = |owner: Owner, name: &dyn Fn() -> String, passed: bool| {
-        // Logged once per owner per day per core: the warning is for people.
-        if passed && w.soft_warning_due(owner, now) {
-            tracing::warn!("{} has passed the soft threshold of its budget", name());
-        }
-    };
+    let soft =
+        |owner: Owner, name: &dyn Fn() -> String, passed: bool, budget: &tollgate_policy::team::Budget, spend| {
+            // Once per owner per day per core: the warning is for people (the
+            // log, a counter, and the webhook when one is configured).
+            if passed && w.soft_warning_due(owner, now) {
+                let name = name();
+                tracing::warn!("{name} has passed the soft threshold of its budget");
+                w.stats.soft_threshold(owner);
+                w.alert(soft_alert(&name, budget, spend, now));
+            }
+        };
     if let Some(team) = state.config.teams.get(key.team) {
         let name = || format!("team \"{}\"", team.name);
         let spend = w.spend(Owner::Team(key.team), now);
         let passed = check(name, &team.budget, spend, now).map_err(GatewayError::OverBudget)?;
-        soft(Owner::Team(key.team), &name, passed);
+        soft(Owner::Team(key.team), &name, passed, &team.budget, spend);
     }
     let name = || format!("key \"{}\"", key.name);
     let spend = w.spend(Owner::Key(key.index), now);
     let passed = check(name, &key.budget, spend, now).map_err(GatewayError::OverBudget)?;
-    soft(Owner::Key(key.index), &name, passed);
+    soft(Owner::Key(key.index), &name, passed, &key.budget, spend);
     Ok(())
+}
+
+/// The webhook's JSON for a soft threshold passed.
+fn soft_alert(
+    owner: &str,
+    budget: &tollgate_policy::team::Budget,
+    spend: tollgate_policy::budget::Spend,
+    now: u64,
+) -> String {
+    let mut out = bytes::BytesMut::new();
+    out.extend_from_slice(b"{\"event\":\"budget.soft_threshold\",\"owner\":");
+    tollgate_protocol::openai::write_json_string(&mut out, owner);
+    let opt = |v: Option<u64>| v.map_or_else(|| "null".to_string(), |v| v.to_string());
+    out.extend_from_slice(
+        format!(
+            ",\"threshold\":{},\"spent_today_micro_usd\":{},\"spent_this_month_micro_usd\":{},\"daily_limit_micro_usd\":{},\"monthly_limit_micro_usd\":{},\"ts\":{now}}}",
+            f64::from(budget.soft_threshold_permille) / 1000.0,
+            spend.day,
+            spend.month,
+            opt(budget.daily),
+            opt(budget.monthly)
+        )
+        .as_bytes(),
+    );
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The rate-limit phase: requests and tokens in the current UTC minute,

@@ -19,6 +19,7 @@
 //! - [`error`] is the one place an error becomes an HTTP status and body.
 
 pub mod admin;
+pub mod alerts;
 pub mod cli;
 pub mod conn;
 pub mod error;

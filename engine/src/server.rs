@@ -137,6 +137,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         .map_err(|e| format!("cannot start the merger (usage ledger?): {e}"))?;
     let config = Arc::new(config);
     let shutdown = Arc::new(AtomicBool::new(false));
+    let alerts = config.alert_webhook.as_deref().and_then(crate::alerts::start);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
     let mut threads = Vec::new();
     let mut mailboxes = Vec::new();
@@ -148,6 +149,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             (config.clone(), resolved.clone(), shutdown.clone(), ready_tx.clone());
         let records_tx = records.as_ref().map(|(tx, _)| tx.clone());
         let merger = (merger.clone(), spend_rxs.remove(0));
+        let alerts = alerts.clone();
         let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
             if let Some(cpu) = cpu {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
@@ -156,7 +158,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             }
             let state = CoreState::build(config, &resolved, None);
             let recorder = crate::record::Recorder::new(index, records_tx);
-            let worker = Rc::new(Worker::new(index, state, reloads, recorder, Some(merger)));
+            let worker = Rc::new(Worker::new(index, state, reloads, recorder, Some(merger)).with_alerts(alerts));
             let main = worker::run(worker, listener, shutdown);
             match build_runtime(driver) {
                 Ok(Runtime::Uring(mut rt)) => {

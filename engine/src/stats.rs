@@ -58,6 +58,8 @@ pub struct CoreStats {
     upstream: RefCell<Histogram<u64>>,
     /// Guardrail hits by team, rule, action and direction.
     guard: RefCell<HashMap<GuardKey, u64>>,
+    /// Budget soft thresholds passed, by owner.
+    soft: RefCell<HashMap<Owner, u64>>,
 }
 
 type GuardKey =
@@ -75,6 +77,7 @@ impl Default for CoreStats {
             total: RefCell::new(histogram()),
             upstream: RefCell::new(histogram()),
             guard: RefCell::new(HashMap::new()),
+            soft: RefCell::new(HashMap::new()),
         }
     }
 }
@@ -133,6 +136,7 @@ pub struct Delta {
     pub connections: u64,
     pub in_flight: u64,
     pub guard: Vec<(GuardLabels, u64)>,
+    pub soft: Vec<(OwnerName, u64)>,
 }
 
 impl CoreStats {
@@ -173,6 +177,11 @@ impl CoreStats {
         if trace.served_by.is_some() && trace.end != End::Rejected {
             self.upstream.borrow_mut().saturating_record((trace.upstream_micros as u64).max(1));
         }
+    }
+
+    /// Counts a budget's soft threshold passed.
+    pub fn soft_threshold(&self, owner: Owner) {
+        *self.soft.borrow_mut().entry(owner).or_default() += 1;
     }
 
     /// Counts an admitted request against its team's and key's minute.
@@ -218,6 +227,7 @@ impl CoreStats {
             Owner::Key(i) => Some(OwnerName::Key(config.keys.all().get(i)?.name.clone())),
         };
         let minute = self.minute.borrow_mut().drain().filter_map(|(o, u)| Some((owner_name(o)?, u))).collect();
+        let soft = self.soft.borrow_mut().drain().filter_map(|(o, n)| Some((owner_name(o)?, n))).collect();
         let take = |h: &RefCell<Histogram<u64>>| std::mem::replace(&mut *h.borrow_mut(), histogram());
         let guard = self
             .guard
@@ -241,6 +251,7 @@ impl CoreStats {
             connections: connections as u64,
             in_flight: in_flight as u64,
             guard,
+            soft,
         }
     }
 }
@@ -266,6 +277,7 @@ pub struct Totals {
     pub upstream: Histogram<u64>,
     pub workers: BTreeMap<usize, (u64, u64)>,
     pub guard: BTreeMap<GuardLabels, u64>,
+    pub soft: BTreeMap<OwnerName, u64>,
 }
 
 impl Default for Totals {
@@ -277,6 +289,7 @@ impl Default for Totals {
             upstream: histogram(),
             workers: BTreeMap::new(),
             guard: BTreeMap::new(),
+            soft: BTreeMap::new(),
         }
     }
 }
@@ -316,6 +329,9 @@ impl Totals {
         self.workers.insert(d.worker, (d.connections, d.in_flight));
         for (k, n) in d.guard {
             *self.guard.entry(k).or_default() += n;
+        }
+        for (k, n) in d.soft {
+            *self.soft.entry(k).or_default() += n;
         }
     }
 
@@ -363,6 +379,14 @@ impl Totals {
                 label(model),
                 c.cost_micro_usd as f64 / 1e6
             );
+        }
+        out.push_str("# HELP tollgate_budget_soft_threshold_total Budget soft thresholds passed (once per owner, day and core).\n# TYPE tollgate_budget_soft_threshold_total counter\n");
+        for (owner, n) in &self.soft {
+            let (kind, name) = match owner {
+                OwnerName::Team(t) => ("team", t),
+                OwnerName::Key(k) => ("key", k),
+            };
+            let _ = writeln!(out, "tollgate_budget_soft_threshold_total{{{kind}=\"{}\"}} {n}", label(name));
         }
         out.push_str("# HELP tollgate_guardrail_hits_total Guardrail hits, by team, rule, action and direction.\n# TYPE tollgate_guardrail_hits_total counter\n");
         for ((team, rule, action, direction), n) in &self.guard {

@@ -153,6 +153,8 @@ pub struct Worker {
     /// against tokens-per-minute limits until the request ends and its
     /// real use is counted instead.
     reserved: RefCell<HashMap<Owner, u64>>,
+    /// Budget alerts for the webhook thread, when one is configured.
+    alerts: Option<mpsc::Sender<String>>,
     state: RefCell<Rc<CoreState>>,
     reloads: mpsc::Receiver<Reload>,
     draining: Cell<bool>,
@@ -182,12 +184,26 @@ impl Worker {
             spend_view: RefCell::new(SpendView::default()),
             soft_warned: RefCell::new(HashMap::new()),
             reserved: RefCell::new(HashMap::new()),
+            alerts: None,
             state: RefCell::new(Rc::new(state)),
             reloads,
             draining: Cell::new(false),
             idle: RefCell::new(Canceller::new()),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
+        }
+    }
+
+    /// Sends budget alerts to the webhook thread.
+    pub fn with_alerts(mut self, alerts: Option<mpsc::Sender<String>>) -> Worker {
+        self.alerts = alerts;
+        self
+    }
+
+    /// Hands an alert (a JSON body) to the webhook thread, if any.
+    pub fn alert(&self, body: String) {
+        if let Some(tx) = &self.alerts {
+            let _ = tx.send(body);
         }
     }
 

@@ -149,3 +149,57 @@ fn a_stream_that_crosses_its_request_ceiling_ends_with_length() {
     let last: serde_json::Value = serde_json::from_str(&full[full.len() - 2]).unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "stop");
 }
+
+/// Passing a budget's soft threshold is logged, counted, and POSTed to the
+/// alert webhook; the request itself goes on.
+#[test]
+fn a_soft_threshold_passed_is_posted_to_the_webhook_and_counted() {
+    use std::io::{Read, Write};
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_addr = hook.local_addr().unwrap();
+    let mock = start_mock(&[]);
+    // One small request costs about $0.02 of a $1 daily budget whose soft
+    // threshold is 1%.
+    let config = config_for(mock.addr, 1, "")
+        .replace(
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
+        )
+        .replace(
+            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+            &format!("[alerts]\nwebhook_url = \"http://{hook_addr}/hooks/budget\"\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = {{ daily_usd = 1.0, soft_threshold = 0.01 }}"),
+        );
+    let gw = start_gateway(&config, &[], &[]);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    // Over the soft threshold, under the hard limit: served, and alerted.
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    hook.set_nonblocking(false).unwrap();
+    let (mut conn, _) = hook.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"}") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.starts_with("POST /hooks/budget HTTP/1.1\r\n"), "{text}");
+    let body: serde_json::Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["event"], "budget.soft_threshold");
+    assert_eq!(body["owner"], "team \"e2e\"");
+    assert_eq!(body["daily_limit_micro_usd"], 1_000_000);
+    assert!(body["spent_today_micro_usd"].as_u64().unwrap() >= 10_000);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").text();
+        if metrics.contains("tollgate_budget_soft_threshold_total{team=\"e2e\"} 1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

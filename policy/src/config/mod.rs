@@ -35,6 +35,9 @@ pub struct Config {
     pub guardrail_profiles: Vec<GuardrailProfile>,
     pub logging: Logging,
     pub routing: Routing,
+    /// `http://host:port/path` that budget soft-threshold alerts are
+    /// POSTed to (read at start).
+    pub alert_webhook: Option<String>,
     /// Where the text came from and its SHA-256, for the admin listener.
     pub source: Source,
 }

@@ -27,6 +27,15 @@ pub struct RawConfig {
     pub logging: RawLogging,
     #[serde(default)]
     pub routing: RawRouting,
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+/// Where alerts for people go.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub webhook_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -61,6 +61,20 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
         capture_bodies: raw.logging.capture_bodies,
     };
     let routing = validate_routing(&raw.routing, &mut report);
+    let alert_webhook = raw.alerts.webhook_url.as_ref().map(|u| {
+        let url = u.get_ref();
+        let ok = url.strip_prefix("http://").is_some_and(|rest| {
+            let host = rest.split('/').next().unwrap_or("");
+            host.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        });
+        if !ok {
+            report.add(
+                u.span(),
+                format!("webhook_url {url:?} must be http://host:port/path (plain HTTP, port included)"),
+            );
+        }
+        url.clone()
+    });
     match server {
         Some(server) if report.problems.is_empty() => Ok(Config {
             server,
@@ -71,6 +85,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
             guardrail_profiles,
             logging,
             routing,
+            alert_webhook,
             source: Source { file: file.to_string(), sha256: hex(&Sha256::digest(text.as_bytes())) },
         }),
         _ => Err(ConfigError { problems: report.problems }),
