@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The plain lane against the governed lane on one core: the same wrk load
+# (small chat requests, bench/scripts/chat.lua) straight to the mock,
+# through a gateway with authentication only, and through one with every
+# policy on: access, a priced model, team and key budgets (day, month,
+# per-request ceilings), rate limits (requests and tokens per minute, so
+# every prompt is counted and reserved), guardrails on requests and
+# answers, a record per request and the usage ledger. Each gateway has one
+# worker pinned to CPU 0; the mock and wrk share CPU 1. Rounds alternate;
+# the table reports medians. Usage: governed-bench.sh [seconds] [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-5}
+ROUNDS=${2:-3}
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
+. bench/scripts/common.sh
+bench_setup
+
+taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
+{ gateway_server 127.0.0.1:9200; mock_route 9100; bench_team_key; } >"$work/plain.toml"
+{ gateway_server 127.0.0.1:9201
+  printf 'ledger_file = "%s/ledger"\n' "$work"
+  mock_route 9100
+  printf 'price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }\n'
+  printf '[logging]\ndir = "%s/records"\n' "$work"
+  printf '[[guardrail_profiles]]\nname = "all"\npii = "redact"\nsecrets = "block"\ninjection = "block"\nresponses = true\n'
+  bench_team_key | sed 's/^models = \["\*"\]$/models = ["*"]\nguardrails = "all"\nbudget = { daily_usd = 100000.0, monthly_usd = 1000000.0, request_usd = 1.0, request_output_tokens = 100000 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }/'
+  printf 'budget = { daily_usd = 100000.0 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }\n'
+} >"$work/governed.toml"
+taskset -c 0 ./target/release/tollgate --config "$work/plain.toml" >"$work/plain.log" 2>&1 &
+taskset -c 0 ./target/release/tollgate --config "$work/governed.toml" >"$work/governed.log" 2>&1 &
+sleep 1
+for f in plain governed; do grep -q "tollgate listening" "$work/$f.log" || { cat "$work/$f.log"; exit 1; }; done
+
+declare -A rows=()
+for r in $(seq "$ROUNDS"); do
+  for t in mock:9100 plain:9200 governed:9201; do
+    out=$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s bench/scripts/chat.lua "http://127.0.0.1:${t#*:}/v1/chat/completions")
+    rows[${t%:*}]+="$(echo "$out" | wrk_summary)"$'\n'
+  done
+done
+echo "wrk -t1 -c32 -d${SECS}s, small chat requests, $ROUNDS rounds, medians"
+printf "%-10s %8s %8s %8s\n" target req/s p50_us p99_us
+for t in mock plain governed; do median_row 10 "$t" "${rows[$t]}"; done
+echo "records written: $(cat "$work"/records/* 2>/dev/null | wc -l)"
