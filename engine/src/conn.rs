@@ -179,7 +179,7 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
     // Tokens-per-minute: the prompt and the most it may generate are
     // reserved before anything is sent, so the request that would cross a
     // limit is the one refused; its real use replaces the reservation.
-    let _reservation = match reserve_tokens(w, state, key, &body, &trace) {
+    let reservation = match reserve_tokens(w, state, key, &body, &trace) {
         Ok((reservation, rate)) => {
             client.rate = rate.or(client.rate);
             reservation
@@ -196,7 +196,7 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
         }
     };
     let deadline = started + state.config.server.timeouts.request;
-    let inbound = proxy::Inbound { head: &head, keep_alive, deadline, front };
+    let inbound = proxy::Inbound { head: &head, keep_alive, deadline, front, reservation: reservation.as_ref() };
     let reusable = match proxy::chat_completions(state, key, client, inbound, body, &mut trace).await {
         Ok(end) => {
             trace.status = end.status;
@@ -337,9 +337,12 @@ fn reserve_tokens(
     let encoding = tollgate_protocol::tokens::Encoding::O200kBase;
     let output = tollgate_protocol::openai::max_output_tokens(body)
         .unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE);
-    let tokens = tollgate_protocol::tokens::prompt_tokens(encoding, body).saturating_add(output);
-    let headroom = within_rate_limit(w, state, key, trace, tokens)?;
-    Ok((Some(w.reserve([Owner::Team(key.team), Owner::Key(key.index)], tokens)), headroom))
+    let prompt = tollgate_protocol::tokens::prompt_tokens(encoding, body);
+    let headroom = within_rate_limit(w, state, key, trace, prompt.saturating_add(output))?;
+    let owners = [Owner::Team(key.team), Owner::Key(key.index)];
+    let minute = trace.started_unix_ms / 60_000;
+    let reservation = w.reserve(owners, [team_tpm, key.rate_limit.tokens_per_minute], minute, prompt, output);
+    Ok((Some(reservation), headroom))
 }
 
 /// An answer the gateway makes without an upstream.

@@ -305,13 +305,24 @@ impl Worker {
         self.reserved.borrow().get(&owner).copied().unwrap_or(0)
     }
 
-    /// Reserves `tokens` for `owners` until the returned guard is dropped.
-    pub fn reserve(self: &Rc<Self>, owners: [Owner; 2], tokens: u64) -> Reservation {
+    /// Reserves a request's tokens (`prompt` counted, `output` the most it
+    /// may generate) for its team and key until the returned guard drops.
+    /// `limits` are their tokens-per-minute limits, checked as a stream
+    /// outgrows the reservation.
+    pub fn reserve(
+        self: &Rc<Self>,
+        owners: [Owner; 2],
+        limits: [Option<u64>; 2],
+        minute: u64,
+        prompt: u64,
+        output: u64,
+    ) -> Reservation {
+        let tokens = prompt.saturating_add(output);
         let mut r = self.reserved.borrow_mut();
         for o in owners {
             *r.entry(o).or_default() += tokens;
         }
-        Reservation { worker: self.clone(), owners, tokens }
+        Reservation { worker: self.clone(), owners, limits, minute, prompt, tokens: Cell::new(tokens) }
     }
 
     /// Installs any configuration waiting in the mailbox.
@@ -347,7 +358,34 @@ impl Worker {
 pub struct Reservation {
     worker: Rc<Worker>,
     owners: [Owner; 2],
-    tokens: u64,
+    limits: [Option<u64>; 2],
+    minute: u64,
+    prompt: u64,
+    tokens: Cell<u64>,
+}
+
+impl Reservation {
+    /// A stream has generated `completion` tokens so far: past the
+    /// reservation, the reservation grows with it, so that its tokens count
+    /// against the limits while it streams. False when that growth crosses
+    /// a tokens-per-minute limit: this is the request that stops.
+    pub fn stream_used(&self, completion: u64) -> bool {
+        let total = self.prompt.saturating_add(completion);
+        let cur = self.tokens.get();
+        if total <= cur {
+            return true;
+        }
+        {
+            let mut r = self.worker.reserved.borrow_mut();
+            for o in self.owners {
+                *r.entry(o).or_default() += total - cur;
+            }
+        }
+        self.tokens.set(total);
+        self.owners.iter().zip(self.limits).all(|(&owner, limit)| {
+            limit.is_none_or(|l| self.worker.minute_use(owner, self.minute).tokens + self.worker.reserved(owner) <= l)
+        })
+    }
 }
 
 impl Drop for Reservation {
@@ -355,7 +393,7 @@ impl Drop for Reservation {
         let mut r = self.worker.reserved.borrow_mut();
         for o in self.owners {
             if let Some(v) = r.get_mut(&o) {
-                *v = v.saturating_sub(self.tokens);
+                *v = v.saturating_sub(self.tokens.get());
             }
         }
     }

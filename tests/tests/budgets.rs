@@ -248,3 +248,33 @@ fn spread_load_passes_a_limit_by_no_more_than_the_documented_bound() {
     assert!(ok >= limit, "the limit itself is served: {ok}");
     assert!(ok <= bound, "admitted {ok}, over the bound {bound}");
 }
+
+/// A stream's tokens count against tokens-per-minute while it streams: one
+/// that generates past its reservation and crosses the limit is the one
+/// that stops, with `finish_reason: "length"`.
+#[test]
+fn a_stream_that_crosses_tokens_per_minute_is_the_one_that_stops() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    if now.as_secs() % 60 > 50 {
+        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
+    }
+    let mock = start_mock(&["--reply-words", "400", "--chunks", "100"]);
+    let config = config_for(mock.addr, 1, "").replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nrate_limit = { tokens_per_minute = 200 }",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    // It says it needs at most 20 tokens, then generates hundreds.
+    let body =
+        r#"{"model":"gpt-4o-mini","stream":true,"max_tokens":20,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let r = one_request(gw.addr, &chat_request(body, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = sse_data(&r.body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let last: serde_json::Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length", "{}", r.text());
+    assert!(events.len() < 100, "stopped early: {} events", events.len());
+    // The minute is used up: the next request is refused.
+    let next = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!(next.status, 429, "{}", next.text());
+}

@@ -55,6 +55,9 @@ pub struct Inbound<'a> {
     pub keep_alive: bool,
     pub deadline: Instant,
     pub front: Front,
+    /// The request's tokens-per-minute reservation, grown as a stream
+    /// outgrows it.
+    pub reservation: Option<&'a crate::worker::Reservation>,
 }
 
 /// Runs an authenticated chat completion request through the pipeline. An
@@ -68,7 +71,7 @@ pub async fn chat_completions(
     body: Bytes,
     trace: &mut Trace<'_>,
 ) -> Result<RelayEnd, GatewayError> {
-    let Inbound { head, keep_alive, deadline, front } = inbound;
+    let Inbound { head, keep_alive, deadline, front, reservation } = inbound;
     let mut body = body;
     let mut routed = route::route(state, key, &body)?;
     let guard = guard::for_team(state, key.team);
@@ -137,8 +140,14 @@ pub async fn chat_completions(
                         let hits = &mut trace.guard_hits;
                         let strip_usage = parts.usage_asked;
                         let ceiling = ceiling(state, key, routed.route, target, &body);
-                        let inspect =
-                            translate::Inspect { translation, guard: answer_guard, hits, strip_usage, ceiling };
+                        let inspect = translate::Inspect {
+                            translation,
+                            guard: answer_guard,
+                            hits,
+                            strip_usage,
+                            ceiling,
+                            reservation,
+                        };
                         translate::relay_translated(client, &mut conn, response, &answer, inspect).await?
                     }
                 };

@@ -116,6 +116,9 @@ pub struct Inspect<'a, 'g> {
     pub strip_usage: bool,
     /// The key's or team's ceilings on one request, for streams.
     pub ceiling: Option<Ceiling>,
+    /// Grown as the stream generates past it; a stream that crosses a
+    /// tokens-per-minute limit is ended there.
+    pub reservation: Option<&'a crate::worker::Reservation>,
 }
 
 /// Ceilings on one request's output tokens and cost: a stream that crosses
@@ -146,7 +149,7 @@ pub async fn relay_translated(
     answer: &Answer<'_>,
     inspect: Inspect<'_, '_>,
 ) -> Result<RelayEnd, GatewayError> {
-    let Inspect { translation, guard, hits, strip_usage, ceiling } = inspect;
+    let Inspect { translation, guard, hits, strip_usage, ceiling, reservation } = inspect;
     let Answer { keep_alive, deadline, route, front, .. } = *answer;
     let event_stream = response.status == 200
         && response
@@ -159,7 +162,7 @@ pub async fn relay_translated(
             Translation::None => Stream::Identity { front, done: false, usage: None, strip_usage },
         };
         let guard = guard.map(|g| (EventGuard::new(g), hits));
-        return Ok(relay_stream(client, up, response, answer, stream, guard, ceiling).await);
+        return Ok(relay_stream(client, up, response, answer, stream, guard, (ceiling, reservation)).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -451,7 +454,7 @@ async fn relay_stream(
     answer: &Answer<'_>,
     mut translator: Stream,
     mut guard: Option<(EventGuard<'_>, &mut Vec<Recorded>)>,
-    ceiling: Option<Ceiling>,
+    (ceiling, reservation): (Option<Ceiling>, Option<&crate::worker::Reservation>),
 ) -> RelayEnd {
     let Answer { deadline, route, .. } = *answer;
     // HTTP/1.0 has no chunked encoding: the stream ends with the connection.
@@ -484,7 +487,8 @@ async fn relay_stream(
                         end.completion_counted += delta_tokens(encoding, &ev.data);
                         // The event that crosses a request ceiling is the
                         // first one not passed on.
-                        if ceiling.is_some_and(|c| c.crossed(end.completion_counted)) {
+                        let within_limits = reservation.is_none_or(|r| r.stream_used(end.completion_counted));
+                        if !within_limits || ceiling.is_some_and(|c| c.crossed(end.completion_counted)) {
                             capped = true;
                             continue;
                         }
