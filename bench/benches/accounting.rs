@@ -38,8 +38,8 @@ fn accounting(c: &mut Criterion) {
     let spend = Spend { day: 1_234_567, month: 45_678_901 };
     c.bench_function("accounting_per_request", |b| {
         b.iter(|| {
-            let team_ok = budget_check(|| "team".into(), &team.budget, black_box(spend), now);
-            let key_ok = budget_check(|| "key".into(), &key.budget, black_box(spend), now);
+            let team_ok = budget_check(|| "team".into(), &team.budget, black_box(spend), 0, now);
+            let key_ok = budget_check(|| "key".into(), &key.budget, black_box(spend), 0, now);
             let mut headroom = Headroom::default();
             let r1 = rate_check(|| "team".into(), &team.rate_limit, 10, 5_000, 0, now * 1000);
             headroom.tighten(&team.rate_limit, 11, 5_000);

@@ -179,6 +179,13 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
     // Tokens-per-minute: the prompt and the most it may generate are
     // reserved before anything is sent, so the request that would cross a
     // limit is the one refused; its real use replaces the reservation.
+    if let Err(e) = affordable(w, state, key, &body) {
+        trace.status = e.status();
+        trace.end = End::Rejected;
+        w.recorder.record(&trace, state);
+        w.stats.count(&trace, state);
+        return client.send_error(&e, !keep_alive).await && keep_alive;
+    }
     let reservation = match reserve_tokens(w, state, key, &body, &trace) {
         Ok((reservation, rate)) => {
             client.rate = rate.or(client.rate);
@@ -243,13 +250,63 @@ fn within_budget(w: &Worker, state: &CoreState, key: &tollgate_policy::VirtualKe
     if let Some(team) = state.config.teams.get(key.team) {
         let name = || format!("team \"{}\"", team.name);
         let spend = w.spend(Owner::Team(key.team), now);
-        let passed = check(name, &team.budget, spend, now).map_err(GatewayError::OverBudget)?;
+        let passed = check(name, &team.budget, spend, 0, now).map_err(GatewayError::OverBudget)?;
         soft(Owner::Team(key.team), &name, passed, &team.budget, spend);
     }
     let name = || format!("key \"{}\"", key.name);
     let spend = w.spend(Owner::Key(key.index), now);
-    let passed = check(name, &key.budget, spend, now).map_err(GatewayError::OverBudget)?;
+    let passed = check(name, &key.budget, spend, 0, now).map_err(GatewayError::OverBudget)?;
     soft(Owner::Key(key.index), &name, passed, &key.budget, spend);
+    Ok(())
+}
+
+/// The budget phase again, once the body is known, and only when a budget
+/// is nearly spent (under a tenth left): the request's estimated cost (its
+/// prompt counted, plus its `max_tokens` or the default reserve, at the
+/// model's price) must fit, so that a request that would cross a hard
+/// limit is refused before it is sent rather than billed past it.
+fn affordable(
+    w: &Worker,
+    state: &CoreState,
+    key: &tollgate_policy::VirtualKey,
+    body: &[u8],
+) -> Result<(), GatewayError> {
+    use crate::stats::Owner;
+    use tollgate_policy::budget::{check, Spend};
+    use tollgate_policy::team::Budget;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let nearly = |budget: &Budget, spend: Spend| {
+        [(budget.daily, spend.day), (budget.monthly, spend.month)]
+            .iter()
+            .any(|&(limit, spent)| limit.is_some_and(|l| l.saturating_sub(spent).saturating_mul(10) < l))
+    };
+    let team = state.config.teams.get(key.team);
+    let team_spend = w.spend(Owner::Team(key.team), now);
+    let key_spend = w.spend(Owner::Key(key.index), now);
+    if !(team.is_some_and(|t| nearly(&t.budget, team_spend)) || nearly(&key.budget, key_spend)) {
+        return Ok(());
+    }
+    // A body or model the route phase refuses is reported there.
+    let Ok(fields) = tollgate_protocol::openai::scan_request(body) else { return Ok(()) };
+    let model = fields.model.get(body);
+    let Some((_, route)) = state.config.routes.find(model) else { return Ok(()) };
+    let price =
+        route.price.or_else(|| route.targets.first().and_then(|t| tollgate_policy::prices::builtin(&t.upstream_model)));
+    let Some(price) = price else { return Ok(()) };
+    let encoding = tollgate_protocol::tokens::Encoding::for_model(model);
+    let usage = crate::record::TokenUsage {
+        prompt: tollgate_protocol::tokens::prompt_tokens(encoding, body),
+        completion: tollgate_protocol::openai::max_output_tokens(body)
+            .unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE),
+        cached: 0,
+    };
+    let estimate = usage.cost_at(price);
+    if let Some(t) = team {
+        check(|| format!("team \"{}\"", t.name), &t.budget, team_spend, estimate, now)
+            .map_err(GatewayError::OverBudget)?;
+    }
+    check(|| format!("key \"{}\"", key.name), &key.budget, key_spend, estimate, now)
+        .map_err(GatewayError::OverBudget)?;
     Ok(())
 }
 

@@ -27,6 +27,8 @@ pub struct OverBudget {
     pub window: Window,
     pub spent: MicroUsd,
     pub limit: MicroUsd,
+    /// The request's estimated cost, when that is what would cross.
+    pub estimate: MicroUsd,
     /// Unix seconds when the window starts again.
     pub resets_at: u64,
 }
@@ -37,6 +39,17 @@ impl fmt::Display for OverBudget {
             Window::Day => "daily",
             Window::Month => "monthly",
         };
+        if self.spent < self.limit {
+            return write!(
+                f,
+                "{} cannot afford this request within its {window} budget: spent ${} of ${}, and the request is estimated at ${}; it resets at {} UTC",
+                self.owner,
+                usd(self.spent),
+                usd(self.limit),
+                usd(self.estimate),
+                utc_time(self.resets_at)
+            );
+        }
         write!(
             f,
             "{} has reached its {window} budget: spent ${}, limit ${}; it resets at {} UTC",
@@ -85,10 +98,18 @@ fn utc_time(unix: u64) -> String {
     format!("{y:04}-{m:02}-{d:02} 00:00")
 }
 
-/// Checks `spend` against `budget` at `now` (Unix seconds). `Err` names
-/// the first hard limit reached; `Ok(true)` means a soft threshold is
-/// passed (log it, count it), `Ok(false)` all is well.
-pub fn check(owner: impl FnOnce() -> String, budget: &Budget, spend: Spend, now: u64) -> Result<bool, OverBudget> {
+/// Checks `spend` against `budget` at `now` (Unix seconds), for a request
+/// estimated to cost `estimate` (0 when not estimated). `Err` names the
+/// first hard limit reached, or that the request would cross; `Ok(true)`
+/// means a soft threshold is passed (log it, count it), `Ok(false)` all is
+/// well.
+pub fn check(
+    owner: impl FnOnce() -> String,
+    budget: &Budget,
+    spend: Spend,
+    estimate: MicroUsd,
+    now: u64,
+) -> Result<bool, OverBudget> {
     let day = day_number(now);
     let day_end = (day + 1) * 86_400;
     let (y, m) = year_month(day);
@@ -99,9 +120,9 @@ pub fn check(owner: impl FnOnce() -> String, budget: &Budget, spend: Spend, now:
         [(budget.daily, spend.day, Window::Day, day_end), (budget.monthly, spend.month, Window::Month, month_end)]
     {
         let Some(limit) = limit else { continue };
-        if spent >= limit {
+        if spent >= limit || spent.saturating_add(estimate) > limit {
             let owner = owner.take().map_or_else(String::new, |f| f());
-            return Err(OverBudget { owner, window, spent, limit, resets_at });
+            return Err(OverBudget { owner, window, spent, limit, estimate, resets_at });
         }
         soft |= spent as u128 * 1000 >= limit as u128 * budget.soft_threshold_permille as u128;
     }
@@ -121,25 +142,32 @@ mod tests {
         // 2026-11-23 12:00 UTC.
         let now = 1_795_435_200;
         let b = budget(Some(10_000_000), Some(100_000_000));
-        assert_eq!(check(|| "t".into(), &b, Spend { day: 1, month: 1 }, now), Ok(false));
-        assert_eq!(check(|| "t".into(), &b, Spend { day: 8_000_000, month: 9 }, now), Ok(true));
+        assert_eq!(check(|| "t".into(), &b, Spend { day: 1, month: 1 }, 0, now), Ok(false));
+        assert_eq!(check(|| "t".into(), &b, Spend { day: 8_000_000, month: 9 }, 0, now), Ok(true));
+        // A request estimated to cross the daily limit is refused before
+        // it is sent; one that fits is not.
+        assert!(check(|| "t".into(), &b, Spend { day: 9_500_000, month: 9 }, 600_000, now).is_err());
+        assert!(check(|| "t".into(), &b, Spend { day: 9_500_000, month: 9 }, 500_000, now).is_ok());
         let over =
-            check(|| "team \"search\"".into(), &b, Spend { day: 10_000_000, month: 20_000_000 }, now).unwrap_err();
+            check(|| "team \"search\"".into(), &b, Spend { day: 10_000_000, month: 20_000_000 }, 0, now).unwrap_err();
         assert_eq!(over.window, Window::Day);
         assert_eq!(over.resets_at, 1_795_478_400);
         assert_eq!(
             over.to_string(),
             "team \"search\" has reached its daily budget: spent $10.00, limit $10.00; it resets at 2026-11-24 00:00 UTC"
         );
-        let over = check(|| "k".into(), &b, Spend { day: 0, month: 100_000_001 }, now).unwrap_err();
+        let over = check(|| "k".into(), &b, Spend { day: 0, month: 100_000_001 }, 0, now).unwrap_err();
         assert_eq!((over.window, utc_time(over.resets_at)), (Window::Month, "2026-12-01 00:00".to_string()));
-        assert_eq!(check(|| "t".into(), &budget(None, None), Spend { day: u64::MAX, month: u64::MAX }, now), Ok(false));
+        assert_eq!(
+            check(|| "t".into(), &budget(None, None), Spend { day: u64::MAX, month: u64::MAX }, 0, now),
+            Ok(false)
+        );
     }
 
     #[test]
     fn december_rolls_into_january() {
         let dec_31 = month_start(2026, 12) + 30 * 86_400;
-        let over = check(|| "k".into(), &budget(None, Some(1)), Spend { day: 0, month: 5 }, dec_31).unwrap_err();
+        let over = check(|| "k".into(), &budget(None, Some(1)), Spend { day: 0, month: 5 }, 0, dec_31).unwrap_err();
         assert_eq!(utc_time(over.resets_at), "2027-01-01 00:00");
     }
 }

@@ -278,3 +278,27 @@ fn a_stream_that_crosses_tokens_per_minute_is_the_one_that_stops() {
     let next = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
     assert_eq!(next.status, 429, "{}", next.text());
 }
+
+/// Near a hard limit, a request is priced before it is sent (its prompt
+/// counted, plus its `max_tokens`): one that would cross the limit is
+/// refused then, not billed past it.
+#[test]
+fn near_its_limit_a_request_that_would_cross_it_is_refused_before_sending() {
+    let mock = start_mock(&[]);
+    // $1,000 per million tokens: the first small request costs about
+    // $0.035 of a $0.038 daily budget.
+    let config = config_for(mock.addr, 1, "")
+        .replace(
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
+        )
+        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.038 }");
+    let gw = start_gateway(&config, &[], &[]);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.error_code(), "budget_exceeded");
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.starts_with("team \"e2e\" cannot afford this request within its daily budget"), "{message}");
+}
