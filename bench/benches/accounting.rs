@@ -57,5 +57,39 @@ fn accounting(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, accounting);
+/// Producing one request record on the request path: rendering its JSON
+/// line into the core's buffer, and the hand-off of full 64 KiB batches to
+/// the writer thread (here a thread that drops them).
+fn record(c: &mut Criterion) {
+    let hash = hex(&hash_key(b"tg-bench-key"));
+    let text = format!(
+        "[[providers]]\nname = \"up\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         [[models]]\nname = \"gpt-4o-mini\"\ntargets = [{{ provider = \"up\" }}]\nprice = {{ input_per_mtok = 0.15, output_per_mtok = 0.60 }}\n\
+         [[teams]]\nname = \"search\"\nmodels = [\"*\"]\n[[keys]]\nname = \"search-prod\"\nteam = \"search\"\nsha256 = \"{hash}\"\n"
+    );
+    let config = Config::parse("bench.toml", &text, &ProcessEnv as &dyn Env).expect("bench config");
+    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None }];
+    let state = CoreState::build(Arc::new(config), &resolved, None);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || for _ in rx {});
+    let recorder = tollgate_engine::record::Recorder::new(0, Some(tx));
+    let key = &state.config.keys.all()[0];
+    c.bench_function("record_per_request", |b| {
+        b.iter(|| {
+            let mut trace = Trace::new(recorder.next_id());
+            trace.key = Some(key);
+            trace.route = Some(0);
+            trace.attempt(0, trace.started, Ok(200));
+            trace.served_by = Some(0);
+            trace.status = 200;
+            trace.stream = true;
+            trace.usage = Some(TokenUsage { prompt: 120, completion: 40, cached: 0 });
+            trace.bytes_in = 812;
+            trace.bytes_out = 2_304;
+            recorder.record(black_box(&trace), &state);
+        })
+    });
+}
+
+criterion_group!(benches, accounting, record);
 criterion_main!(benches);

@@ -17,9 +17,13 @@ USAGE:
                                    that the team exists
     tollgate report [--dir DIR | FILE...] [--since DATE] [--until DATE]
                     [--by team,model,key,provider] [--format table|csv|json]
+                    [--guardrails]
                                    usage, cost and latency from the request records:
                                    one sentence per group, then a table (DATE is
-                                   YYYY-MM-DD, UTC, or Unix milliseconds)
+                                   YYYY-MM-DD, UTC, or Unix milliseconds);
+                                   with --guardrails, the audit listing: every
+                                   request that met a guardrail (when, team, key,
+                                   model, rules and actions; never the text)
     tollgate --help | --version
 
 With no --config, tollgate runs on its bundled defaults (examples/tollgate.toml):
@@ -47,12 +51,14 @@ SIGNALS:
 
 ENDPOINTS (each /v1 request needs `Authorization: Bearer tg-...` or `x-api-key`):
     POST /v1/chat/completions   OpenAI chat completions, JSON or SSE (\"stream\": true)
+    POST /v1/messages           Anthropic messages, JSON or SSE
     GET  /v1/models             the models the key may use
     GET  /healthz               liveness
     GET  /readyz                readiness (503 while draining)
 ADMIN ENDPOINTS ([server].admin_listen, loopback by default):
     POST /admin/reload          reload the configuration; 400 with every problem if invalid
     GET  /admin/config          loaded file, SHA-256, load time, generation
+    GET  /metrics               Prometheus text format
 
 EXIT CODES:
     0 clean shutdown or valid configuration; 1 runtime failure (for example the
@@ -93,6 +99,8 @@ pub enum Command {
         until: Option<String>,
         by: Vec<String>,
         format: String,
+        /// The audit listing of guardrail hits instead of the usage report.
+        guardrails: bool,
     },
     Help,
     Version,
@@ -129,6 +137,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             args.next();
             let (mut dir, mut files, mut since, mut until, mut by, mut format) =
                 (None, Vec::new(), None, None, Vec::new(), "table".to_string());
+            let mut guardrails = false;
             while let Some(arg) = args.next() {
                 let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
                 match arg.as_str() {
@@ -137,11 +146,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                     "--until" => until = Some(value("--until")?),
                     "--by" => by.extend(value("--by")?.split(',').map(str::to_string)),
                     "--format" => format = value("--format")?,
+                    "--guardrails" => guardrails = true,
                     f if f.starts_with('-') => return Err(format!("report: unknown argument {f:?}")),
                     file => files.push(PathBuf::from(file)),
                 }
             }
-            return Ok(Command::Report { dir, files, since, until, by, format });
+            return Ok(Command::Report { dir, files, since, until, by, format, guardrails });
         }
         Some("serve") => {
             args.next();

@@ -32,7 +32,9 @@ fn main() {
             }
         },
         Ok(Command::Keygen { team, name, config }) => keygen(&team, &name, config.as_deref()),
-        Ok(Command::Report { dir, files, since, until, by, format }) => report(dir, files, since, until, by, &format),
+        Ok(Command::Report { dir, files, since, until, by, format, guardrails }) => {
+            report(dir, files, since, until, by, &format, guardrails)
+        }
         Ok(Command::Serve(args)) => tollgate_engine::server::serve(args),
         Err(msg) => {
             eprintln!("tollgate: {msg}");
@@ -83,6 +85,7 @@ fn report(
     until: Option<String>,
     by: Vec<String>,
     format: &str,
+    guardrails: bool,
 ) -> i32 {
     use tollgate_engine::report::{self, By, Format, ReportOptions};
     let fail = |msg: String| {
@@ -122,6 +125,13 @@ fn report(
         other => return fail(format!("--format {other:?}: use table, csv or json")),
     };
     let opts = ReportOptions { inputs: files, since_ms, until_ms, by: groups, format };
+    if guardrails {
+        let mut out = std::io::stdout().lock();
+        return match report::audit(&opts, &mut out) {
+            Ok(_) => 0,
+            Err(e) => fail(e.to_string()),
+        };
+    }
     match report::build(&opts) {
         Ok(r) => {
             print!("{}", report::render(&r, &opts));

@@ -68,6 +68,10 @@ pub struct Group {
     pub tokens_out: u64,
     pub cost_micro_usd: u64,
     pub errors: u64,
+    /// Requests with a guardrail hit, and by category (`pii`, `secret`,
+    /// `injection`, `custom`).
+    pub guarded: u64,
+    pub guarded_by: BTreeMap<String, u64>,
     latency_us: Histogram<u64>,
 }
 
@@ -79,6 +83,8 @@ impl Group {
             tokens_out: 0,
             cost_micro_usd: 0,
             errors: 0,
+            guarded: 0,
+            guarded_by: BTreeMap::new(),
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds"),
         }
     }
@@ -154,7 +160,135 @@ fn add(report: &mut Report, line: &mut [u8], opts: &ReportOptions) -> Option<()>
     if let Some(ms) = v.get("latency_ms").and_then(|l| l.get("total")).and_then(|x| x.cast_f64()) {
         g.latency_us.saturating_record(((ms * 1000.0) as u64).max(1));
     }
+    if let Some(hits) = v.get("guardrails").and_then(|g| g.get("hits")).and_then(|h| h.as_array()) {
+        if !hits.is_empty() {
+            g.guarded += 1;
+            let mut seen: Vec<&str> =
+                hits.iter().filter_map(|h| h.get("rule")?.as_str()).map(|r| r.split('.').next().unwrap_or(r)).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            for c in seen {
+                *g.guarded_by.entry(c.to_string()).or_default() += 1;
+            }
+        }
+    }
     Some(())
+}
+
+/// The audit listing: one row per request that met a guardrail, in file
+/// order (which is time order): when, who (team, key), to which model and
+/// provider, what kind of data (rule ids, never the text), where (request
+/// or answer) and what the gateway did (actions, how the request ended).
+/// Streamed: nothing is held but one line. Returns the rows written.
+pub fn audit(opts: &ReportOptions, out: &mut dyn std::io::Write) -> std::io::Result<u64> {
+    let mut line = Vec::with_capacity(1024);
+    let mut rows = 0;
+    match opts.format {
+        Format::Table => writeln!(
+            out,
+            "{:<20} {:<14} {:<14} {:<18} {:<10} {:<9} rules (action, where)",
+            "time_utc", "team", "key", "model", "end", "status"
+        )?,
+        Format::Csv => writeln!(out, "ts,team,key,model,provider,status,end,rule,action,in")?,
+        Format::Json => {}
+    }
+    for path in &opts.inputs {
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            let Ok(v) = simd_json::to_borrowed_value(&mut line) else { continue };
+            let Some(hits) = v.get("guardrails").and_then(|g| g.get("hits")).and_then(|h| h.as_array()) else {
+                continue;
+            };
+            let ts = v.get("ts").and_then(|x| x.as_u64()).unwrap_or(0);
+            if hits.is_empty() || opts.since_ms.is_some_and(|s| ts < s) || opts.until_ms.is_some_and(|u| ts >= u) {
+                continue;
+            }
+            let field = |name: &str| v.get(name).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+            let status = v.get("status").and_then(|x| x.as_u64()).unwrap_or(0);
+            let hit = |h: &simd_json::BorrowedValue<'_>, name: &str| {
+                h.get(name).and_then(|x| x.as_str()).unwrap_or("-").to_string()
+            };
+            rows += 1;
+            match opts.format {
+                Format::Table => {
+                    let rules: Vec<String> = hits
+                        .iter()
+                        .map(|h| format!("{} ({}, {})", hit(h, "rule"), hit(h, "action"), hit(h, "in")))
+                        .collect();
+                    writeln!(
+                        out,
+                        "{:<20} {:<14} {:<14} {:<18} {:<10} {:<9} {}",
+                        utc(ts),
+                        field("team"),
+                        field("key"),
+                        field("model"),
+                        field("end"),
+                        status,
+                        rules.join(", ")
+                    )?;
+                }
+                Format::Csv => {
+                    for h in hits {
+                        writeln!(
+                            out,
+                            "{ts},{},{},{},{},{status},{},{},{},{}",
+                            csv_field(&field("team")),
+                            csv_field(&field("key")),
+                            csv_field(&field("model")),
+                            csv_field(&field("provider")),
+                            field("end"),
+                            hit(h, "rule"),
+                            hit(h, "action"),
+                            hit(h, "in")
+                        )?;
+                    }
+                }
+                Format::Json => {
+                    let mut b = bytes::BytesMut::new();
+                    b.extend_from_slice(format!("{{\"ts\":{ts}").as_bytes());
+                    for name in ["team", "key", "model", "provider", "end"] {
+                        b.extend_from_slice(format!(",\"{name}\":").as_bytes());
+                        tollgate_protocol::openai::write_json_string(&mut b, &field(name));
+                    }
+                    b.extend_from_slice(format!(",\"status\":{status},\"hits\":[").as_bytes());
+                    for (i, h) in hits.iter().enumerate() {
+                        if i > 0 {
+                            b.extend_from_slice(b",");
+                        }
+                        b.extend_from_slice(b"{\"rule\":");
+                        tollgate_protocol::openai::write_json_string(&mut b, &hit(h, "rule"));
+                        b.extend_from_slice(b",\"action\":");
+                        tollgate_protocol::openai::write_json_string(&mut b, &hit(h, "action"));
+                        b.extend_from_slice(b",\"in\":");
+                        tollgate_protocol::openai::write_json_string(&mut b, &hit(h, "in"));
+                        b.extend_from_slice(b"}");
+                    }
+                    b.extend_from_slice(b"]}\n");
+                    out.write_all(&b)?;
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// `2026-11-23 10:01:02` for Unix milliseconds.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let day = tollgate_policy::budget::day_number(secs);
+    let (y, m) = tollgate_policy::budget::year_month(day);
+    // Days into the month: from the first of the month found by walking
+    // back (at most 30 steps).
+    let mut first = day;
+    while first > 0 && tollgate_policy::budget::year_month(first - 1) == (y, m) {
+        first -= 1;
+    }
+    let s = secs % 86_400;
+    format!("{y:04}-{m:02}-{:02} {:02}:{:02}:{:02}", day - first + 1, s / 3600, s / 60 % 60, s % 60)
 }
 
 /// `4.2M`, `12.5k`, `980`.
@@ -177,14 +311,23 @@ pub fn sentences(report: &Report, by: &[By]) -> String {
         let who = if key.is_empty() { "all traffic".to_string() } else { key.join("/") };
         let verb = if by.first() == Some(&By::Model) { "received" } else { "sent" };
         let mean_ms = g.latency_us.mean() / 1000.0;
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{who} {verb} {} tokens in {} requests at a cost of {}; average latency {mean_ms:.0} ms; {} errors.",
+            "{who} {verb} {} tokens in {} requests at a cost of {}; average latency {mean_ms:.0} ms; {} errors",
             human(g.tokens_in + g.tokens_out),
             g.requests,
             dollars(g.cost_micro_usd),
             g.errors
         );
+        for (category, n) in &g.guarded_by {
+            let name = match category.as_str() {
+                "pii" => "PII",
+                "secret" => "secrets",
+                other => other,
+            };
+            let _ = write!(out, "; {n} requests triggered the {name} guardrail");
+        }
+        out.push_str(".\n");
     }
     out
 }
@@ -199,14 +342,14 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
             let group = if names.is_empty() { "all".to_string() } else { names.join("/") };
             let _ = writeln!(
                 out,
-                "{group:<28} {:>9} {:>12} {:>12} {:>12} {:>9} {:>9} {:>9} {:>7}",
-                "requests", "tokens_in", "tokens_out", "cost_usd", "p50_ms", "p95_ms", "p99_ms", "errors"
+                "{group:<28} {:>9} {:>12} {:>12} {:>12} {:>9} {:>9} {:>9} {:>7} {:>10}",
+                "requests", "tokens_in", "tokens_out", "cost_usd", "p50_ms", "p95_ms", "p99_ms", "errors", "guardrails"
             );
             for (key, g) in &report.groups {
                 let name = if key.is_empty() { "all".to_string() } else { key.join("/") };
                 let _ = writeln!(
                     out,
-                    "{name:<28} {:>9} {:>12} {:>12} {:>12} {:>9.1} {:>9.1} {:>9.1} {:>7}",
+                    "{name:<28} {:>9} {:>12} {:>12} {:>12} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>10}",
                     g.requests,
                     g.tokens_in,
                     g.tokens_out,
@@ -214,7 +357,8 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                     g.p(0.50),
                     g.p(0.95),
                     g.p(0.99),
-                    g.errors
+                    g.errors,
+                    g.guarded
                 );
             }
         }
@@ -222,14 +366,16 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
             for n in &names {
                 let _ = write!(out, "{n},");
             }
-            out.push_str("requests,tokens_in,tokens_out,cost_micro_usd,p50_ms,p95_ms,p99_ms,errors\n");
+            out.push_str(
+                "requests,tokens_in,tokens_out,cost_micro_usd,p50_ms,p95_ms,p99_ms,errors,guardrail_requests\n",
+            );
             for (key, g) in &report.groups {
                 for k in key {
                     let _ = write!(out, "{},", csv_field(k));
                 }
                 let _ = writeln!(
                     out,
-                    "{},{},{},{},{:.3},{:.3},{:.3},{}",
+                    "{},{},{},{},{:.3},{:.3},{:.3},{},{}",
                     g.requests,
                     g.tokens_in,
                     g.tokens_out,
@@ -237,7 +383,8 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                     g.p(0.50),
                     g.p(0.95),
                     g.p(0.99),
-                    g.errors
+                    g.errors,
+                    g.guarded
                 );
             }
         }
@@ -255,7 +402,7 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                 }
                 let _ = write!(
                     out,
-                    "\"requests\":{},\"tokens_in\":{},\"tokens_out\":{},\"cost_micro_usd\":{},\"p50_ms\":{:.3},\"p95_ms\":{:.3},\"p99_ms\":{:.3},\"errors\":{}}}",
+                    "\"requests\":{},\"tokens_in\":{},\"tokens_out\":{},\"cost_micro_usd\":{},\"p50_ms\":{:.3},\"p95_ms\":{:.3},\"p99_ms\":{:.3},\"errors\":{},\"guardrail_requests\":{}}}",
                     g.requests,
                     g.tokens_in,
                     g.tokens_out,
@@ -263,7 +410,8 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                     g.p(0.50),
                     g.p(0.95),
                     g.p(0.99),
-                    g.errors
+                    g.errors,
+                    g.guarded
                 );
             }
             out.push_str("]\n");

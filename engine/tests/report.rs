@@ -54,7 +54,10 @@ fn totals_are_exact_in_every_format() {
 
     let (_, csv, _) = tollgate(&["report", "--dir", d, "--by", "model", "--format", "csv"]);
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("model,requests,tokens_in,tokens_out,cost_micro_usd,p50_ms,p95_ms,p99_ms,errors"));
+    assert_eq!(
+        lines.next(),
+        Some("model,requests,tokens_in,tokens_out,cost_micro_usd,p50_ms,p95_ms,p99_ms,errors,guardrail_requests")
+    );
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(&row[..5], &["gpt-4o", "300", "30000", "15000", "450000"]);
     assert_eq!(row[8], "30");
@@ -80,4 +83,67 @@ fn report_without_inputs_explains_itself() {
     let (code, _, err) = tollgate(&["report"]);
     assert_eq!(code, 2);
     assert!(err.contains("--dir DIR"), "{err}");
+}
+
+/// Guardrail hits: counted per group (a request once per category), and
+/// listed for audits by `--guardrails` (rule ids and actions, never text).
+#[test]
+fn guardrail_hits_are_counted_and_listed_for_audits() {
+    let dir = std::env::temp_dir().join(format!("tollgate-report-guard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hit = |rule: &str, action: &str, place: &str| {
+        format!(r#"{{"rule":"{rule}","action":"{action}","in":"{place}","text":0,"at":3,"len":12}}"#)
+    };
+    let rec = |i: u64, team: &str, model: &str, status: u16, end: &str, hits: &[String]| {
+        let guard = if hits.is_empty() {
+            String::new()
+        } else {
+            format!(r#","guardrails":{{"profile":"strict","version":"v1","hits":[{}]}}"#, hits.join(","))
+        };
+        format!(
+            r#"{{"id":"tg-{i}","ts":{},"team":"{team}","key":"k-{team}","model":"{model}","provider":"openai","attempts":[],"status":{status},"stream":false,"latency_ms":{{"total":1.0}},"bytes_in":1,"bytes_out":1{guard},"end":"{end}"}}"#,
+            1_795_392_000_000 + i * 1000
+        )
+    };
+    let lines = [
+        rec(0, "a", "gpt-4o", 200, "completed", &[hit("pii.email", "redact", "request")]),
+        rec(
+            1,
+            "a",
+            "gpt-4o",
+            200,
+            "completed",
+            &[hit("pii.email", "redact", "request"), hit("pii.phone", "redact", "response")],
+        ),
+        rec(2, "b", "claude", 400, "blocked", &[hit("secret.openai_key", "block", "request")]),
+        rec(3, "b", "claude", 200, "completed", &[]),
+    ];
+    std::fs::write(dir.join("tollgate-requests-2026-11-23.jsonl"), lines.join("\n") + "\n").unwrap();
+    let d = dir.to_str().unwrap();
+
+    let (_, table, _) = tollgate(&["report", "--dir", d, "--by", "team"]);
+    assert!(table.contains("0 errors; 2 requests triggered the PII guardrail."), "{table}");
+    assert!(table.contains("1 errors; 1 requests triggered the secrets guardrail."), "{table}");
+    let (_, json, _) = tollgate(&["report", "--dir", d, "--by", "team", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((v[0]["guardrail_requests"].as_u64(), v[1]["guardrail_requests"].as_u64()), (Some(2), Some(1)));
+
+    let (code, audit, err) = tollgate(&["report", "--dir", d, "--guardrails"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&str> = audit.lines().collect();
+    assert_eq!(rows.len(), 4, "a header and three requests: {audit}");
+    assert!(rows[1].starts_with("2026-11-23 00:00:00  a "), "{audit}");
+    assert!(rows[2].contains("pii.email (redact, request), pii.phone (redact, response)"), "{audit}");
+    assert!(
+        rows[3].contains("claude")
+            && rows[3].contains("blocked")
+            && rows[3].contains("secret.openai_key (block, request)")
+    );
+    let (_, csv, _) = tollgate(&["report", "--dir", d, "--guardrails", "--format", "csv"]);
+    assert_eq!(csv.lines().count(), 1 + 4, "one row per hit: {csv}");
+    let (_, json, _) = tollgate(&["report", "--dir", d, "--guardrails", "--format", "json"]);
+    let last: serde_json::Value = serde_json::from_str(json.lines().last().unwrap()).unwrap();
+    assert_eq!(last["team"], "b");
+    assert_eq!(last["hits"][0]["rule"], "secret.openai_key");
+    let _ = std::fs::remove_dir_all(&dir);
 }
