@@ -63,12 +63,6 @@ impl TextStream {
         // Hits in the context were decided when it was released.
         findings.hits.retain(|h| h.start >= keep);
         let mut cut = if complete { len } else { settled.min(len.saturating_sub(WINDOW)) }.max(keep);
-        // A hit across the cut is left whole for the next scan, which finds
-        // it again.
-        // Moving the cut back can put it inside an earlier hit: repeat.
-        while let Some(h) = findings.hits.iter().find(|h| h.start < cut && h.end > cut) {
-            cut = h.start;
-        }
         if !complete && len - cut > HOLD_BYTES_MAX {
             cut = len - WINDOW;
         }
@@ -76,6 +70,12 @@ impl TextStream {
         // whole UTF-8 characters.
         while cut > keep && cut < len && self.buf[cut] & 0xC0 == 0x80 {
             cut -= 1;
+        }
+        // A hit across the cut is left whole for the next scan; moving the
+        // cut back can put it inside an earlier hit: repeat. (Hits start at
+        // ASCII bytes, so this keeps the cut on a character boundary.)
+        while let Some(h) = findings.hits.iter().find(|h| h.start < cut && h.end > cut) {
+            cut = h.start;
         }
         findings.hits.retain(|h| h.end <= cut);
         // Positions from the start of the stream's text.

@@ -246,3 +246,17 @@ fn a_deny_word_equal_to_a_built_in_anchor_shadows_nothing() {
     assert_eq!(rules(&g, "sk-internal1234567890abcdefghij"), ["secret.openai_key"]);
     assert_eq!(rules(&g, "the sk-internal tool"), ["custom.word.1"]);
 }
+
+/// Found by the `guard_stream` fuzz target: a match followed by a stray
+/// UTF-8 continuation byte, where stepping the release point back to a
+/// character boundary put it inside the match.
+#[test]
+fn a_character_boundary_never_splits_a_match() {
+    let g = all_on();
+    let mut text = b"from tx.novak@team.fj\xa9commit ".to_vec();
+    text.extend_from_slice("and more ".repeat(30).as_bytes());
+    let whole = streamed(&g, &[&text]);
+    let pieces: Vec<&[u8]> = text.chunks(1).collect();
+    assert_eq!(streamed(&g, &pieces), whole);
+    assert!(whole.0.starts_with(b"from [EMAIL]"));
+}
