@@ -48,7 +48,8 @@ fn histogram() -> Histogram<u64> {
 /// the core's configuration (`usize::MAX`: none), resolved to names only at
 /// hand-off.
 pub struct CoreStats {
-    counts: RefCell<HashMap<(usize, usize, u16), Counts>>,
+    /// By (team, model, provider that served, status).
+    counts: RefCell<HashMap<(usize, usize, usize, u16), Counts>>,
     /// Spend since the last hand-off, by owner, so that a core's own recent
     /// spend counts before the merger has seen it.
     spend: RefCell<HashMap<Owner, u64>>,
@@ -64,6 +65,9 @@ pub struct CoreStats {
 
 type GuardKey =
     (usize, tollgate_policy::guard::Rule, tollgate_policy::guard::Action, tollgate_policy::guard::Direction);
+
+/// A budget's daily and monthly limits.
+pub type DayMonth = (Option<u64>, Option<u64>);
 
 /// A guardrail hit count's labels: team, rule, action, direction.
 pub type GuardLabels = (String, String, &'static str, &'static str);
@@ -128,7 +132,7 @@ pub enum OwnerName {
 /// A core's counts with names, as the merger receives them.
 pub struct Delta {
     pub worker: usize,
-    pub counts: Vec<(String, String, u16, Counts)>,
+    pub counts: Vec<(String, String, String, u16, Counts)>,
     pub spend: Vec<(OwnerName, u64)>,
     pub minute: Vec<(OwnerName, MinuteUse)>,
     pub total: Histogram<u64>,
@@ -137,6 +141,11 @@ pub struct Delta {
     pub in_flight: u64,
     pub guard: Vec<(GuardLabels, u64)>,
     pub soft: Vec<(OwnerName, u64)>,
+    /// This core's circuit breakers: (model, provider, upstream model) and
+    /// state (0 closed, 1 open, 2 half-open).
+    pub breakers: Vec<((String, String, String), u8)>,
+    /// Budget limits by owner (day, month), from this core's configuration.
+    pub limits: Vec<(OwnerName, DayMonth)>,
 }
 
 impl CoreStats {
@@ -150,7 +159,11 @@ impl CoreStats {
             c.tokens_out = u.completion;
         }
         c.cost_micro_usd = trace.cost(state).unwrap_or(0);
-        self.counts.borrow_mut().entry((team, model, trace.status)).or_default().add(&c);
+        let provider = trace
+            .served_by
+            .and_then(|t| state.config.routes.all().get(model)?.targets.get(t as usize))
+            .map_or(usize::MAX, |t| t.provider);
+        self.counts.borrow_mut().entry((team, model, provider, trace.status)).or_default().add(&c);
         if let (Some(k), Some(u)) = (trace.key, trace.usage) {
             // Tokens count against the minute the request started in.
             let minute = trace.started_unix_ms / 60_000;
@@ -208,8 +221,13 @@ impl CoreStats {
         let name = |i: usize, names: &dyn Fn(usize) -> Option<String>| names(i).unwrap_or_else(|| "-".to_string());
         let team = |i: usize| config.teams.get(i).map(|t| t.name.clone());
         let model = |i: usize| config.routes.all().get(i).map(|r| r.name.clone());
-        let counts =
-            self.counts.borrow_mut().drain().map(|((t, m, s), c)| (name(t, &team), name(m, &model), s, c)).collect();
+        let provider = |i: usize| config.providers.get(i).map(|p| p.name.clone());
+        let counts = self
+            .counts
+            .borrow_mut()
+            .drain()
+            .map(|((t, m, p, s), c)| (name(t, &team), name(m, &model), name(p, &provider), s, c))
+            .collect();
         let spend = self
             .spend
             .borrow_mut()
@@ -241,8 +259,38 @@ impl CoreStats {
                 ((name(t, &team), rule.to_string(), action.as_str(), direction), n)
             })
             .collect();
+        let now = std::time::Instant::now();
+        let mut breakers = Vec::new();
+        for (route, bs) in config.routes.all().iter().zip(&state.breakers) {
+            for (t, b) in route.targets.iter().zip(bs) {
+                let provider = config.providers.get(t.provider).map_or_else(String::new, |p| p.name.clone());
+                let s = match b.state(now) {
+                    crate::proxy::fallback::BreakerState::Closed => 0,
+                    crate::proxy::fallback::BreakerState::Open => 1,
+                    crate::proxy::fallback::BreakerState::HalfOpen => 2,
+                };
+                breakers.push(((route.name.clone(), provider, t.upstream_model.clone()), s));
+            }
+        }
+        let limited = |b: &tollgate_policy::team::Budget| b.daily.is_some() || b.monthly.is_some();
+        let limits = config
+            .teams
+            .iter()
+            .filter(|t| limited(&t.budget))
+            .map(|t| (OwnerName::Team(t.name.clone()), (t.budget.daily, t.budget.monthly)))
+            .chain(
+                config
+                    .keys
+                    .all()
+                    .iter()
+                    .filter(|k| limited(&k.budget))
+                    .map(|k| (OwnerName::Key(k.name.clone()), (k.budget.daily, k.budget.monthly))),
+            )
+            .collect();
         Delta {
             worker,
+            breakers,
+            limits,
             counts,
             spend,
             minute,
@@ -271,13 +319,16 @@ pub struct SpendSnapshot {
 
 /// The process totals the merger keeps.
 pub struct Totals {
-    pub counts: BTreeMap<(String, String, u16), Counts>,
+    pub counts: BTreeMap<(String, String, String, u16), Counts>,
     pub spend: SpendSnapshot,
     pub total: Histogram<u64>,
     pub upstream: Histogram<u64>,
     pub workers: BTreeMap<usize, (u64, u64)>,
     pub guard: BTreeMap<GuardLabels, u64>,
     pub soft: BTreeMap<OwnerName, u64>,
+    /// By (model, provider, upstream model, worker).
+    pub breakers: BTreeMap<(String, String, String, usize), u8>,
+    pub limits: BTreeMap<OwnerName, DayMonth>,
 }
 
 impl Default for Totals {
@@ -290,6 +341,8 @@ impl Default for Totals {
             workers: BTreeMap::new(),
             guard: BTreeMap::new(),
             soft: BTreeMap::new(),
+            breakers: BTreeMap::new(),
+            limits: BTreeMap::new(),
         }
     }
 }
@@ -321,8 +374,8 @@ impl Totals {
         for (owner, use_) in d.minute {
             sp.minute.entry(owner).or_default().add(use_);
         }
-        for (team, model, status, c) in d.counts {
-            self.counts.entry((team, model, status)).or_default().add(&c);
+        for (team, model, provider, status, c) in d.counts {
+            self.counts.entry((team, model, provider, status)).or_default().add(&c);
         }
         let _ = self.total.add(&d.total);
         let _ = self.upstream.add(&d.upstream);
@@ -333,50 +386,56 @@ impl Totals {
         for (k, n) in d.soft {
             *self.soft.entry(k).or_default() += n;
         }
+        // A core's breakers and limits are as of its configuration now:
+        // targets and budgets a reload removed go away.
+        self.breakers.retain(|k, _| k.3 != d.worker);
+        for ((model, provider, target), s) in d.breakers {
+            self.breakers.insert((model, provider, target, d.worker), s);
+        }
+        if d.worker == 0 || self.limits.is_empty() {
+            self.limits = d.limits.into_iter().collect();
+        }
     }
 
     /// The Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        out.push_str("# HELP tollgate_requests_total Requests answered, by team, model and status.\n# TYPE tollgate_requests_total counter\n");
-        for ((team, model, status), c) in &self.counts {
+        out.push_str("# HELP tollgate_requests_total Requests answered, by team, model, provider and status.\n# TYPE tollgate_requests_total counter\n");
+        for ((team, model, provider, status), c) in &self.counts {
             let _ = writeln!(
                 out,
-                "tollgate_requests_total{{team=\"{}\",model=\"{}\",status=\"{status}\"}} {}",
+                "tollgate_requests_total{{team=\"{}\",model=\"{}\",provider=\"{}\",status=\"{status}\"}} {}",
                 label(team),
                 label(model),
+                label(provider),
                 c.requests
             );
         }
-        let mut by_tm: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
-        for ((team, model, _), c) in &self.counts {
-            by_tm.entry((team, model)).or_default().add(c);
+        let mut by_tm: BTreeMap<(&str, &str, &str), Counts> = BTreeMap::new();
+        for ((team, model, provider, _), c) in &self.counts {
+            by_tm.entry((team, model, provider)).or_default().add(c);
         }
         out.push_str("# HELP tollgate_tokens_total Tokens as providers reported them, by team, model and direction.\n# TYPE tollgate_tokens_total counter\n");
-        for ((team, model), c) in &by_tm {
-            let _ = writeln!(
-                out,
-                "tollgate_tokens_total{{team=\"{}\",model=\"{}\",direction=\"in\"}} {}",
-                label(team),
-                label(model),
-                c.tokens_in
-            );
-            let _ = writeln!(
-                out,
-                "tollgate_tokens_total{{team=\"{}\",model=\"{}\",direction=\"out\"}} {}",
-                label(team),
-                label(model),
-                c.tokens_out
-            );
+        for ((team, model, provider), c) in &by_tm {
+            for (direction, n) in [("in", c.tokens_in), ("out", c.tokens_out)] {
+                let _ = writeln!(
+                    out,
+                    "tollgate_tokens_total{{team=\"{}\",model=\"{}\",provider=\"{}\",direction=\"{direction}\"}} {n}",
+                    label(team),
+                    label(model),
+                    label(provider)
+                );
+            }
         }
         out.push_str("# HELP tollgate_cost_usd_total Cost at configured prices, by team and model.\n# TYPE tollgate_cost_usd_total counter\n");
-        for ((team, model), c) in &by_tm {
+        for ((team, model, provider), c) in &by_tm {
             let _ = writeln!(
                 out,
-                "tollgate_cost_usd_total{{team=\"{}\",model=\"{}\"}} {}",
+                "tollgate_cost_usd_total{{team=\"{}\",model=\"{}\",provider=\"{}\"}} {}",
                 label(team),
                 label(model),
+                label(provider),
                 c.cost_micro_usd as f64 / 1e6
             );
         }
@@ -387,6 +446,41 @@ impl Totals {
                 OwnerName::Key(k) => ("key", k),
             };
             let _ = writeln!(out, "tollgate_budget_soft_threshold_total{{{kind}=\"{}\"}} {n}", label(name));
+        }
+        // Each family's samples follow its own TYPE line.
+        for (family, help, spent_not_limit) in [
+            ("tollgate_budget_spent_usd", "Spend in the current UTC day and month, by owner.", true),
+            ("tollgate_budget_limit_usd", "Hard budget limits, by owner.", false),
+        ] {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} gauge");
+            for (owner, (day, month)) in &self.limits {
+                let (kind, name) = match owner {
+                    OwnerName::Team(t) => ("team", t),
+                    OwnerName::Key(k) => ("key", k),
+                };
+                let (spent_day, spent_month) = self.spend.by_owner.get(owner).copied().unwrap_or((0, 0));
+                for (window, limit, spent) in [("day", day, spent_day), ("month", month, spent_month)] {
+                    if let Some(limit) = limit {
+                        let value = if spent_not_limit { spent } else { *limit };
+                        let _ = writeln!(
+                            out,
+                            "{family}{{{kind}=\"{}\",window=\"{window}\"}} {}",
+                            label(name),
+                            value as f64 / 1e6
+                        );
+                    }
+                }
+            }
+        }
+        out.push_str("# HELP tollgate_breaker_state Circuit breaker per target and worker: 0 closed, 1 open, 2 half-open.\n# TYPE tollgate_breaker_state gauge\n");
+        for ((model, provider, target, worker), s) in &self.breakers {
+            let _ = writeln!(
+                out,
+                "tollgate_breaker_state{{model=\"{}\",provider=\"{}\",target=\"{}\",worker=\"{worker}\"}} {s}",
+                label(model),
+                label(provider),
+                label(target)
+            );
         }
         out.push_str("# HELP tollgate_guardrail_hits_total Guardrail hits, by team, rule, action and direction.\n# TYPE tollgate_guardrail_hits_total counter\n");
         for ((team, rule, action, direction), n) in &self.guard {

@@ -37,7 +37,13 @@ fn metrics_count_requests_tokens_and_latency() {
         return;
     }
     let mock = start_mock(&[]);
-    let gw = start_gateway(&config_for(mock.addr, 2, ""), &[], &[]);
+    let config = config_for(mock.addr, 2, "")
+        .replace(
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
+        )
+        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 10.0 }");
+    let gw = start_gateway(&config, &[], &[]);
     for _ in 0..3 {
         assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
     }
@@ -50,7 +56,8 @@ fn metrics_count_requests_tokens_and_latency() {
     let samples = loop {
         let text = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").text();
         let samples = parse(&text).expect("parsed");
-        let ok = sample(&samples, "tollgate_requests_total", &[("team", "e2e"), ("status", "200")]) == Some(3.0);
+        let ok = sample(&samples, "tollgate_requests_total", &[("team", "e2e"), ("status", "200")]) == Some(3.0)
+            && sample(&samples, "tollgate_budget_spent_usd", &[("team", "e2e")]).is_some_and(|v| v > 0.0);
         if ok || std::time::Instant::now() > deadline {
             break samples;
         }
@@ -66,4 +73,52 @@ fn metrics_count_requests_tokens_and_latency() {
     assert_eq!(sample(&samples, "tollgate_upstream_duration_seconds_count", &[]), Some(3.0));
     assert!(sample(&samples, "tollgate_worker_connections", &[("worker", "0")]).is_some());
     assert!(sample(&samples, "tollgate_worker_in_flight", &[("worker", "1")]).is_some());
+    assert_eq!(
+        sample(&samples, "tollgate_requests_total", &[("team", "e2e"), ("provider", "up"), ("status", "200")]),
+        Some(3.0)
+    );
+    assert_eq!(sample(&samples, "tollgate_budget_limit_usd", &[("team", "e2e"), ("window", "day")]), Some(10.0));
+    let spent = sample(&samples, "tollgate_budget_spent_usd", &[("team", "e2e"), ("window", "day")]).unwrap();
+    let cost = sample(&samples, "tollgate_cost_usd_total", &[("team", "e2e"), ("model", "gpt-4o-mini")]).unwrap();
+    assert!((spent - cost).abs() < 1e-9, "spend {spent} is the cost {cost}");
+    for worker in ["0", "1"] {
+        let labels = [("model", "gpt-4o-mini"), ("provider", "up"), ("target", "gpt-4o-mini"), ("worker", worker)];
+        assert_eq!(sample(&samples, "tollgate_breaker_state", &labels), Some(0.0), "closed on worker {worker}");
+    }
+}
+
+/// Every metric the bundled Grafana dashboard (deploy/) queries is one the
+/// gateway exports, so the dashboard cannot silently go blank.
+#[test]
+fn the_grafana_dashboard_queries_only_exported_metrics() {
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 1, "").replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 10.0 }",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let text = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").text();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut names = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("tollgate_") {
+                let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                rest = &rest[at + name.len()..];
+                names.push(name);
+            }
+        }
+    }
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        let family = name.trim_end_matches("_bucket");
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family} is not exported:\n{text}");
+    }
 }
