@@ -207,6 +207,8 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
     let reusable = match proxy::chat_completions(state, key, client, inbound, body, &mut trace).await {
         Ok(end) => {
             trace.status = end.status;
+            trace.first_byte_micros =
+                end.first_write.map(|t| t.saturating_duration_since(started).as_micros().min(u32::MAX as u128) as u32);
             trace.bytes_out = end.body_bytes;
             trace.usage = end.usage;
             trace.end = end.end;

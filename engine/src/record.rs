@@ -100,6 +100,9 @@ pub struct Trace<'s> {
     pub bytes_out: u64,
     /// From the attempt that served to its answer's head.
     pub upstream_micros: u32,
+    /// From the request's head to the first bytes of its answer on the
+    /// client's socket (time to first token, for streams).
+    pub first_byte_micros: Option<u32>,
     pub end: End,
     /// What the team's guardrail profile found (rules, places and actions;
     /// never the text).
@@ -140,6 +143,7 @@ impl<'s> Trace<'s> {
             bytes_in: 0,
             bytes_out: 0,
             upstream_micros: 0,
+            first_byte_micros: None,
             end: End::Completed,
             guard_hits: Vec::new(),
         }
@@ -150,6 +154,13 @@ impl<'s> Trace<'s> {
             *slot = Some(Attempt { target: target as u8, outcome, micros: micros(started.elapsed()) });
             self.attempt_count += 1;
         }
+    }
+
+    /// What the gateway added before the client's first byte: the time to
+    /// it, less the upstream's own time to its answer's head.
+    pub fn gateway_micros(&self) -> Option<u32> {
+        self.served_by?;
+        Some(self.first_byte_micros?.saturating_sub(self.upstream_micros))
     }
 
     /// Cost in micro-dollars, when the provider reported usage and the
@@ -229,6 +240,14 @@ impl<'s> Trace<'s> {
         if self.served_by.is_some() {
             out.extend_from_slice(b",\"upstream\":");
             out.extend_from_slice(format!("{:.3}", self.upstream_micros as f64 / 1000.0).as_bytes());
+        }
+        if let Some(first) = self.first_byte_micros {
+            out.extend_from_slice(b",\"ttft\":");
+            out.extend_from_slice(format!("{:.3}", first as f64 / 1000.0).as_bytes());
+            if let Some(added) = self.gateway_micros() {
+                out.extend_from_slice(b",\"gateway\":");
+                out.extend_from_slice(format!("{:.3}", added as f64 / 1000.0).as_bytes());
+            }
         }
         out.extend_from_slice(b"},\"bytes_in\":");
         out.extend_from_slice(n.format(self.bytes_in).as_bytes());

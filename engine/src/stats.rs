@@ -57,6 +57,8 @@ pub struct CoreStats {
     minute: RefCell<HashMap<Owner, MinuteUse>>,
     total: RefCell<Histogram<u64>>,
     upstream: RefCell<Histogram<u64>>,
+    ttft: RefCell<Histogram<u64>>,
+    gateway: RefCell<Histogram<u64>>,
     /// Guardrail hits by team, rule, action and direction.
     guard: RefCell<HashMap<GuardKey, u64>>,
     /// Budget soft thresholds passed, by owner.
@@ -80,6 +82,8 @@ impl Default for CoreStats {
             minute: RefCell::new(HashMap::new()),
             total: RefCell::new(histogram()),
             upstream: RefCell::new(histogram()),
+            ttft: RefCell::new(histogram()),
+            gateway: RefCell::new(histogram()),
             guard: RefCell::new(HashMap::new()),
             soft: RefCell::new(HashMap::new()),
         }
@@ -137,6 +141,8 @@ pub struct Delta {
     pub minute: Vec<(OwnerName, MinuteUse)>,
     pub total: Histogram<u64>,
     pub upstream: Histogram<u64>,
+    pub ttft: Histogram<u64>,
+    pub gateway: Histogram<u64>,
     pub connections: u64,
     pub in_flight: u64,
     pub guard: Vec<(GuardLabels, u64)>,
@@ -189,6 +195,12 @@ impl CoreStats {
         self.total.borrow_mut().saturating_record(micros.max(1));
         if trace.served_by.is_some() && trace.end != End::Rejected {
             self.upstream.borrow_mut().saturating_record((trace.upstream_micros as u64).max(1));
+        }
+        if let Some(first) = trace.first_byte_micros {
+            self.ttft.borrow_mut().saturating_record((first as u64).max(1));
+        }
+        if let Some(added) = trace.gateway_micros() {
+            self.gateway.borrow_mut().saturating_record((added as u64).max(1));
         }
     }
 
@@ -296,6 +308,8 @@ impl CoreStats {
             minute,
             total: take(&self.total),
             upstream: take(&self.upstream),
+            ttft: take(&self.ttft),
+            gateway: take(&self.gateway),
             connections: connections as u64,
             in_flight: in_flight as u64,
             guard,
@@ -323,6 +337,8 @@ pub struct Totals {
     pub spend: SpendSnapshot,
     pub total: Histogram<u64>,
     pub upstream: Histogram<u64>,
+    pub ttft: Histogram<u64>,
+    pub gateway: Histogram<u64>,
     pub workers: BTreeMap<usize, (u64, u64)>,
     pub guard: BTreeMap<GuardLabels, u64>,
     pub soft: BTreeMap<OwnerName, u64>,
@@ -338,6 +354,8 @@ impl Default for Totals {
             spend: SpendSnapshot::default(),
             total: histogram(),
             upstream: histogram(),
+            ttft: histogram(),
+            gateway: histogram(),
             workers: BTreeMap::new(),
             guard: BTreeMap::new(),
             soft: BTreeMap::new(),
@@ -379,6 +397,8 @@ impl Totals {
         }
         let _ = self.total.add(&d.total);
         let _ = self.upstream.add(&d.upstream);
+        let _ = self.ttft.add(&d.ttft);
+        let _ = self.gateway.add(&d.gateway);
         self.workers.insert(d.worker, (d.connections, d.in_flight));
         for (k, n) in d.guard {
             *self.guard.entry(k).or_default() += n;
@@ -501,6 +521,18 @@ impl Totals {
             "tollgate_upstream_duration_seconds",
             "Time from sending upstream to the answer's head.",
             &self.upstream,
+        );
+        histogram_text(
+            &mut out,
+            "tollgate_time_to_first_byte_seconds",
+            "Time from the request's head to the answer's first bytes on the client's socket (first token, for streams).",
+            &self.ttft,
+        );
+        histogram_text(
+            &mut out,
+            "tollgate_gateway_added_seconds",
+            "Time the gateway added before the client's first byte: time to first byte less the upstream's time to its answer's head.",
+            &self.gateway,
         );
         out.push_str("# HELP tollgate_worker_connections Open client connections per worker.\n# TYPE tollgate_worker_connections gauge\n");
         for (w, (c, _)) in &self.workers {

@@ -71,6 +71,8 @@ fn metrics_count_requests_tokens_and_latency() {
     assert_eq!(sample(&samples, "tollgate_tokens_total", &[("team", "e2e"), ("direction", "out")]), Some(48.0));
     assert_eq!(sample(&samples, "tollgate_request_duration_seconds_count", &[]), Some(4.0));
     assert_eq!(sample(&samples, "tollgate_upstream_duration_seconds_count", &[]), Some(3.0));
+    assert_eq!(sample(&samples, "tollgate_time_to_first_byte_seconds_count", &[]), Some(3.0));
+    assert_eq!(sample(&samples, "tollgate_gateway_added_seconds_count", &[]), Some(3.0));
     assert!(sample(&samples, "tollgate_worker_connections", &[("worker", "0")]).is_some());
     assert!(sample(&samples, "tollgate_worker_in_flight", &[("worker", "1")]).is_some());
     assert_eq!(

@@ -81,6 +81,14 @@ fn every_request_leaves_a_record_flushed_on_shutdown() {
     // Integer micro-dollars at $2.50 / $10.00 per million tokens.
     assert_eq!(r["cost_micro_usd"].as_u64().unwrap(), (prompt * 2_500_000 + completion * 10_000_000) / 1_000_000);
     assert!(r["latency_ms"]["total"].as_f64().unwrap() >= r["latency_ms"]["upstream"].as_f64().unwrap());
+    // The latency breakdown: first byte on the client's socket, and what
+    // the gateway added to it beyond the upstream's own time.
+    let (ttft, upstream, added) = (
+        r["latency_ms"]["ttft"].as_f64().unwrap(),
+        r["latency_ms"]["upstream"].as_f64().unwrap(),
+        r["latency_ms"]["gateway"].as_f64().unwrap(),
+    );
+    assert!(ttft >= upstream && (ttft - upstream - added).abs() < 0.01, "{r}");
 
     let s = by(&|r| r["stream"] == true && r["end"] == "completed");
     assert_eq!(s["tokens"]["completion"], 16, "usage read from the stream's usage chunk");

@@ -60,6 +60,9 @@ pub struct RelayEnd {
     /// Completion tokens counted by the gateway in the stream's deltas as
     /// they passed (0 for a JSON answer).
     pub completion_counted: u64,
+    /// When the first bytes of the answer (head and first data) reached the
+    /// client's socket: time to first token, for streams.
+    pub first_write: Option<Instant>,
 }
 
 impl RelayEnd {
@@ -72,6 +75,7 @@ impl RelayEnd {
             end: End::UpstreamFailed,
             usage: None,
             completion_counted: 0,
+            first_write: None,
         }
     }
 }
@@ -186,11 +190,13 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
             }
         };
         end.body_bytes += client.out.len() as u64;
-        if !client.out.is_empty() && iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err()
-        {
-            // The client went away; the upstream connection is mid-answer.
-            end.end = End::ClientGone;
-            return end;
+        if !client.out.is_empty() {
+            if iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err() {
+                // The client went away; the upstream connection is mid-answer.
+                end.end = End::ClientGone;
+                return end;
+            }
+            end.first_write.get_or_insert_with(Instant::now);
         }
         if done {
             break;

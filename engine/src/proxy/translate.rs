@@ -267,11 +267,13 @@ pub async fn relay_translated(
     let body_bytes = out.len() as u64;
     client.out.push(out.freeze());
     let sent = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_ok();
+    let written = Instant::now();
     let mut end = RelayEnd::new(status);
     end.upstream_reusable = upstream_reusable;
     end.client_reusable = sent && !close;
     end.body_bytes = body_bytes;
     end.usage = usage;
+    end.first_write = sent.then_some(written);
     end.end = match (sent, blocked) {
         (false, _) => End::ClientGone,
         (true, true) => End::Blocked,
@@ -541,13 +543,15 @@ async fn relay_stream(
             }
         }
         end.usage = translator.usage();
-        if !client.out.is_empty() && iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err()
-        {
-            if let Some((g, hits)) = guard.as_mut() {
-                g.record(hits);
+        if !client.out.is_empty() {
+            if iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err() {
+                if let Some((g, hits)) = guard.as_mut() {
+                    g.record(hits);
+                }
+                end.end = End::ClientGone;
+                return end;
             }
-            end.end = End::ClientGone;
-            return end;
+            end.first_write.get_or_insert_with(Instant::now);
         }
         if finished {
             break;
