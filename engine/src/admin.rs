@@ -8,6 +8,8 @@
 //! - `POST /admin/reload`: reload now; 200 with the new hash, or 400 with
 //!   every problem in the file (the old configuration keeps serving);
 //! - `GET /metrics`: Prometheus text format, from the merged per-core counts;
+//! - `GET /`: the live dashboard, one self-contained page, polling
+//!   `GET /admin/stats` (the same totals as JSON);
 //! - `GET /healthz`.
 
 use std::io::{Read, Write};
@@ -45,6 +47,9 @@ pub fn start(
     Ok(bound)
 }
 
+/// The live dashboard page, embedded: no CDN, no build step.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 /// The heaviest admin request is a few hundred bytes.
 const ADMIN_HEAD_BYTES_MAX: usize = 16 * 1024;
 
@@ -72,6 +77,12 @@ fn serve(mut stream: TcpStream, reloader: &Mutex<Reloader>, totals: &Mutex<Total
     };
     match (head.method, head.path()) {
         (Method::Get, b"/healthz") => respond(&mut stream, 200, "{\"status\":\"ok\"}"),
+        (Method::Get, b"/") => respond_as(&mut stream, 200, "text/html; charset=utf-8", DASHBOARD),
+        (Method::Get, b"/admin/stats") => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let json = totals.lock().unwrap_or_else(|e| e.into_inner()).dashboard_json(now as u64);
+            respond(&mut stream, 200, &json)
+        }
         (Method::Get, b"/metrics") => {
             let text = totals.lock().unwrap_or_else(|e| e.into_inner()).prometheus();
             respond_as(&mut stream, 200, "text/plain; version=0.0.4", &text)

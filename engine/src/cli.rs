@@ -59,6 +59,7 @@ ADMIN ENDPOINTS ([server].admin_listen, loopback by default):
     POST /admin/reload          reload the configuration; 400 with every problem if invalid
     GET  /admin/config          loaded file, SHA-256, load time, generation
     GET  /metrics               Prometheus text format
+    GET  /                      the live dashboard (polls GET /admin/stats, JSON)
 
 EXIT CODES:
     0 clean shutdown or valid configuration; 1 runtime failure (for example the

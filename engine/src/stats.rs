@@ -417,6 +417,72 @@ impl Totals {
         }
     }
 
+    /// The live dashboard's numbers (`GET /admin/stats`): totals, by team,
+    /// latency percentiles and guardrail hits, as one JSON object.
+    pub fn dashboard_json(&self, now_ms: u64) -> String {
+        let mut out = bytes::BytesMut::new();
+        let mut teams: BTreeMap<&str, (Counts, u64)> = BTreeMap::new();
+        let (mut requests, mut errors, mut cost) = (0, 0, 0);
+        for ((team, _, _, status), c) in &self.counts {
+            let t = teams.entry(team).or_default();
+            t.0.add(c);
+            if *status >= 400 {
+                t.1 += c.requests;
+                errors += c.requests;
+            }
+            requests += c.requests;
+            cost += c.cost_micro_usd;
+        }
+        let ms = |q: f64| {
+            if self.total.is_empty() {
+                0.0
+            } else {
+                self.total.value_at_quantile(q) as f64 / 1000.0
+            }
+        };
+        let in_flight: u64 = self.workers.values().map(|(_, f)| f).sum();
+        out.extend_from_slice(
+            format!(
+                "{{\"ts_ms\":{now_ms},\"requests\":{requests},\"errors\":{errors},\"cost_usd\":{},\"latency_ms\":{{\"p50\":{:.3},\"p95\":{:.3},\"p99\":{:.3}}},\"in_flight\":{in_flight},\"teams\":[",
+                cost as f64 / 1e6,
+                ms(0.50),
+                ms(0.95),
+                ms(0.99)
+            )
+            .as_bytes(),
+        );
+        for (i, (team, (c, errors))) in teams.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b",");
+            }
+            out.extend_from_slice(b"{\"team\":");
+            tollgate_protocol::openai::write_json_string(&mut out, team);
+            out.extend_from_slice(
+                format!(
+                    ",\"requests\":{},\"errors\":{errors},\"tokens_in\":{},\"tokens_out\":{},\"cost_usd\":{}}}",
+                    c.requests,
+                    c.tokens_in,
+                    c.tokens_out,
+                    c.cost_micro_usd as f64 / 1e6
+                )
+                .as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"],\"guardrails\":[");
+        let mut hits: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for ((_, rule, action, _), n) in &self.guard {
+            *hits.entry((rule, action)).or_default() += n;
+        }
+        for (i, ((rule, action), n)) in hits.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b",");
+            }
+            out.extend_from_slice(format!("{{\"rule\":\"{rule}\",\"action\":\"{action}\",\"hits\":{n}}}").as_bytes());
+        }
+        out.extend_from_slice(b"]}");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// The Prometheus text exposition format.
     pub fn prometheus(&self) -> String {
         let mut out = String::new();

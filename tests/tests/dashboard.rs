@@ -1,0 +1,77 @@
+//! The live dashboard on the admin listener: its JSON numbers, and the page
+//! rendered by a real browser (headless Chromium) from a running gateway.
+
+use std::process::Command;
+use std::time::Duration;
+
+use tollgate_e2e::*;
+
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+}
+
+#[test]
+fn the_dashboard_shows_the_gateways_numbers() {
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 2, "")
+        .replace(
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
+        )
+        .replace(
+            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+            "[[guardrail_profiles]]\nname = \"p\"\nresponses = false\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"p\"",
+        );
+    let gw = start_gateway(&config, &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    for _ in 0..3 {
+        assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    }
+    let pii = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"mail ann@example.com"}]}"#;
+    assert_eq!(one_request(gw.addr, &chat_request(pii, "")).status, 200);
+    assert_eq!(one_request(gw.addr, &chat_request("{", "")).status, 400);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let stats = loop {
+        let v = one_request(admin, b"GET /admin/stats HTTP/1.1\r\nHost: a\r\n\r\n").json();
+        if v["requests"] == 5 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(stats["requests"], 5, "{stats}");
+    assert_eq!(stats["errors"], 1);
+    assert_eq!(stats["teams"][0]["team"], "e2e");
+    assert_eq!(stats["teams"][0]["requests"], 5);
+    assert!(stats["cost_usd"].as_f64().unwrap() > 0.0);
+    assert!(stats["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert_eq!(stats["guardrails"][0]["rule"], "pii.email");
+    assert_eq!(stats["guardrails"][0]["hits"], 1);
+
+    let page = one_request(admin, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+    assert!(page.text().contains("/admin/stats") && !page.text().contains("://cdn"), "self-contained");
+
+    let Some(browser) = chromium() else {
+        assert!(std::env::var_os("TOLLGATE_REQUIRE_CHROMIUM").is_none(), "chromium is required");
+        eprintln!("skipped the browser part: no chromium");
+        return;
+    };
+    let url = format!("http://{admin}/");
+    let headless =
+        ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000"];
+    let dom = Command::new(browser).args(headless).arg("--dump-dom").arg(&url).output().expect("chromium runs");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains(r#"id="requests-e2e">5<"#), "the page renders the team's requests:\n{dom}");
+    assert!(dom.contains(r#"<div class="big" id="requests">5<"#), "{dom}");
+    assert!(dom.contains(r#"id="hits-pii.email-redact">1<"#), "{dom}");
+    if let Some(path) = std::env::var_os("TOLLGATE_SCREENSHOT") {
+        let mut shot = std::ffi::OsString::from("--screenshot=");
+        shot.push(&path);
+        let ok = Command::new(browser).args(headless).arg(shot).arg("--window-size=1280,860").arg(&url).status();
+        assert!(ok.is_ok_and(|s| s.success()));
+    }
+}
