@@ -107,7 +107,21 @@ pub struct Trace<'s> {
     /// What the team's guardrail profile found (rules, places and actions;
     /// never the text).
     pub guard_hits: Vec<crate::proxy::guard::Recorded>,
+    /// With `[logging] capture_bodies`: the prompt and the answer, redacted.
+    pub capture: Option<Box<Capture>>,
 }
+
+/// A request's captured bodies, redacted of personal data and secrets.
+#[derive(Debug, Default)]
+pub struct Capture {
+    /// The request body as sent upstream.
+    pub prompt: bytes::Bytes,
+    /// A JSON answer, or a stream's text (up to [`CAPTURE_BYTES_MAX`]).
+    pub answer: Vec<u8>,
+}
+
+/// A captured stream's text is cut here.
+pub const CAPTURE_BYTES_MAX: usize = 64 * 1024;
 
 /// `x-request-id`: the worker, a per-worker sequence, and the worker's start
 /// time, so ids are unique across cores and restarts without coordination.
@@ -146,6 +160,7 @@ impl<'s> Trace<'s> {
             first_byte_micros: None,
             end: End::Completed,
             guard_hits: Vec::new(),
+            capture: None,
         }
     }
 
@@ -280,6 +295,13 @@ impl<'s> Trace<'s> {
                 out.extend_from_slice(b"}");
             }
             out.extend_from_slice(b"]}");
+        }
+        if let Some(c) = &self.capture {
+            out.extend_from_slice(b",\"capture\":{\"prompt\":");
+            write_json_string(out, &String::from_utf8_lossy(&c.prompt));
+            out.extend_from_slice(b",\"answer\":");
+            write_json_string(out, &String::from_utf8_lossy(&c.answer));
+            out.extend_from_slice(b"}");
         }
         out.extend_from_slice(b",\"end\":\"");
         out.extend_from_slice(self.end.as_str().as_bytes());

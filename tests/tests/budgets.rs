@@ -32,6 +32,38 @@ fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
     assert_eq!(one_request(gw.addr, &get("/v1/models")).status, 200);
 }
 
+/// A request refused for its budget leaves a record saying so.
+#[test]
+fn a_refusal_for_budget_is_recorded() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("budget-records");
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
+        .replace(
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
+        )
+        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.01 }");
+    let mut gw = start_gateway(&config, &[], &[]);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 429);
+    gw.signal(libc::SIGTERM);
+    gw.wait_exit(Duration::from_secs(10)).expect("exits");
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(&logs.0).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        lines.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
+    }
+    assert_eq!(lines.len(), 2);
+    let refused = &lines[1];
+    assert_eq!((refused["status"].as_u64(), refused["end"].as_str()), (Some(429), Some("rejected")), "{refused}");
+    assert_eq!(refused["team"], "e2e");
+    assert!(
+        refused["tokens"].is_null() && refused["attempts"].as_array().unwrap().is_empty(),
+        "nothing sent, nothing billed"
+    );
+}
+
 #[test]
 fn a_team_at_its_requests_per_minute_is_refused_with_retry_after() {
     // Minute windows: start early in a minute so the test does not straddle one.

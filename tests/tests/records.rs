@@ -151,3 +151,30 @@ fn streams_are_billed_even_when_the_client_did_not_ask_for_usage() {
         assert!(r["tokens"]["completion"].as_u64().unwrap() > 0, "billed: {r}");
     }
 }
+
+/// With `capture_bodies`, records carry the prompt and the answer (JSON or
+/// a stream's text), redacted of personal data and secrets even for a team
+/// without a guardrail profile.
+#[test]
+fn captured_bodies_are_redacted() {
+    let mock = start_mock(&["--chunks", "5"]);
+    let logs = TempDir::new("capture");
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"\ncapture_bodies = true", logs.0.display()));
+    let mut gw = start_gateway(&config, &[], &[]);
+    let body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"my mail is ann@example.com"}]}"#;
+    let reply = "x-mock-reply: call me at 415-555-2671 please\r\n";
+    assert_eq!(one_request(gw.addr, &chat_request(body, reply)).status, 200);
+    let stream = body.replace("\"messages\"", "\"stream\":true,\"messages\"");
+    assert_eq!(one_request(gw.addr, &chat_request(&stream, reply)).status, 200);
+    gw.signal(libc::SIGTERM);
+    gw.wait_exit(Duration::from_secs(10)).expect("exits");
+    let recs = records(&logs.0);
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        let prompt = r["capture"]["prompt"].as_str().unwrap();
+        let answer = r["capture"]["answer"].as_str().unwrap();
+        assert!(prompt.contains("my mail is [EMAIL]") && !prompt.contains("ann@"), "{prompt}");
+        assert!(answer.contains("call me at [PHONE] please") && !answer.contains("2671"), "{answer}");
+    }
+    assert_eq!(recs[1]["capture"]["answer"], "call me at [PHONE] please", "a stream's text, whole");
+}

@@ -83,6 +83,15 @@ pub async fn chat_completions(
         }
     }
     let answer_guard = guard.map(|(_, g)| g).filter(|g| g.responses);
+    let capture_guard = state.config.capture_guard.as_deref();
+    if let Some(g) = capture_guard {
+        let prompt = match guard::check_request("capture", g, &body, &mut Vec::new()) {
+            Ok(Some(redacted)) => redacted,
+            Ok(None) => body.clone(),
+            Err(_) => bytes::Bytes::from_static(b"(not captured: the body could not be read)"),
+        };
+        trace.capture = Some(Box::new(crate::record::Capture { prompt, answer: Vec::new() }));
+    }
     trace.route = Some(routed.index);
     trace.stream = routed.fields.stream;
     let routing = &state.config.routing;
@@ -133,11 +142,14 @@ pub async fn chat_completions(
                 let end = match (translation, answer_guard) {
                     // Streams are always read (token counts as they pass);
                     // JSON answers go as they come unless guarded.
-                    (Translation::None, None) if !parts.usage_asked && !routed.fields.stream => {
+                    (Translation::None, None)
+                        if !parts.usage_asked && !routed.fields.stream && capture_guard.is_none() =>
+                    {
                         relay::relay(client, &mut conn, response, &answer).await
                     }
                     (translation, answer_guard) => {
                         let hits = &mut trace.guard_hits;
+                        let capture = capture_guard.zip(trace.capture.as_deref_mut().map(|c| &mut c.answer));
                         let strip_usage = parts.usage_asked;
                         let ceiling = ceiling(state, key, routed.route, target, &body);
                         let inspect = translate::Inspect {
@@ -147,6 +159,7 @@ pub async fn chat_completions(
                             strip_usage,
                             ceiling,
                             reservation,
+                            capture,
                         };
                         translate::relay_translated(client, &mut conn, response, &answer, inspect).await?
                     }

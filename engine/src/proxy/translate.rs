@@ -119,6 +119,9 @@ pub struct Inspect<'a, 'g> {
     /// Grown as the stream generates past it; a stream that crosses a
     /// tokens-per-minute limit is ended there.
     pub reservation: Option<&'a crate::worker::Reservation>,
+    /// With `[logging] capture_bodies`: the guard that redacts, and where
+    /// the answer goes.
+    pub capture: Option<(&'g tollgate_policy::guard::Guard, &'a mut Vec<u8>)>,
 }
 
 /// Ceilings on one request's output tokens and cost: a stream that crosses
@@ -149,7 +152,7 @@ pub async fn relay_translated(
     answer: &Answer<'_>,
     inspect: Inspect<'_, '_>,
 ) -> Result<RelayEnd, GatewayError> {
-    let Inspect { translation, guard, hits, strip_usage, ceiling, reservation } = inspect;
+    let Inspect { translation, guard, hits, strip_usage, ceiling, reservation, mut capture } = inspect;
     let Answer { keep_alive, deadline, route, front, .. } = *answer;
     let event_stream = response.status == 200
         && response
@@ -161,8 +164,8 @@ pub async fn relay_translated(
             Translation::ToOpenAi(info) => Stream::ToOpenAi(StreamTranslator::new(now_unix(), info.include_usage)),
             Translation::None => Stream::Identity { front, done: false, usage: None, strip_usage },
         };
-        let guard = guard.map(|g| (EventGuard::new(g), hits));
-        return Ok(relay_stream(client, up, response, answer, stream, guard, (ceiling, reservation)).await);
+        let stages = StreamStages { guard: guard.map(|g| (EventGuard::new(g), hits)), ceiling, reservation, capture };
+        return Ok(relay_stream(client, up, response, answer, stream, stages).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -259,6 +262,13 @@ pub async fn relay_translated(
             blocked = true;
         }
     }
+    if let Some((g, answer)) = capture.as_mut() {
+        // What the client gets, redacted.
+        let mut copy = out.clone();
+        if let Checked::Pass = super::guard::check_answer(g, &mut copy, &mut Vec::new()) {
+            answer.extend_from_slice(&copy);
+        }
+    }
     let upstream_reusable = response.keep_alive && up.buf.is_empty();
     let close = !keep_alive;
     // A rate-limited client keeps its back-off hint.
@@ -339,6 +349,14 @@ fn push_chunk(client: &mut Client, data: Bytes) {
     client.out.push(Bytes::copy_from_slice(&hdr[..n]));
     client.out.push(data);
     client.out.push(Bytes::from_static(CHUNK_END));
+}
+
+/// What a stream goes through besides translation.
+struct StreamStages<'a, 'g> {
+    guard: Option<(EventGuard<'g>, &'a mut Vec<Recorded>)>,
+    ceiling: Option<Ceiling>,
+    reservation: Option<&'a crate::worker::Reservation>,
+    capture: Option<(&'g tollgate_policy::guard::Guard, &'a mut Vec<u8>)>,
 }
 
 /// A stream translator for either direction, or none (the events of a
@@ -455,9 +473,9 @@ async fn relay_stream(
     response: ResponseHead,
     answer: &Answer<'_>,
     mut translator: Stream,
-    mut guard: Option<(EventGuard<'_>, &mut Vec<Recorded>)>,
-    (ceiling, reservation): (Option<Ceiling>, Option<&crate::worker::Reservation>),
+    stages: StreamStages<'_, '_>,
 ) -> RelayEnd {
+    let StreamStages { mut guard, ceiling, reservation, mut capture } = stages;
     let Answer { deadline, route, .. } = *answer;
     // HTTP/1.0 has no chunked encoding: the stream ends with the connection.
     let http10 = answer.request.minor_version == 0;
@@ -501,6 +519,9 @@ async fn relay_stream(
                             Some((g, _)) => blocked = g.event(ev, &mut passed).is_err(),
                         }
                         for ev in passed.drain(..) {
+                            if let Some((_, answer)) = capture.as_mut() {
+                                delta_text(&ev.data, answer);
+                            }
                             if translator.event(&ev, &mut out).is_err() {
                                 failed = true;
                             }
@@ -560,6 +581,9 @@ async fn relay_stream(
     if let Some((g, hits)) = guard.as_mut() {
         g.record(hits);
     }
+    if let Some((g, answer)) = capture {
+        redact_text(g, answer);
+    }
     end.upstream_reusable = !failed && !blocked && !capped && reader.done && response.keep_alive && up.buf.is_empty();
     end.client_reusable = keep_alive && !failed;
     end.end = if failed {
@@ -572,6 +596,29 @@ async fn relay_stream(
         End::Completed
     };
     end
+}
+
+/// Appends the texts of one stream event to a capture, up to its bound.
+fn delta_text(data: &[u8], answer: &mut Vec<u8>) {
+    const TEXT: &[&[u8]] = &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"reasoning_content"];
+    let _ = tollgate_protocol::json::string_values(data, |key, v| {
+        if TEXT.contains(&key) && answer.len() < crate::record::CAPTURE_BYTES_MAX {
+            let _ = tollgate_protocol::json::unescape(&data[v.raw.clone()], answer);
+        }
+    });
+    answer.truncate(crate::record::CAPTURE_BYTES_MAX);
+}
+
+/// Redacts a captured stream's text in place.
+fn redact_text(g: &tollgate_policy::guard::Guard, text: &mut Vec<u8>) {
+    let mut findings = tollgate_policy::guard::Findings::default();
+    g.scan(text, tollgate_policy::guard::Direction::Response, true, &mut findings);
+    findings.file(0);
+    if findings.redacts() {
+        let mut out = Vec::with_capacity(text.len());
+        tollgate_policy::guard::redact(text, 0, findings.all.iter().map(|(_, h)| h), &mut out);
+        *text = out;
+    }
 }
 
 /// Tokens in the texts one stream event carries (OpenAI `content` and

@@ -38,6 +38,9 @@ pub struct Config {
     /// `http://host:port/path` that budget soft-threshold alerts are
     /// POSTed to (read at start).
     pub alert_webhook: Option<String>,
+    /// With `[logging] capture_bodies`: the guard that redacts personal
+    /// data and secrets from captured prompts and answers.
+    pub capture_guard: Option<std::sync::Arc<crate::guard::Guard>>,
     /// Where the text came from and its SHA-256, for the admin listener.
     pub source: Source,
 }

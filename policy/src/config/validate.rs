@@ -86,6 +86,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
             logging,
             routing,
             alert_webhook,
+            capture_guard: logging_capture_guard(raw.logging.capture_bodies),
             source: Source { file: file.to_string(), sha256: hex(&Sha256::digest(text.as_bytes())) },
         }),
         _ => Err(ConfigError { problems: report.problems }),
@@ -420,6 +421,22 @@ fn usd(v: &Spanned<f64>, report: &mut Report<'_>) -> MicroUsd {
         return 0;
     }
     (x * 1e6).round() as MicroUsd
+}
+
+/// Captured bodies are redacted of every kind of personal data and secret,
+/// whatever the team's own profile does.
+fn logging_capture_guard(on: bool) -> Option<std::sync::Arc<crate::guard::Guard>> {
+    use crate::guard::{Action, Category, Detector, Guard, ProfileSpec};
+    if !on {
+        return None;
+    }
+    let mut spec = ProfileSpec { name: "capture".into(), responses: true, ..ProfileSpec::default() };
+    for d in Detector::ALL {
+        if d.category() != Category::Injection {
+            spec.actions[d as usize] = Some(Action::Redact);
+        }
+    }
+    Guard::compile(&spec).ok().map(std::sync::Arc::new)
 }
 
 fn validate_profiles(raw: &[RawGuardrailProfile], report: &mut Report<'_>) -> Vec<GuardrailProfile> {
