@@ -33,6 +33,7 @@ pub mod report;
 pub mod respond;
 pub mod server;
 pub mod stats;
+pub mod systemd;
 pub mod tls;
 pub mod upstream;
 pub mod worker;

@@ -42,7 +42,11 @@ pub fn serve(args: ServeArgs) -> i32 {
         config.server.workers = n;
     }
     match start(config, source, args.driver) {
-        Ok(running) => running.wait(),
+        Ok(running) => {
+            crate::systemd::notify("READY=1\nSTATUS=serving");
+            crate::systemd::start_watchdog();
+            running.wait()
+        }
         Err(e) => {
             tracing::error!("{e}");
             1
@@ -68,7 +72,9 @@ impl Running {
         loop {
             match wait_signal() {
                 libc::SIGHUP => {
+                    crate::systemd::reloading();
                     let result = self.reloader.lock().unwrap_or_else(|e| e.into_inner()).reload();
+                    crate::systemd::notify("READY=1\nSTATUS=serving");
                     match result {
                         Ok(r) => {
                             for note in &r.notes {
@@ -83,6 +89,7 @@ impl Running {
                 }
                 sig => {
                     tracing::info!(signal = sig, "draining: no new requests, waiting for requests in flight");
+                    crate::systemd::notify("STOPPING=1\nSTATUS=draining");
                     break;
                 }
             }
