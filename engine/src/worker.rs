@@ -163,6 +163,8 @@ pub struct Worker {
     idle: RefCell<Canceller>,
     connections: Cell<usize>,
     in_flight: Cell<usize>,
+    /// Open connections by client address (kept only with a per-client cap).
+    per_client: RefCell<HashMap<std::net::IpAddr, usize>>,
 }
 
 impl Worker {
@@ -191,6 +193,7 @@ impl Worker {
             idle: RefCell::new(Canceller::new()),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
+            per_client: RefCell::new(HashMap::new()),
         }
     }
 
@@ -343,9 +346,24 @@ impl Worker {
         }
     }
 
-    pub fn track_connection(self: &Rc<Self>) -> Tracked {
+    /// Counts an accepted connection from `client`; `None` when the worker
+    /// or that client is at its cap.
+    pub fn track_connection(self: &Rc<Self>, client: std::net::IpAddr) -> Option<Tracked> {
+        let server = &self.state().config.server;
+        if self.connections.get() >= server.connections_per_worker_max {
+            return None;
+        }
+        let per_client = server.connections_per_client_max;
+        if per_client > 0 {
+            let mut m = self.per_client.borrow_mut();
+            let n = m.entry(client).or_default();
+            if *n >= per_client {
+                return None;
+            }
+            *n += 1;
+        }
         self.connections.set(self.connections.get() + 1);
-        Tracked { worker: self.clone(), which: Which::Connection }
+        Some(Tracked { worker: self.clone(), which: Which::Connection(per_client > 0, client) })
     }
 
     pub fn track_request(self: &Rc<Self>) -> Tracked {
@@ -400,7 +418,8 @@ impl Drop for Reservation {
 }
 
 enum Which {
-    Connection,
+    /// Whether the client's count is kept, and the client.
+    Connection(bool, std::net::IpAddr),
     Request,
 }
 
@@ -413,7 +432,18 @@ pub struct Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         let c = match self.which {
-            Which::Connection => &self.worker.connections,
+            Which::Connection(counted, client) => {
+                if counted {
+                    let mut m = self.worker.per_client.borrow_mut();
+                    if let Some(n) = m.get_mut(&client) {
+                        *n -= 1;
+                        if *n == 0 {
+                            m.remove(&client);
+                        }
+                    }
+                }
+                &self.worker.connections
+            }
             Which::Request => &self.worker.in_flight,
         };
         c.set(c.get() - 1);
@@ -463,15 +493,15 @@ pub async fn run(worker: Rc<Worker>, listener: std::net::TcpListener, shutdown: 
 async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
     loop {
         match listener.cancelable_accept(worker.idle_handle()).await {
-            Ok((stream, _peer)) => {
-                if worker.connections() >= worker.state().config.server.connections_per_worker_max {
-                    // Over the cap: closing at once is cheaper for everyone
-                    // than a connection that waits.
+            Ok((stream, peer)) => {
+                let Some(open) = worker.track_connection(peer.ip()) else {
+                    // Over a cap (the worker's, or this client's): closing
+                    // at once is cheaper for everyone than a connection
+                    // that waits.
                     drop(stream);
                     continue;
-                }
+                };
                 let _ = stream.set_nodelay(true);
-                let open = worker.track_connection();
                 monoio::spawn(crate::conn::serve(worker.clone(), stream, open));
             }
             Err(_) if worker.is_draining() => break,

@@ -200,6 +200,38 @@ fn slow_and_idle_clients_are_timed_out() {
     assert!(start.elapsed() >= Duration::from_millis(250), "closed before the idle time-out");
 }
 
+/// One client address may hold at most `connections_per_client_max`
+/// connections per worker.
+#[test]
+fn connections_over_the_per_client_cap_are_closed_at_once() {
+    let (_mock, gw) = pair(&[], 1, "connections_per_client_max = 2");
+    let held: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut c = Client::connect(gw.addr);
+            c.send(&chat_request(SMALL_CHAT, ""));
+            assert_eq!(c.read_response().expect("response under the cap").status, 200);
+            c
+        })
+        .collect();
+    let mut over = Client::connect(gw.addr);
+    assert!(over.is_closed(), "a third connection from 127.0.0.1 should be closed");
+    // A slot this client frees takes its next connection.
+    let mut held = held;
+    held.pop();
+    let limit = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = Client::connect(gw.addr);
+        let sent = c.stream.write_all(&chat_request(SMALL_CHAT, "")).is_ok();
+        if let Some(r) = c.read_response().filter(|_| sent) {
+            assert_eq!(r.status, 200);
+            break;
+        }
+        assert!(Instant::now() < limit, "the freed slot was never reused");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(held);
+}
+
 #[test]
 fn connections_over_the_per_worker_cap_are_closed_at_once() {
     let (_mock, gw) = pair(&[], 1, "connections_per_worker_max = 2");

@@ -178,3 +178,36 @@ fn captured_bodies_are_redacted() {
     }
     assert_eq!(recs[1]["capture"]["answer"], "call me at [PHONE] please", "a stream's text, whole");
 }
+
+/// SIGTERM under load: every request in flight completes, and every one
+/// leaves its record (with its tokens) before the process exits.
+#[test]
+fn sigterm_under_load_completes_every_request_and_flushes_every_record() {
+    let mock = start_mock(&["--chunks", "6", "--chunk-delay-ms", "60"]);
+    let logs = TempDir::new("sigterm-load");
+    let config = config_for(mock.addr, 2, &format!("[logging]\ndir = \"{}\"", logs.0.display()));
+    let mut gw = start_gateway(&config, &[], &[]);
+    let addr = gw.addr;
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let body = if i % 2 == 0 { STREAM_CHAT } else { SMALL_CHAT };
+                let r = one_request(addr, &chat_request(body, "x-mock-latency-ms: 300\r\n"));
+                (r.status, i % 2 == 1 || sse_data(&r.body).last().map(String::as_str) == Some("[DONE]"))
+            })
+        })
+        .collect();
+    // Every request is connected and waiting on the upstream's 300 ms.
+    std::thread::sleep(Duration::from_millis(150));
+    gw.signal(libc::SIGTERM);
+    for c in clients {
+        assert_eq!(c.join().unwrap(), (200, true), "every request in flight completes");
+    }
+    assert!(gw.wait_exit(Duration::from_secs(15)).expect("exits").success());
+    let recs = records(&logs.0);
+    assert_eq!(recs.len(), 16, "every record flushed");
+    assert!(
+        recs.iter().all(|r| r["end"] == "completed" && r["tokens"]["completion"].as_u64() == Some(16)),
+        "{recs:#?}"
+    );
+}

@@ -62,6 +62,8 @@ pub struct Server {
     pub uri_bytes_max: usize,
     pub body_bytes_max: usize,
     pub connections_per_worker_max: usize,
+    /// Connections one client address may hold on one worker; 0: no cap.
+    pub connections_per_client_max: usize,
     /// Where spend is kept across restarts; `None`: in memory only.
     pub ledger_file: Option<String>,
     pub timeouts: Timeouts,

@@ -70,6 +70,7 @@ pub struct RawServer {
     pub uri_bytes_max: usize,
     pub body_bytes_max: usize,
     pub connections_per_worker_max: usize,
+    pub connections_per_client_max: usize,
     pub ledger_file: Option<String>,
     pub timeouts: RawTimeouts,
 }
@@ -84,6 +85,7 @@ impl Default for RawServer {
             uri_bytes_max: 8 * 1024,
             body_bytes_max: 8 * 1024 * 1024,
             connections_per_worker_max: 16 * 1024,
+            connections_per_client_max: 0,
             ledger_file: None,
             timeouts: RawTimeouts::default(),
         }

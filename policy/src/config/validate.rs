@@ -147,6 +147,7 @@ fn validate_server(raw: &RawServer, report: &mut Report<'_>) -> Option<Server> {
         uri_bytes_max: raw.uri_bytes_max.max(256),
         body_bytes_max: raw.body_bytes_max,
         connections_per_worker_max: raw.connections_per_worker_max.max(1),
+        connections_per_client_max: raw.connections_per_client_max,
         ledger_file: raw.ledger_file.clone(),
         timeouts: Timeouts {
             head_read: ms(t.head_read_ms),
