@@ -65,3 +65,31 @@ wrk_summary() {
     / 50%/ { p50=us($2) } / 99%/ { p99=us($2) } /Requests\/sec/ { rps=$2 }
     END { printf "%d %d %d\n", rps, p50, p99 }'
 }
+
+# Starts one-worker gateways on CPU 0 from $work/NAME.toml for each NAME
+# given, and waits until each listens.
+start_gateways() {
+  for name in "$@"; do
+    taskset -c 0 ./target/release/tollgate --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
+  done
+  sleep 1
+  for name in "$@"; do grep -q "tollgate listening" "$work/$name.log" || { cat "$work/$name.log"; exit 1; }; done
+}
+
+# Alternates wrk (-t1 -c32, on CPU 1) over NAME:PORT targets for $ROUNDS
+# rounds of $SECS seconds with the Lua script $1, then prints the medians.
+# Usage: wrk_rounds SCRIPT "DESCRIPTION" NAME:PORT...
+wrk_rounds() {
+  local script=$1 what=$2 t out
+  shift 2
+  declare -A rows=()
+  for _ in $(seq "$ROUNDS"); do
+    for t in "$@"; do
+      out=$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s "$script" "http://127.0.0.1:${t#*:}/v1/chat/completions")
+      rows[${t%:*}]+="$(echo "$out" | wrk_summary)"$'\n'
+    done
+  done
+  echo "wrk -t1 -c32 -d${SECS}s, $what, $ROUNDS rounds, medians"
+  printf "%-10s %8s %8s %8s\n" target req/s p50_us p99_us
+  for t in "$@"; do median_row 10 "${t%:*}" "${rows[${t%:*}]}"; done
+}

@@ -27,19 +27,6 @@ taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 
   bench_team_key | sed 's/^models = \["\*"\]$/models = ["*"]\nguardrails = "all"\nbudget = { daily_usd = 100000.0, monthly_usd = 1000000.0, request_usd = 1.0, request_output_tokens = 100000 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }/'
   printf 'budget = { daily_usd = 100000.0 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }\n'
 } >"$work/governed.toml"
-taskset -c 0 ./target/release/tollgate --config "$work/plain.toml" >"$work/plain.log" 2>&1 &
-taskset -c 0 ./target/release/tollgate --config "$work/governed.toml" >"$work/governed.log" 2>&1 &
-sleep 1
-for f in plain governed; do grep -q "tollgate listening" "$work/$f.log" || { cat "$work/$f.log"; exit 1; }; done
-
-declare -A rows=()
-for r in $(seq "$ROUNDS"); do
-  for t in mock:9100 plain:9200 governed:9201; do
-    out=$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s bench/scripts/chat.lua "http://127.0.0.1:${t#*:}/v1/chat/completions")
-    rows[${t%:*}]+="$(echo "$out" | wrk_summary)"$'\n'
-  done
-done
-echo "wrk -t1 -c32 -d${SECS}s, small chat requests, $ROUNDS rounds, medians"
-printf "%-10s %8s %8s %8s\n" target req/s p50_us p99_us
-for t in mock plain governed; do median_row 10 "$t" "${rows[$t]}"; done
+start_gateways plain governed
+wrk_rounds bench/scripts/chat.lua "small chat requests" mock:9100 plain:9200 governed:9201
 echo "records written: $(cat "$work"/records/* 2>/dev/null | wc -l)"

@@ -18,18 +18,5 @@ taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 
 { gateway_server 127.0.0.1:9201; mock_route 9100
   printf '[[guardrail_profiles]]\nname = "all"\npii = "redact"\nsecrets = "block"\ninjection = "block"\nresponses = true\n'
   bench_team_key | sed 's/^models = \["\*"\]$/models = ["*"]\nguardrails = "all"/'; } >"$work/guard.toml"
-taskset -c 0 ./target/release/tollgate --config "$work/plain.toml" >"$work/plain.log" 2>&1 &
-taskset -c 0 ./target/release/tollgate --config "$work/guard.toml" >"$work/guard.log" 2>&1 &
-sleep 1
-for f in plain guard; do grep -q "tollgate listening" "$work/$f.log" || { cat "$work/$f.log"; exit 1; }; done
-
-declare -A rows=()
-for r in $(seq "$ROUNDS"); do
-  for t in mock:9100 plain:9200 guarded:9201; do
-    out=$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s bench/scripts/chat2k.lua "http://127.0.0.1:${t#*:}/v1/chat/completions")
-    rows[${t%:*}]+="$(echo "$out" | wrk_summary)"$'\n'
-  done
-done
-echo "wrk -t1 -c32 -d${SECS}s, 2 KB prompt, $ROUNDS rounds, medians"
-printf "%-10s %8s %8s %8s\n" target req/s p50_us p99_us
-for t in mock plain guarded; do median_row 10 "$t" "${rows[$t]}"; done
+start_gateways plain guard
+wrk_rounds bench/scripts/chat2k.lua "2 KB prompt" mock:9100 plain:9200 guarded:9201

@@ -114,8 +114,9 @@ fn hex4(raw: &[u8], at: usize) -> Result<u32, Malformed> {
     })
 }
 
-/// Writes `text` as the content of a JSON string (without quotes).
-pub fn escape(text: &[u8], out: &mut Vec<u8>) {
+/// Writes `text` as the content of a JSON string (without quotes): `"`,
+/// `\\` and control characters escaped, everything else as it is.
+pub fn escape(text: &[u8], out: &mut impl bytes::BufMut) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut at = 0;
     for (i, &b) in text.iter().enumerate() {
@@ -126,18 +127,18 @@ pub fn escape(text: &[u8], out: &mut Vec<u8>) {
             b'\r' => b"\\r",
             b'\t' => b"\\t",
             0..=0x1f => {
-                out.extend_from_slice(&text[at..i]);
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+                out.put_slice(&text[at..i]);
+                out.put_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
                 at = i + 1;
                 continue;
             }
             _ => continue,
         };
-        out.extend_from_slice(&text[at..i]);
-        out.extend_from_slice(esc);
+        out.put_slice(&text[at..i]);
+        out.put_slice(esc);
         at = i + 1;
     }
-    out.extend_from_slice(&text[at..]);
+    out.put_slice(&text[at..]);
 }
 
 #[cfg(test)]

@@ -200,69 +200,57 @@ fn slow_and_idle_clients_are_timed_out() {
     assert!(start.elapsed() >= Duration::from_millis(250), "closed before the idle time-out");
 }
 
-/// One client address may hold at most `connections_per_client_max`
-/// connections per worker.
-#[test]
-fn connections_over_the_per_client_cap_are_closed_at_once() {
-    let (_mock, gw) = pair(&[], 1, "connections_per_client_max = 2");
-    let held: Vec<Client> = (0..2)
+/// Two connections, each served once and held open.
+fn hold_two(gw: &Proc) -> Vec<Client> {
+    (0..2)
         .map(|_| {
             let mut c = Client::connect(gw.addr);
             c.send(&chat_request(SMALL_CHAT, ""));
             assert_eq!(c.read_response().expect("response under the cap").status, 200);
             c
         })
-        .collect();
-    let mut over = Client::connect(gw.addr);
-    assert!(over.is_closed(), "a third connection from 127.0.0.1 should be closed");
-    // A slot this client frees takes its next connection.
-    let mut held = held;
-    held.pop();
+        .collect()
+}
+
+/// A new connection is served once a slot is free (the gateway may close
+/// one that raced the release before its write lands).
+fn a_freed_slot_is_reused(gw: &Proc) {
     let limit = Instant::now() + Duration::from_secs(5);
     loop {
         let mut c = Client::connect(gw.addr);
         let sent = c.stream.write_all(&chat_request(SMALL_CHAT, "")).is_ok();
         if let Some(r) = c.read_response().filter(|_| sent) {
             assert_eq!(r.status, 200);
-            break;
+            return;
         }
         assert!(Instant::now() < limit, "the freed slot was never reused");
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop(held);
+}
+
+/// One client address may hold at most `connections_per_client_max`
+/// connections per worker.
+#[test]
+fn connections_over_the_per_client_cap_are_closed_at_once() {
+    let (_mock, gw) = pair(&[], 1, "connections_per_client_max = 2");
+    let mut held = hold_two(&gw);
+    let mut over = Client::connect(gw.addr);
+    assert!(over.is_closed(), "a third connection from 127.0.0.1 should be closed");
+    held.pop();
+    a_freed_slot_is_reused(&gw);
 }
 
 #[test]
 fn connections_over_the_per_worker_cap_are_closed_at_once() {
     let (_mock, gw) = pair(&[], 1, "connections_per_worker_max = 2");
-    let mut held: Vec<Client> = (0..2)
-        .map(|_| {
-            let mut c = Client::connect(gw.addr);
-            c.send(&chat_request(SMALL_CHAT, ""));
-            assert_eq!(c.read_response().expect("response under the cap").status, 200);
-            c
-        })
-        .collect();
+    let mut held = hold_two(&gw);
     let mut over = Client::connect(gw.addr);
     assert!(over.is_closed(), "a third connection should be closed by a worker capped at two");
     // The held connections keep working, and a freed slot takes a new one.
     held[0].send(&chat_request(SMALL_CHAT, ""));
     assert_eq!(held[0].read_response().expect("held connection").status, 200);
     held.pop();
-    let limit = Instant::now() + Duration::from_secs(5);
-    loop {
-        // The gateway may close this one before the write lands.
-        let mut c = Client::connect(gw.addr);
-        let sent = c.stream.write_all(&chat_request(SMALL_CHAT, "")).is_ok();
-        match c.read_response().filter(|_| sent) {
-            Some(r) => {
-                assert_eq!(r.status, 200);
-                break;
-            }
-            None => assert!(Instant::now() < limit, "the freed slot was never reused"),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    a_freed_slot_is_reused(&gw);
 }
 
 #[test]
