@@ -216,6 +216,8 @@ impl<'s> Trace<'s> {
             }
             out.extend_from_slice(b"{\"provider\":");
             write_json_string(out, provider(a.target).unwrap_or(""));
+            out.extend_from_slice(b",\"upstream_model\":");
+            write_json_string(out, target(a.target).map_or("", |t| t.upstream_model.as_str()));
             match a.outcome {
                 Ok(status) => {
                     out.extend_from_slice(b",\"status\":");

@@ -96,6 +96,7 @@ fn every_request_leaves_a_record_flushed_on_shutdown() {
     let f = by(&|r| r["model"] == "fb");
     let attempts = f["attempts"].as_array().unwrap();
     assert_eq!(attempts[0]["provider"], "dead");
+    assert_eq!(attempts[0]["upstream_model"], "fb");
     assert_eq!(attempts[0]["error"], "upstream_unreachable");
     assert_eq!(attempts.last().unwrap()["status"], 200);
     assert_eq!(f["provider"], "up");
