@@ -14,7 +14,7 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 ITERATIONS=100
 cargo build --release -q -p tollgate-bench --bin tollgate-pipeline
 out=$(mktemp)
-valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='*tollgate_pipeline*iterate*' \
+valgrind --tool=callgrind --callgrind-out-file="$out" --toggle-collect='*pipeline*iterate*' \
   ./target/release/tollgate-pipeline "$ITERATIONS" >/dev/null 2>"$out.log"
 total=$(awk '/^(summary|totals):/ {print $2}' "$out" | tail -1)
 rm -f "$out" "$out.log"

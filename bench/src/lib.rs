@@ -1,6 +1,8 @@
 //! Realistic inputs for Tollgate's benchmarks, shared by the criterion
 //! benches so that every stage is measured on the same bytes.
 
+pub mod pipeline;
+
 /// A request head as the OpenAI Python SDK sends it.
 pub const CHAT_HEAD: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\n\
 Host: 127.0.0.1:8080\r\n\
