@@ -144,10 +144,7 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
     let key = match authenticate(state, &head) {
         Ok(key) => key,
         Err(e) => {
-            trace.status = e.status();
-            trace.end = End::Rejected;
-            w.recorder.record(&trace, state);
-            w.stats.count(&trace, state);
+            refused(w, state, &mut trace, client, &e);
             return answer_locally(client, buf, &head, keep_alive, Local::Error(e), json).await;
         }
     };
@@ -155,50 +152,29 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
     let limited = within_budget(w, state, key).and_then(|()| within_rate_limit(w, state, key, &trace, 0));
     client.rate = limited.as_ref().ok().copied().flatten().or_else(|| client.rate.take());
     if let Err(e) = limited {
-        if let GatewayError::RateLimited(r) = &e {
-            client.retry_after = Some(r.retry_after);
-        }
-        trace.status = e.status();
-        trace.end = End::Rejected;
-        w.recorder.record(&trace, state);
-        w.stats.count(&trace, state);
+        refused(w, state, &mut trace, client, &e);
         return answer_locally(client, buf, &head, keep_alive, Local::Error(e), json).await;
     }
     let body = match read_body(state, client, buf, &head, started).await {
         Ok(b) => b,
         Err(e) => {
-            trace.status = e.status();
-            trace.end = End::Rejected;
-            w.recorder.record(&trace, state);
-            w.stats.count(&trace, state);
+            refused(w, state, &mut trace, client, &e);
             client.send_error(&e, true).await;
             return false;
         }
     };
     trace.bytes_in = body.len() as u64;
-    // Tokens-per-minute: the prompt and the most it may generate are
-    // reserved before anything is sent, so the request that would cross a
-    // limit is the one refused; its real use replaces the reservation.
-    if let Err(e) = affordable(w, state, key, &body) {
-        trace.status = e.status();
-        trace.end = End::Rejected;
-        w.recorder.record(&trace, state);
-        w.stats.count(&trace, state);
-        return client.send_error(&e, !keep_alive).await && keep_alive;
-    }
-    let reservation = match reserve_tokens(w, state, key, &body, &trace) {
+    // A budget nearly spent prices the request before it is sent; a
+    // tokens-per-minute limit reserves its prompt and the most it may
+    // generate, so the request that would cross a limit is the one refused.
+    let reserved = affordable(w, state, key, &body).and_then(|()| reserve_tokens(w, state, key, &body, &trace));
+    let reservation = match reserved {
         Ok((reservation, rate)) => {
             client.rate = rate.or(client.rate);
             reservation
         }
         Err(e) => {
-            if let GatewayError::RateLimited(r) = &e {
-                client.retry_after = Some(r.retry_after);
-            }
-            trace.status = e.status();
-            trace.end = End::Rejected;
-            w.recorder.record(&trace, state);
-            w.stats.count(&trace, state);
+            refused(w, state, &mut trace, client, &e);
             return client.send_error(&e, !keep_alive).await && keep_alive;
         }
     };
@@ -229,6 +205,18 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
     w.recorder.record(&trace, state);
     w.stats.count(&trace, state);
     reusable
+}
+
+/// Records a request refused before anything was sent (a rate limit's
+/// refusal carries its back-off hint to the answer).
+fn refused(w: &Worker, state: &CoreState, trace: &mut Trace<'_>, client: &mut Client, e: &GatewayError) {
+    if let GatewayError::RateLimited(r) = e {
+        client.retry_after = Some(r.retry_after);
+    }
+    trace.status = e.status();
+    trace.end = End::Rejected;
+    w.recorder.record(trace, state);
+    w.stats.count(trace, state);
 }
 
 /// The budget phase: the key's team and the key itself must be under their
