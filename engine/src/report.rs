@@ -117,24 +117,33 @@ pub fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 pub fn build(opts: &ReportOptions) -> std::io::Result<Report> {
     let mut report = Report { groups: BTreeMap::new(), lines: 0, bad_lines: 0 };
+    each_line(&opts.inputs, |line| {
+        report.lines += 1;
+        if add(&mut report, line, opts).is_none() {
+            report.bad_lines += 1;
+        }
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+/// Streams the non-blank lines of the record files, in order, through one
+/// reused buffer: a month of records is never held in memory.
+fn each_line(inputs: &[PathBuf], mut f: impl FnMut(&mut Vec<u8>) -> std::io::Result<()>) -> std::io::Result<()> {
     let mut line = Vec::with_capacity(1024);
-    for path in &opts.inputs {
+    for path in inputs {
         let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
         loop {
             line.clear();
             if reader.read_until(b'\n', &mut line)? == 0 {
                 break;
             }
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            report.lines += 1;
-            if add(&mut report, &mut line, opts).is_none() {
-                report.bad_lines += 1;
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                f(&mut line)?;
             }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 fn add(report: &mut Report, line: &mut [u8], opts: &ReportOptions) -> Option<()> {
@@ -181,7 +190,6 @@ fn add(report: &mut Report, line: &mut [u8], opts: &ReportOptions) -> Option<()>
 /// or answer) and what the gateway did (actions, how the request ended).
 /// Streamed: nothing is held but one line. Returns the rows written.
 pub fn audit(opts: &ReportOptions, out: &mut dyn std::io::Write) -> std::io::Result<u64> {
-    let mut line = Vec::with_capacity(1024);
     let mut rows = 0;
     match opts.format {
         Format::Table => writeln!(
@@ -192,87 +200,81 @@ pub fn audit(opts: &ReportOptions, out: &mut dyn std::io::Write) -> std::io::Res
         Format::Csv => writeln!(out, "ts,team,key,model,provider,status,end,rule,action,in")?,
         Format::Json => {}
     }
-    for path in &opts.inputs {
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?);
-        loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 {
-                break;
+    each_line(&opts.inputs, |line| {
+        let Ok(v) = simd_json::to_borrowed_value(line) else { return Ok(()) };
+        let Some(hits) = v.get("guardrails").and_then(|g| g.get("hits")).and_then(|h| h.as_array()) else {
+            return Ok(());
+        };
+        let ts = v.get("ts").and_then(|x| x.as_u64()).unwrap_or(0);
+        if hits.is_empty() || opts.since_ms.is_some_and(|s| ts < s) || opts.until_ms.is_some_and(|u| ts >= u) {
+            return Ok(());
+        }
+        let field = |name: &str| v.get(name).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+        let status = v.get("status").and_then(|x| x.as_u64()).unwrap_or(0);
+        let hit = |h: &simd_json::BorrowedValue<'_>, name: &str| {
+            h.get(name).and_then(|x| x.as_str()).unwrap_or("-").to_string()
+        };
+        rows += 1;
+        match opts.format {
+            Format::Table => {
+                let rules: Vec<String> = hits
+                    .iter()
+                    .map(|h| format!("{} ({}, {})", hit(h, "rule"), hit(h, "action"), hit(h, "in")))
+                    .collect();
+                writeln!(
+                    out,
+                    "{:<20} {:<14} {:<14} {:<18} {:<10} {:<9} {}",
+                    utc(ts),
+                    field("team"),
+                    field("key"),
+                    field("model"),
+                    field("end"),
+                    status,
+                    rules.join(", ")
+                )?;
             }
-            let Ok(v) = simd_json::to_borrowed_value(&mut line) else { continue };
-            let Some(hits) = v.get("guardrails").and_then(|g| g.get("hits")).and_then(|h| h.as_array()) else {
-                continue;
-            };
-            let ts = v.get("ts").and_then(|x| x.as_u64()).unwrap_or(0);
-            if hits.is_empty() || opts.since_ms.is_some_and(|s| ts < s) || opts.until_ms.is_some_and(|u| ts >= u) {
-                continue;
-            }
-            let field = |name: &str| v.get(name).and_then(|x| x.as_str()).unwrap_or("-").to_string();
-            let status = v.get("status").and_then(|x| x.as_u64()).unwrap_or(0);
-            let hit = |h: &simd_json::BorrowedValue<'_>, name: &str| {
-                h.get(name).and_then(|x| x.as_str()).unwrap_or("-").to_string()
-            };
-            rows += 1;
-            match opts.format {
-                Format::Table => {
-                    let rules: Vec<String> = hits
-                        .iter()
-                        .map(|h| format!("{} ({}, {})", hit(h, "rule"), hit(h, "action"), hit(h, "in")))
-                        .collect();
+            Format::Csv => {
+                for h in hits {
                     writeln!(
                         out,
-                        "{:<20} {:<14} {:<14} {:<18} {:<10} {:<9} {}",
-                        utc(ts),
-                        field("team"),
-                        field("key"),
-                        field("model"),
+                        "{ts},{},{},{},{},{status},{},{},{},{}",
+                        csv_field(&field("team")),
+                        csv_field(&field("key")),
+                        csv_field(&field("model")),
+                        csv_field(&field("provider")),
                         field("end"),
-                        status,
-                        rules.join(", ")
+                        hit(h, "rule"),
+                        hit(h, "action"),
+                        hit(h, "in")
                     )?;
                 }
-                Format::Csv => {
-                    for h in hits {
-                        writeln!(
-                            out,
-                            "{ts},{},{},{},{},{status},{},{},{},{}",
-                            csv_field(&field("team")),
-                            csv_field(&field("key")),
-                            csv_field(&field("model")),
-                            csv_field(&field("provider")),
-                            field("end"),
-                            hit(h, "rule"),
-                            hit(h, "action"),
-                            hit(h, "in")
-                        )?;
-                    }
+            }
+            Format::Json => {
+                let mut b = bytes::BytesMut::new();
+                b.extend_from_slice(format!("{{\"ts\":{ts}").as_bytes());
+                for name in ["team", "key", "model", "provider", "end"] {
+                    b.extend_from_slice(format!(",\"{name}\":").as_bytes());
+                    tollgate_protocol::openai::write_json_string(&mut b, &field(name));
                 }
-                Format::Json => {
-                    let mut b = bytes::BytesMut::new();
-                    b.extend_from_slice(format!("{{\"ts\":{ts}").as_bytes());
-                    for name in ["team", "key", "model", "provider", "end"] {
-                        b.extend_from_slice(format!(",\"{name}\":").as_bytes());
-                        tollgate_protocol::openai::write_json_string(&mut b, &field(name));
+                b.extend_from_slice(format!(",\"status\":{status},\"hits\":[").as_bytes());
+                for (i, h) in hits.iter().enumerate() {
+                    if i > 0 {
+                        b.extend_from_slice(b",");
                     }
-                    b.extend_from_slice(format!(",\"status\":{status},\"hits\":[").as_bytes());
-                    for (i, h) in hits.iter().enumerate() {
-                        if i > 0 {
-                            b.extend_from_slice(b",");
-                        }
-                        b.extend_from_slice(b"{\"rule\":");
-                        tollgate_protocol::openai::write_json_string(&mut b, &hit(h, "rule"));
-                        b.extend_from_slice(b",\"action\":");
-                        tollgate_protocol::openai::write_json_string(&mut b, &hit(h, "action"));
-                        b.extend_from_slice(b",\"in\":");
-                        tollgate_protocol::openai::write_json_string(&mut b, &hit(h, "in"));
-                        b.extend_from_slice(b"}");
-                    }
-                    b.extend_from_slice(b"]}\n");
-                    out.write_all(&b)?;
+                    b.extend_from_slice(b"{\"rule\":");
+                    tollgate_protocol::openai::write_json_string(&mut b, &hit(h, "rule"));
+                    b.extend_from_slice(b",\"action\":");
+                    tollgate_protocol::openai::write_json_string(&mut b, &hit(h, "action"));
+                    b.extend_from_slice(b",\"in\":");
+                    tollgate_protocol::openai::write_json_string(&mut b, &hit(h, "in"));
+                    b.extend_from_slice(b"}");
                 }
+                b.extend_from_slice(b"]}\n");
+                out.write_all(&b)?;
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(rows)
 }
 
