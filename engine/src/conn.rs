@@ -280,9 +280,7 @@ fn affordable(
     let Ok(fields) = tollgate_protocol::openai::scan_request(body) else { return Ok(()) };
     let model = fields.model.get(body);
     let Some((_, route)) = state.config.routes.find(model) else { return Ok(()) };
-    let price =
-        route.price.or_else(|| route.targets.first().and_then(|t| tollgate_policy::prices::builtin(&t.upstream_model)));
-    let Some(price) = price else { return Ok(()) };
+    let Some(price) = route.price_of(route.targets.first()) else { return Ok(()) };
     let encoding = tollgate_protocol::tokens::Encoding::for_model(model);
     let usage = crate::record::TokenUsage {
         prompt: tollgate_protocol::tokens::prompt_tokens(encoding, body),

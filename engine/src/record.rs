@@ -183,10 +183,7 @@ impl<'s> Trace<'s> {
     /// upstream model that served.
     pub fn cost(&self, state: &CoreState) -> Option<u64> {
         let route = state.config.routes.all().get(self.route?)?;
-        let price = route.price.or_else(|| {
-            let target = route.targets.get(self.served_by? as usize)?;
-            tollgate_policy::prices::builtin(&target.upstream_model)
-        })?;
+        let price = route.price_of(self.served_by.and_then(|t| route.targets.get(t as usize)))?;
         Some(self.usage?.cost_at(price))
     }
 

@@ -34,6 +34,14 @@ pub struct Route {
     pub price: Option<Price>,
 }
 
+impl Route {
+    /// The price requests to this model pay when `target` serves them: the
+    /// configured one, else the built-in one of the target's upstream model.
+    pub fn price_of(&self, target: Option<&Target>) -> Option<Price> {
+        self.price.or_else(|| crate::prices::builtin(&target?.upstream_model))
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
     routes: Vec<Route>,

@@ -233,7 +233,7 @@ fn ceiling(
         return None;
     }
     let cost = cost.and_then(|limit| {
-        let price = route.price.or_else(|| tollgate_policy::prices::builtin(&target.upstream_model))?;
+        let price = route.price_of(Some(target))?;
         let encoding = tollgate_protocol::tokens::Encoding::for_model(target.upstream_model.as_bytes());
         Some((limit, tollgate_protocol::tokens::prompt_tokens(encoding, body), price))
     });
