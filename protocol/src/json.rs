@@ -42,6 +42,30 @@ pub fn string_values(doc: &[u8], mut f: impl FnMut(&[u8], StringValue)) -> Resul
     Ok(())
 }
 
+/// Like [`string_values`], for the values `keep(key, raw)` selects, with
+/// their text: borrowed when they hold no escape, decoded into one reused
+/// scratch buffer when they do (`Err` for an escape that cannot be).
+pub fn string_texts(
+    doc: &[u8],
+    keep: impl Fn(&[u8], &[u8]) -> bool,
+    mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>),
+) -> Result<(), Malformed> {
+    let mut scratch = Vec::new();
+    string_values(doc, |key, v| {
+        let raw = &doc[v.raw.clone()];
+        if !keep(key, raw) {
+            return;
+        }
+        let text = if v.escaped {
+            scratch.clear();
+            unescape(raw, &mut scratch).map(|()| &scratch[..])
+        } else {
+            Ok(raw)
+        };
+        f(key, v, text);
+    })
+}
+
 /// The closing quote of the string whose content starts at `from`.
 fn string_end(doc: &[u8], from: usize) -> Result<(usize, bool), Malformed> {
     let mut at = from;

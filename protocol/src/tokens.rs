@@ -14,7 +14,7 @@
 //! `tiktoken-rs` by `bench/benches/tokens.rs`; the tests check that both
 //! give the same counts.
 
-use crate::json::{string_values, unescape};
+use crate::json::string_texts;
 
 /// An OpenAI byte-pair encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,27 +99,16 @@ const NOT_TEXT: &[&[u8]] = &[
 /// that cannot be walked counts a token per four bytes.
 pub fn prompt_tokens(encoding: Encoding, body: &[u8]) -> u64 {
     let mut total = REPLY_PRIMING;
-    let mut scratch = Vec::new();
-    let walked = string_values(body, |key, v| {
-        let raw = &body[v.raw.clone()];
-        if NOT_TEXT.contains(&key) || raw.starts_with(b"data:") {
-            return;
-        }
+    let keep = |key: &[u8], raw: &[u8]| !(NOT_TEXT.contains(&key) || raw.starts_with(b"data:"));
+    let walked = string_texts(body, keep, |key, _, text| {
         match key {
             b"role" => total += TOKENS_PER_MESSAGE,
             b"name" => total += TOKENS_PER_NAME,
             _ => {}
         }
-        let text = if v.escaped {
-            scratch.clear();
-            if unescape(raw, &mut scratch).is_err() {
-                return;
-            }
-            &scratch[..]
-        } else {
-            raw
-        };
-        total += encoding.count_bytes(text);
+        if let Ok(text) = text {
+            total += encoding.count_bytes(text);
+        }
     });
     match walked {
         Ok(()) => total,

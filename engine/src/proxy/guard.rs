@@ -17,7 +17,7 @@
 use bytes::{Bytes, BytesMut};
 use tollgate_policy::guard::stream::TextStream;
 use tollgate_policy::guard::{redact, Action, Direction, Findings, Guard, Hit};
-use tollgate_protocol::json::{escape, string_values, unescape, Malformed, StringValue};
+use tollgate_protocol::json::{escape, string_texts, string_values, unescape, Malformed, StringValue};
 use tollgate_protocol::sse::SseEvent;
 
 use crate::error::GatewayError;
@@ -79,26 +79,15 @@ fn scan_json(
     findings: &mut Findings,
     texts: &mut Vec<StringValue>,
 ) -> Result<(), Malformed> {
-    let mut scratch = Vec::new();
     let mut bad = None;
-    string_values(doc, |key, v| {
-        let raw = &doc[v.raw.clone()];
-        if STRUCTURAL.contains(&key) || inline_file(key, raw) {
-            return;
+    let keep = |key: &[u8], raw: &[u8]| !(STRUCTURAL.contains(&key) || inline_file(key, raw));
+    string_texts(doc, keep, |_, v, text| match text {
+        Ok(text) => {
+            guard.scan(text, direction, true, findings);
+            findings.file(texts.len() as u32);
+            texts.push(v);
         }
-        let text = if v.escaped {
-            scratch.clear();
-            if let Err(e) = unescape(raw, &mut scratch) {
-                bad = Some(e);
-                return;
-            }
-            &scratch[..]
-        } else {
-            raw
-        };
-        guard.scan(text, direction, true, findings);
-        findings.file(texts.len() as u32);
-        texts.push(v);
+        Err(e) => bad = Some(e),
     })?;
     bad.map_or(Ok(()), Err)?;
     if direction == Direction::Request {

@@ -598,11 +598,14 @@ async fn relay_stream(
     end
 }
 
+/// The keys of the text a stream event carries (OpenAI `content` and
+/// tool-call `arguments`, Anthropic `text` and `partial_json`, reasoning).
+const DELTA_TEXT: &[&[u8]] = &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"reasoning_content"];
+
 /// Appends the texts of one stream event to a capture, up to its bound.
 fn delta_text(data: &[u8], answer: &mut Vec<u8>) {
-    const TEXT: &[&[u8]] = &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"reasoning_content"];
     let _ = tollgate_protocol::json::string_values(data, |key, v| {
-        if TEXT.contains(&key) && answer.len() < crate::record::CAPTURE_BYTES_MAX {
+        if DELTA_TEXT.contains(&key) && answer.len() < crate::record::CAPTURE_BYTES_MAX {
             let _ = tollgate_protocol::json::unescape(&data[v.raw.clone()], answer);
         }
     });
@@ -625,11 +628,10 @@ fn redact_text(g: &tollgate_policy::guard::Guard, text: &mut Vec<u8>) {
 /// tool-call `arguments`, Anthropic `text` and `partial_json`, reasoning),
 /// counted delta by delta: an estimate, as BPE across piece boundaries is.
 fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, data: &[u8]) -> u64 {
-    const TEXT: &[&[u8]] = &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"reasoning_content"];
     let mut n = 0;
     let mut scratch = Vec::new();
     let _ = tollgate_protocol::json::string_values(data, |key, v| {
-        if !TEXT.contains(&key) || v.raw.is_empty() {
+        if !DELTA_TEXT.contains(&key) || v.raw.is_empty() {
             return;
         }
         let raw = &data[v.raw.clone()];
