@@ -133,6 +133,16 @@ pub enum OwnerName {
     Key(String),
 }
 
+impl OwnerName {
+    /// The metric label: (`team` or `key`, the name).
+    fn label(&self) -> (&'static str, &str) {
+        match self {
+            OwnerName::Team(t) => ("team", t),
+            OwnerName::Key(k) => ("key", k),
+        }
+    }
+}
+
 /// A core's counts with names, as the merger receives them.
 pub struct Delta {
     pub worker: usize,
@@ -151,7 +161,9 @@ pub struct Delta {
     /// state (0 closed, 1 open, 2 half-open).
     pub breakers: Vec<((String, String, String), u8)>,
     /// Budget limits by owner (day, month), from this core's configuration.
-    pub limits: Vec<(OwnerName, DayMonth)>,
+    /// Only in the first hand-off under a configuration: limits change
+    /// with reloads, not every 100 ms.
+    pub limits: Option<Vec<(OwnerName, DayMonth)>>,
 }
 
 impl CoreStats {
@@ -227,8 +239,9 @@ impl CoreStats {
         self.spend.borrow().get(&owner).copied().unwrap_or(0)
     }
 
-    /// Takes the counts so far, with names from `state`.
-    pub fn take(&self, worker: usize, state: &CoreState, connections: usize, in_flight: usize) -> Delta {
+    /// Takes the counts so far, with names from `state`; with `limits`,
+    /// the budget limits of `state`'s configuration too.
+    pub fn take(&self, worker: usize, state: &CoreState, connections: usize, in_flight: usize, limits: bool) -> Delta {
         let config = &state.config;
         let name = |i: usize, names: &dyn Fn(usize) -> Option<String>| names(i).unwrap_or_else(|| "-".to_string());
         let team = |i: usize| config.teams.get(i).map(|t| t.name.clone());
@@ -285,20 +298,22 @@ impl CoreStats {
             }
         }
         let limited = |b: &tollgate_policy::team::Budget| b.daily.is_some() || b.monthly.is_some();
-        let limits = config
-            .teams
-            .iter()
-            .filter(|t| limited(&t.budget))
-            .map(|t| (OwnerName::Team(t.name.clone()), (t.budget.daily, t.budget.monthly)))
-            .chain(
-                config
-                    .keys
-                    .all()
-                    .iter()
-                    .filter(|k| limited(&k.budget))
-                    .map(|k| (OwnerName::Key(k.name.clone()), (k.budget.daily, k.budget.monthly))),
-            )
-            .collect();
+        let limits = limits.then(|| {
+            config
+                .teams
+                .iter()
+                .filter(|t| limited(&t.budget))
+                .map(|t| (OwnerName::Team(t.name.clone()), (t.budget.daily, t.budget.monthly)))
+                .chain(
+                    config
+                        .keys
+                        .all()
+                        .iter()
+                        .filter(|k| limited(&k.budget))
+                        .map(|k| (OwnerName::Key(k.name.clone()), (k.budget.daily, k.budget.monthly))),
+                )
+                .collect()
+        });
         Delta {
             worker,
             breakers,
@@ -412,8 +427,10 @@ impl Totals {
         for ((model, provider, target), s) in d.breakers {
             self.breakers.insert((model, provider, target, d.worker), s);
         }
-        if d.worker == 0 || self.limits.is_empty() {
-            self.limits = d.limits.into_iter().collect();
+        if let Some(limits) = d.limits {
+            if d.worker == 0 || self.limits.is_empty() {
+                self.limits = limits.into_iter().collect();
+            }
         }
     }
 
@@ -527,10 +544,7 @@ impl Totals {
         }
         out.push_str("# HELP tollgate_budget_soft_threshold_total Budget soft thresholds passed (once per owner, day and core).\n# TYPE tollgate_budget_soft_threshold_total counter\n");
         for (owner, n) in &self.soft {
-            let (kind, name) = match owner {
-                OwnerName::Team(t) => ("team", t),
-                OwnerName::Key(k) => ("key", k),
-            };
+            let (kind, name) = owner.label();
             let _ = writeln!(out, "tollgate_budget_soft_threshold_total{{{kind}=\"{}\"}} {n}", label(name));
         }
         // Each family's samples follow its own TYPE line.
@@ -540,10 +554,7 @@ impl Totals {
         ] {
             let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} gauge");
             for (owner, (day, month)) in &self.limits {
-                let (kind, name) = match owner {
-                    OwnerName::Team(t) => ("team", t),
-                    OwnerName::Key(k) => ("key", k),
-                };
+                let (kind, name) = owner.label();
                 let (spent_day, spent_month) = self.spend.by_owner.get(owner).copied().unwrap_or((0, 0));
                 for (window, limit, spent) in [("day", day, spent_day), ("month", month, spent_month)] {
                     if let Some(limit) = limit {

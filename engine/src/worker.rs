@@ -143,6 +143,9 @@ pub struct Worker {
     pub stats: CoreStats,
     merger: RefCell<Option<mpsc::Sender<Delta>>>,
     last_merge: Cell<Instant>,
+    /// The next hand-off carries the configuration's budget limits (at
+    /// start and after each reload).
+    limits_due: Cell<bool>,
     /// Spend across all cores, from the merger, by index into this core's
     /// configuration.
     spend_rx: Option<mpsc::Receiver<Arc<SpendSnapshot>>>,
@@ -182,6 +185,7 @@ impl Worker {
             stats: CoreStats::default(),
             merger: RefCell::new(merger),
             last_merge: Cell::new(Instant::now()),
+            limits_due: Cell::new(true),
             spend_rx,
             spend_view: RefCell::new(SpendView::default()),
             soft_warned: RefCell::new(HashMap::new()),
@@ -248,7 +252,8 @@ impl Worker {
             return;
         }
         self.last_merge.set(Instant::now());
-        let delta = self.stats.take(self.index, &self.state(), self.connections(), self.in_flight());
+        let limits = self.limits_due.replace(false);
+        let delta = self.stats.take(self.index, &self.state(), self.connections(), self.in_flight(), limits);
         let _ = merger.send(delta);
     }
 
@@ -337,6 +342,7 @@ impl Worker {
             self.merge(true);
             let next = CoreState::build(reload.config, &reload.resolved, Some(&self.state()));
             *self.state.borrow_mut() = Rc::new(next);
+            self.limits_due.set(true);
             // Indexes change with the configuration.
             let last = self.spend_view.borrow().last.clone();
             if let Some(s) = last {
