@@ -220,6 +220,25 @@ targets = [{{ provider = "up", model = "real-model" }}]
     )
 }
 
+/// `config` with `gpt-4o-mini` priced at $1,000 per million tokens in and
+/// out, so that a handful of small requests moves a budget.
+pub fn priced(config: String) -> String {
+    config.replace(
+        "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
+        "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
+    )
+}
+
+/// The request records (JSON lines) of every file in a `[logging] dir`.
+pub fn read_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("records dir") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("records file");
+        lines.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON record")));
+    }
+    lines
+}
+
 /// Team `e2e`, allowed every model, holding [`KEY`]: the tail of every
 /// test configuration.
 pub fn team_and_key() -> String {

@@ -10,12 +10,10 @@ fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
     let mock = start_mock(&[]);
     // $1,000 per million tokens: one small request costs about $0.02, over
     // the team's daily $0.01.
-    let config = config_for(mock.addr, 2, "")
-        .replace(
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
-        )
-        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.01 }");
+    let config = priced(config_for(mock.addr, 2, "")).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.01 }",
+    );
     let gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200, "under budget at first");
     // One merge interval (100 ms) and a margin for the workers' 10 ms poll.
@@ -37,23 +35,17 @@ fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
 fn a_refusal_for_budget_is_recorded() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("budget-records");
-    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
-        .replace(
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
-        )
-        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.01 }");
+    let config = priced(config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.01 }",
+    );
     let mut gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 429);
     gw.signal(libc::SIGTERM);
     gw.wait_exit(Duration::from_secs(10)).expect("exits");
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(&logs.0).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
-    }
+    let lines = read_records(&logs.0);
     assert_eq!(lines.len(), 2);
     let refused = &lines[1];
     assert_eq!((refused["status"].as_u64(), refused["end"].as_str()), (Some(429), Some("rejected")), "{refused}");
@@ -102,12 +94,10 @@ fn spend_survives_a_restart_through_the_ledger() {
     let mock = start_mock(&[]);
     let dir = TempDir::new("ledger");
     let ledger = dir.0.join("ledger.jsonl");
-    let config = config_for(mock.addr, 1, &format!("ledger_file = \"{}\"", ledger.display()))
-        .replace(
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
-        )
-        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { monthly_usd = 0.01 }");
+    let config = priced(config_for(mock.addr, 1, &format!("ledger_file = \"{}\"", ledger.display()))).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { monthly_usd = 0.01 }",
+    );
     let mut gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
     gw.signal(libc::SIGTERM);
@@ -192,11 +182,7 @@ fn a_soft_threshold_passed_is_posted_to_the_webhook_and_counted() {
     let mock = start_mock(&[]);
     // One small request costs about $0.02 of a $1 daily budget whose soft
     // threshold is 1%.
-    let config = config_for(mock.addr, 1, "")
-        .replace(
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
-        )
+    let config = priced(config_for(mock.addr, 1, ""))
         .replace(
             "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
             &format!("[alerts]\nwebhook_url = \"http://{hook_addr}/hooks/budget\"\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = {{ daily_usd = 1.0, soft_threshold = 0.01 }}"),
@@ -319,12 +305,10 @@ fn near_its_limit_a_request_that_would_cross_it_is_refused_before_sending() {
     let mock = start_mock(&[]);
     // $1,000 per million tokens: the first small request costs about
     // $0.035 of a $0.038 daily budget.
-    let config = config_for(mock.addr, 1, "")
-        .replace(
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
-        )
-        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.038 }");
+    let config = priced(config_for(mock.addr, 1, "")).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.038 }",
+    );
     let gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
     std::thread::sleep(Duration::from_millis(300));

@@ -15,11 +15,7 @@ fn chromium() -> Option<&'static str> {
 #[test]
 fn the_dashboard_shows_the_gateways_numbers() {
     let mock = start_mock(&[]);
-    let config = config_for(mock.addr, 2, "")
-        .replace(
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
-        )
+    let config = priced(config_for(mock.addr, 2, ""))
         .replace(
             "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
             "[[guardrail_profiles]]\nname = \"p\"\nresponses = false\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"p\"",

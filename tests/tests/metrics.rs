@@ -37,12 +37,10 @@ fn metrics_count_requests_tokens_and_latency() {
         return;
     }
     let mock = start_mock(&[]);
-    let config = config_for(mock.addr, 2, "")
-        .replace(
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]",
-            "[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 }",
-        )
-        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 10.0 }");
+    let config = priced(config_for(mock.addr, 2, "")).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 10.0 }",
+    );
     let gw = start_gateway(&config, &[], &[]);
     for _ in 0..3 {
         assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);

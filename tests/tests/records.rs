@@ -7,15 +7,6 @@ use std::time::Duration;
 
 use tollgate_e2e::*;
 
-fn records(dir: &std::path::Path) -> Vec<serde_json::Value> {
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()));
-    }
-    lines
-}
-
 #[test]
 fn every_request_leaves_a_record_flushed_on_shutdown() {
     let mock = start_mock(&["--chunks", "6", "--chunk-delay-ms", "60"]);
@@ -62,7 +53,7 @@ fn every_request_leaves_a_record_flushed_on_shutdown() {
 
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
-    let recs = records(&logs.0);
+    let recs = read_records(&logs.0);
     assert_eq!(recs.len(), 5, "{recs:#?}");
     let by = |f: &dyn Fn(&serde_json::Value) -> bool| {
         recs.iter().find(|r| f(r)).cloned().unwrap_or_else(|| panic!("{recs:#?}"))
@@ -146,7 +137,7 @@ fn streams_are_billed_even_when_the_client_did_not_ask_for_usage() {
 
     gw.signal(libc::SIGTERM);
     gw.wait_exit(Duration::from_secs(10)).expect("exits");
-    let recs = records(&logs.0);
+    let recs = read_records(&logs.0);
     assert_eq!(recs.len(), 3);
     for r in &recs[1..] {
         assert!(r["tokens"]["completion"].as_u64().unwrap() > 0, "billed: {r}");
@@ -169,7 +160,7 @@ fn captured_bodies_are_redacted() {
     assert_eq!(one_request(gw.addr, &chat_request(&stream, reply)).status, 200);
     gw.signal(libc::SIGTERM);
     gw.wait_exit(Duration::from_secs(10)).expect("exits");
-    let recs = records(&logs.0);
+    let recs = read_records(&logs.0);
     assert_eq!(recs.len(), 2);
     for r in &recs {
         let prompt = r["capture"]["prompt"].as_str().unwrap();
@@ -205,7 +196,7 @@ fn sigterm_under_load_completes_every_request_and_flushes_every_record() {
         assert_eq!(c.join().unwrap(), (200, true), "every request in flight completes");
     }
     assert!(gw.wait_exit(Duration::from_secs(15)).expect("exits").success());
-    let recs = records(&logs.0);
+    let recs = read_records(&logs.0);
     assert_eq!(recs.len(), 16, "every record flushed");
     assert!(
         recs.iter().all(|r| r["end"] == "completed" && r["tokens"]["completion"].as_u64() == Some(16)),
