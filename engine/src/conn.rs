@@ -129,6 +129,12 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
         }
         (Method::Get | Method::Head, b"/healthz") => Some(local(200, b"{\"status\":\"ok\"}")),
         (Method::Get | Method::Head, b"/readyz") if w.is_draining() => Some(local(503, b"{\"status\":\"draining\"}")),
+        (Method::Get | Method::Head, b"/readyz") if w.cluster_refusing() => {
+            Some(local(503, b"{\"status\":\"cluster_unavailable\"}"))
+        }
+        (Method::Get | Method::Head, b"/readyz") if w.cluster_degraded() => {
+            Some(local(200, b"{\"status\":\"ready\",\"cluster\":\"degraded\"}"))
+        }
         (Method::Get | Method::Head, b"/readyz") => Some(local(200, b"{\"status\":\"ready\"}")),
         (Method::Get | Method::Head, b"/v1/models") => Some(match authenticate(state, &head) {
             Ok(key) => Local::Answer(200, models_body(&state.config, key)),
@@ -224,6 +230,9 @@ fn refused(w: &Worker, state: &CoreState, trace: &mut Trace<'_>, client: &mut Cl
 /// core's since.
 fn within_budget(w: &Worker, state: &CoreState, key: &tollgate_policy::VirtualKey) -> Result<(), GatewayError> {
     use tollgate_policy::budget::check;
+    if w.cluster_refusing() && limited(state, key) {
+        return Err(GatewayError::ClusterUnavailable);
+    }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     use crate::stats::Owner;
     let soft =
@@ -248,6 +257,14 @@ fn within_budget(w: &Worker, state: &CoreState, key: &tollgate_policy::VirtualKe
     let passed = check(name, &key.budget, spend, 0, now).map_err(GatewayError::OverBudget)?;
     soft(Owner::Key(key.index), &name, passed, &key.budget, spend);
     Ok(())
+}
+
+/// Whether the key or its team is under a budget or a rate limit, which a
+/// fail-closed cluster tier cannot enforce while degraded.
+fn limited(state: &CoreState, key: &tollgate_policy::VirtualKey) -> bool {
+    use tollgate_policy::team::is_limited;
+    is_limited(&key.budget, &key.rate_limit)
+        || state.config.teams.get(key.team).is_some_and(|t| is_limited(&t.budget, &t.rate_limit))
 }
 
 /// The budget phase again, once the body is known, and only when a budget

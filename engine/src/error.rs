@@ -74,6 +74,9 @@ pub enum GatewayError {
     Unavailable { model: String },
     /// The worker is draining for shutdown.
     Draining,
+    /// The key or its team is under a budget or rate limit, the cluster
+    /// tier has not reached Redis for `stale_after`, and it fails closed.
+    ClusterUnavailable,
 }
 
 impl GatewayError {
@@ -102,7 +105,7 @@ impl GatewayError {
             | UpstreamProtocol { .. }
             | UpstreamStatus { .. }
             | Unavailable { .. } => Source::Upstream,
-            Draining => Source::Gateway,
+            Draining | ClusterUnavailable => Source::Gateway,
         }
     }
 
@@ -152,7 +155,7 @@ impl GatewayError {
             | UpstreamStatus { .. } => 502,
             Unavailable { .. } => 503,
             UpstreamConnectTimeout { .. } | UpstreamTimeout { .. } => 504,
-            Draining => 503,
+            Draining | ClusterUnavailable => 503,
         }
     }
 
@@ -194,6 +197,7 @@ impl GatewayError {
             UpstreamStatus { .. } => "upstream_error_status",
             Unavailable { .. } => "upstream_unavailable",
             Draining => "shutting_down",
+            ClusterUnavailable => "cluster_unavailable",
         }
     }
 
@@ -244,6 +248,9 @@ impl fmt::Display for GatewayError {
                 write!(f, "every upstream of model `{model}` is failing (circuit breakers open); retry shortly")
             }
             Draining => f.write_str("the gateway is shutting down; retry on another instance"),
+            ClusterUnavailable => f.write_str(
+                "budgets and rate limits cannot be checked: this gateway has lost its cluster store (Redis) and is set to refuse rather than guess; retry shortly or on another instance",
+            ),
         }
     }
 }
@@ -281,6 +288,7 @@ mod tests {
             (GatewayError::UpstreamTimeout { provider: p() }, 504),
             (GatewayError::UpstreamClosed { provider: p(), cause: None }, 502),
             (GatewayError::Draining, 503),
+            (GatewayError::ClusterUnavailable, 503),
             (GatewayError::Guardrail { profile: p(), rule: "pii.email".into() }, 400),
             (GatewayError::GuardrailUnavailable { profile: p(), why: "x" }, 400),
             (GatewayError::Unavailable { model: "m".into() }, 503),

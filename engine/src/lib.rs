@@ -16,11 +16,14 @@
 //!   admin listener;
 //! - [`record`] renders a JSON line per request; [`logwriter`] writes them;
 //! - [`stats`] counts per core and merges the counts for `/metrics`;
+//!   [`cluster`] shares budget and rate-limit totals with other nodes
+//!   through Redis;
 //! - [`error`] is the one place an error becomes an HTTP status and body.
 
 pub mod admin;
 pub mod alerts;
 pub mod cli;
+pub mod cluster;
 pub mod conn;
 pub mod error;
 pub(crate) mod iov;

@@ -140,7 +140,25 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     };
     let (spend_txs, mut spend_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::channel()).unzip();
     let ledger = config.server.ledger_file.clone().map(std::path::PathBuf::from);
-    let (merger, totals, merger_thread) = crate::stats::start_merger(spend_txs, ledger)
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let roots = match c.servers.iter().any(|s| s.tls) {
+                true => Some(crate::tls::root_store(c.ca_file.as_deref()).map_err(|e| format!("[cluster] {e}"))?),
+                false => None,
+            };
+            // Counts Redis did not take at the last shutdown wait beside
+            // the ledger.
+            let carried = ledger.as_ref().map(|l| l.with_extension("cluster-unpushed"));
+            let watch = crate::cluster::watched(&config);
+            tracing::info!(node = %c.node_id, servers = c.servers.len(), "cluster tier on");
+            Some(
+                crate::cluster::start(c.clone(), roots, carried, watch)
+                    .map_err(|e| format!("cannot start the cluster thread: {e}"))?,
+            )
+        }
+        None => None,
+    };
+    let (merger, totals, merger_thread) = crate::stats::start_merger(spend_txs, ledger, cluster)
         .map_err(|e| format!("cannot start the merger (usage ledger?): {e}"))?;
     let config = Arc::new(config);
     let shutdown = Arc::new(AtomicBool::new(false));

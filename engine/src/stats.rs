@@ -164,6 +164,9 @@ pub struct Delta {
     /// Only in the first hand-off under a configuration: limits change
     /// with reloads, not every 100 ms.
     pub limits: Option<Vec<(OwnerName, DayMonth)>>,
+    /// Owners under a budget or rate limit, whose cluster totals the node
+    /// reads; sent with `limits`.
+    pub watch: Option<Vec<OwnerName>>,
 }
 
 impl CoreStats {
@@ -317,6 +320,7 @@ impl CoreStats {
         Delta {
             worker,
             breakers,
+            watch: limits.as_ref().map(|_| crate::cluster::watched(config)),
             limits,
             counts,
             spend,
@@ -344,6 +348,11 @@ pub struct SpendSnapshot {
     pub by_owner: HashMap<OwnerName, (u64, u64)>,
     /// Requests and tokens in the latest minute seen, by owner.
     pub minute: HashMap<OwnerName, MinuteUse>,
+    /// The cluster tier is degraded and fails closed: requests under a
+    /// budget or rate limit are refused.
+    pub cluster_refusing: bool,
+    /// The cluster tier is degraded (its totals are older than `stale_after`).
+    pub cluster_degraded: bool,
 }
 
 /// The process totals the merger keeps.
@@ -360,6 +369,8 @@ pub struct Totals {
     /// By (model, provider, upstream model, worker).
     pub breakers: BTreeMap<(String, String, String, usize), u8>,
     pub limits: BTreeMap<OwnerName, DayMonth>,
+    /// How the node stands with the cluster tier, when there is one.
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 impl Default for Totals {
@@ -376,6 +387,7 @@ impl Default for Totals {
             soft: BTreeMap::new(),
             breakers: BTreeMap::new(),
             limits: BTreeMap::new(),
+            cluster: None,
         }
     }
 }
@@ -587,6 +599,23 @@ impl Totals {
                 label(team)
             );
         }
+        if let Some(c) = &self.cluster {
+            let node = label(&c.node_id);
+            let now_ms =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let age = c.last_sync_unix_ms.map_or(-1.0, |t| now_ms.saturating_sub(t) as f64 / 1000.0);
+            let _ = write!(
+                out,
+                "# HELP tollgate_cluster_degraded 1 when the cluster tier has had no good exchange with Redis for stale_after_ms.\n# TYPE tollgate_cluster_degraded gauge\ntollgate_cluster_degraded{{node=\"{node}\"}} {}\n\
+                 # HELP tollgate_cluster_sync_age_seconds Age of the cluster totals this node enforces (-1: never synced).\n# TYPE tollgate_cluster_sync_age_seconds gauge\ntollgate_cluster_sync_age_seconds{{node=\"{node}\"}} {age}\n\
+                 # HELP tollgate_cluster_exchanges_total Push-and-read exchanges with Redis, by result.\n# TYPE tollgate_cluster_exchanges_total counter\ntollgate_cluster_exchanges_total{{node=\"{node}\",result=\"ok\"}} {}\ntollgate_cluster_exchanges_total{{node=\"{node}\",result=\"failed\"}} {}\n\
+                 # HELP tollgate_cluster_unpushed_counters Counters gathered and not yet acknowledged by Redis.\n# TYPE tollgate_cluster_unpushed_counters gauge\ntollgate_cluster_unpushed_counters{{node=\"{node}\"}} {}\n",
+                u8::from(c.degraded),
+                c.exchanges_ok,
+                c.exchanges_failed,
+                c.unpushed
+            );
+        }
         histogram_text(
             &mut out,
             "tollgate_request_duration_seconds",
@@ -642,16 +671,25 @@ fn histogram_text(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) 
 }
 
 /// A started merger: the workers' sender, the totals the admin listener
-/// reads, and the thread (joined at shutdown so the ledger is synced).
+/// reads, and the thread (joined at shutdown so the ledger is synced and
+/// the cluster tier has had its last push).
 pub type Merger = (mpsc::Sender<Delta>, Arc<Mutex<Totals>>, std::thread::JoinHandle<()>);
+
+/// How often the merger looks for news from the cluster thread when no
+/// core has sent a delta.
+const CLUSTER_POLL: Duration = Duration::from_millis(20);
 
 /// Starts the merger thread; returns the workers' sender and the totals the
 /// admin listener reads. After each delta the merger sends every core the
-/// current spend (`cores`), which the cores enforce budgets against.
+/// current spend (`cores`), which the cores enforce budgets against. With a
+/// cluster tier, it forwards every increment to the cluster thread and
+/// folds the cluster totals it gets back into what the cores enforce.
 pub fn start_merger(
     cores: Vec<mpsc::Sender<Arc<SpendSnapshot>>>,
     ledger_file: Option<std::path::PathBuf>,
+    cluster: Option<crate::cluster::Handle>,
 ) -> std::io::Result<Merger> {
+    use crate::cluster::{combine, increments, ClusterView, Counter, ToCluster};
     let unix = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let mut initial = Totals::default();
     // Spend survives restarts: replayed before any worker answers.
@@ -659,12 +697,34 @@ pub fn start_merger(
         Some(path) => Some(crate::ledger::Ledger::open(path, unix(), &mut initial.spend)?),
         None => None,
     };
-    let first = Arc::new(SpendSnapshot {
-        day: initial.spend.day,
-        month: initial.spend.month,
-        by_owner: initial.spend.by_owner.clone(),
-        minute: HashMap::new(),
-    });
+    // This process's increments since start, by counter: the cluster's
+    // view says how much of each its totals already include.
+    let mut local: HashMap<Counter, u64> = HashMap::new();
+    let mut view: Option<ClusterView> = None;
+    if let Some(c) = &cluster {
+        // The first exchange is under way; waiting for it (bounded by the
+        // thread's own time-outs) means a restarted node enforces the
+        // cluster's totals from its first request.
+        view = c.views.recv_timeout(Duration::from_secs(5)).ok();
+        initial.cluster = view.as_ref().map(|v| v.status.clone());
+    }
+    let snapshot_of = |t: &Totals, local: &HashMap<Counter, u64>, view: &Option<ClusterView>| {
+        let mut s = SpendSnapshot {
+            day: t.spend.day,
+            month: t.spend.month,
+            by_owner: t.spend.by_owner.clone(),
+            minute: t.spend.minute.clone(),
+            cluster_refusing: false,
+            cluster_degraded: false,
+        };
+        if let Some(v) = view {
+            combine(&mut s, local, v);
+            s.cluster_refusing = v.status.refusing();
+            s.cluster_degraded = v.status.degraded;
+        }
+        Arc::new(s)
+    };
+    let first = snapshot_of(&initial, &local, &view);
     for core in &cores {
         let _ = core.send(first.clone());
     }
@@ -672,33 +732,61 @@ pub fn start_merger(
     let (tx, rx) = mpsc::channel::<Delta>();
     let shared = totals.clone();
     let handle = std::thread::Builder::new().name("tollgate-merger".into()).spawn(move || {
-        for delta in rx {
+        let (cluster_tx, views, cluster_thread) = match cluster {
+            Some(h) => (Some(h.tx), Some(h.views), Some(h.thread)),
+            None => (None, None, None),
+        };
+        let poll = if views.is_some() { CLUSTER_POLL } else { Duration::from_secs(3600) };
+        loop {
+            let delta = match rx.recv_timeout(poll) {
+                Ok(d) => Some(d),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let now = unix();
-            if let Some(l) = ledger.as_mut() {
-                if !delta.spend.is_empty() {
-                    l.append(now, &delta.spend);
+            let mut changed = false;
+            if let Some(mut delta) = delta {
+                if let Some(l) = ledger.as_mut() {
+                    if !delta.spend.is_empty() {
+                        l.append(now, &delta.spend);
+                    }
+                }
+                changed = !delta.spend.is_empty() || !delta.minute.is_empty();
+                if let Some(ctx) = &cluster_tx {
+                    if let Some(w) = delta.watch.take() {
+                        let _ = ctx.send(ToCluster::Watch(w));
+                    }
+                    let adds = increments(&delta.spend, &delta.minute, now);
+                    if !adds.is_empty() {
+                        for (c, v) in &adds {
+                            *local.entry(c.clone()).or_default() += v;
+                        }
+                        let _ = ctx.send(ToCluster::Add(adds));
+                    }
+                }
+                shared.lock().unwrap_or_else(|e| e.into_inner()).merge(delta, now);
+            }
+            if let Some(vs) = &views {
+                while let Ok(v) = vs.try_recv() {
+                    shared.lock().unwrap_or_else(|e| e.into_inner()).cluster = Some(v.status.clone());
+                    view = Some(v);
+                    changed = true;
+                    local.retain(|(_, w), _| !w.is_past(now));
                 }
             }
-            let snapshot = {
-                let mut t = shared.lock().unwrap_or_else(|e| e.into_inner());
-                let changed = !delta.spend.is_empty() || !delta.minute.is_empty();
-                t.merge(delta, now);
-                changed.then(|| {
-                    Arc::new(SpendSnapshot {
-                        day: t.spend.day,
-                        month: t.spend.month,
-                        by_owner: t.spend.by_owner.clone(),
-                        minute: t.spend.minute.clone(),
-                    })
-                })
-            };
-            if let Some(s) = snapshot {
+            if changed {
+                let s = snapshot_of(&shared.lock().unwrap_or_else(|e| e.into_inner()), &local, &view);
                 for core in &cores {
                     let _ = core.send(s.clone());
                 }
             }
         }
-        // Every worker has hung up: the ledger syncs as it drops.
+        // Every worker has hung up: the cluster thread makes its last push,
+        // and the ledger syncs as it drops.
+        drop(cluster_tx);
+        if let Some(t) = cluster_thread {
+            let _ = t.join();
+        }
         drop(ledger);
     })?;
     Ok((tx, totals, handle))

@@ -102,6 +102,8 @@ pub struct SpendView {
     keys: Vec<Spend>,
     teams_minute: Vec<MinuteUse>,
     keys_minute: Vec<MinuteUse>,
+    cluster_refusing: bool,
+    cluster_degraded: bool,
     last: Option<Arc<SpendSnapshot>>,
 }
 
@@ -116,6 +118,8 @@ impl SpendView {
         self.keys_minute = state.config.keys.all().iter().map(|k| minute(OwnerName::Key(k.name.clone()))).collect();
         self.day = s.day;
         self.month = s.month;
+        self.cluster_refusing = s.cluster_refusing;
+        self.cluster_degraded = s.cluster_degraded;
         self.last = Some(s);
     }
 }
@@ -285,6 +289,17 @@ impl Worker {
             day: if view.day == day { merged.day } else { 0 } + mine,
             month: if view.month == tollgate_policy::budget::year_month(day) { merged.month } else { 0 } + mine,
         }
+    }
+
+    /// The cluster tier is degraded and fails closed: budgets and rate
+    /// limits cannot be enforced, so the requests under them are refused.
+    pub fn cluster_refusing(&self) -> bool {
+        self.spend_view.borrow().cluster_refusing
+    }
+
+    /// The cluster tier is degraded (enforcing with old totals, or refusing).
+    pub fn cluster_degraded(&self) -> bool {
+        self.spend_view.borrow().cluster_degraded
     }
 
     /// Whether `owner`'s soft-threshold warning is due (once per UTC day).

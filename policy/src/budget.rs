@@ -83,7 +83,7 @@ pub fn year_month(day: u64) -> (i64, u32) {
 }
 
 /// Unix seconds at the start of a (year, month).
-fn month_start(year: i64, month: u32) -> u64 {
+pub fn month_start(year: i64, month: u32) -> u64 {
     let (y, m) = (if month <= 2 { year - 1 } else { year }, month as i64);
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

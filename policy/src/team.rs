@@ -39,3 +39,12 @@ pub struct Team {
     pub guardrail_profile: Option<usize>,
     pub labels: BTreeMap<String, String>,
 }
+
+/// Whether a budget or a rate limit applies: an owner with neither is never
+/// refused for spend or use, here or across a cluster.
+pub fn is_limited(budget: &Budget, rate: &RateLimit) -> bool {
+    budget.daily.is_some()
+        || budget.monthly.is_some()
+        || rate.requests_per_minute.is_some()
+        || rate.tokens_per_minute.is_some()
+}

@@ -2,8 +2,9 @@
 //!
 //! This crate owns every byte-level format the gateway reads or writes:
 //! HTTP/1.1 heads and body framing ([`http1`]), Server-Sent Events ([`sse`]),
-//! and the few fields of OpenAI-style JSON bodies that routing needs
-//! ([`openai`]). It never touches a socket, a runtime or the clock, so every
+//! the few fields of OpenAI-style JSON bodies that routing needs
+//! ([`openai`]), and RESP, the Redis protocol of the cluster tier ([`resp`]).
+//! It never touches a socket, a runtime or the clock, so every
 //! rule is tested with plain byte strings and every parser is fuzzed.
 //!
 //! Parsers borrow and report progress, in the manner of `httparse`: they take
@@ -16,6 +17,7 @@ pub mod anthropic;
 pub mod http1;
 pub mod json;
 pub mod openai;
+pub mod resp;
 pub mod span;
 pub mod sse;
 pub mod tokens;

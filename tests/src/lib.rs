@@ -477,3 +477,104 @@ impl TestPki {
         vec!["--tls-cert".into(), self.cert.display().to_string(), "--tls-key".into(), self.key.display().to_string()]
     }
 }
+
+/// A `redis-server` on a free loopback port, killed when dropped. Its data
+/// lives in a temporary directory, appended and synced on every write, so
+/// that a test can kill it and bring it back with its totals.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+}
+
+impl Redis {
+    /// `None` when `redis-server` is not installed, unless
+    /// `TOLLGATE_REQUIRE_REDIS` is set (CI sets it), which makes that a
+    /// failure instead.
+    pub fn start() -> Option<Redis> {
+        let found = Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
+        if !found {
+            assert!(std::env::var_os("TOLLGATE_REQUIRE_REDIS").is_none(), "redis-server is required");
+            eprintln!("skipped: no redis-server");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let mut r = Redis { port, child: None, dir: TempDir::new("redis") };
+        r.restart();
+        Some(r)
+    }
+
+    /// Starts (again) on the same port, with the same data.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(&self.dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]) != "PONG" {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: gone at once, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends a signal (SIGSTOP makes Redis hang with its sockets open).
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) with a child pid we own and a valid signal number.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, sig);
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// A command through `redis-cli`, its raw output trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A counter's value (0 when absent).
+    pub fn counter(&self, key: &str) -> u64 {
+        let v = self.cli(&["GET", key]);
+        if v.is_empty() {
+            0
+        } else {
+            v.parse().unwrap_or_else(|_| panic!("counter {key} is {v:?}"))
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        self.kill();
+    }
+}
+
+/// A `/metrics` sample's value from a gateway's admin listener, by its
+/// full name with labels as written (`tollgate_cluster_degraded{node="a"}`).
+pub fn metric(gw: &Proc, sample: &str) -> Option<f64> {
+    let text = one_request(gw.admin.expect("admin listener"), &get("/metrics")).text();
+    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -7,6 +7,7 @@
 //! its team, a team its models as a bitset), durations, and money as integer
 //! micro-dollars, never raw strings to look up.
 
+pub mod cluster;
 mod raw;
 mod validate;
 
@@ -38,6 +39,9 @@ pub struct Config {
     /// `http://host:port/path` that budget soft-threshold alerts are
     /// POSTed to (read at start).
     pub alert_webhook: Option<String>,
+    /// `[cluster]`: budgets and rate limits shared with other nodes through
+    /// Redis (read at start). `None`: this node alone.
+    pub cluster: Option<cluster::Cluster>,
     /// With `[logging] capture_bodies`: the guard that redacts personal
     /// data and secrets from captured prompts and answers.
     pub capture_guard: Option<std::sync::Arc<crate::guard::Guard>>,

@@ -29,6 +29,7 @@ pub struct RawConfig {
     pub routing: RawRouting,
     #[serde(default)]
     pub alerts: RawAlerts,
+    pub cluster: Option<super::cluster::RawCluster>,
 }
 
 /// Where alerts for people go.

@@ -253,3 +253,35 @@ fn guardrail_profiles_default_override_and_report_mistakes() {
     let found = problems(&huge);
     assert!(found.len() == 1 && found[0].contains("deny pattern does not compile"), "{found:#?}");
 }
+
+#[test]
+fn cluster_section() {
+    let ok = format!(
+        "{BASE}\n[cluster]\nredis_urls = [\"redis://10.0.0.5:6380/1\", \"rediss://gw@redis-b\"]\npassword_env = \"SET\"\nnode_id = \"gw-1\"\non_stale = \"closed\"\n"
+    );
+    let c = Config::parse("gw.toml", &ok, &TestEnv).unwrap().cluster.unwrap();
+    assert_eq!((c.servers.len(), c.servers[1].tls, c.node_id.as_str(), c.fail_closed), (2, true, "gw-1", true));
+    assert_eq!(c.password, Some(Credential("secret".into())));
+    assert_eq!((c.interval.as_millis(), c.stale_after.as_millis()), (100, 5_000));
+    assert!(Config::parse("gw.toml", BASE, &TestEnv).unwrap().cluster.is_none(), "no section: one node");
+
+    let bad = format!(
+        "{BASE}\n[cluster]\nredis_urls = [\"redis://:hunter2@h\"]\nnode_id = \"gw 1\"\non_stale = \"maybe\"\ninterval_ms = 1000\nstale_after_ms = 1500\npassword_env = \"UNSET\"\n"
+    );
+    let p = problems(&bad);
+    let line = |n: &str| BASE.lines().count() + 1 + bad[BASE.len()..].lines().position(|l| l.starts_with(n)).unwrap();
+    let expect = [
+        (line("redis_urls"), "holds a password; keep secrets out of the file"),
+        (line("password_env"), "environment variable UNSET is not set; export it with the Redis password"),
+        (line("node_id"), "node_id \"gw 1\" must be letters"),
+        (line("stale_after_ms"), "stale_after_ms must be at least twice interval_ms (2000 ms)"),
+        (line("on_stale"), "on_stale \"maybe\" must be \"open\""),
+    ];
+    assert_eq!(p.len(), expect.len(), "{p:#?}");
+    for (line, text) in expect {
+        assert!(
+            p.iter().any(|m| m.starts_with(&format!("gw.toml:{line}:")) && m.contains(text)),
+            "{line} {text}: {p:#?}"
+        );
+    }
+}

@@ -20,14 +20,14 @@ use crate::keys::{hex, parse_hash, KeyTable, VirtualKey};
 use crate::route::{Route, Routes, Target};
 use crate::team::{Budget, MicroUsd, RateLimit, Team};
 
-struct Report<'a> {
+pub(super) struct Report<'a> {
     file: &'a str,
     text: &'a str,
     problems: Vec<Problem>,
 }
 
 impl Report<'_> {
-    fn add(&mut self, span: Range<usize>, message: String) {
+    pub(super) fn add(&mut self, span: Range<usize>, message: String) {
         let (line, column) = line_col(self.text, span.start);
         self.problems.push(Problem { file: self.file.to_string(), line, column, message });
     }
@@ -75,6 +75,10 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
         }
         url.clone()
     });
+    let cluster = raw.cluster.as_ref().map(|c| {
+        let port = server.as_ref().map_or(0, |s| s.listen.port());
+        super::cluster::validate(c, port, env, &mut report)
+    });
     match server {
         Some(server) if report.problems.is_empty() => Ok(Config {
             server,
@@ -86,6 +90,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
             logging,
             routing,
             alert_webhook,
+            cluster,
             capture_guard: logging_capture_guard(raw.logging.capture_bodies),
             source: Source { file: file.to_string(), sha256: hex(&Sha256::digest(text.as_bytes())) },
         }),
@@ -240,40 +245,12 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
                 report.add(ca.span(), format!("cannot read ca_file {:?}: {e}", ca.get_ref()));
             }
         }
-        let secret = match (&p.api_key_env, &p.api_key_file) {
-            (Some(var), Some(_)) => {
-                report.add(var.span(), "give api_key_env or api_key_file, not both".to_string());
-                None
-            }
-            (Some(var), None) => match env.var(var.get_ref()) {
-                Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
-                _ => {
-                    report.add(
-                        var.span(),
-                        format!(
-                            "environment variable {} is not set; export it with the provider's API key",
-                            var.get_ref()
-                        ),
-                    );
-                    None
-                }
-            },
-            (None, Some(path)) => match env.read_file(path.get_ref()) {
-                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
-                Ok(_) => {
-                    report.add(
-                        path.span(),
-                        format!("api_key_file {:?} is empty; put the provider's API key in it", path.get_ref()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    report.add(path.span(), format!("cannot read api_key_file {:?}: {e}", path.get_ref()));
-                    None
-                }
-            },
-            (None, None) => None,
-        };
+        let secret = read_secret(
+            (p.api_key_env.as_ref(), p.api_key_file.as_ref()),
+            ("api_key_env", "api_key_file", "the provider's API key"),
+            env,
+            report,
+        );
         // A line break in a credential would inject headers upstream.
         let secret = secret.filter(|v| {
             let clean = !v.bytes().any(|b| b.is_ascii_control());
@@ -763,6 +740,45 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// A secret named by an environment variable or a file (never written in
+/// the configuration itself). `names`: the two fields' names and what the
+/// secret is, for the messages.
+pub(super) fn read_secret(
+    (var, file): (Option<&Spanned<String>>, Option<&Spanned<String>>),
+    (var_field, file_field, what): (&str, &str, &str),
+    env: &dyn Env,
+    report: &mut Report<'_>,
+) -> Option<String> {
+    match (var, file) {
+        (Some(var), Some(_)) => {
+            report.add(var.span(), format!("give {var_field} or {file_field}, not both"));
+            None
+        }
+        (Some(var), None) => match env.var(var.get_ref()) {
+            Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            _ => {
+                report.add(
+                    var.span(),
+                    format!("environment variable {} is not set; export it with {what}", var.get_ref()),
+                );
+                None
+            }
+        },
+        (None, Some(path)) => match env.read_file(path.get_ref()) {
+            Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            Ok(_) => {
+                report.add(path.span(), format!("{file_field} {:?} is empty; put {what} in it", path.get_ref()));
+                None
+            }
+            Err(e) => {
+                report.add(path.span(), format!("cannot read {file_field} {:?}: {e}", path.get_ref()));
+                None
+            }
+        },
+        (None, None) => None,
+    }
 }
 
 #[cfg(test)]

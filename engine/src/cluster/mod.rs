@@ -1,0 +1,617 @@
+//! The cluster tier: one set of budgets and rate limits across several
+//! gateway nodes, kept in Redis (or Valkey), never on the request path.
+//!
+//! The merger hands this thread every increment the node's cores counted
+//! (spend per day and month, requests and tokens per minute, by team and
+//! key). Every `interval` the thread pushes what it gathered to Redis in
+//! one Lua script and reads back the cluster totals of every owner under a
+//! limit, in the same round trip. The merger folds those totals into the
+//! snapshot the cores enforce, adding the node's own spend since (see
+//! [`combine`]).
+//!
+//! Pushes are idempotent: each carries the node's id and a sequence number,
+//! and the script applies a push only if its number is above the last one
+//! applied for that node. A push that timed out is retried with the same
+//! number, so it counts once whether or not the first try landed. Numbers
+//! start at the process's start time in microseconds, so a restarted node
+//! continues above its predecessor's.
+//!
+//! Redis down or slow stalls nothing: the thread keeps gathering, the cores
+//! keep enforcing against the last totals plus their own spend, and the
+//! node reports itself degraded once its view is older than `stale_after`
+//! (and, with `on_stale = "closed"`, refuses limited requests). When Redis
+//! answers again, everything gathered meanwhile goes in one push.
+//!
+//! At shutdown the last push is tried once; what cannot be pushed is kept
+//! beside the ledger with its sequence number and pushed at the next start,
+//! where the number makes it count once even if the first try had landed.
+
+pub mod redis;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use simd_json::prelude::*;
+use tollgate_policy::budget::{day_number, year_month};
+use tollgate_policy::config::cluster::Cluster;
+use tollgate_policy::Config;
+
+use self::redis::{Redis, RedisError};
+use crate::stats::{MinuteUse, OwnerName, SpendSnapshot};
+
+/// A counter's window: UTC day, UTC month, or a UTC minute's requests or
+/// tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Window {
+    Day(u64),
+    Month(i64, u32),
+    Requests(u64),
+    Tokens(u64),
+}
+
+impl Window {
+    /// When its key may go: the window's end, plus an hour for clocks that
+    /// disagree (a minute for minutes).
+    fn expires_at(self) -> u64 {
+        match self {
+            Window::Day(d) => (d + 1) * 86_400 + 3_600,
+            Window::Month(y, m) => {
+                let next = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                tollgate_policy::budget::month_start(next.0, next.1) + 3_600
+            }
+            Window::Requests(min) | Window::Tokens(min) => (min + 2) * 60,
+        }
+    }
+
+    /// Whether the window is over at `now` (Unix seconds).
+    pub fn is_past(self, now: u64) -> bool {
+        match self {
+            Window::Day(d) => d < day_number(now),
+            Window::Month(y, m) => (y, m) < year_month(day_number(now)),
+            Window::Requests(min) | Window::Tokens(min) => min < now / 60,
+        }
+    }
+
+    fn key_part(self) -> String {
+        match self {
+            Window::Day(d) => format!("d:{d}"),
+            Window::Month(y, m) => format!("m:{y:04}-{m:02}"),
+            Window::Requests(min) => format!("rq:{min}"),
+            Window::Tokens(min) => format!("tk:{min}"),
+        }
+    }
+}
+
+pub type Counter = (OwnerName, Window);
+
+/// The Redis key of a counter: `{prefix}:d:20415:team:search`.
+fn redis_key(prefix: &str, (owner, window): &Counter) -> String {
+    let (kind, name) = match owner {
+        OwnerName::Team(n) => ("team", n),
+        OwnerName::Key(n) => ("key", n),
+    };
+    format!("{{{prefix}}}:{}:{kind}:{name}", window.key_part())
+}
+
+/// The increments a core's delta brings, with their windows: spend in
+/// today's and this month's, requests and tokens in their minute.
+pub fn increments(spend: &[(OwnerName, u64)], minute: &[(OwnerName, MinuteUse)], now: u64) -> Vec<(Counter, u64)> {
+    let day = day_number(now);
+    let (y, m) = year_month(day);
+    let mut out = Vec::with_capacity(spend.len() * 2 + minute.len() * 2);
+    for (owner, micro) in spend {
+        out.push(((owner.clone(), Window::Day(day)), *micro));
+        out.push(((owner.clone(), Window::Month(y, m)), *micro));
+    }
+    for (owner, u) in minute {
+        if u.requests > 0 {
+            out.push(((owner.clone(), Window::Requests(u.minute)), u.requests));
+        }
+        if u.tokens > 0 {
+            out.push(((owner.clone(), Window::Tokens(u.minute)), u.tokens));
+        }
+    }
+    out
+}
+
+/// Owners whose totals the node needs from the cluster: those under a
+/// budget or a rate limit.
+pub fn watched(config: &Config) -> Vec<OwnerName> {
+    use tollgate_policy::team::is_limited;
+    let teams =
+        config.teams.iter().filter(|t| is_limited(&t.budget, &t.rate_limit)).map(|t| OwnerName::Team(t.name.clone()));
+    let keys = config
+        .keys
+        .all()
+        .iter()
+        .filter(|k| is_limited(&k.budget, &k.rate_limit))
+        .map(|k| OwnerName::Key(k.name.clone()));
+    teams.chain(keys).collect()
+}
+
+/// What the merger sends the cluster thread.
+pub enum ToCluster {
+    /// Increments counted by the node's cores.
+    Add(Vec<(Counter, u64)>),
+    /// The owners to read totals for (at start and after each reload).
+    Watch(Vec<OwnerName>),
+}
+
+/// How the node stands with the cluster, for `/metrics` and `/readyz`.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterStatus {
+    pub node_id: String,
+    /// The server of the last good exchange.
+    pub server: Option<String>,
+    pub last_sync_unix_ms: Option<u64>,
+    /// No good exchange for `stale_after`.
+    pub degraded: bool,
+    pub fail_closed: bool,
+    pub exchanges_ok: u64,
+    pub exchanges_failed: u64,
+    /// Counters gathered but not yet acknowledged by Redis.
+    pub unpushed: u64,
+}
+
+impl ClusterStatus {
+    /// Limited requests are refused: degraded, and the policy fails closed.
+    pub fn refusing(&self) -> bool {
+        self.degraded && self.fail_closed
+    }
+}
+
+/// Cluster totals as of the last good exchange.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterView {
+    /// Counter → (cluster total, this process's increments it includes).
+    pub totals: HashMap<Counter, (u64, u64)>,
+    pub status: ClusterStatus,
+}
+
+/// The spend and minute figures the cores enforce: for each counter the
+/// cluster total plus what this process counted since that total was read
+/// (`local` is everything it counted; the view says how much of it the
+/// total includes), and never less than the node's own figures (which
+/// count from the ledger, so they hold while Redis has not yet answered
+/// after a restart).
+pub fn combine(node: &mut SpendSnapshot, local: &HashMap<Counter, u64>, view: &ClusterView) {
+    for (counter, &(total, included)) in &view.totals {
+        let mine_since = local.get(counter).copied().unwrap_or(0).saturating_sub(included);
+        let v = total.saturating_add(mine_since);
+        let (owner, window) = counter;
+        match *window {
+            Window::Day(d) if d == node.day => {
+                let e = node.by_owner.entry(owner.clone()).or_default();
+                e.0 = e.0.max(v);
+            }
+            Window::Month(y, m) if (y, m) == node.month => {
+                let e = node.by_owner.entry(owner.clone()).or_default();
+                e.1 = e.1.max(v);
+            }
+            Window::Requests(min) | Window::Tokens(min) => {
+                let e = node.minute.entry(owner.clone()).or_default();
+                if e.minute < min {
+                    *e = MinuteUse { minute: min, ..MinuteUse::default() };
+                }
+                if e.minute == min {
+                    if matches!(window, Window::Requests(_)) {
+                        e.requests = e.requests.max(v);
+                    } else {
+                        e.tokens = e.tokens.max(v);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The push-and-read script. KEYS[1] is the node's last applied sequence
+/// number, then `n` counters to add to, then the counters to read. ARGV:
+/// the push's sequence number, `n`, then an amount and an expiry time per
+/// counter. Returns whether the push was applied, then the values read.
+const SCRIPT: &str = r#"
+local seq = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local applied = 0
+if n > 0 then
+  local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if seq > last then
+    for i = 1, n do
+      redis.call('INCRBY', KEYS[1 + i], ARGV[1 + 2 * i])
+      redis.call('EXPIREAT', KEYS[1 + i], ARGV[2 + 2 * i])
+    end
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', 3456000)
+    applied = 1
+  end
+end
+local out = {applied}
+for i = n + 2, #KEYS do
+  out[#out + 1] = tonumber(redis.call('GET', KEYS[i]) or '0')
+end
+return out
+"#;
+
+/// One push: rendered keys, amounts and expiry times, under one sequence
+/// number.
+#[derive(Debug, Default)]
+struct Batch {
+    seq: u64,
+    /// The counters, when this process counted them (not for a batch
+    /// carried over from a previous run).
+    counters: Vec<(Counter, u64)>,
+    keys: Vec<(String, u64, u64)>,
+}
+
+impl Batch {
+    fn new(seq: u64, prefix: &str, counters: Vec<(Counter, u64)>) -> Batch {
+        let keys = counters.iter().map(|(c, v)| (redis_key(prefix, c), *v, c.1.expires_at())).collect();
+        Batch { seq, counters, keys }
+    }
+}
+
+/// Pushes `batch` (if any) and reads `reads`, in one script run.
+fn exchange(
+    conn: &mut Redis,
+    prefix: &str,
+    node_id: &str,
+    batch: Option<&Batch>,
+    reads: &[String],
+) -> Result<(bool, Vec<u64>), RedisError> {
+    let seq_key = format!("{{{prefix}}}:node:{node_id}:seq");
+    let empty = Vec::new();
+    let (seq, keys) = batch.map_or((0, &empty), |b| (b.seq, &b.keys));
+    let numbers: Vec<String> = [seq.to_string(), keys.len().to_string()]
+        .into_iter()
+        .chain(keys.iter().flat_map(|(_, v, x)| [v.to_string(), x.to_string()]))
+        .collect();
+    let numkeys = (1 + keys.len() + reads.len()).to_string();
+    let mut args: Vec<&[u8]> = vec![b"EVAL", SCRIPT.as_bytes(), numkeys.as_bytes(), seq_key.as_bytes()];
+    args.extend(keys.iter().map(|(k, _, _)| k.as_bytes()));
+    args.extend(reads.iter().map(|k| k.as_bytes()));
+    args.extend(numbers.iter().map(|n| n.as_bytes()));
+    let reply = conn.call(&args)?;
+    let items = match reply {
+        tollgate_protocol::resp::Reply::Array(Some(items)) if items.len() == reads.len() + 1 => items,
+        tollgate_protocol::resp::Reply::Error(e) => return Err(RedisError::Refused { command: "EVAL", reply: e }),
+        other => {
+            return Err(RedisError::Refused { command: "EVAL", reply: format!("unexpected reply {other:?}") });
+        }
+    };
+    let applied = items[0].as_int() == Some(1);
+    let values = items[1..].iter().map(|r| r.as_int().unwrap_or(0).max(0) as u64).collect();
+    Ok((applied, values))
+}
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+}
+
+/// The running cluster thread's ends.
+pub struct Handle {
+    pub tx: mpsc::Sender<ToCluster>,
+    pub views: mpsc::Receiver<ClusterView>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts the cluster thread. `carried` is where an unpushed batch is kept
+/// across restarts (beside the ledger); `watch` the owners to read.
+pub fn start(
+    cluster: Cluster,
+    roots: Option<Arc<rustls::RootCertStore>>,
+    carried: Option<PathBuf>,
+    watch: Vec<OwnerName>,
+) -> std::io::Result<Handle> {
+    let (tx, rx) = mpsc::channel();
+    let (view_tx, views) = mpsc::channel();
+    let tls = roots.map(|r| {
+        let mut c = (*crate::tls::client_config(&r)).clone();
+        c.alpn_protocols.clear();
+        Arc::new(c)
+    });
+    let thread = std::thread::Builder::new().name("tollgate-cluster".into()).spawn(move || {
+        let mut node = Node::new(cluster, tls, carried, watch);
+        node.run(rx, view_tx);
+    })?;
+    Ok(Handle { tx, views, thread })
+}
+
+struct Node {
+    cluster: Cluster,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    conn: Option<Redis>,
+    /// Which server to try first: the last that answered.
+    preferred: usize,
+    next_seq: u64,
+    /// Gathered since the last batch was cut.
+    pending: HashMap<Counter, u64>,
+    /// Cut, numbered, not yet acknowledged: retried as it is.
+    inflight: Option<Batch>,
+    /// Batches from a previous run, pushed before anything else.
+    carried: Vec<Batch>,
+    carried_file: Option<PathBuf>,
+    /// This process's increments Redis has acknowledged, by counter.
+    pushed: HashMap<Counter, u64>,
+    watch: Vec<OwnerName>,
+    view: ClusterView,
+    last_good: Option<Instant>,
+    /// Logged once per outage.
+    outage_logged: bool,
+}
+
+impl Node {
+    fn new(
+        cluster: Cluster,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        carried_file: Option<PathBuf>,
+        watch: Vec<OwnerName>,
+    ) -> Node {
+        let carried = carried_file.as_ref().map_or_else(Vec::new, read_carried);
+        let status = ClusterStatus {
+            node_id: cluster.node_id.clone(),
+            fail_closed: cluster.fail_closed,
+            ..ClusterStatus::default()
+        };
+        Node {
+            next_seq: unix_now().as_micros() as u64,
+            cluster,
+            tls,
+            conn: None,
+            preferred: 0,
+            pending: HashMap::new(),
+            inflight: None,
+            carried,
+            carried_file,
+            pushed: HashMap::new(),
+            watch,
+            view: ClusterView { totals: HashMap::new(), status },
+            last_good: None,
+            outage_logged: false,
+        }
+    }
+
+    fn run(&mut self, rx: mpsc::Receiver<ToCluster>, views: mpsc::Sender<ClusterView>) {
+        let started = Instant::now();
+        let mut next = started;
+        loop {
+            // Gather until the next exchange is due.
+            let mut open = true;
+            loop {
+                let wait = next.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(wait) {
+                    Ok(msg) => self.take(msg),
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            next = Instant::now() + self.cluster.interval;
+            self.sync();
+            // A degraded node may be refusing: it says so at once.
+            let _ = views.send(self.view.clone());
+            if !open {
+                self.shutdown();
+                return;
+            }
+        }
+    }
+
+    fn take(&mut self, msg: ToCluster) {
+        match msg {
+            ToCluster::Add(adds) => {
+                for (c, v) in adds {
+                    *self.pending.entry(c).or_default() += v;
+                }
+            }
+            ToCluster::Watch(owners) => self.watch = owners,
+        }
+    }
+
+    /// The counters to read: every watched owner's current windows.
+    fn reads(&self, now: u64) -> Vec<Counter> {
+        let day = day_number(now);
+        let (y, m) = year_month(day);
+        let minute = now / 60;
+        let mut out = Vec::with_capacity(self.watch.len() * 4);
+        for o in &self.watch {
+            for w in [Window::Day(day), Window::Month(y, m), Window::Requests(minute), Window::Tokens(minute)] {
+                out.push((o.clone(), w));
+            }
+        }
+        out
+    }
+
+    /// One exchange: the carried batch first, then the in-flight one (cut
+    /// from what is pending if there is none), reading the totals.
+    fn sync(&mut self) {
+        let now = unix_now().as_secs();
+        // A minute that is over no longer limits anyone.
+        self.pending.retain(|(_, w), _| !matches!(w, Window::Requests(_) | Window::Tokens(_)) || !w.is_past(now));
+        if self.inflight.is_none() && !self.pending.is_empty() {
+            let counters: Vec<_> = self.pending.drain().collect();
+            self.inflight = Some(Batch::new(self.next_seq, &self.cluster.key_prefix, counters));
+            self.next_seq += 1;
+        }
+        let reads = self.reads(now);
+        let keys: Vec<String> = reads.iter().map(|c| redis_key(&self.cluster.key_prefix, c)).collect();
+        match self.try_sync(&keys) {
+            Ok(values) => {
+                if let Some(b) = self.inflight.take() {
+                    for (c, v) in b.counters {
+                        *self.pushed.entry(c).or_default() += v;
+                    }
+                }
+                self.pushed.retain(|(_, w), _| !w.is_past(now));
+                self.view.totals = reads
+                    .into_iter()
+                    .zip(values)
+                    .map(|(c, v)| {
+                        let mine = self.pushed.get(&c).copied().unwrap_or(0);
+                        (c, (v, mine))
+                    })
+                    .collect();
+                self.last_good = Some(Instant::now());
+                let st = &mut self.view.status;
+                st.last_sync_unix_ms = Some(unix_now().as_millis() as u64);
+                st.server = self.conn.as_ref().map(|c| c.name.clone());
+                st.exchanges_ok += 1;
+                if st.degraded || self.outage_logged {
+                    tracing::info!(node = %st.node_id, "cluster tier back: Redis answers again, gathered counts pushed");
+                }
+                st.degraded = false;
+                self.outage_logged = false;
+            }
+            Err(e) => {
+                self.conn = None;
+                let st = &mut self.view.status;
+                st.exchanges_failed += 1;
+                if !self.outage_logged {
+                    tracing::warn!(node = %st.node_id, error = %e, "cluster tier: Redis exchange failed; enforcing with the last known totals plus this node's spend");
+                    self.outage_logged = true;
+                }
+                let stale = self.last_good.is_none_or(|t| t.elapsed() >= self.cluster.stale_after);
+                if stale && !st.degraded {
+                    st.degraded = true;
+                    tracing::error!(
+                        node = %st.node_id,
+                        fail_closed = st.fail_closed,
+                        "cluster tier degraded: no good exchange with Redis for {} ms",
+                        self.cluster.stale_after.as_millis()
+                    );
+                }
+            }
+        }
+        self.view.status.unpushed = (self.pending.len() + self.inflight.as_ref().map_or(0, |b| b.keys.len())) as u64;
+    }
+
+    fn try_sync(&mut self, reads: &[String]) -> Result<Vec<u64>, RedisError> {
+        self.connect()?;
+        let Node { conn, cluster, carried, carried_file, inflight, .. } = self;
+        let conn = conn.as_mut().expect("connected above");
+        while let Some(batch) = carried.first() {
+            exchange(conn, &cluster.key_prefix, &cluster.node_id, Some(batch), &[])?;
+            tracing::info!(
+                seq = batch.seq,
+                counters = batch.keys.len(),
+                "cluster tier: pushed counts carried over from the last run"
+            );
+            carried.remove(0);
+            if carried.is_empty() {
+                if let Some(p) = carried_file {
+                    let _ = fs::remove_file(p);
+                }
+            }
+        }
+        let (_, values) = exchange(conn, &cluster.key_prefix, &cluster.node_id, inflight.as_ref(), reads)?;
+        Ok(values)
+    }
+
+    /// Connects if not connected: the servers in order, from the last that
+    /// answered.
+    fn connect(&mut self) -> Result<(), RedisError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let n = self.cluster.servers.len();
+        let password = self.cluster.password.as_ref().map(|c| c.0.as_str());
+        let mut last = None;
+        for i in 0..n {
+            let at = (self.preferred + i) % n;
+            match Redis::connect(&self.cluster.servers[at], password, self.tls.as_ref(), self.cluster.timeout) {
+                Ok(c) => {
+                    self.preferred = at;
+                    self.conn = Some(c);
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RedisError::Refused { command: "connect", reply: "no server configured".into() }))
+    }
+
+    /// The merger has hung up: one last push of everything; what does not
+    /// go is kept for the next start.
+    fn shutdown(&mut self) {
+        if !self.pending.is_empty() || self.inflight.is_some() {
+            self.sync();
+            if self.inflight.is_none() && !self.pending.is_empty() {
+                self.sync();
+            }
+        }
+        let mut left: Vec<&Batch> = self.carried.iter().collect();
+        let cut;
+        if let Some(b) = &self.inflight {
+            left.push(b);
+        }
+        if !self.pending.is_empty() {
+            cut = Batch::new(self.next_seq, &self.cluster.key_prefix, self.pending.drain().collect());
+            left.push(&cut);
+        }
+        if left.is_empty() {
+            return;
+        }
+        let counters: usize = left.iter().map(|b| b.keys.len()).sum();
+        match &self.carried_file {
+            Some(path) => match write_carried(path, &left) {
+                Ok(()) => tracing::warn!(
+                    counters,
+                    file = %path.display(),
+                    "cluster tier: Redis did not take the last counts; kept to push at the next start"
+                ),
+                Err(e) => tracing::error!(counters, error = %e, "cluster tier: cannot keep the unpushed counts; they are lost to the cluster (the local ledger has them)"),
+            },
+            None => tracing::error!(
+                counters,
+                "cluster tier: Redis did not take the last counts and no ledger_file is set to keep them; they are lost to the cluster"
+            ),
+        }
+    }
+}
+
+/// Batches are kept as one JSON line per counter: `{"s":seq,"k":key,"v":amount,"x":expiry}`.
+fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
+    let mut text = bytes::BytesMut::new();
+    for b in batches {
+        for (k, v, x) in &b.keys {
+            text.extend_from_slice(format!("{{\"s\":{},\"k\":", b.seq).as_bytes());
+            tollgate_protocol::openai::write_json_string(&mut text, k);
+            text.extend_from_slice(format!(",\"v\":{v},\"x\":{x}}}\n").as_bytes());
+        }
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&text)?;
+    f.sync_all()?;
+    fs::rename(tmp, path)
+}
+
+/// Reads carried batches back, in the order they were cut: each is pushed
+/// under its own number, so one that had landed is skipped and the rest
+/// count once.
+fn read_carried(path: &PathBuf) -> Vec<Batch> {
+    let Ok(text) = fs::read_to_string(path) else { return Vec::new() };
+    let mut batches: std::collections::BTreeMap<u64, Batch> = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let mut bytes = line.as_bytes().to_vec();
+        let Ok(v) = simd_json::to_borrowed_value(&mut bytes) else { continue };
+        let (Some(s), Some(k), Some(n), Some(x)) = (
+            v.get("s").and_then(|x| x.as_u64()),
+            v.get("k").and_then(|x| x.as_str()),
+            v.get("v").and_then(|x| x.as_u64()),
+            v.get("x").and_then(|x| x.as_u64()),
+        ) else {
+            continue;
+        };
+        batches.entry(s).or_insert_with(|| Batch { seq: s, ..Batch::default() }).keys.push((k.to_string(), n, x));
+    }
+    batches.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests;

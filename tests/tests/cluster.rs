@@ -1,0 +1,308 @@
+//! The cluster tier: three gateway processes sharing one real
+//! `redis-server`. Budgets and rate limits hold across nodes, Redis going
+//! away stalls nothing, and totals converge exactly when it returns.
+
+use std::time::{Duration, Instant};
+
+use tollgate_e2e::*;
+
+const TEAM: &str = "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]";
+
+/// Propagation from one node's request to every other node's view, as
+/// ARCHITECTURE.md derives it for these settings: the core's merge (100
+/// ms), a push (≤ 50 ms), the other node's read (≤ 50 ms), the merger's
+/// poll (20 ms), the core's poll (10 ms), and slack for a busy machine.
+const LAG: Duration = Duration::from_millis(330);
+
+/// A node of team `e2e` (`team` appended to its table) with a fast cluster
+/// tier: 50 ms interval, degraded after 500 ms.
+fn node_config(mock: &Proc, redis: &Redis, node: &str, team: &str, extra: &str) -> String {
+    let config = priced(config_for(mock.addr, 2, "")).replace(TEAM, &format!("{TEAM}\n{team}"));
+    format!(
+        "{config}\n[cluster]\nredis_urls = [\"{}\"]\nnode_id = \"{node}\"\ninterval_ms = 50\ntimeout_ms = 100\nstale_after_ms = 500\n{extra}\n",
+        redis.url()
+    )
+}
+
+fn nodes(mock: &Proc, redis: &Redis, team: &str, extra: &str) -> Vec<Proc> {
+    ["a", "b", "c"].iter().map(|n| start_gateway(&node_config(mock, redis, n, team, extra), &[], &[])).collect()
+}
+
+fn today() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400
+}
+
+/// The cluster's spend today for team `e2e`, in micro-dollars.
+fn cluster_spend(redis: &Redis) -> u64 {
+    redis.counter(&format!("{{tollgate}}:d:{}:team:e2e", today()))
+}
+
+/// A node's own spend today for team `e2e`, from its `/metrics`.
+fn node_spend(gw: &Proc) -> u64 {
+    let usd = metric(gw, "tollgate_budget_spent_usd{team=\"e2e\",window=\"day\"}").unwrap_or(0.0);
+    (usd * 1e6).round() as u64
+}
+
+fn chat(gw: &Proc) -> Response {
+    one_request(gw.addr, &chat_request(SMALL_CHAT, ""))
+}
+
+fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok()
+}
+
+/// Sum of the nodes' own spend equals the cluster's total: nothing lost,
+/// nothing counted twice.
+fn converged(redis: &Redis, nodes: &[Proc]) -> bool {
+    let sum: u64 = nodes.iter().map(node_spend).sum();
+    sum > 0 && cluster_spend(redis) == sum
+}
+
+#[test]
+fn a_team_budget_is_refused_on_every_node_once_the_cluster_total_reaches_it() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    // About $0.02 a request: some 25 requests in all fit, not 25 per node.
+    let limit = 500_000u64;
+    let gws = nodes(&mock, &redis, "budget = { daily_usd = 0.5 }", "");
+    let started = Instant::now();
+    let admitted: Vec<(usize, Duration)> = std::thread::scope(|s| {
+        let handles: Vec<_> = gws
+            .iter()
+            .map(|gw| gw.addr)
+            .map(|addr| {
+                s.spawn(move || {
+                    let (mut ok, mut refused, mut last_ok) = (0, 0, Duration::ZERO);
+                    while refused < 5 {
+                        let r = one_request(addr, &chat_request(SMALL_CHAT, ""));
+                        match r.status {
+                            200 => {
+                                ok += 1;
+                                last_ok = started.elapsed();
+                            }
+                            429 => {
+                                assert_eq!(r.error_code(), "budget_exceeded");
+                                refused += 1;
+                            }
+                            s => panic!("status {s}: {}", r.text()),
+                        }
+                    }
+                    (ok, last_ok)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let total: usize = admitted.iter().map(|a| a.0).sum();
+    std::thread::sleep(LAG);
+    for gw in &gws {
+        for _ in 0..3 {
+            assert_eq!(chat(gw).status, 429, "every node refuses once the cluster total is reached");
+        }
+    }
+    assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)), "totals converge");
+    let spent = cluster_spend(&redis);
+    let per_request = spent / total as u64;
+    // The documented bound: each node may admit what its clients send in
+    // one propagation lag past the limit, plus one request in flight each.
+    let elapsed = admitted.iter().map(|a| a.1).max().unwrap().as_secs_f64().max(0.001);
+    let rate = total as f64 / elapsed;
+    let bound = ((rate * LAG.as_secs_f64()).ceil() as u64 + gws.len() as u64) * per_request;
+    let over = spent.saturating_sub(limit);
+    eprintln!(
+        "cluster budget: {total} admitted at {rate:.0} req/s over 3 nodes; spent {spent} µ$ of {limit}; overshoot {over} µ$ (bound {bound})"
+    );
+    assert!(spent >= limit * 9 / 10, "the budget is used: {spent} of {limit}");
+    assert!(over <= bound, "overshoot {over} µ$ over the bound {bound} µ$");
+}
+
+/// Requests spaced by more than the propagation lag, round robin over the
+/// nodes: the cluster admits what one node alone would, no more.
+#[test]
+fn spaced_requests_spend_one_budget_across_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let limit = 200_000u64;
+    let gws = nodes(&mock, &redis, "budget = { daily_usd = 0.2 }", "");
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        statuses.push(chat(&gws[i % 3]).status);
+        if statuses.len() >= 6 && statuses[statuses.len() - 6..].iter().all(|&s| s == 429) {
+            break;
+        }
+        std::thread::sleep(LAG + Duration::from_millis(100));
+    }
+    let admitted = statuses.iter().filter(|&&s| s == 200).count();
+    let first_refusal = statuses.iter().position(|&s| s == 429).expect("refused in the end");
+    assert_eq!(first_refusal, admitted, "nothing admitted after the first refusal: {statuses:?}");
+    assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)));
+    let spent = cluster_spend(&redis);
+    let per_request = spent / admitted as u64;
+    assert!(spent <= limit + per_request, "at most the request that crossed: {spent} of {limit}");
+    assert!(spent + per_request >= limit * 9 / 10, "the budget is used: {spent} of {limit}");
+}
+
+#[test]
+fn a_rate_limit_holds_across_nodes() {
+    let Some(redis) = Redis::start() else { return };
+    // Minute windows: do not straddle one.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    if now.as_secs() % 60 > 40 {
+        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
+    }
+    let mock = start_mock(&[]);
+    let gws = nodes(&mock, &redis, "rate_limit = { requests_per_minute = 6 }", "");
+    let mut statuses = Vec::new();
+    // Round robin, spaced by more than the propagation lag: every node
+    // sees every admission before its next request.
+    for i in 0..10 {
+        let r = chat(&gws[i % 3]);
+        if r.status == 429 {
+            assert_eq!(r.error_code(), "rate_limit_exceeded");
+        }
+        statuses.push(r.status);
+        std::thread::sleep(LAG + Duration::from_millis(100));
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429, 429, 429, 429], "six per minute across three nodes");
+}
+
+#[test]
+fn redis_down_keeps_every_node_serving_and_totals_converge_when_it_returns() {
+    let Some(mut redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let gws = nodes(&mock, &redis, "budget = { daily_usd = 1000.0 }", "");
+    for gw in &gws {
+        assert_eq!(chat(gw).status, 200);
+    }
+    assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)));
+    redis.kill();
+    // Serving goes on, at once and after the view goes stale.
+    for round in 0..3 {
+        for gw in &gws {
+            assert_eq!(chat(gw).status, 200, "round {round}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for (gw, node) in gws.iter().zip(["a", "b", "c"]) {
+        let sample = format!("tollgate_cluster_degraded{{node=\"{node}\"}}");
+        assert!(wait_until(Duration::from_secs(3), || metric(gw, &sample) == Some(1.0)), "degraded is reported");
+        let ready = one_request(gw.addr, &get("/readyz"));
+        assert_eq!((ready.status, ready.text().contains("\"cluster\":\"degraded\"")), (200, true), "{}", ready.text());
+    }
+    redis.restart();
+    assert!(
+        wait_until(Duration::from_secs(5), || converged(&redis, &gws)),
+        "cluster {} vs nodes {:?}",
+        cluster_spend(&redis),
+        gws.iter().map(node_spend).collect::<Vec<_>>()
+    );
+    for gw in &gws {
+        assert!(wait_until(Duration::from_secs(2), || one_request(gw.addr, &get("/readyz")).text()
+            == "{\"status\":\"ready\"}"));
+    }
+}
+
+#[test]
+fn a_push_retried_after_a_time_out_is_counted_once() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let gws = nodes(&mock, &redis, "budget = { daily_usd = 1000.0 }", "");
+    for gw in &gws {
+        assert_eq!(chat(gw).status, 200);
+    }
+    assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)));
+    // A hung Redis still accepts connections and commands into its socket
+    // buffers; every node's push times out and is sent again, several
+    // times, and Redis runs every copy once it wakes.
+    redis.signal(libc::SIGSTOP);
+    for gw in &gws {
+        assert_eq!(chat(gw).status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    let failed = metric(&gws[0], "tollgate_cluster_exchanges_total{node=\"a\",result=\"failed\"}").unwrap();
+    assert!(failed >= 2.0, "retried: {failed} failed exchanges");
+    redis.signal(libc::SIGCONT);
+    assert!(
+        wait_until(Duration::from_secs(5), || converged(&redis, &gws)),
+        "cluster {} vs nodes {:?}",
+        cluster_spend(&redis),
+        gws.iter().map(node_spend).collect::<Vec<_>>()
+    );
+    // And it stays so: no late copy lands.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(converged(&redis, &gws));
+}
+
+#[test]
+fn restarting_a_node_leaves_the_totals_unchanged_and_unpushed_counts_arrive_later() {
+    let Some(mut redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let dir = TempDir::new("cluster-ledger");
+    let ledger = format!("ledger_file = \"{}\"", dir.0.join("spend.jsonl").display());
+    let config = node_config(&mock, &redis, "a", "budget = { daily_usd = 1000.0 }", "")
+        .replace("[server]\n", &format!("[server]\n{ledger}\n"));
+    let mut gw = start_gateway(&config, &[], &[]);
+    for _ in 0..3 {
+        assert_eq!(chat(&gw).status, 200);
+    }
+    assert!(wait_until(Duration::from_secs(3), || converged(&redis, std::slice::from_ref(&gw))));
+    let before = cluster_spend(&redis);
+    gw.signal(libc::SIGTERM);
+    gw.wait_exit(Duration::from_secs(10)).expect("exits");
+    let gw = start_gateway(&config, &[], &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cluster_spend(&redis), before, "a restart neither resets nor re-seeds the cluster total");
+    assert_eq!(node_spend(&gw), before, "the node's own spend comes back from its ledger");
+
+    // Redis gone at shutdown: the last counts wait beside the ledger and
+    // go in when the node starts again with Redis back.
+    redis.kill();
+    assert_eq!(chat(&gw).status, 200);
+    let mut gw = gw;
+    gw.signal(libc::SIGTERM);
+    gw.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert!(dir.0.join("spend.cluster-unpushed").exists(), "unpushed counts kept");
+    redis.restart();
+    let gw = start_gateway(&config, &[], &[]);
+    assert!(
+        wait_until(Duration::from_secs(3), || cluster_spend(&redis) == node_spend(&gw)),
+        "cluster {} vs node {}",
+        cluster_spend(&redis),
+        node_spend(&gw)
+    );
+    assert!(cluster_spend(&redis) > before);
+    assert!(!dir.0.join("spend.cluster-unpushed").exists(), "pushed and removed");
+}
+
+#[test]
+fn fail_closed_refuses_limited_requests_while_redis_is_away() {
+    let Some(mut redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    const FREE_KEY: &str = "tg-free-0123456789abcdef";
+    let free = format!(
+        "\n[[teams]]\nname = \"free\"\nmodels = [\"*\"]\n\n[[keys]]\nname = \"free\"\nteam = \"free\"\nsha256 = \"{}\"\n",
+        key_hash(FREE_KEY)
+    );
+    let config = node_config(&mock, &redis, "a", "budget = { daily_usd = 1000.0 }", "on_stale = \"closed\"")
+        .replace("\n[cluster]", &format!("{free}\n[cluster]"));
+    let gw = start_gateway(&config, &[], &[]);
+    let free_chat =
+        || one_request(gw.addr, &chat_request_with_key(SMALL_CHAT, &format!("Authorization: Bearer {FREE_KEY}\r\n")));
+    assert_eq!(chat(&gw).status, 200);
+    redis.kill();
+    assert!(wait_until(Duration::from_secs(3), || chat(&gw).status == 503), "refused once stale");
+    let r = chat(&gw);
+    assert_eq!((r.status, r.error_code()), (503, "cluster_unavailable".to_string()), "{}", r.text());
+    assert_eq!(free_chat().status, 200, "a team with no limit has nothing to enforce");
+    assert_eq!(one_request(gw.addr, &get("/readyz")).status, 503);
+    redis.restart();
+    assert!(wait_until(Duration::from_secs(3), || chat(&gw).status == 200), "serving again");
+    assert_eq!(one_request(gw.addr, &get("/readyz")).status, 200);
+}
