@@ -184,6 +184,13 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
             return client.send_error(&e, !keep_alive).await && keep_alive;
         }
     };
+    let hold = match reserve_strict(w, state, key, &body).await {
+        Ok(h) => h,
+        Err(e) => {
+            refused(w, state, &mut trace, client, &e);
+            return client.send_error(&e, !keep_alive).await && keep_alive;
+        }
+    };
     let deadline = started + state.config.server.timeouts.request;
     let inbound = proxy::Inbound { head: &head, keep_alive, deadline, front, reservation: reservation.as_ref() };
     let reusable = match proxy::chat_completions(state, key, client, inbound, body, &mut trace).await {
@@ -210,6 +217,8 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
     };
     w.recorder.record(&trace, state);
     w.stats.count(&trace, state);
+    // Released in the same hand-off as the spend just counted.
+    drop(hold);
     reusable
 }
 
@@ -294,18 +303,7 @@ fn affordable(
         return Ok(());
     }
     // A body or model the route phase refuses is reported there.
-    let Ok(fields) = tollgate_protocol::openai::scan_request(body) else { return Ok(()) };
-    let model = fields.model.get(body);
-    let Some((_, route)) = state.config.routes.find(model) else { return Ok(()) };
-    let Some(price) = route.price_of(route.targets.first()) else { return Ok(()) };
-    let encoding = tollgate_protocol::tokens::Encoding::for_model(model);
-    let usage = crate::record::TokenUsage {
-        prompt: tollgate_protocol::tokens::prompt_tokens(encoding, body),
-        completion: tollgate_protocol::openai::max_output_tokens(body)
-            .unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE),
-        cached: 0,
-    };
-    let estimate = usage.cost_at(price);
+    let Some(estimate) = estimate_cost(state, body) else { return Ok(()) };
     if let Some(t) = team {
         check(|| format!("team \"{}\"", t.name), &t.budget, team_spend, estimate, now)
             .map_err(GatewayError::OverBudget)?;
@@ -313,6 +311,96 @@ fn affordable(
     check(|| format!("key \"{}\"", key.name), &key.budget, key_spend, estimate, now)
         .map_err(GatewayError::OverBudget)?;
     Ok(())
+}
+
+/// A request's estimated cost: its prompt counted, plus its `max_tokens`
+/// or the default reserve, at the price of its model's first target.
+/// `None` with no price, or for a body or model the route phase refuses.
+fn estimate_cost(state: &CoreState, body: &[u8]) -> Option<tollgate_policy::team::MicroUsd> {
+    let fields = tollgate_protocol::openai::scan_request(body).ok()?;
+    let model = fields.model.get(body);
+    let (_, route) = state.config.routes.find(model)?;
+    let price = route.price_of(route.targets.first())?;
+    let encoding = tollgate_protocol::tokens::Encoding::for_model(model);
+    let usage = crate::record::TokenUsage {
+        prompt: tollgate_protocol::tokens::prompt_tokens(encoding, body),
+        completion: tollgate_protocol::openai::max_output_tokens(body)
+            .unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE),
+        cached: 0,
+    };
+    Some(usage.cost_at(price))
+}
+
+/// Strict budgets (with a cluster tier): the request's estimated cost is
+/// reserved in Redis against the cluster's spend and every outstanding
+/// reservation before it is sent. The hold releases the estimate when the
+/// request ends. Without an answer from Redis, `on_stale` decides.
+async fn reserve_strict(
+    w: &Rc<Worker>,
+    state: &CoreState,
+    key: &tollgate_policy::VirtualKey,
+    body: &[u8],
+) -> Result<Option<crate::cluster::strict::StrictHold>, GatewayError> {
+    use crate::cluster::strict::{Reserved, StrictOwner};
+    use crate::stats::{Owner, OwnerName};
+    let Some(strict) = w.strict() else { return Ok(None) };
+    let team = state.config.teams.get(key.team).filter(|t| t.budget.strict);
+    let mut owners = Vec::with_capacity(2);
+    if let Some(t) = team {
+        let (daily, monthly) = (t.budget.daily, t.budget.monthly);
+        owners.push(StrictOwner {
+            owner: Owner::Team(key.team),
+            name: OwnerName::Team(t.name.clone()),
+            daily,
+            monthly,
+        });
+    }
+    if key.budget.strict {
+        let (daily, monthly) = (key.budget.daily, key.budget.monthly);
+        owners.push(StrictOwner {
+            owner: Owner::Key(key.index),
+            name: OwnerName::Key(key.name.clone()),
+            daily,
+            monthly,
+        });
+    }
+    if owners.is_empty() {
+        return Ok(None);
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let estimate = estimate_cost(state, body).unwrap_or(0);
+    let hold_for = state.config.server.timeouts.request;
+    match strict.reserve(w, &owners, estimate, hold_for, now).await {
+        Reserved::Held(hold) => Ok(Some(hold)),
+        Reserved::Refused { index, day, month } => {
+            let spend = tollgate_policy::budget::Spend { day, month };
+            let refused = match (owners.get(index).map(|o| o.owner), team) {
+                (Some(Owner::Team(_)), Some(t)) => {
+                    tollgate_policy::budget::check(|| format!("team \"{}\"", t.name), &t.budget, spend, estimate, now)
+                }
+                _ => tollgate_policy::budget::check(
+                    || format!("key \"{}\"", key.name),
+                    &key.budget,
+                    spend,
+                    estimate,
+                    now,
+                ),
+            };
+            // Redis and this check apply the same rule to the same figures.
+            Err(refused.err().map_or(GatewayError::ClusterUnavailable, GatewayError::OverBudget))
+        }
+        // The hold releases whatever Redis may have reserved: at once when
+        // refusing, at the request's end when admitting.
+        Reserved::Unknown(hold, e) => {
+            tracing::debug!(error = %e, "strict budget: no answer from Redis");
+            if strict.fails_closed() {
+                drop(hold);
+                Err(GatewayError::ClusterUnavailable)
+            } else {
+                Ok(Some(hold))
+            }
+        }
+    }
 }
 
 /// The webhook's JSON for a soft threshold passed.

@@ -140,19 +140,25 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     };
     let (spend_txs, mut spend_rxs): (Vec<_>, Vec<_>) = (0..workers).map(|_| mpsc::channel()).unzip();
     let ledger = config.server.ledger_file.clone().map(std::path::PathBuf::from);
+    // Redis over TLS: rustls, without ALPN (Redis negotiates none).
+    let redis_tls = match config.cluster.as_ref().filter(|c| c.servers.iter().any(|s| s.tls)) {
+        Some(c) => {
+            let roots = crate::tls::root_store(c.ca_file.as_deref()).map_err(|e| format!("[cluster] {e}"))?;
+            let mut tls = (*crate::tls::client_config(&roots)).clone();
+            tls.alpn_protocols.clear();
+            Some(Arc::new(tls))
+        }
+        None => None,
+    };
     let cluster = match &config.cluster {
         Some(c) => {
-            let roots = match c.servers.iter().any(|s| s.tls) {
-                true => Some(crate::tls::root_store(c.ca_file.as_deref()).map_err(|e| format!("[cluster] {e}"))?),
-                false => None,
-            };
             // Counts Redis did not take at the last shutdown wait beside
             // the ledger.
             let carried = ledger.as_ref().map(|l| l.with_extension("cluster-unpushed"));
             let watch = crate::cluster::watched(&config);
             tracing::info!(node = %c.node_id, servers = c.servers.len(), "cluster tier on");
             Some(
-                crate::cluster::start(c.clone(), roots, carried, watch)
+                crate::cluster::start(c.clone(), redis_tls.clone(), carried, watch)
                     .map_err(|e| format!("cannot start the cluster thread: {e}"))?,
             )
         }
@@ -175,6 +181,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         let records_tx = records.as_ref().map(|(tx, _)| tx.clone());
         let merger = (merger.clone(), spend_rxs.remove(0));
         let alerts = alerts.clone();
+        let strict = config.cluster.clone().map(|c| (Arc::new(c), redis_tls.clone()));
         let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
             if let Some(cpu) = cpu {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
@@ -183,7 +190,10 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             }
             let state = CoreState::build(config, &resolved, None);
             let recorder = crate::record::Recorder::new(index, records_tx);
-            let worker = Rc::new(Worker::new(index, state, reloads, recorder, Some(merger)).with_alerts(alerts));
+            let strict = strict.map(|(c, tls)| crate::cluster::strict::Strict::new(c, tls, index));
+            let worker = Rc::new(
+                Worker::new(index, state, reloads, recorder, Some(merger)).with_alerts(alerts).with_strict(strict),
+            );
             let main = worker::run(worker, listener, shutdown);
             match build_runtime(driver) {
                 Ok(Runtime::Uring(mut rt)) => {

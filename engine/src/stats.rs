@@ -63,6 +63,8 @@ pub struct CoreStats {
     guard: RefCell<HashMap<GuardKey, u64>>,
     /// Budget soft thresholds passed, by owner.
     soft: RefCell<HashMap<Owner, u64>>,
+    /// Strict reservations ended: owner and reservation id.
+    released: RefCell<Vec<(Owner, String)>>,
 }
 
 type GuardKey =
@@ -86,6 +88,7 @@ impl Default for CoreStats {
             gateway: RefCell::new(histogram()),
             guard: RefCell::new(HashMap::new()),
             soft: RefCell::new(HashMap::new()),
+            released: RefCell::new(Vec::new()),
         }
     }
 }
@@ -167,6 +170,8 @@ pub struct Delta {
     /// Owners under a budget or rate limit, whose cluster totals the node
     /// reads; sent with `limits`.
     pub watch: Option<Vec<OwnerName>>,
+    /// Strict reservations ended (pushed to the cluster; nothing else).
+    pub released: Vec<crate::cluster::Released>,
 }
 
 impl CoreStats {
@@ -217,6 +222,12 @@ impl CoreStats {
         if let Some(added) = trace.gateway_micros() {
             self.gateway.borrow_mut().saturating_record((added as u64).max(1));
         }
+    }
+
+    /// A strict reservation ended: it is released in the same hand-off as
+    /// the request's spend (counted just before).
+    pub fn release(&self, owner: Owner, id: String) {
+        self.released.borrow_mut().push((owner, id));
     }
 
     /// Counts a budget's soft threshold passed.
@@ -274,6 +285,12 @@ impl CoreStats {
         };
         let minute = self.minute.borrow_mut().drain().filter_map(|(o, u)| Some((owner_name(o)?, u))).collect();
         let soft = self.soft.borrow_mut().drain().filter_map(|(o, n)| Some((owner_name(o)?, n))).collect();
+        let released = self
+            .released
+            .borrow_mut()
+            .drain(..)
+            .filter_map(|(o, id)| Some(crate::cluster::Released { owner: owner_name(o)?, id }))
+            .collect();
         let take = |h: &RefCell<Histogram<u64>>| std::mem::replace(&mut *h.borrow_mut(), histogram());
         let guard = self
             .guard
@@ -333,6 +350,7 @@ impl CoreStats {
             in_flight: in_flight as u64,
             guard,
             soft,
+            released,
         }
     }
 }
@@ -757,11 +775,11 @@ pub fn start_merger(
                         let _ = ctx.send(ToCluster::Watch(w));
                     }
                     let adds = increments(&delta.spend, &delta.minute, now);
-                    if !adds.is_empty() {
+                    if !adds.is_empty() || !delta.released.is_empty() {
                         for (c, v) in &adds {
                             *local.entry(c.clone()).or_default() += v;
                         }
-                        let _ = ctx.send(ToCluster::Add(adds));
+                        let _ = ctx.send(ToCluster::Add(adds, std::mem::take(&mut delta.released)));
                     }
                 }
                 shared.lock().unwrap_or_else(|e| e.into_inner()).merge(delta, now);

@@ -162,6 +162,8 @@ pub struct Worker {
     reserved: RefCell<HashMap<Owner, u64>>,
     /// Budget alerts for the webhook thread, when one is configured.
     alerts: Option<mpsc::Sender<String>>,
+    /// Reservations for strict budgets, with a cluster tier.
+    strict: Option<crate::cluster::strict::Strict>,
     state: RefCell<Rc<CoreState>>,
     reloads: mpsc::Receiver<Reload>,
     draining: Cell<bool>,
@@ -195,6 +197,7 @@ impl Worker {
             soft_warned: RefCell::new(HashMap::new()),
             reserved: RefCell::new(HashMap::new()),
             alerts: None,
+            strict: None,
             state: RefCell::new(Rc::new(state)),
             reloads,
             draining: Cell::new(false),
@@ -209,6 +212,16 @@ impl Worker {
     pub fn with_alerts(mut self, alerts: Option<mpsc::Sender<String>>) -> Worker {
         self.alerts = alerts;
         self
+    }
+
+    /// Reserves strict budgets in the cluster tier's Redis.
+    pub fn with_strict(mut self, strict: Option<crate::cluster::strict::Strict>) -> Worker {
+        self.strict = strict;
+        self
+    }
+
+    pub fn strict(&self) -> Option<&crate::cluster::strict::Strict> {
+        self.strict.as_ref()
     }
 
     /// Hands an alert (a JSON body) to the webhook thread, if any.

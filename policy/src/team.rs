@@ -21,6 +21,10 @@ pub struct Budget {
     /// `finish_reason: "length"`.
     pub request: Option<MicroUsd>,
     pub request_output_tokens: Option<u64>,
+    /// With a cluster tier: each request reserves its estimated cost in
+    /// Redis before it is sent, so nodes together never pass the limit by
+    /// more than estimates miss (one round trip to Redis per request).
+    pub strict: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

@@ -306,3 +306,79 @@ fn fail_closed_refuses_limited_requests_while_redis_is_away() {
     assert!(wait_until(Duration::from_secs(3), || chat(&gw).status == 200), "serving again");
     assert_eq!(one_request(gw.addr, &get("/readyz")).status, 200);
 }
+
+/// A strict budget reserves each request's estimate in Redis before
+/// sending: under full load from three nodes, the cluster never spends past
+/// the limit, and every reservation is released once its request ends.
+#[test]
+fn a_strict_budget_is_never_passed_under_full_load() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let limit = 500_000u64;
+    let gws: Vec<Proc> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let config = node_config(&mock, &redis, n, "budget = { daily_usd = 0.5, strict = true }", "");
+            start_gateway(&config.replace("timeout_ms = 100", "timeout_ms = 2000"), &[], &[])
+        })
+        .collect();
+    // max_tokens bounds the estimate (the default reserve would be 1,024
+    // tokens, $1 at this price).
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let admitted: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = gws
+            .iter()
+            .map(|gw| gw.addr)
+            .map(|addr| {
+                s.spawn(move || {
+                    let (mut ok, mut refused) = (0, 0);
+                    while refused < 5 {
+                        let r = one_request(addr, &chat_request(body, ""));
+                        match r.status {
+                            200 => ok += 1,
+                            429 => {
+                                assert_eq!(r.error_code(), "budget_exceeded", "{}", r.text());
+                                refused += 1;
+                            }
+                            s => panic!("status {s}: {}", r.text()),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)));
+    let spent = cluster_spend(&redis);
+    eprintln!("strict budget: {admitted} admitted over 3 nodes; spent {spent} µ$ of {limit}");
+    assert!(spent <= limit, "a strict budget is not passed: {spent} of {limit}");
+    assert!(spent >= limit / 2, "and it is used: {spent} of {limit}");
+    assert!(
+        wait_until(Duration::from_secs(2), || redis.cli(&["HLEN", "{tollgate}:rsv:team:e2e"]) == "0"),
+        "every reservation released"
+    );
+}
+
+/// A reservation whose answer is lost (Redis hung past the time-out) is
+/// released all the same once the request ends: nothing stays held.
+#[test]
+fn a_strict_reservation_without_an_answer_is_released_all_the_same() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let gw =
+        start_gateway(&node_config(&mock, &redis, "a", "budget = { daily_usd = 100.0, strict = true }", ""), &[], &[]);
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
+    redis.signal(libc::SIGSTOP);
+    // Fails open: admitted on the node's own view after the time-out; the
+    // reservation waits in Redis's socket buffer.
+    assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
+    redis.signal(libc::SIGCONT);
+    assert!(wait_until(Duration::from_secs(3), || converged(&redis, std::slice::from_ref(&gw))));
+    assert!(
+        wait_until(Duration::from_secs(3), || redis.cli(&["HLEN", "{tollgate}:rsv:team:e2e"]) == "0"),
+        "held: {}",
+        redis.cli(&["HGETALL", "{tollgate}:rsv:team:e2e"])
+    );
+}

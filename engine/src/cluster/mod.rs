@@ -27,6 +27,7 @@
 //! where the number makes it count once even if the first try had landed.
 
 pub mod redis;
+pub mod strict;
 
 use std::collections::HashMap;
 use std::fs;
@@ -97,6 +98,15 @@ fn redis_key(prefix: &str, (owner, window): &Counter) -> String {
     format!("{{{prefix}}}:{}:{kind}:{name}", window.key_part())
 }
 
+/// The Redis hash of an owner's outstanding strict reservations.
+fn reservations_key(prefix: &str, owner: &OwnerName) -> String {
+    let (kind, name) = match owner {
+        OwnerName::Team(n) => ("team", n),
+        OwnerName::Key(n) => ("key", n),
+    };
+    format!("{{{prefix}}}:rsv:{kind}:{name}")
+}
+
 /// The increments a core's delta brings, with their windows: spend in
 /// today's and this month's, requests and tokens in their minute.
 pub fn increments(spend: &[(OwnerName, u64)], minute: &[(OwnerName, MinuteUse)], now: u64) -> Vec<(Counter, u64)> {
@@ -118,6 +128,14 @@ pub fn increments(spend: &[(OwnerName, u64)], minute: &[(OwnerName, MinuteUse)],
     out
 }
 
+/// A strict reservation that ended: it leaves its owner's hash in the same
+/// push as the request's actual spend.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    pub owner: OwnerName,
+    pub id: String,
+}
+
 /// Owners whose totals the node needs from the cluster: those under a
 /// budget or a rate limit.
 pub fn watched(config: &Config) -> Vec<OwnerName> {
@@ -135,8 +153,9 @@ pub fn watched(config: &Config) -> Vec<OwnerName> {
 
 /// What the merger sends the cluster thread.
 pub enum ToCluster {
-    /// Increments counted by the node's cores.
-    Add(Vec<(Counter, u64)>),
+    /// Increments counted by the node's cores, and strict reservations
+    /// their requests ended (one message, so that one push takes both).
+    Add(Vec<(Counter, u64)>, Vec<Released>),
     /// The owners to read totals for (at start and after each reload).
     Watch(Vec<OwnerName>),
 }
@@ -210,27 +229,32 @@ pub fn combine(node: &mut SpendSnapshot, local: &HashMap<Counter, u64>, view: &C
     }
 }
 
-/// The push-and-read script. KEYS[1] is the node's last applied sequence
-/// number, then `n` counters to add to, then the counters to read. ARGV:
-/// the push's sequence number, `n`, then an amount and an expiry time per
-/// counter. Returns whether the push was applied, then the values read.
+/// The push-and-read script. KEYS: the node's last applied sequence
+/// number, `n` counters to add to, `r` reservation hashes to release from,
+/// then the counters to read. ARGV: the push's sequence number, `n`, `r`,
+/// an amount and an expiry time per counter, then a reservation id per
+/// hash. Returns whether the push was applied, then the values read.
 const SCRIPT: &str = r#"
 local seq = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
+local r = tonumber(ARGV[3])
 local applied = 0
-if n > 0 then
+if n + r > 0 then
   local last = tonumber(redis.call('GET', KEYS[1]) or '0')
   if seq > last then
     for i = 1, n do
-      redis.call('INCRBY', KEYS[1 + i], ARGV[1 + 2 * i])
-      redis.call('EXPIREAT', KEYS[1 + i], ARGV[2 + 2 * i])
+      redis.call('INCRBY', KEYS[1 + i], ARGV[2 + 2 * i])
+      redis.call('EXPIREAT', KEYS[1 + i], ARGV[3 + 2 * i])
+    end
+    for j = 1, r do
+      redis.call('HDEL', KEYS[1 + n + j], ARGV[3 + 2 * n + j])
     end
     redis.call('SET', KEYS[1], ARGV[1], 'EX', 3456000)
     applied = 1
   end
 end
 local out = {applied}
-for i = n + 2, #KEYS do
+for i = n + r + 2, #KEYS do
   out[#out + 1] = tonumber(redis.call('GET', KEYS[i]) or '0')
 end
 return out
@@ -245,12 +269,19 @@ struct Batch {
     /// carried over from a previous run).
     counters: Vec<(Counter, u64)>,
     keys: Vec<(String, u64, u64)>,
+    /// Strict reservations to release: (hash, id).
+    releases: Vec<(String, String)>,
 }
 
 impl Batch {
-    fn new(seq: u64, prefix: &str, counters: Vec<(Counter, u64)>) -> Batch {
+    fn new(seq: u64, prefix: &str, counters: Vec<(Counter, u64)>, released: Vec<Released>) -> Batch {
         let keys = counters.iter().map(|(c, v)| (redis_key(prefix, c), *v, c.1.expires_at())).collect();
-        Batch { seq, counters, keys }
+        let releases = released.into_iter().map(|r| (reservations_key(prefix, &r.owner), r.id)).collect();
+        Batch { seq, counters, keys, releases }
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len() + self.releases.len()
     }
 }
 
@@ -263,17 +294,19 @@ fn exchange(
     reads: &[String],
 ) -> Result<(bool, Vec<u64>), RedisError> {
     let seq_key = format!("{{{prefix}}}:node:{node_id}:seq");
-    let empty = Vec::new();
-    let (seq, keys) = batch.map_or((0, &empty), |b| (b.seq, &b.keys));
-    let numbers: Vec<String> = [seq.to_string(), keys.len().to_string()]
+    let empty = Batch::default();
+    let b = batch.unwrap_or(&empty);
+    let numbers: Vec<String> = [b.seq.to_string(), b.keys.len().to_string(), b.releases.len().to_string()]
         .into_iter()
-        .chain(keys.iter().flat_map(|(_, v, x)| [v.to_string(), x.to_string()]))
+        .chain(b.keys.iter().flat_map(|(_, v, x)| [v.to_string(), x.to_string()]))
         .collect();
-    let numkeys = (1 + keys.len() + reads.len()).to_string();
+    let numkeys = (1 + b.len() + reads.len()).to_string();
     let mut args: Vec<&[u8]> = vec![b"EVAL", SCRIPT.as_bytes(), numkeys.as_bytes(), seq_key.as_bytes()];
-    args.extend(keys.iter().map(|(k, _, _)| k.as_bytes()));
+    args.extend(b.keys.iter().map(|(k, _, _)| k.as_bytes()));
+    args.extend(b.releases.iter().map(|(h, _)| h.as_bytes()));
     args.extend(reads.iter().map(|k| k.as_bytes()));
     args.extend(numbers.iter().map(|n| n.as_bytes()));
+    args.extend(b.releases.iter().map(|(_, id)| id.as_bytes()));
     let reply = conn.call(&args)?;
     let items = match reply {
         tollgate_protocol::resp::Reply::Array(Some(items)) if items.len() == reads.len() + 1 => items,
@@ -302,17 +335,12 @@ pub struct Handle {
 /// across restarts (beside the ledger); `watch` the owners to read.
 pub fn start(
     cluster: Cluster,
-    roots: Option<Arc<rustls::RootCertStore>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     carried: Option<PathBuf>,
     watch: Vec<OwnerName>,
 ) -> std::io::Result<Handle> {
     let (tx, rx) = mpsc::channel();
     let (view_tx, views) = mpsc::channel();
-    let tls = roots.map(|r| {
-        let mut c = (*crate::tls::client_config(&r)).clone();
-        c.alpn_protocols.clear();
-        Arc::new(c)
-    });
     let thread = std::thread::Builder::new().name("tollgate-cluster".into()).spawn(move || {
         let mut node = Node::new(cluster, tls, carried, watch);
         node.run(rx, view_tx);
@@ -329,6 +357,7 @@ struct Node {
     next_seq: u64,
     /// Gathered since the last batch was cut.
     pending: HashMap<Counter, u64>,
+    pending_releases: Vec<Released>,
     /// Cut, numbered, not yet acknowledged: retried as it is.
     inflight: Option<Batch>,
     /// Batches from a previous run, pushed before anything else.
@@ -363,6 +392,7 @@ impl Node {
             conn: None,
             preferred: 0,
             pending: HashMap::new(),
+            pending_releases: Vec::new(),
             inflight: None,
             carried,
             carried_file,
@@ -404,13 +434,27 @@ impl Node {
 
     fn take(&mut self, msg: ToCluster) {
         match msg {
-            ToCluster::Add(adds) => {
+            ToCluster::Add(adds, released) => {
                 for (c, v) in adds {
                     *self.pending.entry(c).or_default() += v;
                 }
+                self.pending_releases.extend(released);
             }
             ToCluster::Watch(owners) => self.watch = owners,
         }
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || !self.pending_releases.is_empty()
+    }
+
+    /// Cuts what is pending into the next numbered batch.
+    fn cut(&mut self) -> Batch {
+        let counters = self.pending.drain().collect();
+        let releases = std::mem::take(&mut self.pending_releases);
+        let b = Batch::new(self.next_seq, &self.cluster.key_prefix, counters, releases);
+        self.next_seq += 1;
+        b
     }
 
     /// The counters to read: every watched owner's current windows.
@@ -433,10 +477,8 @@ impl Node {
         let now = unix_now().as_secs();
         // A minute that is over no longer limits anyone.
         self.pending.retain(|(_, w), _| !matches!(w, Window::Requests(_) | Window::Tokens(_)) || !w.is_past(now));
-        if self.inflight.is_none() && !self.pending.is_empty() {
-            let counters: Vec<_> = self.pending.drain().collect();
-            self.inflight = Some(Batch::new(self.next_seq, &self.cluster.key_prefix, counters));
-            self.next_seq += 1;
+        if self.inflight.is_none() && self.has_pending() {
+            self.inflight = Some(self.cut());
         }
         let reads = self.reads(now);
         let keys: Vec<String> = reads.iter().map(|c| redis_key(&self.cluster.key_prefix, c)).collect();
@@ -487,7 +529,8 @@ impl Node {
                 }
             }
         }
-        self.view.status.unpushed = (self.pending.len() + self.inflight.as_ref().map_or(0, |b| b.keys.len())) as u64;
+        self.view.status.unpushed =
+            (self.pending.len() + self.pending_releases.len() + self.inflight.as_ref().map_or(0, Batch::len)) as u64;
     }
 
     fn try_sync(&mut self, reads: &[String]) -> Result<Vec<u64>, RedisError> {
@@ -538,25 +581,18 @@ impl Node {
     /// The merger has hung up: one last push of everything; what does not
     /// go is kept for the next start.
     fn shutdown(&mut self) {
-        if !self.pending.is_empty() || self.inflight.is_some() {
+        if self.has_pending() || self.inflight.is_some() {
             self.sync();
-            if self.inflight.is_none() && !self.pending.is_empty() {
+            if self.inflight.is_none() && self.has_pending() {
                 self.sync();
             }
         }
-        let mut left: Vec<&Batch> = self.carried.iter().collect();
-        let cut;
-        if let Some(b) = &self.inflight {
-            left.push(b);
-        }
-        if !self.pending.is_empty() {
-            cut = Batch::new(self.next_seq, &self.cluster.key_prefix, self.pending.drain().collect());
-            left.push(&cut);
-        }
+        let cut = self.has_pending().then(|| self.cut());
+        let left: Vec<&Batch> = self.carried.iter().chain(self.inflight.as_ref()).chain(cut.as_ref()).collect();
         if left.is_empty() {
             return;
         }
-        let counters: usize = left.iter().map(|b| b.keys.len()).sum();
+        let counters: usize = left.iter().map(|b| b.len()).sum();
         match &self.carried_file {
             Some(path) => match write_carried(path, &left) {
                 Ok(()) => tracing::warn!(
@@ -574,7 +610,9 @@ impl Node {
     }
 }
 
-/// Batches are kept as one JSON line per counter: `{"s":seq,"k":key,"v":amount,"x":expiry}`.
+/// Batches are kept as one JSON line per counter
+/// (`{"s":seq,"k":key,"v":amount,"x":expiry}`) and per release
+/// (`{"s":seq,"h":hash,"f":id}`).
 fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
     let mut text = bytes::BytesMut::new();
     for b in batches {
@@ -582,6 +620,13 @@ fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
             text.extend_from_slice(format!("{{\"s\":{},\"k\":", b.seq).as_bytes());
             tollgate_protocol::openai::write_json_string(&mut text, k);
             text.extend_from_slice(format!(",\"v\":{v},\"x\":{x}}}\n").as_bytes());
+        }
+        for (h, id) in &b.releases {
+            text.extend_from_slice(format!("{{\"s\":{},\"h\":", b.seq).as_bytes());
+            tollgate_protocol::openai::write_json_string(&mut text, h);
+            text.extend_from_slice(b",\"f\":");
+            tollgate_protocol::openai::write_json_string(&mut text, id);
+            text.extend_from_slice(b"}\n");
         }
     }
     let tmp = path.with_extension("tmp");
@@ -600,15 +645,15 @@ fn read_carried(path: &PathBuf) -> Vec<Batch> {
     for line in text.lines() {
         let mut bytes = line.as_bytes().to_vec();
         let Ok(v) = simd_json::to_borrowed_value(&mut bytes) else { continue };
-        let (Some(s), Some(k), Some(n), Some(x)) = (
-            v.get("s").and_then(|x| x.as_u64()),
-            v.get("k").and_then(|x| x.as_str()),
-            v.get("v").and_then(|x| x.as_u64()),
-            v.get("x").and_then(|x| x.as_u64()),
-        ) else {
-            continue;
-        };
-        batches.entry(s).or_insert_with(|| Batch { seq: s, ..Batch::default() }).keys.push((k.to_string(), n, x));
+        let Some(s) = v.get("s").and_then(|x| x.as_u64()) else { continue };
+        let batch = batches.entry(s).or_insert_with(|| Batch { seq: s, ..Batch::default() });
+        let str_of = |f: &str| v.get(f).and_then(|x| x.as_str()).map(str::to_string);
+        let int_of = |f: &str| v.get(f).and_then(|x| x.as_u64());
+        if let (Some(k), Some(n), Some(x)) = (str_of("k"), int_of("v"), int_of("x")) {
+            batch.keys.push((k, n, x));
+        } else if let (Some(h), Some(id)) = (str_of("h"), str_of("f")) {
+            batch.releases.push((h, id));
+        }
     }
     batches.into_values().collect()
 }

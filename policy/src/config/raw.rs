@@ -189,6 +189,7 @@ pub struct RawBudget {
     /// Ceilings on one request: its cost and its output tokens.
     pub request_usd: Option<Spanned<f64>>,
     pub request_output_tokens: Option<u64>,
+    pub strict: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -264,6 +264,13 @@ fn cluster_section() {
     assert_eq!(c.password, Some(Credential("secret".into())));
     assert_eq!((c.interval.as_millis(), c.stale_after.as_millis()), (100, 5_000));
     assert!(Config::parse("gw.toml", BASE, &TestEnv).unwrap().cluster.is_none(), "no section: one node");
+    let strict_alone =
+        format!("{BASE}\n[[teams]]\nname = \"t\"\nmodels = [\"*\"]\nbudget = {{ daily_usd = 1.0, strict = true }}\n");
+    let p = problems(&strict_alone);
+    assert!(
+        p.len() == 1 && p[0].contains("strict budgets reserve in the cluster tier's Redis; add a [cluster] section"),
+        "{p:?}"
+    );
 
     let bad = format!(
         "{BASE}\n[cluster]\nredis_urls = [\"redis://:hunter2@h\"]\nnode_id = \"gw 1\"\non_stale = \"maybe\"\ninterval_ms = 1000\nstale_after_ms = 1500\npassword_env = \"UNSET\"\n"

@@ -79,6 +79,16 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
         let port = server.as_ref().map_or(0, |s| s.listen.port());
         super::cluster::validate(c, port, env, &mut report)
     });
+    if cluster.is_none() {
+        let budgets = raw.teams.iter().map(|t| &t.budget).chain(raw.keys.iter().map(|k| &k.budget));
+        for strict in budgets.filter_map(|b| b.as_ref()?.strict.as_ref()).filter(|s| *s.get_ref()) {
+            report.add(
+                strict.span(),
+                "strict budgets reserve in the cluster tier's Redis; add a [cluster] section or remove strict"
+                    .to_string(),
+            );
+        }
+    }
     match server {
         Some(server) if report.problems.is_empty() => Ok(Config {
             server,
@@ -566,6 +576,7 @@ fn budget(raw: Option<&RawBudget>, report: &mut Report<'_>) -> Budget {
         soft_threshold_permille: soft,
         request: b.request_usd.as_ref().map(|v| usd(v, report)),
         request_output_tokens: b.request_output_tokens,
+        strict: b.strict.as_ref().is_some_and(|s| *s.get_ref()),
     }
 }
 

@@ -1,0 +1,299 @@
+//! Strict budgets: exactness across nodes, paid for with one Redis round
+//! trip before sending.
+//!
+//! A request under a budget marked `strict` reserves its estimated cost in
+//! Redis, atomically with the check: the cluster's spend, plus every
+//! outstanding reservation, plus this estimate, must fit the limit.
+//! Reservations are fields of one hash per owner (id → amount, day, month,
+//! expiry). A reservation is released by the node's ordinary push, in the
+//! same script run that adds the request's actual spend, so that no moment
+//! counts neither; `HDEL` is idempotent, so a release may be sent for a
+//! reservation whose answer was lost (it may or may not exist). A
+//! reservation whose node died is dropped once past its expiry (the
+//! request time-out and a minute), by the next reservation that reads it.
+//!
+//! Each worker keeps its own small pool of connections and talks to Redis
+//! on its own runtime: no thread hop, nothing shared between cores. A
+//! reservation that gets no answer within `timeout_ms` follows `on_stale`:
+//! open admits the request on the node's own view, closed refuses it.
+
+use std::cell::{Cell, RefCell};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use monoio_rustls::TlsConnector;
+use rustls_pki_types::ServerName;
+use tollgate_policy::budget::{day_number, year_month};
+use tollgate_policy::config::cluster::{Cluster, RedisServer};
+use tollgate_protocol::resp::{self, Reply};
+
+use super::redis::RedisError;
+use super::{redis_key, reservations_key, Window};
+use crate::stats::{Owner, OwnerName};
+use crate::upstream::UpStream;
+use crate::worker::Worker;
+
+/// KEYS per owner: spend today, spend this month, the reservations hash.
+/// ARGV: the estimate, the reservation's id, day, month and expiry, the
+/// time now, then each owner's day and month limits (-1: none). Drops
+/// expired reservations as it reads them. Returns `{1}` once reserved for
+/// every owner, or `{0, owner, day figure, month figure}` (spend plus
+/// outstanding reservations) for the first owner that cannot afford it.
+const RESERVE: &str = r#"
+local est = tonumber(ARGV[1])
+local id, day, month, expiry = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local now = tonumber(ARGV[6])
+local n = #KEYS / 3
+for i = 0, n - 1 do
+  local k = 3 * i
+  local d = tonumber(redis.call('GET', KEYS[k + 1]) or '0')
+  local m = tonumber(redis.call('GET', KEYS[k + 2]) or '0')
+  local held = redis.call('HGETALL', KEYS[k + 3])
+  for j = 1, #held, 2 do
+    local amount, rday, rmonth, rexp = string.match(held[j + 1], '^(%d+) (%d+) (%S+) (%d+)$')
+    if amount == nil or tonumber(rexp) <= now then
+      redis.call('HDEL', KEYS[k + 3], held[j])
+    elseif rmonth == month then
+      m = m + tonumber(amount)
+      if rday == day then d = d + tonumber(amount) end
+    end
+  end
+  local ld, lm = tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i])
+  if (ld >= 0 and (d >= ld or d + est > ld)) or (lm >= 0 and (m >= lm or m + est > lm)) then
+    return {0, i, d, m}
+  end
+end
+local value = ARGV[1] .. ' ' .. day .. ' ' .. month .. ' ' .. expiry
+for i = 0, n - 1 do
+  redis.call('HSET', KEYS[3 * i + 3], id, value)
+  redis.call('EXPIREAT', KEYS[3 * i + 3], expiry)
+end
+return {1}
+"#;
+
+/// One owner under a strict budget.
+pub struct StrictOwner {
+    pub owner: Owner,
+    pub name: OwnerName,
+    /// Limits in micro-dollars.
+    pub daily: Option<u64>,
+    pub monthly: Option<u64>,
+}
+
+/// The answer to a reservation.
+pub enum Reserved {
+    /// Reserved for every owner: keep the hold until the request ends.
+    Held(StrictHold),
+    /// `owners[index]` cannot afford it: its day and month figures
+    /// (spend and outstanding reservations) in Redis.
+    Refused { index: usize, day: u64, month: u64 },
+    /// No answer in time: Redis may or may not have reserved. The hold
+    /// releases it either way.
+    Unknown(StrictHold, RedisError),
+}
+
+/// An estimate reserved in Redis; released (through the node's push) when
+/// dropped, however the request ended.
+pub struct StrictHold {
+    worker: Rc<Worker>,
+    owners: Vec<Owner>,
+    id: String,
+}
+
+impl Drop for StrictHold {
+    fn drop(&mut self) {
+        for &owner in &self.owners {
+            self.worker.stats.release(owner, self.id.clone());
+        }
+    }
+}
+
+/// One connection: plain or TLS, authenticated, on the right database.
+struct Conn {
+    stream: UpStream,
+    buf: Vec<u8>,
+}
+
+/// A worker's way to Redis for strict reservations.
+pub struct Strict {
+    cluster: Arc<Cluster>,
+    /// Addresses resolved when the worker starts (no DNS on the request
+    /// path), in the order of `cluster.servers`.
+    addrs: Vec<Option<SocketAddr>>,
+    tls: Option<TlsConnector>,
+    idle: RefCell<Vec<Conn>>,
+    /// Reservation ids: `node:start:worker:n`, unique across nodes,
+    /// restarts and cores.
+    id_prefix: String,
+    next_id: Cell<u64>,
+}
+
+/// Connections kept per worker: a reservation takes one for one round trip.
+const IDLE_MAX: usize = 8;
+
+impl Strict {
+    pub fn new(cluster: Arc<Cluster>, tls: Option<Arc<rustls::ClientConfig>>, worker: usize) -> Strict {
+        let addrs = cluster
+            .servers
+            .iter()
+            .map(|s| (s.host.as_str(), s.port).to_socket_addrs().ok().and_then(|mut a| a.next()))
+            .collect();
+        let start = super::unix_now().as_micros();
+        let id_prefix = format!("{}:{start}:{worker}:", cluster.node_id);
+        let tls = tls.map(TlsConnector::from);
+        Strict { cluster, addrs, tls, idle: RefCell::new(Vec::new()), id_prefix, next_id: Cell::new(0) }
+    }
+
+    pub fn fails_closed(&self) -> bool {
+        self.cluster.fail_closed
+    }
+
+    /// Reserves `estimate` for every owner for at most `hold` (the
+    /// request's time-out), or refuses.
+    pub async fn reserve(
+        &self,
+        worker: &Rc<Worker>,
+        owners: &[StrictOwner],
+        estimate: u64,
+        hold: Duration,
+        now: u64,
+    ) -> Reserved {
+        let day = day_number(now);
+        let (y, m) = year_month(day);
+        let prefix = &self.cluster.key_prefix;
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        let id = format!("{}{n}", self.id_prefix);
+        let mut keys = Vec::with_capacity(owners.len() * 3);
+        for o in owners {
+            keys.push(redis_key(prefix, &(o.name.clone(), Window::Day(day))));
+            keys.push(redis_key(prefix, &(o.name.clone(), Window::Month(y, m))));
+            keys.push(reservations_key(prefix, &o.name));
+        }
+        let expiry = now + hold.as_secs() + 60;
+        let mut numbers =
+            vec![estimate.to_string(), day.to_string(), format!("{y:04}-{m:02}"), expiry.to_string(), now.to_string()];
+        let limit = |l: Option<u64>| l.map_or_else(|| "-1".to_string(), |l| l.to_string());
+        for o in owners {
+            numbers.push(limit(o.daily));
+            numbers.push(limit(o.monthly));
+        }
+        let numkeys = keys.len().to_string();
+        let mut args: Vec<&[u8]> = vec![b"EVAL", RESERVE.as_bytes(), numkeys.as_bytes()];
+        args.extend(keys.iter().map(|k| k.as_bytes()));
+        args.push(numbers[0].as_bytes());
+        args.push(id.as_bytes());
+        args.extend(numbers[1..].iter().map(|n| n.as_bytes()));
+        let reply = self.call(&args).await;
+        let hold = StrictHold { worker: worker.clone(), owners: owners.iter().map(|o| o.owner).collect(), id };
+        let items = match reply {
+            Ok(Reply::Array(Some(items))) => items,
+            Ok(Reply::Error(e)) => return Reserved::Unknown(hold, RedisError::Refused { command: "EVAL", reply: e }),
+            Ok(other) => {
+                let e = RedisError::Refused { command: "EVAL", reply: format!("unexpected reply {other:?}") };
+                return Reserved::Unknown(hold, e);
+            }
+            Err(e) => return Reserved::Unknown(hold, e),
+        };
+        let int = |i: usize| items.get(i).and_then(Reply::as_int).unwrap_or(0).max(0) as u64;
+        if int(0) == 1 {
+            return Reserved::Held(hold);
+        }
+        // Nothing was reserved: nothing to release.
+        let mut hold = hold;
+        hold.owners.clear();
+        Reserved::Refused { index: int(1) as usize, day: int(2), month: int(3) }
+    }
+
+    /// One command on a pooled connection, within the time-out.
+    async fn call(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
+        let timeout = self.cluster.timeout;
+        let work = async {
+            let conn = self.idle.borrow_mut().pop();
+            let mut conn = match conn {
+                Some(c) => c,
+                None => self.connect().await?,
+            };
+            let reply = command(&mut conn, args).await?;
+            let mut idle = self.idle.borrow_mut();
+            if idle.len() < IDLE_MAX {
+                idle.push(conn);
+            }
+            Ok(reply)
+        };
+        match monoio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisError::Io(std::io::ErrorKind::TimedOut.into())),
+        }
+    }
+
+    async fn connect(&self) -> Result<Conn, RedisError> {
+        let mut last = None;
+        for (server, addr) in self.cluster.servers.iter().zip(&self.addrs) {
+            match self.open(server, *addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| RedisError::Refused { command: "connect", reply: "no server configured".into() }))
+    }
+
+    async fn open(&self, server: &RedisServer, addr: Option<SocketAddr>) -> Result<Conn, RedisError> {
+        let name = format!("{}:{}", server.host, server.port);
+        let addr = addr.ok_or_else(|| RedisError::Connect {
+            server: name.clone(),
+            cause: std::io::Error::new(std::io::ErrorKind::NotFound, "the name did not resolve at start"),
+        })?;
+        let tcp = TcpStream::connect_addr(addr).await.map_err(|cause| RedisError::Connect { server: name, cause })?;
+        let _ = tcp.set_nodelay(true);
+        let stream = match (&self.tls, server.tls) {
+            (Some(connector), true) => {
+                let host = ServerName::try_from(server.host.clone()).map_err(|e| RedisError::Tls(e.to_string()))?;
+                let s = connector.connect(host, tcp).await.map_err(|e| RedisError::Tls(crate::tls::describe(&e)))?;
+                UpStream::Tls(Box::new(s))
+            }
+            _ => UpStream::Plain(tcp),
+        };
+        let mut conn = Conn { stream, buf: Vec::with_capacity(1024) };
+        if let Some(pw) = &self.cluster.password {
+            let reply = match &server.username {
+                Some(user) => command(&mut conn, &[b"AUTH", user.as_bytes(), pw.0.as_bytes()]).await?,
+                None => command(&mut conn, &[b"AUTH", pw.0.as_bytes()]).await?,
+            };
+            if let Reply::Error(e) = reply {
+                return Err(RedisError::Refused { command: "AUTH", reply: e });
+            }
+        }
+        if server.db != 0 {
+            let db = server.db.to_string();
+            if let Reply::Error(e) = command(&mut conn, &[b"SELECT", db.as_bytes()]).await? {
+                return Err(RedisError::Refused { command: "SELECT", reply: e });
+            }
+        }
+        Ok(conn)
+    }
+}
+
+async fn command(conn: &mut Conn, args: &[&[u8]]) -> Result<Reply, RedisError> {
+    let mut out = Vec::with_capacity(256);
+    resp::encode(&mut out, args);
+    let (r, _) = conn.stream.write_all(out).await;
+    r.map_err(RedisError::Io)?;
+    conn.stream.flush().await.map_err(RedisError::Io)?;
+    conn.buf.clear();
+    loop {
+        if let Some((reply, _)) = resp::decode(&conn.buf).map_err(RedisError::Protocol)? {
+            return Ok(reply);
+        }
+        let chunk = Vec::with_capacity(4096);
+        let (r, chunk) = conn.stream.read(chunk).await;
+        match r.map_err(RedisError::Io)? {
+            0 => return Err(RedisError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            _ => conn.buf.extend_from_slice(&chunk),
+        }
+    }
+}
