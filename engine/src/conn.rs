@@ -345,6 +345,9 @@ async fn reserve_strict(
     use crate::stats::{Owner, OwnerName};
     let Some(strict) = w.strict() else { return Ok(None) };
     let team = state.config.teams.get(key.team).filter(|t| t.budget.strict);
+    if team.is_none() && !key.budget.strict {
+        return Ok(None);
+    }
     let mut owners = Vec::with_capacity(2);
     if let Some(t) = team {
         let (daily, monthly) = (t.budget.daily, t.budget.monthly);
@@ -363,9 +366,6 @@ async fn reserve_strict(
             daily,
             monthly,
         });
-    }
-    if owners.is_empty() {
-        return Ok(None);
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let estimate = estimate_cost(state, body).unwrap_or(0);
