@@ -485,6 +485,11 @@ pub struct Redis {
     pub port: u16,
     child: Option<Child>,
     dir: TempDir,
+    /// Extra server arguments (TLS, a password), kept for restarts.
+    args: Vec<String>,
+    /// What `redis-cli` needs to reach it.
+    cli_args: Vec<String>,
+    tls: bool,
 }
 
 impl Redis {
@@ -492,6 +497,12 @@ impl Redis {
     /// `TOLLGATE_REQUIRE_REDIS` is set (CI sets it), which makes that a
     /// failure instead.
     pub fn start() -> Option<Redis> {
+        Redis::start_with(None, None)
+    }
+
+    /// With `pki`, TLS only (its certificate, no client certificates);
+    /// with `password`, `requirepass`.
+    pub fn start_with(pki: Option<&TestPki>, password: Option<&str>) -> Option<Redis> {
         let found = Command::new("redis-server").arg("--version").output().is_ok_and(|o| o.status.success());
         if !found {
             assert!(std::env::var_os("TOLLGATE_REQUIRE_REDIS").is_none(), "redis-server is required");
@@ -499,7 +510,19 @@ impl Redis {
             return None;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
-        let mut r = Redis { port, child: None, dir: TempDir::new("redis") };
+        let (mut args, mut cli_args) = (Vec::new(), Vec::new());
+        if let Some(pki) = pki {
+            let path = |p: &PathBuf| p.display().to_string();
+            args.extend(["--port".into(), "0".into(), "--tls-port".into(), port.to_string()]);
+            args.extend(["--tls-cert-file".into(), path(&pki.cert), "--tls-key-file".into(), path(&pki.key)]);
+            args.extend(["--tls-ca-cert-file".into(), path(&pki.ca), "--tls-auth-clients".into(), "no".into()]);
+            cli_args.extend(["--tls".into(), "--cacert".into(), path(&pki.ca), "-h".into(), "localhost".into()]);
+        }
+        if let Some(pw) = password {
+            args.extend(["--requirepass".into(), pw.to_string()]);
+            cli_args.extend(["-a".into(), pw.to_string(), "--no-auth-warning".into()]);
+        }
+        let mut r = Redis { port, child: None, dir: TempDir::new("redis"), args, cli_args, tls: pki.is_some() };
         r.restart();
         Some(r)
     }
@@ -510,6 +533,7 @@ impl Redis {
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
             .arg(&self.dir.0)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -541,13 +565,17 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match self.tls {
+            true => format!("rediss://localhost:{}/0", self.port),
+            false => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     /// A command through `redis-cli`, its raw output trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "--raw"])
+            .args(&self.cli_args)
             .args(args)
             .output()
             .expect("redis-cli runs");

@@ -382,3 +382,32 @@ fn a_strict_reservation_without_an_answer_is_released_all_the_same() {
         redis.cli(&["HGETALL", "{tollgate}:rsv:team:e2e"])
     );
 }
+
+/// `rediss://` (verified against the test CA) with `AUTH` from a password
+/// file: pushes and strict reservations both go over it; a wrong password
+/// is a degraded node that keeps serving.
+#[test]
+fn tls_and_auth() {
+    let pki = TestPki::new(&["localhost"]);
+    let Some(redis) = Redis::start_with(Some(&pki), Some("s3cret-pw")) else { return };
+    let mock = start_mock(&[]);
+    let dir = TempDir::new("redis-pw");
+    let (good, bad) = (dir.0.join("good"), dir.0.join("bad"));
+    std::fs::write(&good, "s3cret-pw\n").unwrap();
+    std::fs::write(&bad, "wrong\n").unwrap();
+    let extra =
+        |pw: &std::path::Path| format!("password_file = \"{}\"\nca_file = \"{}\"", pw.display(), pki.ca.display());
+    let team = "budget = { daily_usd = 100.0, strict = true }";
+    let gw = start_gateway(&node_config(&mock, &redis, "a", team, &extra(&good)), &[], &[]);
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    for _ in 0..3 {
+        assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
+    }
+    assert!(wait_until(Duration::from_secs(3), || converged(&redis, std::slice::from_ref(&gw))));
+    assert_eq!(metric(&gw, "tollgate_cluster_degraded{node=\"a\"}"), Some(0.0));
+
+    let wrong = start_gateway(&node_config(&mock, &redis, "b", team, &extra(&bad)), &[], &[]);
+    assert!(wrong.log_contains("WRONGPASS", Duration::from_secs(3)), "the refusal is logged");
+    assert_eq!(one_request(wrong.addr, &chat_request(body, "")).status, 200, "fails open");
+    assert!(wait_until(Duration::from_secs(3), || metric(&wrong, "tollgate_cluster_degraded{node=\"b\"}") == Some(1.0)));
+}

@@ -123,7 +123,7 @@ pub struct Strict {
     cluster: Arc<Cluster>,
     /// Addresses resolved when the worker starts (no DNS on the request
     /// path), in the order of `cluster.servers`.
-    addrs: Vec<Option<SocketAddr>>,
+    addrs: Vec<Vec<SocketAddr>>,
     tls: Option<TlsConnector>,
     idle: RefCell<Vec<Conn>>,
     /// Reservation ids: `node:start:worker:n`, unique across nodes,
@@ -140,7 +140,7 @@ impl Strict {
         let addrs = cluster
             .servers
             .iter()
-            .map(|s| (s.host.as_str(), s.port).to_socket_addrs().ok().and_then(|mut a| a.next()))
+            .map(|s| (s.host.as_str(), s.port).to_socket_addrs().map(Iterator::collect).unwrap_or_default())
             .collect();
         let start = super::unix_now().as_micros();
         let id_prefix = format!("{}:{start}:{worker}:", cluster.node_id);
@@ -233,21 +233,22 @@ impl Strict {
 
     async fn connect(&self) -> Result<Conn, RedisError> {
         let mut last = None;
-        for (server, addr) in self.cluster.servers.iter().zip(&self.addrs) {
-            match self.open(server, *addr).await {
-                Ok(c) => return Ok(c),
-                Err(e) => last = Some(e),
+        for (server, addrs) in self.cluster.servers.iter().zip(&self.addrs) {
+            for &addr in addrs {
+                match self.open(server, addr).await {
+                    Ok(c) => return Ok(c),
+                    Err(e) => last = Some(e),
+                }
             }
         }
-        Err(last.unwrap_or_else(|| RedisError::Refused { command: "connect", reply: "no server configured".into() }))
+        Err(last.unwrap_or_else(|| RedisError::Refused {
+            command: "connect",
+            reply: "no server address resolved when the worker started".into(),
+        }))
     }
 
-    async fn open(&self, server: &RedisServer, addr: Option<SocketAddr>) -> Result<Conn, RedisError> {
+    async fn open(&self, server: &RedisServer, addr: SocketAddr) -> Result<Conn, RedisError> {
         let name = format!("{}:{}", server.host, server.port);
-        let addr = addr.ok_or_else(|| RedisError::Connect {
-            server: name.clone(),
-            cause: std::io::Error::new(std::io::ErrorKind::NotFound, "the name did not resolve at start"),
-        })?;
         let tcp = TcpStream::connect_addr(addr).await.map_err(|cause| RedisError::Connect { server: name, cause })?;
         let _ = tcp.set_nodelay(true);
         let stream = match (&self.tls, server.tls) {
