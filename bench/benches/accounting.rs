@@ -30,7 +30,7 @@ fn accounting(c: &mut Criterion) {
     );
     let config = Config::parse("bench.toml", &text, &ProcessEnv as &dyn Env).expect("bench config");
     let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None }];
-    let state = CoreState::build(Arc::new(config), &resolved, None);
+    let state = CoreState::build(Arc::new(config), &resolved, None, None);
     let stats = CoreStats::default();
     let key = &state.config.keys.all()[0];
     let team = &state.config.teams[0];
@@ -69,7 +69,7 @@ fn record(c: &mut Criterion) {
     );
     let config = Config::parse("bench.toml", &text, &ProcessEnv as &dyn Env).expect("bench config");
     let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None }];
-    let state = CoreState::build(Arc::new(config), &resolved, None);
+    let state = CoreState::build(Arc::new(config), &resolved, None, None);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || for _ in rx {});
     let recorder = tollgate_engine::record::Recorder::new(0, Some(tx));

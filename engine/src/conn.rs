@@ -30,8 +30,19 @@ const READ_BYTES: usize = 16 * 1024;
 /// connection costs: 10,000 idle clients hold 20 MB of it, not 160 MB.
 const IDLE_READ_BYTES: usize = 2 * 1024;
 
+/// Handshakes TLS on an accepted connection (within `head_read_ms`: a
+/// client that stalls its handshake is a slow client), then serves it.
+pub async fn serve_tls(w: Rc<Worker>, tcp: TcpStream, acceptor: monoio_rustls::TlsAcceptor, open: Tracked) {
+    let limit = w.state().config.server.timeouts.head_read;
+    match monoio::time::timeout(limit, crate::downstream::accept(&acceptor, tcp)).await {
+        Ok(Ok(stream)) => serve(w, stream, open).await,
+        Ok(Err(e)) => tracing::debug!(error = %e, "client TLS handshake failed"),
+        Err(_) => tracing::debug!("client TLS handshake timed out"),
+    }
+}
+
 /// Serves one accepted connection until it closes.
-pub async fn serve(w: Rc<Worker>, stream: TcpStream, _open: Tracked) {
+pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open: Tracked) {
     let mut client = Client::new(stream);
     let mut buf = BytesMut::with_capacity(IDLE_READ_BYTES);
     let mut scan = HeadScan::default();
@@ -64,7 +75,7 @@ pub async fn serve(w: Rc<Worker>, stream: TcpStream, _open: Tracked) {
 /// idle past the limit, or the worker is draining, with no request begun.
 async fn read_head(
     w: &Worker,
-    stream: &mut TcpStream,
+    stream: &mut crate::downstream::ClientStream,
     buf: &mut BytesMut,
     scan: &mut HeadScan,
 ) -> Result<Option<RequestHead>, GatewayError> {
@@ -580,7 +591,11 @@ async fn read_body(
 }
 
 /// One read into `buf` before `deadline`.
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, deadline: Instant) -> Result<(), GatewayError> {
+async fn fill(
+    stream: &mut crate::downstream::ClientStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Result<(), GatewayError> {
     let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let Ok(res) = monoio::time::timeout(wait, iov::read_more(stream, buf)).await else {
         return Err(GatewayError::BodyTimeout);

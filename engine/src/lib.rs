@@ -8,7 +8,8 @@
 //!
 //! - [`server`] starts the workers and waits for signals;
 //! - [`worker`] owns a core's state and accepts connections;
-//! - [`conn`] reads requests from one client connection in order;
+//! - [`conn`] reads requests from one client connection in order, over
+//!   plain TCP or TLS ([`downstream`]);
 //! - [`proxy`] is the pipeline of named phases a chat request goes through;
 //! - [`upstream`] holds the per-core pools of upstream connections, plain or
 //!   TLS ([`tls`]);
@@ -25,6 +26,7 @@ pub mod alerts;
 pub mod cli;
 pub mod cluster;
 pub mod conn;
+pub mod downstream;
 pub mod error;
 pub(crate) mod iov;
 pub mod ledger;

@@ -111,10 +111,14 @@ impl Reloader {
             config.server.workers = self.workers;
         }
         let resolved = resolve_providers(&config, &mut self.mocks)?;
+        // Certificate files are read again: a renewed certificate takes
+        // effect for new connections.
+        let tls = crate::downstream::listener(&config)?;
         let config = Arc::new(config);
         let (done, confirmations) = mpsc::channel();
         for mailbox in &self.mailboxes {
-            let reload = Reload { config: config.clone(), resolved: resolved.clone(), done: done.clone() };
+            let reload =
+                Reload { config: config.clone(), resolved: resolved.clone(), tls: tls.clone(), done: done.clone() };
             mailbox.send(reload).map_err(|_| "a worker has stopped".to_string())?;
         }
         for _ in &self.mailboxes {

@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use monoio::io::AsyncWriteRentExt;
-use monoio::net::TcpStream;
 
 use crate::error::GatewayError;
 use crate::iov::{self, IoSlices};
@@ -12,7 +11,7 @@ use crate::record::RequestId;
 
 /// The client side of a connection and its reusable write buffers.
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: crate::downstream::ClientStream,
     pub out: IoSlices,
     /// Heads the gateway writes are rendered here, then split off frozen.
     pub scratch: BytesMut,
@@ -30,7 +29,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(stream: TcpStream) -> Client {
+    pub fn new(stream: crate::downstream::ClientStream) -> Client {
         Client {
             stream,
             out: IoSlices::default(),

@@ -117,6 +117,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         std::thread::Builder::new().name("tollgate-tokens".into()).spawn(tollgate_protocol::tokens::Encoding::warm_up);
     let mut mocks = HashMap::new();
     let resolved = resolve_providers(&config, &mut mocks)?;
+    let listener_tls = crate::downstream::listener(&config)?;
     let workers = match config.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -178,6 +179,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         mailboxes.push(mailbox);
         let (config, resolved, shutdown, ready) =
             (config.clone(), resolved.clone(), shutdown.clone(), ready_tx.clone());
+        let listener_tls = listener_tls.clone();
         let records_tx = records.as_ref().map(|(tx, _)| tx.clone());
         let merger = (merger.clone(), spend_rxs.remove(0));
         let alerts = alerts.clone();
@@ -188,7 +190,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
                     tracing::warn!(worker = index, cpu, error = %e, "cannot pin worker to its core");
                 }
             }
-            let state = CoreState::build(config, &resolved, None);
+            let state = CoreState::build(config, &resolved, listener_tls, None);
             let recorder = crate::record::Recorder::new(index, records_tx);
             let strict = strict.map(|(c, tls)| crate::cluster::strict::Strict::new(c, tls, index));
             let worker = Rc::new(
@@ -234,8 +236,9 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         }
         None => None,
     };
+    let scheme = if config.server.tls.is_some() { "https" } else { "http" };
     tracing::info!(
-        "tollgate listening on http://{addr} ({workers} workers, driver {}, pinned: {})",
+        "tollgate listening on {scheme}://{addr} ({workers} workers, driver {}, pinned: {})",
         drivers.join("+"),
         !cpus.is_empty()
     );

@@ -44,12 +44,20 @@ pub struct CoreState {
     pub breakers: Vec<Vec<Rc<Breaker>>>,
     /// Load sharing and back-off jitter.
     pub rng: Cell<u64>,
+    /// TLS on the client listener (`[server.tls]`): new connections
+    /// handshake with the configuration current when they are accepted.
+    pub tls: Option<monoio_rustls::TlsAcceptor>,
 }
 
 impl CoreState {
     /// Builds this core's state for `config`, taking over the pools of
     /// `old` for providers that did not change.
-    pub fn build(config: Arc<Config>, resolved: &[Resolved], old: Option<&CoreState>) -> CoreState {
+    pub fn build(
+        config: Arc<Config>,
+        resolved: &[Resolved],
+        tls: Option<Arc<rustls::ServerConfig>>,
+        old: Option<&CoreState>,
+    ) -> CoreState {
         let upstreams = config
             .providers
             .iter()
@@ -89,7 +97,8 @@ impl CoreState {
         let s = &config.server;
         let limits = HeadLimits { head_bytes_max: s.head_bytes_max, uri_bytes_max: s.uri_bytes_max };
         let seed = old.map_or_else(seed, |o| o.rng.get());
-        CoreState { config, limits, upstreams, breakers, rng: Cell::new(seed) }
+        let tls = tls.map(monoio_rustls::TlsAcceptor::from);
+        CoreState { config, limits, upstreams, breakers, rng: Cell::new(seed), tls }
     }
 }
 
@@ -138,6 +147,8 @@ fn seed() -> u64 {
 pub struct Reload {
     pub config: Arc<Config>,
     pub resolved: Vec<Resolved>,
+    /// The client listener's TLS, its files read by the reloader.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub done: mpsc::Sender<usize>,
 }
 
@@ -368,7 +379,7 @@ impl Worker {
             // (counts carry names from the configuration they were made under).
             self.recorder.flush();
             self.merge(true);
-            let next = CoreState::build(reload.config, &reload.resolved, Some(&self.state()));
+            let next = CoreState::build(reload.config, &reload.resolved, reload.tls, Some(&self.state()));
             *self.state.borrow_mut() = Rc::new(next);
             self.limits_due.set(true);
             // Indexes change with the configuration.
@@ -536,7 +547,14 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                monoio::spawn(crate::conn::serve(worker.clone(), stream, open));
+                match worker.state().tls.clone() {
+                    Some(acceptor) => monoio::spawn(crate::conn::serve_tls(worker.clone(), stream, acceptor, open)),
+                    None => monoio::spawn(crate::conn::serve(
+                        worker.clone(),
+                        crate::downstream::ClientStream::Plain(stream),
+                        open,
+                    )),
+                };
             }
             Err(_) if worker.is_draining() => break,
             Err(e) => {

@@ -164,6 +164,15 @@ pub fn start_mock_at(addr: SocketAddr, args: &[&str]) -> Proc {
 
 /// Starts `tollgate` with `config` (TOML text) on a free port.
 pub fn start_gateway(config: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    start_gateway_as(config, args, env, "tollgate listening on http://")
+}
+
+/// [`start_gateway`] for a configuration with `[server.tls]`.
+pub fn start_gateway_tls(config: &str) -> Proc {
+    start_gateway_as(config, &[], &[], "tollgate listening on https://")
+}
+
+fn start_gateway_as(config: &str, args: &[&str], env: &[(&str, &str)], marker: &'static str) -> Proc {
     let dir = TempDir::new("gw");
     let path = dir.0.join("tollgate.toml");
     std::fs::write(&path, config).expect("write config");
@@ -173,7 +182,7 @@ pub fn start_gateway(config: &str, args: &[&str], env: &[(&str, &str)]) -> Proc 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    spawn_listening(cmd, true, "tollgate listening on http://", Some(dir))
+    spawn_listening(cmd, true, marker, Some(dir))
 }
 
 /// The key [`config_for`] configures for team `e2e` (all models).

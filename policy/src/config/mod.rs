@@ -71,6 +71,23 @@ pub struct Server {
     /// Where spend is kept across restarts; `None`: in memory only.
     pub ledger_file: Option<String>,
     pub timeouts: Timeouts,
+    /// TLS on the client listener; `None`: plain HTTP.
+    pub tls: Option<ListenerTls>,
+}
+
+/// TLS terminated on the client listener. The files are read when the
+/// configuration is applied (at start and on every reload).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// PEM CAs that sign client certificates (mTLS).
+    pub client_ca_file: Option<String>,
+    /// With a client CA: refuse clients without a certificate (`required`,
+    /// the default) or let them in (`optional`).
+    pub client_auth_required: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

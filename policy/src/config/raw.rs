@@ -74,6 +74,17 @@ pub struct RawServer {
     pub connections_per_client_max: usize,
     pub ledger_file: Option<String>,
     pub timeouts: RawTimeouts,
+    pub tls: Option<RawListenerTls>,
+}
+
+/// TLS on the client listener.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenerTls {
+    pub cert_file: Spanned<String>,
+    pub key_file: Spanned<String>,
+    pub client_ca_file: Option<Spanned<String>>,
+    pub client_auth: Option<Spanned<String>>,
 }
 
 impl Default for RawServer {
@@ -89,6 +100,7 @@ impl Default for RawServer {
             connections_per_client_max: 0,
             ledger_file: None,
             timeouts: RawTimeouts::default(),
+            tls: None,
         }
     }
 }

@@ -292,3 +292,25 @@ fn cluster_section() {
         );
     }
 }
+
+#[test]
+fn listener_tls() {
+    let ok = format!("[server.tls]\ncert_file = \"/run/key\"\nkey_file = \"/run/key\"\n{BASE}");
+    let tls = Config::parse("gw.toml", &ok, &TestEnv).unwrap().server.tls.unwrap();
+    assert_eq!((tls.cert_file.as_str(), tls.client_ca_file, tls.client_auth_required), ("/run/key", None, true));
+    let bad = format!(
+        "[server.tls]\ncert_file = \"/nope.pem\"\nkey_file = \"/run/key\"\nclient_auth = \"sometimes\"\n{BASE}"
+    );
+    let p = problems(&bad);
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        p[0].starts_with("gw.toml:2:") && p[0].contains("cannot read [server.tls] cert_file \"/nope.pem\""),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter().any(|m| m.starts_with("gw.toml:4:")
+            && m.contains("client_auth \"sometimes\" must be \"required\" or \"optional\"")),
+        "{p:#?}"
+    );
+    assert!(p.iter().any(|m| m.contains("client_auth needs client_ca_file")), "{p:#?}");
+}

@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::raw::*;
 use super::{
-    Config, ConfigError, Credential, Env, GuardrailProfile, Logging, Price, Problem, Provider, ProviderKind, Routing,
-    Server, Source, Timeouts, TlsSettings,
+    Config, ConfigError, Credential, Env, GuardrailProfile, ListenerTls, Logging, Price, Problem, Provider,
+    ProviderKind, Routing, Server, Source, Timeouts, TlsSettings,
 };
 use crate::access::{pattern_matches, ModelSet};
 use crate::keys::{hex, parse_hash, KeyTable, VirtualKey};
@@ -49,7 +49,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
             return Err(ConfigError { problems: report.problems });
         }
     };
-    let server = validate_server(&raw.server, &mut report);
+    let server = validate_server(&raw.server, env, &mut report);
     let providers = validate_providers(&raw.providers, env, &mut report);
     let routes = validate_models(&raw.models, &raw.providers, &mut report);
     let guardrail_profiles = validate_profiles(&raw.guardrail_profiles, &mut report);
@@ -112,7 +112,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
 /// beyond any chat request.
 const BODY_BYTES_LIMIT: usize = 1 << 30;
 
-fn validate_server(raw: &RawServer, report: &mut Report<'_>) -> Option<Server> {
+fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> Option<Server> {
     let mut addr = |field: &Spanned<String>, name: &str| match field.get_ref().parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -153,8 +153,39 @@ fn validate_server(raw: &RawServer, report: &mut Report<'_>) -> Option<Server> {
             ),
         );
     }
+    let tls = raw.tls.as_ref().map(|t| {
+        for (name, f) in [
+            ("cert_file", Some(&t.cert_file)),
+            ("key_file", Some(&t.key_file)),
+            ("client_ca_file", t.client_ca_file.as_ref()),
+        ] {
+            if let Some(f) = f {
+                if let Err(e) = env.read_file(f.get_ref()) {
+                    report.add(f.span(), format!("cannot read [server.tls] {name} {:?}: {e}", f.get_ref()));
+                }
+            }
+        }
+        let required = match t.client_auth.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+            None | Some(("required", _)) => true,
+            Some(("optional", _)) => false,
+            Some((other, span)) => {
+                report.add(span, format!("client_auth {other:?} must be \"required\" or \"optional\""));
+                true
+            }
+        };
+        if let (Some(a), None) = (&t.client_auth, &t.client_ca_file) {
+            report.add(a.span(), "client_auth needs client_ca_file, the CAs that sign client certificates".to_string());
+        }
+        ListenerTls {
+            cert_file: t.cert_file.get_ref().clone(),
+            key_file: t.key_file.get_ref().clone(),
+            client_ca_file: t.client_ca_file.as_ref().map(|c| c.get_ref().clone()),
+            client_auth_required: required,
+        }
+    });
     let ms = Duration::from_millis;
     Some(Server {
+        tls,
         listen: listen?,
         admin_listen: admin_listen?,
         workers: raw.workers,

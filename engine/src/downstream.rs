@@ -1,0 +1,205 @@
+//! The client side of a connection: plain TCP, or TLS terminated here with
+//! rustls (`[server.tls]`).
+//!
+//! The server configuration (certificate chain, key, optional client CA
+//! for mTLS, TLS 1.2 and 1.3, ALPN `http/1.1`) is built from its files at
+//! start and on every reload, off the request path, so that renewed
+//! certificates are picked up by SIGHUP; connections already open keep the
+//! session they have.
+//!
+//! An idle keep-alive wait must be cancellable by a drain. Plain streams
+//! cancel their read; a TLS stream reads through [`CancelTcp`], whose read
+//! takes the cancel handle the connection gives it for the idle wait.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use monoio_rustls::{ServerTlsStream, TlsAcceptor};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tollgate_policy::config::ListenerTls;
+
+/// Builds the listener's TLS configuration from its files.
+pub fn server_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_file)
+        .map_err(|e| format!("[server.tls] cert_file {:?}: {e}", tls.cert_file))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("[server.tls] cert_file {:?}: {e}", tls.cert_file))?;
+    if certs.is_empty() {
+        return Err(format!("[server.tls] cert_file {:?} holds no PEM certificate", tls.cert_file));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .map_err(|e| format!("[server.tls] key_file {:?}: {e} (a PEM private key is expected)", tls.key_file))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("[server.tls]: {e}"))?;
+    let builder = match &tls.client_ca_file {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            let cas = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("[server.tls] client_ca_file {path:?}: {e}"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("[server.tls] client_ca_file {path:?}: {e}"))?;
+            for ca in cas {
+                roots.add(ca).map_err(|e| format!("[server.tls] client_ca_file {path:?}: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("[server.tls] client_ca_file {path:?} holds no PEM certificate"));
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if tls.client_auth_required { verifier } else { verifier.allow_unauthenticated() };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| format!("[server.tls]: {e}"))?)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("[server.tls] the key does not fit the certificate: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The listener's TLS for a configuration, if it has one.
+pub fn listener(config: &tollgate_policy::Config) -> Result<Option<Arc<ServerConfig>>, String> {
+    config.server.tls.as_ref().map(server_config).transpose()
+}
+
+/// TCP whose reads take a cancel handle when one is set: the handle lives
+/// in a cell shared with the [`ClientStream`] that owns the TLS session
+/// around it.
+pub struct CancelTcp {
+    tcp: TcpStream,
+    cancel: Rc<RefCell<Option<CancelHandle>>>,
+}
+
+impl AsyncReadRent for CancelTcp {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        let cancel = self.cancel.borrow().clone();
+        match cancel {
+            Some(c) => self.tcp.cancelable_read(buf, c).await,
+            None => self.tcp.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        let cancel = self.cancel.borrow().clone();
+        match cancel {
+            Some(c) => self.tcp.cancelable_readv(buf, c).await,
+            None => self.tcp.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for CancelTcp {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.tcp.write(buf).await
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.tcp.writev(buf).await
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush().await
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        self.tcp.shutdown().await
+    }
+}
+
+/// A client connection's stream.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls { stream: Box<ServerTlsStream<CancelTcp>>, cancel: Rc<RefCell<Option<CancelHandle>>> },
+}
+
+/// Runs the TLS handshake on an accepted connection.
+pub async fn accept(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<ClientStream, String> {
+    let cancel = Rc::new(RefCell::new(None));
+    let io = CancelTcp { tcp, cancel: cancel.clone() };
+    match acceptor.accept(io).await {
+        Ok(s) => Ok(ClientStream::Tls { stream: Box::new(s), cancel }),
+        Err(e) => Err(crate::tls::describe(&e)),
+    }
+}
+
+impl AsyncReadRent for ClientStream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.read(buf).await,
+            ClientStream::Tls { stream, .. } => stream.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.readv(buf).await,
+            ClientStream::Tls { stream, .. } => stream.readv(buf).await,
+        }
+    }
+}
+
+impl CancelableAsyncReadRent for ClientStream {
+    async fn cancelable_read<T: IoBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.cancelable_read(buf, c).await,
+            ClientStream::Tls { stream, cancel } => {
+                *cancel.borrow_mut() = Some(c);
+                let r = stream.read(buf).await;
+                *cancel.borrow_mut() = None;
+                r
+            }
+        }
+    }
+
+    async fn cancelable_readv<T: IoVecBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.cancelable_readv(buf, c).await,
+            ClientStream::Tls { stream, cancel } => {
+                *cancel.borrow_mut() = Some(c);
+                let r = stream.readv(buf).await;
+                *cancel.borrow_mut() = None;
+                r
+            }
+        }
+    }
+}
+
+impl AsyncWriteRent for ClientStream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.write(buf).await,
+            ClientStream::Tls { stream, .. } => stream.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            ClientStream::Plain(s) => s.writev(buf).await,
+            ClientStream::Tls { stream, .. } => stream.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.flush().await,
+            ClientStream::Tls { stream, .. } => stream.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            ClientStream::Plain(s) => s.shutdown().await,
+            ClientStream::Tls { stream, .. } => stream.shutdown().await,
+        }
+    }
+}
