@@ -174,6 +174,12 @@ impl CancelableAsyncReadRent for ClientStream {
     }
 }
 
+impl crate::iov::Sink for ClientStream {
+    fn wants_one_buffer(&self) -> bool {
+        matches!(self, ClientStream::Tls { .. })
+    }
+}
+
 impl AsyncWriteRent for ClientStream {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {

@@ -82,8 +82,8 @@ pub enum UpStream {
     Tls(Box<ClientTlsStream<TcpStream>>),
 }
 
-impl UpStream {
-    pub fn is_tls(&self) -> bool {
+impl crate::iov::Sink for UpStream {
+    fn wants_one_buffer(&self) -> bool {
         matches!(self, UpStream::Tls(_))
     }
 }

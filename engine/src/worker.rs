@@ -97,10 +97,19 @@ impl CoreState {
         let s = &config.server;
         let limits = HeadLimits { head_bytes_max: s.head_bytes_max, uri_bytes_max: s.uri_bytes_max };
         let seed = old.map_or_else(seed, |o| o.rng.get());
-        let tls = tls.map(monoio_rustls::TlsAcceptor::from);
+        // Each core resumes sessions from its own cache: the default one
+        // is a mutex every core's handshakes would share.
+        let tls = tls.map(|shared| {
+            let mut own = (*shared).clone();
+            own.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSIONS_PER_CORE);
+            monoio_rustls::TlsAcceptor::from(Arc::new(own))
+        });
         CoreState { config, limits, upstreams, breakers, rng: Cell::new(seed), tls }
     }
 }
+
+/// Client TLS sessions remembered per core for resumption.
+const SESSIONS_PER_CORE: usize = 1024;
 
 /// The merger's spend figures by index into one configuration.
 #[derive(Default)]

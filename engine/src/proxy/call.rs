@@ -54,18 +54,9 @@ async fn attempt(
     parts: &[Bytes],
     deadline: Instant,
 ) -> Result<ResponseHead, Attempt> {
-    if conn.stream.is_tls() {
-        // TLS encrypts into a record buffer anyway; one plaintext buffer
-        // makes one record and one syscall instead of one per slice.
-        let mut flat = bytes::BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-        for p in parts {
-            flat.extend_from_slice(p);
-        }
-        conn.out.push(flat.freeze());
-    } else {
-        for p in parts {
-            conn.out.push(p.clone());
-        }
+    // A TLS upstream gets them joined (`iov::Sink`).
+    for p in parts {
+        conn.out.push(p.clone());
     }
     if let Err(e) = iov::write_all_until(&mut conn.stream, &mut conn.out, deadline).await {
         if e.kind() == std::io::ErrorKind::TimedOut {
