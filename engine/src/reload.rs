@@ -111,6 +111,12 @@ impl Reloader {
             config.server.workers = self.workers;
         }
         let resolved = resolve_providers(&config, &mut self.mocks)?;
+        // A model counted in another encoding gets its table built now, not
+        // by its first request on a worker.
+        let models: Vec<String> = config.routes.all().iter().map(|r| r.name.clone()).collect();
+        let _ = std::thread::Builder::new()
+            .name("tollgate-tokens".into())
+            .spawn(move || tollgate_protocol::tokens::Encoding::warm_up_for(models.iter().map(|m| m.as_bytes())));
         // Certificate files are read again: a renewed certificate takes
         // effect for new connections.
         let tls = crate::downstream::listener(&config)?;

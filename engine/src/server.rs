@@ -111,10 +111,13 @@ impl Running {
 /// Starts the mock (if configured), the listeners, the workers and the
 /// admin listener.
 pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Running, String> {
-    // The tokenizers' tables are built off the start-up path; a request
-    // that needs them first waits for the build instead of doing it.
-    let _ =
-        std::thread::Builder::new().name("tollgate-tokens".into()).spawn(tollgate_protocol::tokens::Encoding::warm_up);
+    // The tokenizers' tables the models need are built off the start-up
+    // path; a request that needs them first waits for the build instead of
+    // doing it.
+    let models: Vec<String> = config.routes.all().iter().map(|r| r.name.clone()).collect();
+    let _ = std::thread::Builder::new()
+        .name("tollgate-tokens".into())
+        .spawn(move || tollgate_protocol::tokens::Encoding::warm_up_for(models.iter().map(|m| m.as_bytes())));
     let mut mocks = HashMap::new();
     let resolved = resolve_providers(&config, &mut mocks)?;
     let listener_tls = crate::downstream::listener(&config)?;
