@@ -93,3 +93,16 @@ wrk_rounds() {
   printf "%-10s %8s %8s %8s\n" target req/s p50_us p99_us
   for t in "$@"; do median_row 10 "${t%:*}" "${rows[${t%:*}]}"; done
 }
+
+# Table rows: for each NAME:PORT target, the medians of the caller's
+# associative arrays p50 and p99 (one figure per line per target name) and
+# what the target adds over "direct". Usage: added_rows NAME:PORT...
+added_rows() {
+  local d50 d99 m50 m99 tp name
+  d50=$(echo -n "${p50[direct]}" | median); d99=$(echo -n "${p99[direct]}" | median)
+  for tp in "$@"; do
+    name=${tp%%:*}
+    m50=$(echo -n "${p50[$name]}" | median); m99=$(echo -n "${p99[$name]}" | median)
+    printf "%-10s %8s %8s %12s %12s\n" "$name" "$m50" "$m99" "$((m50 - d50))" "$((m99 - d99))"
+  done
+}

@@ -36,11 +36,7 @@ for rate in $RATES; do
   echo
   echo "open loop, $rate req/s, $conns connections, ${SECS}s x $ROUNDS rounds, medians (µs)"
   printf "%-10s %8s %8s %12s %12s\n" target p50 p99 added_p50 added_p99
-  d50=$(echo -n "${p50[direct]}" | median); d99=$(echo -n "${p99[direct]}" | median)
-  for tp in $targets; do
-    name=${tp%%:*}
-    m50=$(echo -n "${p50[$name]}" | median); m99=$(echo -n "${p99[$name]}" | median)
-    printf "%-10s %8s %8s %12s %12s\n" "$name" "$m50" "$m99" "$((m50 - d50))" "$((m99 - d99))"
-  done
+  # shellcheck disable=SC2086
+  added_rows $targets
   unset p50 p99
 done

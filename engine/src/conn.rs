@@ -361,22 +361,10 @@ async fn reserve_strict(
     }
     let mut owners = Vec::with_capacity(2);
     if let Some(t) = team {
-        let (daily, monthly) = (t.budget.daily, t.budget.monthly);
-        owners.push(StrictOwner {
-            owner: Owner::Team(key.team),
-            name: OwnerName::Team(t.name.clone()),
-            daily,
-            monthly,
-        });
+        owners.push(StrictOwner::new(Owner::Team(key.team), OwnerName::Team(t.name.clone()), &t.budget));
     }
     if key.budget.strict {
-        let (daily, monthly) = (key.budget.daily, key.budget.monthly);
-        owners.push(StrictOwner {
-            owner: Owner::Key(key.index),
-            name: OwnerName::Key(key.name.clone()),
-            daily,
-            monthly,
-        });
+        owners.push(StrictOwner::new(Owner::Key(key.index), OwnerName::Key(key.name.clone()), &key.budget));
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let estimate = estimate_cost(state, body).unwrap_or(0);

@@ -84,6 +84,12 @@ pub struct StrictOwner {
     pub monthly: Option<u64>,
 }
 
+impl StrictOwner {
+    pub fn new(owner: Owner, name: OwnerName, budget: &tollgate_policy::team::Budget) -> StrictOwner {
+        StrictOwner { owner, name, daily: budget.daily, monthly: budget.monthly }
+    }
+}
+
 /// The answer to a reservation.
 pub enum Reserved {
     /// Reserved for every owner: keep the hold until the request ends.
