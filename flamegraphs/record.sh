@@ -3,16 +3,33 @@
 # which works on VMs without hardware counters) and renders flamegraphs
 # with inferno: one of small non-streaming requests, one of streams.
 # Needs: perf (Debian linux-perf), inferno (cargo install inferno).
-# Usage: flamegraphs/record.sh [seconds]
+# With "governed", the gateway runs every policy (as
+# bench/scripts/governed-bench.sh) and the files are governed-json.svg and
+# governed-stream.svg.
+# Usage: flamegraphs/record.sh [seconds] [governed]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
+MODE=${2:-plain}
 command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)"; exit 1; }
 command -v inferno-flamegraph >/dev/null || { echo "needs inferno (cargo install inferno)"; exit 1; }
 . bench/scripts/common.sh
 bench_setup
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9105 --threads 1 --chunks 16 >"$work/mock.log" 2>&1 &
-{ gateway_server 127.0.0.1:9205; mock_route 9105; bench_team_key; } >"$work/gw.toml"
+prefix=""
+if [ "$MODE" = governed ]; then
+  prefix="governed-"
+  { gateway_server 127.0.0.1:9205
+    printf 'ledger_file = "%s/ledger"\n' "$work"
+    mock_route 9105
+    printf 'price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }\n'
+    printf '[logging]\ndir = "%s/records"\n' "$work"
+    printf '[[guardrail_profiles]]\nname = "all"\npii = "redact"\nsecrets = "block"\ninjection = "block"\nresponses = true\n'
+    bench_team_key | sed 's/^models = \["\*"\]$/models = ["*"]\nguardrails = "all"\nbudget = { daily_usd = 100000.0, monthly_usd = 1000000.0, request_usd = 1.0, request_output_tokens = 100000 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }/'
+  } >"$work/gw.toml"
+else
+  { gateway_server 127.0.0.1:9205; mock_route 9105; bench_team_key; } >"$work/gw.toml"
+fi
 taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 sleep 1
 gw=$(pgrep -f "tollgate --config $work" | head -1)
@@ -26,9 +43,9 @@ for lane in json stream; do
   perf record -F 997 -g -p "$gw" -o "$work/perf-$lane.data" -- sleep "$SECS" 2>/dev/null
   wait $load
   perf script -i "$work/perf-$lane.data" 2>/dev/null | inferno-collapse-perf >"$work/$lane.folded"
-  inferno-flamegraph --title "tollgate: $lane requests, one worker" <"$work/$lane.folded" >"flamegraphs/$lane.svg"
+  inferno-flamegraph --title "tollgate ($MODE): $lane requests, one worker" <"$work/$lane.folded" >"flamegraphs/$prefix$lane.svg"
   head -1 "$work/load-$lane.txt"
-  echo "wrote flamegraphs/$lane.svg"
+  echo "wrote flamegraphs/$prefix$lane.svg"
   # Where the samples were taken, by object (kernel, tollgate, libc).
   perf report -i "$work/perf-$lane.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -4
 done
