@@ -94,7 +94,11 @@ async fn read_head(
         // is under way.
         buf.reserve(if head_deadline.is_none() && buf.is_empty() { IDLE_READ_BYTES } else { READ_BYTES });
         let res = match head_deadline {
-            // Between requests: idle time-out, and cancelled by a drain.
+            // Between requests: idle time-out, and cancelled by a drain. A
+            // connection that reaches its first wait after the drain began
+            // (its TLS handshake was still running) would wait on a fresh
+            // handle no one cancels: it closes instead.
+            None if w.is_draining() && buf.is_empty() => return Ok(None),
             None => {
                 let read = iov::read_more_cancelable(stream, buf, w.idle_handle());
                 match monoio::time::timeout(timeouts.idle_keepalive, read).await {
@@ -140,8 +144,10 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
         }
         (Method::Get | Method::Head, b"/healthz") => Some(local(200, b"{\"status\":\"ok\"}")),
         (Method::Get | Method::Head, b"/readyz") if w.is_draining() => Some(local(503, b"{\"status\":\"draining\"}")),
+        // Still ready: keys under no budget or limit are served, and every
+        // node is in the same state, so a 503 would only empty the pool.
         (Method::Get | Method::Head, b"/readyz") if w.cluster_refusing() => {
-            Some(local(503, b"{\"status\":\"cluster_unavailable\"}"))
+            Some(local(200, b"{\"status\":\"ready\",\"cluster\":\"refusing\"}"))
         }
         (Method::Get | Method::Head, b"/readyz") if w.cluster_degraded() => {
             Some(local(200, b"{\"status\":\"ready\",\"cluster\":\"degraded\"}"))
@@ -184,11 +190,12 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
     // A budget nearly spent prices the request before it is sent; a
     // tokens-per-minute limit reserves its prompt and the most it may
     // generate, so the request that would cross a limit is the one refused.
-    let reserved = affordable(w, state, key, &body).and_then(|()| reserve_tokens(w, state, key, &body, &trace));
-    let reservation = match reserved {
-        Ok((reservation, rate)) => {
+    let reserved =
+        affordable(w, state, key, &body).and_then(|held| Ok((held, reserve_tokens(w, state, key, &body, &trace)?)));
+    let (held, reservation) = match reserved {
+        Ok((held, (reservation, rate))) => {
             client.rate = rate.or(client.rate);
-            reservation
+            (held, reservation)
         }
         Err(e) => {
             refused(w, state, &mut trace, client, &e);
@@ -229,7 +236,7 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
     w.recorder.record(&trace, state);
     w.stats.count(&trace, state);
     // Released in the same hand-off as the spend just counted.
-    drop(hold);
+    drop((hold, held));
     reusable
 }
 
@@ -291,13 +298,15 @@ fn limited(state: &CoreState, key: &tollgate_policy::VirtualKey) -> bool {
 /// is nearly spent (under a tenth left): the request's estimated cost (its
 /// prompt counted, plus its `max_tokens` or the default reserve, at the
 /// model's price) must fit, so that a request that would cross a hard
-/// limit is refused before it is sent rather than billed past it.
+/// limit is refused before it is sent rather than billed past it. The
+/// estimate is then held as spend on this core until the request ends, so
+/// that requests in flight together cannot cross it either.
 fn affordable(
-    w: &Worker,
+    w: &Rc<Worker>,
     state: &CoreState,
     key: &tollgate_policy::VirtualKey,
     body: &[u8],
-) -> Result<(), GatewayError> {
+) -> Result<Option<crate::worker::SpendHold>, GatewayError> {
     use crate::stats::Owner;
     use tollgate_policy::budget::{check, Spend};
     use tollgate_policy::team::Budget;
@@ -311,17 +320,17 @@ fn affordable(
     let team_spend = w.spend(Owner::Team(key.team), now);
     let key_spend = w.spend(Owner::Key(key.index), now);
     if !(team.is_some_and(|t| nearly(&t.budget, team_spend)) || nearly(&key.budget, key_spend)) {
-        return Ok(());
+        return Ok(None);
     }
     // A body or model the route phase refuses is reported there.
-    let Some(estimate) = estimate_cost(state, body) else { return Ok(()) };
+    let Some(estimate) = estimate_cost(state, body) else { return Ok(None) };
     if let Some(t) = team {
         check(|| format!("team \"{}\"", t.name), &t.budget, team_spend, estimate, now)
             .map_err(GatewayError::OverBudget)?;
     }
     check(|| format!("key \"{}\"", key.name), &key.budget, key_spend, estimate, now)
         .map_err(GatewayError::OverBudget)?;
-    Ok(())
+    Ok(Some(w.hold_spend([Owner::Team(key.team), Owner::Key(key.index)], estimate)))
 }
 
 /// A request's estimated cost: its prompt counted, plus its `max_tokens`

@@ -63,8 +63,8 @@ pub struct CoreStats {
     guard: RefCell<HashMap<GuardKey, u64>>,
     /// Budget soft thresholds passed, by owner.
     soft: RefCell<HashMap<Owner, u64>>,
-    /// Strict reservations ended: owner and reservation id.
-    released: RefCell<Vec<(Owner, String)>>,
+    /// Strict reservations ended.
+    released: RefCell<Vec<crate::cluster::Released>>,
 }
 
 type GuardKey =
@@ -226,8 +226,8 @@ impl CoreStats {
 
     /// A strict reservation ended: it is released in the same hand-off as
     /// the request's spend (counted just before).
-    pub fn release(&self, owner: Owner, id: String) {
-        self.released.borrow_mut().push((owner, id));
+    pub fn release(&self, r: crate::cluster::Released) {
+        self.released.borrow_mut().push(r);
     }
 
     /// Counts a budget's soft threshold passed.
@@ -285,12 +285,7 @@ impl CoreStats {
         };
         let minute = self.minute.borrow_mut().drain().filter_map(|(o, u)| Some((owner_name(o)?, u))).collect();
         let soft = self.soft.borrow_mut().drain().filter_map(|(o, n)| Some((owner_name(o)?, n))).collect();
-        let released = self
-            .released
-            .borrow_mut()
-            .drain(..)
-            .filter_map(|(o, id)| Some(crate::cluster::Released { owner: owner_name(o)?, id }))
-            .collect();
+        let released = std::mem::take(&mut *self.released.borrow_mut());
         let take = |h: &RefCell<Histogram<u64>>| std::mem::replace(&mut *h.borrow_mut(), histogram());
         let guard = self
             .guard
@@ -750,9 +745,9 @@ pub fn start_merger(
     let (tx, rx) = mpsc::channel::<Delta>();
     let shared = totals.clone();
     let handle = std::thread::Builder::new().name("tollgate-merger".into()).spawn(move || {
-        let (cluster_tx, views, cluster_thread) = match cluster {
-            Some(h) => (Some(h.tx), Some(h.views), Some(h.thread)),
-            None => (None, None, None),
+        let (cluster_tx, views, cluster_thread, stale_after) = match cluster {
+            Some(h) => (Some(h.tx), Some(h.views), Some(h.thread), h.stale_after),
+            None => (None, None, None, Duration::MAX),
         };
         let poll = if views.is_some() { CLUSTER_POLL } else { Duration::from_secs(3600) };
         loop {
@@ -790,6 +785,21 @@ pub fn start_merger(
                     view = Some(v);
                     changed = true;
                     local.retain(|(_, w), _| !w.is_past(now));
+                }
+            }
+            // A view that stopped coming is stale by its age.
+            if let Some(v) = view.as_mut() {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let old = v
+                    .status
+                    .last_sync_unix_ms
+                    .is_none_or(|t| Duration::from_millis(now_ms.saturating_sub(t)) >= stale_after);
+                if old && !v.status.degraded {
+                    v.status.degraded = true;
+                    shared.lock().unwrap_or_else(|e| e.into_inner()).cluster = Some(v.status.clone());
+                    changed = true;
                 }
             }
             if changed {

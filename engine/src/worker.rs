@@ -180,6 +180,10 @@ pub struct Worker {
     /// against tokens-per-minute limits until the request ends and its
     /// real use is counted instead.
     reserved: RefCell<HashMap<Owner, u64>>,
+    /// Estimated cost of this core's requests in flight under a nearly
+    /// spent budget, by owner: counted as spend until the request ends and
+    /// its real cost is counted instead.
+    held_spend: RefCell<HashMap<Owner, u64>>,
     /// Budget alerts for the webhook thread, when one is configured.
     alerts: Option<mpsc::Sender<String>>,
     /// Reservations for strict budgets, with a cluster tier.
@@ -216,6 +220,7 @@ impl Worker {
             spend_view: RefCell::new(SpendView::default()),
             soft_warned: RefCell::new(HashMap::new()),
             reserved: RefCell::new(HashMap::new()),
+            held_spend: RefCell::new(HashMap::new()),
             alerts: None,
             strict: None,
             state: RefCell::new(Rc::new(state)),
@@ -317,7 +322,7 @@ impl Worker {
         .copied()
         .unwrap_or_default();
         let day = tollgate_policy::budget::day_number(now);
-        let mine = self.stats.unmerged(owner);
+        let mine = self.stats.unmerged(owner) + self.held_spend.borrow().get(&owner).copied().unwrap_or(0);
         Spend {
             day: if view.day == day { merged.day } else { 0 } + mine,
             month: if view.month == tollgate_policy::budget::year_month(day) { merged.month } else { 0 } + mine,
@@ -354,6 +359,17 @@ impl Worker {
         .at(minute);
         let mine = self.stats.unmerged_minute(owner, minute);
         MinuteUse { minute, requests: merged.requests + mine.requests, tokens: merged.tokens + mine.tokens }
+    }
+
+    /// Holds a request's estimated cost as spend of its team and key until
+    /// the returned guard drops (the request has ended and its cost is
+    /// counted).
+    pub fn hold_spend(self: &Rc<Self>, owners: [Owner; 2], amount: u64) -> SpendHold {
+        let mut held = self.held_spend.borrow_mut();
+        for o in owners {
+            *held.entry(o).or_default() += amount;
+        }
+        SpendHold { worker: self.clone(), owners, amount }
     }
 
     /// Tokens this core's requests in flight have reserved for `owner`.
@@ -423,6 +439,24 @@ impl Worker {
     pub fn track_request(self: &Rc<Self>) -> Tracked {
         self.in_flight.set(self.in_flight.get() + 1);
         Tracked { worker: self.clone(), which: Which::Request }
+    }
+}
+
+/// A request's estimated cost held as spend; released when it ends.
+pub struct SpendHold {
+    worker: Rc<Worker>,
+    owners: [Owner; 2],
+    amount: u64,
+}
+
+impl Drop for SpendHold {
+    fn drop(&mut self) {
+        let mut held = self.worker.held_spend.borrow_mut();
+        for o in self.owners {
+            if let Some(v) = held.get_mut(&o) {
+                *v = v.saturating_sub(self.amount);
+            }
+        }
     }
 }
 

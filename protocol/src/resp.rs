@@ -1,12 +1,13 @@
 //! RESP2, the protocol Redis and Valkey speak: commands out, replies in.
 //!
-//! The cluster tier talks to Redis from a blocking thread and may one day
-//! talk to it from a worker's runtime, so the protocol lives here, apart
+//! The cluster tier talks to Redis from a blocking thread and, for strict
+//! budgets, from each worker's runtime, so the protocol lives here, apart
 //! from any socket. A reply is decoded from the start of a buffer each time
 //! more bytes arrive; `Ok(None)` means "not whole yet". Replies from the
-//! network are bounded (nesting, array and string lengths) so that a
-//! confused or hostile server cannot make the gateway allocate without
-//! limit.
+//! network are bounded so that a confused or hostile server cannot make the
+//! gateway allocate without limit: nesting, array lengths, bulk lengths and
+//! lines are bounded here, and callers stop at [`REPLY_BYTES_MAX`] for the
+//! whole.
 
 use std::fmt;
 
@@ -55,6 +56,11 @@ const DEPTH_MAX: usize = 8;
 const BULK_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// An array may have this many elements.
 const ARRAY_LEN_MAX: usize = 1 << 20;
+/// A status, error or length line may be this long.
+const LINE_BYTES_MAX: usize = 64 * 1024;
+/// Callers stop reading a reply that grows past this (decoding bounds
+/// each part; this bounds the whole).
+pub const REPLY_BYTES_MAX: usize = 128 * 1024 * 1024;
 
 /// Appends a command (`args[0]` is its name) as an array of bulk strings.
 pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
@@ -84,8 +90,14 @@ fn decode_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Reply, usize
         if buf.len() > at && !b"+-:$*".contains(&buf[at]) {
             return Err(RespError("unknown reply type"));
         }
+        if buf.len() - at > LINE_BYTES_MAX {
+            return Err(RespError("line too long"));
+        }
         return Ok(None);
     };
+    if line_end - at > LINE_BYTES_MAX {
+        return Err(RespError("line too long"));
+    }
     let line = &buf[at + 1..line_end];
     let next = line_end + 2;
     let text = || std::str::from_utf8(line).map(str::to_owned).map_err(|_| RespError("status line is not UTF-8"));

@@ -318,3 +318,30 @@ fn near_its_limit_a_request_that_would_cross_it_is_refused_before_sending() {
     let message = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.starts_with("team \"e2e\" cannot afford this request within its daily budget"), "{message}");
 }
+
+/// Near its limit, a request's estimate is held as spend while it runs: a
+/// second request that would fit alone but not beside it is refused.
+#[test]
+fn requests_in_flight_near_the_limit_hold_their_estimates() {
+    let mock = start_mock(&[]);
+    let dir = TempDir::new("held");
+    let ledger = dir.0.join("ledger");
+    // $0.275 of a $0.30 daily budget spent already: under a tenth left.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    std::fs::write(&ledger, format!("{{\"t\":{now},\"o\":\"team\",\"n\":\"e2e\",\"u\":275000}}\n")).unwrap();
+    let config = priced(config_for(mock.addr, 1, &format!("ledger_file = \"{}\"", ledger.display()))).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.30 }",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    // About 10 prompt tokens plus 9 at most out, at $0.001 a token: an
+    // estimate near $0.018. One fits in the $0.025 left; two do not.
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":9,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let mut slow = Client::connect(gw.addr);
+    slow.send(&chat_request(body, "x-mock-latency-ms: 1000\r\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    let r = one_request(gw.addr, &chat_request(body, ""));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.error_code(), "budget_exceeded");
+    assert_eq!(slow.read_response().unwrap().status, 200, "the first one was admitted and completes");
+}

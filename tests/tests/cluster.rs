@@ -301,10 +301,11 @@ fn fail_closed_refuses_limited_requests_while_redis_is_away() {
     let r = chat(&gw);
     assert_eq!((r.status, r.error_code()), (503, "cluster_unavailable".to_string()), "{}", r.text());
     assert_eq!(free_chat().status, 200, "a team with no limit has nothing to enforce");
-    assert_eq!(one_request(gw.addr, &get("/readyz")).status, 503);
+    let ready = one_request(gw.addr, &get("/readyz"));
+    assert_eq!((ready.status, ready.text().as_str()), (200, "{\"status\":\"ready\",\"cluster\":\"refusing\"}"));
     redis.restart();
     assert!(wait_until(Duration::from_secs(3), || chat(&gw).status == 200), "serving again");
-    assert_eq!(one_request(gw.addr, &get("/readyz")).status, 200);
+    assert_eq!(one_request(gw.addr, &get("/readyz")).text(), "{\"status\":\"ready\"}");
 }
 
 /// A strict budget reserves each request's estimate in Redis before
@@ -335,10 +336,17 @@ fn a_strict_budget_is_never_passed_under_full_load() {
                     while refused < 5 {
                         let r = one_request(addr, &chat_request(body, ""));
                         match r.status {
-                            200 => ok += 1,
+                            200 => {
+                                ok += 1;
+                                refused = 0;
+                            }
                             429 => {
                                 assert_eq!(r.error_code(), "budget_exceeded", "{}", r.text());
                                 refused += 1;
+                                // Estimates of finished requests are held
+                                // until their node's next push releases
+                                // them: a refusal may be one interval early.
+                                std::thread::sleep(Duration::from_millis(250));
                             }
                             s => panic!("status {s}: {}", r.text()),
                         }

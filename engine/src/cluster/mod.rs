@@ -11,10 +11,11 @@
 //!
 //! Pushes are idempotent: each carries the node's id and a sequence number,
 //! and the script applies a push only if its number is above the last one
-//! applied for that node. A push that timed out is retried with the same
-//! number, so it counts once whether or not the first try landed. Numbers
-//! start at the process's start time in microseconds, so a restarted node
-//! continues above its predecessor's.
+//! applied for that node's process. A push that timed out is retried with
+//! the same number, so it counts once whether or not the first try landed.
+//! Numbers are kept per process (node id and start time), so that nothing
+//! another process does (a restart that overlaps, a node id used twice, a
+//! clock stepped back) can make a push look applied.
 //!
 //! Redis down or slow stalls nothing: the thread keeps gathering, the cores
 //! keep enforcing against the last totals plus their own spend, and the
@@ -134,6 +135,9 @@ pub fn increments(spend: &[(OwnerName, u64)], minute: &[(OwnerName, MinuteUse)],
 pub struct Released {
     pub owner: OwnerName,
     pub id: String,
+    /// When Redis drops the reservation by itself (Unix seconds): a release
+    /// still waiting then is no longer needed.
+    pub expires: u64,
 }
 
 /// Owners whose totals the node needs from the cluster: those under a
@@ -229,8 +233,10 @@ pub fn combine(node: &mut SpendSnapshot, local: &HashMap<Counter, u64>, view: &C
     }
 }
 
-/// The push-and-read script. KEYS: the node's last applied sequence
-/// number, `n` counters to add to, `r` reservation hashes to release from,
+/// The push-and-read script. KEYS: the last sequence number applied for
+/// this node's process (numbers are per process, so that no other process,
+/// an overlapping restart or a clock stepped back, can make a push look
+/// already applied), `n` counters to add to, `r` reservation hashes to release from,
 /// then the counters to read. ARGV: the push's sequence number, `n`, `r`,
 /// an amount and an expiry time per counter, then a reservation id per
 /// hash. Returns whether the push was applied, then the values read.
@@ -242,6 +248,15 @@ local applied = 0
 if n + r > 0 then
   local last = tonumber(redis.call('GET', KEYS[1]) or '0')
   if seq > last then
+    -- A counter someone overwrote with a non-integer would stop the script
+    -- half-way (and its retry would count the first half twice): refuse
+    -- the push before writing anything.
+    for i = 1, n do
+      local v = redis.call('GET', KEYS[1 + i])
+      if v and not tonumber(v) then
+        return redis.error_reply('tollgate: ' .. KEYS[1 + i] .. ' does not hold an integer')
+      end
+    end
     for i = 1, n do
       redis.call('INCRBY', KEYS[1 + i], ARGV[2 + 2 * i])
       redis.call('EXPIREAT', KEYS[1 + i], ARGV[3 + 2 * i])
@@ -260,10 +275,16 @@ end
 return out
 "#;
 
+/// Counters and releases in one push at most.
+const BATCH_MAX: usize = 4096;
+
 /// One push: rendered keys, amounts and expiry times, under one sequence
 /// number.
 #[derive(Debug, Default)]
 struct Batch {
+    /// The process that cut it (its start time in microseconds): pushes
+    /// are numbered per process.
+    epoch: u64,
     seq: u64,
     /// The counters, when this process counted them (not for a batch
     /// carried over from a previous run).
@@ -274,10 +295,10 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(seq: u64, prefix: &str, counters: Vec<(Counter, u64)>, released: Vec<Released>) -> Batch {
+    fn new(epoch: u64, seq: u64, prefix: &str, counters: Vec<(Counter, u64)>, released: Vec<Released>) -> Batch {
         let keys = counters.iter().map(|(c, v)| (redis_key(prefix, c), *v, c.1.expires_at())).collect();
         let releases = released.into_iter().map(|r| (reservations_key(prefix, &r.owner), r.id)).collect();
-        Batch { seq, counters, keys, releases }
+        Batch { epoch, seq, counters, keys, releases }
     }
 
     fn len(&self) -> usize {
@@ -293,9 +314,9 @@ fn exchange(
     batch: Option<&Batch>,
     reads: &[String],
 ) -> Result<(bool, Vec<u64>), RedisError> {
-    let seq_key = format!("{{{prefix}}}:node:{node_id}:seq");
     let empty = Batch::default();
     let b = batch.unwrap_or(&empty);
+    let seq_key = format!("{{{prefix}}}:node:{node_id}:{}:seq", b.epoch);
     let numbers: Vec<String> = [b.seq.to_string(), b.keys.len().to_string(), b.releases.len().to_string()]
         .into_iter()
         .chain(b.keys.iter().flat_map(|(_, v, x)| [v.to_string(), x.to_string()]))
@@ -329,6 +350,9 @@ pub struct Handle {
     pub tx: mpsc::Sender<ToCluster>,
     pub views: mpsc::Receiver<ClusterView>,
     pub thread: std::thread::JoinHandle<()>,
+    /// `stale_after`: the merger also judges a view stale by its age, in
+    /// case the thread itself is stuck (a DNS look-up without a time-out).
+    pub stale_after: Duration,
 }
 
 /// Starts the cluster thread. `carried` is where an unpushed batch is kept
@@ -341,11 +365,12 @@ pub fn start(
 ) -> std::io::Result<Handle> {
     let (tx, rx) = mpsc::channel();
     let (view_tx, views) = mpsc::channel();
+    let stale_after = cluster.stale_after;
     let thread = std::thread::Builder::new().name("tollgate-cluster".into()).spawn(move || {
         let mut node = Node::new(cluster, tls, carried, watch);
         node.run(rx, view_tx);
     })?;
-    Ok(Handle { tx, views, thread })
+    Ok(Handle { tx, views, thread, stale_after })
 }
 
 struct Node {
@@ -354,6 +379,8 @@ struct Node {
     conn: Option<Redis>,
     /// Which server to try first: the last that answered.
     preferred: usize,
+    /// This process's start (µs): the namespace of its sequence numbers.
+    epoch: u64,
     next_seq: u64,
     /// Gathered since the last batch was cut.
     pending: HashMap<Counter, u64>,
@@ -386,7 +413,8 @@ impl Node {
             ..ClusterStatus::default()
         };
         Node {
-            next_seq: unix_now().as_micros() as u64,
+            epoch: unix_now().as_micros() as u64,
+            next_seq: 1,
             cluster,
             tls,
             conn: None,
@@ -449,10 +477,16 @@ impl Node {
     }
 
     /// Cuts what is pending into the next numbered batch.
+    /// At most [`BATCH_MAX`] counters and releases go in one batch: after
+    /// a long outage the backlog goes in over several intervals, each push
+    /// short enough to finish within the time-out.
     fn cut(&mut self) -> Batch {
-        let counters = self.pending.drain().collect();
-        let releases = std::mem::take(&mut self.pending_releases);
-        let b = Batch::new(self.next_seq, &self.cluster.key_prefix, counters, releases);
+        let take: Vec<Counter> = self.pending.keys().take(BATCH_MAX).cloned().collect();
+        let counters: Vec<(Counter, u64)> =
+            take.into_iter().filter_map(|c| self.pending.remove(&c).map(|v| (c, v))).collect();
+        let room = BATCH_MAX.saturating_sub(counters.len()).min(self.pending_releases.len());
+        let releases = self.pending_releases.drain(..room).collect();
+        let b = Batch::new(self.epoch, self.next_seq, &self.cluster.key_prefix, counters, releases);
         self.next_seq += 1;
         b
     }
@@ -477,6 +511,7 @@ impl Node {
         let now = unix_now().as_secs();
         // A minute that is over no longer limits anyone.
         self.pending.retain(|(_, w), _| !matches!(w, Window::Requests(_) | Window::Tokens(_)) || !w.is_past(now));
+        self.pending_releases.retain(|r| r.expires > now);
         if self.inflight.is_none() && self.has_pending() {
             self.inflight = Some(self.cut());
         }
@@ -511,6 +546,11 @@ impl Node {
             }
             Err(e) => {
                 self.conn = None;
+                // A server that answers with an error (a replica after a
+                // failover: READONLY) is not the one to keep trying first.
+                if matches!(e, RedisError::Refused { .. }) && !self.cluster.servers.is_empty() {
+                    self.preferred = (self.preferred + 1) % self.cluster.servers.len();
+                }
                 let st = &mut self.view.status;
                 st.exchanges_failed += 1;
                 if !self.outage_logged {
@@ -581,14 +621,22 @@ impl Node {
     /// The merger has hung up: one last push of everything; what does not
     /// go is kept for the next start.
     fn shutdown(&mut self) {
-        if self.has_pending() || self.inflight.is_some() {
+        // Push while Redis takes it (a backlog goes in several batches).
+        for _ in 0..64 {
+            if !self.has_pending() && self.inflight.is_none() {
+                break;
+            }
+            let before = self.view.status.exchanges_ok;
             self.sync();
-            if self.inflight.is_none() && self.has_pending() {
-                self.sync();
+            if self.view.status.exchanges_ok == before {
+                break;
             }
         }
-        let cut = self.has_pending().then(|| self.cut());
-        let left: Vec<&Batch> = self.carried.iter().chain(self.inflight.as_ref()).chain(cut.as_ref()).collect();
+        let mut cut = Vec::new();
+        while self.has_pending() {
+            cut.push(self.cut());
+        }
+        let left: Vec<&Batch> = self.carried.iter().chain(self.inflight.as_ref()).chain(&cut).collect();
         if left.is_empty() {
             return;
         }
@@ -611,18 +659,18 @@ impl Node {
 }
 
 /// Batches are kept as one JSON line per counter
-/// (`{"s":seq,"k":key,"v":amount,"x":expiry}`) and per release
-/// (`{"s":seq,"h":hash,"f":id}`).
+/// (`{"e":epoch,"s":seq,"k":key,"v":amount,"x":expiry}`) and per release
+/// (`{"e":epoch,"s":seq,"h":hash,"f":id}`).
 fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
     let mut text = bytes::BytesMut::new();
     for b in batches {
         for (k, v, x) in &b.keys {
-            text.extend_from_slice(format!("{{\"s\":{},\"k\":", b.seq).as_bytes());
+            text.extend_from_slice(format!("{{\"e\":{},\"s\":{},\"k\":", b.epoch, b.seq).as_bytes());
             tollgate_protocol::openai::write_json_string(&mut text, k);
             text.extend_from_slice(format!(",\"v\":{v},\"x\":{x}}}\n").as_bytes());
         }
         for (h, id) in &b.releases {
-            text.extend_from_slice(format!("{{\"s\":{},\"h\":", b.seq).as_bytes());
+            text.extend_from_slice(format!("{{\"e\":{},\"s\":{},\"h\":", b.epoch, b.seq).as_bytes());
             tollgate_protocol::openai::write_json_string(&mut text, h);
             text.extend_from_slice(b",\"f\":");
             tollgate_protocol::openai::write_json_string(&mut text, id);
@@ -641,12 +689,13 @@ fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
 /// count once.
 fn read_carried(path: &PathBuf) -> Vec<Batch> {
     let Ok(text) = fs::read_to_string(path) else { return Vec::new() };
-    let mut batches: std::collections::BTreeMap<u64, Batch> = std::collections::BTreeMap::new();
+    let mut batches: std::collections::BTreeMap<(u64, u64), Batch> = std::collections::BTreeMap::new();
     for line in text.lines() {
         let mut bytes = line.as_bytes().to_vec();
         let Ok(v) = simd_json::to_borrowed_value(&mut bytes) else { continue };
         let Some(s) = v.get("s").and_then(|x| x.as_u64()) else { continue };
-        let batch = batches.entry(s).or_insert_with(|| Batch { seq: s, ..Batch::default() });
+        let e = v.get("e").and_then(|x| x.as_u64()).unwrap_or(0);
+        let batch = batches.entry((e, s)).or_insert_with(|| Batch { epoch: e, seq: s, ..Batch::default() });
         let str_of = |f: &str| v.get(f).and_then(|x| x.as_str()).map(str::to_string);
         let int_of = |f: &str| v.get(f).and_then(|x| x.as_u64());
         if let (Some(k), Some(n), Some(x)) = (str_of("k"), int_of("v"), int_of("x")) {

@@ -154,6 +154,9 @@ impl Redis {
                 return Err(RedisError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
             self.buf.extend_from_slice(&chunk[..n]);
+            if self.buf.len() > resp::REPLY_BYTES_MAX {
+                return Err(RedisError::Protocol(RespError("reply too long")));
+            }
         }
     }
 }

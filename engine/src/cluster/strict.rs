@@ -57,7 +57,7 @@ for i = 0, n - 1 do
     local amount, rday, rmonth, rexp = string.match(held[j + 1], '^(%d+) (%d+) (%S+) (%d+)$')
     if amount == nil or tonumber(rexp) <= now then
       redis.call('HDEL', KEYS[k + 3], held[j])
-    elseif rmonth == month then
+    elseif held[j] ~= id and rmonth == month then
       m = m + tonumber(amount)
       if rday == day then d = d + tonumber(amount) end
     end
@@ -106,14 +106,17 @@ pub enum Reserved {
 /// dropped, however the request ended.
 pub struct StrictHold {
     worker: Rc<Worker>,
-    owners: Vec<Owner>,
+    /// By name: a reload meanwhile may renumber owners.
+    owners: Vec<OwnerName>,
     id: String,
+    expires: u64,
 }
 
 impl Drop for StrictHold {
     fn drop(&mut self) {
-        for &owner in &self.owners {
-            self.worker.stats.release(owner, self.id.clone());
+        for owner in self.owners.drain(..) {
+            let released = super::Released { owner, id: self.id.clone(), expires: self.expires };
+            self.worker.stats.release(released);
         }
     }
 }
@@ -122,6 +125,13 @@ impl Drop for StrictHold {
 struct Conn {
     stream: UpStream,
     buf: Vec<u8>,
+    open: Rc<Cell<usize>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.open.set(self.open.get().saturating_sub(1));
+    }
 }
 
 /// A worker's way to Redis for strict reservations.
@@ -132,6 +142,10 @@ pub struct Strict {
     addrs: Vec<Vec<SocketAddr>>,
     tls: Option<TlsConnector>,
     idle: RefCell<Vec<Conn>>,
+    /// Connections open now, idle or in use.
+    open: Rc<Cell<usize>>,
+    /// Which server to try first.
+    preferred: Cell<usize>,
     /// Reservation ids: `node:start:worker:n`, unique across nodes,
     /// restarts and cores.
     id_prefix: String,
@@ -140,6 +154,8 @@ pub struct Strict {
 
 /// Connections kept per worker: a reservation takes one for one round trip.
 const IDLE_MAX: usize = 8;
+/// Connections a worker may hold open at once.
+const OPEN_MAX: usize = 32;
 
 impl Strict {
     pub fn new(cluster: Arc<Cluster>, tls: Option<Arc<rustls::ClientConfig>>, worker: usize) -> Strict {
@@ -151,7 +167,16 @@ impl Strict {
         let start = super::unix_now().as_micros();
         let id_prefix = format!("{}:{start}:{worker}:", cluster.node_id);
         let tls = tls.map(TlsConnector::from);
-        Strict { cluster, addrs, tls, idle: RefCell::new(Vec::new()), id_prefix, next_id: Cell::new(0) }
+        Strict {
+            cluster,
+            addrs,
+            tls,
+            idle: RefCell::new(Vec::new()),
+            open: Rc::new(Cell::new(0)),
+            preferred: Cell::new(0),
+            id_prefix,
+            next_id: Cell::new(0),
+        }
     }
 
     pub fn fails_closed(&self) -> bool {
@@ -195,7 +220,8 @@ impl Strict {
         args.push(id.as_bytes());
         args.extend(numbers[1..].iter().map(|n| n.as_bytes()));
         let reply = self.call(&args).await;
-        let hold = StrictHold { worker: worker.clone(), owners: owners.iter().map(|o| o.owner).collect(), id };
+        let names = owners.iter().map(|o| o.name.clone()).collect();
+        let mut hold = StrictHold { worker: worker.clone(), owners: names, id, expires: expiry };
         let items = match reply {
             Ok(Reply::Array(Some(items))) => items,
             Ok(Reply::Error(e)) => return Reserved::Unknown(hold, RedisError::Refused { command: "EVAL", reply: e }),
@@ -203,31 +229,50 @@ impl Strict {
                 let e = RedisError::Refused { command: "EVAL", reply: format!("unexpected reply {other:?}") };
                 return Reserved::Unknown(hold, e);
             }
-            Err(e) => return Reserved::Unknown(hold, e),
+            Err(e) => {
+                // Nothing reached Redis: nothing to release.
+                if matches!(e, RedisError::Connect { .. } | RedisError::Tls(_)) {
+                    hold.owners.clear();
+                }
+                return Reserved::Unknown(hold, e);
+            }
         };
         let int = |i: usize| items.get(i).and_then(Reply::as_int).unwrap_or(0).max(0) as u64;
         if int(0) == 1 {
             return Reserved::Held(hold);
         }
         // Nothing was reserved: nothing to release.
-        let mut hold = hold;
         hold.owners.clear();
         Reserved::Refused { index: int(1) as usize, day: int(2), month: int(3) }
     }
 
-    /// One command on a pooled connection, within the time-out.
+    /// One command on a pooled connection, within the time-out. A pooled
+    /// connection Redis closed meanwhile (a restart, its idle time-out) is
+    /// replaced once; a connection that got an error reply is not pooled
+    /// again (a replica after a failover answers READONLY to everything).
     async fn call(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
         let timeout = self.cluster.timeout;
         let work = async {
-            let conn = self.idle.borrow_mut().pop();
-            let mut conn = match conn {
+            let pooled = self.idle.borrow_mut().pop();
+            let from_pool = pooled.is_some();
+            let mut conn = match pooled {
                 Some(c) => c,
                 None => self.connect().await?,
             };
-            let reply = command(&mut conn, args).await?;
-            let mut idle = self.idle.borrow_mut();
-            if idle.len() < IDLE_MAX {
-                idle.push(conn);
+            let reply = match command(&mut conn, args).await {
+                Err(RedisError::Io(_)) if from_pool => {
+                    conn = self.connect().await?;
+                    command(&mut conn, args).await?
+                }
+                r => r?,
+            };
+            if matches!(reply, Reply::Error(_)) {
+                self.preferred.set(self.preferred.get().wrapping_add(1));
+            } else {
+                let mut idle = self.idle.borrow_mut();
+                if idle.len() < IDLE_MAX {
+                    idle.push(conn);
+                }
             }
             Ok(reply)
         };
@@ -237,19 +282,32 @@ impl Strict {
         }
     }
 
+    /// A new connection: the servers in order from the last that answered
+    /// well, every address of each; refused when this worker already holds
+    /// [`OPEN_MAX`] (a slow Redis must not be met with a connection per
+    /// waiting request).
     async fn connect(&self) -> Result<Conn, RedisError> {
+        if self.open.get() >= OPEN_MAX {
+            let cause = std::io::Error::other("this worker holds its most connections to Redis");
+            return Err(RedisError::Connect { server: "redis".into(), cause });
+        }
+        let n = self.cluster.servers.len();
         let mut last = None;
-        for (server, addrs) in self.cluster.servers.iter().zip(&self.addrs) {
-            for &addr in addrs {
-                match self.open(server, addr).await {
-                    Ok(c) => return Ok(c),
+        for i in 0..n {
+            let at = (self.preferred.get() + i) % n;
+            for &addr in &self.addrs[at] {
+                match self.open(&self.cluster.servers[at], addr).await {
+                    Ok(c) => {
+                        self.preferred.set(at);
+                        return Ok(c);
+                    }
                     Err(e) => last = Some(e),
                 }
             }
         }
-        Err(last.unwrap_or_else(|| RedisError::Refused {
-            command: "connect",
-            reply: "no server address resolved when the worker started".into(),
+        Err(last.unwrap_or_else(|| RedisError::Connect {
+            server: "redis".into(),
+            cause: std::io::Error::other("no server address resolved when the worker started"),
         }))
     }
 
@@ -265,7 +323,8 @@ impl Strict {
             }
             _ => UpStream::Plain(tcp),
         };
-        let mut conn = Conn { stream, buf: Vec::with_capacity(1024) };
+        self.open.set(self.open.get() + 1);
+        let mut conn = Conn { stream, buf: Vec::with_capacity(1024), open: self.open.clone() };
         if let Some(pw) = &self.cluster.password {
             let reply = match &server.username {
                 Some(user) => command(&mut conn, &[b"AUTH", user.as_bytes(), pw.0.as_bytes()]).await?,
@@ -301,6 +360,9 @@ async fn command(conn: &mut Conn, args: &[&[u8]]) -> Result<Reply, RedisError> {
         match r.map_err(RedisError::Io)? {
             0 => return Err(RedisError::Io(std::io::ErrorKind::UnexpectedEof.into())),
             _ => conn.buf.extend_from_slice(&chunk),
+        }
+        if conn.buf.len() > resp::REPLY_BYTES_MAX {
+            return Err(RedisError::Protocol(tollgate_protocol::resp::RespError("reply too long")));
         }
     }
 }

@@ -73,16 +73,21 @@ fn the_view_is_the_cluster_total_plus_what_this_node_counted_since() {
 #[test]
 fn unpushed_batches_survive_a_restart_each_under_its_own_number() {
     let path = std::env::temp_dir().join(format!("tollgate-cluster-carried-{}", std::process::id()));
-    let a = Batch::new(7, "tg", vec![((team("a"), Window::Day(1)), 5)], vec![]);
+    let a = Batch::new(100, 7, "tg", vec![((team("a"), Window::Day(1)), 5)], vec![]);
     let b = Batch::new(
+        100,
         9,
         "tg",
         vec![((team("x\"y"), Window::Month(2026, 1)), 6), ((team("a"), Window::Day(1)), 1)],
-        vec![Released { owner: team("a"), id: "n:1:0:7".into() }],
+        vec![Released { owner: team("a"), id: "n:1:0:7".into(), expires: 0 }],
     );
     write_carried(&path, &[&b, &a]).unwrap();
     let back = read_carried(&path);
-    assert_eq!(back.iter().map(|b| b.seq).collect::<Vec<_>>(), [7, 9], "in the order they were cut");
+    assert_eq!(
+        back.iter().map(|b| (b.epoch, b.seq)).collect::<Vec<_>>(),
+        [(100, 7), (100, 9)],
+        "in the order they were cut"
+    );
     assert_eq!(back[0].keys, a.keys);
     assert_eq!(back[1].keys, b.keys);
     assert_eq!(back[1].releases, [("{tg}:rsv:team:a".to_string(), "n:1:0:7".to_string())]);
