@@ -19,14 +19,7 @@ taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9105 --threads 1 
 prefix=""
 if [ "$MODE" = governed ]; then
   prefix="governed-"
-  { gateway_server 127.0.0.1:9205
-    printf 'ledger_file = "%s/ledger"\n' "$work"
-    mock_route 9105
-    printf 'price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }\n'
-    printf '[logging]\ndir = "%s/records"\n' "$work"
-    printf '[[guardrail_profiles]]\nname = "all"\npii = "redact"\nsecrets = "block"\ninjection = "block"\nresponses = true\n'
-    bench_team_key | sed 's/^models = \["\*"\]$/models = ["*"]\nguardrails = "all"\nbudget = { daily_usd = 100000.0, monthly_usd = 1000000.0, request_usd = 1.0, request_output_tokens = 100000 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }/'
-  } >"$work/gw.toml"
+  governed_config 9205 9105 >"$work/gw.toml"
 else
   { gateway_server 127.0.0.1:9205; mock_route 9105; bench_team_key; } >"$work/gw.toml"
 fi

@@ -106,3 +106,20 @@ added_rows() {
     printf "%-10s %8s %8s %12s %12s\n" "$name" "$m50" "$m99" "$((m50 - d50))" "$((m99 - d99))"
   done
 }
+
+# The governed lane's configuration on 127.0.0.1:$1, routed to the mock on
+# port $2: every policy on. Access, a priced model, team and key budgets
+# (day, month, per-request ceilings), requests- and tokens-per-minute
+# limits (so every prompt is counted and reserved), guardrails on requests
+# and answers, a record per request (in $work/records-$1) and the usage
+# ledger.
+governed_config() {
+  gateway_server "127.0.0.1:$1"
+  printf 'ledger_file = "%s/ledger-%s"\n' "$work" "$1"
+  mock_route "$2"
+  printf 'price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }\n'
+  printf '[logging]\ndir = "%s/records-%s"\n' "$work" "$1"
+  printf '[[guardrail_profiles]]\nname = "all"\npii = "redact"\nsecrets = "block"\ninjection = "block"\nresponses = true\n'
+  bench_team_key | sed 's/^models = \["\*"\]$/models = ["*"]\nguardrails = "all"\nbudget = { daily_usd = 100000.0, monthly_usd = 1000000.0, request_usd = 1.0, request_output_tokens = 100000 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }/'
+  printf 'budget = { daily_usd = 100000.0 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }\n'
+}

@@ -18,15 +18,7 @@ bench_setup
 
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
 { gateway_server 127.0.0.1:9200; mock_route 9100; bench_team_key; } >"$work/plain.toml"
-{ gateway_server 127.0.0.1:9201
-  printf 'ledger_file = "%s/ledger"\n' "$work"
-  mock_route 9100
-  printf 'price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }\n'
-  printf '[logging]\ndir = "%s/records"\n' "$work"
-  printf '[[guardrail_profiles]]\nname = "all"\npii = "redact"\nsecrets = "block"\ninjection = "block"\nresponses = true\n'
-  bench_team_key | sed 's/^models = \["\*"\]$/models = ["*"]\nguardrails = "all"\nbudget = { daily_usd = 100000.0, monthly_usd = 1000000.0, request_usd = 1.0, request_output_tokens = 100000 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }/'
-  printf 'budget = { daily_usd = 100000.0 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }\n'
-} >"$work/governed.toml"
+governed_config 9201 9100 >"$work/governed.toml"
 start_gateways plain governed
 wrk_rounds bench/scripts/chat.lua "small chat requests" mock:9100 plain:9200 governed:9201
-echo "records written: $(cat "$work"/records/* 2>/dev/null | wc -l)"
+echo "records written: $(cat "$work"/records-9201/* 2>/dev/null | wc -l)"

@@ -18,14 +18,7 @@ command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx-light)
 bench_setup
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9106 --threads 1 --chunks 16 >"$work/mock.log" 2>&1 &
 { gateway_server 127.0.0.1:9206; mock_route 9106; bench_team_key; } >"$work/plain.toml"
-{ gateway_server 127.0.0.1:9207
-  printf 'ledger_file = "%s/ledger"\n' "$work"
-  mock_route 9106
-  printf 'price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }\n'
-  printf '[logging]\ndir = "%s/records"\n' "$work"
-  printf '[[guardrail_profiles]]\nname = "all"\npii = "redact"\nsecrets = "block"\ninjection = "block"\nresponses = true\n'
-  bench_team_key | sed 's/^models = \["\*"\]$/models = ["*"]\nguardrails = "all"\nbudget = { daily_usd = 100000.0, monthly_usd = 1000000.0, request_usd = 1.0, request_output_tokens = 100000 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }/'
-} >"$work/governed.toml"
+governed_config 9207 9106 >"$work/governed.toml"
 start_gateways plain governed
 start_nginx 9106 9306 0
 sleep 1
