@@ -79,7 +79,7 @@ fn serve(mut stream: TcpStream, reloader: &Mutex<Reloader>, totals: &Mutex<Total
         (Method::Get, b"/healthz") => respond(&mut stream, 200, "{\"status\":\"ok\"}"),
         (Method::Get, b"/") => respond_as(&mut stream, 200, "text/html; charset=utf-8", DASHBOARD),
         (Method::Get, b"/admin/stats") => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let now = crate::unix_now().as_millis();
             let json = totals.lock().unwrap_or_else(|e| e.into_inner()).dashboard_json(now as u64);
             respond(&mut stream, 200, &json)
         }

@@ -260,7 +260,7 @@ fn within_budget(w: &Worker, state: &CoreState, key: &tollgate_policy::VirtualKe
     if w.cluster_refusing() && limited(state, key) {
         return Err(GatewayError::ClusterUnavailable);
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = crate::unix_now().as_secs();
     use crate::stats::Owner;
     let soft =
         |owner: Owner, name: &dyn Fn() -> String, passed: bool, budget: &tollgate_policy::team::Budget, spend| {
@@ -310,7 +310,7 @@ fn affordable(
     use crate::stats::Owner;
     use tollgate_policy::budget::{check, Spend};
     use tollgate_policy::team::Budget;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = crate::unix_now().as_secs();
     let nearly = |budget: &Budget, spend: Spend| {
         [(budget.daily, spend.day), (budget.monthly, spend.month)]
             .iter()
@@ -375,7 +375,7 @@ async fn reserve_strict(
     if key.budget.strict {
         owners.push(StrictOwner::new(Owner::Key(key.index), OwnerName::Key(key.name.clone()), &key.budget));
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = crate::unix_now().as_secs();
     let estimate = estimate_cost(state, body).unwrap_or(0);
     let hold_for = state.config.server.timeouts.request;
     match strict.reserve(w, &owners, estimate, hold_for, now).await {

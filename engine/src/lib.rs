@@ -42,3 +42,9 @@ pub mod systemd;
 pub mod tls;
 pub mod upstream;
 pub mod worker;
+
+/// Time since the Unix epoch by the wall clock (zero if the clock is set
+/// before 1970): windows, records and reservations are all in it.
+pub fn unix_now() -> std::time::Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+}

@@ -8,7 +8,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 
@@ -52,7 +51,7 @@ impl LogWriter {
     }
 
     fn write(&mut self, batch: &[u8]) -> std::io::Result<()> {
-        let today = utc_date(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+        let today = utc_date(crate::unix_now().as_secs());
         let stale = match &self.file {
             Some((_, day, _, size)) => *day != today || *size >= self.file_bytes_max,
             None => true,

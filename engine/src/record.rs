@@ -11,7 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tollgate_policy::VirtualKey;
@@ -144,7 +144,7 @@ impl<'s> Trace<'s> {
         Trace {
             id,
             started: Instant::now(),
-            started_unix_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            started_unix_ms: crate::unix_now().as_millis() as u64,
             key: None,
             route: None,
             served_by: None,
@@ -334,7 +334,7 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(worker: usize, tx: Option<mpsc::Sender<BytesMut>>) -> Recorder {
-        let epoch = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let epoch = crate::unix_now().as_millis() as u64;
         Recorder {
             buf: RefCell::new(BytesMut::new()),
             tx: RefCell::new(tx),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tollgate_policy::config::{ProcessEnv, BUNDLED_DEFAULT};
 use tollgate_policy::{Config, ConfigError, ProviderKind};
@@ -50,7 +50,7 @@ impl Loaded {
         Loaded {
             file: config.source.file.clone(),
             sha256: config.source.sha256.clone(),
-            loaded_at_unix: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            loaded_at_unix: crate::unix_now().as_secs(),
             generation,
             keys: config.keys.len(),
             models: config.routes.all().len(),

@@ -614,8 +614,7 @@ impl Totals {
         }
         if let Some(c) = &self.cluster {
             let node = label(&c.node_id);
-            let now_ms =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let now_ms = crate::unix_now().as_millis() as u64;
             let age = c.last_sync_unix_ms.map_or(-1.0, |t| now_ms.saturating_sub(t) as f64 / 1000.0);
             let _ = write!(
                 out,
@@ -703,7 +702,7 @@ pub fn start_merger(
     cluster: Option<crate::cluster::Handle>,
 ) -> std::io::Result<Merger> {
     use crate::cluster::{combine, increments, ClusterView, Counter, ToCluster};
-    let unix = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let unix = || crate::unix_now().as_secs();
     let mut initial = Totals::default();
     // Spend survives restarts: replayed before any worker answers.
     let mut ledger = match ledger_file {
@@ -789,9 +788,7 @@ pub fn start_merger(
             }
             // A view that stopped coming is stale by its age.
             if let Some(v) = view.as_mut() {
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
+                let now_ms = crate::unix_now().as_millis() as u64;
                 let old = v
                     .status
                     .last_sync_unix_ms

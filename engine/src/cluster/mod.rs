@@ -44,6 +44,7 @@ use tollgate_policy::Config;
 
 use self::redis::{Redis, RedisError};
 use crate::stats::{MinuteUse, OwnerName, SpendSnapshot};
+use crate::unix_now;
 
 /// A counter's window: UTC day, UTC month, or a UTC minute's requests or
 /// tokens.
@@ -339,10 +340,6 @@ fn exchange(
     let applied = items[0].as_int() == Some(1);
     let values = items[1..].iter().map(|r| r.as_int().unwrap_or(0).max(0) as u64).collect();
     Ok((applied, values))
-}
-
-fn unix_now() -> Duration {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
 
 /// The running cluster thread's ends.

@@ -164,7 +164,7 @@ impl Strict {
             .iter()
             .map(|s| (s.host.as_str(), s.port).to_socket_addrs().map(Iterator::collect).unwrap_or_default())
             .collect();
-        let start = super::unix_now().as_micros();
+        let start = crate::unix_now().as_micros();
         let id_prefix = format!("{}:{start}:{worker}:", cluster.node_id);
         let tls = tls.map(TlsConnector::from);
         Strict {

@@ -2,8 +2,6 @@
 //! `tollgate_policy::keys`); the client's key never leaves the gateway (the
 //! upstream request drops `authorization` and `x-api-key`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use tollgate_policy::keys::presented_key;
 use tollgate_policy::{AuthError, VirtualKey};
 use tollgate_protocol::http1::RequestHead;
@@ -14,6 +12,6 @@ use crate::worker::CoreState;
 pub fn authenticate<'s>(state: &'s CoreState, head: &RequestHead) -> Result<&'s VirtualKey, GatewayError> {
     let presented = presented_key(head.header(b"authorization"), head.header(b"x-api-key"))
         .ok_or(GatewayError::Auth(AuthError::Missing))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = crate::unix_now().as_secs();
     state.config.keys.authenticate(presented, now).map_err(GatewayError::Auth)
 }

@@ -9,7 +9,7 @@
 //! more OpenAI chunks, and those are written to the client before the next
 //! upstream read, so nothing is held back but a partial event.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tollgate_protocol::anthropic::{self, StreamTranslator};
@@ -101,10 +101,6 @@ impl BodyReader {
     }
 }
 
-fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// What a read answer goes through: a translation, a guard, or both.
 pub struct Inspect<'a, 'g> {
     pub translation: Translation,
@@ -161,7 +157,9 @@ pub async fn relay_translated(
     if event_stream {
         let stream = match translation {
             Translation::ToAnthropic(_) => Stream::ToAnthropic(anthropic::front::FrontStream::new()),
-            Translation::ToOpenAi(info) => Stream::ToOpenAi(StreamTranslator::new(now_unix(), info.include_usage)),
+            Translation::ToOpenAi(info) => {
+                Stream::ToOpenAi(StreamTranslator::new(crate::unix_now().as_secs(), info.include_usage))
+            }
             Translation::None => Stream::Identity { front, done: false, usage: None, strip_usage },
         };
         let stages = StreamStages { guard: guard.map(|g| (EventGuard::new(g), hits)), ceiling, reservation, capture };
@@ -229,7 +227,8 @@ pub async fn relay_translated(
             });
             anthropic::front::response_from_openai(&mut body, &mut out)
         } else {
-            anthropic::response_to_openai(&mut body, now_unix(), &mut out).map(|u| usage = Some(anthropic_usage(u)))
+            anthropic::response_to_openai(&mut body, crate::unix_now().as_secs(), &mut out)
+                .map(|u| usage = Some(anthropic_usage(u)))
         };
         translated.map_err(|e| GatewayError::UpstreamProtocol {
             provider: route.provider.to_string(),
@@ -252,7 +251,7 @@ pub async fn relay_translated(
                 Front::OpenAi => tollgate_protocol::openai::write_filtered_completion(
                     &mut out,
                     route.model,
-                    now_unix(),
+                    crate::unix_now().as_secs(),
                     &refusal,
                     billed,
                 ),
@@ -415,9 +414,11 @@ impl Stream {
         };
         match (front, capped) {
             (Front::OpenAi, false) => {
-                tollgate_protocol::openai::write_stream_end(out, model, now_unix(), "content_filter")
+                tollgate_protocol::openai::write_stream_end(out, model, crate::unix_now().as_secs(), "content_filter")
             }
-            (Front::OpenAi, true) => tollgate_protocol::openai::write_stream_end(out, model, now_unix(), "length"),
+            (Front::OpenAi, true) => {
+                tollgate_protocol::openai::write_stream_end(out, model, crate::unix_now().as_secs(), "length")
+            }
             (Front::Anthropic, false) => anthropic::front::write_stream_end(out, "refusal"),
             (Front::Anthropic, true) => anthropic::front::write_stream_end(out, "max_tokens"),
         }
