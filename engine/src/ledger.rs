@@ -28,15 +28,8 @@ pub struct Ledger {
     dirty: bool,
 }
 
-fn owner_kind(o: &OwnerName) -> (&'static str, &str) {
-    match o {
-        OwnerName::Team(n) => ("team", n),
-        OwnerName::Key(n) => ("key", n),
-    }
-}
-
 fn line(t: u64, owner: &OwnerName, micro: u64) -> String {
-    let (kind, name) = owner_kind(owner);
+    let (kind, name) = owner.label();
     let mut n = bytes::BytesMut::new();
     tollgate_protocol::openai::write_json_string(&mut n, name);
     format!("{{\"t\":{t},\"o\":\"{kind}\",\"n\":{},\"u\":{micro}}}\n", String::from_utf8_lossy(&n))

@@ -137,8 +137,9 @@ pub enum OwnerName {
 }
 
 impl OwnerName {
-    /// The metric label: (`team` or `key`, the name).
-    fn label(&self) -> (&'static str, &str) {
+    /// Its kind and name: (`team` or `key`, the name), as metric labels,
+    /// ledger lines and cluster keys spell them.
+    pub fn label(&self) -> (&'static str, &str) {
         match self {
             OwnerName::Team(t) => ("team", t),
             OwnerName::Key(k) => ("key", k),

@@ -92,6 +92,15 @@ pub fn month_start(year: i64, month: u32) -> u64 {
     (days * 86_400) as u64
 }
 
+/// Unix seconds at the end of a (year, month): the next month's start.
+pub fn month_end(year: i64, month: u32) -> u64 {
+    if month == 12 {
+        month_start(year + 1, 1)
+    } else {
+        month_start(year, month + 1)
+    }
+}
+
 fn utc_time(unix: u64) -> String {
     let (y, m) = year_month(day_number(unix));
     let d = (unix - month_start(y, m)) / 86_400 + 1;
@@ -113,7 +122,7 @@ pub fn check(
     let day = day_number(now);
     let day_end = (day + 1) * 86_400;
     let (y, m) = year_month(day);
-    let month_end = if m == 12 { month_start(y + 1, 1) } else { month_start(y, m + 1) };
+    let month_end = month_end(y, m);
     let mut soft = false;
     let mut owner = Some(owner);
     for (limit, spent, window, resets_at) in

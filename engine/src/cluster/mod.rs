@@ -62,10 +62,7 @@ impl Window {
     fn expires_at(self) -> u64 {
         match self {
             Window::Day(d) => (d + 1) * 86_400 + 3_600,
-            Window::Month(y, m) => {
-                let next = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                tollgate_policy::budget::month_start(next.0, next.1) + 3_600
-            }
+            Window::Month(y, m) => tollgate_policy::budget::month_end(y, m) + 3_600,
             Window::Requests(min) | Window::Tokens(min) => (min + 2) * 60,
         }
     }
@@ -93,19 +90,13 @@ pub type Counter = (OwnerName, Window);
 
 /// The Redis key of a counter: `{prefix}:d:20415:team:search`.
 fn redis_key(prefix: &str, (owner, window): &Counter) -> String {
-    let (kind, name) = match owner {
-        OwnerName::Team(n) => ("team", n),
-        OwnerName::Key(n) => ("key", n),
-    };
+    let (kind, name) = owner.label();
     format!("{{{prefix}}}:{}:{kind}:{name}", window.key_part())
 }
 
 /// The Redis hash of an owner's outstanding strict reservations.
 fn reservations_key(prefix: &str, owner: &OwnerName) -> String {
-    let (kind, name) = match owner {
-        OwnerName::Team(n) => ("team", n),
-        OwnerName::Key(n) => ("key", n),
-    };
+    let (kind, name) = owner.label();
     format!("{{{prefix}}}:rsv:{kind}:{name}")
 }
 
