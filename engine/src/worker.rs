@@ -179,11 +179,11 @@ pub struct Worker {
     /// Tokens reserved by this core's requests in flight, by owner: counted
     /// against tokens-per-minute limits until the request ends and its
     /// real use is counted instead.
-    reserved: RefCell<HashMap<Owner, u64>>,
+    reserved: PerOwner,
     /// Estimated cost of this core's requests in flight under a nearly
     /// spent budget, by owner: counted as spend until the request ends and
     /// its real cost is counted instead.
-    held_spend: RefCell<HashMap<Owner, u64>>,
+    held_spend: PerOwner,
     /// Budget alerts for the webhook thread, when one is configured.
     alerts: Option<mpsc::Sender<String>>,
     /// Reservations for strict budgets, with a cluster tier.
@@ -219,8 +219,8 @@ impl Worker {
             spend_rx,
             spend_view: RefCell::new(SpendView::default()),
             soft_warned: RefCell::new(HashMap::new()),
-            reserved: RefCell::new(HashMap::new()),
-            held_spend: RefCell::new(HashMap::new()),
+            reserved: PerOwner::default(),
+            held_spend: PerOwner::default(),
             alerts: None,
             strict: None,
             state: RefCell::new(Rc::new(state)),
@@ -322,7 +322,7 @@ impl Worker {
         .copied()
         .unwrap_or_default();
         let day = tollgate_policy::budget::day_number(now);
-        let mine = self.stats.unmerged(owner) + self.held_spend.borrow().get(&owner).copied().unwrap_or(0);
+        let mine = self.stats.unmerged(owner) + self.held_spend.get(owner);
         Spend {
             day: if view.day == day { merged.day } else { 0 } + mine,
             month: if view.month == tollgate_policy::budget::year_month(day) { merged.month } else { 0 } + mine,
@@ -365,16 +365,13 @@ impl Worker {
     /// the returned guard drops (the request has ended and its cost is
     /// counted).
     pub fn hold_spend(self: &Rc<Self>, owners: [Owner; 2], amount: u64) -> SpendHold {
-        let mut held = self.held_spend.borrow_mut();
-        for o in owners {
-            *held.entry(o).or_default() += amount;
-        }
+        self.held_spend.add(owners, amount);
         SpendHold { worker: self.clone(), owners, amount }
     }
 
     /// Tokens this core's requests in flight have reserved for `owner`.
     pub fn reserved(&self, owner: Owner) -> u64 {
-        self.reserved.borrow().get(&owner).copied().unwrap_or(0)
+        self.reserved.get(owner)
     }
 
     /// Reserves a request's tokens (`prompt` counted, `output` the most it
@@ -390,10 +387,7 @@ impl Worker {
         output: u64,
     ) -> Reservation {
         let tokens = prompt.saturating_add(output);
-        let mut r = self.reserved.borrow_mut();
-        for o in owners {
-            *r.entry(o).or_default() += tokens;
-        }
+        self.reserved.add(owners, tokens);
         Reservation { worker: self.clone(), owners, limits, minute, prompt, tokens: Cell::new(tokens) }
     }
 
@@ -442,6 +436,34 @@ impl Worker {
     }
 }
 
+/// Amounts this core's requests in flight hold, by owner (tokens reserved,
+/// or estimated spend), added as a request starts or grows and taken away
+/// when it ends.
+#[derive(Default)]
+struct PerOwner(RefCell<HashMap<Owner, u64>>);
+
+impl PerOwner {
+    fn get(&self, owner: Owner) -> u64 {
+        self.0.borrow().get(&owner).copied().unwrap_or(0)
+    }
+
+    fn add(&self, owners: [Owner; 2], amount: u64) {
+        let mut m = self.0.borrow_mut();
+        for o in owners {
+            *m.entry(o).or_default() += amount;
+        }
+    }
+
+    fn sub(&self, owners: [Owner; 2], amount: u64) {
+        let mut m = self.0.borrow_mut();
+        for o in owners {
+            if let Some(v) = m.get_mut(&o) {
+                *v = v.saturating_sub(amount);
+            }
+        }
+    }
+}
+
 /// A request's estimated cost held as spend; released when it ends.
 pub struct SpendHold {
     worker: Rc<Worker>,
@@ -451,12 +473,7 @@ pub struct SpendHold {
 
 impl Drop for SpendHold {
     fn drop(&mut self) {
-        let mut held = self.worker.held_spend.borrow_mut();
-        for o in self.owners {
-            if let Some(v) = held.get_mut(&o) {
-                *v = v.saturating_sub(self.amount);
-            }
-        }
+        self.worker.held_spend.sub(self.owners, self.amount);
     }
 }
 
@@ -481,12 +498,7 @@ impl Reservation {
         if total <= cur {
             return true;
         }
-        {
-            let mut r = self.worker.reserved.borrow_mut();
-            for o in self.owners {
-                *r.entry(o).or_default() += total - cur;
-            }
-        }
+        self.worker.reserved.add(self.owners, total - cur);
         self.tokens.set(total);
         self.owners.iter().zip(self.limits).all(|(&owner, limit)| {
             limit.is_none_or(|l| self.worker.minute_use(owner, self.minute).tokens + self.worker.reserved(owner) <= l)
@@ -496,12 +508,7 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut r = self.worker.reserved.borrow_mut();
-        for o in self.owners {
-            if let Some(v) = r.get_mut(&o) {
-                *v = v.saturating_sub(self.tokens.get());
-            }
-        }
+        self.worker.reserved.sub(self.owners, self.tokens.get());
     }
 }
 
