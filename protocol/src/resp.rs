@@ -6,8 +6,7 @@
 //! more bytes arrive; `Ok(None)` means "not whole yet". Replies from the
 //! network are bounded so that a confused or hostile server cannot make the
 //! gateway allocate without limit: nesting, array lengths, bulk lengths and
-//! lines are bounded here, and callers stop at [`REPLY_BYTES_MAX`] for the
-//! whole.
+//! lines are bounded here, and [`ReplyReader`] bounds the whole.
 
 use std::fmt;
 
@@ -58,9 +57,9 @@ const BULK_BYTES_MAX: usize = 64 * 1024 * 1024;
 const ARRAY_LEN_MAX: usize = 1 << 20;
 /// A status, error or length line may be this long.
 const LINE_BYTES_MAX: usize = 64 * 1024;
-/// Callers stop reading a reply that grows past this (decoding bounds
-/// each part; this bounds the whole).
-pub const REPLY_BYTES_MAX: usize = 128 * 1024 * 1024;
+/// A whole reply may be this long (decoding bounds each part; this bounds
+/// the whole).
+const REPLY_BYTES_MAX: usize = 128 * 1024 * 1024;
 
 /// Appends a command (`args[0]` is its name) as an array of bulk strings.
 pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
@@ -73,6 +72,33 @@ pub fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Gathers one reply's bytes as they are read, for any kind of connection.
+#[derive(Debug, Default)]
+pub struct ReplyReader {
+    buf: Vec<u8>,
+}
+
+impl ReplyReader {
+    /// Starts over for the next reply.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    /// The reply, once whole.
+    pub fn reply(&self) -> Result<Option<Reply>, RespError> {
+        Ok(decode(&self.buf)?.map(|(r, _)| r))
+    }
+
+    /// Bytes read; refused past the bound on a whole reply.
+    pub fn extend(&mut self, bytes: &[u8]) -> Result<(), RespError> {
+        if self.buf.len() + bytes.len() > REPLY_BYTES_MAX {
+            return Err(RespError("reply too long"));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
     }
 }
 
@@ -203,6 +229,19 @@ mod tests {
         }
         assert_eq!(Reply::Bulk(Some(b"17".to_vec())).as_int(), Some(17));
         assert_eq!(Reply::Bulk(None).as_int(), Some(0));
+    }
+
+    #[test]
+    fn a_reader_gathers_pieces_into_one_reply() {
+        let mut r = ReplyReader::default();
+        for piece in [&b"*2\r\n:1"[..], b"\r\n$2\r\nok", b"\r\n"] {
+            assert_eq!(r.reply(), Ok(None));
+            r.extend(piece).unwrap();
+        }
+        let want = Reply::Array(Some(vec![Reply::Int(1), Reply::Bulk(Some(b"ok".to_vec()))]));
+        assert_eq!(r.reply(), Ok(Some(want)));
+        r.clear();
+        assert_eq!(r.reply(), Ok(None));
     }
 
     #[test]

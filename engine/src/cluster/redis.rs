@@ -12,7 +12,7 @@ use std::time::Duration;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
 use tollgate_policy::config::cluster::RedisServer;
-use tollgate_protocol::resp::{self, Reply, RespError};
+use tollgate_protocol::resp::{self, Reply, ReplyReader, RespError};
 
 /// Why an exchange with Redis failed. Every kind is retried at the next
 /// interval; `Refused` is also logged as a configuration problem.
@@ -75,7 +75,7 @@ impl<T: Read + Write> ReadWrite for T {}
 
 pub struct Redis {
     stream: Stream,
-    buf: Vec<u8>,
+    reader: ReplyReader,
     out: Vec<u8>,
     /// `host:port`, for messages.
     pub name: String,
@@ -115,18 +115,10 @@ impl Redis {
             }
             _ => Stream::Plain(tcp),
         };
-        let mut r = Redis { stream, buf: Vec::with_capacity(4096), out: Vec::with_capacity(4096), name };
-        if let Some(pw) = password {
-            let reply = match &server.username {
-                Some(user) => r.call(&[b"AUTH", user.as_bytes(), pw.as_bytes()])?,
-                None => r.call(&[b"AUTH", pw.as_bytes()])?,
-            };
-            expect_ok("AUTH", reply)?;
-        }
-        if server.db != 0 {
-            let db = server.db.to_string();
-            let reply = r.call(&[b"SELECT", db.as_bytes()])?;
-            expect_ok("SELECT", reply)?;
+        let mut r = Redis { stream, reader: ReplyReader::default(), out: Vec::with_capacity(4096), name };
+        for (command, args) in setup(server, password) {
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            expect_ok(command, r.call(&args)?)?;
         }
         Ok(r)
     }
@@ -143,25 +135,40 @@ impl Redis {
         let io = self.stream.io();
         io.write_all(&self.out).map_err(io_err)?;
         io.flush().map_err(io_err)?;
-        self.buf.clear();
+        self.reader.clear();
         let mut chunk = [0u8; 8192];
         loop {
-            if let Some((reply, _)) = resp::decode(&self.buf).map_err(RedisError::Protocol)? {
+            if let Some(reply) = self.reader.reply().map_err(RedisError::Protocol)? {
                 return Ok(reply);
             }
             let n = io.read(&mut chunk).map_err(io_err)?;
             if n == 0 {
                 return Err(RedisError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
-            self.buf.extend_from_slice(&chunk[..n]);
-            if self.buf.len() > resp::REPLY_BYTES_MAX {
-                return Err(RedisError::Protocol(RespError("reply too long")));
-            }
+            self.reader.extend(&chunk[..n]).map_err(RedisError::Protocol)?;
         }
     }
 }
 
-fn expect_ok(command: &'static str, reply: Reply) -> Result<(), RedisError> {
+/// The commands a new connection runs before anything else, each
+/// expected to answer OK: `AUTH` (as the ACL user, if any) when there is a
+/// password, and `SELECT` for a database other than 0.
+pub fn setup(server: &RedisServer, password: Option<&str>) -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let mut out = Vec::new();
+    if let Some(pw) = password {
+        let mut args = vec![b"AUTH".to_vec()];
+        args.extend(server.username.as_ref().map(|u| u.as_bytes().to_vec()));
+        args.push(pw.as_bytes().to_vec());
+        out.push(("AUTH", args));
+    }
+    if server.db != 0 {
+        out.push(("SELECT", vec![b"SELECT".to_vec(), server.db.to_string().into_bytes()]));
+    }
+    out
+}
+
+/// An OK (any status reply) to a set-up command; anything else refuses it.
+pub fn expect_ok(command: &'static str, reply: Reply) -> Result<(), RedisError> {
     match reply {
         Reply::Simple(_) => Ok(()),
         Reply::Error(e) => Err(RedisError::Refused { command, reply: e }),

@@ -29,9 +29,9 @@ use monoio_rustls::TlsConnector;
 use rustls_pki_types::ServerName;
 use tollgate_policy::budget::{day_number, year_month};
 use tollgate_policy::config::cluster::{Cluster, RedisServer};
-use tollgate_protocol::resp::{self, Reply};
+use tollgate_protocol::resp::{self, Reply, ReplyReader};
 
-use super::redis::RedisError;
+use super::redis::{expect_ok, setup, RedisError};
 use super::{redis_key, reservations_key, Window};
 use crate::stats::{Owner, OwnerName};
 use crate::upstream::UpStream;
@@ -124,7 +124,7 @@ impl Drop for StrictHold {
 /// One connection: plain or TLS, authenticated, on the right database.
 struct Conn {
     stream: UpStream,
-    buf: Vec<u8>,
+    reader: ReplyReader,
     open: Rc<Cell<usize>>,
 }
 
@@ -324,21 +324,10 @@ impl Strict {
             _ => UpStream::Plain(tcp),
         };
         self.open.set(self.open.get() + 1);
-        let mut conn = Conn { stream, buf: Vec::with_capacity(1024), open: self.open.clone() };
-        if let Some(pw) = &self.cluster.password {
-            let reply = match &server.username {
-                Some(user) => command(&mut conn, &[b"AUTH", user.as_bytes(), pw.0.as_bytes()]).await?,
-                None => command(&mut conn, &[b"AUTH", pw.0.as_bytes()]).await?,
-            };
-            if let Reply::Error(e) = reply {
-                return Err(RedisError::Refused { command: "AUTH", reply: e });
-            }
-        }
-        if server.db != 0 {
-            let db = server.db.to_string();
-            if let Reply::Error(e) = command(&mut conn, &[b"SELECT", db.as_bytes()]).await? {
-                return Err(RedisError::Refused { command: "SELECT", reply: e });
-            }
+        let mut conn = Conn { stream, reader: ReplyReader::default(), open: self.open.clone() };
+        for (command_name, args) in setup(server, self.cluster.password.as_ref().map(|c| c.0.as_str())) {
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            expect_ok(command_name, command(&mut conn, &args).await?)?;
         }
         Ok(conn)
     }
@@ -350,19 +339,16 @@ async fn command(conn: &mut Conn, args: &[&[u8]]) -> Result<Reply, RedisError> {
     let (r, _) = conn.stream.write_all(out).await;
     r.map_err(RedisError::Io)?;
     conn.stream.flush().await.map_err(RedisError::Io)?;
-    conn.buf.clear();
+    conn.reader.clear();
     loop {
-        if let Some((reply, _)) = resp::decode(&conn.buf).map_err(RedisError::Protocol)? {
+        if let Some(reply) = conn.reader.reply().map_err(RedisError::Protocol)? {
             return Ok(reply);
         }
         let chunk = Vec::with_capacity(4096);
         let (r, chunk) = conn.stream.read(chunk).await;
         match r.map_err(RedisError::Io)? {
             0 => return Err(RedisError::Io(std::io::ErrorKind::UnexpectedEof.into())),
-            _ => conn.buf.extend_from_slice(&chunk),
-        }
-        if conn.buf.len() > resp::REPLY_BYTES_MAX {
-            return Err(RedisError::Protocol(tollgate_protocol::resp::RespError("reply too long")));
+            _ => conn.reader.extend(&chunk).map_err(RedisError::Protocol)?,
         }
     }
 }
