@@ -745,6 +745,9 @@ pub fn start_merger(
     let (tx, rx) = mpsc::channel::<Delta>();
     let shared = totals.clone();
     let handle = std::thread::Builder::new().name("tollgate-merger".into()).spawn(move || {
+        // A panic elsewhere with the lock held leaves totals that are still
+        // counts: keep using them.
+        let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
         let (cluster_tx, views, cluster_thread, stale_after) = match cluster {
             Some(h) => (Some(h.tx), Some(h.views), Some(h.thread), h.stale_after),
             None => (None, None, None, Duration::MAX),
@@ -777,11 +780,11 @@ pub fn start_merger(
                         let _ = ctx.send(ToCluster::Add(adds, std::mem::take(&mut delta.released)));
                     }
                 }
-                shared.lock().unwrap_or_else(|e| e.into_inner()).merge(delta, now);
+                lock().merge(delta, now);
             }
             if let Some(vs) = &views {
-                while let Ok(v) = vs.try_recv() {
-                    shared.lock().unwrap_or_else(|e| e.into_inner()).cluster = Some(v.status.clone());
+                if let Some(v) = vs.try_iter().last() {
+                    lock().cluster = Some(v.status.clone());
                     view = Some(v);
                     changed = true;
                     local.retain(|(_, w), _| !w.is_past(now));
@@ -796,12 +799,12 @@ pub fn start_merger(
                     .is_none_or(|t| Duration::from_millis(now_ms.saturating_sub(t)) >= stale_after);
                 if old && !v.status.degraded {
                     v.status.degraded = true;
-                    shared.lock().unwrap_or_else(|e| e.into_inner()).cluster = Some(v.status.clone());
+                    lock().cluster = Some(v.status.clone());
                     changed = true;
                 }
             }
             if changed {
-                let s = snapshot_of(&shared.lock().unwrap_or_else(|e| e.into_inner()), &local, &view);
+                let s = snapshot_of(&lock(), &local, &view);
                 for core in &cores {
                     let _ = core.send(s.clone());
                 }

@@ -298,14 +298,16 @@ impl Batch {
     }
 }
 
-/// Pushes `batch` (if any) and reads `reads`, in one script run.
+/// Pushes `batch` (if any) and reads `reads`, in one script run; the
+/// values read. (The script also says whether it applied the batch; a
+/// retry it skipped was applied before, so either way the batch is in.)
 fn exchange(
     conn: &mut Redis,
     prefix: &str,
     node_id: &str,
     batch: Option<&Batch>,
     reads: &[String],
-) -> Result<(bool, Vec<u64>), RedisError> {
+) -> Result<Vec<u64>, RedisError> {
     let empty = Batch::default();
     let b = batch.unwrap_or(&empty);
     let seq_key = format!("{{{prefix}}}:node:{node_id}:{}:seq", b.epoch);
@@ -328,9 +330,7 @@ fn exchange(
             return Err(RedisError::Refused { command: "EVAL", reply: format!("unexpected reply {other:?}") });
         }
     };
-    let applied = items[0].as_int() == Some(1);
-    let values = items[1..].iter().map(|r| r.as_int().unwrap_or(0).max(0) as u64).collect();
-    Ok((applied, values))
+    Ok(items[1..].iter().map(|r| r.as_int().unwrap_or(0).max(0) as u64).collect())
 }
 
 /// The running cluster thread's ends.
@@ -579,8 +579,7 @@ impl Node {
                 }
             }
         }
-        let (_, values) = exchange(conn, &cluster.key_prefix, &cluster.node_id, inflight.as_ref(), reads)?;
-        Ok(values)
+        exchange(conn, &cluster.key_prefix, &cluster.node_id, inflight.as_ref(), reads)
     }
 
     /// Connects if not connected: the servers in order, from the last that
