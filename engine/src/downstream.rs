@@ -26,6 +26,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tollgate_policy::config::ListenerTls;
 
+use crate::iov::MaybeTls;
+
 /// Builds the listener's TLS configuration from its files.
 pub fn server_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert_file)
@@ -116,10 +118,17 @@ impl AsyncWriteRent for CancelTcp {
     }
 }
 
-/// A client connection's stream.
-pub enum ClientStream {
-    Plain(TcpStream),
-    Tls { stream: Box<ServerTlsStream<CancelTcp>>, cancel: Rc<RefCell<Option<CancelHandle>>> },
+/// A client connection's stream. A TLS stream reads through [`CancelTcp`],
+/// whose cancel handle lives in `cancel`.
+pub struct ClientStream {
+    io: MaybeTls<ServerTlsStream<CancelTcp>>,
+    cancel: Option<Rc<RefCell<Option<CancelHandle>>>>,
+}
+
+impl ClientStream {
+    pub fn plain(tcp: TcpStream) -> ClientStream {
+        ClientStream { io: MaybeTls::Plain(tcp), cancel: None }
+    }
 }
 
 /// Runs the TLS handshake on an accepted connection.
@@ -127,85 +136,69 @@ pub async fn accept(acceptor: &TlsAcceptor, tcp: TcpStream) -> Result<ClientStre
     let cancel = Rc::new(RefCell::new(None));
     let io = CancelTcp { tcp, cancel: cancel.clone() };
     match acceptor.accept(io).await {
-        Ok(s) => Ok(ClientStream::Tls { stream: Box::new(s), cancel }),
+        Ok(s) => Ok(ClientStream { io: MaybeTls::Tls(Box::new(s)), cancel: Some(cancel) }),
         Err(e) => Err(crate::tls::describe(&e)),
-    }
-}
-
-impl AsyncReadRent for ClientStream {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            ClientStream::Plain(s) => s.read(buf).await,
-            ClientStream::Tls { stream, .. } => stream.read(buf).await,
-        }
-    }
-
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            ClientStream::Plain(s) => s.readv(buf).await,
-            ClientStream::Tls { stream, .. } => stream.readv(buf).await,
-        }
-    }
-}
-
-impl CancelableAsyncReadRent for ClientStream {
-    async fn cancelable_read<T: IoBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
-        match self {
-            ClientStream::Plain(s) => s.cancelable_read(buf, c).await,
-            ClientStream::Tls { stream, cancel } => {
-                *cancel.borrow_mut() = Some(c);
-                let r = stream.read(buf).await;
-                *cancel.borrow_mut() = None;
-                r
-            }
-        }
-    }
-
-    async fn cancelable_readv<T: IoVecBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
-        match self {
-            ClientStream::Plain(s) => s.cancelable_readv(buf, c).await,
-            ClientStream::Tls { stream, cancel } => {
-                *cancel.borrow_mut() = Some(c);
-                let r = stream.readv(buf).await;
-                *cancel.borrow_mut() = None;
-                r
-            }
-        }
     }
 }
 
 impl crate::iov::Sink for ClientStream {
     fn wants_one_buffer(&self) -> bool {
-        matches!(self, ClientStream::Tls { .. })
+        self.io.wants_one_buffer()
+    }
+}
+
+impl AsyncReadRent for ClientStream {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.io.read(buf).await
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.io.readv(buf).await
+    }
+}
+
+impl CancelableAsyncReadRent for ClientStream {
+    async fn cancelable_read<T: IoBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
+        match (&mut self.io, &self.cancel) {
+            (MaybeTls::Tls(s), Some(cancel)) => {
+                *cancel.borrow_mut() = Some(c);
+                let r = s.read(buf).await;
+                *cancel.borrow_mut() = None;
+                r
+            }
+            (MaybeTls::Plain(s), _) => s.cancelable_read(buf, c).await,
+            (MaybeTls::Tls(s), None) => s.read(buf).await,
+        }
+    }
+
+    async fn cancelable_readv<T: IoVecBufMut>(&mut self, buf: T, c: CancelHandle) -> BufResult<usize, T> {
+        match (&mut self.io, &self.cancel) {
+            (MaybeTls::Tls(s), Some(cancel)) => {
+                *cancel.borrow_mut() = Some(c);
+                let r = s.readv(buf).await;
+                *cancel.borrow_mut() = None;
+                r
+            }
+            (MaybeTls::Plain(s), _) => s.cancelable_readv(buf, c).await,
+            (MaybeTls::Tls(s), None) => s.readv(buf).await,
+        }
     }
 }
 
 impl AsyncWriteRent for ClientStream {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            ClientStream::Plain(s) => s.write(buf).await,
-            ClientStream::Tls { stream, .. } => stream.write(buf).await,
-        }
+        self.io.write(buf).await
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            ClientStream::Plain(s) => s.writev(buf).await,
-            ClientStream::Tls { stream, .. } => stream.writev(buf).await,
-        }
+        self.io.writev(buf).await
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            ClientStream::Plain(s) => s.flush().await,
-            ClientStream::Tls { stream, .. } => stream.flush().await,
-        }
+        self.io.flush().await
     }
 
     async fn shutdown(&mut self) -> std::io::Result<()> {
-        match self {
-            ClientStream::Plain(s) => s.shutdown().await,
-            ClientStream::Tls { stream, .. } => stream.shutdown().await,
-        }
+        self.io.shutdown().await
     }
 }

@@ -5,8 +5,9 @@
 //! itself.
 
 use bytes::{Buf, Bytes, BytesMut};
-use monoio::buf::{IoBufMut, IoVecBuf};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, CancelHandle, CancelableAsyncReadRent};
+use monoio::BufResult;
 
 /// Reads into the spare capacity of `buf`, after the bytes it holds.
 ///
@@ -108,6 +109,65 @@ pub trait Sink: AsyncWriteRent {
 }
 
 impl Sink for monoio::net::TcpStream {}
+
+/// A TCP stream, plain or inside TLS: an upstream connection (`T`, a
+/// client session) or a client's (a server session).
+pub enum MaybeTls<T> {
+    Plain(monoio::net::TcpStream),
+    Tls(Box<T>),
+}
+
+impl<T: AsyncWriteRent> Sink for MaybeTls<T> {
+    fn wants_one_buffer(&self) -> bool {
+        matches!(self, MaybeTls::Tls(_))
+    }
+}
+
+impl<T: AsyncReadRent> AsyncReadRent for MaybeTls<T> {
+    async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
+        match self {
+            MaybeTls::Plain(s) => s.read(buf).await,
+            MaybeTls::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<B: IoVecBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
+        match self {
+            MaybeTls::Plain(s) => s.readv(buf).await,
+            MaybeTls::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl<T: AsyncWriteRent> AsyncWriteRent for MaybeTls<T> {
+    async fn write<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {
+        match self {
+            MaybeTls::Plain(s) => s.write(buf).await,
+            MaybeTls::Tls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<B: IoVecBuf>(&mut self, buf: B) -> BufResult<usize, B> {
+        match self {
+            MaybeTls::Plain(s) => s.writev(buf).await,
+            MaybeTls::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            MaybeTls::Plain(s) => s.flush().await,
+            MaybeTls::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> std::io::Result<()> {
+        match self {
+            MaybeTls::Plain(s) => s.shutdown().await,
+            MaybeTls::Tls(s) => s.shutdown().await,
+        }
+    }
+}
 
 /// [`write_all`] that gives up at `deadline` (a peer that stops reading
 /// must not hold a connection, and its worker's slot, forever).

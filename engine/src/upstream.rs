@@ -11,10 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
-use monoio::BufResult;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::RootCertStore;
 use rustls_pki_types::ServerName;
@@ -77,62 +74,7 @@ pub struct Upstream {
 }
 
 /// A connection to an upstream, plain or TLS.
-pub enum UpStream {
-    Plain(TcpStream),
-    Tls(Box<ClientTlsStream<TcpStream>>),
-}
-
-impl crate::iov::Sink for UpStream {
-    fn wants_one_buffer(&self) -> bool {
-        matches!(self, UpStream::Tls(_))
-    }
-}
-
-impl AsyncReadRent for UpStream {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            UpStream::Plain(s) => s.read(buf).await,
-            UpStream::Tls(s) => s.read(buf).await,
-        }
-    }
-
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            UpStream::Plain(s) => s.readv(buf).await,
-            UpStream::Tls(s) => s.readv(buf).await,
-        }
-    }
-}
-
-impl AsyncWriteRent for UpStream {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            UpStream::Plain(s) => s.write(buf).await,
-            UpStream::Tls(s) => s.write(buf).await,
-        }
-    }
-
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        match self {
-            UpStream::Plain(s) => s.writev(buf).await,
-            UpStream::Tls(s) => s.writev(buf).await,
-        }
-    }
-
-    async fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            UpStream::Plain(s) => s.flush().await,
-            UpStream::Tls(s) => s.flush().await,
-        }
-    }
-
-    async fn shutdown(&mut self) -> std::io::Result<()> {
-        match self {
-            UpStream::Plain(s) => s.shutdown().await,
-            UpStream::Tls(s) => s.shutdown().await,
-        }
-    }
-}
+pub type UpStream = crate::iov::MaybeTls<ClientTlsStream<TcpStream>>;
 
 /// A connection to an upstream and its read buffer.
 pub struct UpConn {

@@ -601,7 +601,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
                     Some(acceptor) => monoio::spawn(crate::conn::serve_tls(worker.clone(), stream, acceptor, open)),
                     None => monoio::spawn(crate::conn::serve(
                         worker.clone(),
-                        crate::downstream::ClientStream::Plain(stream),
+                        crate::downstream::ClientStream::plain(stream),
                         open,
                     )),
                 };
