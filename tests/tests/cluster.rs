@@ -43,6 +43,43 @@ fn node_spend(gw: &Proc) -> u64 {
     (usd * 1e6).round() as u64
 }
 
+/// Drives every node from its own thread with `body` until it has refused
+/// five times in a row for its budget, pausing `pause` after each refusal;
+/// per node, the requests admitted and when, since the start, the last
+/// one was.
+fn until_refused(gws: &[Proc], body: &str, pause: Duration) -> Vec<(usize, Duration)> {
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = gws
+            .iter()
+            .map(|gw| gw.addr)
+            .map(|addr| {
+                s.spawn(move || {
+                    let (mut ok, mut refused, mut last_ok) = (0, 0, Duration::ZERO);
+                    while refused < 5 {
+                        let r = one_request(addr, &chat_request(body, ""));
+                        match r.status {
+                            200 => {
+                                ok += 1;
+                                refused = 0;
+                                last_ok = started.elapsed();
+                            }
+                            429 => {
+                                assert_eq!(r.error_code(), "budget_exceeded", "{}", r.text());
+                                refused += 1;
+                                std::thread::sleep(pause);
+                            }
+                            s => panic!("status {s}: {}", r.text()),
+                        }
+                    }
+                    (ok, last_ok)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 fn chat(gw: &Proc) -> Response {
     one_request(gw.addr, &chat_request(SMALL_CHAT, ""))
 }
@@ -72,34 +109,7 @@ fn a_team_budget_is_refused_on_every_node_once_the_cluster_total_reaches_it() {
     // About $0.02 a request: some 25 requests in all fit, not 25 per node.
     let limit = 500_000u64;
     let gws = nodes(&mock, &redis, "budget = { daily_usd = 0.5 }", "");
-    let started = Instant::now();
-    let admitted: Vec<(usize, Duration)> = std::thread::scope(|s| {
-        let handles: Vec<_> = gws
-            .iter()
-            .map(|gw| gw.addr)
-            .map(|addr| {
-                s.spawn(move || {
-                    let (mut ok, mut refused, mut last_ok) = (0, 0, Duration::ZERO);
-                    while refused < 5 {
-                        let r = one_request(addr, &chat_request(SMALL_CHAT, ""));
-                        match r.status {
-                            200 => {
-                                ok += 1;
-                                last_ok = started.elapsed();
-                            }
-                            429 => {
-                                assert_eq!(r.error_code(), "budget_exceeded");
-                                refused += 1;
-                            }
-                            s => panic!("status {s}: {}", r.text()),
-                        }
-                    }
-                    (ok, last_ok)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let admitted = until_refused(&gws, SMALL_CHAT, Duration::ZERO);
     let total: usize = admitted.iter().map(|a| a.0).sum();
     std::thread::sleep(LAG);
     for gw in &gws {
@@ -326,37 +336,10 @@ fn a_strict_budget_is_never_passed_under_full_load() {
     // max_tokens bounds the estimate (the default reserve would be 1,024
     // tokens, $1 at this price).
     let body = r#"{"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"Say hello"}]}"#;
-    let admitted: usize = std::thread::scope(|s| {
-        let handles: Vec<_> = gws
-            .iter()
-            .map(|gw| gw.addr)
-            .map(|addr| {
-                s.spawn(move || {
-                    let (mut ok, mut refused) = (0, 0);
-                    while refused < 5 {
-                        let r = one_request(addr, &chat_request(body, ""));
-                        match r.status {
-                            200 => {
-                                ok += 1;
-                                refused = 0;
-                            }
-                            429 => {
-                                assert_eq!(r.error_code(), "budget_exceeded", "{}", r.text());
-                                refused += 1;
-                                // Estimates of finished requests are held
-                                // until their node's next push releases
-                                // them: a refusal may be one interval early.
-                                std::thread::sleep(Duration::from_millis(250));
-                            }
-                            s => panic!("status {s}: {}", r.text()),
-                        }
-                    }
-                    ok
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
-    });
+    // Estimates of finished requests are held until their node's next
+    // push releases them: a refusal may be one interval early, so each
+    // node pauses past an interval before asking again.
+    let admitted: usize = until_refused(&gws, body, Duration::from_millis(250)).iter().map(|a| a.0).sum();
     assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)));
     let spent = cluster_spend(&redis);
     eprintln!("strict budget: {admitted} admitted over 3 nodes; spent {spent} µ$ of {limit}");
