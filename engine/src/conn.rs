@@ -190,8 +190,9 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
     // A budget nearly spent prices the request before it is sent; a
     // tokens-per-minute limit reserves its prompt and the most it may
     // generate, so the request that would cross a limit is the one refused.
-    let reserved =
-        affordable(w, state, key, &body).and_then(|held| Ok((held, reserve_tokens(w, state, key, &body, &trace)?)));
+    let estimate = Estimate::new();
+    let reserved = affordable(w, state, key, &body, &estimate)
+        .and_then(|held| Ok((held, reserve_tokens(w, state, key, &body, &trace)?)));
     let (held, reservation) = match reserved {
         Ok((held, (reservation, rate))) => {
             client.rate = rate.or(client.rate);
@@ -202,7 +203,7 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
             return client.send_error(&e, !keep_alive).await && keep_alive;
         }
     };
-    let hold = match reserve_strict(w, state, key, &body).await {
+    let hold = match reserve_strict(w, state, key, &body, &estimate).await {
         Ok(h) => h,
         Err(e) => {
             refused(w, state, &mut trace, client, &e);
@@ -306,6 +307,7 @@ fn affordable(
     state: &CoreState,
     key: &tollgate_policy::VirtualKey,
     body: &[u8],
+    estimate: &Estimate,
 ) -> Result<Option<crate::worker::SpendHold>, GatewayError> {
     use crate::stats::Owner;
     use tollgate_policy::budget::{check, Spend};
@@ -323,7 +325,7 @@ fn affordable(
         return Ok(None);
     }
     // A body or model the route phase refuses is reported there.
-    let Some(estimate) = estimate_cost(state, body) else { return Ok(None) };
+    let Some(estimate) = *estimate.get_or_init(|| estimate_cost(state, body)) else { return Ok(None) };
     if let Some(t) = team {
         check(|| format!("team \"{}\"", t.name), &t.budget, team_spend, estimate, now)
             .map_err(GatewayError::OverBudget)?;
@@ -332,6 +334,10 @@ fn affordable(
         .map_err(GatewayError::OverBudget)?;
     Ok(Some(w.hold_spend([Owner::Team(key.team), Owner::Key(key.index)], estimate)))
 }
+
+/// A request's estimated cost, computed at most once per request (counting
+/// the prompt is the expensive part) by whichever phase needs it first.
+type Estimate = std::cell::OnceCell<Option<tollgate_policy::team::MicroUsd>>;
 
 /// A request's estimated cost: its prompt counted, plus its `max_tokens`
 /// or the default reserve, at the price of its model's first target.
@@ -360,6 +366,7 @@ async fn reserve_strict(
     state: &CoreState,
     key: &tollgate_policy::VirtualKey,
     body: &[u8],
+    estimate: &Estimate,
 ) -> Result<Option<crate::cluster::strict::StrictHold>, GatewayError> {
     use crate::cluster::strict::{Reserved, StrictOwner};
     use crate::stats::{Owner, OwnerName};
@@ -376,7 +383,7 @@ async fn reserve_strict(
         owners.push(StrictOwner::new(Owner::Key(key.index), OwnerName::Key(key.name.clone()), &key.budget));
     }
     let now = crate::unix_now().as_secs();
-    let estimate = estimate_cost(state, body).unwrap_or(0);
+    let estimate = estimate.get_or_init(|| estimate_cost(state, body)).unwrap_or(0);
     let hold_for = state.config.server.timeouts.request;
     match strict.reserve(w, &owners, estimate, hold_for, now).await {
         Reserved::Held(hold) => Ok(Some(hold)),
