@@ -632,3 +632,29 @@ fn a_client_that_stops_reading_slows_the_upstream_not_memory() {
     eprintln!("gateway RSS {before:.1} MB, {during:.1} MB while a {len}-byte answer waited for its client");
     assert!(during - before < 12.0, "the gateway buffered the answer: {before:.1} -> {during:.1} MB");
 }
+
+/// Clients that hang up in the middle of streams leave nothing behind: the
+/// upstream connections their answers were on are closed, not pooled
+/// mid-answer and not leaked (the gateway's open descriptors come back to
+/// where they were), and the gateway serves on.
+#[test]
+fn clients_that_hang_up_mid_stream_leak_no_connection() {
+    let (_mock, gw) = pair(&["--chunks", "20", "--chunk-delay-ms", "50"], 1, "");
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", gw.child.id())).expect("proc fd").count();
+    let before = fds();
+    for _ in 0..20 {
+        let mut c = std::net::TcpStream::connect(gw.addr).unwrap();
+        c.write_all(&chat_request(STREAM_CHAT, "")).unwrap();
+        let mut first = [0u8; 256];
+        let _ = std::io::Read::read(&mut c, &mut first).unwrap();
+    }
+    eprintln!("descriptors: {before} before, {} just after the hang-ups", fds());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fds() > before {
+        assert!(Instant::now() < deadline, "descriptors: {} now, {before} before", fds());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = one_request(gw.addr, &chat_request(STREAM_CHAT, ""));
+    assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
+}
