@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use bytes::BytesMut;
+use tollgate_policy::calendar;
 
 pub struct LogWriter {
     dir: PathBuf,
@@ -19,16 +20,7 @@ pub struct LogWriter {
 
 /// The UTC date of a Unix time, as `YYYY-MM-DD`.
 pub fn utc_date(unix_secs: u64) -> String {
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = (unix_secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = calendar::civil_from_days((unix_secs / 86_400) as i64);
     format!("{y:04}-{m:02}-{d:02}")
 }
 

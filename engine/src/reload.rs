@@ -178,18 +178,18 @@ fn provider_addrs(config: &Config, mocks: &mut HashMap<String, SocketAddr>) -> R
                     return Ok(addr);
                 }
                 let m = &p.mock;
-                let mut behavior = tollgate_loadtest::mock::Behavior::default();
+                let mut behavior = tollgate_mock::Behavior::default();
                 behavior.reply_words = m.reply_words.unwrap_or(behavior.reply_words);
                 behavior.stream_chunks = m.stream_chunks.unwrap_or(behavior.stream_chunks);
                 behavior.latency = Duration::from_millis(m.latency_ms.unwrap_or(0));
                 behavior.chunk_delay = Duration::from_millis(m.chunk_delay_ms.unwrap_or(0));
-                let opts = tollgate_loadtest::mock::MockOptions {
+                let opts = tollgate_mock::MockOptions {
                     listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                     threads: 1,
                     behavior,
                     tls: None,
                 };
-                let handle = tollgate_loadtest::mock::start(&opts)
+                let handle = tollgate_mock::start(&opts)
                     .map_err(|e| format!("provider {:?}: cannot start the bundled mock: {e}", p.name))?;
                 tracing::info!(provider = %p.name, addr = %handle.addr, "bundled mock upstream started");
                 mocks.insert(p.name.clone(), handle.addr);

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 use simd_json::prelude::*;
+use tollgate_policy::calendar;
 
 /// What records are grouped by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,16 +282,9 @@ pub fn audit(opts: &ReportOptions, out: &mut dyn std::io::Write) -> std::io::Res
 /// `2026-11-23 10:01:02` for Unix milliseconds.
 fn utc(ms: u64) -> String {
     let secs = ms / 1000;
-    let day = tollgate_policy::budget::day_number(secs);
-    let (y, m) = tollgate_policy::budget::year_month(day);
-    // Days into the month: from the first of the month found by walking
-    // back (at most 30 steps).
-    let mut first = day;
-    while first > 0 && tollgate_policy::budget::year_month(first - 1) == (y, m) {
-        first -= 1;
-    }
+    let (y, m, d) = calendar::civil_from_days(tollgate_policy::budget::day_number(secs) as i64);
     let s = secs % 86_400;
-    format!("{y:04}-{m:02}-{:02} {:02}:{:02}:{:02}", day - first + 1, s / 3600, s / 60 % 60, s % 60)
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// `4.2M`, `12.5k`, `980`.
@@ -435,13 +429,11 @@ pub fn parse_time(s: &str) -> Option<u64> {
     if let Ok(ms) = s.parse::<u64>() {
         return Some(ms);
     }
-    let mut parts = s.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (parts.next()??, parts.next()??, parts.next()??);
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let mut parts = s.splitn(3, '-');
+    let y = parts.next()?.parse::<i64>().ok()?;
+    let m = parts.next()?.parse::<u32>().ok()?;
+    let d = parts.next()?.parse::<u32>().ok()?;
+    let days = calendar::days_from_civil(y, m, d);
     u64::try_from(days * 86_400_000).ok()
 }
 

@@ -1,6 +1,10 @@
-//! The `tollgate` binary's commands other than `serve`.
+//! The `tollgate` binary's commands other than `serve`, and `serve`'s
+//! refusals to start.
 
-use std::process::Command;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn tollgate(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate")).args(args).output().expect("run tollgate");
@@ -50,4 +54,39 @@ fn bad_arguments_exit_2() {
     let (code, _, err) = tollgate(&["--workers", "many"]);
     assert_eq!(code, 2);
     assert!(err.contains("--workers"));
+}
+
+/// SO_REUSEPORT would let a second gateway bind the port of one already
+/// running and quietly take a share of its connections: `serve` refuses an
+/// address another process listens on, with exit code 1 and a remedy.
+#[test]
+fn serve_refuses_an_address_another_process_holds() {
+    // The other process's listener, with SO_REUSEPORT like a gateway's.
+    let held = tollgate_mock::listen::bind_reuseport(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["--listen", &addr, "--admin-listen", "127.0.0.1:0", "--workers", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tollgate");
+    // A gateway that starts anyway never exits: poll with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for tollgate") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().expect("stderr").read_to_string(&mut err);
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    let expect =
+        format!("address {addr} is already in use by another process: stop it or choose another `listen` address");
+    assert!(err.contains(&expect), "{err}");
 }

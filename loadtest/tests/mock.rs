@@ -1,7 +1,8 @@
-//! The `tollgate-mock` binary answers like an OpenAI upstream.
+//! The mock upstream: the `tollgate-mock` binary answers like an OpenAI
+//! upstream, and a second mock is refused an address a running one holds.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
 #[test]
@@ -29,4 +30,15 @@ fn mock_binary_serves_chat_completions() {
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
     assert!(out.contains("\"content\":\"Tollgate counts every\""), "{out}");
     assert!(out.contains("\"completion_tokens\":3"), "{out}");
+}
+
+/// A second mock on the address of a running one is refused, instead of
+/// sharing the port through SO_REUSEPORT and taking part of its requests.
+#[test]
+fn a_second_mock_on_a_held_address_is_refused() {
+    use tollgate_loadtest::mock::{self, Behavior, MockOptions};
+    let opts = |listen: SocketAddr| MockOptions { listen, threads: 2, behavior: Behavior::default(), tls: None };
+    let first = mock::start(&opts("127.0.0.1:0".parse().unwrap())).unwrap();
+    let e = mock::start(&opts(first.addr)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
 }

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use crate::calendar;
 use crate::team::{Budget, MicroUsd};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,24 +73,13 @@ pub fn day_number(unix: u64) -> u64 {
 
 /// (year, month) of a day number, for the month window.
 pub fn year_month(day: u64) -> (i64, u32) {
-    let z = day as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m as u32)
+    let (y, m, _) = calendar::civil_from_days(day as i64);
+    (y, m)
 }
 
 /// Unix seconds at the start of a (year, month).
 pub fn month_start(year: i64, month: u32) -> u64 {
-    let (y, m) = (if month <= 2 { year - 1 } else { year }, month as i64);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    (days * 86_400) as u64
+    (calendar::days_from_civil(year, month, 1) * 86_400) as u64
 }
 
 /// Unix seconds at the end of a (year, month): the next month's start.
@@ -102,8 +92,7 @@ pub fn month_end(year: i64, month: u32) -> u64 {
 }
 
 fn utc_time(unix: u64) -> String {
-    let (y, m) = year_month(day_number(unix));
-    let d = (unix - month_start(y, m)) / 86_400 + 1;
+    let (y, m, d) = calendar::civil_from_days(day_number(unix) as i64);
     format!("{y:04}-{m:02}-{d:02} 00:00")
 }
 

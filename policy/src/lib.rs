@@ -6,11 +6,12 @@
 //! into an upstream target ([`route`]); virtual keys ([`keys`]), teams
 //! ([`team`]) and which models they may use ([`access`]). Budgets, rate
 //! limits ([`budget`], [`ratelimit`]) and guardrails ([`guard`]) are their
-//! own modules. Nothing here reads
-//! the clock or a socket; the engine passes time in.
+//! own modules; dates to day numbers and back are [`calendar`]'s. Nothing
+//! here reads the clock or a socket; the engine passes time in.
 
 pub mod access;
 pub mod budget;
+pub mod calendar;
 pub mod config;
 pub mod guard;
 pub mod keys;

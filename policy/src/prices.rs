@@ -1,12 +1,22 @@
-//! Built-in prices, used for a model whose configuration gives no `price`.
+//! Prices: what a model's tokens cost ([`Price`], integer micro-dollars),
+//! and the built-in prices, used for a model whose configuration gives no
+//! `price`. The configuration and the routing table both hold prices, so
+//! the type lives here, beneath both.
 //!
-//! Source: the providers' public price lists (openai.com/api/pricing,
-//! anthropic.com/pricing) as this table was written, November 2026, from
-//! figures published through mid-2025; standard (not batch) rates in USD per
-//! million tokens. Providers change prices: a configured `price` always wins,
-//! and a model missing here simply has no cost.
+//! Source of the built-in table: the providers' public price lists
+//! (openai.com/api/pricing, anthropic.com/pricing) as this table was
+//! written, November 2026, from figures published through mid-2025;
+//! standard (not batch) rates in USD per million tokens. Providers change
+//! prices: a configured `price` always wins, and a model missing here
+//! simply has no cost.
 
-use crate::config::Price;
+/// Prices in micro-dollars per million tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Price {
+    pub input_per_mtok: u64,
+    pub output_per_mtok: u64,
+    pub cached_input_per_mtok: u64,
+}
 
 /// (upstream model name prefix, input, output, cached input), USD per 1M
 /// tokens. Longer prefixes come first, so the most specific one matches.

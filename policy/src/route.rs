@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::Price;
+use crate::prices::Price;
 
 /// Targets one model may have: enough for any real fallback chain, and a
 /// bound the engine's per-request attempt plan relies on.

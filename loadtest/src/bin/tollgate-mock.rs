@@ -50,6 +50,10 @@ fn main() {
                 std::thread::park();
             }
         }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!("tollgate-mock: {e}: stop it or choose another --listen address");
+            std::process::exit(1);
+        }
         Err(e) => {
             eprintln!("tollgate-mock: cannot listen on {}: {e}", opts.listen);
             std::process::exit(1);

@@ -138,8 +138,10 @@ pub(super) fn validate(raw: &RawCluster, listen_port: u16, env: &dyn Env, report
             }
             n.get_ref().clone()
         }
-        // Unique per host and port, which is what a node is.
-        None => format!("{}:{listen_port}", hostname()),
+        // Unique per host and port, which is what a node is. With no host
+        // name known, "localhost" stands in: unique only among nodes on
+        // distinct ports, so such hosts should set node_id.
+        None => format!("{}:{listen_port}", env.hostname().unwrap_or_else(|| "localhost".to_string())),
     };
     let ms = |v: &Option<Spanned<u64>>, default: u64, min: u64, name: &str, report: &mut Report<'_>| match v {
         Some(v) if *v.get_ref() < min => {
@@ -181,14 +183,6 @@ pub(super) fn validate(raw: &RawCluster, listen_port: u16, env: &dyn Env, report
         fail_closed,
         key_prefix,
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
 }
 
 #[cfg(test)]

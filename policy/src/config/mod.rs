@@ -22,6 +22,10 @@ use crate::keys::KeyTable;
 use crate::route::Routes;
 use crate::team::Team;
 
+/// A model's price lives with the built-in price table; re-exported here,
+/// where `[[models]] price` is parsed into it, for the paths that name it so.
+pub use crate::prices::Price;
+
 /// The configuration every bundled example and the no-argument start use.
 pub const BUNDLED_DEFAULT: &str = include_str!("../../../examples/tollgate.toml");
 
@@ -176,14 +180,6 @@ impl fmt::Debug for Credential {
     }
 }
 
-/// Prices in micro-dollars per million tokens.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Price {
-    pub input_per_mtok: u64,
-    pub output_per_mtok: u64,
-    pub cached_input_per_mtok: u64,
-}
-
 /// Fallback, retry and circuit-breaker settings, for every route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routing {
@@ -259,11 +255,14 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The environment and files a configuration refers to (credentials),
-/// passed in so that validation stays free of process state.
+/// The environment and files a configuration refers to (credentials), and
+/// the machine's name (the cluster tier's default node id), passed in so
+/// that validation stays free of process state and tests can stand in.
 pub trait Env {
     fn var(&self, name: &str) -> Option<String>;
     fn read_file(&self, path: &str) -> std::io::Result<String>;
+    /// The host name, or `None` when it cannot be known.
+    fn hostname(&self) -> Option<String>;
 }
 
 /// The process environment and file system.
@@ -276,6 +275,15 @@ impl Env for ProcessEnv {
 
     fn read_file(&self, path: &str) -> std::io::Result<String> {
         std::fs::read_to_string(path)
+    }
+
+    /// Linux's `/proc/sys/kernel/hostname`: this crate has no libc, and
+    /// `HOSTNAME` is a shell variable that is not always exported.
+    fn hostname(&self) -> Option<String> {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
     }
 }
 

@@ -16,6 +16,10 @@ impl Env for TestEnv {
             _ => Err(std::io::ErrorKind::NotFound.into()),
         }
     }
+
+    fn hostname(&self) -> Option<String> {
+        Some("test-host".to_string())
+    }
 }
 
 fn problems(text: &str) -> Vec<String> {
@@ -68,6 +72,9 @@ fn every_example_is_valid() {
         }
         fn read_file(&self, _: &str) -> std::io::Result<String> {
             Ok("placeholder".to_string())
+        }
+        fn hostname(&self) -> Option<String> {
+            None
         }
     }
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
@@ -271,6 +278,26 @@ fn cluster_section() {
         p.len() == 1 && p[0].contains("strict budgets reserve in the cluster tier's Redis; add a [cluster] section"),
         "{p:?}"
     );
+
+    // No node_id: the host name from the environment, and the port.
+    let unnamed =
+        format!("[server]\nlisten = \"127.0.0.1:9100\"\n{BASE}\n[cluster]\nredis_urls = [\"redis://10.0.0.5\"]\n");
+    let c = Config::parse("gw.toml", &unnamed, &TestEnv).unwrap().cluster.unwrap();
+    assert_eq!(c.node_id, "test-host:9100");
+    struct Nameless;
+    impl Env for Nameless {
+        fn var(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn read_file(&self, _: &str) -> std::io::Result<String> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+        fn hostname(&self) -> Option<String> {
+            None
+        }
+    }
+    let c = Config::parse("gw.toml", &unnamed, &Nameless).unwrap().cluster.unwrap();
+    assert_eq!(c.node_id, "localhost:9100");
 
     let bad = format!(
         "{BASE}\n[cluster]\nredis_urls = [\"redis://:hunter2@h\"]\nnode_id = \"gw 1\"\non_stale = \"maybe\"\ninterval_ms = 1000\nstale_after_ms = 1500\npassword_env = \"UNSET\"\n"

@@ -16,6 +16,7 @@ use super::{
     ProviderKind, Routing, Server, Source, Timeouts, TlsSettings,
 };
 use crate::access::{pattern_matches, ModelSet};
+use crate::calendar;
 use crate::keys::{hex, parse_hash, KeyTable, VirtualKey};
 use crate::route::{Route, Routes, Target};
 use crate::team::{Budget, MicroUsd, RateLimit, Team};
@@ -733,7 +734,7 @@ fn validate_keys(
 /// depends on the server's time zone.
 fn unix_seconds(d: &Datetime) -> Result<u64, String> {
     let date = d.date.ok_or("expires needs a date, such as 2027-01-31 or 2027-01-31T00:00:00Z")?;
-    let days = days_from_civil(date.year as i64, date.month as i64, date.day as i64);
+    let days = calendar::days_from_civil(i64::from(date.year), u32::from(date.month), u32::from(date.day));
     let (secs, offset_min) = match (d.time, d.offset) {
         (None, _) => (0, 0),
         (Some(_), None) => return Err("expires has a time but no offset; end it with Z or +01:00".to_string()),
@@ -747,17 +748,6 @@ fn unix_seconds(d: &Datetime) -> Result<u64, String> {
     };
     let t = days * 86_400 + secs - offset_min * 60;
     u64::try_from(t).map_err(|_| "expires is before 1970".to_string())
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// `; did you mean "x"?` for the candidate nearest to `word`, if it is
@@ -828,9 +818,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2026, 11, 23), 20_780);
+    fn expiry_dates_as_unix_seconds() {
+        let at = |s: &str| unix_seconds(&s.parse::<Datetime>().unwrap());
+        assert_eq!(at("1970-01-01"), Ok(0));
+        assert_eq!(at("2026-11-23"), Ok(20_780 * 86_400));
+        assert_eq!(at("2026-11-23T01:00:00+01:00"), Ok(20_780 * 86_400));
+        assert_eq!(at("2026-11-23T00:00:30Z"), Ok(20_780 * 86_400 + 30));
+        assert!(at("2026-11-23T00:00:00").is_err(), "a time without an offset");
+        assert!(at("1969-12-31").is_err(), "before 1970");
     }
 }

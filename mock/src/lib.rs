@@ -1,5 +1,17 @@
 //! The mock upstream: options, start-up and the per-request behaviour.
 //!
+//! An OpenAI-compatible upstream built to never be the bottleneck of a
+//! benchmark: thread per core on io_uring like the gateway, keep-alive, and
+//! replies generated from a few integers. It also misbehaves on request
+//! (latency, slow streams, failure statuses, resets, hangs, trickles, SSE
+//! events and UTF-8 characters split across writes) so that every fault
+//! path of the gateway is tested against real sockets.
+//!
+//! It is its own crate because two programs embed it: the gateway, for its
+//! `mock` provider kind (so the bundled defaults answer with no provider
+//! account), and the `tollgate-mock` binary in `loadtest`. [`listen`] holds
+//! the listener binding that the gateway's workers share with it.
+//!
 //! It speaks OpenAI's `POST /v1/chat/completions` and Anthropic's
 //! `POST /v1/messages` (JSON and event streams, errors in each one's shape).
 //!
@@ -20,12 +32,14 @@
 //! | `x-mock-echo: body` / `head` | answer with the request body / head as received |
 
 mod conn;
+pub mod listen;
 mod reply;
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use listen::bind_reuseport;
 pub use reply::REPLY_WORDS;
 
 /// A misbehaviour.
@@ -164,6 +178,9 @@ pub struct MockHandle {
 pub fn start(opts: &MockOptions) -> io::Result<MockHandle> {
     let threads = opts.threads.max(1);
     let tls = opts.tls.as_ref().map(server_config).transpose()?;
+    // SO_REUSEPORT would otherwise let a second mock share the port of one
+    // already running, each taking a share of the connections.
+    listen::ensure_free(opts.listen)?;
     let first = bind_reuseport(opts.listen)?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
@@ -180,15 +197,4 @@ pub fn start(opts: &MockOptions) -> io::Result<MockHandle> {
         })?;
     }
     Ok(MockHandle { addr })
-}
-
-fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
 }
