@@ -1,22 +1,28 @@
-//! The accounting step of one request, without tokenization: the team's
-//! and the key's budgets checked against their spend, their rate limits
-//! against the minute's use (with the answer's `x-ratelimit-*` headroom),
-//! and the finished request counted on its core (cost from the provider's
-//! usage at the model's price, spend, the minute's tokens, the counters and
-//! the latency histogram), as `engine::conn` and `engine::stats` do it.
+//! The accounting step of one request, without tokenization: the engine's
+//! own phases (`pipeline::before_body`: the key, the team's and the key's
+//! budgets against their spend, their rate limits against the minute's
+//! use, with the answer's `x-ratelimit-*` headroom) and the finished
+//! request settled on its core (`pipeline::settle`: cost from the
+//! provider's usage at the model's price, spend, the minute's tokens, the
+//! counters and the latency histogram).
 
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use tollgate_engine::record::{RequestId, TokenUsage, Trace};
+use tollgate_engine::accounts::Accounts;
+use tollgate_engine::pipeline::{self, Core, Exchange};
+use tollgate_engine::proxy::Front;
+use tollgate_engine::record::{Recorder, TokenUsage, Trace};
+use tollgate_engine::state::CoreState;
 use tollgate_engine::stats::CoreStats;
 use tollgate_engine::upstream::Resolved;
-use tollgate_engine::worker::CoreState;
-use tollgate_policy::budget::{check as budget_check, Spend};
 use tollgate_policy::config::{Env, ProcessEnv};
 use tollgate_policy::keys::{hash_key, hex};
-use tollgate_policy::ratelimit::{check as rate_check, Headroom};
 use tollgate_policy::Config;
+use tollgate_protocol::http1::{HeadLimits, RequestHead};
 
 fn accounting(c: &mut Criterion) {
     let hash = hex(&hash_key(b"tg-bench-key"));
@@ -32,29 +38,29 @@ fn accounting(c: &mut Criterion) {
     let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None }];
     let state = CoreState::build(Arc::new(config), &resolved, None, None);
     let stats = CoreStats::default();
-    let key = &state.config.keys.all()[0];
-    let team = &state.config.teams[0];
-    let now = 1_800_000_000u64;
-    let spend = Spend { day: 1_234_567, month: 45_678_901 };
+    let accounts = Rc::new(Accounts::new(0, None));
+    let recorder = Recorder::new(0, None);
+    let core =
+        Core { state: &state, accounts: &accounts, stats: &stats, recorder: &recorder, strict: None, draining: false };
+    let head = Bytes::from_static(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer tg-bench-key\r\nContent-Length: 2\r\n\r\n",
+    );
+    let limits = HeadLimits { head_bytes_max: 16 * 1024, uri_bytes_max: 8 * 1024 };
     c.bench_function("accounting_per_request", |b| {
         b.iter(|| {
-            let team_ok = budget_check(|| "team".into(), &team.budget, black_box(spend), 0, now);
-            let key_ok = budget_check(|| "key".into(), &key.budget, black_box(spend), 0, now);
-            let mut headroom = Headroom::default();
-            let r1 = rate_check(|| "team".into(), &team.rate_limit, 10, 5_000, 0, now * 1000);
-            headroom.tighten(&team.rate_limit, 11, 5_000);
-            let r2 = rate_check(|| "key".into(), &key.rate_limit, 3, 5_000, 0, now * 1000);
-            headroom.tighten(&key.rate_limit, 4, 5_000);
-            let mut trace = Trace::new(RequestId { epoch: 1, worker: 0, seq: 1 });
-            trace.key = Some(key);
-            trace.route = Some(0);
-            trace.served_by = Some(0);
-            trace.status = 200;
-            trace.usage = Some(TokenUsage { prompt: 120, completion: 40, cached: 0 });
-            stats.count(&trace, &state);
-            black_box((team_ok.is_ok(), key_ok.is_ok(), r1.is_ok(), r2.is_ok(), headroom))
+            let head = RequestHead::parse(head.clone(), &limits).expect("head");
+            let mut ex = Exchange::new(head, Front::OpenAi, recorder.next_id(), true, Duration::from_secs(900));
+            let admitted = pipeline::before_body(&mut ex, &core);
+            ex.trace.route = Some(0);
+            ex.trace.served_by = Some(0);
+            ex.trace.status = 200;
+            ex.trace.usage = Some(TokenUsage { prompt: 120, completion: 40, cached: 0 });
+            pipeline::settle(&core, &ex.trace);
+            black_box((admitted.is_ok(), ex.reply.rate))
         })
     });
+    // Budgets of $100 a day and 1,000 requests a minute: a long run spends
+    // them; past them the phases refuse, which costs the same checks.
 }
 
 /// Producing one request record on the request path: rendering its JSON
@@ -86,7 +92,7 @@ fn record(c: &mut Criterion) {
             trace.usage = Some(TokenUsage { prompt: 120, completion: 40, cached: 0 });
             trace.bytes_in = 812;
             trace.bytes_out = 2_304;
-            recorder.record(black_box(&trace), &state);
+            recorder.record(black_box(&trace), &state.config);
         })
     });
 }

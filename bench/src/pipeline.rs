@@ -1,28 +1,52 @@
-//! The governed pipeline in memory: every stage a request and its answer
-//! go through, without sockets, for the criterion bench (`pipeline`) and
-//! for instruction counts (`tollgate-pipeline` under callgrind).
+//! The governed pipeline in memory: the engine's own phases, run as
+//! `tollgate_engine::pipeline::run` runs them, without sockets, for the
+//! criterion bench (`pipeline`) and for instruction counts
+//! (`tollgate-pipeline` under callgrind).
+//!
+//! Request side: the head parsed, then `pipeline::before_body`
+//! (authenticate among 1,000 keys, budgets, rate limits) and
+//! `pipeline::after_body` (the body's top level scanned and routed, every
+//! guardrail, the prompt counted once for the tokens-per-minute
+//! reservation). Answer side: a 20-event stream through the engine's
+//! `StreamRelay` (parsed, counted, guarded, written), then
+//! `pipeline::settle` (counters, spend) and the holds released. Records
+//! are off (the recorder has no writer), as in the committed baseline;
+//! `benches/accounting.rs` measures rendering one.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{chat_body, sse_stream, CHAT_HEAD};
 use bytes::{Bytes, BytesMut};
-use tollgate_engine::proxy::guard::{check_request, EventGuard};
-use tollgate_policy::budget::{check as budget_check, Spend};
+use tollgate_engine::accounts::Accounts;
+use tollgate_engine::pipeline::{self, BodyState, Core, Exchange};
+use tollgate_engine::proxy::guard::{for_team, EventGuard};
+use tollgate_engine::proxy::relay::RouteLabel;
+use tollgate_engine::proxy::stream::{Stream, StreamRelay, StreamStages};
+use tollgate_engine::proxy::upstream_request::Translation;
+use tollgate_engine::proxy::Front;
+use tollgate_engine::record::Recorder;
+use tollgate_engine::state::CoreState;
+use tollgate_engine::stats::CoreStats;
+use tollgate_engine::upstream::Resolved;
 use tollgate_policy::config::{Env, ProcessEnv};
-use tollgate_policy::guard::{Action, Category, Detector, Guard, ProfileSpec};
-use tollgate_policy::keys::{hash_key, hex, presented_key};
-use tollgate_policy::ratelimit::{check as rate_check, Headroom};
+use tollgate_policy::keys::{hash_key, hex};
 use tollgate_policy::Config;
 use tollgate_protocol::http1::{HeadLimits, RequestHead};
-use tollgate_protocol::json::string_values;
-use tollgate_protocol::openai::scan_request;
-use tollgate_protocol::sse::{write_event, SseParser};
-use tollgate_protocol::tokens::{prompt_tokens, Encoding};
+use tollgate_protocol::tokens::Encoding;
 
 /// Builds what the pipeline reads: a configuration with 1,000 keys, a
-/// profile with every detector on, a 2 KB request and a 20-event stream.
+/// profile with every detector on (personal data redacted, secrets and
+/// injection blocked, answers checked), a 2 KB request and a 20-event
+/// stream.
 pub fn world() -> World {
     let mut text = String::from(
         "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nname = \"gpt-4o-mini\"\ntargets = [{ provider = \"m\" }]\n\
-         [[teams]]\nname = \"t\"\nmodels = [\"*\"]\nbudget = { daily_usd = 100.0 }\nrate_limit = { tokens_per_minute = 1000000 }\n",
+         [[guardrail_profiles]]\nname = \"all\"\npii = \"redact\"\nsecrets = \"block\"\ninjection = \"block\"\n\
+         custom = \"block\"\ninjection_threshold = 10\nresponses = true\n\
+         [[teams]]\nname = \"t\"\nmodels = [\"*\"]\nguardrails = \"all\"\nbudget = { daily_usd = 1000000.0 }\n\
+         rate_limit = { tokens_per_minute = 1000000000000 }\n",
     );
     for i in 0..1000 {
         let key = if i == 500 { "tg-3f8a9c2e1b7d4f6a8c0e2b4d6f8a0c2e".to_string() } else { format!("tg-{i:040}") };
@@ -32,67 +56,77 @@ pub fn world() -> World {
         ));
     }
     let config = Config::parse("pipeline.toml", &text, &ProcessEnv as &dyn Env).expect("config");
-    let mut spec = ProfileSpec { name: "all".into(), injection_threshold: 10, responses: true, ..Default::default() };
-    for d in Detector::ALL {
-        spec.actions[d as usize] = Some(if d.category() == Category::Pii { Action::Redact } else { Action::Block });
-    }
-    let guard = Guard::compile(&spec).expect("profile");
+    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots: None }];
+    let state = CoreState::build(Arc::new(config), &resolved, None, None);
     let head = Bytes::from_static(CHAT_HEAD);
     let body = Bytes::from(chat_body(2048));
     let stream = Bytes::from(sse_stream(20));
     let limits = HeadLimits { head_bytes_max: 16 * 1024, uri_bytes_max: 8 * 1024 };
     Encoding::warm_up();
-    World { config, guard, head, body, stream, limits }
+    World {
+        state,
+        accounts: Rc::new(Accounts::new(0, None)),
+        stats: CoreStats::default(),
+        recorder: Recorder::new(0, None),
+        head,
+        body,
+        stream,
+        limits,
+    }
 }
 
-/// What every iteration reads.
+/// What every iteration reads, and the core's state it changes (counts,
+/// spend, reservations held and released).
 pub struct World {
-    config: Config,
-    guard: Guard,
+    state: CoreState,
+    accounts: Rc<Accounts>,
+    stats: CoreStats,
+    recorder: Recorder,
     head: Bytes,
     body: Bytes,
     stream: Bytes,
     limits: HeadLimits,
 }
 
-/// One request and its answer through every stage. Not inlined: the
+/// One request and its answer through every phase. Not inlined: the
 /// callgrind script counts the instructions of this function alone, not
 /// the set-up (configuration, automata, tokenizer tables).
 #[inline(never)]
 pub fn iterate(w: &World, out: &mut BytesMut) -> u64 {
-    let mut checksum = 0;
+    let core = Core {
+        state: &w.state,
+        accounts: &w.accounts,
+        stats: &w.stats,
+        recorder: &w.recorder,
+        strict: None,
+        draining: false,
+    };
     // Request side.
-    let h = RequestHead::parse(w.head.clone(), &w.limits).expect("head");
-    let key = presented_key(h.header(b"authorization"), h.header(b"x-api-key"))
-        .and_then(|p| w.config.keys.authenticate(p, 1_800_000_000).ok())
-        .expect("key");
-    let team = &w.config.teams[key.team];
-    budget_check(|| "t".into(), &team.budget, Spend { day: 1_000, month: 5_000 }, 0, 1_800_000_000).expect("budget");
-    let fields = scan_request(&w.body).expect("body");
-    checksum += fields.model.len() as u64;
-    let mut hits = Vec::new();
-    let redacted = check_request("all", &w.guard, &w.body, &mut hits).expect("clean body");
-    checksum += u64::from(redacted.is_none());
-    let reserve = prompt_tokens(Encoding::O200kBase, &w.body) + 1024;
-    rate_check(|| "t".into(), &team.rate_limit, 10, 5_000, reserve, 1_800_000_000_000).expect("rate");
-    let mut headroom = Headroom::default();
-    headroom.tighten(&team.rate_limit, 11, 5_000 + reserve);
+    let head = RequestHead::parse(w.head.clone(), &w.limits).expect("head");
+    let mut ex = Exchange::new(head, Front::OpenAi, w.recorder.next_id(), true, Duration::from_secs(900));
+    pipeline::before_body(&mut ex, &core).expect("admitted before the body");
+    ex.body = w.body.clone();
+    ex.body_state = BodyState::Read;
+    pipeline::after_body(&mut ex, &core).expect("admitted");
+    let mut checksum = ex.body.len() as u64;
     // Answer side: parsed, deltas counted, guarded, written.
-    let mut parser = SseParser::new(1 << 20);
-    parser.push(w.stream.clone());
-    let mut events = EventGuard::new(&w.guard);
-    let mut passed = Vec::new();
-    while let Ok(Some(ev)) = parser.next_event() {
-        let _ = string_values(&ev.data, |key, v| {
-            if key == b"content" {
-                checksum += Encoding::O200kBase.count_bytes(&ev.data[v.raw.clone()]);
-            }
-        });
-        events.event(ev, &mut passed).expect("clean stream");
-        for ev in passed.drain(..) {
-            write_event(out, ev.event.as_deref(), &ev.data);
-        }
-    }
+    let key = ex.key().expect("key");
+    let guard = for_team(&w.state, key.team).map(|(_, g)| EventGuard::new(g));
+    let route = RouteLabel { provider: "m", model: "gpt-4o-mini" };
+    let stages = StreamStages {
+        guard: guard.map(|g| (g, &mut ex.trace.guard_hits)),
+        ceiling: None,
+        reservation: ex.holds.tokens.as_ref(),
+        capture: None,
+    };
+    let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, false), stages, route);
+    relay.feed(w.stream.clone(), out);
+    relay.end_of_read(true, out);
+    checksum += relay.completion_counted;
+    ex.trace.usage = relay.usage();
+    relay.close();
+    ex.trace.status = 200;
+    pipeline::settle(&core, &ex.trace);
     checksum += out.len() as u64;
     out.clear();
     checksum

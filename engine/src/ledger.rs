@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use simd_json::prelude::*;
 use tollgate_policy::budget::{day_number, year_month};
 
-use crate::stats::{OwnerName, SpendSnapshot};
+use crate::accounts::{OwnerName, SpendSnapshot};
 
 /// Syncs happen at most this often.
 const SYNC_EVERY: Duration = Duration::from_secs(1);

@@ -7,20 +7,27 @@
 //! contended atomic. ARCHITECTURE.md draws the life of a request; in code:
 //!
 //! - [`server`] starts the workers and waits for signals;
-//! - [`worker`] owns a core's state and accepts connections;
+//! - [`worker`] runs a core's thread: accepting, the drain, reloads, the
+//!   hand-offs to the merger; [`state`] is the core's configuration
+//!   snapshot, pools and breakers; [`accounts`] its spend, holds and
+//!   reservations;
 //! - [`conn`] reads requests from one client connection in order, over
 //!   plain TCP or TLS ([`downstream`]);
-//! - [`proxy`] is the pipeline of named phases a chat request goes through;
+//! - [`pipeline`] lists the phases a request goes through, in order, over a
+//!   per-request [`pipeline::Exchange`]; [`proxy`] holds the upstream
+//!   phase (fallback, call, relay, translation) and the pieces of the
+//!   others;
 //! - [`upstream`] holds the per-core pools of upstream connections, plain or
 //!   TLS ([`tls`]);
 //! - [`reload`] swaps the configuration on every core; [`admin`] serves the
 //!   admin listener;
 //! - [`record`] renders a JSON line per request; [`logwriter`] writes them;
-//! - [`stats`] counts per core and merges the counts for `/metrics`;
+//! - [`stats`] counts per core, merges the counts, and renders `/metrics`;
 //!   [`cluster`] shares budget and rate-limit totals with other nodes
 //!   through Redis;
 //! - [`error`] is the one place an error becomes an HTTP status and body.
 
+pub mod accounts;
 pub mod admin;
 pub mod alerts;
 pub mod cli;
@@ -31,12 +38,14 @@ pub mod error;
 pub(crate) mod iov;
 pub mod ledger;
 pub mod logwriter;
+pub mod pipeline;
 pub mod proxy;
 pub mod record;
 pub mod reload;
 pub mod report;
 pub mod respond;
 pub mod server;
+pub mod state;
 pub mod stats;
 pub mod systemd;
 pub mod tls;

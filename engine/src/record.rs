@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use tollgate_policy::VirtualKey;
 use tollgate_protocol::openai::write_json_string;
 
-use crate::worker::CoreState;
+use tollgate_policy::Config;
 
 /// A batch is handed off at this size, or after [`FLUSH_EVERY`].
 const BATCH_BYTES: usize = 64 * 1024;
@@ -181,15 +181,14 @@ impl<'s> Trace<'s> {
     /// Cost in micro-dollars, when the provider reported usage and the
     /// model has a price: the configured one, else the built-in one of the
     /// upstream model that served.
-    pub fn cost(&self, state: &CoreState) -> Option<u64> {
-        let route = state.config.routes.all().get(self.route?)?;
+    pub fn cost(&self, config: &Config) -> Option<u64> {
+        let route = config.routes.all().get(self.route?)?;
         let price = route.price_of(self.served_by.and_then(|t| route.targets.get(t as usize)))?;
         Some(self.usage?.cost_at(price))
     }
 
     /// Appends this record as one JSON line.
-    pub fn write_json(&self, state: &CoreState, out: &mut BytesMut) {
-        let config = &state.config;
+    pub fn write_json(&self, config: &Config, out: &mut BytesMut) {
         let mut n = itoa::Buffer::new();
         out.extend_from_slice(b"{\"id\":\"");
         self.id.render(out);
@@ -243,7 +242,7 @@ impl<'s> Trace<'s> {
                 out.extend_from_slice(b",\"estimated\":true");
             }
             out.extend_from_slice(b"}");
-            if let Some(cost) = self.cost(state) {
+            if let Some(cost) = self.cost(config) {
                 out.extend_from_slice(b",\"cost_micro_usd\":");
                 out.extend_from_slice(n.format(cost).as_bytes());
             }
@@ -355,13 +354,13 @@ impl Recorder {
         self.tx.borrow().is_some()
     }
 
-    pub fn record(&self, trace: &Trace<'_>, state: &CoreState) {
+    pub fn record(&self, trace: &Trace<'_>, config: &Config) {
         if !self.enabled() {
             return;
         }
         let full = {
             let mut buf = self.buf.borrow_mut();
-            trace.write_json(state, &mut buf);
+            trace.write_json(config, &mut buf);
             buf.len() >= BATCH_BYTES
         };
         if full {

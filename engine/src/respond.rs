@@ -9,23 +9,38 @@ use crate::error::GatewayError;
 use crate::iov::{self, IoSlices};
 use crate::record::RequestId;
 
-/// The client side of a connection and its reusable write buffers.
+/// The client side of a connection and its reusable write buffers. What
+/// belongs to one request (its id, rate-limit headers, deadline) is in
+/// that request's [`Reply`], not here.
 pub struct Client {
     pub stream: crate::downstream::ClientStream,
     pub out: IoSlices,
     /// Heads the gateway writes are rendered here, then split off frozen.
     pub scratch: BytesMut,
-    /// Writes to the client give up at this instant: the current request's
+}
+
+/// What every answer to one request carries, whichever phase writes it:
+/// the gateway's own answers ([`Client::send`]) and relayed ones alike.
+#[derive(Clone, Copy, Debug)]
+pub struct Reply {
+    /// Writes to the client give up at this instant: the request's
     /// deadline, or the head time-out while no request is under way.
     pub deadline: Instant,
     /// The request was HEAD: answers carry no body.
     pub head_only: bool,
     /// Sent back as `x-request-id`; the same id is in the request record.
     pub request_id: Option<RequestId>,
-    /// `retry-after` seconds for the next answer the gateway makes itself.
+    /// `retry-after` seconds, on a refusal the client should wait out.
     pub retry_after: Option<u64>,
-    /// The `x-ratelimit-*` headers of the current request's answer.
+    /// The `x-ratelimit-*` headers, when the key or its team has a limit.
     pub rate: Option<tollgate_policy::ratelimit::Headroom>,
+}
+
+impl Reply {
+    /// An answer to no request (a head that could not be read or parsed).
+    pub fn bare(deadline: Instant) -> Reply {
+        Reply { deadline, head_only: false, request_id: None, retry_after: None, rate: None }
+    }
 }
 
 impl Client {
@@ -35,25 +50,20 @@ impl Client {
             out: IoSlices::default(),
             // Allocated on the first answer, not by idle connections.
             scratch: BytesMut::new(),
-            deadline: Instant::now(),
-            head_only: false,
-            request_id: None,
-            retry_after: None,
-            rate: None,
         }
     }
 
     /// Sends a complete answer; false when the client has gone or stopped
     /// reading until the deadline.
-    pub async fn send(&mut self, status: u16, content_type: &str, body: Bytes, close: bool) -> bool {
+    pub async fn send(&mut self, reply: &Reply, status: u16, content_type: &str, body: Bytes, close: bool) -> bool {
         let s = &mut self.scratch;
         write_status_and_type(s, status, content_type);
         s.extend_from_slice(b"\r\ncontent-length: ");
         s.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         s.extend_from_slice(b"\r\n");
-        write_request_id(self.request_id, s);
-        write_rate(self.rate, s);
-        if let Some(secs) = self.retry_after.take() {
+        write_request_id(reply.request_id, s);
+        write_rate(reply.rate, s);
+        if let Some(secs) = reply.retry_after {
             s.extend_from_slice(b"retry-after: ");
             s.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
             s.extend_from_slice(b"\r\n");
@@ -62,16 +72,16 @@ impl Client {
         s.extend_from_slice(if close { b"\r\nconnection: close\r\n\r\n" as &[u8] } else { b"\r\n\r\n" });
         let head = s.split().freeze();
         self.out.push(head);
-        if !self.head_only {
+        if !reply.head_only {
             self.out.push(body);
         }
-        iov::write_all_until(&mut self.stream, &mut self.out, self.deadline).await.is_ok()
+        iov::write_all_until(&mut self.stream, &mut self.out, reply.deadline).await.is_ok()
     }
 
-    pub async fn send_error(&mut self, e: &GatewayError, close: bool) -> bool {
+    pub async fn send_error(&mut self, reply: &Reply, e: &GatewayError, close: bool) -> bool {
         let mut body = BytesMut::with_capacity(256);
         e.write_body(&mut body);
-        self.send(e.status(), "application/json", body.freeze(), close).await
+        self.send(reply, e.status(), "application/json", body.freeze(), close).await
     }
 
     /// `100 Continue`, for a client that waits for it before its body.

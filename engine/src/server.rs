@@ -1,7 +1,9 @@
 //! Start-up and shutdown: load the configuration, start the in-process mock
-//! where configured, bind one SO_REUSEPORT listener per worker, start one
-//! pinned worker thread per core and the admin listener, then serve signals
-//! (SIGHUP reloads) until SIGTERM or SIGINT, and drain.
+//! where configured, check that no other process holds the listen address,
+//! bind one SO_REUSEPORT listener per worker (both in `tollgate_mock::listen`,
+//! shared with the mock), start one pinned worker thread per core and the
+//! admin listener, then serve signals (SIGHUP reloads) until SIGTERM or
+//! SIGINT, and drain.
 
 use std::collections::HashMap;
 use std::io;
@@ -11,12 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use tollgate_mock::listen::{bind_reuseport, ensure_free};
 use tollgate_policy::Config;
 
 use crate::admin;
 use crate::cli::{Driver, ServeArgs};
 use crate::reload::{resolve_providers, ConfigSource, Reloader};
-use crate::worker::{self, CoreState, Worker};
+use crate::state::CoreState;
+use crate::worker::{self, Worker};
 
 /// Runs the gateway until SIGTERM or SIGINT; returns the exit code.
 pub fn serve(args: ServeArgs) -> i32 {
@@ -127,6 +131,12 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     };
     let cpus = allowed_cpus();
     let listen = config.server.listen;
+    // Before the reuseport binds, which would otherwise join a listener
+    // another process holds on this address and share its connections.
+    ensure_free(listen).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => format!("{e}: stop it or choose another `listen` address"),
+        _ => format!("cannot listen on {listen}: {e}"),
+    })?;
     let first = bind_reuseport(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = first.local_addr().map_err(|e| e.to_string())?;
     let mut listeners = vec![first];
@@ -284,17 +294,6 @@ fn build_runtime(driver: Driver) -> io::Result<Runtime> {
             epoll()
         }),
     }
-}
-
-fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(4096)?;
-    Ok(socket.into())
 }
 
 /// The CPUs this process may run on, in order; empty if unknown.

@@ -22,6 +22,10 @@ pub struct ChatRequestFields {
     /// usage chunk (`"include_usage": true`).
     pub stream_options: bool,
     pub include_usage: bool,
+    /// The most tokens the request lets the model generate: the top-level
+    /// `max_completion_tokens`, else `max_tokens`, when a non-negative
+    /// integer (a tool schema's `max_tokens` property is not this).
+    pub max_tokens: Option<u64>,
 }
 
 /// Why a request body could not be scanned.
@@ -69,6 +73,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let mut model = None;
     let mut stream = None;
     let mut options = None;
+    let (mut max_completion, mut max_tokens) = (None, None);
     c.ws();
     if c.peek() == Some(b'}') {
         return Err(BodyError::MissingModel);
@@ -112,6 +117,12 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 c.value()?;
                 options = Some(asks_for_usage(&body[start..c.pos]));
             }
+            k @ (b"max_tokens" | b"max_completion_tokens") => {
+                let start = c.pos;
+                c.value()?;
+                let n = std::str::from_utf8(&body[start..c.pos]).ok().and_then(|v| v.parse::<u64>().ok());
+                *(if k == b"max_tokens" { &mut max_tokens } else { &mut max_completion }) = n;
+            }
             _ => c.value()?,
         }
         c.ws();
@@ -130,6 +141,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         stream: stream.unwrap_or(false),
         stream_options: options.is_some(),
         include_usage: options.unwrap_or(false),
+        max_tokens: max_completion.or(max_tokens),
     })
 }
 
@@ -266,17 +278,6 @@ pub fn find_usage(bytes: &[u8]) -> Option<(u64, u64, u64)> {
     Some((prompt, completion, number(b"\"cached_tokens\"").unwrap_or(0)))
 }
 
-/// The most tokens a request lets the model generate (`max_completion_tokens`,
-/// else `max_tokens`), found by a byte search like [`find_usage`].
-pub fn max_output_tokens(body: &[u8]) -> Option<u64> {
-    [&b"\"max_completion_tokens\""[..], b"\"max_tokens\""].iter().find_map(|key| {
-        let at = memchr::memmem::find(body, key)? + key.len();
-        let rest = body[at..].trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
-    })
-}
-
 /// Appends `{"error":{"message":..,"type":..,"param":null,"code":..}}`, the
 /// shape the official OpenAI SDKs parse into their exception types.
 pub fn write_error_body(out: &mut BytesMut, message: &str, kind: &str, code: &str) {
@@ -392,6 +393,27 @@ mod tests {
         }
         let deep = format!(r#"{{"model":"a","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         assert_eq!(scan_request(deep.as_bytes()), Err(BodyError::TooDeep));
+    }
+
+    #[test]
+    fn max_tokens_is_read_from_the_top_level_only() {
+        let table: &[(&str, Option<u64>)] = &[
+            (r#"{"model":"m","max_tokens":100}"#, Some(100)),
+            (r#"{"model":"m","max_tokens" : 100 ,"max_completion_tokens":7}"#, Some(7)),
+            (r#"{"max_completion_tokens":7,"model":"m","max_tokens":100}"#, Some(7)),
+            // A tool schema with a `max_tokens` property is not the limit.
+            (
+                r#"{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"max_tokens":{"type":"integer"}}}}}],"x":{"max_tokens":5}}"#,
+                None,
+            ),
+            (r#"{"model":"m","messages":[{"role":"user","content":""max_tokens": 3"}]}"#, None),
+            (r#"{"model":"m","max_tokens":-1}"#, None),
+            (r#"{"model":"m","max_tokens":"100"}"#, None),
+            (r#"{"model":"m","max_tokens":null}"#, None),
+        ];
+        for (body, want) in table {
+            assert_eq!(scan_request(body.as_bytes()).unwrap().max_tokens, *want, "{body}");
+        }
     }
 
     #[test]

@@ -43,7 +43,8 @@ use tollgate_policy::config::cluster::Cluster;
 use tollgate_policy::Config;
 
 use self::redis::{Redis, RedisError};
-use crate::stats::{MinuteUse, OwnerName, SpendSnapshot};
+pub use crate::accounts::Released;
+use crate::accounts::{MinuteUse, OwnerName, SpendSnapshot};
 use crate::unix_now;
 
 /// A counter's window: UTC day, UTC month, or a UTC minute's requests or
@@ -119,17 +120,6 @@ pub fn increments(spend: &[(OwnerName, u64)], minute: &[(OwnerName, MinuteUse)],
         }
     }
     out
-}
-
-/// A strict reservation that ended: it leaves its owner's hash in the same
-/// push as the request's actual spend.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Released {
-    pub owner: OwnerName,
-    pub id: String,
-    /// When Redis drops the reservation by itself (Unix seconds): a release
-    /// still waiting then is no longer needed.
-    pub expires: u64,
 }
 
 /// Owners whose totals the node needs from the cluster: those under a

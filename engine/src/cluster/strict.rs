@@ -33,9 +33,9 @@ use tollgate_protocol::resp::{self, Reply, ReplyReader};
 
 use super::redis::{expect_ok, setup, RedisError};
 use super::{redis_key, reservations_key, Window};
-use crate::stats::{Owner, OwnerName};
+use crate::accounts::Accounts;
+use crate::accounts::{Owner, OwnerName};
 use crate::upstream::UpStream;
-use crate::worker::Worker;
 
 /// KEYS per owner: spend today, spend this month, the reservations hash.
 /// ARGV: the estimate, the reservation's id, day, month and expiry, the
@@ -105,7 +105,7 @@ pub enum Reserved {
 /// An estimate reserved in Redis; released (through the node's push) when
 /// dropped, however the request ended.
 pub struct StrictHold {
-    worker: Rc<Worker>,
+    accounts: Rc<Accounts>,
     /// By name: a reload meanwhile may renumber owners.
     owners: Vec<OwnerName>,
     id: String,
@@ -115,8 +115,8 @@ pub struct StrictHold {
 impl Drop for StrictHold {
     fn drop(&mut self) {
         for owner in self.owners.drain(..) {
-            let released = super::Released { owner, id: self.id.clone(), expires: self.expires };
-            self.worker.stats.release(released);
+            let released = crate::accounts::Released { owner, id: self.id.clone(), expires: self.expires };
+            self.accounts.release(released);
         }
     }
 }
@@ -187,7 +187,7 @@ impl Strict {
     /// request's time-out), or refuses.
     pub async fn reserve(
         &self,
-        worker: &Rc<Worker>,
+        accounts: &Rc<Accounts>,
         owners: &[StrictOwner],
         estimate: u64,
         hold: Duration,
@@ -221,7 +221,7 @@ impl Strict {
         args.extend(numbers[1..].iter().map(|n| n.as_bytes()));
         let reply = self.call(&args).await;
         let names = owners.iter().map(|o| o.name.clone()).collect();
-        let mut hold = StrictHold { worker: worker.clone(), owners: names, id, expires: expiry };
+        let mut hold = StrictHold { accounts: accounts.clone(), owners: names, id, expires: expiry };
         let items = match reply {
             Ok(Reply::Array(Some(items))) => items,
             Ok(Reply::Error(e)) => return Reserved::Unknown(hold, RedisError::Refused { command: "EVAL", reply: e }),

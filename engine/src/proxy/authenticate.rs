@@ -1,4 +1,4 @@
-//! Phase 1: who is asking. The key is looked up by its SHA-256 (see
+//! Who is asking ([`crate::pipeline::authenticate`] runs it). The key is looked up by its SHA-256 (see
 //! `tollgate_policy::keys`); the client's key never leaves the gateway (the
 //! upstream request drops `authorization` and `x-api-key`).
 
@@ -7,7 +7,7 @@ use tollgate_policy::{AuthError, VirtualKey};
 use tollgate_protocol::http1::RequestHead;
 
 use crate::error::GatewayError;
-use crate::worker::CoreState;
+use crate::state::CoreState;
 
 pub fn authenticate<'s>(state: &'s CoreState, head: &RequestHead) -> Result<&'s VirtualKey, GatewayError> {
     let presented = presented_key(head.header(b"authorization"), head.header(b"x-api-key"))

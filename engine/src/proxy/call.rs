@@ -7,8 +7,8 @@ use tollgate_protocol::http1::ResponseHead;
 
 use crate::error::GatewayError;
 use crate::iov;
+use crate::state::CoreState;
 use crate::upstream::{UpConn, Upstream, UPSTREAM_READ_BYTES};
-use crate::worker::CoreState;
 
 /// Phase 3: send and read the answer head. A pooled connection that fails
 /// before any answer byte was probably closed by the upstream while idle;

@@ -21,7 +21,7 @@ use tollgate_protocol::json::{escape, string_texts, string_values, unescape, Mal
 use tollgate_protocol::sse::SseEvent;
 
 use crate::error::GatewayError;
-use crate::worker::CoreState;
+use crate::state::CoreState;
 
 /// Keys whose string values are structure, not text.
 const STRUCTURAL: &[&[u8]] = &[

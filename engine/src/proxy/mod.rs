@@ -1,27 +1,25 @@
-//! The chat pipeline, as named phases run in this order:
+//! The upstream side of the pipeline ([`crate::pipeline`] lists every
+//! phase in order): the phases a request goes through once it is admitted,
+//! and the pieces the earlier phases call.
 //!
-//! 1. [`authenticate`]: the virtual key from `Authorization: Bearer` or
-//!    `x-api-key`, before the body is read;
-//! 2. [`route`]: the model from the body decides the route, and the key's
-//!    team must be allowed that model (`authorize`); [`fallback`] orders the
-//!    route's targets for this request and skips those whose breaker is
-//!    open. Phases 3 and 4 run once per attempt: a connect error, a time-out
-//!    to the first byte or a status in `fallback_on_status` moves the
-//!    request to the next target, as long as nothing has reached the client;
-//! 3. [`upstream_request`]: the upstream head is rendered and the body
-//!    sliced (only the model span is replaced, the rest is borrowed);
-//! 4. [`call`]: send on a pooled connection (once more on a fresh one if a
-//!    pooled connection turns out dead before any answer byte), read the
-//!    answer head within `upstream_first_byte_ms`;
-//! 5. [`relay`]: stream the answer to the client as it arrives.
+//! [`forward`] is the upstream phase: [`fallback`] orders the route's
+//! targets for this request and skips those whose breaker is open; then,
+//! once per attempt, [`upstream_request`] renders the upstream head and
+//! slices the body (only the model span is replaced, the rest is
+//! borrowed), [`call`] sends it on a pooled connection (once more on a
+//! fresh one if a pooled connection turns out dead before any answer
+//! byte) and reads the answer head within `upstream_first_byte_ms`. A
+//! connect error, a time-out to the first byte or a status in
+//! `fallback_on_status` moves the request to the next target, as long as
+//! nothing has reached the client. The answer then goes through [`relay`]
+//! as it arrives, or through [`translate`] when it is translated, guarded,
+//! counted or captured on its way ([`stream`] holds the stream relay's
+//! states).
 //!
-//! Between 2 and 3, [`guard`] checks the request's texts against the
-//! team's guardrail profile (blocking, or redacting into a new body); in 5,
-//! when the profile checks answers too, the answer goes through [`guard`]
-//! as well (whole JSON, or a stream event by event) instead of the raw
-//! relay. Budgets and rate limits are checked before the body is read
-//! ([`crate::conn`]). Every phase reads the [`CoreState`] the request started with, so
-//! a reload never changes the rules under a request in flight.
+//! [`authenticate`], [`route`] and [`guard`] hold the pieces of the
+//! earlier phases of the same names. Every phase reads the [`CoreState`]
+//! the request started with, so a reload never changes the rules under a
+//! request in flight.
 
 pub mod authenticate;
 pub mod call;
@@ -29,71 +27,35 @@ pub mod fallback;
 pub mod guard;
 pub mod relay;
 pub mod route;
+pub mod stream;
 pub mod translate;
 pub mod upstream_request;
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use tollgate_policy::VirtualKey;
-use tollgate_protocol::http1::RequestHead;
 
 use crate::error::GatewayError;
+use crate::pipeline::Exchange;
 use crate::record::Trace;
 use crate::respond::Client;
-use crate::worker::CoreState;
+use crate::state::CoreState;
 use fallback::Plan;
 use relay::{Answer, RelayEnd, RouteLabel};
 pub use upstream_request::Front;
 use upstream_request::Translation;
 
-/// The request as the client sent it.
-#[derive(Clone, Copy)]
-pub struct Inbound<'a> {
-    pub head: &'a RequestHead,
-    /// The client connection may stay open after this request.
-    pub keep_alive: bool,
-    pub deadline: Instant,
-    pub front: Front,
-    /// The request's tokens-per-minute reservation, grown as a stream
-    /// outgrows it.
-    pub reservation: Option<&'a crate::worker::Reservation>,
-}
-
-/// Runs an authenticated chat completion request through the pipeline. An
-/// `Err` means no byte of an answer has reached the client yet, so the
-/// caller can still answer with an error status.
-pub async fn chat_completions(
-    state: &CoreState,
-    key: &VirtualKey,
-    client: &mut Client,
-    inbound: Inbound<'_>,
-    body: Bytes,
-    trace: &mut Trace<'_>,
-) -> Result<RelayEnd, GatewayError> {
-    let Inbound { head, keep_alive, deadline, front, reservation } = inbound;
-    let mut body = body;
-    let mut routed = route::route(state, key, &body)?;
-    let guard = guard::for_team(state, key.team);
-    if let Some((profile, g)) = guard {
-        if let Some(redacted) = guard::check_request(profile, g, &body, &mut trace.guard_hits)? {
-            // Spans of the old body mean nothing in the new one.
-            body = redacted;
-            routed = route::route(state, key, &body)?;
-        }
-    }
-    let answer_guard = guard.map(|(_, g)| g).filter(|g| g.responses);
+/// The upstream phase: tries the route's targets in the plan's order until
+/// one answers, and relays that answer. An `Err` means no byte of an
+/// answer has reached the client yet, so the pipeline can still answer
+/// with an error status.
+pub async fn forward(ex: &mut Exchange<'_>, state: &CoreState, client: &mut Client) -> Result<RelayEnd, GatewayError> {
+    let key = ex.key()?;
+    let Exchange { head, front, keep_alive, deadline, trace, body, routed, prompt, holds, reply, .. } = ex;
+    let (head, front, keep_alive, deadline) = (&*head, *front, *keep_alive, *deadline);
+    let routed = routed.as_ref().ok_or(GatewayError::NoRoute)?;
+    let answer_guard = guard::for_team(state, key.team).map(|(_, g)| g).filter(|g| g.responses);
     let capture_guard = state.config.capture_guard.as_deref();
-    if let Some(g) = capture_guard {
-        let prompt = match guard::check_request("capture", g, &body, &mut Vec::new()) {
-            Ok(Some(redacted)) => redacted,
-            Ok(None) => body.clone(),
-            Err(_) => bytes::Bytes::from_static(b"(not captured: the body could not be read)"),
-        };
-        trace.capture = Some(Box::new(crate::record::Capture { prompt, answer: Vec::new() }));
-    }
-    trace.route = Some(routed.index);
-    trace.stream = routed.fields.stream;
     let routing = &state.config.routing;
     let breakers = &state.breakers[routed.index];
     let mut plan = Plan::new(routed.route, &state.rng);
@@ -113,7 +75,7 @@ pub async fn chat_completions(
         let target = &routed.route.targets[t];
         let upstream = &state.upstreams[target.provider];
         let (parts, translation) =
-            upstream_request::build(client, head, &body, &routed.fields, target, upstream, front)?;
+            upstream_request::build(client, head, body, &routed.fields, target, upstream, front)?;
         let attempt_started = Instant::now();
         let outcome = call::call(state, upstream, parts.as_slice(), deadline).await;
         trace.attempt(t, attempt_started, outcome.as_ref().map(|(_, r)| r.status).map_err(GatewayError::code));
@@ -138,7 +100,7 @@ pub async fn chat_completions(
                     breakers[t].success();
                 }
                 let route = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
-                let answer = Answer { request: head, front, keep_alive, deadline, route };
+                let answer = Answer { request: head, front, keep_alive, deadline, route, reply: &*reply };
                 let end = match (translation, answer_guard) {
                     // Streams are always read (token counts as they pass);
                     // JSON answers go as they come unless guarded.
@@ -151,14 +113,14 @@ pub async fn chat_completions(
                         let hits = &mut trace.guard_hits;
                         let capture = capture_guard.zip(trace.capture.as_deref_mut().map(|c| &mut c.answer));
                         let strip_usage = parts.usage_asked;
-                        let ceiling = ceiling(state, key, routed.route, target, &body);
+                        let ceiling = ceiling(state, key, routed.route, target, || prompt.tokens(body));
                         let inspect = translate::Inspect {
                             translation,
                             guard: answer_guard,
                             hits,
                             strip_usage,
                             ceiling,
-                            reservation,
+                            reservation: holds.tokens.as_ref(),
                             capture,
                         };
                         translate::relay_translated(client, &mut conn, response, &answer, inspect).await?
@@ -168,7 +130,7 @@ pub async fn chat_completions(
                     upstream.give_back(conn);
                 }
                 let mut end = end;
-                estimate_usage(&mut end, &body, target, trace);
+                estimate_usage(&mut end, || prompt.tokens(body), trace);
                 return Ok(end);
             }
             Err(e) => {
@@ -196,11 +158,10 @@ pub async fn chat_completions(
 /// went away, the upstream failed, a guardrail ended it, or the provider
 /// sent no usage. The prompt is counted from the request and the
 /// completion from the deltas that passed; the record says so.
-fn estimate_usage(end: &mut RelayEnd, body: &[u8], target: &tollgate_policy::Target, trace: &mut Trace<'_>) {
+fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut Trace<'_>) {
     if end.status >= 300 {
         return;
     }
-    let encoding = tollgate_protocol::tokens::Encoding::for_model(target.upstream_model.as_bytes());
     match &mut end.usage {
         Some(u) if end.end != crate::record::End::Completed && end.completion_counted > u.completion => {
             // A stream cut short: the provider's final count never came.
@@ -209,8 +170,8 @@ fn estimate_usage(end: &mut RelayEnd, body: &[u8], target: &tollgate_policy::Tar
         }
         Some(_) => {}
         None if end.completion_counted > 0 || end.end != crate::record::End::Completed => {
-            let prompt = tollgate_protocol::tokens::prompt_tokens(encoding, body);
-            end.usage = Some(crate::record::TokenUsage { prompt, completion: end.completion_counted, cached: 0 });
+            end.usage =
+                Some(crate::record::TokenUsage { prompt: prompt(), completion: end.completion_counted, cached: 0 });
             trace.usage_estimated = true;
         }
         None => {}
@@ -223,8 +184,8 @@ fn ceiling(
     key: &VirtualKey,
     route: &tollgate_policy::Route,
     target: &tollgate_policy::Target,
-    body: &[u8],
-) -> Option<translate::Ceiling> {
+    prompt: impl FnOnce() -> u64,
+) -> Option<stream::Ceiling> {
     let team = state.config.teams.get(key.team).map(|t| &t.budget);
     let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min();
     let output = min(team.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens);
@@ -234,8 +195,7 @@ fn ceiling(
     }
     let cost = cost.and_then(|limit| {
         let price = route.price_of(Some(target))?;
-        let encoding = tollgate_protocol::tokens::Encoding::for_model(target.upstream_model.as_bytes());
-        Some((limit, tollgate_protocol::tokens::prompt_tokens(encoding, body), price))
+        Some((limit, prompt(), price))
     });
-    Some(translate::Ceiling { output_tokens: output.unwrap_or(u64::MAX), cost })
+    Some(stream::Ceiling { output_tokens: output.unwrap_or(u64::MAX), cost })
 }

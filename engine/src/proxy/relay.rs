@@ -41,6 +41,8 @@ pub struct Answer<'a> {
     pub keep_alive: bool,
     pub deadline: Instant,
     pub route: RouteLabel<'a>,
+    /// The headers every answer to the request carries.
+    pub reply: &'a crate::respond::Reply,
 }
 
 /// How a relay ended.
@@ -115,7 +117,7 @@ fn hop_by_hop(name: &[u8]) -> bool {
 /// event stream gets an SSE error event and `[DONE]`, anything else is cut
 /// short, and the client connection closes.
 pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead, answer: &Answer<'_>) -> RelayEnd {
-    let Answer { request, keep_alive, deadline, route, front } = *answer;
+    let Answer { request, keep_alive, deadline, route, front, .. } = *answer;
     let provider = route.provider;
     let http10 = request.minor_version == 0;
     let (mut mode, framing_header): (Mode, &[u8]) = match (response.framing, http10) {
@@ -153,8 +155,8 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         s.extend_from_slice(b"\r\n");
         mode = Mode::Length(LengthDecoder::new(n));
     }
-    crate::respond::write_request_id(client.request_id, s);
-    crate::respond::write_rate(client.rate, s);
+    crate::respond::write_request_id(answer.reply.request_id, s);
+    crate::respond::write_rate(answer.reply.rate, s);
     s.extend_from_slice(b"x-tollgate-route: ");
     s.extend_from_slice(route.provider.as_bytes());
     s.extend_from_slice(b"/");
@@ -204,7 +206,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         if upstream_eof {
             // The upstream closed before the end of a framed body.
             if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
-                end_stream_with_error(client, provider, front).await;
+                end_stream_with_error(client, provider, front, answer.deadline).await;
             }
             return end;
         }
@@ -212,7 +214,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         let wait = deadline.saturating_duration_since(Instant::now());
         let Ok(res) = monoio::time::timeout(wait, iov::read_more(&mut up.stream, &mut up.buf)).await else {
             if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
-                end_stream_with_error(client, provider, front).await;
+                end_stream_with_error(client, provider, front, answer.deadline).await;
             }
             return end;
         };
@@ -282,7 +284,7 @@ fn take_body(mode: &mut Mode, up: &mut UpConn, upstream_eof: bool, client: &mut 
 /// Ends a chunked event stream whose upstream failed: an OpenAI-style
 /// error event, `[DONE]`, and the last chunk, so SDKs see a clean error
 /// rather than a hung or truncated stream.
-async fn end_stream_with_error(client: &mut Client, provider: &str, front: super::Front) {
+async fn end_stream_with_error(client: &mut Client, provider: &str, front: super::Front, deadline: Instant) {
     let mut event = bytes::BytesMut::new();
     let mut json = bytes::BytesMut::new();
     let message = format!("upstream `{provider}` failed in the middle of the stream");
@@ -306,5 +308,5 @@ async fn end_stream_with_error(client: &mut Client, provider: &str, front: super
     client.out.push(event.freeze());
     client.out.push(Bytes::from_static(CHUNK_END));
     client.out.push(Bytes::from_static(LAST_CHUNK));
-    let _ = iov::write_all_until(&mut client.stream, &mut client.out, client.deadline).await;
+    let _ = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await;
 }

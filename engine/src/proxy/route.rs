@@ -1,20 +1,13 @@
-//! Phase 2: the model decides the route and the target, and the key's team
-//! must be allowed that model.
+//! The route phase's rules ([`crate::pipeline::route`] runs it): the
+//! body's top level scanned, the model's route found with one hash probe,
+//! and the key's access to it tested with one bit.
 
-use tollgate_policy::{Route, VirtualKey};
-use tollgate_protocol::openai::{scan_request, ChatRequestFields};
+use tollgate_policy::VirtualKey;
+use tollgate_protocol::openai::scan_request;
 
 use crate::error::GatewayError;
-use crate::worker::CoreState;
-
-/// A request resolved to its route; [`super::fallback`] picks the target
-/// of each attempt.
-pub struct Routed<'s> {
-    pub fields: ChatRequestFields,
-    /// The route's index (for its breakers) and the route.
-    pub index: usize,
-    pub route: &'s Route,
-}
+use crate::pipeline::Routed;
+use crate::state::CoreState;
 
 pub fn route<'s>(state: &'s CoreState, key: &VirtualKey, body: &[u8]) -> Result<Routed<'s>, GatewayError> {
     let fields = scan_request(body).map_err(GatewayError::Body)?;

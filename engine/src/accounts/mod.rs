@@ -1,0 +1,383 @@
+//! Per-core accounting: what each team and key has spent and used, as this
+//! core must see it to enforce budgets and rate limits, and what requests
+//! in flight hold against them.
+//!
+//! A core's view of an owner is the merger's last figures (every core's
+//! hand-offs, and with a cluster tier every node's) plus this core's own
+//! counts the merger has not folded in yet: counts since the last hand-off
+//! (`unmerged`) and hand-offs the merger has not yet answered for
+//! (`in_transit`, dropped once a snapshot says it includes them). A core
+//! therefore always sees its own spend, whatever the merger's timing.
+//! On top come the estimates of requests in flight: tokens reserved
+//! against tokens-per-minute limits ([`Reservation`]) and, near a budget's
+//! end, estimated cost held as spend ([`SpendHold`]); both are released
+//! when the request's guard drops, however it ends.
+//!
+//! Everything here is one core's: `Cell`s and `RefCell`s, no lock, no
+//! atomic. Other threads reach it only through the worker, which hands
+//! counts to the merger ([`Accounts::hand_off`]) and installs the
+//! snapshots it sends back ([`Accounts::install`]).
+
+mod owner;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+
+use tollgate_policy::budget::Spend;
+use tollgate_policy::{Config, VirtualKey};
+
+pub use owner::{MinuteUse, Owner, OwnerName, Released, SpendSnapshot};
+
+/// Spend and minute use counted on this core, by owner index.
+#[derive(Default)]
+struct Counted {
+    spend: HashMap<Owner, u64>,
+    minute: HashMap<Owner, MinuteUse>,
+}
+
+impl Counted {
+    fn spend(&self, owner: Owner) -> u64 {
+        self.spend.get(&owner).copied().unwrap_or(0)
+    }
+
+    fn minute(&self, owner: Owner, minute: u64) -> MinuteUse {
+        self.minute.get(&owner).copied().unwrap_or_default().at(minute)
+    }
+}
+
+/// What one hand-off carries to the merger, with owners by name.
+#[derive(Default)]
+pub struct HandOff {
+    /// Numbers this core's hand-offs, 1 up; the merger's snapshots say the
+    /// last one they include.
+    pub seq: u64,
+    pub spend: Vec<(OwnerName, u64)>,
+    pub minute: Vec<(OwnerName, MinuteUse)>,
+    pub released: Vec<Released>,
+}
+
+/// The merger's spend figures by index into one configuration.
+#[derive(Default)]
+struct SpendView {
+    day: u64,
+    month: (i64, u32),
+    teams: Vec<Spend>,
+    keys: Vec<Spend>,
+    teams_minute: Vec<MinuteUse>,
+    keys_minute: Vec<MinuteUse>,
+    cluster_refusing: bool,
+    cluster_degraded: bool,
+    last: Option<Arc<SpendSnapshot>>,
+}
+
+impl SpendView {
+    fn rebuild(&mut self, s: Arc<SpendSnapshot>, config: &Config) {
+        let get =
+            |name: OwnerName| s.by_owner.get(&name).map_or_else(Spend::default, |&(day, month)| Spend { day, month });
+        self.teams = config.teams.iter().map(|t| get(OwnerName::Team(t.name.clone()))).collect();
+        self.keys = config.keys.all().iter().map(|k| get(OwnerName::Key(k.name.clone()))).collect();
+        let minute = |name: OwnerName| s.minute.get(&name).copied().unwrap_or_default();
+        self.teams_minute = config.teams.iter().map(|t| minute(OwnerName::Team(t.name.clone()))).collect();
+        self.keys_minute = config.keys.all().iter().map(|k| minute(OwnerName::Key(k.name.clone()))).collect();
+        self.day = s.day;
+        self.month = s.month;
+        self.cluster_refusing = s.cluster_refusing;
+        self.cluster_degraded = s.cluster_degraded;
+        self.last = Some(s);
+    }
+}
+
+/// One core's accounts. Shared by `Rc` with the guards requests hold.
+pub struct Accounts {
+    /// The worker whose hand-offs these are (its index in snapshots).
+    worker: usize,
+    /// Counted since the last hand-off.
+    unmerged: RefCell<Counted>,
+    /// Handed off, not yet in a snapshot: (hand-off number, counts).
+    in_transit: RefCell<VecDeque<(u64, Counted)>>,
+    seq: Cell<u64>,
+    /// Strict reservations ended, released in the next hand-off.
+    released: RefCell<Vec<Released>>,
+    /// Spend across all cores, from the merger, by index into this core's
+    /// configuration.
+    view: RefCell<SpendView>,
+    /// Owners warned about a soft budget threshold, and on which day.
+    soft_warned: RefCell<HashMap<Owner, u64>>,
+    /// Tokens reserved by this core's requests in flight, by owner: counted
+    /// against tokens-per-minute limits until the request ends and its
+    /// real use is counted instead.
+    reserved: PerOwner,
+    /// Estimated cost of this core's requests in flight under a nearly
+    /// spent budget, by owner: counted as spend until the request ends and
+    /// its real cost is counted instead.
+    held_spend: PerOwner,
+    /// Budget alerts for the webhook thread, when one is configured.
+    alerts: Option<mpsc::Sender<String>>,
+}
+
+impl Accounts {
+    pub fn new(worker: usize, alerts: Option<mpsc::Sender<String>>) -> Accounts {
+        Accounts {
+            worker,
+            unmerged: RefCell::default(),
+            in_transit: RefCell::default(),
+            seq: Cell::new(0),
+            released: RefCell::default(),
+            view: RefCell::default(),
+            soft_warned: RefCell::default(),
+            reserved: PerOwner::default(),
+            held_spend: PerOwner::default(),
+            alerts,
+        }
+    }
+
+    /// What `owner` has spent in the current day and month across all
+    /// cores: the merger's last figures, plus this core's spend they do
+    /// not include yet, plus the estimates held by requests in flight.
+    pub fn spend(&self, owner: Owner, now: u64) -> Spend {
+        let view = self.view.borrow();
+        let merged = match owner {
+            Owner::Team(i) => view.teams.get(i),
+            Owner::Key(i) => view.keys.get(i),
+        }
+        .copied()
+        .unwrap_or_default();
+        let day = tollgate_policy::budget::day_number(now);
+        let in_transit: u64 = self.in_transit.borrow().iter().map(|(_, c)| c.spend(owner)).sum();
+        let mine = self.unmerged.borrow().spend(owner) + in_transit + self.held_spend.get(owner);
+        Spend {
+            day: (if view.day == day { merged.day } else { 0 }).saturating_add(mine),
+            month: (if view.month == tollgate_policy::budget::year_month(day) { merged.month } else { 0 })
+                .saturating_add(mine),
+        }
+    }
+
+    /// What `owner` has used of UTC `minute` across all cores: the merger's
+    /// last figures plus this core's counts they do not include yet.
+    pub fn minute_use(&self, owner: Owner, minute: u64) -> MinuteUse {
+        let view = self.view.borrow();
+        let merged = match owner {
+            Owner::Team(i) => view.teams_minute.get(i),
+            Owner::Key(i) => view.keys_minute.get(i),
+        }
+        .copied()
+        .unwrap_or_default()
+        .at(minute);
+        let mut mine = self.unmerged.borrow().minute(owner, minute);
+        for (_, c) in self.in_transit.borrow().iter() {
+            let m = c.minute(owner, minute);
+            mine.requests += m.requests;
+            mine.tokens += m.tokens;
+        }
+        MinuteUse {
+            minute,
+            requests: merged.requests.saturating_add(mine.requests),
+            tokens: merged.tokens.saturating_add(mine.tokens),
+        }
+    }
+
+    /// Tokens this core's requests in flight have reserved for `owner`.
+    pub fn reserved(&self, owner: Owner) -> u64 {
+        self.reserved.get(owner)
+    }
+
+    /// Counts an admitted request against its team's and key's minute.
+    pub fn admit(&self, key: &VirtualKey, minute: u64) {
+        let mut u = self.unmerged.borrow_mut();
+        for owner in [Owner::Team(key.team), Owner::Key(key.index)] {
+            u.minute.entry(owner).or_default().add(MinuteUse { minute, requests: 1, tokens: 0 });
+        }
+    }
+
+    /// Counts a finished request's tokens (against the minute it started
+    /// in) and its cost, for its team and key.
+    pub fn settle(&self, key: &VirtualKey, started_minute: u64, tokens: u64, cost: u64) {
+        let mut u = self.unmerged.borrow_mut();
+        for owner in [Owner::Team(key.team), Owner::Key(key.index)] {
+            if tokens > 0 {
+                u.minute.entry(owner).or_default().add(MinuteUse { minute: started_minute, requests: 0, tokens });
+            }
+            if cost > 0 {
+                let s = u.spend.entry(owner).or_default();
+                *s = s.saturating_add(cost);
+            }
+        }
+    }
+
+    /// A strict reservation ended: it is released in the same hand-off as
+    /// the request's spend (counted just before).
+    pub fn release(&self, r: Released) {
+        self.released.borrow_mut().push(r);
+    }
+
+    /// Holds a request's estimated cost as spend of its team and key until
+    /// the returned guard drops (the request has ended and its cost is
+    /// counted).
+    pub fn hold_spend(self: &Rc<Self>, owners: [Owner; 2], amount: u64) -> SpendHold {
+        self.held_spend.add(owners, amount);
+        SpendHold { accounts: self.clone(), owners, amount }
+    }
+
+    /// Reserves a request's tokens (`prompt` counted, `output` the most it
+    /// may generate) for its team and key until the returned guard drops.
+    /// `limits` are their tokens-per-minute limits, checked as a stream
+    /// outgrows the reservation.
+    pub fn reserve(
+        self: &Rc<Self>,
+        owners: [Owner; 2],
+        limits: [Option<u64>; 2],
+        minute: u64,
+        prompt: u64,
+        output: u64,
+    ) -> Reservation {
+        let tokens = prompt.saturating_add(output);
+        self.reserved.add(owners, tokens);
+        Reservation { accounts: self.clone(), owners, limits, minute, prompt, tokens: Cell::new(tokens) }
+    }
+
+    /// Whether `owner`'s soft-threshold warning is due (once per UTC day).
+    pub fn soft_warning_due(&self, owner: Owner, now: u64) -> bool {
+        let day = tollgate_policy::budget::day_number(now);
+        self.soft_warned.borrow_mut().insert(owner, day) != Some(day)
+    }
+
+    /// Hands an alert (a JSON body) to the webhook thread, if any.
+    pub fn alert(&self, body: String) {
+        if let Some(tx) = &self.alerts {
+            let _ = tx.send(body);
+        }
+    }
+
+    /// The cluster tier is degraded and fails closed: budgets and rate
+    /// limits cannot be enforced, so the requests under them are refused.
+    pub fn cluster_refusing(&self) -> bool {
+        self.view.borrow().cluster_refusing
+    }
+
+    /// The cluster tier is degraded (enforcing with old totals, or refusing).
+    pub fn cluster_degraded(&self) -> bool {
+        self.view.borrow().cluster_degraded
+    }
+
+    /// Takes what was counted since the last hand-off, by name from
+    /// `config`, keeping it in transit until a snapshot includes it.
+    pub fn hand_off(&self, config: &Config) -> HandOff {
+        let seq = self.seq.get() + 1;
+        self.seq.set(seq);
+        let counted = std::mem::take(&mut *self.unmerged.borrow_mut());
+        let name = |owner: Owner| match owner {
+            Owner::Team(i) => Some(OwnerName::Team(config.teams.get(i)?.name.clone())),
+            Owner::Key(i) => Some(OwnerName::Key(config.keys.all().get(i)?.name.clone())),
+        };
+        let spend = counted.spend.iter().filter_map(|(&o, &v)| Some((name(o)?, v))).collect();
+        let minute = counted.minute.iter().filter_map(|(&o, &u)| Some((name(o)?, u))).collect();
+        if !counted.spend.is_empty() || !counted.minute.is_empty() {
+            self.in_transit.borrow_mut().push_back((seq, counted));
+        }
+        let released = std::mem::take(&mut *self.released.borrow_mut());
+        HandOff { seq, spend, minute, released }
+    }
+
+    /// Installs the merger's newest snapshot: hand-offs it includes leave
+    /// the in-transit counts.
+    pub fn install(&self, s: Arc<SpendSnapshot>, config: &Config) {
+        let merged = s.merged.get(self.worker).copied().unwrap_or(0);
+        self.in_transit.borrow_mut().retain(|(seq, _)| *seq > merged);
+        self.view.borrow_mut().rebuild(s, config);
+    }
+
+    /// Re-indexes the view for a new configuration (after a reload). Counts
+    /// in transit are by the old configuration's indexes: the reload
+    /// handed everything off just before, and the next snapshot (at most
+    /// a poll away) includes it, so they are dropped rather than misread.
+    pub fn reindex(&self, config: &Config) {
+        self.in_transit.borrow_mut().clear();
+        let last = self.view.borrow().last.clone();
+        if let Some(s) = last {
+            self.view.borrow_mut().rebuild(s, config);
+        }
+    }
+}
+
+/// Amounts this core's requests in flight hold, by owner (tokens reserved,
+/// or estimated spend), added as a request starts or grows and taken away
+/// when it ends.
+#[derive(Default)]
+struct PerOwner(RefCell<HashMap<Owner, u64>>);
+
+impl PerOwner {
+    fn get(&self, owner: Owner) -> u64 {
+        self.0.borrow().get(&owner).copied().unwrap_or(0)
+    }
+
+    fn add(&self, owners: [Owner; 2], amount: u64) {
+        let mut m = self.0.borrow_mut();
+        for o in owners {
+            let v = m.entry(o).or_default();
+            *v = v.saturating_add(amount);
+        }
+    }
+
+    fn sub(&self, owners: [Owner; 2], amount: u64) {
+        let mut m = self.0.borrow_mut();
+        for o in owners {
+            if let Some(v) = m.get_mut(&o) {
+                *v = v.saturating_sub(amount);
+            }
+        }
+    }
+}
+
+/// A request's estimated cost held as spend; released when it ends.
+pub struct SpendHold {
+    accounts: Rc<Accounts>,
+    owners: [Owner; 2],
+    amount: u64,
+}
+
+impl Drop for SpendHold {
+    fn drop(&mut self) {
+        self.accounts.held_spend.sub(self.owners, self.amount);
+    }
+}
+
+/// Tokens a request reserved; released when it ends, however it ends.
+pub struct Reservation {
+    accounts: Rc<Accounts>,
+    owners: [Owner; 2],
+    limits: [Option<u64>; 2],
+    minute: u64,
+    prompt: u64,
+    tokens: Cell<u64>,
+}
+
+impl Reservation {
+    /// A stream has generated `completion` tokens so far: past the
+    /// reservation, the reservation grows with it, so that its tokens count
+    /// against the limits while it streams. False when that growth crosses
+    /// a tokens-per-minute limit: this is the request that stops.
+    pub fn stream_used(&self, completion: u64) -> bool {
+        let total = self.prompt.saturating_add(completion);
+        let cur = self.tokens.get();
+        if total <= cur {
+            return true;
+        }
+        let a = &self.accounts;
+        a.reserved.add(self.owners, total - cur);
+        self.tokens.set(total);
+        self.owners.iter().zip(self.limits).all(|(&owner, limit)| {
+            limit.is_none_or(|l| a.minute_use(owner, self.minute).tokens + a.reserved(owner) <= l)
+        })
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.accounts.reserved.sub(self.owners, self.tokens.get());
+    }
+}
+
+#[cfg(test)]
+mod tests;

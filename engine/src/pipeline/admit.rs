@@ -1,0 +1,255 @@
+//! The admission phases: budgets and rate limits, before the body is read
+//! and again once the request is priced, and a strict budget's
+//! reservation in Redis.
+//!
+//! Every figure comes from the core's [`crate::accounts::Accounts`]: the
+//! merger's last totals plus this core's own counts they do not include
+//! yet, plus what requests in flight hold. The rules themselves are
+//! `tollgate_policy`'s (`budget::check`, `ratelimit::check`); these phases
+//! gather the figures, apply the rules to the key and its team, and leave
+//! what the request holds in the exchange.
+
+use tollgate_policy::team::{Budget, MicroUsd};
+use tollgate_policy::VirtualKey;
+
+use super::{Core, Exchange};
+use crate::accounts::{Owner, OwnerName};
+use crate::error::GatewayError;
+
+/// The budget phase: the key's team and the key itself must be under their
+/// hard limits, counting every core's spend as of the last merge plus this
+/// core's since.
+pub fn within_budget<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    use tollgate_policy::budget::check;
+    let key = ex.key()?;
+    let a = core.accounts;
+    if a.cluster_refusing() && limited(core, key) {
+        return Err(GatewayError::ClusterUnavailable);
+    }
+    let now = crate::unix_now().as_secs();
+    let soft = |owner: Owner, name: &dyn Fn() -> String, passed: bool, budget: &Budget, spend| {
+        // Once per owner per day per core: the warning is for people (the
+        // log, a counter, and the webhook when one is configured).
+        if passed && a.soft_warning_due(owner, now) {
+            let name = name();
+            tracing::warn!("{name} has passed the soft threshold of its budget");
+            core.stats.soft_threshold(owner);
+            a.alert(soft_alert(&name, budget, spend, now));
+        }
+    };
+    if let Some(team) = core.state.config.teams.get(key.team) {
+        let name = || format!("team \"{}\"", team.name);
+        let spend = a.spend(Owner::Team(key.team), now);
+        let passed = check(name, &team.budget, spend, 0, now).map_err(GatewayError::OverBudget)?;
+        soft(Owner::Team(key.team), &name, passed, &team.budget, spend);
+    }
+    let name = || format!("key \"{}\"", key.name);
+    let spend = a.spend(Owner::Key(key.index), now);
+    let passed = check(name, &key.budget, spend, 0, now).map_err(GatewayError::OverBudget)?;
+    soft(Owner::Key(key.index), &name, passed, &key.budget, spend);
+    Ok(())
+}
+
+/// Whether the key or its team is under a budget or a rate limit, which a
+/// fail-closed cluster tier cannot enforce while degraded.
+fn limited(core: &Core<'_>, key: &VirtualKey) -> bool {
+    use tollgate_policy::team::is_limited;
+    is_limited(&key.budget, &key.rate_limit)
+        || core.state.config.teams.get(key.team).is_some_and(|t| is_limited(&t.budget, &t.rate_limit))
+}
+
+/// The request-rate phase: the request is admitted against its team's and
+/// key's requests per minute (and tokens per minute as used so far), and
+/// counted at once.
+pub fn within_rate_limit<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    let headroom = rate_check(ex, core, 0)?;
+    ex.rate(headroom);
+    Ok(())
+}
+
+/// Requests and tokens in the current UTC minute, every core's as of the
+/// last merge plus this core's since (and its requests in flight's
+/// reservations), against the team's and the key's limits, with `reserve`
+/// tokens about to be used. With no reservation the request is admitted
+/// (counted at once). `Ok(Some(headroom))` when a limit applies: the
+/// answer's `x-ratelimit-*` headers.
+fn rate_check(
+    ex: &Exchange<'_>,
+    core: &Core<'_>,
+    reserve: u64,
+) -> Result<Option<tollgate_policy::ratelimit::Headroom>, GatewayError> {
+    use tollgate_policy::ratelimit::{check, minute_reset_secs, Headroom};
+    let key = ex.key()?;
+    let a = core.accounts;
+    let started_ms = ex.trace.started_unix_ms;
+    let minute = started_ms / 60_000;
+    let admitting = reserve == 0;
+    let mut headroom = Headroom { reset_secs: minute_reset_secs(started_ms), ..Headroom::default() };
+    let mut any = false;
+    let mut limited = |owner: Owner, name: &dyn Fn() -> String, limit: &tollgate_policy::team::RateLimit| {
+        if limit.requests_per_minute.is_none() && limit.tokens_per_minute.is_none() {
+            return Ok(());
+        }
+        any = true;
+        let used = a.minute_use(owner, minute);
+        let tokens = used.tokens.saturating_add(a.reserved(owner));
+        let result = check(name, limit, used.requests, tokens, reserve, started_ms);
+        // After this request: one more request, `reserve` more tokens.
+        headroom.tighten(limit, used.requests + u64::from(admitting), tokens.saturating_add(reserve));
+        result.map_err(GatewayError::RateLimited)
+    };
+    if let Some(team) = core.state.config.teams.get(key.team) {
+        limited(Owner::Team(key.team), &|| format!("team \"{}\"", team.name), &team.rate_limit)?;
+    }
+    limited(Owner::Key(key.index), &|| format!("key \"{}\"", key.name), &key.rate_limit)?;
+    if admitting {
+        a.admit(key, minute);
+    }
+    Ok(any.then_some(headroom))
+}
+
+/// The most a request may generate: its own `max_tokens` (or
+/// `max_completion_tokens`), else the default reserve.
+fn output_reserve(ex: &Exchange<'_>) -> u64 {
+    ex.routed.as_ref().and_then(|r| r.fields.max_tokens).unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE)
+}
+
+/// The request's estimated cost: its prompt counted, plus its `max_tokens`
+/// or the default reserve, at the price of its model's first target.
+/// `None` with no price. Made once, by whichever phase needs it first.
+pub fn estimate(ex: &Exchange<'_>) -> Option<MicroUsd> {
+    *ex.estimate.get_or_init(|| {
+        let routed = ex.routed.as_ref()?;
+        let price = routed.route.price_of(routed.route.targets.first())?;
+        let usage =
+            crate::record::TokenUsage { prompt: ex.prompt.tokens(&ex.body), completion: output_reserve(ex), cached: 0 };
+        Some(usage.cost_at(price))
+    })
+}
+
+/// The budget phase again, once the request is routed, and only when a
+/// budget is nearly spent (under a tenth left): the request's estimated
+/// cost must fit, so that a request that would cross a hard limit is
+/// refused before it is sent rather than billed past it. The estimate is
+/// then held as spend on this core until the request ends, so that
+/// requests in flight together cannot cross it either.
+pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    use tollgate_policy::budget::{check, Spend};
+    let key = ex.key()?;
+    let a = core.accounts;
+    let now = crate::unix_now().as_secs();
+    let nearly = |budget: &Budget, spend: Spend| {
+        [(budget.daily, spend.day), (budget.monthly, spend.month)]
+            .iter()
+            .any(|&(limit, spent)| limit.is_some_and(|l| l.saturating_sub(spent).saturating_mul(10) < l))
+    };
+    let team = core.state.config.teams.get(key.team);
+    let team_spend = a.spend(Owner::Team(key.team), now);
+    let key_spend = a.spend(Owner::Key(key.index), now);
+    if !(team.is_some_and(|t| nearly(&t.budget, team_spend)) || nearly(&key.budget, key_spend)) {
+        return Ok(());
+    }
+    let Some(estimate) = estimate(ex) else { return Ok(()) };
+    if let Some(t) = team {
+        check(|| format!("team \"{}\"", t.name), &t.budget, team_spend, estimate, now)
+            .map_err(GatewayError::OverBudget)?;
+    }
+    check(|| format!("key \"{}\"", key.name), &key.budget, key_spend, estimate, now)
+        .map_err(GatewayError::OverBudget)?;
+    ex.holds.spend = Some(a.hold_spend([Owner::Team(key.team), Owner::Key(key.index)], estimate));
+    Ok(())
+}
+
+/// The token phase: when the key or its team has a tokens-per-minute
+/// limit, the request reserves its prompt (counted) plus the most it may
+/// generate, so that the request that would cross the limit is the one
+/// refused.
+pub fn reserve_tokens<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    let key = ex.key()?;
+    let team_tpm = core.state.config.teams.get(key.team).and_then(|t| t.rate_limit.tokens_per_minute);
+    if team_tpm.is_none() && key.rate_limit.tokens_per_minute.is_none() {
+        return Ok(());
+    }
+    let output = output_reserve(ex);
+    let prompt = ex.prompt.tokens(&ex.body);
+    let headroom = rate_check(ex, core, prompt.saturating_add(output))?;
+    ex.rate(headroom);
+    let owners = [Owner::Team(key.team), Owner::Key(key.index)];
+    let minute = ex.trace.started_unix_ms / 60_000;
+    ex.holds.tokens =
+        Some(core.accounts.reserve(owners, [team_tpm, key.rate_limit.tokens_per_minute], minute, prompt, output));
+    Ok(())
+}
+
+/// Strict budgets (with a cluster tier): the request's estimated cost is
+/// reserved in Redis against the cluster's spend and every outstanding
+/// reservation before it is sent. The hold releases the estimate when the
+/// request ends. Without an answer from Redis, `on_stale` decides.
+pub async fn reserve_strict<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    use crate::cluster::strict::{Reserved, StrictOwner};
+    let Some(strict) = core.strict else { return Ok(()) };
+    let key = ex.key()?;
+    let team = core.state.config.teams.get(key.team).filter(|t| t.budget.strict);
+    if team.is_none() && !key.budget.strict {
+        return Ok(());
+    }
+    let mut owners = Vec::with_capacity(2);
+    if let Some(t) = team {
+        owners.push(StrictOwner::new(Owner::Team(key.team), OwnerName::Team(t.name.clone()), &t.budget));
+    }
+    if key.budget.strict {
+        owners.push(StrictOwner::new(Owner::Key(key.index), OwnerName::Key(key.name.clone()), &key.budget));
+    }
+    let now = crate::unix_now().as_secs();
+    let estimate = estimate(ex).unwrap_or(0);
+    let hold_for = core.state.config.server.timeouts.request;
+    match strict.reserve(core.accounts, &owners, estimate, hold_for, now).await {
+        Reserved::Held(hold) => {
+            ex.holds.strict = Some(hold);
+            Ok(())
+        }
+        Reserved::Refused { index, day, month } => {
+            let spend = tollgate_policy::budget::Spend { day, month };
+            let check =
+                |name: &dyn Fn() -> String, budget| tollgate_policy::budget::check(name, budget, spend, estimate, now);
+            let refused = match (owners.get(index).map(|o| o.owner), team) {
+                (Some(Owner::Team(_)), Some(t)) => check(&|| format!("team \"{}\"", t.name), &t.budget),
+                _ => check(&|| format!("key \"{}\"", key.name), &key.budget),
+            };
+            // Redis and this check apply the same rule to the same figures.
+            Err(refused.err().map_or(GatewayError::ClusterUnavailable, GatewayError::OverBudget))
+        }
+        // The hold releases whatever Redis may have reserved: at once when
+        // refusing, at the request's end when admitting.
+        Reserved::Unknown(hold, e) => {
+            tracing::debug!(error = %e, "strict budget: no answer from Redis");
+            if strict.fails_closed() {
+                drop(hold);
+                Err(GatewayError::ClusterUnavailable)
+            } else {
+                ex.holds.strict = Some(hold);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The webhook's JSON for a soft threshold passed.
+fn soft_alert(owner: &str, budget: &Budget, spend: tollgate_policy::budget::Spend, now: u64) -> String {
+    let mut out = bytes::BytesMut::new();
+    out.extend_from_slice(b"{\"event\":\"budget.soft_threshold\",\"owner\":");
+    tollgate_protocol::openai::write_json_string(&mut out, owner);
+    let opt = |v: Option<u64>| v.map_or_else(|| "null".to_string(), |v| v.to_string());
+    out.extend_from_slice(
+        format!(
+            ",\"threshold\":{},\"spent_today_micro_usd\":{},\"spent_this_month_micro_usd\":{},\"daily_limit_micro_usd\":{},\"monthly_limit_micro_usd\":{},\"ts\":{now}}}",
+            f64::from(budget.soft_threshold_permille) / 1000.0,
+            spend.day,
+            spend.month,
+            opt(budget.daily),
+            opt(budget.monthly)
+        )
+        .as_bytes(),
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}

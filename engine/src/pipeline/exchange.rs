@@ -1,0 +1,157 @@
+//! The exchange: one request and what the phases learn about it as it
+//! goes through the pipeline.
+//!
+//! A phase reads what earlier phases found here instead of finding it
+//! again: the key (in the record), the body's top-level fields scanned
+//! once, the route, the prompt counted at most once (with the model's
+//! encoding, only by the first phase that needs it), the estimated cost,
+//! the holds and reservations to release when the request ends, and the
+//! headers every answer carries. A connection makes a new exchange for
+//! each request, so nothing is reset by hand between requests.
+
+use std::cell::OnceCell;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tollgate_policy::team::MicroUsd;
+use tollgate_policy::{Route, VirtualKey};
+use tollgate_protocol::http1::{Method, RequestHead};
+use tollgate_protocol::openai::ChatRequestFields;
+use tollgate_protocol::tokens::Encoding;
+
+use crate::accounts::{Reservation, SpendHold};
+use crate::cluster::strict::StrictHold;
+use crate::error::GatewayError;
+use crate::proxy::Front;
+use crate::record::{RequestId, Trace};
+use crate::respond::Reply;
+
+/// One request on its way through the pipeline.
+pub struct Exchange<'s> {
+    pub head: RequestHead,
+    /// The API the client speaks.
+    pub front: Front,
+    /// The client connection may stay open after this request.
+    pub keep_alive: bool,
+    pub started: Instant,
+    /// The request's own time is up at this instant (`request_ms`).
+    pub deadline: Instant,
+    /// The record, filled by every phase (the key is kept there).
+    pub trace: Trace<'s>,
+    /// The body as it goes upstream: as it arrived, or redacted.
+    pub body: Bytes,
+    pub body_state: BodyState,
+    /// What the route phase found: the body's fields and the route.
+    pub routed: Option<Routed<'s>>,
+    /// The prompt's token count, made at most once.
+    pub prompt: Prompt,
+    /// The request's estimated cost, made at most once: `None` inside when
+    /// the model has no price.
+    pub estimate: OnceCell<Option<MicroUsd>>,
+    /// What the request holds against its owners until it ends.
+    pub holds: Holds,
+    /// The headers every answer to this request carries.
+    pub reply: Reply,
+}
+
+/// Whether the request's body has been read off the connection. A refusal
+/// before it is read keeps the connection only if the body is already
+/// buffered; one during the read always closes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyState {
+    Unread,
+    Read,
+    Broken,
+}
+
+/// A request resolved to its route; [`crate::proxy::fallback`] picks the
+/// target of each attempt.
+pub struct Routed<'s> {
+    pub fields: ChatRequestFields,
+    /// The route's index (for its breakers) and the route.
+    pub index: usize,
+    pub route: &'s Route,
+}
+
+/// What a request holds while it runs: tokens reserved against
+/// tokens-per-minute limits, estimated cost held as spend near a budget's
+/// end, and a strict budget's reservation in Redis. Each releases itself
+/// when dropped: the pipeline drops them right after the request's real
+/// spend is counted, so that the two meet in the same hand-off.
+#[derive(Default)]
+pub struct Holds {
+    pub tokens: Option<Reservation>,
+    pub spend: Option<SpendHold>,
+    pub strict: Option<StrictHold>,
+}
+
+/// A prompt's token count, made once, on the body as it goes upstream.
+pub struct Prompt {
+    pub encoding: Encoding,
+    tokens: OnceCell<u64>,
+}
+
+impl Prompt {
+    pub fn new(encoding: Encoding) -> Prompt {
+        Prompt { encoding, tokens: OnceCell::new() }
+    }
+
+    /// The prompt's tokens in `body` (the exchange's body: counted the
+    /// first time it is asked for, the same figure afterwards).
+    pub fn tokens(&self, body: &[u8]) -> u64 {
+        *self.tokens.get_or_init(|| tollgate_protocol::tokens::prompt_tokens(self.encoding, body))
+    }
+
+    /// Whether the prompt has been counted (for tests of "at most once").
+    pub fn counted(&self) -> bool {
+        self.tokens.get().is_some()
+    }
+}
+
+impl<'s> Exchange<'s> {
+    pub fn new(
+        head: RequestHead,
+        front: Front,
+        id: RequestId,
+        keep_alive: bool,
+        request_time: std::time::Duration,
+    ) -> Exchange<'s> {
+        let trace = Trace::new(id);
+        let started = trace.started;
+        let deadline = started + request_time;
+        let head_only = head.method == Method::Head;
+        Exchange {
+            head,
+            front,
+            keep_alive,
+            started,
+            deadline,
+            trace,
+            body: Bytes::new(),
+            body_state: BodyState::Unread,
+            routed: None,
+            prompt: Prompt::new(Encoding::O200kBase),
+            estimate: OnceCell::new(),
+            holds: Holds::default(),
+            reply: Reply { deadline, head_only, request_id: Some(id), retry_after: None, rate: None },
+        }
+    }
+
+    /// The authenticated key. Phases after `authenticate` run only once it
+    /// has succeeded; before, this is a refusal rather than a panic.
+    pub fn key(&self) -> Result<&'s VirtualKey, GatewayError> {
+        self.trace.key.ok_or(GatewayError::Auth(tollgate_policy::AuthError::Missing))
+    }
+
+    /// The route phase's findings (see [`Exchange::key`]).
+    pub fn routed(&self) -> Result<&Routed<'s>, GatewayError> {
+        self.routed.as_ref().ok_or(GatewayError::NoRoute)
+    }
+
+    /// Tightens the answer's `x-ratelimit-*` headers with a phase's figures.
+    pub fn rate(&mut self, headroom: Option<tollgate_policy::ratelimit::Headroom>) {
+        if headroom.is_some() {
+            self.reply.rate = headroom;
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The request pipeline: every phase a request to an API front
+//! (`POST /v1/chat/completions`, `POST /v1/messages`) goes through, listed
+//! in order once, in [`run`], with one exit for refusals and errors
+//! ([`finish`]).
+//!
+//! ```text
+//!  authenticate ─ within_budget ─ within_rate_limit ─ read_body ─ route ─ guard_request
+//!   ─ affordable ─ reserve_tokens ─ capture ─ reserve_strict ─ forward ─ finish
+//! ```
+//!
+//! - [`authenticate`]: the virtual key, before the body is read, so an
+//!   unknown client cannot make the gateway buffer megabytes;
+//! - [`admit::within_budget`], [`admit::within_rate_limit`]: the key's and
+//!   its team's hard budget limits and requests per minute (the request
+//!   is counted at once);
+//! - [`read_body`]: the body off the connection (no copy for a
+//!   Content-Length body);
+//! - [`route`]: the body's top level scanned once (model, stream, token
+//!   limit), the route found and the key authorized for it, before any
+//!   work that depends on the body's size (counting its prompt);
+//! - [`guard_request`]: the team's guardrail profile blocks or redacts;
+//! - [`admit::affordable`]: near a budget's end, the request's estimated
+//!   cost must fit and is held as spend while it runs;
+//! - [`admit::reserve_tokens`]: under a tokens-per-minute limit, the
+//!   prompt (counted once, with the model's encoding) plus the most the
+//!   request may generate is reserved;
+//! - [`capture`]: with body capture on, the prompt as sent, redacted;
+//! - [`admit::reserve_strict`]: a strict budget's reservation in Redis;
+//! - [`crate::proxy::forward`]: fallback over the route's targets, the
+//!   upstream request, the call and the relay of the answer (guarded,
+//!   counted, translated);
+//! - [`finish`]: the refusal or error answered, the record written, the
+//!   spend counted, and what the request held released.
+//!
+//! A phase is a function of the [`Exchange`] (what earlier phases learned)
+//! and the core ([`Core`]); none reads the socket but `read_body` and
+//! `forward`. The sans-IO phases are grouped as [`before_body`] and
+//! [`after_body`], which the in-memory benchmark (`tollgate-pipeline`)
+//! runs as they are. A new capability is a new phase in this list, or a
+//! change inside one.
+
+pub mod admit;
+pub mod exchange;
+#[cfg(test)]
+mod tests;
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tollgate_protocol::http1::{BodyFraming, ChunkedDecoder, RequestError};
+
+pub use exchange::{BodyState, Exchange, Holds, Prompt, Routed};
+
+use crate::accounts::Accounts;
+use crate::error::GatewayError;
+use crate::proxy::relay::RelayEnd;
+use crate::record::{End, Recorder};
+use crate::respond::Client;
+use crate::state::CoreState;
+use crate::stats::CoreStats;
+
+/// What a request on one core runs with besides its exchange: the state
+/// it started under, and the core's accounts, counters and recorder.
+#[derive(Clone, Copy)]
+pub struct Core<'w> {
+    pub state: &'w CoreState,
+    pub accounts: &'w Rc<Accounts>,
+    pub stats: &'w CoreStats,
+    pub recorder: &'w Recorder,
+    /// Reservations for strict budgets, with a cluster tier.
+    pub strict: Option<&'w crate::cluster::strict::Strict>,
+    /// The worker is draining: answers say `connection: close`.
+    pub draining: bool,
+}
+
+/// Runs one request through every phase; true when the connection may
+/// serve another request.
+pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, mut ex: Exchange<'s>) -> bool {
+    let result = async {
+        authenticate(&mut ex, core)?;
+        admit::within_budget(&mut ex, core)?;
+        admit::within_rate_limit(&mut ex, core)?;
+        read_body(&mut ex, core, client, buf).await?;
+        after_body(&mut ex, core)?;
+        admit::reserve_strict(&mut ex, core).await?;
+        crate::proxy::forward(&mut ex, core.state, client).await
+    }
+    .await;
+    finish(core, client, buf, ex, result).await
+}
+
+/// The phases before the body is read, in [`run`]'s order (for the
+/// in-memory benchmark, which has no connection).
+pub fn before_body<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    authenticate(ex, core)?;
+    admit::within_budget(ex, core)?;
+    admit::within_rate_limit(ex, core)
+}
+
+/// The phases between the body's read and the strict reservation, in
+/// [`run`]'s order; sans-IO.
+pub fn after_body<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    route(ex, core)?;
+    guard_request(ex, core)?;
+    admit::affordable(ex, core)?;
+    admit::reserve_tokens(ex, core)?;
+    capture(ex, core);
+    Ok(())
+}
+
+/// Who is asking. The key is looked up by its SHA-256 (see
+/// `tollgate_policy::keys`); the client's key never leaves the gateway
+/// (the upstream request drops `authorization` and `x-api-key`).
+pub fn authenticate<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    let key = crate::proxy::authenticate::authenticate(core.state, &ex.head)?;
+    ex.trace.key = Some(key);
+    Ok(())
+}
+
+/// Reads the whole request body (routing and guardrails need all of it).
+/// A Content-Length body is split off the read buffer without a copy; a
+/// chunked one is decoded (bounded by `body_bytes_max`).
+pub async fn read_body(
+    ex: &mut Exchange<'_>,
+    core: &Core<'_>,
+    client: &mut Client,
+    buf: &mut BytesMut,
+) -> Result<(), GatewayError> {
+    ex.body_state = BodyState::Broken;
+    let body = read_body_bytes(core.state, client, buf, &ex.head, ex.started).await?;
+    ex.trace.bytes_in = body.len() as u64;
+    ex.body = body;
+    ex.body_state = BodyState::Read;
+    Ok(())
+}
+
+/// The model decides the route, and the key's team must be allowed that
+/// model. The body's top level is scanned here, once; later phases read
+/// the fields from the exchange. Runs before anything that costs in
+/// proportion to the body (counting its prompt, guarding it), so that a
+/// request for a model its key may not use costs one pass.
+pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    let key = ex.key()?;
+    let routed = crate::proxy::route::route(core.state, key, &ex.body)?;
+    ex.trace.route = Some(routed.index);
+    ex.trace.stream = routed.fields.stream;
+    ex.prompt = Prompt::new(tollgate_protocol::tokens::Encoding::for_model(routed.route.name.as_bytes()));
+    ex.routed = Some(routed);
+    Ok(())
+}
+
+/// The team's guardrail profile checks the request's texts: a `block` hit
+/// refuses it; a `redact` hit replaces the body (the only copy of a body
+/// on this path), and the route's spans are found again in the new one.
+pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    let key = ex.key()?;
+    let Some((profile, g)) = crate::proxy::guard::for_team(core.state, key.team) else { return Ok(()) };
+    if let Some(redacted) = crate::proxy::guard::check_request(profile, g, &ex.body, &mut ex.trace.guard_hits)? {
+        ex.body = redacted;
+        // Spans of the old body mean nothing in the new one.
+        let routed = crate::proxy::route::route(core.state, key, &ex.body)?;
+        ex.routed = Some(routed);
+    }
+    Ok(())
+}
+
+/// With `[logging] capture_bodies`: the prompt as it goes upstream,
+/// redacted of personal data and secrets, for the record.
+pub fn capture<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) {
+    let Some(g) = core.state.config.capture_guard.as_deref() else { return };
+    let prompt = match crate::proxy::guard::check_request("capture", g, &ex.body, &mut Vec::new()) {
+        Ok(Some(redacted)) => redacted,
+        Ok(None) => ex.body.clone(),
+        Err(_) => Bytes::from_static(b"(not captured: the body could not be read)"),
+    };
+    ex.trace.capture = Some(Box::new(crate::record::Capture { prompt, answer: Vec::new() }));
+}
+
+/// The one exit: the record is written and the request counted (its spend
+/// with it); what the request held is released right after, so that the
+/// two reach the merger in the same hand-off; then a refusal or error
+/// becomes its answer. True when the connection may serve another
+/// request.
+pub async fn finish(
+    core: &Core<'_>,
+    client: &mut Client,
+    buf: &mut BytesMut,
+    ex: Exchange<'_>,
+    result: Result<RelayEnd, GatewayError>,
+) -> bool {
+    let Exchange { mut trace, holds, reply, keep_alive, head, body_state, started, .. } = ex;
+    let reusable = match result {
+        Ok(end) => {
+            trace.status = end.status;
+            trace.first_byte_micros =
+                end.first_write.map(|t| t.saturating_duration_since(started).as_micros().min(u32::MAX as u128) as u32);
+            trace.bytes_out = end.body_bytes;
+            trace.usage = end.usage;
+            trace.end = end.end;
+            settle(core, &trace);
+            drop(holds);
+            end.client_reusable
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, status = e.status(), "request failed");
+            trace.status = e.status();
+            trace.end = match e {
+                GatewayError::Guardrail { .. } | GatewayError::GuardrailUnavailable { .. } => End::Blocked,
+                _ if e.source() == crate::error::Source::Upstream => End::UpstreamFailed,
+                _ => End::Rejected,
+            };
+            settle(core, &trace);
+            drop(holds);
+            let mut reply = reply;
+            if let GatewayError::RateLimited(r) = &e {
+                reply.retry_after = Some(r.retry_after);
+            }
+            // Unread bytes of a body would be taken for the next request:
+            // the connection stays only if the whole body is buffered (and
+            // skipped), or was read.
+            let body_done = match body_state {
+                BodyState::Read => true,
+                BodyState::Broken => false,
+                BodyState::Unread => skip_buffered_body(&head.framing, buf),
+            };
+            let close = !body_done || !keep_alive || e.closes_connection();
+            client.send_error(&reply, &e, close).await && !close
+        }
+    };
+    reusable
+}
+
+/// Writes the request's record and counts it: counters, and its tokens and
+/// spend against its key and team.
+pub fn settle(core: &Core<'_>, trace: &crate::record::Trace<'_>) {
+    let config = &core.state.config;
+    let cost = trace.cost(config).unwrap_or(0);
+    core.recorder.record(trace, config);
+    core.stats.count(trace, config, cost);
+    if let Some(key) = trace.key {
+        let tokens = trace.usage.map_or(0, |u| u.prompt.saturating_add(u.completion));
+        core.accounts.settle(key, trace.started_unix_ms / 60_000, tokens, cost);
+    }
+}
+
+/// Skips a body that is already whole in the read buffer; false when some
+/// of it is still on the wire.
+fn skip_buffered_body(framing: &BodyFraming, buf: &mut BytesMut) -> bool {
+    match *framing {
+        BodyFraming::Empty => true,
+        BodyFraming::Length(n) if buf.len() as u64 >= n => {
+            let _ = buf.split_to(n as usize);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Bytes asked for per client read; a typical chat request fits in one.
+pub const READ_BYTES: usize = 16 * 1024;
+
+async fn read_body_bytes(
+    state: &CoreState,
+    client: &mut Client,
+    buf: &mut BytesMut,
+    head: &tollgate_protocol::http1::RequestHead,
+    started: Instant,
+) -> Result<Bytes, GatewayError> {
+    let max = state.config.server.body_bytes_max as u64;
+    let deadline = started + state.config.server.timeouts.body_read;
+    match head.framing {
+        BodyFraming::Empty | BodyFraming::CloseDelimited => Ok(Bytes::new()),
+        BodyFraming::Length(n) => {
+            if n > max {
+                return Err(GatewayError::Request(RequestError::BodyTooLarge));
+            }
+            let n = n as usize;
+            if head.expect_continue && buf.len() < n && !client.send_continue().await {
+                return Err(GatewayError::ClientClosed);
+            }
+            while buf.len() < n {
+                buf.reserve((n - buf.len()).min(1 << 20));
+                fill(&mut client.stream, buf, deadline).await?;
+            }
+            Ok(buf.split_to(n).freeze())
+        }
+        BodyFraming::Chunked => {
+            if head.expect_continue && buf.is_empty() && !client.send_continue().await {
+                return Err(GatewayError::ClientClosed);
+            }
+            let mut decoder = ChunkedDecoder::new();
+            let mut body = BytesMut::new();
+            loop {
+                let input = &buf[..];
+                let p = decoder.decode(input, |r| body.extend_from_slice(&input[r])).map_err(GatewayError::Request)?;
+                let _ = buf.split_to(p.consumed);
+                if body.len() as u64 > max {
+                    return Err(GatewayError::Request(RequestError::BodyTooLarge));
+                }
+                if p.done {
+                    return Ok(body.freeze());
+                }
+                buf.reserve(READ_BYTES);
+                fill(&mut client.stream, buf, deadline).await?;
+            }
+        }
+    }
+}
+
+/// One read into `buf` before `deadline`.
+async fn fill(
+    stream: &mut crate::downstream::ClientStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Result<(), GatewayError> {
+    let wait = deadline.saturating_duration_since(Instant::now()).max(std::time::Duration::from_millis(1));
+    let Ok(res) = monoio::time::timeout(wait, crate::iov::read_more(stream, buf)).await else {
+        return Err(GatewayError::BodyTimeout);
+    };
+    match res {
+        Ok(n) if n > 0 => Ok(()),
+        // An error keeps a half-received request from going upstream.
+        _ => Err(GatewayError::ClientClosed),
+    }
+}

@@ -1,0 +1,210 @@
+//! The phases with a constructed exchange and core: no socket, no runtime.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tollgate_policy::config::ProcessEnv;
+use tollgate_policy::keys::{hash_key, hex};
+use tollgate_policy::Config;
+use tollgate_protocol::http1::{HeadLimits, RequestHead};
+use tollgate_protocol::tokens::Encoding;
+
+use super::*;
+use crate::accounts::Owner;
+use crate::proxy::Front;
+use crate::record::RequestId;
+use crate::upstream::Resolved;
+
+/// A core under `teams` (TOML for `[[teams]]` named `t`, with its own
+/// keys `tg-key` of team `t` and `tg-other` of team `u`).
+struct World {
+    state: CoreState,
+    accounts: Rc<Accounts>,
+    stats: CoreStats,
+    recorder: Recorder,
+}
+
+impl World {
+    fn new(team: &str) -> World {
+        let text = format!(
+            "[[providers]]\nname = \"m\"\nkind = \"mock\"\n\
+             [[models]]\nname = \"gpt-4o\"\ntargets = [{{ provider = \"m\" }}]\n\
+             [[models]]\nname = \"gpt-4\"\ntargets = [{{ provider = \"m\" }}]\n\
+             [[models]]\nname = \"secret-model\"\ntargets = [{{ provider = \"m\" }}]\n\
+             [[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nsecrets = \"block\"\n\
+             [[teams]]\nname = \"t\"\nmodels = [\"gpt-4*\"]\n{team}\n\
+             [[teams]]\nname = \"u\"\nmodels = [\"*\"]\n\
+             [[keys]]\nname = \"k\"\nteam = \"t\"\nsha256 = \"{}\"\n\
+             [[keys]]\nname = \"o\"\nteam = \"u\"\nsha256 = \"{}\"\n",
+            hex(&hash_key(b"tg-key")),
+            hex(&hash_key(b"tg-other")),
+        );
+        let config = Config::parse("pipeline.toml", &text, &ProcessEnv).expect("config");
+        let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots: None }];
+        World {
+            state: CoreState::build(Arc::new(config), &resolved, None, None),
+            accounts: Rc::new(Accounts::new(0, None)),
+            stats: CoreStats::default(),
+            recorder: Recorder::new(0, None),
+        }
+    }
+
+    fn core(&self) -> Core<'_> {
+        Core {
+            state: &self.state,
+            accounts: &self.accounts,
+            stats: &self.stats,
+            recorder: &self.recorder,
+            strict: None,
+            draining: false,
+        }
+    }
+}
+
+fn exchange<'s>(key: &str, body: &str) -> Exchange<'s> {
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let limits = HeadLimits { head_bytes_max: 16 * 1024, uri_bytes_max: 8 * 1024 };
+    let head = RequestHead::parse(Bytes::from(head), &limits).expect("head");
+    let id = RequestId { epoch: 1, worker: 0, seq: 1 };
+    let mut ex = Exchange::new(head, Front::OpenAi, id, true, Duration::from_secs(60));
+    ex.body = Bytes::from(body.to_string());
+    ex.body_state = BodyState::Read;
+    ex
+}
+
+fn admit<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    before_body(ex, core)?;
+    after_body(ex, core)
+}
+
+const PROSE: &str = r#"{"model":"gpt-4o","max_tokens":50,"messages":[{"role":"user","content":"Summarise the quarterly report for the finance team."}]}"#;
+
+#[test]
+fn an_unknown_or_missing_key_is_refused_before_anything_else() {
+    let w = World::new("");
+    let core = w.core();
+    let mut ex = exchange("tg-nobody", PROSE);
+    assert!(matches!(before_body(&mut ex, &core), Err(GatewayError::Auth(_))));
+    assert!(ex.trace.key.is_none());
+    let mut ex = exchange("tg-key", PROSE);
+    before_body(&mut ex, &core).expect("admitted");
+    assert_eq!(ex.trace.key.map(|k| k.name.as_str()), Some("k"));
+}
+
+#[test]
+fn a_model_the_key_may_not_use_is_refused_before_its_prompt_is_counted() {
+    let w = World::new("rate_limit = { tokens_per_minute = 100 }");
+    let core = w.core();
+    // 60 KB of prompt under a 100-token limit: counting it would refuse it
+    // 429; routing refuses it first, without counting.
+    let big =
+        format!(r#"{{"model":"secret-model","messages":[{{"role":"user","content":"{}"}}]}}"#, "word ".repeat(12_000));
+    let mut ex = exchange("tg-key", &big);
+    assert!(matches!(admit(&mut ex, &core), Err(GatewayError::ModelNotAllowed { .. })));
+    assert!(!ex.prompt.counted());
+    let mut ex = exchange("tg-key", &big.replace("secret-model", "no-such-model"));
+    assert!(matches!(admit(&mut ex, &core), Err(GatewayError::UnknownModel(_))));
+    assert!(!ex.prompt.counted());
+}
+
+#[test]
+fn the_prompt_is_counted_once_with_the_model_encoding_and_reserved_with_top_level_max_tokens() {
+    let w = World::new("rate_limit = { tokens_per_minute = 1000000 }");
+    let core = w.core();
+    // gpt-4 counts in cl100k; a tool's `max_tokens` property is not the
+    // request's limit.
+    let body = r#"{"model":"gpt-4","max_tokens":77,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"max_tokens":{"type":"integer","default":5}}}}}],"messages":[{"role":"user","content":"日本語のテキストと English prose."}]}"#;
+    let mut ex = exchange("tg-key", body);
+    admit(&mut ex, &core).expect("admitted");
+    assert!(ex.prompt.counted());
+    assert_eq!(ex.prompt.encoding, Encoding::for_model(b"gpt-4"));
+    let prompt = tollgate_protocol::tokens::prompt_tokens(Encoding::for_model(b"gpt-4"), body.as_bytes());
+    assert_eq!(ex.prompt.tokens(b"ignored: counted already"), prompt);
+    assert_eq!(w.accounts.reserved(Owner::Team(0)), prompt + 77);
+    // The reservation is the exchange's: it goes when the request ends.
+    drop(ex);
+    assert_eq!(w.accounts.reserved(Owner::Team(0)), 0);
+}
+
+#[test]
+fn requests_per_minute_refuse_the_request_past_the_limit_with_its_headroom() {
+    let w = World::new("rate_limit = { requests_per_minute = 2 }");
+    let core = w.core();
+    for left in [1, 0] {
+        let mut ex = exchange("tg-key", PROSE);
+        admit(&mut ex, &core).expect("within the limit");
+        let rate = ex.reply.rate.expect("x-ratelimit headers");
+        assert_eq!(rate.requests, Some((2, left)));
+    }
+    let mut ex = exchange("tg-key", PROSE);
+    assert!(matches!(before_body(&mut ex, &core), Err(GatewayError::RateLimited(_))));
+    // Another team's key is not limited by this one's.
+    let mut ex = exchange("tg-other", &PROSE.replace("gpt-4o", "secret-model"));
+    admit(&mut ex, &core).expect("another team");
+}
+
+#[test]
+fn a_spent_budget_refuses_and_a_nearly_spent_one_holds_the_estimate() {
+    // gpt-4o at $2.50 in, $10.00 out: 50 output tokens cost 500 µ$.
+    let w = World::new("budget = { daily_usd = 0.001 }");
+    let core = w.core();
+    let key = &w.state.config.keys.all()[0];
+    let now_minute = crate::unix_now().as_secs() / 60;
+    w.accounts.settle(key, now_minute, 0, 950);
+    let mut ex = exchange("tg-key", PROSE);
+    assert!(
+        matches!(admit(&mut ex, &core), Err(GatewayError::OverBudget(_))),
+        "950 of 1,000 µ$ spent: a request estimated at 500+ does not fit"
+    );
+    let w = World::new("budget = { daily_usd = 1.0 }");
+    let core = w.core();
+    w.accounts.settle(&w.state.config.keys.all()[0], now_minute, 0, 950_000);
+    let mut ex = exchange("tg-key", PROSE);
+    admit(&mut ex, &core).expect("fits");
+    let estimate = admit::estimate(&ex).expect("priced");
+    assert!(estimate >= 500, "{estimate}");
+    let held = w.accounts.spend(Owner::Team(0), crate::unix_now().as_secs()).day;
+    assert_eq!(held, 950_000 + estimate, "held as spend while the request runs");
+}
+
+#[test]
+fn the_request_guard_blocks_secrets_and_redacts_personal_data_then_routes_the_new_body() {
+    let w = World::new("guardrails = \"g\"");
+    let core = w.core();
+    let secret = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"my key is sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh"}]}"#;
+    let mut ex = exchange("tg-key", secret);
+    assert!(matches!(admit(&mut ex, &core), Err(GatewayError::Guardrail { .. })));
+    let pii = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"write to bob@example.com"}],"stream":true}"#;
+    let mut ex = exchange("tg-key", pii);
+    admit(&mut ex, &core).expect("redacted, not blocked");
+    assert!(!ex.body.windows(15).any(|w| w == b"bob@example.com"), "{:?}", ex.body);
+    let routed = ex.routed().expect("routed");
+    assert_eq!(routed.fields.model.get(&ex.body), b"gpt-4o", "spans of the new body");
+    assert!(routed.fields.stream);
+    assert_eq!(ex.trace.guard_hits.len(), 1);
+}
+
+#[test]
+fn settling_counts_the_spend_on_the_core_before_the_holds_go() {
+    let w = World::new("rate_limit = { tokens_per_minute = 1000000 }");
+    let core = w.core();
+    let mut ex = exchange("tg-key", PROSE);
+    admit(&mut ex, &core).expect("admitted");
+    ex.trace.served_by = Some(0);
+    ex.trace.status = 200;
+    ex.trace.usage = Some(crate::record::TokenUsage { prompt: 1_000, completion: 100, cached: 0 });
+    settle(&core, &ex.trace);
+    let now = crate::unix_now().as_secs();
+    // gpt-4o: 1,000 x 2.5 + 100 x 10 micro-dollars.
+    assert_eq!(w.accounts.spend(Owner::Key(0), now).day, 3_500);
+    let minute = ex.trace.started_unix_ms / 60_000;
+    assert_eq!(w.accounts.minute_use(Owner::Team(0), minute).tokens, 1_100);
+    assert!(w.accounts.reserved(Owner::Team(0)) > 0, "still held until the exchange ends");
+    drop(ex);
+    assert_eq!(w.accounts.reserved(Owner::Team(0)), 0);
+}

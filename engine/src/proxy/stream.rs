@@ -1,0 +1,418 @@
+//! The stream relay's logic, sans-IO: upstream bytes in, the client's
+//! events out. Each SSE event is counted (its delta's tokens, as
+//! generated), checked against the request's ceilings and its
+//! tokens-per-minute reservation, passed through the answer guard (which
+//! holds back text that might still become a finding), captured, and
+//! translated into the client's API.
+//!
+//! Where the stream stands is one [`Flow`]: streaming, or stopped by the
+//! gateway (a guardrail blocked it, a ceiling capped it), or failed (the
+//! upstream broke off or sent what cannot be read), or done. Every change
+//! of flow goes through [`StreamRelay::stop`], where the first reason to
+//! stop wins; [`StreamRelay::end_of_read`] writes the stream's ending for
+//! whichever flow it ended in. [`super::translate`] does the IO around it,
+//! and the in-memory benchmark drives it directly.
+
+use bytes::{Bytes, BytesMut};
+use tollgate_protocol::anthropic::{self, StreamTranslator};
+use tollgate_protocol::sse::SseParser;
+use tollgate_protocol::tokens::Encoding;
+
+use super::guard::{EventGuard, Recorded};
+use super::relay::RouteLabel;
+use super::upstream_request::Translation;
+use super::Front;
+use crate::accounts::Reservation;
+use crate::record::{End, TokenUsage};
+
+/// One SSE event from the upstream may be at most this big.
+const EVENT_BYTES_MAX: usize = 1024 * 1024;
+
+/// Ceilings on one request's output tokens and cost: a stream that crosses
+/// one is ended as if the model had reached `max_tokens`.
+#[derive(Clone, Copy, Debug)]
+pub struct Ceiling {
+    pub output_tokens: u64,
+    /// (limit in micro-dollars, prompt tokens, the model's price)
+    pub cost: Option<(u64, u64, tollgate_policy::config::Price)>,
+}
+
+impl Ceiling {
+    pub fn crossed(&self, completion: u64) -> bool {
+        completion > self.output_tokens
+            || self.cost.is_some_and(|(limit, prompt, price)| {
+                TokenUsage { prompt, completion, cached: 0 }.cost_at(price) > limit
+            })
+    }
+}
+
+/// What a stream goes through besides translation.
+pub struct StreamStages<'a, 'g> {
+    /// The answer guard, and where its hits go (the request record).
+    pub guard: Option<(EventGuard<'g>, &'a mut Vec<Recorded>)>,
+    pub ceiling: Option<Ceiling>,
+    /// Grown as the stream generates past it; a stream that crosses a
+    /// tokens-per-minute limit is ended there.
+    pub reservation: Option<&'a Reservation>,
+    /// With `[logging] capture_bodies`: the guard that redacts, and where
+    /// the answer's text goes.
+    pub capture: Option<(&'g tollgate_policy::guard::Guard, &'a mut Vec<u8>)>,
+}
+
+/// A stream translator for either direction, or none (the events of a
+/// guarded stream in the client's own format).
+pub enum Stream {
+    ToOpenAi(StreamTranslator),
+    ToAnthropic(anthropic::front::FrontStream),
+    Identity { front: Front, done: bool, usage: Option<TokenUsage>, strip_usage: bool },
+}
+
+impl Stream {
+    /// The translator for an answer in `translation`'s direction; with no
+    /// translation, `strip_usage` keeps the usage chunk the gateway asked
+    /// for from the client.
+    pub fn new(translation: Translation, front: Front, strip_usage: bool) -> Stream {
+        match translation {
+            Translation::ToAnthropic(_) => Stream::ToAnthropic(anthropic::front::FrontStream::new()),
+            Translation::ToOpenAi(info) => {
+                Stream::ToOpenAi(StreamTranslator::new(crate::unix_now().as_secs(), info.include_usage))
+            }
+            Translation::None => Stream::Identity { front, done: false, usage: None, strip_usage },
+        }
+    }
+
+    fn event(&mut self, ev: &tollgate_protocol::sse::SseEvent, out: &mut BytesMut) -> Result<(), ()> {
+        match self {
+            Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
+            Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
+            Stream::Identity { done, usage, strip_usage, .. } => {
+                let found = tollgate_protocol::openai::find_usage(&ev.data);
+                if let Some((prompt, completion, cached)) = found {
+                    *usage = Some(TokenUsage { prompt, completion, cached });
+                }
+                // The usage chunk the gateway asked for carries no choice.
+                let asked_for =
+                    *strip_usage && found.is_some() && memchr::memmem::find(&ev.data, b"\"choices\":[]").is_some();
+                if !asked_for {
+                    tollgate_protocol::sse::write_event(out, ev.event.as_deref(), &ev.data);
+                }
+                *done |= &ev.data[..] == b"[DONE]" || ev.event.as_deref() == Some(b"message_stop");
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) {
+        match self {
+            Stream::ToOpenAi(t) => t.finish(out),
+            Stream::ToAnthropic(t) => t.finish(out),
+            Stream::Identity { done, .. } => *done = true,
+        }
+    }
+
+    fn finished(&self) -> bool {
+        match self {
+            Stream::ToOpenAi(t) => t.finished(),
+            Stream::ToAnthropic(t) => t.finished(),
+            Stream::Identity { done, .. } => *done,
+        }
+    }
+
+    /// Ends the stream the gateway stops: a guardrail withheld the rest
+    /// (`capped` false), or a request ceiling was reached.
+    fn stop(&mut self, model: &str, capped: bool, out: &mut BytesMut) {
+        let front = match self {
+            Stream::ToOpenAi(_) => Front::OpenAi,
+            Stream::ToAnthropic(_) => Front::Anthropic,
+            Stream::Identity { front, .. } => *front,
+        };
+        match (front, capped) {
+            (Front::OpenAi, false) => {
+                tollgate_protocol::openai::write_stream_end(out, model, crate::unix_now().as_secs(), "content_filter")
+            }
+            (Front::OpenAi, true) => {
+                tollgate_protocol::openai::write_stream_end(out, model, crate::unix_now().as_secs(), "length")
+            }
+            (Front::Anthropic, false) => anthropic::front::write_stream_end(out, "refusal"),
+            (Front::Anthropic, true) => anthropic::front::write_stream_end(out, "max_tokens"),
+        }
+        self.finish(&mut BytesMut::new());
+    }
+
+    fn usage(&self) -> Option<TokenUsage> {
+        match self {
+            Stream::Identity { usage, .. } => *usage,
+            Stream::ToOpenAi(t) => Some(anthropic_usage(t.usage())).filter(|u| u.prompt + u.completion > 0),
+            Stream::ToAnthropic(t) => {
+                let (prompt, completion, cached) = t.usage();
+                Some(TokenUsage { prompt, completion, cached }).filter(|u| u.prompt + u.completion > 0)
+            }
+        }
+    }
+
+    /// An error event in the client's format, ending the stream.
+    fn fail(&mut self, provider: &str, out: &mut BytesMut) {
+        let message = format!("upstream `{provider}` failed in the middle of the stream");
+        let mut json = BytesMut::new();
+        let openai = match self {
+            Stream::ToOpenAi(_) => true,
+            Stream::ToAnthropic(_) => false,
+            Stream::Identity { front, .. } => *front == Front::OpenAi,
+        };
+        match openai {
+            true => {
+                // An OpenAI-style error event, then [DONE]: SDKs see an
+                // error instead of a stream that simply stops.
+                tollgate_protocol::openai::write_error_body(
+                    &mut json,
+                    &message,
+                    "server_error",
+                    "upstream_stream_error",
+                );
+                tollgate_protocol::sse::write_event(out, None, &json);
+                out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
+            }
+            false => {
+                json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
+                tollgate_protocol::openai::write_json_string(&mut json, &message);
+                json.extend_from_slice(b"}}");
+                tollgate_protocol::sse::write_event(out, Some(b"error"), &json);
+            }
+        }
+    }
+}
+
+/// Where a stream stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Events pass as they come.
+    Streaming,
+    /// A guardrail withheld the rest: what it held is dropped, the stream
+    /// ends with `content_filter` (`refusal` for Anthropic clients).
+    Blocked,
+    /// A request ceiling or a tokens-per-minute limit was reached: the
+    /// event that crossed it is the first not passed on, and the stream
+    /// ends with `length` (`max_tokens`).
+    Capped,
+    /// The upstream broke off, or sent what cannot be read or translated:
+    /// the stream ends with an error event.
+    Failed,
+    /// The upstream's stream ended (or the client's API's final event
+    /// passed) with nothing stopping it.
+    Done,
+}
+
+/// A stream's relay state: the translator, the stages, the SSE parser and
+/// the flow.
+pub struct StreamRelay<'a, 'g> {
+    translator: Stream,
+    stages: StreamStages<'a, 'g>,
+    parser: SseParser,
+    /// Events the guard released, waiting for translation.
+    passed: Vec<tollgate_protocol::sse::SseEvent>,
+    encoding: Encoding,
+    route: RouteLabel<'a>,
+    flow: Flow,
+    /// Completion tokens counted in the deltas so far.
+    pub completion_counted: u64,
+}
+
+impl<'a, 'g> StreamRelay<'a, 'g> {
+    pub fn new(translator: Stream, stages: StreamStages<'a, 'g>, route: RouteLabel<'a>) -> StreamRelay<'a, 'g> {
+        StreamRelay {
+            translator,
+            stages,
+            parser: SseParser::new(EVENT_BYTES_MAX),
+            passed: Vec::new(),
+            encoding: Encoding::for_model(route.model.as_bytes()),
+            route,
+            flow: Flow::Streaming,
+            completion_counted: 0,
+        }
+    }
+
+    pub fn flow(&self) -> Flow {
+        self.flow
+    }
+
+    /// The one transition out of streaming: the first reason to stop wins.
+    /// (A guard's last release, when the upstream ends after a cap, may
+    /// still block: what it held came before the cap.)
+    fn stop(&mut self, why: Flow) {
+        if self.flow == Flow::Streaming || (self.flow == Flow::Capped && why == Flow::Blocked) {
+            self.flow = why;
+        }
+    }
+
+    /// The upstream broke off (a read failed or timed out).
+    pub fn upstream_failed(&mut self) {
+        self.stop(Flow::Failed);
+    }
+
+    /// Takes one piece of the upstream's decoded body; what the client gets
+    /// of it is appended to `out`.
+    pub fn feed(&mut self, piece: Bytes, out: &mut BytesMut) {
+        self.parser.push(piece);
+        loop {
+            let ev = match self.parser.next_event() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return,
+                Err(_) => {
+                    self.stop(Flow::Failed);
+                    return;
+                }
+            };
+            if self.flow != Flow::Streaming {
+                // Stopped: the rest of the upstream's events are read and
+                // dropped.
+                continue;
+            }
+            // Counted as generated, whatever reaches the client.
+            self.completion_counted += delta_tokens(self.encoding, &ev.data);
+            let counted = self.completion_counted;
+            // The event that crosses a request ceiling is the first one
+            // not passed on.
+            let within_limits = self.stages.reservation.is_none_or(|r| r.stream_used(counted));
+            if !within_limits || self.stages.ceiling.is_some_and(|c| c.crossed(counted)) {
+                self.stop(Flow::Capped);
+                continue;
+            }
+            // Guarded text is held back and released in events of the
+            // same shape before translation.
+            match self.stages.guard.as_mut() {
+                None => self.passed.push(ev),
+                Some((g, _)) => {
+                    if g.event(ev, &mut self.passed).is_err() {
+                        self.stop(Flow::Blocked);
+                    }
+                }
+            }
+            self.translate_passed(out);
+        }
+    }
+
+    /// Translates what the guard released (everything, with no guard).
+    fn translate_passed(&mut self, out: &mut BytesMut) {
+        for ev in self.passed.drain(..) {
+            if let Some((_, answer)) = self.stages.capture.as_mut() {
+                delta_text(&ev.data, answer);
+            }
+            if self.translator.event(&ev, out).is_err() && self.flow == Flow::Streaming {
+                self.flow = Flow::Failed;
+            }
+        }
+    }
+
+    /// After each upstream read (`upstream_done`: the body has ended):
+    /// releases what the guard still holds when the upstream is done, and
+    /// writes the stream's ending once it is over. True when it is over.
+    pub fn end_of_read(&mut self, upstream_done: bool, out: &mut BytesMut) -> bool {
+        let guard_may_release = matches!(self.flow, Flow::Streaming | Flow::Capped);
+        if upstream_done && guard_may_release && !self.translator.finished() {
+            if let Some((g, _)) = self.stages.guard.as_mut() {
+                if g.finish(&mut self.passed).is_err() {
+                    self.stop(Flow::Blocked);
+                }
+                for ev in self.passed.drain(..) {
+                    let _ = self.translator.event(&ev, out);
+                }
+            }
+        }
+        let over = upstream_done || self.flow != Flow::Streaming || self.translator.finished();
+        if !over {
+            return false;
+        }
+        if !self.translator.finished() {
+            match self.flow {
+                Flow::Blocked => self.translator.stop(self.route.model, false, out),
+                Flow::Capped => self.translator.stop(self.route.model, true, out),
+                Flow::Failed => self.translator.fail(self.route.provider, out),
+                Flow::Streaming | Flow::Done => self.translator.finish(out),
+            }
+        }
+        if self.flow == Flow::Streaming {
+            self.flow = Flow::Done;
+        }
+        true
+    }
+
+    /// The provider's usage, as far as the stream has carried it.
+    pub fn usage(&self) -> Option<TokenUsage> {
+        self.translator.usage()
+    }
+
+    /// How the stream ended, for the record.
+    pub fn end(&self) -> End {
+        match self.flow {
+            Flow::Failed => End::UpstreamFailed,
+            Flow::Blocked => End::Blocked,
+            Flow::Capped => End::Capped,
+            Flow::Streaming | Flow::Done => End::Completed,
+        }
+    }
+
+    /// Files the guard's hits and redacts the captured text, once the
+    /// stream is over (or the client has gone).
+    pub fn close(self) {
+        let StreamStages { guard, capture, .. } = self.stages;
+        if let Some((mut g, hits)) = guard {
+            g.record(hits);
+        }
+        if let Some((g, answer)) = capture {
+            redact_text(g, answer);
+        }
+    }
+}
+
+/// The keys of the text a stream event carries (OpenAI `content` and
+/// tool-call `arguments`, Anthropic `text` and `partial_json`, reasoning).
+const DELTA_TEXT: &[&[u8]] = &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"reasoning_content"];
+
+/// Appends the texts of one stream event to a capture, up to its bound.
+fn delta_text(data: &[u8], answer: &mut Vec<u8>) {
+    let _ = tollgate_protocol::json::string_values(data, |key, v| {
+        if DELTA_TEXT.contains(&key) && answer.len() < crate::record::CAPTURE_BYTES_MAX {
+            let _ = tollgate_protocol::json::unescape(&data[v.raw.clone()], answer);
+        }
+    });
+    answer.truncate(crate::record::CAPTURE_BYTES_MAX);
+}
+
+/// Redacts a captured stream's text in place.
+fn redact_text(g: &tollgate_policy::guard::Guard, text: &mut Vec<u8>) {
+    let mut findings = tollgate_policy::guard::Findings::default();
+    g.scan(text, tollgate_policy::guard::Direction::Response, true, &mut findings);
+    findings.file(0);
+    if findings.redacts() {
+        let mut out = Vec::with_capacity(text.len());
+        tollgate_policy::guard::redact(text, 0, findings.all.iter().map(|(_, h)| h), &mut out);
+        *text = out;
+    }
+}
+
+/// Tokens in the texts one stream event carries (OpenAI `content` and
+/// tool-call `arguments`, Anthropic `text` and `partial_json`, reasoning),
+/// counted delta by delta: an estimate, as BPE across piece boundaries is.
+fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, data: &[u8]) -> u64 {
+    let mut n = 0;
+    let mut scratch = Vec::new();
+    let _ = tollgate_protocol::json::string_values(data, |key, v| {
+        if !DELTA_TEXT.contains(&key) || v.raw.is_empty() {
+            return;
+        }
+        let raw = &data[v.raw.clone()];
+        let text = if v.escaped {
+            scratch.clear();
+            let _ = tollgate_protocol::json::unescape(raw, &mut scratch);
+            &scratch[..]
+        } else {
+            raw
+        };
+        n += encoding.count_bytes(text);
+    });
+    n
+}
+
+pub(super) fn anthropic_usage(u: anthropic::Usage) -> TokenUsage {
+    TokenUsage { prompt: u.input + u.cache_read + u.cache_write, completion: u.output, cached: u.cache_read }
+}

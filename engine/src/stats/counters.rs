@@ -1,0 +1,226 @@
+//! What one core counts for the metrics: requests, tokens and cost by
+//! (team, model, provider, status), latency histograms, guardrail hits and
+//! soft budget thresholds, in `RefCell`s (one thread, no atomics), taken as
+//! a [`Delta`] with names resolved at each hand-off.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use hdrhistogram::Histogram;
+use tollgate_policy::Config;
+
+use crate::accounts::{HandOff, MinuteUse, Owner, OwnerName, Released};
+use crate::record::{End, Trace};
+
+/// Counts for one (team, model, status).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub tokens_in: u64,
+    pub tokens_out: u64,
+    pub cost_micro_usd: u64,
+}
+
+impl Counts {
+    pub(super) fn add(&mut self, o: &Counts) {
+        self.requests += o.requests;
+        self.tokens_in += o.tokens_in;
+        self.tokens_out += o.tokens_out;
+        self.cost_micro_usd += o.cost_micro_usd;
+    }
+}
+
+/// Latency is recorded in microseconds, 1 µs to 1 hour.
+pub(super) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static bounds")
+}
+
+/// What one core counted since its last hand-off. Keys are indexes into
+/// the core's configuration (`usize::MAX`: none), resolved to names only at
+/// hand-off.
+pub struct CoreStats {
+    /// By (team, model, provider that served, status).
+    counts: RefCell<HashMap<(usize, usize, usize, u16), Counts>>,
+    total: RefCell<Histogram<u64>>,
+    upstream: RefCell<Histogram<u64>>,
+    ttft: RefCell<Histogram<u64>>,
+    gateway: RefCell<Histogram<u64>>,
+    /// Guardrail hits by team, rule, action and direction.
+    guard: RefCell<HashMap<GuardKey, u64>>,
+    /// Budget soft thresholds passed, by owner.
+    soft: RefCell<HashMap<Owner, u64>>,
+}
+
+type GuardKey =
+    (usize, tollgate_policy::guard::Rule, tollgate_policy::guard::Action, tollgate_policy::guard::Direction);
+
+/// A budget's daily and monthly limits.
+pub type DayMonth = (Option<u64>, Option<u64>);
+
+/// A guardrail hit count's labels: team, rule, action, direction.
+pub type GuardLabels = (String, String, &'static str, &'static str);
+
+impl Default for CoreStats {
+    fn default() -> Self {
+        CoreStats {
+            counts: RefCell::new(HashMap::new()),
+            total: RefCell::new(histogram()),
+            upstream: RefCell::new(histogram()),
+            ttft: RefCell::new(histogram()),
+            gateway: RefCell::new(histogram()),
+            guard: RefCell::new(HashMap::new()),
+            soft: RefCell::new(HashMap::new()),
+        }
+    }
+}
+
+/// A core's counts with names, as the merger receives them.
+pub struct Delta {
+    pub worker: usize,
+    /// The core's hand-off number ([`HandOff::seq`]).
+    pub seq: u64,
+    pub counts: Vec<(String, String, String, u16, Counts)>,
+    pub spend: Vec<(OwnerName, u64)>,
+    pub minute: Vec<(OwnerName, MinuteUse)>,
+    pub total: Histogram<u64>,
+    pub upstream: Histogram<u64>,
+    pub ttft: Histogram<u64>,
+    pub gateway: Histogram<u64>,
+    pub connections: u64,
+    pub in_flight: u64,
+    pub guard: Vec<(GuardLabels, u64)>,
+    pub soft: Vec<(OwnerName, u64)>,
+    /// This core's circuit breakers: (model, provider, upstream model) and
+    /// state (0 closed, 1 open, 2 half-open).
+    pub breakers: Vec<((String, String, String), u8)>,
+    /// Budget limits by owner (day, month), from this core's configuration.
+    /// Only in the first hand-off under a configuration: limits change
+    /// with reloads, not every 100 ms.
+    pub limits: Option<Vec<(OwnerName, DayMonth)>>,
+    /// Owners under a budget or rate limit, whose cluster totals the node
+    /// reads; sent with `limits`.
+    pub watch: Option<Vec<OwnerName>>,
+    /// Strict reservations ended (pushed to the cluster; nothing else).
+    pub released: Vec<Released>,
+}
+
+/// What a core says about itself in a hand-off besides its counts.
+pub struct CoreFigures {
+    pub worker: usize,
+    pub connections: usize,
+    pub in_flight: usize,
+    /// Its circuit breakers: (model, provider, upstream model) and state
+    /// (0 closed, 1 open, 2 half-open).
+    pub breakers: Vec<((String, String, String), u8)>,
+}
+
+impl CoreStats {
+    /// Counts a finished request (the same facts as its record), `cost` its
+    /// cost in micro-dollars.
+    pub fn count(&self, trace: &Trace<'_>, config: &Config, cost: u64) {
+        let team = trace.key.map_or(usize::MAX, |k| k.team);
+        let model = trace.route.unwrap_or(usize::MAX);
+        let mut c = Counts { requests: 1, cost_micro_usd: cost, ..Counts::default() };
+        if let Some(u) = trace.usage {
+            c.tokens_in = u.prompt;
+            c.tokens_out = u.completion;
+        }
+        let provider = trace
+            .served_by
+            .and_then(|t| config.routes.all().get(model)?.targets.get(t as usize))
+            .map_or(usize::MAX, |t| t.provider);
+        self.counts.borrow_mut().entry((team, model, provider, trace.status)).or_default().add(&c);
+        if !trace.guard_hits.is_empty() {
+            let mut g = self.guard.borrow_mut();
+            for r in &trace.guard_hits {
+                *g.entry((team, r.hit.rule, r.hit.action, r.direction)).or_default() += 1;
+            }
+        }
+        let micros = trace.started.elapsed().as_micros() as u64;
+        self.total.borrow_mut().saturating_record(micros.max(1));
+        if trace.served_by.is_some() && trace.end != End::Rejected {
+            self.upstream.borrow_mut().saturating_record((trace.upstream_micros as u64).max(1));
+        }
+        if let Some(first) = trace.first_byte_micros {
+            self.ttft.borrow_mut().saturating_record((first as u64).max(1));
+        }
+        if let Some(added) = trace.gateway_micros() {
+            self.gateway.borrow_mut().saturating_record((added as u64).max(1));
+        }
+    }
+
+    /// Counts a budget's soft threshold passed.
+    pub fn soft_threshold(&self, owner: Owner) {
+        *self.soft.borrow_mut().entry(owner).or_default() += 1;
+    }
+
+    /// Takes the counts so far, with names from `config`, and this core's
+    /// accounts' hand-off; with `limits`, the budget limits of `config`
+    /// too.
+    pub fn take(&self, config: &Config, core: CoreFigures, accounts: HandOff, limits: bool) -> Delta {
+        let name = |i: usize, names: &dyn Fn(usize) -> Option<String>| names(i).unwrap_or_else(|| "-".to_string());
+        let team = |i: usize| config.teams.get(i).map(|t| t.name.clone());
+        let model = |i: usize| config.routes.all().get(i).map(|r| r.name.clone());
+        let provider = |i: usize| config.providers.get(i).map(|p| p.name.clone());
+        let counts = self
+            .counts
+            .borrow_mut()
+            .drain()
+            .map(|((t, m, p, s), c)| (name(t, &team), name(m, &model), name(p, &provider), s, c))
+            .collect();
+        let owner_name = |owner: Owner| match owner {
+            Owner::Team(i) => Some(OwnerName::Team(config.teams.get(i)?.name.clone())),
+            Owner::Key(i) => Some(OwnerName::Key(config.keys.all().get(i)?.name.clone())),
+        };
+        let soft = self.soft.borrow_mut().drain().filter_map(|(o, n)| Some((owner_name(o)?, n))).collect();
+        let take = |h: &RefCell<Histogram<u64>>| std::mem::replace(&mut *h.borrow_mut(), histogram());
+        let guard = self
+            .guard
+            .borrow_mut()
+            .drain()
+            .map(|((t, rule, action, direction), n)| {
+                let direction = match direction {
+                    tollgate_policy::guard::Direction::Request => "request",
+                    tollgate_policy::guard::Direction::Response => "response",
+                };
+                ((name(t, &team), rule.to_string(), action.as_str(), direction), n)
+            })
+            .collect();
+        let limited = |b: &tollgate_policy::team::Budget| b.daily.is_some() || b.monthly.is_some();
+        let limits = limits.then(|| {
+            config
+                .teams
+                .iter()
+                .filter(|t| limited(&t.budget))
+                .map(|t| (OwnerName::Team(t.name.clone()), (t.budget.daily, t.budget.monthly)))
+                .chain(
+                    config
+                        .keys
+                        .all()
+                        .iter()
+                        .filter(|k| limited(&k.budget))
+                        .map(|k| (OwnerName::Key(k.name.clone()), (k.budget.daily, k.budget.monthly))),
+                )
+                .collect()
+        });
+        Delta {
+            worker: core.worker,
+            seq: accounts.seq,
+            breakers: core.breakers,
+            watch: limits.as_ref().map(|_| crate::cluster::watched(config)),
+            limits,
+            counts,
+            spend: accounts.spend,
+            minute: accounts.minute,
+            total: take(&self.total),
+            upstream: take(&self.upstream),
+            ttft: take(&self.ttft),
+            gateway: take(&self.gateway),
+            connections: core.connections as u64,
+            in_flight: core.in_flight as u64,
+            guard,
+            soft,
+            released: accounts.released,
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The merged totals rendered for people and scrapers: the Prometheus
+//! text format (`/metrics`) and the dashboard's JSON (`/admin/stats`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+
+use super::counters::Counts;
+use super::totals::Totals;
+
+impl Totals {
+    /// The live dashboard's numbers (`GET /admin/stats`): totals, by team,
+    /// latency percentiles and guardrail hits, as one JSON object.
+    pub fn dashboard_json(&self, now_ms: u64) -> String {
+        let mut out = bytes::BytesMut::new();
+        let mut teams: BTreeMap<&str, (Counts, u64)> = BTreeMap::new();
+        let (mut requests, mut errors, mut cost) = (0, 0, 0);
+        for ((team, _, _, status), c) in &self.counts {
+            let t = teams.entry(team).or_default();
+            t.0.add(c);
+            if *status >= 400 {
+                t.1 += c.requests;
+                errors += c.requests;
+            }
+            requests += c.requests;
+            cost += c.cost_micro_usd;
+        }
+        let ms = |q: f64| {
+            if self.total.is_empty() {
+                0.0
+            } else {
+                self.total.value_at_quantile(q) as f64 / 1000.0
+            }
+        };
+        let in_flight: u64 = self.workers.values().map(|(_, f)| f).sum();
+        out.extend_from_slice(
+            format!(
+                "{{\"ts_ms\":{now_ms},\"requests\":{requests},\"errors\":{errors},\"cost_usd\":{},\"latency_ms\":{{\"p50\":{:.3},\"p95\":{:.3},\"p99\":{:.3}}},\"in_flight\":{in_flight},\"teams\":[",
+                cost as f64 / 1e6,
+                ms(0.50),
+                ms(0.95),
+                ms(0.99)
+            )
+            .as_bytes(),
+        );
+        for (i, (team, (c, errors))) in teams.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b",");
+            }
+            out.extend_from_slice(b"{\"team\":");
+            tollgate_protocol::openai::write_json_string(&mut out, team);
+            out.extend_from_slice(
+                format!(
+                    ",\"requests\":{},\"errors\":{errors},\"tokens_in\":{},\"tokens_out\":{},\"cost_usd\":{}}}",
+                    c.requests,
+                    c.tokens_in,
+                    c.tokens_out,
+                    c.cost_micro_usd as f64 / 1e6
+                )
+                .as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"],\"guardrails\":[");
+        let mut hits: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for ((_, rule, action, _), n) in &self.guard {
+            *hits.entry((rule, action)).or_default() += n;
+        }
+        for (i, ((rule, action), n)) in hits.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b",");
+            }
+            out.extend_from_slice(format!("{{\"rule\":\"{rule}\",\"action\":\"{action}\",\"hits\":{n}}}").as_bytes());
+        }
+        out.extend_from_slice(b"]}");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        out.push_str("# HELP tollgate_requests_total Requests answered, by team, model, provider and status.\n# TYPE tollgate_requests_total counter\n");
+        for ((team, model, provider, status), c) in &self.counts {
+            let _ = writeln!(
+                out,
+                "tollgate_requests_total{{team=\"{}\",model=\"{}\",provider=\"{}\",status=\"{status}\"}} {}",
+                label(team),
+                label(model),
+                label(provider),
+                c.requests
+            );
+        }
+        let mut by_tm: BTreeMap<(&str, &str, &str), Counts> = BTreeMap::new();
+        for ((team, model, provider, _), c) in &self.counts {
+            by_tm.entry((team, model, provider)).or_default().add(c);
+        }
+        out.push_str("# HELP tollgate_tokens_total Tokens as providers reported them, by team, model and direction.\n# TYPE tollgate_tokens_total counter\n");
+        for ((team, model, provider), c) in &by_tm {
+            for (direction, n) in [("in", c.tokens_in), ("out", c.tokens_out)] {
+                let _ = writeln!(
+                    out,
+                    "tollgate_tokens_total{{team=\"{}\",model=\"{}\",provider=\"{}\",direction=\"{direction}\"}} {n}",
+                    label(team),
+                    label(model),
+                    label(provider)
+                );
+            }
+        }
+        out.push_str("# HELP tollgate_cost_usd_total Cost at configured prices, by team and model.\n# TYPE tollgate_cost_usd_total counter\n");
+        for ((team, model, provider), c) in &by_tm {
+            let _ = writeln!(
+                out,
+                "tollgate_cost_usd_total{{team=\"{}\",model=\"{}\",provider=\"{}\"}} {}",
+                label(team),
+                label(model),
+                label(provider),
+                c.cost_micro_usd as f64 / 1e6
+            );
+        }
+        out.push_str("# HELP tollgate_budget_soft_threshold_total Budget soft thresholds passed (once per owner, day and core).\n# TYPE tollgate_budget_soft_threshold_total counter\n");
+        for (owner, n) in &self.soft {
+            let (kind, name) = owner.label();
+            let _ = writeln!(out, "tollgate_budget_soft_threshold_total{{{kind}=\"{}\"}} {n}", label(name));
+        }
+        // Each family's samples follow its own TYPE line.
+        for (family, help, spent_not_limit) in [
+            ("tollgate_budget_spent_usd", "Spend in the current UTC day and month, by owner.", true),
+            ("tollgate_budget_limit_usd", "Hard budget limits, by owner.", false),
+        ] {
+            let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} gauge");
+            for (owner, (day, month)) in &self.limits {
+                let (kind, name) = owner.label();
+                let (spent_day, spent_month) = self.spend.by_owner.get(owner).copied().unwrap_or((0, 0));
+                for (window, limit, spent) in [("day", day, spent_day), ("month", month, spent_month)] {
+                    if let Some(limit) = limit {
+                        let value = if spent_not_limit { spent } else { *limit };
+                        let _ = writeln!(
+                            out,
+                            "{family}{{{kind}=\"{}\",window=\"{window}\"}} {}",
+                            label(name),
+                            value as f64 / 1e6
+                        );
+                    }
+                }
+            }
+        }
+        out.push_str("# HELP tollgate_breaker_state Circuit breaker per target and worker: 0 closed, 1 open, 2 half-open.\n# TYPE tollgate_breaker_state gauge\n");
+        for ((model, provider, target, worker), s) in &self.breakers {
+            let _ = writeln!(
+                out,
+                "tollgate_breaker_state{{model=\"{}\",provider=\"{}\",target=\"{}\",worker=\"{worker}\"}} {s}",
+                label(model),
+                label(provider),
+                label(target)
+            );
+        }
+        out.push_str("# HELP tollgate_guardrail_hits_total Guardrail hits, by team, rule, action and direction.\n# TYPE tollgate_guardrail_hits_total counter\n");
+        for ((team, rule, action, direction), n) in &self.guard {
+            let _ = writeln!(
+                out,
+                "tollgate_guardrail_hits_total{{team=\"{}\",rule=\"{rule}\",action=\"{action}\",in=\"{direction}\"}} {n}",
+                label(team)
+            );
+        }
+        if let Some(c) = &self.cluster {
+            let node = label(&c.node_id);
+            let now_ms = crate::unix_now().as_millis() as u64;
+            let age = c.last_sync_unix_ms.map_or(-1.0, |t| now_ms.saturating_sub(t) as f64 / 1000.0);
+            let _ = write!(
+                out,
+                "# HELP tollgate_cluster_degraded 1 when the cluster tier has had no good exchange with Redis for stale_after_ms.\n# TYPE tollgate_cluster_degraded gauge\ntollgate_cluster_degraded{{node=\"{node}\"}} {}\n\
+                 # HELP tollgate_cluster_sync_age_seconds Age of the cluster totals this node enforces (-1: never synced).\n# TYPE tollgate_cluster_sync_age_seconds gauge\ntollgate_cluster_sync_age_seconds{{node=\"{node}\"}} {age}\n\
+                 # HELP tollgate_cluster_exchanges_total Push-and-read exchanges with Redis, by result.\n# TYPE tollgate_cluster_exchanges_total counter\ntollgate_cluster_exchanges_total{{node=\"{node}\",result=\"ok\"}} {}\ntollgate_cluster_exchanges_total{{node=\"{node}\",result=\"failed\"}} {}\n\
+                 # HELP tollgate_cluster_unpushed_counters Counters gathered and not yet acknowledged by Redis.\n# TYPE tollgate_cluster_unpushed_counters gauge\ntollgate_cluster_unpushed_counters{{node=\"{node}\"}} {}\n",
+                u8::from(c.degraded),
+                c.exchanges_ok,
+                c.exchanges_failed,
+                c.unpushed
+            );
+        }
+        histogram_text(
+            &mut out,
+            "tollgate_request_duration_seconds",
+            "Time from request head to the end of the answer.",
+            &self.total,
+        );
+        histogram_text(
+            &mut out,
+            "tollgate_upstream_duration_seconds",
+            "Time from sending upstream to the answer's head.",
+            &self.upstream,
+        );
+        histogram_text(
+            &mut out,
+            "tollgate_time_to_first_byte_seconds",
+            "Time from the request's head to the answer's first bytes on the client's socket (first token, for streams).",
+            &self.ttft,
+        );
+        histogram_text(
+            &mut out,
+            "tollgate_gateway_added_seconds",
+            "Time the gateway added before the client's first byte: time to first byte less the upstream's time to its answer's head.",
+            &self.gateway,
+        );
+        out.push_str("# HELP tollgate_worker_connections Open client connections per worker.\n# TYPE tollgate_worker_connections gauge\n");
+        for (w, (c, _)) in &self.workers {
+            let _ = writeln!(out, "tollgate_worker_connections{{worker=\"{w}\"}} {c}");
+        }
+        out.push_str(
+            "# HELP tollgate_worker_in_flight Requests in flight per worker.\n# TYPE tollgate_worker_in_flight gauge\n",
+        );
+        for (w, (_, f)) in &self.workers {
+            let _ = writeln!(out, "tollgate_worker_in_flight{{worker=\"{w}\"}} {f}");
+        }
+        out
+    }
+}
+
+/// Bucket bounds in seconds: from 250 µs to 60 s.
+const BUCKETS: &[f64] =
+    &[0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+fn histogram_text(out: &mut String, name: &str, help: &str, h: &Histogram<u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for le in BUCKETS {
+        let count = h.count_between(0, (le * 1e6) as u64);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.len());
+    let sum: f64 =
+        h.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum::<f64>() / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", h.len());
+}
