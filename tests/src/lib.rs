@@ -548,11 +548,8 @@ impl Redis {
             .spawn()
             .expect("spawn redis-server");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.cli(&["PING"]) != "PONG" {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let what = format!("redis-server to answer PING on port {}", self.port);
+        wait_until(Duration::from_secs(10), &what, || self.cli(&["PING"]) == "PONG");
     }
 
     /// SIGKILL: gone at once, as in a crash.
@@ -614,4 +611,99 @@ impl Drop for Redis {
 pub fn metric(gw: &Proc, sample: &str) -> Option<f64> {
     let text = one_request(gw.admin.expect("admin listener"), &get("/metrics")).text();
     text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `GET /admin/stats` on the admin listener: the dashboard's numbers
+/// (`requests`, `errors`, `in_flight`, ...) as the merger has them.
+pub fn admin_stats(gw: &Proc) -> serde_json::Value {
+    one_request(gw.admin.expect("admin listener"), b"GET /admin/stats HTTP/1.1\r\nHost: admin\r\n\r\n").json()
+}
+
+/// How often [`holds_within`] and [`wait_until`] look again.
+const POLL_EVERY: Duration = Duration::from_millis(5);
+
+/// Polls `cond` every few milliseconds until it holds: true then, false
+/// once `limit` has passed without it (for a caller that reports what it
+/// saw in its own words).
+pub fn holds_within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// Polls `cond` every few milliseconds until it holds, and fails the test
+/// naming `what` if `limit` passes first. Tests wait this way for what
+/// they need (a port, a record, a metric, a log line) instead of sleeping
+/// for a guess at how long it takes.
+pub fn wait_until(limit: Duration, what: &str, cond: impl FnMut() -> bool) {
+    assert!(holds_within(limit, cond), "timed out after {limit:?} waiting for {what}");
+}
+
+/// The worker that answered, from the `x-request-id` the gateway puts on
+/// every answer (`tg-{epoch}-{worker}-{seq}`).
+pub fn worker_of(r: &Response) -> usize {
+    let id = r.header("x-request-id").unwrap_or_else(|| panic!("no x-request-id: {:?}", r.headers));
+    let mut parts = id.rsplit('-');
+    let _seq = parts.next();
+    parts.next().and_then(|w| w.parse().ok()).unwrap_or_else(|| panic!("no worker in x-request-id {id:?}"))
+}
+
+/// Sends `raw` on fresh connections (which the kernel spreads over the
+/// workers' listeners) until each of the gateway's `workers` has answered
+/// it once in a way `seen` accepts; fails the test naming `what` after
+/// `limit`. For what only grows (a day's spend, a minute's requests, a
+/// reload applied), one such answer from a worker means that worker has
+/// caught up.
+pub fn wait_every_worker(
+    gw: &Proc,
+    workers: usize,
+    limit: Duration,
+    what: &str,
+    raw: &[u8],
+    mut seen: impl FnMut(&Response) -> bool,
+) {
+    let mut caught_up = vec![false; workers];
+    let all = holds_within(limit, || {
+        let r = one_request(gw.addr, raw);
+        if seen(&r) {
+            let w = worker_of(&r);
+            assert!(w < workers, "worker {w} answered; the gateway was started with {workers}");
+            caught_up[w] = true;
+        }
+        caught_up.iter().all(|&c| c)
+    });
+    assert!(all, "timed out after {limit:?} waiting for every worker to {what}; caught up: {caught_up:?}");
+}
+
+/// A key of team `e2e` that is itself never admitted.
+pub const PROBE_KEY: &str = "tg-probe-0123456789abcdef";
+
+/// The `[[keys]]` table of [`PROBE_KEY`], to append to a configuration:
+/// a second key of team `e2e` whose own `limits` refuse everything
+/// (`budget = { daily_usd = 0.0 }` or `rate_limit = { requests_per_minute
+/// = 0 }`). The team is checked before the key, so a request with it is
+/// refused naming the team once the worker that answers sees the team at
+/// its limit, and naming the key until then; either way nothing is
+/// admitted, spent or sent upstream. It shows what each worker sees
+/// without changing it.
+pub fn probe_key(limits: &str) -> String {
+    format!("\n[[keys]]\nname = \"probe\"\nteam = \"e2e\"\nsha256 = \"{}\"\n{limits}\n", key_hash(PROBE_KEY))
+}
+
+/// A chat completion request with [`PROBE_KEY`].
+pub fn probe_request() -> Vec<u8> {
+    chat_request_with_key(SMALL_CHAT, &format!("Authorization: Bearer {PROBE_KEY}\r\n"))
+}
+
+/// Whether `r` refuses a request naming team `e2e` (for a probe: the
+/// worker that answered sees the team at its limit).
+pub fn refused_for_team(r: &Response) -> bool {
+    r.status == 429 && r.json()["error"]["message"].as_str().is_some_and(|m| m.starts_with("team \"e2e\" "))
 }

@@ -205,11 +205,7 @@ fn reload_by_admin_and_sighup_swaps_keys_and_refuses_bad_files() {
     // SIGHUP: remove the key again.
     std::fs::write(&path, &base).unwrap();
     gw.signal(libc::SIGHUP);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while admin_config(&gw)["generation"] != 3 {
-        assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(10), "SIGHUP to reload (generation 3)", || admin_config(&gw)["generation"] == 3);
     assert_eq!(chat_as(gw.addr, "Authorization: Bearer tg-new\r\n", "gpt-4o-mini").status, 401);
 }
 
@@ -244,11 +240,20 @@ fn reload_under_load_fails_no_request_and_applies_on_every_worker() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let served_now = || served.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(10), "the load to be under way", || served_now() >= 64);
     for round in 0..6 {
-        std::fs::write(&path, if round % 2 == 0 { &with_k2 } else { &with_k1 }).unwrap();
+        let (config, added) = if round % 2 == 0 { (&with_k2, "tg-k2") } else { (&with_k1, "tg-k1") };
+        std::fs::write(&path, config).unwrap();
+        let before = served_now();
         assert_eq!(admin_reload(&gw).status, 200);
-        std::thread::sleep(Duration::from_millis(100));
+        // The new configuration reaches both workers (each accepts the key
+        // it added), and serves the load for a while before the next one.
+        let probe = chat_request_with_key(SMALL_CHAT, &format!("Authorization: Bearer {added}\r\n"));
+        wait_every_worker(&gw, 2, Duration::from_secs(10), "accept the reloaded key", &probe, |r| r.status == 200);
+        wait_until(Duration::from_secs(10), "load served under the reloaded configuration", || {
+            served_now() >= before + 100
+        });
     }
     stop.store(true, Ordering::Relaxed);
     for c in clients {

@@ -5,6 +5,16 @@ use std::time::Duration;
 
 use tollgate_e2e::*;
 
+/// Team `e2e`'s spend today as the merger has it.
+const SPENT_TODAY: &str = "tollgate_budget_spent_usd{team=\"e2e\",window=\"day\"}";
+
+/// Waits until the merger has counted spend for team `e2e`.
+fn wait_for_merged_spend(gw: &Proc) {
+    wait_until(Duration::from_secs(5), "team e2e's spend in the merged totals", || {
+        metric(gw, SPENT_TODAY).is_some_and(|usd| usd > 0.0)
+    });
+}
+
 #[test]
 fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
     let mock = start_mock(&[]);
@@ -13,11 +23,19 @@ fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
     let config = priced(config_for(mock.addr, 2, "")).replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.01 }",
-    );
+    ) + &probe_key("budget = { daily_usd = 0.0 }");
     let gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200, "under budget at first");
-    // One merge interval (100 ms) and a margin for the workers' 10 ms poll.
-    std::thread::sleep(Duration::from_millis(300));
+    // The spend reaches every worker (one merge interval, then each
+    // worker's poll): each refuses the probe key for the team's budget.
+    wait_every_worker(
+        &gw,
+        2,
+        Duration::from_secs(10),
+        "see the team's budget spent",
+        &probe_request(),
+        refused_for_team,
+    );
     for _ in 0..40 {
         let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
         assert_eq!(r.status, 429, "{}", r.text());
@@ -41,7 +59,7 @@ fn a_refusal_for_budget_is_recorded() {
     );
     let mut gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_merged_spend(&gw);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 429);
     gw.signal(libc::SIGTERM);
     gw.wait_exit(Duration::from_secs(10)).expect("exits");
@@ -61,21 +79,30 @@ fn a_team_at_its_requests_per_minute_is_refused_with_retry_after() {
     // Minute windows: start early in a minute so the test does not straddle one.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     if now.as_secs() % 60 > 50 {
+        // Waits for the clock itself (the next minute), computed, not guessed.
         std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
     }
     let mock = start_mock(&[]);
     let config = config_for(mock.addr, 2, "").replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nrate_limit = { requests_per_minute = 5 }",
-    );
+    ) + &probe_key("rate_limit = { requests_per_minute = 0 }");
     let gw = start_gateway(&config, &[], &[]);
     let mut ok = 0;
     for _ in 0..5 {
         ok += usize::from(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status == 200);
-        // Let each admission reach the merger, so both workers see it.
-        std::thread::sleep(Duration::from_millis(150));
     }
     assert_eq!(ok, 5);
+    // Every admission reaches the merger and both workers see all five:
+    // each refuses the probe key for the team's limit.
+    wait_every_worker(
+        &gw,
+        2,
+        Duration::from_secs(10),
+        "see the team's five requests",
+        &probe_request(),
+        refused_for_team,
+    );
     for _ in 0..20 {
         let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
         assert_eq!(r.status, 429, "{}", r.text());
@@ -116,6 +143,7 @@ fn spend_survives_a_restart_through_the_ledger() {
 fn tokens_are_reserved_before_sending_and_limits_are_in_the_headers() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     if now.as_secs() % 60 > 50 {
+        // Waits for the clock itself (the next minute), computed, not guessed.
         std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
     }
     let mock = start_mock(&[]);
@@ -189,7 +217,7 @@ fn a_soft_threshold_passed_is_posted_to_the_webhook_and_counted() {
         );
     let gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_merged_spend(&gw);
     // Over the soft threshold, under the hard limit: served, and alerted.
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
     hook.set_nonblocking(false).unwrap();
@@ -211,15 +239,12 @@ fn a_soft_threshold_passed_is_posted_to_the_webhook_and_counted() {
     assert_eq!(body["daily_limit_micro_usd"], 1_000_000);
     assert!(body["spent_today_micro_usd"].as_u64().unwrap() >= 10_000);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let metrics = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").text();
-        if metrics.contains("tollgate_budget_soft_threshold_total{team=\"e2e\"} 1") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{metrics}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut metrics = String::new();
+    let counted = holds_within(Duration::from_secs(5), || {
+        metrics = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").text();
+        metrics.contains("tollgate_budget_soft_threshold_total{team=\"e2e\"} 1")
+    });
+    assert!(counted, "{metrics}");
 }
 
 /// Load spread over both workers passes a requests-per-minute limit by at
@@ -231,6 +256,7 @@ fn a_soft_threshold_passed_is_posted_to_the_webhook_and_counted() {
 fn spread_load_passes_a_limit_by_no_more_than_the_documented_bound() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     if now.as_secs() % 60 > 45 {
+        // Waits for the clock itself (the next minute), computed, not guessed.
         std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
     }
     let mock = start_mock(&[]);
@@ -252,6 +278,7 @@ fn spread_load_passes_a_limit_by_no_more_than_the_documented_bound() {
                         let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
                         sent += 1;
                         ok += u64::from(r.status == 200);
+                        // The load's pacing, not a wait for a condition.
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     (ok, sent)
@@ -274,6 +301,7 @@ fn spread_load_passes_a_limit_by_no_more_than_the_documented_bound() {
 fn a_stream_that_crosses_tokens_per_minute_is_the_one_that_stops() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     if now.as_secs() % 60 > 50 {
+        // Waits for the clock itself (the next minute), computed, not guessed.
         std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
     }
     let mock = start_mock(&["--reply-words", "400", "--chunks", "100"]);
@@ -311,7 +339,7 @@ fn near_its_limit_a_request_that_would_cross_it_is_refused_before_sending() {
     );
     let gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_merged_spend(&gw);
     let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.error_code(), "budget_exceeded");
@@ -339,7 +367,10 @@ fn requests_in_flight_near_the_limit_hold_their_estimates() {
     let body = r#"{"model":"gpt-4o-mini","max_tokens":9,"messages":[{"role":"user","content":"Say hello"}]}"#;
     let mut slow = Client::connect(gw.addr);
     slow.send(&chat_request(body, "x-mock-latency-ms: 1000\r\n"));
-    std::thread::sleep(Duration::from_millis(300));
+    // It is admitted, holding its estimate, and waiting on the upstream.
+    wait_until(Duration::from_secs(5), "the first request in flight", || {
+        metric(&gw, "tollgate_worker_in_flight{worker=\"0\"}") == Some(1.0)
+    });
     let r = one_request(gw.addr, &chat_request(body, ""));
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.error_code(), "budget_exceeded");

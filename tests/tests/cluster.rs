@@ -67,6 +67,9 @@ fn until_refused(gws: &[Proc], body: &str, pause: Duration) -> Vec<(usize, Durat
                             429 => {
                                 assert_eq!(r.error_code(), "budget_exceeded", "{}", r.text());
                                 refused += 1;
+                                // Pacing the scenario asks for (a strict
+                                // budget's refusal may be an interval early),
+                                // not a wait for a condition.
                                 std::thread::sleep(pause);
                             }
                             s => panic!("status {s}: {}", r.text()),
@@ -84,17 +87,6 @@ fn chat(gw: &Proc) -> Response {
     one_request(gw.addr, &chat_request(SMALL_CHAT, ""))
 }
 
-fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    ok()
-}
-
 /// Sum of the nodes' own spend equals the cluster's total: nothing lost,
 /// nothing counted twice.
 fn converged(redis: &Redis, nodes: &[Proc]) -> bool {
@@ -108,16 +100,29 @@ fn a_team_budget_is_refused_on_every_node_once_the_cluster_total_reaches_it() {
     let mock = start_mock(&[]);
     // About $0.02 a request: some 25 requests in all fit, not 25 per node.
     let limit = 500_000u64;
-    let gws = nodes(&mock, &redis, "budget = { daily_usd = 0.5 }", "");
+    // With a probe key, which shows what each worker sees without spending.
+    let probe = probe_key("budget = { daily_usd = 0.0 }");
+    let gws: Vec<Proc> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let config = node_config(&mock, &redis, n, "budget = { daily_usd = 0.5 }", "");
+            start_gateway(&config.replace("\n[cluster]", &format!("{probe}\n[cluster]")), &[], &[])
+        })
+        .collect();
     let admitted = until_refused(&gws, SMALL_CHAT, Duration::ZERO);
     let total: usize = admitted.iter().map(|a| a.0).sum();
-    std::thread::sleep(LAG);
+    // Every worker of every node sees the cluster total (the probe key is
+    // refused for the team's budget, not its own).
+    for (gw, node) in gws.iter().zip(["a", "b", "c"]) {
+        let what = format!("see the team's budget spent on node {node}");
+        wait_every_worker(gw, 2, Duration::from_secs(10), &what, &probe_request(), refused_for_team);
+    }
     for gw in &gws {
         for _ in 0..3 {
             assert_eq!(chat(gw).status, 429, "every node refuses once the cluster total is reached");
         }
     }
-    assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)), "totals converge");
+    assert!(holds_within(Duration::from_secs(3), || converged(&redis, &gws)), "totals converge");
     let spent = cluster_spend(&redis);
     let per_request = spent / total as u64;
     // The documented bound: each node may admit what its clients send in
@@ -147,12 +152,14 @@ fn spaced_requests_spend_one_budget_across_nodes() {
         if statuses.len() >= 6 && statuses[statuses.len() - 6..].iter().all(|&s| s == 429) {
             break;
         }
+        // The scenario: requests spaced beyond the propagation lag, not a
+        // wait for a condition.
         std::thread::sleep(LAG + Duration::from_millis(100));
     }
     let admitted = statuses.iter().filter(|&&s| s == 200).count();
     let first_refusal = statuses.iter().position(|&s| s == 429).expect("refused in the end");
     assert_eq!(first_refusal, admitted, "nothing admitted after the first refusal: {statuses:?}");
-    assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)));
+    assert!(holds_within(Duration::from_secs(3), || converged(&redis, &gws)));
     let spent = cluster_spend(&redis);
     let per_request = spent / admitted as u64;
     assert!(spent <= limit + per_request, "at most the request that crossed: {spent} of {limit}");
@@ -165,6 +172,7 @@ fn a_rate_limit_holds_across_nodes() {
     // Minute windows: do not straddle one.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     if now.as_secs() % 60 > 40 {
+        // Waits for the clock itself (the next minute), computed, not guessed.
         std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
     }
     let mock = start_mock(&[]);
@@ -178,6 +186,8 @@ fn a_rate_limit_holds_across_nodes() {
             assert_eq!(r.error_code(), "rate_limit_exceeded");
         }
         statuses.push(r.status);
+        // The scenario: requests spaced beyond the propagation lag, not a
+        // wait for a condition.
         std::thread::sleep(LAG + Duration::from_millis(100));
     }
     assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429, 429, 429, 429], "six per minute across three nodes");
@@ -191,30 +201,35 @@ fn redis_down_keeps_every_node_serving_and_totals_converge_when_it_returns() {
     for gw in &gws {
         assert_eq!(chat(gw).status, 200);
     }
-    assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)));
+    assert!(holds_within(Duration::from_secs(3), || converged(&redis, &gws)));
     redis.kill();
     // Serving goes on, at once and after the view goes stale.
-    for round in 0..3 {
-        for gw in &gws {
-            assert_eq!(chat(gw).status, 200, "round {round}");
-        }
-        std::thread::sleep(Duration::from_millis(300));
+    for gw in &gws {
+        assert_eq!(chat(gw).status, 200, "at once");
     }
     for (gw, node) in gws.iter().zip(["a", "b", "c"]) {
         let sample = format!("tollgate_cluster_degraded{{node=\"{node}\"}}");
-        assert!(wait_until(Duration::from_secs(3), || metric(gw, &sample) == Some(1.0)), "degraded is reported");
-        let ready = one_request(gw.addr, &get("/readyz"));
+        assert!(holds_within(Duration::from_secs(3), || metric(gw, &sample) == Some(1.0)), "degraded is reported");
+        // The workers take the merger's word on their next poll.
+        let mut ready = one_request(gw.addr, &get("/readyz"));
+        holds_within(Duration::from_secs(2), || {
+            ready = one_request(gw.addr, &get("/readyz"));
+            ready.text().contains("\"cluster\":\"degraded\"")
+        });
         assert_eq!((ready.status, ready.text().contains("\"cluster\":\"degraded\"")), (200, true), "{}", ready.text());
+    }
+    for gw in &gws {
+        assert_eq!(chat(gw).status, 200, "once the view is stale");
     }
     redis.restart();
     assert!(
-        wait_until(Duration::from_secs(5), || converged(&redis, &gws)),
+        holds_within(Duration::from_secs(5), || converged(&redis, &gws)),
         "cluster {} vs nodes {:?}",
         cluster_spend(&redis),
         gws.iter().map(node_spend).collect::<Vec<_>>()
     );
     for gw in &gws {
-        assert!(wait_until(Duration::from_secs(2), || one_request(gw.addr, &get("/readyz")).text()
+        assert!(holds_within(Duration::from_secs(2), || one_request(gw.addr, &get("/readyz")).text()
             == "{\"status\":\"ready\"}"));
     }
 }
@@ -227,7 +242,7 @@ fn a_push_retried_after_a_time_out_is_counted_once() {
     for gw in &gws {
         assert_eq!(chat(gw).status, 200);
     }
-    assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)));
+    assert!(holds_within(Duration::from_secs(3), || converged(&redis, &gws)));
     // A hung Redis still accepts connections and commands into its socket
     // buffers; every node's push times out and is sent again, several
     // times, and Redis runs every copy once it wakes.
@@ -235,17 +250,22 @@ fn a_push_retried_after_a_time_out_is_counted_once() {
     for gw in &gws {
         assert_eq!(chat(gw).status, 200);
     }
-    std::thread::sleep(Duration::from_millis(800));
-    let failed = metric(&gws[0], "tollgate_cluster_exchanges_total{node=\"a\",result=\"failed\"}").unwrap();
+    // Every node's push times out at least twice.
+    let failed = |gw: &Proc, node: &str| {
+        metric(gw, &format!("tollgate_cluster_exchanges_total{{node=\"{node}\",result=\"failed\"}}")).unwrap()
+    };
+    holds_within(Duration::from_secs(5), || gws.iter().zip(["a", "b", "c"]).all(|(gw, node)| failed(gw, node) >= 2.0));
+    let failed = failed(&gws[0], "a");
     assert!(failed >= 2.0, "retried: {failed} failed exchanges");
     redis.signal(libc::SIGCONT);
     assert!(
-        wait_until(Duration::from_secs(5), || converged(&redis, &gws)),
+        holds_within(Duration::from_secs(5), || converged(&redis, &gws)),
         "cluster {} vs nodes {:?}",
         cluster_spend(&redis),
         gws.iter().map(node_spend).collect::<Vec<_>>()
     );
-    // And it stays so: no late copy lands.
+    // And it stays so: no late copy lands. Time must pass for that (there
+    // is no event to wait for when nothing happens), so this one stays.
     std::thread::sleep(Duration::from_millis(300));
     assert!(converged(&redis, &gws));
 }
@@ -262,12 +282,18 @@ fn restarting_a_node_leaves_the_totals_unchanged_and_unpushed_counts_arrive_late
     for _ in 0..3 {
         assert_eq!(chat(&gw).status, 200);
     }
-    assert!(wait_until(Duration::from_secs(3), || converged(&redis, std::slice::from_ref(&gw))));
+    assert!(holds_within(Duration::from_secs(3), || converged(&redis, std::slice::from_ref(&gw))));
     let before = cluster_spend(&redis);
     gw.signal(libc::SIGTERM);
     gw.wait_exit(Duration::from_secs(10)).expect("exits");
     let gw = start_gateway(&config, &[], &[]);
-    std::thread::sleep(Duration::from_millis(500));
+    // Several exchanges with Redis, each of which would push a re-seeded
+    // total, and the node's spend from its ledger in its metrics.
+    let spent_sample = "tollgate_budget_spent_usd{team=\"e2e\",window=\"day\"}";
+    wait_until(Duration::from_secs(5), "five exchanges with Redis and the node's spend in its metrics", || {
+        metric(&gw, "tollgate_cluster_exchanges_total{node=\"a\",result=\"ok\"}").is_some_and(|n| n >= 5.0)
+            && metric(&gw, spent_sample).is_some()
+    });
     assert_eq!(cluster_spend(&redis), before, "a restart neither resets nor re-seeds the cluster total");
     assert_eq!(node_spend(&gw), before, "the node's own spend comes back from its ledger");
 
@@ -282,7 +308,7 @@ fn restarting_a_node_leaves_the_totals_unchanged_and_unpushed_counts_arrive_late
     redis.restart();
     let gw = start_gateway(&config, &[], &[]);
     assert!(
-        wait_until(Duration::from_secs(3), || cluster_spend(&redis) == node_spend(&gw)),
+        holds_within(Duration::from_secs(3), || cluster_spend(&redis) == node_spend(&gw)),
         "cluster {} vs node {}",
         cluster_spend(&redis),
         node_spend(&gw)
@@ -307,14 +333,14 @@ fn fail_closed_refuses_limited_requests_while_redis_is_away() {
         || one_request(gw.addr, &chat_request_with_key(SMALL_CHAT, &format!("Authorization: Bearer {FREE_KEY}\r\n")));
     assert_eq!(chat(&gw).status, 200);
     redis.kill();
-    assert!(wait_until(Duration::from_secs(3), || chat(&gw).status == 503), "refused once stale");
+    assert!(holds_within(Duration::from_secs(3), || chat(&gw).status == 503), "refused once stale");
     let r = chat(&gw);
     assert_eq!((r.status, r.error_code()), (503, "cluster_unavailable".to_string()), "{}", r.text());
     assert_eq!(free_chat().status, 200, "a team with no limit has nothing to enforce");
     let ready = one_request(gw.addr, &get("/readyz"));
     assert_eq!((ready.status, ready.text().as_str()), (200, "{\"status\":\"ready\",\"cluster\":\"refusing\"}"));
     redis.restart();
-    assert!(wait_until(Duration::from_secs(3), || chat(&gw).status == 200), "serving again");
+    assert!(holds_within(Duration::from_secs(3), || chat(&gw).status == 200), "serving again");
     assert_eq!(one_request(gw.addr, &get("/readyz")).text(), "{\"status\":\"ready\"}");
 }
 
@@ -340,13 +366,13 @@ fn a_strict_budget_is_never_passed_under_full_load() {
     // push releases them: a refusal may be one interval early, so each
     // node pauses past an interval before asking again.
     let admitted: usize = until_refused(&gws, body, Duration::from_millis(250)).iter().map(|a| a.0).sum();
-    assert!(wait_until(Duration::from_secs(3), || converged(&redis, &gws)));
+    assert!(holds_within(Duration::from_secs(3), || converged(&redis, &gws)));
     let spent = cluster_spend(&redis);
     eprintln!("strict budget: {admitted} admitted over 3 nodes; spent {spent} µ$ of {limit}");
     assert!(spent <= limit, "a strict budget is not passed: {spent} of {limit}");
     assert!(spent >= limit / 2, "and it is used: {spent} of {limit}");
     assert!(
-        wait_until(Duration::from_secs(2), || redis.cli(&["HLEN", "{tollgate}:rsv:team:e2e"]) == "0"),
+        holds_within(Duration::from_secs(2), || redis.cli(&["HLEN", "{tollgate}:rsv:team:e2e"]) == "0"),
         "every reservation released"
     );
 }
@@ -366,9 +392,9 @@ fn a_strict_reservation_without_an_answer_is_released_all_the_same() {
     // reservation waits in Redis's socket buffer.
     assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
     redis.signal(libc::SIGCONT);
-    assert!(wait_until(Duration::from_secs(3), || converged(&redis, std::slice::from_ref(&gw))));
+    assert!(holds_within(Duration::from_secs(3), || converged(&redis, std::slice::from_ref(&gw))));
     assert!(
-        wait_until(Duration::from_secs(3), || redis.cli(&["HLEN", "{tollgate}:rsv:team:e2e"]) == "0"),
+        holds_within(Duration::from_secs(3), || redis.cli(&["HLEN", "{tollgate}:rsv:team:e2e"]) == "0"),
         "held: {}",
         redis.cli(&["HGETALL", "{tollgate}:rsv:team:e2e"])
     );
@@ -394,11 +420,13 @@ fn tls_and_auth() {
     for _ in 0..3 {
         assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
     }
-    assert!(wait_until(Duration::from_secs(3), || converged(&redis, std::slice::from_ref(&gw))));
+    assert!(holds_within(Duration::from_secs(3), || converged(&redis, std::slice::from_ref(&gw))));
     assert_eq!(metric(&gw, "tollgate_cluster_degraded{node=\"a\"}"), Some(0.0));
 
     let wrong = start_gateway(&node_config(&mock, &redis, "b", team, &extra(&bad)), &[], &[]);
     assert!(wrong.log_contains("WRONGPASS", Duration::from_secs(3)), "the refusal is logged");
     assert_eq!(one_request(wrong.addr, &chat_request(body, "")).status, 200, "fails open");
-    assert!(wait_until(Duration::from_secs(3), || metric(&wrong, "tollgate_cluster_degraded{node=\"b\"}") == Some(1.0)));
+    assert!(
+        holds_within(Duration::from_secs(3), || metric(&wrong, "tollgate_cluster_degraded{node=\"b\"}") == Some(1.0))
+    );
 }

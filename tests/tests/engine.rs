@@ -137,6 +137,7 @@ fn a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one() {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = upstream.local_addr().unwrap();
     let (close_first, closed) = std::sync::mpsc::channel::<()>();
+    let (first_closed, first_gone) = std::sync::mpsc::channel::<()>();
     let body = r#"{"id":"c","object":"chat.completion","created":0,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
     let answer =
         format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
@@ -146,6 +147,7 @@ fn a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one() {
         first.write_all(answer.as_bytes()).unwrap();
         closed.recv().unwrap();
         drop(first);
+        first_closed.send(()).unwrap();
         // The retry and the request after it, on one fresh connection.
         let (mut second, _) = upstream.accept().unwrap();
         for _ in 0..2 {
@@ -163,7 +165,7 @@ fn a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one() {
     // The upstream closes the pooled connection while it is idle; the
     // gateway learns that only when it sends on it.
     close_first.send(()).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    first_gone.recv_timeout(Duration::from_secs(10)).expect("the upstream closed its first connection");
     c.send(&chat_request(SMALL_CHAT, ""));
     let second = c.read_response().expect("second response on the same client connection");
     assert_eq!(second.status, 200, "{}", second.text());
@@ -215,17 +217,15 @@ fn hold_two(gw: &Proc) -> Vec<Client> {
 /// A new connection is served once a slot is free (the gateway may close
 /// one that raced the release before its write lands).
 fn a_freed_slot_is_reused(gw: &Proc) {
-    let limit = Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_until(Duration::from_secs(5), "the freed slot to be reused", || {
         let mut c = Client::connect(gw.addr);
         let sent = c.stream.write_all(&chat_request(SMALL_CHAT, "")).is_ok();
-        if let Some(r) = c.read_response().filter(|_| sent) {
+        let answered = c.read_response().filter(|_| sent);
+        if let Some(r) = &answered {
             assert_eq!(r.status, 200);
-            return;
         }
-        assert!(Instant::now() < limit, "the freed slot was never reused");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        answered.is_some()
+    });
 }
 
 /// One client address may hold at most `connections_per_client_max`
@@ -464,6 +464,8 @@ fn a_request_dribbled_one_byte_at_a_time_is_served() {
     let raw = chat_request(SMALL_CHAT, "x-mock-echo: body\r\n");
     for byte in &raw {
         c.send(std::slice::from_ref(byte));
+        // Paces the bytes so that each arrives in a read of its own: the
+        // scenario, not a wait for a condition.
         std::thread::sleep(Duration::from_micros(300));
     }
     let r = c.read_response().expect("answer");
@@ -536,6 +538,8 @@ fn azure_style_base_urls_and_key_headers_reach_the_upstream() {
 fn settled_rss_mb(pid: u32) -> f64 {
     let mut last = rss_mb(pid);
     for _ in 0..50 {
+        // The measurement window: settled means two readings this far
+        // apart agree, so the interval is the condition's own definition.
         std::thread::sleep(Duration::from_millis(300));
         let now = rss_mb(pid);
         if (now - last).abs() < 0.5 {
@@ -597,17 +601,13 @@ fn ten_thousand_idle_connections_while_serving() {
     assert!(per_connection_kb < 32.0, "{per_connection_kb:.1} KB per idle connection");
     drop(idle);
     // Their slots come back: connections are counted down as they close.
-    let deadline = Instant::now() + Duration::from_secs(10);
     let open = || {
         let text = one_request(gw.admin.expect("admin"), &get("/metrics")).text();
         text.lines()
             .find_map(|l| l.strip_prefix("tollgate_worker_connections{worker=\"0\"} ")?.trim().parse::<u64>().ok())
             .unwrap_or(u64::MAX)
     };
-    while open() > 2 {
-        assert!(Instant::now() < deadline, "connections still counted open: {}", open());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(holds_within(Duration::from_secs(10), || open() <= 2), "connections still counted open: {}", open());
 }
 
 /// Back-pressure: a client that stops reading a large answer slows the
@@ -622,8 +622,11 @@ fn a_client_that_stops_reading_slows_the_upstream_not_memory() {
     // gateway and this client can buffer.
     let mut c = Client::connect(gw.addr);
     c.send(&chat_request(SMALL_CHAT, "x-mock-reply-words: 3000000\r\n"));
-    std::thread::sleep(Duration::from_millis(1500));
-    let during = rss_mb(gw.child.id());
+    // The answer has begun to arrive (peeked, left for the read below),
+    // then the gateway's memory settles while the client does not read.
+    let mut first = [0u8; 1];
+    assert_eq!(c.stream.peek(&mut first).expect("the answer starts"), 1);
+    let during = settled_rss_mb(gw.child.id());
     let r = c.read_response().expect("the answer");
     assert_eq!(r.status, 200);
     let len = r.body.len();
@@ -650,11 +653,7 @@ fn clients_that_hang_up_mid_stream_leak_no_connection() {
         let _ = std::io::Read::read(&mut c, &mut first).unwrap();
     }
     eprintln!("descriptors: {before} before, {} just after the hang-ups", fds());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fds() > before {
-        assert!(Instant::now() < deadline, "descriptors: {} now, {before} before", fds());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(holds_within(Duration::from_secs(10), || fds() <= before), "descriptors: {} now, {before} before", fds());
     let r = one_request(gw.addr, &chat_request(STREAM_CHAT, ""));
     assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
 }

@@ -29,6 +29,11 @@ fn sample(samples: &serde_json::Value, name: &str, labels: &[(&str, &str)]) -> O
     })
 }
 
+/// Whether the metric family of a dashboard query's `name` is in `text`.
+fn exported(text: &str, name: &str) -> bool {
+    text.contains(&format!("# TYPE {} ", name.trim_end_matches("_bucket")))
+}
+
 #[test]
 fn metrics_count_requests_tokens_and_latency() {
     if Command::new("python3").args(["-c", "import prometheus_client"]).output().map_or(true, |o| !o.status.success()) {
@@ -49,18 +54,15 @@ fn metrics_count_requests_tokens_and_latency() {
         one_request(gw.addr, &chat_request_with_key(SMALL_CHAT, "Authorization: Bearer tg-nope\r\n")).status,
         401
     );
-    // Counts reach the merger within one merge interval (100 ms).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let samples = loop {
+    // Counts reach the merger within one merge interval (100 ms). Whatever
+    // was seen last is checked below, merged or not.
+    let mut samples = serde_json::Value::Null;
+    holds_within(Duration::from_secs(5), || {
         let text = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").text();
-        let samples = parse(&text).expect("parsed");
-        let ok = sample(&samples, "tollgate_requests_total", &[("team", "e2e"), ("status", "200")]) == Some(3.0)
-            && sample(&samples, "tollgate_budget_spent_usd", &[("team", "e2e")]).is_some_and(|v| v > 0.0);
-        if ok || std::time::Instant::now() > deadline {
-            break samples;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        samples = parse(&text).expect("parsed");
+        sample(&samples, "tollgate_requests_total", &[("team", "e2e"), ("status", "200")]) == Some(3.0)
+            && sample(&samples, "tollgate_budget_spent_usd", &[("team", "e2e")]).is_some_and(|v| v > 0.0)
+    });
     assert_eq!(
         sample(&samples, "tollgate_requests_total", &[("team", "e2e"), ("model", "gpt-4o-mini"), ("status", "200")]),
         Some(3.0)
@@ -98,8 +100,6 @@ fn the_grafana_dashboard_queries_only_exported_metrics() {
     );
     let gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
-    std::thread::sleep(Duration::from_millis(300));
-    let text = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").text();
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana-dashboard.json")).unwrap(),
     )
@@ -117,8 +117,15 @@ fn the_grafana_dashboard_queries_only_exported_metrics() {
         }
     }
     assert!(names.len() >= 10, "{names:?}");
+    // The request's counts and the budget reach the merger (one merge
+    // interval); what was seen last is checked below.
+    let mut text = String::new();
+    holds_within(Duration::from_secs(5), || {
+        text = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n").text();
+        names.iter().all(|n| exported(&text, n))
+    });
     for name in names {
         let family = name.trim_end_matches("_bucket");
-        assert!(text.contains(&format!("# TYPE {family} ")), "{family} is not exported:\n{text}");
+        assert!(exported(&text, &name), "{family} is not exported:\n{text}");
     }
 }

@@ -49,7 +49,9 @@ fn every_request_leaves_a_record_flushed_on_shutdown() {
     let mut first = [0u8; 256];
     let _ = c.read(&mut first).unwrap();
     drop(c);
-    std::thread::sleep(Duration::from_millis(300));
+    // The gateway notices the hang-up and ends that request too: all five
+    // are counted.
+    wait_until(Duration::from_secs(10), "all five requests counted", || admin_stats(&gw)["requests"] == 5);
 
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
@@ -190,7 +192,7 @@ fn sigterm_under_load_completes_every_request_and_flushes_every_record() {
         })
         .collect();
     // Every request is connected and waiting on the upstream's 300 ms.
-    std::thread::sleep(Duration::from_millis(150));
+    wait_until(Duration::from_secs(10), "all sixteen requests in flight", || admin_stats(&gw)["in_flight"] == 16);
     gw.signal(libc::SIGTERM);
     for c in clients {
         assert_eq!(c.join().unwrap(), (200, true), "every request in flight completes");

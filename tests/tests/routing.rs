@@ -115,7 +115,10 @@ fn the_breaker_opens_costs_nothing_then_recovers() {
     let _ = primary.child.kill();
     let _ = primary.child.wait();
     let healthy = start_mock_at(primary_addr, &[]);
-    std::thread::sleep(Duration::from_millis(600));
+    // The cool-down ends: the breaker reads half-open.
+    let state =
+        "tollgate_breaker_state{model=\"gpt-4o-mini\",provider=\"primary\",target=\"gpt-4o-mini\",worker=\"0\"}";
+    wait_until(Duration::from_secs(5), "the primary's breaker half-open", || metric(&gw, state) == Some(2.0));
     let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
     assert_eq!(r.header("x-tollgate-route"), Some("primary/gpt-4o-mini"), "probe after cool-down");
     let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));

@@ -32,7 +32,10 @@ fn tls_upstream_with_a_custom_ca_serves_json_and_streams() {
     // slow stream, resumes the first one's session.
     let mut busy = Client::connect(gw.addr);
     busy.send(&chat_request(STREAM_CHAT, "x-mock-chunk-delay-ms: 100\r\n"));
-    std::thread::sleep(Duration::from_millis(100));
+    // The stream's first bytes (peeked, left for the read below) mean the
+    // pooled connection is busy relaying it.
+    let mut first = [0u8; 1];
+    assert_eq!(busy.stream.peek(&mut first).expect("the stream starts"), 1);
     c.send(&chat_request(SMALL_CHAT, ""));
     let r = c.read_response().unwrap();
     assert_ne!(r.header("x-mock-connection").unwrap(), conns[0], "a second upstream connection");
@@ -173,7 +176,8 @@ fn a_drain_closes_idle_tls_connections() {
     let mock = start_mock(&[]);
     let tls = format!("cert_file = \"{}\"\nkey_file = \"{}\"", pki.cert.display(), pki.key.display());
     let mut gw = start_gateway_tls(&listener_tls(&mock, &tls));
-    // One request answered, then the connection stays open and idle.
+    // One request answered, then the connection stays open and idle: the
+    // script's time.sleep(30) holds it (the scenario, not a wait).
     let script = format!(
         "import socket, ssl, sys, time\n\
          ctx = ssl.create_default_context(cafile='{}')\n\
