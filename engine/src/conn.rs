@@ -9,7 +9,7 @@
 //! in the buffer as the start of the next one.
 
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
@@ -27,6 +27,44 @@ use crate::worker::{Tracked, Worker};
 /// owns a read's buffer until data arrives, so this is the memory an idle
 /// connection costs: 10,000 idle clients hold 20 MB of it, not 160 MB.
 const IDLE_READ_BYTES: usize = 2 * 1024;
+
+/// Accepts connections on this worker's own listener until the drain
+/// begins, and serves each as a task on the same core.
+pub async fn accept(worker: Rc<Worker>, listener: std::net::TcpListener) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(worker = worker.index, error = %e, "cannot register the listener");
+            return;
+        }
+    };
+    loop {
+        match listener.cancelable_accept(worker.idle_handle()).await {
+            Ok((stream, peer)) => {
+                let Some(open) = worker.track_connection(peer.ip()) else {
+                    // Over a cap (the worker's, or this client's): closing
+                    // at once is cheaper for everyone than a connection
+                    // that waits.
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                match worker.state().tls.clone() {
+                    Some(acceptor) => monoio::spawn(serve_tls(worker.clone(), stream, acceptor, open)),
+                    None => monoio::spawn(serve(worker.clone(), crate::downstream::ClientStream::plain(stream), open)),
+                };
+            }
+            Err(_) if worker.is_draining() => break,
+            Err(e) => {
+                tracing::warn!(worker = worker.index, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    // Dropping the listener closes this core's socket; the kernel sends new
+    // connections to listeners still open.
+    drop(listener);
+}
 
 /// Handshakes TLS on an accepted connection (within `head_read_ms`: a
 /// client that stalls its handshake is a slow client), then serves it.

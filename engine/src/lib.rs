@@ -30,6 +30,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod alerts;
+pub mod breaker;
 pub mod cli;
 pub mod cluster;
 pub mod conn;

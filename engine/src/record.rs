@@ -38,7 +38,9 @@ impl TokenUsage {
         let micro = uncached * p.input_per_mtok as u128
             + self.cached as u128 * p.cached_input_per_mtok as u128
             + self.completion as u128 * p.output_per_mtok as u128;
-        (micro / 1_000_000) as u64
+        // Saturating: no count is believed past 2^32 tokens, but money
+        // must never wrap whatever reaches here.
+        u64::try_from(micro / 1_000_000).unwrap_or(u64::MAX)
     }
 }
 
@@ -70,6 +72,15 @@ impl End {
             End::Capped => "capped",
         }
     }
+}
+
+/// A hit as the request record keeps it.
+#[derive(Clone, Copy, Debug)]
+pub struct Recorded {
+    pub direction: tollgate_policy::guard::Direction,
+    /// Which text of the body (the n-th string value scanned).
+    pub text: u32,
+    pub hit: tollgate_policy::guard::Hit,
 }
 
 /// One attempt at a target.
@@ -106,7 +117,7 @@ pub struct Trace<'s> {
     pub end: End,
     /// What the team's guardrail profile found (rules, places and actions;
     /// never the text).
-    pub guard_hits: Vec<crate::proxy::guard::Recorded>,
+    pub guard_hits: Vec<Recorded>,
     /// With `[logging] capture_bodies`: the prompt and the answer, redacted.
     pub capture: Option<Box<Capture>>,
 }

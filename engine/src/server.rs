@@ -209,7 +209,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             let worker = Rc::new(
                 Worker::new(index, state, reloads, recorder, Some(merger)).with_alerts(alerts).with_strict(strict),
             );
-            let main = worker::run(worker, listener, shutdown);
+            let main = worker::run(worker.clone(), crate::conn::accept(worker, listener), shutdown);
             match build_runtime(driver) {
                 Ok(Runtime::Uring(mut rt)) => {
                     let _ = ready.send(Ok("io_uring"));

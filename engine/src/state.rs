@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tollgate_policy::Config;
 use tollgate_protocol::http1::HeadLimits;
 
-use crate::proxy::fallback::{Breaker, BreakerState};
+use crate::breaker::{Breaker, BreakerState};
 use crate::upstream::{Resolved, Upstream};
 
 /// What requests on one core read: a snapshot of the configuration, and

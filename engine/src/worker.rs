@@ -18,7 +18,6 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use monoio::io::{CancelHandle, Canceller};
-use monoio::net::TcpListener;
 use tollgate_policy::Config;
 
 use crate::accounts::{Accounts, SpendSnapshot};
@@ -256,17 +255,15 @@ impl Drop for Tracked {
     }
 }
 
-/// The worker's main task: accept until shutdown (taking reloads as they
+/// The worker's main task: `accept` (the connection side,
+/// [`crate::conn::accept`]) runs beside it until shutdown (taking reloads as they
 /// come), then drain.
-pub async fn run(worker: Rc<Worker>, listener: std::net::TcpListener, shutdown: Arc<AtomicBool>) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(worker = worker.index, error = %e, "cannot register the listener");
-            return;
-        }
-    };
-    monoio::spawn(accept_loop(worker.clone(), listener));
+pub async fn run(
+    worker: Rc<Worker>,
+    accept: impl std::future::Future<Output = ()> + 'static,
+    shutdown: Arc<AtomicBool>,
+) {
+    monoio::spawn(accept);
     while !shutdown.load(Ordering::Relaxed) {
         worker.take_reloads();
         worker.take_spend();
@@ -294,37 +291,4 @@ pub async fn run(worker: Rc<Worker>, listener: std::net::TcpListener, shutdown: 
             "drain time-out: closing connections with requests in flight"
         );
     }
-}
-
-async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
-    loop {
-        match listener.cancelable_accept(worker.idle_handle()).await {
-            Ok((stream, peer)) => {
-                let Some(open) = worker.track_connection(peer.ip()) else {
-                    // Over a cap (the worker's, or this client's): closing
-                    // at once is cheaper for everyone than a connection
-                    // that waits.
-                    drop(stream);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                match worker.state().tls.clone() {
-                    Some(acceptor) => monoio::spawn(crate::conn::serve_tls(worker.clone(), stream, acceptor, open)),
-                    None => monoio::spawn(crate::conn::serve(
-                        worker.clone(),
-                        crate::downstream::ClientStream::plain(stream),
-                        open,
-                    )),
-                };
-            }
-            Err(_) if worker.is_draining() => break,
-            Err(e) => {
-                tracing::warn!(worker = worker.index, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-    // Dropping the listener closes this core's socket; the kernel sends new
-    // connections to listeners still open.
-    drop(listener);
 }

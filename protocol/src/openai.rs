@@ -39,6 +39,8 @@ pub enum BodyError {
     BadModel,
     /// Nesting deeper than the gateway will walk.
     TooDeep,
+    /// `stream` is not `true`, `false` or `null`.
+    BadStream,
     /// A top-level key written with escapes, or `model`/`stream` given
     /// twice: parsers disagree on such bodies (escaped `"mod\u0065l"` is
     /// `model` to the upstream; duplicates resolve first-wins or
@@ -54,6 +56,7 @@ impl BodyError {
             BodyError::MissingModel => "you must provide a model parameter",
             BodyError::BadModel => "model must be a plain string",
             BodyError::TooDeep => "request body nests too deeply",
+            BodyError::BadStream => "`stream` must be a boolean",
             BodyError::AmbiguousKey => {
                 "request body repeats `model` or `stream`, or escapes a top-level key; send each key once, unescaped"
             }
@@ -107,7 +110,13 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 }
                 let start = c.pos;
                 c.value()?;
-                stream = Some(&body[start..c.pos] == b"true");
+                // A lax upstream coerces "true" (a string) and streams
+                // while the gateway would relay it as JSON: refused.
+                stream = Some(match &body[start..c.pos] {
+                    b"true" => true,
+                    b"false" | b"null" => false,
+                    _ => return Err(BodyError::BadStream),
+                });
             }
             b"stream_options" => {
                 if options.is_some() {
@@ -261,21 +270,145 @@ impl Cursor<'_> {
     }
 }
 
-/// The token counts of an OpenAI `usage` object found in `bytes` (a whole
-/// answer, or the stream chunk that carries it): prompt, completion and
-/// cached prompt tokens. A byte search, not a parse: answers come from
-/// configured upstreams, and a count that cannot be read is simply absent.
-pub fn find_usage(bytes: &[u8]) -> Option<(u64, u64, u64)> {
-    let number = |key: &[u8]| -> Option<u64> {
-        let at = memchr::memmem::find(bytes, key)? + key.len();
-        let rest = &bytes[at..];
-        let start = rest.iter().position(|b| !matches!(b, b' ' | b':'))?;
-        let digits = rest[start..].iter().take_while(|b| b.is_ascii_digit()).count();
-        std::str::from_utf8(&rest[start..start + digits]).ok()?.parse().ok()
-    };
-    let prompt = number(b"\"prompt_tokens\"")?;
-    let completion = number(b"\"completion_tokens\"")?;
-    Some((prompt, completion, number(b"\"cached_tokens\"").unwrap_or(0)))
+/// Token counts an answer reports in its top-level `usage` object:
+/// prompt (cached tokens included), completion (reasoning included), and
+/// the prompt tokens read from the provider's cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt: u64,
+    pub completion: u64,
+    pub cached: u64,
+}
+
+/// What the gateway reads of an OpenAI-style answer or stream chunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnswerFacts {
+    /// The top-level `usage` object, when it holds `prompt_tokens` and
+    /// `completion_tokens` as integers within [`USAGE_TOKENS_MAX`].
+    pub usage: Option<Usage>,
+    /// A top-level `choices` array with no element: the usage chunk that
+    /// `stream_options.include_usage` asks for.
+    pub no_choices: bool,
+}
+
+/// A reported token count above this is not believed (no model reads or
+/// writes four billion tokens in one request); the answer is then billed
+/// as if it had reported none.
+pub const USAGE_TOKENS_MAX: u64 = 1 << 32;
+
+/// Reads an OpenAI-style answer (a chat completion, or one chunk of a
+/// stream) by its structure: only the top level is walked, so a tool
+/// named `prompt_tokens`, a `usage` key inside a message or tool
+/// arguments, or a nested `choices` cannot be taken for the real ones, and
+/// whitespace, key order and escapes change nothing. `None` when `doc` is
+/// not a JSON object.
+pub fn read_answer(doc: &[u8]) -> Option<AnswerFacts> {
+    let mut c = Cursor { buf: doc, pos: 0 };
+    c.ws();
+    c.expect(b'{').ok()?;
+    let mut facts = AnswerFacts::default();
+    c.ws();
+    if c.peek() == Some(b'}') {
+        return Some(facts);
+    }
+    loop {
+        c.ws();
+        let key = c.string().ok()?;
+        c.ws();
+        c.expect(b':').ok()?;
+        c.ws();
+        match key.get(doc) {
+            b"usage" if c.peek() == Some(b'{') => facts.usage = read_usage(&mut c)?,
+            b"choices" if c.peek() == Some(b'[') => {
+                let start = c.pos;
+                c.pos += 1;
+                c.ws();
+                facts.no_choices = c.peek() == Some(b']');
+                c.pos = start;
+                c.value().ok()?;
+            }
+            _ => c.value().ok()?,
+        }
+        c.ws();
+        match c.bump()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    c.ws();
+    (c.pos == doc.len()).then_some(facts)
+}
+
+/// A `usage` object at the cursor. `Some(None)`: read, but without both
+/// counts in bounds; `None`: broken JSON.
+fn read_usage(c: &mut Cursor<'_>) -> Option<Option<Usage>> {
+    let mut f = UsageFields::default();
+    usage_object(c, false, &mut f)?;
+    Some(match (f.prompt.flatten(), f.completion.flatten()) {
+        (Some(prompt), Some(completion)) => {
+            Some(Usage { prompt, completion, cached: f.cached.flatten().unwrap_or(0).min(prompt) })
+        }
+        _ => None,
+    })
+}
+
+/// The counts found in a `usage` object: absent, unreadable, or a count.
+#[derive(Default)]
+struct UsageFields {
+    prompt: Option<Option<u64>>,
+    completion: Option<Option<u64>>,
+    cached: Option<Option<u64>>,
+}
+
+/// Walks one `usage` object (or, `nested`, its `prompt_tokens_details`),
+/// taking the counts it knows and skipping every other value whole.
+fn usage_object(c: &mut Cursor<'_>, nested: bool, f: &mut UsageFields) -> Option<()> {
+    c.expect(b'{').ok()?;
+    c.ws();
+    if c.peek() == Some(b'}') {
+        c.pos += 1;
+        return Some(());
+    }
+    loop {
+        c.ws();
+        let key = c.string().ok()?;
+        c.ws();
+        c.expect(b':').ok()?;
+        c.ws();
+        let slot = match (nested, key.get(c.buf)) {
+            (false, b"prompt_tokens_details") if c.peek() == Some(b'{') => {
+                usage_object(c, true, f)?;
+                None
+            }
+            (false, b"prompt_tokens") => Some(&mut f.prompt),
+            (false, b"completion_tokens") => Some(&mut f.completion),
+            (true, b"cached_tokens") => Some(&mut f.cached),
+            _ => {
+                c.value().ok()?;
+                None
+            }
+        };
+        if let Some(slot) = slot {
+            let start = c.pos;
+            c.value().ok()?;
+            *slot = Some(count(&c.buf[start..c.pos]));
+        }
+        c.ws();
+        match c.bump()? {
+            b',' => continue,
+            b'}' => return Some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// A token count: a non-negative integer within [`USAGE_TOKENS_MAX`].
+fn count(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() || raw.len() > 10 || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(raw).ok()?.parse::<u64>().ok().filter(|&n| n <= USAGE_TOKENS_MAX)
 }
 
 /// Appends `{"error":{"message":..,"type":..,"param":null,"code":..}}`, the
@@ -387,6 +520,9 @@ mod tests {
             (r#"{"model":"m","stream":false,"stre\u0061m":true}"#, BodyError::AmbiguousKey),
             (r#"{"model":"m","stream":false,"stream":true}"#, BodyError::AmbiguousKey),
             (r#"{"model":"a""#, BodyError::NotJsonObject),
+            (r#"{"model":"a","stream":"true"}"#, BodyError::BadStream),
+            (r#"{"model":"a","stream":1}"#, BodyError::BadStream),
+            (r#"{"model":"a","stream":{"x":true}}"#, BodyError::BadStream),
         ];
         for (body, want) in bad {
             assert_eq!(scan_request(body.as_bytes()), Err(*want), "{body}");
@@ -417,14 +553,59 @@ mod tests {
     }
 
     #[test]
-    fn usage_is_found_in_answers_and_chunks() {
-        let body = br#"{"id":"x","usage":{"prompt_tokens": 12,"completion_tokens":34,"total_tokens":46,"prompt_tokens_details":{"cached_tokens":5}}}"#;
-        assert_eq!(find_usage(body), Some((12, 34, 5)));
-        assert_eq!(
-            find_usage(br#"data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#),
-            Some((1, 2, 0))
-        );
-        assert_eq!(find_usage(br#"{"choices":[]}"#), None);
+    fn usage_is_read_from_answers_and_chunks_by_structure() {
+        let u = |prompt, completion, cached| Some(Usage { prompt, completion, cached });
+        let table: &[(&str, Option<Usage>, bool)] = &[
+            (
+                r#"{"id":"x","usage":{"prompt_tokens": 12,"completion_tokens":34,"total_tokens":46,"prompt_tokens_details":{"cached_tokens":5}}}"#,
+                u(12, 34, 5),
+                false,
+            ),
+            (r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#, u(1, 2, 0), true),
+            (
+                r#" { "choices" : [ ] , "usage" : { "completion_tokens" : 2 , "prompt_tokens" : 1 } } "#,
+                u(1, 2, 0),
+                true,
+            ),
+            (r#"{"choices":[{"index":0,"delta":{}}],"usage":null}"#, None, false),
+            (r#"{"choices":[]}"#, None, true),
+            // Details before the counts, and the cached count never above
+            // the prompt.
+            (
+                r#"{"usage":{"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":900},"prompt_tokens":100,"completion_tokens":3}}"#,
+                u(100, 3, 100),
+                false,
+            ),
+            // Counts that are not non-negative integers within bounds.
+            (r#"{"usage":{"prompt_tokens":-1,"completion_tokens":3}}"#, None, false),
+            (r#"{"usage":{"prompt_tokens":1.5,"completion_tokens":3}}"#, None, false),
+            (r#"{"usage":{"prompt_tokens":"1","completion_tokens":3}}"#, None, false),
+            (r#"{"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":3}}"#, None, false),
+            (r#"{"usage":{"prompt_tokens":4294967297,"completion_tokens":3}}"#, None, false),
+        ];
+        for (doc, usage, no_choices) in table {
+            let facts = read_answer(doc.as_bytes()).unwrap_or_else(|| panic!("{doc}"));
+            assert_eq!(facts.usage, *usage, "{doc}");
+            assert_eq!(facts.no_choices, *no_choices, "{doc}");
+        }
+        for broken in ["", "[DONE]", "[]", r#"{"usage":{"prompt_tokens":1"#, r#"{"a":1} x"#] {
+            assert_eq!(read_answer(broken.as_bytes()), None, "{broken}");
+        }
+    }
+
+    /// A hostile tenant forces a tool named `prompt_tokens` (or puts
+    /// `usage`-shaped text in its arguments) so that a byte search would
+    /// find a count that is not the provider's; only the top-level `usage`
+    /// object counts.
+    #[test]
+    fn a_tool_or_message_shaped_like_usage_is_not_usage() {
+        let doc = br#"{"choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"prompt_tokens","arguments":"{\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0}}"}}]},"usage":{"prompt_tokens":0}}],"usage":{"prompt_tokens":120245,"completion_tokens":4000}}"#;
+        let facts = read_answer(doc).expect("an answer");
+        assert_eq!(facts.usage, Some(Usage { prompt: 120_245, completion: 4_000, cached: 0 }));
+        let nested_only = br#"{"choices":[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]}"#;
+        assert_eq!(read_answer(nested_only).expect("an answer").usage, None);
+        let nested_choices = br#"{"x":{"choices":[]},"choices":[{"index":0}]}"#;
+        assert!(!read_answer(nested_choices).expect("an answer").no_choices);
     }
 
     #[test]

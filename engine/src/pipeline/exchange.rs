@@ -14,14 +14,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tollgate_policy::team::MicroUsd;
-use tollgate_policy::{Route, VirtualKey};
+use tollgate_policy::VirtualKey;
 use tollgate_protocol::http1::{Method, RequestHead};
-use tollgate_protocol::openai::ChatRequestFields;
 use tollgate_protocol::tokens::Encoding;
 
 use crate::accounts::{Reservation, SpendHold};
 use crate::cluster::strict::StrictHold;
 use crate::error::GatewayError;
+use crate::proxy::route::Routed;
 use crate::proxy::Front;
 use crate::record::{RequestId, Trace};
 use crate::respond::Reply;
@@ -62,15 +62,6 @@ pub enum BodyState {
     Unread,
     Read,
     Broken,
-}
-
-/// A request resolved to its route; [`crate::proxy::fallback`] picks the
-/// target of each attempt.
-pub struct Routed<'s> {
-    pub fields: ChatRequestFields,
-    /// The route's index (for its breakers) and the route.
-    pub index: usize,
-    pub route: &'s Route,
 }
 
 /// What a request holds while it runs: tokens reserved against

@@ -26,7 +26,7 @@
 //!   request may generate is reserved;
 //! - [`capture`]: with body capture on, the prompt as sent, redacted;
 //! - [`admit::reserve_strict`]: a strict budget's reservation in Redis;
-//! - [`crate::proxy::forward`]: fallback over the route's targets, the
+//! - [`forward::forward`]: fallback over the route's targets, the
 //!   upstream request, the call and the relay of the answer (guarded,
 //!   counted, translated);
 //! - [`finish`]: the refusal or error answered, the record written, the
@@ -41,6 +41,7 @@
 
 pub mod admit;
 pub mod exchange;
+mod forward;
 #[cfg(test)]
 mod tests;
 
@@ -50,7 +51,8 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tollgate_protocol::http1::{BodyFraming, ChunkedDecoder, RequestError};
 
-pub use exchange::{BodyState, Exchange, Holds, Prompt, Routed};
+pub use crate::proxy::route::Routed;
+pub use exchange::{BodyState, Exchange, Holds, Prompt};
 
 use crate::accounts::Accounts;
 use crate::error::GatewayError;
@@ -84,7 +86,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
         read_body(&mut ex, core, client, buf).await?;
         after_body(&mut ex, core)?;
         admit::reserve_strict(&mut ex, core).await?;
-        crate::proxy::forward(&mut ex, core.state, client).await
+        forward::forward(&mut ex, core.state, client).await
     }
     .await;
     finish(core, client, buf, ex, result).await

@@ -54,14 +54,7 @@ fn inline_file(key: &[u8], raw: &[u8]) -> bool {
 const STREAM_TEXT: &[&[u8]] =
     &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"refusal", b"reasoning_content"];
 
-/// A hit as the request record keeps it.
-#[derive(Clone, Copy, Debug)]
-pub struct Recorded {
-    pub direction: Direction,
-    /// Which text of the body (the n-th string value scanned).
-    pub text: u32,
-    pub hit: Hit,
-}
+pub use crate::record::Recorded;
 
 /// The guard of the key's team, if its profile has one.
 pub fn for_team(state: &CoreState, team: usize) -> Option<(&str, &Guard)> {

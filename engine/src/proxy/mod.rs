@@ -2,9 +2,9 @@
 //! phase in order): the phases a request goes through once it is admitted,
 //! and the pieces the earlier phases call.
 //!
-//! [`forward`] is the upstream phase: [`fallback`] orders the route's
-//! targets for this request and skips those whose breaker is open; then,
-//! once per attempt, [`upstream_request`] renders the upstream head and
+//! The upstream phase ([`crate::pipeline::forward`]) runs these:
+//! [`fallback`] orders the route's targets for this request and skips
+//! those whose breaker is open; then, once per attempt, [`upstream_request`] renders the upstream head and
 //! slices the body (only the model span is replaced, the rest is
 //! borrowed), [`call`] sends it on a pooled connection (once more on a
 //! fresh one if a pooled connection turns out dead before any answer
@@ -17,7 +17,8 @@
 //! states).
 //!
 //! [`authenticate`], [`route`] and [`guard`] hold the pieces of the
-//! earlier phases of the same names. Every phase reads the [`CoreState`]
+//! earlier phases of the same names. Every phase reads the
+//! [`crate::state::CoreState`]
 //! the request started with, so a reload never changes the rules under a
 //! request in flight.
 
@@ -31,171 +32,4 @@ pub mod stream;
 pub mod translate;
 pub mod upstream_request;
 
-use std::time::Instant;
-
-use tollgate_policy::VirtualKey;
-
-use crate::error::GatewayError;
-use crate::pipeline::Exchange;
-use crate::record::Trace;
-use crate::respond::Client;
-use crate::state::CoreState;
-use fallback::Plan;
-use relay::{Answer, RelayEnd, RouteLabel};
 pub use upstream_request::Front;
-use upstream_request::Translation;
-
-/// The upstream phase: tries the route's targets in the plan's order until
-/// one answers, and relays that answer. An `Err` means no byte of an
-/// answer has reached the client yet, so the pipeline can still answer
-/// with an error status.
-pub async fn forward(ex: &mut Exchange<'_>, state: &CoreState, client: &mut Client) -> Result<RelayEnd, GatewayError> {
-    let key = ex.key()?;
-    let Exchange { head, front, keep_alive, deadline, trace, body, routed, prompt, holds, reply, .. } = ex;
-    let (head, front, keep_alive, deadline) = (&*head, *front, *keep_alive, *deadline);
-    let routed = routed.as_ref().ok_or(GatewayError::NoRoute)?;
-    let answer_guard = guard::for_team(state, key.team).map(|(_, g)| g).filter(|g| g.responses);
-    let capture_guard = state.config.capture_guard.as_deref();
-    let routing = &state.config.routing;
-    let breakers = &state.breakers[routed.index];
-    let mut plan = Plan::new(routed.route, &state.rng);
-    let mut last_error = None;
-    while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
-        if Instant::now() >= deadline {
-            // The request's own time is up: no target is to blame.
-            last_error = Some(GatewayError::UpstreamTimeout { provider: routed.route.name.clone() });
-            break;
-        }
-        if !backoff.is_zero() {
-            if Instant::now() + backoff >= deadline {
-                break;
-            }
-            monoio::time::sleep(backoff).await;
-        }
-        let target = &routed.route.targets[t];
-        let upstream = &state.upstreams[target.provider];
-        let (parts, translation) =
-            upstream_request::build(client, head, body, &routed.fields, target, upstream, front)?;
-        let attempt_started = Instant::now();
-        let outcome = call::call(state, upstream, parts.as_slice(), deadline).await;
-        trace.attempt(t, attempt_started, outcome.as_ref().map(|(_, r)| r.status).map_err(GatewayError::code));
-        match outcome {
-            Ok((conn, response)) if routing.fallback_on_status.contains(&response.status) && plan.has_more(routing) => {
-                // Another target may do better; this answer is dropped with
-                // its connection (its body is unread).
-                if response.status != 429 {
-                    breakers[t].failure(Instant::now(), routing);
-                }
-                tracing::debug!(provider = %upstream.name, status = response.status, "falling back");
-                drop(conn);
-                last_error =
-                    Some(GatewayError::UpstreamStatus { provider: upstream.name.clone(), status: response.status });
-            }
-            Ok((mut conn, response)) => {
-                trace.served_by = Some(t as u8);
-                trace.upstream_micros = attempt_started.elapsed().as_micros().min(u32::MAX as u128) as u32;
-                if response.status >= 500 {
-                    breakers[t].failure(Instant::now(), routing);
-                } else {
-                    breakers[t].success();
-                }
-                let route = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
-                let answer = Answer { request: head, front, keep_alive, deadline, route, reply: &*reply };
-                let end = match (translation, answer_guard) {
-                    // Streams are always read (token counts as they pass);
-                    // JSON answers go as they come unless guarded.
-                    (Translation::None, None)
-                        if !parts.usage_asked && !routed.fields.stream && capture_guard.is_none() =>
-                    {
-                        relay::relay(client, &mut conn, response, &answer).await
-                    }
-                    (translation, answer_guard) => {
-                        let hits = &mut trace.guard_hits;
-                        let capture = capture_guard.zip(trace.capture.as_deref_mut().map(|c| &mut c.answer));
-                        let strip_usage = parts.usage_asked;
-                        let ceiling = ceiling(state, key, routed.route, target, || prompt.tokens(body));
-                        let inspect = translate::Inspect {
-                            translation,
-                            guard: answer_guard,
-                            hits,
-                            strip_usage,
-                            ceiling,
-                            reservation: holds.tokens.as_ref(),
-                            capture,
-                        };
-                        translate::relay_translated(client, &mut conn, response, &answer, inspect).await?
-                    }
-                };
-                if end.upstream_reusable {
-                    upstream.give_back(conn);
-                }
-                let mut end = end;
-                estimate_usage(&mut end, || prompt.tokens(body), trace);
-                return Ok(end);
-            }
-            Err(e) => {
-                // A failure caused by the request's deadline, not by the
-                // target, leaves the target's breaker alone.
-                if Instant::now() < deadline {
-                    breakers[t].failure(Instant::now(), routing);
-                }
-                tracing::debug!(provider = %upstream.name, error = %e, "attempt failed");
-                if matches!(e, GatewayError::UpstreamTimeout { .. }) {
-                    plan.exclude(t);
-                }
-                let again = e.falls_back();
-                last_error = Some(e);
-                if !again {
-                    break;
-                }
-            }
-        }
-    }
-    Err(last_error.unwrap_or_else(|| GatewayError::Unavailable { model: routed.route.name.clone() }))
-}
-
-/// Tokens for an answer the provider did not count to the end: the client
-/// went away, the upstream failed, a guardrail ended it, or the provider
-/// sent no usage. The prompt is counted from the request and the
-/// completion from the deltas that passed; the record says so.
-fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut Trace<'_>) {
-    if end.status >= 300 {
-        return;
-    }
-    match &mut end.usage {
-        Some(u) if end.end != crate::record::End::Completed && end.completion_counted > u.completion => {
-            // A stream cut short: the provider's final count never came.
-            u.completion = end.completion_counted;
-            trace.usage_estimated = true;
-        }
-        Some(_) => {}
-        None if end.completion_counted > 0 || end.end != crate::record::End::Completed => {
-            end.usage =
-                Some(crate::record::TokenUsage { prompt: prompt(), completion: end.completion_counted, cached: 0 });
-            trace.usage_estimated = true;
-        }
-        None => {}
-    }
-}
-
-/// The tighter of the team's and the key's ceilings on one request.
-fn ceiling(
-    state: &CoreState,
-    key: &VirtualKey,
-    route: &tollgate_policy::Route,
-    target: &tollgate_policy::Target,
-    prompt: impl FnOnce() -> u64,
-) -> Option<stream::Ceiling> {
-    let team = state.config.teams.get(key.team).map(|t| &t.budget);
-    let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min();
-    let output = min(team.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens);
-    let cost = min(team.and_then(|b| b.request), key.budget.request);
-    if output.is_none() && cost.is_none() {
-        return None;
-    }
-    let cost = cost.and_then(|limit| {
-        let price = route.price_of(Some(target))?;
-        Some((limit, prompt(), price))
-    });
-    Some(stream::Ceiling { output_tokens: output.unwrap_or(u64::MAX), cost })
-}

@@ -170,20 +170,16 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
     client.out.push(s.split().freeze());
 
     let mut end = RelayEnd::new(response.status);
-    // Usage is read as the answer passes: JSON answers carry it at the end,
-    // streams in their last chunk when the client asked for it.
-    let observe = response.status < 300;
+    // The answer's data is kept as it passes (slices of the buffers it was
+    // read into, no copy) and read whole at its end: usage split across
+    // reads, or cut by chunk-size lines, is still read.
+    let mut tap = (response.status < 300).then(Tap::default);
     let mut upstream_eof = false;
     // A reset is not an end: a close-delimited body cut by one must not be
     // presented as complete.
     let mut upstream_failed = false;
     loop {
-        if observe {
-            if let Some((prompt, completion, cached)) = tollgate_protocol::openai::find_usage(&up.buf) {
-                end.usage = Some(TokenUsage { prompt, completion, cached });
-            }
-        }
-        let done = match take_body(&mut mode, up, upstream_eof && !upstream_failed, client) {
+        let done = match take_body(&mut mode, up, upstream_eof && !upstream_failed, client, tap.as_mut()) {
             Ok(done) => done,
             Err(()) => {
                 // Malformed framing from the upstream: cut the answer short.
@@ -201,6 +197,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
             end.first_write.get_or_insert_with(Instant::now);
         }
         if done {
+            end.usage = tap.and_then(|t| t.usage());
             break;
         }
         if upstream_eof {
@@ -238,17 +235,36 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
 
 /// Moves what the upstream buffer holds of the body into the client's
 /// output; true once the body is complete.
-fn take_body(mode: &mut Mode, up: &mut UpConn, upstream_eof: bool, client: &mut Client) -> Result<bool, ()> {
+/// `tap`, when given, keeps the body's data (without chunk framing).
+fn take_body(
+    mode: &mut Mode,
+    up: &mut UpConn,
+    upstream_eof: bool,
+    client: &mut Client,
+    mut tap: Option<&mut Tap>,
+) -> Result<bool, ()> {
+    let mut keep = |data: &Bytes| {
+        if let Some(t) = tap.as_deref_mut() {
+            t.keep(data);
+        }
+    };
     match mode {
         Mode::Empty => Ok(true),
         Mode::Length(d) => {
             let p = d.decode(&up.buf);
-            client.out.push(up.buf.split_to(p.consumed).freeze());
+            let data = up.buf.split_to(p.consumed).freeze();
+            keep(&data);
+            client.out.push(data);
             Ok(p.done)
         }
         Mode::Chunked(d) => {
-            let p = d.decode(&up.buf, |_| {}).map_err(|_| ())?;
-            client.out.push(up.buf.split_to(p.consumed).freeze());
+            let mut ranges = Vec::new();
+            let p = d.decode(&up.buf, |r| ranges.push(r)).map_err(|_| ())?;
+            let raw = up.buf.split_to(p.consumed).freeze();
+            for r in ranges {
+                keep(&raw.slice(r));
+            }
+            client.out.push(raw);
             Ok(p.done)
         }
         Mode::Dechunk(d) => {
@@ -256,13 +272,16 @@ fn take_body(mode: &mut Mode, up: &mut UpConn, upstream_eof: bool, client: &mut 
             let p = d.decode(&up.buf, |r| ranges.push(r)).map_err(|_| ())?;
             let raw = up.buf.split_to(p.consumed).freeze();
             for r in ranges {
-                client.out.push(raw.slice(r));
+                let data = raw.slice(r);
+                keep(&data);
+                client.out.push(data);
             }
             Ok(p.done)
         }
         Mode::Encode => {
             if !up.buf.is_empty() {
                 let data = up.buf.split().freeze();
+                keep(&data);
                 let mut hdr = [0u8; 18];
                 let n = chunk_header(data.len(), &mut hdr);
                 client.out.push(Bytes::copy_from_slice(&hdr[..n]));
@@ -275,8 +294,45 @@ fn take_body(mode: &mut Mode, up: &mut UpConn, upstream_eof: bool, client: &mut 
             Ok(upstream_eof)
         }
         Mode::UntilClose => {
-            client.out.push(up.buf.split().freeze());
+            let data = up.buf.split().freeze();
+            keep(&data);
+            client.out.push(data);
             Ok(upstream_eof)
+        }
+    }
+}
+
+/// The data of an answer relayed raw, kept to read its usage once whole:
+/// refcounted slices of the buffers it was read into, joined only when it
+/// came in more than one piece, and dropped past
+/// [`super::translate::TRANSLATED_BODY_BYTES_MAX`] (the answer is then
+/// billed as one that reported no usage).
+#[derive(Default)]
+struct Tap {
+    pieces: Vec<Bytes>,
+    bytes: usize,
+    overflowed: bool,
+}
+
+impl Tap {
+    fn keep(&mut self, data: &Bytes) {
+        if self.overflowed || data.is_empty() {
+            return;
+        }
+        self.bytes += data.len();
+        if self.bytes > super::translate::TRANSLATED_BODY_BYTES_MAX {
+            self.overflowed = true;
+            self.pieces = Vec::new();
+            return;
+        }
+        self.pieces.push(data.clone());
+    }
+
+    fn usage(self) -> Option<TokenUsage> {
+        match self.pieces.as_slice() {
+            [] => None,
+            [one] => super::translate::openai_usage(one),
+            many => super::translate::openai_usage(&many.concat()),
         }
     }
 }

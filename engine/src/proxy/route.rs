@@ -2,12 +2,20 @@
 //! body's top level scanned, the model's route found with one hash probe,
 //! and the key's access to it tested with one bit.
 
-use tollgate_policy::VirtualKey;
-use tollgate_protocol::openai::scan_request;
+use tollgate_policy::{Route, VirtualKey};
+use tollgate_protocol::openai::{scan_request, ChatRequestFields};
 
 use crate::error::GatewayError;
-use crate::pipeline::Routed;
 use crate::state::CoreState;
+
+/// A request resolved to its route; [`super::fallback`] picks the target
+/// of each attempt.
+pub struct Routed<'s> {
+    pub fields: ChatRequestFields,
+    /// The route's index (for its breakers) and the route.
+    pub index: usize,
+    pub route: &'s Route,
+}
 
 pub fn route<'s>(state: &'s CoreState, key: &VirtualKey, body: &[u8]) -> Result<Routed<'s>, GatewayError> {
     let fields = scan_request(body).map_err(GatewayError::Body)?;

@@ -86,13 +86,15 @@ impl Stream {
             Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
             Stream::Identity { done, usage, strip_usage, .. } => {
-                let found = tollgate_protocol::openai::find_usage(&ev.data);
-                if let Some((prompt, completion, cached)) = found {
-                    *usage = Some(TokenUsage { prompt, completion, cached });
+                // Read by structure: a `usage` only at the top level, and
+                // the usage chunk known by its empty `choices`, however the
+                // upstream spaces or orders its keys.
+                let facts = tollgate_protocol::openai::read_answer(&ev.data);
+                if let Some(u) = facts.and_then(|f| f.usage) {
+                    *usage = Some(TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached });
                 }
                 // The usage chunk the gateway asked for carries no choice.
-                let asked_for =
-                    *strip_usage && found.is_some() && memchr::memmem::find(&ev.data, b"\"choices\":[]").is_some();
+                let asked_for = *strip_usage && facts.is_some_and(|f| f.usage.is_some() && f.no_choices);
                 if !asked_for {
                     tollgate_protocol::sse::write_event(out, ev.event.as_deref(), &ev.data);
                 }

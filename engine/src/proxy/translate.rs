@@ -185,19 +185,11 @@ pub async fn relay_translated(
     let mut usage = None;
     let mut status = response.status;
     if matches!(translation, Translation::None) {
-        usage = tollgate_protocol::openai::find_usage(&body).map(|(prompt, completion, cached)| TokenUsage {
-            prompt,
-            completion,
-            cached,
-        });
+        usage = openai_usage(&body);
         out = body;
     } else if response.status < 300 {
         let translated = if to_anthropic {
-            usage = tollgate_protocol::openai::find_usage(&body).map(|(prompt, completion, cached)| TokenUsage {
-                prompt,
-                completion,
-                cached,
-            });
+            usage = openai_usage(&body);
             anthropic::front::response_from_openai(&mut body, &mut out)
         } else {
             anthropic::response_to_openai(&mut body, crate::unix_now().as_secs(), &mut out)
@@ -383,4 +375,10 @@ async fn relay_stream(
     end.upstream_reusable = flow == Flow::Done && reader.done && response.keep_alive && up.buf.is_empty();
     end.client_reusable = keep_alive && flow != Flow::Failed;
     end
+}
+
+/// The usage of a whole OpenAI-style JSON answer, read by structure.
+pub fn openai_usage(body: &[u8]) -> Option<TokenUsage> {
+    let u = tollgate_protocol::openai::read_answer(body)?.usage?;
+    Some(TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached })
 }

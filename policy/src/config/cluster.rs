@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::validate::{read_secret, Report};
+use super::report::{read_secret, Report};
 use super::{Credential, Env};
 
 #[derive(Deserialize)]

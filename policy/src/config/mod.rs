@@ -9,6 +9,7 @@
 
 pub mod cluster;
 mod raw;
+mod report;
 mod validate;
 
 use std::fmt;

@@ -3,7 +3,6 @@
 //! (not just the first) with its position and a fix.
 
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -11,9 +10,10 @@ use toml::value::{Datetime, Offset};
 use toml::Spanned;
 
 use super::raw::*;
+use super::report::{read_secret, Report};
 use super::{
-    Config, ConfigError, Credential, Env, GuardrailProfile, ListenerTls, Logging, Price, Problem, Provider,
-    ProviderKind, Routing, Server, Source, Timeouts, TlsSettings,
+    Config, ConfigError, Credential, Env, GuardrailProfile, ListenerTls, Logging, Price, Provider, ProviderKind,
+    Routing, Server, Source, Timeouts, TlsSettings,
 };
 use crate::access::{pattern_matches, ModelSet};
 use crate::calendar;
@@ -21,28 +21,8 @@ use crate::keys::{hex, parse_hash, KeyTable, VirtualKey};
 use crate::route::{Route, Routes, Target};
 use crate::team::{Budget, MicroUsd, RateLimit, Team};
 
-pub(super) struct Report<'a> {
-    file: &'a str,
-    text: &'a str,
-    problems: Vec<Problem>,
-}
-
-impl Report<'_> {
-    pub(super) fn add(&mut self, span: Range<usize>, message: String) {
-        let (line, column) = line_col(self.text, span.start);
-        self.problems.push(Problem { file: self.file.to_string(), line, column, message });
-    }
-}
-
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text.as_bytes()[..offset.min(text.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-    (line, column)
-}
-
 pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
-    let mut report = Report { file, text, problems: Vec::new() };
+    let mut report = Report::new(file, text);
     let raw: RawConfig = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
@@ -772,45 +752,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
-}
-
-/// A secret named by an environment variable or a file (never written in
-/// the configuration itself). `names`: the two fields' names and what the
-/// secret is, for the messages.
-pub(super) fn read_secret(
-    (var, file): (Option<&Spanned<String>>, Option<&Spanned<String>>),
-    (var_field, file_field, what): (&str, &str, &str),
-    env: &dyn Env,
-    report: &mut Report<'_>,
-) -> Option<String> {
-    match (var, file) {
-        (Some(var), Some(_)) => {
-            report.add(var.span(), format!("give {var_field} or {file_field}, not both"));
-            None
-        }
-        (Some(var), None) => match env.var(var.get_ref()) {
-            Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
-            _ => {
-                report.add(
-                    var.span(),
-                    format!("environment variable {} is not set; export it with {what}", var.get_ref()),
-                );
-                None
-            }
-        },
-        (None, Some(path)) => match env.read_file(path.get_ref()) {
-            Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
-            Ok(_) => {
-                report.add(path.span(), format!("{file_field} {:?} is empty; put {what} in it", path.get_ref()));
-                None
-            }
-            Err(e) => {
-                report.add(path.span(), format!("cannot read {file_field} {:?}: {e}", path.get_ref()));
-                None
-            }
-        },
-        (None, None) => None,
-    }
 }
 
 #[cfg(test)]

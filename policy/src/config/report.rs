@@ -1,0 +1,73 @@
+//! Where configuration problems are gathered: each with its file, line,
+//! column and a fix, all of them reported at once. Shared by every
+//! section's validation, with the one way secrets are read (an
+//! environment variable or a file, never the configuration itself).
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::{Env, Problem};
+
+pub(super) struct Report<'a> {
+    file: &'a str,
+    text: &'a str,
+    pub(super) problems: Vec<Problem>,
+}
+
+impl<'a> Report<'a> {
+    pub(super) fn new(file: &'a str, text: &'a str) -> Report<'a> {
+        Report { file, text, problems: Vec::new() }
+    }
+
+    pub(super) fn add(&mut self, span: Range<usize>, message: String) {
+        let (line, column) = line_col(self.text, span.start);
+        self.problems.push(Problem { file: self.file.to_string(), line, column, message });
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, column)
+}
+
+/// A secret named by an environment variable or a file (never written in
+/// the configuration itself). `names`: the two fields' names and what the
+/// secret is, for the messages.
+pub(super) fn read_secret(
+    (var, file): (Option<&Spanned<String>>, Option<&Spanned<String>>),
+    (var_field, file_field, what): (&str, &str, &str),
+    env: &dyn Env,
+    report: &mut Report<'_>,
+) -> Option<String> {
+    match (var, file) {
+        (Some(var), Some(_)) => {
+            report.add(var.span(), format!("give {var_field} or {file_field}, not both"));
+            None
+        }
+        (Some(var), None) => match env.var(var.get_ref()) {
+            Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            _ => {
+                report.add(
+                    var.span(),
+                    format!("environment variable {} is not set; export it with {what}", var.get_ref()),
+                );
+                None
+            }
+        },
+        (None, Some(path)) => match env.read_file(path.get_ref()) {
+            Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            Ok(_) => {
+                report.add(path.span(), format!("{file_field} {:?} is empty; put {what} in it", path.get_ref()));
+                None
+            }
+            Err(e) => {
+                report.add(path.span(), format!("cannot read {file_field} {:?}: {e}", path.get_ref()));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}

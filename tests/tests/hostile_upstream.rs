@@ -1,0 +1,187 @@
+//! Attacks through the answer: an upstream (or a tenant steering one) that
+//! shapes its answer so that a byte search would misread it. Each test
+//! performs the attack against the real gateway and checks what was billed
+//! (the record) and what the client got.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use tollgate_e2e::*;
+
+/// An upstream that answers every request with `pieces`, written one by
+/// one with a pause between, so that the gateway reads them separately.
+fn scripted(pieces: Vec<Vec<u8>>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let pieces = pieces.clone();
+            std::thread::spawn(move || {
+                // The request: its head, then its Content-Length body.
+                let mut req = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                let body_end = loop {
+                    let n = match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    req.extend_from_slice(&buf[..n]);
+                    if let Some(h) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&req[..h]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break h + 4 + len;
+                    }
+                };
+                while req.len() < body_end {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                for p in pieces {
+                    if c.write_all(&p).is_err() {
+                        return;
+                    }
+                    let _ = c.flush();
+                    // Part of the scenario: the next piece comes in another
+                    // read of the gateway's.
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A gateway in front of `upstream` with priced models and records on.
+fn gateway(upstream: SocketAddr, logs: &TempDir) -> Proc {
+    let config = config_for(upstream, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())).replace(
+        "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]",
+        "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 2.5, output_per_mtok = 10.0 }",
+    );
+    start_gateway(&config, &[], &[])
+}
+
+/// The one record, once the gateway has written it (at shutdown).
+fn only_record(mut gw: Proc, logs: &TempDir) -> serde_json::Value {
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let mut recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    recs.remove(0)
+}
+
+fn json_answer(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+const GPT4O: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+
+#[test]
+fn a_tool_named_prompt_tokens_does_not_make_an_answer_free() {
+    let body = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"prompt_tokens","arguments":"{\"secret\":\"the whole answer\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":120000,"completion_tokens":245,"total_tokens":120245}}"#;
+    let logs = TempDir::new("hostile");
+    let gw = gateway(scripted(vec![json_answer(body)]), &logs);
+    let r = one_request(gw.addr, &chat_request(GPT4O, ""));
+    assert_eq!(r.status, 200);
+    let rec = only_record(gw, &logs);
+    assert_eq!(rec["tokens"]["prompt"], 120_000, "{rec}");
+    assert_eq!(rec["tokens"]["completion"], 245, "{rec}");
+    // 120,000 x 2.5 + 245 x 10 micro-dollars.
+    assert_eq!(rec["cost_micro_usd"], 302_450, "{rec}");
+}
+
+#[test]
+fn usage_split_across_reads_and_chunk_lines_is_still_billed() {
+    let body = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":500000,"completion_tokens":250}}"#;
+    // Content-Length, cut inside the prompt count.
+    let whole = json_answer(body);
+    let cut = whole.windows(6).position(|w| w == b"500000").expect("count") + 3;
+    let logs = TempDir::new("hostile");
+    let gw = gateway(scripted(vec![whole[..cut].to_vec(), whole[cut..].to_vec()]), &logs);
+    assert_eq!(one_request(gw.addr, &chat_request(GPT4O, "")).status, 200);
+    let rec = only_record(gw, &logs);
+    assert_eq!((rec["tokens"]["prompt"].clone(), rec["cost_micro_usd"].clone()), (500_000.into(), 1_252_500.into()));
+
+    // Chunked, with a chunk boundary (and its size line) inside each count.
+    let at = body.find("500000").expect("count") + 2;
+    let at2 = body.find("250}").expect("count") + 1;
+    let chunks = [&body[..at], &body[at..at2], &body[at2..]];
+    let mut pieces = vec![
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+            .to_vec(),
+    ];
+    for c in chunks {
+        pieces.push(format!("{:x}\r\n{c}\r\n", c.len()).into_bytes());
+    }
+    pieces.push(b"0\r\n\r\n".to_vec());
+    let logs = TempDir::new("hostile");
+    let gw = gateway(scripted(pieces), &logs);
+    let r = one_request(gw.addr, &chat_request(GPT4O, ""));
+    assert_eq!(r.text(), body, "relayed as it came");
+    let rec = only_record(gw, &logs);
+    assert_eq!((rec["tokens"]["prompt"].clone(), rec["tokens"]["completion"].clone()), (500_000.into(), 250.into()));
+}
+
+#[test]
+fn absurd_usage_numbers_are_not_believed() {
+    let body = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":18446744073709551615}}"#;
+    let logs = TempDir::new("hostile");
+    let gw = gateway(scripted(vec![json_answer(body)]), &logs);
+    assert_eq!(one_request(gw.addr, &chat_request(GPT4O, "")).status, 200);
+    let rec = only_record(gw, &logs);
+    assert!(rec["cost_micro_usd"].as_u64().is_none_or(|c| c < 1_000_000), "{rec}");
+}
+
+#[test]
+fn a_spaced_usage_chunk_the_client_did_not_ask_for_does_not_leak() {
+    // Python's json.dumps style: spaces after colons and commas.
+    let events = [
+        r#"{"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": null}]}"#,
+        r#"{"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}"#,
+        r#"{"id": "c", "object": "chat.completion.chunk", "choices": [ ], "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14}}"#,
+    ];
+    let mut sse = String::new();
+    for e in events {
+        sse.push_str(&format!("data: {e}\n\n"));
+    }
+    sse.push_str("data: [DONE]\n\n");
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{sse}\r\n0\r\n\r\n",
+        sse.len()
+    );
+    let logs = TempDir::new("hostile");
+    let gw = gateway(scripted(vec![answer.into_bytes()]), &logs);
+    let r = one_request(
+        gw.addr,
+        &chat_request(r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#, ""),
+    );
+    let data = sse_data(&r.body);
+    assert!(data.iter().all(|d| !d.contains("usage")), "the client did not ask for usage: {data:?}");
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let rec = only_record(gw, &logs);
+    assert_eq!(rec["tokens"]["prompt"], 12, "{rec}");
+    assert!(rec["tokens"]["estimated"].is_null(), "{rec}");
+}
+
+#[test]
+fn a_stream_flag_that_is_not_a_boolean_is_refused() {
+    let logs = TempDir::new("hostile");
+    let gw = gateway(scripted(vec![json_answer("{}")]), &logs);
+    for stream in [r#""true""#, "1", "{}"] {
+        let body = format!(r#"{{"model":"gpt-4o","stream":{stream},"messages":[]}}"#);
+        let r = one_request(gw.addr, &chat_request(&body, ""));
+        assert_eq!(r.status, 400, "{stream}");
+        assert!(r.json()["error"]["message"].as_str().unwrap_or("").contains("stream"), "{}", r.text());
+    }
+}
