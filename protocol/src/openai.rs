@@ -18,9 +18,9 @@ pub struct ChatRequestFields {
     pub model: Span,
     /// `"stream": true` was given.
     pub stream: bool,
-    /// A `stream_options` object was given, and whether it asks for the
-    /// usage chunk (`"include_usage": true`).
-    pub stream_options: bool,
+    /// A `stream_options` object was given (the span of its value), and
+    /// whether it asks for the usage chunk (`"include_usage": true`).
+    pub stream_options: Option<Span>,
     pub include_usage: bool,
     /// The most tokens the request lets the model generate: the top-level
     /// `max_completion_tokens`, else `max_tokens`, when a non-negative
@@ -124,7 +124,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 }
                 let start = c.pos;
                 c.value()?;
-                options = Some(asks_for_usage(&body[start..c.pos]));
+                options = Some((Span::new(start, c.pos), asks_for_usage(&body[start..c.pos])));
             }
             k @ (b"max_tokens" | b"max_completion_tokens") => {
                 let start = c.pos;
@@ -148,8 +148,8 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     Ok(ChatRequestFields {
         model: model.ok_or(BodyError::MissingModel)?,
         stream: stream.unwrap_or(false),
-        stream_options: options.is_some(),
-        include_usage: options.unwrap_or(false),
+        stream_options: options.map(|(span, _)| span),
+        include_usage: options.is_some_and(|(_, asks)| asks),
         max_tokens: max_completion.or(max_tokens),
     })
 }
@@ -166,6 +166,11 @@ fn asks_for_usage(options: &[u8]) -> bool {
 /// for usage: the upstream then sends its token counts in a last chunk,
 /// which the gateway reads and keeps from the client.
 pub const ASK_FOR_USAGE: &[u8] = b"\"stream_options\":{\"include_usage\":true},";
+
+/// What replaces a client's own `stream_options` value that does not ask
+/// for usage (`{"include_usage": false}`, `null`, `{}`): the provider's
+/// counts are always obtained.
+pub const USAGE_OPTIONS: &[u8] = b"{\"include_usage\":true}";
 
 struct Cursor<'a> {
     buf: &'a [u8],
@@ -289,6 +294,16 @@ pub struct AnswerFacts {
     /// A top-level `choices` array with no element: the usage chunk that
     /// `stream_options.include_usage` asks for.
     pub no_choices: bool,
+}
+
+/// Whether `doc` has a `"usage"` key anywhere: a prefilter for streams,
+/// whose events mostly carry none. Exact with respect to [`read_answer`],
+/// which matches keys as written (an escaped `"us\u0061ge"` is not
+/// `usage` to either).
+pub fn mentions_usage(doc: &[u8]) -> bool {
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    USAGE.find(doc).is_some()
 }
 
 /// A reported token count above this is not believed (no model reads or
@@ -493,7 +508,7 @@ mod tests {
             let f = scan_request(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
             assert_eq!(f.model.get(body.as_bytes()), model.as_bytes());
             assert_eq!(f.stream, *stream);
-            assert!(!f.stream_options && !f.include_usage);
+            assert!(f.stream_options.is_none() && !f.include_usage);
         }
         for (options, include) in [
             (r#"{"include_usage": true}"#, true),
@@ -503,7 +518,7 @@ mod tests {
         ] {
             let body = format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#);
             let f = scan_request(body.as_bytes()).unwrap();
-            assert!(f.stream_options);
+            assert_eq!(f.stream_options.map(|s| s.get(body.as_bytes())), Some(options.as_bytes()));
             assert_eq!(f.include_usage, include, "{options}");
         }
         let bad: &[(&str, BodyError)] = &[

@@ -190,6 +190,29 @@ impl Template {
     }
 }
 
+/// Searchers built once: `memmem::find` builds one per call, which costs
+/// more than the search on a stream event's few hundred bytes.
+static FINISH_REASON: Finder = Finder::new(b"\"finish_reason\":\"");
+static STOP_REASON: Finder = Finder::new(b"\"stop_reason\":\"");
+static INDEX: Finder = Finder::new(b"\"index\":");
+static BLOCK_START: Finder = Finder::new(b"\"type\":\"content_block_start\"");
+
+/// A substring searcher made on first use.
+struct Finder {
+    needle: &'static [u8],
+    built: std::sync::OnceLock<memchr::memmem::Finder<'static>>,
+}
+
+impl Finder {
+    const fn new(needle: &'static [u8]) -> Finder {
+        Finder { needle, built: std::sync::OnceLock::new() }
+    }
+
+    fn find(&self, haystack: &[u8]) -> Option<usize> {
+        self.built.get_or_init(|| memchr::memmem::Finder::new(self.needle)).find(haystack)
+    }
+}
+
 /// Guards one answer stream, event by event.
 pub struct EventGuard<'g> {
     guard: &'g Guard,
@@ -227,15 +250,14 @@ impl<'g> EventGuard<'g> {
         }
         let ping = ev.event.as_deref() == Some(b"ping");
         // An event that also ends its choice releases everything.
-        let last = memchr::memmem::find(&ev.data, b"\"finish_reason\":\"").is_some()
-            || memchr::memmem::find(&ev.data, b"\"stop_reason\":\"").is_some();
+        let last = FINISH_REASON.find(&ev.data).is_some() || STOP_REASON.find(&ev.data).is_some();
         let texts = fields.iter().filter(|(_, v)| !v.raw.is_empty()).count();
         let channel = |key: &[u8]| {
             // The field and every index on the way to it (choice, tool
             // call, content block): parallel texts never share a hold.
             let mut c = key.to_vec();
             let mut at = 0;
-            while let Some(p) = memchr::memmem::find(&ev.data[at..], b"\"index\":") {
+            while let Some(p) = INDEX.find(&ev.data[at..]) {
                 at += p + 8;
                 c.push(b'/');
                 c.extend(ev.data[at..].iter().take_while(|b| b.is_ascii_digit()));
@@ -253,7 +275,7 @@ impl<'g> EventGuard<'g> {
             out.push(ev);
             return Ok(());
         }
-        let block_start = memchr::memmem::find(&ev.data, b"\"type\":\"content_block_start\"").is_some();
+        let block_start = BLOCK_START.find(&ev.data).is_some();
         if texts > 1 || block_start {
             // Several texts in one event (parallel choices, or text beside
             // reasoning), or a block's opening text: scanned whole, as a

@@ -89,7 +89,9 @@ impl Stream {
                 // Read by structure: a `usage` only at the top level, and
                 // the usage chunk known by its empty `choices`, however the
                 // upstream spaces or orders its keys.
-                let facts = tollgate_protocol::openai::read_answer(&ev.data);
+                let facts = tollgate_protocol::openai::mentions_usage(&ev.data)
+                    .then(|| tollgate_protocol::openai::read_answer(&ev.data))
+                    .flatten();
                 if let Some(u) = facts.and_then(|f| f.usage) {
                     *usage = Some(TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached });
                 }
@@ -417,4 +419,117 @@ fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, data: &[u8]) -> u
 
 pub(super) fn anthropic_usage(u: anthropic::Usage) -> TokenUsage {
     TokenUsage { prompt: u.input + u.cache_read + u.cache_write, completion: u.output, cached: u.cache_read }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_policy::guard::{Action, Category, Detector, Guard, ProfileSpec};
+
+    const ROUTE: RouteLabel<'static> = RouteLabel { provider: "up", model: "gpt-4o" };
+
+    fn chunk(text: &str) -> String {
+        format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}},\"finish_reason\":null}}]}}\n\n",
+            serde_json::to_string(text).expect("string")
+        )
+    }
+
+    fn stages<'a, 'g>() -> StreamStages<'a, 'g> {
+        StreamStages { guard: None, ceiling: None, reservation: None, capture: None }
+    }
+
+    /// Feeds `input` split at every byte boundary `at`, then ends the
+    /// upstream; returns what the client got and the relay's end.
+    fn relay_split(input: &str, at: usize, stages: StreamStages<'_, '_>, strip_usage: bool) -> (String, End, u64) {
+        let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, strip_usage), stages, ROUTE);
+        let mut out = BytesMut::new();
+        let bytes = Bytes::copy_from_slice(input.as_bytes());
+        relay.feed(bytes.slice(..at), &mut out);
+        relay.feed(bytes.slice(at..), &mut out);
+        assert!(relay.end_of_read(true, &mut out));
+        let end = relay.end();
+        let counted = relay.completion_counted;
+        relay.close();
+        (String::from_utf8(out.to_vec()).expect("utf-8"), end, counted)
+    }
+
+    #[test]
+    fn a_plain_stream_passes_whole_and_is_counted_wherever_it_is_split() {
+        let input = format!("{}{}data: [DONE]\n\n", chunk("Hello"), chunk(" world"));
+        for at in 0..=input.len() {
+            let (out, end, counted) = relay_split(&input, at, stages(), false);
+            assert_eq!(out, input, "split at {at}");
+            assert_eq!(end, End::Completed);
+            assert_eq!(counted, 2, "split at {at}");
+        }
+    }
+
+    #[test]
+    fn a_ceiling_caps_the_stream_at_the_event_that_crosses_it() {
+        let input = format!("{}{}{}data: [DONE]\n\n", chunk("one"), chunk(" two"), chunk(" three"));
+        let ceiling = Ceiling { output_tokens: 2, cost: None };
+        let s = StreamStages { ceiling: Some(ceiling), ..stages() };
+        let (out, end, _) = relay_split(&input, input.len(), s, false);
+        assert_eq!(end, End::Capped);
+        assert!(out.contains("one") && out.contains("two") && !out.contains("three"), "{out}");
+        assert!(out.contains("\"finish_reason\":\"length\""), "{out}");
+        assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+    }
+
+    #[test]
+    fn a_blocking_guard_ends_the_stream_with_content_filter_and_drops_what_it_held() {
+        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
+        for d in Detector::ALL {
+            if d.category() == Category::Secrets {
+                spec.actions[d as usize] = Some(Action::Block);
+            }
+        }
+        let guard = Guard::compile(&spec).expect("profile");
+        let mut hits = Vec::new();
+        // A key split across two events, and text after it.
+        let input = format!(
+            "{}{}{}data: [DONE]\n\n",
+            chunk("my key is sk-proj-AbCdEfGhIjKlMn"),
+            chunk("OpQrStUvWxYz0123456789abcdefgh ok"),
+            chunk(" more")
+        );
+        let s = StreamStages { guard: Some((EventGuard::new(&guard), &mut hits)), ..stages() };
+        let (out, end, _) = relay_split(&input, 17, s, false);
+        assert_eq!(end, End::Blocked);
+        assert!(!out.contains("sk-proj") && !out.contains("more"), "{out}");
+        assert!(out.contains("\"finish_reason\":\"content_filter\""), "{out}");
+        assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn a_broken_event_fails_the_stream_with_an_error_event_and_done() {
+        let input = format!("{}data: {{\"choices\":[{{\"delta\"\n\nevent", chunk("fine"));
+        let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, false), stages(), ROUTE);
+        let mut out = BytesMut::new();
+        relay.feed(Bytes::from(input), &mut out);
+        relay.upstream_failed();
+        assert!(relay.end_of_read(false, &mut out), "a failure ends the stream");
+        assert_eq!(relay.end(), End::UpstreamFailed);
+        let out = String::from_utf8(out.to_vec()).expect("utf-8");
+        assert!(out.contains("fine") && out.contains("upstream_stream_error"), "{out}");
+        assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+    }
+
+    #[test]
+    fn the_usage_chunk_the_gateway_asked_for_is_read_and_kept_from_the_client() {
+        let usage =
+            "data: {\"id\": \"c\", \"choices\": [ ], \"usage\": {\"prompt_tokens\": 7, \"completion_tokens\": 2}}\n\n";
+        let input = format!("{}{usage}data: [DONE]\n\n", chunk("hi"));
+        let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, true), stages(), ROUTE);
+        let mut out = BytesMut::new();
+        relay.feed(Bytes::from(input), &mut out);
+        relay.end_of_read(true, &mut out);
+        assert_eq!(relay.usage(), Some(TokenUsage { prompt: 7, completion: 2, cached: 0 }));
+        assert!(!String::from_utf8_lossy(&out).contains("usage"));
+        // Asked for by the client: passed on.
+        let input = format!("{}{usage}data: [DONE]\n\n", chunk("hi"));
+        let (out, _, _) = relay_split(&input, 0, stages(), false);
+        assert!(out.contains("\"usage\""));
+    }
 }

@@ -9,7 +9,7 @@ use crate::upstream::Upstream;
 use bytes::BytesMut;
 use tollgate_policy::{ProviderKind, Target};
 use tollgate_protocol::anthropic;
-use tollgate_protocol::openai::ChatRequestFields;
+use tollgate_protocol::openai::{self, ChatRequestFields};
 
 use crate::error::GatewayError;
 
@@ -95,15 +95,35 @@ pub fn build(
     };
     let model = fields.model;
     let replace = translated.is_none() && model.get(body) != target.upstream_model.as_bytes();
-    // Every stream is billed from the provider's counts: ask for them
-    // right after the body's opening brace (the body scanned as an object).
-    let ask_usage = translated.is_none() && upstream.stream_usage && fields.stream && !fields.stream_options;
-    let brace = if ask_usage { body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1) } else { 0 };
+    // Every stream is billed from the provider's counts: the gateway asks
+    // for them whatever the client said (`include_usage` false, `null`,
+    // `{}`), replacing the client's `stream_options` or adding one right
+    // after the body's opening brace (the body scanned as an object).
+    let ask_usage = translated.is_none() && upstream.stream_usage && fields.stream && !fields.include_usage;
+    // The body's edits, in order: (start, end, what replaces that span).
+    let mut edits: [(usize, usize, Bytes); 2] = Default::default();
+    let mut n_edits = 0;
+    if ask_usage {
+        edits[n_edits] = match fields.stream_options {
+            Some(span) => (span.start as usize, span.end as usize, Bytes::from_static(openai::USAGE_OPTIONS)),
+            None => {
+                let brace = body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1);
+                (brace, brace, Bytes::from_static(openai::ASK_FOR_USAGE))
+            }
+        };
+        n_edits += 1;
+    }
+    if replace {
+        let name = Bytes::copy_from_slice(target.upstream_model.as_bytes());
+        edits[n_edits] = (model.start as usize, model.end as usize, name);
+        n_edits += 1;
+    }
+    let edits = &mut edits[..n_edits];
+    edits.sort_by_key(|e| e.0);
     let body_len = match &translated {
         Some(t) => t.len(),
-        None if replace => body.len() - model.len() + target.upstream_model.len(),
-        None => body.len(),
-    } + if ask_usage { tollgate_protocol::openai::ASK_FOR_USAGE.len() } else { 0 };
+        None => edits.iter().fold(body.len(), |len, (start, end, with)| len - (end - start) + with.len()),
+    };
     let s = &mut client.scratch;
     // A provider-specific key header (Azure's `api-key`, or any configured
     // one) is the provider's credential slot: a client value never fills it.
@@ -124,18 +144,17 @@ pub fn build(
     parts.push(upstream.chat_request_line.clone());
     parts.push(upstream.fixed_headers.clone());
     parts.push(s.split().freeze());
-    if ask_usage {
-        parts.push(body.slice(..brace));
-        parts.push(Bytes::from_static(tollgate_protocol::openai::ASK_FOR_USAGE));
-    }
     if let Some(t) = translated {
         parts.push(t);
-    } else if replace {
-        parts.push(body.slice(brace..model.start as usize));
-        parts.push(Bytes::copy_from_slice(target.upstream_model.as_bytes()));
-        parts.push(body.slice(model.end as usize..));
     } else {
-        parts.push(body.slice(brace..));
+        // At most two edits: five slices of body, eight in all.
+        let mut at = 0;
+        for (start, end, with) in edits.iter_mut() {
+            parts.push(body.slice(at..*start));
+            parts.push(std::mem::take(with));
+            at = *end;
+        }
+        parts.push(body.slice(at..));
     }
     Ok((parts, translation))
 }
