@@ -23,14 +23,33 @@ pub struct StringValue {
 }
 
 /// Calls `f` for every string value of `doc` (object member values and
-/// array elements), in order. A value in an array belongs to the array's key.
+/// array elements), in order. A value belongs to the key of the member it
+/// is (or, in an array, the member the array is): when an object or array
+/// closes, the key of the container around it is restored, so a string
+/// after an object inside an array is never taken for that object's last
+/// member.
 pub fn string_values(doc: &[u8], mut f: impl FnMut(&[u8], StringValue)) -> Result<(), Malformed> {
     let mut at = 0;
     let mut key = 0..0;
+    // The key each open container was a member value of.
+    let mut open: Vec<Range<usize>> = Vec::new();
     while let Some(q) = memchr::memchr(b'"', &doc[at..]) {
-        let open = at + q;
-        let (close, escaped) = string_end(doc, open + 1)?;
-        let raw = open + 1..close;
+        let open_quote = at + q;
+        // Containers opened and closed between the last string and this one.
+        for &b in &doc[at..open_quote] {
+            match b {
+                b'{' | b'[' => {
+                    if open.len() == NESTING_MAX {
+                        return Err(Malformed("the document nests too deeply"));
+                    }
+                    open.push(key.clone());
+                }
+                b'}' | b']' => key = open.pop().unwrap_or(0..0),
+                _ => {}
+            }
+        }
+        let (close, escaped) = string_end(doc, open_quote + 1)?;
+        let raw = open_quote + 1..close;
         at = close + 1;
         let next = doc[at..].iter().position(|b| !b.is_ascii_whitespace()).map(|p| doc[at + p]);
         if next == Some(b':') {
@@ -41,6 +60,10 @@ pub fn string_values(doc: &[u8], mut f: impl FnMut(&[u8], StringValue)) -> Resul
     }
     Ok(())
 }
+
+/// Nesting past which a document is not walked: far beyond any chat
+/// request or answer, and a bound on the walk's memory.
+const NESTING_MAX: usize = 1024;
 
 /// Like [`string_values`], for the values `keep(key, raw)` selects, with
 /// their text: borrowed when they hold no escape, decoded into one reused
@@ -207,5 +230,58 @@ mod tests {
         let mut out = Vec::new();
         assert!(unescape(br"\u12", &mut out).is_err());
         assert!(unescape(br"\q", &mut out).is_err());
+    }
+
+    /// A tenant hides text after an object inside an array (a tool schema's
+    /// `enum`): it belongs to the array's key, not to the object's last
+    /// member (`type`, which guardrails skip as structural).
+    #[test]
+    fn a_string_after_a_closed_object_gets_its_containers_key_back() {
+        let doc = r#"{"tools":[{"function":{"parameters":{"enum":[{"type":"x"},"my key sk-proj-abc mail bob@example.com"]}}}]}"#;
+        assert_eq!(values(doc).last().map(|(k, _)| k.as_str()), Some("enum"));
+        let doc = r#"{"a":[[{"id":"1"}],"after"],"b":{"type":"t"},"c":["x",{"k":"v"},"y"]}"#;
+        let keys: Vec<_> = values(doc).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(keys, ["id=1", "a=after", "type=t", "c=x", "k=v", "c=y"]);
+    }
+
+    /// Every string value with the key a real parser gives it: the key of
+    /// the innermost member around it (array elements inherit the array's).
+    fn expected(v: &serde_json::Value, key: &str, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::String(s) => out.push((key.to_string(), s.clone())),
+            serde_json::Value::Array(items) => items.iter().for_each(|i| expected(i, key, out)),
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| expected(v, k, out)),
+            _ => {}
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let text = proptest::string::string_regex("[a-z \\\"\n{}\\[\\]:,é😀]{0,8}").expect("regex");
+        let leaf = prop_oneof![
+            text.prop_map(serde_json::Value::String),
+            any::<i32>().prop_map(|n| serde_json::Value::from(n)),
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+        ];
+        leaf.prop_recursive(5, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                proptest::collection::vec(("[a-z]{1,6}", inner), 0..5)
+                    .prop_map(|kv| serde_json::Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_string_gets_the_key_a_json_parser_gives_it(v in json_value()) {
+            let doc = serde_json::to_string(&v).expect("serialize");
+            let mut want = Vec::new();
+            expected(&v, "", &mut want);
+            proptest::prop_assert_eq!(values(&doc), want, "{}", doc);
+            let pretty = serde_json::to_string_pretty(&v).expect("serialize");
+            proptest::prop_assert_eq!(values(&pretty), values(&doc));
+        }
     }
 }

@@ -208,3 +208,19 @@ fn settling_counts_the_spend_on_the_core_before_the_holds_go() {
     drop(ex);
     assert_eq!(w.accounts.reserved(Owner::Team(0)), 0);
 }
+
+/// A tenant hides a secret and an address after an object in a tool
+/// schema's `enum`, where a walk that lost track of keys took them for the
+/// object's `type` (skipped as structural).
+#[test]
+fn text_after_an_object_in_a_tool_schema_is_guarded() {
+    let w = World::new("guardrails = \"g\"");
+    let core = w.core();
+    let body = r#"{"model":"gpt-4o","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"k":{"enum":[{"type":"x"},"my key sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh"]}}}}}],"messages":[]}"#;
+    let mut ex = exchange("tg-key", body);
+    assert!(matches!(admit(&mut ex, &core), Err(GatewayError::Guardrail { .. })));
+    let body = r#"{"model":"gpt-4o","tools":[{"type":"function","function":{"name":"f","parameters":{"enum":[{"type":"x"},"mail bob@example.com"]}}}],"messages":[]}"#;
+    let mut ex = exchange("tg-key", body);
+    admit(&mut ex, &core).expect("redacted");
+    assert!(!ex.body.windows(15).any(|w| w == b"bob@example.com"), "{:?}", ex.body);
+}
