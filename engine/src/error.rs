@@ -159,8 +159,12 @@ impl GatewayError {
         }
     }
 
-    /// OpenAI's `error.type`.
+    /// OpenAI's `error.type`: for a rate limit, which limit (`requests` or
+    /// `tokens`), as OpenAI's own 429s say.
     fn kind(&self) -> &'static str {
+        if let GatewayError::RateLimited(e) = self {
+            return e.what;
+        }
         match self.source() {
             Source::Client => "invalid_request_error",
             Source::Upstream | Source::Gateway => "server_error",

@@ -107,6 +107,12 @@ fn a_team_at_its_requests_per_minute_is_refused_with_retry_after() {
         let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
         assert_eq!(r.status, 429, "{}", r.text());
         assert_eq!(r.error_code(), "rate_limit_exceeded");
+        // OpenAI's shape for a 429: the limit's kind as the type, and the
+        // headers that say when to come back.
+        assert_eq!(r.json()["error"]["type"], "requests");
+        assert_eq!(r.header("x-ratelimit-limit-requests"), Some("5"), "{:?}", r.headers);
+        assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("0"), "{:?}", r.headers);
+        assert!(r.header("x-ratelimit-reset-requests").is_some_and(|v| v.ends_with('s')));
         let retry: u64 = r.header("retry-after").expect("retry-after").parse().unwrap();
         assert!((1..=60).contains(&retry));
         assert!(r.json()["error"]["message"]
@@ -158,6 +164,8 @@ fn tokens_are_reserved_before_sending_and_limits_are_in_the_headers() {
     let too_much = one_request(gw.addr, &chat_request(&ask(5000), ""));
     assert_eq!(too_much.status, 429, "{}", too_much.text());
     assert!(too_much.json()["error"]["message"].as_str().unwrap().contains("2000 tokens per minute"));
+    assert_eq!(too_much.json()["error"]["type"], "tokens");
+    assert_eq!(too_much.header("x-ratelimit-limit-tokens"), Some("2000"), "{:?}", too_much.headers);
     assert!(too_much.header("retry-after").is_some());
 
     let ok = one_request(gw.addr, &chat_request(&ask(50), ""));

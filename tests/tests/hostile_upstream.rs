@@ -185,3 +185,36 @@ fn a_stream_flag_that_is_not_a_boolean_is_refused() {
         assert!(r.json()["error"]["message"].as_str().unwrap_or("").contains("stream"), "{}", r.text());
     }
 }
+
+/// An upstream's own `x-request-id`, `x-tollgate-route` and rate-limit
+/// headers never reach the client beside the gateway's: the provider
+/// account's rate limits would show every tenant the others' use.
+#[test]
+fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
+    let body =
+        r#"{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_upstream\r\nx-tollgate-route: evil/evil\r\n\
+         x-ratelimit-remaining-requests: 9321\r\nx-ratelimit-limit-tokens: 30000000\r\nanthropic-ratelimit-tokens-remaining: 5\r\n\
+         openai-organization: org-shared\r\nopenai-processing-ms: 12\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let logs = TempDir::new("hostile");
+    let gw = gateway(scripted(vec![answer.into_bytes()]), &logs);
+    let r = one_request(gw.addr, &chat_request(GPT4O, ""));
+    assert_eq!(r.status, 200);
+    let named = |n: &str| r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(n)).count();
+    assert_eq!(named("x-request-id"), 1, "{:?}", r.headers);
+    assert!(r.header("x-request-id").is_some_and(|v| v.starts_with("tg-")), "{:?}", r.headers);
+    assert_eq!(r.header("x-tollgate-route"), Some("up/gpt-4o"), "{:?}", r.headers);
+    assert_eq!(named("x-tollgate-route"), 1);
+    for gone in [
+        "x-ratelimit-remaining-requests",
+        "x-ratelimit-limit-tokens",
+        "anthropic-ratelimit-tokens-remaining",
+        "openai-organization",
+    ] {
+        assert_eq!(named(gone), 0, "{gone}: {:?}", r.headers);
+    }
+    assert_eq!(r.header("openai-processing-ms"), Some("12"), "ordinary headers pass");
+}

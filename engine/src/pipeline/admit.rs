@@ -62,22 +62,25 @@ fn limited(core: &Core<'_>, key: &VirtualKey) -> bool {
 /// key's requests per minute (and tokens per minute as used so far), and
 /// counted at once.
 pub fn within_rate_limit<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
-    let headroom = rate_check(ex, core, 0)?;
+    let (headroom, admitted) = rate_check(ex, core, 0)?;
+    // A refusal carries the headers too: they say when to come back.
     ex.rate(headroom);
-    Ok(())
+    admitted
 }
 
 /// Requests and tokens in the current UTC minute, every core's as of the
 /// last merge plus this core's since (and its requests in flight's
 /// reservations), against the team's and the key's limits, with `reserve`
 /// tokens about to be used. With no reservation the request is admitted
-/// (counted at once). `Ok(Some(headroom))` when a limit applies: the
-/// answer's `x-ratelimit-*` headers.
+/// (counted at once). The headroom (`Some` when a limit applies: the
+/// answer's `x-ratelimit-*` headers) comes with the verdict, refused or
+/// not.
+#[allow(clippy::type_complexity)] // (headers, verdict): named at both call sites
 fn rate_check(
     ex: &Exchange<'_>,
     core: &Core<'_>,
     reserve: u64,
-) -> Result<Option<tollgate_policy::ratelimit::Headroom>, GatewayError> {
+) -> Result<(Option<tollgate_policy::ratelimit::Headroom>, Result<(), GatewayError>), GatewayError> {
     use tollgate_policy::ratelimit::{check, minute_reset_secs, Headroom};
     let key = ex.key()?;
     let a = core.accounts;
@@ -98,14 +101,14 @@ fn rate_check(
         headroom.tighten(limit, used.requests + u64::from(admitting), tokens.saturating_add(reserve));
         result.map_err(GatewayError::RateLimited)
     };
-    if let Some(team) = core.state.config.teams.get(key.team) {
-        limited(Owner::Team(key.team), &|| format!("team \"{}\"", team.name), &team.rate_limit)?;
-    }
-    limited(Owner::Key(key.index), &|| format!("key \"{}\"", key.name), &key.rate_limit)?;
-    if admitting {
+    let team = core.state.config.teams.get(key.team);
+    let verdict = team
+        .map_or(Ok(()), |t| limited(Owner::Team(key.team), &|| format!("team \"{}\"", t.name), &t.rate_limit))
+        .and_then(|()| limited(Owner::Key(key.index), &|| format!("key \"{}\"", key.name), &key.rate_limit));
+    if admitting && verdict.is_ok() {
         a.admit(key, minute);
     }
-    Ok(any.then_some(headroom))
+    Ok((any.then_some(headroom), verdict))
 }
 
 /// The most a request may generate: its own `max_tokens` (or
@@ -172,8 +175,9 @@ pub fn reserve_tokens<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), 
     }
     let output = output_reserve(ex);
     let prompt = ex.prompt.tokens(&ex.body);
-    let headroom = rate_check(ex, core, prompt.saturating_add(output))?;
+    let (headroom, admitted) = rate_check(ex, core, prompt.saturating_add(output))?;
     ex.rate(headroom);
+    admitted?;
     let owners = [Owner::Team(key.team), Owner::Key(key.index)];
     let minute = ex.trace.started_unix_ms / 60_000;
     ex.holds.tokens =

@@ -98,6 +98,20 @@ enum Mode {
     UntilClose,
 }
 
+/// Whether an upstream answer header reaches the client: not a hop-by-hop
+/// one, not one the gateway writes itself (its own value must be the only
+/// one), and not one that speaks for the provider account every tenant
+/// shares: its rate-limit headers would show each tenant the others'
+/// aggregate use, its organisation and project headers who pays.
+fn relayed(name: &[u8]) -> bool {
+    const OWN_OR_SHARED: &[&[u8]] = &[b"x-request-id", b"openai-organization", b"openai-project"];
+    const PREFIXES: &[&[u8]] = &[b"x-tollgate-", b"x-ratelimit-", b"anthropic-ratelimit-", b"x-amzn-bedrock-"];
+    let starts = |p: &[u8]| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
+    !hop_by_hop(name)
+        && !OWN_OR_SHARED.iter().any(|h| h.eq_ignore_ascii_case(name))
+        && !PREFIXES.iter().any(|p| starts(p))
+}
+
 fn hop_by_hop(name: &[u8]) -> bool {
     const DROP: &[&[u8]] = &[
         b"connection",
@@ -143,7 +157,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
     let upstream_reason = response.reason();
     s.extend_from_slice(if upstream_reason.is_empty() { reason(response.status).as_bytes() } else { upstream_reason });
     s.extend_from_slice(b"\r\n");
-    for (name, value) in response.headers().filter(|(n, _)| !hop_by_hop(n)) {
+    for (name, value) in response.headers().filter(|(n, _)| relayed(n)) {
         s.extend_from_slice(name);
         s.extend_from_slice(b": ");
         s.extend_from_slice(value);
