@@ -44,7 +44,7 @@ pub enum GatewayError {
     /// A team or key has reached a per-minute limit.
     RateLimited(tollgate_policy::ratelimit::OverRate),
     /// The key's team (or the key itself) may not use this model.
-    ModelNotAllowed { model: String, team: String, key: String },
+    ModelNotAllowed { model: String },
     /// No route for this method and path.
     NoRoute,
     /// The model is not in the configuration.
@@ -144,8 +144,9 @@ impl GatewayError {
             HeadTimeout | BodyTimeout => 408,
             Auth(_) => 401,
             OverBudget(_) | RateLimited(_) => 429,
-            ModelNotAllowed { .. } => 403,
-            NoRoute | UnknownModel(_) => 404,
+            // The same answer as a model that does not exist: a tenant
+            // must not learn which models other teams use.
+            NoRoute | UnknownModel(_) | ModelNotAllowed { .. } => 404,
             // A rate limit stays a rate limit, so that clients back off.
             UpstreamStatus { status: 429, .. } => 429,
             UpstreamConnect { .. }
@@ -185,7 +186,7 @@ impl GatewayError {
             Auth(AuthError::Unknown) => "invalid_api_key",
             Auth(AuthError::Expired { .. }) => "expired_api_key",
             Auth(AuthError::Revoked { .. }) => "revoked_api_key",
-            ModelNotAllowed { .. } => "model_not_allowed",
+            ModelNotAllowed { .. } => "model_not_found",
             OverBudget(_) => "budget_exceeded",
             RateLimited(_) => "rate_limit_exceeded",
             NoRoute => "unknown_url",
@@ -224,8 +225,10 @@ impl fmt::Display for GatewayError {
             Auth(e) => write!(f, "{e}"),
             OverBudget(e) => write!(f, "{e}"),
             RateLimited(e) => write!(f, "{e}"),
-            ModelNotAllowed { model, team, key } => {
-                write!(f, "team `{team}` (key `{key}`) is not allowed to use model `{model}`")
+            // Who may not use it stays in the record and the log, not in
+            // the answer.
+            ModelNotAllowed { model, .. } => {
+                write!(f, "the model `{model}` does not exist or is not served by this gateway")
             }
             NoRoute => f.write_str(
                 "unknown path; this gateway serves POST /v1/chat/completions, GET /v1/models, GET /healthz and GET /readyz",
@@ -286,7 +289,7 @@ mod tests {
             (GatewayError::NoRoute, 404),
             (GatewayError::Auth(AuthError::Missing), 401),
             (GatewayError::Auth(AuthError::Expired { key: "k".into() }), 401),
-            (GatewayError::ModelNotAllowed { model: "m".into(), team: "t".into(), key: "k".into() }, 403),
+            (GatewayError::ModelNotAllowed { model: "m".into() }, 404),
             (GatewayError::UnknownModel("x".into()), 404),
             (GatewayError::UpstreamConnect { provider: p(), cause: io::ErrorKind::ConnectionRefused.into() }, 502),
             (GatewayError::UpstreamTimeout { provider: p() }, 504),

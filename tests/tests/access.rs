@@ -62,14 +62,24 @@ fn every_authentication_and_access_error_path() {
         ("Authorization: Basic dTpw\r\n", "gpt-4o-mini", 401, "missing_api_key", &[]),
         ("Authorization: Bearer tg-old\r\n", "gpt-4o-mini", 401, "expired_api_key", &["`old`", "expired"]),
         ("Authorization: Bearer tg-gone\r\n", "gpt-4o-mini", 401, "revoked_api_key", &["`gone`", "revoked"]),
-        ("Authorization: Bearer tg-search\r\n", "gpt-4o", 403, "model_not_allowed", &["`search`", "`gpt-4o`"]),
-        ("Authorization: Bearer tg-narrow\r\n", "gpt-4o", 403, "model_not_allowed", &["`narrow`", "`gpt-4o`"]),
+        // A model the key may not use is answered exactly as one that does
+        // not exist: no tenant can list another's models by probing.
+        ("Authorization: Bearer tg-search\r\n", "gpt-4o", 404, "model_not_found", &["`gpt-4o`"]),
+        ("Authorization: Bearer tg-narrow\r\n", "gpt-4o", 404, "model_not_found", &["`gpt-4o`"]),
+        ("Authorization: Bearer tg-search\r\n", "no-such-model", 404, "model_not_found", &["`no-such-model`"]),
         ("Authorization: Bearer tg-search\r\n", "gpt-4o-mini", 200, "", &[]),
         ("x-api-key: tg-search\r\n", "gpt-4o-mini", 200, "", &[]),
         ("Authorization: bearer  tg-narrow \r\n", "gpt-4o-mini", 200, "", &[]),
     ];
+    let mut unknown_to_search = Vec::new();
     for (headers, model, status, code, words) in cases {
         let r = chat_as(gw.addr, headers, model);
+        if headers.contains("tg-search") && *status == 404 {
+            // Same status, code, type and message but for the name.
+            let mut e = r.json()["error"].clone();
+            e["message"] = e["message"].as_str().unwrap_or("").replace(model, "M").into();
+            unknown_to_search.push(e);
+        }
         assert_eq!(r.status, *status, "{headers:?} {model}: {}", r.text());
         if *status != 200 {
             assert_eq!(r.error_code(), *code, "{headers:?}");
@@ -79,6 +89,8 @@ fn every_authentication_and_access_error_path() {
             }
         }
     }
+    assert_eq!(unknown_to_search.len(), 2);
+    assert_eq!(unknown_to_search[0], unknown_to_search[1], "a forbidden model and a missing one look alike");
     // The model list is the key's, and needs a key.
     let models = |key: &str| {
         let r = one_request(

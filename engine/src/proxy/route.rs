@@ -34,6 +34,9 @@ pub fn authorize(state: &CoreState, key: &VirtualKey, model_index: usize, model:
     if key.models.contains(model_index) {
         return Ok(());
     }
-    let team = state.config.teams.get(key.team).map_or_else(String::new, |t| t.name.clone());
-    Err(GatewayError::ModelNotAllowed { model: model.to_string(), team, key: key.name.clone() })
+    // Who was refused goes to the log (and the record, by key); the answer
+    // names only the model, as for one that does not exist.
+    let team = state.config.teams.get(key.team).map_or("", |t| t.name.as_str());
+    tracing::debug!(model, team, key = %key.name, "model not allowed for this key");
+    Err(GatewayError::ModelNotAllowed { model: model.to_string() })
 }
