@@ -111,6 +111,9 @@ pub struct Trace<'s> {
     pub bytes_out: u64,
     /// From the attempt that served to its answer's head.
     pub upstream_micros: u32,
+    /// Spent on attempts that failed and on back-off before retries: the
+    /// upstreams' time, not the gateway's.
+    pub retry_micros: u32,
     /// From the request's head to the first bytes of its answer on the
     /// client's socket (time to first token, for streams).
     pub first_byte_micros: Option<u32>,
@@ -168,6 +171,7 @@ impl<'s> Trace<'s> {
             bytes_in: 0,
             bytes_out: 0,
             upstream_micros: 0,
+            retry_micros: 0,
             first_byte_micros: None,
             end: End::Completed,
             guard_hits: Vec::new(),
@@ -183,10 +187,11 @@ impl<'s> Trace<'s> {
     }
 
     /// What the gateway added before the client's first byte: the time to
-    /// it, less the upstream's own time to its answer's head.
+    /// it, less the upstream's own time to its answer's head and the time
+    /// failed attempts and back-off took.
     pub fn gateway_micros(&self) -> Option<u32> {
         self.served_by?;
-        Some(self.first_byte_micros?.saturating_sub(self.upstream_micros))
+        Some(self.first_byte_micros?.saturating_sub(self.upstream_micros).saturating_sub(self.retry_micros))
     }
 
     /// Cost in micro-dollars, when the provider reported usage and the

@@ -143,3 +143,38 @@ fn equal_priorities_share_load_by_weight() {
     }
     assert!((240..360).contains(&primary), "3:1 weights gave {primary} of 400 to the primary");
 }
+
+/// One client's failing requests charge a target's breaker once each,
+/// however many attempts they make: two requests of three attempts do not
+/// open a breaker that needs three failures, and another request is served.
+/// Their back-off is not counted as the gateway's latency, and an answer
+/// that stayed 500 after every attempt is recorded as the upstream failing.
+#[test]
+fn a_request_charges_a_breaker_once_and_its_retries_are_not_gateway_latency() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("breaker");
+    let extra = format!(
+        "[logging]\ndir = \"{}\"\n[routing]\nmax_attempts = 3\nbreaker_failures = 3\nretry_backoff_ms = 100\nfallback_on_status = [500]",
+        logs.0.display()
+    );
+    let mut gw = start_gateway(&config_for(mock.addr, 1, &extra), &[], &[]);
+    for _ in 0..2 {
+        let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-fail: 500\r\n"));
+        assert_eq!(r.status, 500, "{}", r.text());
+    }
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!(r.status, 200, "two requests opened the breaker: {}", r.text());
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    let failed: Vec<_> = recs.iter().filter(|r| r["status"] == 500).collect();
+    assert_eq!(failed.len(), 2, "{recs:#?}");
+    for r in failed {
+        assert_eq!(r["end"], "upstream_failed", "{r}");
+        assert_eq!(r["attempts"].as_array().map(Vec::len), Some(3), "{r}");
+        // Two back-offs of up to 100 and 200 ms, and three attempts: none
+        // of it is the gateway's.
+        let gateway = r["latency_ms"]["gateway"].as_f64().expect("gateway latency");
+        assert!(gateway < 20.0, "retries counted as gateway latency: {r}");
+    }
+}

@@ -16,7 +16,7 @@ use crate::proxy::fallback::Plan;
 use crate::proxy::relay::{self, Answer, RelayEnd, RouteLabel};
 use crate::proxy::upstream_request::{self, Translation};
 use crate::proxy::{call, guard, stream, translate};
-use crate::record::Trace;
+use crate::record::{End, Trace};
 use crate::respond::Client;
 use crate::state::CoreState;
 
@@ -46,6 +46,9 @@ pub async fn forward(ex: &mut Exchange<'_>, state: &CoreState, client: &mut Clie
                 break;
             }
             monoio::time::sleep(backoff).await;
+            // Time spent waiting to retry is the upstream's doing, not the
+            // gateway's: it is kept out of the gateway's added latency.
+            trace.retry_micros = trace.retry_micros.saturating_add(backoff.as_micros().min(u32::MAX as u128) as u32);
         }
         let target = &routed.route.targets[t];
         let upstream = &state.upstreams[target.provider];
@@ -58,9 +61,10 @@ pub async fn forward(ex: &mut Exchange<'_>, state: &CoreState, client: &mut Clie
             Ok((conn, response)) if routing.fallback_on_status.contains(&response.status) && plan.has_more(routing) => {
                 // Another target may do better; this answer is dropped with
                 // its connection (its body is unread).
-                if response.status != 429 {
+                if response.status != 429 && plan.charge(t) {
                     breakers[t].failure(Instant::now(), routing);
                 }
+                trace.retry_micros = trace.retry_micros.saturating_add(micros_since(attempt_started));
                 tracing::debug!(provider = %upstream.name, status = response.status, "falling back");
                 drop(conn);
                 last_error =
@@ -70,7 +74,9 @@ pub async fn forward(ex: &mut Exchange<'_>, state: &CoreState, client: &mut Clie
                 trace.served_by = Some(t as u8);
                 trace.upstream_micros = attempt_started.elapsed().as_micros().min(u32::MAX as u128) as u32;
                 if response.status >= 500 {
-                    breakers[t].failure(Instant::now(), routing);
+                    if plan.charge(t) {
+                        breakers[t].failure(Instant::now(), routing);
+                    }
                 } else {
                     breakers[t].success();
                 }
@@ -105,15 +111,21 @@ pub async fn forward(ex: &mut Exchange<'_>, state: &CoreState, client: &mut Clie
                     upstream.give_back(conn);
                 }
                 let mut end = end;
+                // An error status relayed is an answer the upstream failed,
+                // not a completed one.
+                if end.status >= 500 && end.end == End::Completed {
+                    end.end = End::UpstreamFailed;
+                }
                 estimate_usage(&mut end, || prompt.tokens(body), trace);
                 return Ok(end);
             }
             Err(e) => {
                 // A failure caused by the request's deadline, not by the
                 // target, leaves the target's breaker alone.
-                if Instant::now() < deadline {
+                if Instant::now() < deadline && plan.charge(t) {
                     breakers[t].failure(Instant::now(), routing);
                 }
+                trace.retry_micros = trace.retry_micros.saturating_add(micros_since(attempt_started));
                 tracing::debug!(provider = %upstream.name, error = %e, "attempt failed");
                 if matches!(e, GatewayError::UpstreamTimeout { .. }) {
                     plan.exclude(t);
@@ -127,6 +139,10 @@ pub async fn forward(ex: &mut Exchange<'_>, state: &CoreState, client: &mut Clie
         }
     }
     Err(last_error.unwrap_or_else(|| GatewayError::Unavailable { model: routed.route.name.clone() }))
+}
+
+fn micros_since(t: Instant) -> u32 {
+    t.elapsed().as_micros().min(u32::MAX as u128) as u32
 }
 
 /// Tokens for an answer the provider did not count to the end: the client

@@ -27,6 +27,10 @@ pub struct Plan {
     attempts: u32,
     tried: u32,
     excluded: u32,
+    /// Targets whose breaker this request has charged a failure to.
+    charged: u32,
+    /// Attempts that went to a target already tried (retries).
+    retries: u32,
 }
 
 impl Plan {
@@ -59,7 +63,7 @@ impl Plan {
             }
             start = end;
         }
-        Plan { order, len, cursor: 0, attempts: 0, tried: 0, excluded: 0 }
+        Plan { order, len, cursor: 0, attempts: 0, tried: 0, excluded: 0, charged: 0, retries: 0 }
     }
 
     /// The next target to try, and the back-off to wait first (when it was
@@ -86,7 +90,12 @@ impl Plan {
             self.attempts += 1;
             let again = self.tried & (1 << target) != 0;
             self.tried |= 1 << target;
-            let backoff = if again { jittered(routing.retry_backoff, self.attempts, rng) } else { Duration::ZERO };
+            let backoff = if again {
+                self.retries += 1;
+                jittered(routing.retry_backoff, self.retries, rng)
+            } else {
+                Duration::ZERO
+            };
             return Some((target, backoff));
         }
         None
@@ -99,16 +108,26 @@ impl Plan {
         self.excluded |= 1 << target;
     }
 
+    /// Whether a failure of `target` counts against its breaker: once per
+    /// request, however many attempts it made there, so that one client's
+    /// few requests cannot open a breaker for everyone on the core.
+    pub fn charge(&mut self, target: usize) -> bool {
+        let first = self.charged & (1 << target) == 0;
+        self.charged |= 1 << target;
+        first
+    }
+
     /// Whether another attempt could follow this one.
     pub fn has_more(&self, routing: &Routing) -> bool {
         self.attempts < routing.max_attempts
     }
 }
 
-/// Exponential back-off with full jitter: uniform in [0, base * 2^n), at
-/// most one second.
-fn jittered(base: Duration, attempt: u32, rng: &Cell<u64>) -> Duration {
-    let cap = (base.as_micros() as u64).saturating_mul(1 << attempt.min(10)).min(1_000_000);
+/// Exponential back-off with full jitter before the n-th retry (n from 1):
+/// uniform in [0, base * 2^(n-1)), so the first retry waits less than
+/// `retry_backoff_ms` itself; at most one second.
+fn jittered(base: Duration, retry: u32, rng: &Cell<u64>) -> Duration {
+    let cap = (base.as_micros() as u64).saturating_mul(1 << retry.saturating_sub(1).min(10)).min(1_000_000);
     Duration::from_micros(next_random(rng) % cap.max(1))
 }
 
@@ -232,5 +251,26 @@ mod tests {
         breakers[1].failure(now, &routing());
         breakers[1].failure(now, &routing());
         assert_eq!(plan.next(&breakers, &routing(), now, &rng), None, "all open");
+    }
+
+    #[test]
+    fn the_first_retry_waits_under_the_base_and_each_next_at_most_twice_longer() {
+        let rng = Cell::new(0x9E37_79B9_7F4A_7C15);
+        let base = Duration::from_millis(25);
+        for _ in 0..1000 {
+            assert!(jittered(base, 1, &rng) < base);
+            assert!(jittered(base, 2, &rng) < base * 2);
+            assert!(jittered(base, 3, &rng) < base * 4);
+            assert!(jittered(base, 30, &rng) <= Duration::from_secs(1));
+        }
+    }
+
+    #[test]
+    fn a_request_charges_each_target_once() {
+        let r = route(&[(0, 1), (1, 1)]);
+        let mut plan = Plan::new(&r, &Cell::new(7));
+        assert!(plan.charge(0));
+        assert!(!plan.charge(0), "a second failed attempt at the same target");
+        assert!(plan.charge(1));
     }
 }
