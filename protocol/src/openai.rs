@@ -41,6 +41,13 @@ pub enum BodyError {
     TooDeep,
     /// `stream` is not `true`, `false` or `null`.
     BadStream,
+    /// `messages` is not an array.
+    BadMessages,
+    /// `max_tokens` or `max_completion_tokens` is not a non-negative
+    /// integer (or `null`).
+    BadMaxTokens,
+    /// The body is not UTF-8 (JSON text is).
+    NotUtf8,
     /// A top-level key written with escapes, or `model`/`stream` given
     /// twice: parsers disagree on such bodies (escaped `"mod\u0065l"` is
     /// `model` to the upstream; duplicates resolve first-wins or
@@ -57,6 +64,9 @@ impl BodyError {
             BodyError::BadModel => "model must be a plain string",
             BodyError::TooDeep => "request body nests too deeply",
             BodyError::BadStream => "`stream` must be a boolean",
+            BodyError::BadMessages => "`messages` must be an array of messages",
+            BodyError::BadMaxTokens => "`max_tokens` and `max_completion_tokens` must be non-negative integers",
+            BodyError::NotUtf8 => "the request body is not valid UTF-8 (JSON text must be)",
             BodyError::AmbiguousKey => {
                 "request body repeats `model` or `stream`, or escapes a top-level key; send each key once, unescaped"
             }
@@ -68,8 +78,13 @@ impl BodyError {
 /// close, and the bound keeps hostile input from costing more than a pass.
 const DEPTH_MAX: usize = 128;
 
-/// Scans the top level of a chat request body.
+/// Scans the top level of a chat request body. The body must be UTF-8, as
+/// JSON text is: invalid bytes inside a string would reach the upstream
+/// (and slip past guardrails that read text) otherwise.
 pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
+    if std::str::from_utf8(body).is_err() {
+        return Err(BodyError::NotUtf8);
+    }
     let mut c = Cursor { buf: body, pos: 0 };
     c.ws();
     c.expect(b'{')?;
@@ -129,8 +144,21 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
             k @ (b"max_tokens" | b"max_completion_tokens") => {
                 let start = c.pos;
                 c.value()?;
-                let n = std::str::from_utf8(&body[start..c.pos]).ok().and_then(|v| v.parse::<u64>().ok());
+                let raw = &body[start..c.pos];
+                let n = match raw {
+                    b"null" => None,
+                    _ if raw.iter().all(u8::is_ascii_digit) => {
+                        Some(std::str::from_utf8(raw).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX))
+                    }
+                    _ => return Err(BodyError::BadMaxTokens),
+                };
                 *(if k == b"max_tokens" { &mut max_tokens } else { &mut max_completion }) = n;
+            }
+            b"messages" => {
+                if c.peek() != Some(b'[') {
+                    return Err(BodyError::BadMessages);
+                }
+                c.value()?;
             }
             _ => c.value()?,
         }
@@ -538,10 +566,16 @@ mod tests {
             (r#"{"model":"a","stream":"true"}"#, BodyError::BadStream),
             (r#"{"model":"a","stream":1}"#, BodyError::BadStream),
             (r#"{"model":"a","stream":{"x":true}}"#, BodyError::BadStream),
+            (r#"{"model":"a","messages":"nope"}"#, BodyError::BadMessages),
+            (r#"{"model":"a","messages":{"role":"user"}}"#, BodyError::BadMessages),
+            (r#"{"model":"a","max_tokens":-1}"#, BodyError::BadMaxTokens),
+            (r#"{"model":"a","max_tokens":"100"}"#, BodyError::BadMaxTokens),
+            (r#"{"model":"a","max_completion_tokens":1.5}"#, BodyError::BadMaxTokens),
         ];
         for (body, want) in bad {
             assert_eq!(scan_request(body.as_bytes()), Err(*want), "{body}");
         }
+        assert_eq!(scan_request(b"{\"model\":\"a\",\"x\":\"\xff\xfe\"}"), Err(BodyError::NotUtf8));
         let deep = format!(r#"{{"model":"a","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         assert_eq!(scan_request(deep.as_bytes()), Err(BodyError::TooDeep));
     }
@@ -558,8 +592,6 @@ mod tests {
                 None,
             ),
             (r#"{"model":"m","messages":[{"role":"user","content":""max_tokens": 3"}]}"#, None),
-            (r#"{"model":"m","max_tokens":-1}"#, None),
-            (r#"{"model":"m","max_tokens":"100"}"#, None),
             (r#"{"model":"m","max_tokens":null}"#, None),
         ];
         for (body, want) in table {
