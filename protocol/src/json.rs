@@ -260,7 +260,7 @@ mod tests {
         let text = proptest::string::string_regex("[a-z \\\"\n{}\\[\\]:,é😀]{0,8}").expect("regex");
         let leaf = prop_oneof![
             text.prop_map(serde_json::Value::String),
-            any::<i32>().prop_map(|n| serde_json::Value::from(n)),
+            any::<i32>().prop_map(serde_json::Value::from),
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::Bool),
         ];
