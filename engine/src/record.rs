@@ -26,17 +26,22 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// Token counts as the provider reported them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TokenUsage {
+    /// Every prompt token: cached and cache-written ones included.
     pub prompt: u64,
     pub completion: u64,
+    /// Prompt tokens read from the provider's cache.
     pub cached: u64,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_write: u64,
 }
 
 impl TokenUsage {
     /// Cost in micro-dollars at prices per million tokens.
     pub fn cost_at(&self, p: tollgate_policy::config::Price) -> u64 {
-        let uncached = self.prompt.saturating_sub(self.cached) as u128;
+        let uncached = self.prompt.saturating_sub(self.cached).saturating_sub(self.cache_write) as u128;
         let micro = uncached * p.input_per_mtok as u128
             + self.cached as u128 * p.cached_input_per_mtok as u128
+            + self.cache_write as u128 * p.cache_write_per_mtok as u128
             + self.completion as u128 * p.output_per_mtok as u128;
         // Saturating: no count is believed past 2^32 tokens, but money
         // must never wrap whatever reaches here.
@@ -254,6 +259,10 @@ impl<'s> Trace<'s> {
             out.extend_from_slice(n.format(u.completion).as_bytes());
             out.extend_from_slice(b",\"cached\":");
             out.extend_from_slice(n.format(u.cached).as_bytes());
+            if u.cache_write > 0 {
+                out.extend_from_slice(b",\"cache_write\":");
+                out.extend_from_slice(n.format(u.cache_write).as_bytes());
+            }
             if self.usage_estimated {
                 out.extend_from_slice(b",\"estimated\":true");
             }
@@ -417,10 +426,17 @@ mod tests {
     fn cost_is_integer_micro_dollars_by_hand() {
         // gpt-4o's built-in prices: $2.50 in, $1.25 cached in, $10.00 out.
         let price = tollgate_policy::prices::builtin("gpt-4o").unwrap();
-        let u = TokenUsage { prompt: 1000, completion: 500, cached: 200 };
+        let u = TokenUsage { prompt: 1000, completion: 500, cached: 200, cache_write: 0 };
         // 800 x 2.5 + 200 x 1.25 + 500 x 10 micro-dollars.
         assert_eq!(u.cost_at(price), 2000 + 250 + 5000);
-        let tiny = TokenUsage { prompt: 1, completion: 0, cached: 0 };
+        let tiny = TokenUsage { prompt: 1, completion: 0, cached: 0, cache_write: 0 };
         assert_eq!(tiny.cost_at(price), 2, "rounds down below a micro-dollar only");
+        // Claude Sonnet: $3 in, $0.30 cache reads, $3.75 cache writes, $15 out.
+        let sonnet = tollgate_policy::prices::builtin("claude-sonnet-4-5").unwrap();
+        let u = TokenUsage { prompt: 4_000, completion: 100, cached: 2_000, cache_write: 1_000 };
+        // 1,000 x 3 + 2,000 x 0.3 + 1,000 x 3.75 + 100 x 15.
+        assert_eq!(u.cost_at(sonnet), 3_000 + 600 + 3_750 + 1_500);
+        let huge = TokenUsage { prompt: u64::MAX, completion: u64::MAX, cached: 0, cache_write: 0 };
+        assert_eq!(huge.cost_at(sonnet), u64::MAX, "saturates, never wraps");
     }
 }

@@ -230,9 +230,21 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
                 )
                 .await;
         }
-        let Some(req) = ChatRequest::read(body) else {
+        let Some(mut req) = ChatRequest::read(body) else {
             return self.simple(400, "request body must be a chat completion request", head.keep_alive).await;
         };
+        // `x-mock-cache: READ,WRITE`: prompt tokens the answer reports as
+        // read from and written to the provider's cache.
+        if let Some((read, write)) = head
+            .header(b"x-mock-cache")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.split_once(','))
+            .and_then(|(r, w)| Some((r.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)))
+        {
+            req.prompt_tokens = req.prompt_tokens.max(read + write);
+            req.cache_read = read;
+            req.cache_write = write;
+        }
         match plan.failure {
             Some(Failure::Status(status)) => {
                 let mut payload = BytesMut::new();

@@ -34,6 +34,10 @@ pub struct ChatRequest<'a> {
     pub stream: bool,
     pub include_usage: bool,
     pub prompt_tokens: usize,
+    /// Prompt tokens reported as read from and written to the provider's
+    /// cache (`x-mock-cache: READ,WRITE`), out of `prompt_tokens`.
+    pub cache_read: usize,
+    pub cache_write: usize,
     /// Stable id derived from the request body.
     pub id: u64,
 }
@@ -48,6 +52,8 @@ impl<'a> ChatRequest<'a> {
             stream: fields.stream,
             include_usage,
             prompt_tokens: body.len().div_ceil(4),
+            cache_read: 0,
+            cache_write: 0,
             id: fnv1a(body),
         })
     }
@@ -90,7 +96,27 @@ fn usage(req: &ChatRequest<'_>, completion: usize, out: &mut BytesMut) {
     out.extend_from_slice(n.format(completion).as_bytes());
     out.extend_from_slice(b",\"total_tokens\":");
     out.extend_from_slice(n.format(req.prompt_tokens + completion).as_bytes());
+    if req.cache_read > 0 {
+        out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
+        out.extend_from_slice(n.format(req.cache_read).as_bytes());
+        out.put_u8(b'}');
+    }
     out.put_u8(b'}');
+}
+
+/// Anthropic's input counts: tokens neither read from nor written to the
+/// cache, then the cache's own.
+fn anthropic_input(req: &ChatRequest<'_>, out: &mut BytesMut) {
+    let mut n = itoa::Buffer::new();
+    out.extend_from_slice(b"\"input_tokens\":");
+    let fresh = req.prompt_tokens.saturating_sub(req.cache_read + req.cache_write);
+    out.extend_from_slice(n.format(fresh).as_bytes());
+    if req.cache_read + req.cache_write > 0 {
+        out.extend_from_slice(b",\"cache_read_input_tokens\":");
+        out.extend_from_slice(n.format(req.cache_read).as_bytes());
+        out.extend_from_slice(b",\"cache_creation_input_tokens\":");
+        out.extend_from_slice(n.format(req.cache_write).as_bytes());
+    }
 }
 
 /// A non-streamed `chat.completion` body.
@@ -158,8 +184,8 @@ pub fn anthropic_message(req: &ChatRequest<'_>, list: &[&str], reply_words: usiz
     out.extend_from_slice(req.model);
     out.extend_from_slice(b"\",\"content\":[{\"type\":\"text\",\"text\":\"");
     words(list, 0, reply_words, out);
-    out.extend_from_slice(b"\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":");
-    out.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
+    out.extend_from_slice(b"\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{");
+    anthropic_input(req, out);
     out.extend_from_slice(b",\"output_tokens\":");
     out.extend_from_slice(n.format(reply_words).as_bytes());
     out.extend_from_slice(b"}}");
@@ -189,8 +215,8 @@ pub fn anthropic_stream_events(
     start.extend_from_slice(n.format(req.id).as_bytes());
     start.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"");
     start.extend_from_slice(req.model);
-    start.extend_from_slice(b"\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":");
-    start.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
+    start.extend_from_slice(b"\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{");
+    anthropic_input(req, &mut start);
     start.extend_from_slice(b",\"output_tokens\":1}}}");
     out.push(event("message_start", &start));
     out.push(event(

@@ -16,6 +16,8 @@ pub struct Price {
     pub input_per_mtok: u64,
     pub output_per_mtok: u64,
     pub cached_input_per_mtok: u64,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_write_per_mtok: u64,
 }
 
 /// (upstream model name prefix, input, output, cached input), USD per 1M
@@ -44,10 +46,18 @@ const TABLE: &[(&str, f64, f64, f64)] = &[
 ];
 
 /// The built-in price of an upstream model, by longest matching prefix.
+/// Cache writes: Anthropic's five-minute cache writes cost 1.25 times the
+/// input price; OpenAI's caching writes at the input price.
 pub fn builtin(upstream_model: &str) -> Option<Price> {
     let micro = |usd: f64| (usd * 1e6).round() as u64;
+    let write = if upstream_model.starts_with("claude") { 1.25 } else { 1.0 };
     TABLE.iter().filter(|(prefix, ..)| upstream_model.starts_with(prefix)).max_by_key(|(prefix, ..)| prefix.len()).map(
-        |&(_, i, o, c)| Price { input_per_mtok: micro(i), output_per_mtok: micro(o), cached_input_per_mtok: micro(c) },
+        |&(_, i, o, c)| Price {
+            input_per_mtok: micro(i),
+            output_per_mtok: micro(o),
+            cached_input_per_mtok: micro(c),
+            cache_write_per_mtok: micro(i * write),
+        },
     )
 }
 
@@ -62,5 +72,7 @@ mod tests {
         assert_eq!(builtin("claude-sonnet-4-5").unwrap().cached_input_per_mtok, 300_000);
         assert_eq!(builtin("o3").unwrap().input_per_mtok, 2_000_000);
         assert!(builtin("llama-3-70b").is_none());
+        assert_eq!(builtin("claude-sonnet-4-5").unwrap().cache_write_per_mtok, 3_750_000);
+        assert_eq!(builtin("gpt-4o").unwrap().cache_write_per_mtok, 2_500_000);
     }
 }

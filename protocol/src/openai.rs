@@ -303,25 +303,98 @@ impl Cursor<'_> {
     }
 }
 
-/// Token counts an answer reports in its top-level `usage` object:
-/// prompt (cached tokens included), completion (reasoning included), and
-/// the prompt tokens read from the provider's cache.
+/// Token counts an answer reports: prompt (cached and cache-written tokens
+/// included), completion (reasoning included), the prompt tokens read from
+/// the provider's cache, and those written to it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub prompt: u64,
     pub completion: u64,
     pub cached: u64,
+    pub cache_write: u64,
 }
 
-/// What the gateway reads of an OpenAI-style answer or stream chunk.
+/// The counts a `usage` object reports, by their names in OpenAI's and
+/// Anthropic's answers, each as last reported. Anthropic streams report in
+/// pieces (`message_start` the input, `message_delta` the output so far),
+/// so a stream's reports are merged ([`Reported::merge`]) before they are
+/// read as a [`Usage`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    /// OpenAI's `prompt_tokens_details.cached_tokens`.
+    pub cached_tokens: Option<u64>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    /// Anthropic's `cache_read_input_tokens`.
+    pub cache_read: Option<u64>,
+    /// Anthropic's `cache_creation_input_tokens`.
+    pub cache_write: Option<u64>,
+    /// A count was there but not believable (negative, fractional, a
+    /// string, past [`USAGE_TOKENS_MAX`]): the whole report is set aside.
+    pub unreadable: bool,
+}
+
+impl Reported {
+    /// Takes a later report: each count it gives replaces the earlier one.
+    pub fn merge(&mut self, newer: Reported) {
+        let take = |old: &mut Option<u64>, new: Option<u64>| {
+            if new.is_some() {
+                *old = new;
+            }
+        };
+        take(&mut self.prompt_tokens, newer.prompt_tokens);
+        take(&mut self.completion_tokens, newer.completion_tokens);
+        take(&mut self.cached_tokens, newer.cached_tokens);
+        take(&mut self.input_tokens, newer.input_tokens);
+        take(&mut self.output_tokens, newer.output_tokens);
+        take(&mut self.cache_read, newer.cache_read);
+        take(&mut self.cache_write, newer.cache_write);
+        self.unreadable |= newer.unreadable;
+    }
+
+    /// The usage, when the report holds one: OpenAI's two counts, or
+    /// Anthropic's (whose input excludes the cache's tokens).
+    pub fn usage(&self) -> Option<Usage> {
+        if self.unreadable {
+            return None;
+        }
+        if let (Some(prompt), Some(completion)) = (self.prompt_tokens, self.completion_tokens) {
+            let cached = self.cached_tokens.unwrap_or(0).min(prompt);
+            return Some(Usage { prompt, completion, cached, cache_write: 0 });
+        }
+        if self.input_tokens.is_none() && self.output_tokens.is_none() {
+            return None;
+        }
+        let (read, write) = (self.cache_read.unwrap_or(0), self.cache_write.unwrap_or(0));
+        Some(Usage {
+            prompt: self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write),
+            completion: self.output_tokens.unwrap_or(0),
+            cached: read,
+            cache_write: write,
+        })
+    }
+}
+
+/// What the gateway reads of a provider's answer (a chat completion, an
+/// Anthropic message, or one event of either's stream).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AnswerFacts {
-    /// The top-level `usage` object, when it holds `prompt_tokens` and
-    /// `completion_tokens` as integers within [`USAGE_TOKENS_MAX`].
-    pub usage: Option<Usage>,
+    /// What the top-level `usage` object (or, in Anthropic's
+    /// `message_start`, the message's) reports.
+    pub reported: Reported,
+    /// A `usage` object was there.
+    pub has_usage: bool,
     /// A top-level `choices` array with no element: the usage chunk that
     /// `stream_options.include_usage` asks for.
     pub no_choices: bool,
+}
+
+impl AnswerFacts {
+    pub fn usage(&self) -> Option<Usage> {
+        self.reported.usage()
+    }
 }
 
 /// Whether `doc` has a `"usage"` key anywhere: a prefilter for streams,
@@ -339,8 +412,8 @@ pub fn mentions_usage(doc: &[u8]) -> bool {
 /// as if it had reported none.
 pub const USAGE_TOKENS_MAX: u64 = 1 << 32;
 
-/// Reads an OpenAI-style answer (a chat completion, or one chunk of a
-/// stream) by its structure: only the top level is walked, so a tool
+/// Reads a provider's answer by its structure: only the top level is
+/// walked (and, for Anthropic's `message_start`, the message's), so a tool
 /// named `prompt_tokens`, a `usage` key inside a message or tool
 /// arguments, or a nested `choices` cannot be taken for the real ones, and
 /// whitespace, key order and escapes change nothing. `None` when `doc` is
@@ -348,11 +421,20 @@ pub const USAGE_TOKENS_MAX: u64 = 1 << 32;
 pub fn read_answer(doc: &[u8]) -> Option<AnswerFacts> {
     let mut c = Cursor { buf: doc, pos: 0 };
     c.ws();
-    c.expect(b'{').ok()?;
     let mut facts = AnswerFacts::default();
+    answer_object(&mut c, true, &mut facts)?;
+    c.ws();
+    (c.pos == doc.len()).then_some(facts)
+}
+
+/// One answer object at the cursor: its `usage`, its `choices` (at the top
+/// level), and the `message` of a `message_start` event.
+fn answer_object(c: &mut Cursor<'_>, top: bool, facts: &mut AnswerFacts) -> Option<()> {
+    c.expect(b'{').ok()?;
     c.ws();
     if c.peek() == Some(b'}') {
-        return Some(facts);
+        c.pos += 1;
+        return Some(());
     }
     loop {
         c.ws();
@@ -360,9 +442,13 @@ pub fn read_answer(doc: &[u8]) -> Option<AnswerFacts> {
         c.ws();
         c.expect(b':').ok()?;
         c.ws();
-        match key.get(doc) {
-            b"usage" if c.peek() == Some(b'{') => facts.usage = read_usage(&mut c)?,
-            b"choices" if c.peek() == Some(b'[') => {
+        match key.get(c.buf) {
+            b"usage" if c.peek() == Some(b'{') => {
+                facts.has_usage = true;
+                usage_object(c, false, &mut facts.reported)?;
+            }
+            b"message" if top && c.peek() == Some(b'{') => answer_object(c, false, facts)?,
+            b"choices" if top && c.peek() == Some(b'[') => {
                 let start = c.pos;
                 c.pos += 1;
                 c.ws();
@@ -375,38 +461,15 @@ pub fn read_answer(doc: &[u8]) -> Option<AnswerFacts> {
         c.ws();
         match c.bump()? {
             b',' => continue,
-            b'}' => break,
+            b'}' => return Some(()),
             _ => return None,
         }
     }
-    c.ws();
-    (c.pos == doc.len()).then_some(facts)
-}
-
-/// A `usage` object at the cursor. `Some(None)`: read, but without both
-/// counts in bounds; `None`: broken JSON.
-fn read_usage(c: &mut Cursor<'_>) -> Option<Option<Usage>> {
-    let mut f = UsageFields::default();
-    usage_object(c, false, &mut f)?;
-    Some(match (f.prompt.flatten(), f.completion.flatten()) {
-        (Some(prompt), Some(completion)) => {
-            Some(Usage { prompt, completion, cached: f.cached.flatten().unwrap_or(0).min(prompt) })
-        }
-        _ => None,
-    })
-}
-
-/// The counts found in a `usage` object: absent, unreadable, or a count.
-#[derive(Default)]
-struct UsageFields {
-    prompt: Option<Option<u64>>,
-    completion: Option<Option<u64>>,
-    cached: Option<Option<u64>>,
 }
 
 /// Walks one `usage` object (or, `nested`, its `prompt_tokens_details`),
 /// taking the counts it knows and skipping every other value whole.
-fn usage_object(c: &mut Cursor<'_>, nested: bool, f: &mut UsageFields) -> Option<()> {
+fn usage_object(c: &mut Cursor<'_>, nested: bool, r: &mut Reported) -> Option<()> {
     c.expect(b'{').ok()?;
     c.ws();
     if c.peek() == Some(b'}') {
@@ -421,12 +484,16 @@ fn usage_object(c: &mut Cursor<'_>, nested: bool, f: &mut UsageFields) -> Option
         c.ws();
         let slot = match (nested, key.get(c.buf)) {
             (false, b"prompt_tokens_details") if c.peek() == Some(b'{') => {
-                usage_object(c, true, f)?;
+                usage_object(c, true, r)?;
                 None
             }
-            (false, b"prompt_tokens") => Some(&mut f.prompt),
-            (false, b"completion_tokens") => Some(&mut f.completion),
-            (true, b"cached_tokens") => Some(&mut f.cached),
+            (false, b"prompt_tokens") => Some(&mut r.prompt_tokens),
+            (false, b"completion_tokens") => Some(&mut r.completion_tokens),
+            (false, b"input_tokens") => Some(&mut r.input_tokens),
+            (false, b"output_tokens") => Some(&mut r.output_tokens),
+            (false, b"cache_read_input_tokens") => Some(&mut r.cache_read),
+            (false, b"cache_creation_input_tokens") => Some(&mut r.cache_write),
+            (true, b"cached_tokens") => Some(&mut r.cached_tokens),
             _ => {
                 c.value().ok()?;
                 None
@@ -435,7 +502,14 @@ fn usage_object(c: &mut Cursor<'_>, nested: bool, f: &mut UsageFields) -> Option
         if let Some(slot) = slot {
             let start = c.pos;
             c.value().ok()?;
-            *slot = Some(count(&c.buf[start..c.pos]));
+            match &c.buf[start..c.pos] {
+                // `null` counts as not reported (vLLM writes details so).
+                b"null" => {}
+                raw => match count(raw) {
+                    Some(n) => *slot = Some(n),
+                    None => r.unreadable = true,
+                },
+            }
         }
         c.ws();
         match c.bump()? {
@@ -601,7 +675,7 @@ mod tests {
 
     #[test]
     fn usage_is_read_from_answers_and_chunks_by_structure() {
-        let u = |prompt, completion, cached| Some(Usage { prompt, completion, cached });
+        let u = |prompt, completion, cached| Some(Usage { prompt, completion, cached, cache_write: 0 });
         let table: &[(&str, Option<Usage>, bool)] = &[
             (
                 r#"{"id":"x","usage":{"prompt_tokens": 12,"completion_tokens":34,"total_tokens":46,"prompt_tokens_details":{"cached_tokens":5}}}"#,
@@ -632,7 +706,7 @@ mod tests {
         ];
         for (doc, usage, no_choices) in table {
             let facts = read_answer(doc.as_bytes()).unwrap_or_else(|| panic!("{doc}"));
-            assert_eq!(facts.usage, *usage, "{doc}");
+            assert_eq!(facts.usage(), *usage, "{doc}");
             assert_eq!(facts.no_choices, *no_choices, "{doc}");
         }
         for broken in ["", "[DONE]", "[]", r#"{"usage":{"prompt_tokens":1"#, r#"{"a":1} x"#] {
@@ -644,13 +718,32 @@ mod tests {
     /// `usage`-shaped text in its arguments) so that a byte search would
     /// find a count that is not the provider's; only the top-level `usage`
     /// object counts.
+    /// Anthropic reports input (without the cache's tokens), cache reads and
+    /// writes, and output; a stream in pieces that are merged.
+    #[test]
+    fn anthropic_usage_is_read_whole_and_merged_across_a_stream() {
+        let message = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,"cache_creation_input_tokens":100,"cache_read_input_tokens":1800,"output_tokens":503}}"#;
+        let u = read_answer(message).and_then(|f| f.usage());
+        assert_eq!(u, Some(Usage { prompt: 3995, completion: 503, cached: 1800, cache_write: 100 }));
+        let start = br#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5","stop_reason":null,"usage":{"input_tokens":25,"cache_read_input_tokens":10,"output_tokens":1}}}"#;
+        let delta = br#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#;
+        let mut r = Reported::default();
+        for ev in [&start[..], &delta[..]] {
+            r.merge(read_answer(ev).expect("an event").reported);
+        }
+        assert_eq!(r.usage(), Some(Usage { prompt: 35, completion: 15, cached: 10, cache_write: 0 }));
+        // A content block's own `usage`-looking text is not read.
+        let block = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"{"usage":{"output_tokens":0}}"}}"#;
+        assert!(!read_answer(block).expect("an event").has_usage);
+    }
+
     #[test]
     fn a_tool_or_message_shaped_like_usage_is_not_usage() {
         let doc = br#"{"choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"prompt_tokens","arguments":"{\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0}}"}}]},"usage":{"prompt_tokens":0}}],"usage":{"prompt_tokens":120245,"completion_tokens":4000}}"#;
         let facts = read_answer(doc).expect("an answer");
-        assert_eq!(facts.usage, Some(Usage { prompt: 120_245, completion: 4_000, cached: 0 }));
+        assert_eq!(facts.usage(), Some(Usage { prompt: 120_245, completion: 4_000, cached: 0, cache_write: 0 }));
         let nested_only = br#"{"choices":[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]}"#;
-        assert_eq!(read_answer(nested_only).expect("an answer").usage, None);
+        assert_eq!(read_answer(nested_only).expect("an answer").usage(), None);
         let nested_choices = br#"{"x":{"choices":[]},"choices":[{"index":0}]}"#;
         assert!(!read_answer(nested_choices).expect("an answer").no_choices);
     }

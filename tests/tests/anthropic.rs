@@ -202,3 +202,101 @@ fn an_http10_client_gets_a_translated_stream_delimited_by_close() {
     assert!(!r.chunked && r.header("transfer-encoding").is_none());
     assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
 }
+
+/// Native `/v1/messages` to an Anthropic provider is billed from
+/// Anthropic's own usage fields (JSON answers and streams alike), so a
+/// budget holds: the same model is refused after as many calls through
+/// either front.
+#[test]
+fn the_messages_front_to_an_anthropic_target_is_billed_and_budgeted() {
+    let (openai, anthropic) = (start_mock(&[]), start_mock(&[]));
+    let logs = TempDir::new("anthropic-billing");
+    // claude-sonnet-4-5's built-in price: $3 in, $15 out; a few hundred µ$
+    // a call here, so a $0.0025 budget admits several calls, then refuses.
+    let config = config(openai.addr, anthropic.addr)
+        .replace("[server]\nworkers = 1", &format!("[server]\nworkers = 1\n[logging]\ndir = \"{}\"", logs.0.display()))
+        .replace(
+            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.0025 }",
+        );
+    let mut gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let json = r#"{"model":"claude-sonnet","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let stream =
+        r#"{"model":"claude-sonnet","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let mut served = 0;
+    let mut refused = false;
+    for i in 0..12 {
+        let r = one_request(gw.addr, &messages_request(if i % 2 == 0 { json } else { stream }, ""));
+        match r.status {
+            200 => served += 1,
+            429 => {
+                refused = true;
+                break;
+            }
+            other => panic!("{other}: {}", r.text()),
+        }
+        // Each answer's spend is counted on the core before the next.
+    }
+    assert!(refused, "a spent budget must refuse: {served} served");
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(std::time::Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    let costs: Vec<u64> =
+        recs.iter().filter(|r| r["status"] == 200).map(|r| r["cost_micro_usd"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(costs.len(), served);
+    for rec in recs.iter().filter(|r| r["status"] == 200) {
+        assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p > 0), "{rec}");
+        assert!(rec["tokens"]["completion"].as_u64().is_some_and(|p| p > 0), "{rec}");
+        assert!(rec["tokens"]["estimated"].is_null(), "billed from Anthropic's own counts: {rec}");
+        assert!(rec["cost_micro_usd"].as_u64().is_some_and(|c| c > 0), "{rec}");
+    }
+    // Refused once the spend reached the budget, or near it once the next
+    // request's estimate (its prompt and 64 output tokens at $15 a
+    // million: under 1,000 µ$) no longer fit; never more than one call
+    // past it.
+    let (spent, most) = (costs.iter().sum::<u64>(), costs.iter().copied().max().unwrap_or(0));
+    assert!(spent + 1_000 > 2_500 && spent < 2_500 + most, "{served} calls spent {spent} µ$ of a 2,500 µ$ budget");
+}
+
+/// Cache reads and writes are billed at their own prices: an Anthropic
+/// answer reporting 2,000 tokens read from the cache and 1,000 written
+/// (claude-sonnet-4-5: $3 in, $0.30 read, $3.75 written, $15 out), and an
+/// OpenAI one reporting cached tokens (gpt-4o-mini: $0.15 in, $0.075
+/// cached), JSON and streamed, through both fronts.
+#[test]
+fn cache_reads_and_writes_are_priced_at_their_own_rates() {
+    let (openai, anthropic) = (start_mock(&[]), start_mock(&[]));
+    let logs = TempDir::new("anthropic-cache");
+    let config = config(openai.addr, anthropic.addr)
+        .replace("[server]\nworkers = 1", &format!("[server]\nworkers = 1\n[logging]\ndir = \"{}\"", logs.0.display()));
+    let mut gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let cache = "x-mock-cache: 2000,1000\r\n";
+    let native = r#"{"model":"claude-sonnet","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let native_stream = native.replace("\"max_tokens\":64", "\"max_tokens\":64,\"stream\":true");
+    for body in [native, native_stream.as_str()] {
+        assert_eq!(one_request(gw.addr, &messages_request(body, cache)).status, 200);
+    }
+    assert_eq!(one_request(gw.addr, &chat_request(CLAUDE_CHAT, cache)).status, 200);
+    let openai_body = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}"#;
+    assert_eq!(one_request(gw.addr, &chat_request(openai_body, "x-mock-cache: 2000,0\r\n")).status, 200);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(std::time::Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 4, "{recs:#?}");
+    for rec in &recs {
+        let t = &rec["tokens"];
+        let (prompt, completion) = (t["prompt"].as_u64().unwrap(), t["completion"].as_u64().unwrap());
+        let cost = rec["cost_micro_usd"].as_u64().unwrap();
+        if rec["model"] == "claude-sonnet" {
+            assert_eq!((t["cached"].as_u64(), t["cache_write"].as_u64()), (Some(2000), Some(1000)), "{rec}");
+            let fresh = prompt - 3000;
+            // Rounded down once, from micro-dollars times millions.
+            let want = (fresh * 3_000_000 + 2000 * 300_000 + 1000 * 3_750_000 + completion * 15_000_000) / 1_000_000;
+            assert_eq!(cost, want, "{rec}");
+        } else {
+            assert_eq!(t["cached"].as_u64(), Some(2000), "{rec}");
+            let want = ((prompt - 2000) * 150_000 + 2000 * 75_000 + completion * 600_000) / 1_000_000;
+            assert_eq!(cost, want, "{rec}");
+        }
+    }
+}

@@ -124,8 +124,11 @@ pub fn estimate(ex: &Exchange<'_>) -> Option<MicroUsd> {
     *ex.estimate.get_or_init(|| {
         let routed = ex.routed.as_ref()?;
         let price = routed.route.price_of(routed.route.targets.first())?;
-        let usage =
-            crate::record::TokenUsage { prompt: ex.prompt.tokens(&ex.body), completion: output_reserve(ex), cached: 0 };
+        let usage = crate::record::TokenUsage {
+            prompt: ex.prompt.tokens(&ex.body),
+            completion: output_reserve(ex),
+            ..Default::default()
+        };
         Some(usage.cost_at(price))
     })
 }

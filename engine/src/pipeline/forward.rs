@@ -161,8 +161,11 @@ fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut 
         }
         Some(_) => {}
         None if end.completion_counted > 0 || end.end != crate::record::End::Completed => {
-            end.usage =
-                Some(crate::record::TokenUsage { prompt: prompt(), completion: end.completion_counted, cached: 0 });
+            end.usage = Some(crate::record::TokenUsage {
+                prompt: prompt(),
+                completion: end.completion_counted,
+                ..Default::default()
+            });
             trace.usage_estimated = true;
         }
         None => {}

@@ -197,7 +197,7 @@ fn settling_counts_the_spend_on_the_core_before_the_holds_go() {
     admit(&mut ex, &core).expect("admitted");
     ex.trace.served_by = Some(0);
     ex.trace.status = 200;
-    ex.trace.usage = Some(crate::record::TokenUsage { prompt: 1_000, completion: 100, cached: 0 });
+    ex.trace.usage = Some(crate::record::TokenUsage { prompt: 1_000, completion: 100, ..Default::default() });
     settle(&core, &ex.trace);
     let now = crate::unix_now().as_secs();
     // gpt-4o: 1,000 x 2.5 + 100 x 10 micro-dollars.

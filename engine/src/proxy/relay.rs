@@ -345,8 +345,8 @@ impl Tap {
     fn usage(self) -> Option<TokenUsage> {
         match self.pieces.as_slice() {
             [] => None,
-            [one] => super::translate::openai_usage(one),
-            many => super::translate::openai_usage(&many.concat()),
+            [one] => super::translate::answer_usage(one),
+            many => super::translate::answer_usage(&many.concat()),
         }
     }
 }

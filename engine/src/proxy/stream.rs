@@ -41,7 +41,7 @@ impl Ceiling {
     pub fn crossed(&self, completion: u64) -> bool {
         completion > self.output_tokens
             || self.cost.is_some_and(|(limit, prompt, price)| {
-                TokenUsage { prompt, completion, cached: 0 }.cost_at(price) > limit
+                TokenUsage { prompt, completion, ..TokenUsage::default() }.cost_at(price) > limit
             })
     }
 }
@@ -64,7 +64,7 @@ pub struct StreamStages<'a, 'g> {
 pub enum Stream {
     ToOpenAi(StreamTranslator),
     ToAnthropic(anthropic::front::FrontStream),
-    Identity { front: Front, done: bool, usage: Option<TokenUsage>, strip_usage: bool },
+    Identity { front: Front, done: bool, reported: tollgate_protocol::openai::Reported, strip_usage: bool },
 }
 
 impl Stream {
@@ -77,7 +77,7 @@ impl Stream {
             Translation::ToOpenAi(info) => {
                 Stream::ToOpenAi(StreamTranslator::new(crate::unix_now().as_secs(), info.include_usage))
             }
-            Translation::None => Stream::Identity { front, done: false, usage: None, strip_usage },
+            Translation::None => Stream::Identity { front, done: false, reported: Default::default(), strip_usage },
         }
     }
 
@@ -85,18 +85,20 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
-            Stream::Identity { done, usage, strip_usage, .. } => {
-                // Read by structure: a `usage` only at the top level, and
-                // the usage chunk known by its empty `choices`, however the
-                // upstream spaces or orders its keys.
+            Stream::Identity { done, reported, strip_usage, .. } => {
+                // Read by structure: a `usage` only at the top level (or
+                // in Anthropic's `message_start`, the message's), and the
+                // usage chunk known by its empty `choices`, however the
+                // upstream spaces or orders its keys. Anthropic reports in
+                // pieces: each count as last reported.
                 let facts = tollgate_protocol::openai::mentions_usage(&ev.data)
                     .then(|| tollgate_protocol::openai::read_answer(&ev.data))
                     .flatten();
-                if let Some(u) = facts.and_then(|f| f.usage) {
-                    *usage = Some(TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached });
+                if let Some(f) = facts {
+                    reported.merge(f.reported);
                 }
                 // The usage chunk the gateway asked for carries no choice.
-                let asked_for = *strip_usage && facts.is_some_and(|f| f.usage.is_some() && f.no_choices);
+                let asked_for = *strip_usage && facts.is_some_and(|f| f.has_usage && f.no_choices);
                 if !asked_for {
                     tollgate_protocol::sse::write_event(out, ev.event.as_deref(), &ev.data);
                 }
@@ -145,11 +147,11 @@ impl Stream {
 
     fn usage(&self) -> Option<TokenUsage> {
         match self {
-            Stream::Identity { usage, .. } => *usage,
+            Stream::Identity { reported, .. } => reported.usage().map(token_usage),
             Stream::ToOpenAi(t) => Some(anthropic_usage(t.usage())).filter(|u| u.prompt + u.completion > 0),
             Stream::ToAnthropic(t) => {
                 let (prompt, completion, cached) = t.usage();
-                Some(TokenUsage { prompt, completion, cached }).filter(|u| u.prompt + u.completion > 0)
+                Some(TokenUsage { prompt, completion, cached, cache_write: 0 }).filter(|u| u.prompt + u.completion > 0)
             }
         }
     }
@@ -418,7 +420,17 @@ fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, data: &[u8]) -> u
 }
 
 pub(super) fn anthropic_usage(u: anthropic::Usage) -> TokenUsage {
-    TokenUsage { prompt: u.input + u.cache_read + u.cache_write, completion: u.output, cached: u.cache_read }
+    TokenUsage {
+        prompt: u.input.saturating_add(u.cache_read).saturating_add(u.cache_write),
+        completion: u.output,
+        cached: u.cache_read,
+        cache_write: u.cache_write,
+    }
+}
+
+/// The record's usage from what a provider's answer reported.
+pub(super) fn token_usage(u: tollgate_protocol::openai::Usage) -> TokenUsage {
+    TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached, cache_write: u.cache_write }
 }
 
 #[cfg(test)]
@@ -525,7 +537,7 @@ mod tests {
         let mut out = BytesMut::new();
         relay.feed(Bytes::from(input), &mut out);
         relay.end_of_read(true, &mut out);
-        assert_eq!(relay.usage(), Some(TokenUsage { prompt: 7, completion: 2, cached: 0 }));
+        assert_eq!(relay.usage(), Some(TokenUsage { prompt: 7, completion: 2, cached: 0, cache_write: 0 }));
         assert!(!String::from_utf8_lossy(&out).contains("usage"));
         // Asked for by the client: passed on.
         let input = format!("{}{usage}data: [DONE]\n\n", chunk("hi"));

@@ -185,11 +185,11 @@ pub async fn relay_translated(
     let mut usage = None;
     let mut status = response.status;
     if matches!(translation, Translation::None) {
-        usage = openai_usage(&body);
+        usage = answer_usage(&body);
         out = body;
     } else if response.status < 300 {
         let translated = if to_anthropic {
-            usage = openai_usage(&body);
+            usage = answer_usage(&body);
             anthropic::front::response_from_openai(&mut body, &mut out)
         } else {
             anthropic::response_to_openai(&mut body, crate::unix_now().as_secs(), &mut out)
@@ -377,8 +377,8 @@ async fn relay_stream(
     end
 }
 
-/// The usage of a whole OpenAI-style JSON answer, read by structure.
-pub fn openai_usage(body: &[u8]) -> Option<TokenUsage> {
-    let u = tollgate_protocol::openai::read_answer(body)?.usage?;
-    Some(TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached })
+/// The usage of a whole JSON answer (OpenAI's or Anthropic's), read by
+/// structure.
+pub fn answer_usage(body: &[u8]) -> Option<TokenUsage> {
+    tollgate_protocol::openai::read_answer(body)?.usage().map(super::stream::token_usage)
 }

@@ -175,6 +175,9 @@ pub struct RawPrice {
     pub input_per_mtok: Spanned<f64>,
     pub output_per_mtok: Spanned<f64>,
     pub cached_input_per_mtok: Option<Spanned<f64>>,
+    /// Prompt tokens written to the provider's cache (Anthropic charges
+    /// them above the input price); the input price when absent.
+    pub cache_write_per_mtok: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]

@@ -403,10 +403,14 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
                 }
             }
         }
-        let price = m.price.as_ref().map(|p| Price {
-            input_per_mtok: usd(&p.input_per_mtok, report),
-            output_per_mtok: usd(&p.output_per_mtok, report),
-            cached_input_per_mtok: p.cached_input_per_mtok.as_ref().map_or(0, |c| usd(c, report)),
+        let price = m.price.as_ref().map(|p| {
+            let input_per_mtok = usd(&p.input_per_mtok, report);
+            Price {
+                input_per_mtok,
+                output_per_mtok: usd(&p.output_per_mtok, report),
+                cached_input_per_mtok: p.cached_input_per_mtok.as_ref().map_or(0, |c| usd(c, report)),
+                cache_write_per_mtok: p.cache_write_per_mtok.as_ref().map_or(input_per_mtok, |c| usd(c, report)),
+            }
         });
         routes.push(Route { name: name.clone(), targets, price });
     }

@@ -9,9 +9,10 @@ use tollgate_protocol::openai::{read_answer, USAGE_TOKENS_MAX};
 
 fuzz_target!(|data: &[u8]| {
     let facts = read_answer(data);
-    if let Some(u) = facts.and_then(|f| f.usage) {
-        assert!(u.prompt <= USAGE_TOKENS_MAX && u.completion <= USAGE_TOKENS_MAX);
-        assert!(u.cached <= u.prompt);
+    if let Some(u) = facts.and_then(|f| f.usage()) {
+        assert!(u.completion <= USAGE_TOKENS_MAX);
+        assert!(u.prompt <= 3 * USAGE_TOKENS_MAX);
+        assert!(u.cached.saturating_add(u.cache_write) <= u.prompt);
     }
     let mut padded = b" \n".to_vec();
     padded.extend_from_slice(data);
