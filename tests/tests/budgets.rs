@@ -384,3 +384,59 @@ fn requests_in_flight_near_the_limit_hold_their_estimates() {
     assert_eq!(r.error_code(), "budget_exceeded");
     assert_eq!(slow.read_response().unwrap().status, 200, "the first one was admitted and completes");
 }
+
+/// One worker under load keeps hammering a spent budget for two seconds:
+/// across its hand-offs to the merger (every 100 ms) it must keep seeing
+/// its own spend, so the spend passes the limit by no more than the
+/// requests in flight when it was reached (the documented bound for one
+/// core: in-flight x cost). A core that lost sight of its own last
+/// interval at each hand-off admitted a burst every 100 ms (126-145
+/// requests, 34,020-39,150 µ$, measured against this bound of about
+/// 17,000 µ$).
+#[test]
+fn one_worker_under_load_passes_a_budget_by_no_more_than_its_requests_in_flight() {
+    const CLIENTS: usize = 32;
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("overshoot");
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
+        .replace(
+            "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 2.5, output_per_mtok = 10.0 }",
+        )
+        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.01 }");
+    let mut gw = start_gateway(&config, &[], &[]);
+    let body = r#"{"model":"gpt-4o","max_tokens":16,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    let admitted: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = Client::connect(gw.addr);
+                    let mut ok = 0;
+                    // Bounded in time: the scenario is load for two seconds.
+                    while std::time::Instant::now() < until {
+                        c.send(&chat_request(body, ""));
+                        let r = c.read_response().expect("an answer");
+                        match r.status {
+                            200 => ok += 1,
+                            429 => {}
+                            other => panic!("{other}: {}", r.text()),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client")).sum()
+    });
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    let costs: Vec<u64> =
+        recs.iter().filter(|r| r["status"] == 200).map(|r| r["cost_micro_usd"].as_u64().expect("priced")).collect();
+    assert_eq!(costs.len(), admitted);
+    let (spent, most) = (costs.iter().sum::<u64>(), costs.iter().copied().max().unwrap_or(0));
+    let bound = 10_000 + CLIENTS as u64 * most;
+    assert!(spent <= bound, "{admitted} admitted spent {spent} µ$, over the bound {bound} µ$ (in flight x {most} µ$)");
+    assert!(spent >= 10_000 - most * 8, "the budget was used: {spent} µ$");
+}
