@@ -40,8 +40,16 @@ fn accounting(c: &mut Criterion) {
     let stats = CoreStats::default();
     let accounts = Rc::new(Accounts::new(0, None));
     let recorder = Recorder::new(0, None);
-    let core =
-        Core { state: &state, accounts: &accounts, stats: &stats, recorder: &recorder, strict: None, draining: false };
+    let cut = tollgate_engine::cut::Cut::default();
+    let core = Core {
+        state: &state,
+        accounts: &accounts,
+        stats: &stats,
+        recorder: &recorder,
+        strict: None,
+        draining: false,
+        cut: &cut,
+    };
     let head = Bytes::from_static(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer tg-bench-key\r\nContent-Length: 2\r\n\r\n",
     );

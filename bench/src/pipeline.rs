@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::{chat_body, sse_stream, CHAT_HEAD};
 use bytes::{Bytes, BytesMut};
 use tollgate_engine::accounts::Accounts;
+use tollgate_engine::cut::Cut;
 use tollgate_engine::pipeline::{self, BodyState, Core, Exchange};
 use tollgate_engine::proxy::guard::{for_team, EventGuard};
 use tollgate_engine::proxy::relay::RouteLabel;
@@ -68,6 +69,7 @@ pub fn world() -> World {
         accounts: Rc::new(Accounts::new(0, None)),
         stats: CoreStats::default(),
         recorder: Recorder::new(0, None),
+        cut: Cut::default(),
         head,
         body,
         stream,
@@ -82,6 +84,7 @@ pub struct World {
     accounts: Rc<Accounts>,
     stats: CoreStats,
     recorder: Recorder,
+    cut: Cut,
     head: Bytes,
     body: Bytes,
     stream: Bytes,
@@ -100,6 +103,7 @@ pub fn iterate(w: &World, out: &mut BytesMut) -> u64 {
         recorder: &w.recorder,
         strict: None,
         draining: false,
+        cut: &w.cut,
     };
     // Request side.
     let head = RequestHead::parse(w.head.clone(), &w.limits).expect("head");

@@ -38,6 +38,7 @@ pub async fn accept(worker: Rc<Worker>, listener: std::net::TcpListener) {
             return;
         }
     };
+    worker.listening_on(std::os::fd::AsRawFd::as_raw_fd(&listener));
     loop {
         match listener.cancelable_accept(worker.idle_handle()).await {
             Ok((stream, peer)) => {

@@ -34,6 +34,7 @@ pub mod breaker;
 pub mod cli;
 pub mod cluster;
 pub mod conn;
+pub mod cut;
 pub mod downstream;
 pub mod error;
 pub(crate) mod iov;

@@ -64,6 +64,8 @@ pub enum End {
     /// The answer reached a request ceiling (output tokens or cost) and was
     /// ended there.
     Capped,
+    /// The gateway's drain ran out of time and ended the answer.
+    Cut,
 }
 
 impl End {
@@ -75,6 +77,7 @@ impl End {
             End::ClientGone => "client_gone",
             End::Blocked => "blocked",
             End::Capped => "capped",
+            End::Cut => "shutdown",
         }
     }
 }

@@ -27,6 +27,10 @@ use crate::state::CoreState;
 use crate::stats::{CoreFigures, CoreStats, Delta, MERGE_EVERY};
 use crate::upstream::Resolved;
 
+/// How long requests cut at the drain's end have to write their last
+/// bytes and their records.
+const CUT_GRACE: Duration = Duration::from_millis(500);
+
 /// How often a worker looks at the shutdown flag and its reload mailbox.
 /// Only the start of a drain or a reload waits on it, never a request.
 const POLL: Duration = Duration::from_millis(10);
@@ -67,6 +71,10 @@ pub struct Worker {
     in_flight: Cell<usize>,
     /// Open connections by client address (kept only with a per-client cap).
     per_client: RefCell<HashMap<std::net::IpAddr, usize>>,
+    /// Fired when the drain's time is up ([`crate::cut`]).
+    pub cut: crate::cut::Cut,
+    /// This worker's listening socket, shut at the start of a drain.
+    listener: Cell<Option<std::os::fd::RawFd>>,
 }
 
 impl Worker {
@@ -95,6 +103,8 @@ impl Worker {
             connections: Cell::new(0),
             in_flight: Cell::new(0),
             per_client: RefCell::new(HashMap::new()),
+            cut: crate::cut::Cut::default(),
+            listener: Cell::new(None),
         }
     }
 
@@ -119,6 +129,7 @@ impl Worker {
             recorder: &self.recorder,
             strict: self.strict.as_ref(),
             draining: self.draining.get(),
+            cut: &self.cut,
         }
     }
 
@@ -143,9 +154,28 @@ impl Worker {
         self.in_flight.get()
     }
 
-    /// Stops taking new requests: the listener and idle connections are
-    /// cancelled; requests in flight run on.
+    /// The socket this worker accepts on (by its accept task, which holds
+    /// it open until the drain begins).
+    pub fn listening_on(&self, fd: std::os::fd::RawFd) {
+        self.listener.set(Some(fd));
+    }
+
+    /// Stops taking new requests: the listener stops listening at once (new
+    /// connections are refused, so a load balancer moves on), and idle
+    /// connections and the accept are cancelled; requests in flight run on.
     pub fn begin_drain(&self) {
+        if let Some(fd) = self.listener.take() {
+            // A listening socket shut for reading stops listening there and
+            // then (Linux: `inet_shutdown` on TCP_LISTEN), whatever still
+            // holds the descriptor: io_uring may keep a cancelled accept's
+            // file open a while after its future is gone.
+            // SAFETY: `fd` is the accept task's listener, alive until that
+            // task sees the drain, which this call begins; `shutdown` only
+            // changes the socket's state and touches no memory.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RD);
+            }
+        }
         if !self.draining.replace(true) {
             let old = std::mem::take(&mut *self.idle.borrow_mut());
             *self.idle.borrow_mut() = old.cancel();
@@ -277,6 +307,16 @@ pub async fn run(
         worker.recorder.tick(Instant::now());
         worker.merge(false);
         monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if worker.connections() > 0 {
+        // The drain's time is up: requests still waiting on an upstream end
+        // their answers and go through the pipeline's exit, recorded and
+        // billed, before the recorder and the last hand-off close.
+        worker.cut.fire();
+        let grace = Instant::now() + CUT_GRACE;
+        while worker.in_flight() > 0 && Instant::now() < grace {
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     worker.recorder.close();
     worker.merge(true);

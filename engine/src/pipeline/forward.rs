@@ -24,7 +24,12 @@ use crate::state::CoreState;
 /// one answers, and relays that answer. An `Err` means no byte of an
 /// answer has reached the client yet, so the pipeline can still answer
 /// with an error status.
-pub async fn forward(ex: &mut Exchange<'_>, state: &CoreState, client: &mut Client) -> Result<RelayEnd, GatewayError> {
+pub async fn forward(
+    ex: &mut Exchange<'_>,
+    state: &CoreState,
+    cut: &crate::cut::Cut,
+    client: &mut Client,
+) -> Result<RelayEnd, GatewayError> {
     let key = ex.key()?;
     let Exchange { head, front, keep_alive, deadline, trace, body, routed, prompt, holds, reply, .. } = ex;
     let (head, front, keep_alive, deadline) = (&*head, *front, *keep_alive, *deadline);
@@ -55,7 +60,7 @@ pub async fn forward(ex: &mut Exchange<'_>, state: &CoreState, client: &mut Clie
         let (parts, translation) =
             upstream_request::build(client, head, body, &routed.fields, target, upstream, front)?;
         let attempt_started = Instant::now();
-        let outcome = call::call(state, upstream, parts.as_slice(), deadline).await;
+        let outcome = call::call(state, upstream, parts.as_slice(), deadline, cut).await;
         trace.attempt(t, attempt_started, outcome.as_ref().map(|(_, r)| r.status).map_err(GatewayError::code));
         match outcome {
             Ok((conn, response)) if routing.fallback_on_status.contains(&response.status) && plan.has_more(routing) => {
@@ -81,7 +86,7 @@ pub async fn forward(ex: &mut Exchange<'_>, state: &CoreState, client: &mut Clie
                     breakers[t].success();
                 }
                 let route = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
-                let answer = Answer { request: head, front, keep_alive, deadline, route, reply: &*reply };
+                let answer = Answer { request: head, front, keep_alive, deadline, route, reply: &*reply, cut };
                 let end = match (translation, answer_guard) {
                     // Streams are always read (token counts as they pass);
                     // JSON answers go as they come unless guarded.

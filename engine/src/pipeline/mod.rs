@@ -74,6 +74,9 @@ pub struct Core<'w> {
     pub strict: Option<&'w crate::cluster::strict::Strict>,
     /// The worker is draining: answers say `connection: close`.
     pub draining: bool,
+    /// Fired when the drain's time is up: requests stop waiting on their
+    /// upstreams and end through [`finish`], recorded and billed.
+    pub cut: &'w crate::cut::Cut,
 }
 
 /// Runs one request through every phase; true when the connection may
@@ -86,7 +89,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
         read_body(&mut ex, core, client, buf).await?;
         after_body(&mut ex, core)?;
         admit::reserve_strict(&mut ex, core).await?;
-        forward::forward(&mut ex, core.state, client).await
+        forward::forward(&mut ex, core.state, core.cut, client).await
     }
     .await;
     finish(core, client, buf, ex, result).await

@@ -24,6 +24,7 @@ struct World {
     accounts: Rc<Accounts>,
     stats: CoreStats,
     recorder: Recorder,
+    cut: crate::cut::Cut,
 }
 
 impl World {
@@ -48,6 +49,7 @@ impl World {
             accounts: Rc::new(Accounts::new(0, None)),
             stats: CoreStats::default(),
             recorder: Recorder::new(0, None),
+            cut: crate::cut::Cut::default(),
         }
     }
 
@@ -59,6 +61,7 @@ impl World {
             recorder: &self.recorder,
             strict: None,
             draining: false,
+            cut: &self.cut,
         }
     }
 }

@@ -19,6 +19,7 @@ pub async fn call(
     upstream: &Upstream,
     parts: &[Bytes],
     deadline: Instant,
+    cut: &crate::cut::Cut,
 ) -> Result<(UpConn, ResponseHead), GatewayError> {
     let t = &state.config.server.timeouts;
     // Connecting may not outlast the request.
@@ -28,7 +29,7 @@ pub async fn call(
         None => upstream.connect(connect_within()).await?,
     };
     loop {
-        match attempt(state, upstream, &mut conn, parts, deadline).await {
+        match attempt(state, upstream, &mut conn, parts, deadline, cut).await {
             Ok(head) => return Ok((conn, head)),
             Err(Attempt::DeadBeforeAnswer(_)) if conn.reused && Instant::now() < deadline => {
                 conn = upstream.connect(connect_within()).await?;
@@ -53,6 +54,7 @@ async fn attempt(
     conn: &mut UpConn,
     parts: &[Bytes],
     deadline: Instant,
+    cut: &crate::cut::Cut,
 ) -> Result<ResponseHead, Attempt> {
     // A TLS upstream gets them joined (`iov::Sink`).
     for p in parts {
@@ -82,7 +84,10 @@ async fn attempt(
             let had_bytes = !conn.buf.is_empty();
             conn.buf.reserve(UPSTREAM_READ_BYTES);
             let wait = until.saturating_duration_since(Instant::now());
-            let read = monoio::time::timeout(wait, iov::read_more(&mut conn.stream, &mut conn.buf)).await;
+            let read = cut.or(monoio::time::timeout(wait, iov::read_more(&mut conn.stream, &mut conn.buf))).await;
+            // The drain's time is up: nothing was answered yet, so the
+            // client is told the gateway is shutting down.
+            let Some(read) = read else { return Err(Attempt::Failed(GatewayError::Draining)) };
             let Ok(res) = read else { return Err(timeout()) };
             match res {
                 Ok(0) if !had_bytes => return Err(Attempt::DeadBeforeAnswer(None)),

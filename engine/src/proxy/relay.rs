@@ -43,6 +43,8 @@ pub struct Answer<'a> {
     pub route: RouteLabel<'a>,
     /// The headers every answer to the request carries.
     pub reply: &'a crate::respond::Reply,
+    /// Ends the relay when the drain's time is up.
+    pub cut: &'a crate::cut::Cut,
 }
 
 /// How a relay ended.
@@ -223,7 +225,12 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         }
         up.buf.reserve(UPSTREAM_READ_BYTES);
         let wait = deadline.saturating_duration_since(Instant::now());
-        let Ok(res) = monoio::time::timeout(wait, iov::read_more(&mut up.stream, &mut up.buf)).await else {
+        let read = answer.cut.or(monoio::time::timeout(wait, iov::read_more(&mut up.stream, &mut up.buf))).await;
+        let Some(Ok(res)) = read else {
+            if read.is_none() {
+                // The drain's time is up: the answer is cut here.
+                end.end = End::Cut;
+            }
             if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
                 end_stream_with_error(client, provider, front, answer.deadline).await;
             }

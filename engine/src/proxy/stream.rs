@@ -157,8 +157,7 @@ impl Stream {
     }
 
     /// An error event in the client's format, ending the stream.
-    fn fail(&mut self, provider: &str, out: &mut BytesMut) {
-        let message = format!("upstream `{provider}` failed in the middle of the stream");
+    fn fail(&mut self, message: &str, code: &str, out: &mut BytesMut) {
         let mut json = BytesMut::new();
         let openai = match self {
             Stream::ToOpenAi(_) => true,
@@ -169,18 +168,13 @@ impl Stream {
             true => {
                 // An OpenAI-style error event, then [DONE]: SDKs see an
                 // error instead of a stream that simply stops.
-                tollgate_protocol::openai::write_error_body(
-                    &mut json,
-                    &message,
-                    "server_error",
-                    "upstream_stream_error",
-                );
+                tollgate_protocol::openai::write_error_body(&mut json, message, "server_error", code);
                 tollgate_protocol::sse::write_event(out, None, &json);
                 out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
             }
             false => {
                 json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
-                tollgate_protocol::openai::write_json_string(&mut json, &message);
+                tollgate_protocol::openai::write_json_string(&mut json, message);
                 json.extend_from_slice(b"}}");
                 tollgate_protocol::sse::write_event(out, Some(b"error"), &json);
             }
@@ -203,6 +197,9 @@ pub enum Flow {
     /// The upstream broke off, or sent what cannot be read or translated:
     /// the stream ends with an error event.
     Failed,
+    /// The gateway's drain ran out of time: the stream ends with an error
+    /// event saying so.
+    Cut,
     /// The upstream's stream ended (or the client's API's final event
     /// passed) with nothing stopping it.
     Done,
@@ -253,6 +250,11 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// The upstream broke off (a read failed or timed out).
     pub fn upstream_failed(&mut self) {
         self.stop(Flow::Failed);
+    }
+
+    /// The drain's time is up ([`crate::cut`]).
+    pub fn shutting_down(&mut self) {
+        self.stop(Flow::Cut);
     }
 
     /// Takes one piece of the upstream's decoded body; what the client gets
@@ -332,7 +334,15 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             match self.flow {
                 Flow::Blocked => self.translator.stop(self.route.model, false, out),
                 Flow::Capped => self.translator.stop(self.route.model, true, out),
-                Flow::Failed => self.translator.fail(self.route.provider, out),
+                Flow::Failed => {
+                    let message = format!("upstream `{}` failed in the middle of the stream", self.route.provider);
+                    self.translator.fail(&message, "upstream_stream_error", out)
+                }
+                Flow::Cut => self.translator.fail(
+                    "the gateway is shutting down and ended the stream before it was complete",
+                    "shutting_down",
+                    out,
+                ),
                 Flow::Streaming | Flow::Done => self.translator.finish(out),
             }
         }
@@ -351,6 +361,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     pub fn end(&self) -> End {
         match self.flow {
             Flow::Failed => End::UpstreamFailed,
+            Flow::Cut => End::Cut,
             Flow::Blocked => End::Blocked,
             Flow::Capped => End::Capped,
             Flow::Streaming | Flow::Done => End::Completed,

@@ -31,6 +31,15 @@ use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
 /// An upstream answer read whole for translation may be at most this big.
 pub const TRANSLATED_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// Why a body's read ended before the body did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReadEnd {
+    /// A reset, a time-out or bad framing: the upstream's doing.
+    Failed,
+    /// The drain's time is up ([`crate::cut`]).
+    Cut,
+}
+
 /// Reads a body's decoded data in pieces, whatever its framing.
 struct BodyReader {
     framing: Framing,
@@ -56,25 +65,34 @@ impl BodyReader {
     }
 
     /// Appends the next decoded pieces to `data`, reading from the upstream
-    /// when nothing is buffered. `Err` on a reset, time-out or bad framing.
-    async fn next(&mut self, up: &mut UpConn, deadline: Instant, data: &mut Vec<Bytes>) -> Result<(), ()> {
+    /// when nothing is buffered. `Err` on a reset, time-out or bad framing,
+    /// or when the drain's time is up.
+    async fn next(
+        &mut self,
+        up: &mut UpConn,
+        deadline: Instant,
+        cut: &crate::cut::Cut,
+        data: &mut Vec<Bytes>,
+    ) -> Result<(), ReadEnd> {
         if self.done {
             return Ok(());
         }
         if up.buf.is_empty() {
             up.buf.reserve(UPSTREAM_READ_BYTES);
             let wait = deadline.saturating_duration_since(Instant::now());
-            let n = monoio::time::timeout(wait, iov::read_more(&mut up.stream, &mut up.buf))
+            let n = cut
+                .or(monoio::time::timeout(wait, iov::read_more(&mut up.stream, &mut up.buf)))
                 .await
-                .map_err(|_| ())?
-                .map_err(|_| ())?;
+                .ok_or(ReadEnd::Cut)?
+                .map_err(|_| ReadEnd::Failed)?
+                .map_err(|_| ReadEnd::Failed)?;
             if n == 0 {
                 return match self.framing {
                     Framing::Close => {
                         self.done = true;
                         Ok(())
                     }
-                    _ => Err(()),
+                    _ => Err(ReadEnd::Failed),
                 };
             }
         }
@@ -87,7 +105,7 @@ impl BodyReader {
             }
             Framing::Chunked(d) => {
                 let mut ranges = Vec::new();
-                let p = d.decode(&up.buf, |r| ranges.push(r)).map_err(|_| ())?;
+                let p = d.decode(&up.buf, |r| ranges.push(r)).map_err(|_| ReadEnd::Failed)?;
                 let raw = up.buf.split_to(p.consumed).freeze();
                 data.extend(ranges.into_iter().map(|r| raw.slice(r)));
                 self.done = p.done;
@@ -172,7 +190,11 @@ pub async fn relay_translated(
     let mut body = BytesMut::new();
     let mut pieces = Vec::new();
     while !reader.done {
-        reader.next(up, deadline, &mut pieces).await.map_err(|_| broken())?;
+        match reader.next(up, deadline, answer.cut, &mut pieces).await {
+            Ok(()) => {}
+            Err(ReadEnd::Cut) => return Err(GatewayError::Draining),
+            Err(ReadEnd::Failed) => return Err(broken()),
+        }
         for p in pieces.drain(..) {
             body.extend_from_slice(&p);
         }
@@ -338,12 +360,14 @@ async fn relay_stream(
     let mut end = RelayEnd::new(200);
     loop {
         // Head first, then each batch of translated events as it arrives.
-        let read = reader.next(up, deadline, &mut pieces).await;
+        let read = reader.next(up, deadline, answer.cut, &mut pieces).await;
         for p in pieces.drain(..) {
             relay.feed(p, &mut out);
         }
-        if read.is_err() {
-            relay.upstream_failed();
+        match read {
+            Ok(()) => {}
+            Err(ReadEnd::Failed) => relay.upstream_failed(),
+            Err(ReadEnd::Cut) => relay.shutting_down(),
         }
         let finished = relay.end_of_read(reader.done, &mut out);
         end.body_bytes += out.len() as u64;
@@ -373,7 +397,7 @@ async fn relay_stream(
     end.end = relay.end();
     relay.close();
     end.upstream_reusable = flow == Flow::Done && reader.done && response.keep_alive && up.buf.is_empty();
-    end.client_reusable = keep_alive && flow != Flow::Failed;
+    end.client_reusable = keep_alive && !matches!(flow, Flow::Failed | Flow::Cut);
     end
 }
 

@@ -1,0 +1,66 @@
+//! Shutdown under load: nothing in flight is lost, and a load balancer can
+//! see the drain.
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use tollgate_e2e::*;
+
+/// Streams still running when the drain's time is up are ended by the
+/// gateway: the client gets an error event and `[DONE]` in a complete
+/// chunked body, and each request is recorded and billed (the tokens that
+/// passed, estimated).
+#[test]
+fn requests_cut_by_the_drain_timeout_are_ended_recorded_and_billed() {
+    let mock = start_mock(&["--chunks", "20", "--chunk-delay-ms", "500"]);
+    let logs = TempDir::new("drain");
+    let extra = format!("[logging]\ndir = \"{}\"\n[server.timeouts]\ndrain_ms = 1000", logs.0.display());
+    let mut gw = start_gateway(&config_for(mock.addr, 1, &extra), &[], &[]);
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let answers = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..3).map(|_| s.spawn(|| one_request(gw.addr, &chat_request(body, "")))).collect();
+        wait_until(Duration::from_secs(10), "three streams in flight", || admin_stats(&gw)["in_flight"] == 3);
+        gw.signal(libc::SIGTERM);
+        clients.into_iter().map(|c| c.join().expect("client")).collect::<Vec<_>>()
+    });
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    for r in &answers {
+        assert_eq!(r.status, 200);
+        assert!(r.chunked, "a complete chunked body");
+        let data = sse_data(&r.body);
+        assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{data:?}");
+        assert!(data.iter().any(|d| d.contains("shutting_down")), "{data:?}");
+    }
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 3, "{recs:#?}");
+    for rec in &recs {
+        assert_eq!(rec["end"], "shutdown", "{rec}");
+        assert!(rec["tokens"]["completion"].as_u64().is_some_and(|c| c > 0), "{rec}");
+        assert_eq!(rec["tokens"]["estimated"], true, "{rec}");
+        assert!(rec["cost_micro_usd"].as_u64().is_some_and(|c| c > 0), "{rec}");
+    }
+}
+
+/// From SIGTERM on, new connections are refused at once (the listener
+/// stops listening), while a request in flight finishes.
+#[test]
+fn new_connections_are_refused_once_the_drain_begins() {
+    let mock = start_mock(&["--chunks", "4", "--chunk-delay-ms", "300"]);
+    let mut gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let addr = gw.addr;
+    let answer = std::thread::scope(|s| {
+        let client = s.spawn(|| one_request(addr, &chat_request(body, "")));
+        wait_until(Duration::from_secs(10), "a stream in flight", || admin_stats(&gw)["in_flight"] == 1);
+        gw.signal(libc::SIGTERM);
+        let started = Instant::now();
+        wait_until(Duration::from_secs(2), "new connections refused", || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err()
+        });
+        assert!(started.elapsed() < Duration::from_millis(1000), "refused within a poll of SIGTERM");
+        client.join().expect("client")
+    });
+    assert_eq!(answer.status, 200);
+    assert_eq!(sse_data(&answer.body).last().map(String::as_str), Some("[DONE]"), "the stream in flight finished");
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}
