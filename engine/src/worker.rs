@@ -86,11 +86,13 @@ impl Worker {
         merger: Option<(mpsc::Sender<Delta>, mpsc::Receiver<Arc<SpendSnapshot>>)>,
     ) -> Worker {
         let (merger, spend_rx) = merger.map_or((None, None), |(tx, rx)| (Some(tx), Some(rx)));
+        let accounts = Accounts::new(index, None);
+        accounts.use_config(state.config.clone());
         Worker {
             index,
             recorder,
             stats: CoreStats::default(),
-            accounts: Rc::new(Accounts::new(index, None)),
+            accounts: Rc::new(accounts),
             merger: RefCell::new(merger),
             last_merge: Cell::new(Instant::now()),
             limits_due: Cell::new(true),
@@ -110,7 +112,9 @@ impl Worker {
 
     /// Sends budget alerts to the webhook thread.
     pub fn with_alerts(mut self, alerts: Option<mpsc::Sender<String>>) -> Worker {
-        self.accounts = Rc::new(Accounts::new(self.index, alerts));
+        let accounts = Accounts::new(self.index, alerts);
+        accounts.use_config(self.state().config.clone());
+        self.accounts = Rc::new(accounts);
         self
     }
 
@@ -199,7 +203,11 @@ impl Worker {
             breakers: state.breaker_states(Instant::now()),
         };
         let delta = self.stats.take(&state.config, core, self.accounts.hand_off(&state.config), limits);
-        let _ = merger.send(delta);
+        if merger.send(delta).is_err() {
+            // The merger has stopped: no snapshot will take these counts
+            // out of transit.
+            self.accounts.hand_off_failed();
+        }
     }
 
     /// Takes the newest spend snapshot from the merger, if one came.
@@ -217,11 +225,12 @@ impl Worker {
             // (counts carry names from the configuration they were made under).
             self.recorder.flush();
             self.merge(true);
-            let next = CoreState::build(reload.config, &reload.resolved, reload.tls, Some(&self.state()));
+            let old = self.state();
+            let next = CoreState::build(reload.config, &reload.resolved, reload.tls, Some(&old));
             *self.state.borrow_mut() = Rc::new(next);
             self.limits_due.set(true);
             // Indexes change with the configuration.
-            self.accounts.reindex(&self.state().config);
+            self.accounts.reindex(&old.config, self.state().config.clone());
             let _ = reload.done.send(self.index);
         }
     }

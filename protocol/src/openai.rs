@@ -85,7 +85,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     if std::str::from_utf8(body).is_err() {
         return Err(BodyError::NotUtf8);
     }
-    let mut c = Cursor { buf: body, pos: 0 };
+    let mut c = Cursor { buf: body, pos: 0, depth_max: DEPTH_MAX };
     c.ws();
     c.expect(b'{')?;
     let mut model = None;
@@ -203,6 +203,11 @@ pub const USAGE_OPTIONS: &[u8] = b"{\"include_usage\":true}";
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Nesting past which a skipped value is refused. A request's bound is
+    /// [`DEPTH_MAX`]; a provider's answer has none (what a model writes in
+    /// a tool's input must not make an answer unreadable, and so unbilled),
+    /// and past [`DEPTH_MAX`] its brackets are counted, not matched.
+    depth_max: usize,
 }
 
 impl Cursor<'_> {
@@ -280,14 +285,16 @@ impl Cursor<'_> {
                     continue;
                 }
                 open @ (b'{' | b'[') => {
-                    if depth == DEPTH_MAX {
+                    if depth == self.depth_max {
                         return Err(BodyError::TooDeep);
                     }
-                    stack[depth] = if open == b'{' { b'}' } else { b']' };
+                    if let Some(slot) = stack.get_mut(depth) {
+                        *slot = if open == b'{' { b'}' } else { b']' };
+                    }
                     depth += 1;
                 }
                 close @ (b'}' | b']') => {
-                    if depth == 0 || stack[depth - 1] != close {
+                    if depth == 0 || stack.get(depth - 1).is_some_and(|&want| want != close) {
                         return Err(BodyError::NotJsonObject);
                     }
                     depth -= 1;
@@ -419,7 +426,7 @@ pub const USAGE_TOKENS_MAX: u64 = 1 << 32;
 /// whitespace, key order and escapes change nothing. `None` when `doc` is
 /// not a JSON object.
 pub fn read_answer(doc: &[u8]) -> Option<AnswerFacts> {
-    let mut c = Cursor { buf: doc, pos: 0 };
+    let mut c = Cursor { buf: doc, pos: 0, depth_max: usize::MAX };
     c.ws();
     let mut facts = AnswerFacts::default();
     answer_object(&mut c, true, &mut facts)?;
@@ -518,6 +525,142 @@ fn usage_object(c: &mut Cursor<'_>, nested: bool, r: &mut Reported) -> Option<()
             _ => return None,
         }
     }
+}
+
+/// Where a stream event's text sits, read by structure: the content block
+/// (Anthropic's top-level `index`), the choice (`choices[].index`) and the
+/// tool call (`choices[].delta.tool_calls[].index`) of the first choice,
+/// whether the event ends its choice or message (a `finish_reason`, or a
+/// `message_delta`'s `stop_reason`, that is a string), and whether it opens
+/// a content block. Indexes found anywhere else (inside a tool's
+/// arguments object, say) are not taken: a channel keyed by them could be
+/// forged to release held text early.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventShape {
+    pub block: Option<u64>,
+    pub choice: Option<u64>,
+    pub tool: Option<u64>,
+    pub last: bool,
+    pub block_start: bool,
+}
+
+/// Reads an event's [`EventShape`]; `None` when it is not a JSON object.
+pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
+    let mut c = Cursor { buf: doc, pos: 0, depth_max: usize::MAX };
+    c.ws();
+    let mut shape = EventShape::default();
+    members(&mut c, &mut |c, key| {
+        match key {
+            b"index" => shape.block = number(c)?,
+            b"type" if c.peek() == Some(b'"') => {
+                let t = c.string().ok()?;
+                shape.block_start = t.get(c.buf) == b"content_block_start";
+            }
+            b"delta" if c.peek() == Some(b'{') => members(c, &mut |c, key| {
+                if key == b"stop_reason" && c.peek() == Some(b'"') {
+                    shape.last = true;
+                }
+                c.value().ok()
+            })?,
+            b"choices" if c.peek() == Some(b'[') => {
+                let mut first = true;
+                elements(c, &mut |c| {
+                    if !std::mem::take(&mut first) || c.peek() != Some(b'{') {
+                        return c.value().ok();
+                    }
+                    members(c, &mut |c, key| match key {
+                        b"index" => {
+                            shape.choice = number(c)?;
+                            Some(())
+                        }
+                        b"finish_reason" => {
+                            shape.last |= c.peek() == Some(b'"');
+                            c.value().ok()
+                        }
+                        b"delta" if c.peek() == Some(b'{') => members(c, &mut |c, key| {
+                            if key != b"tool_calls" || c.peek() != Some(b'[') {
+                                return c.value().ok();
+                            }
+                            let mut first = true;
+                            elements(c, &mut |c| {
+                                if !std::mem::take(&mut first) || c.peek() != Some(b'{') {
+                                    return c.value().ok();
+                                }
+                                members(c, &mut |c, key| match key {
+                                    b"index" => {
+                                        shape.tool = number(c)?;
+                                        Some(())
+                                    }
+                                    _ => c.value().ok(),
+                                })
+                            })
+                        }),
+                        _ => c.value().ok(),
+                    })
+                })?
+            }
+            _ => c.value().ok()?,
+        }
+        Some(())
+    })?;
+    c.ws();
+    (c.pos == doc.len()).then_some(shape)
+}
+
+/// Walks an object at the cursor, calling `f` with each key; `f` consumes
+/// the member's value.
+fn members(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>, &[u8]) -> Option<()>) -> Option<()> {
+    c.expect(b'{').ok()?;
+    c.ws();
+    if c.peek() == Some(b'}') {
+        c.pos += 1;
+        return Some(());
+    }
+    loop {
+        c.ws();
+        let key = c.string().ok()?;
+        c.ws();
+        c.expect(b':').ok()?;
+        c.ws();
+        let buf = c.buf;
+        f(c, key.get(buf))?;
+        c.ws();
+        match c.bump()? {
+            b',' => continue,
+            b'}' => return Some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// Walks an array at the cursor, calling `f` at each element; `f` consumes
+/// it.
+fn elements(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>) -> Option<()>) -> Option<()> {
+    c.expect(b'[').ok()?;
+    c.ws();
+    if c.peek() == Some(b']') {
+        c.pos += 1;
+        return Some(());
+    }
+    loop {
+        c.ws();
+        f(c)?;
+        c.ws();
+        match c.bump()? {
+            b',' => continue,
+            b']' => return Some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// A non-negative integer value at the cursor (`None` inside for any other
+/// value, consumed all the same).
+fn number(c: &mut Cursor<'_>) -> Option<Option<u64>> {
+    let start = c.pos;
+    c.value().ok()?;
+    let raw = &c.buf[start..c.pos];
+    Some(if raw.iter().all(u8::is_ascii_digit) { std::str::from_utf8(raw).ok()?.parse().ok() } else { None })
 }
 
 /// A token count: a non-negative integer within [`USAGE_TOKENS_MAX`].
@@ -735,6 +878,41 @@ mod tests {
         // A content block's own `usage`-looking text is not read.
         let block = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"{"usage":{"output_tokens":0}}"}}"#;
         assert!(!read_answer(block).expect("an event").has_usage);
+    }
+
+    /// A model can write a tool input nested deeper than any request may
+    /// be: the answer's usage is read all the same.
+    #[test]
+    fn a_deeply_nested_tool_input_does_not_hide_the_usage() {
+        let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+        let doc = format!(
+            r#"{{"type":"message","content":[{{"type":"tool_use","id":"t","name":"f","input":{{"x":{deep}}}}}],"usage":{{"input_tokens":900,"output_tokens":40}}}}"#
+        );
+        let u = read_answer(doc.as_bytes()).and_then(|f| f.usage());
+        assert_eq!(u, Some(Usage { prompt: 900, completion: 40, cached: 0, cache_write: 0 }));
+    }
+
+    #[test]
+    fn stream_event_shapes_are_read_by_structure() {
+        let shape = |doc: &str| event_shape(doc.as_bytes()).unwrap_or_else(|| panic!("{doc}"));
+        let s = shape(r#"{"id":"c","choices":[{"index":2,"delta":{"content":"x"},"finish_reason":null}]}"#);
+        assert_eq!((s.choice, s.tool, s.block, s.last), (Some(2), None, None, false));
+        let s = shape(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":3,"function":{"arguments":"{}"}}]},"index":1,"finish_reason":"tool_calls"}]}"#,
+        );
+        assert_eq!((s.choice, s.tool, s.last), (Some(1), Some(3), true));
+        let s = shape(r#"{"type":"content_block_start","index":4,"content_block":{"type":"text","text":""}}"#);
+        assert_eq!((s.block, s.block_start), (Some(4), true));
+        let s = shape(
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":3}}"#,
+        );
+        assert!(s.last);
+        // Forged: indexes and reasons anywhere else are not the event's.
+        let s = shape(
+            r#"{"choices":[{"index":0,"delta":{"content":"sk-"},"x":{"index":9,"finish_reason":"stop"}}],"y":{"index":7,"stop_reason":"end"}}"#,
+        );
+        assert_eq!((s.choice, s.tool, s.block, s.last), (Some(0), None, None, false));
+        assert_eq!(event_shape(b"[DONE]"), None);
     }
 
     #[test]

@@ -38,6 +38,44 @@ struct Counted {
 }
 
 impl Counted {
+    /// Adds `other`'s counts to these.
+    fn absorb(&mut self, other: Counted) {
+        for (o, v) in other.spend {
+            let s = self.spend.entry(o).or_default();
+            *s = s.saturating_add(v);
+        }
+        for (o, u) in other.minute {
+            self.minute.entry(o).or_default().add(u);
+        }
+    }
+
+    /// The same counts with owners renamed from `old`'s indexes to `new`'s
+    /// (owners `new` no longer has are dropped: nothing enforces them).
+    fn reindexed(self, old: &Config, new: &Config) -> Counted {
+        let map = |o: Owner| match o {
+            Owner::Team(i) => {
+                let name = &old.teams.get(i)?.name;
+                new.teams.iter().position(|t| &t.name == name).map(Owner::Team)
+            }
+            Owner::Key(i) => {
+                let name = &old.keys.all().get(i)?.name;
+                new.keys.all().iter().position(|k| &k.name == name).map(Owner::Key)
+            }
+        };
+        let mut out = Counted::default();
+        for (o, v) in self.spend {
+            if let Some(o) = map(o) {
+                *out.spend.entry(o).or_default() += v;
+            }
+        }
+        for (o, u) in self.minute {
+            if let Some(o) = map(o) {
+                out.minute.entry(o).or_default().add(u);
+            }
+        }
+        out
+    }
+
     fn spend(&self, owner: Owner) -> u64 {
         self.spend.get(&owner).copied().unwrap_or(0)
     }
@@ -115,7 +153,15 @@ pub struct Accounts {
     held_spend: PerOwner,
     /// Budget alerts for the webhook thread, when one is configured.
     alerts: Option<mpsc::Sender<String>>,
+    /// The configuration this core's indexes are for (the current one);
+    /// a request that started under an earlier one is settled by name.
+    config: RefCell<Option<Arc<Config>>>,
 }
+
+/// Hand-offs kept in transit at most: past it the oldest two are folded
+/// into one (counted a little longer than needed, never less), so a merger
+/// that stops answering cannot grow the list or the cost of reading it.
+const IN_TRANSIT_MAX: usize = 64;
 
 impl Accounts {
     pub fn new(worker: usize, alerts: Option<mpsc::Sender<String>>) -> Accounts {
@@ -130,7 +176,13 @@ impl Accounts {
             reserved: PerOwner::default(),
             held_spend: PerOwner::default(),
             alerts,
+            config: RefCell::new(None),
         }
+    }
+
+    /// Sets the configuration this core's indexes are for.
+    pub fn use_config(&self, config: Arc<Config>) {
+        *self.config.borrow_mut() = Some(config);
     }
 
     /// What `owner` has spent in the current day and month across all
@@ -145,8 +197,9 @@ impl Accounts {
         .copied()
         .unwrap_or_default();
         let day = tollgate_policy::budget::day_number(now);
-        let in_transit: u64 = self.in_transit.borrow().iter().map(|(_, c)| c.spend(owner)).sum();
-        let mine = self.unmerged.borrow().spend(owner) + in_transit + self.held_spend.get(owner);
+        let in_transit = self.in_transit.borrow().iter().fold(0u64, |sum, (_, c)| sum.saturating_add(c.spend(owner)));
+        let mine =
+            self.unmerged.borrow().spend(owner).saturating_add(in_transit).saturating_add(self.held_spend.get(owner));
         Spend {
             day: (if view.day == day { merged.day } else { 0 }).saturating_add(mine),
             month: (if view.month == tollgate_policy::budget::year_month(day) { merged.month } else { 0 })
@@ -168,8 +221,8 @@ impl Accounts {
         let mut mine = self.unmerged.borrow().minute(owner, minute);
         for (_, c) in self.in_transit.borrow().iter() {
             let m = c.minute(owner, minute);
-            mine.requests += m.requests;
-            mine.tokens += m.tokens;
+            mine.requests = mine.requests.saturating_add(m.requests);
+            mine.tokens = mine.tokens.saturating_add(m.tokens);
         }
         MinuteUse {
             minute,
@@ -192,10 +245,20 @@ impl Accounts {
     }
 
     /// Counts a finished request's tokens (against the minute it started
-    /// in) and its cost, for its team and key.
-    pub fn settle(&self, key: &VirtualKey, started_minute: u64, tokens: u64, cost: u64) {
+    /// in) and its cost, for its team and key. `config` is the one the
+    /// request ran under: when a reload has replaced it since, the owners
+    /// are found by name in the current one.
+    pub fn settle(&self, key: &VirtualKey, config: &Arc<Config>, started_minute: u64, tokens: u64, cost: u64) {
+        let mut owners = [Some(Owner::Team(key.team)), Some(Owner::Key(key.index))];
+        if let Some(current) = self.config.borrow().as_ref().filter(|c| !Arc::ptr_eq(c, config)) {
+            let team = config.teams.get(key.team).map(|t| &t.name);
+            owners = [
+                team.and_then(|name| current.teams.iter().position(|t| &t.name == name)).map(Owner::Team),
+                current.keys.all().iter().position(|k| k.name == key.name).map(Owner::Key),
+            ];
+        }
         let mut u = self.unmerged.borrow_mut();
-        for owner in [Owner::Team(key.team), Owner::Key(key.index)] {
+        for owner in owners.into_iter().flatten() {
             if tokens > 0 {
                 u.minute.entry(owner).or_default().add(MinuteUse { minute: started_minute, requests: 0, tokens });
             }
@@ -274,7 +337,13 @@ impl Accounts {
         let spend = counted.spend.iter().filter_map(|(&o, &v)| Some((name(o)?, v))).collect();
         let minute = counted.minute.iter().filter_map(|(&o, &u)| Some((name(o)?, u))).collect();
         if !counted.spend.is_empty() || !counted.minute.is_empty() {
-            self.in_transit.borrow_mut().push_back((seq, counted));
+            let mut in_transit = self.in_transit.borrow_mut();
+            if in_transit.len() >= IN_TRANSIT_MAX {
+                if let (Some((_, oldest)), Some((_, next))) = (in_transit.pop_front(), in_transit.front_mut()) {
+                    next.absorb(oldest);
+                }
+            }
+            in_transit.push_back((seq, counted));
         }
         let released = std::mem::take(&mut *self.released.borrow_mut());
         HandOff { seq, spend, minute, released }
@@ -288,16 +357,30 @@ impl Accounts {
         self.view.borrow_mut().rebuild(s, config);
     }
 
-    /// Re-indexes the view for a new configuration (after a reload). Counts
-    /// in transit are by the old configuration's indexes: the reload
-    /// handed everything off just before, and the next snapshot (at most
-    /// a poll away) includes it, so they are dropped rather than misread.
-    pub fn reindex(&self, config: &Config) {
-        self.in_transit.borrow_mut().clear();
+    /// The merger could not take a hand-off (it has stopped): what was in
+    /// transit goes back to the counts not handed off, so that nothing
+    /// waits for a snapshot that will not come.
+    pub fn hand_off_failed(&self) {
+        let mut unmerged = self.unmerged.borrow_mut();
+        for (_, c) in self.in_transit.borrow_mut().drain(..) {
+            unmerged.absorb(c);
+        }
+    }
+
+    /// Re-indexes for a new configuration (after a reload): the view, and
+    /// the counts in transit (by name, from `old`'s indexes to `new`'s), so
+    /// the core still sees its own spend.
+    pub fn reindex(&self, old: &Config, new: Arc<Config>) {
+        let moved: VecDeque<(u64, Counted)> =
+            self.in_transit.borrow_mut().drain(..).map(|(seq, c)| (seq, c.reindexed(old, &new))).collect();
+        *self.in_transit.borrow_mut() = moved;
+        let unmerged = std::mem::take(&mut *self.unmerged.borrow_mut()).reindexed(old, &new);
+        *self.unmerged.borrow_mut() = unmerged;
         let last = self.view.borrow().last.clone();
         if let Some(s) = last {
-            self.view.borrow_mut().rebuild(s, config);
+            self.view.borrow_mut().rebuild(s, &new);
         }
+        *self.config.borrow_mut() = Some(new);
     }
 }
 

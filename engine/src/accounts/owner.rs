@@ -26,8 +26,8 @@ impl MinuteUse {
         if other.minute > self.minute {
             *self = other;
         } else if other.minute == self.minute {
-            self.requests += other.requests;
-            self.tokens += other.tokens;
+            self.requests = self.requests.saturating_add(other.requests);
+            self.tokens = self.tokens.saturating_add(other.tokens);
         }
     }
 

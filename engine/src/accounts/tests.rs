@@ -32,10 +32,10 @@ fn snapshot(team_day: u64, merged: u64) -> Arc<SpendSnapshot> {
 
 #[test]
 fn a_core_sees_its_own_spend_between_a_hand_off_and_the_snapshot_that_includes_it() {
-    let config = config();
+    let config = Arc::new(config());
     let key = &config.keys.all()[0];
     let a = Accounts::new(0, None);
-    a.settle(key, NOW / 60, 10, 700);
+    a.settle(key, &config, NOW / 60, 10, 700);
     assert_eq!(a.spend(Owner::Team(0), NOW).day, 700, "unmerged");
     let off = a.hand_off(&config);
     assert_eq!(off.seq, 1);
@@ -70,10 +70,52 @@ fn holds_and_reservations_are_released_when_their_guards_drop() {
 
 #[test]
 fn money_saturates_instead_of_wrapping() {
-    let config = config();
+    let config = Arc::new(config());
     let key = &config.keys.all()[0];
     let a = Accounts::new(0, None);
-    a.settle(key, NOW / 60, 0, u64::MAX);
-    a.settle(key, NOW / 60, 0, 5);
+    a.settle(key, &config, NOW / 60, 0, u64::MAX);
+    a.settle(key, &config, NOW / 60, 0, 5);
     assert_eq!(a.spend(Owner::Team(0), NOW).day, u64::MAX);
+}
+
+#[test]
+fn a_reload_keeps_the_cores_own_counts_under_the_owners_new_indexes() {
+    let old = Arc::new(config());
+    // The same team and key, now behind another team and key.
+    let text = "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"m\" }]\n\
+                [[teams]]\nname = \"new\"\nmodels = [\"*\"]\n[[teams]]\nname = \"a\"\nmodels = [\"*\"]\n\
+                [[keys]]\nname = \"kn\"\nteam = \"new\"\nsha256 = \"1111111111111111111111111111111111111111111111111111111111111111\"\n\
+                [[keys]]\nname = \"ka\"\nteam = \"a\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+    let new = Arc::new(Config::parse("accounts.toml", text, &ProcessEnv).expect("config"));
+    let a = Accounts::new(0, None);
+    a.use_config(old.clone());
+    let old_key = &old.keys.all()[0];
+    a.settle(old_key, &old, NOW / 60, 0, 300);
+    let _ = a.hand_off(&old);
+    a.settle(old_key, &old, NOW / 60, 0, 200);
+    a.reindex(&old, new.clone());
+    // Team `a` and key `ka` are index 1 now: in transit and unmerged alike.
+    assert_eq!(a.spend(Owner::Team(1), NOW).day, 500);
+    assert_eq!(a.spend(Owner::Key(1), NOW).day, 500);
+    assert_eq!(a.spend(Owner::Team(0), NOW).day, 0, "not the new team's");
+    // A request that started before the reload settles by name.
+    a.settle(old_key, &old, NOW / 60, 0, 50);
+    assert_eq!(a.spend(Owner::Key(1), NOW).day, 550);
+    assert_eq!(a.spend(Owner::Key(0), NOW).day, 0);
+}
+
+#[test]
+fn a_merger_that_stopped_answering_neither_loses_counts_nor_grows_the_list() {
+    let config = Arc::new(config());
+    let key = &config.keys.all()[0];
+    let a = Accounts::new(0, None);
+    for _ in 0..1000 {
+        a.settle(key, &config, NOW / 60, 1, 10);
+        let _ = a.hand_off(&config);
+    }
+    assert!(a.in_transit.borrow().len() <= IN_TRANSIT_MAX);
+    assert_eq!(a.spend(Owner::Team(0), NOW).day, 10_000, "every hand-off still counted");
+    a.hand_off_failed();
+    assert!(a.in_transit.borrow().is_empty());
+    assert_eq!(a.spend(Owner::Team(0), NOW).day, 10_000);
 }

@@ -96,7 +96,14 @@ fn rate_check(
         any = true;
         let used = a.minute_use(owner, minute);
         let tokens = used.tokens.saturating_add(a.reserved(owner));
-        let result = check(name, limit, used.requests, tokens, reserve, started_ms);
+        // The token check comes after this request was admitted (and
+        // counted): its requests limit was judged then, not again here.
+        let result = if admitting {
+            check(name, limit, used.requests, tokens, reserve, started_ms)
+        } else {
+            let tokens_only = tollgate_policy::team::RateLimit { requests_per_minute: None, ..limit.clone() };
+            check(name, &tokens_only, used.requests, tokens, reserve, started_ms)
+        };
         // After this request: one more request, `reserve` more tokens.
         headroom.tighten(limit, used.requests + u64::from(admitting), tokens.saturating_add(reserve));
         result.map_err(GatewayError::RateLimited)

@@ -165,7 +165,10 @@ fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut 
             trace.usage_estimated = true;
         }
         Some(_) => {}
-        None if end.completion_counted > 0 || end.end != crate::record::End::Completed => {
+        // No usage at all (a stream cut short, or an answer that reports
+        // none, or none that can be believed): the prompt, counted, and
+        // what was counted of the answer are billed, marked estimated.
+        None => {
             end.usage = Some(crate::record::TokenUsage {
                 prompt: prompt(),
                 completion: end.completion_counted,
@@ -173,7 +176,6 @@ fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut 
             });
             trace.usage_estimated = true;
         }
-        None => {}
     }
 }
 

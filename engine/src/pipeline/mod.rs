@@ -29,8 +29,9 @@
 //! - [`forward::forward`]: fallback over the route's targets, the
 //!   upstream request, the call and the relay of the answer (guarded,
 //!   counted, translated);
-//! - [`finish`]: the refusal or error answered, the record written, the
-//!   spend counted, and what the request held released.
+//! - [`finish`]: the record written, the spend counted, what the request
+//!   held released (in the same hand-off as that spend), then a refusal or
+//!   error answered.
 //!
 //! A phase is a function of the [`Exchange`] (what earlier phases learned)
 //! and the core ([`Core`]); none reads the socket but `read_body` and
@@ -150,7 +151,10 @@ pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayEr
     let routed = crate::proxy::route::route(core.state, key, &ex.body)?;
     ex.trace.route = Some(routed.index);
     ex.trace.stream = routed.fields.stream;
-    ex.prompt = Prompt::new(tollgate_protocol::tokens::Encoding::for_model(routed.route.name.as_bytes()));
+    // Counted as the model that will most likely serve it counts: the first
+    // target's upstream model (a route's name may be an alias).
+    let model = routed.route.targets.first().map_or(routed.route.name.as_str(), |t| t.upstream_model.as_str());
+    ex.prompt = Prompt::new(tollgate_protocol::tokens::Encoding::for_model(model.as_bytes()));
     ex.routed = Some(routed);
     Ok(())
 }
@@ -245,7 +249,7 @@ pub fn settle(core: &Core<'_>, trace: &crate::record::Trace<'_>) {
     core.stats.count(trace, config, cost);
     if let Some(key) = trace.key {
         let tokens = trace.usage.map_or(0, |u| u.prompt.saturating_add(u.completion));
-        core.accounts.settle(key, trace.started_unix_ms / 60_000, tokens, cost);
+        core.accounts.settle(key, config, trace.started_unix_ms / 60_000, tokens, cost);
     }
 }
 

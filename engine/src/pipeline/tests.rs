@@ -158,7 +158,7 @@ fn a_spent_budget_refuses_and_a_nearly_spent_one_holds_the_estimate() {
     let core = w.core();
     let key = &w.state.config.keys.all()[0];
     let now_minute = crate::unix_now().as_secs() / 60;
-    w.accounts.settle(key, now_minute, 0, 950);
+    w.accounts.settle(key, &w.state.config, now_minute, 0, 950);
     let mut ex = exchange("tg-key", PROSE);
     assert!(
         matches!(admit(&mut ex, &core), Err(GatewayError::OverBudget(_))),
@@ -166,7 +166,7 @@ fn a_spent_budget_refuses_and_a_nearly_spent_one_holds_the_estimate() {
     );
     let w = World::new("budget = { daily_usd = 1.0 }");
     let core = w.core();
-    w.accounts.settle(&w.state.config.keys.all()[0], now_minute, 0, 950_000);
+    w.accounts.settle(&w.state.config.keys.all()[0], &w.state.config, now_minute, 0, 950_000);
     let mut ex = exchange("tg-key", PROSE);
     admit(&mut ex, &core).expect("fits");
     let estimate = admit::estimate(&ex).expect("priced");
@@ -226,4 +226,18 @@ fn text_after_an_object_in_a_tool_schema_is_guarded() {
     let mut ex = exchange("tg-key", body);
     admit(&mut ex, &core).expect("redacted");
     assert!(!ex.body.windows(15).any(|w| w == b"bob@example.com"), "{:?}", ex.body);
+}
+
+/// With both a requests and a tokens limit, the last request the requests
+/// limit allows is admitted: the token check does not count it twice.
+#[test]
+fn requests_and_tokens_limits_together_admit_the_last_allowed_request() {
+    let w = World::new("rate_limit = { requests_per_minute = 2, tokens_per_minute = 1000000 }");
+    let core = w.core();
+    for n in 1..=2 {
+        let mut ex = exchange("tg-key", PROSE);
+        admit(&mut ex, &core).unwrap_or_else(|e| panic!("request {n} of 2: {e}"));
+    }
+    let mut ex = exchange("tg-key", PROSE);
+    assert!(matches!(admit(&mut ex, &core), Err(GatewayError::RateLimited(r)) if r.what == "requests"));
 }

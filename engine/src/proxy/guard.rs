@@ -50,9 +50,10 @@ fn inline_file(key: &[u8], raw: &[u8]) -> bool {
         || (key == b"data" && raw.len() >= 64 && !raw.contains(&b' ') && !raw.contains(&b'\\'))
 }
 
-/// Keys of the text an answer's stream events carry.
-const STREAM_TEXT: &[&[u8]] =
-    &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"refusal", b"reasoning_content"];
+/// Keys of the text an answer's stream events carry (`reasoning`: vLLM
+/// from 0.10 and OpenRouter; `reasoning_content`: DeepSeek and older vLLM).
+pub const STREAM_TEXT: &[&[u8]] =
+    &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"refusal", b"reasoning_content", b"reasoning"];
 
 pub use crate::record::Recorded;
 
@@ -190,29 +191,6 @@ impl Template {
     }
 }
 
-/// Searchers built once: `memmem::find` builds one per call, which costs
-/// more than the search on a stream event's few hundred bytes.
-static FINISH_REASON: Finder = Finder::new(b"\"finish_reason\":\"");
-static STOP_REASON: Finder = Finder::new(b"\"stop_reason\":\"");
-static INDEX: Finder = Finder::new(b"\"index\":");
-static BLOCK_START: Finder = Finder::new(b"\"type\":\"content_block_start\"");
-
-/// A substring searcher made on first use.
-struct Finder {
-    needle: &'static [u8],
-    built: std::sync::OnceLock<memchr::memmem::Finder<'static>>,
-}
-
-impl Finder {
-    const fn new(needle: &'static [u8]) -> Finder {
-        Finder { needle, built: std::sync::OnceLock::new() }
-    }
-
-    fn find(&self, haystack: &[u8]) -> Option<usize> {
-        self.built.get_or_init(|| memchr::memmem::Finder::new(self.needle)).find(haystack)
-    }
-}
-
 /// Guards one answer stream, event by event.
 pub struct EventGuard<'g> {
     guard: &'g Guard,
@@ -249,18 +227,22 @@ impl<'g> EventGuard<'g> {
             });
         }
         let ping = ev.event.as_deref() == Some(b"ping");
+        // Read by structure: the event's own indexes and end, never an
+        // `"index":` or a `finish_reason` found elsewhere in it (a forged
+        // one would release held text early).
+        let shape = tollgate_protocol::openai::event_shape(&ev.data).unwrap_or_default();
         // An event that also ends its choice releases everything.
-        let last = FINISH_REASON.find(&ev.data).is_some() || STOP_REASON.find(&ev.data).is_some();
+        let last = shape.last;
         let texts = fields.iter().filter(|(_, v)| !v.raw.is_empty()).count();
         let channel = |key: &[u8]| {
-            // The field and every index on the way to it (choice, tool
-            // call, content block): parallel texts never share a hold.
+            // The field and the indexes that place it (content block,
+            // choice, tool call): parallel texts never share a hold.
             let mut c = key.to_vec();
-            let mut at = 0;
-            while let Some(p) = INDEX.find(&ev.data[at..]) {
-                at += p + 8;
+            for i in [shape.block, shape.choice, shape.tool] {
                 c.push(b'/');
-                c.extend(ev.data[at..].iter().take_while(|b| b.is_ascii_digit()));
+                if let Some(i) = i {
+                    c.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+                }
             }
             c
         };
@@ -275,7 +257,7 @@ impl<'g> EventGuard<'g> {
             out.push(ev);
             return Ok(());
         }
-        let block_start = BLOCK_START.find(&ev.data).is_some();
+        let block_start = shape.block_start;
         if texts > 1 || block_start {
             // Several texts in one event (parallel choices, or text beside
             // reasoning), or a block's opening text: scanned whole, as a

@@ -5,7 +5,7 @@
 //! The upstream phase ([`crate::pipeline::forward`]) runs these:
 //! [`fallback`] orders the route's targets for this request and skips
 //! those whose breaker is open; then, once per attempt, [`upstream_request`] renders the upstream head and
-//! slices the body (only the model span is replaced, the rest is
+//! slices the body (at most the model and `stream_options` spans are replaced, the rest is
 //! borrowed), [`call`] sends it on a pooled connection (once more on a
 //! fresh one if a pooled connection turns out dead before any answer
 //! byte) and reads the answer head within `upstream_first_byte_ms`. A

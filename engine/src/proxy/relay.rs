@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tollgate_protocol::http1::{
     chunk_header, BodyFraming, ChunkedDecoder, LengthDecoder, RequestHead, ResponseHead, CHUNK_END, LAST_CHUNK,
 };
@@ -323,15 +323,17 @@ fn take_body(
     }
 }
 
-/// The data of an answer relayed raw, kept to read its usage once whole:
-/// refcounted slices of the buffers it was read into, joined only when it
-/// came in more than one piece, and dropped past
-/// [`super::translate::TRANSLATED_BODY_BYTES_MAX`] (the answer is then
-/// billed as one that reported no usage).
+/// The data of an answer relayed raw, kept to read its usage once whole.
+/// An answer that comes in one piece is kept as a refcounted slice of the
+/// buffer it was read into (no copy); from a second piece on, the data is
+/// copied into one buffer, so that what is kept is the data itself and not
+/// the read buffers it pins (a trickling upstream would pin one per read).
+/// Past [`super::translate::TRANSLATED_BODY_BYTES_MAX`] nothing is kept
+/// (the answer is then billed as one that reported no usage).
 #[derive(Default)]
 struct Tap {
-    pieces: Vec<Bytes>,
-    bytes: usize,
+    first: Option<Bytes>,
+    joined: BytesMut,
     overflowed: bool,
 }
 
@@ -340,20 +342,29 @@ impl Tap {
         if self.overflowed || data.is_empty() {
             return;
         }
-        self.bytes += data.len();
-        if self.bytes > super::translate::TRANSLATED_BODY_BYTES_MAX {
+        let held = self.first.as_ref().map_or(0, Bytes::len) + self.joined.len();
+        if held + data.len() > super::translate::TRANSLATED_BODY_BYTES_MAX {
             self.overflowed = true;
-            self.pieces = Vec::new();
+            self.first = None;
+            self.joined = BytesMut::new();
             return;
         }
-        self.pieces.push(data.clone());
+        match self.first.take() {
+            None if self.joined.is_empty() => self.first = Some(data.clone()),
+            first => {
+                if let Some(f) = first {
+                    self.joined.extend_from_slice(&f);
+                }
+                self.joined.extend_from_slice(data);
+            }
+        }
     }
 
     fn usage(self) -> Option<TokenUsage> {
-        match self.pieces.as_slice() {
-            [] => None,
-            [one] => super::translate::answer_usage(one),
-            many => super::translate::answer_usage(&many.concat()),
+        match self.first {
+            Some(one) => super::translate::answer_usage(&one),
+            None if !self.joined.is_empty() => super::translate::answer_usage(&self.joined),
+            None => None,
         }
     }
 }

@@ -148,10 +148,12 @@ impl Stream {
     fn usage(&self) -> Option<TokenUsage> {
         match self {
             Stream::Identity { reported, .. } => reported.usage().map(token_usage),
-            Stream::ToOpenAi(t) => Some(anthropic_usage(t.usage())).filter(|u| u.prompt + u.completion > 0),
+            Stream::ToOpenAi(t) => anthropic_usage(t.usage()).filter(|u| (u.prompt | u.completion) > 0),
             Stream::ToAnthropic(t) => {
                 let (prompt, completion, cached) = t.usage();
-                Some(TokenUsage { prompt, completion, cached, cache_write: 0 }).filter(|u| u.prompt + u.completion > 0)
+                let believed = [prompt, completion].iter().all(|&n| n <= tollgate_protocol::openai::USAGE_TOKENS_MAX);
+                Some(TokenUsage { prompt, completion, cached: cached.min(prompt), cache_write: 0 })
+                    .filter(|u| believed && (u.prompt | u.completion) > 0)
             }
         }
     }
@@ -381,9 +383,11 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     }
 }
 
-/// The keys of the text a stream event carries (OpenAI `content` and
-/// tool-call `arguments`, Anthropic `text` and `partial_json`, reasoning).
-const DELTA_TEXT: &[&[u8]] = &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"reasoning_content"];
+/// The keys of the text a stream event carries (OpenAI `content`,
+/// `refusal` and tool-call `arguments`, Anthropic `text`, `partial_json`
+/// and `thinking`, reasoning by either name): the guard's list, so that
+/// what is counted and what is guarded are the same texts.
+const DELTA_TEXT: &[&[u8]] = super::guard::STREAM_TEXT;
 
 /// Appends the texts of one stream event to a capture, up to its bound.
 fn delta_text(data: &[u8], answer: &mut Vec<u8>) {
@@ -430,13 +434,20 @@ fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, data: &[u8]) -> u
     n
 }
 
-pub(super) fn anthropic_usage(u: anthropic::Usage) -> TokenUsage {
-    TokenUsage {
+/// The record's usage from an Anthropic answer's, read by the translator;
+/// `None` for a count past [`tollgate_protocol::openai::USAGE_TOKENS_MAX`]
+/// (not believed, as for answers read directly).
+pub(super) fn anthropic_usage(u: anthropic::Usage) -> Option<TokenUsage> {
+    let max = tollgate_protocol::openai::USAGE_TOKENS_MAX;
+    if [u.input, u.output, u.cache_read, u.cache_write].iter().any(|&n| n > max) {
+        return None;
+    }
+    Some(TokenUsage {
         prompt: u.input.saturating_add(u.cache_read).saturating_add(u.cache_write),
         completion: u.output,
         cached: u.cache_read,
         cache_write: u.cache_write,
-    }
+    })
 }
 
 /// The record's usage from what a provider's answer reported.

@@ -215,7 +215,7 @@ pub async fn relay_translated(
             anthropic::front::response_from_openai(&mut body, &mut out)
         } else {
             anthropic::response_to_openai(&mut body, crate::unix_now().as_secs(), &mut out)
-                .map(|u| usage = Some(anthropic_usage(u)))
+                .map(|u| usage = anthropic_usage(u))
         };
         translated.map_err(|e| GatewayError::UpstreamProtocol {
             provider: route.provider.to_string(),

@@ -1,5 +1,8 @@
-//! Phase 3: the upstream request as slices: a rendered head, then the body
-//! borrowed from the client's read buffer with only the model replaced.
+//! The upstream request of one attempt, as slices: a rendered head, then
+//! the body borrowed from the client's read buffer with at most two spans
+//! replaced (the model, when the target names it differently, and a
+//! `stream_options` that declines usage), or translated whole for a
+//! provider of the other API.
 
 use bytes::Bytes;
 use tollgate_protocol::http1::RequestHead;
@@ -36,6 +39,10 @@ fn forwarded(name: &[u8]) -> bool {
         // The gateway reads answers (translation, usage, guardrails), so it
         // asks for them uncompressed: `accept-encoding: identity` below.
         b"accept-encoding",
+        // Which organisation or project pays at the provider is the
+        // gateway's credential's business, not a tenant's choice.
+        b"openai-organization",
+        b"openai-project",
     ];
     !DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
@@ -62,7 +69,7 @@ impl Parts {
 }
 
 /// Phase 3: the upstream request as slices: a rendered head, then the body
-/// borrowed from the client's read buffer with only the model replaced.
+/// borrowed from the client's read buffer with at most two spans replaced.
 pub fn build(
     client: &mut Client,
     head: &RequestHead,
@@ -129,9 +136,14 @@ pub fn build(
     // one) is the provider's credential slot: a client value never fills it.
     let key_header = upstream.key_header.as_deref().map(str::as_bytes);
     s.extend_from_slice(b"accept-encoding: identity\r\n");
-    for (name, value) in
-        head.headers().filter(|(n, _)| forwarded(n) && key_header.is_none_or(|k| !k.eq_ignore_ascii_case(n)))
-    {
+    // Headers the client's `Connection` names are hop-by-hop too (RFC 9110
+    // 7.6.1): they end here.
+    let connection = head.header(b"connection").unwrap_or(b"");
+    let named_by_connection =
+        |n: &[u8]| connection.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(n));
+    for (name, value) in head.headers().filter(|(n, _)| {
+        forwarded(n) && key_header.is_none_or(|k| !k.eq_ignore_ascii_case(n)) && !named_by_connection(n)
+    }) {
         s.extend_from_slice(name);
         s.extend_from_slice(b": ");
         s.extend_from_slice(value);
@@ -187,8 +199,11 @@ mod tests {
         for h in ["Host", "connection", "Transfer-Encoding", "Authorization", "X-Api-Key", "content-length", "Expect"] {
             assert!(!forwarded(h.as_bytes()), "{h}");
         }
-        for h in ["content-type", "accept", "user-agent", "x-mock-latency-ms", "openai-organization"] {
+        for h in ["content-type", "accept", "user-agent", "x-mock-latency-ms"] {
             assert!(forwarded(h.as_bytes()), "{h}");
+        }
+        for h in ["OpenAI-Organization", "openai-project"] {
+            assert!(!forwarded(h.as_bytes()), "a tenant must not choose who pays: {h}");
         }
     }
 }
