@@ -11,9 +11,17 @@
 //! - `GET /`: the live dashboard, one self-contained page, polling
 //!   `GET /admin/stats` (the same totals as JSON);
 //! - `GET /healthz`.
+//!
+//! What reaches it from a browser on the operator's machine is refused: a
+//! `Host` that is not an address or `localhost` (DNS rebinding), and a
+//! cross-origin `Origin` on anything that changes state (CSRF). At most
+//! [`ADMIN_CONNECTIONS_MAX`] connections are served at once, each given
+//! [`ADMIN_READ`] for its head, so idle connections cannot pile up threads
+//! or take descriptors from the client listener.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,20 +39,65 @@ pub fn start(
     addr: SocketAddr,
     reloader: Arc<Mutex<Reloader>>,
     totals: Arc<Mutex<Totals>>,
+    hosts: Vec<String>,
 ) -> std::io::Result<SocketAddr> {
+    let hosts = Arc::new(hosts);
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
+    let open = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new().name("tollgate-admin".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
-            let (reloader, totals) = (reloader.clone(), totals.clone());
+            // Over the cap, the connection is closed at once: cheaper for
+            // everyone than a thread that waits.
+            if open.fetch_add(1, Ordering::Relaxed) >= ADMIN_CONNECTIONS_MAX {
+                open.fetch_sub(1, Ordering::Relaxed);
+                drop(stream);
+                continue;
+            }
+            let (reloader, totals, open, hosts) = (reloader.clone(), totals.clone(), open.clone(), hosts.clone());
             // One thread per admin connection keeps a slow admin client from
             // blocking the next one.
-            let _ = std::thread::Builder::new().name("tollgate-admin-conn".into()).spawn(move || {
-                let _ = serve(stream, &reloader, &totals);
+            let spawned = std::thread::Builder::new().name("tollgate-admin-conn".into()).spawn(move || {
+                let _ = serve(stream, &reloader, &totals, &hosts);
+                open.fetch_sub(1, Ordering::Relaxed);
             });
+            if spawned.is_err() {
+                // The count was taken for a thread that never ran.
+                tracing::warn!("cannot start an admin connection thread");
+            }
         }
     })?;
     Ok(bound)
+}
+
+/// Admin connections served at once.
+pub const ADMIN_CONNECTIONS_MAX: usize = 32;
+
+/// Time an admin connection has to send its head.
+const ADMIN_READ: Duration = Duration::from_secs(5);
+
+/// Whether `host` (a `Host` header) names this listener the way a person
+/// would: an IP address or `localhost`, with or without a port. A name
+/// that resolves here through someone else's DNS (rebinding) does not.
+fn host_allowed(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else { return false };
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => return rest.split_once(']').is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => {
+            host.rsplit_once(':').map_or(host, |(name, port)| if port.parse::<u16>().is_ok() { name } else { host })
+        }
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::Ipv4Addr>().is_ok()
+}
+
+/// Whether a request that changes state comes from the admin's own origin:
+/// no `Origin` (not a browser, or a same-origin navigation), or one whose
+/// host is the request's own `Host`.
+fn same_origin(origin: Option<&[u8]>, host: &[u8]) -> bool {
+    let Some(origin) = origin else { return true };
+    let rest = origin.strip_prefix(b"http://").or_else(|| origin.strip_prefix(b"https://"));
+    rest.is_some_and(|r| r.eq_ignore_ascii_case(host))
 }
 
 /// The live dashboard page, embedded: no CDN, no build step.
@@ -53,8 +106,13 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 /// The heaviest admin request is a few hundred bytes.
 const ADMIN_HEAD_BYTES_MAX: usize = 16 * 1024;
 
-fn serve(mut stream: TcpStream, reloader: &Mutex<Reloader>, totals: &Mutex<Totals>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+fn serve(
+    mut stream: TcpStream,
+    reloader: &Mutex<Reloader>,
+    totals: &Mutex<Totals>,
+    hosts: &[String],
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(ADMIN_READ))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let end = loop {
@@ -75,6 +133,22 @@ fn serve(mut stream: TcpStream, reloader: &Mutex<Reloader>, totals: &Mutex<Total
         Ok(h) => h,
         Err(e) => return respond(&mut stream, e.status(), &error_json(e.message(), e.code())),
     };
+    let host = head.header(b"host").unwrap_or(b"");
+    // `[server] admin_hosts` (read at start): names besides addresses.
+    let named = |h: &[u8]| {
+        let name = h.split(|&b| b == b':').next().unwrap_or(h);
+        hosts.iter().any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+    };
+    if !host_allowed(host) && !named(host) {
+        return respond(
+            &mut stream,
+            421,
+            &error_json("the admin listener answers only to an IP address or localhost in Host", "host_not_allowed"),
+        );
+    }
+    if head.method != Method::Get && !same_origin(head.header(b"origin"), host) {
+        return respond(&mut stream, 403, &error_json("cross-origin request refused", "cross_origin"));
+    }
     match (head.method, head.path()) {
         (Method::Get, b"/healthz") => respond(&mut stream, 200, "{\"status\":\"ok\"}"),
         (Method::Get, b"/") => respond_as(&mut stream, 200, "text/html; charset=utf-8", DASHBOARD),
@@ -157,4 +231,23 @@ fn respond_as(stream: &mut TcpStream, status: u16, content_type: &str, body: &st
         body.len()
     )?;
     stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_origins() {
+        for ok in ["127.0.0.1:9090", "127.0.0.1", "localhost:9090", "LOCALHOST", "[::1]:9090", "10.0.0.5:80"] {
+            assert!(host_allowed(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["attacker.example", "attacker.example:9090", "user@127.0.0.1", "127.0.0.1 x", "", "[::1"] {
+            assert!(!host_allowed(bad.as_bytes()), "{bad}");
+        }
+        assert!(same_origin(None, b"127.0.0.1:9090"));
+        assert!(same_origin(Some(b"http://127.0.0.1:9090"), b"127.0.0.1:9090"));
+        assert!(!same_origin(Some(b"http://attacker.example"), b"127.0.0.1:9090"));
+        assert!(!same_origin(Some(b"null"), b"127.0.0.1:9090"));
+    }
 }

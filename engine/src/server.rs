@@ -242,7 +242,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     let reloader = Arc::new(Mutex::new(Reloader::new(source, &config, mocks, mailboxes)));
     let admin_addr = match config.server.admin_listen {
         Some(a) => {
-            let bound = admin::start(a, reloader.clone(), totals.clone())
+            let bound = admin::start(a, reloader.clone(), totals.clone(), config.server.admin_hosts.clone())
                 .map_err(|e| format!("cannot listen on admin {a}: {e}"))?;
             tracing::info!("admin listening on http://{bound}");
             Some(bound)

@@ -431,7 +431,7 @@ pub fn get(path: &str) -> Vec<u8> {
 
 /// `POST /admin/reload` on the admin listener.
 pub fn admin_reload(gw: &Proc) -> Response {
-    one_request(gw.admin.expect("admin listener"), b"POST /admin/reload HTTP/1.1\r\nHost: admin\r\n\r\n")
+    one_request(gw.admin.expect("admin listener"), b"POST /admin/reload HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 }
 
 /// One request on a fresh connection.
@@ -609,14 +609,15 @@ impl Drop for Redis {
 /// A `/metrics` sample's value from a gateway's admin listener, by its
 /// full name with labels as written (`tollgate_cluster_degraded{node="a"}`).
 pub fn metric(gw: &Proc, sample: &str) -> Option<f64> {
-    let text = one_request(gw.admin.expect("admin listener"), &get("/metrics")).text();
+    let text =
+        one_request(gw.admin.expect("admin listener"), b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").text();
     text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// `GET /admin/stats` on the admin listener: the dashboard's numbers
 /// (`requests`, `errors`, `in_flight`, ...) as the merger has them.
 pub fn admin_stats(gw: &Proc) -> serde_json::Value {
-    one_request(gw.admin.expect("admin listener"), b"GET /admin/stats HTTP/1.1\r\nHost: admin\r\n\r\n").json()
+    one_request(gw.admin.expect("admin listener"), b"GET /admin/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").json()
 }
 
 /// How often [`holds_within`] and [`wait_until`] look again.

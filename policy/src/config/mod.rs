@@ -65,6 +65,9 @@ pub struct Server {
     pub listen: SocketAddr,
     /// `None`: no admin listener.
     pub admin_listen: Option<SocketAddr>,
+    /// Host names the admin listener answers to besides addresses and
+    /// `localhost` (lower case).
+    pub admin_hosts: Vec<String>,
     /// Worker threads; 0 means one per available core.
     pub workers: usize,
     pub head_bytes_max: usize,

@@ -66,6 +66,9 @@ impl Default for RawRouting {
 pub struct RawServer {
     pub listen: Spanned<String>,
     pub admin_listen: Spanned<String>,
+    /// Names the admin listener answers to besides IP addresses and
+    /// `localhost` (a Prometheus that scrapes it by name, say).
+    pub admin_hosts: Vec<String>,
     pub workers: usize,
     pub head_bytes_max: usize,
     pub uri_bytes_max: usize,
@@ -92,6 +95,7 @@ impl Default for RawServer {
         RawServer {
             listen: Spanned::new(0..0, "127.0.0.1:8080".to_string()),
             admin_listen: Spanned::new(0..0, "127.0.0.1:9090".to_string()),
+            admin_hosts: Vec::new(),
             workers: 0,
             head_bytes_max: 16 * 1024,
             uri_bytes_max: 8 * 1024,

@@ -169,6 +169,7 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
         tls,
         listen: listen?,
         admin_listen: admin_listen?,
+        admin_hosts: raw.admin_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
         workers: raw.workers,
         head_bytes_max: raw.head_bytes_max.max(1024),
         uri_bytes_max: raw.uri_bytes_max.max(256),

@@ -1,0 +1,69 @@
+//! The admin listener cannot be driven from a browser on the operator's
+//! machine, nor exhausted by idle connections.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use tollgate_e2e::*;
+
+#[test]
+fn cross_origin_and_rebound_requests_are_refused() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    // DNS rebinding: the attacker's name resolves to the admin's address.
+    let r = one_request(admin, b"POST /admin/reload HTTP/1.1\r\nHost: attacker.example\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!((r.status, r.error_code().as_str()), (421, "host_not_allowed"), "{}", r.text());
+    let r = one_request(admin, b"GET /admin/stats HTTP/1.1\r\nHost: attacker.example:9090\r\n\r\n");
+    assert_eq!(r.status, 421, "read-only pages too: {}", r.text());
+    // CSRF: a page elsewhere posts to the admin's own address.
+    let csrf = format!(
+        "POST /admin/reload HTTP/1.1\r\nHost: {admin}\r\nOrigin: http://attacker.example\r\nContent-Length: 0\r\n\r\n"
+    );
+    let r = one_request(admin, csrf.as_bytes());
+    assert_eq!((r.status, r.error_code().as_str()), (403, "cross_origin"), "{}", r.text());
+    // The operator: curl, or the dashboard's own origin.
+    let own =
+        format!("POST /admin/reload HTTP/1.1\r\nHost: {admin}\r\nOrigin: http://{admin}\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(one_request(admin, own.as_bytes()).status, 200);
+    assert_eq!(admin_reload(&gw).status, 200);
+}
+
+#[test]
+fn configured_names_are_answered() {
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 1, "admin_hosts = [\"tollgate.internal\"]");
+    let gw = start_gateway(&config, &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    let r = one_request(admin, b"GET /metrics HTTP/1.1\r\nHost: tollgate.internal:9090\r\n\r\n");
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn idle_admin_connections_are_capped() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    let threads = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", gw.child.id())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .expect("threads")
+    };
+    let before = threads();
+    let idle: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(admin).ok()).collect();
+    // Each accepted connection is either served by a thread (up to the cap)
+    // or closed at once: the threads reach the cap, and never pass it while
+    // the rest are accepted.
+    // (The count of threads before may include one of start-up's.)
+    wait_until(Duration::from_secs(10), "the cap's threads started", || threads() >= before + 30);
+    let over = holds_within(Duration::from_millis(500), || threads() > before + 33);
+    assert!(!over, "{} threads for 300 idle admin connections", threads() - before);
+    // The listener still answers once they go.
+    drop(idle);
+    wait_until(Duration::from_secs(10), "the admin listener answers again", || {
+        one_request(admin, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").status == 200
+    });
+}
