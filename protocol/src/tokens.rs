@@ -49,9 +49,17 @@ impl Encoding {
         }
     }
 
-    /// Tokens in `text`.
+    /// Tokens in `text`: the encoding's pre-tokenizer splits it into
+    /// pieces (words, numbers, punctuation runs), and each piece is counted
+    /// by the byte-pair encoding, or found in this thread's
+    /// [`PieceCache`]. Exactly `Tokenizer::count` (both encodings skip
+    /// normalization), which the tests check against tiktoken.
     pub fn count(self, text: &str) -> u64 {
-        self.tokenizer().count(text) as u64
+        let tok = self.tokenizer();
+        PIECES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            tok.split(text).map(|piece| cache.count(self, piece.as_bytes(), |p| tok.bpe.count(p))).sum()
+        })
     }
 
     /// Tokens in UTF-8 bytes (invalid sequences count as U+FFFD).
@@ -85,6 +93,76 @@ impl Encoding {
         }
         if cl100k {
             Encoding::Cl100kBase.count("warm");
+        }
+    }
+}
+
+thread_local! {
+    /// One cache per thread: with one worker thread per core, a core's own,
+    /// shared with nothing and locked by nothing.
+    static PIECES: std::cell::RefCell<PieceCache> = std::cell::RefCell::new(PieceCache::default());
+}
+
+/// Pieces longer than this are counted every time (they are rare, and
+/// their keys would make the cache's entries large).
+const PIECE_BYTES_MAX: usize = 24;
+
+/// Entries kept at most; a full cache starts over (about 1.3 MB).
+const PIECES_MAX: usize = 32 * 1024;
+
+/// Token counts of the pieces a thread has counted, by encoding and bytes.
+/// Text is mostly the same few thousand words: a piece is counted by the
+/// byte-pair encoder (a new encoder state each time) once, and looked up
+/// after. Exact, since a piece's count never depends on its neighbours.
+#[derive(Default)]
+pub struct PieceCache {
+    map: std::collections::HashMap<PieceKey, u32, std::hash::BuildHasherDefault<PieceHasher>>,
+}
+
+/// A piece's bytes, inline, with its encoding.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct PieceKey {
+    bytes: [u8; PIECE_BYTES_MAX],
+    len: u8,
+    o200k: bool,
+}
+
+impl PieceCache {
+    fn count(&mut self, encoding: Encoding, piece: &[u8], count: impl FnOnce(&[u8]) -> usize) -> u64 {
+        if piece.len() > PIECE_BYTES_MAX {
+            return count(piece) as u64;
+        }
+        let mut key =
+            PieceKey { bytes: [0; PIECE_BYTES_MAX], len: piece.len() as u8, o200k: encoding == Encoding::O200kBase };
+        key.bytes[..piece.len()].copy_from_slice(piece);
+        if let Some(&n) = self.map.get(&key) {
+            return u64::from(n);
+        }
+        let n = count(piece);
+        if self.map.len() >= PIECES_MAX {
+            self.map.clear();
+        }
+        self.map.insert(key, n.min(u32::MAX as usize) as u32);
+        n as u64
+    }
+}
+
+/// A multiply-rotate hash (FxHash's idea) over the key's words: the keys
+/// are short and not chosen against the table (a tenant's text can only
+/// make it count pieces again, which is what it costs without a cache).
+#[derive(Default)]
+struct PieceHasher(u64);
+
+impl std::hash::Hasher for PieceHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         }
     }
 }
@@ -186,6 +264,26 @@ mod tests {
             assert_eq!(Encoding::Cl100kBase.count(t), cl100k.encode_ordinary(t).len() as u64, "cl100k: {t:?}");
         }
         assert!(texts.len() > 3000);
+    }
+
+    /// The cache answers as the encoder does, whichever fills it first,
+    /// across encodings and around its size bound.
+    #[test]
+    fn cached_counts_are_the_encoders() {
+        let text = "the cat the cat sat on the mat, the cat 123456 日本語 日本語 supercalifragilisticexpialidocious!!";
+        for e in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            let direct = e.tokenizer().count(text) as u64;
+            assert_eq!(e.count(text), direct);
+            assert_eq!(e.count(text), direct, "again, from the cache");
+        }
+        let mut cache = PieceCache::default();
+        for i in 0..(PIECES_MAX + 10) {
+            let piece = format!(" w{i}");
+            let n =
+                cache.count(Encoding::O200kBase, piece.as_bytes(), |p| Encoding::O200kBase.tokenizer().bpe.count(p));
+            assert_eq!(n, Encoding::O200kBase.tokenizer().bpe.count(piece.as_bytes()) as u64);
+        }
+        assert!(cache.map.len() <= PIECES_MAX);
     }
 
     #[test]
