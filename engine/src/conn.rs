@@ -80,7 +80,7 @@ pub async fn serve_tls(w: Rc<Worker>, tcp: TcpStream, acceptor: monoio_rustls::T
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open: Tracked) {
-    let mut client = Client::new(stream);
+    let mut client = Client::new(stream, w.state().config.server.timeouts.write_idle);
     let mut buf = BytesMut::with_capacity(IDLE_READ_BYTES);
     let mut scan = HeadScan::default();
     loop {

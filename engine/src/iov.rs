@@ -169,26 +169,17 @@ impl<T: AsyncWriteRent> AsyncWriteRent for MaybeTls<T> {
     }
 }
 
-/// [`write_all`] that gives up at `deadline` (a peer that stops reading
-/// must not hold a connection, and its worker's slot, forever).
+/// Writes every slice, resuming after partial writes, and gives up at
+/// `deadline`, or when one write takes no byte for `idle` (a peer that
+/// stops reading must not hold a connection, its worker's slot and the
+/// answer's buffers, until the request's own time runs out). The list
+/// comes back empty, for reuse (or, after a time-out, new).
 pub async fn write_all_until<S: Sink>(
     stream: &mut S,
     slices: &mut IoSlices,
     deadline: std::time::Instant,
+    idle: std::time::Duration,
 ) -> std::io::Result<()> {
-    let wait = deadline.saturating_duration_since(std::time::Instant::now());
-    match monoio::time::timeout(wait, write_all(stream, slices)).await {
-        Ok(r) => r,
-        Err(_) => {
-            slices.bufs.clear();
-            Err(std::io::ErrorKind::TimedOut.into())
-        }
-    }
-}
-
-/// Writes every slice, resuming after partial writes. The list comes back
-/// empty, for reuse.
-pub async fn write_all<S: Sink>(stream: &mut S, slices: &mut IoSlices) -> std::io::Result<()> {
     let mut own = std::mem::take(slices);
     if own.bufs.len() > 1 && stream.wants_one_buffer() {
         let mut flat = BytesMut::with_capacity(own.len());
@@ -202,7 +193,12 @@ pub async fn write_all<S: Sink>(stream: &mut S, slices: &mut IoSlices) -> std::i
             break Ok(());
         }
         own.rebuild();
-        let (res, back) = stream.writev(own).await;
+        let wait = deadline.saturating_duration_since(std::time::Instant::now()).min(idle);
+        // On a time-out the write's future, and the list it owns, are
+        // dropped (io_uring keeps the buffers until the kernel is done).
+        let Ok((res, back)) = monoio::time::timeout(wait, stream.writev(own)).await else {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        };
         own = back;
         match res {
             Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),

@@ -17,6 +17,9 @@ pub struct Client {
     pub out: IoSlices,
     /// Heads the gateway writes are rendered here, then split off frozen.
     pub scratch: BytesMut,
+    /// A write that takes no byte for this long ends the connection
+    /// (`[server.timeouts] write_idle_ms`).
+    pub write_idle: std::time::Duration,
 }
 
 /// What every answer to one request carries, whichever phase writes it:
@@ -44,13 +47,20 @@ impl Reply {
 }
 
 impl Client {
-    pub fn new(stream: crate::downstream::ClientStream) -> Client {
+    pub fn new(stream: crate::downstream::ClientStream, write_idle: std::time::Duration) -> Client {
         Client {
             stream,
             out: IoSlices::default(),
             // Allocated on the first answer, not by idle connections.
             scratch: BytesMut::new(),
+            write_idle,
         }
+    }
+
+    /// Writes what `out` holds, before `deadline` and with no write idle
+    /// past `write_idle`.
+    pub async fn write(&mut self, deadline: Instant) -> std::io::Result<()> {
+        iov::write_all_until(&mut self.stream, &mut self.out, deadline, self.write_idle).await
     }
 
     /// Sends a complete answer; false when the client has gone or stopped
@@ -75,7 +85,7 @@ impl Client {
         if !reply.head_only {
             self.out.push(body);
         }
-        iov::write_all_until(&mut self.stream, &mut self.out, reply.deadline).await.is_ok()
+        self.write(reply.deadline).await.is_ok()
     }
 
     pub async fn send_error(&mut self, reply: &Reply, e: &GatewayError, close: bool) -> bool {

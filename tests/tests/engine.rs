@@ -636,6 +636,27 @@ fn a_client_that_stops_reading_slows_the_upstream_not_memory() {
     assert!(during - before < 12.0, "the gateway buffered the answer: {before:.1} -> {during:.1} MB");
 }
 
+/// A client that stops reading cannot hold its request for the request's
+/// whole time (15 minutes by default): once a write takes no byte for
+/// `write_idle_ms`, the gateway ends the request and closes the connection.
+#[test]
+fn a_client_that_stops_reading_is_let_go_after_the_write_idle_time() {
+    let (_mock, gw) = pair(&[], 1, "[server.timeouts]\nwrite_idle_ms = 500");
+    let mut c = Client::connect(gw.addr);
+    c.send(&chat_request(SMALL_CHAT, "x-mock-reply-words: 3000000\r\n"));
+    let mut first = [0u8; 1];
+    assert_eq!(c.stream.peek(&mut first).expect("the answer starts"), 1);
+    let started = std::time::Instant::now();
+    wait_until(Duration::from_secs(10), "the request counted in flight", || admin_stats(&gw)["in_flight"] == 1);
+    wait_until(Duration::from_secs(10), "the gateway to give the request up", || admin_stats(&gw)["in_flight"] == 0);
+    assert!(started.elapsed() < Duration::from_secs(5), "let go after {:?}", started.elapsed());
+    // What it had sent is there; then the connection ends, short of the
+    // 20 MB answer.
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut c.stream, &mut rest);
+    assert!(rest.len() < 15_000_000, "{} bytes", rest.len());
+}
+
 /// Clients that hang up in the middle of streams leave nothing behind: the
 /// upstream connections their answers were on are closed, not pooled
 /// mid-answer and not leaked (the gateway's open descriptors come back to

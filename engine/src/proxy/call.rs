@@ -60,7 +60,7 @@ async fn attempt(
     for p in parts {
         conn.out.push(p.clone());
     }
-    if let Err(e) = iov::write_all_until(&mut conn.stream, &mut conn.out, deadline).await {
+    if let Err(e) = iov::write_all_until(&mut conn.stream, &mut conn.out, deadline, std::time::Duration::MAX).await {
         if e.kind() == std::io::ErrorKind::TimedOut {
             return Err(Attempt::Failed(GatewayError::UpstreamTimeout { provider: upstream.name.clone() }));
         }

@@ -199,13 +199,13 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
             Ok(done) => done,
             Err(()) => {
                 // Malformed framing from the upstream: cut the answer short.
-                let _ = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await;
+                let _ = client.write(deadline).await;
                 return end;
             }
         };
         end.body_bytes += client.out.len() as u64;
         if !client.out.is_empty() {
-            if iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err() {
+            if client.write(deadline).await.is_err() {
                 // The client went away; the upstream connection is mid-answer.
                 end.end = End::ClientGone;
                 return end;
@@ -396,5 +396,5 @@ async fn end_stream_with_error(client: &mut Client, provider: &str, front: super
     client.out.push(event.freeze());
     client.out.push(Bytes::from_static(CHUNK_END));
     client.out.push(Bytes::from_static(LAST_CHUNK));
-    let _ = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await;
+    let _ = client.write(deadline).await;
 }

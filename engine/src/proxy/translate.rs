@@ -262,7 +262,7 @@ pub async fn relay_translated(
     write_head(client, status, "application/json", Delimit::Length(out.len()), close, answer, extra);
     let body_bytes = out.len() as u64;
     client.out.push(out.freeze());
-    let sent = iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_ok();
+    let sent = client.write(deadline).await.is_ok();
     let written = Instant::now();
     let mut end = RelayEnd::new(status);
     end.upstream_reusable = upstream_reusable;
@@ -382,7 +382,7 @@ async fn relay_stream(
         end.usage = relay.usage();
         end.completion_counted = relay.completion_counted;
         if !client.out.is_empty() {
-            if iov::write_all_until(&mut client.stream, &mut client.out, deadline).await.is_err() {
+            if client.write(deadline).await.is_err() {
                 relay.close();
                 end.end = End::ClientGone;
                 return end;

@@ -113,6 +113,9 @@ pub struct Timeouts {
     pub request: Duration,
     /// How long in-flight requests may finish after SIGTERM.
     pub drain: Duration,
+    /// A write to a client that takes no byte for this long ends its
+    /// connection (a slow reader cannot hold a stream for `request`).
+    pub write_idle: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -119,6 +119,7 @@ pub struct RawTimeouts {
     pub upstream_first_byte_ms: u64,
     pub request_ms: u64,
     pub drain_ms: u64,
+    pub write_idle_ms: u64,
 }
 
 impl Default for RawTimeouts {
@@ -132,6 +133,7 @@ impl Default for RawTimeouts {
             upstream_first_byte_ms: 300_000,
             request_ms: 900_000,
             drain_ms: 30_000,
+            write_idle_ms: 30_000,
         }
     }
 }

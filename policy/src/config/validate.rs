@@ -117,6 +117,7 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
         ("upstream_connect_ms", t.upstream_connect_ms),
         ("upstream_first_byte_ms", t.upstream_first_byte_ms),
         ("request_ms", t.request_ms),
+        ("write_idle_ms", t.write_idle_ms),
     ] {
         if v == 0 {
             report.add(
@@ -185,6 +186,7 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
             upstream_first_byte: ms(t.upstream_first_byte_ms),
             request: ms(t.request_ms),
             drain: ms(t.drain_ms),
+            write_idle: ms(t.write_idle_ms),
         },
     })
 }
