@@ -190,6 +190,10 @@ async fn answer_locally(
     head: RequestHead,
     keep_alive: bool,
 ) -> bool {
+    let id = w.recorder.next_id();
+    // Every `/v1` request leaves a record and is counted, answered here or
+    // not; health checks do not.
+    let mut trace = head.path().starts_with(b"/v1/").then(|| crate::record::Trace::new(id));
     let local = |status: u16, body: &'static [u8]| Ok((status, Bytes::from_static(body)));
     let answer: Result<(u16, Bytes), GatewayError> = match (head.method, head.path()) {
         (Method::Get | Method::Head, b"/healthz") => local(200, b"{\"status\":\"ok\"}"),
@@ -203,18 +207,29 @@ async fn answer_locally(
             local(200, b"{\"status\":\"ready\",\"cluster\":\"degraded\"}")
         }
         (Method::Get | Method::Head, b"/readyz") => local(200, b"{\"status\":\"ready\"}"),
-        (Method::Get | Method::Head, b"/v1/models") => crate::proxy::authenticate::authenticate(core.state, &head)
-            .map(|key| (200, models_body(&core.state.config, key))),
+        (Method::Get | Method::Head, b"/v1/models") => {
+            crate::proxy::authenticate::authenticate(core.state, &head).map(|key| {
+                if let Some(t) = trace.as_mut() {
+                    t.key = Some(key);
+                }
+                (200, models_body(&core.state.config, key))
+            })
+        }
         _ => Err(GatewayError::NoRoute),
     };
     let started = Instant::now();
     let reply = Reply {
         deadline: started + core.state.config.server.timeouts.request,
         head_only: head.method == Method::Head,
-        request_id: Some(w.recorder.next_id()),
+        request_id: Some(id),
         retry_after: None,
         rate: None,
     };
+    let answer = answer.map_err(|e| {
+        let mut body = bytes::BytesMut::with_capacity(256);
+        e.write_body(&mut body);
+        (e, body.freeze())
+    });
     let body_skipped = match head.framing {
         BodyFraming::Empty => true,
         BodyFraming::Length(n) if buf.len() as u64 >= n => {
@@ -223,11 +238,17 @@ async fn answer_locally(
         }
         _ => false,
     };
-    let closes = matches!(&answer, Err(e) if e.closes_connection());
+    let closes = matches!(&answer, Err((e, _)) if e.closes_connection());
     let close = !body_skipped || !keep_alive || closes;
-    let sent = match answer {
-        Ok((status, body)) => client.send(&reply, status, "application/json", body, close).await,
-        Err(e) => client.send_error(&reply, &e, close).await,
+    let (status, body) = match answer {
+        Ok(ok) => ok,
+        Err((e, body)) => (e.status(), body),
     };
-    sent && !close
+    if let Some(t) = trace.as_mut() {
+        t.status = status;
+        t.end = if status < 300 { crate::record::End::Completed } else { crate::record::End::Rejected };
+        t.bytes_out = if reply.head_only { 0 } else { body.len() as u64 };
+        pipeline::settle(core, t);
+    }
+    client.send(&reply, status, "application/json", body, close).await && !close
 }

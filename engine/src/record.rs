@@ -107,6 +107,8 @@ pub struct Trace<'s> {
     pub started_unix_ms: u64,
     pub key: Option<&'s VirtualKey>,
     pub route: Option<usize>,
+    /// The model asked for, when no route has it.
+    pub model_requested: Option<Box<str>>,
     pub served_by: Option<u8>,
     pub attempts: [Option<Attempt>; 10],
     pub attempt_count: usize,
@@ -169,6 +171,7 @@ impl<'s> Trace<'s> {
             started_unix_ms: crate::unix_now().as_millis() as u64,
             key: None,
             route: None,
+            model_requested: None,
             served_by: None,
             attempts: [None; 10],
             attempt_count: 0,
@@ -222,7 +225,7 @@ impl<'s> Trace<'s> {
         field_str(out, "team", team.map(|t| t.name.as_str()));
         field_str(out, "key", self.key.map(|k| k.name.as_str()));
         let route = self.route.and_then(|r| config.routes.all().get(r));
-        field_str(out, "model", route.map(|r| r.name.as_str()));
+        field_str(out, "model", route.map(|r| r.name.as_str()).or(self.model_requested.as_deref()));
         let target = |t: u8| route.and_then(|r| r.targets.get(t as usize));
         let provider = |t: u8| target(t).and_then(|t| config.providers.get(t.provider)).map(|p| p.name.as_str());
         if let Some(t) = self.served_by {

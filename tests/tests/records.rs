@@ -205,3 +205,44 @@ fn sigterm_under_load_completes_every_request_and_flushes_every_record() {
         "{recs:#?}"
     );
 }
+
+/// Every `/v1` request leaves one record, answered by the gateway itself
+/// or not: the model list (with a good key and a bad one), an unknown
+/// `/v1` path, a model that does not exist and one the key may not use
+/// (each naming the model asked for), with the bytes of the error body the
+/// client got.
+#[test]
+fn requests_the_gateway_answers_itself_are_recorded_too() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("records-local");
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
+        .replace("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]", "[[teams]]\nname = \"e2e\"\nmodels = [\"gpt-4o*\"]");
+    let mut gw = start_gateway(&config, &[], &[]);
+    assert_eq!(one_request(gw.addr, &get("/v1/models")).status, 200);
+    let bad = one_request(gw.addr, b"GET /v1/models HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer tg-nope\r\n\r\n");
+    assert_eq!(bad.status, 401);
+    let unknown_path = one_request(gw.addr, &get("/v1/nothing"));
+    assert_eq!(unknown_path.status, 404);
+    let missing = one_request(gw.addr, &chat_request(r#"{"model":"no-such","messages":[]}"#, ""));
+    assert_eq!(missing.status, 404);
+    let forbidden = one_request(gw.addr, &chat_request(r#"{"model":"alias","messages":[]}"#, ""));
+    assert_eq!(forbidden.status, 404);
+    assert_eq!(one_request(gw.addr, &get("/healthz")).status, 200);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 5, "one per /v1 request, none for health: {recs:#?}");
+    let find = |status: u64, what: &dyn Fn(&serde_json::Value) -> bool| {
+        recs.iter().find(|r| r["status"] == status && what(r)).unwrap_or_else(|| panic!("{status}: {recs:#?}")).clone()
+    };
+    let models = find(200, &|_| true);
+    assert_eq!((models["team"].as_str(), models["end"].as_str()), (Some("e2e"), Some("completed")));
+    assert!(models["bytes_out"].as_u64().is_some_and(|b| b > 0));
+    let bad_rec = find(401, &|_| true);
+    assert_eq!(bad_rec["bytes_out"].as_u64(), Some(bad.body.len() as u64), "{bad_rec}");
+    let missing_rec = find(404, &|r| r["model"] == "no-such");
+    assert_eq!(missing_rec["bytes_out"].as_u64(), Some(missing.body.len() as u64), "{missing_rec}");
+    let forbidden_rec = find(404, &|r| r["model"] == "alias");
+    assert_eq!(forbidden_rec["team"], "e2e", "{forbidden_rec}");
+    find(404, &|r| r["model"].is_null());
+}

@@ -148,8 +148,7 @@ pub async fn read_body(
 /// request for a model its key may not use costs one pass.
 pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     let key = ex.key()?;
-    let routed = crate::proxy::route::route(core.state, key, &ex.body)?;
-    ex.trace.route = Some(routed.index);
+    let routed = crate::proxy::route::route(core.state, key, &ex.body, &mut ex.trace)?;
     ex.trace.stream = routed.fields.stream;
     // Counted as the model that will most likely serve it counts: the first
     // target's upstream model (a route's name may be an alias).
@@ -168,7 +167,7 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
     if let Some(redacted) = crate::proxy::guard::check_request(profile, g, &ex.body, &mut ex.trace.guard_hits)? {
         ex.body = redacted;
         // Spans of the old body mean nothing in the new one.
-        let routed = crate::proxy::route::route(core.state, key, &ex.body)?;
+        let routed = crate::proxy::route::route(core.state, key, &ex.body, &mut ex.trace)?;
         ex.routed = Some(routed);
     }
     Ok(())
@@ -219,6 +218,9 @@ pub async fn finish(
                 _ if e.source() == crate::error::Source::Upstream => End::UpstreamFailed,
                 _ => End::Rejected,
             };
+            let mut body = BytesMut::with_capacity(256);
+            e.write_body(&mut body);
+            trace.bytes_out = if reply.head_only { 0 } else { body.len() as u64 };
             settle(core, &trace);
             drop(holds);
             let mut reply = reply;
@@ -234,7 +236,7 @@ pub async fn finish(
                 BodyState::Unread => skip_buffered_body(&head.framing, buf),
             };
             let close = !body_done || !keep_alive || e.closes_connection();
-            client.send_error(&reply, &e, close).await && !close
+            client.send(&reply, e.status(), "application/json", body.freeze(), close).await && !close
         }
     };
     reusable

@@ -17,14 +17,23 @@ pub struct Routed<'s> {
     pub route: &'s Route,
 }
 
-pub fn route<'s>(state: &'s CoreState, key: &VirtualKey, body: &[u8]) -> Result<Routed<'s>, GatewayError> {
+/// Routes a request and notes its model in `trace` (its route, or the
+/// name asked for when no route has it), refused or not: a refusal's
+/// record says which model was asked for.
+pub fn route<'s>(
+    state: &'s CoreState,
+    key: &VirtualKey,
+    body: &[u8],
+    trace: &mut crate::record::Trace<'_>,
+) -> Result<Routed<'s>, GatewayError> {
     let fields = scan_request(body).map_err(GatewayError::Body)?;
     let model = fields.model.get(body);
-    let (index, route) = state
-        .config
-        .routes
-        .find(model)
-        .ok_or_else(|| GatewayError::UnknownModel(String::from_utf8_lossy(model).into_owned()))?;
+    let Some((index, route)) = state.config.routes.find(model) else {
+        let name = String::from_utf8_lossy(model).into_owned();
+        trace.model_requested = Some(name.clone().into_boxed_str());
+        return Err(GatewayError::UnknownModel(name));
+    };
+    trace.route = Some(index);
     authorize(state, key, index, &route.name)?;
     Ok(Routed { fields, index, route })
 }
