@@ -10,6 +10,10 @@ tollgate: an AI gateway: one layer every LLM request passes through
 USAGE:
     tollgate [serve] [OPTIONS]     run the gateway (the default command)
     tollgate check-config FILE     validate a configuration file and exit
+    tollgate reload [--admin IP:PORT]
+                                   ask a running gateway to reload (its admin
+                                   listener, 127.0.0.1:9090 by default); exits 1
+                                   with every problem when it refuses
     tollgate keygen --team TEAM --name NAME [--config FILE]
                                    make a new virtual key: prints the key once,
                                    and the [[keys]] entry (its SHA-256) to paste
@@ -103,6 +107,11 @@ pub enum Command {
         /// The audit listing of guardrail hits instead of the usage report.
         guardrails: bool,
     },
+    /// Asks a running gateway's admin listener to reload, and exits
+    /// non-zero when it refuses (systemd's `ExecReload` sees the failure).
+    Reload {
+        admin: std::net::SocketAddr,
+    },
     Help,
     Version,
 }
@@ -153,6 +162,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                 }
             }
             return Ok(Command::Report { dir, files, since, until, by, format, guardrails });
+        }
+        Some("reload") => {
+            args.next();
+            let mut admin: std::net::SocketAddr = "127.0.0.1:9090".parse().map_err(|_| "default admin address")?;
+            while let Some(arg) = args.next() {
+                match arg.as_str() {
+                    "--admin" => {
+                        let v = args.next().ok_or("--admin needs IP:PORT")?;
+                        admin = v.parse().map_err(|_| format!("--admin {v:?} is not IP:PORT"))?;
+                    }
+                    other => return Err(format!("reload: unknown argument {other:?}")),
+                }
+            }
+            return Ok(Command::Reload { admin });
         }
         Some("serve") => {
             args.next();

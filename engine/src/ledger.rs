@@ -3,7 +3,9 @@
 //! The merger appends every spend delta it folds in as one JSON line
 //! (`{"t":unix,"o":"team"|"key","n":name,"u":micro_usd}`) and syncs the
 //! file at most once a second, so a power failure loses at most a second of
-//! spend and a clean shutdown or SIGKILL after a sync loses none. At start
+//! spend, and a clean shutdown none. A SIGKILL loses what had not reached
+//! the merger yet: each core's spend since its last hand-off (at most
+//! `MERGE_EVERY`, 100 ms) and what the merger had not yet written. At start
 //! the ledger is replayed into the current day's and month's totals and
 //! compacted to one line per owner per day of the current month.
 

@@ -36,6 +36,7 @@ fn main() {
             report(dir, files, since, until, by, &format, guardrails)
         }
         Ok(Command::Serve(args)) => tollgate_engine::server::serve(args),
+        Ok(Command::Reload { admin }) => reload(admin),
         Err(msg) => {
             eprintln!("tollgate: {msg}");
             2
@@ -141,5 +142,41 @@ fn report(
             0
         }
         Err(e) => fail(e.to_string()),
+    }
+}
+
+/// `tollgate reload`: POST /admin/reload; 0 when the gateway took the new
+/// configuration, 1 (with every problem printed) when it refused it or
+/// could not be reached.
+fn reload(admin: std::net::SocketAddr) -> i32 {
+    use std::io::{Read, Write};
+    let result = (|| -> std::io::Result<String> {
+        let mut c = std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(5))?;
+        c.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        write!(
+            c,
+            "POST /admin/reload HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            admin.ip()
+        )?;
+        let mut answer = String::new();
+        c.read_to_string(&mut answer)?;
+        Ok(answer)
+    })();
+    match result {
+        Ok(answer) => {
+            let ok = answer.starts_with("HTTP/1.1 200");
+            let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            if ok {
+                println!("{body}");
+                0
+            } else {
+                eprintln!("tollgate: reload refused, the old configuration keeps serving: {body}");
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("tollgate: cannot reach the admin listener at {admin}: {e}");
+            1
+        }
     }
 }

@@ -48,7 +48,7 @@ pub fn serve(args: ServeArgs) -> i32 {
     match start(config, source, args.driver) {
         Ok(running) => {
             crate::systemd::notify("READY=1\nSTATUS=serving");
-            crate::systemd::start_watchdog();
+            crate::systemd::start_watchdog(running.heartbeats.clone());
             running.wait()
         }
         Err(e) => {
@@ -64,6 +64,8 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     reloader: Arc<Mutex<Reloader>>,
     shutdown: Arc<AtomicBool>,
+    /// The workers' heartbeats, for the systemd watchdog.
+    pub heartbeats: crate::systemd::Heartbeats,
     threads: Vec<std::thread::JoinHandle<()>>,
     record_writer: Option<std::thread::JoinHandle<()>>,
     merger_thread: std::thread::JoinHandle<()>,
@@ -186,6 +188,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     let (ready_tx, ready_rx) = mpsc::channel::<Result<&'static str, String>>();
     let mut threads = Vec::new();
     let mut mailboxes = Vec::new();
+    let heartbeats = crate::systemd::Heartbeats::new(listeners.len());
     for (index, listener) in listeners.into_iter().enumerate() {
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let (mailbox, reloads) = mpsc::channel();
@@ -197,6 +200,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         let merger = (merger.clone(), spend_rxs.remove(0));
         let alerts = alerts.clone();
         let strict = config.cluster.clone().map(|c| (Arc::new(c), redis_tls.clone()));
+        let beats = heartbeats.clone();
         let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
             if let Some(cpu) = cpu {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
@@ -209,7 +213,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             let worker = Rc::new(
                 Worker::new(index, state, reloads, recorder, Some(merger)).with_alerts(alerts).with_strict(strict),
             );
-            let main = worker::run(worker.clone(), crate::conn::accept(worker, listener), shutdown);
+            let main = worker::run(worker.clone(), crate::conn::accept(worker, listener), shutdown, beats);
             match build_runtime(driver) {
                 Ok(Runtime::Uring(mut rt)) => {
                     let _ = ready.send(Ok("io_uring"));
@@ -263,7 +267,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         drop(tx);
         handle
     });
-    Ok(Running { addr, admin_addr, reloader, shutdown, threads, record_writer, merger_thread })
+    Ok(Running { addr, admin_addr, reloader, shutdown, heartbeats, threads, record_writer, merger_thread })
 }
 
 enum Runtime {

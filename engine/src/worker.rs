@@ -301,9 +301,13 @@ pub async fn run(
     worker: Rc<Worker>,
     accept: impl std::future::Future<Output = ()> + 'static,
     shutdown: Arc<AtomicBool>,
+    beats: crate::systemd::Heartbeats,
 ) {
     monoio::spawn(accept);
     while !shutdown.load(Ordering::Relaxed) {
+        // Progress, for the watchdog: this loop runs only when the core's
+        // tasks let it.
+        beats.beat(worker.index);
         worker.take_reloads();
         worker.take_spend();
         worker.recorder.tick(Instant::now());
@@ -313,6 +317,7 @@ pub async fn run(
     worker.begin_drain();
     let deadline = Instant::now() + worker.state().config.server.timeouts.drain;
     while worker.connections() > 0 && Instant::now() < deadline {
+        beats.beat(worker.index);
         worker.recorder.tick(Instant::now());
         worker.merge(false);
         monoio::time::sleep(Duration::from_millis(5)).await;

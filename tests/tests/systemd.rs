@@ -45,3 +45,76 @@ fn ready_reloading_watchdog_and_stopping_are_notified() {
     expect(&sock, "STOPPING=1", &mut seen);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
+
+/// The watchdog pings only while every worker makes progress: a worker
+/// held on one request (counting the prompt of an 8 MB body of distinct
+/// words, under a tokens-per-minute limit) stops them, and they resume
+/// when it is free again. (systemd restarts a process whose pings stop
+/// for `WatchdogSec`.)
+#[test]
+fn a_worker_that_makes_no_progress_stops_the_watchdog_pings() {
+    let dir = TempDir::new("notify-stall");
+    let path = dir.0.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mock = start_mock(&[]);
+    // Pings every 50 ms while all is well.
+    let env = [("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "100000")];
+    let config = config_for(mock.addr, 1, "body_bytes_max = 16777216").replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nrate_limit = { tokens_per_minute = 100000000 }",
+    );
+    let gw = start_gateway(&config, &[], &env);
+    let mut seen = Vec::new();
+    expect(&sock, "WATCHDOG=1", &mut seen);
+    let mut words = String::with_capacity(9 << 20);
+    for i in 0..1_000_000u32 {
+        words.push_str(&format!(" w{i:x}q"));
+    }
+    let body = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{words}"}}]}}"#);
+    let addr = gw.addr;
+    std::thread::scope(|s| {
+        let request = s.spawn(move || one_request(addr, &chat_request(&body, "")));
+        // The longest silence between pings while the request runs.
+        let mut buf = [0u8; 512];
+        let (mut last, mut longest) = (Instant::now(), Duration::ZERO);
+        while !request.is_finished() {
+            if let Ok(n) = sock.recv(&mut buf) {
+                if buf[..n].starts_with(b"WATCHDOG=1") {
+                    longest = longest.max(last.elapsed());
+                    last = Instant::now();
+                }
+            }
+        }
+        longest = longest.max(last.elapsed());
+        let r = request.join().expect("request");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(longest >= Duration::from_millis(150), "pings went on while the worker was held: {longest:?}");
+    });
+    // Free again: pings resume.
+    expect(&sock, "WATCHDOG=1", &mut seen);
+}
+
+/// `tollgate reload` (the unit's `ExecReload`) exits 0 when the gateway
+/// takes the new configuration and 1, naming the problem, when it refuses
+/// it: `systemctl reload` reports what happened.
+#[test]
+fn the_reload_command_reports_a_refused_configuration() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
+    let admin = gw.admin.expect("admin listener").to_string();
+    let reload =
+        || std::process::Command::new(bin("tollgate")).args(["reload", "--admin", &admin]).output().expect("runs");
+    let ok = reload();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let path = gw.config_path.clone().expect("config file");
+    std::fs::write(&path, "[[models]]\nname = \"x\"\ntargets = [{ provider = \"nowhere\" }]\n").expect("write config");
+    let refused = reload();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("reload refused") && err.contains("nowhere"), "{err}");
+    // Nothing listening: a failure too.
+    let gone =
+        std::process::Command::new(bin("tollgate")).args(["reload", "--admin", "127.0.0.1:1"]).output().expect("runs");
+    assert_eq!(gone.status.code(), Some(1));
+}
