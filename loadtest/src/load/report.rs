@@ -65,11 +65,14 @@ pub fn json(m: &Measured) -> String {
 /// the HdrHistogram plotter reads.
 pub fn hgrm(h: &Histogram<u64>) -> String {
     let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
+    // TotalCount is cumulative: the values at or below this row's, as the
+    // format (and the tools that merge or plot it) read it.
+    let mut total = 0u64;
     for v in h.iter_quantiles(5) {
+        total += v.count_since_last_iteration();
         let q = v.quantile_iterated_to();
         let inv = if q < 1.0 { format!("{:14.2}", 1.0 / (1.0 - q)) } else { String::new() };
-        let _ =
-            writeln!(out, "{:12.3} {:14.12} {:10} {inv}", ms(v.value_iterated_to()), q, v.count_since_last_iteration());
+        let _ = writeln!(out, "{:12.3} {:14.12} {:10} {inv}", ms(v.value_iterated_to()), q, total);
     }
     let _ = writeln!(
         out,
@@ -163,4 +166,38 @@ pub fn sweep_svg(points: &[(f64, u64)], slo_us: u64) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each row's TotalCount is the histogram's own count of values at or
+    /// below the row's value (hdrhistogram's iteration), and the last row's
+    /// is the total.
+    #[test]
+    fn hgrm_total_count_is_cumulative() {
+        let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
+        for v in [120u64, 250, 250, 900, 1_500, 40_000, 40_000, 2_000_000] {
+            h.record(v).expect("in range");
+        }
+        let text = hgrm(&h);
+        let rows: Vec<(f64, u64)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty() && !l.contains("Value"))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].parse().expect("value"), f[2].parse().expect("count"))
+            })
+            .collect();
+        assert!(!rows.is_empty());
+        let mut last = 0;
+        for (value_ms, total) in &rows {
+            assert!(*total >= last, "non-decreasing: {text}");
+            last = *total;
+            let at_or_below = h.count_between(0, (value_ms * 1000.0).round() as u64);
+            assert_eq!(*total, at_or_below, "row {value_ms} ms: {text}");
+        }
+        assert_eq!(last, h.len());
+    }
 }

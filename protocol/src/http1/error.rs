@@ -24,8 +24,12 @@ pub enum RequestError {
     ControlByte,
     /// A header line continued on the next line (obs-fold, RFC 9112 5.2).
     ObsFold,
-    /// HTTP/1.1 without exactly one Host header.
+    /// HTTP/1.1 without exactly one Host header, or a Host that is not a
+    /// host and port.
     BadHost,
+    /// A request target that is not origin-form (or absolute-form, or `*`
+    /// for OPTIONS), or that carries a fragment.
+    BadTarget,
     /// Both Transfer-Encoding and Content-Length (RFC 9112 6.3 rule 3).
     LengthAndTransferEncoding,
     /// Content-Length that is not a plain decimal number.
@@ -65,6 +69,7 @@ impl RequestError {
             | ControlByte
             | ObsFold
             | BadHost
+            | BadTarget
             | LengthAndTransferEncoding
             | InvalidContentLength
             | MultipleContentLength
@@ -88,6 +93,7 @@ impl RequestError {
             ControlByte => "control_byte_in_head",
             ObsFold => "obsolete_line_folding",
             BadHost => "bad_host_header",
+            BadTarget => "bad_request_target",
             LengthAndTransferEncoding => "content_length_with_transfer_encoding",
             InvalidContentLength => "invalid_content_length",
             MultipleContentLength => "multiple_content_length",
@@ -112,7 +118,8 @@ impl RequestError {
             BareCr => "request head contains a CR not followed by LF",
             ControlByte => "request head contains a NUL or control byte",
             ObsFold => "request head uses obsolete line folding",
-            BadHost => "HTTP/1.1 request needs exactly one Host header",
+            BadHost => "HTTP/1.1 request needs exactly one Host header, holding a host and an optional port",
+            BadTarget => "the request target must be a path (origin-form), with no fragment",
             LengthAndTransferEncoding => "request has both Content-Length and Transfer-Encoding",
             InvalidContentLength => "Content-Length is not a decimal number",
             MultipleContentLength => "request has more than one Content-Length",

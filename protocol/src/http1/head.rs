@@ -143,6 +143,8 @@ struct FramingFields {
     chunked_not_final: bool,
     other_coding: bool,
     host_count: usize,
+    /// A Host value with bytes no host may hold (userinfo's `@`, spaces).
+    host_invalid: bool,
     connection_close: bool,
     connection_keep_alive: bool,
     expect_continue: bool,
@@ -181,6 +183,10 @@ impl FramingFields {
                 }
             } else if name.eq_ignore_ascii_case(b"host") {
                 f.host_count += 1;
+                // RFC 9110 7.2 / RFC 3986: a host (reg-name or IP literal)
+                // and a port; no userinfo, no space, nothing else.
+                let allowed = |b: &u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(b);
+                f.host_invalid |= !value.iter().all(allowed);
             } else if name.eq_ignore_ascii_case(b"connection") {
                 for token in value.split(|&b| b == b',').map(trim_ows) {
                     f.connection_close |= token.eq_ignore_ascii_case(b"close");
@@ -278,8 +284,20 @@ impl RequestHead {
         }
         let headers = HeaderTable::from_httparse(&head, req.headers);
         let fields = FramingFields::read(&headers, &head);
-        if minor_version == 1 && fields.host_count != 1 {
+        if (minor_version == 1 && fields.host_count != 1) || fields.host_invalid {
             return Err(RequestError::BadHost);
+        }
+        // RFC 9112 3.2: origin-form (`/path?query`) for every method, the
+        // asterisk-form for OPTIONS only, absolute-form accepted as a
+        // server must; authority-form is CONNECT's, which is not served;
+        // and no target carries a fragment.
+        let origin = path.starts_with('/');
+        let absolute = path.len() > 7
+            && (path[..7].eq_ignore_ascii_case("http://")
+                || path.len() > 8 && path[..8].eq_ignore_ascii_case("https://"));
+        let asterisk = path == "*" && method == "OPTIONS";
+        if !(origin || absolute || asterisk) || path.contains('#') {
+            return Err(RequestError::BadTarget);
         }
         let framing = fields.request_framing(minor_version)?;
         Ok(RequestHead {

@@ -22,6 +22,10 @@ fn request_framing_table() {
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", Ok(Chunked)),
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n", Ok(Chunked)),
         ("GET / HTTP/1.0\r\n\r\n", Ok(Empty)),
+        ("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", Ok(Empty)),
+        ("GET http://gw/v1/models HTTP/1.1\r\nHost: gw\r\n\r\n", Ok(Empty)),
+        ("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", Ok(Empty)),
+        ("GET / HTTP/1.1\r\nHost: \r\n\r\n", Ok(Empty)),
         // Smuggling: every ambiguous length is refused.
         (
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -53,6 +57,12 @@ fn request_framing_table() {
         ("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n", Err(ObsFold)),
         ("GET / HTTP/1.1\r\n\r\n", Err(BadHost)),
         ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Err(BadHost)),
+        ("GET / HTTP/1.1\r\nHost: user@gw\r\n\r\n", Err(BadHost)),
+        ("GET / HTTP/1.1\r\nHost: g w\r\n\r\n", Err(BadHost)),
+        ("GET / HTTP/1.1\r\nHost: gw/x\r\n\r\n", Err(BadHost)),
+        ("POST * HTTP/1.1\r\nHost: a\r\n\r\n", Err(BadTarget)),
+        ("POST gw:8080 HTTP/1.1\r\nHost: a\r\n\r\n", Err(BadTarget)),
+        ("POST /v1/chat/completions#x HTTP/1.1\r\nHost: a\r\n\r\n", Err(BadTarget)),
         ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", Err(UnsupportedVersion)),
         ("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", Err(Syntax("invalid method or request target"))),
         ("GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", Err(Syntax("invalid header name"))),
