@@ -28,6 +28,9 @@ use crate::worker::{Tracked, Worker};
 /// connection costs: 10,000 idle clients hold 20 MB of it, not 160 MB.
 const IDLE_READ_BYTES: usize = 2 * 1024;
 
+/// How often a failing accept is logged.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// Accepts connections on this worker's own listener until the drain
 /// begins, and serves each as a task on the same core.
 pub async fn accept(worker: Rc<Worker>, listener: std::net::TcpListener) {
@@ -39,6 +42,7 @@ pub async fn accept(worker: Rc<Worker>, listener: std::net::TcpListener) {
         }
     };
     worker.listening_on(std::os::fd::AsRawFd::as_raw_fd(&listener));
+    let (mut backoff, mut failures, mut last_logged) = (Duration::from_millis(10), 0u64, None);
     loop {
         match listener.cancelable_accept(worker.idle_handle()).await {
             Ok((stream, peer)) => {
@@ -57,10 +61,25 @@ pub async fn accept(worker: Rc<Worker>, listener: std::net::TcpListener) {
             }
             Err(_) if worker.is_draining() => break,
             Err(e) => {
-                tracing::warn!(worker = worker.index, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(10)).await;
+                // Out of descriptors (EMFILE, ENFILE) or memory: idle
+                // keep-alive connections are shed to make room, the loop
+                // backs off (10 ms, doubling to 1 s) instead of spinning,
+                // and the log says so once per 10 s, with a count.
+                failures += 1;
+                worker.accept_failed();
+                if last_logged.is_none_or(|t: Instant| t.elapsed() >= ACCEPT_LOG_EVERY) {
+                    tracing::warn!(worker = worker.index, error = %e, failures, "accept failed; shedding idle connections and backing off");
+                    last_logged = Some(Instant::now());
+                }
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
+                    worker.shed_idle();
+                }
+                monoio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
             }
         }
+        backoff = Duration::from_millis(10);
     }
     // Dropping the listener closes this core's socket; the kernel sends new
     // connections to listeners still open.
@@ -83,8 +102,9 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
     let mut client = Client::new(stream, w.state().config.server.timeouts.write_idle);
     let mut buf = BytesMut::with_capacity(IDLE_READ_BYTES);
     let mut scan = HeadScan::default();
+    let mut first = true;
     loop {
-        let head = match read_head(&w, &mut client.stream, &mut buf, &mut scan).await {
+        let head = match read_head(&w, &mut client.stream, &mut buf, &mut scan, first).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(e) => {
@@ -93,6 +113,7 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
                 return;
             }
         };
+        first = false;
         let _in_flight = w.track_request();
         // The request runs under the state it started with, whatever a
         // reload installs meanwhile.
@@ -115,9 +136,14 @@ async fn read_head(
     stream: &mut crate::downstream::ClientStream,
     buf: &mut BytesMut,
     scan: &mut HeadScan,
+    first: bool,
 ) -> Result<Option<RequestHead>, GatewayError> {
     let state = w.state();
     let (limits, timeouts) = (&state.limits, &state.config.server.timeouts);
+    // A new connection gets less time to start than a keep-alive one
+    // between requests: one that never sends holds a descriptor for
+    // nothing.
+    let idle = if first { timeouts.first_request } else { timeouts.idle_keepalive };
     let mut head_deadline: Option<Instant> = None;
     loop {
         if let Some(n) = scan.find_end(buf) {
@@ -138,7 +164,7 @@ async fn read_head(
             None if w.is_draining() && buf.is_empty() => return Ok(None),
             None => {
                 let read = iov::read_more_cancelable(stream, buf, w.idle_handle());
-                match monoio::time::timeout(timeouts.idle_keepalive, read).await {
+                match monoio::time::timeout(idle, read).await {
                     Ok(r) => r,
                     Err(_) => return Ok(None),
                 }

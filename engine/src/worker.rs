@@ -164,6 +164,19 @@ impl Worker {
         self.listener.set(Some(fd));
     }
 
+    /// Closes every connection waiting idle for its next request, to free
+    /// descriptors when accepting fails for want of them; requests in
+    /// flight are untouched, and the clients reconnect.
+    pub fn shed_idle(&self) {
+        let old = std::mem::take(&mut *self.idle.borrow_mut());
+        *self.idle.borrow_mut() = old.cancel();
+    }
+
+    /// Counts a failed accept (`tollgate_accept_errors_total`).
+    pub fn accept_failed(&self) {
+        self.stats.accept_failed();
+    }
+
     /// Stops taking new requests: the listener stops listening at once (new
     /// connections are refused, so a load balancer moves on), and idle
     /// connections and the accept are cancelled; requests in flight run on.

@@ -172,11 +172,38 @@ pub fn start_gateway_tls(config: &str) -> Proc {
     start_gateway_as(config, &[], &[], "tollgate listening on https://")
 }
 
+/// [`start_gateway`] with the process's descriptor limit set to `nofile`.
+pub fn start_gateway_with_nofile(config: &str, nofile: u64) -> Proc {
+    start_gateway_cmd(config, &[], &[], "tollgate listening on http://", Some(nofile))
+}
+
 fn start_gateway_as(config: &str, args: &[&str], env: &[(&str, &str)], marker: &'static str) -> Proc {
+    start_gateway_cmd(config, args, env, marker, None)
+}
+
+fn start_gateway_cmd(
+    config: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    marker: &'static str,
+    nofile: Option<u64>,
+) -> Proc {
     let dir = TempDir::new("gw");
     let path = dir.0.join("tollgate.toml");
     std::fs::write(&path, config).expect("write config");
     let mut cmd = Command::new(bin("tollgate"));
+    if let Some(n) = nofile {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only setrlimit (async-signal-safe) runs between fork and
+        // exec, on a local struct.
+        unsafe {
+            cmd.pre_exec(move || {
+                let l = libc::rlimit { rlim_cur: n, rlim_max: n };
+                libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+                Ok(())
+            });
+        }
+    }
     cmd.arg("--config").arg(&path).args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log", "info"]);
     cmd.args(args);
     for (k, v) in env {

@@ -582,7 +582,8 @@ fn ten_thousand_idle_connections_while_serving() {
     if n < 10_000 {
         eprintln!("only {n} connections: the file limit is {}", lim.rlim_cur);
     }
-    let (_mock, gw) = pair(&[], 1, "");
+    // One address holds them all: no per-client cap here.
+    let (_mock, gw) = pair(&[], 1, "connections_per_client_max = 0");
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
     let before = settled_rss_mb(gw.child.id());
     let idle: Vec<std::net::TcpStream> = (0..n)
@@ -677,4 +678,28 @@ fn clients_that_hang_up_mid_stream_leak_no_connection() {
     assert!(holds_within(Duration::from_secs(10), || fds() <= before), "descriptors: {} now, {before} before", fds());
     let r = one_request(gw.addr, &chat_request(STREAM_CHAT, ""));
     assert_eq!(sse_data(&r.body).last().map(String::as_str), Some("[DONE]"));
+}
+
+/// Out of descriptors, the gateway sheds its idle connections to make
+/// room, backs off instead of spinning, logs it once (not hundreds of
+/// times a second), counts it, and serves again.
+#[test]
+fn out_of_descriptors_the_gateway_sheds_idle_connections_and_serves_again() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway_with_nofile(&config_for(mock.addr, 1, ""), 160);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    // More idle connections than the gateway has descriptors for.
+    let idle: Vec<std::net::TcpStream> = (0..400).filter_map(|_| std::net::TcpStream::connect(gw.addr).ok()).collect();
+    // The failures are counted; the idle connections go; a new request is
+    // served again.
+    wait_until(Duration::from_secs(10), "a failed accept counted", || {
+        metric(&gw, "tollgate_accept_errors_total").is_some_and(|n| n > 0.0)
+    });
+    wait_until(Duration::from_secs(10), "a request served again", || {
+        std::net::TcpStream::connect(gw.addr).is_ok()
+            && std::panic::catch_unwind(|| one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status).ok() == Some(200)
+    });
+    drop(idle);
+    let lines: Vec<String> = gw.log.try_iter().filter(|l| l.contains("accept failed")).collect();
+    assert!((1..=3).contains(&lines.len()), "{} accept-failure lines: {lines:?}", lines.len());
 }

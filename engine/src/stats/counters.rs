@@ -49,6 +49,8 @@ pub struct CoreStats {
     guard: RefCell<HashMap<GuardKey, u64>>,
     /// Budget soft thresholds passed, by owner.
     soft: RefCell<HashMap<Owner, u64>>,
+    /// Accepts that failed (out of descriptors, most likely).
+    accept_errors: std::cell::Cell<u64>,
 }
 
 type GuardKey =
@@ -70,6 +72,7 @@ impl Default for CoreStats {
             gateway: RefCell::new(histogram()),
             guard: RefCell::new(HashMap::new()),
             soft: RefCell::new(HashMap::new()),
+            accept_errors: std::cell::Cell::new(0),
         }
     }
 }
@@ -90,6 +93,7 @@ pub struct Delta {
     pub in_flight: u64,
     pub guard: Vec<(GuardLabels, u64)>,
     pub soft: Vec<(OwnerName, u64)>,
+    pub accept_errors: u64,
     /// This core's circuit breakers: (model, provider, upstream model) and
     /// state (0 closed, 1 open, 2 half-open).
     pub breakers: Vec<((String, String, String), u8)>,
@@ -152,6 +156,11 @@ impl CoreStats {
     /// Counts a budget's soft threshold passed.
     pub fn soft_threshold(&self, owner: Owner) {
         *self.soft.borrow_mut().entry(owner).or_default() += 1;
+    }
+
+    /// Counts an accept that failed.
+    pub fn accept_failed(&self) {
+        self.accept_errors.set(self.accept_errors.get() + 1);
     }
 
     /// Takes the counts so far, with names from `config`, and this core's
@@ -220,6 +229,7 @@ impl CoreStats {
             in_flight: core.in_flight as u64,
             guard,
             soft,
+            accept_errors: self.accept_errors.replace(0),
             released: accounts.released,
         }
     }

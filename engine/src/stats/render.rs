@@ -213,6 +213,11 @@ impl Totals {
         for (w, (_, f)) in &self.workers {
             let _ = writeln!(out, "tollgate_worker_in_flight{{worker=\"{w}\"}} {f}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP tollgate_accept_errors_total Client connections that could not be accepted (out of descriptors, most likely).\n# TYPE tollgate_accept_errors_total counter\ntollgate_accept_errors_total {}",
+            self.accept_errors
+        );
         out
     }
 }

@@ -19,6 +19,7 @@ pub struct Totals {
     pub workers: BTreeMap<usize, (u64, u64)>,
     pub guard: BTreeMap<GuardLabels, u64>,
     pub soft: BTreeMap<OwnerName, u64>,
+    pub accept_errors: u64,
     /// By (model, provider, upstream model, worker).
     pub breakers: BTreeMap<(String, String, String, usize), u8>,
     pub limits: BTreeMap<OwnerName, DayMonth>,
@@ -38,6 +39,7 @@ impl Default for Totals {
             workers: BTreeMap::new(),
             guard: BTreeMap::new(),
             soft: BTreeMap::new(),
+            accept_errors: 0,
             breakers: BTreeMap::new(),
             limits: BTreeMap::new(),
             cluster: None,
@@ -88,6 +90,7 @@ impl Totals {
         for (k, n) in d.guard {
             *self.guard.entry(k).or_default() += n;
         }
+        self.accept_errors += d.accept_errors;
         for (k, n) in d.soft {
             *self.soft.entry(k).or_default() += n;
         }

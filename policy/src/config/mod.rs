@@ -116,6 +116,10 @@ pub struct Timeouts {
     /// A write to a client that takes no byte for this long ends its
     /// connection (a slow reader cannot hold a stream for `request`).
     pub write_idle: Duration,
+    /// A new connection's wait for its first request (shorter than
+    /// `idle_keepalive`: one that never sends holds a descriptor for
+    /// nothing).
+    pub first_request: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

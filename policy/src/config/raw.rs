@@ -101,7 +101,7 @@ impl Default for RawServer {
             uri_bytes_max: 8 * 1024,
             body_bytes_max: 8 * 1024 * 1024,
             connections_per_worker_max: 16 * 1024,
-            connections_per_client_max: 0,
+            connections_per_client_max: 1024,
             ledger_file: None,
             timeouts: RawTimeouts::default(),
             tls: None,
@@ -120,6 +120,7 @@ pub struct RawTimeouts {
     pub request_ms: u64,
     pub drain_ms: u64,
     pub write_idle_ms: u64,
+    pub first_request_ms: u64,
 }
 
 impl Default for RawTimeouts {
@@ -134,6 +135,7 @@ impl Default for RawTimeouts {
             request_ms: 900_000,
             drain_ms: 30_000,
             write_idle_ms: 30_000,
+            first_request_ms: 10_000,
         }
     }
 }
