@@ -38,6 +38,9 @@ error_log $work/nginx-error.log;
 events { worker_connections 8192; }
 http {
   access_log off;
+  # Bodies up to 1 MB are kept in memory (as the gateway keeps them), not
+  # written to temporary files.
+  client_body_buffer_size 1m; client_max_body_size 16m;
   client_body_temp_path $work/cb; proxy_temp_path $work/pt; fastcgi_temp_path $work/ft; uwsgi_temp_path $work/ut; scgi_temp_path $work/st;
   upstream mock { server 127.0.0.1:$1; keepalive 128; }
   server {

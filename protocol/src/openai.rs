@@ -245,7 +245,7 @@ impl Cursor<'_> {
             // A request is judged strictly (raw control bytes are not
             // JSON); an answer is only read, and its provider's parser is
             // the client's problem.
-            if self.depth_max == DEPTH_MAX && rest[..i].iter().any(|&b| b < 0x20) {
+            if self.depth_max == DEPTH_MAX && crate::json::has_control_byte(&rest[..i]) {
                 return Err(BodyError::NotJsonObject);
             }
             self.pos += i + 1;

@@ -62,7 +62,8 @@ fn a_worker_that_makes_no_progress_stops_the_watchdog_pings() {
     let env = [("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "100000")];
     let config = config_for(mock.addr, 1, "body_bytes_max = 16777216").replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nrate_limit = { tokens_per_minute = 100000000 }",
+        // Near enough to the limit that the prompt is counted, not bounded.
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nrate_limit = { tokens_per_minute = 20000000 }",
     );
     let gw = start_gateway(&config, &[], &env);
     let mut seen = Vec::new();

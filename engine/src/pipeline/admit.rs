@@ -184,7 +184,14 @@ pub fn reserve_tokens<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), 
         return Ok(());
     }
     let output = output_reserve(ex);
-    let prompt = ex.prompt.tokens(&ex.body);
+    // Far from every limit, the request reserves an upper bound of its
+    // prompt (no token is shorter than a byte: the body's bytes, plus the
+    // reply's priming) instead of counting it; near one, the exact count.
+    // The bound only ever overstates a reservation, which the provider's
+    // counts replace when the request ends.
+    let bound = (ex.body.len() as u64).saturating_add(tollgate_protocol::tokens::REPLY_PRIMING);
+    let prompt =
+        if far_from_limits(ex, core, key, bound.saturating_add(output)) { bound } else { ex.prompt.tokens(&ex.body) };
     let (headroom, admitted) = rate_check(ex, core, prompt.saturating_add(output))?;
     ex.rate(headroom);
     admitted?;
@@ -193,6 +200,22 @@ pub fn reserve_tokens<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), 
     ex.holds.tokens =
         Some(core.accounts.reserve(owners, [team_tpm, key.rate_limit.tokens_per_minute], minute, prompt, output));
     Ok(())
+}
+
+/// Whether `tokens` more would leave the key and its team under a quarter
+/// of every tokens-per-minute limit they have, counting this minute's use
+/// and what requests in flight have reserved.
+fn far_from_limits(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey, tokens: u64) -> bool {
+    let minute = ex.trace.started_unix_ms / 60_000;
+    let a = core.accounts;
+    let far = |owner: Owner, limit: Option<u64>| {
+        limit.is_none_or(|l| {
+            let used = a.minute_use(owner, minute).tokens.saturating_add(a.reserved(owner));
+            used.saturating_add(tokens).saturating_mul(4) <= l
+        })
+    };
+    let team = core.state.config.teams.get(key.team).and_then(|t| t.rate_limit.tokens_per_minute);
+    far(Owner::Team(key.team), team) && far(Owner::Key(key.index), key.rate_limit.tokens_per_minute)
 }
 
 /// Strict budgets (with a cluster tier): the request's estimated cost is

@@ -99,7 +99,13 @@ pub async fn forward(
                         let hits = &mut trace.guard_hits;
                         let capture = capture_guard.zip(trace.capture.as_deref_mut().map(|c| &mut c.answer));
                         let strip_usage = parts.usage_asked;
-                        let ceiling = ceiling(state, key, routed.route, target, || prompt.tokens(body));
+                        // Ceilings end streams only (a JSON answer is not cut):
+                        // a JSON request does not count its prompt for one.
+                        let ceiling = if routed.fields.stream {
+                            ceiling(state, key, routed.route, target, || prompt.tokens(body))
+                        } else {
+                            None
+                        };
                         let inspect = translate::Inspect {
                             translation,
                             guard: answer_guard,

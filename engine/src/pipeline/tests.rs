@@ -117,7 +117,9 @@ fn a_model_the_key_may_not_use_is_refused_before_its_prompt_is_counted() {
 
 #[test]
 fn the_prompt_is_counted_once_with_the_model_encoding_and_reserved_with_top_level_max_tokens() {
-    let w = World::new("rate_limit = { tokens_per_minute = 1000000 }");
+    // Near the limit (the body's bound would take more than a quarter of
+    // it), the prompt is counted exactly.
+    let w = World::new("rate_limit = { tokens_per_minute = 1000 }");
     let core = w.core();
     // gpt-4 counts in cl100k; a tool's `max_tokens` property is not the
     // request's limit.
@@ -240,4 +242,20 @@ fn requests_and_tokens_limits_together_admit_the_last_allowed_request() {
     }
     let mut ex = exchange("tg-key", PROSE);
     assert!(matches!(admit(&mut ex, &core), Err(GatewayError::RateLimited(r)) if r.what == "requests"));
+}
+
+/// Far from every tokens-per-minute limit, a request reserves an upper
+/// bound of its prompt (its bytes, plus the reply's priming) and nothing
+/// counts it; the bound is never below the exact count.
+#[test]
+fn far_from_the_limit_the_prompt_is_bounded_not_counted() {
+    let w = World::new("rate_limit = { tokens_per_minute = 1000000 }");
+    let core = w.core();
+    let body = r#"{"model":"gpt-4o","max_tokens":77,"messages":[{"role":"user","content":"日本語のテキストと English prose, code: fn main() {}"}]}"#;
+    let mut ex = exchange("tg-key", body);
+    admit(&mut ex, &core).expect("admitted");
+    assert!(!ex.prompt.counted(), "no count far from the limit");
+    let bound = body.len() as u64 + tollgate_protocol::tokens::REPLY_PRIMING;
+    assert_eq!(w.accounts.reserved(Owner::Team(0)), bound + 77);
+    assert!(bound >= tollgate_protocol::tokens::prompt_tokens(Encoding::O200kBase, body.as_bytes()));
 }

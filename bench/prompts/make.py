@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Chat request bodies at the sizes real traffic carries (100 B, 2 KB,
+8 KB, 32 KB, 100 KB), for the prompt-size benchmarks: `mixed-SIZE.json`
+(a system prompt, then a user message of prose, code and CJK in turn) and
+`tools-8192.json` (the same with JSON tool schemas, as agents send).
+
+Text from sources this project did not write: prose from the GNU GPL v3
+(/usr/share/common-licenses/GPL-3, Debian's base-files), code from the
+`memchr` crate's sources in the local cargo registry (falling back to
+this repository's own Rust when absent), CJK lines from the guardrail
+corpus's generated Japanese and Chinese locales. Re-run to regenerate:
+python3 bench/prompts/make.py
+"""
+import glob
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def prose():
+    with open("/usr/share/common-licenses/GPL-3", encoding="utf-8") as f:
+        return " ".join(f.read().split())
+
+
+def code():
+    files = sorted(glob.glob(os.path.expanduser("~/.cargo/registry/src/*/memchr-2.*/src/memmem/*.rs")))
+    files = files or sorted(glob.glob(os.path.join(ROOT, "protocol/src/http1/*.rs")))
+    return "\n".join(open(p, encoding="utf-8").read() for p in files[:4])
+
+
+def cjk():
+    lines = []
+    with open(os.path.join(ROOT, "tests/guardrails/corpus.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            t = d["text"]
+            # Personal data is fine (guardrails redact it, as they would in
+            # real traffic); secrets and injections would block the request.
+            secrets = {"anthropic_key", "aws_key", "github_token", "jwt", "openai_key", "password", "private_key", "slack_token", "injection"}
+            blocked = bool(secrets & set(d["labels"]))
+            if not blocked and any("\u4e00" <= c <= "\u9fff" or "\u3040" <= c <= "\u30ff" for c in t):
+                lines.append(t)
+    return "\n".join(lines)
+
+
+def mixed(n):
+    """About n bytes of text: prose, code and CJK in turn, 1 KB at a time."""
+    sources = [prose(), code(), cjk()]
+    out, at, i = [], [0, 0, 0], 0
+    while sum(len(s.encode()) for s in out) < n:
+        k = i % 3
+        src = sources[k]
+        piece = src[at[k]:at[k] + 1024] or src[:1024]
+        at[k] = (at[k] + 1024) % max(len(src) - 1024, 1)
+        out.append(piece)
+        i += 1
+    text = "".join(out).encode()[:n].decode("utf-8", "ignore")
+    return text
+
+
+TOOLS = [
+    {"type": "function", "function": {"name": f"tool_{i}", "description": "Look up an order, a shipment or an invoice by its id and return its current state.",
+     "parameters": {"type": "object", "properties": {"id": {"type": "string", "description": "The order id"},
+                                                     "fields": {"type": "array", "items": {"type": "string", "enum": ["status", "items", "total", "address"]}},
+                                                     "max_tokens": {"type": "integer", "minimum": 1}}, "required": ["id"]}}}
+    for i in range(12)
+]
+
+
+def body(n, tools=False):
+    system = "You are a careful assistant for the finance team. Answer briefly."
+    messages = [{"role": "system", "content": system}] if n >= 1024 else []
+    doc = {"model": "gpt-4o-mini", "messages": messages + [{"role": "user", "content": ""}]}
+    if tools:
+        doc["tools"] = TOOLS
+    empty = len(json.dumps(doc, ensure_ascii=False).encode())
+    doc["messages"][-1]["content"] = mixed(max(n - empty, 8))
+    # JSON escapes grow the body: trim the text until it fits.
+    while len(json.dumps(doc, ensure_ascii=False).encode()) > n and len(doc["messages"][-1]["content"]) > 8:
+        doc["messages"][-1]["content"] = doc["messages"][-1]["content"][:-16]
+    return json.dumps(doc, ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    for n in [100, 2048, 8192, 32768, 102400]:
+        with open(os.path.join(HERE, f"mixed-{n}.json"), "w", encoding="utf-8") as f:
+            f.write(body(n))
+    with open(os.path.join(HERE, "tools-8192.json"), "w", encoding="utf-8") as f:
+        f.write(body(8192, tools=True))

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Throughput at the prompt sizes real traffic carries (bench/prompts:
+# 100 B, 8 KB and 100 KB of mixed prose, code and CJK): nginx proxy_pass,
+# the routing-only lane (keys and routing) and the governed lane (every
+# policy on: access, a priced model, budgets with per-request ceilings,
+# request and token limits, guardrails on requests and answers, records,
+# the ledger), side by side in one run. Each proxy is pinned to CPU 0; the
+# mock and wrk share CPU 1. Rounds alternate; the table gives medians.
+# Usage: prompt-size-bench.sh [seconds] [rounds] [sizes...]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-5}
+ROUNDS=${2:-3}
+shift 2 2>/dev/null || true
+SIZES=${*:-100 8192 102400}
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
+command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx)"; exit 1; }
+. bench/scripts/common.sh
+bench_setup
+
+taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
+start_nginx 9100 9300 0
+{ gateway_server 127.0.0.1:9200; printf 'body_bytes_max = 16777216\n'; mock_route 9100; bench_team_key; } >"$work/routing.toml"
+{ governed_config 9201 9100; } | sed 's/^workers = 1$/workers = 1\nbody_bytes_max = 16777216/' >"$work/governed.toml"
+start_gateways routing governed
+for size in $SIZES; do
+  export BODY=bench/prompts/mixed-$size.json
+  # Every lane must answer 200: a refusal is cheap and would flatter it.
+  for port in 9300 9200 9201; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer tg-bench-key' -H 'Content-Type: application/json' \
+      --data-binary @"$BODY" "http://127.0.0.1:$port/v1/chat/completions")
+    [ "$code" = 200 ] || { echo "port $port answered $code to $BODY"; exit 1; }
+  done
+  wrk_rounds bench/scripts/body.lua "$size-byte prompts (mixed prose, code, CJK)" nginx:9300 routing:9200 governed:9201
+done
