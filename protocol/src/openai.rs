@@ -440,94 +440,51 @@ pub fn read_answer(doc: &[u8]) -> Option<AnswerFacts> {
 /// One answer object at the cursor: its `usage`, its `choices` (at the top
 /// level), and the `message` of a `message_start` event.
 fn answer_object(c: &mut Cursor<'_>, top: bool, facts: &mut AnswerFacts) -> Option<()> {
-    c.expect(b'{').ok()?;
-    c.ws();
-    if c.peek() == Some(b'}') {
-        c.pos += 1;
-        return Some(());
-    }
-    loop {
-        c.ws();
-        let key = c.string().ok()?;
-        c.ws();
-        c.expect(b':').ok()?;
-        c.ws();
-        match key.get(c.buf) {
-            b"usage" if c.peek() == Some(b'{') => {
-                facts.has_usage = true;
-                usage_object(c, false, &mut facts.reported)?;
-            }
-            b"message" if top && c.peek() == Some(b'{') => answer_object(c, false, facts)?,
-            b"choices" if top && c.peek() == Some(b'[') => {
-                let start = c.pos;
-                c.pos += 1;
-                c.ws();
-                facts.no_choices = c.peek() == Some(b']');
-                c.pos = start;
-                c.value().ok()?;
-            }
-            _ => c.value().ok()?,
+    members(c, &mut |c, key| match key {
+        b"usage" if c.peek() == Some(b'{') => {
+            facts.has_usage = true;
+            usage_object(c, false, &mut facts.reported)
         }
-        c.ws();
-        match c.bump()? {
-            b',' => continue,
-            b'}' => return Some(()),
-            _ => return None,
+        b"message" if top && c.peek() == Some(b'{') => answer_object(c, false, facts),
+        b"choices" if top && c.peek() == Some(b'[') => {
+            let start = c.pos;
+            c.pos += 1;
+            c.ws();
+            facts.no_choices = c.peek() == Some(b']');
+            c.pos = start;
+            c.value().ok()
         }
-    }
+        _ => c.value().ok(),
+    })
 }
 
 /// Walks one `usage` object (or, `nested`, its `prompt_tokens_details`),
 /// taking the counts it knows and skipping every other value whole.
 fn usage_object(c: &mut Cursor<'_>, nested: bool, r: &mut Reported) -> Option<()> {
-    c.expect(b'{').ok()?;
-    c.ws();
-    if c.peek() == Some(b'}') {
-        c.pos += 1;
-        return Some(());
-    }
-    loop {
-        c.ws();
-        let key = c.string().ok()?;
-        c.ws();
-        c.expect(b':').ok()?;
-        c.ws();
-        let slot = match (nested, key.get(c.buf)) {
-            (false, b"prompt_tokens_details") if c.peek() == Some(b'{') => {
-                usage_object(c, true, r)?;
-                None
-            }
-            (false, b"prompt_tokens") => Some(&mut r.prompt_tokens),
-            (false, b"completion_tokens") => Some(&mut r.completion_tokens),
-            (false, b"input_tokens") => Some(&mut r.input_tokens),
-            (false, b"output_tokens") => Some(&mut r.output_tokens),
-            (false, b"cache_read_input_tokens") => Some(&mut r.cache_read),
-            (false, b"cache_creation_input_tokens") => Some(&mut r.cache_write),
-            (true, b"cached_tokens") => Some(&mut r.cached_tokens),
-            _ => {
-                c.value().ok()?;
-                None
-            }
+    members(c, &mut |c, key| {
+        let slot = match (nested, key) {
+            (false, b"prompt_tokens_details") if c.peek() == Some(b'{') => return usage_object(c, true, r),
+            (false, b"prompt_tokens") => &mut r.prompt_tokens,
+            (false, b"completion_tokens") => &mut r.completion_tokens,
+            (false, b"input_tokens") => &mut r.input_tokens,
+            (false, b"output_tokens") => &mut r.output_tokens,
+            (false, b"cache_read_input_tokens") => &mut r.cache_read,
+            (false, b"cache_creation_input_tokens") => &mut r.cache_write,
+            (true, b"cached_tokens") => &mut r.cached_tokens,
+            _ => return c.value().ok(),
         };
-        if let Some(slot) = slot {
-            let start = c.pos;
-            c.value().ok()?;
-            match &c.buf[start..c.pos] {
-                // `null` counts as not reported (vLLM writes details so).
-                b"null" => {}
-                raw => match count(raw) {
-                    Some(n) => *slot = Some(n),
-                    None => r.unreadable = true,
-                },
-            }
+        let start = c.pos;
+        c.value().ok()?;
+        match &c.buf[start..c.pos] {
+            // `null` counts as not reported (vLLM writes details so).
+            b"null" => {}
+            raw => match count(raw) {
+                Some(n) => *slot = Some(n),
+                None => r.unreadable = true,
+            },
         }
-        c.ws();
-        match c.bump()? {
-            b',' => continue,
-            b'}' => return Some(()),
-            _ => return None,
-        }
-    }
+        Some(())
+    })
 }
 
 /// Where a stream event's text sits, read by structure: the content block
