@@ -54,20 +54,31 @@ pub fn start(
                 drop(stream);
                 continue;
             }
-            let (reloader, totals, open, hosts) = (reloader.clone(), totals.clone(), open.clone(), hosts.clone());
+            let (reloader, totals, hosts) = (reloader.clone(), totals.clone(), hosts.clone());
+            // Gives the count back however the thread ends (a panic too),
+            // or when it never starts (the closure is dropped).
+            let slot = Slot(open.clone());
             // One thread per admin connection keeps a slow admin client from
             // blocking the next one.
             let spawned = std::thread::Builder::new().name("tollgate-admin-conn".into()).spawn(move || {
+                let _slot = slot;
                 let _ = serve(stream, &reloader, &totals, &hosts);
-                open.fetch_sub(1, Ordering::Relaxed);
             });
             if spawned.is_err() {
-                // The count was taken for a thread that never ran.
                 tracing::warn!("cannot start an admin connection thread");
             }
         }
     })?;
     Ok(bound)
+}
+
+/// One admin connection's place under the cap.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Admin connections served at once.
@@ -112,7 +123,10 @@ fn serve(
     totals: &Mutex<Totals>,
     hosts: &[String],
 ) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(ADMIN_READ))?;
+    // The whole head within ADMIN_READ (each read gets what is left), and
+    // no answer held by a client that does not read.
+    let head_by = std::time::Instant::now() + ADMIN_READ;
+    stream.set_write_timeout(Some(ADMIN_READ))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let end = loop {
@@ -122,6 +136,11 @@ fn serve(
         if buf.len() > ADMIN_HEAD_BYTES_MAX {
             return respond(&mut stream, 431, &error_json("request head too large", "head_too_large"));
         }
+        let left = head_by.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        stream.set_read_timeout(Some(left))?;
         let n = stream.read(&mut chunk)?;
         if n == 0 {
             return Ok(());

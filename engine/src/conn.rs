@@ -41,6 +41,10 @@ pub async fn accept(worker: Rc<Worker>, listener: std::net::TcpListener) {
             return;
         }
     };
+    if worker.is_draining() {
+        // A SIGTERM came before this task first ran: nothing to accept.
+        return;
+    }
     worker.listening_on(std::os::fd::AsRawFd::as_raw_fd(&listener));
     let (mut backoff, mut failures, mut last_logged) = (Duration::from_millis(10), 0u64, None);
     loop {

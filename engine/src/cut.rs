@@ -20,6 +20,9 @@ pub struct Cut {
     fired: Cell<bool>,
     /// Wakers of the waits in progress, by slot; freed slots are reused.
     waiters: RefCell<Vec<Option<Waker>>>,
+    /// Slots free for the next wait (so registering costs O(1) however
+    /// many streams wait).
+    free: RefCell<Vec<usize>>,
 }
 
 impl Cut {
@@ -72,7 +75,7 @@ impl Future for Wait<'_> {
         match self.slot {
             Some(i) => waiters[i] = waker,
             None => {
-                let i = match waiters.iter().position(Option::is_none) {
+                let i = match self.cut.free.borrow_mut().pop() {
                     Some(free) => {
                         waiters[free] = waker;
                         free
@@ -96,6 +99,7 @@ impl Drop for Wait<'_> {
             if let Some(w) = self.cut.waiters.borrow_mut().get_mut(i) {
                 *w = None;
             }
+            self.cut.free.borrow_mut().push(i);
         }
     }
 }

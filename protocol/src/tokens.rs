@@ -114,9 +114,30 @@ const PIECES_MAX: usize = 32 * 1024;
 /// Text is mostly the same few thousand words: a piece is counted by the
 /// byte-pair encoder (a new encoder state each time) once, and looked up
 /// after. Exact, since a piece's count never depends on its neighbours.
-#[derive(Default)]
 pub struct PieceCache {
-    map: std::collections::HashMap<PieceKey, u32, std::hash::BuildHasherDefault<PieceHasher>>,
+    map: std::collections::HashMap<PieceKey, u32, PieceHashing>,
+}
+
+impl Default for PieceCache {
+    fn default() -> Self {
+        // A seed per thread, drawn from the standard library's random
+        // keys: a tenant cannot build pieces that collide in the table.
+        use std::hash::BuildHasher;
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x7011_6a7e_u64);
+        PieceCache { map: std::collections::HashMap::with_hasher(PieceHashing(seed)) }
+    }
+}
+
+/// Builds [`PieceHasher`]s from one random seed.
+#[derive(Clone, Copy)]
+struct PieceHashing(u64);
+
+impl std::hash::BuildHasher for PieceHashing {
+    type Hasher = PieceHasher;
+
+    fn build_hasher(&self) -> PieceHasher {
+        PieceHasher(self.0)
+    }
 }
 
 /// A piece's bytes, inline, with its encoding.
@@ -147,10 +168,8 @@ impl PieceCache {
     }
 }
 
-/// A multiply-rotate hash (FxHash's idea) over the key's words: the keys
-/// are short and not chosen against the table (a tenant's text can only
-/// make it count pieces again, which is what it costs without a cache).
-#[derive(Default)]
+/// A multiply-rotate hash (FxHash's idea) over the key's words, started
+/// from a random seed per thread.
 struct PieceHasher(u64);
 
 impl std::hash::Hasher for PieceHasher {

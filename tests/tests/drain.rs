@@ -64,3 +64,29 @@ fn new_connections_are_refused_once_the_drain_begins() {
     assert_eq!(sse_data(&answer.body).last().map(String::as_str), Some("[DONE]"), "the stream in flight finished");
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
+
+/// A request still waiting for its answer's head when the drain's time
+/// runs out is answered 503 `shutting_down`, and recorded `shutdown` with
+/// its prompt billed (it had gone upstream: the provider did the work).
+#[test]
+fn a_request_cut_before_its_answer_is_answered_and_billed_its_prompt() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("drain-json");
+    let extra = format!("[logging]\ndir = \"{}\"\n[server.timeouts]\ndrain_ms = 500", logs.0.display());
+    let mut gw = start_gateway(&config_for(mock.addr, 1, &extra), &[], &[]);
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello"}]}"#;
+    let answer = std::thread::scope(|s| {
+        let client = s.spawn(|| one_request(gw.addr, &chat_request(body, "x-mock-latency-ms: 5000\r\n")));
+        wait_until(Duration::from_secs(10), "the request in flight", || admin_stats(&gw)["in_flight"] == 1);
+        gw.signal(libc::SIGTERM);
+        client.join().expect("client")
+    });
+    assert_eq!((answer.status, answer.error_code().as_str()), (503, "shutting_down"), "{}", answer.text());
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["end"], "shutdown", "{}", recs[0]);
+    assert!(recs[0]["tokens"]["prompt"].as_u64().is_some_and(|p| p > 0), "{}", recs[0]);
+    assert_eq!(recs[0]["tokens"]["estimated"], true);
+    assert!(recs[0]["cost_micro_usd"].as_u64().is_some_and(|c| c > 0), "{}", recs[0]);
+}

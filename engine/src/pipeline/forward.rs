@@ -41,6 +41,11 @@ pub async fn forward(
     let mut plan = Plan::new(routed.route, &state.rng);
     let mut last_error = None;
     while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
+        if cut.fired() {
+            // The drain's time is up: no new attempt starts.
+            last_error = Some(GatewayError::Draining);
+            break;
+        }
         if Instant::now() >= deadline {
             // The request's own time is up: no target is to blame.
             last_error = Some(GatewayError::UpstreamTimeout { provider: routed.route.name.clone() });

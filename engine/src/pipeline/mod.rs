@@ -197,7 +197,7 @@ pub async fn finish(
     ex: Exchange<'_>,
     result: Result<RelayEnd, GatewayError>,
 ) -> bool {
-    let Exchange { mut trace, holds, reply, keep_alive, head, body_state, started, .. } = ex;
+    let Exchange { mut trace, holds, reply, keep_alive, head, body_state, started, prompt, body, .. } = ex;
     let reusable = match result {
         Ok(end) => {
             trace.status = end.status;
@@ -215,6 +215,19 @@ pub async fn finish(
             trace.status = e.status();
             trace.end = match e {
                 GatewayError::Guardrail { .. } | GatewayError::GuardrailUnavailable { .. } => End::Blocked,
+                // The drain's time ran out before an answer began: if the
+                // request had gone upstream, the provider did the work, so
+                // its prompt is billed (counted, estimated).
+                GatewayError::Draining => {
+                    if let Some(Some(last)) = trace.attempt_count.checked_sub(1).map(|i| trace.attempts[i]) {
+                        // Priced as the target it was sent to.
+                        trace.served_by = Some(last.target);
+                        trace.usage =
+                            Some(crate::record::TokenUsage { prompt: prompt.tokens(&body), ..Default::default() });
+                        trace.usage_estimated = true;
+                    }
+                    End::Cut
+                }
                 _ if e.source() == crate::error::Source::Upstream => End::UpstreamFailed,
                 _ => End::Rejected,
             };
