@@ -522,43 +522,27 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
                 }
                 c.value().ok()
             })?,
-            b"choices" if c.peek() == Some(b'[') => {
-                let mut first = true;
-                elements(c, &mut |c| {
-                    if !std::mem::take(&mut first) || c.peek() != Some(b'{') {
-                        return c.value().ok();
-                    }
-                    members(c, &mut |c, key| match key {
+            b"choices" if c.peek() == Some(b'[') => first_members(c, &mut |c, key| match key {
+                b"index" => {
+                    shape.choice = number(c)?;
+                    Some(())
+                }
+                b"finish_reason" => {
+                    shape.last |= c.peek() == Some(b'"');
+                    c.value().ok()
+                }
+                b"delta" if c.peek() == Some(b'{') => members(c, &mut |c, key| match key {
+                    b"tool_calls" if c.peek() == Some(b'[') => first_members(c, &mut |c, key| match key {
                         b"index" => {
-                            shape.choice = number(c)?;
+                            shape.tool = number(c)?;
                             Some(())
                         }
-                        b"finish_reason" => {
-                            shape.last |= c.peek() == Some(b'"');
-                            c.value().ok()
-                        }
-                        b"delta" if c.peek() == Some(b'{') => members(c, &mut |c, key| {
-                            if key != b"tool_calls" || c.peek() != Some(b'[') {
-                                return c.value().ok();
-                            }
-                            let mut first = true;
-                            elements(c, &mut |c| {
-                                if !std::mem::take(&mut first) || c.peek() != Some(b'{') {
-                                    return c.value().ok();
-                                }
-                                members(c, &mut |c, key| match key {
-                                    b"index" => {
-                                        shape.tool = number(c)?;
-                                        Some(())
-                                    }
-                                    _ => c.value().ok(),
-                                })
-                            })
-                        }),
                         _ => c.value().ok(),
-                    })
-                })?
-            }
+                    }),
+                    _ => c.value().ok(),
+                }),
+                _ => c.value().ok(),
+            })?,
             _ => c.value().ok()?,
         }
         Some(())
@@ -612,6 +596,21 @@ fn elements(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>) -> Option<()>
             _ => return None,
         }
     }
+}
+
+/// Walks an array at the cursor, calling `f` with each key of its first
+/// element when that element is an object; every other element is consumed
+/// unread. Stream events carry one choice and one tool call per chunk, so
+/// only the first is read for where the text sits.
+fn first_members(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>, &[u8]) -> Option<()>) -> Option<()> {
+    let mut first = true;
+    elements(c, &mut |c| {
+        if std::mem::take(&mut first) && c.peek() == Some(b'{') {
+            members(c, f)
+        } else {
+            c.value().ok()
+        }
+    })
 }
 
 /// A non-negative integer value at the cursor (`None` inside for any other

@@ -198,7 +198,8 @@ pub async fn finish(
     result: Result<RelayEnd, GatewayError>,
 ) -> bool {
     let Exchange { mut trace, holds, reply, keep_alive, head, body_state, started, prompt, body, .. } = ex;
-    let reusable = match result {
+    // What the answer will be, with the record's fields set from it.
+    let refusal = match result {
         Ok(end) => {
             trace.status = end.status;
             trace.first_byte_micros =
@@ -206,9 +207,7 @@ pub async fn finish(
             trace.bytes_out = end.body_bytes;
             trace.usage = end.usage;
             trace.end = end.end;
-            settle(core, &trace);
-            drop(holds);
-            end.client_reusable
+            Ok(end.client_reusable)
         }
         Err(e) => {
             tracing::debug!(error = %e, status = e.status(), "request failed");
@@ -234,25 +233,29 @@ pub async fn finish(
             let mut body = BytesMut::with_capacity(256);
             e.write_body(&mut body);
             trace.bytes_out = if reply.head_only { 0 } else { body.len() as u64 };
-            settle(core, &trace);
-            drop(holds);
-            let mut reply = reply;
-            if let GatewayError::RateLimited(r) = &e {
-                reply.retry_after = Some(r.retry_after);
-            }
-            // Unread bytes of a body would be taken for the next request:
-            // the connection stays only if the whole body is buffered (and
-            // skipped), or was read.
-            let body_done = match body_state {
-                BodyState::Read => true,
-                BodyState::Broken => false,
-                BodyState::Unread => skip_buffered_body(&head.framing, buf),
-            };
-            let close = !body_done || !keep_alive || e.closes_connection();
-            client.send(&reply, e.status(), "application/json", body.freeze(), close).await && !close
+            Err((e, body))
         }
     };
-    reusable
+    settle(core, &trace);
+    drop(holds);
+    let (e, body) = match refusal {
+        Ok(client_reusable) => return client_reusable,
+        Err(refusal) => refusal,
+    };
+    let mut reply = reply;
+    if let GatewayError::RateLimited(r) = &e {
+        reply.retry_after = Some(r.retry_after);
+    }
+    // Unread bytes of a body would be taken for the next request: the
+    // connection stays only if the whole body is buffered (and skipped),
+    // or was read.
+    let body_done = match body_state {
+        BodyState::Read => true,
+        BodyState::Broken => false,
+        BodyState::Unread => skip_buffered_body(&head.framing, buf),
+    };
+    let close = !body_done || !keep_alive || e.closes_connection();
+    client.send(&reply, e.status(), "application/json", body.freeze(), close).await && !close
 }
 
 /// Writes the request's record and counts it: counters, and its tokens and
