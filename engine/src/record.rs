@@ -348,7 +348,9 @@ fn field_str(out: &mut BytesMut, name: &str, value: Option<&str>) {
     }
 }
 
-fn micros(d: Duration) -> u32 {
+/// A duration in whole microseconds, saturating at `u32::MAX` (over an
+/// hour): the record's unit for every latency.
+pub fn micros(d: Duration) -> u32 {
     d.as_micros().min(u32::MAX as u128) as u32
 }
 

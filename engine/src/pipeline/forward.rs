@@ -16,7 +16,7 @@ use crate::proxy::fallback::Plan;
 use crate::proxy::relay::{self, Answer, RelayEnd, RouteLabel};
 use crate::proxy::upstream_request::{self, Translation};
 use crate::proxy::{call, guard, stream, translate};
-use crate::record::{End, Trace};
+use crate::record::{micros, End, Trace};
 use crate::respond::Client;
 use crate::state::CoreState;
 
@@ -58,7 +58,7 @@ pub async fn forward(
             monoio::time::sleep(backoff).await;
             // Time spent waiting to retry is the upstream's doing, not the
             // gateway's: it is kept out of the gateway's added latency.
-            trace.retry_micros = trace.retry_micros.saturating_add(backoff.as_micros().min(u32::MAX as u128) as u32);
+            trace.retry_micros = trace.retry_micros.saturating_add(micros(backoff));
         }
         let target = &routed.route.targets[t];
         let upstream = &state.upstreams[target.provider];
@@ -74,7 +74,7 @@ pub async fn forward(
                 if response.status != 429 && plan.charge(t) {
                     breakers[t].failure(Instant::now(), routing);
                 }
-                trace.retry_micros = trace.retry_micros.saturating_add(micros_since(attempt_started));
+                trace.retry_micros = trace.retry_micros.saturating_add(micros(attempt_started.elapsed()));
                 tracing::debug!(provider = %upstream.name, status = response.status, "falling back");
                 drop(conn);
                 last_error =
@@ -82,7 +82,7 @@ pub async fn forward(
             }
             Ok((mut conn, response)) => {
                 trace.served_by = Some(t as u8);
-                trace.upstream_micros = attempt_started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                trace.upstream_micros = micros(attempt_started.elapsed());
                 if response.status >= 500 {
                     if plan.charge(t) {
                         breakers[t].failure(Instant::now(), routing);
@@ -141,7 +141,7 @@ pub async fn forward(
                 if Instant::now() < deadline && plan.charge(t) {
                     breakers[t].failure(Instant::now(), routing);
                 }
-                trace.retry_micros = trace.retry_micros.saturating_add(micros_since(attempt_started));
+                trace.retry_micros = trace.retry_micros.saturating_add(micros(attempt_started.elapsed()));
                 tracing::debug!(provider = %upstream.name, error = %e, "attempt failed");
                 if matches!(e, GatewayError::UpstreamTimeout { .. }) {
                     plan.exclude(t);
@@ -155,10 +155,6 @@ pub async fn forward(
         }
     }
     Err(last_error.unwrap_or_else(|| GatewayError::Unavailable { model: routed.route.name.clone() }))
-}
-
-fn micros_since(t: Instant) -> u32 {
-    t.elapsed().as_micros().min(u32::MAX as u128) as u32
 }
 
 /// Tokens for an answer the provider did not count to the end: the client

@@ -203,7 +203,7 @@ pub async fn finish(
         Ok(end) => {
             trace.status = end.status;
             trace.first_byte_micros =
-                end.first_write.map(|t| t.saturating_duration_since(started).as_micros().min(u32::MAX as u128) as u32);
+                end.first_write.map(|t| crate::record::micros(t.saturating_duration_since(started)));
             trace.bytes_out = end.body_bytes;
             trace.usage = end.usage;
             trace.end = end.end;
