@@ -323,10 +323,10 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
                 if g.finish(&mut self.passed).is_err() {
                     self.stop(Flow::Blocked);
                 }
-                for ev in self.passed.drain(..) {
-                    let _ = self.translator.event(&ev, out);
-                }
             }
+            // What the guard released last goes the way of every release:
+            // translated, and captured.
+            self.translate_passed(out);
         }
         let over = upstream_done || self.flow != Flow::Streaming || self.translator.finished();
         if !over {
@@ -565,5 +565,31 @@ mod tests {
         let input = format!("{}{usage}data: [DONE]\n\n", chunk("hi"));
         let (out, _, _) = relay_split(&input, 0, stages(), false);
         assert!(out.contains("\"usage\""));
+    }
+
+    #[test]
+    fn a_guarded_stream_captures_the_text_the_guard_releases_at_the_end() {
+        // No `[DONE]`: the upstream's body just ends, and the guard lets
+        // go of what it held only then.
+        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
+        for d in Detector::ALL {
+            spec.actions[d as usize] = Some(Action::Redact);
+        }
+        let guard = Guard::compile(&spec).expect("profile");
+        let mut hits = Vec::new();
+        let mut answer = Vec::new();
+        let input = format!("{}{}", chunk("Hello"), chunk(" world, the end"));
+        for at in [0, 17, input.len()] {
+            answer.clear();
+            let s = StreamStages {
+                guard: Some((EventGuard::new(&guard), &mut hits)),
+                capture: Some((&guard, &mut answer)),
+                ..stages()
+            };
+            let (out, end, _) = relay_split(&input, at, s, false);
+            assert_eq!(end, End::Completed);
+            assert!(out.contains("Hello") && out.contains(" world, the end"), "{out}");
+            assert_eq!(String::from_utf8_lossy(&answer), "Hello world, the end", "split at {at}");
+        }
     }
 }
