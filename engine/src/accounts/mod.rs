@@ -52,16 +52,7 @@ impl Counted {
     /// The same counts with owners renamed from `old`'s indexes to `new`'s
     /// (owners `new` no longer has are dropped: nothing enforces them).
     fn reindexed(self, old: &Config, new: &Config) -> Counted {
-        let map = |o: Owner| match o {
-            Owner::Team(i) => {
-                let name = &old.teams.get(i)?.name;
-                new.teams.iter().position(|t| &t.name == name).map(Owner::Team)
-            }
-            Owner::Key(i) => {
-                let name = &old.keys.all().get(i)?.name;
-                new.keys.all().iter().position(|k| &k.name == name).map(Owner::Key)
-            }
-        };
+        let map = |o: Owner| renamed(o, old, new);
         let mut out = Counted::default();
         for (o, v) in self.spend {
             if let Some(o) = map(o) {
@@ -82,6 +73,21 @@ impl Counted {
 
     fn minute(&self, owner: Owner, minute: u64) -> MinuteUse {
         self.minute.get(&owner).copied().unwrap_or_default().at(minute)
+    }
+}
+
+/// `owner`, an index into `old`, as the same team or key (by name) in
+/// `new`; `None` when `new` no longer has it.
+fn renamed(owner: Owner, old: &Config, new: &Config) -> Option<Owner> {
+    match owner {
+        Owner::Team(i) => {
+            let name = &old.teams.get(i)?.name;
+            new.teams.iter().position(|t| &t.name == name).map(Owner::Team)
+        }
+        Owner::Key(i) => {
+            let name = &old.keys.all().get(i)?.name;
+            new.keys.all().iter().position(|k| &k.name == name).map(Owner::Key)
+        }
     }
 }
 
@@ -251,11 +257,7 @@ impl Accounts {
     pub fn settle(&self, key: &VirtualKey, config: &Arc<Config>, started_minute: u64, tokens: u64, cost: u64) {
         let mut owners = [Some(Owner::Team(key.team)), Some(Owner::Key(key.index))];
         if let Some(current) = self.config.borrow().as_ref().filter(|c| !Arc::ptr_eq(c, config)) {
-            let team = config.teams.get(key.team).map(|t| &t.name);
-            owners = [
-                team.and_then(|name| current.teams.iter().position(|t| &t.name == name)).map(Owner::Team),
-                current.keys.all().iter().position(|k| k.name == key.name).map(Owner::Key),
-            ];
+            owners = owners.map(|o| o.and_then(|o| renamed(o, config, current)));
         }
         let mut u = self.unmerged.borrow_mut();
         for owner in owners.into_iter().flatten() {
@@ -451,7 +453,7 @@ impl Reservation {
         a.reserved.add(self.owners, total - cur);
         self.tokens.set(total);
         self.owners.iter().zip(self.limits).all(|(&owner, limit)| {
-            limit.is_none_or(|l| a.minute_use(owner, self.minute).tokens + a.reserved(owner) <= l)
+            limit.is_none_or(|l| a.minute_use(owner, self.minute).tokens.saturating_add(a.reserved(owner)) <= l)
         })
     }
 }
