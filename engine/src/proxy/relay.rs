@@ -369,27 +369,13 @@ impl Tap {
     }
 }
 
-/// Ends a chunked event stream whose upstream failed: an OpenAI-style
-/// error event, `[DONE]`, and the last chunk, so SDKs see a clean error
-/// rather than a hung or truncated stream.
+/// Ends a chunked event stream whose upstream failed: an error event in the
+/// client's format ([`write_error_event`]) and the last chunk, so SDKs see
+/// a clean error rather than a hung or truncated stream.
 async fn end_stream_with_error(client: &mut Client, provider: &str, front: super::Front, deadline: Instant) {
-    let mut event = bytes::BytesMut::new();
-    let mut json = bytes::BytesMut::new();
+    let mut event = BytesMut::new();
     let message = format!("upstream `{provider}` failed in the middle of the stream");
-    match front {
-        super::Front::OpenAi => {
-            tollgate_protocol::openai::write_error_body(&mut json, &message, "server_error", "upstream_stream_error");
-            tollgate_protocol::sse::write_event(&mut event, None, &json);
-            event.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
-        }
-        super::Front::Anthropic => {
-            // Anthropic SDKs act on named events only.
-            json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
-            tollgate_protocol::openai::write_json_string(&mut json, &message);
-            json.extend_from_slice(b"}}");
-            tollgate_protocol::sse::write_event(&mut event, Some(b"error"), &json);
-        }
-    }
+    write_error_event(front, &message, "upstream_stream_error", &mut event);
     let mut hdr = [0u8; 18];
     let n = chunk_header(event.len(), &mut hdr);
     client.out.push(Bytes::copy_from_slice(&hdr[..n]));
@@ -397,4 +383,25 @@ async fn end_stream_with_error(client: &mut Client, provider: &str, front: super
     client.out.push(Bytes::from_static(CHUNK_END));
     client.out.push(Bytes::from_static(LAST_CHUNK));
     let _ = client.write(deadline).await;
+}
+
+/// An error event ending an event stream, in the client's API's format.
+/// OpenAI's: an error body, then `[DONE]`, so SDKs see an error instead of
+/// a stream that simply stops. Anthropic's: a named `error` event (its
+/// SDKs act on named events only).
+pub(super) fn write_error_event(front: super::Front, message: &str, code: &str, out: &mut BytesMut) {
+    let mut json = BytesMut::new();
+    match front {
+        super::Front::OpenAi => {
+            tollgate_protocol::openai::write_error_body(&mut json, message, "server_error", code);
+            tollgate_protocol::sse::write_event(out, None, &json);
+            out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
+        }
+        super::Front::Anthropic => {
+            json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
+            tollgate_protocol::openai::write_json_string(&mut json, message);
+            json.extend_from_slice(b"}}");
+            tollgate_protocol::sse::write_event(out, Some(b"error"), &json);
+        }
+    }
 }

@@ -160,27 +160,13 @@ impl Stream {
 
     /// An error event in the client's format, ending the stream.
     fn fail(&mut self, message: &str, code: &str, out: &mut BytesMut) {
-        let mut json = BytesMut::new();
-        let openai = match self {
-            Stream::ToOpenAi(_) => true,
-            Stream::ToAnthropic(_) => false,
-            Stream::Identity { front, .. } => *front == Front::OpenAi,
+        // The client's API: the translator's target, or the front itself.
+        let front = match self {
+            Stream::ToOpenAi(_) => Front::OpenAi,
+            Stream::ToAnthropic(_) => Front::Anthropic,
+            Stream::Identity { front, .. } => *front,
         };
-        match openai {
-            true => {
-                // An OpenAI-style error event, then [DONE]: SDKs see an
-                // error instead of a stream that simply stops.
-                tollgate_protocol::openai::write_error_body(&mut json, message, "server_error", code);
-                tollgate_protocol::sse::write_event(out, None, &json);
-                out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
-            }
-            false => {
-                json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
-                tollgate_protocol::openai::write_json_string(&mut json, message);
-                json.extend_from_slice(b"}}");
-                tollgate_protocol::sse::write_event(out, Some(b"error"), &json);
-            }
-        }
+        super::relay::write_error_event(front, message, code, out);
     }
 }
 
