@@ -22,6 +22,7 @@
 //! the request started with, so a reload never changes the rules under a
 //! request in flight.
 
+pub mod answer;
 pub mod authenticate;
 pub mod call;
 pub mod fallback;

@@ -328,7 +328,7 @@ fn take_body(
 /// buffer it was read into (no copy); from a second piece on, the data is
 /// copied into one buffer, so that what is kept is the data itself and not
 /// the read buffers it pins (a trickling upstream would pin one per read).
-/// Past [`super::translate::TRANSLATED_BODY_BYTES_MAX`] nothing is kept
+/// Past [`super::answer::TRANSLATED_BODY_BYTES_MAX`] nothing is kept
 /// (the answer is then billed as one that reported no usage).
 #[derive(Default)]
 struct Tap {
@@ -343,7 +343,7 @@ impl Tap {
             return;
         }
         let held = self.first.as_ref().map_or(0, Bytes::len) + self.joined.len();
-        if held + data.len() > super::translate::TRANSLATED_BODY_BYTES_MAX {
+        if held + data.len() > super::answer::TRANSLATED_BODY_BYTES_MAX {
             self.overflowed = true;
             self.first = None;
             self.joined = BytesMut::new();
@@ -362,20 +362,20 @@ impl Tap {
 
     fn usage(self) -> Option<TokenUsage> {
         match self.first {
-            Some(one) => super::translate::answer_usage(&one),
-            None if !self.joined.is_empty() => super::translate::answer_usage(&self.joined),
+            Some(one) => super::answer::answer_usage(&one),
+            None if !self.joined.is_empty() => super::answer::answer_usage(&self.joined),
             None => None,
         }
     }
 }
 
 /// Ends a chunked event stream whose upstream failed: an error event in the
-/// client's format ([`write_error_event`]) and the last chunk, so SDKs see
+/// client's format ([`super::answer::write_error_event`]) and the last chunk, so SDKs see
 /// a clean error rather than a hung or truncated stream.
 async fn end_stream_with_error(client: &mut Client, provider: &str, front: super::Front, deadline: Instant) {
     let mut event = BytesMut::new();
     let message = format!("upstream `{provider}` failed in the middle of the stream");
-    write_error_event(front, &message, "upstream_stream_error", &mut event);
+    super::answer::write_error_event(front, &message, "upstream_stream_error", &mut event);
     let mut hdr = [0u8; 18];
     let n = chunk_header(event.len(), &mut hdr);
     client.out.push(Bytes::copy_from_slice(&hdr[..n]));
@@ -383,25 +383,4 @@ async fn end_stream_with_error(client: &mut Client, provider: &str, front: super
     client.out.push(Bytes::from_static(CHUNK_END));
     client.out.push(Bytes::from_static(LAST_CHUNK));
     let _ = client.write(deadline).await;
-}
-
-/// An error event ending an event stream, in the client's API's format.
-/// OpenAI's: an error body, then `[DONE]`, so SDKs see an error instead of
-/// a stream that simply stops. Anthropic's: a named `error` event (its
-/// SDKs act on named events only).
-pub(super) fn write_error_event(front: super::Front, message: &str, code: &str, out: &mut BytesMut) {
-    let mut json = BytesMut::new();
-    match front {
-        super::Front::OpenAi => {
-            tollgate_protocol::openai::write_error_body(&mut json, message, "server_error", code);
-            tollgate_protocol::sse::write_event(out, None, &json);
-            out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
-        }
-        super::Front::Anthropic => {
-            json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
-            tollgate_protocol::openai::write_json_string(&mut json, message);
-            json.extend_from_slice(b"}}");
-            tollgate_protocol::sse::write_event(out, Some(b"error"), &json);
-        }
-    }
 }

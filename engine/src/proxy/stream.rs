@@ -18,6 +18,7 @@ use tollgate_protocol::anthropic::{self, StreamTranslator};
 use tollgate_protocol::sse::SseParser;
 use tollgate_protocol::tokens::Encoding;
 
+use super::answer::{anthropic_usage, token_usage};
 use super::guard::{EventGuard, Recorded};
 use super::relay::RouteLabel;
 use super::upstream_request::Translation;
@@ -166,7 +167,7 @@ impl Stream {
             Stream::ToAnthropic(_) => Front::Anthropic,
             Stream::Identity { front, .. } => *front,
         };
-        super::relay::write_error_event(front, message, code, out);
+        super::answer::write_error_event(front, message, code, out);
     }
 }
 
@@ -418,27 +419,6 @@ fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, data: &[u8]) -> u
         n += encoding.count_bytes(text);
     });
     n
-}
-
-/// The record's usage from an Anthropic answer's, read by the translator;
-/// `None` for a count past [`tollgate_protocol::openai::USAGE_TOKENS_MAX`]
-/// (not believed, as for answers read directly).
-pub(super) fn anthropic_usage(u: anthropic::Usage) -> Option<TokenUsage> {
-    let max = tollgate_protocol::openai::USAGE_TOKENS_MAX;
-    if [u.input, u.output, u.cache_read, u.cache_write].iter().any(|&n| n > max) {
-        return None;
-    }
-    Some(TokenUsage {
-        prompt: u.input.saturating_add(u.cache_read).saturating_add(u.cache_write),
-        completion: u.output,
-        cached: u.cache_read,
-        cache_write: u.cache_write,
-    })
-}
-
-/// The record's usage from what a provider's answer reported.
-pub(super) fn token_usage(u: tollgate_protocol::openai::Usage) -> TokenUsage {
-    TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached, cache_write: u.cache_write }
 }
 
 #[cfg(test)]

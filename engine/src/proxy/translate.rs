@@ -17,19 +17,17 @@ use tollgate_protocol::http1::{
     chunk_header, BodyFraming, ChunkedDecoder, LengthDecoder, ResponseHead, CHUNK_END, LAST_CHUNK,
 };
 
+use super::answer::{answer_usage, anthropic_usage, TRANSLATED_BODY_BYTES_MAX};
 use super::guard::{Checked, EventGuard, Recorded};
 use super::relay::{Answer, RelayEnd};
-use super::stream::{anthropic_usage, Ceiling, Flow, Stream, StreamRelay, StreamStages};
+use super::stream::{Ceiling, Flow, Stream, StreamRelay, StreamStages};
 use super::upstream_request::Translation;
 use super::Front;
 use crate::error::GatewayError;
 use crate::iov;
-use crate::record::{End, TokenUsage};
+use crate::record::End;
 use crate::respond::Client;
 use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
-
-/// An upstream answer read whole for translation may be at most this big.
-pub const TRANSLATED_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Why a body's read ended before the body did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -399,10 +397,4 @@ async fn relay_stream(
     end.upstream_reusable = flow == Flow::Done && reader.done && response.keep_alive && up.buf.is_empty();
     end.client_reusable = keep_alive && !matches!(flow, Flow::Failed | Flow::Cut);
     end
-}
-
-/// The usage of a whole JSON answer (OpenAI's or Anthropic's), read by
-/// structure.
-pub fn answer_usage(body: &[u8]) -> Option<TokenUsage> {
-    tollgate_protocol::openai::read_answer(body)?.usage().map(super::stream::token_usage)
 }

@@ -1,0 +1,63 @@
+//! What every relay path reads from an answer and writes into one: the
+//! provider's usage as the record's [`TokenUsage`] (from a whole JSON
+//! answer, a stream's usage chunk, or Anthropic's translated counts), the
+//! bound on an answer kept whole, and the error event that ends a stream
+//! the gateway cannot finish. A leaf of `proxy`, so that [`super::relay`],
+//! [`super::stream`] and [`super::translate`] share it without importing
+//! one another in a circle.
+
+use bytes::BytesMut;
+use tollgate_protocol::anthropic;
+
+use crate::record::TokenUsage;
+
+/// An upstream answer read whole for translation may be at most this big.
+pub const TRANSLATED_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The usage of a whole JSON answer (OpenAI's or Anthropic's), read by
+/// structure.
+pub fn answer_usage(body: &[u8]) -> Option<TokenUsage> {
+    tollgate_protocol::openai::read_answer(body)?.usage().map(token_usage)
+}
+
+/// The record's usage from an Anthropic answer's, read by the translator;
+/// `None` for a count past [`tollgate_protocol::openai::USAGE_TOKENS_MAX`]
+/// (not believed, as for answers read directly).
+pub fn anthropic_usage(u: anthropic::Usage) -> Option<TokenUsage> {
+    let max = tollgate_protocol::openai::USAGE_TOKENS_MAX;
+    if [u.input, u.output, u.cache_read, u.cache_write].iter().any(|&n| n > max) {
+        return None;
+    }
+    Some(TokenUsage {
+        prompt: u.input.saturating_add(u.cache_read).saturating_add(u.cache_write),
+        completion: u.output,
+        cached: u.cache_read,
+        cache_write: u.cache_write,
+    })
+}
+
+/// The record's usage from what a provider's answer reported.
+pub fn token_usage(u: tollgate_protocol::openai::Usage) -> TokenUsage {
+    TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached, cache_write: u.cache_write }
+}
+
+/// An error event ending an event stream, in the client's API's format.
+/// OpenAI's: an error body, then `[DONE]`, so SDKs see an error instead of
+/// a stream that simply stops. Anthropic's: a named `error` event (its
+/// SDKs act on named events only).
+pub fn write_error_event(front: super::Front, message: &str, code: &str, out: &mut BytesMut) {
+    let mut json = BytesMut::new();
+    match front {
+        super::Front::OpenAi => {
+            tollgate_protocol::openai::write_error_body(&mut json, message, "server_error", code);
+            tollgate_protocol::sse::write_event(out, None, &json);
+            out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
+        }
+        super::Front::Anthropic => {
+            json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
+            tollgate_protocol::openai::write_json_string(&mut json, message);
+            json.extend_from_slice(b"}}");
+            tollgate_protocol::sse::write_event(out, Some(b"error"), &json);
+        }
+    }
+}
