@@ -12,6 +12,11 @@
 //!   `GET /admin/stats` (the same totals as JSON);
 //! - `GET /healthz`.
 //!
+//! Who may call what is [`authorize`]'s: admin tokens (`[server]
+//! admin_tokens`, kept as SHA-256 digests like client keys, reloadable)
+//! guard every endpoint but `/healthz` and the page; without any, reads
+//! are open and nothing that changes state is served.
+//!
 //! What reaches it from a browser on the operator's machine is refused: a
 //! `Host` that is not an address or `localhost` (DNS rebinding), and a
 //! cross-origin `Origin` on anything that changes state (CSRF). At most
@@ -26,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use tollgate_policy::keys::{hash_key, presented_key, KeyHash};
 use tollgate_protocol::http1::{find_head_end, HeadLimits, Method, RequestHead};
 use tollgate_protocol::openai::{write_error_body, write_json_string};
 
@@ -168,6 +174,16 @@ fn serve(
     if head.method != Method::Get && !same_origin(head.header(b"origin"), host) {
         return respond(&mut stream, 403, &error_json("cross-origin request refused", "cross_origin"));
     }
+    let tokens = lock(reloader).current().admin_tokens.clone();
+    if let Err(refusal) = authorize(&head, &tokens) {
+        return respond_as_with(
+            &mut stream,
+            401,
+            "application/json",
+            "www-authenticate: Bearer realm=\"tollgate-admin\"\r\n",
+            &error_json(refusal, "invalid_admin_token"),
+        );
+    }
     match (head.method, head.path()) {
         (Method::Get, b"/healthz") => respond(&mut stream, 200, "{\"status\":\"ok\"}"),
         (Method::Get, b"/") => respond_as(&mut stream, 200, "text/html; charset=utf-8", DASHBOARD),
@@ -202,6 +218,28 @@ fn serve(
             404,
             &error_json("admin endpoints: GET /admin/config, POST /admin/reload", "unknown_url"),
         ),
+    }
+}
+
+/// Who may call what. `GET /healthz` and the dashboard page (which holds
+/// no figures) are open. With admin tokens configured, everything else
+/// needs one; with none, reads stay open (the listener is on loopback by
+/// default) and every call that changes state is refused: a reload over
+/// HTTP needs a token, or SIGHUP, which only the process's owner can send.
+fn authorize(head: &RequestHead, tokens: &[KeyHash]) -> Result<(), &'static str> {
+    if matches!((head.method, head.path()), (Method::Get, b"/healthz") | (Method::Get, b"/")) {
+        return Ok(());
+    }
+    let presented = presented_key(head.header(b"authorization"), None);
+    // Digests are compared, so timing can reveal something about a guess's
+    // digest at most, never about a token (as for client keys).
+    let known = presented.is_some_and(|p| tokens.contains(&hash_key(p)));
+    match (known, tokens.is_empty(), head.method == Method::Get) {
+        (true, _, _) | (false, true, true) => Ok(()),
+        (false, true, false) => Err(
+            "calls that change state need an admin token: make one with `tollgate keygen --admin`, put its hash in [server] admin_tokens, and send it as Authorization: Bearer; SIGHUP reloads without one",
+        ),
+        (false, false, _) => Err("this admin listener needs an admin token: send Authorization: Bearer <token>"),
     }
 }
 
@@ -243,9 +281,20 @@ fn respond(stream: &mut TcpStream, status: u16, body: &str) -> std::io::Result<(
 }
 
 fn respond_as(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) -> std::io::Result<()> {
+    respond_as_with(stream, status, content_type, "", body)
+}
+
+/// `headers`: extra header lines, each ending in CRLF.
+fn respond_as_with(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<()> {
     write!(
         stream,
-        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{headers}connection: close\r\n\r\n{body}",
         reason(status),
         body.len()
     )?;
@@ -268,5 +317,37 @@ mod tests {
         assert!(same_origin(Some(b"http://127.0.0.1:9090"), b"127.0.0.1:9090"));
         assert!(!same_origin(Some(b"http://attacker.example"), b"127.0.0.1:9090"));
         assert!(!same_origin(Some(b"null"), b"127.0.0.1:9090"));
+    }
+
+    fn head(raw: &str) -> RequestHead {
+        let limits = HeadLimits { head_bytes_max: 4096, uri_bytes_max: 1024 };
+        RequestHead::parse(bytes::Bytes::copy_from_slice(raw.as_bytes()), &limits).expect("head")
+    }
+
+    /// Every combination of token set, presented token and method.
+    #[test]
+    fn who_may_call_what() {
+        let token = "tga-0123456789";
+        let tokens = [hash_key(token.as_bytes())];
+        let get = |path: &str, auth: &str| head(&format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n"));
+        let post = |auth: &str| head(&format!("POST /admin/reload HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n"));
+        let good = format!("Authorization: Bearer {token}\r\n");
+        let bad = "Authorization: Bearer tga-guess\r\n";
+        // No tokens configured: reads open, state changes refused, even
+        // with a token in hand.
+        assert!(authorize(&get("/metrics", ""), &[]).is_ok());
+        assert!(authorize(&post(""), &[]).is_err());
+        assert!(authorize(&post(&good), &[]).is_err());
+        // Tokens configured: the right one opens everything.
+        for path in ["/metrics", "/admin/stats", "/admin/config"] {
+            assert!(authorize(&get(path, ""), &tokens).is_err(), "{path}");
+            assert!(authorize(&get(path, bad), &tokens).is_err(), "{path}");
+            assert!(authorize(&get(path, &good), &tokens).is_ok(), "{path}");
+        }
+        assert!(authorize(&post(bad), &tokens).is_err());
+        assert!(authorize(&post(&good), &tokens).is_ok());
+        // Open whatever is configured.
+        assert!(authorize(&get("/healthz", ""), &tokens).is_ok());
+        assert!(authorize(&get("/", ""), &tokens).is_ok());
     }
 }

@@ -10,15 +10,19 @@ tollgate: an AI gateway: one layer every LLM request passes through
 USAGE:
     tollgate [serve] [OPTIONS]     run the gateway (the default command)
     tollgate check-config FILE     validate a configuration file and exit
-    tollgate reload [--admin IP:PORT]
+    tollgate reload [--admin IP:PORT] [--token-file FILE]
                                    ask a running gateway to reload (its admin
                                    listener, 127.0.0.1:9090 by default); exits 1
-                                   with every problem when it refuses
+                                   with every problem when it refuses; the admin
+                                   token is read from FILE (default: the file
+                                   named by $TOLLGATE_ADMIN_TOKEN_FILE)
     tollgate keygen --team TEAM --name NAME [--config FILE]
                                    make a new virtual key: prints the key once,
                                    and the [[keys]] entry (its SHA-256) to paste
                                    into the configuration; with --config, checks
                                    that the team exists
+    tollgate keygen --admin        make an admin token: prints the token once and
+                                   the [server] admin_tokens entry (its SHA-256)
     tollgate report [--dir DIR | FILE...] [--since DATE] [--until DATE]
                     [--by team,model,key,provider] [--format table|csv|json]
                     [--guardrails]
@@ -111,7 +115,11 @@ pub enum Command {
     /// non-zero when it refuses (systemd's `ExecReload` sees the failure).
     Reload {
         admin: std::net::SocketAddr,
+        /// The file holding the admin token, if any.
+        token_file: Option<PathBuf>,
     },
+    /// A new admin token.
+    AdminKeygen,
     Help,
     Version,
 }
@@ -129,6 +137,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         }
         Some("keygen") => {
             args.next();
+            if args.peek().map(String::as_str) == Some("--admin") {
+                args.next();
+                if let Some(extra) = args.next() {
+                    return Err(format!("keygen --admin: unexpected argument {extra:?}"));
+                }
+                return Ok(Command::AdminKeygen);
+            }
             let (mut team, mut name, mut config) = (None, None, None);
             while let Some(arg) = args.next() {
                 let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -166,16 +181,18 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         Some("reload") => {
             args.next();
             let mut admin: std::net::SocketAddr = "127.0.0.1:9090".parse().map_err(|_| "default admin address")?;
+            let mut token_file = std::env::var_os("TOLLGATE_ADMIN_TOKEN_FILE").map(PathBuf::from);
             while let Some(arg) = args.next() {
                 match arg.as_str() {
                     "--admin" => {
                         let v = args.next().ok_or("--admin needs IP:PORT")?;
                         admin = v.parse().map_err(|_| format!("--admin {v:?} is not IP:PORT"))?;
                     }
+                    "--token-file" => token_file = Some(PathBuf::from(args.next().ok_or("--token-file needs FILE")?)),
                     other => return Err(format!("reload: unknown argument {other:?}")),
                 }
             }
-            return Ok(Command::Reload { admin });
+            return Ok(Command::Reload { admin, token_file });
         }
         Some("serve") => {
             args.next();

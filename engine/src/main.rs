@@ -36,7 +36,8 @@ fn main() {
             report(dir, files, since, until, by, &format, guardrails)
         }
         Ok(Command::Serve(args)) => tollgate_engine::server::serve(args),
-        Ok(Command::Reload { admin }) => reload(admin),
+        Ok(Command::Reload { admin, token_file }) => reload(admin, token_file.as_deref()),
+        Ok(Command::AdminKeygen) => admin_keygen(),
         Err(msg) => {
             eprintln!("tollgate: {msg}");
             2
@@ -76,6 +77,24 @@ fn keygen(team: &str, name: &str, config: Option<&Path>) -> i32 {
     println!("name = {name:?}");
     println!("team = {team:?}");
     println!("sha256 = \"{hash}\"");
+    0
+}
+
+/// Prints a new admin token once, with the `[server] admin_tokens` entry
+/// that holds its hash.
+fn admin_keygen() -> i32 {
+    let mut random = [0u8; KEY_RANDOM_BYTES];
+    if let Err(e) = getrandom::fill(&mut random) {
+        eprintln!("tollgate keygen: the OS random source failed: {e}");
+        return 1;
+    }
+    // Its own prefix, so that an admin token is never taken for a client key.
+    let token = format!("tga-{}", hex(&random));
+    println!("{token}");
+    println!();
+    println!("# The token above is shown only this once: keep it in a file only the operators can read");
+    println!("# (TOLLGATE_ADMIN_TOKEN_FILE, for `tollgate reload`). Add its hash under [server], then reload:");
+    println!("admin_tokens = [\"{}\"]", hex(&hash_key(token.as_bytes())));
     0
 }
 
@@ -148,14 +167,26 @@ fn report(
 /// `tollgate reload`: POST /admin/reload; 0 when the gateway took the new
 /// configuration, 1 (with every problem printed) when it refused it or
 /// could not be reached.
-fn reload(admin: std::net::SocketAddr) -> i32 {
+fn reload(admin: std::net::SocketAddr, token_file: Option<&Path>) -> i32 {
     use std::io::{Read, Write};
+    let token = match token_file.map(std::fs::read_to_string) {
+        None => None,
+        Some(Ok(t)) => Some(t.trim().to_string()),
+        Some(Err(e)) => {
+            eprintln!(
+                "tollgate: cannot read the admin token file {}: {e}",
+                token_file.unwrap_or(Path::new("")).display()
+            );
+            return 1;
+        }
+    };
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let result = (|| -> std::io::Result<String> {
         let mut c = std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(5))?;
         c.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
         write!(
             c,
-            "POST /admin/reload HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "POST /admin/reload HTTP/1.1\r\nHost: {}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n",
             admin.ip()
         )?;
         let mut answer = String::new();
@@ -169,6 +200,9 @@ fn reload(admin: std::net::SocketAddr) -> i32 {
             if ok {
                 println!("{body}");
                 0
+            } else if answer.starts_with("HTTP/1.1 401") {
+                eprintln!("tollgate: the admin listener refused the admin token (give --token-file, or set TOLLGATE_ADMIN_TOKEN_FILE): {body}");
+                1
             } else {
                 eprintln!("tollgate: reload refused, the old configuration keeps serving: {body}");
                 1

@@ -43,6 +43,9 @@ pub struct Loaded {
     pub generation: u64,
     pub keys: usize,
     pub models: usize,
+    /// Digests of the admin tokens: reloaded like keys, so that a leaked
+    /// token is revoked by a reload.
+    pub admin_tokens: Vec<tollgate_policy::keys::KeyHash>,
 }
 
 impl Loaded {
@@ -54,6 +57,7 @@ impl Loaded {
             generation,
             keys: config.keys.len(),
             models: config.routes.all().len(),
+            admin_tokens: config.server.admin_tokens.clone(),
         }
     }
 }

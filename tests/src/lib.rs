@@ -232,6 +232,7 @@ pub fn config_for(upstream: SocketAddr, workers: usize, extra_server: &str) -> S
         r#"
 [server]
 workers = {workers}
+admin_tokens = ["{admin_token}"]
 {extra_server}
 
 [[providers]]
@@ -252,7 +253,19 @@ name = "alias"
 targets = [{{ provider = "up", model = "real-model" }}]
 
 {team_and_key}"#,
-        team_and_key = team_and_key()
+        team_and_key = team_and_key(),
+        admin_token = key_hash(ADMIN_TOKEN),
+    )
+}
+
+/// The admin token [`config_for`]'s configurations accept.
+pub const ADMIN_TOKEN: &str = "tga-e2e-0123456789abcdef";
+
+/// `GET path` on an admin listener, with [`ADMIN_TOKEN`].
+pub fn admin_get(admin: SocketAddr, path: &str) -> Response {
+    one_request(
+        admin,
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n").as_bytes(),
     )
 }
 
@@ -458,7 +471,8 @@ pub fn get(path: &str) -> Vec<u8> {
 
 /// `POST /admin/reload` on the admin listener.
 pub fn admin_reload(gw: &Proc) -> Response {
-    one_request(gw.admin.expect("admin listener"), b"POST /admin/reload HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    let raw = format!("POST /admin/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n");
+    one_request(gw.admin.expect("admin listener"), raw.as_bytes())
 }
 
 /// One request on a fresh connection.
@@ -636,15 +650,14 @@ impl Drop for Redis {
 /// A `/metrics` sample's value from a gateway's admin listener, by its
 /// full name with labels as written (`tollgate_cluster_degraded{node="a"}`).
 pub fn metric(gw: &Proc, sample: &str) -> Option<f64> {
-    let text =
-        one_request(gw.admin.expect("admin listener"), b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").text();
+    let text = admin_get(gw.admin.expect("admin listener"), "/metrics").text();
     text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// `GET /admin/stats` on the admin listener: the dashboard's numbers
 /// (`requests`, `errors`, `in_flight`, ...) as the merger has them.
 pub fn admin_stats(gw: &Proc) -> serde_json::Value {
-    one_request(gw.admin.expect("admin listener"), b"GET /admin/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").json()
+    admin_get(gw.admin.expect("admin listener"), "/admin/stats").json()
 }
 
 /// How often [`holds_within`] and [`wait_until`] look again.

@@ -183,7 +183,7 @@ fn an_invalid_configuration_refuses_to_start_with_exit_2() {
 }
 
 fn admin_config(gw: &Proc) -> serde_json::Value {
-    one_request(gw.admin.unwrap(), b"GET /admin/config HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").json()
+    admin_get(gw.admin.unwrap(), "/admin/config").json()
 }
 
 #[test]

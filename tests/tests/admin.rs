@@ -22,11 +22,59 @@ fn cross_origin_and_rebound_requests_are_refused() {
     );
     let r = one_request(admin, csrf.as_bytes());
     assert_eq!((r.status, r.error_code().as_str()), (403, "cross_origin"), "{}", r.text());
-    // The operator: curl, or the dashboard's own origin.
-    let own =
-        format!("POST /admin/reload HTTP/1.1\r\nHost: {admin}\r\nOrigin: http://{admin}\r\nContent-Length: 0\r\n\r\n");
+    // The operator: curl, or the dashboard's own origin, with the token.
+    let own = format!(
+        "POST /admin/reload HTTP/1.1\r\nHost: {admin}\r\nOrigin: http://{admin}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Length: 0\r\n\r\n"
+    );
     assert_eq!(one_request(admin, own.as_bytes()).status, 200);
     assert_eq!(admin_reload(&gw).status, 200);
+}
+
+/// A same-origin request without the token (a page served by the listener
+/// itself, or anyone who reaches the port) cannot reload or read figures.
+#[test]
+fn the_admin_token_guards_reads_and_reloads() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    for auth in ["", "Authorization: Bearer tga-guess\r\n", "Authorization: Bearer tg-e2e-0123456789abcdef\r\n"] {
+        let reload = format!("POST /admin/reload HTTP/1.1\r\nHost: {admin}\r\n{auth}Content-Length: 0\r\n\r\n");
+        let r = one_request(admin, reload.as_bytes());
+        assert_eq!((r.status, r.error_code().as_str()), (401, "invalid_admin_token"), "{auth}: {}", r.text());
+        assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"tollgate-admin\""));
+        for path in ["/metrics", "/admin/stats", "/admin/config"] {
+            let get = format!("GET {path} HTTP/1.1\r\nHost: {admin}\r\n{auth}\r\n");
+            assert_eq!(one_request(admin, get.as_bytes()).status, 401, "{path} {auth}");
+        }
+    }
+    for path in ["/metrics", "/admin/stats", "/admin/config"] {
+        assert_eq!(admin_get(admin, path).status, 200, "{path}");
+    }
+    // Health and the page (no figures in it) stay open to probes.
+    assert_eq!(one_request(admin, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").status, 200);
+    assert_eq!(one_request(admin, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").status, 200);
+    // A reload that drops the token revokes it at once.
+    let path = gw.config_path.clone().expect("config file");
+    let text = std::fs::read_to_string(&path).expect("config");
+    let other = "tga-e2e-rotated";
+    std::fs::write(&path, text.replace(&key_hash(ADMIN_TOKEN), &key_hash(other))).expect("write config");
+    assert_eq!(admin_reload(&gw).status, 200);
+    assert_eq!(admin_get(admin, "/metrics").status, 401);
+}
+
+/// With no admin token configured, reads stay open (on loopback) and a
+/// reload over HTTP is refused; SIGHUP still reloads.
+#[test]
+fn without_admin_tokens_nothing_changes_state() {
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 1, "").replace(&format!("admin_tokens = [\"{}\"]", key_hash(ADMIN_TOKEN)), "");
+    let gw = start_gateway(&config, &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    let r = admin_reload(&gw);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("keygen --admin"), "the refusal names the fix: {}", r.text());
+    let open = one_request(admin, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(open.status, 200);
 }
 
 #[test]
@@ -35,7 +83,9 @@ fn configured_names_are_answered() {
     let config = config_for(mock.addr, 1, "admin_hosts = [\"tollgate.internal\"]");
     let gw = start_gateway(&config, &[], &[]);
     let admin = gw.admin.expect("admin listener");
-    let r = one_request(admin, b"GET /metrics HTTP/1.1\r\nHost: tollgate.internal:9090\r\n\r\n");
+    let raw =
+        format!("GET /metrics HTTP/1.1\r\nHost: tollgate.internal:9090\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n");
+    let r = one_request(admin, raw.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
 }
 

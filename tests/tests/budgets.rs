@@ -252,7 +252,7 @@ fn a_soft_threshold_passed_is_posted_to_the_webhook_and_counted() {
 
     let mut metrics = String::new();
     let counted = holds_within(Duration::from_secs(5), || {
-        metrics = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").text();
+        metrics = admin_get(gw.admin.unwrap(), "/metrics").text();
         metrics.contains("tollgate_budget_soft_threshold_total{team=\"e2e\"} 1")
     });
     assert!(counted, "{metrics}");

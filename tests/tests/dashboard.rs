@@ -32,7 +32,7 @@ fn the_dashboard_shows_the_gateways_numbers() {
     // What was seen last is checked below, all counted or not.
     let mut stats = serde_json::Value::Null;
     holds_within(Duration::from_secs(5), || {
-        stats = one_request(admin, b"GET /admin/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").json();
+        stats = admin_get(admin, "/admin/stats").json();
         stats["requests"] == 5
     });
     assert_eq!(stats["requests"], 5, "{stats}");
@@ -44,7 +44,7 @@ fn the_dashboard_shows_the_gateways_numbers() {
     assert_eq!(stats["guardrails"][0]["rule"], "pii.email");
     assert_eq!(stats["guardrails"][0]["hits"], 1);
 
-    let page = one_request(admin, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let page = admin_get(admin, "/");
     assert_eq!(page.status, 200);
     assert!(page.header("content-type").unwrap().starts_with("text/html"));
     assert!(page.text().contains("/admin/stats") && !page.text().contains("://cdn"), "self-contained");
@@ -54,7 +54,7 @@ fn the_dashboard_shows_the_gateways_numbers() {
         eprintln!("skipped the browser part: no chromium");
         return;
     };
-    let url = format!("http://{admin}/");
+    let url = format!("http://{admin}/#token={ADMIN_TOKEN}");
     let headless =
         ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000"];
     let dom = Command::new(browser).args(headless).arg("--dump-dom").arg(&url).output().expect("chromium runs");

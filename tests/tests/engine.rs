@@ -603,7 +603,7 @@ fn ten_thousand_idle_connections_while_serving() {
     drop(idle);
     // Their slots come back: connections are counted down as they close.
     let open = || {
-        let text = one_request(gw.admin.expect("admin"), b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").text();
+        let text = admin_get(gw.admin.expect("admin"), "/metrics").text();
         text.lines()
             .find_map(|l| l.strip_prefix("tollgate_worker_connections{worker=\"0\"} ")?.trim().parse::<u64>().ok())
             .unwrap_or(u64::MAX)

@@ -178,7 +178,7 @@ fn records_keep_rules_not_text_and_a_reload_changes_the_profile() {
     let want = "tollgate_guardrail_hits_total{team=\"e2e\",rule=\"pii.email\",action=\"redact\",in=\"request\"} 1";
     let mut metrics = String::new();
     let counted = holds_within(std::time::Duration::from_secs(5), || {
-        metrics = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").text();
+        metrics = admin_get(gw.admin.unwrap(), "/metrics").text();
         metrics.contains(want) && metrics.contains("rule=\"secret.openai_key\",action=\"block\"")
     });
     assert!(counted, "{metrics}");

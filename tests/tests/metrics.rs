@@ -58,7 +58,7 @@ fn metrics_count_requests_tokens_and_latency() {
     // was seen last is checked below, merged or not.
     let mut samples = serde_json::Value::Null;
     holds_within(Duration::from_secs(5), || {
-        let text = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").text();
+        let text = admin_get(gw.admin.unwrap(), "/metrics").text();
         samples = parse(&text).expect("parsed");
         sample(&samples, "tollgate_requests_total", &[("team", "e2e"), ("status", "200")]) == Some(3.0)
             && sample(&samples, "tollgate_budget_spent_usd", &[("team", "e2e")]).is_some_and(|v| v > 0.0)
@@ -121,7 +121,7 @@ fn the_grafana_dashboard_queries_only_exported_metrics() {
     // interval); what was seen last is checked below.
     let mut text = String::new();
     holds_within(Duration::from_secs(5), || {
-        text = one_request(gw.admin.unwrap(), b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").text();
+        text = admin_get(gw.admin.unwrap(), "/metrics").text();
         names.iter().all(|n| exported(&text, n))
     });
     for name in names {

@@ -104,8 +104,21 @@ fn the_reload_command_reports_a_refused_configuration() {
     let mock = start_mock(&[]);
     let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
     let admin = gw.admin.expect("admin listener").to_string();
-    let reload =
-        || std::process::Command::new(bin("tollgate")).args(["reload", "--admin", &admin]).output().expect("runs");
+    let dir = TempDir::new("token");
+    let token_file = dir.0.join("admin-token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).expect("token file");
+    // Without the token the reload fails, and says why.
+    let bare = std::process::Command::new(bin("tollgate")).args(["reload", "--admin", &admin]).output().expect("runs");
+    assert_eq!(bare.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("admin token"));
+    // The unit's way: the token file named in the environment.
+    let reload = || {
+        std::process::Command::new(bin("tollgate"))
+            .args(["reload", "--admin", &admin])
+            .env("TOLLGATE_ADMIN_TOKEN_FILE", &token_file)
+            .output()
+            .expect("runs")
+    };
     let ok = reload();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let path = gw.config_path.clone().expect("config file");

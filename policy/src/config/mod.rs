@@ -68,6 +68,9 @@ pub struct Server {
     /// Host names the admin listener answers to besides addresses and
     /// `localhost` (lower case).
     pub admin_hosts: Vec<String>,
+    /// Digests of the tokens the admin listener accepts. Empty: reads are
+    /// open (on loopback by default) and `POST /admin/reload` is refused.
+    pub admin_tokens: Vec<crate::keys::KeyHash>,
     /// Worker threads; 0 means one per available core.
     pub workers: usize,
     pub head_bytes_max: usize,

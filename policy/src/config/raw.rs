@@ -69,6 +69,8 @@ pub struct RawServer {
     /// Names the admin listener answers to besides IP addresses and
     /// `localhost` (a Prometheus that scrapes it by name, say).
     pub admin_hosts: Vec<String>,
+    /// SHA-256 digests of the admin tokens (`tollgate keygen --admin`).
+    pub admin_tokens: Vec<Spanned<String>>,
     pub workers: usize,
     pub head_bytes_max: usize,
     pub uri_bytes_max: usize,
@@ -96,6 +98,7 @@ impl Default for RawServer {
             listen: Spanned::new(0..0, "127.0.0.1:8080".to_string()),
             admin_listen: Spanned::new(0..0, "127.0.0.1:9090".to_string()),
             admin_hosts: Vec::new(),
+            admin_tokens: Vec::new(),
             workers: 0,
             head_bytes_max: 16 * 1024,
             uri_bytes_max: 8 * 1024,

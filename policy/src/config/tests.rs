@@ -341,3 +341,15 @@ fn listener_tls() {
     );
     assert!(p.iter().any(|m| m.contains("client_auth needs client_ca_file")), "{p:#?}");
 }
+
+#[test]
+fn admin_tokens_are_digests() {
+    let token = crate::keys::hex(&crate::keys::hash_key(b"tga-x"));
+    let ok = format!("[server]\nadmin_tokens = [\"{token}\"]\n{BASE}");
+    let c = Config::parse("gw.toml", &ok, &TestEnv).unwrap();
+    assert_eq!(c.server.admin_tokens, vec![crate::keys::hash_key(b"tga-x")]);
+    // The token itself pasted where its digest belongs: refused, with the fix.
+    let pasted = format!("[server]\nadmin_tokens = [\"tga-x\"]\n{BASE}");
+    let p = problems(&pasted);
+    assert!(p[0].starts_with("gw.toml:2:17:") && p[0].contains("keygen --admin"), "{p:?}");
+}

@@ -166,8 +166,20 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
             client_auth_required: required,
         }
     });
+    let mut admin_tokens = Vec::new();
+    for t in &raw.admin_tokens {
+        match crate::keys::parse_hash(t.get_ref()) {
+            Some(h) => admin_tokens.push(h),
+            None => report.add(
+                t.span(),
+                "admin_tokens entries are 64 hex digits, the SHA-256 `tollgate keygen --admin` prints; never the token itself"
+                    .to_string(),
+            ),
+        }
+    }
     let ms = Duration::from_millis;
     Some(Server {
+        admin_tokens,
         tls,
         listen: listen?,
         admin_listen: admin_listen?,
