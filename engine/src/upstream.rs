@@ -63,6 +63,8 @@ pub struct Upstream {
     pub kind: ProviderKind,
     /// Streams ask for the usage chunk (see `Provider::stream_usage`).
     pub stream_usage: bool,
+    /// Which client headers go to this provider.
+    pub forward: tollgate_policy::forward::ForwardHeaders,
     pub addr: SocketAddr,
     tls: TlsMode,
     /// `POST /v1/chat/completions HTTP/1.1\r\n` (or `/v1/messages` for
@@ -132,6 +134,7 @@ impl Upstream {
             key_header: provider.api_key_header.clone(),
             kind: provider.kind,
             stream_usage: provider.stream_usage,
+            forward: provider.forward_headers.clone(),
             addr: resolved.addr,
             tls,
             chat_request_line: Bytes::from(line),
@@ -151,6 +154,7 @@ impl Upstream {
         self.name == other.name
             && self.kind == other.kind
             && self.stream_usage == other.stream_usage
+            && self.forward == other.forward
             && self.addr == other.addr
             && same_tls
             && self.chat_request_line == other.chat_request_line

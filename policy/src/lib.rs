@@ -6,13 +6,14 @@
 //! into an upstream target ([`route`]); virtual keys ([`keys`]), teams
 //! ([`team`]) and which models they may use ([`access`]). Budgets, rate
 //! limits ([`budget`], [`ratelimit`]) and guardrails ([`guard`]) are their
-//! own modules; dates to day numbers and back are [`calendar`]'s. Nothing
+//! own modules, as is which client headers reach a provider ([`forward`]); dates to day numbers and back are [`calendar`]'s. Nothing
 //! here reads the clock or a socket; the engine passes time in.
 
 pub mod access;
 pub mod budget;
 pub mod calendar;
 pub mod config;
+pub mod forward;
 pub mod guard;
 pub mod keys;
 pub mod prices;

@@ -239,6 +239,7 @@ admin_tokens = ["{admin_token}"]
 name = "up"
 kind = "openai-compatible"
 base_url = "http://{upstream}/v1"
+forward_headers = ["x-mock-*"]
 
 [[models]]
 name = "gpt-4o-mini"

@@ -18,11 +18,13 @@ breaker_failures = 100
 name = "openai"
 kind = "openai-compatible"
 base_url = "http://{openai}/v1"
+forward_headers = ["x-mock-*"]
 
 [[providers]]
 name = "claude"
 kind = "anthropic"
 base_url = "http://{anthropic}/v1"
+forward_headers = ["x-mock-*"]
 api_key_env = "TOLLGATE_E2E_ANTHROPIC_KEY"
 
 [[models]]

@@ -55,6 +55,28 @@ fn client_credentials_never_reach_the_upstream() {
     assert!(head.contains(&format!("host: {}", mock.addr)), "{head}");
 }
 
+/// A tenant cannot choose who pays at the provider, turn on features the
+/// gateway does not price, or smuggle a header through `Connection`: only
+/// the provider's allow-list and its configured additions go upstream.
+#[test]
+fn only_allowed_client_headers_reach_the_upstream() {
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 1, "")
+        .replace("forward_headers = [\"x-mock-*\"]", "forward_headers = [\"x-mock-*\", \"x-cost-centre\"]");
+    let gw = start_gateway(&config, &[], &[]);
+    let sent = "x-mock-echo: head\r\nOpenAI-Organization: org-victim\r\nOpenAI-Project: proj-victim\r\n\
+                anthropic-beta: unpriced-feature\r\nOpenAI-Beta: assistants=v2\r\nX-Smuggled: 1\r\n\
+                Connection: keep-alive, x-cost-centre\r\nx-cost-centre: 42\r\ntraceparent: 00-abc-def-01\r\n";
+    let head = one_request(gw.addr, &chat_request(SMALL_CHAT, sent)).text().to_ascii_lowercase();
+    for gone in ["org-victim", "proj-victim", "unpriced-feature", "assistants=v2", "x-smuggled", "x-cost-centre"] {
+        assert!(!head.contains(gone), "{gone} reached the upstream:\n{head}");
+    }
+    assert!(head.contains("traceparent: 00-abc-def-01"), "{head}");
+    // The configured addition passes when Connection does not name it.
+    let head = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-echo: head\r\nx-cost-centre: 42\r\n")).text();
+    assert!(head.contains("x-cost-centre: 42"), "{head}");
+}
+
 #[test]
 fn stream_events_reach_the_client_before_the_upstream_finishes() {
     // 6 content events 150 ms apart: the upstream needs about 1.2 s in all.

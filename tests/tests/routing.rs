@@ -26,11 +26,13 @@ breaker_cooldown_ms = 500
 name = "primary"
 kind = "openai-compatible"
 base_url = "http://{primary}/v1"
+forward_headers = ["x-mock-*"]
 
 [[providers]]
 name = "backup"
 kind = "openai-compatible"
 base_url = "http://{backup}/v1"
+forward_headers = ["x-mock-*"]
 
 [[models]]
 name = "gpt-4o-mini"

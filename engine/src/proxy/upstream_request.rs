@@ -16,37 +16,6 @@ use tollgate_protocol::openai::{self, ChatRequestFields};
 
 use crate::error::GatewayError;
 
-/// Headers that describe one hop, not the message (RFC 9110 7.6.1), plus
-/// the client's credentials, which never leave the gateway.
-fn forwarded(name: &[u8]) -> bool {
-    const DROP: &[&[u8]] = &[
-        b"host",
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"expect",
-        b"authorization",
-        b"proxy-authorization",
-        b"x-api-key",
-        b"api-key",
-        // Anthropic targets get the gateway's own; OpenAI targets none.
-        b"anthropic-version",
-        // The gateway reads answers (translation, usage, guardrails), so it
-        // asks for them uncompressed: `accept-encoding: identity` below.
-        b"accept-encoding",
-        // Which organisation or project pays at the provider is the
-        // gateway's credential's business, not a tenant's choice.
-        b"openai-organization",
-        b"openai-project",
-    ];
-    !DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
-}
-
 /// An upstream request as at most eight slices, held inline so that
 /// building it allocates nothing beyond the rendered header lines.
 pub struct Parts {
@@ -141,8 +110,10 @@ pub fn build(
     let connection = head.header(b"connection").unwrap_or(b"");
     let named_by_connection =
         |n: &[u8]| connection.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(n));
+    // The provider's allow-list (`tollgate_policy::forward`): who pays,
+    // which beta features run and the credentials are the gateway's.
     for (name, value) in head.headers().filter(|(n, _)| {
-        forwarded(n) && key_header.is_none_or(|k| !k.eq_ignore_ascii_case(n)) && !named_by_connection(n)
+        upstream.forward.allows(n) && key_header.is_none_or(|k| !k.eq_ignore_ascii_case(n)) && !named_by_connection(n)
     }) {
         s.extend_from_slice(name);
         s.extend_from_slice(b": ");
@@ -188,22 +159,4 @@ pub enum Translation {
     ToOpenAi(anthropic::RequestInfo),
     /// An OpenAI upstream's answer, for an Anthropic client.
     ToAnthropic(anthropic::RequestInfo),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::forwarded;
-
-    #[test]
-    fn hop_by_hop_and_credentials_stay() {
-        for h in ["Host", "connection", "Transfer-Encoding", "Authorization", "X-Api-Key", "content-length", "Expect"] {
-            assert!(!forwarded(h.as_bytes()), "{h}");
-        }
-        for h in ["content-type", "accept", "user-agent", "x-mock-latency-ms"] {
-            assert!(forwarded(h.as_bytes()), "{h}");
-        }
-        for h in ["OpenAI-Organization", "openai-project"] {
-            assert!(!forwarded(h.as_bytes()), "a tenant must not choose who pays: {h}");
-        }
-    }
 }

@@ -172,6 +172,8 @@ pub struct Provider {
     /// not, so that every stream is billed from the provider's own counts;
     /// the gateway keeps that chunk from clients that did not ask.
     pub stream_usage: bool,
+    /// Which client headers reach this provider.
+    pub forward_headers: crate::forward::ForwardHeaders,
     pub mock: MockSettings,
 }
 

@@ -158,6 +158,10 @@ pub struct RawProvider {
     pub ca_file: Option<Spanned<String>>,
     /// Ask OpenAI-style upstreams for a stream's usage chunk (default on).
     pub stream_usage: Option<bool>,
+    /// Client headers this provider receives besides the built-in
+    /// allow-list (names, or `prefix*`).
+    #[serde(default)]
+    pub forward_headers: Vec<Spanned<String>>,
     #[serde(default)]
     pub mock: super::MockSettings,
 }

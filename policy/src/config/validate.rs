@@ -313,7 +313,14 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             }
             token.then_some(name)
         });
+        for h in &p.forward_headers {
+            if let Some(problem) = crate::forward::ForwardHeaders::problem(h.get_ref()) {
+                report.add(h.span(), format!("provider {:?}: {problem}", p.name.get_ref()));
+            }
+        }
+        let additions: Vec<String> = p.forward_headers.iter().map(|h| h.get_ref().clone()).collect();
         out.push(Provider {
+            forward_headers: crate::forward::ForwardHeaders::new(kind, &additions),
             name: p.name.get_ref().clone(),
             kind,
             host,
