@@ -232,9 +232,116 @@ pub fn prompt_tokens(encoding: Encoding, body: &[u8]) -> u64 {
     }
 }
 
+/// Text [`prompt_tokens_in_steps`] counts between two pauses: about a
+/// millisecond of work, so that one large prompt holds a worker no longer
+/// than that before others' requests run.
+pub const STEP_BYTES: usize = 32 * 1024;
+
+/// [`prompt_tokens`], counted in steps of about [`STEP_BYTES`] of text with
+/// `pause().await` between them (the engine yields to its other tasks).
+/// The same figure: the texts are the same, and each is split into the
+/// same pieces, only consumed a batch at a time. Sans-IO: what a pause
+/// does is the caller's.
+pub async fn prompt_tokens_in_steps<F: std::future::Future<Output = ()>>(
+    encoding: Encoding,
+    body: &[u8],
+    mut pause: impl FnMut() -> F,
+) -> u64 {
+    let mut total = REPLY_PRIMING;
+    // The texts, copied out of the walk (whose callback cannot pause), in
+    // one buffer: a prompt this large is rare, and the copy is a small
+    // part of counting it.
+    let mut texts: Vec<u8> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
+    let keep = |key: &[u8], raw: &[u8]| !(NOT_TEXT.contains(&key) || raw.starts_with(b"data:"));
+    let walked = string_texts(body, keep, |key, _, text| {
+        match key {
+            b"role" => total += TOKENS_PER_MESSAGE,
+            b"name" => total += TOKENS_PER_NAME,
+            _ => {}
+        }
+        if let Ok(text) = text {
+            texts.extend_from_slice(text);
+            ends.push(texts.len());
+        }
+    });
+    if walked.is_err() {
+        return body.len().div_ceil(4) as u64;
+    }
+    let tok = encoding.tokenizer();
+    let mut since_pause = 0;
+    let mut start = 0;
+    for end in ends {
+        let text = String::from_utf8_lossy(&texts[start..end]);
+        start = end;
+        let mut pieces = tok.split(&text);
+        loop {
+            let (counted, bytes, more) = PIECES.with(|cache| {
+                let mut cache = cache.borrow_mut();
+                let (mut counted, mut bytes) = (0, 0);
+                while since_pause + bytes < STEP_BYTES {
+                    let Some(piece) = pieces.next() else { return (counted, bytes, false) };
+                    bytes += piece.len();
+                    counted += cache.count(encoding, piece.as_bytes(), |p| tok.bpe.count(p));
+                }
+                (counted, bytes, true)
+            });
+            total += counted;
+            since_pause += bytes;
+            if since_pause >= STEP_BYTES {
+                pause().await;
+                since_pause = 0;
+            }
+            if !more {
+                break;
+            }
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counted in steps or at once, the same figure, on bodies of every
+    /// kind (escapes, names, invalid UTF-8, texts over many steps), with a
+    /// pause counted to show the steps happen.
+    #[test]
+    fn steps_count_the_same() {
+        let prose = "The gateway counts every prompt once. ".repeat(3000);
+        let cjk = "網關只計算一次提示。".repeat(4000);
+        let bodies = [
+            format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{prose}"}}]}}"#),
+            format!(r#"{{"messages":[{{"role":"system","name":"a","content":"{cjk}"}},{{"role":"user","content":"x\ny \u00e9 {prose}"}}]}}"#),
+            r#"{"messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"data:x"}}]}]}"#.to_string(),
+            "not json".to_string(),
+        ];
+        for (i, body) in bodies.iter().enumerate() {
+            for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+                let mut pauses = 0;
+                let stepped = prompt_tokens_in_steps(enc, body.as_bytes(), || {
+                    pauses += 1;
+                    std::future::ready(())
+                });
+                let stepped = poll_ready(stepped);
+                assert_eq!(stepped, prompt_tokens(enc, body.as_bytes()), "body {i}");
+                if body.len() > 2 * STEP_BYTES {
+                    assert!(pauses >= body.len() / STEP_BYTES / 2, "body {i}: {pauses} pauses");
+                }
+            }
+        }
+    }
+
+    /// Polls a future whose pauses are always ready.
+    fn poll_ready<T>(f: impl std::future::Future<Output = T>) -> T {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("a ready pause left the count pending"),
+        }
+    }
 
     #[test]
     fn models_get_their_encoding() {

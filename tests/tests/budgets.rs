@@ -443,3 +443,54 @@ fn one_worker_under_load_passes_a_budget_by_no_more_than_its_requests_in_flight(
     assert!(spent <= bound, "{admitted} admitted spent {spent} µ$, over the bound {bound} µ$ (in flight x {most} µ$)");
     assert!(spent >= 10_000 - most * 8, "the budget was used: {spent} µ$");
 }
+
+/// A tenant near its tokens-per-minute limit sends prompts of megabytes,
+/// which must be counted: the worker counts them in steps and serves
+/// another tenant's request in between, instead of after them (before,
+/// each count held the worker for its whole length).
+#[test]
+fn a_huge_prompt_does_not_stall_other_tenants() {
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 1, "") + &probe_key("rate_limit = { tokens_per_minute = 100000 }");
+    let gw = start_gateway(&config, &[], &[]);
+    // Words that are mostly new to the counter (no cached pieces): about
+    // 3 MB, a count of about a hundred milliseconds even optimised.
+    let mut seed = 0x2545_f491_u64;
+    let mut text = String::with_capacity(3 << 20);
+    while text.len() < 3 << 20 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let len = 3 + (seed >> 60) as usize % 6;
+        text.extend((0..len).map(|i| (b'a' + ((seed >> (8 * i)) % 26) as u8) as char));
+        text.push(' ');
+    }
+    let body = format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{text}"}}]}}"#);
+    let raw = chat_request_with_key(&body, &format!("Authorization: Bearer {PROBE_KEY}\r\n"));
+    let cpu = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", gw.child.id())).expect("stat");
+        let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let before = cpu();
+    for _ in 0..2 {
+        let (raw, addr, done_tx) = (raw.clone(), gw.addr, done_tx.clone());
+        std::thread::spawn(move || {
+            let r = one_request(addr, &raw);
+            let _ = done_tx.send(r.status);
+        });
+    }
+    // The counts have begun: the gateway has spent CPU time well past
+    // reading the bodies (clock ticks of 10 ms).
+    wait_until(Duration::from_secs(30), "the gateway to start counting", || cpu() >= before + 10);
+    let victim = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!(victim.status, 200);
+    let early = done_rx.try_recv();
+    assert!(
+        early.is_err(),
+        "another tenant was answered only after a huge prompt's count had held the worker: {early:?}"
+    );
+    // The huge prompts were counted, and refused for the limit.
+    for _ in 0..2 {
+        assert_eq!(done_rx.recv_timeout(Duration::from_secs(60)).expect("answered"), 429);
+    }
+}

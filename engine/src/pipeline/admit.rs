@@ -147,19 +147,14 @@ pub fn estimate(ex: &Exchange<'_>) -> Option<MicroUsd> {
 /// then held as spend on this core until the request ends, so that
 /// requests in flight together cannot cross it either.
 pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
-    use tollgate_policy::budget::{check, Spend};
+    use tollgate_policy::budget::check;
     let key = ex.key()?;
     let a = core.accounts;
     let now = crate::unix_now().as_secs();
-    let nearly = |budget: &Budget, spend: Spend| {
-        [(budget.daily, spend.day), (budget.monthly, spend.month)]
-            .iter()
-            .any(|&(limit, spent)| limit.is_some_and(|l| l.saturating_sub(spent).saturating_mul(10) < l))
-    };
     let team = core.state.config.teams.get(key.team);
     let team_spend = a.spend(Owner::Team(key.team), now);
     let key_spend = a.spend(Owner::Key(key.index), now);
-    if !(team.is_some_and(|t| nearly(&t.budget, team_spend)) || nearly(&key.budget, key_spend)) {
+    if !nearly_spent(core, key, now) {
         return Ok(());
     }
     let Some(estimate) = estimate(ex) else { return Ok(()) };
@@ -171,6 +166,53 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
         .map_err(GatewayError::OverBudget)?;
     ex.holds.spend = Some(a.hold_spend([Owner::Team(key.team), Owner::Key(key.index)], estimate));
     Ok(())
+}
+
+/// Whether the key's or its team's budget is nearly spent (under a tenth
+/// left of a day's or a month's limit): [`affordable`] then checks the
+/// request's estimate.
+fn nearly_spent(core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) -> bool {
+    let nearly = |budget: &Budget, spend: tollgate_policy::budget::Spend| {
+        [(budget.daily, spend.day), (budget.monthly, spend.month)]
+            .iter()
+            .any(|&(limit, spent)| limit.is_some_and(|l| l.saturating_sub(spent).saturating_mul(10) < l))
+    };
+    let a = core.accounts;
+    let team = core.state.config.teams.get(key.team);
+    team.is_some_and(|t| nearly(&t.budget, a.spend(Owner::Team(key.team), now)))
+        || nearly(&key.budget, a.spend(Owner::Key(key.index), now))
+}
+
+/// Counts a large prompt in steps (the worker serves its other requests
+/// between them) when a phase before the answer will need the count: the
+/// estimate near a budget's end or for a strict budget, a
+/// tokens-per-minute reservation near a limit, a stream's cost ceiling.
+/// Far from every limit nothing is counted, as in those phases. A small
+/// prompt is left to them: counting it takes less than one step.
+pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    if ex.body.len() <= tollgate_protocol::tokens::STEP_BYTES {
+        return Ok(());
+    }
+    let key = ex.key()?;
+    let team = core.state.config.teams.get(key.team);
+    let priced = ex.routed.as_ref().is_some_and(|r| r.route.price_of(r.route.targets.first()).is_some());
+    let stream = ex.routed.as_ref().is_some_and(|r| r.fields.stream);
+    let for_budget = priced
+        && (nearly_spent(core, key, crate::unix_now().as_secs())
+            || (core.strict.is_some() && (key.budget.strict || team.is_some_and(|t| t.budget.strict))));
+    let for_ceiling = stream && (key.budget.request.is_some() || team.is_some_and(|t| t.budget.request.is_some()));
+    let tpm = team.and_then(|t| t.rate_limit.tokens_per_minute).is_some() || key.rate_limit.tokens_per_minute.is_some();
+    let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex)));
+    if for_budget || for_ceiling || for_tokens {
+        ex.prompt.tokens_in_steps(&ex.body).await;
+    }
+    Ok(())
+}
+
+/// No prompt has more tokens than this: no token is shorter than a byte,
+/// plus the reply's priming.
+fn prompt_bound(ex: &Exchange<'_>) -> u64 {
+    (ex.body.len() as u64).saturating_add(tollgate_protocol::tokens::REPLY_PRIMING)
 }
 
 /// The token phase: when the key or its team has a tokens-per-minute
@@ -189,7 +231,7 @@ pub fn reserve_tokens<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), 
     // reply's priming) instead of counting it; near one, the exact count.
     // The bound only ever overstates a reservation, which the provider's
     // counts replace when the request ends.
-    let bound = (ex.body.len() as u64).saturating_add(tollgate_protocol::tokens::REPLY_PRIMING);
+    let bound = prompt_bound(ex);
     let prompt =
         if far_from_limits(ex, core, key, bound.saturating_add(output)) { bound } else { ex.prompt.tokens(&ex.body) };
     let (headroom, admitted) = rate_check(ex, core, prompt.saturating_add(output))?;

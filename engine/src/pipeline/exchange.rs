@@ -93,9 +93,52 @@ impl Prompt {
         *self.tokens.get_or_init(|| tollgate_protocol::tokens::prompt_tokens(self.encoding, body))
     }
 
+    /// [`Prompt::tokens`] for a phase that may wait: a large body is
+    /// counted in steps, yielding the worker to its other requests between
+    /// them, so that one tenant's huge prompt does not stall the core.
+    pub async fn tokens_in_steps(&self, body: &[u8]) -> u64 {
+        if let Some(&n) = self.tokens.get() {
+            return n;
+        }
+        let n = if body.len() <= tollgate_protocol::tokens::STEP_BYTES {
+            tollgate_protocol::tokens::prompt_tokens(self.encoding, body)
+        } else {
+            tollgate_protocol::tokens::prompt_tokens_in_steps(self.encoding, body, yield_now).await
+        };
+        *self.tokens.get_or_init(|| n)
+    }
+
     /// Whether the prompt has been counted (for tests of "at most once").
     pub fn counted(&self) -> bool {
         self.tokens.get().is_some()
+    }
+}
+
+/// Lets the core's other tasks run once before this one goes on.
+pub fn yield_now() -> YieldNow {
+    YieldNow(false)
+}
+
+/// The future [`yield_now`] returns: pending once, then ready.
+///
+/// A task that wakes itself while running is put back at the *front* of
+/// monoio's queue and polled again at once, so a plain self-wake would
+/// starve everything else on the core. Instead a small task is spawned
+/// (at the back of the queue) that wakes this one: the tasks already
+/// queued, and those the next I/O completions wake, run first.
+pub struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        let waker = cx.waker().clone();
+        monoio::spawn(async move { waker.wake() });
+        std::task::Poll::Pending
     }
 }
 

@@ -132,6 +132,11 @@ pub async fn forward(
                 if end.status >= 500 && end.end == End::Completed {
                     end.end = End::UpstreamFailed;
                 }
+                if end.usage.is_none() && end.status < 300 {
+                    // The estimate below bills the prompt counted: a large
+                    // one is counted in steps.
+                    prompt.tokens_in_steps(body).await;
+                }
                 estimate_usage(&mut end, || prompt.tokens(body), trace);
                 return Ok(end);
             }

@@ -19,6 +19,8 @@
 //!   limit), the route found and the key authorized for it, before any
 //!   work that depends on the body's size (counting its prompt);
 //! - [`guard_request`]: the team's guardrail profile blocks or redacts;
+//! - [`admit::count_large_prompt`]: a large prompt that a later phase will
+//!   need counted is counted in steps, yielding the core between them;
 //! - [`admit::affordable`]: near a budget's end, the request's estimated
 //!   cost must fit and is held as spend while it runs;
 //! - [`admit::reserve_tokens`]: under a tokens-per-minute limit, the
@@ -88,7 +90,12 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
         admit::within_budget(&mut ex, core)?;
         admit::within_rate_limit(&mut ex, core)?;
         read_body(&mut ex, core, client, buf).await?;
-        after_body(&mut ex, core)?;
+        route(&mut ex, core)?;
+        guard_request(&mut ex, core)?;
+        admit::count_large_prompt(&mut ex, core).await?;
+        admit::affordable(&mut ex, core)?;
+        admit::reserve_tokens(&mut ex, core)?;
+        capture(&mut ex, core);
         admit::reserve_strict(&mut ex, core).await?;
         forward::forward(&mut ex, core.state, core.cut, client).await
     }
@@ -105,7 +112,8 @@ pub fn before_body<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gat
 }
 
 /// The phases between the body's read and the strict reservation, in
-/// [`run`]'s order; sans-IO.
+/// [`run`]'s order, sans-IO: all but [`admit::count_large_prompt`], which
+/// only moves a large prompt's count earlier and into steps.
 pub fn after_body<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     route(ex, core)?;
     guard_request(ex, core)?;
@@ -221,8 +229,8 @@ pub async fn finish(
                     if let Some(Some(last)) = trace.attempt_count.checked_sub(1).map(|i| trace.attempts[i]) {
                         // Priced as the target it was sent to.
                         trace.served_by = Some(last.target);
-                        trace.usage =
-                            Some(crate::record::TokenUsage { prompt: prompt.tokens(&body), ..Default::default() });
+                        let prompt = prompt.tokens_in_steps(&body).await;
+                        trace.usage = Some(crate::record::TokenUsage { prompt, ..Default::default() });
                         trace.usage_estimated = true;
                     }
                     End::Cut
