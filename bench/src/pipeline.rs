@@ -127,7 +127,7 @@ pub fn iterate(w: &World, out: &mut BytesMut) -> u64 {
     relay.feed(w.stream.clone(), out);
     relay.end_of_read(true, out);
     checksum += relay.completion_counted;
-    ex.trace.usage = relay.usage();
+    ex.trace.usage = relay.usage().ok().flatten();
     relay.close();
     ex.trace.status = 200;
     pipeline::settle(&core, &ex.trace);

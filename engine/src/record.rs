@@ -117,6 +117,9 @@ pub struct Trace<'s> {
     pub usage: Option<TokenUsage>,
     /// The tokens are (partly) the gateway's count, not the provider's.
     pub usage_estimated: bool,
+    /// The provider reported usage that was set aside as unbelievable
+    /// (`proxy::answer::Rejected`); the tokens are the gateway's count.
+    pub usage_rejected: bool,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// From the attempt that served to its answer's head.
@@ -179,6 +182,7 @@ impl<'s> Trace<'s> {
             stream: false,
             usage: None,
             usage_estimated: false,
+            usage_rejected: false,
             bytes_in: 0,
             bytes_out: 0,
             upstream_micros: 0,
@@ -271,6 +275,9 @@ impl<'s> Trace<'s> {
             }
             if self.usage_estimated {
                 out.extend_from_slice(b",\"estimated\":true");
+            }
+            if self.usage_rejected {
+                out.extend_from_slice(b",\"rejected\":true");
             }
             out.extend_from_slice(b"}");
             if let Some(cost) = self.cost(config) {

@@ -347,11 +347,15 @@ pub struct Reported {
 }
 
 impl Reported {
-    /// Takes a later report: each count it gives replaces the earlier one.
+    /// Takes a later report of the same answer: each count becomes the
+    /// largest reported. A stream's counts only grow (Anthropic's
+    /// `message_delta` and vLLM's per-chunk usage are cumulative), so a
+    /// smaller later figure, such as a last chunk reporting 0 after
+    /// hundreds of tokens, is not one to bill by.
     pub fn merge(&mut self, newer: Reported) {
         let take = |old: &mut Option<u64>, new: Option<u64>| {
-            if new.is_some() {
-                *old = new;
+            if let Some(n) = new {
+                *old = Some(old.map_or(n, |o| o.max(n)));
             }
         };
         take(&mut self.prompt_tokens, newer.prompt_tokens);
@@ -833,6 +837,10 @@ mod tests {
         for ev in [&start[..], &delta[..]] {
             r.merge(read_answer(ev).expect("an event").reported);
         }
+        assert_eq!(r.usage(), Some(Usage { prompt: 35, completion: 15, cached: 10, cache_write: 0 }));
+        // A later, smaller report does not lower a count (0 after 15).
+        let lowered = br#"{"type":"message_delta","delta":{},"usage":{"output_tokens":0,"input_tokens":0}}"#;
+        r.merge(read_answer(lowered).expect("an event").reported);
         assert_eq!(r.usage(), Some(Usage { prompt: 35, completion: 15, cached: 10, cache_write: 0 }));
         // A content block's own `usage`-looking text is not read.
         let block = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"{"usage":{"output_tokens":0}}"}}"#;

@@ -141,6 +141,58 @@ fn absurd_usage_numbers_are_not_believed() {
     assert_eq!(one_request(gw.addr, &chat_request(GPT4O, "")).status, 200);
     let rec = only_record(gw, &logs);
     assert!(rec["cost_micro_usd"].as_u64().is_none_or(|c| c < 1_000_000), "{rec}");
+    // Set aside, and said so: billed from the gateway's own count.
+    assert_eq!(rec["tokens"]["rejected"], true, "{rec}");
+    assert_eq!(rec["tokens"]["estimated"], true, "{rec}");
+}
+
+/// A stream whose upstream reports usage twice, the second time lowering
+/// it to 0 after hundreds of visible tokens: the largest report counts,
+/// and a completion far under what passed is replaced by the gateway's
+/// count, flagged.
+#[test]
+fn a_stream_cannot_lower_its_usage_at_the_end() {
+    let stream = |usages: &[&str]| {
+        let mut sse = String::new();
+        for i in 0..200 {
+            let e = format!(
+                r#"{{"id":"c","object":"chat.completion.chunk","choices":[{{"index":0,"delta":{{"content":" word{i}"}},"finish_reason":null}}]}}"#
+            );
+            sse.push_str(&format!("data: {e}\n\n"));
+        }
+        sse.push_str(r#"data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#);
+        sse.push_str("\n\n");
+        for u in usages {
+            sse.push_str(&format!(r#"data: {{"id":"c","object":"chat.completion.chunk","choices":[],"usage":{u}}}"#));
+            sse.push_str("\n\n");
+        }
+        sse.push_str("data: [DONE]\n\n");
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{sse}\r\n0\r\n\r\n",
+            sse.len()
+        )
+        .into_bytes()
+    };
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    // 600 then 0: the 600 stands, believed.
+    let logs = TempDir::new("hostile");
+    let twice = [r#"{"prompt_tokens":12,"completion_tokens":600}"#, r#"{"prompt_tokens":0,"completion_tokens":0}"#];
+    let gw = gateway(scripted(vec![stream(&twice)]), &logs);
+    assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
+    let rec = only_record(gw, &logs);
+    assert_eq!(
+        (rec["tokens"]["prompt"].as_u64(), rec["tokens"]["completion"].as_u64()),
+        (Some(12), Some(600)),
+        "{rec}"
+    );
+    assert!(rec["tokens"]["rejected"].is_null(), "{rec}");
+    // Only 0 reported after about 400 tokens passed: not believed.
+    let logs = TempDir::new("hostile");
+    let gw = gateway(scripted(vec![stream(&[r#"{"prompt_tokens":12,"completion_tokens":0}"#])]), &logs);
+    assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
+    let rec = only_record(gw, &logs);
+    assert!(rec["tokens"]["completion"].as_u64().is_some_and(|c| c >= 200), "{rec}");
+    assert_eq!((rec["tokens"]["rejected"].clone(), rec["tokens"]["estimated"].clone()), (true.into(), true.into()));
 }
 
 #[test]

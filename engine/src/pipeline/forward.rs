@@ -132,6 +132,7 @@ pub async fn forward(
                 if end.status >= 500 && end.end == End::Completed {
                     end.end = End::UpstreamFailed;
                 }
+                set_aside_unbelievable(&mut end, trace);
                 if end.usage.is_none() && end.status < 300 {
                     // The estimate below bills the prompt counted: a large
                     // one is counted in steps.
@@ -160,6 +161,36 @@ pub async fn forward(
         }
     }
     Err(last_error.unwrap_or_else(|| GatewayError::Unavailable { model: routed.route.name.clone() }))
+}
+
+/// Which usage counts: the provider's, each count at the largest value
+/// it reported (`Reported::merge`), unless it cannot be believed:
+/// - a count that is not a whole number or is past 2^32 (the relays set
+///   `usage_rejected`): the whole report is set aside, and the request is
+///   billed as if none had come;
+/// - in an answer that completed, a completion under half of what the
+///   gateway counted passing (plus a few tokens): tokenizers differ by less
+///   than that; an upstream that reports 0 after hundreds of tokens, or an
+///   Anthropic stream whose `message_delta` never came (leaving
+///   `message_start`'s 1), does not. The completion is the gateway's count.
+///
+/// Either way the record says `"rejected": true` and `"estimated": true`.
+/// (A stream cut short is not judged here: its provider never sent a final
+/// count, and [`estimate_usage`] takes the gateway's.)
+fn set_aside_unbelievable(end: &mut RelayEnd, trace: &mut Trace<'_>) {
+    if end.usage_rejected {
+        end.usage = None;
+        trace.usage_rejected = true;
+        return;
+    }
+    let counted = end.completion_counted;
+    if let Some(u) = end.usage.as_mut().filter(|_| end.end == crate::record::End::Completed) {
+        if counted > u.completion.saturating_mul(2).saturating_add(8) {
+            u.completion = counted;
+            trace.usage_rejected = true;
+            trace.usage_estimated = true;
+        }
+    }
 }
 
 /// Tokens for an answer the provider did not count to the end: the client
@@ -211,4 +242,53 @@ fn ceiling(
         Some((limit, prompt(), price))
     });
     Some(stream::Ceiling { output_tokens: output.unwrap_or(u64::MAX), cost })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{End, RequestId, TokenUsage};
+
+    fn ended(usage: Option<TokenUsage>, counted: u64, end: End) -> RelayEnd {
+        let mut e = RelayEnd::new(200);
+        e.usage = usage;
+        e.completion_counted = counted;
+        e.end = end;
+        e
+    }
+
+    /// Which usage counts, case by case.
+    #[test]
+    fn unbelievable_usage_is_set_aside() {
+        let id = RequestId { epoch: 1, worker: 0, seq: 1 };
+        let usage = |prompt, completion| Some(TokenUsage { prompt, completion, ..Default::default() });
+        // (reported, counted, end) -> (billed completion, rejected)
+        let cases = [
+            // Believed: the provider's count, above or near the gateway's.
+            (usage(12, 600), 400, End::Completed, Some(600), false),
+            (usage(12, 300), 400, End::Completed, Some(300), false),
+            // An Anthropic stream without message_delta (1 from
+            // message_start), or an upstream reporting 0: the count.
+            (usage(12, 1), 400, End::Completed, Some(400), true),
+            (usage(12, 0), 400, End::Completed, Some(400), true),
+            // A few tokens of difference on a short answer stand.
+            (usage(12, 0), 8, End::Completed, Some(0), false),
+            // A stream cut short is estimate_usage's, not judged here.
+            (usage(12, 1), 400, End::ClientGone, Some(1), false),
+        ];
+        for (i, (reported, counted, end, billed, rejected)) in cases.into_iter().enumerate() {
+            let mut e = ended(reported, counted, end);
+            let mut trace = Trace::new(id);
+            set_aside_unbelievable(&mut e, &mut trace);
+            assert_eq!(e.usage.map(|u| u.completion), billed, "case {i}");
+            assert_eq!(e.usage.map(|u| u.prompt), Some(12), "case {i}: the prompt stays the provider's");
+            assert_eq!(trace.usage_rejected, rejected, "case {i}");
+        }
+        // A count that could not be read: nothing of the report is kept.
+        let mut e = ended(None, 5, End::Completed);
+        e.usage_rejected = true;
+        let mut trace = Trace::new(id);
+        set_aside_unbelievable(&mut e, &mut trace);
+        assert!(e.usage.is_none() && trace.usage_rejected);
+    }
 }

@@ -14,26 +14,42 @@ use crate::record::TokenUsage;
 /// An upstream answer read whole for translation may be at most this big.
 pub const TRANSLATED_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 
+/// An answer reported usage that cannot be believed (a count that is not
+/// a whole number, or past [`tollgate_protocol::openai::USAGE_TOKENS_MAX`],
+/// or far below what the gateway counted passing): it is set aside, the
+/// request is billed from the gateway's own counts, and the record says
+/// so (`"rejected": true`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejected;
+
+/// What an answer says of its usage: none, believed, or [`Rejected`].
+pub type Usage = Result<Option<TokenUsage>, Rejected>;
+
 /// The usage of a whole JSON answer (OpenAI's or Anthropic's), read by
 /// structure.
-pub fn answer_usage(body: &[u8]) -> Option<TokenUsage> {
-    tollgate_protocol::openai::read_answer(body)?.usage().map(token_usage)
+pub fn answer_usage(body: &[u8]) -> Usage {
+    let Some(facts) = tollgate_protocol::openai::read_answer(body) else { return Ok(None) };
+    if facts.reported.unreadable {
+        return Err(Rejected);
+    }
+    Ok(facts.usage().map(token_usage))
 }
 
 /// The record's usage from an Anthropic answer's, read by the translator;
-/// `None` for a count past [`tollgate_protocol::openai::USAGE_TOKENS_MAX`]
-/// (not believed, as for answers read directly).
-pub fn anthropic_usage(u: anthropic::Usage) -> Option<TokenUsage> {
+/// [`Rejected`] for a count past
+/// [`tollgate_protocol::openai::USAGE_TOKENS_MAX`], as for answers read
+/// directly.
+pub fn anthropic_usage(u: anthropic::Usage) -> Usage {
     let max = tollgate_protocol::openai::USAGE_TOKENS_MAX;
     if [u.input, u.output, u.cache_read, u.cache_write].iter().any(|&n| n > max) {
-        return None;
+        return Err(Rejected);
     }
-    Some(TokenUsage {
+    Ok(Some(TokenUsage {
         prompt: u.input.saturating_add(u.cache_read).saturating_add(u.cache_write),
         completion: u.output,
         cached: u.cache_read,
         cache_write: u.cache_write,
-    })
+    }))
 }
 
 /// The record's usage from what a provider's answer reported.

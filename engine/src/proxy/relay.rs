@@ -61,6 +61,9 @@ pub struct RelayEnd {
     pub end: End,
     /// Tokens, when the answer carried a `usage` object.
     pub usage: Option<TokenUsage>,
+    /// The answer's usage was there but set aside
+    /// ([`super::answer::Rejected`]).
+    pub usage_rejected: bool,
     /// Completion tokens counted by the gateway in the stream's deltas as
     /// they passed (0 for a JSON answer).
     pub completion_counted: u64,
@@ -78,6 +81,7 @@ impl RelayEnd {
             body_bytes: 0,
             end: End::UpstreamFailed,
             usage: None,
+            usage_rejected: false,
             completion_counted: 0,
             first_write: None,
         }
@@ -213,7 +217,10 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
             end.first_write.get_or_insert_with(Instant::now);
         }
         if done {
-            end.usage = tap.and_then(|t| t.usage());
+            match tap.map_or(Ok(None), Tap::usage) {
+                Ok(u) => end.usage = u,
+                Err(_) => end.usage_rejected = true,
+            }
             break;
         }
         if upstream_eof {
@@ -360,11 +367,11 @@ impl Tap {
         }
     }
 
-    fn usage(self) -> Option<TokenUsage> {
+    fn usage(self) -> super::answer::Usage {
         match self.first {
             Some(one) => super::answer::answer_usage(&one),
             None if !self.joined.is_empty() => super::answer::answer_usage(&self.joined),
-            None => None,
+            None => Ok(None),
         }
     }
 }

@@ -146,15 +146,18 @@ impl Stream {
         self.finish(&mut BytesMut::new());
     }
 
-    fn usage(&self) -> Option<TokenUsage> {
+    fn usage(&self) -> super::answer::Usage {
         match self {
-            Stream::Identity { reported, .. } => reported.usage().map(token_usage),
-            Stream::ToOpenAi(t) => anthropic_usage(t.usage()).filter(|u| (u.prompt | u.completion) > 0),
+            Stream::Identity { reported, .. } if reported.unreadable => Err(super::answer::Rejected),
+            Stream::Identity { reported, .. } => Ok(reported.usage().map(token_usage)),
+            Stream::ToOpenAi(t) => Ok(anthropic_usage(t.usage())?.filter(|u| (u.prompt | u.completion) > 0)),
             Stream::ToAnthropic(t) => {
                 let (prompt, completion, cached) = t.usage();
-                let believed = [prompt, completion].iter().all(|&n| n <= tollgate_protocol::openai::USAGE_TOKENS_MAX);
-                Some(TokenUsage { prompt, completion, cached: cached.min(prompt), cache_write: 0 })
-                    .filter(|u| believed && (u.prompt | u.completion) > 0)
+                if [prompt, completion].iter().any(|&n| n > tollgate_protocol::openai::USAGE_TOKENS_MAX) {
+                    return Err(super::answer::Rejected);
+                }
+                Ok(Some(TokenUsage { prompt, completion, cached: cached.min(prompt), cache_write: 0 })
+                    .filter(|u| (u.prompt | u.completion) > 0))
             }
         }
     }
@@ -342,7 +345,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     }
 
     /// The provider's usage, as far as the stream has carried it.
-    pub fn usage(&self) -> Option<TokenUsage> {
+    pub fn usage(&self) -> super::answer::Usage {
         self.translator.usage()
     }
 
@@ -525,7 +528,7 @@ mod tests {
         let mut out = BytesMut::new();
         relay.feed(Bytes::from(input), &mut out);
         relay.end_of_read(true, &mut out);
-        assert_eq!(relay.usage(), Some(TokenUsage { prompt: 7, completion: 2, cached: 0, cache_write: 0 }));
+        assert_eq!(relay.usage(), Ok(Some(TokenUsage { prompt: 7, completion: 2, cached: 0, cache_write: 0 })));
         assert!(!String::from_utf8_lossy(&out).contains("usage"));
         // Asked for by the client: passed on.
         let input = format!("{}{usage}data: [DONE]\n\n", chunk("hi"));

@@ -202,7 +202,7 @@ pub async fn relay_translated(
     }
     let mut out = BytesMut::with_capacity(body.len() + 256);
     let to_anthropic = matches!(translation, Translation::ToAnthropic(_));
-    let mut usage = None;
+    let mut usage = Ok(None);
     let mut status = response.status;
     if matches!(translation, Translation::None) {
         usage = answer_usage(&body);
@@ -230,7 +230,7 @@ pub async fn relay_translated(
             // The answer is withheld, in the shape the client's SDK knows
             // for a filtered answer; the tokens were still spent.
             let refusal = format!("the answer was withheld by guardrail rule `{rule}`");
-            let billed = usage.map(|u| (u.prompt, u.completion));
+            let billed = usage.ok().flatten().map(|u| (u.prompt, u.completion));
             out.clear();
             match front {
                 Front::OpenAi => tollgate_protocol::openai::write_filtered_completion(
@@ -266,7 +266,10 @@ pub async fn relay_translated(
     end.upstream_reusable = upstream_reusable;
     end.client_reusable = sent && !close;
     end.body_bytes = body_bytes;
-    end.usage = usage;
+    match usage {
+        Ok(u) => end.usage = u,
+        Err(_) => end.usage_rejected = true,
+    }
     end.first_write = sent.then_some(written);
     end.end = match (sent, blocked) {
         (false, _) => End::ClientGone,
@@ -377,7 +380,10 @@ async fn relay_stream(
                 client.out.push(Bytes::from_static(LAST_CHUNK));
             }
         }
-        end.usage = relay.usage();
+        match relay.usage() {
+            Ok(u) => end.usage = u,
+            Err(_) => end.usage_rejected = true,
+        }
         end.completion_counted = relay.completion_counted;
         if !client.out.is_empty() {
             if client.write(deadline).await.is_err() {
