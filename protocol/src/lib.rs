@@ -3,7 +3,9 @@
 //! This crate owns every byte-level format the gateway reads or writes:
 //! HTTP/1.1 heads and body framing ([`http1`]), Server-Sent Events ([`sse`]),
 //! the few fields of OpenAI-style JSON bodies that routing needs
-//! ([`openai`]), and RESP, the Redis protocol of the cluster tier ([`resp`]).
+//! ([`openai`]), and RESP, the Redis protocol of the cluster tier ([`resp`]);
+//! the token counts the gateway makes itself ([`tokens`]), with images and
+//! audio estimated from their headers ([`media`]).
 //! It never touches a socket, a runtime or the clock, so every
 //! rule is tested with plain byte strings and every parser is fuzzed.
 //!
@@ -16,6 +18,7 @@
 pub mod anthropic;
 pub mod http1;
 pub mod json;
+pub mod media;
 pub mod openai;
 pub mod resp;
 pub mod span;

@@ -76,7 +76,7 @@ impl BodyError {
 
 /// Nesting depth past which a body is refused: no real chat request comes
 /// close, and the bound keeps hostile input from costing more than a pass.
-const DEPTH_MAX: usize = 128;
+pub(crate) const DEPTH_MAX: usize = 128;
 
 /// Scans the top level of a chat request body. The body must be UTF-8, as
 /// JSON text is: invalid bytes inside a string would reach the upstream
@@ -200,28 +200,28 @@ pub const ASK_FOR_USAGE: &[u8] = b"\"stream_options\":{\"include_usage\":true},"
 /// counts are always obtained.
 pub const USAGE_OPTIONS: &[u8] = b"{\"include_usage\":true}";
 
-struct Cursor<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) pos: usize,
     /// Nesting past which a skipped value is refused. A request's bound is
     /// [`DEPTH_MAX`]; a provider's answer has none (what a model writes in
     /// a tool's input must not make an answer unreadable, and so unbilled),
     /// and past [`DEPTH_MAX`] its brackets are counted, not matched.
-    depth_max: usize,
+    pub(crate) depth_max: usize,
 }
 
 impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.buf.get(self.pos).copied()
     }
 
-    fn bump(&mut self) -> Option<u8> {
+    pub(crate) fn bump(&mut self) -> Option<u8> {
         let b = self.peek()?;
         self.pos += 1;
         Some(b)
     }
 
-    fn expect(&mut self, want: u8) -> Result<(), BodyError> {
+    pub(crate) fn expect(&mut self, want: u8) -> Result<(), BodyError> {
         if self.bump() == Some(want) {
             Ok(())
         } else {
@@ -229,14 +229,14 @@ impl Cursor<'_> {
         }
     }
 
-    fn ws(&mut self) {
+    pub(crate) fn ws(&mut self) {
         while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.pos += 1;
         }
     }
 
     /// A string starting at the cursor; returns the span of its contents.
-    fn string(&mut self) -> Result<Span, BodyError> {
+    pub(crate) fn string(&mut self) -> Result<Span, BodyError> {
         self.expect(b'"')?;
         let start = self.pos;
         loop {
@@ -258,7 +258,7 @@ impl Cursor<'_> {
     }
 
     /// Skips one value of any kind.
-    fn value(&mut self) -> Result<(), BodyError> {
+    pub(crate) fn value(&mut self) -> Result<(), BodyError> {
         match self.peek() {
             Some(b'"') => self.string().map(|_| ()),
             Some(b'{' | b'[') => self.nested(),
@@ -557,7 +557,7 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
 
 /// Walks an object at the cursor, calling `f` with each key; `f` consumes
 /// the member's value.
-fn members(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>, &[u8]) -> Option<()>) -> Option<()> {
+pub(crate) fn members(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>, &[u8]) -> Option<()>) -> Option<()> {
     c.expect(b'{').ok()?;
     c.ws();
     if c.peek() == Some(b'}') {
@@ -583,7 +583,7 @@ fn members(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>, &[u8]) -> Opti
 
 /// Walks an array at the cursor, calling `f` at each element; `f` consumes
 /// it.
-fn elements(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>) -> Option<()>) -> Option<()> {
+pub(crate) fn elements(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>) -> Option<()>) -> Option<()> {
     c.expect(b'[').ok()?;
     c.ws();
     if c.peek() == Some(b']') {

@@ -210,7 +210,8 @@ const NOT_TEXT: &[&[u8]] = &[
 
 /// The prompt tokens of a chat request body, counted the way OpenAI bills
 /// chat models: every text the messages carry (role and name included), 3
-/// per message, 1 per name, 3 for the reply. Tool definitions and other
+/// per message, 1 per name, 3 for the reply, and images and audio at the
+/// provider's rates ([`crate::media`]). Tool definitions and other
 /// strings are counted as text: an estimate, close for plain chats. A body
 /// that cannot be walked counts a token per four bytes.
 pub fn prompt_tokens(encoding: Encoding, body: &[u8]) -> u64 {
@@ -227,7 +228,9 @@ pub fn prompt_tokens(encoding: Encoding, body: &[u8]) -> u64 {
         }
     });
     match walked {
-        Ok(()) => total,
+        // Images and audio, which carry no text, at what the provider
+        // bills for them (estimated: `crate::media`).
+        Ok(()) => total.saturating_add(crate::media::media_tokens(body)),
         Err(_) => body.len().div_ceil(4) as u64,
     }
 }
@@ -268,6 +271,7 @@ pub async fn prompt_tokens_in_steps<F: std::future::Future<Output = ()>>(
     if walked.is_err() {
         return body.len().div_ceil(4) as u64;
     }
+    total = total.saturating_add(crate::media::media_tokens(body));
     let tok = encoding.tokenizer();
     let mut since_pause = 0;
     let mut start = 0;

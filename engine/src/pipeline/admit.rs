@@ -209,10 +209,13 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     Ok(())
 }
 
-/// No prompt has more tokens than this: no token is shorter than a byte,
-/// plus the reply's priming.
+/// No prompt has more tokens than this: no token of text is shorter than
+/// a byte, plus the reply's priming, plus what its images and audio cost
+/// (an image by URL costs up to 1,445 tokens in a few dozen bytes).
 fn prompt_bound(ex: &Exchange<'_>) -> u64 {
-    (ex.body.len() as u64).saturating_add(tollgate_protocol::tokens::REPLY_PRIMING)
+    (ex.body.len() as u64)
+        .saturating_add(tollgate_protocol::tokens::REPLY_PRIMING)
+        .saturating_add(tollgate_protocol::media::media_tokens(&ex.body))
 }
 
 /// The token phase: when the key or its team has a tokens-per-minute

@@ -258,4 +258,17 @@ fn far_from_the_limit_the_prompt_is_bounded_not_counted() {
     let bound = body.len() as u64 + tollgate_protocol::tokens::REPLY_PRIMING;
     assert_eq!(w.accounts.reserved(Owner::Team(0)), bound + 77);
     assert!(bound >= tollgate_protocol::tokens::prompt_tokens(Encoding::O200kBase, body.as_bytes()));
+    // Images by URL cost far more tokens than their bytes: the bound holds.
+    let w = World::new("rate_limit = { tokens_per_minute = 100000000 }");
+    let core = w.core();
+    let image = r#"{"type":"image_url","image_url":{"url":"https://x/a.png"}}"#;
+    let body = format!(
+        r#"{{"model":"gpt-4o","max_tokens":1,"messages":[{{"role":"user","content":[{}]}}]}}"#,
+        [image; 40].join(",")
+    );
+    let mut ex = exchange("tg-key", &body);
+    admit(&mut ex, &core).expect("admitted");
+    let exact = tollgate_protocol::tokens::prompt_tokens(Encoding::O200kBase, body.as_bytes());
+    assert!(exact >= 40 * tollgate_protocol::media::OPENAI_IMAGE_MAX);
+    assert!(w.accounts.reserved(Owner::Team(0)) > exact, "{} <= {exact}", w.accounts.reserved(Owner::Team(0)));
 }

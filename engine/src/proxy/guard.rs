@@ -51,9 +51,19 @@ fn inline_file(key: &[u8], raw: &[u8]) -> bool {
 }
 
 /// Keys of the text an answer's stream events carry (`reasoning`: vLLM
-/// from 0.10 and OpenRouter; `reasoning_content`: DeepSeek and older vLLM).
-pub const STREAM_TEXT: &[&[u8]] =
-    &[b"content", b"text", b"arguments", b"partial_json", b"thinking", b"refusal", b"reasoning_content", b"reasoning"];
+/// from 0.10 and OpenRouter; `reasoning_content`: DeepSeek and older vLLM;
+/// `transcript`: the text of an audio answer).
+pub const STREAM_TEXT: &[&[u8]] = &[
+    b"content",
+    b"text",
+    b"arguments",
+    b"partial_json",
+    b"thinking",
+    b"refusal",
+    b"reasoning_content",
+    b"reasoning",
+    b"transcript",
+];
 
 pub use crate::record::Recorded;
 

@@ -1,0 +1,343 @@
+//! What the images and audio in a request cost in tokens: estimates for
+//! the prompt counts the gateway makes itself (the tokens-per-minute
+//! reservation near a limit, the estimate near a budget's end, the bill of
+//! an answer that reports no usage). The provider's usage replaces them.
+//!
+//! Read by structure (`messages[].content[]` parts), never by searching
+//! the bytes: an image's size comes from the first bytes of its base64
+//! data (PNG, GIF, JPEG and WebP headers). An image given by URL, or whose
+//! size cannot be read, is estimated at the most the provider bills for
+//! one, so that an estimate never lets a tenant pay less than it used.
+
+use crate::openai::{elements, members, Cursor, DEPTH_MAX};
+use crate::span::Span;
+
+/// OpenAI's cost of an image at `detail: "low"`, and of each 512-pixel tile
+/// at high detail on top of it (gpt-4o, gpt-4.1 and o-series pricing).
+pub const OPENAI_IMAGE_BASE: u64 = 85;
+pub const OPENAI_IMAGE_TILE: u64 = 170;
+/// The most one image costs at high detail: scaled to fit 2048 pixels,
+/// then to a shortest side of 768, an image covers at most 4 x 2 tiles.
+pub const OPENAI_IMAGE_MAX: u64 = OPENAI_IMAGE_BASE + 8 * OPENAI_IMAGE_TILE;
+/// Anthropic's images cost width x height / 750 tokens, after scaling to a
+/// long edge of at most 1568 pixels: about 1,600 at most.
+pub const ANTHROPIC_IMAGE_MAX: u64 = 1600;
+/// Audio input: OpenAI bills about one token per 100 ms.
+pub const AUDIO_TOKENS_PER_SECOND: u64 = 10;
+
+/// Base64 characters of an image read for its size: enough for a JPEG
+/// whose size marker follows a large EXIF block.
+const HEADER_BASE64_MAX: usize = 96 * 1024;
+
+/// The tokens the images and audio of a chat or messages request cost, as
+/// far as they can be told without the provider.
+pub fn media_tokens(body: &[u8]) -> u64 {
+    let finder = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
+    if !finder(b"image") && !finder(b"audio") {
+        return 0;
+    }
+    let mut c = Cursor { buf: body, pos: 0, depth_max: DEPTH_MAX };
+    let mut total = 0u64;
+    c.ws();
+    let _ = members(&mut c, &mut |c, key| {
+        if key != b"messages" || c.peek() != Some(b'[') {
+            return c.value().ok();
+        }
+        elements(c, &mut |c| {
+            if c.peek() != Some(b'{') {
+                return c.value().ok();
+            }
+            members(c, &mut |c, key| {
+                if key != b"content" || c.peek() != Some(b'[') {
+                    return c.value().ok();
+                }
+                elements(c, &mut |c| {
+                    if c.peek() != Some(b'{') {
+                        return c.value().ok();
+                    }
+                    total = total.saturating_add(part(c)?);
+                    Some(())
+                })
+            })
+        })
+    });
+    total
+}
+
+/// The fields of one content part that say what media it holds.
+#[derive(Default)]
+struct Part {
+    kind: Option<Span>,
+    url: Option<Span>,
+    detail: Option<Span>,
+    data: Option<Span>,
+    format: Option<Span>,
+}
+
+/// A string value's span, or the value skipped.
+fn string(c: &mut Cursor<'_>, into: &mut Option<Span>) -> Option<()> {
+    if c.peek() == Some(b'"') {
+        *into = Some(c.string().ok()?);
+        Some(())
+    } else {
+        c.value().ok()
+    }
+}
+
+/// The tokens of one content part (0 for text and anything else).
+fn part(c: &mut Cursor<'_>) -> Option<u64> {
+    let buf = c.buf;
+    let mut p = Part::default();
+    members(c, &mut |c, key| match key {
+        b"type" => string(c, &mut p.kind),
+        // OpenAI: {"url": ..., "detail": ...}, or the URL alone.
+        b"image_url" if c.peek() == Some(b'{') => members(c, &mut |c, key| match key {
+            b"url" => string(c, &mut p.url),
+            b"detail" => string(c, &mut p.detail),
+            _ => c.value().ok(),
+        }),
+        b"image_url" => string(c, &mut p.url),
+        b"input_audio" if c.peek() == Some(b'{') => members(c, &mut |c, key| match key {
+            b"data" => string(c, &mut p.data),
+            b"format" => string(c, &mut p.format),
+            _ => c.value().ok(),
+        }),
+        // Anthropic: {"type": "base64", "media_type": ..., "data": ...} or
+        // {"type": "url", "url": ...}.
+        b"source" if c.peek() == Some(b'{') => members(c, &mut |c, key| match key {
+            b"data" => string(c, &mut p.data),
+            b"url" => string(c, &mut p.url),
+            _ => c.value().ok(),
+        }),
+        _ => c.value().ok(),
+    })?;
+    let get = |s: Option<Span>| s.map_or(&b""[..], |s| s.get(buf));
+    Some(match get(p.kind) {
+        b"image_url" => {
+            if get(p.detail) == b"low" {
+                return Some(OPENAI_IMAGE_BASE);
+            }
+            let url = get(p.url);
+            let b64 = url.iter().position(|&b| b == b',').filter(|_| url.starts_with(b"data:")).map(|i| &url[i + 1..]);
+            b64.and_then(image_size).map_or(OPENAI_IMAGE_MAX, |(w, h)| openai_image(w, h))
+        }
+        b"image" => {
+            let data = get(p.data);
+            (!data.is_empty())
+                .then(|| image_size(data))
+                .flatten()
+                .map_or(ANTHROPIC_IMAGE_MAX, |(w, h)| anthropic_image(w, h))
+        }
+        b"input_audio" => audio(get(p.data), get(p.format)),
+        _ => 0,
+    })
+}
+
+/// OpenAI's high-detail cost of a `w` x `h` image.
+pub fn openai_image(w: u32, h: u32) -> u64 {
+    let (mut w, mut h) = (f64::from(w.max(1)), f64::from(h.max(1)));
+    let fit = 2048.0 / w.max(h);
+    if fit < 1.0 {
+        (w, h) = (w * fit, h * fit);
+    }
+    let short = 768.0 / w.min(h);
+    if short < 1.0 {
+        (w, h) = (w * short, h * short);
+    }
+    let tiles = (w / 512.0).ceil() as u64 * (h / 512.0).ceil() as u64;
+    OPENAI_IMAGE_BASE + OPENAI_IMAGE_TILE * tiles
+}
+
+/// Anthropic's cost of a `w` x `h` image.
+pub fn anthropic_image(w: u32, h: u32) -> u64 {
+    let (mut w, mut h) = (f64::from(w.max(1)), f64::from(h.max(1)));
+    let fit = 1568.0 / w.max(h);
+    if fit < 1.0 {
+        (w, h) = (w * fit, h * fit);
+    }
+    ((w * h / 750.0).ceil() as u64).min(ANTHROPIC_IMAGE_MAX)
+}
+
+/// Audio's cost from its base64 data: a WAV's length from its header's
+/// byte rate, anything else at 128 kbit/s (MP3's common rate; lower rates
+/// would make it longer, so this is an estimate, not a bound).
+fn audio(data: &[u8], format: &[u8]) -> u64 {
+    let bytes = (data.len() as u64).saturating_mul(3) / 4;
+    let byte_rate = if format == b"wav" {
+        let header = decode_prefix(data, 64);
+        header.get(28..32).map_or(0, |r| u64::from(u32::from_le_bytes([r[0], r[1], r[2], r[3]])))
+    } else {
+        0
+    };
+    let byte_rate = if byte_rate == 0 { 16_000 } else { byte_rate };
+    (bytes.saturating_mul(AUDIO_TOKENS_PER_SECOND)).div_ceil(byte_rate)
+}
+
+/// Decodes the first base64 characters of `data` (at most `max`), skipping
+/// the backslashes of JSON's `\/` and stopping at anything else outside
+/// the alphabet.
+fn decode_prefix(data: &[u8], max: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(max * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for &b in data.iter().take(max) {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            b'\\' => continue,
+            _ => break,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// An image's width and height from the start of its base64 data.
+pub fn image_size(b64: &[u8]) -> Option<(u32, u32)> {
+    let b = decode_prefix(b64, HEADER_BASE64_MAX);
+    let be16 = |i: usize| b.get(i..i + 2).map(|s| u32::from(u16::from_be_bytes([s[0], s[1]])));
+    let le16 = |i: usize| b.get(i..i + 2).map(|s| u32::from(u16::from_le_bytes([s[0], s[1]])));
+    let be32 = |i: usize| b.get(i..i + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+    let le24 = |i: usize| b.get(i..i + 3).map(|s| u32::from(s[0]) | u32::from(s[1]) << 8 | u32::from(s[2]) << 16);
+    if b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Some((be32(16)?, be32(20)?));
+    }
+    if b.starts_with(b"GIF8") {
+        return Some((le16(6)?, le16(8)?));
+    }
+    if b.starts_with(b"RIFF") && b.get(8..12) == Some(b"WEBP") {
+        return match b.get(12..16)? {
+            b"VP8X" => Some((le24(24)? + 1, le24(27)? + 1)),
+            b"VP8 " => Some((le16(26)? & 0x3fff, le16(28)? & 0x3fff)),
+            b"VP8L" => {
+                let bits = u32::from_le_bytes(b.get(21..25)?.try_into().ok()?);
+                Some(((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1))
+            }
+            _ => None,
+        };
+    }
+    if b.starts_with(&[0xff, 0xd8]) {
+        // Segments until a start-of-frame marker, which holds the size.
+        let mut i = 2;
+        while i + 9 < b.len() {
+            if b[i] != 0xff {
+                return None;
+            }
+            let marker = b[i + 1];
+            if marker == 0xff {
+                i += 1;
+                continue;
+            }
+            if (0xc0..=0xcf).contains(&marker) && ![0xc4, 0xc8, 0xcc].contains(&marker) {
+                return Some((be16(i + 7)?, be16(i + 5)?));
+            }
+            i += 2 + be16(i + 2)? as usize;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Base64 of `bytes` (the tests' own encoder, standard alphabet).
+    fn b64(bytes: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+            for _ in chunk.len()..3 {
+                out.push('=');
+            }
+        }
+        out
+    }
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        v.extend_from_slice(&w.to_be_bytes());
+        v.extend_from_slice(&h.to_be_bytes());
+        v.extend_from_slice(&[8, 6, 0, 0, 0]);
+        v
+    }
+
+    fn jpeg(w: u16, h: u16) -> Vec<u8> {
+        let mut v = vec![0xff, 0xd8, 0xff, 0xe0, 0, 16];
+        v.extend_from_slice(b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+        v.extend_from_slice(&[0xff, 0xc0, 0, 17, 8]);
+        v.extend_from_slice(&h.to_be_bytes());
+        v.extend_from_slice(&w.to_be_bytes());
+        v.extend_from_slice(&[3; 12]);
+        v
+    }
+
+    /// OpenAI's documented examples: 1024 x 1024 at high detail is 765
+    /// tokens, 2048 x 4096 is 1105, and anything at low detail 85.
+    #[test]
+    fn openai_prices_images_by_tiles() {
+        assert_eq!(openai_image(1024, 1024), 765);
+        assert_eq!(openai_image(2048, 4096), 1105);
+        assert_eq!(openai_image(100, 100), 255);
+        for (w, h) in [(1, 1), (4000, 100), (100, 4000), (2048, 768), (8000, 8000), (3000, 1200)] {
+            assert!(openai_image(w, h) <= OPENAI_IMAGE_MAX, "{w}x{h}");
+        }
+        assert_eq!(anthropic_image(1000, 1000), 1334.min(ANTHROPIC_IMAGE_MAX));
+        assert!(anthropic_image(8000, 8000) <= ANTHROPIC_IMAGE_MAX);
+    }
+
+    #[test]
+    fn sizes_come_from_the_headers() {
+        assert_eq!(image_size(b64(&png(1024, 768)).as_bytes()), Some((1024, 768)));
+        assert_eq!(image_size(b64(&jpeg(640, 480)).as_bytes()), Some((640, 480)));
+        let mut gif = b"GIF89a".to_vec();
+        gif.extend_from_slice(&[0x20, 0x03, 0x58, 0x02, 0, 0]);
+        assert_eq!(image_size(b64(&gif).as_bytes()), Some((800, 600)));
+        // JSON's escaped slash in base64 changes nothing.
+        let escaped = b64(&png(1024, 768)).replace('/', "\\/");
+        assert_eq!(image_size(escaped.as_bytes()), Some((1024, 768)));
+        assert_eq!(image_size(b"bm90IGFuIGltYWdl"), None);
+    }
+
+    /// The attack the issue measured: 50 high-detail images counted as a
+    /// handful of tokens. By URL (size unknown) each costs the most.
+    #[test]
+    fn images_and_audio_in_a_request_are_counted() {
+        let by_url = r#"{"type":"image_url","image_url":{"url":"https://example.com/a.png","detail":"high"}}"#;
+        let parts = vec![by_url; 50].join(",");
+        let body = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":[{parts}]}}]}}"#);
+        assert_eq!(media_tokens(body.as_bytes()), 50 * OPENAI_IMAGE_MAX);
+        let data = b64(&png(1024, 1024));
+        let body = format!(
+            r#"{{"messages":[{{"content":"no media here"}},{{"role":"user","content":[{{"type":"text","text":"see"}},{{"type":"image_url","image_url":{{"detail":"auto","url":"data:image/png;base64,{data}"}}}},{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{data}","detail":"low"}}}}]}}]}}"#
+        );
+        assert_eq!(media_tokens(body.as_bytes()), 765 + 85);
+        // Anthropic's image blocks, and one by URL.
+        let body = format!(
+            r#"{{"model":"claude","messages":[{{"role":"user","content":[{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{data}"}}}},{{"type":"image","source":{{"type":"url","url":"https://x/y.jpg"}}}}]}}]}}"#
+        );
+        assert_eq!(media_tokens(body.as_bytes()), 1399 + ANTHROPIC_IMAGE_MAX);
+        // Ten seconds of 16 kHz mono 16-bit WAV: 100 tokens.
+        let mut wav = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x80\x3e\0\0\0\x7d\0\0\x02\0\x10\0data".to_vec();
+        wav.resize(44 + 320_000, 0);
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"input_audio","input_audio":{{"data":"{}","format":"wav"}}}}]}}]}}"#,
+            b64(&wav)
+        );
+        let t = media_tokens(body.as_bytes());
+        assert!((100..=102).contains(&t), "{t}");
+        // A text that talks about images is text.
+        let body = r#"{"messages":[{"role":"user","content":"an image_url with input_audio"}]}"#;
+        assert_eq!(media_tokens(body.as_bytes()), 0);
+    }
+}
