@@ -217,7 +217,7 @@ impl fmt::Display for GatewayError {
         use GatewayError::*;
         match self {
             Request(e) => write!(f, "{e}"),
-            Body(e) => f.write_str(e.message()),
+            Body(e) => write!(f, "{e}"),
             Translate(why) => write!(f, "cannot translate the request for this model's provider: {why}"),
             HeadTimeout => f.write_str("the request head did not arrive in time"),
             BodyTimeout => f.write_str("the request body did not arrive in time"),

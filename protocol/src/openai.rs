@@ -43,6 +43,8 @@ pub enum BodyError {
     BadStream,
     /// `messages` is not an array.
     BadMessages,
+    /// One element of `messages` is not a message: its index, and what.
+    BadMessage { index: u32, problem: MessageProblem },
     /// `max_tokens` or `max_completion_tokens` is not a non-negative
     /// integer (or `null`).
     BadMaxTokens,
@@ -56,6 +58,38 @@ pub enum BodyError {
     AmbiguousKey,
 }
 
+/// What is wrong with one element of `messages`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageProblem {
+    NotObject,
+    /// `role` missing, not a string, or not a role any provider knows.
+    Role,
+    /// `content` missing (only an assistant's may be: its tool calls carry
+    /// the message), or not a string, an array of parts or `null`.
+    Content,
+}
+
+/// Roles a chat message may have, across OpenAI's and Anthropic's APIs.
+const ROLES: &[&[u8]] = &[b"system", b"developer", b"user", b"assistant", b"tool", b"function"];
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            BodyError::BadMessage { index, problem } => {
+                let what = match problem {
+                    MessageProblem::NotObject => "must be an object with `role` and `content`",
+                    MessageProblem::Role => {
+                        "`role` must be one of \"system\", \"developer\", \"user\", \"assistant\", \"tool\", \"function\""
+                    }
+                    MessageProblem::Content => "`content` must be a string, an array of content parts, or null",
+                };
+                write!(f, "messages[{index}]: {what}")
+            }
+            other => f.write_str(other.message()),
+        }
+    }
+}
+
 impl BodyError {
     pub fn message(self) -> &'static str {
         match self {
@@ -65,6 +99,7 @@ impl BodyError {
             BodyError::TooDeep => "request body nests too deeply",
             BodyError::BadStream => "`stream` must be a boolean",
             BodyError::BadMessages => "`messages` must be an array of messages",
+            BodyError::BadMessage { .. } => "`messages` holds an element that is not a message",
             BodyError::BadMaxTokens => "`max_tokens` and `max_completion_tokens` must be non-negative integers",
             BodyError::NotUtf8 => "the request body is not valid UTF-8 (JSON text must be)",
             BodyError::AmbiguousKey => {
@@ -138,8 +173,8 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                     return Err(BodyError::AmbiguousKey);
                 }
                 let start = c.pos;
-                c.value()?;
-                options = Some((Span::new(start, c.pos), asks_for_usage(&body[start..c.pos])));
+                let asks = asks_for_usage(&mut c)?;
+                options = Some((Span::new(start, c.pos), asks));
             }
             k @ (b"max_tokens" | b"max_completion_tokens") => {
                 let start = c.pos;
@@ -158,7 +193,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 if c.peek() != Some(b'[') {
                     return Err(BodyError::BadMessages);
                 }
-                c.value()?;
+                messages(&mut c)?;
             }
             _ => c.value()?,
         }
@@ -182,12 +217,96 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     })
 }
 
-/// Whether a `stream_options` value holds `"include_usage": true`.
-fn asks_for_usage(options: &[u8]) -> bool {
-    let Some(at) = memchr::memmem::find(options, b"\"include_usage\"") else { return false };
-    let rest = &options[at + 15..];
-    let rest = rest.trim_ascii_start().strip_prefix(b":").unwrap_or(b"");
-    rest.trim_ascii_start().starts_with(b"true")
+/// Whether the `stream_options` value at the cursor holds
+/// `"include_usage": true` at its own top level (consumed either way). A
+/// nested or repeated key does not count: the provider reads the top
+/// level, and the gateway bills by what the provider was asked.
+fn asks_for_usage(c: &mut Cursor<'_>) -> Result<bool, BodyError> {
+    if c.peek() != Some(b'{') {
+        c.value()?;
+        return Ok(false);
+    }
+    let (mut asks, mut seen, mut failed) = (false, 0, None);
+    let walked = members(c, &mut |c, key| {
+        let start = c.pos;
+        if let Err(e) = c.value() {
+            failed = Some(e);
+            return None;
+        }
+        if key == b"include_usage" {
+            seen += 1;
+            asks = &c.buf[start..c.pos] == b"true";
+        }
+        Some(())
+    });
+    match (failed, walked) {
+        (Some(e), _) => Err(e),
+        (None, None) => Err(BodyError::NotJsonObject),
+        // Given twice, parsers disagree on which counts.
+        (None, Some(())) if seen > 1 => Err(BodyError::AmbiguousKey),
+        (None, Some(())) => Ok(asks),
+    }
+}
+
+/// Walks `messages` at the cursor: each element an object with a known
+/// `role` and a `content` that is a string, an array or `null` (absent
+/// only for an assistant's message).
+fn messages(c: &mut Cursor<'_>) -> Result<(), BodyError> {
+    let mut index = 0u32;
+    let mut failed = None;
+    let walked = elements(c, &mut |c| {
+        let bad = |problem| BodyError::BadMessage { index, problem };
+        if c.peek() != Some(b'{') {
+            failed = Some(bad(MessageProblem::NotObject));
+            return None;
+        }
+        let (mut role, mut content) = (None, false);
+        let inner = members(c, &mut |c, key| {
+            let start = c.pos;
+            if let Err(e) = c.value() {
+                failed = Some(e);
+                return None;
+            }
+            let value = &c.buf[start..c.pos];
+            match key {
+                b"role" => {
+                    let name = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
+                    match name.filter(|n| ROLES.contains(n)) {
+                        Some(n) if role.is_none() => role = Some(n == b"assistant"),
+                        _ => {
+                            failed = Some(bad(MessageProblem::Role));
+                            return None;
+                        }
+                    }
+                }
+                b"content" => {
+                    if !matches!(value.first(), Some(b'"' | b'[')) && value != b"null" {
+                        failed = Some(bad(MessageProblem::Content));
+                        return None;
+                    }
+                    content = true;
+                }
+                _ => {}
+            }
+            Some(())
+        });
+        if inner.is_none() {
+            failed.get_or_insert(BodyError::NotJsonObject);
+            return None;
+        }
+        match role {
+            None => failed = Some(bad(MessageProblem::Role)),
+            Some(assistant) if !content && !assistant => failed = Some(bad(MessageProblem::Content)),
+            _ => {}
+        }
+        index = index.saturating_add(1);
+        failed.is_none().then_some(())
+    });
+    match (failed, walked) {
+        (Some(e), _) => Err(e),
+        (None, None) => Err(BodyError::NotJsonObject),
+        (None, Some(())) => Ok(()),
+    }
 }
 
 /// What the gateway adds to a streamed request whose client did not ask
@@ -723,6 +842,10 @@ mod tests {
             (r#"{"include_usage":false}"#, false),
             ("{}", false),
             ("null", false),
+            // Nested, or inside a string: not the provider's field.
+            (r#"{"x":{"include_usage":true},"include_usage":false}"#, false),
+            (r#"{"note":"\"include_usage\": true"}"#, false),
+            (r#"{ "x" : [1, {"include_usage": true}], "include_usage" : true }"#, true),
         ] {
             let body = format!(r#"{{"model":"m","stream":true,"stream_options":{options}}}"#);
             let f = scan_request(body.as_bytes()).unwrap();
@@ -748,6 +871,7 @@ mod tests {
             (r#"{"model":"a","stream":{"x":true}}"#, BodyError::BadStream),
             (r#"{"model":"a","messages":"nope"}"#, BodyError::BadMessages),
             (r#"{"model":"a","messages":{"role":"user"}}"#, BodyError::BadMessages),
+            (r#"{"model":"a","stream_options":{"include_usage":false,"include_usage":true}}"#, BodyError::AmbiguousKey),
             (r#"{"model":"a","max_tokens":-1}"#, BodyError::BadMaxTokens),
             (r#"{"model":"a","max_tokens":"100"}"#, BodyError::BadMaxTokens),
             (r#"{"model":"a","max_completion_tokens":1.5}"#, BodyError::BadMaxTokens),
@@ -756,6 +880,26 @@ mod tests {
             assert_eq!(scan_request(body.as_bytes()), Err(*want), "{body}");
         }
         assert_eq!(scan_request(b"{\"model\":\"a\",\"x\":\"\xff\xfe\"}"), Err(BodyError::NotUtf8));
+        // Each message, named by its index as OpenAI does.
+        let m = |index, problem| BodyError::BadMessage { index, problem };
+        let messages: &[(&str, Option<BodyError>)] = &[
+            (r#"[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[]}]"#, None),
+            (r#"[{"role":"assistant","tool_calls":[]},{"role":"tool","tool_call_id":"c","content":"42"}]"#, None),
+            (r#"[{"content":[{"type":"text","text":"hi"}],"role":"developer"}]"#, None),
+            (r#"["hi"]"#, Some(m(0, MessageProblem::NotObject))),
+            (r#"[{"role":"user","content":"a"},{"content":"b"}]"#, Some(m(1, MessageProblem::Role))),
+            (r#"[{"role":"admin","content":"b"}]"#, Some(m(0, MessageProblem::Role))),
+            (r#"[{"role":1,"content":"b"}]"#, Some(m(0, MessageProblem::Role))),
+            (r#"[{"role":"user","role":"system","content":"b"}]"#, Some(m(0, MessageProblem::Role))),
+            (r#"[{"role":"user"}]"#, Some(m(0, MessageProblem::Content))),
+            (r#"[{"role":"user","content":5}]"#, Some(m(0, MessageProblem::Content))),
+            (r#"[{"role":"user","content":{"text":"x"}}]"#, Some(m(0, MessageProblem::Content))),
+        ];
+        for (list, want) in messages {
+            let body = format!(r#"{{"model":"a","messages":{list}}}"#);
+            assert_eq!(scan_request(body.as_bytes()).err(), *want, "{list}");
+        }
+        assert_eq!(m(1, MessageProblem::Role).to_string().split(':').next(), Some("messages[1]"));
         let deep = format!(r#"{{"model":"a","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         assert_eq!(scan_request(deep.as_bytes()), Err(BodyError::TooDeep));
     }
@@ -771,7 +915,7 @@ mod tests {
                 r#"{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"max_tokens":{"type":"integer"}}}}}],"x":{"max_tokens":5}}"#,
                 None,
             ),
-            (r#"{"model":"m","messages":[{"role":"user","content":""max_tokens": 3"}]}"#, None),
+            (r#"{"model":"m","messages":[{"role":"user","content":"\"max_tokens\": 3"}]}"#, None),
             (r#"{"model":"m","max_tokens":null}"#, None),
         ];
         for (body, want) in table {
