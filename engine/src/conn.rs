@@ -48,7 +48,7 @@ pub async fn accept(worker: Rc<Worker>, listener: std::net::TcpListener) {
     worker.listening_on(std::os::fd::AsRawFd::as_raw_fd(&listener));
     let (mut backoff, mut failures, mut last_logged) = (Duration::from_millis(10), 0u64, None);
     loop {
-        match listener.cancelable_accept(worker.idle_handle()).await {
+        match listener.cancelable_accept(worker.accept_handle()).await {
             Ok((stream, peer)) => {
                 let Some(open) = worker.track_connection(peer.ip()) else {
                     // Over a cap (the worker's, or this client's): closing
@@ -76,6 +76,8 @@ pub async fn accept(worker: Rc<Worker>, listener: std::net::TcpListener) {
                     last_logged = Some(Instant::now());
                 }
                 if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
+                    // The longest-idle first; the next failure sheds the
+                    // next generation.
                     worker.shed_idle();
                 }
                 monoio::time::sleep(backoff).await;
@@ -167,7 +169,8 @@ async fn read_head(
             // handle no one cancels: it closes instead.
             None if w.is_draining() && buf.is_empty() => return Ok(None),
             None => {
-                let read = iov::read_more_cancelable(stream, buf, w.idle_handle());
+                let (cancel, _ticket) = w.idle_wait();
+                let read = iov::read_more_cancelable(stream, buf, cancel);
                 match monoio::time::timeout(idle, read).await {
                     Ok(r) => r,
                     Err(_) => return Ok(None),

@@ -12,7 +12,9 @@
 //!   snapshot, pools and breakers; [`accounts`] its spend, holds and
 //!   reservations;
 //! - [`conn`] reads requests from one client connection in order, over
-//!   plain TCP or TLS ([`downstream`]);
+//!   plain TCP or TLS ([`downstream`]); [`idle`] keeps the connections
+//!   waiting for their next request in the order they began, so that the
+//!   oldest go first when descriptors run out;
 //! - [`pipeline`] lists the phases a request goes through, in order, over a
 //!   per-request [`pipeline::Exchange`]; [`proxy`] holds the upstream
 //!   phase (fallback, call, relay, translation) and the pieces of the
@@ -37,6 +39,7 @@ pub mod conn;
 pub mod cut;
 pub mod downstream;
 pub mod error;
+pub mod idle;
 pub(crate) mod iov;
 pub mod ledger;
 pub mod logwriter;

@@ -64,9 +64,11 @@ pub struct Worker {
     state: RefCell<Rc<CoreState>>,
     reloads: mpsc::Receiver<Reload>,
     draining: Cell<bool>,
-    /// Cancels everything that waits for a *new* request (accept, idle
-    /// keep-alive reads) when the drain starts; requests in flight finish.
-    idle: RefCell<Canceller>,
+    /// Cancels the accept when the drain starts.
+    accept: RefCell<Canceller>,
+    /// Connections waiting for their next request, oldest first: all
+    /// cancelled by the drain, the oldest shed when descriptors run out.
+    idle: crate::idle::IdleWaits,
     connections: Cell<usize>,
     in_flight: Cell<usize>,
     /// Open connections by client address (kept only with a per-client cap).
@@ -101,7 +103,8 @@ impl Worker {
             state: RefCell::new(Rc::new(state)),
             reloads,
             draining: Cell::new(false),
-            idle: RefCell::new(Canceller::new()),
+            accept: RefCell::new(Canceller::new()),
+            idle: crate::idle::IdleWaits::default(),
             connections: Cell::new(0),
             in_flight: Cell::new(0),
             per_client: RefCell::new(HashMap::new()),
@@ -146,8 +149,15 @@ impl Worker {
         self.draining.get()
     }
 
-    pub fn idle_handle(&self) -> CancelHandle {
-        self.idle.borrow().handle()
+    /// The accept's cancel handle (cancelled by the drain).
+    pub fn accept_handle(&self) -> CancelHandle {
+        self.accept.borrow().handle()
+    }
+
+    /// A connection begins waiting for its next request: the read's cancel
+    /// handle, and the ticket that keeps its place among the waits.
+    pub fn idle_wait(&self) -> (CancelHandle, crate::idle::Ticket) {
+        self.idle.begin()
     }
 
     pub fn connections(&self) -> usize {
@@ -164,12 +174,12 @@ impl Worker {
         self.listener.set(Some(fd));
     }
 
-    /// Closes every connection waiting idle for its next request, to free
-    /// descriptors when accepting fails for want of them; requests in
-    /// flight are untouched, and the clients reconnect.
-    pub fn shed_idle(&self) {
-        let old = std::mem::take(&mut *self.idle.borrow_mut());
-        *self.idle.borrow_mut() = old.cancel();
+    /// Closes the connections that have waited longest for their next
+    /// request (one generation, [`crate::idle`]), to free descriptors when
+    /// accepting fails for want of them; requests in flight are untouched,
+    /// and the clients reconnect. How many were closed.
+    pub fn shed_idle(&self) -> usize {
+        self.idle.shed_oldest()
     }
 
     /// Counts a failed accept (`tollgate_accept_errors_total`).
@@ -194,8 +204,9 @@ impl Worker {
             }
         }
         if !self.draining.replace(true) {
-            let old = std::mem::take(&mut *self.idle.borrow_mut());
-            *self.idle.borrow_mut() = old.cancel();
+            let old = std::mem::take(&mut *self.accept.borrow_mut());
+            *self.accept.borrow_mut() = old.cancel();
+            self.idle.cancel_all();
         }
     }
 

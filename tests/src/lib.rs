@@ -439,6 +439,20 @@ impl Client {
 
     /// True when the peer closes (EOF or reset) within the read timeout;
     /// false when bytes arrive or the timeout passes with the connection open.
+    /// Whether the server has closed the connection by now, without
+    /// waiting: false while it is open and silent.
+    pub fn closed_now(&self) -> bool {
+        self.stream.set_nonblocking(true).expect("nonblocking");
+        let mut one = [0u8; 1];
+        let closed = match self.stream.peek(&mut one) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        self.stream.set_nonblocking(false).expect("blocking");
+        closed
+    }
+
     pub fn is_closed(&mut self) -> bool {
         self.buf.clear();
         let mut tmp = [0u8; 1024];

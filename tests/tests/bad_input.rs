@@ -14,7 +14,10 @@ fn malformed_fields_and_invalid_utf8_are_refused_before_anything_is_sent() {
         (br#"{"model":"gpt-4o-mini","messages":[],"max_tokens":"9"}"#, "max_tokens"),
         (br#"{"model":"gpt-4o-mini","messages":[],"stream":"true"}"#, "stream"),
         (br#"{"model":"gpt-4o-mini","messages":["hi"]}"#, "messages[0]"),
-        (br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a"},{"content":"b"}]}"#, "messages[1]: `role`"),
+        (
+            br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a"},{"content":"b"}]}"#,
+            "messages[1]: `role`",
+        ),
         (br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":7}]}"#, "messages[0]: `content`"),
         (b"{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9 \xff\"}]}", "UTF-8"),
     ];

@@ -725,3 +725,46 @@ fn out_of_descriptors_the_gateway_sheds_idle_connections_and_serves_again() {
     let lines: Vec<String> = gw.log.try_iter().filter(|l| l.contains("accept failed")).collect();
     assert!((1..=3).contains(&lines.len()), "{} accept-failure lines: {lines:?}", lines.len());
 }
+
+/// Out of descriptors, the connections idle longest go first: keep-alive
+/// clients that sent a request a moment ago keep their connections while
+/// older ones make room.
+#[test]
+fn out_of_descriptors_the_oldest_idle_connections_go_first() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway_with_nofile(&config_for(mock.addr, 1, ""), 200);
+    // A connection that has been answered once waits for its next request.
+    let answered = |n: usize| -> Vec<Client> {
+        (0..n)
+            .map(|_| {
+                let mut c = Client::connect(gw.addr);
+                c.send(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
+                assert_eq!(c.read_response().expect("answered").status, 200);
+                c
+            })
+            .collect()
+    };
+    let old = answered(70);
+    let mut new = answered(40);
+    // A burst of new clients: more than the descriptors left.
+    let burst: Vec<std::net::TcpStream> = (0..100).filter_map(|_| std::net::TcpStream::connect(gw.addr).ok()).collect();
+    wait_until(Duration::from_secs(10), "a failed accept counted", || {
+        metric(&gw, "tollgate_accept_errors_total").is_some_and(|n| n > 0.0)
+    });
+    wait_until(Duration::from_secs(10), "old idle connections closed", || old.iter().any(Client::closed_now));
+    let old_closed = old.iter().filter(|c| c.closed_now()).count();
+    let new_closed = new.iter().filter(|c| c.closed_now()).count();
+    assert!(
+        new_closed == 0 || old_closed == old.len(),
+        "{new_closed} of the newest closed while {} of the oldest were still open",
+        old.len() - old_closed
+    );
+    // (Before, every idle connection was closed at once.)
+    assert_eq!(new_closed, 0, "the burst needed fewer than the oldest: {old_closed} of them were closed");
+    // The newest still serve.
+    for c in new.iter_mut().rev().take(5) {
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n");
+        assert_eq!(c.read_response().expect("still served").status, 200);
+    }
+    drop(burst);
+}
