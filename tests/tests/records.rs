@@ -246,3 +246,35 @@ fn requests_the_gateway_answers_itself_are_recorded_too() {
     assert_eq!(forbidden_rec["team"], "e2e", "{forbidden_rec}");
     find(404, &|r| r["model"].is_null());
 }
+
+/// A client that hangs up while it waits for its answer (a JSON one, or a
+/// short stream that arrives whole) did not get it: the record says
+/// `client_gone`, not `completed`, though the kernel would have taken the
+/// write.
+#[test]
+fn a_client_that_hangs_up_before_its_answer_is_recorded_gone() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("hang-up");
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()));
+    let mut gw = start_gateway(&config, &[], &[]);
+    for body in [SMALL_CHAT, STREAM_CHAT] {
+        let mut c = Client::connect(gw.addr);
+        c.send(&chat_request(body, "x-mock-latency-ms: 300\r\n"));
+        // Gone before the upstream answers.
+        drop(c);
+    }
+    // One that waits gets its answer, recorded completed.
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 3, "{recs:#?}");
+    let ends: Vec<(bool, &str)> = recs.iter().map(|r| (r["stream"] == true, r["end"].as_str().unwrap_or(""))).collect();
+    assert_eq!(ends.iter().filter(|e| e.1 == "client_gone").count(), 2, "{ends:?}");
+    assert!(ends.contains(&(true, "client_gone")) && ends.contains(&(false, "client_gone")), "{ends:?}");
+    assert!(ends.contains(&(false, "completed")), "{ends:?}");
+    // The upstream did the work: each is billed.
+    for r in recs.iter().filter(|r| r["end"] == "client_gone") {
+        assert!(r["tokens"]["prompt"].as_u64().is_some_and(|p| p > 0), "{r}");
+    }
+}

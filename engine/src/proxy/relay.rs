@@ -207,6 +207,20 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
                 return end;
             }
         };
+        if done {
+            // Read before the client's fate is known: the upstream did the
+            // work either way.
+            match tap.take().map_or(Ok(None), Tap::usage) {
+                Ok(u) => end.usage = u,
+                Err(_) => end.usage_rejected = true,
+            }
+        }
+        // A client that hung up while it waited, or before the last of a
+        // short answer, did not get it, whatever the kernel would accept.
+        if (end.first_write.is_none() || done) && client.stream.hung_up() {
+            end.end = End::ClientGone;
+            return end;
+        }
         end.body_bytes += client.out.len() as u64;
         if !client.out.is_empty() {
             if client.write(deadline).await.is_err() {
@@ -217,10 +231,6 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
             end.first_write.get_or_insert_with(Instant::now);
         }
         if done {
-            match tap.map_or(Ok(None), Tap::usage) {
-                Ok(u) => end.usage = u,
-                Err(_) => end.usage_rejected = true,
-            }
             break;
         }
         if upstream_eof {

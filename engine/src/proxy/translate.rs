@@ -260,7 +260,9 @@ pub async fn relay_translated(
     write_head(client, status, "application/json", Delimit::Length(out.len()), close, answer, extra);
     let body_bytes = out.len() as u64;
     client.out.push(out.freeze());
-    let sent = client.write(deadline).await.is_ok();
+    // A client that hung up while it waited does not get the answer,
+    // whatever the kernel would accept.
+    let sent = !client.stream.hung_up() && client.write(deadline).await.is_ok();
     let written = Instant::now();
     let mut end = RelayEnd::new(status);
     end.upstream_reusable = upstream_reusable;
@@ -386,7 +388,8 @@ async fn relay_stream(
         }
         end.completion_counted = relay.completion_counted;
         if !client.out.is_empty() {
-            if client.write(deadline).await.is_err() {
+            let hung_up = (end.first_write.is_none() || finished) && client.stream.hung_up();
+            if hung_up || client.write(deadline).await.is_err() {
                 relay.close();
                 end.end = End::ClientGone;
                 return end;
