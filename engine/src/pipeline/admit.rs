@@ -140,6 +140,20 @@ pub fn estimate(ex: &Exchange<'_>) -> Option<MicroUsd> {
     })
 }
 
+/// The most the request can cost, for strict budgets, whose promise is
+/// never to be passed: its prompt's upper bound ([`prompt_bound`]: no
+/// provider's token is shorter than a byte of the body) rather than the
+/// gateway's own count, which another tokenizer can exceed, plus its
+/// `max_tokens` (or the default reserve), at the first target's price.
+/// Nothing is counted.
+pub fn estimate_bound(ex: &Exchange<'_>) -> Option<MicroUsd> {
+    let routed = ex.routed.as_ref()?;
+    let price = routed.route.price_of(routed.route.targets.first())?;
+    let usage =
+        crate::record::TokenUsage { prompt: prompt_bound(ex), completion: output_reserve(ex), ..Default::default() };
+    Some(usage.cost_at(price))
+}
+
 /// The budget phase again, once the request is routed, and only when a
 /// budget is nearly spent (under a tenth left): the request's estimated
 /// cost must fit, so that a request that would cross a hard limit is
@@ -185,8 +199,7 @@ fn nearly_spent(core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) ->
 
 /// Counts a large prompt in steps (the worker serves its other requests
 /// between them) when a phase before the answer will need the count: the
-/// estimate near a budget's end or for a strict budget, a
-/// tokens-per-minute reservation near a limit, a stream's cost ceiling.
+/// estimate near a budget's end, a tokens-per-minute reservation near a limit, a stream's cost ceiling.
 /// Far from every limit nothing is counted, as in those phases. A small
 /// prompt is left to them: counting it takes less than one step.
 pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
@@ -197,9 +210,7 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     let team = core.state.config.teams.get(key.team);
     let priced = ex.routed.as_ref().is_some_and(|r| r.route.price_of(r.route.targets.first()).is_some());
     let stream = ex.routed.as_ref().is_some_and(|r| r.fields.stream);
-    let for_budget = priced
-        && (nearly_spent(core, key, crate::unix_now().as_secs())
-            || (core.strict.is_some() && (key.budget.strict || team.is_some_and(|t| t.budget.strict))));
+    let for_budget = priced && nearly_spent(core, key, crate::unix_now().as_secs());
     let for_ceiling = stream && (key.budget.request.is_some() || team.is_some_and(|t| t.budget.request.is_some()));
     let tpm = team.and_then(|t| t.rate_limit.tokens_per_minute).is_some() || key.rate_limit.tokens_per_minute.is_some();
     let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex)));
@@ -283,7 +294,7 @@ pub async fn reserve_strict<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Resul
         owners.push(StrictOwner::new(Owner::Key(key.index), OwnerName::Key(key.name.clone()), &key.budget));
     }
     let now = crate::unix_now().as_secs();
-    let estimate = estimate(ex).unwrap_or(0);
+    let estimate = estimate_bound(ex).unwrap_or(0);
     let hold_for = core.state.config.server.timeouts.request;
     match strict.reserve(core.accounts, &owners, estimate, hold_for, now).await {
         Reserved::Held(hold) => {
