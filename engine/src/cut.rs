@@ -14,6 +14,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+/// How long requests cut at the drain's end have to write their last
+/// bytes and their records, before the worker closes.
+pub const CUT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long a request may go on after the cut before the pipeline stops
+/// it wherever it waits (connecting or writing upstream, a strict
+/// reservation, the body, a slow client) and sends it to its exit: half
+/// the grace, so that its record is written before the worker closes.
+pub const STUCK_AFTER_CUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// A core's "stop waiting" signal.
 #[derive(Default)]
 pub struct Cut {

@@ -27,10 +27,6 @@ use crate::state::CoreState;
 use crate::stats::{CoreFigures, CoreStats, Delta, MERGE_EVERY};
 use crate::upstream::Resolved;
 
-/// How long requests cut at the drain's end have to write their last
-/// bytes and their records.
-const CUT_GRACE: Duration = Duration::from_millis(500);
-
 /// How often a worker looks at the shutdown flag and its reload mailbox.
 /// Only the start of a drain or a reload waits on it, never a request.
 const POLL: Duration = Duration::from_millis(10);
@@ -351,7 +347,7 @@ pub async fn run(
         // their answers and go through the pipeline's exit, recorded and
         // billed, before the recorder and the last hand-off close.
         worker.cut.fire();
-        let grace = Instant::now() + CUT_GRACE;
+        let grace = Instant::now() + crate::cut::CUT_GRACE;
         while worker.in_flight() > 0 && Instant::now() < grace {
             monoio::time::sleep(Duration::from_millis(5)).await;
         }

@@ -90,3 +90,28 @@ fn a_request_cut_before_its_answer_is_answered_and_billed_its_prompt() {
     assert_eq!(recs[0]["tokens"]["estimated"], true);
     assert!(recs[0]["cost_micro_usd"].as_u64().is_some_and(|c| c > 0), "{}", recs[0]);
 }
+
+/// A request stuck where no upstream read waits (here: its body is still
+/// arriving) when the drain's time is up is stopped there and recorded,
+/// not dropped with the worker.
+#[test]
+fn a_request_stuck_reading_its_body_at_the_drains_end_is_recorded() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("drain-body");
+    let extra = format!("[logging]\ndir = \"{}\"\n[server.timeouts]\ndrain_ms = 300", logs.0.display());
+    let mut gw = start_gateway(&config_for(mock.addr, 1, &extra), &[], &[]);
+    let mut c = Client::connect(gw.addr);
+    c.send(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"model\":\"gpt-4o\","
+        )
+        .as_bytes(),
+    );
+    wait_until(Duration::from_secs(10), "the request in flight", || admin_stats(&gw)["in_flight"] == 1);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["end"], "shutdown", "{}", recs[0]);
+    drop(c);
+}

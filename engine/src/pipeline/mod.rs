@@ -85,7 +85,7 @@ pub struct Core<'w> {
 /// Runs one request through every phase; true when the connection may
 /// serve another request.
 pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, mut ex: Exchange<'s>) -> bool {
-    let result = async {
+    let phases = async {
         authenticate(&mut ex, core)?;
         admit::within_budget(&mut ex, core)?;
         admit::within_rate_limit(&mut ex, core)?;
@@ -98,8 +98,23 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
         capture(&mut ex, core);
         admit::reserve_strict(&mut ex, core).await?;
         forward::forward(&mut ex, core.state, core.cut, client).await
-    }
-    .await;
+    };
+    // When the drain's time is up, the waits on upstreams end at once and
+    // their requests finish their answers; one still going a moment later
+    // (connecting or writing upstream, waiting on Redis, reading the body,
+    // writing to a slow client) is stopped where it is and goes to the
+    // exit as cut, so that it is recorded and billed before the worker
+    // closes rather than dropped with it.
+    let result = {
+        let mut phases = std::pin::pin!(phases);
+        match core.cut.or(phases.as_mut()).await {
+            Some(result) => result,
+            None => match monoio::time::timeout(crate::cut::STUCK_AFTER_CUT, phases.as_mut()).await {
+                Ok(result) => result,
+                Err(_) => Err(GatewayError::Draining),
+            },
+        }
+    };
     finish(core, client, buf, ex, result).await
 }
 
