@@ -236,7 +236,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         if upstream_eof {
             // The upstream closed before the end of a framed body.
             if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
-                end_stream_with_error(client, provider, front, answer.deadline).await;
+                end_stream_with_error(client, provider, front, false, answer.deadline).await;
             }
             return end;
         }
@@ -249,7 +249,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
                 end.end = End::Cut;
             }
             if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
-                end_stream_with_error(client, provider, front, answer.deadline).await;
+                end_stream_with_error(client, provider, front, read.is_none(), answer.deadline).await;
             }
             return end;
         };
@@ -386,13 +386,19 @@ impl Tap {
     }
 }
 
-/// Ends a chunked event stream whose upstream failed: an error event in the
-/// client's format ([`super::answer::write_error_event`]) and the last chunk, so SDKs see
-/// a clean error rather than a hung or truncated stream.
-async fn end_stream_with_error(client: &mut Client, provider: &str, front: super::Front, deadline: Instant) {
+/// Ends a chunked event stream whose upstream failed, or that the drain
+/// cut (`cut`): an error event in the client's format
+/// ([`super::answer::write_error_event`]) and the last chunk, so SDKs see a
+/// clean error rather than a hung or truncated stream.
+async fn end_stream_with_error(client: &mut Client, provider: &str, front: super::Front, cut: bool, deadline: Instant) {
     let mut event = BytesMut::new();
-    let message = format!("upstream `{provider}` failed in the middle of the stream");
-    super::answer::write_error_event(front, &message, "upstream_stream_error", &mut event);
+    if cut {
+        let message = "the gateway is shutting down and ended the stream before it was complete";
+        super::answer::write_error_event(front, message, "shutting_down", &mut event);
+    } else {
+        let message = format!("upstream `{provider}` failed in the middle of the stream");
+        super::answer::write_error_event(front, &message, "upstream_stream_error", &mut event);
+    }
     let mut hdr = [0u8; 18];
     let n = chunk_header(event.len(), &mut hdr);
     client.out.push(Bytes::copy_from_slice(&hdr[..n]));
