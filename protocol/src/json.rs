@@ -112,10 +112,21 @@ fn string_end(doc: &[u8], from: usize) -> Result<(usize, bool), Malformed> {
 /// Decodes a string's raw bytes (escapes included) into `out`. A lone
 /// surrogate becomes U+FFFD, as browsers and serde_json's lossy mode do.
 pub fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed> {
+    unescape_marking(raw, out, |_, _| {})
+}
+
+/// [`unescape`], calling `mark(text, raw)` where each escape begins and
+/// where it ends: the offsets in the text written (from where `out` began)
+/// and in `raw`. Between two marks, text and raw advance byte for byte, so
+/// the marks map any offset of the text that is not inside an escape's
+/// output back to `raw` (to redact a string without re-escaping it).
+pub fn unescape_marking(raw: &[u8], out: &mut Vec<u8>, mut mark: impl FnMut(usize, usize)) -> Result<(), Malformed> {
+    let base = out.len();
     let mut at = 0;
     while let Some(p) = memchr::memchr(b'\\', &raw[at..]) {
         out.extend_from_slice(&raw[at..at + p]);
         let i = at + p;
+        mark(out.len() - base, i);
         let Some(&c) = raw.get(i + 1) else { return Err(Malformed("a string ends in an escape")) };
         at = i + 2;
         let simple = match c {
@@ -143,11 +154,13 @@ pub fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed> {
                 };
                 let mut buf = [0u8; 4];
                 out.extend_from_slice(c.unwrap_or('\u{FFFD}').encode_utf8(&mut buf).as_bytes());
+                mark(out.len() - base, at);
                 continue;
             }
             _ => return Err(Malformed("unknown escape in a string")),
         };
         out.push(simple);
+        mark(out.len() - base, at);
     }
     out.extend_from_slice(&raw[at..]);
     Ok(())

@@ -28,6 +28,19 @@ pub struct ChatRequestFields {
     pub max_tokens: Option<u64>,
 }
 
+impl ChatRequestFields {
+    /// The same fields in a body whose string values were replaced (a
+    /// redaction): `moved` maps an offset of the old body to the new one.
+    /// Saves scanning the new body again.
+    pub fn moved(&mut self, moved: impl Fn(usize) -> usize) {
+        fn span(s: Span, moved: &impl Fn(usize) -> usize) -> Span {
+            Span::new(moved(s.start as usize), moved(s.end as usize))
+        }
+        self.model = span(self.model, &moved);
+        self.stream_options = self.stream_options.map(|s| span(s, &moved));
+    }
+}
+
 /// Why a request body could not be scanned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyError {
@@ -117,7 +130,7 @@ pub(crate) const DEPTH_MAX: usize = 128;
 /// JSON text is: invalid bytes inside a string would reach the upstream
 /// (and slip past guardrails that read text) otherwise.
 pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
-    if std::str::from_utf8(body).is_err() {
+    if simdutf8::basic::from_utf8(body).is_err() {
         return Err(BodyError::NotUtf8);
     }
     let mut c = Cursor { buf: body, pos: 0, depth_max: DEPTH_MAX };

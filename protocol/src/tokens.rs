@@ -64,7 +64,7 @@ impl Encoding {
 
     /// Tokens in UTF-8 bytes (invalid sequences count as U+FFFD).
     pub fn count_bytes(self, text: &[u8]) -> u64 {
-        match std::str::from_utf8(text) {
+        match simdutf8::basic::from_utf8(text) {
             Ok(s) => self.count(s),
             Err(_) => self.count(&String::from_utf8_lossy(text)),
         }

@@ -183,15 +183,19 @@ pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayEr
 
 /// The team's guardrail profile checks the request's texts: a `block` hit
 /// refuses it; a `redact` hit replaces the body (the only copy of a body
-/// on this path), and the route's spans are found again in the new one.
+/// on this path), and the route's spans are moved by what was replaced
+/// before them.
 pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     let key = ex.key()?;
     let Some((profile, g)) = crate::proxy::guard::for_team(core.state, key.team) else { return Ok(()) };
     if let Some(redacted) = crate::proxy::guard::check_request(profile, g, &ex.body, &mut ex.trace.guard_hits)? {
-        ex.body = redacted;
-        // Spans of the old body mean nothing in the new one.
-        let routed = crate::proxy::route::route(core.state, key, &ex.body, &mut ex.trace)?;
-        ex.routed = Some(routed);
+        ex.body = redacted.body;
+        // The route's spans move with the string values replaced before
+        // them; the body is not scanned again.
+        if let Some(routed) = ex.routed.as_mut() {
+            routed.fields.moved(|at| crate::proxy::guard::moved(&redacted.edits, at));
+            debug_assert_eq!(Ok(routed.fields), tollgate_protocol::openai::scan_request(&ex.body));
+        }
     }
     Ok(())
 }
@@ -201,7 +205,7 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
 pub fn capture<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) {
     let Some(g) = core.state.config.capture_guard.as_deref() else { return };
     let prompt = match crate::proxy::guard::check_request("capture", g, &ex.body, &mut Vec::new()) {
-        Ok(Some(redacted)) => redacted,
+        Ok(Some(redacted)) => redacted.body,
         Ok(None) => ex.body.clone(),
         Err(_) => Bytes::from_static(b"(not captured: the body could not be read)"),
     };

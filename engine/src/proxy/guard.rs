@@ -17,7 +17,9 @@
 use bytes::{Bytes, BytesMut};
 use tollgate_policy::guard::stream::TextStream;
 use tollgate_policy::guard::{redact, Action, Direction, Findings, Guard, Hit};
-use tollgate_protocol::json::{escape, string_texts, string_values, unescape, Malformed, StringValue};
+use tollgate_protocol::json::{
+    escape, string_texts, string_values, unescape, unescape_marking, Malformed, StringValue,
+};
 use tollgate_protocol::sse::SseEvent;
 
 use crate::error::GatewayError;
@@ -100,11 +102,34 @@ fn scan_json(
     Ok(())
 }
 
-/// `doc` with the redacted texts replaced.
-fn rewrite(doc: &[u8], texts: &[StringValue], findings: &Findings) -> Vec<u8> {
+/// One string value a redaction replaced: its raw contents' range in the
+/// old document, and their length in the new one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edit {
+    pub raw: std::ops::Range<usize>,
+    pub len: usize,
+}
+
+/// Where `offset` of a document lands once `edits` (in order, none
+/// straddling it) are made.
+pub fn moved(edits: &[Edit], offset: usize) -> usize {
+    edits.iter().take_while(|e| e.raw.end <= offset).fold(offset, |at, e| at + e.len - e.raw.len())
+}
+
+/// `doc` with the redacted texts replaced, and where.
+///
+/// Only the hits' bytes change: the text around them is copied as it was
+/// written, escapes and all, with the hits' places in the decoded text
+/// mapped back to the raw string through the escapes' marks
+/// (`json::unescape_marking`). A string whose hit begins or ends inside
+/// one escape's output (a character written as `\uXXXX`, cut by a byte
+/// pattern) is decoded, redacted and escaped whole instead.
+fn rewrite(doc: &[u8], texts: &[StringValue], findings: &Findings) -> (Vec<u8>, Vec<Edit>) {
     let mut out = Vec::with_capacity(doc.len() + 64);
+    let mut edits = Vec::new();
     let mut at = 0;
     let mut scratch = Vec::new();
+    let mut marks = Vec::new();
     let mut redacted = Vec::new();
     let mut hits = findings.all.iter().peekable();
     while let Some(&&(text, _)) = hits.peek() {
@@ -114,19 +139,76 @@ fn rewrite(doc: &[u8], texts: &[StringValue], findings: &Findings) -> Vec<u8> {
         }
         let v = &texts[text as usize];
         let raw = &doc[v.raw.clone()];
-        scratch.clear();
-        let text = if v.escaped && unescape(raw, &mut scratch).is_ok() { &scratch[..] } else { raw };
-        redacted.clear();
-        redact(text, 0, &mine, &mut redacted);
         out.extend_from_slice(&doc[at..v.raw.start]);
-        escape(&redacted, &mut out);
+        let start = out.len();
+        scratch.clear();
+        marks.clear();
+        let decoded = v.escaped && unescape_marking(raw, &mut scratch, |t, r| marks.push((t, r))).is_ok();
+        let in_place = if v.escaped && !decoded {
+            // Never scanned as text (the walk refuses such a string).
+            redact_raw(raw, &mine, Some, &mut out)
+        } else if v.escaped {
+            redact_raw(raw, &mine, |t| raw_offset(&marks, t), &mut out)
+        } else {
+            redact_raw(raw, &mine, Some, &mut out)
+        };
+        if in_place.is_none() {
+            out.truncate(start);
+            redacted.clear();
+            redact(&scratch, 0, &mine, &mut redacted);
+            escape(&redacted, &mut out);
+        }
+        edits.push(Edit { raw: v.raw.clone(), len: out.len() - start });
         at = v.raw.end;
     }
     out.extend_from_slice(&doc[at..]);
-    out
+    (out, edits)
 }
 
-/// The request phase: `Ok(Some(body))` when redaction changed the body,
+/// The raw offset of decoded offset `t`, from the escapes' marks (each
+/// escape's start, then its end); `None` inside an escape's output.
+fn raw_offset(marks: &[(usize, usize)], t: usize) -> Option<usize> {
+    let i = marks.partition_point(|&(mt, _)| mt <= t);
+    let Some(&(mt, mr)) = i.checked_sub(1).and_then(|j| marks.get(j)) else { return Some(t) };
+    // An even index is an escape's start: only its first byte maps.
+    if (i - 1) % 2 == 0 {
+        (t == mt).then_some(mr)
+    } else {
+        Some(mr + (t - mt))
+    }
+}
+
+/// The raw string with its redacted hits (positions in the decoded text,
+/// mapped by `to_raw`) replaced by their placeholders, escaped; of
+/// overlapping hits the first wins, as in `guard::redact`. `None` when a
+/// position does not map.
+fn redact_raw(raw: &[u8], hits: &[Hit], to_raw: impl Fn(usize) -> Option<usize>, out: &mut Vec<u8>) -> Option<()> {
+    let (mut at_text, mut at_raw) = (0, 0);
+    for h in hits.iter().filter(|h| h.action == Action::Redact) {
+        if h.start < at_text {
+            // Overlapping an earlier placeholder: its tail goes too.
+            if h.end > at_text {
+                at_text = h.end;
+                at_raw = to_raw(at_text)?;
+            }
+            continue;
+        }
+        let (start, end) = (to_raw(h.start)?, to_raw(h.end)?);
+        out.extend_from_slice(raw.get(at_raw..start)?);
+        escape(h.rule.placeholder().as_bytes(), out);
+        (at_text, at_raw) = (h.end, end);
+    }
+    out.extend_from_slice(raw.get(at_raw..)?);
+    Some(())
+}
+
+/// A request body a redaction changed, and the string values it replaced.
+pub struct Redacted {
+    pub body: Bytes,
+    pub edits: Vec<Edit>,
+}
+
+/// The request phase: `Ok(Some(_))` when redaction changed the body,
 /// `Ok(None)` when it goes as it came; an error when a rule blocks it or,
 /// failing closed, when it cannot be checked.
 pub fn check_request(
@@ -134,7 +216,7 @@ pub fn check_request(
     guard: &Guard,
     body: &Bytes,
     recorded: &mut Vec<Recorded>,
-) -> Result<Option<Bytes>, GatewayError> {
+) -> Result<Option<Redacted>, GatewayError> {
     let mut findings = Findings::default();
     let mut texts = Vec::new();
     if let Err(Malformed(why)) = scan_json(guard, body, Direction::Request, &mut findings, &mut texts) {
@@ -151,7 +233,8 @@ pub fn check_request(
     if !findings.redacts() {
         return Ok(None);
     }
-    Ok(Some(Bytes::from(rewrite(body, &texts, &findings))))
+    let (body, edits) = rewrite(body, &texts, &findings);
+    Ok(Some(Redacted { body: Bytes::from(body), edits }))
 }
 
 /// What became of a JSON answer.
@@ -176,7 +259,7 @@ pub fn check_answer(guard: &Guard, body: &mut BytesMut, recorded: &mut Vec<Recor
         return Checked::Blocked(hit.rule.to_string());
     }
     if findings.redacts() {
-        let new = rewrite(body, &texts, &findings);
+        let (new, _) = rewrite(body, &texts, &findings);
         body.clear();
         body.extend_from_slice(&new);
     }
@@ -320,7 +403,7 @@ impl<'g> EventGuard<'g> {
         if let Some(hit) = findings.blocked() {
             return Err(hit);
         }
-        let data = if findings.redacts() { Bytes::from(rewrite(&ev.data, &texts, &findings)) } else { ev.data };
+        let data = if findings.redacts() { Bytes::from(rewrite(&ev.data, &texts, &findings).0) } else { ev.data };
         out.push(SseEvent { data, ..ev });
         Ok(())
     }
@@ -369,7 +452,92 @@ mod tests {
     fn check(g: &Guard, body: &str) -> Result<Option<String>, GatewayError> {
         let mut hits = Vec::new();
         check_request("t", g, &Bytes::copy_from_slice(body.as_bytes()), &mut hits)
-            .map(|b| b.map(|b| String::from_utf8(b.to_vec()).unwrap()))
+            .map(|b| b.map(|b| String::from_utf8(b.body.to_vec()).unwrap()))
+    }
+
+    /// The rewrite as it was: each redacted string decoded, redacted and
+    /// escaped whole. The oracle for the rewrite that copies raw bytes.
+    fn rewrite_decoded(doc: &[u8], texts: &[StringValue], findings: &Findings) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        let mut hits = findings.all.iter().peekable();
+        while let Some(&&(text, _)) = hits.peek() {
+            let mine: Vec<Hit> = std::iter::from_fn(|| hits.next_if(|(t, _)| *t == text).map(|(_, h)| *h)).collect();
+            if !mine.iter().any(|h| h.action == Action::Redact) {
+                continue;
+            }
+            let v = &texts[text as usize];
+            let mut decoded = Vec::new();
+            unescape(&doc[v.raw.clone()], &mut decoded).unwrap();
+            let mut redacted = Vec::new();
+            redact(&decoded, 0, &mine, &mut redacted);
+            out.extend_from_slice(&doc[at..v.raw.start]);
+            escape(&redacted, &mut out);
+            at = v.raw.end;
+        }
+        out.extend_from_slice(&doc[at..]);
+        out
+    }
+
+    /// Every combination of up to four pieces (escapes of each kind, hits
+    /// that begin, end or contain an escape, multi-byte text) in two
+    /// string values: the raw-copying rewrite decodes to exactly what
+    /// decoding, redacting and escaping whole gives, its edits move every
+    /// offset after them as the new document says, and the model's span
+    /// lands on the model.
+    #[test]
+    fn redaction_copies_raw_text_and_matches_decoding_whole() {
+        let mut spec = ProfileSpec { name: "t".into(), responses: true, ..Default::default() };
+        for d in [Detector::Email, Detector::Phone, Detector::Ipv4] {
+            spec.actions[d as usize] = Some(Action::Redact);
+        }
+        let g = Guard::compile(&spec).unwrap();
+        let pieces = [
+            "plain ",
+            r"\n",
+            r#"\""#,
+            r"\u00e9",
+            r"\ud83d\ude00",
+            "日本 ",
+            " bob@example.com",
+            r"\u0062ob@example.com",
+            r"x\u0040y.io ",
+            " 10.1.2.3",
+            r" 10.1.2.3\n",
+        ];
+        let mut bodies = 0;
+        let n = pieces.len();
+        for k in 1..=4u32 {
+            for mut i in 0..n.pow(k) {
+                let mut text = String::new();
+                for _ in 0..k {
+                    text.push_str(pieces[i % n]);
+                    i /= n;
+                }
+                let doc = format!(
+                    r#"{{"messages":[{{"role":"user","content":"{text}"}},{{"role":"user","content":"then {text}"}}],"model":"gpt-4o"}}"#
+                );
+                let mut findings = Findings::default();
+                let mut texts = Vec::new();
+                scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts).unwrap();
+                if !findings.redacts() {
+                    continue;
+                }
+                bodies += 1;
+                let (new, edits) = rewrite(doc.as_bytes(), &texts, &findings);
+                let want = rewrite_decoded(doc.as_bytes(), &texts, &findings);
+                let got: serde_json::Value = serde_json::from_slice(&new).expect("valid JSON");
+                assert_eq!(got, serde_json::from_slice::<serde_json::Value>(&want).unwrap(), "{doc}");
+                let model = doc.rfind("gpt-4o").unwrap();
+                assert_eq!(&new[moved(&edits, model)..moved(&edits, model + 6)], b"gpt-4o", "{doc}");
+            }
+        }
+        assert!(bodies > 5_000, "{bodies} bodies redacted");
+        // The text around a hit is copied as written: escapes stay.
+        let doc =
+            r#"{"messages":[{"role":"user","content":"caf\u00e9\n mail bob@example.com \ud83d\ude00"}],"model":"m"}"#;
+        let redacted = check(&guard(false), doc).unwrap().unwrap();
+        assert!(redacted.contains(r"caf\u00e9\n mail [EMAIL] \ud83d\ude00"), "{redacted}");
     }
 
     #[test]
