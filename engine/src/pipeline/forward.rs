@@ -65,7 +65,11 @@ pub async fn forward(
         let (parts, translation) =
             upstream_request::build(client, head, body, &routed.fields, target, upstream, front)?;
         let attempt_started = Instant::now();
-        let outcome = call::call(state, upstream, parts.as_slice(), deadline, cut).await;
+        // Each IO step's state machine is boxed where it is made, so that
+        // this one (and every future that awaits it, up to the
+        // connection's) stays small: a future is moved whole, used or
+        // not, each time it is made and awaited.
+        let outcome = Box::pin(call::call(state, upstream, parts.as_slice(), deadline, cut)).await;
         trace.attempt(t, attempt_started, outcome.as_ref().map(|(_, r)| r.status).map_err(GatewayError::code));
         match outcome {
             Ok((conn, response)) if routing.fallback_on_status.contains(&response.status) && plan.has_more(routing) => {
@@ -98,7 +102,7 @@ pub async fn forward(
                     (Translation::None, None)
                         if !parts.usage_asked && !routed.fields.stream && capture_guard.is_none() =>
                     {
-                        relay::relay(client, &mut conn, response, &answer).await
+                        Box::pin(relay::relay(client, &mut conn, response, &answer)).await
                     }
                     (translation, answer_guard) => {
                         let hits = &mut trace.guard_hits;
@@ -120,7 +124,7 @@ pub async fn forward(
                             reservation: holds.tokens.as_ref(),
                             capture,
                         };
-                        translate::relay_translated(client, &mut conn, response, &answer, inspect).await?
+                        Box::pin(translate::relay_translated(client, &mut conn, response, &answer, inspect)).await?
                     }
                 };
                 if end.upstream_reusable {

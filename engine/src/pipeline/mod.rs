@@ -85,28 +85,28 @@ pub struct Core<'w> {
 /// Runs one request through every phase; true when the connection may
 /// serve another request.
 pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, mut ex: Exchange<'s>) -> bool {
-    let phases = async {
-        authenticate(&mut ex, core)?;
-        admit::within_budget(&mut ex, core)?;
-        admit::within_rate_limit(&mut ex, core)?;
-        read_body(&mut ex, core, client, buf).await?;
-        route(&mut ex, core)?;
-        guard_request(&mut ex, core)?;
-        admit::count_large_prompt(&mut ex, core).await?;
-        admit::affordable(&mut ex, core)?;
-        admit::reserve_tokens(&mut ex, core)?;
-        capture(&mut ex, core);
-        admit::reserve_strict(&mut ex, core).await?;
-        forward::forward(&mut ex, core.state, core.cut, client).await
-    };
     // When the drain's time is up, the waits on upstreams end at once and
     // their requests finish their answers; one still going a moment later
     // (connecting or writing upstream, waiting on Redis, reading the body,
     // writing to a slow client) is stopped where it is and goes to the
     // exit as cut, so that it is recorded and billed before the worker
-    // closes rather than dropped with it.
+    // closes rather than dropped with it. (Pinned where it is made: a
+    // future moved into `pin!` would take its size twice in this one.)
     let result = {
-        let mut phases = std::pin::pin!(phases);
+        let mut phases = std::pin::pin!(async {
+            authenticate(&mut ex, core)?;
+            admit::within_budget(&mut ex, core)?;
+            admit::within_rate_limit(&mut ex, core)?;
+            read_body(&mut ex, core, client, buf).await?;
+            route(&mut ex, core)?;
+            guard_request(&mut ex, core)?;
+            admit::count_large_prompt(&mut ex, core).await?;
+            admit::affordable(&mut ex, core)?;
+            admit::reserve_tokens(&mut ex, core)?;
+            capture(&mut ex, core);
+            admit::reserve_strict(&mut ex, core).await?;
+            forward::forward(&mut ex, core.state, core.cut, client).await
+        });
         match core.cut.or(phases.as_mut()).await {
             Some(result) => result,
             None => match monoio::time::timeout(crate::cut::STUCK_AFTER_CUT, phases.as_mut()).await {
@@ -115,7 +115,8 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             },
         }
     };
-    finish(core, client, buf, ex, result).await
+    // Boxed, as the IO steps in `forward` are: see there.
+    Box::pin(finish(core, client, buf, ex, result)).await
 }
 
 /// The phases before the body is read, in [`run`]'s order (for the
