@@ -21,7 +21,10 @@
 mod owner;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Keyed by owner indices (the gateway's own): Fx hashing, not SipHash.
+use rustc_hash::FxHashMap as HashMap;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 

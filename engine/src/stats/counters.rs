@@ -4,7 +4,8 @@
 //! a [`Delta`] with names resolved at each hand-off.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+// Keyed by the gateway's own indices: Fx hashing, not SipHash.
+use rustc_hash::FxHashMap as HashMap;
 
 use hdrhistogram::Histogram;
 use tollgate_policy::Config;
@@ -65,13 +66,13 @@ pub type GuardLabels = (String, String, &'static str, &'static str);
 impl Default for CoreStats {
     fn default() -> Self {
         CoreStats {
-            counts: RefCell::new(HashMap::new()),
+            counts: RefCell::new(HashMap::default()),
             total: RefCell::new(histogram()),
             upstream: RefCell::new(histogram()),
             ttft: RefCell::new(histogram()),
             gateway: RefCell::new(histogram()),
-            guard: RefCell::new(HashMap::new()),
-            soft: RefCell::new(HashMap::new()),
+            guard: RefCell::new(HashMap::default()),
+            soft: RefCell::new(HashMap::default()),
             accept_errors: std::cell::Cell::new(0),
         }
     }
