@@ -6,6 +6,9 @@
 # With "governed", the gateway runs every policy (as
 # bench/scripts/governed-bench.sh) and the files are governed-json.svg and
 # governed-stream.svg.
+# With BODY=FILE, only the JSON lane is recorded, sending that body
+# (bench/prompts), into governed-<NAME>.svg (NAME: env, default "body");
+# BIN=DIR takes the gateway from another build (a "before" worktree).
 # Usage: flamegraphs/record.sh [seconds] [governed]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,20 +26,27 @@ if [ "$MODE" = governed ]; then
 else
   { gateway_server 127.0.0.1:9205; mock_route 9105; bench_team_key; } >"$work/gw.toml"
 fi
-taskset -c 0 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
+taskset -c 0 "${BIN:-./target/release}/tollgate" --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 sleep 1
 gw=$(pgrep -f "tollgate --config $work" | head -1)
-for lane in json stream; do
+body_args=()
+if [ -n "${BODY:-}" ]; then
+  body_args=(--body-file "$BODY")
+  prefix="${prefix}${NAME:-body}-"
+fi
+lanes="json stream"
+[ -n "${BODY:-}" ] && lanes=json
+for lane in $lanes; do
   extra=""
   [ "$lane" = stream ] && extra="--stream"
   taskset -c 1 ./target/release/tollgate-load --url http://127.0.0.1:9205/v1/chat/completions --key tg-bench-key \
-    -c 32 -d $((SECS + 2)) --warmup 0 -q $extra >"$work/load-$lane.txt" &
+    -c 32 -d $((SECS + 2)) --warmup 0 -q $extra "${body_args[@]}" >"$work/load-$lane.txt" &
   load=$!
   sleep 1
   perf record -F 997 -g -p "$gw" -o "$work/perf-$lane.data" -- sleep "$SECS" 2>/dev/null
   wait $load
   perf script -i "$work/perf-$lane.data" 2>/dev/null | inferno-collapse-perf >"$work/$lane.folded"
-  inferno-flamegraph --title "tollgate ($MODE): $lane requests, one worker" <"$work/$lane.folded" >"flamegraphs/$prefix$lane.svg"
+  inferno-flamegraph --title "tollgate ($MODE${BODY:+, $BODY}${NAME:+, $NAME}): $lane requests, one worker" <"$work/$lane.folded" >"flamegraphs/$prefix$lane.svg"
   head -1 "$work/load-$lane.txt"
   echo "wrote flamegraphs/$prefix$lane.svg"
   # Where the samples were taken, by object (kernel, tollgate, libc).

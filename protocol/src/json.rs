@@ -73,19 +73,35 @@ pub fn string_texts(
     keep: impl Fn(&[u8], &[u8]) -> bool,
     mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>),
 ) -> Result<(), Malformed> {
+    string_texts_marked(doc, keep, |key, v, text, _| f(key, v, text))
+}
+
+/// [`string_texts`], with each decoded text's escape marks (see
+/// [`unescape_marking`]; empty for a text without escapes), so that a
+/// caller that changes the text can map its offsets back to the raw
+/// string without decoding it again.
+pub fn string_texts_marked(
+    doc: &[u8],
+    keep: impl Fn(&[u8], &[u8]) -> bool,
+    mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &[(usize, usize)]),
+) -> Result<(), Malformed> {
     let mut scratch = Vec::new();
+    let mut marks = Vec::new();
     string_values(doc, |key, v| {
         let raw = &doc[v.raw.clone()];
         if !keep(key, raw) {
             return;
         }
+        marks.clear();
         let text = if v.escaped {
             scratch.clear();
-            unescape(raw, &mut scratch).map(|()| &scratch[..])
+            // Decoding never grows a text: one allocation, no regrowth.
+            scratch.reserve(raw.len());
+            unescape_marking(raw, &mut scratch, |t, r| marks.push((t, r))).map(|()| &scratch[..])
         } else {
             Ok(raw)
         };
-        f(key, v, text);
+        f(key, v, text, &marks);
     })
 }
 

@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use tollgate_policy::guard::stream::TextStream;
 use tollgate_policy::guard::{redact, Action, Direction, Findings, Guard, Hit};
 use tollgate_protocol::json::{
-    escape, string_texts, string_values, unescape, unescape_marking, Malformed, StringValue,
+    escape, string_texts_marked, string_values, unescape, unescape_marking, Malformed, StringValue,
 };
 use tollgate_protocol::sse::SseEvent;
 
@@ -83,15 +83,22 @@ fn scan_json(
     doc: &[u8],
     direction: Direction,
     findings: &mut Findings,
-    texts: &mut Vec<StringValue>,
+    texts: &mut Texts,
 ) -> Result<(), Malformed> {
     let mut bad = None;
     let keep = |key: &[u8], raw: &[u8]| !(STRUCTURAL.contains(&key) || inline_file(key, raw));
-    string_texts(doc, keep, |_, v, text| match text {
+    string_texts_marked(doc, keep, |_, v, text, marks| match text {
         Ok(text) => {
+            let i = texts.values.len() as u32;
             guard.scan(text, direction, true, findings);
-            findings.file(texts.len() as u32);
-            texts.push(v);
+            findings.file(i);
+            // A text to be redacted keeps its escapes' marks, so that the
+            // rewrite need not decode it again.
+            let mine = findings.all.iter().rev().take_while(|(t, _)| *t == i);
+            if v.escaped && mine.clone().any(|(_, h)| h.action == Action::Redact) {
+                texts.marks.push((i, marks.to_vec()));
+            }
+            texts.values.push(v);
         }
         Err(e) => bad = Some(e),
     })?;
@@ -100,6 +107,14 @@ fn scan_json(
         guard.settle(findings);
     }
     Ok(())
+}
+
+/// The string values a scan read, in the order `Findings` numbers them,
+/// and the escape marks of those it will redact.
+#[derive(Default)]
+struct Texts {
+    values: Vec<StringValue>,
+    marks: Vec<(u32, Vec<(usize, usize)>)>,
 }
 
 /// One string value a redaction replaced: its raw contents' range in the
@@ -124,7 +139,7 @@ pub fn moved(edits: &[Edit], offset: usize) -> usize {
 /// (`json::unescape_marking`). A string whose hit begins or ends inside
 /// one escape's output (a character written as `\uXXXX`, cut by a byte
 /// pattern) is decoded, redacted and escaped whole instead.
-fn rewrite(doc: &[u8], texts: &[StringValue], findings: &Findings) -> (Vec<u8>, Vec<Edit>) {
+fn rewrite(doc: &[u8], texts: &Texts, findings: &Findings) -> (Vec<u8>, Vec<Edit>) {
     let mut out = Vec::with_capacity(doc.len() + 64);
     let mut edits = Vec::new();
     let mut at = 0;
@@ -137,25 +152,32 @@ fn rewrite(doc: &[u8], texts: &[StringValue], findings: &Findings) -> (Vec<u8>, 
         if !mine.iter().any(|h| h.action == Action::Redact) {
             continue;
         }
-        let v = &texts[text as usize];
+        let v = &texts.values[text as usize];
         let raw = &doc[v.raw.clone()];
         out.extend_from_slice(&doc[at..v.raw.start]);
         let start = out.len();
         scratch.clear();
         marks.clear();
-        let decoded = v.escaped && unescape_marking(raw, &mut scratch, |t, r| marks.push((t, r))).is_ok();
-        let in_place = if v.escaped && !decoded {
-            // Never scanned as text (the walk refuses such a string).
-            redact_raw(raw, &mine, Some, &mut out)
-        } else if v.escaped {
-            redact_raw(raw, &mine, |t| raw_offset(&marks, t), &mut out)
-        } else {
-            redact_raw(raw, &mine, Some, &mut out)
+        let kept = texts.marks.binary_search_by_key(&text, |(i, _)| *i).ok().map(|k| &texts.marks[k].1[..]);
+        let in_place = match kept {
+            Some(kept) => redact_raw(raw, &mine, |t| raw_offset(kept, t), &mut out),
+            None if !v.escaped => redact_raw(raw, &mine, Some, &mut out),
+            None => {
+                if unescape_marking(raw, &mut scratch, |t, r| marks.push((t, r))).is_ok() {
+                    redact_raw(raw, &mine, |t| raw_offset(&marks, t), &mut out)
+                } else {
+                    // Scanned as written (a stream's event whose escape
+                    // could not be decoded).
+                    redact_raw(raw, &mine, Some, &mut out)
+                }
+            }
         };
         if in_place.is_none() {
             out.truncate(start);
+            scratch.clear();
+            let text = if v.escaped && unescape(raw, &mut scratch).is_ok() { &scratch[..] } else { raw };
             redacted.clear();
-            redact(&scratch, 0, &mine, &mut redacted);
+            redact(text, 0, &mine, &mut redacted);
             escape(&redacted, &mut out);
         }
         edits.push(Edit { raw: v.raw.clone(), len: out.len() - start });
@@ -218,7 +240,7 @@ pub fn check_request(
     recorded: &mut Vec<Recorded>,
 ) -> Result<Option<Redacted>, GatewayError> {
     let mut findings = Findings::default();
-    let mut texts = Vec::new();
+    let mut texts = Texts::default();
     if let Err(Malformed(why)) = scan_json(guard, body, Direction::Request, &mut findings, &mut texts) {
         if guard.fail_open {
             tracing::warn!(profile, why, "guardrails could not read a request; letting it through (on_error = allow)");
@@ -248,7 +270,7 @@ pub enum Checked {
 /// The answer phase for a whole JSON answer: redacts `body` in place.
 pub fn check_answer(guard: &Guard, body: &mut BytesMut, recorded: &mut Vec<Recorded>) -> Checked {
     let mut findings = Findings::default();
-    let mut texts = Vec::new();
+    let mut texts = Texts::default();
     if scan_json(guard, body, Direction::Response, &mut findings, &mut texts).is_err() {
         // The answer already parsed for usage or translation; one that
         // cannot be walked is not shown unchecked.
@@ -395,7 +417,7 @@ impl<'g> EventGuard<'g> {
     /// Scans one event's texts as complete text and passes it on redacted.
     fn whole_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
         let mut findings = Findings::default();
-        let mut texts = Vec::new();
+        let mut texts = Texts::default();
         // The walk already succeeded on this event; a bad escape is
         // scanned as written.
         let _ = scan_json(self.guard, &ev.data, Direction::Response, &mut findings, &mut texts);
@@ -457,7 +479,7 @@ mod tests {
 
     /// The rewrite as it was: each redacted string decoded, redacted and
     /// escaped whole. The oracle for the rewrite that copies raw bytes.
-    fn rewrite_decoded(doc: &[u8], texts: &[StringValue], findings: &Findings) -> Vec<u8> {
+    fn rewrite_decoded(doc: &[u8], texts: &Texts, findings: &Findings) -> Vec<u8> {
         let mut out = Vec::new();
         let mut at = 0;
         let mut hits = findings.all.iter().peekable();
@@ -466,7 +488,7 @@ mod tests {
             if !mine.iter().any(|h| h.action == Action::Redact) {
                 continue;
             }
-            let v = &texts[text as usize];
+            let v = &texts.values[text as usize];
             let mut decoded = Vec::new();
             unescape(&doc[v.raw.clone()], &mut decoded).unwrap();
             let mut redacted = Vec::new();
@@ -518,7 +540,7 @@ mod tests {
                     r#"{{"messages":[{{"role":"user","content":"{text}"}},{{"role":"user","content":"then {text}"}}],"model":"gpt-4o"}}"#
                 );
                 let mut findings = Findings::default();
-                let mut texts = Vec::new();
+                let mut texts = Texts::default();
                 scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts).unwrap();
                 if !findings.redacts() {
                     continue;
