@@ -60,7 +60,12 @@ pub fn world() -> World {
     let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots: None }];
     let state = CoreState::build(Arc::new(config), &resolved, None, None);
     let head = Bytes::from_static(CHAT_HEAD);
-    let body = Bytes::from(chat_body(2048));
+    // TOLLGATE_PIPELINE_BODY=FILE: a body from bench/prompts instead of
+    // the built-in 2 KB chat (instruction counts at real prompt sizes).
+    let body = match std::env::var_os("TOLLGATE_PIPELINE_BODY") {
+        Some(path) => Bytes::from(std::fs::read(path).expect("TOLLGATE_PIPELINE_BODY is readable")),
+        None => Bytes::from(chat_body(2048)),
+    };
     let stream = Bytes::from(sse_stream(20));
     let limits = HeadLimits { head_bytes_max: 16 * 1024, uri_bytes_max: 8 * 1024 };
     Encoding::warm_up();
