@@ -199,8 +199,10 @@ fn nearly_spent(core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) ->
 
 /// Counts a large prompt in steps (the worker serves its other requests
 /// between them) when a phase before the answer will need the count: the
-/// estimate near a budget's end, a tokens-per-minute reservation near a limit, a stream's cost ceiling.
-/// Far from every limit nothing is counted, as in those phases. A small
+/// estimate near a budget's end, or a tokens-per-minute reservation near a
+/// limit. (A stream's cost ceiling counts only if the answer nears it:
+/// `stream::PromptTokens`.) Far from every limit nothing is counted, as
+/// in those phases. A small
 /// prompt is left to them: counting it takes less than one step.
 pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     if ex.body.len() <= tollgate_protocol::tokens::STEP_BYTES {
@@ -209,12 +211,10 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     let key = ex.key()?;
     let team = core.state.config.teams.get(key.team);
     let priced = ex.routed.as_ref().is_some_and(|r| r.route.price_of(r.route.targets.first()).is_some());
-    let stream = ex.routed.as_ref().is_some_and(|r| r.fields.stream);
     let for_budget = priced && nearly_spent(core, key, crate::unix_now().as_secs());
-    let for_ceiling = stream && (key.budget.request.is_some() || team.is_some_and(|t| t.budget.request.is_some()));
     let tpm = team.and_then(|t| t.rate_limit.tokens_per_minute).is_some() || key.rate_limit.tokens_per_minute.is_some();
     let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex)));
-    if for_budget || for_ceiling || for_tokens {
+    if for_budget || for_tokens {
         ex.prompt.tokens_in_steps(&ex.body).await;
     }
     Ok(())

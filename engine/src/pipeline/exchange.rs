@@ -108,6 +108,11 @@ impl Prompt {
         *self.tokens.get_or_init(|| n)
     }
 
+    /// The count, if the prompt has been counted.
+    pub fn get(&self) -> Option<u64> {
+        self.tokens.get().copied()
+    }
+
     /// Whether the prompt has been counted (for tests of "at most once").
     pub fn counted(&self) -> bool {
         self.tokens.get().is_some()

@@ -111,7 +111,7 @@ pub async fn forward(
                         // Ceilings end streams only (a JSON answer is not cut):
                         // a JSON request does not count its prompt for one.
                         let ceiling = if routed.fields.stream {
-                            ceiling(state, key, routed.route, target, || prompt.tokens(body))
+                            ceiling(state, key, routed.route, target, body, prompt)
                         } else {
                             None
                         };
@@ -232,7 +232,8 @@ fn ceiling(
     key: &VirtualKey,
     route: &tollgate_policy::Route,
     target: &tollgate_policy::Target,
-    prompt: impl FnOnce() -> u64,
+    body: &bytes::Bytes,
+    prompt: &crate::pipeline::Prompt,
 ) -> Option<stream::Ceiling> {
     let team = state.config.teams.get(key.team).map(|t| &t.budget);
     let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min();
@@ -243,7 +244,10 @@ fn ceiling(
     }
     let cost = cost.and_then(|limit| {
         let price = route.price_of(Some(target))?;
-        Some((limit, prompt(), price))
+        let bound = (body.len() as u64)
+            .saturating_add(tollgate_protocol::tokens::REPLY_PRIMING)
+            .saturating_add(tollgate_protocol::media::media_tokens(body));
+        Some((limit, stream::PromptTokens::new(bound, prompt.get(), body.clone(), prompt.encoding), price))
     });
     Some(stream::Ceiling { output_tokens: output.unwrap_or(u64::MAX), cost })
 }

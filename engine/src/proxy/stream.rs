@@ -31,18 +31,55 @@ const EVENT_BYTES_MAX: usize = 1024 * 1024;
 
 /// Ceilings on one request's output tokens and cost: a stream that crosses
 /// one is ended as if the model had reached `max_tokens`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Ceiling {
     pub output_tokens: u64,
-    /// (limit in micro-dollars, prompt tokens, the model's price)
-    pub cost: Option<(u64, u64, tollgate_policy::config::Price)>,
+    /// (limit in micro-dollars, the prompt's tokens, the model's price)
+    pub cost: Option<(u64, PromptTokens, tollgate_policy::config::Price)>,
+}
+
+/// The prompt's tokens as a cost ceiling needs them: its upper bound
+/// decides while the answer's cost is far from the limit, and the prompt
+/// is counted (once) only when the bound no longer can. A stream then
+/// starts without waiting for a count (7 ms at 100 KB), and in the usual
+/// case, an answer far below the ceiling, never pays for one.
+#[derive(Clone, Debug)]
+pub struct PromptTokens {
+    bound: u64,
+    exact: std::cell::OnceCell<u64>,
+    body: bytes::Bytes,
+    encoding: tollgate_protocol::tokens::Encoding,
+}
+
+impl PromptTokens {
+    /// `exact` when the request's prompt was counted already.
+    pub fn new(
+        bound: u64,
+        exact: Option<u64>,
+        body: bytes::Bytes,
+        encoding: tollgate_protocol::tokens::Encoding,
+    ) -> Self {
+        let cell = std::cell::OnceCell::new();
+        if let Some(n) = exact {
+            let _ = cell.set(n);
+        }
+        PromptTokens { bound, exact: cell, body, encoding }
+    }
+
+    fn exact(&self) -> u64 {
+        *self.exact.get_or_init(|| tollgate_protocol::tokens::prompt_tokens(self.encoding, &self.body))
+    }
 }
 
 impl Ceiling {
     pub fn crossed(&self, completion: u64) -> bool {
         completion > self.output_tokens
-            || self.cost.is_some_and(|(limit, prompt, price)| {
-                TokenUsage { prompt, completion, ..TokenUsage::default() }.cost_at(price) > limit
+            || self.cost.as_ref().is_some_and(|(limit, prompt, price)| {
+                let cost = |prompt| TokenUsage { prompt, completion, ..TokenUsage::default() }.cost_at(*price);
+                // Within the limit even at the prompt's bound: not crossed,
+                // and nothing counted. Past it with no prompt at all:
+                // crossed. Between, the count decides.
+                cost(prompt.bound) > *limit && (cost(0) > *limit || cost(prompt.exact()) > *limit)
             })
     }
 }
@@ -273,7 +310,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             // The event that crosses a request ceiling is the first one
             // not passed on.
             let within_limits = self.stages.reservation.is_none_or(|r| r.stream_used(counted));
-            if !within_limits || self.stages.ceiling.is_some_and(|c| c.crossed(counted)) {
+            if !within_limits || self.stages.ceiling.as_ref().is_some_and(|c| c.crossed(counted)) {
                 self.stop(Flow::Capped);
                 continue;
             }
@@ -466,6 +503,36 @@ mod tests {
             assert_eq!(end, End::Completed);
             assert_eq!(counted, 2, "split at {at}");
         }
+    }
+
+    #[test]
+    fn a_cost_ceiling_counts_the_prompt_only_near_its_limit() {
+        // A micro-dollar a token, in and out.
+        let price = tollgate_policy::config::Price {
+            input_per_mtok: 1_000_000,
+            output_per_mtok: 1_000_000,
+            cached_input_per_mtok: 1_000_000,
+            cache_write_per_mtok: 1_000_000,
+        };
+        let body = bytes::Bytes::from_static(br#"{"messages":[{"role":"user","content":"Say hello to everyone here"}]}"#);
+        let encoding = tollgate_protocol::tokens::Encoding::O200kBase;
+        let exact = tollgate_protocol::tokens::prompt_tokens(encoding, &body);
+        let bound = body.len() as u64 + 3;
+        let ceiling = |limit_tokens: u64| Ceiling {
+            output_tokens: u64::MAX,
+            cost: Some((limit_tokens, PromptTokens::new(bound, None, body.clone(), encoding), price)),
+        };
+        let counted = |c: &Ceiling| c.cost.as_ref().is_some_and(|(_, p, _)| p.exact.get().is_some());
+        // Far from the limit even at the bound: no count.
+        let far = ceiling(bound + 100);
+        assert!(!far.crossed(50) && !counted(&far));
+        // Between: the count decides, exactly.
+        let near = ceiling(exact + 10);
+        assert!(!near.crossed(10) && counted(&near));
+        assert!(near.crossed(11));
+        // Past it with no prompt at all: crossed, no count.
+        let past = ceiling(5);
+        assert!(past.crossed(6) && !counted(&past));
     }
 
     #[test]
