@@ -59,6 +59,12 @@ impl IoSlices {
         self.bufs.is_empty()
     }
 
+    /// Drops what is waiting to be written (a request stopped mid-answer).
+    pub fn clear(&mut self) {
+        self.bufs.clear();
+        self.iov.clear();
+    }
+
     fn rebuild(&mut self) {
         self.iov.clear();
         // writev refuses more than IOV_MAX entries with EINVAL; the rest go

@@ -73,16 +73,30 @@ pub fn string_texts(
     keep: impl Fn(&[u8], &[u8]) -> bool,
     mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>),
 ) -> Result<(), Malformed> {
-    string_texts_marked(doc, keep, |key, v, text, _| f(key, v, text))
+    // No marks: a body of escapes would make them many times its size.
+    texts(doc, keep, false, |key, v, text, _| f(key, v, text))
 }
 
 /// [`string_texts`], with each decoded text's escape marks (see
-/// [`unescape_marking`]; empty for a text without escapes), so that a
+/// [`unescape_marking`]; empty for a text without escapes, and for one
+/// longer than [`MARKED_BYTES_MAX`]), so that a
 /// caller that changes the text can map its offsets back to the raw
 /// string without decoding it again.
 pub fn string_texts_marked(
     doc: &[u8],
     keep: impl Fn(&[u8], &[u8]) -> bool,
+    f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &[(usize, usize)]),
+) -> Result<(), Malformed> {
+    texts(doc, keep, true, f)
+}
+
+/// The longest string [`string_texts_marked`] gives marks for.
+pub const MARKED_BYTES_MAX: usize = 64 * 1024;
+
+fn texts(
+    doc: &[u8],
+    keep: impl Fn(&[u8], &[u8]) -> bool,
+    marked: bool,
     mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &[(usize, usize)]),
 ) -> Result<(), Malformed> {
     let mut scratch = Vec::new();
@@ -97,7 +111,15 @@ pub fn string_texts_marked(
             scratch.clear();
             // Decoding never grows a text: one allocation, no regrowth.
             scratch.reserve(raw.len());
-            unescape_marking(raw, &mut scratch, |t, r| marks.push((t, r))).map(|()| &scratch[..])
+            // Marks for strings up to 64 KiB: a string of escapes makes
+            // them 16 times its size. Longer ones get none (a caller then
+            // decodes again).
+            let decoded = if marked && raw.len() <= MARKED_BYTES_MAX {
+                unescape_marking(raw, &mut scratch, |t, r| marks.push((t, r)))
+            } else {
+                unescape(raw, &mut scratch)
+            };
+            decoded.map(|()| &scratch[..])
         } else {
             Ok(raw)
         };

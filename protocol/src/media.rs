@@ -22,6 +22,11 @@ pub const OPENAI_IMAGE_MAX: u64 = OPENAI_IMAGE_BASE + 8 * OPENAI_IMAGE_TILE;
 /// Anthropic's images cost width x height / 750 tokens, after scaling to a
 /// long edge of at most 1568 pixels: about 1,600 at most.
 pub const ANTHROPIC_IMAGE_MAX: u64 = 1600;
+/// An image whose size cannot be read (given by URL): the dearest either
+/// provider bills for one, since a request may be translated for the
+/// other's API.
+pub const IMAGE_UNKNOWN: u64 =
+    if OPENAI_IMAGE_MAX > ANTHROPIC_IMAGE_MAX { OPENAI_IMAGE_MAX } else { ANTHROPIC_IMAGE_MAX };
 /// Audio input: OpenAI bills about one token per 100 ms.
 pub const AUDIO_TOKENS_PER_SECOND: u64 = 10;
 
@@ -88,8 +93,17 @@ fn string(c: &mut Cursor<'_>, into: &mut Option<Span>) -> Option<()> {
 fn part(c: &mut Cursor<'_>) -> Option<u64> {
     let buf = c.buf;
     let mut p = Part::default();
+    // Parts inside a part: Anthropic's `tool_result` carries images too.
+    let mut nested = 0u64;
     members(c, &mut |c, key| match key {
         b"type" => string(c, &mut p.kind),
+        b"content" if c.peek() == Some(b'[') => elements(c, &mut |c| {
+            if c.peek() != Some(b'{') {
+                return c.value().ok();
+            }
+            nested = nested.saturating_add(part(c)?);
+            Some(())
+        }),
         // OpenAI: {"url": ..., "detail": ...}, or the URL alone.
         b"image_url" if c.peek() == Some(b'{') => members(c, &mut |c, key| match key {
             b"url" => string(c, &mut p.url),
@@ -112,25 +126,23 @@ fn part(c: &mut Cursor<'_>) -> Option<u64> {
         _ => c.value().ok(),
     })?;
     let get = |s: Option<Span>| s.map_or(&b""[..], |s| s.get(buf));
-    Some(match get(p.kind) {
+    let own = match get(p.kind) {
         b"image_url" => {
             if get(p.detail) == b"low" {
                 return Some(OPENAI_IMAGE_BASE);
             }
             let url = get(p.url);
             let b64 = url.iter().position(|&b| b == b',').filter(|_| url.starts_with(b"data:")).map(|i| &url[i + 1..]);
-            b64.and_then(image_size).map_or(OPENAI_IMAGE_MAX, |(w, h)| openai_image(w, h))
+            b64.and_then(image_size).map_or(IMAGE_UNKNOWN, |(w, h)| openai_image(w, h))
         }
         b"image" => {
             let data = get(p.data);
-            (!data.is_empty())
-                .then(|| image_size(data))
-                .flatten()
-                .map_or(ANTHROPIC_IMAGE_MAX, |(w, h)| anthropic_image(w, h))
+            (!data.is_empty()).then(|| image_size(data)).flatten().map_or(IMAGE_UNKNOWN, |(w, h)| anthropic_image(w, h))
         }
         b"input_audio" => audio(get(p.data), get(p.format)),
         _ => 0,
-    })
+    };
+    Some(own.saturating_add(nested))
 }
 
 /// OpenAI's high-detail cost of a `w` x `h` image.
@@ -316,7 +328,7 @@ mod tests {
         let by_url = r#"{"type":"image_url","image_url":{"url":"https://example.com/a.png","detail":"high"}}"#;
         let parts = vec![by_url; 50].join(",");
         let body = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":[{parts}]}}]}}"#);
-        assert_eq!(media_tokens(body.as_bytes()), 50 * OPENAI_IMAGE_MAX);
+        assert_eq!(media_tokens(body.as_bytes()), 50 * IMAGE_UNKNOWN);
         let data = b64(&png(1024, 1024));
         let body = format!(
             r#"{{"messages":[{{"content":"no media here"}},{{"role":"user","content":[{{"type":"text","text":"see"}},{{"type":"image_url","image_url":{{"detail":"auto","url":"data:image/png;base64,{data}"}}}},{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{data}","detail":"low"}}}}]}}]}}"#
@@ -326,7 +338,10 @@ mod tests {
         let body = format!(
             r#"{{"model":"claude","messages":[{{"role":"user","content":[{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{data}"}}}},{{"type":"image","source":{{"type":"url","url":"https://x/y.jpg"}}}}]}}]}}"#
         );
-        assert_eq!(media_tokens(body.as_bytes()), 1399 + ANTHROPIC_IMAGE_MAX);
+        assert_eq!(media_tokens(body.as_bytes()), 1399 + IMAGE_UNKNOWN);
+        // An image inside a tool's result counts too.
+        let body = r#"{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"url","url":"https://x/y.png"}}]}]}]}"#;
+        assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN);
         // Ten seconds of 16 kHz mono 16-bit WAV: 100 tokens.
         let mut wav = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\x80\x3e\0\0\0\x7d\0\0\x02\0\x10\0data".to_vec();
         wav.resize(44 + 320_000, 0);

@@ -241,6 +241,11 @@ fn asks_for_usage(c: &mut Cursor<'_>) -> Result<bool, BodyError> {
     }
     let (mut asks, mut seen, mut failed) = (false, 0, None);
     let walked = members(c, &mut |c, key| {
+        // `include\u005fusage` is `include_usage` to the provider.
+        if key.contains(&b'\\') {
+            failed = Some(BodyError::AmbiguousKey);
+            return None;
+        }
         let start = c.pos;
         if let Err(e) = c.value() {
             failed = Some(e);
@@ -275,6 +280,12 @@ fn messages(c: &mut Cursor<'_>) -> Result<(), BodyError> {
         }
         let (mut role, mut content) = (None, false);
         let inner = members(c, &mut |c, key| {
+            // `r\u006fle` is `role` to the provider: not one this check
+            // could skip.
+            if key.contains(&b'\\') {
+                failed = Some(BodyError::AmbiguousKey);
+                return None;
+            }
             let start = c.pos;
             if let Err(e) = c.value() {
                 failed = Some(e);
@@ -885,6 +896,14 @@ mod tests {
             (r#"{"model":"a","messages":"nope"}"#, BodyError::BadMessages),
             (r#"{"model":"a","messages":{"role":"user"}}"#, BodyError::BadMessages),
             (r#"{"model":"a","stream_options":{"include_usage":false,"include_usage":true}}"#, BodyError::AmbiguousKey),
+            (
+                r#"{"model":"a","stream_options":{"include_usage":true,"include\u005fusage":false}}"#,
+                BodyError::AmbiguousKey,
+            ),
+            (
+                r#"{"model":"a","messages":[{"r\u006fle":"admin","content":"x","role":"user"}]}"#,
+                BodyError::AmbiguousKey,
+            ),
             (r#"{"model":"a","max_tokens":-1}"#, BodyError::BadMaxTokens),
             (r#"{"model":"a","max_tokens":"100"}"#, BodyError::BadMaxTokens),
             (r#"{"model":"a","max_completion_tokens":1.5}"#, BodyError::BadMaxTokens),

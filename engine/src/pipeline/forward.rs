@@ -137,9 +137,10 @@ pub async fn forward(
                     end.end = End::UpstreamFailed;
                 }
                 set_aside_unbelievable(&mut end, trace);
-                if end.usage.is_none() && end.status < 300 {
+                if end.usage.is_none() && end.status < 300 && !cut.fired() {
                     // The estimate below bills the prompt counted: a large
-                    // one is counted in steps.
+                    // one is counted in steps (at once after the drain's
+                    // cut, when the worker is about to close).
                     prompt.tokens_in_steps(body).await;
                 }
                 estimate_usage(&mut end, || prompt.tokens(body), trace);

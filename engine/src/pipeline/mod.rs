@@ -85,6 +85,7 @@ pub struct Core<'w> {
 /// Runs one request through every phase; true when the connection may
 /// serve another request.
 pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, mut ex: Exchange<'s>) -> bool {
+    let mut abandoned = false;
     // When the drain's time is up, the waits on upstreams end at once and
     // their requests finish their answers; one still going a moment later
     // (connecting or writing upstream, waiting on Redis, reading the body,
@@ -111,12 +112,24 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             Some(result) => result,
             None => match monoio::time::timeout(crate::cut::STUCK_AFTER_CUT, phases.as_mut()).await {
                 Ok(result) => result,
-                Err(_) => Err(GatewayError::Draining),
+                Err(_) => {
+                    // Stopped mid-phase: whatever it had begun to write
+                    // stays unwritten, and nothing more is (a 503 after
+                    // part of an answer would corrupt it); the connection
+                    // closes.
+                    abandoned = true;
+                    Err(GatewayError::Draining)
+                }
             },
         }
     };
+    if abandoned {
+        client.out.clear();
+        ex.keep_alive = false;
+    }
     // Boxed, as the IO steps in `forward` are: see there.
-    Box::pin(finish(core, client, buf, ex, result)).await
+    let reusable = Box::pin(finish(core, client, buf, ex, result, abandoned)).await;
+    reusable && !abandoned
 }
 
 /// The phases before the body is read, in [`run`]'s order (for the
@@ -224,6 +237,7 @@ pub async fn finish(
     buf: &mut BytesMut,
     ex: Exchange<'_>,
     result: Result<RelayEnd, GatewayError>,
+    abandoned: bool,
 ) -> bool {
     let Exchange { mut trace, holds, reply, keep_alive, head, body_state, started, prompt, body, .. } = ex;
     // What the answer will be, with the record's fields set from it.
@@ -249,7 +263,8 @@ pub async fn finish(
                     if let Some(Some(last)) = trace.attempt_count.checked_sub(1).map(|i| trace.attempts[i]) {
                         // Priced as the target it was sent to.
                         trace.served_by = Some(last.target);
-                        let prompt = prompt.tokens_in_steps(&body).await;
+                        // At once, not in steps: the worker closes soon.
+                        let prompt = prompt.tokens(&body);
                         trace.usage = Some(crate::record::TokenUsage { prompt, ..Default::default() });
                         trace.usage_estimated = true;
                     }
@@ -268,6 +283,8 @@ pub async fn finish(
     drop(holds);
     let (e, body) = match refusal {
         Ok(client_reusable) => return client_reusable,
+        // Recorded and billed; nothing is written.
+        Err(_) if abandoned => return false,
         Err(refusal) => refusal,
     };
     let mut reply = reply;

@@ -269,6 +269,6 @@ fn far_from_the_limit_the_prompt_is_bounded_not_counted() {
     let mut ex = exchange("tg-key", &body);
     admit(&mut ex, &core).expect("admitted");
     let exact = tollgate_protocol::tokens::prompt_tokens(Encoding::O200kBase, body.as_bytes());
-    assert!(exact >= 40 * tollgate_protocol::media::OPENAI_IMAGE_MAX);
+    assert!(exact >= 40 * tollgate_protocol::media::IMAGE_UNKNOWN);
     assert!(w.accounts.reserved(Owner::Team(0)) > exact, "{} <= {exact}", w.accounts.reserved(Owner::Team(0)));
 }

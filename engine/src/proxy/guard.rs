@@ -95,7 +95,7 @@ fn scan_json(
             // A text to be redacted keeps its escapes' marks, so that the
             // rewrite need not decode it again.
             let mine = findings.all.iter().rev().take_while(|(t, _)| *t == i);
-            if v.escaped && mine.clone().any(|(_, h)| h.action == Action::Redact) {
+            if v.escaped && !marks.is_empty() && mine.clone().any(|(_, h)| h.action == Action::Redact) {
                 texts.marks.push((i, marks.to_vec()));
             }
             texts.values.push(v);

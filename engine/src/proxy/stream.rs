@@ -514,7 +514,8 @@ mod tests {
             cached_input_per_mtok: 1_000_000,
             cache_write_per_mtok: 1_000_000,
         };
-        let body = bytes::Bytes::from_static(br#"{"messages":[{"role":"user","content":"Say hello to everyone here"}]}"#);
+        let body =
+            bytes::Bytes::from_static(br#"{"messages":[{"role":"user","content":"Say hello to everyone here"}]}"#);
         let encoding = tollgate_protocol::tokens::Encoding::O200kBase;
         let exact = tollgate_protocol::tokens::prompt_tokens(encoding, &body);
         let bound = body.len() as u64 + 3;
