@@ -26,7 +26,8 @@ for size in $SIZES; do
     body="bench/prompts/mixed-$size.json"
     extra=()
     if [ "$mode" = stream ]; then
-      python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d['stream']=True; json.dump(d, open(sys.argv[2],'w'))" "$body" "$work/stream-$size.json"
+      # The same body with "stream": true, its text as written (no \u escapes).
+      python3 -c "import json,sys; d=json.load(open(sys.argv[1], encoding='utf-8')); d['stream']=True; json.dump(d, open(sys.argv[2], 'w', encoding='utf-8'), ensure_ascii=False)" "$body" "$work/stream-$size.json"
       body="$work/stream-$size.json"
     fi
     field=latency_us; [ "$mode" = stream ] && field=ttft_us
