@@ -131,11 +131,8 @@ pub fn estimate(ex: &Exchange<'_>) -> Option<MicroUsd> {
     *ex.estimate.get_or_init(|| {
         let routed = ex.routed.as_ref()?;
         let price = routed.route.price_of(routed.route.targets.first())?;
-        let usage = crate::record::TokenUsage {
-            prompt: ex.prompt.tokens(&ex.body),
-            completion: output_reserve(ex),
-            ..Default::default()
-        };
+        let usage =
+            crate::record::TokenUsage { prompt: prompt_now(ex), completion: output_reserve(ex), ..Default::default() };
         Some(usage.cost_at(price))
     })
 }
@@ -200,9 +197,10 @@ fn nearly_spent(core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) ->
 /// Counts a large prompt in steps (the worker serves its other requests
 /// between them) when a phase before the answer will need the count: the
 /// estimate near a budget's end, or a tokens-per-minute reservation near a
-/// limit. (A stream's cost ceiling counts only if the answer nears it:
-/// `stream::PromptTokens`.) Far from every limit nothing is counted, as
-/// in those phases. A small
+/// limit, or a stream's cost ceiling that its prompt's bound and its
+/// reserve could cross (`stream::PromptTokens` counts only then, and uses
+/// this count). Far from every limit nothing is counted, as in those
+/// phases. A small
 /// prompt is left to them: counting it takes less than one step.
 pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     if ex.body.len() <= tollgate_protocol::tokens::STEP_BYTES {
@@ -214,10 +212,34 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     let for_budget = priced && nearly_spent(core, key, crate::unix_now().as_secs());
     let tpm = team.and_then(|t| t.rate_limit.tokens_per_minute).is_some() || key.rate_limit.tokens_per_minute.is_some();
     let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex)));
-    if for_budget || for_tokens {
+    // A stream whose cost ceiling its prompt's bound and its reserve could
+    // cross may need the count mid-stream: made here, in steps, instead.
+    let for_ceiling = ex.routed.as_ref().is_some_and(|r| {
+        let limit = [team.and_then(|t| t.budget.request), key.budget.request].into_iter().flatten().min();
+        let price = r.route.price_of(r.route.targets.first());
+        let most = |price| {
+            crate::record::TokenUsage { prompt: prompt_bound(ex), completion: output_reserve(ex), ..Default::default() }
+                .cost_at(price)
+        };
+        r.fields.stream && limit.zip(price).is_some_and(|(limit, price)| most(price) > limit)
+    });
+    if for_budget || for_tokens || for_ceiling {
         ex.prompt.tokens_in_steps(&ex.body).await;
     }
     Ok(())
+}
+
+/// The prompt's tokens for a phase that cannot wait: the count, unless the
+/// prompt is large and was not counted in steps (a limit came near while
+/// `count_large_prompt` was deciding, or after), in which case its upper
+/// bound, which only ever overstates a reservation or an estimate: no
+/// large prompt is counted at once on the worker.
+fn prompt_now(ex: &Exchange<'_>) -> u64 {
+    match ex.prompt.get() {
+        Some(n) => n,
+        None if ex.body.len() > tollgate_protocol::tokens::STEP_BYTES => prompt_bound(ex),
+        None => ex.prompt.tokens(&ex.body),
+    }
 }
 
 /// No prompt has more tokens than this: no token of text is shorter than
@@ -246,8 +268,7 @@ pub fn reserve_tokens<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), 
     // The bound only ever overstates a reservation, which the provider's
     // counts replace when the request ends.
     let bound = prompt_bound(ex);
-    let prompt =
-        if far_from_limits(ex, core, key, bound.saturating_add(output)) { bound } else { ex.prompt.tokens(&ex.body) };
+    let prompt = if far_from_limits(ex, core, key, bound.saturating_add(output)) { bound } else { prompt_now(ex) };
     let (headroom, admitted) = rate_check(ex, core, prompt.saturating_add(output))?;
     ex.rate(headroom);
     admitted?;

@@ -272,3 +272,19 @@ fn far_from_the_limit_the_prompt_is_bounded_not_counted() {
     assert!(exact >= 40 * tollgate_protocol::media::IMAGE_UNKNOWN);
     assert!(w.accounts.reserved(Owner::Team(0)) > exact, "{} <= {exact}", w.accounts.reserved(Owner::Team(0)));
 }
+
+/// A large prompt that no step counted (here the sans-IO phases run
+/// without `count_large_prompt`) is never counted at once by a later
+/// phase: near a tokens-per-minute limit its upper bound is reserved.
+#[test]
+fn a_large_prompt_is_never_counted_at_once() {
+    let w = World::new("rate_limit = { tokens_per_minute = 200000 }");
+    let core = w.core();
+    let text = "word ".repeat(10_000);
+    let body = format!(r#"{{"model":"gpt-4o","max_tokens":1,"messages":[{{"role":"user","content":"{text}"}}]}}"#);
+    let mut ex = exchange("tg-key", &body);
+    admit(&mut ex, &core).expect("admitted: the bound fits");
+    assert!(!ex.prompt.counted(), "counted at once");
+    let bound = body.len() as u64 + tollgate_protocol::tokens::REPLY_PRIMING;
+    assert_eq!(w.accounts.reserved(Owner::Team(0)), bound + 1);
+}
