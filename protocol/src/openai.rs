@@ -239,30 +239,40 @@ fn asks_for_usage(c: &mut Cursor<'_>) -> Result<bool, BodyError> {
         c.value()?;
         return Ok(false);
     }
-    let (mut asks, mut seen, mut failed) = (false, 0, None);
-    let walked = members(c, &mut |c, key| {
-        // `include\u005fusage` is `include_usage` to the provider.
-        if key.contains(&b'\\') {
-            failed = Some(BodyError::AmbiguousKey);
-            return None;
-        }
-        let start = c.pos;
-        if let Err(e) = c.value() {
-            failed = Some(e);
-            return None;
-        }
+    let (mut asks, mut seen) = (false, 0);
+    raw_members(c, |key, value| {
         if key == b"include_usage" {
             seen += 1;
-            asks = &c.buf[start..c.pos] == b"true";
+            asks = value == b"true";
         }
-        Some(())
+        Ok(())
+    })?;
+    // Given twice, parsers disagree on which counts.
+    if seen > 1 {
+        return Err(BodyError::AmbiguousKey);
+    }
+    Ok(asks)
+}
+
+/// Walks the object at the cursor, giving `f` each key and its value's raw
+/// bytes; the first error, `f`'s or the walk's, ends it. A key written
+/// with escapes is refused: `include\u005fusage` or `r\u006fle` is the
+/// plain key to the provider, and a check reading raw keys would miss it.
+fn raw_members(c: &mut Cursor<'_>, mut f: impl FnMut(&[u8], &[u8]) -> Result<(), BodyError>) -> Result<(), BodyError> {
+    let mut failed = None;
+    let walked = members(c, &mut |c, key| {
+        let start = c.pos;
+        let result = if key.contains(&b'\\') {
+            Err(BodyError::AmbiguousKey)
+        } else {
+            c.value().and_then(|()| f(key, &c.buf[start..c.pos]))
+        };
+        result.map_err(|e| failed = Some(e)).ok()
     });
     match (failed, walked) {
         (Some(e), _) => Err(e),
         (None, None) => Err(BodyError::NotJsonObject),
-        // Given twice, parsers disagree on which counts.
-        (None, Some(())) if seen > 1 => Err(BodyError::AmbiguousKey),
-        (None, Some(())) => Ok(asks),
+        (None, Some(())) => Ok(()),
     }
 }
 
@@ -274,62 +284,44 @@ fn messages(c: &mut Cursor<'_>) -> Result<(), BodyError> {
     let mut failed = None;
     let walked = elements(c, &mut |c| {
         let bad = |problem| BodyError::BadMessage { index, problem };
-        if c.peek() != Some(b'{') {
-            failed = Some(bad(MessageProblem::NotObject));
-            return None;
-        }
-        let (mut role, mut content) = (None, false);
-        let inner = members(c, &mut |c, key| {
-            // `r\u006fle` is `role` to the provider: not one this check
-            // could skip.
-            if key.contains(&b'\\') {
-                failed = Some(BodyError::AmbiguousKey);
-                return None;
-            }
-            let start = c.pos;
-            if let Err(e) = c.value() {
-                failed = Some(e);
-                return None;
-            }
-            let value = &c.buf[start..c.pos];
-            match key {
-                b"role" => {
-                    let name = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
-                    match name.filter(|n| ROLES.contains(n)) {
-                        Some(n) if role.is_none() => role = Some(n == b"assistant"),
-                        _ => {
-                            failed = Some(bad(MessageProblem::Role));
-                            return None;
-                        }
-                    }
-                }
-                b"content" => {
-                    if !matches!(value.first(), Some(b'"' | b'[')) && value != b"null" {
-                        failed = Some(bad(MessageProblem::Content));
-                        return None;
-                    }
-                    content = true;
-                }
-                _ => {}
-            }
-            Some(())
-        });
-        if inner.is_none() {
-            failed.get_or_insert(BodyError::NotJsonObject);
-            return None;
-        }
-        match role {
-            None => failed = Some(bad(MessageProblem::Role)),
-            Some(assistant) if !content && !assistant => failed = Some(bad(MessageProblem::Content)),
-            _ => {}
-        }
+        let checked = if c.peek() == Some(b'{') { message(c, bad) } else { Err(bad(MessageProblem::NotObject)) };
         index = index.saturating_add(1);
-        failed.is_none().then_some(())
+        checked.map_err(|e| failed = Some(e)).ok()
     });
     match (failed, walked) {
         (Some(e), _) => Err(e),
         (None, None) => Err(BodyError::NotJsonObject),
         (None, Some(())) => Ok(()),
+    }
+}
+
+/// One message: a known `role`, given once, and a `content` (see
+/// [`messages`]); `bad` names the message in an error.
+fn message(c: &mut Cursor<'_>, bad: impl Fn(MessageProblem) -> BodyError) -> Result<(), BodyError> {
+    let (mut assistant, mut content) = (None, false);
+    raw_members(c, |key, value| {
+        match key {
+            b"role" => {
+                let name = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));
+                match name.filter(|n| ROLES.contains(n)) {
+                    Some(n) if assistant.is_none() => assistant = Some(n == b"assistant"),
+                    _ => return Err(bad(MessageProblem::Role)),
+                }
+            }
+            b"content" => {
+                if !matches!(value.first(), Some(b'"' | b'[')) && value != b"null" {
+                    return Err(bad(MessageProblem::Content));
+                }
+                content = true;
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    match assistant {
+        None => Err(bad(MessageProblem::Role)),
+        Some(false) if !content => Err(bad(MessageProblem::Content)),
+        Some(_) => Ok(()),
     }
 }
 

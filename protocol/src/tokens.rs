@@ -215,24 +215,33 @@ const NOT_TEXT: &[&[u8]] = &[
 /// strings are counted as text: an estimate, close for plain chats. A body
 /// that cannot be walked counts a token per four bytes.
 pub fn prompt_tokens(encoding: Encoding, body: &[u8]) -> u64 {
-    let mut total = REPLY_PRIMING;
+    let mut texts = 0u64;
+    match prompt_shape(body, |text| texts += encoding.count_bytes(text)) {
+        Some(fixed) => fixed.saturating_add(texts),
+        None => body.len().div_ceil(4) as u64,
+    }
+}
+
+/// Walks a chat body for [`prompt_tokens`] and [`prompt_tokens_in_steps`]:
+/// gives `text` every text to count, and returns the tokens that are not
+/// text (the reply's priming, 3 per message, 1 per name, and images and
+/// audio at what the provider bills for them, `crate::media`); `None`
+/// when the body cannot be walked.
+fn prompt_shape(body: &[u8], mut text: impl FnMut(&[u8])) -> Option<u64> {
+    let mut fixed = REPLY_PRIMING;
     let keep = |key: &[u8], raw: &[u8]| !(NOT_TEXT.contains(&key) || raw.starts_with(b"data:"));
-    let walked = string_texts(body, keep, |key, _, text| {
+    string_texts(body, keep, |key, _, t| {
         match key {
-            b"role" => total += TOKENS_PER_MESSAGE,
-            b"name" => total += TOKENS_PER_NAME,
+            b"role" => fixed += TOKENS_PER_MESSAGE,
+            b"name" => fixed += TOKENS_PER_NAME,
             _ => {}
         }
-        if let Ok(text) = text {
-            total += encoding.count_bytes(text);
+        if let Ok(t) = t {
+            text(t);
         }
-    });
-    match walked {
-        // Images and audio, which carry no text, at what the provider
-        // bills for them (estimated: `crate::media`).
-        Ok(()) => total.saturating_add(crate::media::media_tokens(body)),
-        Err(_) => body.len().div_ceil(4) as u64,
-    }
+    })
+    .ok()?;
+    Some(fixed.saturating_add(crate::media::media_tokens(body)))
 }
 
 /// Text [`prompt_tokens_in_steps`] counts between two pauses: about a
@@ -250,28 +259,16 @@ pub async fn prompt_tokens_in_steps<F: std::future::Future<Output = ()>>(
     body: &[u8],
     mut pause: impl FnMut() -> F,
 ) -> u64 {
-    let mut total = REPLY_PRIMING;
     // The texts, copied out of the walk (whose callback cannot pause), in
     // one buffer: a prompt this large is rare, and the copy is a small
     // part of counting it.
     let mut texts: Vec<u8> = Vec::new();
     let mut ends: Vec<usize> = Vec::new();
-    let keep = |key: &[u8], raw: &[u8]| !(NOT_TEXT.contains(&key) || raw.starts_with(b"data:"));
-    let walked = string_texts(body, keep, |key, _, text| {
-        match key {
-            b"role" => total += TOKENS_PER_MESSAGE,
-            b"name" => total += TOKENS_PER_NAME,
-            _ => {}
-        }
-        if let Ok(text) = text {
-            texts.extend_from_slice(text);
-            ends.push(texts.len());
-        }
+    let shape = prompt_shape(body, |text| {
+        texts.extend_from_slice(text);
+        ends.push(texts.len());
     });
-    if walked.is_err() {
-        return body.len().div_ceil(4) as u64;
-    }
-    total = total.saturating_add(crate::media::media_tokens(body));
+    let Some(mut total) = shape else { return body.len().div_ceil(4) as u64 };
     let tok = encoding.tokenizer();
     let mut since_pause = 0;
     let mut start = 0;
