@@ -128,13 +128,7 @@ fn output_reserve(ex: &Exchange<'_>) -> u64 {
 /// or the default reserve, at the price of its model's first target.
 /// `None` with no price. Made once, by whichever phase needs it first.
 pub fn estimate(ex: &Exchange<'_>) -> Option<MicroUsd> {
-    *ex.estimate.get_or_init(|| {
-        let routed = ex.routed.as_ref()?;
-        let price = routed.route.price_of(routed.route.targets.first())?;
-        let usage =
-            crate::record::TokenUsage { prompt: prompt_now(ex), completion: output_reserve(ex), ..Default::default() };
-        Some(usage.cost_at(price))
-    })
+    *ex.estimate.get_or_init(|| cost_with(ex, prompt_now(ex)))
 }
 
 /// The most the request can cost, for strict budgets, whose promise is
@@ -144,11 +138,15 @@ pub fn estimate(ex: &Exchange<'_>) -> Option<MicroUsd> {
 /// `max_tokens` (or the default reserve), at the first target's price.
 /// Nothing is counted.
 pub fn estimate_bound(ex: &Exchange<'_>) -> Option<MicroUsd> {
+    cost_with(ex, prompt_bound(ex))
+}
+
+/// `prompt` tokens plus the request's output reserve, at the price of its
+/// model's first target; `None` with no price.
+fn cost_with(ex: &Exchange<'_>, prompt: u64) -> Option<MicroUsd> {
     let routed = ex.routed.as_ref()?;
     let price = routed.route.price_of(routed.route.targets.first())?;
-    let usage =
-        crate::record::TokenUsage { prompt: prompt_bound(ex), completion: output_reserve(ex), ..Default::default() };
-    Some(usage.cost_at(price))
+    Some(crate::record::TokenUsage { prompt, completion: output_reserve(ex), ..Default::default() }.cost_at(price))
 }
 
 /// The budget phase again, once the request is routed, and only when a
@@ -214,15 +212,9 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex)));
     // A stream whose cost ceiling its prompt's bound and its reserve could
     // cross may need the count mid-stream: made here, in steps, instead.
-    let for_ceiling = ex.routed.as_ref().is_some_and(|r| {
-        let limit = [team.and_then(|t| t.budget.request), key.budget.request].into_iter().flatten().min();
-        let price = r.route.price_of(r.route.targets.first());
-        let most = |price| {
-            crate::record::TokenUsage { prompt: prompt_bound(ex), completion: output_reserve(ex), ..Default::default() }
-                .cost_at(price)
-        };
-        r.fields.stream && limit.zip(price).is_some_and(|(limit, price)| most(price) > limit)
-    });
+    let limit = [team.and_then(|t| t.budget.request), key.budget.request].into_iter().flatten().min();
+    let stream = ex.routed.as_ref().is_some_and(|r| r.fields.stream);
+    let for_ceiling = stream && limit.zip(estimate_bound(ex)).is_some_and(|(limit, most)| most > limit);
     if for_budget || for_tokens || for_ceiling {
         ex.prompt.tokens_in_steps(&ex.body).await;
     }
@@ -242,13 +234,9 @@ fn prompt_now(ex: &Exchange<'_>) -> u64 {
     }
 }
 
-/// No prompt has more tokens than this: no token of text is shorter than
-/// a byte, plus the reply's priming, plus what its images and audio cost
-/// (an image by URL costs up to 1,445 tokens in a few dozen bytes).
+/// The exchange's prompt bound ([`crate::pipeline::Prompt::bound`]).
 fn prompt_bound(ex: &Exchange<'_>) -> u64 {
-    (ex.body.len() as u64)
-        .saturating_add(tollgate_protocol::tokens::REPLY_PRIMING)
-        .saturating_add(tollgate_protocol::media::media_tokens(&ex.body))
+    ex.prompt.bound(&ex.body)
 }
 
 /// The token phase: when the key or its team has a tokens-per-minute

@@ -80,11 +80,25 @@ pub struct Holds {
 pub struct Prompt {
     pub encoding: Encoding,
     tokens: OnceCell<u64>,
+    bound: OnceCell<u64>,
 }
 
 impl Prompt {
     pub fn new(encoding: Encoding) -> Prompt {
-        Prompt { encoding, tokens: OnceCell::new() }
+        Prompt { encoding, tokens: OnceCell::new(), bound: OnceCell::new() }
+    }
+
+    /// No prompt in `body` (the exchange's body) has more tokens than
+    /// this: no token of text is shorter than a byte, plus the reply's
+    /// priming, plus what its images and audio cost (an image by URL costs
+    /// up to 1,600 tokens in a few dozen bytes). Found once, by whichever
+    /// phase asks first.
+    pub fn bound(&self, body: &[u8]) -> u64 {
+        *self.bound.get_or_init(|| {
+            (body.len() as u64)
+                .saturating_add(tollgate_protocol::tokens::REPLY_PRIMING)
+                .saturating_add(tollgate_protocol::media::media_tokens(body))
+        })
     }
 
     /// The prompt's tokens in `body` (the exchange's body: counted the

@@ -254,10 +254,7 @@ fn ceiling(
     }
     let cost = cost.and_then(|limit| {
         let price = route.price_of(Some(target))?;
-        let bound = (body.len() as u64)
-            .saturating_add(tollgate_protocol::tokens::REPLY_PRIMING)
-            .saturating_add(tollgate_protocol::media::media_tokens(body));
-        Some((limit, stream::PromptTokens::new(bound, prompt.get(), body.clone(), prompt.encoding), price))
+        Some((limit, stream::PromptTokens::new(prompt.bound(body), prompt.get(), body.clone(), prompt.encoding), price))
     });
     Some(stream::Ceiling { output_tokens: output.unwrap_or(u64::MAX), cost })
 }

@@ -146,12 +146,7 @@ fn rewrite(doc: &[u8], texts: &Texts, findings: &Findings) -> (Vec<u8>, Vec<Edit
     let mut scratch = Vec::new();
     let mut marks = Vec::new();
     let mut redacted = Vec::new();
-    let mut hits = findings.all.iter().peekable();
-    while let Some(&&(text, _)) = hits.peek() {
-        let mine: Vec<Hit> = std::iter::from_fn(|| hits.next_if(|(t, _)| *t == text).map(|(_, h)| *h)).collect();
-        if !mine.iter().any(|h| h.action == Action::Redact) {
-            continue;
-        }
+    for (text, mine) in redacted_texts(findings) {
         let v = &texts.values[text as usize];
         let raw = &doc[v.raw.clone()];
         out.extend_from_slice(&doc[at..v.raw.start]);
@@ -185,6 +180,19 @@ fn rewrite(doc: &[u8], texts: &Texts, findings: &Findings) -> (Vec<u8>, Vec<Edit
     }
     out.extend_from_slice(&doc[at..]);
     (out, edits)
+}
+
+/// The texts a redaction changes, in order: each text's index and all its
+/// hits (`findings.all` is sorted by text), for those with a redact hit.
+fn redacted_texts(findings: &Findings) -> impl Iterator<Item = (u32, Vec<Hit>)> + '_ {
+    let mut hits = findings.all.iter().peekable();
+    std::iter::from_fn(move || loop {
+        let text = hits.peek()?.0;
+        let mine: Vec<Hit> = std::iter::from_fn(|| hits.next_if(|(t, _)| *t == text).map(|(_, h)| *h)).collect();
+        if mine.iter().any(|h| h.action == Action::Redact) {
+            return Some((text, mine));
+        }
+    })
 }
 
 /// The raw offset of decoded offset `t`, from the escapes' marks (each
@@ -482,12 +490,7 @@ mod tests {
     fn rewrite_decoded(doc: &[u8], texts: &Texts, findings: &Findings) -> Vec<u8> {
         let mut out = Vec::new();
         let mut at = 0;
-        let mut hits = findings.all.iter().peekable();
-        while let Some(&&(text, _)) = hits.peek() {
-            let mine: Vec<Hit> = std::iter::from_fn(|| hits.next_if(|(t, _)| *t == text).map(|(_, h)| *h)).collect();
-            if !mine.iter().any(|h| h.action == Action::Redact) {
-                continue;
-            }
+        for (text, mine) in redacted_texts(findings) {
             let v = &texts.values[text as usize];
             let mut decoded = Vec::new();
             unescape(&doc[v.raw.clone()], &mut decoded).unwrap();
