@@ -13,8 +13,8 @@ SIZES=${*:-100 8192 102400}
 . bench/scripts/common.sh
 bench_setup
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
-{ governed_config 9201 9100; } | sed 's/^workers = 1$/workers = 1\nbody_bytes_max = 16777216/' >"$work/after.toml"
-{ governed_config 9202 9100; } | sed 's/^workers = 1$/workers = 1\nbody_bytes_max = 16777216/' >"$work/before.toml"
+governed_config_large 9201 9100 >"$work/after.toml"
+governed_config_large 9202 9100 >"$work/before.toml"
 taskset -c 0 ./target/release/tollgate --config "$work/after.toml" >"$work/after.log" 2>&1 &
 taskset -c 0 "$BEFORE" --config "$work/before.toml" >"$work/before.log" 2>&1 &
 sleep 1.5

@@ -116,6 +116,16 @@ added_rows() {
 # limits (so every prompt is counted and reserved), guardrails on requests
 # and answers, a record per request (in $work/records-$1) and the usage
 # ledger.
+# The prompt-size lanes on port $1 in front of the mock on $2: bodies up to
+# 16 MB. `routing_config_large` has keys and routing only; the governed
+# one every policy (governed_config).
+routing_config_large() {
+  gateway_server "127.0.0.1:$1"; printf 'body_bytes_max = 16777216\n'; mock_route "$2"; bench_team_key
+}
+governed_config_large() {
+  governed_config "$1" "$2" | sed 's/^workers = 1$/workers = 1\nbody_bytes_max = 16777216/'
+}
+
 governed_config() {
   gateway_server "127.0.0.1:$1"
   printf 'ledger_file = "%s/ledger-%s"\n' "$work" "$1"

@@ -16,8 +16,8 @@ SIZES=${*:-8192 102400}
 bench_setup
 
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
-{ gateway_server 127.0.0.1:9200; printf 'body_bytes_max = 16777216\n'; mock_route 9100; bench_team_key; } >"$work/routing.toml"
-{ governed_config 9201 9100; } | sed 's/^workers = 1$/workers = 1\nbody_bytes_max = 16777216/' >"$work/governed.toml"
+routing_config_large 9200 9100 >"$work/routing.toml"
+governed_config_large 9201 9100 >"$work/governed.toml"
 start_gateways routing governed
 # "p50 p99" in microseconds from a tollgate-load --json result.
 pcts() { python3 -c "import json,sys; d=json.load(open(sys.argv[1]))[sys.argv[2]]; print(d['p50'], d['p99'])" "$1" "$2"; }

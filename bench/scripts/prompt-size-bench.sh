@@ -20,8 +20,8 @@ bench_setup
 
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
 start_nginx 9100 9300 0
-{ gateway_server 127.0.0.1:9200; printf 'body_bytes_max = 16777216\n'; mock_route 9100; bench_team_key; } >"$work/routing.toml"
-{ governed_config 9201 9100; } | sed 's/^workers = 1$/workers = 1\nbody_bytes_max = 16777216/' >"$work/governed.toml"
+routing_config_large 9200 9100 >"$work/routing.toml"
+governed_config_large 9201 9100 >"$work/governed.toml"
 start_gateways routing governed
 for size in $SIZES; do
   export BODY=bench/prompts/mixed-$size.json
