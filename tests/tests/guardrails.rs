@@ -204,3 +204,36 @@ fn records_keep_rules_not_text_and_a_reload_changes_the_profile() {
     assert_eq!(records[1]["status"], 400);
     assert_eq!(hit(&records[2])["action"], "flag");
 }
+
+/// Review finding: redaction stopped 512 bytes into a long key and let its
+/// tail through. A 700-character key in an answer is redacted to its end,
+/// in JSON and in a stream, where it arrives in one event with its tail
+/// decided only by the next.
+#[test]
+fn a_long_key_in_an_answer_is_redacted_to_its_end() {
+    let mock = start_mock(&[]);
+    let config = guarded_config(mock.addr, None, "redact", true).replace("secrets = \"block\"", "secrets = \"redact\"");
+    let gw = start_gateway(&config, &[], &[]);
+    let tail = "TAILzq7".repeat(20);
+    let key = format!("sk-proj-{}{tail}", "Ab3dEf6hIj9kLm2nOp5q".repeat(28));
+    let header = format!("x-mock-reply: the key is {key} use it well\r\n");
+    let want = "the key is [OPENAI_KEY] use it well";
+
+    let r = chat(&gw, &user("hi"), &header);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["choices"][0]["message"]["content"], want);
+
+    let stream = serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": []}).to_string();
+    for chunks in ["x-mock-chunks: 100\r\n", "x-mock-chunks: 3\r\nx-mock-split: 1\r\n"] {
+        let r = chat(&gw, &stream, &format!("{header}{chunks}"));
+        assert_eq!(r.status, 200);
+        assert!(!r.text().contains("TAILzq7"), "{chunks}: {}", r.text());
+        let text: String = sse_data(&r.body)
+            .iter()
+            .filter(|e| *e != "[DONE]")
+            .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap())
+            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(text, want, "{chunks}");
+    }
+}

@@ -14,9 +14,158 @@ use super::Detector;
 pub enum Verdict {
     /// A match over this range.
     Match(usize, usize),
+    /// A match that runs to the end of text that may continue: decided
+    /// already (a key is a key once enough of it has come), and what
+    /// follows belongs to it as long as [`Tail::extend`] says so.
+    Open(usize, usize, Tail),
     /// Undecided until more text arrives; the candidate starts here.
     NeedMore(usize),
     No,
+}
+
+/// How a decided match continues: the rule that says which of the next
+/// bytes still belong to it. The same rule ends a match in complete text
+/// and continues one across a stream's pieces, so both see one extent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// A run of bytes of one class: a key's or token's body, a labelled
+    /// value.
+    Run(Class),
+    /// A JWT's segments: base64url, and up to this many more dots.
+    Jwt { dots: u8 },
+    /// A PEM block, up to and including its end marker.
+    Pem(PemEnd),
+}
+
+/// The byte classes of token bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Base64Url,
+    Alnum,
+    /// Letters, digits and `_`.
+    Word,
+    /// Letters, digits and `-` (Slack).
+    AlnumDash,
+    /// Anything up to white space, a quote, `,`, `;` or `\\`.
+    Value,
+}
+
+impl Class {
+    fn has(self, b: u8) -> bool {
+        match self {
+            Class::Base64Url => base64url(b),
+            Class::Alnum => b.is_ascii_alphanumeric(),
+            Class::Word => is_word(b),
+            Class::AlnumDash => b.is_ascii_alphanumeric() || b == b'-',
+            Class::Value => value_byte(b),
+        }
+    }
+}
+
+/// Where the search for a PEM block's end marker stands: how much of
+/// `-----END ` has matched, then how much of `PRIVATE KEY-----` after a
+/// label of capitals, digits and spaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PemEnd {
+    /// Bytes of `-----END ` matched (9: the label has begun).
+    opening: u8,
+    /// Label bytes seen after the opening.
+    label: u8,
+    /// Bytes of `PRIVATE KEY-----` matched.
+    key: u8,
+}
+
+const PEM_END_OPENING: &[u8] = b"-----END ";
+const PEM_KEY: &[u8] = b"PRIVATE KEY-----";
+
+impl PemEnd {
+    /// Takes one byte; true when it completes the end marker.
+    fn step(&mut self, b: u8) -> bool {
+        let opening = PEM_END_OPENING.len() as u8;
+        if self.opening < opening {
+            self.opening = if b == PEM_END_OPENING[self.opening as usize] {
+                self.opening + 1
+            } else if b == b'-' {
+                // `------END `: extra dashes keep the five before.
+                if self.opening == 5 {
+                    5
+                } else {
+                    1
+                }
+            } else {
+                0
+            };
+            return false;
+        }
+        if b == PEM_KEY[self.key as usize] {
+            self.key += 1;
+            if self.key as usize == PEM_KEY.len() {
+                return true;
+            }
+            if b != b'-' {
+                self.label += 1;
+            }
+        } else if b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' {
+            // What matched of `PRIVATE KEY` was part of the label.
+            self.label += 1;
+            self.key = u8::from(b == b'P');
+        } else {
+            *self = PemEnd { opening: u8::from(b == b'-'), ..PemEnd::default() };
+            return false;
+        }
+        if self.label > 40 + PEM_KEY.len() as u8 {
+            *self = PemEnd::default();
+        }
+        false
+    }
+}
+
+impl Tail {
+    /// How many bytes at the start of `text` continue the match, and
+    /// whether the match ended within `text` (false: it may go on in
+    /// what follows).
+    pub fn extend(&mut self, text: &[u8]) -> (usize, bool) {
+        match self {
+            Tail::Run(class) => {
+                let n = run(text, 0, |b| class.has(b));
+                (n, n < text.len())
+            }
+            Tail::Jwt { dots } => {
+                let mut at = 0;
+                loop {
+                    at += run(text, at, base64url);
+                    if at == text.len() {
+                        return (at, false);
+                    }
+                    if text[at] != b'.' || *dots == 0 {
+                        return (at, true);
+                    }
+                    *dots -= 1;
+                    at += 1;
+                }
+            }
+            Tail::Pem(end) => {
+                for (i, &b) in text.iter().enumerate() {
+                    if end.step(b) {
+                        return (i + 1, true);
+                    }
+                }
+                (text.len(), false)
+            }
+        }
+    }
+}
+
+/// A decided candidate, its body starting at `body`: matched through
+/// where its tail ends; open when that is the end of text that may
+/// continue.
+fn decided(text: &[u8], start: usize, body: usize, mut tail: Tail, complete: bool) -> Verdict {
+    let (n, ended) = tail.extend(&text[body..]);
+    if ended || complete {
+        Verdict::Match(start, body + n)
+    } else {
+        Verdict::Open(start, body + n, tail)
+    }
 }
 
 /// Which secret an Aho-Corasick anchor stands for.
@@ -74,9 +223,11 @@ pub const SECRET_ANCHORS: &[(&str, SecretAnchor)] = &[
     ("auth_token", SecretAnchor::Label),
 ];
 
-/// A PEM private key block is looked for up to this far past its header;
-/// a stream holds back at most this much while the block is open.
-pub const PEM_BYTES_MAX: usize = 8 * 1024;
+/// Every candidate is decided within this many bytes from its start
+/// (an e-mail address's 64-byte local part and 255-byte domain are the
+/// longest): a stream never needs to hold more to find what the whole
+/// text would give.
+pub const DECIDED_WITHIN: usize = 64 + 1 + 255;
 
 /// Part of a word: a match may not continue into one of these.
 fn is_word(b: u8) -> bool {
@@ -94,14 +245,21 @@ fn run_max(text: &[u8], from: usize, max: usize, pred: impl Fn(u8) -> bool) -> u
     run(&text[..text.len().min(from + max)], from, pred)
 }
 
-/// A key or token body is decided once it is this long.
-const TOKEN_BYTES_MAX: usize = 512;
+/// A key or token body this long is a key, whatever its letters: once
+/// decided, the rest of it is redacted however long it is.
+const TOKEN_DECIDED: usize = 64;
 
-/// A JWT segment is decided once it is this long.
-const JWT_SEGMENT_BYTES_MAX: usize = 8192;
+/// A JWT header segment (`eyJ...`) is at most this long; real ones are
+/// under 200 (`alg`, `typ`, `kid`, `x5t`).
+const JWT_HEADER_MAX: usize = 256;
 
-/// A labelled value longer than this is not a password.
-const VALUE_BYTES_MAX: usize = 1024;
+/// A labelled value shorter than this is decided only once it ends (it
+/// might be a placeholder word); one this long is decided as it comes.
+const VALUE_SHORT: usize = 16;
+
+fn value_byte(b: u8) -> bool {
+    !(b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'`' | b',' | b';' | b'\\'))
+}
 
 fn base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
@@ -122,24 +280,38 @@ pub fn secret(anchor: SecretAnchor, text: &[u8], start: usize, end: usize, compl
             if found != b"sk-" || !starts_word(text, start) {
                 return (Detector::OpenAiKey, Verdict::No);
             }
-            let body = run_max(text, end, TOKEN_BYTES_MAX, base64url);
-            let stop = end + body;
-            if open(stop) && body < TOKEN_BYTES_MAX {
-                return (Detector::OpenAiKey, Verdict::NeedMore(start));
-            }
-            let token = &text[end..stop];
-            if token.starts_with(b"ant-") {
-                return (Detector::AnthropicKey, if body >= 36 { Verdict::Match(start, stop) } else { Verdict::No });
+            let body = run_max(text, end, TOKEN_DECIDED, base64url);
+            let token = &text[end..end + body];
+            let growing = open(end + body);
+            let tail = Tail::Run(Class::Base64Url);
+            if token.starts_with(b"ant-") || (growing && b"ant-".starts_with(token)) {
+                let v = if body >= 36 {
+                    decided(text, start, end, tail, complete)
+                } else if growing {
+                    Verdict::NeedMore(start)
+                } else {
+                    Verdict::No
+                };
+                return (Detector::AnthropicKey, v);
             }
             let digit = token.iter().any(u8::is_ascii_digit);
             let letter = token.iter().any(u8::is_ascii_alphabetic);
-            (Detector::OpenAiKey, if body >= 20 && digit && letter { Verdict::Match(start, stop) } else { Verdict::No })
+            // Monotone in the body's length: a longer body that began this
+            // way is a key too, so a stream decides as the whole text does.
+            let v = if body >= TOKEN_DECIDED || (body >= 20 && digit && letter) {
+                decided(text, start, end, tail, complete)
+            } else if growing {
+                Verdict::NeedMore(start)
+            } else {
+                Verdict::No
+            };
+            (Detector::OpenAiKey, v)
         }
         SecretAnchor::Aws => {
             if !found.iter().all(u8::is_ascii_uppercase) || !starts_word(text, start) {
                 return (Detector::AwsKey, Verdict::No);
             }
-            let body = run(text, end, |b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            let body = run_max(text, end, 17, |b| b.is_ascii_uppercase() || b.is_ascii_digit());
             let stop = end + body;
             let v = if open(stop) && body <= 16 {
                 Verdict::NeedMore(start)
@@ -155,16 +327,12 @@ pub fn secret(anchor: SecretAnchor, text: &[u8], start: usize, end: usize, compl
             if found.iter().any(u8::is_ascii_uppercase) || !starts_word(text, start) {
                 return (Detector::GithubToken, Verdict::No);
             }
-            let body = if pat {
-                run_max(text, end, TOKEN_BYTES_MAX, is_word)
-            } else {
-                run_max(text, end, TOKEN_BYTES_MAX, |b| b.is_ascii_alphanumeric())
-            };
-            let stop = end + body;
-            let v = if open(stop) && body < TOKEN_BYTES_MAX {
+            let (class, need) = if pat { (Class::Word, 40) } else { (Class::Alnum, 36) };
+            let body = run_max(text, end, need, |b| class.has(b));
+            let v = if body >= need {
+                decided(text, start, end, Tail::Run(class), complete)
+            } else if open(end + body) {
                 Verdict::NeedMore(start)
-            } else if body >= if pat { 40 } else { 36 } {
-                Verdict::Match(start, stop)
             } else {
                 Verdict::No
             };
@@ -181,12 +349,12 @@ pub fn secret(anchor: SecretAnchor, text: &[u8], start: usize, end: usize, compl
                 );
             }
             let end = end + 2;
-            let body = run_max(text, end, TOKEN_BYTES_MAX, |b| b.is_ascii_alphanumeric() || b == b'-');
-            let stop = end + body;
-            let v = if open(stop) && body < TOKEN_BYTES_MAX {
+            let body = run_max(text, end, TOKEN_DECIDED, |b| Class::AlnumDash.has(b));
+            let digit = text[end..end + body].iter().any(u8::is_ascii_digit);
+            let v = if body >= TOKEN_DECIDED || (body >= 10 && digit) {
+                decided(text, start, end, Tail::Run(Class::AlnumDash), complete)
+            } else if open(end + body) {
                 Verdict::NeedMore(start)
-            } else if body >= 10 && text[end..stop].iter().any(u8::is_ascii_digit) {
-                Verdict::Match(start, stop)
             } else {
                 Verdict::No
             };
@@ -199,13 +367,12 @@ pub fn secret(anchor: SecretAnchor, text: &[u8], start: usize, end: usize, compl
 }
 
 fn pem(text: &[u8], start: usize, end: usize, complete: bool) -> Verdict {
-    const KEY: &[u8] = b"PRIVATE KEY-----";
     if &text[start..end] != b"-----BEGIN " {
         return Verdict::No;
     }
     // The header: `-----BEGIN <label>PRIVATE KEY-----`, label in capitals.
-    let reach = &text[end..text.len().min(end + 40 + KEY.len())];
-    let Some(k) = memchr::memmem::find(reach, KEY) else {
+    let reach = &text[end..text.len().min(end + 40 + PEM_KEY.len())];
+    let Some(k) = memchr::memmem::find(reach, PEM_KEY) else {
         let label_so_far =
             reach.iter().all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'-');
         return if !complete && end + reach.len() == text.len() && label_so_far {
@@ -217,45 +384,36 @@ fn pem(text: &[u8], start: usize, end: usize, complete: bool) -> Verdict {
     if !reach[..k].iter().all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ') {
         return Verdict::No;
     }
-    let body_from = end + k + KEY.len();
-    let window = &text[body_from..text.len().min(start + PEM_BYTES_MAX)];
-    if let Some(e) = memchr::memmem::find(window, b"-----END ") {
-        let after = &window[e..];
-        if let Some(k) = memchr::memmem::find(after, KEY) {
-            return Verdict::Match(start, body_from + e + k + KEY.len());
-        }
-    }
-    if !complete && text.len() - start < PEM_BYTES_MAX {
-        Verdict::NeedMore(start)
-    } else {
-        // No end marker within reach: everything from the header on is
-        // taken to be the key.
-        Verdict::Match(start, text.len().min(start + PEM_BYTES_MAX))
-    }
+    // Everything from the header to the end marker is the key; with no
+    // end marker, everything to the end of the text.
+    decided(text, start, end + k + PEM_KEY.len(), Tail::Pem(PemEnd::default()), complete)
 }
 
+/// `eyJ<header>.<payload>[.<signature>]`: a header segment that is
+/// base64url JSON (`eyJ` is `{"`) of a header's length, then a payload of
+/// at least 10 characters. The signature is not needed (an unsigned token
+/// carries the same claims).
 fn jwt(text: &[u8], start: usize, complete: bool) -> Verdict {
     if &text[start..start + 3] != b"eyJ" || !(start == 0 || !(base64url(text[start - 1]) || text[start - 1] == b'.')) {
         return Verdict::No;
     }
-    let mut at = start;
-    for segment in 0..3 {
-        let n = run_max(text, at, JWT_SEGMENT_BYTES_MAX, base64url);
-        at += n;
-        if at == text.len() && !complete && n < JWT_SEGMENT_BYTES_MAX {
-            return Verdict::NeedMore(start);
-        }
-        if !(10..JWT_SEGMENT_BYTES_MAX).contains(&n) {
-            return Verdict::No;
-        }
-        if segment < 2 {
-            if at == text.len() || text[at] != b'.' {
-                return Verdict::No;
-            }
-            at += 1;
-        }
+    let growing = |at: usize| !complete && at == text.len();
+    let header = run_max(text, start, JWT_HEADER_MAX + 1, base64url);
+    let dot = start + header;
+    if growing(dot) && header <= JWT_HEADER_MAX {
+        return Verdict::NeedMore(start);
     }
-    Verdict::Match(start, at)
+    if !(10..=JWT_HEADER_MAX).contains(&header) || dot == text.len() || text[dot] != b'.' {
+        return Verdict::No;
+    }
+    let payload = run_max(text, dot + 1, 10, base64url);
+    if payload >= 10 {
+        decided(text, start, dot + 1, Tail::Jwt { dots: 1 }, complete)
+    } else if growing(dot + 1 + payload) {
+        Verdict::NeedMore(start)
+    } else {
+        Verdict::No
+    }
 }
 
 /// Values after a label that are placeholders, not secrets.
@@ -304,29 +462,29 @@ fn labelled(text: &[u8], start: usize, end: usize, complete: bool) -> Verdict {
     skip(&mut at, b" \t", 24);
     skip(&mut at, b"\"'`", 1);
     let value_start = at;
-    let n = run_max(text, at, VALUE_BYTES_MAX + 1, |b| {
-        !(b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'`' | b',' | b';' | b'\\'))
-    });
-    let value_end = at + n;
-    if more(value_end) && n <= VALUE_BYTES_MAX {
+    let n = run_max(text, at, TOKEN_DECIDED, value_byte);
+    let growing = more(value_start + n);
+    if growing && n < VALUE_SHORT {
         return Verdict::NeedMore(start);
     }
-    let value = &text[value_start..value_end];
-    if value.len() < 6 || value.len() > VALUE_BYTES_MAX {
-        return Verdict::No;
-    }
-    let placeholder = matches!(value[0], b'$' | b'<' | b'{' | b'*' | b'(' | b'[' | b'%' | b'.')
-        || value.iter().all(|&b| b == value[0])
-        || PLACEHOLDERS.iter().any(|p| value.eq_ignore_ascii_case(p))
-        || value.windows(4).any(|w| w.eq_ignore_ascii_case(b"xxxx"));
-    if placeholder {
+    // Decided on the first `TOKEN_DECIDED` bytes, each rule monotone in
+    // the value's length past `VALUE_SHORT` (placeholders are told by
+    // their first 16 bytes): a stream decides as the whole text does.
+    let value = &text[value_start..value_start + n];
+    let placeholder = value.first().is_some_and(|b| matches!(b, b'$' | b'<' | b'{' | b'*' | b'(' | b'[' | b'%' | b'.'))
+        || (value.len() >= 6 && value[..6].iter().all(|&b| b == value[0]))
+        || (!growing && PLACEHOLDERS.iter().any(|p| value.eq_ignore_ascii_case(p)))
+        || value[..n.min(VALUE_SHORT)].windows(4).any(|w| w.eq_ignore_ascii_case(b"xxxx"));
+    if value.len() < 6 || placeholder {
         return Verdict::No;
     }
     let digit = value.iter().any(u8::is_ascii_digit);
     let symbol = value.iter().any(|&b| b.is_ascii_punctuation());
     let inner_upper = value[1..].iter().any(u8::is_ascii_uppercase) && value.iter().any(u8::is_ascii_lowercase);
-    if digit || symbol || inner_upper {
-        Verdict::Match(value_start, value_end)
+    if digit || symbol || inner_upper || n >= TOKEN_DECIDED {
+        decided(text, value_start, value_start, Tail::Run(Class::Value), complete)
+    } else if growing {
+        Verdict::NeedMore(start)
     } else {
         Verdict::No
     }
@@ -470,7 +628,7 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
             && text[i..end]
                 .split(|&b| b == b'.')
                 .all(|g| g.iter().fold(0u32, |v, &b| v * 10 + (b - b'0') as u32) <= 255);
-        return if ok { found_plain(Detector::Ipv4) } else { no };
+        return if ok && !a_version(text, start) { found_plain(Detector::Ipv4) } else { no };
     }
     if plain && groups == [3, 2, 4] && same(b"- ") {
         let v = |from: usize, to: usize| (from..to).fold(0u32, |v, k| v * 10 + digit_at(k) as u32);
@@ -478,13 +636,24 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
         let ok = area != 0 && area != 666 && area < 900 && group != 0 && serial != 0;
         return if ok { found_plain(Detector::Ssn) } else { (None, Verdict::No, end) };
     }
-    if plain && (13..=19).contains(&digits) {
+    if plain && (12..=19).contains(&digits) {
+        // Contiguous, in fours (the last group shorter), or Amex's and
+        // Diners' 4-6-5 and 4-6-4.
         let grouped = n == 1
-            || (same(b" -") && (groups[..n - 1].iter().all(|&g| g == 4) && groups[n - 1] <= 4 || groups == [4, 6, 5]));
-        if grouped && (2..=6).contains(&digit_at(0)) && luhn(&text[i..end]) {
+            || (same(b" -")
+                && (groups[..n - 1].iter().all(|&g| g == 4) && groups[n - 1] <= 4
+                    || groups == [4, 6, 5]
+                    || groups == [4, 6, 4]));
+        let mut iin = 0;
+        for k in 0..6 {
+            iin = iin * 10 + digit_at(k) as u32;
+        }
+        if grouped && card_issuer(iin, digits) && luhn(&text[i..end]) && !not_a_card(text, start) {
             return found_plain(Detector::Card);
         }
-        return (None, Verdict::No, end);
+        if digits >= 13 {
+            return (None, Verdict::No, end);
+        }
     }
     let phone = if plus {
         (8..=15).contains(&digits) && same(b" -")
@@ -502,6 +671,124 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
     } else {
         no
     }
+}
+
+/// Card issuers by the first digits of the number: (from, to, how many
+/// digits those are, the lengths the issuer uses as a bit set). From the
+/// networks' published ranges: Visa, Mastercard (51-55 and the 2-series),
+/// Amex, Discover, Diners, JCB (with its 15-digit 1800 and 2131), UnionPay,
+/// Maestro (12 to 19 digits), Mir, RuPay, Verve, Troy, UATP, Dankort,
+/// InstaPayment, Humo and Uzcard.
+const CARD_ISSUERS: &[(u32, u32, u32, u32)] = &[
+    (4, 4, 1, lengths(&[13, 16, 19])),                         // Visa
+    (51, 55, 2, lengths(&[16])),                               // Mastercard
+    (2221, 2720, 4, lengths(&[16])),                           // Mastercard 2-series
+    (34, 34, 2, lengths(&[15])),                               // Amex
+    (37, 37, 2, lengths(&[15])),                               // Amex
+    (300, 305, 3, lengths(&[14, 15, 16, 17, 18, 19])),         // Diners
+    (3095, 3095, 4, lengths(&[14, 15, 16, 17, 18, 19])),       // Diners
+    (36, 36, 2, lengths(&[14, 15, 16, 17, 18, 19])),           // Diners
+    (38, 39, 2, lengths(&[14, 16, 17, 18, 19])),               // Diners
+    (35, 35, 2, lengths(&[16, 17, 18, 19])),                   // JCB, RuPay's 353 and 356
+    (1800, 1800, 4, lengths(&[15])),                           // JCB
+    (2131, 2131, 4, lengths(&[15])),                           // JCB
+    (2200, 2204, 4, lengths(&[16, 17, 18, 19])),               // Mir
+    (50, 50, 2, lengths(&[12, 13, 14, 15, 16, 17, 18, 19])),   // Maestro, Verve, Dankort, RuPay 508
+    (56, 58, 2, lengths(&[12, 13, 14, 15, 16, 17, 18, 19])),   // Maestro
+    (604, 604, 4, lengths(&[12, 13, 14, 15, 16, 17, 18, 19])), // Maestro 0604
+    (6, 6, 1, lengths(&[12, 13, 14, 15, 16, 17, 18, 19])),     // Discover, UnionPay, Maestro, RuPay, InstaPayment
+    (81, 82, 2, lengths(&[16, 17, 18, 19])),                   // UnionPay, RuPay
+    (8600, 8600, 4, lengths(&[16])),                           // Uzcard
+    (9792, 9792, 4, lengths(&[16])),                           // Troy
+    (9860, 9860, 4, lengths(&[16])),                           // Humo
+    (1, 1, 1, lengths(&[15])),                                 // UATP
+];
+
+const fn lengths(l: &[u32]) -> u32 {
+    let mut mask = 0;
+    let mut k = 0;
+    while k < l.len() {
+        mask |= 1 << l[k];
+        k += 1;
+    }
+    mask
+}
+
+/// Whether a card network issues numbers of `digits` digits starting with
+/// `iin` (the first six digits).
+fn card_issuer(iin: u32, digits: usize) -> bool {
+    CARD_ISSUERS.iter().any(|&(from, to, width, mask)| {
+        let prefix = iin / 10u32.pow(6 - width);
+        // `0604` is four digits with a leading zero: its prefix is 604.
+        (from..=to).contains(&prefix) && mask & (1 << digits) != 0
+    })
+}
+
+/// Words that say the number after them is something else: an order, a
+/// parcel, a product code.
+const NOT_A_CARD: &[&[u8]] =
+    &[b"order", b"tracking", b"invoice", b"isbn", b"ean", b"upc", b"gtin", b"sku", b"serial", b"barcode", b"imei"];
+
+/// Words that say a card number follows.
+const A_CARD: &[&[u8]] = &[
+    b"card",
+    b"visa",
+    b"amex",
+    b"maestro",
+    b"debit",
+    b"credit",
+    b"karte",
+    b"tarjeta",
+    b"carte",
+    b"cart\xc3\xa3o",
+    b"kaart",
+    b"cc",
+];
+
+/// How near the nearest of `words` (lower case, each beginning a word) is
+/// in the 32 bytes before `start`, within the same line: its start plus
+/// one, so that a larger figure is nearer; 0 when none is there.
+fn nearest_before(text: &[u8], start: usize, words: &[&[u8]]) -> usize {
+    let from = start.saturating_sub(32);
+    let mut window = [0u8; 32];
+    let n = start - from;
+    for (w, &b) in window.iter_mut().zip(&text[from..start]) {
+        *w = b.to_ascii_lowercase();
+    }
+    let window = &window[..n];
+    let line = memchr::memrchr(b'\n', window).map_or(0, |nl| nl + 1);
+    // A word begins where a letter does not come before it ("ip" is not
+    // in "ship").
+    let starts = |at: usize| at == 0 || !window[at - 1].is_ascii_alphabetic();
+    words
+        .iter()
+        .filter_map(|w| memchr::memmem::rfind_iter(&window[line..], w).map(|at| line + at).find(|&at| starts(at)))
+        .map(|at| at + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Words that say a dotted quad after them is a version, not an address.
+const A_VERSION: &[&[u8]] =
+    &[b"version", b"firmware", b"release", b"upgrad", b"updat", b"build", b"patch", b"ver.", b"versi\xc3\xb3n"];
+
+/// Words that say it is an address.
+const AN_ADDRESS: &[&[u8]] = &[
+    b"ip", b"address", b"addr", b"host", b"server", b"client", b"connect", b"ping", b"subnet", b"gateway", b"dns",
+    b"route", b"proxy", b"listen", b"bind", b"from ip",
+];
+
+/// Whether the words before `start` say a dotted quad is a version.
+fn a_version(text: &[u8], start: usize) -> bool {
+    let version = nearest_before(text, start, A_VERSION);
+    version > 0 && version > nearest_before(text, start, AN_ADDRESS)
+}
+
+/// Whether the words before `start` say it is not a card: a word of
+/// `NOT_A_CARD` nearer than any word of `A_CARD`.
+fn not_a_card(text: &[u8], start: usize) -> bool {
+    let not = nearest_before(text, start, NOT_A_CARD);
+    not > 0 && not > nearest_before(text, start, A_CARD)
 }
 
 /// The Luhn check over the digits of `s` (separators skipped).
@@ -522,55 +809,144 @@ fn luhn(s: &[u8]) -> bool {
     sum % 10 == 0
 }
 
-/// IBAN lengths by country (ISO 13616 registry, common countries).
+/// IBAN lengths by country: every country of SWIFT's IBAN registry
+/// (release 99, 2025), France's overseas territories that use its format,
+/// and the countries that issue IBANs outside the registry (Algeria, Iran
+/// and the West and Central African states), sorted for a binary search.
 const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
     (b"AD", 24),
     (b"AE", 23),
+    (b"AL", 28),
+    (b"AO", 25),
     (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
     (b"BE", 16),
+    (b"BF", 28),
     (b"BG", 22),
+    (b"BH", 22),
+    (b"BI", 27),
+    (b"BJ", 28),
+    (b"BL", 27),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CF", 27),
+    (b"CG", 27),
     (b"CH", 21),
+    (b"CI", 28),
+    (b"CM", 27),
+    (b"CR", 22),
+    (b"CV", 25),
     (b"CY", 28),
     (b"CZ", 24),
     (b"DE", 22),
+    (b"DJ", 27),
     (b"DK", 18),
+    (b"DO", 28),
+    (b"DZ", 26),
     (b"EE", 20),
+    (b"EG", 29),
     (b"ES", 24),
     (b"FI", 18),
+    (b"FK", 18),
+    (b"FO", 18),
     (b"FR", 27),
+    (b"GA", 27),
     (b"GB", 22),
+    (b"GE", 22),
+    (b"GF", 27),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GP", 27),
+    (b"GQ", 27),
     (b"GR", 27),
+    (b"GT", 28),
+    (b"GW", 25),
+    (b"HN", 28),
     (b"HR", 21),
     (b"HU", 28),
     (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IR", 26),
     (b"IS", 26),
     (b"IT", 27),
+    (b"JO", 30),
+    (b"KM", 27),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
     (b"LI", 21),
     (b"LT", 20),
     (b"LU", 20),
     (b"LV", 21),
+    (b"LY", 25),
+    (b"MA", 28),
     (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MF", 27),
+    (b"MG", 27),
+    (b"MK", 19),
+    (b"ML", 28),
+    (b"MN", 20),
+    (b"MQ", 27),
+    (b"MR", 27),
     (b"MT", 31),
+    (b"MU", 30),
+    (b"MZ", 25),
+    (b"NC", 27),
+    (b"NE", 28),
+    (b"NI", 28),
     (b"NL", 18),
     (b"NO", 15),
+    (b"OM", 23),
+    (b"PF", 27),
+    (b"PK", 24),
     (b"PL", 28),
+    (b"PM", 27),
+    (b"PS", 29),
     (b"PT", 25),
+    (b"QA", 29),
+    (b"RE", 27),
     (b"RO", 24),
+    (b"RS", 22),
+    (b"RU", 33),
     (b"SA", 24),
+    (b"SC", 31),
+    (b"SD", 18),
     (b"SE", 24),
     (b"SI", 19),
     (b"SK", 24),
     (b"SM", 27),
+    (b"SN", 28),
+    (b"SO", 23),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TD", 27),
+    (b"TF", 27),
+    (b"TG", 28),
+    (b"TL", 23),
+    (b"TN", 24),
     (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"WF", 27),
+    (b"XK", 20),
+    (b"YE", 30),
+    (b"YT", 27),
 ];
 
 /// An IBAN starting with its country code at `start`: compact or in
 /// groups of four, of its country's length, with valid mod-97 check digits.
 fn iban(text: &[u8], start: usize, complete: bool) -> (Verdict, usize) {
     let country = [text[start], text[start + 1]];
-    let Some(&(_, length)) = IBAN_LENGTHS.iter().find(|(c, _)| **c == country) else {
+    let Ok(found) = IBAN_LENGTHS.binary_search_by(|(c, _)| c.as_slice().cmp(&country[..])) else {
         return (Verdict::No, start + 2);
     };
+    let length = IBAN_LENGTHS[found].1;
     let mut chars = [0u8; 34];
     let mut n = 0;
     let mut at = start;

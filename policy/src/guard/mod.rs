@@ -494,10 +494,17 @@ impl Guard {
         let mut settled = text.len();
         // A verdict becomes a hit (when the rule is on) or moves the
         // settled length back to where an unfinished candidate starts.
+        findings.open.clear();
         let mut push = |findings: &mut Findings, rule: Rule, action: Option<Action>, v: detect::Verdict| match v {
             detect::Verdict::Match(start, end) => {
                 if let Some(action) = action {
                     findings.hits.push(Hit { rule, start, end, action });
+                }
+            }
+            detect::Verdict::Open(start, end, tail) => {
+                if let Some(action) = action {
+                    findings.hits.push(Hit { rule, start, end, action });
+                    findings.open.push(OpenMatch { rule, start, tail });
                 }
             }
             detect::Verdict::NeedMore(start) => settled = settled.min(start),
@@ -518,8 +525,9 @@ impl Guard {
                         if let Some(p) = injection::match_at(i as usize, text, m.start(), m.end()) {
                             // A phrase counts once per request, however
                             // often it is repeated.
-                            if findings.injection_seen & (1 << p.phrase) == 0 {
-                                findings.injection_seen |= 1 << p.phrase;
+                            let (word, bit) = (p.phrase / 128, 1u128 << (p.phrase % 128));
+                            if findings.injection_seen[word] & bit == 0 {
+                                findings.injection_seen[word] |= bit;
                                 findings.injection_score += p.weight;
                             }
                             findings.injection.push((p.start, p.end));
@@ -574,6 +582,9 @@ impl Guard {
                 push(findings, Rule::DenyPattern(i as u16), self.custom_action, v);
             }
         }
+        if self.email || self.ipv6 {
+            behind_tokens(text, &mut findings.hits);
+        }
         settled
     }
 
@@ -593,6 +604,47 @@ impl Guard {
     }
 }
 
+/// An address found by looking back from its `@` or `:` begins where a
+/// key or token it runs into ends. A stream releases a key as soon as it
+/// is decided, before what follows it has come; the whole text must give
+/// what the stream can.
+fn behind_tokens(text: &[u8], hits: &mut [Hit]) {
+    let token = |h: &Hit| {
+        matches!(
+            h.rule,
+            Rule::Detector(
+                Detector::OpenAiKey
+                    | Detector::AnthropicKey
+                    | Detector::GithubToken
+                    | Detector::SlackToken
+                    | Detector::Jwt
+                    | Detector::PrivateKey
+                    | Detector::Password
+            )
+        )
+    };
+    let address = |h: &Hit| matches!(h.rule, Rule::Detector(Detector::Email | Detector::Ipv6));
+    if !hits.iter().any(token) || !hits.iter().any(address) {
+        return;
+    }
+    for i in 0..hits.len() {
+        if !address(&hits[i]) {
+            continue;
+        }
+        let start = hits[i].start;
+        // The look-back began at the address's first `@` or `:`.
+        let trigger = match hits[i].rule {
+            Rule::Detector(Detector::Email) => memchr::memchr(b'@', &text[start..hits[i].end]),
+            _ => memchr::memchr(b':', &text[start..hits[i].end]),
+        };
+        let Some(trigger) = trigger.map(|t| t + start) else { continue };
+        let past = hits.iter().filter(|h| token(h) && h.end > start && h.end <= trigger);
+        if let Some(stop) = past.map(|h| h.end).max() {
+            hits[i].start = stop;
+        }
+    }
+}
+
 /// Hits of one request or answer, across all the texts it carries.
 #[derive(Debug, Default)]
 pub struct Findings {
@@ -601,14 +653,26 @@ pub struct Findings {
     /// Injection phrases of the text being scanned now.
     injection: Vec<(usize, usize)>,
     pub injection_score: u32,
-    /// Phrases already counted, by index (there are fewer than 128).
-    injection_seen: u128,
+    /// Phrases already counted, by index (there are fewer than
+    /// [`injection::PHRASE_IDS`]).
+    injection_seen: [u128; 2],
     injection_at: Vec<(u32, usize, usize)>,
     /// Every hit so far, with the index of the text it is in.
     pub all: Vec<(u32, Hit)>,
     /// Scratch of the anchor search: the folded text and the matches.
     fold: Vec<u8>,
     anchors: Vec<(usize, usize, usize)>,
+    /// Matches of the last scan that reached the end of unfinished text,
+    /// decided already; [`stream::TextStream`] continues them.
+    pub(crate) open: Vec<OpenMatch>,
+}
+
+/// A decided match still open at the end of the text scanned.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpenMatch {
+    pub rule: Rule,
+    pub start: usize,
+    pub tail: detect::Tail,
 }
 
 impl Findings {
@@ -639,7 +703,7 @@ impl Findings {
         self.hits.clear();
         self.injection.clear();
         self.injection_score = 0;
-        self.injection_seen = 0;
+        self.injection_seen = [0; 2];
         self.injection_at.clear();
         self.all.clear();
     }

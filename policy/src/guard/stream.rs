@@ -4,21 +4,30 @@
 //! part that can no longer become (part of) a match is released.
 //!
 //! What is held back: the last [`WINDOW`] bytes (an e-mail's local part or a
-//! password label must not leave before what follows them arrives), and
-//! any candidate still growing at the end (a key whose last characters have
-//! not come yet; a PEM block until its end marker, at most
-//! [`super::detect::PEM_BYTES_MAX`]). The stream is never buffered whole.
+//! password label must not leave before what follows them arrives), and a
+//! candidate still undecided at the end, which every validator decides
+//! within [`super::detect::DECIDED_WITHIN`] bytes of its start: a stream
+//! holds at most [`HOLD_BYTES_MAX`]. A match decided while it is still
+//! arriving (a key, once enough of it has come; a PEM block, once its
+//! header has) is released as its placeholder at once, and the bytes that
+//! continue it are swallowed as they come, however long it grows. The
+//! stream is never buffered whole.
 
-use super::{redact, Action, Direction, Findings, Guard, Hit};
+use super::detect::Tail;
+use super::{redact, Action, Direction, Findings, Guard, Hit, Rule};
 
 /// Bytes always held back from the end of the text seen so far.
 pub const WINDOW: usize = 128;
 
-/// Past this much held text, a stream releases all but the window even if
-/// a candidate is still growing (a deny pattern such as `\w+` over a very
-/// long word): memory and rescanning stay bounded; such a match is then
-/// caught only in the part still held.
-pub const HOLD_BYTES_MAX: usize = super::detect::PEM_BYTES_MAX + 4096;
+/// The most a stream holds back: the longest undecided candidate, and the
+/// window after it (a match is released whole, so one that ends inside
+/// the window waits with it). Past this, a stream releases all but the
+/// window even if a candidate is still growing; no built-in detector's
+/// candidate is that long undecided (`hold_back_is_bounded_and_enough`
+/// tests each at its longest), so this only cuts a profile's deny pattern
+/// with a very long match (`\w+` over a long word), which is then caught
+/// only in the part still held.
+pub const HOLD_BYTES_MAX: usize = super::detect::DECIDED_WITHIN + 1 + WINDOW;
 
 /// Bytes of released text kept as the left context of the next scan, so
 /// that a validator looking back (is this digit the start of a number?)
@@ -34,6 +43,18 @@ pub struct TextStream {
     /// Bytes of the original text released before `buf`'s held part, so
     /// that hit positions count from the start of the stream's text.
     consumed: usize,
+    /// Matches released while still open: the next bytes that continue
+    /// them belong to them.
+    open: Vec<Continuation>,
+}
+
+#[derive(Debug)]
+struct Continuation {
+    tail: Tail,
+    action: Action,
+    rule: Rule,
+    /// Where the match starts, from the start of the stream's text.
+    start: usize,
 }
 
 impl TextStream {
@@ -41,8 +62,45 @@ impl TextStream {
     /// redacted, to `out`. `Some` when a blocking rule matched: nothing of
     /// the held text is released, and the stream should end.
     pub fn push(&mut self, guard: &Guard, piece: &[u8], out: &mut Vec<u8>, findings: &mut Findings) -> Option<Hit> {
+        let piece = self.continue_open(piece, out, findings);
+        if piece.is_empty() {
+            return None;
+        }
         self.buf.extend_from_slice(piece);
         self.release(guard, false, out, findings)
+    }
+
+    /// Gives an open match the bytes of `piece` that continue it (a
+    /// redacted one swallows them; a flagged one lets them through) and
+    /// returns the rest.
+    fn continue_open<'p>(&mut self, piece: &'p [u8], out: &mut Vec<u8>, findings: &mut Findings) -> &'p [u8] {
+        if self.open.is_empty() {
+            return piece;
+        }
+        // Nested matches (a key inside a password's value) go on
+        // separately; a byte any redacted one takes is swallowed.
+        let (mut taken, mut swallowed) = (0, 0);
+        self.open.retain_mut(|c| {
+            let (n, ended) = c.tail.extend(piece);
+            taken = taken.max(n);
+            if c.action == Action::Redact {
+                swallowed = swallowed.max(n);
+            }
+            // The match's record grows with it.
+            if let Some((_, h)) = findings.all.iter_mut().rev().find(|(_, h)| h.rule == c.rule && h.start == c.start) {
+                h.end += n;
+            }
+            !ended
+        });
+        out.extend_from_slice(&piece[swallowed.min(taken)..taken]);
+        // Released: kept only as the next scan's left context.
+        debug_assert_eq!(self.buf.len(), self.context);
+        self.buf.extend_from_slice(&piece[..taken]);
+        self.consumed += taken;
+        let drop = self.buf.len().saturating_sub(CONTEXT);
+        self.buf.drain(..drop);
+        self.context = self.buf.len();
+        &piece[taken..]
     }
 
     /// The text is over: everything held is scanned as complete and
@@ -60,11 +118,30 @@ impl TextStream {
         let len = self.buf.len();
         let keep = self.context;
         let settled = guard.scan(&self.buf, Direction::Response, complete, findings);
-        // Hits in the context were decided when it was released.
-        findings.hits.retain(|h| h.start >= keep);
+        let mut open = std::mem::take(&mut findings.open);
+        // Hits within the context were decided when it was released. One
+        // that reaches past it began in a match released open (an address
+        // whose local part was a key's tail): what is new of it counts.
+        findings.hits.retain(|h| h.end > keep);
+        for h in &mut findings.hits {
+            h.start = h.start.max(keep);
+        }
         let mut cut = if complete { len } else { settled.min(len.saturating_sub(WINDOW)) }.max(keep);
         if !complete && len - cut > HOLD_BYTES_MAX {
             cut = len - WINDOW;
+        }
+        // A decided match open at the end, with nothing undecided before
+        // or inside it (a key in a password's value waits to be named
+        // too, within the bound): everything goes, the match as its
+        // placeholder, and what follows continues it.
+        let outermost = open.iter().map(|o| o.start).min();
+        let release_open = outermost.is_some_and(|start| {
+            start >= keep && (settled == len || (settled >= start && len - start > HOLD_BYTES_MAX))
+        });
+        if release_open {
+            cut = len;
+        } else {
+            open.clear();
         }
         // Released text ends on a character boundary: each event carries
         // whole UTF-8 characters.
@@ -91,6 +168,13 @@ impl TextStream {
             h.start += offset;
             h.end += offset;
         }
+        for o in &open {
+            // The hit as filed (positions from the start of the text).
+            if let Some(h) = findings.hits.iter().find(|h| h.rule == o.rule && h.start == o.start + offset) {
+                self.open.push(Continuation { tail: o.tail, action: h.action, rule: o.rule, start: h.start });
+            }
+        }
+        findings.open = open;
         findings.file(0);
         self.consumed += cut - keep;
         let drop = cut.saturating_sub(CONTEXT);

@@ -1,6 +1,9 @@
 //! The streaming guardrail scanner: no panic on any text, and a text fed in
 //! pieces is released redacted exactly as the whole text is, with the same
-//! hits.
+//! hits, but for one documented difference: a match that starts inside a
+//! decided key or value the stream has already released (an address in a
+//! long password's value) changes nothing of the output and is not
+//! recorded.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -34,13 +37,24 @@ fn streamed(g: &Guard, pieces: &[&[u8]]) -> (Vec<u8>, Vec<Hit>) {
     (out, f.all.into_iter().map(|(_, h)| h).collect())
 }
 
+fn same(whole: &(Vec<u8>, Vec<Hit>), streamed: &(Vec<u8>, Vec<Hit>)) -> bool {
+    whole.0 == streamed.0
+        && (whole.1 == streamed.1 || {
+            // What the stream missed lies inside a match it recorded.
+            streamed.1.iter().all(|h| whole.1.contains(h))
+                && whole.1.iter().all(|h| streamed.1.iter().any(|o| o.start <= h.start && h.end <= o.end))
+        })
+}
+
 fuzz_target!(|data: &[u8]| {
     let g = guard();
     let Some((&seed, text)) = data.split_first() else { return };
     let whole = streamed(&g, &[text]);
     let cut = seed as usize % (text.len() + 1);
-    assert_eq!(streamed(&g, &[&text[..cut], &text[cut..]]), whole, "split at {cut}");
+    let split = streamed(&g, &[&text[..cut], &text[cut..]]);
+    assert!(same(&whole, &split), "split at {cut}: {split:?} vs {whole:?}");
     let size = (seed as usize % 7) + 1;
     let pieces: Vec<&[u8]> = text.chunks(size).collect();
-    assert_eq!(streamed(&g, &pieces), whole, "pieces of {size}");
+    let split = streamed(&g, &pieces);
+    assert!(same(&whole, &split), "pieces of {size}: {split:?} vs {whole:?}");
 });
