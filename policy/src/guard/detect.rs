@@ -578,7 +578,26 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
                     next += 1;
                 }
             }
-            b' ' | b'-' | b'.' => next += 1,
+            // `/` only after an area code (030/123456), never inside an
+            // address's `/32`.
+            b' ' | b'-' | b'.' => {
+                next += 1;
+                // `+44 (0)20 ...`: the trunk zero written after the
+                // country code, in parentheses.
+                if plus && text[next..].starts_with(b"(0)") {
+                    next += 3;
+                    if next < len && text[next] == b' ' {
+                        next += 1;
+                    }
+                }
+            }
+            b'/' if n == 1 && !plus => next += 1,
+            b'(' if plus && text[at..].starts_with(b"(0)") => {
+                next += 3;
+                if next < len && text[next] == b' ' {
+                    next += 1;
+                }
+            }
             _ => break,
         }
         if next == len {
@@ -595,7 +614,11 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
     if open && !complete {
         return (None, Verdict::NeedMore(start), end);
     }
-    if end < len && (is_word(text[end]) || text[end] == b'@') {
+    // An extension (`x2317`, ` ext. 12`) belongs to a phone number.
+    let Some(ext_end) = extension(text, end, complete) else {
+        return (None, Verdict::NeedMore(start), end);
+    };
+    if ext_end == end && end < len && (is_word(text[end]) || text[end] == b'@') {
         return (None, Verdict::No, end);
     }
     let groups = &groups[..n];
@@ -617,26 +640,25 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
         }
         0
     };
-    let found = |d: Detector| (Some(d), Verdict::Match(start, end), end);
     // A parenthesis is part of a phone number only; an address or a card
     // number may stand in one.
     let plain = !plus;
     let inner = if paren { i } else { start };
     let found_plain = |d: Detector| (Some(d), Verdict::Match(inner, end), end);
-    if plain && n == 4 && same(b".") {
+    if ext_end > end {
+        // Only a phone number has an extension.
+    } else if plain && n == 4 && same(b".") {
         let ok = groups.iter().all(|&g| (1..=3).contains(&g))
             && text[i..end]
                 .split(|&b| b == b'.')
                 .all(|g| g.iter().fold(0u32, |v, &b| v * 10 + (b - b'0') as u32) <= 255);
         return if ok && !a_version(text, start) { found_plain(Detector::Ipv4) } else { no };
-    }
-    if plain && groups == [3, 2, 4] && same(b"- ") {
+    } else if plain && groups == [3, 2, 4] && same(b"- ") {
         let v = |from: usize, to: usize| (from..to).fold(0u32, |v, k| v * 10 + digit_at(k) as u32);
         let (area, group, serial) = (v(0, 3), v(3, 5), v(5, 9));
         let ok = area != 0 && area != 666 && area < 900 && group != 0 && serial != 0;
         return if ok { found_plain(Detector::Ssn) } else { (None, Verdict::No, end) };
-    }
-    if plain && (12..=19).contains(&digits) {
+    } else if plain && (12..=19).contains(&digits) {
         // Contiguous, in fours (the last group shorter), or Amex's and
         // Diners' 4-6-5 and 4-6-4.
         let grouped = n == 1
@@ -655,22 +677,114 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
             return (None, Verdict::No, end);
         }
     }
+    let international = !plus && !paren && digit_at(0) == 0 && digit_at(1) == 0 && groups[0] <= 3;
     let phone = if plus {
-        (8..=15).contains(&digits) && same(b" -")
+        // E.164, any separators: +55 45 2306-3143, +44 (0)20 7946 0958.
+        (8..=15).contains(&digits) && seps.iter().all(|s| b" -./(".contains(s))
+    } else if international {
+        // Dialled from abroad: 00 44 20 7946 0958, 001-948-505-9443.
+        n >= 2 && (10..=17).contains(&digits) && seps.iter().all(|s| b" -.".contains(s))
     } else if paren {
-        groups == [3, 3, 4] && seps[0] == b')' && matches!(seps[1], b'-' | b' ' | b'.')
-    } else if digit_at(0) == 0 {
-        // National numbers with a trunk zero: 020 7946 0958, 01 23 45 67 89.
-        n >= 2 && same(b" ") && (10..=11).contains(&digits) && groups.iter().all(|&g| g >= 2)
+        // (415) 555-2671, (045) 2306 3143, (03412) 12345.
+        let nanp = groups[..] == [3, 3, 4] && digit_at(0) >= 2;
+        let trunk = digit_at(0) == 0 && (2..=5).contains(&groups[0]) && (8..=12).contains(&digits);
+        seps.first() == Some(&b')') && seps[1..].iter().all(|s| b" -.".contains(s)) && (nanp || trunk)
+    } else if digit_at(0) == 0 && digit_at(1) != 0 {
+        // National numbers with a trunk zero: 020 7946 0958, 01 23 45 67
+        // 89, 080-2368-9546, 030/123456; written together (0145823306)
+        // only where no word before it says it is something else.
+        let grouped = n >= 2 && same(b" -./") && (9..=11).contains(&digits) && groups.iter().all(|&g| g >= 2);
+        let together = n == 1 && (10..=11).contains(&digits) && !not_a_phone(text, start);
+        grouped || together
     } else {
-        // North American: 415-555-2671, 415.555.2671, 415 555 2671.
-        groups == [3, 3, 4] && same(b"-. ") && digit_at(0) >= 2
+        // North American: 415-555-2671, 415.555.2671, 415 555 2671; and
+        // Brazil's area code then 4-4 or 5-4: 68 5691-3144.
+        (groups == [3, 3, 4] && same(b"-. ") && digit_at(0) >= 2)
+            || ((groups == [2, 4, 4] || groups == [2, 5, 4]) && seps == b" -" && digit_at(0) >= 1)
     };
     if phone {
-        found(Detector::Phone)
+        (Some(Detector::Phone), Verdict::Match(start, ext_end), ext_end)
     } else {
         no
     }
+}
+
+/// Where a phone number's extension after `end` ends (`end` when there is
+/// none); `None` when the text stops inside what may be one.
+fn extension(text: &[u8], end: usize, complete: bool) -> Option<usize> {
+    let len = text.len();
+    let mut at = end;
+    if at < len && text[at] == b' ' {
+        at += 1;
+    }
+    let rest = &text[at..];
+    let words: [&[u8]; 3] = [b"ext.", b"ext", b"x"];
+    let Some(word) = words.iter().find(|w| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w)) else {
+        // The text may stop inside the word.
+        let partial = !complete && rest.len() < 4 && b"ext.".starts_with(&rest.to_ascii_lowercase());
+        return if partial && (at > end || !rest.is_empty()) { None } else { Some(end) };
+    };
+    at += word.len();
+    if at < len && text[at] == b' ' {
+        at += 1;
+    }
+    let digits = run_max(text, at, 7, |b| b.is_ascii_digit());
+    if !complete && at + digits == len && digits < 7 {
+        return None;
+    }
+    let stop = at + digits;
+    if (1..=6).contains(&digits) && (stop == len || !is_word(text[stop])) {
+        Some(stop)
+    } else {
+        Some(end)
+    }
+}
+
+/// Words that say a number after them is not a phone number.
+const NOT_A_PHONE: &[&[u8]] = &[
+    b"order",
+    b"invoice",
+    b"tracking",
+    b"ref",
+    b"account",
+    b"acct",
+    b"ticket",
+    b"case",
+    b"isbn",
+    b"serial",
+    b"sku",
+    b"id",
+    b"transaction",
+    b"confirmation",
+    b"booking",
+    b"code",
+    b"no.",
+    b"#",
+];
+
+/// Words that say it is one.
+const A_PHONE: &[&[u8]] = &[
+    b"phone",
+    b"tel",
+    b"call",
+    b"mobile",
+    b"cell",
+    b"fax",
+    b"whatsapp",
+    b"contact",
+    b"sms",
+    b"dial",
+    b"ring",
+    b"telefon",
+    b"t\xc3\xa9l",
+    b"handy",
+    b"m\xc3\xb3vil",
+    b"celular",
+];
+
+fn not_a_phone(text: &[u8], start: usize) -> bool {
+    let not = nearest_before(text, start, NOT_A_PHONE);
+    not > 0 && not > nearest_before(text, start, A_PHONE)
 }
 
 /// Card issuers by the first digits of the number: (from, to, how many

@@ -94,7 +94,7 @@ const LIMITS: &[&str] = &[
 /// Words that, skipped inside a phrase, make it the writer's own business:
 /// "ignore my previous messages" is about the writer's messages, not the
 /// model's instructions.
-const OWN: &[&str] = &["my", "our", "i", "we", "me", "us"];
+const OWN: &[&str] = &["my", "our", "i", "we"];
 
 /// Nouns that, right after a phrase, make it a name for something else:
 /// "the system prompt settings", "the system prompt field".

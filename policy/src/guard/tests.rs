@@ -31,6 +31,15 @@ fn detects_each_kind_and_leaves_near_misses() {
         ("call +1 415 555 2671 or (415) 555-2671", &["pii.phone", "pii.phone"]),
         ("office 020 7946 0958, mobile 07700 900123", &["pii.phone", "pii.phone"]),
         ("order #48213795 shipped 2024-03-15 at 14:30:05", &[]),
+        // Formats an independent review found missed.
+        ("tel 0145823306 or 080-2368-9546", &["pii.phone", "pii.phone"]),
+        ("+55 45 2306-3143 / 68 5691-3144", &["pii.phone", "pii.phone"]),
+        ("+44(0)1632 960728, +33 (0)3 81 21 12 61", &["pii.phone", "pii.phone"]),
+        ("(821)411-8602x94114 and +1-948-505-9443x2317", &["pii.phone", "pii.phone"]),
+        ("001-948-505-9443 ext. 12, 030/123456, (045) 2306 3143", &["pii.phone", "pii.phone", "pii.phone"]),
+        // Near-misses: an order number written together, dates, versions.
+        ("order 0145823306 was shipped on 01.02.2024 with v 2.10.3", &[]),
+        ("invoice no. 0812345678, build 2024.03.15", &[]),
         ("card 4111 1111 1111 1111 exp 12/29", &["pii.card"]),
         // Every network's lengths, 12 to 19 digits.
         ("maestro 675952601812 and 0604 5908 3014", &["pii.card", "pii.card"]),
