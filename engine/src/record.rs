@@ -134,6 +134,8 @@ pub struct Trace<'s> {
     /// What the team's guardrail profile found (rules, places and actions;
     /// never the text).
     pub guard_hits: Vec<Recorded>,
+    /// What the profile's external classifiers said, in order.
+    pub classified: Vec<crate::proxy::classify::Classified>,
     /// With `[logging] capture_bodies`: the prompt and the answer, redacted.
     pub capture: Option<Box<Capture>>,
 }
@@ -190,6 +192,7 @@ impl<'s> Trace<'s> {
             first_byte_micros: None,
             end: End::Completed,
             guard_hits: Vec::new(),
+            classified: Vec::new(),
             capture: None,
         }
     }
@@ -304,9 +307,17 @@ impl<'s> Trace<'s> {
         out.extend_from_slice(n.format(self.bytes_in).as_bytes());
         out.extend_from_slice(b",\"bytes_out\":");
         out.extend_from_slice(n.format(self.bytes_out).as_bytes());
-        if !self.guard_hits.is_empty() {
+        if !self.guard_hits.is_empty() || !self.classified.is_empty() {
             out.extend_from_slice(b",\"guardrails\":{\"profile\":");
             let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));
+            // A classifier's rule is named after it.
+            let rule = |r: tollgate_policy::guard::Rule| match r {
+                tollgate_policy::guard::Rule::Classifier(i) => format!(
+                    "classifier.{}",
+                    profile.and_then(|p| p.classifiers.get(i as usize)).map_or("?", |c| c.name.as_str())
+                ),
+                r => r.to_string(),
+            };
             write_json_string(out, profile.map_or("", |p| p.name.as_str()));
             out.extend_from_slice(b",\"version\":\"");
             out.extend_from_slice(tollgate_policy::guard::injection::VERSION.as_bytes());
@@ -316,7 +327,7 @@ impl<'s> Trace<'s> {
                     out.extend_from_slice(b",");
                 }
                 out.extend_from_slice(b"{\"rule\":");
-                write_json_string(out, &r.hit.rule.to_string());
+                write_json_string(out, &rule(r.hit.rule));
                 out.extend_from_slice(b",\"action\":\"");
                 out.extend_from_slice(r.hit.action.as_str().as_bytes());
                 out.extend_from_slice(match r.direction {
@@ -330,7 +341,37 @@ impl<'s> Trace<'s> {
                 out.extend_from_slice(n.format(r.hit.end - r.hit.start).as_bytes());
                 out.extend_from_slice(b"}");
             }
-            out.extend_from_slice(b"]}");
+            out.extend_from_slice(b"]");
+            if !self.classified.is_empty() {
+                out.extend_from_slice(b",\"classifiers\":[");
+                for (i, c) in self.classified.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b",");
+                    }
+                    out.extend_from_slice(b"{\"name\":");
+                    let name =
+                        profile.and_then(|p| p.classifiers.get(c.index as usize)).map_or("?", |c| c.name.as_str());
+                    write_json_string(out, name);
+                    match c.outcome {
+                        Ok(v) => {
+                            let hit = matches!(v, crate::proxy::classify::Verdict::Hit(_));
+                            out.extend_from_slice(if hit { b",\"verdict\":\"hit\"" } else { b",\"verdict\":\"pass\"" });
+                            out.extend_from_slice(format!(",\"score\":{:.3}", v.score()).as_bytes());
+                        }
+                        Err(f) => {
+                            out.extend_from_slice(b",\"verdict\":\"error\",\"error\":\"");
+                            out.extend_from_slice(f.as_str().as_bytes());
+                            out.extend_from_slice(b"\"");
+                        }
+                    }
+                    out.extend_from_slice(if c.cached { b",\"cached\":true" } else { b",\"cached\":false" });
+                    out.extend_from_slice(b",\"ms\":");
+                    out.extend_from_slice(format!("{:.3}", c.micros as f64 / 1000.0).as_bytes());
+                    out.extend_from_slice(b"}");
+                }
+                out.extend_from_slice(b"]");
+            }
+            out.extend_from_slice(b"}");
         }
         if let Some(c) = &self.capture {
             out.extend_from_slice(b",\"capture\":{\"prompt\":");

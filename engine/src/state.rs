@@ -34,6 +34,8 @@ pub struct CoreState {
     /// TLS on the client listener (`[server.tls]`): new connections
     /// handshake with the configuration current when they are accepted.
     pub tls: Option<monoio_rustls::TlsAcceptor>,
+    /// Guardrail classifiers' verdicts by text (emptied by a reload).
+    pub verdicts: crate::proxy::classify::VerdictCache,
 }
 
 impl CoreState {
@@ -91,7 +93,7 @@ impl CoreState {
             own.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSIONS_PER_CORE);
             monoio_rustls::TlsAcceptor::from(Arc::new(own))
         });
-        CoreState { config, limits, upstreams, breakers, rng: Cell::new(seed), tls }
+        CoreState { config, limits, upstreams, breakers, rng: Cell::new(seed), tls, verdicts: Default::default() }
     }
 
     /// Every breaker's state for the metrics: (model, provider, upstream

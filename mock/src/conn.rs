@@ -69,6 +69,21 @@ struct Plan {
     reply: Option<String>,
 }
 
+/// The mock classifiers' fixed rule.
+mod classify {
+    fn has(body: &[u8], needle: &[u8]) -> bool {
+        body.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+    }
+
+    pub fn flagged(body: &[u8]) -> bool {
+        has(body, b"jailbreak") || has(body, b"ignore previous") || has(body, b"[[unsafe]]")
+    }
+
+    pub fn slow(body: &[u8]) -> bool {
+        has(body, b"[[slow]]")
+    }
+}
+
 impl Plan {
     /// The words the reply cycles through, and how many it has.
     fn words(&self) -> (Vec<&str>, usize) {
@@ -220,6 +235,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             let list = br#"{"object":"list","data":[{"id":"mock","object":"model","created":1700000000,"owned_by":"tollgate-mock"}]}"#;
             return self.send_whole(200, "application/json", list, head.keep_alive, None).await;
         }
+        if head.method == Method::Post
+            && (path.ends_with(b"/predict") || path.ends_with(b"/moderations") || path.ends_with(b"/check"))
+        {
+            return self.classify(head, body, path).await;
+        }
         let anthropic = path.ends_with(b"/messages");
         if head.method != Method::Post || !(anthropic || path.ends_with(b"/chat/completions")) {
             return self
@@ -233,6 +253,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         let Some(mut req) = ChatRequest::read(body) else {
             return self.simple(400, "request body must be a chat completion request", head.keep_alive).await;
         };
+        let mut plan = plan;
+        if memchr::memmem::find(req.model, b"guard").is_some() {
+            // A guard model's verdict on the conversation.
+            if classify::slow(body) {
+                monoio::time::sleep(Duration::from_secs(2)).await;
+            }
+            plan.reply = Some(if classify::flagged(body) { "unsafe S14" } else { "safe" }.to_string());
+        }
         // `x-mock-cache: READ,WRITE`: prompt tokens the answer reports as
         // read from and written to the provider's cache.
         if let Some((read, write)) = head
@@ -274,6 +302,26 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         }
         let trickle = (plan.failure == Some(Failure::Trickle)).then_some(Duration::from_millis(10));
         self.send_whole(200, "application/json", &payload, head.keep_alive, trickle).await
+    }
+
+    /// A guardrail classifier's answer, in the shape its path's API has.
+    async fn classify(&mut self, head: &RequestHead, body: &Bytes, path: &[u8]) -> io::Result<()> {
+        if classify::slow(body) {
+            monoio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let flagged = classify::flagged(body);
+        let (hit, miss) = if flagged { (0.981, 0.019) } else { (0.012, 0.988) };
+        let answer = if path.ends_with(b"/predict") {
+            format!(r#"[{{"score":{hit},"label":"INJECTION"}},{{"score":{miss},"label":"SAFE"}}]"#)
+        } else if path.ends_with(b"/moderations") {
+            format!(
+                r#"{{"id":"modr-mock-{}","model":"omni-moderation-latest","results":[{{"flagged":{flagged},"categories":{{"harassment":false,"illicit":{flagged},"violence":false}},"category_scores":{{"harassment":0.001,"illicit":{hit},"violence":0.002}},"category_applied_input_types":{{"illicit":["text"]}}}}]}}"#,
+                self.id
+            )
+        } else {
+            format!(r#"{{"flagged":{flagged},"score":{hit}}}"#)
+        };
+        self.send_whole(200, "application/json", answer.as_bytes(), head.keep_alive, None).await
     }
 
     async fn stream(&mut self, req: &ChatRequest<'_>, plan: &Plan, anthropic: bool) -> io::Result<()> {

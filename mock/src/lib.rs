@@ -32,6 +32,17 @@
 //! | `x-mock-echo: body` / `head` | answer with the request body / head as received |
 //! | `x-mock-cache: READ,WRITE` | report READ prompt tokens read from the provider's cache and WRITE written to it (OpenAI's `cached_tokens`; Anthropic's `cache_read_input_tokens`, `cache_creation_input_tokens`) |
 
+//!
+//! It also plays the guardrail classifiers a profile can call, each in its
+//! documented shape: text-embeddings-inference `POST /predict` (labels
+//! with scores), OpenAI's `POST /v1/moderations` (`flagged`, categories
+//! and scores), a guard model (a chat completion for a model whose name
+//! contains `guard` answers `safe` or `unsafe S14`, as Llama Guard does),
+//! and the webhook `POST /check` (`{"flagged": bool, "score": x}`). Its
+//! verdict is a fixed rule, so that tests mean something: a text that
+//! contains `jailbreak`, `ignore previous` or `[[unsafe]]` (any case) is
+//! flagged; one that contains `[[slow]]` is answered after two seconds.
+
 mod conn;
 pub mod listen;
 mod reply;

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  authenticate ─ within_budget ─ within_rate_limit ─ read_body ─ route ─ guard_request
-//!   ─ affordable ─ reserve_tokens ─ capture ─ reserve_strict ─ forward ─ finish
+//!   ─ classify_request ─ affordable ─ reserve_tokens ─ capture ─ reserve_strict ─ forward ─ finish
 //! ```
 //!
 //! - [`authenticate`]: the virtual key, before the body is read, so an
@@ -19,6 +19,9 @@
 //!   limit), the route found and the key authorized for it, before any
 //!   work that depends on the body's size (counting its prompt);
 //! - [`guard_request`]: the team's guardrail profile blocks or redacts;
+//! - [`classify_request`]: the profile's external classifiers (a prompt
+//!   injection model, a moderation endpoint, a guard model, a webhook)
+//!   are asked about the request's text, each within its timeout;
 //! - [`admit::count_large_prompt`]: a large prompt that a later phase will
 //!   need counted is counted in steps, yielding the core between them;
 //! - [`admit::affordable`]: near a budget's end, the request's estimated
@@ -101,6 +104,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             read_body(&mut ex, core, client, buf).await?;
             route(&mut ex, core)?;
             guard_request(&mut ex, core)?;
+            classify_request(&mut ex, core).await?;
             admit::count_large_prompt(&mut ex, core).await?;
             admit::affordable(&mut ex, core)?;
             admit::reserve_tokens(&mut ex, core)?;
@@ -209,6 +213,67 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
         if let Some(routed) = ex.routed.as_mut() {
             routed.fields.moved(|at| crate::proxy::guard::moved(&redacted.edits, at));
             debug_assert_eq!(Ok(routed.fields), tollgate_protocol::openai::scan_request(&ex.body));
+        }
+    }
+    Ok(())
+}
+
+/// The profile's external classifiers, in order, on the request's texts
+/// as they will be sent (redacted: a classifier is outside the gateway
+/// too). A blocking hit refuses the request; a classifier that gives no
+/// verdict lets it through or refuses it, as its `on_error` says. Each
+/// verdict is kept on the core by the text's keyed hash.
+pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    use crate::proxy::classify::{ask, tail, Classified, Verdict};
+    use tollgate_policy::guard::{Action, Direction, Hit, Rule};
+    let key = ex.key()?;
+    let config = &core.state.config;
+    let profile = config.teams.get(key.team).and_then(|t| t.guardrail_profile);
+    let Some(p) = profile.and_then(|p| config.guardrail_profiles.get(p)) else { return Ok(()) };
+    if p.classifiers.is_empty() {
+        return Ok(());
+    }
+    let texts = crate::proxy::guard::request_texts(&ex.body);
+    for (i, c) in p.classifiers.iter().enumerate() {
+        let text = tail(&texts, c.text_bytes_max);
+        if text.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let cache_key = core.state.verdicts.key(&p.name, c, text);
+        let (outcome, cached) = match core.state.verdicts.get(cache_key, started) {
+            Some(v) => (Ok(v), true),
+            None => {
+                let r = ask(core.state, c, text, "request", ex.deadline, core.cut).await;
+                if let Ok(v) = r {
+                    core.state.verdicts.put(cache_key, v, Instant::now());
+                }
+                (r, false)
+            }
+        };
+        let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        ex.trace.classified.push(Classified { index: i as u16, outcome, cached, micros });
+        match outcome {
+            Ok(Verdict::Hit(_)) => {
+                let hit = Hit { rule: Rule::Classifier(i as u16), start: 0, end: text.len(), action: c.action };
+                ex.trace.guard_hits.push(crate::record::Recorded { direction: Direction::Request, text: 0, hit });
+                if c.action == Action::Block {
+                    return Err(GatewayError::Guardrail {
+                        profile: p.name.clone(),
+                        rule: format!("classifier.{}", c.name),
+                    });
+                }
+            }
+            Ok(Verdict::Pass(_)) => {}
+            Err(f) if c.fail_open => {
+                tracing::warn!(
+                    profile = p.name,
+                    classifier = c.name,
+                    why = f.why(),
+                    "letting the request through (on_error = allow)"
+                );
+            }
+            Err(f) => return Err(GatewayError::GuardrailUnavailable { profile: p.name.clone(), why: f.why() }),
         }
     }
     Ok(())

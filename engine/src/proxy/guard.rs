@@ -109,6 +109,22 @@ fn scan_json(
     Ok(())
 }
 
+/// The texts of a JSON request a person or a tool wrote (the string
+/// values a scan reads), one per line, for a classifier.
+pub fn request_texts(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let keep = |key: &[u8], raw: &[u8]| !(STRUCTURAL.contains(&key) || inline_file(key, raw));
+    let _ = string_texts_marked(body, keep, |_, _, text, _| {
+        if let Ok(text) = text {
+            if !out.is_empty() {
+                out.push(b'\n');
+            }
+            out.extend_from_slice(text);
+        }
+    });
+    out
+}
+
 /// The string values a scan read, in the order `Findings` numbers them,
 /// and the escape marks of those it will redact.
 #[derive(Default)]

@@ -25,6 +25,7 @@
 pub mod answer;
 pub mod authenticate;
 pub mod call;
+pub mod classify;
 pub mod fallback;
 pub mod guard;
 pub mod relay;

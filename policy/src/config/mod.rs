@@ -218,12 +218,70 @@ pub struct GuardrailProfile {
     pub name: String,
     pub spec: crate::guard::ProfileSpec,
     pub guard: std::sync::Arc<crate::guard::Guard>,
+    /// External classifiers, called in order before a request is sent.
+    pub classifiers: Vec<Classifier>,
 }
 
 impl PartialEq for GuardrailProfile {
     fn eq(&self, other: &Self) -> bool {
-        self.spec == other.spec
+        self.spec == other.spec && self.classifiers == other.classifiers
     }
+}
+
+/// Which API a classifier speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassifierKind {
+    /// Hugging Face text-embeddings-inference, `POST /predict`: a list of
+    /// labels with scores (ProtectAI's deberta-v3 prompt-injection model,
+    /// Meta's Prompt Guard).
+    Tei,
+    /// An OpenAI-compatible `POST /v1/moderations`.
+    Moderations,
+    /// A guard model answering a chat completion with `safe` or `unsafe`
+    /// (Llama Guard), reached through one of the gateway's routes.
+    Chat,
+    /// An organisation's own check: the texts out, a verdict back.
+    Webhook,
+}
+
+impl ClassifierKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClassifierKind::Tei => "tei",
+            ClassifierKind::Moderations => "moderations",
+            ClassifierKind::Chat => "chat",
+            ClassifierKind::Webhook => "webhook",
+        }
+    }
+}
+
+/// An external classifier of a guardrail profile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Classifier {
+    /// Its rule id is `classifier.<name>`.
+    pub name: String,
+    pub kind: ClassifierKind,
+    /// The provider (by index) whose address, TLS and credential it is
+    /// reached with.
+    pub provider: usize,
+    /// The path asked, under the provider's base path.
+    pub path: String,
+    /// The model named in the request (moderations; the route's upstream
+    /// model for `chat`).
+    pub model: Option<String>,
+    /// TEI labels that are a hit (upper-cased).
+    pub labels: Vec<String>,
+    /// The score at which a label or category is a hit.
+    pub threshold: f64,
+    /// `Block` or `Flag`.
+    pub action: crate::guard::Action,
+    /// The most a request waits for the verdict.
+    pub timeout: Duration,
+    /// A classifier that cannot answer in time lets the request through.
+    pub fail_open: bool,
+    /// The most of a request's text sent (its last bytes: the newest
+    /// message is what an injection rides in).
+    pub text_bytes_max: usize,
 }
 
 /// The request log: one JSON line per request under `dir`.

@@ -264,6 +264,26 @@ pub struct RawGuardrailProfile {
     pub deny_patterns: Vec<Spanned<String>>,
     pub responses: Option<bool>,
     pub on_error: Option<Spanned<String>>,
+    #[serde(default)]
+    pub classifiers: Vec<RawClassifier>,
+}
+
+/// An external classifier a profile calls before a request is sent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClassifier {
+    pub name: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub provider: Option<Spanned<String>>,
+    pub route: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub model: Option<String>,
+    pub labels: Option<Vec<String>>,
+    pub threshold: Option<Spanned<f64>>,
+    pub action: Option<Spanned<String>>,
+    pub timeout_ms: Option<Spanned<u64>>,
+    pub on_error: Option<Spanned<String>>,
+    pub text_bytes_max: Option<Spanned<usize>>,
 }
 
 /// The request log.

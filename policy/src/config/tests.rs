@@ -353,3 +353,35 @@ fn admin_tokens_are_digests() {
     let p = problems(&pasted);
     assert!(p[0].starts_with("gw.toml:2:17:") && p[0].contains("keygen --admin"), "{p:?}");
 }
+
+#[test]
+fn classifiers_resolve_their_provider_or_route_and_report_mistakes() {
+    let good = format!(
+        "{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\nname = \"pg\"\nkind = \"tei\"\nprovider = \"local\"\ntimeout_ms = 120\non_error = \"block\"\n\n[[guardrail_profiles.classifiers]]\nname = \"lg\"\nkind = \"chat\"\nroute = \"gpt-4o\"\n"
+    );
+    let c = Config::parse("gw.toml", &good, &TestEnv).unwrap();
+    let cs = &c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers;
+    assert_eq!(cs.len(), 2);
+    assert_eq!(
+        (cs[0].kind, cs[0].path.as_str(), cs[0].timeout),
+        (ClassifierKind::Tei, "/predict", Duration::from_millis(120))
+    );
+    assert!(!cs[0].fail_open && cs[1].fail_open, "a classifier lets requests through unless told to block");
+    assert_eq!((cs[1].path.as_str(), cs[1].model.as_deref()), ("/chat/completions", Some("gpt-4o")));
+
+    let bad = format!(
+        "{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\nname = \"a\"\nkind = \"tei\"\nprovider = \"locl\"\n\n[[guardrail_profiles.classifiers]]\nname = \"b\"\nkind = \"magic\"\n\n[[guardrail_profiles.classifiers]]\nname = \"c\"\nkind = \"chat\"\nroute = \"gpt-5\"\n\n[[guardrail_profiles.classifiers]]\nname = \"d\"\nkind = \"tei\"\nprovider = \"local\"\nthreshold = 1.5\n"
+    );
+    let line = |needle: &str| bad.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let found = problems(&bad);
+    assert_eq!(found.len(), 4, "{found:#?}");
+    assert!(
+        found.iter().any(|p| p.starts_with(&format!("gw.toml:{}:", line("provider = \"locl\"")))
+            && p.contains("unknown provider \"locl\"")
+            && p.contains("local")),
+        "{found:#?}"
+    );
+    assert!(found.iter().any(|p| p.contains("unknown classifier kind \"magic\"")), "{found:#?}");
+    assert!(found.iter().any(|p| p.contains("unknown model \"gpt-5\"")), "{found:#?}");
+    assert!(found.iter().any(|p| p.contains("threshold 1.5 must be between 0 and 1")), "{found:#?}");
+}

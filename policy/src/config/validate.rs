@@ -12,8 +12,8 @@ use toml::Spanned;
 use super::raw::*;
 use super::report::{read_secret, Report};
 use super::{
-    Config, ConfigError, Credential, Env, GuardrailProfile, ListenerTls, Logging, Price, Provider, ProviderKind,
-    Routing, Server, Source, Timeouts, TlsSettings,
+    Classifier, ClassifierKind, Config, ConfigError, Credential, Env, GuardrailProfile, ListenerTls, Logging, Price,
+    Provider, ProviderKind, Routing, Server, Source, Timeouts, TlsSettings,
 };
 use crate::access::{pattern_matches, ModelSet};
 use crate::calendar;
@@ -33,7 +33,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
     let server = validate_server(&raw.server, env, &mut report);
     let providers = validate_providers(&raw.providers, env, &mut report);
     let routes = validate_models(&raw.models, &raw.providers, &mut report);
-    let guardrail_profiles = validate_profiles(&raw.guardrail_profiles, &mut report);
+    let guardrail_profiles = validate_profiles(&raw.guardrail_profiles, &providers, &routes, &mut report);
     let teams = validate_teams(&raw.teams, &routes, &guardrail_profiles, &mut report);
     let keys = validate_keys(&raw.keys, &raw.teams, &teams, &routes, &mut report);
     let logging = Logging {
@@ -467,7 +467,12 @@ fn logging_capture_guard(on: bool) -> Option<std::sync::Arc<crate::guard::Guard>
     Guard::compile(&spec).ok().map(std::sync::Arc::new)
 }
 
-fn validate_profiles(raw: &[RawGuardrailProfile], report: &mut Report<'_>) -> Vec<GuardrailProfile> {
+fn validate_profiles(
+    raw: &[RawGuardrailProfile],
+    providers: &[Provider],
+    routes: &Routes,
+    report: &mut Report<'_>,
+) -> Vec<GuardrailProfile> {
     use crate::guard::{Action, Category, Detector, Guard, ProfileSpec};
     let action = |v: &Spanned<String>, report: &mut Report<'_>| match v.get_ref().as_str() {
         "off" => None,
@@ -565,9 +570,152 @@ fn validate_profiles(raw: &[RawGuardrailProfile], report: &mut Report<'_>) -> Ve
                     .unwrap_or_else(|_| Guard::compile(&ProfileSpec::default()).expect("empty profile"))
             }
         };
-        profiles.push(GuardrailProfile { name: name.clone(), spec, guard: std::sync::Arc::new(guard) });
+        let classifiers =
+            p.classifiers.iter().filter_map(|c| validate_classifier(c, providers, routes, report)).collect();
+        profiles.push(GuardrailProfile { name: name.clone(), spec, guard: std::sync::Arc::new(guard), classifiers });
     }
     profiles
+}
+
+/// A profile's external classifier: its provider (or, for `chat`, the
+/// route whose first target it asks), path, labels and limits.
+fn validate_classifier(
+    c: &RawClassifier,
+    providers: &[Provider],
+    routes: &Routes,
+    report: &mut Report<'_>,
+) -> Option<Classifier> {
+    use crate::guard::Action;
+    let name = c.name.get_ref();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        report.add(c.name.span(), format!("classifier name {name:?} must be letters, digits, - and _"));
+    }
+    let kind = match c.kind.get_ref().as_str() {
+        "tei" => ClassifierKind::Tei,
+        "moderations" => ClassifierKind::Moderations,
+        "chat" => ClassifierKind::Chat,
+        "webhook" => ClassifierKind::Webhook,
+        other => {
+            report.add(
+                c.kind.span(),
+                format!("unknown classifier kind {other:?}; write \"tei\", \"moderations\", \"chat\" or \"webhook\""),
+            );
+            return None;
+        }
+    };
+    let by_name = |p: &Spanned<String>, report: &mut Report<'_>| {
+        let found = providers.iter().position(|x| x.name == *p.get_ref());
+        if found.is_none() {
+            let hint = did_you_mean(p.get_ref(), providers.iter().map(|x| x.name.as_str()))
+                .unwrap_or_else(|| "; define it under [[providers]]".to_string());
+            report.add(p.span(), format!("classifier {name:?} names unknown provider {:?}{hint}", p.get_ref()));
+        }
+        found
+    };
+    let (provider, model) = match (kind, &c.provider, &c.route) {
+        (ClassifierKind::Chat, _, Some(r)) => {
+            let Some((_, route)) = routes.find(r.get_ref().as_bytes()) else {
+                let hint = did_you_mean(r.get_ref(), routes.all().iter().map(|x| x.name.as_str()))
+                    .unwrap_or_else(|| "; add it under [[models]]".to_string());
+                report.add(r.span(), format!("classifier {name:?} names unknown model {:?}{hint}", r.get_ref()));
+                return None;
+            };
+            let target = route.targets.first()?;
+            if providers.get(target.provider).is_some_and(|p| p.kind == ProviderKind::Anthropic) {
+                report.add(
+                    r.span(),
+                    format!("classifier {name:?}: model {:?} is served by an Anthropic provider; a guard model must speak chat completions", r.get_ref()),
+                );
+            }
+            (target.provider, Some(target.upstream_model.clone()))
+        }
+        (ClassifierKind::Chat, _, None) => {
+            report.add(
+                c.kind.span(),
+                format!("classifier {name:?} of kind \"chat\" needs route = \"<a model of [[models]]>\""),
+            );
+            return None;
+        }
+        (_, Some(p), _) => (by_name(p, report)?, c.model.clone()),
+        (_, None, _) => {
+            report.add(c.name.span(), format!("classifier {name:?} needs provider = \"<a [[providers]] name>\""));
+            return None;
+        }
+    };
+    let path = match &c.path {
+        Some(p) if !p.get_ref().starts_with('/') => {
+            report.add(p.span(), format!("classifier path {:?} must start with /", p.get_ref()));
+            return None;
+        }
+        Some(p) => p.get_ref().clone(),
+        None => match kind {
+            ClassifierKind::Tei => "/predict",
+            ClassifierKind::Moderations => "/moderations",
+            ClassifierKind::Chat => "/chat/completions",
+            ClassifierKind::Webhook => "/check",
+        }
+        .to_string(),
+    };
+    let threshold = c.threshold.as_ref().map_or(0.5, |t| *t.get_ref());
+    if let Some(t) = &c.threshold {
+        if !(0.0..=1.0).contains(t.get_ref()) {
+            report.add(t.span(), format!("threshold {} must be between 0 and 1", t.get_ref()));
+        }
+    }
+    let action = match c.action.as_ref().map(|a| a.get_ref().as_str()) {
+        None | Some("block") => Action::Block,
+        Some("flag") => Action::Flag,
+        Some(other) => {
+            report.add(
+                c.action.as_ref().map_or(0..0, |a| a.span()),
+                format!("classifier action {other:?}; write \"block\" (the default) or \"flag\""),
+            );
+            Action::Block
+        }
+    };
+    let timeout_ms = c.timeout_ms.as_ref().map_or(250, |t| *t.get_ref());
+    if let Some(t) = &c.timeout_ms {
+        if !(1..=60_000).contains(t.get_ref()) {
+            report.add(t.span(), format!("timeout_ms {} must be between 1 and 60000", t.get_ref()));
+        }
+    }
+    let fail_open = match c.on_error.as_ref().map(|v| v.get_ref().as_str()) {
+        None | Some("allow") => true,
+        Some("block") => false,
+        Some(other) => {
+            report.add(
+                c.on_error.as_ref().map_or(0..0, |v| v.span()),
+                format!("on_error is {other:?}; write \"allow\" (the default for a classifier) or \"block\""),
+            );
+            true
+        }
+    };
+    let text_bytes_max = c.text_bytes_max.as_ref().map_or(8 * 1024, |t| *t.get_ref());
+    if let Some(t) = &c.text_bytes_max {
+        if !(64..=1 << 20).contains(t.get_ref()) {
+            report.add(t.span(), format!("text_bytes_max {} must be between 64 and 1048576", t.get_ref()));
+        }
+    }
+    let labels = c
+        .labels
+        .clone()
+        .unwrap_or_else(|| vec!["INJECTION".into(), "JAILBREAK".into(), "UNSAFE".into()])
+        .into_iter()
+        .map(|l| l.to_ascii_uppercase())
+        .collect();
+    Some(Classifier {
+        name: name.clone(),
+        kind,
+        provider,
+        path,
+        model,
+        labels,
+        threshold,
+        action,
+        timeout: Duration::from_millis(timeout_ms),
+        fail_open,
+        text_bytes_max,
+    })
 }
 
 /// Resolves model patterns into a set; a pattern that matches no model is

@@ -180,13 +180,15 @@ pub enum Rule {
     DenyWord(u16),
     /// A profile's deny pattern, by index.
     DenyPattern(u16),
+    /// A profile's external classifier, by its position in the profile.
+    Classifier(u16),
 }
 
 impl Rule {
     pub fn placeholder(self) -> &'static str {
         match self {
             Rule::Detector(d) => d.placeholder(),
-            Rule::DenyWord(_) | Rule::DenyPattern(_) => "[REDACTED]",
+            Rule::DenyWord(_) | Rule::DenyPattern(_) | Rule::Classifier(_) => "[REDACTED]",
         }
     }
 }
@@ -205,6 +207,7 @@ impl fmt::Display for Rule {
             }
             Rule::DenyWord(i) => write!(f, "custom.word.{i}"),
             Rule::DenyPattern(i) => write!(f, "custom.pattern.{i}"),
+            Rule::Classifier(i) => write!(f, "classifier.{i}"),
         }
     }
 }

@@ -1,0 +1,415 @@
+//! The classifier tier: a guardrail profile's external classifiers, asked
+//! about a request's text before it is sent (and, where configured, about
+//! a whole JSON answer), for what patterns cannot catch.
+//!
+//! Four kinds, each read by structure from its own documented answer:
+//! Hugging Face text-embeddings-inference `POST /predict` (labels with
+//! scores), an OpenAI-compatible `POST /moderations` (`flagged` and
+//! category scores), a guard model answering a chat completion with `safe`
+//! or `unsafe` (Llama Guard), and an organisation's own webhook
+//! (`{"texts": [...]}` out, `{"flagged": bool, "score": x}` back).
+//!
+//! A call is one more awaited exchange on the core's pool for the
+//! classifier's provider: the worker serves its other connections while it
+//! waits. It is bounded by the classifier's timeout; a classifier that
+//! does not answer in time, cannot be reached or answers something
+//! unreadable lets the request through or refuses it, as its `on_error`
+//! says. Verdicts are kept per core by a keyed hash of the text (SipHash
+//! with this core's random key: a tenant cannot make a benign text collide
+//! with a hostile one), so a repeated text costs one lookup.
+
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use rustc_hash::FxHashMap;
+use tollgate_policy::config::{Classifier, ClassifierKind};
+use tollgate_protocol::http1::{BodyFraming, ChunkedDecoder, LengthDecoder, ResponseHead};
+
+use crate::error::GatewayError;
+use crate::iov;
+use crate::state::CoreState;
+use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
+
+/// What a classifier said about a text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    /// Over the threshold, with the score that decided it.
+    Hit(f32),
+    Pass(f32),
+}
+
+impl Verdict {
+    pub fn score(self) -> f32 {
+        match self {
+            Verdict::Hit(s) | Verdict::Pass(s) => s,
+        }
+    }
+}
+
+/// Why a classifier gave no verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Timeout,
+    Unreachable,
+    /// An answer that is not the kind's shape, or not a success.
+    Unreadable,
+}
+
+impl Failure {
+    pub fn why(self) -> &'static str {
+        match self {
+            Failure::Timeout => "a classifier did not answer in time",
+            Failure::Unreachable => "a classifier could not be reached",
+            Failure::Unreadable => "a classifier's answer could not be read",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::Unreachable => "unreachable",
+            Failure::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// One classifier's part in a request, for the record.
+#[derive(Clone, Debug)]
+pub struct Classified {
+    /// The classifier's position in its profile.
+    pub index: u16,
+    pub outcome: Result<Verdict, Failure>,
+    pub cached: bool,
+    pub micros: u32,
+}
+
+/// Verdicts kept on a core: at most this many; the map is emptied when
+/// full (a burst of distinct texts then costs calls, never memory).
+pub const CACHE_ENTRIES: usize = 4096;
+
+/// A verdict is kept this long: a classifier's model may be updated.
+pub const CACHE_TTL: Duration = Duration::from_secs(600);
+
+/// Verdicts by text, on one core.
+pub struct VerdictCache {
+    keys: RandomState,
+    map: RefCell<FxHashMap<u64, (Verdict, Instant)>>,
+}
+
+impl Default for VerdictCache {
+    fn default() -> Self {
+        VerdictCache { keys: RandomState::new(), map: RefCell::new(FxHashMap::default()) }
+    }
+}
+
+impl VerdictCache {
+    /// The key of a text for one classifier of one profile.
+    pub fn key(&self, profile: &str, classifier: &Classifier, text: &[u8]) -> u64 {
+        self.keys.hash_one((profile, &classifier.name, classifier.kind.as_str(), text))
+    }
+
+    pub fn get(&self, key: u64, now: Instant) -> Option<Verdict> {
+        self.map.borrow().get(&key).filter(|(_, until)| now < *until).map(|(v, _)| *v)
+    }
+
+    pub fn put(&self, key: u64, verdict: Verdict, now: Instant) {
+        let mut map = self.map.borrow_mut();
+        if map.len() >= CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, (verdict, now + CACHE_TTL));
+    }
+}
+
+/// The request's texts for a classifier: the body's string values that a
+/// person or a tool wrote, one per line, the last `max` bytes of them
+/// (where an injection rides: the newest message), on a character
+/// boundary.
+pub fn tail(texts: &[u8], max: usize) -> &[u8] {
+    let mut from = texts.len().saturating_sub(max);
+    while from < texts.len() && texts[from] & 0xC0 == 0x80 {
+        from += 1;
+    }
+    &texts[from..]
+}
+
+/// The body a kind is asked with.
+fn request_body(c: &Classifier, text: &str, direction: &str) -> Vec<u8> {
+    let v = match c.kind {
+        ClassifierKind::Tei => serde_json::json!({ "inputs": text, "truncate": true }),
+        ClassifierKind::Moderations => match &c.model {
+            Some(m) => serde_json::json!({ "model": m, "input": text }),
+            None => serde_json::json!({ "input": text }),
+        },
+        ClassifierKind::Chat => serde_json::json!({
+            "model": c.model.as_deref().unwrap_or(""),
+            "messages": [{ "role": if direction == "request" { "user" } else { "assistant" }, "content": text }],
+            "max_tokens": 20,
+            "temperature": 0,
+            "stream": false,
+        }),
+        ClassifierKind::Webhook => serde_json::json!({ "texts": [text], "direction": direction }),
+    };
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// Reads a kind's answer by its structure.
+pub fn verdict(c: &Classifier, body: &[u8]) -> Result<Verdict, Failure> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|_| Failure::Unreadable)?;
+    let decide = |score: f64| {
+        if score >= c.threshold {
+            Verdict::Hit(score as f32)
+        } else {
+            Verdict::Pass(score as f32)
+        }
+    };
+    match c.kind {
+        ClassifierKind::Tei => {
+            // One input: `[{"label", "score"}, ...]`; a batch of one:
+            // `[[...]]`.
+            let list = match v.as_array() {
+                Some(a) if a.first().is_some_and(|x| x.is_array()) => a[0].as_array().ok_or(Failure::Unreadable)?,
+                Some(a) => a,
+                None => return Err(Failure::Unreadable),
+            };
+            let mut best = 0.0f64;
+            let mut read = false;
+            for entry in list {
+                let (Some(label), Some(score)) = (entry["label"].as_str(), entry["score"].as_f64()) else {
+                    return Err(Failure::Unreadable);
+                };
+                read = true;
+                if c.labels.iter().any(|l| l.eq_ignore_ascii_case(label)) {
+                    best = best.max(score);
+                }
+            }
+            if !read {
+                return Err(Failure::Unreadable);
+            }
+            Ok(decide(best))
+        }
+        ClassifierKind::Moderations => {
+            let results = v["results"].as_array().filter(|r| !r.is_empty()).ok_or(Failure::Unreadable)?;
+            let mut best = 0.0f64;
+            let mut flagged = false;
+            for r in results {
+                flagged |= r["flagged"].as_bool().ok_or(Failure::Unreadable)?;
+                if let Some(scores) = r["category_scores"].as_object() {
+                    best = best.max(scores.values().filter_map(|s| s.as_f64()).fold(0.0, f64::max));
+                }
+            }
+            // The provider's own `flagged` counts, whatever the scores.
+            Ok(if flagged { Verdict::Hit(best.max(c.threshold) as f32) } else { decide(best) })
+        }
+        ClassifierKind::Chat => {
+            let content = v["choices"][0]["message"]["content"].as_str().ok_or(Failure::Unreadable)?;
+            let first = content.split_whitespace().next().unwrap_or("");
+            match first.to_ascii_lowercase().trim_end_matches(|ch: char| !ch.is_ascii_alphabetic()) {
+                "unsafe" => Ok(Verdict::Hit(1.0)),
+                "safe" => Ok(Verdict::Pass(0.0)),
+                _ => Err(Failure::Unreadable),
+            }
+        }
+        ClassifierKind::Webhook => {
+            let flagged = v["flagged"].as_bool().ok_or(Failure::Unreadable)?;
+            let score = v["score"].as_f64().unwrap_or(if flagged { 1.0 } else { 0.0 });
+            Ok(if flagged { Verdict::Hit(score as f32) } else { Verdict::Pass(score as f32) })
+        }
+    }
+}
+
+/// An answer over this is not a classifier's.
+const ANSWER_BYTES_MAX: usize = 256 * 1024;
+
+/// Asks classifier `c` about `text`, within its timeout (and the
+/// request's deadline).
+pub async fn ask(
+    state: &CoreState,
+    c: &Classifier,
+    text: &[u8],
+    direction: &str,
+    deadline: Instant,
+    cut: &crate::cut::Cut,
+) -> Result<Verdict, Failure> {
+    let until = deadline.min(Instant::now() + c.timeout);
+    let exchange = async {
+        let upstream = state.upstreams.get(c.provider).ok_or(Failure::Unreachable)?;
+        let provider = state.config.providers.get(c.provider).ok_or(Failure::Unreachable)?;
+        let body = request_body(c, &String::from_utf8_lossy(text), direction);
+        let mut head = BytesMut::with_capacity(256);
+        head.extend_from_slice(b"POST ");
+        head.extend_from_slice(provider.base_path.as_bytes());
+        head.extend_from_slice(c.path.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        head.extend_from_slice(&upstream.fixed_headers);
+        head.extend_from_slice(b"content-type: application/json\r\naccept: application/json\r\ncontent-length: ");
+        head.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+        head.extend_from_slice(b"\r\n\r\n");
+        let parts = [head.freeze(), Bytes::from(body)];
+        let (mut conn, answer) = super::call::call(state, upstream, &parts, until, cut).await.map_err(|e| match e {
+            GatewayError::UpstreamTimeout { .. } | GatewayError::UpstreamConnectTimeout { .. } => Failure::Timeout,
+            _ => Failure::Unreachable,
+        })?;
+        let (body, reusable) = read_whole(&mut conn, &answer, until).await?;
+        if reusable && answer.keep_alive {
+            upstream.give_back(conn);
+        }
+        if !(200..300).contains(&answer.status) {
+            return Err(Failure::Unreadable);
+        }
+        verdict(c, &body)
+    };
+    match monoio::time::timeout(until.saturating_duration_since(Instant::now()), exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
+/// A whole answer body, bounded; whether the connection may be pooled.
+async fn read_whole(up: &mut UpConn, head: &ResponseHead, until: Instant) -> Result<(Vec<u8>, bool), Failure> {
+    enum Framing {
+        Length(LengthDecoder),
+        Chunked(ChunkedDecoder),
+        Close,
+    }
+    let mut framing = match head.framing {
+        BodyFraming::Empty => return Ok((Vec::new(), true)),
+        BodyFraming::Length(n) if n as usize > ANSWER_BYTES_MAX => return Err(Failure::Unreadable),
+        BodyFraming::Length(n) => Framing::Length(LengthDecoder::new(n)),
+        BodyFraming::Chunked => Framing::Chunked(ChunkedDecoder::new()),
+        BodyFraming::CloseDelimited => Framing::Close,
+    };
+    let mut body = Vec::new();
+    loop {
+        let done = match &mut framing {
+            Framing::Length(d) => {
+                let p = d.decode(&up.buf);
+                body.extend_from_slice(&up.buf[..p.consumed]);
+                up.buf.advance(p.consumed);
+                p.done
+            }
+            Framing::Chunked(d) => {
+                let input = &up.buf[..];
+                let p = d.decode(input, |r| body.extend_from_slice(&input[r])).map_err(|_| Failure::Unreadable)?;
+                up.buf.advance(p.consumed);
+                p.done
+            }
+            Framing::Close => {
+                body.extend_from_slice(&up.buf);
+                up.buf.clear();
+                false
+            }
+        };
+        if done {
+            return Ok((body, true));
+        }
+        if body.len() > ANSWER_BYTES_MAX {
+            return Err(Failure::Unreadable);
+        }
+        up.buf.reserve(UPSTREAM_READ_BYTES);
+        let wait = until.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(wait, iov::read_more(&mut up.stream, &mut up.buf)).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Ok(0)) if matches!(framing, Framing::Close) => return Ok((body, false)),
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(Failure::Unreachable),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_policy::guard::Action;
+
+    fn classifier(kind: ClassifierKind) -> Classifier {
+        Classifier {
+            name: "c".into(),
+            kind,
+            provider: 0,
+            path: "/".into(),
+            model: None,
+            labels: vec!["INJECTION".into(), "JAILBREAK".into()],
+            threshold: 0.5,
+            action: Action::Block,
+            timeout: Duration::from_millis(100),
+            fail_open: true,
+            text_bytes_max: 8192,
+        }
+    }
+
+    /// Answers in each kind's documented shape, written with other
+    /// whitespace and key orders than the mock's, and hostile or broken
+    /// ones.
+    #[test]
+    fn answers_are_read_by_their_structure() {
+        use ClassifierKind::*;
+        let table: &[(ClassifierKind, &str, Result<bool, Failure>)] = &[
+            // TEI: one input, a batch of one, labels in any case.
+            (Tei, r#"[ {"label": "SAFE", "score": 0.1}, {"score": 0.9, "label": "INJECTION"} ]"#, Ok(true)),
+            (Tei, r#"[[{"score":0.7,"label":"jailbreak"},{"score":0.3,"label":"BENIGN"}]]"#, Ok(true)),
+            (Tei, r#"[{"score":0.99,"label":"SAFE"},{"score":0.01,"label":"INJECTION"}]"#, Ok(false)),
+            // A label of ours nested elsewhere does not count.
+            (Tei, r#"[{"score":0.99,"label":"SAFE","note":{"label":"INJECTION","score":1}}]"#, Ok(false)),
+            (Tei, r#"{"error":"Model is overloaded","error_type":"overloaded"}"#, Err(Failure::Unreadable)),
+            (Tei, r#"[]"#, Err(Failure::Unreadable)),
+            // Moderations: `flagged` decides; scores over the threshold too.
+            (
+                Moderations,
+                r#"{"results":[{"categories":{"violence":true},"flagged":true,"category_scores":{"violence":0.2}}],"id":"modr-1","model":"omni-moderation-latest"}"#,
+                Ok(true),
+            ),
+            (
+                Moderations,
+                "{\n  \"id\": \"modr-2\",\n  \"results\": [ { \"flagged\": false, \"category_scores\": { \"hate\": 0.7 } } ]\n}",
+                Ok(true),
+            ),
+            (Moderations, r#"{"results":[{"flagged":false,"category_scores":{"hate":0.01}}]}"#, Ok(false)),
+            (Moderations, r#"{"results":[{"category_scores":{"hate":0.01}}]}"#, Err(Failure::Unreadable)),
+            (Moderations, r#"{"results":[]}"#, Err(Failure::Unreadable)),
+            // A guard model: its first word.
+            (Chat, r#"{"choices":[{"message":{"role":"assistant","content":"\n\nunsafe\nS1"}}]}"#, Ok(true)),
+            (Chat, r#"{"choices":[{"message":{"content":"Safe."}}]}"#, Ok(false)),
+            (Chat, r#"{"choices":[{"message":{"content":"safe, though the word unsafe appears"}}]}"#, Ok(false)),
+            (Chat, r#"{"choices":[{"message":{"content":"I cannot classify this"}}]}"#, Err(Failure::Unreadable)),
+            // A webhook.
+            (Webhook, r#"{ "score": 0.8, "flagged": true }"#, Ok(true)),
+            (Webhook, r#"{"flagged":"yes"}"#, Err(Failure::Unreadable)),
+            (Webhook, "not json", Err(Failure::Unreadable)),
+        ];
+        for (kind, body, want) in table {
+            let got = verdict(&classifier(*kind), body.as_bytes()).map(|v| matches!(v, Verdict::Hit(_)));
+            assert_eq!(got, *want, "{kind:?} {body}");
+        }
+    }
+
+    #[test]
+    fn the_tail_sent_is_the_newest_text_on_a_character_boundary() {
+        let text = "older text\nnewest: ünïcödé".as_bytes();
+        for max in 0..text.len() + 2 {
+            let t = tail(text, max);
+            assert!(t.len() <= max && std::str::from_utf8(t).is_ok(), "{max}");
+            assert!(text.ends_with(t));
+        }
+    }
+
+    #[test]
+    fn the_cache_keys_by_text_and_classifier_and_forgets_when_full() {
+        let cache = VerdictCache::default();
+        let (a, b) =
+            (classifier(ClassifierKind::Tei), Classifier { name: "d".into(), ..classifier(ClassifierKind::Tei) });
+        let now = Instant::now();
+        assert_ne!(cache.key("p", &a, b"x"), cache.key("p", &b, b"x"));
+        assert_ne!(cache.key("p", &a, b"x"), cache.key("q", &a, b"x"));
+        cache.put(cache.key("p", &a, b"x"), Verdict::Hit(0.9), now);
+        assert_eq!(cache.get(cache.key("p", &a, b"x"), now), Some(Verdict::Hit(0.9)));
+        assert_eq!(cache.get(cache.key("p", &a, b"x"), now + CACHE_TTL), None, "expired");
+        for i in 0..CACHE_ENTRIES {
+            cache.put(cache.key("p", &a, format!("{i}").as_bytes()), Verdict::Pass(0.0), now);
+        }
+        assert!(cache.map.borrow().len() <= CACHE_ENTRIES);
+    }
+}
