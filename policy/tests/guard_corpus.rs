@@ -147,3 +147,64 @@ fn streamed_positives_split_anywhere_find_the_same_hits() {
         }
     }
 }
+
+/// Personal data from Faker (`tests/guardrails/gen_faker.py`), a generator
+/// this project did not write, in twelve locales, with Faker's own
+/// near-misses (barcodes, ISBNs, dates, order numbers, amounts): recall by
+/// kind and by locale, and false positives, printed (the README's table)
+/// and held to the floors below.
+#[test]
+fn faker_corpus_by_kind_and_locale() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guardrails/faker.jsonl");
+    let text = std::fs::read_to_string(path).expect("the Faker corpus is committed");
+    let g = guard();
+    // (kind, locale) -> (found, total)
+    let mut by: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    let mut false_positives = Vec::new();
+    let mut negatives = 0;
+    let mut misses = Vec::new();
+    for line in text.lines().skip(1) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (kind, locale, text) =
+            (v["kind"].as_str().unwrap(), v["locale"].as_str().unwrap(), v["text"].as_str().unwrap());
+        let labels: Vec<&str> = v["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+        let found = detected(&g, text);
+        if labels.is_empty() {
+            negatives += 1;
+            if !found.is_empty() {
+                false_positives.push(format!("{kind} {locale}: {found:?} in {text:?}"));
+            }
+            continue;
+        }
+        let hit = labels.iter().all(|l| found.contains(l));
+        for key in [(kind.to_string(), locale.to_string()), (kind.to_string(), "all".to_string())] {
+            let e = by.entry(key).or_default();
+            e.0 += usize::from(hit);
+            e.1 += 1;
+        }
+        if !hit {
+            misses.push(format!("missed {kind} {locale}: {text:?} (found {found:?})"));
+        }
+    }
+    eprintln!("{:<8} {:<7} {:>6} {:>7}", "kind", "locale", "n", "recall");
+    for ((kind, locale), (found, total)) in &by {
+        eprintln!("{kind:<8} {locale:<7} {total:>6} {:>7.3}", *found as f64 / *total as f64);
+    }
+    eprintln!("false positives: {} of {negatives} near-misses", false_positives.len());
+    for m in misses.iter().chain(&false_positives).take(300) {
+        eprintln!("{m}");
+    }
+    let recall =
+        |kind: &str| by.get(&(kind.to_string(), "all".to_string())).map_or(0.0, |(f, t)| *f as f64 / *t as f64);
+    // Floors: what the detectors reach today, so that a change that loses
+    // recall or gains false positives fails here.
+    let floors =
+        [("email", 1.0), ("ipv4", 1.0), ("ipv6", 1.0), ("iban", 0.99), ("card", 0.99), ("ssn", 1.0), ("phone", 0.99)];
+    let low: Vec<String> = floors
+        .iter()
+        .filter(|(k, floor)| recall(k) < *floor)
+        .map(|(k, floor)| format!("{k}: recall {:.3} under {floor}", recall(k)))
+        .collect();
+    assert!(low.is_empty(), "{low:#?}");
+    assert!(false_positives.is_empty(), "{false_positives:#?}");
+}

@@ -574,7 +574,7 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
         match sep {
             b')' if paren && n == 1 => {
                 next += 1;
-                if next < len && text[next] == b' ' {
+                if next < len && matches!(text[next], b' ' | b'-') {
                     next += 1;
                 }
             }
@@ -673,40 +673,74 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
         if grouped && card_issuer(iin, digits) && luhn(&text[i..end]) && !not_a_card(text, start) {
             return found_plain(Detector::Card);
         }
-        if digits >= 13 {
+        if grouped && n > 1 {
+            // Grouped as a card is, but not one.
             return (None, Verdict::No, end);
         }
     }
-    let international = !plus && !paren && digit_at(0) == 0 && digit_at(1) == 0 && groups[0] <= 3;
+    let international = !plus && !paren && digit_at(0) == 0 && digit_at(1) == 0 && (groups[0] <= 3 || n == 1);
+    // Shapes that only a phone number has, and shapes an order number or
+    // an amount may have too, which count only where no word before them
+    // says what else they are and no currency sign stands by them.
+    let weak = || !not_a_phone(text, start) && !currency_by(text, start, end);
     let phone = if plus {
         // E.164, any separators: +55 45 2306-3143, +44 (0)20 7946 0958.
         (8..=15).contains(&digits) && seps.iter().all(|s| b" -./(".contains(s))
     } else if international {
-        // Dialled from abroad: 00 44 20 7946 0958, 001-948-505-9443.
-        n >= 2 && (10..=17).contains(&digits) && seps.iter().all(|s| b" -.".contains(s))
+        // Dialled from abroad: 00 44 20 7946 0958, 001-948-505-9443,
+        // 00493209060.
+        (10..=17).contains(&digits) && seps.iter().all(|s| b" -.".contains(s)) && (n >= 2 || weak())
     } else if paren {
-        // (415) 555-2671, (045) 2306 3143, (03412) 12345.
+        // (415) 555-2671, (045) 2306 3143, (03412) 12345, (092)-6850659.
         let nanp = groups[..] == [3, 3, 4] && digit_at(0) >= 2;
         let trunk = digit_at(0) == 0 && (2..=5).contains(&groups[0]) && (8..=12).contains(&digits);
         seps.first() == Some(&b')') && seps[1..].iter().all(|s| b" -.".contains(s)) && (nanp || trunk)
     } else if digit_at(0) == 0 && digit_at(1) != 0 {
         // National numbers with a trunk zero: 020 7946 0958, 01 23 45 67
-        // 89, 080-2368-9546, 030/123456; written together (0145823306)
-        // only where no word before it says it is something else.
+        // 89, 080-2368-9546, 030/123456; written together (0145823306,
+        // 016563918) only where the words allow.
         let grouped = n >= 2 && same(b" -./") && (9..=11).contains(&digits) && groups.iter().all(|&g| g >= 2);
-        let together = n == 1 && (10..=11).contains(&digits) && !not_a_phone(text, start);
+        let together = n == 1 && (9..=11).contains(&digits) && weak();
         grouped || together
+    } else if n == 1 {
+        // Written together: North American 10 digits (NXX NXX XXXX),
+        // mobiles of China (1[3-9], 11 digits) and Italy (3, 10 or 11).
+        let nanp = digits == 10 && digit_at(0) >= 2 && digit_at(3) >= 2;
+        let china = digits == 11 && digit_at(0) == 1 && digit_at(1) >= 3;
+        let italy = (10..=11).contains(&digits) && digit_at(0) == 3;
+        (nanp || china || italy) && weak()
     } else {
-        // North American: 415-555-2671, 415.555.2671, 415 555 2671; and
-        // Brazil's area code then 4-4 or 5-4: 68 5691-3144.
-        (groups == [3, 3, 4] && same(b"-. ") && digit_at(0) >= 2)
-            || ((groups == [2, 4, 4] || groups == [2, 5, 4]) && seps == b" -" && digit_at(0) >= 1)
+        // North American: 415-555-2671, 415.555.2671, 415 555 2671.
+        let nanp = groups == [3, 3, 4] && same(b"-. ") && digit_at(0) >= 2;
+        // Area code and subscriber groups without a trunk zero: Brazil's
+        // 68 5691-3144, Japan's 69-7911-9952, Poland's 661 753 377 and
+        // 22 494 81 47.
+        let national = (9..=11).contains(&digits)
+            && seps.iter().all(|s| b" -".contains(s))
+            && matches!(
+                groups,
+                [2, 4, 4] | [2, 5, 4] | [2, 4, 3] | [3, 4, 4] | [3, 3, 3] | [2, 3, 2, 2] | [3, 3, 2, 2]
+            );
+        nanp || (national && weak())
     };
     if phone {
         (Some(Detector::Phone), Verdict::Match(start, ext_end), ext_end)
     } else {
         no
     }
+}
+
+/// A currency sign or code within a few bytes of a number: an amount
+/// (`100 000 000 zł`, `€ 250 000`), not a phone number.
+fn currency_by(text: &[u8], start: usize, end: usize) -> bool {
+    const SIGNS: &[&[u8]] =
+        &[b"$", b"\xe2\x82\xac", b"\xc2\xa3", b"\xc2\xa5", b"z\xc5\x82", b"eur", b"usd", b"pln", b"gbp", b"kr"];
+    let before = &text[start.saturating_sub(5)..start];
+    let after = &text[end..text.len().min(end + 5)];
+    SIGNS.iter().any(|s| {
+        memchr::memmem::find(&before.to_ascii_lowercase(), s).is_some()
+            || memchr::memmem::find(&after.to_ascii_lowercase(), s).is_some()
+    })
 }
 
 /// Where a phone number's extension after `end` ends (`end` when there is
@@ -743,6 +777,12 @@ fn extension(text: &[u8], end: usize, complete: bool) -> Option<usize> {
 /// Words that say a number after them is not a phone number.
 const NOT_A_PHONE: &[&[u8]] = &[
     b"order",
+    b"upc",
+    b"ean",
+    b"gtin",
+    b"barcode",
+    b"imei",
+    b"part",
     b"invoice",
     b"tracking",
     b"ref",
@@ -1061,42 +1101,53 @@ fn iban(text: &[u8], start: usize, complete: bool) -> (Verdict, usize) {
         return (Verdict::No, start + 2);
     };
     let length = IBAN_LENGTHS[found].1;
+    // Compact, or in groups of four: up to the longest IBAN there is.
     let mut chars = [0u8; 34];
+    let mut ends = [0usize; 34];
     let mut n = 0;
     let mut at = start;
-    while n < length && at < text.len() {
+    while n < chars.len() && at < text.len() {
         let b = text[at];
         if b.is_ascii_uppercase() || b.is_ascii_digit() {
             chars[n] = b;
-            n += 1;
             at += 1;
+            ends[n] = at;
+            n += 1;
         } else if b == b' ' && n % 4 == 0 && at + 1 < text.len() && text[at + 1].is_ascii_alphanumeric() {
             at += 1;
         } else {
             break;
         }
     }
-    if n < length {
-        let open = at == text.len() || (at + 1 == text.len() && text[at] == b' ');
-        return (if open && !complete { Verdict::NeedMore(start) } else { Verdict::No }, at.max(start + 2));
+    let runs_on = at == text.len() || (at + 1 == text.len() && text[at] == b' ');
+    if runs_on && !complete && n < chars.len() {
+        return (Verdict::NeedMore(start), at.max(start + 2));
     }
-    if at == text.len() && !complete {
-        return (Verdict::NeedMore(start), at);
+    let boundary = |end: usize| end == text.len() || !is_word(text[end]);
+    // The country's length; failing that, the whole run, whatever its
+    // length (a bank whose format changed, a generator that got it wrong):
+    // mod 97 is what tells an IBAN from a code that looks like one.
+    if n >= length && boundary(ends[length - 1]) && mod97(&chars[..length]) {
+        return (Verdict::Match(start, ends[length - 1]), ends[length - 1]);
     }
-    if at < text.len() && is_word(text[at]) {
-        return (Verdict::No, at);
+    if (15..=34).contains(&n) && boundary(ends[n - 1]) && mod97(&chars[..n]) {
+        return (Verdict::Match(start, ends[n - 1]), ends[n - 1]);
     }
-    // Move the first four characters to the end, read letters as 10..35,
-    // and the remainder mod 97 must be 1.
+    (Verdict::No, at.max(start + 2))
+}
+
+/// Move the first four characters to the end, read letters as 10..35,
+/// and the remainder mod 97 must be 1.
+fn mod97(chars: &[u8]) -> bool {
     let mut rem = 0u32;
-    for &b in chars[4..length].iter().chain(&chars[..4]) {
+    for &b in chars[4..].iter().chain(&chars[..4]) {
         rem = if b.is_ascii_digit() {
             (rem * 10 + (b - b'0') as u32) % 97
         } else {
             (rem * 100 + (b - b'A' + 10) as u32) % 97
         };
     }
-    (if rem == 1 { Verdict::Match(start, at) } else { Verdict::No }, at)
+    rem == 1
 }
 
 /// An e-mail address around the `@` at `at`.

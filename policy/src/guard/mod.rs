@@ -585,9 +585,7 @@ impl Guard {
                 push(findings, Rule::DenyPattern(i as u16), self.custom_action, v);
             }
         }
-        if self.email || self.ipv6 {
-            behind_tokens(text, &mut findings.hits);
-        }
+        after_tokens(text, &mut findings.hits);
         settled
     }
 
@@ -607,11 +605,13 @@ impl Guard {
     }
 }
 
-/// An address found by looking back from its `@` or `:` begins where a
-/// key or token it runs into ends. A stream releases a key as soon as it
-/// is decided, before what follows it has come; the whole text must give
-/// what the stream can.
-fn behind_tokens(text: &[u8], hits: &mut [Hit]) {
+/// A match that runs on past the end of a decided key, token or
+/// password value begins where that ends: one that starts inside it (a
+/// number whose first digits were the value's last), and an address found
+/// by looking back from its `@` or `:` into it. A stream releases a key as
+/// soon as it is decided, before what follows it has come; the whole text
+/// must give what the stream can.
+fn after_tokens(text: &[u8], hits: &mut [Hit]) {
     let token = |h: &Hit| {
         matches!(
             h.rule,
@@ -626,23 +626,28 @@ fn behind_tokens(text: &[u8], hits: &mut [Hit]) {
             )
         )
     };
-    let address = |h: &Hit| matches!(h.rule, Rule::Detector(Detector::Email | Detector::Ipv6));
-    if !hits.iter().any(token) || !hits.iter().any(address) {
+    if hits.len() < 2 || !hits.iter().any(token) {
         return;
     }
     for i in 0..hits.len() {
-        if !address(&hits[i]) {
+        if token(&hits[i]) {
             continue;
         }
-        let start = hits[i].start;
-        // The look-back began at the address's first `@` or `:`.
+        let (start, end) = (hits[i].start, hits[i].end);
+        // Where the match was found from: an address's first `@` or `:`,
+        // anything else's start.
         let trigger = match hits[i].rule {
-            Rule::Detector(Detector::Email) => memchr::memchr(b'@', &text[start..hits[i].end]),
-            _ => memchr::memchr(b':', &text[start..hits[i].end]),
+            Rule::Detector(Detector::Email) => memchr::memchr(b'@', &text[start..end]).map(|t| t + start),
+            Rule::Detector(Detector::Ipv6) => memchr::memchr(b':', &text[start..end]).map(|t| t + start),
+            _ => Some(start),
         };
-        let Some(trigger) = trigger.map(|t| t + start) else { continue };
-        let past = hits.iter().filter(|h| token(h) && h.end > start && h.end <= trigger);
-        if let Some(stop) = past.map(|h| h.end).max() {
+        let Some(trigger) = trigger else { continue };
+        let runs_past = hits.iter().filter(|h| {
+            // It ends inside the match, which began in it or looked back
+            // into it.
+            token(h) && h.end > start && h.end < end && (h.start <= start || h.end <= trigger)
+        });
+        if let Some(stop) = runs_past.map(|h| h.end).max() {
             hits[i].start = stop;
         }
     }

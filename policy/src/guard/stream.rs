@@ -46,6 +46,9 @@ pub struct TextStream {
     /// Matches released while still open: the next bytes that continue
     /// them belong to them.
     open: Vec<Continuation>,
+    /// Where the last match released open ended (from the start of the
+    /// stream's text).
+    open_end: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -97,6 +100,9 @@ impl TextStream {
         debug_assert_eq!(self.buf.len(), self.context);
         self.buf.extend_from_slice(&piece[..taken]);
         self.consumed += taken;
+        if self.open.is_empty() {
+            self.open_end = Some(self.consumed);
+        }
         let drop = self.buf.len().saturating_sub(CONTEXT);
         self.buf.drain(..drop);
         self.context = self.buf.len();
@@ -119,12 +125,19 @@ impl TextStream {
         let keep = self.context;
         let settled = guard.scan(&self.buf, Direction::Response, complete, findings);
         let mut open = std::mem::take(&mut findings.open);
-        // Hits within the context were decided when it was released. One
-        // that reaches past it began in a match released open (an address
-        // whose local part was a key's tail): what is new of it counts.
-        findings.hits.retain(|h| h.end > keep);
-        for h in &mut findings.hits {
-            h.start = h.start.max(keep);
+        // Hits within the context were decided when it was released. Right
+        // after a match released open has ended, one that reaches past the
+        // context began in it (an address whose local part was a key's
+        // tail): what is new of it counts. Otherwise such a hit is an
+        // artefact of the context's cut-off left edge (an `eyJ` whose
+        // letter before was released earlier) and is dropped.
+        if self.open_end == Some(self.consumed) {
+            findings.hits.retain(|h| h.end > keep);
+            for h in &mut findings.hits {
+                h.start = h.start.max(keep);
+            }
+        } else {
+            findings.hits.retain(|h| h.start >= keep);
         }
         let mut cut = if complete { len } else { settled.min(len.saturating_sub(WINDOW)) }.max(keep);
         if !complete && len - cut > HOLD_BYTES_MAX {
