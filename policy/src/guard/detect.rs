@@ -628,18 +628,12 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
     // number of ours after its first group: look again from the next one.
     let no = if seps.windows(2).all(|w| w[0] == w[1]) { end } else { i + groups[0] };
     let no = (None, Verdict::No, no);
-    let digit_at = |k: usize| {
-        let mut seen = 0;
-        for &b in &text[i..end] {
-            if b.is_ascii_digit() {
-                if seen == k {
-                    return b - b'0';
-                }
-                seen += 1;
-            }
-        }
-        0
-    };
+    // The number's digits (at most 19), read once.
+    let mut ds = [0u8; 19];
+    for (slot, &b) in ds.iter_mut().zip(text[i..end].iter().filter(|b| b.is_ascii_digit())) {
+        *slot = b - b'0';
+    }
+    let digit_at = |k: usize| ds.get(k).copied().unwrap_or(0);
     // A parenthesis is part of a phone number only; an address or a card
     // number may stand in one.
     let plain = !plus;
@@ -737,10 +731,8 @@ fn currency_by(text: &[u8], start: usize, end: usize) -> bool {
         &[b"$", b"\xe2\x82\xac", b"\xc2\xa3", b"\xc2\xa5", b"z\xc5\x82", b"eur", b"usd", b"pln", b"gbp", b"kr"];
     let before = &text[start.saturating_sub(5)..start];
     let after = &text[end..text.len().min(end + 5)];
-    SIGNS.iter().any(|s| {
-        memchr::memmem::find(&before.to_ascii_lowercase(), s).is_some()
-            || memchr::memmem::find(&after.to_ascii_lowercase(), s).is_some()
-    })
+    let has = |hay: &[u8], s: &[u8]| hay.windows(s.len()).any(|w| w.eq_ignore_ascii_case(s));
+    SIGNS.iter().any(|s| has(before, s) || has(after, s))
 }
 
 /// Where a phone number's extension after `end` ends (`end` when there is
@@ -755,7 +747,7 @@ fn extension(text: &[u8], end: usize, complete: bool) -> Option<usize> {
     let words: [&[u8]; 3] = [b"ext.", b"ext", b"x"];
     let Some(word) = words.iter().find(|w| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w)) else {
         // The text may stop inside the word.
-        let partial = !complete && rest.len() < 4 && b"ext.".starts_with(&rest.to_ascii_lowercase());
+        let partial = !complete && rest.len() < 4 && b"ext."[..rest.len()].eq_ignore_ascii_case(rest);
         return if partial && (at > end || !rest.is_empty()) { None } else { Some(end) };
     };
     at += word.len();
@@ -823,8 +815,7 @@ const A_PHONE: &[&[u8]] = &[
 ];
 
 fn not_a_phone(text: &[u8], start: usize) -> bool {
-    let not = nearest_before(text, start, NOT_A_PHONE);
-    not > 0 && not > nearest_before(text, start, A_PHONE)
+    nearest_says_no(text, start, NOT_A_PHONE, A_PHONE)
 }
 
 /// Card issuers by the first digits of the number: (from, to, how many
@@ -899,27 +890,44 @@ const A_CARD: &[&[u8]] = &[
     b"cc",
 ];
 
-/// How near the nearest of `words` (lower case, each beginning a word) is
-/// in the 32 bytes before `start`, within the same line: its start plus
-/// one, so that a larger figure is nearer; 0 when none is there.
-fn nearest_before(text: &[u8], start: usize, words: &[&[u8]]) -> usize {
+/// Whether, of the words of `no` and `yes` (lower case, each beginning a
+/// word) in the 32 bytes before `start` on the same line, the nearest is
+/// one of `no`. One pass from the nearest back, stopping at the first word
+/// of either list; only where a word begins ("ip" is not in "ship"). No
+/// searcher is built: this runs once per candidate.
+fn nearest_says_no(text: &[u8], start: usize, no: &[&[u8]], yes: &[&[u8]]) -> bool {
     let from = start.saturating_sub(32);
-    let mut window = [0u8; 32];
-    let n = start - from;
-    for (w, &b) in window.iter_mut().zip(&text[from..start]) {
-        *w = b.to_ascii_lowercase();
-    }
-    let window = &window[..n];
+    let window = &text[from..start];
     let line = memchr::memrchr(b'\n', window).map_or(0, |nl| nl + 1);
-    // A word begins where a letter does not come before it ("ip" is not
-    // in "ship").
-    let starts = |at: usize| at == 0 || !window[at - 1].is_ascii_alphabetic();
-    words
-        .iter()
-        .filter_map(|w| memchr::memmem::rfind_iter(&window[line..], w).map(|at| line + at).find(|&at| starts(at)))
-        .map(|at| at + 1)
-        .max()
-        .unwrap_or(0)
+    let w = &window[line..];
+    let listed = |words: &[&[u8]], first: u8, rest: &[u8]| {
+        words
+            .iter()
+            .any(|word| word[0] == first && rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word))
+    };
+    // Word by word from the nearest: skip to the end of a word, back to
+    // its start, look it up.
+    let mut at = w.len();
+    while at > 0 {
+        let b = w[at - 1];
+        if !(b.is_ascii_alphabetic() || b == b'#') {
+            at -= 1;
+            continue;
+        }
+        let mut begin = at - 1;
+        while b != b'#' && begin > 0 && w[begin - 1].is_ascii_alphabetic() {
+            begin -= 1;
+        }
+        let (first, rest) = (w[begin].to_ascii_lowercase(), &w[begin..]);
+        if listed(yes, first, rest) {
+            return false;
+        }
+        if listed(no, first, rest) {
+            return true;
+        }
+        at = begin;
+    }
+    false
 }
 
 /// Words that say a dotted quad after them is a version, not an address.
@@ -934,15 +942,13 @@ const AN_ADDRESS: &[&[u8]] = &[
 
 /// Whether the words before `start` say a dotted quad is a version.
 fn a_version(text: &[u8], start: usize) -> bool {
-    let version = nearest_before(text, start, A_VERSION);
-    version > 0 && version > nearest_before(text, start, AN_ADDRESS)
+    nearest_says_no(text, start, A_VERSION, AN_ADDRESS)
 }
 
 /// Whether the words before `start` say it is not a card: a word of
 /// `NOT_A_CARD` nearer than any word of `A_CARD`.
 fn not_a_card(text: &[u8], start: usize) -> bool {
-    let not = nearest_before(text, start, NOT_A_CARD);
-    not > 0 && not > nearest_before(text, start, A_CARD)
+    nearest_says_no(text, start, NOT_A_CARD, A_CARD)
 }
 
 /// The Luhn check over the digits of `s` (separators skipped).

@@ -85,10 +85,7 @@ const LIMITS: &[&str] = &[
     "censorship",
     "guardrails",
     "boundaries",
-    "morals",
     "ethics",
-    "principles",
-    "policies",
 ];
 
 /// Words that, skipped inside a phrase, make it the writer's own business:
@@ -233,7 +230,7 @@ pub static PHRASES: &[Phrase] = &[
         gap: 3,
         prefix: &[],
         words: &[
-            &["игнорируй", "игнорируйте", "проигнорируй", "забудь", "забудьте"],
+            &["игнорируй", "игнорируйте", "забудь", "забудьте"],
             &["предыдущие", "все", "прежние", "вышеуказанные", "предыдущих"],
             &["инструкции", "указания", "правила", "команды", "инструкций"],
         ],
@@ -244,7 +241,7 @@ pub static PHRASES: &[Phrase] = &[
         gap: 2,
         prefix: &[],
         words: &[
-            &["이전", "이전의", "앞의", "모든"],
+            &["이전", "이전의"],
             &["지시를", "지시사항을", "지침을", "명령을", "지시"],
             &["무시하고", "무시해", "무시하세요", "무시해라", "무시"],
         ],
@@ -327,74 +324,48 @@ pub static PHRASES: &[Phrase] = &[
     // "Act as", not "act now".
     Phrase { id: "roleplay", weight: 3, gap: 0, prefix: &[], words: &[&["act"], &["as", "like"]] },
     // Persona set-ups of the DAN family: "You are going to pretend to be
-    // STAN, which stands for ...", "stay in character".
-    Phrase {
-        id: "persona",
-        weight: 5,
-        gap: 0,
-        prefix: &[],
-        words: &[&["going"], &["to"], &["pretend", "act", "roleplay", "play"]],
-    },
-    Phrase { id: "persona", weight: 4, gap: 0, prefix: &[], words: &[&["which"], &["stands"], &["for"]] },
-    Phrase {
-        id: "persona",
-        weight: 6,
-        gap: 1,
-        prefix: &[],
-        words: &[&["stay", "remain", "break"], &["in", "of", "out"], &["character"]],
-    },
-    Phrase {
-        id: "persona",
-        weight: 7,
-        gap: 2,
-        prefix: &[],
-        words: &[
-            &["broken", "break", "broke", "freed", "free"],
-            &["free", "of", "from", "out"],
-            &["confines", "restrictions", "rules", "constraints", "chains", "limitations", "shackles"],
-        ],
-    },
+    // STAN, which stands for ...", "stay in character". Each is anchored
+    // on its rarest word, the common ones before it looked for behind it
+    // (`prefix`): an anchor as common as "which" or "two" would make the
+    // scan of every clean text slower (BENCHMARKS.md, "Guardrails").
+    Phrase { id: "persona", weight: 6, gap: 1, prefix: &["going"], words: &[&["pretend", "roleplay"]] },
+    Phrase { id: "persona", weight: 4, gap: 0, prefix: &["which", "that"], words: &[&["stands"], &["for"]] },
+    Phrase { id: "persona", weight: 6, gap: 1, prefix: &["stay", "remain", "break", "out"], words: &[&["character"]] },
+    Phrase { id: "persona", weight: 7, gap: 3, prefix: &["free", "freed", "broken", "break"], words: &[&["confines"]] },
     Phrase {
         id: "persona",
         weight: 6,
         gap: 1,
         prefix: &["not", "t", "never", "longer"],
-        words: &[&["bound", "restricted", "limited", "constrained"], &["by"]],
+        words: &[&["bound"], &["by"]],
     },
     Phrase {
         id: "persona",
         weight: 7,
         gap: 1,
         prefix: &["not", "t", "never", "don", "doesn"],
-        words: &[&["abide", "adhere", "comply"], &["by", "to", "with"]],
+        words: &[&["abide", "adhere"], &["by", "to"]],
     },
     Phrase {
         id: "persona",
         weight: 4,
         gap: 1,
-        prefix: &[],
-        words: &[&["openai", "content", "usage", "anthropic"], &["policy", "policies"]],
+        prefix: &["content", "openai", "usage", "anthropic"],
+        words: &[&["policy"]],
     },
     Phrase {
         id: "persona",
         weight: 4,
         gap: 2,
-        prefix: &[],
-        words: &[&["two", "2", "both"], &["responses", "answers", "outputs", "replies"]],
+        prefix: &["two", "2", "both", "separate"],
+        words: &[&["responses", "answers"]],
     },
     Phrase {
         id: "persona",
         weight: 5,
         gap: 0,
         prefix: &[],
-        words: &[&["amoral", "unfiltered", "uncensored", "unrestricted", "unethical", "unbound"]],
-    },
-    Phrase {
-        id: "persona",
-        weight: 4,
-        gap: 0,
-        prefix: &[],
-        words: &[&["stan", "antidan", "betterdan", "evilbot", "dude", "aim"], &["which", "who", "mode", "prompt"]],
+        words: &[&["amoral", "unfiltered", "uncensored", "unrestricted", "unethical"]],
     },
     Phrase {
         id: "roleplay",
@@ -423,16 +394,10 @@ const TEMPLATE_TOKENS: &[(&str, u32)] = &[
     ("</s>", 6),
     // The classic override in languages written without spaces between
     // words, matched as written (Chinese, Japanese).
-    ("忽略之前的指令", 10),
-    ("忽略以上指令", 10),
-    ("忽略前面的指令", 10),
-    ("忽略所有指令", 10),
-    ("忽略之前的所有指令", 10),
-    ("忽略上述指令", 10),
-    ("以前の指示を無視", 10),
-    ("これまでの指示を無視", 10),
-    ("上記の指示を無視", 10),
-    ("すべての指示を無視", 10),
+    ("忽略之前", 10),
+    ("忽略以上", 10),
+    ("忽略所有", 10),
+    ("指示を無視", 10),
 ];
 
 /// A role name opening a line and followed by a colon (`system:`,
@@ -461,7 +426,7 @@ fn table() -> &'static Table {
         for (p, phrase) in PHRASES.iter().enumerate() {
             // The automaton folds ASCII case only: a word outside ASCII is
             // also looked for capitalised and in capitals ("Игнорируй").
-            let cased = phrase.words[0].iter().filter(|w| !w.is_ascii()).flat_map(|w| {
+            let cased = phrase.words[0].iter().filter(|w| !w.as_bytes()[0].is_ascii()).flat_map(|w| {
                 let mut chars = w.chars();
                 let first = chars.next().map(|c| c.to_uppercase().chain(chars).collect::<String>());
                 [first, Some(w.to_uppercase())]
