@@ -61,6 +61,18 @@ NEAR = [
 ]
 
 
+# National identifiers (detectors a profile switches on by name).
+# (Faker's en_GB `ssn()` is HMRC's dummy `ZZ 12 34 56 T`, whose suffix is
+# never issued: UK NINOs are tested in policy/src/guard/tests.rs instead.)
+NATIONAL = {
+    "pt_BR": [("br_cpf", lambda f: f.cpf())],
+    "es_ES": [("es_dni", lambda f: f.nif()), ("es_dni", lambda f: f.nie())],
+    "it_IT": [("it_codice_fiscale", lambda f: f.ssn())],
+    "fr_FR": [("fr_nir", lambda f: f.ssn())],
+}
+CANADA = ("en_CA", "ca_sin")
+
+
 def main():
     random.seed(20261202)
     lines = [{"faker_version": faker.VERSION}]
@@ -91,11 +103,20 @@ def main():
                     add("card", random.choice(GENERIC).format(v=f.credit_card_number(card_type=t)), ["card"])
             for i in range(PER_KIND):
                 add("ssn", random.choice(GENERIC).format(v=f.ssn()), ["ssn"])
+        for kind, make in NATIONAL.get(loc, []):
+            for i in range(PER_KIND // 2):
+                add(kind, random.choice(GENERIC).format(v=make(f)), [kind])
         for name, make in NEAR:
             for i in range(4):
                 add(f"near_{name}", make(f), [])
         for i in range(PER_KIND // 2):
             add("near_prose", f.paragraph(nb_sentences=3), [])
+    f = faker.Faker(CANADA[0])
+    f.seed_instance(99)
+    for i in range(PER_KIND // 2):
+        n += 1
+        lines.append({"id": f"{CANADA[1]}-{CANADA[0]}-{n}", "locale": CANADA[0], "kind": CANADA[1],
+                      "text": random.choice(GENERIC).format(v=f.ssn()), "labels": [CANADA[1]]})
     with open(OUT, "w", encoding="utf-8") as out:
         for line in lines:
             out.write(json.dumps(line, ensure_ascii=False) + "\n")

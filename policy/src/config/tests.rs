@@ -385,3 +385,19 @@ fn classifiers_resolve_their_provider_or_route_and_report_mistakes() {
     assert!(found.iter().any(|p| p.contains("unknown model \"gpt-5\"")), "{found:#?}");
     assert!(found.iter().any(|p| p.contains("threshold 1.5 must be between 0 and 1")), "{found:#?}");
 }
+
+#[test]
+fn national_identifiers_are_off_until_named() {
+    use crate::guard::{Action, Detector};
+    let text = format!(
+        "{BASE}\n[[guardrail_profiles]]\nname = \"br\"\npii = \"redact\"\ndetectors = {{ br_cpf = \"redact\", uk_nino = \"flag\" }}\n"
+    );
+    let c = Config::parse("gw.toml", &text, &TestEnv).unwrap();
+    let br = &c.guardrail_profiles.iter().find(|p| p.name == "br").unwrap().spec;
+    assert_eq!(br.actions[Detector::BrCpf as usize], Some(Action::Redact));
+    assert_eq!(br.actions[Detector::UkNino as usize], Some(Action::Flag));
+    assert_eq!(br.actions[Detector::FrNir as usize], None, "pii = \"redact\" does not switch national ids on");
+    let found =
+        problems(&format!("{BASE}\n[[guardrail_profiles]]\nname = \"x\"\ndetectors = {{ br_cfp = \"redact\" }}\n"));
+    assert!(found.iter().any(|p| p.contains("unknown detector \"br_cfp\"") && p.contains("br_cpf")), "{found:#?}");
+}

@@ -518,7 +518,7 @@ fn validate_profiles(
             match Detector::from_name(detector) {
                 Some(d) => spec.actions[d as usize] = action(v, report),
                 None => {
-                    let names: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
+                    let names: Vec<&str> = Detector::every().map(|d| d.name()).collect();
                     report.add(
                         v.span(),
                         format!(

@@ -7,6 +7,7 @@
 //! that runs into the end of text that may continue is `NeedMore`: the
 //! stream scanner holds it back until the next piece decides it.
 
+use super::national::{self, Ids};
 use super::Detector;
 
 /// What a validator decided about one candidate.
@@ -530,11 +531,48 @@ pub fn next_digit(text: &[u8], from: usize) -> Option<usize> {
 /// Decides the number that has a digit at `i`: IPv4, SSN, card, phone or
 /// IBAN (whose two letters come just before the digits). Returns where to
 /// look for the next number.
-pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdict, usize) {
+pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detector>, Verdict, usize) {
     let len = text.len();
     if i >= 2 && text[i - 1].is_ascii_uppercase() && text[i - 2].is_ascii_uppercase() && starts_word(text, i - 2) {
         let (v, next) = iban(text, i - 2, complete);
+        if v != Verdict::No || !ids.any() {
+            return (Some(Detector::Iban), v, next);
+        }
+        // Two letters, then digits: a NINO (`AB123456C`).
+        if ids.has(Detector::UkNino) {
+            if let Some(r) = national::nino(text, i - 2, complete) {
+                return r;
+            }
+        }
         return (Some(Detector::Iban), v, next);
+    }
+    if ids.has(Detector::ItCodiceFiscale)
+        && i >= 6
+        && text[i - 6..i].iter().all(u8::is_ascii_uppercase)
+        && starts_word(text, i - 6)
+    {
+        if let Some(r) = national::codice_fiscale(text, i - 6, complete) {
+            return r;
+        }
+    }
+    if ids.any() && i >= 1 {
+        // A NIE's letter (`X1234567L`), a NINO written spaced.
+        if ids.has(Detector::EsDni) && matches!(text[i - 1], b'X' | b'Y' | b'Z') && starts_word(text, i - 1) {
+            if let Some(r) = national::nie(text, i - 1, complete) {
+                return r;
+            }
+        }
+        if ids.has(Detector::UkNino)
+            && i >= 3
+            && text[i - 1] == b' '
+            && text[i - 3].is_ascii_uppercase()
+            && text[i - 2].is_ascii_uppercase()
+            && starts_word(text, i - 3)
+        {
+            if let Some(r) = national::nino(text, i - 3, complete) {
+                return r;
+            }
+        }
     }
     let digits_end = i + run(text, i, |b| b.is_ascii_digit());
     let (start, plus, paren) = match i.checked_sub(1).map(|p| text[p]) {
@@ -614,6 +652,17 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
     if open && !complete {
         return (None, Verdict::NeedMore(start), end);
     }
+    // The number's digits (at most 19), read once.
+    let mut ds = [0u8; 19];
+    for (slot, &b) in ds.iter_mut().zip(text[i..end].iter().filter(|b| b.is_ascii_digit())) {
+        *slot = b - b'0';
+    }
+    if ids.any() && !plus && !paren {
+        let number = national::Number { start, end, digits: &ds, groups: &groups[..n], seps: &seps[1..n] };
+        if let Some(r) = national::digits_only(ids, text, &number, complete) {
+            return r;
+        }
+    }
     // An extension (`x2317`, ` ext. 12`) belongs to a phone number.
     let Some(ext_end) = extension(text, end, complete) else {
         return (None, Verdict::NeedMore(start), end);
@@ -628,11 +677,6 @@ pub fn number(text: &[u8], i: usize, complete: bool) -> (Option<Detector>, Verdi
     // number of ours after its first group: look again from the next one.
     let no = if seps.windows(2).all(|w| w[0] == w[1]) { end } else { i + groups[0] };
     let no = (None, Verdict::No, no);
-    // The number's digits (at most 19), read once.
-    let mut ds = [0u8; 19];
-    for (slot, &b) in ds.iter_mut().zip(text[i..end].iter().filter(|b| b.is_ascii_digit())) {
-        *slot = b - b'0';
-    }
     let digit_at = |k: usize| ds.get(k).copied().unwrap_or(0);
     // A parenthesis is part of a phone number only; an address or a card
     // number may stand in one.
@@ -952,7 +996,7 @@ fn not_a_card(text: &[u8], start: usize) -> bool {
 }
 
 /// The Luhn check over the digits of `s` (separators skipped).
-fn luhn(s: &[u8]) -> bool {
+pub(crate) fn luhn(s: &[u8]) -> bool {
     let mut sum = 0;
     let mut double = false;
     for &b in s.iter().rev().filter(|b| b.is_ascii_digit()) {

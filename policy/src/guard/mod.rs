@@ -26,6 +26,7 @@
 
 pub mod detect;
 pub mod injection;
+pub mod national;
 pub mod stream;
 
 #[cfg(test)]
@@ -75,6 +76,13 @@ pub enum Detector {
     Jwt,
     Password,
     Injection,
+    UkNino,
+    CaSin,
+    InAadhaar,
+    BrCpf,
+    EsDni,
+    ItCodiceFiscale,
+    FrNir,
 }
 
 /// The category a detector belongs to; a profile sets an action per
@@ -87,6 +95,22 @@ pub enum Category {
 }
 
 impl Detector {
+    /// How many detectors there are (the size of a profile's action table).
+    pub const COUNT: usize = 23;
+
+    /// The national identifiers: off unless a profile names them in
+    /// `detectors` (a category's action does not turn them on).
+    pub const NATIONAL: [Detector; 7] = [
+        Detector::UkNino,
+        Detector::CaSin,
+        Detector::InAadhaar,
+        Detector::BrCpf,
+        Detector::EsDni,
+        Detector::ItCodiceFiscale,
+        Detector::FrNir,
+    ];
+
+    /// Every detector a category's action turns on.
     pub const ALL: [Detector; 16] = [
         Detector::Email,
         Detector::Phone,
@@ -125,11 +149,23 @@ impl Detector {
             Detector::Jwt => "jwt",
             Detector::Password => "password",
             Detector::Injection => "injection",
+            Detector::UkNino => "uk_nino",
+            Detector::CaSin => "ca_sin",
+            Detector::InAadhaar => "in_aadhaar",
+            Detector::BrCpf => "br_cpf",
+            Detector::EsDni => "es_dni",
+            Detector::ItCodiceFiscale => "it_codice_fiscale",
+            Detector::FrNir => "fr_nir",
         }
     }
 
+    /// Every detector, the national ones last.
+    pub fn every() -> impl Iterator<Item = Detector> {
+        Detector::ALL.into_iter().chain(Detector::NATIONAL)
+    }
+
     pub fn from_name(name: &str) -> Option<Detector> {
-        Detector::ALL.into_iter().find(|d| d.name() == name)
+        Detector::every().find(|d| d.name() == name)
     }
 
     pub fn category(self) -> Category {
@@ -140,7 +176,14 @@ impl Detector {
             | Detector::Ssn
             | Detector::Iban
             | Detector::Ipv4
-            | Detector::Ipv6 => Category::Pii,
+            | Detector::Ipv6
+            | Detector::UkNino
+            | Detector::CaSin
+            | Detector::InAadhaar
+            | Detector::BrCpf
+            | Detector::EsDni
+            | Detector::ItCodiceFiscale
+            | Detector::FrNir => Category::Pii,
             Detector::Injection => Category::Injection,
             _ => Category::Secrets,
         }
@@ -164,6 +207,13 @@ impl Detector {
             Detector::Jwt => "[JWT]",
             Detector::Password => "[PASSWORD]",
             Detector::Injection => "[INJECTION]",
+            Detector::UkNino => "[NINO]",
+            Detector::CaSin => "[SIN]",
+            Detector::InAadhaar => "[AADHAAR]",
+            Detector::BrCpf => "[CPF]",
+            Detector::EsDni => "[DNI]",
+            Detector::ItCodiceFiscale => "[CODICE_FISCALE]",
+            Detector::FrNir => "[NIR]",
         }
     }
 
@@ -233,7 +283,7 @@ pub enum Direction {
 pub struct ProfileSpec {
     pub name: String,
     /// Action per detector; `None`: the detector is off.
-    pub actions: [Option<Action>; 16],
+    pub actions: [Option<Action>; Detector::COUNT],
     pub deny_words: Vec<String>,
     pub deny_patterns: Vec<String>,
     pub custom_action: Option<Action>,
@@ -399,7 +449,7 @@ impl Anchors {
 /// A compiled profile.
 pub struct Guard {
     pub name: String,
-    actions: [Option<Action>; 16],
+    actions: [Option<Action>; Detector::COUNT],
     custom_action: Option<Action>,
     pub injection_threshold: u32,
     pub responses: bool,
@@ -409,6 +459,8 @@ pub struct Guard {
     literals: Vec<Vec<u8>>,
     patterns: Vec<regex::bytes::Regex>,
     digits: bool,
+    /// National identifiers switched on.
+    national: national::Ids,
     email: bool,
     ipv6: bool,
 }
@@ -461,8 +513,11 @@ impl Guard {
                 patterns.push(re);
             }
         }
+        let national =
+            Detector::NATIONAL.into_iter().filter(|&d| on(d)).fold(national::Ids::default(), national::Ids::with);
         let digits =
-            [Detector::Phone, Detector::Card, Detector::Ssn, Detector::Iban, Detector::Ipv4].into_iter().any(on);
+            [Detector::Phone, Detector::Card, Detector::Ssn, Detector::Iban, Detector::Ipv4].into_iter().any(on)
+                || national.any();
         Ok(Guard {
             name: spec.name.clone(),
             actions: spec.actions,
@@ -475,6 +530,7 @@ impl Guard {
             literals,
             patterns,
             digits,
+            national,
             email: on(Detector::Email),
             ipv6: on(Detector::Ipv6),
         })
@@ -548,7 +604,7 @@ impl Guard {
         if self.digits {
             let mut at = 0;
             while let Some(i) = detect::next_digit(text, at) {
-                let (detector, v, next) = detect::number(text, i, complete);
+                let (detector, v, next) = detect::number(text, i, complete, self.national);
                 if let Some(detector) = detector {
                     push(findings, Rule::Detector(detector), self.action(detector), v);
                 } else if let detect::Verdict::NeedMore(_) = v {

@@ -436,3 +436,49 @@ fn hold_back_is_bounded_and_enough() {
         }
     }
 }
+
+/// Every national identifier on, and the built-in PII detectors.
+fn national_on() -> Guard {
+    let mut spec = ProfileSpec { name: "n".into(), ..Default::default() };
+    for d in Detector::NATIONAL.into_iter().chain([Detector::Phone, Detector::Card, Detector::Iban, Detector::Ssn]) {
+        spec.actions[d as usize] = Some(Action::Redact);
+    }
+    Guard::compile(&spec).unwrap()
+}
+
+#[test]
+fn national_identifiers_are_found_when_switched_on() {
+    let g = national_on();
+    let table: &[(&str, &[&str])] = &[
+        ("NI number AB123456C on file", &["pii.uk_nino"]),
+        ("NI: JK 12 34 56 D.", &["pii.uk_nino"]),
+        ("QQ123456E and GB123456A are not issued", &[]),
+        ("SIN 130 692 544", &["pii.ca_sin"]),
+        ("SIN 046 454 286 (the sample number: 0 is not issued)", &["pii.phone"]),
+        ("SIN 130 692 545", &["pii.phone"]),
+        ("Aadhaar 4991 1876 5432", &["pii.in_aadhaar"]),
+        ("Aadhaar 4991 1876 5433", &[]),
+        ("CPF 111.444.777-35", &["pii.br_cpf"]),
+        ("CPF 111.444.777-36", &[]),
+        ("DNI 12345678Z, NIE X1234567L", &["pii.es_dni", "pii.es_dni"]),
+        ("DNI 12345678A", &[]),
+        ("CF RSSMRA85T10A562S", &["pii.it_codice_fiscale"]),
+        ("CF RSSMRA85T10A562T", &[]),
+        ("NIR 1 85 05 78 006 084 91", &["pii.fr_nir"]),
+        ("NIR 185057800608492", &[]),
+    ];
+    for (text, want) in table {
+        assert_eq!(rules(&g, text), *want, "{text}");
+    }
+    // Off by default: the same texts under every built-in detector.
+    let plain = all_on();
+    assert!(rules(&plain, "NI number AB123456C, CPF 111.444.777-35").is_empty());
+    // Streamed in pieces, as the whole.
+    for (text, _) in table {
+        let whole = streamed(&g, &[text.as_bytes()]);
+        for cut in 0..=text.len() {
+            let (a, b) = text.as_bytes().split_at(cut);
+            assert_eq!(streamed(&g, &[a, b]), whole, "{text} split at {cut}");
+        }
+    }
+}
