@@ -98,10 +98,12 @@ fn request(c: &mut Criterion) {
     let mut group = c.benchmark_group("guard_request");
     for (name, b) in [("2KB_clean", &clean), ("2KB_with_pii", &dirty)] {
         group.bench_function(name, |bench| {
-            let mut hits = Vec::new();
+            let (mut hits, mut features) = (Vec::new(), Vec::new());
             bench.iter(|| {
                 hits.clear();
-                black_box(check_request("bench", &g, black_box(b), &mut hits).map(|r| r.is_some()).unwrap_or(false))
+                features.clear();
+                let checked = check_request("bench", &g, black_box(b), &mut hits, &mut features);
+                black_box(checked.map(|r| r.is_some()).unwrap_or(false))
             })
         });
     }

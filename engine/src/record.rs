@@ -134,6 +134,9 @@ pub struct Trace<'s> {
     /// What the team's guardrail profile found (rules, places and actions;
     /// never the text).
     pub guard_hits: Vec<Recorded>,
+    /// The features that made the injection score a hit (phrase families,
+    /// how a phrase was hidden).
+    pub injection_features: Vec<&'static str>,
     /// What the profile's external classifiers said, in order.
     pub classified: Vec<crate::proxy::classify::Classified>,
     /// With `[logging] capture_bodies`: the prompt and the answer, redacted.
@@ -192,6 +195,7 @@ impl<'s> Trace<'s> {
             first_byte_micros: None,
             end: End::Completed,
             guard_hits: Vec::new(),
+            injection_features: Vec::new(),
             classified: Vec::new(),
             capture: None,
         }
@@ -342,6 +346,16 @@ impl<'s> Trace<'s> {
                 out.extend_from_slice(b"}");
             }
             out.extend_from_slice(b"]");
+            if !self.injection_features.is_empty() {
+                out.extend_from_slice(b",\"injection_features\":[");
+                for (i, f) in self.injection_features.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b",");
+                    }
+                    write_json_string(out, f);
+                }
+                out.extend_from_slice(b"]");
+            }
             if !self.classified.is_empty() {
                 out.extend_from_slice(b",\"classifiers\":[");
                 for (i, c) in self.classified.iter().enumerate() {

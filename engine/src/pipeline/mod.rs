@@ -206,7 +206,10 @@ pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayEr
 pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     let key = ex.key()?;
     let Some((profile, g)) = crate::proxy::guard::for_team(core.state, key.team) else { return Ok(()) };
-    if let Some(redacted) = crate::proxy::guard::check_request(profile, g, &ex.body, &mut ex.trace.guard_hits)? {
+    let trace = &mut ex.trace;
+    let checked =
+        crate::proxy::guard::check_request(profile, g, &ex.body, &mut trace.guard_hits, &mut trace.injection_features);
+    if let Some(redacted) = checked? {
         ex.body = redacted.body;
         // The route's spans move with the string values replaced before
         // them; the body is not scanned again.
@@ -283,7 +286,7 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
 /// redacted of personal data and secrets, for the record.
 pub fn capture<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) {
     let Some(g) = core.state.config.capture_guard.as_deref() else { return };
-    let prompt = match crate::proxy::guard::check_request("capture", g, &ex.body, &mut Vec::new()) {
+    let prompt = match crate::proxy::guard::check_request("capture", g, &ex.body, &mut Vec::new(), &mut Vec::new()) {
         Ok(Some(redacted)) => redacted.body,
         Ok(None) => ex.body.clone(),
         Err(_) => Bytes::from_static(b"(not captured: the body could not be read)"),

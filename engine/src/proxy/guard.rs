@@ -262,6 +262,7 @@ pub fn check_request(
     guard: &Guard,
     body: &Bytes,
     recorded: &mut Vec<Recorded>,
+    features: &mut Vec<&'static str>,
 ) -> Result<Option<Redacted>, GatewayError> {
     let mut findings = Findings::default();
     let mut texts = Texts::default();
@@ -273,6 +274,7 @@ pub fn check_request(
         return Err(GatewayError::GuardrailUnavailable { profile: profile.to_string(), why });
     }
     recorded.extend(findings.all.iter().map(|&(text, hit)| Recorded { direction: Direction::Request, text, hit }));
+    features.extend_from_slice(&findings.injection_features);
     if let Some(hit) = findings.blocked() {
         return Err(GatewayError::Guardrail { profile: profile.to_string(), rule: hit.rule.to_string() });
     }
@@ -497,7 +499,7 @@ mod tests {
 
     fn check(g: &Guard, body: &str) -> Result<Option<String>, GatewayError> {
         let mut hits = Vec::new();
-        check_request("t", g, &Bytes::copy_from_slice(body.as_bytes()), &mut hits)
+        check_request("t", g, &Bytes::copy_from_slice(body.as_bytes()), &mut hits, &mut Vec::new())
             .map(|b| b.map(|b| String::from_utf8(b.body.to_vec()).unwrap()))
     }
 

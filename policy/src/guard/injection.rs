@@ -412,7 +412,13 @@ enum Lead {
     Words(Vec<usize>, bool),
     /// A template token: its weight and its id among phrases.
     Token(u32, usize),
+    /// A word that announces an encoded payload (`base64`): the encoded
+    /// runs after it are decoded and read for phrases.
+    Encoded,
 }
+
+/// Words after which encoded runs are decoded and read.
+const ENCODED_WORDS: &[&str] = &["base64", "b64"];
 
 struct Table {
     anchors: Vec<&'static str>,
@@ -468,6 +474,10 @@ fn table() -> &'static Table {
             t.anchors.push(token);
             t.leads.push(Lead::Token(weight, PHRASES.len() + 1 + i));
         }
+        for &w in ENCODED_WORDS {
+            t.anchors.push(w);
+            t.leads.push(Lead::Encoded);
+        }
         t
     })
 }
@@ -505,6 +515,7 @@ fn next_word(text: &[u8], at: usize) -> Option<(usize, usize)> {
 pub fn match_at(anchor: usize, text: &[u8], start: usize, end: usize) -> Option<PhraseMatch> {
     let (phrases, role) = match &table().leads[anchor] {
         &Lead::Token(weight, phrase) => return Some(PhraseMatch { phrase, weight, start, end }),
+        Lead::Encoded => return None,
         Lead::Words(phrases, role) => (phrases, *role),
     };
     // Whole words only: "now" is not in "know".
@@ -603,4 +614,198 @@ fn opens_turn(text: &[u8], start: usize, end: usize) -> bool {
     let rest = &text[end..text.len().min(end + 4)];
     let colon = rest.iter().position(|&b| b != b' ' && b != b'*').is_some_and(|i| rest[i] == b':');
     line_start && colon
+}
+
+/// The id of the feature `phrase` counts as, for the record.
+pub fn feature(phrase: usize) -> &'static str {
+    match phrase {
+        p if p < PHRASES.len() => PHRASES[p].id,
+        p if p == PHRASES.len() => "role",
+        OBFUSCATED => "obfuscated",
+        ENCODED => "encoded",
+        _ => "delimiter",
+    }
+}
+
+/// Ids of the two obfuscation features, above every phrase's.
+pub const OBFUSCATED: usize = PHRASE_IDS - 1;
+pub const ENCODED: usize = PHRASE_IDS - 2;
+
+/// Weight of text written to dodge matching (zero-width characters inside
+/// words, letters of another script that look Latin, fullwidth letters):
+/// weak alone, it adds to what the phrases found in the cleaned text
+/// weigh.
+pub const OBFUSCATED_WEIGHT: u32 = 4;
+
+/// Weight of a payload decoded from base64 that holds a phrase, added to
+/// the phrase's own.
+pub const ENCODED_WEIGHT: u32 = 4;
+
+/// Whether anchor `anchor` announces an encoded payload.
+pub fn announces_encoding(anchor: usize) -> bool {
+    matches!(table().leads[anchor], Lead::Encoded)
+}
+
+/// Base64 runs of at least 16 characters in the 2 KiB after `from`,
+/// decoded, where they decode to printable text: `(start, end, text)`.
+pub fn encoded_after(text: &[u8], from: usize) -> Vec<(usize, usize, Vec<u8>)> {
+    let b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+    let reach = &text[from..text.len().min(from + 2048)];
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < reach.len() {
+        if !b64(reach[at]) {
+            at += 1;
+            continue;
+        }
+        let n = reach[at..].iter().take_while(|&&b| b64(b)).count();
+        if n >= 16 {
+            if let Some(decoded) = decode_base64(&reach[at..at + n]) {
+                let printable = decoded.iter().filter(|&&b| b == b' ' || b.is_ascii_graphic()).count();
+                if decoded.len() >= 8 && printable * 10 >= decoded.len() * 9 {
+                    out.push((from + at, from + at + n, decoded));
+                }
+            }
+        }
+        at += n.max(1);
+    }
+    out
+}
+
+/// Standard or URL-safe base64 without padding checks (a payload in a
+/// prompt is rarely padded right).
+fn decode_base64(s: &[u8]) -> Option<Vec<u8>> {
+    let value = |b: u8| match b {
+        b'A'..=b'Z' => Some(b - b'A'),
+        b'a'..=b'z' => Some(b - b'a' + 26),
+        b'0'..=b'9' => Some(b - b'0' + 52),
+        b'+' | b'-' => Some(62),
+        b'/' | b'_' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for &b in s {
+        acc = (acc << 6) | value(b)? as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// A copy of `text` with what dodges matching undone: zero-width
+/// characters and soft hyphens dropped, fullwidth letters and the Cyrillic
+/// and Greek letters that look Latin written as Latin where they stand
+/// next to a Latin letter; with, for each byte of the copy, where it came
+/// from. `None` when nothing was undone.
+pub fn deobfuscated(text: &[u8]) -> Option<(Vec<u8>, Vec<u32>)> {
+    // Most texts are ASCII, or have no byte that can begin a character
+    // undone here: nothing to walk.
+    if text.is_ascii() || !text.iter().any(|&b| matches!(b, 0xC2 | 0xCE | 0xCF | 0xD0 | 0xD1 | 0xD4 | 0xE2 | 0xEF)) {
+        return None;
+    }
+    let s = std::str::from_utf8(text).ok()?;
+    // A first walk that builds nothing: where the first undoing is.
+    let mut first = None;
+    walk(s, |at, _, u| {
+        if u.is_some() {
+            first = Some(at);
+        }
+        u.is_none()
+    });
+    let first = first?;
+    let mut out = Vec::with_capacity(text.len());
+    let mut from = Vec::with_capacity(text.len());
+    out.extend_from_slice(&text[..first]);
+    from.extend(0..first as u32);
+    walk(s, |at, c, u| {
+        if at >= first {
+            match u {
+                Some(Some(b)) => {
+                    out.push(b);
+                    from.push(at as u32);
+                }
+                Some(None) => {}
+                None => {
+                    let mut buf = [0u8; 4];
+                    for (i, &b) in c.encode_utf8(&mut buf).as_bytes().iter().enumerate() {
+                        out.push(b);
+                        from.push((at + i) as u32);
+                    }
+                }
+            }
+        }
+        true
+    });
+    Some((out, from))
+}
+
+/// What a character becomes: dropped (`Some(None)`), an ASCII letter, or
+/// kept (`None`).
+type Undo = Option<Option<u8>>;
+
+/// Calls `each` with every character of `s`, its place and what it
+/// becomes, until `each` says stop.
+fn walk(s: &str, mut each: impl FnMut(usize, char, Undo) -> bool) {
+    let mut prev_latin = false;
+    let mut chars = s.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        let next_latin = chars.peek().is_some_and(|(_, n)| n.is_ascii_alphabetic());
+        if !each(at, c, undo(c, prev_latin || next_latin)) {
+            return;
+        }
+        prev_latin = c.is_ascii_alphabetic();
+    }
+}
+
+/// What a character becomes: `Some(None)` dropped, `Some(Some(b))` the
+/// ASCII letter `b`, `None` kept. Look-alike letters are undone only next
+/// to a Latin one (a Russian word stays Russian).
+fn undo(c: char, near_latin: bool) -> Undo {
+    match c {
+        '\u{200B}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}' => Some(None),
+        // Joiners matter in emoji and Persian; dropped only inside a
+        // Latin word.
+        '\u{200C}' | '\u{200D}' if near_latin => Some(None),
+        '\u{FF21}'..='\u{FF3A}' => Some(Some((c as u32 - 0xFF21) as u8 + b'A')),
+        '\u{FF41}'..='\u{FF5A}' => Some(Some((c as u32 - 0xFF41) as u8 + b'a')),
+        c if near_latin => homoglyph(c).map(Some),
+        _ => None,
+    }
+}
+
+/// The Latin letter a Cyrillic or Greek one is drawn like.
+fn homoglyph(c: char) -> Option<u8> {
+    Some(match c {
+        'а' | 'α' => b'a',
+        'е' | 'ε' => b'e',
+        'о' | 'ο' => b'o',
+        'р' | 'ρ' => b'p',
+        'с' => b'c',
+        'у' | 'υ' => b'y',
+        'х' | 'χ' => b'x',
+        'і' | 'ι' => b'i',
+        'ј' => b'j',
+        'ѕ' => b's',
+        'ԁ' => b'd',
+        'ν' => b'v',
+        'κ' => b'k',
+        'τ' => b't',
+        'А' | 'Α' => b'A',
+        'В' | 'Β' => b'B',
+        'Е' | 'Ε' => b'E',
+        'К' | 'Κ' => b'K',
+        'М' | 'Μ' => b'M',
+        'Н' | 'Η' => b'H',
+        'О' | 'Ο' => b'O',
+        'Р' | 'Ρ' => b'P',
+        'С' => b'C',
+        'Т' | 'Τ' => b'T',
+        'Х' | 'Χ' => b'X',
+        'І' | 'Ι' => b'I',
+        _ => return None,
+    })
 }

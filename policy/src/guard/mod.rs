@@ -581,14 +581,15 @@ impl Guard {
                         push(findings, Rule::Detector(detector), self.action(detector), v);
                     }
                     Anchor::Injection(i) if direction == Direction::Request => {
-                        if let Some(p) = injection::match_at(i as usize, text, m.start(), m.end()) {
-                            // A phrase counts once per request, however
-                            // often it is repeated.
-                            let (word, bit) = (p.phrase / 128, 1u128 << (p.phrase % 128));
-                            if findings.injection_seen[word] & bit == 0 {
-                                findings.injection_seen[word] |= bit;
-                                findings.injection_score += p.weight;
+                        if injection::announces_encoding(i as usize) {
+                            // `base64: SWdub3Jl...`: the payload decoded
+                            // is read for phrases, found at the payload.
+                            for (start, end, decoded) in injection::encoded_after(text, m.end()) {
+                                let place = |_: usize, _: usize| (start, end);
+                                self.injection_within(&decoded, findings, place, injection::ENCODED);
                             }
+                        } else if let Some(p) = injection::match_at(i as usize, text, m.start(), m.end()) {
+                            findings.count_phrase(p.phrase, p.weight);
                             findings.injection.push((p.start, p.end));
                         }
                     }
@@ -600,6 +601,14 @@ impl Guard {
                 }
             }
             findings.anchors = matches;
+            // Zero-width characters, look-alike letters: the phrases are
+            // looked for again in the text with them undone.
+            if direction == Direction::Request && self.action(Detector::Injection).is_some() {
+                if let Some((clean, from)) = injection::deobfuscated(text) {
+                    let place = |s: usize, e: usize| (from[s] as usize, from[e - 1] as usize + 1);
+                    self.injection_within(&clean, findings, place, injection::OBFUSCATED);
+                }
+            }
         }
         if self.digits {
             let mut at = 0;
@@ -645,6 +654,40 @@ impl Guard {
         settled
     }
 
+    /// Looks for injection phrases in `text`, a form of the scanned text
+    /// (decoded, or cleaned of obfuscation): each phrase not already
+    /// counted counts, placed by `place` in the scanned text, and so does
+    /// the `feature` (how it was hidden) once.
+    fn injection_within(
+        &self,
+        text: &[u8],
+        findings: &mut Findings,
+        place: impl Fn(usize, usize) -> (usize, usize),
+        feature: usize,
+    ) {
+        let Some(anchors) = &self.anchors else { return };
+        let mut matches = Vec::new();
+        anchors.find(text, &self.literals, &mut findings.fold, &mut matches);
+        let mut hidden = false;
+        for (pattern, start, end) in matches {
+            let Anchor::Injection(i) = self.anchor_kinds[pattern] else { continue };
+            if injection::announces_encoding(i as usize) {
+                continue;
+            }
+            if let Some(p) = injection::match_at(i as usize, text, start, end) {
+                if findings.count_phrase(p.phrase, p.weight) {
+                    hidden = true;
+                    findings.injection.push(place(p.start, p.end));
+                }
+            }
+        }
+        if hidden {
+            let weight =
+                if feature == injection::OBFUSCATED { injection::OBFUSCATED_WEIGHT } else { injection::ENCODED_WEIGHT };
+            findings.count_phrase(feature, weight);
+        }
+    }
+
     /// Ends a request's scans: the injection phrases found across all its
     /// texts become hits if their weights reach the threshold. Hits are
     /// sorted by text, then position.
@@ -657,6 +700,9 @@ impl Guard {
             }
         }
         findings.injection_at.clear();
+        if findings.injection_score < self.injection_threshold {
+            findings.injection_features.clear();
+        }
         findings.all.sort_by_key(|(text, h)| (*text, h.start));
     }
 }
@@ -721,6 +767,10 @@ pub struct Findings {
     /// [`injection::PHRASE_IDS`]).
     injection_seen: [u128; 2],
     injection_at: Vec<(u32, usize, usize)>,
+    /// The features (phrase families, and how a phrase was hidden) that
+    /// counted towards an injection hit, for the record; emptied when the
+    /// score stays under the threshold.
+    pub injection_features: Vec<&'static str>,
     /// Every hit so far, with the index of the text it is in.
     pub all: Vec<(u32, Hit)>,
     /// Scratch of the anchor search: the folded text and the matches.
@@ -753,6 +803,22 @@ impl Findings {
         }
     }
 
+    /// Counts an injection phrase (or feature) once per request, however
+    /// often it is repeated; true when it was new.
+    fn count_phrase(&mut self, phrase: usize, weight: u32) -> bool {
+        let (word, bit) = (phrase / 128, 1u128 << (phrase % 128));
+        if self.injection_seen[word] & bit != 0 {
+            return false;
+        }
+        self.injection_seen[word] |= bit;
+        self.injection_score += weight;
+        let feature = injection::feature(phrase);
+        if !self.injection_features.contains(&feature) {
+            self.injection_features.push(feature);
+        }
+        true
+    }
+
     /// The first blocking hit, if any.
     pub fn blocked(&self) -> Option<Hit> {
         self.all.iter().map(|(_, h)| *h).find(|h| h.action == Action::Block)
@@ -769,6 +835,7 @@ impl Findings {
         self.injection_score = 0;
         self.injection_seen = [0; 2];
         self.injection_at.clear();
+        self.injection_features.clear();
         self.all.clear();
     }
 }
