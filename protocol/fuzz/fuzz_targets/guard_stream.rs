@@ -1,4 +1,5 @@
-//! The streaming guardrail scanner: no panic on any text, and a text fed in
+//! The guardrail scanner: a request's scan never panics and keeps its hits
+//! inside the text; and, streaming, no panic on any text, and a text fed in
 //! pieces is released redacted exactly as the whole text is, with the same
 //! hits, but for one documented difference: a match that starts inside a
 //! decided key or value the stream has already released (an address in a
@@ -50,6 +51,13 @@ fn same(whole: &(Vec<u8>, Vec<Hit>), streamed: &(Vec<u8>, Vec<Hit>)) -> bool {
 fuzz_target!(|data: &[u8]| {
     let g = guard();
     let Some((&seed, text)) = data.split_first() else { return };
+    // A request's scan (injection phrases, decoded payloads, cleaned
+    // look-alikes) never panics, and places its hits inside the text.
+    let mut f = Findings::default();
+    g.scan(text, tollgate_policy::guard::Direction::Request, true, &mut f);
+    f.file(0);
+    g.settle(&mut f);
+    assert!(f.all.iter().all(|(_, h)| h.start <= h.end && h.end <= text.len()), "{:?}", f.all);
     let whole = streamed(&g, &[text]);
     let cut = seed as usize % (text.len() + 1);
     let split = streamed(&g, &[&text[..cut], &text[cut..]]);
