@@ -22,6 +22,15 @@ fn guard() -> Guard {
 }
 
 /// Ordinary English prose, with the odd number, as prompts carry it.
+/// Japanese and Chinese prose with its own punctuation.
+const CJK: &str = "四半期のレビューは全体的に順調でした。新しいオンボーディングの流れを出荷し、設定にかかる時間が半分になったと顧客から聞きました。\
+    我们的团队发布了新的入门流程，客户告诉我们设置时间缩短了一半。下个季度我们希望改进搜索功能，并编写更好的文档。";
+
+/// Russian prose, with “quotes” and a dash — characters the injection
+/// scan's look-alike pass has to walk past.
+const RUSSIAN: &str = "Квартальный обзор прошёл хорошо — команда выпустила новый процесс «регистрации», \
+    и клиенты говорят, что настройка теперь занимает вдвое меньше времени. ";
+
 const PROSE: &str = "The quarterly review went well overall. Our team shipped the new onboarding flow, \
     and customers told us the setup now takes about half the time it used to. Support tickets about \
     passwords dropped after we added the reset link to the login page. Next quarter we want to improve \
@@ -39,7 +48,8 @@ fn text(unit: &str, bytes: usize) -> Vec<u8> {
 fn scan(c: &mut Criterion) {
     let g = guard();
     let mut group = c.benchmark_group("guard_scan");
-    for (name, unit) in [("clean_english", PROSE), ("pii_dense", DENSE)] {
+    for (name, unit) in [("clean_english", PROSE), ("pii_dense", DENSE), ("clean_cjk", CJK), ("clean_russian", RUSSIAN)]
+    {
         let t = text(unit, 64 * 1024);
         group.throughput(Throughput::Bytes(t.len() as u64));
         group.bench_function(name, |b| {

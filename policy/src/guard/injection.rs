@@ -412,13 +412,7 @@ enum Lead {
     Words(Vec<usize>, bool),
     /// A template token: its weight and its id among phrases.
     Token(u32, usize),
-    /// A word that announces an encoded payload (`base64`): the encoded
-    /// runs after it are decoded and read for phrases.
-    Encoded,
 }
-
-/// Words after which encoded runs are decoded and read.
-const ENCODED_WORDS: &[&str] = &["base64", "b64"];
 
 struct Table {
     anchors: Vec<&'static str>,
@@ -474,10 +468,6 @@ fn table() -> &'static Table {
             t.anchors.push(token);
             t.leads.push(Lead::Token(weight, PHRASES.len() + 1 + i));
         }
-        for &w in ENCODED_WORDS {
-            t.anchors.push(w);
-            t.leads.push(Lead::Encoded);
-        }
         t
     })
 }
@@ -515,7 +505,6 @@ fn next_word(text: &[u8], at: usize) -> Option<(usize, usize)> {
 pub fn match_at(anchor: usize, text: &[u8], start: usize, end: usize) -> Option<PhraseMatch> {
     let (phrases, role) = match &table().leads[anchor] {
         &Lead::Token(weight, phrase) => return Some(PhraseMatch { phrase, weight, start, end }),
-        Lead::Encoded => return None,
         Lead::Words(phrases, role) => (phrases, *role),
     };
     // Whole words only: "now" is not in "know".
@@ -641,9 +630,19 @@ pub const OBFUSCATED_WEIGHT: u32 = 4;
 /// the phrase's own.
 pub const ENCODED_WEIGHT: u32 = 4;
 
-/// Whether anchor `anchor` announces an encoded payload.
-pub fn announces_encoding(anchor: usize) -> bool {
-    matches!(table().leads[anchor], Lead::Encoded)
+/// Whether the digits at `i` are the `64` of the word `base64`.
+pub fn announces_at(text: &[u8], i: usize) -> bool {
+    i >= 4 && text[i..].starts_with(b"64") && text[i - 4..i].eq_ignore_ascii_case(b"base")
+}
+
+/// Where the word `base64` (any case) ends in `text`, at most 8 times:
+/// an encoded payload is announced so. Not an anchor of the automaton: its
+/// first letters (`bas`, as in "based") would slow every scan; one `memmem`
+/// pass for its tail is cheaper.
+pub fn encoding_announced(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    static TAIL: OnceLock<memchr::memmem::Finder<'static>> = OnceLock::new();
+    let finder = TAIL.get_or_init(|| memchr::memmem::Finder::new(b"64"));
+    finder.find_iter(text).filter(move |&at| announces_at(text, at)).map(|at| at + 2).take(8)
 }
 
 /// Base64 runs of at least 16 characters in the 2 KiB after `from`,
@@ -704,10 +703,12 @@ fn decode_base64(s: &[u8]) -> Option<Vec<u8>> {
 pub fn deobfuscated(text: &[u8]) -> Option<(Vec<u8>, Vec<u32>)> {
     // Most texts are ASCII, or have no byte that can begin a character
     // undone here: nothing to walk.
-    if text.is_ascii() || !text.iter().any(|&b| matches!(b, 0xC2 | 0xCE | 0xCF | 0xD0 | 0xD1 | 0xD4 | 0xE2 | 0xEF)) {
+    if !needs_undoing(text) {
         return None;
     }
-    let s = std::str::from_utf8(text).ok()?;
+    // (Invalid UTF-8 is walked past, never a reason to skip the walk: a
+    // stray byte must not hide what follows it.)
+    let s = text;
     // A first walk that builds nothing: where the first undoing is.
     let mut first = None;
     walk(s, |at, _, u| {
@@ -730,8 +731,10 @@ pub fn deobfuscated(text: &[u8]) -> Option<(Vec<u8>, Vec<u32>)> {
                 }
                 Some(None) => {}
                 None => {
-                    let mut buf = [0u8; 4];
-                    for (i, &b) in c.encode_utf8(&mut buf).as_bytes().iter().enumerate() {
+                    // The character as written (a byte of invalid UTF-8
+                    // stands for itself).
+                    let len = if c == char::REPLACEMENT_CHARACTER { replaced_len(text, at) } else { c.len_utf8() };
+                    for (i, &b) in text[at..at + len].iter().enumerate() {
                         out.push(b);
                         from.push((at + i) as u32);
                     }
@@ -743,21 +746,72 @@ pub fn deobfuscated(text: &[u8]) -> Option<(Vec<u8>, Vec<u32>)> {
     Some((out, from))
 }
 
+/// Whether `text` holds what [`deobfuscated`] undoes, by its bytes: a
+/// zero-width character, a soft hyphen, a fullwidth letter, or a letter
+/// of the Greek or Cyrillic blocks touching an ASCII letter. Russian or
+/// Chinese prose with its dashes and quotes passes in one byte loop.
+fn needs_undoing(text: &[u8]) -> bool {
+    let letter = |k: usize| text.get(k).is_some_and(u8::is_ascii_alphabetic);
+    let mut k = 0;
+    while k < text.len() {
+        let b = text[k];
+        if b < 0xC2 {
+            k += 1;
+            continue;
+        }
+        let next = |n: usize| text.get(k + n).copied().unwrap_or(0);
+        let hit = match b {
+            0xC2 => next(1) == 0xAD,
+            0xCE | 0xCF | 0xD0 | 0xD1 | 0xD4 => (k > 0 && letter(k - 1)) || letter(k + 2),
+            0xE2 => (next(1) == 0x80 && matches!(next(2), 0x8B..=0x8D)) || (next(1) == 0x81 && next(2) == 0xA0),
+            0xEF => {
+                (next(1) == 0xBB && next(2) == 0xBF)
+                    || (next(1) == 0xBC && (0xA1..=0xBA).contains(&next(2)))
+                    || (next(1) == 0xBD && (0x81..=0x9A).contains(&next(2)))
+            }
+            _ => false,
+        };
+        if hit {
+            return true;
+        }
+        k += 1;
+    }
+    false
+}
+
 /// What a character becomes: dropped (`Some(None)`), an ASCII letter, or
 /// kept (`None`).
 type Undo = Option<Option<u8>>;
 
-/// Calls `each` with every character of `s`, its place and what it
-/// becomes, until `each` says stop.
-fn walk(s: &str, mut each: impl FnMut(usize, char, Undo) -> bool) {
+/// Calls `each` with every character of `text`, its place and what it
+/// becomes, until `each` says stop. A byte of invalid UTF-8 comes as one
+/// U+FFFD.
+fn walk(text: &[u8], mut each: impl FnMut(usize, char, Undo) -> bool) {
+    let mut base = 0;
+    let chars = text.utf8_chunks().flat_map(move |chunk| {
+        let (start, valid) = (base, chunk.valid().len());
+        base += valid + chunk.invalid().len();
+        let invalid = (0..chunk.invalid().len()).map(move |j| (start + valid + j, char::REPLACEMENT_CHARACTER));
+        chunk.valid().char_indices().map(move |(i, c)| (start + i, c)).chain(invalid)
+    });
     let mut prev_latin = false;
-    let mut chars = s.char_indices().peekable();
+    let mut chars = chars.peekable();
     while let Some((at, c)) = chars.next() {
         let next_latin = chars.peek().is_some_and(|(_, n)| n.is_ascii_alphabetic());
         if !each(at, c, undo(c, prev_latin || next_latin)) {
             return;
         }
         prev_latin = c.is_ascii_alphabetic();
+    }
+}
+
+/// How many bytes the character at `at` takes: a U+FFFD written as such,
+/// or one invalid byte.
+fn replaced_len(text: &[u8], at: usize) -> usize {
+    if text[at..].starts_with("\u{FFFD}".as_bytes()) {
+        3
+    } else {
+        1
     }
 }
 

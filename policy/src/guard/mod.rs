@@ -409,7 +409,15 @@ impl Anchors {
         Ok(Anchors { packed, dfa, prefixes })
     }
 
-    fn find(&self, text: &[u8], literals: &[Vec<u8>], fold: &mut Vec<u8>, out: &mut Vec<(usize, usize, usize)>) {
+    /// Finds the anchors in `text`; true when the text has a byte outside
+    /// ASCII (seen while folding, so no pass of its own).
+    fn find(
+        &self,
+        text: &[u8],
+        literals: &[Vec<u8>],
+        fold: &mut Vec<u8>,
+        out: &mut Vec<(usize, usize, usize)>,
+    ) -> bool {
         let found = |out: &mut Vec<(usize, usize, usize)>, i: usize, start: usize| {
             out.push((i, start, start + literals[i].len()));
             for &j in &self.prefixes[i] {
@@ -420,10 +428,14 @@ impl Anchors {
             for m in self.dfa.find_iter(text) {
                 found(out, m.pattern().as_usize(), m.start());
             }
-            return;
+            return !text.is_ascii();
         }
         fold.clear();
-        fold.extend(text.iter().map(|b| b | 0x20));
+        let mut high = 0u8;
+        fold.extend(text.iter().map(|&b| {
+            high |= b;
+            b | 0x20
+        }));
         for (searcher, by_print) in &self.packed {
             let mut last_end = 0;
             for m in searcher.find_iter(&fold[..]) {
@@ -443,6 +455,7 @@ impl Anchors {
         if self.packed.len() > 1 {
             out.sort_unstable_by_key(|&(_, start, _)| start);
         }
+        high >= 0x80
     }
 }
 
@@ -572,7 +585,7 @@ impl Guard {
         if let Some(anchors) = &self.anchors {
             let mut matches = std::mem::take(&mut findings.anchors);
             matches.clear();
-            anchors.find(text, &self.literals, &mut findings.fold, &mut matches);
+            let high = anchors.find(text, &self.literals, &mut findings.fold, &mut matches);
             for &(pattern, start, end) in &matches {
                 let m = AnchorMatch { pattern, start, end };
                 match self.anchor_kinds[m.pattern] {
@@ -581,14 +594,7 @@ impl Guard {
                         push(findings, Rule::Detector(detector), self.action(detector), v);
                     }
                     Anchor::Injection(i) if direction == Direction::Request => {
-                        if injection::announces_encoding(i as usize) {
-                            // `base64: SWdub3Jl...`: the payload decoded
-                            // is read for phrases, found at the payload.
-                            for (start, end, decoded) in injection::encoded_after(text, m.end()) {
-                                let place = |_: usize, _: usize| (start, end);
-                                self.injection_within(&decoded, findings, place, injection::ENCODED);
-                            }
-                        } else if let Some(p) = injection::match_at(i as usize, text, m.start(), m.end()) {
+                        if let Some(p) = injection::match_at(i as usize, text, m.start(), m.end()) {
                             findings.count_phrase(p.phrase, p.weight);
                             findings.injection.push((p.start, p.end));
                         }
@@ -603,16 +609,32 @@ impl Guard {
             findings.anchors = matches;
             // Zero-width characters, look-alike letters: the phrases are
             // looked for again in the text with them undone.
-            if direction == Direction::Request && self.action(Detector::Injection).is_some() {
+            if high && direction == Direction::Request && self.action(Detector::Injection).is_some() {
                 if let Some((clean, from)) = injection::deobfuscated(text) {
                     let place = |s: usize, e: usize| (from[s] as usize, from[e - 1] as usize + 1);
                     self.injection_within(&clean, findings, place, injection::OBFUSCATED);
                 }
             }
         }
+        // `base64: SWdub3Jl...`: the payload decoded is read for phrases,
+        // found at the payload. The word is noticed by the digit pass where
+        // there is one (its `64`), not by a pass of its own.
+        let encoded = direction == Direction::Request && self.action(Detector::Injection).is_some();
+        let mut announced: [usize; 4] = [0; 4];
+        let mut announcements = 0;
+        if encoded && !self.digits {
+            for after in injection::encoding_announced(text).take(announced.len()) {
+                announced[announcements] = after;
+                announcements += 1;
+            }
+        }
         if self.digits {
             let mut at = 0;
             while let Some(i) = detect::next_digit(text, at) {
+                if encoded && announcements < announced.len() && injection::announces_at(text, i) {
+                    announced[announcements] = i + 2;
+                    announcements += 1;
+                }
                 let (detector, v, next) = detect::number(text, i, complete, self.national);
                 if let Some(detector) = detector {
                     push(findings, Rule::Detector(detector), self.action(detector), v);
@@ -620,6 +642,12 @@ impl Guard {
                     push(findings, Rule::Detector(Detector::Phone), None, v);
                 }
                 at = next.max(i + 1);
+            }
+        }
+        for &after in &announced[..announcements] {
+            for (start, end, decoded) in injection::encoded_after(text, after) {
+                let place = |_: usize, _: usize| (start, end);
+                self.injection_within(&decoded, findings, place, injection::ENCODED);
             }
         }
         if self.email {
@@ -671,9 +699,6 @@ impl Guard {
         let mut hidden = false;
         for (pattern, start, end) in matches {
             let Anchor::Injection(i) = self.anchor_kinds[pattern] else { continue };
-            if injection::announces_encoding(i as usize) {
-                continue;
-            }
             if let Some(p) = injection::match_at(i as usize, text, start, end) {
                 if findings.count_phrase(p.phrase, p.weight) {
                     hidden = true;
