@@ -55,6 +55,7 @@ pub mod stats;
 pub mod systemd;
 pub mod tls;
 pub mod upstream;
+pub mod verdicts;
 pub mod worker;
 
 /// Time since the Unix epoch by the wall clock (zero if the clock is set

@@ -138,7 +138,7 @@ pub struct Trace<'s> {
     /// how a phrase was hidden).
     pub injection_features: Vec<&'static str>,
     /// What the profile's external classifiers said, in order.
-    pub classified: Vec<crate::proxy::classify::Classified>,
+    pub classified: Vec<crate::verdicts::Classified>,
     /// With `[logging] capture_bodies`: the prompt and the answer, redacted.
     pub capture: Option<Box<Capture>>,
 }
@@ -368,7 +368,7 @@ impl<'s> Trace<'s> {
                     write_json_string(out, name);
                     match c.outcome {
                         Ok(v) => {
-                            let hit = matches!(v, crate::proxy::classify::Verdict::Hit(_));
+                            let hit = matches!(v, crate::verdicts::Verdict::Hit(_));
                             out.extend_from_slice(if hit { b",\"verdict\":\"hit\"" } else { b",\"verdict\":\"pass\"" });
                             out.extend_from_slice(format!(",\"score\":{:.3}", v.score()).as_bytes());
                         }

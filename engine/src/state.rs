@@ -35,7 +35,7 @@ pub struct CoreState {
     /// handshake with the configuration current when they are accepted.
     pub tls: Option<monoio_rustls::TlsAcceptor>,
     /// Guardrail classifiers' verdicts by text (emptied by a reload).
-    pub verdicts: crate::proxy::classify::VerdictCache,
+    pub verdicts: crate::verdicts::VerdictCache,
 }
 
 impl CoreState {

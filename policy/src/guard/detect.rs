@@ -7,7 +7,7 @@
 //! that runs into the end of text that may continue is `NeedMore`: the
 //! stream scanner holds it back until the next piece decides it.
 
-use super::national::{self, Ids};
+use super::national::{self, luhn, Ids};
 use super::Detector;
 
 /// What a validator decided about one candidate.
@@ -528,6 +528,15 @@ pub fn next_digit(text: &[u8], from: usize) -> Option<usize> {
     text[i..].iter().position(u8::is_ascii_digit).map(|p| p + i)
 }
 
+/// A national check's decision as a verdict.
+fn from_national((detector, decided, next): national::Found) -> (Option<Detector>, Verdict, usize) {
+    let v = match decided {
+        national::Decided::Match(start, end) => Verdict::Match(start, end),
+        national::Decided::NeedMore(start) => Verdict::NeedMore(start),
+    };
+    (detector, v, next)
+}
+
 /// Decides the number that has a digit at `i`: IPv4, SSN, card, phone or
 /// IBAN (whose two letters come just before the digits). Returns where to
 /// look for the next number.
@@ -541,7 +550,7 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
         // Two letters, then digits: a NINO (`AB123456C`).
         if ids.has(Detector::UkNino) {
             if let Some(r) = national::nino(text, i - 2, complete) {
-                return r;
+                return from_national(r);
             }
         }
         return (Some(Detector::Iban), v, next);
@@ -552,14 +561,14 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
         && starts_word(text, i - 6)
     {
         if let Some(r) = national::codice_fiscale(text, i - 6, complete) {
-            return r;
+            return from_national(r);
         }
     }
     if ids.any() && i >= 1 {
         // A NIE's letter (`X1234567L`), a NINO written spaced.
         if ids.has(Detector::EsDni) && matches!(text[i - 1], b'X' | b'Y' | b'Z') && starts_word(text, i - 1) {
             if let Some(r) = national::nie(text, i - 1, complete) {
-                return r;
+                return from_national(r);
             }
         }
         if ids.has(Detector::UkNino)
@@ -570,7 +579,7 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
             && starts_word(text, i - 3)
         {
             if let Some(r) = national::nino(text, i - 3, complete) {
-                return r;
+                return from_national(r);
             }
         }
     }
@@ -660,7 +669,7 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
     if ids.any() && !plus && !paren {
         let number = national::Number { start, end, digits: &ds, groups: &groups[..n], seps: &seps[1..n] };
         if let Some(r) = national::digits_only(ids, text, &number, complete) {
-            return r;
+            return from_national(r);
         }
     }
     // An extension (`x2317`, ` ext. 12`) belongs to a phone number.
@@ -993,24 +1002,6 @@ fn a_version(text: &[u8], start: usize) -> bool {
 /// `NOT_A_CARD` nearer than any word of `A_CARD`.
 fn not_a_card(text: &[u8], start: usize) -> bool {
     nearest_says_no(text, start, NOT_A_CARD, A_CARD)
-}
-
-/// The Luhn check over the digits of `s` (separators skipped).
-pub(crate) fn luhn(s: &[u8]) -> bool {
-    let mut sum = 0;
-    let mut double = false;
-    for &b in s.iter().rev().filter(|b| b.is_ascii_digit()) {
-        let mut d = (b - b'0') as u32;
-        if double {
-            d *= 2;
-            if d > 9 {
-                d -= 9;
-            }
-        }
-        sum += d;
-        double = !double;
-    }
-    sum % 10 == 0
 }
 
 /// IBAN lengths by country: every country of SWIFT's IBAN registry

@@ -12,7 +12,6 @@
 //! NIR. A candidate reads at most 20 bytes, so a stream's hold stays
 //! within its bound.
 
-use super::detect::Verdict;
 use super::Detector;
 
 /// Which national detectors a profile has on, as bits.
@@ -46,8 +45,17 @@ fn bit(d: Detector) -> u8 {
     }
 }
 
-/// A verdict for one of these detectors, where to look next.
-pub type Found = (Option<Detector>, Verdict, usize);
+/// What a check decided about a candidate (`detect` makes it a verdict).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decided {
+    Match(usize, usize),
+    /// Undecided until more text arrives; the candidate starts here.
+    NeedMore(usize),
+}
+
+/// The detector found (`None` while undecided), the decision, and where
+/// to look next.
+pub type Found = (Option<Detector>, Decided, usize);
 
 fn word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
@@ -85,7 +93,7 @@ pub fn nino(text: &[u8], s: usize, complete: bool) -> Option<Found> {
                 at += 1;
                 digits += 1;
             }
-            None if !complete => return Some((None, Verdict::NeedMore(s), at)),
+            None if !complete => return Some((None, Decided::NeedMore(s), at)),
             _ => return None,
         }
     }
@@ -93,10 +101,10 @@ pub fn nino(text: &[u8], s: usize, complete: bool) -> Option<Found> {
         at += 1;
     }
     match text.get(at) {
-        None if !complete => Some((None, Verdict::NeedMore(s), at)),
-        Some(b'A'..=b'D') if !complete && at + 1 == text.len() => Some((None, Verdict::NeedMore(s), at)),
+        None if !complete => Some((None, Decided::NeedMore(s), at)),
+        Some(b'A'..=b'D') if !complete && at + 1 == text.len() => Some((None, Decided::NeedMore(s), at)),
         Some(b'A'..=b'D') if boundary(text, at + 1) => {
-            Some((Some(Detector::UkNino), Verdict::Match(s, at + 1), at + 1))
+            Some((Some(Detector::UkNino), Decided::Match(s, at + 1), at + 1))
         }
         _ => None,
     }
@@ -115,7 +123,7 @@ pub fn codice_fiscale(text: &[u8], s: usize, complete: bool) -> Option<Found> {
             .iter()
             .zip(SHAPE)
             .all(|(&c, &k)| if k == b'L' { c.is_ascii_uppercase() } else { c.is_ascii_digit() });
-        return (fits && !complete).then_some((None, Verdict::NeedMore(s), text.len()));
+        return (fits && !complete).then_some((None, Decided::NeedMore(s), text.len()));
     }
     let code = &text[s..end];
     let shaped =
@@ -124,7 +132,7 @@ pub fn codice_fiscale(text: &[u8], s: usize, complete: bool) -> Option<Found> {
         return None;
     }
     if !complete && end == text.len() {
-        return Some((None, Verdict::NeedMore(s), end));
+        return Some((None, Decided::NeedMore(s), end));
     }
     if !boundary(text, end) {
         return None;
@@ -141,7 +149,7 @@ pub fn codice_fiscale(text: &[u8], s: usize, complete: bool) -> Option<Found> {
         // Places are counted from 1: the odd ones are at even indexes.
         sum += if k % 2 == 0 { ODD[value(c) as usize] } else { value(c) } as u32;
     }
-    (code[15] == b'A' + (sum % 26) as u8).then_some((Some(Detector::ItCodiceFiscale), Verdict::Match(s, end), end))
+    (code[15] == b'A' + (sum % 26) as u8).then_some((Some(Detector::ItCodiceFiscale), Decided::Match(s, end), end))
 }
 
 /// A Spanish NIE from its `X`, `Y` or `Z` at `s`: seven digits and a
@@ -155,7 +163,7 @@ pub fn nie(text: &[u8], s: usize, complete: bool) -> Option<Found> {
     };
     let digits = text[s + 1..].iter().take(8).take_while(|b| b.is_ascii_digit()).count();
     if !complete && s + 1 + digits == text.len() && digits <= 7 {
-        return Some((None, Verdict::NeedMore(s), text.len()));
+        return Some((None, Decided::NeedMore(s), text.len()));
     }
     if digits != 7 {
         return None;
@@ -173,10 +181,10 @@ fn dni_letter(text: &[u8], s: usize, at: usize, n: u32, complete: bool) -> Optio
         at += 1;
     }
     if at >= text.len() || (!complete && at + 1 == text.len()) {
-        return (!complete).then_some((None, Verdict::NeedMore(s), text.len()));
+        return (!complete).then_some((None, Decided::NeedMore(s), text.len()));
     }
     let ok = text[at] == LETTERS[(n % 23) as usize] && boundary(text, at + 1);
-    ok.then_some((Some(Detector::EsDni), Verdict::Match(s, at + 1), at + 1))
+    ok.then_some((Some(Detector::EsDni), Decided::Match(s, at + 1), at + 1))
 }
 
 /// A number as the digit pass read it: where it begins and ends, its
@@ -195,7 +203,7 @@ pub fn digits_only(ids: Ids, text: &[u8], number: &Number<'_>, complete: bool) -
     let Number { start, end, digits: ds, groups, seps } = *number;
     let count = groups.iter().sum::<usize>();
     let same = |set: &[u8]| seps.iter().all(|s| set.contains(s)) && seps.windows(2).all(|w| w[0] == w[1]);
-    let found = |d: Detector| Some((Some(d), Verdict::Match(start, end), end));
+    let found = |d: Detector| Some((Some(d), Decided::Match(start, end), end));
     if ids.has(Detector::EsDni) && count == 8 && groups.len() == 1 {
         let n = ds[..8].iter().fold(0u32, |n, &d| n * 10 + d as u32);
         if let Some(r) = dni_letter(text, start, end, n, complete) {
@@ -216,7 +224,7 @@ pub fn digits_only(ids: Ids, text: &[u8], number: &Number<'_>, complete: bool) -
         && count == 9
         && (groups.len() == 1 || (groups == [3, 3, 3] && same(b" -")))
         && !matches!(ds[0], 0 | 8)
-        && super::detect::luhn(&text[start..end])
+        && luhn(&text[start..end])
     {
         return found(Detector::CaSin);
     }
@@ -295,6 +303,24 @@ fn nir(d: &[u8]) -> bool {
     key == 97 - n % 97
 }
 
+/// The Luhn check over the digits of `s` (separators skipped).
+pub(crate) fn luhn(s: &[u8]) -> bool {
+    let mut sum = 0;
+    let mut double = false;
+    for &b in s.iter().rev().filter(|b| b.is_ascii_digit()) {
+        let mut d = (b - b'0') as u32;
+        if double {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+        double = !double;
+    }
+    sum % 10 == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,8 +334,8 @@ mod tests {
         assert!(cpf(&digits("11144477735")));
         assert!(!cpf(&digits("11144477736")));
         assert!(!cpf(&digits("11111111111")), "a repeated digit passes the sums but is never issued");
-        assert!(super::super::detect::luhn(b"046 454 286"));
-        assert!(!super::super::detect::luhn(b"046 454 287"));
+        assert!(luhn(b"046 454 286"));
+        assert!(!luhn(b"046 454 287"));
         assert!(verhoeff(&digits("2363")));
         assert!(!verhoeff(&digits("2364")));
         assert!(verhoeff(&digits("499118765432")));

@@ -1,0 +1,111 @@
+//! Guardrail classifiers' verdicts and failures (what a request's record
+//! keeps of them), and the per-core cache that keeps verdicts by text
+//! (`proxy::classify` asks; `state::CoreState` owns the cache).
+
+use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use tollgate_policy::config::Classifier;
+
+/// What a classifier said about a text.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    /// Over the threshold, with the score that decided it.
+    Hit(f32),
+    Pass(f32),
+}
+
+impl Verdict {
+    pub fn score(self) -> f32 {
+        match self {
+            Verdict::Hit(s) | Verdict::Pass(s) => s,
+        }
+    }
+}
+
+/// Verdicts kept on a core: at most this many; the map is emptied when
+/// full (a burst of distinct texts then costs calls, never memory).
+pub const CACHE_ENTRIES: usize = 4096;
+
+/// A verdict is kept this long: a classifier's model may be updated.
+pub const CACHE_TTL: Duration = Duration::from_secs(600);
+
+/// Verdicts by text, on one core.
+pub struct VerdictCache {
+    keys: RandomState,
+    map: RefCell<FxHashMap<u64, (Verdict, Instant)>>,
+}
+
+impl Default for VerdictCache {
+    fn default() -> Self {
+        VerdictCache { keys: RandomState::new(), map: RefCell::new(FxHashMap::default()) }
+    }
+}
+
+impl VerdictCache {
+    /// The key of a text for one classifier of one profile.
+    pub fn key(&self, profile: &str, classifier: &Classifier, text: &[u8]) -> u64 {
+        self.keys.hash_one((profile, &classifier.name, classifier.kind.as_str(), text))
+    }
+
+    pub fn get(&self, key: u64, now: Instant) -> Option<Verdict> {
+        self.map.borrow().get(&key).filter(|(_, until)| now < *until).map(|(v, _)| *v)
+    }
+
+    /// Verdicts kept now.
+    pub fn len(&self) -> usize {
+        self.map.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.borrow().is_empty()
+    }
+
+    pub fn put(&self, key: u64, verdict: Verdict, now: Instant) {
+        let mut map = self.map.borrow_mut();
+        if map.len() >= CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, (verdict, now + CACHE_TTL));
+    }
+}
+
+/// Why a classifier gave no verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Timeout,
+    Unreachable,
+    /// An answer that is not the kind's shape, or not a success.
+    Unreadable,
+}
+
+impl Failure {
+    pub fn why(self) -> &'static str {
+        match self {
+            Failure::Timeout => "a classifier did not answer in time",
+            Failure::Unreachable => "a classifier could not be reached",
+            Failure::Unreadable => "a classifier's answer could not be read",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Timeout => "timeout",
+            Failure::Unreachable => "unreachable",
+            Failure::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// One classifier's part in a request, for the record.
+#[derive(Clone, Debug)]
+pub struct Classified {
+    /// The classifier's position in its profile.
+    pub index: u16,
+    pub outcome: Result<Verdict, Failure>,
+    pub cached: bool,
+    pub micros: u32,
+}
