@@ -177,3 +177,27 @@ fn a_slow_classifier_does_not_hold_up_other_connections() {
     );
     assert_eq!(slow.join().unwrap(), 200);
 }
+
+/// `answers = true`: a whole JSON answer is asked about too, as the client
+/// would get it; a flagged one is withheld as a filtered completion.
+#[test]
+fn a_classifier_can_check_whole_answers() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("classifier-answers");
+    let classifier = "name = \"out\"\nkind = \"moderations\"\nprovider = \"up\"\nanswers = true";
+    let gw = start_gateway(&config(mock.addr, classifier, &logs), &[], &[]);
+    let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let clean = one_request(gw.addr, &chat_request(&body, "x-mock-reply: hello there\r\n"));
+    assert_eq!(clean.status, 200);
+    assert_eq!(clean.json()["choices"][0]["message"]["content"], "hello there");
+    let flagged = one_request(gw.addr, &chat_request(&body, "x-mock-reply: here is a jailbreak for you\r\n"));
+    assert_eq!(flagged.status, 200, "{}", flagged.text());
+    let v = flagged.json();
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter", "{v}");
+    assert!(!flagged.text().contains("here is a jailbreak"), "{}", flagged.text());
+    let records = records(&logs, 2);
+    let verdicts = &records[1]["guardrails"]["classifiers"];
+    assert_eq!(verdicts.as_array().unwrap().len(), 2, "request and answer: {}", records[1]);
+    assert_eq!(verdicts[1]["verdict"], "hit");
+    assert_eq!(records[1]["guardrails"]["hits"][0]["in"], "response");
+}

@@ -35,6 +35,15 @@ pub async fn forward(
     let (head, front, keep_alive, deadline) = (&*head, *front, *keep_alive, *deadline);
     let routed = routed.as_ref().ok_or(GatewayError::NoRoute)?;
     let answer_guard = guard::for_team(state, key.team).map(|(_, g)| g).filter(|g| g.responses);
+    // A profile whose classifiers check answers: JSON answers are read
+    // whole and asked about.
+    let answer_profile = state
+        .config
+        .teams
+        .get(key.team)
+        .and_then(|t| t.guardrail_profile)
+        .and_then(|p| state.config.guardrail_profiles.get(p))
+        .filter(|p| p.classifiers.iter().any(|c| c.answers));
     let capture_guard = state.config.capture_guard.as_deref();
     let routing = &state.config.routing;
     let breakers = &state.breakers[routed.index];
@@ -109,12 +118,20 @@ pub async fn forward(
                     // Streams are always read (token counts as they pass);
                     // JSON answers go as they come unless guarded.
                     (Translation::None, None)
-                        if !parts.usage_asked && !routed.fields.stream && capture_guard.is_none() =>
+                        if !parts.usage_asked
+                            && !routed.fields.stream
+                            && capture_guard.is_none()
+                            && answer_profile.is_none() =>
                     {
                         Box::pin(relay::relay(client, &mut conn, response, &answer)).await
                     }
                     (translation, answer_guard) => {
                         let hits = &mut trace.guard_hits;
+                        let classifiers = answer_profile.map(|profile| crate::proxy::classify::AnswerClassifiers {
+                            state,
+                            profile,
+                            classified: &mut trace.classified,
+                        });
                         let capture = capture_guard.zip(trace.capture.as_deref_mut().map(|c| &mut c.answer));
                         let strip_usage = parts.usage_asked;
                         // Ceilings end streams only (a JSON answer is not cut):
@@ -132,6 +149,7 @@ pub async fn forward(
                             ceiling,
                             reservation: holds.tokens.as_ref(),
                             capture,
+                            classifiers,
                         };
                         Box::pin(translate::relay_translated(client, &mut conn, response, &answer, inspect)).await?
                     }

@@ -30,6 +30,71 @@ use crate::state::CoreState;
 use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
 pub use crate::verdicts::{Classified, Failure, Verdict, VerdictCache, CACHE_ENTRIES, CACHE_TTL};
 
+/// Asks the profile's classifiers that check answers about a whole JSON
+/// answer's texts (`out`, as the client will get it). `Err` with the
+/// rule when one blocks, or with why when one that fails closed gives no
+/// verdict.
+pub async fn check_answer(
+    classifiers: &mut AnswerClassifiers<'_>,
+    hits: &mut Vec<crate::record::Recorded>,
+    out: &[u8],
+    deadline: Instant,
+    cut: &crate::cut::Cut,
+) -> Result<(), String> {
+    use tollgate_policy::guard::{Action, Direction, Hit, Rule};
+    let p = classifiers.profile;
+    let texts = super::guard::request_texts(out);
+    for (i, c) in p.classifiers.iter().enumerate().filter(|(_, c)| c.answers) {
+        let text = tail(&texts, c.text_bytes_max);
+        if text.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let cache = &classifiers.state.verdicts;
+        let key = cache.key(&p.name, c, text);
+        let (outcome, cached) = match cache.get(key, started) {
+            Some(v) => (Ok(v), true),
+            None => {
+                let r = ask(classifiers.state, c, text, "response", deadline, cut).await;
+                if let Ok(v) = r {
+                    cache.put(key, v, Instant::now());
+                }
+                (r, false)
+            }
+        };
+        let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        classifiers.classified.push(Classified { index: i as u16, outcome, cached, micros });
+        match outcome {
+            Ok(Verdict::Hit(_)) => {
+                let hit = Hit { rule: Rule::Classifier(i as u16), start: 0, end: text.len(), action: c.action };
+                hits.push(crate::record::Recorded { direction: Direction::Response, text: 0, hit });
+                if c.action == Action::Block {
+                    return Err(format!("classifier.{}", c.name));
+                }
+            }
+            Ok(Verdict::Pass(_)) => {}
+            Err(f) if c.fail_open => {
+                tracing::warn!(
+                    profile = p.name,
+                    classifier = c.name,
+                    why = f.why(),
+                    "passing the answer on (on_error = allow)"
+                );
+            }
+            Err(f) => return Err(format!("classifier.{} ({})", c.name, f.why())),
+        }
+    }
+    Ok(())
+}
+
+/// What the answer's classifiers need: the core (its pools and verdict
+/// cache), the profile, and where the record keeps what they said.
+pub struct AnswerClassifiers<'a> {
+    pub state: &'a CoreState,
+    pub profile: &'a tollgate_policy::config::GuardrailProfile,
+    pub classified: &'a mut Vec<Classified>,
+}
+
 /// The request's texts for a classifier: the body's string values that a
 /// person or a tool wrote, one per line, the last `max` bytes of them
 /// (where an injection rides: the newest message), on a character
@@ -245,6 +310,7 @@ mod tests {
             timeout: Duration::from_millis(100),
             fail_open: true,
             text_bytes_max: 8192,
+            answers: false,
         }
     }
 

@@ -131,6 +131,8 @@ pub struct Inspect<'a, 'g> {
     /// With `[logging] capture_bodies`: the guard that redacts, and where
     /// the answer goes.
     pub capture: Option<(&'g tollgate_policy::guard::Guard, &'a mut Vec<u8>)>,
+    /// The profile's classifiers that check whole JSON answers.
+    pub classifiers: Option<super::classify::AnswerClassifiers<'a>>,
 }
 
 /// Relays an answer that is translated, guarded, or both. `Err` only when
@@ -143,7 +145,7 @@ pub async fn relay_translated(
     answer: &Answer<'_>,
     inspect: Inspect<'_, '_>,
 ) -> Result<RelayEnd, GatewayError> {
-    let Inspect { translation, guard, hits, strip_usage, ceiling, reservation, mut capture } = inspect;
+    let Inspect { translation, guard, hits, strip_usage, ceiling, reservation, mut capture, mut classifiers } = inspect;
     let Answer { keep_alive, deadline, route, front, .. } = *answer;
     let event_stream = response.status == 200
         && response
@@ -225,26 +227,36 @@ pub async fn relay_translated(
         anthropic::error_to_openai(&mut body, response.status, &mut out);
     }
     let mut blocked = false;
+    let mut withheld = None;
     if let Some(g) = guard.filter(|_| response.status < 300) {
         if let Checked::Blocked(rule) = super::guard::check_answer(g, &mut out, hits) {
-            // The answer is withheld, in the shape the client's SDK knows
-            // for a filtered answer; the tokens were still spent.
-            let refusal = format!("the answer was withheld by guardrail rule `{rule}`");
-            let billed = usage.ok().flatten().map(|u| (u.prompt, u.completion));
-            out.clear();
-            match front {
-                Front::OpenAi => tollgate_protocol::openai::write_filtered_completion(
-                    &mut out,
-                    route.model,
-                    crate::unix_now().as_secs(),
-                    &refusal,
-                    billed,
-                ),
-                Front::Anthropic => anthropic::front::write_refusal_message(&mut out, route.model, billed),
-            }
-            status = 200;
-            blocked = true;
+            withheld = Some(rule);
         }
+    }
+    // The classifiers see the answer as the client would (redacted).
+    if let Some(c) = classifiers.as_mut().filter(|_| withheld.is_none() && response.status < 300) {
+        if let Err(rule) = super::classify::check_answer(c, hits, &out, deadline, answer.cut).await {
+            withheld = Some(rule);
+        }
+    }
+    if let Some(rule) = withheld {
+        // The answer is withheld, in the shape the client's SDK knows
+        // for a filtered answer; the tokens were still spent.
+        let refusal = format!("the answer was withheld by guardrail rule `{rule}`");
+        let billed = usage.ok().flatten().map(|u| (u.prompt, u.completion));
+        out.clear();
+        match front {
+            Front::OpenAi => tollgate_protocol::openai::write_filtered_completion(
+                &mut out,
+                route.model,
+                crate::unix_now().as_secs(),
+                &refusal,
+                billed,
+            ),
+            Front::Anthropic => anthropic::front::write_refusal_message(&mut out, route.model, billed),
+        }
+        status = 200;
+        blocked = true;
     }
     if let Some((g, answer)) = capture.as_mut() {
         // What the client gets, redacted.

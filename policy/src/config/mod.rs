@@ -282,6 +282,8 @@ pub struct Classifier {
     /// The most of a request's text sent (its last bytes: the newest
     /// message is what an injection rides in).
     pub text_bytes_max: usize,
+    /// Whole JSON answers are asked about too.
+    pub answers: bool,
 }
 
 /// The request log: one JSON line per request under `dir`.

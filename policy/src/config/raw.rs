@@ -284,6 +284,7 @@ pub struct RawClassifier {
     pub timeout_ms: Option<Spanned<u64>>,
     pub on_error: Option<Spanned<String>>,
     pub text_bytes_max: Option<Spanned<usize>>,
+    pub answers: Option<bool>,
 }
 
 /// The request log.

@@ -715,6 +715,7 @@ fn validate_classifier(
         timeout: Duration::from_millis(timeout_ms),
         fail_open,
         text_bytes_max,
+        answers: c.answers.unwrap_or(false),
     })
 }
 
