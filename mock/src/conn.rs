@@ -319,7 +319,33 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
                 self.id
             )
         } else {
-            format!(r#"{{"flagged":{flagged},"score":{hit}}}"#)
+            // The webhook: the names `Alice` and `Bob` in each text sent,
+            // as spans (text index, byte offsets), as a PII engine would
+            // find persons.
+            let mut spans = String::new();
+            let mut index = 0;
+            let _ = tollgate_protocol::json::string_values(body, |key, v| {
+                if key != b"texts" {
+                    return;
+                }
+                let mut text = Vec::new();
+                if tollgate_protocol::json::unescape(&body[v.raw.clone()], &mut text).is_ok() {
+                    for name in [&b"Alice"[..], b"Bob"] {
+                        for at in memchr::memmem::find_iter(&text, name) {
+                            if !spans.is_empty() {
+                                spans.push(',');
+                            }
+                            spans.push_str(&format!(
+                                r#"{{"text":{index},"start":{at},"end":{},"label":"PERSON"}}"#,
+                                at + name.len()
+                            ));
+                        }
+                    }
+                }
+                index += 1;
+            });
+            let flagged = flagged || !spans.is_empty();
+            format!(r#"{{"flagged":{flagged},"score":{hit},"spans":[{spans}]}}"#)
         };
         self.send_whole(200, "application/json", answer.as_bytes(), head.keep_alive, None).await
     }

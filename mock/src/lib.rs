@@ -38,7 +38,8 @@
 //! with scores), OpenAI's `POST /v1/moderations` (`flagged`, categories
 //! and scores), a guard model (a chat completion for a model whose name
 //! contains `guard` answers `safe` or `unsafe S14`, as Llama Guard does),
-//! and the webhook `POST /check` (`{"flagged": bool, "score": x}`). Its
+//! and the webhook `POST /check` (`{"flagged": bool, "score": x, "spans":
+//! [...]}`, a span for each `Alice` and `Bob` in the texts sent). Its
 //! verdict is a fixed rule, so that tests mean something: a text that
 //! contains `jailbreak`, `ignore previous` or `[[unsafe]]` (any case) is
 //! flagged; one that contains `[[slow]]` is answered after two seconds.

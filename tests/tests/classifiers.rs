@@ -201,3 +201,31 @@ fn a_classifier_can_check_whole_answers() {
     assert_eq!(verdicts[1]["verdict"], "hit");
     assert_eq!(records[1]["guardrails"]["hits"][0]["in"], "response");
 }
+
+/// A webhook with `action = "redact"`: the texts go out each apart and the
+/// spans it returns are redacted before the request is sent.
+#[test]
+fn a_webhook_returns_spans_that_are_redacted() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("classifier-spans");
+    let classifier = "name = \"names\"\nkind = \"webhook\"\nprovider = \"tei\"\naction = \"redact\"";
+    // The mock's echo is not JSON: answers are not checked here.
+    let config =
+        config(mock.addr, classifier, &logs).replace("injection = \"off\"", "injection = \"off\"\nresponses = false");
+    let gw = start_gateway(&config, &[], &[]);
+    let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Write to Alice and Bob: the \"plan\" is ready."},
+    ]})
+    .to_string();
+    let echoed = one_request(gw.addr, &chat_request(&body, "x-mock-echo: body\r\n"));
+    assert_eq!(echoed.status, 200, "{}", echoed.text());
+    let sent: serde_json::Value = serde_json::from_slice(&echoed.body).expect("the redacted body is JSON");
+    assert_eq!(sent["messages"][1]["content"], "Write to [REDACTED] and [REDACTED]: the \"plan\" is ready.");
+    assert_eq!(sent["messages"][0]["content"], "Be brief.");
+    let records = records(&logs, 1);
+    let hits = records[0]["guardrails"]["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 2, "{}", records[0]);
+    assert_eq!(hits[0]["rule"], "classifier.names");
+    assert_eq!(hits[0]["action"], "redact");
+}

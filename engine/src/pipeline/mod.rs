@@ -238,6 +238,12 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
     }
     let texts = crate::proxy::guard::request_texts(&ex.body);
     for (i, c) in p.classifiers.iter().enumerate() {
+        if c.kind == tollgate_policy::config::ClassifierKind::Webhook && c.action == Action::Redact {
+            // A webhook that redacts: its spans are placed in the texts,
+            // so it is asked each time (spans are not cached).
+            webhook_redact(ex, core, &p.name, i, c).await?;
+            continue;
+        }
         let text = tail(&texts, c.text_bytes_max);
         if text.is_empty() {
             continue;
@@ -277,6 +283,51 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
                 );
             }
             Err(f) => return Err(GatewayError::GuardrailUnavailable { profile: p.name.clone(), why: f.why() }),
+        }
+    }
+    Ok(())
+}
+
+/// A webhook classifier with `action = "redact"`: the request's texts go
+/// out each apart; a flagged verdict with spans has them replaced by the
+/// placeholder, and the route's spans move with the body.
+async fn webhook_redact<'s>(
+    ex: &mut Exchange<'s>,
+    core: &Core<'s>,
+    profile: &str,
+    i: usize,
+    c: &tollgate_policy::config::Classifier,
+) -> Result<(), GatewayError> {
+    use crate::proxy::classify::{ask_webhook, Classified};
+    use tollgate_policy::guard::{Action, Direction, Hit, Rule};
+    let texts = crate::proxy::guard::texts_of(&ex.body);
+    let started = Instant::now();
+    let answer = ask_webhook(core.state, c, &texts, ex.deadline, core.cut).await;
+    let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+    let outcome = answer.as_ref().map(|a| a.verdict).map_err(|f| *f);
+    ex.trace.classified.push(Classified { index: i as u16, outcome, cached: false, micros });
+    let answer = match answer {
+        Ok(a) => a,
+        Err(f) if c.fail_open => {
+            tracing::warn!(
+                profile,
+                classifier = c.name,
+                why = f.why(),
+                "letting the request through (on_error = allow)"
+            );
+            return Ok(());
+        }
+        Err(f) => return Err(GatewayError::GuardrailUnavailable { profile: profile.to_string(), why: f.why() }),
+    };
+    let rule = Rule::Classifier(i as u16);
+    for &(text, start, end) in &answer.spans {
+        let hit = Hit { rule, start, end, action: Action::Redact };
+        ex.trace.guard_hits.push(crate::record::Recorded { direction: Direction::Request, text, hit });
+    }
+    if let Some(redacted) = crate::proxy::guard::redact_spans(&ex.body, &answer.spans, rule) {
+        ex.body = redacted.body;
+        if let Some(routed) = ex.routed.as_mut() {
+            routed.fields.moved(|at| crate::proxy::guard::moved(&redacted.edits, at));
         }
     }
     Ok(())

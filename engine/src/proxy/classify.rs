@@ -87,6 +87,63 @@ pub async fn check_answer(
     Ok(())
 }
 
+/// What a webhook said about a request's texts: its verdict, and the
+/// spans it asks to be redacted, as (text, start, end) with the text
+/// counted in the request's order and the offsets in its UTF-8 bytes.
+pub struct WebhookAnswer {
+    pub verdict: Verdict,
+    pub spans: Vec<(u32, usize, usize)>,
+}
+
+/// Asks a webhook about the request's texts, each sent apart so that the
+/// spans it returns can be placed: the last texts that fit in
+/// `text_bytes_max`, with `first` the index of the first one sent.
+pub async fn ask_webhook(
+    state: &CoreState,
+    c: &Classifier,
+    texts: &[Vec<u8>],
+    deadline: Instant,
+    cut: &crate::cut::Cut,
+) -> Result<WebhookAnswer, Failure> {
+    let mut budget = c.text_bytes_max;
+    let mut first = texts.len();
+    while first > 0 && texts[first - 1].len() <= budget {
+        budget -= texts[first - 1].len();
+        first -= 1;
+    }
+    let sent: Vec<String> = texts[first..].iter().map(|t| String::from_utf8_lossy(t).into_owned()).collect();
+    let body = serde_json::json!({ "texts": sent, "first": first, "direction": "request" });
+    let answer = exchange(state, c, serde_json::to_vec(&body).unwrap_or_default(), deadline, cut).await?;
+    let verdict = verdict(c, &answer)?;
+    let spans = spans_of(&answer, texts, first, sent.len())?;
+    Ok(WebhookAnswer { verdict, spans })
+}
+
+/// The spans of a webhook's answer, read by structure and checked against
+/// the texts sent (`sent` of them from `first` on): one that does not fit
+/// (out of range, reversed, inside a character, not whole numbers) is
+/// dropped, never trusted.
+fn spans_of(answer: &[u8], texts: &[Vec<u8>], first: usize, sent: usize) -> Result<Vec<(u32, usize, usize)>, Failure> {
+    let v: serde_json::Value = serde_json::from_slice(answer).map_err(|_| Failure::Unreadable)?;
+    let mut spans = Vec::new();
+    for s in v["spans"].as_array().into_iter().flatten() {
+        let (Some(t), Some(start), Some(end)) = (s["text"].as_u64(), s["start"].as_u64(), s["end"].as_u64()) else {
+            continue;
+        };
+        if t >= sent as u64 {
+            continue;
+        }
+        let index = first + t as usize;
+        let Some(text) = texts.get(index) else { continue };
+        let (start, end) = (start as usize, end as usize);
+        let boundary = |at: usize| at == text.len() || (at < text.len() && text[at] & 0xC0 != 0x80);
+        if start < end && end <= text.len() && boundary(start) && boundary(end) {
+            spans.push((index as u32, start, end));
+        }
+    }
+    Ok(spans)
+}
+
 /// What the answer's classifiers need: the core (its pools and verdict
 /// cache), the profile, and where the record keeps what they said.
 pub struct AnswerClassifiers<'a> {
@@ -205,11 +262,24 @@ pub async fn ask(
     deadline: Instant,
     cut: &crate::cut::Cut,
 ) -> Result<Verdict, Failure> {
+    let body = request_body(c, &String::from_utf8_lossy(text), direction);
+    let answer = exchange(state, c, body, deadline, cut).await?;
+    verdict(c, &answer)
+}
+
+/// Posts `body` to classifier `c` and reads its whole answer, within the
+/// classifier's timeout (and the request's deadline).
+async fn exchange(
+    state: &CoreState,
+    c: &Classifier,
+    body: Vec<u8>,
+    deadline: Instant,
+    cut: &crate::cut::Cut,
+) -> Result<Vec<u8>, Failure> {
     let until = deadline.min(Instant::now() + c.timeout);
     let exchange = async {
         let upstream = state.upstreams.get(c.provider).ok_or(Failure::Unreachable)?;
         let provider = state.config.providers.get(c.provider).ok_or(Failure::Unreachable)?;
-        let body = request_body(c, &String::from_utf8_lossy(text), direction);
         let mut head = BytesMut::with_capacity(256);
         head.extend_from_slice(b"POST ");
         head.extend_from_slice(provider.base_path.as_bytes());
@@ -231,7 +301,7 @@ pub async fn ask(
         if !(200..300).contains(&answer.status) {
             return Err(Failure::Unreadable);
         }
-        verdict(c, &body)
+        Ok(body)
     };
     match monoio::time::timeout(until.saturating_duration_since(Instant::now()), exchange).await {
         Ok(r) => r,
@@ -357,6 +427,30 @@ mod tests {
             let got = verdict(&classifier(*kind), body.as_bytes()).map(|v| matches!(v, Verdict::Hit(_)));
             assert_eq!(got, *want, "{kind:?} {body}");
         }
+    }
+
+    /// A hostile or broken webhook cannot place a redaction outside the
+    /// texts it was sent, or inside a character.
+    #[test]
+    fn webhook_spans_are_checked_against_the_texts_sent() {
+        let texts = vec![b"older".to_vec(), b"caf\xc3\xa9 Alice".to_vec(), b"Bob".to_vec()];
+        let answer = br#"{"flagged": true, "spans": [
+            {"text": 0, "start": 6, "end": 11},
+            {"text": 1, "start": 0, "end": 3},
+            {"text": 0, "start": 4, "end": 2},
+            {"text": 0, "start": 3, "end": 4},
+            {"text": 0, "start": 0, "end": 99},
+            {"text": 2, "start": 0, "end": 1},
+            {"text": -1, "start": 0, "end": 1},
+            {"text": 0, "start": 1.5, "end": 2},
+            {"text": "0", "start": 0, "end": 1}
+        ]}"#;
+        // Texts 1 and 2 were sent (first = 1): span text 0 is text 1, and
+        // span text 2 was not sent.
+        let spans = spans_of(answer, &texts, 1, 2).unwrap();
+        assert_eq!(spans, [(1, 6, 11), (2, 0, 3)]);
+        assert_eq!(spans_of(b"not json", &texts, 0, 3), Err(Failure::Unreadable));
+        assert_eq!(spans_of(br#"{"flagged": false}"#, &texts, 0, 3), Ok(vec![]));
     }
 
     #[test]

@@ -125,6 +125,50 @@ pub fn request_texts(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The texts of a JSON request, each apart, in the order a scan numbers
+/// them (for a webhook that returns spans to redact).
+pub fn texts_of(body: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let keep = |key: &[u8], raw: &[u8]| !(STRUCTURAL.contains(&key) || inline_file(key, raw));
+    let _ = string_texts_marked(body, keep, |_, _, text, _| {
+        if let Ok(text) = text {
+            out.push(text.to_vec());
+        }
+    });
+    out
+}
+
+/// Redacts `spans` (text, start, end in the texts [`texts_of`] gives) in
+/// `body` with `rule`'s placeholder; `None` when there is nothing to do or
+/// the body cannot be walked again.
+pub fn redact_spans(
+    body: &Bytes,
+    spans: &[(u32, usize, usize)],
+    rule: tollgate_policy::guard::Rule,
+) -> Option<Redacted> {
+    if spans.is_empty() {
+        return None;
+    }
+    let mut texts = Texts::default();
+    let keep = |key: &[u8], raw: &[u8]| !(STRUCTURAL.contains(&key) || inline_file(key, raw));
+    string_texts_marked(body, keep, |_, v, text, _| {
+        if text.is_ok() {
+            texts.values.push(v);
+        }
+    })
+    .ok()?;
+    let mut findings = Findings::default();
+    let mut spans = spans.to_vec();
+    spans.sort_unstable();
+    for (text, start, end) in spans {
+        if (text as usize) < texts.values.len() {
+            findings.all.push((text, Hit { rule, start, end, action: Action::Redact }));
+        }
+    }
+    let (body, edits) = rewrite(body, &texts, &findings);
+    Some(Redacted { body: Bytes::from(body), edits })
+}
+
 /// The string values a scan read, in the order `Findings` numbers them,
 /// and the escape marks of those it will redact.
 #[derive(Default)]

@@ -665,10 +665,14 @@ fn validate_classifier(
     let action = match c.action.as_ref().map(|a| a.get_ref().as_str()) {
         None | Some("block") => Action::Block,
         Some("flag") => Action::Flag,
+        // Only a webhook says where: its spans.
+        Some("redact") if kind == ClassifierKind::Webhook => Action::Redact,
         Some(other) => {
             report.add(
                 c.action.as_ref().map_or(0..0, |a| a.span()),
-                format!("classifier action {other:?}; write \"block\" (the default) or \"flag\""),
+                format!(
+                    "classifier action {other:?}; write \"block\" (the default) or \"flag\" (\"redact\" for a webhook, which returns spans)"
+                ),
             );
             Action::Block
         }
