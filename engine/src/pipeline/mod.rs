@@ -227,8 +227,8 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
 /// verdict lets it through or refuses it, as its `on_error` says. Each
 /// verdict is kept on the core by the text's keyed hash.
 pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
-    use crate::proxy::classify::{ask, tail, Classified, Verdict};
-    use tollgate_policy::guard::{Action, Direction, Hit, Rule};
+    use crate::proxy::classify::{classify_one, tail, Stop};
+    use tollgate_policy::guard::{Action, Direction};
     let key = ex.key()?;
     let config = &core.state.config;
     let profile = config.teams.get(key.team).and_then(|t| t.guardrail_profile);
@@ -248,41 +248,13 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
         if text.is_empty() {
             continue;
         }
-        let started = Instant::now();
-        let cache_key = core.state.verdicts.key(&p.name, c, text);
-        let (outcome, cached) = match core.state.verdicts.get(cache_key, started) {
-            Some(v) => (Ok(v), true),
-            None => {
-                let r = ask(core.state, c, text, "request", ex.deadline, core.cut).await;
-                if let Ok(v) = r {
-                    core.state.verdicts.put(cache_key, v, Instant::now());
-                }
-                (r, false)
+        let record = (&mut ex.trace.classified, &mut ex.trace.guard_hits);
+        match classify_one(core.state, p, i, text, Direction::Request, record, (ex.deadline, core.cut)).await {
+            Ok(()) => {}
+            Err(Stop::Blocked(rule)) => return Err(GatewayError::Guardrail { profile: p.name.clone(), rule }),
+            Err(Stop::Unavailable { why, .. }) => {
+                return Err(GatewayError::GuardrailUnavailable { profile: p.name.clone(), why })
             }
-        };
-        let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
-        ex.trace.classified.push(Classified { index: i as u16, outcome, cached, micros });
-        match outcome {
-            Ok(Verdict::Hit(_)) => {
-                let hit = Hit { rule: Rule::Classifier(i as u16), start: 0, end: text.len(), action: c.action };
-                ex.trace.guard_hits.push(crate::record::Recorded { direction: Direction::Request, text: 0, hit });
-                if c.action == Action::Block {
-                    return Err(GatewayError::Guardrail {
-                        profile: p.name.clone(),
-                        rule: format!("classifier.{}", c.name),
-                    });
-                }
-            }
-            Ok(Verdict::Pass(_)) => {}
-            Err(f) if c.fail_open => {
-                tracing::warn!(
-                    profile = p.name,
-                    classifier = c.name,
-                    why = f.why(),
-                    "letting the request through (on_error = allow)"
-                );
-            }
-            Err(f) => return Err(GatewayError::GuardrailUnavailable { profile: p.name.clone(), why: f.why() }),
         }
     }
     Ok(())

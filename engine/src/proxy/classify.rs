@@ -30,6 +30,63 @@ use crate::state::CoreState;
 use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
 pub use crate::verdicts::{Classified, Failure, Verdict, VerdictCache, CACHE_ENTRIES, CACHE_TTL};
 
+/// Why a classifier stopped a request or an answer.
+pub enum Stop {
+    /// A blocking hit: the rule id, `classifier.<name>`.
+    Blocked(String),
+    /// No verdict from a classifier that fails closed.
+    Unavailable { rule: String, why: &'static str },
+}
+
+/// Asks classifier `i` of `profile` about `text` (from the core's cache
+/// when it has the verdict), records what it said and its hit, and says
+/// whether that stops the request or answer, within the deadline and
+/// the drain's cut. The one step both directions take per classifier.
+pub async fn classify_one(
+    state: &CoreState,
+    profile: &tollgate_policy::config::GuardrailProfile,
+    i: usize,
+    text: &[u8],
+    direction: tollgate_policy::guard::Direction,
+    record: (&mut Vec<Classified>, &mut Vec<crate::record::Recorded>),
+    (deadline, cut): (Instant, &crate::cut::Cut),
+) -> Result<(), Stop> {
+    use tollgate_policy::guard::{Action, Direction, Hit, Rule};
+    let c = &profile.classifiers[i];
+    let (classified, hits) = record;
+    let started = Instant::now();
+    let key = state.verdicts.key(&profile.name, c, text);
+    let (outcome, cached) = match state.verdicts.get(key, started) {
+        Some(v) => (Ok(v), true),
+        None => {
+            let said = if direction == Direction::Request { "request" } else { "response" };
+            let r = ask(state, c, text, said, deadline, cut).await;
+            if let Ok(v) = r {
+                state.verdicts.put(key, v, Instant::now());
+            }
+            (r, false)
+        }
+    };
+    let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+    classified.push(Classified { index: i as u16, outcome, cached, micros });
+    match outcome {
+        Ok(Verdict::Hit(_)) => {
+            let hit = Hit { rule: Rule::Classifier(i as u16), start: 0, end: text.len(), action: c.action };
+            hits.push(crate::record::Recorded { direction, text: 0, hit });
+            if c.action == Action::Block {
+                return Err(Stop::Blocked(format!("classifier.{}", c.name)));
+            }
+        }
+        Ok(Verdict::Pass(_)) => {}
+        Err(f) if c.fail_open => {
+            let passes = if direction == Direction::Request { "the request" } else { "the answer" };
+            tracing::warn!(profile = profile.name, classifier = c.name, why = f.why(), passes, "on_error = allow");
+        }
+        Err(f) => return Err(Stop::Unavailable { rule: format!("classifier.{}", c.name), why: f.why() }),
+    }
+    Ok(())
+}
+
 /// Asks the profile's classifiers that check answers about a whole JSON
 /// answer's texts (`out`, as the client will get it). `Err` with the
 /// rule when one blocks, or with why when one that fails closed gives no
@@ -41,7 +98,6 @@ pub async fn check_answer(
     deadline: Instant,
     cut: &crate::cut::Cut,
 ) -> Result<(), String> {
-    use tollgate_policy::guard::{Action, Direction, Hit, Rule};
     let p = classifiers.profile;
     let texts = super::guard::request_texts(out);
     for (i, c) in p.classifiers.iter().enumerate().filter(|(_, c)| c.answers) {
@@ -49,39 +105,12 @@ pub async fn check_answer(
         if text.is_empty() {
             continue;
         }
-        let started = Instant::now();
-        let cache = &classifiers.state.verdicts;
-        let key = cache.key(&p.name, c, text);
-        let (outcome, cached) = match cache.get(key, started) {
-            Some(v) => (Ok(v), true),
-            None => {
-                let r = ask(classifiers.state, c, text, "response", deadline, cut).await;
-                if let Ok(v) = r {
-                    cache.put(key, v, Instant::now());
-                }
-                (r, false)
-            }
-        };
-        let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
-        classifiers.classified.push(Classified { index: i as u16, outcome, cached, micros });
-        match outcome {
-            Ok(Verdict::Hit(_)) => {
-                let hit = Hit { rule: Rule::Classifier(i as u16), start: 0, end: text.len(), action: c.action };
-                hits.push(crate::record::Recorded { direction: Direction::Response, text: 0, hit });
-                if c.action == Action::Block {
-                    return Err(format!("classifier.{}", c.name));
-                }
-            }
-            Ok(Verdict::Pass(_)) => {}
-            Err(f) if c.fail_open => {
-                tracing::warn!(
-                    profile = p.name,
-                    classifier = c.name,
-                    why = f.why(),
-                    "passing the answer on (on_error = allow)"
-                );
-            }
-            Err(f) => return Err(format!("classifier.{} ({})", c.name, f.why())),
+        let direction = tollgate_policy::guard::Direction::Response;
+        let record = (&mut *classifiers.classified, &mut *hits);
+        match classify_one(classifiers.state, p, i, text, direction, record, (deadline, cut)).await {
+            Ok(()) => {}
+            Err(Stop::Blocked(rule)) => return Err(rule),
+            Err(Stop::Unavailable { rule, why }) => return Err(format!("{rule} ({why})")),
         }
     }
     Ok(())

@@ -52,6 +52,13 @@ fn inline_file(key: &[u8], raw: &[u8]) -> bool {
         || (key == b"data" && raw.len() >= 64 && !raw.contains(&b' ') && !raw.contains(&b'\\'))
 }
 
+/// A string value a person or a tool wrote: not structure, not an inline
+/// file. Every walk of a body's texts (scans, classifiers, webhook spans)
+/// takes the same ones, so their numbering agrees.
+fn is_text(key: &[u8], raw: &[u8]) -> bool {
+    !(STRUCTURAL.contains(&key) || inline_file(key, raw))
+}
+
 /// Keys of the text an answer's stream events carry (`reasoning`: vLLM
 /// from 0.10 and OpenRouter; `reasoning_content`: DeepSeek and older vLLM;
 /// `transcript`: the text of an audio answer).
@@ -86,8 +93,7 @@ fn scan_json(
     texts: &mut Texts,
 ) -> Result<(), Malformed> {
     let mut bad = None;
-    let keep = |key: &[u8], raw: &[u8]| !(STRUCTURAL.contains(&key) || inline_file(key, raw));
-    string_texts_marked(doc, keep, |_, v, text, marks| match text {
+    string_texts_marked(doc, is_text, |_, v, text, marks| match text {
         Ok(text) => {
             let i = texts.values.len() as u32;
             guard.scan(text, direction, true, findings);
@@ -113,8 +119,7 @@ fn scan_json(
 /// values a scan reads), one per line, for a classifier.
 pub fn request_texts(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    let keep = |key: &[u8], raw: &[u8]| !(STRUCTURAL.contains(&key) || inline_file(key, raw));
-    let _ = string_texts_marked(body, keep, |_, _, text, _| {
+    let _ = string_texts_marked(body, is_text, |_, _, text, _| {
         if let Ok(text) = text {
             if !out.is_empty() {
                 out.push(b'\n');
@@ -129,8 +134,7 @@ pub fn request_texts(body: &[u8]) -> Vec<u8> {
 /// them (for a webhook that returns spans to redact).
 pub fn texts_of(body: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let keep = |key: &[u8], raw: &[u8]| !(STRUCTURAL.contains(&key) || inline_file(key, raw));
-    let _ = string_texts_marked(body, keep, |_, _, text, _| {
+    let _ = string_texts_marked(body, is_text, |_, _, text, _| {
         if let Ok(text) = text {
             out.push(text.to_vec());
         }
@@ -150,8 +154,7 @@ pub fn redact_spans(
         return None;
     }
     let mut texts = Texts::default();
-    let keep = |key: &[u8], raw: &[u8]| !(STRUCTURAL.contains(&key) || inline_file(key, raw));
-    string_texts_marked(body, keep, |_, v, text, _| {
+    string_texts_marked(body, is_text, |_, v, text, _| {
         if text.is_ok() {
             texts.values.push(v);
         }
