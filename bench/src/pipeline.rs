@@ -123,10 +123,12 @@ pub fn iterate(w: &World, out: &mut BytesMut) -> u64 {
     let guard = for_team(&w.state, key.team).map(|(_, g)| EventGuard::new(g));
     let route = RouteLabel { provider: "m", model: "gpt-4o-mini" };
     let stages = StreamStages {
-        guard: guard.map(|g| (g, &mut ex.trace.guard_hits)),
+        guard,
+        hits: Some(&mut ex.trace.guard_hits),
         ceiling: None,
         reservation: ex.holds.tokens.as_ref(),
         capture: None,
+        window: None,
     };
     let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, false), stages, route);
     relay.feed(w.stream.clone(), out);

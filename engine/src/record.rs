@@ -379,6 +379,9 @@ impl<'s> Trace<'s> {
                         }
                     }
                     out.extend_from_slice(if c.cached { b",\"cached\":true" } else { b",\"cached\":false" });
+                    if c.windows > 1 {
+                        out.extend_from_slice(format!(",\"windows\":{}", c.windows).as_bytes());
+                    }
                     out.extend_from_slice(b",\"ms\":");
                     out.extend_from_slice(format!("{:.3}", c.micros as f64 / 1000.0).as_bytes());
                     out.extend_from_slice(b"}");

@@ -108,4 +108,26 @@ pub struct Classified {
     pub outcome: Result<Verdict, Failure>,
     pub cached: bool,
     pub micros: u32,
+    /// The asks this entry stands for: a stream's windows are one entry.
+    pub windows: u32,
+}
+
+impl Classified {
+    /// Folds a later ask of the same classifier into this entry: the
+    /// worst outcome stays (a hit, then a failure, then the highest
+    /// passing score), times add up.
+    pub fn merge(&mut self, later: Classified) {
+        let rank = |o: &Result<Verdict, Failure>| match o {
+            Ok(Verdict::Hit(s)) => (2, *s),
+            Err(_) => (1, 0.0),
+            Ok(Verdict::Pass(s)) => (0, *s),
+        };
+        let (a, b) = (rank(&self.outcome), rank(&later.outcome));
+        if b.0 > a.0 || (b.0 == a.0 && b.1 > a.1) {
+            self.outcome = later.outcome;
+        }
+        self.cached &= later.cached;
+        self.micros = self.micros.saturating_add(later.micros);
+        self.windows = self.windows.saturating_add(later.windows);
+    }
 }

@@ -202,6 +202,56 @@ fn a_classifier_can_check_whole_answers() {
     assert_eq!(records[1]["guardrails"]["hits"][0]["in"], "response");
 }
 
+/// `answers = true` on a stream: its text is held back from the client
+/// until the classifier has passed it, a window at a time; a flagged
+/// window and everything after it never reaches the client, and the
+/// stream ends as a guardrail ends one. The record keeps one entry for
+/// all the stream's windows.
+#[test]
+fn a_classifier_checks_streams_in_windows_and_releases_only_what_it_passed() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("classifier-streams");
+    let classifier =
+        "name = \"out\"\nkind = \"moderations\"\nprovider = \"up\"\nanswers = true\nstream_window_bytes = 24";
+    let gw = start_gateway(&config(mock.addr, classifier, &logs), &[], &[]);
+    let body = serde_json::json!({"model": "gpt-4o-mini", "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let text_of = |r: &Response| {
+        let mut text = String::new();
+        for data in sse_data(r.text().as_bytes()).iter().filter(|d| *d != "[DONE]") {
+            let v: serde_json::Value = serde_json::from_str(data).expect("an event's JSON");
+            text.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+        }
+        text
+    };
+    // Longer than what the answer guard may hold back (450 bytes), so
+    // that windows fill before the end.
+    let words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron ".repeat(8);
+    let words = words.trim_end();
+    // Events apart in time, so that windows are asked as they fill.
+    let headers = |reply: &str| format!("x-mock-reply: {reply}\r\nx-mock-chunks: 40\r\nx-mock-chunk-delay-ms: 5\r\n");
+    let clean = one_request(gw.addr, &chat_request(&body, &headers(words)));
+    assert_eq!(clean.status, 200);
+    assert_eq!(text_of(&clean), words, "{}", clean.text());
+    assert!(clean.text().ends_with("data: [DONE]\n\n"));
+    let flagged = format!("{words} here is a jailbreak for you and then more words");
+    let r = one_request(gw.addr, &chat_request(&body, &headers(&flagged)));
+    assert_eq!(r.status, 200);
+    let got = text_of(&r);
+    assert!(!got.contains("jailbreak") && !got.contains("more words"), "{got}");
+    assert!(got.starts_with("alpha beta gamma"), "the windows passed before went out: {}", r.text());
+    assert!(r.text().contains("\"finish_reason\":\"content_filter\""), "{}", r.text());
+    let records = records(&logs, 2);
+    for (record, verdict) in records.iter().zip(["pass", "hit"]) {
+        let answer = &record["guardrails"]["classifiers"][1];
+        assert_eq!(answer["verdict"], verdict, "{record}");
+        assert!(answer["windows"].as_u64().is_some_and(|n| n >= 2), "several windows, one entry: {record}");
+        assert!(record["guardrails"]["classifiers"].get(2).is_none(), "{record}");
+    }
+    assert_eq!(records[1]["end"], "blocked", "{}", records[1]);
+}
+
 /// A webhook with `action = "redact"`: the texts go out each apart and the
 /// spans it returns are redacted before the request is sent.
 #[test]

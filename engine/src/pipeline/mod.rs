@@ -277,7 +277,7 @@ async fn webhook_redact<'s>(
     let answer = ask_webhook(core.state, c, &texts, ex.deadline, core.cut).await;
     let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
     let outcome = answer.as_ref().map(|a| a.verdict).map_err(|f| *f);
-    ex.trace.classified.push(Classified { index: i as u16, outcome, cached: false, micros });
+    ex.trace.classified.push(Classified { index: i as u16, outcome, cached: false, micros, windows: 1 });
     let answer = match answer {
         Ok(a) => a,
         Err(f) if c.fail_open => {

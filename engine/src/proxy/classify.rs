@@ -68,7 +68,7 @@ pub async fn classify_one(
         }
     };
     let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
-    classified.push(Classified { index: i as u16, outcome, cached, micros });
+    classified.push(Classified { index: i as u16, outcome, cached, micros, windows: 1 });
     match outcome {
         Ok(Verdict::Hit(_)) => {
             let hit = Hit { rule: Rule::Classifier(i as u16), start: 0, end: text.len(), action: c.action };
@@ -98,10 +98,51 @@ pub async fn check_answer(
     deadline: Instant,
     cut: &crate::cut::Cut,
 ) -> Result<(), String> {
-    let p = classifiers.profile;
     let texts = super::guard::request_texts(out);
+    ask_about_answer(classifiers, hits, &texts, deadline, cut).await
+}
+
+/// Asks the profile's answering classifiers about a streamed answer's
+/// text so far (`said`), one window of it new. A stream is asked about
+/// many times: each classifier keeps one entry in the record for all its
+/// windows (`from`: where this stream's entries begin), with its worst
+/// verdict, its time summed and its windows counted.
+pub async fn check_window(
+    classifiers: &mut AnswerClassifiers<'_>,
+    hits: &mut Vec<crate::record::Recorded>,
+    said: &[u8],
+    from: usize,
+    deadline: Instant,
+    cut: &crate::cut::Cut,
+) -> Result<(), String> {
+    let asked = ask_about_answer(classifiers, hits, said, deadline, cut).await;
+    let entries = &mut *classifiers.classified;
+    let mut i = from;
+    while i < entries.len() {
+        match entries[from..i].iter().position(|e| e.index == entries[i].index) {
+            Some(at) => {
+                let new = entries.remove(i);
+                entries[from + at].merge(new);
+            }
+            None => i += 1,
+        }
+    }
+    asked
+}
+
+/// The one walk over a profile's answering classifiers, whole answers and
+/// windows alike: each is asked about the last `text_bytes_max` of the
+/// answer's text.
+async fn ask_about_answer(
+    classifiers: &mut AnswerClassifiers<'_>,
+    hits: &mut Vec<crate::record::Recorded>,
+    texts: &[u8],
+    deadline: Instant,
+    cut: &crate::cut::Cut,
+) -> Result<(), String> {
+    let p = classifiers.profile;
     for (i, c) in p.classifiers.iter().enumerate().filter(|(_, c)| c.answers) {
-        let text = tail(&texts, c.text_bytes_max);
+        let text = tail(texts, c.text_bytes_max);
         if text.is_empty() {
             continue;
         }
@@ -179,6 +220,15 @@ pub struct AnswerClassifiers<'a> {
     pub state: &'a CoreState,
     pub profile: &'a tollgate_policy::config::GuardrailProfile,
     pub classified: &'a mut Vec<Classified>,
+}
+
+impl AnswerClassifiers<'_> {
+    /// How much of a stream's text is held back between asks: the
+    /// smallest window of the profile's answering classifiers.
+    pub fn window(&self) -> usize {
+        let answering = self.profile.classifiers.iter().filter(|c| c.answers);
+        answering.map(|c| c.stream_window_bytes).min().unwrap_or(1024)
+    }
 }
 
 /// The request's texts for a classifier: the body's string values that a
@@ -410,6 +460,7 @@ mod tests {
             fail_open: true,
             text_bytes_max: 8192,
             answers: false,
+            stream_window_bytes: 1024,
         }
     }
 

@@ -86,8 +86,11 @@ impl Ceiling {
 
 /// What a stream goes through besides translation.
 pub struct StreamStages<'a, 'g> {
-    /// The answer guard, and where its hits go (the request record).
-    pub guard: Option<(EventGuard<'g>, &'a mut Vec<Recorded>)>,
+    /// The answer guard.
+    pub guard: Option<EventGuard<'g>>,
+    /// Where the guard's and the classifiers' hits go (the request
+    /// record).
+    pub hits: Option<&'a mut Vec<Recorded>>,
     pub ceiling: Option<Ceiling>,
     /// Grown as the stream generates past it; a stream that crosses a
     /// tokens-per-minute limit is ended there.
@@ -95,6 +98,10 @@ pub struct StreamStages<'a, 'g> {
     /// With `[logging] capture_bodies`: the guard that redacts, and where
     /// the answer's text goes.
     pub capture: Option<(&'g tollgate_policy::guard::Guard, &'a mut Vec<u8>)>,
+    /// With classifiers that check answers: the text released is held
+    /// back from the client and asked about every this many bytes
+    /// (`None`: released as the guard releases it).
+    pub window: Option<usize>,
 }
 
 /// A stream translator for either direction, or none (the events of a
@@ -247,7 +254,16 @@ pub struct StreamRelay<'a, 'g> {
     flow: Flow,
     /// Completion tokens counted in the deltas so far.
     pub completion_counted: u64,
+    /// With a window: the answer's text released so far (its last
+    /// [`SAID_BYTES_MAX`]), and how much of it no classifier has seen.
+    said: Vec<u8>,
+    unasked: usize,
 }
+
+/// The most of a windowed stream's text kept to ask about: a classifier
+/// is sent at most its `text_bytes_max` (at most 1 MiB) of the answer so
+/// far; what is older is dropped in steps of this much.
+const SAID_BYTES_MAX: usize = 1 << 20;
 
 impl<'a, 'g> StreamRelay<'a, 'g> {
     pub fn new(translator: Stream, stages: StreamStages<'a, 'g>, route: RouteLabel<'a>) -> StreamRelay<'a, 'g> {
@@ -260,6 +276,8 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             route,
             flow: Flow::Streaming,
             completion_counted: 0,
+            said: Vec::new(),
+            unasked: 0,
         }
     }
 
@@ -318,7 +336,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             // same shape before translation.
             match self.stages.guard.as_mut() {
                 None => self.passed.push(ev),
-                Some((g, _)) => {
+                Some(g) => {
                     if g.event(ev, &mut self.passed).is_err() {
                         self.stop(Flow::Blocked);
                     }
@@ -332,7 +350,16 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     fn translate_passed(&mut self, out: &mut BytesMut) {
         for ev in self.passed.drain(..) {
             if let Some((_, answer)) = self.stages.capture.as_mut() {
-                delta_text(&ev.data, answer);
+                delta_text(&ev.data, answer, crate::record::CAPTURE_BYTES_MAX);
+            }
+            if self.stages.window.is_some() {
+                let before = self.said.len();
+                if before >= 2 * SAID_BYTES_MAX {
+                    self.said.drain(..before - SAID_BYTES_MAX);
+                }
+                let before = self.said.len();
+                delta_text(&ev.data, &mut self.said, usize::MAX);
+                self.unasked += self.said.len() - before;
             }
             if self.translator.event(&ev, out).is_err() && self.flow == Flow::Streaming {
                 self.flow = Flow::Failed;
@@ -346,7 +373,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     pub fn end_of_read(&mut self, upstream_done: bool, out: &mut BytesMut) -> bool {
         let guard_may_release = matches!(self.flow, Flow::Streaming | Flow::Capped);
         if upstream_done && guard_may_release && !self.translator.finished() {
-            if let Some((g, _)) = self.stages.guard.as_mut() {
+            if let Some(g) = self.stages.guard.as_mut() {
                 if g.finish(&mut self.passed).is_err() {
                     self.stop(Flow::Blocked);
                 }
@@ -381,6 +408,33 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
         true
     }
 
+    /// With a window: whether the text released since the classifiers
+    /// were last asked should be asked about now (a window's worth, or
+    /// the stream is over with some unasked), and if so the answer's text
+    /// so far and where the classifiers' hits go. The caller holds back
+    /// what the client would get until it calls [`Self::asked`] or
+    /// [`Self::withhold`].
+    pub fn window_due(&mut self, over: bool) -> Option<(&[u8], &mut Vec<Recorded>)> {
+        let size = self.stages.window?;
+        let due = self.unasked >= size || (over && self.unasked > 0);
+        let hits = self.stages.hits.as_deref_mut()?;
+        due.then_some((&self.said[..], hits))
+    }
+
+    /// The classifiers passed the text so far.
+    pub fn asked(&mut self) {
+        self.unasked = 0;
+    }
+
+    /// A classifier stopped the answer: what was held back is dropped by
+    /// the caller, and the stream ends here as a guardrail ends it, even
+    /// when the upstream's own end was among what was held.
+    pub fn withhold(&mut self, out: &mut BytesMut) {
+        self.flow = Flow::Blocked;
+        self.unasked = 0;
+        self.translator.stop(self.route.model, false, out);
+    }
+
     /// The provider's usage, as far as the stream has carried it.
     pub fn usage(&self) -> super::answer::Usage {
         self.translator.usage()
@@ -400,8 +454,8 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// Files the guard's hits and redacts the captured text, once the
     /// stream is over (or the client has gone).
     pub fn close(self) {
-        let StreamStages { guard, capture, .. } = self.stages;
-        if let Some((mut g, hits)) = guard {
+        let StreamStages { guard, hits, capture, .. } = self.stages;
+        if let Some((mut g, hits)) = guard.zip(hits) {
             g.record(hits);
         }
         if let Some((g, answer)) = capture {
@@ -416,14 +470,14 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
 /// what is counted and what is guarded are the same texts.
 const DELTA_TEXT: &[&[u8]] = super::guard::STREAM_TEXT;
 
-/// Appends the texts of one stream event to a capture, up to its bound.
-fn delta_text(data: &[u8], answer: &mut Vec<u8>) {
+/// Appends the texts of one stream event to `answer`, up to `max` bytes.
+fn delta_text(data: &[u8], answer: &mut Vec<u8>, max: usize) {
     let _ = tollgate_protocol::json::string_values(data, |key, v| {
-        if DELTA_TEXT.contains(&key) && answer.len() < crate::record::CAPTURE_BYTES_MAX {
+        if DELTA_TEXT.contains(&key) && answer.len() < max {
             let _ = tollgate_protocol::json::unescape(&data[v.raw.clone()], answer);
         }
     });
-    answer.truncate(crate::record::CAPTURE_BYTES_MAX);
+    answer.truncate(max);
 }
 
 /// Redacts a captured stream's text in place.
@@ -476,7 +530,7 @@ mod tests {
     }
 
     fn stages<'a, 'g>() -> StreamStages<'a, 'g> {
-        StreamStages { guard: None, ceiling: None, reservation: None, capture: None }
+        StreamStages { guard: None, hits: None, ceiling: None, reservation: None, capture: None, window: None }
     }
 
     /// Feeds `input` split at every byte boundary `at`, then ends the
@@ -565,7 +619,7 @@ mod tests {
             chunk("OpQrStUvWxYz0123456789abcdefgh ok"),
             chunk(" more")
         );
-        let s = StreamStages { guard: Some((EventGuard::new(&guard), &mut hits)), ..stages() };
+        let s = StreamStages { guard: Some(EventGuard::new(&guard)), hits: Some(&mut hits), ..stages() };
         let (out, end, _) = relay_split(&input, 17, s, false);
         assert_eq!(end, End::Blocked);
         assert!(!out.contains("sk-proj") && !out.contains("more"), "{out}");
@@ -604,6 +658,36 @@ mod tests {
         assert!(out.contains("\"usage\""));
     }
 
+    /// With a window, the relay says when a window's worth of text is
+    /// unasked (and at the end, whatever is left), hands over the answer
+    /// so far, and ends the stream as a guardrail does when withheld,
+    /// even after the upstream's own end.
+    #[test]
+    fn a_windowed_stream_is_asked_about_each_window_and_can_be_withheld() {
+        let mut hits = Vec::new();
+        let s = StreamStages { hits: Some(&mut hits), window: Some(12), ..stages() };
+        let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, false), s, ROUTE);
+        let mut out = BytesMut::new();
+        relay.feed(Bytes::from(chunk("Hello")), &mut out);
+        assert!(!relay.end_of_read(false, &mut out));
+        assert!(relay.window_due(false).is_none(), "5 bytes of a 12-byte window");
+        relay.feed(Bytes::from(chunk(" world, \"quoted\"")), &mut out);
+        let (said, _) = relay.window_due(false).expect("a window's worth");
+        assert_eq!(said, b"Hello world, \"quoted\"", "the text, unescaped");
+        relay.asked();
+        assert!(relay.window_due(false).is_none());
+        relay.feed(Bytes::from(format!("{}data: [DONE]\n\n", chunk(" bye"))), &mut out);
+        assert!(relay.end_of_read(true, &mut out));
+        let (said, _) = relay.window_due(true).expect("the rest, at the end");
+        assert!(said.ends_with(b" bye"));
+        let mut ending = BytesMut::new();
+        relay.withhold(&mut ending);
+        assert_eq!(relay.end(), End::Blocked);
+        let ending = String::from_utf8(ending.to_vec()).expect("utf-8");
+        assert!(ending.contains("\"finish_reason\":\"content_filter\"") && ending.ends_with("data: [DONE]\n\n"));
+        relay.close();
+    }
+
     #[test]
     fn a_guarded_stream_captures_the_text_the_guard_releases_at_the_end() {
         // No `[DONE]`: the upstream's body just ends, and the guard lets
@@ -619,7 +703,8 @@ mod tests {
         for at in [0, 17, input.len()] {
             answer.clear();
             let s = StreamStages {
-                guard: Some((EventGuard::new(&guard), &mut hits)),
+                guard: Some(EventGuard::new(&guard)),
+                hits: Some(&mut hits),
                 capture: Some((&guard, &mut answer)),
                 ..stages()
             };

@@ -131,7 +131,8 @@ pub struct Inspect<'a, 'g> {
     /// With `[logging] capture_bodies`: the guard that redacts, and where
     /// the answer goes.
     pub capture: Option<(&'g tollgate_policy::guard::Guard, &'a mut Vec<u8>)>,
-    /// The profile's classifiers that check whole JSON answers.
+    /// The profile's classifiers that check answers (JSON whole, streams
+    /// in windows).
     pub classifiers: Option<super::classify::AnswerClassifiers<'a>>,
 }
 
@@ -153,8 +154,11 @@ pub async fn relay_translated(
             .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
     if event_stream {
         let stream = Stream::new(translation, front, strip_usage);
-        let stages = StreamStages { guard: guard.map(|g| (EventGuard::new(g), hits)), ceiling, reservation, capture };
-        return Ok(relay_stream(client, up, response, answer, StreamRelay::new(stream, stages, route)).await);
+        let window = classifiers.as_ref().map(|c| c.window());
+        let guard = guard.map(EventGuard::new);
+        let stages = StreamStages { guard, hits: Some(hits), ceiling, reservation, capture, window };
+        let relay = StreamRelay::new(stream, stages, route);
+        return Ok(relay_stream(client, up, response, answer, relay, classifiers).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -355,14 +359,18 @@ fn push_chunk(client: &mut Client, data: Bytes) {
 
 /// Relays an event stream through a [`StreamRelay`]: each upstream read is
 /// fed to it and what it releases is written to the client before the
-/// next read.
+/// next read. With classifiers that check answers, what it releases is
+/// held back until they have passed its text, a window at a time.
 async fn relay_stream(
     client: &mut Client,
     up: &mut UpConn,
     response: ResponseHead,
     answer: &Answer<'_>,
     mut relay: StreamRelay<'_, '_>,
+    mut classifiers: Option<super::classify::AnswerClassifiers<'_>>,
 ) -> RelayEnd {
+    let from = classifiers.as_ref().map_or(0, |c| c.classified.len());
+    let mut held = BytesMut::new();
     let deadline = answer.deadline;
     // HTTP/1.0 has no chunked encoding: the stream ends with the connection.
     let http10 = answer.request.minor_version == 0;
@@ -384,7 +392,27 @@ async fn relay_stream(
             Err(ReadEnd::Failed) => relay.upstream_failed(),
             Err(ReadEnd::Cut) => relay.shutting_down(),
         }
-        let finished = relay.end_of_read(reader.done, &mut out);
+        let mut finished = relay.end_of_read(reader.done, &mut out);
+        if let Some(c) = classifiers.as_mut() {
+            held.extend_from_slice(&out.split());
+            if let Some((said, hits)) = relay.window_due(finished) {
+                match super::classify::check_window(c, hits, said, from, deadline, answer.cut).await {
+                    Ok(()) => {
+                        relay.asked();
+                        out = held.split();
+                    }
+                    Err(rule) => {
+                        tracing::debug!(rule, "a classifier withheld the rest of a stream");
+                        held.clear();
+                        relay.withhold(&mut out);
+                        finished = true;
+                    }
+                }
+            } else if finished {
+                // Nothing unasked: what is held (the stream's ending) goes.
+                out = held.split();
+            }
+        }
         end.body_bytes += out.len() as u64;
         if http10 {
             client.out.push(out.split().freeze());

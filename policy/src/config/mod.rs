@@ -282,8 +282,14 @@ pub struct Classifier {
     /// The most of a request's text sent (its last bytes: the newest
     /// message is what an injection rides in).
     pub text_bytes_max: usize,
-    /// Whole JSON answers are asked about too.
+    /// Answers are asked about too: a JSON answer whole, a stream every
+    /// `stream_window_bytes` of its text.
     pub answers: bool,
+    /// A streamed answer's text is held back from the client until a
+    /// classifier has passed it, this many bytes at a time (the smallest
+    /// of a profile's answering classifiers decides); each window asks
+    /// about the answer so far, its last `text_bytes_max` bytes.
+    pub stream_window_bytes: usize,
 }
 
 /// The request log: one JSON line per request under `dir`.

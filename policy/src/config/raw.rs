@@ -285,6 +285,7 @@ pub struct RawClassifier {
     pub on_error: Option<Spanned<String>>,
     pub text_bytes_max: Option<Spanned<usize>>,
     pub answers: Option<bool>,
+    pub stream_window_bytes: Option<Spanned<usize>>,
 }
 
 /// The request log.

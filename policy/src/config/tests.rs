@@ -387,6 +387,24 @@ fn classifiers_resolve_their_provider_or_route_and_report_mistakes() {
 }
 
 #[test]
+fn a_stream_window_needs_answers_and_a_size_in_range() {
+    let classifier = |extra: &str| {
+        format!("{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\nname = \"m\"\nkind = \"moderations\"\nprovider = \"local\"\n{extra}")
+    };
+    let c = Config::parse("gw.toml", &classifier("answers = true\nstream_window_bytes = 256\n"), &TestEnv).unwrap();
+    let cs = &c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers;
+    assert_eq!((cs[0].answers, cs[0].stream_window_bytes), (true, 256));
+    let c = Config::parse("gw.toml", &classifier("answers = true\n"), &TestEnv).unwrap();
+    assert_eq!(c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers[0].stream_window_bytes, 1024);
+    let found = problems(&classifier("stream_window_bytes = 256\n"));
+    assert!(found.iter().any(|p| p.contains("only with answers = true")), "{found:#?}");
+    for bad in ["15", "65537"] {
+        let found = problems(&classifier(&format!("answers = true\nstream_window_bytes = {bad}\n")));
+        assert!(found.iter().any(|p| p.contains("must be between 16 and 65536")), "{bad}: {found:#?}");
+    }
+}
+
+#[test]
 fn national_identifiers_are_off_until_named() {
     use crate::guard::{Action, Detector};
     let text = format!(

@@ -700,6 +700,17 @@ fn validate_classifier(
             report.add(t.span(), format!("text_bytes_max {} must be between 64 and 1048576", t.get_ref()));
         }
     }
+    let stream_window_bytes = c.stream_window_bytes.as_ref().map_or(1024, |t| *t.get_ref());
+    if let Some(t) = &c.stream_window_bytes {
+        if !(16..=65_536).contains(t.get_ref()) {
+            report.add(t.span(), format!("stream_window_bytes {} must be between 16 and 65536", t.get_ref()));
+        } else if c.answers != Some(true) {
+            report.add(
+                t.span(),
+                "stream_window_bytes is read only with answers = true; add it or remove this line".into(),
+            );
+        }
+    }
     let labels = c
         .labels
         .clone()
@@ -720,6 +731,7 @@ fn validate_classifier(
         fail_open,
         text_bytes_max,
         answers: c.answers.unwrap_or(false),
+        stream_window_bytes,
     })
 }
 
