@@ -279,3 +279,29 @@ fn a_webhook_returns_spans_that_are_redacted() {
     assert_eq!(hits[0]["rule"], "classifier.names");
     assert_eq!(hits[0]["action"], "redact");
 }
+
+/// The classifiers after a redacting webhook are asked about the request
+/// as it will be sent: with a name redacted, the text a flagging
+/// moderation classifier got is as long as the same request written with
+/// the placeholder (its hit's `len` is the length of what it was asked).
+#[test]
+fn classifiers_after_a_redacting_webhook_see_the_redacted_text() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("classifier-after-redaction");
+    let classifiers = "name = \"names\"\nkind = \"webhook\"\nprovider = \"tei\"\naction = \"redact\"\n\n\
+        [[guardrail_profiles.classifiers]]\nname = \"after\"\nkind = \"moderations\"\nprovider = \"up\"\naction = \"flag\"";
+    let config =
+        config(mock.addr, classifiers, &logs).replace("injection = \"off\"", "injection = \"off\"\nresponses = false");
+    let gw = start_gateway(&config, &[], &[]);
+    for text in ["Alice asked for a jailbreak prompt", "[REDACTED] asked for a jailbreak prompt"] {
+        assert_eq!(ask(&gw, text).status, 200);
+    }
+    let records = records(&logs, 2);
+    let asked = |r: &serde_json::Value| {
+        let hits = r["guardrails"]["hits"].as_array().expect("hits");
+        let after = hits.iter().find(|h| h["rule"] == "classifier.after").unwrap_or_else(|| panic!("{r}"));
+        after["len"].as_u64().expect("len")
+    };
+    assert_eq!(records[0]["guardrails"]["hits"][0]["rule"], "classifier.names", "{}", records[0]);
+    assert_eq!(asked(&records[0]), asked(&records[1]), "the second classifier saw the name: {records:#?}");
+}

@@ -236,12 +236,15 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
     if p.classifiers.is_empty() {
         return Ok(());
     }
-    let texts = crate::proxy::guard::request_texts(&ex.body);
+    let mut texts = crate::proxy::guard::request_texts(&ex.body);
     for (i, c) in p.classifiers.iter().enumerate() {
         if c.kind == tollgate_policy::config::ClassifierKind::Webhook && c.action == Action::Redact {
             // A webhook that redacts: its spans are placed in the texts,
-            // so it is asked each time (spans are not cached).
-            webhook_redact(ex, core, &p.name, i, c).await?;
+            // so it is asked each time (spans are not cached). The
+            // classifiers after it see the request as it will be sent.
+            if webhook_redact(ex, core, &p.name, i, c).await? {
+                texts = crate::proxy::guard::request_texts(&ex.body);
+            }
             continue;
         }
         let text = tail(&texts, c.text_bytes_max);
@@ -262,14 +265,15 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
 
 /// A webhook classifier with `action = "redact"`: the request's texts go
 /// out each apart; a flagged verdict with spans has them replaced by the
-/// placeholder, and the route's spans move with the body.
+/// placeholder, and the route's spans move with the body. True when the
+/// body changed.
 async fn webhook_redact<'s>(
     ex: &mut Exchange<'s>,
     core: &Core<'s>,
     profile: &str,
     i: usize,
     c: &tollgate_policy::config::Classifier,
-) -> Result<(), GatewayError> {
+) -> Result<bool, GatewayError> {
     use crate::proxy::classify::{ask_webhook, Classified};
     use tollgate_policy::guard::{Action, Direction, Hit, Rule};
     let texts = crate::proxy::guard::texts_of(&ex.body);
@@ -287,7 +291,7 @@ async fn webhook_redact<'s>(
                 why = f.why(),
                 "letting the request through (on_error = allow)"
             );
-            return Ok(());
+            return Ok(false);
         }
         Err(f) => return Err(GatewayError::GuardrailUnavailable { profile: profile.to_string(), why: f.why() }),
     };
@@ -296,13 +300,12 @@ async fn webhook_redact<'s>(
         let hit = Hit { rule, start, end, action: Action::Redact };
         ex.trace.guard_hits.push(crate::record::Recorded { direction: Direction::Request, text, hit });
     }
-    if let Some(redacted) = crate::proxy::guard::redact_spans(&ex.body, &answer.spans, rule) {
-        ex.body = redacted.body;
-        if let Some(routed) = ex.routed.as_mut() {
-            routed.fields.moved(|at| crate::proxy::guard::moved(&redacted.edits, at));
-        }
+    let Some(redacted) = crate::proxy::guard::redact_spans(&ex.body, &answer.spans, rule) else { return Ok(false) };
+    ex.body = redacted.body;
+    if let Some(routed) = ex.routed.as_mut() {
+        routed.fields.moved(|at| crate::proxy::guard::moved(&redacted.edits, at));
     }
-    Ok(())
+    Ok(true)
 }
 
 /// With `[logging] capture_bodies`: the prompt as it goes upstream,
