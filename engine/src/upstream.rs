@@ -70,6 +70,8 @@ pub struct Upstream {
     /// `POST /v1/chat/completions HTTP/1.1\r\n` (or `/v1/messages` for
     /// Anthropic) under this provider's base path.
     pub chat_request_line: Bytes,
+    /// The request line of a legacy completion (`{base}/completions`).
+    pub completions_request_line: Bytes,
     /// `host: ...\r\n` and, when configured, `authorization: ...\r\n`.
     pub fixed_headers: Bytes,
     idle: RefCell<Vec<UpConn>>,
@@ -114,6 +116,8 @@ impl Upstream {
         }
         let endpoint = if anthropic { "messages" } else { "chat/completions" };
         let line = format!("POST {}/{endpoint}{} HTTP/1.1\r\n", provider.base_path, provider.query);
+        let completions_request_line =
+            Bytes::from(format!("POST {}/completions{} HTTP/1.1\r\n", provider.base_path, provider.query));
         // An https:// provider never falls back to plain TCP: if its TLS
         // set-up is impossible (resolve_providers refuses that at load),
         // every connect fails instead.
@@ -138,6 +142,7 @@ impl Upstream {
             addr: resolved.addr,
             tls,
             chat_request_line: Bytes::from(line),
+            completions_request_line,
             fixed_headers: fixed.freeze(),
             idle: RefCell::new(Vec::new()),
         }

@@ -241,11 +241,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             return self.classify(head, body, path).await;
         }
         let anthropic = path.ends_with(b"/messages");
-        if head.method != Method::Post || !(anthropic || path.ends_with(b"/chat/completions")) {
+        let chat = path.ends_with(b"/chat/completions");
+        // OpenAI's legacy completions: `prompt` in, `choices[].text` out.
+        let legacy = !chat && path.ends_with(b"/completions");
+        if head.method != Method::Post || !(anthropic || chat || legacy) {
             return self
                 .simple(
                     404,
-                    "the mock serves POST /v1/chat/completions, POST /v1/messages and GET /v1/models",
+                    "the mock serves POST /v1/chat/completions, POST /v1/messages, POST /v1/completions and GET /v1/models",
                     head.keep_alive,
                 )
                 .await;
@@ -291,12 +294,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             _ => {}
         }
         if req.stream {
-            return self.stream(&req, &plan, anthropic).await;
+            return self.stream(&req, &plan, anthropic, legacy).await;
         }
         let (list, n) = plan.words();
         let mut payload = BytesMut::with_capacity(512);
         if anthropic {
             reply::anthropic_message(&req, &list, n, &mut payload);
+        } else if legacy {
+            reply::text_completion(&req, &list, n, &mut payload);
         } else {
             reply::completion(&req, &list, n, &mut payload);
         }
@@ -350,12 +355,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         self.send_whole(200, "application/json", answer.as_bytes(), head.keep_alive, None).await
     }
 
-    async fn stream(&mut self, req: &ChatRequest<'_>, plan: &Plan, anthropic: bool) -> io::Result<()> {
+    async fn stream(&mut self, req: &ChatRequest<'_>, plan: &Plan, anthropic: bool, legacy: bool) -> io::Result<()> {
         let b = &plan.behavior;
         let mut events = Vec::new();
         let (list, n) = plan.words();
         if anthropic {
             reply::anthropic_stream_events(req, &list, n, b.stream_chunks, &mut events);
+        } else if legacy {
+            reply::text_stream_events(req, &list, n, b.stream_chunks, &mut events);
         } else {
             reply::stream_events(req, &list, n, b.stream_chunks, &mut events);
         }

@@ -119,6 +119,55 @@ fn anthropic_input(req: &ChatRequest<'_>, out: &mut BytesMut) {
     }
 }
 
+/// A non-streamed legacy `text_completion` body (`POST /v1/completions`).
+pub fn text_completion(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out: &mut BytesMut) {
+    prefix(req, "text_completion", out);
+    out.extend_from_slice(b"\"choices\":[{\"text\":\"");
+    words(list, 0, reply_words, out);
+    out.extend_from_slice(b"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"stop\"}],");
+    usage(req, reply_words, out);
+    out.put_u8(b'}');
+}
+
+/// The SSE events of a streamed legacy completion: `text_completion`
+/// chunks with `choices[].text`, a last one with `finish_reason`, the
+/// usage chunk when asked for, then `data: [DONE]`.
+pub fn text_stream_events(
+    req: &ChatRequest<'_>,
+    list: &[&str],
+    reply_words: usize,
+    chunks: usize,
+    out: &mut Vec<BytesMut>,
+) {
+    let chunk = |text: &dyn Fn(&mut BytesMut), finish: &str| {
+        let mut e = BytesMut::with_capacity(256);
+        e.extend_from_slice(b"data: ");
+        prefix(req, "text_completion", &mut e);
+        e.extend_from_slice(b"\"choices\":[{\"text\":\"");
+        text(&mut e);
+        e.extend_from_slice(b"\",\"index\":0,\"logprobs\":null,\"finish_reason\":");
+        e.extend_from_slice(finish.as_bytes());
+        e.extend_from_slice(b"}]}\n\n");
+        e
+    };
+    let chunks = chunks.clamp(1, reply_words.max(1));
+    for c in 0..chunks {
+        let (from, to) = (c * reply_words / chunks, (c + 1) * reply_words / chunks);
+        out.push(chunk(&|e| words(list, from, to, e), "null"));
+    }
+    out.push(chunk(&|_| {}, "\"stop\""));
+    if req.include_usage {
+        let mut e = BytesMut::with_capacity(256);
+        e.extend_from_slice(b"data: ");
+        prefix(req, "text_completion", &mut e);
+        e.extend_from_slice(b"\"choices\":[],");
+        usage(req, reply_words, &mut e);
+        e.extend_from_slice(b"}\n\n");
+        out.push(e);
+    }
+    out.push(BytesMut::from(&b"data: [DONE]\n\n"[..]));
+}
+
 /// A non-streamed `chat.completion` body.
 pub fn completion(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out: &mut BytesMut) {
     prefix(req, "chat.completion", out);

@@ -829,6 +829,54 @@ pub fn write_stream_end(out: &mut BytesMut, model: &str, created: u64, finish_re
     out.extend_from_slice(crate::sse::DONE_EVENT);
 }
 
+/// A legacy completion (`POST /v1/completions`) the gateway withheld: a
+/// `text_completion` with empty text and `finish_reason`
+/// `content_filter`, the refusal in `tollgate_refusal` (the legacy API has
+/// no refusal field), and the usage that was still spent.
+pub fn write_filtered_text_completion(
+    out: &mut BytesMut,
+    model: &str,
+    created: u64,
+    refusal: &str,
+    usage: Option<(u64, u64)>,
+) {
+    out.extend_from_slice(b"{\"id\":\"cmpl-filtered\",\"object\":\"text_completion\",\"created\":");
+    out.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
+    out.extend_from_slice(b",\"model\":");
+    write_json_string(out, model);
+    out.extend_from_slice(
+        b",\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"content_filter\"}],\"tollgate_refusal\":",
+    );
+    write_json_string(out, refusal);
+    if let Some((prompt, completion)) = usage {
+        let mut n = itoa::Buffer::new();
+        out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
+        out.extend_from_slice(n.format(prompt).as_bytes());
+        out.extend_from_slice(b",\"completion_tokens\":");
+        out.extend_from_slice(n.format(completion).as_bytes());
+        out.extend_from_slice(b",\"total_tokens\":");
+        out.extend_from_slice(n.format(prompt + completion).as_bytes());
+        out.put_u8(b'}');
+    }
+    out.put_u8(b'}');
+}
+
+/// [`write_stream_end`] for a legacy completion stream: a last
+/// `text_completion` chunk with empty text and `finish_reason`, then
+/// `[DONE]`.
+pub fn write_text_stream_end(out: &mut BytesMut, model: &str, created: u64, finish_reason: &str) {
+    let mut data = BytesMut::new();
+    data.extend_from_slice(b"{\"id\":\"cmpl-filtered\",\"object\":\"text_completion\",\"created\":");
+    data.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
+    data.extend_from_slice(b",\"model\":");
+    write_json_string(&mut data, model);
+    data.extend_from_slice(b",\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":");
+    write_json_string(&mut data, finish_reason);
+    data.extend_from_slice(b"}]}");
+    crate::sse::write_event(out, None, &data);
+    out.extend_from_slice(crate::sse::DONE_EVENT);
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn write_json_string(out: &mut BytesMut, s: &str) {
     out.put_u8(b'"');
@@ -839,6 +887,30 @@ pub fn write_json_string(out: &mut BytesMut, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The legacy API's withheld answer and stream end are its own shapes,
+    /// JSON whatever the model's name holds.
+    #[test]
+    fn legacy_withheld_shapes_are_text_completions() {
+        let mut out = BytesMut::new();
+        write_filtered_text_completion(&mut out, "m\"x", 7, "rule `a`", Some((3, 4)));
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(v["object"], "text_completion");
+        assert_eq!(v["model"], "m\"x");
+        assert_eq!(v["choices"][0]["text"], "");
+        assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+        assert_eq!(v["usage"]["total_tokens"], 7);
+        let mut out = BytesMut::new();
+        write_text_stream_end(&mut out, "m", 7, "length");
+        let text = std::str::from_utf8(&out).expect("utf-8");
+        let data = text.strip_prefix("data: ").and_then(|t| t.split("\n\n").next()).expect("an event");
+        let v: serde_json::Value = serde_json::from_str(data).expect("JSON");
+        assert_eq!(
+            (v["object"].as_str(), v["choices"][0]["finish_reason"].as_str()),
+            (Some("text_completion"), Some("length"))
+        );
+        assert!(text.ends_with("data: [DONE]\n\n"));
+    }
 
     #[test]
     fn scan_table() {

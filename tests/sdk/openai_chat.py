@@ -30,6 +30,17 @@ for chunk in stream:
         pieces.append(chunk.choices[0].delta.content)
 assert "".join(pieces) == reply.choices[0].message.content, pieces
 
+# The legacy completions API, JSON and streamed.
+legacy = client.completions.create(model="gpt-4o-mini", prompt="Say hello", max_tokens=16)
+assert legacy.object == "text_completion", legacy
+assert legacy.choices[0].text.startswith("Tollgate counts every"), legacy
+assert legacy.usage.completion_tokens == 16, legacy.usage
+pieces = []
+for chunk in client.completions.create(model="gpt-4o-mini", prompt="Say hello", stream=True):
+    if chunk.choices and chunk.choices[0].text:
+        pieces.append(chunk.choices[0].text)
+assert "".join(pieces) == legacy.choices[0].text, pieces
+
 models = [m.id for m in client.models.list()]
 assert "gpt-4o-mini" in models, models
 

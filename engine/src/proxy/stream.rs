@@ -186,6 +186,10 @@ impl Stream {
             }
             (Front::Anthropic, false) => anthropic::front::write_stream_end(out, "refusal"),
             (Front::Anthropic, true) => anthropic::front::write_stream_end(out, "max_tokens"),
+            (Front::Completions, capped) => {
+                let why = if capped { "length" } else { "content_filter" };
+                tollgate_protocol::openai::write_text_stream_end(out, model, crate::unix_now().as_secs(), why)
+            }
         }
         self.finish(&mut BytesMut::new());
     }

@@ -67,6 +67,11 @@ pub fn build(
             let (b, info) = translate(anthropic::front::request_to_openai)?;
             (Some(b), Translation::ToAnthropic(info))
         }
+        (Front::Completions, true) => {
+            return Err(GatewayError::Translate(
+                "legacy completions (POST /v1/completions) go to OpenAI-style providers only, and this model's target is an Anthropic provider",
+            ))
+        }
         _ => (None, Translation::None),
     };
     let model = fields.model;
@@ -124,7 +129,10 @@ pub fn build(
     s.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
     s.extend_from_slice(b"\r\n\r\n");
     let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage };
-    parts.push(upstream.chat_request_line.clone());
+    parts.push(match front {
+        Front::Completions => upstream.completions_request_line.clone(),
+        Front::OpenAi | Front::Anthropic => upstream.chat_request_line.clone(),
+    });
     parts.push(upstream.fixed_headers.clone());
     parts.push(s.split().freeze());
     if let Some(t) = translated {
@@ -149,6 +157,9 @@ pub enum Front {
     OpenAi,
     /// `POST /v1/messages`.
     Anthropic,
+    /// `POST /v1/completions`: OpenAI's legacy completions, passed through
+    /// to OpenAI-style providers only (no other API has them).
+    Completions,
 }
 
 /// How the answer must be translated back for the client.
