@@ -236,7 +236,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             return self.send_whole(200, "application/json", list, head.keep_alive, None).await;
         }
         if head.method == Method::Post
-            && (path.ends_with(b"/predict") || path.ends_with(b"/moderations") || path.ends_with(b"/check"))
+            && (path.ends_with(b"/predict")
+                || path.ends_with(b"/moderations")
+                || path.ends_with(b"/check")
+                || path.ends_with(b"/analyze"))
         {
             return self.classify(head, body, path).await;
         }
@@ -323,6 +326,30 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
                 r#"{{"id":"modr-mock-{}","model":"omni-moderation-latest","results":[{{"flagged":{flagged},"categories":{{"harassment":false,"illicit":{flagged},"violence":false}},"category_scores":{{"harassment":0.001,"illicit":{hit},"violence":0.002}},"category_applied_input_types":{{"illicit":["text"]}}}}]}}"#,
                 self.id
             )
+        } else if path.ends_with(b"/analyze") {
+            // A Presidio analyzer: the names `Alice` and `Bob` in the one
+            // text sent, as PERSON entities with offsets in characters
+            // (Python's), as Presidio counts them.
+            let mut text = Vec::new();
+            let _ = tollgate_protocol::json::string_values(body, |key, v| {
+                if key == b"text" && text.is_empty() {
+                    let _ = tollgate_protocol::json::unescape(&body[v.raw.clone()], &mut text);
+                }
+            });
+            let chars: Vec<char> = String::from_utf8_lossy(&text).chars().collect();
+            let mut found = Vec::new();
+            for name in ["Alice", "Bob"] {
+                let name: Vec<char> = name.chars().collect();
+                for at in 0..chars.len().saturating_sub(name.len() - 1) {
+                    if chars[at..at + name.len()] == name[..] {
+                        found.push(format!(
+                            r#"{{"entity_type":"PERSON","start":{at},"end":{},"score":0.85,"analysis_explanation":null,"recognition_metadata":{{"recognizer_name":"SpacyRecognizer"}}}}"#,
+                            at + name.len()
+                        ));
+                    }
+                }
+            }
+            format!("[{}]", found.join(", "))
         } else {
             // The webhook: the names `Alice` and `Bob` in each text sent,
             // as spans (text index, byte offsets), as a PII engine would

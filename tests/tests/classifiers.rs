@@ -305,3 +305,37 @@ fn classifiers_after_a_redacting_webhook_see_the_redacted_text() {
     assert_eq!(records[0]["guardrails"]["hits"][0]["rule"], "classifier.names", "{}", records[0]);
     assert_eq!(asked(&records[0]), asked(&records[1]), "the second classifier saw the name: {records:#?}");
 }
+
+/// A Presidio analyzer server (`kind = "presidio"`, `POST /analyze`, one
+/// text per call, offsets in characters) with `action = "redact"`: its
+/// PERSON entities are redacted, placed right after multi-byte characters
+/// (characters are not bytes); with `action = "block"` an entity refuses
+/// the request.
+#[test]
+fn a_presidio_analyzer_redacts_by_character_offsets() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("classifier-presidio");
+    let classifier = "name = \"presidio\"\nkind = \"presidio\"\nprovider = \"tei\"\naction = \"redact\"";
+    let redacting =
+        config(mock.addr, classifier, &logs).replace("injection = \"off\"", "injection = \"off\"\nresponses = false");
+    let gw = start_gateway(&redacting, &[], &[]);
+    let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "Réponds brièvement, 日本語も可。"},
+        {"role": "user", "content": "Écris à Alice — café déjà payé — et à Bob."},
+    ]})
+    .to_string();
+    let echoed = one_request(gw.addr, &chat_request(&body, "x-mock-echo: body\r\n"));
+    assert_eq!(echoed.status, 200, "{}", echoed.text());
+    let sent: serde_json::Value = serde_json::from_slice(&echoed.body).expect("the redacted body is JSON");
+    assert_eq!(sent["messages"][1]["content"], "Écris à [REDACTED] — café déjà payé — et à [REDACTED].");
+    assert_eq!(sent["messages"][0]["content"], "Réponds brièvement, 日本語も可。");
+    let records = records(&logs, 1);
+    assert_eq!(records[0]["guardrails"]["classifiers"][0]["verdict"], "hit", "{}", records[0]);
+    assert_eq!(records[0]["guardrails"]["hits"].as_array().map(Vec::len), Some(2), "{}", records[0]);
+
+    let blocking = "name = \"presidio\"\nkind = \"presidio\"\nprovider = \"tei\"";
+    let logs = TempDir::new("classifier-presidio-block");
+    let gw = start_gateway(&config(mock.addr, blocking, &logs), &[], &[]);
+    assert_eq!(ask(&gw, "Tell Alice the plan").status, 400);
+    assert_eq!(ask(&gw, "Tell nobody the plan").status, 200);
+}

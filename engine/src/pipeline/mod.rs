@@ -238,7 +238,8 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
     }
     let mut texts = crate::proxy::guard::request_texts(&ex.body);
     for (i, c) in p.classifiers.iter().enumerate() {
-        if c.kind == tollgate_policy::config::ClassifierKind::Webhook && c.action == Action::Redact {
+        use tollgate_policy::config::ClassifierKind;
+        if matches!(c.kind, ClassifierKind::Webhook | ClassifierKind::Presidio) && c.action == Action::Redact {
             // A webhook that redacts: its spans are placed in the texts,
             // so it is asked each time (spans are not cached). The
             // classifiers after it see the request as it will be sent.
@@ -274,11 +275,15 @@ async fn webhook_redact<'s>(
     i: usize,
     c: &tollgate_policy::config::Classifier,
 ) -> Result<bool, GatewayError> {
-    use crate::proxy::classify::{ask_webhook, Classified};
+    use crate::proxy::classify::{ask_presidio, ask_webhook, Classified};
     use tollgate_policy::guard::{Action, Direction, Hit, Rule};
     let texts = crate::proxy::guard::texts_of(&ex.body);
     let started = Instant::now();
-    let answer = ask_webhook(core.state, c, &texts, ex.deadline, core.cut).await;
+    let answer = if c.kind == tollgate_policy::config::ClassifierKind::Presidio {
+        ask_presidio(core.state, c, &texts, ex.deadline, core.cut).await
+    } else {
+        ask_webhook(core.state, c, &texts, ex.deadline, core.cut).await
+    };
     let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
     let outcome = answer.as_ref().map(|a| a.verdict).map_err(|f| *f);
     ex.trace.classified.push(Classified { index: i as u16, outcome, cached: false, micros, windows: 1 });

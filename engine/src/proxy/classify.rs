@@ -189,6 +189,62 @@ pub async fn ask_webhook(
     Ok(WebhookAnswer { verdict, spans })
 }
 
+/// Asks a Presidio analyzer about each of the request's texts (the last
+/// that fit in `text_bytes_max`), one call per text as its API takes them,
+/// all within one timeout. Its entities scoring at least the threshold are
+/// spans; its offsets count characters (Python's), turned into the
+/// texts' byte offsets here.
+pub async fn ask_presidio(
+    state: &CoreState,
+    c: &Classifier,
+    texts: &[Vec<u8>],
+    deadline: Instant,
+    cut: &crate::cut::Cut,
+) -> Result<WebhookAnswer, Failure> {
+    let deadline = deadline.min(Instant::now() + c.timeout);
+    let mut budget = c.text_bytes_max;
+    let mut first = texts.len();
+    while first > 0 && texts[first - 1].len() <= budget {
+        budget -= texts[first - 1].len();
+        first -= 1;
+    }
+    let mut best = 0.0f64;
+    let mut spans = Vec::new();
+    for (index, text) in texts.iter().enumerate().skip(first) {
+        let Ok(text_str) = std::str::from_utf8(text) else { continue };
+        if text_str.trim().is_empty() {
+            continue;
+        }
+        let answer = exchange(state, c, request_body(c, text_str, "request"), deadline, cut).await?;
+        let v: serde_json::Value = serde_json::from_slice(&answer).map_err(|_| Failure::Unreadable)?;
+        for entity in v.as_array().ok_or(Failure::Unreadable)? {
+            let score = entity["score"].as_f64().ok_or(Failure::Unreadable)?;
+            best = best.max(score);
+            let (Some(start), Some(end)) = (entity["start"].as_u64(), entity["end"].as_u64()) else { continue };
+            if score < c.threshold {
+                continue;
+            }
+            if let Some((s, e)) = char_span_to_bytes(text_str, start as usize, end as usize) {
+                spans.push((index as u32, s, e));
+            }
+        }
+    }
+    let verdict = if best >= c.threshold { Verdict::Hit(best as f32) } else { Verdict::Pass(best as f32) };
+    Ok(WebhookAnswer { verdict, spans })
+}
+
+/// Characters `start..end` of `text` as byte offsets; `None` when they do
+/// not fit it (reversed, empty or past its end: never trusted).
+fn char_span_to_bytes(text: &str, start: usize, end: usize) -> Option<(usize, usize)> {
+    if start >= end {
+        return None;
+    }
+    let mut at = text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len()));
+    let s = at.nth(start)?;
+    let e = at.nth(end - start - 1)?;
+    Some((s, e))
+}
+
 /// The spans of a webhook's answer, read by structure and checked against
 /// the texts sent (`sent` of them from `first` on): one that does not fit
 /// (out of range, reversed, inside a character, not whole numbers) is
@@ -259,6 +315,9 @@ fn request_body(c: &Classifier, text: &str, direction: &str) -> Vec<u8> {
             "stream": false,
         }),
         ClassifierKind::Webhook => serde_json::json!({ "texts": [text], "direction": direction }),
+        ClassifierKind::Presidio => {
+            serde_json::json!({ "text": text, "language": c.model.as_deref().unwrap_or("en") })
+        }
     };
     serde_json::to_vec(&v).unwrap_or_default()
 }
@@ -319,6 +378,16 @@ pub fn verdict(c: &Classifier, body: &[u8]) -> Result<Verdict, Failure> {
                 "safe" => Ok(Verdict::Pass(0.0)),
                 _ => Err(Failure::Unreadable),
             }
+        }
+        ClassifierKind::Presidio => {
+            // `[{"entity_type", "start", "end", "score"}, ...]`: the best
+            // score decides; no entity is a pass.
+            let list = v.as_array().ok_or(Failure::Unreadable)?;
+            let mut best = 0.0f64;
+            for entity in list {
+                best = best.max(entity["score"].as_f64().ok_or(Failure::Unreadable)?);
+            }
+            Ok(decide(best))
         }
         ClassifierKind::Webhook => {
             let flagged = v["flagged"].as_bool().ok_or(Failure::Unreadable)?;
@@ -467,6 +536,28 @@ mod tests {
     /// Answers in each kind's documented shape, written with other
     /// whitespace and key orders than the mock's, and hostile or broken
     /// ones.
+    #[test]
+    fn presidio_answers_and_character_spans() {
+        let c = classifier(ClassifierKind::Presidio);
+        // Presidio's documented answer, reordered and spaced otherwise.
+        let hit = br#"[ { "score" : 0.85, "end": 10, "start":5, "entity_type":"PERSON",
+            "recognition_metadata": {"recognizer_name": "SpacyRecognizer"} } ]"#;
+        assert_eq!(verdict(&c, hit), Ok(Verdict::Hit(0.85)));
+        assert_eq!(verdict(&c, b" [ ] "), Ok(Verdict::Pass(0.0)));
+        for broken in [&b"{}"[..], b"[{\"score\":\"high\"}]", b"not json", b"[{\"entity_type\":\"PERSON\"}]"] {
+            assert_eq!(verdict(&c, broken), Err(Failure::Unreadable), "{}", String::from_utf8_lossy(broken));
+        }
+        // Characters, not bytes: "é" is two bytes, "日" three.
+        let text = "é日 Alice";
+        assert_eq!(char_span_to_bytes(text, 3, 8), Some((6, 11)));
+        assert_eq!(&text[6..11], "Alice");
+        assert_eq!(char_span_to_bytes(text, 0, 1), Some((0, 2)));
+        // Spans that do not fit the text are never trusted.
+        for (start, end) in [(3, 3), (5, 3), (3, 9), (9, 12), (usize::MAX - 1, usize::MAX)] {
+            assert_eq!(char_span_to_bytes(text, start, end), None, "{start}..{end}");
+        }
+    }
+
     #[test]
     fn answers_are_read_by_their_structure() {
         use ClassifierKind::*;

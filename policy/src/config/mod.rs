@@ -242,6 +242,9 @@ pub enum ClassifierKind {
     Chat,
     /// An organisation's own check: the texts out, a verdict back.
     Webhook,
+    /// A Microsoft Presidio analyzer server, `POST /analyze`: one text
+    /// per call, entities back with scores and offsets in characters.
+    Presidio,
 }
 
 impl ClassifierKind {
@@ -251,6 +254,7 @@ impl ClassifierKind {
             ClassifierKind::Moderations => "moderations",
             ClassifierKind::Chat => "chat",
             ClassifierKind::Webhook => "webhook",
+            ClassifierKind::Presidio => "presidio",
         }
     }
 }

@@ -595,10 +595,13 @@ fn validate_classifier(
         "moderations" => ClassifierKind::Moderations,
         "chat" => ClassifierKind::Chat,
         "webhook" => ClassifierKind::Webhook,
+        "presidio" => ClassifierKind::Presidio,
         other => {
             report.add(
                 c.kind.span(),
-                format!("unknown classifier kind {other:?}; write \"tei\", \"moderations\", \"chat\" or \"webhook\""),
+                format!(
+                    "unknown classifier kind {other:?}; write \"tei\", \"moderations\", \"chat\", \"webhook\" or \"presidio\""
+                ),
             );
             return None;
         }
@@ -653,6 +656,7 @@ fn validate_classifier(
             ClassifierKind::Moderations => "/moderations",
             ClassifierKind::Chat => "/chat/completions",
             ClassifierKind::Webhook => "/check",
+            ClassifierKind::Presidio => "/analyze",
         }
         .to_string(),
     };
@@ -665,13 +669,13 @@ fn validate_classifier(
     let action = match c.action.as_ref().map(|a| a.get_ref().as_str()) {
         None | Some("block") => Action::Block,
         Some("flag") => Action::Flag,
-        // Only a webhook says where: its spans.
-        Some("redact") if kind == ClassifierKind::Webhook => Action::Redact,
+        // Only a webhook and Presidio say where: their spans.
+        Some("redact") if matches!(kind, ClassifierKind::Webhook | ClassifierKind::Presidio) => Action::Redact,
         Some(other) => {
             report.add(
                 c.action.as_ref().map_or(0..0, |a| a.span()),
                 format!(
-                    "classifier action {other:?}; write \"block\" (the default) or \"flag\" (\"redact\" for a webhook, which returns spans)"
+                    "classifier action {other:?}; write \"block\" (the default) or \"flag\" (\"redact\" for a webhook or Presidio, which return spans)"
                 ),
             );
             Action::Block
