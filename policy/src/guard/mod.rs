@@ -348,8 +348,15 @@ struct Anchors {
     prefixes: Vec<Vec<usize>>,
 }
 
-/// Teddy's limit on patterns per searcher.
-const TEDDY_PATTERNS_MAX: usize = 64;
+/// Fingerprints per Teddy searcher (Teddy takes at most 64). Fewer per
+/// searcher means fewer false candidates to verify, against one more SIMD
+/// pass; which is cheaper depends on which fingerprints share a searcher,
+/// so this is measured, not derived: with today's 125 fingerprints,
+/// instructions for ten scans of 64 KiB of clean English prose
+/// (`bench/scripts/callgrind-guard.sh`) were 11.1M at 40, 13.9M at 44,
+/// 10.8M at 48, 10.9M at 52, 19.9M at 56 and 13.6M at 64; CJK prose
+/// 6.2M at 48 against 5.3M at 64. Re-measure when the vocabulary changes.
+const TEDDY_PATTERNS_MAX: usize = 48;
 
 /// Long enough to be rare in prose, short enough that the anchors' distinct
 /// fingerprints stay under Teddy's 64.
