@@ -31,12 +31,7 @@ const CJK: &str = "四半期のレビューは全体的に順調でした。新�
 const RUSSIAN: &str = "Квартальный обзор прошёл хорошо — команда выпустила новый процесс «регистрации», \
     и клиенты говорят, что настройка теперь занимает вдвое меньше времени. ";
 
-const PROSE: &str = "The quarterly review went well overall. Our team shipped the new onboarding flow, \
-    and customers told us the setup now takes about half the time it used to. Support tickets about \
-    passwords dropped after we added the reset link to the login page. Next quarter we want to improve \
-    search, reduce the time it takes to load large reports, and write better documentation for the \
-    reporting features. Please summarize these notes for the leadership meeting on Thursday and keep \
-    the tone friendly but direct. Mention that 3 of the 12 planned items slipped into next quarter. ";
+use tollgate_bench::GUARD_PROSE as PROSE;
 
 /// A sentence with an e-mail, a phone number, a card and an IP address.
 const DENSE: &str = "Reach jane.doe@example.com or +1 415 555 2671; card 4111 1111 1111 1111 from 203.0.113.42. ";

@@ -3,6 +3,15 @@
 
 pub mod pipeline;
 
+/// Ordinary English prose, with the odd number, as prompts carry it: the
+/// guard bench's clean text, and what `tollgate-guard-scan` counts.
+pub const GUARD_PROSE: &str = "The quarterly review went well overall. Our team shipped the new onboarding flow, \
+    and customers told us the setup now takes about half the time it used to. Support tickets about \
+    passwords dropped after we added the reset link to the login page. Next quarter we want to improve \
+    search, reduce the time it takes to load large reports, and write better documentation for the \
+    reporting features. Please summarize these notes for the leadership meeting on Thursday and keep \
+    the tone friendly but direct. Mention that 3 of the 12 planned items slipped into next quarter. ";
+
 /// A request head as the OpenAI Python SDK sends it.
 pub const CHAT_HEAD: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\n\
 Host: 127.0.0.1:8080\r\n\

@@ -119,6 +119,25 @@ fn anthropic_input(req: &ChatRequest<'_>, out: &mut BytesMut) {
     }
 }
 
+/// The words of each of a streamed reply's `chunks` content events, as
+/// (from, to) word indexes.
+fn pieces(reply_words: usize, chunks: usize) -> impl Iterator<Item = (usize, usize)> {
+    let chunks = chunks.clamp(1, reply_words.max(1));
+    (0..chunks).map(move |c| (c * reply_words / chunks, (c + 1) * reply_words / chunks))
+}
+
+/// The usage chunk of a streamed OpenAI-style reply (`choices` empty),
+/// asked for with `stream_options.include_usage`.
+fn usage_event(req: &ChatRequest<'_>, object: &str, completion: usize) -> BytesMut {
+    let mut e = BytesMut::with_capacity(256);
+    e.extend_from_slice(b"data: ");
+    prefix(req, object, &mut e);
+    e.extend_from_slice(b"\"choices\":[],");
+    usage(req, completion, &mut e);
+    e.extend_from_slice(b"}\n\n");
+    e
+}
+
 /// A non-streamed legacy `text_completion` body (`POST /v1/completions`).
 pub fn text_completion(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out: &mut BytesMut) {
     prefix(req, "text_completion", out);
@@ -150,20 +169,12 @@ pub fn text_stream_events(
         e.extend_from_slice(b"}]}\n\n");
         e
     };
-    let chunks = chunks.clamp(1, reply_words.max(1));
-    for c in 0..chunks {
-        let (from, to) = (c * reply_words / chunks, (c + 1) * reply_words / chunks);
+    for (from, to) in pieces(reply_words, chunks) {
         out.push(chunk(&|e| words(list, from, to, e), "null"));
     }
     out.push(chunk(&|_| {}, "\"stop\""));
     if req.include_usage {
-        let mut e = BytesMut::with_capacity(256);
-        e.extend_from_slice(b"data: ");
-        prefix(req, "text_completion", &mut e);
-        e.extend_from_slice(b"\"choices\":[],");
-        usage(req, reply_words, &mut e);
-        e.extend_from_slice(b"}\n\n");
-        out.push(e);
+        out.push(usage_event(req, "text_completion", reply_words));
     }
     out.push(BytesMut::from(&b"data: [DONE]\n\n"[..]));
 }
@@ -193,9 +204,7 @@ pub fn stream_events(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, c
         e
     };
     out.push(chunk(&|e| e.extend_from_slice(b"\"role\":\"assistant\",\"content\":\"\""), "null"));
-    let chunks = chunks.clamp(1, reply_words.max(1));
-    for c in 0..chunks {
-        let (from, to) = (c * reply_words / chunks, (c + 1) * reply_words / chunks);
+    for (from, to) in pieces(reply_words, chunks) {
         out.push(chunk(
             &|e| {
                 e.extend_from_slice(b"\"content\":\"");
@@ -207,13 +216,7 @@ pub fn stream_events(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, c
     }
     out.push(chunk(&|_| {}, "\"stop\""));
     if req.include_usage {
-        let mut e = BytesMut::with_capacity(256);
-        e.extend_from_slice(b"data: ");
-        prefix(req, "chat.completion.chunk", &mut e);
-        e.extend_from_slice(b"\"choices\":[],");
-        usage(req, reply_words, &mut e);
-        e.extend_from_slice(b"}\n\n");
-        out.push(e);
+        out.push(usage_event(req, "chat.completion.chunk", reply_words));
     }
     out.push(BytesMut::from(&b"data: [DONE]\n\n"[..]));
 }
@@ -273,9 +276,7 @@ pub fn anthropic_stream_events(
         b"{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}",
     ));
     out.push(event("ping", b"{\"type\": \"ping\"}"));
-    let chunks = chunks.clamp(1, reply_words.max(1));
-    for c in 0..chunks {
-        let (from, to) = (c * reply_words / chunks, (c + 1) * reply_words / chunks);
+    for (from, to) in pieces(reply_words, chunks) {
         let mut d = BytesMut::new();
         d.extend_from_slice(
             b"{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"",

@@ -791,25 +791,13 @@ pub fn write_filtered_completion(
     refusal: &str,
     usage: Option<(u64, u64)>,
 ) {
-    out.extend_from_slice(b"{\"id\":\"chatcmpl-filtered\",\"object\":\"chat.completion\",\"created\":");
-    out.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
-    out.extend_from_slice(b",\"model\":");
-    write_json_string(out, model);
+    write_made_head(out, b"chatcmpl-filtered", b"chat.completion", created, model);
     out.extend_from_slice(
         b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":null,\"refusal\":",
     );
     write_json_string(out, refusal);
     out.extend_from_slice(b"},\"finish_reason\":\"content_filter\"}]");
-    if let Some((prompt, completion)) = usage {
-        let mut n = itoa::Buffer::new();
-        out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
-        out.extend_from_slice(n.format(prompt).as_bytes());
-        out.extend_from_slice(b",\"completion_tokens\":");
-        out.extend_from_slice(n.format(completion).as_bytes());
-        out.extend_from_slice(b",\"total_tokens\":");
-        out.extend_from_slice(n.format(prompt + completion).as_bytes());
-        out.put_u8(b'}');
-    }
+    write_made_usage(out, usage);
     out.put_u8(b'}');
 }
 
@@ -817,16 +805,8 @@ pub fn write_filtered_completion(
 /// `finish_reason` (`content_filter` when a guardrail withheld the rest,
 /// `length` at a request ceiling), then `[DONE]`.
 pub fn write_stream_end(out: &mut BytesMut, model: &str, created: u64, finish_reason: &str) {
-    let mut data = BytesMut::new();
-    data.extend_from_slice(b"{\"id\":\"chatcmpl-filtered\",\"object\":\"chat.completion.chunk\",\"created\":");
-    data.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
-    data.extend_from_slice(b",\"model\":");
-    write_json_string(&mut data, model);
-    data.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":");
-    write_json_string(&mut data, finish_reason);
-    data.extend_from_slice(b"}]}");
-    crate::sse::write_event(out, None, &data);
-    out.extend_from_slice(crate::sse::DONE_EVENT);
+    let choice = b",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":";
+    write_made_stream_end(out, (b"chatcmpl-filtered", b"chat.completion.chunk", choice), model, created, finish_reason);
 }
 
 /// A legacy completion (`POST /v1/completions`) the gateway withheld: a
@@ -840,24 +820,12 @@ pub fn write_filtered_text_completion(
     refusal: &str,
     usage: Option<(u64, u64)>,
 ) {
-    out.extend_from_slice(b"{\"id\":\"cmpl-filtered\",\"object\":\"text_completion\",\"created\":");
-    out.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
-    out.extend_from_slice(b",\"model\":");
-    write_json_string(out, model);
+    write_made_head(out, b"cmpl-filtered", b"text_completion", created, model);
     out.extend_from_slice(
         b",\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"content_filter\"}],\"tollgate_refusal\":",
     );
     write_json_string(out, refusal);
-    if let Some((prompt, completion)) = usage {
-        let mut n = itoa::Buffer::new();
-        out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
-        out.extend_from_slice(n.format(prompt).as_bytes());
-        out.extend_from_slice(b",\"completion_tokens\":");
-        out.extend_from_slice(n.format(completion).as_bytes());
-        out.extend_from_slice(b",\"total_tokens\":");
-        out.extend_from_slice(n.format(prompt + completion).as_bytes());
-        out.put_u8(b'}');
-    }
+    write_made_usage(out, usage);
     out.put_u8(b'}');
 }
 
@@ -865,12 +833,48 @@ pub fn write_filtered_text_completion(
 /// `text_completion` chunk with empty text and `finish_reason`, then
 /// `[DONE]`.
 pub fn write_text_stream_end(out: &mut BytesMut, model: &str, created: u64, finish_reason: &str) {
+    let choice = b",\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":";
+    write_made_stream_end(out, (b"cmpl-filtered", b"text_completion", choice), model, created, finish_reason);
+}
+
+/// The opening of an object the gateway makes itself: `{"id", "object",
+/// "created", "model"`, left open.
+fn write_made_head(out: &mut BytesMut, id: &[u8], object: &[u8], created: u64, model: &str) {
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(id);
+    out.extend_from_slice(b"\",\"object\":\"");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b"\",\"created\":");
+    out.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
+    out.extend_from_slice(b",\"model\":");
+    write_json_string(out, model);
+}
+
+/// `,"usage":{...}` of an object the gateway makes, when it has the counts.
+fn write_made_usage(out: &mut BytesMut, usage: Option<(u64, u64)>) {
+    let Some((prompt, completion)) = usage else { return };
+    let mut n = itoa::Buffer::new();
+    out.extend_from_slice(b",\"usage\":{\"prompt_tokens\":");
+    out.extend_from_slice(n.format(prompt).as_bytes());
+    out.extend_from_slice(b",\"completion_tokens\":");
+    out.extend_from_slice(n.format(completion).as_bytes());
+    out.extend_from_slice(b",\"total_tokens\":");
+    out.extend_from_slice(n.format(prompt + completion).as_bytes());
+    out.put_u8(b'}');
+}
+
+/// A stream's last chunk (id, object, and its one choice up to
+/// `finish_reason`), then `[DONE]`.
+fn write_made_stream_end(
+    out: &mut BytesMut,
+    (id, object, choice): (&[u8], &[u8], &[u8]),
+    model: &str,
+    created: u64,
+    finish_reason: &str,
+) {
     let mut data = BytesMut::new();
-    data.extend_from_slice(b"{\"id\":\"cmpl-filtered\",\"object\":\"text_completion\",\"created\":");
-    data.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
-    data.extend_from_slice(b",\"model\":");
-    write_json_string(&mut data, model);
-    data.extend_from_slice(b",\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":");
+    write_made_head(&mut data, id, object, created, model);
+    data.extend_from_slice(choice);
     write_json_string(&mut data, finish_reason);
     data.extend_from_slice(b"}]}");
     crate::sse::write_event(out, None, &data);

@@ -5,14 +5,9 @@
 //! after run where timings on this machine wander: how a new phrase or
 //! anchor is checked for what it costs clean text.
 
+use tollgate_bench::GUARD_PROSE as PROSE;
 use tollgate_policy::guard::{injection, Action, Detector, Direction, Findings, Guard, ProfileSpec};
-/// The same prose as `benches/guard.rs`.
-const PROSE: &str = "The quarterly review went well overall. Our team shipped the new onboarding flow, \
-    and customers told us the setup now takes about half the time it used to. Support tickets about \
-    passwords dropped after we added the reset link to the login page. Next quarter we want to improve \
-    search, reduce the time it takes to load large reports, and write better documentation for the \
-    reporting features. Please summarize these notes for the leadership meeting on Thursday and keep \
-    the tone friendly but direct. Mention that 3 of the 12 planned items slipped into next quarter. ";
+
 #[inline(never)]
 fn scan_it(g: &Guard, t: &[u8], f: &mut Findings) -> usize {
     f.clear();

@@ -240,7 +240,7 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
     for (i, c) in p.classifiers.iter().enumerate() {
         use tollgate_policy::config::ClassifierKind;
         if matches!(c.kind, ClassifierKind::Webhook | ClassifierKind::Presidio) && c.action == Action::Redact {
-            // A webhook that redacts: its spans are placed in the texts,
+            // A webhook or Presidio that redacts: its spans are placed in the texts,
             // so it is asked each time (spans are not cached). The
             // classifiers after it see the request as it will be sent.
             if webhook_redact(ex, core, &p.name, i, c).await? {
@@ -264,8 +264,8 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
     Ok(())
 }
 
-/// A webhook classifier with `action = "redact"`: the request's texts go
-/// out each apart; a flagged verdict with spans has them replaced by the
+/// A webhook or Presidio classifier with `action = "redact"`: the
+/// request's texts go out each apart; a flagged verdict with spans has them replaced by the
 /// placeholder, and the route's spans move with the body. True when the
 /// body changed.
 async fn webhook_redact<'s>(

@@ -165,6 +165,18 @@ pub struct WebhookAnswer {
     pub spans: Vec<(u32, usize, usize)>,
 }
 
+/// Where the last texts whose lengths together fit in `max` begin (the
+/// newest message is where an injection rides).
+fn first_that_fit(texts: &[Vec<u8>], max: usize) -> usize {
+    let mut budget = max;
+    let mut first = texts.len();
+    while first > 0 && texts[first - 1].len() <= budget {
+        budget -= texts[first - 1].len();
+        first -= 1;
+    }
+    first
+}
+
 /// Asks a webhook about the request's texts, each sent apart so that the
 /// spans it returns can be placed: the last texts that fit in
 /// `text_bytes_max`, with `first` the index of the first one sent.
@@ -175,12 +187,7 @@ pub async fn ask_webhook(
     deadline: Instant,
     cut: &crate::cut::Cut,
 ) -> Result<WebhookAnswer, Failure> {
-    let mut budget = c.text_bytes_max;
-    let mut first = texts.len();
-    while first > 0 && texts[first - 1].len() <= budget {
-        budget -= texts[first - 1].len();
-        first -= 1;
-    }
+    let first = first_that_fit(texts, c.text_bytes_max);
     let sent: Vec<String> = texts[first..].iter().map(|t| String::from_utf8_lossy(t).into_owned()).collect();
     let body = serde_json::json!({ "texts": sent, "first": first, "direction": "request" });
     let answer = exchange(state, c, serde_json::to_vec(&body).unwrap_or_default(), deadline, cut).await?;
@@ -202,12 +209,7 @@ pub async fn ask_presidio(
     cut: &crate::cut::Cut,
 ) -> Result<WebhookAnswer, Failure> {
     let deadline = deadline.min(Instant::now() + c.timeout);
-    let mut budget = c.text_bytes_max;
-    let mut first = texts.len();
-    while first > 0 && texts[first - 1].len() <= budget {
-        budget -= texts[first - 1].len();
-        first -= 1;
-    }
+    let first = first_that_fit(texts, c.text_bytes_max);
     let mut best = 0.0f64;
     let mut spans = Vec::new();
     for (index, text) in texts.iter().enumerate().skip(first) {

@@ -357,9 +357,8 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
                 delta_text(&ev.data, answer, crate::record::CAPTURE_BYTES_MAX);
             }
             if self.stages.window.is_some() {
-                let before = self.said.len();
-                if before >= 2 * SAID_BYTES_MAX {
-                    self.said.drain(..before - SAID_BYTES_MAX);
+                if self.said.len() >= 2 * SAID_BYTES_MAX {
+                    self.said.drain(..self.said.len() - SAID_BYTES_MAX);
                 }
                 let before = self.said.len();
                 delta_text(&ev.data, &mut self.said, usize::MAX);

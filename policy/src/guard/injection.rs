@@ -879,22 +879,27 @@ pub fn deobfuscated(text: &[u8]) -> Option<(Vec<u8>, Vec<u32>)> {
 /// CJK prose cost 9% of a governed 8 KB request with CJK in it. Every
 /// place a lead byte stands is checked, valid UTF-8 or not.
 fn needs_undoing(text: &[u8]) -> bool {
-    let letter = |k: usize| text.get(k).is_some_and(u8::is_ascii_alphabetic);
-    let next = |k: usize, n: usize| text.get(k + n).copied().unwrap_or(0);
-    let hit = |k: usize| match text[k] {
-        0xC2 => next(k, 1) == 0xAD,
-        0xCE | 0xCF | 0xD0 | 0xD1 | 0xD4 => (k > 0 && letter(k - 1)) || letter(k + 2),
-        0xE2 => (next(k, 1) == 0x80 && matches!(next(k, 2), 0x8B..=0x8D)) || (next(k, 1) == 0x81 && next(k, 2) == 0xA0),
-        0xEF => {
-            (next(k, 1) == 0xBB && next(k, 2) == 0xBF)
-                || (next(k, 1) == 0xBC && (0xA1..=0xBA).contains(&next(k, 2)))
-                || (next(k, 1) == 0xBD && (0x81..=0x9A).contains(&next(k, 2)))
-        }
-        _ => false,
-    };
+    let hit = |k: usize| undoing_at(text, k);
     memchr::memchr3_iter(0xC2, 0xE2, 0xEF, text).any(hit)
         || memchr::memchr3_iter(0xD0, 0xD1, 0xCE, text).any(hit)
         || memchr::memchr2_iter(0xCF, 0xD4, text).any(hit)
+}
+
+/// Whether the byte at `k` begins what [`deobfuscated`] undoes.
+fn undoing_at(text: &[u8], k: usize) -> bool {
+    let letter = |k: usize| text.get(k).is_some_and(u8::is_ascii_alphabetic);
+    let next = |n: usize| text.get(k + n).copied().unwrap_or(0);
+    match text[k] {
+        0xC2 => next(1) == 0xAD,
+        0xCE | 0xCF | 0xD0 | 0xD1 | 0xD4 => (k > 0 && letter(k - 1)) || letter(k + 2),
+        0xE2 => (next(1) == 0x80 && matches!(next(2), 0x8B..=0x8D)) || (next(1) == 0x81 && next(2) == 0xA0),
+        0xEF => {
+            (next(1) == 0xBB && next(2) == 0xBF)
+                || (next(1) == 0xBC && (0xA1..=0xBA).contains(&next(2)))
+                || (next(1) == 0xBD && (0x81..=0x9A).contains(&next(2)))
+        }
+        _ => false,
+    }
 }
 
 /// What a character becomes: dropped (`Some(None)`), an ASCII letter, or
@@ -984,23 +989,10 @@ fn homoglyph(c: char) -> Option<u8> {
 
 #[cfg(test)]
 mod needs_undoing_tests {
-    /// The byte loop `needs_undoing` replaced, as the oracle.
+    /// The byte loop `needs_undoing` replaced, as the oracle: every place
+    /// checked, not only where the searches stop.
     fn reference(text: &[u8]) -> bool {
-        let letter = |k: usize| text.get(k).is_some_and(u8::is_ascii_alphabetic);
-        (0..text.len()).any(|k| {
-            let next = |n: usize| text.get(k + n).copied().unwrap_or(0);
-            match text[k] {
-                0xC2 => next(1) == 0xAD,
-                0xCE | 0xCF | 0xD0 | 0xD1 | 0xD4 => (k > 0 && letter(k - 1)) || letter(k + 2),
-                0xE2 => (next(1) == 0x80 && matches!(next(2), 0x8B..=0x8D)) || (next(1) == 0x81 && next(2) == 0xA0),
-                0xEF => {
-                    (next(1) == 0xBB && next(2) == 0xBF)
-                        || (next(1) == 0xBC && (0xA1..=0xBA).contains(&next(2)))
-                        || (next(1) == 0xBD && (0x81..=0x9A).contains(&next(2)))
-                }
-                _ => false,
-            }
-        })
+        (0..text.len()).any(|k| super::undoing_at(text, k))
     }
 
     proptest::proptest! {
