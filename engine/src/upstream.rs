@@ -72,6 +72,8 @@ pub struct Upstream {
     pub chat_request_line: Bytes,
     /// The request line of a legacy completion (`{base}/completions`).
     pub completions_request_line: Bytes,
+    /// The request line of the Responses API (`{base}/responses`).
+    pub responses_request_line: Bytes,
     /// `host: ...\r\n` and, when configured, `authorization: ...\r\n`.
     pub fixed_headers: Bytes,
     idle: RefCell<Vec<UpConn>>,
@@ -114,10 +116,9 @@ impl Upstream {
             fixed.extend_from_slice(tollgate_protocol::anthropic::ANTHROPIC_VERSION.as_bytes());
             fixed.extend_from_slice(b"\r\n");
         }
-        let endpoint = if anthropic { "messages" } else { "chat/completions" };
-        let line = format!("POST {}/{endpoint}{} HTTP/1.1\r\n", provider.base_path, provider.query);
-        let completions_request_line =
-            Bytes::from(format!("POST {}/completions{} HTTP/1.1\r\n", provider.base_path, provider.query));
+        let line_to = |endpoint: &str| {
+            Bytes::from(format!("POST {}/{endpoint}{} HTTP/1.1\r\n", provider.base_path, provider.query))
+        };
         // An https:// provider never falls back to plain TCP: if its TLS
         // set-up is impossible (resolve_providers refuses that at load),
         // every connect fails instead.
@@ -141,8 +142,9 @@ impl Upstream {
             forward: provider.forward_headers.clone(),
             addr: resolved.addr,
             tls,
-            chat_request_line: Bytes::from(line),
-            completions_request_line,
+            chat_request_line: line_to(if anthropic { "messages" } else { "chat/completions" }),
+            completions_request_line: line_to("completions"),
+            responses_request_line: line_to("responses"),
             fixed_headers: fixed.freeze(),
             idle: RefCell::new(Vec::new()),
         }

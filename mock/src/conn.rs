@@ -84,6 +84,17 @@ mod classify {
     }
 }
 
+/// The API a request's path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    Chat,
+    /// OpenAI's legacy completions: `prompt` in, `choices[].text` out.
+    Legacy,
+    Responses,
+    Anthropic,
+    None,
+}
+
 impl Plan {
     /// The words the reply cycles through, and how many it has.
     fn words(&self) -> (Vec<&str>, usize) {
@@ -243,15 +254,22 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         {
             return self.classify(head, body, path).await;
         }
-        let anthropic = path.ends_with(b"/messages");
-        let chat = path.ends_with(b"/chat/completions");
-        // OpenAI's legacy completions: `prompt` in, `choices[].text` out.
-        let legacy = !chat && path.ends_with(b"/completions");
-        if head.method != Method::Post || !(anthropic || chat || legacy) {
+        let api = if path.ends_with(b"/messages") {
+            Api::Anthropic
+        } else if path.ends_with(b"/chat/completions") {
+            Api::Chat
+        } else if path.ends_with(b"/completions") {
+            Api::Legacy
+        } else if path.ends_with(b"/responses") {
+            Api::Responses
+        } else {
+            Api::None
+        };
+        if head.method != Method::Post || api == Api::None {
             return self
                 .simple(
                     404,
-                    "the mock serves POST /v1/chat/completions, POST /v1/messages, POST /v1/completions and GET /v1/models",
+                    "the mock serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/completions and GET /v1/models",
                     head.keep_alive,
                 )
                 .await;
@@ -282,7 +300,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         match plan.failure {
             Some(Failure::Status(status)) => {
                 let mut payload = BytesMut::new();
-                if anthropic {
+                if api == Api::Anthropic {
                     reply::anthropic_error(status, &mut payload);
                 } else {
                     reply::error(status, &mut payload);
@@ -297,16 +315,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             _ => {}
         }
         if req.stream {
-            return self.stream(&req, &plan, anthropic, legacy).await;
+            return self.stream(&req, &plan, api).await;
         }
         let (list, n) = plan.words();
         let mut payload = BytesMut::with_capacity(512);
-        if anthropic {
-            reply::anthropic_message(&req, &list, n, &mut payload);
-        } else if legacy {
-            reply::text_completion(&req, &list, n, &mut payload);
-        } else {
-            reply::completion(&req, &list, n, &mut payload);
+        match api {
+            Api::Anthropic => reply::anthropic_message(&req, &list, n, &mut payload),
+            Api::Legacy => reply::text_completion(&req, &list, n, &mut payload),
+            Api::Responses => reply::response(&req, &list, n, &mut payload),
+            Api::Chat | Api::None => reply::completion(&req, &list, n, &mut payload),
         }
         let trickle = (plan.failure == Some(Failure::Trickle)).then_some(Duration::from_millis(10));
         self.send_whole(200, "application/json", &payload, head.keep_alive, trickle).await
@@ -382,16 +399,15 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         self.send_whole(200, "application/json", answer.as_bytes(), head.keep_alive, None).await
     }
 
-    async fn stream(&mut self, req: &ChatRequest<'_>, plan: &Plan, anthropic: bool, legacy: bool) -> io::Result<()> {
+    async fn stream(&mut self, req: &ChatRequest<'_>, plan: &Plan, api: Api) -> io::Result<()> {
         let b = &plan.behavior;
         let mut events = Vec::new();
         let (list, n) = plan.words();
-        if anthropic {
-            reply::anthropic_stream_events(req, &list, n, b.stream_chunks, &mut events);
-        } else if legacy {
-            reply::text_stream_events(req, &list, n, b.stream_chunks, &mut events);
-        } else {
-            reply::stream_events(req, &list, n, b.stream_chunks, &mut events);
+        match api {
+            Api::Anthropic => reply::anthropic_stream_events(req, &list, n, b.stream_chunks, &mut events),
+            Api::Legacy => reply::text_stream_events(req, &list, n, b.stream_chunks, &mut events),
+            Api::Responses => reply::responses_stream_events(req, &list, n, b.stream_chunks, &mut events),
+            Api::Chat | Api::None => reply::stream_events(req, &list, n, b.stream_chunks, &mut events),
         }
         self.out.extend_from_slice(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-mock-connection: ",

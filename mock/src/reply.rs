@@ -179,6 +179,147 @@ pub fn text_stream_events(
     out.push(BytesMut::from(&b"data: [DONE]\n\n"[..]));
 }
 
+/// A Responses API `response` object (`POST /v1/responses`): one assistant
+/// message of `output_text`, or, `in_progress`, the empty response of a
+/// stream's first events. Its usage counts the cached tokens inside
+/// `input_tokens`, as OpenAI's does.
+fn response_object(req: &ChatRequest<'_>, text: Option<(&[&str], usize)>, out: &mut BytesMut) {
+    let mut n = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"id\":\"resp_mock_");
+    out.extend_from_slice(n.format(req.id).as_bytes());
+    out.extend_from_slice(b"\",\"object\":\"response\",\"created_at\":");
+    out.extend_from_slice(CREATED.as_bytes());
+    out.extend_from_slice(b",\"status\":");
+    out.extend_from_slice(if text.is_some() { &b"\"completed\""[..] } else { b"\"in_progress\"" });
+    out.extend_from_slice(
+        b",\"error\":null,\"incomplete_details\":null,\"instructions\":null,\"max_output_tokens\":null,\"model\":\"",
+    );
+    out.extend_from_slice(req.model);
+    out.extend_from_slice(b"\",\"output\":[");
+    if let Some((list, words_n)) = text {
+        response_message(req, list, words_n, true, out);
+    }
+    out.extend_from_slice(
+        b"],\"parallel_tool_calls\":true,\"previous_response_id\":null,\"reasoning\":{\"effort\":null,\"summary\":null},\"store\":true,\"temperature\":1.0,\"text\":{\"format\":{\"type\":\"text\"}},\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":1.0,\"truncation\":\"disabled\",\"usage\":",
+    );
+    match text {
+        Some((_, words_n)) => {
+            out.extend_from_slice(b"{\"input_tokens\":");
+            out.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
+            out.extend_from_slice(b",\"input_tokens_details\":{\"cached_tokens\":");
+            out.extend_from_slice(n.format(req.cache_read).as_bytes());
+            out.extend_from_slice(b"},\"output_tokens\":");
+            out.extend_from_slice(n.format(words_n).as_bytes());
+            out.extend_from_slice(b",\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":");
+            out.extend_from_slice(n.format(req.prompt_tokens + words_n).as_bytes());
+            out.put_u8(b'}');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"user\":null,\"metadata\":{}}");
+}
+
+/// The assistant message item of a response, `done` or just opened (no
+/// content yet).
+fn response_message(req: &ChatRequest<'_>, list: &[&str], words_n: usize, done: bool, out: &mut BytesMut) {
+    out.extend_from_slice(b"{\"id\":\"msg_mock_");
+    out.extend_from_slice(itoa::Buffer::new().format(req.id).as_bytes());
+    out.extend_from_slice(b"\",\"type\":\"message\",\"status\":");
+    if done {
+        out.extend_from_slice(b"\"completed\",\"content\":[");
+        output_text(list, words_n, out);
+        out.extend_from_slice(b"],\"role\":\"assistant\"}");
+    } else {
+        out.extend_from_slice(b"\"in_progress\",\"content\":[],\"role\":\"assistant\"}");
+    }
+}
+
+fn output_text(list: &[&str], words_n: usize, out: &mut BytesMut) {
+    out.extend_from_slice(b"{\"type\":\"output_text\",\"annotations\":[],\"text\":\"");
+    words(list, 0, words_n, out);
+    out.extend_from_slice(b"\"}");
+}
+
+/// A non-streamed Responses API answer.
+pub fn response(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out: &mut BytesMut) {
+    response_object(req, Some((list, reply_words)), out);
+}
+
+/// The events of a streamed Responses API answer as OpenAI documents them:
+/// `response.created` and `.in_progress`, the message item and its text
+/// part opened, one `response.output_text.delta` per chunk, then the
+/// text whole again in `.output_text.done`, `.content_part.done`,
+/// `.output_item.done` and `response.completed` (which carries the
+/// usage). Each event is named and numbered; there is no `[DONE]`.
+pub fn responses_stream_events(
+    req: &ChatRequest<'_>,
+    list: &[&str],
+    reply_words: usize,
+    chunks: usize,
+    out: &mut Vec<BytesMut>,
+) {
+    let mut sequence = 0u64;
+    let mut event = |name: &str, body: &dyn Fn(&mut BytesMut)| {
+        let mut e = BytesMut::with_capacity(256);
+        e.extend_from_slice(b"event: ");
+        e.extend_from_slice(name.as_bytes());
+        e.extend_from_slice(b"\ndata: {\"type\":\"");
+        e.extend_from_slice(name.as_bytes());
+        e.extend_from_slice(b"\",\"sequence_number\":");
+        e.extend_from_slice(itoa::Buffer::new().format(sequence).as_bytes());
+        sequence += 1;
+        body(&mut e);
+        e.extend_from_slice(b"}\n\n");
+        out.push(e);
+    };
+    let item_id = |e: &mut BytesMut| {
+        e.extend_from_slice(b",\"item_id\":\"msg_mock_");
+        e.extend_from_slice(itoa::Buffer::new().format(req.id).as_bytes());
+        e.extend_from_slice(b"\",\"output_index\":0,\"content_index\":0");
+    };
+    for name in ["response.created", "response.in_progress"] {
+        event(name, &|e| {
+            e.extend_from_slice(b",\"response\":");
+            response_object(req, None, e);
+        });
+    }
+    event("response.output_item.added", &|e| {
+        e.extend_from_slice(b",\"output_index\":0,\"item\":");
+        response_message(req, list, reply_words, false, e);
+    });
+    event("response.content_part.added", &|e| {
+        item_id(e);
+        e.extend_from_slice(b",\"part\":{\"type\":\"output_text\",\"annotations\":[],\"text\":\"\"}");
+    });
+    for (from, to) in pieces(reply_words, chunks) {
+        event("response.output_text.delta", &|e| {
+            item_id(e);
+            e.extend_from_slice(b",\"delta\":\"");
+            words(list, from, to, e);
+            e.extend_from_slice(b"\",\"logprobs\":[]");
+        });
+    }
+    event("response.output_text.done", &|e| {
+        item_id(e);
+        e.extend_from_slice(b",\"text\":\"");
+        words(list, 0, reply_words, e);
+        e.extend_from_slice(b"\",\"logprobs\":[]");
+    });
+    event("response.content_part.done", &|e| {
+        item_id(e);
+        e.extend_from_slice(b",\"part\":");
+        output_text(list, reply_words, e);
+    });
+    event("response.output_item.done", &|e| {
+        e.extend_from_slice(b",\"output_index\":0,\"item\":");
+        response_message(req, list, reply_words, true, e);
+    });
+    event("response.completed", &|e| {
+        e.extend_from_slice(b",\"response\":");
+        response_object(req, Some((list, reply_words)), e);
+    });
+}
+
 /// A non-streamed `chat.completion` body.
 pub fn completion(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out: &mut BytesMut) {
     prefix(req, "chat.completion", out);

@@ -3,7 +3,7 @@
 //! This crate owns every byte-level format the gateway reads or writes:
 //! HTTP/1.1 heads and body framing ([`http1`]), Server-Sent Events ([`sse`]),
 //! the few fields of OpenAI-style JSON bodies that routing needs
-//! ([`openai`]), and RESP, the Redis protocol of the cluster tier ([`resp`]);
+//! ([`openai`]) and of the Responses API's stream events ([`responses`]), and RESP, the Redis protocol of the cluster tier ([`resp`]);
 //! the token counts the gateway makes itself ([`tokens`]), with images and
 //! audio estimated from their headers ([`media`]).
 //! It never touches a socket, a runtime or the clock, so every
@@ -21,6 +21,7 @@ pub mod json;
 pub mod media;
 pub mod openai;
 pub mod resp;
+pub mod responses;
 pub mod span;
 pub mod sse;
 pub mod tokens;

@@ -23,7 +23,8 @@ pub struct ChatRequestFields {
     pub stream_options: Option<Span>,
     pub include_usage: bool,
     /// The most tokens the request lets the model generate: the top-level
-    /// `max_completion_tokens`, else `max_tokens`, when a non-negative
+    /// `max_completion_tokens` (`max_output_tokens` in the Responses API),
+    /// else `max_tokens`, when a non-negative
     /// integer (a tool schema's `max_tokens` property is not this).
     pub max_tokens: Option<u64>,
 }
@@ -113,7 +114,9 @@ impl BodyError {
             BodyError::BadStream => "`stream` must be a boolean",
             BodyError::BadMessages => "`messages` must be an array of messages",
             BodyError::BadMessage { .. } => "`messages` holds an element that is not a message",
-            BodyError::BadMaxTokens => "`max_tokens` and `max_completion_tokens` must be non-negative integers",
+            BodyError::BadMaxTokens => {
+                "`max_tokens`, `max_completion_tokens` and `max_output_tokens` must be non-negative integers"
+            }
             BodyError::NotUtf8 => "the request body is not valid UTF-8 (JSON text must be)",
             BodyError::AmbiguousKey => {
                 "request body repeats `model` or `stream`, or escapes a top-level key; send each key once, unescaped"
@@ -189,7 +192,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 let asks = asks_for_usage(&mut c)?;
                 options = Some((Span::new(start, c.pos), asks));
             }
-            k @ (b"max_tokens" | b"max_completion_tokens") => {
+            k @ (b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens") => {
                 let start = c.pos;
                 c.value()?;
                 let raw = &body[start..c.pos];
@@ -200,6 +203,8 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                     }
                     _ => return Err(BodyError::BadMaxTokens),
                 };
+                // The Responses API's `max_output_tokens` is its
+                // `max_completion_tokens`.
                 *(if k == b"max_tokens" { &mut max_tokens } else { &mut max_completion }) = n;
             }
             b"messages" => {
@@ -468,7 +473,8 @@ pub struct Usage {
 pub struct Reported {
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
-    /// OpenAI's `prompt_tokens_details.cached_tokens`.
+    /// OpenAI's `prompt_tokens_details.cached_tokens` (chat) or
+    /// `input_tokens_details.cached_tokens` (Responses).
     pub cached_tokens: Option<u64>,
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
@@ -503,8 +509,9 @@ impl Reported {
         self.unreadable |= newer.unreadable;
     }
 
-    /// The usage, when the report holds one: OpenAI's two counts, or
-    /// Anthropic's (whose input excludes the cache's tokens).
+    /// The usage, when the report holds one: OpenAI's chat counts, or
+    /// Anthropic's (whose input excludes the cache's tokens), or the
+    /// Responses API's (whose input includes the cached tokens it details).
     pub fn usage(&self) -> Option<Usage> {
         if self.unreadable {
             return None;
@@ -517,10 +524,14 @@ impl Reported {
             return None;
         }
         let (read, write) = (self.cache_read.unwrap_or(0), self.cache_write.unwrap_or(0));
+        let input = self.input_tokens.unwrap_or(0);
+        // Cached tokens detailed inside `input_tokens` (Responses) are a
+        // share of it, never more.
+        let detailed = self.cached_tokens.unwrap_or(0).min(input);
         Some(Usage {
-            prompt: self.input_tokens.unwrap_or(0).saturating_add(read).saturating_add(write),
+            prompt: input.saturating_add(read).saturating_add(write),
             completion: self.output_tokens.unwrap_or(0),
-            cached: read,
+            cached: read.saturating_add(detailed),
             cache_write: write,
         })
     }
@@ -584,7 +595,9 @@ fn answer_object(c: &mut Cursor<'_>, top: bool, facts: &mut AnswerFacts) -> Opti
             facts.has_usage = true;
             usage_object(c, false, &mut facts.reported)
         }
-        b"message" if top && c.peek() == Some(b'{') => answer_object(c, false, facts),
+        // Anthropic's `message_start` carries its message; a Responses
+        // stream's `response.completed` its response.
+        b"message" | b"response" if top && c.peek() == Some(b'{') => answer_object(c, false, facts),
         b"choices" if top && c.peek() == Some(b'[') => {
             let start = c.pos;
             c.pos += 1;
@@ -602,7 +615,10 @@ fn answer_object(c: &mut Cursor<'_>, top: bool, facts: &mut AnswerFacts) -> Opti
 fn usage_object(c: &mut Cursor<'_>, nested: bool, r: &mut Reported) -> Option<()> {
     members(c, &mut |c, key| {
         let slot = match (nested, key) {
-            (false, b"prompt_tokens_details") if c.peek() == Some(b'{') => return usage_object(c, true, r),
+            // OpenAI's chat and Responses names for the cache's share.
+            (false, b"prompt_tokens_details" | b"input_tokens_details") if c.peek() == Some(b'{') => {
+                return usage_object(c, true, r)
+            }
             (false, b"prompt_tokens") => &mut r.prompt_tokens,
             (false, b"completion_tokens") => &mut r.completion_tokens,
             (false, b"input_tokens") => &mut r.input_tokens,
@@ -1017,6 +1033,9 @@ mod tests {
             ),
             (r#"{"model":"m","messages":[{"role":"user","content":"\"max_tokens\": 3"}]}"#, None),
             (r#"{"model":"m","max_tokens":null}"#, None),
+            // The Responses API's name, and a tool's property of that name.
+            (r#"{"input":"hi","max_output_tokens" : 64,"model":"m"}"#, Some(64)),
+            (r#"{"model":"m","tools":[{"type":"function","parameters":{"max_output_tokens":1}}]}"#, None),
         ];
         for (body, want) in table {
             assert_eq!(scan_request(body.as_bytes()).unwrap().max_tokens, *want, "{body}");
@@ -1047,6 +1066,20 @@ mod tests {
                 u(100, 3, 100),
                 false,
             ),
+            // A Responses answer: its input includes the cached tokens it
+            // details, and a stream's `response.completed` carries the
+            // response whose usage it is (an item's `usage` is not).
+            (
+                r#"{"object":"response","output":[{"type":"message","usage":{"input_tokens":999,"output_tokens":999}}],"usage":{"input_tokens":80,"input_tokens_details":{"cached_tokens":60},"output_tokens":5,"output_tokens_details":{"reasoning_tokens":2},"total_tokens":85}}"#,
+                u(80, 5, 60),
+                false,
+            ),
+            (
+                r#"{"sequence_number":9,"response":{"id":"r","usage":{"output_tokens":5,"input_tokens_details":{"cached_tokens":600},"input_tokens":80}},"type":"response.completed"}"#,
+                u(80, 5, 80),
+                false,
+            ),
+            (r#"{"type":"response.created","response":{"id":"r","usage":null}}"#, None, false),
             // Counts that are not non-negative integers within bounds.
             (r#"{"usage":{"prompt_tokens":-1,"completion_tokens":3}}"#, None, false),
             (r#"{"usage":{"prompt_tokens":1.5,"completion_tokens":3}}"#, None, false),

@@ -60,8 +60,9 @@ pub fn token_usage(u: tollgate_protocol::openai::Usage) -> TokenUsage {
 /// An error event ending an event stream, in the client's API's format.
 /// OpenAI's: an error body, then `[DONE]`, so SDKs see an error instead of
 /// a stream that simply stops. Anthropic's: a named `error` event (its
-/// SDKs act on named events only).
-pub fn write_error_event(front: super::Front, message: &str, code: &str, out: &mut BytesMut) {
+/// SDKs act on named events only). The Responses API's: its `error` event,
+/// numbered `sequence`.
+pub fn write_error_event(front: super::Front, message: &str, code: &str, sequence: u64, out: &mut BytesMut) {
     let mut json = BytesMut::new();
     match front {
         super::Front::OpenAi | super::Front::Completions => {
@@ -75,5 +76,6 @@ pub fn write_error_event(front: super::Front, message: &str, code: &str, out: &m
             json.extend_from_slice(b"}}");
             tollgate_protocol::sse::write_event(out, Some(b"error"), &json);
         }
+        super::Front::Responses => tollgate_protocol::responses::write_error_event(out, message, code, sequence),
     }
 }

@@ -28,6 +28,11 @@ use crate::state::CoreState;
 /// Keys whose string values are structure, not text.
 const STRUCTURAL: &[&[u8]] = &[
     b"model",
+    // The Responses API's ids and states.
+    b"item_id",
+    b"call_id",
+    b"previous_response_id",
+    b"status",
     b"role",
     b"type",
     b"id",
@@ -389,12 +394,18 @@ pub struct EventGuard<'g> {
     findings: Findings,
     released: Vec<u8>,
     scratch: Vec<u8>,
+    /// A Responses stream ([`Self::responses_event`]).
+    responses: bool,
 }
 
 impl<'g> EventGuard<'g> {
-    pub fn new(guard: &'g Guard) -> EventGuard<'g> {
+    /// The guard of a stream in the client's own format: `front` says
+    /// which (a Responses stream's text is in its deltas, see
+    /// [`Self::responses_event`]).
+    pub fn new(guard: &'g Guard, front: super::Front) -> EventGuard<'g> {
         EventGuard {
             guard,
+            responses: front == super::Front::Responses,
             text: TextStream::default(),
             channel: None,
             findings: Findings::default(),
@@ -406,6 +417,9 @@ impl<'g> EventGuard<'g> {
     /// Takes one upstream event; the events to pass on go to `out`. `Err`
     /// with the hit when a blocking rule matched: the stream must end.
     pub fn event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+        if self.responses {
+            return self.responses_event(ev, out);
+        }
         let mut fields: Vec<(&[u8], StringValue)> = Vec::new();
         if &ev.data[..] != b"[DONE]" {
             let _ = string_values(&ev.data, |key, v| {
@@ -451,21 +465,58 @@ impl<'g> EventGuard<'g> {
             // reasoning), or a block's opening text: scanned whole, as a
             // complete answer, and passed on redacted.
             self.flush(out)?;
-            return self.whole_event(ev, out);
+            return self.whole_event(ev, out, false);
         }
         let Some(&(key, ref v)) = fields.iter().find(|(_, v)| !v.raw.is_empty()) else { return Ok(()) };
-        let key = channel(key);
+        let (raw, escaped) = (v.raw.clone(), v.escaped);
+        self.held_text(ev, channel(key), raw, escaped, last, out)
+    }
+
+    /// One Responses stream event ([`tollgate_protocol::responses`]): a
+    /// text delta goes through the hold as streamed text; any other event
+    /// (the summaries that repeat the text whole, `response.completed`
+    /// among them) is checked whole after what is held, so that a copy
+    /// cannot carry what the deltas' redaction took out. A rule a summary
+    /// matches again is not recorded again.
+    fn responses_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+        let facts = tollgate_protocol::responses::read_event(&ev.data).unwrap_or_default();
+        let Some((raw, escaped)) = facts.delta.filter(|(raw, _)| !raw.is_empty()) else {
+            self.flush(out)?;
+            return self.whole_event(ev, out, true);
+        };
+        let mut key = b"delta".to_vec();
+        for i in [facts.output_index, facts.content_index] {
+            key.push(b'/');
+            if let Some(i) = i {
+                key.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+            }
+        }
+        self.held_text(ev, key, raw, escaped, false, out)
+    }
+
+    /// Pushes one event's streamed text (`raw` in its data, on channel
+    /// `key`) through the hold, and passes the event on carrying what the
+    /// hold releases; `last`: the event ends its text, release it all.
+    fn held_text(
+        &mut self,
+        ev: SseEvent,
+        key: Vec<u8>,
+        raw: std::ops::Range<usize>,
+        escaped: bool,
+        last: bool,
+        out: &mut Vec<SseEvent>,
+    ) -> Result<(), Hit> {
         if self.channel.as_ref().is_some_and(|(k, _)| *k != key) {
             self.flush(out)?;
         }
-        let raw = &ev.data[v.raw.clone()];
+        let text = &ev.data[raw.clone()];
         self.scratch.clear();
         // An escape the walk cannot decode is scanned as it is written.
-        if !v.escaped || unescape(raw, &mut self.scratch).is_err() {
+        if !escaped || unescape(text, &mut self.scratch).is_err() {
             self.scratch.clear();
-            self.scratch.extend_from_slice(raw);
+            self.scratch.extend_from_slice(text);
         }
-        let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw: v.raw.clone() };
+        let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw };
         self.released.clear();
         let blocked = self.text.push(self.guard, &self.scratch, &mut self.released, &mut self.findings);
         if let Some(hit) = blocked {
@@ -487,14 +538,21 @@ impl<'g> EventGuard<'g> {
         Ok(())
     }
 
-    /// Scans one event's texts as complete text and passes it on redacted.
-    fn whole_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+    /// Scans one event's texts as complete text and passes it on redacted;
+    /// `once`: a rule already recorded for this stream is not recorded
+    /// again (the event repeats text already checked).
+    fn whole_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>, once: bool) -> Result<(), Hit> {
         let mut findings = Findings::default();
         let mut texts = Texts::default();
         // The walk already succeeded on this event; a bad escape is
         // scanned as written.
         let _ = scan_json(self.guard, &ev.data, Direction::Response, &mut findings, &mut texts);
-        self.findings.all.extend(findings.all.iter().copied());
+        let seen = self.findings.all.len();
+        for &(text, hit) in &findings.all {
+            if !(once && self.findings.all[..seen].iter().any(|(_, h)| h.rule == hit.rule)) {
+                self.findings.all.push((text, hit));
+            }
+        }
         if let Some(hit) = findings.blocked() {
             return Err(hit);
         }
@@ -660,7 +718,7 @@ mod tests {
     #[test]
     fn stream_events_release_held_text_before_a_textless_event() {
         let g = guard(false);
-        let mut eg = EventGuard::new(&g);
+        let mut eg = EventGuard::new(&g, crate::proxy::Front::OpenAi);
         let ev =
             |data: &str| SseEvent { event: None, data: Bytes::copy_from_slice(data.as_bytes()), id: None, retry: None };
         let mut out = Vec::new();
@@ -687,7 +745,7 @@ mod tests {
     }
 
     fn stream_text(g: &Guard, events: &[&str]) -> Result<Vec<serde_json::Value>, Hit> {
-        let mut eg = EventGuard::new(g);
+        let mut eg = EventGuard::new(g, crate::proxy::Front::OpenAi);
         let mut out = Vec::new();
         for d in events {
             let ev = SseEvent { event: None, data: Bytes::copy_from_slice(d.as_bytes()), id: None, retry: None };

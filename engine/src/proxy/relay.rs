@@ -411,10 +411,10 @@ async fn end_stream_with_error(client: &mut Client, provider: &str, front: super
     let mut event = BytesMut::new();
     if cut {
         let message = "the gateway is shutting down and ended the stream before it was complete";
-        super::answer::write_error_event(front, message, "shutting_down", &mut event);
+        super::answer::write_error_event(front, message, "shutting_down", 0, &mut event);
     } else {
         let message = format!("upstream `{provider}` failed in the middle of the stream");
-        super::answer::write_error_event(front, &message, "upstream_stream_error", &mut event);
+        super::answer::write_error_event(front, &message, "upstream_stream_error", 0, &mut event);
     }
     let mut hdr = [0u8; 18];
     let n = chunk_header(event.len(), &mut hdr);

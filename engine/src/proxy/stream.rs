@@ -109,7 +109,15 @@ pub struct StreamStages<'a, 'g> {
 pub enum Stream {
     ToOpenAi(StreamTranslator),
     ToAnthropic(anthropic::front::FrontStream),
-    Identity { front: Front, done: bool, reported: tollgate_protocol::openai::Reported, strip_usage: bool },
+    Identity {
+        front: Front,
+        done: bool,
+        reported: tollgate_protocol::openai::Reported,
+        strip_usage: bool,
+        /// Events passed on: the number a Responses stream's own last
+        /// event gets.
+        sequence: u64,
+    },
 }
 
 impl Stream {
@@ -122,7 +130,9 @@ impl Stream {
             Translation::ToOpenAi(info) => {
                 Stream::ToOpenAi(StreamTranslator::new(crate::unix_now().as_secs(), info.include_usage))
             }
-            Translation::None => Stream::Identity { front, done: false, reported: Default::default(), strip_usage },
+            Translation::None => {
+                Stream::Identity { front, done: false, reported: Default::default(), strip_usage, sequence: 0 }
+            }
         }
     }
 
@@ -130,7 +140,7 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
-            Stream::Identity { done, reported, strip_usage, .. } => {
+            Stream::Identity { front, done, reported, strip_usage, sequence } => {
                 // Read by structure: a `usage` only at the top level (or
                 // in Anthropic's `message_start`, the message's), and the
                 // usage chunk known by its empty `choices`, however the
@@ -146,8 +156,13 @@ impl Stream {
                 let asked_for = *strip_usage && facts.is_some_and(|f| f.has_usage && f.no_choices);
                 if !asked_for {
                     tollgate_protocol::sse::write_event(out, ev.event.as_deref(), &ev.data);
+                    *sequence += 1;
                 }
                 *done |= &ev.data[..] == b"[DONE]" || ev.event.as_deref() == Some(b"message_stop");
+                // A Responses stream has no `[DONE]`: its response's last
+                // event ends it.
+                *done |= *front == Front::Responses
+                    && tollgate_protocol::responses::read_event(&ev.data).is_some_and(|f| f.last);
                 Ok(())
             }
         }
@@ -190,6 +205,16 @@ impl Stream {
                 let why = if capped { "length" } else { "content_filter" };
                 tollgate_protocol::openai::write_text_stream_end(out, model, crate::unix_now().as_secs(), why)
             }
+            (Front::Responses, capped) => {
+                let why = if capped { "max_output_tokens" } else { "content_filter" };
+                tollgate_protocol::responses::write_stream_end(
+                    out,
+                    model,
+                    crate::unix_now().as_secs(),
+                    why,
+                    self.sequence(),
+                )
+            }
         }
         self.finish(&mut BytesMut::new());
     }
@@ -218,7 +243,22 @@ impl Stream {
             Stream::ToAnthropic(_) => Front::Anthropic,
             Stream::Identity { front, .. } => *front,
         };
-        super::answer::write_error_event(front, message, code, out);
+        super::answer::write_error_event(front, message, code, self.sequence(), out);
+    }
+
+    /// The next event's number, for events the gateway writes into a
+    /// Responses stream.
+    fn sequence(&self) -> u64 {
+        match self {
+            Stream::Identity { sequence, .. } => *sequence,
+            _ => 0,
+        }
+    }
+
+    /// Whether the stream's text is in Responses deltas
+    /// ([`tollgate_protocol::responses`]).
+    fn responses(&self) -> bool {
+        matches!(self, Stream::Identity { front: Front::Responses, .. })
     }
 }
 
@@ -262,6 +302,8 @@ pub struct StreamRelay<'a, 'g> {
     /// [`SAID_BYTES_MAX`]), and how much of it no classifier has seen.
     said: Vec<u8>,
     unasked: usize,
+    /// The text is in Responses deltas, not in [`DELTA_TEXT`] fields.
+    responses: bool,
 }
 
 /// The most of a windowed stream's text kept to ask about: a classifier
@@ -272,6 +314,7 @@ const SAID_BYTES_MAX: usize = 1 << 20;
 impl<'a, 'g> StreamRelay<'a, 'g> {
     pub fn new(translator: Stream, stages: StreamStages<'a, 'g>, route: RouteLabel<'a>) -> StreamRelay<'a, 'g> {
         StreamRelay {
+            responses: translator.responses(),
             translator,
             stages,
             parser: SseParser::new(EVENT_BYTES_MAX),
@@ -327,7 +370,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
                 continue;
             }
             // Counted as generated, whatever reaches the client.
-            self.completion_counted += delta_tokens(self.encoding, &ev.data);
+            self.completion_counted += delta_tokens(self.encoding, self.responses, &ev.data);
             let counted = self.completion_counted;
             // The event that crosses a request ceiling is the first one
             // not passed on.
@@ -354,14 +397,14 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     fn translate_passed(&mut self, out: &mut BytesMut) {
         for ev in self.passed.drain(..) {
             if let Some((_, answer)) = self.stages.capture.as_mut() {
-                delta_text(&ev.data, answer, crate::record::CAPTURE_BYTES_MAX);
+                delta_text(self.responses, &ev.data, answer, crate::record::CAPTURE_BYTES_MAX);
             }
             if self.stages.window.is_some() {
                 if self.said.len() >= 2 * SAID_BYTES_MAX {
                     self.said.drain(..self.said.len() - SAID_BYTES_MAX);
                 }
                 let before = self.said.len();
-                delta_text(&ev.data, &mut self.said, usize::MAX);
+                delta_text(self.responses, &ev.data, &mut self.said, usize::MAX);
                 self.unasked += self.said.len() - before;
             }
             if self.translator.event(&ev, out).is_err() && self.flow == Flow::Streaming {
@@ -473,11 +516,28 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
 /// what is counted and what is guarded are the same texts.
 const DELTA_TEXT: &[&[u8]] = super::guard::STREAM_TEXT;
 
-/// Appends the texts of one stream event to `answer`, up to `max` bytes.
-fn delta_text(data: &[u8], answer: &mut Vec<u8>, max: usize) {
+/// Gives `f` each text one stream event carries, raw, and whether it holds
+/// escapes: the [`DELTA_TEXT`] fields, or a Responses event's `delta`
+/// (`responses`), whose summaries repeat text already given.
+fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
+    if responses {
+        if let Some((raw, escaped)) = tollgate_protocol::responses::read_event(data).and_then(|e| e.delta) {
+            f(&data[raw], escaped);
+        }
+        return;
+    }
     let _ = tollgate_protocol::json::string_values(data, |key, v| {
-        if DELTA_TEXT.contains(&key) && answer.len() < max {
-            let _ = tollgate_protocol::json::unescape(&data[v.raw.clone()], answer);
+        if DELTA_TEXT.contains(&key) {
+            f(&data[v.raw.clone()], v.escaped);
+        }
+    });
+}
+
+/// Appends the texts of one stream event to `answer`, up to `max` bytes.
+fn delta_text(responses: bool, data: &[u8], answer: &mut Vec<u8>, max: usize) {
+    event_texts(responses, data, |raw, _| {
+        if answer.len() < max {
+            let _ = tollgate_protocol::json::unescape(raw, answer);
         }
     });
     answer.truncate(max);
@@ -496,17 +556,17 @@ fn redact_text(g: &tollgate_policy::guard::Guard, text: &mut Vec<u8>) {
 }
 
 /// Tokens in the texts one stream event carries (OpenAI `content` and
-/// tool-call `arguments`, Anthropic `text` and `partial_json`, reasoning),
-/// counted delta by delta: an estimate, as BPE across piece boundaries is.
-fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, data: &[u8]) -> u64 {
+/// tool-call `arguments`, Anthropic `text` and `partial_json`, reasoning,
+/// a Responses delta), counted delta by delta: an estimate, as BPE across
+/// piece boundaries is.
+fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, responses: bool, data: &[u8]) -> u64 {
     let mut n = 0;
     let mut scratch = Vec::new();
-    let _ = tollgate_protocol::json::string_values(data, |key, v| {
-        if !DELTA_TEXT.contains(&key) || v.raw.is_empty() {
+    event_texts(responses, data, |raw, escaped| {
+        if raw.is_empty() {
             return;
         }
-        let raw = &data[v.raw.clone()];
-        let text = if v.escaped {
+        let text = if escaped {
             scratch.clear();
             let _ = tollgate_protocol::json::unescape(raw, &mut scratch);
             &scratch[..]
@@ -622,12 +682,147 @@ mod tests {
             chunk("OpQrStUvWxYz0123456789abcdefgh ok"),
             chunk(" more")
         );
-        let s = StreamStages { guard: Some(EventGuard::new(&guard)), hits: Some(&mut hits), ..stages() };
+        let s = StreamStages { guard: Some(EventGuard::new(&guard, Front::OpenAi)), hits: Some(&mut hits), ..stages() };
         let (out, end, _) = relay_split(&input, 17, s, false);
         assert_eq!(end, End::Blocked);
         assert!(!out.contains("sk-proj") && !out.contains("more"), "{out}");
         assert!(out.contains("\"finish_reason\":\"content_filter\""), "{out}");
         assert_eq!(hits.len(), 1);
+    }
+
+    /// A Responses stream: named events, the text in `delta`s and again
+    /// whole in the summaries (`.done`, `response.completed`).
+    fn responses_stream(deltas: &[&str]) -> String {
+        let mut out = String::new();
+        let mut n = 0;
+        let mut event = |name: &str, rest: String| {
+            out.push_str(&format!("event: {name}\ndata: {{\"type\":\"{name}\",\"sequence_number\":{n}{rest}}}\n\n"));
+            n += 1;
+        };
+        event("response.created", r#","response":{"id":"r","status":"in_progress","usage":null}"#.into());
+        for d in deltas {
+            let d = serde_json::to_string(d).expect("string");
+            event(
+                "response.output_text.delta",
+                format!(r#","item_id":"m","output_index":0,"content_index":0,"delta":{d}"#),
+            );
+        }
+        let whole = serde_json::to_string(&deltas.concat()).expect("string");
+        event(
+            "response.output_text.done",
+            format!(r#","item_id":"m","output_index":0,"content_index":0,"text":{whole}"#),
+        );
+        event(
+            "response.completed",
+            format!(
+                r#","response":{{"id":"r","status":"completed","output":[{{"type":"message","content":[{{"type":"output_text","text":{whole}}}]}}],"usage":{{"input_tokens":9,"input_tokens_details":{{"cached_tokens":4}},"output_tokens":7,"total_tokens":16}}}}"#
+            ),
+        );
+        out
+    }
+
+    fn relay_responses(input: &str, at: usize, stages: StreamStages<'_, '_>) -> (String, End, u64, Usage) {
+        let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::Responses, false), stages, ROUTE);
+        let mut out = BytesMut::new();
+        let bytes = Bytes::copy_from_slice(input.as_bytes());
+        relay.feed(bytes.slice(..at), &mut out);
+        relay.feed(bytes.slice(at..), &mut out);
+        assert!(relay.end_of_read(true, &mut out));
+        let (end, counted, usage) = (relay.end(), relay.completion_counted, relay.usage());
+        relay.close();
+        (String::from_utf8(out.to_vec()).expect("utf-8"), end, counted, usage)
+    }
+
+    type Usage = super::super::answer::Usage;
+
+    /// Only the deltas are the answer's text: the summaries' copies are not
+    /// counted again, the usage is `response.completed`'s (cached input
+    /// inside it), and a guarded stream passes byte for byte wherever it
+    /// is split.
+    #[test]
+    fn a_responses_stream_is_counted_once_and_billed_from_its_last_event() {
+        let input = responses_stream(&["Hello", " there", " world"]);
+        let spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
+        let mut spec = spec;
+        spec.actions[Detector::Email as usize] = Some(Action::Redact);
+        let guard = Guard::compile(&spec).expect("profile");
+        for at in 0..=input.len() {
+            let mut hits = Vec::new();
+            let s = StreamStages {
+                guard: Some(EventGuard::new(&guard, Front::Responses)),
+                hits: Some(&mut hits),
+                ..stages()
+            };
+            let (out, end, counted, usage) = relay_responses(&input, at, s);
+            assert_eq!(end, End::Completed, "split at {at}");
+            assert_eq!(counted, 3, "three deltas of one token each, split at {at}");
+            let u = usage.expect("readable").expect("reported");
+            assert_eq!((u.prompt, u.completion, u.cached), (9, 7, 4));
+            // The guard releases the held text in deltas shaped like the
+            // one that held it: the same text, perhaps in one event more.
+            let deltas: String = out
+                .split("\n\n")
+                .filter_map(|e| e.split_once("data: "))
+                .filter_map(|(_, d)| serde_json::from_str::<serde_json::Value>(d).ok())
+                .filter(|v| v["type"] == "response.output_text.delta")
+                .map(|v| v["delta"].as_str().unwrap_or_default().to_string())
+                .collect();
+            assert_eq!(deltas, "Hello there world", "split at {at}: {out}");
+            assert!(out.ends_with(&input[input.rfind("event: response.completed").unwrap()..]), "{out}");
+            assert!(hits.is_empty());
+        }
+        let (out, ..) = relay_responses(&input, 0, stages());
+        assert_eq!(out, input);
+    }
+
+    /// The attacks of a hostile upstream on a Responses stream: a secret
+    /// sent only in a summary, never as a delta; one under a `delta` key
+    /// of an event that is not a delta; one split across two deltas.
+    /// Each is blocked before any of it reaches the client.
+    #[test]
+    fn a_responses_stream_cannot_carry_a_secret_past_the_guard() {
+        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
+        for d in Detector::ALL {
+            if d.category() == Category::Secrets {
+                spec.actions[d as usize] = Some(Action::Block);
+            }
+        }
+        let guard = Guard::compile(&spec).expect("profile");
+        let key = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh";
+        let only_in_summary = responses_stream(&["fine"]).replace(r#""text":"fine""#, &format!(r#""text":"{key}""#));
+        let nested = format!(
+            "event: response.output_item.added\ndata: {{\"type\":\"response.output_item.added\",\"item\":{{\"delta\":\"{key}\"}}}}\n\n{}",
+            responses_stream(&["fine"])
+        );
+        let split = responses_stream(&["my key is sk-proj-AbCdEfGhIjKlMn", "OpQrStUvWxYz0123456789abcdefgh ok"]);
+        for (what, input) in [("only in a summary", only_in_summary), ("nested delta", nested), ("split", split)] {
+            let mut hits = Vec::new();
+            let s = StreamStages {
+                guard: Some(EventGuard::new(&guard, Front::Responses)),
+                hits: Some(&mut hits),
+                ..stages()
+            };
+            let (out, end, ..) = relay_responses(&input, input.len() / 2, s);
+            assert_eq!(end, End::Blocked, "{what}: {out}");
+            assert!(!out.contains("sk-proj"), "{what}: {out}");
+            assert!(
+                out.contains("event: response.incomplete") && out.contains(r#""reason":"content_filter""#),
+                "{what}: {out}"
+            );
+            assert_eq!(hits.len(), 1, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_capped_responses_stream_ends_incomplete_for_max_output_tokens() {
+        let input = responses_stream(&["one", " two", " three"]);
+        let s = StreamStages { ceiling: Some(Ceiling { output_tokens: 2, cost: None }), ..stages() };
+        let (out, end, ..) = relay_responses(&input, input.len(), s);
+        assert_eq!(end, End::Capped);
+        assert!(out.contains("two") && !out.contains("three"), "{out}");
+        let last = out.rsplit("event: ").next().expect("an event");
+        assert!(last.starts_with("response.incomplete\n"), "{out}");
+        assert!(last.contains(r#""reason":"max_output_tokens""#) && last.contains(r#""sequence_number":3"#), "{out}");
     }
 
     #[test]
@@ -706,7 +901,7 @@ mod tests {
         for at in [0, 17, input.len()] {
             answer.clear();
             let s = StreamStages {
-                guard: Some(EventGuard::new(&guard)),
+                guard: Some(EventGuard::new(&guard, Front::OpenAi)),
                 hits: Some(&mut hits),
                 capture: Some((&guard, &mut answer)),
                 ..stages()

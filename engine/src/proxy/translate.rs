@@ -155,7 +155,7 @@ pub async fn relay_translated(
     if event_stream {
         let stream = Stream::new(translation, front, strip_usage);
         let window = classifiers.as_ref().map(|c| c.window());
-        let guard = guard.map(EventGuard::new);
+        let guard = guard.map(|g| EventGuard::new(g, front));
         let stages = StreamStages { guard, hits: Some(hits), ceiling, reservation, capture, window };
         let relay = StreamRelay::new(stream, stages, route);
         return Ok(relay_stream(client, up, response, answer, relay, classifiers).await);
@@ -259,6 +259,13 @@ pub async fn relay_translated(
             ),
             Front::Anthropic => anthropic::front::write_refusal_message(&mut out, route.model, billed),
             Front::Completions => tollgate_protocol::openai::write_filtered_text_completion(
+                &mut out,
+                route.model,
+                crate::unix_now().as_secs(),
+                &refusal,
+                billed,
+            ),
+            Front::Responses => tollgate_protocol::responses::write_withheld(
                 &mut out,
                 route.model,
                 crate::unix_now().as_secs(),

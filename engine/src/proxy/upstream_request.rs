@@ -72,6 +72,11 @@ pub fn build(
                 "legacy completions (POST /v1/completions) go to OpenAI-style providers only, and this model's target is an Anthropic provider",
             ))
         }
+        (Front::Responses, true) => {
+            return Err(GatewayError::Translate(
+                "the Responses API (POST /v1/responses) goes to OpenAI-style providers, and this model's target is an Anthropic provider; call POST /v1/chat/completions or POST /v1/messages for it",
+            ))
+        }
         _ => (None, Translation::None),
     };
     let model = fields.model;
@@ -80,7 +85,13 @@ pub fn build(
     // for them whatever the client said (`include_usage` false, `null`,
     // `{}`), replacing the client's `stream_options` or adding one right
     // after the body's opening brace (the body scanned as an object).
-    let ask_usage = translated.is_none() && upstream.stream_usage && fields.stream && !fields.include_usage;
+    // (A Responses stream always ends with its usage, and the API has no
+    // `include_usage`.)
+    let ask_usage = translated.is_none()
+        && front != Front::Responses
+        && upstream.stream_usage
+        && fields.stream
+        && !fields.include_usage;
     // The body's edits, in order: (start, end, what replaces that span).
     let mut edits: [(usize, usize, Bytes); 2] = Default::default();
     let mut n_edits = 0;
@@ -131,6 +142,7 @@ pub fn build(
     let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage };
     parts.push(match front {
         Front::Completions => upstream.completions_request_line.clone(),
+        Front::Responses => upstream.responses_request_line.clone(),
         Front::OpenAi | Front::Anthropic => upstream.chat_request_line.clone(),
     });
     parts.push(upstream.fixed_headers.clone());
@@ -160,6 +172,9 @@ pub enum Front {
     /// `POST /v1/completions`: OpenAI's legacy completions, passed through
     /// to OpenAI-style providers only (no other API has them).
     Completions,
+    /// `POST /v1/responses`: OpenAI's Responses API, passed through to
+    /// OpenAI-style providers.
+    Responses,
 }
 
 /// How the answer must be translated back for the client.
