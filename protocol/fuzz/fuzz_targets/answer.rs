@@ -1,7 +1,8 @@
 //! The answer reader (usage and the usage chunk, by structure): no panic
 //! on any input a hostile upstream sends, counts always within bounds, the
 //! cached count never above the prompt, and the same facts whatever
-//! whitespace surrounds the document.
+//! whitespace surrounds the document. The Responses event reader with
+//! it: its text delta always a string's contents inside the document.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,4 +19,15 @@ fuzz_target!(|data: &[u8]| {
     padded.extend_from_slice(data);
     padded.extend_from_slice(b"\t ");
     assert_eq!(read_answer(&padded), facts);
+    let event = tollgate_protocol::responses::read_event(data);
+    if let Some((raw, escaped)) = event.as_ref().and_then(|e| e.delta.clone()) {
+        assert!(raw.start >= 1 && raw.end < data.len());
+        assert_eq!((data[raw.start - 1], data[raw.end]), (b'"', b'"'));
+        assert_eq!(escaped, data[raw].contains(&b'\\'));
+    }
+    let shifted = tollgate_protocol::responses::read_event(&padded).map(|mut e| {
+        e.delta = e.delta.map(|(r, esc)| (r.start - 2..r.end - 2, esc));
+        e
+    });
+    assert_eq!(shifted, event);
 });
