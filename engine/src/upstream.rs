@@ -63,6 +63,9 @@ pub struct Upstream {
     pub kind: ProviderKind,
     /// Streams ask for the usage chunk (see `Provider::stream_usage`).
     pub stream_usage: bool,
+    /// `/v1/responses` goes to it as it came (see
+    /// `Provider::responses_api`).
+    pub responses_api: bool,
     /// Which client headers go to this provider.
     pub forward: tollgate_policy::forward::ForwardHeaders,
     pub addr: SocketAddr,
@@ -139,6 +142,7 @@ impl Upstream {
             key_header: provider.api_key_header.clone(),
             kind: provider.kind,
             stream_usage: provider.stream_usage,
+            responses_api: provider.responses_api,
             forward: provider.forward_headers.clone(),
             addr: resolved.addr,
             tls,
@@ -161,6 +165,7 @@ impl Upstream {
         self.name == other.name
             && self.kind == other.kind
             && self.stream_usage == other.stream_usage
+            && self.responses_api == other.responses_api
             && self.forward == other.forward
             && self.addr == other.addr
             && same_tls

@@ -57,7 +57,7 @@ impl TranslateError {
     }
 }
 
-fn parse(scratch: &mut [u8]) -> Result<Value<'_>, TranslateError> {
+pub(crate) fn parse(scratch: &mut [u8]) -> Result<Value<'_>, TranslateError> {
     simd_json::to_borrowed_value(scratch).map_err(|_| TranslateError::NotJson)
 }
 
@@ -316,7 +316,7 @@ fn text_of(content: Option<&Value<'_>>) -> Result<String, TranslateError> {
     }
 }
 
-fn format_number(x: f64) -> String {
+pub(crate) fn format_number(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
@@ -640,7 +640,7 @@ pub mod front;
 /// is Anthropic's `input_schema`. Anthropic requires a schema, so a missing
 /// one becomes the empty object schema (kept in both directions, so a round
 /// trip is stable).
-fn write_tool_fields(out: &mut BytesMut, tool: &Value<'_>, schema_from: &str, schema_to: &[u8]) {
+pub(crate) fn write_tool_fields(out: &mut BytesMut, tool: &Value<'_>, schema_from: &str, schema_to: &[u8]) {
     out.extend_from_slice(b"\"name\":");
     write_json_string(out, tool.get("name").and_then(|n| n.as_str()).unwrap_or_default());
     if let Some(d) = tool.get("description").and_then(|d| d.as_str()) {

@@ -13,6 +13,11 @@
 //! (`model`, `stream`, `max_output_tokens`); usage by
 //! [`crate::openai::read_answer`] (a top-level `usage`, or the
 //! `response`'s in a stream event).
+//!
+//! [`chat`] translates between the Responses API and chat completions, for
+//! providers that do not serve it.
+
+pub mod chat;
 
 use std::ops::Range;
 

@@ -42,26 +42,30 @@ for chunk in client.completions.create(model="gpt-4o-mini", prompt="Say hello", 
 assert "".join(pieces) == legacy.choices[0].text, pieces
 
 # The Responses API, JSON and streamed: the SDK's own types, the text
-# whole in `output_text`, and the streamed deltas adding up to it.
-response = client.responses.create(model="gpt-4o-mini", input="Say hello", instructions="Be brief.")
-assert response.object == "response" and response.status == "completed", response
-assert response.output_text.startswith("Tollgate counts every"), response
-assert response.usage.output_tokens == 16, response.usage
-pieces, completed = [], None
-for event in client.responses.create(
-    model="gpt-4o-mini",
-    input=[{"role": "user", "content": [{"type": "input_text", "text": "Say hello"}]}],
-    stream=True,
-):
-    if event.type == "response.output_text.delta":
-        pieces.append(event.delta)
-    elif event.type == "response.completed":
-        completed = event.response
-assert completed is not None and completed.usage.output_tokens == 16, completed
-assert "".join(pieces) == response.output_text == completed.output_text, pieces
-with client.responses.stream(model="gpt-4o-mini", input="Say hello") as stream:
-    final = stream.get_final_response()
-assert final.output_text == response.output_text, final
+# whole in `output_text`, and the streamed deltas adding up to it; through a
+# provider that serves it (`native`, where the configuration has it) and
+# translated to chat (`gpt-4o-mini`).
+listed = [m.id for m in client.models.list()]
+for model in [m for m in ["native", "gpt-4o-mini"] if m in listed]:
+    response = client.responses.create(model=model, input="Say hello", instructions="Be brief.")
+    assert response.object == "response" and response.status == "completed", response
+    assert response.output_text.startswith("Tollgate counts every"), response
+    assert response.usage.output_tokens == 16, response.usage
+    pieces, completed = [], None
+    for event in client.responses.create(
+        model=model,
+        input=[{"role": "user", "content": [{"type": "input_text", "text": "Say hello"}]}],
+        stream=True,
+    ):
+        if event.type == "response.output_text.delta":
+            pieces.append(event.delta)
+        elif event.type == "response.completed":
+            completed = event.response
+    assert completed is not None and completed.usage.output_tokens == 16, completed
+    assert "".join(pieces) == response.output_text == completed.output_text, pieces
+    with client.responses.stream(model=model, input="Say hello") as stream:
+        final = stream.get_final_response()
+    assert final.output_text == response.output_text, (model, final)
 
 models = [m.id for m in client.models.list()]
 assert "gpt-4o-mini" in models, models

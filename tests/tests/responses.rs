@@ -1,10 +1,11 @@
 //! OpenAI's Responses API (`POST /v1/responses`) end to end: passed
-//! through to an OpenAI-style upstream at its `/responses`, JSON and
+//! through to a provider that serves it at its `/responses`, JSON and
 //! streamed with its typed events, billed from the response's usage
 //! (cached input included), guarded on the prompt and the answer, where a
 //! stream's text is repeated whole in its summary events and must be
-//! redacted in every copy, and refused with a clear 400 where the model's
-//! provider has no such API.
+//! redacted in every copy; and translated for chat-completions and
+//! Anthropic providers, both ways, streams included, with what needs
+//! OpenAI's stored state refused by name and fallback across the kinds.
 
 use tollgate_e2e::*;
 
@@ -16,15 +17,25 @@ fn responses_request(body: &str, extra_headers: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The e2e configuration with records, `gpt-4o-mini` priced, a guardrail
+/// The e2e configuration with records, `gpt-4o-mini` priced and served by
+/// a provider that serves the Responses API (`responses_api`), a guardrail
 /// profile that redacts personal data and blocks secrets and injection on
-/// the team, and `claude` routed to an Anthropic provider.
+/// the team, `llama` on a chat-completions provider, `claude` on an
+/// Anthropic provider, and `fallback`: Anthropic on a closed port, then
+/// chat.
 fn config(mock: std::net::SocketAddr, logs: &TempDir) -> String {
-    priced(config_for(mock, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))).replace(
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    priced(config_for(mock, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())))
+        .replacen("forward_headers = [\"x-mock-*\"]\n", "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n", 1)
+        .replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
         &format!(
-            "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\nbase_url = \"http://{mock}/v1\"\napi_key_env = \"TOLLGATE_E2E_ANTHROPIC_KEY\"\n\n\
+            "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\nbase_url = \"http://{mock}/v1\"\napi_key_env = \"TOLLGATE_E2E_ANTHROPIC_KEY\"\nforward_headers = [\"x-mock-*\"]\n\n\
+             [[providers]]\nname = \"chat\"\nkind = \"openai-compatible\"\nbase_url = \"http://{mock}/v1\"\nforward_headers = [\"x-mock-*\"]\n\n\
+             [[providers]]\nname = \"down\"\nkind = \"anthropic\"\nbase_url = \"http://{closed}/v1\"\napi_key_env = \"TOLLGATE_E2E_ANTHROPIC_KEY\"\n\n\
              [[models]]\nname = \"claude\"\ntargets = [{{ provider = \"claude\", model = \"claude-haiku-4-5\" }}]\n\n\
+             [[models]]\nname = \"llama\"\ntargets = [{{ provider = \"chat\", model = \"llama-3.3-70b\" }}]\n\n\
+             [[models]]\nname = \"fallback\"\ntargets = [{{ provider = \"down\", model = \"claude-haiku-4-5\" }}, {{ provider = \"chat\", model = \"llama-3.3-70b\" }}]\n\n\
              [[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nsecrets = \"block\"\ninjection = \"block\"\n\n\
              [[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"g\""
         ),
@@ -191,10 +202,131 @@ fn the_prompt_is_guarded_in_input_items_and_instructions() {
     assert_eq!((hits[0]["rule"].as_str(), hits[0]["in"].as_str()), (Some("pii.email"), Some("request")), "{hits}");
 }
 
+/// The typed events every translated stream must carry, in order, for one
+/// message of text.
+fn assert_translated_stream(events: &[(String, serde_json::Value)]) -> String {
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names[..4],
+        ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"],
+        "{names:?}"
+    );
+    assert_eq!(
+        names[names.len() - 4..],
+        ["response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed"],
+        "{names:?}"
+    );
+    for (i, (name, v)) in events.iter().enumerate() {
+        assert_eq!((v["type"].as_str(), v["sequence_number"].as_u64()), (Some(name.as_str()), Some(i as u64)), "{v}");
+    }
+    let text = delta_text(events);
+    let completed = &events.last().unwrap().1["response"];
+    assert_eq!(completed["output"][0]["content"][0]["text"].as_str(), Some(text.as_str()), "{completed}");
+    text
+}
+
+/// A chat-completions provider gets a chat request (its answer is a
+/// `chat.completion`, whose id the response keeps) and the client a
+/// response, JSON and streamed, billed from the provider's usage with its
+/// cached share.
 #[test]
-fn a_model_on_an_anthropic_provider_is_refused_with_a_clear_400() {
+fn a_chat_provider_is_reached_through_translation_both_ways() {
+    let (_mock, gw, logs) = start();
+    let body = r#"{"model":"llama","instructions":"Be brief.","input":[{"role":"user","content":"Say hello"}],"max_output_tokens":64}"#;
+    let r = one_request(gw.addr, &responses_request(body, "x-mock-cache: 30,0\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert!(v["id"].as_str().unwrap().starts_with("resp_chatcmpl-mock-"), "answered by the chat API: {v}");
+    assert_eq!((v["object"].as_str(), v["status"].as_str()), (Some("response"), Some("completed")), "{v}");
+    assert!(v["output"][0]["content"][0]["text"].as_str().unwrap().starts_with("Tollgate counts every"), "{v}");
+    assert_eq!(v["usage"]["input_tokens_details"]["cached_tokens"], 30, "{v}");
+    let stream = body.replace("\"max_output_tokens\":64", "\"stream\":true");
+    let r = one_request(gw.addr, &responses_request(&stream, "x-mock-chunks: 4\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = assert_translated_stream(&events(&r.body));
+    assert_eq!(text, v["output"][0]["content"][0]["text"].as_str().unwrap());
+    let records = records(&logs, 2);
+    for r in &records {
+        assert_eq!(r["tokens"]["completion"], 16, "{r}");
+        assert!(r["tokens"].get("estimated").is_none(), "billed from the provider's usage: {r}");
+    }
+    assert_eq!(records[0]["tokens"]["cached"], 30, "{}", records[0]);
+}
+
+/// An Anthropic provider through chat: its message and its event stream
+/// become a response, and its cache reads and writes are billed.
+#[test]
+fn an_anthropic_provider_is_reached_through_chat() {
+    let (_mock, gw, logs) = start();
+    let body = r#"{"model":"claude","input":"Say hello","max_output_tokens":64}"#;
+    let r = one_request(gw.addr, &responses_request(body, "x-mock-cache: 60,10\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["status"], "completed", "{v}");
+    assert!(v["output"][0]["content"][0]["text"].as_str().unwrap().starts_with("Tollgate counts every"), "{v}");
+    let stream = r#"{"model":"claude","input":"Say hello","stream":true}"#;
+    let r = one_request(gw.addr, &responses_request(stream, "x-mock-cache: 60,10\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = events(&r.body);
+    let text = assert_translated_stream(&events);
+    assert!(text.starts_with("Tollgate counts every"), "{text}");
+    let usage = &events.last().unwrap().1["response"]["usage"];
+    assert_eq!(usage["output_tokens"], 16, "{usage}");
+    for r in records(&logs, 2) {
+        assert_eq!((r["tokens"]["cached"].as_u64(), r["tokens"]["cache_write"].as_u64()), (Some(60), Some(10)), "{r}");
+        assert_eq!(r["tokens"]["completion"], 16, "{r}");
+        assert!(r["cost_micro_usd"].as_u64().is_some(), "{r}");
+    }
+}
+
+/// What lives at OpenAI is refused by name where the provider is not
+/// OpenAI, and goes through where it is.
+#[test]
+fn state_kept_at_openai_is_refused_elsewhere_and_passed_through_to_it() {
     let (_mock, gw, _logs) = start();
-    let r = one_request(gw.addr, &responses_request(r#"{"model":"claude","input":"hi"}"#, ""));
+    for (model, field) in [("llama", "previous_response_id"), ("claude", "previous_response_id")] {
+        let body = format!(r#"{{"model":"{model}","input":"next","previous_response_id":"resp_123"}}"#);
+        let r = one_request(gw.addr, &responses_request(&body, ""));
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.error_code() == "untranslatable_body" && r.text().contains(field), "{}", r.text());
+    }
+    let r = one_request(
+        gw.addr,
+        &responses_request(r#"{"model":"llama","input":"x","tools":[{"type":"web_search"}]}"#, ""),
+    );
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("Responses API"), "{}", r.text());
+    assert!(r.text().contains("built-in tools"), "{}", r.text());
+    let body = r#"{"model":"gpt-4o-mini","input":"next","previous_response_id":"resp_123","store":true}"#;
+    let r = one_request(gw.addr, &responses_request(body, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// A translated stream is guarded on the upstream's chunks, so the
+/// summaries the translator writes hold only what the guard released.
+#[test]
+fn a_translated_stream_is_guarded_before_its_summaries_are_made() {
+    let (_mock, gw, _logs) = start();
+    let reply = "x-mock-reply: write to jane.doe@example.com today\r\nx-mock-chunks: 6\r\n";
+    for model in ["llama", "claude"] {
+        let body = format!(r#"{{"model":"{model}","input":"hi","stream":true}}"#);
+        let r = one_request(gw.addr, &responses_request(&body, reply));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(!r.text().contains("jane.doe"), "{model}: {}", r.text());
+        let text = assert_translated_stream(&events(&r.body));
+        assert_eq!(text, "write to [EMAIL] today", "{model}");
+    }
+}
+
+/// Anthropic down at 2 AM: the first target's translation is to Anthropic,
+/// the attempt fails to connect, and the second target gets its own
+/// translation, to chat.
+#[test]
+fn fallback_moves_across_provider_kinds_with_a_translation_each() {
+    let (_mock, gw, logs) = start();
+    let r = one_request(gw.addr, &responses_request(r#"{"model":"fallback","input":"Say hello","stream":true}"#, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-tollgate-route"), Some("chat/llama-3.3-70b"));
+    assert_translated_stream(&events(&r.body));
+    let last = &records(&logs, 1)[0];
+    assert_eq!(last["attempts"].as_array().map(Vec::len), Some(2), "{last}");
 }

@@ -22,7 +22,17 @@ fn openai_python_sdk_round_trip() {
         return;
     }
     let mock = start_mock(&[]);
-    let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
+    // `native` is served by a provider that speaks the Responses API
+    // itself; the others' `/v1/responses` are translated to chat.
+    let config = config_for(mock.addr, 1, "").replacen(
+        "[[teams]]",
+        &format!(
+            "[[providers]]\nname = \"native\"\nkind = \"openai-compatible\"\nbase_url = \"http://{}/v1\"\nresponses_api = true\n\n[[models]]\nname = \"native\"\ntargets = [{{ provider = \"native\" }}]\n\n[[teams]]",
+            mock.addr
+        ),
+        1,
+    );
+    let gw = start_gateway(&config, &[], &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/openai_chat.py");
     let out =
         Command::new("python3").arg(script).arg(format!("http://{}/v1", gw.addr)).arg(KEY).output().expect("python3");

@@ -399,13 +399,13 @@ pub struct EventGuard<'g> {
 }
 
 impl<'g> EventGuard<'g> {
-    /// The guard of a stream in the client's own format: `front` says
-    /// which (a Responses stream's text is in its deltas, see
+    /// The guard of a stream of upstream events; `responses`: they are
+    /// Responses API events, whose text is in their deltas (see
     /// [`Self::responses_event`]).
-    pub fn new(guard: &'g Guard, front: super::Front) -> EventGuard<'g> {
+    pub fn new(guard: &'g Guard, responses: bool) -> EventGuard<'g> {
         EventGuard {
             guard,
-            responses: front == super::Front::Responses,
+            responses,
             text: TextStream::default(),
             channel: None,
             findings: Findings::default(),
@@ -718,7 +718,7 @@ mod tests {
     #[test]
     fn stream_events_release_held_text_before_a_textless_event() {
         let g = guard(false);
-        let mut eg = EventGuard::new(&g, crate::proxy::Front::OpenAi);
+        let mut eg = EventGuard::new(&g, false);
         let ev =
             |data: &str| SseEvent { event: None, data: Bytes::copy_from_slice(data.as_bytes()), id: None, retry: None };
         let mut out = Vec::new();
@@ -745,7 +745,7 @@ mod tests {
     }
 
     fn stream_text(g: &Guard, events: &[&str]) -> Result<Vec<serde_json::Value>, Hit> {
-        let mut eg = EventGuard::new(g, crate::proxy::Front::OpenAi);
+        let mut eg = EventGuard::new(g, false);
         let mut out = Vec::new();
         for d in events {
             let ev = SseEvent { event: None, data: Bytes::copy_from_slice(d.as_bytes()), id: None, retry: None };

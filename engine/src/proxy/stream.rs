@@ -15,13 +15,14 @@
 
 use bytes::{Bytes, BytesMut};
 use tollgate_protocol::anthropic::{self, StreamTranslator};
+use tollgate_protocol::responses::chat::ResponsesStream;
 use tollgate_protocol::sse::SseParser;
 use tollgate_protocol::tokens::Encoding;
 
 use super::answer::{anthropic_usage, token_usage};
 use super::guard::{EventGuard, Recorded};
 use super::relay::RouteLabel;
-use super::upstream_request::Translation;
+use super::upstream_request::{ResponsesFrom, Translation};
 use super::Front;
 use crate::accounts::Reservation;
 use crate::record::{End, TokenUsage};
@@ -109,6 +110,12 @@ pub struct StreamStages<'a, 'g> {
 pub enum Stream {
     ToOpenAi(StreamTranslator),
     ToAnthropic(anthropic::front::FrontStream),
+    /// A chat stream as Responses API events; an Anthropic one through
+    /// chat (its chunks parsed again on the way).
+    ToResponses {
+        anthropic: Option<Box<(StreamTranslator, SseParser)>>,
+        events: ResponsesStream,
+    },
     Identity {
         front: Front,
         done: bool,
@@ -130,6 +137,15 @@ impl Stream {
             Translation::ToOpenAi(info) => {
                 Stream::ToOpenAi(StreamTranslator::new(crate::unix_now().as_secs(), info.include_usage))
             }
+            Translation::ToResponses(from) => Stream::ToResponses {
+                anthropic: (from == ResponsesFrom::Anthropic).then(|| {
+                    Box::new((
+                        StreamTranslator::new(crate::unix_now().as_secs(), true),
+                        SseParser::new(EVENT_BYTES_MAX),
+                    ))
+                }),
+                events: ResponsesStream::new(),
+            },
             Translation::None => {
                 Stream::Identity { front, done: false, reported: Default::default(), strip_usage, sequence: 0 }
             }
@@ -140,6 +156,13 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
+            Stream::ToResponses { anthropic: None, events } => events.event(ev, out).map_err(|_| ()),
+            Stream::ToResponses { anthropic: Some(a), events } => {
+                let (chat, parser) = &mut **a;
+                let mut chunks = BytesMut::new();
+                chat.event(ev, &mut chunks).map_err(|_| ())?;
+                through_chat(parser, events, chunks, out)
+            }
             Stream::Identity { front, done, reported, strip_usage, sequence } => {
                 // Read by structure: a `usage` only at the top level (or
                 // in Anthropic's `message_start`, the message's), and the
@@ -172,6 +195,15 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.finish(out),
             Stream::ToAnthropic(t) => t.finish(out),
+            Stream::ToResponses { anthropic, events } => {
+                if let Some(a) = anthropic {
+                    let (chat, parser) = &mut **a;
+                    let mut chunks = BytesMut::new();
+                    chat.finish(&mut chunks);
+                    let _ = through_chat(parser, events, chunks, out);
+                }
+                events.finish(out)
+            }
             Stream::Identity { done, .. } => *done = true,
         }
     }
@@ -180,6 +212,7 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.finished(),
             Stream::ToAnthropic(t) => t.finished(),
+            Stream::ToResponses { events, .. } => events.finished(),
             Stream::Identity { done, .. } => *done,
         }
     }
@@ -187,12 +220,7 @@ impl Stream {
     /// Ends the stream the gateway stops: a guardrail withheld the rest
     /// (`capped` false), or a request ceiling was reached.
     fn stop(&mut self, model: &str, capped: bool, out: &mut BytesMut) {
-        let front = match self {
-            Stream::ToOpenAi(_) => Front::OpenAi,
-            Stream::ToAnthropic(_) => Front::Anthropic,
-            Stream::Identity { front, .. } => *front,
-        };
-        match (front, capped) {
+        match (self.front(), capped) {
             (Front::OpenAi, false) => {
                 tollgate_protocol::openai::write_stream_end(out, model, crate::unix_now().as_secs(), "content_filter")
             }
@@ -216,7 +244,11 @@ impl Stream {
                 )
             }
         }
-        self.finish(&mut BytesMut::new());
+        match self {
+            // Its own ending was just written: nothing more.
+            Stream::ToResponses { events, .. } => events.stopped(),
+            _ => self.finish(&mut BytesMut::new()),
+        }
     }
 
     fn usage(&self) -> super::answer::Usage {
@@ -224,6 +256,17 @@ impl Stream {
             Stream::Identity { reported, .. } if reported.unreadable => Err(super::answer::Rejected),
             Stream::Identity { reported, .. } => Ok(reported.usage().map(token_usage)),
             Stream::ToOpenAi(t) => Ok(anthropic_usage(t.usage())?.filter(|u| (u.prompt | u.completion) > 0)),
+            Stream::ToResponses { anthropic: Some(a), .. } => {
+                Ok(anthropic_usage(a.0.usage())?.filter(|u| (u.prompt | u.completion) > 0))
+            }
+            Stream::ToResponses { anthropic: None, events } => {
+                let Some((prompt, completion, cached)) = events.usage() else { return Ok(None) };
+                if [prompt, completion].iter().any(|&n| n > tollgate_protocol::openai::USAGE_TOKENS_MAX) {
+                    return Err(super::answer::Rejected);
+                }
+                Ok(Some(TokenUsage { prompt, completion, cached: cached.min(prompt), cache_write: 0 })
+                    .filter(|u| (u.prompt | u.completion) > 0))
+            }
             Stream::ToAnthropic(t) => {
                 let (prompt, completion, cached) = t.usage();
                 if [prompt, completion].iter().any(|&n| n > tollgate_protocol::openai::USAGE_TOKENS_MAX) {
@@ -237,13 +280,20 @@ impl Stream {
 
     /// An error event in the client's format, ending the stream.
     fn fail(&mut self, message: &str, code: &str, out: &mut BytesMut) {
-        // The client's API: the translator's target, or the front itself.
-        let front = match self {
+        super::answer::write_error_event(self.front(), message, code, self.sequence(), out);
+        if let Stream::ToResponses { events, .. } = self {
+            events.stopped();
+        }
+    }
+
+    /// The client's API: the translator's target, or the front itself.
+    fn front(&self) -> Front {
+        match self {
             Stream::ToOpenAi(_) => Front::OpenAi,
             Stream::ToAnthropic(_) => Front::Anthropic,
+            Stream::ToResponses { .. } => Front::Responses,
             Stream::Identity { front, .. } => *front,
-        };
-        super::answer::write_error_event(front, message, code, self.sequence(), out);
+        }
     }
 
     /// The next event's number, for events the gateway writes into a
@@ -251,6 +301,7 @@ impl Stream {
     fn sequence(&self) -> u64 {
         match self {
             Stream::Identity { sequence, .. } => *sequence,
+            Stream::ToResponses { events, .. } => events.sequence(),
             _ => 0,
         }
     }
@@ -260,6 +311,21 @@ impl Stream {
     fn responses(&self) -> bool {
         matches!(self, Stream::Identity { front: Front::Responses, .. })
     }
+}
+
+/// Translates the chat chunks an Anthropic stream became into Responses
+/// events.
+fn through_chat(
+    parser: &mut SseParser,
+    events: &mut ResponsesStream,
+    chunks: BytesMut,
+    out: &mut BytesMut,
+) -> Result<(), ()> {
+    parser.push(chunks.freeze());
+    while let Some(chunk) = parser.next_event().map_err(|_| ())? {
+        events.event(&chunk, out).map_err(|_| ())?;
+    }
+    Ok(())
 }
 
 /// Where a stream stands.
@@ -682,7 +748,7 @@ mod tests {
             chunk("OpQrStUvWxYz0123456789abcdefgh ok"),
             chunk(" more")
         );
-        let s = StreamStages { guard: Some(EventGuard::new(&guard, Front::OpenAi)), hits: Some(&mut hits), ..stages() };
+        let s = StreamStages { guard: Some(EventGuard::new(&guard, false)), hits: Some(&mut hits), ..stages() };
         let (out, end, _) = relay_split(&input, 17, s, false);
         assert_eq!(end, End::Blocked);
         assert!(!out.contains("sk-proj") && !out.contains("more"), "{out}");
@@ -748,11 +814,7 @@ mod tests {
         let guard = Guard::compile(&spec).expect("profile");
         for at in 0..=input.len() {
             let mut hits = Vec::new();
-            let s = StreamStages {
-                guard: Some(EventGuard::new(&guard, Front::Responses)),
-                hits: Some(&mut hits),
-                ..stages()
-            };
+            let s = StreamStages { guard: Some(EventGuard::new(&guard, true)), hits: Some(&mut hits), ..stages() };
             let (out, end, counted, usage) = relay_responses(&input, at, s);
             assert_eq!(end, End::Completed, "split at {at}");
             assert_eq!(counted, 3, "three deltas of one token each, split at {at}");
@@ -797,11 +859,7 @@ mod tests {
         let split = responses_stream(&["my key is sk-proj-AbCdEfGhIjKlMn", "OpQrStUvWxYz0123456789abcdefgh ok"]);
         for (what, input) in [("only in a summary", only_in_summary), ("nested delta", nested), ("split", split)] {
             let mut hits = Vec::new();
-            let s = StreamStages {
-                guard: Some(EventGuard::new(&guard, Front::Responses)),
-                hits: Some(&mut hits),
-                ..stages()
-            };
+            let s = StreamStages { guard: Some(EventGuard::new(&guard, true)), hits: Some(&mut hits), ..stages() };
             let (out, end, ..) = relay_responses(&input, input.len() / 2, s);
             assert_eq!(end, End::Blocked, "{what}: {out}");
             assert!(!out.contains("sk-proj"), "{what}: {out}");
@@ -901,7 +959,7 @@ mod tests {
         for at in [0, 17, input.len()] {
             answer.clear();
             let s = StreamStages {
-                guard: Some(EventGuard::new(&guard, Front::OpenAi)),
+                guard: Some(EventGuard::new(&guard, false)),
                 hits: Some(&mut hits),
                 capture: Some((&guard, &mut answer)),
                 ..stages()

@@ -21,7 +21,7 @@ use super::answer::{answer_usage, anthropic_usage, TRANSLATED_BODY_BYTES_MAX};
 use super::guard::{Checked, EventGuard, Recorded};
 use super::relay::{Answer, RelayEnd};
 use super::stream::{Ceiling, Flow, Stream, StreamRelay, StreamStages};
-use super::upstream_request::Translation;
+use super::upstream_request::{ResponsesFrom, Translation};
 use super::Front;
 use crate::error::GatewayError;
 use crate::iov;
@@ -155,7 +155,10 @@ pub async fn relay_translated(
     if event_stream {
         let stream = Stream::new(translation, front, strip_usage);
         let window = classifiers.as_ref().map(|c| c.window());
-        let guard = guard.map(|g| EventGuard::new(g, front));
+        // The guard reads the upstream's events: Responses events only
+        // when nothing is translated.
+        let responses_events = front == Front::Responses && matches!(translation, Translation::None);
+        let guard = guard.map(|g| EventGuard::new(g, responses_events));
         let stages = StreamStages { guard, hits: Some(hits), ceiling, reservation, capture, window };
         let relay = StreamRelay::new(stream, stages, route);
         return Ok(relay_stream(client, up, response, answer, relay, classifiers).await);
@@ -214,7 +217,22 @@ pub async fn relay_translated(
         usage = answer_usage(&body);
         out = body;
     } else if response.status < 300 {
-        let translated = if to_anthropic {
+        let translated = if let Translation::ToResponses(from) = translation {
+            let mut chat = body;
+            if from == ResponsesFrom::Anthropic {
+                let mut c = BytesMut::with_capacity(chat.len() + 256);
+                anthropic::response_to_openai(&mut chat, crate::unix_now().as_secs(), &mut c)
+                    .map(|u| usage = anthropic_usage(u))
+                    .map_err(|e| GatewayError::UpstreamProtocol {
+                        provider: route.provider.to_string(),
+                        cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
+                    })?;
+                chat = c;
+            } else {
+                usage = answer_usage(&chat);
+            }
+            tollgate_protocol::responses::chat::response_from_chat(&mut chat, &mut out)
+        } else if to_anthropic {
             usage = answer_usage(&body);
             anthropic::front::response_from_openai(&mut body, &mut out)
         } else {
@@ -225,6 +243,9 @@ pub async fn relay_translated(
             provider: route.provider.to_string(),
             cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
         })?;
+    } else if matches!(translation, Translation::ToResponses(ResponsesFrom::Chat)) {
+        // A chat error is already in the shape Responses clients read.
+        out = body;
     } else if to_anthropic {
         anthropic::front::error_from_openai(&mut body, response.status, &mut out);
     } else {

@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use tollgate_policy::{ProviderKind, Target};
 use tollgate_protocol::anthropic;
 use tollgate_protocol::openai::{self, ChatRequestFields};
+use tollgate_protocol::responses;
 
 use crate::error::GatewayError;
 
@@ -58,7 +59,8 @@ pub fn build(
                 f(&mut scratch, &target.upstream_model, &mut out).map_err(|e| GatewayError::Translate(e.message()))?;
             Ok::<_, GatewayError>((out.freeze(), info))
         };
-    let (translated, translation) = match (front, upstream.kind == ProviderKind::Anthropic) {
+    let anthropic_target = upstream.kind == ProviderKind::Anthropic;
+    let (translated, translation) = match (front, anthropic_target) {
         (Front::OpenAi, true) => {
             let (b, info) = translate(anthropic::request_from_openai)?;
             (Some(b), Translation::ToOpenAi(info))
@@ -72,10 +74,16 @@ pub fn build(
                 "legacy completions (POST /v1/completions) go to OpenAI-style providers only, and this model's target is an Anthropic provider",
             ))
         }
+        // The Responses API goes as it is to a provider that serves it
+        // (OpenAI and the mock by default, `responses_api` for others);
+        // the rest get chat completions (Anthropic's through chat).
         (Front::Responses, true) => {
-            return Err(GatewayError::Translate(
-                "the Responses API (POST /v1/responses) goes to OpenAI-style providers, and this model's target is an Anthropic provider; call POST /v1/chat/completions or POST /v1/messages for it",
-            ))
+            let (b, _) = translate(responses::chat::request_to_anthropic)?;
+            (Some(b), Translation::ToResponses(ResponsesFrom::Anthropic))
+        }
+        (Front::Responses, false) if !upstream.responses_api => {
+            let (b, _) = translate(responses::chat::request_to_chat)?;
+            (Some(b), Translation::ToResponses(ResponsesFrom::Chat))
         }
         _ => (None, Translation::None),
     };
@@ -142,7 +150,8 @@ pub fn build(
     let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage };
     parts.push(match front {
         Front::Completions => upstream.completions_request_line.clone(),
-        Front::Responses => upstream.responses_request_line.clone(),
+        Front::Responses if translated.is_none() => upstream.responses_request_line.clone(),
+        Front::Responses => upstream.chat_request_line.clone(),
         Front::OpenAi | Front::Anthropic => upstream.chat_request_line.clone(),
     });
     parts.push(upstream.fixed_headers.clone());
@@ -173,7 +182,7 @@ pub enum Front {
     /// to OpenAI-style providers only (no other API has them).
     Completions,
     /// `POST /v1/responses`: OpenAI's Responses API, passed through to
-    /// OpenAI-style providers.
+    /// OpenAI (and the mock), translated for every other provider.
     Responses,
 }
 
@@ -185,4 +194,14 @@ pub enum Translation {
     ToOpenAi(anthropic::RequestInfo),
     /// An OpenAI upstream's answer, for an Anthropic client.
     ToAnthropic(anthropic::RequestInfo),
+    /// A chat (or Anthropic) upstream's answer, for a Responses API client.
+    ToResponses(ResponsesFrom),
+}
+
+/// The API whose answer becomes a Responses API answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponsesFrom {
+    Chat,
+    /// Anthropic's, through chat.
+    Anthropic,
 }

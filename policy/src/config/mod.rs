@@ -172,6 +172,10 @@ pub struct Provider {
     /// not, so that every stream is billed from the provider's own counts;
     /// the gateway keeps that chunk from clients that did not ask.
     pub stream_usage: bool,
+    /// The provider serves OpenAI's Responses API (`POST /responses`): a
+    /// `/v1/responses` request goes to it as it came. Otherwise it is
+    /// translated to chat completions (to Anthropic messages through chat).
+    pub responses_api: bool,
     /// Which client headers reach this provider.
     pub forward_headers: crate::forward::ForwardHeaders,
     pub mock: MockSettings,

@@ -158,6 +158,10 @@ pub struct RawProvider {
     pub ca_file: Option<Spanned<String>>,
     /// Ask OpenAI-style upstreams for a stream's usage chunk (default on).
     pub stream_usage: Option<bool>,
+    /// The provider serves OpenAI's Responses API itself (default: for
+    /// `openai` and `mock`); otherwise `/v1/responses` is translated to
+    /// chat completions for it.
+    pub responses_api: Option<Spanned<bool>>,
     /// Client headers this provider receives besides the built-in
     /// allow-list (names, or `prefix*`).
     #[serde(default)]

@@ -117,6 +117,21 @@ fn problems_name_line_column_and_fix() {
     assert!(problems(text)[0].starts_with("gw.toml:3:1: unknown field `bogus`"));
 }
 
+/// Who serves the Responses API itself: OpenAI and the mock by default, an
+/// OpenAI-compatible server when it says so; never Anthropic.
+#[test]
+fn responses_api_defaults_by_kind_and_is_refused_for_anthropic() {
+    let text = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"http://o\"\n[[providers]]\nname = \"c\"\nkind = \"openai-compatible\"\nbase_url = \"http://c\"\n[[providers]]\nname = \"v\"\nkind = \"openai-compatible\"\nbase_url = \"http://v\"\nresponses_api = true\n[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[providers]]\nname = \"a\"\nkind = \"anthropic\"\nbase_url = \"http://a\"\n";
+    let c = Config::parse("gw.toml", text, &TestEnv).unwrap();
+    let served: Vec<bool> = c.providers.iter().map(|p| p.responses_api).collect();
+    assert_eq!(served, [true, false, true, true, false]);
+    let wrong = "[[providers]]\nname = \"a\"\nkind = \"anthropic\"\nbase_url = \"http://a\"\nresponses_api = true\n";
+    assert_eq!(
+        problems(wrong),
+        vec!["gw.toml:5:17: provider \"a\": Anthropic serves no Responses API; remove responses_api (requests to /v1/responses are translated for it)"]
+    );
+}
+
 #[test]
 fn provider_urls_and_credentials() {
     let text = "[[providers]]\nname = \"p\"\nkind = \"openai-compatible\"\nbase_url = \"http://10.0.0.1:8000/v1/\"\napi_key_env = \"SET\"\n[[providers]]\nname = \"q\"\nkind = \"openai\"\nbase_url = \"http://q\"\napi_key_file = \"/run/key\"\n";

@@ -318,6 +318,15 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
                 report.add(h.span(), format!("provider {:?}: {problem}", p.name.get_ref()));
             }
         }
+        if let Some(r) = p.responses_api.as_ref().filter(|r| *r.get_ref() && kind == ProviderKind::Anthropic) {
+            report.add(
+                r.span(),
+                format!(
+                    "provider {:?}: Anthropic serves no Responses API; remove responses_api (requests to /v1/responses are translated for it)",
+                    p.name.get_ref()
+                ),
+            );
+        }
         let additions: Vec<String> = p.forward_headers.iter().map(|h| h.get_ref().clone()).collect();
         out.push(Provider {
             forward_headers: crate::forward::ForwardHeaders::new(kind, &additions),
@@ -331,6 +340,11 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             credential: secret.map(Credential),
             tls,
             stream_usage: p.stream_usage.unwrap_or(true) && kind != ProviderKind::Anthropic,
+            responses_api: p
+                .responses_api
+                .as_ref()
+                .map_or(matches!(kind, ProviderKind::OpenAi | ProviderKind::Mock), |r| *r.get_ref())
+                && kind != ProviderKind::Anthropic,
             mock: p.mock,
         });
     }
