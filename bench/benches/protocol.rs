@@ -117,7 +117,123 @@ fn translate(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    translate_responses(&mut g, &body);
     g.finish();
+}
+
+/// The Responses API's translations (issue 20's table): a 2 KiB request
+/// to chat and to Anthropic, a 1 KiB chat answer to a response, one chat
+/// text chunk to its Responses event, and one Anthropic text event through
+/// chat to its Responses event; and the other pairs' answers.
+fn translate_responses(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, chat: &[u8]) {
+    use tollgate_protocol::anthropic::{front, response_to_openai, StreamTranslator};
+    use tollgate_protocol::responses::chat::{
+        request_to_anthropic, request_to_chat, response_from_chat, ResponsesStream,
+    };
+    use tollgate_protocol::sse::{SseEvent, SseParser};
+    let request = String::from_utf8_lossy(chat)
+        .replacen("\"messages\":", "\"instructions\":\"Be brief.\",\"input\":", 1)
+        .into_bytes();
+    let mut out = bytes::BytesMut::with_capacity(8192);
+    g.throughput(Throughput::Bytes(request.len() as u64));
+    g.bench_function("responses_to_chat_request_2KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = request.clone();
+            black_box(request_to_chat(&mut scratch, "llama", &mut out).unwrap())
+        })
+    });
+    g.bench_function("responses_to_anthropic_request_2KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = request.clone();
+            black_box(request_to_anthropic(&mut scratch, "claude-sonnet-4-5", &mut out).unwrap())
+        })
+    });
+    // A valid Anthropic request: the chat body translated.
+    let mut anthropic = bytes::BytesMut::new();
+    tollgate_protocol::anthropic::request_from_openai(&mut chat.to_vec(), "claude", &mut anthropic).unwrap();
+    g.bench_function("anthropic_to_openai_request_2KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = anthropic.to_vec();
+            black_box(front::request_to_openai(&mut scratch, "gpt-4o", &mut out).unwrap())
+        })
+    });
+    let text = "Tollgate counts every token café naïve 日本語 through the gateway ".repeat(16);
+    let answer = format!(
+        r#"{{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"llama","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":500,"completion_tokens":200,"total_tokens":700}}}}"#
+    )
+    .into_bytes();
+    let message = format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{{"type":"text","text":"{text}"}}],"stop_reason":"end_turn","usage":{{"input_tokens":500,"output_tokens":200}}}}"#
+    )
+    .into_bytes();
+    g.throughput(Throughput::Bytes(answer.len() as u64));
+    g.bench_function("chat_to_responses_answer_1KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = answer.clone();
+            response_from_chat(&mut scratch, &mut out).unwrap();
+            black_box(out.len())
+        })
+    });
+    g.bench_function("chat_to_anthropic_answer_1KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = answer.clone();
+            front::response_from_openai(&mut scratch, &mut out).unwrap();
+            black_box(out.len())
+        })
+    });
+    g.bench_function("anthropic_to_chat_answer_1KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = message.clone();
+            black_box(response_to_openai(&mut scratch, 1, &mut out).unwrap())
+        })
+    });
+    let event =
+        |data: &'static str| SseEvent { event: None, data: Bytes::from_static(data.as_bytes()), id: None, retry: None };
+    let chunk = event(
+        r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"llama","choices":[{"index":0,"delta":{"content":" token café"},"finish_reason":null}]}"#,
+    );
+    let delta = event(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" token café"}}"#);
+    g.throughput(Throughput::Elements(1));
+    let mut to_responses = ResponsesStream::new();
+    to_responses.event(&chunk, &mut out).unwrap();
+    g.bench_function("chat_to_responses_stream_event", |b| {
+        b.iter(|| {
+            out.clear();
+            to_responses.event(black_box(&chunk), &mut out).unwrap();
+            black_box(out.len())
+        })
+    });
+    let mut to_anthropic = front::FrontStream::new();
+    to_anthropic.event(&chunk, &mut out).unwrap();
+    g.bench_function("chat_to_anthropic_stream_event", |b| {
+        b.iter(|| {
+            out.clear();
+            to_anthropic.event(black_box(&chunk), &mut out).unwrap();
+            black_box(out.len())
+        })
+    });
+    // As the engine chains them: the Anthropic translator's chunk parsed
+    // again and translated on.
+    let (mut first, mut parser, mut then) =
+        (StreamTranslator::new(1, true), SseParser::new(1 << 20), ResponsesStream::new());
+    g.bench_function("anthropic_to_responses_stream_event", |b| {
+        let mut chunks = bytes::BytesMut::new();
+        b.iter(|| {
+            out.clear();
+            first.event(black_box(&delta), &mut chunks).unwrap();
+            parser.push(chunks.split().freeze());
+            while let Ok(Some(ev)) = parser.next_event() {
+                then.event(&ev, &mut out).unwrap();
+            }
+            black_box(out.len())
+        })
+    });
 }
 
 criterion_group!(benches, head, chunked_decode, sse_parse, chat_scan, translate);

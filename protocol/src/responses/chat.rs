@@ -16,7 +16,7 @@ use simd_json::BorrowedValue as Value;
 
 use crate::anthropic::{format_number, parse, write_tool_fields, RequestInfo, TranslateError, STREAM_BLOCKS_MAX};
 use crate::openai::write_json_string;
-use crate::sse::{write_event, SseEvent};
+use crate::sse::SseEvent;
 
 fn str_of<'v>(v: Option<&'v Value<'_>>) -> Option<&'v str> {
     v.and_then(|v| v.as_str())
@@ -532,16 +532,18 @@ impl ResponsesStream {
         self.made.usage.map(|(p, c, cached, _)| (p, c, cached))
     }
 
+    /// Writes one named event straight into `out`: its data is one line
+    /// (every string in it is written escaped), so it needs no splitting.
     fn emit(&mut self, out: &mut BytesMut, name: &str, body: impl FnOnce(&Made, &mut BytesMut)) {
-        let mut data = BytesMut::with_capacity(128);
-        data.extend_from_slice(b"{\"type\":");
-        write_json_string(&mut data, name);
-        data.extend_from_slice(b",\"sequence_number\":");
-        data.extend_from_slice(itoa::Buffer::new().format(self.sequence).as_bytes());
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\ndata: {\"type\":\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\",\"sequence_number\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.sequence).as_bytes());
         self.sequence += 1;
-        body(&self.made, &mut data);
-        data.put_u8(b'}');
-        write_event(out, Some(name.as_bytes()), &data);
+        body(&self.made, out);
+        out.extend_from_slice(b"}\n\n");
     }
 
     fn start(&mut self, out: &mut BytesMut) {
