@@ -67,6 +67,9 @@ struct Plan {
     echo: Option<Echo>,
     /// `x-mock-reply`: the reply's text instead of the word list.
     reply: Option<String>,
+    /// `x-mock-tool: NAME`: the answer calls this tool instead of
+    /// writing text.
+    tool: Option<String>,
 }
 
 /// The mock classifiers' fixed rule.
@@ -221,7 +224,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             _ => None,
         };
         let reply = head.header(b"x-mock-reply").map(|v| String::from_utf8_lossy(v).into_owned());
-        Plan { behavior: b, failure, echo, reply }
+        let tool = head.header(b"x-mock-tool").map(|v| String::from_utf8_lossy(v).into_owned());
+        Plan { behavior: b, failure, echo, reply, tool }
     }
 
     /// xorshift64: per-connection, no shared state between threads.
@@ -319,7 +323,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         }
         let (list, n) = plan.words();
         let mut payload = BytesMut::with_capacity(512);
+        match (api, plan.tool.as_deref()) {
+            (Api::Anthropic, Some(tool)) => reply::anthropic_tool_message(&req, tool, &mut payload),
+            (Api::Responses, Some(tool)) => reply::tool_response(&req, tool, &mut payload),
+            (Api::Chat, Some(tool)) => reply::tool_completion(&req, tool, &mut payload),
+            _ => {}
+        }
         match api {
+            _ if !payload.is_empty() => {}
             Api::Anthropic => reply::anthropic_message(&req, &list, n, &mut payload),
             Api::Legacy => reply::text_completion(&req, &list, n, &mut payload),
             Api::Responses => reply::response(&req, &list, n, &mut payload),
@@ -403,7 +414,14 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         let b = &plan.behavior;
         let mut events = Vec::new();
         let (list, n) = plan.words();
+        match (api, plan.tool.as_deref()) {
+            (Api::Anthropic, Some(tool)) => reply::anthropic_tool_stream_events(req, tool, &mut events),
+            (Api::Responses, Some(tool)) => reply::tool_responses_stream_events(req, tool, &mut events),
+            (Api::Chat, Some(tool)) => reply::tool_stream_events(req, tool, &mut events),
+            _ => {}
+        }
         match api {
+            _ if !events.is_empty() => {}
             Api::Anthropic => reply::anthropic_stream_events(req, &list, n, b.stream_chunks, &mut events),
             Api::Legacy => reply::text_stream_events(req, &list, n, b.stream_chunks, &mut events),
             Api::Responses => reply::responses_stream_events(req, &list, n, b.stream_chunks, &mut events),

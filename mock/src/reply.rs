@@ -184,25 +184,39 @@ pub fn text_stream_events(
 /// stream's first events. Its usage counts the cached tokens inside
 /// `input_tokens`, as OpenAI's does.
 fn response_object(req: &ChatRequest<'_>, text: Option<(&[&str], usize)>, out: &mut BytesMut) {
+    let message =
+        text.map(|(list, words_n)| (move |o: &mut BytesMut| response_message(req, list, words_n, true, o), words_n));
+    match &message {
+        Some((write, n)) => response_with(req, Some((write as &dyn Fn(&mut BytesMut), *n)), out),
+        None => response_with(req, None, out),
+    }
+}
+
+/// [`response_object`] with any output: `output` writes its items and
+/// says how many tokens they are.
+/// What a response's output is: a writer of its items, and their tokens.
+type Output<'a> = Option<(&'a dyn Fn(&mut BytesMut), usize)>;
+
+fn response_with(req: &ChatRequest<'_>, output: Output<'_>, out: &mut BytesMut) {
     let mut n = itoa::Buffer::new();
     out.extend_from_slice(b"{\"id\":\"resp_mock_");
     out.extend_from_slice(n.format(req.id).as_bytes());
     out.extend_from_slice(b"\",\"object\":\"response\",\"created_at\":");
     out.extend_from_slice(CREATED.as_bytes());
     out.extend_from_slice(b",\"status\":");
-    out.extend_from_slice(if text.is_some() { &b"\"completed\""[..] } else { b"\"in_progress\"" });
+    out.extend_from_slice(if output.is_some() { &b"\"completed\""[..] } else { b"\"in_progress\"" });
     out.extend_from_slice(
         b",\"error\":null,\"incomplete_details\":null,\"instructions\":null,\"max_output_tokens\":null,\"model\":\"",
     );
     out.extend_from_slice(req.model);
     out.extend_from_slice(b"\",\"output\":[");
-    if let Some((list, words_n)) = text {
-        response_message(req, list, words_n, true, out);
+    if let Some((write, _)) = output {
+        write(out);
     }
     out.extend_from_slice(
         b"],\"parallel_tool_calls\":true,\"previous_response_id\":null,\"reasoning\":{\"effort\":null,\"summary\":null},\"store\":true,\"temperature\":1.0,\"text\":{\"format\":{\"type\":\"text\"}},\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":1.0,\"truncation\":\"disabled\",\"usage\":",
     );
-    match text {
+    match output {
         Some((_, words_n)) => {
             out.extend_from_slice(b"{\"input_tokens\":");
             out.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
@@ -450,6 +464,216 @@ pub fn anthropic_error(status: u16, out: &mut BytesMut) {
     out.extend_from_slice(b"\",\"message\":\"mock upstream injected status ");
     out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     out.extend_from_slice(b"\"}}");
+}
+
+/// The arguments of the mock's tool calls (`x-mock-tool: NAME`), and the
+/// two pieces a stream sends them in.
+const TOOL_ARGS: &str = r#"{"city":"Paris"}"#;
+const TOOL_ARG_PIECES: [&str; 2] = [r#"{"city":"#, r#""Paris"}"#];
+/// The completion tokens a tool call reports.
+const TOOL_TOKENS: usize = 8;
+
+fn call_id(req: &ChatRequest<'_>, prefix: &str, out: &mut BytesMut) {
+    out.put_u8(b'"');
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(req.id).as_bytes());
+    out.put_u8(b'"');
+}
+
+/// A `chat.completion` whose answer is one call of the tool `name`.
+pub fn tool_completion(req: &ChatRequest<'_>, name: &str, out: &mut BytesMut) {
+    prefix(req, "chat.completion", out);
+    out.extend_from_slice(
+        b"\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":",
+    );
+    call_id(req, "call_mock_", out);
+    out.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+    tollgate_protocol::openai::write_json_string(out, name);
+    out.extend_from_slice(b",\"arguments\":");
+    tollgate_protocol::openai::write_json_string(out, TOOL_ARGS);
+    out.extend_from_slice(b"}}]},\"finish_reason\":\"tool_calls\"}],");
+    usage(req, TOOL_TOKENS, out);
+    out.put_u8(b'}');
+}
+
+/// A chat stream calling the tool `name`: the call opened with its id and
+/// name, its arguments in two pieces, `tool_calls` as the finish, usage
+/// when asked for, `[DONE]`.
+pub fn tool_stream_events(req: &ChatRequest<'_>, name: &str, out: &mut Vec<BytesMut>) {
+    let chunk = |call: &dyn Fn(&mut BytesMut), finish: &str| {
+        let mut e = BytesMut::with_capacity(256);
+        e.extend_from_slice(b"data: ");
+        prefix(req, "chat.completion.chunk", &mut e);
+        e.extend_from_slice(b"\"choices\":[{\"index\":0,\"delta\":{");
+        call(&mut e);
+        e.extend_from_slice(b"},\"finish_reason\":");
+        e.extend_from_slice(finish.as_bytes());
+        e.extend_from_slice(b"}]}\n\n");
+        e
+    };
+    out.push(chunk(
+        &|e| {
+            e.extend_from_slice(b"\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":");
+            call_id(req, "call_mock_", e);
+            e.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+            tollgate_protocol::openai::write_json_string(e, name);
+            e.extend_from_slice(b",\"arguments\":\"\"}}]");
+        },
+        "null",
+    ));
+    for piece in TOOL_ARG_PIECES {
+        out.push(chunk(
+            &|e| {
+                e.extend_from_slice(b"\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":");
+                tollgate_protocol::openai::write_json_string(e, piece);
+                e.extend_from_slice(b"}}]");
+            },
+            "null",
+        ));
+    }
+    out.push(chunk(&|_| {}, "\"tool_calls\""));
+    if req.include_usage {
+        out.push(usage_event(req, "chat.completion.chunk", TOOL_TOKENS));
+    }
+    out.push(BytesMut::from(&b"data: [DONE]\n\n"[..]));
+}
+
+/// An Anthropic message whose answer is one `tool_use` of `name`.
+pub fn anthropic_tool_message(req: &ChatRequest<'_>, name: &str, out: &mut BytesMut) {
+    out.extend_from_slice(b"{\"id\":\"msg_mock_");
+    out.extend_from_slice(itoa::Buffer::new().format(req.id).as_bytes());
+    out.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"");
+    out.extend_from_slice(req.model);
+    out.extend_from_slice(b"\",\"content\":[{\"type\":\"tool_use\",\"id\":");
+    call_id(req, "toolu_mock_", out);
+    out.extend_from_slice(b",\"name\":");
+    tollgate_protocol::openai::write_json_string(out, name);
+    out.extend_from_slice(b",\"input\":");
+    out.extend_from_slice(TOOL_ARGS.as_bytes());
+    out.extend_from_slice(b"}],\"stop_reason\":\"tool_use\",\"stop_sequence\":null,\"usage\":{");
+    anthropic_input(req, out);
+    out.extend_from_slice(b",\"output_tokens\":");
+    out.extend_from_slice(itoa::Buffer::new().format(TOOL_TOKENS).as_bytes());
+    out.extend_from_slice(b"}}");
+}
+
+/// An Anthropic stream calling `name`: a `tool_use` block whose input
+/// comes as two `input_json_delta`s, `stop_reason: tool_use`.
+pub fn anthropic_tool_stream_events(req: &ChatRequest<'_>, name: &str, out: &mut Vec<BytesMut>) {
+    let event = |kind: &str, data: &[u8]| {
+        let mut e = BytesMut::with_capacity(data.len() + 32);
+        e.extend_from_slice(b"event: ");
+        e.extend_from_slice(kind.as_bytes());
+        e.extend_from_slice(b"\ndata: ");
+        e.extend_from_slice(data);
+        e.extend_from_slice(b"\n\n");
+        e
+    };
+    let mut start = BytesMut::new();
+    start.extend_from_slice(b"{\"type\":\"message_start\",\"message\":{\"id\":\"msg_mock_");
+    start.extend_from_slice(itoa::Buffer::new().format(req.id).as_bytes());
+    start.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"");
+    start.extend_from_slice(req.model);
+    start.extend_from_slice(b"\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{");
+    anthropic_input(req, &mut start);
+    start.extend_from_slice(b",\"output_tokens\":1}}}");
+    out.push(event("message_start", &start));
+    let mut block = BytesMut::new();
+    block.extend_from_slice(
+        b"{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":",
+    );
+    call_id(req, "toolu_mock_", &mut block);
+    block.extend_from_slice(b",\"name\":");
+    tollgate_protocol::openai::write_json_string(&mut block, name);
+    block.extend_from_slice(b",\"input\":{}}}");
+    out.push(event("content_block_start", &block));
+    for piece in TOOL_ARG_PIECES {
+        let mut d = BytesMut::new();
+        d.extend_from_slice(
+            b"{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":",
+        );
+        tollgate_protocol::openai::write_json_string(&mut d, piece);
+        d.extend_from_slice(b"}}");
+        out.push(event("content_block_delta", &d));
+    }
+    out.push(event("content_block_stop", b"{\"type\":\"content_block_stop\",\"index\":0}"));
+    out.push(event(
+        "message_delta",
+        format!(r#"{{"type":"message_delta","delta":{{"stop_reason":"tool_use","stop_sequence":null}},"usage":{{"output_tokens":{TOOL_TOKENS}}}}}"#).as_bytes(),
+    ));
+    out.push(event("message_stop", b"{\"type\":\"message_stop\"}"));
+}
+
+/// A Responses API function call item (`done`: with its arguments).
+fn function_call_item(req: &ChatRequest<'_>, name: &str, done: bool, out: &mut BytesMut) {
+    out.extend_from_slice(b"{\"type\":\"function_call\",\"id\":");
+    call_id(req, "fc_mock_", out);
+    out.extend_from_slice(b",\"call_id\":");
+    call_id(req, "call_mock_", out);
+    out.extend_from_slice(b",\"name\":");
+    tollgate_protocol::openai::write_json_string(out, name);
+    out.extend_from_slice(b",\"arguments\":");
+    tollgate_protocol::openai::write_json_string(out, if done { TOOL_ARGS } else { "" });
+    out.extend_from_slice(if done { b",\"status\":\"completed\"}" } else { b",\"status\":\"in_progress\"}" });
+}
+
+/// A Responses API answer that is one function call of `name`.
+pub fn tool_response(req: &ChatRequest<'_>, name: &str, out: &mut BytesMut) {
+    response_with(req, Some((&|o: &mut BytesMut| function_call_item(req, name, true, o), TOOL_TOKENS)), out);
+}
+
+/// A Responses API stream calling `name`: the item added, its arguments
+/// as two deltas, `.done`, the item done, `response.completed`.
+pub fn tool_responses_stream_events(req: &ChatRequest<'_>, name: &str, out: &mut Vec<BytesMut>) {
+    let mut sequence = 0u64;
+    let mut event = |kind: &str, body: &dyn Fn(&mut BytesMut)| {
+        let mut e = BytesMut::with_capacity(256);
+        e.extend_from_slice(b"event: ");
+        e.extend_from_slice(kind.as_bytes());
+        e.extend_from_slice(b"\ndata: {\"type\":\"");
+        e.extend_from_slice(kind.as_bytes());
+        e.extend_from_slice(b"\",\"sequence_number\":");
+        e.extend_from_slice(itoa::Buffer::new().format(sequence).as_bytes());
+        sequence += 1;
+        body(&mut e);
+        e.extend_from_slice(b"}\n\n");
+        out.push(e);
+    };
+    for kind in ["response.created", "response.in_progress"] {
+        event(kind, &|e| {
+            e.extend_from_slice(b",\"response\":");
+            response_with(req, None, e);
+        });
+    }
+    event("response.output_item.added", &|e| {
+        e.extend_from_slice(b",\"output_index\":0,\"item\":");
+        function_call_item(req, name, false, e);
+    });
+    let item = |e: &mut BytesMut| {
+        e.extend_from_slice(b",\"item_id\":");
+        call_id(req, "fc_mock_", e);
+        e.extend_from_slice(b",\"output_index\":0");
+    };
+    for piece in TOOL_ARG_PIECES {
+        event("response.function_call_arguments.delta", &|e| {
+            item(e);
+            e.extend_from_slice(b",\"delta\":");
+            tollgate_protocol::openai::write_json_string(e, piece);
+        });
+    }
+    event("response.function_call_arguments.done", &|e| {
+        item(e);
+        e.extend_from_slice(b",\"arguments\":");
+        tollgate_protocol::openai::write_json_string(e, TOOL_ARGS);
+    });
+    event("response.output_item.done", &|e| {
+        e.extend_from_slice(b",\"output_index\":0,\"item\":");
+        function_call_item(req, name, true, e);
+    });
+    event("response.completed", &|e| {
+        e.extend_from_slice(b",\"response\":");
+        response_with(req, Some((&|o: &mut BytesMut| function_call_item(req, name, true, o), TOOL_TOKENS)), e);
+    });
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ Usage: python3 openai_chat.py http://127.0.0.1:PORT/v1 KEY
 Exits non-zero (with the assertion) on any mismatch.
 """
 
+import json
 import sys
 
 import openai
@@ -66,6 +67,26 @@ for model in [m for m in ["native", "gpt-4o-mini"] if m in listed]:
     with client.responses.stream(model=model, input="Say hello") as stream:
         final = stream.get_final_response()
     assert final.output_text == response.output_text, (model, final)
+    # A function call round trip (the mock calls the tool when asked to
+    # with `x-mock-tool`), streamed through the SDK's accumulator.
+    tools = [{"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    with client.responses.stream(
+        model=model, input="Weather in Paris?", tools=tools, extra_headers={"x-mock-tool": "weather"}
+    ) as stream:
+        called = stream.get_final_response()
+    call = called.output[0]
+    assert call.type == "function_call" and call.name == "weather", (model, called)
+    assert json.loads(call.arguments) == {"city": "Paris"}, (model, call)
+    follow = client.responses.create(
+        model=model,
+        tools=tools,
+        input=[
+            {"role": "user", "content": "Weather in Paris?"},
+            {"type": "function_call", "call_id": call.call_id, "name": "weather", "arguments": call.arguments},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "12 C, clear"},
+        ],
+    )
+    assert follow.output_text.startswith("Tollgate counts every"), (model, follow)
 
 models = [m.id for m in client.models.list()]
 assert "gpt-4o-mini" in models, models

@@ -330,3 +330,53 @@ fn fallback_moves_across_provider_kinds_with_a_translation_each() {
     let last = &records(&logs, 1)[0];
     assert_eq!(last["attempts"].as_array().map(Vec::len), Some(2), "{last}");
 }
+
+/// A function call round trip, as agents make them, on each kind of
+/// provider: the model calls `weather` (JSON and streamed), the client
+/// sends the call and its output back as items, and the conversation
+/// goes on.
+#[test]
+fn function_calls_round_trip_on_every_kind_of_provider() {
+    let (_mock, gw, logs) = start();
+    let tools = r#""tools":[{"type":"function","name":"weather","description":"Weather now","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}]"#;
+    let args = r#"{"city":"Paris"}"#;
+    for model in ["gpt-4o-mini", "llama", "claude"] {
+        let body = format!(r#"{{"model":"{model}","input":"Weather in Paris?",{tools}}}"#);
+        let r = one_request(gw.addr, &responses_request(&body, "x-mock-tool: weather\r\n"));
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let v = r.json();
+        let call = &v["output"][0];
+        assert_eq!(
+            (call["type"].as_str(), call["name"].as_str()),
+            (Some("function_call"), Some("weather")),
+            "{model}: {v}"
+        );
+        assert_eq!(call["arguments"].as_str(), Some(args), "{model}: {v}");
+        let call_id = call["call_id"].as_str().expect("a call id").to_string();
+        assert!(!call_id.is_empty(), "{model}: {v}");
+        let stream = format!(r#"{{"model":"{model}","input":"Weather in Paris?",{tools},"stream":true}}"#);
+        let r = one_request(gw.addr, &responses_request(&stream, "x-mock-tool: weather\r\n"));
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let events = events(&r.body);
+        let streamed: String = events
+            .iter()
+            .filter(|(n, _)| n == "response.function_call_arguments.delta")
+            .map(|(_, v)| v["delta"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(streamed, args, "{model}: {}", r.text());
+        let (last, completed) = events.last().expect("events");
+        assert_eq!(last, "response.completed", "{model}");
+        assert_eq!(completed["response"]["output"][0]["arguments"].as_str(), Some(args), "{model}");
+        assert_eq!(completed["response"]["output"][0]["name"], "weather", "{model}");
+        // The next turn carries the call and its output.
+        let next = format!(
+            r#"{{"model":"{model}",{tools},"input":[{{"role":"user","content":"Weather in Paris?"}},{{"type":"function_call","call_id":"{call_id}","name":"weather","arguments":"{{\"city\":\"Paris\"}}"}},{{"type":"function_call_output","call_id":"{call_id}","output":"12 C, clear"}}]}}"#
+        );
+        let r = one_request(gw.addr, &responses_request(&next, ""));
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        assert!(r.json()["output"][0]["content"][0]["text"].as_str().is_some(), "{model}: {}", r.text());
+    }
+    let records = records(&logs, 9);
+    let calls: Vec<&serde_json::Value> = records.iter().filter(|r| r["tokens"]["completion"] == 8).collect();
+    assert_eq!(calls.len(), 6, "each call billed its 8 tokens: {records:?}");
+}

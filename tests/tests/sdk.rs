@@ -27,7 +27,7 @@ fn openai_python_sdk_round_trip() {
     let config = config_for(mock.addr, 1, "").replacen(
         "[[teams]]",
         &format!(
-            "[[providers]]\nname = \"native\"\nkind = \"openai-compatible\"\nbase_url = \"http://{}/v1\"\nresponses_api = true\n\n[[models]]\nname = \"native\"\ntargets = [{{ provider = \"native\" }}]\n\n[[teams]]",
+            "[[providers]]\nname = \"native\"\nkind = \"openai-compatible\"\nbase_url = \"http://{}/v1\"\nresponses_api = true\nforward_headers = [\"x-mock-*\"]\n\n[[models]]\nname = \"native\"\ntargets = [{{ provider = \"native\" }}]\n\n[[teams]]",
             mock.addr
         ),
         1,

@@ -29,7 +29,8 @@ OPTIONS:
 
 Each request may override these with x-mock-* headers (x-mock-latency-ms,
 x-mock-reply-words, x-mock-chunks, x-mock-chunk-delay-ms, x-mock-fail,
-x-mock-split, x-mock-echo: body|head). Prints `tollgate-mock listening on
+x-mock-split, x-mock-echo: body|head, x-mock-reply, x-mock-tool: NAME,
+x-mock-cache: READ,WRITE). Prints `tollgate-mock listening on
 http://ADDR` once it accepts connections, and with TLS a line `TLS session
 resumed` each time a client comes back with a session.
 ";
