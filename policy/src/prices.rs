@@ -3,12 +3,29 @@
 //! `price`. The configuration and the routing table both hold prices, so
 //! the type lives here, beneath both.
 //!
-//! Source of the built-in table: the providers' public price lists
-//! (openai.com/api/pricing, anthropic.com/pricing) as this table was
-//! written, November 2026, from figures published through mid-2025;
-//! standard (not batch) rates in USD per million tokens. Providers change
-//! prices: a configured `price` always wins, and a model missing here
-//! simply has no cost.
+//! Sources of the built-in table, standard (not batch) rates in USD per
+//! million tokens:
+//! - OpenAI and Anthropic: openai.com/api/pricing, anthropic.com/pricing,
+//!   as written in November 2026 from figures published through mid-2025.
+//! - Gemini (Google's Gemini API, and Vertex AI's same list prices for
+//!   prompts up to 200K tokens): ai.google.dev/gemini-api/docs/pricing as
+//!   quoted in summaries dated January to March 2026; cached input at 10%
+//!   of input, the "90% discount" they state.
+//! - Amazon Bedrock (on-demand, us-east-1): aws.amazon.com/bedrock/pricing,
+//!   for Claude (the same as Anthropic's), Amazon Nova and Titan, and
+//!   Mistral, as quoted alike by at least two independent summaries of
+//!   2025 and 2026 (the official page's tables could not be read from
+//!   the machine this was written on). Cached input is billed at the input
+//!   price where no discount was confirmed: billed high rather than low.
+//!   Llama on Bedrock is left out: the summaries disagree by up to three
+//!   times, so a Llama route needs a configured `price`.
+//!
+//! Names are matched after their routing prefixes are taken off
+//! ([`base_name`]): Bedrock's cross-region profiles (`us.`, `eu.`,
+//! `apac.`, `global.`) and model providers (`anthropic.`, `amazon.`,
+//! `mistral.`), Vertex AI's and Gemini's `google/` and `models/`.
+//! Providers change prices: a configured `price` always wins, and a model
+//! missing here simply has no cost.
 
 /// Prices in micro-dollars per million tokens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,12 +60,45 @@ const TABLE: &[(&str, f64, f64, f64)] = &[
     ("claude-sonnet-4", 3.00, 15.00, 0.30),
     ("claude-opus-4", 15.00, 75.00, 1.50),
     ("claude-3-opus", 15.00, 75.00, 1.50),
+    ("gemini-2.5-pro", 1.25, 10.00, 0.125),
+    ("gemini-2.5-flash-lite", 0.10, 0.40, 0.01),
+    ("gemini-2.5-flash", 0.30, 2.50, 0.03),
+    ("gemini-2.0-flash-lite", 0.075, 0.30, 0.075),
+    ("gemini-2.0-flash", 0.10, 0.40, 0.025),
+    ("nova-micro", 0.035, 0.14, 0.035),
+    ("nova-lite", 0.06, 0.24, 0.06),
+    ("nova-pro", 0.80, 3.20, 0.80),
+    ("titan-text-express", 0.20, 0.60, 0.20),
+    ("titan-text-lite", 0.15, 0.20, 0.15),
+    ("mistral-7b-instruct", 0.15, 0.20, 0.15),
+    ("mixtral-8x7b-instruct", 0.45, 0.70, 0.45),
+    ("mistral-large-2402", 4.00, 12.00, 4.00),
 ];
+
+/// Routing prefixes taken off a name before it is priced.
+const REGIONS: &[&str] = &["us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca."];
+const VENDORS: &[&str] = &["anthropic.", "amazon.", "mistral.", "google/", "models/"];
+
+/// The model's own name inside a provider's routing name:
+/// `us.anthropic.claude-sonnet-4-20250514-v1:0` is `claude-sonnet-4-...`,
+/// `google/gemini-2.0-flash-001` is `gemini-2.0-flash-001`.
+pub fn base_name(upstream_model: &str) -> &str {
+    let strip = |name: &'static [&str], s: &mut &str| {
+        if let Some(rest) = name.iter().find_map(|p| s.strip_prefix(p)) {
+            *s = rest;
+        }
+    };
+    let mut s = upstream_model;
+    strip(REGIONS, &mut s);
+    strip(VENDORS, &mut s);
+    s
+}
 
 /// The built-in price of an upstream model, by longest matching prefix.
 /// Cache writes: Anthropic's five-minute cache writes cost 1.25 times the
 /// input price; OpenAI's caching writes at the input price.
 pub fn builtin(upstream_model: &str) -> Option<Price> {
+    let upstream_model = base_name(upstream_model);
     let micro = |usd: f64| (usd * 1e6).round() as u64;
     let write = if upstream_model.starts_with("claude") { 1.25 } else { 1.0 };
     TABLE.iter().filter(|(prefix, ..)| upstream_model.starts_with(prefix)).max_by_key(|(prefix, ..)| prefix.len()).map(
@@ -74,5 +124,31 @@ mod tests {
         assert!(builtin("llama-3-70b").is_none());
         assert_eq!(builtin("claude-sonnet-4-5").unwrap().cache_write_per_mtok, 3_750_000);
         assert_eq!(builtin("gpt-4o").unwrap().cache_write_per_mtok, 2_500_000);
+    }
+
+    /// Bedrock's, Vertex AI's and Gemini's routing names are priced by the
+    /// model inside them; Claude's cache writes cost 1.25 times its input
+    /// wherever it runs.
+    #[test]
+    fn routing_names_are_priced_by_the_model_inside() {
+        let claude = builtin("us.anthropic.claude-sonnet-4-20250514-v1:0").unwrap();
+        assert_eq!(claude, builtin("claude-sonnet-4-20250514").unwrap());
+        assert_eq!(claude.cache_write_per_mtok, 3_750_000);
+        assert_eq!(builtin("anthropic.claude-3-haiku-20240307-v1:0").unwrap().input_per_mtok, 250_000);
+        assert_eq!(builtin("amazon.nova-micro-v1:0").unwrap().output_per_mtok, 140_000);
+        assert_eq!(builtin("eu.amazon.nova-pro-v1:0").unwrap().input_per_mtok, 800_000);
+        assert_eq!(builtin("mistral.mixtral-8x7b-instruct-v0:1").unwrap().output_per_mtok, 700_000);
+        assert_eq!(builtin("models/gemini-2.5-flash").unwrap().input_per_mtok, 300_000);
+        assert_eq!(builtin("google/gemini-2.0-flash-001").unwrap().output_per_mtok, 400_000);
+        // The longest name wins: Flash-Lite is not priced as Flash.
+        assert_eq!(builtin("gemini-2.5-flash-lite").unwrap().input_per_mtok, 100_000);
+        assert_eq!(builtin("gemini-2.5-pro").unwrap().cached_input_per_mtok, 125_000);
+        // No discount where none was confirmed; no price where sources disagree.
+        let nova = builtin("amazon.nova-lite-v1:0").unwrap();
+        assert_eq!(nova.cached_input_per_mtok, nova.input_per_mtok);
+        assert!(builtin("meta.llama3-3-70b-instruct-v1:0").is_none());
+        assert!(builtin("us.meta.llama4-maverick-17b-instruct-v1:0").is_none());
+        // Only a leading routing prefix is taken off.
+        assert!(builtin("my.anthropic.claude-sonnet-4").is_none());
     }
 }
