@@ -61,6 +61,7 @@ ENDPOINTS (each /v1 request needs `Authorization: Bearer tg-...` or `x-api-key`)
     POST /v1/chat/completions   OpenAI chat completions, JSON or SSE (\"stream\": true)
     POST /v1/responses          OpenAI Responses API (OpenAI-style providers), JSON or SSE
     POST /v1/completions        OpenAI legacy completions (OpenAI-style providers), JSON or SSE
+    POST /v1/embeddings         OpenAI embeddings (OpenAI-style providers)
     POST /v1/messages           Anthropic messages, JSON or SSE
     GET  /v1/models             the models the key may use
     GET  /healthz               liveness

@@ -77,6 +77,8 @@ pub struct Upstream {
     pub completions_request_line: Bytes,
     /// The request line of the Responses API (`{base}/responses`).
     pub responses_request_line: Bytes,
+    /// The request line of embeddings (`{base}/embeddings`).
+    pub embeddings_request_line: Bytes,
     /// `host: ...\r\n` and, when configured, `authorization: ...\r\n`.
     pub fixed_headers: Bytes,
     idle: RefCell<Vec<UpConn>>,
@@ -149,6 +151,7 @@ impl Upstream {
             chat_request_line: line_to(if anthropic { "messages" } else { "chat/completions" }),
             completions_request_line: line_to("completions"),
             responses_request_line: line_to("responses"),
+            embeddings_request_line: line_to("embeddings"),
             fixed_headers: fixed.freeze(),
             idle: RefCell::new(Vec::new()),
         }

@@ -94,6 +94,7 @@ enum Api {
     /// OpenAI's legacy completions: `prompt` in, `choices[].text` out.
     Legacy,
     Responses,
+    Embeddings,
     Anthropic,
     None,
 }
@@ -266,6 +267,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Legacy
         } else if path.ends_with(b"/responses") {
             Api::Responses
+        } else if path.ends_with(b"/embeddings") {
+            Api::Embeddings
         } else {
             Api::None
         };
@@ -273,7 +276,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             return self
                 .simple(
                     404,
-                    "the mock serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/completions and GET /v1/models",
+                    "the mock serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/completions, POST /v1/embeddings and GET /v1/models",
                     head.keep_alive,
                 )
                 .await;
@@ -318,6 +321,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             }
             _ => {}
         }
+        if api == Api::Embeddings {
+            let mut payload = BytesMut::with_capacity(1024);
+            reply::embeddings(body, req.model, &mut payload);
+            return self.send_whole(200, "application/json", &payload, head.keep_alive, None).await;
+        }
         if req.stream {
             return self.stream(&req, &plan, api).await;
         }
@@ -334,7 +342,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Anthropic => reply::anthropic_message(&req, &list, n, &mut payload),
             Api::Legacy => reply::text_completion(&req, &list, n, &mut payload),
             Api::Responses => reply::response(&req, &list, n, &mut payload),
-            Api::Chat | Api::None => reply::completion(&req, &list, n, &mut payload),
+            Api::Chat | Api::Embeddings | Api::None => reply::completion(&req, &list, n, &mut payload),
         }
         let trickle = (plan.failure == Some(Failure::Trickle)).then_some(Duration::from_millis(10));
         self.send_whole(200, "application/json", &payload, head.keep_alive, trickle).await
@@ -425,7 +433,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Anthropic => reply::anthropic_stream_events(req, &list, n, b.stream_chunks, &mut events),
             Api::Legacy => reply::text_stream_events(req, &list, n, b.stream_chunks, &mut events),
             Api::Responses => reply::responses_stream_events(req, &list, n, b.stream_chunks, &mut events),
-            Api::Chat | Api::None => reply::stream_events(req, &list, n, b.stream_chunks, &mut events),
+            Api::Chat | Api::Embeddings | Api::None => {
+                reply::stream_events(req, &list, n, b.stream_chunks, &mut events)
+            }
         }
         self.out.extend_from_slice(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-mock-connection: ",

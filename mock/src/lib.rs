@@ -12,9 +12,11 @@
 //! account), and the `tollgate-mock` binary in `loadtest`. [`listen`] holds
 //! the listener binding that the gateway's workers share with it.
 //!
-//! It speaks OpenAI's `POST /v1/chat/completions`, `POST /v1/responses`
-//! and legacy `POST /v1/completions`, and Anthropic's `POST /v1/messages`
-//! (JSON and event streams, errors in each one's shape).
+//! It speaks OpenAI's `POST /v1/chat/completions`, `POST /v1/responses`,
+//! legacy `POST /v1/completions` and `POST /v1/embeddings` (vectors in
+//! which texts that share words are close), and Anthropic's
+//! `POST /v1/messages` (JSON and event streams, errors in each one's
+//! shape).
 //!
 //! Behaviour comes from the start-up options and can be overridden per
 //! request with `x-mock-*` headers, which the gateway forwards. That lets

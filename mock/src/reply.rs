@@ -676,6 +676,107 @@ pub fn tool_responses_stream_events(req: &ChatRequest<'_>, name: &str, out: &mut
     });
 }
 
+/// The dimensions of the mock's embeddings unless a request asks for
+/// others (`dimensions`).
+pub const EMBEDDING_DIMENSIONS: usize = 64;
+
+/// One text's embedding: each word (lower-cased letters and digits)
+/// hashed to a dimension and a sign, summed, scaled to unit length. Texts
+/// that share words are close, texts that share none nearly orthogonal,
+/// so that tests of similarity mean something; the same text always gets
+/// the same vector.
+pub fn embed(text: &str, dimensions: usize) -> Vec<f32> {
+    let mut v = vec![0f32; dimensions.max(1)];
+    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        let h = fnv1a(word.to_lowercase().as_bytes());
+        let at = (h % v.len() as u64) as usize;
+        v[at] += if h >> 63 == 0 { 1.0 } else { -1.0 };
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+/// An embeddings answer (`POST /v1/embeddings`): one vector per input
+/// text (`input` a string or an array of strings), as floats or, with
+/// `encoding_format: "base64"`, as little-endian `f32` bytes in base64;
+/// usage counts a token per word (at least one per input).
+pub fn embeddings(body: &[u8], model: &[u8], out: &mut BytesMut) {
+    let (mut texts, mut base64, mut dimensions) = (Vec::new(), false, EMBEDDING_DIMENSIONS);
+    let _ = tollgate_protocol::json::string_values(body, |key, v| {
+        let mut text = Vec::new();
+        let _ = tollgate_protocol::json::unescape(&body[v.raw.clone()], &mut text);
+        match key {
+            b"input" => texts.push(String::from_utf8_lossy(&text).into_owned()),
+            b"encoding_format" => base64 = text == b"base64",
+            _ => {}
+        }
+    });
+    if let Some(at) = memchr::memmem::find(body, b"\"dimensions\"") {
+        let digits: String = body[at + 12..]
+            .iter()
+            .skip_while(|b| matches!(b, b' ' | b':'))
+            .take_while(|b| b.is_ascii_digit())
+            .map(|&b| b as char)
+            .collect();
+        dimensions = digits.parse().unwrap_or(EMBEDDING_DIMENSIONS).clamp(1, 4096);
+    }
+    if texts.is_empty() {
+        texts.push(String::new());
+    }
+    let tokens: usize = texts.iter().map(|t| t.split_whitespace().count().max(1)).sum();
+    out.extend_from_slice(b"{\"object\":\"list\",\"data\":[");
+    for (i, text) in texts.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.extend_from_slice(b"{\"object\":\"embedding\",\"index\":");
+        out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+        out.extend_from_slice(b",\"embedding\":");
+        let v = embed(text, dimensions);
+        if base64 {
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            out.put_u8(b'"');
+            base64_encode(&bytes, out);
+            out.put_u8(b'"');
+        } else {
+            out.put_u8(b'[');
+            for (j, x) in v.iter().enumerate() {
+                if j > 0 {
+                    out.put_u8(b',');
+                }
+                out.extend_from_slice(format!("{x}").as_bytes());
+            }
+            out.put_u8(b']');
+        }
+        out.put_u8(b'}');
+    }
+    out.extend_from_slice(b"],\"model\":\"");
+    out.extend_from_slice(model);
+    out.extend_from_slice(b"\",\"usage\":{\"prompt_tokens\":");
+    out.extend_from_slice(itoa::Buffer::new().format(tokens).as_bytes());
+    out.extend_from_slice(b",\"total_tokens\":");
+    out.extend_from_slice(itoa::Buffer::new().format(tokens).as_bytes());
+    out.extend_from_slice(b"}}");
+}
+
+/// Standard base64 with padding.
+fn base64_encode(bytes: &[u8], out: &mut BytesMut) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.put_u8(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]);
+            } else {
+                out.put_u8(b'=');
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -698,5 +799,23 @@ mod tests {
         let mut whole = BytesMut::new();
         words(REPLY_WORDS, 0, 10, &mut whole);
         assert_eq!(text.as_bytes(), &whole[..]);
+    }
+
+    #[test]
+    fn embeddings_of_texts_sharing_words_are_close() {
+        let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let d = EMBEDDING_DIMENSIONS;
+        let a = embed("the invoice for the finance team", d);
+        let b = embed("The finance team's invoice", d);
+        let c = embed("weather in Paris tomorrow", d);
+        assert!((cos(&a, &a) - 1.0).abs() < 1e-5);
+        assert!(cos(&a, &b) > 0.6, "{}", cos(&a, &b));
+        assert!(cos(&a, &c).abs() < cos(&a, &b));
+        assert_eq!(embed("same text", d), embed("same text", d));
+        let mut out = BytesMut::new();
+        base64_encode(b"Man", &mut out);
+        base64_encode(b"Ma", &mut out);
+        base64_encode(b"M", &mut out);
+        assert_eq!(&out[..], b"TWFuTWE=TQ==");
     }
 }

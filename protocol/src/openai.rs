@@ -473,6 +473,9 @@ pub struct Usage {
 pub struct Reported {
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// OpenAI's `total_tokens`: read only to know an embeddings answer,
+    /// whose usage has no completion (its total is its prompt).
+    pub total_tokens: Option<u64>,
     /// OpenAI's `prompt_tokens_details.cached_tokens` (chat) or
     /// `input_tokens_details.cached_tokens` (Responses).
     pub cached_tokens: Option<u64>,
@@ -501,6 +504,7 @@ impl Reported {
         };
         take(&mut self.prompt_tokens, newer.prompt_tokens);
         take(&mut self.completion_tokens, newer.completion_tokens);
+        take(&mut self.total_tokens, newer.total_tokens);
         take(&mut self.cached_tokens, newer.cached_tokens);
         take(&mut self.input_tokens, newer.input_tokens);
         take(&mut self.output_tokens, newer.output_tokens);
@@ -519,6 +523,14 @@ impl Reported {
         if let (Some(prompt), Some(completion)) = (self.prompt_tokens, self.completion_tokens) {
             let cached = self.cached_tokens.unwrap_or(0).min(prompt);
             return Some(Usage { prompt, completion, cached, cache_write: 0 });
+        }
+        // An embeddings answer: no completion, and a total that is the
+        // prompt (a chat answer missing its completion count is not this,
+        // and is billed as one that reported none).
+        if let (Some(prompt), None, Some(total)) = (self.prompt_tokens, self.completion_tokens, self.total_tokens) {
+            if total == prompt {
+                return Some(Usage { prompt, completion: 0, cached: 0, cache_write: 0 });
+            }
         }
         if self.input_tokens.is_none() && self.output_tokens.is_none() {
             return None;
@@ -621,6 +633,7 @@ fn usage_object(c: &mut Cursor<'_>, nested: bool, r: &mut Reported) -> Option<()
             }
             (false, b"prompt_tokens") => &mut r.prompt_tokens,
             (false, b"completion_tokens") => &mut r.completion_tokens,
+            (false, b"total_tokens") => &mut r.total_tokens,
             (false, b"input_tokens") => &mut r.input_tokens,
             (false, b"output_tokens") => &mut r.output_tokens,
             (false, b"cache_read_input_tokens") => &mut r.cache_read,
@@ -1080,6 +1093,11 @@ mod tests {
                 false,
             ),
             (r#"{"type":"response.created","response":{"id":"r","usage":null}}"#, None, false),
+            // Embeddings: the prompt only, its total the same; a chat
+            // answer missing its completion count is not taken for one.
+            (r#"{"object":"list","data":[],"usage":{"total_tokens":8,"prompt_tokens":8}}"#, u(8, 0, 0), false),
+            (r#"{"usage":{"prompt_tokens":8,"total_tokens":20}}"#, None, false),
+            (r#"{"usage":{"prompt_tokens":8}}"#, None, false),
             // Counts that are not non-negative integers within bounds.
             (r#"{"usage":{"prompt_tokens":-1,"completion_tokens":3}}"#, None, false),
             (r#"{"usage":{"prompt_tokens":1.5,"completion_tokens":3}}"#, None, false),

@@ -46,6 +46,15 @@ assert "".join(pieces) == legacy.choices[0].text, pieces
 # whole in `output_text`, and the streamed deltas adding up to it; through a
 # provider that serves it (`native`, where the configuration has it) and
 # translated to chat (`gpt-4o-mini`).
+# Embeddings: the SDK asks for base64 unless told otherwise and decodes it;
+# floats when asked.
+vectors = client.embeddings.create(model="gpt-4o-mini", input=["the finance team", "the finance report"])
+assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 64, vectors
+assert vectors.usage.prompt_tokens > 0, vectors.usage
+floats = client.embeddings.create(model="gpt-4o-mini", input="the finance team", encoding_format="float", dimensions=16)
+assert len(floats.data[0].embedding) == 16, floats
+assert abs(sum(x * x for x in vectors.data[0].embedding) - 1.0) < 1e-3, "unit length, decoded from base64"
+
 listed = [m.id for m in client.models.list()]
 for model in [m for m in ["native", "gpt-4o-mini"] if m in listed]:
     response = client.responses.create(model=model, input="Say hello", instructions="Be brief.")

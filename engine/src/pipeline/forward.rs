@@ -34,7 +34,10 @@ pub async fn forward(
     let Exchange { head, front, keep_alive, deadline, trace, body, routed, prompt, holds, reply, .. } = ex;
     let (head, front, keep_alive, deadline) = (&*head, *front, *keep_alive, *deadline);
     let routed = routed.as_ref().ok_or(GatewayError::NoRoute)?;
-    let answer_guard = guard::for_team(state, key.team).map(|(_, g)| g).filter(|g| g.responses);
+    // Embeddings answer with vectors: no text to guard, classify or
+    // capture.
+    let text_answer = front != crate::proxy::Front::Embeddings;
+    let answer_guard = guard::for_team(state, key.team).map(|(_, g)| g).filter(|g| g.responses).filter(|_| text_answer);
     // A profile whose classifiers check answers: JSON answers are read
     // whole and asked about.
     let answer_profile = state
@@ -43,8 +46,9 @@ pub async fn forward(
         .get(key.team)
         .and_then(|t| t.guardrail_profile)
         .and_then(|p| state.config.guardrail_profiles.get(p))
-        .filter(|p| p.classifiers.iter().any(|c| c.answers));
-    let capture_guard = state.config.capture_guard.as_deref();
+        .filter(|p| p.classifiers.iter().any(|c| c.answers))
+        .filter(|_| text_answer);
+    let capture_guard = state.config.capture_guard.as_deref().filter(|_| text_answer);
     let routing = &state.config.routing;
     let breakers = &state.breakers[routed.index];
     let mut plan = Plan::new(routed.route, &state.rng);

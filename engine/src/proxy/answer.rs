@@ -65,7 +65,7 @@ pub fn token_usage(u: tollgate_protocol::openai::Usage) -> TokenUsage {
 pub fn write_error_event(front: super::Front, message: &str, code: &str, sequence: u64, out: &mut BytesMut) {
     let mut json = BytesMut::new();
     match front {
-        super::Front::OpenAi | super::Front::Completions => {
+        super::Front::OpenAi | super::Front::Completions | super::Front::Embeddings => {
             tollgate_protocol::openai::write_error_body(&mut json, message, "server_error", code);
             tollgate_protocol::sse::write_event(out, None, &json);
             out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);

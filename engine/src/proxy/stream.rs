@@ -229,7 +229,7 @@ impl Stream {
             }
             (Front::Anthropic, false) => anthropic::front::write_stream_end(out, "refusal"),
             (Front::Anthropic, true) => anthropic::front::write_stream_end(out, "max_tokens"),
-            (Front::Completions, capped) => {
+            (Front::Completions | Front::Embeddings, capped) => {
                 let why = if capped { "length" } else { "content_filter" };
                 tollgate_protocol::openai::write_text_stream_end(out, model, crate::unix_now().as_secs(), why)
             }

@@ -279,7 +279,7 @@ pub async fn relay_translated(
                 billed,
             ),
             Front::Anthropic => anthropic::front::write_refusal_message(&mut out, route.model, billed),
-            Front::Completions => tollgate_protocol::openai::write_filtered_text_completion(
+            Front::Completions | Front::Embeddings => tollgate_protocol::openai::write_filtered_text_completion(
                 &mut out,
                 route.model,
                 crate::unix_now().as_secs(),

@@ -77,6 +77,11 @@ pub fn build(
         // The Responses API goes as it is to a provider that serves it
         // (OpenAI and the mock by default, `responses_api` for others);
         // the rest get chat completions (Anthropic's through chat).
+        (Front::Embeddings, true) => {
+            return Err(GatewayError::Translate(
+                "embeddings (POST /v1/embeddings) go to OpenAI-style providers, and this model's target is an Anthropic provider, which has no embeddings API",
+            ))
+        }
         (Front::Responses, true) => {
             let (b, _) = translate(responses::chat::request_to_anthropic)?;
             (Some(b), Translation::ToResponses(ResponsesFrom::Anthropic))
@@ -150,6 +155,7 @@ pub fn build(
     let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage };
     parts.push(match front {
         Front::Completions => upstream.completions_request_line.clone(),
+        Front::Embeddings => upstream.embeddings_request_line.clone(),
         Front::Responses if translated.is_none() => upstream.responses_request_line.clone(),
         Front::Responses => upstream.chat_request_line.clone(),
         Front::OpenAi | Front::Anthropic => upstream.chat_request_line.clone(),
@@ -184,6 +190,10 @@ pub enum Front {
     /// `POST /v1/responses`: OpenAI's Responses API, passed through to
     /// OpenAI (and the mock), translated for every other provider.
     Responses,
+    /// `POST /v1/embeddings`: OpenAI's embeddings, passed through to
+    /// OpenAI-style providers; the answer is vectors, not text, so it is
+    /// neither guarded nor classified.
+    Embeddings,
 }
 
 /// How the answer must be translated back for the client.
