@@ -140,7 +140,7 @@ fn translate_responses(g: &mut criterion::BenchmarkGroup<'_, criterion::measurem
         b.iter(|| {
             out.clear();
             let mut scratch = request.clone();
-            black_box(request_to_chat(&mut scratch, "llama", &mut out).unwrap())
+            black_box(request_to_chat(&mut scratch, "llama", true, &mut out).unwrap())
         })
     });
     g.bench_function("responses_to_anthropic_request_2KB", |b| {

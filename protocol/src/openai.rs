@@ -27,6 +27,9 @@ pub struct ChatRequestFields {
     /// else `max_tokens`, when a non-negative
     /// integer (a tool schema's `max_tokens` property is not this).
     pub max_tokens: Option<u64>,
+    /// `"background": true` (the Responses API's runs that finish after
+    /// the answer).
+    pub background: bool,
 }
 
 impl ChatRequestFields {
@@ -143,6 +146,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let mut stream = None;
     let mut options = None;
     let (mut max_completion, mut max_tokens) = (None, None);
+    let mut background = false;
     c.ws();
     if c.peek() == Some(b'}') {
         return Err(BodyError::MissingModel);
@@ -207,6 +211,12 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 // `max_completion_tokens`.
                 *(if k == b"max_tokens" { &mut max_tokens } else { &mut max_completion }) = n;
             }
+            b"background" => {
+                let start = c.pos;
+                c.value()?;
+                // Given twice, either may be the one the provider reads.
+                background |= &body[start..c.pos] == b"true";
+            }
             b"messages" => {
                 if c.peek() != Some(b'[') {
                     return Err(BodyError::BadMessages);
@@ -232,6 +242,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         stream_options: options.map(|(span, _)| span),
         include_usage: options.is_some_and(|(_, asks)| asks),
         max_tokens: max_completion.or(max_tokens),
+        background,
     })
 }
 

@@ -7,10 +7,11 @@
 //! `*.done`, `response.content_part.done`, `response.output_item.done` and
 //! `response.completed` events. The gateway counts, guards and captures
 //! the deltas as the answer's text ([`read_event`] says which string that
-//! is, read by structure at the event's top level), and checks the
-//! summaries whole, so nothing reaches the client unchecked and nothing is
-//! counted twice. The request body is read by [`crate::openai::scan_request`]
-//! (`model`, `stream`, `max_output_tokens`); usage by
+//! is, read by structure at the event's top level, and which events end a
+//! text and so release what a guard holds of it), checks a delta event's
+//! other strings and every other event whole, and counts nothing twice.
+//! The request body is read by [`crate::openai::scan_request`] (`model`,
+//! `stream`, `max_output_tokens`, `background`); usage by
 //! [`crate::openai::read_answer`] (a top-level `usage`, or the
 //! `response`'s in a stream event).
 //!
@@ -39,6 +40,12 @@ pub struct EventFacts {
     /// The response's last event (`response.completed`, `.incomplete` or
     /// `.failed`).
     pub last: bool,
+    /// The event ends a text (a `*.done`, the response's last event, or an
+    /// `error`): what a guard holds of it must go before it.
+    pub ends: bool,
+    /// The raw span of the top-level `sequence_number` value, so that a
+    /// relay that adds events can number them again.
+    pub sequence: Option<Range<usize>>,
 }
 
 /// Event types whose `delta` is not text: base64 audio.
@@ -69,6 +76,11 @@ pub fn read_event(doc: &[u8]) -> Option<EventFacts> {
             }
             b"output_index" => facts.output_index = number(c)?,
             b"content_index" => facts.content_index = number(c)?,
+            b"sequence_number" => {
+                let start = c.pos;
+                c.value().ok()?;
+                facts.sequence = Some(start..c.pos);
+            }
             _ => c.value().ok()?,
         }
         Some(())
@@ -79,16 +91,21 @@ pub fn read_event(doc: &[u8]) -> Option<EventFacts> {
     }
     let kind = kind.map_or(&b""[..], |k| &doc[k]);
     facts.last = matches!(kind, b"response.completed" | b"response.incomplete" | b"response.failed");
+    facts.ends = facts.last || kind.ends_with(b".done") || kind == b"error";
     if kind.ends_with(b".delta") && !NOT_TEXT_DELTAS.contains(&kind) {
         facts.delta = delta;
     }
     Some(facts)
 }
 
+/// An index: a plain non-negative integer, `-0` being `0` as JSON parsers
+/// read it (a channel keyed `-0` apart from `0` would split one text
+/// into two holds); anything else is no index.
 fn number(c: &mut Cursor<'_>) -> Option<Option<u64>> {
     let start = c.pos;
     c.value().ok()?;
     let raw = &c.buf[start..c.pos];
+    let raw = raw.strip_prefix(b"-").filter(|r| r.iter().all(|&b| b == b'0')).unwrap_or(raw);
     Some(if raw.iter().all(u8::is_ascii_digit) { std::str::from_utf8(raw).ok()?.parse().ok() } else { None })
 }
 
@@ -197,6 +214,19 @@ mod tests {
             assert!(read_event(doc.as_bytes()).expect("object").last);
         }
         assert!(!read_event(br#"{"type":"response.created","response":{"status":"in_progress"}}"#).unwrap().last);
+        // What ends a text, and indexes as parsers read them.
+        for (kind, ends) in [
+            ("response.output_text.done", true),
+            ("error", true),
+            ("response.output_item.added", false),
+            ("response.output_text.delta", false),
+        ] {
+            let doc = format!(r#"{{"type":"{kind}","content_index":-0,"output_index":1.0,"sequence_number":12}}"#);
+            let f = read_event(doc.as_bytes()).expect("object");
+            assert_eq!(f.ends, ends, "{kind}");
+            assert_eq!((f.content_index, f.output_index), (Some(0), None));
+            assert_eq!(&doc.as_bytes()[f.sequence.expect("numbered")], b"12");
+        }
         assert_eq!(read_event(b"[DONE]"), None);
         assert_eq!(read_event(br#"{"type":"x"} trailing"#), None);
     }

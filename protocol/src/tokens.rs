@@ -202,6 +202,7 @@ const NOT_TEXT: &[&[u8]] = &[
     b"tool_choice",
     b"item_id",
     b"call_id",
+    b"obfuscation",
     b"previous_response_id",
     b"status",
     b"detail",

@@ -299,6 +299,17 @@ fn state_kept_at_openai_is_refused_elsewhere_and_passed_through_to_it() {
     let body = r#"{"model":"gpt-4o-mini","input":"next","previous_response_id":"resp_123","store":true}"#;
     let r = one_request(gw.addr, &responses_request(body, ""));
     assert_eq!(r.status, 200, "{}", r.text());
+    // A background run finishes where the gateway cannot bill it: refused
+    // on every target, given once or twice.
+    for body in [
+        r#"{"model":"gpt-4o-mini","input":"long job","background":true}"#,
+        r#"{"model":"gpt-4o-mini","background":true,"input":"long job","background":false}"#,
+        r#"{"model":"llama","input":"long job","background":true}"#,
+    ] {
+        let r = one_request(gw.addr, &responses_request(body, ""));
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert!(r.text().contains("background"), "{}", r.text());
+    }
 }
 
 /// A translated stream is guarded on the upstream's chunks, so the

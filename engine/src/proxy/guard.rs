@@ -28,6 +28,10 @@ use crate::state::CoreState;
 /// Keys whose string values are structure, not text.
 const STRUCTURAL: &[&[u8]] = &[
     b"model",
+    // OpenAI's random padding of stream events (`stream_options.
+    // include_obfuscation`): noise, whose entropy a secret detector would
+    // take for a key.
+    b"obfuscation",
     // The Responses API's ids and states.
     b"item_id",
     b"call_id",
@@ -421,10 +425,16 @@ impl<'g> EventGuard<'g> {
             return self.responses_event(ev, out);
         }
         let mut fields: Vec<(&[u8], StringValue)> = Vec::new();
+        // Strings an SDK could show that are not the event's text field
+        // (an escaped key such as `cont\u0065nt`, an `error` message):
+        // checked too, never passed unscanned.
+        let mut others = 0;
         if &ev.data[..] != b"[DONE]" {
             let _ = string_values(&ev.data, |key, v| {
                 if STREAM_TEXT.contains(&key) {
                     fields.push((STREAM_TEXT.iter().find(|k| **k == key).copied().unwrap_or(b""), v));
+                } else if !v.raw.is_empty() && is_text(key, &ev.data[v.raw.clone()]) {
+                    others += 1;
                 }
             });
         }
@@ -456,6 +466,9 @@ impl<'g> EventGuard<'g> {
             if !ping && (last || !same) {
                 self.flush(out)?;
             }
+            if others > 0 {
+                return self.whole_event(ev, out, false);
+            }
             out.push(ev);
             return Ok(());
         }
@@ -469,7 +482,29 @@ impl<'g> EventGuard<'g> {
         }
         let Some(&(key, ref v)) = fields.iter().find(|(_, v)| !v.raw.is_empty()) else { return Ok(()) };
         let (raw, escaped) = (v.raw.clone(), v.escaped);
+        if others > 0 {
+            self.rest(&ev.data, raw.clone())?;
+        }
         self.held_text(ev, channel(key), raw, escaped, last, out)
+    }
+
+    /// The strings of an event besides its streamed text (at `raw`),
+    /// checked whole. A blocking or redacting rule that matches one ends
+    /// the stream: the event carries text still held, so it cannot be
+    /// passed on with those strings rewritten (fail closed).
+    fn rest(&mut self, data: &[u8], raw: std::ops::Range<usize>) -> Result<(), Hit> {
+        let mut copy = Vec::with_capacity(data.len());
+        copy.extend_from_slice(&data[..raw.start]);
+        copy.extend_from_slice(&data[raw.end..]);
+        let mut findings = Findings::default();
+        if scan_json(self.guard, &copy, Direction::Response, &mut findings, &mut Texts::default()).is_err() {
+            findings = Findings::default();
+            self.guard.scan(&copy, Direction::Response, true, &mut findings);
+            findings.file(0);
+        }
+        self.findings.all.extend(findings.all.iter().copied());
+        let stops = findings.all.iter().find(|(_, h)| matches!(h.action, Action::Block | Action::Redact));
+        stops.map_or(Ok(()), |&(_, hit)| Err(hit))
     }
 
     /// One Responses stream event ([`tollgate_protocol::responses`]): a
@@ -480,10 +515,26 @@ impl<'g> EventGuard<'g> {
     /// matches again is not recorded again.
     fn responses_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
         let facts = tollgate_protocol::responses::read_event(&ev.data).unwrap_or_default();
-        let Some((raw, escaped)) = facts.delta.filter(|(raw, _)| !raw.is_empty()) else {
-            self.flush(out)?;
+        let Some((raw, escaped)) = facts.delta.clone().filter(|(raw, _)| !raw.is_empty()) else {
+            // Only what ends a text releases what is held of it: an empty
+            // delta or an event of another kind between two pieces must
+            // not split a finding in two.
+            if facts.ends {
+                self.flush(out)?;
+            }
             return self.whole_event(ev, out, true);
         };
+        // The event's other strings (an escaped duplicate `delta`, log
+        // probabilities, an `error`) are checked too.
+        let mut others = 0;
+        let _ = string_values(&ev.data, |key, v| {
+            if v.raw != raw && !v.raw.is_empty() && is_text(key, &ev.data[v.raw.clone()]) {
+                others += 1;
+            }
+        });
+        if others > 0 {
+            self.rest(&ev.data, raw.clone())?;
+        }
         let mut key = b"delta".to_vec();
         for i in [facts.output_index, facts.content_index] {
             key.push(b'/');
@@ -544,9 +595,23 @@ impl<'g> EventGuard<'g> {
     fn whole_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>, once: bool) -> Result<(), Hit> {
         let mut findings = Findings::default();
         let mut texts = Texts::default();
-        // The walk already succeeded on this event; a bad escape is
-        // scanned as written.
-        let _ = scan_json(self.guard, &ev.data, Direction::Response, &mut findings, &mut texts);
+        // An event that cannot be walked (not JSON, a bad escape) is
+        // scanned as written; what a rule would redact in it cannot be, so
+        // that ends the stream as a block does.
+        if scan_json(self.guard, &ev.data, Direction::Response, &mut findings, &mut texts).is_err() {
+            let mut raw = Findings::default();
+            self.guard.scan(&ev.data, Direction::Response, true, &mut raw);
+            raw.file(0);
+            self.findings.all.extend(raw.all.iter().copied());
+            let stops = raw.all.iter().find(|(_, h)| matches!(h.action, Action::Block | Action::Redact));
+            return match stops {
+                Some(&(_, hit)) => Err(hit),
+                None => {
+                    out.push(ev);
+                    Ok(())
+                }
+            };
+        }
         let seen = self.findings.all.len();
         for &(text, hit) in &findings.all {
             if !(once && self.findings.all[..seen].iter().any(|(_, h)| h.rule == hit.rule)) {

@@ -114,7 +114,10 @@ pub enum Stream {
     /// chat (its chunks parsed again on the way).
     ToResponses {
         anthropic: Option<Box<(StreamTranslator, SseParser)>>,
-        events: ResponsesStream,
+        events: Box<ResponsesStream>,
+        /// A chat upstream's usage, read by structure as an untranslated
+        /// stream's is (an unbelievable count is set aside, not billed).
+        reported: Box<tollgate_protocol::openai::Reported>,
     },
     Identity {
         front: Front,
@@ -144,7 +147,8 @@ impl Stream {
                         SseParser::new(EVENT_BYTES_MAX),
                     ))
                 }),
-                events: ResponsesStream::new(),
+                events: Box::new(ResponsesStream::new()),
+                reported: Default::default(),
             },
             Translation::None => {
                 Stream::Identity { front, done: false, reported: Default::default(), strip_usage, sequence: 0 }
@@ -156,8 +160,16 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
-            Stream::ToResponses { anthropic: None, events } => events.event(ev, out).map_err(|_| ()),
-            Stream::ToResponses { anthropic: Some(a), events } => {
+            Stream::ToResponses { anthropic: None, events, reported } => {
+                if let Some(f) = tollgate_protocol::openai::mentions_usage(&ev.data)
+                    .then(|| tollgate_protocol::openai::read_answer(&ev.data))
+                    .flatten()
+                {
+                    reported.merge(f.reported);
+                }
+                events.event(ev, out).map_err(|_| ())
+            }
+            Stream::ToResponses { anthropic: Some(a), events, .. } => {
                 let (chat, parser) = &mut **a;
                 let mut chunks = BytesMut::new();
                 chat.event(ev, &mut chunks).map_err(|_| ())?;
@@ -177,15 +189,31 @@ impl Stream {
                 }
                 // The usage chunk the gateway asked for carries no choice.
                 let asked_for = *strip_usage && facts.is_some_and(|f| f.has_usage && f.no_choices);
-                if !asked_for {
-                    tollgate_protocol::sse::write_event(out, ev.event.as_deref(), &ev.data);
-                    *sequence += 1;
+                let responses =
+                    (*front == Front::Responses).then(|| tollgate_protocol::responses::read_event(&ev.data)).flatten();
+                match responses.as_ref().and_then(|f| f.sequence.clone()) {
+                    // A Responses event is numbered again: the guard may
+                    // release held text in one event more, and a client
+                    // that orders or resumes by `sequence_number` must not
+                    // see two alike.
+                    Some(at) => {
+                        let mut data = Vec::with_capacity(ev.data.len() + 8);
+                        data.extend_from_slice(&ev.data[..at.start]);
+                        data.extend_from_slice(itoa::Buffer::new().format(*sequence).as_bytes());
+                        data.extend_from_slice(&ev.data[at.end..]);
+                        tollgate_protocol::sse::write_event(out, ev.event.as_deref(), &data);
+                        *sequence += 1;
+                    }
+                    None if !asked_for => {
+                        tollgate_protocol::sse::write_event(out, ev.event.as_deref(), &ev.data);
+                        *sequence += 1;
+                    }
+                    None => {}
                 }
                 *done |= &ev.data[..] == b"[DONE]" || ev.event.as_deref() == Some(b"message_stop");
                 // A Responses stream has no `[DONE]`: its response's last
                 // event ends it.
-                *done |= *front == Front::Responses
-                    && tollgate_protocol::responses::read_event(&ev.data).is_some_and(|f| f.last);
+                *done |= responses.is_some_and(|f| f.last);
                 Ok(())
             }
         }
@@ -195,7 +223,7 @@ impl Stream {
         match self {
             Stream::ToOpenAi(t) => t.finish(out),
             Stream::ToAnthropic(t) => t.finish(out),
-            Stream::ToResponses { anthropic, events } => {
+            Stream::ToResponses { anthropic, events, .. } => {
                 if let Some(a) = anthropic {
                     let (chat, parser) = &mut **a;
                     let mut chunks = BytesMut::new();
@@ -259,14 +287,10 @@ impl Stream {
             Stream::ToResponses { anthropic: Some(a), .. } => {
                 Ok(anthropic_usage(a.0.usage())?.filter(|u| (u.prompt | u.completion) > 0))
             }
-            Stream::ToResponses { anthropic: None, events } => {
-                let Some((prompt, completion, cached)) = events.usage() else { return Ok(None) };
-                if [prompt, completion].iter().any(|&n| n > tollgate_protocol::openai::USAGE_TOKENS_MAX) {
-                    return Err(super::answer::Rejected);
-                }
-                Ok(Some(TokenUsage { prompt, completion, cached: cached.min(prompt), cache_write: 0 })
-                    .filter(|u| (u.prompt | u.completion) > 0))
+            Stream::ToResponses { anthropic: None, reported, .. } if reported.unreadable => {
+                Err(super::answer::Rejected)
             }
+            Stream::ToResponses { anthropic: None, reported, .. } => Ok(reported.usage().map(token_usage)),
             Stream::ToAnthropic(t) => {
                 let (prompt, completion, cached) = t.usage();
                 if [prompt, completion].iter().any(|&n| n > tollgate_protocol::openai::USAGE_TOKENS_MAX) {
@@ -830,7 +854,18 @@ mod tests {
                 .map(|v| v["delta"].as_str().unwrap_or_default().to_string())
                 .collect();
             assert_eq!(deltas, "Hello there world", "split at {at}: {out}");
-            assert!(out.ends_with(&input[input.rfind("event: response.completed").unwrap()..]), "{out}");
+            // Numbered again from 0, one by one, whatever the guard added.
+            let events: Vec<serde_json::Value> = out
+                .split("\n\n")
+                .filter_map(|e| e.split_once("data: "))
+                .map(|(_, d)| serde_json::from_str(d).expect("JSON"))
+                .collect();
+            for (i, v) in events.iter().enumerate() {
+                assert_eq!(v["sequence_number"], i, "split at {at}: {out}");
+            }
+            let last = events.last().expect("events");
+            assert_eq!(last["type"], "response.completed");
+            assert_eq!(last["response"]["usage"]["output_tokens"], 7);
             assert!(hits.is_empty());
         }
         let (out, ..) = relay_responses(&input, 0, stages());
@@ -869,6 +904,109 @@ mod tests {
             );
             assert_eq!(hits.len(), 1, "{what}");
         }
+    }
+
+    /// What would split a finding across two holds must not: an empty
+    /// delta, an event of another kind, or an index written `-0`, between
+    /// two pieces of an address.
+    #[test]
+    fn nothing_between_two_deltas_splits_a_finding() {
+        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
+        spec.actions[Detector::Email as usize] = Some(Action::Redact);
+        let guard = Guard::compile(&spec).expect("profile");
+        let between = [
+            responses_stream(&["write to bob@exa", "", "mple.com now"]),
+            responses_stream(&["write to bob@exa", "mple.com now"]).replacen(
+                "event: response.output_text.delta",
+                "event: x\ndata: {\"type\":\"x\"}\n\nevent: response.output_text.delta",
+                2,
+            ),
+            responses_stream(&["write to bob@exa", "mple.com now"]).replacen(
+                "\"content_index\":0",
+                "\"content_index\":-0",
+                2,
+            ),
+        ];
+        for input in between {
+            for at in [0, input.len() / 3, input.len() / 2] {
+                let mut hits = Vec::new();
+                let s = StreamStages { guard: Some(EventGuard::new(&guard, true)), hits: Some(&mut hits), ..stages() };
+                let (out, ..) = relay_responses(&input, at, s);
+                assert!(!out.contains("bob@exa"), "{out}");
+                assert!(out.contains("[EMAIL]"), "{out}");
+            }
+        }
+    }
+
+    /// Strings beside an event's text field are checked too: an escaped
+    /// duplicate key (a JSON parser keeps the last), an error message.
+    #[test]
+    fn strings_beside_the_text_cannot_carry_a_secret() {
+        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
+        for d in Detector::ALL {
+            if d.category() == Category::Secrets {
+                spec.actions[d as usize] = Some(Action::Block);
+            }
+        }
+        let guard = Guard::compile(&spec).expect("profile");
+        let key = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh";
+        let responses = [
+            responses_stream(&["ok"]).replacen(r#""delta":"ok""#, &format!(r#""delta":"ok","del\u0074a":"{key}""#), 1),
+            responses_stream(&["ok"]).replacen(
+                r#""delta":"ok""#,
+                &format!(r#""delta":"ok","error":{{"message":"{key}"}}"#),
+                1,
+            ),
+        ];
+        for input in responses {
+            let mut hits = Vec::new();
+            let s = StreamStages { guard: Some(EventGuard::new(&guard, true)), hits: Some(&mut hits), ..stages() };
+            let (out, end, ..) = relay_responses(&input, input.len() / 2, s);
+            assert_eq!(end, End::Blocked, "{out}");
+            assert!(!out.contains("sk-proj"), "{out}");
+        }
+        let chat = [
+            format!(
+                "{}data: [DONE]\n\n",
+                chunk("ok").replacen(r#""content":"ok""#, &format!(r#""content":"ok","cont\u0065nt":"{key}""#), 1)
+            ),
+            format!(
+                "{}data: [DONE]\n\n",
+                chunk("").replacen(r#""content":"""#, &format!(r#""cont\u0065nt":"{key}""#), 1)
+            ),
+        ];
+        for input in chat {
+            let mut hits = Vec::new();
+            let s = StreamStages { guard: Some(EventGuard::new(&guard, false)), hits: Some(&mut hits), ..stages() };
+            let (out, end, _) = relay_split(&input, input.len() / 2, s, false);
+            assert_eq!(end, End::Blocked, "{input}: {out}");
+            assert!(!out.contains("sk-proj"), "{out}");
+        }
+    }
+
+    /// A translated chat stream's usage is read as strictly as an
+    /// untranslated one's: a count that is not a whole number is set
+    /// aside (billed from the gateway's own counts), not taken as 0.
+    #[test]
+    fn a_translated_streams_unbelievable_usage_is_set_aside() {
+        let stream = |usage: &str| {
+            format!("{}data: {{\"id\":\"c\",\"choices\":[],\"usage\":{usage}}}\n\ndata: [DONE]\n\n", chunk("Hello"))
+        };
+        let run = |input: String| {
+            let translator = Stream::new(Translation::ToResponses(ResponsesFrom::Chat), Front::Responses, false);
+            let mut relay = StreamRelay::new(translator, stages(), ROUTE);
+            let mut out = BytesMut::new();
+            relay.feed(Bytes::from(input), &mut out);
+            assert!(relay.end_of_read(true, &mut out));
+            (relay.usage(), String::from_utf8(out.to_vec()).unwrap())
+        };
+        let (usage, out) = run(stream(r#"{"prompt_tokens":"1200","completion_tokens":3}"#));
+        assert_eq!(usage, Err(super::super::answer::Rejected), "{out}");
+        assert!(out.contains("event: response.completed"), "{out}");
+        let (usage, _) =
+            run(stream(r#"{"prompt_tokens":12,"completion_tokens":3,"prompt_tokens_details":{"cached_tokens":5}}"#));
+        let u = usage.expect("readable").expect("reported");
+        assert_eq!((u.prompt, u.completion, u.cached), (12, 3, 5));
     }
 
     #[test]

@@ -51,22 +51,28 @@ pub fn build(
 ) -> Result<(Parts, Translation), GatewayError> {
     // A body in the target's own format goes as it came, with at most the
     // model span replaced; across formats it is translated.
-    let translate =
-        |f: fn(&mut [u8], &str, &mut BytesMut) -> Result<anthropic::RequestInfo, anthropic::TranslateError>| {
-            let mut scratch = body.to_vec();
-            let mut out = BytesMut::with_capacity(body.len() + 256);
-            let info =
-                f(&mut scratch, &target.upstream_model, &mut out).map_err(|e| GatewayError::Translate(e.message()))?;
-            Ok::<_, GatewayError>((out.freeze(), info))
-        };
+    let translate = |f: Translator<'_>| {
+        let mut scratch = body.to_vec();
+        let mut out = BytesMut::with_capacity(body.len() + 256);
+        let info =
+            f(&mut scratch, &target.upstream_model, &mut out).map_err(|e| GatewayError::Translate(e.message()))?;
+        Ok::<_, GatewayError>((out.freeze(), info))
+    };
+    // A background run finishes after the answer, at the provider, where
+    // the gateway can neither count, guard nor bill it.
+    if front == Front::Responses && fields.background {
+        return Err(GatewayError::Translate(
+            "`background: true` runs finish after the answer, where the gateway cannot guard or bill them; run in the foreground (stream a long answer)",
+        ));
+    }
     let anthropic_target = upstream.kind == ProviderKind::Anthropic;
     let (translated, translation) = match (front, anthropic_target) {
         (Front::OpenAi, true) => {
-            let (b, info) = translate(anthropic::request_from_openai)?;
+            let (b, info) = translate(&anthropic::request_from_openai)?;
             (Some(b), Translation::ToOpenAi(info))
         }
         (Front::Anthropic, false) => {
-            let (b, info) = translate(anthropic::front::request_to_openai)?;
+            let (b, info) = translate(&anthropic::front::request_to_openai)?;
             (Some(b), Translation::ToAnthropic(info))
         }
         (Front::Completions, true) => {
@@ -83,11 +89,12 @@ pub fn build(
             ))
         }
         (Front::Responses, true) => {
-            let (b, _) = translate(responses::chat::request_to_anthropic)?;
+            let (b, _) = translate(&responses::chat::request_to_anthropic)?;
             (Some(b), Translation::ToResponses(ResponsesFrom::Anthropic))
         }
         (Front::Responses, false) if !upstream.responses_api => {
-            let (b, _) = translate(responses::chat::request_to_chat)?;
+            let ask_usage = upstream.stream_usage;
+            let (b, _) = translate(&|s, m, o| responses::chat::request_to_chat(s, m, ask_usage, o))?;
             (Some(b), Translation::ToResponses(ResponsesFrom::Chat))
         }
         _ => (None, Translation::None),
@@ -176,6 +183,11 @@ pub fn build(
     }
     Ok((parts, translation))
 }
+
+/// A request translator: the client's body (a scratch copy), the upstream
+/// model, where the translated body goes.
+type Translator<'a> =
+    &'a dyn Fn(&mut [u8], &str, &mut BytesMut) -> Result<anthropic::RequestInfo, anthropic::TranslateError>;
 
 /// The API a client speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

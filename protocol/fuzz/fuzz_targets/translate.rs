@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
     out.clear();
     let _ = front::response_from_openai(&mut data.to_vec(), &mut out);
     out.clear();
-    if chat::request_to_chat(&mut data.to_vec(), "m", &mut out).is_ok() {
+    if chat::request_to_chat(&mut data.to_vec(), "m", true, &mut out).is_ok() {
         valid(&out);
     }
     out.clear();

@@ -40,9 +40,13 @@ fn joined_text(content: Option<&Value<'_>>) -> String {
 
 /// Writes the chat body for a Responses API request. `scratch` holds a copy
 /// of the client's body (simd-json parses in place).
+/// `ask_usage`: a stream asks for its usage chunk
+/// (`stream_options.include_usage`); off for servers that refuse
+/// `stream_options`.
 pub fn request_to_chat(
     scratch: &mut [u8],
     upstream_model: &str,
+    ask_usage: bool,
     out: &mut BytesMut,
 ) -> Result<RequestInfo, TranslateError> {
     let v = parse(scratch)?;
@@ -181,6 +185,10 @@ pub fn request_to_chat(
             Some("json_schema") => {
                 out.extend_from_slice(b",\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":");
                 write_json_string(out, str_of(format.get("name")).unwrap_or("schema"));
+                if let Some(d) = str_of(format.get("description")) {
+                    out.extend_from_slice(b",\"description\":");
+                    write_json_string(out, d);
+                }
                 if let Some(schema) = format.get("schema") {
                     out.extend_from_slice(b",\"schema\":");
                     out.extend_from_slice(schema.encode().as_bytes());
@@ -207,7 +215,9 @@ pub fn request_to_chat(
             }
             out.extend_from_slice(b"{\"type\":\"function\",\"function\":{");
             write_tool_fields(out, t, "parameters", b"parameters");
-            out.extend_from_slice(b"}}");
+            // Responses function tools are strict unless they say not.
+            let strict = t.get("strict").and_then(|s| s.as_bool()).unwrap_or(true);
+            out.extend_from_slice(if strict { b",\"strict\":true}}" } else { b",\"strict\":false}}" });
         }
         out.put_u8(b']');
     }
@@ -230,9 +240,12 @@ pub fn request_to_chat(
         }
     }
     if stream {
+        out.extend_from_slice(b",\"stream\":true");
         // Usage arrives only if asked for; a Responses stream always ends
         // with it.
-        out.extend_from_slice(b",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+        if ask_usage {
+            out.extend_from_slice(b",\"stream_options\":{\"include_usage\":true}");
+        }
     }
     out.put_u8(b'}');
     Ok(RequestInfo { stream, include_usage: true })
@@ -246,7 +259,7 @@ pub fn request_to_anthropic(
     out: &mut BytesMut,
 ) -> Result<RequestInfo, TranslateError> {
     let mut chat = BytesMut::with_capacity(scratch.len() + 256);
-    let info = request_to_chat(scratch, upstream_model, &mut chat)?;
+    let info = request_to_chat(scratch, upstream_model, false, &mut chat)?;
     let mut chat = chat.to_vec();
     crate::anthropic::request_from_openai(&mut chat, upstream_model, out)?;
     Ok(info)
@@ -324,6 +337,18 @@ struct Call {
     arguments: String,
 }
 
+/// The index a tool call without one is given (past any real index).
+const NO_INDEX: u64 = 1 << 40;
+
+/// A call's id, or one made up for a call that came without (each call
+/// item needs its own).
+fn call_id_or_made(id: Option<&str>, n: usize) -> String {
+    match id.filter(|i| !i.is_empty()) {
+        Some(id) => id.to_string(),
+        None => format!("call_tollgate_{n}"),
+    }
+}
+
 /// What a response is made of, gathered from a chat answer (whole, or
 /// chunk by chunk).
 #[derive(Clone, Debug, Default)]
@@ -333,6 +358,8 @@ struct Made {
     created: u64,
     /// The message's text; `None` when the answer has none.
     text: Option<String>,
+    /// The message's refusal (chat's `refusal`), a part after the text.
+    refusal: Option<String>,
     calls: Vec<Call>,
     /// The output items in order: `None` the message, `Some(i)` call `i`.
     order: Vec<Option<usize>>,
@@ -360,7 +387,17 @@ impl Made {
         self.message_id(out);
         if done {
             out.extend_from_slice(b",\"status\":\"completed\",\"role\":\"assistant\",\"content\":[");
-            self.write_text_part(out);
+            if self.text.is_some() || self.refusal.is_none() {
+                self.write_text_part(out);
+            }
+            if let Some(refusal) = &self.refusal {
+                if self.text.is_some() {
+                    out.put_u8(b',');
+                }
+                out.extend_from_slice(b"{\"type\":\"refusal\",\"refusal\":");
+                write_json_string(out, refusal);
+                out.put_u8(b'}');
+            }
             out.extend_from_slice(b"]}");
         } else {
             out.extend_from_slice(b",\"status\":\"in_progress\",\"role\":\"assistant\",\"content\":[]}");
@@ -476,8 +513,9 @@ pub fn response_from_chat(scratch: &mut [u8], out: &mut BytesMut) -> Result<(), 
     made.take_head(&v);
     let choice = v.get("choices").and_then(|c| c.as_array()).and_then(|c| c.first());
     let message = choice.and_then(|c| c.get("message"));
-    if let Some(text) = message.map(|m| joined_text(m.get("content"))).filter(|t| !t.is_empty()) {
-        made.text = Some(text);
+    made.text = message.map(|m| joined_text(m.get("content"))).filter(|t| !t.is_empty());
+    made.refusal = str_of(message.and_then(|m| m.get("refusal"))).filter(|r| !r.is_empty()).map(str::to_string);
+    if made.text.is_some() || made.refusal.is_some() {
         made.order.push(None);
     }
     for call in message.and_then(|m| m.get("tool_calls")).and_then(|t| t.as_array()).into_iter().flat_map(|c| c.iter())
@@ -485,7 +523,7 @@ pub fn response_from_chat(scratch: &mut [u8], out: &mut BytesMut) -> Result<(), 
         let f = call.get("function");
         made.order.push(Some(made.calls.len()));
         made.calls.push(Call {
-            call_id: str_of(call.get("id")).unwrap_or_default().to_string(),
+            call_id: call_id_or_made(str_of(call.get("id")), made.calls.len()),
             name: str_of(f.and_then(|f| f.get("name"))).unwrap_or_default().to_string(),
             arguments: str_of(f.and_then(|f| f.get("arguments"))).unwrap_or("{}").to_string(),
         });
@@ -578,27 +616,20 @@ impl ResponsesStream {
         }
         let Some(choice) = v.get("choices").and_then(|c| c.as_array()).and_then(|c| c.first()) else { return Ok(()) };
         let delta = choice.get("delta");
+        // A refusal is kept for the message's summaries.
+        if let Some(refusal) = str_of(delta.and_then(|d| d.get("refusal"))).filter(|r| !r.is_empty()) {
+            self.open_message(out);
+            self.made.refusal.get_or_insert_with(String::new).push_str(refusal);
+        }
         if let Some(text) = str_of(delta.and_then(|d| d.get("content"))).filter(|t| !t.is_empty()) {
-            let index = match self.message {
-                Some(i) => i,
-                None => {
-                    let i = self.made.order.len() as u64;
-                    self.message = Some(i);
-                    self.made.text = Some(String::new());
-                    self.made.order.push(None);
-                    self.emit(out, "response.output_item.added", |made, d| {
-                        d.extend_from_slice(b",\"output_index\":");
-                        d.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
-                        d.extend_from_slice(b",\"item\":");
-                        made.write_message(false, d);
-                    });
-                    self.emit(out, "response.content_part.added", |made, d| {
-                        Self::text_place(made, i, d);
-                        d.extend_from_slice(b",\"part\":{\"type\":\"output_text\",\"annotations\":[],\"text\":\"\"}");
-                    });
-                    i
-                }
-            };
+            let index = self.open_message(out);
+            if self.made.text.is_none() {
+                self.made.text = Some(String::new());
+                self.emit(out, "response.content_part.added", |made, d| {
+                    Self::text_place(made, index, d);
+                    d.extend_from_slice(b",\"part\":{\"type\":\"output_text\",\"annotations\":[],\"text\":\"\"}");
+                });
+            }
             if let Some(t) = self.made.text.as_mut() {
                 t.push_str(text);
             }
@@ -612,7 +643,19 @@ impl ResponsesStream {
         for call in
             delta.and_then(|d| d.get("tool_calls")).and_then(|t| t.as_array()).into_iter().flat_map(|c| c.iter())
         {
-            let tool = call.get("index").and_then(|i| i.as_u64()).unwrap_or(0);
+            let id = str_of(call.get("id")).filter(|i| !i.is_empty());
+            let tool = match call.get("index").and_then(|i| i.as_u64()) {
+                Some(i) => i,
+                // No index (not chat's shape, but some servers): a new id
+                // is a new call; none continues the last one.
+                None => match (id, self.tools.last()) {
+                    (Some(id), _) if !self.made.calls.iter().any(|k| k.call_id == id) => {
+                        NO_INDEX + self.tools.len() as u64
+                    }
+                    (_, Some(&(t, ..))) => t,
+                    _ => NO_INDEX,
+                },
+            };
             let f = call.get("function");
             let known = self.tools.iter().find(|(t, ..)| *t == tool).map(|&(_, c, index)| (c, index));
             let (c, index) = match known {
@@ -623,7 +666,7 @@ impl ResponsesStream {
                     }
                     let (c, index) = (self.made.calls.len(), self.made.order.len() as u64);
                     self.made.calls.push(Call {
-                        call_id: str_of(call.get("id")).unwrap_or_default().to_string(),
+                        call_id: call_id_or_made(id, c),
                         name: str_of(f.and_then(|f| f.get("name"))).unwrap_or_default().to_string(),
                         arguments: String::new(),
                     });
@@ -654,6 +697,24 @@ impl ResponsesStream {
             self.made.finish = Some(reason.to_string());
         }
         Ok(())
+    }
+
+    /// The message item's output index, adding the item first when this
+    /// is its first piece.
+    fn open_message(&mut self, out: &mut BytesMut) -> u64 {
+        if let Some(i) = self.message {
+            return i;
+        }
+        let i = self.made.order.len() as u64;
+        self.message = Some(i);
+        self.made.order.push(None);
+        self.emit(out, "response.output_item.added", |made, d| {
+            d.extend_from_slice(b",\"output_index\":");
+            d.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+            d.extend_from_slice(b",\"item\":");
+            made.write_message(false, d);
+        });
+        i
     }
 
     /// `"item_id", "output_index", "content_index"` of the message's text.
@@ -697,17 +758,19 @@ impl ResponsesStream {
             };
             match item {
                 None => {
-                    self.emit(out, "response.output_text.done", |made, d| {
-                        Self::text_place(made, index, d);
-                        d.extend_from_slice(b",\"text\":");
-                        write_json_string(d, made.text.as_deref().unwrap_or_default());
-                        d.extend_from_slice(b",\"logprobs\":[]");
-                    });
-                    self.emit(out, "response.content_part.done", |made, d| {
-                        Self::text_place(made, index, d);
-                        d.extend_from_slice(b",\"part\":");
-                        made.write_text_part(d);
-                    });
+                    if self.made.text.is_some() {
+                        self.emit(out, "response.output_text.done", |made, d| {
+                            Self::text_place(made, index, d);
+                            d.extend_from_slice(b",\"text\":");
+                            write_json_string(d, made.text.as_deref().unwrap_or_default());
+                            d.extend_from_slice(b",\"logprobs\":[]");
+                        });
+                        self.emit(out, "response.content_part.done", |made, d| {
+                            Self::text_place(made, index, d);
+                            d.extend_from_slice(b",\"part\":");
+                            made.write_text_part(d);
+                        });
+                    }
                     self.emit(out, "response.output_item.done", |made, d| {
                         at(d);
                         d.extend_from_slice(b",\"item\":");
@@ -746,7 +809,7 @@ mod tests {
     fn to_chat(body: &Json) -> Result<Json, TranslateError> {
         let mut scratch = serde_json::to_vec(body).expect("JSON");
         let mut out = BytesMut::new();
-        request_to_chat(&mut scratch, "up-model", &mut out)?;
+        request_to_chat(&mut scratch, "up-model", true, &mut out)?;
         Ok(serde_json::from_slice(&out).expect("the chat body is JSON"))
     }
 
@@ -815,6 +878,8 @@ mod tests {
             ])
         );
         assert_eq!(chat["tools"][0]["function"]["name"], "weather");
+        // Responses function tools are strict unless they say not.
+        assert_eq!(chat["tools"][0]["function"]["strict"], true);
         assert_eq!(chat["tools"][0]["function"]["parameters"]["properties"]["city"]["type"], "string");
         assert_eq!(chat["tool_choice"], json!({"type": "function", "function": {"name": "weather"}}));
         assert_eq!(
@@ -822,6 +887,52 @@ mod tests {
             json!({"name": "w", "schema": {"type": "object"}, "strict": true})
         );
         assert_eq!(chat["parallel_tool_calls"], false);
+    }
+
+    /// A server that refuses `stream_options` is not sent one; a tool that
+    /// says it is not strict stays so.
+    #[test]
+    fn usage_is_asked_for_only_where_the_provider_takes_it() {
+        let body = json!({"model": "m", "input": "x", "stream": true,
+                          "tools": [{"type": "function", "name": "f", "strict": false}]});
+        let mut scratch = serde_json::to_vec(&body).unwrap();
+        let mut out = BytesMut::new();
+        request_to_chat(&mut scratch, "u", false, &mut out).expect("translated");
+        let chat: Json = serde_json::from_slice(&out).unwrap();
+        assert_eq!(chat["stream"], true);
+        assert!(chat.get("stream_options").is_none(), "{chat}");
+        assert_eq!(chat["tools"][0]["function"]["strict"], false);
+    }
+
+    /// A refusal becomes a refusal part, JSON and streamed; tool calls
+    /// that come without an id or an index still get an item each.
+    #[test]
+    fn refusals_and_calls_without_ids_are_kept() {
+        let mut scratch = br#"{"id":"x","choices":[{"message":{"content":null,"refusal":"I can't help with that.","tool_calls":[{"type":"function","function":{"name":"a","arguments":"{}"}},{"type":"function","function":{"name":"b","arguments":"{}"}}]},"finish_reason":"stop"}]}"#.to_vec();
+        let mut out = BytesMut::new();
+        response_from_chat(&mut scratch, &mut out).expect("translated");
+        let r: Json = serde_json::from_slice(&out).unwrap();
+        assert_eq!(r["output"][0]["content"], json!([{"type": "refusal", "refusal": "I can't help with that."}]));
+        assert_ne!(r["output"][1]["call_id"], r["output"][2]["call_id"]);
+        assert_ne!(r["output"][1]["id"], r["output"][2]["id"]);
+        let mut t = ResponsesStream::new();
+        let mut out = BytesMut::new();
+        for ev in [
+            chunk(json!({"refusal": "I can't"}), None),
+            chunk(json!({"refusal": " help."}), None),
+            chunk(json!({"tool_calls": [{"id": "c1", "function": {"name": "a", "arguments": "{\"x\""}}]}), None),
+            chunk(json!({"tool_calls": [{"function": {"arguments": ":1}"}}]}), None),
+            chunk(json!({"tool_calls": [{"id": "c2", "function": {"name": "b", "arguments": "{}"}}]}), None),
+        ] {
+            t.event(&ev, &mut out).expect("translated");
+        }
+        t.finish(&mut out);
+        let events = events(&out);
+        let done = &events.last().unwrap().1["response"]["output"];
+        assert_eq!(done[0]["content"], json!([{"type": "refusal", "refusal": "I can't help."}]));
+        assert_eq!((done[1]["call_id"].as_str(), done[1]["arguments"].as_str()), (Some("c1"), Some("{\"x\":1}")));
+        assert_eq!((done[2]["call_id"].as_str(), done[2]["arguments"].as_str()), (Some("c2"), Some("{}")));
+        assert!(!events.iter().any(|(n, _)| n == "response.output_text.done"), "no text part was opened");
     }
 
     /// What needs state or tools at OpenAI is refused, naming the field;
@@ -870,7 +981,7 @@ mod tests {
         let run = |body: &str| {
             let mut scratch = body.as_bytes().to_vec();
             let mut out = BytesMut::new();
-            request_to_chat(&mut scratch, "u", &mut out).expect("translated");
+            request_to_chat(&mut scratch, "u", true, &mut out).expect("translated");
             serde_json::from_slice::<Json>(&out).expect("JSON")
         };
         assert_eq!(run(compact), run(spaced));
