@@ -259,6 +259,42 @@ pub fn response(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out: &
     response_object(req, Some((list, reply_words)), out);
 }
 
+/// A Responses API stream's events, named and numbered from 0.
+struct ResponsesEvents<'o> {
+    out: &'o mut Vec<BytesMut>,
+    sequence: u64,
+}
+
+impl<'o> ResponsesEvents<'o> {
+    /// The stream opened: `response.created` and `response.in_progress`,
+    /// with the response in progress.
+    fn opened(req: &ChatRequest<'_>, out: &'o mut Vec<BytesMut>) -> Self {
+        let mut events = ResponsesEvents { out, sequence: 0 };
+        for kind in ["response.created", "response.in_progress"] {
+            events.event(kind, &|e| {
+                e.extend_from_slice(b",\"response\":");
+                response_with(req, None, e);
+            });
+        }
+        events
+    }
+
+    /// One event: `{"type", "sequence_number"` and what `body` adds.
+    fn event(&mut self, kind: &str, body: &dyn Fn(&mut BytesMut)) {
+        let mut e = BytesMut::with_capacity(256);
+        e.extend_from_slice(b"event: ");
+        e.extend_from_slice(kind.as_bytes());
+        e.extend_from_slice(b"\ndata: {\"type\":\"");
+        e.extend_from_slice(kind.as_bytes());
+        e.extend_from_slice(b"\",\"sequence_number\":");
+        e.extend_from_slice(itoa::Buffer::new().format(self.sequence).as_bytes());
+        self.sequence += 1;
+        body(&mut e);
+        e.extend_from_slice(b"}\n\n");
+        self.out.push(e);
+    }
+}
+
 /// The events of a streamed Responses API answer as OpenAI documents them:
 /// `response.created` and `.in_progress`, the message item and its text
 /// part opened, one `response.output_text.delta` per chunk, then the
@@ -272,31 +308,13 @@ pub fn responses_stream_events(
     chunks: usize,
     out: &mut Vec<BytesMut>,
 ) {
-    let mut sequence = 0u64;
-    let mut event = |name: &str, body: &dyn Fn(&mut BytesMut)| {
-        let mut e = BytesMut::with_capacity(256);
-        e.extend_from_slice(b"event: ");
-        e.extend_from_slice(name.as_bytes());
-        e.extend_from_slice(b"\ndata: {\"type\":\"");
-        e.extend_from_slice(name.as_bytes());
-        e.extend_from_slice(b"\",\"sequence_number\":");
-        e.extend_from_slice(itoa::Buffer::new().format(sequence).as_bytes());
-        sequence += 1;
-        body(&mut e);
-        e.extend_from_slice(b"}\n\n");
-        out.push(e);
-    };
+    let mut events = ResponsesEvents::opened(req, out);
+    let mut event = |name: &str, body: &dyn Fn(&mut BytesMut)| events.event(name, body);
     let item_id = |e: &mut BytesMut| {
         e.extend_from_slice(b",\"item_id\":\"msg_mock_");
         e.extend_from_slice(itoa::Buffer::new().format(req.id).as_bytes());
         e.extend_from_slice(b"\",\"output_index\":0,\"content_index\":0");
     };
-    for name in ["response.created", "response.in_progress"] {
-        event(name, &|e| {
-            e.extend_from_slice(b",\"response\":");
-            response_object(req, None, e);
-        });
-    }
     event("response.output_item.added", &|e| {
         e.extend_from_slice(b",\"output_index\":0,\"item\":");
         response_message(req, list, reply_words, false, e);
@@ -398,6 +416,30 @@ pub fn anthropic_message(req: &ChatRequest<'_>, list: &[&str], reply_words: usiz
     out.extend_from_slice(b"}}");
 }
 
+/// One named Anthropic event, complete.
+fn anthropic_event(name: &str, data: &[u8]) -> BytesMut {
+    let mut e = BytesMut::with_capacity(data.len() + 32);
+    e.extend_from_slice(b"event: ");
+    e.extend_from_slice(name.as_bytes());
+    e.extend_from_slice(b"\ndata: ");
+    e.extend_from_slice(data);
+    e.extend_from_slice(b"\n\n");
+    e
+}
+
+/// An Anthropic stream's `message_start`, with the input's usage.
+fn anthropic_message_start(req: &ChatRequest<'_>) -> BytesMut {
+    let mut start = BytesMut::new();
+    start.extend_from_slice(b"{\"type\":\"message_start\",\"message\":{\"id\":\"msg_mock_");
+    start.extend_from_slice(itoa::Buffer::new().format(req.id).as_bytes());
+    start.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"");
+    start.extend_from_slice(req.model);
+    start.extend_from_slice(b"\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{");
+    anthropic_input(req, &mut start);
+    start.extend_from_slice(b",\"output_tokens\":1}}}");
+    anthropic_event("message_start", &start)
+}
+
 /// The events of an Anthropic stream, each a complete `event: ...\ndata:
 /// ...\n\n`, as the Messages API sends them (a ping included).
 pub fn anthropic_stream_events(
@@ -408,24 +450,8 @@ pub fn anthropic_stream_events(
     out: &mut Vec<BytesMut>,
 ) {
     let mut n = itoa::Buffer::new();
-    let event = |name: &str, data: &[u8]| {
-        let mut e = BytesMut::with_capacity(data.len() + 32);
-        e.extend_from_slice(b"event: ");
-        e.extend_from_slice(name.as_bytes());
-        e.extend_from_slice(b"\ndata: ");
-        e.extend_from_slice(data);
-        e.extend_from_slice(b"\n\n");
-        e
-    };
-    let mut start = BytesMut::new();
-    start.extend_from_slice(b"{\"type\":\"message_start\",\"message\":{\"id\":\"msg_mock_");
-    start.extend_from_slice(n.format(req.id).as_bytes());
-    start.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"");
-    start.extend_from_slice(req.model);
-    start.extend_from_slice(b"\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{");
-    anthropic_input(req, &mut start);
-    start.extend_from_slice(b",\"output_tokens\":1}}}");
-    out.push(event("message_start", &start));
+    let event = anthropic_event;
+    out.push(anthropic_message_start(req));
     out.push(event(
         "content_block_start",
         b"{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}",
@@ -560,24 +586,8 @@ pub fn anthropic_tool_message(req: &ChatRequest<'_>, name: &str, out: &mut Bytes
 /// An Anthropic stream calling `name`: a `tool_use` block whose input
 /// comes as two `input_json_delta`s, `stop_reason: tool_use`.
 pub fn anthropic_tool_stream_events(req: &ChatRequest<'_>, name: &str, out: &mut Vec<BytesMut>) {
-    let event = |kind: &str, data: &[u8]| {
-        let mut e = BytesMut::with_capacity(data.len() + 32);
-        e.extend_from_slice(b"event: ");
-        e.extend_from_slice(kind.as_bytes());
-        e.extend_from_slice(b"\ndata: ");
-        e.extend_from_slice(data);
-        e.extend_from_slice(b"\n\n");
-        e
-    };
-    let mut start = BytesMut::new();
-    start.extend_from_slice(b"{\"type\":\"message_start\",\"message\":{\"id\":\"msg_mock_");
-    start.extend_from_slice(itoa::Buffer::new().format(req.id).as_bytes());
-    start.extend_from_slice(b"\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"");
-    start.extend_from_slice(req.model);
-    start.extend_from_slice(b"\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{");
-    anthropic_input(req, &mut start);
-    start.extend_from_slice(b",\"output_tokens\":1}}}");
-    out.push(event("message_start", &start));
+    let event = anthropic_event;
+    out.push(anthropic_message_start(req));
     let mut block = BytesMut::new();
     block.extend_from_slice(
         b"{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":",
@@ -625,26 +635,8 @@ pub fn tool_response(req: &ChatRequest<'_>, name: &str, out: &mut BytesMut) {
 /// A Responses API stream calling `name`: the item added, its arguments
 /// as two deltas, `.done`, the item done, `response.completed`.
 pub fn tool_responses_stream_events(req: &ChatRequest<'_>, name: &str, out: &mut Vec<BytesMut>) {
-    let mut sequence = 0u64;
-    let mut event = |kind: &str, body: &dyn Fn(&mut BytesMut)| {
-        let mut e = BytesMut::with_capacity(256);
-        e.extend_from_slice(b"event: ");
-        e.extend_from_slice(kind.as_bytes());
-        e.extend_from_slice(b"\ndata: {\"type\":\"");
-        e.extend_from_slice(kind.as_bytes());
-        e.extend_from_slice(b"\",\"sequence_number\":");
-        e.extend_from_slice(itoa::Buffer::new().format(sequence).as_bytes());
-        sequence += 1;
-        body(&mut e);
-        e.extend_from_slice(b"}\n\n");
-        out.push(e);
-    };
-    for kind in ["response.created", "response.in_progress"] {
-        event(kind, &|e| {
-            e.extend_from_slice(b",\"response\":");
-            response_with(req, None, e);
-        });
-    }
+    let mut events = ResponsesEvents::opened(req, out);
+    let mut event = |kind: &str, body: &dyn Fn(&mut BytesMut)| events.event(kind, body);
     event("response.output_item.added", &|e| {
         e.extend_from_slice(b",\"output_index\":0,\"item\":");
         function_call_item(req, name, false, e);

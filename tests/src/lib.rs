@@ -289,6 +289,16 @@ pub fn read_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
     lines
 }
 
+/// The records in `dir` once there are at least `n` (waiting up to 5 s).
+pub fn wait_records(dir: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let mut records = Vec::new();
+    wait_until(Duration::from_secs(5), "records", || {
+        records = read_records(dir);
+        records.len() >= n
+    });
+    records
+}
+
 /// Team `e2e`, allowed every model, holding [`KEY`]: the tail of every
 /// test configuration.
 pub fn team_and_key() -> String {
@@ -474,6 +484,16 @@ pub fn chat_request(body: &str, extra_headers: &str) -> Vec<u8> {
 pub fn chat_request_with_key(body: &str, headers: &str) -> Vec<u8> {
     format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// `POST path` with a JSON body, [`KEY`] and extra header lines (each
+/// ending in CRLF).
+pub fn post_json(path: &str, body: &str, extra_headers: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nAuthorization: Bearer {KEY}\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()

@@ -10,11 +10,7 @@
 use tollgate_e2e::*;
 
 fn responses_request(body: &str, extra_headers: &str) -> Vec<u8> {
-    format!(
-        "POST /v1/responses HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nAuthorization: Bearer {KEY}\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    post_json("/v1/responses", body, extra_headers)
 }
 
 /// The e2e configuration with records, `gpt-4o-mini` priced and served by
@@ -50,12 +46,7 @@ fn start() -> (Proc, Proc, TempDir) {
 }
 
 fn records(logs: &TempDir, n: usize) -> Vec<serde_json::Value> {
-    let mut records = Vec::new();
-    wait_until(std::time::Duration::from_secs(5), "records", || {
-        records = read_records(&logs.0);
-        records.len() >= n
-    });
-    records
+    wait_records(&logs.0, n)
 }
 
 /// A stream's events as (name, data).

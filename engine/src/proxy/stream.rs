@@ -674,12 +674,25 @@ mod tests {
     use tollgate_policy::guard::{Action, Category, Detector, Guard, ProfileSpec};
 
     const ROUTE: RouteLabel<'static> = RouteLabel { provider: "up", model: "gpt-4o" };
+    /// A key the secrets detectors know.
+    const KEY: &str = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh";
 
     fn chunk(text: &str) -> String {
         format!(
             "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}},\"finish_reason\":null}}]}}\n\n",
             serde_json::to_string(text).expect("string")
         )
+    }
+
+    /// A profile that blocks every secret, in answers too.
+    fn secrets_blocked() -> Guard {
+        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
+        for d in Detector::ALL {
+            if d.category() == Category::Secrets {
+                spec.actions[d as usize] = Some(Action::Block);
+            }
+        }
+        Guard::compile(&spec).expect("profile")
     }
 
     fn stages<'a, 'g>() -> StreamStages<'a, 'g> {
@@ -757,13 +770,7 @@ mod tests {
 
     #[test]
     fn a_blocking_guard_ends_the_stream_with_content_filter_and_drops_what_it_held() {
-        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
-        for d in Detector::ALL {
-            if d.category() == Category::Secrets {
-                spec.actions[d as usize] = Some(Action::Block);
-            }
-        }
-        let guard = Guard::compile(&spec).expect("profile");
+        let guard = secrets_blocked();
         let mut hits = Vec::new();
         // A key split across two events, and text after it.
         let input = format!(
@@ -878,14 +885,8 @@ mod tests {
     /// Each is blocked before any of it reaches the client.
     #[test]
     fn a_responses_stream_cannot_carry_a_secret_past_the_guard() {
-        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
-        for d in Detector::ALL {
-            if d.category() == Category::Secrets {
-                spec.actions[d as usize] = Some(Action::Block);
-            }
-        }
-        let guard = Guard::compile(&spec).expect("profile");
-        let key = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh";
+        let guard = secrets_blocked();
+        let key = KEY;
         let only_in_summary = responses_stream(&["fine"]).replace(r#""text":"fine""#, &format!(r#""text":"{key}""#));
         let nested = format!(
             "event: response.output_item.added\ndata: {{\"type\":\"response.output_item.added\",\"item\":{{\"delta\":\"{key}\"}}}}\n\n{}",
@@ -942,14 +943,8 @@ mod tests {
     /// duplicate key (a JSON parser keeps the last), an error message.
     #[test]
     fn strings_beside_the_text_cannot_carry_a_secret() {
-        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
-        for d in Detector::ALL {
-            if d.category() == Category::Secrets {
-                spec.actions[d as usize] = Some(Action::Block);
-            }
-        }
-        let guard = Guard::compile(&spec).expect("profile");
-        let key = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh";
+        let guard = secrets_blocked();
+        let key = KEY;
         let responses = [
             responses_stream(&["ok"]).replacen(r#""delta":"ok""#, &format!(r#""delta":"ok","del\u0074a":"{key}""#), 1),
             responses_stream(&["ok"]).replacen(
