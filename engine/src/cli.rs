@@ -63,6 +63,7 @@ ENDPOINTS (each /v1 request needs `Authorization: Bearer tg-...` or `x-api-key`)
     POST /v1/completions        OpenAI legacy completions (OpenAI-style providers), JSON or SSE
     POST /v1/embeddings         OpenAI embeddings (OpenAI-style providers)
     POST /v1/messages           Anthropic messages, JSON or SSE
+    POST /v1/messages/count_tokens  Anthropic's token count (free; the gateway's own count for other providers)
     GET  /v1/models             the models the key may use
     GET  /healthz               liveness
     GET  /readyz                readiness (503 while draining)

@@ -208,6 +208,7 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
         (Method::Post, b"/v1/completions") => Front::Completions,
         (Method::Post, b"/v1/responses") => Front::Responses,
         (Method::Post, b"/v1/embeddings") => Front::Embeddings,
+        (Method::Post, b"/v1/messages/count_tokens") => Front::CountTokens,
         _ => return answer_locally(w, &core, client, buf, head, keep_alive).await,
     };
     let request_time = state.config.server.timeouts.request;

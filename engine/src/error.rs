@@ -231,7 +231,7 @@ impl fmt::Display for GatewayError {
                 write!(f, "the model `{model}` does not exist or is not served by this gateway")
             }
             NoRoute => f.write_str(
-                "unknown path; this gateway serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /healthz and GET /readyz",
+                "unknown path; this gateway serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /healthz and GET /readyz",
             ),
             UnknownModel(m) => write!(f, "the model `{m}` does not exist or is not served by this gateway"),
             Guardrail { profile, rule } => {

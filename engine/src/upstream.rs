@@ -79,6 +79,9 @@ pub struct Upstream {
     pub responses_request_line: Bytes,
     /// The request line of embeddings (`{base}/embeddings`).
     pub embeddings_request_line: Bytes,
+    /// The request line of Anthropic's token count
+    /// (`{base}/messages/count_tokens`).
+    pub count_tokens_request_line: Bytes,
     /// `host: ...\r\n` and, when configured, `authorization: ...\r\n`.
     pub fixed_headers: Bytes,
     idle: RefCell<Vec<UpConn>>,
@@ -152,6 +155,7 @@ impl Upstream {
             completions_request_line: line_to("completions"),
             responses_request_line: line_to("responses"),
             embeddings_request_line: line_to("embeddings"),
+            count_tokens_request_line: line_to("messages/count_tokens"),
             fixed_headers: fixed.freeze(),
             idle: RefCell::new(Vec::new()),
         }

@@ -96,6 +96,8 @@ enum Api {
     Responses,
     Embeddings,
     Anthropic,
+    /// Anthropic's `POST /v1/messages/count_tokens`.
+    CountTokens,
     None,
 }
 
@@ -259,7 +261,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         {
             return self.classify(head, body, path).await;
         }
-        let api = if path.ends_with(b"/messages") {
+        let api = if path.ends_with(b"/messages/count_tokens") {
+            Api::CountTokens
+        } else if path.ends_with(b"/messages") {
             Api::Anthropic
         } else if path.ends_with(b"/chat/completions") {
             Api::Chat
@@ -276,7 +280,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             return self
                 .simple(
                     404,
-                    "the mock serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/completions, POST /v1/embeddings and GET /v1/models",
+                    "the mock serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/completions, POST /v1/embeddings and GET /v1/models",
                     head.keep_alive,
                 )
                 .await;
@@ -321,6 +325,10 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             }
             _ => {}
         }
+        if api == Api::CountTokens {
+            let answer = format!("{{\"input_tokens\":{}}}", req.prompt_tokens);
+            return self.send_whole(200, "application/json", answer.as_bytes(), head.keep_alive, None).await;
+        }
         if api == Api::Embeddings {
             let mut payload = BytesMut::with_capacity(1024);
             reply::embeddings(body, req.model, &mut payload);
@@ -342,7 +350,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Anthropic => reply::anthropic_message(&req, &list, n, &mut payload),
             Api::Legacy => reply::text_completion(&req, &list, n, &mut payload),
             Api::Responses => reply::response(&req, &list, n, &mut payload),
-            Api::Chat | Api::Embeddings | Api::None => reply::completion(&req, &list, n, &mut payload),
+            Api::Chat | Api::Embeddings | Api::CountTokens | Api::None => {
+                reply::completion(&req, &list, n, &mut payload)
+            }
         }
         let trickle = (plan.failure == Some(Failure::Trickle)).then_some(Duration::from_millis(10));
         self.send_whole(200, "application/json", &payload, head.keep_alive, trickle).await
@@ -433,7 +443,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Anthropic => reply::anthropic_stream_events(req, &list, n, b.stream_chunks, &mut events),
             Api::Legacy => reply::text_stream_events(req, &list, n, b.stream_chunks, &mut events),
             Api::Responses => reply::responses_stream_events(req, &list, n, b.stream_chunks, &mut events),
-            Api::Chat | Api::Embeddings | Api::None => {
+            Api::Chat | Api::Embeddings | Api::CountTokens | Api::None => {
                 reply::stream_events(req, &list, n, b.stream_chunks, &mut events)
             }
         }

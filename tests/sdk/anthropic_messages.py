@@ -26,6 +26,12 @@ for model in ["gpt-4o-mini", "claude-sonnet"]:
     assert streamed == text, (model, streamed, text)
     assert final.stop_reason == "end_turn", final
 
+# Token counts: Anthropic's own for a Claude target, the gateway's for the
+# others.
+for model in ["claude-sonnet", "gpt-4o-mini"]:
+    counted = client.messages.count_tokens(model=model, messages=[{"role": "user", "content": "Say hello"}])
+    assert counted.input_tokens > 0, (model, counted)
+
 try:
     anthropic.Anthropic(base_url=base_url, api_key="tg-not-a-key", max_retries=0).messages.create(
         model="gpt-4o-mini", max_tokens=8, messages=[{"role": "user", "content": "x"}]

@@ -302,3 +302,37 @@ fn cache_reads_and_writes_are_priced_at_their_own_rates() {
         }
     }
 }
+
+fn count_tokens_request(body: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/messages/count_tokens HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nx-api-key: {KEY}\r\nanthropic-version: 2023-06-01\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// `POST /v1/messages/count_tokens`: passed to an Anthropic provider (the
+/// mock counts a token per four bytes of the body it got); for any other
+/// target answered with the gateway's own count, no upstream asked (a
+/// failing one would show).
+#[test]
+fn token_counts_go_to_anthropic_or_are_answered_by_the_gateway() {
+    let (_o, _a, gw) = start(&[]);
+    let body = r#"{"model":"claude-sonnet","system":"Be brief.","messages":[{"role":"user","content":"Say hello to everyone on the finance team"}]}"#;
+    let r = one_request(gw.addr, &count_tokens_request(body, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-tollgate-route"), Some("claude/claude-sonnet-4-5"));
+    let sent = body.replace("claude-sonnet", "claude-sonnet-4-5");
+    assert_eq!(r.json()["input_tokens"].as_u64(), Some(sent.len().div_ceil(4) as u64), "the provider's count");
+    let local = body.replace("claude-sonnet", "gpt-4o-mini");
+    let r = one_request(gw.addr, &count_tokens_request(&local, "x-mock-fail: 500\r\n"));
+    assert_eq!(r.status, 200, "answered without the upstream: {}", r.text());
+    let n = r.json()["input_tokens"].as_u64().expect("a count");
+    assert!((10..40).contains(&n), "the gateway's count of a short prompt: {n}");
+    let longer = local.replace("Say hello", "Say hello, then summarise the quarterly report in three bullet points,");
+    let m = one_request(gw.addr, &count_tokens_request(&longer, "")).json()["input_tokens"].as_u64().expect("a count");
+    assert!(m > n, "{m} > {n}");
+    // An unknown model is refused as for messages.
+    let r = one_request(gw.addr, &count_tokens_request(r#"{"model":"nope","messages":[]}"#, ""));
+    assert_eq!(r.status, 404, "{}", r.text());
+}

@@ -157,6 +157,10 @@ fn cost_with(ex: &Exchange<'_>, prompt: u64) -> Option<MicroUsd> {
 /// requests in flight together cannot cross it either.
 pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     use tollgate_policy::budget::check;
+    // A token count costs nothing: there is nothing to afford.
+    if ex.front == crate::proxy::Front::CountTokens {
+        return Ok(());
+    }
     let key = ex.key()?;
     let a = core.accounts;
     let now = crate::unix_now().as_secs();
@@ -244,6 +248,10 @@ fn prompt_bound(ex: &Exchange<'_>) -> u64 {
 /// generate, so that the request that would cross the limit is the one
 /// refused.
 pub fn reserve_tokens<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    // A token count generates nothing and is not a model's work.
+    if ex.front == crate::proxy::Front::CountTokens {
+        return Ok(());
+    }
     let key = ex.key()?;
     let team_tpm = core.state.config.teams.get(key.team).and_then(|t| t.rate_limit.tokens_per_minute);
     if team_tpm.is_none() && key.rate_limit.tokens_per_minute.is_none() {
@@ -289,7 +297,7 @@ fn far_from_limits(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::Vi
 /// request ends. Without an answer from Redis, `on_stale` decides.
 pub async fn reserve_strict<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     use crate::cluster::strict::{Reserved, StrictOwner};
-    let Some(strict) = core.strict else { return Ok(()) };
+    let Some(strict) = core.strict.filter(|_| ex.front != crate::proxy::Front::CountTokens) else { return Ok(()) };
     let key = ex.key()?;
     let team = core.state.config.teams.get(key.team).filter(|t| t.budget.strict);
     if team.is_none() && !key.budget.strict {

@@ -75,6 +75,22 @@ pub async fn forward(
         }
         let target = &routed.route.targets[t];
         let upstream = &state.upstreams[target.provider];
+        if front == crate::proxy::Front::CountTokens && upstream.kind != tollgate_policy::ProviderKind::Anthropic {
+            // Only Anthropic counts a Messages request's tokens: for any
+            // other target the gateway answers with its own count (the
+            // target model's encoding, as it estimates prompts), free.
+            let mut json = bytes::BytesMut::with_capacity(32);
+            json.extend_from_slice(b"{\"input_tokens\":");
+            json.extend_from_slice(itoa::Buffer::new().format(prompt.tokens(body)).as_bytes());
+            json.extend_from_slice(b"}");
+            let body_bytes = json.len() as u64;
+            let sent = client.send(reply, 200, "application/json", json.freeze(), !keep_alive).await;
+            let mut end = RelayEnd::new(200);
+            end.end = if sent { End::Completed } else { End::ClientGone };
+            end.client_reusable = sent && keep_alive;
+            end.body_bytes = body_bytes;
+            return Ok(end);
+        }
         let (parts, translation) =
             upstream_request::build(client, head, body, &routed.fields, target, upstream, front)?;
         let attempt_started = Instant::now();
@@ -174,7 +190,11 @@ pub async fn forward(
                     // cut, when the worker is about to close).
                     prompt.tokens_in_steps(body).await;
                 }
-                estimate_usage(&mut end, || prompt.tokens(body), trace);
+                // A token count is free: its answer has no usage, and none
+                // is made up for it.
+                if front != crate::proxy::Front::CountTokens {
+                    estimate_usage(&mut end, || prompt.tokens(body), trace);
+                }
                 return Ok(end);
             }
             Err(e) => {

@@ -115,6 +115,22 @@ fn a_model_the_key_may_not_use_is_refused_before_its_prompt_is_counted() {
     assert!(!ex.prompt.counted());
 }
 
+/// A token count is free: a prompt far over the tokens-per-minute limit
+/// that a chat request would be refused for is admitted, and nothing is
+/// reserved for it.
+#[test]
+fn a_token_count_reserves_nothing() {
+    let w = World::new("rate_limit = { tokens_per_minute = 100 }");
+    let core = w.core();
+    let big = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "word ".repeat(2_000));
+    let mut chat = exchange("tg-key", &big);
+    assert!(matches!(admit(&mut chat, &core), Err(GatewayError::RateLimited { .. })));
+    let mut count = exchange("tg-key", &big);
+    count.front = Front::CountTokens;
+    admit(&mut count, &core).expect("admitted");
+    assert!(count.holds.tokens.is_none() && count.holds.spend.is_none());
+}
+
 #[test]
 fn the_prompt_is_counted_once_with_the_model_encoding_and_reserved_with_top_level_max_tokens() {
     // Near the limit (the body's bound would take more than a quarter of

@@ -70,7 +70,7 @@ pub fn write_error_event(front: super::Front, message: &str, code: &str, sequenc
             tollgate_protocol::sse::write_event(out, None, &json);
             out.extend_from_slice(tollgate_protocol::sse::DONE_EVENT);
         }
-        super::Front::Anthropic => {
+        super::Front::Anthropic | super::Front::CountTokens => {
             json.extend_from_slice(b"{\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":");
             tollgate_protocol::openai::write_json_string(&mut json, message);
             json.extend_from_slice(b"}}");

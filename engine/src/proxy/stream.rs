@@ -255,8 +255,8 @@ impl Stream {
             (Front::OpenAi, true) => {
                 tollgate_protocol::openai::write_stream_end(out, model, crate::unix_now().as_secs(), "length")
             }
-            (Front::Anthropic, false) => anthropic::front::write_stream_end(out, "refusal"),
-            (Front::Anthropic, true) => anthropic::front::write_stream_end(out, "max_tokens"),
+            (Front::Anthropic | Front::CountTokens, false) => anthropic::front::write_stream_end(out, "refusal"),
+            (Front::Anthropic | Front::CountTokens, true) => anthropic::front::write_stream_end(out, "max_tokens"),
             (Front::Completions | Front::Embeddings, capped) => {
                 let why = if capped { "length" } else { "content_filter" };
                 tollgate_protocol::openai::write_text_stream_end(out, model, crate::unix_now().as_secs(), why)

@@ -278,7 +278,9 @@ pub async fn relay_translated(
                 &refusal,
                 billed,
             ),
-            Front::Anthropic => anthropic::front::write_refusal_message(&mut out, route.model, billed),
+            Front::Anthropic | Front::CountTokens => {
+                anthropic::front::write_refusal_message(&mut out, route.model, billed)
+            }
             Front::Completions | Front::Embeddings => tollgate_protocol::openai::write_filtered_text_completion(
                 &mut out,
                 route.model,

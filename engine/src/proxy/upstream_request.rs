@@ -163,6 +163,7 @@ pub fn build(
     parts.push(match front {
         Front::Completions => upstream.completions_request_line.clone(),
         Front::Embeddings => upstream.embeddings_request_line.clone(),
+        Front::CountTokens => upstream.count_tokens_request_line.clone(),
         Front::Responses if translated.is_none() => upstream.responses_request_line.clone(),
         Front::Responses => upstream.chat_request_line.clone(),
         Front::OpenAi | Front::Anthropic => upstream.chat_request_line.clone(),
@@ -206,6 +207,11 @@ pub enum Front {
     /// OpenAI-style providers; the answer is vectors, not text, so it is
     /// neither guarded nor classified.
     Embeddings,
+    /// `POST /v1/messages/count_tokens`: Anthropic's token count of a
+    /// Messages request, passed to Anthropic providers; for any other
+    /// target the gateway answers with its own count. Free: nothing is
+    /// reserved or billed.
+    CountTokens,
 }
 
 /// How the answer must be translated back for the client.
