@@ -70,6 +70,9 @@ struct Plan {
     /// `x-mock-tool: NAME`: the answer calls this tool instead of
     /// writing text.
     tool: Option<String>,
+    /// `x-mock-thinking: 1`: an Anthropic answer starts with a signed
+    /// thinking block.
+    thinking: bool,
 }
 
 /// The mock classifiers' fixed rule.
@@ -228,7 +231,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         };
         let reply = head.header(b"x-mock-reply").map(|v| String::from_utf8_lossy(v).into_owned());
         let tool = head.header(b"x-mock-tool").map(|v| String::from_utf8_lossy(v).into_owned());
-        Plan { behavior: b, failure, echo, reply, tool }
+        let thinking = num(b"x-mock-thinking") == Some(1);
+        Plan { behavior: b, failure, echo, reply, tool, thinking }
     }
 
     /// xorshift64: per-connection, no shared state between threads.
@@ -354,6 +358,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
                 reply::completion(&req, &list, n, &mut payload)
             }
         }
+        if plan.thinking && api == Api::Anthropic {
+            reply::with_thinking(&mut payload);
+        }
         let trickle = (plan.failure == Some(Failure::Trickle)).then_some(Duration::from_millis(10));
         self.send_whole(200, "application/json", &payload, head.keep_alive, trickle).await
     }
@@ -446,6 +453,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Chat | Api::Embeddings | Api::CountTokens | Api::None => {
                 reply::stream_events(req, &list, n, b.stream_chunks, &mut events)
             }
+        }
+        if plan.thinking && api == Api::Anthropic {
+            reply::with_thinking_events(&mut events);
         }
         self.out.extend_from_slice(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-mock-connection: ",

@@ -416,6 +416,52 @@ pub fn anthropic_message(req: &ChatRequest<'_>, list: &[&str], reply_words: usiz
     out.extend_from_slice(b"}}");
 }
 
+/// The signature of the mock's thinking blocks: opaque base64, as
+/// Anthropic's are, with a run that looks like an AWS key inside, so that
+/// a gateway scanning signatures as text would be caught changing them.
+pub const THINKING_SIGNATURE: &str =
+    "EqQBCkgIARABGAIiQNn5u2k0Y7sZbH3q9c8p+AKIAZ3MBL4NQUJR7QH5X/F4Wm+T1xQ2e6vJ0aKLdR8oUiGs5Nf1tYhB3wCp/Xz7E9rMgVbIk4nQy6OuAjSdPl0HeZcEgx==";
+const THINKING: &str = "The user wants a greeting; keep it short.";
+
+/// `x-mock-thinking: 1` on an Anthropic message: a thinking block with its
+/// signature before the text.
+pub fn with_thinking(out: &mut BytesMut) {
+    let Some(at) = memchr::memmem::find(out, b"\"content\":[").map(|p| p + 11) else { return };
+    let block = format!(r#"{{"type":"thinking","thinking":"{THINKING}","signature":"{THINKING_SIGNATURE}"}},"#);
+    let rest = out.split_off(at);
+    out.extend_from_slice(block.as_bytes());
+    out.extend_from_slice(&rest);
+}
+
+/// The same on an Anthropic stream: block 0 is the thinking (its text,
+/// then its signature as a `signature_delta`), the text moves to block 1.
+pub fn with_thinking_events(events: &mut Vec<BytesMut>) {
+    for e in events.iter_mut().skip(1) {
+        if let Some(at) = memchr::memmem::find(e, b"\"index\":0") {
+            e[at + 8] = b'1';
+        }
+    }
+    let thinking = [
+        anthropic_event(
+            "content_block_start",
+            br#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#,
+        ),
+        anthropic_event(
+            "content_block_delta",
+            format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"thinking_delta","thinking":"{THINKING}"}}}}"#)
+                .as_bytes(),
+        ),
+        anthropic_event(
+            "content_block_delta",
+            format!(r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"signature_delta","signature":"{THINKING_SIGNATURE}"}}}}"#)
+                .as_bytes(),
+        ),
+        anthropic_event("content_block_stop", br#"{"type":"content_block_stop","index":0}"#),
+    ];
+    let at = 1.min(events.len());
+    events.splice(at..at, thinking);
+}
+
 /// One named Anthropic event, complete.
 fn anthropic_event(name: &str, data: &[u8]) -> BytesMut {
     let mut e = BytesMut::with_capacity(data.len() + 32);

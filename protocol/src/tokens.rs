@@ -203,6 +203,8 @@ const NOT_TEXT: &[&[u8]] = &[
     b"item_id",
     b"call_id",
     b"obfuscation",
+    b"signature",
+    b"encrypted_content",
     b"previous_response_id",
     b"status",
     b"detail",

@@ -336,3 +336,37 @@ fn token_counts_go_to_anthropic_or_are_answered_by_the_gateway() {
     let r = one_request(gw.addr, &count_tokens_request(r#"{"model":"nope","messages":[]}"#, ""));
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+/// Thinking blocks and their signatures reach an Anthropic client byte for
+/// byte through a guarded team (the signature holds a run shaped like an
+/// AWS key: a guard that scanned signatures as text would block or change
+/// it, and the next turn's signature check would fail), JSON and streamed.
+#[test]
+fn thinking_signatures_pass_a_guarded_team_byte_for_byte() {
+    let (openai, anthropic) = (start_mock(&[]), start_mock(&[]));
+    let config = config(openai.addr, anthropic.addr).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nsecrets = \"block\"\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"g\"",
+    );
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    // The mock's (`mock/src/reply.rs`, THINKING_SIGNATURE).
+    let signature = "EqQBCkgIARABGAIiQNn5u2k0Y7sZbH3q9c8p+AKIAZ3MBL4NQUJR7QH5X/F4Wm+T1xQ2e6vJ0aKLdR8oUiGs5Nf1tYhB3wCp/Xz7E9rMgVbIk4nQy6OuAjSdPl0HeZcEgx==";
+    let body = r#"{"model":"claude-sonnet","max_tokens":1024,"thinking":{"type":"enabled","budget_tokens":512},"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let r = one_request(gw.addr, &messages_request(body, "x-mock-thinking: 1\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["content"][0]["type"], "thinking", "{v}");
+    assert_eq!(v["content"][0]["signature"].as_str(), Some(signature), "{v}");
+    assert!(v["content"][1]["text"].as_str().unwrap_or_default().starts_with("Tollgate"), "{v}");
+    let stream = body.replace("\"max_tokens\"", "\"stream\":true,\"max_tokens\"");
+    let r = one_request(gw.addr, &messages_request(&stream, "x-mock-thinking: 1\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let data = sse_data(&r.body);
+    let signed = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .find(|v| v["delta"]["type"] == "signature_delta")
+        .unwrap_or_else(|| panic!("a signature_delta: {}", r.text()));
+    assert_eq!(signed["delta"]["signature"].as_str(), Some(signature));
+    assert!(r.text().contains("event: message_stop"), "{}", r.text());
+}

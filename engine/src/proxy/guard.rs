@@ -32,6 +32,10 @@ const STRUCTURAL: &[&[u8]] = &[
     // include_obfuscation`): noise, whose entropy a secret detector would
     // take for a key.
     b"obfuscation",
+    // Opaque tokens a provider verifies byte for byte: Anthropic's thinking
+    // signatures, OpenAI's encrypted reasoning.
+    b"signature",
+    b"encrypted_content",
     // The Responses API's ids and states.
     b"item_id",
     b"call_id",
