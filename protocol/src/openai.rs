@@ -793,11 +793,14 @@ fn first_members(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>, &[u8]) -
 }
 
 /// A non-negative integer value at the cursor (`None` inside for any other
-/// value, consumed all the same).
-fn number(c: &mut Cursor<'_>) -> Option<Option<u64>> {
+/// value, consumed all the same). `-0` is `0`, as JSON parsers read it: an
+/// index written `-0` must not key a channel apart from `0` (a stream's
+/// text split between two holds would be scanned in halves).
+pub(crate) fn number(c: &mut Cursor<'_>) -> Option<Option<u64>> {
     let start = c.pos;
     c.value().ok()?;
     let raw = &c.buf[start..c.pos];
+    let raw = raw.strip_prefix(b"-").filter(|r| !r.is_empty() && r.iter().all(|&b| b == b'0')).unwrap_or(raw);
     Some(if raw.iter().all(u8::is_ascii_digit) { std::str::from_utf8(raw).ok()?.parse().ok() } else { None })
 }
 
@@ -1185,6 +1188,10 @@ mod tests {
             r#"{"choices":[{"index":0,"delta":{"content":"sk-"},"x":{"index":9,"finish_reason":"stop"}}],"y":{"index":7,"stop_reason":"end"}}"#,
         );
         assert_eq!((s.choice, s.tool, s.block, s.last), (Some(0), None, None, false));
+        // `-0` is 0 to JSON parsers, so to the channels too; other forms
+        // are no index.
+        let s = shape(r#"{"choices":[{"index":-0,"delta":{"tool_calls":[{"index":-00}]}}],"index":1.0}"#);
+        assert_eq!((s.choice, s.tool, s.block), (Some(0), Some(0), None));
         assert_eq!(event_shape(b"[DONE]"), None);
     }
 

@@ -24,7 +24,7 @@ use std::ops::Range;
 
 use bytes::{BufMut, BytesMut};
 
-use crate::openai::{members, write_json_string, Cursor};
+use crate::openai::{members, number, write_json_string, Cursor};
 
 /// What the gateway reads of one Responses stream event.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -96,17 +96,6 @@ pub fn read_event(doc: &[u8]) -> Option<EventFacts> {
         facts.delta = delta;
     }
     Some(facts)
-}
-
-/// An index: a plain non-negative integer, `-0` being `0` as JSON parsers
-/// read it (a channel keyed `-0` apart from `0` would split one text
-/// into two holds); anything else is no index.
-fn number(c: &mut Cursor<'_>) -> Option<Option<u64>> {
-    let start = c.pos;
-    c.value().ok()?;
-    let raw = &c.buf[start..c.pos];
-    let raw = raw.strip_prefix(b"-").filter(|r| r.iter().all(|&b| b == b'0')).unwrap_or(raw);
-    Some(if raw.iter().all(u8::is_ascii_digit) { std::str::from_utf8(raw).ok()?.parse().ok() } else { None })
 }
 
 /// A `response` object the gateway makes: its status `incomplete` with
