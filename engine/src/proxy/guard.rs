@@ -502,10 +502,24 @@ impl<'g> EventGuard<'g> {
         copy.extend_from_slice(&data[raw.end..]);
         let mut findings = Findings::default();
         if scan_json(self.guard, &copy, Direction::Response, &mut findings, &mut Texts::default()).is_err() {
-            findings = Findings::default();
-            self.guard.scan(&copy, Direction::Response, true, &mut findings);
-            findings.file(0);
+            findings = self.scan_as_written(&copy);
         }
+        self.unrewritable(&findings)
+    }
+
+    /// The findings in a document that cannot be walked (not JSON, a bad
+    /// escape), scanned as it is written.
+    fn scan_as_written(&self, doc: &[u8]) -> Findings {
+        let mut findings = Findings::default();
+        self.guard.scan(doc, Direction::Response, true, &mut findings);
+        findings.file(0);
+        findings
+    }
+
+    /// Records the findings in text that cannot be rewritten (it sits
+    /// beside held text, or in a document that cannot be walked): a
+    /// blocking or redacting hit ends the stream.
+    fn unrewritable(&mut self, findings: &Findings) -> Result<(), Hit> {
         self.findings.all.extend(findings.all.iter().copied());
         let stops = findings.all.iter().find(|(_, h)| matches!(h.action, Action::Block | Action::Redact));
         stops.map_or(Ok(()), |&(_, hit)| Err(hit))
@@ -603,18 +617,10 @@ impl<'g> EventGuard<'g> {
         // scanned as written; what a rule would redact in it cannot be, so
         // that ends the stream as a block does.
         if scan_json(self.guard, &ev.data, Direction::Response, &mut findings, &mut texts).is_err() {
-            let mut raw = Findings::default();
-            self.guard.scan(&ev.data, Direction::Response, true, &mut raw);
-            raw.file(0);
-            self.findings.all.extend(raw.all.iter().copied());
-            let stops = raw.all.iter().find(|(_, h)| matches!(h.action, Action::Block | Action::Redact));
-            return match stops {
-                Some(&(_, hit)) => Err(hit),
-                None => {
-                    out.push(ev);
-                    Ok(())
-                }
-            };
+            let raw = self.scan_as_written(&ev.data);
+            self.unrewritable(&raw)?;
+            out.push(ev);
+            return Ok(());
         }
         let seen = self.findings.all.len();
         for &(text, hit) in &findings.all {
