@@ -173,10 +173,7 @@ pub fn text_stream_events(
         out.push(chunk(&|e| words(list, from, to, e), "null"));
     }
     out.push(chunk(&|_| {}, "\"stop\""));
-    if req.include_usage {
-        out.push(usage_event(req, "text_completion", reply_words));
-    }
-    out.push(BytesMut::from(&b"data: [DONE]\n\n"[..]));
+    openai_stream_end(req, "text_completion", reply_words, out);
 }
 
 /// A Responses API `response` object (`POST /v1/responses`): one assistant
@@ -352,6 +349,29 @@ pub fn responses_stream_events(
     });
 }
 
+/// One `chat.completion.chunk` event: its one choice's delta written by
+/// `delta`, and its finish reason (raw JSON: `null` or a string).
+fn chat_chunk(req: &ChatRequest<'_>, delta: &dyn Fn(&mut BytesMut), finish: &str) -> BytesMut {
+    let mut e = BytesMut::with_capacity(256);
+    e.extend_from_slice(b"data: ");
+    prefix(req, "chat.completion.chunk", &mut e);
+    e.extend_from_slice(b"\"choices\":[{\"index\":0,\"delta\":{");
+    delta(&mut e);
+    e.extend_from_slice(b"},\"finish_reason\":");
+    e.extend_from_slice(finish.as_bytes());
+    e.extend_from_slice(b"}]}\n\n");
+    e
+}
+
+/// The end of an OpenAI-style stream: the usage chunk when asked for,
+/// then `[DONE]`.
+fn openai_stream_end(req: &ChatRequest<'_>, object: &str, completion: usize, out: &mut Vec<BytesMut>) {
+    if req.include_usage {
+        out.push(usage_event(req, object, completion));
+    }
+    out.push(BytesMut::from(&b"data: [DONE]\n\n"[..]));
+}
+
 /// A non-streamed `chat.completion` body.
 pub fn completion(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out: &mut BytesMut) {
     prefix(req, "chat.completion", out);
@@ -365,17 +385,7 @@ pub fn completion(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out:
 /// The SSE events of a streamed answer, each a complete `data: ...\n\n`,
 /// ending with `data: [DONE]`.
 pub fn stream_events(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, chunks: usize, out: &mut Vec<BytesMut>) {
-    let chunk = |delta: &dyn Fn(&mut BytesMut), finish: &str| {
-        let mut e = BytesMut::with_capacity(256);
-        e.extend_from_slice(b"data: ");
-        prefix(req, "chat.completion.chunk", &mut e);
-        e.extend_from_slice(b"\"choices\":[{\"index\":0,\"delta\":{");
-        delta(&mut e);
-        e.extend_from_slice(b"},\"finish_reason\":");
-        e.extend_from_slice(finish.as_bytes());
-        e.extend_from_slice(b"}]}\n\n");
-        e
-    };
+    let chunk = |delta: &dyn Fn(&mut BytesMut), finish: &str| chat_chunk(req, delta, finish);
     out.push(chunk(&|e| e.extend_from_slice(b"\"role\":\"assistant\",\"content\":\"\""), "null"));
     for (from, to) in pieces(reply_words, chunks) {
         out.push(chunk(
@@ -388,10 +398,7 @@ pub fn stream_events(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, c
         ));
     }
     out.push(chunk(&|_| {}, "\"stop\""));
-    if req.include_usage {
-        out.push(usage_event(req, "chat.completion.chunk", reply_words));
-    }
-    out.push(BytesMut::from(&b"data: [DONE]\n\n"[..]));
+    openai_stream_end(req, "chat.completion.chunk", reply_words, out);
 }
 
 /// An OpenAI-style error body for an injected failure status.
@@ -572,17 +579,7 @@ pub fn tool_completion(req: &ChatRequest<'_>, name: &str, out: &mut BytesMut) {
 /// name, its arguments in two pieces, `tool_calls` as the finish, usage
 /// when asked for, `[DONE]`.
 pub fn tool_stream_events(req: &ChatRequest<'_>, name: &str, out: &mut Vec<BytesMut>) {
-    let chunk = |call: &dyn Fn(&mut BytesMut), finish: &str| {
-        let mut e = BytesMut::with_capacity(256);
-        e.extend_from_slice(b"data: ");
-        prefix(req, "chat.completion.chunk", &mut e);
-        e.extend_from_slice(b"\"choices\":[{\"index\":0,\"delta\":{");
-        call(&mut e);
-        e.extend_from_slice(b"},\"finish_reason\":");
-        e.extend_from_slice(finish.as_bytes());
-        e.extend_from_slice(b"}]}\n\n");
-        e
-    };
+    let chunk = |call: &dyn Fn(&mut BytesMut), finish: &str| chat_chunk(req, call, finish);
     out.push(chunk(
         &|e| {
             e.extend_from_slice(b"\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":");
@@ -604,10 +601,7 @@ pub fn tool_stream_events(req: &ChatRequest<'_>, name: &str, out: &mut Vec<Bytes
         ));
     }
     out.push(chunk(&|_| {}, "\"tool_calls\""));
-    if req.include_usage {
-        out.push(usage_event(req, "chat.completion.chunk", TOOL_TOKENS));
-    }
-    out.push(BytesMut::from(&b"data: [DONE]\n\n"[..]));
+    openai_stream_end(req, "chat.completion.chunk", TOOL_TOKENS, out);
 }
 
 /// An Anthropic message whose answer is one `tool_use` of `name`.

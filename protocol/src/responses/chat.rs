@@ -564,12 +564,6 @@ impl ResponsesStream {
         self.sequence
     }
 
-    /// Prompt (cached included), completion and cached tokens from the
-    /// upstream's usage chunk.
-    pub fn usage(&self) -> Option<(u64, u64, u64)> {
-        self.made.usage.map(|(p, c, cached, _)| (p, c, cached))
-    }
-
     /// Writes one named event straight into `out`: its data is one line
     /// (every string in it is written escaped), so it needs no splitting.
     fn emit(&mut self, out: &mut BytesMut, name: &str, body: impl FnOnce(&Made, &mut BytesMut)) {
@@ -1071,7 +1065,6 @@ mod tests {
             t.event(ev, &mut out).expect("translated");
         }
         assert!(t.finished());
-        assert_eq!(t.usage(), Some((9, 12, 4)));
         let events = events(&out);
         let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
@@ -1113,6 +1106,10 @@ mod tests {
         assert_eq!(done["output"][0]["content"][0]["text"].as_str(), Some(deltas.as_str()));
         assert_eq!(done["output"][1]["arguments"], "{\"city\":\"Paris\"}");
         assert_eq!(done["output"][1]["id"], events[8].1["item"]["id"]);
+        assert_eq!(
+            (done["usage"]["input_tokens"].as_u64(), done["usage"]["output_tokens"].as_u64()),
+            (Some(9), Some(12))
+        );
         assert_eq!(done["usage"]["input_tokens_details"]["cached_tokens"], 4);
         assert_eq!(events[4].1["item_id"], done["output"][0]["id"]);
         // Nothing more after the end.
