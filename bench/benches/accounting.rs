@@ -41,6 +41,7 @@ fn accounting(c: &mut Criterion) {
     let accounts = Rc::new(Accounts::new(0, None));
     let recorder = Recorder::new(0, None);
     let cut = tollgate_engine::cut::Cut::default();
+    let cache = std::cell::RefCell::new(tollgate_engine::cache::Store::new(0));
     let core = Core {
         state: &state,
         accounts: &accounts,
@@ -49,6 +50,8 @@ fn accounting(c: &mut Criterion) {
         strict: None,
         draining: false,
         cut: &cut,
+        cache: &cache,
+        cache_share: 1,
     };
     let head = Bytes::from_static(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer tg-bench-key\r\nContent-Length: 2\r\n\r\n",

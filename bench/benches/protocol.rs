@@ -86,6 +86,34 @@ fn chat_scan(c: &mut Criterion) {
     g.finish();
 }
 
+/// The answer cache's key: the body's canonical form and its SHA-256, on
+/// the prompt-size workload (`bench/prompts`).
+fn cache_key(c: &mut Criterion) {
+    use sha2::{Digest, Sha256};
+    let mut g = c.benchmark_group("cache_key");
+    for size in [100usize, 8192, 102400] {
+        let path = format!("{}/prompts/mixed-{size}.json", env!("CARGO_MANIFEST_DIR"));
+        let body = std::fs::read(&path).expect("bench/prompts: run bench/prompts/make.py");
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        let mut out = Vec::with_capacity(body.len());
+        g.bench_function(format!("canonical+sha256_{size}B"), |b| {
+            b.iter(|| {
+                out.clear();
+                tollgate_protocol::canonical::canonical(black_box(&body), &[b"user", b"stream"], &mut out).unwrap();
+                black_box(Sha256::digest(&out))
+            })
+        });
+        g.bench_function(format!("canonical_{size}B"), |b| {
+            b.iter(|| {
+                out.clear();
+                tollgate_protocol::canonical::canonical(black_box(&body), &[b"user", b"stream"], &mut out).unwrap();
+            })
+        });
+        g.bench_function(format!("sha256_{size}B"), |b| b.iter(|| black_box(Sha256::digest(black_box(&body)))));
+    }
+    g.finish();
+}
+
 fn translate(c: &mut Criterion) {
     use tollgate_protocol::anthropic::{request_from_openai, StreamTranslator};
     let mut g = c.benchmark_group("translate");
@@ -236,5 +264,5 @@ fn translate_responses(g: &mut criterion::BenchmarkGroup<'_, criterion::measurem
     });
 }
 
-criterion_group!(benches, head, chunked_decode, sse_parse, chat_scan, translate);
+criterion_group!(benches, head, chunked_decode, sse_parse, chat_scan, cache_key, translate);
 criterion_main!(benches);

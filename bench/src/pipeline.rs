@@ -75,6 +75,7 @@ pub fn world() -> World {
         stats: CoreStats::default(),
         recorder: Recorder::new(0, None),
         cut: Cut::default(),
+        cache: std::cell::RefCell::new(tollgate_engine::cache::Store::new(0)),
         head,
         body,
         stream,
@@ -90,6 +91,7 @@ pub struct World {
     stats: CoreStats,
     recorder: Recorder,
     cut: Cut,
+    cache: std::cell::RefCell<tollgate_engine::cache::Store>,
     head: Bytes,
     body: Bytes,
     stream: Bytes,
@@ -109,6 +111,8 @@ pub fn iterate(w: &World, out: &mut BytesMut) -> u64 {
         strict: None,
         draining: false,
         cut: &w.cut,
+        cache: &w.cache,
+        cache_share: 1,
     };
     // Request side.
     let head = RequestHead::parse(w.head.clone(), &w.limits).expect("head");

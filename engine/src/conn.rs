@@ -263,6 +263,7 @@ async fn answer_locally(
         request_id: Some(id),
         retry_after: None,
         rate: None,
+        cache: None,
     };
     let answer = answer.map_err(|e| {
         let mut body = bytes::BytesMut::with_capacity(256);

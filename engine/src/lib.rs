@@ -33,6 +33,7 @@ pub mod accounts;
 pub mod admin;
 pub mod alerts;
 pub mod breaker;
+pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod conn;

@@ -141,6 +141,17 @@ pub struct Trace<'s> {
     pub classified: Vec<crate::verdicts::Classified>,
     /// With `[logging] capture_bodies`: the prompt and the answer, redacted.
     pub capture: Option<Box<Capture>>,
+    /// The answer cache was consulted: what it gave.
+    pub cache: Option<Cached>,
+}
+
+/// The answer cache's part in a request: served from it (and what that
+/// saved: the first answer's tokens and cost), or missed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cached {
+    pub hit: bool,
+    pub saved_micro_usd: u64,
+    pub saved_tokens: u64,
 }
 
 /// A request's captured bodies, redacted of personal data and secrets.
@@ -198,6 +209,7 @@ impl<'s> Trace<'s> {
             injection_features: Vec::new(),
             classified: Vec::new(),
             capture: None,
+            cache: None,
         }
     }
 
@@ -311,6 +323,20 @@ impl<'s> Trace<'s> {
         out.extend_from_slice(n.format(self.bytes_in).as_bytes());
         out.extend_from_slice(b",\"bytes_out\":");
         out.extend_from_slice(n.format(self.bytes_out).as_bytes());
+        if let Some(c) = self.cache {
+            out.extend_from_slice(if c.hit {
+                b",\"cache\":{\"outcome\":\"hit\"" as &[u8]
+            } else {
+                b",\"cache\":{\"outcome\":\"miss\""
+            });
+            if c.hit {
+                out.extend_from_slice(b",\"saved_micro_usd\":");
+                out.extend_from_slice(n.format(c.saved_micro_usd).as_bytes());
+                out.extend_from_slice(b",\"saved_tokens\":");
+                out.extend_from_slice(n.format(c.saved_tokens).as_bytes());
+            }
+            out.extend_from_slice(b"}");
+        }
         if !self.guard_hits.is_empty() || !self.classified.is_empty() {
             out.extend_from_slice(b",\"guardrails\":{\"profile\":");
             let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));

@@ -73,6 +73,9 @@ pub struct Group {
     /// `injection`, `custom`).
     pub guarded: u64,
     pub guarded_by: BTreeMap<String, u64>,
+    /// Requests served from the answer cache, and what they saved.
+    pub cache_hits: u64,
+    pub saved_micro_usd: u64,
     latency_us: Histogram<u64>,
 }
 
@@ -86,6 +89,8 @@ impl Group {
             errors: 0,
             guarded: 0,
             guarded_by: BTreeMap::new(),
+            cache_hits: 0,
+            saved_micro_usd: 0,
             latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds"),
         }
     }
@@ -162,6 +167,10 @@ fn add(report: &mut Report, line: &mut [u8], opts: &ReportOptions) -> Option<()>
         g.tokens_out += t.get("completion").and_then(|x| x.as_u64()).unwrap_or(0);
     }
     g.cost_micro_usd += v.get("cost_micro_usd").and_then(|x| x.as_u64()).unwrap_or(0);
+    if let Some(c) = v.get("cache").filter(|c| c.get("outcome").and_then(|o| o.as_str()) == Some("hit")) {
+        g.cache_hits += 1;
+        g.saved_micro_usd += c.get("saved_micro_usd").and_then(|x| x.as_u64()).unwrap_or(0);
+    }
     let status = v.get("status").and_then(|x| x.as_u64()).unwrap_or(0);
     let end = v.get("end").and_then(|x| x.as_str()).unwrap_or("completed");
     if status >= 400 || end != "completed" {
@@ -323,6 +332,14 @@ pub fn sentences(report: &Report, by: &[By]) -> String {
             };
             let _ = write!(out, "; {n} requests triggered the {name} guardrail");
         }
+        if g.cache_hits > 0 {
+            let _ = write!(
+                out,
+                "; {:.0}% of requests served from cache, {} saved",
+                g.cache_hits as f64 * 100.0 / g.requests.max(1) as f64,
+                dollars(g.saved_micro_usd)
+            );
+        }
         out.push_str(".\n");
     }
     out
@@ -363,7 +380,7 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                 let _ = write!(out, "{n},");
             }
             out.push_str(
-                "requests,tokens_in,tokens_out,cost_micro_usd,p50_ms,p95_ms,p99_ms,errors,guardrail_requests\n",
+                "requests,tokens_in,tokens_out,cost_micro_usd,p50_ms,p95_ms,p99_ms,errors,guardrail_requests,cache_hits,saved_micro_usd\n",
             );
             for (key, g) in &report.groups {
                 for k in key {
@@ -371,7 +388,7 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                 }
                 let _ = writeln!(
                     out,
-                    "{},{},{},{},{:.3},{:.3},{:.3},{},{}",
+                    "{},{},{},{},{:.3},{:.3},{:.3},{},{},{},{}",
                     g.requests,
                     g.tokens_in,
                     g.tokens_out,
@@ -380,7 +397,9 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                     g.p(0.95),
                     g.p(0.99),
                     g.errors,
-                    g.guarded
+                    g.guarded,
+                    g.cache_hits,
+                    g.saved_micro_usd
                 );
             }
         }
@@ -398,7 +417,7 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                 }
                 let _ = write!(
                     out,
-                    "\"requests\":{},\"tokens_in\":{},\"tokens_out\":{},\"cost_micro_usd\":{},\"p50_ms\":{:.3},\"p95_ms\":{:.3},\"p99_ms\":{:.3},\"errors\":{},\"guardrail_requests\":{}}}",
+                    "\"requests\":{},\"tokens_in\":{},\"tokens_out\":{},\"cost_micro_usd\":{},\"p50_ms\":{:.3},\"p95_ms\":{:.3},\"p99_ms\":{:.3},\"errors\":{},\"guardrail_requests\":{},\"cache_hits\":{},\"saved_micro_usd\":{}}}",
                     g.requests,
                     g.tokens_in,
                     g.tokens_out,
@@ -407,7 +426,9 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                     g.p(0.95),
                     g.p(0.99),
                     g.errors,
-                    g.guarded
+                    g.guarded,
+                    g.cache_hits,
+                    g.saved_micro_usd
                 );
             }
             out.push_str("]\n");

@@ -37,12 +37,14 @@ pub struct Reply {
     pub retry_after: Option<u64>,
     /// The `x-ratelimit-*` headers, when the key or its team has a limit.
     pub rate: Option<tollgate_policy::ratelimit::Headroom>,
+    /// `x-tollgate-cache`, when the answer cache was consulted.
+    pub cache: Option<crate::cache::Outcome>,
 }
 
 impl Reply {
     /// An answer to no request (a head that could not be read or parsed).
     pub fn bare(deadline: Instant) -> Reply {
-        Reply { deadline, head_only: false, request_id: None, retry_after: None, rate: None }
+        Reply { deadline, head_only: false, request_id: None, retry_after: None, rate: None, cache: None }
     }
 }
 
@@ -117,6 +119,15 @@ pub fn write_request_id(id: Option<RequestId>, out: &mut BytesMut) {
     if let Some(id) = id {
         out.extend_from_slice(b"x-request-id: ");
         id.render(out);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends `x-tollgate-cache: hit|miss` when the cache was consulted.
+pub fn write_cache(outcome: Option<crate::cache::Outcome>, out: &mut BytesMut) {
+    if let Some(o) = outcome {
+        out.extend_from_slice(b"x-tollgate-cache: ");
+        out.extend_from_slice(o.as_str().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
 }

@@ -211,7 +211,10 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             let recorder = crate::record::Recorder::new(index, records_tx);
             let strict = strict.map(|(c, tls)| crate::cluster::strict::Strict::new(c, tls, index));
             let worker = Rc::new(
-                Worker::new(index, state, reloads, recorder, Some(merger)).with_alerts(alerts).with_strict(strict),
+                Worker::new(index, state, reloads, recorder, Some(merger))
+                    .with_alerts(alerts)
+                    .with_strict(strict)
+                    .with_cache_share(workers),
             );
             let main = worker::run(worker.clone(), crate::conn::accept(worker, listener), shutdown, beats);
             match build_runtime(driver) {

@@ -73,6 +73,10 @@ pub struct Worker {
     pub cut: crate::cut::Cut,
     /// This worker's listening socket, shut at the start of a drain.
     listener: Cell<Option<std::os::fd::RawFd>>,
+    /// This core's answers ([`crate::cache`]), bounded by its share of
+    /// `[cache] bytes_max`.
+    cache: RefCell<crate::cache::Store>,
+    cache_share: usize,
 }
 
 impl Worker {
@@ -106,7 +110,20 @@ impl Worker {
             per_client: RefCell::new(HashMap::new()),
             cut: crate::cut::Cut::default(),
             listener: Cell::new(None),
+            cache: RefCell::new(crate::cache::Store::new(0)),
+            cache_share: 1,
         }
+    }
+
+    /// The node's cache bound is split between `workers` cores.
+    pub fn with_cache_share(mut self, workers: usize) -> Worker {
+        self.cache_share = workers.max(1);
+        self
+    }
+
+    /// This core's cache counts, for the metrics.
+    pub fn cache_counts(&self) -> crate::cache::StoreCounts {
+        self.cache.borrow().counts()
     }
 
     /// Sends budget alerts to the webhook thread.
@@ -133,6 +150,8 @@ impl Worker {
             strict: self.strict.as_ref(),
             draining: self.draining.get(),
             cut: &self.cut,
+            cache: &self.cache,
+            cache_share: self.cache_share,
         }
     }
 

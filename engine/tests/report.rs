@@ -56,7 +56,7 @@ fn totals_are_exact_in_every_format() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("model,requests,tokens_in,tokens_out,cost_micro_usd,p50_ms,p95_ms,p99_ms,errors,guardrail_requests")
+        Some("model,requests,tokens_in,tokens_out,cost_micro_usd,p50_ms,p95_ms,p99_ms,errors,guardrail_requests,cache_hits,saved_micro_usd")
     );
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(&row[..5], &["gpt-4o", "300", "30000", "15000", "450000"]);

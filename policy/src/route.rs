@@ -32,6 +32,9 @@ pub struct Route {
     /// From the configuration; `None` falls back to the built-in table
     /// (the budgets stage).
     pub price: Option<Price>,
+    /// Answers of this model may be cached (`cache = false` on the model
+    /// turns the cache off for it).
+    pub cache: bool,
 }
 
 impl Route {

@@ -42,6 +42,8 @@ pub struct Team {
     /// Index into [`crate::Config::guardrail_profiles`].
     pub guardrail_profile: Option<usize>,
     pub labels: BTreeMap<String, String>,
+    /// This team's answers may be cached (`cache = false` turns it off).
+    pub cache: bool,
 }
 
 /// Whether a budget or a rate limit applies: an owner with neither is never

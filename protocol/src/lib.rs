@@ -16,6 +16,7 @@
 //! [`bytes::Bytes`] so that callers slice instead of copying.
 
 pub mod anthropic;
+pub mod canonical;
 pub mod http1;
 pub mod json;
 pub mod media;

@@ -30,6 +30,11 @@ pub struct ChatRequestFields {
     /// `"background": true` (the Responses API's runs that finish after
     /// the answer).
     pub background: bool,
+    /// The answer is sampled: `temperature` is absent or `null` (the
+    /// providers' default is 1) or above 0 (given twice: either above 0).
+    /// A request that does not sample gets the same answer each time,
+    /// which the answer cache relies on.
+    pub sampled: bool,
 }
 
 impl ChatRequestFields {
@@ -147,6 +152,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let mut options = None;
     let (mut max_completion, mut max_tokens) = (None, None);
     let mut background = false;
+    let mut temperature: Option<bool> = None;
     c.ws();
     if c.peek() == Some(b'}') {
         return Err(BodyError::MissingModel);
@@ -211,6 +217,15 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 // `max_completion_tokens`.
                 *(if k == b"max_tokens" { &mut max_tokens } else { &mut max_completion }) = n;
             }
+            b"temperature" => {
+                let start = c.pos;
+                c.value()?;
+                let t = std::str::from_utf8(&body[start..c.pos]).ok().and_then(|t| t.parse::<f64>().ok());
+                // Not a number (null, or what the provider will refuse):
+                // taken as sampled, the side that caches nothing.
+                let above = t.is_none_or(|t| t.is_nan() || t > 0.0);
+                temperature = Some(temperature.unwrap_or(false) || above);
+            }
             b"background" => {
                 let start = c.pos;
                 c.value()?;
@@ -243,6 +258,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         include_usage: options.is_some_and(|(_, asks)| asks),
         max_tokens: max_completion.or(max_tokens),
         background,
+        sampled: temperature.unwrap_or(true),
     })
 }
 
@@ -1214,5 +1230,37 @@ mod tests {
             &out[..],
             br#"{"error":{"message":"bad \"x\"\n\u0001","type":"invalid_request_error","param":null,"code":"c"}}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod sampled_tests {
+    use super::scan_request;
+
+    /// Which requests sample, as the answer cache reads them.
+    #[test]
+    fn temperature_decides_whether_a_request_samples() {
+        let cases = [
+            (r#"{"model":"m"}"#, true),
+            (r#"{"model":"m","temperature":null}"#, true),
+            (r#"{"model":"m","temperature":0}"#, false),
+            (r#"{"model":"m","temperature":0.0}"#, false),
+            (r#"{"model":"m","temperature":-0}"#, false),
+            (r#"{"model":"m","temperature":0e5}"#, false),
+            (r#"{"model":"m","temperature":1e-9}"#, true),
+            (r#"{"model":"m","temperature":0.7}"#, true),
+            (r#"{"model":"m","temperature":"0"}"#, true),
+            // Given twice: either may be the one the provider reads.
+            (r#"{"model":"m","temperature":0,"temperature":1}"#, true),
+            (r#"{"model":"m","temperature":1,"temperature":0}"#, true),
+            // A nested temperature is not the request's.
+            (r#"{"model":"m","metadata":{"temperature":0}}"#, true),
+        ];
+        for (body, sampled) in cases {
+            assert_eq!(scan_request(body.as_bytes()).map(|f| f.sampled), Ok(sampled), "{body}");
+        }
+        // An escaped top-level key is refused outright, so that
+        // `"temp\u0065rature"` cannot read as 0 here and as 1 upstream.
+        assert!(scan_request(br#"{"model":"m","temp\u0065rature":0}"#).is_err());
     }
 }

@@ -52,6 +52,9 @@ pub struct Exchange<'s> {
     pub holds: Holds,
     /// The headers every answer to this request carries.
     pub reply: Reply,
+    /// Looked up in the answer cache and missed: where the answer is kept
+    /// as it is written, to be stored if it completes.
+    pub cache: Option<Box<crate::cache::Pending>>,
 }
 
 /// Whether the request's body has been read off the connection. A refusal
@@ -186,7 +189,8 @@ impl<'s> Exchange<'s> {
             prompt: Prompt::new(Encoding::O200kBase),
             estimate: OnceCell::new(),
             holds: Holds::default(),
-            reply: Reply { deadline, head_only, request_id: Some(id), retry_after: None, rate: None },
+            reply: Reply { deadline, head_only, request_id: Some(id), retry_after: None, rate: None, cache: None },
+            cache: None,
         }
     }
 

@@ -31,7 +31,9 @@ pub async fn forward(
     client: &mut Client,
 ) -> Result<RelayEnd, GatewayError> {
     let key = ex.key()?;
-    let Exchange { head, front, keep_alive, deadline, trace, body, routed, prompt, holds, reply, .. } = ex;
+    let Exchange { head, front, keep_alive, deadline, trace, body, routed, prompt, holds, reply, cache, .. } = ex;
+    // A request the cache missed keeps its answer as it is written.
+    let mut keep = cache.as_deref_mut().map(|p| &mut p.kept);
     let (head, front, keep_alive, deadline) = (&*head, *front, *keep_alive, *deadline);
     let routed = routed.as_ref().ok_or(GatewayError::NoRoute)?;
     // Embeddings answer with vectors: no text to guard, classify or
@@ -141,7 +143,8 @@ pub async fn forward(
                         if !parts.usage_asked
                             && !routed.fields.stream
                             && capture_guard.is_none()
-                            && answer_profile.is_none() =>
+                            && answer_profile.is_none()
+                            && keep.is_none() =>
                     {
                         Box::pin(relay::relay(client, &mut conn, response, &answer)).await
                     }
@@ -170,6 +173,7 @@ pub async fn forward(
                             reservation: holds.tokens.as_ref(),
                             capture,
                             classifiers,
+                            keep: keep.as_deref_mut(),
                         };
                         Box::pin(translate::relay_translated(client, &mut conn, response, &answer, inspect)).await?
                     }

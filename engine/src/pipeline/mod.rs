@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!  authenticate ─ within_budget ─ within_rate_limit ─ read_body ─ route ─ guard_request
-//!   ─ classify_request ─ affordable ─ reserve_tokens ─ capture ─ reserve_strict ─ forward ─ finish
+//!   ─ classify_request ─ cache lookup ─ affordable ─ reserve_tokens ─ capture ─ reserve_strict
+//!   ─ forward ─ cache store ─ finish
 //! ```
 //!
 //! - [`authenticate`]: the virtual key, before the body is read, so an
@@ -22,6 +23,11 @@
 //! - [`classify_request`]: the profile's external classifiers (a prompt
 //!   injection model, a moderation endpoint, a guard model, a webhook)
 //!   are asked about the request's text, each within its timeout;
+//! - [`crate::cache::lookup`]: with `[cache]`, a cacheable request (see
+//!   there) is looked up by its key; a hit is answered from the entry
+//!   ([`crate::cache::serve`]) and goes to `finish` at once: it is counted
+//!   for rate limits (above) but holds and spends nothing, and records
+//!   what it saved;
 //! - [`admit::count_large_prompt`]: a large prompt that a later phase will
 //!   need counted is counted in steps, yielding the core between them;
 //! - [`admit::affordable`]: near a budget's end, the request's estimated
@@ -34,6 +40,8 @@
 //! - [`forward::forward`]: fallback over the route's targets, the
 //!   upstream request, the call and the relay of the answer (guarded,
 //!   counted, translated);
+//! - [`crate::cache::store`]: a missed request's answer, kept as it was
+//!   written, is stored if it completed with status 200;
 //! - [`finish`]: the record written, the spend counted, what the request
 //!   held released (in the same hand-off as that spend), then a refusal or
 //!   error answered.
@@ -83,6 +91,10 @@ pub struct Core<'w> {
     /// Fired when the drain's time is up: requests stop waiting on their
     /// upstreams and end through [`finish`], recorded and billed.
     pub cut: &'w crate::cut::Cut,
+    /// This core's answer cache ([`crate::cache`]).
+    pub cache: &'w std::cell::RefCell<crate::cache::Store>,
+    /// How many cores share the node's cache bound.
+    pub cache_share: usize,
 }
 
 /// Runs one request through every phase; true when the connection may
@@ -105,12 +117,17 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             route(&mut ex, core)?;
             guard_request(&mut ex, core)?;
             classify_request(&mut ex, core).await?;
+            if let Some(entry) = crate::cache::lookup(&mut ex, core) {
+                return Ok(Box::pin(crate::cache::serve(&mut ex, client, entry)).await);
+            }
             admit::count_large_prompt(&mut ex, core).await?;
             admit::affordable(&mut ex, core)?;
             admit::reserve_tokens(&mut ex, core)?;
             capture(&mut ex, core);
             admit::reserve_strict(&mut ex, core).await?;
-            forward::forward(&mut ex, core.state, core.cut, client).await
+            let end = forward::forward(&mut ex, core.state, core.cut, client).await?;
+            crate::cache::store(&mut ex, core, &end);
+            Ok(end)
         });
         match core.cut.or(phases.as_mut()).await {
             Some(result) => result,

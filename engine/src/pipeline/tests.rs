@@ -25,6 +25,7 @@ struct World {
     stats: CoreStats,
     recorder: Recorder,
     cut: crate::cut::Cut,
+    cache: std::cell::RefCell<crate::cache::Store>,
 }
 
 impl World {
@@ -50,6 +51,7 @@ impl World {
             stats: CoreStats::default(),
             recorder: Recorder::new(0, None),
             cut: crate::cut::Cut::default(),
+            cache: std::cell::RefCell::new(crate::cache::Store::new(1 << 20)),
         }
     }
 
@@ -62,6 +64,8 @@ impl World {
             strict: None,
             draining: false,
             cut: &self.cut,
+            cache: &self.cache,
+            cache_share: 1,
         }
     }
 }

@@ -168,6 +168,7 @@ mod tests {
                 .map(|(i, &(priority, weight))| Target { provider: i, upstream_model: "m".into(), priority, weight })
                 .collect(),
             price: None,
+            cache: true,
         }
     }
 

@@ -194,6 +194,7 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
     }
     crate::respond::write_request_id(answer.reply.request_id, s);
     crate::respond::write_rate(answer.reply.rate, s);
+    crate::respond::write_cache(answer.reply.cache, s);
     s.extend_from_slice(b"x-tollgate-route: ");
     s.extend_from_slice(route.provider.as_bytes());
     s.extend_from_slice(b"/");

@@ -134,6 +134,8 @@ pub struct Inspect<'a, 'g> {
     /// The profile's classifiers that check answers (JSON whole, streams
     /// in windows).
     pub classifiers: Option<super::classify::AnswerClassifiers<'a>>,
+    /// The answer cache keeps what the client receives.
+    pub keep: Option<&'a mut crate::cache::Kept>,
 }
 
 /// Relays an answer that is translated, guarded, or both. `Err` only when
@@ -146,7 +148,8 @@ pub async fn relay_translated(
     answer: &Answer<'_>,
     inspect: Inspect<'_, '_>,
 ) -> Result<RelayEnd, GatewayError> {
-    let Inspect { translation, guard, hits, strip_usage, ceiling, reservation, mut capture, mut classifiers } = inspect;
+    let Inspect { translation, guard, hits, strip_usage, ceiling, reservation, mut capture, mut classifiers, mut keep } =
+        inspect;
     let Answer { keep_alive, deadline, route, front, .. } = *answer;
     let event_stream = response.status == 200
         && response
@@ -161,7 +164,7 @@ pub async fn relay_translated(
         let guard = guard.map(|g| EventGuard::new(g, responses_events));
         let stages = StreamStages { guard, hits: Some(hits), ceiling, reservation, capture, window };
         let relay = StreamRelay::new(stream, stages, route);
-        return Ok(relay_stream(client, up, response, answer, relay, classifiers).await);
+        return Ok(relay_stream(client, up, response, answer, relay, classifiers, keep).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -178,6 +181,9 @@ pub async fn relay_translated(
                     "the answer is neither JSON nor an event stream, so guardrails cannot check it",
                 ),
             });
+        }
+        if let Some(k) = keep {
+            k.spoil();
         }
         return Ok(super::relay::relay(client, up, response, answer).await);
     }
@@ -312,7 +318,11 @@ pub async fn relay_translated(
     let extra = retry_after.as_ref().map(|v| (&b"retry-after"[..], &v[..]));
     write_head(client, status, "application/json", Delimit::Length(out.len()), close, answer, extra);
     let body_bytes = out.len() as u64;
-    client.out.push(out.freeze());
+    let out = out.freeze();
+    if let Some(k) = keep.as_mut() {
+        k.push(&out);
+    }
+    client.out.push(out);
     // A client that hung up while it waited does not get the answer,
     // whatever the kernel would accept.
     let sent = !answer.client_hung_up(client) && client.write(deadline).await.is_ok();
@@ -365,6 +375,7 @@ fn write_head(
     s.extend_from_slice(b"\r\n");
     crate::respond::write_request_id(answer.reply.request_id, s);
     crate::respond::write_rate(answer.reply.rate, s);
+    crate::respond::write_cache(answer.reply.cache, s);
     s.extend_from_slice(b"x-tollgate-route: ");
     s.extend_from_slice(route.provider.as_bytes());
     s.extend_from_slice(b"/");
@@ -405,6 +416,7 @@ async fn relay_stream(
     answer: &Answer<'_>,
     mut relay: StreamRelay<'_, '_>,
     mut classifiers: Option<super::classify::AnswerClassifiers<'_>>,
+    mut keep: Option<&mut crate::cache::Kept>,
 ) -> RelayEnd {
     let from = classifiers.as_ref().map_or(0, |c| c.classified.len());
     let mut held = BytesMut::new();
@@ -451,10 +463,14 @@ async fn relay_stream(
             }
         }
         end.body_bytes += out.len() as u64;
+        let piece = out.split().freeze();
+        if let Some(k) = keep.as_mut() {
+            k.push(&piece);
+        }
         if http10 {
-            client.out.push(out.split().freeze());
+            client.out.push(piece);
         } else {
-            push_chunk(client, out.split().freeze());
+            push_chunk(client, piece);
             if finished {
                 client.out.push(Bytes::from_static(LAST_CHUNK));
             }

@@ -20,6 +20,10 @@ pub struct Counts {
     pub tokens_in: u64,
     pub tokens_out: u64,
     pub cost_micro_usd: u64,
+    /// Answer cache lookups that hit and missed, and what the hits saved.
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub saved_micro_usd: u64,
 }
 
 impl Counts {
@@ -28,6 +32,9 @@ impl Counts {
         self.tokens_in += o.tokens_in;
         self.tokens_out += o.tokens_out;
         self.cost_micro_usd += o.cost_micro_usd;
+        self.cache_hits += o.cache_hits;
+        self.cache_misses += o.cache_misses;
+        self.saved_micro_usd += o.saved_micro_usd;
     }
 }
 
@@ -129,6 +136,14 @@ impl CoreStats {
         if let Some(u) = trace.usage {
             c.tokens_in = u.prompt;
             c.tokens_out = u.completion;
+        }
+        if let Some(cached) = trace.cache {
+            if cached.hit {
+                c.cache_hits = 1;
+                c.saved_micro_usd = cached.saved_micro_usd;
+            } else {
+                c.cache_misses = 1;
+            }
         }
         let provider = trace
             .served_by

@@ -52,11 +52,14 @@ impl Totals {
             tollgate_protocol::openai::write_json_string(&mut out, team);
             out.extend_from_slice(
                 format!(
-                    ",\"requests\":{},\"errors\":{errors},\"tokens_in\":{},\"tokens_out\":{},\"cost_usd\":{}}}",
+                    ",\"requests\":{},\"errors\":{errors},\"tokens_in\":{},\"tokens_out\":{},\"cost_usd\":{},\"cache_hits\":{},\"cache_misses\":{},\"saved_usd\":{}}}",
                     c.requests,
                     c.tokens_in,
                     c.tokens_out,
-                    c.cost_micro_usd as f64 / 1e6
+                    c.cost_micro_usd as f64 / 1e6,
+                    c.cache_hits,
+                    c.cache_misses,
+                    c.saved_micro_usd as f64 / 1e6
                 )
                 .as_bytes(),
             );
@@ -116,6 +119,31 @@ impl Totals {
                 label(model),
                 label(provider),
                 c.cost_micro_usd as f64 / 1e6
+            );
+        }
+        out.push_str("# HELP tollgate_cache_requests_total Answer cache lookups, by team, model and outcome.\n# TYPE tollgate_cache_requests_total counter\n");
+        let mut by_model: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
+        for ((team, model, _), c) in &by_tm {
+            by_model.entry((team, model)).or_default().add(c);
+        }
+        for ((team, model), c) in by_model.iter().filter(|(_, c)| c.cache_hits + c.cache_misses > 0) {
+            for (outcome, n) in [("hit", c.cache_hits), ("miss", c.cache_misses)] {
+                let _ = writeln!(
+                    out,
+                    "tollgate_cache_requests_total{{team=\"{}\",model=\"{}\",outcome=\"{outcome}\"}} {n}",
+                    label(team),
+                    label(model)
+                );
+            }
+        }
+        out.push_str("# HELP tollgate_cache_saved_usd_total What answers served from the cache would have cost, by team and model.\n# TYPE tollgate_cache_saved_usd_total counter\n");
+        for ((team, model), c) in by_model.iter().filter(|(_, c)| c.cache_hits > 0) {
+            let _ = writeln!(
+                out,
+                "tollgate_cache_saved_usd_total{{team=\"{}\",model=\"{}\"}} {}",
+                label(team),
+                label(model),
+                c.saved_micro_usd as f64 / 1e6
             );
         }
         out.push_str("# HELP tollgate_budget_soft_threshold_total Budget soft thresholds passed (once per owner, day and core).\n# TYPE tollgate_budget_soft_threshold_total counter\n");

@@ -47,6 +47,9 @@ pub struct Config {
     /// `[cluster]`: budgets and rate limits shared with other nodes through
     /// Redis (read at start). `None`: this node alone.
     pub cluster: Option<cluster::Cluster>,
+    /// `[cache]`: answers kept and served again (read at start for the
+    /// store's size; the rest on each request). `None`: no cache.
+    pub cache: Option<Cache>,
     /// With `[logging] capture_bodies`: the guard that redacts personal
     /// data and secrets from captured prompts and answers.
     pub capture_guard: Option<std::sync::Arc<crate::guard::Guard>>,
@@ -298,6 +301,24 @@ pub struct Classifier {
     /// of a profile's answering classifiers decides); each window asks
     /// about the answer so far, its last `text_bytes_max` bytes.
     pub stream_window_bytes: usize,
+}
+
+/// The answer cache: complete, successful answers kept on each core and
+/// served again to the same request from the same team (or key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cache {
+    /// The node's store, split evenly between its workers.
+    pub bytes_max: u64,
+    /// An answer larger than this is not kept.
+    pub entry_bytes_max: u64,
+    /// How long an entry is served, unless a request sets
+    /// `x-tollgate-cache-ttl`.
+    pub ttl: Duration,
+    /// Entries are shared by a team's keys (`team`) or kept per key.
+    pub per_key: bool,
+    /// Requests that sample (a `temperature` above 0, or none, which
+    /// providers take as 1) are cached too.
+    pub sampled: bool,
 }
 
 /// The request log: one JSON line per request under `dir`.

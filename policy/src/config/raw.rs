@@ -30,6 +30,19 @@ pub struct RawConfig {
     #[serde(default)]
     pub alerts: RawAlerts,
     pub cluster: Option<super::cluster::RawCluster>,
+    pub cache: Option<RawCache>,
+}
+
+/// The answer cache (`[cache]`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub enabled: Option<bool>,
+    pub bytes_max: Option<Spanned<u64>>,
+    pub entry_bytes_max: Option<Spanned<u64>>,
+    pub ttl_s: Option<Spanned<u64>>,
+    pub scope: Option<Spanned<String>>,
+    pub sampled: Option<bool>,
 }
 
 /// Where alerts for people go.
@@ -176,6 +189,8 @@ pub struct RawModel {
     pub name: Spanned<String>,
     pub targets: Vec<RawTarget>,
     pub price: Option<RawPrice>,
+    /// Whether answers of this model are cached (with `[cache]`).
+    pub cache: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +227,8 @@ pub struct RawTeam {
     pub guardrails: Option<Spanned<String>>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Whether this team's answers are cached (with `[cache]`).
+    pub cache: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

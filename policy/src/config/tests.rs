@@ -434,3 +434,31 @@ fn national_identifiers_are_off_until_named() {
         problems(&format!("{BASE}\n[[guardrail_profiles]]\nname = \"x\"\ndetectors = {{ br_cfp = \"redact\" }}\n"));
     assert!(found.iter().any(|p| p.contains("unknown detector \"br_cfp\"") && p.contains("br_cpf")), "{found:#?}");
 }
+
+#[test]
+fn the_cache_section_is_checked_and_defaulted() {
+    let config = Config::parse("gw.toml", &format!("{BASE}\n[cache]\n"), &TestEnv).expect("valid");
+    let cache = config.cache.expect("a cache");
+    assert_eq!((cache.bytes_max, cache.entry_bytes_max, cache.ttl.as_secs()), (64 << 20, 1 << 20, 300));
+    assert!(!cache.per_key && !cache.sampled);
+    assert!(config.teams.iter().all(|t| t.cache) && config.routes.all().iter().all(|r| r.cache));
+    let off = Config::parse("gw.toml", &format!("{BASE}\n[cache]\nenabled = false\n"), &TestEnv).expect("valid");
+    assert!(off.cache.is_none());
+    let bad =
+        problems(&format!("{BASE}\n[cache]\nbytes_max = 100\nentry_bytes_max = 0\nttl_s = 0\nscope = \"tenant\"\n"));
+    assert_eq!(bad.len(), 4, "{bad:?}");
+    assert!(bad[0].contains("bytes_max 100 is too small"), "{bad:?}");
+    assert!(bad[1].contains("entry_bytes_max 0 must be between 1 and bytes_max"), "{bad:?}");
+    assert!(bad[2].contains("ttl_s 0 must be between 1 and 2592000"), "{bad:?}");
+    assert!(bad[3].contains("scope \"tenant\" is not a cache scope; write \"team\" or \"key\""), "{bad:?}");
+    // cache = true on a team or model without [cache]: named, with the fix.
+    let text =
+        BASE.replacen("targets = [{ provider = \"local\" }]", "targets = [{ provider = \"local\" }]\ncache = true", 1);
+    let missing = problems(&format!("{text}\n[[teams]]\nname = \"t\"\nmodels = [\"*\"]\ncache = true\n"));
+    assert_eq!(missing.len(), 2, "{missing:?}");
+    assert!(
+        missing.iter().all(|p| p.contains("cache = true needs the answer cache; add a [cache] section")),
+        "{missing:?}"
+    );
+    assert!(missing[0].starts_with("gw.toml:") && missing[1].starts_with("gw.toml:"), "{missing:?}");
+}

@@ -70,6 +70,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
             );
         }
     }
+    let cache = validate_cache(&raw, &mut report);
     match server {
         Some(server) if report.problems.is_empty() => Ok(Config {
             server,
@@ -82,6 +83,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
             routing,
             alert_webhook,
             cluster,
+            cache,
             capture_guard: logging_capture_guard(raw.logging.capture_bodies),
             source: Source { file: file.to_string(), sha256: hex(&Sha256::digest(text.as_bytes())) },
         }),
@@ -202,6 +204,48 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
             write_idle: ms(t.write_idle_ms),
             first_request: ms(t.first_request_ms),
         },
+    })
+}
+
+/// `[cache]`, and the `cache = true` of teams and models that need it.
+fn validate_cache(raw: &RawConfig, report: &mut Report<'_>) -> Option<super::Cache> {
+    let Some(c) = raw.cache.as_ref().filter(|c| c.enabled != Some(false)) else {
+        let asked =
+            raw.teams.iter().filter_map(|t| t.cache.as_ref()).chain(raw.models.iter().filter_map(|m| m.cache.as_ref()));
+        for on in asked.filter(|c| *c.get_ref()) {
+            report.add(
+                on.span(),
+                "cache = true needs the answer cache; add a [cache] section (or remove this line)".into(),
+            );
+        }
+        return None;
+    };
+    let bytes_max = c.bytes_max.as_ref().map_or(64 << 20, |b| *b.get_ref());
+    let entry_bytes_max = c.entry_bytes_max.as_ref().map_or((1 << 20).min(bytes_max), |b| *b.get_ref());
+    if let Some(b) = c.bytes_max.as_ref().filter(|b| *b.get_ref() < 64 * 1024) {
+        report.add(b.span(), format!("bytes_max {} is too small for a cache; give it 65536 or more", b.get_ref()));
+    }
+    if let Some(e) = c.entry_bytes_max.as_ref().filter(|e| *e.get_ref() == 0 || *e.get_ref() > bytes_max) {
+        report.add(e.span(), format!("entry_bytes_max {} must be between 1 and bytes_max ({bytes_max})", e.get_ref()));
+    }
+    let ttl_s = c.ttl_s.as_ref().map_or(300, |t| *t.get_ref());
+    if let Some(t) = c.ttl_s.as_ref().filter(|t| !(1..=30 * 86_400).contains(t.get_ref())) {
+        report.add(t.span(), format!("ttl_s {} must be between 1 and 2592000 (30 days)", t.get_ref()));
+    }
+    let per_key = match c.scope.as_ref().map(|s| (s, s.get_ref().as_str())) {
+        None | Some((_, "team")) => false,
+        Some((_, "key")) => true,
+        Some((s, other)) => {
+            report.add(s.span(), format!("scope {other:?} is not a cache scope; write \"team\" or \"key\""));
+            false
+        }
+    };
+    Some(super::Cache {
+        bytes_max,
+        entry_bytes_max,
+        ttl: Duration::from_secs(ttl_s),
+        per_key,
+        sampled: c.sampled.unwrap_or(false),
     })
 }
 
@@ -450,7 +494,7 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
                 cache_write_per_mtok: p.cache_write_per_mtok.as_ref().map_or(input_per_mtok, |c| usd(c, report)),
             }
         });
-        routes.push(Route { name: name.clone(), targets, price });
+        routes.push(Route { name: name.clone(), targets, price, cache: m.cache.as_ref().is_none_or(|c| *c.get_ref()) });
     }
     Routes::new(routes)
 }
@@ -839,6 +883,7 @@ fn validate_teams(
             rate_limit: rate_limit(t.rate_limit.as_ref()),
             guardrail_profile,
             labels: t.labels.clone(),
+            cache: t.cache.as_ref().is_none_or(|c| *c.get_ref()),
         });
     }
     teams

@@ -1,0 +1,698 @@
+//! The exact answer cache (`[cache]`): which requests may be answered from
+//! it, the key that says two requests are the same, the store each core
+//! keeps, and the answer served from an entry.
+//!
+//! - **Key**: SHA-256 of the API front, the scope (the team's name, or the
+//!   team's and key's with `scope = "key"`, so that one team never
+//!   receives another's answer), whether the answer streams, the request
+//!   headers a target of the route would receive besides the harmless
+//!   [`tollgate_policy::forward::ALWAYS`] ones (a beta flag changes the
+//!   answer), and the body as it goes upstream (redacted) in its canonical
+//!   form ([`tollgate_protocol::canonical`]) without `user` and `stream`:
+//!   whitespace, member order and escapes do not split entries, any other
+//!   difference does. A cryptographic hash, so that a member of a team
+//!   cannot forge a request whose key is a popular one's and plant an
+//!   answer under it.
+//! - **Which requests**: chat completions, Anthropic messages, legacy
+//!   completions and embeddings (the Responses API keeps state at the
+//!   provider and is not cached); with a `temperature` of 0 or below
+//!   unless `sampled = true` (no temperature means the provider's default,
+//!   1); not when the team or the model says `cache = false`, nor when the
+//!   request says `cache-control: no-store`, `x-tollgate-cache: off`
+//!   (`no-cache` skips the lookup but stores the new answer;
+//!   `x-tollgate-cache-ttl: N` sets the entry's life, 0 not to store it).
+//! - **What is stored**: the answer's body as the client received it
+//!   (translated, redacted by the answer guardrails), only for a complete
+//!   answer with status 200; one a guardrail or classifier withheld, a
+//!   stream cut or capped, an answer past `entry_bytes_max` are not. A
+//!   streamed answer is kept as its events and replayed as them; a JSON
+//!   one as its body. The two forms are separate entries.
+//! - **The store**: one per core (shared-nothing: no lock between cores),
+//!   bounded in bytes (`bytes_max` split between the workers), evicting
+//!   with SIEVE (Zhang et al., NSDI 2024: a FIFO queue with a visited bit
+//!   and a hand that moves from the oldest entry, sparing visited ones
+//!   once): a lookup only sets a bit, and one-hit entries leave first. The
+//!   hit ratios that chose it over FIFO and LRU are in BENCHMARKS.md. An
+//!   entry past its TTL is never served; it is dropped when looked up or
+//!   when the hand reaches it.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rustc_hash::FxHashMap;
+use sha2::{Digest, Sha256};
+use tollgate_policy::config::Cache as CacheConfig;
+
+use crate::pipeline::{Core, Exchange};
+use crate::proxy::relay::RelayEnd;
+use crate::proxy::Front;
+use crate::record::{End, TokenUsage};
+use crate::respond::Client;
+
+/// An entry's identity: see the module's documentation.
+pub type Key = [u8; 32];
+
+/// One answer kept.
+pub struct Entry {
+    /// The answer is an event stream (else a JSON body).
+    pub stream: bool,
+    pub body: Bytes,
+    /// `provider/model` that made the answer (`x-tollgate-route`).
+    pub route: Box<str>,
+    /// What the answer cost to make: saved by each hit.
+    pub usage: Option<TokenUsage>,
+    pub cost_micro_usd: u64,
+    pub expires: Instant,
+}
+
+/// Bytes an entry takes besides its body and route label: its node, map
+/// slot and the entry itself, so that many tiny answers cannot outgrow the
+/// bound.
+const ENTRY_OVERHEAD: usize = 160;
+
+impl Entry {
+    fn weight(&self) -> usize {
+        self.body.len() + self.route.len() + ENTRY_OVERHEAD
+    }
+}
+
+const NIL: u32 = u32::MAX;
+
+struct Node {
+    key: Key,
+    /// `None` in a free slot: a removed answer's bytes go at once.
+    entry: Option<Rc<Entry>>,
+    visited: bool,
+    /// Toward the newest entry.
+    newer: u32,
+    /// Toward the oldest.
+    older: u32,
+}
+
+/// Counts since start, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub inserted: u64,
+    pub evicted: u64,
+    pub expired: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// One core's answers, bounded in bytes, evicted with SIEVE.
+pub struct Store {
+    map: FxHashMap<Key, u32>,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    newest: u32,
+    oldest: u32,
+    hand: u32,
+    bytes: usize,
+    bytes_max: usize,
+    counts: StoreCounts,
+}
+
+impl Store {
+    pub fn new(bytes_max: usize) -> Store {
+        Store {
+            map: FxHashMap::default(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            newest: NIL,
+            oldest: NIL,
+            hand: NIL,
+            bytes: 0,
+            bytes_max,
+            counts: StoreCounts::default(),
+        }
+    }
+
+    /// A new bound (after a reload); entries past it leave as the next
+    /// ones arrive.
+    pub fn set_bytes_max(&mut self, bytes_max: usize) {
+        self.bytes_max = bytes_max;
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn counts(&self) -> StoreCounts {
+        StoreCounts { entries: self.map.len() as u64, bytes: self.bytes as u64, ..self.counts }
+    }
+
+    /// The entry for `key`, if it is still fresh at `now`.
+    pub fn get(&mut self, key: &Key, now: Instant) -> Option<Rc<Entry>> {
+        let i = *self.map.get(key)?;
+        let node = &mut self.nodes[i as usize];
+        let entry = node.entry.clone()?;
+        if entry.expires <= now {
+            self.remove(i);
+            self.counts.expired += 1;
+            return None;
+        }
+        node.visited = true;
+        Some(entry)
+    }
+
+    /// Keeps `entry` under `key` (replacing one there), evicting until it
+    /// fits; false when it is larger than the whole store.
+    pub fn insert(&mut self, key: Key, entry: Entry, now: Instant) -> bool {
+        let weight = entry.weight();
+        if weight > self.bytes_max {
+            return false;
+        }
+        if let Some(&i) = self.map.get(&key) {
+            self.remove(i);
+        }
+        while self.bytes + weight > self.bytes_max && !self.map.is_empty() {
+            self.evict(now);
+        }
+        let node = Node { key, entry: Some(Rc::new(entry)), visited: false, newer: NIL, older: self.newest };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        if self.newest != NIL {
+            self.nodes[self.newest as usize].newer = i;
+        }
+        self.newest = i;
+        if self.oldest == NIL {
+            self.oldest = i;
+        }
+        self.map.insert(key, i);
+        self.bytes += weight;
+        self.counts.inserted += 1;
+        true
+    }
+
+    /// SIEVE's eviction: from the hand (else the oldest entry) toward the
+    /// newest, visited entries lose their bit and stay; the first that is
+    /// unvisited or expired leaves, and the hand stays where it was.
+    fn evict(&mut self, now: Instant) {
+        let mut at = if self.hand == NIL { self.oldest } else { self.hand };
+        loop {
+            let node = &mut self.nodes[at as usize];
+            let expired = node.entry.as_ref().is_none_or(|e| e.expires <= now);
+            if node.visited && !expired {
+                node.visited = false;
+                at = if node.newer == NIL { self.oldest } else { node.newer };
+                continue;
+            }
+            self.hand = node.newer;
+            self.remove(at);
+            if expired {
+                self.counts.expired += 1;
+            } else {
+                self.counts.evicted += 1;
+            }
+            return;
+        }
+    }
+
+    fn remove(&mut self, i: u32) {
+        let (newer, older, key, weight) = {
+            let n = &self.nodes[i as usize];
+            (n.newer, n.older, n.key, n.entry.as_ref().map_or(0, |e| e.weight()))
+        };
+        if self.hand == i {
+            self.hand = newer;
+        }
+        match newer {
+            NIL => self.newest = older,
+            n => self.nodes[n as usize].older = older,
+        }
+        match older {
+            NIL => self.oldest = newer,
+            o => self.nodes[o as usize].newer = newer,
+        }
+        self.map.remove(&key);
+        // The answer's bytes go now, not when the slot is reused.
+        self.nodes[i as usize].entry = None;
+        self.free.push(i);
+        self.bytes -= weight;
+    }
+}
+
+/// What the request asked of the cache, read from its headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Asked {
+    lookup: bool,
+    store: bool,
+    ttl: Option<Duration>,
+}
+
+fn asked(head: &tollgate_protocol::http1::RequestHead) -> Asked {
+    let mut a = Asked { lookup: true, store: true, ttl: None };
+    for (name, value) in head.headers() {
+        if name.eq_ignore_ascii_case(b"cache-control") {
+            for d in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if d.eq_ignore_ascii_case(b"no-store") {
+                    a.lookup = false;
+                    a.store = false;
+                } else if d.eq_ignore_ascii_case(b"no-cache") {
+                    a.lookup = false;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"x-tollgate-cache") {
+            let v = value.trim_ascii();
+            if [&b"off"[..], b"no", b"false", b"0", b"bypass"].iter().any(|o| v.eq_ignore_ascii_case(o)) {
+                a.lookup = false;
+                a.store = false;
+            }
+        } else if name.eq_ignore_ascii_case(b"x-tollgate-cache-ttl") {
+            // Seconds; anything else is taken as "do not store" rather
+            // than as the default (the client meant something).
+            match std::str::from_utf8(value).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+                Some(0) | None => a.store = false,
+                Some(s) => a.ttl = Some(Duration::from_secs(s.min(30 * 86_400))),
+            }
+        }
+    }
+    a
+}
+
+/// A request's part in the cache once it is looked up and missed: the
+/// key to store the answer under, for how long, and the answer's bytes as
+/// they are written.
+pub struct Pending {
+    key: Key,
+    ttl: Duration,
+    pub kept: Kept,
+}
+
+/// An answer's bytes as the client receives them, up to a bound.
+#[derive(Default)]
+pub struct Kept {
+    parts: Vec<Bytes>,
+    len: usize,
+    max: usize,
+    /// Past the bound, or a body that is not kept whole: not stored.
+    spoiled: bool,
+}
+
+impl Kept {
+    /// Keeps a piece of the body (a clone of the bytes the client gets).
+    pub fn push(&mut self, data: &Bytes) {
+        if self.spoiled || data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        if self.len > self.max {
+            self.spoiled = true;
+            self.parts = Vec::new();
+            return;
+        }
+        self.parts.push(data.clone());
+    }
+
+    /// The answer went another way (relayed as it came): not stored.
+    pub fn spoil(&mut self) {
+        self.spoiled = true;
+        self.parts = Vec::new();
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        if self.spoiled {
+            return None;
+        }
+        Some(match self.parts.len() {
+            1 => self.parts.pop().unwrap_or_default(),
+            _ => {
+                let mut all = BytesMut::with_capacity(self.len);
+                for p in self.parts.drain(..) {
+                    all.extend_from_slice(&p);
+                }
+                all.freeze()
+            }
+        })
+    }
+}
+
+/// The `x-tollgate-cache` header of an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    Miss,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+        }
+    }
+}
+
+/// The top-level members that do not change the answer.
+const NOT_KEYED: &[&[u8]] = &[b"user", b"stream"];
+
+/// Looks the request up: `Some` with the entry to serve on a hit; on a
+/// miss the exchange keeps what [`store`] will need. Nothing when the
+/// request is not cacheable. Runs after the request's guardrails (a
+/// blocked prompt never reaches it) and before anything it could spend.
+pub fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>> {
+    let config = &core.state.config;
+    let cache = config.cache.as_ref()?;
+    let key = ex.key().ok()?;
+    let routed = ex.routed.as_ref()?;
+    let cacheable_front = matches!(ex.front, Front::OpenAi | Front::Anthropic | Front::Completions | Front::Embeddings);
+    let team = config.teams.get(key.team)?;
+    if !cacheable_front || !team.cache || !routed.route.cache {
+        return None;
+    }
+    let asked = asked(&ex.head);
+    if !asked.lookup && !asked.store {
+        return None;
+    }
+    // Without sampling, the same request gets the same answer; with it,
+    // only where the operator said that one answer may stand for all.
+    // (Decided on the route's scan, before the body is walked again.)
+    let samples = ex.front != Front::Embeddings && routed.fields.sampled;
+    if samples && !cache.sampled {
+        return None;
+    }
+    let mut canonical = Vec::with_capacity(ex.body.len());
+    if tollgate_protocol::canonical::canonical(&ex.body, NOT_KEYED, &mut canonical).is_err() {
+        return None;
+    }
+    let digest = digest(ex, core, cache, &canonical);
+    let now = Instant::now();
+    let per_core = per_core_bytes(cache, core.cache_share);
+    let mut store = core.cache.borrow_mut();
+    store.set_bytes_max(per_core);
+    let found = if asked.lookup { store.get(&digest, now) } else { None };
+    drop(store);
+    match found {
+        Some(entry) if entry.stream == routed.fields.stream => {
+            ex.reply.cache = Some(Outcome::Hit);
+            return Some(entry);
+        }
+        _ => {}
+    }
+    ex.reply.cache = Some(Outcome::Miss);
+    if asked.store {
+        let max = (cache.entry_bytes_max as usize).min(per_core);
+        let ttl = asked.ttl.unwrap_or(cache.ttl);
+        ex.cache = Some(Box::new(Pending { key: digest, ttl, kept: Kept { max, ..Kept::default() } }));
+    }
+    None
+}
+
+/// A core's part of the node's store.
+fn per_core_bytes(cache: &CacheConfig, share: usize) -> usize {
+    (cache.bytes_max / share.max(1) as u64) as usize
+}
+
+fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[u8]) -> Key {
+    let config = &core.state.config;
+    let mut h = Sha256::new();
+    // Each part is length-prefixed, so no two splits of the same bytes
+    // make the same key.
+    let mut part = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    part(b"tollgate answer cache 1");
+    part(&[ex.front as u8, u8::from(ex.routed.as_ref().is_some_and(|r| r.fields.stream))]);
+    if let Some(key) = ex.trace.key {
+        part(config.teams.get(key.team).map_or("", |t| t.name.as_str()).as_bytes());
+        part(if cache.per_key { key.name.as_bytes() } else { b"" });
+    }
+    // The headers a target would receive that can change its answer, in
+    // name order (lower case), each name with its value.
+    if let Some(routed) = ex.routed.as_ref() {
+        let mut headers: Vec<(Vec<u8>, &[u8])> = ex
+            .head
+            .headers()
+            .filter(|(n, _)| !tollgate_policy::forward::ALWAYS.iter().any(|a| a.as_bytes().eq_ignore_ascii_case(n)))
+            .filter(|(n, _)| routed.route.targets.iter().any(|t| core.state.upstreams[t.provider].forward.allows(n)))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v))
+            .collect();
+        headers.sort();
+        part(&(headers.len() as u64).to_le_bytes());
+        for (n, v) in headers {
+            part(&n);
+            part(v);
+        }
+    }
+    part(canonical);
+    h.finalize().into()
+}
+
+/// Answers the request from `entry`: its body as it was first written,
+/// with `x-tollgate-cache: hit`. The record says what the hit saved; it
+/// bills nothing.
+pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>) -> RelayEnd {
+    let close = !ex.keep_alive;
+    let http10 = ex.head.minor_version == 0;
+    let s = &mut client.scratch;
+    let content_type = if entry.stream { "text/event-stream" } else { "application/json" };
+    crate::respond::write_status_and_type(s, 200, content_type);
+    let chunked = entry.stream && !http10;
+    if chunked {
+        s.extend_from_slice(b"\r\ncache-control: no-cache\r\ntransfer-encoding: chunked");
+    } else if entry.stream {
+        s.extend_from_slice(b"\r\ncache-control: no-cache");
+    } else {
+        s.extend_from_slice(b"\r\ncontent-length: ");
+        s.extend_from_slice(itoa::Buffer::new().format(entry.body.len()).as_bytes());
+    }
+    s.extend_from_slice(b"\r\n");
+    crate::respond::write_request_id(ex.reply.request_id, s);
+    crate::respond::write_rate(ex.reply.rate, s);
+    crate::respond::write_cache(ex.reply.cache, s);
+    s.extend_from_slice(b"x-tollgate-route: ");
+    s.extend_from_slice(entry.route.as_bytes());
+    // A stream to an HTTP/1.0 client ends with the connection.
+    let close = close || (entry.stream && http10);
+    s.extend_from_slice(if close { b"\r\nconnection: close\r\n\r\n" as &[u8] } else { b"\r\n\r\n" });
+    let head = s.split().freeze();
+    client.out.push(head);
+    if chunked {
+        let mut hdr = [0u8; 18];
+        let n = tollgate_protocol::http1::chunk_header(entry.body.len(), &mut hdr);
+        client.out.push(Bytes::copy_from_slice(&hdr[..n]));
+        client.out.push(entry.body.clone());
+        client.out.push(Bytes::from_static(tollgate_protocol::http1::CHUNK_END));
+        client.out.push(Bytes::from_static(tollgate_protocol::http1::LAST_CHUNK));
+    } else {
+        client.out.push(entry.body.clone());
+    }
+    let sent = client.write(ex.reply.deadline).await.is_ok();
+    let mut end = RelayEnd::new(200);
+    end.first_write = sent.then(Instant::now);
+    end.body_bytes = entry.body.len() as u64;
+    end.end = if sent { End::Completed } else { End::ClientGone };
+    end.client_reusable = sent && !close;
+    ex.trace.cache = Some(crate::record::Cached {
+        hit: true,
+        saved_micro_usd: entry.cost_micro_usd,
+        saved_tokens: entry.usage.map_or(0, |u| u.prompt.saturating_add(u.completion)),
+    });
+    end
+}
+
+/// Keeps the answer just relayed, if it may be: complete, status 200, not
+/// withheld or cut, kept whole within the bound.
+pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) {
+    let Some(mut pending) = ex.cache.take() else { return };
+    ex.trace.cache = Some(crate::record::Cached { hit: false, saved_micro_usd: 0, saved_tokens: 0 });
+    if end.status != 200 || end.end != End::Completed || end.usage_rejected {
+        return;
+    }
+    let Some(body) = pending.kept.take() else { return };
+    let config = &core.state.config;
+    let route = ex.trace.route.and_then(|r| config.routes.all().get(r));
+    let target = ex.trace.served_by.and_then(|t| route?.targets.get(t as usize));
+    let label = target.map_or(String::new(), |t| {
+        format!("{}/{}", config.providers.get(t.provider).map_or("", |p| p.name.as_str()), t.upstream_model)
+    });
+    let cost = route.and_then(|r| r.price_of(target)).zip(end.usage).map_or(0, |(p, u)| u.cost_at(p));
+    let now = Instant::now();
+    let entry = Entry {
+        stream: ex.routed.as_ref().is_some_and(|r| r.fields.stream),
+        body,
+        route: label.into_boxed_str(),
+        usage: end.usage,
+        cost_micro_usd: cost,
+        expires: now + pending.ttl,
+    };
+    core.cache.borrow_mut().insert(pending.key, entry, now);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(bytes: usize, expires: Instant) -> Entry {
+        Entry {
+            stream: false,
+            body: Bytes::from(vec![b'x'; bytes]),
+            route: Box::from(""),
+            usage: None,
+            cost_micro_usd: 0,
+            expires,
+        }
+    }
+
+    fn key(i: u64) -> Key {
+        let mut k = [0u8; 32];
+        k[..8].copy_from_slice(&i.to_le_bytes());
+        k
+    }
+
+    #[test]
+    fn the_store_stays_within_its_bound() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let mut s = Store::new(10 * (1000 + ENTRY_OVERHEAD));
+        for i in 0..100 {
+            assert!(s.insert(key(i), entry(1000, later), now));
+            assert!(s.bytes() <= 10 * (1000 + ENTRY_OVERHEAD), "{}", s.bytes());
+        }
+        assert_eq!(s.len(), 10);
+        // The newest ten are there.
+        for i in 90..100 {
+            assert!(s.get(&key(i), now).is_some(), "{i}");
+        }
+        // Larger than the whole store: refused, nothing evicted for it.
+        assert!(!s.insert(key(1000), entry(20_000, later), now));
+        assert_eq!(s.len(), 10);
+        // Replacing an entry does not count it twice.
+        assert!(s.insert(key(95), entry(10, later), now));
+        assert_eq!(s.len(), 10);
+        assert_eq!(s.bytes(), 9 * (1000 + ENTRY_OVERHEAD) + 10 + ENTRY_OVERHEAD);
+    }
+
+    #[test]
+    fn expired_entries_are_never_served() {
+        let now = Instant::now();
+        let mut s = Store::new(1 << 20);
+        s.insert(key(1), entry(10, now + Duration::from_millis(5)), now);
+        assert!(s.get(&key(1), now).is_some());
+        assert!(s.get(&key(1), now + Duration::from_millis(5)).is_none());
+        assert!(s.is_empty());
+        assert_eq!(s.bytes(), 0);
+    }
+
+    /// SIEVE keeps an entry that was looked up over newer ones that were
+    /// not, once: the hand clears its bit and moves on.
+    #[test]
+    fn visited_entries_survive_one_pass() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let w = 100 + ENTRY_OVERHEAD;
+        let mut s = Store::new(3 * w);
+        for i in 0..3 {
+            s.insert(key(i), entry(100, later), now);
+        }
+        assert!(s.get(&key(0), now).is_some());
+        s.insert(key(3), entry(100, later), now);
+        // 0 was visited: 1 (the oldest unvisited) left instead.
+        assert!(s.get(&key(1), now).is_none());
+        assert!(s.get(&key(0), now).is_some());
+        assert!(s.get(&key(2), now).is_some());
+        assert!(s.get(&key(3), now).is_some());
+    }
+
+    /// A zipfian workload: hit ratios of SIEVE, FIFO and LRU on the same
+    /// trace (the figures quoted in BENCHMARKS.md). SIEVE must beat FIFO;
+    /// were eviction broken (evicting the visited, say), it would not.
+    #[test]
+    fn sieve_beats_fifo_on_a_skewed_workload() {
+        let ratios = hit_ratios(1.0, 10_000, 500, 200_000);
+        eprintln!("zipf 1.0, 10k keys, 500 slots: sieve {:.3} fifo {:.3} lru {:.3}", ratios.0, ratios.1, ratios.2);
+        assert!(ratios.0 > ratios.1 + 0.02, "{ratios:?}");
+        assert!(ratios.0 >= ratios.2 - 0.01, "{ratios:?}");
+    }
+
+    /// The table in BENCHMARKS.md: `cargo test -p tollgate-engine --lib
+    /// cache::tests::hit_ratio_table -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, printed for BENCHMARKS.md"]
+    fn hit_ratio_table() {
+        for s in [0.8, 1.0, 1.2] {
+            for slots in [100, 1_000, 5_000] {
+                let (sieve, fifo, lru) = hit_ratios(s, 50_000, slots, 1_000_000);
+                eprintln!("| {s} | {slots} | {sieve:.3} | {lru:.3} | {fifo:.3} |");
+            }
+        }
+    }
+
+    /// (SIEVE, FIFO, LRU) hit ratios for a zipf(`s`) trace over `keys`
+    /// keys, `slots` entries of one size.
+    pub(crate) fn hit_ratios(s: f64, keys: usize, slots: usize, requests: usize) -> (f64, f64, f64) {
+        // Inverse-CDF sampling from the zipf weights, with a fixed LCG.
+        let weights: Vec<f64> = (1..=keys).map(|k| 1.0 / (k as f64).powf(s)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut cdf = Vec::with_capacity(keys);
+        let mut acc = 0.0;
+        for w in &weights {
+            acc += w / total;
+            cdf.push(acc);
+        }
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        let trace: Vec<u64> = (0..requests)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
+                cdf.partition_point(|&c| c < u) as u64
+            })
+            .collect();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(3600);
+        let mut sieve = Store::new(slots * (10 + ENTRY_OVERHEAD));
+        let mut sieve_hits = 0;
+        for &k in &trace {
+            if sieve.get(&key(k), now).is_some() {
+                sieve_hits += 1;
+            } else {
+                sieve.insert(key(k), entry(10, later), now);
+            }
+        }
+        let (mut fifo, mut fifo_hits) = (std::collections::VecDeque::new(), 0);
+        let mut in_fifo = std::collections::HashSet::new();
+        let (mut lru, mut lru_hits, mut tick) = (std::collections::BTreeMap::new(), 0, 0u64);
+        let mut lru_at = std::collections::HashMap::new();
+        for &k in &trace {
+            if in_fifo.contains(&k) {
+                fifo_hits += 1;
+            } else {
+                if fifo.len() == slots {
+                    in_fifo.remove(&fifo.pop_front().unwrap_or_default());
+                }
+                fifo.push_back(k);
+                in_fifo.insert(k);
+            }
+            tick += 1;
+            if let Some(old) = lru_at.insert(k, tick) {
+                lru_hits += 1;
+                lru.remove(&old);
+            } else if lru.len() == slots {
+                if let Some((_, gone)) = lru.pop_first() {
+                    lru_at.remove(&gone);
+                }
+            }
+            lru.insert(tick, k);
+        }
+        let n = requests as f64;
+        (sieve_hits as f64 / n, fifo_hits as f64 / n, lru_hits as f64 / n)
+    }
+}

@@ -1,0 +1,295 @@
+//! The exact answer cache end to end (issue 19): a repeated request is
+//! answered from the cache, byte for byte, JSON or stream, whatever the
+//! spelling of its body; never across teams; never for a prompt the
+//! guardrails block or an answer they withhold; controlled per request,
+//! team and model; a hit bills nothing, spends no budget, counts for rate
+//! limits, and its record and the report say what it saved.
+
+use std::time::Duration;
+
+use tollgate_e2e::*;
+
+const OTHER_KEY: &str = "tg-other-team-0123456789abcdef";
+const SECOND_KEY: &str = "tg-e2e-second-key-0123456789ab";
+
+/// `gpt-4o-mini` priced, a `[cache]` section, records on, a second team
+/// (`other`) and a second key of team `e2e`, and a guardrail profile on
+/// team `e2e` that redacts personal data and blocks secrets, in prompts
+/// and answers.
+fn start(cache: &str, extra: &str) -> (Proc, Proc, TempDir) {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("cache");
+    let config = priced(config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        &format!(
+            "{cache}\n\n{extra}\n\n\
+             [[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nsecrets = \"block\"\nresponses = true\n\n\
+             [[teams]]\nname = \"other\"\nmodels = [\"*\"]\n\n\
+             [[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n\n\
+             [[keys]]\nname = \"second\"\nteam = \"e2e\"\nsha256 = \"{}\"\n\n\
+             [[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"g\"",
+            key_hash(OTHER_KEY),
+            key_hash(SECOND_KEY),
+        ),
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    (mock, gw, logs)
+}
+
+const CACHE: &str = "[cache]\nttl_s = 60";
+const ZERO: &str = r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"Say hello"}]}"#;
+/// [`ZERO`] as another client writes it: spaces, members reordered, an
+/// escape, and a `user` field (which does not change the answer). (Numbers
+/// count as written: `0.0` would be another entry, since reading them as
+/// floats would make seeds past 2^53 the same request.)
+const ZERO_RESPELLED: &str = "{ \"messages\" : [ { \"content\" : \"Say h\\u0065llo\", \"role\" : \"user\" } ],\n  \"user\": \"alice\", \"temperature\": 0, \"model\": \"gpt-4o-mini\" }";
+
+fn cache_header(r: &Response) -> Option<&str> {
+    r.header("x-tollgate-cache")
+}
+
+#[test]
+fn a_repeated_request_is_answered_from_the_cache() {
+    let (_mock, gw, logs) = start(CACHE, "");
+    let first = one_request(gw.addr, &chat_request(ZERO, ""));
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(cache_header(&first), Some("miss"));
+    let again = one_request(gw.addr, &chat_request(ZERO_RESPELLED, ""));
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(cache_header(&again), Some("hit"));
+    // The same answer, byte for byte, and (below) no upstream call.
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.header("x-tollgate-route"), first.header("x-tollgate-route"));
+    assert_eq!(again.header("content-type"), Some("application/json"));
+    let records = wait_records(&logs.0, 2);
+    let (miss, hit) = (&records[0], &records[1]);
+    assert_eq!(miss["cache"]["outcome"], "miss", "{miss}");
+    let cost = miss["cost_micro_usd"].as_u64().expect("the miss is billed");
+    assert!(cost > 0, "{miss}");
+    assert_eq!(hit["cache"]["outcome"], "hit", "{hit}");
+    assert_eq!(hit["cache"]["saved_micro_usd"].as_u64(), Some(cost), "{hit}");
+    let tokens = miss["tokens"]["prompt"].as_u64().unwrap() + miss["tokens"]["completion"].as_u64().unwrap();
+    assert_eq!(hit["cache"]["saved_tokens"].as_u64(), Some(tokens), "{hit}");
+    // Nothing went upstream, nothing is billed.
+    assert!(hit.get("cost_micro_usd").is_none() && hit.get("tokens").is_none(), "{hit}");
+    assert_eq!(hit["attempts"].as_array().map(Vec::len), Some(0), "{hit}");
+    assert!(hit.get("provider").is_none(), "{hit}");
+    // Any other difference is another entry.
+    let hotter = ZERO.replace("Say hello", "Say hello!");
+    assert_eq!(cache_header(&one_request(gw.addr, &chat_request(&hotter, ""))), Some("miss"));
+    let longer = ZERO.replace("\"temperature\":0", "\"temperature\":0,\"max_tokens\":5");
+    assert_eq!(cache_header(&one_request(gw.addr, &chat_request(&longer, ""))), Some("miss"));
+    // A header the provider receives can change its answer: its own entry.
+    let other_reply = one_request(gw.addr, &chat_request(ZERO, "x-mock-reply: something else\r\n"));
+    assert_eq!(cache_header(&other_reply), Some("miss"));
+    // The report says what the cache saved: one hit in five requests.
+    wait_records(&logs.0, 5);
+    let out = std::process::Command::new(bin("tollgate"))
+        .args(["report", "--by", "team", "--dir"])
+        .arg(&logs.0)
+        .output()
+        .expect("tollgate report");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("e2e sent") && text.contains("20% of requests served from cache"), "{text}");
+    // And the metrics.
+    wait_until(Duration::from_secs(5), "cache metrics", || {
+        metric(&gw, "tollgate_cache_requests_total{team=\"e2e\",model=\"gpt-4o-mini\",outcome=\"hit\"}") == Some(1.0)
+    });
+}
+
+#[test]
+fn a_streamed_answer_is_replayed_as_the_same_events() {
+    let (_mock, gw, _logs) = start(CACHE, "");
+    let body = r#"{"model":"gpt-4o-mini","temperature":0,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Tell me a story"}]}"#;
+    let first = one_request(gw.addr, &chat_request(body, "x-mock-chunks: 8\r\n"));
+    assert_eq!((first.status, cache_header(&first)), (200, Some("miss")), "{}", first.text());
+    let again = one_request(gw.addr, &chat_request(body, "x-mock-chunks: 8\r\n"));
+    assert_eq!((again.status, cache_header(&again)), (200, Some("hit")), "{}", again.text());
+    assert_eq!(again.header("content-type"), Some("text/event-stream"));
+    assert_eq!(sse_data(&again.body), sse_data(&first.body));
+    let events = sse_data(&again.body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(events.iter().any(|e| e.contains("\"usage\"")), "the usage chunk is replayed: {events:?}");
+    // The JSON form of the same request is another entry.
+    let json = body.replace("\"stream\":true,\"stream_options\":{\"include_usage\":true},", "");
+    let r = one_request(gw.addr, &chat_request(&json, "x-mock-chunks: 8\r\n"));
+    assert_eq!((r.status, cache_header(&r)), (200, Some("miss")));
+    assert!(r.json()["choices"].is_array());
+}
+
+/// One team never receives another's answer; with `scope = "key"`, one
+/// key never receives another's.
+#[test]
+fn entries_are_scoped_per_team_or_key() {
+    let (_mock, gw, _logs) = start(CACHE, "");
+    let with = |key: &str| chat_request_with_key(ZERO, &format!("Authorization: Bearer {key}\r\n"));
+    let first = one_request(gw.addr, &with(KEY));
+    assert_eq!(cache_header(&first), Some("miss"));
+    let other = one_request(gw.addr, &with(OTHER_KEY));
+    assert_eq!(cache_header(&other), Some("miss"), "another team");
+    let same_team = one_request(gw.addr, &with(SECOND_KEY));
+    assert_eq!(cache_header(&same_team), Some("hit"), "the team's other key");
+    assert_eq!(same_team.body, first.body);
+
+    let (_mock, gw, _logs) = start("[cache]\nscope = \"key\"", "");
+    assert_eq!(cache_header(&one_request(gw.addr, &with(KEY))), Some("miss"));
+    assert_eq!(cache_header(&one_request(gw.addr, &with(SECOND_KEY))), Some("miss"));
+    assert_eq!(cache_header(&one_request(gw.addr, &with(KEY))), Some("hit"));
+}
+
+#[test]
+fn requests_control_the_cache() {
+    let (_mock, gw, _logs) = start(CACHE, "");
+    let send = |body: &str, headers: &str| one_request(gw.addr, &chat_request(body, headers));
+    // Sampling requests are not cached unless configured.
+    assert_eq!(cache_header(&send(SMALL_CHAT, "")), None);
+    let warm = SMALL_CHAT.replacen("{", "{\"temperature\":0.7,", 1);
+    assert_eq!(cache_header(&send(&warm, "")), None);
+    // no-store: neither looked up nor stored.
+    assert_eq!(cache_header(&send(ZERO, "Cache-Control: no-store\r\n")), None);
+    assert_eq!(cache_header(&send(ZERO, "x-tollgate-cache: off\r\n")), None);
+    let first = send(ZERO, "");
+    assert_eq!(cache_header(&first), Some("miss"), "nothing was stored by the two above");
+    // no-cache: a fresh answer, which replaces the entry.
+    let fresh = send(ZERO, "Cache-Control: no-cache\r\n");
+    assert_eq!(cache_header(&fresh), Some("miss"));
+    let hit = send(ZERO, "");
+    assert_eq!((cache_header(&hit), &hit.body), (Some("hit"), &fresh.body));
+    // A TTL of 0 does not store; a short one expires.
+    let other = ZERO.replace("hello", "goodbye");
+    assert_eq!(cache_header(&send(&other, "x-tollgate-cache-ttl: 0\r\n")), Some("miss"));
+    assert_eq!(cache_header(&send(&other, "x-tollgate-cache-ttl: 1\r\n")), Some("miss"));
+    assert_eq!(cache_header(&send(&other, "")), Some("hit"));
+    wait_until(Duration::from_secs(5), "the entry to expire", || {
+        cache_header(&send(&other, "x-tollgate-cache-ttl: 0\r\n")) == Some("miss")
+    });
+
+    let (_mock, gw, _logs) = start("[cache]\nsampled = true", "");
+    let send = |body: &str| one_request(gw.addr, &chat_request(body, ""));
+    assert_eq!(cache_header(&send(SMALL_CHAT)), Some("miss"));
+    assert_eq!(cache_header(&send(SMALL_CHAT)), Some("hit"));
+}
+
+#[test]
+fn teams_and_models_can_turn_it_off() {
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 1, "")
+        .replace(
+            "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]\ncache = false",
+        )
+        .replace("[[teams]]\nname = \"e2e\"", &format!("{CACHE}\n\n[[teams]]\nname = \"e2e\""));
+    let gw = start_gateway(&config, &[], &[]);
+    let on_model = ZERO.replace("gpt-4o-mini", "gpt-4o");
+    assert_eq!(cache_header(&one_request(gw.addr, &chat_request(&on_model, ""))), None);
+    assert_eq!(cache_header(&one_request(gw.addr, &chat_request(ZERO, ""))), Some("miss"));
+    let config = config.replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\ncache = false",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    assert_eq!(cache_header(&one_request(gw.addr, &chat_request(ZERO, ""))), None);
+}
+
+/// The guardrails run before the lookup; an answer they redacted is stored
+/// redacted, one they withheld is not stored.
+#[test]
+fn guardrails_decide_what_is_cached() {
+    let (_mock, gw, _logs) = start(CACHE, "");
+    let send = |headers: &str| one_request(gw.addr, &chat_request(ZERO, headers));
+    let pii = "x-mock-reply: write to jane.doe@example.com today\r\n";
+    let first = send(pii);
+    assert_eq!(cache_header(&first), Some("miss"));
+    assert!(!first.text().contains("jane.doe@example.com"), "{}", first.text());
+    let again = send(pii);
+    assert_eq!((cache_header(&again), &again.body), (Some("hit"), &first.body));
+    // An answer withheld for a secret is not kept.
+    let secret = "x-mock-reply: the key is AKIAIOSFODNN7EXAMPLE ok\r\n";
+    let withheld = send(secret);
+    assert_eq!((withheld.status, cache_header(&withheld)), (200, Some("miss")));
+    assert!(!withheld.text().contains("AKIAIOSFODNN7EXAMPLE"));
+    assert_eq!(cache_header(&send(secret)), Some("miss"), "a withheld answer is not stored");
+    // A blocked prompt never reaches the cache, even once its answer would be there.
+    let leaky = ZERO.replace("Say hello", "my key is AKIAIOSFODNN7EXAMPLE");
+    for _ in 0..2 {
+        let r = one_request(gw.addr, &chat_request(&leaky, ""));
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(cache_header(&r), None);
+    }
+}
+
+/// A hit spends nothing (a budget that one more answer would pass still
+/// admits hits) but counts as a request for rate limits.
+#[test]
+fn hits_spend_nothing_but_count_as_requests() {
+    let limits = "[[teams]]\nname = \"limited\"\nmodels = [\"*\"]\nrate_limit = { requests_per_minute = 3 }\n\n\
+                  [[keys]]\nname = \"limited\"\nteam = \"limited\"\nsha256 = \"LIMITED\"";
+    const LIMITED: &str = "tg-limited-team-0123456789abcd";
+    let (_mock, gw, logs) = start(CACHE, &limits.replace("LIMITED", &key_hash(LIMITED)));
+    let with =
+        |key: &str| one_request(gw.addr, &chat_request_with_key(ZERO, &format!("Authorization: Bearer {key}\r\n")));
+    assert_eq!(cache_header(&with(LIMITED)), Some("miss"));
+    assert_eq!(cache_header(&with(LIMITED)), Some("hit"));
+    assert_eq!(cache_header(&with(LIMITED)), Some("hit"));
+    let fourth = with(LIMITED);
+    assert_eq!(fourth.status, 429, "{}", fourth.text());
+    let records = wait_records(&logs.0, 4);
+    let spent: u64 = records.iter().filter_map(|r| r["cost_micro_usd"].as_u64()).sum();
+    let first = records[0]["cost_micro_usd"].as_u64().unwrap();
+    assert_eq!(spent, first, "only the miss is billed");
+}
+
+/// Entries larger than `entry_bytes_max` are not kept.
+#[test]
+fn large_answers_are_not_kept() {
+    let (_mock, gw, _logs) = start("[cache]\nentry_bytes_max = 300", "");
+    let send = |words: u32| one_request(gw.addr, &chat_request(ZERO, &format!("x-mock-reply-words: {words}\r\n")));
+    assert_eq!(cache_header(&send(200)), Some("miss"));
+    assert_eq!(cache_header(&send(200)), Some("miss"));
+}
+
+/// Anthropic's Messages API and embeddings are cached as chat is: an
+/// embedding has no sampling, so it needs no temperature.
+#[test]
+fn messages_and_embeddings_are_cached_too() {
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 1, "").replace(
+        "[[teams]]\nname = \"e2e\"",
+        &format!(
+            "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\nbase_url = \"http://{}/v1\"\napi_key_env = \"TOLLGATE_E2E_ANTHROPIC_KEY\"\n\n\
+             [[models]]\nname = \"claude\"\ntargets = [{{ provider = \"claude\", model = \"claude-haiku-4-5\" }}]\n\n\
+             [[models]]\nname = \"embed\"\ntargets = [{{ provider = \"up\", model = \"text-embedding-3-small\" }}]\n\n\
+             {CACHE}\n\n[[teams]]\nname = \"e2e\"",
+            mock.addr
+        ),
+    );
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let messages =
+        r#"{"model":"claude","max_tokens":64,"temperature":0,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let headers = "anthropic-version: 2023-06-01\r\n";
+    let first = one_request(gw.addr, &post_json("/v1/messages", messages, headers));
+    assert_eq!((first.status, cache_header(&first)), (200, Some("miss")), "{}", first.text());
+    let again = one_request(gw.addr, &post_json("/v1/messages", messages, headers));
+    assert_eq!((again.status, cache_header(&again)), (200, Some("hit")), "{}", again.text());
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.json()["type"], "message");
+    // The same body on the chat front is another API: another entry.
+    let chat = messages.replace("\"max_tokens\":64,", "");
+    assert_eq!(cache_header(&one_request(gw.addr, &chat_request(&chat, ""))), Some("miss"));
+    // A stream of Anthropic events replays as them.
+    let stream = messages.replace("{\"model\"", "{\"stream\":true,\"model\"");
+    let first = one_request(gw.addr, &post_json("/v1/messages", &stream, headers));
+    assert_eq!(cache_header(&first), Some("miss"));
+    let again = one_request(gw.addr, &post_json("/v1/messages", &stream, headers));
+    assert_eq!(cache_header(&again), Some("hit"));
+    assert_eq!(again.body, first.body);
+    assert!(String::from_utf8_lossy(&again.body).contains("event: message_stop"));
+    let embed = r#"{"model":"embed","input":["the finance team's invoice"]}"#;
+    let first = one_request(gw.addr, &post_json("/v1/embeddings", embed, ""));
+    assert_eq!((first.status, cache_header(&first)), (200, Some("miss")), "{}", first.text());
+    let again = one_request(gw.addr, &post_json("/v1/embeddings", embed, ""));
+    assert_eq!((cache_header(&again), &again.body), (Some("hit"), &first.body));
+    // The Responses API keeps state at the provider: not cached.
+    let responses = r#"{"model":"gpt-4o-mini","temperature":0,"input":"Say hello"}"#;
+    assert_eq!(cache_header(&one_request(gw.addr, &post_json("/v1/responses", responses, ""))), None);
+}
