@@ -147,9 +147,11 @@ pub struct Trace<'s> {
 
 /// The answer cache's part in a request: served from it (and what that
 /// saved: the first answer's tokens and cost), or missed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Cached {
     pub hit: bool,
+    /// A semantic hit: how close the question was.
+    pub similarity: Option<f32>,
     pub saved_micro_usd: u64,
     pub saved_tokens: u64,
 }
@@ -324,11 +326,14 @@ impl<'s> Trace<'s> {
         out.extend_from_slice(b",\"bytes_out\":");
         out.extend_from_slice(n.format(self.bytes_out).as_bytes());
         if let Some(c) = self.cache {
-            out.extend_from_slice(if c.hit {
-                b",\"cache\":{\"outcome\":\"hit\"" as &[u8]
-            } else {
-                b",\"cache\":{\"outcome\":\"miss\""
+            out.extend_from_slice(match (c.hit, c.similarity) {
+                (true, None) => b",\"cache\":{\"outcome\":\"hit\"" as &[u8],
+                (true, Some(_)) => b",\"cache\":{\"outcome\":\"semantic-hit\"",
+                (false, _) => b",\"cache\":{\"outcome\":\"miss\"",
             });
+            if let Some(s) = c.similarity {
+                out.extend_from_slice(format!(",\"similarity\":{s:.4}").as_bytes());
+            }
             if c.hit {
                 out.extend_from_slice(b",\"saved_micro_usd\":");
                 out.extend_from_slice(n.format(c.saved_micro_usd).as_bytes());

@@ -167,7 +167,10 @@ fn add(report: &mut Report, line: &mut [u8], opts: &ReportOptions) -> Option<()>
         g.tokens_out += t.get("completion").and_then(|x| x.as_u64()).unwrap_or(0);
     }
     g.cost_micro_usd += v.get("cost_micro_usd").and_then(|x| x.as_u64()).unwrap_or(0);
-    if let Some(c) = v.get("cache").filter(|c| c.get("outcome").and_then(|o| o.as_str()) == Some("hit")) {
+    let hit = |c: &&simd_json::BorrowedValue<'_>| {
+        matches!(c.get("outcome").and_then(|o| o.as_str()), Some("hit" | "semantic-hit"))
+    };
+    if let Some(c) = v.get("cache").filter(hit) {
         g.cache_hits += 1;
         g.saved_micro_usd += c.get("saved_micro_usd").and_then(|x| x.as_u64()).unwrap_or(0);
     }

@@ -127,7 +127,7 @@ pub fn write_request_id(id: Option<RequestId>, out: &mut BytesMut) {
 pub fn write_cache(outcome: Option<crate::cache::Outcome>, out: &mut BytesMut) {
     if let Some(o) = outcome {
         out.extend_from_slice(b"x-tollgate-cache: ");
-        out.extend_from_slice(o.as_str().as_bytes());
+        o.write(out);
         out.extend_from_slice(b"\r\n");
     }
 }

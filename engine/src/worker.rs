@@ -240,6 +240,7 @@ impl Worker {
             connections: self.connections(),
             in_flight: self.in_flight(),
             breakers: state.breaker_states(Instant::now()),
+            cache: self.cache_counts(),
         };
         let delta = self.stats.take(&state.config, core, self.accounts.hand_off(&state.config), limits);
         if merger.send(delta).is_err() {

@@ -293,3 +293,88 @@ fn messages_and_embeddings_are_cached_too() {
     let responses = r#"{"model":"gpt-4o-mini","temperature":0,"input":"Say hello"}"#;
     assert_eq!(cache_header(&one_request(gw.addr, &post_json("/v1/responses", responses, ""))), None);
 }
+
+/// With `[cluster]`, an answer one node stored is served by every node
+/// (and every core) through Redis, with its TTL; Redis going away turns
+/// lookups into misses, never errors.
+#[test]
+fn the_shared_tier_serves_every_node() {
+    let Some(mut redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let node = |id: &str| {
+        let config = config_for(mock.addr, 2, "")
+            .replace("[[teams]]\nname = \"e2e\"", &format!("{CACHE}\n\n[[teams]]\nname = \"e2e\""));
+        format!("{config}\n[cluster]\nredis_urls = [\"{}\"]\nnode_id = \"{id}\"\ntimeout_ms = 200\n", redis.url())
+    };
+    let (a, b) = (start_gateway(&node("a"), &[], &[]), start_gateway(&node("b"), &[], &[]));
+    let first = one_request(a.addr, &chat_request(ZERO, ""));
+    assert_eq!((first.status, cache_header(&first)), (200, Some("miss")), "{}", first.text());
+    // Node b's misses must not store (TTL 0), so that a hit can only come
+    // from what node a wrote to Redis (after its record: hence the wait).
+    let mut hit = None;
+    wait_until(Duration::from_secs(5), "node b to find node a's answer", || {
+        let r = one_request(b.addr, &chat_request(ZERO, "x-tollgate-cache-ttl: 0\r\n"));
+        let found = cache_header(&r) == Some("hit");
+        hit = Some(r);
+        found
+    });
+    let hit = hit.expect("a response");
+    assert_eq!(hit.body, first.body);
+    // Outside the budgets' hash slot (no braces): entries spread over a
+    // Redis Cluster's nodes.
+    let keys = redis.cli(&["--scan", "--pattern", "tollgate:c:*"]);
+    assert_eq!(keys.lines().count(), 1, "one entry: {keys}");
+    let ttl: i64 = redis.cli(&["PTTL", keys.trim()]).trim().parse().expect("a TTL");
+    assert!(ttl > 0 && ttl <= 60_000, "the entry's TTL is set: {ttl}");
+    // Redis gone: a new request is answered upstream, as a miss.
+    redis.kill();
+    let other = ZERO.replace("Say hello", "Say hello again");
+    for gw in [&a, &b] {
+        let r = one_request(gw.addr, &chat_request(&other, ""));
+        assert_eq!((r.status, cache_header(&r)), (200, Some("miss")), "{}", r.text());
+    }
+}
+
+/// Semantic lookups: a question close enough in meaning to an earlier
+/// one, in an otherwise identical request, gets the earlier answer; the
+/// embedding call is billed to the team as a request of its own.
+#[test]
+fn close_questions_get_the_earlier_answer() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("semantic");
+    let config = priced(config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))).replace(
+        "[[teams]]\nname = \"e2e\"",
+        "[[models]]\nname = \"embed\"\ntargets = [{ provider = \"up\", model = \"text-embedding-3-small\" }]\n\n\
+         [cache]\nsemantic_model = \"embed\"\nsemantic_threshold = 0.9\n\n[[teams]]\nname = \"e2e\"",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    let ask = |system: &str, question: &str| {
+        let body = serde_json::json!({
+            "model": "gpt-4o-mini", "temperature": 0,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": question}],
+        });
+        one_request(gw.addr, &chat_request(&body.to_string(), ""))
+    };
+    let first = ask("Be brief.", "What is the capital of France?");
+    assert_eq!((first.status, cache_header(&first)), (200, Some("miss")), "{}", first.text());
+    let same = ask("Be brief.", "what is the capital of france");
+    assert_eq!(cache_header(&same), Some("semantic-hit; similarity=1.000"));
+    assert_eq!(same.body, first.body);
+    let close = ask("Be brief.", "What is the capital city of France?");
+    let header = cache_header(&close).unwrap_or_default().to_string();
+    let similarity: f32 = header.strip_prefix("semantic-hit; similarity=").expect(&header).parse().unwrap();
+    assert!((0.9..1.0).contains(&similarity), "{header}");
+    assert_eq!(close.body, first.body);
+    // Another question, or the same one under another system prompt: misses.
+    assert_eq!(cache_header(&ask("Be brief.", "Tell me a joke about cats")), Some("miss"));
+    assert_eq!(cache_header(&ask("Be verbose.", "What is the capital of France?")), Some("miss"));
+    // Records: five chat requests and the five embedding calls before
+    // their lookups, each billed to the team.
+    let records = wait_records(&logs.0, 10);
+    let embeds: Vec<_> = records.iter().filter(|r| r["model"] == "embed").collect();
+    assert_eq!(embeds.len(), 5, "{records:?}");
+    assert!(embeds.iter().all(|r| r["team"] == "e2e" && r["tokens"]["prompt"].as_u64() > Some(0)), "{embeds:?}");
+    let hits: Vec<_> = records.iter().filter(|r| r["cache"]["outcome"] == "semantic-hit").collect();
+    assert_eq!(hits.len(), 2, "{records:?}");
+    assert!(hits.iter().all(|r| r["cache"]["similarity"].as_f64() >= Some(0.9) && r.get("tokens").is_none()));
+}

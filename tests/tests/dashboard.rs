@@ -18,7 +18,7 @@ fn the_dashboard_shows_the_gateways_numbers() {
     let config = priced(config_for(mock.addr, 2, ""))
         .replace(
             "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-            "[[guardrail_profiles]]\nname = \"p\"\nresponses = false\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"p\"",
+            "[cache]\n\n[[guardrail_profiles]]\nname = \"p\"\nresponses = false\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"p\"",
         );
     let gw = start_gateway(&config, &[], &[]);
     let admin = gw.admin.expect("admin listener");
@@ -28,17 +28,30 @@ fn the_dashboard_shows_the_gateways_numbers() {
     let pii = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"mail ann@example.com"}]}"#;
     assert_eq!(one_request(gw.addr, &chat_request(pii, "")).status, 200);
     assert_eq!(one_request(gw.addr, &chat_request("{", "")).status, 400);
+    // The same deterministic request twice on one connection (one core: a
+    // cache without `[cluster]` is per core): a miss, then a hit.
+    let zero = r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let mut c = Client::connect(gw.addr);
+    for outcome in ["miss", "hit"] {
+        c.send(&chat_request(zero, ""));
+        assert_eq!(c.read_response().expect("an answer").header("x-tollgate-cache"), Some(outcome));
+    }
 
     // What was seen last is checked below, all counted or not.
     let mut stats = serde_json::Value::Null;
     holds_within(Duration::from_secs(5), || {
         stats = admin_get(admin, "/admin/stats").json();
-        stats["requests"] == 5
+        stats["requests"] == 7
     });
-    assert_eq!(stats["requests"], 5, "{stats}");
+    assert_eq!(stats["requests"], 7, "{stats}");
     assert_eq!(stats["errors"], 1);
     assert_eq!(stats["teams"][0]["team"], "e2e");
-    assert_eq!(stats["teams"][0]["requests"], 5);
+    assert_eq!(stats["teams"][0]["requests"], 7);
+    assert_eq!(
+        (stats["teams"][0]["cache_hits"].as_u64(), stats["teams"][0]["cache_misses"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(stats["teams"][0]["saved_usd"].as_f64().unwrap() > 0.0, "{stats}");
     assert!(stats["cost_usd"].as_f64().unwrap() > 0.0);
     assert!(stats["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     assert_eq!(stats["guardrails"][0]["rule"], "pii.email");
@@ -59,8 +72,9 @@ fn the_dashboard_shows_the_gateways_numbers() {
         ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000"];
     let dom = Command::new(browser).args(headless).arg("--dump-dom").arg(&url).output().expect("chromium runs");
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains(r#"id="requests-e2e">5<"#), "the page renders the team's requests:\n{dom}");
-    assert!(dom.contains(r#"<div class="big" id="requests">5<"#), "{dom}");
+    assert!(dom.contains(r#"id="requests-e2e">7<"#), "the page renders the team's requests:\n{dom}");
+    assert!(dom.contains(r#"<div class="big" id="requests">7<"#), "{dom}");
+    assert!(dom.contains(r#"id="cache-e2e">50%<"#), "the hit ratio: {dom}");
     assert!(dom.contains(r#"id="hits-pii.email-redact">1<"#), "{dom}");
     if let Some(path) = std::env::var_os("TOLLGATE_SCREENSHOT") {
         let mut shot = std::ffi::OsString::from("--screenshot=");

@@ -12,6 +12,10 @@
 //! reservation whose node died is dropped once past its expiry (the
 //! request time-out and a minute), by the next reservation that reads it.
 //!
+//! The same per-worker client is the answer cache's shared tier
+//! ([`crate::cache`]: `GET` after a local miss, `SET ... PX` after a new
+//! answer), through [`Strict::call`].
+//!
 //! Each worker keeps its own small pool of connections and talks to Redis
 //! on its own runtime: no thread hop, nothing shared between cores. A
 //! reservation that gets no answer within `timeout_ms` follows `on_stale`:
@@ -179,6 +183,11 @@ impl Strict {
         }
     }
 
+    /// What every key of this deployment starts with (`{prefix}:`).
+    pub fn key_prefix(&self) -> &str {
+        &self.cluster.key_prefix
+    }
+
     pub fn fails_closed(&self) -> bool {
         self.cluster.fail_closed
     }
@@ -250,7 +259,7 @@ impl Strict {
     /// connection Redis closed meanwhile (a restart, its idle time-out) is
     /// replaced once; a connection that got an error reply is not pooled
     /// again (a replica after a failover answers READONLY to everything).
-    async fn call(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
+    pub async fn call(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
         let timeout = self.cluster.timeout;
         let work = async {
             let pooled = self.idle.borrow_mut().pop();

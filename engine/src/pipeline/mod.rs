@@ -101,6 +101,9 @@ pub struct Core<'w> {
 /// serve another request.
 pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, mut ex: Exchange<'s>) -> bool {
     let mut abandoned = false;
+    // A new answer for the answer cache's shared tier, written after the
+    // record (the client does not wait for it).
+    let mut shared = None;
     // When the drain's time is up, the waits on upstreams end at once and
     // their requests finish their answers; one still going a moment later
     // (connecting or writing upstream, waiting on Redis, reading the body,
@@ -117,7 +120,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             route(&mut ex, core)?;
             guard_request(&mut ex, core)?;
             classify_request(&mut ex, core).await?;
-            if let Some(entry) = crate::cache::lookup(&mut ex, core) {
+            if let Some(entry) = Box::pin(crate::cache::lookup(&mut ex, core)).await {
                 return Ok(Box::pin(crate::cache::serve(&mut ex, client, entry)).await);
             }
             admit::count_large_prompt(&mut ex, core).await?;
@@ -126,7 +129,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             capture(&mut ex, core);
             admit::reserve_strict(&mut ex, core).await?;
             let end = forward::forward(&mut ex, core.state, core.cut, client).await?;
-            crate::cache::store(&mut ex, core, &end);
+            shared = crate::cache::store(&mut ex, core, &end);
             Ok(end)
         });
         match core.cut.or(phases.as_mut()).await {
@@ -150,6 +153,9 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     }
     // Boxed, as the IO steps in `forward` are: see there.
     let reusable = Box::pin(finish(core, client, buf, ex, result, abandoned)).await;
+    if let Some(s) = shared {
+        Box::pin(crate::cache::share(core, s)).await;
+    }
     reusable && !abandoned
 }
 

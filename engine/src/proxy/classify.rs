@@ -427,13 +427,28 @@ async fn exchange(
     cut: &crate::cut::Cut,
 ) -> Result<Vec<u8>, Failure> {
     let until = deadline.min(Instant::now() + c.timeout);
+    post_whole(state, c.provider, &c.path, body, until, cut).await
+}
+
+/// Posts a JSON `body` to `path` under provider `provider`'s base path, on
+/// the core's pool for it, and reads the whole answer (2xx only, at most
+/// 256 KiB), before `until`: a gateway call of its own (a classifier, the
+/// answer cache's embedding).
+pub async fn post_whole(
+    state: &CoreState,
+    provider: usize,
+    path: &str,
+    body: Vec<u8>,
+    until: Instant,
+    cut: &crate::cut::Cut,
+) -> Result<Vec<u8>, Failure> {
     let exchange = async {
-        let upstream = state.upstreams.get(c.provider).ok_or(Failure::Unreachable)?;
-        let provider = state.config.providers.get(c.provider).ok_or(Failure::Unreachable)?;
+        let upstream = state.upstreams.get(provider).ok_or(Failure::Unreachable)?;
+        let provider = state.config.providers.get(provider).ok_or(Failure::Unreachable)?;
         let mut head = BytesMut::with_capacity(256);
         head.extend_from_slice(b"POST ");
         head.extend_from_slice(provider.base_path.as_bytes());
-        head.extend_from_slice(c.path.as_bytes());
+        head.extend_from_slice(path.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         head.extend_from_slice(&upstream.fixed_headers);
         head.extend_from_slice(b"content-type: application/json\r\naccept: application/json\r\ncontent-length: ");

@@ -99,6 +99,8 @@ pub struct Delta {
     pub gateway: Histogram<u64>,
     pub connections: u64,
     pub in_flight: u64,
+    /// The core's answer cache (sizes now, counts since start).
+    pub cache: crate::cache::StoreCounts,
     pub guard: Vec<(GuardLabels, u64)>,
     pub soft: Vec<(OwnerName, u64)>,
     pub accept_errors: u64,
@@ -124,6 +126,8 @@ pub struct CoreFigures {
     /// Its circuit breakers: (model, provider, upstream model) and state
     /// (0 closed, 1 open, 2 half-open).
     pub breakers: Vec<((String, String, String), u8)>,
+    /// Its answer cache's size and counts since start.
+    pub cache: crate::cache::StoreCounts,
 }
 
 impl CoreStats {
@@ -243,6 +247,7 @@ impl CoreStats {
             gateway: take(&self.gateway),
             connections: core.connections as u64,
             in_flight: core.in_flight as u64,
+            cache: core.cache,
             guard,
             soft,
             accept_errors: self.accept_errors.replace(0),

@@ -241,6 +241,37 @@ impl Totals {
         for (w, (_, f)) in &self.workers {
             let _ = writeln!(out, "tollgate_worker_in_flight{{worker=\"{w}\"}} {f}");
         }
+        if self.cache.values().any(|c| c.inserted > 0 || c.entries > 0) {
+            type Figure = fn(&crate::cache::StoreCounts) -> u64;
+            let families: [(&str, &str, &str, Figure); 5] = [
+                ("tollgate_cache_entries", "gauge", "Answers held in each worker's cache.", |c| c.entries),
+                (
+                    "tollgate_cache_bytes",
+                    "gauge",
+                    "Bytes held in each worker's cache (bodies plus 160 per entry).",
+                    |c| c.bytes,
+                ),
+                ("tollgate_cache_inserted_total", "counter", "Answers stored in each worker's cache.", |c| c.inserted),
+                (
+                    "tollgate_cache_evicted_total",
+                    "counter",
+                    "Answers evicted from each worker's cache to make room.",
+                    |c| c.evicted,
+                ),
+                (
+                    "tollgate_cache_expired_total",
+                    "counter",
+                    "Answers dropped from each worker's cache past their TTL.",
+                    |c| c.expired,
+                ),
+            ];
+            for (name, kind, help, figure) in families {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (w, c) in &self.cache {
+                    let _ = writeln!(out, "{name}{{worker=\"{w}\"}} {}", figure(c));
+                }
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP tollgate_accept_errors_total Client connections that could not be accepted (out of descriptors, most likely).\n# TYPE tollgate_accept_errors_total counter\ntollgate_accept_errors_total {}",

@@ -17,6 +17,8 @@ pub struct Totals {
     pub ttft: Histogram<u64>,
     pub gateway: Histogram<u64>,
     pub workers: BTreeMap<usize, (u64, u64)>,
+    /// Each worker's answer cache, as of its last hand-off.
+    pub cache: BTreeMap<usize, crate::cache::StoreCounts>,
     pub guard: BTreeMap<GuardLabels, u64>,
     pub soft: BTreeMap<OwnerName, u64>,
     pub accept_errors: u64,
@@ -37,6 +39,7 @@ impl Default for Totals {
             ttft: histogram(),
             gateway: histogram(),
             workers: BTreeMap::new(),
+            cache: BTreeMap::new(),
             guard: BTreeMap::new(),
             soft: BTreeMap::new(),
             accept_errors: 0,
@@ -87,6 +90,7 @@ impl Totals {
         let _ = self.ttft.add(&d.ttft);
         let _ = self.gateway.add(&d.gateway);
         self.workers.insert(d.worker, (d.connections, d.in_flight));
+        self.cache.insert(d.worker, d.cache);
         for (k, n) in d.guard {
             *self.guard.entry(k).or_default() += n;
         }

@@ -305,7 +305,7 @@ pub struct Classifier {
 
 /// The answer cache: complete, successful answers kept on each core and
 /// served again to the same request from the same team (or key).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Cache {
     /// The node's store, split evenly between its workers.
     pub bytes_max: u64,
@@ -319,6 +319,23 @@ pub struct Cache {
     /// Requests that sample (a `temperature` above 0, or none, which
     /// providers take as 1) are cached too.
     pub sampled: bool,
+    /// Semantic lookups, when a model for embeddings is named.
+    pub semantic: Option<SemanticCache>,
+}
+
+/// `[cache] semantic_*`: a miss is looked up again by the meaning of its
+/// last user message, among earlier requests that match it in everything
+/// else.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SemanticCache {
+    /// The route (index into `Config::routes`) whose targets embed.
+    pub route: usize,
+    /// Cosine similarity from which an earlier answer is served.
+    pub threshold: f32,
+    /// Vectors kept by the node, split evenly between the workers.
+    pub entries_max: usize,
+    /// The embedding call's time limit (then: a plain miss).
+    pub timeout: Duration,
 }
 
 /// The request log: one JSON line per request under `dir`.

@@ -43,6 +43,12 @@ pub struct RawCache {
     pub ttl_s: Option<Spanned<u64>>,
     pub scope: Option<Spanned<String>>,
     pub sampled: Option<bool>,
+    /// A model of this gateway that serves embeddings: turns on semantic
+    /// lookups.
+    pub semantic_model: Option<Spanned<String>>,
+    pub semantic_threshold: Option<Spanned<f64>>,
+    pub semantic_entries_max: Option<Spanned<usize>>,
+    pub semantic_timeout_ms: Option<Spanned<u64>>,
 }
 
 /// Where alerts for people go.

@@ -462,3 +462,24 @@ fn the_cache_section_is_checked_and_defaulted() {
     );
     assert!(missing[0].starts_with("gw.toml:") && missing[1].starts_with("gw.toml:"), "{missing:?}");
 }
+
+#[test]
+fn semantic_lookups_name_a_model_that_embeds() {
+    let ok = Config::parse(
+        "gw.toml",
+        &format!("{BASE}\n[cache]\nsemantic_model = \"gpt-4o\"\nsemantic_threshold = 0.9\n"),
+        &TestEnv,
+    )
+    .expect("valid");
+    let sem = ok.cache.and_then(|c| c.semantic).expect("semantic lookups");
+    assert_eq!((sem.route, sem.threshold, sem.entries_max, sem.timeout.as_millis()), (0, 0.9, 10_000, 1_000));
+    let bad = problems(&format!("{BASE}\n[cache]\nsemantic_model = \"gpt-4\"\nsemantic_threshold = 0.2\n"));
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(bad[0].contains("semantic_model \"gpt-4\" is not a configured model; did you mean"), "{bad:?}");
+    assert!(bad[1].contains("semantic_threshold 0.2 must be a cosine similarity between 0.5 and 1.0"), "{bad:?}");
+    let orphan = problems(&format!("{BASE}\n[cache]\nsemantic_threshold = 0.9\n"));
+    assert!(
+        orphan.iter().any(|p| p.contains("semantic_threshold applies to semantic lookups; add semantic_model")),
+        "{orphan:?}"
+    );
+}

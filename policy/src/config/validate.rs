@@ -70,7 +70,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
             );
         }
     }
-    let cache = validate_cache(&raw, &mut report);
+    let cache = validate_cache(&raw, &routes, &mut report);
     match server {
         Some(server) if report.problems.is_empty() => Ok(Config {
             server,
@@ -208,7 +208,7 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
 }
 
 /// `[cache]`, and the `cache = true` of teams and models that need it.
-fn validate_cache(raw: &RawConfig, report: &mut Report<'_>) -> Option<super::Cache> {
+fn validate_cache(raw: &RawConfig, routes: &Routes, report: &mut Report<'_>) -> Option<super::Cache> {
     let Some(c) = raw.cache.as_ref().filter(|c| c.enabled != Some(false)) else {
         let asked =
             raw.teams.iter().filter_map(|t| t.cache.as_ref()).chain(raw.models.iter().filter_map(|m| m.cache.as_ref()));
@@ -240,12 +240,53 @@ fn validate_cache(raw: &RawConfig, report: &mut Report<'_>) -> Option<super::Cac
             false
         }
     };
+    let semantic = c.semantic_model.as_ref().and_then(|m| {
+        let route = routes.all().iter().position(|r| &r.name == m.get_ref());
+        if route.is_none() {
+            let hint = did_you_mean(m.get_ref(), routes.all().iter().map(|r| r.name.as_str()))
+                .unwrap_or_else(|| "; name a [[models]] entry whose provider serves embeddings".to_string());
+            report.add(m.span(), format!("semantic_model {:?} is not a configured model{hint}", m.get_ref()));
+        }
+        let threshold = c.semantic_threshold.as_ref().map_or(0.95, |t| *t.get_ref());
+        if let Some(t) = c.semantic_threshold.as_ref().filter(|t| !(0.5..=1.0).contains(t.get_ref())) {
+            report.add(
+                t.span(),
+                format!("semantic_threshold {} must be a cosine similarity between 0.5 and 1.0", t.get_ref()),
+            );
+        }
+        let entries_max = c.semantic_entries_max.as_ref().map_or(10_000, |n| *n.get_ref());
+        if let Some(n) = c.semantic_entries_max.as_ref().filter(|n| *n.get_ref() == 0) {
+            report.add(n.span(), format!("semantic_entries_max {} must be 1 or more", n.get_ref()));
+        }
+        let timeout_ms = c.semantic_timeout_ms.as_ref().map_or(1_000, |t| *t.get_ref()).clamp(1, 60_000);
+        Some(super::SemanticCache {
+            route: route?,
+            threshold: threshold as f32,
+            entries_max,
+            timeout: Duration::from_millis(timeout_ms),
+        })
+    });
+    for (field, set) in [
+        ("semantic_threshold", c.semantic_threshold.as_ref().map(|t| t.span())),
+        ("semantic_entries_max", c.semantic_entries_max.as_ref().map(|t| t.span())),
+        ("semantic_timeout_ms", c.semantic_timeout_ms.as_ref().map(|t| t.span())),
+    ] {
+        if let Some(span) = set.filter(|_| c.semantic_model.is_none()) {
+            report.add(
+                span,
+                format!(
+                    "{field} applies to semantic lookups; add semantic_model = \"<a model that embeds>\" or remove it"
+                ),
+            );
+        }
+    }
     Some(super::Cache {
         bytes_max,
         entry_bytes_max,
         ttl: Duration::from_secs(ttl_s),
         per_key,
         sampled: c.sampled.unwrap_or(false),
+        semantic,
     })
 }
 

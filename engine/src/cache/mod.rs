@@ -35,6 +35,15 @@
 //!   hit ratios that chose it over FIFO and LRU are in BENCHMARKS.md. An
 //!   entry past its TTL is never served; it is dropped when looked up or
 //!   when the hand reaches it.
+//! - **The shared tier**: with `[cluster]`, a local miss asks Redis
+//!   (`GET prefix:c:<key>`, within the cluster's `timeout_ms`) before
+//!   going upstream, and a new answer is also written there (`SET ... PX`
+//!   with its TTL, after the request's record, so the client never waits
+//!   for it), so that every core and node serves what one of them stored.
+//!   Values are bounded by `entry_bytes_max` and read defensively
+//!   ([`decode`]); Redis failing or slow is a miss, never an error.
+
+pub mod semantic;
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -102,6 +111,8 @@ pub struct StoreCounts {
 
 /// One core's answers, bounded in bytes, evicted with SIEVE.
 pub struct Store {
+    /// Semantic lookups' vectors, pointing at entries of this store.
+    pub semantic: semantic::Index,
     map: FxHashMap<Key, u32>,
     nodes: Vec<Node>,
     free: Vec<u32>,
@@ -116,6 +127,7 @@ pub struct Store {
 impl Store {
     pub fn new(bytes_max: usize) -> Store {
         Store {
+            semantic: semantic::Index::default(),
             map: FxHashMap::default(),
             nodes: Vec::new(),
             free: Vec::new(),
@@ -167,6 +179,11 @@ impl Store {
     /// Keeps `entry` under `key` (replacing one there), evicting until it
     /// fits; false when it is larger than the whole store.
     pub fn insert(&mut self, key: Key, entry: Entry, now: Instant) -> bool {
+        self.insert_rc(key, Rc::new(entry), now)
+    }
+
+    /// [`Store::insert`] for an entry already shared.
+    pub fn insert_rc(&mut self, key: Key, entry: Rc<Entry>, now: Instant) -> bool {
         let weight = entry.weight();
         if weight > self.bytes_max {
             return false;
@@ -177,7 +194,7 @@ impl Store {
         while self.bytes + weight > self.bytes_max && !self.map.is_empty() {
             self.evict(now);
         }
-        let node = Node { key, entry: Some(Rc::new(entry)), visited: false, newer: NIL, older: self.newest };
+        let node = Node { key, entry: Some(entry), visited: false, newer: NIL, older: self.newest };
         let i = match self.free.pop() {
             Some(i) => {
                 self.nodes[i as usize] = node;
@@ -294,6 +311,8 @@ pub struct Pending {
     key: Key,
     ttl: Duration,
     pub kept: Kept,
+    /// With semantic lookups: where the answer's vector goes.
+    placed: Option<semantic::Placed>,
 }
 
 /// An answer's bytes as the client receives them, up to a bound.
@@ -345,17 +364,22 @@ impl Kept {
 }
 
 /// The `x-tollgate-cache` header of an answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Outcome {
     Hit,
+    /// Served for an earlier request this close in meaning (cosine
+    /// similarity of the last user messages).
+    SemanticHit(f32),
     Miss,
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    /// The header's value: `hit`, `miss`, `semantic-hit; similarity=0.973`.
+    pub fn write(self, out: &mut BytesMut) {
         match self {
-            Outcome::Hit => "hit",
-            Outcome::Miss => "miss",
+            Outcome::Hit => out.extend_from_slice(b"hit"),
+            Outcome::Miss => out.extend_from_slice(b"miss"),
+            Outcome::SemanticHit(s) => out.extend_from_slice(format!("semantic-hit; similarity={s:.3}").as_bytes()),
         }
     }
 }
@@ -367,7 +391,7 @@ const NOT_KEYED: &[&[u8]] = &[b"user", b"stream"];
 /// miss the exchange keeps what [`store`] will need. Nothing when the
 /// request is not cacheable. Runs after the request's guardrails (a
 /// blocked prompt never reaches it) and before anything it could spend.
-pub fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>> {
+pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>> {
     let config = &core.state.config;
     let cache = config.cache.as_ref()?;
     let key = ex.key().ok()?;
@@ -395,10 +419,23 @@ pub fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>> {
     let digest = digest(ex, core, cache, &canonical);
     let now = Instant::now();
     let per_core = per_core_bytes(cache, core.cache_share);
-    let mut store = core.cache.borrow_mut();
-    store.set_bytes_max(per_core);
-    let found = if asked.lookup { store.get(&digest, now) } else { None };
-    drop(store);
+    let mut found = {
+        let mut store = core.cache.borrow_mut();
+        store.set_bytes_max(per_core);
+        if asked.lookup {
+            store.get(&digest, now)
+        } else {
+            None
+        }
+    };
+    if let Some(redis) = core.strict.filter(|_| found.is_none() && asked.lookup) {
+        found = shared_get(redis, &digest).await.map(|entry| {
+            // Kept here too: the next one on this core is local.
+            let entry = Rc::new(entry);
+            core.cache.borrow_mut().insert_rc(digest, entry.clone(), Instant::now());
+            entry
+        });
+    }
     match found {
         Some(entry) if entry.stream == routed.fields.stream => {
             ex.reply.cache = Some(Outcome::Hit);
@@ -406,11 +443,32 @@ pub fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>> {
         }
         _ => {}
     }
+    let mut placed = None;
+    if let Some(sem) = cache.semantic.as_ref().filter(|_| asked.lookup && semantic::applies(ex.front)) {
+        if let Some((text, rest)) = semantic::question(&ex.body) {
+            let partition = self::digest(ex, core, cache, &rest);
+            if let Some(unit) = Box::pin(semantic::embed(ex, core, sem, &text)).await {
+                let now = Instant::now();
+                let mut store = core.cache.borrow_mut();
+                if let Some((answer, similarity)) = store.semantic.nearest(&partition, &unit, sem.threshold, now) {
+                    match store.get(&answer, now) {
+                        Some(entry) => {
+                            ex.reply.cache = Some(Outcome::SemanticHit(similarity));
+                            return Some(entry);
+                        }
+                        // Its answer has left the store: so does it.
+                        None => store.semantic.remove(&partition, &answer),
+                    }
+                }
+                placed = Some(semantic::Placed { partition, unit });
+            }
+        }
+    }
     ex.reply.cache = Some(Outcome::Miss);
     if asked.store {
         let max = (cache.entry_bytes_max as usize).min(per_core);
         let ttl = asked.ttl.unwrap_or(cache.ttl);
-        ex.cache = Some(Box::new(Pending { key: digest, ttl, kept: Kept { max, ..Kept::default() } }));
+        ex.cache = Some(Box::new(Pending { key: digest, ttl, kept: Kept { max, ..Kept::default() }, placed }));
     }
     None
 }
@@ -501,8 +559,13 @@ pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>)
     end.body_bytes = entry.body.len() as u64;
     end.end = if sent { End::Completed } else { End::ClientGone };
     end.client_reusable = sent && !close;
+    let similarity = match ex.reply.cache {
+        Some(Outcome::SemanticHit(s)) => Some(s),
+        _ => None,
+    };
     ex.trace.cache = Some(crate::record::Cached {
         hit: true,
+        similarity,
         saved_micro_usd: entry.cost_micro_usd,
         saved_tokens: entry.usage.map_or(0, |u| u.prompt.saturating_add(u.completion)),
     });
@@ -510,14 +573,15 @@ pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>)
 }
 
 /// Keeps the answer just relayed, if it may be: complete, status 200, not
-/// withheld or cut, kept whole within the bound.
-pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) {
-    let Some(mut pending) = ex.cache.take() else { return };
-    ex.trace.cache = Some(crate::record::Cached { hit: false, saved_micro_usd: 0, saved_tokens: 0 });
+/// withheld or cut, kept whole within the bound. With a shared tier, what
+/// to write there once the request is recorded ([`share`]).
+pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<Shared> {
+    let mut pending = ex.cache.take()?;
+    ex.trace.cache = Some(crate::record::Cached::default());
     if end.status != 200 || end.end != End::Completed || end.usage_rejected {
-        return;
+        return None;
     }
-    let Some(body) = pending.kept.take() else { return };
+    let body = pending.kept.take()?;
     let config = &core.state.config;
     let route = ex.trace.route.and_then(|r| config.routes.all().get(r));
     let target = ex.trace.served_by.and_then(|t| route?.targets.get(t as usize));
@@ -534,7 +598,130 @@ pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) {
         cost_micro_usd: cost,
         expires: now + pending.ttl,
     };
-    core.cache.borrow_mut().insert(pending.key, entry, now);
+    let shared = core.strict.map(|_| Shared {
+        key: pending.key,
+        value: encode(&entry, crate::unix_now().as_millis() as u64 + pending.ttl.as_millis() as u64),
+        ttl: pending.ttl,
+    });
+    let expires = entry.expires;
+    let mut store = core.cache.borrow_mut();
+    if store.insert(pending.key, entry, now) {
+        let sem = config.cache.as_ref().and_then(|c| c.semantic.as_ref());
+        if let Some((placed, sem)) = pending.placed.take().zip(sem) {
+            let max = semantic::per_core(sem, core.cache_share);
+            store.semantic.insert(placed.partition, placed.unit, pending.key, expires, max);
+        }
+    }
+    shared
+}
+
+/// An answer to write to the shared tier.
+pub struct Shared {
+    key: Key,
+    value: Vec<u8>,
+    ttl: Duration,
+}
+
+/// The shared tier's name for `key`: `prefix:c:<hex>`, without the
+/// braces of the budgets' keys, so that entries spread over a Redis
+/// Cluster's slots instead of all landing on one node.
+fn shared_key(prefix: &str, key: &Key) -> String {
+    use std::fmt::Write as _;
+    let mut k = String::with_capacity(prefix.len() + 3 + 64);
+    k.push_str(prefix);
+    k.push_str(":c:");
+    for b in key {
+        let _ = write!(k, "{b:02x}");
+    }
+    k
+}
+
+/// Writes an answer to the shared tier, with its TTL; a failure is only
+/// logged (the next request is a miss there).
+pub async fn share(core: &Core<'_>, shared: Shared) {
+    let Some(redis) = core.strict else { return };
+    let name = shared_key(redis.key_prefix(), &shared.key);
+    let ms = shared.ttl.as_millis().max(1).to_string();
+    let args: [&[u8]; 5] = [b"SET", name.as_bytes(), &shared.value, b"PX", ms.as_bytes()];
+    match redis.call(&args).await {
+        Ok(tollgate_protocol::resp::Reply::Simple(_)) => {}
+        Ok(other) => tracing::debug!(reply = ?other, "the shared cache refused an answer"),
+        Err(e) => tracing::debug!(error = %e, "the shared cache is unavailable"),
+    }
+}
+
+/// The shared tier's entry for `key`: `None` when it has none, when Redis
+/// fails or is slow, or when what it holds cannot be read.
+async fn shared_get(redis: &crate::cluster::strict::Strict, key: &Key) -> Option<Entry> {
+    let name = shared_key(redis.key_prefix(), key);
+    match redis.call(&[b"GET", name.as_bytes()]).await {
+        Ok(tollgate_protocol::resp::Reply::Bulk(Some(value))) => {
+            let entry = decode(&value, crate::unix_now().as_millis() as u64, Instant::now());
+            if entry.is_none() {
+                tracing::debug!("the shared cache holds an entry that cannot be read; taken as a miss");
+            }
+            entry
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "the shared cache is unavailable; taken as a miss");
+            None
+        }
+    }
+}
+
+/// The shared tier's bytes for an entry that expires at `expires_unix_ms`:
+/// a version, the stream flag, the expiry, the usage and cost, the route
+/// label (length-prefixed) and the body.
+pub fn encode(entry: &Entry, expires_unix_ms: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(64 + entry.route.len() + entry.body.len());
+    v.extend_from_slice(b"TGC1");
+    v.push(u8::from(entry.stream) | (u8::from(entry.usage.is_some()) << 1));
+    let u = entry.usage.unwrap_or_default();
+    for n in [expires_unix_ms, u.prompt, u.completion, u.cached, u.cache_write, entry.cost_micro_usd] {
+        v.extend_from_slice(&n.to_le_bytes());
+    }
+    v.extend_from_slice(&(entry.route.len() as u32).to_le_bytes());
+    v.extend_from_slice(entry.route.as_bytes());
+    v.extend_from_slice(&entry.body);
+    v
+}
+
+/// Reads [`encode`]'s bytes: `None` for anything else (another version, a
+/// truncated or padded value, a route label that is not UTF-8) or for an
+/// entry already past its expiry at `now_unix_ms`.
+pub fn decode(v: &[u8], now_unix_ms: u64, now: Instant) -> Option<Entry> {
+    let rest = v.strip_prefix(b"TGC1")?;
+    let (&flags, rest) = rest.split_first()?;
+    if flags > 3 {
+        return None;
+    }
+    let mut numbers = [0u64; 6];
+    let mut rest = rest;
+    for n in &mut numbers {
+        let (word, tail) = rest.split_first_chunk::<8>()?;
+        *n = u64::from_le_bytes(*word);
+        rest = tail;
+    }
+    let [expires_unix_ms, prompt, completion, cached, cache_write, cost] = numbers;
+    let (len, rest) = rest.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        return None;
+    }
+    let (route, body) = rest.split_at(len);
+    let route = std::str::from_utf8(route).ok()?;
+    let left = expires_unix_ms.checked_sub(now_unix_ms).filter(|&ms| ms > 0)?;
+    let usage = (flags & 2 != 0).then_some(TokenUsage { prompt, completion, cached, cache_write });
+    Some(Entry {
+        stream: flags & 1 != 0,
+        body: Bytes::copy_from_slice(body),
+        route: route.into(),
+        usage,
+        cost_micro_usd: cost,
+        // Never longer than the longest TTL, whatever the value says.
+        expires: now + Duration::from_millis(left.min(30 * 86_400_000)),
+    })
 }
 
 #[cfg(test)]
@@ -610,6 +797,53 @@ mod tests {
         assert!(s.get(&key(0), now).is_some());
         assert!(s.get(&key(2), now).is_some());
         assert!(s.get(&key(3), now).is_some());
+    }
+
+    /// The shared tier's values: a round trip keeps every field; anything
+    /// else Redis could hold (another writer's value, a cut one, one with
+    /// bytes added, an expired one) is a miss, never a panic.
+    #[test]
+    fn shared_values_round_trip_and_refuse_anything_else() {
+        let now = Instant::now();
+        let usage = TokenUsage { prompt: 12, completion: 34, cached: 5, cache_write: 1 };
+        let e = Entry {
+            stream: true,
+            body: Bytes::from_static(b"data: {}\n\ndata: [DONE]\n\n"),
+            route: Box::from("up/gpt-4o-mini"),
+            usage: Some(usage),
+            cost_micro_usd: 789,
+            expires: now,
+        };
+        let v = encode(&e, 10_000);
+        let d = decode(&v, 4_000, now).expect("decoded");
+        assert_eq!(
+            (d.stream, &d.body, &*d.route, d.usage, d.cost_micro_usd),
+            (true, &e.body, "up/gpt-4o-mini", Some(usage), 789)
+        );
+        assert_eq!(d.expires, now + Duration::from_millis(6_000));
+        assert!(decode(&v, 10_000, now).is_none(), "expired");
+        // Cut anywhere before the body ends its header: refused.
+        let header = v.len() - e.body.len();
+        for cut in 0..header {
+            assert!(decode(&v[..cut], 0, now).is_none(), "cut at {cut}");
+        }
+        let mut other = v.clone();
+        other[3] = b'2';
+        assert!(decode(&other, 0, now).is_none(), "another version");
+        let mut flags = v.clone();
+        flags[4] = 9;
+        assert!(decode(&flags, 0, now).is_none());
+        // A route length past the value's end.
+        let mut long = v.clone();
+        let at = 5 + 6 * 8;
+        long[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode(&long, 0, now).is_none());
+        // No usage: none comes back.
+        let bare = Entry { usage: None, ..e };
+        assert_eq!(decode(&encode(&bare, 10), 0, now).map(|d| d.usage), Some(None));
+        // A far expiry is held to the longest TTL.
+        let far = decode(&encode(&bare, u64::MAX), 0, now).expect("decoded");
+        assert_eq!(far.expires, now + Duration::from_secs(30 * 86_400));
     }
 
     /// A zipfian workload: hit ratios of SIEVE, FIFO and LRU on the same

@@ -1,0 +1,290 @@
+//! Semantic lookups (`[cache] semantic_model`): a request the exact cache
+//! missed is looked up again by the meaning of its last user message,
+//! among earlier answers to requests that match it in everything else.
+//!
+//! - **What is compared**: the text of the last `user` message (its
+//!   string, or its text parts joined by newlines), embedded through the
+//!   configured model of this gateway (a `POST /embeddings` to its first
+//!   target that answers, on the core's pool: the worker's other
+//!   connections go on meanwhile), billed to the team as a request of its
+//!   own (a record for the embedding model, its tokens and cost).
+//! - **Partitions**: everything else about the request must match
+//!   exactly: the same key material as the exact cache (API, team or key,
+//!   stream, forwarded headers) over the body with that one message's
+//!   content taken out (model, system prompt, the rest of the
+//!   conversation, parameters). A cached answer is only ever served for
+//!   the same conversation up to its last question.
+//! - **The index**: per core, a flat list of unit vectors per partition,
+//!   searched by dot product (cosine similarity): partitions are small,
+//!   and a scan of a few thousand 256-float vectors costs less than the
+//!   embedding call that precedes it (BENCHMARKS.md). At most
+//!   `semantic_entries_max` vectors per node (split between workers), the
+//!   oldest leaving first; a vector whose answer has left the exact store
+//!   (evicted, expired) is dropped when found.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+use tollgate_policy::config::SemanticCache;
+
+use super::Key;
+use crate::pipeline::{Core, Exchange};
+use crate::proxy::Front;
+
+/// The last user message's text, and the rest of the body in canonical
+/// form (that message's content as `null`; `user` and `stream` left out),
+/// or `None` when the body has no user message with text.
+pub fn question(body: &[u8]) -> Option<(String, Vec<u8>)> {
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let object = v.as_object_mut()?;
+    object.remove("user");
+    object.remove("stream");
+    let messages = object.get_mut("messages")?.as_array_mut()?;
+    let last = messages.iter_mut().rev().find(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"))?;
+    let content = last.get_mut("content")?;
+    let text = match &*content {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Array(parts) => {
+            // Text parts only: a message with an image is not "the same
+            // question" as its text alone.
+            if parts.iter().any(|p| p.get("type").and_then(|t| t.as_str()) != Some("text")) {
+                return None;
+            }
+            let texts: Vec<&str> = parts.iter().filter_map(|p| p.get("text")?.as_str()).collect();
+            texts.join("\n")
+        }
+        _ => return None,
+    };
+    if text.trim().is_empty() {
+        return None;
+    }
+    *content = serde_json::Value::Null;
+    let rest = serde_json::to_vec(&v).ok()?;
+    let mut canonical = b"semantic:".to_vec();
+    tollgate_protocol::canonical::canonical(&rest, &[], &mut canonical).ok()?;
+    Some((text, canonical))
+}
+
+/// Unit length, so that a dot product is the cosine similarity; `None`
+/// for a vector with no direction or with a value that is not finite.
+pub fn normalized(mut v: Vec<f32>) -> Option<Box<[f32]>> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if !norm.is_finite() || norm == 0.0 {
+        return None;
+    }
+    v.iter_mut().for_each(|x| *x /= norm);
+    Some(v.into_boxed_slice())
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+struct Vector {
+    unit: Box<[f32]>,
+    answer: Key,
+    expires: Instant,
+}
+
+/// One core's vectors, by partition, bounded in count.
+#[derive(Default)]
+pub struct Index {
+    partitions: FxHashMap<Key, Vec<Vector>>,
+    /// Insertion order, for eviction: (partition, answer).
+    order: VecDeque<(Key, Key)>,
+    len: usize,
+}
+
+impl Index {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The closest earlier answer in `partition` at `threshold` or above:
+    /// its key and the similarity. Expired vectors met on the way leave.
+    pub fn nearest(&mut self, partition: &Key, unit: &[f32], threshold: f32, now: Instant) -> Option<(Key, f32)> {
+        let vectors = self.partitions.get_mut(partition)?;
+        let before = vectors.len();
+        vectors.retain(|v| v.expires > now);
+        self.len -= before - vectors.len();
+        let best = vectors
+            .iter()
+            .filter(|v| v.unit.len() == unit.len())
+            .map(|v| (v.answer, dot(&v.unit, unit)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
+        (best.1 >= threshold).then_some(best)
+    }
+
+    /// Keeps a vector for `answer`, the oldest vectors leaving past `max`.
+    pub fn insert(&mut self, partition: Key, unit: Box<[f32]>, answer: Key, expires: Instant, max: usize) {
+        let vectors = self.partitions.entry(partition).or_default();
+        // One vector per answer: a fresher one replaces it.
+        if let Some(at) = vectors.iter().position(|v| v.answer == answer) {
+            vectors.swap_remove(at);
+            self.len -= 1;
+        }
+        vectors.push(Vector { unit, answer, expires });
+        self.len += 1;
+        self.order.push_back((partition, answer));
+        while self.len > max.max(1) {
+            let Some((p, a)) = self.order.pop_front() else { break };
+            self.remove(&p, &a);
+        }
+        // The order list holds stale pairs of replaced or expired
+        // vectors: kept within a bound by compacting when it doubles.
+        if self.order.len() > 2 * max.max(1) + 64 {
+            let live: std::collections::HashSet<(Key, Key)> =
+                self.partitions.iter().flat_map(|(p, vs)| vs.iter().map(move |v| (*p, v.answer))).collect();
+            self.order.retain(|pair| live.contains(pair));
+        }
+    }
+
+    /// Drops the vector for `answer` (its answer has left the store).
+    pub fn remove(&mut self, partition: &Key, answer: &Key) {
+        if let Some(vectors) = self.partitions.get_mut(partition) {
+            if let Some(at) = vectors.iter().position(|v| &v.answer == answer) {
+                vectors.swap_remove(at);
+                self.len -= 1;
+            }
+            if vectors.is_empty() {
+                self.partitions.remove(partition);
+            }
+        }
+    }
+}
+
+/// A request's place in the semantic index: its partition and vector.
+pub struct Placed {
+    pub partition: Key,
+    pub unit: Box<[f32]>,
+}
+
+/// Embeds `text` through the semantic model's targets in order (the
+/// first that answers), billing the call to the request's key as a
+/// request of its own. `None` when none answers in time.
+pub async fn embed(ex: &Exchange<'_>, core: &Core<'_>, sem: &SemanticCache, text: &str) -> Option<Box<[f32]>> {
+    let config = &core.state.config;
+    let route = config.routes.all().get(sem.route)?;
+    let until = ex.deadline.min(Instant::now() + sem.timeout);
+    for (t, target) in route.targets.iter().enumerate() {
+        let body = serde_json::json!({ "model": target.upstream_model, "input": text, "encoding_format": "float" });
+        let body = serde_json::to_vec(&body).ok()?;
+        let started = Instant::now();
+        let answer =
+            crate::proxy::classify::post_whole(core.state, target.provider, "/embeddings", body, until, core.cut);
+        let answer = Box::pin(answer).await;
+        let mut trace = crate::record::Trace::new(core.recorder.next_id());
+        trace.key = ex.trace.key;
+        trace.route = Some(sem.route);
+        let outcome = answer.as_ref().map(|_| 200).map_err(|f| f.why());
+        trace.attempt(t, started, outcome);
+        let Ok(answer) = answer else {
+            // Recorded as a failed attempt of its own; the next target.
+            trace.status = 502;
+            trace.end = crate::record::End::UpstreamFailed;
+            crate::pipeline::settle(core, &trace);
+            continue;
+        };
+        let (vector, tokens) = read_embedding(&answer)?;
+        trace.served_by = Some(t as u8);
+        trace.status = 200;
+        trace.upstream_micros = crate::record::micros(started.elapsed());
+        trace.usage = Some(crate::record::TokenUsage { prompt: tokens, ..Default::default() });
+        trace.bytes_in = text.len() as u64;
+        crate::pipeline::settle(core, &trace);
+        return normalized(vector);
+    }
+    None
+}
+
+/// The first vector of an embeddings answer and its prompt tokens.
+fn read_embedding(answer: &[u8]) -> Option<(Vec<f32>, u64)> {
+    let v: serde_json::Value = serde_json::from_slice(answer).ok()?;
+    let floats = v.get("data")?.get(0)?.get("embedding")?.as_array()?;
+    let vector: Option<Vec<f32>> = floats.iter().map(|x| x.as_f64().map(|f| f as f32)).collect();
+    let vector = vector.filter(|v| !v.is_empty() && v.len() <= 16_384)?;
+    let tokens = v.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(|t| t.as_u64()).unwrap_or(0);
+    Some((vector, tokens.min(u32::MAX as u64)))
+}
+
+/// Whether `front` carries a conversation the semantic lookup reads.
+pub fn applies(front: Front) -> bool {
+    matches!(front, Front::OpenAi | Front::Anthropic)
+}
+
+/// Vectors a core may keep.
+pub fn per_core(sem: &SemanticCache, share: usize) -> usize {
+    (sem.entries_max / share.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_question_is_the_last_user_message_and_the_rest_is_the_partition() {
+        let a = br#"{"model":"m","temperature":0,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"What is the capital of France?"}]}"#;
+        let b = br#"{"messages":[{"role":"system","content":"Be brief."},{"content":"capital of France, please","role":"user"}],"temperature":0,"model":"m","user":"u"}"#;
+        let (qa, pa) = question(a).expect("a question");
+        let (qb, pb) = question(b).expect("a question");
+        assert_eq!(qa, "What is the capital of France?");
+        assert_eq!(qb, "capital of France, please");
+        assert_eq!(pa, pb, "the same partition");
+        let other_system = String::from_utf8_lossy(a).replace("Be brief.", "Be verbose.");
+        assert_ne!(question(other_system.as_bytes()).unwrap().1, pa);
+        let parts = br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"one"},{"type":"text","text":"two"}]}]}"#;
+        assert_eq!(question(parts).unwrap().0, "one\ntwo");
+        let image = br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"this?"},{"type":"image_url","image_url":{"url":"http://x/y.png"}}]}]}"#;
+        assert!(question(image).is_none(), "an image is part of the question");
+        assert!(question(br#"{"model":"m","messages":[{"role":"assistant","content":"hi"}]}"#).is_none());
+        assert!(question(br#"{"model":"m","messages":[{"role":"user","content":"  "}]}"#).is_none());
+        assert!(question(b"not json").is_none());
+    }
+
+    fn key(i: u8) -> Key {
+        [i; 32]
+    }
+
+    #[test]
+    fn the_index_finds_the_nearest_above_the_threshold_and_stays_bounded() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let mut index = Index::default();
+        let unit = |v: &[f32]| normalized(v.to_vec()).unwrap();
+        index.insert(key(0), unit(&[1.0, 0.0]), key(10), later, 3);
+        index.insert(key(0), unit(&[0.0, 1.0]), key(11), later, 3);
+        let (answer, sim) = index.nearest(&key(0), &unit(&[0.9, 0.1]), 0.9, now).expect("near");
+        assert_eq!(answer, key(10));
+        assert!(sim > 0.99, "{sim}");
+        assert!(index.nearest(&key(0), &unit(&[1.0, 1.0]), 0.9, now).is_none(), "0.707 is below 0.9");
+        assert!(index.nearest(&key(1), &unit(&[1.0, 0.0]), 0.5, now).is_none(), "another partition");
+        // A vector of another length (another embedding model) never matches.
+        assert!(index.nearest(&key(0), &unit(&[1.0, 0.0, 0.0]), 0.5, now).is_none());
+        for i in 0..10 {
+            index.insert(key(2), unit(&[1.0, i as f32]), key(20 + i), later, 3);
+            assert!(index.len() <= 3);
+        }
+        assert!(index.order.len() <= 2 * 3 + 64);
+        // Expired vectors are not served, and leave.
+        index.insert(key(3), unit(&[1.0, 0.0]), key(30), now + Duration::from_millis(1), 3);
+        assert!(index.nearest(&key(3), &unit(&[1.0, 0.0]), 0.5, now + Duration::from_millis(1)).is_none());
+        assert!(normalized(vec![0.0, 0.0]).is_none() && normalized(vec![f32::NAN, 1.0]).is_none());
+    }
+
+    #[test]
+    fn embeddings_answers_are_read_by_structure() {
+        let a = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.25,1e-3]}],"usage":{"prompt_tokens":7,"total_tokens":7}}"#;
+        assert_eq!(read_embedding(a), Some((vec![0.5, -0.25, 0.001], 7)));
+        assert!(read_embedding(br#"{"data":[{"embedding":[]}]}"#).is_none());
+        assert!(read_embedding(br#"{"data":[{"embedding":["x"]}]}"#).is_none());
+        assert!(read_embedding(br#"{"data":[]}"#).is_none());
+        let hostile = br#"{"data":[{"embedding":[1]}],"usage":{"prompt_tokens":99999999999999}}"#;
+        assert_eq!(read_embedding(hostile).map(|(_, t)| t), Some(u32::MAX as u64));
+    }
+}
