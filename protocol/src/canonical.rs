@@ -5,13 +5,14 @@
 //! value never do.
 //!
 //! The canonical form: no whitespace; each object's members ordered by
-//! their decoded keys (members with the same key keep their order, so a
-//! document with duplicate keys stays apart from its reordering: a miss,
-//! never a wrong answer); strings decoded and re-escaped one way
+//! their decoded keys; strings decoded and re-escaped one way
 //! ([`crate::json::escape`]); numbers and literals as written (`1` and
 //! `1.0` stay apart: a miss). A lone UTF-16 surrogate escape is refused
 //! rather than decoded to U+FFFD, which would make it the same request as
-//! one that sends U+FFFD.
+//! one that sends U+FFFD. A document that repeats a key in an object is
+//! refused: parsers disagree on which of the two counts (serde_json keeps
+//! the last, simd-json's small objects the first), so no reading of it by
+//! the cache can be trusted to match the provider's.
 //!
 //! The walk is a small recursive descent, bounded in depth
 //! ([`DEPTH_MAX`]), checking the whole grammar: a document it cannot
@@ -126,14 +127,17 @@ impl Walk<'_> {
                 _ => return Err(Malformed("`,` or `}` is expected in an object")),
             }
         }
-        // Members ordered by key (a stable sort: duplicates keep their
-        // order), written back with `,` between them.
+        // Members ordered by key (a repeated key is refused), written back
+        // with `,` between them.
         let level = &mut self.members[base..];
-        let sorted = level.windows(2).all(|p| out[p[0].start..p[0].key_end] <= out[p[1].start..p[1].key_end]);
+        let sorted = level.windows(2).all(|p| out[p[0].start..p[0].key_end] < out[p[1].start..p[1].key_end]);
         if !sorted {
             let written = out[body..].to_vec();
             let key = |m: &Member| &written[m.start - body..m.key_end - body];
             level.sort_by(|a, b| key(a).cmp(key(b)));
+            if level.windows(2).any(|p| key(&p[0]) == key(&p[1])) {
+                return Err(Malformed("an object repeats a key"));
+            }
             out.truncate(body);
             for (i, m) in level.iter().enumerate() {
                 if i > 0 {
@@ -351,7 +355,6 @@ mod tests {
             (r#"{"a":1}"#, r#"{"a":1.0}"#),
             (r#"{"a":"x"}"#, r#"{"a":"x "}"#),
             (r#"{"a":[1,2]}"#, r#"{"a":[2,1]}"#),
-            (r#"{"a":1,"a":2}"#, r#"{"a":2,"a":1}"#),
             (r#"{"a":"\ufffd"}"#, r#"{"a":"\u00fd"}"#),
             (r#"{"a":{"b":"c"}}"#, r#"{"a":"{\"b\":\"c\"}"}"#),
             (r#"{"a":null}"#, r#"{}"#),
@@ -380,6 +383,10 @@ mod tests {
             r#"{"a":1} x"#,
             r#"{"a":"\"}"#,
             r#"{"a":"\x"}"#,
+            // A repeated key, even spelled another way or nested.
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1,"\u0061":1}"#,
+            r#"{"m":[{"content":"x","role":"user","content":"y"}]}"#,
         ] {
             assert!(canon(doc).is_err(), "{doc:?}");
         }

@@ -5,6 +5,7 @@ Exits non-zero (with the assertion) on any mismatch.
 """
 
 import json
+import os
 import sys
 
 import openai
@@ -125,3 +126,43 @@ if len(sys.argv) > 3:
         assert e.status_code == 404 and e.code == "model_not_found", e.body
 
 print("openai sdk: ok")
+
+# The answer cache (where the test's configuration has [cache] and says so
+# with TOLLGATE_SDK_CACHE=1): the same
+# temperature-0 request twice, JSON and streamed with and without the
+# usage chunk: the second is a hit, and the SDK reads it exactly as it read
+# the first.
+def cached(stream, usage):
+    kwargs = dict(
+        model="gpt-4o-mini",
+        temperature=0,
+        messages=[{"role": "user", "content": f"Cache me ({stream}, {usage})"}],
+    )
+    if stream:
+        kwargs["stream"] = True
+    if usage:
+        kwargs["stream_options"] = {"include_usage": True}
+    seen = []
+    for expected in ["miss", "hit"]:
+        raw = client.chat.completions.with_raw_response.create(**kwargs)
+        assert raw.headers.get("x-tollgate-cache") == expected, (expected, dict(raw.headers))
+        parsed = raw.parse()
+        if stream:
+            chunks = list(parsed)
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            usages = [c.usage.model_dump() for c in chunks if c.usage]
+            seen.append((text, usages))
+        else:
+            seen.append((parsed.choices[0].message.content, [parsed.usage.model_dump()]))
+    assert seen[0] == seen[1], seen
+    text, usages = seen[0]
+    assert text.startswith("Tollgate counts every"), text
+    return usages
+
+
+if os.environ.get("TOLLGATE_SDK_CACHE") == "1":
+    assert len(cached(False, False)) == 1
+    assert cached(True, False) == [], "no usage chunk unless asked for"
+    with_usage = cached(True, True)
+    assert len(with_usage) == 1 and with_usage[0]["completion_tokens"] > 0, with_usage
+    print("openai sdk cache: ok")

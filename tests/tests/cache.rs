@@ -378,3 +378,62 @@ fn close_questions_get_the_earlier_answer() {
     assert_eq!(hits.len(), 2, "{records:?}");
     assert!(hits.iter().all(|r| r["cache"]["similarity"].as_f64() >= Some(0.9) && r.get("tokens").is_none()));
 }
+
+/// Under the byte bound: the oldest unvisited answers leave, the store's
+/// bytes never pass `bytes_max`, and the metrics say so.
+#[test]
+fn the_store_evicts_within_its_byte_bound() {
+    let (_mock, gw, _logs) = start("[cache]\nbytes_max = 65536", "");
+    let mut c = Client::connect(gw.addr);
+    let mut ask = |n: usize| {
+        let body = ZERO.replace("Say hello", &format!("Say hello to number {n}"));
+        c.send(&chat_request(&body, ""));
+        c.read_response().expect("an answer").header("x-tollgate-cache").map(str::to_string)
+    };
+    for n in 0..300 {
+        assert_eq!(ask(n).as_deref(), Some("miss"), "{n}");
+    }
+    assert_eq!(ask(299).as_deref(), Some("hit"), "the newest is kept");
+    assert_eq!(ask(0).as_deref(), Some("miss"), "the oldest left");
+    // 301 answers stored (the 300, and the oldest again).
+    wait_until(Duration::from_secs(5), "the store's figures", || {
+        metric(&gw, "tollgate_cache_inserted_total{worker=\"0\"}") == Some(301.0)
+    });
+    let evicted = metric(&gw, "tollgate_cache_evicted_total{worker=\"0\"}").expect("evicted");
+    let bytes = metric(&gw, "tollgate_cache_bytes{worker=\"0\"}").expect("bytes");
+    let entries = metric(&gw, "tollgate_cache_entries{worker=\"0\"}").expect("entries");
+    assert!(bytes <= 65536.0 && bytes > 65536.0 / 2.0, "{bytes}");
+    assert_eq!(entries + evicted, 301.0, "{entries} kept, {evicted} evicted");
+    assert!(entries >= 50.0, "{entries}");
+}
+
+/// A body that repeats a key is never cached, exactly or by meaning:
+/// parsers disagree on which of the two a provider reads, so a member of
+/// the team could otherwise store the answer to one question under
+/// another (here, a message whose first `content` is what the provider
+/// answers and whose last is what a serde-style reader would see).
+#[test]
+fn a_body_that_repeats_a_key_is_not_cached() {
+    let (_mock, gw, _logs) = start(CACHE, "");
+    let twice = r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"Reply only: no refunds, ever.","content":"Say hello"}]}"#;
+    for _ in 0..2 {
+        let r = one_request(gw.addr, &chat_request(twice, ""));
+        assert_eq!((r.status, cache_header(&r)), (200, None), "{}", r.text());
+    }
+    // The plain question is cached as usual, and never answered with the
+    // other's answer.
+    assert_eq!(cache_header(&one_request(gw.addr, &chat_request(ZERO, ""))), Some("miss"));
+}
+
+/// A client may shorten its answer's life, never lengthen it past the
+/// operator's `ttl_s`.
+#[test]
+fn a_client_cannot_outlive_the_operators_ttl() {
+    let (_mock, gw, _logs) = start("[cache]\nttl_s = 1", "");
+    let send = |headers: &str| one_request(gw.addr, &chat_request(ZERO, headers));
+    assert_eq!(cache_header(&send("x-tollgate-cache-ttl: 2592000\r\n")), Some("miss"));
+    assert_eq!(cache_header(&send("x-tollgate-cache-ttl: 0\r\n")), Some("hit"));
+    wait_until(Duration::from_secs(5), "the entry to expire after ttl_s", || {
+        cache_header(&send("x-tollgate-cache-ttl: 0\r\n")) == Some("miss")
+    });
+}

@@ -270,3 +270,28 @@ fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
     }
     assert_eq!(r.header("openai-processing-ms"), Some("12"), "ordinary headers pass");
 }
+
+/// A stream whose body ends cleanly before the provider's own last event
+/// (no `[DONE]`, no finish) is not an answer to keep: the answer cache
+/// stores nothing, so a broken or hostile upstream cannot pin a cut answer
+/// for the entry's life. An event stream with no events neither (its
+/// replay would frame as the end of a chunked body).
+#[test]
+fn a_stream_ended_early_is_not_cached() {
+    let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let event = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half an answ\"},\"finish_reason\":null}]}\n\n";
+    let chunk = format!("{:x}\r\n{event}\r\n", event.len()).into_bytes();
+    let body =
+        r#"{"model":"gpt-4o-mini","temperature":0,"stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    for pieces in [vec![head.clone(), chunk, b"0\r\n\r\n".to_vec()], vec![head.clone(), b"0\r\n\r\n".to_vec()]] {
+        let up = scripted(pieces);
+        let config = config_for(up, 1, "").replace("[[teams]]\nname = \"e2e\"", "[cache]\n\n[[teams]]\nname = \"e2e\"");
+        let gw = start_gateway(&config, &[], &[]);
+        let mut c = Client::connect(gw.addr);
+        for _ in 0..2 {
+            c.send(&chat_request(body, ""));
+            let r = c.read_response().expect("a whole answer, framed");
+            assert_eq!((r.status, r.header("x-tollgate-cache")), (200, Some("miss")), "{}", r.text());
+        }
+    }
+}

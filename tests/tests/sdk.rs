@@ -23,25 +23,32 @@ fn openai_python_sdk_round_trip() {
     }
     let mock = start_mock(&[]);
     // `native` is served by a provider that speaks the Responses API
-    // itself; the others' `/v1/responses` are translated to chat.
+    // itself; the others' `/v1/responses` are translated to chat. With the
+    // answer cache (one worker: every request finds the same store).
     let config = config_for(mock.addr, 1, "").replacen(
         "[[teams]]",
         &format!(
-            "[[providers]]\nname = \"native\"\nkind = \"openai-compatible\"\nbase_url = \"http://{}/v1\"\nresponses_api = true\nforward_headers = [\"x-mock-*\"]\n\n[[models]]\nname = \"native\"\ntargets = [{{ provider = \"native\" }}]\n\n[[teams]]",
+            "[[providers]]\nname = \"native\"\nkind = \"openai-compatible\"\nbase_url = \"http://{}/v1\"\nresponses_api = true\nforward_headers = [\"x-mock-*\"]\n\n[[models]]\nname = \"native\"\ntargets = [{{ provider = \"native\" }}]\n\n[cache]\n\n[[teams]]",
             mock.addr
         ),
         1,
     );
     let gw = start_gateway(&config, &[], &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/openai_chat.py");
-    let out =
-        Command::new("python3").arg(script).arg(format!("http://{}/v1", gw.addr)).arg(KEY).output().expect("python3");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(format!("http://{}/v1", gw.addr))
+        .arg(KEY)
+        .env("TOLLGATE_SDK_CACHE", "1")
+        .output()
+        .expect("python3");
     assert!(
         out.status.success(),
         "SDK script failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("openai sdk cache: ok"), "the cache's part ran");
 }
 
 #[test]

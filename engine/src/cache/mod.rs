@@ -10,7 +10,9 @@
 //!   answer), and the body as it goes upstream (redacted) in its canonical
 //!   form ([`tollgate_protocol::canonical`]) without `user` and `stream`:
 //!   whitespace, member order and escapes do not split entries, any other
-//!   difference does. A cryptographic hash, so that a member of a team
+//!   difference does; with them, the team's guardrail profile and the
+//!   route's targets (provider, upstream model), so that an alias pointed
+//!   elsewhere or another profile starts afresh. A cryptographic hash, so that a member of a team
 //!   cannot forge a request whose key is a popular one's and plant an
 //!   answer under it.
 //! - **Which requests**: chat completions, Anthropic messages, legacy
@@ -20,11 +22,16 @@
 //!   1); not when the team or the model says `cache = false`, nor when the
 //!   request says `cache-control: no-store`, `x-tollgate-cache: off`
 //!   (`no-cache` skips the lookup but stores the new answer;
-//!   `x-tollgate-cache-ttl: N` sets the entry's life, 0 not to store it).
+//!   `x-tollgate-cache-ttl: N` shortens the entry's life, 0 not to store
+//!   it), nor when its body repeats a key anywhere (parsers disagree on
+//!   which one a provider reads).
 //! - **What is stored**: the answer's body as the client received it
 //!   (translated, redacted by the answer guardrails), only for a complete
 //!   answer with status 200; one a guardrail or classifier withheld, a
-//!   stream cut or capped, an answer past `entry_bytes_max` are not. A
+//!   stream cut or capped or whose upstream body ended before its own last
+//!   event, an empty one, an answer past `entry_bytes_max` are not. A JSON
+//!   answer relayed as it came is kept from the relay's tap (no change to
+//!   how it is relayed). A
 //!   streamed answer is kept as its events and replayed as them; a JSON
 //!   one as its body. The two forms are separate entries.
 //! - **The store**: one per core (shared-nothing: no lock between cores),
@@ -347,7 +354,9 @@ impl Kept {
     }
 
     fn take(&mut self) -> Option<Bytes> {
-        if self.spoiled {
+        // An empty body is no answer to serve (and would frame as the
+        // end of a chunked one).
+        if self.spoiled || self.len == 0 {
             return None;
         }
         Some(match self.parts.len() {
@@ -429,7 +438,8 @@ pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>>
         }
     };
     if let Some(redis) = core.strict.filter(|_| found.is_none() && asked.lookup) {
-        found = shared_get(redis, &digest).await.map(|entry| {
+        let max = (cache.entry_bytes_max as usize).min(per_core);
+        found = shared_get(redis, &digest, max).await.map(|entry| {
             // Kept here too: the next one on this core is local.
             let entry = Rc::new(entry);
             core.cache.borrow_mut().insert_rc(digest, entry.clone(), Instant::now());
@@ -444,7 +454,11 @@ pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>>
         _ => {}
     }
     let mut placed = None;
-    if let Some(sem) = cache.semantic.as_ref().filter(|_| asked.lookup && semantic::applies(ex.front)) {
+    // Only for a key that may use the embedding model itself: the call is
+    // billed to it.
+    let may_embed = |sem: &&tollgate_policy::config::SemanticCache| key.models.contains(sem.route);
+    if let Some(sem) = cache.semantic.as_ref().filter(may_embed).filter(|_| asked.lookup && semantic::applies(ex.front))
+    {
         if let Some((text, rest)) = semantic::question(&ex.body) {
             let partition = self::digest(ex, core, cache, &rest);
             if let Some(unit) = Box::pin(semantic::embed(ex, core, sem, &text)).await {
@@ -452,12 +466,12 @@ pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>>
                 let mut store = core.cache.borrow_mut();
                 if let Some((answer, similarity)) = store.semantic.nearest(&partition, &unit, sem.threshold, now) {
                     match store.get(&answer, now) {
-                        Some(entry) => {
+                        Some(entry) if entry.stream == routed.fields.stream => {
                             ex.reply.cache = Some(Outcome::SemanticHit(similarity));
                             return Some(entry);
                         }
                         // Its answer has left the store: so does it.
-                        None => store.semantic.remove(&partition, &answer),
+                        _ => store.semantic.remove(&partition, &answer),
                     }
                 }
                 placed = Some(semantic::Placed { partition, unit });
@@ -467,7 +481,9 @@ pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>>
     ex.reply.cache = Some(Outcome::Miss);
     if asked.store {
         let max = (cache.entry_bytes_max as usize).min(per_core);
-        let ttl = asked.ttl.unwrap_or(cache.ttl);
+        // A client may shorten its answer's life, never lengthen it past
+        // the operator's `ttl_s`.
+        let ttl = asked.ttl.map_or(cache.ttl, |t| t.min(cache.ttl));
         ex.cache = Some(Box::new(Pending { key: digest, ttl, kept: Kept { max, ..Kept::default() }, placed }));
     }
     None
@@ -490,8 +506,21 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
     part(b"tollgate answer cache 1");
     part(&[ex.front as u8, u8::from(ex.routed.as_ref().is_some_and(|r| r.fields.stream))]);
     if let Some(key) = ex.trace.key {
-        part(config.teams.get(key.team).map_or("", |t| t.name.as_str()).as_bytes());
+        let team = config.teams.get(key.team);
+        part(team.map_or("", |t| t.name.as_str()).as_bytes());
         part(if cache.per_key { key.name.as_bytes() } else { b"" });
+        // The guardrail profile that shaped the answer: another profile
+        // (after a reload) makes new entries.
+        let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));
+        part(profile.map_or("", |p| p.name.as_str()).as_bytes());
+    }
+    // What the model name stands for now: its targets (provider and
+    // upstream model). An alias pointed elsewhere makes new entries.
+    if let Some(route) = ex.routed.as_ref().map(|r| r.route) {
+        for t in &route.targets {
+            part(config.providers.get(t.provider).map_or("", |p| p.name.as_str()).as_bytes());
+            part(t.upstream_model.as_bytes());
+        }
     }
     // The headers a target would receive that can change its answer, in
     // name order (lower case), each name with its value.
@@ -543,12 +572,14 @@ pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>)
     s.extend_from_slice(if close { b"\r\nconnection: close\r\n\r\n" as &[u8] } else { b"\r\n\r\n" });
     let head = s.split().freeze();
     client.out.push(head);
-    if chunked {
+    if chunked && !entry.body.is_empty() {
         let mut hdr = [0u8; 18];
         let n = tollgate_protocol::http1::chunk_header(entry.body.len(), &mut hdr);
         client.out.push(Bytes::copy_from_slice(&hdr[..n]));
         client.out.push(entry.body.clone());
         client.out.push(Bytes::from_static(tollgate_protocol::http1::CHUNK_END));
+        client.out.push(Bytes::from_static(tollgate_protocol::http1::LAST_CHUNK));
+    } else if chunked {
         client.out.push(Bytes::from_static(tollgate_protocol::http1::LAST_CHUNK));
     } else {
         client.out.push(entry.body.clone());
@@ -652,9 +683,11 @@ pub async fn share(core: &Core<'_>, shared: Shared) {
 
 /// The shared tier's entry for `key`: `None` when it has none, when Redis
 /// fails or is slow, or when what it holds cannot be read.
-async fn shared_get(redis: &crate::cluster::strict::Strict, key: &Key) -> Option<Entry> {
+async fn shared_get(redis: &crate::cluster::strict::Strict, key: &Key, max: usize) -> Option<Entry> {
     let name = shared_key(redis.key_prefix(), key);
     match redis.call(&[b"GET", name.as_bytes()]).await {
+        // Past this node's bound: not an entry this node would have kept.
+        Ok(tollgate_protocol::resp::Reply::Bulk(Some(value))) if value.len() > max + 256 => None,
         Ok(tollgate_protocol::resp::Reply::Bulk(Some(value))) => {
             let entry = decode(&value, crate::unix_now().as_millis() as u64, Instant::now());
             if entry.is_none() {

@@ -96,15 +96,19 @@ struct Vector {
     unit: Box<[f32]>,
     answer: Key,
     expires: Instant,
+    /// When it was inserted: its place in `Index::order`.
+    seq: u64,
 }
 
 /// One core's vectors, by partition, bounded in count.
 #[derive(Default)]
 pub struct Index {
     partitions: FxHashMap<Key, Vec<Vector>>,
-    /// Insertion order, for eviction: (partition, answer).
-    order: VecDeque<(Key, Key)>,
+    /// Insertion order, for eviction: (partition, answer, seq). A pair
+    /// whose vector was replaced or dropped since is skipped.
+    order: VecDeque<(Key, Key, u64)>,
     len: usize,
+    next_seq: u64,
 }
 
 impl Index {
@@ -123,6 +127,11 @@ impl Index {
         let before = vectors.len();
         vectors.retain(|v| v.expires > now);
         self.len -= before - vectors.len();
+        if vectors.is_empty() {
+            self.partitions.remove(partition);
+            return None;
+        }
+        let vectors = self.partitions.get(partition)?;
         let best = vectors
             .iter()
             .filter(|v| v.unit.len() == unit.len())
@@ -139,26 +148,36 @@ impl Index {
             vectors.swap_remove(at);
             self.len -= 1;
         }
-        vectors.push(Vector { unit, answer, expires });
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        vectors.push(Vector { unit, answer, expires, seq });
         self.len += 1;
-        self.order.push_back((partition, answer));
+        self.order.push_back((partition, answer, seq));
         while self.len > max.max(1) {
-            let Some((p, a)) = self.order.pop_front() else { break };
-            self.remove(&p, &a);
+            let Some((p, a, s)) = self.order.pop_front() else { break };
+            self.remove_if(&p, &a, Some(s));
         }
-        // The order list holds stale pairs of replaced or expired
+        // The order list holds stale entries of replaced or expired
         // vectors: kept within a bound by compacting when it doubles.
         if self.order.len() > 2 * max.max(1) + 64 {
-            let live: std::collections::HashSet<(Key, Key)> =
-                self.partitions.iter().flat_map(|(p, vs)| vs.iter().map(move |v| (*p, v.answer))).collect();
-            self.order.retain(|pair| live.contains(pair));
+            let live: std::collections::HashSet<u64> =
+                self.partitions.values().flat_map(|vs| vs.iter().map(|v| v.seq)).collect();
+            self.order.retain(|(_, _, s)| live.contains(s));
         }
     }
 
     /// Drops the vector for `answer` (its answer has left the store).
     pub fn remove(&mut self, partition: &Key, answer: &Key) {
+        self.remove_if(partition, answer, None);
+    }
+
+    /// [`Index::remove`], only if the vector is still the one inserted as
+    /// `seq` (an older entry of the order list must not drop a newer
+    /// vector for the same answer).
+    fn remove_if(&mut self, partition: &Key, answer: &Key, seq: Option<u64>) {
         if let Some(vectors) = self.partitions.get_mut(partition) {
-            if let Some(at) = vectors.iter().position(|v| &v.answer == answer) {
+            let found = vectors.iter().position(|v| &v.answer == answer && seq.is_none_or(|s| s == v.seq));
+            if let Some(at) = found {
                 vectors.swap_remove(at);
                 self.len -= 1;
             }
@@ -201,10 +220,20 @@ pub async fn embed(ex: &Exchange<'_>, core: &Core<'_>, sem: &SemanticCache, text
             crate::pipeline::settle(core, &trace);
             continue;
         };
-        let (vector, tokens) = read_embedding(&answer)?;
         trace.served_by = Some(t as u8);
-        trace.status = 200;
         trace.upstream_micros = crate::record::micros(started.elapsed());
+        let Some((vector, tokens)) = read_embedding(&answer) else {
+            // Answered, but not with a vector this index can hold: billed
+            // as an answer without usage would be, then the next target.
+            trace.status = 200;
+            trace.usage_estimated = true;
+            let tokens =
+                crate::pipeline::Prompt::new(tollgate_protocol::tokens::Encoding::O200kBase).tokens(text.as_bytes());
+            trace.usage = Some(crate::record::TokenUsage { prompt: tokens, ..Default::default() });
+            crate::pipeline::settle(core, &trace);
+            continue;
+        };
+        trace.status = 200;
         trace.usage = Some(crate::record::TokenUsage { prompt: tokens, ..Default::default() });
         trace.bytes_in = text.len() as u64;
         crate::pipeline::settle(core, &trace);
@@ -213,12 +242,17 @@ pub async fn embed(ex: &Exchange<'_>, core: &Core<'_>, sem: &SemanticCache, text
     None
 }
 
+/// Vectors longer than this are not indexed (the lookup is a miss).
+pub const DIMENSIONS_MAX: usize = 4096;
+
 /// The first vector of an embeddings answer and its prompt tokens.
 fn read_embedding(answer: &[u8]) -> Option<(Vec<f32>, u64)> {
     let v: serde_json::Value = serde_json::from_slice(answer).ok()?;
     let floats = v.get("data")?.get(0)?.get("embedding")?.as_array()?;
     let vector: Option<Vec<f32>> = floats.iter().map(|x| x.as_f64().map(|f| f as f32)).collect();
-    let vector = vector.filter(|v| !v.is_empty() && v.len() <= 16_384)?;
+    // OpenAI's largest model has 3,072 dimensions; the bound keeps a
+    // vector at most 16 KiB, so the index's memory is bounded by its count.
+    let vector = vector.filter(|v| !v.is_empty() && v.len() <= DIMENSIONS_MAX)?;
     let tokens = v.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(|t| t.as_u64()).unwrap_or(0);
     Some((vector, tokens.min(u32::MAX as u64)))
 }
@@ -282,6 +316,15 @@ mod tests {
             assert!(index.len() <= 3);
         }
         assert!(index.order.len() <= 2 * 3 + 64);
+        // A vector inserted again for the same answer is not dropped when
+        // its first insertion's turn to leave comes.
+        let mut index = Index::default();
+        index.insert(key(5), unit(&[1.0, 0.0]), key(50), later, 2);
+        index.insert(key(5), unit(&[0.0, 1.0]), key(51), later, 2);
+        index.insert(key(5), unit(&[1.0, 0.1]), key(50), later, 2);
+        index.insert(key(6), unit(&[1.0, 0.0]), key(60), later, 2);
+        assert!(index.nearest(&key(5), &unit(&[1.0, 0.1]), 0.99, now).is_some(), "the newer vector of 50 stayed");
+        assert_eq!(index.len(), 2);
         // Expired vectors are not served, and leave.
         index.insert(key(3), unit(&[1.0, 0.0]), key(30), now + Duration::from_millis(1), 3);
         assert!(index.nearest(&key(3), &unit(&[1.0, 0.0]), 0.5, now + Duration::from_millis(1)).is_none());

@@ -143,10 +143,10 @@ pub async fn forward(
                         if !parts.usage_asked
                             && !routed.fields.stream
                             && capture_guard.is_none()
-                            && answer_profile.is_none()
-                            && keep.is_none() =>
+                            && answer_profile.is_none() =>
                     {
-                        Box::pin(relay::relay(client, &mut conn, response, &answer)).await
+                        // The answer cache keeps the body as the tap reads it.
+                        Box::pin(relay::relay(client, &mut conn, response, &answer, keep.as_deref_mut())).await
                     }
                     (translation, answer_guard) => {
                         let hits = &mut trace.guard_hits;

@@ -153,7 +153,15 @@ fn hop_by_hop(name: &[u8]) -> bool {
 /// Failures after the head has gone out cannot become an error status: an
 /// event stream gets an SSE error event and `[DONE]`, anything else is cut
 /// short, and the client connection closes.
-pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead, answer: &Answer<'_>) -> RelayEnd {
+/// `keep`: the answer cache keeps the body (a JSON answer only) once it is
+/// whole.
+pub async fn relay(
+    client: &mut Client,
+    up: &mut UpConn,
+    response: ResponseHead,
+    answer: &Answer<'_>,
+    mut keep: Option<&mut crate::cache::Kept>,
+) -> RelayEnd {
     let Answer { request, keep_alive, deadline, route, front, .. } = *answer;
     let provider = route.provider;
     let http10 = request.minor_version == 0;
@@ -171,6 +179,13 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
     let event_stream = response
         .header(b"content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    let json = response
+        .header(b"content-type")
+        .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
+    if let Some(k) = keep.as_deref_mut().filter(|_| !json || response.status != 200) {
+        // The cache serves JSON answers it read as JSON, nothing else.
+        k.spoil();
+    }
 
     // The head: status line, upstream headers minus hop-by-hop, our framing.
     let s = &mut client.scratch;
@@ -228,7 +243,14 @@ pub async fn relay(client: &mut Client, up: &mut UpConn, response: ResponseHead,
         if done {
             // Read before the client's fate is known: the upstream did the
             // work either way.
-            match tap.take().map_or(Ok(None), Tap::usage) {
+            let tapped = tap.take();
+            if let Some(k) = keep.as_deref_mut() {
+                match tapped.as_ref() {
+                    Some(t) => t.keep_into(k),
+                    None => k.spoil(),
+                }
+            }
+            match tapped.map_or(Ok(None), Tap::usage) {
                 Ok(u) => end.usage = u,
                 Err(_) => end.usage_rejected = true,
             }
@@ -392,6 +414,16 @@ impl Tap {
                 }
                 self.joined.extend_from_slice(data);
             }
+        }
+    }
+
+    /// Hands the whole body to the answer cache (spoiled when it was too
+    /// large to keep here).
+    fn keep_into(&self, kept: &mut crate::cache::Kept) {
+        match &self.first {
+            _ if self.overflowed => kept.spoil(),
+            Some(one) => kept.push(one),
+            None => kept.push(&Bytes::copy_from_slice(&self.joined)),
         }
     }
 

@@ -394,6 +394,9 @@ pub struct StreamRelay<'a, 'g> {
     unasked: usize,
     /// The text is in Responses deltas, not in [`DELTA_TEXT`] fields.
     responses: bool,
+    /// The upstream sent its own last event (`[DONE]`, `message_stop`, a
+    /// finish), rather than the gateway ending the stream for it.
+    ended_by_upstream: bool,
 }
 
 /// The most of a windowed stream's text kept to ask about: a classifier
@@ -415,7 +418,15 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             completion_counted: 0,
             said: Vec::new(),
             unasked: 0,
+            ended_by_upstream: false,
         }
+    }
+
+    /// Whether the stream ended with the upstream's own last event: one
+    /// whose body ended before it is not a complete answer, whatever
+    /// the gateway wrote to close it for the client.
+    pub fn ended_by_upstream(&self) -> bool {
+        self.ended_by_upstream
     }
 
     pub fn flow(&self) -> Flow {
@@ -522,6 +533,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
         if !over {
             return false;
         }
+        self.ended_by_upstream = self.flow == Flow::Streaming && self.translator.finished();
         if !self.translator.finished() {
             match self.flow {
                 Flow::Blocked => self.translator.stop(self.route.model, false, out),

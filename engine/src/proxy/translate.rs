@@ -185,7 +185,7 @@ pub async fn relay_translated(
         if let Some(k) = keep {
             k.spoil();
         }
-        return Ok(super::relay::relay(client, up, response, answer).await);
+        return Ok(super::relay::relay(client, up, response, answer, None).await);
     }
     let broken = || GatewayError::UpstreamClosed { provider: route.provider.to_string(), cause: None };
     // The gateway asks for identity; a provider that compresses anyway
@@ -495,6 +495,10 @@ async fn relay_stream(
     }
     let flow = relay.flow();
     end.end = relay.end();
+    if let Some(k) = keep.as_mut().filter(|_| !relay.ended_by_upstream()) {
+        // Closed by the gateway, not the provider: not an answer to keep.
+        k.spoil();
+    }
     relay.close();
     end.upstream_reusable = flow == Flow::Done && reader.done && response.keep_alive && up.buf.is_empty();
     end.client_reusable = keep_alive && !matches!(flow, Flow::Failed | Flow::Cut);

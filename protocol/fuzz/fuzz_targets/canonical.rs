@@ -19,8 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let mut shifted = Vec::new();
     canonical(&padded, &[b"user"], &mut shifted).expect("whitespace around the document");
     assert_eq!(shifted, out);
-    // Another implementation reads the same values (serde_json keeps the
-    // last of duplicate keys, so only documents without them compare).
+    // Another implementation reads the same values (a document with a
+    // repeated key is refused, so serde_json's reading is the only one).
     if let (Ok(a), Ok(b)) = (serde_json::from_slice::<serde_json::Value>(data), serde_json::from_slice::<serde_json::Value>(&out)) {
         let mut a = a;
         if let Some(o) = a.as_object_mut() {
