@@ -437,3 +437,42 @@ fn a_client_cannot_outlive_the_operators_ttl() {
         cache_header(&send("x-tollgate-cache-ttl: 0\r\n")) == Some("miss")
     });
 }
+
+/// The byte bound holds in the process's memory, not only in the store's
+/// own count: an entry is kept in an allocation of its own size, never as
+/// a slice that pins the 16 KiB buffer its answer was read into (which
+/// made a 16 MB store hold 574 MB; BENCHMARKS.md). 6,000 distinct answers
+/// through a 2 MB store: with those slices the gateway grew by 52 MB
+/// here, without them by a few.
+#[test]
+fn memory_stays_within_the_byte_bound() {
+    let (_mock, gw, _logs) = start("[cache]\nbytes_max = 2097152", "");
+    let rss_mb = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", gw.child.id())).expect("proc status");
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS");
+        kb / 1024.0
+    };
+    let mut c = Client::connect(gw.addr);
+    // Team `other` has no answer guardrails: its JSON answers are relayed
+    // as they come and kept from the relay's tap, as slices of the read
+    // buffers.
+    let mut ask = |n: usize| {
+        let body = ZERO.replace("Say hello", &format!("Say hello to number {n}"));
+        c.send(&chat_request_with_key(&body, &format!("Authorization: Bearer {OTHER_KEY}\r\n")));
+        c.read_response().expect("an answer").header("x-tollgate-cache").map(str::to_string)
+    };
+    // Warm: pools, buffers, the allocator's arenas.
+    for n in 0..500 {
+        assert_eq!(ask(n).as_deref(), Some("miss"));
+    }
+    let before = rss_mb();
+    for n in 500..6_500 {
+        assert_eq!(ask(n).as_deref(), Some("miss"));
+    }
+    let grown = rss_mb() - before;
+    assert!(grown < 24.0, "the gateway grew by {grown:.1} MB for a 2 MB store");
+}
