@@ -26,7 +26,7 @@ fn semantic_scan(c: &mut Criterion) {
     let now = Instant::now();
     let later = now + Duration::from_secs(3600);
     let partition = [7u8; 32];
-    for (n, dims) in [(100, 256), (1_000, 256), (1_000, 1_536), (10_000, 256)] {
+    for (n, dims) in [(100, 256), (1_000, 256), (1_000, 1_536), (10_000, 256), (100_000, 256)] {
         let mut seed = 42;
         let mut index = Index::default();
         for (i, v) in vectors(n, dims, &mut seed).into_iter().enumerate() {

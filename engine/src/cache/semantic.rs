@@ -14,10 +14,13 @@
 //!   content taken out (model, system prompt, the rest of the
 //!   conversation, parameters). A cached answer is only ever served for
 //!   the same conversation up to its last question.
-//! - **The index**: per core, a flat list of unit vectors per partition,
-//!   searched by dot product (cosine similarity): partitions are small,
-//!   and a scan of a few thousand 256-float vectors costs less than the
-//!   embedding call that precedes it (BENCHMARKS.md). At most
+//! - **The index**: per core, unit vectors per partition, searched by dot
+//!   product (cosine similarity): exactly while a partition is small; past
+//!   4 MiB of floats, through 256-bit sketches first (the signs of random
+//!   projections: SimHash), scoring exactly only the vectors whose sketch
+//!   could pass the threshold (100,000 vectors in 0.7 ms; BENCHMARKS.md).
+//!   Whatever is served was scored exactly: the sketches can only miss a
+//!   saving, with odds under one in a billion per vector. At most
 //!   `semantic_entries_max` vectors per node (split between workers), the
 //!   oldest leaving first; a vector whose answer has left the exact store
 //!   (evicted, expired) is dropped when found.
@@ -77,19 +80,43 @@ pub fn normalized(mut v: Vec<f32>) -> Option<Box<[f32]>> {
     Some(v.into_boxed_slice())
 }
 
-/// The dot product in eight independent lanes, which the compiler turns
+/// The dot product in sixteen independent lanes, which the compiler turns
 /// into SIMD (a plain `sum()` must add in order, one at a time: four
 /// times slower here, BENCHMARKS.md).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    let mut lanes = [0f32; 8];
+    let mut lanes = [0f32; 16];
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..16 {
             lanes[i] += x[i] * y[i];
         }
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+/// [`dot_lanes`] compiled for AVX2: two 8-wide registers per step instead
+/// of four 4-wide SSE ones.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
+}
+
+/// The dot product this machine computes fastest, chosen once per scan.
+fn dot_fn() -> fn(&[f32], &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was detected on this CPU at run time.
+        return |a, b| unsafe { dot_avx2(a, b) };
+    }
+    dot_lanes
+}
+
+#[cfg(test)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_fn()(a, b)
 }
 
 struct Vector {
@@ -100,15 +127,142 @@ struct Vector {
     seq: u64,
 }
 
+/// Bits in a vector's sketch: the signs of its projections on this many
+/// random hyperplanes (SimHash: two vectors at angle θ differ in each bit
+/// with probability θ/π, whatever their dimensions).
+const SKETCH_BITS: usize = 256;
+type Sketch = [u64; SKETCH_BITS / 64];
+
+/// Partitions up to this many floats (4 MiB: 4,096 vectors of 256
+/// dimensions, 682 of 1,536) are scanned exactly; larger ones compare
+/// sketches first and score exactly only the vectors whose sketch is close
+/// enough to pass the threshold (BENCHMARKS.md).
+#[cfg(not(test))]
+const EXACT_FLOATS: usize = 1 << 20;
+/// Small in unit tests, so that they reach the sketch pass with a few
+/// thousand vectors.
+#[cfg(test)]
+const EXACT_FLOATS: usize = 64 * 1000;
+
+/// One partition's vectors, and their sketches in the same order (kept
+/// apart, so that the sketch pass reads 32 bytes a vector).
+#[derive(Default)]
+struct Partition {
+    vectors: Vec<Vector>,
+    sketches: Vec<Sketch>,
+}
+
+impl Partition {
+    fn swap_remove(&mut self, at: usize) {
+        self.vectors.swap_remove(at);
+        self.sketches.swap_remove(at);
+    }
+
+    /// Drops the expired vectors; how many.
+    fn drop_expired(&mut self, now: Instant) -> usize {
+        let before = self.vectors.len();
+        let mut i = 0;
+        while i < self.vectors.len() {
+            if self.vectors[i].expires <= now {
+                self.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        before - self.vectors.len()
+    }
+}
+
+/// The random hyperplanes for vectors of `dims` dimensions: ±1 entries
+/// from a fixed seed (every core and every run the same), row by row.
+struct Planes {
+    dims: usize,
+    rows: Vec<f32>,
+}
+
+impl Planes {
+    fn new(dims: usize) -> Planes {
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let rows = (0..SKETCH_BITS * dims)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                if seed & 1 == 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
+            .collect();
+        Planes { dims, rows }
+    }
+
+    fn sketch(&self, unit: &[f32]) -> Sketch {
+        let dot = dot_fn();
+        let mut sketch = [0u64; SKETCH_BITS / 64];
+        for (k, row) in self.rows.chunks_exact(self.dims).enumerate() {
+            if dot(row, unit) > 0.0 {
+                sketch[k / 64] |= 1 << (k % 64);
+            }
+        }
+        sketch
+    }
+}
+
+/// The most sketch bits two vectors at cosine similarity `threshold` or
+/// above differ in, but for odds below one in a billion: the binomial's
+/// mean plus six standard deviations. A vector past it is not scored (a
+/// missed saving at worst: whatever is served was scored exactly).
+fn sketch_bound(threshold: f32) -> u32 {
+    let n = SKETCH_BITS as f64;
+    let p = (threshold.clamp(-1.0, 1.0) as f64).acos() / std::f64::consts::PI;
+    (n * p + 6.0 * (n * p * (1.0 - p)).sqrt() + 2.0).ceil() as u32
+}
+
+/// The positions of the sketches within `bound` bits of `query`.
+#[inline(always)]
+fn close_sketches(sketches: &[Sketch], query: &Sketch, bound: u32, out: &mut Vec<usize>) {
+    for (i, s) in sketches.iter().enumerate() {
+        let differing: u32 = s.iter().zip(query).map(|(x, y)| (x ^ y).count_ones()).sum();
+        if differing <= bound {
+            out.push(i);
+        }
+    }
+}
+
+/// [`close_sketches`] with the CPU's `popcnt` (the baseline x86-64 target
+/// counts bits with shifts and masks, several times slower).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+fn close_sketches_popcnt(sketches: &[Sketch], query: &Sketch, bound: u32, out: &mut Vec<usize>) {
+    close_sketches(sketches, query, bound, out)
+}
+
+fn candidates(sketches: &[Sketch], query: &Sketch, bound: u32) -> Vec<usize> {
+    let mut out = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("popcnt") {
+        // SAFETY: popcnt was detected on this CPU at run time.
+        unsafe { close_sketches_popcnt(sketches, query, bound, &mut out) };
+        return out;
+    }
+    close_sketches(sketches, query, bound, &mut out);
+    out
+}
+
 /// One core's vectors, by partition, bounded in count.
 #[derive(Default)]
 pub struct Index {
-    partitions: FxHashMap<Key, Vec<Vector>>,
+    partitions: FxHashMap<Key, Partition>,
     /// Insertion order, for eviction: (partition, answer, seq). A pair
     /// whose vector was replaced or dropped since is skipped.
     order: VecDeque<(Key, Key, u64)>,
     len: usize,
     next_seq: u64,
+    /// The hyperplanes for the dimensions last seen (one embedding model
+    /// at a time; another rebuilds them).
+    planes: Option<Planes>,
 }
 
 impl Index {
@@ -120,37 +274,53 @@ impl Index {
         self.len == 0
     }
 
+    fn sketch(&mut self, unit: &[f32]) -> Sketch {
+        let planes = match self.planes.take() {
+            Some(p) if p.dims == unit.len() => p,
+            _ => Planes::new(unit.len()),
+        };
+        let sketch = planes.sketch(unit);
+        self.planes = Some(planes);
+        sketch
+    }
+
     /// The closest earlier answer in `partition` at `threshold` or above:
     /// its key and the similarity. Expired vectors met on the way leave.
     pub fn nearest(&mut self, partition: &Key, unit: &[f32], threshold: f32, now: Instant) -> Option<(Key, f32)> {
-        let vectors = self.partitions.get_mut(partition)?;
-        let before = vectors.len();
-        vectors.retain(|v| v.expires > now);
-        self.len -= before - vectors.len();
-        if vectors.is_empty() {
+        let p = self.partitions.get_mut(partition)?;
+        self.len -= p.drop_expired(now);
+        if p.vectors.is_empty() {
             self.partitions.remove(partition);
             return None;
         }
-        let vectors = self.partitions.get(partition)?;
-        let best = vectors
-            .iter()
-            .filter(|v| v.unit.len() == unit.len())
-            .map(|v| (v.answer, dot(&v.unit, unit)))
-            .max_by(|a, b| a.1.total_cmp(&b.1))?;
+        let large = p.vectors.len() * unit.len() > EXACT_FLOATS;
+        let query = if large { Some(self.sketch(unit)) } else { None };
+        let p = self.partitions.get(partition)?;
+        let dot = dot_fn();
+        let score = |v: &Vector| (v.unit.len() == unit.len()).then(|| (v.answer, dot(&v.unit, unit)));
+        let best = match query {
+            Some(q) => candidates(&p.sketches, &q, sketch_bound(threshold))
+                .into_iter()
+                .filter_map(|i| score(&p.vectors[i]))
+                .max_by(|a, b| a.1.total_cmp(&b.1))?,
+            None => p.vectors.iter().filter_map(score).max_by(|a, b| a.1.total_cmp(&b.1))?,
+        };
         (best.1 >= threshold).then_some(best)
     }
 
     /// Keeps a vector for `answer`, the oldest vectors leaving past `max`.
     pub fn insert(&mut self, partition: Key, unit: Box<[f32]>, answer: Key, expires: Instant, max: usize) {
-        let vectors = self.partitions.entry(partition).or_default();
+        let sketch = self.sketch(&unit);
+        let p = self.partitions.entry(partition).or_default();
         // One vector per answer: a fresher one replaces it.
-        if let Some(at) = vectors.iter().position(|v| v.answer == answer) {
-            vectors.swap_remove(at);
+        if let Some(at) = p.vectors.iter().position(|v| v.answer == answer) {
+            p.swap_remove(at);
             self.len -= 1;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        vectors.push(Vector { unit, answer, expires, seq });
+        p.vectors.push(Vector { unit, answer, expires, seq });
+        p.sketches.push(sketch);
         self.len += 1;
         self.order.push_back((partition, answer, seq));
         while self.len > max.max(1) {
@@ -161,7 +331,7 @@ impl Index {
         // vectors: kept within a bound by compacting when it doubles.
         if self.order.len() > 2 * max.max(1) + 64 {
             let live: std::collections::HashSet<u64> =
-                self.partitions.values().flat_map(|vs| vs.iter().map(|v| v.seq)).collect();
+                self.partitions.values().flat_map(|p| p.vectors.iter().map(|v| v.seq)).collect();
             self.order.retain(|(_, _, s)| live.contains(s));
         }
     }
@@ -175,13 +345,13 @@ impl Index {
     /// `seq` (an older entry of the order list must not drop a newer
     /// vector for the same answer).
     fn remove_if(&mut self, partition: &Key, answer: &Key, seq: Option<u64>) {
-        if let Some(vectors) = self.partitions.get_mut(partition) {
-            let found = vectors.iter().position(|v| &v.answer == answer && seq.is_none_or(|s| s == v.seq));
+        if let Some(p) = self.partitions.get_mut(partition) {
+            let found = p.vectors.iter().position(|v| &v.answer == answer && seq.is_none_or(|s| s == v.seq));
             if let Some(at) = found {
-                vectors.swap_remove(at);
+                p.swap_remove(at);
                 self.len -= 1;
             }
-            if vectors.is_empty() {
+            if p.vectors.is_empty() {
                 self.partitions.remove(partition);
             }
         }
@@ -331,14 +501,53 @@ mod tests {
         assert!(normalized(vec![0.0, 0.0]).is_none() && normalized(vec![f32::NAN, 1.0]).is_none());
     }
 
+    /// A partition past the exact scan's size still finds a close
+    /// question among thousands of others: the sketch pass lets it
+    /// through and the exact score serves it; one below the threshold is
+    /// not served whatever its sketch.
+    #[test]
+    fn large_partitions_find_close_questions_through_sketches() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let mut seed = 7u64;
+        let mut random = |dims: usize| {
+            let v: Vec<f32> = (0..dims)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+                })
+                .collect();
+            v
+        };
+        let mut index = Index::default();
+        let n = EXACT_FLOATS / 64 + 2000;
+        for i in 0..n {
+            let mut answer = [0u8; 32];
+            answer[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            index.insert(key(1), normalized(random(64)).unwrap(), answer, later, n + 10);
+        }
+        let target = random(64);
+        index.insert(key(1), normalized(target.clone()).unwrap(), key(99), later, n + 10);
+        for (noise, served) in [(0.15f32, true), (0.3, true), (2.0, false)] {
+            let near: Vec<f32> = target.iter().zip(random(64)).map(|(t, r)| t + noise * r).collect();
+            let near = normalized(near).unwrap();
+            let exact = dot_lanes(&near, &normalized(target.clone()).unwrap());
+            let found = index.nearest(&key(1), &near, 0.9, now);
+            assert_eq!(found.map(|f| f.0), (exact >= 0.9).then_some(key(99)), "noise {noise}: cosine {exact}");
+            assert_eq!(exact >= 0.9, served, "the case is what it says: cosine {exact}");
+        }
+        assert!(sketch_bound(0.99) < sketch_bound(0.9) && sketch_bound(0.9) < SKETCH_BITS as u32 / 2);
+    }
+
     /// The lanes add up to the plain sum, for any length.
     #[test]
     fn the_dot_product_matches_the_plain_sum() {
-        for n in 0..40 {
+        for n in 0..80 {
             let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
             let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert!((dot(&a, &b) - plain).abs() < 1e-4, "{n}");
+            assert!((dot_lanes(&a, &b) - plain).abs() < 1e-4, "{n}");
         }
     }
 
