@@ -103,6 +103,61 @@ impl Client {
     }
 }
 
+/// How an answer's body is delimited for the client.
+pub enum Delimit {
+    Length(usize),
+    Chunked,
+    /// HTTP/1.0 clients: the body ends when the connection closes.
+    Close,
+}
+
+/// The head of an answer the gateway writes itself around a provider's
+/// (translated or inspected) or the cache's body: status, type, framing,
+/// the request's own headers, `x-tollgate-route` (the pieces of `route`
+/// joined), an extra header, and `connection: close` when `close`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_answer_head(
+    client: &mut Client,
+    status: u16,
+    content_type: &str,
+    length: Delimit,
+    close: bool,
+    reply: &Reply,
+    route: &[&[u8]],
+    extra: Option<(&[u8], &[u8])>,
+) {
+    let s = &mut client.scratch;
+    write_status_and_type(s, status, content_type);
+    match length {
+        Delimit::Length(n) => {
+            s.extend_from_slice(b"\r\ncontent-length: ");
+            s.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        }
+        Delimit::Chunked => s.extend_from_slice(b"\r\ncache-control: no-cache\r\ntransfer-encoding: chunked"),
+        Delimit::Close => s.extend_from_slice(b"\r\ncache-control: no-cache"),
+    }
+    s.extend_from_slice(b"\r\n");
+    write_request_id(reply.request_id, s);
+    write_rate(reply.rate, s);
+    write_cache(reply.cache, s);
+    s.extend_from_slice(b"x-tollgate-route: ");
+    for piece in route {
+        s.extend_from_slice(piece);
+    }
+    if let Some((name, value)) = extra {
+        s.extend_from_slice(b"\r\n");
+        s.extend_from_slice(name);
+        s.extend_from_slice(b": ");
+        s.extend_from_slice(value);
+    }
+    if close {
+        s.extend_from_slice(b"\r\nconnection: close");
+    }
+    s.extend_from_slice(b"\r\n\r\n");
+    let head = s.split().freeze();
+    client.out.push(head);
+}
+
 /// The status line and content type every answer starts with; the caller
 /// adds framing headers after it.
 pub(crate) fn write_status_and_type(s: &mut BytesMut, status: u16, content_type: &str) {

@@ -783,3 +783,14 @@ pub fn probe_request() -> Vec<u8> {
 pub fn refused_for_team(r: &Response) -> bool {
     r.status == 429 && r.json()["error"]["message"].as_str().is_some_and(|m| m.starts_with("team \"e2e\" "))
 }
+
+/// A process's resident memory in MB, from /proc.
+pub fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS");
+    kb / 1024.0
+}

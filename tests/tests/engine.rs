@@ -572,17 +572,6 @@ fn settled_rss_mb(pid: u32) -> f64 {
     last
 }
 
-/// The process's resident memory, from /proc.
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS");
-    kb / 1024.0
-}
-
 /// 10,000 idle client connections held open (as many as the file limit
 /// allows) while requests are served on others; each costs the gateway a
 /// bounded few kilobytes (about 6 KB measured; the 16 KiB read buffer and

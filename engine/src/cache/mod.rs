@@ -549,29 +549,17 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
 pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>) -> RelayEnd {
     let close = !ex.keep_alive;
     let http10 = ex.head.minor_version == 0;
-    let s = &mut client.scratch;
     let content_type = if entry.stream { "text/event-stream" } else { "application/json" };
-    crate::respond::write_status_and_type(s, 200, content_type);
     let chunked = entry.stream && !http10;
-    if chunked {
-        s.extend_from_slice(b"\r\ncache-control: no-cache\r\ntransfer-encoding: chunked");
-    } else if entry.stream {
-        s.extend_from_slice(b"\r\ncache-control: no-cache");
-    } else {
-        s.extend_from_slice(b"\r\ncontent-length: ");
-        s.extend_from_slice(itoa::Buffer::new().format(entry.body.len()).as_bytes());
-    }
-    s.extend_from_slice(b"\r\n");
-    crate::respond::write_request_id(ex.reply.request_id, s);
-    crate::respond::write_rate(ex.reply.rate, s);
-    crate::respond::write_cache(ex.reply.cache, s);
-    s.extend_from_slice(b"x-tollgate-route: ");
-    s.extend_from_slice(entry.route.as_bytes());
     // A stream to an HTTP/1.0 client ends with the connection.
     let close = close || (entry.stream && http10);
-    s.extend_from_slice(if close { b"\r\nconnection: close\r\n\r\n" as &[u8] } else { b"\r\n\r\n" });
-    let head = s.split().freeze();
-    client.out.push(head);
+    let delimit = match (entry.stream, chunked) {
+        (false, _) => crate::respond::Delimit::Length(entry.body.len()),
+        (true, true) => crate::respond::Delimit::Chunked,
+        (true, false) => crate::respond::Delimit::Close,
+    };
+    let route = [entry.route.as_bytes()];
+    crate::respond::write_answer_head(client, 200, content_type, delimit, close, &ex.reply, &route, None);
     if chunked && !entry.body.is_empty() {
         let mut hdr = [0u8; 18];
         let n = tollgate_protocol::http1::chunk_header(entry.body.len(), &mut hdr);

@@ -26,7 +26,7 @@ use super::Front;
 use crate::error::GatewayError;
 use crate::iov;
 use crate::record::End;
-use crate::respond::Client;
+use crate::respond::{Client, Delimit};
 use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
 
 /// Why a body's read ended before the body did.
@@ -344,14 +344,6 @@ pub async fn relay_translated(
     Ok(end)
 }
 
-/// How a translated body is delimited for the client.
-enum Delimit {
-    Length(usize),
-    Chunked,
-    /// HTTP/1.0 clients: the body ends when the connection closes.
-    Close,
-}
-
 fn write_head(
     client: &mut Client,
     status: u16,
@@ -361,37 +353,8 @@ fn write_head(
     answer: &Answer<'_>,
     extra: Option<(&[u8], &[u8])>,
 ) {
-    let route = answer.route;
-    let s = &mut client.scratch;
-    crate::respond::write_status_and_type(s, status, content_type);
-    match length {
-        Delimit::Length(n) => {
-            s.extend_from_slice(b"\r\ncontent-length: ");
-            s.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-        }
-        Delimit::Chunked => s.extend_from_slice(b"\r\ncache-control: no-cache\r\ntransfer-encoding: chunked"),
-        Delimit::Close => s.extend_from_slice(b"\r\ncache-control: no-cache"),
-    }
-    s.extend_from_slice(b"\r\n");
-    crate::respond::write_request_id(answer.reply.request_id, s);
-    crate::respond::write_rate(answer.reply.rate, s);
-    crate::respond::write_cache(answer.reply.cache, s);
-    s.extend_from_slice(b"x-tollgate-route: ");
-    s.extend_from_slice(route.provider.as_bytes());
-    s.extend_from_slice(b"/");
-    s.extend_from_slice(route.model.as_bytes());
-    if let Some((name, value)) = extra {
-        s.extend_from_slice(b"\r\n");
-        s.extend_from_slice(name);
-        s.extend_from_slice(b": ");
-        s.extend_from_slice(value);
-    }
-    if close {
-        s.extend_from_slice(b"\r\nconnection: close");
-    }
-    s.extend_from_slice(b"\r\n\r\n");
-    let head = s.split().freeze();
-    client.out.push(head);
+    let route = [answer.route.provider.as_bytes(), b"/", answer.route.model.as_bytes()];
+    crate::respond::write_answer_head(client, status, content_type, length, close, answer.reply, &route, extra);
 }
 
 fn push_chunk(client: &mut Client, data: Bytes) {
