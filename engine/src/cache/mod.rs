@@ -1,39 +1,9 @@
-//! The exact answer cache (`[cache]`): which requests may be answered from
-//! it, the key that says two requests are the same, the store each core
-//! keeps, and the answer served from an entry.
+//! The answer cache's parts that need no request (`[cache]`; the phases
+//! that use them are [`crate::pipeline::cache`]): the store each core
+//! keeps, an entry, the bytes of an answer kept as it is written, the
+//! `x-tollgate-cache` outcome, the shared tier's value format, and the
+//! semantic index ([`semantic`]).
 //!
-//! - **Key**: SHA-256 of the API front, the scope (the team's name, or the
-//!   team's and key's with `scope = "key"`, so that one team never
-//!   receives another's answer), whether the answer streams, the request
-//!   headers a target of the route would receive besides the harmless
-//!   [`tollgate_policy::forward::ALWAYS`] ones (a beta flag changes the
-//!   answer), and the body as it goes upstream (redacted) in its canonical
-//!   form ([`tollgate_protocol::canonical`]) without `user` and `stream`:
-//!   whitespace, member order and escapes do not split entries, any other
-//!   difference does; with them, the team's guardrail profile and the
-//!   route's targets (provider, upstream model), so that an alias pointed
-//!   elsewhere or another profile starts afresh. A cryptographic hash, so that a member of a team
-//!   cannot forge a request whose key is a popular one's and plant an
-//!   answer under it.
-//! - **Which requests**: chat completions, Anthropic messages, legacy
-//!   completions and embeddings (the Responses API keeps state at the
-//!   provider and is not cached); with a `temperature` of 0 or below
-//!   unless `sampled = true` (no temperature means the provider's default,
-//!   1); not when the team or the model says `cache = false`, nor when the
-//!   request says `cache-control: no-store`, `x-tollgate-cache: off`
-//!   (`no-cache` skips the lookup but stores the new answer;
-//!   `x-tollgate-cache-ttl: N` shortens the entry's life, 0 not to store
-//!   it), nor when its body repeats a key anywhere (parsers disagree on
-//!   which one a provider reads).
-//! - **What is stored**: the answer's body as the client received it
-//!   (translated, redacted by the answer guardrails), only for a complete
-//!   answer with status 200; one a guardrail or classifier withheld, a
-//!   stream cut or capped or whose upstream body ended before its own last
-//!   event, an empty one, an answer past `entry_bytes_max` are not. A JSON
-//!   answer relayed as it came is kept from the relay's tap (no change to
-//!   how it is relayed). A
-//!   streamed answer is kept as its events and replayed as them; a JSON
-//!   one as its body. The two forms are separate entries.
 //! - **The store**: one per core (shared-nothing: no lock between cores),
 //!   bounded in bytes (`bytes_max` split between the workers), evicting
 //!   with SIEVE (Zhang et al., NSDI 2024: a FIFO queue with a visited bit
@@ -41,14 +11,10 @@
 //!   once): a lookup only sets a bit, and one-hit entries leave first. The
 //!   hit ratios that chose it over FIFO and LRU are in BENCHMARKS.md. An
 //!   entry past its TTL is never served; it is dropped when looked up or
-//!   when the hand reaches it.
-//! - **The shared tier**: with `[cluster]`, a local miss asks Redis
-//!   (`GET prefix:c:<key>`, within the cluster's `timeout_ms`) before
-//!   going upstream, and a new answer is also written there (`SET ... PX`
-//!   with its TTL, after the request's record, so the client never waits
-//!   for it), so that every core and node serves what one of them stored.
-//!   Values are bounded by `entry_bytes_max` and read defensively
-//!   ([`decode`]); Redis failing or slow is a miss, never an error.
+//!   when the hand reaches it. An entry's body is an allocation of its own
+//!   size ([`Kept`]), so the bound holds in the process's memory too.
+//! - **The shared tier's values** ([`encode`], [`decode`]): read
+//!   defensively, since Redis is outside the process.
 
 pub mod semantic;
 
@@ -57,14 +23,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use rustc_hash::FxHashMap;
-use sha2::{Digest, Sha256};
-use tollgate_policy::config::Cache as CacheConfig;
 
-use crate::pipeline::{Core, Exchange};
-use crate::proxy::relay::RelayEnd;
-use crate::proxy::Front;
-use crate::record::{End, TokenUsage};
-use crate::respond::Client;
+use crate::record::TokenUsage;
 
 /// An entry's identity: see the module's documentation.
 pub type Key = [u8; 32];
@@ -273,55 +233,6 @@ impl Store {
     }
 }
 
-/// What the request asked of the cache, read from its headers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Asked {
-    lookup: bool,
-    store: bool,
-    ttl: Option<Duration>,
-}
-
-fn asked(head: &tollgate_protocol::http1::RequestHead) -> Asked {
-    let mut a = Asked { lookup: true, store: true, ttl: None };
-    for (name, value) in head.headers() {
-        if name.eq_ignore_ascii_case(b"cache-control") {
-            for d in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if d.eq_ignore_ascii_case(b"no-store") {
-                    a.lookup = false;
-                    a.store = false;
-                } else if d.eq_ignore_ascii_case(b"no-cache") {
-                    a.lookup = false;
-                }
-            }
-        } else if name.eq_ignore_ascii_case(b"x-tollgate-cache") {
-            let v = value.trim_ascii();
-            if [&b"off"[..], b"no", b"false", b"0", b"bypass"].iter().any(|o| v.eq_ignore_ascii_case(o)) {
-                a.lookup = false;
-                a.store = false;
-            }
-        } else if name.eq_ignore_ascii_case(b"x-tollgate-cache-ttl") {
-            // Seconds; anything else is taken as "do not store" rather
-            // than as the default (the client meant something).
-            match std::str::from_utf8(value).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
-                Some(0) | None => a.store = false,
-                Some(s) => a.ttl = Some(Duration::from_secs(s.min(30 * 86_400))),
-            }
-        }
-    }
-    a
-}
-
-/// A request's part in the cache once it is looked up and missed: the
-/// key to store the answer under, for how long, and the answer's bytes as
-/// they are written.
-pub struct Pending {
-    key: Key,
-    ttl: Duration,
-    pub kept: Kept,
-    /// With semantic lookups: where the answer's vector goes.
-    placed: Option<semantic::Placed>,
-}
-
 /// An answer's bytes as the client receives them, up to a bound.
 #[derive(Default)]
 pub struct Kept {
@@ -333,6 +244,11 @@ pub struct Kept {
 }
 
 impl Kept {
+    /// Keeps up to `max` bytes.
+    pub fn new(max: usize) -> Kept {
+        Kept { max, ..Kept::default() }
+    }
+
     /// Keeps a piece of the body (a clone of the bytes the client gets).
     pub fn push(&mut self, data: &Bytes) {
         if self.spoiled || data.is_empty() {
@@ -353,7 +269,7 @@ impl Kept {
         self.parts = Vec::new();
     }
 
-    fn take(&mut self) -> Option<Bytes> {
+    pub fn take(&mut self) -> Option<Bytes> {
         // An empty body is no answer to serve (and would frame as the
         // end of a chunked one).
         if self.spoiled || self.len == 0 {
@@ -389,304 +305,6 @@ impl Outcome {
             Outcome::Hit => out.extend_from_slice(b"hit"),
             Outcome::Miss => out.extend_from_slice(b"miss"),
             Outcome::SemanticHit(s) => out.extend_from_slice(format!("semantic-hit; similarity={s:.3}").as_bytes()),
-        }
-    }
-}
-
-/// The top-level members that do not change the answer.
-const NOT_KEYED: &[&[u8]] = &[b"user", b"stream"];
-
-/// Looks the request up: `Some` with the entry to serve on a hit; on a
-/// miss the exchange keeps what [`store`] will need. Nothing when the
-/// request is not cacheable. Runs after the request's guardrails (a
-/// blocked prompt never reaches it) and before anything it could spend.
-pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>> {
-    let config = &core.state.config;
-    let cache = config.cache.as_ref()?;
-    let key = ex.key().ok()?;
-    let routed = ex.routed.as_ref()?;
-    let cacheable_front = matches!(ex.front, Front::OpenAi | Front::Anthropic | Front::Completions | Front::Embeddings);
-    let team = config.teams.get(key.team)?;
-    if !cacheable_front || !team.cache || !routed.route.cache {
-        return None;
-    }
-    let asked = asked(&ex.head);
-    if !asked.lookup && !asked.store {
-        return None;
-    }
-    // Without sampling, the same request gets the same answer; with it,
-    // only where the operator said that one answer may stand for all.
-    // (Decided on the route's scan, before the body is walked again.)
-    let samples = ex.front != Front::Embeddings && routed.fields.sampled;
-    if samples && !cache.sampled {
-        return None;
-    }
-    let mut canonical = Vec::with_capacity(ex.body.len());
-    if tollgate_protocol::canonical::canonical(&ex.body, NOT_KEYED, &mut canonical).is_err() {
-        return None;
-    }
-    let digest = digest(ex, core, cache, &canonical);
-    let now = Instant::now();
-    let per_core = per_core_bytes(cache, core.cache_share);
-    let mut found = {
-        let mut store = core.cache.borrow_mut();
-        store.set_bytes_max(per_core);
-        if asked.lookup {
-            store.get(&digest, now)
-        } else {
-            None
-        }
-    };
-    if let Some(redis) = core.strict.filter(|_| found.is_none() && asked.lookup) {
-        let max = (cache.entry_bytes_max as usize).min(per_core);
-        found = shared_get(redis, &digest, max).await.map(|entry| {
-            // Kept here too: the next one on this core is local.
-            let entry = Rc::new(entry);
-            core.cache.borrow_mut().insert_rc(digest, entry.clone(), Instant::now());
-            entry
-        });
-    }
-    match found {
-        Some(entry) if entry.stream == routed.fields.stream => {
-            ex.reply.cache = Some(Outcome::Hit);
-            return Some(entry);
-        }
-        _ => {}
-    }
-    let mut placed = None;
-    // Only for a key that may use the embedding model itself: the call is
-    // billed to it.
-    let may_embed = |sem: &&tollgate_policy::config::SemanticCache| key.models.contains(sem.route);
-    if let Some(sem) = cache.semantic.as_ref().filter(may_embed).filter(|_| asked.lookup && semantic::applies(ex.front))
-    {
-        if let Some((text, rest)) = semantic::question(&ex.body) {
-            let partition = self::digest(ex, core, cache, &rest);
-            if let Some(unit) = Box::pin(semantic::embed(ex, core, sem, &text)).await {
-                let now = Instant::now();
-                let mut store = core.cache.borrow_mut();
-                if let Some((answer, similarity)) = store.semantic.nearest(&partition, &unit, sem.threshold, now) {
-                    match store.get(&answer, now) {
-                        Some(entry) if entry.stream == routed.fields.stream => {
-                            ex.reply.cache = Some(Outcome::SemanticHit(similarity));
-                            return Some(entry);
-                        }
-                        // Its answer has left the store: so does it.
-                        _ => store.semantic.remove(&partition, &answer),
-                    }
-                }
-                placed = Some(semantic::Placed { partition, unit });
-            }
-        }
-    }
-    ex.reply.cache = Some(Outcome::Miss);
-    if asked.store {
-        let max = (cache.entry_bytes_max as usize).min(per_core);
-        // A client may shorten its answer's life, never lengthen it past
-        // the operator's `ttl_s`.
-        let ttl = asked.ttl.map_or(cache.ttl, |t| t.min(cache.ttl));
-        ex.cache = Some(Box::new(Pending { key: digest, ttl, kept: Kept { max, ..Kept::default() }, placed }));
-    }
-    None
-}
-
-/// A core's part of the node's store.
-fn per_core_bytes(cache: &CacheConfig, share: usize) -> usize {
-    (cache.bytes_max / share.max(1) as u64) as usize
-}
-
-fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[u8]) -> Key {
-    let config = &core.state.config;
-    let mut h = Sha256::new();
-    // Each part is length-prefixed, so no two splits of the same bytes
-    // make the same key.
-    let mut part = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
-    part(b"tollgate answer cache 1");
-    part(&[ex.front as u8, u8::from(ex.routed.as_ref().is_some_and(|r| r.fields.stream))]);
-    if let Some(key) = ex.trace.key {
-        let team = config.teams.get(key.team);
-        part(team.map_or("", |t| t.name.as_str()).as_bytes());
-        part(if cache.per_key { key.name.as_bytes() } else { b"" });
-        // The guardrail profile that shaped the answer: another profile
-        // (after a reload) makes new entries.
-        let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));
-        part(profile.map_or("", |p| p.name.as_str()).as_bytes());
-    }
-    // What the model name stands for now: its targets (provider and
-    // upstream model). An alias pointed elsewhere makes new entries.
-    if let Some(route) = ex.routed.as_ref().map(|r| r.route) {
-        for t in &route.targets {
-            part(config.providers.get(t.provider).map_or("", |p| p.name.as_str()).as_bytes());
-            part(t.upstream_model.as_bytes());
-        }
-    }
-    // The headers a target would receive that can change its answer, in
-    // name order (lower case), each name with its value.
-    if let Some(routed) = ex.routed.as_ref() {
-        let mut headers: Vec<(Vec<u8>, &[u8])> = ex
-            .head
-            .headers()
-            .filter(|(n, _)| !tollgate_policy::forward::ALWAYS.iter().any(|a| a.as_bytes().eq_ignore_ascii_case(n)))
-            .filter(|(n, _)| routed.route.targets.iter().any(|t| core.state.upstreams[t.provider].forward.allows(n)))
-            .map(|(n, v)| (n.to_ascii_lowercase(), v))
-            .collect();
-        headers.sort();
-        part(&(headers.len() as u64).to_le_bytes());
-        for (n, v) in headers {
-            part(&n);
-            part(v);
-        }
-    }
-    part(canonical);
-    h.finalize().into()
-}
-
-/// Answers the request from `entry`: its body as it was first written,
-/// with `x-tollgate-cache: hit`. The record says what the hit saved; it
-/// bills nothing.
-pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>) -> RelayEnd {
-    let close = !ex.keep_alive;
-    let http10 = ex.head.minor_version == 0;
-    let content_type = if entry.stream { "text/event-stream" } else { "application/json" };
-    let chunked = entry.stream && !http10;
-    // A stream to an HTTP/1.0 client ends with the connection.
-    let close = close || (entry.stream && http10);
-    let delimit = match (entry.stream, chunked) {
-        (false, _) => crate::respond::Delimit::Length(entry.body.len()),
-        (true, true) => crate::respond::Delimit::Chunked,
-        (true, false) => crate::respond::Delimit::Close,
-    };
-    let route = [entry.route.as_bytes()];
-    crate::respond::write_answer_head(client, 200, content_type, delimit, close, &ex.reply, &route, None);
-    if chunked && !entry.body.is_empty() {
-        let mut hdr = [0u8; 18];
-        let n = tollgate_protocol::http1::chunk_header(entry.body.len(), &mut hdr);
-        client.out.push(Bytes::copy_from_slice(&hdr[..n]));
-        client.out.push(entry.body.clone());
-        client.out.push(Bytes::from_static(tollgate_protocol::http1::CHUNK_END));
-        client.out.push(Bytes::from_static(tollgate_protocol::http1::LAST_CHUNK));
-    } else if chunked {
-        client.out.push(Bytes::from_static(tollgate_protocol::http1::LAST_CHUNK));
-    } else {
-        client.out.push(entry.body.clone());
-    }
-    let sent = client.write(ex.reply.deadline).await.is_ok();
-    let mut end = RelayEnd::new(200);
-    end.first_write = sent.then(Instant::now);
-    end.body_bytes = entry.body.len() as u64;
-    end.end = if sent { End::Completed } else { End::ClientGone };
-    end.client_reusable = sent && !close;
-    let similarity = match ex.reply.cache {
-        Some(Outcome::SemanticHit(s)) => Some(s),
-        _ => None,
-    };
-    ex.trace.cache = Some(crate::record::Cached {
-        hit: true,
-        similarity,
-        saved_micro_usd: entry.cost_micro_usd,
-        saved_tokens: entry.usage.map_or(0, |u| u.prompt.saturating_add(u.completion)),
-    });
-    end
-}
-
-/// Keeps the answer just relayed, if it may be: complete, status 200, not
-/// withheld or cut, kept whole within the bound. With a shared tier, what
-/// to write there once the request is recorded ([`share`]).
-pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<Shared> {
-    let mut pending = ex.cache.take()?;
-    ex.trace.cache = Some(crate::record::Cached::default());
-    if end.status != 200 || end.end != End::Completed || end.usage_rejected {
-        return None;
-    }
-    let body = pending.kept.take()?;
-    let config = &core.state.config;
-    let route = ex.trace.route.and_then(|r| config.routes.all().get(r));
-    let target = ex.trace.served_by.and_then(|t| route?.targets.get(t as usize));
-    let label = target.map_or(String::new(), |t| {
-        format!("{}/{}", config.providers.get(t.provider).map_or("", |p| p.name.as_str()), t.upstream_model)
-    });
-    let cost = route.and_then(|r| r.price_of(target)).zip(end.usage).map_or(0, |(p, u)| u.cost_at(p));
-    let now = Instant::now();
-    let entry = Entry {
-        stream: ex.routed.as_ref().is_some_and(|r| r.fields.stream),
-        body,
-        route: label.into_boxed_str(),
-        usage: end.usage,
-        cost_micro_usd: cost,
-        expires: now + pending.ttl,
-    };
-    let shared = core.strict.map(|_| Shared {
-        key: pending.key,
-        value: encode(&entry, crate::unix_now().as_millis() as u64 + pending.ttl.as_millis() as u64),
-        ttl: pending.ttl,
-    });
-    let expires = entry.expires;
-    let mut store = core.cache.borrow_mut();
-    if store.insert(pending.key, entry, now) {
-        let sem = config.cache.as_ref().and_then(|c| c.semantic.as_ref());
-        if let Some((placed, sem)) = pending.placed.take().zip(sem) {
-            let max = semantic::per_core(sem, core.cache_share);
-            store.semantic.insert(placed.partition, placed.unit, pending.key, expires, max);
-        }
-    }
-    shared
-}
-
-/// An answer to write to the shared tier.
-pub struct Shared {
-    key: Key,
-    value: Vec<u8>,
-    ttl: Duration,
-}
-
-/// The shared tier's name for `key`: `prefix:c:<hex>`, without the
-/// braces of the budgets' keys, so that entries spread over a Redis
-/// Cluster's slots instead of all landing on one node.
-fn shared_key(prefix: &str, key: &Key) -> String {
-    use std::fmt::Write as _;
-    let mut k = String::with_capacity(prefix.len() + 3 + 64);
-    k.push_str(prefix);
-    k.push_str(":c:");
-    for b in key {
-        let _ = write!(k, "{b:02x}");
-    }
-    k
-}
-
-/// Writes an answer to the shared tier, with its TTL; a failure is only
-/// logged (the next request is a miss there).
-pub async fn share(core: &Core<'_>, shared: Shared) {
-    let Some(redis) = core.strict else { return };
-    let name = shared_key(redis.key_prefix(), &shared.key);
-    let ms = shared.ttl.as_millis().max(1).to_string();
-    let args: [&[u8]; 5] = [b"SET", name.as_bytes(), &shared.value, b"PX", ms.as_bytes()];
-    match redis.call(&args).await {
-        Ok(tollgate_protocol::resp::Reply::Simple(_)) => {}
-        Ok(other) => tracing::debug!(reply = ?other, "the shared cache refused an answer"),
-        Err(e) => tracing::debug!(error = %e, "the shared cache is unavailable"),
-    }
-}
-
-/// The shared tier's entry for `key`: `None` when it has none, when Redis
-/// fails or is slow, or when what it holds cannot be read.
-async fn shared_get(redis: &crate::cluster::strict::Strict, key: &Key, max: usize) -> Option<Entry> {
-    let name = shared_key(redis.key_prefix(), key);
-    match redis.call(&[b"GET", name.as_bytes()]).await {
-        // Past this node's bound: not an entry this node would have kept.
-        Ok(tollgate_protocol::resp::Reply::Bulk(Some(value))) if value.len() > max + 256 => None,
-        Ok(tollgate_protocol::resp::Reply::Bulk(Some(value))) => {
-            let entry = decode(&value, crate::unix_now().as_millis() as u64, Instant::now());
-            if entry.is_none() {
-                tracing::debug!("the shared cache holds an entry that cannot be read; taken as a miss");
-            }
-            entry
-        }
-        Ok(_) => None,
-        Err(e) => {
-            tracing::debug!(error = %e, "the shared cache is unavailable; taken as a miss");
-            None
         }
     }
 }

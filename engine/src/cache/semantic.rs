@@ -32,8 +32,6 @@ use rustc_hash::FxHashMap;
 use tollgate_policy::config::SemanticCache;
 
 use super::Key;
-use crate::pipeline::{Core, Exchange};
-use crate::proxy::Front;
 
 /// The last user message's text, and the rest of the body in canonical
 /// form (that message's content as `null`; `user` and `stream` left out),
@@ -364,59 +362,11 @@ pub struct Placed {
     pub unit: Box<[f32]>,
 }
 
-/// Embeds `text` through the semantic model's targets in order (the
-/// first that answers), billing the call to the request's key as a
-/// request of its own. `None` when none answers in time.
-pub async fn embed(ex: &Exchange<'_>, core: &Core<'_>, sem: &SemanticCache, text: &str) -> Option<Box<[f32]>> {
-    let config = &core.state.config;
-    let route = config.routes.all().get(sem.route)?;
-    let until = ex.deadline.min(Instant::now() + sem.timeout);
-    for (t, target) in route.targets.iter().enumerate() {
-        let body = serde_json::json!({ "model": target.upstream_model, "input": text, "encoding_format": "float" });
-        let body = serde_json::to_vec(&body).ok()?;
-        let started = Instant::now();
-        let answer =
-            crate::proxy::classify::post_whole(core.state, target.provider, "/embeddings", body, until, core.cut);
-        let answer = Box::pin(answer).await;
-        let mut trace = crate::record::Trace::new(core.recorder.next_id());
-        trace.key = ex.trace.key;
-        trace.route = Some(sem.route);
-        let outcome = answer.as_ref().map(|_| 200).map_err(|f| f.why());
-        trace.attempt(t, started, outcome);
-        let Ok(answer) = answer else {
-            // Recorded as a failed attempt of its own; the next target.
-            trace.status = 502;
-            trace.end = crate::record::End::UpstreamFailed;
-            crate::pipeline::settle(core, &trace);
-            continue;
-        };
-        trace.served_by = Some(t as u8);
-        trace.upstream_micros = crate::record::micros(started.elapsed());
-        let Some((vector, tokens)) = read_embedding(&answer) else {
-            // Answered, but not with a vector this index can hold: billed
-            // as an answer without usage would be, then the next target.
-            trace.status = 200;
-            trace.usage_estimated = true;
-            let tokens =
-                crate::pipeline::Prompt::new(tollgate_protocol::tokens::Encoding::O200kBase).tokens(text.as_bytes());
-            trace.usage = Some(crate::record::TokenUsage { prompt: tokens, ..Default::default() });
-            crate::pipeline::settle(core, &trace);
-            continue;
-        };
-        trace.status = 200;
-        trace.usage = Some(crate::record::TokenUsage { prompt: tokens, ..Default::default() });
-        trace.bytes_in = text.len() as u64;
-        crate::pipeline::settle(core, &trace);
-        return normalized(vector);
-    }
-    None
-}
-
 /// Vectors longer than this are not indexed (the lookup is a miss).
 pub const DIMENSIONS_MAX: usize = 4096;
 
 /// The first vector of an embeddings answer and its prompt tokens.
-fn read_embedding(answer: &[u8]) -> Option<(Vec<f32>, u64)> {
+pub fn read_embedding(answer: &[u8]) -> Option<(Vec<f32>, u64)> {
     let v: serde_json::Value = serde_json::from_slice(answer).ok()?;
     let floats = v.get("data")?.get(0)?.get("embedding")?.as_array()?;
     let vector: Option<Vec<f32>> = floats.iter().map(|x| x.as_f64().map(|f| f as f32)).collect();
@@ -425,11 +375,6 @@ fn read_embedding(answer: &[u8]) -> Option<(Vec<f32>, u64)> {
     let vector = vector.filter(|v| !v.is_empty() && v.len() <= DIMENSIONS_MAX)?;
     let tokens = v.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(|t| t.as_u64()).unwrap_or(0);
     Some((vector, tokens.min(u32::MAX as u64)))
-}
-
-/// Whether `front` carries a conversation the semantic lookup reads.
-pub fn applies(front: Front) -> bool {
-    matches!(front, Front::OpenAi | Front::Anthropic)
 }
 
 /// Vectors a core may keep.

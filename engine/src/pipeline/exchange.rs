@@ -54,7 +54,7 @@ pub struct Exchange<'s> {
     pub reply: Reply,
     /// Looked up in the answer cache and missed: where the answer is kept
     /// as it is written, to be stored if it completes.
-    pub cache: Option<Box<crate::cache::Pending>>,
+    pub cache: Option<Box<super::cache::Pending>>,
 }
 
 /// Whether the request's body has been read off the connection. A refusal

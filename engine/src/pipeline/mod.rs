@@ -23,9 +23,9 @@
 //! - [`classify_request`]: the profile's external classifiers (a prompt
 //!   injection model, a moderation endpoint, a guard model, a webhook)
 //!   are asked about the request's text, each within its timeout;
-//! - [`crate::cache::lookup`]: with `[cache]`, a cacheable request (see
+//! - [`cache::lookup`]: with `[cache]`, a cacheable request (see
 //!   there) is looked up by its key; a hit is answered from the entry
-//!   ([`crate::cache::serve`]) and goes to `finish` at once: it is counted
+//!   ([`cache::serve`]) and goes to `finish` at once: it is counted
 //!   for rate limits (above) but holds and spends nothing, and records
 //!   what it saved;
 //! - [`admit::count_large_prompt`]: a large prompt that a later phase will
@@ -40,7 +40,7 @@
 //! - [`forward::forward`]: fallback over the route's targets, the
 //!   upstream request, the call and the relay of the answer (guarded,
 //!   counted, translated);
-//! - [`crate::cache::store`]: a missed request's answer, kept as it was
+//! - [`cache::store`]: a missed request's answer, kept as it was
 //!   written, is stored if it completed with status 200;
 //! - [`finish`]: the record written, the spend counted, what the request
 //!   held released (in the same hand-off as that spend), then a refusal or
@@ -54,6 +54,7 @@
 //! change inside one.
 
 pub mod admit;
+pub mod cache;
 pub mod exchange;
 mod forward;
 #[cfg(test)]
@@ -120,8 +121,8 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             route(&mut ex, core)?;
             guard_request(&mut ex, core)?;
             classify_request(&mut ex, core).await?;
-            if let Some(entry) = Box::pin(crate::cache::lookup(&mut ex, core)).await {
-                return Ok(Box::pin(crate::cache::serve(&mut ex, client, entry)).await);
+            if let Some(entry) = Box::pin(cache::lookup(&mut ex, core)).await {
+                return Ok(Box::pin(cache::serve(&mut ex, client, entry)).await);
             }
             admit::count_large_prompt(&mut ex, core).await?;
             admit::affordable(&mut ex, core)?;
@@ -129,7 +130,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             capture(&mut ex, core);
             admit::reserve_strict(&mut ex, core).await?;
             let end = forward::forward(&mut ex, core.state, core.cut, client).await?;
-            shared = crate::cache::store(&mut ex, core, &end);
+            shared = cache::store(&mut ex, core, &end);
             Ok(end)
         });
         match core.cut.or(phases.as_mut()).await {
@@ -154,7 +155,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     // Boxed, as the IO steps in `forward` are: see there.
     let reusable = Box::pin(finish(core, client, buf, ex, result, abandoned)).await;
     if let Some(s) = shared {
-        Box::pin(crate::cache::share(core, s)).await;
+        Box::pin(cache::share(core, s)).await;
     }
     reusable && !abandoned
 }
