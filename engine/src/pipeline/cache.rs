@@ -160,7 +160,7 @@ pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>>
     };
     if let Some(redis) = core.strict.filter(|_| found.is_none() && asked.lookup) {
         let max = (cache.entry_bytes_max as usize).min(per_core);
-        found = shared_get(redis, &digest, max).await.map(|entry| {
+        found = Box::pin(shared_get(redis, &digest, max)).await.map(|entry| {
             // Kept here too: the next one on this core is local.
             let entry = Rc::new(entry);
             core.cache.borrow_mut().insert_rc(digest, entry.clone(), Instant::now());

@@ -308,3 +308,19 @@ fn a_large_prompt_is_never_counted_at_once() {
     let bound = body.len() as u64 + tollgate_protocol::tokens::REPLY_PRIMING;
     assert_eq!(w.accounts.reserved(Owner::Team(0)), bound + 1);
 }
+
+/// The cache's phases are futures the request's own future holds (or
+/// boxes): kept small, since each is moved whole when made and awaited
+/// (the shared tier's Redis call and the embedding call are boxed inside
+/// the lookup, which runs on every cacheable request).
+#[test]
+fn the_cache_phases_stay_small_futures() {
+    let w = World::new("");
+    let core = w.core();
+    let mut ex = exchange("tg-key", PROSE);
+    let lookup = cache::lookup(&mut ex, &core);
+    let size = std::mem::size_of_val(&lookup);
+    eprintln!("cache::lookup future: {size} bytes");
+    // 3,712 bytes with the Redis call inline.
+    assert!(size <= 1024, "{size}");
+}
