@@ -365,14 +365,17 @@ fn close_questions_get_the_earlier_answer() {
     let similarity: f32 = header.strip_prefix("semantic-hit; similarity=").expect(&header).parse().unwrap();
     assert!((0.9..1.0).contains(&similarity), "{header}");
     assert_eq!(close.body, first.body);
+    // A near miss: five of six words shared (cosine 5/6 with the mock's
+    // embeddings), under the 0.9 threshold.
+    assert_eq!(cache_header(&ask("Be brief.", "What is the capital of Spain?")), Some("miss"));
     // Another question, or the same one under another system prompt: misses.
     assert_eq!(cache_header(&ask("Be brief.", "Tell me a joke about cats")), Some("miss"));
     assert_eq!(cache_header(&ask("Be verbose.", "What is the capital of France?")), Some("miss"));
-    // Records: five chat requests and the five embedding calls before
+    // Records: six chat requests and the six embedding calls before
     // their lookups, each billed to the team.
-    let records = wait_records(&logs.0, 10);
+    let records = wait_records(&logs.0, 12);
     let embeds: Vec<_> = records.iter().filter(|r| r["model"] == "embed").collect();
-    assert_eq!(embeds.len(), 5, "{records:?}");
+    assert_eq!(embeds.len(), 6, "{records:?}");
     assert!(embeds.iter().all(|r| r["team"] == "e2e" && r["tokens"]["prompt"].as_u64() > Some(0)), "{embeds:?}");
     let hits: Vec<_> = records.iter().filter(|r| r["cache"]["outcome"] == "semantic-hit").collect();
     assert_eq!(hits.len(), 2, "{records:?}");
