@@ -42,6 +42,7 @@ fn accounting(c: &mut Criterion) {
     let recorder = Recorder::new(0, None);
     let cut = tollgate_engine::cut::Cut::default();
     let cache = std::cell::RefCell::new(tollgate_engine::cache::Store::new(0));
+    let runs = std::sync::Arc::new(tollgate_engine::runs::Runs::with_capacity(1024));
     let core = Core {
         state: &state,
         accounts: &accounts,
@@ -52,6 +53,7 @@ fn accounting(c: &mut Criterion) {
         cut: &cut,
         cache: &cache,
         cache_share: 1,
+        runs: &runs,
     };
     let head = Bytes::from_static(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer tg-bench-key\r\nContent-Length: 2\r\n\r\n",
@@ -108,5 +110,29 @@ fn record(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, accounting, record);
+/// An agent run's admission on the node's shared table: a sub-run's
+/// request taken from its run and its parent (one request and an estimate
+/// each), charged what it used, and its hold released; and, alone, a run
+/// at its limit refused. Single-threaded: the cost of the atomics without
+/// contention, which is what a run's own few connections meet.
+fn run_admission(c: &mut Criterion) {
+    use tollgate_engine::runs::{Estimate, Runs};
+    use tollgate_policy::run::RunLimits;
+    let runs = Arc::new(Runs::default());
+    let limits = RunLimits { cost: Some(u64::MAX / 4), tokens: Some(u64::MAX / 4), requests: None, wall_ms: None };
+    let estimate = Estimate { cost: 3_000, tokens: 1_200 };
+    c.bench_function("run_admission_with_parent", |b| {
+        b.iter(|| {
+            let hold = runs.admit("search", black_box("run-7f3a/sub-2"), Some("run-7f3a"), limits, estimate, 1);
+            let hold = hold.expect("admitted");
+            hold.charge(900, 2_100, 1);
+        })
+    });
+    let full = RunLimits { requests: Some(0), ..RunLimits::default() };
+    c.bench_function("run_refused_at_its_limit", |b| {
+        b.iter(|| black_box(runs.admit("search", black_box("run-at-limit"), None, full, estimate, 1).is_err()))
+    });
+}
+
+criterion_group!(benches, accounting, record, run_admission);
 criterion_main!(benches);

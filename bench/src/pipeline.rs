@@ -76,6 +76,7 @@ pub fn world() -> World {
         recorder: Recorder::new(0, None),
         cut: Cut::default(),
         cache: std::cell::RefCell::new(tollgate_engine::cache::Store::new(0)),
+        runs: std::sync::Arc::new(tollgate_engine::runs::Runs::with_capacity(1024)),
         head,
         body,
         stream,
@@ -92,6 +93,7 @@ pub struct World {
     recorder: Recorder,
     cut: Cut,
     cache: std::cell::RefCell<tollgate_engine::cache::Store>,
+    runs: std::sync::Arc<tollgate_engine::runs::Runs>,
     head: Bytes,
     body: Bytes,
     stream: Bytes,
@@ -113,6 +115,7 @@ pub fn iterate(w: &World, out: &mut BytesMut) -> u64 {
         cut: &w.cut,
         cache: &w.cache,
         cache_share: 1,
+        runs: &w.runs,
     };
     // Request side.
     let head = RequestHead::parse(w.head.clone(), &w.limits).expect("head");

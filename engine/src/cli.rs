@@ -24,7 +24,7 @@ USAGE:
     tollgate keygen --admin        make an admin token: prints the token once and
                                    the [server] admin_tokens entry (its SHA-256)
     tollgate report [--dir DIR | FILE...] [--since DATE] [--until DATE]
-                    [--by team,model,key,provider] [--format table|csv|json]
+                    [--by team,model,key,provider,run] [--format table|csv|json]
                     [--guardrails]
                                    usage, cost and latency from the request records:
                                    one sentence per group, then a table (DATE is

@@ -41,6 +41,13 @@ pub enum GatewayError {
     Auth(AuthError),
     /// A team or key has reached a hard budget limit.
     OverBudget(tollgate_policy::budget::OverBudget),
+    /// An agent run (`x-tollgate-run`) has reached one of its limits.
+    RunLimit(Box<tollgate_policy::run::RunRefused>),
+    /// No room for a new agent run: the node's table of active runs, or
+    /// the team's share of it, is full.
+    RunTableFull { team: String },
+    /// `x-tollgate-run` or `x-tollgate-parent-run` is malformed.
+    RunHeader(&'static str),
     /// A team or key has reached a per-minute limit.
     RateLimited(tollgate_policy::ratelimit::OverRate),
     /// The key's team (or the key itself) may not use this model.
@@ -91,6 +98,9 @@ impl GatewayError {
             | ClientClosed
             | Auth(_)
             | OverBudget(_)
+            | RunLimit(_)
+            | RunTableFull { .. }
+            | RunHeader(_)
             | RateLimited(_)
             | ModelNotAllowed { .. }
             | NoRoute
@@ -140,10 +150,12 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             Request(e) => e.status(),
-            Body(_) | Translate(_) | ClientClosed | Guardrail { .. } | GuardrailUnavailable { .. } => 400,
+            Body(_) | Translate(_) | ClientClosed | Guardrail { .. } | GuardrailUnavailable { .. } | RunHeader(_) => {
+                400
+            }
             HeadTimeout | BodyTimeout => 408,
             Auth(_) => 401,
-            OverBudget(_) | RateLimited(_) => 429,
+            OverBudget(_) | RunLimit(_) | RunTableFull { .. } | RateLimited(_) => 429,
             // The same answer as a model that does not exist: a tenant
             // must not learn which models other teams use.
             NoRoute | UnknownModel(_) | ModelNotAllowed { .. } => 404,
@@ -188,6 +200,9 @@ impl GatewayError {
             Auth(AuthError::Revoked { .. }) => "revoked_api_key",
             ModelNotAllowed { .. } => "model_not_found",
             OverBudget(_) => "budget_exceeded",
+            RunLimit(_) => "run_limit_exceeded",
+            RunTableFull { .. } => "run_table_full",
+            RunHeader(_) => "invalid_run_header",
             RateLimited(_) => "rate_limit_exceeded",
             NoRoute => "unknown_url",
             UnknownModel(_) => "model_not_found",
@@ -224,6 +239,12 @@ impl fmt::Display for GatewayError {
             ClientClosed => f.write_str("the client closed the connection before the request was complete"),
             Auth(e) => write!(f, "{e}"),
             OverBudget(e) => write!(f, "{e}"),
+            RunLimit(e) => write!(f, "{e}"),
+            RunTableFull { team } => write!(
+                f,
+                "team {team:?} has too many agent runs active on this gateway (runs with a request in the last hour); reuse a run id or retry later"
+            ),
+            RunHeader(why) => f.write_str(why),
             RateLimited(e) => write!(f, "{e}"),
             // Who may not use it stays in the record and the log, not in
             // the answer.

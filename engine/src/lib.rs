@@ -50,6 +50,7 @@ pub mod record;
 pub mod reload;
 pub mod report;
 pub mod respond;
+pub mod runs;
 pub mod server;
 pub mod state;
 pub mod stats;

@@ -135,7 +135,13 @@ fn report(
     for b in &by {
         match By::parse(b) {
             Some(g) => groups.push(g),
-            None => return fail(format!("--by {b:?}: use team, model, key or provider")),
+            None => return fail(format!("--by {b:?}: use team, model, key, provider or run")),
+        }
+    }
+    // A run is named within its team: two teams may use the same id.
+    if let Some(at) = groups.iter().position(|g| *g == By::Run) {
+        if !groups.contains(&By::Team) {
+            groups.insert(at, By::Team);
         }
     }
     let format = match format {

@@ -143,6 +143,8 @@ pub struct Trace<'s> {
     pub capture: Option<Box<Capture>>,
     /// The answer cache was consulted: what it gave.
     pub cache: Option<Cached>,
+    /// The agent run the client named (`x-tollgate-run`), and its parent.
+    pub run: Option<Box<crate::runs::RunIds>>,
 }
 
 /// The answer cache's part in a request: served from it (and what that
@@ -212,6 +214,7 @@ impl<'s> Trace<'s> {
             classified: Vec::new(),
             capture: None,
             cache: None,
+            run: None,
         }
     }
 
@@ -249,6 +252,12 @@ impl<'s> Trace<'s> {
         let team = self.key.and_then(|k| config.teams.get(k.team));
         field_str(out, "team", team.map(|t| t.name.as_str()));
         field_str(out, "key", self.key.map(|k| k.name.as_str()));
+        if let Some(run) = &self.run {
+            field_str(out, "run", Some(&run.id));
+            if let Some(p) = &run.parent {
+                field_str(out, "parent_run", Some(p));
+            }
+        }
         let route = self.route.and_then(|r| config.routes.all().get(r));
         field_str(out, "model", route.map(|r| r.name.as_str()).or(self.model_requested.as_deref()));
         let target = |t: u8| route.and_then(|r| r.targets.get(t as usize));

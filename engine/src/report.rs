@@ -22,6 +22,10 @@ pub enum By {
     Model,
     Key,
     Provider,
+    /// The agent run (`x-tollgate-run`), within its team: grouped with
+    /// the team always (run ids are the clients' own, and two teams may
+    /// use the same).
+    Run,
 }
 
 impl By {
@@ -31,6 +35,7 @@ impl By {
             "model" => Some(By::Model),
             "key" => Some(By::Key),
             "provider" => Some(By::Provider),
+            "run" => Some(By::Run),
             _ => None,
         }
     }
@@ -41,6 +46,7 @@ impl By {
             By::Model => "model",
             By::Key => "key",
             By::Provider => "provider",
+            By::Run => "run",
         }
     }
 }
@@ -316,17 +322,35 @@ fn dollars(micro: u64) -> String {
 pub fn sentences(report: &Report, by: &[By]) -> String {
     let mut out = String::new();
     for (key, g) in &report.groups {
-        let who = if key.is_empty() { "all traffic".to_string() } else { key.join("/") };
-        let verb = if by.first() == Some(&By::Model) { "received" } else { "sent" };
         let mean_ms = g.latency_us.mean() / 1000.0;
-        let _ = write!(
-            out,
-            "{who} {verb} {} tokens in {} requests at a cost of {}; average latency {mean_ms:.0} ms; {} errors",
-            human(g.tokens_in + g.tokens_out),
-            g.requests,
-            dollars(g.cost_micro_usd),
-            g.errors
-        );
+        if let Some(at) = by.iter().position(|b| *b == By::Run) {
+            // "run 42 of team-a: 312 requests, 9.1M tokens, $18.20"
+            let run = &key[at];
+            let mut who = if run == "-" { "requests outside any run".to_string() } else { format!("run {run}") };
+            for (b, v) in by.iter().zip(key).filter(|(b, _)| **b != By::Run) {
+                let _ = write!(who, " {} {}", if *b == By::Team { "of" } else { "/" }, v);
+            }
+            let _ = write!(
+                out,
+                "{who}: {} request{}, {} tokens, {}; average latency {mean_ms:.0} ms; {} errors",
+                g.requests,
+                if g.requests == 1 { "" } else { "s" },
+                human(g.tokens_in + g.tokens_out),
+                dollars(g.cost_micro_usd),
+                g.errors
+            );
+        } else {
+            let who = if key.is_empty() { "all traffic".to_string() } else { key.join("/") };
+            let verb = if by.first() == Some(&By::Model) { "received" } else { "sent" };
+            let _ = write!(
+                out,
+                "{who} {verb} {} tokens in {} requests at a cost of {}; average latency {mean_ms:.0} ms; {} errors",
+                human(g.tokens_in + g.tokens_out),
+                g.requests,
+                dollars(g.cost_micro_usd),
+                g.errors
+            );
+        }
         for (category, n) in &g.guarded_by {
             let name = match category.as_str() {
                 "pii" => "PII",
@@ -474,5 +498,38 @@ mod tests {
         assert_eq!(human(12_500), "12.5k");
         assert_eq!(parse_time("2026-11-23"), Some(1_795_392_000_000));
         assert_eq!(parse_time("nope"), None);
+    }
+
+    #[test]
+    fn runs_are_reported_within_their_team() {
+        // Keys and whitespace as another writer would order them.
+        let dir = std::env::temp_dir().join(format!("tollgate-report-runs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tollgate-requests-x.jsonl");
+        let mut lines = String::new();
+        for (team, run, cost) in [
+            ("team-a", Some("42"), 6_000_000u64),
+            ("team-a", Some("42"), 12_200_000),
+            ("team-b", Some("42"), 1),
+            ("team-a", None, 5),
+        ] {
+            let run = run.map_or(String::new(), |r| format!(" , \"run\" : \"{r}\""));
+            lines.push_str(&format!(
+                "{{ \"cost_micro_usd\":{cost}{run}, \"tokens\":{{\"completion\":50000,\"prompt\":4500000}},\"team\":\"{team}\",\"status\":200,\"ts\":1}}\n"
+            ));
+        }
+        std::fs::write(&file, lines).unwrap();
+        let opts = ReportOptions {
+            inputs: vec![file],
+            since_ms: None,
+            until_ms: None,
+            by: vec![By::Team, By::Run],
+            format: Format::Table,
+        };
+        let text = sentences(&build(&opts).unwrap(), &opts.by);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(text.contains("run 42 of team-a: 2 requests, 9.1M tokens, $18.20;"), "{text}");
+        assert!(text.contains("run 42 of team-b: 1 request,"), "{text}");
+        assert!(text.contains("requests outside any run of team-a: 1 request,"), "{text}");
     }
 }

@@ -189,6 +189,10 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     let mut threads = Vec::new();
     let mut mailboxes = Vec::new();
     let heartbeats = crate::systemd::Heartbeats::new(listeners.len());
+    // One table of agent runs for every core (see `runs`: shared atomics,
+    // not merged counts), which the metrics read too.
+    let runs = Arc::new(crate::runs::Runs::default());
+    totals.lock().unwrap_or_else(|e| e.into_inner()).runs = Some(runs.clone());
     for (index, listener) in listeners.into_iter().enumerate() {
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let (mailbox, reloads) = mpsc::channel();
@@ -201,6 +205,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         let alerts = alerts.clone();
         let strict = config.cluster.clone().map(|c| (Arc::new(c), redis_tls.clone()));
         let beats = heartbeats.clone();
+        let runs = runs.clone();
         let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
             if let Some(cpu) = cpu {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
@@ -214,7 +219,8 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
                 Worker::new(index, state, reloads, recorder, Some(merger))
                     .with_alerts(alerts)
                     .with_strict(strict)
-                    .with_cache_share(workers),
+                    .with_cache_share(workers)
+                    .with_runs(runs),
             );
             let main = worker::run(worker.clone(), crate::conn::accept(worker, listener), shutdown, beats);
             match build_runtime(driver) {

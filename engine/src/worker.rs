@@ -77,6 +77,8 @@ pub struct Worker {
     /// `[cache] bytes_max`.
     cache: RefCell<crate::cache::Store>,
     cache_share: usize,
+    /// The node's agent runs, shared with the other cores.
+    runs: Arc<crate::runs::Runs>,
 }
 
 impl Worker {
@@ -112,7 +114,14 @@ impl Worker {
             listener: Cell::new(None),
             cache: RefCell::new(crate::cache::Store::new(0)),
             cache_share: 1,
+            runs: Arc::default(),
         }
+    }
+
+    /// Shares the node's table of agent runs.
+    pub fn with_runs(mut self, runs: Arc<crate::runs::Runs>) -> Worker {
+        self.runs = runs;
+        self
     }
 
     /// The node's cache bound is split between `workers` cores.
@@ -152,6 +161,7 @@ impl Worker {
             cut: &self.cut,
             cache: &self.cache,
             cache_share: self.cache_share,
+            runs: &self.runs,
         }
     }
 

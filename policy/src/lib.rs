@@ -19,6 +19,7 @@ pub mod keys;
 pub mod prices;
 pub mod ratelimit;
 pub mod route;
+pub mod run;
 pub mod team;
 
 pub use config::{Config, ConfigError, Provider, ProviderKind, Server, Timeouts};

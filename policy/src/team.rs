@@ -25,6 +25,8 @@ pub struct Budget {
     /// Redis before it is sent, so nodes together never pass the limit by
     /// more than estimates miss (one round trip to Redis per request).
     pub strict: bool,
+    /// Limits on each agent run (`x-tollgate-run`) of this owner.
+    pub run: crate::run::RunLimits,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

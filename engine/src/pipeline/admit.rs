@@ -291,6 +291,62 @@ fn far_from_limits(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::Vi
     far(Owner::Team(key.team), team) && far(Owner::Key(key.index), key.rate_limit.tokens_per_minute)
 }
 
+/// The run phase: a request that names an agent run (`x-tollgate-run`),
+/// of a key or team with run limits (the tighter of the two, each limit
+/// apart), holds its estimate against the run and every run above it
+/// until it ends: one more request, its estimated cost and tokens. The
+/// request that would pass a limit is refused with 429, naming the run
+/// and what it spent. The estimate is the prompt's upper bound (nothing
+/// counted) and the output reserve; only when that does not fit is the
+/// prompt counted, so that a run near its end is not refused for an
+/// overstated estimate. A token count is free and passes.
+pub fn within_run<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    use crate::runs::{Estimate, Refusal};
+    use tollgate_policy::run::{RunLimit, RunRefused};
+    let Some(run) = ex.trace.run.as_deref() else { return Ok(()) };
+    if ex.front == crate::proxy::Front::CountTokens {
+        return Ok(());
+    }
+    let key = ex.key()?;
+    let team = core.state.config.teams.get(key.team);
+    let limits = team.map_or(key.budget.run, |t| t.budget.run.tighter(key.budget.run));
+    if !limits.is_set() {
+        return Ok(());
+    }
+    let team_name = team.map_or("-", |t| t.name.as_str());
+    let now_ms = crate::unix_now().as_millis() as u64;
+    let output = output_reserve(ex);
+    let estimate =
+        |prompt: u64| Estimate { cost: cost_with(ex, prompt).unwrap_or(0), tokens: prompt.saturating_add(output) };
+    let (id, parent) = (&*run.id, run.parent.as_deref());
+    let mut admitted = core.runs.admit(team_name, id, parent, limits, estimate(prompt_bound(ex)), now_ms);
+    if let Err(Refusal::Limit { limit: RunLimit::Cost | RunLimit::Tokens, estimate: e, .. }) = admitted {
+        if e > 0 {
+            admitted = core.runs.admit(team_name, id, parent, limits, estimate(prompt_now(ex)), now_ms);
+        }
+    }
+    match admitted {
+        Ok(hold) => {
+            ex.holds.run = Some(hold);
+            Ok(())
+        }
+        Err(Refusal::Limit { level, limit, cap, used, estimate }) => {
+            // Above the request's own run, the parent is the run it named.
+            let named = if level == 0 { id } else { parent.unwrap_or(id) };
+            Err(GatewayError::RunLimit(Box::new(RunRefused {
+                run: named.to_string(),
+                team: team_name.to_string(),
+                limit,
+                cap,
+                used,
+                estimate,
+                level: level.min(u8::MAX as usize) as u8,
+            })))
+        }
+        Err(Refusal::Full) => Err(GatewayError::RunTableFull { team: team_name.to_string() }),
+    }
+}
+
 /// Strict budgets (with a cluster tier): the request's estimated cost is
 /// reserved in Redis against the cluster's spend and every outstanding
 /// reservation before it is sent. The hold releases the estimate when the

@@ -77,6 +77,8 @@ pub struct Holds {
     pub tokens: Option<Reservation>,
     pub spend: Option<SpendHold>,
     pub strict: Option<StrictHold>,
+    /// The estimate held against an agent run and the runs above it.
+    pub run: Option<crate::runs::RunHold>,
 }
 
 /// A prompt's token count, made once, on the body as it goes upstream.

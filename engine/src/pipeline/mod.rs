@@ -4,13 +4,15 @@
 //! ([`finish`]).
 //!
 //! ```text
-//!  authenticate ─ within_budget ─ within_rate_limit ─ read_body ─ route ─ guard_request
-//!   ─ classify_request ─ cache lookup ─ affordable ─ reserve_tokens ─ capture ─ reserve_strict
-//!   ─ forward ─ cache store ─ finish
+//!  authenticate ─ name_run ─ within_budget ─ within_rate_limit ─ read_body ─ route
+//!   ─ guard_request ─ classify_request ─ cache lookup ─ affordable ─ reserve_tokens
+//!   ─ within_run ─ capture ─ reserve_strict ─ forward ─ cache store ─ finish
 //! ```
 //!
 //! - [`authenticate`]: the virtual key, before the body is read, so an
 //!   unknown client cannot make the gateway buffer megabytes;
+//! - [`name_run`]: the agent run the request names (`x-tollgate-run`,
+//!   `x-tollgate-parent-run`), for its record and [`admit::within_run`];
 //! - [`admit::within_budget`], [`admit::within_rate_limit`]: the key's and
 //!   its team's hard budget limits and requests per minute (the request
 //!   is counted at once);
@@ -35,6 +37,10 @@
 //! - [`admit::reserve_tokens`]: under a tokens-per-minute limit, the
 //!   prompt (counted once, with the model's encoding) plus the most the
 //!   request may generate is reserved;
+//! - [`admit::within_run`]: under run limits, the request's estimate is
+//!   held against its run and the runs above it (one more request, its
+//!   estimated cost and tokens), and the request that would pass a limit
+//!   is refused, on whichever core it arrives ([`crate::runs`]);
 //! - [`capture`]: with body capture on, the prompt as sent, redacted;
 //! - [`admit::reserve_strict`]: a strict budget's reservation in Redis;
 //! - [`forward::forward`]: fallback over the route's targets, the
@@ -96,6 +102,8 @@ pub struct Core<'w> {
     pub cache: &'w std::cell::RefCell<crate::cache::Store>,
     /// How many cores share the node's cache bound.
     pub cache_share: usize,
+    /// The node's agent runs, shared by every core ([`crate::runs`]).
+    pub runs: &'w std::sync::Arc<crate::runs::Runs>,
 }
 
 /// Runs one request through every phase; true when the connection may
@@ -115,6 +123,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     let result = {
         let mut phases = std::pin::pin!(async {
             authenticate(&mut ex, core)?;
+            name_run(&mut ex, core)?;
             admit::within_budget(&mut ex, core)?;
             admit::within_rate_limit(&mut ex, core)?;
             read_body(&mut ex, core, client, buf).await?;
@@ -127,6 +136,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             admit::count_large_prompt(&mut ex, core).await?;
             admit::affordable(&mut ex, core)?;
             admit::reserve_tokens(&mut ex, core)?;
+            admit::within_run(&mut ex, core)?;
             capture(&mut ex, core);
             admit::reserve_strict(&mut ex, core).await?;
             let end = forward::forward(&mut ex, core.state, core.cut, client).await?;
@@ -164,6 +174,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
 /// in-memory benchmark, which has no connection).
 pub fn before_body<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     authenticate(ex, core)?;
+    name_run(ex, core)?;
     admit::within_budget(ex, core)?;
     admit::within_rate_limit(ex, core)
 }
@@ -176,6 +187,7 @@ pub fn after_body<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     guard_request(ex, core)?;
     admit::affordable(ex, core)?;
     admit::reserve_tokens(ex, core)?;
+    admit::within_run(ex, core)?;
     capture(ex, core);
     Ok(())
 }
@@ -186,6 +198,14 @@ pub fn after_body<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
 pub fn authenticate<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     let key = crate::proxy::authenticate::authenticate(core.state, &ex.head)?;
     ex.trace.key = Some(key);
+    Ok(())
+}
+
+/// The agent run the request names, if any: kept in its record (so that
+/// reports group by run, refusals included) and for [`admit::within_run`].
+/// A malformed id is refused here, before anything is counted.
+pub fn name_run<'s>(ex: &mut Exchange<'s>, _core: &Core<'s>) -> Result<(), GatewayError> {
+    ex.trace.run = crate::runs::run_ids(&ex.head).map_err(GatewayError::RunHeader)?;
     Ok(())
 }
 
@@ -402,7 +422,12 @@ pub async fn finish(
             Err((e, body))
         }
     };
-    settle(core, &trace);
+    let (tokens, cost) = settle(core, &trace);
+    // The run's figures take the request's use before its hold lets the
+    // estimate go, so that they never dip between the two.
+    if let Some(run) = &holds.run {
+        run.charge(tokens, cost, crate::unix_now().as_millis() as u64);
+    }
     drop(holds);
     let (e, body) = match refusal {
         Ok(client_reusable) => return client_reusable,
@@ -427,16 +452,17 @@ pub async fn finish(
 }
 
 /// Writes the request's record and counts it: counters, and its tokens and
-/// spend against its key and team.
-pub fn settle(core: &Core<'_>, trace: &crate::record::Trace<'_>) {
+/// spend against its key and team. Returns the two (tokens, micro-dollars).
+pub fn settle(core: &Core<'_>, trace: &crate::record::Trace<'_>) -> (u64, u64) {
     let config = &core.state.config;
     let cost = trace.cost(config).unwrap_or(0);
     core.recorder.record(trace, config);
     core.stats.count(trace, config, cost);
+    let tokens = trace.usage.map_or(0, |u| u.prompt.saturating_add(u.completion));
     if let Some(key) = trace.key {
-        let tokens = trace.usage.map_or(0, |u| u.prompt.saturating_add(u.completion));
         core.accounts.settle(key, config, trace.started_unix_ms / 60_000, tokens, cost);
     }
+    (tokens, cost)
 }
 
 /// Skips a body that is already whole in the read buffer; false when some

@@ -26,6 +26,7 @@ struct World {
     recorder: Recorder,
     cut: crate::cut::Cut,
     cache: std::cell::RefCell<crate::cache::Store>,
+    runs: std::sync::Arc<crate::runs::Runs>,
 }
 
 impl World {
@@ -52,6 +53,7 @@ impl World {
             recorder: Recorder::new(0, None),
             cut: crate::cut::Cut::default(),
             cache: std::cell::RefCell::new(crate::cache::Store::new(1 << 20)),
+            runs: std::sync::Arc::new(crate::runs::Runs::with_capacity(1024)),
         }
     }
 
@@ -66,6 +68,7 @@ impl World {
             cut: &self.cut,
             cache: &self.cache,
             cache_share: 1,
+            runs: &self.runs,
         }
     }
 }

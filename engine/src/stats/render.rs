@@ -121,6 +121,20 @@ impl Totals {
                 c.cost_micro_usd as f64 / 1e6
             );
         }
+        if let Some(runs) = &self.runs {
+            // Not by run: run ids are the clients' and unbounded, which a
+            // time series database cannot take as labels; records and
+            // `tollgate report --by run` give each run's figures.
+            let (active, refused) = runs.counts(crate::unix_now().as_millis() as u64);
+            let _ = writeln!(
+                out,
+                "# HELP tollgate_runs_active Agent runs with a request in the last hour, under run limits.\n# TYPE tollgate_runs_active gauge\ntollgate_runs_active {active}"
+            );
+            out.push_str("# HELP tollgate_run_refusals_total Requests refused at an agent run's limit, by limit.\n# TYPE tollgate_run_refusals_total counter\n");
+            for (limit, n) in ["cost", "tokens", "requests", "wall_time", "table_full"].iter().zip(refused) {
+                let _ = writeln!(out, "tollgate_run_refusals_total{{limit=\"{limit}\"}} {n}");
+            }
+        }
         out.push_str("# HELP tollgate_cache_requests_total Answer cache lookups, by team, model and outcome.\n# TYPE tollgate_cache_requests_total counter\n");
         let mut by_model: BTreeMap<(&str, &str), Counts> = BTreeMap::new();
         for ((team, model, _), c) in &by_tm {

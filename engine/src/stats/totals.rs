@@ -27,6 +27,8 @@ pub struct Totals {
     pub limits: BTreeMap<OwnerName, DayMonth>,
     /// How the node stands with the cluster tier, when there is one.
     pub cluster: Option<crate::cluster::ClusterStatus>,
+    /// The node's agent runs (read at a scrape: a scan of the table).
+    pub runs: Option<std::sync::Arc<crate::runs::Runs>>,
 }
 
 impl Default for Totals {
@@ -46,6 +48,7 @@ impl Default for Totals {
             breakers: BTreeMap::new(),
             limits: BTreeMap::new(),
             cluster: None,
+            runs: None,
         }
     }
 }

@@ -247,6 +247,12 @@ pub struct RawBudget {
     pub request_usd: Option<Spanned<f64>>,
     pub request_output_tokens: Option<u64>,
     pub strict: Option<Spanned<bool>>,
+    /// Limits on each agent run (`x-tollgate-run`): its cost, tokens,
+    /// requests and wall time.
+    pub run_usd: Option<Spanned<f64>>,
+    pub run_tokens: Option<u64>,
+    pub run_requests: Option<u64>,
+    pub run_wall_s: Option<u64>,
 }
 
 #[derive(Deserialize)]

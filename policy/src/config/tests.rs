@@ -209,6 +209,32 @@ fn teams_resolve_patterns_and_suggest_fixes() {
 }
 
 #[test]
+fn run_limits_are_read_in_budgets_and_checked() {
+    let text = format!(
+        "{BASE}\n[[teams]]\nname = \"agents\"\nmodels = [\"*\"]\nbudget = {{ run_usd = 20.0, run_tokens = 9000000, run_requests = 500, run_wall_s = 3600 }}\n"
+    );
+    let c = Config::parse("gw.toml", &text, &TestEnv).unwrap();
+    let run = c.teams[0].budget.run;
+    assert_eq!(
+        run,
+        crate::run::RunLimits {
+            cost: Some(20_000_000),
+            tokens: Some(9_000_000),
+            requests: Some(500),
+            wall_ms: Some(3_600_000)
+        }
+    );
+    let bad = format!("{BASE}\n[[teams]]\nname = \"agents\"\nmodels = [\"*\"]\nbudget = {{ run_usd = -1.0 }}\n");
+    let line = bad.lines().position(|l| l.starts_with("budget")).unwrap() + 1;
+    assert_eq!(
+        problems(&bad),
+        vec![format!("gw.toml:{line}:22: -1 is not an amount in USD; write a non-negative number such as 2.50")]
+    );
+    let typo = format!("{BASE}\n[[teams]]\nname = \"agents\"\nmodels = [\"*\"]\nbudget = {{ run_dollars = 1.0 }}\n");
+    assert!(problems(&typo)[0].contains("unknown field `run_dollars`"), "{:?}", problems(&typo));
+}
+
+#[test]
 fn keys_resolve_teams_hashes_expiry_and_narrowing() {
     let hash = crate::keys::hex(&crate::keys::hash_key(b"tg-secret"));
     let text = format!(

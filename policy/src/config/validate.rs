@@ -885,6 +885,18 @@ fn budget(raw: Option<&RawBudget>, report: &mut Report<'_>) -> Budget {
         request: b.request_usd.as_ref().map(|v| usd(v, report)),
         request_output_tokens: b.request_output_tokens,
         strict: b.strict.as_ref().is_some_and(|s| *s.get_ref()),
+        run: run_limits(b, report),
+    }
+}
+
+/// A budget's run limits (`run_usd`, `run_tokens`, `run_requests`,
+/// `run_wall_s`).
+fn run_limits(b: &RawBudget, report: &mut Report<'_>) -> crate::run::RunLimits {
+    crate::run::RunLimits {
+        cost: b.run_usd.as_ref().map(|v| usd(v, report)),
+        tokens: b.run_tokens,
+        requests: b.run_requests,
+        wall_ms: b.run_wall_s.map(|s| s.saturating_mul(1000)),
     }
 }
 

@@ -1,0 +1,509 @@
+//! Agent runs across the node's cores: what each run (the requests a
+//! client marks with one `x-tollgate-run`, within its team) has used, and
+//! what its requests in flight hold, in one table of atomics every core
+//! reads and writes.
+//!
+//! Why not per-core counts merged every 100 ms, as team budgets and rate
+//! limits are: an agent's run is a few connections opened at once, which
+//! the kernel spreads over the cores; with merged counts each core could
+//! admit a run's whole limit before it saw the others' (W × the limit on
+//! W cores). A slot of atomics per run, touched only by that run's
+//! requests (a handful of atomic operations per request and per run in its
+//! chain), gives a bound that does not grow with the cores, and locks
+//! nothing: a core never waits for another (the one wait, a slot being
+//! claimed, lasts a few stores). Teams and keys without run limits never
+//! touch the table.
+//!
+//! The bound: a request reserves its estimated cost and tokens (its prompt
+//! and its `max_tokens`, or the default reserve) against its run and every
+//! run above it before it is sent, and the admission that would pass a
+//! limit is refused; so a run passes a cost or token limit only by what
+//! its requests use beyond their estimates (nothing for a request that
+//! sets `max_tokens`, as long as the provider counts the prompt as the
+//! gateway does), and never passes a request or wall-time limit.
+//!
+//! Slots: open addressing over a power-of-two table, a run's slot found by
+//! its keyed hash (SipHash with a per-process key, so that no tenant can
+//! aim a run id at another's slot), looked for in a window of 32
+//! slots. Slots never empty again; a run idle for [`IDLE_MS`] with
+//! nothing in flight gives its slot up to a new run when the new run's
+//! window is full (or its team is at its share), and each team (by a bucket of
+//! its name's hash) holds at most a quarter of the table, so that one
+//! tenant creating runs in a loop cannot take every other team's.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+
+use tollgate_policy::run::{RunLimit, RunLimits, RunUse};
+
+/// Slots in the node's table: runs active within [`IDLE_MS`] at once.
+pub const RUNS_MAX: usize = 1 << 16;
+/// A run without a request for this long may give up its slot.
+pub const IDLE_MS: u64 = 3_600_000;
+/// Slots looked at for a run's own, from its hash on.
+const PROBES: usize = 32;
+/// Runs above a request's run that it draws on: its parent, the parent's
+/// parent, and so on (a longer chain is cut here).
+pub const DEPTH_MAX: usize = 8;
+/// Buckets of team names for the per-team share of the table.
+const TEAM_BUCKETS: usize = 256;
+/// A tag being written: its slot is claimed and not yet readable.
+const BUSY: u64 = u64::MAX;
+
+/// One run's figures.
+#[derive(Default)]
+struct Slot {
+    /// The run's keyed hash (team and id); 0 for an empty slot, [`BUSY`]
+    /// while claimed.
+    tag: AtomicU64,
+    /// The parent run's tag, 0 for none: learned from the first request
+    /// that names one.
+    parent: AtomicU64,
+    /// The team's bucket, for its share of the table.
+    team: AtomicU32,
+    started_ms: AtomicU64,
+    last_ms: AtomicU64,
+    /// Spent and counted by requests that ended.
+    cost: AtomicU64,
+    tokens: AtomicU64,
+    /// Admitted, including those in flight.
+    requests: AtomicU64,
+    /// Estimates held by requests in flight.
+    held_cost: AtomicU64,
+    held_tokens: AtomicU64,
+}
+
+/// What a request is estimated to use, reserved while it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Estimate {
+    pub cost: u64,
+    pub tokens: u64,
+}
+
+/// Why a run's request was not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A run of the chain (0 the request's own, 1 its parent, …) is at a
+    /// limit: which, the limit's value, its figures, and what this
+    /// request would have added.
+    Limit { level: usize, limit: RunLimit, cap: u64, used: RunUse, estimate: u64 },
+    /// No slot for a new run: the table (or the team's share) is full of
+    /// runs active within the hour.
+    Full,
+}
+
+/// The node's runs.
+pub struct Runs {
+    /// Made at the first request under run limits: a node that sets none
+    /// never holds the table's 5 MB.
+    slots: std::sync::OnceLock<Box<[Slot]>>,
+    /// Slots, a power of two.
+    capacity: usize,
+    hasher: std::hash::RandomState,
+    /// Slots held per team bucket.
+    team_slots: Box<[AtomicU32]>,
+    /// Refusals by limit (cost, tokens, requests, wall time) and for a full
+    /// table, since start.
+    refused: [AtomicU64; 5],
+}
+
+impl Default for Runs {
+    fn default() -> Runs {
+        Runs::with_capacity(RUNS_MAX)
+    }
+}
+
+impl Runs {
+    /// A table of `capacity` slots (rounded up to a power of two), made
+    /// when first needed.
+    pub fn with_capacity(capacity: usize) -> Runs {
+        Runs {
+            slots: std::sync::OnceLock::new(),
+            capacity: capacity.next_power_of_two().max(PROBES),
+            hasher: std::hash::RandomState::new(),
+            team_slots: (0..TEAM_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            refused: Default::default(),
+        }
+    }
+
+    /// The slots, made by the first caller (another core's first caller
+    /// waits for it, once).
+    fn slots(&self) -> &[Slot] {
+        self.slots.get_or_init(|| (0..self.capacity).map(|_| Slot::default()).collect())
+    }
+
+    /// A run's tag: its team and id, hashed with the process's key; never
+    /// 0 or [`BUSY`].
+    pub fn tag(&self, team: &str, run: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        team.hash(&mut h);
+        run.hash(&mut h);
+        match h.finish() {
+            0 => 1,
+            BUSY => BUSY - 1,
+            t => t,
+        }
+    }
+
+    fn team_bucket(&self, team: &str) -> u32 {
+        (self.hasher.hash_one(("team", team)) % TEAM_BUCKETS as u64) as u32
+    }
+
+    /// Admits a request of run `run` (with `parent`, when the request
+    /// names one) of `team` under `limits`, reserving `estimate` against
+    /// it and every run above it; the hold releases the estimate when it
+    /// drops, after [`RunHold::charge`] has counted what the request used.
+    pub fn admit(
+        self: &Arc<Self>,
+        team: &str,
+        run: &str,
+        parent: Option<&str>,
+        limits: RunLimits,
+        estimate: Estimate,
+        now_ms: u64,
+    ) -> Result<RunHold, Refusal> {
+        let bucket = self.team_bucket(team);
+        let tag = self.tag(team, run);
+        let parent = parent.map(|p| self.tag(team, p)).filter(|&p| p != tag).unwrap_or(0);
+        // A slot given up between finding it and holding on it (a rare
+        // race with a reclaim) is looked for again.
+        for _ in 0..4 {
+            let chain = match self.chain(tag, parent, bucket, now_ms) {
+                Ok(c) => c,
+                Err(r) => {
+                    self.refused[4].fetch_add(1, SeqCst);
+                    return Err(r);
+                }
+            };
+            match self.take(&chain, limits, estimate, now_ms) {
+                Ok(true) => return Ok(RunHold { runs: self.clone(), chain, estimate }),
+                Ok(false) => continue,
+                Err(r) => {
+                    if let Refusal::Limit { limit, .. } = &r {
+                        self.refused[*limit as usize].fetch_add(1, SeqCst);
+                    }
+                    // A run refused is still active: a loop that keeps
+                    // asking keeps its slot, and its refusal.
+                    self.slots()[chain.slots[0].0].last_ms.store(now_ms, SeqCst);
+                    return Err(r);
+                }
+            }
+        }
+        Err(Refusal::Full)
+    }
+
+    /// The slots of a run and of the runs above it, found or claimed.
+    fn chain(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64) -> Result<Chain, Refusal> {
+        let mut chain = Chain::default();
+        let mut next = (tag, parent);
+        while chain.len < DEPTH_MAX {
+            let (t, p) = next;
+            let i = self.slot(t, p, bucket, now_ms)?;
+            chain.slots[chain.len] = (i, t);
+            chain.len += 1;
+            let up = self.slots()[i].parent.load(SeqCst);
+            if up == 0 || chain.slots[..chain.len].iter().any(|&(_, t)| t == up) {
+                break;
+            }
+            next = (up, 0);
+        }
+        Ok(chain)
+    }
+
+    /// The slot of run `tag`, claimed if it has none (with `parent` as its
+    /// parent, when it has none yet).
+    fn slot(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64) -> Result<usize, Refusal> {
+        let mask = self.capacity - 1;
+        let start = tag as usize & mask;
+        let window = (0..PROBES).map(|i| (start + i) & mask);
+        // Its own slot, anywhere in the window: a run that took over an
+        // idle slot may sit past an empty one.
+        for at in window.clone() {
+            if self.settled_tag(at) == tag {
+                if parent != 0 {
+                    let _ = self.slots()[at].parent.compare_exchange(0, parent, SeqCst, SeqCst);
+                }
+                return Ok(at);
+            }
+        }
+        // The first empty slot, within the team's share.
+        for at in window {
+            let s = &self.slots()[at];
+            if s.tag.load(SeqCst) != 0 {
+                continue;
+            }
+            if !self.enter_team(bucket) {
+                break;
+            }
+            if s.tag.compare_exchange(0, BUSY, SeqCst, SeqCst).is_ok() {
+                self.fill(s, tag, parent, bucket, now_ms);
+                return Ok(at);
+            }
+            self.team_slots[bucket as usize].fetch_sub(1, SeqCst);
+            // Taken meanwhile: by another request of this run, perhaps.
+            if self.settled_tag(at) == tag {
+                return Ok(at);
+            }
+        }
+        self.reclaim(tag, parent, bucket, now_ms)
+    }
+
+    /// A slot's tag once no claim is under way (a claim is a few stores).
+    fn settled_tag(&self, at: usize) -> u64 {
+        loop {
+            match self.slots()[at].tag.load(SeqCst) {
+                BUSY => std::hint::spin_loop(),
+                t => return t,
+            }
+        }
+    }
+
+    /// The run's window is full of other runs (or its team has its share):
+    /// a run of the window idle for [`IDLE_MS`] with nothing in flight
+    /// gives its slot up, if the team may take one more (or the slot was
+    /// the team's own).
+    fn reclaim(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64) -> Result<usize, Refusal> {
+        let mask = self.capacity - 1;
+        let start = tag as usize & mask;
+        for i in 0..PROBES {
+            let at = (start + i) & mask;
+            let s = &self.slots()[at];
+            let t = s.tag.load(SeqCst);
+            if t == 0 || t == BUSY || now_ms.saturating_sub(s.last_ms.load(SeqCst)) < IDLE_MS {
+                continue;
+            }
+            if s.tag.compare_exchange(t, BUSY, SeqCst, SeqCst).is_err() {
+                continue;
+            }
+            // A request that began holding on it just before sees the tag
+            // change after its hold and looks again (`take`).
+            let free = s.held_cost.load(SeqCst) == 0 && s.held_tokens.load(SeqCst) == 0;
+            let old = s.team.load(SeqCst);
+            if free && (old == bucket || self.enter_team(bucket)) {
+                if old != bucket {
+                    self.team_slots[old as usize].fetch_sub(1, SeqCst);
+                }
+                self.fill(s, tag, parent, bucket, now_ms);
+                return Ok(at);
+            }
+            s.tag.store(t, SeqCst);
+        }
+        Err(Refusal::Full)
+    }
+
+    /// Counts a new slot against its team's share; false past it.
+    fn enter_team(&self, bucket: u32) -> bool {
+        let share = (self.capacity / 4) as u32;
+        self.team_slots[bucket as usize].fetch_update(SeqCst, SeqCst, |n| (n < share).then_some(n + 1)).is_ok()
+    }
+
+    /// Writes a claimed slot's figures for a new run, then its tag.
+    fn fill(&self, s: &Slot, tag: u64, parent: u64, bucket: u32, now_ms: u64) {
+        s.parent.store(parent, SeqCst);
+        s.team.store(bucket, SeqCst);
+        s.started_ms.store(now_ms, SeqCst);
+        s.last_ms.store(now_ms, SeqCst);
+        s.cost.store(0, SeqCst);
+        s.tokens.store(0, SeqCst);
+        s.requests.store(0, SeqCst);
+        s.tag.store(tag, SeqCst);
+    }
+
+    /// Takes one request and `estimate` from every run of `chain`, or none:
+    /// `Ok(false)` when a slot changed hands meanwhile (look again).
+    fn take(&self, chain: &Chain, limits: RunLimits, estimate: Estimate, now_ms: u64) -> Result<bool, Refusal> {
+        for (level, &(i, tag)) in chain.iter().enumerate() {
+            let s = &self.slots()[i];
+            let taken = take_one(s, limits, estimate, now_ms).map_err(|(limit, cap, used, estimate)| Refusal::Limit {
+                level,
+                limit,
+                cap,
+                used,
+                estimate,
+            });
+            if taken.is_ok() && s.tag.load(SeqCst) == tag {
+                s.last_ms.store(now_ms, SeqCst);
+                continue;
+            }
+            if taken.is_ok() {
+                give_back(s, estimate);
+            }
+            for &(j, _) in chain.slots[..level].iter() {
+                give_back(&self.slots()[j], estimate);
+            }
+            return taken.map(|()| false);
+        }
+        Ok(true)
+    }
+
+    /// A run's figures (for tests and the admin's view): spent, counted
+    /// and held, and its age.
+    pub fn usage(&self, team: &str, run: &str, now_ms: u64) -> Option<RunUse> {
+        let tag = self.tag(team, run);
+        let mask = self.capacity - 1;
+        let s = (0..PROBES).map(|i| &self.slots()[(tag as usize + i) & mask]).find(|s| s.tag.load(SeqCst) == tag)?;
+        Some(used(s, now_ms))
+    }
+
+    /// Runs with a request within [`IDLE_MS`], and refusals by limit since
+    /// start (cost, tokens, requests, wall time, a full table): for the
+    /// metrics. A scan of the table, made at a scrape.
+    pub fn counts(&self, now_ms: u64) -> (u64, [u64; 5]) {
+        let slots = self.slots.get().map_or(&[][..], |s| &s[..]);
+        let active = slots
+            .iter()
+            .filter(|s| {
+                let t = s.tag.load(SeqCst);
+                t != 0 && t != BUSY && now_ms.saturating_sub(s.last_ms.load(SeqCst)) < IDLE_MS
+            })
+            .count() as u64;
+        (active, std::array::from_fn(|i| self.refused[i].load(SeqCst)))
+    }
+}
+
+/// A run's figures, what its requests in flight hold included.
+fn used(s: &Slot, now_ms: u64) -> RunUse {
+    RunUse {
+        cost: s.cost.load(SeqCst).saturating_add(s.held_cost.load(SeqCst)),
+        tokens: s.tokens.load(SeqCst).saturating_add(s.held_tokens.load(SeqCst)),
+        requests: s.requests.load(SeqCst),
+        age_ms: now_ms.saturating_sub(s.started_ms.load(SeqCst)),
+    }
+}
+
+/// One run's part of an admission: the wall time, one more request, and
+/// the estimate held, each within its limit. Nothing is left taken on
+/// refusal.
+fn take_one(s: &Slot, limits: RunLimits, e: Estimate, now_ms: u64) -> Result<(), (RunLimit, u64, RunUse, u64)> {
+    let refuse = |limit, cap, estimate| (limit, cap, used(s, now_ms), estimate);
+    if let Some(wall) = limits.wall_ms {
+        if now_ms.saturating_sub(s.started_ms.load(SeqCst)) > wall {
+            return Err(refuse(RunLimit::WallTime, wall, 0));
+        }
+    }
+    let cap = limits.requests.unwrap_or(u64::MAX);
+    if s.requests.fetch_update(SeqCst, SeqCst, |n| (n < cap).then_some(n + 1)).is_err() {
+        return Err(refuse(RunLimit::Requests, cap, 0));
+    }
+    // Held first, checked after: two requests at once may both be refused
+    // where one would have fitted, never both admitted past the limit.
+    let held = s.held_cost.fetch_add(e.cost, SeqCst).saturating_add(e.cost);
+    if let Some(cap) = limits.cost {
+        if s.cost.load(SeqCst).saturating_add(held) > cap {
+            s.held_cost.fetch_sub(e.cost, SeqCst);
+            s.requests.fetch_sub(1, SeqCst);
+            return Err(refuse(RunLimit::Cost, cap, e.cost));
+        }
+    }
+    let held = s.held_tokens.fetch_add(e.tokens, SeqCst).saturating_add(e.tokens);
+    if let Some(cap) = limits.tokens {
+        if s.tokens.load(SeqCst).saturating_add(held) > cap {
+            s.held_tokens.fetch_sub(e.tokens, SeqCst);
+            s.held_cost.fetch_sub(e.cost, SeqCst);
+            s.requests.fetch_sub(1, SeqCst);
+            return Err(refuse(RunLimit::Tokens, cap, e.tokens));
+        }
+    }
+    Ok(())
+}
+
+/// Undoes [`take_one`].
+fn give_back(s: &Slot, e: Estimate) {
+    s.held_tokens.fetch_sub(e.tokens, SeqCst);
+    s.held_cost.fetch_sub(e.cost, SeqCst);
+    s.requests.fetch_sub(1, SeqCst);
+}
+
+/// The run a request names, and its parent, as the client wrote them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunIds {
+    pub id: Box<str>,
+    pub parent: Option<Box<str>>,
+}
+
+/// The request's `x-tollgate-run` and `x-tollgate-parent-run`: `None`
+/// without the first; an error names what is wrong with either (a parent
+/// without a run, an id with other characters, a header given twice).
+pub fn run_ids(head: &tollgate_protocol::http1::RequestHead) -> Result<Option<Box<RunIds>>, &'static str> {
+    let (mut id, mut parent) = (None, None);
+    for (name, value) in head.headers() {
+        let (slot, which) = if name.eq_ignore_ascii_case(b"x-tollgate-run") {
+            (&mut id, "x-tollgate-run")
+        } else if name.eq_ignore_ascii_case(b"x-tollgate-parent-run") {
+            (&mut parent, "x-tollgate-parent-run")
+        } else {
+            continue;
+        };
+        if slot.is_some() {
+            return Err(if which == "x-tollgate-run" {
+                "x-tollgate-run is given twice; send one run id per request"
+            } else {
+                "x-tollgate-parent-run is given twice; send one parent run id per request"
+            });
+        }
+        let v = value.trim_ascii();
+        if !tollgate_policy::run::valid_run_id(v) {
+            return Err(if which == "x-tollgate-run" {
+                "x-tollgate-run must be 1 to 128 letters, digits or -_.:/@ (a UUID, a session id)"
+            } else {
+                "x-tollgate-parent-run must be 1 to 128 letters, digits or -_.:/@ (a UUID, a session id)"
+            });
+        }
+        // Checked as ASCII just above.
+        *slot = Some(Box::<str>::from(std::str::from_utf8(v).unwrap_or_default()));
+    }
+    match (id, parent) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err("x-tollgate-parent-run needs x-tollgate-run: name the sub-run too"),
+        (Some(id), parent) => Ok(Some(Box::new(RunIds { id, parent }))),
+    }
+}
+
+/// A request's run and the runs above it: (slot, tag), the request's own
+/// first.
+#[derive(Clone, Copy, Debug, Default)]
+struct Chain {
+    slots: [(usize, u64); DEPTH_MAX],
+    len: usize,
+}
+
+impl Chain {
+    fn iter(&self) -> impl Iterator<Item = &(usize, u64)> {
+        self.slots[..self.len].iter()
+    }
+}
+
+/// What a request of a run holds while it runs: its estimate, against its
+/// run and the runs above it.
+pub struct RunHold {
+    runs: Arc<Runs>,
+    chain: Chain,
+    estimate: Estimate,
+}
+
+impl RunHold {
+    /// Counts what the request used, before the hold releases its
+    /// estimate, so that the run's figures never dip between the two.
+    pub fn charge(&self, tokens: u64, cost: u64, now_ms: u64) {
+        for &(i, _) in self.chain.iter() {
+            let s = &self.runs.slots()[i];
+            s.cost.fetch_add(cost, SeqCst);
+            s.tokens.fetch_add(tokens, SeqCst);
+            s.last_ms.store(now_ms, SeqCst);
+        }
+    }
+}
+
+impl Drop for RunHold {
+    fn drop(&mut self) {
+        for &(i, _) in self.chain.iter() {
+            let s = &self.runs.slots()[i];
+            s.held_cost.fetch_sub(self.estimate.cost, SeqCst);
+            s.held_tokens.fetch_sub(self.estimate.tokens, SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! The run table under threads: limits held exactly across cores, sub-runs
+//! drawing on their parents, the team's share, and slots given up by idle
+//! runs.
+
+use std::sync::Arc;
+
+use tollgate_policy::run::{RunLimit, RunLimits};
+
+use super::*;
+
+fn limits(cost: Option<u64>, tokens: Option<u64>, requests: Option<u64>) -> RunLimits {
+    RunLimits { cost, tokens, requests, wall_ms: None }
+}
+
+#[test]
+fn a_request_limit_holds_exactly_under_threads() {
+    let runs = Arc::new(Runs::with_capacity(1024));
+    let admitted = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..500 {
+                    if let Ok(h) = runs.admit("a", "42", None, limits(None, None, Some(100)), Estimate::default(), 1) {
+                        admitted.fetch_add(1, SeqCst);
+                        h.charge(1, 1, 1);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(admitted.load(SeqCst), 100);
+    let u = runs.usage("a", "42", 1).unwrap();
+    assert_eq!((u.requests, u.tokens, u.cost), (100, 100, 100));
+}
+
+#[test]
+fn concurrent_requests_never_pass_a_cost_limit_when_they_use_no_more_than_their_estimate() {
+    // Each request holds 10 and uses 3 to 10: a limit of 1,000 is never
+    // passed, however the eight threads interleave, and is nearly reached
+    // (a request is refused only when the holds of others in flight and
+    // its own would pass it).
+    let runs = Arc::new(Runs::with_capacity(1024));
+    let e = Estimate { cost: 10, tokens: 10 };
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let runs = &runs;
+            s.spawn(move || {
+                for i in 0..2000u64 {
+                    if let Ok(h) = runs.admit("a", "r", None, limits(Some(1000), Some(1000), None), e, 1) {
+                        let used = 3 + (t * 7 + i) % 8;
+                        h.charge(used, used, 1);
+                    }
+                }
+            });
+        }
+    });
+    let u = runs.usage("a", "r", 1).unwrap();
+    assert!(u.cost <= 1000 && u.tokens <= 1000, "{u:?}");
+    assert!(u.cost > 1000 - 10, "the limit is reached, not stopped short of: {u:?}");
+}
+
+#[test]
+fn sub_runs_draw_on_their_parent_and_refusals_name_the_level() {
+    let runs = Arc::new(Runs::with_capacity(1024));
+    let l = limits(None, None, Some(5));
+    let e = Estimate::default();
+    let mut holds = Vec::new();
+    for (i, child) in ["c1", "c2", "c1"].iter().enumerate() {
+        holds.push(runs.admit("a", child, Some("p"), l, e, i as u64).unwrap());
+    }
+    holds.push(runs.admit("a", "p", None, l, e, 3).unwrap());
+    // The grandchild names only its parent; the chain above it is known.
+    holds.push(runs.admit("a", "g", Some("c2"), l, e, 4).unwrap());
+    assert_eq!(runs.usage("a", "p", 5).unwrap().requests, 5);
+    assert_eq!(runs.usage("a", "c2", 5).unwrap().requests, 2);
+    match runs.admit("a", "g", Some("c2"), l, e, 5) {
+        Err(Refusal::Limit { level: 2, limit: RunLimit::Requests, cap: 5, .. }) => {}
+        other => panic!("{:?}", other.err()),
+    }
+    match runs.admit("a", "c1", None, l, e, 5) {
+        Err(Refusal::Limit { level: 1, limit: RunLimit::Requests, .. }) => {}
+        other => panic!("{:?}", other.err()),
+    }
+    // Nothing taken by the refused: the children's own counts are as they
+    // were.
+    assert_eq!(runs.usage("a", "c1", 5).unwrap().requests, 2);
+    // Another team's run of the same names is its own.
+    assert!(runs.admit("b", "p", None, l, e, 5).is_ok());
+    drop(holds);
+}
+
+#[test]
+fn a_cycle_of_parents_ends() {
+    let runs = Arc::new(Runs::with_capacity(1024));
+    let l = limits(None, None, Some(10));
+    let _a = runs.admit("t", "a", Some("b"), l, Estimate::default(), 0).unwrap();
+    let _b = runs.admit("t", "b", Some("a"), l, Estimate::default(), 0).unwrap();
+    let _c = runs.admit("t", "a", Some("a"), l, Estimate::default(), 0).unwrap();
+    assert_eq!(runs.usage("t", "a", 0).unwrap().requests, 3);
+}
+
+#[test]
+fn the_wall_time_counts_from_the_first_request() {
+    let runs = Arc::new(Runs::with_capacity(1024));
+    let l = RunLimits { wall_ms: Some(60_000), ..RunLimits::default() };
+    drop(runs.admit("t", "w", None, l, Estimate::default(), 1_000).unwrap());
+    drop(runs.admit("t", "w", None, l, Estimate::default(), 61_000).unwrap());
+    match runs.admit("t", "w", None, l, Estimate::default(), 61_001) {
+        Err(Refusal::Limit { limit: RunLimit::WallTime, cap: 60_000, used, .. }) => assert_eq!(used.age_ms, 60_001),
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[test]
+fn a_hold_is_released_however_the_request_ends() {
+    let runs = Arc::new(Runs::with_capacity(1024));
+    let l = limits(Some(100), None, None);
+    let e = Estimate { cost: 60, tokens: 0 };
+    let h = runs.admit("t", "r", None, l, e, 0).unwrap();
+    assert!(runs.admit("t", "r", None, l, e, 0).is_err(), "60 held and 60 more pass 100");
+    drop(h);
+    let h = runs.admit("t", "r", None, l, e, 0).unwrap();
+    h.charge(0, 50, 0);
+    drop(h);
+    assert_eq!(runs.usage("t", "r", 0).unwrap().cost, 50);
+    match runs.admit("t", "r", None, l, e, 0) {
+        Err(Refusal::Limit { limit: RunLimit::Cost, used, estimate: 60, .. }) => assert_eq!(used.cost, 50),
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[test]
+fn one_team_cannot_take_every_slot_and_idle_runs_give_theirs_up() {
+    // 32 slots, one probe window: a team's share is 8.
+    let runs = Arc::new(Runs::with_capacity(32));
+    let l = limits(None, None, Some(1));
+    let mut taken = 0;
+    for i in 0..200 {
+        match runs.admit("hostile", &format!("r{i}"), None, l, Estimate::default(), 0) {
+            Ok(_) => taken += 1,
+            Err(Refusal::Full) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(taken, 8, "a team's share is a quarter of the table");
+    // A team in another bucket still gets slots.
+    let other =
+        (0..100).map(|i| format!("team{i}")).find(|t| runs.team_bucket(t) != runs.team_bucket("hostile")).unwrap();
+    assert!(runs.admit(&other, "mine", None, l, Estimate::default(), 0).is_ok());
+    // An hour later the hostile team's runs are idle and give their slots
+    // up: a new run starts from nothing.
+    let later = IDLE_MS + 1;
+    let mut fresh = 0;
+    for i in 0..20 {
+        if runs.admit("hostile", &format!("new{i}"), None, l, Estimate::default(), later).is_ok() {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 8, "its own idle slots, and no more than its share");
+    assert_eq!(runs.counts(later).0, 8, "the idle runs are not counted active");
+    // A run keeps its figures while active: its second request is refused
+    // (one request each), not started afresh.
+    assert!(matches!(
+        runs.admit("hostile", "new0", None, l, Estimate::default(), later),
+        Err(Refusal::Limit { limit: RunLimit::Requests, .. })
+    ));
+}
+
+#[test]
+fn run_headers_are_read_strictly() {
+    use tollgate_protocol::http1::{HeadLimits, RequestHead};
+    let parse = |extra: &str| {
+        let raw = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n{extra}content-length: 0\r\n\r\n");
+        let head = RequestHead::parse(bytes::Bytes::from(raw), &HeadLimits::default()).unwrap();
+        run_ids(&head)
+    };
+    assert_eq!(parse(""), Ok(None));
+    assert_eq!(
+        parse("x-tollgate-run:  42 \r\nX-Tollgate-Parent-Run: 7\r\n"),
+        Ok(Some(Box::new(RunIds { id: "42".into(), parent: Some("7".into()) })))
+    );
+    assert!(parse("x-tollgate-parent-run: 7\r\n").unwrap_err().contains("needs x-tollgate-run"));
+    assert!(parse("x-tollgate-run: a\r\nx-tollgate-run: b\r\n").unwrap_err().contains("twice"));
+    assert!(parse("x-tollgate-run: a b\r\n").unwrap_err().contains("1 to 128"));
+    assert!(parse("x-tollgate-run: a\r\nx-tollgate-parent-run: \"x\"\r\n").unwrap_err().contains("parent"));
+}
