@@ -79,6 +79,9 @@ pub enum GatewayError {
     UpstreamStatus { provider: String, status: u16 },
     /// Every target of the model has an open circuit breaker.
     Unavailable { model: String },
+    /// Every target the model could use asked (with `retry-after`) not to
+    /// be called yet.
+    UpstreamResting { model: String, retry_after_s: u64 },
     /// The worker is draining for shutdown.
     Draining,
     /// The key or its team is under a budget or rate limit, the cluster
@@ -114,7 +117,8 @@ impl GatewayError {
             | UpstreamClosed { .. }
             | UpstreamProtocol { .. }
             | UpstreamStatus { .. }
-            | Unavailable { .. } => Source::Upstream,
+            | Unavailable { .. }
+            | UpstreamResting { .. } => Source::Upstream,
             Draining | ClusterUnavailable => Source::Gateway,
         }
     }
@@ -167,6 +171,8 @@ impl GatewayError {
             | UpstreamProtocol { .. }
             | UpstreamStatus { .. } => 502,
             Unavailable { .. } => 503,
+            // The providers' own rate limit, passed on: clients back off.
+            UpstreamResting { .. } => 429,
             UpstreamConnectTimeout { .. } | UpstreamTimeout { .. } => 504,
             Draining | ClusterUnavailable => 503,
         }
@@ -216,6 +222,7 @@ impl GatewayError {
             UpstreamProtocol { .. } => "upstream_protocol_error",
             UpstreamStatus { .. } => "upstream_error_status",
             Unavailable { .. } => "upstream_unavailable",
+            UpstreamResting { .. } => "upstream_rate_limited",
             Draining => "shutting_down",
             ClusterUnavailable => "cluster_unavailable",
         }
@@ -275,6 +282,10 @@ impl fmt::Display for GatewayError {
             Unavailable { model } => {
                 write!(f, "every upstream of model `{model}` is failing (circuit breakers open); retry shortly")
             }
+            UpstreamResting { model, retry_after_s } => write!(
+                f,
+                "every upstream of model `{model}` is rate limited and asked for a pause (retry-after); retry in {retry_after_s} s"
+            ),
             Draining => f.write_str("the gateway is shutting down; retry on another instance"),
             ClusterUnavailable => f.write_str(
                 "budgets and rate limits cannot be checked: this gateway has lost its cluster store (Redis) and is set to refuse rather than guess; retry shortly or on another instance",

@@ -180,3 +180,90 @@ fn a_request_charges_a_breaker_once_and_its_retries_are_not_gateway_latency() {
         assert!(gateway < 20.0, "retries counted as gateway latency: {r}");
     }
 }
+
+/// A provider at its rate limit says when to come back (`retry-after`):
+/// the request falls back to the backup, and until then the primary gets
+/// no attempt at all (the backup serves at once, nothing is spent on a
+/// 429); after it, the primary is tried again.
+#[test]
+fn retry_after_rests_the_target_and_the_backup_serves_meanwhile() {
+    let (primary, backup) = (start_mock(&["--fail", "429"]), start_mock(&[]));
+    let logs = TempDir::new("retry-after");
+    let extra = format!("[logging]\ndir = \"{}\"", logs.0.display());
+    let config = two_targets(primary.addr, backup.addr, "").replacen("[routing]", &format!("{extra}\n[routing]"), 1);
+    let gw = start_gateway(&config, &[], &[]);
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-retry-after: 2\r\n"));
+    assert_served_by_backup(&r, "a 429 with retry-after");
+    let rested = Instant::now();
+    for _ in 0..3 {
+        assert_served_by_backup(&one_request(gw.addr, &chat_request(SMALL_CHAT, "")), "while the primary rests");
+    }
+    let records = wait_records(&logs.0, 4);
+    assert_eq!(records[0]["attempts"].as_array().map(Vec::len), Some(2));
+    for r in &records[1..4] {
+        assert_eq!(r["attempts"].as_array().map(Vec::len), Some(1), "an attempt on the resting primary: {r}");
+    }
+    // Once the rest is over, a request tries the primary first again.
+    let mut n = 4;
+    wait_until(Duration::from_secs(5), "the primary to be tried again", || {
+        one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+        n += 1;
+        wait_records(&logs.0, n).last().and_then(|r| r["attempts"].as_array().map(Vec::len)) == Some(2)
+    });
+    assert!(rested.elapsed() >= Duration::from_millis(1900), "the rest was cut short: {:?}", rested.elapsed());
+}
+
+/// A model with one target: the provider's 429 reaches the client with its
+/// `retry-after`, and until then the gateway answers 429 itself, with the
+/// time left, instead of sending more requests into the provider's limit.
+#[test]
+fn with_every_target_resting_the_gateway_answers_429_with_the_time_left() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-fail: 429\r\nx-mock-retry-after: 30\r\n"));
+    assert_eq!((r.status, r.header("retry-after")), (429, Some("30")), "{}", r.text());
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!((r.status, r.error_code().as_str()), (429, "upstream_rate_limited"), "{}", r.text());
+    let wait: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).expect("a retry-after");
+    assert!((28..=30).contains(&wait), "{wait}");
+    // A header that is not a number rests nothing.
+    let other = start_mock(&[]);
+    let gw = start_gateway(&config_for(other.addr, 1, ""), &[], &[]);
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-fail: 429\r\nx-mock-retry-after: soon\r\n"));
+    assert_eq!(r.status, 429);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+}
+
+/// Retries are budgeted per target: with no budget, a failing request
+/// makes one attempt, however high `max_attempts`; with the default, the
+/// banked retries let the first requests retry.
+#[test]
+fn the_retry_budget_keeps_retries_from_multiplying_an_outage() {
+    let mock = start_mock(&["--fail", "500"]);
+    let logs = TempDir::new("retry-budget");
+    let config = |budget: &str| {
+        format!(
+            "[logging]\ndir = \"{}\"\n[routing]\nmax_attempts = 3\nretry_backoff_ms = 1\nbreaker_failures = 100\nfallback_on_status = [500]\n{budget}",
+            logs.0.display()
+        )
+    };
+    let gw = start_gateway(&config_for(mock.addr, 1, &config("retry_budget = 0.0\nretry_budget_min = 0")), &[], &[]);
+    for _ in 0..5 {
+        assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 500);
+    }
+    let records = wait_records(&logs.0, 5);
+    for r in &records {
+        assert_eq!(r["attempts"].as_array().map(Vec::len), Some(1), "a retry went out without budget: {r}");
+    }
+    drop(gw);
+    std::fs::remove_dir_all(&logs.0).unwrap();
+    std::fs::create_dir_all(&logs.0).unwrap();
+    let gw = start_gateway(&config_for(mock.addr, 1, &config("retry_budget = 0.2\nretry_budget_min = 4")), &[], &[]);
+    for _ in 0..5 {
+        assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 500);
+    }
+    let records = wait_records(&logs.0, 5);
+    let attempts: usize = records.iter().map(|r| r["attempts"].as_array().map_or(0, Vec::len)).sum();
+    // Four banked retries and a fifth of five first attempts (one more).
+    assert_eq!(attempts, 5 + 4 + 1, "{records:#?}");
+}

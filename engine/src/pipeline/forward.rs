@@ -102,8 +102,16 @@ pub async fn forward(
         // not, each time it is made and awaited.
         let outcome = Box::pin(call::call(state, upstream, parts.as_slice(), deadline, cut)).await;
         trace.attempt(t, attempt_started, outcome.as_ref().map(|(_, r)| r.status).map_err(GatewayError::code));
+        // A provider at its rate limit (or overloaded) says when to come
+        // back: this core sends it nothing until then.
+        if let Some(wait) = outcome.as_ref().ok().and_then(|(_, r)| retry_after(r)) {
+            breakers[t].rest(Instant::now(), wait, routing);
+        }
         match outcome {
-            Ok((conn, response)) if routing.fallback_on_status.contains(&response.status) && plan.has_more(routing) => {
+            Ok((conn, response))
+                if routing.fallback_on_status.contains(&response.status)
+                    && plan.has_more(breakers, routing, Instant::now()) =>
+            {
                 // Another target may do better; this answer is dropped with
                 // its connection (its body is unread).
                 if response.status != 429 && plan.charge(t) {
@@ -220,7 +228,40 @@ pub async fn forward(
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| GatewayError::Unavailable { model: routed.route.name.clone() }))
+    if plan.budget_denied {
+        tracing::debug!(model = %routed.route.name, "retry budget spent: no retry");
+    }
+    Err(last_error.unwrap_or_else(|| {
+        // No attempt went out: every target is resting at its upstream's
+        // request, or its breaker is open.
+        let now = Instant::now();
+        let rest = breakers.iter().map(|b| b.resting(now)).collect::<Option<Vec<_>>>();
+        match rest.and_then(|r| r.into_iter().min()) {
+            Some(wait) => GatewayError::UpstreamResting {
+                model: routed.route.name.clone(),
+                retry_after_s: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            },
+            None => GatewayError::Unavailable { model: routed.route.name.clone() },
+        }
+    }))
+}
+
+/// How long a 429 or 503 asks the client to wait: OpenAI's
+/// `retry-after-ms` (milliseconds) or `retry-after` in whole seconds (an
+/// HTTP date is not read: no provider sends one). `None` for other
+/// statuses, or nothing readable.
+fn retry_after(response: &tollgate_protocol::http1::ResponseHead) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    if !matches!(response.status, 429 | 503) {
+        return None;
+    }
+    let number = |name: &[u8]| {
+        let v = std::str::from_utf8(response.header(name)?).ok()?.trim();
+        v.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    number(b"retry-after-ms")
+        .map(|ms| Duration::from_secs_f64(ms.min(3.6e6) / 1000.0))
+        .or_else(|| number(b"retry-after").map(|s| Duration::from_secs_f64(s.min(3600.0))))
 }
 
 /// Which usage counts: the provider's, each count at the largest value

@@ -436,8 +436,10 @@ pub async fn finish(
         Err(refusal) => refusal,
     };
     let mut reply = reply;
-    if let GatewayError::RateLimited(r) = &e {
-        reply.retry_after = Some(r.retry_after);
+    match &e {
+        GatewayError::RateLimited(r) => reply.retry_after = Some(r.retry_after),
+        GatewayError::UpstreamResting { retry_after_s, .. } => reply.retry_after = Some(*retry_after_s),
+        _ => {}
     }
     // Unread bytes of a body would be taken for the next request: the
     // connection stays only if the whole body is buffered (and skipped),

@@ -1,7 +1,10 @@
 //! Which target serves each attempt of a request: the route's targets in
 //! priority order, load shared by weight among equal priorities, targets
 //! with an open circuit breaker skipped, and at most `max_attempts`
-//! attempts with jittered back-off before a target is tried again.
+//! attempts with jittered back-off before a target is tried again. A
+//! retry (any attempt after a request's first) goes only where the
+//! target's retry budget allows it, and a target resting at its
+//! upstream's `retry-after` is skipped like an open breaker.
 //!
 //! Breakers are per target per core: a core learns on its own that a
 //! provider is down, which costs each core `breaker_failures` failed
@@ -31,6 +34,8 @@ pub struct Plan {
     charged: u32,
     /// Attempts that went to a target already tried (retries).
     retries: u32,
+    /// A retry was refused by a target's retry budget.
+    pub budget_denied: bool,
 }
 
 impl Plan {
@@ -63,7 +68,7 @@ impl Plan {
             }
             start = end;
         }
-        Plan { order, len, cursor: 0, attempts: 0, tried: 0, excluded: 0, charged: 0, retries: 0 }
+        Plan { order, len, cursor: 0, attempts: 0, tried: 0, excluded: 0, charged: 0, retries: 0, budget_denied: false }
     }
 
     /// The next target to try, and the back-off to wait first (when it was
@@ -86,6 +91,15 @@ impl Plan {
                 || !breakers.get(target).is_none_or(|b| b.admits(now, routing.breaker_cooldown))
             {
                 continue;
+            }
+            // A retry spends the target's budget; a first attempt adds to it.
+            if let Some(b) = breakers.get(target) {
+                if self.attempts == 0 {
+                    b.first_attempt(routing);
+                } else if !b.take_retry(routing) {
+                    self.budget_denied = true;
+                    continue;
+                }
             }
             self.attempts += 1;
             let again = self.tried & (1 << target) != 0;
@@ -117,9 +131,18 @@ impl Plan {
         first
     }
 
-    /// Whether another attempt could follow this one.
-    pub fn has_more(&self, routing: &Routing) -> bool {
+    /// Whether another attempt could follow this one: attempts are left,
+    /// and some target could take it now (not excluded, its breaker not
+    /// open, not resting at its upstream's request, its retry budget not
+    /// spent). When none could, the answer in hand is the one to relay.
+    pub fn has_more(&self, breakers: &[std::rc::Rc<Breaker>], routing: &Routing, now: Instant) -> bool {
         self.attempts < routing.max_attempts
+            && (0..self.len).map(|i| self.order[i] as usize).any(|t| {
+                self.excluded & (1 << t) == 0
+                    && breakers.get(t).is_none_or(|b| {
+                        b.state(now) != BreakerState::Open && b.resting(now).is_none() && b.retry_available(routing)
+                    })
+            })
     }
 }
 
@@ -156,6 +179,9 @@ mod tests {
             fallback_on_status: vec![500],
             breaker_failures: 2,
             breaker_cooldown: Duration::from_secs(1),
+            retry_budget_permille: 200,
+            retry_budget_min: 10,
+            retry_after_max: Duration::from_secs(60),
         }
     }
 
@@ -185,6 +211,26 @@ mod tests {
         assert_eq!(t, 0);
         assert!(backoff < Duration::from_millis(80));
         assert_eq!(plan.next(&breakers, &routing(), now, &rng), None, "attempt budget spent");
+    }
+
+    #[test]
+    fn a_spent_retry_budget_ends_the_plan_and_a_resting_target_is_skipped() {
+        let rng = Cell::new(0x1234_5678);
+        let r = route(&[(0, 1), (1, 1)]);
+        let breakers: Vec<_> = (0..2).map(|_| Rc::new(Breaker::default())).collect();
+        let none = Routing { retry_budget_permille: 0, retry_budget_min: 0, ..routing() };
+        let now = Instant::now();
+        let mut plan = Plan::new(&r, &rng);
+        assert_eq!(plan.next(&breakers, &none, now, &rng), Some((0, Duration::ZERO)));
+        assert!(!plan.has_more(&breakers, &none, now), "no retry budget: the answer in hand is relayed");
+        assert_eq!(plan.next(&breakers, &none, now, &rng), None);
+        assert!(plan.budget_denied);
+        // The first target rests at its upstream's request: the plan starts
+        // with the second, and no retry goes back to the first.
+        breakers[0].rest(now, Duration::from_secs(5), &routing());
+        let mut plan = Plan::new(&r, &rng);
+        assert_eq!(plan.next(&breakers, &routing(), now, &rng), Some((1, Duration::ZERO)));
+        assert_eq!(plan.next(&breakers, &routing(), now, &rng).map(|(t, _)| t), Some(1));
     }
 
     #[test]

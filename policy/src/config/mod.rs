@@ -217,6 +217,14 @@ pub struct Routing {
     pub breaker_failures: u32,
     /// How long an open breaker skips its target before one probe.
     pub breaker_cooldown: Duration,
+    /// Retries (attempts after a request's first) a target takes, per core:
+    /// at most this share, per mille, of the first attempts it received…
+    pub retry_budget_permille: u32,
+    /// …plus this many banked, so that a quiet target can still be retried.
+    pub retry_budget_min: u32,
+    /// The longest an upstream's `retry-after` keeps a target out of the
+    /// plans.
+    pub retry_after_max: Duration,
 }
 
 /// A guardrail profile, as written and compiled.

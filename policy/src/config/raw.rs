@@ -66,6 +66,9 @@ pub struct RawRouting {
     pub fallback_on_status: Vec<Spanned<u16>>,
     pub breaker_failures: u32,
     pub breaker_cooldown_ms: u64,
+    pub retry_budget: Spanned<f64>,
+    pub retry_budget_min: u32,
+    pub retry_after_max_s: u64,
 }
 
 impl Default for RawRouting {
@@ -76,6 +79,9 @@ impl Default for RawRouting {
             fallback_on_status: [429, 500, 502, 503, 504].into_iter().map(|s| Spanned::new(0..0, s)).collect(),
             breaker_failures: 5,
             breaker_cooldown_ms: 10_000,
+            retry_budget: Spanned::new(0..0, 0.2),
+            retry_budget_min: 10,
+            retry_after_max_s: 60,
         }
     }
 }

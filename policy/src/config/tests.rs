@@ -209,6 +209,21 @@ fn teams_resolve_patterns_and_suggest_fixes() {
 }
 
 #[test]
+fn retry_budgets_are_shares() {
+    let ok = format!("{BASE}\n[routing]\nretry_budget = 0.1\nretry_budget_min = 3\nretry_after_max_s = 5\n");
+    let r = Config::parse("gw.toml", &ok, &TestEnv).unwrap().routing;
+    assert_eq!((r.retry_budget_permille, r.retry_budget_min, r.retry_after_max.as_secs()), (100, 3, 5));
+    let d = Config::parse("gw.toml", BASE, &TestEnv).unwrap().routing;
+    assert_eq!((d.retry_budget_permille, d.retry_budget_min, d.retry_after_max.as_secs()), (200, 10, 60));
+    let bad = format!("{BASE}\n[routing]\nretry_budget = 20\n");
+    let line = bad.lines().position(|l| l.starts_with("retry_budget")).unwrap() + 1;
+    assert_eq!(
+        problems(&bad),
+        vec![format!("gw.toml:{line}:16: retry_budget 20 must be a share of requests from 0.0 to 1.0, such as 0.2")]
+    );
+}
+
+#[test]
 fn run_limits_are_read_in_budgets_and_checked() {
     let text = format!(
         "{BASE}\n[[teams]]\nname = \"agents\"\nmodels = [\"*\"]\nbudget = {{ run_usd = 20.0, run_tokens = 9000000, run_requests = 500, run_wall_s = 3600 }}\n"

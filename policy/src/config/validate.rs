@@ -299,7 +299,17 @@ fn validate_routing(raw: &RawRouting, report: &mut Report<'_>) -> Routing {
             );
         }
     }
+    let budget = *raw.retry_budget.get_ref();
+    if !(0.0..=1.0).contains(&budget) {
+        report.add(
+            raw.retry_budget.span(),
+            format!("retry_budget {budget} must be a share of requests from 0.0 to 1.0, such as 0.2"),
+        );
+    }
     Routing {
+        retry_budget_permille: (budget.clamp(0.0, 1.0) * 1000.0).round() as u32,
+        retry_budget_min: raw.retry_budget_min,
+        retry_after_max: Duration::from_secs(raw.retry_after_max_s),
         max_attempts: raw.max_attempts.clamp(1, 10),
         retry_backoff: Duration::from_millis(raw.retry_backoff_ms),
         fallback_on_status: raw.fallback_on_status.iter().map(|s| *s.get_ref()).collect(),
