@@ -134,5 +134,33 @@ fn run_admission(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, accounting, record, run_admission);
+/// Session affinity's cost: the session of an 87 KB request (its first
+/// 4 KiB hashed) and the tier of two equal targets ordered by it.
+fn session_affinity(c: &mut Criterion) {
+    use tollgate_engine::proxy::fallback::{session_of, Plan};
+    let text = "[[providers]]\nname = \"a\"\nkind = \"mock\"\n[[providers]]\nname = \"b\"\nkind = \"mock\"\n\
+        [[models]]\nname = \"m\"\ntargets = [{ provider = \"a\", priority = 0 }, { provider = \"b\", priority = 0 }]\n";
+    let config = Config::parse("bench.toml", text, &ProcessEnv as &dyn Env).expect("bench config");
+    let route = &config.routes.all()[0];
+    let head = RequestHead::parse(
+        Bytes::from_static(b"POST /v1/messages HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n"),
+        &HeadLimits { head_bytes_max: 16 * 1024, uri_bytes_max: 8 * 1024 },
+    )
+    .expect("head");
+    let body = "You are Claude Code. ".repeat(87_000 / 21).into_bytes();
+    let rng = std::cell::Cell::new(7u64);
+    c.bench_function("session_affinity_87kb", |b| {
+        b.iter(|| {
+            let s = session_of(&head, black_box(&body));
+            black_box(Plan::for_session(route, &rng, Some(s)).next(
+                &[],
+                &config.routing,
+                std::time::Instant::now(),
+                &rng,
+            ))
+        })
+    });
+}
+
+criterion_group!(benches, accounting, record, run_admission, session_affinity);
 criterion_main!(benches);

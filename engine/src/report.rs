@@ -73,6 +73,8 @@ pub struct Group {
     pub requests: u64,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// Prompt tokens the provider read from its prompt cache.
+    pub tokens_cached: u64,
     pub cost_micro_usd: u64,
     pub errors: u64,
     /// Requests with a guardrail hit, and by category (`pii`, `secret`,
@@ -91,6 +93,7 @@ impl Group {
             requests: 0,
             tokens_in: 0,
             tokens_out: 0,
+            tokens_cached: 0,
             cost_micro_usd: 0,
             errors: 0,
             guarded: 0,
@@ -171,6 +174,7 @@ fn add(report: &mut Report, line: &mut [u8], opts: &ReportOptions) -> Option<()>
     if let Some(t) = v.get("tokens") {
         g.tokens_in += t.get("prompt").and_then(|x| x.as_u64()).unwrap_or(0);
         g.tokens_out += t.get("completion").and_then(|x| x.as_u64()).unwrap_or(0);
+        g.tokens_cached += t.get("cached").and_then(|x| x.as_u64()).unwrap_or(0);
     }
     g.cost_micro_usd += v.get("cost_micro_usd").and_then(|x| x.as_u64()).unwrap_or(0);
     let hit = |c: &&simd_json::BorrowedValue<'_>| {
@@ -359,6 +363,13 @@ pub fn sentences(report: &Report, by: &[By]) -> String {
             };
             let _ = write!(out, "; {n} requests triggered the {name} guardrail");
         }
+        if g.tokens_cached > 0 {
+            let _ = write!(
+                out,
+                "; {:.0}% of prompt tokens read from the provider's prompt cache",
+                g.tokens_cached as f64 * 100.0 / g.tokens_in.max(1) as f64
+            );
+        }
         if g.cache_hits > 0 {
             let _ = write!(
                 out,
@@ -444,7 +455,7 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                 }
                 let _ = write!(
                     out,
-                    "\"requests\":{},\"tokens_in\":{},\"tokens_out\":{},\"cost_micro_usd\":{},\"p50_ms\":{:.3},\"p95_ms\":{:.3},\"p99_ms\":{:.3},\"errors\":{},\"guardrail_requests\":{},\"cache_hits\":{},\"saved_micro_usd\":{}}}",
+                    "\"requests\":{},\"tokens_in\":{},\"tokens_out\":{},\"cost_micro_usd\":{},\"p50_ms\":{:.3},\"p95_ms\":{:.3},\"p99_ms\":{:.3},\"errors\":{},\"guardrail_requests\":{},\"cache_hits\":{},\"saved_micro_usd\":{},\"tokens_cached\":{}}}",
                     g.requests,
                     g.tokens_in,
                     g.tokens_out,
@@ -455,7 +466,8 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                     g.errors,
                     g.guarded,
                     g.cache_hits,
-                    g.saved_micro_usd
+                    g.saved_micro_usd,
+                    g.tokens_cached
                 );
             }
             out.push_str("]\n");

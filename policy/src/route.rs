@@ -35,6 +35,9 @@ pub struct Route {
     /// Answers of this model may be cached (`cache = false` on the model
     /// turns the cache off for it).
     pub cache: bool,
+    /// Requests of one session keep to one target among equal priorities
+    /// (`affinity = false` shares them at random).
+    pub affinity: bool,
 }
 
 impl Route {

@@ -47,8 +47,10 @@ fn metrics_count_requests_tokens_and_latency() {
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 10.0 }",
     );
     let gw = start_gateway(&config, &[], &[]);
-    for _ in 0..3 {
-        assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    for i in 0..3 {
+        // One of them has 30 prompt tokens read from the provider's cache.
+        let cache = if i == 0 { "x-mock-cache: 30,10\r\n" } else { "" };
+        assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, cache)).status, 200);
     }
     assert_eq!(
         one_request(gw.addr, &chat_request_with_key(SMALL_CHAT, "Authorization: Bearer tg-nope\r\n")).status,
@@ -69,6 +71,10 @@ fn metrics_count_requests_tokens_and_latency() {
     );
     assert_eq!(sample(&samples, "tollgate_requests_total", &[("team", "-"), ("status", "401")]), Some(1.0));
     assert_eq!(sample(&samples, "tollgate_tokens_total", &[("team", "e2e"), ("direction", "out")]), Some(48.0));
+    assert_eq!(
+        sample(&samples, "tollgate_tokens_total", &[("team", "e2e"), ("provider", "up"), ("direction", "cached")]),
+        Some(30.0)
+    );
     assert_eq!(sample(&samples, "tollgate_request_duration_seconds_count", &[]), Some(4.0));
     assert_eq!(sample(&samples, "tollgate_upstream_duration_seconds_count", &[]), Some(3.0));
     assert_eq!(sample(&samples, "tollgate_time_to_first_byte_seconds_count", &[]), Some(3.0));

@@ -138,8 +138,9 @@ fn equal_priorities_share_load_by_weight() {
     let gw = start_gateway(&config, &[], &[]);
     let mut c = Client::connect(gw.addr);
     let mut primary = 0;
-    for _ in 0..400 {
-        c.send(&chat_request(SMALL_CHAT, ""));
+    // Four hundred conversations (a request of one keeps to one target).
+    for i in 0..400 {
+        c.send(&chat_request(&SMALL_CHAT.replace("Say hello", &format!("Say hello {i}")), ""));
         let r = c.read_response().unwrap();
         primary += usize::from(r.header("x-tollgate-route") == Some("primary/gpt-4o-mini"));
     }
@@ -266,4 +267,41 @@ fn the_retry_budget_keeps_retries_from_multiplying_an_outage() {
     let attempts: usize = records.iter().map(|r| r["attempts"].as_array().map_or(0, Vec::len)).sum();
     // Four banked retries and a fifth of five first attempts (one more).
     assert_eq!(attempts, 5 + 4 + 1, "{records:#?}");
+}
+
+/// Requests of one conversation keep to one target among equals, on every
+/// worker, so that the provider deployment holding its prompt cache serves
+/// each turn; `x-tollgate-session` names a session outright; with
+/// `affinity = false` the model shares its requests at random again.
+#[test]
+fn a_conversation_keeps_to_one_target_on_every_worker() {
+    let (a, b) = (start_mock(&[]), start_mock(&[]));
+    let shared = r#"targets = [{ provider = "primary", priority = 0, weight = 1 }, { provider = "backup", model = "backup-model", priority = 0, weight = 1 }]"#;
+    let config = two_targets(a.addr, b.addr, "")
+        .replace(r#"targets = [{ provider = "primary" }, { provider = "backup", model = "backup-model" }]"#, shared)
+        .replace("workers = 1", "workers = 2");
+    let gw = start_gateway(&config, &[], &[]);
+    let system = "You are a coding agent. ".repeat(200);
+    let turn = |n: usize| {
+        let turns: String = (0..n).map(|i| format!(r#",{{"role":"user","content":"step {i}"}}"#)).collect();
+        format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"system","content":"{system}"}}{turns}]}}"#)
+    };
+    let routes: std::collections::BTreeSet<String> = (1..30)
+        .map(|n| one_request(gw.addr, &chat_request(&turn(n), "")).header("x-tollgate-route").unwrap_or("").to_string())
+        .collect();
+    assert_eq!(routes.len(), 1, "one conversation went to {routes:?}");
+    let named: std::collections::BTreeSet<String> = (0..30)
+        .map(|i| {
+            let body = SMALL_CHAT.replace("Say hello", &format!("Say hello {i}"));
+            let r = one_request(gw.addr, &chat_request(&body, "x-tollgate-session: agent-7\r\n"));
+            r.header("x-tollgate-route").unwrap_or("").to_string()
+        })
+        .collect();
+    assert_eq!(named.len(), 1, "one named session went to {named:?}");
+    let off = config.replace("name = \"gpt-4o-mini\"\n", "name = \"gpt-4o-mini\"\naffinity = false\n");
+    let gw = start_gateway(&off, &[], &[]);
+    let spread: std::collections::BTreeSet<String> = (0..40)
+        .map(|_| one_request(gw.addr, &chat_request(&turn(1), "")).header("x-tollgate-route").unwrap_or("").to_string())
+        .collect();
+    assert_eq!(spread.len(), 2, "without affinity the same prompt is shared: {spread:?}");
 }

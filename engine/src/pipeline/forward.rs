@@ -53,7 +53,13 @@ pub async fn forward(
     let capture_guard = state.config.capture_guard.as_deref().filter(|_| text_answer);
     let routing = &state.config.routing;
     let breakers = &state.breakers[routed.index];
-    let mut plan = Plan::new(routed.route, &state.rng);
+    // Affinity costs one hash of the body's head, made only where a tier
+    // of equal priorities has a choice to make.
+    let route = routed.route;
+    let choice = route.affinity
+        && route.targets.iter().any(|t| route.targets.iter().filter(|o| o.priority == t.priority).count() > 1);
+    let session = choice.then(|| crate::proxy::fallback::session_of(head, body));
+    let mut plan = Plan::for_session(route, &state.rng, session);
     let mut last_error = None;
     while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
         if cut.fired() {

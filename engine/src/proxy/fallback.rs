@@ -40,8 +40,17 @@ pub struct Plan {
 
 impl Plan {
     /// Orders `route`'s targets for one request: by priority, and within a
-    /// priority by weighted random choice.
+    /// priority by weighted random choice, or, for a request of a session
+    /// ([`session_of`]), by weighted rendezvous hashing of the session:
+    /// the same session meets the same order on every core and node, so
+    /// its requests reach the provider deployment that holds its prompt
+    /// cache, while sessions spread by weight.
     pub fn new(route: &Route, rng: &Cell<u64>) -> Plan {
+        Plan::for_session(route, rng, None)
+    }
+
+    /// [`Plan::new`] for a request of `session`, when it has one.
+    pub fn for_session(route: &Route, rng: &Cell<u64>, session: Option<u64>) -> Plan {
         let len = route.targets.len().min(TARGETS_MAX);
         let mut order = [0u8; TARGETS_MAX];
         for (i, slot) in order[..len].iter_mut().enumerate() {
@@ -52,6 +61,19 @@ impl Plan {
         while start < len {
             let priority = route.targets[order[start] as usize].priority;
             let end = (start..len).find(|&j| route.targets[order[j] as usize].priority != priority).unwrap_or(len);
+            if let Some(s) = session.filter(|_| end - start > 1) {
+                // Weighted rendezvous: each target's score is -ln(u) / w for
+                // a uniform u drawn from (session, target); lowest first.
+                // A target's share of sessions is its share of the weights,
+                // and removing one moves only its own sessions.
+                let score = |i: u8| {
+                    let u = ((splitmix(s ^ splitmix(u64::from(i) + 1)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                    -u.ln() / f64::from(route.targets[i as usize].weight.max(1))
+                };
+                order[start..end].sort_by(|&a, &b| score(a).total_cmp(&score(b)));
+                start = end;
+                continue;
+            }
             // Weighted shuffle of the tier: pick each place by weight among
             // those left.
             for place in start..end.saturating_sub(1) {
@@ -154,6 +176,40 @@ fn jittered(base: Duration, retry: u32, rng: &Cell<u64>) -> Duration {
     Duration::from_micros(next_random(rng) % cap.max(1))
 }
 
+/// A request's session for target affinity: `x-tollgate-session` when the
+/// client names one, else a hash of the body's first [`SESSION_PREFIX`]
+/// bytes, where the system prompt, the tools and the conversation's first
+/// turns sit: the prefix a provider's prompt cache keys on, the same for
+/// every turn of one conversation. A fixed hash (not keyed): every core
+/// and node must place a session alike, and a client can only choose
+/// where its own requests go.
+pub fn session_of(head: &tollgate_protocol::http1::RequestHead, body: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    match head.header(b"x-tollgate-session") {
+        Some(s) => {
+            h.write_u8(1);
+            h.write(s.trim_ascii());
+        }
+        None => {
+            h.write_u8(0);
+            h.write(&body[..body.len().min(SESSION_PREFIX)]);
+        }
+    }
+    splitmix(h.finish())
+}
+
+/// Bytes of a body that name its session when the client names none.
+pub const SESSION_PREFIX: usize = 4096;
+
+/// SplitMix64's finalizer: spreads a hash's bits evenly.
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// xorshift64: a per-core generator for load sharing and jitter, which need
 /// spread, not secrecy.
 pub fn next_random(state: &Cell<u64>) -> u64 {
@@ -195,6 +251,7 @@ mod tests {
                 .collect(),
             price: None,
             cache: true,
+            affinity: true,
         }
     }
 
@@ -231,6 +288,51 @@ mod tests {
         let mut plan = Plan::new(&r, &rng);
         assert_eq!(plan.next(&breakers, &routing(), now, &rng), Some((1, Duration::ZERO)));
         assert_eq!(plan.next(&breakers, &routing(), now, &rng).map(|(t, _)| t), Some(1));
+    }
+
+    #[test]
+    fn a_session_keeps_its_target_and_sessions_spread_by_weight() {
+        let rng = Cell::new(99);
+        let r = route(&[(0, 3), (0, 1), (5, 1)]);
+        let mut first = [0u32; 3];
+        for session in 0..8000u64 {
+            let s = splitmix(session);
+            let plan = Plan::for_session(&r, &rng, Some(s));
+            // The same session, the same order, whatever the generator.
+            for _ in 0..3 {
+                assert_eq!(Plan::for_session(&r, &rng, Some(s)).order, plan.order);
+            }
+            assert_eq!(plan.order[2], 2, "the lower priority stays last");
+            first[plan.order[0] as usize] += 1;
+        }
+        assert!((5700..6300).contains(&first[0]), "3:1 weights gave {first:?}");
+        // Taking a target away moves only its own sessions.
+        let three = route(&[(0, 1), (0, 1), (0, 1)]);
+        let two = route(&[(0, 1), (0, 1)]);
+        for session in 0..2000u64 {
+            let s = splitmix(session);
+            let before = Plan::for_session(&three, &rng, Some(s)).order[0];
+            if before != 2 {
+                assert_eq!(Plan::for_session(&two, &rng, Some(s)).order[0], before);
+            }
+        }
+    }
+
+    #[test]
+    fn the_session_is_the_header_or_the_bodys_head() {
+        use tollgate_protocol::http1::{HeadLimits, RequestHead};
+        let head = |extra: &str| {
+            let raw = format!("POST /v1/messages HTTP/1.1\r\nhost: x\r\n{extra}content-length: 0\r\n\r\n");
+            RequestHead::parse(bytes::Bytes::from(raw), &HeadLimits::default()).unwrap()
+        };
+        let system = "s".repeat(SESSION_PREFIX);
+        let turn1 = format!("{{\"system\":\"{system}\",\"messages\":[1]}}");
+        let turn2 = format!("{{\"system\":\"{system}\",\"messages\":[1,2,3]}}");
+        assert_eq!(session_of(&head(""), turn1.as_bytes()), session_of(&head(""), turn2.as_bytes()));
+        assert_ne!(session_of(&head(""), b"{\"a\":1}"), session_of(&head(""), b"{\"a\":2}"));
+        let named = session_of(&head("x-tollgate-session: abc\r\n"), b"{\"a\":1}");
+        assert_eq!(named, session_of(&head("X-Tollgate-Session:  abc \r\n"), b"{\"a\":2}"));
+        assert_ne!(named, session_of(&head(""), b"abc"), "a header and a body never name the same session");
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct Counts {
     pub requests: u64,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// Prompt tokens the provider read from its prompt cache (a part of
+    /// `tokens_in`).
+    pub tokens_cached: u64,
     pub cost_micro_usd: u64,
     /// Answer cache lookups that hit and missed, and what the hits saved.
     pub cache_hits: u64,
@@ -31,6 +34,7 @@ impl Counts {
         self.requests += o.requests;
         self.tokens_in += o.tokens_in;
         self.tokens_out += o.tokens_out;
+        self.tokens_cached += o.tokens_cached;
         self.cost_micro_usd += o.cost_micro_usd;
         self.cache_hits += o.cache_hits;
         self.cache_misses += o.cache_misses;
@@ -139,6 +143,7 @@ impl CoreStats {
         let mut c = Counts { requests: 1, cost_micro_usd: cost, ..Counts::default() };
         if let Some(u) = trace.usage {
             c.tokens_in = u.prompt;
+            c.tokens_cached = u.cached;
             c.tokens_out = u.completion;
         }
         if let Some(cached) = trace.cache {

@@ -98,9 +98,9 @@ impl Totals {
         for ((team, model, provider, _), c) in &self.counts {
             by_tm.entry((team, model, provider)).or_default().add(c);
         }
-        out.push_str("# HELP tollgate_tokens_total Tokens as providers reported them, by team, model and direction.\n# TYPE tollgate_tokens_total counter\n");
+        out.push_str("# HELP tollgate_tokens_total Tokens as providers reported them, by team, model, provider and direction (cached: the prompt tokens read from the provider's prompt cache, a part of in).\n# TYPE tollgate_tokens_total counter\n");
         for ((team, model, provider), c) in &by_tm {
-            for (direction, n) in [("in", c.tokens_in), ("out", c.tokens_out)] {
+            for (direction, n) in [("in", c.tokens_in), ("out", c.tokens_out), ("cached", c.tokens_cached)] {
                 let _ = writeln!(
                     out,
                     "tollgate_tokens_total{{team=\"{}\",model=\"{}\",provider=\"{}\",direction=\"{direction}\"}} {n}",

@@ -203,6 +203,8 @@ pub struct RawModel {
     pub price: Option<RawPrice>,
     /// Whether answers of this model are cached (with `[cache]`).
     pub cache: Option<Spanned<bool>>,
+    /// Whether a session's requests keep to one target among equals.
+    pub affinity: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -215,6 +215,10 @@ fn retry_budgets_are_shares() {
     assert_eq!((r.retry_budget_permille, r.retry_budget_min, r.retry_after_max.as_secs()), (100, 3, 5));
     let d = Config::parse("gw.toml", BASE, &TestEnv).unwrap().routing;
     assert_eq!((d.retry_budget_permille, d.retry_budget_min, d.retry_after_max.as_secs()), (200, 10, 60));
+    assert!(Config::parse("gw.toml", BASE, &TestEnv).unwrap().routes.all().iter().all(|r| r.affinity));
+    let off = BASE.replace("name = \"gpt-4o\"\n", "name = \"gpt-4o\"\naffinity = false\n");
+    let c = Config::parse("gw.toml", &off, &TestEnv).unwrap();
+    assert!(!c.routes.find(b"gpt-4o").unwrap().1.affinity);
     let bad = format!("{BASE}\n[routing]\nretry_budget = 20\n");
     let line = bad.lines().position(|l| l.starts_with("retry_budget")).unwrap() + 1;
     assert_eq!(

@@ -545,7 +545,13 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
                 cache_write_per_mtok: p.cache_write_per_mtok.as_ref().map_or(input_per_mtok, |c| usd(c, report)),
             }
         });
-        routes.push(Route { name: name.clone(), targets, price, cache: m.cache.as_ref().is_none_or(|c| *c.get_ref()) });
+        routes.push(Route {
+            name: name.clone(),
+            targets,
+            price,
+            cache: m.cache.as_ref().is_none_or(|c| *c.get_ref()),
+            affinity: m.affinity.unwrap_or(true),
+        });
     }
     Routes::new(routes)
 }
