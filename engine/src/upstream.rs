@@ -63,6 +63,9 @@ pub struct Upstream {
     pub kind: ProviderKind,
     /// Streams ask for the usage chunk (see `Provider::stream_usage`).
     pub stream_usage: bool,
+    /// Translated requests mark long system prompts and tool lists with
+    /// `cache_control` (see `Provider::prompt_cache_marks`).
+    pub prompt_cache_marks: bool,
     /// `/v1/responses` goes to it as it came (see
     /// `Provider::responses_api`).
     pub responses_api: bool,
@@ -147,6 +150,7 @@ impl Upstream {
             key_header: provider.api_key_header.clone(),
             kind: provider.kind,
             stream_usage: provider.stream_usage,
+            prompt_cache_marks: provider.prompt_cache_marks,
             responses_api: provider.responses_api,
             forward: provider.forward_headers.clone(),
             addr: resolved.addr,
@@ -172,6 +176,7 @@ impl Upstream {
         self.name == other.name
             && self.kind == other.kind
             && self.stream_usage == other.stream_usage
+            && self.prompt_cache_marks == other.prompt_cache_marks
             && self.responses_api == other.responses_api
             && self.forward == other.forward
             && self.addr == other.addr

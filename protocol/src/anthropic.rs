@@ -76,6 +76,25 @@ pub fn request_from_openai(
     upstream_model: &str,
     out: &mut BytesMut,
 ) -> Result<RequestInfo, TranslateError> {
+    request_from_openai_marked(scratch, upstream_model, false, out)
+}
+
+/// A system prompt or a tool list at least this long (bytes, about a
+/// thousand tokens: Anthropic's least cacheable prefix for most models)
+/// gets a `cache_control` mark when marks are asked for.
+pub const CACHE_MARK_BYTES: usize = 4096;
+
+/// [`request_from_openai`], with `marks`: a system prompt and a tool list
+/// of at least [`CACHE_MARK_BYTES`] each carry `cache_control:
+/// {"type":"ephemeral"}` (the system as one text block, the tools on the
+/// last one), so that Anthropic caches the prefix every turn of a
+/// conversation repeats; two of the four breakpoints a request may carry.
+pub fn request_from_openai_marked(
+    scratch: &mut [u8],
+    upstream_model: &str,
+    marks: bool,
+    out: &mut BytesMut,
+) -> Result<RequestInfo, TranslateError> {
     let v = parse(scratch)?;
     let messages =
         v.get("messages").and_then(|m| m.as_array()).ok_or(TranslateError::Unsupported("messages must be an array"))?;
@@ -103,7 +122,11 @@ pub fn request_from_openai(
             system.push_str(&text_of(m.get("content"))?);
         }
     }
-    if !system.is_empty() {
+    if marks && system.len() >= CACHE_MARK_BYTES {
+        out.extend_from_slice(b",\"system\":[{\"type\":\"text\",\"text\":");
+        write_json_string(out, &system);
+        out.extend_from_slice(b",\"cache_control\":{\"type\":\"ephemeral\"}}]");
+    } else if !system.is_empty() {
         out.extend_from_slice(b",\"system\":");
         write_json_string(out, &system);
     }
@@ -225,6 +248,7 @@ pub fn request_from_openai(
     }
     if let Some(tools) = v.get("tools").and_then(|t| t.as_array()).filter(|t| !t.is_empty()) {
         out.extend_from_slice(b",\"tools\":[");
+        let start = out.len();
         for (i, t) in tools.iter().enumerate() {
             if i > 0 {
                 out.put_u8(b',');
@@ -232,6 +256,9 @@ pub fn request_from_openai(
             let f = t.get("function").ok_or(TranslateError::Unsupported("tools must be of type function"))?;
             out.put_u8(b'{');
             write_tool_fields(out, f, "parameters", b"input_schema");
+            if marks && i + 1 == tools.len() && out.len() - start >= CACHE_MARK_BYTES {
+                out.extend_from_slice(b",\"cache_control\":{\"type\":\"ephemeral\"}");
+            }
             out.put_u8(b'}');
         }
         out.put_u8(b']');

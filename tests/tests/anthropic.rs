@@ -370,3 +370,29 @@ fn thinking_signatures_pass_a_guarded_team_byte_for_byte() {
     assert_eq!(signed["delta"]["signature"].as_str(), Some(signature));
     assert!(r.text().contains("event: message_stop"), "{}", r.text());
 }
+
+/// With `prompt_cache_marks`, a long system prompt translated for an
+/// Anthropic provider goes as a text block marked `cache_control`, so that
+/// the provider caches the prefix every turn repeats; without it, as text.
+#[test]
+fn long_system_prompts_are_marked_for_the_prompt_cache_where_configured() {
+    let (openai, anthropic) = (start_mock(&[]), start_mock(&[]));
+    let system = "Follow the repository's conventions. ".repeat(200);
+    let body = CLAUDE_CHAT.replace("Be brief.", &system);
+    for (marks, marked) in [("prompt_cache_marks = true\n", true), ("", false)] {
+        let config = config(openai.addr, anthropic.addr).replace(
+            "api_key_env = \"TOLLGATE_E2E_ANTHROPIC_KEY\"\n",
+            &format!("api_key_env = \"TOLLGATE_E2E_ANTHROPIC_KEY\"\n{marks}"),
+        );
+        let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+        let sent = one_request(gw.addr, &chat_request(&body, "x-mock-echo: body\r\n")).json();
+        if marked {
+            assert_eq!(
+                sent["system"],
+                serde_json::json!([{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}])
+            );
+        } else {
+            assert_eq!(sent["system"], serde_json::json!(system));
+        }
+    }
+}

@@ -68,7 +68,8 @@ pub fn build(
     let anthropic_target = upstream.kind == ProviderKind::Anthropic;
     let (translated, translation) = match (front, anthropic_target) {
         (Front::OpenAi, true) => {
-            let (b, info) = translate(&anthropic::request_from_openai)?;
+            let marks = upstream.prompt_cache_marks;
+            let (b, info) = translate(&|s, m, o| anthropic::request_from_openai_marked(s, m, marks, o))?;
             (Some(b), Translation::ToOpenAi(info))
         }
         (Front::Anthropic, false) => {

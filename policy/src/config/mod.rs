@@ -179,6 +179,10 @@ pub struct Provider {
     /// `/v1/responses` request goes to it as it came. Otherwise it is
     /// translated to chat completions (to Anthropic messages through chat).
     pub responses_api: bool,
+    /// An Anthropic provider: requests translated from other APIs mark a
+    /// long system prompt and a long tool list with `cache_control`, so
+    /// that the provider caches them (`prompt_cache_marks = true`).
+    pub prompt_cache_marks: bool,
     /// Which client headers reach this provider.
     pub forward_headers: crate::forward::ForwardHeaders,
     pub mock: MockSettings,

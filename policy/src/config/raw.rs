@@ -187,6 +187,9 @@ pub struct RawProvider {
     /// `openai` and `mock`); otherwise `/v1/responses` is translated to
     /// chat completions for it.
     pub responses_api: Option<Spanned<bool>>,
+    /// Mark long system prompts and tool lists of translated requests with
+    /// Anthropic's `cache_control` (Anthropic providers).
+    pub prompt_cache_marks: Option<Spanned<bool>>,
     /// Client headers this provider receives besides the built-in
     /// allow-list (names, or `prefix*`).
     #[serde(default)]

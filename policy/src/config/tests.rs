@@ -219,6 +219,8 @@ fn retry_budgets_are_shares() {
     let off = BASE.replace("name = \"gpt-4o\"\n", "name = \"gpt-4o\"\naffinity = false\n");
     let c = Config::parse("gw.toml", &off, &TestEnv).unwrap();
     assert!(!c.routes.find(b"gpt-4o").unwrap().1.affinity);
+    let marks = BASE.replace("kind = \"mock\"\n", "kind = \"mock\"\nprompt_cache_marks = true\n");
+    assert!(problems(&marks)[0].contains("prompt_cache_marks is for anthropic providers"), "{:?}", problems(&marks));
     let bad = format!("{BASE}\n[routing]\nretry_budget = 20\n");
     let line = bad.lines().position(|l| l.starts_with("retry_budget")).unwrap() + 1;
     assert_eq!(

@@ -440,8 +440,18 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
                 .as_ref()
                 .map_or(matches!(kind, ProviderKind::OpenAi | ProviderKind::Mock), |r| *r.get_ref())
                 && kind != ProviderKind::Anthropic,
+            prompt_cache_marks: p.prompt_cache_marks.as_ref().is_some_and(|m| *m.get_ref()),
             mock: p.mock,
         });
+        if let Some(m) = p.prompt_cache_marks.as_ref().filter(|m| *m.get_ref() && kind != ProviderKind::Anthropic) {
+            report.add(
+                m.span(),
+                format!(
+                    "provider {:?}: prompt_cache_marks is for anthropic providers (OpenAI-style providers cache prompts without marks); remove it",
+                    p.name.get_ref()
+                ),
+            );
+        }
     }
     out
 }

@@ -394,3 +394,36 @@ fn request_mapping_edge_cases() {
     assert_eq!(a["max_tokens"], 500);
     assert_eq!(a["temperature"], 1);
 }
+
+#[test]
+fn long_system_prompts_and_tool_lists_are_marked_for_the_prompt_cache_when_asked() {
+    let marked = |openai: &Value, marks: bool| {
+        let mut scratch = serde_json::to_vec(openai).unwrap();
+        let mut out = BytesMut::new();
+        request_from_openai_marked(&mut scratch, "claude-sonnet-4-5", marks, &mut out).unwrap();
+        serde_json::from_slice::<Value>(&out).unwrap()
+    };
+    let long = "Follow the repository's conventions. ".repeat(200);
+    let tool = |name: &str, description: &str| json!({"type": "function", "function": {"name": name, "description": description, "parameters": {"type": "object", "properties": {}}}});
+    let body = json!({
+        "model": "m",
+        "messages": [{"role": "system", "content": long}, {"role": "user", "content": "hi"}],
+        "tools": [tool("read", &"Reads a file. ".repeat(400)), tool("write", "Writes a file.")]
+    });
+    let a = marked(&body, true);
+    assert_eq!(a["system"], json!([{"type": "text", "text": long, "cache_control": {"type": "ephemeral"}}]));
+    assert_eq!(a["tools"][1]["cache_control"], json!({"type": "ephemeral"}), "the last tool carries the mark");
+    assert!(a["tools"][0].get("cache_control").is_none());
+    // Without marks, or with short prefixes, the request is as before.
+    let plain = marked(&body, false);
+    assert_eq!(plain["system"], json!(long));
+    assert!(plain["tools"][1].get("cache_control").is_none());
+    let short = json!({
+        "model": "m",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        "tools": [tool("read", "Reads a file.")]
+    });
+    let s = marked(&short, true);
+    assert_eq!(s["system"], json!("Be brief."));
+    assert!(s["tools"][0].get("cache_control").is_none());
+}
