@@ -43,6 +43,7 @@ fn accounting(c: &mut Criterion) {
     let cut = tollgate_engine::cut::Cut::default();
     let cache = std::cell::RefCell::new(tollgate_engine::cache::Store::new(0));
     let runs = std::sync::Arc::new(tollgate_engine::runs::Runs::with_capacity(1024));
+    let turns = std::sync::Arc::new(tollgate_engine::turns::Turns::new(0, Duration::ZERO));
     let core = Core {
         state: &state,
         accounts: &accounts,
@@ -54,6 +55,7 @@ fn accounting(c: &mut Criterion) {
         cache: &cache,
         cache_share: 1,
         runs: &runs,
+        turns: &turns,
     };
     let head = Bytes::from_static(
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer tg-bench-key\r\nContent-Length: 2\r\n\r\n",

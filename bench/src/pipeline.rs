@@ -77,6 +77,7 @@ pub fn world() -> World {
         cut: Cut::default(),
         cache: std::cell::RefCell::new(tollgate_engine::cache::Store::new(0)),
         runs: std::sync::Arc::new(tollgate_engine::runs::Runs::with_capacity(1024)),
+        turns: std::sync::Arc::new(tollgate_engine::turns::Turns::new(0, Duration::ZERO)),
         head,
         body,
         stream,
@@ -94,6 +95,7 @@ pub struct World {
     cut: Cut,
     cache: std::cell::RefCell<tollgate_engine::cache::Store>,
     runs: std::sync::Arc<tollgate_engine::runs::Runs>,
+    turns: std::sync::Arc<tollgate_engine::turns::Turns>,
     head: Bytes,
     body: Bytes,
     stream: Bytes,
@@ -116,6 +118,7 @@ pub fn iterate(w: &World, out: &mut BytesMut) -> u64 {
         cache: &w.cache,
         cache_share: 1,
         runs: &w.runs,
+        turns: &w.turns,
     };
     // Request side.
     let head = RequestHead::parse(w.head.clone(), &w.limits).expect("head");

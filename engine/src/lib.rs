@@ -56,6 +56,7 @@ pub mod state;
 pub mod stats;
 pub mod systemd;
 pub mod tls;
+pub mod turns;
 pub mod upstream;
 pub mod verdicts;
 pub mod worker;

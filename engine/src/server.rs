@@ -193,6 +193,10 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     // not merged counts), which the metrics read too.
     let runs = Arc::new(crate::runs::Runs::default());
     totals.lock().unwrap_or_else(|e| e.into_inner()).runs = Some(runs.clone());
+    // The Responses turns kept for providers that keep none, one store for
+    // every core (`turns`); its bound is the start-up configuration's.
+    let turns =
+        Arc::new(crate::turns::Turns::new(config.server.responses_turns_bytes_max, config.server.responses_turns_ttl));
     for (index, listener) in listeners.into_iter().enumerate() {
         let cpu = (!cpus.is_empty()).then(|| cpus[index % cpus.len()]);
         let (mailbox, reloads) = mpsc::channel();
@@ -206,6 +210,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         let strict = config.cluster.clone().map(|c| (Arc::new(c), redis_tls.clone()));
         let beats = heartbeats.clone();
         let runs = runs.clone();
+        let turns = turns.clone();
         let spawned = std::thread::Builder::new().name(format!("tollgate-w{index}")).spawn(move || {
             if let Some(cpu) = cpu {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
@@ -220,7 +225,8 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
                     .with_alerts(alerts)
                     .with_strict(strict)
                     .with_cache_share(workers)
-                    .with_runs(runs),
+                    .with_runs(runs)
+                    .with_turns(turns),
             );
             let main = worker::run(worker.clone(), crate::conn::accept(worker, listener), shutdown, beats);
             match build_runtime(driver) {

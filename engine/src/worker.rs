@@ -79,6 +79,8 @@ pub struct Worker {
     cache_share: usize,
     /// The node's agent runs, shared with the other cores.
     runs: Arc<crate::runs::Runs>,
+    /// The node's Responses turns, shared with the other cores.
+    turns: Arc<crate::turns::Turns>,
 }
 
 impl Worker {
@@ -115,7 +117,14 @@ impl Worker {
             cache: RefCell::new(crate::cache::Store::new(0)),
             cache_share: 1,
             runs: Arc::default(),
+            turns: Arc::new(crate::turns::Turns::new(0, std::time::Duration::ZERO)),
         }
+    }
+
+    /// Shares the node's Responses turns.
+    pub fn with_turns(mut self, turns: Arc<crate::turns::Turns>) -> Worker {
+        self.turns = turns;
+        self
     }
 
     /// Shares the node's table of agent runs.
@@ -162,6 +171,7 @@ impl Worker {
             cache: &self.cache,
             cache_share: self.cache_share,
             runs: &self.runs,
+            turns: &self.turns,
         }
     }
 

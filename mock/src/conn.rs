@@ -244,7 +244,13 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     }
 
     async fn answer(&mut self, head: &RequestHead, body: &Bytes) -> io::Result<()> {
-        let plan = self.plan(head);
+        let mut plan = self.plan(head);
+        // `x-mock-echo: reply`: an ordinary answer in the API's own shape
+        // whose text is the request body as received, so that a test can
+        // read what reached the provider through any translation.
+        if head.header(b"x-mock-echo") == Some(&b"reply"[..]) {
+            plan.reply = Some(String::from_utf8_lossy(body).into_owned());
+        }
         if !plan.behavior.latency.is_zero() {
             monoio::time::sleep(plan.behavior.latency).await;
         }
@@ -292,7 +298,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         let Some(mut req) = ChatRequest::read(body) else {
             return self.simple(400, "request body must be a chat completion request", head.keep_alive).await;
         };
-        let mut plan = plan;
         if memchr::memmem::find(req.model, b"guard").is_some() {
             // A guard model's verdict on the conversation.
             if classify::slow(body) {

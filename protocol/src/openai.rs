@@ -35,6 +35,13 @@ pub struct ChatRequestFields {
     /// A request that does not sample gets the same answer each time,
     /// which the answer cache relies on.
     pub sampled: bool,
+    /// The Responses API's (and embeddings') `input` value, whole.
+    pub input: Option<Span>,
+    /// The Responses API's `previous_response_id` string's contents (not
+    /// `null`).
+    pub previous_response_id: Option<Span>,
+    /// The Responses API's `store`, when given as `true` or `false`.
+    pub store: Option<bool>,
 }
 
 impl ChatRequestFields {
@@ -47,6 +54,8 @@ impl ChatRequestFields {
         }
         self.model = span(self.model, &moved);
         self.stream_options = self.stream_options.map(|s| span(s, &moved));
+        self.input = self.input.map(|s| span(s, &moved));
+        self.previous_response_id = self.previous_response_id.map(|s| span(s, &moved));
     }
 }
 
@@ -153,6 +162,9 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let (mut max_completion, mut max_tokens) = (None, None);
     let mut background = false;
     let mut temperature: Option<bool> = None;
+    let (mut input, mut previous, mut store) = (None, None, None);
+    // Given twice, the gateway and the provider could read different ones.
+    let once = |seen: bool| if seen { Err(BodyError::AmbiguousKey) } else { Ok(()) };
     c.ws();
     if c.peek() == Some(b'}') {
         return Err(BodyError::MissingModel);
@@ -238,6 +250,31 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 }
                 messages(&mut c)?;
             }
+            b"input" => {
+                once(input.is_some())?;
+                let start = c.pos;
+                c.value()?;
+                input = Some(Span::new(start, c.pos));
+            }
+            b"previous_response_id" => {
+                once(previous.is_some())?;
+                previous = Some(if c.peek() == Some(b'"') {
+                    Some(c.string()?)
+                } else {
+                    c.value()?;
+                    None
+                });
+            }
+            b"store" => {
+                once(store.is_some())?;
+                let start = c.pos;
+                c.value()?;
+                store = Some(match &body[start..c.pos] {
+                    b"true" => Some(true),
+                    b"false" => Some(false),
+                    _ => None,
+                });
+            }
             _ => c.value()?,
         }
         c.ws();
@@ -259,6 +296,9 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         max_tokens: max_completion.or(max_tokens),
         background,
         sampled: temperature.unwrap_or(true),
+        input,
+        previous_response_id: previous.flatten(),
+        store: store.flatten(),
     })
 }
 
@@ -973,6 +1013,27 @@ mod tests {
             (Some("text_completion"), Some("length"))
         );
         assert!(text.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn the_responses_turn_fields_are_read_by_structure() {
+        let body = "{ \"store\" : false ,\n \"input\" : [ {\"role\":\"user\",\"content\":\"\\\"previous_response_id\\\": \\\"x\\\"\"} ] , \"previous_response_id\":\"resp_7\", \"model\":\"m\"}";
+        let f = scan_request(body.as_bytes()).unwrap();
+        assert_eq!(f.store, Some(false));
+        assert_eq!(f.previous_response_id.map(|s| s.get(body.as_bytes())), Some(&b"resp_7"[..]));
+        let input = f.input.unwrap().get(body.as_bytes());
+        assert!(input.starts_with(b"[") && input.ends_with(b"]"), "{}", String::from_utf8_lossy(input));
+        let f = scan_request(br#"{"model":"m","input":"x","previous_response_id":null,"store":"yes"}"#).unwrap();
+        assert_eq!((f.previous_response_id, f.store), (None, None));
+        // Given twice, the gateway and the provider could read different
+        // ones: refused.
+        for twice in [
+            &br#"{"model":"m","input":"a","input":"b"}"#[..],
+            br#"{"model":"m","previous_response_id":"a","previous_response_id":"b"}"#,
+            br#"{"model":"m","store":true,"store":false}"#,
+        ] {
+            assert_eq!(scan_request(twice), Err(BodyError::AmbiguousKey));
+        }
     }
 
     #[test]

@@ -97,6 +97,22 @@ for model in [m for m in ["native", "gpt-4o-mini"] if m in listed]:
         ],
     )
     assert follow.output_text.startswith("Tollgate counts every"), (model, follow)
+    if model == "gpt-4o-mini":
+        # The Agents SDK's way across turns: `previous_response_id`. This
+        # model's provider keeps no responses; the gateway kept the streamed
+        # turn, and the provider receives it before the tool's output (the
+        # mock answers with the body it received).
+        chained = client.responses.create(
+            model=model,
+            tools=tools,
+            previous_response_id=called.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "12 C, clear"}],
+            extra_headers={"x-mock-echo": "reply"},
+        )
+        sent = json.loads(chained.output_text)
+        roles = [m["role"] for m in sent["messages"]]
+        assert roles == ["user", "assistant", "tool"], sent
+        assert sent["messages"][1]["tool_calls"][0]["id"] == call.call_id, sent
 
 models = [m.id for m in client.models.list()]
 assert "gpt-4o-mini" in models, models

@@ -382,3 +382,90 @@ fn function_calls_round_trip_on_every_kind_of_provider() {
     let calls: Vec<&serde_json::Value> = records.iter().filter(|r| r["tokens"]["completion"] == 8).collect();
     assert_eq!(calls.len(), 6, "each call billed its 8 tokens: {records:?}");
 }
+
+/// The output text of a JSON response.
+fn output_text(r: &Response) -> String {
+    let v = r.json();
+    v["output"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|item| item["content"].as_array().cloned().unwrap_or_default())
+        .filter_map(|part| part["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Codex and the Agents SDK continue a conversation with
+/// `previous_response_id`. For a provider that keeps no responses (chat
+/// completions, Anthropic), the gateway keeps each turn, for the key that
+/// made it: the next request reaches the provider with the earlier turns
+/// before its own input, JSON or streamed; another key, an unknown id or a
+/// turn sent with `store: false` is refused by name.
+#[test]
+fn a_conversation_continues_with_previous_response_id_where_the_provider_keeps_nothing() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("turns");
+    let config = config(mock.addr, &logs) + &probe_key("");
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    for model in ["llama", "claude"] {
+        let first =
+            one_request(gw.addr, &responses_request(&format!(r#"{{"model":"{model}","input":"Say hello"}}"#), ""));
+        assert_eq!(first.status, 200, "{}", first.text());
+        let id = first.json()["id"].as_str().expect("an id").to_string();
+        let answer = output_text(&first);
+        let next = format!(r#"{{"model":"{model}","input":"And again","previous_response_id":"{id}"}}"#);
+        let second = one_request(gw.addr, &responses_request(&next, "x-mock-echo: reply\r\n"));
+        assert_eq!(second.status, 200, "{model}: {}", second.text());
+        // What the provider received: the first turn, its answer, the new
+        // input, in order, in the provider's own format.
+        let sent: serde_json::Value = serde_json::from_str(&output_text(&second)).expect("the echoed upstream body");
+        let messages = sent["messages"].as_array().expect("messages");
+        let text = |m: &serde_json::Value| {
+            m["content"].as_str().map(str::to_string).unwrap_or_else(|| {
+                m["content"].as_array().into_iter().flatten().filter_map(|p| p["text"].as_str()).collect()
+            })
+        };
+        let said: Vec<(String, String)> =
+            messages.iter().map(|m| (m["role"].as_str().unwrap_or("").to_string(), text(m))).collect();
+        assert_eq!(
+            said,
+            vec![
+                ("user".to_string(), "Say hello".to_string()),
+                ("assistant".to_string(), answer.clone()),
+                ("user".to_string(), "And again".to_string())
+            ],
+            "{model}: {sent}"
+        );
+        assert!(sent.get("previous_response_id").is_none(), "{sent}");
+        // Another key of the same team cannot continue it.
+        let as_probe = format!(
+            "POST /v1/responses HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nAuthorization: Bearer {PROBE_KEY}\r\nContent-Length: {}\r\n\r\n{next}",
+            next.len()
+        );
+        let other = one_request(gw.addr, as_probe.as_bytes());
+        assert_eq!(other.status, 400, "{}", other.text());
+        assert!(other.text().contains("does not hold"), "{}", other.text());
+        // A streamed turn is kept from its `response.completed`.
+        let streamed = one_request(
+            gw.addr,
+            &responses_request(&format!(r#"{{"model":"{model}","input":"Stream one","stream":true}}"#), ""),
+        );
+        let completed = events(&streamed.body).into_iter().find(|(n, _)| n == "response.completed").expect("completed");
+        let sid = completed.1["response"]["id"].as_str().unwrap().to_string();
+        let next = format!(r#"{{"model":"{model}","input":"Two","previous_response_id":"{sid}","stream":true}}"#);
+        let r = one_request(gw.addr, &responses_request(&next, "x-mock-echo: reply\r\n"));
+        let echoed = delta_text(&events(&r.body));
+        assert!(echoed.contains("Stream one") && echoed.contains("Two"), "{model}: {echoed}");
+        // `store: false`: nothing kept.
+        let unkept = one_request(
+            gw.addr,
+            &responses_request(&format!(r#"{{"model":"{model}","input":"x","store":false}}"#), ""),
+        );
+        let uid = unkept.json()["id"].as_str().unwrap().to_string();
+        let r = one_request(
+            gw.addr,
+            &responses_request(&format!(r#"{{"model":"{model}","input":"y","previous_response_id":"{uid}"}}"#), ""),
+        );
+        assert_eq!((r.status, r.error_code().as_str()), (400, "untranslatable_body"), "{}", r.text());
+    }
+}

@@ -55,6 +55,9 @@ pub struct Exchange<'s> {
     /// Looked up in the answer cache and missed: where the answer is kept
     /// as it is written, to be stored if it completes.
     pub cache: Option<Box<super::cache::Pending>>,
+    /// A Responses request to keep as a turn ([`crate::turns`]): where its
+    /// answer is kept as it is written.
+    pub turn: Option<Box<crate::cache::Kept>>,
 }
 
 /// Whether the request's body has been read off the connection. A refusal
@@ -193,6 +196,7 @@ impl<'s> Exchange<'s> {
             holds: Holds::default(),
             reply: Reply { deadline, head_only, request_id: Some(id), retry_after: None, rate: None, cache: None },
             cache: None,
+            turn: None,
         }
     }
 

@@ -31,9 +31,10 @@ pub async fn forward(
     client: &mut Client,
 ) -> Result<RelayEnd, GatewayError> {
     let key = ex.key()?;
-    let Exchange { head, front, keep_alive, deadline, trace, body, routed, prompt, holds, reply, cache, .. } = ex;
-    // A request the cache missed keeps its answer as it is written.
-    let mut keep = cache.as_deref_mut().map(|p| &mut p.kept);
+    let Exchange { head, front, keep_alive, deadline, trace, body, routed, prompt, holds, reply, cache, turn, .. } = ex;
+    // A request the cache missed keeps its answer as it is written; so
+    // does a Responses turn the gateway keeps.
+    let mut keep = cache.as_deref_mut().map(|p| &mut p.kept).or(turn.as_deref_mut());
     let (head, front, keep_alive, deadline) = (&*head, *front, *keep_alive, *deadline);
     let routed = routed.as_ref().ok_or(GatewayError::NoRoute)?;
     // Embeddings answer with vectors: no text to guard, classify or

@@ -5,8 +5,9 @@
 //!
 //! ```text
 //!  authenticate ─ name_run ─ within_budget ─ within_rate_limit ─ read_body ─ route
-//!   ─ guard_request ─ classify_request ─ cache lookup ─ affordable ─ reserve_tokens
-//!   ─ within_run ─ capture ─ reserve_strict ─ forward ─ cache store ─ finish
+//!   ─ guard_request ─ classify_request ─ continue_response ─ cache lookup ─ affordable
+//!   ─ reserve_tokens ─ within_run ─ capture ─ reserve_strict ─ forward ─ keep_turn
+//!   ─ cache store ─ finish
 //! ```
 //!
 //! - [`authenticate`]: the virtual key, before the body is read, so an
@@ -25,6 +26,9 @@
 //! - [`classify_request`]: the profile's external classifiers (a prompt
 //!   injection model, a moderation endpoint, a guard model, a webhook)
 //!   are asked about the request's text, each within its timeout;
+//! - [`continue_response`]: a Responses request naming a turn the gateway
+//!   keeps (`previous_response_id`) gets the turn's items before its own
+//!   input ([`crate::turns`]);
 //! - [`cache::lookup`]: with `[cache]`, a cacheable request (see
 //!   there) is looked up by its key; a hit is answered from the entry
 //!   ([`cache::serve`]) and goes to `finish` at once: it is counted
@@ -46,6 +50,8 @@
 //! - [`forward::forward`]: fallback over the route's targets, the
 //!   upstream request, the call and the relay of the answer (guarded,
 //!   counted, translated);
+//! - [`keep_turn`]: a Responses answer from a provider that keeps no
+//!   responses is kept as a turn, under its id and the request's key;
 //! - [`cache::store`]: a missed request's answer, kept as it was
 //!   written, is stored if it completed with status 200;
 //! - [`finish`]: the record written, the spend counted, what the request
@@ -104,6 +110,8 @@ pub struct Core<'w> {
     pub cache_share: usize,
     /// The node's agent runs, shared by every core ([`crate::runs`]).
     pub runs: &'w std::sync::Arc<crate::runs::Runs>,
+    /// The node's Responses turns ([`crate::turns`]).
+    pub turns: &'w std::sync::Arc<crate::turns::Turns>,
 }
 
 /// Runs one request through every phase; true when the connection may
@@ -130,6 +138,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             route(&mut ex, core)?;
             guard_request(&mut ex, core)?;
             classify_request(&mut ex, core).await?;
+            continue_response(&mut ex, core)?;
             if let Some(entry) = Box::pin(cache::lookup(&mut ex, core)).await {
                 return Ok(Box::pin(cache::serve(&mut ex, client, entry)).await);
             }
@@ -140,6 +149,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             capture(&mut ex, core);
             admit::reserve_strict(&mut ex, core).await?;
             let end = forward::forward(&mut ex, core.state, core.cut, client).await?;
+            keep_turn(&mut ex, core, &end);
             shared = cache::store(&mut ex, core, &end);
             Ok(end)
         });
@@ -355,6 +365,59 @@ async fn webhook_redact<'s>(
         routed.fields.moved(|at| crate::proxy::guard::moved(&redacted.edits, at));
     }
     Ok(true)
+}
+
+/// Answers of a Responses turn are kept this long at most to be stored.
+const TURN_ANSWER_BYTES_MAX: usize = 4 << 20;
+
+/// A Responses request that continues a turn the gateway keeps
+/// (`previous_response_id`, made with this key, not expired) has the
+/// turn's items put before its own `input` (and the id set to `null`),
+/// as OpenAI does for the responses it stores: the guardrails have seen
+/// the new input; the stored items passed them when they were sent. An
+/// id the gateway does not hold is left for the provider (OpenAI's own),
+/// or refused by the translation for the others. A request that may be
+/// kept as a turn (`store` not `false`, a route with a provider that
+/// keeps none) keeps its answer as it is written.
+pub fn continue_response<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    if ex.front != crate::proxy::Front::Responses {
+        return Ok(());
+    }
+    let key = ex.key()?;
+    let Some(routed) = ex.routed.as_mut() else { return Ok(()) };
+    if let (Some(previous), Some(input)) = (routed.fields.previous_response_id, routed.fields.input) {
+        let id = std::str::from_utf8(previous.get(&ex.body)).unwrap_or_default();
+        let items = core.turns.get(&key.name, id, Instant::now());
+        if let Some(body) = items.and_then(|items| crate::turns::continued(&ex.body, input, previous, &items)) {
+            routed.fields = tollgate_protocol::openai::scan_request(&body).map_err(GatewayError::Body)?;
+            ex.prompt = Prompt::new(ex.prompt.encoding);
+            ex.body = body;
+        }
+    }
+    let keeps_none = routed.route.targets.iter().any(|t| !core.state.upstreams[t.provider].responses_api);
+    if keeps_none && routed.fields.store != Some(false) && routed.fields.input.is_some() {
+        ex.turn = Some(Box::new(crate::cache::Kept::new(TURN_ANSWER_BYTES_MAX)));
+    }
+    Ok(())
+}
+
+/// A Responses answer a provider that keeps no turns completed is kept as
+/// a turn: the request's items and the response's, under the response's
+/// id and the request's key.
+pub fn keep_turn(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) {
+    let Some(mut kept) = ex.turn.take() else { return };
+    if end.status != 200 || end.end != End::Completed {
+        return;
+    }
+    let (Ok(key), Some(routed)) = (ex.key(), ex.routed.as_ref()) else { return };
+    let served = ex.trace.served_by.and_then(|t| routed.route.targets.get(t as usize));
+    if served.is_none_or(|t| core.state.upstreams[t.provider].responses_api) {
+        return;
+    }
+    let (Some(input), Some(answer)) = (routed.fields.input, kept.take()) else { return };
+    if let Some((id, items)) = crate::turns::conversation(&ex.body, input, &answer, routed.fields.stream) {
+        core.turns.put(&key.name, &id, items, Instant::now());
+    }
 }
 
 /// With `[logging] capture_bodies`: the prompt as it goes upstream,

@@ -27,6 +27,7 @@ struct World {
     cut: crate::cut::Cut,
     cache: std::cell::RefCell<crate::cache::Store>,
     runs: std::sync::Arc<crate::runs::Runs>,
+    turns: std::sync::Arc<crate::turns::Turns>,
 }
 
 impl World {
@@ -54,6 +55,7 @@ impl World {
             cut: crate::cut::Cut::default(),
             cache: std::cell::RefCell::new(crate::cache::Store::new(1 << 20)),
             runs: std::sync::Arc::new(crate::runs::Runs::with_capacity(1024)),
+            turns: std::sync::Arc::new(crate::turns::Turns::new(1 << 20, std::time::Duration::from_secs(60))),
         }
     }
 
@@ -69,6 +71,7 @@ impl World {
             cache: &self.cache,
             cache_share: 1,
             runs: &self.runs,
+            turns: &self.turns,
         }
     }
 }

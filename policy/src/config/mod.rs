@@ -79,6 +79,10 @@ pub struct Server {
     pub head_bytes_max: usize,
     pub uri_bytes_max: usize,
     pub body_bytes_max: usize,
+    /// The Responses API turns kept for providers that keep none: bytes on
+    /// the node, and how long each.
+    pub responses_turns_bytes_max: usize,
+    pub responses_turns_ttl: std::time::Duration,
     pub connections_per_worker_max: usize,
     /// Connections one client address may hold on one worker; 0: no cap.
     pub connections_per_client_max: usize,

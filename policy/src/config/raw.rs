@@ -100,6 +100,10 @@ pub struct RawServer {
     pub head_bytes_max: usize,
     pub uri_bytes_max: usize,
     pub body_bytes_max: usize,
+    /// The Responses API turns the gateway keeps for providers that keep
+    /// none: bytes on the node, and seconds each.
+    pub responses_turns_bytes_max: usize,
+    pub responses_turns_ttl_s: u64,
     pub connections_per_worker_max: usize,
     pub connections_per_client_max: usize,
     pub ledger_file: Option<String>,
@@ -128,6 +132,8 @@ impl Default for RawServer {
             head_bytes_max: 16 * 1024,
             uri_bytes_max: 8 * 1024,
             body_bytes_max: 8 * 1024 * 1024,
+            responses_turns_bytes_max: 64 * 1024 * 1024,
+            responses_turns_ttl_s: 3600,
             connections_per_worker_max: 16 * 1024,
             connections_per_client_max: 1024,
             ledger_file: None,

@@ -190,6 +190,8 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
         head_bytes_max: raw.head_bytes_max.max(1024),
         uri_bytes_max: raw.uri_bytes_max.max(256),
         body_bytes_max: raw.body_bytes_max,
+        responses_turns_bytes_max: raw.responses_turns_bytes_max,
+        responses_turns_ttl: std::time::Duration::from_secs(raw.responses_turns_ttl_s),
         connections_per_worker_max: raw.connections_per_worker_max.max(1),
         connections_per_client_max: raw.connections_per_client_max,
         ledger_file: raw.ledger_file.clone(),

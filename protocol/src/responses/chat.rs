@@ -5,8 +5,9 @@
 //! ([`ResponsesStream`]). Anthropic upstreams are reached through chat:
 //! the engine chains these with [`crate::anthropic`]'s translators.
 //!
-//! What needs state kept at OpenAI (`previous_response_id`, `store: true`,
-//! `background`, `conversation`, stored prompts, item references) and
+//! What needs state kept at OpenAI (`background`, `conversation`, stored
+//! prompts, item references, and a `previous_response_id` the gateway's
+//! own turn store does not hold) and
 //! OpenAI's built-in tools cannot be translated: they are refused with a
 //! message naming the field, never dropped silently.
 
@@ -51,16 +52,16 @@ pub fn request_to_chat(
 ) -> Result<RequestInfo, TranslateError> {
     let v = parse(scratch)?;
     let set = |key: &str| v.get(key).is_some_and(|x| !x.is_null() && x.as_bool() != Some(false));
+    // The gateway continues the responses it keeps (the engine's turn
+    // store puts their items in `input`); one it does not hold was made
+    // elsewhere, or has expired.
     if set("previous_response_id") {
         return Err(TranslateError::Unsupported(
-            "`previous_response_id` continues a response stored at OpenAI, and this model's provider is not OpenAI; send the conversation's items in `input`",
+            "`previous_response_id` names a response this gateway does not hold for this key (it expired, or OpenAI made it), and this model's provider is not OpenAI; send the conversation's items in `input`",
         ));
     }
-    if set("store") {
-        return Err(TranslateError::Unsupported(
-            "`store: true` keeps the response at OpenAI, and this model's provider is not OpenAI; send `store: false` or leave it out",
-        ));
-    }
+    // `store` is the engine's to honour (its turn store); the provider is
+    // not told.
     if set("background") {
         return Err(TranslateError::Unsupported(
             "`background` runs need OpenAI, and this model's provider is not OpenAI",
@@ -935,7 +936,6 @@ mod tests {
     fn what_needs_openai_is_refused_by_name() {
         let table = [
             (json!({"model": "m", "input": "x", "previous_response_id": "resp_1"}), "previous_response_id"),
-            (json!({"model": "m", "input": "x", "store": true}), "store"),
             (json!({"model": "m", "input": "x", "background": true}), "background"),
             (json!({"model": "m", "input": "x", "conversation": "conv_1"}), "conversation"),
             (json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}), "built-in tools"),
@@ -960,6 +960,7 @@ mod tests {
         }
         for fine in [
             json!({"model": "m", "input": "x", "store": false}),
+            json!({"model": "m", "input": "x", "store": true}),
             json!({"model": "m", "input": "x", "previous_response_id": null}),
         ] {
             assert!(to_chat(&fine).is_ok(), "{fine}");
