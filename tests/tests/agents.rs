@@ -1,0 +1,162 @@
+//! The coding agents' own CLIs through the gateway, unchanged: Claude Code
+//! (`claude -p`, Anthropic's API, streamed, with its 87 KB system prompt
+//! and tools) and Codex (`codex exec`, the Responses API), each pointed at
+//! the gateway with a `tg-` key, the bundled mock answering as the
+//! provider. The versions are pinned in `.ci/run`, which installs them
+//! from npm into `target/clis` and sets `TOLLGATE_CLI_DIR`; without them
+//! the tests say so and pass, except in CI (`TOLLGATE_REQUIRE_CLIS`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use tollgate_e2e::*;
+
+/// The directory holding `claude` and `codex`, when installed.
+fn clis() -> Option<PathBuf> {
+    let dir = std::env::var_os("TOLLGATE_CLI_DIR").map(PathBuf::from);
+    let found = dir.filter(|d| d.join("claude").exists() && d.join("codex").exists());
+    if found.is_none() {
+        assert!(std::env::var_os("TOLLGATE_REQUIRE_CLIS").is_none(), "the agent CLIs are required (TOLLGATE_CLI_DIR)");
+        eprintln!("skipped: set TOLLGATE_CLI_DIR to a directory with claude and codex (see .ci/run)");
+    }
+    found
+}
+
+/// Claude models on an Anthropic provider, and `gpt-5-codex` on a provider
+/// that serves the Responses API, both the mock; records in `logs`.
+fn config(mock: std::net::SocketAddr, logs: &TempDir) -> String {
+    format!(
+        r#"
+[server]
+workers = 2
+
+[logging]
+dir = "{logs}"
+
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "http://{mock}/v1"
+api_key_env = "TOLLGATE_E2E_ANTHROPIC_KEY"
+forward_headers = ["x-mock-*"]
+
+[[providers]]
+name = "openai"
+kind = "openai-compatible"
+base_url = "http://{mock}/v1"
+responses_api = true
+forward_headers = ["x-mock-*"]
+
+[[models]]
+name = "claude-sonnet-4-5"
+targets = [{{ provider = "claude" }}]
+
+[[models]]
+name = "claude-haiku-4-5"
+targets = [{{ provider = "claude" }}]
+
+[[models]]
+name = "gpt-5-codex"
+targets = [{{ provider = "openai" }}]
+
+{team_and_key}"#,
+        logs = logs.0.display(),
+        team_and_key = team_and_key()
+    )
+}
+
+/// Runs a CLI (at most two minutes) with a home of its own; its stdout.
+fn run(cli: PathBuf, args: &[&str], env: &[(&str, &str)], home: &TempDir) -> String {
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(&cli)
+        .args(args)
+        .env("HOME", &home.0)
+        .envs(env.iter().copied())
+        .current_dir(&home.0)
+        .output()
+        .expect("the CLI runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() || args.contains(&"--max-turns"),
+        "{} failed: {}\n{stdout}\n{}",
+        cli.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn claude_code_streams_calls_tools_and_thinks_through_the_gateway() {
+    let Some(dir) = clis() else { return };
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("claude-code");
+    let home = TempDir::new("claude-code-home");
+    let gw = start_gateway(&config(mock.addr, &logs), &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let base = format!("http://{}", gw.addr);
+    let env = |headers: &'static str| {
+        vec![
+            ("ANTHROPIC_BASE_URL", base.clone()),
+            ("ANTHROPIC_API_KEY", KEY.to_string()),
+            ("ANTHROPIC_CUSTOM_HEADERS", headers.to_string()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".to_string()),
+        ]
+    };
+    let claude = |args: &[&str], headers: &'static str| {
+        let env = env(headers);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        run(dir.join("claude"), args, &env, &home)
+    };
+    // Streamed: the mock's answer reaches the terminal.
+    let said = claude(&["-p", "Say hello", "--model", "claude-sonnet-4-5"], "");
+    assert!(said.contains("Tollgate counts every token"), "{said}");
+    let records = wait_records(&logs.0, 1);
+    let r = &records[0];
+    assert_eq!((r["status"].as_u64(), r["stream"].as_bool()), (Some(200), Some(true)), "{r}");
+    // Its ~87 KB request is billed from the provider's own usage, not
+    // estimated.
+    assert!(r["bytes_in"].as_u64().unwrap_or(0) > 40_000, "{r}");
+    assert!(r["tokens"].get("estimated").is_none() && r["tokens"]["prompt"].as_u64() > Some(5_000), "{r}");
+    // Extended thinking: blocks with signatures relayed as they came.
+    let thought = claude(&["-p", "Say hello", "--model", "claude-sonnet-4-5"], "x-mock-thinking: 1");
+    assert!(thought.contains("Tollgate counts every token"), "{thought}");
+    // A tool call round trip: the mock calls Bash, Claude Code answers
+    // with the tool's result in its next request (two turns at most).
+    let before = read_records(&logs.0).len();
+    claude(
+        &["-p", "List the files", "--model", "claude-sonnet-4-5", "--max-turns", "2", "--output-format", "json"],
+        "x-mock-tool: Bash",
+    );
+    let records = wait_records(&logs.0, before + 2);
+    let turns: Vec<_> = records[before..].iter().collect();
+    assert!(turns.iter().all(|r| r["status"] == 200), "{turns:#?}");
+    assert!(
+        turns[1]["bytes_in"].as_u64() > turns[0]["bytes_in"].as_u64(),
+        "the second turn carries the tool's result: {turns:#?}"
+    );
+}
+
+#[test]
+fn codex_works_over_the_responses_api_through_the_gateway() {
+    let Some(dir) = clis() else { return };
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("codex");
+    let home = TempDir::new("codex-home");
+    let gw = start_gateway(&config(mock.addr, &logs), &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    std::fs::create_dir_all(home.0.join(".codex")).unwrap();
+    std::fs::write(
+        home.0.join(".codex/config.toml"),
+        format!(
+            "model = \"gpt-5-codex\"\nmodel_provider = \"tollgate\"\n\n[model_providers.tollgate]\nname = \"Tollgate\"\nbase_url = \"http://{}/v1\"\nenv_key = \"TOLLGATE_KEY\"\nwire_api = \"responses\"\n",
+            gw.addr
+        ),
+    )
+    .unwrap();
+    let said = run(dir.join("codex"), &["exec", "--skip-git-repo-check", "Say hello"], &[("TOLLGATE_KEY", KEY)], &home);
+    assert!(said.contains("Tollgate counts every token"), "{said}");
+    let records = wait_records(&logs.0, 1);
+    let r = &records[0];
+    assert_eq!((r["model"].as_str(), r["status"].as_u64()), (Some("gpt-5-codex"), Some(200)), "{r}");
+    assert!(r["tokens"]["prompt"].as_u64() > Some(1_000) && r["tokens"].get("estimated").is_none(), "{r}");
+}
