@@ -38,6 +38,8 @@ pub struct Route {
     /// Requests of one session keep to one target among equal priorities
     /// (`affinity = false` shares them at random).
     pub affinity: bool,
+    /// This model's own `fallback_on_status`, in place of `[routing]`'s.
+    pub fallback_on_status: Option<Vec<u16>>,
 }
 
 impl Route {

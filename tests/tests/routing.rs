@@ -305,3 +305,20 @@ fn a_conversation_keeps_to_one_target_on_every_worker() {
         .collect();
     assert_eq!(spread.len(), 2, "without affinity the same prompt is shared: {spread:?}");
 }
+
+/// A provider's refusal (a 400, as OpenAI's `content_policy_violation`
+/// and Azure's `content_filter` are) reaches the client rather than being
+/// routed around to a laxer provider; a model whose own
+/// `fallback_on_status` lists 400 moves on instead (configured per model).
+#[test]
+fn a_refusal_is_not_routed_around_unless_the_model_says_so() {
+    let (primary, backup) = (start_mock(&["--fail", "400"]), start_mock(&[]));
+    let config = two_targets(primary.addr, backup.addr, "");
+    let gw = start_gateway(&config, &[], &[]);
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!((r.status, r.header("x-tollgate-route")), (400, Some("primary/gpt-4o-mini")), "{}", r.text());
+    let per_model =
+        config.replace("name = \"gpt-4o-mini\"\n", "name = \"gpt-4o-mini\"\nfallback_on_status = [400, 500]\n");
+    let gw = start_gateway(&per_model, &[], &[]);
+    assert_served_by_backup(&one_request(gw.addr, &chat_request(SMALL_CHAT, "")), "a model that routes around 400s");
+}

@@ -116,7 +116,11 @@ pub async fn forward(
         }
         match outcome {
             Ok((conn, response))
-                if routing.fallback_on_status.contains(&response.status)
+                if route
+                    .fallback_on_status
+                    .as_ref()
+                    .unwrap_or(&routing.fallback_on_status)
+                    .contains(&response.status)
                     && plan.has_more(breakers, routing, Instant::now()) =>
             {
                 // Another target may do better; this answer is dropped with

@@ -252,6 +252,7 @@ mod tests {
             price: None,
             cache: true,
             affinity: true,
+            fallback_on_status: None,
         }
     }
 

@@ -214,6 +214,9 @@ pub struct RawModel {
     pub cache: Option<Spanned<bool>>,
     /// Whether a session's requests keep to one target among equals.
     pub affinity: Option<bool>,
+    /// Statuses that move this model's requests on, in place of
+    /// `[routing]`'s.
+    pub fallback_on_status: Option<Vec<Spanned<u16>>>,
 }
 
 #[derive(Deserialize)]

@@ -219,6 +219,11 @@ fn retry_budgets_are_shares() {
     let off = BASE.replace("name = \"gpt-4o\"\n", "name = \"gpt-4o\"\naffinity = false\n");
     let c = Config::parse("gw.toml", &off, &TestEnv).unwrap();
     assert!(!c.routes.find(b"gpt-4o").unwrap().1.affinity);
+    let own = BASE.replace("name = \"gpt-4o\"\n", "name = \"gpt-4o\"\nfallback_on_status = [400, 200]\n");
+    assert!(problems(&own)[0].contains("fallback_on_status 200 is not an error status"), "{:?}", problems(&own));
+    let own = BASE.replace("name = \"gpt-4o\"\n", "name = \"gpt-4o\"\nfallback_on_status = [400]\n");
+    let c = Config::parse("gw.toml", &own, &TestEnv).unwrap();
+    assert_eq!(c.routes.find(b"gpt-4o").unwrap().1.fallback_on_status, Some(vec![400]));
     let marks = BASE.replace("kind = \"mock\"\n", "kind = \"mock\"\nprompt_cache_marks = true\n");
     assert!(problems(&marks)[0].contains("prompt_cache_marks is for anthropic providers"), "{:?}", problems(&marks));
     let bad = format!("{BASE}\n[routing]\nretry_budget = 20\n");

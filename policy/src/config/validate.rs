@@ -563,6 +563,15 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
             price,
             cache: m.cache.as_ref().is_none_or(|c| *c.get_ref()),
             affinity: m.affinity.unwrap_or(true),
+            fallback_on_status: m.fallback_on_status.as_ref().map(|list| {
+                for s in list.iter().filter(|s| !(400..600).contains(s.get_ref())) {
+                    report.add(
+                        s.span(),
+                        format!("fallback_on_status {} is not an error status; use 4xx or 5xx codes", s.get_ref()),
+                    );
+                }
+                list.iter().map(|s| *s.get_ref()).collect()
+            }),
         });
     }
     Routes::new(routes)
