@@ -10,8 +10,8 @@
 //! connection it has), and only Responses requests that store or continue
 //! a turn touch it, each for one map operation. Bounded in bytes (the
 //! oldest turns go first) and in time (`ttl`); a turn is found only with
-//! the key that made it. With several nodes, a conversation continues on
-//! the node that holds its turns (the store is not shared through Redis).
+//! the key that made it. With `[cluster]`, turns also go to Redis (see
+//! `pipeline::turns`), so that a conversation continues on any node.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

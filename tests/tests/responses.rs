@@ -469,3 +469,35 @@ fn a_conversation_continues_with_previous_response_id_where_the_provider_keeps_n
         assert_eq!((r.status, r.error_code().as_str()), (400, "untranslatable_body"), "{}", r.text());
     }
 }
+
+/// With `[cluster]`, a turn one node kept continues on another: the turns
+/// go to Redis with their TTL; Redis gone, a turn is looked for on the
+/// node only.
+#[test]
+fn a_conversation_continues_on_another_node_through_redis() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let node = |id: &str| {
+        let logs = TempDir::new(&format!("turns-{id}"));
+        let config = config(mock.addr, &logs);
+        let config =
+            format!("{config}\n[cluster]\nredis_urls = [\"{}\"]\nnode_id = \"{id}\"\ntimeout_ms = 200\n", redis.url());
+        (start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]), logs)
+    };
+    let ((a, _la), (b, _lb)) = (node("a"), node("b"));
+    let first = one_request(a.addr, &responses_request(r#"{"model":"llama","input":"Say hello"}"#, ""));
+    assert_eq!(first.status, 200, "{}", first.text());
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let next = format!(r#"{{"model":"llama","input":"And again","previous_response_id":"{id}"}}"#);
+    let mut sent = String::new();
+    wait_until(std::time::Duration::from_secs(5), "node b to continue node a's turn", || {
+        let r = one_request(b.addr, &responses_request(&next, "x-mock-echo: reply\r\n"));
+        sent = output_text(&r);
+        r.status == 200
+    });
+    assert!(sent.contains("Say hello") && sent.contains("And again"), "{sent}");
+    let keys = redis.cli(&["--scan", "--pattern", "tollgate:t:*"]);
+    assert!(keys.lines().count() >= 1, "{keys}");
+    let ttl: i64 = redis.cli(&["PTTL", keys.lines().next().unwrap().trim()]).trim().parse().expect("a TTL");
+    assert!(ttl > 0 && ttl <= 3_600_000, "{ttl}");
+}

@@ -26,7 +26,7 @@
 //! - [`classify_request`]: the profile's external classifiers (a prompt
 //!   injection model, a moderation endpoint, a guard model, a webhook)
 //!   are asked about the request's text, each within its timeout;
-//! - [`continue_response`]: a Responses request naming a turn the gateway
+//! - [`turns::continue_response`]: a Responses request naming a turn the gateway
 //!   keeps (`previous_response_id`) gets the turn's items before its own
 //!   input ([`crate::turns`]);
 //! - [`cache::lookup`]: with `[cache]`, a cacheable request (see
@@ -50,7 +50,7 @@
 //! - [`forward::forward`]: fallback over the route's targets, the
 //!   upstream request, the call and the relay of the answer (guarded,
 //!   counted, translated);
-//! - [`keep_turn`]: a Responses answer from a provider that keeps no
+//! - [`turns::keep_turn`]: a Responses answer from a provider that keeps no
 //!   responses is kept as a turn, under its id and the request's key;
 //! - [`cache::store`]: a missed request's answer, kept as it was
 //!   written, is stored if it completed with status 200;
@@ -71,6 +71,7 @@ pub mod exchange;
 mod forward;
 #[cfg(test)]
 mod tests;
+pub mod turns;
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -121,6 +122,9 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     // A new answer for the answer cache's shared tier, written after the
     // record (the client does not wait for it).
     let mut shared = None;
+    // A kept Responses turn for the cluster's Redis, written after the
+    // record too.
+    let mut shared_turn = None;
     // When the drain's time is up, the waits on upstreams end at once and
     // their requests finish their answers; one still going a moment later
     // (connecting or writing upstream, waiting on Redis, reading the body,
@@ -138,7 +142,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             route(&mut ex, core)?;
             guard_request(&mut ex, core)?;
             classify_request(&mut ex, core).await?;
-            continue_response(&mut ex, core)?;
+            Box::pin(turns::continue_response(&mut ex, core)).await?;
             if let Some(entry) = Box::pin(cache::lookup(&mut ex, core)).await {
                 return Ok(Box::pin(cache::serve(&mut ex, client, entry)).await);
             }
@@ -149,7 +153,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             capture(&mut ex, core);
             admit::reserve_strict(&mut ex, core).await?;
             let end = forward::forward(&mut ex, core.state, core.cut, client).await?;
-            keep_turn(&mut ex, core, &end);
+            shared_turn = turns::keep_turn(&mut ex, core, &end);
             shared = cache::store(&mut ex, core, &end);
             Ok(end)
         });
@@ -176,6 +180,9 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     let reusable = Box::pin(finish(core, client, buf, ex, result, abandoned)).await;
     if let Some(s) = shared {
         Box::pin(cache::share(core, s)).await;
+    }
+    if let Some(t) = shared_turn {
+        Box::pin(turns::share(core, t)).await;
     }
     reusable && !abandoned
 }
@@ -365,59 +372,6 @@ async fn webhook_redact<'s>(
         routed.fields.moved(|at| crate::proxy::guard::moved(&redacted.edits, at));
     }
     Ok(true)
-}
-
-/// Answers of a Responses turn are kept this long at most to be stored.
-const TURN_ANSWER_BYTES_MAX: usize = 4 << 20;
-
-/// A Responses request that continues a turn the gateway keeps
-/// (`previous_response_id`, made with this key, not expired) has the
-/// turn's items put before its own `input` (and the id set to `null`),
-/// as OpenAI does for the responses it stores: the guardrails have seen
-/// the new input; the stored items passed them when they were sent. An
-/// id the gateway does not hold is left for the provider (OpenAI's own),
-/// or refused by the translation for the others. A request that may be
-/// kept as a turn (`store` not `false`, a route with a provider that
-/// keeps none) keeps its answer as it is written.
-pub fn continue_response<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
-    if ex.front != crate::proxy::Front::Responses {
-        return Ok(());
-    }
-    let key = ex.key()?;
-    let Some(routed) = ex.routed.as_mut() else { return Ok(()) };
-    if let (Some(previous), Some(input)) = (routed.fields.previous_response_id, routed.fields.input) {
-        let id = std::str::from_utf8(previous.get(&ex.body)).unwrap_or_default();
-        let items = core.turns.get(&key.name, id, Instant::now());
-        if let Some(body) = items.and_then(|items| crate::turns::continued(&ex.body, input, previous, &items)) {
-            routed.fields = tollgate_protocol::openai::scan_request(&body).map_err(GatewayError::Body)?;
-            ex.prompt = Prompt::new(ex.prompt.encoding);
-            ex.body = body;
-        }
-    }
-    let keeps_none = routed.route.targets.iter().any(|t| !core.state.upstreams[t.provider].responses_api);
-    if keeps_none && routed.fields.store != Some(false) && routed.fields.input.is_some() {
-        ex.turn = Some(Box::new(crate::cache::Kept::new(TURN_ANSWER_BYTES_MAX)));
-    }
-    Ok(())
-}
-
-/// A Responses answer a provider that keeps no turns completed is kept as
-/// a turn: the request's items and the response's, under the response's
-/// id and the request's key.
-pub fn keep_turn(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) {
-    let Some(mut kept) = ex.turn.take() else { return };
-    if end.status != 200 || end.end != End::Completed {
-        return;
-    }
-    let (Ok(key), Some(routed)) = (ex.key(), ex.routed.as_ref()) else { return };
-    let served = ex.trace.served_by.and_then(|t| routed.route.targets.get(t as usize));
-    if served.is_none_or(|t| core.state.upstreams[t.provider].responses_api) {
-        return;
-    }
-    let (Some(input), Some(answer)) = (routed.fields.input, kept.take()) else { return };
-    if let Some((id, items)) = crate::turns::conversation(&ex.body, input, &answer, routed.fields.stream) {
-        core.turns.put(&key.name, &id, items, Instant::now());
-    }
 }
 
 /// With `[logging] capture_bodies`: the prompt as it goes upstream,

@@ -1,0 +1,131 @@
+//! The Responses turn phases: a request continuing a turn the gateway
+//! keeps gets the turn's items before its own input
+//! ([`continue_response`]); an answer from a provider that keeps no
+//! responses is kept as a turn ([`keep_turn`]), on the node
+//! ([`crate::turns`]) and, with `[cluster]`, in Redis ([`share`]), so that
+//! a conversation continues on any node. A Redis failure is a miss, never
+//! an error.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{Core, Exchange, Prompt};
+use crate::error::GatewayError;
+use crate::proxy::relay::RelayEnd;
+use crate::record::End;
+
+/// Answers of a Responses turn are kept this long at most to be stored.
+const TURN_ANSWER_BYTES_MAX: usize = 4 << 20;
+
+/// A turn for the cluster's Redis: its name there, its items, its TTL.
+pub struct SharedTurn {
+    name: String,
+    items: Bytes,
+    ttl: Duration,
+}
+
+/// A turn's name in Redis: `prefix:t:<key>:<response id>`, outside the
+/// budgets' hash slot, so that turns spread over a Redis Cluster's nodes.
+fn shared_name(prefix: &str, key: &str, id: &str) -> String {
+    format!("{prefix}:t:{key}:{id}")
+}
+
+/// A Responses request that continues a turn the gateway keeps
+/// (`previous_response_id`, made with this key, not expired; on this node,
+/// or with `[cluster]` in Redis) has the turn's items put before its own
+/// `input` (and the id set to `null`), as OpenAI does for the responses it
+/// stores: the guardrails have seen the new input; the stored items passed
+/// them when they were sent. An id the gateway does not hold is left for
+/// the provider (OpenAI's own), or refused by the translation for the
+/// others. A request that may be kept as a turn (`store` not `false`, a
+/// route with a provider that keeps none) keeps its answer as it is
+/// written.
+pub async fn continue_response<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    if ex.front != crate::proxy::Front::Responses {
+        return Ok(());
+    }
+    let key = ex.key()?;
+    let Some(routed) = ex.routed.as_ref() else { return Ok(()) };
+    if let (Some(previous), Some(input)) = (routed.fields.previous_response_id, routed.fields.input) {
+        let id = std::str::from_utf8(previous.get(&ex.body)).unwrap_or_default().to_string();
+        let mut items = core.turns.get(&key.name, &id, Instant::now());
+        if items.is_none() {
+            if let Some(redis) = core.strict {
+                items = Box::pin(shared_get(redis, &shared_name(redis.key_prefix(), &key.name, &id))).await;
+                // Kept here too: the conversation's next turn finds it.
+                if let Some(found) = &items {
+                    core.turns.put(&key.name, &id, found.clone(), Instant::now());
+                }
+            }
+        }
+        if let Some(body) = items.and_then(|items| crate::turns::continued(&ex.body, input, previous, &items)) {
+            let fields = tollgate_protocol::openai::scan_request(&body).map_err(GatewayError::Body)?;
+            if let Some(routed) = ex.routed.as_mut() {
+                routed.fields = fields;
+            }
+            ex.prompt = Prompt::new(ex.prompt.encoding);
+            ex.body = body;
+        }
+    }
+    let Some(routed) = ex.routed.as_ref() else { return Ok(()) };
+    let keeps_none = routed.route.targets.iter().any(|t| !core.state.upstreams[t.provider].responses_api);
+    if keeps_none && routed.fields.store != Some(false) && routed.fields.input.is_some() {
+        ex.turn = Some(Box::new(crate::cache::Kept::new(TURN_ANSWER_BYTES_MAX)));
+    }
+    Ok(())
+}
+
+/// A Responses answer a provider that keeps no turns completed is kept as
+/// a turn: the request's items and the response's, under the response's
+/// id and the request's key. With `[cluster]`, the turn to write to Redis
+/// once the request is recorded.
+pub fn keep_turn(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<SharedTurn> {
+    let mut kept = ex.turn.take()?;
+    if end.status != 200 || end.end != End::Completed {
+        return None;
+    }
+    let (key, routed) = (ex.key().ok()?, ex.routed.as_ref()?);
+    let served = ex.trace.served_by.and_then(|t| routed.route.targets.get(t as usize));
+    if served.is_none_or(|t| core.state.upstreams[t.provider].responses_api) {
+        return None;
+    }
+    let answer = kept.take()?;
+    let (id, items) = crate::turns::conversation(&ex.body, routed.fields.input?, &answer, routed.fields.stream)?;
+    core.turns.put(&key.name, &id, items.clone(), Instant::now());
+    let redis = core.strict?;
+    let config = &core.state.config.server;
+    // Redis holds what a node would: a turn past a node's shard is not
+    // shared either.
+    (items.len() <= config.responses_turns_bytes_max / 16).then(|| SharedTurn {
+        name: shared_name(redis.key_prefix(), &key.name, &id),
+        items,
+        ttl: config.responses_turns_ttl,
+    })
+}
+
+/// Writes a turn to the cluster's Redis with its TTL; a failure is only
+/// logged (the conversation then continues on this node only).
+pub async fn share(core: &Core<'_>, turn: SharedTurn) {
+    let Some(redis) = core.strict else { return };
+    let ms = turn.ttl.as_millis().max(1).to_string();
+    let args: [&[u8]; 5] = [b"SET", turn.name.as_bytes(), &turn.items, b"PX", ms.as_bytes()];
+    if let Err(e) = redis.call(&args).await {
+        tracing::debug!(error = %e, "the cluster's Redis did not take a Responses turn");
+    }
+}
+
+/// A turn from the cluster's Redis; `None` when absent or unreachable.
+async fn shared_get(redis: &crate::cluster::strict::Strict, name: &str) -> Option<Bytes> {
+    match redis.call(&[b"GET", name.as_bytes()]).await {
+        // Only a JSON array is a turn.
+        Ok(tollgate_protocol::resp::Reply::Bulk(Some(value))) if value.first() == Some(&b'[') => {
+            Some(Bytes::from(value))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "the cluster's Redis is unavailable; the turn is looked for here only");
+            None
+        }
+    }
+}
