@@ -175,10 +175,12 @@ fn a_request_charges_a_breaker_once_and_its_retries_are_not_gateway_latency() {
     for r in failed {
         assert_eq!(r["end"], "upstream_failed", "{r}");
         assert_eq!(r["attempts"].as_array().map(Vec::len), Some(3), "{r}");
-        // Two back-offs of up to 100 and 200 ms, and three attempts: none
-        // of it is the gateway's.
+        // Two back-offs of up to 100 and 200 ms (150 ms on average), and
+        // three attempts: none of it is the gateway's. (The bound leaves
+        // room for a debug build on a loaded machine: 20 ms failed once
+        // with the whole suite running on two cores.)
         let gateway = r["latency_ms"]["gateway"].as_f64().expect("gateway latency");
-        assert!(gateway < 20.0, "retries counted as gateway latency: {r}");
+        assert!(gateway < 50.0, "retries counted as gateway latency: {r}");
     }
 }
 
