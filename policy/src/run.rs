@@ -6,14 +6,14 @@
 
 use std::fmt;
 
-use crate::team::MicroUsd;
-
 /// Limits on one run, set per team and per key (`run_usd`, `run_tokens`,
 /// `run_requests`, `run_wall_s` in a `budget` table). A sub-run draws on
 /// its parent's: the parent's figures include its children's.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunLimits {
-    pub cost: Option<MicroUsd>,
+    /// Micro-dollars (the crate's `MicroUsd`; named as integers here, since
+    /// `team` holds these limits).
+    pub cost: Option<u64>,
     pub tokens: Option<u64>,
     pub requests: Option<u64>,
     /// From the run's first request.
@@ -70,7 +70,8 @@ impl RunLimit {
 /// what requests in flight hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunUse {
-    pub cost: MicroUsd,
+    /// Micro-dollars.
+    pub cost: u64,
     pub tokens: u64,
     pub requests: u64,
     /// Since its first request.
@@ -134,7 +135,7 @@ impl fmt::Display for RunRefused {
     }
 }
 
-fn usd(micro: MicroUsd) -> String {
+fn usd(micro: u64) -> String {
     format!("{}.{:02}", micro / 1_000_000, micro % 1_000_000 / 10_000)
 }
 
