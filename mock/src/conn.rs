@@ -338,6 +338,11 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             }
             _ => {}
         }
+        // A model answers a tool's result with words: `x-mock-tool` calls
+        // the tool once per round trip, so that an agent's loop ends.
+        if plan.tool.is_some() && ends_with_tool_result(body, api) {
+            plan.tool = None;
+        }
         if api == Api::CountTokens {
             let answer = format!("{{\"input_tokens\":{}}}", req.prompt_tokens);
             return self.send_whole(200, "application/json", answer.as_bytes(), head.keep_alive, None).await;
@@ -617,5 +622,25 @@ fn reason(status: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         _ => "Status",
+    }
+}
+
+/// Whether the conversation's last turn is a tool's result: a `tool`
+/// message (chat), a `tool_result` block in the last user message
+/// (Anthropic), a `function_call_output` item (Responses). Read by
+/// structure.
+fn ends_with_tool_result(body: &[u8], api: Api) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return false };
+    let last = |key: &str| v.get(key).and_then(|m| m.as_array()).and_then(|m| m.last());
+    match api {
+        Api::Chat => last("messages").is_some_and(|m| m.get("role").and_then(|r| r.as_str()) == Some("tool")),
+        Api::Anthropic => last("messages")
+            .and_then(|m| m.get("content"))
+            .and_then(|c| c.as_array())
+            .is_some_and(|c| c.iter().any(|b| b.get("type").and_then(|t| t.as_str()) == Some("tool_result"))),
+        Api::Responses => {
+            last("input").is_some_and(|i| i.get("type").and_then(|t| t.as_str()) == Some("function_call_output"))
+        }
+        _ => false,
     }
 }

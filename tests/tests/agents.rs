@@ -78,7 +78,7 @@ fn run(cli: PathBuf, args: &[&str], env: &[(&str, &str)], home: &TempDir) -> Str
         .expect("the CLI runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        out.status.success() || args.contains(&"--max-turns"),
+        out.status.success(),
         "{} failed: {}\n{stdout}\n{}",
         cli.display(),
         out.status,
@@ -122,14 +122,15 @@ fn claude_code_streams_calls_tools_and_thinks_through_the_gateway() {
     let thought = claude(&["-p", "Say hello", "--model", "claude-sonnet-4-5"], "x-mock-thinking: 1");
     assert!(thought.contains("Tollgate counts every token"), "{thought}");
     // A tool call round trip: the mock calls Bash, Claude Code answers
-    // with the tool's result in its next request (two turns at most).
+    // with the tool's result in its next request, and the mock's words
+    // end the run.
     let before = read_records(&logs.0).len();
-    claude(
-        &["-p", "List the files", "--model", "claude-sonnet-4-5", "--max-turns", "2", "--output-format", "json"],
-        "x-mock-tool: Bash",
-    );
+    let done =
+        claude(&["-p", "List the files", "--model", "claude-sonnet-4-5", "--max-turns", "4"], "x-mock-tool: Bash");
+    assert!(done.contains("Tollgate counts every token"), "{done}");
     let records = wait_records(&logs.0, before + 2);
     let turns: Vec<_> = records[before..].iter().collect();
+    assert_eq!(turns.len(), 2, "a call, then the answer to its result: {turns:#?}");
     assert!(turns.iter().all(|r| r["status"] == 200), "{turns:#?}");
     assert!(
         turns[1]["bytes_in"].as_u64() > turns[0]["bytes_in"].as_u64(),
@@ -148,8 +149,9 @@ fn codex_works_over_the_responses_api_through_the_gateway() {
     std::fs::write(
         home.0.join(".codex/config.toml"),
         format!(
-            "model = \"gpt-5-codex\"\nmodel_provider = \"tollgate\"\n\n[model_providers.tollgate]\nname = \"Tollgate\"\nbase_url = \"http://{}/v1\"\nenv_key = \"TOLLGATE_KEY\"\nwire_api = \"responses\"\n",
-            gw.addr
+            "model = \"gpt-5-codex\"\nmodel_provider = \"tollgate\"\n\n[model_providers.tollgate]\nname = \"Tollgate\"\nbase_url = \"http://{addr}/v1\"\nenv_key = \"TOLLGATE_KEY\"\nwire_api = \"responses\"\n\n\
+             [model_providers.tooled]\nname = \"Tollgate, the mock calling a tool\"\nbase_url = \"http://{addr}/v1\"\nenv_key = \"TOLLGATE_KEY\"\nwire_api = \"responses\"\nhttp_headers = {{ \"x-mock-tool\" = \"exec_command\" }}\n",
+            addr = gw.addr
         ),
     )
     .unwrap();
@@ -159,4 +161,19 @@ fn codex_works_over_the_responses_api_through_the_gateway() {
     let r = &records[0];
     assert_eq!((r["model"].as_str(), r["status"].as_u64()), (Some("gpt-5-codex"), Some(200)), "{r}");
     assert!(r["tokens"]["prompt"].as_u64() > Some(1_000) && r["tokens"].get("estimated").is_none(), "{r}");
+    // A tool call round trip: the mock calls `exec_command`, Codex runs it
+    // (or reports why not) and sends the result back as a
+    // `function_call_output`, and the mock's words end the turn.
+    let before = read_records(&logs.0).len();
+    let done = run(
+        dir.join("codex"),
+        &["exec", "--skip-git-repo-check", "-c", "model_provider=\"tooled\"", "List the files"],
+        &[("TOLLGATE_KEY", KEY)],
+        &home,
+    );
+    assert!(done.contains("Tollgate counts every token"), "{done}");
+    let records = wait_records(&logs.0, before + 2);
+    let turns: Vec<_> = records[before..].iter().collect();
+    assert_eq!(turns.len(), 2, "a call, then the answer to its result: {turns:#?}");
+    assert!(turns.iter().all(|r| r["status"] == 200), "{turns:#?}");
 }
