@@ -169,20 +169,11 @@ impl Runs {
         // A slot given up between finding it and holding on it (a rare
         // race with a reclaim) is looked for again.
         for _ in 0..4 {
-            let chain = match self.chain(tag, parent, bucket, now_ms) {
-                Ok(c) => c,
-                Err(r) => {
-                    self.refused[4].fetch_add(1, SeqCst);
-                    return Err(r);
-                }
-            };
+            let chain = self.chain(tag, parent, bucket, now_ms)?;
             match self.take(&chain, limits, estimate, now_ms) {
                 Ok(true) => return Ok(RunHold { runs: self.clone(), chain, estimate }),
                 Ok(false) => continue,
                 Err(r) => {
-                    if let Refusal::Limit { limit, .. } = &r {
-                        self.refused[*limit as usize].fetch_add(1, SeqCst);
-                    }
                     // A run refused is still active: a loop that keeps
                     // asking keeps its slot, and its refusal.
                     self.slots()[chain.slots[0].0].last_ms.store(now_ms, SeqCst);
@@ -191,6 +182,20 @@ impl Runs {
             }
         }
         Err(Refusal::Full)
+    }
+
+    /// Counts a request refused for its run (for the metrics): once per
+    /// request, by the phase that gives up on it, since a refusal with an
+    /// overstated estimate may be followed by an admission.
+    pub fn count_refusal(&self, r: &Refusal) {
+        let i = match r {
+            Refusal::Limit { limit: RunLimit::Cost, .. } => 0,
+            Refusal::Limit { limit: RunLimit::Tokens, .. } => 1,
+            Refusal::Limit { limit: RunLimit::Requests, .. } => 2,
+            Refusal::Limit { limit: RunLimit::WallTime, .. } => 3,
+            Refusal::Full => 4,
+        };
+        self.refused[i].fetch_add(1, SeqCst);
     }
 
     /// The slots of a run and of the runs above it, found or claimed.
@@ -214,24 +219,23 @@ impl Runs {
     /// The slot of run `tag`, claimed if it has none (with `parent` as its
     /// parent, when it has none yet).
     fn slot(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64) -> Result<usize, Refusal> {
-        let mask = self.capacity - 1;
-        let start = tag as usize & mask;
-        let window = (0..PROBES).map(|i| (start + i) & mask);
-        // Its own slot, anywhere in the window: a run that took over an
-        // idle slot may sit past an empty one.
-        for at in window.clone() {
-            if self.settled_tag(at) == tag {
-                if parent != 0 {
-                    let _ = self.slots()[at].parent.compare_exchange(0, parent, SeqCst, SeqCst);
-                }
-                return Ok(at);
+        if let Some(at) = self.find(tag) {
+            if parent != 0 {
+                let _ = self.slots()[at].parent.compare_exchange(0, parent, SeqCst, SeqCst);
             }
+            return Ok(at);
         }
-        // The first empty slot, within the team's share.
-        for at in window {
+        // The first empty slot, within the team's share. A slot filled
+        // since the search above may be this run's own, claimed by another
+        // of its requests on another core: taken as it is, never passed
+        // for a second slot of the same run (which would give the run two
+        // sets of figures, each under the limit).
+        for at in self.window(tag) {
             let s = &self.slots()[at];
-            if s.tag.load(SeqCst) != 0 {
-                continue;
+            match self.settled_tag(at) {
+                0 => {}
+                t if t == tag => return Ok(at),
+                _ => continue,
             }
             if !self.enter_team(bucket) {
                 break;
@@ -249,6 +253,19 @@ impl Runs {
         self.reclaim(tag, parent, bucket, now_ms)
     }
 
+    /// The slots a run's tag may sit in, in probe order.
+    fn window(&self, tag: u64) -> impl Iterator<Item = usize> + Clone {
+        let mask = self.capacity - 1;
+        let start = tag as usize & mask;
+        (0..PROBES).map(move |i| (start + i) & mask)
+    }
+
+    /// A run's own slot, anywhere in its window: a run that took over an
+    /// idle slot may sit past an empty one.
+    fn find(&self, tag: u64) -> Option<usize> {
+        self.window(tag).find(|&at| self.settled_tag(at) == tag)
+    }
+
     /// A slot's tag once no claim is under way (a claim is a few stores).
     fn settled_tag(&self, at: usize) -> u64 {
         loop {
@@ -264,10 +281,7 @@ impl Runs {
     /// gives its slot up, if the team may take one more (or the slot was
     /// the team's own).
     fn reclaim(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64) -> Result<usize, Refusal> {
-        let mask = self.capacity - 1;
-        let start = tag as usize & mask;
-        for i in 0..PROBES {
-            let at = (start + i) & mask;
+        for at in self.window(tag) {
             let s = &self.slots()[at];
             let t = s.tag.load(SeqCst);
             if t == 0 || t == BUSY || now_ms.saturating_sub(s.last_ms.load(SeqCst)) < IDLE_MS {
@@ -337,13 +351,12 @@ impl Runs {
         Ok(true)
     }
 
-    /// A run's figures (for tests and the admin's view): spent, counted
-    /// and held, and its age.
+    /// A run's figures (the tests read them): spent, counted and held, and
+    /// its age.
+    #[cfg(test)]
     pub fn usage(&self, team: &str, run: &str, now_ms: u64) -> Option<RunUse> {
-        let tag = self.tag(team, run);
-        let mask = self.capacity - 1;
-        let s = (0..PROBES).map(|i| &self.slots()[(tag as usize + i) & mask]).find(|s| s.tag.load(SeqCst) == tag)?;
-        Some(used(s, now_ms))
+        let at = self.find(self.tag(team, run))?;
+        Some(used(&self.slots()[at], now_ms))
     }
 
     /// Runs with a request within [`IDLE_MS`], and refusals by limit since

@@ -325,6 +325,9 @@ pub fn within_run<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
             admitted = core.runs.admit(team_name, id, parent, limits, estimate(prompt_now(ex)), now_ms);
         }
     }
+    if let Err(r) = &admitted {
+        core.runs.count_refusal(r);
+    }
     match admitted {
         Ok(hold) => {
             ex.holds.run = Some(hold);
