@@ -329,7 +329,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
                 // `x-mock-retry-after: <seconds>` makes this one say it.
                 let retry_after = head.header(b"x-mock-retry-after").filter(|_| matches!(status, 429 | 503));
                 let extra = retry_after.map_or_else(Vec::new, |v| [&b"\r\nretry-after: "[..], v].concat());
-                return self.send_whole_with(status, "application/json", &payload, head.keep_alive, &extra).await;
+                return self.send_whole_with(status, "application/json", &payload, head.keep_alive, None, &extra).await;
             }
             Some(Failure::Reset) => return self.reset(),
             Some(Failure::Hang) => {
@@ -508,35 +508,6 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         self.out.extend_from_slice(CHUNK_END);
     }
 
-    /// [`Self::send_whole`] with extra header lines (each starting with
-    /// CRLF).
-    async fn send_whole_with(
-        &mut self,
-        status: u16,
-        content_type: &str,
-        body: &[u8],
-        keep_alive: bool,
-        extra: &[u8],
-    ) -> io::Result<()> {
-        self.out.extend_from_slice(b"HTTP/1.1 ");
-        self.out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
-        self.out.extend_from_slice(b" ");
-        self.out.extend_from_slice(reason(status).as_bytes());
-        self.out.extend_from_slice(extra);
-        self.out.extend_from_slice(b"\r\ncontent-type: ");
-        self.out.extend_from_slice(content_type.as_bytes());
-        self.out.extend_from_slice(b"\r\ncontent-length: ");
-        self.out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-        self.out.extend_from_slice(b"\r\nx-mock-connection: ");
-        self.out.extend_from_slice(itoa::Buffer::new().format(self.id).as_bytes());
-        if !keep_alive {
-            self.out.extend_from_slice(b"\r\nconnection: close");
-        }
-        self.out.extend_from_slice(b"\r\n\r\n");
-        self.out.extend_from_slice(body);
-        self.flush().await
-    }
-
     async fn send_whole(
         &mut self,
         status: u16,
@@ -544,6 +515,20 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         body: &[u8],
         keep_alive: bool,
         trickle: Option<Duration>,
+    ) -> io::Result<()> {
+        self.send_whole_with(status, content_type, body, keep_alive, trickle, b"").await
+    }
+
+    /// [`Self::send_whole`] with extra header lines (each starting with
+    /// CRLF), such as a `retry-after`.
+    async fn send_whole_with(
+        &mut self,
+        status: u16,
+        content_type: &str,
+        body: &[u8],
+        keep_alive: bool,
+        trickle: Option<Duration>,
+        extra: &[u8],
     ) -> io::Result<()> {
         let mut n = itoa::Buffer::new();
         self.out.extend_from_slice(b"HTTP/1.1 ");
@@ -556,6 +541,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         self.out.extend_from_slice(n.format(body.len()).as_bytes());
         self.out.extend_from_slice(b"\r\nx-mock-connection: ");
         self.out.extend_from_slice(n.format(self.id).as_bytes());
+        self.out.extend_from_slice(extra);
         if !keep_alive {
             self.out.extend_from_slice(b"\r\nconnection: close");
         }
