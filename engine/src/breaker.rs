@@ -100,8 +100,7 @@ impl Breaker {
     /// Takes one retry from the budget; false when it is spent (the retry
     /// does not go).
     pub fn take_retry(&self, routing: &Routing) -> bool {
-        let available = i64::from(routing.retry_budget_min) * 1000 + self.retry_balance.get();
-        if available < 1000 {
+        if !self.retry_available(routing) {
             return false;
         }
         self.retry_balance.set(self.retry_balance.get() - 1000);

@@ -55,7 +55,7 @@ pub async fn continue_response<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Re
                 items = Box::pin(shared_get(redis, &shared_name(redis.key_prefix(), &key.name, &id))).await;
                 // Kept here too: the conversation's next turn finds it.
                 if let Some(found) = &items {
-                    core.turns.put(&key.name, &id, found.clone(), Instant::now());
+                    let _ = core.turns.put(&key.name, &id, found.clone(), Instant::now());
                 }
             }
         }
@@ -92,15 +92,14 @@ pub fn keep_turn(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Opti
     }
     let answer = kept.take()?;
     let (id, items) = crate::turns::conversation(&ex.body, routed.fields.input?, &answer, routed.fields.stream)?;
-    core.turns.put(&key.name, &id, items.clone(), Instant::now());
-    let redis = core.strict?;
-    let config = &core.state.config.server;
-    // Redis holds what a node would: a turn past a node's shard is not
-    // shared either.
-    (items.len() <= config.responses_turns_bytes_max / 16).then(|| SharedTurn {
+    // Redis holds what a node would: a turn too large for the node's store
+    // is not shared either.
+    let kept = core.turns.put(&key.name, &id, items.clone(), Instant::now());
+    let redis = core.strict.filter(|_| kept)?;
+    Some(SharedTurn {
         name: shared_name(redis.key_prefix(), &key.name, &id),
         items,
-        ttl: config.responses_turns_ttl,
+        ttl: core.state.config.server.responses_turns_ttl,
     })
 }
 
