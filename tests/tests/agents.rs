@@ -65,6 +65,24 @@ targets = [{{ provider = "openai" }}]
     )
 }
 
+/// The mock, a records directory, a home for the CLI, and the gateway.
+fn start(name: &str) -> (Proc, TempDir, TempDir, Proc) {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new(name);
+    let home = TempDir::new(&format!("{name}-home"));
+    let gw = start_gateway(&config(mock.addr, &logs), &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    (mock, logs, home, gw)
+}
+
+/// The records of a tool call round trip made after the first `before`:
+/// exactly two answered requests, the call and the answer to its result.
+fn tool_round_trip(logs: &TempDir, before: usize) -> Vec<serde_json::Value> {
+    let turns = wait_records(&logs.0, before + 2).split_off(before);
+    assert_eq!(turns.len(), 2, "a call, then the answer to its result: {turns:#?}");
+    assert!(turns.iter().all(|r| r["status"] == 200), "{turns:#?}");
+    turns
+}
+
 /// Runs a CLI (at most two minutes) with a home of its own; its stdout.
 fn run(cli: PathBuf, args: &[&str], env: &[(&str, &str)], home: &TempDir) -> String {
     let out = Command::new("timeout")
@@ -90,10 +108,7 @@ fn run(cli: PathBuf, args: &[&str], env: &[(&str, &str)], home: &TempDir) -> Str
 #[test]
 fn claude_code_streams_calls_tools_and_thinks_through_the_gateway() {
     let Some(dir) = clis() else { return };
-    let mock = start_mock(&[]);
-    let logs = TempDir::new("claude-code");
-    let home = TempDir::new("claude-code-home");
-    let gw = start_gateway(&config(mock.addr, &logs), &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let (_mock, logs, home, gw) = start("claude-code");
     let base = format!("http://{}", gw.addr);
     let env = |headers: &'static str| {
         vec![
@@ -128,10 +143,7 @@ fn claude_code_streams_calls_tools_and_thinks_through_the_gateway() {
     let done =
         claude(&["-p", "List the files", "--model", "claude-sonnet-4-5", "--max-turns", "4"], "x-mock-tool: Bash");
     assert!(done.contains("Tollgate counts every token"), "{done}");
-    let records = wait_records(&logs.0, before + 2);
-    let turns: Vec<_> = records[before..].iter().collect();
-    assert_eq!(turns.len(), 2, "a call, then the answer to its result: {turns:#?}");
-    assert!(turns.iter().all(|r| r["status"] == 200), "{turns:#?}");
+    let turns = tool_round_trip(&logs, before);
     assert!(
         turns[1]["bytes_in"].as_u64() > turns[0]["bytes_in"].as_u64(),
         "the second turn carries the tool's result: {turns:#?}"
@@ -141,10 +153,7 @@ fn claude_code_streams_calls_tools_and_thinks_through_the_gateway() {
 #[test]
 fn codex_works_over_the_responses_api_through_the_gateway() {
     let Some(dir) = clis() else { return };
-    let mock = start_mock(&[]);
-    let logs = TempDir::new("codex");
-    let home = TempDir::new("codex-home");
-    let gw = start_gateway(&config(mock.addr, &logs), &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let (_mock, logs, home, gw) = start("codex");
     std::fs::create_dir_all(home.0.join(".codex")).unwrap();
     std::fs::write(
         home.0.join(".codex/config.toml"),
@@ -172,8 +181,5 @@ fn codex_works_over_the_responses_api_through_the_gateway() {
         &home,
     );
     assert!(done.contains("Tollgate counts every token"), "{done}");
-    let records = wait_records(&logs.0, before + 2);
-    let turns: Vec<_> = records[before..].iter().collect();
-    assert_eq!(turns.len(), 2, "a call, then the answer to its result: {turns:#?}");
-    assert!(turns.iter().all(|r| r["status"] == 200), "{turns:#?}");
+    tool_round_trip(&logs, before);
 }
