@@ -146,6 +146,7 @@ fn translate(c: &mut Criterion) {
         })
     });
     translate_responses(&mut g, &body);
+    translate_gemini(&mut g, &body);
     g.finish();
 }
 
@@ -255,6 +256,68 @@ fn translate_responses(g: &mut criterion::BenchmarkGroup<'_, criterion::measurem
         b.iter(|| {
             out.clear();
             first.event(black_box(&delta), &mut chunks).unwrap();
+            parser.push(chunks.split().freeze());
+            while let Ok(Some(ev)) = parser.next_event() {
+                then.event(&ev, &mut out).unwrap();
+            }
+            black_box(out.len())
+        })
+    });
+}
+
+/// The Gemini translations (issue 20's table): a 2 KiB chat request to
+/// `generateContent`, a 1 KiB answer to a chat completion, one stream
+/// event to its chat chunk, and one event on through chat to an Anthropic
+/// client's event, as the engine chains them.
+fn translate_gemini(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, chat: &[u8]) {
+    use tollgate_protocol::anthropic::front::FrontStream;
+    use tollgate_protocol::gemini::{request_from_openai, response_to_openai, StreamTranslator};
+    use tollgate_protocol::sse::{SseEvent, SseParser};
+    let mut out = bytes::BytesMut::with_capacity(8192);
+    g.throughput(Throughput::Bytes(chat.len() as u64));
+    g.bench_function("openai_to_gemini_request_2KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = chat.to_vec();
+            black_box(request_from_openai(&mut scratch, &mut out).unwrap())
+        })
+    });
+    let text = "Tollgate counts every token café naïve 日本語 through the gateway ".repeat(16);
+    let answer = format!(
+        r#"{{"candidates":[{{"content":{{"parts":[{{"text":"{text}"}}],"role":"model"}},"finishReason":"STOP","index":0}}],"usageMetadata":{{"promptTokenCount":500,"candidatesTokenCount":200,"totalTokenCount":700}},"modelVersion":"gemini-2.5-flash","responseId":"r1"}}"#
+    )
+    .into_bytes();
+    g.throughput(Throughput::Bytes(answer.len() as u64));
+    g.bench_function("gemini_to_chat_answer_1KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = answer.clone();
+            black_box(response_to_openai(&mut scratch, "gemini-2.5-flash", 1, &mut out).unwrap())
+        })
+    });
+    let event = SseEvent {
+        data: Bytes::from_static(
+            r#"{"candidates":[{"content":{"parts":[{"text":" token café"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":500,"candidatesTokenCount":3},"modelVersion":"gemini-2.5-flash","responseId":"r1"}"#
+                .as_bytes(),
+        ),
+        ..SseEvent::default()
+    };
+    g.throughput(Throughput::Elements(1));
+    let mut to_chat = StreamTranslator::new("gemini-2.5-flash", 1);
+    g.bench_function("gemini_to_chat_stream_event", |b| {
+        b.iter(|| {
+            out.clear();
+            to_chat.event(black_box(&event), &mut out).unwrap();
+            black_box(out.len())
+        })
+    });
+    let (mut first, mut parser, mut then) =
+        (StreamTranslator::new("gemini-2.5-flash", 1), SseParser::new(1 << 20), FrontStream::new());
+    g.bench_function("gemini_to_anthropic_stream_event", |b| {
+        let mut chunks = bytes::BytesMut::new();
+        b.iter(|| {
+            out.clear();
+            first.event(black_box(&event), &mut chunks).unwrap();
             parser.push(chunks.split().freeze());
             while let Ok(Some(ev)) = parser.next_event() {
                 then.event(&ev, &mut out).unwrap();

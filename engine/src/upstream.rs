@@ -59,7 +59,7 @@ pub struct Upstream {
     /// A provider-specific header holding the credential (Azure's
     /// `api-key`), which client headers must not fill.
     pub key_header: Option<String>,
-    /// Anthropic upstreams get translated requests and answers.
+    /// Anthropic and Gemini upstreams get translated requests and answers.
     pub kind: ProviderKind,
     /// Streams ask for the usage chunk (see `Provider::stream_usage`).
     pub stream_usage: bool,
@@ -87,6 +87,10 @@ pub struct Upstream {
     pub count_tokens_request_line: Bytes,
     /// `host: ...\r\n` and, when configured, `authorization: ...\r\n`.
     pub fixed_headers: Bytes,
+    /// The base URL's path and query (`?...` or empty): a Gemini request's
+    /// line names its model, so it is written per request.
+    pub base_path: String,
+    pub query: String,
     idle: RefCell<Vec<UpConn>>,
 }
 
@@ -161,6 +165,8 @@ impl Upstream {
             embeddings_request_line: line_to("embeddings"),
             count_tokens_request_line: line_to("messages/count_tokens"),
             fixed_headers: fixed.freeze(),
+            base_path: provider.base_path.clone(),
+            query: provider.query.clone(),
             idle: RefCell::new(Vec::new()),
         }
     }

@@ -101,6 +101,9 @@ enum Api {
     Anthropic,
     /// Anthropic's `POST /v1/messages/count_tokens`.
     CountTokens,
+    /// Gemini's `POST .../models/{model}:generateContent` (and
+    /// `:streamGenerateContent`).
+    Gemini,
     None,
 }
 
@@ -283,14 +286,19 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Responses
         } else if path.ends_with(b"/embeddings") {
             Api::Embeddings
+        } else if path.ends_with(b":generateContent") || path.ends_with(b":streamGenerateContent") {
+            Api::Gemini
         } else {
             Api::None
         };
+        if api == Api::Gemini {
+            return self.gemini(head, body, plan).await;
+        }
         if head.method != Method::Post || api == Api::None {
             return self
                 .simple(
                     404,
-                    "the mock serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/completions, POST /v1/embeddings and GET /v1/models",
+                    "the mock serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/completions, POST /v1/embeddings, POST /v1beta/models/{model}:generateContent (and :streamGenerateContent) and GET /v1/models",
                     head.keep_alive,
                 )
                 .await;
@@ -368,7 +376,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Anthropic => reply::anthropic_message(&req, &list, n, &mut payload),
             Api::Legacy => reply::text_completion(&req, &list, n, &mut payload),
             Api::Responses => reply::response(&req, &list, n, &mut payload),
-            Api::Chat | Api::Embeddings | Api::CountTokens | Api::None => {
+            Api::Chat | Api::Embeddings | Api::CountTokens | Api::Gemini | Api::None => {
                 reply::completion(&req, &list, n, &mut payload)
             }
         }
@@ -377,6 +385,60 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         }
         let trickle = (plan.failure == Some(Failure::Trickle)).then_some(Duration::from_millis(10));
         self.send_whole(200, "application/json", &payload, head.keep_alive, trickle).await
+    }
+
+    /// A Gemini answer: the model from the path, a stream for
+    /// `:streamGenerateContent` (as SSE, which the gateway asks for with
+    /// `alt=sse`), the same failure and reply controls as the other APIs.
+    async fn gemini(&mut self, head: &RequestHead, body: &Bytes, plan: Plan) -> io::Result<()> {
+        let path = head.path();
+        let Some(model) = memchr::memmem::rfind(path, b"/models/")
+            .map(|at| &path[at + 8..])
+            .and_then(|rest| rest.iter().rposition(|&b| b == b':').map(|colon| &rest[..colon]))
+        else {
+            return self.simple(404, "a Gemini path names models/{model}:generateContent", head.keep_alive).await;
+        };
+        if serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|v| v.get("contents").cloned()).is_none() {
+            return self.gemini_error(400, head).await;
+        }
+        let stream = path.ends_with(b":streamGenerateContent");
+        let mut req = ChatRequest::for_body(model, stream, body);
+        if let Some((read, _)) = head
+            .header(b"x-mock-cache")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.split_once(','))
+            .and_then(|(r, w)| Some((r.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)))
+        {
+            req.prompt_tokens = req.prompt_tokens.max(read);
+            req.cache_read = read;
+        }
+        match plan.failure {
+            Some(Failure::Status(status)) => return self.gemini_error(status, head).await,
+            Some(Failure::Reset) => return self.reset(),
+            Some(Failure::Hang) => {
+                monoio::time::sleep(Duration::from_secs(3600)).await;
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            _ => {}
+        }
+        let tool = plan.tool.as_deref().filter(|_| !gemini_ends_with_result(body));
+        let (list, n) = plan.words();
+        if stream {
+            let mut events = Vec::new();
+            reply::gemini::stream_events(&req, &list, n, plan.behavior.stream_chunks, tool, plan.thinking, &mut events);
+            return self.send_events(&events, &plan).await;
+        }
+        let mut payload = BytesMut::with_capacity(512);
+        reply::gemini::answer(&req, &list, n, tool, plan.thinking, &mut payload);
+        self.send_whole(200, "application/json", &payload, head.keep_alive, None).await
+    }
+
+    async fn gemini_error(&mut self, status: u16, head: &RequestHead) -> io::Result<()> {
+        let mut payload = BytesMut::new();
+        reply::gemini::error(status, &mut payload);
+        let retry_after = head.header(b"x-mock-retry-after").filter(|_| matches!(status, 429 | 503));
+        let extra = retry_after.map_or_else(Vec::new, |v| [&b"\r\nretry-after: "[..], v].concat());
+        self.send_whole_with(status, "application/json", &payload, head.keep_alive, None, &extra).await
     }
 
     /// A guardrail classifier's answer, in the shape its path's API has.
@@ -464,13 +526,20 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Anthropic => reply::anthropic_stream_events(req, &list, n, b.stream_chunks, &mut events),
             Api::Legacy => reply::text_stream_events(req, &list, n, b.stream_chunks, &mut events),
             Api::Responses => reply::responses_stream_events(req, &list, n, b.stream_chunks, &mut events),
-            Api::Chat | Api::Embeddings | Api::CountTokens | Api::None => {
+            Api::Chat | Api::Embeddings | Api::CountTokens | Api::Gemini | Api::None => {
                 reply::stream_events(req, &list, n, b.stream_chunks, &mut events)
             }
         }
         if plan.thinking && api == Api::Anthropic {
             reply::with_thinking_events(&mut events);
         }
+        self.send_events(&events, plan).await
+    }
+
+    /// An event stream's head, then its events as the plan says (delays,
+    /// split writes, a reset half-way).
+    async fn send_events(&mut self, events: &[BytesMut], plan: &Plan) -> io::Result<()> {
+        let b = &plan.behavior;
         self.out.extend_from_slice(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-mock-connection: ",
         );
@@ -615,6 +684,15 @@ fn reason(status: u16) -> &'static str {
 /// message (chat), a `tool_result` block in the last user message
 /// (Anthropic), a `function_call_output` item (Responses). Read by
 /// structure.
+/// Whether a Gemini request's last content answers a function call.
+fn gemini_ends_with_result(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return false };
+    let last = v.get("contents").and_then(|c| c.as_array()).and_then(|c| c.last());
+    last.and_then(|c| c.get("parts"))
+        .and_then(|p| p.as_array())
+        .is_some_and(|p| p.iter().any(|p| p.get("functionResponse").is_some()))
+}
+
 fn ends_with_tool_result(body: &[u8], api: Api) -> bool {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return false };
     let last = |key: &str| v.get(key).and_then(|m| m.as_array()).and_then(|m| m.last());

@@ -4,6 +4,8 @@
 
 use bytes::{BufMut, BytesMut};
 
+pub mod gemini;
+
 /// The words replies are made of, cycled.
 pub const REPLY_WORDS: &[&str] = &[
     "Tollgate",
@@ -56,6 +58,22 @@ impl<'a> ChatRequest<'a> {
             cache_write: 0,
             id: fnv1a(body),
         })
+    }
+}
+
+impl<'a> ChatRequest<'a> {
+    /// A request whose model and stream switch are not in its body
+    /// (Gemini's are in the URL).
+    pub fn for_body(model: &'a [u8], stream: bool, body: &[u8]) -> ChatRequest<'a> {
+        ChatRequest {
+            model,
+            stream,
+            include_usage: false,
+            prompt_tokens: body.len().div_ceil(4),
+            cache_read: 0,
+            cache_write: 0,
+            id: fnv1a(body),
+        }
     }
 }
 

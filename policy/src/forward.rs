@@ -21,6 +21,7 @@ const NEVER: &[&str] = &[
     "proxy-authorization",
     "x-api-key",
     "api-key",
+    "x-goog-api-key",
     "host",
     "connection",
     "keep-alive",

@@ -17,6 +17,7 @@
 
 pub mod anthropic;
 pub mod canonical;
+pub mod gemini;
 pub mod http1;
 pub mod json;
 pub mod media;

@@ -160,6 +160,7 @@ pub async fn forward(
                     // JSON answers go as they come unless guarded.
                     (Translation::None, None)
                         if !parts.usage_asked
+                            && !parts.gemini
                             && !routed.fields.stream
                             && capture_guard.is_none()
                             && answer_profile.is_none() =>
@@ -185,6 +186,7 @@ pub async fn forward(
                         };
                         let inspect = translate::Inspect {
                             translation,
+                            gemini: parts.gemini,
                             guard: answer_guard,
                             hits,
                             strip_usage,

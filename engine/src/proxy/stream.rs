@@ -397,6 +397,9 @@ pub struct StreamRelay<'a, 'g> {
     /// The upstream sent its own last event (`[DONE]`, `message_stop`, a
     /// finish), rather than the gateway ending the stream for it.
     ended_by_upstream: bool,
+    /// A Gemini upstream's events, made chat chunks (and parsed again)
+    /// before the guard, the counts and the client's translation see them.
+    gemini: Option<Box<(tollgate_protocol::gemini::StreamTranslator, SseParser)>>,
 }
 
 /// The most of a windowed stream's text kept to ask about: a classifier
@@ -419,7 +422,16 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             said: Vec::new(),
             unasked: 0,
             ended_by_upstream: false,
+            gemini: None,
         }
+    }
+
+    /// The upstream speaks Gemini: each of its events becomes chat chunks
+    /// first, so that everything after reads chat as from an OpenAI-style
+    /// upstream.
+    pub fn read_gemini(&mut self) {
+        let t = tollgate_protocol::gemini::StreamTranslator::new(self.route.model, crate::unix_now().as_secs());
+        self.gemini = Some(Box::new((t, SseParser::new(EVENT_BYTES_MAX))));
     }
 
     /// Whether the stream ended with the upstream's own last event: one
@@ -470,28 +482,54 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
                 // dropped.
                 continue;
             }
-            // Counted as generated, whatever reaches the client.
-            self.completion_counted += delta_tokens(self.encoding, self.responses, &ev.data);
-            let counted = self.completion_counted;
-            // The event that crosses a request ceiling is the first one
-            // not passed on.
-            let within_limits = self.stages.reservation.is_none_or(|r| r.stream_used(counted));
-            if !within_limits || self.stages.ceiling.as_ref().is_some_and(|c| c.crossed(counted)) {
-                self.stop(Flow::Capped);
-                continue;
-            }
-            // Guarded text is held back and released in events of the
-            // same shape before translation.
-            match self.stages.guard.as_mut() {
-                None => self.passed.push(ev),
-                Some(g) => {
-                    if g.event(ev, &mut self.passed).is_err() {
-                        self.stop(Flow::Blocked);
+            match self.gemini.take() {
+                None => self.pass(ev, out),
+                Some(mut g) => {
+                    let mut chunks = BytesMut::new();
+                    if g.0.event(&ev, &mut chunks).is_err() {
+                        self.stop(Flow::Failed);
                     }
+                    self.pass_chat(&mut g.1, chunks, out);
+                    self.gemini = Some(g);
                 }
             }
-            self.translate_passed(out);
         }
+    }
+
+    /// Passes the chat chunks a Gemini event became, one by one.
+    fn pass_chat(&mut self, parser: &mut SseParser, chunks: BytesMut, out: &mut BytesMut) {
+        parser.push(chunks.freeze());
+        while let Ok(Some(chunk)) = parser.next_event() {
+            if self.flow == Flow::Streaming {
+                self.pass(chunk, out);
+            }
+        }
+    }
+
+    /// One event in the upstream's (or, from Gemini, chat's) format:
+    /// counted, checked against the ceilings, guarded, translated.
+    fn pass(&mut self, ev: tollgate_protocol::sse::SseEvent, out: &mut BytesMut) {
+        // Counted as generated, whatever reaches the client.
+        self.completion_counted += delta_tokens(self.encoding, self.responses, &ev.data);
+        let counted = self.completion_counted;
+        // The event that crosses a request ceiling is the first one
+        // not passed on.
+        let within_limits = self.stages.reservation.is_none_or(|r| r.stream_used(counted));
+        if !within_limits || self.stages.ceiling.as_ref().is_some_and(|c| c.crossed(counted)) {
+            self.stop(Flow::Capped);
+            return;
+        }
+        // Guarded text is held back and released in events of the
+        // same shape before translation.
+        match self.stages.guard.as_mut() {
+            None => self.passed.push(ev),
+            Some(g) => {
+                if g.event(ev, &mut self.passed).is_err() {
+                    self.stop(Flow::Blocked);
+                }
+            }
+        }
+        self.translate_passed(out);
     }
 
     /// Translates what the guard released (everything, with no guard).
@@ -518,6 +556,14 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// releases what the guard still holds when the upstream is done, and
     /// writes the stream's ending once it is over. True when it is over.
     pub fn end_of_read(&mut self, upstream_done: bool, out: &mut BytesMut) -> bool {
+        // A Gemini stream has no last event: its body's end is its end.
+        let gemini_ends = upstream_done && self.gemini.as_ref().is_some_and(|g| !g.0.finished());
+        if let Some(mut g) = self.gemini.take_if(|_| gemini_ends) {
+            let mut chunks = BytesMut::new();
+            g.0.finish(&mut chunks);
+            self.pass_chat(&mut g.1, chunks, out);
+            self.gemini = Some(g);
+        }
         let guard_may_release = matches!(self.flow, Flow::Streaming | Flow::Capped);
         if upstream_done && guard_may_release && !self.translator.finished() {
             if let Some(g) = self.stages.guard.as_mut() {
@@ -724,6 +770,63 @@ mod tests {
         let counted = relay.completion_counted;
         relay.close();
         (String::from_utf8(out.to_vec()).expect("utf-8"), end, counted)
+    }
+
+    /// A Gemini stream: `texts` in one event each, the last finishing.
+    fn gemini_stream(texts: &[&str]) -> String {
+        let mut s = String::new();
+        for (i, t) in texts.iter().enumerate() {
+            let finish = if i + 1 == texts.len() { ",\"finishReason\":\"STOP\"" } else { "" };
+            s.push_str(&format!(
+                "data: {{\"candidates\":[{{\"content\":{{\"parts\":[{{\"text\":{}}}]}}{finish}}}],\"usageMetadata\":{{\"promptTokenCount\":9,\"candidatesTokenCount\":{}}}}}\r\n\r\n",
+                serde_json::to_string(t).unwrap(),
+                i + 1
+            ));
+        }
+        s
+    }
+
+    /// Feeds a Gemini stream in two reads split at `at` (each read's end
+    /// seen), then ends the upstream.
+    fn relay_gemini(input: &str, at: usize, stages: StreamStages<'_, '_>) -> (String, End, TokenUsage) {
+        let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, true), stages, ROUTE);
+        relay.read_gemini();
+        let mut out = BytesMut::new();
+        let bytes = Bytes::copy_from_slice(input.as_bytes());
+        relay.feed(bytes.slice(..at), &mut out);
+        if !relay.end_of_read(false, &mut out) {
+            relay.feed(bytes.slice(at..), &mut out);
+            assert!(relay.end_of_read(true, &mut out));
+        }
+        let usage = relay.usage().expect("readable").unwrap_or_default();
+        let end = relay.end();
+        relay.close();
+        (String::from_utf8(out.to_vec()).unwrap(), end, usage)
+    }
+
+    #[test]
+    fn a_gemini_stream_is_read_as_chat_and_guarded_wherever_it_is_split() {
+        let clean = gemini_stream(&["Hello", " there"]);
+        for at in 0..=clean.len() {
+            let (out, end, usage) = relay_gemini(&clean, at, stages());
+            assert_eq!(end, End::Completed, "at {at}");
+            assert!(out.ends_with("data: [DONE]\n\n"), "at {at}: {out}");
+            assert!(out.contains("\"content\":\"Hello\"") && out.contains("\"content\":\" there\""), "at {at}");
+            assert!(!out.contains("usage"), "the client did not ask for usage: {out}");
+            assert_eq!((usage.prompt, usage.completion), (9, 2), "at {at}");
+        }
+        // A key split across two of Gemini's events is still one key.
+        let (head, tail) = KEY.split_at(20);
+        let secret = gemini_stream(&["the key is ", head, tail, " ok"]);
+        for at in (0..=secret.len()).step_by(7) {
+            let g = secrets_blocked();
+            let mut hits = Vec::new();
+            let s = StreamStages { guard: Some(EventGuard::new(&g, false)), hits: Some(&mut hits), ..stages() };
+            let (out, end, _) = relay_gemini(&secret, at, s);
+            assert_eq!(end, End::Blocked, "at {at}");
+            assert!(!out.contains(head) && !out.contains(tail), "at {at}: {out}");
+            assert!(out.contains("content_filter"), "at {at}: {out}");
+        }
     }
 
     #[test]

@@ -117,6 +117,9 @@ impl BodyReader {
 /// What a read answer goes through: a translation, a guard, or both.
 pub struct Inspect<'a, 'g> {
     pub translation: Translation,
+    /// The upstream speaks Gemini: its answer is made chat completions
+    /// first, and `translation` goes on from there.
+    pub gemini: bool,
     pub guard: Option<&'g tollgate_policy::guard::Guard>,
     /// Where the guard's hits go (the request record).
     pub hits: &'a mut Vec<Recorded>,
@@ -148,8 +151,18 @@ pub async fn relay_translated(
     answer: &Answer<'_>,
     inspect: Inspect<'_, '_>,
 ) -> Result<RelayEnd, GatewayError> {
-    let Inspect { translation, guard, hits, strip_usage, ceiling, reservation, mut capture, mut classifiers, mut keep } =
-        inspect;
+    let Inspect {
+        translation,
+        gemini,
+        guard,
+        hits,
+        strip_usage,
+        ceiling,
+        reservation,
+        mut capture,
+        mut classifiers,
+        mut keep,
+    } = inspect;
     let Answer { keep_alive, deadline, route, front, .. } = *answer;
     let event_stream = response.status == 200
         && response
@@ -163,7 +176,10 @@ pub async fn relay_translated(
         let responses_events = front == Front::Responses && matches!(translation, Translation::None);
         let guard = guard.map(|g| EventGuard::new(g, responses_events));
         let stages = StreamStages { guard, hits: Some(hits), ceiling, reservation, capture, window };
-        let relay = StreamRelay::new(stream, stages, route);
+        let mut relay = StreamRelay::new(stream, stages, route);
+        if gemini {
+            relay.read_gemini();
+        }
         return Ok(relay_stream(client, up, response, answer, relay, classifiers, keep).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
@@ -214,6 +230,25 @@ pub async fn relay_translated(
         if body.len() > TRANSLATED_BODY_BYTES_MAX {
             return Err(broken());
         }
+    }
+    if gemini {
+        // Chat completions from here on, as an OpenAI-style upstream's.
+        let mut chat = BytesMut::with_capacity(body.len() + 256);
+        if response.status < 300 {
+            tollgate_protocol::gemini::response_to_openai(
+                &mut body,
+                route.model,
+                crate::unix_now().as_secs(),
+                &mut chat,
+            )
+            .map_err(|e| GatewayError::UpstreamProtocol {
+                provider: route.provider.to_string(),
+                cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
+            })?;
+        } else {
+            tollgate_protocol::gemini::error_to_openai(&mut body, response.status, &mut chat);
+        }
+        body = chat;
     }
     let mut out = BytesMut::with_capacity(body.len() + 256);
     let to_anthropic = matches!(translation, Translation::ToAnthropic(_));

@@ -25,6 +25,9 @@ pub struct Parts {
     /// The gateway asked for a stream's usage chunk that the client did not
     /// ask for: the relay must read it and keep it from the client.
     pub usage_asked: bool,
+    /// The upstream speaks Gemini: its answer becomes chat completions
+    /// before anything else reads it.
+    pub gemini: bool,
 }
 
 impl Parts {
@@ -64,6 +67,9 @@ pub fn build(
         return Err(GatewayError::Translate(
             "`background: true` runs finish after the answer, where the gateway cannot guard or bill them; run in the foreground (stream a long answer)",
         ));
+    }
+    if upstream.kind == ProviderKind::Gemini {
+        return build_gemini(client, head, body, fields, target, upstream, front);
     }
     let anthropic_target = upstream.kind == ProviderKind::Anthropic;
     let (translated, translation) = match (front, anthropic_target) {
@@ -137,6 +143,106 @@ pub fn build(
         Some(t) => t.len(),
         None => edits.iter().fold(body.len(), |len, (start, end, with)| len - (end - start) + with.len()),
     };
+    write_headers(client, head, upstream, body_len);
+    let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage, gemini: false };
+    parts.push(match front {
+        Front::Completions => upstream.completions_request_line.clone(),
+        Front::Embeddings => upstream.embeddings_request_line.clone(),
+        Front::CountTokens => upstream.count_tokens_request_line.clone(),
+        Front::Responses if translated.is_none() => upstream.responses_request_line.clone(),
+        Front::Responses => upstream.chat_request_line.clone(),
+        Front::OpenAi | Front::Anthropic => upstream.chat_request_line.clone(),
+    });
+    parts.push(upstream.fixed_headers.clone());
+    parts.push(client.scratch.split().freeze());
+    if let Some(t) = translated {
+        parts.push(t);
+    } else {
+        // At most two edits: five slices of body, eight in all.
+        let mut at = 0;
+        for (start, end, with) in edits.iter_mut() {
+            parts.push(body.slice(at..*start));
+            parts.push(std::mem::take(with));
+            at = *end;
+        }
+        parts.push(body.slice(at..));
+    }
+    Ok((parts, translation))
+}
+
+/// The request to a Gemini (or Vertex AI) provider: the client's body as
+/// chat completions (translated there first from Messages or Responses),
+/// then as Gemini's `generateContent`, the model and the stream switch in
+/// the request line. The answer comes back through chat.
+fn build_gemini(
+    client: &mut Client,
+    head: &RequestHead,
+    body: &Bytes,
+    fields: &ChatRequestFields,
+    target: &Target,
+    upstream: &Upstream,
+    front: Front,
+) -> Result<(Parts, Translation), GatewayError> {
+    let failed = |e: anthropic::TranslateError| GatewayError::Translate(e.message());
+    let to_chat = |f: Translator<'_>| {
+        let mut scratch = body.to_vec();
+        let mut out = BytesMut::with_capacity(body.len() + 256);
+        let info = f(&mut scratch, &target.upstream_model, &mut out).map_err(failed)?;
+        Ok::<_, GatewayError>((out, info))
+    };
+    let (mut chat, translation) = match front {
+        Front::OpenAi => (BytesMut::from(&body[..]), Translation::None),
+        Front::Anthropic => {
+            let (chat, info) = to_chat(&anthropic::front::request_to_openai)?;
+            (chat, Translation::ToAnthropic(info))
+        }
+        Front::Responses => {
+            let (chat, _) = to_chat(&|s, m, o| responses::chat::request_to_chat(s, m, true, o))?;
+            (chat, Translation::ToResponses(ResponsesFrom::Chat))
+        }
+        Front::Completions | Front::Embeddings | Front::CountTokens => {
+            return Err(GatewayError::Translate(
+                "this model's target is a Gemini provider, which serves chat (POST /v1/chat/completions, /v1/messages, /v1/responses) only through the gateway",
+            ))
+        }
+    };
+    let mut out = BytesMut::with_capacity(chat.len() + 256);
+    let info = tollgate_protocol::gemini::request_from_openai(&mut chat, &mut out).map_err(failed)?;
+    let mut line = String::with_capacity(upstream.base_path.len() + target.upstream_model.len() + 64);
+    line.push_str("POST ");
+    line.push_str(&upstream.base_path);
+    line.push_str("/models/");
+    line.push_str(&target.upstream_model);
+    let query = upstream.query.strip_prefix('?').filter(|q| !q.is_empty());
+    match (info.stream, query) {
+        (true, Some(q)) => {
+            line.push_str(":streamGenerateContent?alt=sse&");
+            line.push_str(q);
+        }
+        (true, None) => line.push_str(":streamGenerateContent?alt=sse"),
+        (false, Some(q)) => {
+            line.push_str(":generateContent?");
+            line.push_str(q);
+        }
+        (false, None) => line.push_str(":generateContent"),
+    }
+    line.push_str(" HTTP/1.1\r\n");
+    let body_out = out.freeze();
+    write_headers(client, head, upstream, body_out.len());
+    // The translation always ends a stream with its usage: a chat client
+    // that did not ask for it does not get it.
+    let usage_asked = front == Front::OpenAi && fields.stream && !fields.include_usage;
+    let mut parts = Parts { slices: Default::default(), len: 0, usage_asked, gemini: true };
+    parts.push(Bytes::from(line));
+    parts.push(upstream.fixed_headers.clone());
+    parts.push(client.scratch.split().freeze());
+    parts.push(body_out);
+    Ok((parts, translation))
+}
+
+/// Writes the forwarded header lines and the body's length into the
+/// client's scratch buffer (the caller splits them off).
+fn write_headers(client: &mut Client, head: &RequestHead, upstream: &Upstream, body_len: usize) {
     let s = &mut client.scratch;
     // A provider-specific key header (Azure's `api-key`, or any configured
     // one) is the provider's credential slot: a client value never fills it.
@@ -160,30 +266,6 @@ pub fn build(
     s.extend_from_slice(b"content-length: ");
     s.extend_from_slice(itoa::Buffer::new().format(body_len).as_bytes());
     s.extend_from_slice(b"\r\n\r\n");
-    let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage };
-    parts.push(match front {
-        Front::Completions => upstream.completions_request_line.clone(),
-        Front::Embeddings => upstream.embeddings_request_line.clone(),
-        Front::CountTokens => upstream.count_tokens_request_line.clone(),
-        Front::Responses if translated.is_none() => upstream.responses_request_line.clone(),
-        Front::Responses => upstream.chat_request_line.clone(),
-        Front::OpenAi | Front::Anthropic => upstream.chat_request_line.clone(),
-    });
-    parts.push(upstream.fixed_headers.clone());
-    parts.push(s.split().freeze());
-    if let Some(t) = translated {
-        parts.push(t);
-    } else {
-        // At most two edits: five slices of body, eight in all.
-        let mut at = 0;
-        for (start, end, with) in edits.iter_mut() {
-            parts.push(body.slice(at..*start));
-            parts.push(std::mem::take(with));
-            at = *end;
-        }
-        parts.push(body.slice(at..));
-    }
-    Ok((parts, translation))
 }
 
 /// A request translator: the client's body (a scratch copy), the upstream

@@ -132,6 +132,9 @@ pub struct Timeouts {
     pub first_request: Duration,
 }
 
+/// The header a `gemini` provider's key goes in.
+pub const GEMINI_KEY_HEADER: &str = "x-goog-api-key";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProviderKind {
     /// The bundled mock upstream, served by the gateway process itself.
@@ -140,6 +143,11 @@ pub enum ProviderKind {
     OpenAiCompatible,
     /// Anthropic's Messages API: requests and answers are translated.
     Anthropic,
+    /// Google's Gemini API (`kind = "gemini"`, the key in
+    /// `x-goog-api-key`) or Vertex AI (`kind = "vertex"`, a bearer token):
+    /// the same `generateContent` wire format, translated through chat
+    /// completions, the model in the URL.
+    Gemini,
 }
 
 /// Settings of the in-process mock provider.

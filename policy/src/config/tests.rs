@@ -132,6 +132,27 @@ fn responses_api_defaults_by_kind_and_is_refused_for_anthropic() {
     );
 }
 
+/// Gemini's key goes in its own header, Vertex AI's token as a bearer;
+/// a model that cannot be a URL segment, and a Responses API, are refused.
+#[test]
+fn gemini_and_vertex_providers() {
+    let text = "[[providers]]\nname = \"g\"\nkind = \"gemini\"\nbase_url = \"https://generativelanguage.googleapis.com/v1beta\"\napi_key_env = \"SET\"\n[[providers]]\nname = \"v\"\nkind = \"vertex\"\nbase_url = \"https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google\"\napi_key_file = \"/run/key\"\n[[models]]\nname = \"flash\"\ntargets = [{ provider = \"g\", model = \"gemini-2.5-flash\" }, { provider = \"v\", model = \"gemini-2.5-flash@001\" }]\n";
+    let c = Config::parse("gw.toml", text, &TestEnv).unwrap();
+    let (g, v) = (&c.providers[0], &c.providers[1]);
+    assert_eq!((g.kind, v.kind), (ProviderKind::Gemini, ProviderKind::Gemini));
+    assert_eq!(g.api_key_header.as_deref(), Some("x-goog-api-key"));
+    assert_eq!(v.api_key_header, None, "Vertex AI's token goes as Authorization: Bearer");
+    assert!(!g.responses_api && !g.stream_usage);
+    assert_eq!(v.base_path, "/v1/projects/p/locations/us-central1/publishers/google");
+    let colon = text.replace("gemini-2.5-flash@001", "gemini:flash");
+    assert_eq!(
+        problems(&colon),
+        vec!["gw.toml:13:73: model \"gemini:flash\" cannot go in a Gemini URL; Gemini models are named with letters, digits and . - _ / @ (such as \"gemini-2.5-flash\")"]
+    );
+    let wrong = "[[providers]]\nname = \"g\"\nkind = \"gemini\"\nbase_url = \"http://g\"\nresponses_api = true\n";
+    assert!(problems(wrong)[0].contains("Gemini serves no Responses API"), "{:?}", problems(wrong));
+}
+
 #[test]
 fn provider_urls_and_credentials() {
     let text = "[[providers]]\nname = \"p\"\nkind = \"openai-compatible\"\nbase_url = \"http://10.0.0.1:8000/v1/\"\napi_key_env = \"SET\"\n[[providers]]\nname = \"q\"\nkind = \"openai\"\nbase_url = \"http://q\"\napi_key_file = \"/run/key\"\n";

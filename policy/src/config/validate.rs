@@ -338,11 +338,12 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             "openai" => ProviderKind::OpenAi,
             "openai-compatible" => ProviderKind::OpenAiCompatible,
             "anthropic" => ProviderKind::Anthropic,
+            "gemini" | "vertex" => ProviderKind::Gemini,
             other => {
                 report.add(
                     p.kind.span(),
                     format!(
-                        "unknown provider kind {other:?}; use one of \"mock\", \"openai\", \"openai-compatible\", \"anthropic\""
+                        "unknown provider kind {other:?}; use one of \"mock\", \"openai\", \"openai-compatible\", \"anthropic\", \"gemini\", \"vertex\""
                     ),
                 );
                 continue;
@@ -410,17 +411,26 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             }
             token.then_some(name)
         });
+        // Gemini's key has its own header; Vertex AI takes an OAuth access
+        // token (from `api_key_file`, read again on reload) as a bearer.
+        let api_key_header =
+            api_key_header.or_else(|| (p.kind.get_ref() == "gemini").then(|| super::GEMINI_KEY_HEADER.to_string()));
         for h in &p.forward_headers {
             if let Some(problem) = crate::forward::ForwardHeaders::problem(h.get_ref()) {
                 report.add(h.span(), format!("provider {:?}: {problem}", p.name.get_ref()));
             }
         }
-        if let Some(r) = p.responses_api.as_ref().filter(|r| *r.get_ref() && kind == ProviderKind::Anthropic) {
+        if let Some(r) = p
+            .responses_api
+            .as_ref()
+            .filter(|r| *r.get_ref() && matches!(kind, ProviderKind::Anthropic | ProviderKind::Gemini))
+        {
             report.add(
                 r.span(),
                 format!(
-                    "provider {:?}: Anthropic serves no Responses API; remove responses_api (requests to /v1/responses are translated for it)",
-                    p.name.get_ref()
+                    "provider {:?}: {} serves no Responses API; remove responses_api (requests to /v1/responses are translated for it)",
+                    p.name.get_ref(),
+                    if kind == ProviderKind::Anthropic { "Anthropic" } else { "Gemini" }
                 ),
             );
         }
@@ -436,12 +446,13 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             api_key_header,
             credential: secret.map(Credential),
             tls,
-            stream_usage: p.stream_usage.unwrap_or(true) && kind != ProviderKind::Anthropic,
+            stream_usage: p.stream_usage.unwrap_or(true)
+                && !matches!(kind, ProviderKind::Anthropic | ProviderKind::Gemini),
             responses_api: p
                 .responses_api
                 .as_ref()
                 .map_or(matches!(kind, ProviderKind::OpenAi | ProviderKind::Mock), |r| *r.get_ref())
-                && kind != ProviderKind::Anthropic,
+                && !matches!(kind, ProviderKind::Anthropic | ProviderKind::Gemini),
             prompt_cache_marks: p.prompt_cache_marks.as_ref().is_some_and(|m| *m.get_ref()),
             mock: p.mock,
         });
@@ -531,7 +542,24 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
                     "weight 0 would never be chosen; remove the target or give it a weight of 1 or more".into(),
                 );
             }
-            match providers.iter().position(|p| p.name.get_ref() == t.provider.get_ref()) {
+            let found = providers.iter().position(|p| p.name.get_ref() == t.provider.get_ref());
+            let upstream = t.model.as_deref().unwrap_or(name);
+            // A Gemini model is a segment of the URL's path.
+            let url_safe = |m: &str| {
+                !m.is_empty()
+                    && m.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/' | b'@'))
+            };
+            if found.is_some_and(|i| matches!(providers[i].kind.get_ref().as_str(), "gemini" | "vertex"))
+                && !url_safe(upstream)
+            {
+                report.add(
+                    t.provider.span(),
+                    format!(
+                        "model {upstream:?} cannot go in a Gemini URL; Gemini models are named with letters, digits and . - _ / @ (such as \"gemini-2.5-flash\")"
+                    ),
+                );
+            }
+            match found {
                 Some(provider) => targets.push(Target {
                     provider,
                     upstream_model: t.model.clone().unwrap_or_else(|| name.clone()),
@@ -760,10 +788,13 @@ fn validate_classifier(
                 return None;
             };
             let target = route.targets.first()?;
-            if providers.get(target.provider).is_some_and(|p| p.kind == ProviderKind::Anthropic) {
+            if providers
+                .get(target.provider)
+                .is_some_and(|p| matches!(p.kind, ProviderKind::Anthropic | ProviderKind::Gemini))
+            {
                 report.add(
                     r.span(),
-                    format!("classifier {name:?}: model {:?} is served by an Anthropic provider; a guard model must speak chat completions", r.get_ref()),
+                    format!("classifier {name:?}: model {:?} is served by an Anthropic or Gemini provider; a guard model must speak chat completions", r.get_ref()),
                 );
             }
             (target.provider, Some(target.upstream_model.clone()))
