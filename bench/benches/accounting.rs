@@ -35,7 +35,7 @@ fn accounting(c: &mut Criterion) {
          rate_limit = {{ requests_per_minute = 100 }}\n"
     );
     let config = Config::parse("bench.toml", &text, &ProcessEnv as &dyn Env).expect("bench config");
-    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None }];
+    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None, role: None }];
     let state = CoreState::build(Arc::new(config), &resolved, None, None);
     let stats = CoreStats::default();
     let accounts = Rc::new(Accounts::new(0, None));
@@ -89,7 +89,7 @@ fn record(c: &mut Criterion) {
          [[teams]]\nname = \"search\"\nmodels = [\"*\"]\n[[keys]]\nname = \"search-prod\"\nteam = \"search\"\nsha256 = \"{hash}\"\n"
     );
     let config = Config::parse("bench.toml", &text, &ProcessEnv as &dyn Env).expect("bench config");
-    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None }];
+    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None, role: None }];
     let state = CoreState::build(Arc::new(config), &resolved, None, None);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || for _ in rx {});

@@ -147,6 +147,7 @@ fn translate(c: &mut Criterion) {
     });
     translate_responses(&mut g, &body);
     translate_gemini(&mut g, &body);
+    translate_bedrock(&mut g, &body);
     g.finish();
 }
 
@@ -321,6 +322,76 @@ fn translate_gemini(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement
             parser.push(chunks.split().freeze());
             while let Ok(Some(ev)) = parser.next_event() {
                 then.event(&ev, &mut out).unwrap();
+            }
+            black_box(out.len())
+        })
+    });
+}
+
+/// The Bedrock translations: a 2 KiB chat request to Converse, a 1 KiB
+/// Converse answer to chat, one ConverseStream message (framed as AWS
+/// frames it, CRCs checked) to its chat chunk, and the SigV4 signature of
+/// the 2 KiB request.
+fn translate_bedrock(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, chat: &[u8]) {
+    use tollgate_protocol::bedrock::{request_from_openai, response_to_openai, StreamTranslator};
+    use tollgate_protocol::eventstream::{encode, Decoder};
+    use tollgate_protocol::sigv4;
+    let mut out = bytes::BytesMut::with_capacity(8192);
+    g.throughput(Throughput::Bytes(chat.len() as u64));
+    g.bench_function("openai_to_bedrock_request_2KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = chat.to_vec();
+            black_box(request_from_openai(&mut scratch, &mut out).unwrap())
+        })
+    });
+    let mut converse = bytes::BytesMut::new();
+    request_from_openai(&mut chat.to_vec(), &mut converse).unwrap();
+    let creds = sigv4::Credentials {
+        access_key_id: "AKIDEXAMPLE".into(),
+        secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+        session_token: None,
+    };
+    g.bench_function("sigv4_sign_2KB", |b| {
+        b.iter(|| {
+            let req = sigv4::Request {
+                method: "POST",
+                host: "bedrock-runtime.us-east-1.amazonaws.com",
+                path: "/model/amazon.nova-pro-v1%3A0/converse",
+                query: "",
+                headers: &[],
+                payload: black_box(&converse),
+            };
+            black_box(sigv4::sign(&req, &creds, "us-east-1", "bedrock", 1_796_000_000))
+        })
+    });
+    let text = "Tollgate counts every token café naïve 日本語 through the gateway ".repeat(16);
+    let answer = format!(
+        r#"{{"output":{{"message":{{"role":"assistant","content":[{{"text":"{text}"}}]}}}},"stopReason":"end_turn","usage":{{"inputTokens":500,"outputTokens":200,"totalTokens":700}},"metrics":{{"latencyMs":300}}}}"#
+    )
+    .into_bytes();
+    g.throughput(Throughput::Bytes(answer.len() as u64));
+    g.bench_function("bedrock_to_chat_answer_1KB", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut scratch = answer.clone();
+            black_box(response_to_openai(&mut scratch, "amazon.nova-pro-v1:0", 1, &mut out).unwrap())
+        })
+    });
+    let mut frame = bytes::BytesMut::new();
+    encode(
+        &[(":event-type", "contentBlockDelta"), (":content-type", "application/json"), (":message-type", "event")],
+        r#"{"contentBlockIndex":0,"delta":{"text":" token café"},"p":"abcdefgh"}"#.as_bytes(),
+        &mut frame,
+    );
+    g.throughput(Throughput::Elements(1));
+    let (mut decoder, mut t) = (Decoder::new(), StreamTranslator::new("amazon.nova-pro-v1:0", 1));
+    g.bench_function("bedrock_to_chat_stream_event", |b| {
+        b.iter(|| {
+            out.clear();
+            decoder.push(black_box(&frame));
+            while let Ok(Some(m)) = decoder.next_message() {
+                t.message(&m, &mut out).unwrap();
             }
             black_box(out.len())
         })

@@ -57,7 +57,7 @@ pub fn world() -> World {
         ));
     }
     let config = Config::parse("pipeline.toml", &text, &ProcessEnv as &dyn Env).expect("config");
-    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots: None }];
+    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots: None, role: None }];
     let state = CoreState::build(Arc::new(config), &resolved, None, None);
     let head = Bytes::from_static(CHAT_HEAD);
     // TOLLGATE_PIPELINE_BODY=FILE: a body from bench/prompts instead of

@@ -41,6 +41,7 @@ pub mod cut;
 pub mod downstream;
 pub mod error;
 pub mod idle;
+pub mod imds;
 pub(crate) mod iov;
 pub mod ledger;
 pub mod logwriter;

@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use tollgate_policy::config::{ProcessEnv, BUNDLED_DEFAULT};
-use tollgate_policy::{Config, ConfigError, ProviderKind};
+use tollgate_policy::{AwsCredentials, Config, ConfigError, ProviderKind};
 
 use crate::upstream::Resolved;
 use crate::worker::Reload;
@@ -74,6 +74,9 @@ pub struct Reloader {
     mocks: HashMap<String, SocketAddr>,
     mailboxes: Vec<mpsc::Sender<Reload>>,
     current: Loaded,
+    /// When the first instance-role credentials fetched with the
+    /// configuration expire (Unix seconds), if any were.
+    role_expiry: Option<u64>,
 }
 
 /// A successful reload, with anything the operator should know.
@@ -88,6 +91,7 @@ impl Reloader {
         config: &Config,
         mocks: HashMap<String, SocketAddr>,
         mailboxes: Vec<mpsc::Sender<Reload>>,
+        resolved: &[Resolved],
     ) -> Reloader {
         Reloader {
             source,
@@ -96,6 +100,7 @@ impl Reloader {
             mocks,
             mailboxes,
             current: Loaded::of(config, 1),
+            role_expiry: role_expiry(resolved),
         }
     }
 
@@ -137,7 +142,41 @@ impl Reloader {
                 .map_err(|_| "a worker did not take the new configuration in time")?;
         }
         self.current = Loaded::of(&config, self.current.generation + 1);
+        self.role_expiry = role_expiry(&resolved);
         Ok(Reloaded { loaded: self.current.clone(), notes })
+    }
+}
+
+/// The earliest expiry of the instance-role credentials fetched (an
+/// unsaid one counted as 50 minutes from now: roles' last an hour or more).
+fn role_expiry(resolved: &[Resolved]) -> Option<u64> {
+    let now = crate::unix_now().as_secs();
+    resolved.iter().filter_map(|r| r.role.as_ref()).map(|r| r.expires_unix.unwrap_or(now + 3000)).min()
+}
+
+/// How long before instance-role credentials expire they are replaced.
+const ROLE_REFRESH_AHEAD_S: u64 = 300;
+
+/// Reloads the configuration, which fetches instance-role credentials
+/// again, five minutes before the ones in use expire; a failed reload is
+/// tried again every 30 s (the old credentials serve meanwhile). Returns
+/// when `shutdown` is set.
+pub fn refresh_roles(reloader: Arc<std::sync::Mutex<Reloader>>, shutdown: Arc<std::sync::atomic::AtomicBool>) {
+    let mut retry_at = 0;
+    while !shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = crate::unix_now().as_secs();
+        let mut r = reloader.lock().unwrap_or_else(|e| e.into_inner());
+        let due = r.role_expiry.is_some_and(|at| now + ROLE_REFRESH_AHEAD_S >= at);
+        if due && now >= retry_at {
+            match r.reload() {
+                Ok(_) => tracing::info!("instance role credentials refreshed"),
+                Err(e) => {
+                    retry_at = now + 30;
+                    tracing::error!("instance role credentials could not be refreshed, retrying in 30 s: {e}");
+                }
+            }
+        }
     }
 }
 
@@ -167,7 +206,16 @@ pub fn resolve_providers(config: &Config, mocks: &mut HashMap<String, SocketAddr
                 }
                 None => None,
             };
-            Ok(Resolved { addr, roots })
+            // An instance role's credentials are fetched now, off the
+            // workers; a reload before they expire fetches new ones
+            // ([`refresh_roles`]).
+            let role = match p.aws.as_ref().map(|a| &a.credentials) {
+                Some(AwsCredentials::Instance { imds_url }) => {
+                    Some(crate::imds::fetch(imds_url).map_err(|e| format!("provider {:?}: {e}", p.name))?)
+                }
+                _ => None,
+            };
+            Ok(Resolved { addr, roots, role })
         })
         .collect()
 }

@@ -258,7 +258,16 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     }
     drivers.sort_unstable();
     drivers.dedup();
-    let reloader = Arc::new(Mutex::new(Reloader::new(source, &config, mocks, mailboxes)));
+    let reloader = Arc::new(Mutex::new(Reloader::new(source, &config, mocks, mailboxes, &resolved)));
+    // Instance-role credentials (Bedrock) are replaced before they
+    // expire, whether the first configuration has them or a reload adds
+    // them.
+    {
+        let (reloader, shutdown) = (reloader.clone(), shutdown.clone());
+        let _ = std::thread::Builder::new()
+            .name("tollgate-aws-roles".into())
+            .spawn(move || crate::reload::refresh_roles(reloader, shutdown));
+    }
     let admin_addr = match config.server.admin_listen {
         Some(a) => {
             let bound = admin::start(a, reloader.clone(), totals.clone(), config.server.admin_hosts.clone())

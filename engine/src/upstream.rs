@@ -15,7 +15,7 @@ use monoio::net::TcpStream;
 use monoio_rustls::{ClientTlsStream, TlsConnector};
 use rustls::RootCertStore;
 use rustls_pki_types::ServerName;
-use tollgate_policy::{Provider, ProviderKind};
+use tollgate_policy::{AwsCredentials, Provider, ProviderKind};
 use tollgate_protocol::http1::HeadScan;
 
 use crate::error::GatewayError;
@@ -36,6 +36,9 @@ pub struct Resolved {
     pub addr: SocketAddr,
     /// For `https://` providers.
     pub roots: Option<Arc<RootCertStore>>,
+    /// For Bedrock providers with `aws_credentials = "instance"`: the
+    /// role's credentials, fetched when the configuration was loaded.
+    pub role: Option<crate::imds::RoleCredentials>,
 }
 
 enum TlsMode {
@@ -87,11 +90,22 @@ pub struct Upstream {
     pub count_tokens_request_line: Bytes,
     /// `host: ...\r\n` and, when configured, `authorization: ...\r\n`.
     pub fixed_headers: Bytes,
-    /// The base URL's path and query (`?...` or empty): a Gemini request's
-    /// line names its model, so it is written per request.
+    /// The base URL's path and query (`?...` or empty): a Gemini or
+    /// Bedrock request's line names its model, so it is written per
+    /// request.
     pub base_path: String,
     pub query: String,
+    /// Bedrock: the `host` signed, the region and the credentials.
+    pub aws: Option<AwsSigner>,
     idle: RefCell<Vec<UpConn>>,
+}
+
+/// What a Bedrock provider signs its requests with.
+#[derive(Clone, Debug)]
+pub struct AwsSigner {
+    pub host: String,
+    pub region: String,
+    pub credentials: tollgate_protocol::sigv4::Credentials,
 }
 
 /// A connection to an upstream, plain or TLS.
@@ -167,6 +181,17 @@ impl Upstream {
             fixed_headers: fixed.freeze(),
             base_path: provider.base_path.clone(),
             query: provider.query.clone(),
+            aws: provider.aws.as_ref().and_then(|a| {
+                let credentials = match &a.credentials {
+                    AwsCredentials::Static(k) => tollgate_protocol::sigv4::Credentials {
+                        access_key_id: k.access_key_id.clone(),
+                        secret_access_key: k.secret_access_key.clone(),
+                        session_token: k.session_token.clone(),
+                    },
+                    AwsCredentials::Instance { .. } => resolved.role.as_ref()?.credentials.clone(),
+                };
+                Some(AwsSigner { host: provider.host_header.clone(), region: a.region.clone(), credentials })
+            }),
             idle: RefCell::new(Vec::new()),
         }
     }

@@ -104,6 +104,8 @@ enum Api {
     /// Gemini's `POST .../models/{model}:generateContent` (and
     /// `:streamGenerateContent`).
     Gemini,
+    /// Bedrock's `POST /model/{id}/converse` (and `/converse-stream`).
+    Bedrock,
     None,
 }
 
@@ -274,6 +276,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         {
             return self.classify(head, body, path).await;
         }
+        if path.starts_with(b"/latest/") {
+            return self.imds(head).await;
+        }
         let api = if path.ends_with(b"/messages/count_tokens") {
             Api::CountTokens
         } else if path.ends_with(b"/messages") {
@@ -288,11 +293,17 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Embeddings
         } else if path.ends_with(b":generateContent") || path.ends_with(b":streamGenerateContent") {
             Api::Gemini
+        } else if path.starts_with(b"/model/") && (path.ends_with(b"/converse") || path.ends_with(b"/converse-stream"))
+        {
+            Api::Bedrock
         } else {
             Api::None
         };
         if api == Api::Gemini {
             return self.gemini(head, body, plan).await;
+        }
+        if api == Api::Bedrock {
+            return self.bedrock(head, body, plan).await;
         }
         if head.method != Method::Post || api == Api::None {
             return self
@@ -376,7 +387,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Anthropic => reply::anthropic_message(&req, &list, n, &mut payload),
             Api::Legacy => reply::text_completion(&req, &list, n, &mut payload),
             Api::Responses => reply::response(&req, &list, n, &mut payload),
-            Api::Chat | Api::Embeddings | Api::CountTokens | Api::Gemini | Api::None => {
+            Api::Chat | Api::Embeddings | Api::CountTokens | Api::Gemini | Api::Bedrock | Api::None => {
                 reply::completion(&req, &list, n, &mut payload)
             }
         }
@@ -426,11 +437,124 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         if stream {
             let mut events = Vec::new();
             reply::gemini::stream_events(&req, &list, n, plan.behavior.stream_chunks, tool, plan.thinking, &mut events);
-            return self.send_events(&events, &plan).await;
+            return self.send_events(&events, &plan, "text/event-stream").await;
         }
         let mut payload = BytesMut::with_capacity(512);
         reply::gemini::answer(&req, &list, n, tool, plan.thinking, &mut payload);
         self.send_whole(200, "application/json", &payload, head.keep_alive, None).await
+    }
+
+    /// A Bedrock answer: the model from the path, a stream for
+    /// `/converse-stream` (AWS's event stream framing), the signature
+    /// checked when the mock has a secret.
+    async fn bedrock(&mut self, head: &RequestHead, body: &Bytes, plan: Plan) -> io::Result<()> {
+        let path = head.path();
+        let stream = path.ends_with(b"/converse-stream");
+        let rest = &path[b"/model/".len()..];
+        let model = &rest[..rest.iter().rposition(|&b| b == b'/').unwrap_or(rest.len())];
+        if let Some(secret) = plan.behavior.aws_secret {
+            if let Err(why) = check_signature(head, body, secret) {
+                let answer = format!(r#"{{"message":{}}}"#, serde_json::to_string(&why).unwrap_or_default());
+                let kind = if why.starts_with("Missing") {
+                    "MissingAuthenticationTokenException"
+                } else {
+                    "InvalidSignatureException"
+                };
+                let extra = format!("\r\nx-amzn-errortype: {kind}");
+                return self
+                    .send_whole_with(
+                        403,
+                        "application/json",
+                        answer.as_bytes(),
+                        head.keep_alive,
+                        None,
+                        extra.as_bytes(),
+                    )
+                    .await;
+            }
+        }
+        if serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|v| v.get("messages").cloned()).is_none() {
+            return self.bedrock_error(400, head).await;
+        }
+        let decoded = percent_decode(model);
+        let mut req = ChatRequest::for_body(&decoded, stream, body);
+        if let Some((read, write)) = head
+            .header(b"x-mock-cache")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.split_once(','))
+            .and_then(|(r, w)| Some((r.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)))
+        {
+            req.prompt_tokens = req.prompt_tokens.max(read + write);
+            req.cache_read = read;
+            req.cache_write = write;
+        }
+        match plan.failure {
+            Some(Failure::Status(status)) => return self.bedrock_error(status, head).await,
+            Some(Failure::Reset) => return self.reset(),
+            Some(Failure::Hang) => {
+                monoio::time::sleep(Duration::from_secs(3600)).await;
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            _ => {}
+        }
+        let tool = plan.tool.as_deref().filter(|_| !bedrock_ends_with_result(body));
+        let (list, n) = plan.words();
+        if stream {
+            let mut events = Vec::new();
+            reply::bedrock::stream_events(&req, &list, n, plan.behavior.stream_chunks, tool, &mut events);
+            return self.send_events(&events, &plan, "application/vnd.amazon.eventstream").await;
+        }
+        let mut payload = BytesMut::with_capacity(512);
+        reply::bedrock::answer(&req, &list, n, tool, &mut payload);
+        self.send_whole(200, "application/json", &payload, head.keep_alive, None).await
+    }
+
+    async fn bedrock_error(&mut self, status: u16, head: &RequestHead) -> io::Result<()> {
+        let (payload, kind) = reply::bedrock::error(status);
+        let mut extra = format!("\r\nx-amzn-errortype: {kind}").into_bytes();
+        if let Some(v) = head.header(b"x-mock-retry-after").filter(|_| matches!(status, 429 | 503)) {
+            extra.extend_from_slice(b"\r\nretry-after: ");
+            extra.extend_from_slice(v);
+        }
+        self.send_whole_with(status, "application/json", payload.as_bytes(), head.keep_alive, None, &extra).await
+    }
+
+    /// The instance metadata service (IMDSv2) of an instance whose role's
+    /// secret is the mock's `aws_secret`: a token first, then the role,
+    /// then its credentials, valid for an hour.
+    async fn imds(&mut self, head: &RequestHead) -> io::Result<()> {
+        let path = head.path();
+        let token_ok = head.header(b"x-aws-ec2-metadata-token") == Some(&b"mock-imds-token"[..]);
+        let (status, body) = match (head.method, path) {
+            (Method::Put, b"/latest/api/token") => (200, "mock-imds-token".to_string()),
+            (_, _) if !token_ok => (401, String::new()),
+            (Method::Get, b"/latest/meta-data/iam/security-credentials/") => (200, "tollgate-role\n".to_string()),
+            (Method::Get, b"/latest/meta-data/iam/security-credentials/tollgate-role") => {
+                let expires =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+                        + 3600;
+                let at = tollgate_protocol::sigv4::amz_date(expires);
+                let iso = format!(
+                    "{}-{}-{}T{}:{}:{}Z",
+                    &at[0..4],
+                    &at[4..6],
+                    &at[6..8],
+                    &at[9..11],
+                    &at[11..13],
+                    &at[13..15]
+                );
+                (
+                    200,
+                    format!(
+                        r#"{{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"ASIAMOCKROLE{}","SecretAccessKey":"{}","Token":"mock-role-session-token","Expiration":"{iso}"}}"#,
+                        self.id,
+                        self.behavior.aws_secret.unwrap_or("mock-role-secret")
+                    ),
+                )
+            }
+            _ => (404, String::new()),
+        };
+        self.send_whole(status, "text/plain", body.as_bytes(), head.keep_alive, None).await
     }
 
     async fn gemini_error(&mut self, status: u16, head: &RequestHead) -> io::Result<()> {
@@ -526,23 +650,23 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             Api::Anthropic => reply::anthropic_stream_events(req, &list, n, b.stream_chunks, &mut events),
             Api::Legacy => reply::text_stream_events(req, &list, n, b.stream_chunks, &mut events),
             Api::Responses => reply::responses_stream_events(req, &list, n, b.stream_chunks, &mut events),
-            Api::Chat | Api::Embeddings | Api::CountTokens | Api::Gemini | Api::None => {
+            Api::Chat | Api::Embeddings | Api::CountTokens | Api::Gemini | Api::Bedrock | Api::None => {
                 reply::stream_events(req, &list, n, b.stream_chunks, &mut events)
             }
         }
         if plan.thinking && api == Api::Anthropic {
             reply::with_thinking_events(&mut events);
         }
-        self.send_events(&events, plan).await
+        self.send_events(&events, plan, "text/event-stream").await
     }
 
     /// An event stream's head, then its events as the plan says (delays,
     /// split writes, a reset half-way).
-    async fn send_events(&mut self, events: &[BytesMut], plan: &Plan) -> io::Result<()> {
+    async fn send_events(&mut self, events: &[BytesMut], plan: &Plan, content_type: &str) -> io::Result<()> {
         let b = &plan.behavior;
-        self.out.extend_from_slice(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-mock-connection: ",
-        );
+        self.out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: ");
+        self.out.extend_from_slice(content_type.as_bytes());
+        self.out.extend_from_slice(b"\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nx-mock-connection: ");
         self.out.extend_from_slice(itoa::Buffer::new().format(self.id).as_bytes());
         self.out.extend_from_slice(b"\r\n\r\n");
         self.flush().await?;
@@ -684,6 +808,72 @@ fn reason(status: u16) -> &'static str {
 /// message (chat), a `tool_result` block in the last user message
 /// (Anthropic), a `function_call_output` item (Responses). Read by
 /// structure.
+/// Checks a request's SigV4 signature as AWS does: the signed headers it
+/// names, its own date, the body's hash, `secret` for every key id.
+fn check_signature(head: &RequestHead, body: &[u8], secret: &str) -> Result<(), String> {
+    let auth = head.header(b"authorization").ok_or("Missing Authentication Token")?;
+    let auth = std::str::from_utf8(auth).map_err(|_| "unreadable authorization")?;
+    let field = |name: &str| auth.split([' ', ',']).find_map(|p| p.strip_prefix(name)).unwrap_or_default();
+    let credential = field("Credential=");
+    let mut scope = credential.split('/');
+    let (id, _date, region, service) = (scope.next(), scope.next(), scope.next(), scope.next());
+    let (Some(id), Some(region), Some(service)) = (id, region, service) else {
+        return Err("the Credential scope is malformed".into());
+    };
+    let date = head.header(b"x-amz-date").and_then(|d| std::str::from_utf8(d).ok()).ok_or("no x-amz-date")?;
+    let token = head.header(b"x-amz-security-token").and_then(|t| std::str::from_utf8(t).ok()).map(str::to_string);
+    let host = head.header(b"host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or_default();
+    let mut others = Vec::new();
+    for name in field("SignedHeaders=").split(';') {
+        if !matches!(name, "host" | "x-amz-date" | "x-amz-security-token") {
+            let value = head.header(name.as_bytes()).and_then(|v| std::str::from_utf8(v).ok()).unwrap_or_default();
+            others.push((name, value));
+        }
+    }
+    let target = std::str::from_utf8(head.target()).unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let req = tollgate_protocol::sigv4::Request { method: "POST", host, path, query, headers: &others, payload: body };
+    let creds = tollgate_protocol::sigv4::Credentials {
+        access_key_id: id.to_string(),
+        secret_access_key: secret.to_string(),
+        session_token: token,
+    };
+    let expected = tollgate_protocol::sigv4::sign_at(&req, &creds, region, service, date);
+    if expected.authorization == auth {
+        Ok(())
+    } else {
+        Err("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.".into())
+    }
+}
+
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let hex = |j: usize| s.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (s[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, ..) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Whether a Converse request's last message carries a tool's result.
+fn bedrock_ends_with_result(body: &[u8]) -> bool {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return false };
+    let last = v.get("messages").and_then(|c| c.as_array()).and_then(|c| c.last());
+    last.and_then(|c| c.get("content"))
+        .and_then(|p| p.as_array())
+        .is_some_and(|p| p.iter().any(|p| p.get("toolResult").is_some()))
+}
+
 /// Whether a Gemini request's last content answers a function call.
 fn gemini_ends_with_result(body: &[u8]) -> bool {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return false };

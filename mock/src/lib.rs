@@ -98,6 +98,10 @@ pub struct Behavior {
     /// Fraction of requests that get `failure`, from 0.0 to 1.0.
     pub failure_rate: f64,
     pub split_writes: bool,
+    /// Bedrock: the secret every AWS key id signs with; with it, requests
+    /// to `/model/...` are checked (SigV4) and refused 403 as AWS refuses
+    /// them, and the instance metadata endpoints hand it out as a role's.
+    pub aws_secret: Option<&'static str>,
 }
 
 impl Default for Behavior {
@@ -110,6 +114,7 @@ impl Default for Behavior {
             failure: None,
             failure_rate: 1.0,
             split_writes: false,
+            aws_secret: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+pub mod bedrock;
 pub mod gemini;
 
 /// The words replies are made of, cycled.

@@ -22,7 +22,7 @@ pub mod route;
 pub mod run;
 pub mod team;
 
-pub use config::{Config, ConfigError, Provider, ProviderKind, Server, Timeouts};
+pub use config::{AwsCredentials, AwsKeys, AwsSettings, Config, ConfigError, Provider, ProviderKind, Server, Timeouts};
 pub use keys::{AuthError, KeyTable, VirtualKey};
 pub use route::{Route, Routes, Target};
 pub use team::Team;

@@ -329,7 +329,7 @@ fn write_part(part: &Value<'_>, comma: bool, out: &mut BytesMut) -> Result<bool,
 }
 
 /// The text of a content field: a string, or the text parts joined.
-fn text_of(content: Option<&Value<'_>>) -> Result<String, TranslateError> {
+pub(crate) fn text_of(content: Option<&Value<'_>>) -> Result<String, TranslateError> {
     match content {
         None => Ok(String::new()),
         Some(c) if c.is_null() => Ok(String::new()),

@@ -31,7 +31,7 @@ use bytes::{BufMut, BytesMut};
 use simd_json::prelude::*;
 use simd_json::BorrowedValue as Value;
 
-use crate::anthropic::{format_number, parse, RequestInfo, TranslateError};
+use crate::anthropic::{format_number, parse, text_of, RequestInfo, TranslateError};
 use crate::openai::write_json_string;
 use crate::sse::{write_event, SseEvent, DONE_EVENT};
 
@@ -411,21 +411,6 @@ fn write_inline(out: &mut BytesMut, mime: &str, data: &str) {
     out.extend_from_slice(b",\"data\":");
     write_json_string(out, data);
     out.extend_from_slice(b"}}");
-}
-
-/// The text of a content field: a string, or the text parts joined.
-fn text_of(content: Option<&Value<'_>>) -> Result<String, TranslateError> {
-    match content {
-        None => Ok(String::new()),
-        Some(c) if c.is_null() => Ok(String::new()),
-        Some(c) => match (c.as_str(), c.as_array()) {
-            (Some(s), _) => Ok(s.to_string()),
-            (None, Some(parts)) => {
-                Ok(parts.iter().filter_map(|p| p.get("text").and_then(|t| t.as_str())).collect::<Vec<_>>().join("\n"))
-            }
-            _ => Err(TranslateError::Unsupported("content must be a string or an array of parts")),
-        },
-    }
 }
 
 /// OpenAI's `finish_reason` for a Gemini `finishReason`; a stop after a

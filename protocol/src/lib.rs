@@ -16,7 +16,9 @@
 //! [`bytes::Bytes`] so that callers slice instead of copying.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod canonical;
+pub mod eventstream;
 pub mod gemini;
 pub mod http1;
 pub mod json;
@@ -24,6 +26,7 @@ pub mod media;
 pub mod openai;
 pub mod resp;
 pub mod responses;
+pub mod sigv4;
 pub mod span;
 pub mod sse;
 pub mod tokens;

@@ -589,7 +589,11 @@ impl Reported {
         }
         if let (Some(prompt), Some(completion)) = (self.prompt_tokens, self.completion_tokens) {
             let cached = self.cached_tokens.unwrap_or(0).min(prompt);
-            return Some(Usage { prompt, completion, cached, cache_write: 0 });
+            // Cache writes beside OpenAI's counts: the gateway's own chat
+            // form of an answer from a provider that bills them (Bedrock's
+            // Claude), a share of the prompt like the cached tokens.
+            let cache_write = self.cache_write.unwrap_or(0).min(prompt - cached);
+            return Some(Usage { prompt, completion, cached, cache_write });
         }
         // An embeddings answer: no completion, and a total that is the
         // prompt (a chat answer missing its completion count is not this,

@@ -160,7 +160,7 @@ pub async fn forward(
                     // JSON answers go as they come unless guarded.
                     (Translation::None, None)
                         if !parts.usage_asked
-                            && !parts.gemini
+                            && parts.through.is_none()
                             && !routed.fields.stream
                             && capture_guard.is_none()
                             && answer_profile.is_none() =>
@@ -186,7 +186,7 @@ pub async fn forward(
                         };
                         let inspect = translate::Inspect {
                             translation,
-                            gemini: parts.gemini,
+                            through: parts.through,
                             guard: answer_guard,
                             hits,
                             strip_usage,

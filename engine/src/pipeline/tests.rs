@@ -46,7 +46,7 @@ impl World {
             hex(&hash_key(b"tg-other")),
         );
         let config = Config::parse("pipeline.toml", &text, &ProcessEnv).expect("config");
-        let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots: None }];
+        let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots: None, role: None }];
         World {
             state: CoreState::build(Arc::new(config), &resolved, None, None),
             accounts: Rc::new(Accounts::new(0, None)),

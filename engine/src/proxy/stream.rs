@@ -400,6 +400,9 @@ pub struct StreamRelay<'a, 'g> {
     /// A Gemini upstream's events, made chat chunks (and parsed again)
     /// before the guard, the counts and the client's translation see them.
     gemini: Option<Box<(tollgate_protocol::gemini::StreamTranslator, SseParser)>>,
+    /// A Bedrock upstream's body: AWS's binary messages, made chat chunks
+    /// before the SSE parser sees them.
+    bedrock: Option<Box<(tollgate_protocol::eventstream::Decoder, tollgate_protocol::bedrock::StreamTranslator)>>,
 }
 
 /// The most of a windowed stream's text kept to ask about: a classifier
@@ -423,6 +426,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             unasked: 0,
             ended_by_upstream: false,
             gemini: None,
+            bedrock: None,
         }
     }
 
@@ -432,6 +436,13 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     pub fn read_gemini(&mut self) {
         let t = tollgate_protocol::gemini::StreamTranslator::new(self.route.model, crate::unix_now().as_secs());
         self.gemini = Some(Box::new((t, SseParser::new(EVENT_BYTES_MAX))));
+    }
+
+    /// The upstream speaks Bedrock's ConverseStream: its binary messages
+    /// become chat chunks before anything else reads them.
+    pub fn read_bedrock(&mut self) {
+        let t = tollgate_protocol::bedrock::StreamTranslator::new(self.route.model, crate::unix_now().as_secs());
+        self.bedrock = Some(Box::new((tollgate_protocol::eventstream::Decoder::new(), t)));
     }
 
     /// Whether the stream ended with the upstream's own last event: one
@@ -467,7 +478,39 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// Takes one piece of the upstream's decoded body; what the client gets
     /// of it is appended to `out`.
     pub fn feed(&mut self, piece: Bytes, out: &mut BytesMut) {
+        let piece = match self.bedrock.as_mut() {
+            None => piece,
+            Some(b) => {
+                let (decoder, translator) = &mut **b;
+                decoder.push(&piece);
+                let mut chunks = BytesMut::new();
+                let mut broken = false;
+                loop {
+                    match decoder.next_message() {
+                        Ok(Some(m)) => broken |= translator.message(&m, &mut chunks).is_err(),
+                        Ok(None) => break,
+                        Err(_) => {
+                            broken = true;
+                            break;
+                        }
+                    }
+                }
+                if broken {
+                    // What came before the broken frame is still passed.
+                    self.parser.push(chunks.freeze());
+                    self.drain(out);
+                    self.stop(Flow::Failed);
+                    return;
+                }
+                chunks.freeze()
+            }
+        };
         self.parser.push(piece);
+        self.drain(out);
+    }
+
+    /// Passes every whole event the parser holds.
+    fn drain(&mut self, out: &mut BytesMut) {
         loop {
             let ev = match self.parser.next_event() {
                 Ok(Some(ev)) => ev,
@@ -557,6 +600,13 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// writes the stream's ending once it is over. True when it is over.
     pub fn end_of_read(&mut self, upstream_done: bool, out: &mut BytesMut) -> bool {
         // A Gemini stream has no last event: its body's end is its end.
+        let bedrock_ends = upstream_done && self.bedrock.as_ref().is_some_and(|b| !b.1.finished());
+        if let Some(b) = self.bedrock.as_mut().filter(|_| bedrock_ends && self.flow == Flow::Streaming) {
+            let mut chunks = BytesMut::new();
+            b.1.finish(&mut chunks);
+            self.parser.push(chunks.freeze());
+            self.drain(out);
+        }
         let gemini_ends = upstream_done && self.gemini.as_ref().is_some_and(|g| !g.0.finished());
         if let Some(mut g) = self.gemini.take_if(|_| gemini_ends) {
             let mut chunks = BytesMut::new();
@@ -827,6 +877,71 @@ mod tests {
             assert!(!out.contains(head) && !out.contains(tail), "at {at}: {out}");
             assert!(out.contains("content_filter"), "at {at}: {out}");
         }
+    }
+
+    /// A ConverseStream: `texts` in one delta each, the stop, the usage.
+    fn bedrock_stream(texts: &[&str]) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        let mut event = |kind: &str, payload: String| {
+            tollgate_protocol::eventstream::encode(
+                &[(":event-type", kind), (":message-type", "event")],
+                payload.as_bytes(),
+                &mut b,
+            )
+        };
+        event("messageStart", r#"{"role":"assistant"}"#.into());
+        for t in texts {
+            let text = serde_json::to_string(t).unwrap();
+            event("contentBlockDelta", format!(r#"{{"contentBlockIndex":0,"delta":{{"text":{text}}}}}"#));
+        }
+        event("messageStop", r#"{"stopReason":"end_turn"}"#.into());
+        event("metadata", r#"{"usage":{"inputTokens":9,"outputTokens":2}}"#.into());
+        b.to_vec()
+    }
+
+    fn relay_bedrock(input: &[u8], at: usize, stages: StreamStages<'_, '_>) -> (String, End, TokenUsage) {
+        let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, true), stages, ROUTE);
+        relay.read_bedrock();
+        let mut out = BytesMut::new();
+        let bytes = Bytes::copy_from_slice(input);
+        relay.feed(bytes.slice(..at), &mut out);
+        if !relay.end_of_read(false, &mut out) {
+            relay.feed(bytes.slice(at..), &mut out);
+            assert!(relay.end_of_read(true, &mut out));
+        }
+        let usage = relay.usage().expect("readable").unwrap_or_default();
+        let end = relay.end();
+        relay.close();
+        (String::from_utf8(out.to_vec()).unwrap(), end, usage)
+    }
+
+    #[test]
+    fn a_bedrock_stream_is_read_as_chat_and_guarded_wherever_it_is_split() {
+        let clean = bedrock_stream(&["Hello", " there"]);
+        for at in 0..=clean.len() {
+            let (out, end, usage) = relay_bedrock(&clean, at, stages());
+            assert_eq!(end, End::Completed, "at {at}");
+            assert!(out.ends_with("data: [DONE]\n\n"), "at {at}: {out}");
+            assert!(out.contains("\"content\":\"Hello\"") && !out.contains("usage"), "at {at}: {out}");
+            assert_eq!((usage.prompt, usage.completion), (9, 2), "at {at}");
+        }
+        let (head, tail) = KEY.split_at(20);
+        let secret = bedrock_stream(&["the key is ", head, tail, " ok"]);
+        for at in (0..=secret.len()).step_by(7) {
+            let g = secrets_blocked();
+            let mut hits = Vec::new();
+            let s = StreamStages { guard: Some(EventGuard::new(&g, false)), hits: Some(&mut hits), ..stages() };
+            let (out, end, _) = relay_bedrock(&secret, at, s);
+            assert_eq!(end, End::Blocked, "at {at}");
+            assert!(!out.contains(head) && !out.contains(tail), "at {at}: {out}");
+        }
+        // A broken frame fails the stream with an error event.
+        let mut broken = clean.clone();
+        let n = broken.len();
+        broken[n - 30] ^= 1;
+        let (out, end, _) = relay_bedrock(&broken, 0, stages());
+        assert_eq!(end, End::UpstreamFailed, "{out}");
+        assert!(out.contains("upstream_stream_error"), "{out}");
     }
 
     #[test]

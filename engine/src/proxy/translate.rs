@@ -21,7 +21,7 @@ use super::answer::{answer_usage, anthropic_usage, TRANSLATED_BODY_BYTES_MAX};
 use super::guard::{Checked, EventGuard, Recorded};
 use super::relay::{Answer, RelayEnd};
 use super::stream::{Ceiling, Flow, Stream, StreamRelay, StreamStages};
-use super::upstream_request::{ResponsesFrom, Translation};
+use super::upstream_request::{ChatFrom, ResponsesFrom, Translation};
 use super::Front;
 use crate::error::GatewayError;
 use crate::iov;
@@ -117,9 +117,9 @@ impl BodyReader {
 /// What a read answer goes through: a translation, a guard, or both.
 pub struct Inspect<'a, 'g> {
     pub translation: Translation,
-    /// The upstream speaks Gemini: its answer is made chat completions
-    /// first, and `translation` goes on from there.
-    pub gemini: bool,
+    /// The upstream speaks Gemini or Bedrock: its answer is made chat
+    /// completions first, and `translation` goes on from there.
+    pub through: Option<ChatFrom>,
     pub guard: Option<&'g tollgate_policy::guard::Guard>,
     /// Where the guard's hits go (the request record).
     pub hits: &'a mut Vec<Recorded>,
@@ -153,7 +153,7 @@ pub async fn relay_translated(
 ) -> Result<RelayEnd, GatewayError> {
     let Inspect {
         translation,
-        gemini,
+        through,
         guard,
         hits,
         strip_usage,
@@ -164,10 +164,13 @@ pub async fn relay_translated(
         mut keep,
     } = inspect;
     let Answer { keep_alive, deadline, route, front, .. } = *answer;
+    let content_type = response.header(b"content-type").unwrap_or_default();
     let event_stream = response.status == 200
-        && response
-            .header(b"content-type")
-            .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+        && match through {
+            // AWS's binary framing.
+            Some(ChatFrom::Bedrock) => content_type.starts_with(b"application/vnd.amazon.eventstream"),
+            _ => content_type.len() >= 17 && content_type[..17].eq_ignore_ascii_case(b"text/event-stream"),
+        };
     if event_stream {
         let stream = Stream::new(translation, front, strip_usage);
         let window = classifiers.as_ref().map(|c| c.window());
@@ -177,8 +180,10 @@ pub async fn relay_translated(
         let guard = guard.map(|g| EventGuard::new(g, responses_events));
         let stages = StreamStages { guard, hits: Some(hits), ceiling, reservation, capture, window };
         let mut relay = StreamRelay::new(stream, stages, route);
-        if gemini {
-            relay.read_gemini();
+        match through {
+            Some(ChatFrom::Gemini) => relay.read_gemini(),
+            Some(ChatFrom::Bedrock) => relay.read_bedrock(),
+            None => {}
         }
         return Ok(relay_stream(client, up, response, answer, relay, classifiers, keep).await);
     }
@@ -231,23 +236,30 @@ pub async fn relay_translated(
             return Err(broken());
         }
     }
-    if gemini {
+    if let Some(from) = through {
         // Chat completions from here on, as an OpenAI-style upstream's.
         let mut chat = BytesMut::with_capacity(body.len() + 256);
-        if response.status < 300 {
-            tollgate_protocol::gemini::response_to_openai(
-                &mut body,
-                route.model,
-                crate::unix_now().as_secs(),
-                &mut chat,
-            )
-            .map_err(|e| GatewayError::UpstreamProtocol {
-                provider: route.provider.to_string(),
-                cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
-            })?;
-        } else {
-            tollgate_protocol::gemini::error_to_openai(&mut body, response.status, &mut chat);
-        }
+        let (model, now) = (route.model, crate::unix_now().as_secs());
+        let translated = match (from, response.status < 300) {
+            (ChatFrom::Gemini, true) => {
+                tollgate_protocol::gemini::response_to_openai(&mut body, model, now, &mut chat).map(|_| ())
+            }
+            (ChatFrom::Bedrock, true) => {
+                tollgate_protocol::bedrock::response_to_openai(&mut body, model, now, &mut chat).map(|_| ())
+            }
+            (ChatFrom::Gemini, false) => {
+                tollgate_protocol::gemini::error_to_openai(&mut body, response.status, &mut chat);
+                Ok(())
+            }
+            (ChatFrom::Bedrock, false) => {
+                tollgate_protocol::bedrock::error_to_openai(&mut body, response.status, &mut chat);
+                Ok(())
+            }
+        };
+        translated.map_err(|e| GatewayError::UpstreamProtocol {
+            provider: route.provider.to_string(),
+            cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
+        })?;
         body = chat;
     }
     let mut out = BytesMut::with_capacity(body.len() + 256);

@@ -25,9 +25,18 @@ pub struct Parts {
     /// The gateway asked for a stream's usage chunk that the client did not
     /// ask for: the relay must read it and keep it from the client.
     pub usage_asked: bool,
-    /// The upstream speaks Gemini: its answer becomes chat completions
-    /// before anything else reads it.
-    pub gemini: bool,
+    /// The upstream speaks an API whose answers become chat completions
+    /// before anything else reads them.
+    pub through: Option<ChatFrom>,
+}
+
+/// An upstream API reached through chat completions: requests are made
+/// chat first (from Messages or Responses) and then this API; answers this
+/// API first and then chat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChatFrom {
+    Gemini,
+    Bedrock,
 }
 
 impl Parts {
@@ -68,8 +77,10 @@ pub fn build(
             "`background: true` runs finish after the answer, where the gateway cannot guard or bill them; run in the foreground (stream a long answer)",
         ));
     }
-    if upstream.kind == ProviderKind::Gemini {
-        return build_gemini(client, head, body, fields, target, upstream, front);
+    match upstream.kind {
+        ProviderKind::Gemini => return build_through_chat(client, head, body, fields, target, upstream, front),
+        ProviderKind::Bedrock => return build_through_chat(client, head, body, fields, target, upstream, front),
+        _ => {}
     }
     let anthropic_target = upstream.kind == ProviderKind::Anthropic;
     let (translated, translation) = match (front, anthropic_target) {
@@ -144,7 +155,7 @@ pub fn build(
         None => edits.iter().fold(body.len(), |len, (start, end, with)| len - (end - start) + with.len()),
     };
     write_headers(client, head, upstream, body_len);
-    let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage, gemini: false };
+    let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage, through: None };
     parts.push(match front {
         Front::Completions => upstream.completions_request_line.clone(),
         Front::Embeddings => upstream.embeddings_request_line.clone(),
@@ -170,11 +181,12 @@ pub fn build(
     Ok((parts, translation))
 }
 
-/// The request to a Gemini (or Vertex AI) provider: the client's body as
-/// chat completions (translated there first from Messages or Responses),
-/// then as Gemini's `generateContent`, the model and the stream switch in
-/// the request line. The answer comes back through chat.
-fn build_gemini(
+/// The request to a Gemini (or Vertex AI) or Bedrock provider: the
+/// client's body as chat completions (translated there first from
+/// Messages or Responses), then as Gemini's `generateContent` or Bedrock's
+/// Converse, the model and the stream switch in the request line; a
+/// Bedrock request signed (SigV4). The answer comes back through chat.
+fn build_through_chat(
     client: &mut Client,
     head: &RequestHead,
     body: &Bytes,
@@ -183,6 +195,7 @@ fn build_gemini(
     upstream: &Upstream,
     front: Front,
 ) -> Result<(Parts, Translation), GatewayError> {
+    let gemini = upstream.kind == ProviderKind::Gemini;
     let failed = |e: anthropic::TranslateError| GatewayError::Translate(e.message());
     let to_chat = |f: Translator<'_>| {
         let mut scratch = body.to_vec();
@@ -201,43 +214,92 @@ fn build_gemini(
             (chat, Translation::ToResponses(ResponsesFrom::Chat))
         }
         Front::Completions | Front::Embeddings | Front::CountTokens => {
-            return Err(GatewayError::Translate(
-                "this model's target is a Gemini provider, which serves chat (POST /v1/chat/completions, /v1/messages, /v1/responses) only through the gateway",
-            ))
+            return Err(GatewayError::Translate(if gemini {
+                "this model's target is a Gemini provider, which serves chat (POST /v1/chat/completions, /v1/messages, /v1/responses) only through the gateway"
+            } else {
+                "this model's target is a Bedrock provider, which serves chat (POST /v1/chat/completions, /v1/messages, /v1/responses) only through the gateway"
+            }))
         }
     };
     let mut out = BytesMut::with_capacity(chat.len() + 256);
-    let info = tollgate_protocol::gemini::request_from_openai(&mut chat, &mut out).map_err(failed)?;
-    let mut line = String::with_capacity(upstream.base_path.len() + target.upstream_model.len() + 64);
-    line.push_str("POST ");
-    line.push_str(&upstream.base_path);
-    line.push_str("/models/");
-    line.push_str(&target.upstream_model);
-    let query = upstream.query.strip_prefix('?').filter(|q| !q.is_empty());
-    match (info.stream, query) {
-        (true, Some(q)) => {
-            line.push_str(":streamGenerateContent?alt=sse&");
-            line.push_str(q);
-        }
-        (true, None) => line.push_str(":streamGenerateContent?alt=sse"),
-        (false, Some(q)) => {
-            line.push_str(":generateContent?");
-            line.push_str(q);
-        }
-        (false, None) => line.push_str(":generateContent"),
+    let info = if gemini {
+        tollgate_protocol::gemini::request_from_openai(&mut chat, &mut out)
+    } else {
+        tollgate_protocol::bedrock::request_from_openai(&mut chat, &mut out)
     }
-    line.push_str(" HTTP/1.1\r\n");
+    .map_err(failed)?;
+    let mut path = String::with_capacity(upstream.base_path.len() + target.upstream_model.len() + 64);
+    path.push_str(&upstream.base_path);
+    let mut query = upstream.query.strip_prefix('?').unwrap_or_default().to_string();
+    if gemini {
+        path.push_str("/models/");
+        path.push_str(&target.upstream_model);
+        path.push_str(if info.stream { ":streamGenerateContent" } else { ":generateContent" });
+        if info.stream {
+            query = if query.is_empty() { "alt=sse".into() } else { format!("alt=sse&{query}") };
+        }
+    } else {
+        // A model id (`anthropic.claude-...-v1:0`) or an ARN, one segment.
+        path.push_str("/model/");
+        percent_encode(&target.upstream_model, &mut path);
+        path.push_str(if info.stream { "/converse-stream" } else { "/converse" });
+    }
     let body_out = out.freeze();
     write_headers(client, head, upstream, body_out.len());
+    if let Some(aws) = upstream.aws.as_ref().filter(|_| !gemini) {
+        let req = tollgate_protocol::sigv4::Request {
+            method: "POST",
+            host: &aws.host,
+            path: &path,
+            query: &query,
+            headers: &[],
+            payload: &body_out,
+        };
+        let signed =
+            tollgate_protocol::sigv4::sign(&req, &aws.credentials, &aws.region, "bedrock", crate::unix_now().as_secs());
+        // Before the blank line `write_headers` ended the head with.
+        let s = &mut client.scratch;
+        s.truncate(s.len() - 2);
+        s.extend_from_slice(b"x-amz-date: ");
+        s.extend_from_slice(signed.amz_date.as_bytes());
+        s.extend_from_slice(b"\r\nauthorization: ");
+        s.extend_from_slice(signed.authorization.as_bytes());
+        if let Some(token) = &aws.credentials.session_token {
+            s.extend_from_slice(b"\r\nx-amz-security-token: ");
+            s.extend_from_slice(token.as_bytes());
+        }
+        s.extend_from_slice(b"\r\n\r\n");
+    }
+    let mut line = String::with_capacity(path.len() + query.len() + 20);
+    line.push_str("POST ");
+    line.push_str(&path);
+    if !query.is_empty() {
+        line.push('?');
+        line.push_str(&query);
+    }
+    line.push_str(" HTTP/1.1\r\n");
     // The translation always ends a stream with its usage: a chat client
     // that did not ask for it does not get it.
     let usage_asked = front == Front::OpenAi && fields.stream && !fields.include_usage;
-    let mut parts = Parts { slices: Default::default(), len: 0, usage_asked, gemini: true };
+    let through = Some(if gemini { ChatFrom::Gemini } else { ChatFrom::Bedrock });
+    let mut parts = Parts { slices: Default::default(), len: 0, usage_asked, through };
     parts.push(Bytes::from(line));
     parts.push(upstream.fixed_headers.clone());
     parts.push(client.scratch.split().freeze());
     parts.push(body_out);
     Ok((parts, translation))
+}
+
+/// Percent-encodes every byte of `segment` outside `A-Z a-z 0-9 - . _ ~`
+/// (a Bedrock model id's `:` and an ARN's `/` included).
+fn percent_encode(segment: &str, out: &mut String) {
+    for &b in segment.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
 }
 
 /// Writes the forwarded header lines and the body's length into the

@@ -22,6 +22,8 @@ OPTIONS:
     --chunk-delay-ms N     delay between streamed events [default: 0]
     --fail WHAT            misbehave: a status code (500, 429...), reset, hang, trickle, reset-mid-stream
     --fail-rate R          fraction of requests that misbehave, 0.0 to 1.0 [default: 1.0]
+    --aws-secret S         Bedrock: check each request's SigV4 signature with this secret (403 as AWS
+                           when it does not hold), and serve it as an instance role's at /latest/...
     --split                split each SSE event, inside a UTF-8 character, across two writes
     --tls-cert FILE        serve HTTPS with this PEM certificate chain (needs --tls-key)
     --tls-key FILE         the PEM private key for --tls-cert
@@ -95,6 +97,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<MockOptions, Str
             }
             "--fail-rate" => b.failure_rate = num("--fail-rate", value("--fail-rate")?)?,
             "--split" => b.split_writes = true,
+            // Leaked once: the mock's whole life.
+            "--aws-secret" => b.aws_secret = Some(Box::leak(value("--aws-secret")?.into_boxed_str())),
             "--tls-cert" => cert = Some(value("--tls-cert")?.into()),
             "--tls-key" => key = Some(value("--tls-key")?.into()),
             other => return Err(format!("unknown argument {other:?}")),

@@ -148,6 +148,51 @@ pub enum ProviderKind {
     /// the same `generateContent` wire format, translated through chat
     /// completions, the model in the URL.
     Gemini,
+    /// Amazon Bedrock's Converse API: translated through chat completions,
+    /// every request signed (SigV4), streams in AWS's binary event framing.
+    Bedrock,
+}
+
+impl ProviderKind {
+    /// A kind whose API is not OpenAI's: requests and answers are
+    /// translated (no usage chunk to ask for, no Responses API, no guard
+    /// model).
+    pub fn translated(self) -> bool {
+        matches!(self, ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock)
+    }
+}
+
+/// How a Bedrock provider signs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub region: String,
+    pub credentials: AwsCredentials,
+}
+
+/// Where a Bedrock provider's credentials come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AwsCredentials {
+    /// Read at load (from the environment or a shared credentials file),
+    /// read again on every reload.
+    Static(AwsKeys),
+    /// The instance's role, from its metadata service (IMDSv2) at this
+    /// base URL: fetched by the engine at load and before they expire.
+    Instance { imds_url: String },
+}
+
+/// A key pair and, for temporary credentials, its session token. `Debug`
+/// prints the key id only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for AwsKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsKeys").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
 }
 
 /// Settings of the in-process mock provider.
@@ -198,6 +243,8 @@ pub struct Provider {
     /// Which client headers reach this provider.
     pub forward_headers: crate::forward::ForwardHeaders,
     pub mock: MockSettings,
+    /// Bedrock providers: region and credentials.
+    pub aws: Option<AwsSettings>,
 }
 
 /// How to reach a provider over TLS. Certificate verification is always

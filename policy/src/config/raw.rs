@@ -202,6 +202,20 @@ pub struct RawProvider {
     pub forward_headers: Vec<Spanned<String>>,
     #[serde(default)]
     pub mock: super::MockSettings,
+    /// Bedrock: the AWS region (default `AWS_REGION`, then
+    /// `AWS_DEFAULT_REGION`).
+    pub region: Option<Spanned<String>>,
+    /// Bedrock: where the AWS credentials come from: `env` (default),
+    /// `file` or `instance`.
+    pub aws_credentials: Option<Spanned<String>>,
+    /// With `aws_credentials = "file"`: the shared credentials file
+    /// (default `$HOME/.aws/credentials`) and its profile (default
+    /// `AWS_PROFILE`, then `default`).
+    pub aws_credentials_file: Option<Spanned<String>>,
+    pub aws_profile: Option<Spanned<String>>,
+    /// With `aws_credentials = "instance"`: the instance metadata service
+    /// (default `http://169.254.169.254`).
+    pub aws_imds_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -153,6 +153,65 @@ fn gemini_and_vertex_providers() {
     assert!(problems(wrong)[0].contains("Gemini serves no Responses API"), "{:?}", problems(wrong));
 }
 
+/// An environment with AWS's variables, and a shared credentials file.
+struct AwsEnv;
+
+impl Env for AwsEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDENV".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("env-secret".into()),
+            "AWS_REGION" => Some("eu-central-1".into()),
+            "HOME" => Some("/home/gw".into()),
+            _ => None,
+        }
+    }
+
+    fn read_file(&self, path: &str) -> std::io::Result<String> {
+        match path {
+            "/home/gw/.aws/credentials" => Ok("[default]\naws_access_key_id = AKIDFILE\naws_secret_access_key = file-secret\naws_session_token = tok\n\n[other]\naws_access_key_id=AKIDOTHER\n".into()),
+            _ => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    fn hostname(&self) -> Option<String> {
+        None
+    }
+}
+
+#[test]
+fn bedrock_providers_take_a_region_and_credentials_from_env_file_or_instance() {
+    let text = "[[providers]]\nname = \"a\"\nkind = \"bedrock\"\n[[providers]]\nname = \"b\"\nkind = \"bedrock\"\nregion = \"us-west-2\"\naws_credentials = \"file\"\n[[providers]]\nname = \"c\"\nkind = \"bedrock\"\nregion = \"us-east-1\"\naws_credentials = \"instance\"\n";
+    let c = Config::parse("gw.toml", text, &AwsEnv).unwrap();
+    let aws = |i: usize| c.providers[i].aws.clone().unwrap();
+    assert_eq!(aws(0).region, "eu-central-1", "AWS_REGION when the provider names none");
+    assert_eq!(c.providers[0].host_header, "bedrock-runtime.eu-central-1.amazonaws.com");
+    assert!(c.providers[0].tls.is_some());
+    assert!(
+        matches!(aws(0).credentials, AwsCredentials::Static(ref k) if k.access_key_id == "AKIDENV" && k.session_token.is_none())
+    );
+    assert!(
+        matches!(aws(1).credentials, AwsCredentials::Static(ref k) if k.access_key_id == "AKIDFILE" && k.session_token.as_deref() == Some("tok"))
+    );
+    assert_eq!(aws(2).credentials, AwsCredentials::Instance { imds_url: "http://169.254.169.254".into() });
+    assert!(!format!("{:?}", aws(1)).contains("file-secret"), "secrets never print");
+    let no_keys = "[[providers]]\nname = \"a\"\nkind = \"bedrock\"\nregion = \"us-east-1\"\n";
+    assert!(
+        problems(no_keys)[0].contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set"),
+        "{:?}",
+        problems(no_keys)
+    );
+    let no_region = "[[providers]]\nname = \"a\"\nkind = \"bedrock\"\naws_credentials = \"instance\"\n";
+    assert!(problems(no_region)[0].contains("Bedrock needs a region"));
+    let profile = text.replace("aws_credentials = \"file\"", "aws_credentials = \"file\"\naws_profile = \"other\"");
+    let e = Config::parse("gw.toml", &profile, &AwsEnv).unwrap_err().problems[0].to_string();
+    assert!(e.contains("has no profile [other] with aws_access_key_id and aws_secret_access_key"), "{e}");
+    let stray = "[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"http://o\"\nregion = \"us-east-1\"\n";
+    assert!(problems(stray)[0].contains("are for bedrock providers"));
+    let key = "[[providers]]\nname = \"a\"\nkind = \"bedrock\"\nregion = \"us-east-1\"\naws_credentials = \"instance\"\napi_key_env = \"SET\"\n";
+    assert!(problems(key)[0].contains("Bedrock signs with AWS credentials, not an API key"));
+}
+
 #[test]
 fn provider_urls_and_credentials() {
     let text = "[[providers]]\nname = \"p\"\nkind = \"openai-compatible\"\nbase_url = \"http://10.0.0.1:8000/v1/\"\napi_key_env = \"SET\"\n[[providers]]\nname = \"q\"\nkind = \"openai\"\nbase_url = \"http://q\"\napi_key_file = \"/run/key\"\n";

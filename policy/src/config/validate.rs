@@ -12,8 +12,9 @@ use toml::Spanned;
 use super::raw::*;
 use super::report::{read_secret, Report};
 use super::{
-    Classifier, ClassifierKind, Config, ConfigError, Credential, Env, GuardrailProfile, ListenerTls, Logging, Price,
-    Provider, ProviderKind, Routing, Server, Source, Timeouts, TlsSettings,
+    AwsCredentials, AwsKeys, AwsSettings, Classifier, ClassifierKind, Config, ConfigError, Credential, Env,
+    GuardrailProfile, ListenerTls, Logging, Price, Provider, ProviderKind, Routing, Server, Source, Timeouts,
+    TlsSettings,
 };
 use crate::access::{pattern_matches, ModelSet};
 use crate::calendar;
@@ -339,17 +340,47 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             "openai-compatible" => ProviderKind::OpenAiCompatible,
             "anthropic" => ProviderKind::Anthropic,
             "gemini" | "vertex" => ProviderKind::Gemini,
+            "bedrock" => ProviderKind::Bedrock,
             other => {
                 report.add(
                     p.kind.span(),
                     format!(
-                        "unknown provider kind {other:?}; use one of \"mock\", \"openai\", \"openai-compatible\", \"anthropic\", \"gemini\", \"vertex\""
+                        "unknown provider kind {other:?}; use one of \"mock\", \"openai\", \"openai-compatible\", \"anthropic\", \"gemini\", \"vertex\", \"bedrock\""
                     ),
                 );
                 continue;
             }
         };
-        let (host, host_header, base_path, query, tls) = match (&p.base_url, kind) {
+        let aws = (kind == ProviderKind::Bedrock).then(|| aws_settings(p, env, report)).flatten();
+        if kind != ProviderKind::Bedrock {
+            for field in [&p.region, &p.aws_credentials, &p.aws_credentials_file, &p.aws_profile, &p.aws_imds_url]
+                .into_iter()
+                .flatten()
+            {
+                report.add(
+                    field.span(),
+                    format!(
+                        "provider {:?}: region and aws_* settings are for bedrock providers; remove it",
+                        p.name.get_ref()
+                    ),
+                );
+            }
+        }
+        if let Some(key) = p.api_key_env.as_ref().or(p.api_key_file.as_ref()).filter(|_| kind == ProviderKind::Bedrock)
+        {
+            report.add(key.span(), format!("provider {:?}: Bedrock signs with AWS credentials, not an API key; use aws_credentials = \"env\", \"file\" or \"instance\"", p.name.get_ref()));
+        }
+        let bedrock_url = aws
+            .as_ref()
+            .filter(|_| p.base_url.is_none())
+            .map(|a| format!("https://bedrock-runtime.{}.amazonaws.com", a.region));
+        let base_url = p
+            .base_url
+            .as_ref()
+            .map(|u| (u.get_ref().as_str(), u.span()))
+            .or(bedrock_url.as_deref().map(|u| (u, p.kind.span())));
+        let (host, host_header, base_path, query, tls) = match (base_url, kind) {
+            (None, ProviderKind::Bedrock) => continue,
             (None, ProviderKind::Mock) => (None, "mock".to_string(), "/v1".to_string(), String::new(), None),
             (None, _) => {
                 report.add(
@@ -358,7 +389,7 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
                 );
                 continue;
             }
-            (Some(url), _) => match parse_url(url.get_ref()) {
+            (Some((url, url_span)), _) => match parse_url(url) {
                 Ok(u) => {
                     let default_port = if u.tls { 443 } else { 80 };
                     let header = if u.port == default_port { u.host.clone() } else { format!("{}:{}", u.host, u.port) };
@@ -369,7 +400,7 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
                     (Some((u.host, u.port)), header, u.path, u.query, tls)
                 }
                 Err(why) => {
-                    report.add(url.span(), why);
+                    report.add(url_span, why);
                     continue;
                 }
             },
@@ -420,17 +451,19 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
                 report.add(h.span(), format!("provider {:?}: {problem}", p.name.get_ref()));
             }
         }
-        if let Some(r) = p
-            .responses_api
-            .as_ref()
-            .filter(|r| *r.get_ref() && matches!(kind, ProviderKind::Anthropic | ProviderKind::Gemini))
-        {
+        if let Some(r) = p.responses_api.as_ref().filter(|r| {
+            *r.get_ref() && matches!(kind, ProviderKind::Anthropic | ProviderKind::Gemini | ProviderKind::Bedrock)
+        }) {
             report.add(
                 r.span(),
                 format!(
                     "provider {:?}: {} serves no Responses API; remove responses_api (requests to /v1/responses are translated for it)",
                     p.name.get_ref(),
-                    if kind == ProviderKind::Anthropic { "Anthropic" } else { "Gemini" }
+                    match kind {
+                        ProviderKind::Anthropic => "Anthropic",
+                        ProviderKind::Gemini => "Gemini",
+                        _ => "Bedrock",
+                    }
                 ),
             );
         }
@@ -446,15 +479,15 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
             api_key_header,
             credential: secret.map(Credential),
             tls,
-            stream_usage: p.stream_usage.unwrap_or(true)
-                && !matches!(kind, ProviderKind::Anthropic | ProviderKind::Gemini),
+            stream_usage: p.stream_usage.unwrap_or(true) && !kind.translated(),
             responses_api: p
                 .responses_api
                 .as_ref()
                 .map_or(matches!(kind, ProviderKind::OpenAi | ProviderKind::Mock), |r| *r.get_ref())
-                && !matches!(kind, ProviderKind::Anthropic | ProviderKind::Gemini),
+                && !kind.translated(),
             prompt_cache_marks: p.prompt_cache_marks.as_ref().is_some_and(|m| *m.get_ref()),
             mock: p.mock,
+            aws,
         });
         if let Some(m) = p.prompt_cache_marks.as_ref().filter(|m| *m.get_ref() && kind != ProviderKind::Anthropic) {
             report.add(
@@ -467,6 +500,131 @@ fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_
         }
     }
     out
+}
+
+/// A Bedrock provider's region and credentials, or `None` after reporting
+/// why they cannot be had.
+fn aws_settings(p: &RawProvider, env: &dyn Env, report: &mut Report<'_>) -> Option<AwsSettings> {
+    let name = p.name.get_ref();
+    let region = match &p.region {
+        Some(r) => r.get_ref().clone(),
+        None => {
+            match env.var("AWS_REGION").or_else(|| env.var("AWS_DEFAULT_REGION")).filter(|r| !r.trim().is_empty()) {
+                Some(r) => r.trim().to_string(),
+                None => {
+                    report.add(
+                        p.kind.span(),
+                        format!(
+                            "provider {name:?}: Bedrock needs a region; add region = \"us-east-1\" (or set AWS_REGION)"
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    if region.is_empty() || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        let span = p.region.as_ref().map_or(p.kind.span(), |r| r.span());
+        report.add(span, format!("region {region:?} is not an AWS region; write it like \"us-east-1\""));
+        return None;
+    }
+    let source = p.aws_credentials.as_ref().map_or("env", |s| s.get_ref().as_str());
+    let credentials = match source {
+        "env" => {
+            let keys = (env.var("AWS_ACCESS_KEY_ID"), env.var("AWS_SECRET_ACCESS_KEY"));
+            match keys {
+                (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.trim().is_empty() => {
+                    AwsCredentials::Static(AwsKeys {
+                        access_key_id: id.trim().to_string(),
+                        secret_access_key: secret.trim().to_string(),
+                        session_token: env
+                            .var("AWS_SESSION_TOKEN")
+                            .map(|t| t.trim().to_string())
+                            .filter(|t| !t.is_empty()),
+                    })
+                }
+                _ => {
+                    let span = p.aws_credentials.as_ref().map_or(p.kind.span(), |s| s.span());
+                    report.add(span, format!("provider {name:?}: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set; export them, or use aws_credentials = \"file\" or \"instance\""));
+                    return None;
+                }
+            }
+        }
+        "file" => {
+            let path = match &p.aws_credentials_file {
+                Some(f) => f.get_ref().clone(),
+                None => format!("{}/.aws/credentials", env.var("HOME").unwrap_or_default()),
+            };
+            let profile = p
+                .aws_profile
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .or_else(|| env.var("AWS_PROFILE"))
+                .unwrap_or_else(|| "default".into());
+            let span =
+                p.aws_credentials_file.as_ref().or(p.aws_credentials.as_ref()).map_or(p.kind.span(), |s| s.span());
+            let text = match env.read_file(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    report.add(span, format!("cannot read aws_credentials_file {path:?}: {e}"));
+                    return None;
+                }
+            };
+            match profile_keys(&text, &profile) {
+                Some(keys) => AwsCredentials::Static(keys),
+                None => {
+                    report.add(span, format!("{path:?} has no profile [{profile}] with aws_access_key_id and aws_secret_access_key; add them or set aws_profile"));
+                    return None;
+                }
+            }
+        }
+        "instance" => AwsCredentials::Instance {
+            imds_url: p.aws_imds_url.as_ref().map_or_else(
+                || "http://169.254.169.254".to_string(),
+                |u| u.get_ref().trim_end_matches('/').to_string(),
+            ),
+        },
+        other => {
+            let span = p.aws_credentials.as_ref().map_or(p.kind.span(), |s| s.span());
+            report
+                .add(span, format!("aws_credentials {other:?} is not a source; use \"env\", \"file\" or \"instance\""));
+            return None;
+        }
+    };
+    if let AwsCredentials::Static(k) = &credentials {
+        // A line break in a credential would inject headers upstream.
+        let clean = |v: &str| !v.bytes().any(|b| b.is_ascii_control() || b == b' ');
+        if !clean(&k.access_key_id) || !clean(&k.secret_access_key) || !k.session_token.as_deref().is_none_or(clean) {
+            report.add(
+                p.kind.span(),
+                format!("provider {name:?}: the AWS credentials contain a space or control character"),
+            );
+            return None;
+        }
+    }
+    Some(AwsSettings { region, credentials })
+}
+
+/// A profile's keys in an AWS shared credentials file (INI: `[profile]`,
+/// then `key = value` lines).
+fn profile_keys(text: &str, profile: &str) -> Option<AwsKeys> {
+    let (mut id, mut secret, mut token) = (None, None, None);
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') && line.ends_with(']') {
+            inside = line[1..line.len() - 1].trim() == profile;
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=').filter(|_| inside) else { continue };
+        let v = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+        match k.trim() {
+            "aws_access_key_id" => id = v,
+            "aws_secret_access_key" => secret = v,
+            "aws_session_token" => token = v,
+            _ => {}
+        }
+    }
+    Some(AwsKeys { access_key_id: id?, secret_access_key: secret?, session_token: token })
 }
 
 struct Url {

@@ -1,0 +1,291 @@
+//! Models routed to Amazon Bedrock (Converse, ConverseStream): every
+//! request signed with SigV4 and checked by the mock as AWS checks it,
+//! credentials from the environment, a shared credentials file and an
+//! instance role; OpenAI and Anthropic clients, JSON and the binary event
+//! stream, tool round trips, errors, cache reads and writes billed, and
+//! fallback from Anthropic down at 2 AM.
+
+use std::net::SocketAddr;
+
+use tollgate_e2e::*;
+
+const SECRET: &str = "bedrock-e2e-secret/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+fn config(bedrock: SocketAddr, anthropic: SocketAddr, logs: &TempDir, credentials_file: &std::path::Path) -> String {
+    format!(
+        r#"
+[server]
+workers = 1
+
+[logging]
+dir = "{logs}"
+
+[routing]
+breaker_failures = 100
+
+[[providers]]
+name = "aws"
+kind = "bedrock"
+region = "us-east-1"
+base_url = "http://{bedrock}"
+forward_headers = ["x-mock-*"]
+
+[[providers]]
+name = "aws-role"
+kind = "bedrock"
+region = "eu-west-1"
+base_url = "http://{bedrock}"
+aws_credentials = "instance"
+aws_imds_url = "http://{bedrock}"
+forward_headers = ["x-mock-*"]
+
+[[providers]]
+name = "aws-file"
+kind = "bedrock"
+region = "us-west-2"
+base_url = "http://{bedrock}"
+aws_credentials = "file"
+aws_credentials_file = "{file}"
+aws_profile = "tollgate"
+forward_headers = ["x-mock-*"]
+
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "http://{anthropic}/v1"
+forward_headers = ["x-mock-*"]
+api_key_env = "TOLLGATE_E2E_ANTHROPIC_KEY"
+
+[[models]]
+name = "nova"
+targets = [{{ provider = "aws", model = "amazon.nova-pro-v1:0" }}]
+
+[[models]]
+name = "claude-role"
+targets = [{{ provider = "aws-role", model = "us.anthropic.claude-sonnet-4-20250514-v1:0" }}]
+
+[[models]]
+name = "nova-file"
+targets = [{{ provider = "aws-file", model = "amazon.nova-lite-v1:0" }}]
+
+[[models]]
+name = "claude-first"
+targets = [{{ provider = "claude", model = "claude-sonnet-4-5" }}, {{ provider = "aws", model = "anthropic.claude-sonnet-4-20250514-v1:0" }}]
+
+{team_and_key}"#,
+        logs = logs.0.display(),
+        file = credentials_file.display(),
+        team_and_key = team_and_key(),
+    )
+}
+
+struct Setup {
+    _bedrock: Proc,
+    _anthropic: Proc,
+    gw: Proc,
+    logs: TempDir,
+    _files: TempDir,
+}
+
+fn start_with(secret_in_env: &str, anthropic_args: &[&str]) -> Setup {
+    let bedrock = start_mock(&["--aws-secret", SECRET]);
+    let anthropic = start_mock(anthropic_args);
+    let logs = TempDir::new("bedrock-records");
+    let files = TempDir::new("bedrock-files");
+    let credentials = files.0.join("credentials");
+    std::fs::write(
+        &credentials,
+        format!("[default]\naws_access_key_id = AKIDWRONG\naws_secret_access_key = nope\n\n[tollgate]\naws_access_key_id = AKIDFILE\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    let gw = start_gateway(
+        &config(bedrock.addr, anthropic.addr, &logs, &credentials),
+        &[],
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", secret_in_env),
+            ("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test"),
+        ],
+    );
+    Setup { _bedrock: bedrock, _anthropic: anthropic, gw, logs, _files: files }
+}
+
+fn start() -> Setup {
+    start_with(SECRET, &[])
+}
+
+const NOVA_CHAT: &str =
+    r#"{"model":"nova","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Say hello"}]}"#;
+const NOVA_STREAM: &str = r#"{"model":"nova","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say hello"}]}"#;
+
+fn chunks_of(r: &Response) -> (Vec<serde_json::Value>, bool) {
+    let data = sse_data(&r.body);
+    let done = data.last().map(String::as_str) == Some("[DONE]");
+    (data.iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect(), done)
+}
+
+fn text_of(chunks: &[serde_json::Value]) -> String {
+    chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|c| c["delta"]["content"].as_str())).collect()
+}
+
+#[test]
+fn a_signed_converse_request_comes_back_as_a_chat_completion_billed_from_its_usage() {
+    let s = start();
+    let r = one_request(s.gw.addr, &chat_request(NOVA_CHAT, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-tollgate-route"), Some("aws/amazon.nova-pro-v1:0"));
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().starts_with("Tollgate counts every token café"));
+    assert_eq!(v["usage"]["completion_tokens"], 16);
+    let prompt = v["usage"]["prompt_tokens"].as_u64().unwrap();
+    let records = wait_records(&s.logs.0, 1);
+    assert!(records[0]["tokens"]["estimated"].is_null(), "{}", records[0]);
+    // amazon.nova-pro's built-in price: $0.80 in, $3.20 out per million.
+    assert_eq!(records[0]["cost_micro_usd"].as_u64().unwrap(), (prompt * 800_000 + 16 * 3_200_000) / 1_000_000);
+    // What reached AWS: the model percent-encoded in the path, the date
+    // and signature of the body as sent, no client key.
+    let head = one_request(s.gw.addr, &chat_request(NOVA_CHAT, "x-mock-echo: head\r\n")).text();
+    assert!(head.starts_with("POST /model/amazon.nova-pro-v1%3A0/converse HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{head}");
+    assert!(head.contains("/us-east-1/bedrock/aws4_request, SignedHeaders=host;x-amz-date, Signature="), "{head}");
+    assert!(!head.contains(KEY));
+    let body = one_request(s.gw.addr, &chat_request(NOVA_CHAT, "x-mock-echo: body\r\n")).json();
+    assert_eq!(body["system"], serde_json::json!([{"text": "Be brief."}]));
+    assert_eq!(body["messages"], serde_json::json!([{"role": "user", "content": [{"text": "Say hello"}]}]));
+}
+
+#[test]
+fn a_wrong_secret_is_refused_by_aws_and_the_client_is_told_in_openai_shape() {
+    let s = start_with("not-the-secret", &[]);
+    let r = one_request(s.gw.addr, &chat_request(NOVA_CHAT, ""));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["type"], "permission_error");
+    assert!(r.text().contains("signature we calculated does not match"), "{}", r.text());
+}
+
+#[test]
+fn an_event_stream_becomes_chunks_with_usage_wherever_aws_splits_it() {
+    let s = start();
+    let json = one_request(s.gw.addr, &chat_request(NOVA_CHAT, "")).json();
+    for split in ["", "x-mock-split: 1\r\n"] {
+        let r = one_request(s.gw.addr, &chat_request(NOVA_STREAM, split));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some("text/event-stream"));
+        let (chunks, done) = chunks_of(&r);
+        assert!(done, "split {split:?}: {}", r.text());
+        assert_eq!(text_of(&chunks), json["choices"][0]["message"]["content"].as_str().unwrap());
+        assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 16);
+    }
+    let quiet = NOVA_STREAM.replace(r#""stream_options":{"include_usage":true},"#, "");
+    let (chunks, done) = chunks_of(&one_request(s.gw.addr, &chat_request(&quiet, "")));
+    assert!(done && chunks.iter().all(|c| c.get("usage").is_none_or(|u| u.is_null())));
+    let records = wait_records(&s.logs.0, 4);
+    let rec = records.iter().rev().find(|r| r["stream"] == true).unwrap();
+    assert_eq!((rec["tokens"]["completion"].as_u64(), rec["end"].as_str()), (Some(16), Some("completed")), "{rec}");
+    assert!(rec["tokens"]["estimated"].is_null(), "{rec}");
+    let head = one_request(s.gw.addr, &chat_request(NOVA_STREAM, "x-mock-echo: head\r\n")).text();
+    assert!(head.starts_with("POST /model/amazon.nova-pro-v1%3A0/converse-stream HTTP/1.1\r\n"), "{head}");
+}
+
+#[test]
+fn a_stream_cut_by_aws_fails_and_errors_keep_their_status() {
+    let s = start();
+    let r = one_request(s.gw.addr, &chat_request(NOVA_STREAM, "x-mock-fail: reset-mid-stream\r\n"));
+    let (chunks, _) = chunks_of(&r);
+    assert!(chunks.iter().any(|c| c.get("error").is_some()), "{}", r.text());
+    let r = one_request(s.gw.addr, &chat_request(NOVA_CHAT, "x-mock-fail: 429\r\n"));
+    assert_eq!(r.status, 429);
+    assert_eq!(r.error_code(), "throttling_exception");
+    let r = one_request(s.gw.addr, &chat_request(NOVA_CHAT, "x-mock-fail: 400\r\n"));
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("mock upstream injected status 400"));
+}
+
+#[test]
+fn a_tool_round_trip_through_converse() {
+    let s = start();
+    let ask = r#"{"model":"nova","messages":[{"role":"user","content":"Weather in Paris?"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]}"#;
+    for stream in [false, true] {
+        let body = if stream { ask.replace("{\"model\"", "{\"stream\":true,\"model\"") } else { ask.to_string() };
+        let r = one_request(s.gw.addr, &chat_request(&body, "x-mock-tool: get_weather\r\n"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let (id, args) = if stream {
+            let (chunks, done) = chunks_of(&r);
+            assert!(done);
+            let id = chunks
+                .iter()
+                .find_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["id"].as_str().map(str::to_string));
+            let args: String = chunks
+                .iter()
+                .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+                .collect();
+            (id.unwrap(), args)
+        } else {
+            let v = r.json();
+            assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+            let call = &v["choices"][0]["message"]["tool_calls"][0];
+            (call["id"].as_str().unwrap().to_string(), call["function"]["arguments"].as_str().unwrap().to_string())
+        };
+        assert_eq!(args, r#"{"city":"Paris"}"#);
+        let next = serde_json::json!({"model": "nova", "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function", "function": {"name": "get_weather", "arguments": args}}]},
+            {"role": "tool", "tool_call_id": id, "content": "21 degrees"}
+        ]})
+        .to_string();
+        let sent = one_request(s.gw.addr, &chat_request(&next, "x-mock-echo: body\r\n")).json();
+        assert_eq!(sent["messages"][2]["content"][0]["toolResult"]["toolUseId"], id.as_str());
+        let answer = one_request(s.gw.addr, &chat_request(&next, "x-mock-tool: get_weather\r\n")).json();
+        assert_eq!(answer["choices"][0]["finish_reason"], "stop", "a tool's result is answered with words");
+    }
+}
+
+#[test]
+fn instance_role_and_credentials_file_sign_too_and_cache_writes_are_billed() {
+    let s = start();
+    let body = NOVA_CHAT.replace("\"nova\"", "\"claude-role\"");
+    let head = one_request(s.gw.addr, &chat_request(&body, "x-mock-echo: head\r\n")).text();
+    assert!(head.contains("Credential=ASIAMOCKROLE"), "{head}");
+    assert!(head.contains("/eu-west-1/bedrock/aws4_request"), "{head}");
+    assert!(head.contains("x-amz-security-token: mock-role-session-token\r\n"), "{head}");
+    let r = one_request(s.gw.addr, &chat_request(&body, "x-mock-cache: 100,40\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
+    let records = wait_records(&s.logs.0, 2);
+    let rec = records.iter().find(|r| r["tokens"]["estimated"].is_null()).unwrap();
+    assert_eq!(
+        (rec["tokens"]["cached"].as_u64(), rec["tokens"]["cache_write"].as_u64()),
+        (Some(100), Some(40)),
+        "{rec}"
+    );
+    let file = NOVA_CHAT.replace("\"nova\"", "\"nova-file\"");
+    let r = one_request(s.gw.addr, &chat_request(&file, "x-mock-echo: head\r\n"));
+    assert!(r.text().contains("Credential=AKIDFILE/"), "{}", r.text());
+    assert_eq!(one_request(s.gw.addr, &chat_request(&file, "")).status, 200);
+}
+
+fn messages_request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/messages HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nx-api-key: {KEY}\r\nanthropic-version: 2023-06-01\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn anthropic_down_at_2am_falls_back_to_bedrock_for_openai_and_anthropic_clients() {
+    let s = start_with(SECRET, &["--fail", "503"]);
+    let body = NOVA_CHAT.replace("\"nova\"", "\"claude-first\"");
+    let r = one_request(s.gw.addr, &chat_request(&body, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-tollgate-route"), Some("aws/anthropic.claude-sonnet-4-20250514-v1:0"));
+    let m =
+        r#"{"model":"claude-first","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let r = one_request(s.gw.addr, &messages_request(m));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(text.contains("event: message_start") && text.contains("event: message_stop"), "{text}");
+    assert!(text.contains("\"output_tokens\":16"), "{text}");
+}
