@@ -120,6 +120,7 @@ impl Reloader {
             config.server.workers = self.workers;
         }
         let resolved = resolve_providers(&config, &mut self.mocks)?;
+        notes.extend(unpriced_notes(&config));
         // A model counted in another encoding gets its table built now, not
         // by its first request on a worker.
         let models: Vec<String> = config.routes.all().iter().map(|r| r.name.clone()).collect();
@@ -145,6 +146,19 @@ impl Reloader {
         self.role_expiry = role_expiry(&resolved);
         Ok(Reloaded { loaded: self.current.clone(), notes })
     }
+}
+
+/// One note per model target whose tokens would be recorded at no cost.
+pub fn unpriced_notes(config: &Config) -> Vec<String> {
+    config
+        .unpriced_targets()
+        .into_iter()
+        .map(|(model, provider, upstream)| {
+            format!(
+                "model {model:?}: target {provider}/{upstream} has no price (none configured, none built in), so its tokens cost nothing in records and budgets; add price = {{ input_per_mtok = ..., output_per_mtok = ... }} to the model"
+            )
+        })
+        .collect()
 }
 
 /// The earliest expiry of the instance-role credentials fetched (an

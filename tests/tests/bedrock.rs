@@ -69,6 +69,14 @@ name = "nova-file"
 targets = [{{ provider = "aws-file", model = "amazon.nova-lite-v1:0" }}]
 
 [[models]]
+name = "llama"
+targets = [{{ provider = "aws", model = "meta.llama3-3-70b-instruct-v1:0" }}]
+
+[[models]]
+name = "bedrock-first"
+targets = [{{ provider = "aws", model = "anthropic.claude-sonnet-4-20250514-v1:0" }}, {{ provider = "claude", model = "claude-sonnet-4-5" }}]
+
+[[models]]
 name = "claude-first"
 targets = [{{ provider = "claude", model = "claude-sonnet-4-5" }}, {{ provider = "aws", model = "anthropic.claude-sonnet-4-20250514-v1:0" }}]
 
@@ -88,7 +96,11 @@ struct Setup {
 }
 
 fn start_with(secret_in_env: &str, anthropic_args: &[&str]) -> Setup {
-    let bedrock = start_mock(&["--aws-secret", SECRET]);
+    start_both(secret_in_env, &[], anthropic_args)
+}
+
+fn start_both(secret_in_env: &str, bedrock_args: &[&str], anthropic_args: &[&str]) -> Setup {
+    let bedrock = start_mock(&[&["--aws-secret", SECRET][..], bedrock_args].concat());
     let anthropic = start_mock(anthropic_args);
     let logs = TempDir::new("bedrock-records");
     let files = TempDir::new("bedrock-files");
@@ -288,4 +300,31 @@ fn anthropic_down_at_2am_falls_back_to_bedrock_for_openai_and_anthropic_clients(
     let text = r.text();
     assert!(text.contains("event: message_start") && text.contains("event: message_stop"), "{text}");
     assert!(text.contains("\"output_tokens\":16"), "{text}");
+}
+
+#[test]
+fn bedrock_down_at_2am_falls_back_to_anthropic_direct() {
+    let s = start_both(SECRET, &["--fail", "503"], &[]);
+    let body = NOVA_CHAT.replace("\"nova\"", "\"bedrock-first\"");
+    let r = one_request(s.gw.addr, &chat_request(&body, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-tollgate-route"), Some("claude/claude-sonnet-4-5"));
+    let stream = NOVA_STREAM.replace("\"nova\"", "\"bedrock-first\"");
+    let r = one_request(s.gw.addr, &chat_request(&stream, ""));
+    assert_eq!(r.header("x-tollgate-route"), Some("claude/claude-sonnet-4-5"));
+    assert!(chunks_of(&r).1);
+    let records = wait_records(&s.logs.0, 2);
+    let attempts = records[0]["attempts"].as_array().unwrap();
+    assert_eq!((attempts[0]["provider"].as_str(), attempts[0]["status"].as_u64()), (Some("aws"), Some(503)));
+}
+
+#[test]
+fn a_target_no_price_covers_is_named_at_start() {
+    // Llama on Bedrock has no built-in price (sources disagree by up to
+    // three times): the operator is told which target records $0.
+    let s = start();
+    assert!(
+        s.gw.log_contains("target aws/meta.llama3-3-70b-instruct-v1:0 has no price", std::time::Duration::from_secs(5)),
+        "the start-up log names the unpriced target"
+    );
 }

@@ -132,6 +132,25 @@ pub struct Timeouts {
     pub first_request: Duration,
 }
 
+impl Config {
+    /// Each model target that no price covers (neither the model's `price`
+    /// nor a built-in one), as `(model, provider, upstream model)`: its
+    /// tokens are recorded at no cost, so the operator is told at start and
+    /// on every reload. The bundled mock's targets are left out.
+    pub fn unpriced_targets(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for route in self.routes.all() {
+            for t in &route.targets {
+                let provider = &self.providers[t.provider];
+                if provider.kind != ProviderKind::Mock && route.price_of(Some(t)).is_none() {
+                    out.push((route.name.clone(), provider.name.clone(), t.upstream_model.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The header a `gemini` provider's key goes in.
 pub const GEMINI_KEY_HEADER: &str = "x-goog-api-key";
 
