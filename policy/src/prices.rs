@@ -17,8 +17,14 @@
 //!   2025 and 2026 (the official page's tables could not be read from
 //!   the machine this was written on). Cached input is billed at the input
 //!   price where no discount was confirmed: billed high rather than low.
-//!   Llama on Bedrock is left out: the summaries disagree by up to three
-//!   times, so a Llama route needs a configured `price`.
+//!   Llama on Bedrock (Meta's models by their Bedrock ids, `meta.llama...`):
+//!   the prices most independent lists agree on, as written in December
+//!   2026: Cline's Bedrock model table and three other public model lists
+//!   give Llama 3.3 70B, 3.1 70B and 3.2 90B at $0.72 in and out, 3.1 8B at
+//!   $0.22, Llama 4 Maverick at $0.24/$0.97 and Scout at $0.17/$0.66; the
+//!   outliers quoted elsewhere ($0.35 to $2.65 for 3.3 70B) are other
+//!   hosts' prices or older ones. Other Llama sizes have no built-in price
+//!   (the gateway names such targets at start).
 //!
 //! Names are matched after their routing prefixes are taken off
 //! ([`base_name`]): Bedrock's cross-region profiles (`us.`, `eu.`,
@@ -76,11 +82,17 @@ const TABLE: &[(&str, f64, f64, f64)] = &[
     ("mistral-7b-instruct", 0.15, 0.20, 0.15),
     ("mixtral-8x7b-instruct", 0.45, 0.70, 0.45),
     ("mistral-large-2402", 4.00, 12.00, 4.00),
+    ("llama3-3-70b", 0.72, 0.72, 0.72),
+    ("llama3-1-70b", 0.72, 0.72, 0.72),
+    ("llama3-2-90b", 0.72, 0.72, 0.72),
+    ("llama3-1-8b", 0.22, 0.22, 0.22),
+    ("llama4-maverick-17b", 0.24, 0.97, 0.24),
+    ("llama4-scout-17b", 0.17, 0.66, 0.17),
 ];
 
 /// Routing prefixes taken off a name before it is priced.
 const REGIONS: &[&str] = &["us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca."];
-const VENDORS: &[&str] = &["anthropic.", "amazon.", "mistral.", "google/", "models/"];
+const VENDORS: &[&str] = &["anthropic.", "amazon.", "mistral.", "meta.", "google/", "models/"];
 
 /// The model's own name inside a provider's routing name:
 /// `us.anthropic.claude-sonnet-4-20250514-v1:0` is `claude-sonnet-4-...`,
@@ -149,8 +161,10 @@ mod tests {
         // No discount where none was confirmed; no price where sources disagree.
         let nova = builtin("amazon.nova-lite-v1:0").unwrap();
         assert_eq!(nova.cached_input_per_mtok, nova.input_per_mtok);
-        assert!(builtin("meta.llama3-3-70b-instruct-v1:0").is_none());
-        assert!(builtin("us.meta.llama4-maverick-17b-instruct-v1:0").is_none());
+        assert_eq!(builtin("meta.llama3-3-70b-instruct-v1:0").unwrap().output_per_mtok, 720_000);
+        assert_eq!(builtin("us.meta.llama4-maverick-17b-instruct-v1:0").unwrap().output_per_mtok, 970_000);
+        assert_eq!(builtin("meta.llama3-1-8b-instruct-v1:0").unwrap().input_per_mtok, 220_000);
+        assert!(builtin("meta.llama3-2-1b-instruct-v1:0").is_none(), "no agreed price");
         // Only a leading routing prefix is taken off.
         assert!(builtin("my.anthropic.claude-sonnet-4").is_none());
     }

@@ -70,7 +70,7 @@ targets = [{{ provider = "aws-file", model = "amazon.nova-lite-v1:0" }}]
 
 [[models]]
 name = "llama"
-targets = [{{ provider = "aws", model = "meta.llama3-3-70b-instruct-v1:0" }}]
+targets = [{{ provider = "aws", model = "meta.llama3-2-1b-instruct-v1:0" }}]
 
 [[models]]
 name = "bedrock-first"
@@ -320,11 +320,11 @@ fn bedrock_down_at_2am_falls_back_to_anthropic_direct() {
 
 #[test]
 fn a_target_no_price_covers_is_named_at_start() {
-    // Llama on Bedrock has no built-in price (sources disagree by up to
-    // three times): the operator is told which target records $0.
+    // Llama 3.2 1B on Bedrock has no built-in price (no two sources
+    // agree): the operator is told which target records $0.
     let s = start();
     assert!(
-        s.gw.log_contains("target aws/meta.llama3-3-70b-instruct-v1:0 has no price", std::time::Duration::from_secs(5)),
+        s.gw.log_contains("target aws/meta.llama3-2-1b-instruct-v1:0 has no price", std::time::Duration::from_secs(5)),
         "the start-up log names the unpriced target"
     );
 }
