@@ -22,8 +22,10 @@ fn clis() -> Option<PathBuf> {
     found
 }
 
-/// Claude models on an Anthropic provider, and `gpt-5-codex` on a provider
-/// that serves the Responses API, both the mock; records in `logs`.
+/// Claude models on an Anthropic provider, `gpt-5-codex` on a provider
+/// that serves the Responses API, and two models Codex reaches through the
+/// gateway's translation (on the Anthropic and on a Gemini provider), all
+/// the mock; records in `logs`.
 fn config(mock: std::net::SocketAddr, logs: &TempDir) -> String {
     format!(
         r#"
@@ -55,9 +57,24 @@ targets = [{{ provider = "claude" }}]
 name = "claude-haiku-4-5"
 targets = [{{ provider = "claude" }}]
 
+[[providers]]
+name = "google"
+kind = "gemini"
+base_url = "http://{mock}/v1beta"
+api_key_env = "TOLLGATE_E2E_ANTHROPIC_KEY"
+forward_headers = ["x-mock-*"]
+
 [[models]]
 name = "gpt-5-codex"
 targets = [{{ provider = "openai" }}]
+
+[[models]]
+name = "codex-on-claude"
+targets = [{{ provider = "claude", model = "claude-sonnet-4-5" }}]
+
+[[models]]
+name = "codex-on-gemini"
+targets = [{{ provider = "google", model = "gemini-2.5-pro" }}]
 
 {team_and_key}"#,
         logs = logs.0.display(),
@@ -182,4 +199,46 @@ fn codex_works_over_the_responses_api_through_the_gateway() {
     );
     assert!(done.contains("Tollgate counts every token"), "{done}");
     tool_round_trip(&logs, before);
+}
+
+/// Codex against providers that do not serve the Responses API: its
+/// requests (function tools, a sub-agent namespace and a hosted web search
+/// among its tools; reasoning settings) are translated through chat, the
+/// tool it calls runs, and its result goes back, on Anthropic and Gemini.
+#[test]
+fn codex_works_through_providers_without_the_responses_api() {
+    let Some(dir) = clis() else { return };
+    let (_mock, logs, home, gw) = start("codex-translated");
+    std::fs::create_dir_all(home.0.join(".codex")).unwrap();
+    std::fs::write(
+        home.0.join(".codex/config.toml"),
+        format!(
+            "model = \"codex-on-claude\"\nmodel_provider = \"tollgate\"\n\n[model_providers.tollgate]\nname = \"Tollgate\"\nbase_url = \"http://{addr}/v1\"\nenv_key = \"TOLLGATE_KEY\"\nwire_api = \"responses\"\n\n\
+             [model_providers.tooled]\nname = \"Tollgate, the mock calling a tool\"\nbase_url = \"http://{addr}/v1\"\nenv_key = \"TOLLGATE_KEY\"\nwire_api = \"responses\"\nhttp_headers = {{ \"x-mock-tool\" = \"exec_command\" }}\n",
+            addr = gw.addr
+        ),
+    )
+    .unwrap();
+    for model in ["codex-on-claude", "codex-on-gemini"] {
+        let pick = format!("model=\"{model}\"");
+        let before = read_records(&logs.0).len();
+        let said = run(
+            dir.join("codex"),
+            &["exec", "--skip-git-repo-check", "-c", &pick, "Say hello"],
+            &[("TOLLGATE_KEY", KEY)],
+            &home,
+        );
+        assert!(said.contains("Tollgate counts every token"), "{model}: {said}");
+        let r = wait_records(&logs.0, before + 1).remove(before);
+        assert_eq!((r["model"].as_str(), r["status"].as_u64()), (Some(model), Some(200)), "{r}");
+        let before = read_records(&logs.0).len();
+        let done = run(
+            dir.join("codex"),
+            &["exec", "--skip-git-repo-check", "-c", &pick, "-c", "model_provider=\"tooled\"", "List the files"],
+            &[("TOLLGATE_KEY", KEY)],
+            &home,
+        );
+        assert!(done.contains("Tollgate counts every token"), "{model}: {done}");
+        tool_round_trip(&logs, before);
+    }
 }

@@ -281,12 +281,27 @@ fn state_kept_at_openai_is_refused_elsewhere_and_passed_through_to_it() {
         assert_eq!(r.status, 400, "{}", r.text());
         assert!(r.error_code() == "untranslatable_body" && r.text().contains(field), "{}", r.text());
     }
+    // A hosted tool is not offered to a provider that cannot run it (the
+    // request goes on with its function tools); insisting on it is refused.
+    let echoed = one_request(
+        gw.addr,
+        &responses_request(
+            r#"{"model":"llama","input":"x","tools":[{"type":"web_search"},{"type":"function","name":"f"}]}"#,
+            "x-mock-echo: reply\r\n",
+        ),
+    );
+    assert_eq!(echoed.status, 200, "{}", echoed.text());
+    let sent = echoed.json()["output"][0]["content"][0]["text"].as_str().unwrap_or_default().to_string();
+    assert!(sent.contains("\"name\":\"f\"") && !sent.contains("web_search"), "{sent}");
     let r = one_request(
         gw.addr,
-        &responses_request(r#"{"model":"llama","input":"x","tools":[{"type":"web_search"}]}"#, ""),
+        &responses_request(
+            r#"{"model":"llama","input":"x","tools":[{"type":"web_search"}],"tool_choice":{"type":"web_search"}}"#,
+            "",
+        ),
     );
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains("built-in tools"), "{}", r.text());
+    assert!(r.text().contains("tool_choice"), "{}", r.text());
     let body = r#"{"model":"gpt-4o-mini","input":"next","previous_response_id":"resp_123","store":true}"#;
     let r = one_request(gw.addr, &responses_request(body, ""));
     assert_eq!(r.status, 200, "{}", r.text());

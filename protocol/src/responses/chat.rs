@@ -7,9 +7,14 @@
 //!
 //! What needs state kept at OpenAI (`background`, `conversation`, stored
 //! prompts, item references, and a `previous_response_id` the gateway's
-//! own turn store does not hold) and
-//! OpenAI's built-in tools cannot be translated: they are refused with a
-//! message naming the field, never dropped silently.
+//! own turn store does not hold) cannot be translated: it is refused with
+//! a message naming the field. OpenAI's hosted tools (web search, file
+//! search, code interpreter, ...) and tool namespaces in the tool list are
+//! left out of the chat request, as a provider that cannot run them would
+//! have to: a client that offers them (Codex offers `web_search` and a
+//! sub-agent namespace on every request) keeps working with the function
+//! tools it declared, and the model is simply not offered the others; a
+//! `tool_choice` that names one is refused, since it cannot be honoured.
 
 use bytes::{BufMut, BytesMut};
 use simd_json::prelude::*;
@@ -204,23 +209,28 @@ pub fn request_to_chat(
         }
     }
     if let Some(tools) = v.get("tools").and_then(|t| t.as_array()).filter(|t| !t.is_empty()) {
-        out.extend_from_slice(b",\"tools\":[");
-        for (i, t) in tools.iter().enumerate() {
+        let mut list = BytesMut::new();
+        let mut any = false;
+        for t in tools.iter() {
+            // Hosted tools and namespaces are not offered (module doc).
             if str_of(t.get("type")) != Some("function") {
-                return Err(TranslateError::Unsupported(
-                    "OpenAI's built-in tools (web search, file search, code interpreter, computer use, image generation, MCP) run at OpenAI, and this model's provider is not OpenAI; declare function tools",
-                ));
+                continue;
             }
-            if i > 0 {
-                out.put_u8(b',');
+            if std::mem::replace(&mut any, true) {
+                list.put_u8(b',');
             }
-            out.extend_from_slice(b"{\"type\":\"function\",\"function\":{");
-            write_tool_fields(out, t, "parameters", b"parameters");
+            list.extend_from_slice(b"{\"type\":\"function\",\"function\":{");
+            write_tool_fields(&mut list, t, "parameters", b"parameters");
             // Responses function tools are strict unless they say not.
             let strict = t.get("strict").and_then(|s| s.as_bool()).unwrap_or(true);
-            out.extend_from_slice(if strict { b",\"strict\":true}}" } else { b",\"strict\":false}}" });
+            list.extend_from_slice(if strict { b",\"strict\":true}}" } else { b",\"strict\":false}}" });
         }
-        out.put_u8(b']');
+        // A list of hosted tools only is no list (chat refuses an empty one).
+        if any {
+            out.extend_from_slice(b",\"tools\":[");
+            out.extend_from_slice(&list);
+            out.put_u8(b']');
+        }
     }
     if let Some(choice) = v.get("tool_choice") {
         match (choice.as_str(), str_of(choice.get("type"))) {
@@ -235,7 +245,7 @@ pub fn request_to_chat(
             }
             _ => {
                 return Err(TranslateError::Unsupported(
-                    "`tool_choice` must be \"auto\", \"none\", \"required\" or a function for a provider that is not OpenAI",
+                    "`tool_choice` must be \"auto\", \"none\", \"required\" or a function for a provider that is not OpenAI (its hosted tools run at OpenAI only)",
                 ))
             }
         }
@@ -930,15 +940,35 @@ mod tests {
         assert!(!events.iter().any(|(n, _)| n == "response.output_text.done"), "no text part was opened");
     }
 
-    /// What needs state or tools at OpenAI is refused, naming the field;
-    /// never dropped.
+    /// Codex's tool list (function tools, a sub-agent namespace, a hosted
+    /// web search) reaches a chat provider as its function tools only.
+    #[test]
+    fn hosted_tools_and_namespaces_are_not_offered_to_a_chat_provider() {
+        let chat = to_chat(&json!({"model": "m", "input": "x", "tools": [
+            {"type": "function", "name": "exec_command", "strict": false, "parameters": {"type": "object", "properties": {}}},
+            {"type": "namespace", "name": "multi_agent_v1", "tools": [{"type": "function", "name": "spawn_agent"}]},
+            {"type": "web_search", "external_web_access": false}
+        ], "tool_choice": "auto"}))
+        .unwrap();
+        let tools = chat["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), 1);
+        assert_eq!(tools[0]["function"]["name"], "exec_command");
+        let only_hosted = to_chat(&json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]})).unwrap();
+        assert!(only_hosted.get("tools").is_none(), "no empty list: {only_hosted}");
+    }
+
+    /// What needs state at OpenAI, or a hosted tool the request insists
+    /// on, is refused, naming the field.
     #[test]
     fn what_needs_openai_is_refused_by_name() {
         let table = [
             (json!({"model": "m", "input": "x", "previous_response_id": "resp_1"}), "previous_response_id"),
             (json!({"model": "m", "input": "x", "background": true}), "background"),
             (json!({"model": "m", "input": "x", "conversation": "conv_1"}), "conversation"),
-            (json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}), "built-in tools"),
+            (
+                json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}),
+                "tool_choice",
+            ),
             (json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}), "item_reference"),
             (json!({"model": "m", "input": [{"type": "web_search_call", "id": "ws_1"}]}), "input item"),
             (
