@@ -150,13 +150,21 @@ fn claude_code_streams_calls_tools_and_thinks_through_the_gateway() {
     // estimated.
     assert!(r["bytes_in"].as_u64().unwrap_or(0) > 40_000, "{r}");
     assert!(r["tokens"].get("estimated").is_none() && r["tokens"]["prompt"].as_u64() > Some(5_000), "{r}");
+    // The provider's cache reads and writes, as Anthropic reports them in
+    // a stream, are billed as such.
+    let before = read_records(&logs.0).len();
+    let cached = claude(&["-p", "Say hello", "--model", "claude-sonnet-4-5"], "x-mock-cache: 6000,1500");
+    assert!(cached.contains("Tollgate counts every token"), "{cached}");
+    let r = wait_records(&logs.0, before + 1).remove(before);
+    assert_eq!((r["tokens"]["cached"].as_u64(), r["tokens"]["cache_write"].as_u64()), (Some(6000), Some(1500)), "{r}");
     // Extended thinking: blocks with signatures relayed as they came.
     let thought = claude(&["-p", "Say hello", "--model", "claude-sonnet-4-5"], "x-mock-thinking: 1");
     assert!(thought.contains("Tollgate counts every token"), "{thought}");
     // A tool call round trip: the mock calls Bash, Claude Code answers
     // with the tool's result in its next request, and the mock's words
-    // end the run.
-    let before = read_records(&logs.0).len();
+    // end the run. (The thinking run's record is waited for first: records
+    // are written off the request path.)
+    let before = wait_records(&logs.0, before + 2).len();
     let done =
         claude(&["-p", "List the files", "--model", "claude-sonnet-4-5", "--max-turns", "4"], "x-mock-tool: Bash");
     assert!(done.contains("Tollgate counts every token"), "{done}");
