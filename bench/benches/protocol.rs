@@ -83,6 +83,14 @@ fn chat_scan(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(format!("{size}B"), |b| b.iter(|| black_box(scan_request(black_box(&body)).unwrap())));
     }
+    // The prompt-size workload: prose with escapes, and a tool list (JSON
+    // schemas: short strings, many brackets, escaped quotes).
+    for name in ["mixed-8192", "mixed-102400", "tools-8192"] {
+        let path = format!("{}/prompts/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let body = std::fs::read(&path).expect("bench/prompts: run bench/prompts/make.py");
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(name, |b| b.iter(|| black_box(scan_request(black_box(&body)).unwrap())));
+    }
     g.finish();
 }
 

@@ -127,24 +127,11 @@ fn texts(
     })
 }
 
-/// The closing quote of the string whose content starts at `from`.
+/// The closing quote of the string whose content starts at `from`, and
+/// whether the string holds escapes.
+#[inline]
 fn string_end(doc: &[u8], from: usize) -> Result<(usize, bool), Malformed> {
-    let mut at = from;
-    let mut escaped = false;
-    loop {
-        let Some(p) = memchr::memchr2(b'"', b'\\', &doc[at..]) else {
-            return Err(Malformed("a string is not terminated"));
-        };
-        let i = at + p;
-        if doc[i] == b'"' {
-            return Ok((i, escaped));
-        }
-        escaped = true;
-        at = i + 2;
-        if at > doc.len() {
-            return Err(Malformed("a string ends in an escape"));
-        }
-    }
+    closing_quote(doc, from, false).map(|q| (q.end, q.escapes)).ok_or(Malformed("a string is not terminated"))
 }
 
 /// Decodes a string's raw bytes (escapes included) into `out`. A lone
@@ -250,6 +237,307 @@ pub fn escape(text: &[u8], out: &mut impl bytes::BufMut) {
     out.put_slice(&text[at..]);
 }
 
+/// The 64 bytes at `at`, in place, or the tail copied into `pad` (spaces:
+/// neither quote, backslash, bracket nor control byte).
+#[inline]
+fn block_at<'a>(buf: &'a [u8], at: usize, pad: &'a mut [u8; 64]) -> &'a [u8; 64] {
+    match buf.get(at..at + 64).and_then(|b| <&[u8; 64]>::try_from(b).ok()) {
+        Some(b) => b,
+        None => {
+            let tail = &buf[at.min(buf.len())..];
+            *pad = [b' '; 64];
+            pad[..tail.len()].copy_from_slice(tail);
+            pad
+        }
+    }
+}
+
+/// Where a string ends, and what it holds before its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Closing {
+    /// The index of the closing quote.
+    pub end: usize,
+    /// A raw control byte (below 0x20) comes before it.
+    pub control: bool,
+    /// A backslash does.
+    pub escapes: bool,
+}
+
+/// Where the string whose content starts at `from` ends: its closing quote
+/// (the first `"` no backslash escapes), and what comes before it; `None`
+/// when no quote closes it. Control bytes before the first backslash are
+/// looked for only with `check_control` (the masks find later ones anyway). Sixty-four bytes a step: masks of quotes, backslashes and control
+/// bytes, and the escaped positions from the backslash mask by carry
+/// arithmetic ([`escaped`]), so that a string full of escapes (a system
+/// prompt's `\n`s, a tool schema's `\"`s) costs what a plain one does,
+/// instead of a search restarted at every backslash.
+#[inline]
+pub fn closing_quote(buf: &[u8], from: usize, check_control: bool) -> Option<Closing> {
+    // Most strings hold no escape: one search for the first quote or
+    // backslash ends them (a key, a role, a sentence). Only from the first
+    // backslash on are blocks and masks worth their setting up.
+    let rest = buf.get(from..)?;
+    let first = memchr::memchr2(b'"', b'\\', rest)?;
+    let control_seen = check_control && has_control_byte(&rest[..first]);
+    if rest[first] == b'"' {
+        return Some(Closing { end: from + first, control: control_seen, escapes: false });
+    }
+    closing_quote_escaped(buf, from + first, control_seen)
+}
+
+/// [`closing_quote`] from the string's first backslash at `at` on (so no
+/// escape carries into its block), 64 bytes a step.
+#[inline(never)]
+fn closing_quote_escaped(buf: &[u8], mut at: usize, control_seen: bool) -> Option<Closing> {
+    let mut carry = 0u64;
+    let (mut control_seen, mut escapes_seen) = (control_seen, true);
+    let (mut pad, wide) = ([0u8; 64], wide());
+    while at < buf.len() {
+        let Masks { quote, backslash, control, .. } = masks::<false>(block_at(buf, at, &mut pad), wide);
+        let closing = quote & !escaped(backslash, &mut carry);
+        if closing != 0 {
+            let end = closing.trailing_zeros();
+            let before = (1u64 << end) - 1;
+            return Some(Closing {
+                end: at + end as usize,
+                control: control_seen || control & before != 0,
+                escapes: escapes_seen || backslash & before != 0,
+            });
+        }
+        // No quote closes the string in this block: its control bytes and
+        // backslashes are all inside it.
+        control_seen |= control != 0;
+        escapes_seen |= backslash != 0;
+        at += 64;
+    }
+    None
+}
+
+/// How an object or array ends: the index just past its closing bracket,
+/// and whether a raw control byte sits inside one of its strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub end: usize,
+    pub control: bool,
+}
+
+/// Why a nested value could not be skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipError {
+    /// Brackets that do not match, or no end.
+    Malformed,
+    /// More than `depth_max` levels.
+    TooDeep,
+}
+
+/// Brackets whose kind is checked against their opening one; deeper ones
+/// are only counted (a request never gets there: its `depth_max` is this).
+const MATCHED_DEPTH: usize = 128;
+
+/// Skips the object or array that opens at `start` (a `{` or `[`), 64
+/// bytes a step: the strings' extent from the unescaped quotes by a prefix
+/// XOR, so that only the brackets outside strings are looked at one by one
+/// (a tool list's or a conversation's 80 KB in a few thousand steps,
+/// instead of a call per string and a step per byte between them).
+pub fn skip_nested(buf: &[u8], start: usize, depth_max: usize) -> Result<Skipped, SkipError> {
+    let mut stack = [0u8; MATCHED_DEPTH];
+    let mut depth = 0usize;
+    let (mut carry, mut inside_carry, mut control_seen) = (0u64, 0u64, false);
+    let mut at = start;
+    let (mut pad, wide) = ([0u8; 64], wide());
+    while at < buf.len() {
+        let block = block_at(buf, at, &mut pad);
+        let Masks { quote, backslash, control, bracket } = masks::<true>(block, wide);
+        let quotes = quote & !escaped(backslash, &mut carry);
+        let inside = prefix_xor(quotes) ^ inside_carry;
+        inside_carry = 0u64.wrapping_sub(inside >> 63);
+        // A backslash outside a string is not JSON (and would make the
+        // quote after it look escaped).
+        let stray = backslash & !inside;
+        let mut brackets = bracket & !inside;
+        while brackets != 0 {
+            let i = brackets.trailing_zeros() as usize;
+            brackets &= brackets - 1;
+            match block[i] {
+                open @ (b'{' | b'[') => {
+                    if depth == depth_max {
+                        return Err(SkipError::TooDeep);
+                    }
+                    if let Some(slot) = stack.get_mut(depth) {
+                        *slot = if open == b'{' { b'}' } else { b']' };
+                    }
+                    depth += 1;
+                }
+                close => {
+                    if depth == 0 || stack.get(depth - 1).is_some_and(|&want| want != close) {
+                        return Err(SkipError::Malformed);
+                    }
+                    depth -= 1;
+                    if depth == 0 {
+                        let before = if i == 63 { !0 } else { (1u64 << (i + 1)) - 1 };
+                        if stray & before != 0 {
+                            return Err(SkipError::Malformed);
+                        }
+                        return Ok(Skipped {
+                            end: at + i + 1,
+                            control: control_seen || control & inside & before != 0,
+                        });
+                    }
+                }
+            }
+        }
+        if stray != 0 {
+            return Err(SkipError::Malformed);
+        }
+        control_seen |= control & inside != 0;
+        at += 64;
+    }
+    Err(SkipError::Malformed)
+}
+
+/// Each bit the XOR of the bits up to it: set from an opening quote up to
+/// (not including) its closing one.
+#[inline]
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
+}
+
+/// The positions of 64 bytes that are escaped: the byte after an odd run
+/// of backslashes. `carry` says whether the block before ended inside an
+/// escape (and is set for the next). Runs that start on even and odd
+/// positions are told apart by adding each run's start to the run: the sum
+/// carries out of an odd-length run one bit past its end (simdjson's
+/// method).
+#[inline]
+fn escaped(backslash: u64, carry: &mut u64) -> u64 {
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    // A backslash escaped by the previous block's last one escapes nothing.
+    let backslash = backslash & !*carry;
+    let follows = (backslash << 1) | *carry;
+    let odd_starts = backslash & !EVEN & !follows;
+    let (sum, overflow) = odd_starts.overflowing_add(backslash);
+    *carry = u64::from(overflow);
+    let invert = sum << 1;
+    (EVEN ^ invert) & follows
+}
+
+/// Bit masks of a 64-byte block: quotes, backslashes, control bytes, and
+/// (with `BRACKETS`) brackets.
+#[derive(Clone, Copy, Default)]
+struct Masks {
+    quote: u64,
+    backslash: u64,
+    control: u64,
+    bracket: u64,
+}
+
+/// Whether the CPU compares 32 bytes at once (AVX2), asked once per scan.
+#[inline]
+fn wide() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[inline]
+fn masks<const BRACKETS: bool>(block: &[u8; 64], wide: bool) -> Masks {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if wide {
+            // SAFETY: `wide` says the CPU has AVX2 ([`wide`]).
+            return unsafe { masks_avx2::<BRACKETS>(block) };
+        }
+        // SAFETY: SSE2 is part of the x86_64 baseline.
+        unsafe { masks_sse2::<BRACKETS>(block) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = wide;
+        let mut m = Masks::default();
+        for (i, &x) in block.iter().enumerate() {
+            m.quote |= u64::from(x == b'"') << i;
+            m.backslash |= u64::from(x == b'\\') << i;
+            m.control |= u64::from(x < 0x20) << i;
+            if BRACKETS {
+                m.bracket |= u64::from(matches!(x, b'{' | b'}' | b'[' | b']')) << i;
+            }
+        }
+        m
+    }
+}
+
+/// [`masks`] 32 bytes a compare.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn masks_avx2<const BRACKETS: bool>(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::*;
+    let mut m = Masks::default();
+    for (i, chunk) in block.chunks_exact(32).enumerate() {
+        let shift = 32 * i;
+        // SAFETY: an unaligned load of exactly the 32 bytes of `chunk`.
+        let v = unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) };
+        let bits = |x: __m256i| u64::from(_mm256_movemask_epi8(x) as u32) << shift;
+        m.quote |= bits(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8)));
+        m.backslash |= bits(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8)));
+        // A byte is below 0x20 when max(byte, 0x1f) is 0x1f.
+        let low = _mm256_set1_epi8(0x1f);
+        m.control |= bits(_mm256_cmpeq_epi8(_mm256_max_epu8(v, low), low));
+        if BRACKETS {
+            // `{` `}` `[` `]` are 0x7b 0x7d 0x5b 0x5d: with bit 0x20
+            // cleared, 0x5b or 0x5d (and nothing else is).
+            let folded = _mm256_and_si256(v, _mm256_set1_epi8(!0x20u8 as i8));
+            let hit = _mm256_or_si256(
+                _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(0x5b)),
+                _mm256_cmpeq_epi8(folded, _mm256_set1_epi8(0x5d)),
+            );
+            m.bracket |= bits(hit);
+        }
+    }
+    m
+}
+
+/// [`masks`] 16 bytes a compare.
+///
+/// # Safety
+/// The CPU must have SSE2 (every x86_64 does).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+unsafe fn masks_sse2<const BRACKETS: bool>(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::*;
+    let mut m = Masks::default();
+    for (i, chunk) in block.chunks_exact(16).enumerate() {
+        let shift = 16 * i;
+        // SAFETY: an unaligned load of exactly the 16 bytes of `chunk`.
+        let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast()) };
+        let bits = |x: __m128i| u64::from(_mm_movemask_epi8(x) as u16) << shift;
+        m.quote |= bits(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)));
+        m.backslash |= bits(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)));
+        let low = _mm_set1_epi8(0x1f);
+        m.control |= bits(_mm_cmpeq_epi8(_mm_max_epu8(v, low), low));
+        if BRACKETS {
+            let folded = _mm_and_si128(v, _mm_set1_epi8(!0x20u8 as i8));
+            let hit =
+                _mm_or_si128(_mm_cmpeq_epi8(folded, _mm_set1_epi8(0x5b)), _mm_cmpeq_epi8(folded, _mm_set1_epi8(0x5d)));
+            m.bracket |= bits(hit);
+        }
+    }
+    m
+}
+
 /// Whether `bytes` hold a control byte (below 0x20), eight at a time.
 pub fn has_control_byte(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -277,6 +565,127 @@ pub fn needs_escape(w: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The string's end as a byte-at-a-time walk finds it.
+    fn string_end_slowly(buf: &[u8], from: usize) -> Option<(usize, bool)> {
+        let (mut at, mut control) = (from, false);
+        while at < buf.len() {
+            match buf[at] {
+                b'"' => return Some((at, control)),
+                b'\\' => at += 2,
+                b => {
+                    control |= b < 0x20;
+                    at += 1;
+                }
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Runs of backslashes of every length, quotes and control bytes
+        /// across the 64-byte blocks, from every starting offset.
+        #[test]
+        fn string_end_agrees_with_a_byte_walk(
+            bytes in proptest::collection::vec(proptest::prop_oneof![
+                4 => proptest::prelude::Just(b'a'),
+                3 => proptest::prelude::Just(b'\\'),
+                1 => proptest::prelude::Just(b'"'),
+                1 => proptest::prelude::Just(0x01u8),
+                1 => proptest::prelude::Just(0xc3u8),
+            ], 0..300),
+        ) {
+            for from in 0..=bytes.len() {
+                let fast = closing_quote(&bytes, from, true).map(|c| (c.end, c.control));
+                let slow = string_end_slowly(&bytes, from);
+                // A control byte escaped by a backslash counts for the fast
+                // scan (it is not JSON either way); the quote must agree.
+                proptest::prop_assert_eq!(fast.map(|f| f.0), slow.map(|s| s.0), "from {} in {:?}", from, bytes);
+                if let (Some((_, f)), Some((_, s))) = (fast, slow) {
+                    proptest::prop_assert!(f || !s, "a control byte the walk saw was missed");
+                }
+            }
+        }
+    }
+
+    /// The byte-at-a-time skip the block skip replaced: brackets counted
+    /// and matched, strings stepped over.
+    fn skip_slowly(buf: &[u8], start: usize, depth_max: usize) -> Result<Skipped, SkipError> {
+        let mut stack = Vec::new();
+        let (mut at, mut control) = (start, false);
+        while at < buf.len() {
+            match buf[at] {
+                b'"' => {
+                    let (end, c) = string_end_slowly(buf, at + 1).ok_or(SkipError::Malformed)?;
+                    control |= c;
+                    at = end + 1;
+                    continue;
+                }
+                open @ (b'{' | b'[') => {
+                    if stack.len() == depth_max {
+                        return Err(SkipError::TooDeep);
+                    }
+                    stack.push(if open == b'{' { b'}' } else { b']' });
+                }
+                close @ (b'}' | b']') => {
+                    if stack.pop() != Some(close) {
+                        return Err(SkipError::Malformed);
+                    }
+                    if stack.is_empty() {
+                        return Ok(Skipped { end: at + 1, control });
+                    }
+                }
+                b'\\' => return Err(SkipError::Malformed),
+                _ => {}
+            }
+            at += 1;
+        }
+        Err(SkipError::Malformed)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Brackets inside and outside strings, escapes, control bytes,
+        /// across blocks: the block skip ends where the byte walk ends.
+        #[test]
+        fn skip_nested_agrees_with_a_byte_walk(
+            bytes in proptest::collection::vec(proptest::prop_oneof![
+                4 => proptest::prelude::Just(b'a'),
+                2 => proptest::prelude::Just(b'{'),
+                2 => proptest::prelude::Just(b'}'),
+                1 => proptest::prelude::Just(b'['),
+                1 => proptest::prelude::Just(b']'),
+                2 => proptest::prelude::Just(b'"'),
+                2 => proptest::prelude::Just(b'\\'),
+                1 => proptest::prelude::Just(0x01u8),
+            ], 1..400),
+            depth_max in 1usize..8,
+        ) {
+            let mut doc = vec![b'{'];
+            doc.extend_from_slice(&bytes);
+            let fast = skip_nested(&doc, 0, depth_max);
+            let slow = skip_slowly(&doc, 0, depth_max);
+            match (fast, slow) {
+                (Ok(f), Ok(s)) => {
+                    proptest::prop_assert_eq!(f.end, s.end, "{:?}", String::from_utf8_lossy(&doc));
+                    proptest::prop_assert!(f.control || !s.control);
+                }
+                (f, s) => proptest::prop_assert_eq!(f.is_ok(), s.is_ok(), "{:?} {:?} {:?}", f, s, String::from_utf8_lossy(&doc)),
+            }
+        }
+    }
+
+    #[test]
+    fn string_end_in_long_strings_of_escapes() {
+        for n in 0..200 {
+            // n backslashes then a quote: escaped when n is odd.
+            let mut s = vec![b'\\'; n];
+            s.extend_from_slice(b"\"x\"");
+            let end = closing_quote(&s, 0, true).unwrap().end;
+            assert_eq!(end, if n % 2 == 0 { n } else { n + 2 }, "{n}");
+        }
+    }
 
     fn values(doc: &str) -> Vec<(String, String)> {
         let mut v = Vec::new();

@@ -446,22 +446,19 @@ impl Cursor<'_> {
     pub(crate) fn string(&mut self) -> Result<Span, BodyError> {
         self.expect(b'"')?;
         let start = self.pos;
-        loop {
-            let rest = &self.buf[self.pos..];
-            let i = memchr::memchr2(b'"', b'\\', rest).ok_or(BodyError::NotJsonObject)?;
-            // A request is judged strictly (raw control bytes are not
-            // JSON); an answer is only read, and its provider's parser is
-            // the client's problem.
-            if self.depth_max == DEPTH_MAX && crate::json::has_control_byte(&rest[..i]) {
-                return Err(BodyError::NotJsonObject);
-            }
-            self.pos += i + 1;
-            if rest[i] == b'"' {
-                return Ok(Span::new(start, self.pos - 1));
-            }
-            // Skip the escaped byte; \uXXXX digits are plain bytes to us.
-            self.bump().ok_or(BodyError::NotJsonObject)?;
+        // The escaped byte after a backslash is skipped; \uXXXX digits are
+        // plain bytes to us.
+        let strict = self.depth_max == DEPTH_MAX;
+        let closing = crate::json::closing_quote(self.buf, start, strict).ok_or(BodyError::NotJsonObject)?;
+        let end = closing.end;
+        // A request is judged strictly (raw control bytes are not JSON);
+        // an answer is only read, and its provider's parser is the
+        // client's problem.
+        if closing.control && strict {
+            return Err(BodyError::NotJsonObject);
         }
+        self.pos = end + 1;
+        Ok(Span::new(start, end))
     }
 
     /// Skips one value of any kind.
@@ -484,39 +481,19 @@ impl Cursor<'_> {
         }
     }
 
-    /// Skips an object or array by bracket counting, stepping over strings.
+    /// Skips an object or array by bracket counting, stepping over strings
+    /// ([`crate::json::skip_nested`], 64 bytes a step).
     fn nested(&mut self) -> Result<(), BodyError> {
-        let mut stack = [0u8; DEPTH_MAX];
-        let mut depth = 0;
-        loop {
-            match self.peek().ok_or(BodyError::NotJsonObject)? {
-                b'"' => {
-                    self.string()?;
-                    continue;
-                }
-                open @ (b'{' | b'[') => {
-                    if depth == self.depth_max {
-                        return Err(BodyError::TooDeep);
-                    }
-                    if let Some(slot) = stack.get_mut(depth) {
-                        *slot = if open == b'{' { b'}' } else { b']' };
-                    }
-                    depth += 1;
-                }
-                close @ (b'}' | b']') => {
-                    if depth == 0 || stack.get(depth - 1).is_some_and(|&want| want != close) {
-                        return Err(BodyError::NotJsonObject);
-                    }
-                    depth -= 1;
-                    if depth == 0 {
-                        self.pos += 1;
-                        return Ok(());
-                    }
-                }
-                _ => {}
-            }
-            self.pos += 1;
+        let skipped = crate::json::skip_nested(self.buf, self.pos, self.depth_max).map_err(|e| match e {
+            crate::json::SkipError::TooDeep => BodyError::TooDeep,
+            crate::json::SkipError::Malformed => BodyError::NotJsonObject,
+        })?;
+        // A request is judged strictly, as in `string`.
+        if skipped.control && self.depth_max == DEPTH_MAX {
+            return Err(BodyError::NotJsonObject);
         }
+        self.pos = skipped.end;
+        Ok(())
     }
 }
 
