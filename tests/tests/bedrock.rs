@@ -300,6 +300,27 @@ fn anthropic_down_at_2am_falls_back_to_bedrock_for_openai_and_anthropic_clients(
     let text = r.text();
     assert!(text.contains("event: message_start") && text.contains("event: message_stop"), "{text}");
     assert!(text.contains("\"output_tokens\":16"), "{text}");
+    // A thinking block Anthropic signed, in the conversation so far, is not
+    // forwarded to the provider the request falls back to.
+    let signature = "EqQBCkgIARABGAIiQNn5u2k0Y7sZbH3q9c8pSIGNEDBYANTHROPIC";
+    let history = serde_json::json!({"model": "claude-first", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "Think, then say hello"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "The user wants a greeting.", "signature": signature},
+            {"type": "text", "text": "Hello"}
+        ]},
+        {"role": "user", "content": "Again"}
+    ]})
+    .to_string();
+    let mut req = messages_request(&history);
+    let at = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    req.splice(at + 2..at + 2, b"x-mock-echo: reply\r\n".iter().copied());
+    let r = one_request(s.gw.addr, &req);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-tollgate-route"), Some("aws/anthropic.claude-sonnet-4-20250514-v1:0"));
+    let sent = r.json()["content"][0]["text"].as_str().unwrap_or_default().to_string();
+    assert!(sent.contains("Hello") && sent.contains("Again"), "{sent}");
+    assert!(!sent.contains(signature) && !sent.contains("The user wants a greeting"), "{sent}");
 }
 
 #[test]
