@@ -476,7 +476,7 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         if serde_json::from_slice::<serde_json::Value>(body).ok().and_then(|v| v.get("messages").cloned()).is_none() {
             return self.bedrock_error(400, head).await;
         }
-        let decoded = percent_decode(model);
+        let decoded = tollgate_protocol::sigv4::percent_decode(&String::from_utf8_lossy(model));
         let mut req = ChatRequest::for_body(&decoded, stream, body);
         if let Some((read, write)) = head
             .header(b"x-mock-cache")
@@ -844,25 +844,6 @@ fn check_signature(head: &RequestHead, body: &[u8], secret: &str) -> Result<(), 
     } else {
         Err("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.".into())
     }
-}
-
-fn percent_decode(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        let hex = |j: usize| s.get(j).and_then(|c| (*c as char).to_digit(16));
-        match (s[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, ..) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// Whether a Converse request's last message carries a tool's result.

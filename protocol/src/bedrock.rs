@@ -562,25 +562,11 @@ impl StreamTranslator {
     }
 
     fn prefix(&self, data: &mut BytesMut) {
-        data.extend_from_slice(b"{\"id\":\"bedrock\",\"object\":\"chat.completion.chunk\",\"created\":");
-        data.extend_from_slice(itoa::Buffer::new().format(self.created).as_bytes());
-        data.extend_from_slice(b",\"model\":");
-        write_json_string(data, &self.model);
-        data.put_u8(b',');
+        crate::openai::write_chunk_prefix(data, "bedrock", self.created, &self.model);
     }
 
     fn chunk(&self, out: &mut BytesMut, delta: impl FnOnce(&mut BytesMut), finish: Option<&str>) {
-        let mut data = BytesMut::with_capacity(256);
-        self.prefix(&mut data);
-        data.extend_from_slice(b"\"choices\":[{\"index\":0,\"delta\":");
-        delta(&mut data);
-        data.extend_from_slice(b",\"finish_reason\":");
-        match finish {
-            Some(f) => write_json_string(&mut data, f),
-            None => data.extend_from_slice(b"null"),
-        }
-        data.extend_from_slice(b"}]}");
-        write_event(out, None, &data);
+        crate::openai::write_chunk(out, ("bedrock", self.created, &self.model), 0, delta, finish);
     }
 }
 

@@ -961,6 +961,43 @@ fn write_made_stream_end(
     out.extend_from_slice(crate::sse::DONE_EVENT);
 }
 
+/// The start of a `chat.completion.chunk` the gateway writes for a
+/// translated stream: `{"id":..,"object":..,"created":..,"model":..,` (the
+/// caller writes the rest).
+pub(crate) fn write_chunk_prefix(data: &mut BytesMut, id: &str, created: u64, model: &str) {
+    data.extend_from_slice(b"{\"id\":");
+    write_json_string(data, id);
+    data.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+    data.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
+    data.extend_from_slice(b",\"model\":");
+    write_json_string(data, model);
+    data.extend_from_slice(b",");
+}
+
+/// One `chat.completion.chunk` event of one choice: its delta written by
+/// `delta`, its `finish_reason` (or `null`).
+pub(crate) fn write_chunk(
+    out: &mut BytesMut,
+    (id, created, model): (&str, u64, &str),
+    index: usize,
+    delta: impl FnOnce(&mut BytesMut),
+    finish: Option<&str>,
+) {
+    let mut data = BytesMut::with_capacity(256);
+    write_chunk_prefix(&mut data, id, created, model);
+    data.extend_from_slice(b"\"choices\":[{\"index\":");
+    data.extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
+    data.extend_from_slice(b",\"delta\":");
+    delta(&mut data);
+    data.extend_from_slice(b",\"finish_reason\":");
+    match finish {
+        Some(f) => write_json_string(&mut data, f),
+        None => data.extend_from_slice(b"null"),
+    }
+    data.extend_from_slice(b"}]}");
+    crate::sse::write_event(out, None, &data);
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn write_json_string(out: &mut BytesMut, s: &str) {
     out.put_u8(b'"');

@@ -159,7 +159,8 @@ fn canonical_query(query: &str) -> String {
     pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
-fn percent_decode(s: &str) -> Vec<u8> {
+/// `%XX` sequences decoded (a `%` not followed by two hex digits stays).
+pub fn percent_decode(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
