@@ -101,11 +101,34 @@ pub struct Upstream {
 }
 
 /// What a Bedrock provider signs its requests with.
-#[derive(Clone, Debug)]
 pub struct AwsSigner {
     pub host: String,
     pub region: String,
     pub credentials: tollgate_protocol::sigv4::Credentials,
+    /// The day's signing key and its UTC date (`YYYYMMDD`): made again only
+    /// when the date changes (this core's own: no lock).
+    pub day_key: RefCell<Option<(String, tollgate_protocol::sigv4::SigningKey)>>,
+}
+
+impl AwsSigner {
+    /// Signs a Bedrock request at `unix_secs`.
+    pub fn sign(
+        &self,
+        req: &tollgate_protocol::sigv4::Request<'_>,
+        unix_secs: u64,
+    ) -> tollgate_protocol::sigv4::Signed {
+        use tollgate_protocol::sigv4;
+        let amz_date = sigv4::amz_date(unix_secs);
+        let date = &amz_date[..8];
+        let mut day = self.day_key.borrow_mut();
+        if day.as_ref().is_some_and(|(d, _)| d != date) {
+            *day = None;
+        }
+        let (_, key) = day.get_or_insert_with(|| {
+            (date.to_string(), sigv4::signing_key(&self.credentials.secret_access_key, date, &self.region, "bedrock"))
+        });
+        sigv4::sign_with(req, &self.credentials, key, &self.region, "bedrock", &amz_date)
+    }
 }
 
 /// A connection to an upstream, plain or TLS.
@@ -190,7 +213,12 @@ impl Upstream {
                     },
                     AwsCredentials::Instance { .. } => resolved.role.as_ref()?.credentials.clone(),
                 };
-                Some(AwsSigner { host: provider.host_header.clone(), region: a.region.clone(), credentials })
+                Some(AwsSigner {
+                    host: provider.host_header.clone(),
+                    region: a.region.clone(),
+                    credentials,
+                    day_key: RefCell::new(None),
+                })
             }),
             idle: RefCell::new(Vec::new()),
         }
@@ -266,6 +294,45 @@ impl Upstream {
         match tls.connector.connect(tls.server_name.clone(), tcp).await {
             Ok(stream) => Ok(UpStream::Tls(Box::new(stream))),
             Err(e) => Err(GatewayError::UpstreamTls { provider: self.name.clone(), cause: crate::tls::describe(&e) }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod signer_tests {
+    use super::*;
+    use tollgate_protocol::sigv4;
+
+    /// The day's key is kept until the UTC date changes, and a signature
+    /// made with it is the one made from scratch, on either side of
+    /// midnight.
+    #[test]
+    fn the_days_key_is_made_again_when_the_date_changes() {
+        let credentials = sigv4::Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            session_token: None,
+        };
+        let signer = AwsSigner {
+            host: "bedrock-runtime.us-east-1.amazonaws.com".into(),
+            region: "us-east-1".into(),
+            credentials: credentials.clone(),
+            day_key: RefCell::new(None),
+        };
+        let req = sigv4::Request {
+            method: "POST",
+            host: "bedrock-runtime.us-east-1.amazonaws.com",
+            path: "/model/amazon.nova-pro-v1%3A0/converse",
+            query: "",
+            headers: &[],
+            payload: b"{}",
+        };
+        let midnight = 1_796_256_000; // 2026-12-03T00:00:00Z
+        for at in [midnight - 1, midnight - 1, midnight, midnight + 86_399, midnight + 86_400] {
+            let fresh = sigv4::sign(&req, &credentials, "us-east-1", "bedrock", at);
+            assert_eq!(signer.sign(&req, at), fresh, "at {at}");
+            let kept = signer.day_key.borrow().as_ref().map(|(d, _)| d.clone());
+            assert_eq!(kept.as_deref(), Some(&fresh.amz_date[..8]));
         }
     }
 }

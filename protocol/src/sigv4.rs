@@ -13,6 +13,9 @@
 
 use ring::{digest, hmac};
 
+/// A day's signing key ([`signing_key`]).
+pub use ring::hmac::Key as SigningKey;
+
 /// A key pair, and the session token of temporary credentials (a role's).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -60,6 +63,30 @@ pub fn sign(req: &Request<'_>, creds: &Credentials, region: &str, service: &str,
 /// Signs `req` at a time already written as `x-amz-date` (`YYYYMMDDTHHMMSSZ`):
 /// what a server checking a signature does with the request's own date.
 pub fn sign_at(req: &Request<'_>, creds: &Credentials, region: &str, service: &str, amz_date: &str) -> Signed {
+    let date = &amz_date[..8.min(amz_date.len())];
+    sign_with(req, creds, &signing_key(&creds.secret_access_key, date, region, service), region, service, amz_date)
+}
+
+/// The key a day's signatures are made with (`AWS4` + secret, HMAC'd with
+/// the date, region, service and `aws4_request` in turn): four HMACs that
+/// change only with the UTC date, so a signer keeps it for the day.
+pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> hmac::Key {
+    let mac = |key: &[u8], data: &[u8]| hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data);
+    let k_date = mac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = mac(k_date.as_ref(), region.as_bytes());
+    let k_service = mac(k_region.as_ref(), service.as_bytes());
+    hmac::Key::new(hmac::HMAC_SHA256, mac(k_service.as_ref(), b"aws4_request").as_ref())
+}
+
+/// [`sign_at`] with the day's [`signing_key`] already made.
+pub fn sign_with(
+    req: &Request<'_>,
+    creds: &Credentials,
+    key: &hmac::Key,
+    region: &str,
+    service: &str,
+    amz_date: &str,
+) -> Signed {
     let amz_date = amz_date.to_string();
     let date = &amz_date[..8.min(amz_date.len())];
     let mut headers: Vec<(String, String)> = Vec::with_capacity(req.headers.len() + 3);
@@ -104,12 +131,7 @@ pub fn sign_at(req: &Request<'_>, creds: &Credentials, region: &str, service: &s
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex(digest::digest(&digest::SHA256, creq.as_bytes()).as_ref())
     );
-    let mac = |key: &[u8], data: &[u8]| hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data);
-    let k_date = mac(format!("AWS4{}", creds.secret_access_key).as_bytes(), date.as_bytes());
-    let k_region = mac(k_date.as_ref(), region.as_bytes());
-    let k_service = mac(k_region.as_ref(), service.as_bytes());
-    let k_signing = mac(k_service.as_ref(), b"aws4_request");
-    let signature = hex(mac(k_signing.as_ref(), to_sign.as_bytes()).as_ref());
+    let signature = hex(hmac::sign(key, to_sign.as_bytes()).as_ref());
     Signed {
         authorization: format!(
             "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",

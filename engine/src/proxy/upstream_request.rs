@@ -255,8 +255,7 @@ fn build_through_chat(
             headers: &[],
             payload: &body_out,
         };
-        let signed =
-            tollgate_protocol::sigv4::sign(&req, &aws.credentials, &aws.region, "bedrock", crate::unix_now().as_secs());
+        let signed = aws.sign(&req, crate::unix_now().as_secs());
         // Before the blank line `write_headers` ended the head with.
         let s = &mut client.scratch;
         s.truncate(s.len() - 2);
