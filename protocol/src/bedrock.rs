@@ -461,12 +461,22 @@ impl StreamTranslator {
             return Ok(());
         }
         let mut scratch = m.payload.to_vec();
-        if m.header_str(":message-type") == Some(b"exception") {
-            let kind = String::from_utf8_lossy(m.header_str(":exception-type").unwrap_or(b"internalServerException"))
-                .into_owned();
-            let status = if kind == "throttlingException" { 429 } else { 500 };
+        // An exception carries its kind in a header and a JSON message; an
+        // error frame (the framing's own kind) its code and message in
+        // headers.
+        let message_type = m.header_str(":message-type");
+        if matches!(message_type, Some(b"exception" | b"error")) {
+            let kind = m.header_str(":exception-type").or_else(|| m.header_str(":error-code"));
+            let kind = String::from_utf8_lossy(kind.unwrap_or(b"internalServerException")).into_owned();
+            let status = if kind.eq_ignore_ascii_case("throttlingException") { 429 } else { 500 };
             let mut body = BytesMut::new();
-            error_to_openai(&mut scratch, status, &mut body);
+            match m.header_str(":error-message").filter(|_| message_type == Some(b"error")) {
+                Some(text) => {
+                    let text = String::from_utf8_lossy(text);
+                    crate::openai::write_error_body(&mut body, &text, "api_error", &kind.to_ascii_lowercase());
+                }
+                None => error_to_openai(&mut scratch, status, &mut body),
+            }
             write_event(out, None, &body);
             self.finished = true;
             out.extend_from_slice(DONE_EVENT);
@@ -513,7 +523,10 @@ impl StreamTranslator {
                 if let Some(part) =
                     delta.and_then(|d| d.get("toolUse")).and_then(|u| u.get("input")).and_then(|i| i.as_str())
                 {
-                    let tool = self.tool_index.get(index).copied().flatten().unwrap_or(0);
+                    // Input for a block no `contentBlockStart` opened as a
+                    // tool use belongs to no call: it is dropped, not
+                    // appended to another call's arguments.
+                    let Some(tool) = self.tool_index.get(index).copied().flatten() else { return Ok(()) };
                     let mut d = BytesMut::new();
                     d.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
                     d.extend_from_slice(itoa::Buffer::new().format(tool).as_bytes());

@@ -101,7 +101,7 @@ pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<Req
     // The content being written: its role, and whether it has a part yet.
     let mut open: Option<(&str, bool)> = None;
     let mut contents = 0;
-    for m in messages.iter() {
+    for (position, m) in messages.iter().enumerate() {
         let role =
             m.get("role").and_then(|r| r.as_str()).ok_or(TranslateError::Unsupported("a message has no role"))?;
         let gemini_role = match role {
@@ -131,7 +131,7 @@ pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<Req
         let Some((_, any)) = open.as_mut() else { continue };
         if role == "tool" {
             let id = m.get("tool_call_id").and_then(|i| i.as_str()).unwrap_or_default();
-            let name = called(messages, id).ok_or(TranslateError::Unsupported(
+            let name = called(&messages[..position], id).ok_or(TranslateError::Unsupported(
                 "a tool message's tool_call_id names no tool call of an earlier assistant message",
             ))?;
             comma(out, any);
@@ -195,8 +195,9 @@ pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<Req
         }
         // A turn with nothing in it (an assistant's empty answer) still
         // needs a part.
+        // (Vertex AI refuses an empty text: one space.)
         if !*any {
-            write_text_part(out, "");
+            write_text_part(out, " ");
             *any = true;
         }
     }
@@ -362,10 +363,13 @@ fn write_text_part(out: &mut BytesMut, text: &str) {
     out.put_u8(b'}');
 }
 
-/// The function name of the earlier tool call `id` answers.
+/// The function name of the tool call `id` answers: the latest one before
+/// it (a model that gives no ids gets `call_0`, `call_1` ... anew each
+/// turn, so an id can repeat across turns).
 fn called<'v>(messages: &'v [Value<'v>], id: &str) -> Option<&'v str> {
     messages
         .iter()
+        .rev()
         .filter(|m| m.get("role").and_then(|r| r.as_str()) == Some("assistant"))
         .flat_map(|m| m.get("tool_calls").and_then(|t| t.as_array()).into_iter().flat_map(|c| c.iter()))
         .find(|c| c.get("id").and_then(|i| i.as_str()) == Some(id))

@@ -63,7 +63,9 @@ pub fn sign(req: &Request<'_>, creds: &Credentials, region: &str, service: &str,
 /// Signs `req` at a time already written as `x-amz-date` (`YYYYMMDDTHHMMSSZ`):
 /// what a server checking a signature does with the request's own date.
 pub fn sign_at(req: &Request<'_>, creds: &Credentials, region: &str, service: &str, amz_date: &str) -> Signed {
-    let date = &amz_date[..8.min(amz_date.len())];
+    // A date that is not ASCII (a hostile client's, at a server checking
+    // it) is signed whole rather than cut inside a character.
+    let date = amz_date.get(..8).unwrap_or(amz_date);
     sign_with(req, creds, &signing_key(&creds.secret_access_key, date, region, service), region, service, amz_date)
 }
 
@@ -88,7 +90,9 @@ pub fn sign_with(
     amz_date: &str,
 ) -> Signed {
     let amz_date = amz_date.to_string();
-    let date = &amz_date[..8.min(amz_date.len())];
+    // A date that is not ASCII (a hostile client's, at a server checking
+    // it) is signed whole rather than cut inside a character.
+    let date = amz_date.get(..8).unwrap_or(&amz_date);
     let mut headers: Vec<(String, String)> = Vec::with_capacity(req.headers.len() + 3);
     headers.push(("host".into(), req.host.into()));
     headers.push(("x-amz-date".into(), amz_date.clone()));

@@ -231,3 +231,24 @@ fn a_hostile_stream_cannot_size_a_table_or_bill_from_inside_a_delta() {
     t.message(&m, &mut BytesMut::new()).unwrap();
     assert_eq!(t.usage(), None, "usage comes from the metadata event only");
 }
+
+/// The framing's own error frame ends the stream with an error event, and
+/// tool input for a block no start opened is dropped.
+#[test]
+fn an_error_frame_ends_the_stream_and_orphan_tool_input_is_dropped() {
+    let mut b = BytesMut::new();
+    frame("messageStart", r#"{"role":"assistant"}"#, &mut b);
+    frame("contentBlockDelta", r#"{"contentBlockIndex":3,"delta":{"toolUse":{"input":"{\"x\":1}"}}}"#, &mut b);
+    encode(
+        &[(":message-type", "error"), (":error-code", "InternalFailure"), (":error-message", "it broke")],
+        b"",
+        &mut b,
+    );
+    let (chunks, done, _) = translate(&b, 0);
+    assert!(done);
+    assert!(
+        chunks.iter().all(|c| c["choices"].get(0).is_none_or(|c| c["delta"].get("tool_calls").is_none())),
+        "{chunks:?}"
+    );
+    assert_eq!(chunks.last().unwrap()["error"]["message"], "it broke");
+}

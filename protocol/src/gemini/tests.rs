@@ -404,3 +404,29 @@ fn reserialize(v: &Value, rng: &mut u64, out: &mut String) {
         other => out.push_str(&serde_json::to_string(other).unwrap()),
     }
 }
+
+/// A model that gives no ids gets `call_0` anew each turn: each result is
+/// named after the latest call with its id before it.
+#[test]
+fn a_repeated_call_id_names_the_latest_call_before_its_result() {
+    let call = |name: &str| {
+        json!({"role": "assistant", "content": null, "tool_calls": [
+        {"id": "call_0", "type": "function", "function": {"name": name, "arguments": "{}"}}]})
+    };
+    let (g, _) = request(json!({"messages": [
+        {"role": "user", "content": "weather, then time"},
+        call("get_weather"),
+        {"role": "tool", "tool_call_id": "call_0", "content": "sunny"},
+        call("get_time"),
+        {"role": "tool", "tool_call_id": "call_0", "content": "noon"},
+        {"role": "assistant", "content": ""}
+    ]}))
+    .unwrap();
+    let contents = g["contents"].as_array().unwrap();
+    assert_eq!(contents[2]["parts"][0]["functionResponse"]["name"], "get_weather");
+    assert_eq!(contents[4]["parts"][0]["functionResponse"]["name"], "get_time");
+    assert_eq!(contents[5]["parts"], json!([{"text": " "}]), "an empty turn keeps one space");
+    // A result before its call names nothing.
+    let early = json!({"messages": [{"role": "tool", "tool_call_id": "call_0", "content": "x"}, call("f")]});
+    assert!(request(early).is_err());
+}
