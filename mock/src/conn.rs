@@ -324,17 +324,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             }
             plan.reply = Some(if classify::flagged(body) { "unsafe S14" } else { "safe" }.to_string());
         }
-        // `x-mock-cache: READ,WRITE`: prompt tokens the answer reports as
-        // read from and written to the provider's cache.
-        if let Some((read, write)) = head
-            .header(b"x-mock-cache")
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.split_once(','))
-            .and_then(|(r, w)| Some((r.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)))
-        {
-            req.prompt_tokens = req.prompt_tokens.max(read + write);
-            req.cache_read = read;
-            req.cache_write = write;
+        if let Some((read, write)) = cache_header(head) {
+            req.cached(read, write);
         }
         match plan.failure {
             Some(Failure::Status(status)) => {
@@ -414,14 +405,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         }
         let stream = path.ends_with(b":streamGenerateContent");
         let mut req = ChatRequest::for_body(model, stream, body);
-        if let Some((read, _)) = head
-            .header(b"x-mock-cache")
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.split_once(','))
-            .and_then(|(r, w)| Some((r.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)))
-        {
-            req.prompt_tokens = req.prompt_tokens.max(read);
-            req.cache_read = read;
+        // Gemini reports cache reads only.
+        if let Some((read, _)) = cache_header(head) {
+            req.cached(read, 0);
         }
         match plan.failure {
             Some(Failure::Status(status)) => return self.gemini_error(status, head).await,
@@ -478,15 +464,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         }
         let decoded = tollgate_protocol::sigv4::percent_decode(&String::from_utf8_lossy(model));
         let mut req = ChatRequest::for_body(&decoded, stream, body);
-        if let Some((read, write)) = head
-            .header(b"x-mock-cache")
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.split_once(','))
-            .and_then(|(r, w)| Some((r.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)))
-        {
-            req.prompt_tokens = req.prompt_tokens.max(read + write);
-            req.cache_read = read;
-            req.cache_write = write;
+        if let Some((read, write)) = cache_header(head) {
+            req.cached(read, write);
         }
         match plan.failure {
             Some(Failure::Status(status)) => return self.bedrock_error(status, head).await,
@@ -844,6 +823,13 @@ fn check_signature(head: &RequestHead, body: &[u8], secret: &str) -> Result<(), 
     } else {
         Err("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.".into())
     }
+}
+
+/// `x-mock-cache: READ,WRITE`: prompt tokens the answer reports as read
+/// from and written to the provider's cache.
+fn cache_header(head: &RequestHead) -> Option<(usize, usize)> {
+    let (r, w) = std::str::from_utf8(head.header(b"x-mock-cache")?).ok()?.split_once(',')?;
+    Some((r.trim().parse().ok()?, w.trim().parse().ok()?))
 }
 
 /// Whether a Converse request's last message carries a tool's result.

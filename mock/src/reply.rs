@@ -63,6 +63,14 @@ impl<'a> ChatRequest<'a> {
 }
 
 impl<'a> ChatRequest<'a> {
+    /// Reports `read` and `write` prompt tokens as the provider's cache's
+    /// (the prompt at least their sum).
+    pub fn cached(&mut self, read: usize, write: usize) {
+        self.prompt_tokens = self.prompt_tokens.max(read + write);
+        self.cache_read = read;
+        self.cache_write = write;
+    }
+
     /// A request whose model and stream switch are not in its body
     /// (Gemini's are in the URL).
     pub fn for_body(model: &'a [u8], stream: bool, body: &[u8]) -> ChatRequest<'a> {

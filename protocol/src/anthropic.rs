@@ -112,16 +112,7 @@ pub fn request_from_openai_marked(
     out.extend_from_slice(b",\"max_tokens\":");
     out.extend_from_slice(itoa::Buffer::new().format(max_tokens).as_bytes());
 
-    // System prompt: every system (or developer) message, in order.
-    let mut system = String::new();
-    for m in messages.iter() {
-        if matches!(m.get("role").and_then(|r| r.as_str()), Some("system" | "developer")) {
-            if !system.is_empty() {
-                system.push_str("\n\n");
-            }
-            system.push_str(&text_of(m.get("content"))?);
-        }
-    }
+    let system = system_text(messages)?;
     if marks && system.len() >= CACHE_MARK_BYTES {
         out.extend_from_slice(b",\"system\":[{\"type\":\"text\",\"text\":");
         write_json_string(out, &system);
@@ -200,13 +191,7 @@ pub fn request_from_openai_marked(
                     out.extend_from_slice(b",\"name\":");
                     write_json_string(out, f.get("name").and_then(|n| n.as_str()).unwrap_or_default());
                     out.extend_from_slice(b",\"input\":");
-                    // Arguments arrive as a JSON string; Anthropic wants the object.
-                    let args = f.get("arguments").and_then(|a| a.as_str()).unwrap_or("{}");
-                    let mut args_scratch = args.as_bytes().to_vec();
-                    match simd_json::to_borrowed_value(&mut args_scratch) {
-                        Ok(obj) if obj.is_object() => out.extend_from_slice(obj.encode().as_bytes()),
-                        _ => out.extend_from_slice(b"{}"),
-                    }
+                    write_arguments_object(out, f);
                     out.put_u8(b'}');
                 }
                 out.put_u8(b']');
@@ -220,20 +205,8 @@ pub fn request_from_openai_marked(
     out.put_u8(b']');
 
     if let Some(stop) = v.get("stop").filter(|s| !s.is_null()) {
-        out.extend_from_slice(b",\"stop_sequences\":[");
-        match (stop.as_str(), stop.as_array()) {
-            (Some(s), _) => write_json_string(out, s),
-            (None, Some(list)) => {
-                for (i, s) in list.iter().enumerate() {
-                    if i > 0 {
-                        out.put_u8(b',');
-                    }
-                    write_json_string(out, s.as_str().ok_or(TranslateError::Unsupported("stop must be strings"))?);
-                }
-            }
-            _ => return Err(TranslateError::Unsupported("stop must be a string or an array of strings")),
-        }
-        out.put_u8(b']');
+        out.extend_from_slice(b",\"stop_sequences\":");
+        write_stop_list(stop, out)?;
     }
     for key in ["temperature", "top_p"] {
         if let Some(x) = v.get(key).and_then(|x| x.cast_f64()) {
@@ -307,7 +280,7 @@ fn write_part(part: &Value<'_>, comma: bool, out: &mut BytesMut) -> Result<bool,
                 .and_then(|u| u.as_str())
                 .ok_or(TranslateError::Unsupported("image_url needs a url"))?;
             out.extend_from_slice(b"{\"type\":\"image\",\"source\":");
-            match url.strip_prefix("data:").and_then(|d| d.split_once(";base64,")) {
+            match data_url(url) {
                 Some((media, data)) => {
                     out.extend_from_slice(b"{\"type\":\"base64\",\"media_type\":");
                     write_json_string(out, media);
@@ -326,6 +299,78 @@ fn write_part(part: &Value<'_>, comma: bool, out: &mut BytesMut) -> Result<bool,
         _ => return Err(TranslateError::Unsupported("content parts must be text or image_url")),
     }
     Ok(true)
+}
+
+/// The system prompt of an OpenAI chat request: every system (or
+/// developer) message's text, in order, a blank line between.
+pub(crate) fn system_text(messages: &[Value<'_>]) -> Result<String, TranslateError> {
+    let mut system = String::new();
+    for m in messages.iter() {
+        if matches!(m.get("role").and_then(|r| r.as_str()), Some("system" | "developer")) {
+            if !system.is_empty() {
+                system.push_str("\n\n");
+            }
+            system.push_str(&text_of(m.get("content"))?);
+        }
+    }
+    Ok(system)
+}
+
+/// A tool call's `function.arguments` (a JSON string, as OpenAI writes
+/// them) as the object other APIs want; `{}` when they are not one.
+pub(crate) fn write_arguments_object(out: &mut BytesMut, function: &Value<'_>) {
+    let args = function.get("arguments").and_then(|a| a.as_str()).unwrap_or("{}");
+    match result_object(args) {
+        Some(obj) => out.extend_from_slice(obj.as_bytes()),
+        None => out.extend_from_slice(b"{}"),
+    }
+}
+
+/// OpenAI's `stop` (a string or an array of strings) as a JSON array.
+pub(crate) fn write_stop_list(stop: &Value<'_>, out: &mut BytesMut) -> Result<(), TranslateError> {
+    out.put_u8(b'[');
+    match (stop.as_str(), stop.as_array()) {
+        (Some(s), _) => write_json_string(out, s),
+        (None, Some(list)) => {
+            for (i, s) in list.iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b',');
+                }
+                write_json_string(out, s.as_str().ok_or(TranslateError::Unsupported("stop must be strings"))?);
+            }
+        }
+        _ => return Err(TranslateError::Unsupported("stop must be a string or an array of strings")),
+    }
+    out.put_u8(b']');
+    Ok(())
+}
+
+/// Writes the comma before an element when one came before it.
+pub(crate) fn comma(out: &mut BytesMut, any: &mut bool) {
+    if *any {
+        out.put_u8(b',');
+    }
+    *any = true;
+}
+
+/// `{"text": ...}`: a text part as Gemini and Converse write it.
+pub(crate) fn write_text_part(out: &mut BytesMut, text: &str) {
+    out.extend_from_slice(b"{\"text\":");
+    write_json_string(out, text);
+    out.put_u8(b'}');
+}
+
+/// Text that holds a JSON object (a tool's arguments or result), as that
+/// object encoded again; `None` for any other text.
+pub(crate) fn result_object(text: &str) -> Option<String> {
+    let mut copy = text.as_bytes().to_vec();
+    let parsed = simd_json::to_borrowed_value(&mut copy).ok()?;
+    parsed.is_object().then(|| parsed.encode())
+}
+
+/// A `data:` URL's media type and base64 payload.
+pub(crate) fn data_url(url: &str) -> Option<(&str, &str)> {
+    url.strip_prefix("data:").and_then(|d| d.split_once(";base64,"))
 }
 
 /// The text of a content field: a string, or the text parts joined.

@@ -28,7 +28,10 @@ use bytes::{BufMut, BytesMut};
 use simd_json::prelude::*;
 use simd_json::BorrowedValue as Value;
 
-use crate::anthropic::{format_number, parse, text_of, RequestInfo, TranslateError, STREAM_BLOCKS_MAX};
+use crate::anthropic::{
+    comma, data_url, format_number, parse, result_object, system_text, text_of, write_arguments_object,
+    write_stop_list, write_text_part, RequestInfo, TranslateError, STREAM_BLOCKS_MAX,
+};
 use crate::eventstream::Message;
 use crate::openai::write_json_string;
 use crate::sse::{write_event, DONE_EVENT};
@@ -121,18 +124,13 @@ pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<Req
             let text = text_of(m.get("content"))?;
             // A result that is a JSON object goes as `json`, any other text
             // as `text`.
-            let mut copy = text.as_bytes().to_vec();
-            match simd_json::to_borrowed_value(&mut copy) {
-                Ok(obj) if obj.is_object() => {
+            match result_object(&text) {
+                Some(obj) => {
                     out.extend_from_slice(b"{\"json\":");
-                    out.extend_from_slice(obj.encode().as_bytes());
+                    out.extend_from_slice(obj.as_bytes());
                     out.put_u8(b'}');
                 }
-                _ => {
-                    out.extend_from_slice(b"{\"text\":");
-                    write_json_string(out, &text);
-                    out.put_u8(b'}');
-                }
+                None => write_text_part(out, &text),
             }
             out.extend_from_slice(b"]}}");
             continue;
@@ -144,7 +142,7 @@ pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<Req
                 (Some(""), _) => {}
                 (Some(text), _) => {
                     comma(out, any);
-                    write_text(out, text);
+                    write_text_part(out, text);
                 }
                 (None, Some(parts)) => {
                     for part in parts.iter() {
@@ -163,18 +161,13 @@ pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<Req
             out.extend_from_slice(b",\"name\":");
             write_json_string(out, f.get("name").and_then(|n| n.as_str()).unwrap_or_default());
             out.extend_from_slice(b",\"input\":");
-            let args = f.get("arguments").and_then(|a| a.as_str()).unwrap_or("{}");
-            let mut copy = args.as_bytes().to_vec();
-            match simd_json::to_borrowed_value(&mut copy) {
-                Ok(obj) if obj.is_object() => out.extend_from_slice(obj.encode().as_bytes()),
-                _ => out.extend_from_slice(b"{}"),
-            }
+            write_arguments_object(out, f);
             out.extend_from_slice(b"}}");
         }
         // Converse refuses an empty message: an assistant's empty answer
         // keeps one space.
         if !*any {
-            write_text(out, " ");
+            write_text_part(out, " ");
             *any = true;
         }
     }
@@ -183,18 +176,10 @@ pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<Req
     }
     out.put_u8(b']');
 
-    let mut system = String::new();
-    for m in messages.iter() {
-        if matches!(m.get("role").and_then(|r| r.as_str()), Some("system" | "developer")) {
-            if !system.is_empty() {
-                system.push_str("\n\n");
-            }
-            system.push_str(&text_of(m.get("content"))?);
-        }
-    }
+    let system = system_text(messages)?;
     if !system.is_empty() {
         out.extend_from_slice(b",\"system\":[");
-        write_text(out, &system);
+        write_text_part(out, &system);
         out.put_u8(b']');
     }
     write_inference_config(&v, out)?;
@@ -261,21 +246,7 @@ fn write_inference_config(v: &Value<'_>, out: &mut BytesMut) -> Result<(), Trans
     }
     if let Some(stop) = v.get("stop").filter(|s| !s.is_null()) {
         let mut list = BytesMut::new();
-        list.put_u8(b'[');
-        match (stop.as_str(), stop.as_array()) {
-            (Some(s), _) => write_json_string(&mut list, s),
-            (None, Some(items)) => {
-                for (i, s) in items.iter().enumerate() {
-                    if i > 0 {
-                        list.put_u8(b',');
-                    }
-                    let s = s.as_str().ok_or(TranslateError::Unsupported("stop must be strings"))?;
-                    write_json_string(&mut list, s);
-                }
-            }
-            _ => return Err(TranslateError::Unsupported("stop must be a string or an array of strings")),
-        }
-        list.put_u8(b']');
+        write_stop_list(stop, &mut list)?;
         field("stopSequences", &list);
     }
     if !config.is_empty() {
@@ -286,32 +257,17 @@ fn write_inference_config(v: &Value<'_>, out: &mut BytesMut) -> Result<(), Trans
     Ok(())
 }
 
-fn comma(out: &mut BytesMut, any: &mut bool) {
-    if *any {
-        out.put_u8(b',');
-    }
-    *any = true;
-}
-
-fn write_text(out: &mut BytesMut, text: &str) {
-    out.extend_from_slice(b"{\"text\":");
-    write_json_string(out, text);
-    out.put_u8(b'}');
-}
-
 /// One OpenAI content part as a Converse block.
 fn write_part(part: &Value<'_>, out: &mut BytesMut) -> Result<(), TranslateError> {
     match part.get("type").and_then(|t| t.as_str()).unwrap_or("text") {
-        "text" => write_text(out, part.get("text").and_then(|t| t.as_str()).unwrap_or_default()),
+        "text" => write_text_part(out, part.get("text").and_then(|t| t.as_str()).unwrap_or_default()),
         "image_url" => {
             let url = part
                 .get("image_url")
                 .and_then(|i| i.get("url").or(Some(i)))
                 .and_then(|u| u.as_str())
                 .ok_or(TranslateError::Unsupported("image_url needs a url"))?;
-            let (media, data) = url
-                .strip_prefix("data:")
-                .and_then(|d| d.split_once(";base64,"))
+            let (media, data) = data_url(url)
                 .ok_or(TranslateError::Unsupported("Bedrock takes images as data: URLs (base64), not links"))?;
             let format = match media {
                 "image/png" => "png",

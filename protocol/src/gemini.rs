@@ -31,7 +31,10 @@ use bytes::{BufMut, BytesMut};
 use simd_json::prelude::*;
 use simd_json::BorrowedValue as Value;
 
-use crate::anthropic::{format_number, parse, text_of, RequestInfo, TranslateError};
+use crate::anthropic::{
+    comma, data_url, format_number, parse, result_object, system_text, text_of, write_arguments_object,
+    write_stop_list, write_text_part, RequestInfo, TranslateError,
+};
 use crate::openai::write_json_string;
 use crate::sse::{write_event, SseEvent, DONE_EVENT};
 
@@ -141,10 +144,9 @@ pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<Req
             let text = text_of(m.get("content"))?;
             // A result that is a JSON object goes as that object; any other
             // text as `{"content": text}` (Gemini wants an object).
-            let mut copy = text.as_bytes().to_vec();
-            match simd_json::to_borrowed_value(&mut copy) {
-                Ok(obj) if obj.is_object() => out.extend_from_slice(obj.encode().as_bytes()),
-                _ => {
+            match result_object(&text) {
+                Some(obj) => out.extend_from_slice(obj.as_bytes()),
+                None => {
                     out.extend_from_slice(b"{\"content\":");
                     write_json_string(out, &text);
                     out.put_u8(b'}');
@@ -178,13 +180,7 @@ pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<Req
             out.extend_from_slice(b"{\"functionCall\":{\"name\":");
             write_json_string(out, f.get("name").and_then(|n| n.as_str()).unwrap_or_default());
             out.extend_from_slice(b",\"args\":");
-            // Arguments arrive as a JSON string; Gemini wants the object.
-            let args = f.get("arguments").and_then(|a| a.as_str()).unwrap_or("{}");
-            let mut copy = args.as_bytes().to_vec();
-            match simd_json::to_borrowed_value(&mut copy) {
-                Ok(obj) if obj.is_object() => out.extend_from_slice(obj.encode().as_bytes()),
-                _ => out.extend_from_slice(b"{}"),
-            }
+            write_arguments_object(out, f);
             out.put_u8(b'}');
             let id = call.get("id").and_then(|i| i.as_str()).unwrap_or_default();
             if let Some((_, signature)) = id.split_once(SIGNATURE_MARK) {
@@ -206,16 +202,7 @@ pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<Req
     }
     out.put_u8(b']');
 
-    // System prompt: every system (or developer) message, in order.
-    let mut system = String::new();
-    for m in messages.iter() {
-        if matches!(m.get("role").and_then(|r| r.as_str()), Some("system" | "developer")) {
-            if !system.is_empty() {
-                system.push_str("\n\n");
-            }
-            system.push_str(&text_of(m.get("content"))?);
-        }
-    }
+    let system = system_text(messages)?;
     if !system.is_empty() {
         out.extend_from_slice(b",\"systemInstruction\":{\"parts\":[");
         write_text_part(out, &system);
@@ -305,23 +292,7 @@ fn write_generation_config(v: &Value<'_>, out: &mut BytesMut) -> Result<(), Tran
     }
     if let Some(stop) = v.get("stop").filter(|s| !s.is_null()) {
         let mut list = BytesMut::new();
-        list.put_u8(b'[');
-        match (stop.as_str(), stop.as_array()) {
-            (Some(s), _) => write_json_string(&mut list, s),
-            (None, Some(items)) => {
-                for (i, s) in items.iter().enumerate() {
-                    if i > 0 {
-                        list.put_u8(b',');
-                    }
-                    write_json_string(
-                        &mut list,
-                        s.as_str().ok_or(TranslateError::Unsupported("stop must be strings"))?,
-                    );
-                }
-            }
-            _ => return Err(TranslateError::Unsupported("stop must be a string or an array of strings")),
-        }
-        list.put_u8(b']');
+        write_stop_list(stop, &mut list)?;
         field("stopSequences", &list);
     }
     if let Some(format) = v.get("response_format") {
@@ -350,19 +321,6 @@ fn write_generation_config(v: &Value<'_>, out: &mut BytesMut) -> Result<(), Tran
     Ok(())
 }
 
-fn comma(out: &mut BytesMut, any: &mut bool) {
-    if *any {
-        out.put_u8(b',');
-    }
-    *any = true;
-}
-
-fn write_text_part(out: &mut BytesMut, text: &str) {
-    out.extend_from_slice(b"{\"text\":");
-    write_json_string(out, text);
-    out.put_u8(b'}');
-}
-
 /// The function name of the tool call `id` answers: the latest one before
 /// it (a model that gives no ids gets `call_0`, `call_1` ... anew each
 /// turn, so an id can repeat across turns).
@@ -386,7 +344,7 @@ fn write_part(part: &Value<'_>, out: &mut BytesMut) -> Result<(), TranslateError
                 .and_then(|i| i.get("url").or(Some(i)))
                 .and_then(|u| u.as_str())
                 .ok_or(TranslateError::Unsupported("image_url needs a url"))?;
-            match url.strip_prefix("data:").and_then(|d| d.split_once(";base64,")) {
+            match data_url(url) {
                 Some((media, data)) => write_inline(out, media, data),
                 None => {
                     out.extend_from_slice(b"{\"fileData\":{\"fileUri\":");

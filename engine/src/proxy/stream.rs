@@ -836,13 +836,19 @@ mod tests {
         s
     }
 
-    /// Feeds a Gemini stream in two reads split at `at` (each read's end
-    /// seen), then ends the upstream.
-    fn relay_gemini(input: &str, at: usize, stages: StreamStages<'_, '_>) -> (String, End, TokenUsage) {
+    /// Feeds an upstream's body in two reads split at `at` (each read's end
+    /// seen) to a relay that `read` set up for its API, then ends the
+    /// upstream.
+    fn relay_from(
+        read: fn(&mut StreamRelay<'_, '_>),
+        input: &[u8],
+        at: usize,
+        stages: StreamStages<'_, '_>,
+    ) -> (String, End, TokenUsage) {
         let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, true), stages, ROUTE);
-        relay.read_gemini();
+        read(&mut relay);
         let mut out = BytesMut::new();
-        let bytes = Bytes::copy_from_slice(input.as_bytes());
+        let bytes = Bytes::copy_from_slice(input);
         relay.feed(bytes.slice(..at), &mut out);
         if !relay.end_of_read(false, &mut out) {
             relay.feed(bytes.slice(at..), &mut out);
@@ -852,6 +858,10 @@ mod tests {
         let end = relay.end();
         relay.close();
         (String::from_utf8(out.to_vec()).unwrap(), end, usage)
+    }
+
+    fn relay_gemini(input: &str, at: usize, stages: StreamStages<'_, '_>) -> (String, End, TokenUsage) {
+        relay_from(|r| r.read_gemini(), input.as_bytes(), at, stages)
     }
 
     #[test]
@@ -900,19 +910,7 @@ mod tests {
     }
 
     fn relay_bedrock(input: &[u8], at: usize, stages: StreamStages<'_, '_>) -> (String, End, TokenUsage) {
-        let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, true), stages, ROUTE);
-        relay.read_bedrock();
-        let mut out = BytesMut::new();
-        let bytes = Bytes::copy_from_slice(input);
-        relay.feed(bytes.slice(..at), &mut out);
-        if !relay.end_of_read(false, &mut out) {
-            relay.feed(bytes.slice(at..), &mut out);
-            assert!(relay.end_of_read(true, &mut out));
-        }
-        let usage = relay.usage().expect("readable").unwrap_or_default();
-        let end = relay.end();
-        relay.close();
-        (String::from_utf8(out.to_vec()).unwrap(), end, usage)
+        relay_from(|r| r.read_bedrock(), input, at, stages)
     }
 
     #[test]

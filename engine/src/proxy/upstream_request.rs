@@ -77,10 +77,8 @@ pub fn build(
             "`background: true` runs finish after the answer, where the gateway cannot guard or bill them; run in the foreground (stream a long answer)",
         ));
     }
-    match upstream.kind {
-        ProviderKind::Gemini => return build_through_chat(client, head, body, fields, target, upstream, front),
-        ProviderKind::Bedrock => return build_through_chat(client, head, body, fields, target, upstream, front),
-        _ => {}
+    if matches!(upstream.kind, ProviderKind::Gemini | ProviderKind::Bedrock) {
+        return build_through_chat(client, head, body, fields, target, upstream, front);
     }
     let anthropic_target = upstream.kind == ProviderKind::Anthropic;
     let (translated, translation) = match (front, anthropic_target) {
