@@ -670,18 +670,10 @@ impl StreamTranslator {
         }
         self.finished = true;
         if self.include_usage {
-            let mut data = BytesMut::new();
-            self.prefix(&mut data);
-            data.extend_from_slice(b"\"choices\":[],\"usage\":");
-            self.usage.write(&mut data);
-            data.put_u8(b'}');
-            write_event(out, None, &data);
+            let usage = self.usage;
+            crate::openai::write_usage_chunk(out, (&self.id, self.created, &self.model), |d| usage.write(d));
         }
         out.extend_from_slice(DONE_EVENT);
-    }
-
-    fn prefix(&self, data: &mut BytesMut) {
-        crate::openai::write_chunk_prefix(data, &self.id, self.created, &self.model);
     }
 
     fn chunk(&self, out: &mut BytesMut, delta: impl FnOnce(&mut BytesMut), finish: Option<&str>) {

@@ -518,20 +518,11 @@ impl StreamTranslator {
         }
         self.finished = true;
         if let Some(u) = self.usage {
-            let mut data = BytesMut::new();
-            self.prefix(&mut data);
-            data.extend_from_slice(b"\"choices\":[],\"usage\":");
-            u.write(&mut data);
-            data.put_u8(b'}');
-            write_event(out, None, &data);
+            crate::openai::write_usage_chunk(out, ("bedrock", self.created, &self.model), |d| u.write(d));
         }
         if self.stop_seen {
             out.extend_from_slice(DONE_EVENT);
         }
-    }
-
-    fn prefix(&self, data: &mut BytesMut) {
-        crate::openai::write_chunk_prefix(data, "bedrock", self.created, &self.model);
     }
 
     fn chunk(&self, out: &mut BytesMut, delta: impl FnOnce(&mut BytesMut), finish: Option<&str>) {

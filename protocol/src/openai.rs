@@ -964,7 +964,7 @@ fn write_made_stream_end(
 /// The start of a `chat.completion.chunk` the gateway writes for a
 /// translated stream: `{"id":..,"object":..,"created":..,"model":..,` (the
 /// caller writes the rest).
-pub(crate) fn write_chunk_prefix(data: &mut BytesMut, id: &str, created: u64, model: &str) {
+fn write_chunk_prefix(data: &mut BytesMut, id: &str, created: u64, model: &str) {
     data.extend_from_slice(b"{\"id\":");
     write_json_string(data, id);
     data.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
@@ -972,6 +972,21 @@ pub(crate) fn write_chunk_prefix(data: &mut BytesMut, id: &str, created: u64, mo
     data.extend_from_slice(b",\"model\":");
     write_json_string(data, model);
     data.extend_from_slice(b",");
+}
+
+/// The usage chunk of a translated stream: no choice, and the usage
+/// `usage` writes (the chunk `stream_options.include_usage` asks for).
+pub(crate) fn write_usage_chunk(
+    out: &mut BytesMut,
+    (id, created, model): (&str, u64, &str),
+    usage: impl FnOnce(&mut BytesMut),
+) {
+    let mut data = BytesMut::new();
+    write_chunk_prefix(&mut data, id, created, model);
+    data.extend_from_slice(b"\"choices\":[],\"usage\":");
+    usage(&mut data);
+    data.extend_from_slice(b"}");
+    crate::sse::write_event(out, None, &data);
 }
 
 /// One `chat.completion.chunk` event of one choice: its delta written by
