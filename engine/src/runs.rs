@@ -30,6 +30,12 @@
 //! window is full (or its team is at its share), and each team (by a bucket of
 //! its name's hash) holds at most a quarter of the table, so that one
 //! tenant creating runs in a loop cannot take every other team's.
+//!
+//! With `[cluster]`, a run is shared between nodes: each slot also carries
+//! the run's name across the cluster ([`shared_id`]: the per-process tag
+//! differs from node to node) and the other nodes' figures, which the
+//! cluster thread pushes and reads every interval ([`Runs::shared_runs`],
+//! [`Runs::set_remote`]); admissions count them with the node's own.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
@@ -72,6 +78,80 @@ struct Slot {
     /// Estimates held by requests in flight.
     held_cost: AtomicU64,
     held_tokens: AtomicU64,
+    /// The run's name across the cluster ([`shared_id`], in two halves);
+    /// 0 without `[cluster]`, or for a run above another whose id no
+    /// request of this node named.
+    shared_hi: AtomicU64,
+    shared_lo: AtomicU64,
+    /// The other nodes' figures as of the cluster thread's last exchange:
+    /// ended cost and tokens, admitted requests, and the run's first
+    /// request on any node (Unix ms, 0 until known).
+    remote_cost: AtomicU64,
+    remote_tokens: AtomicU64,
+    remote_requests: AtomicU64,
+    remote_started_ms: AtomicU64,
+}
+
+impl Slot {
+    fn shared(&self) -> u128 {
+        (u128::from(self.shared_hi.load(SeqCst)) << 64) | u128::from(self.shared_lo.load(SeqCst))
+    }
+
+    /// When the run began: its first request here, or on another node if
+    /// that was earlier.
+    fn started_ms(&self) -> u64 {
+        let here = self.started_ms.load(SeqCst);
+        match self.remote_started_ms.load(SeqCst) {
+            0 => here,
+            there => here.min(there),
+        }
+    }
+}
+
+/// A run's name across the cluster's nodes: the first 16 bytes of the
+/// SHA-256 of its team and id, never 0. (A keyed hash like the slots' tag
+/// would differ between nodes; a cryptographic one keeps a tenant from
+/// naming a run whose figures land on another team's.)
+pub fn shared_id(team: &str, run: &str) -> u128 {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(team.as_bytes());
+    h.update([0]);
+    h.update(run.as_bytes());
+    let d = h.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&d[..16]);
+    u128::from_be_bytes(first).max(1)
+}
+
+/// A shared run's figures on this node, as the cluster thread pushes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedRun {
+    /// Its slot, for [`Runs::set_remote`].
+    pub at: usize,
+    pub id: u128,
+    pub cost: u64,
+    pub tokens: u64,
+    pub requests: u64,
+    pub started_ms: u64,
+    pub last_ms: u64,
+}
+
+/// The other nodes' figures for a run, as the cluster thread read them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Remote {
+    pub cost: u64,
+    pub tokens: u64,
+    pub requests: u64,
+    pub started_ms: u64,
+}
+
+/// The ids a request names, for the slots it may claim: the cluster's
+/// names are worked out only for a slot claimed, and only when shared.
+struct Names<'a> {
+    team: &'a str,
+    own: (u64, &'a str),
+    parent: Option<(u64, &'a str)>,
 }
 
 /// What a request is estimated to use, reserved while it runs.
@@ -96,7 +176,7 @@ pub enum Refusal {
 /// The node's runs.
 pub struct Runs {
     /// Made at the first request under run limits: a node that sets none
-    /// never holds the table's 5 MB.
+    /// never holds the table's 8 MB.
     slots: std::sync::OnceLock<Box<[Slot]>>,
     /// Slots, a power of two.
     capacity: usize,
@@ -106,6 +186,8 @@ pub struct Runs {
     /// Refusals by limit (cost, tokens, requests, wall time) and for a full
     /// table, since start.
     refused: [AtomicU64; 5],
+    /// With `[cluster]`: slots carry their run's [`shared_id`].
+    shared: bool,
 }
 
 impl Default for Runs {
@@ -124,7 +206,15 @@ impl Runs {
             hasher: std::hash::RandomState::new(),
             team_slots: (0..TEAM_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             refused: Default::default(),
+            shared: false,
         }
+    }
+
+    /// Runs shared with the other nodes of `[cluster]`: each slot claimed
+    /// learns its run's [`shared_id`] for the cluster thread.
+    pub fn shared_with_cluster(mut self) -> Runs {
+        self.shared = true;
+        self
     }
 
     /// The slots, made by the first caller (another core's first caller
@@ -165,11 +255,13 @@ impl Runs {
     ) -> Result<RunHold, Refusal> {
         let bucket = self.team_bucket(team);
         let tag = self.tag(team, run);
-        let parent = parent.map(|p| self.tag(team, p)).filter(|&p| p != tag).unwrap_or(0);
+        let parent_named = parent.map(|p| (self.tag(team, p), p)).filter(|&(p, _)| p != tag);
+        let parent = parent_named.map_or(0, |(p, _)| p);
+        let names = Names { team, own: (tag, run), parent: parent_named };
         // A slot given up between finding it and holding on it (a rare
         // race with a reclaim) is looked for again.
         for _ in 0..4 {
-            let chain = self.chain(tag, parent, bucket, now_ms)?;
+            let chain = self.chain(tag, parent, bucket, now_ms, &names)?;
             match self.take(&chain, limits, estimate, now_ms) {
                 Ok(true) => return Ok(RunHold { runs: self.clone(), chain, estimate }),
                 Ok(false) => continue,
@@ -199,12 +291,12 @@ impl Runs {
     }
 
     /// The slots of a run and of the runs above it, found or claimed.
-    fn chain(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64) -> Result<Chain, Refusal> {
+    fn chain(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64, names: &Names) -> Result<Chain, Refusal> {
         let mut chain = Chain::default();
         let mut next = (tag, parent);
         while chain.len < DEPTH_MAX {
             let (t, p) = next;
-            let i = self.slot(t, p, bucket, now_ms)?;
+            let i = self.slot(t, p, bucket, now_ms, names)?;
             chain.slots[chain.len] = (i, t);
             chain.len += 1;
             let up = self.slots()[i].parent.load(SeqCst);
@@ -218,7 +310,7 @@ impl Runs {
 
     /// The slot of run `tag`, claimed if it has none (with `parent` as its
     /// parent, when it has none yet).
-    fn slot(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64) -> Result<usize, Refusal> {
+    fn slot(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64, names: &Names) -> Result<usize, Refusal> {
         if let Some(at) = self.find(tag) {
             if parent != 0 {
                 let _ = self.slots()[at].parent.compare_exchange(0, parent, SeqCst, SeqCst);
@@ -241,7 +333,7 @@ impl Runs {
                 break;
             }
             if s.tag.compare_exchange(0, BUSY, SeqCst, SeqCst).is_ok() {
-                self.fill(s, tag, parent, bucket, now_ms);
+                self.fill(s, tag, parent, bucket, now_ms, self.shared_id_of(tag, names));
                 return Ok(at);
             }
             self.team_slots[bucket as usize].fetch_sub(1, SeqCst);
@@ -250,7 +342,21 @@ impl Runs {
                 return Ok(at);
             }
         }
-        self.reclaim(tag, parent, bucket, now_ms)
+        self.reclaim(tag, parent, bucket, now_ms, names)
+    }
+
+    /// The cluster's name for the run of `tag`, when shared and the
+    /// request named it (a grandparent's slot claimed anew has none: its
+    /// figures stay the node's).
+    fn shared_id_of(&self, tag: u64, names: &Names) -> u128 {
+        if !self.shared {
+            return 0;
+        }
+        match names.parent {
+            _ if tag == names.own.0 => shared_id(names.team, names.own.1),
+            Some((p, id)) if p == tag => shared_id(names.team, id),
+            _ => 0,
+        }
     }
 
     /// The slots a run's tag may sit in, in probe order.
@@ -280,7 +386,7 @@ impl Runs {
     /// a run of the window idle for [`IDLE_MS`] with nothing in flight
     /// gives its slot up, if the team may take one more (or the slot was
     /// the team's own).
-    fn reclaim(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64) -> Result<usize, Refusal> {
+    fn reclaim(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64, names: &Names) -> Result<usize, Refusal> {
         for at in self.window(tag) {
             let s = &self.slots()[at];
             let t = s.tag.load(SeqCst);
@@ -298,7 +404,7 @@ impl Runs {
                 if old != bucket {
                     self.team_slots[old as usize].fetch_sub(1, SeqCst);
                 }
-                self.fill(s, tag, parent, bucket, now_ms);
+                self.fill(s, tag, parent, bucket, now_ms, self.shared_id_of(tag, names));
                 return Ok(at);
             }
             s.tag.store(t, SeqCst);
@@ -313,7 +419,13 @@ impl Runs {
     }
 
     /// Writes a claimed slot's figures for a new run, then its tag.
-    fn fill(&self, s: &Slot, tag: u64, parent: u64, bucket: u32, now_ms: u64) {
+    fn fill(&self, s: &Slot, tag: u64, parent: u64, bucket: u32, now_ms: u64, shared: u128) {
+        s.shared_hi.store((shared >> 64) as u64, SeqCst);
+        s.shared_lo.store(shared as u64, SeqCst);
+        s.remote_cost.store(0, SeqCst);
+        s.remote_tokens.store(0, SeqCst);
+        s.remote_requests.store(0, SeqCst);
+        s.remote_started_ms.store(0, SeqCst);
         s.parent.store(parent, SeqCst);
         s.team.store(bucket, SeqCst);
         s.started_ms.store(now_ms, SeqCst);
@@ -373,15 +485,73 @@ impl Runs {
             .count() as u64;
         (active, std::array::from_fn(|i| self.refused[i].load(SeqCst)))
     }
+
+    /// The node's figures of every run shared with the cluster, for the
+    /// cluster thread's push (a scan of the table, every interval, off the
+    /// workers).
+    pub fn shared_runs(&self) -> Vec<SharedRun> {
+        let Some(slots) = self.slots.get() else { return Vec::new() };
+        let mut out = Vec::new();
+        for (at, s) in slots.iter().enumerate() {
+            let t = s.tag.load(SeqCst);
+            if t == 0 || t == BUSY {
+                continue;
+            }
+            let id = s.shared();
+            if id == 0 {
+                continue;
+            }
+            let run = SharedRun {
+                at,
+                id,
+                cost: s.cost.load(SeqCst),
+                tokens: s.tokens.load(SeqCst),
+                requests: s.requests.load(SeqCst),
+                started_ms: s.started_ms.load(SeqCst),
+                last_ms: s.last_ms.load(SeqCst),
+            };
+            // A slot that changed hands while it was read is left for the
+            // next scan.
+            if s.tag.load(SeqCst) == t && s.shared() == id {
+                out.push(run);
+            }
+        }
+        out
+    }
+
+    /// Sets the other nodes' figures of run `id` in slot `at`, unless the
+    /// slot has gone to another run meanwhile.
+    pub fn set_remote(&self, at: usize, id: u128, remote: Remote) {
+        let Some(s) = self.slots.get().and_then(|s| s.get(at)) else { return };
+        if s.shared() != id {
+            return;
+        }
+        s.remote_cost.store(remote.cost, SeqCst);
+        s.remote_tokens.store(remote.tokens, SeqCst);
+        s.remote_requests.store(remote.requests, SeqCst);
+        s.remote_started_ms.store(remote.started_ms, SeqCst);
+        // Claimed by a new run between the check and the stores: its
+        // figures are its own from nought (the next exchange reads them).
+        if s.shared() != id {
+            for f in [&s.remote_cost, &s.remote_tokens, &s.remote_requests, &s.remote_started_ms] {
+                f.store(0, SeqCst);
+            }
+        }
+    }
 }
 
-/// A run's figures, what its requests in flight hold included.
+/// A run's figures, what its requests in flight hold and the other nodes'
+/// figures included.
 fn used(s: &Slot, now_ms: u64) -> RunUse {
     RunUse {
-        cost: s.cost.load(SeqCst).saturating_add(s.held_cost.load(SeqCst)),
-        tokens: s.tokens.load(SeqCst).saturating_add(s.held_tokens.load(SeqCst)),
-        requests: s.requests.load(SeqCst),
-        age_ms: now_ms.saturating_sub(s.started_ms.load(SeqCst)),
+        cost: s.cost.load(SeqCst).saturating_add(s.held_cost.load(SeqCst)).saturating_add(s.remote_cost.load(SeqCst)),
+        tokens: s
+            .tokens
+            .load(SeqCst)
+            .saturating_add(s.held_tokens.load(SeqCst))
+            .saturating_add(s.remote_tokens.load(SeqCst)),
+        requests: s.requests.load(SeqCst).saturating_add(s.remote_requests.load(SeqCst)),
+        age_ms: now_ms.saturating_sub(s.started_ms()),
     }
 }
 
@@ -391,19 +561,22 @@ fn used(s: &Slot, now_ms: u64) -> RunUse {
 fn take_one(s: &Slot, limits: RunLimits, e: Estimate, now_ms: u64) -> Result<(), (RunLimit, u64, RunUse, u64)> {
     let refuse = |limit, cap, estimate| (limit, cap, used(s, now_ms), estimate);
     if let Some(wall) = limits.wall_ms {
-        if now_ms.saturating_sub(s.started_ms.load(SeqCst)) > wall {
+        if now_ms.saturating_sub(s.started_ms()) > wall {
             return Err(refuse(RunLimit::WallTime, wall, 0));
         }
     }
+    // The other nodes' admissions count against the cap; this node's own
+    // are counted atomically, so its cores never pass it together.
     let cap = limits.requests.unwrap_or(u64::MAX);
-    if s.requests.fetch_update(SeqCst, SeqCst, |n| (n < cap).then_some(n + 1)).is_err() {
+    let others = s.remote_requests.load(SeqCst);
+    if s.requests.fetch_update(SeqCst, SeqCst, |n| (n.saturating_add(others) < cap).then_some(n + 1)).is_err() {
         return Err(refuse(RunLimit::Requests, cap, 0));
     }
     // Held first, checked after: two requests at once may both be refused
     // where one would have fitted, never both admitted past the limit.
     let held = s.held_cost.fetch_add(e.cost, SeqCst).saturating_add(e.cost);
     if let Some(cap) = limits.cost {
-        if s.cost.load(SeqCst).saturating_add(held) > cap {
+        if s.cost.load(SeqCst).saturating_add(s.remote_cost.load(SeqCst)).saturating_add(held) > cap {
             s.held_cost.fetch_sub(e.cost, SeqCst);
             s.requests.fetch_sub(1, SeqCst);
             return Err(refuse(RunLimit::Cost, cap, e.cost));
@@ -411,7 +584,7 @@ fn take_one(s: &Slot, limits: RunLimits, e: Estimate, now_ms: u64) -> Result<(),
     }
     let held = s.held_tokens.fetch_add(e.tokens, SeqCst).saturating_add(e.tokens);
     if let Some(cap) = limits.tokens {
-        if s.tokens.load(SeqCst).saturating_add(held) > cap {
+        if s.tokens.load(SeqCst).saturating_add(s.remote_tokens.load(SeqCst)).saturating_add(held) > cap {
             s.held_tokens.fetch_sub(e.tokens, SeqCst);
             s.held_cost.fetch_sub(e.cost, SeqCst);
             s.requests.fetch_sub(1, SeqCst);

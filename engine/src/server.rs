@@ -169,6 +169,13 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         }
         None => None,
     };
+    // One table of agent runs for every core (see `runs`: shared atomics,
+    // not merged counts), which the metrics and the cluster thread read too.
+    let runs = match config.cluster {
+        Some(_) => crate::runs::Runs::default().shared_with_cluster(),
+        None => crate::runs::Runs::default(),
+    };
+    let runs = Arc::new(runs);
     let cluster = match &config.cluster {
         Some(c) => {
             // Counts Redis did not take at the last shutdown wait beside
@@ -177,7 +184,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             let watch = crate::cluster::watched(&config);
             tracing::info!(node = %c.node_id, servers = c.servers.len(), "cluster tier on");
             Some(
-                crate::cluster::start(c.clone(), redis_tls.clone(), carried, watch)
+                crate::cluster::start(c.clone(), redis_tls.clone(), carried, watch, runs.clone())
                     .map_err(|e| format!("cannot start the cluster thread: {e}"))?,
             )
         }
@@ -192,9 +199,6 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     let mut threads = Vec::new();
     let mut mailboxes = Vec::new();
     let heartbeats = crate::systemd::Heartbeats::new(listeners.len());
-    // One table of agent runs for every core (see `runs`: shared atomics,
-    // not merged counts), which the metrics read too.
-    let runs = Arc::new(crate::runs::Runs::default());
     totals.lock().unwrap_or_else(|e| e.into_inner()).runs = Some(runs.clone());
     // The Responses turns kept for providers that keep none, one store for
     // every core (`turns`); its bound is the start-up configuration's.

@@ -45,6 +45,7 @@ use tollgate_policy::Config;
 use self::redis::{Redis, RedisError};
 pub use crate::accounts::Released;
 use crate::accounts::{MinuteUse, OwnerName, SpendSnapshot};
+use crate::runs::{Remote, Runs, SharedRun};
 use crate::unix_now;
 
 /// A counter's window: UTC day, UTC month, or a UTC minute's requests or
@@ -218,16 +219,25 @@ pub fn combine(node: &mut SpendSnapshot, local: &HashMap<Counter, u64>, view: &C
 /// The push-and-read script. KEYS: the last sequence number applied for
 /// this node's process (numbers are per process, so that no other process,
 /// an overlapping restart or a clock stepped back, can make a push look
-/// already applied), `n` counters to add to, `r` reservation hashes to release from,
-/// then the counters to read. ARGV: the push's sequence number, `n`, `r`,
-/// an amount and an expiry time per counter, then a reservation id per
-/// hash. Returns whether the push was applied, then the values read.
+/// already applied), `n` counters to add to, `r` reservation hashes to
+/// release from, `u` agent runs' hashes to add to, then the counters to
+/// read, then `m` runs' hashes to read. ARGV: the push's sequence number,
+/// `n`, `r`, `u`, `m`, an amount and an expiry time per counter, a
+/// reservation id per hash, then per run its cost, tokens and requests to
+/// add, its first request (Unix ms, kept if earliest) and an expiry time.
+/// Returns whether the push was applied, the counters read, then four
+/// numbers per run read (cost, tokens, requests, first request).
 const SCRIPT: &str = r#"
 local seq = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local r = tonumber(ARGV[3])
+local u = tonumber(ARGV[4])
+local m = tonumber(ARGV[5])
+local runs = 1 + n + r
+local run_args = 5 + 2 * n + r
+local fields = {'c', 't', 'q', 's'}
 local applied = 0
-if n + r > 0 then
+if n + r + u > 0 then
   local last = tonumber(redis.call('GET', KEYS[1]) or '0')
   if seq > last then
     -- A counter someone overwrote with a non-integer would stop the script
@@ -239,20 +249,58 @@ if n + r > 0 then
         return redis.error_reply('tollgate: ' .. KEYS[1 + i] .. ' does not hold an integer')
       end
     end
+    for k = 1, u do
+      local key = KEYS[runs + k]
+      local t = redis.call('TYPE', key).ok
+      if t ~= 'none' and t ~= 'hash' then
+        return redis.error_reply('tollgate: ' .. key .. ' is not a hash')
+      end
+      for _, f in ipairs(fields) do
+        local v = redis.call('HGET', key, f)
+        if v and not tonumber(v) then
+          return redis.error_reply('tollgate: ' .. key .. ' field ' .. f .. ' does not hold an integer')
+        end
+      end
+    end
     for i = 1, n do
-      redis.call('INCRBY', KEYS[1 + i], ARGV[2 + 2 * i])
-      redis.call('EXPIREAT', KEYS[1 + i], ARGV[3 + 2 * i])
+      redis.call('INCRBY', KEYS[1 + i], ARGV[4 + 2 * i])
+      redis.call('EXPIREAT', KEYS[1 + i], ARGV[5 + 2 * i])
     end
     for j = 1, r do
-      redis.call('HDEL', KEYS[1 + n + j], ARGV[3 + 2 * n + j])
+      redis.call('HDEL', KEYS[1 + n + j], ARGV[5 + 2 * n + j])
+    end
+    for k = 1, u do
+      local key = KEYS[runs + k]
+      local a = run_args + 5 * (k - 1)
+      for x = 1, 3 do
+        if tonumber(ARGV[a + x]) > 0 then
+          redis.call('HINCRBY', key, fields[x], ARGV[a + x])
+        end
+      end
+      local b = tonumber(ARGV[a + 4])
+      local s = tonumber(redis.call('HGET', key, 's') or '0')
+      if b > 0 and (s == 0 or b < s) then
+        redis.call('HSET', key, 's', ARGV[a + 4])
+      end
+      redis.call('EXPIREAT', key, ARGV[a + 5])
     end
     redis.call('SET', KEYS[1], ARGV[1], 'EX', 3456000)
     applied = 1
   end
 end
 local out = {applied}
-for i = n + r + 2, #KEYS do
+for i = runs + u + 1, #KEYS - m do
   out[#out + 1] = tonumber(redis.call('GET', KEYS[i]) or '0')
+end
+for i = #KEYS - m + 1, #KEYS do
+  -- Something else under a run's key reads as a run with nothing spent.
+  local v = {}
+  if redis.call('TYPE', KEYS[i]).ok == 'hash' then
+    v = redis.call('HMGET', KEYS[i], 'c', 't', 'q', 's')
+  end
+  for x = 1, 4 do
+    out[#out + 1] = tonumber(v[x] or '0') or 0
+  end
 end
 return out
 "#;
@@ -274,47 +322,120 @@ struct Batch {
     keys: Vec<(String, u64, u64)>,
     /// Strict reservations to release: (hash, id).
     releases: Vec<(String, String)>,
+    /// Agent runs' figures to add.
+    runs: Vec<RunPush>,
 }
 
+/// What one push adds to an agent run's hash in Redis.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct RunPush {
+    key: String,
+    /// The run's [`crate::runs::shared_id`]; 0 for a push carried over
+    /// from a previous run of the process.
+    id: u128,
+    add: Figures,
+    /// The run's first request on this node (Unix ms).
+    started_ms: u64,
+    expires: u64,
+}
+
+/// An agent run's figures as the cluster adds them up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Figures {
+    cost: u64,
+    tokens: u64,
+    requests: u64,
+}
+
+impl Figures {
+    fn add(&mut self, o: Figures) {
+        self.cost = self.cost.saturating_add(o.cost);
+        self.tokens = self.tokens.saturating_add(o.tokens);
+        self.requests = self.requests.saturating_add(o.requests);
+    }
+
+    fn less(self, o: Figures) -> Figures {
+        Figures {
+            cost: self.cost.saturating_sub(o.cost),
+            tokens: self.tokens.saturating_sub(o.tokens),
+            requests: self.requests.saturating_sub(o.requests),
+        }
+    }
+}
+
+/// A run's hash in Redis: `{prefix}:run:<32 hex digits>`.
+fn run_key(prefix: &str, id: u128) -> String {
+    format!("{{{prefix}}}:run:{id:032x}")
+}
+
+/// How long Redis keeps a run no node has pushed to: a run idle for a day
+/// starts afresh across the cluster.
+const RUN_TTL_S: u64 = 86_400;
+/// Runs read at one exchange at most, those with the latest requests
+/// first.
+const RUN_READS_MAX: usize = 2048;
+
 impl Batch {
-    fn new(epoch: u64, seq: u64, prefix: &str, counters: Vec<(Counter, u64)>, released: Vec<Released>) -> Batch {
+    fn new(
+        epoch: u64,
+        seq: u64,
+        prefix: &str,
+        counters: Vec<(Counter, u64)>,
+        released: Vec<Released>,
+        runs: Vec<RunPush>,
+    ) -> Batch {
         let keys = counters.iter().map(|(c, v)| (redis_key(prefix, c), *v, c.1.expires_at())).collect();
         let releases = released.into_iter().map(|r| (reservations_key(prefix, &r.owner), r.id)).collect();
-        Batch { epoch, seq, counters, keys, releases }
+        Batch { epoch, seq, counters, keys, releases, runs }
     }
 
     fn len(&self) -> usize {
-        self.keys.len() + self.releases.len()
+        self.keys.len() + self.releases.len() + self.runs.len()
     }
 }
 
-/// Pushes `batch` (if any) and reads `reads`, in one script run; the
-/// values read. (The script also says whether it applied the batch; a
-/// retry it skipped was applied before, so either way the batch is in.)
+/// Pushes `batch` (if any) and reads the counters `reads` and the runs'
+/// hashes `run_reads`, in one script run; the counters' values, then four
+/// per run (cost, tokens, requests, first request). (The script also says
+/// whether it applied the batch; a retry it skipped was applied before, so
+/// either way the batch is in.)
 fn exchange(
     conn: &mut Redis,
     prefix: &str,
     node_id: &str,
     batch: Option<&Batch>,
     reads: &[String],
+    run_reads: &[String],
 ) -> Result<Vec<u64>, RedisError> {
     let empty = Batch::default();
     let b = batch.unwrap_or(&empty);
     let seq_key = format!("{{{prefix}}}:node:{node_id}:{}:seq", b.epoch);
-    let numbers: Vec<String> = [b.seq.to_string(), b.keys.len().to_string(), b.releases.len().to_string()]
+    let head = [b.seq, b.keys.len() as u64, b.releases.len() as u64, b.runs.len() as u64, run_reads.len() as u64];
+    let numbers: Vec<String> = head
         .into_iter()
+        .map(|n| n.to_string())
         .chain(b.keys.iter().flat_map(|(_, v, x)| [v.to_string(), x.to_string()]))
         .collect();
-    let numkeys = (1 + b.len() + reads.len()).to_string();
+    let run_numbers: Vec<String> = b
+        .runs
+        .iter()
+        .flat_map(|r| [r.add.cost, r.add.tokens, r.add.requests, r.started_ms, r.expires])
+        .map(|n| n.to_string())
+        .collect();
+    let numkeys = (1 + b.len() + reads.len() + run_reads.len()).to_string();
     let mut args: Vec<&[u8]> = vec![b"EVAL", SCRIPT.as_bytes(), numkeys.as_bytes(), seq_key.as_bytes()];
     args.extend(b.keys.iter().map(|(k, _, _)| k.as_bytes()));
     args.extend(b.releases.iter().map(|(h, _)| h.as_bytes()));
+    args.extend(b.runs.iter().map(|r| r.key.as_bytes()));
     args.extend(reads.iter().map(|k| k.as_bytes()));
+    args.extend(run_reads.iter().map(|k| k.as_bytes()));
     args.extend(numbers.iter().map(|n| n.as_bytes()));
     args.extend(b.releases.iter().map(|(_, id)| id.as_bytes()));
+    args.extend(run_numbers.iter().map(|n| n.as_bytes()));
     let reply = conn.call(&args)?;
+    let expected = 1 + reads.len() + 4 * run_reads.len();
     let items = match reply {
-        tollgate_protocol::resp::Reply::Array(Some(items)) if items.len() == reads.len() + 1 => items,
+        tollgate_protocol::resp::Reply::Array(Some(items)) if items.len() == expected => items,
         tollgate_protocol::resp::Reply::Error(e) => return Err(RedisError::Refused { command: "EVAL", reply: e }),
         other => {
             return Err(RedisError::Refused { command: "EVAL", reply: format!("unexpected reply {other:?}") });
@@ -334,18 +455,20 @@ pub struct Handle {
 }
 
 /// Starts the cluster thread. `carried` is where an unpushed batch is kept
-/// across restarts (beside the ledger); `watch` the owners to read.
+/// across restarts (beside the ledger); `watch` the owners to read; `runs`
+/// the node's agent runs, whose figures it shares.
 pub fn start(
     cluster: Cluster,
     tls: Option<Arc<rustls::ClientConfig>>,
     carried: Option<PathBuf>,
     watch: Vec<OwnerName>,
+    runs: Arc<Runs>,
 ) -> std::io::Result<Handle> {
     let (tx, rx) = mpsc::channel();
     let (view_tx, views) = mpsc::channel();
     let stale_after = cluster.stale_after;
     let thread = std::thread::Builder::new().name("tollgate-cluster".into()).spawn(move || {
-        let mut node = Node::new(cluster, tls, carried, watch);
+        let mut node = Node::new(cluster, tls, carried, watch, runs);
         node.run(rx, view_tx);
     })?;
     Ok(Handle { tx, views, thread, stale_after })
@@ -372,6 +495,12 @@ struct Node {
     pushed: HashMap<Counter, u64>,
     watch: Vec<OwnerName>,
     view: ClusterView,
+    /// The node's agent runs, and per shared run the figures cut into
+    /// batches so far and those Redis has acknowledged (what the totals
+    /// read include of this process's).
+    runs: Arc<Runs>,
+    run_cut: HashMap<u128, (Figures, u64)>,
+    run_acked: HashMap<u128, Figures>,
     last_good: Option<Instant>,
     /// Logged once per outage.
     outage_logged: bool,
@@ -383,6 +512,7 @@ impl Node {
         tls: Option<Arc<rustls::ClientConfig>>,
         carried_file: Option<PathBuf>,
         watch: Vec<OwnerName>,
+        runs: Arc<Runs>,
     ) -> Node {
         let carried = carried_file.as_ref().map_or_else(Vec::new, read_carried);
         let status = ClusterStatus {
@@ -405,6 +535,9 @@ impl Node {
             pushed: HashMap::new(),
             watch,
             view: ClusterView { totals: HashMap::new(), status },
+            runs,
+            run_cut: HashMap::new(),
+            run_acked: HashMap::new(),
             last_good: None,
             outage_logged: false,
         }
@@ -458,13 +591,13 @@ impl Node {
     /// At most [`BATCH_MAX`] counters and releases go in one batch: after
     /// a long outage the backlog goes in over several intervals, each push
     /// short enough to finish within the time-out.
-    fn cut(&mut self) -> Batch {
+    fn cut(&mut self, runs: Vec<RunPush>) -> Batch {
         let take: Vec<Counter> = self.pending.keys().take(BATCH_MAX).cloned().collect();
         let counters: Vec<(Counter, u64)> =
             take.into_iter().filter_map(|c| self.pending.remove(&c).map(|v| (c, v))).collect();
         let room = BATCH_MAX.saturating_sub(counters.len()).min(self.pending_releases.len());
         let releases = self.pending_releases.drain(..room).collect();
-        let b = Batch::new(self.epoch, self.next_seq, &self.cluster.key_prefix, counters, releases);
+        let b = Batch::new(self.epoch, self.next_seq, &self.cluster.key_prefix, counters, releases, runs);
         self.next_seq += 1;
         b
     }
@@ -490,17 +623,40 @@ impl Node {
         // A minute that is over no longer limits anyone.
         self.pending.retain(|(_, w), _| !matches!(w, Window::Requests(_) | Window::Tokens(_)) || !w.is_past(now));
         self.pending_releases.retain(|r| r.expires > now);
-        if self.inflight.is_none() && self.has_pending() {
-            self.inflight = Some(self.cut());
+        let shared = self.runs.shared_runs();
+        if self.inflight.is_none() {
+            let runs = self.run_deltas(&shared, now);
+            if self.has_pending() || !runs.is_empty() {
+                self.inflight = Some(self.cut(runs));
+            }
         }
         let reads = self.reads(now);
         let keys: Vec<String> = reads.iter().map(|c| redis_key(&self.cluster.key_prefix, c)).collect();
-        match self.try_sync(&keys) {
-            Ok(values) => {
+        let run_reads = run_reads(&shared, unix_now().as_millis() as u64);
+        let run_keys: Vec<String> = run_reads.iter().map(|&(_, id)| run_key(&self.cluster.key_prefix, id)).collect();
+        match self.try_sync(&keys, &run_keys) {
+            Ok(mut values) => {
                 if let Some(b) = self.inflight.take() {
                     for (c, v) in b.counters {
                         *self.pushed.entry(c).or_default() += v;
                     }
+                    for r in b.runs.iter().filter(|r| r.id != 0) {
+                        self.run_acked.entry(r.id).or_default().add(r.add);
+                    }
+                }
+                // The other nodes' figures: the cluster's, less what this
+                // process's pushes put in them.
+                let run_values = values.split_off(reads.len());
+                for (&(at, id), v) in run_reads.iter().zip(run_values.chunks_exact(4)) {
+                    let total = Figures { cost: v[0], tokens: v[1], requests: v[2] };
+                    let others = total.less(self.run_acked.get(&id).copied().unwrap_or_default());
+                    let remote = Remote {
+                        cost: others.cost,
+                        tokens: others.tokens,
+                        requests: others.requests,
+                        started_ms: v[3],
+                    };
+                    self.runs.set_remote(at, id, remote);
                 }
                 self.pushed.retain(|(_, w), _| !w.is_past(now));
                 self.view.totals = reads
@@ -551,12 +707,12 @@ impl Node {
             (self.pending.len() + self.pending_releases.len() + self.inflight.as_ref().map_or(0, Batch::len)) as u64;
     }
 
-    fn try_sync(&mut self, reads: &[String]) -> Result<Vec<u64>, RedisError> {
+    fn try_sync(&mut self, reads: &[String], run_reads: &[String]) -> Result<Vec<u64>, RedisError> {
         self.connect()?;
         let Node { conn, cluster, carried, carried_file, inflight, .. } = self;
         let conn = conn.as_mut().expect("connected above");
         while let Some(batch) = carried.first() {
-            exchange(conn, &cluster.key_prefix, &cluster.node_id, Some(batch), &[])?;
+            exchange(conn, &cluster.key_prefix, &cluster.node_id, Some(batch), &[], &[])?;
             tracing::info!(
                 seq = batch.seq,
                 counters = batch.keys.len(),
@@ -569,7 +725,51 @@ impl Node {
                 }
             }
         }
-        exchange(conn, &cluster.key_prefix, &cluster.node_id, inflight.as_ref(), reads)
+        exchange(conn, &cluster.key_prefix, &cluster.node_id, inflight.as_ref(), reads, run_reads)
+    }
+
+    /// What each shared run has counted on this node since its last cut,
+    /// to push (every run once at first, for its start time).
+    fn run_deltas(&mut self, shared: &[SharedRun], now: u64) -> Vec<RunPush> {
+        let mut out = Vec::new();
+        for r in shared {
+            if out.len() >= BATCH_MAX {
+                break;
+            }
+            let local = Figures { cost: r.cost, tokens: r.tokens, requests: r.requests };
+            let (cut, started) = self.run_cut.entry(r.id).or_insert((Figures::default(), 0));
+            if *started != r.started_ms {
+                // New here, or back in a fresh slot after an idle hour:
+                // counted from nought again, and what this process pushed
+                // before counts as anyone's in the totals.
+                if *started != 0 {
+                    self.run_acked.remove(&r.id);
+                }
+                *cut = Figures::default();
+            }
+            let add = local.less(*cut);
+            let first = *started != r.started_ms;
+            if add == Figures::default() && !first {
+                continue;
+            }
+            // A refusal takes back the request it had counted a moment
+            // before: a figure below what was cut is not pushed again
+            // when it climbs back.
+            cut.add(add);
+            *started = r.started_ms;
+            let key = run_key(&self.cluster.key_prefix, r.id);
+            out.push(RunPush { key, id: r.id, add, started_ms: r.started_ms, expires: now + RUN_TTL_S });
+        }
+        // A run gone from the table, with all it counted acknowledged,
+        // is forgotten.
+        if self.run_cut.len() > shared.len() {
+            let live: std::collections::HashSet<u128> = shared.iter().map(|r| r.id).collect();
+            let acked = &self.run_acked;
+            self.run_cut.retain(|id, (cut, _)| live.contains(id) || acked.get(id).is_none_or(|a| a != cut));
+            let cut = &self.run_cut;
+            self.run_acked.retain(|id, _| cut.contains_key(id));
+        }
+        out
     }
 
     /// Connects if not connected: the servers in order, from the last that
@@ -611,7 +811,7 @@ impl Node {
         }
         let mut cut = Vec::new();
         while self.has_pending() {
-            cut.push(self.cut());
+            cut.push(self.cut(Vec::new()));
         }
         let left: Vec<&Batch> = self.carried.iter().chain(self.inflight.as_ref()).chain(&cut).collect();
         if left.is_empty() {
@@ -635,9 +835,19 @@ impl Node {
     }
 }
 
+/// The runs to read at an exchange: those with a request within the last
+/// hour, the latest first, at most [`RUN_READS_MAX`].
+fn run_reads(shared: &[SharedRun], now_ms: u64) -> Vec<(usize, u128)> {
+    let mut recent: Vec<&SharedRun> =
+        shared.iter().filter(|r| now_ms.saturating_sub(r.last_ms) < crate::runs::IDLE_MS).collect();
+    recent.sort_unstable_by_key(|r| std::cmp::Reverse(r.last_ms));
+    recent.into_iter().take(RUN_READS_MAX).map(|r| (r.at, r.id)).collect()
+}
+
 /// Batches are kept as one JSON line per counter
-/// (`{"e":epoch,"s":seq,"k":key,"v":amount,"x":expiry}`) and per release
-/// (`{"e":epoch,"s":seq,"h":hash,"f":id}`).
+/// (`{"e":epoch,"s":seq,"k":key,"v":amount,"x":expiry}`), per release
+/// (`{"e":epoch,"s":seq,"h":hash,"f":id}`) and per run
+/// (`{"e":epoch,"s":seq,"u":key,"c":cost,"t":tokens,"q":requests,"b":first request,"x":expiry}`).
 fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
     let mut text = bytes::BytesMut::new();
     for b in batches {
@@ -652,6 +862,15 @@ fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
             text.extend_from_slice(b",\"f\":");
             tollgate_protocol::openai::write_json_string(&mut text, id);
             text.extend_from_slice(b"}\n");
+        }
+        for r in &b.runs {
+            text.extend_from_slice(format!("{{\"e\":{},\"s\":{},\"u\":", b.epoch, b.seq).as_bytes());
+            tollgate_protocol::openai::write_json_string(&mut text, &r.key);
+            let Figures { cost, tokens, requests } = r.add;
+            let (b, x) = (r.started_ms, r.expires);
+            text.extend_from_slice(
+                format!(",\"c\":{cost},\"t\":{tokens},\"q\":{requests},\"b\":{b},\"x\":{x}}}\n").as_bytes(),
+            );
         }
     }
     let tmp = path.with_extension("tmp");
@@ -679,6 +898,13 @@ fn read_carried(path: &PathBuf) -> Vec<Batch> {
             batch.keys.push((k, n, x));
         } else if let (Some(h), Some(id)) = (str_of("h"), str_of("f")) {
             batch.releases.push((h, id));
+        } else if let (Some(key), Some(x)) = (str_of("u"), int_of("x")) {
+            let add = Figures {
+                cost: int_of("c").unwrap_or(0),
+                tokens: int_of("t").unwrap_or(0),
+                requests: int_of("q").unwrap_or(0),
+            };
+            batch.runs.push(RunPush { key, id: 0, add, started_ms: int_of("b").unwrap_or(0), expires: x });
         }
     }
     batches.into_values().collect()

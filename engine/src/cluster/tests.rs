@@ -73,13 +73,14 @@ fn the_view_is_the_cluster_total_plus_what_this_node_counted_since() {
 #[test]
 fn unpushed_batches_survive_a_restart_each_under_its_own_number() {
     let path = std::env::temp_dir().join(format!("tollgate-cluster-carried-{}", std::process::id()));
-    let a = Batch::new(100, 7, "tg", vec![((team("a"), Window::Day(1)), 5)], vec![]);
+    let a = Batch::new(100, 7, "tg", vec![((team("a"), Window::Day(1)), 5)], vec![], vec![]);
     let b = Batch::new(
         100,
         9,
         "tg",
         vec![((team("x\"y"), Window::Month(2026, 1)), 6), ((team("a"), Window::Day(1)), 1)],
         vec![Released { owner: team("a"), id: "n:1:0:7".into(), expires: 0 }],
+        vec![],
     );
     write_carried(&path, &[&b, &a]).unwrap();
     let back = read_carried(&path);
@@ -93,4 +94,98 @@ fn unpushed_batches_survive_a_restart_each_under_its_own_number() {
     assert_eq!(back[1].releases, [("{tg}:rsv:team:a".to_string(), "n:1:0:7".to_string())]);
     let _ = fs::remove_file(&path);
     assert!(read_carried(&path).is_empty());
+}
+
+fn cluster() -> Cluster {
+    Cluster {
+        servers: Vec::new(),
+        password: None,
+        ca_file: None,
+        node_id: "n".into(),
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(100),
+        stale_after: Duration::from_millis(500),
+        fail_closed: false,
+        key_prefix: "tg".into(),
+    }
+}
+
+#[test]
+fn a_run_is_pushed_once_per_change_and_a_refusals_take_back_never_twice() {
+    use crate::runs::{Estimate, Runs};
+    let runs = Arc::new(Runs::with_capacity(64).shared_with_cluster());
+    let mut node = Node::new(cluster(), None, None, Vec::new(), runs.clone());
+    let l = tollgate_policy::run::RunLimits { requests: Some(100), ..Default::default() };
+    let h = runs.admit("a", "r", None, l, Estimate::default(), 5_000).unwrap();
+    h.charge(7, 3, 5_000);
+    drop(h);
+    let id = crate::runs::shared_id("a", "r");
+    let d = node.run_deltas(&runs.shared_runs(), 100);
+    let first = RunPush {
+        key: format!("{{tg}}:run:{id:032x}"),
+        id,
+        add: Figures { cost: 3, tokens: 7, requests: 1 },
+        started_ms: 5_000,
+        expires: 100 + RUN_TTL_S,
+    };
+    assert_eq!(d, [first]);
+    assert!(node.run_deltas(&runs.shared_runs(), 100).is_empty(), "nothing new, nothing pushed");
+
+    // A request counted, then taken back by its refusal, then counted
+    // again by the next admission: pushed once.
+    let mut seen = runs.shared_runs();
+    let mut requests = |n: u64| {
+        seen[0].requests = n;
+        node.run_deltas(&seen, 100).iter().map(|p| p.add.requests).sum::<u64>()
+    };
+    assert_eq!([requests(2), requests(1), requests(2), requests(3)], [1, 0, 0, 1]);
+
+    // Back in a fresh slot (another first request): counted from nought,
+    // and this process's earlier pushes count as anyone's.
+    node.run_acked.insert(id, Figures { cost: 3, tokens: 7, requests: 3 });
+    let mut again = runs.shared_runs();
+    again[0].started_ms = 9_000;
+    again[0].requests = 1;
+    let d = node.run_deltas(&again, 100);
+    assert_eq!((d[0].add, d[0].started_ms), (Figures { cost: 3, tokens: 7, requests: 1 }, 9_000));
+    assert!(!node.run_acked.contains_key(&id));
+
+    // Gone from the table with nothing unacknowledged: forgotten.
+    node.run_acked.insert(id, d[0].add);
+    assert!(node.run_deltas(&[], 100).is_empty());
+    assert!(node.run_cut.is_empty() && node.run_acked.is_empty());
+}
+
+#[test]
+fn runs_read_are_the_recent_ones_latest_first() {
+    let run = |at: usize, last_ms: u64| SharedRun {
+        at,
+        id: at as u128 + 1,
+        cost: 0,
+        tokens: 0,
+        requests: 0,
+        started_ms: 1,
+        last_ms,
+    };
+    let now = 10_000_000;
+    let shared = [run(0, now - 5), run(1, now - crate::runs::IDLE_MS), run(2, now)];
+    assert_eq!(run_reads(&shared, now), [(2, 3), (0, 1)]);
+}
+
+#[test]
+fn unpushed_runs_survive_a_restart() {
+    let path = std::env::temp_dir().join(format!("tollgate-cluster-runs-{}", std::process::id()));
+    let push = RunPush {
+        key: "{tg}:run:00ff".into(),
+        id: 255,
+        add: Figures { cost: 1, tokens: 2, requests: 3 },
+        started_ms: 4,
+        expires: 5,
+    };
+    let b = Batch::new(100, 3, "tg", vec![], vec![], vec![push.clone()]);
+    write_carried(&path, &[&b]).unwrap();
+    let back = read_carried(&path);
+    // Carried over, it is no longer this process's to subtract.
+    assert_eq!(back[0].runs, [RunPush { id: 0, ..push }]);
+    let _ = fs::remove_file(&path);
 }

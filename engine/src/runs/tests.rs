@@ -184,3 +184,58 @@ fn run_headers_are_read_strictly() {
     assert!(parse("x-tollgate-run: a b\r\n").unwrap_err().contains("1 to 128"));
     assert!(parse("x-tollgate-run: a\r\nx-tollgate-parent-run: \"x\"\r\n").unwrap_err().contains("parent"));
 }
+
+#[test]
+fn a_shared_run_is_named_alike_on_every_node_and_apart_per_team() {
+    assert_eq!(shared_id("a", "r"), shared_id("a", "r"));
+    assert_ne!(shared_id("a", "r"), shared_id("b", "r"));
+    // The separator keeps ("ab", "c") from naming ("a", "bc").
+    assert_ne!(shared_id("ab", "c"), shared_id("a", "bc"));
+    // A node without `[cluster]` shares nothing.
+    let local = Arc::new(Runs::with_capacity(64));
+    drop(local.admit("a", "r", None, limits(None, None, Some(9)), Estimate::default(), 1).unwrap());
+    assert!(local.shared_runs().is_empty());
+}
+
+#[test]
+fn the_other_nodes_figures_count_against_a_shared_run() {
+    let runs = Arc::new(Runs::with_capacity(64).shared_with_cluster());
+    let l = RunLimits { cost: Some(100), tokens: None, requests: Some(10), wall_ms: Some(60_000) };
+    let h = runs.admit("a", "r", Some("p"), l, Estimate { cost: 10, tokens: 0 }, 1_000).unwrap();
+    h.charge(4, 10, 1_000);
+    drop(h);
+    let mut shared = runs.shared_runs();
+    shared.sort_by_key(|r| r.id != shared_id("a", "r"));
+    // The run and the parent it named, each under the cluster's name.
+    assert_eq!(shared.iter().map(|r| r.id).collect::<Vec<_>>(), [shared_id("a", "r"), shared_id("a", "p")]);
+    let own = shared[0];
+    assert_eq!((own.cost, own.tokens, own.requests, own.started_ms), (10, 4, 1, 1_000));
+
+    // Other nodes admitted 8 of the run's requests: one more fits here.
+    runs.set_remote(own.at, own.id, Remote { cost: 0, tokens: 0, requests: 8, started_ms: 0 });
+    let h = runs.admit("a", "r", None, l, Estimate::default(), 2_000).unwrap();
+    let refused = runs.admit("a", "r", None, l, Estimate::default(), 2_000).err();
+    assert!(matches!(refused, Some(Refusal::Limit { limit: RunLimit::Requests, cap: 10, .. })), "{refused:?}");
+    drop(h);
+
+    // Their spend counts too: 10 here and 85 there leave 5.
+    runs.set_remote(own.at, own.id, Remote { cost: 85, tokens: 0, requests: 0, started_ms: 0 });
+    assert!(runs.admit("a", "r", None, l, Estimate { cost: 6, tokens: 0 }, 2_000).is_err());
+    drop(runs.admit("a", "r", None, l, Estimate { cost: 5, tokens: 0 }, 2_000).unwrap());
+
+    // The run began earlier on another node: its wall time counts from there.
+    runs.set_remote(own.at, own.id, Remote { cost: 0, tokens: 0, requests: 0, started_ms: 1 });
+    let late = runs.admit("a", "r", None, l, Estimate::default(), 60_500).err();
+    assert!(matches!(late, Some(Refusal::Limit { limit: RunLimit::WallTime, .. })), "{late:?}");
+
+    // Figures for a run that no longer holds the slot are not taken.
+    runs.set_remote(own.at, shared_id("a", "someone else"), Remote { requests: 10, ..Remote::default() });
+    assert!(runs.admit("a", "r", None, l, Estimate::default(), 30_000).is_ok());
+}
+
+#[test]
+fn the_table_is_the_size_the_documents_give() {
+    // ARCHITECTURE.md's state table says 8 MB (8.4 million bytes) for 65,536 slots.
+    let bytes = RUNS_MAX * std::mem::size_of::<Slot>();
+    assert!((8_000_000..=8_800_000).contains(&bytes), "{bytes} bytes");
+}
