@@ -78,11 +78,10 @@ struct Slot {
     /// Estimates held by requests in flight.
     held_cost: AtomicU64,
     held_tokens: AtomicU64,
-    /// The run's name across the cluster ([`shared_id`], in two halves);
-    /// 0 without `[cluster]`, or for a run above another whose id no
-    /// request of this node named.
-    shared_hi: AtomicU64,
-    shared_lo: AtomicU64,
+    /// The run's name across the cluster ([`shared_id`]); 0 without
+    /// `[cluster]`, or for a run above another whose id no request of
+    /// this node has named yet.
+    shared: AtomicU64,
     /// The other nodes' figures as of the cluster thread's last exchange:
     /// ended cost and tokens, admitted requests, and the run's first
     /// request on any node (Unix ms, 0 until known).
@@ -93,8 +92,8 @@ struct Slot {
 }
 
 impl Slot {
-    fn shared(&self) -> u128 {
-        (u128::from(self.shared_hi.load(SeqCst)) << 64) | u128::from(self.shared_lo.load(SeqCst))
+    fn shared(&self) -> u64 {
+        self.shared.load(SeqCst)
     }
 
     /// When the run began: its first request here, or on another node if
@@ -108,20 +107,21 @@ impl Slot {
     }
 }
 
-/// A run's name across the cluster's nodes: the first 16 bytes of the
+/// A run's name across the cluster's nodes: the first 8 bytes of the
 /// SHA-256 of its team and id, never 0. (A keyed hash like the slots' tag
 /// would differ between nodes; a cryptographic one keeps a tenant from
-/// naming a run whose figures land on another team's.)
-pub fn shared_id(team: &str, run: &str) -> u128 {
+/// naming a run whose figures land on another team's: that takes a second
+/// preimage of 64 bits, about 2^64 hashes.)
+pub fn shared_id(team: &str, run: &str) -> u64 {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
     h.update(team.as_bytes());
     h.update([0]);
     h.update(run.as_bytes());
     let d = h.finalize();
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&d[..16]);
-    u128::from_be_bytes(first).max(1)
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(first).max(1)
 }
 
 /// A shared run's figures on this node, as the cluster thread pushes them.
@@ -129,7 +129,7 @@ pub fn shared_id(team: &str, run: &str) -> u128 {
 pub struct SharedRun {
     /// Its slot, for [`Runs::set_remote`].
     pub at: usize,
-    pub id: u128,
+    pub id: u64,
     pub cost: u64,
     pub tokens: u64,
     pub requests: u64,
@@ -315,6 +315,12 @@ impl Runs {
             if parent != 0 {
                 let _ = self.slots()[at].parent.compare_exchange(0, parent, SeqCst, SeqCst);
             }
+            // A run first claimed as a grandparent (no request had named
+            // it) is shared from the first request that names it.
+            let shared = self.shared_id_of(tag, names);
+            if shared != 0 {
+                let _ = self.slots()[at].shared.compare_exchange(0, shared, SeqCst, SeqCst);
+            }
             return Ok(at);
         }
         // The first empty slot, within the team's share. A slot filled
@@ -348,7 +354,7 @@ impl Runs {
     /// The cluster's name for the run of `tag`, when shared and the
     /// request named it (a grandparent's slot claimed anew has none: its
     /// figures stay the node's).
-    fn shared_id_of(&self, tag: u64, names: &Names) -> u128 {
+    fn shared_id_of(&self, tag: u64, names: &Names) -> u64 {
         if !self.shared {
             return 0;
         }
@@ -419,9 +425,8 @@ impl Runs {
     }
 
     /// Writes a claimed slot's figures for a new run, then its tag.
-    fn fill(&self, s: &Slot, tag: u64, parent: u64, bucket: u32, now_ms: u64, shared: u128) {
-        s.shared_hi.store((shared >> 64) as u64, SeqCst);
-        s.shared_lo.store(shared as u64, SeqCst);
+    fn fill(&self, s: &Slot, tag: u64, parent: u64, bucket: u32, now_ms: u64, shared: u64) {
+        s.shared.store(shared, SeqCst);
         s.remote_cost.store(0, SeqCst);
         s.remote_tokens.store(0, SeqCst);
         s.remote_requests.store(0, SeqCst);
@@ -493,8 +498,11 @@ impl Runs {
         let Some(slots) = self.slots.get() else { return Vec::new() };
         let mut out = Vec::new();
         for (at, s) in slots.iter().enumerate() {
-            let t = s.tag.load(SeqCst);
-            if t == 0 || t == BUSY {
+            // A slot being claimed, or looked at by a reclaim that may
+            // give it back, is waited for (a few stores): a run missing
+            // from one scan would be taken for gone.
+            let t = self.settled_tag(at);
+            if t == 0 {
                 continue;
             }
             let id = s.shared();
@@ -512,7 +520,7 @@ impl Runs {
             };
             // A slot that changed hands while it was read is left for the
             // next scan.
-            if s.tag.load(SeqCst) == t && s.shared() == id {
+            if self.settled_tag(at) == t && s.shared() == id {
                 out.push(run);
             }
         }
@@ -521,7 +529,7 @@ impl Runs {
 
     /// Sets the other nodes' figures of run `id` in slot `at`, unless the
     /// slot has gone to another run meanwhile.
-    pub fn set_remote(&self, at: usize, id: u128, remote: Remote) {
+    pub fn set_remote(&self, at: usize, id: u64, remote: Remote) {
         let Some(s) = self.slots.get().and_then(|s| s.get(at)) else { return };
         if s.shared() != id {
             return;

@@ -242,10 +242,11 @@ if n + r + u > 0 then
   if seq > last then
     -- A counter someone overwrote with a non-integer would stop the script
     -- half-way (and its retry would count the first half twice): refuse
-    -- the push before writing anything.
+    -- the push before writing anything. (Digits only: tonumber would pass
+    -- "1.5" or "0x10", which INCRBY refuses.)
     for i = 1, n do
       local v = redis.call('GET', KEYS[1 + i])
-      if v and not tonumber(v) then
+      if v and not string.match(v, '^%-?%d+$') then
         return redis.error_reply('tollgate: ' .. KEYS[1 + i] .. ' does not hold an integer')
       end
     end
@@ -257,7 +258,7 @@ if n + r + u > 0 then
       end
       for _, f in ipairs(fields) do
         local v = redis.call('HGET', key, f)
-        if v and not tonumber(v) then
+        if v and not string.match(v, '^%-?%d+$') then
           return redis.error_reply('tollgate: ' .. key .. ' field ' .. f .. ' does not hold an integer')
         end
       end
@@ -332,7 +333,7 @@ struct RunPush {
     key: String,
     /// The run's [`crate::runs::shared_id`]; 0 for a push carried over
     /// from a previous run of the process.
-    id: u128,
+    id: u64,
     add: Figures,
     /// The run's first request on this node (Unix ms).
     started_ms: u64,
@@ -363,9 +364,9 @@ impl Figures {
     }
 }
 
-/// A run's hash in Redis: `{prefix}:run:<32 hex digits>`.
-fn run_key(prefix: &str, id: u128) -> String {
-    format!("{{{prefix}}}:run:{id:032x}")
+/// A run's hash in Redis: `{prefix}:run:<16 hex digits>`.
+fn run_key(prefix: &str, id: u64) -> String {
+    format!("{{{prefix}}}:run:{id:016x}")
 }
 
 /// How long Redis keeps a run no node has pushed to: a run idle for a day
@@ -499,8 +500,10 @@ struct Node {
     /// batches so far and those Redis has acknowledged (what the totals
     /// read include of this process's).
     runs: Arc<Runs>,
-    run_cut: HashMap<u128, (Figures, u64)>,
-    run_acked: HashMap<u128, Figures>,
+    run_cut: HashMap<u64, (Figures, u64)>,
+    run_acked: HashMap<u64, Figures>,
+    /// The slot the next scan starts from.
+    run_scan_from: usize,
     last_good: Option<Instant>,
     /// Logged once per outage.
     outage_logged: bool,
@@ -538,6 +541,7 @@ impl Node {
             runs,
             run_cut: HashMap::new(),
             run_acked: HashMap::new(),
+            run_scan_from: 0,
             last_good: None,
             outage_logged: false,
         }
@@ -592,10 +596,10 @@ impl Node {
     /// a long outage the backlog goes in over several intervals, each push
     /// short enough to finish within the time-out.
     fn cut(&mut self, runs: Vec<RunPush>) -> Batch {
-        let take: Vec<Counter> = self.pending.keys().take(BATCH_MAX).cloned().collect();
+        let take: Vec<Counter> = self.pending.keys().take(BATCH_MAX.saturating_sub(runs.len())).cloned().collect();
         let counters: Vec<(Counter, u64)> =
             take.into_iter().filter_map(|c| self.pending.remove(&c).map(|v| (c, v))).collect();
-        let room = BATCH_MAX.saturating_sub(counters.len()).min(self.pending_releases.len());
+        let room = BATCH_MAX.saturating_sub(counters.len() + runs.len()).min(self.pending_releases.len());
         let releases = self.pending_releases.drain(..room).collect();
         let b = Batch::new(self.epoch, self.next_seq, &self.cluster.key_prefix, counters, releases, runs);
         self.next_seq += 1;
@@ -625,7 +629,10 @@ impl Node {
         self.pending_releases.retain(|r| r.expires > now);
         let shared = self.runs.shared_runs();
         if self.inflight.is_none() {
-            let runs = self.run_deltas(&shared, now);
+            // Runs share a batch's room with the counters, half of it at
+            // least while a backlog of counters goes in.
+            let backlog = (self.pending.len() + self.pending_releases.len()).min(BATCH_MAX / 2);
+            let runs = self.run_deltas(&shared, now, BATCH_MAX - backlog);
             if self.has_pending() || !runs.is_empty() {
                 self.inflight = Some(self.cut(runs));
             }
@@ -730,10 +737,15 @@ impl Node {
 
     /// What each shared run has counted on this node since its last cut,
     /// to push (every run once at first, for its start time).
-    fn run_deltas(&mut self, shared: &[SharedRun], now: u64) -> Vec<RunPush> {
+    /// At most `room` runs go in one batch; the next scan goes on from
+    /// where this one stopped, so that no run waits behind others.
+    fn run_deltas(&mut self, shared: &[SharedRun], now: u64, room: usize) -> Vec<RunPush> {
         let mut out = Vec::new();
-        for r in shared {
-            if out.len() >= BATCH_MAX {
+        let from = shared.iter().position(|r| r.at >= self.run_scan_from).unwrap_or(0);
+        self.run_scan_from = 0;
+        for r in shared[from..].iter().chain(&shared[..from]) {
+            if out.len() >= room {
+                self.run_scan_from = r.at;
                 break;
             }
             let local = Figures { cost: r.cost, tokens: r.tokens, requests: r.requests };
@@ -763,7 +775,7 @@ impl Node {
         // A run gone from the table, with all it counted acknowledged,
         // is forgotten.
         if self.run_cut.len() > shared.len() {
-            let live: std::collections::HashSet<u128> = shared.iter().map(|r| r.id).collect();
+            let live: std::collections::HashSet<u64> = shared.iter().map(|r| r.id).collect();
             let acked = &self.run_acked;
             self.run_cut.retain(|id, (cut, _)| live.contains(id) || acked.get(id).is_none_or(|a| a != cut));
             let cut = &self.run_cut;
@@ -798,9 +810,10 @@ impl Node {
     /// The merger has hung up: one last push of everything; what does not
     /// go is kept for the next start.
     fn shutdown(&mut self) {
-        // Push while Redis takes it (a backlog goes in several batches).
-        for _ in 0..64 {
-            if !self.has_pending() && self.inflight.is_none() {
+        // Push while Redis takes it (a backlog goes in several batches);
+        // once at least, for what the runs counted since the last push.
+        for i in 0..64 {
+            if i > 0 && !self.has_pending() && self.inflight.is_none() {
                 break;
             }
             let before = self.view.status.exchanges_ok;
@@ -810,6 +823,12 @@ impl Node {
             }
         }
         let mut cut = Vec::new();
+        if self.inflight.is_none() {
+            let runs = self.run_deltas(&self.runs.shared_runs(), unix_now().as_secs(), BATCH_MAX);
+            if !runs.is_empty() {
+                cut.push(self.cut(runs));
+            }
+        }
         while self.has_pending() {
             cut.push(self.cut(Vec::new()));
         }
@@ -837,7 +856,7 @@ impl Node {
 
 /// The runs to read at an exchange: those with a request within the last
 /// hour, the latest first, at most [`RUN_READS_MAX`].
-fn run_reads(shared: &[SharedRun], now_ms: u64) -> Vec<(usize, u128)> {
+fn run_reads(shared: &[SharedRun], now_ms: u64) -> Vec<(usize, u64)> {
     let mut recent: Vec<&SharedRun> =
         shared.iter().filter(|r| now_ms.saturating_sub(r.last_ms) < crate::runs::IDLE_MS).collect();
     recent.sort_unstable_by_key(|r| std::cmp::Reverse(r.last_ms));

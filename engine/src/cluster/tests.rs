@@ -120,23 +120,23 @@ fn a_run_is_pushed_once_per_change_and_a_refusals_take_back_never_twice() {
     h.charge(7, 3, 5_000);
     drop(h);
     let id = crate::runs::shared_id("a", "r");
-    let d = node.run_deltas(&runs.shared_runs(), 100);
+    let d = node.run_deltas(&runs.shared_runs(), 100, BATCH_MAX);
     let first = RunPush {
-        key: format!("{{tg}}:run:{id:032x}"),
+        key: format!("{{tg}}:run:{id:016x}"),
         id,
         add: Figures { cost: 3, tokens: 7, requests: 1 },
         started_ms: 5_000,
         expires: 100 + RUN_TTL_S,
     };
     assert_eq!(d, [first]);
-    assert!(node.run_deltas(&runs.shared_runs(), 100).is_empty(), "nothing new, nothing pushed");
+    assert!(node.run_deltas(&runs.shared_runs(), 100, BATCH_MAX).is_empty(), "nothing new, nothing pushed");
 
     // A request counted, then taken back by its refusal, then counted
     // again by the next admission: pushed once.
     let mut seen = runs.shared_runs();
     let mut requests = |n: u64| {
         seen[0].requests = n;
-        node.run_deltas(&seen, 100).iter().map(|p| p.add.requests).sum::<u64>()
+        node.run_deltas(&seen, 100, BATCH_MAX).iter().map(|p| p.add.requests).sum::<u64>()
     };
     assert_eq!([requests(2), requests(1), requests(2), requests(3)], [1, 0, 0, 1]);
 
@@ -146,13 +146,13 @@ fn a_run_is_pushed_once_per_change_and_a_refusals_take_back_never_twice() {
     let mut again = runs.shared_runs();
     again[0].started_ms = 9_000;
     again[0].requests = 1;
-    let d = node.run_deltas(&again, 100);
+    let d = node.run_deltas(&again, 100, BATCH_MAX);
     assert_eq!((d[0].add, d[0].started_ms), (Figures { cost: 3, tokens: 7, requests: 1 }, 9_000));
     assert!(!node.run_acked.contains_key(&id));
 
     // Gone from the table with nothing unacknowledged: forgotten.
     node.run_acked.insert(id, d[0].add);
-    assert!(node.run_deltas(&[], 100).is_empty());
+    assert!(node.run_deltas(&[], 100, BATCH_MAX).is_empty());
     assert!(node.run_cut.is_empty() && node.run_acked.is_empty());
 }
 
@@ -160,7 +160,7 @@ fn a_run_is_pushed_once_per_change_and_a_refusals_take_back_never_twice() {
 fn runs_read_are_the_recent_ones_latest_first() {
     let run = |at: usize, last_ms: u64| SharedRun {
         at,
-        id: at as u128 + 1,
+        id: at as u64 + 1,
         cost: 0,
         tokens: 0,
         requests: 0,
@@ -188,4 +188,28 @@ fn unpushed_runs_survive_a_restart() {
     // Carried over, it is no longer this process's to subtract.
     assert_eq!(back[0].runs, [RunPush { id: 0, ..push }]);
     let _ = fs::remove_file(&path);
+}
+
+#[test]
+fn runs_past_a_batchs_room_go_in_the_next_one_in_turn() {
+    let runs = Arc::new(crate::runs::Runs::with_capacity(64).shared_with_cluster());
+    let mut node = Node::new(cluster(), None, None, Vec::new(), runs);
+    let run = |at: usize, requests: u64| SharedRun {
+        at,
+        id: at as u64 + 1,
+        cost: 0,
+        tokens: 0,
+        requests,
+        started_ms: 1,
+        last_ms: 1,
+    };
+    let ats = |d: Vec<RunPush>| d.iter().map(|p| p.id - 1).collect::<Vec<_>>();
+    let mut shared = vec![run(3, 1), run(7, 1), run(9, 1)];
+    assert_eq!(ats(node.run_deltas(&shared, 100, 2)), [3, 7]);
+    // Every run has counted one more since: the one left out goes first.
+    for r in &mut shared {
+        r.requests += 1;
+    }
+    assert_eq!(ats(node.run_deltas(&shared, 100, 2)), [9, 3]);
+    assert_eq!(ats(node.run_deltas(&shared, 100, 2)), [7], "then the rest");
 }
