@@ -14,7 +14,9 @@
 //!
 //! Who may call what is [`authorize`]'s: admin tokens (`[server]
 //! admin_tokens`, kept as SHA-256 digests like client keys, reloadable)
-//! guard every endpoint but `/healthz` and the page; without any, reads
+//! guard every endpoint but `/healthz` and the page; viewer tokens
+//! (`[[server.viewer_tokens]]`, with their teams) read `/admin/stats` for
+//! their teams only and nothing else; without any token configured, reads
 //! are open and nothing that changes state is served.
 //!
 //! What reaches it from a browser on the operator's machine is refused: a
@@ -31,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use tollgate_policy::config::Viewer;
 use tollgate_policy::keys::{hash_key, presented_key, KeyHash};
 use tollgate_protocol::http1::{find_head_end, HeadLimits, Method, RequestHead};
 use tollgate_protocol::openai::{write_error_body, write_json_string};
@@ -174,14 +177,31 @@ fn serve(
     if head.method != Method::Get && !same_origin(head.header(b"origin"), host) {
         return respond(&mut stream, 403, &error_json("cross-origin request refused", "cross_origin"));
     }
-    let tokens = lock(reloader).current().admin_tokens.clone();
-    if let Err(refusal) = authorize(&head, &tokens) {
-        return respond_as_with(
+    let (tokens, viewers) = {
+        let r = lock(reloader);
+        (r.current().admin_tokens.clone(), r.current().viewers.clone())
+    };
+    let role = match authorize(&head, &tokens, &viewers) {
+        Ok(role) => role,
+        Err(refusal) => {
+            return respond_as_with(
+                &mut stream,
+                401,
+                "application/json",
+                "www-authenticate: Bearer realm=\"tollgate-admin\"\r\n",
+                &error_json(refusal, "invalid_admin_token"),
+            );
+        }
+    };
+    let open = matches!((head.method, head.path()), (Method::Get, b"/healthz" | b"/" | b"/admin/stats"));
+    if let (Role::Viewer(_), false) = (&role, open) {
+        return respond(
             &mut stream,
-            401,
-            "application/json",
-            "www-authenticate: Bearer realm=\"tollgate-admin\"\r\n",
-            &error_json(refusal, "invalid_admin_token"),
+            403,
+            &error_json(
+                "a viewer token reads /admin/stats (and the dashboard) for its teams only; this endpoint needs an admin token",
+                "admin_token_required",
+            ),
         );
     }
     match (head.method, head.path()) {
@@ -189,7 +209,11 @@ fn serve(
         (Method::Get, b"/") => respond_as(&mut stream, 200, "text/html; charset=utf-8", DASHBOARD),
         (Method::Get, b"/admin/stats") => {
             let now = crate::unix_now().as_millis();
-            let json = totals.lock().unwrap_or_else(|e| e.into_inner()).dashboard_json(now as u64);
+            let scope = match &role {
+                Role::Viewer(teams) => Some(&teams[..]),
+                Role::Operator => None,
+            };
+            let json = totals.lock().unwrap_or_else(|e| e.into_inner()).dashboard_json(now as u64, scope);
             respond(&mut stream, 200, &json)
         }
         (Method::Get, b"/metrics") => {
@@ -221,25 +245,42 @@ fn serve(
     }
 }
 
+/// What a caller of the admin listener may see and do.
+#[derive(Debug, PartialEq, Eq)]
+enum Role {
+    /// Everything: an admin token, or no token configured (reads only,
+    /// then; [`authorize`] refuses the rest).
+    Operator,
+    /// The figures of these teams, and nothing that changes state.
+    Viewer(Vec<String>),
+}
+
 /// Who may call what. `GET /healthz` and the dashboard page (which holds
-/// no figures) are open. With admin tokens configured, everything else
-/// needs one; with none, reads stay open (the listener is on loopback by
-/// default) and every call that changes state is refused: a reload over
-/// HTTP needs a token, or SIGHUP, which only the process's owner can send.
-fn authorize(head: &RequestHead, tokens: &[KeyHash]) -> Result<(), &'static str> {
+/// no figures) are open. With admin or viewer tokens configured,
+/// everything else needs one (a viewer's reads `/admin/stats` scoped to
+/// its teams, see `serve`); with none, reads stay open (the listener is on
+/// loopback by default) and every call that changes state is refused: a
+/// reload over HTTP needs a token, or SIGHUP, which only the process's
+/// owner can send.
+fn authorize(head: &RequestHead, tokens: &[KeyHash], viewers: &[Viewer]) -> Result<Role, &'static str> {
     if matches!((head.method, head.path()), (Method::Get, b"/healthz") | (Method::Get, b"/")) {
-        return Ok(());
+        return Ok(Role::Operator);
     }
-    let presented = presented_key(head.header(b"authorization"), None);
     // Digests are compared, so timing can reveal something about a guess's
     // digest at most, never about a token (as for client keys).
-    let known = presented.is_some_and(|p| tokens.contains(&hash_key(p)));
-    match (known, tokens.is_empty(), head.method == Method::Get) {
-        (true, _, _) | (false, true, true) => Ok(()),
-        (false, true, false) => Err(
+    let presented = presented_key(head.header(b"authorization"), None).map(hash_key);
+    if presented.is_some_and(|p| tokens.contains(&p)) {
+        return Ok(Role::Operator);
+    }
+    if let Some(v) = presented.and_then(|p| viewers.iter().find(|v| v.token == p)) {
+        return Ok(Role::Viewer(v.teams.clone()));
+    }
+    match (tokens.is_empty() && viewers.is_empty(), head.method == Method::Get) {
+        (true, true) => Ok(Role::Operator),
+        (true, false) => Err(
             "calls that change state need an admin token: make one with `tollgate keygen --admin`, put its hash in [server] admin_tokens, and send it as Authorization: Bearer; SIGHUP reloads without one",
         ),
-        (false, false, _) => Err("this admin listener needs an admin token: send Authorization: Bearer <token>"),
+        (false, _) => Err("this admin listener needs an admin or viewer token: send Authorization: Bearer <token>"),
     }
 }
 
@@ -335,19 +376,32 @@ mod tests {
         let bad = "Authorization: Bearer tga-guess\r\n";
         // No tokens configured: reads open, state changes refused, even
         // with a token in hand.
-        assert!(authorize(&get("/metrics", ""), &[]).is_ok());
-        assert!(authorize(&post(""), &[]).is_err());
-        assert!(authorize(&post(&good), &[]).is_err());
+        assert_eq!(authorize(&get("/metrics", ""), &[], &[]), Ok(Role::Operator));
+        assert!(authorize(&post(""), &[], &[]).is_err());
+        assert!(authorize(&post(&good), &[], &[]).is_err());
         // Tokens configured: the right one opens everything.
         for path in ["/metrics", "/admin/stats", "/admin/config"] {
-            assert!(authorize(&get(path, ""), &tokens).is_err(), "{path}");
-            assert!(authorize(&get(path, bad), &tokens).is_err(), "{path}");
-            assert!(authorize(&get(path, &good), &tokens).is_ok(), "{path}");
+            assert!(authorize(&get(path, ""), &tokens, &[]).is_err(), "{path}");
+            assert!(authorize(&get(path, bad), &tokens, &[]).is_err(), "{path}");
+            assert_eq!(authorize(&get(path, &good), &tokens, &[]), Ok(Role::Operator), "{path}");
         }
-        assert!(authorize(&post(bad), &tokens).is_err());
-        assert!(authorize(&post(&good), &tokens).is_ok());
+        assert!(authorize(&post(bad), &tokens, &[]).is_err());
+        assert_eq!(authorize(&post(&good), &tokens, &[]), Ok(Role::Operator));
         // Open whatever is configured.
-        assert!(authorize(&get("/healthz", ""), &tokens).is_ok());
-        assert!(authorize(&get("/", ""), &tokens).is_ok());
+        assert!(authorize(&get("/healthz", ""), &tokens, &[]).is_ok());
+        assert!(authorize(&get("/", ""), &tokens, &[]).is_ok());
+
+        // A viewer token is a viewer's, whatever it calls (`serve` then
+        // refuses all but the stats); with only viewers configured,
+        // reads need a token too.
+        let viewer = "tgv-0123456789";
+        let viewers = [Viewer { token: hash_key(viewer.as_bytes()), teams: vec!["a".into()] }];
+        let as_viewer = format!("Authorization: Bearer {viewer}\r\n");
+        let scoped = Ok(Role::Viewer(vec!["a".into()]));
+        assert_eq!(authorize(&get("/admin/stats", &as_viewer), &tokens, &viewers), scoped);
+        assert_eq!(authorize(&post(&as_viewer), &tokens, &viewers), scoped);
+        assert_eq!(authorize(&get("/admin/stats", &good), &tokens, &viewers), Ok(Role::Operator));
+        assert!(authorize(&get("/admin/stats", ""), &[], &viewers).is_err());
+        assert!(authorize(&get("/admin/stats", &as_viewer), &tokens, &[]).is_err(), "a revoked viewer");
     }
 }

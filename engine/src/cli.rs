@@ -23,6 +23,10 @@ USAGE:
                                    that the team exists
     tollgate keygen --admin        make an admin token: prints the token once and
                                    the [server] admin_tokens entry (its SHA-256)
+    tollgate keygen --viewer TEAM[,TEAM...]
+                                   make a viewer token, which sees only these
+                                   teams' figures on the dashboard: prints the
+                                   token once and its [[server.viewer_tokens]] entry
     tollgate report [--dir DIR | FILE...] [--since DATE] [--until DATE]
                     [--by team,model,key,provider,run] [--format table|csv|json]
                     [--guardrails]
@@ -124,6 +128,8 @@ pub enum Command {
     },
     /// A new admin token.
     AdminKeygen,
+    /// A new viewer token for these teams.
+    ViewerKeygen(Vec<String>),
     Help,
     Version,
 }
@@ -147,6 +153,19 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
                     return Err(format!("keygen --admin: unexpected argument {extra:?}"));
                 }
                 return Ok(Command::AdminKeygen);
+            }
+            if args.peek().map(String::as_str) == Some("--viewer") {
+                args.next();
+                let teams = args.next().ok_or("keygen --viewer needs TEAM[,TEAM...], the teams it sees")?;
+                if let Some(extra) = args.next() {
+                    return Err(format!("keygen --viewer: unexpected argument {extra:?}"));
+                }
+                let teams: Vec<String> =
+                    teams.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect();
+                if teams.is_empty() {
+                    return Err("keygen --viewer needs TEAM[,TEAM...], the teams it sees".into());
+                }
+                return Ok(Command::ViewerKeygen(teams));
             }
             let (mut team, mut name, mut config) = (None, None, None);
             while let Some(arg) = args.next() {

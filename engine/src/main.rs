@@ -38,6 +38,7 @@ fn main() {
         Ok(Command::Serve(args)) => tollgate_engine::server::serve(args),
         Ok(Command::Reload { admin, token_file }) => reload(admin, token_file.as_deref()),
         Ok(Command::AdminKeygen) => admin_keygen(),
+        Ok(Command::ViewerKeygen(teams)) => viewer_keygen(&teams),
         Err(msg) => {
             eprintln!("tollgate: {msg}");
             2
@@ -95,6 +96,27 @@ fn admin_keygen() -> i32 {
     println!("# The token above is shown only this once: keep it in a file only the operators can read");
     println!("# (TOLLGATE_ADMIN_TOKEN_FILE, for `tollgate reload`). Add its hash under [server], then reload:");
     println!("admin_tokens = [\"{}\"]", hex(&hash_key(token.as_bytes())));
+    0
+}
+
+/// Prints a new viewer token once, with the `[[server.viewer_tokens]]`
+/// entry that holds its hash and teams.
+fn viewer_keygen(teams: &[String]) -> i32 {
+    let mut random = [0u8; KEY_RANDOM_BYTES];
+    if let Err(e) = getrandom::fill(&mut random) {
+        eprintln!("tollgate keygen: the OS random source failed: {e}");
+        return 1;
+    }
+    // Its own prefix too: never taken for a client key or an admin token.
+    let token = format!("tgv-{}", hex(&random));
+    println!("{token}");
+    println!();
+    println!("# The token above is shown only this once: give it to whoever may see these teams' figures");
+    println!("# (open http://<admin address>/#token=<token>). Add this entry to the configuration, then reload:");
+    println!("[[server.viewer_tokens]]");
+    println!("token = \"{}\"", hex(&hash_key(token.as_bytes())));
+    let quoted: Vec<String> = teams.iter().map(|t| format!("{t:?}")).collect();
+    println!("teams = [{}]", quoted.join(", "));
     0
 }
 

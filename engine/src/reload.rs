@@ -46,6 +46,8 @@ pub struct Loaded {
     /// Digests of the admin tokens: reloaded like keys, so that a leaked
     /// token is revoked by a reload.
     pub admin_tokens: Vec<tollgate_policy::keys::KeyHash>,
+    /// Viewer tokens and their teams, reloaded the same way.
+    pub viewers: Vec<tollgate_policy::config::Viewer>,
 }
 
 impl Loaded {
@@ -58,6 +60,7 @@ impl Loaded {
             keys: config.keys.len(),
             models: config.routes.all().len(),
             admin_tokens: config.server.admin_tokens.clone(),
+            viewers: config.server.viewers.clone(),
         }
     }
 }

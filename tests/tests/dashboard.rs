@@ -83,3 +83,93 @@ fn the_dashboard_shows_the_gateways_numbers() {
         assert!(ok.is_ok_and(|s| s.success()));
     }
 }
+
+const VIEWER: &str = "tgv-e2e-viewer-0123456789";
+const OTHER_KEY: &str = "tg-other-0123456789abcdef";
+
+/// An admin-listener request with `token`.
+fn as_token(admin: std::net::SocketAddr, method: &str, path: &str, token: &str) -> Response {
+    let raw = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
+    one_request(admin, raw.as_bytes())
+}
+
+#[test]
+fn a_viewer_token_sees_its_teams_figures_only_and_changes_nothing() {
+    let mock = start_mock(&[]);
+    let config = format!(
+        "{}\n[[teams]]\nname = \"other\"\nmodels = [\"*\"]\nbudget = {{ daily_usd = 50.0 }}\n\n[[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n\n[[server.viewer_tokens]]\ntoken = \"{}\"\nteams = [\"e2e\"]\n",
+        priced(config_for(mock.addr, 1, "")).replace(
+            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 20.0, monthly_usd = 300.0 }"
+        ),
+        key_hash(OTHER_KEY),
+        key_hash(VIEWER),
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    for _ in 0..2 {
+        assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    }
+    let other = chat_request_with_key(SMALL_CHAT, &format!("Authorization: Bearer {OTHER_KEY}\r\n"));
+    for _ in 0..3 {
+        assert_eq!(one_request(gw.addr, &other).status, 200);
+    }
+    wait_until(Duration::from_secs(5), "five requests counted", || {
+        admin_get(admin, "/admin/stats").json()["requests"] == 5
+    });
+
+    // The operator sees both teams and both budgets.
+    let all = admin_get(admin, "/admin/stats").json();
+    assert_eq!(all["teams"].as_array().unwrap().len(), 2, "{all}");
+    assert_eq!(all["budgets"].as_array().unwrap().len(), 2, "{all}");
+    assert!(all["latency_ms"]["p50"].as_f64().is_some() && all["scope"].is_null(), "{all}");
+
+    // The viewer sees team e2e's figures, its budget, and nothing node-wide.
+    let mine = as_token(admin, "GET", "/admin/stats", VIEWER);
+    assert_eq!(mine.status, 200, "{}", mine.text());
+    let mine = mine.json();
+    assert_eq!(mine["requests"], 2, "{mine}");
+    assert_eq!(mine["teams"].as_array().unwrap().len(), 1, "{mine}");
+    assert_eq!(mine["teams"][0]["team"], "e2e");
+    assert_eq!(mine["scope"], serde_json::json!(["e2e"]));
+    assert!(mine["latency_ms"].is_null() && mine["in_flight"].is_null(), "{mine}");
+    let budgets = mine["budgets"].as_array().unwrap();
+    assert_eq!(budgets.len(), 1, "{mine}");
+    assert_eq!(budgets[0]["name"], "e2e");
+    assert_eq!((budgets[0]["daily_usd"].as_f64(), budgets[0]["monthly_usd"].as_f64()), (Some(20.0), Some(300.0)));
+    assert!(budgets[0]["day_usd"].as_f64().unwrap() > 0.0, "{mine}");
+    assert!(!mine.to_string().contains("other"), "nothing of team other: {mine}");
+
+    // And nothing else: no metrics, no configuration, no reload.
+    for (method, path) in [("GET", "/metrics"), ("GET", "/admin/config"), ("POST", "/admin/reload")] {
+        let r = as_token(admin, method, path, VIEWER);
+        assert_eq!(
+            (r.status, r.error_code()),
+            (403, "admin_token_required".to_string()),
+            "{method} {path}: {}",
+            r.text()
+        );
+    }
+    // A token that is neither is refused outright.
+    assert_eq!(as_token(admin, "GET", "/admin/stats", "tgv-guess").status, 401);
+
+    let Some(browser) = chromium() else {
+        assert!(std::env::var_os("TOLLGATE_REQUIRE_CHROMIUM").is_none(), "chromium is required");
+        eprintln!("skipped the browser part: no chromium");
+        return;
+    };
+    let headless =
+        ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000"];
+    let dom_as = |token: &str| {
+        let url = format!("http://{admin}/#token={token}");
+        let out = Command::new(browser).args(headless).arg("--dump-dom").arg(&url).output().expect("chromium runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dom = dom_as(VIEWER);
+    assert!(dom.contains(r#"id="requests-e2e">2<"#), "the viewer's page shows its team:\n{dom}");
+    assert!(!dom.contains("requests-other"), "and not the other team:\n{dom}");
+    assert!(dom.contains("viewing e2e"), "it says whose figures it shows:\n{dom}");
+    assert!(dom.contains(r#"id="budget-day-team-e2e">$"#), "the team's budget:\n{dom}");
+    let dom = dom_as(ADMIN_TOKEN);
+    assert!(dom.contains(r#"id="requests-other">3<"#) && dom.contains(r#"id="requests-e2e">2<"#), "{dom}");
+}

@@ -12,11 +12,12 @@ use super::totals::Totals;
 impl Totals {
     /// The live dashboard's numbers (`GET /admin/stats`): totals, by team,
     /// latency percentiles and guardrail hits, as one JSON object.
-    pub fn dashboard_json(&self, now_ms: u64) -> String {
+    pub fn dashboard_json(&self, now_ms: u64, scope: Option<&[String]>) -> String {
         let mut out = bytes::BytesMut::new();
         let mut teams: BTreeMap<&str, (Counts, u64)> = BTreeMap::new();
         let (mut requests, mut errors, mut cost) = (0, 0, 0);
-        for ((team, _, _, status), c) in &self.counts {
+        let seen = |team: &str| scope.is_none_or(|s| s.iter().any(|t| t == team));
+        for ((team, _, _, status), c) in self.counts.iter().filter(|((t, ..), _)| seen(t)) {
             let t = teams.entry(team).or_default();
             t.0.add(c);
             if *status >= 400 {
@@ -36,14 +37,36 @@ impl Totals {
         let in_flight: u64 = self.workers.values().map(|(_, f)| f).sum();
         out.extend_from_slice(
             format!(
-                "{{\"ts_ms\":{now_ms},\"requests\":{requests},\"errors\":{errors},\"cost_usd\":{},\"latency_ms\":{{\"p50\":{:.3},\"p95\":{:.3},\"p99\":{:.3}}},\"in_flight\":{in_flight},\"teams\":[",
-                cost as f64 / 1e6,
-                ms(0.50),
-                ms(0.95),
-                ms(0.99)
+                "{{\"ts_ms\":{now_ms},\"requests\":{requests},\"errors\":{errors},\"cost_usd\":{},",
+                cost as f64 / 1e6
             )
             .as_bytes(),
         );
+        // Latency and requests in flight are the node's, every team's
+        // together: a viewer of some teams does not see them.
+        match scope {
+            None => out.extend_from_slice(
+                format!(
+                    "\"latency_ms\":{{\"p50\":{:.3},\"p95\":{:.3},\"p99\":{:.3}}},\"in_flight\":{in_flight},\"scope\":null,",
+                    ms(0.50),
+                    ms(0.95),
+                    ms(0.99)
+                )
+                .as_bytes(),
+            ),
+            Some(teams) => {
+                out.extend_from_slice(b"\"latency_ms\":null,\"in_flight\":null,\"scope\":[");
+                for (i, t) in teams.iter().enumerate() {
+                    if i > 0 {
+                        out.extend_from_slice(b",");
+                    }
+                    tollgate_protocol::openai::write_json_string(&mut out, t);
+                }
+                out.extend_from_slice(b"],");
+            }
+        }
+        self.write_budgets(&mut out, scope);
+        out.extend_from_slice(b",\"teams\":[");
         for (i, (team, (c, errors))) in teams.iter().enumerate() {
             if i > 0 {
                 out.extend_from_slice(b",");
@@ -66,7 +89,7 @@ impl Totals {
         }
         out.extend_from_slice(b"],\"guardrails\":[");
         let mut hits: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-        for ((_, rule, action, _), n) in &self.guard {
+        for ((_, rule, action, _), n) in self.guard.iter().filter(|((t, ..), _)| seen(t)) {
             *hits.entry((rule, action)).or_default() += n;
         }
         for (i, ((rule, action), n)) in hits.iter().enumerate() {
@@ -77,6 +100,38 @@ impl Totals {
         }
         out.extend_from_slice(b"]}");
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// `"budgets":[...]`: each team's (and, for an operator, each key's)
+    /// spend today and this month against its limits, those with a limit.
+    /// A viewer sees its teams' only: a key's team is not known here.
+    fn write_budgets(&self, out: &mut bytes::BytesMut, scope: Option<&[String]>) {
+        out.extend_from_slice(b"\"budgets\":[");
+        let mut first = true;
+        for (owner, &(daily, monthly)) in &self.limits {
+            let (kind, name) = owner.label();
+            if scope.is_some_and(|s| kind != "team" || !s.iter().any(|t| t == name)) {
+                continue;
+            }
+            let (day, month) = self.spend.by_owner.get(owner).copied().unwrap_or_default();
+            if !std::mem::take(&mut first) {
+                out.extend_from_slice(b",");
+            }
+            out.extend_from_slice(format!("{{\"kind\":\"{kind}\",\"name\":").as_bytes());
+            tollgate_protocol::openai::write_json_string(out, name);
+            let usd = |v: Option<u64>| v.map_or("null".to_string(), |v| format!("{}", v as f64 / 1e6));
+            out.extend_from_slice(
+                format!(
+                    ",\"day_usd\":{},\"daily_usd\":{},\"month_usd\":{},\"monthly_usd\":{}}}",
+                    day as f64 / 1e6,
+                    usd(daily),
+                    month as f64 / 1e6,
+                    usd(monthly)
+                )
+                .as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"]");
     }
 
     /// The Prometheus text exposition format.

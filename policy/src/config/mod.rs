@@ -63,6 +63,14 @@ pub struct Source {
     pub sha256: String,
 }
 
+/// A viewer token of the admin listener: the digest, and the teams (by
+/// name, checked against `[[teams]]` at load) whose figures it sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Viewer {
+    pub token: crate::keys::KeyHash,
+    pub teams: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Server {
     pub listen: SocketAddr,
@@ -74,6 +82,9 @@ pub struct Server {
     /// Digests of the tokens the admin listener accepts. Empty: reads are
     /// open (on loopback by default) and `POST /admin/reload` is refused.
     pub admin_tokens: Vec<crate::keys::KeyHash>,
+    /// Tokens that see only some teams' figures on the admin listener, and
+    /// change nothing.
+    pub viewers: Vec<Viewer>,
     /// Worker threads; 0 means one per available core.
     pub workers: usize,
     pub head_bytes_max: usize,

@@ -96,6 +96,9 @@ pub struct RawServer {
     pub admin_hosts: Vec<String>,
     /// SHA-256 digests of the admin tokens (`tollgate keygen --admin`).
     pub admin_tokens: Vec<Spanned<String>>,
+    /// Tokens that see the figures of some teams only
+    /// (`tollgate keygen --viewer`).
+    pub viewer_tokens: Vec<Spanned<RawViewer>>,
     pub workers: usize,
     pub head_bytes_max: usize,
     pub uri_bytes_max: usize,
@@ -109,6 +112,14 @@ pub struct RawServer {
     pub ledger_file: Option<String>,
     pub timeouts: RawTimeouts,
     pub tls: Option<RawListenerTls>,
+}
+
+/// A viewer token: its digest and the teams whose figures it sees.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawViewer {
+    pub token: Spanned<String>,
+    pub teams: Vec<Spanned<String>>,
 }
 
 /// TLS on the client listener.
@@ -128,6 +139,7 @@ impl Default for RawServer {
             admin_listen: Spanned::new(0..0, "127.0.0.1:9090".to_string()),
             admin_hosts: Vec::new(),
             admin_tokens: Vec::new(),
+            viewer_tokens: Vec::new(),
             workers: 0,
             head_bytes_max: 16 * 1024,
             uri_bytes_max: 8 * 1024,

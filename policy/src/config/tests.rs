@@ -502,6 +502,34 @@ fn admin_tokens_are_digests() {
 }
 
 #[test]
+fn viewer_tokens_are_digests_of_configured_teams() {
+    let hex = |t: &[u8]| crate::keys::hex(&crate::keys::hash_key(t));
+    let with = |viewers: &str| {
+        format!(
+            "[server]\nadmin_tokens = [\"{}\"]\n{BASE}\n[[teams]]\nname = \"a\"\nmodels = [\"*\"]\n{viewers}",
+            hex(b"tga-x")
+        )
+    };
+    let ok = with(&format!("\n[[server.viewer_tokens]]\ntoken = \"{}\"\nteams = [\"a\"]\n", hex(b"tgv-y")));
+    let c = Config::parse("gw.toml", &ok, &TestEnv).unwrap();
+    assert_eq!(
+        c.server.viewers,
+        [crate::config::Viewer { token: crate::keys::hash_key(b"tgv-y"), teams: vec!["a".into()] }]
+    );
+
+    let cases = [
+        ("token = \"tgv-y\"\nteams = [\"a\"]".to_string(), "keygen --viewer"),
+        (format!("token = \"{}\"\nteams = [\"b\"]", hex(b"tgv-y")), "viewer token team \"b\" is not a [[teams]] name"),
+        (format!("token = \"{}\"\nteams = []", hex(b"tgv-y")), "needs teams"),
+        (format!("token = \"{}\"\nteams = [\"a\"]", hex(b"tga-x")), "also an admin token's"),
+    ];
+    for (entry, says) in cases {
+        let p = problems(&with(&format!("\n[[server.viewer_tokens]]\n{entry}\n")));
+        assert!(p.iter().any(|m| m.starts_with("gw.toml:") && m.contains(says)), "{entry}: {p:?}");
+    }
+}
+
+#[test]
 fn classifiers_resolve_their_provider_or_route_and_report_mistakes() {
     let good = format!(
         "{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\nname = \"pg\"\nkind = \"tei\"\nprovider = \"local\"\ntimeout_ms = 120\non_error = \"block\"\n\n[[guardrail_profiles.classifiers]]\nname = \"lg\"\nkind = \"chat\"\nroute = \"gpt-4o\"\n"

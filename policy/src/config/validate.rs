@@ -37,6 +37,14 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
     let guardrail_profiles = validate_profiles(&raw.guardrail_profiles, &providers, &routes, &mut report);
     let teams = validate_teams(&raw.teams, &routes, &guardrail_profiles, &mut report);
     let keys = validate_keys(&raw.keys, &raw.teams, &teams, &routes, &mut report);
+    for t in raw.server.viewer_tokens.iter().flat_map(|v| &v.get_ref().teams) {
+        if !raw.teams.iter().any(|team| team.name.get_ref() == t.get_ref()) {
+            report.add(
+                t.span(),
+                format!("viewer token team {:?} is not a [[teams]] name; name a configured team", t.get_ref()),
+            );
+        }
+    }
     let logging = Logging {
         dir: raw.logging.dir.clone(),
         file_bytes_max: raw.logging.file_bytes_max.unwrap_or(256 * 1024 * 1024).max(4096),
@@ -180,8 +188,33 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
             ),
         }
     }
+    let mut viewers = Vec::new();
+    for v in &raw.viewer_tokens {
+        let Some(token) = crate::keys::parse_hash(v.get_ref().token.get_ref()) else {
+            report.add(
+                v.get_ref().token.span(),
+                "a viewer token is 64 hex digits, the SHA-256 `tollgate keygen --viewer` prints; never the token itself"
+                    .to_string(),
+            );
+            continue;
+        };
+        if admin_tokens.contains(&token) {
+            report.add(
+                v.get_ref().token.span(),
+                "this digest is also an admin token's; a token is either an admin's or a viewer's: make another with `tollgate keygen --viewer`".to_string(),
+            );
+        }
+        if v.get_ref().teams.is_empty() {
+            report.add(v.span(), "a viewer token needs teams = [\"...\"], the teams whose figures it sees".to_string());
+        }
+        viewers.push(crate::config::Viewer {
+            token,
+            teams: v.get_ref().teams.iter().map(|t| t.get_ref().clone()).collect(),
+        });
+    }
     let ms = Duration::from_millis;
     Some(Server {
+        viewers,
         admin_tokens,
         tls,
         listen: listen?,
