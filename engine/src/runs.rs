@@ -82,6 +82,11 @@ struct Slot {
     /// `[cluster]`, or for a run above another whose id no request of
     /// this node has named yet.
     shared: AtomicU64,
+    /// The parent's name across the cluster, learned with `parent`, or
+    /// from the run's figures in Redis (another node saw a request name
+    /// it): what lets a node reach a grandparent no request of its own
+    /// named.
+    parent_shared: AtomicU64,
     /// The other nodes' figures as of the cluster thread's last exchange:
     /// ended cost and tokens, admitted requests, and the run's first
     /// request on any node (Unix ms, 0 until known).
@@ -135,6 +140,8 @@ pub struct SharedRun {
     pub requests: u64,
     pub started_ms: u64,
     pub last_ms: u64,
+    /// The parent's [`shared_id`], 0 for none known.
+    pub parent: u64,
 }
 
 /// The other nodes' figures for a run, as the cluster thread read them.
@@ -144,14 +151,18 @@ pub struct Remote {
     pub tokens: u64,
     pub requests: u64,
     pub started_ms: u64,
+    /// The parent's [`shared_id`], as a node that saw it named wrote it;
+    /// 0 for none.
+    pub parent: u64,
 }
 
-/// The ids a request names, for the slots it may claim: the cluster's
-/// names are worked out only for a slot claimed, and only when shared.
-struct Names<'a> {
-    team: &'a str,
-    own: (u64, &'a str),
-    parent: Option<(u64, &'a str)>,
+/// A run as the table knows it: its slot's tag and, when shared, its
+/// cluster name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Link {
+    tag: u64,
+    /// [`shared_id`]; 0 when not shared or not known.
+    shared: u64,
 }
 
 /// What a request is estimated to use, reserved while it runs.
@@ -224,16 +235,20 @@ impl Runs {
     }
 
     /// A run's tag: its team and id, hashed with the process's key; never
-    /// 0 or [`BUSY`].
-    pub fn tag(&self, team: &str, run: &str) -> u64 {
+    /// 0 or [`BUSY`]. Shared, the hash is of its [`shared_id`], so that a
+    /// parent known only by that (from Redis) has a tag too.
+    fn link(&self, team: &str, run: &str) -> Link {
+        if self.shared {
+            return self.shared_link(shared_id(team, run));
+        }
         let mut h = self.hasher.build_hasher();
         team.hash(&mut h);
         run.hash(&mut h);
-        match h.finish() {
-            0 => 1,
-            BUSY => BUSY - 1,
-            t => t,
-        }
+        Link { tag: untagged(h.finish()), shared: 0 }
+    }
+
+    fn shared_link(&self, shared: u64) -> Link {
+        Link { tag: untagged(self.hasher.hash_one(("run", shared))), shared }
     }
 
     fn team_bucket(&self, team: &str) -> u32 {
@@ -254,14 +269,12 @@ impl Runs {
         now_ms: u64,
     ) -> Result<RunHold, Refusal> {
         let bucket = self.team_bucket(team);
-        let tag = self.tag(team, run);
-        let parent_named = parent.map(|p| (self.tag(team, p), p)).filter(|&(p, _)| p != tag);
-        let parent = parent_named.map_or(0, |(p, _)| p);
-        let names = Names { team, own: (tag, run), parent: parent_named };
+        let own = self.link(team, run);
+        let parent = parent.map(|p| self.link(team, p)).filter(|p| p.tag != own.tag);
         // A slot given up between finding it and holding on it (a rare
         // race with a reclaim) is looked for again.
         for _ in 0..4 {
-            let chain = self.chain(tag, parent, bucket, now_ms, &names)?;
+            let chain = self.chain(own, parent, bucket, now_ms)?;
             match self.take(&chain, limits, estimate, now_ms) {
                 Ok(true) => return Ok(RunHold { runs: self.clone(), chain, estimate }),
                 Ok(false) => continue,
@@ -291,35 +304,40 @@ impl Runs {
     }
 
     /// The slots of a run and of the runs above it, found or claimed.
-    fn chain(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64, names: &Names) -> Result<Chain, Refusal> {
+    fn chain(&self, own: Link, parent: Option<Link>, bucket: u32, now_ms: u64) -> Result<Chain, Refusal> {
         let mut chain = Chain::default();
-        let mut next = (tag, parent);
+        let mut next = (own, parent);
         while chain.len < DEPTH_MAX {
-            let (t, p) = next;
-            let i = self.slot(t, p, bucket, now_ms, names)?;
-            chain.slots[chain.len] = (i, t);
+            let (run, parent) = next;
+            let i = self.slot(run, parent, bucket, now_ms)?;
+            chain.slots[chain.len] = (i, run.tag);
             chain.len += 1;
-            let up = self.slots()[i].parent.load(SeqCst);
+            let s = &self.slots()[i];
+            // The parent's cluster name before its tag: it was stored first.
+            let up_shared = s.parent_shared.load(SeqCst);
+            let up = s.parent.load(SeqCst);
             if up == 0 || chain.slots[..chain.len].iter().any(|&(_, t)| t == up) {
                 break;
             }
-            next = (up, 0);
+            let up_shared = if up_shared != 0 && self.shared_link(up_shared).tag == up { up_shared } else { 0 };
+            next = (Link { tag: up, shared: up_shared }, None);
         }
         Ok(chain)
     }
 
     /// The slot of run `tag`, claimed if it has none (with `parent` as its
     /// parent, when it has none yet).
-    fn slot(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64, names: &Names) -> Result<usize, Refusal> {
+    fn slot(&self, run: Link, parent: Option<Link>, bucket: u32, now_ms: u64) -> Result<usize, Refusal> {
+        let tag = run.tag;
         if let Some(at) = self.find(tag) {
-            if parent != 0 {
-                let _ = self.slots()[at].parent.compare_exchange(0, parent, SeqCst, SeqCst);
+            let s = &self.slots()[at];
+            if let Some(p) = parent {
+                set_parent(s, p);
             }
-            // A run first claimed as a grandparent (no request had named
-            // it) is shared from the first request that names it.
-            let shared = self.shared_id_of(tag, names);
-            if shared != 0 {
-                let _ = self.slots()[at].shared.compare_exchange(0, shared, SeqCst, SeqCst);
+            // A run first claimed as a grandparent without its cluster
+            // name is shared from the first request that names it.
+            if run.shared != 0 {
+                let _ = s.shared.compare_exchange(0, run.shared, SeqCst, SeqCst);
             }
             return Ok(at);
         }
@@ -339,7 +357,7 @@ impl Runs {
                 break;
             }
             if s.tag.compare_exchange(0, BUSY, SeqCst, SeqCst).is_ok() {
-                self.fill(s, tag, parent, bucket, now_ms, self.shared_id_of(tag, names));
+                self.fill(s, run, parent, bucket, now_ms);
                 return Ok(at);
             }
             self.team_slots[bucket as usize].fetch_sub(1, SeqCst);
@@ -348,21 +366,7 @@ impl Runs {
                 return Ok(at);
             }
         }
-        self.reclaim(tag, parent, bucket, now_ms, names)
-    }
-
-    /// The cluster's name for the run of `tag`, when shared and the
-    /// request named it (a grandparent's slot claimed anew has none: its
-    /// figures stay the node's).
-    fn shared_id_of(&self, tag: u64, names: &Names) -> u64 {
-        if !self.shared {
-            return 0;
-        }
-        match names.parent {
-            _ if tag == names.own.0 => shared_id(names.team, names.own.1),
-            Some((p, id)) if p == tag => shared_id(names.team, id),
-            _ => 0,
-        }
+        self.reclaim(run, parent, bucket, now_ms)
     }
 
     /// The slots a run's tag may sit in, in probe order.
@@ -392,8 +396,8 @@ impl Runs {
     /// a run of the window idle for [`IDLE_MS`] with nothing in flight
     /// gives its slot up, if the team may take one more (or the slot was
     /// the team's own).
-    fn reclaim(&self, tag: u64, parent: u64, bucket: u32, now_ms: u64, names: &Names) -> Result<usize, Refusal> {
-        for at in self.window(tag) {
+    fn reclaim(&self, run: Link, parent: Option<Link>, bucket: u32, now_ms: u64) -> Result<usize, Refusal> {
+        for at in self.window(run.tag) {
             let s = &self.slots()[at];
             let t = s.tag.load(SeqCst);
             if t == 0 || t == BUSY || now_ms.saturating_sub(s.last_ms.load(SeqCst)) < IDLE_MS {
@@ -410,7 +414,7 @@ impl Runs {
                 if old != bucket {
                     self.team_slots[old as usize].fetch_sub(1, SeqCst);
                 }
-                self.fill(s, tag, parent, bucket, now_ms, self.shared_id_of(tag, names));
+                self.fill(s, run, parent, bucket, now_ms);
                 return Ok(at);
             }
             s.tag.store(t, SeqCst);
@@ -425,8 +429,12 @@ impl Runs {
     }
 
     /// Writes a claimed slot's figures for a new run, then its tag.
-    fn fill(&self, s: &Slot, tag: u64, parent: u64, bucket: u32, now_ms: u64, shared: u64) {
+    fn fill(&self, s: &Slot, run: Link, parent: Option<Link>, bucket: u32, now_ms: u64) {
+        let (tag, shared) = (run.tag, run.shared);
+        let parent_shared = parent.map_or(0, |p| p.shared);
+        let parent = parent.map_or(0, |p| p.tag);
         s.shared.store(shared, SeqCst);
+        s.parent_shared.store(parent_shared, SeqCst);
         s.remote_cost.store(0, SeqCst);
         s.remote_tokens.store(0, SeqCst);
         s.remote_requests.store(0, SeqCst);
@@ -472,7 +480,7 @@ impl Runs {
     /// its age.
     #[cfg(test)]
     pub fn usage(&self, team: &str, run: &str, now_ms: u64) -> Option<RunUse> {
-        let at = self.find(self.tag(team, run))?;
+        let at = self.find(self.link(team, run).tag)?;
         Some(used(&self.slots()[at], now_ms))
     }
 
@@ -517,6 +525,7 @@ impl Runs {
                 requests: s.requests.load(SeqCst),
                 started_ms: s.started_ms.load(SeqCst),
                 last_ms: s.last_ms.load(SeqCst),
+                parent: s.parent_shared.load(SeqCst),
             };
             // A slot that changed hands while it was read is left for the
             // next scan.
@@ -534,6 +543,11 @@ impl Runs {
         if s.shared() != id {
             return;
         }
+        // Another node saw a request name this run's parent: the chain
+        // here reaches it too.
+        if remote.parent != 0 && remote.parent != id {
+            set_parent(s, self.shared_link(remote.parent));
+        }
         s.remote_cost.store(remote.cost, SeqCst);
         s.remote_tokens.store(remote.tokens, SeqCst);
         s.remote_requests.store(remote.requests, SeqCst);
@@ -546,6 +560,27 @@ impl Runs {
             }
         }
     }
+}
+
+/// A hash as a tag: never 0 (an empty slot) or [`BUSY`].
+fn untagged(h: u64) -> u64 {
+    match h {
+        0 => 1,
+        BUSY => BUSY - 1,
+        t => t,
+    }
+}
+
+/// Gives a slot its parent, if it has none: the parent's cluster name
+/// first, so that whoever reads the tag finds the name beside it.
+fn set_parent(s: &Slot, p: Link) {
+    if s.parent.load(SeqCst) != 0 {
+        return;
+    }
+    if p.shared != 0 {
+        let _ = s.parent_shared.compare_exchange(0, p.shared, SeqCst, SeqCst);
+    }
+    let _ = s.parent.compare_exchange(0, p.tag, SeqCst, SeqCst);
 }
 
 /// A run's figures, what its requests in flight hold and the other nodes'

@@ -95,12 +95,23 @@ pub struct RunRefused {
     /// Which run reached it: 0 the request's own (`run`), 1 its parent
     /// (`run` names the parent), 2 and up a run above the parent.
     pub level: u8,
+    /// The request named no parent: a run above it was learned (from an
+    /// earlier request, or from another node through the cluster), and
+    /// `run` is the request's own.
+    pub unnamed_above: bool,
 }
 
 impl fmt::Display for RunRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.level {
             0 => write!(f, "run {:?} of team {:?} ", self.run, self.team)?,
+            n if self.unnamed_above => write!(
+                f,
+                "the run {n} level{} above run {:?} of team {:?} ",
+                if n == 1 { "" } else { "s" },
+                self.run,
+                self.team
+            )?,
             1 => write!(f, "parent run {:?} of team {:?} ", self.run, self.team)?,
             n => write!(f, "the run {} levels above parent run {:?} of team {:?} ", n - 1, self.run, self.team)?,
         }
@@ -179,6 +190,7 @@ mod tests {
             used,
             estimate: 2_500_000,
             level: 0,
+            unnamed_above: false,
         };
         assert_eq!(
             r.to_string(),
@@ -190,6 +202,8 @@ mod tests {
             .starts_with("parent run \"42\" of team \"team-a\" has reached its limit of 312 requests"));
         let r = RunRefused { limit: RunLimit::WallTime, cap: 60_000, ..r };
         assert!(r.to_string().contains("has run for 95 s, past its limit of 60 s"), "{r}");
+        let r = RunRefused { level: 2, unnamed_above: true, ..r };
+        assert!(r.to_string().starts_with("the run 2 levels above run \"42\" of team \"team-a\" has run"), "{r}");
     }
 
     #[test]

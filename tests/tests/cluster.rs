@@ -526,3 +526,39 @@ fn concurrent_requests_of_one_run_on_three_nodes_pass_its_limit_only_by_the_docu
     // Redis holds every admission once.
     wait_until(Duration::from_secs(5), "the run's requests in Redis", || cluster_run_requests(&redis) == total as u64);
 }
+
+#[test]
+fn a_parent_named_on_one_node_holds_a_sub_runs_requests_on_another() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let gws = nodes(&mock, &redis, "budget = { run_requests = 4 }", "");
+    // Node a sees x and y named as sub-runs of root; node b only ever sees
+    // x, without a parent header, and learns x's parent from Redis. Per
+    // node, x would have its own four requests on b, and the sixth request
+    // would pass.
+    let steps: [(usize, &str, Option<&str>); 7] = [
+        (0, "x", Some("root")),
+        (1, "x", None),
+        (0, "y", Some("root")),
+        (1, "x", None),
+        (0, "y", Some("root")),
+        (1, "x", None),
+        (0, "y", Some("root")),
+    ];
+    let mut statuses = Vec::new();
+    for (node, run, parent) in steps {
+        let r = run_chat(gws[node].addr, run, parent);
+        if r.status == 429 {
+            let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_string();
+            assert!(message.contains("has reached its limit of 4 requests"), "{message}");
+        }
+        statuses.push(r.status);
+        // The scenario: requests spaced beyond the propagation lag, not a
+        // wait for a condition.
+        std::thread::sleep(LAG * 2 + Duration::from_millis(100));
+    }
+    // Root counts requests 1, 3, 4 and 5 (node b's first request of x came
+    // before it knew x's parent, as documented): the sixth is refused on
+    // node b for root, and the seventh on node a.
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+}

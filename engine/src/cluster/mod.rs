@@ -224,9 +224,11 @@ pub fn combine(node: &mut SpendSnapshot, local: &HashMap<Counter, u64>, view: &C
 /// read, then `m` runs' hashes to read. ARGV: the push's sequence number,
 /// `n`, `r`, `u`, `m`, an amount and an expiry time per counter, a
 /// reservation id per hash, then per run its cost, tokens and requests to
-/// add, its first request (Unix ms, kept if earliest) and an expiry time.
-/// Returns whether the push was applied, the counters read, then four
-/// numbers per run read (cost, tokens, requests, first request).
+/// add, its first request (Unix ms, kept if earliest), its parent's shared
+/// id (decimal, kept if first; 0 for none) and an expiry time. Returns
+/// whether the push was applied, the counters read, then five values per
+/// run read (cost, tokens, requests, first request, and the parent as a
+/// string: a 64-bit id is past Lua's exact integers).
 const SCRIPT: &str = r#"
 local seq = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
@@ -272,7 +274,7 @@ if n + r + u > 0 then
     end
     for k = 1, u do
       local key = KEYS[runs + k]
-      local a = run_args + 5 * (k - 1)
+      local a = run_args + 6 * (k - 1)
       for x = 1, 3 do
         if tonumber(ARGV[a + x]) > 0 then
           redis.call('HINCRBY', key, fields[x], ARGV[a + x])
@@ -283,7 +285,10 @@ if n + r + u > 0 then
       if b > 0 and (s == 0 or b < s) then
         redis.call('HSET', key, 's', ARGV[a + 4])
       end
-      redis.call('EXPIREAT', key, ARGV[a + 5])
+      if ARGV[a + 5] ~= '0' then
+        redis.call('HSETNX', key, 'p', ARGV[a + 5])
+      end
+      redis.call('EXPIREAT', key, ARGV[a + 6])
     end
     redis.call('SET', KEYS[1], ARGV[1], 'EX', 3456000)
     applied = 1
@@ -297,11 +302,12 @@ for i = #KEYS - m + 1, #KEYS do
   -- Something else under a run's key reads as a run with nothing spent.
   local v = {}
   if redis.call('TYPE', KEYS[i]).ok == 'hash' then
-    v = redis.call('HMGET', KEYS[i], 'c', 't', 'q', 's')
+    v = redis.call('HMGET', KEYS[i], 'c', 't', 'q', 's', 'p')
   end
   for x = 1, 4 do
     out[#out + 1] = tonumber(v[x] or '0') or 0
   end
+  out[#out + 1] = v[5] or '0'
 end
 return out
 "#;
@@ -337,6 +343,8 @@ struct RunPush {
     add: Figures,
     /// The run's first request on this node (Unix ms).
     started_ms: u64,
+    /// Its parent's shared id, 0 for none known.
+    parent: u64,
     expires: u64,
 }
 
@@ -420,7 +428,7 @@ fn exchange(
     let run_numbers: Vec<String> = b
         .runs
         .iter()
-        .flat_map(|r| [r.add.cost, r.add.tokens, r.add.requests, r.started_ms, r.expires])
+        .flat_map(|r| [r.add.cost, r.add.tokens, r.add.requests, r.started_ms, r.parent, r.expires])
         .map(|n| n.to_string())
         .collect();
     let numkeys = (1 + b.len() + reads.len() + run_reads.len()).to_string();
@@ -434,7 +442,7 @@ fn exchange(
     args.extend(b.releases.iter().map(|(_, id)| id.as_bytes()));
     args.extend(run_numbers.iter().map(|n| n.as_bytes()));
     let reply = conn.call(&args)?;
-    let expected = 1 + reads.len() + 4 * run_reads.len();
+    let expected = 1 + reads.len() + 5 * run_reads.len();
     let items = match reply {
         tollgate_protocol::resp::Reply::Array(Some(items)) if items.len() == expected => items,
         tollgate_protocol::resp::Reply::Error(e) => return Err(RedisError::Refused { command: "EVAL", reply: e }),
@@ -442,7 +450,14 @@ fn exchange(
             return Err(RedisError::Refused { command: "EVAL", reply: format!("unexpected reply {other:?}") });
         }
     };
-    Ok(items[1..].iter().map(|r| r.as_int().unwrap_or(0).max(0) as u64).collect())
+    // A parent id is a decimal string up to 2^64 (past i64).
+    let number = |r: &tollgate_protocol::resp::Reply| match r {
+        tollgate_protocol::resp::Reply::Bulk(Some(b)) => {
+            std::str::from_utf8(b).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+        }
+        other => other.as_int().unwrap_or(0).max(0) as u64,
+    };
+    Ok(items[1..].iter().map(number).collect())
 }
 
 /// The running cluster thread's ends.
@@ -500,7 +515,7 @@ struct Node {
     /// batches so far and those Redis has acknowledged (what the totals
     /// read include of this process's).
     runs: Arc<Runs>,
-    run_cut: HashMap<u64, (Figures, u64)>,
+    run_cut: HashMap<u64, (Figures, u64, bool)>,
     run_acked: HashMap<u64, Figures>,
     /// The slot the next scan starts from.
     run_scan_from: usize,
@@ -654,15 +669,11 @@ impl Node {
                 // The other nodes' figures: the cluster's, less what this
                 // process's pushes put in them.
                 let run_values = values.split_off(reads.len());
-                for (&(at, id), v) in run_reads.iter().zip(run_values.chunks_exact(4)) {
+                for (&(at, id), v) in run_reads.iter().zip(run_values.chunks_exact(5)) {
                     let total = Figures { cost: v[0], tokens: v[1], requests: v[2] };
                     let others = total.less(self.run_acked.get(&id).copied().unwrap_or_default());
-                    let remote = Remote {
-                        cost: others.cost,
-                        tokens: others.tokens,
-                        requests: others.requests,
-                        started_ms: v[3],
-                    };
+                    let (cost, tokens, requests) = (others.cost, others.tokens, others.requests);
+                    let remote = Remote { cost, tokens, requests, started_ms: v[3], parent: v[4] };
                     self.runs.set_remote(at, id, remote);
                 }
                 self.pushed.retain(|(_, w), _| !w.is_past(now));
@@ -749,7 +760,7 @@ impl Node {
                 break;
             }
             let local = Figures { cost: r.cost, tokens: r.tokens, requests: r.requests };
-            let (cut, started) = self.run_cut.entry(r.id).or_insert((Figures::default(), 0));
+            let (cut, started, parent_sent) = self.run_cut.entry(r.id).or_insert((Figures::default(), 0, false));
             if *started != r.started_ms {
                 // New here, or back in a fresh slot after an idle hour:
                 // counted from nought again, and what this process pushed
@@ -761,23 +772,33 @@ impl Node {
             }
             let add = local.less(*cut);
             let first = *started != r.started_ms;
-            if add == Figures::default() && !first {
+            // A parent learned since the first push goes with the next
+            // (kept only if the hash has none).
+            if add == Figures::default() && !first && (r.parent == 0 || *parent_sent) {
                 continue;
             }
+            *parent_sent = r.parent != 0;
             // A refusal takes back the request it had counted a moment
             // before: a figure below what was cut is not pushed again
             // when it climbs back.
             cut.add(add);
             *started = r.started_ms;
             let key = run_key(&self.cluster.key_prefix, r.id);
-            out.push(RunPush { key, id: r.id, add, started_ms: r.started_ms, expires: now + RUN_TTL_S });
+            out.push(RunPush {
+                key,
+                id: r.id,
+                add,
+                started_ms: r.started_ms,
+                parent: r.parent,
+                expires: now + RUN_TTL_S,
+            });
         }
         // A run gone from the table, with all it counted acknowledged,
         // is forgotten.
         if self.run_cut.len() > shared.len() {
             let live: std::collections::HashSet<u64> = shared.iter().map(|r| r.id).collect();
             let acked = &self.run_acked;
-            self.run_cut.retain(|id, (cut, _)| live.contains(id) || acked.get(id).is_none_or(|a| a != cut));
+            self.run_cut.retain(|id, (cut, ..)| live.contains(id) || acked.get(id).is_none_or(|a| a != cut));
             let cut = &self.run_cut;
             self.run_acked.retain(|id, _| cut.contains_key(id));
         }
@@ -866,7 +887,7 @@ fn run_reads(shared: &[SharedRun], now_ms: u64) -> Vec<(usize, u64)> {
 /// Batches are kept as one JSON line per counter
 /// (`{"e":epoch,"s":seq,"k":key,"v":amount,"x":expiry}`), per release
 /// (`{"e":epoch,"s":seq,"h":hash,"f":id}`) and per run
-/// (`{"e":epoch,"s":seq,"u":key,"c":cost,"t":tokens,"q":requests,"b":first request,"x":expiry}`).
+/// (`{"e":epoch,"s":seq,"u":key,"c":cost,"t":tokens,"q":requests,"b":first request,"p":parent,"x":expiry}`).
 fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
     let mut text = bytes::BytesMut::new();
     for b in batches {
@@ -886,9 +907,9 @@ fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
             text.extend_from_slice(format!("{{\"e\":{},\"s\":{},\"u\":", b.epoch, b.seq).as_bytes());
             tollgate_protocol::openai::write_json_string(&mut text, &r.key);
             let Figures { cost, tokens, requests } = r.add;
-            let (b, x) = (r.started_ms, r.expires);
+            let (b, p, x) = (r.started_ms, r.parent, r.expires);
             text.extend_from_slice(
-                format!(",\"c\":{cost},\"t\":{tokens},\"q\":{requests},\"b\":{b},\"x\":{x}}}\n").as_bytes(),
+                format!(",\"c\":{cost},\"t\":{tokens},\"q\":{requests},\"b\":{b},\"p\":{p},\"x\":{x}}}\n").as_bytes(),
             );
         }
     }
@@ -923,7 +944,8 @@ fn read_carried(path: &PathBuf) -> Vec<Batch> {
                 tokens: int_of("t").unwrap_or(0),
                 requests: int_of("q").unwrap_or(0),
             };
-            batch.runs.push(RunPush { key, id: 0, add, started_ms: int_of("b").unwrap_or(0), expires: x });
+            let (started_ms, parent) = (int_of("b").unwrap_or(0), int_of("p").unwrap_or(0));
+            batch.runs.push(RunPush { key, id: 0, add, started_ms, parent, expires: x });
         }
     }
     batches.into_values().collect()

@@ -126,6 +126,7 @@ fn a_run_is_pushed_once_per_change_and_a_refusals_take_back_never_twice() {
         id,
         add: Figures { cost: 3, tokens: 7, requests: 1 },
         started_ms: 5_000,
+        parent: 0,
         expires: 100 + RUN_TTL_S,
     };
     assert_eq!(d, [first]);
@@ -166,6 +167,7 @@ fn runs_read_are_the_recent_ones_latest_first() {
         requests: 0,
         started_ms: 1,
         last_ms,
+        parent: 0,
     };
     let now = 10_000_000;
     let shared = [run(0, now - 5), run(1, now - crate::runs::IDLE_MS), run(2, now)];
@@ -180,6 +182,7 @@ fn unpushed_runs_survive_a_restart() {
         id: 255,
         add: Figures { cost: 1, tokens: 2, requests: 3 },
         started_ms: 4,
+        parent: u64::MAX - 1,
         expires: 5,
     };
     let b = Batch::new(100, 3, "tg", vec![], vec![], vec![push.clone()]);
@@ -202,6 +205,7 @@ fn runs_past_a_batchs_room_go_in_the_next_one_in_turn() {
         requests,
         started_ms: 1,
         last_ms: 1,
+        parent: 0,
     };
     let ats = |d: Vec<RunPush>| d.iter().map(|p| p.id - 1).collect::<Vec<_>>();
     let mut shared = vec![run(3, 1), run(7, 1), run(9, 1)];

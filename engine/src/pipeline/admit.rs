@@ -334,9 +334,11 @@ pub fn within_run<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
             Ok(())
         }
         Err(Refusal::Limit { level, limit, cap, used, estimate }) => {
-            // Above the request's own run, the parent is the run it named.
+            // Above the request's own run, the parent is the run it named;
+            // a request that named none is told how far above its own.
             let named = if level == 0 { id } else { parent.unwrap_or(id) };
             Err(GatewayError::RunLimit(Box::new(RunRefused {
+                unnamed_above: level > 0 && parent.is_none(),
                 run: named.to_string(),
                 team: team_name.to_string(),
                 limit,

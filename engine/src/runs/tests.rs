@@ -212,19 +212,19 @@ fn the_other_nodes_figures_count_against_a_shared_run() {
     assert_eq!((own.cost, own.tokens, own.requests, own.started_ms), (10, 4, 1, 1_000));
 
     // Other nodes admitted 8 of the run's requests: one more fits here.
-    runs.set_remote(own.at, own.id, Remote { cost: 0, tokens: 0, requests: 8, started_ms: 0 });
+    runs.set_remote(own.at, own.id, Remote { cost: 0, tokens: 0, requests: 8, started_ms: 0, parent: 0 });
     let h = runs.admit("a", "r", None, l, Estimate::default(), 2_000).unwrap();
     let refused = runs.admit("a", "r", None, l, Estimate::default(), 2_000).err();
     assert!(matches!(refused, Some(Refusal::Limit { limit: RunLimit::Requests, cap: 10, .. })), "{refused:?}");
     drop(h);
 
     // Their spend counts too: 10 here and 85 there leave 5.
-    runs.set_remote(own.at, own.id, Remote { cost: 85, tokens: 0, requests: 0, started_ms: 0 });
+    runs.set_remote(own.at, own.id, Remote { cost: 85, tokens: 0, requests: 0, started_ms: 0, parent: 0 });
     assert!(runs.admit("a", "r", None, l, Estimate { cost: 6, tokens: 0 }, 2_000).is_err());
     drop(runs.admit("a", "r", None, l, Estimate { cost: 5, tokens: 0 }, 2_000).unwrap());
 
     // The run began earlier on another node: its wall time counts from there.
-    runs.set_remote(own.at, own.id, Remote { cost: 0, tokens: 0, requests: 0, started_ms: 1 });
+    runs.set_remote(own.at, own.id, Remote { cost: 0, tokens: 0, requests: 0, started_ms: 1, parent: 0 });
     let late = runs.admit("a", "r", None, l, Estimate::default(), 60_500).err();
     assert!(matches!(late, Some(Refusal::Limit { limit: RunLimit::WallTime, .. })), "{late:?}");
 
@@ -238,4 +238,32 @@ fn the_table_is_the_size_the_documents_give() {
     // ARCHITECTURE.md's state table says 8 MB (7.9 million bytes) for 65,536 slots.
     let bytes = RUNS_MAX * std::mem::size_of::<Slot>();
     assert!((7_500_000..=8_500_000).contains(&bytes), "{bytes} bytes");
+}
+
+#[test]
+fn a_parent_learned_from_the_cluster_is_drawn_on_like_a_named_one() {
+    let runs = Arc::new(Runs::with_capacity(1024).shared_with_cluster());
+    let l = limits(None, None, Some(4));
+    // This node has seen run x alone; another node saw a request name its
+    // parent, "root", which has used 3 of its 4 requests.
+    drop(runs.admit("a", "x", None, l, Estimate::default(), 1).unwrap());
+    let x = runs.shared_runs()[0];
+    assert_eq!(x.parent, 0);
+    let remote = Remote { parent: shared_id("a", "root"), ..Remote::default() };
+    runs.set_remote(x.at, x.id, remote);
+    // The next request of x claims root's slot, under root's cluster name.
+    drop(runs.admit("a", "x", None, l, Estimate::default(), 2).unwrap());
+    let mut ids: Vec<u64> = runs.shared_runs().iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    let mut want = [shared_id("a", "x"), shared_id("a", "root")];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    let root = *runs.shared_runs().iter().find(|r| r.id == shared_id("a", "root")).unwrap();
+    assert_eq!(runs.shared_runs().iter().find(|r| r.id == x.id).unwrap().parent, root.id, "pushed with x");
+    runs.set_remote(root.at, root.id, Remote { requests: 3, ..Remote::default() });
+    let refused = runs.admit("a", "x", None, l, Estimate::default(), 3).err();
+    assert!(
+        matches!(refused, Some(Refusal::Limit { level: 1, limit: RunLimit::Requests, .. })),
+        "root (1 here, 3 elsewhere) is at its limit: {refused:?}"
+    );
 }
