@@ -9,7 +9,8 @@
 //!   every problem in the file (the old configuration keeps serving);
 //! - `GET /metrics`: Prometheus text format, from the merged per-core counts;
 //! - `GET /`: the live dashboard, one self-contained page, polling
-//!   `GET /admin/stats` (the same totals as JSON);
+//!   `GET /admin/stats` (the same totals as JSON) and `GET /admin/series`
+//!   (the last hour or day, filtered by team, key, model and provider);
 //! - `GET /healthz`.
 //!
 //! Who may call what is [`authorize`]'s: admin tokens (`[server]
@@ -193,7 +194,8 @@ fn serve(
             );
         }
     };
-    let open = matches!((head.method, head.path()), (Method::Get, b"/healthz" | b"/" | b"/admin/stats"));
+    let open =
+        matches!((head.method, head.path()), (Method::Get, b"/healthz" | b"/" | b"/admin/stats" | b"/admin/series"));
     if let (Role::Viewer(_), false) = (&role, open) {
         return respond(
             &mut stream,
@@ -215,6 +217,16 @@ fn serve(
             };
             let json = totals.lock().unwrap_or_else(|e| e.into_inner()).dashboard_json(now as u64, scope);
             respond(&mut stream, 200, &json)
+        }
+        (Method::Get, b"/admin/series") => {
+            let scope = match &role {
+                Role::Viewer(teams) => Some(&teams[..]),
+                Role::Operator => None,
+            };
+            match series_json(&head, scope, totals) {
+                Ok(json) => respond(&mut stream, 200, &json),
+                Err(problem) => respond(&mut stream, 400, &error_json(&problem, "invalid_query")),
+            }
         }
         (Method::Get, b"/metrics") => {
             let text = totals.lock().unwrap_or_else(|e| e.into_inner()).prometheus();
@@ -240,9 +252,57 @@ fn serve(
         _ => respond(
             &mut stream,
             404,
-            &error_json("admin endpoints: GET /admin/config, POST /admin/reload", "unknown_url"),
+            &error_json(
+                "admin endpoints: GET /admin/stats, GET /admin/series, GET /admin/config, POST /admin/reload, GET /metrics",
+                "unknown_url",
+            ),
         ),
     }
+}
+
+/// `GET /admin/series?window=hour|day&team=&key=&model=&provider=`: the
+/// history summed over what the filters match, within the caller's scope.
+fn series_json(head: &RequestHead, scope: Option<&[String]>, totals: &Mutex<Totals>) -> Result<String, String> {
+    use crate::stats::series::{Filter, Window};
+    let target = std::str::from_utf8(head.target()).map_err(|_| "the query is not UTF-8".to_string())?;
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let mut window = Window::Hour;
+    let mut values: [Option<String>; 4] = Default::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = String::from_utf8(tollgate_protocol::sigv4::percent_decode(&value.replace('+', " ")))
+            .map_err(|_| format!("{name} is not UTF-8 once decoded"))?;
+        let slot = match name {
+            "window" => {
+                window = match value.as_str() {
+                    "hour" => Window::Hour,
+                    "day" => Window::Day,
+                    other => return Err(format!("window {other:?} is not \"hour\" or \"day\"")),
+                };
+                continue;
+            }
+            "team" => 0,
+            "key" => 1,
+            "model" => 2,
+            "provider" => 3,
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}: window, team, key, model and provider filter the history"
+                ))
+            }
+        };
+        values[slot] = Some(value).filter(|v| !v.is_empty());
+    }
+    let [team, key, model, provider] = &values;
+    let filter = Filter {
+        team: team.as_deref(),
+        key: key.as_deref(),
+        model: model.as_deref(),
+        provider: provider.as_deref(),
+        scope,
+    };
+    let now = crate::unix_now().as_secs();
+    Ok(totals.lock().unwrap_or_else(|e| e.into_inner()).series.json(window, &filter, now))
 }
 
 /// What a caller of the admin listener may see and do.

@@ -153,6 +153,33 @@ fn a_viewer_token_sees_its_teams_figures_only_and_changes_nothing() {
     // A token that is neither is refused outright.
     assert_eq!(as_token(admin, "GET", "/admin/stats", "tgv-guess").status, 401);
 
+    // The history: every bucket of the hour, summed over the filter, within
+    // the caller's scope.
+    let requests = |token: &str, query: &str| -> (u64, serde_json::Value) {
+        let r = as_token(admin, "GET", &format!("/admin/series?{query}"), token);
+        assert_eq!(r.status, 200, "{query}: {}", r.text());
+        let v = r.json();
+        let buckets = v["buckets"].as_array().unwrap();
+        assert_eq!(buckets.len(), if query.contains("day") { 288 } else { 360 }, "{query}");
+        (buckets.iter().map(|b| b["requests"].as_u64().unwrap()).sum(), v)
+    };
+    let (all, v) = requests(ADMIN_TOKEN, "window=hour");
+    assert_eq!(all, 5);
+    assert_eq!(v["labels"]["teams"], serde_json::json!(["e2e", "other"]));
+    let busy = v["buckets"].as_array().unwrap().iter().find(|b| b["requests"].as_u64() > Some(0)).unwrap().clone();
+    assert!(busy["p99_ms"].as_f64().unwrap() > 0.0 && busy["gateway_p50_ms"].as_f64().unwrap() > 0.0, "{busy}");
+    assert!(busy["cost_usd"].as_f64().unwrap() > 0.0 && busy["tokens_in"].as_u64().unwrap() > 0, "{busy}");
+    assert_eq!(requests(ADMIN_TOKEN, "window=day").0, 5);
+    assert_eq!(requests(ADMIN_TOKEN, "team=other").0, 3);
+    assert_eq!(requests(ADMIN_TOKEN, "key=e2e&model=gpt-4o-mini&provider=up").0, 2);
+    assert_eq!(requests(ADMIN_TOKEN, "model=gpt-4o").0, 0);
+    let (mine, v) = requests(VIEWER, "window=hour");
+    assert_eq!(mine, 2);
+    assert_eq!(v["labels"]["teams"], serde_json::json!(["e2e"]));
+    assert_eq!(requests(VIEWER, "team=other").0, 0, "a viewer's filter never widens its scope");
+    let bad = as_token(admin, "GET", "/admin/series?window=week", ADMIN_TOKEN);
+    assert_eq!((bad.status, bad.error_code()), (400, "invalid_query".to_string()), "{}", bad.text());
+
     let Some(browser) = chromium() else {
         assert!(std::env::var_os("TOLLGATE_REQUIRE_CHROMIUM").is_none(), "chromium is required");
         eprintln!("skipped the browser part: no chromium");
@@ -170,6 +197,12 @@ fn a_viewer_token_sees_its_teams_figures_only_and_changes_nothing() {
     assert!(!dom.contains("requests-other"), "and not the other team:\n{dom}");
     assert!(dom.contains("viewing e2e"), "it says whose figures it shows:\n{dom}");
     assert!(dom.contains(r#"id="budget-day-team-e2e">$"#), "the team's budget:\n{dom}");
+    assert!(dom.contains(r#"data-requests="2""#), "the history, scoped:\n{dom}");
+    assert!(!dom.contains(r#"<option value="other">"#), "no other team to filter by:\n{dom}");
     let dom = dom_as(ADMIN_TOKEN);
     assert!(dom.contains(r#"id="requests-other">3<"#) && dom.contains(r#"id="requests-e2e">2<"#), "{dom}");
+    assert!(dom.contains(r#"data-requests="5""#), "the history:\n{dom}");
+    let requests_chart = dom.split(r#"id="chart-requests""#).nth(1).unwrap_or_default();
+    assert!(requests_chart.split("</svg>").next().unwrap_or_default().contains("<polyline"), "a drawn chart:\n{dom}");
+    assert!(dom.contains(r#"<option value="other">other</option>"#), "the teams to filter by:\n{dom}");
 }

@@ -63,6 +63,8 @@ pub struct CoreStats {
     soft: RefCell<HashMap<Owner, u64>>,
     /// Accepts that failed (out of descriptors, most likely).
     accept_errors: std::cell::Cell<u64>,
+    /// The dashboard's history: by (team, key, model, provider).
+    series: RefCell<HashMap<(usize, usize, usize, usize), super::series::Point>>,
 }
 
 type GuardKey =
@@ -85,6 +87,7 @@ impl Default for CoreStats {
             guard: RefCell::new(HashMap::default()),
             soft: RefCell::new(HashMap::default()),
             accept_errors: std::cell::Cell::new(0),
+            series: RefCell::new(HashMap::default()),
         }
     }
 }
@@ -108,6 +111,9 @@ pub struct Delta {
     pub guard: Vec<(GuardLabels, u64)>,
     pub soft: Vec<(OwnerName, u64)>,
     pub accept_errors: u64,
+    /// The history's points since the last hand-off, by (team, key, model,
+    /// provider).
+    pub series: Vec<(super::series::Labels, super::series::Point)>,
     /// This core's circuit breakers: (model, provider, upstream model) and
     /// state (0 closed, 1 open, 2 half-open).
     pub breakers: Vec<((String, String, String), u8)>,
@@ -166,6 +172,23 @@ impl CoreStats {
             }
         }
         let micros = trace.started.elapsed().as_micros() as u64;
+        let key = trace.key.map_or(usize::MAX, |k| k.index);
+        {
+            let mut series = self.series.borrow_mut();
+            let p = series.entry((team, key, model, provider)).or_default();
+            p.requests += 1;
+            p.status(trace.status);
+            p.tokens_in += c.tokens_in;
+            p.tokens_out += c.tokens_out;
+            p.cost_micro_usd += cost;
+            p.guard_hits += trace.guard_hits.len() as u64;
+            p.cache_hits += c.cache_hits;
+            p.cache_misses += c.cache_misses;
+            p.latency.record(micros);
+            if let Some(added) = trace.gateway_micros() {
+                p.gateway.record(added as u64);
+            }
+        }
         self.total.borrow_mut().saturating_record(micros.max(1));
         if trace.served_by.is_some() && trace.end != End::Rejected {
             self.upstream.borrow_mut().saturating_record((trace.upstream_micros as u64).max(1));
@@ -207,6 +230,13 @@ impl CoreStats {
             Owner::Key(i) => Some(OwnerName::Key(config.keys.all().get(i)?.name.clone())),
         };
         let soft = self.soft.borrow_mut().drain().filter_map(|(o, n)| Some((owner_name(o)?, n))).collect();
+        let key = |i: usize| config.keys.all().get(i).map(|k| k.name.clone());
+        let series = self
+            .series
+            .borrow_mut()
+            .drain()
+            .map(|((t, k, m, p), point)| ((name(t, &team), name(k, &key), name(m, &model), name(p, &provider)), point))
+            .collect();
         let take = |h: &RefCell<Histogram<u64>>| std::mem::replace(&mut *h.borrow_mut(), histogram());
         let guard = self
             .guard
@@ -256,6 +286,7 @@ impl CoreStats {
             guard,
             soft,
             accept_errors: self.accept_errors.replace(0),
+            series,
             released: accounts.released,
         }
     }

@@ -12,6 +12,7 @@
 mod counters;
 mod merger;
 mod render;
+pub mod series;
 mod totals;
 
 use std::time::Duration;

@@ -29,6 +29,8 @@ pub struct Totals {
     pub cluster: Option<crate::cluster::ClusterStatus>,
     /// The node's agent runs (read at a scrape: a scan of the table).
     pub runs: Option<std::sync::Arc<crate::runs::Runs>>,
+    /// The dashboard's history.
+    pub series: super::series::Series,
 }
 
 impl Default for Totals {
@@ -49,6 +51,7 @@ impl Default for Totals {
             limits: BTreeMap::new(),
             cluster: None,
             runs: None,
+            series: super::series::Series::default(),
         }
     }
 }
@@ -98,6 +101,9 @@ impl Totals {
             *self.guard.entry(k).or_default() += n;
         }
         self.accept_errors += d.accept_errors;
+        for (labels, point) in &d.series {
+            self.series.add(labels, point, now);
+        }
         for (k, n) in d.soft {
             *self.soft.entry(k).or_default() += n;
         }
