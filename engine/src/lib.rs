@@ -51,6 +51,7 @@ pub mod record;
 pub mod reload;
 pub mod report;
 pub mod respond;
+pub mod retention;
 pub mod runs;
 pub mod server;
 pub mod state;

@@ -74,6 +74,9 @@ pub struct Reloader {
     /// Settings that cannot change without a restart, as started.
     listen: SocketAddr,
     workers: usize,
+    /// `[logging] capture_retention_days` (its thread starts with the
+    /// process).
+    retention: Option<u32>,
     mocks: HashMap<String, SocketAddr>,
     mailboxes: Vec<mpsc::Sender<Reload>>,
     current: Loaded,
@@ -100,6 +103,7 @@ impl Reloader {
             source,
             listen: config.server.listen,
             workers: config.server.workers,
+            retention: config.logging.capture_retention_days,
             mocks,
             mailboxes,
             current: Loaded::of(config, 1),
@@ -121,6 +125,12 @@ impl Reloader {
             ));
             config.server.listen = self.listen;
             config.server.workers = self.workers;
+        }
+        if config.logging.capture_retention_days != self.retention {
+            notes.push(
+                "capture_retention_days takes effect on restart; captured bodies are still removed as the process started"
+                    .to_string(),
+            );
         }
         let resolved = resolve_providers(&config, &mut self.mocks)?;
         notes.extend(unpriced_notes(&config));

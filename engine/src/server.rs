@@ -153,6 +153,10 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             let (tx, handle) = crate::logwriter::start(dir.into(), config.logging.file_bytes_max)
                 .map_err(|e| format!("cannot write request records to {dir}: {e}"))?;
             tracing::info!(dir = %dir, "request records on");
+            // Read at start: a reload that changes it says so (`Reloader::reload`).
+            if let Some(days) = config.logging.capture_retention_days {
+                crate::retention::start(dir.into(), days);
+            }
             Some((tx, handle))
         }
         None => None,

@@ -46,6 +46,9 @@ pub struct Team {
     pub labels: BTreeMap<String, String>,
     /// This team's answers may be cached (`cache = false` turns it off).
     pub cache: bool,
+    /// This team's prompts and answers are captured in its records (its
+    /// own `capture_bodies`, or `[logging]`'s).
+    pub capture: bool,
 }
 
 /// Whether a budget or a rate limit applies: an owner with neither is never

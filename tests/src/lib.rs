@@ -279,11 +279,18 @@ pub fn priced(config: String) -> String {
     )
 }
 
-/// The request records (JSON lines) of every file in a `[logging] dir`.
+/// The request records (JSON lines) of every record file in a `[logging] dir`.
 pub fn read_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(dir).expect("records dir") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("records file");
+        // The record files, as `tollgate report` picks them (beside them
+        // may be the retention thread's list).
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if !(name.starts_with("tollgate-requests-") && name.ends_with(".jsonl")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("records file");
         lines.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON record")));
     }
     lines

@@ -173,6 +173,69 @@ fn captured_bodies_are_redacted() {
     assert_eq!(recs[1]["capture"]["answer"], "call me at [PHONE] please", "a stream's text, whole");
 }
 
+/// Capture per team: a team's own `capture_bodies` overrides
+/// `[logging]`'s, both ways; with `capture_retention_days`, a file whose
+/// day is past it loses its captured bodies (and keeps the rest) once the
+/// gateway starts.
+#[test]
+fn capture_is_per_team_and_bodies_past_their_retention_are_removed() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("capture-teams");
+    const OTHER_KEY: &str = "tg-other-capture-0123456789";
+    // A file from three days ago with a captured body.
+    let day = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400 - 3;
+    let (y, m, d) = civil(day as i64);
+    let old = logs.0.join(format!("tollgate-requests-{y:04}-{m:02}-{d:02}.jsonl"));
+    std::fs::write(&old, "{\"id\":\"old\",\"team\":\"e2e\",\"cost_usd\":0.25,\"capture\":{\"prompt\":\"secret plans\",\"answer\":\"ok\"}}\n").unwrap();
+    let config = format!(
+        "{}\n[[teams]]\nname = \"other\"\nmodels = [\"*\"]\ncapture_bodies = false\n\n[[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n",
+        config_for(
+            mock.addr,
+            1,
+            &format!("[logging]\ndir = \"{}\"\ncapture_bodies = true\ncapture_retention_days = 2", logs.0.display())
+        ),
+        key_hash(OTHER_KEY)
+    );
+    let mut gw = start_gateway(&config, &[], &[]);
+    wait_until(Duration::from_secs(10), "the old file's bodies removed", || {
+        !std::fs::read_to_string(&old).unwrap_or_default().contains("secret plans")
+    });
+    let kept: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&old).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!((&kept["id"], &kept["cost_usd"]), (&"old".into(), &0.25.into()), "the rest stays: {kept}");
+    assert!(kept.get("capture").is_none() && kept["capture_removed_ms"].as_u64().is_some(), "{kept}");
+
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    let other = chat_request_with_key(SMALL_CHAT, &format!("Authorization: Bearer {OTHER_KEY}\r\n"));
+    assert_eq!(one_request(gw.addr, &other).status, 200);
+    gw.signal(libc::SIGTERM);
+    gw.wait_exit(Duration::from_secs(10)).expect("exits");
+    let recs: Vec<serde_json::Value> = read_records(&logs.0).into_iter().filter(|r| r["id"] != "old").collect();
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        match r["team"].as_str() {
+            Some("e2e") => assert!(r["capture"]["prompt"].as_str().is_some_and(|p| p.contains("Say hello")), "{r}"),
+            Some("other") => assert!(r.get("capture").is_none(), "team other opted out: {r}"),
+            t => panic!("team {t:?}"),
+        }
+    }
+}
+
+/// (year, month, day) of a day number, for file names.
+fn civil(days: i64) -> (i64, u32, u32) {
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// SIGTERM under load: every request in flight completes, and every one
 /// leaves its record (with its tokens) before the process exits.
 #[test]

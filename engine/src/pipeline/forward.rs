@@ -51,7 +51,8 @@ pub async fn forward(
         .and_then(|p| state.config.guardrail_profiles.get(p))
         .filter(|p| p.classifiers.iter().any(|c| c.answers))
         .filter(|_| text_answer);
-    let capture_guard = state.config.capture_guard.as_deref().filter(|_| text_answer);
+    // The answer is captured where the prompt was (the team captures).
+    let capture_guard = state.config.capture_guard.as_deref().filter(|_| text_answer && trace.capture.is_some());
     let routing = &state.config.routing;
     let breakers = &state.breakers[routed.index];
     // Affinity costs one hash of the body's head, made only where a tier

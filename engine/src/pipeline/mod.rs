@@ -374,10 +374,17 @@ async fn webhook_redact<'s>(
     Ok(true)
 }
 
-/// With `[logging] capture_bodies`: the prompt as it goes upstream,
-/// redacted of personal data and secrets, for the record.
+/// For a team that captures (its `capture_bodies`, or `[logging]`'s): the
+/// prompt as it goes upstream, redacted of personal data and secrets, for
+/// the record; the answer follows in `forward`, which captures where this
+/// phase did.
 pub fn capture<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) {
-    let Some(g) = core.state.config.capture_guard.as_deref() else { return };
+    let config = &core.state.config;
+    let Some(g) = config.capture_guard.as_deref() else { return };
+    let team = ex.trace.key.and_then(|k| config.teams.get(k.team));
+    if !team.is_some_and(|t| t.capture) {
+        return;
+    }
     let prompt = match crate::proxy::guard::check_request("capture", g, &ex.body, &mut Vec::new(), &mut Vec::new()) {
         Ok(Some(redacted)) => redacted.body,
         Ok(None) => ex.body.clone(),

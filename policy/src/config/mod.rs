@@ -50,7 +50,7 @@ pub struct Config {
     /// `[cache]`: answers kept and served again (read at start for the
     /// store's size; the rest on each request). `None`: no cache.
     pub cache: Option<Cache>,
-    /// With `[logging] capture_bodies`: the guard that redacts personal
+    /// With `[logging] capture_bodies` or any team's: the guard that redacts personal
     /// data and secrets from captured prompts and answers.
     pub capture_guard: Option<std::sync::Arc<crate::guard::Guard>>,
     /// Where the text came from and its SHA-256, for the admin listener.
@@ -446,8 +446,12 @@ pub struct Logging {
     pub dir: Option<String>,
     /// A file past this size is continued in the next part.
     pub file_bytes_max: u64,
-    /// Reserved: capture of prompts and answers (off).
+    /// Records carry the prompt and answer, redacted, for teams that do
+    /// not say otherwise (`[[teams]] capture_bodies`).
     pub capture_bodies: bool,
+    /// Captured bodies are removed from records this many days after the
+    /// record's UTC day ends; `None`: kept as long as the records.
+    pub capture_retention_days: Option<u32>,
 }
 
 /// Every problem found in a configuration file.

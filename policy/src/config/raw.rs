@@ -281,6 +281,9 @@ pub struct RawTeam {
     pub labels: BTreeMap<String, String>,
     /// Whether this team's answers are cached (with `[cache]`).
     pub cache: Option<Spanned<bool>>,
+    /// Whether this team's prompts and answers are captured in its
+    /// records; unset, `[logging] capture_bodies` says.
+    pub capture_bodies: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -375,4 +378,7 @@ pub struct RawLogging {
     pub file_bytes_max: Option<u64>,
     #[serde(default)]
     pub capture_bodies: bool,
+    /// Days after a record's UTC day ends that its captured bodies are
+    /// removed from it.
+    pub capture_retention_days: Option<Spanned<u32>>,
 }

@@ -530,6 +530,26 @@ fn viewer_tokens_are_digests_of_configured_teams() {
 }
 
 #[test]
+fn capture_is_per_team_and_retention_needs_records() {
+    let teams = "\n[[teams]]\nname = \"a\"\nmodels = [\"*\"]\n\n[[teams]]\nname = \"b\"\nmodels = [\"*\"]\ncapture_bodies = true\n";
+    let c = Config::parse("gw.toml", &format!("{BASE}{teams}"), &TestEnv).unwrap();
+    assert_eq!(c.teams.iter().map(|t| t.capture).collect::<Vec<_>>(), [false, true]);
+    assert!(c.capture_guard.is_some(), "one team captures: the redacting guard is built");
+    let on = format!(
+        "[logging]\ndir = \"/tmp/x\"\ncapture_bodies = true\ncapture_retention_days = 30\n{BASE}{}",
+        teams.replace("capture_bodies = true", "capture_bodies = false")
+    );
+    let c = Config::parse("gw.toml", &on, &TestEnv).unwrap();
+    assert_eq!(c.teams.iter().map(|t| t.capture).collect::<Vec<_>>(), [true, false]);
+    assert_eq!(c.logging.capture_retention_days, Some(30));
+    for bad in ["[logging]\ncapture_retention_days = 3\n", "[logging]\ndir = \"/tmp/x\"\ncapture_retention_days = 0\n"]
+    {
+        let p = problems(&format!("{bad}{BASE}"));
+        assert!(p.iter().any(|m| m.starts_with("gw.toml:") && m.contains("capture_retention_days")), "{bad}: {p:?}");
+    }
+}
+
+#[test]
 fn classifiers_resolve_their_provider_or_route_and_report_mistakes() {
     let good = format!(
         "{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\nname = \"pg\"\nkind = \"tei\"\nprovider = \"local\"\ntimeout_ms = 120\non_error = \"block\"\n\n[[guardrail_profiles.classifiers]]\nname = \"lg\"\nkind = \"chat\"\nroute = \"gpt-4o\"\n"

@@ -35,7 +35,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
     let providers = validate_providers(&raw.providers, env, &mut report);
     let routes = validate_models(&raw.models, &raw.providers, &mut report);
     let guardrail_profiles = validate_profiles(&raw.guardrail_profiles, &providers, &routes, &mut report);
-    let teams = validate_teams(&raw.teams, &routes, &guardrail_profiles, &mut report);
+    let teams = validate_teams(&raw.teams, &routes, &guardrail_profiles, raw.logging.capture_bodies, &mut report);
     let keys = validate_keys(&raw.keys, &raw.teams, &teams, &routes, &mut report);
     for t in raw.server.viewer_tokens.iter().flat_map(|v| &v.get_ref().teams) {
         if !raw.teams.iter().any(|team| team.name.get_ref() == t.get_ref()) {
@@ -49,6 +49,15 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
         dir: raw.logging.dir.clone(),
         file_bytes_max: raw.logging.file_bytes_max.unwrap_or(256 * 1024 * 1024).max(4096),
         capture_bodies: raw.logging.capture_bodies,
+        capture_retention_days: raw.logging.capture_retention_days.as_ref().map(|d| {
+            if *d.get_ref() == 0 || raw.logging.dir.is_none() {
+                report.add(
+                    d.span(),
+                    "capture_retention_days is a number of days (1 or more) after which the records under [logging] dir lose their captured bodies; set dir, or remove it".to_string(),
+                );
+            }
+            *d.get_ref()
+        }),
     };
     let routing = validate_routing(&raw.routing, &mut report);
     let alert_webhook = raw.alerts.webhook_url.as_ref().map(|u| {
@@ -80,6 +89,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
         }
     }
     let cache = validate_cache(&raw, &routes, &mut report);
+    let capture_guard = logging_capture_guard(teams.iter().any(|t| t.capture));
     match server {
         Some(server) if report.problems.is_empty() => Ok(Config {
             server,
@@ -93,7 +103,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
             alert_webhook,
             cluster,
             cache,
-            capture_guard: logging_capture_guard(raw.logging.capture_bodies),
+            capture_guard,
             source: Source { file: file.to_string(), sha256: hex(&Sha256::digest(text.as_bytes())) },
         }),
         _ => Err(ConfigError { problems: report.problems }),
@@ -1170,6 +1180,7 @@ fn validate_teams(
     raw: &[RawTeam],
     routes: &Routes,
     profiles: &[GuardrailProfile],
+    capture_default: bool,
     report: &mut Report<'_>,
 ) -> Vec<Team> {
     let mut teams = Vec::new();
@@ -1196,6 +1207,7 @@ fn validate_teams(
             guardrail_profile,
             labels: t.labels.clone(),
             cache: t.cache.as_ref().is_none_or(|c| *c.get_ref()),
+            capture: t.capture_bodies.unwrap_or(capture_default),
         });
     }
     teams
