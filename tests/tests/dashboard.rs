@@ -100,7 +100,7 @@ fn a_viewer_token_sees_its_teams_figures_only_and_changes_nothing() {
         "{}\n[[teams]]\nname = \"other\"\nmodels = [\"*\"]\nbudget = {{ daily_usd = 50.0 }}\n\n[[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n\n[[server.viewer_tokens]]\ntoken = \"{}\"\nteams = [\"e2e\"]\n",
         priced(config_for(mock.addr, 1, "")).replace(
             "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 20.0, monthly_usd = 300.0 }"
+            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 20.0, monthly_usd = 300.0 }\nrate_limit = { requests_per_minute = 600 }"
         ),
         key_hash(OTHER_KEY),
         key_hash(VIEWER),
@@ -138,6 +138,11 @@ fn a_viewer_token_sees_its_teams_figures_only_and_changes_nothing() {
     assert_eq!(budgets[0]["name"], "e2e");
     assert_eq!((budgets[0]["daily_usd"].as_f64(), budgets[0]["monthly_usd"].as_f64()), (Some(20.0), Some(300.0)));
     assert!(budgets[0]["day_usd"].as_f64().unwrap() > 0.0, "{mine}");
+    // Its rate-limit headroom: this minute's requests against the limit
+    // (two, or none if the minute turned since).
+    assert_eq!(budgets[0]["requests_per_minute"], 600, "{mine}");
+    assert!(budgets[0]["minute_requests"].as_u64() <= Some(2), "{mine}");
+    assert!(budgets[0]["tokens_per_minute"].is_null(), "{mine}");
     assert!(!mine.to_string().contains("other"), "nothing of team other: {mine}");
 
     // And nothing else: no metrics, no configuration, no reload.
@@ -197,6 +202,7 @@ fn a_viewer_token_sees_its_teams_figures_only_and_changes_nothing() {
     assert!(!dom.contains("requests-other"), "and not the other team:\n{dom}");
     assert!(dom.contains("viewing e2e"), "it says whose figures it shows:\n{dom}");
     assert!(dom.contains(r#"id="budget-day-team-e2e">$"#), "the team's budget:\n{dom}");
+    assert!(dom.contains(" / 600</td>"), "its rate-limit headroom:\n{dom}");
     assert!(dom.contains(r#"data-requests="2""#), "the history, scoped:\n{dom}");
     assert!(!dom.contains(r#"<option value="other">"#), "no other team to filter by:\n{dom}");
     let dom = dom_as(ADMIN_TOKEN);

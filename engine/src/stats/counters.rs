@@ -121,6 +121,9 @@ pub struct Delta {
     /// Only in the first hand-off under a configuration: limits change
     /// with reloads, not every 100 ms.
     pub limits: Option<Vec<(OwnerName, DayMonth)>>,
+    /// Rate limits by owner (requests, tokens per minute), sent with
+    /// `limits`.
+    pub rates: Option<Vec<(OwnerName, DayMonth)>>,
     /// Owners under a budget or rate limit, whose cluster totals the node
     /// reads; sent with `limits`.
     pub watch: Option<Vec<OwnerName>>,
@@ -272,6 +275,20 @@ impl CoreStats {
             seq: accounts.seq,
             breakers: core.breakers,
             watch: limits.as_ref().map(|_| crate::cluster::watched(config)),
+            rates: limits.as_ref().map(|_| {
+                let rated = |r: &tollgate_policy::team::RateLimit| {
+                    (r.requests_per_minute.is_some() || r.tokens_per_minute.is_some())
+                        .then_some((r.requests_per_minute, r.tokens_per_minute))
+                };
+                let teams =
+                    config.teams.iter().filter_map(|t| Some((OwnerName::Team(t.name.clone()), rated(&t.rate_limit)?)));
+                let keys = config
+                    .keys
+                    .all()
+                    .iter()
+                    .filter_map(|k| Some((OwnerName::Key(k.name.clone()), rated(&k.rate_limit)?)));
+                teams.chain(keys).collect()
+            }),
             limits,
             counts,
             spend: accounts.spend,

@@ -65,7 +65,7 @@ impl Totals {
                 out.extend_from_slice(b"],");
             }
         }
-        self.write_budgets(&mut out, scope);
+        self.write_budgets(&mut out, scope, now_ms);
         out.extend_from_slice(b",\"teams\":[");
         for (i, (team, (c, errors))) in teams.iter().enumerate() {
             if i > 0 {
@@ -103,12 +103,19 @@ impl Totals {
     }
 
     /// `"budgets":[...]`: each team's (and, for an operator, each key's)
-    /// spend today and this month against its limits, those with a limit.
-    /// A viewer sees its teams' only: a key's team is not known here.
-    fn write_budgets(&self, out: &mut bytes::BytesMut, scope: Option<&[String]>) {
+    /// spend today and this month against its limits, and its requests and
+    /// tokens this minute against its rate limits: those with a limit. A
+    /// viewer sees its teams' only: a key's team is not known here.
+    fn write_budgets(&self, out: &mut bytes::BytesMut, scope: Option<&[String]>, now_ms: u64) {
         out.extend_from_slice(b"\"budgets\":[");
         let mut first = true;
-        for (owner, &(daily, monthly)) in &self.limits {
+        let owners: std::collections::BTreeSet<&crate::accounts::OwnerName> =
+            self.limits.keys().chain(self.rates.keys()).collect();
+        let minute = now_ms / 60_000;
+        for owner in owners {
+            let (daily, monthly) = self.limits.get(owner).copied().unwrap_or_default();
+            let (rpm, tpm) = self.rates.get(owner).copied().unwrap_or_default();
+            let used = self.spend.minute.get(owner).filter(|u| u.minute == minute).copied().unwrap_or_default();
             let (kind, name) = owner.label();
             if scope.is_some_and(|s| kind != "team" || !s.iter().any(|t| t == name)) {
                 continue;
@@ -120,13 +127,18 @@ impl Totals {
             out.extend_from_slice(format!("{{\"kind\":\"{kind}\",\"name\":").as_bytes());
             tollgate_protocol::openai::write_json_string(out, name);
             let usd = |v: Option<u64>| v.map_or("null".to_string(), |v| format!("{}", v as f64 / 1e6));
+            let n = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
             out.extend_from_slice(
                 format!(
-                    ",\"day_usd\":{},\"daily_usd\":{},\"month_usd\":{},\"monthly_usd\":{}}}",
+                    ",\"day_usd\":{},\"daily_usd\":{},\"month_usd\":{},\"monthly_usd\":{},\"minute_requests\":{},\"requests_per_minute\":{},\"minute_tokens\":{},\"tokens_per_minute\":{}}}",
                     day as f64 / 1e6,
                     usd(daily),
                     month as f64 / 1e6,
-                    usd(monthly)
+                    usd(monthly),
+                    used.requests,
+                    n(rpm),
+                    used.tokens,
+                    n(tpm)
                 )
                 .as_bytes(),
             );

@@ -25,6 +25,8 @@ pub struct Totals {
     /// By (model, provider, upstream model, worker).
     pub breakers: BTreeMap<(String, String, String, usize), u8>,
     pub limits: BTreeMap<OwnerName, DayMonth>,
+    /// Requests and tokens per minute, by owner under a rate limit.
+    pub rates: BTreeMap<OwnerName, DayMonth>,
     /// How the node stands with the cluster tier, when there is one.
     pub cluster: Option<crate::cluster::ClusterStatus>,
     /// The node's agent runs (read at a scrape: a scan of the table).
@@ -49,6 +51,7 @@ impl Default for Totals {
             accept_errors: 0,
             breakers: BTreeMap::new(),
             limits: BTreeMap::new(),
+            rates: BTreeMap::new(),
             cluster: None,
             runs: None,
             series: super::series::Series::default(),
@@ -116,6 +119,7 @@ impl Totals {
         if let Some(limits) = d.limits {
             if d.worker == 0 || self.limits.is_empty() {
                 self.limits = limits.into_iter().collect();
+                self.rates = d.rates.unwrap_or_default().into_iter().collect();
             }
         }
     }
