@@ -81,40 +81,40 @@ fn keygen(team: &str, name: &str, config: Option<&Path>) -> i32 {
     0
 }
 
-/// Prints a new admin token once, with the `[server] admin_tokens` entry
-/// that holds its hash.
-fn admin_keygen() -> i32 {
+/// A new token with its own prefix (so that an admin's or a viewer's is
+/// never taken for a client key, nor one for the other), printed once with
+/// its hash; `None` when the OS random source failed (said on stderr).
+fn new_token(prefix: &str) -> Option<(String, String)> {
     let mut random = [0u8; KEY_RANDOM_BYTES];
     if let Err(e) = getrandom::fill(&mut random) {
         eprintln!("tollgate keygen: the OS random source failed: {e}");
-        return 1;
+        return None;
     }
-    // Its own prefix, so that an admin token is never taken for a client key.
-    let token = format!("tga-{}", hex(&random));
+    let token = format!("{prefix}-{}", hex(&random));
     println!("{token}");
     println!();
+    let hash = hex(&hash_key(token.as_bytes()));
+    Some((token, hash))
+}
+
+/// Prints a new admin token once, with the `[server] admin_tokens` entry
+/// that holds its hash.
+fn admin_keygen() -> i32 {
+    let Some((_, hash)) = new_token("tga") else { return 1 };
     println!("# The token above is shown only this once: keep it in a file only the operators can read");
     println!("# (TOLLGATE_ADMIN_TOKEN_FILE, for `tollgate reload`). Add its hash under [server], then reload:");
-    println!("admin_tokens = [\"{}\"]", hex(&hash_key(token.as_bytes())));
+    println!("admin_tokens = [\"{hash}\"]");
     0
 }
 
 /// Prints a new viewer token once, with the `[[server.viewer_tokens]]`
 /// entry that holds its hash and teams.
 fn viewer_keygen(teams: &[String]) -> i32 {
-    let mut random = [0u8; KEY_RANDOM_BYTES];
-    if let Err(e) = getrandom::fill(&mut random) {
-        eprintln!("tollgate keygen: the OS random source failed: {e}");
-        return 1;
-    }
-    // Its own prefix too: never taken for a client key or an admin token.
-    let token = format!("tgv-{}", hex(&random));
-    println!("{token}");
-    println!();
+    let Some((_, hash)) = new_token("tgv") else { return 1 };
     println!("# The token above is shown only this once: give it to whoever may see these teams' figures");
     println!("# (open http://<admin address>/#token=<token>). Add this entry to the configuration, then reload:");
     println!("[[server.viewer_tokens]]");
-    println!("token = \"{}\"", hex(&hash_key(token.as_bytes())));
+    println!("token = \"{hash}\"");
     let quoted: Vec<String> = teams.iter().map(|t| format!("{t:?}")).collect();
     println!("teams = [{}]", quoted.join(", "));
     0

@@ -167,6 +167,41 @@ fn keygen_prints_a_working_key_once_with_its_entry() {
 }
 
 #[test]
+fn keygen_prints_working_admin_and_viewer_tokens_once_with_their_entries() {
+    let admin = Command::new(bin("tollgate")).args(["keygen", "--admin"]).output().unwrap();
+    let viewer = Command::new(bin("tollgate")).args(["keygen", "--viewer", "e2e"]).output().unwrap();
+    assert!(admin.status.success() && viewer.status.success());
+    let (admin, viewer) = (String::from_utf8(admin.stdout).unwrap(), String::from_utf8(viewer.stdout).unwrap());
+    let admin_token = admin.lines().next().unwrap().to_string();
+    let viewer_token = viewer.lines().next().unwrap().to_string();
+    assert!(admin_token.starts_with("tga-") && viewer_token.starts_with("tgv-"), "{admin_token} {viewer_token}");
+    assert_eq!(admin.matches(&admin_token).count() + viewer.matches(&viewer_token).count(), 2, "each printed once");
+    let admin_entry = admin.lines().find(|l| l.starts_with("admin_tokens = ")).expect("an admin_tokens line");
+    let viewer_entry = &viewer[viewer.find("[[server.viewer_tokens]]").expect("a viewer entry")..];
+    assert!(viewer_entry.contains("teams = [\"e2e\"]"), "{viewer_entry}");
+    let bad = Command::new(bin("tollgate")).args(["keygen", "--viewer"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "--viewer needs its teams");
+
+    // The printed entries, pasted, let the printed tokens in.
+    let mock = start_mock(&[]);
+    let config =
+        config_for(mock.addr, 1, "").replace(&format!("admin_tokens = [\"{}\"]", key_hash(ADMIN_TOKEN)), admin_entry);
+    let gw = start_gateway(&format!("{config}\n{viewer_entry}"), &[], &[]);
+    let admin_addr = gw.admin.expect("admin listener");
+    let get = |token: &str| {
+        let raw = format!("GET /admin/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
+        one_request(admin_addr, raw.as_bytes())
+    };
+    let as_admin = get(&admin_token);
+    assert_eq!(as_admin.status, 200, "{}", as_admin.text());
+    assert!(as_admin.json()["scope"].is_null());
+    let as_viewer = get(&viewer_token);
+    assert_eq!(as_viewer.status, 200, "{}", as_viewer.text());
+    assert_eq!(as_viewer.json()["scope"], serde_json::json!(["e2e"]));
+    assert_eq!(get(ADMIN_TOKEN).status, 401, "the test's own admin token is no longer configured");
+}
+
+#[test]
 fn an_invalid_configuration_refuses_to_start_with_exit_2() {
     let dir = TempDir::new("bad");
     let path = dir.0.join("gateway.toml");
