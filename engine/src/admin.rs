@@ -16,9 +16,10 @@
 //! Who may call what is [`authorize`]'s: admin tokens (`[server]
 //! admin_tokens`, kept as SHA-256 digests like client keys, reloadable)
 //! guard every endpoint but `/healthz` and the page; viewer tokens
-//! (`[[server.viewer_tokens]]`, with their teams) read `/admin/stats` for
-//! their teams only and nothing else; without any token configured, reads
-//! are open and nothing that changes state is served.
+//! (`[[server.viewer_tokens]]`, with their teams) read `/admin/stats` and
+//! `/admin/series` for their teams only and nothing else; without any
+//! token configured, reads are open and nothing that changes state is
+//! served.
 //!
 //! What reaches it from a browser on the operator's machine is refused: a
 //! `Host` that is not an address or `localhost` (DNS rebinding), and a
@@ -201,7 +202,7 @@ fn serve(
             &mut stream,
             403,
             &error_json(
-                "a viewer token reads /admin/stats (and the dashboard) for its teams only; this endpoint needs an admin token",
+                "a viewer token reads /admin/stats, /admin/series and the dashboard for its teams only; this endpoint needs an admin token",
                 "admin_token_required",
             ),
         );

@@ -6,10 +6,17 @@
 //! else in a record stays, so reports and audits over old days still add
 //! up.
 //!
-//! A file is rewritten beside itself and renamed over it (a reader sees
-//! the old file or the new, never half of one), and only once: the files
-//! done are listed in `DIR/.capture-removed`. The record writer never
-//! writes to a file of a day that ended, so the two never meet.
+//! A file is rewritten beside itself (under a name no other process picks)
+//! and renamed over it, the directory synced after (a reader sees the old
+//! file or the new, never half of one), and only once: the files done are
+//! listed in `DIR/.capture-removed`. The record writer never writes to a
+//! file of a day that ended, so the two never meet. A line that is not a
+//! record (one torn by a full disk or a crash, its bytes perhaps not even
+//! UTF-8) is kept as it is unless it holds a `"capture"`, in which case it
+//! goes: a body is never kept for want of a parse. A file that cannot be
+//! rewritten is logged and tried again at the next sweep, the others done
+//! meanwhile. Rewritten records keep every member but `capture`, in
+//! alphabetical order.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -88,7 +95,13 @@ pub fn sweep(dir: &Path, days: u32, now_s: u64) -> std::io::Result<Swept> {
     names.sort();
     let now_ms = now_s * 1000;
     for name in names {
-        swept.records += strip(&dir.join(&name), now_ms)?;
+        match strip(&dir.join(&name), now_ms) {
+            Ok(n) => swept.records += n,
+            Err(e) => {
+                tracing::error!(file = %name, error = %e, "cannot remove captured bodies from a record file; trying again at the next sweep");
+                continue;
+            }
+        }
         swept.files += 1;
         done.insert(name);
         // Listed after each file: a sweep cut short is not done twice.
@@ -102,32 +115,50 @@ pub fn sweep(dir: &Path, days: u32, now_s: u64) -> std::io::Result<Swept> {
     Ok(swept)
 }
 
-/// Rewrites one file without its records' `capture`; the records that
-/// had one. A line that is not a JSON object is kept as it is.
+/// Rewrites one file without its records' `capture`; the records (and
+/// torn lines) that had one.
 fn strip(path: &Path, now_ms: u64) -> std::io::Result<usize> {
-    let tmp = path.with_extension("jsonl.tmp");
-    let mut out = BufWriter::new(fs::File::create(&tmp)?);
+    // Beside the file, named for this process and moment: two processes
+    // sweeping one directory never write the same file.
+    let nanos = crate::unix_now().as_nanos();
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("records");
+    let tmp = path.with_file_name(format!(".{file_name}.{}.{nanos}.tmp", std::process::id()));
+    let result = strip_into(path, &tmp, now_ms);
+    if !matches!(result, Ok(n) if n > 0) {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    result
+}
+
+fn strip_into(path: &Path, tmp: &Path, now_ms: u64) -> std::io::Result<usize> {
+    let mut out = BufWriter::new(fs::OpenOptions::new().write(true).create_new(true).open(tmp)?);
     let mut stripped = 0;
-    for line in BufReader::new(fs::File::open(path)?).lines() {
+    for line in BufReader::new(fs::File::open(path)?).split(b'\n') {
         let line = line?;
-        match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(serde_json::Value::Object(mut record)) if record.contains_key("capture") => {
+        let record = std::str::from_utf8(&line).ok().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        match record {
+            Some(serde_json::Value::Object(mut record)) if record.contains_key("capture") => {
                 record.remove("capture");
                 record.insert("capture_removed_ms".into(), now_ms.into());
                 serde_json::to_writer(&mut out, &record)?;
                 stripped += 1;
             }
-            _ => out.write_all(line.as_bytes())?,
+            Some(_) => out.write_all(&line)?,
+            // Not a record: kept, unless a body may be in it.
+            None if memchr::memmem::find(&line, b"\"capture\"").is_some() => {
+                stripped += 1;
+                continue;
+            }
+            None => out.write_all(&line)?,
         }
         out.write_all(b"\n")?;
     }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    if stripped == 0 {
-        fs::remove_file(&tmp)?;
-    } else {
-        fs::rename(&tmp, path)?;
-    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(stripped)
 }
 
@@ -165,13 +196,17 @@ mod tests {
         let old = dir.join("tollgate-requests-2026-11-28.jsonl");
         let old_part = dir.join("tollgate-requests-2026-11-28.1.jsonl");
         let recent = dir.join("tollgate-requests-2026-11-30.jsonl");
-        fs::write(&old, format!("{}\n{}\nnot json\n", record("1", true), record("2", false))).unwrap();
+        // A torn line with a body (and bytes that are not UTF-8), and one
+        // without: the first goes, the second stays.
+        let mut text = format!("{}\n{}\nnot json\n", record("1", true), record("2", false)).into_bytes();
+        text.extend_from_slice(b"{\"id\":\"9\",\"capture\":{\"prompt\":\"torn \xe2\x82\n");
+        fs::write(&old, text).unwrap();
         fs::write(&old_part, format!("{}\n", record("3", true))).unwrap();
         fs::write(&recent, format!("{}\n", record("4", true))).unwrap();
 
         // One day of retention: 11-28 ended 11-29 00:00, past a day at
         // 11-30 00:00; 11-30 ends 12-01 00:00, within its day.
-        assert_eq!(sweep(&dir, 1, now).unwrap(), Swept { files: 2, records: 2 });
+        assert_eq!(sweep(&dir, 1, now).unwrap(), Swept { files: 2, records: 3 });
         let lines: Vec<String> = fs::read_to_string(&old).unwrap().lines().map(str::to_string).collect();
         let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
         assert!(first.get("capture").is_none(), "{first}");
@@ -181,6 +216,8 @@ mod tests {
         );
         assert_eq!(lines[1], record("2", false), "a record without a capture is left as it was");
         assert_eq!(lines[2], "not json");
+        assert_eq!(lines.len(), 3, "the torn line with a body is gone: {lines:?}");
+        assert!(fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
         assert!(!fs::read_to_string(&old_part).unwrap().contains("capture\":"));
         assert_eq!(fs::read_to_string(&recent).unwrap(), format!("{}\n", record("4", true)));
 

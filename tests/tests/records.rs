@@ -174,7 +174,8 @@ fn captured_bodies_are_redacted() {
 }
 
 /// Capture per team: a team's own `capture_bodies` overrides
-/// `[logging]`'s, both ways; with `capture_retention_days`, a file whose
+/// `[logging]`'s (both ways: the other way is in the configuration's unit
+/// tests); with `capture_retention_days`, a file whose
 /// day is past it loses its captured bodies (and keeps the rest) once the
 /// gateway starts.
 #[test]
@@ -187,13 +188,12 @@ fn capture_is_per_team_and_bodies_past_their_retention_are_removed() {
     let (y, m, d) = civil(day as i64);
     let old = logs.0.join(format!("tollgate-requests-{y:04}-{m:02}-{d:02}.jsonl"));
     std::fs::write(&old, "{\"id\":\"old\",\"team\":\"e2e\",\"cost_usd\":0.25,\"capture\":{\"prompt\":\"secret plans\",\"answer\":\"ok\"}}\n").unwrap();
+    // Capture off for the node, on for team e2e; team other follows the
+    // node.
     let config = format!(
-        "{}\n[[teams]]\nname = \"other\"\nmodels = [\"*\"]\ncapture_bodies = false\n\n[[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n",
-        config_for(
-            mock.addr,
-            1,
-            &format!("[logging]\ndir = \"{}\"\ncapture_bodies = true\ncapture_retention_days = 2", logs.0.display())
-        ),
+        "{}\n[[teams]]\nname = \"other\"\nmodels = [\"*\"]\n\n[[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n",
+        config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"\ncapture_retention_days = 2", logs.0.display()))
+            .replace("name = \"e2e\"\nmodels = [\"*\"]", "name = \"e2e\"\nmodels = [\"*\"]\ncapture_bodies = true"),
         key_hash(OTHER_KEY)
     );
     let mut gw = start_gateway(&config, &[], &[]);
@@ -214,8 +214,11 @@ fn capture_is_per_team_and_bodies_past_their_retention_are_removed() {
     assert_eq!(recs.len(), 2);
     for r in &recs {
         match r["team"].as_str() {
-            Some("e2e") => assert!(r["capture"]["prompt"].as_str().is_some_and(|p| p.contains("Say hello")), "{r}"),
-            Some("other") => assert!(r.get("capture").is_none(), "team other opted out: {r}"),
+            Some("e2e") => {
+                assert!(r["capture"]["prompt"].as_str().is_some_and(|p| p.contains("Say hello")), "{r}");
+                assert!(r["capture"]["answer"].as_str().is_some_and(|a| !a.is_empty()), "the answer too: {r}");
+            }
+            Some("other") => assert!(r.get("capture").is_none(), "team other follows the node (off): {r}"),
             t => panic!("team {t:?}"),
         }
     }

@@ -11,7 +11,11 @@
 //! only the buckets that were hit, so that a quiet label set in a bucket
 //! costs tens of bytes, not a full histogram. Memory: about 200 bytes per
 //! label set seen in a bucket, over 648 buckets; 100 label sets busy all
-//! day come to about 13 MB.
+//! day come to about 13 MB. A bucket holds at most [`LABELS_MAX`] label
+//! sets as they are; past that, a new one's key is folded into
+//! `(other keys)` (its team, model and provider kept, so that a viewer's
+//! scope still holds), and past twice that, everything into `(other)`: a
+//! gateway with thousands of keys keeps at most about 35 MB of history.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -121,6 +125,9 @@ impl Coarse {
 /// A point's labels: team, key, model, provider (`-` for none).
 pub type Labels = (String, String, String, String);
 
+/// Label sets a bucket keeps as they are (see the module's doc).
+pub const LABELS_MAX: usize = 128;
+
 /// One ring of buckets.
 struct Ring {
     step_s: u64,
@@ -137,6 +144,19 @@ impl Ring {
         // A hand-off stamped a moment before the newest bucket began goes
         // in the newest: it is never more than a merge interval late.
         let (_, bucket) = self.buckets.back_mut().expect("pushed above");
+        let folded;
+        let labels = match bucket.len() {
+            n if n < LABELS_MAX || bucket.contains_key(labels) => labels,
+            n if n < 2 * LABELS_MAX => {
+                folded = (labels.0.clone(), "(other keys)".to_string(), labels.2.clone(), labels.3.clone());
+                &folded
+            }
+            _ => {
+                let other = || "(other)".to_string();
+                folded = (other(), other(), other(), other());
+                &folded
+            }
+        };
         match bucket.get_mut(labels) {
             Some(e) => e.add(p),
             None => {
@@ -365,6 +385,23 @@ mod tests {
                 .unwrap();
         assert_eq!(v["labels"]["teams"], serde_json::json!(["b"]));
         assert_eq!(v["labels"]["keys"], serde_json::json!(["k3"]));
+    }
+
+    #[test]
+    fn a_bucket_folds_label_sets_past_its_bound_and_keeps_every_count() {
+        let mut s = Series::default();
+        let now = 1_800_000_007;
+        let one = Point { requests: 1, ..Point::default() };
+        for k in 0..3 * LABELS_MAX {
+            s.add(&labels("a", &format!("k{k}")), &one, now);
+        }
+        let bucket = &s.hour.buckets.back().unwrap().1;
+        assert!(bucket.len() <= 2 * LABELS_MAX + 1, "{}", bucket.len());
+        assert_eq!(bucket.values().map(|p| p.requests).sum::<u64>(), 3 * LABELS_MAX as u64, "nothing lost");
+        assert!(bucket.contains_key(&labels("a", "(other keys)")));
+        // A label set already kept goes on being kept as it is.
+        s.add(&labels("a", "k0"), &one, now);
+        assert_eq!(s.hour.buckets.back().unwrap().1[&labels("a", "k0")].requests, 2);
     }
 
     #[test]

@@ -523,6 +523,8 @@ fn viewer_tokens_are_digests_of_configured_teams() {
         (format!("token = \"{}\"\nteams = []", hex(b"tgv-y")), "needs teams"),
         (format!("token = \"{}\"\nteams = [\"a\"]", hex(b"tga-x")), "also an admin token's"),
     ];
+    let alone = format!("{BASE}\n[[teams]]\nname = \"a\"\nmodels = [\"*\"]\n\n[[server.viewer_tokens]]\ntoken = \"{}\"\nteams = [\"a\"]\n", hex(b"tgv-y"));
+    assert!(problems(&alone).iter().any(|m| m.contains("need an admin token too")), "{:?}", problems(&alone));
     for (entry, says) in cases {
         let p = problems(&with(&format!("\n[[server.viewer_tokens]]\n{entry}\n")));
         assert!(p.iter().any(|m| m.starts_with("gw.toml:") && m.contains(says)), "{entry}: {p:?}");

@@ -199,6 +199,14 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
         }
     }
     let mut viewers = Vec::new();
+    // Viewer tokens close the listener's reads to callers without a token;
+    // without an admin token, `/metrics` and reloads would have none.
+    if let (Some(first), true) = (raw.viewer_tokens.first(), raw.admin_tokens.is_empty()) {
+        report.add(
+            first.span(),
+            "viewer tokens need an admin token too (else nobody could read /metrics or reload): add [server] admin_tokens from `tollgate keygen --admin`".to_string(),
+        );
+    }
     for v in &raw.viewer_tokens {
         let Some(token) = crate::keys::parse_hash(v.get_ref().token.get_ref()) else {
             report.add(
