@@ -303,7 +303,43 @@ fn series_json(head: &RequestHead, scope: Option<&[String]>, totals: &Mutex<Tota
         scope,
     };
     let now = crate::unix_now().as_secs();
-    Ok(totals.lock().unwrap_or_else(|e| e.into_inner()).series.json(window, &filter, now))
+    let key = format!("{window:?}|{team:?}|{key:?}|{model:?}|{provider:?}|{scope:?}");
+    Ok(SERIES_ANSWERS.get_or_walk(key, std::time::Instant::now(), || {
+        totals.lock().unwrap_or_else(|e| e.into_inner()).series.json(window, &filter, now)
+    }))
+}
+
+/// The history's recent answers. A walk over a day of buckets holds the
+/// totals' mutex for milliseconds, and the merger waits for that mutex: so
+/// one walk runs at a time, and a query asked again within
+/// [`SeriesAnswers::FRESH`] (every open dashboard polls) gets the answer
+/// already made.
+struct SeriesAnswers {
+    /// (made at, query and scope, answer); at most [`SeriesAnswers::KEPT`].
+    answers: Mutex<Vec<(std::time::Instant, String, Arc<str>)>>,
+}
+
+static SERIES_ANSWERS: SeriesAnswers = SeriesAnswers { answers: Mutex::new(Vec::new()) };
+
+impl SeriesAnswers {
+    const FRESH: Duration = Duration::from_secs(1);
+    const KEPT: usize = 32;
+
+    /// The answer to `key` made within [`Self::FRESH`] of `now`, or a new
+    /// one from `walk`, made while holding the cache (one walk at a time).
+    fn get_or_walk(&self, key: String, now: std::time::Instant, walk: impl FnOnce() -> String) -> String {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        answers.retain(|(at, ..)| now.saturating_duration_since(*at) < Self::FRESH);
+        if let Some((_, _, answer)) = answers.iter().find(|(_, k, _)| *k == key) {
+            return answer.to_string();
+        }
+        let answer: Arc<str> = walk().into();
+        if answers.len() >= Self::KEPT {
+            answers.remove(0);
+        }
+        answers.push((now, key, answer.clone()));
+        answer.to_string()
+    }
 }
 
 /// What a caller of the admin listener may see and do.
@@ -419,6 +455,25 @@ mod tests {
         assert!(same_origin(Some(b"http://127.0.0.1:9090"), b"127.0.0.1:9090"));
         assert!(!same_origin(Some(b"http://attacker.example"), b"127.0.0.1:9090"));
         assert!(!same_origin(Some(b"null"), b"127.0.0.1:9090"));
+    }
+
+    #[test]
+    fn series_answers_are_reused_for_a_second_and_bounded() {
+        let cache = SeriesAnswers { answers: Mutex::new(Vec::new()) };
+        let t0 = std::time::Instant::now();
+        let walks = std::cell::Cell::new(0);
+        let walk = || {
+            walks.set(walks.get() + 1);
+            format!("answer {}", walks.get())
+        };
+        assert_eq!(cache.get_or_walk("q".into(), t0, walk), "answer 1");
+        assert_eq!(cache.get_or_walk("q".into(), t0 + Duration::from_millis(900), walk), "answer 1");
+        assert_eq!(cache.get_or_walk("other scope".into(), t0, walk), "answer 2", "each query and scope its own");
+        assert_eq!(cache.get_or_walk("q".into(), t0 + Duration::from_millis(1001), walk), "answer 3", "stale");
+        for i in 0..100 {
+            cache.get_or_walk(format!("q{i}"), t0 + Duration::from_millis(1001), walk);
+        }
+        assert!(cache.answers.lock().unwrap().len() <= SeriesAnswers::KEPT);
     }
 
     fn head(raw: &str) -> RequestHead {
