@@ -81,12 +81,12 @@ struct Slot {
     /// The run's name across the cluster ([`shared_id`]); 0 without
     /// `[cluster]`, or for a run above another whose id no request of
     /// this node has named yet.
-    shared: AtomicU64,
+    shared: IdCell,
     /// The parent's name across the cluster, learned with `parent`, or
     /// from the run's figures in Redis (another node saw a request name
     /// it): what lets a node reach a grandparent no request of its own
     /// named.
-    parent_shared: AtomicU64,
+    parent_shared: IdCell,
     /// The other nodes' figures as of the cluster thread's last exchange:
     /// ended cost and tokens, admitted requests, and the run's first
     /// request on any node (Unix ms, 0 until known).
@@ -97,8 +97,8 @@ struct Slot {
 }
 
 impl Slot {
-    fn shared(&self) -> u64 {
-        self.shared.load(SeqCst)
+    fn shared(&self) -> u128 {
+        self.shared.load()
     }
 
     /// When the run began: its first request here, or on another node if
@@ -112,36 +112,77 @@ impl Slot {
     }
 }
 
-/// A run's name across the cluster's nodes: the first 8 bytes of the
-/// SHA-256 of its team and id, never 0. (A keyed hash like the slots' tag
-/// would differ between nodes; a cryptographic one keeps a tenant from
-/// naming a run whose figures land on another team's: that takes a second
-/// preimage of 64 bits, about 2^64 hashes.)
-pub fn shared_id(team: &str, run: &str) -> u64 {
+/// A 128-bit cluster name in two atomics. Written whole only while its
+/// slot is claimed (`fill`, under [`BUSY`]); a parent's is claimed by
+/// [`IdCell::claim`] (high half first), and its readers check it against
+/// the tag beside it, so a half-written one is taken for none.
+#[derive(Default)]
+struct IdCell {
+    hi: AtomicU64,
+    lo: AtomicU64,
+}
+
+impl IdCell {
+    fn load(&self) -> u128 {
+        (u128::from(self.hi.load(SeqCst)) << 64) | u128::from(self.lo.load(SeqCst))
+    }
+
+    fn store(&self, v: u128) {
+        self.hi.store((v >> 64) as u64, SeqCst);
+        self.lo.store(v as u64, SeqCst);
+    }
+
+    /// Sets an empty cell to `v`; the value already there otherwise.
+    fn claim(&self, v: u128) -> Result<(), u128> {
+        match self.hi.compare_exchange(0, (v >> 64) as u64, SeqCst, SeqCst) {
+            Ok(_) => {
+                self.lo.store(v as u64, SeqCst);
+                Ok(())
+            }
+            Err(_) => Err(self.load()),
+        }
+    }
+
+    /// Empties the cell if it holds `v`.
+    fn release(&self, v: u128) {
+        if self.hi.compare_exchange((v >> 64) as u64, 0, SeqCst, SeqCst).is_ok() {
+            self.lo.store(0, SeqCst);
+        }
+    }
+}
+
+/// A run's name across the cluster's nodes: the first 16 bytes of the
+/// SHA-256 of its team and id, never 0 in its high half. (A keyed hash
+/// like the slots' tag would differ between nodes; a cryptographic one of
+/// 128 bits keeps a tenant from naming a run whose figures land on
+/// another team's, even with many targets to aim at.)
+pub fn shared_id(team: &str, run: &str) -> u128 {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
     h.update(team.as_bytes());
     h.update([0]);
     h.update(run.as_bytes());
     let d = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&d[..8]);
-    u64::from_be_bytes(first).max(1)
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&d[..16]);
+    // A high half of 0 would read as an empty cell.
+    u128::from_be_bytes(first) | (1 << 64)
 }
 
 /// A shared run's figures on this node, as the cluster thread pushes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SharedRun {
-    /// Its slot, for [`Runs::set_remote`].
+    /// Its slot and the slot's tag then, for [`Runs::set_remote`].
     pub at: usize,
-    pub id: u64,
+    pub tag: u64,
+    pub id: u128,
     pub cost: u64,
     pub tokens: u64,
     pub requests: u64,
     pub started_ms: u64,
     pub last_ms: u64,
     /// The parent's [`shared_id`], 0 for none known.
-    pub parent: u64,
+    pub parent: u128,
 }
 
 /// The other nodes' figures for a run, as the cluster thread read them.
@@ -153,7 +194,7 @@ pub struct Remote {
     pub started_ms: u64,
     /// The parent's [`shared_id`], as a node that saw it named wrote it;
     /// 0 for none.
-    pub parent: u64,
+    pub parent: u128,
 }
 
 /// A run as the table knows it: its slot's tag and, when shared, its
@@ -162,7 +203,7 @@ pub struct Remote {
 struct Link {
     tag: u64,
     /// [`shared_id`]; 0 when not shared or not known.
-    shared: u64,
+    shared: u128,
 }
 
 /// What a request is estimated to use, reserved while it runs.
@@ -178,7 +219,9 @@ pub enum Refusal {
     /// A run of the chain (0 the request's own, 1 its parent, …) is at a
     /// limit: which, the limit's value, its figures, and what this
     /// request would have added.
-    Limit { level: usize, limit: RunLimit, cap: u64, used: RunUse, estimate: u64 },
+    /// `via_named_parent`: the run above the request's own is the parent
+    /// it named (it may be another, learned first).
+    Limit { level: usize, limit: RunLimit, cap: u64, used: RunUse, estimate: u64, via_named_parent: bool },
     /// No slot for a new run: the table (or the team's share) is full of
     /// runs active within the hour.
     Full,
@@ -187,7 +230,7 @@ pub enum Refusal {
 /// The node's runs.
 pub struct Runs {
     /// Made at the first request under run limits: a node that sets none
-    /// never holds the table's 8 MB.
+    /// never holds the table's 9 MB.
     slots: std::sync::OnceLock<Box<[Slot]>>,
     /// Slots, a power of two.
     capacity: usize,
@@ -247,7 +290,7 @@ impl Runs {
         Link { tag: untagged(h.finish()), shared: 0 }
     }
 
-    fn shared_link(&self, shared: u64) -> Link {
+    fn shared_link(&self, shared: u128) -> Link {
         Link { tag: untagged(self.hasher.hash_one(("run", shared))), shared }
     }
 
@@ -278,10 +321,13 @@ impl Runs {
             match self.take(&chain, limits, estimate, now_ms) {
                 Ok(true) => return Ok(RunHold { runs: self.clone(), chain, estimate }),
                 Ok(false) => continue,
-                Err(r) => {
+                Err(mut r) => {
                     // A run refused is still active: a loop that keeps
                     // asking keeps its slot, and its refusal.
                     self.slots()[chain.slots[0].0].last_ms.store(now_ms, SeqCst);
+                    if let Refusal::Limit { via_named_parent, .. } = &mut r {
+                        *via_named_parent = parent.is_some_and(|p| chain.len > 1 && chain.slots[1].1 == p.tag);
+                    }
                     return Err(r);
                 }
             }
@@ -314,7 +360,7 @@ impl Runs {
             chain.len += 1;
             let s = &self.slots()[i];
             // The parent's cluster name before its tag: it was stored first.
-            let up_shared = s.parent_shared.load(SeqCst);
+            let up_shared = s.parent_shared.load();
             let up = s.parent.load(SeqCst);
             if up == 0 || chain.slots[..chain.len].iter().any(|&(_, t)| t == up) {
                 break;
@@ -332,12 +378,7 @@ impl Runs {
         if let Some(at) = self.find(tag) {
             let s = &self.slots()[at];
             if let Some(p) = parent {
-                set_parent(s, p);
-            }
-            // A run first claimed as a grandparent without its cluster
-            // name is shared from the first request that names it.
-            if run.shared != 0 {
-                let _ = s.shared.compare_exchange(0, run.shared, SeqCst, SeqCst);
+                self.set_parent(s, p);
             }
             return Ok(at);
         }
@@ -367,6 +408,23 @@ impl Runs {
             }
         }
         self.reclaim(run, parent, bucket, now_ms)
+    }
+
+    /// Gives a slot its parent, if it has none; true when this call did.
+    /// Shared, the parent's cluster name goes first, and whichever name
+    /// got there first decides the tag too (two requests naming different
+    /// parents, or a request and Redis, never leave a name and a tag of
+    /// different runs).
+    fn set_parent(&self, s: &Slot, p: Link) -> bool {
+        if s.parent.load(SeqCst) != 0 {
+            return false;
+        }
+        if p.shared != 0 && s.parent_shared.claim(p.shared).is_err() {
+            // Another parent's name got there first: its writer sets the
+            // tag that goes with it.
+            return false;
+        }
+        s.parent.compare_exchange(0, p.tag, SeqCst, SeqCst).is_ok()
     }
 
     /// The slots a run's tag may sit in, in probe order.
@@ -433,8 +491,8 @@ impl Runs {
         let (tag, shared) = (run.tag, run.shared);
         let parent_shared = parent.map_or(0, |p| p.shared);
         let parent = parent.map_or(0, |p| p.tag);
-        s.shared.store(shared, SeqCst);
-        s.parent_shared.store(parent_shared, SeqCst);
+        s.shared.store(shared);
+        s.parent_shared.store(parent_shared);
         s.remote_cost.store(0, SeqCst);
         s.remote_tokens.store(0, SeqCst);
         s.remote_requests.store(0, SeqCst);
@@ -460,6 +518,7 @@ impl Runs {
                 cap,
                 used,
                 estimate,
+                via_named_parent: false,
             });
             if taken.is_ok() && s.tag.load(SeqCst) == tag {
                 s.last_ms.store(now_ms, SeqCst);
@@ -519,13 +578,22 @@ impl Runs {
             }
             let run = SharedRun {
                 at,
+                tag: t,
                 id,
                 cost: s.cost.load(SeqCst),
                 tokens: s.tokens.load(SeqCst),
                 requests: s.requests.load(SeqCst),
                 started_ms: s.started_ms.load(SeqCst),
                 last_ms: s.last_ms.load(SeqCst),
-                parent: s.parent_shared.load(SeqCst),
+                parent: {
+                    // Pushed only when it is the parent's name whole.
+                    let p = s.parent_shared.load();
+                    if p != 0 && self.shared_link(p).tag == s.parent.load(SeqCst) {
+                        p
+                    } else {
+                        0
+                    }
+                },
             };
             // A slot that changed hands while it was read is left for the
             // next scan.
@@ -538,15 +606,20 @@ impl Runs {
 
     /// Sets the other nodes' figures of run `id` in slot `at`, unless the
     /// slot has gone to another run meanwhile.
-    pub fn set_remote(&self, at: usize, id: u64, remote: Remote) {
+    pub fn set_remote(&self, at: usize, tag: u64, id: u128, remote: Remote) {
         let Some(s) = self.slots.get().and_then(|s| s.get(at)) else { return };
-        if s.shared() != id {
+        if self.settled_tag(at) != tag || s.shared() != id {
             return;
         }
         // Another node saw a request name this run's parent: the chain
-        // here reaches it too.
+        // here reaches it too; undone if the slot went to another run
+        // between the check and the stores (its parent is its own).
         if remote.parent != 0 && remote.parent != id {
-            set_parent(s, self.shared_link(remote.parent));
+            let p = self.shared_link(remote.parent);
+            if self.set_parent(s, p) && (s.tag.load(SeqCst) != tag || s.shared() != id) {
+                let _ = s.parent.compare_exchange(p.tag, 0, SeqCst, SeqCst);
+                s.parent_shared.release(p.shared);
+            }
         }
         s.remote_cost.store(remote.cost, SeqCst);
         s.remote_tokens.store(remote.tokens, SeqCst);
@@ -554,7 +627,7 @@ impl Runs {
         s.remote_started_ms.store(remote.started_ms, SeqCst);
         // Claimed by a new run between the check and the stores: its
         // figures are its own from nought (the next exchange reads them).
-        if s.shared() != id {
+        if s.tag.load(SeqCst) != tag || s.shared() != id {
             for f in [&s.remote_cost, &s.remote_tokens, &s.remote_requests, &s.remote_started_ms] {
                 f.store(0, SeqCst);
             }
@@ -569,18 +642,6 @@ fn untagged(h: u64) -> u64 {
         BUSY => BUSY - 1,
         t => t,
     }
-}
-
-/// Gives a slot its parent, if it has none: the parent's cluster name
-/// first, so that whoever reads the tag finds the name beside it.
-fn set_parent(s: &Slot, p: Link) {
-    if s.parent.load(SeqCst) != 0 {
-        return;
-    }
-    if p.shared != 0 {
-        let _ = s.parent_shared.compare_exchange(0, p.shared, SeqCst, SeqCst);
-    }
-    let _ = s.parent.compare_exchange(0, p.tag, SeqCst, SeqCst);
 }
 
 /// A run's figures, what its requests in flight hold and the other nodes'

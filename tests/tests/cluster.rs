@@ -551,6 +551,9 @@ fn a_parent_named_on_one_node_holds_a_sub_runs_requests_on_another() {
         if r.status == 429 {
             let message = r.json()["error"]["message"].as_str().unwrap_or_default().to_string();
             assert!(message.contains("has reached its limit of 4 requests"), "{message}");
+            // Named from what the request itself said.
+            let whose = if parent.is_some() { "parent run \"root\"" } else { "the run 1 level above run \"x\"" };
+            assert!(message.starts_with(whose), "{message}");
         }
         statuses.push(r.status);
         // The scenario: requests spaced beyond the propagation lag, not a

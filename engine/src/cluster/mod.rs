@@ -339,12 +339,12 @@ struct RunPush {
     key: String,
     /// The run's [`crate::runs::shared_id`]; 0 for a push carried over
     /// from a previous run of the process.
-    id: u64,
+    id: u128,
     add: Figures,
     /// The run's first request on this node (Unix ms).
     started_ms: u64,
     /// Its parent's shared id, 0 for none known.
-    parent: u64,
+    parent: u128,
     expires: u64,
 }
 
@@ -373,8 +373,8 @@ impl Figures {
 }
 
 /// A run's hash in Redis: `{prefix}:run:<16 hex digits>`.
-fn run_key(prefix: &str, id: u64) -> String {
-    format!("{{{prefix}}}:run:{id:016x}")
+fn run_key(prefix: &str, id: u128) -> String {
+    format!("{{{prefix}}}:run:{id:032x}")
 }
 
 /// How long Redis keeps a run no node has pushed to: a run idle for a day
@@ -415,7 +415,7 @@ fn exchange(
     batch: Option<&Batch>,
     reads: &[String],
     run_reads: &[String],
-) -> Result<Vec<u64>, RedisError> {
+) -> Result<Vec<u128>, RedisError> {
     let empty = Batch::default();
     let b = batch.unwrap_or(&empty);
     let seq_key = format!("{{{prefix}}}:node:{node_id}:{}:seq", b.epoch);
@@ -428,8 +428,10 @@ fn exchange(
     let run_numbers: Vec<String> = b
         .runs
         .iter()
-        .flat_map(|r| [r.add.cost, r.add.tokens, r.add.requests, r.started_ms, r.parent, r.expires])
-        .map(|n| n.to_string())
+        .flat_map(|r| {
+            let (c, t, q, b, x) = (r.add.cost, r.add.tokens, r.add.requests, r.started_ms, r.expires);
+            [c.to_string(), t.to_string(), q.to_string(), b.to_string(), r.parent.to_string(), x.to_string()]
+        })
         .collect();
     let numkeys = (1 + b.len() + reads.len() + run_reads.len()).to_string();
     let mut args: Vec<&[u8]> = vec![b"EVAL", SCRIPT.as_bytes(), numkeys.as_bytes(), seq_key.as_bytes()];
@@ -450,12 +452,12 @@ fn exchange(
             return Err(RedisError::Refused { command: "EVAL", reply: format!("unexpected reply {other:?}") });
         }
     };
-    // A parent id is a decimal string up to 2^64 (past i64).
+    // A parent id is a decimal string up to 2^128 (past i64).
     let number = |r: &tollgate_protocol::resp::Reply| match r {
         tollgate_protocol::resp::Reply::Bulk(Some(b)) => {
-            std::str::from_utf8(b).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+            std::str::from_utf8(b).ok().and_then(|s| s.parse::<u128>().ok()).unwrap_or(0)
         }
-        other => other.as_int().unwrap_or(0).max(0) as u64,
+        other => other.as_int().unwrap_or(0).max(0) as u128,
     };
     Ok(items[1..].iter().map(number).collect())
 }
@@ -515,8 +517,8 @@ struct Node {
     /// batches so far and those Redis has acknowledged (what the totals
     /// read include of this process's).
     runs: Arc<Runs>,
-    run_cut: HashMap<u64, (Figures, u64, bool)>,
-    run_acked: HashMap<u64, Figures>,
+    run_cut: HashMap<u128, (Figures, u64, bool)>,
+    run_acked: HashMap<u128, Figures>,
     /// The slot the next scan starts from.
     run_scan_from: usize,
     last_good: Option<Instant>,
@@ -655,7 +657,7 @@ impl Node {
         let reads = self.reads(now);
         let keys: Vec<String> = reads.iter().map(|c| redis_key(&self.cluster.key_prefix, c)).collect();
         let run_reads = run_reads(&shared, unix_now().as_millis() as u64);
-        let run_keys: Vec<String> = run_reads.iter().map(|&(_, id)| run_key(&self.cluster.key_prefix, id)).collect();
+        let run_keys: Vec<String> = run_reads.iter().map(|&(_, _, id)| run_key(&self.cluster.key_prefix, id)).collect();
         match self.try_sync(&keys, &run_keys) {
             Ok(mut values) => {
                 if let Some(b) = self.inflight.take() {
@@ -669,12 +671,13 @@ impl Node {
                 // The other nodes' figures: the cluster's, less what this
                 // process's pushes put in them.
                 let run_values = values.split_off(reads.len());
-                for (&(at, id), v) in run_reads.iter().zip(run_values.chunks_exact(5)) {
-                    let total = Figures { cost: v[0], tokens: v[1], requests: v[2] };
+                for (&(at, tag, id), v) in run_reads.iter().zip(run_values.chunks_exact(5)) {
+                    let n = |i: usize| u64::try_from(v[i]).unwrap_or(u64::MAX);
+                    let total = Figures { cost: n(0), tokens: n(1), requests: n(2) };
                     let others = total.less(self.run_acked.get(&id).copied().unwrap_or_default());
                     let (cost, tokens, requests) = (others.cost, others.tokens, others.requests);
-                    let remote = Remote { cost, tokens, requests, started_ms: v[3], parent: v[4] };
-                    self.runs.set_remote(at, id, remote);
+                    let remote = Remote { cost, tokens, requests, started_ms: n(3), parent: v[4] };
+                    self.runs.set_remote(at, tag, id, remote);
                 }
                 self.pushed.retain(|(_, w), _| !w.is_past(now));
                 self.view.totals = reads
@@ -682,7 +685,7 @@ impl Node {
                     .zip(values)
                     .map(|(c, v)| {
                         let mine = self.pushed.get(&c).copied().unwrap_or(0);
-                        (c, (v, mine))
+                        (c, (u64::try_from(v).unwrap_or(u64::MAX), mine))
                     })
                     .collect();
                 self.last_good = Some(Instant::now());
@@ -725,7 +728,7 @@ impl Node {
             (self.pending.len() + self.pending_releases.len() + self.inflight.as_ref().map_or(0, Batch::len)) as u64;
     }
 
-    fn try_sync(&mut self, reads: &[String], run_reads: &[String]) -> Result<Vec<u64>, RedisError> {
+    fn try_sync(&mut self, reads: &[String], run_reads: &[String]) -> Result<Vec<u128>, RedisError> {
         self.connect()?;
         let Node { conn, cluster, carried, carried_file, inflight, .. } = self;
         let conn = conn.as_mut().expect("connected above");
@@ -796,7 +799,7 @@ impl Node {
         // A run gone from the table, with all it counted acknowledged,
         // is forgotten.
         if self.run_cut.len() > shared.len() {
-            let live: std::collections::HashSet<u64> = shared.iter().map(|r| r.id).collect();
+            let live: std::collections::HashSet<u128> = shared.iter().map(|r| r.id).collect();
             let acked = &self.run_acked;
             self.run_cut.retain(|id, (cut, ..)| live.contains(id) || acked.get(id).is_none_or(|a| a != cut));
             let cut = &self.run_cut;
@@ -877,17 +880,17 @@ impl Node {
 
 /// The runs to read at an exchange: those with a request within the last
 /// hour, the latest first, at most [`RUN_READS_MAX`].
-fn run_reads(shared: &[SharedRun], now_ms: u64) -> Vec<(usize, u64)> {
+fn run_reads(shared: &[SharedRun], now_ms: u64) -> Vec<(usize, u64, u128)> {
     let mut recent: Vec<&SharedRun> =
         shared.iter().filter(|r| now_ms.saturating_sub(r.last_ms) < crate::runs::IDLE_MS).collect();
     recent.sort_unstable_by_key(|r| std::cmp::Reverse(r.last_ms));
-    recent.into_iter().take(RUN_READS_MAX).map(|r| (r.at, r.id)).collect()
+    recent.into_iter().take(RUN_READS_MAX).map(|r| (r.at, r.tag, r.id)).collect()
 }
 
 /// Batches are kept as one JSON line per counter
 /// (`{"e":epoch,"s":seq,"k":key,"v":amount,"x":expiry}`), per release
 /// (`{"e":epoch,"s":seq,"h":hash,"f":id}`) and per run
-/// (`{"e":epoch,"s":seq,"u":key,"c":cost,"t":tokens,"q":requests,"b":first request,"p":parent,"x":expiry}`).
+/// (`{"e":epoch,"s":seq,"u":key,"c":cost,"t":tokens,"q":requests,"b":first request,"p":"parent","x":expiry}`).
 fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
     let mut text = bytes::BytesMut::new();
     for b in batches {
@@ -909,7 +912,8 @@ fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
             let Figures { cost, tokens, requests } = r.add;
             let (b, p, x) = (r.started_ms, r.parent, r.expires);
             text.extend_from_slice(
-                format!(",\"c\":{cost},\"t\":{tokens},\"q\":{requests},\"b\":{b},\"p\":{p},\"x\":{x}}}\n").as_bytes(),
+                format!(",\"c\":{cost},\"t\":{tokens},\"q\":{requests},\"b\":{b},\"p\":\"{p}\",\"x\":{x}}}\n")
+                    .as_bytes(),
             );
         }
     }
@@ -944,7 +948,10 @@ fn read_carried(path: &PathBuf) -> Vec<Batch> {
                 tokens: int_of("t").unwrap_or(0),
                 requests: int_of("q").unwrap_or(0),
             };
-            let (started_ms, parent) = (int_of("b").unwrap_or(0), int_of("p").unwrap_or(0));
+            // The parent is a string of digits: 128 bits are past JSON's
+            // integers.
+            let parent = str_of("p").and_then(|p| p.parse::<u128>().ok()).unwrap_or(0);
+            let started_ms = int_of("b").unwrap_or(0);
             batch.runs.push(RunPush { key, id: 0, add, started_ms, parent, expires: x });
         }
     }

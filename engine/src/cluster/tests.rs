@@ -122,7 +122,7 @@ fn a_run_is_pushed_once_per_change_and_a_refusals_take_back_never_twice() {
     let id = crate::runs::shared_id("a", "r");
     let d = node.run_deltas(&runs.shared_runs(), 100, BATCH_MAX);
     let first = RunPush {
-        key: format!("{{tg}}:run:{id:016x}"),
+        key: format!("{{tg}}:run:{id:032x}"),
         id,
         add: Figures { cost: 3, tokens: 7, requests: 1 },
         started_ms: 5_000,
@@ -161,7 +161,8 @@ fn a_run_is_pushed_once_per_change_and_a_refusals_take_back_never_twice() {
 fn runs_read_are_the_recent_ones_latest_first() {
     let run = |at: usize, last_ms: u64| SharedRun {
         at,
-        id: at as u64 + 1,
+        tag: 7,
+        id: at as u128 + 1,
         cost: 0,
         tokens: 0,
         requests: 0,
@@ -171,7 +172,7 @@ fn runs_read_are_the_recent_ones_latest_first() {
     };
     let now = 10_000_000;
     let shared = [run(0, now - 5), run(1, now - crate::runs::IDLE_MS), run(2, now)];
-    assert_eq!(run_reads(&shared, now), [(2, 3), (0, 1)]);
+    assert_eq!(run_reads(&shared, now), [(2, 7, 3), (0, 7, 1)]);
 }
 
 #[test]
@@ -182,7 +183,7 @@ fn unpushed_runs_survive_a_restart() {
         id: 255,
         add: Figures { cost: 1, tokens: 2, requests: 3 },
         started_ms: 4,
-        parent: u64::MAX - 1,
+        parent: u128::MAX - 1,
         expires: 5,
     };
     let b = Batch::new(100, 3, "tg", vec![], vec![], vec![push.clone()]);
@@ -199,7 +200,8 @@ fn runs_past_a_batchs_room_go_in_the_next_one_in_turn() {
     let mut node = Node::new(cluster(), None, None, Vec::new(), runs);
     let run = |at: usize, requests: u64| SharedRun {
         at,
-        id: at as u64 + 1,
+        tag: 7,
+        id: at as u128 + 1,
         cost: 0,
         tokens: 0,
         requests,
@@ -207,7 +209,7 @@ fn runs_past_a_batchs_room_go_in_the_next_one_in_turn() {
         last_ms: 1,
         parent: 0,
     };
-    let ats = |d: Vec<RunPush>| d.iter().map(|p| p.id - 1).collect::<Vec<_>>();
+    let ats = |d: Vec<RunPush>| d.iter().map(|p| (p.id - 1) as u64).collect::<Vec<_>>();
     let mut shared = vec![run(3, 1), run(7, 1), run(9, 1)];
     assert_eq!(ats(node.run_deltas(&shared, 100, 2)), [3, 7]);
     // Every run has counted one more since: the one left out goes first.

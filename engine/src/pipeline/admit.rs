@@ -333,12 +333,14 @@ pub fn within_run<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
             ex.holds.run = Some(hold);
             Ok(())
         }
-        Err(Refusal::Limit { level, limit, cap, used, estimate }) => {
-            // Above the request's own run, the parent is the run it named;
-            // a request that named none is told how far above its own.
-            let named = if level == 0 { id } else { parent.unwrap_or(id) };
+        Err(Refusal::Limit { level, limit, cap, used, estimate, via_named_parent }) => {
+            // Above the request's own run, counted from the parent it named
+            // when that is the run above it; otherwise (it named none, or
+            // another was learned first) from its own.
+            let unnamed_above = level > 0 && !via_named_parent;
+            let named = if level == 0 || unnamed_above { id } else { parent.unwrap_or(id) };
             Err(GatewayError::RunLimit(Box::new(RunRefused {
-                unnamed_above: level > 0 && parent.is_none(),
+                unnamed_above,
                 run: named.to_string(),
                 team: team_name.to_string(),
                 limit,

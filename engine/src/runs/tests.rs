@@ -212,32 +212,32 @@ fn the_other_nodes_figures_count_against_a_shared_run() {
     assert_eq!((own.cost, own.tokens, own.requests, own.started_ms), (10, 4, 1, 1_000));
 
     // Other nodes admitted 8 of the run's requests: one more fits here.
-    runs.set_remote(own.at, own.id, Remote { cost: 0, tokens: 0, requests: 8, started_ms: 0, parent: 0 });
+    runs.set_remote(own.at, own.tag, own.id, Remote { cost: 0, tokens: 0, requests: 8, started_ms: 0, parent: 0 });
     let h = runs.admit("a", "r", None, l, Estimate::default(), 2_000).unwrap();
     let refused = runs.admit("a", "r", None, l, Estimate::default(), 2_000).err();
     assert!(matches!(refused, Some(Refusal::Limit { limit: RunLimit::Requests, cap: 10, .. })), "{refused:?}");
     drop(h);
 
     // Their spend counts too: 10 here and 85 there leave 5.
-    runs.set_remote(own.at, own.id, Remote { cost: 85, tokens: 0, requests: 0, started_ms: 0, parent: 0 });
+    runs.set_remote(own.at, own.tag, own.id, Remote { cost: 85, tokens: 0, requests: 0, started_ms: 0, parent: 0 });
     assert!(runs.admit("a", "r", None, l, Estimate { cost: 6, tokens: 0 }, 2_000).is_err());
     drop(runs.admit("a", "r", None, l, Estimate { cost: 5, tokens: 0 }, 2_000).unwrap());
 
     // The run began earlier on another node: its wall time counts from there.
-    runs.set_remote(own.at, own.id, Remote { cost: 0, tokens: 0, requests: 0, started_ms: 1, parent: 0 });
+    runs.set_remote(own.at, own.tag, own.id, Remote { cost: 0, tokens: 0, requests: 0, started_ms: 1, parent: 0 });
     let late = runs.admit("a", "r", None, l, Estimate::default(), 60_500).err();
     assert!(matches!(late, Some(Refusal::Limit { limit: RunLimit::WallTime, .. })), "{late:?}");
 
     // Figures for a run that no longer holds the slot are not taken.
-    runs.set_remote(own.at, shared_id("a", "someone else"), Remote { requests: 10, ..Remote::default() });
+    runs.set_remote(own.at, own.tag, shared_id("a", "someone else"), Remote { requests: 10, ..Remote::default() });
     assert!(runs.admit("a", "r", None, l, Estimate::default(), 30_000).is_ok());
 }
 
 #[test]
 fn the_table_is_the_size_the_documents_give() {
-    // ARCHITECTURE.md's state table says 8 MB (7.9 million bytes) for 65,536 slots.
+    // ARCHITECTURE.md's state table says 9 MB (9.4 million bytes) for 65,536 slots.
     let bytes = RUNS_MAX * std::mem::size_of::<Slot>();
-    assert!((7_500_000..=8_500_000).contains(&bytes), "{bytes} bytes");
+    assert!((9_000_000..=9_800_000).contains(&bytes), "{bytes} bytes");
 }
 
 #[test]
@@ -250,20 +250,41 @@ fn a_parent_learned_from_the_cluster_is_drawn_on_like_a_named_one() {
     let x = runs.shared_runs()[0];
     assert_eq!(x.parent, 0);
     let remote = Remote { parent: shared_id("a", "root"), ..Remote::default() };
-    runs.set_remote(x.at, x.id, remote);
+    runs.set_remote(x.at, x.tag, x.id, remote);
     // The next request of x claims root's slot, under root's cluster name.
     drop(runs.admit("a", "x", None, l, Estimate::default(), 2).unwrap());
-    let mut ids: Vec<u64> = runs.shared_runs().iter().map(|r| r.id).collect();
+    let mut ids: Vec<u128> = runs.shared_runs().iter().map(|r| r.id).collect();
     ids.sort_unstable();
     let mut want = [shared_id("a", "x"), shared_id("a", "root")];
     want.sort_unstable();
     assert_eq!(ids, want);
     let root = *runs.shared_runs().iter().find(|r| r.id == shared_id("a", "root")).unwrap();
     assert_eq!(runs.shared_runs().iter().find(|r| r.id == x.id).unwrap().parent, root.id, "pushed with x");
-    runs.set_remote(root.at, root.id, Remote { requests: 3, ..Remote::default() });
+    runs.set_remote(root.at, root.tag, root.id, Remote { requests: 3, ..Remote::default() });
     let refused = runs.admit("a", "x", None, l, Estimate::default(), 3).err();
     assert!(
         matches!(refused, Some(Refusal::Limit { level: 1, limit: RunLimit::Requests, .. })),
         "root (1 here, 3 elsewhere) is at its limit: {refused:?}"
     );
+}
+
+#[test]
+fn a_parents_name_and_tag_are_one_runs_whoever_sets_them_first() {
+    let runs = Arc::new(Runs::with_capacity(1024).shared_with_cluster());
+    let l = limits(None, None, Some(100));
+    // Redis says x's parent is p1; a request then names p2: p1 stays, tag
+    // and name alike.
+    drop(runs.admit("a", "x", None, l, Estimate::default(), 1).unwrap());
+    let x = runs.shared_runs()[0];
+    runs.set_remote(x.at, x.tag, x.id, Remote { parent: shared_id("a", "p1"), ..Remote::default() });
+    drop(runs.admit("a", "x", Some("p2"), l, Estimate::default(), 2).unwrap());
+    let x = *runs.shared_runs().iter().find(|r| r.id == x.id).unwrap();
+    assert_eq!(x.parent, shared_id("a", "p1"));
+    let ids: Vec<u128> = runs.shared_runs().iter().map(|r| r.id).collect();
+    assert!(ids.contains(&shared_id("a", "p1")) && !ids.contains(&shared_id("a", "p2")), "the chain went to p1");
+    // Figures for a slot whose tag has changed since the scan are dropped.
+    let stale = Remote { requests: 99, parent: shared_id("a", "elsewhere"), ..Remote::default() };
+    runs.set_remote(x.at, x.tag ^ 1, x.id, stale);
+    assert!(runs.admit("a", "x", None, l, Estimate::default(), 3).is_ok());
+    assert_eq!(runs.shared_runs().iter().find(|r| r.id == x.id).unwrap().parent, shared_id("a", "p1"));
 }
