@@ -291,10 +291,11 @@ impl RequestHead {
         // asterisk-form for OPTIONS only, absolute-form accepted as a
         // server must; authority-form is CONNECT's, which is not served;
         // and no target carries a fragment.
+        // Compared as bytes: a target may hold UTF-8 whose characters
+        // straddle the scheme's length (slicing the str there panics).
         let origin = path.starts_with('/');
-        let absolute = path.len() > 7
-            && (path[..7].eq_ignore_ascii_case("http://")
-                || path.len() > 8 && path[..8].eq_ignore_ascii_case("https://"));
+        let scheme = |s: &[u8]| path.len() > s.len() && path.as_bytes()[..s.len()].eq_ignore_ascii_case(s);
+        let absolute = scheme(b"http://") || scheme(b"https://");
         let asterisk = path == "*" && method == "OPTIONS";
         if !(origin || absolute || asterisk) || path.contains('#') {
             return Err(RequestError::BadTarget);

@@ -63,6 +63,10 @@ fn request_framing_table() {
         ("POST * HTTP/1.1\r\nHost: a\r\n\r\n", Err(BadTarget)),
         ("POST gw:8080 HTTP/1.1\r\nHost: a\r\n\r\n", Err(BadTarget)),
         ("POST /v1/chat/completions#x HTTP/1.1\r\nHost: a\r\n\r\n", Err(BadTarget)),
+        // Found by the fuzz smoke in CI: a character straddling the
+        // scheme's length once panicked the target check.
+        ("POST HGGT/v\u{3c2}ions HTTP/1.1\r\nHost: a\r\n\r\n", Err(BadTarget)),
+        ("POST httpsX/\u{3c2} HTTP/1.1\r\nHost: a\r\n\r\n", Err(BadTarget)),
         ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", Err(UnsupportedVersion)),
         ("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", Err(Syntax("invalid method or request target"))),
         ("GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n", Err(Syntax("invalid header name"))),
