@@ -212,19 +212,12 @@ fn serve(
         (Method::Get, b"/") => respond_as(&mut stream, 200, "text/html; charset=utf-8", DASHBOARD),
         (Method::Get, b"/admin/stats") => {
             let now = crate::unix_now().as_millis();
-            let scope = match &role {
-                Role::Viewer(teams) => Some(&teams[..]),
-                Role::Operator => None,
-            };
+            let scope = role.scope();
             let json = totals.lock().unwrap_or_else(|e| e.into_inner()).dashboard_json(now as u64, scope);
             respond(&mut stream, 200, &json)
         }
         (Method::Get, b"/admin/series") => {
-            let scope = match &role {
-                Role::Viewer(teams) => Some(&teams[..]),
-                Role::Operator => None,
-            };
-            match series_json(&head, scope, totals) {
+            match series_json(&head, role.scope(), totals) {
                 Ok(json) => respond(&mut stream, 200, &json),
                 Err(problem) => respond(&mut stream, 400, &error_json(&problem, "invalid_query")),
             }
@@ -350,6 +343,16 @@ enum Role {
     Operator,
     /// The figures of these teams, and nothing that changes state.
     Viewer(Vec<String>),
+}
+
+impl Role {
+    /// The teams whose figures the caller sees; `None`: every team.
+    fn scope(&self) -> Option<&[String]> {
+        match self {
+            Role::Viewer(teams) => Some(teams),
+            Role::Operator => None,
+        }
+    }
 }
 
 /// Who may call what. `GET /healthz` and the dashboard page (which holds

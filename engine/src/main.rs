@@ -82,9 +82,9 @@ fn keygen(team: &str, name: &str, config: Option<&Path>) -> i32 {
 }
 
 /// A new token with its own prefix (so that an admin's or a viewer's is
-/// never taken for a client key, nor one for the other), printed once with
-/// its hash; `None` when the OS random source failed (said on stderr).
-fn new_token(prefix: &str) -> Option<(String, String)> {
+/// never taken for a client key, nor one for the other), printed once; its
+/// hash, or `None` when the OS random source failed (said on stderr).
+fn new_token(prefix: &str) -> Option<String> {
     let mut random = [0u8; KEY_RANDOM_BYTES];
     if let Err(e) = getrandom::fill(&mut random) {
         eprintln!("tollgate keygen: the OS random source failed: {e}");
@@ -93,14 +93,13 @@ fn new_token(prefix: &str) -> Option<(String, String)> {
     let token = format!("{prefix}-{}", hex(&random));
     println!("{token}");
     println!();
-    let hash = hex(&hash_key(token.as_bytes()));
-    Some((token, hash))
+    Some(hex(&hash_key(token.as_bytes())))
 }
 
 /// Prints a new admin token once, with the `[server] admin_tokens` entry
 /// that holds its hash.
 fn admin_keygen() -> i32 {
-    let Some((_, hash)) = new_token("tga") else { return 1 };
+    let Some(hash) = new_token("tga") else { return 1 };
     println!("# The token above is shown only this once: keep it in a file only the operators can read");
     println!("# (TOLLGATE_ADMIN_TOKEN_FILE, for `tollgate reload`). Add its hash under [server], then reload:");
     println!("admin_tokens = [\"{hash}\"]");
@@ -110,7 +109,7 @@ fn admin_keygen() -> i32 {
 /// Prints a new viewer token once, with the `[[server.viewer_tokens]]`
 /// entry that holds its hash and teams.
 fn viewer_keygen(teams: &[String]) -> i32 {
-    let Some((_, hash)) = new_token("tgv") else { return 1 };
+    let Some(hash) = new_token("tgv") else { return 1 };
     println!("# The token above is shown only this once: give it to whoever may see these teams' figures");
     println!("# (open http://<admin address>/#token=<token>). Add this entry to the configuration, then reload:");
     println!("[[server.viewer_tokens]]");

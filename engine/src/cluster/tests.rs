@@ -157,19 +157,14 @@ fn a_run_is_pushed_once_per_change_and_a_refusals_take_back_never_twice() {
     assert!(node.run_cut.is_empty() && node.run_acked.is_empty());
 }
 
+/// A shared run as a scan gives it: slot `at` (tag 7), id `at + 1`.
+fn shared_run(at: usize, requests: u64, last_ms: u64) -> SharedRun {
+    SharedRun { at, tag: 7, id: at as u128 + 1, cost: 0, tokens: 0, requests, started_ms: 1, last_ms, parent: 0 }
+}
+
 #[test]
 fn runs_read_are_the_recent_ones_latest_first() {
-    let run = |at: usize, last_ms: u64| SharedRun {
-        at,
-        tag: 7,
-        id: at as u128 + 1,
-        cost: 0,
-        tokens: 0,
-        requests: 0,
-        started_ms: 1,
-        last_ms,
-        parent: 0,
-    };
+    let run = |at: usize, last_ms: u64| shared_run(at, 0, last_ms);
     let now = 10_000_000;
     let shared = [run(0, now - 5), run(1, now - crate::runs::IDLE_MS), run(2, now)];
     assert_eq!(run_reads(&shared, now), [(2, 7, 3), (0, 7, 1)]);
@@ -198,17 +193,7 @@ fn unpushed_runs_survive_a_restart() {
 fn runs_past_a_batchs_room_go_in_the_next_one_in_turn() {
     let runs = Arc::new(crate::runs::Runs::with_capacity(64).shared_with_cluster());
     let mut node = Node::new(cluster(), None, None, Vec::new(), runs);
-    let run = |at: usize, requests: u64| SharedRun {
-        at,
-        tag: 7,
-        id: at as u128 + 1,
-        cost: 0,
-        tokens: 0,
-        requests,
-        started_ms: 1,
-        last_ms: 1,
-        parent: 0,
-    };
+    let run = |at: usize, requests: u64| shared_run(at, requests, 1);
     let ats = |d: Vec<RunPush>| d.iter().map(|p| (p.id - 1) as u64).collect::<Vec<_>>();
     let mut shared = vec![run(3, 1), run(7, 1), run(9, 1)];
     assert_eq!(ats(node.run_deltas(&shared, 100, 2)), [3, 7]);

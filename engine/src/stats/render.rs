@@ -16,7 +16,7 @@ impl Totals {
         let mut out = bytes::BytesMut::new();
         let mut teams: BTreeMap<&str, (Counts, u64)> = BTreeMap::new();
         let (mut requests, mut errors, mut cost) = (0, 0, 0);
-        let seen = |team: &str| scope.is_none_or(|s| s.iter().any(|t| t == team));
+        let seen = |team: &str| super::series::in_scope(scope, team);
         for ((team, _, _, status), c) in self.counts.iter().filter(|((t, ..), _)| seen(t)) {
             let t = teams.entry(team).or_default();
             t.0.add(c);
@@ -117,7 +117,8 @@ impl Totals {
             let (rpm, tpm) = self.rates.get(owner).copied().unwrap_or_default();
             let used = self.spend.minute.get(owner).filter(|u| u.minute == minute).copied().unwrap_or_default();
             let (kind, name) = owner.label();
-            if scope.is_some_and(|s| kind != "team" || !s.iter().any(|t| t == name)) {
+            // A key's team is not known here: keys are an operator's only.
+            if scope.is_some() && (kind != "team" || !super::series::in_scope(scope, name)) {
                 continue;
             }
             let (day, month) = self.spend.by_owner.get(owner).copied().unwrap_or_default();

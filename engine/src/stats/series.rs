@@ -192,7 +192,7 @@ pub struct Filter<'a> {
 
 impl Filter<'_> {
     fn in_scope(&self, l: &Labels) -> bool {
-        self.scope.is_none_or(|s| s.contains(&l.0))
+        in_scope(self.scope, &l.0)
     }
 
     fn matches(&self, l: &Labels) -> bool {
@@ -202,6 +202,12 @@ impl Filter<'_> {
             && self.model.is_none_or(|m| m == l.2)
             && self.provider.is_none_or(|p| p == l.3)
     }
+}
+
+/// Whether a caller limited to `scope` (a viewer's teams; `None`: every
+/// team) sees `team`'s figures.
+pub fn in_scope(scope: Option<&[String]>, team: &str) -> bool {
+    scope.is_none_or(|s| s.iter().any(|t| t == team))
 }
 
 /// The node's history.
