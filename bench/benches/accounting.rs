@@ -112,6 +112,46 @@ fn record(c: &mut Criterion) {
     });
 }
 
+/// With `[telemetry]`: one traced request's spans encoded on the request
+/// path (the request's and its attempt's, OTLP protobuf with GenAI
+/// attributes), and its trace context taken from the client's
+/// `traceparent`; the buffer is emptied as a hand-off would.
+fn spans(c: &mut Criterion) {
+    let hash = hex(&hash_key(b"tg-bench-key"));
+    let text = format!(
+        "[[providers]]\nname = \"up\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         [[models]]\nname = \"gpt-4o-mini\"\ntargets = [{{ provider = \"up\" }}]\nprice = {{ input_per_mtok = 0.15, output_per_mtok = 0.60 }}\n\
+         [[teams]]\nname = \"search\"\nmodels = [\"*\"]\n[[keys]]\nname = \"search-prod\"\nteam = \"search\"\nsha256 = \"{hash}\"\n"
+    );
+    let config = Config::parse("bench.toml", &text, &ProcessEnv as &dyn Env).expect("bench config");
+    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None, role: None }];
+    let state = CoreState::build(Arc::new(config), &resolved, None, None);
+    let recorder = Recorder::new(0, None);
+    let key = &state.config.keys.all()[0];
+    let traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut out = bytes::BytesMut::with_capacity(64 * 1024);
+    c.bench_function("spans_per_request", |b| {
+        b.iter(|| {
+            let mut trace = Trace::new(recorder.next_id());
+            trace.front = Some(Front::OpenAi);
+            let ctx = tollgate_engine::otel::Context::start(Some(black_box(&traceparent[..])), 1.0, &state.rng);
+            trace.key = Some(key);
+            trace.route = Some(0);
+            trace.attempt(0, trace.started, Ok(200));
+            trace.served_by = Some(0);
+            trace.status = 200;
+            trace.stream = true;
+            trace.usage = Some(TokenUsage { prompt: 120, completion: 40, cached: 0, cache_write: 0 });
+            let n =
+                tollgate_engine::otel::spans::write(&trace, &ctx, &state.config, 1_795_400_000_000_000_000, &mut out);
+            if out.len() >= 64 * 1024 {
+                out.clear();
+            }
+            black_box(n)
+        })
+    });
+}
+
 /// An agent run's admission on the node's shared table: a sub-run's
 /// request taken from its run and its parent (one request and an estimate
 /// each), charged what it used, and its hold released; and, alone, a run
@@ -164,5 +204,5 @@ fn session_affinity(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, accounting, record, run_admission, session_affinity);
+criterion_group!(benches, accounting, record, spans, run_admission, session_affinity);
 criterion_main!(benches);

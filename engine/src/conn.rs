@@ -212,7 +212,8 @@ async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mu
         _ => return answer_locally(w, &core, client, buf, head, keep_alive).await,
     };
     let request_time = state.config.server.timeouts.request;
-    let ex = Exchange::new(head, front, w.recorder.next_id(), keep_alive, request_time);
+    let mut ex = Exchange::new(head, front, w.recorder.next_id(), keep_alive, request_time);
+    ex.trace.otel = w.recorder.trace_context(crate::otel::traceparent_of(&ex.head), &state.rng);
     pipeline::run(&core, client, buf, ex).await
 }
 

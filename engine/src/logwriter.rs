@@ -16,6 +16,8 @@ pub struct LogWriter {
     dir: PathBuf,
     file_bytes_max: u64,
     file: Option<(File, String, u32, u64)>,
+    /// With `[clickhouse]`: each batch written is offered to the table too.
+    sink: Option<crate::clickhouse::Sink>,
 }
 
 /// The UTC date of a Unix time, as `YYYY-MM-DD`.
@@ -27,14 +29,18 @@ pub fn utc_date(unix_secs: u64) -> String {
 impl LogWriter {
     pub fn new(dir: PathBuf, file_bytes_max: u64) -> std::io::Result<LogWriter> {
         std::fs::create_dir_all(&dir)?;
-        Ok(LogWriter { dir, file_bytes_max, file: None })
+        Ok(LogWriter { dir, file_bytes_max, file: None, sink: None })
     }
 
     /// Runs until every sender is gone.
     pub fn run(mut self, rx: mpsc::Receiver<BytesMut>) {
         for batch in rx {
+            let batch = batch.freeze();
             if let Err(e) = self.write(&batch) {
                 tracing::error!(error = %e, dir = %self.dir.display(), "cannot write request records");
+            }
+            if let Some(sink) = &self.sink {
+                sink.offer(batch);
             }
         }
         if let Some((f, ..)) = &mut self.file {
@@ -80,8 +86,10 @@ impl LogWriter {
 pub fn start(
     dir: PathBuf,
     file_bytes_max: u64,
+    sink: Option<crate::clickhouse::Sink>,
 ) -> std::io::Result<(mpsc::Sender<BytesMut>, std::thread::JoinHandle<()>)> {
-    let writer = LogWriter::new(dir, file_bytes_max)?;
+    let mut writer = LogWriter::new(dir, file_bytes_max)?;
+    writer.sink = sink;
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::Builder::new().name("tollgate-records".into()).spawn(move || writer.run(rx))?;
     Ok((tx, handle))

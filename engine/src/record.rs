@@ -69,7 +69,7 @@ pub enum End {
 }
 
 impl End {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             End::Completed => "completed",
             End::Rejected => "rejected",
@@ -95,6 +95,8 @@ pub struct Recorded {
 #[derive(Clone, Copy, Debug)]
 pub struct Attempt {
     pub target: u8,
+    /// When it began, in microseconds after the request's head.
+    pub start: u32,
     /// The answer's status, or the error's code.
     pub outcome: Result<u16, &'static str>,
     pub micros: u32,
@@ -145,6 +147,24 @@ pub struct Trace<'s> {
     pub cache: Option<Cached>,
     /// The agent run the client named (`x-tollgate-run`), and its parent.
     pub run: Option<Box<crate::runs::RunIds>>,
+    /// The API the request came in on (`None`: answered by the gateway
+    /// itself, before any pipeline).
+    pub front: Option<crate::proxy::Front>,
+    /// With `[telemetry]`: the request's place in its trace.
+    pub otel: Option<crate::otel::Context>,
+    /// When the phases that get spans of their own ran.
+    pub phases: Phases,
+}
+
+/// Phases timed for their spans: microseconds after the request's head,
+/// from and to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Phases {
+    /// The guardrail scan and the external classifiers, on the request.
+    pub guardrails: Option<(u32, u32)>,
+    /// The answer cache's lookup (a semantic one's embedding call
+    /// included), and what it found.
+    pub cache: Option<(u32, u32, crate::cache::Outcome)>,
 }
 
 /// The answer cache's part in a request: served from it (and what that
@@ -215,12 +235,21 @@ impl<'s> Trace<'s> {
             capture: None,
             cache: None,
             run: None,
+            front: None,
+            otel: None,
+            phases: Phases::default(),
         }
+    }
+
+    /// Microseconds since the request's head (for [`Phases`]).
+    pub fn offset(&self) -> u32 {
+        micros(self.started.elapsed())
     }
 
     pub fn attempt(&mut self, target: usize, started: Instant, outcome: Result<u16, &'static str>) {
         if let Some(slot) = self.attempts.get_mut(self.attempt_count) {
-            *slot = Some(Attempt { target: target as u8, outcome, micros: micros(started.elapsed()) });
+            let start = micros(started.saturating_duration_since(self.started));
+            *slot = Some(Attempt { target: target as u8, start, outcome, micros: micros(started.elapsed()) });
             self.attempt_count += 1;
         }
     }
@@ -354,14 +383,7 @@ impl<'s> Trace<'s> {
         if !self.guard_hits.is_empty() || !self.classified.is_empty() {
             out.extend_from_slice(b",\"guardrails\":{\"profile\":");
             let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));
-            // A classifier's rule is named after it.
-            let rule = |r: tollgate_policy::guard::Rule| match r {
-                tollgate_policy::guard::Rule::Classifier(i) => format!(
-                    "classifier.{}",
-                    profile.and_then(|p| p.classifiers.get(i as usize)).map_or("?", |c| c.name.as_str())
-                ),
-                r => r.to_string(),
-            };
+            let rule = |r| rule_name(self, config, r);
             write_json_string(out, profile.map_or("", |p| p.name.as_str()));
             out.extend_from_slice(b",\"version\":\"");
             out.extend_from_slice(tollgate_policy::guard::injection::VERSION.as_bytes());
@@ -443,6 +465,22 @@ impl<'s> Trace<'s> {
     }
 }
 
+/// A guardrail rule as records, spans and metrics name it: a
+/// classifier's after the classifier.
+pub fn rule_name(trace: &Trace<'_>, config: &Config, rule: tollgate_policy::guard::Rule) -> String {
+    match rule {
+        tollgate_policy::guard::Rule::Classifier(i) => {
+            let team = trace.key.and_then(|k| config.teams.get(k.team));
+            let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));
+            format!(
+                "classifier.{}",
+                profile.and_then(|p| p.classifiers.get(i as usize)).map_or("?", |c| c.name.as_str())
+            )
+        }
+        r => r.to_string(),
+    }
+}
+
 fn field_str(out: &mut BytesMut, name: &str, value: Option<&str>) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
@@ -459,10 +497,12 @@ pub fn micros(d: Duration) -> u32 {
     d.as_micros().min(u32::MAX as u128) as u32
 }
 
-/// A worker's record buffer and its line to the writer thread.
+/// A worker's record buffer and its line to the writer thread; with
+/// `[telemetry]`, its span buffer too ([`crate::otel::export`]).
 pub struct Recorder {
     buf: RefCell<BytesMut>,
     tx: RefCell<Option<mpsc::Sender<BytesMut>>>,
+    spans: RefCell<Option<crate::otel::export::CoreSpans>>,
     last_flush: Cell<Instant>,
     epoch: u64,
     worker: u16,
@@ -475,11 +515,26 @@ impl Recorder {
         Recorder {
             buf: RefCell::new(BytesMut::new()),
             tx: RefCell::new(tx),
+            spans: RefCell::new(None),
             last_flush: Cell::new(Instant::now()),
             epoch,
             worker: worker as u16,
             seq: Cell::new(0),
         }
+    }
+
+    /// Spans for the requests whose trace is sampled.
+    pub fn with_spans(self, spans: Option<crate::otel::export::CoreSpans>) -> Recorder {
+        *self.spans.borrow_mut() = spans;
+        self
+    }
+
+    /// With `[telemetry]`: the request's trace context, from its
+    /// `traceparent` or new.
+    pub fn trace_context(&self, traceparent: Option<&[u8]>, rng: &Cell<u64>) -> Option<crate::otel::Context> {
+        let spans = self.spans.borrow();
+        let ratio = spans.as_ref()?.settings.sample_ratio;
+        Some(crate::otel::Context::start(traceparent, ratio, rng))
     }
 
     pub fn next_id(&self) -> RequestId {
@@ -493,6 +548,18 @@ impl Recorder {
     }
 
     pub fn record(&self, trace: &Trace<'_>, config: &Config) {
+        if let Some(ctx) = trace.otel.filter(|c| c.sampled()) {
+            if let Some(spans) = self.spans.borrow().as_ref() {
+                // A client with no valid key cannot make itself traced
+                // (and crowd out others' spans) by a sampled parent: its
+                // requests are traced at the configured ratio only.
+                let admitted =
+                    trace.key.is_some() || crate::otel::sampled_by_id(&ctx.trace_id, spans.settings.sample_ratio);
+                if admitted {
+                    spans.add(trace, &ctx, config);
+                }
+            }
+        }
         if !self.enabled() {
             return;
         }
@@ -515,6 +582,9 @@ impl Recorder {
 
     pub fn flush(&self) {
         self.last_flush.set(Instant::now());
+        if let Some(spans) = self.spans.borrow().as_ref() {
+            spans.flush();
+        }
         let tx = self.tx.borrow();
         let Some(tx) = tx.as_ref() else { return };
         let mut buf = self.buf.borrow_mut();
@@ -528,6 +598,7 @@ impl Recorder {
     pub fn close(&self) {
         self.flush();
         self.tx.borrow_mut().take();
+        self.spans.borrow_mut().take();
     }
 }
 

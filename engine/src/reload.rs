@@ -77,6 +77,10 @@ pub struct Reloader {
     /// `[logging] capture_retention_days` (its thread starts with the
     /// process).
     retention: Option<u32>,
+    /// `[telemetry]` (its exporter thread starts with the process).
+    telemetry: Option<tollgate_policy::config::telemetry::Telemetry>,
+    /// `[clickhouse]` (its thread starts with the process).
+    clickhouse: Option<tollgate_policy::config::clickhouse::ClickHouse>,
     mocks: HashMap<String, SocketAddr>,
     mailboxes: Vec<mpsc::Sender<Reload>>,
     current: Loaded,
@@ -104,6 +108,8 @@ impl Reloader {
             listen: config.server.listen,
             workers: config.server.workers,
             retention: config.logging.capture_retention_days,
+            telemetry: config.telemetry.clone(),
+            clickhouse: config.clickhouse.clone(),
             mocks,
             mailboxes,
             current: Loaded::of(config, 1),
@@ -131,6 +137,15 @@ impl Reloader {
                 "capture_retention_days takes effect on restart; captured bodies are still removed as the process started"
                     .to_string(),
             );
+        }
+        if config.telemetry != self.telemetry {
+            notes.push(
+                "[telemetry] takes effect on restart; spans still go where, and as sampled as, the process started"
+                    .to_string(),
+            );
+        }
+        if config.clickhouse != self.clickhouse {
+            notes.push("[clickhouse] takes effect on restart; records still go where the process started".to_string());
         }
         let resolved = resolve_providers(&config, &mut self.mocks)?;
         notes.extend(unpriced_notes(&config));

@@ -68,6 +68,8 @@ pub struct Running {
     pub heartbeats: crate::systemd::Heartbeats,
     threads: Vec<std::thread::JoinHandle<()>>,
     record_writer: Option<std::thread::JoinHandle<()>>,
+    span_exporter: Option<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>,
+    clickhouse_thread: Option<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>,
     merger_thread: std::thread::JoinHandle<()>,
 }
 
@@ -104,11 +106,29 @@ impl Running {
         for t in self.threads {
             let _ = t.join();
         }
+        // The exporters' grace begins once what they will get is made: the
+        // spans when the workers have stopped, the rows when the record
+        // writer has (a long drain must not use it up).
+        if let Some((_, stopping)) = &self.span_exporter {
+            stopping.store(true, Ordering::Relaxed);
+        }
         if let Some(w) = self.record_writer {
             let _ = w.join();
         }
+        if let Some((_, stopping)) = &self.clickhouse_thread {
+            stopping.store(true, Ordering::Relaxed);
+        }
+        // The record writer has offered its last batch: the last rows go in
+        // (within the thread's grace).
+        if let Some((c, _)) = self.clickhouse_thread {
+            let _ = c.join();
+        }
         // The last spend reaches the ledger before the process exits.
         let _ = self.merger_thread.join();
+        // The last spans go to the collector (within its grace) too.
+        if let Some((e, _)) = self.span_exporter {
+            let _ = e.join();
+        }
         tracing::info!("stopped");
         0
     }
@@ -148,9 +168,25 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     for _ in 1..workers {
         listeners.push(bind_reuseport(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
     }
+    // Read at start, as the records' directory is.
+    let clickhouse = match &config.clickhouse {
+        Some(c) => {
+            let started =
+                crate::clickhouse::start(c.clone()).map_err(|e| format!("cannot start the ClickHouse thread: {e}"))?;
+            tracing::info!(server = %c.authority, table = %format!("{}.{}", c.database, c.table), "records into ClickHouse on");
+            Some(started)
+        }
+        None => None,
+    };
+    let (clickhouse_sink, clickhouse) = match clickhouse {
+        Some(crate::clickhouse::Started { sink, counters, stopping, thread }) => {
+            (Some(sink), Some((counters, stopping, thread)))
+        }
+        None => (None, None),
+    };
     let records = match &config.logging.dir {
         Some(dir) => {
-            let (tx, handle) = crate::logwriter::start(dir.into(), config.logging.file_bytes_max)
+            let (tx, handle) = crate::logwriter::start(dir.into(), config.logging.file_bytes_max, clickhouse_sink)
                 .map_err(|e| format!("cannot write request records to {dir}: {e}"))?;
             tracing::info!(dir = %dir, "request records on");
             // Read at start: a reload that changes it says so (`Reloader::reload`).
@@ -158,6 +194,16 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
                 crate::retention::start(dir.into(), days);
             }
             Some((tx, handle))
+        }
+        None => None,
+    };
+    // Read at start: a reload that changes `[telemetry]` says so.
+    let spans = match &config.telemetry {
+        Some(t) => {
+            let started =
+                crate::otel::export::start(t.clone()).map_err(|e| format!("cannot start the span exporter: {e}"))?;
+            tracing::info!(collector = %t.authority, path = %t.path, sample_ratio = t.sample_ratio, "OpenTelemetry traces on");
+            Some(started)
         }
         None => None,
     };
@@ -203,7 +249,12 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     let mut threads = Vec::new();
     let mut mailboxes = Vec::new();
     let heartbeats = crate::systemd::Heartbeats::new(listeners.len());
-    totals.lock().unwrap_or_else(|e| e.into_inner()).runs = Some(runs.clone());
+    {
+        let mut totals = totals.lock().unwrap_or_else(|e| e.into_inner());
+        totals.runs = Some(runs.clone());
+        totals.spans = spans.as_ref().map(|(line, _)| line.counters.clone());
+        totals.clickhouse = clickhouse.as_ref().map(|(counters, ..)| counters.clone());
+    }
     // The Responses turns kept for providers that keep none, one store for
     // every core (`turns`); its bound is the start-up configuration's.
     let turns =
@@ -216,6 +267,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             (config.clone(), resolved.clone(), shutdown.clone(), ready_tx.clone());
         let listener_tls = listener_tls.clone();
         let records_tx = records.as_ref().map(|(tx, _)| tx.clone());
+        let span_line = spans.as_ref().map(|(line, _)| line.clone());
         let merger = (merger.clone(), spend_rxs.remove(0));
         let alerts = alerts.clone();
         let strict = config.cluster.clone().map(|c| (Arc::new(c), redis_tls.clone()));
@@ -229,7 +281,9 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
                 }
             }
             let state = CoreState::build(config, &resolved, listener_tls, None);
-            let recorder = crate::record::Recorder::new(index, records_tx);
+            let recorder = crate::record::Recorder::new(index, records_tx)
+                .with_spans(span_line.as_ref().map(crate::otel::export::CoreSpans::new));
+            drop(span_line);
             let strict = strict.map(|(c, tls)| crate::cluster::strict::Strict::new(c, tls, index));
             let worker = Rc::new(
                 Worker::new(index, state, reloads, recorder, Some(merger))
@@ -302,7 +356,21 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         drop(tx);
         handle
     });
-    Ok(Running { addr, admin_addr, reloader, shutdown, heartbeats, threads, record_writer, merger_thread })
+    // As for records: the workers hold the only senders.
+    let span_exporter = spans.map(|(line, handle)| (handle, line.stopping.clone()));
+    let clickhouse_thread = clickhouse.map(|(_, stopping, handle)| (handle, stopping));
+    Ok(Running {
+        addr,
+        admin_addr,
+        reloader,
+        shutdown,
+        heartbeats,
+        threads,
+        record_writer,
+        span_exporter,
+        clickhouse_thread,
+        merger_thread,
+    })
 }
 
 enum Runtime {

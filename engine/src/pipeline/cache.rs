@@ -431,8 +431,16 @@ async fn embed(
             crate::proxy::classify::post_whole(core.state, target.provider, "/embeddings", body, until, core.cut);
         let answer = Box::pin(answer).await;
         let mut trace = crate::record::Trace::new(core.recorder.next_id());
+        // It began when the call did, not now that it is answered.
+        let took = started.elapsed();
+        trace.started = started;
+        trace.started_unix_ms = trace.started_unix_ms.saturating_sub(took.as_millis() as u64);
         trace.key = ex.trace.key;
         trace.route = Some(sem.route);
+        trace.front = Some(crate::proxy::Front::Embeddings);
+        // Its span hangs under the request's cache lookup.
+        trace.otel =
+            ex.trace.otel.map(|c| c.nested(c.child(crate::otel::SALT_CACHE), crate::otel::SALT_CACHE + 1 + t as u64));
         let outcome = answer.as_ref().map(|_| 200).map_err(|f| f.why());
         trace.attempt(t, started, outcome);
         let Ok(answer) = answer else {

@@ -177,7 +177,8 @@ impl<'s> Exchange<'s> {
         keep_alive: bool,
         request_time: std::time::Duration,
     ) -> Exchange<'s> {
-        let trace = Trace::new(id);
+        let mut trace = Trace::new(id);
+        trace.front = Some(front);
         let started = trace.started;
         let deadline = started + request_time;
         let head_only = head.method == Method::Head;

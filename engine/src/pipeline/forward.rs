@@ -101,8 +101,19 @@ pub async fn forward(
             end.body_bytes = body_bytes;
             return Ok(end);
         }
-        let (parts, translation) =
-            upstream_request::build(client, head, body, &routed.fields, target, upstream, front)?;
+        // A traced request tells the provider which attempt calls it.
+        let traceparent =
+            trace.otel.filter(|c| c.sampled()).map(|c| c.traceparent(c.child(trace.attempt_count as u64)));
+        let (parts, translation) = upstream_request::build(
+            client,
+            head,
+            body,
+            &routed.fields,
+            target,
+            upstream,
+            front,
+            traceparent.as_ref().map(|t| &t[..]),
+        )?;
         let attempt_started = Instant::now();
         // Each IO step's state machine is boxed where it is made, so that
         // this one (and every future that awaits it, up to the

@@ -54,7 +54,8 @@
 //!   responses is kept as a turn, under its id and the request's key;
 //! - [`cache::store`]: a missed request's answer, kept as it was
 //!   written, is stored if it completed with status 200;
-//! - [`finish`]: the record written, the spend counted, what the request
+//! - [`finish`]: the record written (with `[telemetry]`, the request's
+//!   spans too: see [`crate::otel`]), the spend counted, what the request
 //!   held released (in the same hand-off as that spend), then a refusal or
 //!   error answered.
 //!
@@ -140,10 +141,22 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             admit::within_rate_limit(&mut ex, core)?;
             read_body(&mut ex, core, client, buf).await?;
             route(&mut ex, core)?;
-            guard_request(&mut ex, core)?;
-            classify_request(&mut ex, core).await?;
+            let from = ex.trace.offset();
+            let guarded = match guard_request(&mut ex, core) {
+                Ok(()) => classify_request(&mut ex, core).await,
+                Err(e) => Err(e),
+            };
+            if ex.trace.phases.guardrails.is_some() {
+                ex.trace.phases.guardrails = Some((from, ex.trace.offset()));
+            }
+            guarded?;
             Box::pin(turns::continue_response(&mut ex, core)).await?;
-            if let Some(entry) = Box::pin(cache::lookup(&mut ex, core)).await {
+            let from = ex.trace.offset();
+            let entry = Box::pin(cache::lookup(&mut ex, core)).await;
+            if let Some(outcome) = ex.reply.cache {
+                ex.trace.phases.cache = Some((from, ex.trace.offset(), outcome));
+            }
+            if let Some(entry) = entry {
                 return Ok(Box::pin(cache::serve(&mut ex, client, entry)).await);
             }
             admit::count_large_prompt(&mut ex, core).await?;
@@ -268,6 +281,8 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
     let key = ex.key()?;
     let Some((profile, g)) = crate::proxy::guard::for_team(core.state, key.team) else { return Ok(()) };
     let trace = &mut ex.trace;
+    // The phase gets its span (timed by `run`).
+    trace.phases.guardrails = Some((0, 0));
     let checked =
         crate::proxy::guard::check_request(profile, g, &ex.body, &mut trace.guard_hits, &mut trace.injection_features);
     if let Some(redacted) = checked? {
@@ -297,6 +312,7 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
     if p.classifiers.is_empty() {
         return Ok(());
     }
+    ex.trace.phases.guardrails = Some((0, 0));
     let mut texts = crate::proxy::guard::request_texts(&ex.body);
     for (i, c) in p.classifiers.iter().enumerate() {
         use tollgate_policy::config::ClassifierKind;

@@ -203,7 +203,7 @@ pub fn session_of(head: &tollgate_protocol::http1::RequestHead, body: &[u8]) -> 
 pub const SESSION_PREFIX: usize = 4096;
 
 /// SplitMix64's finalizer: spreads a hash's bits evenly.
-fn splitmix(mut z: u64) -> u64 {
+pub fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -52,6 +52,7 @@ impl Parts {
 
 /// Phase 3: the upstream request as slices: a rendered head, then the body
 /// borrowed from the client's read buffer with at most two spans replaced.
+#[allow(clippy::too_many_arguments)] // one per thing the request is made of
 pub fn build(
     client: &mut Client,
     head: &RequestHead,
@@ -60,6 +61,7 @@ pub fn build(
     target: &Target,
     upstream: &Upstream,
     front: Front,
+    traceparent: Option<&[u8]>,
 ) -> Result<(Parts, Translation), GatewayError> {
     // A body in the target's own format goes as it came, with at most the
     // model span replaced; across formats it is translated.
@@ -78,7 +80,7 @@ pub fn build(
         ));
     }
     if matches!(upstream.kind, ProviderKind::Gemini | ProviderKind::Bedrock) {
-        return build_through_chat(client, head, body, fields, target, upstream, front);
+        return build_through_chat(client, head, body, fields, target, upstream, front, traceparent);
     }
     let anthropic_target = upstream.kind == ProviderKind::Anthropic;
     let (translated, translation) = match (front, anthropic_target) {
@@ -152,7 +154,7 @@ pub fn build(
         Some(t) => t.len(),
         None => edits.iter().fold(body.len(), |len, (start, end, with)| len - (end - start) + with.len()),
     };
-    write_headers(client, head, upstream, body_len);
+    write_headers(client, head, upstream, body_len, traceparent);
     let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage, through: None };
     parts.push(match front {
         Front::Completions => upstream.completions_request_line.clone(),
@@ -184,6 +186,7 @@ pub fn build(
 /// Messages or Responses), then as Gemini's `generateContent` or Bedrock's
 /// Converse, the model and the stream switch in the request line; a
 /// Bedrock request signed (SigV4). The answer comes back through chat.
+#[allow(clippy::too_many_arguments)] // `build`'s, passed on
 fn build_through_chat(
     client: &mut Client,
     head: &RequestHead,
@@ -192,6 +195,7 @@ fn build_through_chat(
     target: &Target,
     upstream: &Upstream,
     front: Front,
+    traceparent: Option<&[u8]>,
 ) -> Result<(Parts, Translation), GatewayError> {
     let gemini = upstream.kind == ProviderKind::Gemini;
     let failed = |e: anthropic::TranslateError| GatewayError::Translate(e.message());
@@ -243,7 +247,7 @@ fn build_through_chat(
         path.push_str(if info.stream { "/converse-stream" } else { "/converse" });
     }
     let body_out = out.freeze();
-    write_headers(client, head, upstream, body_out.len());
+    write_headers(client, head, upstream, body_out.len(), traceparent);
     if let Some(aws) = upstream.aws.as_ref().filter(|_| !gemini) {
         let req = tollgate_protocol::sigv4::Request {
             method: "POST",
@@ -300,8 +304,16 @@ fn percent_encode(segment: &str, out: &mut String) {
 }
 
 /// Writes the forwarded header lines and the body's length into the
-/// client's scratch buffer (the caller splits them off).
-fn write_headers(client: &mut Client, head: &RequestHead, upstream: &Upstream, body_len: usize) {
+/// client's scratch buffer (the caller splits them off). A traced attempt
+/// carries its own `traceparent` (the attempt's span as the parent) in
+/// place of the client's.
+fn write_headers(
+    client: &mut Client,
+    head: &RequestHead,
+    upstream: &Upstream,
+    body_len: usize,
+    traceparent: Option<&[u8]>,
+) {
     let s = &mut client.scratch;
     // A provider-specific key header (Azure's `api-key`, or any configured
     // one) is the provider's credential slot: a client value never fills it.
@@ -314,12 +326,21 @@ fn write_headers(client: &mut Client, head: &RequestHead, upstream: &Upstream, b
         |n: &[u8]| connection.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(n));
     // The provider's allow-list (`tollgate_policy::forward`): who pays,
     // which beta features run and the credentials are the gateway's.
+    let replaced = |n: &[u8]| traceparent.is_some() && n.eq_ignore_ascii_case(b"traceparent");
     for (name, value) in head.headers().filter(|(n, _)| {
-        upstream.forward.allows(n) && key_header.is_none_or(|k| !k.eq_ignore_ascii_case(n)) && !named_by_connection(n)
+        upstream.forward.allows(n)
+            && key_header.is_none_or(|k| !k.eq_ignore_ascii_case(n))
+            && !named_by_connection(n)
+            && !replaced(n)
     }) {
         s.extend_from_slice(name);
         s.extend_from_slice(b": ");
         s.extend_from_slice(value);
+        s.extend_from_slice(b"\r\n");
+    }
+    if let Some(tp) = traceparent {
+        s.extend_from_slice(b"traceparent: ");
+        s.extend_from_slice(tp);
         s.extend_from_slice(b"\r\n");
     }
     s.extend_from_slice(b"content-length: ");

@@ -354,6 +354,36 @@ impl Totals {
                 }
             }
         }
+        if let Some(c) = &self.spans {
+            use std::sync::atomic::Ordering::Relaxed;
+            let _ = write!(
+                out,
+                "# HELP tollgate_otel_spans_total OpenTelemetry spans, by what became of them (dropped: past the queue's bound, or refused by the collector after every try).\n# TYPE tollgate_otel_spans_total counter\ntollgate_otel_spans_total{{result=\"exported\"}} {}\ntollgate_otel_spans_total{{result=\"dropped\"}} {}\n\
+                 # HELP tollgate_otel_exports_failed_total Exports to the collector given up after their last try.\n# TYPE tollgate_otel_exports_failed_total counter\ntollgate_otel_exports_failed_total {}\n\
+                 # HELP tollgate_otel_queue_bytes Encoded spans waiting for the exporter thread.\n# TYPE tollgate_otel_queue_bytes gauge\ntollgate_otel_queue_bytes {}\n\
+                 # HELP tollgate_otel_queue_bytes_max The queue's bound (queue_bytes_max).\n# TYPE tollgate_otel_queue_bytes_max gauge\ntollgate_otel_queue_bytes_max {}\n",
+                c.exported.load(Relaxed),
+                c.dropped.load(Relaxed),
+                c.failed.load(Relaxed),
+                c.queued_bytes.load(Relaxed),
+                c.queue_bytes_max,
+            );
+        }
+        if let Some(c) = &self.clickhouse {
+            use std::sync::atomic::Ordering::Relaxed;
+            let _ = write!(
+                out,
+                "# HELP tollgate_clickhouse_rows_total Request records for ClickHouse, by what became of them (dropped: past the queue's bound, or refused after every try).\n# TYPE tollgate_clickhouse_rows_total counter\ntollgate_clickhouse_rows_total{{result=\"inserted\"}} {}\ntollgate_clickhouse_rows_total{{result=\"dropped\"}} {}\n\
+                 # HELP tollgate_clickhouse_inserts_failed_total Inserts given up after their last try.\n# TYPE tollgate_clickhouse_inserts_failed_total counter\ntollgate_clickhouse_inserts_failed_total {}\n\
+                 # HELP tollgate_clickhouse_queue_bytes Records waiting for the ClickHouse thread.\n# TYPE tollgate_clickhouse_queue_bytes gauge\ntollgate_clickhouse_queue_bytes {}\n\
+                 # HELP tollgate_clickhouse_queue_bytes_max The queue's bound (queue_bytes_max).\n# TYPE tollgate_clickhouse_queue_bytes_max gauge\ntollgate_clickhouse_queue_bytes_max {}\n",
+                c.inserted.load(Relaxed),
+                c.dropped.load(Relaxed),
+                c.failed.load(Relaxed),
+                c.queued_bytes.load(Relaxed),
+                c.queue_bytes_max,
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP tollgate_accept_errors_total Client connections that could not be accepted (out of descriptors, most likely).\n# TYPE tollgate_accept_errors_total counter\ntollgate_accept_errors_total {}",

@@ -31,6 +31,10 @@ pub struct Totals {
     pub cluster: Option<crate::cluster::ClusterStatus>,
     /// The node's agent runs (read at a scrape: a scan of the table).
     pub runs: Option<std::sync::Arc<crate::runs::Runs>>,
+    /// The span exporter's counters, with `[telemetry]`.
+    pub spans: Option<std::sync::Arc<crate::otel::export::Counters>>,
+    /// The ClickHouse thread's counters, with `[clickhouse]`.
+    pub clickhouse: Option<std::sync::Arc<crate::clickhouse::Counters>>,
     /// The dashboard's history.
     pub series: super::series::Series,
 }
@@ -54,6 +58,8 @@ impl Default for Totals {
             rates: BTreeMap::new(),
             cluster: None,
             runs: None,
+            spans: None,
+            clickhouse: None,
             series: super::series::Series::default(),
         }
     }

@@ -7,9 +7,11 @@
 //! its team, a team its models as a bitset), durations, and money as integer
 //! micro-dollars, never raw strings to look up.
 
+pub mod clickhouse;
 pub mod cluster;
 mod raw;
 mod report;
+pub mod telemetry;
 mod validate;
 
 use std::fmt;
@@ -50,6 +52,12 @@ pub struct Config {
     /// `[cache]`: answers kept and served again (read at start for the
     /// store's size; the rest on each request). `None`: no cache.
     pub cache: Option<Cache>,
+    /// `[telemetry]`: OpenTelemetry traces over OTLP/HTTP (read at start).
+    /// `None`: no spans.
+    pub telemetry: Option<telemetry::Telemetry>,
+    /// `[clickhouse]`: records also inserted into ClickHouse (read at
+    /// start). `None`: local files only.
+    pub clickhouse: Option<clickhouse::ClickHouse>,
     /// With `[logging] capture_bodies` or any team's: the guard that redacts personal
     /// data and secrets from captured prompts and answers.
     pub capture_guard: Option<std::sync::Arc<crate::guard::Guard>>,

@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub alerts: RawAlerts,
     pub cluster: Option<super::cluster::RawCluster>,
     pub cache: Option<RawCache>,
+    pub telemetry: Option<super::telemetry::RawTelemetry>,
+    pub clickhouse: Option<super::clickhouse::RawClickHouse>,
 }
 
 /// The answer cache (`[cache]`).

@@ -552,6 +552,69 @@ fn capture_is_per_team_and_retention_needs_records() {
 }
 
 #[test]
+fn clickhouse_defaults_and_mistakes() {
+    let logging = "[logging]\ndir = \"/tmp/x\"\n";
+    let c = Config::parse("gw.toml", &format!("{logging}[clickhouse]\nurl = \"http://ch:8123/\"\n{BASE}"), &TestEnv)
+        .unwrap();
+    let ch = c.clickhouse.unwrap();
+    assert_eq!(
+        (ch.authority.as_str(), ch.database.as_str(), ch.table.as_str()),
+        ("ch:8123", "default", "tollgate_requests")
+    );
+    assert!(ch.create_table && ch.user.is_none() && ch.password.is_none());
+    assert_eq!(ch.queue_bytes_max, 64 << 20);
+    for (bad, needle) in [
+        ("url = \"https://ch:8443\"", "must be http://host:port"),
+        ("url = \"http://ch:8123/db\"", "must be http://host:port"),
+        ("url = \"http://u@ch:8123\"", "must be http://host:port"),
+        ("url = \"http://ch:8123\"\ndatabase = \"1db\"", "letters, digits and _"),
+        ("url = \"http://ch:8123\"\ntable = \"t`x\"", "letters, digits and _"),
+        ("url = \"http://ch:8123\"\nuser = \"a b\"", "user"),
+        ("url = \"http://ch:8123\"\nqueue_bytes_max = 1000", "queue_bytes_max"),
+        ("url = \"http://ch:8123\"\ntimeout_ms = 0", "timeout_ms"),
+    ] {
+        let p = problems(&format!("{logging}[clickhouse]\n{bad}\n{BASE}"));
+        assert!(p.iter().any(|m| m.starts_with("gw.toml:") && m.contains(needle)), "{bad}: {p:?}");
+    }
+    let p = problems(&format!("[clickhouse]\nurl = \"http://ch:8123\"\n{BASE}"));
+    assert!(p.iter().any(|m| m.contains("set [logging] dir")), "{p:?}");
+}
+
+#[test]
+fn telemetry_defaults_and_mistakes() {
+    let c = Config::parse("gw.toml", &format!("[telemetry]\notlp_endpoint = \"http://otel:4318\"\n{BASE}"), &TestEnv)
+        .unwrap();
+    let t = c.telemetry.unwrap();
+    assert_eq!(
+        (t.authority.as_str(), t.path.as_str(), t.service_name.as_str()),
+        ("otel:4318", "/v1/traces", "tollgate")
+    );
+    assert_eq!((t.sample_ratio, t.queue_bytes_max), (1.0, 16 << 20));
+    let c = Config::parse(
+        "gw.toml",
+        &format!("[telemetry]\notlp_endpoint = \"http://10.0.0.2:4318/otlp/v1/traces\"\nsample_ratio = 0.1\n{BASE}"),
+        &TestEnv,
+    )
+    .unwrap();
+    let t = c.telemetry.unwrap();
+    assert_eq!((t.path.as_str(), t.sample_ratio), ("/otlp/v1/traces", 0.1));
+    assert!(Config::parse("gw.toml", BASE, &TestEnv).unwrap().telemetry.is_none());
+    for (bad, needle) in [
+        ("otlp_endpoint = \"grpc://otel:4317\"", "must be http://host:port"),
+        ("otlp_endpoint = \"http://:4318\"", "needs a host and a port"),
+        ("otlp_endpoint = \"http://otel:4318\"\nsample_ratio = -0.1", "sample_ratio"),
+        ("otlp_endpoint = \"http://otel:4318\"\ntimeout_ms = 0", "timeout_ms"),
+        ("otlp_endpoint = \"http://otel:4318\"\nservice_name = \" \"", "service_name"),
+        ("otlp_endpoint = \"http://otel:4318\"\nbatch = 3", "unknown field"),
+        ("otlp_endpoint = \"http://otel:4318/v1/traces HTTP/1.1\\r\\nx: y\"", "control characters"),
+        ("otlp_endpoint = \"http://user@otel:4318\"", "user@"),
+    ] {
+        let p = problems(&format!("[telemetry]\n{bad}\n{BASE}"));
+        assert!(p.iter().any(|m| m.starts_with("gw.toml:") && m.contains(needle)), "{bad}: {p:?}");
+    }
+}
+
+#[test]
 fn classifiers_resolve_their_provider_or_route_and_report_mistakes() {
     let good = format!(
         "{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\nname = \"pg\"\nkind = \"tei\"\nprovider = \"local\"\ntimeout_ms = 120\non_error = \"block\"\n\n[[guardrail_profiles.classifiers]]\nname = \"lg\"\nkind = \"chat\"\nroute = \"gpt-4o\"\n"

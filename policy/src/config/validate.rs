@@ -89,6 +89,9 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
         }
     }
     let cache = validate_cache(&raw, &routes, &mut report);
+    let telemetry = raw.telemetry.as_ref().map(|t| super::telemetry::validate(t, &mut report));
+    let clickhouse =
+        raw.clickhouse.as_ref().map(|c| super::clickhouse::validate(c, raw.logging.dir.is_some(), env, &mut report));
     let capture_guard = logging_capture_guard(teams.iter().any(|t| t.capture));
     match server {
         Some(server) if report.problems.is_empty() => Ok(Config {
@@ -103,6 +106,8 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
             alert_webhook,
             cluster,
             cache,
+            telemetry,
+            clickhouse,
             capture_guard,
             source: Source { file: file.to_string(), sha256: hex(&Sha256::digest(text.as_bytes())) },
         }),

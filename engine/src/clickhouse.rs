@@ -1,0 +1,349 @@
+//! Request records into ClickHouse (`[clickhouse]`), for a fleet that
+//! queries one store: the record thread ([`crate::logwriter`]) offers each
+//! batch it has written to its files ([`Sink::offer`], a channel send of a
+//! shared buffer); the `tollgate-clickhouse` thread turns each JSON line
+//! into a row of the gateway's table (flat columns for filtering, the
+//! record itself for the detail) and inserts them as `JSONEachRow` over the
+//! HTTP interface, at most 4 MiB or one second apart.
+//!
+//! Bounded and never in a request's way: the bytes offered and not yet
+//! taken are counted, and a batch that would pass `queue_bytes_max` is
+//! dropped (its rows counted as dropped); an insert that fails is tried
+//! again with back-off (four tries, 250 ms doubling), and its rows are
+//! counted as dropped after the last. On shutdown what is left is inserted
+//! within [`SHUTDOWN_GRACE`]. Captured prompts and answers are left out of
+//! the table: they stay in the local files, under their retention period
+//! (ClickHouse 18 has no per-column expiry to apply it there).
+//!
+//! A retried insert that had in fact been written (its answer lost) is
+//! written twice: a `ReplicatedMergeTree` table deduplicates such blocks;
+//! the default `MergeTree` does not.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+use tollgate_policy::config::clickhouse::ClickHouse;
+
+const INSERT_BYTES: usize = 4 << 20;
+const INSERT_EVERY: Duration = Duration::from_secs(1);
+const TRIES: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What the insert thread has done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub queued_bytes: AtomicUsize,
+    pub queue_bytes_max: usize,
+    pub inserted: AtomicU64,
+    pub dropped: AtomicU64,
+    /// Inserts given up after their last try.
+    pub failed: AtomicU64,
+}
+
+/// The record thread's side.
+pub struct Sink {
+    tx: mpsc::Sender<Bytes>,
+    counters: Arc<Counters>,
+}
+
+impl Sink {
+    /// A written batch of record lines, for the table; dropped (and
+    /// counted) when the queue is at its bound.
+    pub fn offer(&self, batch: Bytes) {
+        let c = &self.counters;
+        let len = batch.len();
+        if c.queued_bytes.load(Ordering::Relaxed) + len > c.queue_bytes_max {
+            c.dropped.fetch_add(memchr::memchr_iter(b'\n', &batch).count() as u64, Ordering::Relaxed);
+            return;
+        }
+        c.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if let Err(mpsc::SendError(batch)) = self.tx.send(batch) {
+            c.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            c.dropped.fetch_add(memchr::memchr_iter(b'\n', &batch).count() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A started insert thread: the sink for the record thread, its counters,
+/// the flag to set when the process stops, and the thread, which exits
+/// once the sink is gone and what was offered is inserted (or its grace
+/// spent).
+pub struct Started {
+    pub sink: Sink,
+    pub counters: Arc<Counters>,
+    pub stopping: Arc<AtomicBool>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+pub fn start(settings: ClickHouse) -> std::io::Result<Started> {
+    let counters = Arc::new(Counters { queue_bytes_max: settings.queue_bytes_max, ..Counters::default() });
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let inserter = Inserter {
+        settings,
+        counters: counters.clone(),
+        stopping: stopping.clone(),
+        deadline: Cell::new(None),
+        created: Cell::new(false),
+    };
+    let thread = std::thread::Builder::new().name("tollgate-clickhouse".into()).spawn(move || inserter.run(rx))?;
+    Ok(Started { sink: Sink { tx, counters: counters.clone() }, counters, stopping, thread })
+}
+
+struct Inserter {
+    settings: ClickHouse,
+    counters: Arc<Counters>,
+    stopping: Arc<AtomicBool>,
+    deadline: Cell<Option<Instant>>,
+    /// The table is known to exist.
+    created: Cell<bool>,
+}
+
+impl Inserter {
+    fn run(self, rx: mpsc::Receiver<Bytes>) {
+        let mut rows = BytesMut::new();
+        let mut count = 0u64;
+        let mut since = Instant::now();
+        loop {
+            let done = match rx.recv_timeout(INSERT_EVERY.saturating_sub(since.elapsed())) {
+                Ok(batch) => {
+                    self.counters.queued_bytes.fetch_sub(batch.len(), Ordering::Relaxed);
+                    for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                        if row(line, &mut rows) {
+                            count += 1;
+                        } else {
+                            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    false
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => true,
+            };
+            if rows.len() >= INSERT_BYTES || since.elapsed() >= INSERT_EVERY || done {
+                if count > 0 {
+                    self.insert(&rows, count);
+                    rows.clear();
+                    count = 0;
+                }
+                since = Instant::now();
+            }
+            if done {
+                return;
+            }
+        }
+    }
+
+    fn out_of_grace(&self) -> bool {
+        if !self.stopping.load(Ordering::Relaxed) {
+            return false;
+        }
+        let deadline = self.deadline.get().unwrap_or_else(|| Instant::now() + SHUTDOWN_GRACE);
+        self.deadline.set(Some(deadline));
+        Instant::now() >= deadline
+    }
+
+    fn insert(&self, rows: &[u8], count: u64) {
+        let s = &self.settings;
+        let query = format!("INSERT INTO {}.{} FORMAT JSONEachRow", s.database, s.table);
+        let target = format!("/?input_format_skip_unknown_fields=1&query={}", encode(&query));
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=TRIES {
+            if self.out_of_grace() {
+                tracing::warn!(rows = count, "the process is stopping and ClickHouse took too long; rows dropped");
+                break;
+            }
+            let outcome = self.create().and_then(|()| self.post(&target, rows));
+            match outcome {
+                Ok(a) if a.status == 200 => {
+                    self.counters.inserted.fetch_add(count, Ordering::Relaxed);
+                    return;
+                }
+                outcome => {
+                    let why = match &outcome {
+                        Ok(a) => format!("{} {}", a.status, String::from_utf8_lossy(&a.body).trim()),
+                        Err(e) => e.to_string(),
+                    };
+                    // A table dropped since it was made: made again, then
+                    // tried again.
+                    if matches!(&outcome, Ok(a) if a.status == 404) {
+                        self.created.set(false);
+                    }
+                    // A refusal of the rows themselves (a 4xx other than
+                    // 404, 408 and 429: a schema the table does not have, a
+                    // proxy's body limit) will not pass on another try.
+                    let hopeless = matches!(&outcome, Ok(a) if (400..500).contains(&a.status) && !matches!(a.status, 404 | 408 | 429));
+                    if matches!(&outcome, Ok(a) if a.status == 413) {
+                        tracing::warn!(
+                            rows = count,
+                            "a proxy before ClickHouse refused a 4 MiB insert (413): raise its body limit"
+                        );
+                    }
+                    if hopeless || attempt == TRIES {
+                        tracing::warn!(rows = count, table = %s.table, why = %why, "cannot insert records into ClickHouse; dropped");
+                        break;
+                    }
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !self.out_of_grace() {
+                        std::thread::sleep(crate::post::SLICE.min(until.saturating_duration_since(Instant::now())));
+                    }
+                    backoff *= 2;
+                }
+            }
+        }
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        self.counters.dropped.fetch_add(count, Ordering::Relaxed);
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS`, once, when `create_table`. Only a
+    /// ClickHouse that cannot be reached fails the try: one that refuses
+    /// (a user without DDL rights, a table made by the operator) is told
+    /// once in the log, and the insert says whether the table is there.
+    fn create(&self) -> std::io::Result<()> {
+        if self.created.get() || !self.settings.create_table {
+            return Ok(());
+        }
+        let ddl = schema(&self.settings.database, &self.settings.table);
+        let a = self.post("/", ddl.as_bytes())?;
+        if a.status != 200 {
+            tracing::warn!(
+                status = a.status,
+                answer = %String::from_utf8_lossy(&a.body).trim(),
+                "ClickHouse refused CREATE TABLE IF NOT EXISTS; inserting into the table as it is"
+            );
+        }
+        self.created.set(true);
+        Ok(())
+    }
+
+    fn post(&self, target: &str, body: &[u8]) -> std::io::Result<crate::post::Answer> {
+        let s = &self.settings;
+        let mut headers = String::from("content-type: text/plain; charset=utf-8\r\n");
+        if let Some(user) = &s.user {
+            headers.push_str(&format!("x-clickhouse-user: {user}\r\n"));
+        }
+        if let Some(p) = &s.password {
+            headers.push_str(&format!("x-clickhouse-key: {}\r\n", p.0));
+        }
+        let started = Instant::now();
+        let mut give_up = || started.elapsed() >= s.timeout || self.out_of_grace();
+        let connect = s.timeout.min(Duration::from_secs(2));
+        crate::post::post(&s.authority, target, &headers, &[body], connect, &mut give_up)
+    }
+}
+
+/// The gateway's table: flat columns to filter on, ordered by team and
+/// time, partitioned by day, and the record itself.
+pub fn schema(database: &str, table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{table} (\
+         date Date, ts UInt64, id String, team String, key String, run String, \
+         model String, provider String, upstream_model String, status UInt16, stream UInt8, `end` String, \
+         attempts UInt8, tokens_prompt UInt64, tokens_completion UInt64, tokens_cached UInt64, \
+         cost_micro_usd UInt64, latency_ms Float64, upstream_ms Float64, ttft_ms Float64, gateway_ms Float64, \
+         bytes_in UInt64, bytes_out UInt64, cache String, \
+         guardrail_rules Array(String), guardrail_actions Array(String), record String\
+         ) ENGINE = MergeTree() PARTITION BY date ORDER BY (team, ts, id)"
+    )
+}
+
+/// One record line as a `JSONEachRow` row; false for a line that is not a
+/// record (never written by this gateway, but never a reason to stop).
+fn row(line: &[u8], out: &mut BytesMut) -> bool {
+    let Ok(Value::Object(mut r)) = serde_json::from_slice::<Value>(line) else { return false };
+    // Captured bodies stay in the files, under their retention.
+    r.remove("capture");
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+    let f = |v: Option<&Value>| v.and_then(Value::as_f64).unwrap_or(0.0);
+    let ts = n(r.get("ts"));
+    let tokens = r.get("tokens");
+    let latency = r.get("latency_ms");
+    let hits = r.get("guardrails").and_then(|g| g.get("hits")).and_then(Value::as_array);
+    let strings =
+        |field: &str| -> Vec<String> { hits.map(|h| h.iter().map(|x| s(x.get(field))).collect()).unwrap_or_default() };
+    let row = serde_json::json!({
+        "date": crate::logwriter::utc_date(ts / 1000),
+        "ts": ts,
+        "id": s(r.get("id")),
+        "team": s(r.get("team")),
+        "key": s(r.get("key")),
+        "run": s(r.get("run")),
+        "model": s(r.get("model")),
+        "provider": s(r.get("provider")),
+        "upstream_model": s(r.get("upstream_model")),
+        "status": n(r.get("status")),
+        "stream": u8::from(r.get("stream").and_then(Value::as_bool).unwrap_or(false)),
+        "end": s(r.get("end")),
+        "attempts": r.get("attempts").and_then(Value::as_array).map_or(0, |a| a.len().min(255)),
+        "tokens_prompt": n(tokens.and_then(|t| t.get("prompt"))),
+        "tokens_completion": n(tokens.and_then(|t| t.get("completion"))),
+        "tokens_cached": n(tokens.and_then(|t| t.get("cached"))),
+        "cost_micro_usd": n(r.get("cost_micro_usd")),
+        "latency_ms": f(latency.and_then(|l| l.get("total"))),
+        "upstream_ms": f(latency.and_then(|l| l.get("upstream"))),
+        "ttft_ms": f(latency.and_then(|l| l.get("ttft"))),
+        "gateway_ms": f(latency.and_then(|l| l.get("gateway"))),
+        "bytes_in": n(r.get("bytes_in")),
+        "bytes_out": n(r.get("bytes_out")),
+        "cache": s(r.get("cache").and_then(|c| c.get("outcome"))),
+        "guardrail_rules": strings("rule"),
+        "guardrail_actions": strings("action"),
+    });
+    let mut row = row;
+    row["record"] = Value::String(Value::Object(r).to_string());
+    let Ok(text) = serde_json::to_vec(&row) else { return false };
+    out.extend_from_slice(&text);
+    out.extend_from_slice(b"\n");
+    true
+}
+
+/// Percent-encodes a query for the URL's query string.
+fn encode(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() * 3);
+    for &b in q.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_becomes_a_flat_row_without_its_captured_bodies() {
+        let line = br#"{"id":"tg-1-0-1","ts":1795400000123,"team":"a","key":"k","model":"gpt-4o","provider":"up","upstream_model":"gpt-4o-2024","attempts":[{"provider":"up","status":200,"ms":1.0}],"status":200,"stream":true,"tokens":{"prompt":10,"completion":5,"cached":2},"cost_micro_usd":75,"latency_ms":{"total":3.5,"upstream":3.0,"ttft":1.0,"gateway":0.2},"bytes_in":100,"bytes_out":200,"cache":{"outcome":"miss"},"guardrails":{"profile":"p","hits":[{"rule":"pii.email","action":"redact","in":"request","text":0,"at":1,"len":5}]},"capture":{"prompt":"secret","answer":"secret"},"end":"completed"}"#;
+        let mut out = BytesMut::new();
+        assert!(row(line, &mut out));
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["date"], "2026-11-23");
+        assert_eq!(v["team"], "a");
+        assert_eq!(v["tokens_cached"], 2);
+        assert_eq!(v["attempts"], 1);
+        assert_eq!(v["guardrail_rules"], serde_json::json!(["pii.email"]));
+        assert_eq!(v["end"], "completed");
+        assert!(!out.windows(6).any(|w| w == b"secret"), "captured bodies left the files");
+        // A rejected request: nulls become empty strings and zeros.
+        let mut out = BytesMut::new();
+        assert!(row(br#"{"id":"x","ts":1,"team":null,"key":null,"model":null,"attempts":[],"status":401,"stream":false,"latency_ms":{"total":0.1},"bytes_in":0,"bytes_out":90,"end":"rejected"}"#, &mut out));
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!((v["team"].as_str(), v["status"].as_u64()), (Some(""), Some(401)));
+        assert!(!row(b"not json", &mut BytesMut::new()));
+        assert!(!row(b"[1,2]", &mut BytesMut::new()));
+    }
+
+    #[test]
+    fn the_insert_query_is_percent_encoded() {
+        assert_eq!(encode("INSERT INTO a.b FORMAT JSONEachRow"), "INSERT%20INTO%20a.b%20FORMAT%20JSONEachRow");
+    }
+}

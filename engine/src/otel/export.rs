@@ -1,0 +1,283 @@
+//! The span exporter: each worker encodes its requests' spans into a
+//! buffer of its own ([`CoreSpans`], no lock) and hands it over whole
+//! every 100 ms or at 64 KiB, as records are; one thread (`tollgate-otel`)
+//! gathers the batches and POSTs them to the collector as an OTLP/HTTP
+//! `ExportTraceServiceRequest` (protobuf), at most 1 MiB or one second
+//! apart.
+//!
+//! Bounded: the bytes handed over and not yet taken by the thread are
+//! counted, and a worker whose batch would pass `queue_bytes_max` drops it
+//! (counted as dropped spans) instead of waiting or growing. A collector
+//! that refuses (429, 502, 503, 504) or cannot be reached is tried again
+//! with back-off (four tries, 250 ms doubling); meanwhile the queue fills
+//! and what passes its bound is dropped. Once the process stops, what is
+//! left is exported within [`SHUTDOWN_GRACE`] (each try's time-out cut to
+//! what remains of it), and the rest dropped and counted, so that a dead
+//! collector cannot hold the exit. Nothing here is on a worker's
+//! path but a buffer append and, every 100 ms, a channel send.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tollgate_policy::config::telemetry::Telemetry;
+
+use super::proto::{self, attribute, Value};
+
+/// A worker's batch is handed over at this size, or every
+/// [`crate::record::FLUSH_EVERY`].
+const BATCH_BYTES: usize = 64 * 1024;
+/// One export carries at most this much (plus the last batch taken).
+const EXPORT_BYTES: usize = 1 << 20;
+/// An export is made at least this often while spans wait.
+const EXPORT_EVERY: Duration = Duration::from_secs(1);
+const TRIES: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Once the process stops, exports (tries and back-off included) get this
+/// long in all; what is left after it is dropped and counted.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A worker's spans, encoded, and how many.
+pub struct Batch {
+    bytes: BytesMut,
+    spans: u64,
+}
+
+/// What the exporter has done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes handed over by workers and not yet taken by the thread.
+    pub queued_bytes: AtomicUsize,
+    pub queue_bytes_max: usize,
+    pub exported: AtomicU64,
+    pub dropped: AtomicU64,
+    /// Exports given up after their last try.
+    pub failed: AtomicU64,
+}
+
+/// A worker's span buffer and its line to the exporter.
+pub struct CoreSpans {
+    buf: RefCell<BytesMut>,
+    spans: Cell<u64>,
+    tx: mpsc::Sender<Batch>,
+    counters: Arc<Counters>,
+    pub settings: Arc<Telemetry>,
+}
+
+impl CoreSpans {
+    pub fn new(line: &Line) -> CoreSpans {
+        CoreSpans {
+            buf: RefCell::new(BytesMut::new()),
+            spans: Cell::new(0),
+            tx: line.tx.clone(),
+            counters: line.counters.clone(),
+            settings: line.settings.clone(),
+        }
+    }
+
+    /// Appends a finished request's spans; hands the buffer over when full.
+    pub fn add(&self, trace: &crate::record::Trace<'_>, ctx: &super::Context, config: &tollgate_policy::Config) {
+        let end_ns = crate::unix_now().as_nanos() as u64;
+        let full = {
+            let mut buf = self.buf.borrow_mut();
+            let n = super::spans::write(trace, ctx, config, end_ns, &mut buf);
+            self.spans.set(self.spans.get() + u64::from(n));
+            buf.len() >= BATCH_BYTES
+        };
+        if full {
+            self.flush();
+        }
+    }
+
+    /// Hands the buffer over, or drops it when the queue is at its bound.
+    pub fn flush(&self) {
+        let mut buf = self.buf.borrow_mut();
+        if buf.is_empty() {
+            return;
+        }
+        let spans = self.spans.replace(0);
+        let len = buf.len();
+        let c = &self.counters;
+        // Checked and added in two steps: cores racing past the bound by
+        // one batch each is the most it can be passed by.
+        if c.queued_bytes.load(Ordering::Relaxed) + len > c.queue_bytes_max {
+            c.dropped.fetch_add(spans, Ordering::Relaxed);
+            buf.clear();
+            return;
+        }
+        c.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if self.tx.send(Batch { bytes: buf.split(), spans }).is_err() {
+            c.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            c.dropped.fetch_add(spans, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What each worker is given: a sender to the exporter and its counters;
+/// and the flag the process sets when it begins to stop.
+#[derive(Clone)]
+pub struct Line {
+    tx: mpsc::Sender<Batch>,
+    pub counters: Arc<Counters>,
+    settings: Arc<Telemetry>,
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Starts the exporter thread. It exits, after a last export, once every
+/// [`Line`] and [`CoreSpans`] is gone.
+pub fn start(settings: Telemetry) -> std::io::Result<(Line, std::thread::JoinHandle<()>)> {
+    let counters = Arc::new(Counters { queue_bytes_max: settings.queue_bytes_max, ..Counters::default() });
+    let (tx, rx) = mpsc::channel();
+    let settings = Arc::new(settings);
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let exporter = Exporter {
+        settings: settings.clone(),
+        counters: counters.clone(),
+        stopping: stopping.clone(),
+        deadline: Cell::new(None),
+    };
+    let handle = std::thread::Builder::new().name("tollgate-otel".into()).spawn(move || exporter.run(rx))?;
+    Ok((Line { tx, counters, settings, stopping }, handle))
+}
+
+struct Exporter {
+    settings: Arc<Telemetry>,
+    counters: Arc<Counters>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the process is first seen stopping: [`SHUTDOWN_GRACE`] on.
+    deadline: Cell<Option<Instant>>,
+}
+
+impl Exporter {
+    fn run(self, rx: mpsc::Receiver<Batch>) {
+        // Batches as the workers encoded them: sent one after the other
+        // behind one header, never copied together.
+        let mut pending: Vec<BytesMut> = Vec::new();
+        let mut pending_len = 0;
+        let mut spans = 0u64;
+        let mut since = Instant::now();
+        loop {
+            let wait = EXPORT_EVERY.saturating_sub(since.elapsed());
+            let done = match rx.recv_timeout(wait) {
+                Ok(b) => {
+                    self.counters.queued_bytes.fetch_sub(b.bytes.len(), Ordering::Relaxed);
+                    pending_len += b.bytes.len();
+                    pending.push(b.bytes);
+                    spans += b.spans;
+                    false
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => true,
+            };
+            let due = pending_len >= EXPORT_BYTES || since.elapsed() >= EXPORT_EVERY || done;
+            if due {
+                if !pending.is_empty() {
+                    self.export(&pending, pending_len, spans);
+                    pending.clear();
+                    pending_len = 0;
+                    spans = 0;
+                }
+                since = Instant::now();
+            }
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// The process is stopping and [`SHUTDOWN_GRACE`] has run out since
+    /// it was first seen stopping.
+    fn out_of_grace(&self) -> bool {
+        if !self.stopping.load(Ordering::Relaxed) {
+            return false;
+        }
+        let deadline = self.deadline.get().unwrap_or_else(|| Instant::now() + SHUTDOWN_GRACE);
+        self.deadline.set(Some(deadline));
+        Instant::now() >= deadline
+    }
+
+    /// One export of `spans` spans, tried up to [`TRIES`] times.
+    fn export(&self, batches: &[BytesMut], len: usize, spans: u64) {
+        let prefix = self.request_prefix(len);
+        let mut backoff = FIRST_BACKOFF;
+        for attempt in 1..=TRIES {
+            if self.out_of_grace() {
+                tracing::warn!(spans, "the process is stopping and the collector took too long; spans dropped");
+                break;
+            }
+            let started = Instant::now();
+            let timeout = self.settings.timeout;
+            let outcome = {
+                let mut give_up = || started.elapsed() >= timeout || self.out_of_grace();
+                post(&self.settings, &prefix, batches, &mut give_up)
+            };
+            match outcome {
+                Ok(status) if (200..300).contains(&status) => {
+                    self.counters.exported.fetch_add(spans, Ordering::Relaxed);
+                    return;
+                }
+                Ok(status) if !matches!(status, 429 | 502 | 503 | 504) => {
+                    tracing::warn!(status, spans, collector = %self.settings.authority, "the collector refused spans; dropped");
+                    break;
+                }
+                outcome => {
+                    if attempt == TRIES {
+                        tracing::warn!(?outcome, spans, collector = %self.settings.authority, "cannot export spans; dropped");
+                        break;
+                    }
+                    // Slept in slices, for the same reason.
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !self.out_of_grace() {
+                        std::thread::sleep(crate::post::SLICE.min(until.saturating_duration_since(Instant::now())));
+                    }
+                    backoff *= 2;
+                }
+            }
+        }
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        self.counters.dropped.fetch_add(spans, Ordering::Relaxed);
+    }
+
+    /// `ExportTraceServiceRequest { resource_spans: [{ resource, scope_spans:
+    /// [{ scope, spans }] }] }` up to the spans, which follow it on the
+    /// wire: `len` bytes of `ScopeSpans.spans` fields.
+    fn request_prefix(&self, len: usize) -> BytesMut {
+        let mut resource = BytesMut::with_capacity(256);
+        proto::message(&mut resource, 1, |out| {
+            attribute(out, 1, "service.name", Value::Str(&self.settings.service_name));
+            attribute(out, 1, "service.version", Value::Str(env!("CARGO_PKG_VERSION")));
+            attribute(out, 1, "telemetry.sdk.name", Value::Str("tollgate"));
+            attribute(out, 1, "telemetry.sdk.language", Value::Str("rust"));
+        });
+        let mut scope = BytesMut::with_capacity(64);
+        proto::message(&mut scope, 1, |out| {
+            proto::bytes(out, 1, b"tollgate");
+            proto::bytes(out, 2, env!("CARGO_PKG_VERSION").as_bytes());
+        });
+        let scope_spans = scope.len() + len;
+        let mut scope_spans_head = BytesMut::with_capacity(16);
+        proto::header(&mut scope_spans_head, 2, scope_spans);
+        let resource_spans = resource.len() + scope_spans_head.len() + scope_spans;
+        let mut out = BytesMut::with_capacity(resource.len() + scope.len() + 32);
+        proto::header(&mut out, 1, resource_spans);
+        out.extend_from_slice(&resource);
+        out.extend_from_slice(&scope_spans_head);
+        out.extend_from_slice(&scope);
+        out
+    }
+}
+
+/// POSTs one export; the collector's status.
+fn post(
+    settings: &Telemetry,
+    prefix: &[u8],
+    batches: &[BytesMut],
+    give_up: &mut dyn FnMut() -> bool,
+) -> std::io::Result<u16> {
+    let parts: Vec<&[u8]> = std::iter::once(prefix).chain(batches.iter().map(|b| &b[..])).collect();
+    let headers = "content-type: application/x-protobuf\r\n";
+    let connect = settings.timeout.min(Duration::from_secs(2));
+    crate::post::post(&settings.authority, &settings.path, headers, &parts, connect, give_up).map(|a| a.status)
+}

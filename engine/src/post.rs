@@ -1,0 +1,157 @@
+//! One blocking HTTP/1.1 POST from an exporter thread of the gateway's own
+//! (spans to a collector, records to ClickHouse): connect to each address
+//! the name resolves to in turn, write the head and the body's parts,
+//! read the status and the start of the answer. Reads and writes wait in
+//! short slices and ask `give_up` between them, so that the caller's
+//! time-out, or the end of its shutdown grace, stops a try wherever it is.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// A blocked read or write looks at the clock this often.
+pub const SLICE: Duration = Duration::from_millis(100);
+/// What is kept of an answer's bytes (head and body), for the logs.
+const ANSWER_BYTES_MAX: usize = 1024;
+
+/// The status, and the first bytes of the answer's body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// POSTs `parts` (the body, in order) to `authority` and `target` (path
+/// and query), with `headers` (whole lines, each ending in CRLF).
+pub fn post(
+    authority: &str,
+    target: &str,
+    headers: &str,
+    parts: &[&[u8]],
+    connect_timeout: Duration,
+    give_up: &mut dyn FnMut() -> bool,
+) -> std::io::Result<Answer> {
+    let timed_out = || std::io::Error::new(ErrorKind::TimedOut, "no answer in time");
+    let mut last = std::io::Error::new(ErrorKind::NotFound, "the name resolves to no address");
+    let mut connected = None;
+    // `localhost` may give `::1` first to a server on 127.0.0.1 only.
+    for addr in authority.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, connect_timeout) {
+            Ok(s) => {
+                connected = Some(s);
+                break;
+            }
+            Err(e) => last = e,
+        }
+        if give_up() {
+            return Err(timed_out());
+        }
+    }
+    let mut s = connected.ok_or(last)?;
+    s.set_write_timeout(Some(SLICE))?;
+    s.set_read_timeout(Some(SLICE))?;
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let head = format!(
+        "POST {target} HTTP/1.1\r\nhost: {authority}\r\n{headers}content-length: {len}\r\nconnection: close\r\nuser-agent: tollgate/{}\r\n\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let waiting =
+        |e: &std::io::Error| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted);
+    // A server may answer before it has read the body (a refusal, a
+    // proxy's limit) and close: its answer, not the broken pipe, is what
+    // the caller needs.
+    let mut write_error = None;
+    'writing: for mut data in std::iter::once(head.as_bytes()).chain(parts.iter().copied()) {
+        while !data.is_empty() {
+            match s.write(data) {
+                Ok(0) => {
+                    write_error = Some(ErrorKind::WriteZero.into());
+                    break 'writing;
+                }
+                Ok(n) => data = &data[n..],
+                Err(e) if waiting(&e) => {
+                    if give_up() {
+                        return Err(timed_out());
+                    }
+                }
+                Err(e) => {
+                    write_error = Some(e);
+                    break 'writing;
+                }
+            }
+        }
+    }
+    // The status line, and as much of the rest as fits: the server closes
+    // (`connection: close`) once it has answered.
+    let mut answer = Vec::with_capacity(256);
+    let mut chunk = [0u8; 512];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&chunk[..n.min(ANSWER_BYTES_MAX.saturating_sub(answer.len()))]);
+                if answer.len() >= ANSWER_BYTES_MAX {
+                    break;
+                }
+            }
+            Err(e) if waiting(&e) => {
+                // A status line and a blank line are enough once the server
+                // stops sending.
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.len() >= 12 {
+                    break;
+                }
+                if give_up() {
+                    return Err(timed_out());
+                }
+            }
+            Err(_) if answer.len() >= 12 || write_error.is_some() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    match (parse(&answer), write_error) {
+        (Some(a), _) => Ok(a),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(std::io::Error::new(ErrorKind::InvalidData, "not an HTTP answer")),
+    }
+}
+
+/// `HTTP/1.x NNN ...`, then the body after the blank line.
+fn parse(answer: &[u8]) -> Option<Answer> {
+    if answer.len() < 12 || !answer.starts_with(b"HTTP/1.") || answer[8] != b' ' {
+        return None;
+    }
+    let digits = &answer[9..12];
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let status = digits.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    let body = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(Vec::new(), |i| answer[i + 4..].to_vec());
+    Some(Answer { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(parse(b"HTTP/1.1 200 OK\r\n\r\n").unwrap().status, 200);
+        let a = parse(b"HTTP/1.0 500 Oops\r\ncontent-length: 3\r\n\r\nbad").unwrap();
+        assert_eq!((a.status, a.body.as_slice()), (500, &b"bad"[..]));
+        for bad in [
+            &b""[..],
+            b"HTTP/1.1 20",
+            b"HTTP/1.1 +20 x\r\n",
+            b"HTTP/2.0 200 OK\r\n",
+            b"HTTP/1.1  200 OK",
+            b"garbage here",
+        ] {
+            assert!(parse(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        // Every prefix of a good answer, and non-ASCII where digits go: no panic.
+        let good = "HTTP/1.1 204 No Content\r\n\r\n";
+        for n in 0..good.len() {
+            let _ = parse(&good.as_bytes()[..n]);
+        }
+        assert!(parse("HTTP/1.1 2\u{e9}0 x\r\n".as_bytes()).is_none());
+    }
+}

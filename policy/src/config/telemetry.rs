@@ -1,0 +1,117 @@
+//! The `[telemetry]` section: where the gateway's OpenTelemetry traces go
+//! (OTLP over HTTP, protobuf), under which service name, how many of the
+//! requests that start a trace are traced, and how much may wait for the
+//! collector. No section: no spans are made.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::report::Report;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    pub otlp_endpoint: Spanned<String>,
+    pub service_name: Option<Spanned<String>>,
+    pub sample_ratio: Option<Spanned<f64>>,
+    pub queue_bytes_max: Option<Spanned<u64>>,
+    pub timeout_ms: Option<Spanned<u64>>,
+}
+
+/// A validated `[telemetry]` (read at start).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Telemetry {
+    /// `host:port` of the collector's OTLP/HTTP receiver.
+    pub authority: String,
+    /// The traces path: as written, or `/v1/traces` when the URL has none
+    /// (OTLP's rule for a base endpoint).
+    pub path: String,
+    /// The resource's `service.name`.
+    pub service_name: String,
+    /// Of the requests that arrive without a sampled parent, the share
+    /// traced (by trace id, so every node agrees). A request whose
+    /// `traceparent` is sampled is traced; one whose parent is not, is not.
+    pub sample_ratio: f64,
+    /// Encoded spans waiting for the exporter, at most: past it, spans are
+    /// dropped (and counted), never waited for.
+    pub queue_bytes_max: usize,
+    /// Connect, write and read time-out of one export.
+    pub timeout: std::time::Duration,
+}
+
+/// Four of a worker's batches (`engine::otel::export`).
+pub const QUEUE_BYTES_MIN: u64 = 256 * 1024;
+
+pub(super) fn validate(raw: &RawTelemetry, report: &mut Report<'_>) -> Telemetry {
+    let url = raw.otlp_endpoint.get_ref();
+    let (authority, path) = match url.strip_prefix("http://") {
+        Some(rest) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let ok = authority.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            // What goes into the request line and `host` as written.
+            let clean = url.bytes().all(|b| b.is_ascii_graphic()) && !authority.contains('@');
+            if !clean {
+                report.add(
+                    raw.otlp_endpoint.span(),
+                    format!(
+                        "otlp_endpoint {url:?} holds spaces, control characters or user@: http://host:4318/v1/traces"
+                    ),
+                );
+            } else if !ok {
+                report.add(
+                    raw.otlp_endpoint.span(),
+                    format!("otlp_endpoint {url:?} needs a host and a port: http://host:4318/v1/traces"),
+                );
+            }
+            let path = if path.is_empty() { "/v1/traces".to_string() } else { format!("/{path}") };
+            (authority.to_string(), path)
+        }
+        None => {
+            report.add(
+                raw.otlp_endpoint.span(),
+                format!(
+                    "otlp_endpoint {url:?} must be http://host:port[/path]: send to an OpenTelemetry Collector beside the gateway, which forwards over TLS"
+                ),
+            );
+            (String::new(), String::new())
+        }
+    };
+    let service_name = raw.service_name.as_ref().map_or("tollgate".to_string(), |s| {
+        if s.get_ref().trim().is_empty() {
+            report.add(s.span(), "service_name is empty; name the service, or remove it for \"tollgate\"".to_string());
+        }
+        s.get_ref().clone()
+    });
+    let sample_ratio = raw.sample_ratio.as_ref().map_or(1.0, |r| {
+        let v = *r.get_ref();
+        if !(0.0..=1.0).contains(&v) {
+            report.add(r.span(), format!("sample_ratio {v} must be between 0 and 1 (1: every request is traced)"));
+        }
+        v
+    });
+    let queue_bytes_max = raw.queue_bytes_max.as_ref().map_or(16 << 20, |q| {
+        let v = *q.get_ref();
+        if v < QUEUE_BYTES_MIN {
+            report.add(
+                q.span(),
+                format!("queue_bytes_max {v} is below {QUEUE_BYTES_MIN} (four of a worker's 64 KiB batches); raise it"),
+            );
+        }
+        v as usize
+    });
+    let timeout_ms = raw.timeout_ms.as_ref().map_or(5_000, |t| {
+        let v = *t.get_ref();
+        if v == 0 || v > 60_000 {
+            report.add(t.span(), format!("timeout_ms {v} must be between 1 and 60000"));
+        }
+        v
+    });
+    Telemetry {
+        authority,
+        path,
+        service_name,
+        sample_ratio,
+        queue_bytes_max,
+        timeout: std::time::Duration::from_millis(timeout_ms),
+    }
+}
