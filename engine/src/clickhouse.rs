@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use std::borrow::Cow;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 use tollgate_policy::config::clickhouse::ClickHouse;
 
@@ -252,55 +254,171 @@ pub fn schema(database: &str, table: &str) -> String {
     )
 }
 
+/// What a row takes from a record, borrowed from its line where no
+/// escape needs undoing; fields it does not name are skipped unread.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Record<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    ts: u64,
+    #[serde(borrow)]
+    team: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    run: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    provider: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    upstream_model: Option<Cow<'a, str>>,
+    status: u16,
+    stream: bool,
+    #[serde(borrow)]
+    end: Option<Cow<'a, str>>,
+    attempts: Vec<serde::de::IgnoredAny>,
+    tokens: Option<Tokens>,
+    cost_micro_usd: Option<u64>,
+    latency_ms: Option<Latency>,
+    bytes_in: u64,
+    bytes_out: u64,
+    #[serde(borrow)]
+    cache: Option<CacheOutcome<'a>>,
+    #[serde(borrow)]
+    guardrails: Option<Guardrails<'a>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Tokens {
+    prompt: u64,
+    completion: u64,
+    cached: u64,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Latency {
+    total: f64,
+    upstream: f64,
+    ttft: f64,
+    gateway: f64,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct CacheOutcome<'a> {
+    #[serde(borrow)]
+    outcome: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct Guardrails<'a> {
+    #[serde(borrow)]
+    hits: Vec<GuardHit<'a>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct GuardHit<'a> {
+    #[serde(borrow)]
+    rule: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    action: Option<Cow<'a, str>>,
+}
+
+/// A row as the table takes it.
+#[derive(serde::Serialize)]
+struct Row<'r> {
+    date: String,
+    ts: u64,
+    id: &'r str,
+    team: &'r str,
+    key: &'r str,
+    run: &'r str,
+    model: &'r str,
+    provider: &'r str,
+    upstream_model: &'r str,
+    status: u16,
+    stream: u8,
+    end: &'r str,
+    attempts: u8,
+    tokens_prompt: u64,
+    tokens_completion: u64,
+    tokens_cached: u64,
+    cost_micro_usd: u64,
+    latency_ms: f64,
+    upstream_ms: f64,
+    ttft_ms: f64,
+    gateway_ms: f64,
+    bytes_in: u64,
+    bytes_out: u64,
+    cache: &'r str,
+    guardrail_rules: Vec<&'r str>,
+    guardrail_actions: Vec<&'r str>,
+    record: &'r str,
+}
+
+/// A field's text, or empty.
+fn s<'r>(v: &'r Option<Cow<'_, str>>) -> &'r str {
+    v.as_deref().unwrap_or("")
+}
+
 /// One record line as a `JSONEachRow` row; false for a line that is not a
 /// record (never written by this gateway, but never a reason to stop).
-fn row(line: &[u8], out: &mut BytesMut) -> bool {
-    let Ok(Value::Object(mut r)) = serde_json::from_slice::<Value>(line) else { return false };
-    // Captured bodies stay in the files, under their retention.
-    r.remove("capture");
-    let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
-    let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
-    let f = |v: Option<&Value>| v.and_then(Value::as_f64).unwrap_or(0.0);
-    let ts = n(r.get("ts"));
-    let tokens = r.get("tokens");
-    let latency = r.get("latency_ms");
-    let hits = r.get("guardrails").and_then(|g| g.get("hits")).and_then(Value::as_array);
-    let strings =
-        |field: &str| -> Vec<String> { hits.map(|h| h.iter().map(|x| s(x.get(field))).collect()).unwrap_or_default() };
-    let row = serde_json::json!({
-        "date": crate::logwriter::utc_date(ts / 1000),
-        "ts": ts,
-        "id": s(r.get("id")),
-        "team": s(r.get("team")),
-        "key": s(r.get("key")),
-        "run": s(r.get("run")),
-        "model": s(r.get("model")),
-        "provider": s(r.get("provider")),
-        "upstream_model": s(r.get("upstream_model")),
-        "status": n(r.get("status")),
-        "stream": u8::from(r.get("stream").and_then(Value::as_bool).unwrap_or(false)),
-        "end": s(r.get("end")),
-        "attempts": r.get("attempts").and_then(Value::as_array).map_or(0, |a| a.len().min(255)),
-        "tokens_prompt": n(tokens.and_then(|t| t.get("prompt"))),
-        "tokens_completion": n(tokens.and_then(|t| t.get("completion"))),
-        "tokens_cached": n(tokens.and_then(|t| t.get("cached"))),
-        "cost_micro_usd": n(r.get("cost_micro_usd")),
-        "latency_ms": f(latency.and_then(|l| l.get("total"))),
-        "upstream_ms": f(latency.and_then(|l| l.get("upstream"))),
-        "ttft_ms": f(latency.and_then(|l| l.get("ttft"))),
-        "gateway_ms": f(latency.and_then(|l| l.get("gateway"))),
-        "bytes_in": n(r.get("bytes_in")),
-        "bytes_out": n(r.get("bytes_out")),
-        "cache": s(r.get("cache").and_then(|c| c.get("outcome"))),
-        "guardrail_rules": strings("rule"),
-        "guardrail_actions": strings("action"),
-    });
-    let mut row = row;
-    row["record"] = Value::String(Value::Object(r).to_string());
-    let Ok(text) = serde_json::to_vec(&row) else { return false };
-    out.extend_from_slice(&text);
+pub fn row(line: &[u8], out: &mut BytesMut) -> bool {
+    let Ok(text) = std::str::from_utf8(line) else { return false };
+    let Ok(r) = serde_json::from_str::<Record<'_>>(text) else { return false };
+    // Captured bodies stay in the files, under their retention: a record
+    // with them is stored without them (rewritten: the rare, slow path).
+    let stripped;
+    let record = if memchr::memmem::find(line, b"\"capture\"").is_some() {
+        let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(text) else { return false };
+        m.remove("capture");
+        stripped = Value::Object(m).to_string();
+        stripped.as_str()
+    } else {
+        text
+    };
+    let (tokens, latency) = (r.tokens.unwrap_or_default(), r.latency_ms.unwrap_or_default());
+    let hits = r.guardrails.as_ref().map_or(&[][..], |g| &g.hits[..]);
+    let row = Row {
+        date: crate::logwriter::utc_date(r.ts / 1000),
+        ts: r.ts,
+        id: s(&r.id),
+        team: s(&r.team),
+        key: s(&r.key),
+        run: s(&r.run),
+        model: s(&r.model),
+        provider: s(&r.provider),
+        upstream_model: s(&r.upstream_model),
+        status: r.status,
+        stream: u8::from(r.stream),
+        end: s(&r.end),
+        attempts: r.attempts.len().min(255) as u8,
+        tokens_prompt: tokens.prompt,
+        tokens_completion: tokens.completion,
+        tokens_cached: tokens.cached,
+        cost_micro_usd: r.cost_micro_usd.unwrap_or(0),
+        latency_ms: latency.total,
+        upstream_ms: latency.upstream,
+        ttft_ms: latency.ttft,
+        gateway_ms: latency.gateway,
+        bytes_in: r.bytes_in,
+        bytes_out: r.bytes_out,
+        cache: r.cache.as_ref().map_or("", |c| s(&c.outcome)),
+        guardrail_rules: hits.iter().map(|h| s(&h.rule)).collect(),
+        guardrail_actions: hits.iter().map(|h| s(&h.action)).collect(),
+        record,
+    };
+    let mut w = std::mem::take(out).writer();
+    let ok = serde_json::to_writer(&mut w, &row).is_ok();
+    *out = w.into_inner();
     out.extend_from_slice(b"\n");
-    true
+    ok
 }
 
 /// Percent-encodes a query for the URL's query string.
