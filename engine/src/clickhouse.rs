@@ -11,7 +11,7 @@
 //! dropped (its rows counted as dropped); an insert that fails is tried
 //! again with back-off (four tries, 250 ms doubling), and its rows are
 //! counted as dropped after the last. On shutdown what is left is inserted
-//! within [`SHUTDOWN_GRACE`]. Captured prompts and answers are left out of
+//! within [`crate::post::SHUTDOWN_GRACE`]. Captured prompts and answers are left out of
 //! the table: they stay in the local files, under their retention period
 //! (ClickHouse 18 has no per-column expiry to apply it there).
 //!
@@ -19,12 +19,11 @@
 //! written twice: a `ReplicatedMergeTree` table deduplicates such blocks;
 //! the default `MergeTree` does not.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
-
-use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
@@ -32,9 +31,6 @@ use tollgate_policy::config::clickhouse::ClickHouse;
 
 const INSERT_BYTES: usize = 4 << 20;
 const INSERT_EVERY: Duration = Duration::from_secs(1);
-const TRIES: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the insert thread has done, for `/metrics`.
 #[derive(Debug, Default)]
@@ -84,15 +80,9 @@ pub struct Started {
 
 pub fn start(settings: ClickHouse) -> std::io::Result<Started> {
     let counters = Arc::new(Counters { queue_bytes_max: settings.queue_bytes_max, ..Counters::default() });
-    let stopping = Arc::new(AtomicBool::new(false));
+    let (grace, stopping) = crate::post::Grace::new();
     let (tx, rx) = mpsc::channel();
-    let inserter = Inserter {
-        settings,
-        counters: counters.clone(),
-        stopping: stopping.clone(),
-        deadline: Cell::new(None),
-        created: Cell::new(false),
-    };
+    let inserter = Inserter { settings, counters: counters.clone(), grace, created: Cell::new(false) };
     let thread = std::thread::Builder::new().name("tollgate-clickhouse".into()).spawn(move || inserter.run(rx))?;
     Ok(Started { sink: Sink { tx, counters: counters.clone() }, counters, stopping, thread })
 }
@@ -100,8 +90,7 @@ pub fn start(settings: ClickHouse) -> std::io::Result<Started> {
 struct Inserter {
     settings: ClickHouse,
     counters: Arc<Counters>,
-    stopping: Arc<AtomicBool>,
-    deadline: Cell<Option<Instant>>,
+    grace: crate::post::Grace,
     /// The table is known to exist.
     created: Cell<bool>,
 }
@@ -141,22 +130,13 @@ impl Inserter {
         }
     }
 
-    fn out_of_grace(&self) -> bool {
-        if !self.stopping.load(Ordering::Relaxed) {
-            return false;
-        }
-        let deadline = self.deadline.get().unwrap_or_else(|| Instant::now() + SHUTDOWN_GRACE);
-        self.deadline.set(Some(deadline));
-        Instant::now() >= deadline
-    }
-
     fn insert(&self, rows: &[u8], count: u64) {
         let s = &self.settings;
         let query = format!("INSERT INTO {}.{} FORMAT JSONEachRow", s.database, s.table);
         let target = format!("/?input_format_skip_unknown_fields=1&query={}", encode(&query));
-        let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=TRIES {
-            if self.out_of_grace() {
+        let mut backoff = crate::post::FIRST_BACKOFF;
+        for attempt in 1..=crate::post::TRIES {
+            if self.grace.over() {
                 tracing::warn!(rows = count, "the process is stopping and ClickHouse took too long; rows dropped");
                 break;
             }
@@ -186,14 +166,11 @@ impl Inserter {
                             "a proxy before ClickHouse refused a 4 MiB insert (413): raise its body limit"
                         );
                     }
-                    if hopeless || attempt == TRIES {
+                    if hopeless || attempt == crate::post::TRIES {
                         tracing::warn!(rows = count, table = %s.table, why = %why, "cannot insert records into ClickHouse; dropped");
                         break;
                     }
-                    let until = Instant::now() + backoff;
-                    while Instant::now() < until && !self.out_of_grace() {
-                        std::thread::sleep(crate::post::SLICE.min(until.saturating_duration_since(Instant::now())));
-                    }
+                    self.grace.sleep(backoff);
                     backoff *= 2;
                 }
             }
@@ -233,7 +210,7 @@ impl Inserter {
             headers.push_str(&format!("x-clickhouse-key: {}\r\n", p.0));
         }
         let started = Instant::now();
-        let mut give_up = || started.elapsed() >= s.timeout || self.out_of_grace();
+        let mut give_up = || started.elapsed() >= s.timeout || self.grace.over();
         let connect = s.timeout.min(Duration::from_secs(2));
         crate::post::post(&s.authority, target, &headers, &[body], connect, &mut give_up)
     }

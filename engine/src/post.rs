@@ -5,12 +5,57 @@
 //! short slices and ask `give_up` between them, so that the caller's
 //! time-out, or the end of its shutdown grace, stops a try wherever it is.
 
+use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A blocked read or write looks at the clock this often.
 pub const SLICE: Duration = Duration::from_millis(100);
+/// An export or insert is tried this many times, waiting
+/// [`FIRST_BACKOFF`] before the second, doubling.
+pub const TRIES: u32 = 4;
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Once the process stops, an exporter's last tries (back-off included)
+/// get this long in all; what is left after it is dropped and counted.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// An exporter thread's shutdown grace: the flag the process sets once
+/// the exporter has been given everything it will get, and the deadline
+/// that starts when the exporter first sees it.
+pub struct Grace {
+    stopping: Arc<AtomicBool>,
+    deadline: Cell<Option<Instant>>,
+}
+
+impl Grace {
+    /// The grace, and the flag for the process to set.
+    pub fn new() -> (Grace, Arc<AtomicBool>) {
+        let stopping = Arc::new(AtomicBool::new(false));
+        (Grace { stopping: stopping.clone(), deadline: Cell::new(None) }, stopping)
+    }
+
+    /// The process is stopping and the grace has run out.
+    pub fn over(&self) -> bool {
+        if !self.stopping.load(Ordering::Relaxed) {
+            return false;
+        }
+        let deadline = self.deadline.get().unwrap_or_else(|| Instant::now() + SHUTDOWN_GRACE);
+        self.deadline.set(Some(deadline));
+        Instant::now() >= deadline
+    }
+
+    /// Sleeps `d` in slices, ending early when the grace runs out.
+    pub fn sleep(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !self.over() {
+            std::thread::sleep(SLICE.min(until.saturating_duration_since(Instant::now())));
+        }
+    }
+}
+
 /// What is kept of an answer's bytes (head and body), for the logs.
 const ANSWER_BYTES_MAX: usize = 1024;
 

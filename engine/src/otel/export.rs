@@ -11,7 +11,7 @@
 //! that refuses (429, 502, 503, 504) or cannot be reached is tried again
 //! with back-off (four tries, 250 ms doubling); meanwhile the queue fills
 //! and what passes its bound is dropped. Once the process stops, what is
-//! left is exported within [`SHUTDOWN_GRACE`] (each try's time-out cut to
+//! left is exported within [`crate::post::SHUTDOWN_GRACE`] (each try's time-out cut to
 //! what remains of it), and the rest dropped and counted, so that a dead
 //! collector cannot hold the exit. Nothing here is on a worker's
 //! path but a buffer append and, every 100 ms, a channel send.
@@ -33,11 +33,6 @@ const BATCH_BYTES: usize = 64 * 1024;
 const EXPORT_BYTES: usize = 1 << 20;
 /// An export is made at least this often while spans wait.
 const EXPORT_EVERY: Duration = Duration::from_secs(1);
-const TRIES: u32 = 4;
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// Once the process stops, exports (tries and back-off included) get this
-/// long in all; what is left after it is dropped and counted.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A worker's spans, encoded, and how many.
 pub struct Batch {
@@ -131,13 +126,8 @@ pub fn start(settings: Telemetry) -> std::io::Result<(Line, std::thread::JoinHan
     let counters = Arc::new(Counters { queue_bytes_max: settings.queue_bytes_max, ..Counters::default() });
     let (tx, rx) = mpsc::channel();
     let settings = Arc::new(settings);
-    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let exporter = Exporter {
-        settings: settings.clone(),
-        counters: counters.clone(),
-        stopping: stopping.clone(),
-        deadline: Cell::new(None),
-    };
+    let (grace, stopping) = crate::post::Grace::new();
+    let exporter = Exporter { settings: settings.clone(), counters: counters.clone(), grace };
     let handle = std::thread::Builder::new().name("tollgate-otel".into()).spawn(move || exporter.run(rx))?;
     Ok((Line { tx, counters, settings, stopping }, handle))
 }
@@ -145,9 +135,7 @@ pub fn start(settings: Telemetry) -> std::io::Result<(Line, std::thread::JoinHan
 struct Exporter {
     settings: Arc<Telemetry>,
     counters: Arc<Counters>,
-    stopping: Arc<std::sync::atomic::AtomicBool>,
-    /// Set when the process is first seen stopping: [`SHUTDOWN_GRACE`] on.
-    deadline: Cell<Option<Instant>>,
+    grace: crate::post::Grace,
 }
 
 impl Exporter {
@@ -187,30 +175,19 @@ impl Exporter {
         }
     }
 
-    /// The process is stopping and [`SHUTDOWN_GRACE`] has run out since
-    /// it was first seen stopping.
-    fn out_of_grace(&self) -> bool {
-        if !self.stopping.load(Ordering::Relaxed) {
-            return false;
-        }
-        let deadline = self.deadline.get().unwrap_or_else(|| Instant::now() + SHUTDOWN_GRACE);
-        self.deadline.set(Some(deadline));
-        Instant::now() >= deadline
-    }
-
-    /// One export of `spans` spans, tried up to [`TRIES`] times.
+    /// One export of `spans` spans, tried up to [`crate::post::TRIES`] times.
     fn export(&self, batches: &[BytesMut], len: usize, spans: u64) {
         let prefix = self.request_prefix(len);
-        let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=TRIES {
-            if self.out_of_grace() {
+        let mut backoff = crate::post::FIRST_BACKOFF;
+        for attempt in 1..=crate::post::TRIES {
+            if self.grace.over() {
                 tracing::warn!(spans, "the process is stopping and the collector took too long; spans dropped");
                 break;
             }
             let started = Instant::now();
             let timeout = self.settings.timeout;
             let outcome = {
-                let mut give_up = || started.elapsed() >= timeout || self.out_of_grace();
+                let mut give_up = || started.elapsed() >= timeout || self.grace.over();
                 post(&self.settings, &prefix, batches, &mut give_up)
             };
             match outcome {
@@ -223,15 +200,11 @@ impl Exporter {
                     break;
                 }
                 outcome => {
-                    if attempt == TRIES {
+                    if attempt == crate::post::TRIES {
                         tracing::warn!(?outcome, spans, collector = %self.settings.authority, "cannot export spans; dropped");
                         break;
                     }
-                    // Slept in slices, for the same reason.
-                    let until = Instant::now() + backoff;
-                    while Instant::now() < until && !self.out_of_grace() {
-                        std::thread::sleep(crate::post::SLICE.min(until.saturating_duration_since(Instant::now())));
-                    }
+                    self.grace.sleep(backoff);
                     backoff *= 2;
                 }
             }
