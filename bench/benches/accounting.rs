@@ -133,8 +133,9 @@ fn spans(c: &mut Criterion) {
     c.bench_function("spans_per_request", |b| {
         b.iter(|| {
             let mut trace = Trace::new(recorder.next_id());
-            trace.front = Some(Front::OpenAi);
-            let ctx = tollgate_engine::otel::Context::start(Some(black_box(&traceparent[..])), 1.0, &state.rng);
+            trace.operation = "chat";
+            let ctx =
+                tollgate_engine::trace_context::Context::start(Some(black_box(&traceparent[..])), 1.0, &state.rng);
             trace.key = Some(key);
             trace.route = Some(0);
             trace.attempt(0, trace.started, Ok(200));

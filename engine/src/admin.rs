@@ -51,8 +51,10 @@ pub fn start(
     reloader: Arc<Mutex<Reloader>>,
     totals: Arc<Mutex<Totals>>,
     hosts: Vec<String>,
+    clickhouse: Option<tollgate_policy::config::clickhouse::ClickHouse>,
 ) -> std::io::Result<SocketAddr> {
     let hosts = Arc::new(hosts);
+    let clickhouse = Arc::new(clickhouse);
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     let open = Arc::new(AtomicUsize::new(0));
@@ -66,6 +68,7 @@ pub fn start(
                 continue;
             }
             let (reloader, totals, hosts) = (reloader.clone(), totals.clone(), hosts.clone());
+            let clickhouse = clickhouse.clone();
             // Gives the count back however the thread ends (a panic too),
             // or when it never starts (the closure is dropped).
             let slot = Slot(open.clone());
@@ -73,7 +76,7 @@ pub fn start(
             // blocking the next one.
             let spawned = std::thread::Builder::new().name("tollgate-admin-conn".into()).spawn(move || {
                 let _slot = slot;
-                let _ = serve(stream, &reloader, &totals, &hosts);
+                let _ = serve(stream, &reloader, &totals, &hosts, clickhouse.as_ref().as_ref());
             });
             if spawned.is_err() {
                 tracing::warn!("cannot start an admin connection thread");
@@ -133,6 +136,7 @@ fn serve(
     reloader: &Mutex<Reloader>,
     totals: &Mutex<Totals>,
     hosts: &[String],
+    clickhouse: Option<&tollgate_policy::config::clickhouse::ClickHouse>,
 ) -> std::io::Result<()> {
     // The whole head within ADMIN_READ (each read gets what is left), and
     // no answer held by a client that does not read.
@@ -195,14 +199,16 @@ fn serve(
             );
         }
     };
-    let open =
-        matches!((head.method, head.path()), (Method::Get, b"/healthz" | b"/" | b"/admin/stats" | b"/admin/series"));
+    let open = matches!(
+        (head.method, head.path()),
+        (Method::Get, b"/healthz" | b"/" | b"/admin/stats" | b"/admin/series" | b"/admin/requests")
+    );
     if let (Role::Viewer(_), false) = (&role, open) {
         return respond(
             &mut stream,
             403,
             &error_json(
-                "a viewer token reads /admin/stats, /admin/series and the dashboard for its teams only; this endpoint needs an admin token",
+                "a viewer token reads /admin/stats, /admin/series, /admin/requests and the dashboard for its teams only; this endpoint needs an admin token",
                 "admin_token_required",
             ),
         );
@@ -219,6 +225,26 @@ fn serve(
         (Method::Get, b"/admin/series") => {
             match series_json(&head, role.scope(), totals) {
                 Ok(json) => respond(&mut stream, 200, &json),
+                Err(problem) => respond(&mut stream, 400, &error_json(&problem, "invalid_query")),
+            }
+        }
+        (Method::Get, b"/admin/requests") => {
+            let Some(ch) = clickhouse else {
+                return respond(
+                    &mut stream,
+                    501,
+                    &error_json(
+                        "the request explorer reads the records in ClickHouse: add a [clickhouse] section (docs/configuration.md); `tollgate report` reads the local files",
+                        "explorer_needs_clickhouse",
+                    ),
+                );
+            };
+            let query = query_pairs(&head).and_then(|pairs| crate::explorer::parse(&pairs));
+            match query {
+                Ok(q) => {
+                    let (status, content_type, body) = crate::explorer::answer(ch, &q, role.scope());
+                    respond_as(&mut stream, status, content_type, &body)
+                }
                 Err(problem) => respond(&mut stream, 400, &error_json(&problem, "invalid_query")),
             }
         }
@@ -247,26 +273,35 @@ fn serve(
             &mut stream,
             404,
             &error_json(
-                "admin endpoints: GET /admin/stats, GET /admin/series, GET /admin/config, POST /admin/reload, GET /metrics",
+                "admin endpoints: GET /admin/stats, GET /admin/series, GET /admin/requests, GET /admin/config, POST /admin/reload, GET /metrics",
                 "unknown_url",
             ),
         ),
     }
 }
 
-/// `GET /admin/series?window=hour|day&team=&key=&model=&provider=`: the
-/// history summed over what the filters match, within the caller's scope.
-fn series_json(head: &RequestHead, scope: Option<&[String]>, totals: &Mutex<Totals>) -> Result<String, String> {
-    use crate::stats::series::{Filter, Window};
+/// The query string's pairs, percent-decoded (`+` as a space).
+fn query_pairs(head: &RequestHead) -> Result<Vec<(String, String)>, String> {
     let target = std::str::from_utf8(head.target()).map_err(|_| "the query is not UTF-8".to_string())?;
     let query = target.split_once('?').map_or("", |(_, q)| q);
-    let mut window = Window::Hour;
-    let mut values: [Option<String>; 4] = Default::default();
+    let mut pairs = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = String::from_utf8(tollgate_protocol::sigv4::percent_decode(&value.replace('+', " ")))
             .map_err(|_| format!("{name} is not UTF-8 once decoded"))?;
-        let slot = match name {
+        pairs.push((name.to_string(), value));
+    }
+    Ok(pairs)
+}
+
+/// `GET /admin/series?window=hour|day&team=&key=&model=&provider=`: the
+/// history summed over what the filters match, within the caller's scope.
+fn series_json(head: &RequestHead, scope: Option<&[String]>, totals: &Mutex<Totals>) -> Result<String, String> {
+    use crate::stats::series::{Filter, Window};
+    let mut window = Window::Hour;
+    let mut values: [Option<String>; 4] = Default::default();
+    for (name, value) in query_pairs(head)? {
+        let slot = match name.as_str() {
             "window" => {
                 window = match value.as_str() {
                     "hour" => Window::Hour,

@@ -201,19 +201,30 @@ impl Inserter {
     }
 
     fn post(&self, target: &str, body: &[u8]) -> std::io::Result<crate::post::Answer> {
-        let s = &self.settings;
-        let mut headers = String::from("content-type: text/plain; charset=utf-8\r\n");
-        if let Some(user) = &s.user {
-            headers.push_str(&format!("x-clickhouse-user: {user}\r\n"));
-        }
-        if let Some(p) = &s.password {
-            headers.push_str(&format!("x-clickhouse-key: {}\r\n", p.0));
-        }
         let started = Instant::now();
-        let mut give_up = || started.elapsed() >= s.timeout || self.grace.over();
-        let connect = s.timeout.min(Duration::from_secs(2));
-        crate::post::post(&s.authority, target, &headers, &[body], connect, &mut give_up)
+        let timeout = self.settings.timeout;
+        let mut give_up = || started.elapsed() >= timeout || self.grace.over();
+        request(&self.settings, target, body, crate::post::ANSWER_BYTES_LOGGED, &mut give_up)
     }
+}
+
+/// One POST to ClickHouse's HTTP interface as the configured user.
+pub fn request(
+    s: &ClickHouse,
+    target: &str,
+    body: &[u8],
+    answer_max: usize,
+    give_up: &mut dyn FnMut() -> bool,
+) -> std::io::Result<crate::post::Answer> {
+    let mut headers = String::from("content-type: text/plain; charset=utf-8\r\n");
+    if let Some(user) = &s.user {
+        headers.push_str(&format!("x-clickhouse-user: {user}\r\n"));
+    }
+    if let Some(p) = &s.password {
+        headers.push_str(&format!("x-clickhouse-key: {}\r\n", p.0));
+    }
+    let connect = s.timeout.min(Duration::from_secs(2));
+    crate::post::post(&s.authority, target, &headers, &[body], connect, answer_max, give_up)
 }
 
 /// The gateway's table: flat columns to filter on, ordered by team and
@@ -363,7 +374,7 @@ pub fn row(line: &[u8], out: &mut BytesMut) -> bool {
     let (tokens, latency) = (r.tokens.unwrap_or_default(), r.latency_ms.unwrap_or_default());
     let hits = r.guardrails.as_ref().map_or(&[][..], |g| &g.hits[..]);
     let row = Row {
-        date: crate::logwriter::utc_date(r.ts / 1000),
+        date: tollgate_policy::calendar::utc_date(r.ts / 1000),
         ts: r.ts,
         id: s(&r.id),
         team: s(&r.team),

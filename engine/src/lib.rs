@@ -41,6 +41,7 @@ pub mod conn;
 pub mod cut;
 pub mod downstream;
 pub mod error;
+pub mod explorer;
 pub mod idle;
 pub mod imds;
 pub(crate) mod iov;
@@ -61,10 +62,30 @@ pub mod state;
 pub mod stats;
 pub mod systemd;
 pub mod tls;
+pub mod trace_context;
 pub mod turns;
 pub mod upstream;
 pub mod verdicts;
 pub mod worker;
+
+/// SplitMix64's finalizer: spreads a hash's bits evenly.
+pub fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// xorshift64: a per-core generator for load sharing, jitter and trace
+/// ids, which need spread, not secrecy.
+pub fn next_random(state: &std::cell::Cell<u64>) -> u64 {
+    let mut x = state.get();
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    state.set(x);
+    x
+}
 
 /// Time since the Unix epoch by the wall clock (zero if the clock is set
 /// before 1970): windows, records and reservations are all in it.

@@ -20,11 +20,7 @@ pub struct LogWriter {
     sink: Option<crate::clickhouse::Sink>,
 }
 
-/// The UTC date of a Unix time, as `YYYY-MM-DD`.
-pub fn utc_date(unix_secs: u64) -> String {
-    let (y, m, d) = calendar::civil_from_days((unix_secs / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
-}
+pub use calendar::utc_date;
 
 impl LogWriter {
     pub fn new(dir: PathBuf, file_bytes_max: u64) -> std::io::Result<LogWriter> {

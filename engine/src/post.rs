@@ -56,8 +56,8 @@ impl Grace {
     }
 }
 
-/// What is kept of an answer's bytes (head and body), for the logs.
-const ANSWER_BYTES_MAX: usize = 1024;
+/// What an exporter keeps of an answer (head and body), for its logs.
+pub const ANSWER_BYTES_LOGGED: usize = 1024;
 
 /// The status, and the first bytes of the answer's body.
 pub struct Answer {
@@ -73,6 +73,7 @@ pub fn post(
     headers: &str,
     parts: &[&[u8]],
     connect_timeout: Duration,
+    answer_max: usize,
     give_up: &mut dyn FnMut() -> bool,
 ) -> std::io::Result<Answer> {
     let timed_out = || std::io::Error::new(ErrorKind::TimedOut, "no answer in time");
@@ -128,13 +129,13 @@ pub fn post(
     // The status line, and as much of the rest as fits: the server closes
     // (`connection: close`) once it has answered.
     let mut answer = Vec::with_capacity(256);
-    let mut chunk = [0u8; 512];
+    let mut chunk = [0u8; 16 * 1024];
     loop {
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => {
-                answer.extend_from_slice(&chunk[..n.min(ANSWER_BYTES_MAX.saturating_sub(answer.len()))]);
-                if answer.len() >= ANSWER_BYTES_MAX {
+                answer.extend_from_slice(&chunk[..n.min(answer_max.saturating_sub(answer.len()))]);
+                if answer.len() >= answer_max {
                     break;
                 }
             }
@@ -169,8 +170,40 @@ fn parse(answer: &[u8]) -> Option<Answer> {
         return None;
     }
     let status = digits.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-    let body = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(Vec::new(), |i| answer[i + 4..].to_vec());
+    let Some(i) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Some(Answer { status, body: Vec::new() });
+    };
+    let head = String::from_utf8_lossy(&answer[..i]).to_ascii_lowercase();
+    let body = &answer[i + 4..];
+    let chunked = head
+        .lines()
+        .any(|l| l.split_once(':').is_some_and(|(n, v)| n.trim() == "transfer-encoding" && v.contains("chunked")));
+    // A cut answer keeps what decoded.
+    let body = if chunked { dechunk(body) } else { body.to_vec() };
     Some(Answer { status, body })
+}
+
+/// The data of a chunked body, as far as it is whole.
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    loop {
+        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = std::str::from_utf8(&body[..eol]).ok().map(|s| s.split(';').next().unwrap_or("").trim());
+        let Some(n) = size.and_then(|s| usize::from_str_radix(s, 16).ok()) else { return out };
+        let data = eol + 2;
+        match data.checked_add(n).filter(|&end| n > 0 && end <= body.len()) {
+            Some(end) => {
+                out.extend_from_slice(&body[data..end]);
+                body = body.get(end + 2..).unwrap_or(&[]);
+            }
+            None => {
+                if n > 0 {
+                    out.extend_from_slice(&body[data.min(body.len())..]);
+                }
+                return out;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -198,5 +231,15 @@ mod tests {
             let _ = parse(&good.as_bytes()[..n]);
         }
         assert!(parse("HTTP/1.1 2\u{e9}0 x\r\n".as_bytes()).is_none());
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n";
+        assert_eq!(parse(chunked).unwrap().body, b"hello world");
+        // Cut anywhere: what decoded, never a panic.
+        for n in 0..chunked.len() {
+            let _ = parse(&chunked[..n]);
+        }
+        assert_eq!(dechunk(b"zz\r\nabc"), b"");
+        assert_eq!(dechunk(b"ffffffffffffffffff\r\nabc"), b"");
+        assert_eq!(dechunk(b"fffffffffffffff\r\nabc"), b"abc", "a size past the body: what there is");
     }
 }

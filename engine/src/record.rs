@@ -147,11 +147,11 @@ pub struct Trace<'s> {
     pub cache: Option<Cached>,
     /// The agent run the client named (`x-tollgate-run`), and its parent.
     pub run: Option<Box<crate::runs::RunIds>>,
-    /// The API the request came in on (`None`: answered by the gateway
-    /// itself, before any pipeline).
-    pub front: Option<crate::proxy::Front>,
+    /// `gen_ai.operation.name` of the API the request came in on (`chat`,
+    /// `embeddings`...), for its spans.
+    pub operation: &'static str,
     /// With `[telemetry]`: the request's place in its trace.
-    pub otel: Option<crate::otel::Context>,
+    pub otel: Option<crate::trace_context::Context>,
     /// When the phases that get spans of their own ran.
     pub phases: Phases,
 }
@@ -164,7 +164,29 @@ pub struct Phases {
     pub guardrails: Option<(u32, u32)>,
     /// The answer cache's lookup (a semantic one's embedding call
     /// included), and what it found.
-    pub cache: Option<(u32, u32, crate::cache::Outcome)>,
+    pub cache: Option<(u32, u32, Looked)>,
+}
+
+/// What the answer cache's lookup found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Looked {
+    Hit,
+    /// With the similarity.
+    SemanticHit(f32),
+    Miss,
+}
+
+/// Where a worker's traced requests go besides their record: with
+/// `[telemetry]`, its span buffer (`otel::export::CoreSpans`), which
+/// reads the trace; named here so that the recorder, below the exporter,
+/// does not name it.
+pub trait SpanSink {
+    /// Of the requests without a sampled parent, the share traced.
+    fn sample_ratio(&self) -> f64;
+    /// A finished, sampled request's spans.
+    fn add(&self, trace: &Trace<'_>, ctx: &crate::trace_context::Context, config: &Config);
+    /// Hands what is buffered to the exporter.
+    fn flush(&self);
 }
 
 /// The answer cache's part in a request: served from it (and what that
@@ -235,7 +257,7 @@ impl<'s> Trace<'s> {
             capture: None,
             cache: None,
             run: None,
-            front: None,
+            operation: "chat",
             otel: None,
             phases: Phases::default(),
         }
@@ -498,11 +520,11 @@ pub fn micros(d: Duration) -> u32 {
 }
 
 /// A worker's record buffer and its line to the writer thread; with
-/// `[telemetry]`, its span buffer too ([`crate::otel::export`]).
+/// `[telemetry]`, its span buffer too (a [`SpanSink`]).
 pub struct Recorder {
     buf: RefCell<BytesMut>,
     tx: RefCell<Option<mpsc::Sender<BytesMut>>>,
-    spans: RefCell<Option<crate::otel::export::CoreSpans>>,
+    spans: RefCell<Option<Box<dyn SpanSink>>>,
     last_flush: Cell<Instant>,
     epoch: u64,
     worker: u16,
@@ -524,17 +546,17 @@ impl Recorder {
     }
 
     /// Spans for the requests whose trace is sampled.
-    pub fn with_spans(self, spans: Option<crate::otel::export::CoreSpans>) -> Recorder {
+    pub fn with_spans(self, spans: Option<Box<dyn SpanSink>>) -> Recorder {
         *self.spans.borrow_mut() = spans;
         self
     }
 
     /// With `[telemetry]`: the request's trace context, from its
     /// `traceparent` or new.
-    pub fn trace_context(&self, traceparent: Option<&[u8]>, rng: &Cell<u64>) -> Option<crate::otel::Context> {
+    pub fn trace_context(&self, traceparent: Option<&[u8]>, rng: &Cell<u64>) -> Option<crate::trace_context::Context> {
         let spans = self.spans.borrow();
-        let ratio = spans.as_ref()?.settings.sample_ratio;
-        Some(crate::otel::Context::start(traceparent, ratio, rng))
+        let ratio = spans.as_ref()?.sample_ratio();
+        Some(crate::trace_context::Context::start(traceparent, ratio, rng))
     }
 
     pub fn next_id(&self) -> RequestId {
@@ -554,7 +576,7 @@ impl Recorder {
                 // (and crowd out others' spans) by a sampled parent: its
                 // requests are traced at the configured ratio only.
                 let admitted =
-                    trace.key.is_some() || crate::otel::sampled_by_id(&ctx.trace_id, spans.settings.sample_ratio);
+                    trace.key.is_some() || crate::trace_context::sampled_by_id(&ctx.trace_id, spans.sample_ratio());
                 if admitted {
                     spans.add(trace, &ctx, config);
                 }

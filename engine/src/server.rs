@@ -281,8 +281,11 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
                 }
             }
             let state = CoreState::build(config, &resolved, listener_tls, None);
-            let recorder = crate::record::Recorder::new(index, records_tx)
-                .with_spans(span_line.as_ref().map(crate::otel::export::CoreSpans::new));
+            let recorder = crate::record::Recorder::new(index, records_tx).with_spans(
+                span_line
+                    .as_ref()
+                    .map(|l| Box::new(crate::otel::export::CoreSpans::new(l)) as Box<dyn crate::record::SpanSink>),
+            );
             drop(span_line);
             let strict = strict.map(|(c, tls)| crate::cluster::strict::Strict::new(c, tls, index));
             let worker = Rc::new(
@@ -335,8 +338,14 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
     }
     let admin_addr = match config.server.admin_listen {
         Some(a) => {
-            let bound = admin::start(a, reloader.clone(), totals.clone(), config.server.admin_hosts.clone())
-                .map_err(|e| format!("cannot listen on admin {a}: {e}"))?;
+            let bound = admin::start(
+                a,
+                reloader.clone(),
+                totals.clone(),
+                config.server.admin_hosts.clone(),
+                config.clickhouse.clone(),
+            )
+            .map_err(|e| format!("cannot listen on admin {a}: {e}"))?;
             tracing::info!("admin listening on http://{bound}");
             Some(bound)
         }

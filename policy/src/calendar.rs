@@ -46,6 +46,13 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * DAYS_PER_ERA + doe - UNIX_EPOCH_DAYS
 }
 
+/// The UTC date of a Unix time, as `YYYY-MM-DD` (record files are named
+/// by it; ClickHouse rows carry it).
+pub fn utc_date(unix_secs: u64) -> String {
+    let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// The proleptic Gregorian date `(year, month, day)` of a day number (days
 /// since 1970-01-01, negative before): the inverse of [`days_from_civil`].
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {

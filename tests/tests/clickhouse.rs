@@ -253,3 +253,107 @@ fn a_bad_clickhouse_section_names_its_line_and_the_fix() {
     let out = Command::new(bin("tollgate")).arg("check-config").arg(&path).output().expect("tollgate");
     assert!(String::from_utf8_lossy(&out.stderr).contains("set [logging] dir"), "{out:?}");
 }
+
+const OTHER_KEY: &str = "tg-e2e-other-0123456789";
+const VIEWER: &str = "tgv-e2e-viewer-0123456789";
+
+fn as_token(admin: SocketAddr, path: &str, token: &str) -> Response {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
+    one_request(admin, raw.as_bytes())
+}
+
+/// The request explorer over the table: filters, pages, one request's
+/// record, the CSV and JSON-lines exports, and a viewer held to its teams.
+#[test]
+fn the_request_explorer_filters_pages_exports_and_scopes_by_team() {
+    let Some(ch) = ClickHouse::start() else { return };
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("ch-explorer");
+    let config = format!(
+        "{}\n[[teams]]\nname = \"other\"\nmodels = [\"*\"]\n\n[[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n\n[[server.viewer_tokens]]\ntoken = \"{}\"\nteams = [\"e2e\"]\n",
+        config(mock.addr, ch.http, &logs),
+        key_hash(OTHER_KEY),
+        key_hash(VIEWER),
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    for _ in 0..5 {
+        assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    }
+    let other = chat_request_with_key(SMALL_CHAT, &format!("Authorization: Bearer {OTHER_KEY}\r\n"));
+    for _ in 0..3 {
+        assert_eq!(one_request(gw.addr, &other).status, 200);
+    }
+    let refused = one_request(gw.addr, &chat_request_with_key(SMALL_CHAT, "Authorization: Bearer tg-nope\r\n"));
+    assert_eq!(refused.status, 401);
+    wait_until(Duration::from_secs(15), "nine rows", || ch.count() >= 9);
+
+    // Everything, newest first, in pages of four.
+    let mut seen = Vec::new();
+    let mut path = "/admin/requests?limit=4".to_string();
+    loop {
+        let page = admin_get(admin, &path);
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        let rows = page["requests"].as_array().unwrap().clone();
+        assert!(rows.len() <= 4);
+        seen.extend(
+            rows.iter()
+                .map(|r| (r["ts"].as_str().unwrap().parse::<u64>().unwrap(), r["id"].as_str().unwrap().to_string())),
+        );
+        match page["next"].as_str() {
+            Some(next) => path = format!("/admin/requests?limit=4&before={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 9, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "newest first, no repeats: {seen:?}");
+    // Filters.
+    let refused_rows = admin_get(admin, "/admin/requests?status=401").json();
+    assert_eq!(refused_rows["requests"].as_array().unwrap().len(), 1);
+    assert_eq!(refused_rows["requests"][0]["end"], "rejected");
+    let team = admin_get(admin, "/admin/requests?team=other&min_cost_usd=0").json();
+    assert_eq!(team["requests"].as_array().unwrap().len(), 3, "{team}");
+    let costly = admin_get(admin, "/admin/requests?min_cost_usd=1000").json();
+    assert_eq!(costly["requests"].as_array().unwrap().len(), 0, "{costly}");
+    let hostile = admin_get(admin, "/admin/requests?team=%27%20OR%201%3D1%20--");
+    assert_eq!((hostile.status, hostile.json()["requests"].as_array().unwrap().len()), (200, 0), "{}", hostile.text());
+    assert_eq!(admin_get(admin, "/admin/requests?status=abc").status, 400);
+    // One request: its record, as written.
+    let id = refused.header("x-request-id").unwrap();
+    let detail = admin_get(admin, &format!("/admin/requests?id={id}"));
+    assert_eq!(detail.status, 200, "{}", detail.text());
+    assert_eq!(detail.json()["id"], id);
+    assert_eq!(detail.json()["status"], 401);
+    assert_eq!(admin_get(admin, "/admin/requests?id=tg-none").status, 404);
+    // The audit report.
+    let csv = admin_get(admin, "/admin/requests?format=csv&team=e2e");
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let text = csv.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("\"ts\",\"id\",\"team\""), "{text}");
+    assert_eq!(lines.len(), 1 + 5, "{text}");
+    let jsonl = admin_get(admin, "/admin/requests?format=jsonl").text();
+    assert_eq!(jsonl.lines().count(), 9);
+    // A viewer of team e2e: its five, never the others', even when it asks.
+    let mine = as_token(admin, "/admin/requests?limit=100", VIEWER);
+    assert_eq!(mine.status, 200, "{}", mine.text());
+    let mine = mine.json();
+    let mine = mine["requests"].as_array().unwrap();
+    assert_eq!(mine.len(), 5);
+    assert!(mine.iter().all(|r| r["team"] == "e2e"));
+    let theirs = as_token(admin, "/admin/requests?team=other", VIEWER).json();
+    assert_eq!(theirs["requests"].as_array().unwrap().len(), 0);
+    let other_id = seen.iter().map(|(_, id)| id).find(|id| !mine.iter().any(|r| r["id"] == id.as_str())).unwrap();
+    assert_eq!(as_token(admin, &format!("/admin/requests?id={other_id}"), VIEWER).status, 404);
+    assert_eq!(as_token(admin, "/admin/requests?format=csv", VIEWER).text().lines().count(), 1 + 5);
+}
+
+#[test]
+fn without_clickhouse_the_explorer_says_what_to_configure() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
+    let r = admin_get(gw.admin.unwrap(), "/admin/requests");
+    assert_eq!(r.status, 501);
+    assert!(r.text().contains("[clickhouse]"), "{}", r.text());
+}

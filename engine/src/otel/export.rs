@@ -61,6 +61,20 @@ pub struct CoreSpans {
     pub settings: Arc<Telemetry>,
 }
 
+impl crate::record::SpanSink for CoreSpans {
+    fn sample_ratio(&self) -> f64 {
+        self.settings.sample_ratio
+    }
+
+    fn add(&self, trace: &crate::record::Trace<'_>, ctx: &super::Context, config: &tollgate_policy::Config) {
+        CoreSpans::add(self, trace, ctx, config)
+    }
+
+    fn flush(&self) {
+        CoreSpans::flush(self)
+    }
+}
+
 impl CoreSpans {
     pub fn new(line: &Line) -> CoreSpans {
         CoreSpans {
@@ -252,5 +266,14 @@ fn post(
     let parts: Vec<&[u8]> = std::iter::once(prefix).chain(batches.iter().map(|b| &b[..])).collect();
     let headers = "content-type: application/x-protobuf\r\n";
     let connect = settings.timeout.min(Duration::from_secs(2));
-    crate::post::post(&settings.authority, &settings.path, headers, &parts, connect, give_up).map(|a| a.status)
+    crate::post::post(
+        &settings.authority,
+        &settings.path,
+        headers,
+        &parts,
+        connect,
+        crate::post::ANSWER_BYTES_LOGGED,
+        give_up,
+    )
+    .map(|a| a.status)
 }

@@ -27,12 +27,12 @@ const HAS_IS_REMOTE: u32 = 0x100;
 const IS_REMOTE: u32 = 0x200;
 
 /// `gen_ai.operation.name` of a front.
-pub fn operation(front: Option<Front>) -> &'static str {
+pub fn operation(front: Front) -> &'static str {
     match front {
-        Some(Front::OpenAi | Front::Anthropic | Front::Responses) | None => "chat",
-        Some(Front::Completions) => "text_completion",
-        Some(Front::Embeddings) => "embeddings",
-        Some(Front::CountTokens) => "count_tokens",
+        Front::OpenAi | Front::Anthropic | Front::Responses => "chat",
+        Front::Completions => "text_completion",
+        Front::Embeddings => "embeddings",
+        Front::CountTokens => "count_tokens",
     }
 }
 
@@ -103,7 +103,7 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
     let elapsed = trace.started.elapsed();
     let start_ns = end_ns.saturating_sub(elapsed.as_nanos() as u64);
     let at = |micros: u32| start_ns + u64::from(micros) * 1_000;
-    let op = operation(trace.front);
+    let op = trace.operation;
     let route = trace.route.and_then(|r| config.routes.all().get(r));
     let model = route.map(|r| r.name.as_str()).or(trace.model_requested.as_deref()).unwrap_or("");
     let target = |t: u8| route.and_then(|r| r.targets.get(t as usize));
@@ -286,14 +286,14 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
                 error: None,
             },
             |out| {
-                use crate::cache::Outcome;
+                use crate::record::Looked;
                 let name = match outcome {
-                    Outcome::Hit => "hit",
-                    Outcome::SemanticHit(_) => "semantic-hit",
-                    Outcome::Miss => "miss",
+                    Looked::Hit => "hit",
+                    Looked::SemanticHit(_) => "semantic-hit",
+                    Looked::Miss => "miss",
                 };
                 attribute(out, 9, "tollgate.cache.outcome", Value::Str(name));
-                if let Outcome::SemanticHit(s) = outcome {
+                if let Looked::SemanticHit(s) = outcome {
                     attribute(out, 9, "tollgate.cache.similarity", Value::Double(f64::from(s)));
                 }
                 if let Some(c) = trace.cache.filter(|c| c.hit) {

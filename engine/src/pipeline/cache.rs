@@ -437,7 +437,7 @@ async fn embed(
         trace.started_unix_ms = trace.started_unix_ms.saturating_sub(took.as_millis() as u64);
         trace.key = ex.trace.key;
         trace.route = Some(sem.route);
-        trace.front = Some(crate::proxy::Front::Embeddings);
+        trace.operation = crate::otel::spans::operation(crate::proxy::Front::Embeddings);
         // Its span hangs under the request's cache lookup.
         trace.otel =
             ex.trace.otel.map(|c| c.nested(c.child(crate::otel::SALT_CACHE), crate::otel::SALT_CACHE + 1 + t as u64));

@@ -178,7 +178,7 @@ impl<'s> Exchange<'s> {
         request_time: std::time::Duration,
     ) -> Exchange<'s> {
         let mut trace = Trace::new(id);
-        trace.front = Some(front);
+        trace.operation = crate::otel::spans::operation(front);
         let started = trace.started;
         let deadline = started + request_time;
         let head_only = head.method == Method::Head;

@@ -154,7 +154,13 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             let from = ex.trace.offset();
             let entry = Box::pin(cache::lookup(&mut ex, core)).await;
             if let Some(outcome) = ex.reply.cache {
-                ex.trace.phases.cache = Some((from, ex.trace.offset(), outcome));
+                use crate::record::Looked;
+                let looked = match outcome {
+                    crate::cache::Outcome::Hit => Looked::Hit,
+                    crate::cache::Outcome::SemanticHit(s) => Looked::SemanticHit(s),
+                    crate::cache::Outcome::Miss => Looked::Miss,
+                };
+                ex.trace.phases.cache = Some((from, ex.trace.offset(), looked));
             }
             if let Some(entry) = entry {
                 return Ok(Box::pin(cache::serve(&mut ex, client, entry)).await);

@@ -15,6 +15,7 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
+use crate::{next_random, splitmix};
 use tollgate_policy::config::Routing;
 use tollgate_policy::Route;
 
@@ -201,25 +202,6 @@ pub fn session_of(head: &tollgate_protocol::http1::RequestHead, body: &[u8]) -> 
 
 /// Bytes of a body that name its session when the client names none.
 pub const SESSION_PREFIX: usize = 4096;
-
-/// SplitMix64's finalizer: spreads a hash's bits evenly.
-pub fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// xorshift64: a per-core generator for load sharing and jitter, which need
-/// spread, not secrecy.
-pub fn next_random(state: &Cell<u64>) -> u64 {
-    let mut x = state.get();
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    state.set(x);
-    x
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,335 @@
+//! The request explorer over ClickHouse (`GET /admin/requests`): the
+//! records of every node that sends to `[clickhouse]`, filtered by time,
+//! team, key, model, provider, status, end, guardrail rule and action,
+//! latency and cost above a value and cache outcome; newest first, paged
+//! by a cursor; one request's record by its id; the filtered set exported
+//! as CSV or JSON lines (the audit report). A viewer sees its teams only.
+//!
+//! Filters become one `SELECT` on the gateway's table (ordered by team and
+//! time, so a team's day is a range read): every value is a parsed number
+//! or an escaped string literal, never SQL from the caller.
+
+use std::time::Instant;
+
+use tollgate_policy::config::clickhouse::ClickHouse;
+
+/// Rows per page, at most; and per export.
+const PAGE_MAX: u64 = 1_000;
+const EXPORT_MAX: u64 = 100_000;
+/// An answer from ClickHouse is read up to this size.
+const ANSWER_MAX: usize = 256 << 20;
+
+/// The columns of a listed request.
+const COLUMNS: &str = "ts, id, team, key, model, provider, upstream_model, status, `end`, attempts, \
+     tokens_prompt, tokens_completion, tokens_cached, cost_micro_usd, latency_ms, upstream_ms, ttft_ms, gateway_ms, \
+     cache, guardrail_rules, guardrail_actions";
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Query {
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    text: Vec<(&'static str, String)>,
+    status: Option<u16>,
+    rule: Option<String>,
+    action: Option<String>,
+    min_latency_ms: Option<f64>,
+    min_cost_micro_usd: Option<u64>,
+    id: Option<String>,
+    /// The request's `ts`, with `id`: the detail is a range read, not a
+    /// scan of every id.
+    at_ms: Option<u64>,
+    limit: u64,
+    /// The last row of the previous page: `ts` and `id`.
+    before: Option<(u64, String)>,
+    format: Format,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Format {
+    /// A page: `{"requests": [...], "next": "<cursor>" | null}`.
+    #[default]
+    Page,
+    Csv,
+    JsonLines,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Page => "application/json",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::JsonLines => "application/x-ndjson",
+        }
+    }
+}
+
+/// Parses the query string (already percent-decoded pairs).
+pub fn parse(pairs: &[(String, String)]) -> Result<Query, String> {
+    let mut q = Query { limit: 100, ..Query::default() };
+    let number = |name: &str, v: &str| v.parse::<u64>().map_err(|_| format!("{name} {v:?} is not a whole number"));
+    for (name, value) in pairs {
+        let v = value.as_str();
+        if v.is_empty() {
+            continue;
+        }
+        match name.as_str() {
+            "since" => q.since_ms = Some(number("since", v)?),
+            "until" => q.until_ms = Some(number("until", v)?),
+            "team" | "key" | "model" | "provider" | "end" | "cache" => {
+                let column = match name.as_str() {
+                    "team" => "team",
+                    "key" => "key",
+                    "model" => "model",
+                    "provider" => "provider",
+                    "end" => "`end`",
+                    _ => "cache",
+                };
+                q.text.push((column, v.to_string()));
+            }
+            "status" => q.status = Some(v.parse().map_err(|_| format!("status {v:?} is not an HTTP status"))?),
+            "rule" => q.rule = Some(v.to_string()),
+            "action" => q.action = Some(v.to_string()),
+            "min_latency_ms" => {
+                q.min_latency_ms =
+                    Some(v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or(format!("min_latency_ms {v:?} is not a number"))?)
+            }
+            "min_cost_usd" => {
+                let usd = v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
+                q.min_cost_micro_usd = Some((usd.ok_or(format!("min_cost_usd {v:?} is not an amount"))? * 1e6) as u64);
+            }
+            "id" => q.id = Some(v.to_string()),
+            "ts" => q.at_ms = Some(number("ts", v)?),
+            "limit" => q.limit = number("limit", v)?.clamp(1, PAGE_MAX),
+            "before" => {
+                let (ts, id) = v.split_once(':').ok_or(format!("before {v:?} is not a cursor from \"next\""))?;
+                q.before = Some((number("before", ts)?, id.to_string()));
+            }
+            "format" => {
+                q.format = match v {
+                    "json" => Format::Page,
+                    "csv" => Format::Csv,
+                    "jsonl" => Format::JsonLines,
+                    other => return Err(format!("format {other:?} is not json, csv or jsonl")),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?}: since, until (Unix ms), team, key, model, provider, status, end, rule, action, min_latency_ms, min_cost_usd, cache, id and ts, limit, before, format"
+                ))
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// A ClickHouse string literal.
+fn literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// The `WHERE` of a query within a viewer's teams (`None`: every team),
+/// and, for a page, from `window_from` (Unix ms) on.
+fn filter(q: &Query, scope: Option<&[String]>, window_from: Option<u64>) -> String {
+    let mut conditions = Vec::new();
+    if let Some(teams) = scope {
+        let list: Vec<String> = teams.iter().map(|t| literal(t)).collect();
+        conditions.push(if list.is_empty() { "0".to_string() } else { format!("team IN ({})", list.join(", ")) });
+    }
+    if let Some(id) = &q.id {
+        conditions.push(format!("id = {}", literal(id)));
+    }
+    if let Some(s) = q.since_ms {
+        conditions.push(format!("ts >= {s}"));
+    }
+    if let Some(u) = q.until_ms {
+        conditions.push(format!("ts < {u}"));
+    }
+    for (column, value) in &q.text {
+        conditions.push(format!("{column} = {}", literal(value)));
+    }
+    if let Some(s) = q.status {
+        conditions.push(format!("status = {s}"));
+    }
+    if let Some(r) = &q.rule {
+        conditions.push(format!("has(guardrail_rules, {})", literal(r)));
+    }
+    if let Some(a) = &q.action {
+        conditions.push(format!("has(guardrail_actions, {})", literal(a)));
+    }
+    if let Some(l) = q.min_latency_ms {
+        conditions.push(format!("latency_ms >= {l}"));
+    }
+    if let Some(c) = q.min_cost_micro_usd {
+        conditions.push(format!("cost_micro_usd >= {c}"));
+    }
+    if let Some((ts, id)) = &q.before {
+        conditions.push(format!("(ts < {ts} OR (ts = {ts} AND id < {}))", literal(id)));
+    }
+    if let Some(at) = q.at_ms {
+        conditions.push(format!("ts = {at}"));
+    }
+    if let Some(from) = window_from {
+        conditions.push(format!("ts >= {from}"));
+    }
+    // PREWHERE: the condition's columns are read first, and the others
+    // only for the granules that pass (ClickHouse 18 does not always move
+    // a WHERE there itself, and a page of a day read whole takes seconds).
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" PREWHERE {}", conditions.join(" AND "))
+    }
+}
+
+/// The `SELECT` for a query within a viewer's teams (`None`: every team).
+pub fn sql(q: &Query, scope: Option<&[String]>, database: &str, table: &str, window_from: Option<u64>) -> String {
+    let filter = filter(q, scope, window_from);
+    let (columns, limit, format) = match (q.id.is_some(), q.format) {
+        (true, _) => ("record".to_string(), 1, "JSONEachRow"),
+        (false, Format::Page) => (COLUMNS.to_string(), q.limit + 1, "JSONEachRow"),
+        (false, Format::Csv) => (COLUMNS.to_string(), EXPORT_MAX, "CSVWithNames"),
+        (false, Format::JsonLines) => (COLUMNS.to_string(), EXPORT_MAX, "JSONEachRow"),
+    };
+    format!("SELECT {columns} FROM {database}.{table}{filter} ORDER BY ts DESC, id DESC LIMIT {limit} FORMAT {format}")
+}
+
+/// A page is read in windows back from the newest row the filters match:
+/// the last minute, 16 minutes, about 4 hours, about 3 days, then all.
+/// ClickHouse 18 sorts what it reads, so a page of a day's 8.6 million
+/// rows read whole takes seconds; the window reads only its `ts` range.
+const WINDOWS_MS: [Option<u64>; 5] = [Some(60_000), Some(960_000), Some(15_360_000), Some(245_760_000), None];
+
+/// The answer to `GET /admin/requests`: status, content type and body.
+pub fn answer(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> (u16, &'static str, String) {
+    let started = Instant::now();
+    let run = |sql: &str| -> Result<String, (u16, &'static str, String)> {
+        let timeout = settings.timeout;
+        let mut give_up = || started.elapsed() >= timeout;
+        match crate::clickhouse::request(settings, "/", sql.as_bytes(), ANSWER_MAX, &mut give_up) {
+            Ok(a) if a.status == 200 => Ok(String::from_utf8_lossy(&a.body).into_owned()),
+            Ok(a) => {
+                let why = format!("ClickHouse answered {}: {}", a.status, String::from_utf8_lossy(&a.body).trim());
+                Err((502, "application/json", error(&why, "clickhouse_error")))
+            }
+            Err(e) => Err((502, "application/json", error(&format!("ClickHouse: {e}"), "clickhouse_unavailable"))),
+        }
+    };
+    let (db, table) = (&settings.database, &settings.table);
+    if let Some(id) = &q.id {
+        let body = match run(&sql(q, scope, db, table, None)) {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        // The record as it was written.
+        let record = body.lines().next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+        return match record.and_then(|r| r.get("record").and_then(|r| r.as_str()).map(str::to_string)) {
+            Some(r) => (200, "application/json", r),
+            None => {
+                (404, "application/json", error(&format!("no request {id:?} in the records you may see"), "not_found"))
+            }
+        };
+    }
+    if q.format != Format::Page {
+        return match run(&sql(q, scope, db, table, None)) {
+            Ok(body) => (200, q.format.content_type(), body),
+            Err(e) => e,
+        };
+    }
+    // The newest row the filters match: where the windows start.
+    let newest = match q.before.as_ref().map(|(ts, _)| *ts) {
+        Some(ts) => Some(ts),
+        None => {
+            let newest = format!(
+                "SELECT max(ts) AS m, count() AS n FROM {db}.{table}{} FORMAT JSONEachRow",
+                filter(q, scope, None)
+            );
+            let body = match run(&newest) {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            let row = body.lines().next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+            let number = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<u64>().ok()).or(v.as_u64());
+            row.filter(|r| number(&r["n"]).unwrap_or(0) > 0).and_then(|r| number(&r["m"]))
+        }
+    };
+    let Some(newest) = newest else {
+        return (200, "application/json", "{\"requests\":[],\"next\":null}".to_string());
+    };
+    let mut body = String::new();
+    for window in WINDOWS_MS {
+        let from = window.map(|w| newest.saturating_sub(w));
+        body = match run(&sql(q, scope, db, table, from)) {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        let whole = from.is_none_or(|f| f == 0 || q.since_ms.is_some_and(|s| f <= s));
+        if whole || body.lines().filter(|l| !l.is_empty()).count() as u64 > q.limit {
+            break;
+        }
+    }
+    let mut rows: Vec<&str> = body.lines().filter(|l| !l.is_empty()).collect();
+    let next = (rows.len() as u64 > q.limit).then(|| {
+        rows.truncate(q.limit as usize);
+        rows.last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()).map(|r| {
+            let ts = r["ts"].as_str().map_or_else(|| r["ts"].to_string(), str::to_string);
+            format!("{ts}:{}", r["id"].as_str().unwrap_or(""))
+        })
+    });
+    let next = next.flatten().map_or("null".to_string(), |c| serde_json::Value::String(c).to_string());
+    (200, "application/json", format!("{{\"requests\":[{}],\"next\":{next}}}", rows.join(",")))
+}
+
+fn error(message: &str, code: &str) -> String {
+    serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "code": code}}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Result<Query, String> {
+        parse(&pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn filters_become_escaped_literals_and_numbers() {
+        let query =
+            q(&[("team", "a'b\\c"), ("status", "429"), ("rule", "pii.email"), ("min_cost_usd", "0.5")]).unwrap();
+        let s = sql(&query, Some(&["t1".to_string(), "o'x".to_string()]), "default", "tollgate_requests", None);
+        assert!(s.contains("team IN ('t1', 'o\\'x')"), "{s}");
+        assert!(s.contains("team = 'a\\'b\\\\c'"), "{s}");
+        assert!(s.contains("status = 429") && s.contains("has(guardrail_rules, 'pii.email')"), "{s}");
+        assert!(s.contains("cost_micro_usd >= 500000"), "{s}");
+        assert!(s.ends_with("ORDER BY ts DESC, id DESC LIMIT 101 FORMAT JSONEachRow"), "{s}");
+        // A viewer of no team sees nothing.
+        assert!(sql(&query, Some(&[]), "d", "t", None).contains("PREWHERE 0"));
+        assert!(sql(&query, None, "d", "t", Some(42)).contains("AND ts >= 42 ORDER BY"));
+        for bad in [
+            &[("status", "2OO")][..],
+            &[("since", "-1")],
+            &[("min_latency_ms", "NaN")],
+            &[("min_cost_usd", "-3")],
+            &[("format", "xml")],
+            &[("before", "12")],
+            &[("limit", "1; DROP TABLE x")],
+            &[("drop", "table")],
+        ] {
+            assert!(q(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(q(&[("limit", "999999")]).unwrap().limit, PAGE_MAX);
+        let page = q(&[("before", "1795400000000:tg-1-0-7")]).unwrap();
+        assert!(sql(&page, None, "d", "t", None)
+            .contains("(ts < 1795400000000 OR (ts = 1795400000000 AND id < 'tg-1-0-7'))"));
+    }
+}
