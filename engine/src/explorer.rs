@@ -16,8 +16,13 @@ use tollgate_policy::config::clickhouse::ClickHouse;
 /// Rows per page, at most; and per export.
 const PAGE_MAX: u64 = 1_000;
 const EXPORT_MAX: u64 = 100_000;
-/// An answer from ClickHouse is read up to this size.
-const ANSWER_MAX: usize = 256 << 20;
+/// An answer from ClickHouse is read up to this size: past it, 502.
+const ANSWER_MAX: usize = 64 << 20;
+/// Explorer requests served at once on the node (each may run a few
+/// queries): past it, 429, so that the admin listener's other callers
+/// (metrics scrapes, reloads) keep their connections.
+const AT_ONCE_MAX: usize = 4;
+static AT_ONCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The columns of a listed request.
 const COLUMNS: &str = "ts, id, team, key, model, provider, upstream_model, status, `end`, attempts, \
@@ -90,12 +95,13 @@ pub fn parse(pairs: &[(String, String)]) -> Result<Query, String> {
             "rule" => q.rule = Some(v.to_string()),
             "action" => q.action = Some(v.to_string()),
             "min_latency_ms" => {
-                q.min_latency_ms =
-                    Some(v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or(format!("min_latency_ms {v:?} is not a number"))?)
+                let ms = v.parse::<f64>().ok().filter(|x| (0.0..=1e9).contains(x));
+                // Whole microseconds: a plain decimal in the SQL.
+                q.min_latency_ms = Some((ms.ok_or(format!("min_latency_ms {v:?} is not a number of milliseconds"))? * 1000.0).round() / 1000.0)
             }
             "min_cost_usd" => {
-                let usd = v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
-                q.min_cost_micro_usd = Some((usd.ok_or(format!("min_cost_usd {v:?} is not an amount"))? * 1e6) as u64);
+                let usd = v.parse::<f64>().ok().filter(|x| (0.0..=1e9).contains(x));
+                q.min_cost_micro_usd = Some((usd.ok_or(format!("min_cost_usd {v:?} is not an amount"))? * 1e6).round() as u64);
             }
             "id" => q.id = Some(v.to_string()),
             "ts" => q.at_ms = Some(number("ts", v)?),
@@ -149,11 +155,14 @@ fn filter(q: &Query, scope: Option<&[String]>, window_from: Option<u64>) -> Stri
     if let Some(id) = &q.id {
         conditions.push(format!("id = {}", literal(id)));
     }
+    // Each `ts` bound has its day beside it, so that ClickHouse skips the
+    // days' partitions outside it.
+    let day = |ms: u64| literal(&tollgate_policy::calendar::utc_date(ms / 1000));
     if let Some(s) = q.since_ms {
-        conditions.push(format!("ts >= {s}"));
+        conditions.push(format!("date >= {} AND ts >= {s}", day(s)));
     }
     if let Some(u) = q.until_ms {
-        conditions.push(format!("ts < {u}"));
+        conditions.push(format!("date <= {} AND ts < {u}", day(u)));
     }
     for (column, value) in &q.text {
         conditions.push(format!("{column} = {}", literal(value)));
@@ -174,13 +183,13 @@ fn filter(q: &Query, scope: Option<&[String]>, window_from: Option<u64>) -> Stri
         conditions.push(format!("cost_micro_usd >= {c}"));
     }
     if let Some((ts, id)) = &q.before {
-        conditions.push(format!("(ts < {ts} OR (ts = {ts} AND id < {}))", literal(id)));
+        conditions.push(format!("date <= {} AND (ts < {ts} OR (ts = {ts} AND id < {}))", day(*ts), literal(id)));
     }
     if let Some(at) = q.at_ms {
-        conditions.push(format!("ts = {at}"));
+        conditions.push(format!("date = {} AND ts = {at}", day(at)));
     }
     if let Some(from) = window_from {
-        conditions.push(format!("ts >= {from}"));
+        conditions.push(format!("date >= {} AND ts >= {from}", day(from)));
     }
     // PREWHERE: the condition's columns are read first, and the others
     // only for the granules that pass (ClickHouse 18 does not always move
@@ -198,8 +207,8 @@ pub fn sql(q: &Query, scope: Option<&[String]>, database: &str, table: &str, win
     let (columns, limit, format) = match (q.id.is_some(), q.format) {
         (true, _) => ("record".to_string(), 1, "JSONEachRow"),
         (false, Format::Page) => (COLUMNS.to_string(), q.limit + 1, "JSONEachRow"),
-        (false, Format::Csv) => (COLUMNS.to_string(), EXPORT_MAX, "CSVWithNames"),
-        (false, Format::JsonLines) => (COLUMNS.to_string(), EXPORT_MAX, "JSONEachRow"),
+        (false, Format::Csv) => (COLUMNS.to_string(), EXPORT_MAX + 1, "CSVWithNames"),
+        (false, Format::JsonLines) => (COLUMNS.to_string(), EXPORT_MAX + 1, "JSONEachRow"),
     };
     format!("SELECT {columns} FROM {database}.{table}{filter} ORDER BY ts DESC, id DESC LIMIT {limit} FORMAT {format}")
 }
@@ -212,17 +221,73 @@ const WINDOWS_MS: [Option<u64>; 5] = [Some(60_000), Some(960_000), Some(15_360_0
 
 /// The answer to `GET /admin/requests`: status, content type and body.
 pub fn answer(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> (u16, &'static str, String) {
+    use std::sync::atomic::Ordering;
+    if scope.is_some_and(|teams| teams.is_empty()) {
+        return (200, q.format.content_type(), empty(q.format));
+    }
+    if AT_ONCE.fetch_add(1, Ordering::Relaxed) >= AT_ONCE_MAX {
+        AT_ONCE.fetch_sub(1, Ordering::Relaxed);
+        return (
+            429,
+            "application/json",
+            error(
+                "the explorer is answering other requests; try again in a moment",
+                "explorer_busy",
+                "rate_limit_error",
+            ),
+        );
+    }
+    let answered = answer_within(settings, q, scope);
+    AT_ONCE.fetch_sub(1, Ordering::Relaxed);
+    answered
+}
+
+/// What an empty result looks like in each format.
+fn empty(format: Format) -> String {
+    match format {
+        Format::Page => "{\"requests\":[],\"next\":null}".to_string(),
+        Format::Csv | Format::JsonLines => String::new(),
+    }
+}
+
+fn answer_within(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> (u16, &'static str, String) {
     let started = Instant::now();
+    // Read-only whatever the user may do, and stopped by ClickHouse itself
+    // at the time-out (ClickHouse 18 does not stop a query whose client
+    // has gone).
+    let target =
+        format!("/?readonly=2&max_execution_time={}&max_result_bytes={ANSWER_MAX}", settings.timeout.as_secs().max(1));
+    let failed = |why: String| {
+        tracing::warn!(why = %why, "the request explorer's query failed");
+        (
+            502,
+            "application/json",
+            error(
+                "the records' store (ClickHouse) did not answer the query; the gateway's log says why",
+                "clickhouse_error",
+                "server_error",
+            ),
+        )
+    };
     let run = |sql: &str| -> Result<String, (u16, &'static str, String)> {
         let timeout = settings.timeout;
         let mut give_up = || started.elapsed() >= timeout;
-        match crate::clickhouse::request(settings, "/", sql.as_bytes(), ANSWER_MAX, &mut give_up) {
-            Ok(a) if a.status == 200 => Ok(String::from_utf8_lossy(&a.body).into_owned()),
-            Ok(a) => {
-                let why = format!("ClickHouse answered {}: {}", a.status, String::from_utf8_lossy(&a.body).trim());
-                Err((502, "application/json", error(&why, "clickhouse_error")))
+        let mut answer = crate::clickhouse::request(settings, &target, sql.as_bytes(), ANSWER_MAX, &mut give_up);
+        // A table that takes no PREWHERE (a Buffer table in ClickHouse 18):
+        // the same query with WHERE.
+        if matches!(&answer, Ok(a) if a.status != 200 && a.body.starts_with(b"Code: 182")) {
+            let sql = sql.replacen(" PREWHERE ", " WHERE ", 1);
+            answer = crate::clickhouse::request(settings, &target, sql.as_bytes(), ANSWER_MAX, &mut give_up);
+        }
+        match answer {
+            // ClickHouse 18 may end a body it has begun with an exception
+            // and the status already sent: such a body is not an answer.
+            Ok(a) if a.status == 200 && a.complete && !a.body.windows(17).any(|w| w == b"DB::Exception: ") => {
+                String::from_utf8(a.body).map_err(|_| failed("an answer that is not UTF-8".to_string()))
             }
-            Err(e) => Err((502, "application/json", error(&format!("ClickHouse: {e}"), "clickhouse_unavailable"))),
+            Ok(a) if a.status == 200 => Err(failed(format!("a cut or failed answer ({} bytes)", a.body.len()))),
+            Ok(a) => Err(failed(format!("{}: {}", a.status, String::from_utf8_lossy(&a.body).trim()))),
+            Err(e) => Err(failed(e.to_string())),
         }
     };
     let (db, table) = (&settings.database, &settings.table);
@@ -235,9 +300,11 @@ pub fn answer(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> (u1
         let record = body.lines().next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
         return match record.and_then(|r| r.get("record").and_then(|r| r.as_str()).map(str::to_string)) {
             Some(r) => (200, "application/json", r),
-            None => {
-                (404, "application/json", error(&format!("no request {id:?} in the records you may see"), "not_found"))
-            }
+            None => (
+                404,
+                "application/json",
+                error(&format!("no request {id:?} in the records you may see"), "not_found", "invalid_request_error"),
+            ),
         };
     }
     if q.format != Format::Page {
@@ -264,7 +331,7 @@ pub fn answer(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> (u1
         }
     };
     let Some(newest) = newest else {
-        return (200, "application/json", "{\"requests\":[],\"next\":null}".to_string());
+        return (200, "application/json", empty(Format::Page));
     };
     let mut body = String::new();
     for window in WINDOWS_MS {
@@ -290,8 +357,8 @@ pub fn answer(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> (u1
     (200, "application/json", format!("{{\"requests\":[{}],\"next\":{next}}}", rows.join(",")))
 }
 
-fn error(message: &str, code: &str) -> String {
-    serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "code": code}}).to_string()
+fn error(message: &str, code: &str, kind: &str) -> String {
+    serde_json::json!({"error": {"message": message, "type": kind, "code": code}}).to_string()
 }
 
 #[cfg(test)]

@@ -59,10 +59,13 @@ impl Grace {
 /// What an exporter keeps of an answer (head and body), for its logs.
 pub const ANSWER_BYTES_LOGGED: usize = 1024;
 
-/// The status, and the first bytes of the answer's body.
+/// The status, and the answer's body (its first bytes, for an exporter).
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The whole body was read: the server closed after it (and a chunked
+    /// one ended with its last chunk), within `answer_max`.
+    pub complete: bool,
 }
 
 /// POSTs `parts` (the body, in order) to `authority` and `target` (path
@@ -127,12 +130,19 @@ pub fn post(
         }
     }
     // The status line, and as much of the rest as fits: the server closes
-    // (`connection: close`) once it has answered.
+    // (`connection: close`) once it has answered. An exporter, which
+    // needs the status only, stops once the head is in and the server
+    // goes quiet; a caller that wants the body reads to the close.
+    let status_only = answer_max <= ANSWER_BYTES_LOGGED;
     let mut answer = Vec::with_capacity(256);
     let mut chunk = [0u8; 16 * 1024];
+    let mut closed = false;
     loop {
         match s.read(&mut chunk) {
-            Ok(0) => break,
+            Ok(0) => {
+                closed = true;
+                break;
+            }
             Ok(n) => {
                 answer.extend_from_slice(&chunk[..n.min(answer_max.saturating_sub(answer.len()))]);
                 if answer.len() >= answer_max {
@@ -140,9 +150,7 @@ pub fn post(
                 }
             }
             Err(e) if waiting(&e) => {
-                // A status line and a blank line are enough once the server
-                // stops sending.
-                if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.len() >= 12 {
+                if status_only && answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.len() >= 12 {
                     break;
                 }
                 if give_up() {
@@ -154,7 +162,10 @@ pub fn post(
         }
     }
     match (parse(&answer), write_error) {
-        (Some(a), _) => Ok(a),
+        (Some(mut a), _) => {
+            a.complete &= closed;
+            Ok(a)
+        }
         (None, Some(e)) => Err(e),
         (None, None) => Err(std::io::Error::new(ErrorKind::InvalidData, "not an HTTP answer")),
     }
@@ -171,36 +182,42 @@ fn parse(answer: &[u8]) -> Option<Answer> {
     }
     let status = digits.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
     let Some(i) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Some(Answer { status, body: Vec::new() });
+        return Some(Answer { status, body: Vec::new(), complete: false });
     };
     let head = String::from_utf8_lossy(&answer[..i]).to_ascii_lowercase();
     let body = &answer[i + 4..];
     let chunked = head
         .lines()
         .any(|l| l.split_once(':').is_some_and(|(n, v)| n.trim() == "transfer-encoding" && v.contains("chunked")));
-    // A cut answer keeps what decoded.
-    let body = if chunked { dechunk(body) } else { body.to_vec() };
-    Some(Answer { status, body })
+    // A cut answer keeps what decoded, and says it is cut.
+    let (body, complete) = if chunked { dechunk(body) } else { (body.to_vec(), true) };
+    Some(Answer { status, body, complete })
 }
 
-/// The data of a chunked body, as far as it is whole.
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
+/// The data of a chunked body, as far as it is whole, and whether its
+/// last (empty) chunk was there.
+fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
     let mut out = Vec::with_capacity(body.len());
     loop {
-        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else { return out };
+        let Some(eol) = body.windows(2).position(|w| w == b"\r\n") else { return (out, false) };
         let size = std::str::from_utf8(&body[..eol]).ok().map(|s| s.split(';').next().unwrap_or("").trim());
-        let Some(n) = size.and_then(|s| usize::from_str_radix(s, 16).ok()) else { return out };
+        let Some(n) =
+            size.filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit())).and_then(|s| usize::from_str_radix(s, 16).ok())
+        else {
+            return (out, false);
+        };
+        if n == 0 {
+            return (out, true);
+        }
         let data = eol + 2;
-        match data.checked_add(n).filter(|&end| n > 0 && end <= body.len()) {
+        match data.checked_add(n).filter(|&end| end <= body.len()) {
             Some(end) => {
                 out.extend_from_slice(&body[data..end]);
                 body = body.get(end + 2..).unwrap_or(&[]);
             }
             None => {
-                if n > 0 {
-                    out.extend_from_slice(&body[data.min(body.len())..]);
-                }
-                return out;
+                out.extend_from_slice(&body[data.min(body.len())..]);
+                return (out, false);
             }
         }
     }
@@ -233,13 +250,16 @@ mod tests {
         assert!(parse("HTTP/1.1 2\u{e9}0 x\r\n".as_bytes()).is_none());
         let chunked =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n";
-        assert_eq!(parse(chunked).unwrap().body, b"hello world");
+        let a = parse(chunked).unwrap();
+        assert_eq!((a.body.as_slice(), a.complete), (&b"hello world"[..], true));
+        assert!(!parse(&chunked[..chunked.len() - 5]).unwrap().complete, "no last chunk: cut");
         // Cut anywhere: what decoded, never a panic.
         for n in 0..chunked.len() {
             let _ = parse(&chunked[..n]);
         }
-        assert_eq!(dechunk(b"zz\r\nabc"), b"");
-        assert_eq!(dechunk(b"ffffffffffffffffff\r\nabc"), b"");
-        assert_eq!(dechunk(b"fffffffffffffff\r\nabc"), b"abc", "a size past the body: what there is");
+        assert_eq!(dechunk(b"zz\r\nabc"), (Vec::new(), false));
+        assert_eq!(dechunk(b"+5\r\nabcde\r\n0\r\n\r\n"), (Vec::new(), false));
+        assert_eq!(dechunk(b"ffffffffffffffffff\r\nabc"), (Vec::new(), false));
+        assert_eq!(dechunk(b"fffffffffffffff\r\nabc"), (b"abc".to_vec(), false), "a size past the body: what there is");
     }
 }

@@ -347,6 +347,30 @@ fn the_request_explorer_filters_pages_exports_and_scopes_by_team() {
     let other_id = seen.iter().map(|(_, id)| id).find(|id| !mine.iter().any(|r| r["id"] == id.as_str())).unwrap();
     assert_eq!(as_token(admin, &format!("/admin/requests?id={other_id}"), VIEWER).status, 404);
     assert_eq!(as_token(admin, "/admin/requests?format=csv", VIEWER).text().lines().count(), 1 + 5);
+
+    // The dashboard's Requests table, rendered by headless Chromium for
+    // each role.
+    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+    else {
+        assert!(std::env::var_os("TOLLGATE_REQUIRE_CHROMIUM").is_none(), "chromium is required");
+        eprintln!("skipped the page: no chromium");
+        return;
+    };
+    let dom_as = |token: &str| {
+        let url = format!("http://{admin}/#token={token}");
+        let headless =
+            ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000"];
+        let out = Command::new(browser).args(headless).arg("--dump-dom").arg(&url).output().expect("chromium runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dom = dom_as(VIEWER);
+    assert_eq!(dom.matches(r#"class="x-row""#).count(), 5, "the viewer's page lists its team's requests:\n{dom}");
+    assert!(!dom.contains("<td>other</td>"), "and none of the other team's:\n{dom}");
+    let dom = dom_as(ADMIN_TOKEN);
+    assert_eq!(dom.matches(r#"class="x-row""#).count(), 9, "the operator's page lists all:\n{dom}");
+    assert!(dom.contains("<td>(no valid key)</td>") && dom.contains("<td>other</td>"), "{dom}");
 }
 
 #[test]
@@ -356,4 +380,60 @@ fn without_clickhouse_the_explorer_says_what_to_configure() {
     let r = admin_get(gw.admin.unwrap(), "/admin/requests");
     assert_eq!(r.status, 501);
     assert!(r.text().contains("[clickhouse]"), "{}", r.text());
+}
+
+/// Pages through rows spread over days (three to a millisecond, so that
+/// pages end inside a tie) match one direct `ORDER BY ts DESC, id DESC`,
+/// with and without filters; a ClickHouse that is gone is a 502.
+#[test]
+fn explorer_pages_match_a_direct_query_across_days() {
+    let Some(ch) = ClickHouse::start() else { return };
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("ch-pages");
+    let gw = start_gateway(&config(mock.addr, ch.http, &logs), &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    // One real request makes the table.
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    wait_until(Duration::from_secs(15), "the table", || ch.count() >= 1);
+    let insert = "INSERT INTO default.tollgate_requests (date, ts, id, team, status, `end`, record) \
+        SELECT toDate(intDiv(1795000000000 + intDiv(number, 3) * 300000, 1000)), 1795000000000 + intDiv(number, 3) * 300000, \
+        concat('syn-', toString(number % 3), '-', toString(number)), if(number % 2 = 0, 'e2e', 'other'), \
+        if(number % 7 = 0, 429, 200), 'completed', '{}' FROM numbers(3000)";
+    assert!(ch.query(insert).is_some(), "the rows went in");
+    let walk = |filter: &str, limit: usize| -> Vec<(u64, String)> {
+        let mut seen = Vec::new();
+        let mut path = format!("/admin/requests?limit={limit}{filter}");
+        loop {
+            let page = admin_get(admin, &path);
+            assert_eq!(page.status, 200, "{path}: {}", page.text());
+            let page = page.json();
+            let rows = page["requests"].as_array().unwrap();
+            assert!(rows.len() <= limit);
+            seen.extend(
+                rows.iter()
+                    .map(|r| (r["ts"].as_str().unwrap().parse().unwrap(), r["id"].as_str().unwrap().to_string())),
+            );
+            match page["next"].as_str() {
+                Some(next) => path = format!("/admin/requests?limit={limit}{filter}&before={next}"),
+                None => return seen,
+            }
+        }
+    };
+    let direct = |filter: &str| -> Vec<(u64, String)> {
+        ch.rows(&format!("SELECT ts, id FROM default.tollgate_requests {filter} ORDER BY ts DESC, id DESC"))
+            .iter()
+            .map(|r| (r["ts"].as_str().unwrap().parse().unwrap(), r["id"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    // Over three and a half days, from the real request back.
+    assert_eq!(walk("", 50), direct(""));
+    let (since, until) = (1795000000000u64 + 86_400_000, 1795000000000u64 + 2 * 86_400_000 + 1234);
+    assert_eq!(
+        walk(&format!("&team=other&status=429&since={since}&until={until}"), 7),
+        direct(&format!("WHERE team = 'other' AND status = 429 AND ts >= {since} AND ts < {until}"))
+    );
+    drop(ch);
+    let gone = admin_get(admin, "/admin/requests");
+    assert_eq!(gone.status, 502, "{}", gone.text());
+    assert_eq!(gone.json()["error"]["code"], "clickhouse_error");
 }
