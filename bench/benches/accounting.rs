@@ -78,19 +78,18 @@ fn accounting(c: &mut Criterion) {
     // them; past them the phases refuse, which costs the same checks.
 }
 
+/// A core's state with one priced model and team `search`'s key
+/// `search-prod`: what a record and its spans name.
+fn one_team_state() -> CoreState {
+'''+block.replace("    let state = CoreState::build(Arc::new(config), &resolved, None, None);
+","    CoreState::build(Arc::new(config), &resolved, None, None)
+")+'''}
+
 /// Producing one request record on the request path: rendering its JSON
 /// line into the core's buffer, and the hand-off of full 64 KiB batches to
 /// the writer thread (here a thread that drops them).
 fn record(c: &mut Criterion) {
-    let hash = hex(&hash_key(b"tg-bench-key"));
-    let text = format!(
-        "[[providers]]\nname = \"up\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
-         [[models]]\nname = \"gpt-4o-mini\"\ntargets = [{{ provider = \"up\" }}]\nprice = {{ input_per_mtok = 0.15, output_per_mtok = 0.60 }}\n\
-         [[teams]]\nname = \"search\"\nmodels = [\"*\"]\n[[keys]]\nname = \"search-prod\"\nteam = \"search\"\nsha256 = \"{hash}\"\n"
-    );
-    let config = Config::parse("bench.toml", &text, &ProcessEnv as &dyn Env).expect("bench config");
-    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None, role: None }];
-    let state = CoreState::build(Arc::new(config), &resolved, None, None);
+    let state = one_team_state();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || for _ in rx {});
     let recorder = tollgate_engine::record::Recorder::new(0, Some(tx));
@@ -117,15 +116,7 @@ fn record(c: &mut Criterion) {
 /// attributes), and its trace context taken from the client's
 /// `traceparent`; the buffer is emptied as a hand-off would.
 fn spans(c: &mut Criterion) {
-    let hash = hex(&hash_key(b"tg-bench-key"));
-    let text = format!(
-        "[[providers]]\nname = \"up\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
-         [[models]]\nname = \"gpt-4o-mini\"\ntargets = [{{ provider = \"up\" }}]\nprice = {{ input_per_mtok = 0.15, output_per_mtok = 0.60 }}\n\
-         [[teams]]\nname = \"search\"\nmodels = [\"*\"]\n[[keys]]\nname = \"search-prod\"\nteam = \"search\"\nsha256 = \"{hash}\"\n"
-    );
-    let config = Config::parse("bench.toml", &text, &ProcessEnv as &dyn Env).expect("bench config");
-    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None, role: None }];
-    let state = CoreState::build(Arc::new(config), &resolved, None, None);
+    let state = one_team_state();
     let recorder = Recorder::new(0, None);
     let key = &state.config.keys.all()[0];
     let traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
