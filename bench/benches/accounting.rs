@@ -81,9 +81,16 @@ fn accounting(c: &mut Criterion) {
 /// A core's state with one priced model and team `search`'s key
 /// `search-prod`: what a record and its spans name.
 fn one_team_state() -> CoreState {
-'''+block.replace("    let state = CoreState::build(Arc::new(config), &resolved, None, None);
-","    CoreState::build(Arc::new(config), &resolved, None, None)
-")+'''}
+    let hash = hex(&hash_key(b"tg-bench-key"));
+    let text = format!(
+        "[[providers]]\nname = \"up\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         [[models]]\nname = \"gpt-4o-mini\"\ntargets = [{{ provider = \"up\" }}]\nprice = {{ input_per_mtok = 0.15, output_per_mtok = 0.60 }}\n\
+         [[teams]]\nname = \"search\"\nmodels = [\"*\"]\n[[keys]]\nname = \"search-prod\"\nteam = \"search\"\nsha256 = \"{hash}\"\n"
+    );
+    let config = Config::parse("bench.toml", &text, &ProcessEnv as &dyn Env).expect("bench config");
+    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().unwrap(), roots: None, role: None }];
+    CoreState::build(Arc::new(config), &resolved, None, None)
+}
 
 /// Producing one request record on the request path: rendering its JSON
 /// line into the core's buffer, and the hand-off of full 64 KiB batches to
