@@ -37,29 +37,43 @@ impl ClickHouse {
             eprintln!("skipped: clickhouse-server is not installed (apt-get install clickhouse-server)");
             return None;
         }
-        let dir = TempDir::new("clickhouse");
-        let (http, tcp) = (free_port(), free_port());
-        let d = dir.0.display();
-        let config = format!(
-            "<?xml version=\"1.0\"?>\n<yandex>\n<logger><level>warning</level><console>1</console></logger>\n\
-             <http_port>{http}</http_port>\n<tcp_port>{tcp}</tcp_port>\n<listen_host>127.0.0.1</listen_host>\n\
-             <path>{d}/data/</path>\n<tmp_path>{d}/tmp/</tmp_path>\n<user_files_path>{d}/files/</user_files_path>\n\
-             <users_config>/etc/clickhouse-server/users.xml</users_config>\n<default_profile>default</default_profile>\n\
-             <default_database>default</default_database>\n<mark_cache_size>5368709</mark_cache_size>\n</yandex>\n"
-        );
-        let path = dir.0.join("config.xml");
-        std::fs::write(&path, config).unwrap();
-        let log = std::fs::File::create(dir.0.join("server.log")).unwrap();
-        let child = Command::new("clickhouse-server")
-            .arg(format!("--config-file={}", path.display()))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("clickhouse-server");
-        let ch = ClickHouse { child, http: format!("127.0.0.1:{http}").parse().unwrap(), _dir: dir };
-        wait_until(Duration::from_secs(30), "clickhouse-server answering", || ch.query("SELECT 1").is_some());
-        Some(ch)
+        // Free ports are free when looked at, not when the server binds
+        // them (tests run side by side): a server that exits at once is
+        // started again on others.
+        for attempt in 1..=3 {
+            let dir = TempDir::new("clickhouse");
+            let (http, tcp) = (free_port(), free_port());
+            let d = dir.0.display();
+            let config = format!(
+                "<?xml version=\"1.0\"?>\n<yandex>\n<logger><level>warning</level><console>1</console></logger>\n\
+                 <http_port>{http}</http_port>\n<tcp_port>{tcp}</tcp_port>\n<listen_host>127.0.0.1</listen_host>\n\
+                 <path>{d}/data/</path>\n<tmp_path>{d}/tmp/</tmp_path>\n<user_files_path>{d}/files/</user_files_path>\n\
+                 <users_config>/etc/clickhouse-server/users.xml</users_config>\n<default_profile>default</default_profile>\n\
+                 <default_database>default</default_database>\n<mark_cache_size>5368709</mark_cache_size>\n</yandex>\n"
+            );
+            let path = dir.0.join("config.xml");
+            std::fs::write(&path, config).unwrap();
+            let log_path = dir.0.join("server.log");
+            let log = std::fs::File::create(&log_path).unwrap();
+            let child = Command::new("clickhouse-server")
+                .arg(format!("--config-file={}", path.display()))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("clickhouse-server");
+            let mut ch = ClickHouse { child, http: format!("127.0.0.1:{http}").parse().unwrap(), _dir: dir };
+            let up = holds_within(Duration::from_secs(30), || {
+                ch.query("SELECT 1").is_some() || ch.child.try_wait().is_ok_and(|s| s.is_some())
+            });
+            if up && ch.query("SELECT 1").is_some() {
+                return Some(ch);
+            }
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            assert!(attempt < 3, "clickhouse-server did not start three times; its log:\n{log}");
+            eprintln!("clickhouse-server did not start (attempt {attempt}); again on other ports:\n{log}");
+        }
+        None
     }
 
     /// The answer's body to `sql`, or `None` when it fails.
