@@ -156,8 +156,8 @@ pub struct Trace<'s> {
     pub phases: Phases,
 }
 
-/// Phases timed for their spans: microseconds after the request's head,
-/// from and to.
+/// Phases timed for their spans (traced requests only): microseconds
+/// after the request's head, from and to.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Phases {
     /// The guardrail scan and the external classifiers, on the request.

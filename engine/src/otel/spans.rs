@@ -236,8 +236,7 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
         );
         count += 1;
     }
-    // (0, 0): the phase began and never ended (the drain stopped it).
-    if let Some((from, to)) = trace.phases.guardrails.filter(|&(_, to)| to > 0) {
+    if let Some((from, to)) = trace.phases.guardrails {
         let request_rules = rules(trace, config, Some(tollgate_policy::guard::Direction::Request));
         let request_rules: Vec<&str> = request_rules.iter().map(String::as_str).collect();
         let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));

@@ -141,19 +141,22 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             admit::within_rate_limit(&mut ex, core)?;
             read_body(&mut ex, core, client, buf).await?;
             route(&mut ex, core)?;
-            let from = ex.trace.offset();
+            // Phases with spans of their own are timed for traced requests
+            // only: nothing else reads the times.
+            let traced = ex.trace.otel.is_some_and(|c| c.sampled());
+            let from = traced.then(|| ex.trace.offset());
             let guarded = match guard_request(&mut ex, core) {
                 Ok(()) => classify_request(&mut ex, core).await,
                 Err(e) => Err(e),
             };
-            if ex.trace.phases.guardrails.is_some() {
+            if let Some(from) = from.filter(|_| has_guardrails(&ex, core)) {
                 ex.trace.phases.guardrails = Some((from, ex.trace.offset()));
             }
             guarded?;
             Box::pin(turns::continue_response(&mut ex, core)).await?;
-            let from = ex.trace.offset();
+            let from = traced.then(|| ex.trace.offset());
             let entry = Box::pin(cache::lookup(&mut ex, core)).await;
-            if let Some(outcome) = ex.reply.cache {
+            if let (Some(from), Some(outcome)) = (from, ex.reply.cache) {
                 use crate::record::Looked;
                 let looked = match outcome {
                     crate::cache::Outcome::Hit => Looked::Hit,
@@ -287,8 +290,6 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
     let key = ex.key()?;
     let Some((profile, g)) = crate::proxy::guard::for_team(core.state, key.team) else { return Ok(()) };
     let trace = &mut ex.trace;
-    // The phase gets its span (timed by `run`).
-    trace.phases.guardrails = Some((0, 0));
     let checked =
         crate::proxy::guard::check_request(profile, g, &ex.body, &mut trace.guard_hits, &mut trace.injection_features);
     if let Some(redacted) = checked? {
@@ -301,6 +302,13 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
         }
     }
     Ok(())
+}
+
+/// The key's team has a guardrail profile: the guardrail phases ran for
+/// the request (for its span).
+fn has_guardrails(ex: &Exchange<'_>, core: &Core<'_>) -> bool {
+    let teams = &core.state.config.teams;
+    ex.trace.key.and_then(|k| teams.get(k.team)).is_some_and(|t| t.guardrail_profile.is_some())
 }
 
 /// The profile's external classifiers, in order, on the request's texts
@@ -318,7 +326,6 @@ pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Res
     if p.classifiers.is_empty() {
         return Ok(());
     }
-    ex.trace.phases.guardrails = Some((0, 0));
     let mut texts = crate::proxy::guard::request_texts(&ex.body);
     for (i, c) in p.classifiers.iter().enumerate() {
         use tollgate_policy::config::ClassifierKind;
