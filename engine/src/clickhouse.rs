@@ -204,7 +204,7 @@ impl Inserter {
         let started = Instant::now();
         let timeout = self.settings.timeout;
         let mut give_up = || started.elapsed() >= timeout || self.grace.over();
-        request(&self.settings, target, body, crate::post::ANSWER_BYTES_LOGGED, &mut give_up)
+        request(&self.settings, target, body, crate::post::Reading::Status, &mut give_up)
     }
 }
 
@@ -213,7 +213,7 @@ pub fn request(
     s: &ClickHouse,
     target: &str,
     body: &[u8],
-    answer_max: usize,
+    read: crate::post::Reading,
     give_up: &mut dyn FnMut() -> bool,
 ) -> std::io::Result<crate::post::Answer> {
     let mut headers = String::from("content-type: text/plain; charset=utf-8\r\n");
@@ -224,7 +224,7 @@ pub fn request(
         headers.push_str(&format!("x-clickhouse-key: {}\r\n", p.0));
     }
     let connect = s.timeout.min(Duration::from_secs(2));
-    crate::post::post(&s.authority, target, &headers, &[body], connect, answer_max, give_up)
+    crate::post::post(&s.authority, target, &headers, &[body], connect, read, give_up)
 }
 
 /// The gateway's table: flat columns to filter on, ordered by team and

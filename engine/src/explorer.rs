@@ -272,12 +272,24 @@ fn answer_within(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> 
     let run = |sql: &str| -> Result<String, (u16, &'static str, String)> {
         let timeout = settings.timeout;
         let mut give_up = || started.elapsed() >= timeout;
-        let mut answer = crate::clickhouse::request(settings, &target, sql.as_bytes(), ANSWER_MAX, &mut give_up);
+        let mut answer = crate::clickhouse::request(
+            settings,
+            &target,
+            sql.as_bytes(),
+            crate::post::Reading::Whole(ANSWER_MAX),
+            &mut give_up,
+        );
         // A table that takes no PREWHERE (a Buffer table in ClickHouse 18):
         // the same query with WHERE.
         if matches!(&answer, Ok(a) if a.status != 200 && a.body.starts_with(b"Code: 182")) {
             let sql = sql.replacen(" PREWHERE ", " WHERE ", 1);
-            answer = crate::clickhouse::request(settings, &target, sql.as_bytes(), ANSWER_MAX, &mut give_up);
+            answer = crate::clickhouse::request(
+                settings,
+                &target,
+                sql.as_bytes(),
+                crate::post::Reading::Whole(ANSWER_MAX),
+                &mut give_up,
+            );
         }
         match answer {
             // ClickHouse 18 may end a body it has begun with an exception

@@ -56,15 +56,26 @@ impl Grace {
     }
 }
 
-/// What an exporter keeps of an answer (head and body), for its logs.
-pub const ANSWER_BYTES_LOGGED: usize = 1024;
+/// How much of an answer a caller reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// The status and the start of the body, for the logs (an exporter):
+    /// reading stops once the head is in and the server goes quiet.
+    Status,
+    /// The whole body, up to this many bytes (head included), read until
+    /// the server closes.
+    Whole(usize),
+}
+
+/// What [`Reading::Status`] keeps of an answer.
+const STATUS_BYTES: usize = 1024;
 
 /// The status, and the answer's body (its first bytes, for an exporter).
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
     /// The whole body was read: the server closed after it (and a chunked
-    /// one ended with its last chunk), within `answer_max`.
+    /// one ended with its last chunk), within [`Reading::Whole`]'s bound.
     pub complete: bool,
 }
 
@@ -76,7 +87,7 @@ pub fn post(
     headers: &str,
     parts: &[&[u8]],
     connect_timeout: Duration,
-    answer_max: usize,
+    read: Reading,
     give_up: &mut dyn FnMut() -> bool,
 ) -> std::io::Result<Answer> {
     let timed_out = || std::io::Error::new(ErrorKind::TimedOut, "no answer in time");
@@ -133,7 +144,10 @@ pub fn post(
     // (`connection: close`) once it has answered. An exporter, which
     // needs the status only, stops once the head is in and the server
     // goes quiet; a caller that wants the body reads to the close.
-    let status_only = answer_max <= ANSWER_BYTES_LOGGED;
+    let (status_only, answer_max) = match read {
+        Reading::Status => (true, STATUS_BYTES),
+        Reading::Whole(max) => (false, max),
+    };
     let mut answer = Vec::with_capacity(256);
     let mut chunk = [0u8; 16 * 1024];
     let mut closed = false;

@@ -272,7 +272,7 @@ fn post(
         headers,
         &parts,
         connect,
-        crate::post::ANSWER_BYTES_LOGGED,
+        crate::post::Reading::Status,
         give_up,
     )
     .map(|a| a.status)
