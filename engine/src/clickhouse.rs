@@ -21,7 +21,7 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -29,19 +29,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::Value;
 use tollgate_policy::config::clickhouse::ClickHouse;
 
+use crate::post::Counters;
+
 const INSERT_BYTES: usize = 4 << 20;
 const INSERT_EVERY: Duration = Duration::from_secs(1);
-
-/// What the insert thread has done, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub queued_bytes: AtomicUsize,
-    pub queue_bytes_max: usize,
-    pub inserted: AtomicU64,
-    pub dropped: AtomicU64,
-    /// Inserts given up after their last try.
-    pub failed: AtomicU64,
-}
 
 /// The record thread's side.
 pub struct Sink {
@@ -55,14 +46,14 @@ impl Sink {
     pub fn offer(&self, batch: Bytes) {
         let c = &self.counters;
         let len = batch.len();
-        if c.queued_bytes.load(Ordering::Relaxed) + len > c.queue_bytes_max {
-            c.dropped.fetch_add(memchr::memchr_iter(b'\n', &batch).count() as u64, Ordering::Relaxed);
+        let lines = |b: &[u8]| memchr::memchr_iter(b'\n', b).count() as u64;
+        if !c.admit(len) {
+            c.drop_items(lines(&batch));
             return;
         }
-        c.queued_bytes.fetch_add(len, Ordering::Relaxed);
         if let Err(mpsc::SendError(batch)) = self.tx.send(batch) {
-            c.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            c.dropped.fetch_add(memchr::memchr_iter(b'\n', &batch).count() as u64, Ordering::Relaxed);
+            c.taken(len);
+            c.drop_items(lines(&batch));
         }
     }
 }
@@ -79,7 +70,7 @@ pub struct Started {
 }
 
 pub fn start(settings: ClickHouse) -> std::io::Result<Started> {
-    let counters = Arc::new(Counters { queue_bytes_max: settings.queue_bytes_max, ..Counters::default() });
+    let counters = Counters::new(settings.queue_bytes_max);
     let (grace, stopping) = crate::post::Grace::new();
     let (tx, rx) = mpsc::channel();
     let inserter = Inserter { settings, counters: counters.clone(), grace, created: Cell::new(false) };
@@ -103,12 +94,12 @@ impl Inserter {
         loop {
             let done = match rx.recv_timeout(INSERT_EVERY.saturating_sub(since.elapsed())) {
                 Ok(batch) => {
-                    self.counters.queued_bytes.fetch_sub(batch.len(), Ordering::Relaxed);
+                    self.counters.taken(batch.len());
                     for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                         if row(line, &mut rows) {
                             count += 1;
                         } else {
-                            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                            self.counters.drop_items(1);
                         }
                     }
                     false
@@ -130,53 +121,37 @@ impl Inserter {
         }
     }
 
+    /// One insert of `count` rows ([`crate::post::deliver`]).
     fn insert(&self, rows: &[u8], count: u64) {
+        use crate::post::Try;
         let s = &self.settings;
         let query = format!("INSERT INTO {}.{} FORMAT JSONEachRow", s.database, s.table);
         let target = format!("/?input_format_skip_unknown_fields=1&query={}", encode(&query));
-        let mut backoff = crate::post::FIRST_BACKOFF;
-        for attempt in 1..=crate::post::TRIES {
-            if self.grace.over() {
-                tracing::warn!(rows = count, "the process is stopping and ClickHouse took too long; rows dropped");
-                break;
-            }
-            let outcome = self.create().and_then(|()| self.post(&target, rows));
-            match outcome {
-                Ok(a) if a.status == 200 => {
-                    self.counters.inserted.fetch_add(count, Ordering::Relaxed);
-                    return;
+        crate::post::deliver(&self.grace, &self.counters, count, "rows to ClickHouse", || {
+            let a = match self.create().and_then(|()| self.post(&target, rows)) {
+                Ok(a) if a.status == 200 => return Try::Delivered,
+                Ok(a) => a,
+                Err(e) => return Try::Again(e.to_string()),
+            };
+            let why = format!("{} {}", a.status, String::from_utf8_lossy(&a.body).trim());
+            match a.status {
+                // A table dropped since it was made: made again, then
+                // tried again.
+                404 => {
+                    self.created.set(false);
+                    Try::Again(why)
                 }
-                outcome => {
-                    let why = match &outcome {
-                        Ok(a) => format!("{} {}", a.status, String::from_utf8_lossy(&a.body).trim()),
-                        Err(e) => e.to_string(),
-                    };
-                    // A table dropped since it was made: made again, then
-                    // tried again.
-                    if matches!(&outcome, Ok(a) if a.status == 404) {
-                        self.created.set(false);
-                    }
-                    // A refusal of the rows themselves (a 4xx other than
-                    // 404, 408 and 429: a schema the table does not have, a
-                    // proxy's body limit) will not pass on another try.
-                    let hopeless = matches!(&outcome, Ok(a) if (400..500).contains(&a.status) && !matches!(a.status, 404 | 408 | 429));
-                    if matches!(&outcome, Ok(a) if a.status == 413) {
-                        tracing::warn!(
-                            rows = count,
-                            "a proxy before ClickHouse refused a 4 MiB insert (413): raise its body limit"
-                        );
-                    }
-                    if hopeless || attempt == crate::post::TRIES {
-                        tracing::warn!(rows = count, table = %s.table, why = %why, "cannot insert records into ClickHouse; dropped");
-                        break;
-                    }
-                    self.grace.sleep(backoff);
-                    backoff *= 2;
-                }
+                413 => Try::Hopeless(format!(
+                    "{why}: a proxy before ClickHouse refused a 4 MiB insert; raise its body limit"
+                )),
+                // A refusal of the rows themselves (a 4xx other than 404,
+                // 408 and 429: a schema the table does not have) will not
+                // pass on another try.
+                408 | 429 => Try::Again(why),
+                400..=499 => Try::Hopeless(why),
+                _ => Try::Again(why),
             }
-        }
-        self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        self.counters.dropped.fetch_add(count, Ordering::Relaxed);
+        });
     }
 
     /// `CREATE TABLE IF NOT EXISTS`, once, when `create_table`. Only a

@@ -1,14 +1,16 @@
-//! One blocking HTTP/1.1 POST from an exporter thread of the gateway's own
-//! (spans to a collector, records to ClickHouse): connect to each address
-//! the name resolves to in turn, write the head and the body's parts,
-//! read the status and the start of the answer. Reads and writes wait in
-//! short slices and ask `give_up` between them, so that the caller's
-//! time-out, or the end of its shutdown grace, stops a try wherever it is.
+//! What the gateway's exporter threads (spans to a collector, records to
+//! ClickHouse) share: one blocking HTTP/1.1 POST ([`post`]: connect to
+//! each address the name resolves to in turn, write the head and the
+//! body's parts, read the status and as much of the answer as asked; reads
+//! and writes wait in short slices and ask `give_up` between them, so that
+//! the caller's time-out, or the end of its shutdown grace, stops a try
+//! wherever it is); the bounded queue's counters ([`Counters`]); the
+//! tries with back-off ([`deliver`]) and the shutdown grace ([`Grace`]).
 
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,90 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Once the process stops, an exporter's last tries (back-off included)
 /// get this long in all; what is left after it is dropped and counted.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// An exporter's queue and what became of what it carried, for
+/// `/metrics`. The queue is bounded in bytes: what is handed over and not
+/// yet taken by the thread is counted, and a batch that would pass the
+/// bound is dropped by whoever hands it over, never waited for.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub queued_bytes: AtomicUsize,
+    pub queue_bytes_max: usize,
+    /// Items (spans, rows) the other end took.
+    pub delivered: AtomicU64,
+    /// Items dropped: past the queue's bound, or after the last try.
+    pub dropped: AtomicU64,
+    /// Deliveries given up after their last try.
+    pub failed: AtomicU64,
+}
+
+impl Counters {
+    pub fn new(queue_bytes_max: usize) -> Arc<Counters> {
+        Arc::new(Counters { queue_bytes_max, ..Counters::default() })
+    }
+
+    /// Takes `len` bytes into the queue; false (nothing counted but the
+    /// caller's drop) when they would pass its bound. Checked and added in
+    /// two steps: senders racing past the bound by one batch each is the
+    /// most it can be passed by.
+    pub fn admit(&self, len: usize) -> bool {
+        if self.queued_bytes.load(Ordering::Relaxed) + len > self.queue_bytes_max {
+            return false;
+        }
+        self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        true
+    }
+
+    /// `len` bytes left the queue: taken by the thread, or never sent.
+    pub fn taken(&self, len: usize) {
+        self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+
+    pub fn drop_items(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What one try of a delivery came to.
+pub enum Try {
+    Delivered,
+    /// Worth another try (a transport error, 429, 5xx...): why.
+    Again(String),
+    /// Another try would fare no better (the other end refused what was
+    /// sent): why.
+    Hopeless(String),
+}
+
+/// Delivers `items` items by `attempt`, tried up to [`TRIES`] times with
+/// back-off from [`FIRST_BACKOFF`], doubling, within the grace; counts
+/// them delivered, or dropped with a failure. `what` names them in the
+/// log.
+pub fn deliver(grace: &Grace, counters: &Counters, items: u64, what: &str, mut attempt: impl FnMut() -> Try) {
+    let mut backoff = FIRST_BACKOFF;
+    for n in 1..=TRIES {
+        if grace.over() {
+            tracing::warn!(items, what, "the process is stopping and the other end took too long; dropped");
+            break;
+        }
+        match attempt() {
+            Try::Delivered => {
+                counters.delivered.fetch_add(items, Ordering::Relaxed);
+                return;
+            }
+            Try::Again(why) if n < TRIES => {
+                tracing::debug!(items, what, why = %why, try_ = n, "trying again");
+                grace.sleep(backoff);
+                backoff *= 2;
+            }
+            Try::Again(why) | Try::Hopeless(why) => {
+                tracing::warn!(items, what, why = %why, "cannot deliver; dropped");
+                break;
+            }
+        }
+    }
+    counters.failed.fetch_add(1, Ordering::Relaxed);
+    counters.drop_items(items);
+}
 
 /// An exporter thread's shutdown grace: the flag the process sets once
 /// the exporter has been given everything it will get, and the deadline

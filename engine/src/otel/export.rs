@@ -17,12 +17,13 @@
 //! path but a buffer append and, every 100 ms, a channel send.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tollgate_policy::config::telemetry::Telemetry;
+
+use crate::post::Counters;
 
 use super::proto::{self, attribute, Value};
 
@@ -38,18 +39,6 @@ const EXPORT_EVERY: Duration = Duration::from_secs(1);
 pub struct Batch {
     bytes: BytesMut,
     spans: u64,
-}
-
-/// What the exporter has done, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Bytes handed over by workers and not yet taken by the thread.
-    pub queued_bytes: AtomicUsize,
-    pub queue_bytes_max: usize,
-    pub exported: AtomicU64,
-    pub dropped: AtomicU64,
-    /// Exports given up after their last try.
-    pub failed: AtomicU64,
 }
 
 /// A worker's span buffer and its line to the exporter.
@@ -109,17 +98,14 @@ impl CoreSpans {
         let spans = self.spans.replace(0);
         let len = buf.len();
         let c = &self.counters;
-        // Checked and added in two steps: cores racing past the bound by
-        // one batch each is the most it can be passed by.
-        if c.queued_bytes.load(Ordering::Relaxed) + len > c.queue_bytes_max {
-            c.dropped.fetch_add(spans, Ordering::Relaxed);
+        if !c.admit(len) {
+            c.drop_items(spans);
             buf.clear();
             return;
         }
-        c.queued_bytes.fetch_add(len, Ordering::Relaxed);
         if self.tx.send(Batch { bytes: buf.split(), spans }).is_err() {
-            c.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            c.dropped.fetch_add(spans, Ordering::Relaxed);
+            c.taken(len);
+            c.drop_items(spans);
         }
     }
 }
@@ -137,7 +123,7 @@ pub struct Line {
 /// Starts the exporter thread. It exits, after a last export, once every
 /// [`Line`] and [`CoreSpans`] is gone.
 pub fn start(settings: Telemetry) -> std::io::Result<(Line, std::thread::JoinHandle<()>)> {
-    let counters = Arc::new(Counters { queue_bytes_max: settings.queue_bytes_max, ..Counters::default() });
+    let counters = Counters::new(settings.queue_bytes_max);
     let (tx, rx) = mpsc::channel();
     let settings = Arc::new(settings);
     let (grace, stopping) = crate::post::Grace::new();
@@ -164,7 +150,7 @@ impl Exporter {
             let wait = EXPORT_EVERY.saturating_sub(since.elapsed());
             let done = match rx.recv_timeout(wait) {
                 Ok(b) => {
-                    self.counters.queued_bytes.fetch_sub(b.bytes.len(), Ordering::Relaxed);
+                    self.counters.taken(b.bytes.len());
                     pending_len += b.bytes.len();
                     pending.push(b.bytes);
                     spans += b.spans;
@@ -189,42 +175,24 @@ impl Exporter {
         }
     }
 
-    /// One export of `spans` spans, tried up to [`crate::post::TRIES`] times.
+    /// One export of `spans` spans ([`crate::post::deliver`]): a 2xx takes
+    /// them; 429 and 502–504 are tried again, as transport errors are.
     fn export(&self, batches: &[BytesMut], len: usize, spans: u64) {
+        use crate::post::Try;
         let prefix = self.request_prefix(len);
-        let mut backoff = crate::post::FIRST_BACKOFF;
-        for attempt in 1..=crate::post::TRIES {
-            if self.grace.over() {
-                tracing::warn!(spans, "the process is stopping and the collector took too long; spans dropped");
-                break;
-            }
+        crate::post::deliver(&self.grace, &self.counters, spans, "spans to the collector", || {
             let started = Instant::now();
             let timeout = self.settings.timeout;
-            let outcome = {
-                let mut give_up = || started.elapsed() >= timeout || self.grace.over();
-                post(&self.settings, &prefix, batches, &mut give_up)
-            };
-            match outcome {
-                Ok(status) if (200..300).contains(&status) => {
-                    self.counters.exported.fetch_add(spans, Ordering::Relaxed);
-                    return;
+            let mut give_up = || started.elapsed() >= timeout || self.grace.over();
+            match post(&self.settings, &prefix, batches, &mut give_up) {
+                Ok(status) if (200..300).contains(&status) => Try::Delivered,
+                Ok(status) if matches!(status, 429 | 502 | 503 | 504) => {
+                    Try::Again(format!("the collector answered {status}"))
                 }
-                Ok(status) if !matches!(status, 429 | 502 | 503 | 504) => {
-                    tracing::warn!(status, spans, collector = %self.settings.authority, "the collector refused spans; dropped");
-                    break;
-                }
-                outcome => {
-                    if attempt == crate::post::TRIES {
-                        tracing::warn!(?outcome, spans, collector = %self.settings.authority, "cannot export spans; dropped");
-                        break;
-                    }
-                    self.grace.sleep(backoff);
-                    backoff *= 2;
-                }
+                Ok(status) => Try::Hopeless(format!("the collector answered {status}")),
+                Err(e) => Try::Again(format!("{} at {}", e, self.settings.authority)),
             }
-        }
-        self.counters.failed.fetch_add(1, Ordering::Relaxed);
-        self.counters.dropped.fetch_add(spans, Ordering::Relaxed);
+        });
     }
 
     /// `ExportTraceServiceRequest { resource_spans: [{ resource, scope_spans:

@@ -362,7 +362,7 @@ impl Totals {
                  # HELP tollgate_otel_exports_failed_total Exports to the collector given up after their last try.\n# TYPE tollgate_otel_exports_failed_total counter\ntollgate_otel_exports_failed_total {}\n\
                  # HELP tollgate_otel_queue_bytes Encoded spans waiting for the exporter thread.\n# TYPE tollgate_otel_queue_bytes gauge\ntollgate_otel_queue_bytes {}\n\
                  # HELP tollgate_otel_queue_bytes_max The queue's bound (queue_bytes_max).\n# TYPE tollgate_otel_queue_bytes_max gauge\ntollgate_otel_queue_bytes_max {}\n",
-                c.exported.load(Relaxed),
+                c.delivered.load(Relaxed),
                 c.dropped.load(Relaxed),
                 c.failed.load(Relaxed),
                 c.queued_bytes.load(Relaxed),
@@ -377,7 +377,7 @@ impl Totals {
                  # HELP tollgate_clickhouse_inserts_failed_total Inserts given up after their last try.\n# TYPE tollgate_clickhouse_inserts_failed_total counter\ntollgate_clickhouse_inserts_failed_total {}\n\
                  # HELP tollgate_clickhouse_queue_bytes Records waiting for the ClickHouse thread.\n# TYPE tollgate_clickhouse_queue_bytes gauge\ntollgate_clickhouse_queue_bytes {}\n\
                  # HELP tollgate_clickhouse_queue_bytes_max The queue's bound (queue_bytes_max).\n# TYPE tollgate_clickhouse_queue_bytes_max gauge\ntollgate_clickhouse_queue_bytes_max {}\n",
-                c.inserted.load(Relaxed),
+                c.delivered.load(Relaxed),
                 c.dropped.load(Relaxed),
                 c.failed.load(Relaxed),
                 c.queued_bytes.load(Relaxed),

@@ -32,9 +32,9 @@ pub struct Totals {
     /// The node's agent runs (read at a scrape: a scan of the table).
     pub runs: Option<std::sync::Arc<crate::runs::Runs>>,
     /// The span exporter's counters, with `[telemetry]`.
-    pub spans: Option<std::sync::Arc<crate::otel::export::Counters>>,
+    pub spans: Option<std::sync::Arc<crate::post::Counters>>,
     /// The ClickHouse thread's counters, with `[clickhouse]`.
-    pub clickhouse: Option<std::sync::Arc<crate::clickhouse::Counters>>,
+    pub clickhouse: Option<std::sync::Arc<crate::post::Counters>>,
     /// The dashboard's history.
     pub series: super::series::Series,
 }
