@@ -92,6 +92,23 @@ fn one_team_state() -> CoreState {
     CoreState::build(Arc::new(config), &resolved, None, None)
 }
 
+/// A streamed chat request served by the first target: the trace both
+/// the record and the spans benchmarks write out.
+fn served_trace<'s>(recorder: &Recorder, key: &'s tollgate_policy::VirtualKey) -> Trace<'s> {
+    let mut trace = Trace::new(recorder.next_id());
+    trace.operation = "chat";
+    trace.key = Some(key);
+    trace.route = Some(0);
+    trace.attempt(0, trace.started, Ok(200));
+    trace.served_by = Some(0);
+    trace.status = 200;
+    trace.stream = true;
+    trace.usage = Some(TokenUsage { prompt: 120, completion: 40, cached: 0, cache_write: 0 });
+    trace.bytes_in = 812;
+    trace.bytes_out = 2_304;
+    trace
+}
+
 /// Producing one request record on the request path: rendering its JSON
 /// line into the core's buffer, and the hand-off of full 64 KiB batches to
 /// the writer thread (here a thread that drops them).
@@ -99,20 +116,11 @@ fn record(c: &mut Criterion) {
     let state = one_team_state();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || for _ in rx {});
-    let recorder = tollgate_engine::record::Recorder::new(0, Some(tx));
+    let recorder = Recorder::new(0, Some(tx));
     let key = &state.config.keys.all()[0];
     c.bench_function("record_per_request", |b| {
         b.iter(|| {
-            let mut trace = Trace::new(recorder.next_id());
-            trace.key = Some(key);
-            trace.route = Some(0);
-            trace.attempt(0, trace.started, Ok(200));
-            trace.served_by = Some(0);
-            trace.status = 200;
-            trace.stream = true;
-            trace.usage = Some(TokenUsage { prompt: 120, completion: 40, cached: 0, cache_write: 0 });
-            trace.bytes_in = 812;
-            trace.bytes_out = 2_304;
+            let trace = served_trace(&recorder, key);
             recorder.record(black_box(&trace), &state.config);
         })
     });
@@ -130,17 +138,9 @@ fn spans(c: &mut Criterion) {
     let mut out = bytes::BytesMut::with_capacity(64 * 1024);
     c.bench_function("spans_per_request", |b| {
         b.iter(|| {
-            let mut trace = Trace::new(recorder.next_id());
-            trace.operation = "chat";
+            let trace = served_trace(&recorder, key);
             let ctx =
                 tollgate_engine::trace_context::Context::start(Some(black_box(&traceparent[..])), 1.0, &state.rng);
-            trace.key = Some(key);
-            trace.route = Some(0);
-            trace.attempt(0, trace.started, Ok(200));
-            trace.served_by = Some(0);
-            trace.status = 200;
-            trace.stream = true;
-            trace.usage = Some(TokenUsage { prompt: 120, completion: 40, cached: 0, cache_write: 0 });
             let n =
                 tollgate_engine::otel::spans::write(&trace, &ctx, &state.config, 1_795_400_000_000_000_000, &mut out);
             if out.len() >= 64 * 1024 {
