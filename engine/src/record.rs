@@ -176,6 +176,27 @@ pub enum Looked {
     Miss,
 }
 
+impl Looked {
+    /// As records, spans and reports name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Looked::Hit => "hit",
+            Looked::SemanticHit(_) => "semantic-hit",
+            Looked::Miss => "miss",
+        }
+    }
+}
+
+impl Cached {
+    pub fn looked(&self) -> Looked {
+        match (self.hit, self.similarity) {
+            (true, None) => Looked::Hit,
+            (true, Some(s)) => Looked::SemanticHit(s),
+            (false, _) => Looked::Miss,
+        }
+    }
+}
+
 /// Where a worker's traced requests go besides their record: with
 /// `[telemetry]`, its span buffer (`otel::export::CoreSpans`), which
 /// reads the trace; named here so that the recorder, below the exporter,
@@ -386,11 +407,9 @@ impl<'s> Trace<'s> {
         out.extend_from_slice(b",\"bytes_out\":");
         out.extend_from_slice(n.format(self.bytes_out).as_bytes());
         if let Some(c) = self.cache {
-            out.extend_from_slice(match (c.hit, c.similarity) {
-                (true, None) => b",\"cache\":{\"outcome\":\"hit\"" as &[u8],
-                (true, Some(_)) => b",\"cache\":{\"outcome\":\"semantic-hit\"",
-                (false, _) => b",\"cache\":{\"outcome\":\"miss\"",
-            });
+            out.extend_from_slice(b",\"cache\":{\"outcome\":\"");
+            out.extend_from_slice(c.looked().as_str().as_bytes());
+            out.extend_from_slice(b"\"");
             if let Some(s) = c.similarity {
                 out.extend_from_slice(format!(",\"similarity\":{s:.4}").as_bytes());
             }

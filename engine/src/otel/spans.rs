@@ -191,7 +191,7 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
                 attribute(out, 9, "tollgate.guardrail.rules", Value::Strs(&rules));
             }
             if let Some(c) = trace.cache {
-                attribute(out, 9, "tollgate.cache.outcome", Value::Str(cache_outcome(c)));
+                attribute(out, 9, "tollgate.cache.outcome", Value::Str(c.looked().as_str()));
             }
         },
     );
@@ -285,14 +285,8 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
                 error: None,
             },
             |out| {
-                use crate::record::Looked;
-                let name = match outcome {
-                    Looked::Hit => "hit",
-                    Looked::SemanticHit(_) => "semantic-hit",
-                    Looked::Miss => "miss",
-                };
-                attribute(out, 9, "tollgate.cache.outcome", Value::Str(name));
-                if let Looked::SemanticHit(s) = outcome {
+                attribute(out, 9, "tollgate.cache.outcome", Value::Str(outcome.as_str()));
+                if let crate::record::Looked::SemanticHit(s) = outcome {
                     attribute(out, 9, "tollgate.cache.similarity", Value::Double(f64::from(s)));
                 }
                 if let Some(c) = trace.cache.filter(|c| c.hit) {
@@ -303,14 +297,6 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
         count += 1;
     }
     count
-}
-
-fn cache_outcome(c: crate::record::Cached) -> &'static str {
-    match (c.hit, c.similarity) {
-        (true, None) => "hit",
-        (true, Some(_)) => "semantic-hit",
-        (false, _) => "miss",
-    }
 }
 
 /// The distinct rules that hit (in one direction, or both), as the
