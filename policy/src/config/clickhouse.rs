@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::report::{read_secret, Report};
+use super::report::{plain_http_url, read_secret, timeout_ms, HttpUrlProblem, Report};
 use super::{Credential, Env};
 
 #[derive(Deserialize)]
@@ -50,23 +50,20 @@ fn identifier(s: &str) -> bool {
 
 pub(super) fn validate(raw: &RawClickHouse, logging_dir: bool, env: &dyn Env, report: &mut Report<'_>) -> ClickHouse {
     let url = raw.url.get_ref();
-    let authority = match url.strip_prefix("http://") {
-        Some(rest) => {
-            let authority = rest.trim_end_matches('/');
-            let ok = authority.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-                && authority.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'@');
-            if !ok {
-                report.add(
-                    raw.url.span(),
-                    format!("url {url:?} must be http://host:port (ClickHouse's HTTP interface, 8123 by default)"),
-                );
-            }
-            authority.to_string()
-        }
-        None => {
+    let authority = match plain_http_url(url) {
+        Ok((authority, "" | "/")) => authority.to_string(),
+        Err(HttpUrlProblem::NotHttp) => {
             report.add(
                 raw.url.span(),
                 format!("url {url:?} must be http://host:port: plain HTTP to a ClickHouse on the same network (or a local proxy that adds TLS)"),
+            );
+            String::new()
+        }
+        // A path, user@, spaces, no port.
+        _ => {
+            report.add(
+                raw.url.span(),
+                format!("url {url:?} must be http://host:port (ClickHouse's HTTP interface, 8123 by default)"),
             );
             String::new()
         }
@@ -115,13 +112,7 @@ pub(super) fn validate(raw: &RawClickHouse, logging_dir: bool, env: &dyn Env, re
         }
         v as usize
     });
-    let timeout_ms = raw.timeout_ms.as_ref().map_or(10_000, |t| {
-        let v = *t.get_ref();
-        if v == 0 || v > 60_000 {
-            report.add(t.span(), format!("timeout_ms {v} must be between 1 and 60000"));
-        }
-        v
-    });
+    let timeout = timeout_ms(raw.timeout_ms.as_ref(), 10_000, report);
     ClickHouse {
         authority,
         database,
@@ -135,6 +126,6 @@ pub(super) fn validate(raw: &RawClickHouse, logging_dir: bool, env: &dyn Env, re
         password,
         create_table: raw.create_table.unwrap_or(true),
         queue_bytes_max,
-        timeout: std::time::Duration::from_millis(timeout_ms),
+        timeout,
     }
 }

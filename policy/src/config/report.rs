@@ -33,6 +33,47 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Why a URL is not `http://host:port[/path]` as the gateway's own
+/// blocking HTTP clients (alerts, spans, ClickHouse) take it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum HttpUrlProblem {
+    /// Not `http://` (TLS is a local proxy's or collector's job).
+    NotHttp,
+    /// Spaces, control characters or `user@`: it goes into the request
+    /// line and `host` as written.
+    Unclean,
+    /// No host, or no port.
+    NoHostPort,
+}
+
+/// `http://host:port[/path]`: the authority, and the path with its
+/// leading `/` (empty when there is none).
+pub(super) fn plain_http_url(url: &str) -> Result<(&str, &str), HttpUrlProblem> {
+    let rest = url.strip_prefix("http://").ok_or(HttpUrlProblem::NotHttp)?;
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    if !url.bytes().all(|b| b.is_ascii_graphic()) || authority.contains('@') {
+        return Err(HttpUrlProblem::Unclean);
+    }
+    let ok = authority.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+    if ok {
+        Ok((authority, path))
+    } else {
+        Err(HttpUrlProblem::NoHostPort)
+    }
+}
+
+/// A `timeout_ms` field: its default, or a value from 1 to 60,000.
+pub(super) fn timeout_ms(field: Option<&Spanned<u64>>, default: u64, report: &mut Report<'_>) -> std::time::Duration {
+    let ms = field.map_or(default, |t| {
+        let v = *t.get_ref();
+        if v == 0 || v > 60_000 {
+            report.add(t.span(), format!("timeout_ms {v} must be between 1 and 60000"));
+        }
+        v
+    });
+    std::time::Duration::from_millis(ms)
+}
+
 /// A secret named by an environment variable or a file (never written in
 /// the configuration itself). `names`: the two fields' names and what the
 /// secret is, for the messages.

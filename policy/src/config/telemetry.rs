@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::report::Report;
+use super::report::{plain_http_url, timeout_ms, HttpUrlProblem, Report};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,35 +44,22 @@ pub const QUEUE_BYTES_MIN: u64 = 256 * 1024;
 
 pub(super) fn validate(raw: &RawTelemetry, report: &mut Report<'_>) -> Telemetry {
     let url = raw.otlp_endpoint.get_ref();
-    let (authority, path) = match url.strip_prefix("http://") {
-        Some(rest) => {
-            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-            let ok = authority.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            // What goes into the request line and `host` as written.
-            let clean = url.bytes().all(|b| b.is_ascii_graphic()) && !authority.contains('@');
-            if !clean {
-                report.add(
-                    raw.otlp_endpoint.span(),
-                    format!(
-                        "otlp_endpoint {url:?} holds spaces, control characters or user@: http://host:4318/v1/traces"
-                    ),
-                );
-            } else if !ok {
-                report.add(
-                    raw.otlp_endpoint.span(),
-                    format!("otlp_endpoint {url:?} needs a host and a port: http://host:4318/v1/traces"),
-                );
-            }
-            let path = if path.is_empty() { "/v1/traces".to_string() } else { format!("/{path}") };
-            (authority.to_string(), path)
-        }
-        None => {
-            report.add(
-                raw.otlp_endpoint.span(),
-                format!(
+    let span = raw.otlp_endpoint.span();
+    let (authority, path) = match plain_http_url(url) {
+        // Without a path, OTLP's for traces.
+        Ok((authority, path)) => (authority.to_string(), if path.is_empty() { "/v1/traces" } else { path }.to_string()),
+        Err(problem) => {
+            report.add(span, match problem {
+                HttpUrlProblem::NotHttp => format!(
                     "otlp_endpoint {url:?} must be http://host:port[/path]: send to an OpenTelemetry Collector beside the gateway, which forwards over TLS"
                 ),
-            );
+                HttpUrlProblem::Unclean => format!(
+                    "otlp_endpoint {url:?} holds spaces, control characters or user@: http://host:4318/v1/traces"
+                ),
+                HttpUrlProblem::NoHostPort => {
+                    format!("otlp_endpoint {url:?} needs a host and a port: http://host:4318/v1/traces")
+                }
+            });
             (String::new(), String::new())
         }
     };
@@ -99,19 +86,6 @@ pub(super) fn validate(raw: &RawTelemetry, report: &mut Report<'_>) -> Telemetry
         }
         v as usize
     });
-    let timeout_ms = raw.timeout_ms.as_ref().map_or(5_000, |t| {
-        let v = *t.get_ref();
-        if v == 0 || v > 60_000 {
-            report.add(t.span(), format!("timeout_ms {v} must be between 1 and 60000"));
-        }
-        v
-    });
-    Telemetry {
-        authority,
-        path,
-        service_name,
-        sample_ratio,
-        queue_bytes_max,
-        timeout: std::time::Duration::from_millis(timeout_ms),
-    }
+    let timeout = timeout_ms(raw.timeout_ms.as_ref(), 5_000, report);
+    Telemetry { authority, path, service_name, sample_ratio, queue_bytes_max, timeout }
 }

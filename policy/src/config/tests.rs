@@ -581,6 +581,24 @@ fn clickhouse_defaults_and_mistakes() {
 }
 
 #[test]
+fn the_alert_webhook_is_plain_http_with_a_port() {
+    let ok = format!("[alerts]\nwebhook_url = \"http://hooks:9000/budget\"\n{BASE}");
+    assert_eq!(
+        Config::parse("gw.toml", &ok, &TestEnv).unwrap().alert_webhook.as_deref(),
+        Some("http://hooks:9000/budget")
+    );
+    for bad in
+        ["https://hooks:9000/x", "http://hooks/x", "http://u@hooks:9000/x", "http://hooks:9000/a b", "http://:9000/x"]
+    {
+        let p = problems(&format!("[alerts]\nwebhook_url = \"{bad}\"\n{BASE}"));
+        assert!(
+            p.iter().any(|m| m.starts_with("gw.toml:") && m.contains("must be http://host:port/path")),
+            "{bad}: {p:?}"
+        );
+    }
+}
+
+#[test]
 fn telemetry_defaults_and_mistakes() {
     let c = Config::parse("gw.toml", &format!("[telemetry]\notlp_endpoint = \"http://otel:4318\"\n{BASE}"), &TestEnv)
         .unwrap();

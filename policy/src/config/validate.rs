@@ -62,11 +62,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
     let routing = validate_routing(&raw.routing, &mut report);
     let alert_webhook = raw.alerts.webhook_url.as_ref().map(|u| {
         let url = u.get_ref();
-        let ok = url.strip_prefix("http://").is_some_and(|rest| {
-            let host = rest.split('/').next().unwrap_or("");
-            host.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
-        });
-        if !ok {
+        if super::report::plain_http_url(url).is_err() {
             report.add(
                 u.span(),
                 format!("webhook_url {url:?} must be http://host:port/path (plain HTTP, port included)"),
