@@ -1,13 +1,12 @@
 //! Alerts for people: a budget's soft threshold passed is POSTed as JSON to
 //! the configured webhook, from a thread of its own, so that a slow or dead
 //! receiver never touches a request. Delivery is best effort (one try,
-//! two-second time-outs, failures logged): the log line and the metric are
-//! the record, the webhook is the nudge.
+//! two seconds to connect and four in all, failures logged): the log line
+//! and the metric are the record, the webhook is the nudge. The POST is
+//! the exporters' ([`crate::post`]).
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -31,23 +30,14 @@ pub fn start(url: &str) -> Option<mpsc::Sender<String>> {
 }
 
 fn post(authority: &str, path: &str, body: &str) -> std::io::Result<()> {
-    let addr = authority
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
-    let mut s = TcpStream::connect_timeout(&addr, TIMEOUT)?;
-    s.set_read_timeout(Some(TIMEOUT))?;
-    s.set_write_timeout(Some(TIMEOUT))?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nuser-agent: tollgate\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut status = [0u8; 12];
-    s.read_exact(&mut status)?;
-    if status.starts_with(b"HTTP/1.1 2") || status.starts_with(b"HTTP/1.0 2") {
+    let started = Instant::now();
+    let mut give_up = || started.elapsed() >= 2 * TIMEOUT;
+    let headers = "content-type: application/json\r\n";
+    let reading = crate::post::Reading::Status;
+    let answer = crate::post::post(authority, path, headers, &[body.as_bytes()], TIMEOUT, reading, &mut give_up)?;
+    if (200..300).contains(&answer.status) {
         Ok(())
     } else {
-        Err(std::io::Error::other(format!("answered {}", String::from_utf8_lossy(&status[9..12]))))
+        Err(std::io::Error::other(format!("answered {}", answer.status)))
     }
 }
