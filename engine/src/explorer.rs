@@ -369,8 +369,11 @@ fn answer_within(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> 
     (200, "application/json", format!("{{\"requests\":[{}],\"next\":{next}}}", rows.join(",")))
 }
 
+/// OpenAI's error shape, as every other answer of the gateway writes it.
 fn error(message: &str, code: &str, kind: &str) -> String {
-    serde_json::json!({"error": {"message": message, "type": kind, "code": code}}).to_string()
+    let mut out = bytes::BytesMut::new();
+    tollgate_protocol::openai::write_error_body(&mut out, message, kind, code);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
