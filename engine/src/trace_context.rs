@@ -7,6 +7,8 @@
 
 use std::cell::Cell;
 
+use tollgate_policy::keys::hex_into;
+
 /// A request's place in a trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Context {
@@ -124,15 +126,6 @@ fn nonzero(id: [u8; 8]) -> [u8; 8] {
         [0, 0, 0, 0, 0, 0, 0, 1]
     } else {
         id
-    }
-}
-
-/// Lowercase hex of `bytes` into `out` (twice as long).
-pub fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 15) as usize];
     }
 }
 

@@ -178,8 +178,19 @@ pub fn key_from_random(random: &[u8; KEY_RANDOM_BYTES]) -> String {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; 2 * bytes.len()];
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Lowercase hex of `bytes` into `out` (twice as long), with no allocation
+/// (a `traceparent` is written this way per request).
+pub fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    bytes.iter().flat_map(|b| [DIGITS[(b >> 4) as usize] as char, DIGITS[(b & 0xf) as usize] as char]).collect()
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[(b >> 4) as usize];
+        pair[1] = DIGITS[(b & 0xf) as usize];
+    }
 }
 
 /// Parses 64 hex digits.
