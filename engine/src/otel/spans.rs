@@ -57,7 +57,6 @@ struct Frame<'a> {
     ctx: &'a Context,
     id: [u8; 8],
     parent: Option<[u8; 8]>,
-    remote_parent: bool,
     name: [&'a str; 2],
     kind: u64,
     start_ns: u64,
@@ -91,9 +90,15 @@ fn span(out: &mut BytesMut, f: Frame<'_>, attributes: impl FnOnce(&mut BytesMut)
                 proto::uint(out, 3, STATUS_ERROR);
             });
         }
-        let remote = if f.remote_parent { IS_REMOTE } else { 0 };
+        // Only the request's own span can have another process's parent.
+        let remote = if remote_parent(f.ctx, f.parent) { IS_REMOTE } else { 0 };
         proto::fixed32(out, 16, u32::from(f.ctx.flags) | HAS_IS_REMOTE | remote);
     });
+}
+
+/// `parent` is the client's span: another process's.
+fn remote_parent(ctx: &Context, parent: Option<[u8; 8]>) -> bool {
+    ctx.remote && parent.is_some() && parent == ctx.parent
 }
 
 /// Appends the request's spans; returns how many. `end_ns`: now, in Unix
@@ -118,7 +123,6 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
             ctx,
             id: ctx.span,
             parent: ctx.parent,
-            remote_parent: ctx.remote,
             name: [op, model],
             // A request the gateway makes itself (a semantic lookup's
             // embedding call) is not one it serves.
@@ -213,7 +217,6 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
                 ctx,
                 id: ctx.child(i as u64),
                 parent: Some(ctx.span),
-                remote_parent: false,
                 name: [op, upstream_model],
                 kind: KIND_CLIENT,
                 start_ns: at(a.start),
@@ -246,7 +249,6 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
                 ctx,
                 id: ctx.child(SALT_GUARDRAILS),
                 parent: Some(ctx.span),
-                remote_parent: false,
                 name: ["tollgate.guardrails", ""],
                 kind: KIND_INTERNAL,
                 start_ns: at(from),
@@ -277,7 +279,6 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
                 ctx,
                 id: ctx.child(SALT_CACHE),
                 parent: Some(ctx.span),
-                remote_parent: false,
                 name: ["tollgate.cache", ""],
                 kind: KIND_INTERNAL,
                 start_ns: at(from),
