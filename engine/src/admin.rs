@@ -51,10 +51,10 @@ pub fn start(
     reloader: Arc<Mutex<Reloader>>,
     totals: Arc<Mutex<Totals>>,
     hosts: Vec<String>,
-    clickhouse: Option<tollgate_policy::config::clickhouse::ClickHouse>,
+    explorer: Option<crate::explorer::Store>,
 ) -> std::io::Result<SocketAddr> {
     let hosts = Arc::new(hosts);
-    let clickhouse = Arc::new(clickhouse);
+    let explorer = Arc::new(explorer);
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     let open = Arc::new(AtomicUsize::new(0));
@@ -68,7 +68,7 @@ pub fn start(
                 continue;
             }
             let (reloader, totals, hosts) = (reloader.clone(), totals.clone(), hosts.clone());
-            let clickhouse = clickhouse.clone();
+            let explorer = explorer.clone();
             // Gives the count back however the thread ends (a panic too),
             // or when it never starts (the closure is dropped).
             let slot = Slot(open.clone());
@@ -76,7 +76,7 @@ pub fn start(
             // blocking the next one.
             let spawned = std::thread::Builder::new().name("tollgate-admin-conn".into()).spawn(move || {
                 let _slot = slot;
-                let _ = serve(stream, &reloader, &totals, &hosts, clickhouse.as_ref().as_ref());
+                let _ = serve(stream, &reloader, &totals, &hosts, explorer.as_ref().as_ref());
             });
             if spawned.is_err() {
                 tracing::warn!("cannot start an admin connection thread");
@@ -136,7 +136,7 @@ fn serve(
     reloader: &Mutex<Reloader>,
     totals: &Mutex<Totals>,
     hosts: &[String],
-    clickhouse: Option<&tollgate_policy::config::clickhouse::ClickHouse>,
+    explorer: Option<&crate::explorer::Store>,
 ) -> std::io::Result<()> {
     // The whole head within ADMIN_READ (each read gets what is left), and
     // no answer held by a client that does not read.
@@ -203,7 +203,7 @@ fn serve(
         (head.method, head.path()),
         (Method::Get, b"/healthz" | b"/" | b"/admin/stats" | b"/admin/series" | b"/admin/requests")
     );
-    if let (Role::Viewer(_), false) = (&role, open) {
+    if let (Role::Viewer { .. }, false) = (&role, open) {
         return respond(
             &mut stream,
             403,
@@ -229,20 +229,20 @@ fn serve(
             }
         }
         (Method::Get, b"/admin/requests") => {
-            let Some(ch) = clickhouse else {
+            let Some(store) = explorer else {
                 return respond(
                     &mut stream,
                     501,
                     &error_json(
-                        "the request explorer reads the records in ClickHouse: add a [clickhouse] section (docs/configuration.md); `tollgate report` reads the local files",
-                        "explorer_needs_clickhouse",
+                        "the request explorer reads the request records: set [logging] dir (this node's records) or add a [clickhouse] section (every node's), docs/configuration.md",
+                        "explorer_needs_records",
                     ),
                 );
             };
             let query = query_pairs(&head).and_then(|pairs| crate::explorer::parse(&pairs));
             match query {
                 Ok(q) => {
-                    let (status, content_type, body) = crate::explorer::answer(ch, &q, role.scope());
+                    let (status, content_type, body) = crate::explorer::answer(store, &q, role.scope(), role.sees_bodies());
                     respond_as(&mut stream, status, content_type, &body)
                 }
                 Err(problem) => respond(&mut stream, 400, &error_json(&problem, "invalid_query")),
@@ -377,15 +377,23 @@ enum Role {
     /// then; [`authorize`] refuses the rest).
     Operator,
     /// The figures of these teams, and nothing that changes state.
-    Viewer(Vec<String>),
+    Viewer { teams: Vec<String>, bodies: bool },
 }
 
 impl Role {
     /// The teams whose figures the caller sees; `None`: every team.
     fn scope(&self) -> Option<&[String]> {
         match self {
-            Role::Viewer(teams) => Some(teams),
+            Role::Viewer { teams, .. } => Some(teams),
             Role::Operator => None,
+        }
+    }
+
+    /// Whether the caller sees captured prompts and answers.
+    fn sees_bodies(&self) -> bool {
+        match self {
+            Role::Viewer { bodies, .. } => *bodies,
+            Role::Operator => true,
         }
     }
 }
@@ -408,7 +416,7 @@ fn authorize(head: &RequestHead, tokens: &[KeyHash], viewers: &[Viewer]) -> Resu
         return Ok(Role::Operator);
     }
     if let Some(v) = presented.and_then(|p| viewers.iter().find(|v| v.token == p)) {
-        return Ok(Role::Viewer(v.teams.clone()));
+        return Ok(Role::Viewer { teams: v.teams.clone(), bodies: v.bodies });
     }
     match (tokens.is_empty() && viewers.is_empty(), head.method == Method::Get) {
         (true, true) => Ok(Role::Operator),
@@ -549,9 +557,9 @@ mod tests {
         // refuses all but the stats); with only viewers configured,
         // reads need a token too.
         let viewer = "tgv-0123456789";
-        let viewers = [Viewer { token: hash_key(viewer.as_bytes()), teams: vec!["a".into()] }];
+        let viewers = [Viewer { token: hash_key(viewer.as_bytes()), teams: vec!["a".into()], bodies: false }];
         let as_viewer = format!("Authorization: Bearer {viewer}\r\n");
-        let scoped = Ok(Role::Viewer(vec!["a".into()]));
+        let scoped = Ok(Role::Viewer { teams: vec!["a".into()], bodies: false });
         assert_eq!(authorize(&get("/admin/stats", &as_viewer), &tokens, &viewers), scoped);
         assert_eq!(authorize(&post(&as_viewer), &tokens, &viewers), scoped);
         assert_eq!(authorize(&get("/admin/stats", &good), &tokens, &viewers), Ok(Role::Operator));

@@ -19,7 +19,6 @@
 //! written twice: a `ReplicatedMergeTree` table deduplicates such blocks;
 //! the default `MergeTree` does not.
 
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
@@ -217,124 +216,20 @@ pub fn schema(database: &str, table: &str) -> String {
     )
 }
 
-/// What a row takes from a record, borrowed from its line where no
-/// escape needs undoing; fields it does not name are skipped unread.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Record<'a> {
-    #[serde(borrow)]
-    id: Option<Cow<'a, str>>,
-    ts: u64,
-    #[serde(borrow)]
-    team: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    key: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    run: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    provider: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    upstream_model: Option<Cow<'a, str>>,
-    status: u16,
-    stream: bool,
-    #[serde(borrow)]
-    end: Option<Cow<'a, str>>,
-    attempts: Vec<serde::de::IgnoredAny>,
-    tokens: Option<Tokens>,
-    cost_micro_usd: Option<u64>,
-    latency_ms: Option<Latency>,
-    bytes_in: u64,
-    bytes_out: u64,
-    #[serde(borrow)]
-    cache: Option<CacheOutcome<'a>>,
-    #[serde(borrow)]
-    guardrails: Option<Guardrails<'a>>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Tokens {
-    prompt: u64,
-    completion: u64,
-    cached: u64,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Latency {
-    total: f64,
-    upstream: f64,
-    ttft: f64,
-    gateway: f64,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct CacheOutcome<'a> {
-    #[serde(borrow)]
-    outcome: Option<Cow<'a, str>>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Guardrails<'a> {
-    #[serde(borrow)]
-    hits: Vec<GuardHit<'a>>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct GuardHit<'a> {
-    #[serde(borrow)]
-    rule: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    action: Option<Cow<'a, str>>,
-}
-
 /// A row as the table takes it.
 #[derive(serde::Serialize)]
 struct Row<'r> {
     date: String,
-    ts: u64,
-    id: &'r str,
-    team: &'r str,
-    key: &'r str,
-    run: &'r str,
-    model: &'r str,
-    provider: &'r str,
-    upstream_model: &'r str,
-    status: u16,
-    stream: u8,
-    end: &'r str,
-    attempts: u8,
-    tokens_prompt: u64,
-    tokens_completion: u64,
-    tokens_cached: u64,
-    cost_micro_usd: u64,
-    latency_ms: f64,
-    upstream_ms: f64,
-    ttft_ms: f64,
-    gateway_ms: f64,
-    bytes_in: u64,
-    bytes_out: u64,
-    cache: &'r str,
-    guardrail_rules: Vec<&'r str>,
-    guardrail_actions: Vec<&'r str>,
+    #[serde(flatten)]
+    flat: crate::flat::Flat<'r>,
     record: &'r str,
-}
-
-/// A field's text, or empty.
-fn s<'r>(v: &'r Option<Cow<'_, str>>) -> &'r str {
-    v.as_deref().unwrap_or("")
 }
 
 /// One record line as a `JSONEachRow` row; false for a line that is not a
 /// record (never written by this gateway, but never a reason to stop).
 pub fn row(line: &[u8], out: &mut BytesMut) -> bool {
-    let Ok(text) = std::str::from_utf8(line) else { return false };
-    let Ok(r) = serde_json::from_str::<Record<'_>>(text) else { return false };
+    let Some(r) = crate::flat::Record::parse(line) else { return false };
+    let text = std::str::from_utf8(line).expect("parsed as UTF-8 above");
     // Captured bodies stay in the files, under their retention: a record
     // with them is stored without them (rewritten: the rare, slow path).
     let stripped;
@@ -346,37 +241,8 @@ pub fn row(line: &[u8], out: &mut BytesMut) -> bool {
     } else {
         text
     };
-    let (tokens, latency) = (r.tokens.unwrap_or_default(), r.latency_ms.unwrap_or_default());
-    let hits = r.guardrails.as_ref().map_or(&[][..], |g| &g.hits[..]);
-    let row = Row {
-        date: tollgate_policy::calendar::utc_date(r.ts / 1000),
-        ts: r.ts,
-        id: s(&r.id),
-        team: s(&r.team),
-        key: s(&r.key),
-        run: s(&r.run),
-        model: s(&r.model),
-        provider: s(&r.provider),
-        upstream_model: s(&r.upstream_model),
-        status: r.status,
-        stream: u8::from(r.stream),
-        end: s(&r.end),
-        attempts: r.attempts.len().min(255) as u8,
-        tokens_prompt: tokens.prompt,
-        tokens_completion: tokens.completion,
-        tokens_cached: tokens.cached,
-        cost_micro_usd: r.cost_micro_usd.unwrap_or(0),
-        latency_ms: latency.total,
-        upstream_ms: latency.upstream,
-        ttft_ms: latency.ttft,
-        gateway_ms: latency.gateway,
-        bytes_in: r.bytes_in,
-        bytes_out: r.bytes_out,
-        cache: r.cache.as_ref().map_or("", |c| s(&c.outcome)),
-        guardrail_rules: hits.iter().map(|h| s(&h.rule)).collect(),
-        guardrail_actions: hits.iter().map(|h| s(&h.action)).collect(),
-        record,
-    };
+    let flat = r.flat();
+    let row = Row { date: tollgate_policy::calendar::utc_date(flat.ts / 1000), flat, record };
     let mut w = std::mem::take(out).writer();
     let ok = serde_json::to_writer(&mut w, &row).is_ok();
     *out = w.into_inner();

@@ -62,7 +62,7 @@ pub fn start(dir: PathBuf, days: u32) {
 
 /// The UTC day (days since 1970-01-01) of a record file's name,
 /// `tollgate-requests-YYYY-MM-DD.jsonl` or `...YYYY-MM-DD.N.jsonl`.
-fn file_day(name: &str) -> Option<i64> {
+pub(crate) fn file_day(name: &str) -> Option<i64> {
     let rest = name.strip_prefix("tollgate-requests-")?.strip_suffix(".jsonl")?;
     let date = rest.get(..10)?;
     let tail = &rest[10..];

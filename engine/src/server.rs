@@ -193,6 +193,10 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             if let Some(days) = config.logging.capture_retention_days {
                 crate::retention::start(dir.into(), days);
             }
+            // The explorer's index, where it reads the files.
+            if config.clickhouse.is_none() && config.server.admin_listen.is_some() {
+                crate::record_index::start(dir.into());
+            }
             Some((tx, handle))
         }
         None => None,
@@ -343,7 +347,11 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
                 reloader.clone(),
                 totals.clone(),
                 config.server.admin_hosts.clone(),
-                config.clickhouse.clone(),
+                match (&config.clickhouse, &config.logging.dir) {
+                    (Some(c), _) => Some(crate::explorer::Store::ClickHouse(c.clone())),
+                    (None, Some(dir)) => Some(crate::explorer::Store::Files(dir.into())),
+                    (None, None) => None,
+                },
             )
             .map_err(|e| format!("cannot listen on admin {a}: {e}"))?;
             tracing::info!("admin listening on http://{bound}");

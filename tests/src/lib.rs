@@ -801,3 +801,24 @@ pub fn rss_mb(pid: u32) -> f64 {
         .expect("VmRSS");
     kb / 1024.0
 }
+
+/// The admin listener's dashboard as headless Chromium renders it for a
+/// token (its DOM after five seconds of virtual time); `None` where no
+/// Chromium is installed (a failure where `TOLLGATE_REQUIRE_CHROMIUM` is
+/// set, as in CI).
+pub fn dashboard_dom(admin: SocketAddr, token: &str) -> Option<String> {
+    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+    else {
+        assert!(std::env::var_os("TOLLGATE_REQUIRE_CHROMIUM").is_none(), "chromium is required");
+        eprintln!("skipped the page: no chromium");
+        return None;
+    };
+    let url = format!("http://{admin}/#token={token}");
+    let headless =
+        ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000"];
+    let out =
+        std::process::Command::new(browser).args(headless).arg("--dump-dom").arg(&url).output().expect("chromium runs");
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -186,8 +186,10 @@ fn records_keep_rules_not_text_and_a_reload_changes_the_profile() {
     gw.signal(libc::SIGTERM);
     gw.wait_exit(std::time::Duration::from_secs(10)).expect("exits");
     let mut text = String::new();
-    for entry in std::fs::read_dir(&logs.0).unwrap() {
-        text.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
+    for path in std::fs::read_dir(&logs.0).unwrap().map(|e| e.unwrap().path()) {
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            text.push_str(&std::fs::read_to_string(path).unwrap());
+        }
     }
     assert!(!text.contains("jane.roe") && !text.contains("sk-proj"), "records hold no matched text: {text}");
     let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -77,6 +77,8 @@ pub struct Source {
 pub struct Viewer {
     pub token: crate::keys::KeyHash,
     pub teams: Vec<String>,
+    /// Sees its teams' captured prompts and answers.
+    pub bodies: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]

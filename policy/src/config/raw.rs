@@ -122,6 +122,10 @@ pub struct RawServer {
 pub struct RawViewer {
     pub token: Spanned<String>,
     pub teams: Vec<Spanned<String>>,
+    /// Whether it sees the captured prompts and answers in its teams'
+    /// records (the explorer's detail); unset, it does not.
+    #[serde(default)]
+    pub bodies: bool,
 }
 
 /// TLS on the client listener.

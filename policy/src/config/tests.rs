@@ -514,7 +514,7 @@ fn viewer_tokens_are_digests_of_configured_teams() {
     let c = Config::parse("gw.toml", &ok, &TestEnv).unwrap();
     assert_eq!(
         c.server.viewers,
-        [crate::config::Viewer { token: crate::keys::hash_key(b"tgv-y"), teams: vec!["a".into()] }]
+        [crate::config::Viewer { token: crate::keys::hash_key(b"tgv-y"), teams: vec!["a".into()], bodies: false }]
     );
 
     let cases = [

@@ -229,6 +229,7 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
         viewers.push(crate::config::Viewer {
             token,
             teams: v.get_ref().teams.iter().map(|t| t.get_ref().clone()).collect(),
+            bodies: v.get_ref().bodies,
         });
     }
     let ms = Duration::from_millis;

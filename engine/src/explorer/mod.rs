@@ -1,15 +1,18 @@
-//! The request explorer over ClickHouse (`GET /admin/requests`): the
-//! records of every node that sends to `[clickhouse]`, filtered by time,
+//! The request explorer (`GET /admin/requests`): the records of every
+//! node that sends to `[clickhouse]`, or of this node's files without it
+//! ([`local`]), filtered by time,
 //! team, key, model, provider, status, end, guardrail rule and action,
 //! latency and cost above a value and cache outcome; newest first, paged
 //! by a cursor; one request's record by its id; the filtered set exported
 //! as CSV or JSON lines (the audit report). A viewer sees its teams only.
 //!
-//! Filters become one `SELECT` on the gateway's table (ordered by team and
+//! Over ClickHouse, filters become one `SELECT` on the gateway's table (ordered by team and
 //! time, so a team's day is a range read): every value is a parsed number
 //! or an escaped string literal, never SQL from the caller.
 
 use std::time::Instant;
+
+mod local;
 
 use tollgate_policy::config::clickhouse::ClickHouse;
 
@@ -24,10 +27,20 @@ const ANSWER_MAX: usize = 64 << 20;
 const AT_ONCE_MAX: usize = 4;
 static AT_ONCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// The columns of a listed request.
-const COLUMNS: &str = "ts, id, team, key, model, provider, upstream_model, status, `end`, attempts, \
-     tokens_prompt, tokens_completion, tokens_cached, cost_micro_usd, latency_ms, upstream_ms, ttft_ms, gateway_ms, \
-     cache, guardrail_rules, guardrail_actions";
+/// The columns of a listed request, as ClickHouse names them.
+fn columns() -> String {
+    let quoted: Vec<String> =
+        crate::flat::COLUMNS.iter().map(|c| if *c == "end" { "`end`".to_string() } else { c.to_string() }).collect();
+    quoted.join(", ")
+}
+
+/// Where the explorer reads: ClickHouse, or the node's own record files
+/// through their index ([`crate::record_index`]).
+#[derive(Clone, Debug)]
+pub enum Store {
+    ClickHouse(ClickHouse),
+    Files(std::path::PathBuf),
+}
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Query {
@@ -206,9 +219,9 @@ pub fn sql(q: &Query, scope: Option<&[String]>, database: &str, table: &str, win
     let filter = filter(q, scope, window_from);
     let (columns, limit, format) = match (q.id.is_some(), q.format) {
         (true, _) => ("record".to_string(), 1, "JSONEachRow"),
-        (false, Format::Page) => (COLUMNS.to_string(), q.limit + 1, "JSONEachRow"),
-        (false, Format::Csv) => (COLUMNS.to_string(), EXPORT_MAX + 1, "CSVWithNames"),
-        (false, Format::JsonLines) => (COLUMNS.to_string(), EXPORT_MAX + 1, "JSONEachRow"),
+        (false, Format::Page) => (columns(), q.limit + 1, "JSONEachRow"),
+        (false, Format::Csv) => (columns(), EXPORT_MAX + 1, "CSVWithNames"),
+        (false, Format::JsonLines) => (columns(), EXPORT_MAX + 1, "JSONEachRow"),
     };
     format!("SELECT {columns} FROM {database}.{table}{filter} ORDER BY ts DESC, id DESC LIMIT {limit} FORMAT {format}")
 }
@@ -220,7 +233,8 @@ pub fn sql(q: &Query, scope: Option<&[String]>, database: &str, table: &str, win
 const WINDOWS_MS: [Option<u64>; 5] = [Some(60_000), Some(960_000), Some(15_360_000), Some(245_760_000), None];
 
 /// The answer to `GET /admin/requests`: status, content type and body.
-pub fn answer(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> (u16, &'static str, String) {
+/// `bodies`: whether the caller may see captured prompts and answers.
+pub fn answer(store: &Store, q: &Query, scope: Option<&[String]>, bodies: bool) -> (u16, &'static str, String) {
     use std::sync::atomic::Ordering;
     if scope.is_some_and(|teams| teams.is_empty()) {
         return (200, q.format.content_type(), empty(q.format));
@@ -237,9 +251,47 @@ pub fn answer(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> (u1
             ),
         );
     }
-    let answered = answer_within(settings, q, scope);
+    let mut answered = match store {
+        Store::ClickHouse(settings) => answer_within(settings, q, scope),
+        Store::Files(dir) => local::answer(dir, q, scope, bodies),
+    };
+    if answered.0 == 200 && q.id.is_none() && q.format != Format::Page {
+        answered.2 = mark_cut(q.format, answered.2, EXPORT_MAX as usize);
+    }
     AT_ONCE.fetch_sub(1, Ordering::Relaxed);
     answered
+}
+
+/// An export of more than `max` rows (both stores read one more than the
+/// cap) loses the extra and ends with a line saying it was cut, so that an
+/// audit report never passes for whole when it is not.
+fn mark_cut(format: Format, mut body: String, max: usize) -> String {
+    // Rows end at newlines outside quotes (a CSV field may hold one).
+    let header = usize::from(format == Format::Csv);
+    let (mut quoted, mut rows) = (false, 0);
+    let mut end = None;
+    for (i, b) in body.bytes().enumerate() {
+        match b {
+            b'"' if format == Format::Csv => quoted = !quoted,
+            b'\n' if !quoted => {
+                rows += 1;
+                if rows == max + header {
+                    end = Some(i + 1);
+                } else if rows > max + header {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(end) = end.filter(|_| rows > max + header) else { return body };
+    body.truncate(end);
+    let why = format!("cut: more than {max} requests match; narrow the filters (since, until) for the rest");
+    match format {
+        Format::Csv => body.push_str(&format!("\"{why}\"\n")),
+        _ => body.push_str(&format!("{}\n", serde_json::json!({ "cut": true, "rows": max, "message": why }))),
+    }
+    body
 }
 
 /// What an empty result looks like in each format.
@@ -382,6 +434,19 @@ mod tests {
 
     fn q(pairs: &[(&str, &str)]) -> Result<Query, String> {
         parse(&pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn an_export_past_the_cap_says_it_was_cut() {
+        let csv = "\"ts\",\"id\"\n1,\"a\nb\"\n2,\"c\"\n3,\"d\"\n".to_string();
+        assert_eq!(mark_cut(Format::Csv, csv.clone(), 3), csv, "three rows: whole");
+        let cut = mark_cut(Format::Csv, csv, 2);
+        assert!(cut.starts_with("\"ts\",\"id\"\n1,\"a\nb\"\n2,\"c\"\n\"cut: more than 2 requests"), "{cut}");
+        let lines = "{\"id\":1}\n{\"id\":2}\n{\"id\":3}\n".to_string();
+        assert_eq!(mark_cut(Format::JsonLines, lines.clone(), 3), lines);
+        let cut = mark_cut(Format::JsonLines, lines, 2);
+        let last: serde_json::Value = serde_json::from_str(cut.lines().last().unwrap()).unwrap();
+        assert_eq!((cut.lines().count(), last["cut"].as_bool(), last["rows"].as_u64()), (3, Some(true), Some(2)));
     }
 
     #[test]

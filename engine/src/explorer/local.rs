@@ -1,0 +1,372 @@
+//! The explorer over this node's own record files (no `[clickhouse]`):
+//! the same queries and answers, read through the index beside the files
+//! ([`crate::record_index`]).
+//!
+//! A query brings the index up to the files, then scans its entries back
+//! from the newest file: an entry that cannot match (its hashes, masks and
+//! numbers say so) is passed over unread; one that may is read from its
+//! line and checked against the query exactly, and kept among the newest
+//! `limit + 1` found. The scan stops once no line before it can be newer
+//! than the oldest kept (each entry knows the largest `ts` before it), or
+//! older than `since`.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::path::Path;
+
+use crate::flat::{Flat, Record};
+use crate::record_index::{self, bit16, bit64, hash, Entry, Opened};
+
+use super::{empty, error, Format, Query, EXPORT_MAX};
+
+/// Entries read from an index at once.
+const CHUNK: u64 = 64 * 1024;
+
+/// A line found: ordered newest first by `ts`, then `id`; what the
+/// answer shows of it, rendered once, when it was read.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Found {
+    ts: u64,
+    id: String,
+    shown: Vec<u8>,
+}
+
+/// How a found line is shown.
+#[derive(Clone, Copy)]
+enum Shown {
+    /// As written (the detail).
+    Line,
+    Json,
+    Csv,
+}
+
+/// The query's conditions on an entry, hashed once.
+struct Sieve<'q> {
+    q: &'q Query,
+    scope: Option<Vec<u32>>,
+    id: Option<u32>,
+    text: Vec<(&'static str, u32)>,
+    rule: u64,
+    action: u16,
+}
+
+impl<'q> Sieve<'q> {
+    fn new(q: &'q Query, scope: Option<&[String]>) -> Sieve<'q> {
+        Sieve {
+            q,
+            scope: scope.map(|teams| teams.iter().map(|t| hash(t)).collect()),
+            id: q.id.as_deref().map(hash),
+            text: q.text.iter().map(|(c, v)| (*c, hash(v))).collect(),
+            rule: q.rule.as_deref().map_or(0, bit64),
+            action: q.action.as_deref().map_or(0, bit16),
+        }
+    }
+
+    /// Whether the entry's line may match: false only when it cannot.
+    fn may(&self, e: &Entry) -> bool {
+        let q = self.q;
+        if q.since_ms.is_some_and(|s| e.ts < s)
+            || q.until_ms.is_some_and(|u| e.ts >= u)
+            || q.at_ms.is_some_and(|a| e.ts != a)
+            || q.before.as_ref().is_some_and(|(ts, _)| e.ts > *ts)
+            || q.status.is_some_and(|s| e.status != s)
+            || q.min_cost_micro_usd.is_some_and(|c| e.cost_micro_usd < c)
+            // Stored as f32: a margin for its rounding; the line decides.
+            || q.min_latency_ms.is_some_and(|l| f64::from(e.latency_ms) < l * (1.0 - 1e-6) - 1e-3)
+            || e.rules & self.rule != self.rule
+            || e.actions & self.action != self.action
+            || self.id.is_some_and(|h| e.id != h)
+            || self.scope.as_ref().is_some_and(|teams| !teams.contains(&e.team))
+        {
+            return false;
+        }
+        self.text.iter().all(|(column, h)| {
+            *h == match *column {
+                "team" => e.team,
+                "key" => e.key,
+                "model" => e.model,
+                "provider" => e.provider,
+                "`end`" => e.end,
+                _ => e.cache,
+            }
+        })
+    }
+
+    /// Whether the line matches: the query itself, exactly.
+    fn matches(&self, f: &Flat<'_>, scope: Option<&[String]>) -> bool {
+        let q = self.q;
+        q.since_ms.is_none_or(|s| f.ts >= s)
+            && q.until_ms.is_none_or(|u| f.ts < u)
+            && q.at_ms.is_none_or(|a| f.ts == a)
+            && q.before.as_ref().is_none_or(|(ts, id)| (f.ts, f.id) < (*ts, id.as_str()))
+            && q.status.is_none_or(|s| f.status == s)
+            && q.min_cost_micro_usd.is_none_or(|c| f.cost_micro_usd >= c)
+            && q.min_latency_ms.is_none_or(|l| f.latency_ms >= l)
+            && q.rule.as_deref().is_none_or(|r| f.guardrail_rules.contains(&r))
+            && q.action.as_deref().is_none_or(|a| f.guardrail_actions.contains(&a))
+            && q.id.as_deref().is_none_or(|id| f.id == id)
+            && scope.is_none_or(|teams| teams.iter().any(|t| t == f.team))
+            && q.text.iter().all(|(column, v)| {
+                v == match *column {
+                    "team" => f.team,
+                    "key" => f.key,
+                    "model" => f.model,
+                    "provider" => f.provider,
+                    "`end`" => f.end,
+                    _ => f.cache,
+                }
+            })
+    }
+}
+
+/// The newest `keep` lines that match, newest first.
+fn newest(dir: &Path, q: &Query, scope: Option<&[String]>, keep: usize, shown: Shown) -> std::io::Result<Vec<Found>> {
+    record_index::catch_up(dir)?;
+    let sieve = Sieve::new(q, scope);
+    // A min-heap of what is kept: its top is the oldest.
+    let mut kept: BinaryHeap<Reverse<Found>> = BinaryHeap::new();
+    let (mut raw, mut entries) = (Vec::new(), Vec::new());
+    // The bound below which the scan may stop: `since`, the detail's `ts`.
+    let floor = q.since_ms.max(q.at_ms);
+    for part in record_index::parts(dir)?.iter().rev() {
+        let Some(opened) = Opened::open(part)? else { continue };
+        let mut hi = opened.header.count;
+        while hi > 0 {
+            let lo = hi.saturating_sub(CHUNK);
+            opened.entries(lo, hi, &mut raw, &mut entries)?;
+            for e in entries.iter().rev() {
+                let full = kept.len() == keep;
+                let oldest_kept = kept.peek().map_or(0, |Reverse(f)| f.ts);
+                if sieve.may(e) && !(full && e.ts < oldest_kept) {
+                    let line = opened.line(e)?;
+                    // A line that no longer parses or says otherwise than
+                    // its entry (its file rewritten since): not a match.
+                    let found = Record::parse(&line).and_then(|r| {
+                        let f = r.flat();
+                        (f.ts == e.ts && sieve.matches(&f, scope)).then(|| {
+                            let shown = match shown {
+                                Shown::Line => None,
+                                Shown::Json => serde_json::to_vec(&f).ok(),
+                                Shown::Csv => {
+                                    let mut row = String::new();
+                                    f.write_csv(&mut row);
+                                    Some(row.into_bytes())
+                                }
+                            };
+                            (f.ts, f.id.to_string(), shown)
+                        })
+                    });
+                    if let Some((ts, id, shown)) = found {
+                        let shown = shown.unwrap_or(line);
+                        kept.push(Reverse(Found { ts, id, shown }));
+                        if kept.len() > keep {
+                            kept.pop();
+                        }
+                        // Ids are unique: the detail is found.
+                        if q.id.is_some() {
+                            return Ok(kept.into_sorted_vec().into_iter().map(|Reverse(f)| f).collect());
+                        }
+                    }
+                }
+                let oldest_kept = kept.peek().map_or(0, |Reverse(f)| f.ts);
+                if (kept.len() == keep && e.ts_max_before < oldest_kept) || floor.is_some_and(|f| e.ts_max_before < f) {
+                    return Ok(kept.into_sorted_vec().into_iter().map(|Reverse(f)| f).collect());
+                }
+            }
+            hi = lo;
+        }
+    }
+    Ok(kept.into_sorted_vec().into_iter().map(|Reverse(f)| f).collect())
+}
+
+/// The answer from the files: as [`super::answer_within`] gives it from
+/// ClickHouse, and a detail with its captured bodies where `bodies`.
+pub fn answer(dir: &Path, q: &Query, scope: Option<&[String]>, bodies: bool) -> (u16, &'static str, String) {
+    let (keep, shown) = match (q.id.is_some(), q.format) {
+        (true, _) => (1, Shown::Line),
+        (false, Format::Page) => (q.limit as usize + 1, Shown::Json),
+        (false, Format::JsonLines) => (EXPORT_MAX as usize + 1, Shown::Json),
+        (false, Format::Csv) => (EXPORT_MAX as usize + 1, Shown::Csv),
+    };
+    let found = match newest(dir, q, scope, keep, shown) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "the request explorer cannot read the record files");
+            return (
+                500,
+                "application/json",
+                error(
+                    "the request explorer cannot read the record files; the gateway's log says why",
+                    "records_unreadable",
+                    "server_error",
+                ),
+            );
+        }
+    };
+    if let Some(id) = &q.id {
+        return match found.first() {
+            Some(f) => (200, "application/json", detail(&f.shown, bodies)),
+            None => (
+                404,
+                "application/json",
+                error(&format!("no request {id:?} in the records you may see"), "not_found", "invalid_request_error"),
+            ),
+        };
+    }
+    let text = |f: &Found| String::from_utf8_lossy(&f.shown).into_owned();
+    match q.format {
+        Format::Page => {
+            let shown = &found[..found.len().min(q.limit as usize)];
+            let next = (found.len() > shown.len())
+                .then(|| shown.last())
+                .flatten()
+                .map_or("null".to_string(), |f| serde_json::Value::String(format!("{}:{}", f.ts, f.id)).to_string());
+            if shown.is_empty() {
+                return (200, "application/json", empty(Format::Page));
+            }
+            let rows: Vec<String> = shown.iter().map(text).collect();
+            (200, "application/json", format!("{{\"requests\":[{}],\"next\":{next}}}", rows.join(",")))
+        }
+        Format::JsonLines => {
+            let mut out = String::new();
+            for f in &found {
+                out.push_str(&text(f));
+                out.push('\n');
+            }
+            (200, q.format.content_type(), out)
+        }
+        Format::Csv => {
+            let mut out = crate::flat::csv_header();
+            for f in &found {
+                out.push_str(&text(f));
+            }
+            (200, q.format.content_type(), out)
+        }
+    }
+}
+
+/// The record as it was written, without its captured bodies unless the
+/// caller may see them.
+fn detail(line: &[u8], bodies: bool) -> String {
+    let text = String::from_utf8_lossy(line);
+    if bodies || memchr::memmem::find(line, b"\"capture\"").is_none() {
+        return text.into_owned();
+    }
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            m.remove("capture");
+            m.insert("capture_withheld".to_string(), serde_json::Value::Bool(true));
+            serde_json::Value::Object(m).to_string()
+        }
+        // Parsed once to be found: never here; never a body for want of a parse.
+        _ => "{}".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Query {
+        super::super::parse(&pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn line(id: &str, ts: u64, team: &str, status: u16, cost: u64) -> String {
+        format!("{{\"id\":\"{id}\",\"ts\":{ts},\"team\":\"{team}\",\"model\":\"m\",\"status\":{status},\"cost_micro_usd\":{cost},\"latency_ms\":{{\"total\":{}.25}},\"guardrails\":{{\"hits\":[{}]}},\"capture\":{{\"prompt\":\"secret\",\"answer\":\"x\"}}}}\n",
+            ts % 7,
+            if ts.is_multiple_of(5) { "{\"rule\":\"pii.email\",\"action\":\"flag\"}" } else { "" })
+    }
+
+    /// Lines written out of `ts` order (requests end in another order than
+    /// they start), over three files; every query checked against a plain
+    /// sort of the same lines.
+    #[test]
+    fn answers_equal_a_sort_of_every_line() {
+        let dir = std::env::temp_dir().join(format!("tollgate-explorer-local-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut all = Vec::new();
+        let mut files = [String::new(), String::new(), String::new()];
+        for i in 0..600u64 {
+            // Up to 40 ms out of order, and some equal `ts`.
+            let ts = 1_000 + i * 3 - (i * 7919 % 41) + 40;
+            let team = ["a", "b", "c"][(i % 3) as usize];
+            let status = if i % 11 == 0 { 429 } else { 200 };
+            let l = line(&format!("tg-{i:04}"), ts, team, status, i * 10);
+            files[(i / 200) as usize].push_str(&l);
+            all.push((ts, format!("tg-{i:04}"), team, status, i * 10));
+        }
+        std::fs::write(dir.join("tollgate-requests-2026-12-01.jsonl"), &files[0]).unwrap();
+        std::fs::write(dir.join("tollgate-requests-2026-12-01.1.jsonl"), &files[1]).unwrap();
+        std::fs::write(dir.join("tollgate-requests-2026-12-02.jsonl"), &files[2]).unwrap();
+        all.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+        let ids = |body: &str| -> Vec<String> {
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            v["requests"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect()
+        };
+        type Row<'a> = (u64, String, &'a str, u16, u64);
+        type Case<'a> = (Vec<(&'a str, &'a str)>, Box<dyn Fn(&Row) -> bool>);
+        let cases: Vec<Case> = vec![
+            (vec![], Box::new(|_| true)),
+            (vec![("team", "b")], Box::new(|r| r.2 == "b")),
+            (vec![("status", "429")], Box::new(|r| r.3 == 429)),
+            (vec![("min_cost_usd", "0.005")], Box::new(|r| r.4 >= 5_000)),
+            (vec![("since", "1500"), ("until", "1800")], Box::new(|r| (1500..1800).contains(&r.0))),
+            (vec![("rule", "pii.email")], Box::new(|r| r.0.is_multiple_of(5))),
+            (vec![("min_latency_ms", "6.25")], Box::new(|r| r.0 % 7 == 6)),
+            (vec![("team", "nobody")], Box::new(|_| false)),
+        ];
+        for (pairs, keep) in &cases {
+            let want: Vec<String> = all.iter().filter(|r| keep(r)).map(|r| r.1.clone()).collect();
+            // Paged by 7 to the end.
+            let mut got = Vec::new();
+            let mut before: Option<String> = None;
+            loop {
+                let mut p = pairs.clone();
+                p.push(("limit", "7"));
+                if let Some(b) = &before {
+                    p.push(("before", b));
+                }
+                let (status, _, body) = answer(&dir, &q(&p), None, false);
+                assert_eq!(status, 200, "{body}");
+                got.extend(ids(&body));
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                match v["next"].as_str() {
+                    Some(n) => before = Some(n.to_string()),
+                    None => break,
+                }
+            }
+            assert_eq!(got, want, "{pairs:?}");
+            // Exported whole.
+            let mut p = pairs.clone();
+            p.push(("format", "jsonl"));
+            let (_, _, body) = answer(&dir, &q(&p), None, false);
+            let exported: Vec<String> = body
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(exported, want, "{pairs:?} exported");
+            let mut p = pairs.clone();
+            p.push(("format", "csv"));
+            let (_, _, body) = answer(&dir, &q(&p), None, false);
+            assert_eq!(body.lines().count(), want.len() + 1, "{pairs:?} as CSV");
+        }
+        // A viewer's scope.
+        let (_, _, body) = answer(&dir, &q(&[("limit", "1000")]), Some(&["a".to_string(), "c".to_string()]), false);
+        assert_eq!(ids(&body), all.iter().filter(|r| r.2 != "b").map(|r| r.1.clone()).collect::<Vec<_>>());
+        // The detail, with its bodies only where granted; by id alone too.
+        let (ts, id) = (all[100].0.to_string(), all[100].1.clone());
+        let (status, _, body) = answer(&dir, &q(&[("id", &id), ("ts", &ts)]), None, true);
+        assert_eq!(status, 200);
+        assert!(body.contains("\"secret\""), "{body}");
+        let (_, _, body) = answer(&dir, &q(&[("id", &id)]), None, false);
+        assert!(!body.contains("secret") && body.contains("\"capture_withheld\":true"), "{body}");
+        let team = all[100].2;
+        let other = if team == "a" { "b" } else { "a" };
+        let (status, ..) = answer(&dir, &q(&[("id", &id)]), Some(&[other.to_string()]), true);
+        assert_eq!(status, 404, "another team's request");
+        let (status, ..) = answer(&dir, &q(&[("id", "tg-9999")]), None, true);
+        assert_eq!(status, 404);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
