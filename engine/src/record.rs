@@ -117,6 +117,8 @@ pub struct Trace<'s> {
     pub status: u16,
     pub stream: bool,
     pub usage: Option<TokenUsage>,
+    /// Why the answer's generations ended, as the client was told.
+    pub finish: tollgate_protocol::openai::Finish,
     /// The tokens are (partly) the gateway's count, not the provider's.
     pub usage_estimated: bool,
     /// The provider reported usage that was set aside as unbelievable
@@ -264,6 +266,7 @@ impl<'s> Trace<'s> {
             status: 0,
             stream: false,
             usage: None,
+            finish: Default::default(),
             usage_estimated: false,
             usage_rejected: false,
             bytes_in: 0,
@@ -364,6 +367,19 @@ impl<'s> Trace<'s> {
         out.extend_from_slice(b"],\"status\":");
         out.extend_from_slice(n.format(self.status).as_bytes());
         out.extend_from_slice(if self.stream { b",\"stream\":true" as &[u8] } else { b",\"stream\":false" });
+        if !self.finish.is_empty() {
+            out.extend_from_slice(b",\"finish_reasons\":[");
+            for (i, name) in self.finish.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b",");
+                }
+                // Known names only (`Finish`): nothing to escape.
+                out.extend_from_slice(b"\"");
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\"");
+            }
+            out.extend_from_slice(b"]");
+        }
         if let Some(u) = self.usage {
             out.extend_from_slice(b",\"tokens\":{\"prompt\":");
             out.extend_from_slice(n.format(u.prompt).as_bytes());

@@ -451,7 +451,11 @@ impl Usage {
 
 /// Writes the `chat.completion` for an Anthropic message, and returns its
 /// usage.
-pub fn response_to_openai(scratch: &mut [u8], created: u64, out: &mut BytesMut) -> Result<Usage, TranslateError> {
+pub fn response_to_openai(
+    scratch: &mut [u8],
+    created: u64,
+    out: &mut BytesMut,
+) -> Result<(Usage, &'static str), TranslateError> {
     let v = parse(scratch)?;
     let mut usage = Usage::default();
     Usage::read(v.get("usage"), &mut usage);
@@ -496,11 +500,12 @@ pub fn response_to_openai(scratch: &mut [u8], created: u64, out: &mut BytesMut) 
         out.put_u8(b']');
     }
     out.extend_from_slice(b"},\"finish_reason\":");
-    write_json_string(out, finish_reason(v.get("stop_reason").and_then(|s| s.as_str()).unwrap_or("end_turn")));
+    let finish = finish_reason(v.get("stop_reason").and_then(|s| s.as_str()).unwrap_or("end_turn"));
+    write_json_string(out, finish);
     out.extend_from_slice(b"}],\"usage\":");
     usage.write(out);
     out.put_u8(b'}');
-    Ok(usage)
+    Ok((usage, finish))
 }
 
 /// Writes an OpenAI error body for an Anthropic error body (or for any body
@@ -542,6 +547,8 @@ pub struct StreamTranslator {
     tool_index: Vec<Option<u32>>,
     tools_seen: u32,
     finished: bool,
+    /// The `finish_reason` written, as the client reads it.
+    finish: crate::openai::Finish,
 }
 
 impl StreamTranslator {
@@ -557,6 +564,12 @@ impl StreamTranslator {
     /// Whether the stream has ended (`[DONE]` written).
     pub fn finished(&self) -> bool {
         self.finished
+    }
+
+    /// The `finish_reason` the client was sent, from the message's
+    /// `stop_reason`.
+    pub fn finish_reasons(&self) -> crate::openai::Finish {
+        self.finish
     }
 
     /// Translates one Anthropic event into zero or more OpenAI events
@@ -644,6 +657,7 @@ impl StreamTranslator {
                 Usage::read(v.get("usage"), &mut self.usage);
                 if let Some(reason) = v.get("delta").and_then(|d| d.get("stop_reason")).and_then(|s| s.as_str()) {
                     let reason = finish_reason(reason);
+                    self.finish.push(reason);
                     self.chunk(out, |o| o.extend_from_slice(b"{}"), Some(reason));
                 }
             }

@@ -609,6 +609,75 @@ pub struct AnswerFacts {
     /// A top-level `choices` array with no element: the usage chunk that
     /// `stream_options.include_usage` asks for.
     pub no_choices: bool,
+    /// Each choice's `finish_reason` (top-level `choices` only), or
+    /// Anthropic's `stop_reason` (the message's, or a `message_delta`'s),
+    /// where it is a string.
+    pub finish: Finish,
+}
+
+/// Why an answer's generations ended, as the answer names each: the
+/// first [`Finish::MAX`] reasons, each one of [`FINISH_NAMES`] (a name not
+/// among them is `other`, so that what an upstream writes there is never
+/// stored or exported as it came).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Finish {
+    names: [Option<&'static str>; Finish::MAX],
+}
+
+/// The finish and stop reasons OpenAI's, Anthropic's and the gateway's
+/// own answers use.
+pub const FINISH_NAMES: [&str; 14] = [
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "function_call",
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+    "model_context_window_exceeded",
+    "error",
+    "other",
+];
+
+impl Finish {
+    pub const MAX: usize = 4;
+
+    /// Adds a reason (its raw JSON string, quotes excluded); past
+    /// [`Finish::MAX`], none.
+    pub fn push_raw(&mut self, raw: &[u8]) {
+        let name = FINISH_NAMES.iter().find(|n| n.as_bytes() == raw).copied().unwrap_or("other");
+        self.push(name);
+    }
+
+    pub fn push(&mut self, name: &'static str) {
+        if let Some(slot) = self.names.iter_mut().find(|n| n.is_none()) {
+            *slot = Some(name);
+        }
+    }
+
+    /// A stream's later events add their reasons to the earlier ones'.
+    pub fn merge(&mut self, later: Finish) {
+        for name in later.iter() {
+            self.push(name);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.names.iter().map_while(|n| *n)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names[0].is_none()
+    }
+
+    /// Each reason renamed (a translation's names for the client's API).
+    pub fn map(&self, f: impl Fn(&'static str) -> &'static str) -> Finish {
+        Finish { names: self.names.map(|n| n.map(&f)) }
+    }
 }
 
 impl AnswerFacts {
@@ -664,10 +733,48 @@ fn answer_object(c: &mut Cursor<'_>, top: bool, facts: &mut AnswerFacts) -> Opti
             c.ws();
             facts.no_choices = c.peek() == Some(b']');
             c.pos = start;
-            c.value().ok()
+            or_skipped(c, |c| {
+                elements(c, &mut |c| {
+                    if c.peek() != Some(b'{') {
+                        return c.value().ok();
+                    }
+                    members(c, &mut |c, key| match key {
+                        b"finish_reason" if c.peek() == Some(b'"') => finish_reason(c, &mut facts.finish),
+                        _ => c.value().ok(),
+                    })
+                })
+            })
         }
+        // Anthropic's message (`null` until it ends, in a stream's
+        // `message_start`), and a `message_delta`'s.
+        b"stop_reason" if c.peek() == Some(b'"') => finish_reason(c, &mut facts.finish),
+        b"delta" if top && c.peek() == Some(b'{') => or_skipped(c, |c| {
+            members(c, &mut |c, key| match key {
+                b"stop_reason" if c.peek() == Some(b'"') => finish_reason(c, &mut facts.finish),
+                _ => c.value().ok(),
+            })
+        }),
         _ => c.value().ok(),
     })
+}
+
+/// Walks a value with `walk`; where that fails, skips it as before the
+/// walk was added (an answer whose usage was read despite an odd choice
+/// or delta still is).
+fn or_skipped(c: &mut Cursor<'_>, walk: impl FnOnce(&mut Cursor<'_>) -> Option<()>) -> Option<()> {
+    let start = c.pos;
+    if walk(c).is_some() {
+        return Some(());
+    }
+    c.pos = start;
+    c.value().ok()
+}
+
+/// A reason's string at the cursor, into `finish`.
+fn finish_reason(c: &mut Cursor<'_>, finish: &mut Finish) -> Option<()> {
+    let span = c.string().ok()?;
+    finish.push_raw(span.get(c.buf));
+    Some(())
 }
 
 /// Walks one `usage` object (or, `nested`, its `prompt_tokens_details`),
@@ -1314,6 +1421,42 @@ mod tests {
         assert_eq!(read_answer(nested_only).expect("an answer").usage(), None);
         let nested_choices = br#"{"x":{"choices":[]},"choices":[{"index":0}]}"#;
         assert!(!read_answer(nested_choices).expect("an answer").no_choices);
+    }
+
+    #[test]
+    fn finish_reasons_are_read_by_structure_in_any_spacing() {
+        let reasons = |doc: &str| -> Vec<&'static str> {
+            let read = read_answer(doc.as_bytes()).expect("an answer");
+            read.finish.iter().collect()
+        };
+        // OpenAI's answer, two choices, reserialized with spacing and order.
+        assert_eq!(
+            reasons(
+                r#"{"choices":[{"finish_reason":"stop","index":0},{"index":1,"message":{},"finish_reason":"length"}]}"#
+            ),
+            ["stop", "length"]
+        );
+        assert_eq!(
+            reasons("{ \"choices\" : [ { \"index\" : 0 , \"finish_reason\"\n:\t\"tool_calls\" } ] }"),
+            ["tool_calls"]
+        );
+        // A chunk still streaming says null: nothing, and no parse.
+        assert!(reasons(r#"{"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}"#).is_empty());
+        // Anthropic's message, and a stream's `message_delta`.
+        assert_eq!(reasons(r#"{"type":"message","content":[],"stop_reason":"end_turn","usage":{}}"#), ["end_turn"]);
+        assert_eq!(
+            reasons(r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{}}"#),
+            ["max_tokens"]
+        );
+        assert!(reasons(r#"{"type":"message_start","message":{"stop_reason":null}}"#).is_empty());
+        // Hostile: reasons inside content, tool arguments or nested keys are
+        // not the answer's; a name nobody uses is "other"; at most four.
+        assert!(reasons(r#"{"choices":[{"message":{"content":"\"finish_reason\":\"stop\"","x":{"finish_reason":"stop"}}}],"y":{"stop_reason":"stop"}}"#).is_empty());
+        assert_eq!(reasons(r#"{"choices":[{"finish_reason":"<script>"}]}"#), ["other"]);
+        let many = format!("{{\"choices\":[{}]}}", [r#"{"finish_reason":"stop"}"#; 9].join(","));
+        assert_eq!(reasons(&many).len(), Finish::MAX);
+        // An escaped name is matched as written: not a known one.
+        assert_eq!(reasons(r#"{"choices":[{"finish_reason":"st\u006fp"}]}"#), ["other"]);
     }
 
     #[test]

@@ -219,6 +219,8 @@ fn spans_follow_the_genai_conventions_and_continue_the_clients_trace() {
     let record = records.iter().find(|r| r["id"] == request_id.as_str()).expect("its record");
     assert_eq!(attr(root, "gen_ai.usage.input_tokens"), &record["tokens"]["prompt"]);
     assert_eq!(attr(root, "gen_ai.usage.output_tokens"), &record["tokens"]["completion"]);
+    assert_eq!(attr(root, "gen_ai.response.finish_reasons"), &serde_json::json!(["stop"]));
+    assert_eq!(record["finish_reasons"], serde_json::json!(["stop"]), "the record says it too");
     let cost = record["cost_micro_usd"].as_f64().expect("priced") / 1e6;
     assert!((attr(root, "tollgate.cost_usd").as_f64().unwrap() - cost).abs() < 1e-9);
     // Each root has one attempt under it; the echoed one is the span the
@@ -243,6 +245,7 @@ fn spans_follow_the_genai_conventions_and_continue_the_clients_trace() {
     assert_eq!(stream_root["flags"], 0x101);
     assert_eq!(attr(stream_root, "tollgate.stream"), true);
     assert!(attr(stream_root, "gen_ai.usage.output_tokens").as_i64().unwrap() > 0);
+    assert_eq!(attr(stream_root, "gen_ai.response.finish_reasons"), &serde_json::json!(["stop"]));
     let export = &collector.decoded()[0];
     assert_eq!(export["resource"]["service.name"], "gw-e2e");
     assert_eq!(export["scope"], "tollgate");

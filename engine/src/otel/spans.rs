@@ -145,6 +145,11 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
                     attribute(out, 9, "gen_ai.response.model", Value::Str(&t.upstream_model));
                 }
             }
+            if !trace.finish.is_empty() {
+                let mut names = [""; tollgate_protocol::openai::Finish::MAX];
+                let n = names.iter_mut().zip(trace.finish.iter()).map(|(slot, name)| *slot = name).count();
+                attribute(out, 9, "gen_ai.response.finish_reasons", Value::Strs(&names[..n]));
+            }
             if let Some(u) = trace.usage {
                 attribute(out, 9, "gen_ai.usage.input_tokens", Value::Int(u.prompt as i64));
                 attribute(out, 9, "gen_ai.usage.output_tokens", Value::Int(u.completion as i64));

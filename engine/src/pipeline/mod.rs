@@ -444,6 +444,7 @@ pub async fn finish(
                 end.first_write.map(|t| crate::record::micros(t.saturating_duration_since(started)));
             trace.bytes_out = end.body_bytes;
             trace.usage = end.usage;
+            trace.finish = end.finish;
             trace.end = end.end;
             Ok(end.client_reusable)
         }

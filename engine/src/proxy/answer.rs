@@ -9,6 +9,8 @@
 use bytes::BytesMut;
 use tollgate_protocol::anthropic;
 
+pub use tollgate_protocol::openai::Finish;
+
 use crate::record::TokenUsage;
 
 /// An upstream answer read whole for translation may be at most this big.
@@ -25,14 +27,14 @@ pub struct Rejected;
 /// What an answer says of its usage: none, believed, or [`Rejected`].
 pub type Usage = Result<Option<TokenUsage>, Rejected>;
 
-/// The usage of a whole JSON answer (OpenAI's or Anthropic's), read by
-/// structure.
-pub fn answer_usage(body: &[u8]) -> Usage {
-    let Some(facts) = tollgate_protocol::openai::read_answer(body) else { return Ok(None) };
+/// The usage and finish reasons of a whole JSON answer (OpenAI's or
+/// Anthropic's), read by structure in one pass.
+pub fn answer_usage(body: &[u8]) -> (Usage, Finish) {
+    let Some(facts) = tollgate_protocol::openai::read_answer(body) else { return (Ok(None), Finish::default()) };
     if facts.reported.unreadable {
-        return Err(Rejected);
+        return (Err(Rejected), facts.finish);
     }
-    Ok(facts.usage().map(token_usage))
+    (Ok(facts.usage().map(token_usage)), facts.finish)
 }
 
 /// The record's usage from an Anthropic answer's, read by the translator;

@@ -78,6 +78,8 @@ pub struct RelayEnd {
     pub end: End,
     /// Tokens, when the answer carried a `usage` object.
     pub usage: Option<TokenUsage>,
+    /// Why its generations ended, as the client was told.
+    pub finish: super::answer::Finish,
     /// The answer's usage was there but set aside
     /// ([`super::answer::Rejected`]).
     pub usage_rejected: bool,
@@ -98,6 +100,7 @@ impl RelayEnd {
             body_bytes: 0,
             end: End::UpstreamFailed,
             usage: None,
+            finish: Default::default(),
             usage_rejected: false,
             completion_counted: 0,
             first_write: None,
@@ -250,7 +253,9 @@ pub async fn relay(
                     None => k.spoil(),
                 }
             }
-            match tapped.map_or(Ok(None), Tap::usage) {
+            let (usage, finish) = tapped.map_or((Ok(None), Default::default()), Tap::usage);
+            end.finish = finish;
+            match usage {
                 Ok(u) => end.usage = u,
                 Err(_) => end.usage_rejected = true,
             }
@@ -427,11 +432,11 @@ impl Tap {
         }
     }
 
-    fn usage(self) -> super::answer::Usage {
+    fn usage(self) -> (super::answer::Usage, super::answer::Finish) {
         match self.first {
             Some(one) => super::answer::answer_usage(&one),
             None if !self.joined.is_empty() => super::answer::answer_usage(&self.joined),
-            None => Ok(None),
+            None => (Ok(None), Default::default()),
         }
     }
 }

@@ -130,6 +130,13 @@ pub enum Stream {
     },
 }
 
+/// What an event says of usage, read by structure, only for the events
+/// that name it.
+fn read_event(data: &[u8]) -> Option<tollgate_protocol::openai::AnswerFacts> {
+    use tollgate_protocol::openai::{mentions_usage, read_answer};
+    mentions_usage(data).then(|| read_answer(data)).flatten()
+}
+
 impl Stream {
     /// The translator for an answer in `translation`'s direction; with no
     /// translation, `strip_usage` keeps the usage chunk the gateway asked
@@ -161,10 +168,7 @@ impl Stream {
             Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToResponses { anthropic: None, events, reported } => {
-                if let Some(f) = tollgate_protocol::openai::mentions_usage(&ev.data)
-                    .then(|| tollgate_protocol::openai::read_answer(&ev.data))
-                    .flatten()
-                {
+                if let Some(f) = read_event(&ev.data) {
                     reported.merge(f.reported);
                 }
                 events.event(ev, out).map_err(|_| ())
@@ -181,9 +185,7 @@ impl Stream {
                 // usage chunk known by its empty `choices`, however the
                 // upstream spaces or orders its keys. Anthropic reports in
                 // pieces: each count as last reported.
-                let facts = tollgate_protocol::openai::mentions_usage(&ev.data)
-                    .then(|| tollgate_protocol::openai::read_answer(&ev.data))
-                    .flatten();
+                let facts = read_event(&ev.data);
                 if let Some(f) = facts {
                     reported.merge(f.reported);
                 }
@@ -302,6 +304,17 @@ impl Stream {
         }
     }
 
+    /// Why the answer's generations ended, as a translation told the
+    /// client; `None`: as the upstream's (or its chat form's) events say.
+    fn finish_reasons(&self) -> Option<tollgate_protocol::openai::Finish> {
+        match self {
+            Stream::ToOpenAi(t) => Some(t.finish_reasons()),
+            Stream::ToAnthropic(t) => Some(t.finish_reasons()),
+            Stream::ToResponses { anthropic: Some(a), .. } => Some(a.0.finish_reasons()),
+            Stream::ToResponses { anthropic: None, .. } | Stream::Identity { .. } => None,
+        }
+    }
+
     /// An error event in the client's format, ending the stream.
     fn fail(&mut self, message: &str, code: &str, out: &mut BytesMut) {
         super::answer::write_error_event(self.front(), message, code, self.sequence(), out);
@@ -397,6 +410,8 @@ pub struct StreamRelay<'a, 'g> {
     /// The upstream sent its own last event (`[DONE]`, `message_stop`, a
     /// finish), rather than the gateway ending the stream for it.
     ended_by_upstream: bool,
+    /// The finish reasons the upstream's events (or their chat form) name.
+    finish: super::answer::Finish,
     /// A Gemini upstream's events, made chat chunks (and parsed again)
     /// before the guard, the counts and the client's translation see them.
     gemini: Option<Box<(tollgate_protocol::gemini::StreamTranslator, SseParser)>>,
@@ -425,6 +440,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             said: Vec::new(),
             unasked: 0,
             ended_by_upstream: false,
+            finish: Default::default(),
             gemini: None,
             bedrock: None,
         }
@@ -553,7 +569,15 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// counted, checked against the ceilings, guarded, translated.
     fn pass(&mut self, ev: tollgate_protocol::sse::SseEvent, out: &mut BytesMut) {
         // Counted as generated, whatever reaches the client.
-        self.completion_counted += delta_tokens(self.encoding, self.responses, &ev.data);
+        let (tokens, finish_named) = delta_tokens(self.encoding, self.responses, &ev.data);
+        self.completion_counted += tokens;
+        // The counting pass saw a reason's key with a string: read by
+        // structure (only the answer's own, not one nested in it).
+        if finish_named {
+            if let Some(f) = tollgate_protocol::openai::read_answer(&ev.data) {
+                self.finish.merge(f.finish);
+            }
+        }
         let counted = self.completion_counted;
         // The event that crosses a request ceiling is the first one
         // not passed on.
@@ -684,6 +708,11 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
         self.translator.usage()
     }
 
+    /// The finish reasons the stream has carried, as the client was told.
+    pub fn finish_reasons(&self) -> super::answer::Finish {
+        self.translator.finish_reasons().unwrap_or(self.finish)
+    }
+
     /// How the stream ended, for the record.
     pub fn end(&self) -> End {
         match self.flow {
@@ -757,10 +786,13 @@ fn redact_text(g: &tollgate_policy::guard::Guard, text: &mut Vec<u8>) {
 /// tool-call `arguments`, Anthropic `text` and `partial_json`, reasoning,
 /// a Responses delta), counted delta by delta: an estimate, as BPE across
 /// piece boundaries is.
-fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, responses: bool, data: &[u8]) -> u64 {
+/// Also says whether the event names a finish or stop reason with a
+/// string value, at any depth: the same pass, so that the events that
+/// name none (most: `"finish_reason": null`) are read once.
+fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, responses: bool, data: &[u8]) -> (u64, bool) {
     let mut n = 0;
     let mut scratch = Vec::new();
-    event_texts(responses, data, |raw, escaped| {
+    let mut count = |raw: &[u8], escaped: bool| {
         if raw.is_empty() {
             return;
         }
@@ -772,8 +804,20 @@ fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, responses: bool, 
             raw
         };
         n += encoding.count_bytes(text);
+    };
+    if responses {
+        event_texts(true, data, count);
+        return (n, false);
+    }
+    let mut finish = false;
+    let _ = tollgate_protocol::json::string_values(data, |key, v| {
+        if DELTA_TEXT.contains(&key) {
+            count(&data[v.raw.clone()], v.escaped);
+        } else if key == b"finish_reason" || key == b"stop_reason" {
+            finish = true;
+        }
     });
-    n
+    (n, finish)
 }
 
 #[cfg(test)]
@@ -858,6 +902,39 @@ mod tests {
         let end = relay.end();
         relay.close();
         (String::from_utf8(out.to_vec()).unwrap(), end, usage)
+    }
+
+    /// Finish reasons as each stream's client reads them: OpenAI's chunks
+    /// as they are (spaced, several choices), to an Anthropic client,
+    /// Anthropic's events to an OpenAI client, Gemini's through chat.
+    #[test]
+    fn finish_reasons_are_those_the_client_reads() {
+        let reasons = |translation: Translation, front: Front, input: &str| -> Vec<&'static str> {
+            let mut relay = StreamRelay::new(Stream::new(translation, front, false), stages(), ROUTE);
+            let mut out = BytesMut::new();
+            relay.feed(Bytes::copy_from_slice(input.as_bytes()), &mut out);
+            relay.end_of_read(true, &mut out);
+            relay.finish_reasons().iter().collect()
+        };
+        let openai = format!(
+            "{}data: {{ \"choices\" : [ {{ \"index\":1, \"delta\":{{}}, \"finish_reason\" : \"length\" }} ] }}\n\ndata: {{\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\ndata: [DONE]\n\n",
+            chunk("hi")
+        );
+        assert_eq!(reasons(Translation::None, Front::OpenAi, &openai), ["length", "stop"]);
+        let info = anthropic::RequestInfo { stream: true, include_usage: false };
+        // One message: its last stop reason.
+        assert_eq!(reasons(Translation::ToAnthropic(info), Front::Anthropic, &openai), ["end_turn"]);
+        let messages = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"stop_reason\":null,\"usage\":{\"input_tokens\":3}}}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":2}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+        assert_eq!(reasons(Translation::ToOpenAi(info), Front::OpenAi, messages), ["tool_calls"]);
+        assert_eq!(reasons(Translation::None, Front::Anthropic, messages), ["tool_use"]);
+        // A reason inside a chunk's text is text.
+        assert!(reasons(Translation::None, Front::OpenAi, &chunk("\"finish_reason\": \"stop\"")).is_empty());
+        let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, true), stages(), ROUTE);
+        relay.read_gemini();
+        let mut out = BytesMut::new();
+        relay.feed(Bytes::from(gemini_stream(&["a", "b"])), &mut out);
+        relay.end_of_read(true, &mut out);
+        assert_eq!(relay.finish_reasons().iter().collect::<Vec<_>>(), ["stop"]);
     }
 
     fn relay_gemini(input: &str, at: usize, stages: StreamStages<'_, '_>) -> (String, End, TokenUsage) {

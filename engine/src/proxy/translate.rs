@@ -265,9 +265,10 @@ pub async fn relay_translated(
     let mut out = BytesMut::with_capacity(body.len() + 256);
     let to_anthropic = matches!(translation, Translation::ToAnthropic(_));
     let mut usage = Ok(None);
+    let mut finish = super::answer::Finish::default();
     let mut status = response.status;
     if matches!(translation, Translation::None) {
-        usage = answer_usage(&body);
+        (usage, finish) = answer_usage(&body);
         out = body;
     } else if response.status < 300 {
         let translated = if let Translation::ToResponses(from) = translation {
@@ -275,22 +276,29 @@ pub async fn relay_translated(
             if from == ResponsesFrom::Anthropic {
                 let mut c = BytesMut::with_capacity(chat.len() + 256);
                 anthropic::response_to_openai(&mut chat, crate::unix_now().as_secs(), &mut c)
-                    .map(|u| usage = anthropic_usage(u))
+                    .map(|(u, f)| {
+                        usage = anthropic_usage(u);
+                        finish.push(f);
+                    })
                     .map_err(|e| GatewayError::UpstreamProtocol {
                         provider: route.provider.to_string(),
                         cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
                     })?;
                 chat = c;
             } else {
-                usage = answer_usage(&chat);
+                (usage, finish) = answer_usage(&chat);
             }
             tollgate_protocol::responses::chat::response_from_chat(&mut chat, &mut out)
         } else if to_anthropic {
-            usage = answer_usage(&body);
+            (usage, finish) = answer_usage(&body);
+            // The client reads Anthropic's names for them.
+            finish = finish.map(anthropic::front::stop_reason);
             anthropic::front::response_from_openai(&mut body, &mut out)
         } else {
-            anthropic::response_to_openai(&mut body, crate::unix_now().as_secs(), &mut out)
-                .map(|u| usage = anthropic_usage(u))
+            anthropic::response_to_openai(&mut body, crate::unix_now().as_secs(), &mut out).map(|(u, f)| {
+                usage = anthropic_usage(u);
+                finish.push(f);
+            })
         };
         translated.map_err(|e| GatewayError::UpstreamProtocol {
             provider: route.provider.to_string(),
@@ -382,6 +390,7 @@ pub async fn relay_translated(
         Ok(u) => end.usage = u,
         Err(_) => end.usage_rejected = true,
     }
+    end.finish = finish;
     end.first_write = sent.then_some(written);
     end.end = match (sent, blocked) {
         (false, _) => End::ClientGone,
@@ -489,6 +498,7 @@ async fn relay_stream(
             Ok(u) => end.usage = u,
             Err(_) => end.usage_rejected = true,
         }
+        end.finish = relay.finish_reasons();
         end.completion_counted = relay.completion_counted;
         if !client.out.is_empty() {
             let hung_up = (end.first_write.is_none() || finished) && answer.client_hung_up(client);

@@ -341,6 +341,16 @@ impl FrontStream {
         self.usage
     }
 
+    /// The `stop_reason` the client is sent, from the upstream's
+    /// `finish_reason`.
+    pub fn finish_reasons(&self) -> crate::openai::Finish {
+        let mut f = crate::openai::Finish::default();
+        if let Some(r) = self.stop_reason {
+            f.push(r);
+        }
+        f
+    }
+
     fn emit(out: &mut BytesMut, name: &str, data: &[u8]) {
         write_event(out, Some(name.as_bytes()), data);
     }
