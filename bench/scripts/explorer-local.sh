@@ -3,7 +3,7 @@
 # [clickhouse]): writes a day at 100 requests/s (8,640,000 lines,
 # bench/scripts/explorer-day.py) into DIR unless it is there, starts a
 # release gateway on it, times the index's first build (the first query
-# waits for it), then each query with curl, the median of ROUNDS.
+# answers 503 until it is built), then each query with curl, the median of ROUNDS.
 # Usage: bench/scripts/explorer-local.sh [DIR] [ROUNDS]
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -22,7 +22,7 @@ admin_hash=$(printf '%s' tg-bench-admin | sha256sum | cut -d' ' -f1)
 } >"$work/gw.toml"
 ./target/release/tollgate --config "$work/gw.toml" >"$work/gw.log" 2>&1 &
 t0=$(date +%s.%N)
-until curl -s -o /dev/null -H 'Authorization: Bearer tg-bench-admin' "http://127.0.0.1:18301/admin/requests?limit=1"; do sleep 0.2; done
+until curl -sf -o /dev/null -H 'Authorization: Bearer tg-bench-admin' "http://127.0.0.1:18301/admin/requests?limit=1"; do sleep 0.2; done
 t1=$(date +%s.%N)
 echo "first answer (index built): $(echo "$t1 - $t0" | bc) s; index $(du -sh "$dir/.index" | cut -f1), records $(du -sh "$day" | cut -f1)"
 q() { # name, query

@@ -374,8 +374,9 @@ impl SeriesAnswers {
 #[derive(Debug, PartialEq, Eq)]
 enum Role {
     /// Everything: an admin token, or no token configured (reads only,
-    /// then; [`authorize`] refuses the rest).
-    Operator,
+    /// then; [`authorize`] refuses the rest). `token`: one was presented
+    /// (captured bodies need it).
+    Operator { token: bool },
     /// The figures of these teams, and nothing that changes state.
     Viewer { teams: Vec<String>, bodies: bool },
 }
@@ -385,15 +386,17 @@ impl Role {
     fn scope(&self) -> Option<&[String]> {
         match self {
             Role::Viewer { teams, .. } => Some(teams),
-            Role::Operator => None,
+            Role::Operator { .. } => None,
         }
     }
 
-    /// Whether the caller sees captured prompts and answers.
+    /// Whether the caller sees captured prompts and answers: an admin
+    /// token, or a viewer's granted them; never a listener without
+    /// tokens, whoever can reach it.
     fn sees_bodies(&self) -> bool {
         match self {
             Role::Viewer { bodies, .. } => *bodies,
-            Role::Operator => true,
+            Role::Operator { token } => *token,
         }
     }
 }
@@ -407,19 +410,19 @@ impl Role {
 /// owner can send.
 fn authorize(head: &RequestHead, tokens: &[KeyHash], viewers: &[Viewer]) -> Result<Role, &'static str> {
     if matches!((head.method, head.path()), (Method::Get, b"/healthz") | (Method::Get, b"/")) {
-        return Ok(Role::Operator);
+        return Ok(Role::Operator { token: false });
     }
     // Digests are compared, so timing can reveal something about a guess's
     // digest at most, never about a token (as for client keys).
     let presented = presented_key(head.header(b"authorization"), None).map(hash_key);
     if presented.is_some_and(|p| tokens.contains(&p)) {
-        return Ok(Role::Operator);
+        return Ok(Role::Operator { token: true });
     }
     if let Some(v) = presented.and_then(|p| viewers.iter().find(|v| v.token == p)) {
         return Ok(Role::Viewer { teams: v.teams.clone(), bodies: v.bodies });
     }
     match (tokens.is_empty() && viewers.is_empty(), head.method == Method::Get) {
-        (true, true) => Ok(Role::Operator),
+        (true, true) => Ok(Role::Operator { token: false }),
         (true, false) => Err(
             "calls that change state need an admin token: make one with `tollgate keygen --admin`, put its hash in [server] admin_tokens, and send it as Authorization: Bearer; SIGHUP reloads without one",
         ),
@@ -538,17 +541,18 @@ mod tests {
         let bad = "Authorization: Bearer tga-guess\r\n";
         // No tokens configured: reads open, state changes refused, even
         // with a token in hand.
-        assert_eq!(authorize(&get("/metrics", ""), &[], &[]), Ok(Role::Operator));
+        assert_eq!(authorize(&get("/metrics", ""), &[], &[]), Ok(Role::Operator { token: false }));
+        assert!(!Role::Operator { token: false }.sees_bodies(), "an open listener shows no captured bodies");
         assert!(authorize(&post(""), &[], &[]).is_err());
         assert!(authorize(&post(&good), &[], &[]).is_err());
         // Tokens configured: the right one opens everything.
         for path in ["/metrics", "/admin/stats", "/admin/config"] {
             assert!(authorize(&get(path, ""), &tokens, &[]).is_err(), "{path}");
             assert!(authorize(&get(path, bad), &tokens, &[]).is_err(), "{path}");
-            assert_eq!(authorize(&get(path, &good), &tokens, &[]), Ok(Role::Operator), "{path}");
+            assert_eq!(authorize(&get(path, &good), &tokens, &[]), Ok(Role::Operator { token: true }), "{path}");
         }
         assert!(authorize(&post(bad), &tokens, &[]).is_err());
-        assert_eq!(authorize(&post(&good), &tokens, &[]), Ok(Role::Operator));
+        assert_eq!(authorize(&post(&good), &tokens, &[]), Ok(Role::Operator { token: true }));
         // Open whatever is configured.
         assert!(authorize(&get("/healthz", ""), &tokens, &[]).is_ok());
         assert!(authorize(&get("/", ""), &tokens, &[]).is_ok());
@@ -562,7 +566,7 @@ mod tests {
         let scoped = Ok(Role::Viewer { teams: vec!["a".into()], bodies: false });
         assert_eq!(authorize(&get("/admin/stats", &as_viewer), &tokens, &viewers), scoped);
         assert_eq!(authorize(&post(&as_viewer), &tokens, &viewers), scoped);
-        assert_eq!(authorize(&get("/admin/stats", &good), &tokens, &viewers), Ok(Role::Operator));
+        assert_eq!(authorize(&get("/admin/stats", &good), &tokens, &viewers), Ok(Role::Operator { token: true }));
         assert!(authorize(&get("/admin/stats", ""), &[], &viewers).is_err());
         assert!(authorize(&get("/admin/stats", &as_viewer), &tokens, &[]).is_err(), "a revoked viewer");
     }

@@ -4,8 +4,8 @@
 //! record line, in the file's order: where the line is, its `ts`, the
 //! hashes of its text columns, its status, latency and cost, and bit masks
 //! of its guardrail rules and actions. A query reads entries (a day at
-//! 100 requests/s is 8.6 million of them, 690 MB) instead of parsing
-//! lines (about 6 GB), and parses only the lines whose entries match.
+//! 100 requests/s is 8.6 million of them, 660 MiB) instead of parsing
+//! lines (4.4 GiB), and parses only the lines whose entries match.
 //!
 //! Entries are what a query may skip on, never what it answers with:
 //! hashes and masks can collide, so every line an entry lets through is
@@ -13,19 +13,23 @@
 //!
 //! Records are written when requests end, in an order close to but not
 //! the same as their `ts` (when they started). Each entry carries the
-//! largest `ts` of every line before it (this file's and the files before
-//! it), so that a scan back from the newest line knows when nothing older
-//! can still come ahead of what it has found.
+//! largest `ts` of the lines before it in its file, and each header its
+//! file's largest, so that a scan back from the newest line knows when
+//! nothing before it (in this file or an earlier one, whatever order the
+//! files were written in) can still come ahead of what it has found.
 //!
 //! Kept current by the `tollgate-index` thread (every second) and by each
-//! explorer query before it reads. An index whose file was replaced (the
-//! capture retention rewrites old days) or shortened is built again; a
-//! torn tail (a crash between entries and header) is cut back to what the
-//! header counts; an incomplete last line waits for its newline. A line
-//! that is not a record gets no entry.
+//! explorer query before it reads (unless the thread is at it). An index
+//! whose file was replaced (the capture retention rewrites old days),
+//! shortened, or damaged is built again beside it and renamed over it, so
+//! that a query holding the old one reads it whole; a torn tail (a crash
+//! between entries and header) is cut back to what the header counts; an
+//! incomplete last line waits for its newline. A line that is not a record
+//! (or is longer than [`LINE_BYTES_MAX`]) gets no entry. Indexes of record
+//! files that are gone are removed.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -36,7 +40,7 @@ use crate::flat::Record;
 /// Bytes per entry.
 pub const ENTRY: usize = 80;
 const HEADER: usize = 64;
-const MAGIC: &[u8; 8] = b"TGINDEX1";
+const MAGIC: &[u8; 8] = b"TGINDEX2";
 /// The folder, under the records' directory, that holds the indexes.
 const FOLDER: &str = ".index";
 /// Bytes of a record file read at once while indexing (more when one
@@ -50,8 +54,8 @@ static CATCHING_UP: Mutex<()> = Mutex::new(());
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Entry {
     pub ts: u64,
-    /// The largest `ts` of the lines before this one, in this file and the
-    /// files before it.
+    /// The largest `ts` of the lines before this one in its file (a query
+    /// adds the files before it: [`Header::ts_max`]).
     pub ts_max_before: u64,
     pub offset: u64,
     pub len: u32,
@@ -157,21 +161,17 @@ pub struct Header {
     /// Bytes of the record file indexed: whole lines.
     indexed: u64,
     pub count: u64,
-    /// The largest `ts` in this file and the files before it.
+    /// The largest `ts` in this file (0 while empty).
     pub ts_max: u64,
     /// The smallest `ts` in this file (`u64::MAX` while empty).
     pub ts_min: u64,
-    /// The largest `ts` of the files before this one.
-    carry: u64,
 }
 
 impl Header {
     fn encode(&self) -> [u8; HEADER] {
         let mut b = [0u8; HEADER];
         b[..8].copy_from_slice(MAGIC);
-        for (i, v) in
-            [self.inode, self.indexed, self.count, self.ts_max, self.ts_min, self.carry].into_iter().enumerate()
-        {
+        for (i, v) in [self.inode, self.indexed, self.count, self.ts_max, self.ts_min].into_iter().enumerate() {
             b[8 + i * 8..16 + i * 8].copy_from_slice(&v.to_le_bytes());
         }
         b
@@ -182,7 +182,7 @@ impl Header {
             return None;
         }
         let v = |i: usize| u64::from_le_bytes(b[8 + i * 8..16 + i * 8].try_into().expect("8 bytes"));
-        Some(Header { inode: v(0), indexed: v(1), count: v(2), ts_max: v(3), ts_min: v(4), carry: v(5) })
+        Some(Header { inode: v(0), indexed: v(1), count: v(2), ts_max: v(3), ts_min: v(4) })
     }
 }
 
@@ -195,12 +195,18 @@ pub struct Part {
     part: u32,
 }
 
-/// The record files under `dir` in the order they were written: by day,
-/// then part (`...DATE.jsonl`, `...DATE.1.jsonl`, ...).
+/// The record files under `dir` in the order they are written: by day,
+/// then part (`...DATE.jsonl`, `...DATE.1.jsonl`, ...). A query does not
+/// rely on it (a writer restarted with a larger size limit appends to an
+/// earlier part).
 pub fn parts(dir: &Path) -> io::Result<Vec<Part>> {
     let mut parts = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
+        // Plain files only (a FIFO under the name would block its reader).
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
         let Some(day) = crate::retention::file_day(name) else { continue };
         let rest = &name["tollgate-requests-".len() + 10..name.len() - ".jsonl".len()];
@@ -213,56 +219,138 @@ pub fn parts(dir: &Path) -> io::Result<Vec<Part>> {
     Ok(parts)
 }
 
-/// Brings every index under `dir` up to its record file.
+/// Brings every index under `dir` up to its record file, and removes the
+/// indexes of record files that are gone. A part that cannot be indexed
+/// (unreadable, not a plain file, a full disk) is logged and left; the
+/// others go on.
 pub fn catch_up(dir: &Path) -> io::Result<()> {
     let _one = CATCHING_UP.lock().unwrap_or_else(|e| e.into_inner());
-    std::fs::create_dir_all(dir.join(FOLDER))?;
-    let mut carry = 0;
-    for part in parts(dir)? {
-        carry = catch_up_part(&part, carry)?;
+    catch_up_locked(dir)
+}
+
+/// [`catch_up`], unless another is under way (the thread's, rebuilding a
+/// day, say): a query then reads what is indexed rather than wait.
+pub fn catch_up_unless_busy(dir: &Path) -> io::Result<()> {
+    match CATCHING_UP.try_lock() {
+        Ok(_one) => catch_up_locked(dir),
+        Err(std::sync::TryLockError::Poisoned(e)) => {
+            let _one = e.into_inner();
+            catch_up_locked(dir)
+        }
+        Err(std::sync::TryLockError::WouldBlock) => Ok(()),
+    }
+}
+
+fn catch_up_locked(dir: &Path) -> io::Result<()> {
+    let folder = dir.join(FOLDER);
+    std::fs::create_dir_all(&folder)?;
+    let parts = parts(dir)?;
+    for part in &parts {
+        if let Err(e) = catch_up_part(part) {
+            tracing::warn!(error = %e, file = %part.records.display(), "cannot index a request records file for the explorer");
+        }
+    }
+    // Indexes (and unfinished rebuilds) whose record file is gone.
+    for entry in std::fs::read_dir(&folder)?.flatten() {
+        let path = entry.path();
+        if !parts.iter().any(|p| p.index == path) {
+            let _ = std::fs::remove_file(&path);
+        }
     }
     Ok(())
 }
 
-/// Indexes what `part` gained since; returns its `ts_max`.
-fn catch_up_part(part: &Part, carry: u64) -> io::Result<u64> {
-    let mut records = match File::open(&part.records) {
-        Ok(f) => f,
+/// Indexes what `part` gained since it was last indexed; a new index (none
+/// yet, another file under the name, a shortened or damaged one) is built
+/// beside and renamed over the old, so that a query reading the old one
+/// keeps it whole.
+fn catch_up_part(part: &Part) -> io::Result<()> {
+    let meta = match std::fs::metadata(&part.records) {
+        Ok(m) => m,
         // Gone since it was listed (rewritten and renamed): next time.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(carry),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    if !meta.is_file() {
+        return Err(io::Error::other("not a plain file"));
+    }
+    let records = File::open(&part.records)?;
     let meta = records.metadata()?;
-    let mut index = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&part.index)?;
-    let mut raw = [0u8; HEADER];
-    let read = index.read_at(&mut raw, 0).unwrap_or(0);
-    let fresh = Header { inode: meta.ino(), ts_min: u64::MAX, ts_max: carry, carry, ..Header::default() };
-    let mut header = match (read == HEADER).then(|| Header::decode(&raw)).flatten() {
-        // The same file, no shorter than indexed, after the same files.
-        Some(h) if h.inode == meta.ino() && h.indexed <= meta.len() && h.carry == carry => h,
-        _ => {
-            index.set_len(0)?;
-            index.write_all_at(&fresh.encode(), 0)?;
-            fresh
+    if let Ok(index) = OpenOptions::new().read(true).write(true).open(&part.index) {
+        if let Some(header) = usable(&index, &meta)? {
+            if header.indexed == meta.len() {
+                return Ok(());
+            }
+            return extend(&index, header, &records, meta.len());
         }
+    }
+    let building = part.index.with_extension("idx.building");
+    let index = File::create(&building)?;
+    let fresh = Header { inode: meta.ino(), ts_min: u64::MAX, ..Header::default() };
+    index.write_all_at(&fresh.encode(), 0)?;
+    extend(&index, fresh, &records, meta.len())?;
+    std::fs::rename(&building, &part.index)
+}
+
+/// The header of an index that can be extended: of this very file, no
+/// further than it, whole (a torn tail is cut back to what the header
+/// counts; a tail shorter than it, or a last entry that is not one, means
+/// building it again).
+fn usable(index: &File, records: &std::fs::Metadata) -> io::Result<Option<Header>> {
+    let mut raw = [0u8; HEADER];
+    if index.read_at(&mut raw, 0)? != HEADER {
+        return Ok(None);
+    }
+    let Some(h) = Header::decode(&raw) else { return Ok(None) };
+    let Some(counted) = h.count.checked_mul(ENTRY as u64).and_then(|n| n.checked_add(HEADER as u64)) else {
+        return Ok(None);
     };
-    // Entries written after the header last was: cut back.
-    let counted = HEADER as u64 + header.count * ENTRY as u64;
-    if index.metadata()?.len() != counted {
+    let len = index.metadata()?.len();
+    if h.inode != records.ino() || h.indexed > records.len() || len < counted {
+        return Ok(None);
+    }
+    if h.count > 0 {
+        let mut last = [0u8; ENTRY];
+        index.read_exact_at(&mut last, counted - ENTRY as u64)?;
+        let e = Entry::decode(&last);
+        if e.len == 0 || e.offset + u64::from(e.len) > h.indexed || e.ts > h.ts_max || e.ts_max_before > h.ts_max {
+            return Ok(None);
+        }
+    }
+    if len > counted {
         index.set_len(counted)?;
     }
-    if header.indexed == meta.len() {
-        return Ok(header.ts_max);
-    }
-    records.seek(SeekFrom::Start(header.indexed))?;
+    Ok(Some(h))
+}
+
+/// A line longer than this gets no entry (the writer's lines are bounded
+/// by the largest body; this only keeps a damaged file from using memory
+/// without bound).
+#[cfg(not(test))]
+const LINE_BYTES_MAX: usize = 256 << 20;
+#[cfg(test)]
+const LINE_BYTES_MAX: usize = READ_BYTES * 2;
+
+/// Appends the entries of `records`' whole lines from `header.indexed` up
+/// to `len`, then the header.
+fn extend(index: &File, mut header: Header, records: &File, len: u64) -> io::Result<()> {
     let mut buf = vec![0u8; READ_BYTES];
     let mut entries = Vec::with_capacity(READ_BYTES / 8);
     let mut filled = 0;
-    while header.indexed + (filled as u64) < meta.len() {
+    let mut end = HEADER as u64 + header.count * ENTRY as u64;
+    // Past a line over the bound: its bytes are skipped to its newline.
+    let mut skipping = false;
+    while header.indexed + (filled as u64) < len {
         if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0);
+            if buf.len() >= LINE_BYTES_MAX {
+                skipping = true;
+                header.indexed += filled as u64;
+                filled = 0;
+            } else {
+                buf.resize(buf.len() * 2, 0);
+            }
         }
-        let n = records.read(&mut buf[filled..])?;
+        let n = records.read_at(&mut buf[filled..], header.indexed + filled as u64)?;
         if n == 0 {
             break;
         }
@@ -274,6 +362,9 @@ fn catch_up_part(part: &Part, carry: u64) -> io::Result<u64> {
         for line in buf[..last].split(|&b| b == b'\n') {
             let offset = header.indexed + at as u64;
             at += line.len() + 1;
+            if std::mem::take(&mut skipping) {
+                continue;
+            }
             if let Some(e) = Entry::of(line, offset, header.ts_max) {
                 header.ts_max = header.ts_max.max(e.ts);
                 header.ts_min = header.ts_min.min(e.ts);
@@ -281,15 +372,24 @@ fn catch_up_part(part: &Part, carry: u64) -> io::Result<u64> {
                 e.encode(&mut entries);
             }
         }
-        let end = index.seek(SeekFrom::End(0))?;
         index.write_all_at(&entries, end)?;
+        end += entries.len() as u64;
         header.indexed += (last + 1) as u64;
         index.write_all_at(&header.encode(), 0)?;
         buf.copy_within(last + 1..filled, 0);
         filled -= last + 1;
     }
-    index.flush()?;
-    Ok(header.ts_max)
+    Ok(())
+}
+
+/// An index as a query finds it.
+pub enum Open {
+    Ready(Opened),
+    /// The record file is gone.
+    Gone,
+    /// Not (yet) the index of the record file under its name: being built
+    /// or rebuilt.
+    Stale,
 }
 
 /// An index opened for reading, with its record file.
@@ -300,16 +400,23 @@ pub struct Opened {
 }
 
 impl Opened {
-    pub fn open(part: &Part) -> io::Result<Option<Opened>> {
-        let (index, records) = match (File::open(&part.index), File::open(&part.records)) {
-            (Ok(i), Ok(r)) => (i, r),
-            _ => return Ok(None),
+    pub fn open(part: &Part) -> io::Result<Open> {
+        let records = match File::open(&part.records) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Open::Gone),
+            Err(e) => return Err(e),
         };
+        let Ok(index) = File::open(&part.index) else { return Ok(Open::Stale) };
         let mut raw = [0u8; HEADER];
         if index.read_at(&mut raw, 0)? != HEADER {
-            return Ok(None);
+            return Ok(Open::Stale);
         }
-        Ok(Header::decode(&raw).map(|header| Opened { header, index, records }))
+        match Header::decode(&raw) {
+            Some(header) if header.inode == records.metadata()?.ino() => {
+                Ok(Open::Ready(Opened { header, index, records }))
+            }
+            _ => Ok(Open::Stale),
+        }
     }
 
     /// Entries `[from, to)` into `buf`, decoded.
@@ -346,6 +453,7 @@ pub fn start(dir: PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn line(id: &str, ts: u64, team: &str) -> String {
         format!(
@@ -358,12 +466,28 @@ mod tests {
             .unwrap()
             .iter()
             .map(|p| {
-                let o = Opened::open(p).unwrap().unwrap();
+                let Open::Ready(o) = Opened::open(p).unwrap() else { panic!("{p:?} not ready") };
                 let mut out = Vec::new();
                 o.entries(0, o.header.count, &mut Vec::new(), &mut out).unwrap();
                 (p.records.clone(), o.header, out)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_line_past_the_bound_gets_no_entry_and_the_next_one_does() {
+        let dir = std::env::temp_dir().join(format!("tollgate-record-index-long-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let long = format!("{{\"id\":\"long\",\"ts\":2,\"pad\":\"{}\"}}\n", "x".repeat(LINE_BYTES_MAX * 2));
+        let text = format!("{}{long}{}", line("a", 1, "t"), line("b", 3, "t"));
+        std::fs::write(dir.join("tollgate-requests-2026-12-01.jsonl"), &text).unwrap();
+        catch_up(&dir).unwrap();
+        let all = read_all(&dir);
+        assert_eq!(all[0].2.iter().map(|e| e.ts).collect::<Vec<_>>(), [1, 3]);
+        let b = all[0].2[1];
+        assert_eq!(&text.as_bytes()[b.offset as usize..][..b.len as usize], line("b", 3, "t").trim_end().as_bytes());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -432,9 +556,9 @@ mod tests {
             &text[e.offset as usize..(e.offset + u64::from(e.len)) as usize],
             line("b", 10, "b").trim_end().as_bytes()
         );
-        // Carried across files: later parts know what came before.
-        assert_eq!(all[1].2[0].ts_max_before, 20);
-        assert_eq!(all[2].2[0].ts_max_before, 30);
+        // Each file's own: the first line of a file has nothing before it.
+        assert_eq!(all[1].2[0].ts_max_before, 0);
+        assert_eq!((all[1].1.ts_max, all[2].1.ts_max), (30, 40));
         assert_eq!(all[3].1.count, 0);
         // The unfinished line ends; more lines come.
         let mut f = OpenOptions::new().append(true).open(&day1).unwrap();
@@ -456,10 +580,32 @@ mod tests {
         f.write_all(&[7u8; ENTRY + 3]).unwrap();
         catch_up(&dir).unwrap();
         assert_eq!(std::fs::metadata(index).unwrap().len(), (HEADER + ENTRY) as u64);
+        // Shorter than its header counts (entries lost, the header kept),
+        // or a last entry of zeros: built again, never padded.
+        let cut = |f: &File| f.set_len((HEADER + ENTRY / 2) as u64).unwrap();
+        let zeroed = |f: &File| f.write_all_at(&[0u8; ENTRY], HEADER as u64).unwrap();
+        for damage in [&cut as &dyn Fn(&File), &zeroed] {
+            damage(&OpenOptions::new().write(true).open(index).unwrap());
+            catch_up(&dir).unwrap();
+            let all = read_all(&dir);
+            assert_eq!(all[0].2.iter().map(|e| (e.ts, e.len > 0)).collect::<Vec<_>>(), [(5, true)]);
+        }
         // A garbled header: built again.
         std::fs::write(index, b"garbage").unwrap();
         catch_up(&dir).unwrap();
         assert_eq!(read_all(&dir)[0].2.len(), 1);
+        // An index whose record file is another: stale to a query until
+        // built again.
+        std::fs::write(dir.join("x.tmp"), line("other", 6, "z")).unwrap();
+        std::fs::rename(dir.join("x.tmp"), &day1).unwrap();
+        assert!(matches!(Opened::open(&parts(&dir).unwrap()[0]).unwrap(), Open::Stale));
+        // A record file gone: its index goes too; a directory under a
+        // record file's name is passed over, the others indexed.
+        std::fs::remove_file(&day2).unwrap();
+        std::fs::create_dir(&day2).unwrap();
+        catch_up(&dir).unwrap();
+        assert!(matches!(Opened::open(&parts(&dir).unwrap()[0]).unwrap(), Open::Ready(_)));
+        assert!(!dir.join(FOLDER).join("tollgate-requests-2026-12-02.jsonl.idx").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

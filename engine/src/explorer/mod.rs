@@ -239,6 +239,13 @@ pub fn answer(store: &Store, q: &Query, scope: Option<&[String]>, bodies: bool) 
     if scope.is_some_and(|teams| teams.is_empty()) {
         return (200, q.format.content_type(), empty(q.format));
     }
+    /// Gives the slot back however the answer ends (a panic too).
+    struct Slot;
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            AT_ONCE.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
     if AT_ONCE.fetch_add(1, Ordering::Relaxed) >= AT_ONCE_MAX {
         AT_ONCE.fetch_sub(1, Ordering::Relaxed);
         return (
@@ -251,6 +258,7 @@ pub fn answer(store: &Store, q: &Query, scope: Option<&[String]>, bodies: bool) 
             ),
         );
     }
+    let _slot = Slot;
     let mut answered = match store {
         Store::ClickHouse(settings) => answer_within(settings, q, scope),
         Store::Files(dir) => local::answer(dir, q, scope, bodies),
@@ -258,7 +266,6 @@ pub fn answer(store: &Store, q: &Query, scope: Option<&[String]>, bodies: bool) 
     if answered.0 == 200 && q.id.is_none() && q.format != Format::Page {
         answered.2 = mark_cut(q.format, answered.2, EXPORT_MAX as usize);
     }
-    AT_ONCE.fetch_sub(1, Ordering::Relaxed);
     answered
 }
 
