@@ -157,12 +157,13 @@ fn spans(c: &mut Criterion) {
 fn clickhouse_row(c: &mut Criterion) {
     let line = br#"{"id":"tg-19a3c-0-1234","ts":1795400000123,"team":"search","key":"search-prod","model":"gpt-4o-mini","provider":"up","upstream_model":"gpt-4o-mini","attempts":[{"provider":"up","upstream_model":"gpt-4o-mini","status":200,"ms":0.812}],"status":200,"stream":true,"tokens":{"prompt":120,"completion":40,"cached":0},"cost_micro_usd":42,"latency_ms":{"total":1.204,"upstream":0.801,"ttft":0.903,"gateway":0.102},"bytes_in":812,"bytes_out":2304,"guardrails":{"profile":"all","version":"3","hits":[{"rule":"pii.email","action":"redact","in":"request","text":1,"at":10,"len":17}]},"end":"completed"}"#;
     let mut out = bytes::BytesMut::with_capacity(1 << 20);
+    let mut bodies = bytes::BytesMut::new();
     c.bench_function("clickhouse_row_per_record", |b| {
         b.iter(|| {
             if out.len() > 1 << 19 {
                 out.clear();
             }
-            black_box(tollgate_engine::clickhouse::row(black_box(line), &mut out))
+            black_box(tollgate_engine::clickhouse::row(black_box(line), &mut out, &mut bodies))
         })
     });
 }

@@ -12,8 +12,10 @@
 //! again with back-off (four tries, 250 ms doubling), and its rows are
 //! counted as dropped after the last. On shutdown what is left is inserted
 //! within [`crate::post::SHUTDOWN_GRACE`]. Captured prompts and answers are left out of
-//! the table: they stay in the local files, under their retention period
-//! (ClickHouse 18 has no per-column expiry to apply it there).
+//! the table: they go to a table of their own beside it (`<table>_bodies`,
+//! one row per captured record, partitioned by day), so that the
+//! retention can drop whole days of them (ClickHouse 18 has no per-column
+//! expiry) and the explorer can show them only to whom may see them.
 //!
 //! A retried insert that had in fact been written (its answer lost) is
 //! written twice: a `ReplicatedMergeTree` table deduplicates such blocks;
@@ -88,6 +90,7 @@ struct Inserter {
 impl Inserter {
     fn run(self, rx: mpsc::Receiver<Bytes>) {
         let mut rows = BytesMut::new();
+        let mut bodies = BytesMut::new();
         let mut count = 0u64;
         let mut since = Instant::now();
         loop {
@@ -95,7 +98,7 @@ impl Inserter {
                 Ok(batch) => {
                     self.counters.taken(batch.len());
                     for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                        if row(line, &mut rows) {
+                        if row(line, &mut rows, &mut bodies) {
                             count += 1;
                         } else {
                             self.counters.drop_items(1);
@@ -108,9 +111,15 @@ impl Inserter {
             };
             if rows.len() >= INSERT_BYTES || since.elapsed() >= INSERT_EVERY || done {
                 if count > 0 {
-                    self.insert(&rows, count);
+                    self.insert(&self.settings.table, &rows, count);
                     rows.clear();
                     count = 0;
+                }
+                // Counted with their records: a failed insert of bodies
+                // is logged and counted as a failed insert, no more.
+                if !bodies.is_empty() {
+                    self.insert(&bodies_table(&self.settings.table), &bodies, 0);
+                    bodies.clear();
                 }
                 since = Instant::now();
             }
@@ -120,11 +129,11 @@ impl Inserter {
         }
     }
 
-    /// One insert of `count` rows ([`crate::post::deliver`]).
-    fn insert(&self, rows: &[u8], count: u64) {
+    /// One insert of `count` rows into `table` ([`crate::post::deliver`]).
+    fn insert(&self, table: &str, rows: &[u8], count: u64) {
         use crate::post::Try;
         let s = &self.settings;
-        let query = format!("INSERT INTO {}.{} FORMAT JSONEachRow", s.database, s.table);
+        let query = format!("INSERT INTO {}.{table} FORMAT JSONEachRow", s.database);
         let target = format!("/?input_format_skip_unknown_fields=1&query={}", encode(&query));
         crate::post::deliver(&self.grace, &self.counters, count, "rows to ClickHouse", || {
             let a = match self.create().and_then(|()| self.post(&target, rows)) {
@@ -161,14 +170,16 @@ impl Inserter {
         if self.created.get() || !self.settings.create_table {
             return Ok(());
         }
-        let ddl = schema(&self.settings.database, &self.settings.table);
-        let a = self.post("/", ddl.as_bytes())?;
-        if a.status != 200 {
-            tracing::warn!(
-                status = a.status,
-                answer = %String::from_utf8_lossy(&a.body).trim(),
-                "ClickHouse refused CREATE TABLE IF NOT EXISTS; inserting into the table as it is"
-            );
+        let (db, table) = (&self.settings.database, &self.settings.table);
+        for ddl in [schema(db, table), bodies_schema(db, table)] {
+            let a = self.post("/", ddl.as_bytes())?;
+            if a.status != 200 {
+                tracing::warn!(
+                    status = a.status,
+                    answer = %String::from_utf8_lossy(&a.body).trim(),
+                    "ClickHouse refused CREATE TABLE IF NOT EXISTS; inserting into the table as it is"
+                );
+            }
         }
         self.created.set(true);
         Ok(())
@@ -216,6 +227,60 @@ pub fn schema(database: &str, table: &str) -> String {
     )
 }
 
+/// The table of captured bodies beside the records' table.
+pub fn bodies_table(table: &str) -> String {
+    format!("{table}_bodies")
+}
+
+/// Captured prompts and answers, one row per record that has them (its
+/// `capture` object as JSON), by day, so that a day's can be dropped
+/// whole.
+pub fn bodies_schema(database: &str, table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {database}.{} (date Date, ts UInt64, id String, team String, capture String) \
+         ENGINE = MergeTree() PARTITION BY date ORDER BY (team, ts, id)",
+        bodies_table(table)
+    )
+}
+
+/// Drops the days of captured bodies whose UTC day ended `days` days
+/// before `now_s` (as the retention does to the files): whole partitions,
+/// listed from `system.parts`.
+pub fn drop_bodies(s: &ClickHouse, days: u32, now_s: u64) -> std::io::Result<usize> {
+    let today = (now_s / 86_400) as i64;
+    let started = Instant::now();
+    let mut give_up = || started.elapsed() >= s.timeout;
+    let list = format!(
+        "SELECT DISTINCT partition FROM system.parts WHERE database = '{}' AND table = '{}' AND active FORMAT TSV",
+        s.database,
+        bodies_table(&s.table)
+    );
+    let a = request(s, "/?readonly=2", list.as_bytes(), crate::post::Reading::Whole(1 << 20), &mut give_up)?;
+    if a.status != 200 || !a.complete {
+        return Err(std::io::Error::other(format!("{}: {}", a.status, String::from_utf8_lossy(&a.body).trim())));
+    }
+    let mut dropped = 0;
+    for partition in String::from_utf8_lossy(&a.body).lines() {
+        // A Date partition is listed as its date, quoted or not.
+        let date = partition.trim().trim_matches('\'');
+        let day =
+            date.split('-').map(str::parse::<u32>).collect::<Result<Vec<_>, _>>().ok().and_then(|p| match p[..] {
+                [y, m, d] => Some(tollgate_policy::calendar::days_from_civil(y as i64, m, d)),
+                _ => None,
+            });
+        if day.is_none_or(|d| d + 1 + i64::from(days) > today) {
+            continue;
+        }
+        let ddl = format!("ALTER TABLE {}.{} DROP PARTITION '{date}'", s.database, bodies_table(&s.table));
+        let a = request(s, "/", ddl.as_bytes(), crate::post::Reading::Status, &mut give_up)?;
+        if a.status != 200 {
+            return Err(std::io::Error::other(format!("dropping {date}: {}", a.status)));
+        }
+        dropped += 1;
+    }
+    Ok(dropped)
+}
+
 /// A row as the table takes it.
 #[derive(serde::Serialize)]
 struct Row<'r> {
@@ -225,24 +290,45 @@ struct Row<'r> {
     record: &'r str,
 }
 
-/// One record line as a `JSONEachRow` row; false for a line that is not a
+/// A record's captured bodies as the bodies table takes them.
+#[derive(serde::Serialize)]
+struct Bodies<'r> {
+    date: &'r str,
+    ts: u64,
+    id: &'r str,
+    team: &'r str,
+    capture: String,
+}
+
+/// One record line as a `JSONEachRow` row (and, when it has captured
+/// bodies, a row of them into `bodies`); false for a line that is not a
 /// record (never written by this gateway, but never a reason to stop).
-pub fn row(line: &[u8], out: &mut BytesMut) -> bool {
+pub fn row(line: &[u8], out: &mut BytesMut, bodies: &mut BytesMut) -> bool {
     let Some(r) = crate::flat::Record::parse(line) else { return false };
     let text = std::str::from_utf8(line).expect("parsed as UTF-8 above");
     // Captured bodies stay in the files, under their retention: a record
     // with them is stored without them (rewritten: the rare, slow path).
     let stripped;
+    let mut captured = None;
     let record = if memchr::memmem::find(line, b"\"capture\"").is_some() {
         let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(text) else { return false };
-        m.remove("capture");
+        captured = m.remove("capture");
         stripped = Value::Object(m).to_string();
         stripped.as_str()
     } else {
         text
     };
     let flat = r.flat();
-    let row = Row { date: tollgate_policy::calendar::utc_date(flat.ts / 1000), flat, record };
+    let date = tollgate_policy::calendar::utc_date(flat.ts / 1000);
+    if let Some(capture) = captured.filter(Value::is_object) {
+        let b = Bodies { date: &date, ts: flat.ts, id: flat.id, team: flat.team, capture: capture.to_string() };
+        let mut w = std::mem::take(bodies).writer();
+        if serde_json::to_writer(&mut w, &b).is_ok() {
+            w.get_mut().extend_from_slice(b"\n");
+        }
+        *bodies = w.into_inner();
+    }
+    let row = Row { date, flat, record };
     let mut w = std::mem::take(out).writer();
     let ok = serde_json::to_writer(&mut w, &row).is_ok();
     *out = w.into_inner();
@@ -270,9 +356,16 @@ mod tests {
     #[test]
     fn a_record_becomes_a_flat_row_without_its_captured_bodies() {
         let line = br#"{"id":"tg-1-0-1","ts":1795400000123,"team":"a","key":"k","model":"gpt-4o","provider":"up","upstream_model":"gpt-4o-2024","attempts":[{"provider":"up","status":200,"ms":1.0}],"status":200,"stream":true,"tokens":{"prompt":10,"completion":5,"cached":2},"cost_micro_usd":75,"latency_ms":{"total":3.5,"upstream":3.0,"ttft":1.0,"gateway":0.2},"bytes_in":100,"bytes_out":200,"cache":{"outcome":"miss"},"guardrails":{"profile":"p","hits":[{"rule":"pii.email","action":"redact","in":"request","text":0,"at":1,"len":5}]},"capture":{"prompt":"secret","answer":"secret"},"end":"completed"}"#;
-        let mut out = BytesMut::new();
-        assert!(row(line, &mut out));
+        let (mut out, mut bodies) = (BytesMut::new(), BytesMut::new());
+        assert!(row(line, &mut out, &mut bodies));
         let v: Value = serde_json::from_slice(&out).unwrap();
+        let b: Value = serde_json::from_slice(&bodies).unwrap();
+        assert_eq!(
+            (b["id"].as_str(), b["date"].as_str(), b["team"].as_str()),
+            (Some("tg-1-0-1"), Some("2026-11-23"), Some("a"))
+        );
+        let capture: Value = serde_json::from_str(b["capture"].as_str().unwrap()).unwrap();
+        assert_eq!(capture["prompt"], "secret", "the bodies go to their own table");
         assert_eq!(v["date"], "2026-11-23");
         assert_eq!(v["team"], "a");
         assert_eq!(v["tokens_cached"], 2);
@@ -281,12 +374,13 @@ mod tests {
         assert_eq!(v["end"], "completed");
         assert!(!out.windows(6).any(|w| w == b"secret"), "captured bodies left the files");
         // A rejected request: nulls become empty strings and zeros.
-        let mut out = BytesMut::new();
-        assert!(row(br#"{"id":"x","ts":1,"team":null,"key":null,"model":null,"attempts":[],"status":401,"stream":false,"latency_ms":{"total":0.1},"bytes_in":0,"bytes_out":90,"end":"rejected"}"#, &mut out));
+        let (mut out, mut bodies) = (BytesMut::new(), BytesMut::new());
+        assert!(row(br#"{"id":"x","ts":1,"team":null,"key":null,"model":null,"attempts":[],"status":401,"stream":false,"latency_ms":{"total":0.1},"bytes_in":0,"bytes_out":90,"end":"rejected"}"#, &mut out, &mut bodies));
+        assert!(bodies.is_empty(), "nothing captured, no row of bodies");
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!((v["team"].as_str(), v["status"].as_u64()), (Some(""), Some(401)));
-        assert!(!row(b"not json", &mut BytesMut::new()));
-        assert!(!row(b"[1,2]", &mut BytesMut::new()));
+        assert!(!row(b"not json", &mut BytesMut::new(), &mut BytesMut::new()));
+        assert!(!row(b"[1,2]", &mut BytesMut::new(), &mut BytesMut::new()));
     }
 
     #[test]

@@ -38,9 +38,21 @@ pub struct Swept {
 }
 
 /// Starts the thread (detached: a sweep cut short by the process's exit
-/// leaves every file whole, and is done again at the next start).
-pub fn start(dir: PathBuf, days: u32) {
+/// leaves every file whole, and is done again at the next start). With
+/// `[clickhouse]`, the bodies table's days past the retention are dropped
+/// too ([`crate::clickhouse::drop_bodies`]), by every node (dropping a day
+/// another node dropped is nothing).
+pub fn start(dir: PathBuf, days: u32, clickhouse: Option<tollgate_policy::config::clickhouse::ClickHouse>) {
     let spawned = std::thread::Builder::new().name("tollgate-retention".into()).spawn(move || loop {
+        if let Some(c) = &clickhouse {
+            match crate::clickhouse::drop_bodies(c, days, crate::unix_now().as_secs()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(days = n, "captured bodies past their retention dropped from ClickHouse"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot drop captured bodies past their retention from ClickHouse")
+                }
+            }
+        }
         match sweep(&dir, days, crate::unix_now().as_secs()) {
             Ok(s) if s.files > 0 => tracing::info!(
                 files = s.files,

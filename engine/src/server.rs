@@ -191,7 +191,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
             tracing::info!(dir = %dir, "request records on");
             // Read at start: a reload that changes it says so (`Reloader::reload`).
             if let Some(days) = config.logging.capture_retention_days {
-                crate::retention::start(dir.into(), days);
+                crate::retention::start(dir.into(), days, config.clickhouse.clone());
             }
             // The explorer's index, where it reads the files.
             if config.clickhouse.is_none() && config.server.admin_listen.is_some() {

@@ -164,6 +164,17 @@ fn every_record_becomes_a_row_without_its_captured_bodies() {
         assert_eq!(kept["id"], record["id"]);
     }
     assert!(!ch.query("SELECT record FROM default.tollgate_requests").unwrap().contains("Say hello"));
+    // The bodies went to their own table: one row per captured record.
+    wait_until(Duration::from_secs(15), "four rows of bodies", || {
+        ch.query("SELECT count() FROM default.tollgate_requests_bodies").is_some_and(|n| n.trim() == "4")
+    });
+    let bodies = ch.rows("SELECT id, team, capture FROM default.tollgate_requests_bodies");
+    for b in &bodies {
+        let record = records.iter().find(|r| r["id"] == b["id"]).expect("its record");
+        let capture: Value = serde_json::from_str(b["capture"].as_str().unwrap()).unwrap();
+        assert_eq!(capture, record["capture"], "the record's capture, as the files have it");
+        assert_eq!(b["team"], "e2e");
+    }
     // An auditor's question, answered by the table.
     let by_team = ch.rows(
         "SELECT team, count() AS n, sum(cost_micro_usd) AS cost FROM default.tollgate_requests GROUP BY team ORDER BY team",
@@ -174,6 +185,42 @@ fn every_record_becomes_a_row_without_its_captured_bodies() {
         metric(&gw, "tollgate_clickhouse_rows_total{result=\"inserted\"}") == Some(5.0)
     });
     assert_eq!(metric(&gw, "tollgate_clickhouse_rows_total{result=\"dropped\"}"), Some(0.0));
+}
+
+/// `capture_retention_days` drops the bodies table's days past it, and
+/// only those: a day that ended two days ago goes with a retention of one,
+/// today's stays.
+#[test]
+fn captured_bodies_past_their_retention_are_dropped_from_clickhouse() {
+    let Some(ch) = ClickHouse::start() else { return };
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("ch-retention");
+    let config = config(mock.addr, ch.http, &logs)
+        .replace("capture_bodies = true", "capture_bodies = true\ncapture_retention_days = 1");
+    let gw = start_gateway(&config, &[], &[]);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    wait_until(Duration::from_secs(15), "today's bodies", || {
+        ch.query("SELECT count() FROM default.tollgate_requests_bodies").is_some_and(|n| n.trim() == "1")
+    });
+    drop(gw);
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for (days_ago, id) in [(2u64, "old"), (1, "yesterday")] {
+        let ts = (now_s - days_ago * 86_400) * 1000;
+        let insert = format!(
+            "INSERT INTO default.tollgate_requests_bodies (date, ts, id, team, capture) VALUES (toDate(intDiv({ts}, 1000)), {ts}, '{id}', 'e2e', '{{}}')"
+        );
+        assert!(ch.query(&insert).is_some(), "the {id} row went in");
+    }
+    // The retention runs at start.
+    let _gw = start_gateway(&config, &[], &[]);
+    wait_until(Duration::from_secs(15), "the old day dropped", || {
+        ch.query("SELECT count() FROM default.tollgate_requests_bodies WHERE id = 'old'")
+            .is_some_and(|n| n.trim() == "0")
+    });
+    let left = ch.query("SELECT id FROM default.tollgate_requests_bodies ORDER BY ts FORMAT TSV").unwrap();
+    let left: Vec<&str> = left.lines().collect();
+    assert_eq!(left.len(), 2, "yesterday's (not ended a day ago) and today's stay: {left:?}");
+    assert_eq!(left[0], "yesterday");
 }
 
 #[test]
@@ -270,6 +317,7 @@ fn a_bad_clickhouse_section_names_its_line_and_the_fix() {
 
 const OTHER_KEY: &str = "tg-e2e-other-0123456789";
 const VIEWER: &str = "tgv-e2e-viewer-0123456789";
+const AUDITOR: &str = "tgv-e2e-auditor-0123456789";
 
 fn as_token(admin: SocketAddr, path: &str, token: &str) -> Response {
     let raw = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
@@ -284,10 +332,11 @@ fn the_request_explorer_filters_pages_exports_and_scopes_by_team() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("ch-explorer");
     let config = format!(
-        "{}\n[[teams]]\nname = \"other\"\nmodels = [\"*\"]\n\n[[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n\n[[server.viewer_tokens]]\ntoken = \"{}\"\nteams = [\"e2e\"]\n",
+        "{}\n[[teams]]\nname = \"other\"\nmodels = [\"*\"]\n\n[[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n\n[[server.viewer_tokens]]\ntoken = \"{}\"\nteams = [\"e2e\"]\n\n[[server.viewer_tokens]]\ntoken = \"{}\"\nteams = [\"e2e\"]\nbodies = true\n",
         config(mock.addr, ch.http, &logs),
         key_hash(OTHER_KEY),
         key_hash(VIEWER),
+        key_hash(AUDITOR),
     );
     let gw = start_gateway(&config, &[], &[]);
     let admin = gw.admin.expect("admin listener");
@@ -340,6 +389,21 @@ fn the_request_explorer_filters_pages_exports_and_scopes_by_team() {
     assert_eq!(detail.json()["id"], id);
     assert_eq!(detail.json()["status"], 401);
     assert_eq!(admin_get(admin, "/admin/requests?id=tg-none").status, 404);
+    // A captured request's detail: its bodies from their table for the
+    // operator and a viewer granted them, withheld from another viewer.
+    let captured = admin_get(admin, "/admin/requests?team=e2e&limit=1").json()["requests"][0]["id"]
+        .as_str()
+        .expect("an e2e request")
+        .to_string();
+    wait_until(Duration::from_secs(15), "the bodies' rows", || {
+        ch.query("SELECT count() FROM default.tollgate_requests_bodies").is_some_and(|n| n.trim() == "8")
+    });
+    let full = admin_get(admin, &format!("/admin/requests?id={captured}")).json();
+    assert!(full["capture"]["prompt"].as_str().is_some_and(|p| p.contains("Say hello")), "{full}");
+    let audited = as_token(admin, &format!("/admin/requests?id={captured}"), AUDITOR).json();
+    assert_eq!(audited["capture"], full["capture"]);
+    let viewed = as_token(admin, &format!("/admin/requests?id={captured}"), VIEWER);
+    assert!(!viewed.text().contains("Say hello") && viewed.json()["capture_withheld"] == true, "{}", viewed.text());
     // The audit report.
     let csv = admin_get(admin, "/admin/requests?format=csv&team=e2e");
     assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));

@@ -226,6 +226,41 @@ pub fn sql(q: &Query, scope: Option<&[String]>, database: &str, table: &str, win
     format!("SELECT {columns} FROM {database}.{table}{filter} ORDER BY ts DESC, id DESC LIMIT {limit} FORMAT {format}")
 }
 
+/// The `SELECT` of a record's captured bodies (`record`: its JSON, as the
+/// table holds it), within the viewer's teams.
+fn bodies_sql(record: &str, scope: Option<&[String]>, database: &str, table: &str) -> String {
+    let r: serde_json::Value = serde_json::from_str(record).unwrap_or_default();
+    let ts = r["ts"].as_u64().unwrap_or(0);
+    let mut conditions = vec![
+        format!("id = {}", literal(r["id"].as_str().unwrap_or(""))),
+        format!("date = {} AND ts = {ts}", literal(&tollgate_policy::calendar::utc_date(ts / 1000))),
+    ];
+    if let Some(teams) = scope {
+        let list: Vec<String> = teams.iter().map(|t| literal(t)).collect();
+        conditions.push(if list.is_empty() { "0".to_string() } else { format!("team IN ({})", list.join(", ")) });
+    }
+    format!(
+        "SELECT capture FROM {database}.{} PREWHERE {} LIMIT 1 FORMAT JSONEachRow",
+        crate::clickhouse::bodies_table(table),
+        conditions.join(" AND ")
+    )
+}
+
+/// A record with its captured bodies where the caller may see them, or
+/// saying they were withheld.
+fn with_capture(record: String, capture: Option<serde_json::Value>, bodies: bool) -> String {
+    let Some(capture) = capture else { return record };
+    let Ok(serde_json::Value::Object(mut m)) = serde_json::from_str::<serde_json::Value>(&record) else {
+        return record;
+    };
+    if bodies {
+        m.insert("capture".to_string(), capture);
+    } else {
+        m.insert("capture_withheld".to_string(), serde_json::Value::Bool(true));
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
 /// A page is read in windows back from the newest row the filters match:
 /// the last minute, 16 minutes, about 4 hours, about 3 days, then all.
 /// ClickHouse 18 sorts what it reads, so a page of a day's 8.6 million
@@ -260,7 +295,7 @@ pub fn answer(store: &Store, q: &Query, scope: Option<&[String]>, bodies: bool) 
     }
     let _slot = Slot;
     let mut answered = match store {
-        Store::ClickHouse(settings) => answer_within(settings, q, scope),
+        Store::ClickHouse(settings) => answer_within(settings, q, scope, bodies),
         Store::Files(dir) => local::answer(dir, q, scope, bodies),
     };
     if answered.0 == 200 && q.id.is_none() && q.format != Format::Page {
@@ -309,7 +344,12 @@ fn empty(format: Format) -> String {
     }
 }
 
-fn answer_within(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> (u16, &'static str, String) {
+fn answer_within(
+    settings: &ClickHouse,
+    q: &Query,
+    scope: Option<&[String]>,
+    bodies: bool,
+) -> (u16, &'static str, String) {
     let started = Instant::now();
     // Read-only whatever the user may do, and stopped by ClickHouse itself
     // at the time-out (ClickHouse 18 does not stop a query whose client
@@ -370,7 +410,18 @@ fn answer_within(settings: &ClickHouse, q: &Query, scope: Option<&[String]>) -> 
         // The record as it was written.
         let record = body.lines().next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
         return match record.and_then(|r| r.get("record").and_then(|r| r.as_str()).map(str::to_string)) {
-            Some(r) => (200, "application/json", r),
+            Some(r) => {
+                // Its captured bodies, from their own table; a record is
+                // shown without them when that table cannot say.
+                let captured = match run(&bodies_sql(&r, scope, db, table)) {
+                    Ok(b) => b.lines().next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
+                    Err(_) => None,
+                };
+                let capture = captured
+                    .and_then(|c| c.get("capture").and_then(|c| c.as_str()).map(str::to_string))
+                    .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok());
+                (200, "application/json", with_capture(r, capture, bodies))
+            }
             None => (
                 404,
                 "application/json",
