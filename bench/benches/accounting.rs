@@ -163,7 +163,7 @@ fn clickhouse_row(c: &mut Criterion) {
             if out.len() > 1 << 19 {
                 out.clear();
             }
-            black_box(tollgate_engine::clickhouse::row(black_box(line), &mut out, &mut bodies))
+            black_box(tollgate_engine::clickhouse::row(black_box(line), &mut out, Some(&mut bodies)))
         })
     });
 }

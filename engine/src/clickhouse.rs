@@ -74,7 +74,13 @@ pub fn start(settings: ClickHouse) -> std::io::Result<Started> {
     let counters = Counters::new(settings.queue_bytes_max);
     let (grace, stopping) = crate::post::Grace::new();
     let (tx, rx) = mpsc::channel();
-    let inserter = Inserter { settings, counters: counters.clone(), grace, created: Cell::new(false) };
+    let inserter = Inserter {
+        settings,
+        counters: counters.clone(),
+        grace,
+        created: Cell::new(false),
+        bodies_paused: Cell::new(None),
+    };
     let thread = std::thread::Builder::new().name("tollgate-clickhouse".into()).spawn(move || inserter.run(rx))?;
     Ok(Started { sink: Sink { tx, counters: counters.clone() }, counters, stopping, thread })
 }
@@ -85,6 +91,8 @@ struct Inserter {
     grace: crate::post::Grace,
     /// The table is known to exist.
     created: Cell<bool>,
+    /// Bodies are not inserted before this (their table refused them).
+    bodies_paused: Cell<Option<Instant>>,
 }
 
 impl Inserter {
@@ -98,7 +106,8 @@ impl Inserter {
                 Ok(batch) => {
                     self.counters.taken(batch.len());
                     for line in batch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                        if row(line, &mut rows, &mut bodies) {
+                        let to = if self.settings.bodies { Some(&mut bodies) } else { None };
+                        if row(line, &mut rows, to) {
                             count += 1;
                         } else {
                             self.counters.drop_items(1);
@@ -109,7 +118,8 @@ impl Inserter {
                 Err(mpsc::RecvTimeoutError::Timeout) => false,
                 Err(mpsc::RecvTimeoutError::Disconnected) => true,
             };
-            if rows.len() >= INSERT_BYTES || since.elapsed() >= INSERT_EVERY || done {
+            let full = rows.len() >= INSERT_BYTES || bodies.len() >= INSERT_BYTES;
+            if full || since.elapsed() >= INSERT_EVERY || done {
                 if count > 0 {
                     self.insert(&self.settings.table, &rows, count);
                     rows.clear();
@@ -118,7 +128,9 @@ impl Inserter {
                 // Counted with their records: a failed insert of bodies
                 // is logged and counted as a failed insert, no more.
                 if !bodies.is_empty() {
-                    self.insert(&bodies_table(&self.settings.table), &bodies, 0);
+                    if self.bodies_paused.get().is_none_or(|until| Instant::now() >= until) {
+                        self.insert(&bodies_table(&self.settings.table), &bodies, 0);
+                    }
                     bodies.clear();
                 }
                 since = Instant::now();
@@ -133,6 +145,7 @@ impl Inserter {
     fn insert(&self, table: &str, rows: &[u8], count: u64) {
         use crate::post::Try;
         let s = &self.settings;
+        let bodies = table != s.table;
         let query = format!("INSERT INTO {}.{table} FORMAT JSONEachRow", s.database);
         let target = format!("/?input_format_skip_unknown_fields=1&query={}", encode(&query));
         crate::post::deliver(&self.grace, &self.counters, count, "rows to ClickHouse", || {
@@ -145,6 +158,16 @@ impl Inserter {
             match a.status {
                 // A table dropped since it was made: made again, then
                 // tried again.
+                // The bodies' table missing (`create_table = false` and
+                // not made, or its CREATE refused): bodies are paused a
+                // minute, never in the records' way.
+                404 if bodies => {
+                    self.bodies_paused.set(Some(Instant::now() + Duration::from_secs(60)));
+                    Try::Hopeless(format!(
+                        "{why}: create {}.{table} (clickhouse::bodies_schema) or set bodies = false",
+                        s.database
+                    ))
+                }
                 404 => {
                     self.created.set(false);
                     Try::Again(why)
@@ -171,7 +194,8 @@ impl Inserter {
             return Ok(());
         }
         let (db, table) = (&self.settings.database, &self.settings.table);
-        for ddl in [schema(db, table), bodies_schema(db, table)] {
+        let ddl = [Some(schema(db, table)), self.settings.bodies.then(|| bodies_schema(db, table))];
+        for ddl in ddl.into_iter().flatten() {
             let a = self.post("/", ddl.as_bytes())?;
             if a.status != 200 {
                 tracing::warn!(
@@ -259,7 +283,7 @@ pub fn drop_bodies(s: &ClickHouse, days: u32, now_s: u64) -> std::io::Result<usi
     if a.status != 200 || !a.complete {
         return Err(std::io::Error::other(format!("{}: {}", a.status, String::from_utf8_lossy(&a.body).trim())));
     }
-    let mut dropped = 0;
+    let (mut dropped, mut failed) = (0, Vec::new());
     for partition in String::from_utf8_lossy(&a.body).lines() {
         // A Date partition is listed as its date, quoted or not.
         let date = partition.trim().trim_matches('\'');
@@ -272,11 +296,16 @@ pub fn drop_bodies(s: &ClickHouse, days: u32, now_s: u64) -> std::io::Result<usi
             continue;
         }
         let ddl = format!("ALTER TABLE {}.{} DROP PARTITION '{date}'", s.database, bodies_table(&s.table));
-        let a = request(s, "/", ddl.as_bytes(), crate::post::Reading::Status, &mut give_up)?;
-        if a.status != 200 {
-            return Err(std::io::Error::other(format!("dropping {date}: {}", a.status)));
+        // One day that cannot go (past max_partition_size_to_drop, say)
+        // keeps none of the others.
+        match request(s, "/", ddl.as_bytes(), crate::post::Reading::Status, &mut give_up) {
+            Ok(a) if a.status == 200 => dropped += 1,
+            Ok(a) => failed.push(format!("{date}: {}", a.status)),
+            Err(e) => failed.push(format!("{date}: {e}")),
         }
-        dropped += 1;
+    }
+    if !failed.is_empty() {
+        return Err(std::io::Error::other(format!("{dropped} dropped, not {}", failed.join(", "))));
     }
     Ok(dropped)
 }
@@ -303,7 +332,7 @@ struct Bodies<'r> {
 /// One record line as a `JSONEachRow` row (and, when it has captured
 /// bodies, a row of them into `bodies`); false for a line that is not a
 /// record (never written by this gateway, but never a reason to stop).
-pub fn row(line: &[u8], out: &mut BytesMut, bodies: &mut BytesMut) -> bool {
+pub fn row(line: &[u8], out: &mut BytesMut, bodies: Option<&mut BytesMut>) -> bool {
     let Some(r) = crate::flat::Record::parse(line) else { return false };
     let text = std::str::from_utf8(line).expect("parsed as UTF-8 above");
     // Captured bodies stay in the files, under their retention: a record
@@ -320,20 +349,30 @@ pub fn row(line: &[u8], out: &mut BytesMut, bodies: &mut BytesMut) -> bool {
     };
     let flat = r.flat();
     let date = tollgate_policy::calendar::utc_date(flat.ts / 1000);
-    if let Some(capture) = captured.filter(Value::is_object) {
-        let b = Bodies { date: &date, ts: flat.ts, id: flat.id, team: flat.team, capture: capture.to_string() };
-        let mut w = std::mem::take(bodies).writer();
-        if serde_json::to_writer(&mut w, &b).is_ok() {
-            w.get_mut().extend_from_slice(b"\n");
-        }
-        *bodies = w.into_inner();
-    }
+    let bodies_row = captured.filter(Value::is_object).map(|capture| Bodies {
+        date: &date,
+        ts: flat.ts,
+        id: flat.id,
+        team: flat.team,
+        capture: capture.to_string(),
+    });
+    let bodies_row = bodies_row.and_then(|b| serde_json::to_vec(&b).ok());
     let row = Row { date, flat, record };
+    // Both rows or neither; a row is written whole or not at all.
+    let start = out.len();
     let mut w = std::mem::take(out).writer();
     let ok = serde_json::to_writer(&mut w, &row).is_ok();
     *out = w.into_inner();
+    if !ok {
+        out.truncate(start);
+        return false;
+    }
     out.extend_from_slice(b"\n");
-    ok
+    if let (Some(b), Some(bodies)) = (bodies_row, bodies) {
+        bodies.extend_from_slice(&b);
+        bodies.extend_from_slice(b"\n");
+    }
+    true
 }
 
 /// Percent-encodes a query for the URL's query string.
@@ -357,7 +396,7 @@ mod tests {
     fn a_record_becomes_a_flat_row_without_its_captured_bodies() {
         let line = br#"{"id":"tg-1-0-1","ts":1795400000123,"team":"a","key":"k","model":"gpt-4o","provider":"up","upstream_model":"gpt-4o-2024","attempts":[{"provider":"up","status":200,"ms":1.0}],"status":200,"stream":true,"tokens":{"prompt":10,"completion":5,"cached":2},"cost_micro_usd":75,"latency_ms":{"total":3.5,"upstream":3.0,"ttft":1.0,"gateway":0.2},"bytes_in":100,"bytes_out":200,"cache":{"outcome":"miss"},"guardrails":{"profile":"p","hits":[{"rule":"pii.email","action":"redact","in":"request","text":0,"at":1,"len":5}]},"capture":{"prompt":"secret","answer":"secret"},"end":"completed"}"#;
         let (mut out, mut bodies) = (BytesMut::new(), BytesMut::new());
-        assert!(row(line, &mut out, &mut bodies));
+        assert!(row(line, &mut out, Some(&mut bodies)));
         let v: Value = serde_json::from_slice(&out).unwrap();
         let b: Value = serde_json::from_slice(&bodies).unwrap();
         assert_eq!(
@@ -375,12 +414,12 @@ mod tests {
         assert!(!out.windows(6).any(|w| w == b"secret"), "captured bodies left the files");
         // A rejected request: nulls become empty strings and zeros.
         let (mut out, mut bodies) = (BytesMut::new(), BytesMut::new());
-        assert!(row(br#"{"id":"x","ts":1,"team":null,"key":null,"model":null,"attempts":[],"status":401,"stream":false,"latency_ms":{"total":0.1},"bytes_in":0,"bytes_out":90,"end":"rejected"}"#, &mut out, &mut bodies));
+        assert!(row(br#"{"id":"x","ts":1,"team":null,"key":null,"model":null,"attempts":[],"status":401,"stream":false,"latency_ms":{"total":0.1},"bytes_in":0,"bytes_out":90,"end":"rejected"}"#, &mut out, Some(&mut bodies)));
         assert!(bodies.is_empty(), "nothing captured, no row of bodies");
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!((v["team"].as_str(), v["status"].as_u64()), (Some(""), Some(401)));
-        assert!(!row(b"not json", &mut BytesMut::new(), &mut BytesMut::new()));
-        assert!(!row(b"[1,2]", &mut BytesMut::new(), &mut BytesMut::new()));
+        assert!(!row(b"not json", &mut BytesMut::new(), None));
+        assert!(!row(b"[1,2]", &mut BytesMut::new(), None));
     }
 
     #[test]

@@ -47,8 +47,18 @@ const FOLDER: &str = ".index";
 /// line is longer).
 const READ_BYTES: usize = 4 << 20;
 
+/// The largest record file a query indexes from nothing (about 0.1 s);
+/// larger ones are the thread's.
+const QUERY_BUILDS_MAX: u64 = 16 << 20;
+
 /// One catch-up at a time in the process: the thread's and the queries'.
 static CATCHING_UP: Mutex<()> = Mutex::new(());
+
+/// Holds the catch-up, as the thread does while it rebuilds a day.
+#[cfg(test)]
+pub(crate) fn busy() -> std::sync::MutexGuard<'static, ()> {
+    CATCHING_UP.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A record line as a query sees it before reading it.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -168,6 +178,12 @@ pub struct Header {
 }
 
 impl Header {
+    /// Whether `opened` is the index this header was read from (not one
+    /// built again since).
+    pub fn same_records(&self, opened: &Opened) -> bool {
+        self.inode == opened.header.inode && self.count <= opened.header.count
+    }
+
     fn encode(&self) -> [u8; HEADER] {
         let mut b = [0u8; HEADER];
         b[..8].copy_from_slice(MAGIC);
@@ -195,6 +211,14 @@ pub struct Part {
     part: u32,
 }
 
+impl Part {
+    /// No record in the file started after its day (records are written
+    /// when requests end, into the file of the day they are written).
+    pub fn ts_bound(&self) -> u64 {
+        u64::try_from(self.day + 1).unwrap_or(0).saturating_mul(86_400_000)
+    }
+}
+
 /// The record files under `dir` in the order they are written: by day,
 /// then part (`...DATE.jsonl`, `...DATE.1.jsonl`, ...). A query does not
 /// rely on it (a writer restarted with a larger size limit appends to an
@@ -219,42 +243,48 @@ pub fn parts(dir: &Path) -> io::Result<Vec<Part>> {
     Ok(parts)
 }
 
-/// Brings every index under `dir` up to its record file, and removes the
-/// indexes of record files that are gone. A part that cannot be indexed
-/// (unreadable, not a plain file, a full disk) is logged and left; the
-/// others go on.
+/// Brings every index under `dir` up to its record file, newest first,
+/// and removes the indexes of record files that are gone (the thread's
+/// pass). A part that cannot be indexed (unreadable, a full disk) is
+/// logged and left; the others go on.
 pub fn catch_up(dir: &Path) -> io::Result<()> {
-    let _one = CATCHING_UP.lock().unwrap_or_else(|e| e.into_inner());
-    catch_up_locked(dir)
+    catch_up_parts(dir, true)
 }
 
-/// [`catch_up`], unless another is under way (the thread's, rebuilding a
-/// day, say): a query then reads what is indexed rather than wait.
+/// [`catch_up`] for a query: a part that another catch-up holds (the
+/// thread's, rebuilding a day, say) is passed over, so that a query reads
+/// what is indexed rather than wait.
 pub fn catch_up_unless_busy(dir: &Path) -> io::Result<()> {
-    match CATCHING_UP.try_lock() {
-        Ok(_one) => catch_up_locked(dir),
-        Err(std::sync::TryLockError::Poisoned(e)) => {
-            let _one = e.into_inner();
-            catch_up_locked(dir)
-        }
-        Err(std::sync::TryLockError::WouldBlock) => Ok(()),
-    }
+    catch_up_parts(dir, false)
 }
 
-fn catch_up_locked(dir: &Path) -> io::Result<()> {
+/// One part at a time under the mutex, newest first: a new day's file is
+/// indexed before an old day's is rebuilt, and a query waits on none.
+fn catch_up_parts(dir: &Path, wait: bool) -> io::Result<()> {
     let folder = dir.join(FOLDER);
     std::fs::create_dir_all(&folder)?;
     let parts = parts(dir)?;
-    for part in &parts {
-        if let Err(e) = catch_up_part(part) {
+    let lock = || match (wait, CATCHING_UP.try_lock()) {
+        (_, Ok(g)) => Some(g),
+        (_, Err(std::sync::TryLockError::Poisoned(e))) => Some(e.into_inner()),
+        (true, Err(std::sync::TryLockError::WouldBlock)) => Some(CATCHING_UP.lock().unwrap_or_else(|e| e.into_inner())),
+        (false, Err(std::sync::TryLockError::WouldBlock)) => None,
+    };
+    for part in parts.iter().rev() {
+        let Some(_one) = lock() else { continue };
+        if let Err(e) = catch_up_part(part, wait) {
             tracing::warn!(error = %e, file = %part.records.display(), "cannot index a request records file for the explorer");
         }
     }
     // Indexes (and unfinished rebuilds) whose record file is gone.
-    for entry in std::fs::read_dir(&folder)?.flatten() {
-        let path = entry.path();
-        if !parts.iter().any(|p| p.index == path) {
-            let _ = std::fs::remove_file(&path);
+    if wait {
+        let _one = lock();
+        let parts = self::parts(dir)?;
+        for entry in std::fs::read_dir(&folder)?.flatten() {
+            let path = entry.path();
+            if !parts.iter().any(|p| p.index == path) {
+                let _ = std::fs::remove_file(&path);
+            }
         }
     }
     Ok(())
@@ -264,7 +294,10 @@ fn catch_up_locked(dir: &Path) -> io::Result<()> {
 /// yet, another file under the name, a shortened or damaged one) is built
 /// beside and renamed over the old, so that a query reading the old one
 /// keeps it whole.
-fn catch_up_part(part: &Part) -> io::Result<()> {
+/// `rebuild`: an index may be built whatever the file's size; a query
+/// (false) builds only a small one (a new file), so that it never spends
+/// its time on a day's.
+fn catch_up_part(part: &Part, rebuild: bool) -> io::Result<()> {
     let meta = match std::fs::metadata(&part.records) {
         Ok(m) => m,
         // Gone since it was listed (rewritten and renamed): next time.
@@ -283,6 +316,9 @@ fn catch_up_part(part: &Part) -> io::Result<()> {
             }
             return extend(&index, header, &records, meta.len());
         }
+    }
+    if !rebuild && meta.len() > QUERY_BUILDS_MAX {
+        return Ok(());
     }
     let building = part.index.with_extension("idx.building");
     let index = File::create(&building)?;
@@ -385,11 +421,22 @@ fn extend(index: &File, mut header: Header, records: &File, len: u64) -> io::Res
 /// An index as a query finds it.
 pub enum Open {
     Ready(Opened),
+    /// Its header, the files closed ([`header`]).
+    Header(Header),
     /// The record file is gone.
     Gone,
     /// Not (yet) the index of the record file under its name: being built
     /// or rebuilt.
     Stale,
+}
+
+/// An index's header as a query first sees it (nothing kept open): a
+/// file's bounds, before any is read.
+pub fn header(part: &Part) -> io::Result<Open> {
+    Ok(match Opened::open(part)? {
+        Open::Ready(o) => Open::Header(o.header),
+        other => other,
+    })
 }
 
 /// An index opened for reading, with its record file.

@@ -615,8 +615,8 @@ pub struct AnswerFacts {
     pub finish: Finish,
 }
 
-/// Why an answer's generations ended, as the answer names each: the
-/// first [`Finish::MAX`] reasons, each one of [`FINISH_NAMES`] (a name not
+/// Why an answer's generations ended, as the answer names them: the
+/// first [`Finish::MAX`] distinct reasons, each one of [`FINISH_NAMES`] (a name not
 /// among them is `other`, so that what an upstream writes there is never
 /// stored or exported as it came).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -626,7 +626,7 @@ pub struct Finish {
 
 /// The finish and stop reasons OpenAI's, Anthropic's and the gateway's
 /// own answers use.
-pub const FINISH_NAMES: [&str; 14] = [
+pub const FINISH_NAMES: [&str; 15] = [
     "stop",
     "length",
     "tool_calls",
@@ -638,6 +638,7 @@ pub const FINISH_NAMES: [&str; 14] = [
     "tool_use",
     "pause_turn",
     "refusal",
+    "max_output_tokens",
     "model_context_window_exceeded",
     "error",
     "other",
@@ -653,7 +654,12 @@ impl Finish {
         self.push(name);
     }
 
+    /// Adds a reason not already there (an upstream that repeats one on a
+    /// later chunk, or several choices that stopped alike, give it once).
     pub fn push(&mut self, name: &'static str) {
+        if self.iter().any(|n| n == name) {
+            return;
+        }
         if let Some(slot) = self.names.iter_mut().find(|n| n.is_none()) {
             *slot = Some(name);
         }
@@ -1453,8 +1459,12 @@ mod tests {
         // not the answer's; a name nobody uses is "other"; at most four.
         assert!(reasons(r#"{"choices":[{"message":{"content":"\"finish_reason\":\"stop\"","x":{"finish_reason":"stop"}}}],"y":{"stop_reason":"stop"}}"#).is_empty());
         assert_eq!(reasons(r#"{"choices":[{"finish_reason":"<script>"}]}"#), ["other"]);
-        let many = format!("{{\"choices\":[{}]}}", [r#"{"finish_reason":"stop"}"#; 9].join(","));
-        assert_eq!(reasons(&many).len(), Finish::MAX);
+        let many: Vec<String> = FINISH_NAMES.iter().map(|n| format!(r#"{{"finish_reason":"{n}"}}"#)).collect();
+        let many = format!("{{\"choices\":[{}]}}", many.join(","));
+        assert_eq!(reasons(&many), FINISH_NAMES[..Finish::MAX]);
+        // A reason repeated (several choices, a later chunk) is given once.
+        let twice = format!("{{\"choices\":[{}]}}", [r#"{"finish_reason":"stop"}"#; 3].join(","));
+        assert_eq!(reasons(&twice), ["stop"]);
         // An escaped name is matched as written: not a known one.
         assert_eq!(reasons(r#"{"choices":[{"finish_reason":"st\u006fp"}]}"#), ["other"]);
     }

@@ -15,7 +15,9 @@ fn chromium() -> Option<&'static str> {
 #[test]
 fn the_dashboard_shows_the_gateways_numbers() {
     let mock = start_mock(&[]);
-    let config = priced(config_for(mock.addr, 2, ""))
+    // Records on: the page's Requests table lists them.
+    let logs = TempDir::new("dashboard-records");
+    let config = priced(config_for(mock.addr, 2, &format!("\n[logging]\ndir = \"{}\"\n", logs.0.display())))
         .replace(
             "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
             "[cache]\n\n[[guardrail_profiles]]\nname = \"p\"\nresponses = false\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"p\"",
@@ -76,10 +78,11 @@ fn the_dashboard_shows_the_gateways_numbers() {
     assert!(dom.contains(r#"<div class="big" id="requests">7<"#), "{dom}");
     assert!(dom.contains(r#"id="cache-e2e">50%<"#), "the hit ratio: {dom}");
     assert!(dom.contains(r#"id="hits-pii.email-redact">1<"#), "{dom}");
+    assert!(dom.matches(r#"class="x-row""#).count() >= 6, "the Requests table lists the records: {dom}");
     if let Some(path) = std::env::var_os("TOLLGATE_SCREENSHOT") {
         let mut shot = std::ffi::OsString::from("--screenshot=");
         shot.push(&path);
-        let ok = Command::new(browser).args(headless).arg(shot).arg("--window-size=1280,860").arg(&url).status();
+        let ok = Command::new(browser).args(headless).arg(shot).arg("--window-size=1280,1440").arg(&url).status();
         assert!(ok.is_ok_and(|s| s.success()));
     }
 }

@@ -54,6 +54,27 @@ pub fn anthropic_usage(u: anthropic::Usage) -> Usage {
     }))
 }
 
+/// The finish reason the gateway gives an answer it ends itself, in the
+/// client's API's names: `capped` by a request ceiling, otherwise withheld
+/// by a guardrail.
+pub fn gateway_finish(front: super::Front, capped: bool) -> &'static str {
+    use super::Front;
+    match (front, capped) {
+        (Front::OpenAi | Front::Completions | Front::Embeddings | Front::Responses, false) => "content_filter",
+        (Front::OpenAi | Front::Completions | Front::Embeddings, true) => "length",
+        (Front::Anthropic | Front::CountTokens, false) => "refusal",
+        (Front::Anthropic | Front::CountTokens, true) => "max_tokens",
+        (Front::Responses, true) => "max_output_tokens",
+    }
+}
+
+/// The gateway's own reason, alone.
+pub fn only(name: &'static str) -> Finish {
+    let mut f = Finish::default();
+    f.push(name);
+    f
+}
+
 /// The record's usage from what a provider's answer reported.
 pub fn token_usage(u: tollgate_protocol::openai::Usage) -> TokenUsage {
     TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached, cache_write: u.cache_write }

@@ -250,29 +250,20 @@ impl Stream {
     /// Ends the stream the gateway stops: a guardrail withheld the rest
     /// (`capped` false), or a request ceiling was reached.
     fn stop(&mut self, model: &str, capped: bool, out: &mut BytesMut) {
-        match (self.front(), capped) {
-            (Front::OpenAi, false) => {
-                tollgate_protocol::openai::write_stream_end(out, model, crate::unix_now().as_secs(), "content_filter")
-            }
-            (Front::OpenAi, true) => {
-                tollgate_protocol::openai::write_stream_end(out, model, crate::unix_now().as_secs(), "length")
-            }
-            (Front::Anthropic | Front::CountTokens, false) => anthropic::front::write_stream_end(out, "refusal"),
-            (Front::Anthropic | Front::CountTokens, true) => anthropic::front::write_stream_end(out, "max_tokens"),
-            (Front::Completions | Front::Embeddings, capped) => {
-                let why = if capped { "length" } else { "content_filter" };
+        let why = super::answer::gateway_finish(self.front(), capped);
+        match self.front() {
+            Front::OpenAi => tollgate_protocol::openai::write_stream_end(out, model, crate::unix_now().as_secs(), why),
+            Front::Anthropic | Front::CountTokens => anthropic::front::write_stream_end(out, why),
+            Front::Completions | Front::Embeddings => {
                 tollgate_protocol::openai::write_text_stream_end(out, model, crate::unix_now().as_secs(), why)
             }
-            (Front::Responses, capped) => {
-                let why = if capped { "max_output_tokens" } else { "content_filter" };
-                tollgate_protocol::responses::write_stream_end(
-                    out,
-                    model,
-                    crate::unix_now().as_secs(),
-                    why,
-                    self.sequence(),
-                )
-            }
+            Front::Responses => tollgate_protocol::responses::write_stream_end(
+                out,
+                model,
+                crate::unix_now().as_secs(),
+                why,
+                self.sequence(),
+            ),
         }
         match self {
             // Its own ending was just written: nothing more.
@@ -708,9 +699,15 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
         self.translator.usage()
     }
 
-    /// The finish reasons the stream has carried, as the client was told.
+    /// The finish reasons the stream has carried, as the client was told:
+    /// the gateway's own when it ended the stream.
     pub fn finish_reasons(&self) -> super::answer::Finish {
-        self.translator.finish_reasons().unwrap_or(self.finish)
+        use super::answer::{gateway_finish, only};
+        match self.flow {
+            Flow::Blocked => only(gateway_finish(self.translator.front(), false)),
+            Flow::Capped => only(gateway_finish(self.translator.front(), true)),
+            _ => self.translator.finish_reasons().unwrap_or(self.finish),
+        }
     }
 
     /// How the stream ended, for the record.
@@ -935,6 +932,31 @@ mod tests {
         relay.feed(Bytes::from(gemini_stream(&["a", "b"])), &mut out);
         relay.end_of_read(true, &mut out);
         assert_eq!(relay.finish_reasons().iter().collect::<Vec<_>>(), ["stop"]);
+        // The gateway's own ending replaces the upstream's: a stream a
+        // guardrail blocked, one a ceiling capped, as the client read them.
+        let ended = |stages: StreamStages<'_, '_>, front: Front, input: &str| -> (Vec<&'static str>, String) {
+            let mut relay = StreamRelay::new(Stream::new(Translation::None, front, false), stages, ROUTE);
+            let mut out = BytesMut::new();
+            relay.feed(Bytes::copy_from_slice(input.as_bytes()), &mut out);
+            relay.end_of_read(true, &mut out);
+            let reasons = relay.finish_reasons().iter().collect();
+            relay.close();
+            (reasons, String::from_utf8(out.to_vec()).unwrap())
+        };
+        let g = secrets_blocked();
+        let secret = format!(
+            "{}data: {{\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\ndata: [DONE]\n\n",
+            chunk(KEY)
+        );
+        let mut hits = Vec::new();
+        let s = StreamStages { guard: Some(EventGuard::new(&g, false)), hits: Some(&mut hits), ..stages() };
+        let (reasons, out) = ended(s, Front::OpenAi, &secret);
+        assert_eq!(reasons, ["content_filter"], "{out}");
+        let long = format!("{}{}{}", chunk("one"), chunk(" two"), chunk(" three"));
+        let s = StreamStages { ceiling: Some(Ceiling { output_tokens: 2, cost: None }), ..stages() };
+        let (reasons, out) = ended(s, Front::OpenAi, &long);
+        assert_eq!(reasons, ["length"], "{out}");
+        assert!(out.contains("\"finish_reason\":\"length\""), "{out}");
     }
 
     fn relay_gemini(input: &str, at: usize, stages: StreamStages<'_, '_>) -> (String, End, TokenUsage) {

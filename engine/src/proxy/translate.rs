@@ -359,6 +359,7 @@ pub async fn relay_translated(
         }
         status = 200;
         blocked = true;
+        finish = super::answer::only(super::answer::gateway_finish(front, false));
     }
     if let Some((g, answer)) = capture.as_mut() {
         // What the client gets, redacted.

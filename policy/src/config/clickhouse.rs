@@ -18,6 +18,7 @@ pub struct RawClickHouse {
     pub password_env: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
     pub create_table: Option<bool>,
+    pub bodies: Option<bool>,
     pub queue_bytes_max: Option<Spanned<u64>>,
     pub timeout_ms: Option<Spanned<u64>>,
 }
@@ -34,6 +35,10 @@ pub struct ClickHouse {
     /// `CREATE TABLE IF NOT EXISTS` before the first insert (the gateway's
     /// schema).
     pub create_table: bool,
+    /// Captured bodies go to `<table>_bodies` (false: they stay in the
+    /// node's files only, and the explorer's detail over ClickHouse shows
+    /// none).
+    pub bodies: bool,
     /// Records waiting for the insert thread, at most: past it, a batch is
     /// dropped (and counted), never waited for.
     pub queue_bytes_max: usize,
@@ -125,6 +130,7 @@ pub(super) fn validate(raw: &RawClickHouse, logging_dir: bool, env: &dyn Env, re
         }),
         password,
         create_table: raw.create_table.unwrap_or(true),
+        bodies: raw.bodies.unwrap_or(true),
         queue_bytes_max,
         timeout,
     }
