@@ -680,6 +680,20 @@ impl Finish {
         self.names[0].is_none()
     }
 
+    /// Each reason as its place in [`FINISH_NAMES`] (for a compact copy).
+    pub fn codes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.iter().map(|n| FINISH_NAMES.iter().position(|k| *k == n).unwrap_or(FINISH_NAMES.len() - 1) as u8)
+    }
+
+    /// The reasons of [`Finish::codes`]; `None` for a code that names none.
+    pub fn from_codes(codes: &[u8]) -> Option<Finish> {
+        let mut f = Finish::default();
+        for &c in codes {
+            f.push(FINISH_NAMES.get(usize::from(c))?);
+        }
+        Some(f)
+    }
+
     /// Each reason renamed (a translation's names for the client's API).
     pub fn map(&self, f: impl Fn(&'static str) -> &'static str) -> Finish {
         Finish { names: self.names.map(|n| n.map(&f)) }

@@ -73,6 +73,8 @@ fn a_repeated_request_is_answered_from_the_cache() {
     // Nothing went upstream, nothing is billed.
     assert!(hit.get("cost_micro_usd").is_none() && hit.get("tokens").is_none(), "{hit}");
     assert_eq!(hit["attempts"].as_array().map(Vec::len), Some(0), "{hit}");
+    assert_eq!(hit["finish_reasons"], miss["finish_reasons"], "the hit's reasons are the answer's: {hit}");
+    assert_eq!(miss["finish_reasons"], serde_json::json!(["stop"]), "{miss}");
     assert!(hit.get("provider").is_none(), "{hit}");
     // Any other difference is another entry.
     let hotter = ZERO.replace("Say hello", "Say hello!");

@@ -38,6 +38,9 @@ pub struct Entry {
     pub route: Box<str>,
     /// What the answer cost to make: saved by each hit.
     pub usage: Option<TokenUsage>,
+    /// Why its generations ended, as the client first read it: each hit's
+    /// record says the same.
+    pub finish: tollgate_protocol::openai::Finish,
     pub cost_micro_usd: u64,
     pub expires: Instant,
 }
@@ -310,16 +313,22 @@ impl Outcome {
 }
 
 /// The shared tier's bytes for an entry that expires at `expires_unix_ms`:
-/// a version, the stream flag, the expiry, the usage and cost, the route
-/// label (length-prefixed) and the body.
+/// a version, the stream flag, the expiry, the usage and cost, the finish
+/// reasons (a count, then each one's code), the route label
+/// (length-prefixed) and the body. (Version 1, before finish reasons, is
+/// still read.)
 pub fn encode(entry: &Entry, expires_unix_ms: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(64 + entry.route.len() + entry.body.len());
-    v.extend_from_slice(b"TGC1");
+    v.extend_from_slice(b"TGC2");
     v.push(u8::from(entry.stream) | (u8::from(entry.usage.is_some()) << 1));
     let u = entry.usage.unwrap_or_default();
     for n in [expires_unix_ms, u.prompt, u.completion, u.cached, u.cache_write, entry.cost_micro_usd] {
         v.extend_from_slice(&n.to_le_bytes());
     }
+    let at = v.len();
+    v.push(0);
+    v.extend(entry.finish.codes());
+    v[at] = (v.len() - at - 1) as u8;
     v.extend_from_slice(&(entry.route.len() as u32).to_le_bytes());
     v.extend_from_slice(entry.route.as_bytes());
     v.extend_from_slice(&entry.body);
@@ -330,7 +339,11 @@ pub fn encode(entry: &Entry, expires_unix_ms: u64) -> Vec<u8> {
 /// truncated or padded value, a route label that is not UTF-8) or for an
 /// entry already past its expiry at `now_unix_ms`.
 pub fn decode(v: &[u8], now_unix_ms: u64, now: Instant) -> Option<Entry> {
-    let rest = v.strip_prefix(b"TGC1")?;
+    let (version, rest) = match (v.strip_prefix(b"TGC2"), v.strip_prefix(b"TGC1")) {
+        (Some(rest), _) => (2, rest),
+        (None, Some(rest)) => (1, rest),
+        (None, None) => return None,
+    };
     let (&flags, rest) = rest.split_first()?;
     if flags > 3 {
         return None;
@@ -343,6 +356,18 @@ pub fn decode(v: &[u8], now_unix_ms: u64, now: Instant) -> Option<Entry> {
         rest = tail;
     }
     let [expires_unix_ms, prompt, completion, cached, cache_write, cost] = numbers;
+    let (finish, rest) = match version {
+        1 => (tollgate_protocol::openai::Finish::default(), rest),
+        _ => {
+            let (&n, rest) = rest.split_first()?;
+            let n = usize::from(n);
+            if rest.len() < n || n > tollgate_protocol::openai::Finish::MAX {
+                return None;
+            }
+            let finish = tollgate_protocol::openai::Finish::from_codes(&rest[..n])?;
+            (finish, &rest[n..])
+        }
+    };
     let (len, rest) = rest.split_first_chunk::<4>()?;
     let len = u32::from_le_bytes(*len) as usize;
     if rest.len() < len {
@@ -357,6 +382,7 @@ pub fn decode(v: &[u8], now_unix_ms: u64, now: Instant) -> Option<Entry> {
         body: Bytes::copy_from_slice(body),
         route: route.into(),
         usage,
+        finish,
         cost_micro_usd: cost,
         // Never longer than the longest TTL, whatever the value says.
         expires: now + Duration::from_millis(left.min(30 * 86_400_000)),
@@ -373,6 +399,7 @@ mod tests {
             body: Bytes::from(vec![b'x'; bytes]),
             route: Box::from(""),
             usage: None,
+            finish: Default::default(),
             cost_micro_usd: 0,
             expires,
         }
@@ -450,6 +477,7 @@ mod tests {
             body: Bytes::from_static(b"data: {}\n\ndata: [DONE]\n\n"),
             route: Box::from("up/gpt-4o-mini"),
             usage: Some(usage),
+            finish: tollgate_protocol::openai::Finish::from_codes(&[1, 2]).unwrap(),
             cost_micro_usd: 789,
             expires: now,
         };
@@ -459,6 +487,17 @@ mod tests {
             (d.stream, &d.body, &*d.route, d.usage, d.cost_micro_usd),
             (true, &e.body, "up/gpt-4o-mini", Some(usage), 789)
         );
+        assert_eq!(d.finish.iter().collect::<Vec<_>>(), ["length", "tool_calls"]);
+        // A version-1 value (no reasons): read, with none.
+        let mut v1 = b"TGC1".to_vec();
+        v1.extend_from_slice(&v[4..5 + 6 * 8]);
+        v1.extend_from_slice(&v[5 + 6 * 8 + 3..]);
+        let d1 = decode(&v1, 4_000, now).expect("a version-1 value");
+        assert!(d1.finish.is_empty() && d1.body == e.body && d1.usage == Some(usage));
+        // A reason code past the names: refused.
+        let mut bad = v.clone();
+        bad[5 + 6 * 8 + 1] = 200;
+        assert!(decode(&bad, 0, now).is_none());
         assert_eq!(d.expires, now + Duration::from_millis(6_000));
         assert!(decode(&v, 10_000, now).is_none(), "expired");
         // Cut anywhere before the body ends its header: refused.
@@ -467,14 +506,14 @@ mod tests {
             assert!(decode(&v[..cut], 0, now).is_none(), "cut at {cut}");
         }
         let mut other = v.clone();
-        other[3] = b'2';
+        other[3] = b'9';
         assert!(decode(&other, 0, now).is_none(), "another version");
         let mut flags = v.clone();
         flags[4] = 9;
         assert!(decode(&flags, 0, now).is_none());
         // A route length past the value's end.
         let mut long = v.clone();
-        let at = 5 + 6 * 8;
+        let at = 5 + 6 * 8 + 3;
         long[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode(&long, 0, now).is_none());
         // No usage: none comes back.

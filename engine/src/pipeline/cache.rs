@@ -296,6 +296,7 @@ pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>)
     let mut end = RelayEnd::new(200);
     end.first_write = sent.then(Instant::now);
     end.body_bytes = entry.body.len() as u64;
+    end.finish = entry.finish;
     end.end = if sent { End::Completed } else { End::ClientGone };
     end.client_reusable = sent && !close;
     let similarity = match ex.reply.cache {
@@ -334,6 +335,7 @@ pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<S
         body,
         route: label.into_boxed_str(),
         usage: end.usage,
+        finish: end.finish,
         cost_micro_usd: cost,
         expires: now + pending.ttl,
     };
