@@ -807,6 +807,11 @@ pub fn rss_mb(pid: u32) -> f64 {
 /// Chromium is installed (a failure where `TOLLGATE_REQUIRE_CHROMIUM` is
 /// set, as in CI).
 pub fn dashboard_dom(admin: SocketAddr, token: &str) -> Option<String> {
+    dashboard_dom_at(admin, "/", token)
+}
+
+/// [`dashboard_dom`] of the page at `path` (`/?request=ID`, say).
+pub fn dashboard_dom_at(admin: SocketAddr, path: &str, token: &str) -> Option<String> {
     let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
@@ -815,7 +820,7 @@ pub fn dashboard_dom(admin: SocketAddr, token: &str) -> Option<String> {
         eprintln!("skipped the page: no chromium");
         return None;
     };
-    let url = format!("http://{admin}/#token={token}");
+    let url = format!("http://{admin}{path}#token={token}");
     let headless =
         ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000"];
     let out =

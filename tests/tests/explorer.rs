@@ -122,6 +122,16 @@ fn the_explorer_reads_the_local_records_with_bodies_only_where_granted() {
     assert_eq!(dom.matches(r#"class="x-row""#).count(), 5, "the viewer's page lists its team's requests:\n{dom}");
     let dom = dashboard_dom(admin, ADMIN_TOKEN).expect("chromium, as above");
     assert_eq!(dom.matches(r#"class="x-row""#).count(), 9, "the operator's page lists all:\n{dom}");
+    // A link to one request opens its record: the captured prompt for the
+    // operator and the auditor, withheld from the plain viewer.
+    let at = format!("/?request={told}");
+    for (token, sees) in [(ADMIN_TOKEN, true), (AUDITOR, true), (VIEWER, false)] {
+        let dom = dashboard_dom_at(admin, &at, token).expect("chromium, as above");
+        let detail = dom.split(r#"id="x-detail""#).nth(1).expect("the detail").split("</pre>").next().unwrap();
+        assert!(detail.contains(&told), "{token}: {detail}");
+        assert_eq!(detail.contains("PELICAN"), sees, "{token}: {detail}");
+        assert_eq!(detail.contains("capture_withheld"), !sees, "{token}: {detail}");
+    }
 }
 
 /// Records written after a restart, and a file rewritten by the capture
