@@ -158,9 +158,12 @@ impl Inserter {
             match a.status {
                 // A table dropped since it was made: made again, then
                 // tried again.
-                // The bodies' table missing (`create_table = false` and
-                // not made, or its CREATE refused): bodies are paused a
+                // The bodies' table missing: made again where the gateway
+                // makes tables (dropped since, or its first CREATE failed),
+                // then tried again; else (`create_table = false` and not
+                // made, or the CREATE refused) bodies are dropped for a
                 // minute, never in the records' way.
+                404 if bodies && s.create_table && self.remake_bodies() => Try::Again(why),
                 404 if bodies => {
                     self.bodies_paused.set(Some(Instant::now() + Duration::from_secs(60)));
                     Try::Hopeless(format!(
@@ -207,6 +210,13 @@ impl Inserter {
         }
         self.created.set(true);
         Ok(())
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` for the bodies' table, now: whether
+    /// ClickHouse took it.
+    fn remake_bodies(&self) -> bool {
+        let ddl = bodies_schema(&self.settings.database, &self.settings.table);
+        self.post("/", ddl.as_bytes()).is_ok_and(|a| a.status == 200)
     }
 
     fn post(&self, target: &str, body: &[u8]) -> std::io::Result<crate::post::Answer> {
@@ -297,7 +307,9 @@ pub fn drop_bodies(s: &ClickHouse, days: u32, now_s: u64) -> std::io::Result<usi
         }
         let ddl = format!("ALTER TABLE {}.{} DROP PARTITION '{date}'", s.database, bodies_table(&s.table));
         // One day that cannot go (past max_partition_size_to_drop, say)
-        // keeps none of the others.
+        // keeps none of the others; each has the whole time-out.
+        let started = Instant::now();
+        let mut give_up = || started.elapsed() >= s.timeout;
         match request(s, "/", ddl.as_bytes(), crate::post::Reading::Status, &mut give_up) {
             Ok(a) if a.status == 200 => dropped += 1,
             Ok(a) => failed.push(format!("{date}: {}", a.status)),

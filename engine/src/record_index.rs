@@ -18,8 +18,10 @@
 //! nothing before it (in this file or an earlier one, whatever order the
 //! files were written in) can still come ahead of what it has found.
 //!
-//! Kept current by the `tollgate-index` thread (every second) and by each
-//! explorer query before it reads (unless the thread is at it). An index
+//! Kept current by the `tollgate-index` thread (every second, newest file
+//! first) and by each explorer query before it reads (passing over a file
+//! another catch-up holds, and leaving a large unindexed one to the
+//! thread). An index
 //! whose file was replaced (the capture retention rewrites old days),
 //! shortened, or damaged is built again beside it and renamed over it, so
 //! that a query holding the old one reads it whole; a torn tail (a crash
@@ -58,6 +60,14 @@ static CATCHING_UP: Mutex<()> = Mutex::new(());
 #[cfg(test)]
 pub(crate) fn busy() -> std::sync::MutexGuard<'static, ()> {
     CATCHING_UP.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The tests that catch up share one process-wide mutex: one at a time,
+/// so that none sees another's catch-up as busy.
+#[cfg(test)]
+pub(crate) fn one_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TESTS: Mutex<()> = Mutex::new(());
+    TESTS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A record line as a query sees it before reading it.
@@ -212,10 +222,12 @@ pub struct Part {
 }
 
 impl Part {
-    /// No record in the file started after its day (records are written
-    /// when requests end, into the file of the day they are written).
+    /// The largest `ts` the file can hold: no record in it started after
+    /// its day (records are written when requests end, into the file of
+    /// the day they are written; a clock stepped back across midnight is
+    /// the one exception).
     pub fn ts_bound(&self) -> u64 {
-        u64::try_from(self.day + 1).unwrap_or(0).saturating_mul(86_400_000)
+        u64::try_from(self.day + 1).unwrap_or(0).saturating_mul(86_400_000).saturating_sub(1)
     }
 }
 
@@ -493,7 +505,7 @@ pub fn start(dir: PathBuf) {
         std::thread::sleep(Duration::from_secs(1));
     });
     if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the records' index thread: the explorer indexes when asked");
+        tracing::error!(error = %e, "cannot start the records' index thread: the explorer indexes only small files when asked");
     }
 }
 
@@ -523,6 +535,7 @@ mod tests {
 
     #[test]
     fn a_line_past_the_bound_gets_no_entry_and_the_next_one_does() {
+        let _one = one_test_at_a_time();
         let dir = std::env::temp_dir().join(format!("tollgate-record-index-long-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -565,6 +578,7 @@ mod tests {
 
     #[test]
     fn indexes_whole_lines_in_write_order_and_follows_rewrites() {
+        let _one = one_test_at_a_time();
         let dir = std::env::temp_dir().join(format!("tollgate-record-index-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

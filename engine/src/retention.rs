@@ -44,7 +44,7 @@ pub struct Swept {
 /// another node dropped is nothing).
 pub fn start(dir: PathBuf, days: u32, clickhouse: Option<tollgate_policy::config::clickhouse::ClickHouse>) {
     let spawned = std::thread::Builder::new().name("tollgate-retention".into()).spawn(move || loop {
-        if let Some(c) = &clickhouse {
+        if let Some(c) = clickhouse.as_ref().filter(|c| c.bodies) {
             match crate::clickhouse::drop_bodies(c, days, crate::unix_now().as_secs()) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(days = n, "captured bodies past their retention dropped from ClickHouse"),

@@ -625,7 +625,8 @@ pub struct Finish {
 }
 
 /// The finish and stop reasons OpenAI's, Anthropic's and the gateway's
-/// own answers use.
+/// own answers use. Their places are a wire format (the answer cache's
+/// shared tier keeps reasons as them): append only.
 pub const FINISH_NAMES: [&str; 15] = [
     "stop",
     "length",
@@ -682,7 +683,8 @@ impl Finish {
 
     /// Each reason as its place in [`FINISH_NAMES`] (for a compact copy).
     pub fn codes(&self) -> impl Iterator<Item = u8> + '_ {
-        self.iter().map(|n| FINISH_NAMES.iter().position(|k| *k == n).unwrap_or(FINISH_NAMES.len() - 1) as u8)
+        let other = FINISH_NAMES.iter().position(|k| *k == "other").unwrap_or(0);
+        self.iter().map(move |n| FINISH_NAMES.iter().position(|k| *k == n).unwrap_or(other) as u8)
     }
 
     /// The reasons of [`Finish::codes`]; `None` for a code that names none.
@@ -696,7 +698,11 @@ impl Finish {
 
     /// Each reason renamed (a translation's names for the client's API).
     pub fn map(&self, f: impl Fn(&'static str) -> &'static str) -> Finish {
-        Finish { names: self.names.map(|n| n.map(&f)) }
+        let mut out = Finish::default();
+        for name in self.iter() {
+            out.push(f(name));
+        }
+        out
     }
 }
 

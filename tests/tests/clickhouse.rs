@@ -185,6 +185,13 @@ fn every_record_becomes_a_row_without_its_captured_bodies() {
         metric(&gw, "tollgate_clickhouse_rows_total{result=\"inserted\"}") == Some(5.0)
     });
     assert_eq!(metric(&gw, "tollgate_clickhouse_rows_total{result=\"dropped\"}"), Some(0.0));
+    // The bodies' table dropped under the gateway: made again by the next
+    // insert of bodies, which then goes in.
+    assert!(ch.query("DROP TABLE default.tollgate_requests_bodies").is_some());
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    wait_until(Duration::from_secs(15), "the bodies' table made again, with the new row", || {
+        ch.query("SELECT count() FROM default.tollgate_requests_bodies").is_some_and(|n| n.trim() == "1")
+    });
 }
 
 /// `capture_retention_days` drops the bodies table's days past it, and

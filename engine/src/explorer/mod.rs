@@ -413,9 +413,9 @@ fn answer_within(
             Some(r) => {
                 // Its captured bodies, from their own table; a record is
                 // shown without them when that table cannot say.
-                let captured = match run(&bodies_sql(&r, scope, db, table)) {
-                    Ok(b) => b.lines().next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
-                    Err(_) => None,
+                let captured = match settings.bodies.then(|| run(&bodies_sql(&r, scope, db, table))) {
+                    Some(Ok(b)) => b.lines().next().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()),
+                    Some(Err(_)) | None => None,
                 };
                 let capture = captured
                     .and_then(|c| c.get("capture").and_then(|c| c.as_str()).map(str::to_string))
