@@ -264,11 +264,22 @@ pub const ADMIN_TOKEN: &str = "tga-e2e-0123456789abcdef";
 
 /// `GET path` on an admin listener, with [`ADMIN_TOKEN`].
 pub fn admin_get(admin: SocketAddr, path: &str) -> Response {
+    admin_get_as(admin, path, ADMIN_TOKEN)
+}
+
+/// `GET path` on the admin listener with another token (a viewer's).
+pub fn admin_get_as(admin: SocketAddr, path: &str, token: &str) -> Response {
     one_request(
         admin,
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n").as_bytes(),
     )
 }
+
+/// Tokens and keys the explorer's tests give another team and viewers.
+pub const OTHER_KEY: &str = "tg-e2e-other-0123456789";
+pub const VIEWER: &str = "tgv-e2e-viewer-0123456789";
+/// A viewer granted captured bodies.
+pub const AUDITOR: &str = "tgv-e2e-auditor-0123456789";
 
 /// `config` with `gpt-4o-mini` priced at $1,000 per million tokens in and
 /// out, so that a handful of small requests moves a budget.

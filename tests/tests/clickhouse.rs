@@ -322,15 +322,6 @@ fn a_bad_clickhouse_section_names_its_line_and_the_fix() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("set [logging] dir"), "{out:?}");
 }
 
-const OTHER_KEY: &str = "tg-e2e-other-0123456789";
-const VIEWER: &str = "tgv-e2e-viewer-0123456789";
-const AUDITOR: &str = "tgv-e2e-auditor-0123456789";
-
-fn as_token(admin: SocketAddr, path: &str, token: &str) -> Response {
-    let raw = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
-    one_request(admin, raw.as_bytes())
-}
-
 /// The request explorer over the table: filters, pages, one request's
 /// record, the CSV and JSON-lines exports, and a viewer held to its teams.
 #[test]
@@ -407,9 +398,9 @@ fn the_request_explorer_filters_pages_exports_and_scopes_by_team() {
     });
     let full = admin_get(admin, &format!("/admin/requests?id={captured}")).json();
     assert!(full["capture"]["prompt"].as_str().is_some_and(|p| p.contains("Say hello")), "{full}");
-    let audited = as_token(admin, &format!("/admin/requests?id={captured}"), AUDITOR).json();
+    let audited = admin_get_as(admin, &format!("/admin/requests?id={captured}"), AUDITOR).json();
     assert_eq!(audited["capture"], full["capture"]);
-    let viewed = as_token(admin, &format!("/admin/requests?id={captured}"), VIEWER);
+    let viewed = admin_get_as(admin, &format!("/admin/requests?id={captured}"), VIEWER);
     assert!(!viewed.text().contains("Say hello") && viewed.json()["capture_withheld"] == true, "{}", viewed.text());
     // The audit report.
     let csv = admin_get(admin, "/admin/requests?format=csv&team=e2e");
@@ -421,17 +412,17 @@ fn the_request_explorer_filters_pages_exports_and_scopes_by_team() {
     let jsonl = admin_get(admin, "/admin/requests?format=jsonl").text();
     assert_eq!(jsonl.lines().count(), 9);
     // A viewer of team e2e: its five, never the others', even when it asks.
-    let mine = as_token(admin, "/admin/requests?limit=100", VIEWER);
+    let mine = admin_get_as(admin, "/admin/requests?limit=100", VIEWER);
     assert_eq!(mine.status, 200, "{}", mine.text());
     let mine = mine.json();
     let mine = mine["requests"].as_array().unwrap();
     assert_eq!(mine.len(), 5);
     assert!(mine.iter().all(|r| r["team"] == "e2e"));
-    let theirs = as_token(admin, "/admin/requests?team=other", VIEWER).json();
+    let theirs = admin_get_as(admin, "/admin/requests?team=other", VIEWER).json();
     assert_eq!(theirs["requests"].as_array().unwrap().len(), 0);
     let other_id = seen.iter().map(|(_, id)| id).find(|id| !mine.iter().any(|r| r["id"] == id.as_str())).unwrap();
-    assert_eq!(as_token(admin, &format!("/admin/requests?id={other_id}"), VIEWER).status, 404);
-    assert_eq!(as_token(admin, "/admin/requests?format=csv", VIEWER).text().lines().count(), 1 + 5);
+    assert_eq!(admin_get_as(admin, &format!("/admin/requests?id={other_id}"), VIEWER).status, 404);
+    assert_eq!(admin_get_as(admin, "/admin/requests?format=csv", VIEWER).text().lines().count(), 1 + 5);
 
     // The dashboard's Requests table, rendered by headless Chromium for
     // each role.

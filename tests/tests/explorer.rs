@@ -2,19 +2,9 @@
 //! `GET /admin/requests` through the real binary, its index built beside
 //! the files; who sees which requests and which captured bodies.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tollgate_e2e::*;
-
-const OTHER_KEY: &str = "tg-e2e-other-0123456789";
-const VIEWER: &str = "tgv-e2e-viewer-0123456789";
-const AUDITOR: &str = "tgv-e2e-auditor-0123456789";
-
-fn as_token(admin: SocketAddr, path: &str, token: &str) -> Response {
-    let raw = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n");
-    one_request(admin, raw.as_bytes())
-}
 
 fn rows(r: &Response) -> Vec<serde_json::Value> {
     assert_eq!(r.status, 200, "{}", r.text());
@@ -91,23 +81,23 @@ fn the_explorer_reads_the_local_records_with_bodies_only_where_granted() {
     let detail = admin_get(admin, &format!("/admin/requests?id={told}"));
     assert_eq!(detail.status, 200, "{}", detail.text());
     assert!(detail.json()["capture"]["prompt"].as_str().unwrap().contains("PELICAN"), "{}", detail.text());
-    let audited = as_token(admin, &format!("/admin/requests?id={told}"), AUDITOR);
+    let audited = admin_get_as(admin, &format!("/admin/requests?id={told}"), AUDITOR);
     assert!(audited.json()["capture"]["prompt"].as_str().unwrap().contains("PELICAN"), "{}", audited.text());
-    let viewed = as_token(admin, &format!("/admin/requests?id={told}"), VIEWER);
+    let viewed = admin_get_as(admin, &format!("/admin/requests?id={told}"), VIEWER);
     assert_eq!(viewed.status, 200);
     assert!(!viewed.text().contains("PELICAN") && viewed.json()["capture_withheld"] == true, "{}", viewed.text());
-    assert!(!as_token(admin, "/admin/requests?format=jsonl", VIEWER).text().contains("PELICAN"));
+    assert!(!admin_get_as(admin, "/admin/requests?format=jsonl", VIEWER).text().contains("PELICAN"));
     assert!(
-        !as_token(admin, "/admin/requests?format=csv", AUDITOR).text().contains("PELICAN"),
+        !admin_get_as(admin, "/admin/requests?format=csv", AUDITOR).text().contains("PELICAN"),
         "lists carry no bodies"
     );
     // A viewer of team e2e: its five, never the others'.
-    let mine = rows(&as_token(admin, "/admin/requests?limit=100", VIEWER));
+    let mine = rows(&admin_get_as(admin, "/admin/requests?limit=100", VIEWER));
     assert_eq!(mine.len(), 5);
     assert!(mine.iter().all(|r| r["team"] == "e2e"));
-    assert_eq!(rows(&as_token(admin, "/admin/requests?team=other", VIEWER)).len(), 0);
+    assert_eq!(rows(&admin_get_as(admin, "/admin/requests?team=other", VIEWER)).len(), 0);
     let theirs = seen.iter().map(|(_, id)| id).find(|id| !mine.iter().any(|r| r["id"] == id.as_str())).unwrap();
-    assert_eq!(as_token(admin, &format!("/admin/requests?id={theirs}"), AUDITOR).status, 404);
+    assert_eq!(admin_get_as(admin, &format!("/admin/requests?id={theirs}"), AUDITOR).status, 404);
     assert_eq!(admin_get(admin, "/admin/requests?id=tg-none").status, 404);
     // The index is beside the records, not among them.
     let listed: Vec<String> = std::fs::read_dir(&logs.0)
