@@ -157,14 +157,21 @@ fn literal(s: &str) -> String {
     out
 }
 
+/// The condition that keeps rows to a viewer's teams (none: no row).
+fn within(teams: &[String]) -> String {
+    let list: Vec<String> = teams.iter().map(|t| literal(t)).collect();
+    if list.is_empty() {
+        "0".to_string()
+    } else {
+        format!("team IN ({})", list.join(", "))
+    }
+}
+
 /// The `WHERE` of a query within a viewer's teams (`None`: every team),
 /// and, for a page, from `window_from` (Unix ms) on.
 fn filter(q: &Query, scope: Option<&[String]>, window_from: Option<u64>) -> String {
     let mut conditions = Vec::new();
-    if let Some(teams) = scope {
-        let list: Vec<String> = teams.iter().map(|t| literal(t)).collect();
-        conditions.push(if list.is_empty() { "0".to_string() } else { format!("team IN ({})", list.join(", ")) });
-    }
+    conditions.extend(scope.map(within));
     if let Some(id) = &q.id {
         conditions.push(format!("id = {}", literal(id)));
     }
@@ -235,10 +242,7 @@ fn bodies_sql(record: &str, scope: Option<&[String]>, database: &str, table: &st
         format!("id = {}", literal(r["id"].as_str().unwrap_or(""))),
         format!("date = {} AND ts = {ts}", literal(&tollgate_policy::calendar::utc_date(ts / 1000))),
     ];
-    if let Some(teams) = scope {
-        let list: Vec<String> = teams.iter().map(|t| literal(t)).collect();
-        conditions.push(if list.is_empty() { "0".to_string() } else { format!("team IN ({})", list.join(", ")) });
-    }
+    conditions.extend(scope.map(within));
     format!(
         "SELECT capture FROM {database}.{} PREWHERE {} LIMIT 1 FORMAT JSONEachRow",
         crate::clickhouse::bodies_table(table),
