@@ -49,6 +49,9 @@ const FOLDER: &str = ".index";
 /// line is longer).
 const READ_BYTES: usize = 4 << 20;
 
+/// How long a query waits for a file another catch-up holds.
+const QUERY_WAITS_MAX: Duration = Duration::from_millis(250);
+
 /// The largest record file a query indexes from nothing (about 0.1 s);
 /// larger ones are the thread's.
 const QUERY_BUILDS_MAX: u64 = 16 << 20;
@@ -263,9 +266,9 @@ pub fn catch_up(dir: &Path) -> io::Result<()> {
     catch_up_parts(dir, true)
 }
 
-/// [`catch_up`] for a query: a part that another catch-up holds (the
-/// thread's, rebuilding a day, say) is passed over, so that a query reads
-/// what is indexed rather than wait.
+/// [`catch_up`] for a query: a part that another catch-up holds past
+/// [`QUERY_WAITS_MAX`] (the thread's, rebuilding a day, say) is passed
+/// over, so that a query reads what is indexed rather than wait.
 pub fn catch_up_unless_busy(dir: &Path) -> io::Result<()> {
     catch_up_parts(dir, false)
 }
@@ -276,11 +279,22 @@ fn catch_up_parts(dir: &Path, wait: bool) -> io::Result<()> {
     let folder = dir.join(FOLDER);
     std::fs::create_dir_all(&folder)?;
     let parts = parts(dir)?;
-    let lock = || match (wait, CATCHING_UP.try_lock()) {
-        (_, Ok(g)) => Some(g),
-        (_, Err(std::sync::TryLockError::Poisoned(e))) => Some(e.into_inner()),
-        (true, Err(std::sync::TryLockError::WouldBlock)) => Some(CATCHING_UP.lock().unwrap_or_else(|e| e.into_inner())),
-        (false, Err(std::sync::TryLockError::WouldBlock)) => None,
+    // A query waits a moment in all (the thread's pass over a file that
+    // grew takes milliseconds: a new day's file would otherwise answer 503
+    // until the thread is done with it), never through a day's rebuild.
+    let tried_until = std::time::Instant::now() + QUERY_WAITS_MAX;
+    let lock = || loop {
+        match (wait, CATCHING_UP.try_lock()) {
+            (_, Ok(g)) => return Some(g),
+            (_, Err(std::sync::TryLockError::Poisoned(e))) => return Some(e.into_inner()),
+            (true, Err(std::sync::TryLockError::WouldBlock)) => {
+                return Some(CATCHING_UP.lock().unwrap_or_else(|e| e.into_inner()))
+            }
+            (false, Err(std::sync::TryLockError::WouldBlock)) if std::time::Instant::now() >= tried_until => {
+                return None
+            }
+            (false, Err(std::sync::TryLockError::WouldBlock)) => std::thread::sleep(Duration::from_millis(5)),
+        }
     };
     for part in parts.iter().rev() {
         let Some(_one) = lock() else { continue };
