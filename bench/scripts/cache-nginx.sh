@@ -5,7 +5,9 @@
 # alternated, medians. The gateway lane: keys, routing and `[cache]`
 # (every request after the first a hit); the body: the 100 B prompt with
 # "temperature": 0.
-# Usage: cache-nginx.sh [seconds] [rounds]
+# BEFORE=path/to/tollgate adds the same lane served by another build
+# ("before"), alternated with the others.
+# Usage: [BEFORE=...] cache-nginx.sh [seconds] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-5}
@@ -16,6 +18,13 @@ bench_setup
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
 { gateway_server 127.0.0.1:9210; mock_route 9100; bench_team_key; printf '[cache]\nttl_s = 3600\n'; } >"$work/hit.toml"
 start_gateways hit
+lanes="nginx:9310 hit:9210"
+if [ -n "${BEFORE:-}" ]; then
+  sed 's/9210/9211/' "$work/hit.toml" >"$work/before.toml"
+  taskset -c 0 "$BEFORE" --config "$work/before.toml" >"$work/before.log" 2>&1 &
+  for _ in $(seq 50); do grep -q "tollgate listening" "$work/before.log" && break; sleep 0.1; done
+  lanes="$lanes before:9211"
+fi
 body="$work/zero.json"
 python3 -c "import json,sys; d=json.load(open(sys.argv[1], encoding='utf-8')); d['temperature']=0; json.dump(d, open(sys.argv[2], 'w', encoding='utf-8'), ensure_ascii=False)" bench/prompts/mixed-100.json "$body"
 # The answer, as the cache holds it; the first request stores it.
@@ -45,7 +54,7 @@ rps() { python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['req
 load() { taskset -c 1 ./target/release/tollgate-load --key tg-bench-key -d "$SECS" --warmup 1 -q --body-file "$body" "$@" >/dev/null; }
 declare -A lat=() tput=()
 for round in $(seq "$ROUNDS"); do
-  for lane in nginx:9310 hit:9210; do
+  for lane in $lanes; do
     name=${lane%%:*}; port=${lane##*:}
     load --url "http://127.0.0.1:$port/v1/chat/completions" -c 1 --json "$work/$name-1.json"
     lat[$name]+="$(pcts "$work/$name-1.json")"$'\n'
@@ -53,6 +62,7 @@ for round in $(seq "$ROUNDS"); do
     tput[$name]+="$(rps "$work/$name-32.json")"$'\n'
   done
 done
-for name in nginx hit; do
+for lane in $lanes; do
+  name=${lane%%:*}
   echo "$name: one connection p50 $(echo -n "${lat[$name]}" | cut -d' ' -f1 | median) us, p99 $(echo -n "${lat[$name]}" | cut -d' ' -f2 | median) us; 32 connections $(echo -n "${tput[$name]}" | median) req/s"
 done

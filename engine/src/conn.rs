@@ -20,7 +20,6 @@ use crate::iov;
 use crate::pipeline::{self, Core, Exchange, READ_BYTES};
 use crate::proxy::Front;
 use crate::respond::{models_body, Client, Reply};
-use crate::state::CoreState;
 use crate::worker::{Tracked, Worker};
 
 /// Buffer a connection holds while it waits for its first request. io_uring
@@ -115,7 +114,8 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
             Ok(None) => return,
             Err(e) => {
                 let reply = Reply::bare(Instant::now() + w.state().config.server.timeouts.head_read);
-                client.send_error(&reply, &e, true).await;
+                // Boxed: a connection's future should not carry it.
+                Box::pin(client.send_error(&reply, &e, true)).await;
                 return;
             }
         };
@@ -124,18 +124,47 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
         // The request runs under the state it started with, whatever a
         // reload installs meanwhile.
         let state = w.state();
-        // Boxed: an idle connection should not carry the answer's state
-        // machine between requests. It is 18 KB (`RUSTC_BOOTSTRAP=1 cargo
-        // rustc -p tollgate-engine --lib --release -- -Zprint-type-sizes`,
-        // 2026-12-03; 11.5 KB when the upstream call, the relays and the
-        // exit were first boxed where they are made, in
-        // `pipeline::forward`, from 38 KB before): a future is copied
-        // whole each time it is made and awaited, at every level above it,
-        // and such copies are 12% of a cache hit's samples at 100 B.
-        let keep_alive = Box::pin(answer(&w, &state, &mut client, &mut buf, head)).await;
+        let core = w.core(&state);
+        // A draining worker closes every connection after its answer, and
+        // says so, so that no client reuses a connection that is about to
+        // close.
+        let keep_alive = head.keep_alive && !core.draining;
+        // Each answer is boxed: an idle connection should not carry its
+        // state machine between requests. A future is copied whole each
+        // time it is made and awaited, at every level above it, so the
+        // exchange is made here, on the heap, and what is boxed is small:
+        // the pipeline's future is 1.7 KB, its phases that wait on the
+        // network boxed where they are awaited (`RUSTC_BOOTSTRAP=1 cargo
+        // rustc -p tollgate-engine --lib --release -- -Zprint-type-sizes`;
+        // it was 18 KB, and its copies were 38% of a cache hit's
+        // instructions: `bench/scripts/callgrind-gateway.sh`).
+        let keep_alive = match front_of(&head) {
+            Some(front) => {
+                let id = w.recorder.next_id();
+                let request_time = state.config.server.timeouts.request;
+                let mut ex = Box::new(Exchange::new(head, front, id, keep_alive, request_time));
+                ex.trace.otel = w.recorder.trace_context(crate::otel::traceparent_of(&ex.head), &state.rng);
+                Box::pin(pipeline::run(&core, &mut client, &mut buf, ex)).await
+            }
+            None => Box::pin(answer_locally(&w, &core, &mut client, &mut buf, head, keep_alive)).await,
+        };
         if !keep_alive || w.is_draining() {
             return;
         }
+    }
+}
+
+/// The API front a request's method and path name; `None` for the
+/// gateway's own routes.
+fn front_of(head: &RequestHead) -> Option<Front> {
+    match (head.method, head.path()) {
+        (Method::Post, b"/v1/chat/completions") => Some(Front::OpenAi),
+        (Method::Post, b"/v1/messages") => Some(Front::Anthropic),
+        (Method::Post, b"/v1/completions") => Some(Front::Completions),
+        (Method::Post, b"/v1/responses") => Some(Front::Responses),
+        (Method::Post, b"/v1/embeddings") => Some(Front::Embeddings),
+        (Method::Post, b"/v1/messages/count_tokens") => Some(Front::CountTokens),
+        _ => None,
     }
 }
 
@@ -194,29 +223,6 @@ async fn read_head(
         }
         head_deadline.get_or_insert_with(|| Instant::now() + timeouts.head_read);
     }
-}
-
-/// Answers one request; true when the connection may serve another. The
-/// gateway's own routes answer here; an API front goes through the
-/// pipeline.
-async fn answer(w: &Rc<Worker>, state: &CoreState, client: &mut Client, buf: &mut BytesMut, head: RequestHead) -> bool {
-    let core = w.core(state);
-    // A draining worker closes every connection after its answer, and says
-    // so, so that no client reuses a connection that is about to close.
-    let keep_alive = head.keep_alive && !core.draining;
-    let front = match (head.method, head.path()) {
-        (Method::Post, b"/v1/chat/completions") => Front::OpenAi,
-        (Method::Post, b"/v1/messages") => Front::Anthropic,
-        (Method::Post, b"/v1/completions") => Front::Completions,
-        (Method::Post, b"/v1/responses") => Front::Responses,
-        (Method::Post, b"/v1/embeddings") => Front::Embeddings,
-        (Method::Post, b"/v1/messages/count_tokens") => Front::CountTokens,
-        _ => return answer_locally(w, &core, client, buf, head, keep_alive).await,
-    };
-    let request_time = state.config.server.timeouts.request;
-    let mut ex = Exchange::new(head, front, w.recorder.next_id(), keep_alive, request_time);
-    ex.trace.otel = w.recorder.trace_context(crate::otel::traceparent_of(&ex.head), &state.rng);
-    pipeline::run(&core, client, buf, ex).await
 }
 
 /// The gateway's own routes: health, readiness, the key's model list, and

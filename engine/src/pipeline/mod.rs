@@ -17,8 +17,9 @@
 //! - [`admit::within_budget`], [`admit::within_rate_limit`]: the key's and
 //!   its team's hard budget limits and requests per minute (the request
 //!   is counted at once);
-//! - [`read_body`]: the body off the connection (no copy for a
-//!   Content-Length body);
+//! - [`body_buffered`], else [`read_body`]: the body split off the read
+//!   buffer when it came with the head, else read off the connection (no
+//!   copy for a Content-Length body);
 //! - [`route`]: the body's top level scanned once (model, stream, token
 //!   limit), the route found and the key authorized for it, before any
 //!   work that depends on the body's size (counting its prompt);
@@ -118,7 +119,12 @@ pub struct Core<'w> {
 
 /// Runs one request through every phase; true when the connection may
 /// serve another request.
-pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, mut ex: Exchange<'s>) -> bool {
+///
+/// The exchange is on the heap and the phases that wait on the network
+/// are boxed where they are awaited, each only when it has something to
+/// wait for: a future is copied whole each time it is made and awaited,
+/// at every level above it, so this one stays small (see `conn::serve`).
+pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, mut ex: Box<Exchange<'s>>) -> bool {
     let mut abandoned = false;
     // A new answer for the answer cache's shared tier, written after the
     // record (the client does not wait for it).
@@ -139,23 +145,30 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             name_run(&mut ex, core)?;
             admit::within_budget(&mut ex, core)?;
             admit::within_rate_limit(&mut ex, core)?;
-            read_body(&mut ex, core, client, buf).await?;
+            if !body_buffered(&mut ex, core, buf) {
+                Box::pin(read_body(&mut ex, core, client, buf)).await?;
+            }
             route(&mut ex, core)?;
             // Phases with spans of their own are timed for traced requests
             // only: nothing else reads the times.
             let traced = ex.trace.otel.is_some_and(|c| c.sampled());
             let from = traced.then(|| ex.trace.offset());
             let guarded = match guard_request(&mut ex, core) {
-                Ok(()) => classify_request(&mut ex, core).await,
-                Err(e) => Err(e),
+                Ok(()) if has_classifiers(&ex, core) => Box::pin(classify_request(&mut ex, core)).await,
+                other => other,
             };
             if let Some(from) = from.filter(|_| has_guardrails(&ex, core)) {
                 ex.trace.phases.guardrails = Some((from, ex.trace.offset()));
             }
             guarded?;
-            Box::pin(turns::continue_response(&mut ex, core)).await?;
+            if ex.front == crate::proxy::Front::Responses {
+                Box::pin(turns::continue_response(&mut ex, core)).await?;
+            }
             let from = traced.then(|| ex.trace.offset());
-            let entry = Box::pin(cache::lookup(&mut ex, core)).await;
+            let entry = match core.state.config.cache.is_some() {
+                true => Box::pin(cache::lookup(&mut ex, core)).await,
+                false => None,
+            };
             if let (Some(from), Some(outcome)) = (from, ex.reply.cache) {
                 use crate::record::Looked;
                 let looked = match outcome {
@@ -168,13 +181,17 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             if let Some(entry) = entry {
                 return Ok(Box::pin(cache::serve(&mut ex, client, entry)).await);
             }
-            admit::count_large_prompt(&mut ex, core).await?;
+            if ex.body.len() > tollgate_protocol::tokens::STEP_BYTES {
+                Box::pin(admit::count_large_prompt(&mut ex, core)).await?;
+            }
             admit::affordable(&mut ex, core)?;
             admit::reserve_tokens(&mut ex, core)?;
             admit::within_run(&mut ex, core)?;
             capture(&mut ex, core);
-            admit::reserve_strict(&mut ex, core).await?;
-            let end = forward::forward(&mut ex, core.state, core.cut, client).await?;
+            if core.strict.is_some() {
+                Box::pin(admit::reserve_strict(&mut ex, core)).await?;
+            }
+            let end = Box::pin(forward::forward(&mut ex, core.state, core.cut, client)).await?;
             shared_turn = turns::keep_turn(&mut ex, core, &end);
             shared = cache::store(&mut ex, core, &end);
             Ok(end)
@@ -198,8 +215,11 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
         client.out.clear();
         ex.keep_alive = false;
     }
-    // Boxed, as the IO steps in `forward` are: see there.
-    let reusable = Box::pin(finish(core, client, buf, ex, result, abandoned)).await;
+    let reusable = match finish(core, buf, *ex, result, abandoned) {
+        Exit::Done(reusable) => reusable,
+        // Boxed: most requests have no refusal to write.
+        Exit::Refuse(refusal) => Box::pin(refusal.send(client)).await,
+    };
     if let Some(s) = shared {
         Box::pin(cache::share(core, s)).await;
     }
@@ -246,6 +266,24 @@ pub fn authenticate<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Ga
 pub fn name_run<'s>(ex: &mut Exchange<'s>, _core: &Core<'s>) -> Result<(), GatewayError> {
     ex.trace.run = crate::runs::run_ids(&ex.head).map_err(GatewayError::RunHeader)?;
     Ok(())
+}
+
+/// The whole body when it came with the head (a typical chat request): a
+/// Content-Length body already in the read buffer is split off it, and an
+/// empty one is empty, with no future made for [`read_body`]. False when
+/// some of it is still to be read (or the body is refused there).
+pub fn body_buffered(ex: &mut Exchange<'_>, core: &Core<'_>, buf: &mut BytesMut) -> bool {
+    let body = match ex.head.framing {
+        BodyFraming::Empty => Bytes::new(),
+        BodyFraming::Length(n) if n <= core.state.config.server.body_bytes_max as u64 && buf.len() as u64 >= n => {
+            buf.split_to(n as usize).freeze()
+        }
+        _ => return false,
+    };
+    ex.trace.bytes_in = body.len() as u64;
+    ex.body = body;
+    ex.body_state = BodyState::Read;
+    true
 }
 
 /// Reads the whole request body (routing and guardrails need all of it).
@@ -309,6 +347,14 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
 fn has_guardrails(ex: &Exchange<'_>, core: &Core<'_>) -> bool {
     let teams = &core.state.config.teams;
     ex.trace.key.and_then(|k| teams.get(k.team)).is_some_and(|t| t.guardrail_profile.is_some())
+}
+
+/// The key's team has a guardrail profile with external classifiers: the
+/// one check made before [`classify_request`]'s future is.
+fn has_classifiers(ex: &Exchange<'_>, core: &Core<'_>) -> bool {
+    let config = &core.state.config;
+    let profile = ex.trace.key.and_then(|k| config.teams.get(k.team)).and_then(|t| t.guardrail_profile);
+    profile.and_then(|p| config.guardrail_profiles.get(p)).is_some_and(|p| !p.classifiers.is_empty())
 }
 
 /// The profile's external classifiers, in order, on the request's texts
@@ -425,16 +471,14 @@ pub fn capture<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) {
 /// The one exit: the record is written and the request counted (its spend
 /// with it); what the request held is released right after, so that the
 /// two reach the merger in the same hand-off; then a refusal or error
-/// becomes its answer. True when the connection may serve another
-/// request.
-pub async fn finish(
+/// becomes its answer, to send ([`Refusal::send`]).
+pub fn finish(
     core: &Core<'_>,
-    client: &mut Client,
     buf: &mut BytesMut,
     ex: Exchange<'_>,
     result: Result<RelayEnd, GatewayError>,
     abandoned: bool,
-) -> bool {
+) -> Exit {
     let Exchange { mut trace, holds, reply, keep_alive, head, body_state, started, prompt, body, .. } = ex;
     // What the answer will be, with the record's fields set from it.
     let refusal = match result {
@@ -484,9 +528,9 @@ pub async fn finish(
     }
     drop(holds);
     let (e, body) = match refusal {
-        Ok(client_reusable) => return client_reusable,
+        Ok(client_reusable) => return Exit::Done(client_reusable),
         // Recorded and billed; nothing is written.
-        Err(_) if abandoned => return false,
+        Err(_) if abandoned => return Exit::Done(false),
         Err(refusal) => refusal,
     };
     let mut reply = reply;
@@ -504,7 +548,31 @@ pub async fn finish(
         BodyState::Unread => skip_buffered_body(&head.framing, buf),
     };
     let close = !body_done || !keep_alive || e.closes_connection();
-    client.send(&reply, e.status(), "application/json", body.freeze(), close).await && !close
+    Exit::Refuse(Refusal { reply, status: e.status(), body: body.freeze(), close })
+}
+
+/// What [`finish`] leaves to do.
+pub enum Exit {
+    /// Nothing to write: true when the connection may serve another
+    /// request.
+    Done(bool),
+    /// A refusal or error to write.
+    Refuse(Refusal),
+}
+
+/// A refusal or error to write as the request's answer.
+pub struct Refusal {
+    reply: crate::respond::Reply,
+    status: u16,
+    body: Bytes,
+    close: bool,
+}
+
+impl Refusal {
+    /// Writes it; true when the connection may serve another request.
+    pub async fn send(self, client: &mut Client) -> bool {
+        client.send(&self.reply, self.status, "application/json", self.body, self.close).await && !self.close
+    }
 }
 
 /// Writes the request's record and counts it: counters, and its tokens and
