@@ -8,7 +8,9 @@
 # counted (`conn::serve` and below: parsing, the pipeline, the futures'
 # moves, the answer's write), not the runtime's loop or the other
 # threads. Wall-clock rates on this machine wander; these counts repeat.
-# Usage: callgrind-gateway.sh [N] [BODY_FILE]
+# LANE=routing counts the lane of keys and routing only (issue 19's hit
+# against nginx) instead of the governed one.
+# Usage: [LANE=routing] callgrind-gateway.sh [N] [BODY_FILE]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
@@ -20,7 +22,11 @@ bench_setup
 python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d['temperature']=0; d.pop('stream', None); json.dump(d, open(sys.argv[2],'w'))" "$BODY" "$work/body.json"
 count() { # name port config-suffix
   local name=$1 port=$2
-  { governed_config_large "$port" 9131; printf '%b' "$3"; } >"$work/$name.toml"
+  if [ "${LANE:-governed}" = routing ]; then
+    { routing_config_large "$port" 9131; printf '%b' "$3"; } >"$work/$name.toml"
+  else
+    { governed_config_large "$port" 9131; printf '%b' "$3"; } >"$work/$name.toml"
+  fi
   valgrind --tool=callgrind --callgrind-out-file="$work/$name.cg" --toggle-collect='*conn*serve*' --compress-strings=no --compress-pos=no \
     ./target/release/tollgate --config "$work/$name.toml" >"$work/$name.log" 2>&1 &
   local pid=$!
