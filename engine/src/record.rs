@@ -439,7 +439,7 @@ impl<'s> Trace<'s> {
         }
         if !self.guard_hits.is_empty() || !self.classified.is_empty() {
             out.extend_from_slice(b",\"guardrails\":{\"profile\":");
-            let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));
+            let profile = self.key.and_then(|k| config.team_profile(k.team));
             let rule = |r| rule_name(self, config, r);
             write_json_string(out, profile.map_or("", |p| p.name.as_str()));
             out.extend_from_slice(b",\"version\":\"");
@@ -527,8 +527,7 @@ impl<'s> Trace<'s> {
 pub fn rule_name(trace: &Trace<'_>, config: &Config, rule: tollgate_policy::guard::Rule) -> String {
     match rule {
         tollgate_policy::guard::Rule::Classifier(i) => {
-            let team = trace.key.and_then(|k| config.teams.get(k.team));
-            let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));
+            let profile = trace.key.and_then(|k| config.team_profile(k.team));
             format!(
                 "classifier.{}",
                 profile.and_then(|p| p.classifiers.get(i as usize)).map_or("?", |c| c.name.as_str())

@@ -247,7 +247,7 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
     if let Some((from, to)) = trace.phases.guardrails {
         let request_rules = rules(trace, config, Some(tollgate_policy::guard::Direction::Request));
         let request_rules: Vec<&str> = request_rules.iter().map(String::as_str).collect();
-        let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));
+        let profile = trace.key.and_then(|k| config.team_profile(k.team));
         span(
             out,
             Frame {

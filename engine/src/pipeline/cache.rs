@@ -231,7 +231,7 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
         part(if cache.per_key { key.name.as_bytes() } else { b"" });
         // The guardrail profile that shaped the answer: another profile
         // (after a reload) makes new entries.
-        let profile = team.and_then(|t| t.guardrail_profile).and_then(|p| config.guardrail_profiles.get(p));
+        let profile = config.team_profile(key.team);
         part(profile.map_or("", |p| p.name.as_str()).as_bytes());
     }
     // What the model name stands for now: its targets (provider and

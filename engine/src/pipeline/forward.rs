@@ -43,14 +43,8 @@ pub async fn forward(
     let answer_guard = guard::for_team(state, key.team).map(|(_, g)| g).filter(|g| g.responses).filter(|_| text_answer);
     // A profile whose classifiers check answers: JSON answers are read
     // whole and asked about.
-    let answer_profile = state
-        .config
-        .teams
-        .get(key.team)
-        .and_then(|t| t.guardrail_profile)
-        .and_then(|p| state.config.guardrail_profiles.get(p))
-        .filter(|p| p.classifiers.iter().any(|c| c.answers))
-        .filter(|_| text_answer);
+    let answer_profile =
+        state.config.team_profile(key.team).filter(|p| p.classifiers.iter().any(|c| c.answers)).filter(|_| text_answer);
     // The answer is captured where the prompt was (the team captures).
     let capture_guard = state.config.capture_guard.as_deref().filter(|_| text_answer && trace.capture.is_some());
     let routing = &state.config.routing;

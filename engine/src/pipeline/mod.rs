@@ -154,8 +154,11 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             let traced = ex.trace.otel.is_some_and(|c| c.sampled());
             let from = traced.then(|| ex.trace.offset());
             let guarded = match guard_request(&mut ex, core) {
-                Ok(()) if has_classifiers(&ex, core) => Box::pin(classify_request(&mut ex, core)).await,
-                other => other,
+                Ok(()) => match classifying(&ex, core) {
+                    Some(p) => Box::pin(classify_request(&mut ex, core, p)).await,
+                    None => Ok(()),
+                },
+                Err(e) => Err(e),
             };
             if let Some(from) = from.filter(|_| has_guardrails(&ex, core)) {
                 ex.trace.phases.guardrails = Some((from, ex.trace.offset()));
@@ -165,10 +168,8 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
                 Box::pin(turns::continue_response(&mut ex, core)).await?;
             }
             let from = traced.then(|| ex.trace.offset());
-            let entry = match core.state.config.cache.is_some() {
-                true => Box::pin(cache::lookup(&mut ex, core)).await,
-                false => None,
-            };
+            let entry =
+                if core.state.config.cache.is_some() { Box::pin(cache::lookup(&mut ex, core)).await } else { None };
             if let (Some(from), Some(outcome)) = (from, ex.reply.cache) {
                 use crate::record::Looked;
                 let looked = match outcome {
@@ -349,12 +350,12 @@ fn has_guardrails(ex: &Exchange<'_>, core: &Core<'_>) -> bool {
     ex.trace.key.and_then(|k| teams.get(k.team)).is_some_and(|t| t.guardrail_profile.is_some())
 }
 
-/// The key's team has a guardrail profile with external classifiers: the
-/// one check made before [`classify_request`]'s future is.
-fn has_classifiers(ex: &Exchange<'_>, core: &Core<'_>) -> bool {
-    let config = &core.state.config;
-    let profile = ex.trace.key.and_then(|k| config.teams.get(k.team)).and_then(|t| t.guardrail_profile);
-    profile.and_then(|p| config.guardrail_profiles.get(p)).is_some_and(|p| !p.classifiers.is_empty())
+/// The key's team's guardrail profile when it names external
+/// classifiers: what [`classify_request`] asks, found before its future
+/// is made.
+fn classifying<'s>(ex: &Exchange<'_>, core: &Core<'s>) -> Option<&'s tollgate_policy::config::GuardrailProfile> {
+    let profile = core.state.config.team_profile(ex.trace.key?.team)?;
+    (!profile.classifiers.is_empty()).then_some(profile)
 }
 
 /// The profile's external classifiers, in order, on the request's texts
@@ -362,16 +363,13 @@ fn has_classifiers(ex: &Exchange<'_>, core: &Core<'_>) -> bool {
 /// too). A blocking hit refuses the request; a classifier that gives no
 /// verdict lets it through or refuses it, as its `on_error` says. Each
 /// verdict is kept on the core by the text's keyed hash.
-pub async fn classify_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+pub async fn classify_request<'s>(
+    ex: &mut Exchange<'s>,
+    core: &Core<'s>,
+    p: &tollgate_policy::config::GuardrailProfile,
+) -> Result<(), GatewayError> {
     use crate::proxy::classify::{classify_one, tail, Stop};
     use tollgate_policy::guard::{Action, Direction};
-    let key = ex.key()?;
-    let config = &core.state.config;
-    let profile = config.teams.get(key.team).and_then(|t| t.guardrail_profile);
-    let Some(p) = profile.and_then(|p| config.guardrail_profiles.get(p)) else { return Ok(()) };
-    if p.classifiers.is_empty() {
-        return Ok(());
-    }
     let mut texts = crate::proxy::guard::request_texts(&ex.body);
     for (i, c) in p.classifiers.iter().enumerate() {
         use tollgate_policy::config::ClassifierKind;

@@ -91,8 +91,7 @@ pub use crate::record::Recorded;
 
 /// The guard of the key's team, if its profile has one.
 pub fn for_team(state: &CoreState, team: usize) -> Option<(&str, &Guard)> {
-    let profile = state.config.teams.get(team)?.guardrail_profile?;
-    let p = state.config.guardrail_profiles.get(profile)?;
+    let p = state.config.team_profile(team)?;
     Some((p.name.as_str(), &*p.guard))
 }
 

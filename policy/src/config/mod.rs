@@ -554,6 +554,11 @@ impl Config {
     pub fn team(&self, name: &str) -> Option<usize> {
         self.teams.iter().position(|t| t.name == name)
     }
+
+    /// The guardrail profile of the team at `team`, if it has one.
+    pub fn team_profile(&self, team: usize) -> Option<&GuardrailProfile> {
+        self.teams.get(team)?.guardrail_profile.and_then(|p| self.guardrail_profiles.get(p))
+    }
 }
 
 #[cfg(test)]
