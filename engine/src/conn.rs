@@ -183,6 +183,9 @@ async fn read_head(
     // between requests: one that never sends holds a descriptor for
     // nothing.
     let idle = if first { timeouts.first_request } else { timeouts.idle_keepalive };
+    // Bytes of this request have arrived: the head time-out runs, from
+    // the first wait after them (a head that came whole needs no clock).
+    let mut begun = false;
     let mut head_deadline: Option<Instant> = None;
     loop {
         if let Some(n) = scan.find_end(buf) {
@@ -194,7 +197,10 @@ async fn read_head(
         }
         // Small while nothing has arrived; a full read size once a request
         // is under way.
-        buf.reserve(if head_deadline.is_none() && buf.is_empty() { IDLE_READ_BYTES } else { READ_BYTES });
+        buf.reserve(if !begun && buf.is_empty() { IDLE_READ_BYTES } else { READ_BYTES });
+        if begun && head_deadline.is_none() {
+            head_deadline = Some(Instant::now() + timeouts.head_read);
+        }
         let res = match head_deadline {
             // Between requests: idle time-out, and cancelled by a drain. A
             // connection that reaches its first wait after the drain began
@@ -209,19 +215,16 @@ async fn read_head(
                     Err(_) => return Ok(None),
                 }
             }
-            Some(deadline) => {
-                let wait = deadline.saturating_duration_since(Instant::now());
-                match monoio::time::timeout(wait, iov::read_more(stream, buf)).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(GatewayError::HeadTimeout),
-                }
-            }
+            Some(deadline) => match monoio::time::timeout_at(deadline.into(), iov::read_more(stream, buf)).await {
+                Ok(r) => r,
+                Err(_) => return Err(GatewayError::HeadTimeout),
+            },
         };
         if !matches!(res, Ok(n) if n > 0) {
             // Closed, reset, or cancelled by a drain: no request to answer.
             return Ok(None);
         }
-        head_deadline.get_or_insert_with(|| Instant::now() + timeouts.head_read);
+        begun = true;
     }
 }
 
@@ -256,7 +259,7 @@ async fn answer_locally(
         }
         (Method::Get | Method::Head, b"/readyz") => local(200, b"{\"status\":\"ready\"}"),
         (Method::Get | Method::Head, b"/v1/models") => {
-            crate::proxy::authenticate::authenticate(core.state, &head).map(|key| {
+            crate::proxy::authenticate::authenticate(core.state, &head, crate::unix_now().as_secs()).map(|key| {
                 if let Some(t) = trace.as_mut() {
                     t.key = Some(key);
                 }

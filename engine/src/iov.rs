@@ -199,10 +199,12 @@ pub async fn write_all_until<S: Sink>(
             break Ok(());
         }
         own.rebuild();
-        let wait = deadline.saturating_duration_since(std::time::Instant::now()).min(idle);
+        // One clock read for both limits (`timeout` would read it again).
+        // (`idle` may be "never": `Duration::MAX`.)
+        let until = std::time::Instant::now().checked_add(idle).map_or(deadline, |t| t.min(deadline));
         // On a time-out the write's future, and the list it owns, are
         // dropped (io_uring keeps the buffers until the kernel is done).
-        let Ok((res, back)) = monoio::time::timeout(wait, stream.writev(own)).await else {
+        let Ok((res, back)) = monoio::time::timeout_at(until.into(), stream.writev(own)).await else {
             return Err(std::io::ErrorKind::TimedOut.into());
         };
         own = back;

@@ -245,9 +245,22 @@ pub struct RequestId {
 }
 
 impl RequestId {
+    /// `tg-<epoch in hex>-<worker>-<seq>`, written into `out` (every
+    /// answer carries one: no `format!`, which allocated a `String` per
+    /// request).
     pub fn render(&self, out: &mut BytesMut) {
         out.extend_from_slice(b"tg-");
-        out.extend_from_slice(format!("{:x}-{}-{}", self.epoch, self.worker, self.seq).as_bytes());
+        let mut hex = [0u8; 16];
+        let digits = (64 - self.epoch.leading_zeros()).div_ceil(4).max(1) as usize;
+        for (i, d) in hex[..digits].iter_mut().rev().enumerate() {
+            *d = b"0123456789abcdef"[((self.epoch >> (4 * i)) & 0xf) as usize];
+        }
+        out.extend_from_slice(&hex[..digits]);
+        let mut num = itoa::Buffer::new();
+        out.extend_from_slice(b"-");
+        out.extend_from_slice(num.format(self.worker).as_bytes());
+        out.extend_from_slice(b"-");
+        out.extend_from_slice(num.format(self.seq).as_bytes());
     }
 }
 
@@ -661,6 +674,22 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_id_renders_as_format_did() {
+        for (epoch, worker, seq) in [
+            (0, 0, 0),
+            (1, 1, 1),
+            (0xf, 15, 16),
+            (0x10, 7, 99),
+            (0x18c3a9f2e1b, 3, 123_456),
+            (u64::MAX, u16::MAX, u64::MAX),
+        ] {
+            let mut out = BytesMut::new();
+            RequestId { epoch, worker, seq }.render(&mut out);
+            assert_eq!(&out[..], format!("tg-{epoch:x}-{worker}-{seq}").as_bytes());
+        }
+    }
 
     #[test]
     fn cost_is_integer_micro_dollars_by_hand() {

@@ -26,7 +26,7 @@ pub fn within_budget<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
     if a.cluster_refusing() && limited(core, key) {
         return Err(GatewayError::ClusterUnavailable);
     }
-    let now = crate::unix_now().as_secs();
+    let now = ex.unix_s();
     let soft = |owner: Owner, name: &dyn Fn() -> String, passed: bool, budget: &Budget, spend| {
         // Once per owner per day per core: the warning is for people (the
         // log, a counter, and the webhook when one is configured).
@@ -163,7 +163,7 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     }
     let key = ex.key()?;
     let a = core.accounts;
-    let now = crate::unix_now().as_secs();
+    let now = ex.unix_s();
     let team = core.state.config.teams.get(key.team);
     let team_spend = a.spend(Owner::Team(key.team), now);
     let key_spend = a.spend(Owner::Key(key.index), now);

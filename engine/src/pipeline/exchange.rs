@@ -207,6 +207,13 @@ impl<'s> Exchange<'s> {
         self.trace.key.ok_or(GatewayError::Auth(tollgate_policy::AuthError::Missing))
     }
 
+    /// Unix seconds when the request began: the time its key's expiry and
+    /// its budgets' days and months are judged at, as its spend is
+    /// counted at (one clock read for all of them).
+    pub fn unix_s(&self) -> u64 {
+        self.trace.started_unix_ms / 1000
+    }
+
     /// The route phase's findings (see [`Exchange::key`]).
     pub fn routed(&self) -> Result<&Routed<'s>, GatewayError> {
         self.routed.as_ref().ok_or(GatewayError::NoRoute)

@@ -9,9 +9,9 @@ use tollgate_protocol::http1::RequestHead;
 use crate::error::GatewayError;
 use crate::state::CoreState;
 
-pub fn authenticate<'s>(state: &'s CoreState, head: &RequestHead) -> Result<&'s VirtualKey, GatewayError> {
+/// `now`: Unix seconds, the request's start (expiry is judged then).
+pub fn authenticate<'s>(state: &'s CoreState, head: &RequestHead, now: u64) -> Result<&'s VirtualKey, GatewayError> {
     let presented = presented_key(head.header(b"authorization"), head.header(b"x-api-key"))
         .ok_or(GatewayError::Auth(AuthError::Missing))?;
-    let now = crate::unix_now().as_secs();
     state.config.keys.authenticate(presented, now).map_err(GatewayError::Auth)
 }
