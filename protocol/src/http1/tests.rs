@@ -112,6 +112,29 @@ fn limits() {
 }
 
 #[test]
+fn every_field_count_up_to_the_limit_reads_back() {
+    // Inline up to 16 fields, on the heap past that: each count on both
+    // sides of the switch, and the limit itself, keeps every field in
+    // order, framing headers included wherever they fall.
+    for n in 0..HEADERS_MAX {
+        let fields: String = (0..n).map(|i| format!("X-F{i}: v{i}\r\n")).collect();
+        let raw = format!("POST /v1/x HTTP/1.1\r\n{fields}Host: a\r\nContent-Length: 3\r\n\r\n");
+        if n + 2 > HEADERS_MAX {
+            assert_eq!(parse(&raw).err(), Some(RequestError::TooManyHeaders), "{n} fields");
+            continue;
+        }
+        let h = parse(&raw).unwrap_or_else(|e| panic!("{n} fields: {e:?}"));
+        assert_eq!(h.headers().count(), n + 2, "{n} fields");
+        for (i, (name, value)) in h.headers().take(n).enumerate() {
+            assert_eq!((name, value), (format!("X-F{i}").as_bytes(), format!("v{i}").as_bytes()));
+        }
+        assert_eq!(h.header(b"host"), Some(&b"a"[..]));
+        assert_eq!(h.framing, BodyFraming::Length(3), "{n} fields");
+        assert_eq!(h.clone().header(b"x-f0").is_some(), n > 0);
+    }
+}
+
+#[test]
 fn views_and_keep_alive() {
     let h = parse("POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n").unwrap();
     assert_eq!(h.method, Method::Post);
