@@ -10,7 +10,10 @@
 # threads. Wall-clock rates on this machine wander; these counts repeat.
 # LANE=routing counts the lane of keys and routing only (issue 19's hit
 # against nginx) instead of the governed one.
-# Usage: [LANE=routing] callgrind-gateway.sh [N] [BODY_FILE]
+# The body keeps its text as written (UTF-8), as the prompt-size
+# benchmark sends it; ESCAPES=ascii writes every non-ASCII character as a
+# \u escape instead, as Python's json.dumps does by default.
+# Usage: [LANE=routing] [ESCAPES=ascii] callgrind-gateway.sh [N] [BODY_FILE]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
@@ -19,7 +22,7 @@ BODY=${2:-bench/prompts/mixed-100.json}
 source bench/scripts/common.sh
 bench_setup
 ./target/release/tollgate-mock --listen 127.0.0.1:9131 --threads 1 >"$work/mock.log" 2>&1 &
-python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d['temperature']=0; d.pop('stream', None); json.dump(d, open(sys.argv[2],'w'))" "$BODY" "$work/body.json"
+python3 -c "import json,sys; d=json.load(open(sys.argv[1], encoding='utf-8')); d['temperature']=0; d.pop('stream', None); json.dump(d, open(sys.argv[2], 'w', encoding='utf-8'), ensure_ascii=(sys.argv[3] == 'ascii'))" "$BODY" "$work/body.json" "${ESCAPES:-utf8}"
 count() { # name port config-suffix
   local name=$1 port=$2
   if [ "${LANE:-governed}" = routing ]; then
