@@ -506,26 +506,41 @@ pub fn whole_word(text: &[u8], start: usize, end: usize, complete: bool) -> Verd
     }
 }
 
-/// The next ASCII digit at or after `from`. Eight bytes at a time: a word
-/// with no byte in `'0'..='9'` is skipped with a few arithmetic operations
-/// (the "has between" trick from Bit Twiddling Hacks, exact for the
-/// question "is there one", with bytes of 0x80 and above masked out).
+/// The next ASCII digit at or after `from`: sixteen bytes a compare
+/// (SSE2, part of every x86_64), the rest a byte at a time. The digit
+/// pass runs over every text a guard scans; eight bytes a step with
+/// arithmetic (the "has between" trick) was 6% of a governed 8 KB
+/// request's instructions.
 pub fn next_digit(text: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = u64::MAX / 255;
-    let mut i = from;
-    while i + 8 <= text.len() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&text[i..i + 8]);
-        let x = u64::from_le_bytes(word);
-        let low = x & (ONES * 127);
-        let between =
-            (ONES * (127 + b':' as u64)).wrapping_sub(low) & !x & low.wrapping_add(ONES * (127 - b'/' as u64));
-        if between & (ONES * 128) != 0 {
-            break;
+    let mut i = from.min(text.len());
+    #[cfg(target_arch = "x86_64")]
+    while i + 16 <= text.len() {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the load reads the
+        // 16 bytes at `i`, inside `text` (checked above).
+        let mask = unsafe { digits16(text.as_ptr().add(i)) };
+        if mask != 0 {
+            return Some(i + mask.trailing_zeros() as usize);
         }
-        i += 8;
+        i += 16;
     }
     text[i..].iter().position(u8::is_ascii_digit).map(|p| p + i)
+}
+
+/// A bit per byte of the 16 at `at`: set where the byte is an ASCII digit.
+///
+/// # Safety
+/// `at` must be valid for reading 16 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+unsafe fn digits16(at: *const u8) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's promise; an unaligned load.
+    let v = unsafe { _mm_loadu_si128(at.cast()) };
+    // Digits become 0..=9 and every other byte 10..=255 (wrapping):
+    // a digit is a byte that max(byte, 9) leaves at 9.
+    let d = _mm_sub_epi8(v, _mm_set1_epi8(b'0' as i8));
+    let nine = _mm_set1_epi8(9);
+    _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(d, nine), nine)) as u32
 }
 
 /// A national check's decision as a verdict.

@@ -554,3 +554,42 @@ fn invalid_utf8_does_not_hide_a_hidden_phrase() {
     g.settle(&mut f);
     assert!(f.injection_features.contains(&"obfuscated"), "{:?}", f.injection_features);
 }
+
+proptest::proptest! {
+    /// The sixteen-byte digit search finds what a byte loop finds, from
+    /// every start, in text of every byte value and length (the ends of
+    /// the sixteen-byte steps included).
+    #[test]
+    fn next_digit_is_the_byte_loops(text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), digits in proptest::collection::vec(0usize..80, 0..3)) {
+        let mut text = text;
+        // Mostly not digits (a random byte is one 4% of the time), so
+        // that long runs without one are common; then a few planted.
+        for b in text.iter_mut().filter(|b| b.is_ascii_digit()) {
+            *b = b'a';
+        }
+        for &d in &digits {
+            if let Some(b) = text.get_mut(d) {
+                *b = b'0' + (d % 10) as u8;
+            }
+        }
+        for from in 0..=text.len() + 1 {
+            let naive = text.get(from..).and_then(|t| t.iter().position(u8::is_ascii_digit)).map(|p| p + from);
+            proptest::prop_assert_eq!(detect::next_digit(&text, from), naive, "from {}", from);
+        }
+    }
+}
+
+#[test]
+fn next_digit_at_every_place_in_a_step() {
+    // '/' and ':' are the bytes either side of the digits; 0xb0..0xb9 are
+    // digits with the high bit set.
+    for len in 0..40 {
+        for at in 0..len {
+            let mut text = vec![b'/'; len];
+            text.iter_mut().enumerate().for_each(|(i, b)| *b = [b'/', b':', 0xb5, b' '][i % 4]);
+            text[at] = b'7';
+            assert_eq!(detect::next_digit(&text, 0), Some(at), "len {len} at {at}");
+            assert_eq!(detect::next_digit(&text, at + 1), None, "len {len} after {at}");
+        }
+    }
+}
