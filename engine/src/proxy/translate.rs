@@ -185,7 +185,10 @@ pub async fn relay_translated(
             Some(ChatFrom::Bedrock) => relay.read_bedrock(),
             None => {}
         }
-        return Ok(relay_stream(client, up, response, answer, relay, classifiers, keep).await);
+        // Boxed: the stream relay's future is 12 KB, and inline it made
+        // this one 16 KB, copied whole into its box for every JSON answer
+        // too (15,000 of a 100 B governed miss's 90,000 instructions).
+        return Ok(Box::pin(relay_stream(client, up, response, answer, relay, classifiers, keep)).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -206,7 +209,8 @@ pub async fn relay_translated(
         if let Some(k) = keep {
             k.spoil();
         }
-        return Ok(super::relay::relay(client, up, response, answer, None).await);
+        // Boxed too: rare, and 6 KB.
+        return Ok(Box::pin(super::relay::relay(client, up, response, answer, None)).await);
     }
     let broken = || GatewayError::UpstreamClosed { provider: route.provider.to_string(), cause: None };
     // The gateway asks for identity; a provider that compresses anyway
@@ -321,7 +325,8 @@ pub async fn relay_translated(
     }
     // The classifiers see the answer as the client would (redacted).
     if let Some(c) = classifiers.as_mut().filter(|_| withheld.is_none() && response.status < 300) {
-        if let Err(rule) = super::classify::check_answer(c, hits, &out, deadline, answer.cut).await {
+        // Boxed: only teams with answer classifiers wait on it.
+        if let Err(rule) = Box::pin(super::classify::check_answer(c, hits, &out, deadline, answer.cut)).await {
             withheld = Some(rule);
         }
     }
