@@ -13,7 +13,8 @@
 # The body keeps its text as written (UTF-8), as the prompt-size
 # benchmark sends it; ESCAPES=ascii writes every non-ASCII character as a
 # \u escape instead, as Python's json.dumps does by default.
-# Usage: [LANE=routing] [ESCAPES=ascii] callgrind-gateway.sh [N] [BODY_FILE]
+# STREAM=1 asks for a streamed answer (the mock's 20-odd events).
+# Usage: [LANE=routing] [ESCAPES=ascii] [STREAM=1] callgrind-gateway.sh [N] [BODY_FILE]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
@@ -22,7 +23,7 @@ BODY=${2:-bench/prompts/mixed-100.json}
 source bench/scripts/common.sh
 bench_setup
 ./target/release/tollgate-mock --listen 127.0.0.1:9131 --threads 1 >"$work/mock.log" 2>&1 &
-python3 -c "import json,sys; d=json.load(open(sys.argv[1], encoding='utf-8')); d['temperature']=0; d.pop('stream', None); json.dump(d, open(sys.argv[2], 'w', encoding='utf-8'), ensure_ascii=(sys.argv[3] == 'ascii'))" "$BODY" "$work/body.json" "${ESCAPES:-utf8}"
+python3 -c "import json,sys; d=json.load(open(sys.argv[1], encoding='utf-8')); d['temperature']=0; d.pop('stream', None); d.update({'stream': True} if sys.argv[4] == '1' else {}); json.dump(d, open(sys.argv[2], 'w', encoding='utf-8'), ensure_ascii=(sys.argv[3] == 'ascii'))" "$BODY" "$work/body.json" "${ESCAPES:-utf8}" "${STREAM:-0}"
 count() { # name port config-suffix
   local name=$1 port=$2
   if [ "${LANE:-governed}" = routing ]; then
