@@ -232,10 +232,20 @@ pub fn write_event(out: &mut BytesMut, event: Option<&[u8]>, data: &[u8]) {
         out.extend_from_slice(name);
         out.put_u8(b'\n');
     }
-    for line in data.split(|&b| b == b'\n') {
+    // Lines found with `memchr`: an event's data is usually one line of
+    // JSON, found in one call (a byte loop was 3% of a streamed answer's
+    // instructions). As `split`, a trailing newline ends with an empty line.
+    out.reserve(data.len() + 8);
+    let mut rest = data;
+    loop {
+        let end = memchr::memchr(b'\n', rest);
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line);
+        out.extend_from_slice(&rest[..end.unwrap_or(rest.len())]);
         out.put_u8(b'\n');
+        match end {
+            Some(i) => rest = &rest[i + 1..],
+            None => break,
+        }
     }
     out.put_u8(b'\n');
 }
@@ -307,6 +317,30 @@ mod tests {
         write_event(&mut out, Some(b"x"), b"a\nb");
         assert_eq!(&out[..], b"event: x\ndata: a\ndata: b\n\n");
         assert_eq!(parse_pieces(&[&out]).unwrap(), vec![ev(Some("x"), "a\nb", None)]);
+    }
+
+    proptest! {
+        /// The writer gives one `data:` line per line of the data, empty
+        /// lines and a trailing newline included, and a parser reads
+        /// the data back whole.
+        #[test]
+        fn writer_gives_a_line_per_line(data in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'a'), Just(b' '), any::<u8>()], 0..40)) {
+            let mut out = BytesMut::new();
+            write_event(&mut out, None, &data);
+            let mut want = Vec::new();
+            for line in data.split(|&b| b == b'\n') {
+                want.extend_from_slice(b"data: ");
+                want.extend_from_slice(line);
+                want.push(b'\n');
+            }
+            want.push(b'\n');
+            prop_assert_eq!(&out[..], &want[..]);
+            if !data.contains(&b'\r') {
+                let events = parse_pieces(&[&out]).unwrap();
+                prop_assert_eq!(events.len(), 1);
+                prop_assert_eq!(&events[0].data[..], &data[..]);
+            }
+        }
     }
 
     fn sse_stream() -> impl Strategy<Value = Vec<u8>> {
