@@ -391,6 +391,45 @@ impl Template {
     }
 }
 
+/// One stream event's strings, read by one walk for both the stream's
+/// token counter and its guard (the walk was made twice per event).
+#[derive(Default)]
+pub struct EventStrings {
+    /// The text fields ([`STREAM_TEXT`]), in order, with their key.
+    pub fields: Vec<(&'static [u8], StringValue)>,
+    /// Strings an SDK could show that are not the event's text field (an
+    /// escaped key such as `cont\u0065nt`, an `error` message): checked
+    /// too, never passed unscanned.
+    pub others: usize,
+    /// A finish or stop reason names a string, at any depth.
+    pub finish: bool,
+}
+
+impl EventStrings {
+    /// Reads the strings of one event's data (what was read before is
+    /// dropped; the buffer is kept).
+    pub fn read(&mut self, data: &[u8]) {
+        self.fields.clear();
+        self.others = 0;
+        self.finish = false;
+        if data == b"[DONE]" {
+            return;
+        }
+        let _ = string_values(data, |key, v| {
+            if let Some(&k) = STREAM_TEXT.iter().find(|k| **k == key) {
+                self.fields.push((k, v));
+                return;
+            }
+            if key == b"finish_reason" || key == b"stop_reason" {
+                self.finish = true;
+            }
+            if !v.raw.is_empty() && is_text(key, &data[v.raw.clone()]) {
+                self.others += 1;
+            }
+        });
+    }
+}
+
 /// Guards one answer stream, event by event.
 pub struct EventGuard<'g> {
     guard: &'g Guard,
@@ -424,23 +463,20 @@ impl<'g> EventGuard<'g> {
     /// Takes one upstream event; the events to pass on go to `out`. `Err`
     /// with the hit when a blocking rule matched: the stream must end.
     pub fn event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+        let mut strings = EventStrings::default();
+        if !self.responses {
+            strings.read(&ev.data);
+        }
+        self.event_read(ev, &strings, out)
+    }
+
+    /// [`Self::event`] with the event's strings already read (by the
+    /// stream relay, whose counter reads the same walk).
+    pub fn event_read(&mut self, ev: SseEvent, strings: &EventStrings, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
         if self.responses {
             return self.responses_event(ev, out);
         }
-        let mut fields: Vec<(&[u8], StringValue)> = Vec::new();
-        // Strings an SDK could show that are not the event's text field
-        // (an escaped key such as `cont\u0065nt`, an `error` message):
-        // checked too, never passed unscanned.
-        let mut others = 0;
-        if &ev.data[..] != b"[DONE]" {
-            let _ = string_values(&ev.data, |key, v| {
-                if STREAM_TEXT.contains(&key) {
-                    fields.push((STREAM_TEXT.iter().find(|k| **k == key).copied().unwrap_or(b""), v));
-                } else if !v.raw.is_empty() && is_text(key, &ev.data[v.raw.clone()]) {
-                    others += 1;
-                }
-            });
-        }
+        let (fields, others) = (&strings.fields, strings.others);
         let ping = ev.event.as_deref() == Some(b"ping");
         // Read by structure: the event's own indexes and end, never an
         // `"index":` or a `finish_reason` found elsewhere in it (a forged

@@ -398,6 +398,9 @@ pub struct StreamRelay<'a, 'g> {
     unasked: usize,
     /// The text is in Responses deltas, not in [`DELTA_TEXT`] fields.
     responses: bool,
+    /// The current event's strings, read once for the counter and the
+    /// guard (a buffer kept from event to event).
+    strings: super::guard::EventStrings,
     /// The upstream sent its own last event (`[DONE]`, `message_stop`, a
     /// finish), rather than the gateway ending the stream for it.
     ended_by_upstream: bool,
@@ -420,6 +423,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     pub fn new(translator: Stream, stages: StreamStages<'a, 'g>, route: RouteLabel<'a>) -> StreamRelay<'a, 'g> {
         StreamRelay {
             responses: translator.responses(),
+            strings: Default::default(),
             translator,
             stages,
             parser: SseParser::new(EVENT_BYTES_MAX),
@@ -560,7 +564,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// counted, checked against the ceilings, guarded, translated.
     fn pass(&mut self, ev: tollgate_protocol::sse::SseEvent, out: &mut BytesMut) {
         // Counted as generated, whatever reaches the client.
-        let (tokens, finish_named) = delta_tokens(self.encoding, self.responses, &ev.data);
+        let (tokens, finish_named) = delta_tokens(self.encoding, self.responses, &ev.data, &mut self.strings);
         self.completion_counted += tokens;
         // The counting pass saw a reason's key with a string: read by
         // structure (only the answer's own, not one nested in it).
@@ -582,7 +586,8 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
         match self.stages.guard.as_mut() {
             None => self.passed.push(ev),
             Some(g) => {
-                if g.event(ev, &mut self.passed).is_err() {
+                // The strings the counter read, not read again.
+                if g.event_read(ev, &self.strings, &mut self.passed).is_err() {
                     self.stop(Flow::Blocked);
                 }
             }
@@ -786,7 +791,13 @@ fn redact_text(g: &tollgate_policy::guard::Guard, text: &mut Vec<u8>) {
 /// Also says whether the event names a finish or stop reason with a
 /// string value, at any depth: the same pass, so that the events that
 /// name none (most: `"finish_reason": null`) are read once.
-fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, responses: bool, data: &[u8]) -> (u64, bool) {
+/// (`strings`: where the event's strings are read, for the guard after.)
+fn delta_tokens(
+    encoding: tollgate_protocol::tokens::Encoding,
+    responses: bool,
+    data: &[u8],
+    strings: &mut super::guard::EventStrings,
+) -> (u64, bool) {
     let mut n = 0;
     let mut scratch = Vec::new();
     let mut count = |raw: &[u8], escaped: bool| {
@@ -806,15 +817,11 @@ fn delta_tokens(encoding: tollgate_protocol::tokens::Encoding, responses: bool, 
         event_texts(true, data, count);
         return (n, false);
     }
-    let mut finish = false;
-    let _ = tollgate_protocol::json::string_values(data, |key, v| {
-        if DELTA_TEXT.contains(&key) {
-            count(&data[v.raw.clone()], v.escaped);
-        } else if key == b"finish_reason" || key == b"stop_reason" {
-            finish = true;
-        }
-    });
-    (n, finish)
+    strings.read(data);
+    for (_, v) in &strings.fields {
+        count(&data[v.raw.clone()], v.escaped);
+    }
+    (n, strings.finish)
 }
 
 #[cfg(test)]
