@@ -21,6 +21,13 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 N=${1:-2000}
 BODY=${2:-bench/prompts/mixed-100.json}
 source bench/scripts/common.sh
+# A gateway left under valgrind by an interrupted run keeps its port and
+# drains slowly on SIGTERM: say so rather than count against it.
+for port in 9131 9132 9133; do
+  if ss -ltnH "sport = :$port" | grep -q .; then
+    echo "port $port is in use (a valgrind left from an earlier run? pkill -9 -f valgrind)"; exit 1
+  fi
+done
 bench_setup
 ./target/release/tollgate-mock --listen 127.0.0.1:9131 --threads 1 >"$work/mock.log" 2>&1 &
 python3 -c "import json,sys; d=json.load(open(sys.argv[1], encoding='utf-8')); d['temperature']=0; d.pop('stream', None); d.update({'stream': True} if sys.argv[4] == '1' else {}); json.dump(d, open(sys.argv[2], 'w', encoding='utf-8'), ensure_ascii=(sys.argv[3] == 'ascii'))" "$BODY" "$work/body.json" "${ESCAPES:-utf8}" "${STREAM:-0}"
@@ -37,8 +44,11 @@ count() { # name port config-suffix
   for _ in $(seq 600); do grep -q "tollgate listening" "$work/$name.log" && break; sleep 0.1; done
   # One request first, so that a hit lane has its entry and both lanes
   # have their upstream connection; then the counted ones.
-  ./target/release/tollgate-load --url "http://127.0.0.1:$port/v1/chat/completions" --key tg-bench-key \
-    -c 1 -n 1 --warmup 0 --body-file "$work/body.json" -q >/dev/null
+  if ! ./target/release/tollgate-load --url "http://127.0.0.1:$port/v1/chat/completions" --key tg-bench-key \
+    -c 1 -n 1 --warmup 0 --body-file "$work/body.json" -q >/dev/null; then
+    echo "$name: the first request failed; the gateway said:"; tail -5 "$work/$name.log"
+    kill -9 "$pid"; exit 1
+  fi
   callgrind_control -d "$pid" >/dev/null 2>&1
   ./target/release/tollgate-load --url "http://127.0.0.1:$port/v1/chat/completions" --key tg-bench-key \
     -c 1 -n "$N" --warmup 0 -d 600 --body-file "$work/body.json" -q >"$work/$name.load"
