@@ -393,9 +393,11 @@ impl ResponseHead {
     /// Parses a complete response head. `request_was_head` matters because a
     /// response to HEAD has no body whatever its headers say.
     pub fn parse(head: Bytes, request_was_head: bool) -> Result<ResponseHead, ResponseError> {
-        let mut raw = [httparse::EMPTY_HEADER; HEADERS_MAX];
-        let mut res = httparse::Response::new(&mut raw);
-        match res.parse(&head) {
+        // Uninitialised, as for a request (httparse's default parser
+        // configuration, as `Response::parse` uses).
+        let mut raw = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADERS_MAX];
+        let mut res = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, &head, &mut raw) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => return Err(ResponseError::Syntax("incomplete head")),
             Err(e) => return Err(ResponseError::Syntax(httparse_reason(e))),

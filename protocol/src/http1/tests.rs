@@ -131,6 +131,14 @@ fn every_field_count_up_to_the_limit_reads_back() {
         assert_eq!(h.header(b"host"), Some(&b"a"[..]));
         assert_eq!(h.framing, BodyFraming::Length(3), "{n} fields");
         assert_eq!(h.clone().header(b"x-f0").is_some(), n > 0);
+        // A response's table is the same, parsed on its own path.
+        let raw = format!("HTTP/1.1 200 OK\r\n{fields}Content-Length: 3\r\n\r\n");
+        let r = ResponseHead::parse(Bytes::from(raw), false).unwrap_or_else(|e| panic!("{n} fields: {e:?}"));
+        assert_eq!(r.headers().count(), n + 1, "{n} fields");
+        for (i, (name, value)) in r.headers().take(n).enumerate() {
+            assert_eq!((name, value), (format!("X-F{i}").as_bytes(), format!("v{i}").as_bytes()));
+        }
+        assert_eq!(r.framing, BodyFraming::Length(3), "{n} fields");
     }
 }
 
