@@ -1,8 +1,8 @@
-//! Token counts the gateway makes itself, with OpenAI's byte-pair
-//! encodings embedded in the binary: `o200k_base` for the gpt-4o, gpt-4.1,
-//! o-series and gpt-5 families, `cl100k_base` for gpt-4 and gpt-3.5, and
-//! `o200k_base` as the estimate for every other model (Anthropic's and open
-//! models' tokenizers are not public or not OpenAI's).
+//! Token counts the gateway makes itself, in OpenAI's byte-pair
+//! encodings: `o200k_base` for the gpt-4o, gpt-4.1, o-series and gpt-5
+//! families, `cl100k_base` for gpt-4 and gpt-3.5, and `o200k_base` as the
+//! estimate for every other model (Anthropic's and open models'
+//! tokenizers are not public or not OpenAI's).
 //!
 //! These are counts *before* or *without* the provider's: the prompt before
 //! it is sent (for tokens-per-minute limits) and the deltas of a stream as
@@ -10,9 +10,16 @@
 //! client went away, the upstream failed). The provider's counts replace
 //! them whenever they arrive, and a record says which it holds.
 //!
-//! The encoder is `bpe-openai` (GitHub's linear-time BPE), chosen over
-//! `tiktoken-rs` by `bench/benches/tokens.rs`; the tests check that both
-//! give the same counts.
+//! The counter is this crate's own: the encodings' pre-tokenizer
+//! ([`split`]) and tiktoken's merge rule over vocabularies the build
+//! script lays out as read-only tables in the binary ([`vocab`]). It
+//! replaced `bpe-openai`, whose encoders were 66 MB (o200k) and 30 MB
+//! (cl100k) of heap built at start, most of the gateway's idle memory
+//! (issue 16). The tests check it against tiktoken-rs and bpe-openai.
+
+mod split;
+mod vocab;
+mod vocab_hash;
 
 use crate::json::string_texts;
 
@@ -42,24 +49,50 @@ impl Encoding {
         }
     }
 
-    fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
+    fn vocab(self) -> &'static vocab::Vocab {
         match self {
-            Encoding::O200kBase => bpe_openai::o200k_base(),
-            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
+            Encoding::O200kBase => &vocab::O200K_BASE,
+            Encoding::Cl100kBase => &vocab::CL100K_BASE,
+        }
+    }
+
+    /// The encoding's pre-tokenizer, compiled on first use (about 2 MB).
+    fn splitter(self) -> &'static split::Splitter {
+        static O200K: std::sync::LazyLock<split::Splitter> = std::sync::LazyLock::new(split::Splitter::o200k_base);
+        static CL100K: std::sync::LazyLock<split::Splitter> = std::sync::LazyLock::new(split::Splitter::cl100k_base);
+        match self {
+            Encoding::O200kBase => &O200K,
+            Encoding::Cl100kBase => &CL100K,
         }
     }
 
     /// Tokens in `text`: the encoding's pre-tokenizer splits it into
     /// pieces (words, numbers, punctuation runs), and each piece is counted
-    /// by the byte-pair encoding, or found in this thread's
-    /// [`PieceCache`]. Exactly `Tokenizer::count` (both encodings skip
-    /// normalization), which the tests check against tiktoken.
+    /// by the byte-pair merges, or found in this thread's [`PieceCache`].
+    /// Exactly tiktoken's `encode_ordinary(text).len()` (neither encoding
+    /// normalizes), which the tests check.
     pub fn count(self, text: &str) -> u64 {
-        let tok = self.tokenizer();
-        PIECES.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            tok.split(text).map(|piece| cache.count(self, piece.as_bytes(), |p| tok.bpe.count(p))).sum()
+        let (split, vocab) = (self.splitter(), self.vocab());
+        THREAD.with(|state| {
+            let CounterState { pieces: cache, searches } = &mut *state.borrow_mut();
+            let search = searches[self as usize].get_or_insert_with(|| split.cache());
+            let (mut pieces, mut n) = (split.pieces(text), 0);
+            while let Some(piece) = pieces.next(search) {
+                n += cache.count(self, piece.as_bytes(), |p| vocab.count(p));
+            }
+            n
         })
+    }
+
+    /// [`Encoding::count`] with every piece merged, none looked up in the
+    /// cache: what a text of words never seen before costs (benchmarks).
+    pub fn count_uncached(self, text: &str) -> u64 {
+        let (split, vocab) = (self.splitter(), self.vocab());
+        let (mut pieces, mut search, mut n) = (split.pieces(text), split.cache(), 0);
+        while let Some(piece) = pieces.next(&mut search) {
+            n += vocab.count(piece.as_bytes()) as u64;
+        }
+        n
     }
 
     /// Tokens in UTF-8 bytes (invalid sequences count as U+FFFD).
@@ -70,16 +103,15 @@ impl Encoding {
         }
     }
 
-    /// Builds the encoders' tables now (tens of milliseconds), so that the
-    /// first request does not pay for it.
+    /// Compiles the pre-tokenizers now (milliseconds), so that the first
+    /// request does not pay for it.
     pub fn warm_up() {
         Encoding::warm_up_for([&b"gpt-4o"[..], b"gpt-4"]);
     }
 
-    /// Builds only the tables `models` are counted in. They are large (66
-    /// MB resident for `o200k_base`, 30 MB for `cl100k_base`): a gateway
-    /// whose models never use one does not hold it. Another is still built
-    /// on first use.
+    /// Compiles only the pre-tokenizers `models` are counted in (about 2 MB
+    /// each); another is still compiled on first use. The vocabularies are
+    /// in the binary and need no building.
     pub fn warm_up_for<'a>(models: impl IntoIterator<Item = &'a [u8]>) {
         let (mut o200k, mut cl100k) = (false, false);
         for m in models {
@@ -98,9 +130,18 @@ impl Encoding {
 }
 
 thread_local! {
-    /// One cache per thread: with one worker thread per core, a core's own,
+    /// One per thread: with one worker thread per core, a core's own,
     /// shared with nothing and locked by nothing.
-    static PIECES: std::cell::RefCell<PieceCache> = std::cell::RefCell::new(PieceCache::default());
+    static THREAD: std::cell::RefCell<CounterState> = std::cell::RefCell::new(CounterState::default());
+}
+
+/// A thread's counting state: its piece cache and a search cache per
+/// encoding's pre-tokenizer (made on first use; indexed by `Encoding as
+/// usize`).
+#[derive(Default)]
+struct CounterState {
+    pieces: PieceCache,
+    searches: [Option<regex_automata::meta::Cache>; 2],
 }
 
 /// Pieces longer than this are counted every time (they are rare, and
@@ -276,21 +317,24 @@ pub async fn prompt_tokens_in_steps<F: std::future::Future<Output = ()>>(
         ends.push(texts.len());
     });
     let Some(mut total) = shape else { return body.len().div_ceil(4) as u64 };
-    let tok = encoding.tokenizer();
+    let (split, vocab) = (encoding.splitter(), encoding.vocab());
     let mut since_pause = 0;
     let mut start = 0;
     for end in ends {
         let text = String::from_utf8_lossy(&texts[start..end]);
         start = end;
-        let mut pieces = tok.split(&text);
+        let mut pieces = split.pieces(&text);
         loop {
-            let (counted, bytes, more) = PIECES.with(|cache| {
-                let mut cache = cache.borrow_mut();
+            // The thread's state is borrowed for one batch, never across
+            // a pause (another request on this worker counts meanwhile).
+            let (counted, bytes, more) = THREAD.with(|state| {
+                let CounterState { pieces: cache, searches } = &mut *state.borrow_mut();
+                let search = searches[encoding as usize].get_or_insert_with(|| split.cache());
                 let (mut counted, mut bytes) = (0, 0);
                 while since_pause + bytes < STEP_BYTES {
-                    let Some(piece) = pieces.next() else { return (counted, bytes, false) };
+                    let Some(piece) = pieces.next(search) else { return (counted, bytes, false) };
                     bytes += piece.len();
-                    counted += cache.count(encoding, piece.as_bytes(), |p| tok.bpe.count(p));
+                    counted += cache.count(encoding, piece.as_bytes(), |p| vocab.count(p));
                 }
                 (counted, bytes, true)
             });
@@ -311,6 +355,7 @@ pub async fn prompt_tokens_in_steps<F: std::future::Future<Output = ()>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     /// Counted in steps or at once, the same figure, on bodies of every
     /// kind (escapes, names, invalid UTF-8, texts over many steps), with a
@@ -406,18 +451,90 @@ mod tests {
     fn cached_counts_are_the_encoders() {
         let text = "the cat the cat sat on the mat, the cat 123456 日本語 日本語 supercalifragilisticexpialidocious!!";
         for e in [Encoding::O200kBase, Encoding::Cl100kBase] {
-            let direct = e.tokenizer().count(text) as u64;
+            let direct = oracle(e).count(text) as u64;
             assert_eq!(e.count(text), direct);
             assert_eq!(e.count(text), direct, "again, from the cache");
         }
         let mut cache = PieceCache::default();
         for i in 0..(PIECES_MAX + 10) {
             let piece = format!(" w{i}");
-            let n =
-                cache.count(Encoding::O200kBase, piece.as_bytes(), |p| Encoding::O200kBase.tokenizer().bpe.count(p));
-            assert_eq!(n, Encoding::O200kBase.tokenizer().bpe.count(piece.as_bytes()) as u64);
+            let n = cache.count(Encoding::O200kBase, piece.as_bytes(), |p| Encoding::O200kBase.vocab().count(p));
+            assert_eq!(n, oracle(Encoding::O200kBase).bpe.count(piece.as_bytes()) as u64);
         }
         assert!(cache.map.len() <= PIECES_MAX);
+    }
+
+    /// bpe-openai, the encoder this one replaced (GitHub's linear-time
+    /// BPE, its own pre-tokenizer): a second, independent oracle.
+    fn oracle(e: Encoding) -> &'static bpe_openai::Tokenizer {
+        match e {
+            Encoding::O200kBase => bpe_openai::o200k_base(),
+            Encoding::Cl100kBase => bpe_openai::cl100k_base(),
+        }
+    }
+
+    /// Characters of every class the patterns tell apart: ASCII letters
+    /// of both cases, digits of three scripts, each kind of space and line
+    /// break, apostrophes for contractions, punctuation, `/`, combining
+    /// marks, title-case and modifier letters, CJK, Cyrillic, emoji.
+    fn mixed_text() -> impl Strategy<Value = String> {
+        let chars = prop_oneof![
+            4 => proptest::char::range('a', 'z'),
+            2 => proptest::char::range('A', 'Z'),
+            2 => Just(' '),
+            1 => proptest::sample::select(vec![
+                '\n', '\r', '\t', '\u{a0}', '\u{3000}', '\u{2028}', '\'', '’', '.', ',', '!', '/', '-', '_', '{', '"',
+                '0', '7', '٣', '६', '\u{301}', '\u{308}', 'ǅ', 'ʰ', 'ß', 'É', '網', '関', 'の', 'ж', 'Ж', '🙂', '\u{200d}',
+            ]),
+        ];
+        proptest::collection::vec(chars, 0..80).prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1500))]
+        /// The same pieces as bpe-openai's pre-tokenizer, and the same
+        /// count as tiktoken-rs and bpe-openai, on text mixing every class.
+        #[test]
+        fn counts_and_pieces_agree_on_mixed_text(text in mixed_text()) {
+            for e in [Encoding::O200kBase, Encoding::Cl100kBase] {
+                let (mut cursor, mut search, mut ours) = (e.splitter().pieces(&text), e.splitter().cache(), Vec::new());
+                while let Some(piece) = cursor.next(&mut search) {
+                    ours.push(piece);
+                }
+                let theirs: Vec<&str> = oracle(e).split(&text).collect();
+                prop_assert_eq!(&ours, &theirs);
+                let tik = match e {
+                    Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+                    Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+                };
+                let want = tik.encode_ordinary(&text).len() as u64;
+                prop_assert_eq!(e.count(&text), want, "{:?} {:?}", e, text);
+                prop_assert_eq!(oracle(e).count(text.as_str()) as u64, want);
+            }
+        }
+    }
+
+    /// Pieces longer than the stack's merge (a word with no space, a
+    /// base64 blob, a run of one letter, CJK with no punctuation) count as
+    /// tiktoken counts them.
+    #[test]
+    fn long_pieces_count_as_tiktoken_does() {
+        let o200k = tiktoken_rs::o200k_base_singleton();
+        let cl100k = tiktoken_rs::cl100k_base_singleton();
+        let texts = [
+            "a".repeat(5000),
+            "ab".repeat(700),
+            "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5eg".repeat(40),
+            "網關只計算一次提示網關只計算一次提示".repeat(50),
+            "Supercalifragilisticexpialidocious".repeat(30),
+            "ǅaǅaǅaЖжЖж".repeat(60),
+            "!@#$%^&*()".repeat(100),
+            " ".repeat(3000) + "x",
+        ];
+        for t in &texts {
+            assert_eq!(Encoding::O200kBase.count(t), o200k.encode_ordinary(t).len() as u64, "o200k {}", &t[..20]);
+            assert_eq!(Encoding::Cl100kBase.count(t), cl100k.encode_ordinary(t).len() as u64, "cl100k {}", &t[..20]);
+        }
     }
 
     #[test]
