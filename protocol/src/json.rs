@@ -90,8 +90,13 @@ pub fn string_texts_marked(
     texts(doc, keep, true, f)
 }
 
-/// The longest string [`string_texts_marked`] gives marks for.
-pub const MARKED_BYTES_MAX: usize = 64 * 1024;
+/// The longest string [`string_texts_marked`] gives marks for: a long
+/// agent prompt (100 KB of code and quoted JSON in one message) gets them,
+/// so that redacting it does not decode it a second time (7% of such a
+/// request's work). Marks are 16 bytes per escape, so a string of nothing
+/// but escapes makes them 16 times its size: at most 4 MiB, for one string
+/// at a time, freed with the request.
+pub const MARKED_BYTES_MAX: usize = 256 * 1024;
 
 fn texts(
     doc: &[u8],
@@ -111,10 +116,14 @@ fn texts(
             scratch.clear();
             // Decoding never grows a text: one allocation, no regrowth.
             scratch.reserve(raw.len());
-            // Marks for strings up to 64 KiB: a string of escapes makes
-            // them 16 times its size. Longer ones get none (a caller then
-            // decodes again).
+            // Marks for strings up to MARKED_BYTES_MAX. Longer ones get
+            // none (a caller then decodes again).
             let decoded = if marked && raw.len() <= MARKED_BYTES_MAX {
+                if raw.len() > 4096 {
+                    // Reserved once (an escape makes two marks; a count of
+                    // backslashes bounds them), not grown by doubling.
+                    marks.reserve(2 * memchr::memchr_iter(b'\\', raw).count());
+                }
                 unescape_marking(raw, &mut scratch, |t, r| marks.push((t, r)))
             } else {
                 unescape(raw, &mut scratch)

@@ -806,6 +806,35 @@ mod tests {
         assert!(redacted.contains(r"caf\u00e9\n mail [EMAIL] \ud83d\ude00"), "{redacted}");
     }
 
+    /// Texts just under and just over `json::MARKED_BYTES_MAX` (marked
+    /// by the walk, or decoded again for the rewrite), full of escapes,
+    /// with hits at both ends and beside escapes: the rewrite decodes to
+    /// what decoding, redacting and escaping whole gives.
+    #[test]
+    fn long_texts_redact_on_both_sides_of_the_marks_limit() {
+        let g = guard(false);
+        let unit = r#"line \"quoted\"\n\tcaf\u00e9 x "#;
+        for target in [tollgate_protocol::json::MARKED_BYTES_MAX - 64, tollgate_protocol::json::MARKED_BYTES_MAX + 64] {
+            let mut text = String::from(r"bob@example.com\n");
+            while text.len() < target - 40 {
+                text.push_str(unit);
+            }
+            text.push_str(r"\nann@example.org");
+            let doc = format!(r#"{{"messages":[{{"role":"user","content":"{text}"}}],"model":"gpt-4o"}}"#);
+            let mut findings = Findings::default();
+            let mut texts = Texts::default();
+            scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts).unwrap();
+            assert!(findings.redacts(), "{target}");
+            let (new, _) = rewrite(doc.as_bytes(), &texts, &findings);
+            let want = rewrite_decoded(doc.as_bytes(), &texts, &findings);
+            let got: serde_json::Value = serde_json::from_slice(&new).expect("valid JSON");
+            assert_eq!(got, serde_json::from_slice::<serde_json::Value>(&want).unwrap(), "{target}");
+            let content = got["messages"][0]["content"].as_str().unwrap();
+            assert!(content.starts_with("[EMAIL]\n") && content.ends_with("\n[EMAIL]"), "{target}");
+            assert!(new.len() < doc.len(), "{target}: copied as written, escapes kept");
+        }
+    }
+
     #[test]
     fn escapes_are_decoded_before_scanning_and_written_back_valid() {
         let g = guard(false);
