@@ -82,10 +82,14 @@ pub fn string_texts(
 /// longer than [`MARKED_BYTES_MAX`]), so that a
 /// caller that changes the text can map its offsets back to the raw
 /// string without decoding it again.
+///
+/// The marks are lent as the walk's own buffer: a caller that keeps them
+/// takes them (`std::mem::take`) instead of copying (a 100 KB message of
+/// code has thousands).
 pub fn string_texts_marked(
     doc: &[u8],
     keep: impl Fn(&[u8], &[u8]) -> bool,
-    f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &[(usize, usize)]),
+    f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
 ) -> Result<(), Malformed> {
     texts(doc, keep, true, f)
 }
@@ -102,7 +106,7 @@ fn texts(
     doc: &[u8],
     keep: impl Fn(&[u8], &[u8]) -> bool,
     marked: bool,
-    mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &[(usize, usize)]),
+    mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
 ) -> Result<(), Malformed> {
     let mut scratch = Vec::new();
     let mut marks = Vec::new();
@@ -132,7 +136,7 @@ fn texts(
         } else {
             Ok(raw)
         };
-        f(key, v, text, &marks);
+        f(key, v, text, &mut marks);
     })
 }
 

@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use tollgate_policy::guard::stream::TextStream;
 use tollgate_policy::guard::{redact, Action, Direction, Findings, Guard, Hit};
 use tollgate_protocol::json::{
-    escape, string_texts_marked, string_values, unescape, unescape_marking, Malformed, StringValue,
+    escape, string_texts, string_texts_marked, string_values, unescape, unescape_marking, Malformed, StringValue,
 };
 use tollgate_protocol::sse::SseEvent;
 
@@ -110,11 +110,11 @@ fn scan_json(
             let i = texts.values.len() as u32;
             guard.scan(text, direction, true, findings);
             findings.file(i);
-            // A text to be redacted keeps its escapes' marks, so that the
-            // rewrite need not decode it again.
+            // A text to be redacted keeps its escapes' marks (taken, not
+            // copied), so that the rewrite need not decode it again.
             let mine = findings.all.iter().rev().take_while(|(t, _)| *t == i);
             if v.escaped && !marks.is_empty() && mine.clone().any(|(_, h)| h.action == Action::Redact) {
-                texts.marks.push((i, marks.to_vec()));
+                texts.marks.push((i, std::mem::take(marks)));
             }
             texts.values.push(v);
         }
@@ -131,7 +131,7 @@ fn scan_json(
 /// values a scan reads), one per line, for a classifier.
 pub fn request_texts(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    let _ = string_texts_marked(body, is_text, |_, _, text, _| {
+    let _ = string_texts(body, is_text, |_, _, text| {
         if let Ok(text) = text {
             if !out.is_empty() {
                 out.push(b'\n');
@@ -146,7 +146,7 @@ pub fn request_texts(body: &[u8]) -> Vec<u8> {
 /// them (for a webhook that returns spans to redact).
 pub fn texts_of(body: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    let _ = string_texts_marked(body, is_text, |_, _, text, _| {
+    let _ = string_texts(body, is_text, |_, _, text| {
         if let Ok(text) = text {
             out.push(text.to_vec());
         }
@@ -166,7 +166,7 @@ pub fn redact_spans(
         return None;
     }
     let mut texts = Texts::default();
-    string_texts_marked(body, is_text, |_, v, text, _| {
+    string_texts(body, is_text, |_, v, text| {
         if text.is_ok() {
             texts.values.push(v);
         }
