@@ -79,6 +79,16 @@ start_gateways() {
   for name in "$@"; do grep -q "tollgate listening" "$work/$name.log" || { cat "$work/$name.log"; exit 1; }; done
 }
 
+# The mock on CPU 1 (127.0.0.1:9100) and the two lanes the prompt-size
+# scripts compare on CPU 0: the routing-only gateway on 9200 and the
+# governed one on 9201, both taking bodies up to 16 MB.
+start_mock_and_lanes() {
+  taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
+  routing_config_large 9200 9100 >"$work/routing.toml"
+  governed_config_large 9201 9100 >"$work/governed.toml"
+  start_gateways routing governed
+}
+
 # Alternates wrk (-t1 -c32, on CPU 1) over NAME:PORT targets for $ROUNDS
 # rounds of $SECS seconds with the Lua script $1, then prints the medians.
 # Usage: wrk_rounds SCRIPT "DESCRIPTION" NAME:PORT...

@@ -15,10 +15,7 @@ SIZES=${*:-8192 102400}
 . bench/scripts/common.sh
 bench_setup
 
-taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
-routing_config_large 9200 9100 >"$work/routing.toml"
-governed_config_large 9201 9100 >"$work/governed.toml"
-start_gateways routing governed
+start_mock_and_lanes
 # "p50 p99" in microseconds from a tollgate-load --json result.
 pcts() { python3 -c "import json,sys; d=json.load(open(sys.argv[1]))[sys.argv[2]]; print(d['p50'], d['p99'])" "$1" "$2"; }
 for size in $SIZES; do

@@ -22,10 +22,7 @@ SLO_US=3000
 . bench/scripts/common.sh
 bench_setup
 
-taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
-routing_config_large 9200 9100 >"$work/routing.toml"
-governed_config_large 9201 9100 >"$work/governed.toml"
-start_gateways routing governed
+start_mock_and_lanes
 body=bench/prompts/mixed-$SIZE.json
 # p50 and p99 in µs and the achieved rate of one open-loop run.
 one() {
