@@ -7,10 +7,10 @@
 # rate. The highest rate whose median p99 is under the objective (3 ms) is
 # what each lane holds (a lower rate may still miss it here: at a few
 # hundred requests a second this VM's idle CPUs wake slowly, and both
-# lanes' p99 rises). `tollgate-load sweep` does the same in one pass,
-# but stops at its first failing step, and on this 2-core VM one stalled
-# second fails a step at any rate: medians of rounds are what this machine
-# can answer.
+# lanes' p99 rises). `tollgate-load sweep --rounds 3` judges each step the
+# same way but stops at its first failing step; this script runs every
+# rate for both lanes, alternating them, so that a slow minute of the
+# machine falls on both.
 # Usage: sweep-prompt.sh [rounds] [size] [rates...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -84,3 +84,24 @@ fn sweep_finds_the_highest_rate_and_plans_cores() {
     assert!(text.contains("highest rate with p99 under 1000 ms: 400 req/s (400 req/s per core)"), "{text}");
     assert!(text.contains("1000 requests/s at p99 under 1000 ms: 3 cores, 1.2x headroom"), "{text}");
 }
+
+/// With `--rounds 3` every rate is run three times and judged on the run
+/// with the median p99: the sweep reports the same steps (three runs each,
+/// so it takes three times as long) and the same plan.
+#[test]
+fn sweep_rounds_judge_each_rate_on_its_median_run() {
+    let m = mock();
+    let url = format!("http://{}/v1/chat/completions", m.1);
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_tollgate-load"))
+        .args(["sweep", "--url", &url, "-c", "4", "-d", "0.3", "--warmup", "0", "--slo-p99-ms", "1000"])
+        .args(["--start-rate", "100", "--step-factor", "2", "--max-rate", "200", "--rounds", "3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("holds").count(), 2, "{text}");
+    assert!(text.contains("highest rate with p99 under 1000 ms: 200 req/s"), "{text}");
+    // Two rates, three runs of 0.3 s each: at least 1.8 s of load.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1800), "{:?}", started.elapsed());
+}

@@ -56,6 +56,9 @@ SWEEP OPTIONS:
     --cores N              cores the system under test used, for per-core
                            figures [default: 1]
     --target-load R        a load to plan for: cores needed and headroom
+    --rounds N             runs per rate; a step is judged on the run with the
+                           median p99, so that one stalled second on a noisy
+                           machine fails one run, not the sweep [default: 1]
     -h, --help             print this help
 ";
 
@@ -147,6 +150,7 @@ struct Sweep {
     max: f64,
     cores: f64,
     target: Option<f64>,
+    rounds: usize,
 }
 
 fn run_sweep(args: &Args, sweep: &Sweep) -> i32 {
@@ -158,13 +162,20 @@ fn run_sweep(args: &Args, sweep: &Sweep) -> i32 {
         let mut opts = args.load.clone();
         opts.rate = Some(rate);
         opts.progress = false;
-        let m = match load::run(&opts) {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("tollgate-load: {e}");
-                return 1;
+        let mut runs = Vec::with_capacity(sweep.rounds.max(1));
+        for _ in 0..sweep.rounds.max(1) {
+            match load::run(&opts) {
+                Ok(m) => runs.push(m),
+                Err(e) => {
+                    eprintln!("tollgate-load: {e}");
+                    return 1;
+                }
             }
-        };
+        }
+        // The run with the median p99 speaks for the step (the upper
+        // median when the count is even: never the kinder of two).
+        runs.sort_by_key(|m| m.latency.value_at_quantile(0.99));
+        let m = runs.swap_remove(runs.len() / 2);
         let achieved = m.requests() as f64 / m.elapsed.as_secs_f64().max(1e-9);
         let p99 = m.latency.value_at_quantile(0.99);
         let error_share = m.errors as f64 / m.requests().max(1) as f64;
@@ -252,7 +263,8 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut key, mut headers, mut model, mut prompt_bytes, mut stream, mut body_file) =
         (None, Vec::new(), "gpt-4o-mini".to_string(), 100usize, false, None);
     let (mut json, mut hgrm, mut svg, mut progress) = (None, None, None, true);
-    let mut sweep = Sweep { slo_p99_us: 3000, start: 1000.0, factor: 1.5, max: 1_000_000.0, cores: 1.0, target: None };
+    let mut sweep =
+        Sweep { slo_p99_us: 3000, start: 1000.0, factor: 1.5, max: 1_000_000.0, cores: 1.0, target: None, rounds: 1 };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         fn num<T: std::str::FromStr>(name: &str, v: String) -> Result<T, String> {
@@ -289,6 +301,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--max-rate" => sweep.max = num("--max-rate", value("--max-rate")?)?,
             "--cores" => sweep.cores = num("--cores", value("--cores")?)?,
             "--target-load" => sweep.target = Some(num("--target-load", value("--target-load")?)?),
+            "--rounds" => sweep.rounds = num::<usize>("--rounds", value("--rounds")?)?.max(1),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
