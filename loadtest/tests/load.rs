@@ -69,17 +69,35 @@ fn open_loop_keeps_its_rate_and_streams_are_timed() {
     assert_eq!(v["event_gap_us"]["count"].as_u64(), Some(n * 10));
 }
 
-#[test]
-fn sweep_finds_the_highest_rate_and_plans_cores() {
+/// `tollgate-load sweep` against a fresh mock, no warm-up, a 1 s
+/// objective, with `args` added; its output, once it has succeeded.
+fn sweep(args: &[&str]) -> String {
     let m = mock();
     let url = format!("http://{}/v1/chat/completions", m.1);
     let out = Command::new(env!("CARGO_BIN_EXE_tollgate-load"))
-        .args(["sweep", "--url", &url, "-c", "4", "-d", "0.5", "--warmup", "0", "--slo-p99-ms", "1000"])
-        .args(["--start-rate", "100", "--step-factor", "2", "--max-rate", "400", "--target-load", "1000"])
+        .args(["sweep", "--url", &url, "-c", "4", "--warmup", "0", "--slo-p99-ms", "1000"])
+        .args(args)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+#[test]
+fn sweep_finds_the_highest_rate_and_plans_cores() {
+    let text = sweep(&[
+        "-d",
+        "0.5",
+        "--start-rate",
+        "100",
+        "--step-factor",
+        "2",
+        "--max-rate",
+        "400",
+        "--target-load",
+        "1000",
+    ]);
     assert_eq!(text.matches("holds").count(), 3, "{text}");
     assert!(text.contains("highest rate with p99 under 1000 ms: 400 req/s (400 req/s per core)"), "{text}");
     assert!(text.contains("1000 requests/s at p99 under 1000 ms: 3 cores, 1.2x headroom"), "{text}");
@@ -90,16 +108,8 @@ fn sweep_finds_the_highest_rate_and_plans_cores() {
 /// so it takes three times as long) and the same plan.
 #[test]
 fn sweep_rounds_judge_each_rate_on_its_median_run() {
-    let m = mock();
-    let url = format!("http://{}/v1/chat/completions", m.1);
     let started = std::time::Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_tollgate-load"))
-        .args(["sweep", "--url", &url, "-c", "4", "-d", "0.3", "--warmup", "0", "--slo-p99-ms", "1000"])
-        .args(["--start-rate", "100", "--step-factor", "2", "--max-rate", "200", "--rounds", "3"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let text = sweep(&["-d", "0.3", "--start-rate", "100", "--step-factor", "2", "--max-rate", "200", "--rounds", "3"]);
     assert_eq!(text.matches("holds").count(), 2, "{text}");
     assert!(text.contains("highest rate with p99 under 1000 ms: 200 req/s"), "{text}");
     // Two rates, three runs of 0.3 s each: at least 1.8 s of load.

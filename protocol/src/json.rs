@@ -123,12 +123,7 @@ fn texts(
             // Marks for strings up to MARKED_BYTES_MAX. Longer ones get
             // none (a caller then decodes again).
             let decoded = if marked && raw.len() <= MARKED_BYTES_MAX {
-                if raw.len() > 4096 {
-                    // Reserved once (an escape makes two marks; a count of
-                    // backslashes bounds them), not grown by doubling.
-                    marks.reserve(2 * memchr::memchr_iter(b'\\', raw).count());
-                }
-                unescape_marking(raw, &mut scratch, |t, r| marks.push((t, r)))
+                unescape_marked(raw, &mut scratch, &mut marks)
             } else {
                 unescape(raw, &mut scratch)
             };
@@ -151,6 +146,19 @@ fn string_end(doc: &[u8], from: usize) -> Result<(usize, bool), Malformed> {
 /// surrogate becomes U+FFFD, as browsers and serde_json's lossy mode do.
 pub fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed> {
     unescape_marking(raw, out, |_, _| {})
+}
+
+/// [`unescape_marking`] with the marks pushed to `marks`: both buffers
+/// reserved once for a long string (a decoded text is never longer than
+/// its raw form; an escape makes two marks, so a count of backslashes
+/// bounds them) rather than grown by doubling, whose copies were 13% of a
+/// 100 KB request's work.
+pub fn unescape_marked(raw: &[u8], out: &mut Vec<u8>, marks: &mut Vec<(usize, usize)>) -> Result<(), Malformed> {
+    out.reserve(raw.len());
+    if raw.len() > 4096 {
+        marks.reserve(2 * memchr::memchr_iter(b'\\', raw).count());
+    }
+    unescape_marking(raw, out, |t, r| marks.push((t, r)))
 }
 
 /// [`unescape`], calling `mark(text, raw)` where each escape begins and

@@ -73,14 +73,22 @@ impl Encoding {
     /// normalizes), which the tests check.
     pub fn count(self, text: &str) -> u64 {
         let (split, vocab) = (self.splitter(), self.vocab());
-        THREAD.with(|state| {
-            let CounterState { pieces: cache, searches } = &mut *state.borrow_mut();
-            let search = searches[self as usize].get_or_insert_with(|| split.cache());
+        self.with_thread(|cache, search| {
             let (mut pieces, mut n) = (split.pieces(text), 0);
             while let Some(piece) = pieces.next(search) {
                 n += cache.count(self, piece.as_bytes(), |p| vocab.count(p));
             }
             n
+        })
+    }
+
+    /// Runs `f` with this thread's piece cache and this encoding's search
+    /// cache (made on first use), borrowed for `f` alone.
+    fn with_thread<R>(self, f: impl FnOnce(&mut PieceCache, &mut regex_automata::meta::Cache) -> R) -> R {
+        THREAD.with(|state| {
+            let CounterState { pieces, searches } = &mut *state.borrow_mut();
+            let search = searches[self as usize].get_or_insert_with(|| self.splitter().cache());
+            f(pieces, search)
         })
     }
 
@@ -327,9 +335,7 @@ pub async fn prompt_tokens_in_steps<F: std::future::Future<Output = ()>>(
         loop {
             // The thread's state is borrowed for one batch, never across
             // a pause (another request on this worker counts meanwhile).
-            let (counted, bytes, more) = THREAD.with(|state| {
-                let CounterState { pieces: cache, searches } = &mut *state.borrow_mut();
-                let search = searches[encoding as usize].get_or_insert_with(|| split.cache());
+            let (counted, bytes, more) = encoding.with_thread(|cache, search| {
                 let (mut counted, mut bytes) = (0, 0);
                 while since_pause + bytes < STEP_BYTES {
                     let Some(piece) = pieces.next(search) else { return (counted, bytes, false) };
