@@ -1,7 +1,7 @@
 //! Guardrail scanning: throughput on clean English and on text dense with
 //! personal data, and the whole request step (walk the JSON, scan every
 //! text, decide) on a typical 2 KB chat request, clean and with
-//! redactions.
+//! redactions; and the built-in injection model's score.
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -115,5 +115,19 @@ fn request(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, scan, by_family, request);
+/// The built-in injection model (`kind = "builtin"` classifiers) on the
+/// 8 KiB a classifier is given by default: a pass over the words, a sort
+/// of their buckets, a sum.
+fn model(c: &mut Criterion) {
+    let m = tollgate_policy::guard::model::Model::injection();
+    let mut group = c.benchmark_group("injection_model");
+    for (name, unit) in [("english", PROSE), ("cjk", CJK), ("russian", RUSSIAN)] {
+        let t = text(unit, 8 * 1024);
+        group.throughput(Throughput::Bytes(t.len() as u64));
+        group.bench_function(name, |b| b.iter(|| black_box(m.score(black_box(&t)))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, scan, by_family, request, model);
 criterion_main!(benches);

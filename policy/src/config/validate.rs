@@ -971,11 +971,12 @@ fn validate_classifier(
         "chat" => ClassifierKind::Chat,
         "webhook" => ClassifierKind::Webhook,
         "presidio" => ClassifierKind::Presidio,
+        "builtin" => ClassifierKind::Builtin,
         other => {
             report.add(
                 c.kind.span(),
                 format!(
-                    "unknown classifier kind {other:?}; write \"tei\", \"moderations\", \"chat\", \"webhook\" or \"presidio\""
+                    "unknown classifier kind {other:?}; write \"tei\", \"moderations\", \"chat\", \"webhook\", \"presidio\" or \"builtin\""
                 ),
             );
             return None;
@@ -991,6 +992,30 @@ fn validate_classifier(
         found
     };
     let (provider, model) = match (kind, &c.provider, &c.route) {
+        (ClassifierKind::Builtin, _, _) => {
+            // Nothing to reach: a provider, route or path would be a
+            // misunderstanding worth saying so.
+            for (field, span) in [
+                ("provider", c.provider.as_ref().map(|p| p.span())),
+                ("route", c.route.as_ref().map(|r| r.span())),
+                ("path", c.path.as_ref().map(|p| p.span())),
+            ] {
+                if let Some(span) = span {
+                    report.add(
+                        span,
+                        format!("classifier {name:?} of kind \"builtin\" runs in the gateway; remove {field}"),
+                    );
+                }
+            }
+            match c.model.as_deref() {
+                None | Some("injection") => {}
+                Some(other) => report.add(
+                    c.kind.span(),
+                    format!("classifier {name:?}: the built-in model is \"injection\", not {other:?}; remove model or write model = \"injection\""),
+                ),
+            }
+            (usize::MAX, Some("injection".to_string()))
+        }
         (ClassifierKind::Chat, _, Some(r)) => {
             let Some((_, route)) = routes.find(r.get_ref().as_bytes()) else {
                 let hint = did_you_mean(r.get_ref(), routes.all().iter().map(|x| x.name.as_str()))
@@ -1035,10 +1060,12 @@ fn validate_classifier(
             ClassifierKind::Chat => "/chat/completions",
             ClassifierKind::Webhook => "/check",
             ClassifierKind::Presidio => "/analyze",
+            ClassifierKind::Builtin => "",
         }
         .to_string(),
     };
-    let threshold = c.threshold.as_ref().map_or(0.5, |t| *t.get_ref());
+    let default = if kind == ClassifierKind::Builtin { f64::from(crate::guard::model::THRESHOLD) } else { 0.5 };
+    let threshold = c.threshold.as_ref().map_or(default, |t| *t.get_ref());
     if let Some(t) = &c.threshold {
         if !(0.0..=1.0).contains(t.get_ref()) {
             report.add(t.span(), format!("threshold {} must be between 0 and 1", t.get_ref()));

@@ -26,6 +26,7 @@
 
 pub mod detect;
 pub mod injection;
+pub mod model;
 pub mod national;
 pub mod stream;
 
