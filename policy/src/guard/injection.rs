@@ -880,9 +880,41 @@ pub fn deobfuscated(text: &[u8]) -> Option<(Vec<u8>, Vec<u32>)> {
 /// place a lead byte stands is checked, valid UTF-8 or not.
 fn needs_undoing(text: &[u8]) -> bool {
     let hit = |k: usize| undoing_at(text, k);
-    memchr::memchr3_iter(0xC2, 0xE2, 0xEF, text).any(hit)
-        || memchr::memchr3_iter(0xD0, 0xD1, 0xCE, text).any(hit)
-        || memchr::memchr2_iter(0xCF, 0xD4, text).any(hit)
+    memchr::memchr3_iter(0xC2, 0xE2, 0xEF, text).any(hit) || script_touches_latin(text)
+}
+
+/// Whether a Greek or Cyrillic letter (lead byte `CE`, `CF`, `D0`, `D1`
+/// or `D4`) touches an ASCII letter: one before its lead byte or one
+/// after its two bytes. In Russian or Greek prose a lead byte stands
+/// every other byte, so a search that stops at each (as `memchr` does)
+/// cost 57 instructions a byte; this is one branch-free pass in blocks of
+/// 64 that the compiler vectorizes, leaving the edges to [`undoing_at`].
+fn script_touches_latin(text: &[u8]) -> bool {
+    let n = text.len();
+    let lead = |b: u8| matches!(b, 0xCE | 0xCF | 0xD0 | 0xD1 | 0xD4);
+    let letter = |b: u8| (b | 0x20).wrapping_sub(b'a') < 26;
+    // Text of other scripts (CJK) has no lead byte at all: two SIMD
+    // searches say so without the pass.
+    let Some(first) =
+        [memchr::memchr3(0xD0, 0xD1, 0xCE, text), memchr::memchr2(0xCF, 0xD4, text)].into_iter().flatten().min()
+    else {
+        return false;
+    };
+    let mut k = first.max(1);
+    while k + 2 < n {
+        let end = (k + 64).min(n - 2);
+        let (before, at, after) = (&text[k - 1..end - 1], &text[k..end], &text[k + 2..end + 2]);
+        let mut found = 0u8;
+        for ((&p, &x), &q) in before.iter().zip(at).zip(after) {
+            found |= u8::from(lead(x)) & (u8::from(letter(p)) | u8::from(letter(q)));
+        }
+        if found != 0 {
+            return true;
+        }
+        k = end;
+    }
+    // The places the blocks leave out: the first byte and the last two.
+    [0, n.saturating_sub(2), n.saturating_sub(1)].into_iter().any(|k| k < n && lead(text[k]) && undoing_at(text, k))
 }
 
 /// Whether the byte at `k` begins what [`deobfuscated`] undoes.
@@ -1000,7 +1032,7 @@ mod needs_undoing_tests {
         fn agrees_with_the_byte_loop(
             parts in proptest::collection::vec(proptest::sample::select(vec![
                 "a", "Z", " ", "日本", "，", "Ａ", "ｚ", "\u{200B}", "\u{AD}", "о", "Ω", "ω", "—", "«", "x", "\u{FEFF}", "\u{2060}",
-            ]), 0..12),
+            ]), 0..160),
             junk in proptest::collection::vec(proptest::num::u8::ANY, 0..6),
         ) {
             let mut text: Vec<u8> = parts.concat().into_bytes();
