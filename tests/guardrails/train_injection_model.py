@@ -24,8 +24,12 @@ Training data, all public and none of it in the test sets
     extraction benchmarks' pre-prompts, which
     speak of passwords and of ignoring instructions: real system
     prompts do), text-davinci-003's answers to the self-instruct
-    user-oriented instructions, and garak's ordinary instructions (in
-    the PyRIT wheel).
+    user-oriented instructions, garak's ordinary instructions (in the
+    PyRIT wheel), and long texts: T0 prompts run together to 1.5-8 KB,
+    1-8 KB chunks of CPython 3.11's standard library and of licences
+    other than the GPL (GPL-3 is the prompt-size workload's prose, left
+    for the tests). Without the long texts the model learned that a long
+    text is a jailbreak (GPL-3 in 8 KB pieces scored 0.29-0.43).
 Any training text whose word 8-grams overlap a test prompt's by a fifth
 or more is dropped, so the in-the-wild prompts in public.jsonl (from the
 same study as PyRIT's community prompts) stay unseen.
@@ -41,7 +45,8 @@ weights / sqrt(k)).
 
 Usage (numpy, scipy, scikit-learn, pyyaml):
   python3 tests/guardrails/train_injection_model.py PYRIT_WHEEL_DIR \
-      TENSOR_TRUST_CHECKOUT SELF_INSTRUCT_CHECKOUT EASYJAILBREAK_WHEEL_DIR
+      TENSOR_TRUST_CHECKOUT SELF_INSTRUCT_CHECKOUT EASYJAILBREAK_WHEEL_DIR \
+      [STDLIB_DIR (/usr/lib/python3.11)] [LICENSES_DIR (/usr/share/common-licenses)]
 the wheel directories are pyrit==1.1.0 and easyjailbreak==0.1.3 unzipped; the checkouts are git clones at
 the commits below. Deterministic: the same inputs give the same file.
 """
@@ -63,6 +68,9 @@ from sklearn.linear_model import LogisticRegression
 TENSOR_TRUST = "e2385ea9cf448c9641b96e2e39f113ed4979a5b0"
 SELF_INSTRUCT = "0b26ccaa415992100fa32df62d41b994cf928e23"
 BITS = 18
+# Licences trained on; GPL-3 is left for the tests (the prompt-size
+# workload's prose is GPL-3).
+LICENSES = ["Apache-2.0", "MPL-2.0", "LGPL-2.1", "GFDL-1.3", "Artistic"]
 # A text with fewer distinct buckets is scaled as if it had this many:
 # one short sentence's few words cannot carry it alone.
 FLOOR = 64
@@ -185,6 +193,32 @@ def answers(repo):
     return [json.loads(line)["response"].strip() for line in show(repo, SELF_INSTRUCT, path).splitlines()]
 
 
+def long_texts(t0_texts, stdlib, licenses):
+    """Long benign texts, so that length is not what the model learns (the
+    jailbreaks are long): T0 prompts run together to 1.5-8 KB, as a chat
+    history or a retrieved context is; chunks of 1-8 KB of CPython's
+    standard library (code and docstrings); chunks of licences (long
+    legal prose)."""
+    rng = random.Random(17)
+    out = []
+    for _ in range(1500):
+        want, text = rng.randint(1500, 8000), ""
+        while len(text) < want:
+            text += rng.choice(t0_texts) + "\n\n"
+        out.append(text)
+    sources = sorted(glob.glob(os.path.join(stdlib, "*.py")))
+    sources += [os.path.join(licenses, name) for name in LICENSES]
+    for path in sources:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        at = 0
+        while at < len(text):
+            size = rng.randint(1000, 8000)
+            out.append(text[at:at + size])
+            at += size
+    return out
+
+
 def garak_normal(wheel):
     path = os.path.join(wheel, "pyrit/datasets/seed_datasets/local/garak/normal_instructions.prompt")
     doc = yaml.safe_load(open(path, encoding="utf-8"))
@@ -209,6 +243,8 @@ def load_tests():
 
 def main():
     wheel, tt_repo, si_repo, ej_wheel = sys.argv[1:5]
+    stdlib = sys.argv[5] if len(sys.argv) > 5 else "/usr/lib/python3.11"
+    licenses = sys.argv[6] if len(sys.argv) > 6 else "/usr/share/common-licenses"
     objectives = objectives_of(wheel)
     tests = load_tests()
     test_shingles = {}
@@ -224,7 +260,9 @@ def main():
 
     _, defenses = tensor_trust(tt_repo)
     pos = [t for t in pyrit(wheel, objectives) + easyjailbreak(ej_wheel, objectives) if t.strip()]
-    neg = [t for t in t0(si_repo) + defenses + answers(si_repo) + garak_normal(wheel) if t.strip()]
+    t0_texts = t0(si_repo)
+    neg = t0_texts + defenses + answers(si_repo) + garak_normal(wheel) + long_texts(t0_texts, stdlib, licenses)
+    neg = [t for t in neg if t.strip()]
     dropped = len(pos) - sum(map(unseen, pos))
     pos = [t for t in pos if unseen(t)]
     print(f"train: {len(pos)} positives ({dropped} dropped as near the test set), {len(neg)} negatives")
