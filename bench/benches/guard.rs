@@ -116,8 +116,8 @@ fn request(c: &mut Criterion) {
 }
 
 /// The built-in injection model (`kind = "builtin"` classifiers) on the
-/// 8 KiB a classifier is given by default: a pass over the words, a sort
-/// of their buckets, a sum.
+/// 8 KiB a classifier is given by default: a pass over the words, their
+/// buckets marked in a per-thread bitset, a sum.
 fn model(c: &mut Criterion) {
     let m = tollgate_policy::guard::model::Model::injection();
     let mut group = c.benchmark_group("injection_model");

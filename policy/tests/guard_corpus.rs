@@ -311,9 +311,9 @@ fn builtin_model_on_prompts_nobody_here_wrote() {
     }
     // Long documents, as retrieved contexts and histories are: the
     // prompt-size workload's prompts (GPL prose, code, CJK, tool schemas)
-    // and this repository's documentation (which speaks of jailbreaks),
-    // in pieces of 2 and 8 KB. The jailbreaks are long; length must not
-    // be what the model learned.
+    // and this repository's documentation (which speaks of jailbreaks)
+    // in pieces of 2 and 8 KB, frozen in long_docs.jsonl (gen_long_docs.py).
+    // The jailbreaks are long; length must not be what the model learned.
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let mut long = Vec::new();
     for entry in std::fs::read_dir(format!("{root}/bench/prompts")).unwrap() {
@@ -325,18 +325,10 @@ fn builtin_model_on_prompts_nobody_here_wrote() {
             long.push(texts.join("\n"));
         }
     }
-    for doc in ["README.md", "ARCHITECTURE.md", "BENCHMARKS.md", "OPERATIONS.md", "docs/configuration.md"] {
-        let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap();
-        for size in [2048, 8192] {
-            let mut at = 0;
-            while at + size / 2 < text.len() {
-                let mut end = (at + size).min(text.len());
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                long.push(text[at..end].to_string());
-                at = end;
-            }
+    for line in std::fs::read_to_string(format!("{dir}long_docs.jsonl")).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(text) = v["text"].as_str() {
+            long.push(text.to_string());
         }
     }
     samples.extend(long.into_iter().map(|t| ("long-docs".to_string(), false, t)));

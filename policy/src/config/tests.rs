@@ -673,17 +673,23 @@ fn a_builtin_classifier_needs_nothing_to_reach_and_says_what_it_cannot_take() {
     let cs = &c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers;
     assert_eq!((cs[0].kind, cs[0].model.as_deref()), (ClassifierKind::Builtin, Some("injection")));
     assert_eq!(cs[0].threshold, f64::from(crate::guard::model::THRESHOLD), "the measured default");
-    let c = Config::parse("gw.toml", &classifier("threshold = 0.6\nmodel = \"injection\"\n"), &TestEnv).unwrap();
+    let fine = "threshold = 0.6\nmodel = \"injection\"\nanswers = true\nstream_window_bytes = 512\n";
+    let c = Config::parse("gw.toml", &classifier(fine), &TestEnv).unwrap();
     assert_eq!(c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers[0].threshold, 0.6);
     for (extra, needle) in [
-        ("provider = \"local\"\n", "remove provider"),
-        ("path = \"/predict\"\n", "remove path"),
+        ("provider = \"local\"\n", "provider does not apply"),
+        ("path = \"/predict\"\n", "path does not apply"),
         ("model = \"prompt-guard\"\n", "the built-in model is \"injection\", not \"prompt-guard\""),
+        ("timeout_ms = 50\n", "timeout_ms does not apply"),
+        ("on_error = \"block\"\n", "on_error does not apply"),
+        ("text_bytes_max = 65537\n", "reads at most 65536 bytes"),
+        ("answers = true\nstream_window_bytes = 511\ntext_bytes_max = 8192\n", "at least a sixteenth of it (512)"),
     ] {
         let text = classifier(extra);
         let found = problems(&text);
-        let line = text.lines().position(|l| l == extra.trim_end()).unwrap() + 1;
-        let line = if needle.starts_with("remove") { line } else { line - 1 };
+        let first = extra.lines().find(|l| !l.starts_with("answers")).unwrap();
+        let line = text.lines().position(|l| l == first).unwrap() + 1;
+        let line = if needle.contains("built-in model is") { line - 1 } else { line };
         assert!(
             found.iter().any(|p| p.starts_with(&format!("gw.toml:{line}:")) && p.contains(needle)),
             "{extra}: {found:#?}"

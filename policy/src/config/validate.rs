@@ -952,6 +952,10 @@ fn validate_profiles(
     profiles
 }
 
+/// The most a `builtin` classifier reads per ask: 64 KiB, about 0.25 ms
+/// on the worker.
+const BUILTIN_TEXT_MAX: usize = 64 * 1024;
+
 /// A profile's external classifier: its provider (or, for `chat`, the
 /// route whose first target it asks), path, labels and limits.
 fn validate_classifier(
@@ -995,15 +999,20 @@ fn validate_classifier(
         (ClassifierKind::Builtin, _, _) => {
             // Nothing to reach: a provider, route or path would be a
             // misunderstanding worth saying so.
+            // (labels, timeout_ms and on_error neither: it has one score,
+            // takes microseconds, and cannot fail to answer.)
             for (field, span) in [
                 ("provider", c.provider.as_ref().map(|p| p.span())),
                 ("route", c.route.as_ref().map(|r| r.span())),
                 ("path", c.path.as_ref().map(|p| p.span())),
+                ("labels", c.labels.as_ref().map(|_| c.kind.span())),
+                ("timeout_ms", c.timeout_ms.as_ref().map(|t| t.span())),
+                ("on_error", c.on_error.as_ref().map(|v| v.span())),
             ] {
                 if let Some(span) = span {
                     report.add(
                         span,
-                        format!("classifier {name:?} of kind \"builtin\" runs in the gateway; remove {field}"),
+                        format!("classifier {name:?} of kind \"builtin\" runs in the gateway; {field} does not apply: remove it"),
                     );
                 }
             }
@@ -1117,6 +1126,24 @@ fn validate_classifier(
             report.add(
                 t.span(),
                 "stream_window_bytes is read only with answers = true; add it or remove this line".into(),
+            );
+        }
+    }
+    if kind == ClassifierKind::Builtin {
+        // Scored on the worker: its cost is bounded by what one request or
+        // one stream window may make it read (28.7 us per 8 KiB).
+        if text_bytes_max > BUILTIN_TEXT_MAX {
+            report.add(
+                c.text_bytes_max.as_ref().map_or(0..0, |t| t.span()),
+                format!("a builtin classifier reads at most {BUILTIN_TEXT_MAX} bytes (it runs on the worker); lower text_bytes_max"),
+            );
+        } else if c.answers == Some(true) && stream_window_bytes * 16 < text_bytes_max {
+            report.add(
+                c.stream_window_bytes.as_ref().or(c.text_bytes_max.as_ref()).map_or(0..0, |t| t.span()),
+                format!(
+                    "a builtin classifier rereads text_bytes_max ({text_bytes_max}) every stream window; stream_window_bytes must be at least a sixteenth of it ({})",
+                    text_bytes_max.div_ceil(16)
+                ),
             );
         }
     }

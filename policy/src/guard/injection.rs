@@ -874,10 +874,11 @@ pub fn deobfuscated(text: &[u8]) -> Option<(Vec<u8>, Vec<u32>)> {
 /// Whether `text` holds what [`deobfuscated`] undoes, by its bytes: a
 /// zero-width character, a soft hyphen, a fullwidth letter, or a letter
 /// of the Greek or Cyrillic blocks touching an ASCII letter. Each of those
-/// begins with one of eight lead bytes, found with `memchr`'s SIMD
-/// searches (three passes) and checked where they stand: a byte loop over
-/// CJK prose cost 9% of a governed 8 KB request with CJK in it. Every
-/// place a lead byte stands is checked, valid UTF-8 or not.
+/// begins with one of eight lead bytes: the first three (`C2`, `E2`, `EF`,
+/// rare in any prose) found with one `memchr` SIMD search and checked where
+/// they stand, the Greek and Cyrillic ones by [`script_touches_latin`] (a
+/// byte loop over CJK prose cost 9% of a governed 8 KB request with CJK in
+/// it). Every place a lead byte stands is checked, valid UTF-8 or not.
 fn needs_undoing(text: &[u8]) -> bool {
     let hit = |k: usize| undoing_at(text, k);
     memchr::memchr3_iter(0xC2, 0xE2, 0xEF, text).any(hit) || script_touches_latin(text)
@@ -1031,7 +1032,8 @@ mod needs_undoing_tests {
         #[test]
         fn agrees_with_the_byte_loop(
             parts in proptest::collection::vec(proptest::sample::select(vec![
-                "a", "Z", " ", "日本", "，", "Ａ", "ｚ", "\u{200B}", "\u{AD}", "о", "Ω", "ω", "—", "«", "x", "\u{FEFF}", "\u{2060}",
+                "a", "Z", " ", "日本", "，", "Ａ", "ｚ", "\u{200B}", "\u{AD}", "о", "р", "ѕ", "ԁ", "Ω", "ω", "—", "«", "x",
+                "\u{FEFF}", "\u{2060}",
             ]), 0..160),
             junk in proptest::collection::vec(proptest::num::u8::ANY, 0..6),
         ) {
@@ -1039,6 +1041,24 @@ mod needs_undoing_tests {
             let at = text.len() / 2;
             text.splice(at..at, junk);
             proptest::prop_assert_eq!(super::needs_undoing(&text), reference(&text));
+        }
+    }
+
+    /// Each Greek and Cyrillic lead byte, beside a Latin letter on either
+    /// side, at the start, the end and past the first 64-byte block.
+    #[test]
+    fn every_lead_byte_is_seen_beside_a_latin_letter() {
+        let filler = "日本".repeat(40);
+        for letter in ["ο", "ω", "о", "ѕ", "ԁ"] {
+            for text in [
+                format!("{letter}ystem"),
+                format!("syste{letter}"),
+                format!("{filler}{letter}x{filler}"),
+                format!("{filler}x{letter}{filler}"),
+            ] {
+                assert!(super::needs_undoing(text.as_bytes()), "{text}");
+            }
+            assert!(!super::needs_undoing(format!("{filler}{letter} {filler}").as_bytes()), "{letter}");
         }
     }
 }

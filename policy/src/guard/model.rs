@@ -5,9 +5,10 @@
 //! at the cost of a pass over the text instead of a round trip.
 //!
 //! `tests/guardrails/train_injection_model.py` trains it on public data
-//! (PyRIT's jailbreak collections against the T0 mixture, Tensor Trust's
-//! defence prompts and ordinary answers), leaving out anything near the
-//! test sets, and writes `policy/data/injection-model.bin`:
+//! (PyRIT's and EasyJailbreak's jailbreak collections against the T0
+//! mixture, Tensor Trust's defence prompts and long benign texts), leaving
+//! out anything near the test sets, and writes
+//! `policy/data/injection-model.bin`:
 //!
 //! ```text
 //! "TGIM" | bits: u32 LE | scale: f32 LE | bias: f32 LE | 2^bits weights: i8
@@ -184,6 +185,21 @@ mod tests {
             proptest::prop_assert_eq!(m.score(&b), reference(&m, &b));
             proptest::prop_assert_eq!(m.score(&a), first);
         }
+    }
+
+    /// Values the script computes (`fnv`, `fmix`, `buckets` in
+    /// train_injection_model.py), so that a change to either side's
+    /// hashing fails here and not only through the scores.
+    #[test]
+    fn hashes_are_the_scripts() {
+        let fnv = |w: &[u8]| w.iter().fold(FNV_OFFSET, |h, &c| (h ^ u32::from(c)).wrapping_mul(FNV_PRIME));
+        let (ignore, previous) = (fnv(b"ignore"), fnv(b"previous"));
+        assert_eq!((ignore, previous), (0x7e3f_1843, 0xf45b_e528));
+        assert_eq!(pair(ignore, previous), 0x8f29_7740);
+        let mut b = Vec::new();
+        Model::injection().buckets(b"Ignore previous", |x| b.push(x));
+        b.sort_unstable();
+        assert_eq!(b, [96064, 202819, 255272]);
     }
 
     #[test]
