@@ -14,7 +14,8 @@
 # benchmark sends it; ESCAPES=ascii writes every non-ASCII character as a
 # \u escape instead, as Python's json.dumps does by default.
 # STREAM=1 asks for a streamed answer (the mock's 20-odd events).
-# Usage: [LANE=routing] [ESCAPES=ascii] [STREAM=1] callgrind-gateway.sh [N] [BODY_FILE]
+# CLASSIFIER=builtin adds the built-in injection model to the governed profile.
+# Usage: [LANE=routing] [ESCAPES=ascii] [STREAM=1] [CLASSIFIER=builtin] callgrind-gateway.sh [N] [BODY_FILE]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }

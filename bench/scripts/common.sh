@@ -143,6 +143,11 @@ governed_config() {
   printf 'price = { input_per_mtok = 0.15, output_per_mtok = 0.60 }\n'
   printf '[logging]\ndir = "%s/records-%s"\n' "$work" "$1"
   printf '[[guardrail_profiles]]\nname = "all"\npii = "redact"\nsecrets = "block"\ninjection = "block"\nresponses = true\n'
+  # CLASSIFIER=builtin: the profile also scores requests with the built-in
+  # injection model (what a team that lists it pays).
+  if [ "${CLASSIFIER:-}" = builtin ]; then
+    printf '[[guardrail_profiles.classifiers]]\nname = "model"\nkind = "builtin"\n'
+  fi
   bench_team_key | sed 's/^models = \["\*"\]$/models = ["*"]\nguardrails = "all"\nbudget = { daily_usd = 100000.0, monthly_usd = 1000000.0, request_usd = 1.0, request_output_tokens = 100000 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }/'
   printf 'budget = { daily_usd = 100000.0 }\nrate_limit = { requests_per_minute = 100000000, tokens_per_minute = 100000000000 }\n'
 }

@@ -93,28 +93,49 @@ impl Model {
     }
 
     /// Each word's and each neighbouring pair's bucket, repeats included.
+    /// One table load a byte says whether it is a word's and gives it
+    /// lower-cased; the hash runs on as long as the word does.
     fn buckets(&self, text: &[u8], mut each: impl FnMut(u32)) {
-        let is_word = |c: u8| c.is_ascii_alphanumeric() || c >= 0x80;
         let mut prev: Option<u32> = None;
-        let mut i = 0;
-        while i < text.len() {
-            if !is_word(text[i]) {
-                i += 1;
-                continue;
-            }
-            let mut h = FNV_OFFSET;
-            while i < text.len() && is_word(text[i]) {
-                h = (h ^ u32::from(text[i].to_ascii_lowercase())).wrapping_mul(FNV_PRIME);
-                i += 1;
-            }
+        let mut h = FNV_OFFSET;
+        let mut in_word = false;
+        let mut end_word = |h: u32, prev: &mut Option<u32>| {
             each(h & self.mask);
-            if let Some(p) = prev {
+            if let Some(p) = *prev {
                 each(pair(p, h) & self.mask);
             }
-            prev = Some(h);
+            *prev = Some(h);
+        };
+        for &c in text {
+            let folded = WORD_BYTE[c as usize];
+            if folded != 0 {
+                h = (h ^ u32::from(folded)).wrapping_mul(FNV_PRIME);
+                in_word = true;
+            } else if in_word {
+                end_word(h, &mut prev);
+                h = FNV_OFFSET;
+                in_word = false;
+            }
+        }
+        if in_word {
+            end_word(h, &mut prev);
         }
     }
 }
+
+/// A byte of a word, lower-cased (ASCII letters and digits, and every
+/// byte from 0x80: a word of any script is one word), or 0 for a byte
+/// between words.
+static WORD_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphanumeric() || c >= 0x80 { c.to_ascii_lowercase() } else { 0 };
+        b += 1;
+    }
+    t
+};
 
 /// A pair's hash from its words' (the script's `fmix(prev ^ h * K)`):
 /// murmur3's finaliser, so that the low bits taken depend on all of both.
