@@ -2,7 +2,9 @@
 """Chat request bodies at the sizes real traffic carries (100 B, 2 KB,
 8 KB, 32 KB, 100 KB), for the prompt-size benchmarks: `mixed-SIZE.json`
 (a system prompt, then a user message of prose, code and CJK in turn) and
-`tools-8192.json` (the same with JSON tool schemas, as agents send).
+`tools-8192.json` (the same with JSON tool schemas, as agents send);
+`conversation-SIZE.json` (a history of prose and code turns, sent again
+with each turn, then a new message of the mixed text).
 
 Text from sources this project did not write: prose from the GNU GPL v3
 (/usr/share/common-licenses/GPL-3, Debian's base-files), code from the
@@ -83,7 +85,33 @@ def body(n, tools=False):
     return json.dumps(doc, ensure_ascii=False)
 
 
+def conversation(n):
+    """A conversation of about n bytes, as a chat client sends its history
+    again with every turn: the system prompt, turns of prose and code of
+    about 2 KB (user and assistant in turn), then a new user message of
+    about 1 KB of the mixed text (CJK lines with personal data in them)."""
+    sources = [prose(), code()]
+    doc = {"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "You are a careful assistant for the finance team. Answer briefly."}]}
+    last = {"role": "user", "content": mixed(3072)[-900:]}
+    at, i = [0, 0], 0
+    while True:
+        k = i % 2
+        src = sources[k]
+        piece = src[at[k]:at[k] + 2048] or src[:2048]
+        at[k] = (at[k] + 2048) % max(len(src) - 2048, 1)
+        turn = {"role": "user" if i % 2 == 0 else "assistant", "content": piece}
+        if len(json.dumps({**doc, "messages": doc["messages"] + [turn, last]}, ensure_ascii=False).encode()) > n:
+            break
+        doc["messages"].append(turn)
+        i += 1
+    doc["messages"].append(last)
+    return json.dumps(doc, ensure_ascii=False)
+
+
 if __name__ == "__main__":
+    for n in [8192, 102400]:
+        with open(os.path.join(HERE, f"conversation-{n}.json"), "w", encoding="utf-8") as f:
+            f.write(conversation(n))
     for n in [100, 2048, 8192, 32768, 102400]:
         with open(os.path.join(HERE, f"mixed-{n}.json"), "w", encoding="utf-8") as f:
             f.write(body(n))

@@ -5,7 +5,8 @@
 # alternating; p50 and p99 of each, and the difference. Streams too: time
 # to first token added. The gateway on CPU 0, the mock and the load on
 # CPU 1.
-# Usage: prompt-latency.sh [seconds] [rounds] [sizes...]
+# KIND=conversation sends bench/prompts/conversation-SIZE.json instead.
+# Usage: [KIND=mixed|conversation] prompt-latency.sh [seconds] [rounds] [sizes...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-5}
@@ -20,7 +21,7 @@ start_mock_and_lanes
 pcts() { python3 -c "import json,sys; d=json.load(open(sys.argv[1]))[sys.argv[2]]; print(d['p50'], d['p99'])" "$1" "$2"; }
 for size in $SIZES; do
   for mode in json stream; do
-    body="bench/prompts/mixed-$size.json"
+    body="bench/prompts/${KIND:-mixed}-$size.json"
     extra=()
     if [ "$mode" = stream ]; then
       # The same body with "stream": true, its text as written (no \u escapes).

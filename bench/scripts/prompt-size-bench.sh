@@ -6,7 +6,9 @@
 # request and token limits, guardrails on requests and answers, records,
 # the ledger), side by side in one run. Each proxy is pinned to CPU 0; the
 # mock and wrk share CPU 1. Rounds alternate; the table gives medians.
-# Usage: prompt-size-bench.sh [seconds] [rounds] [sizes...]
+# KIND=conversation sends bench/prompts/conversation-SIZE.json instead (a
+# history of turns sent again with each request, then a new message).
+# Usage: [KIND=mixed|conversation] prompt-size-bench.sh [seconds] [rounds] [sizes...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-5}
@@ -24,12 +26,12 @@ routing_config_large 9200 9100 >"$work/routing.toml"
 governed_config_large 9201 9100 >"$work/governed.toml"
 start_gateways routing governed
 for size in $SIZES; do
-  export BODY=bench/prompts/mixed-$size.json
+  export BODY=bench/prompts/${KIND:-mixed}-$size.json
   # Every lane must answer 200: a refusal is cheap and would flatter it.
   for port in 9300 9200 9201; do
     code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer tg-bench-key' -H 'Content-Type: application/json' \
       --data-binary @"$BODY" "http://127.0.0.1:$port/v1/chat/completions")
     [ "$code" = 200 ] || { echo "port $port answered $code to $BODY"; exit 1; }
   done
-  wrk_rounds bench/scripts/body.lua "$size-byte prompts (mixed prose, code, CJK)" nginx:9300 routing:9200 governed:9201
+  wrk_rounds bench/scripts/body.lua "$size-byte prompts (${KIND:-mixed}: prose, code, CJK)" nginx:9300 routing:9200 governed:9201
 done

@@ -36,6 +36,9 @@ pub struct CoreState {
     pub tls: Option<monoio_rustls::TlsAcceptor>,
     /// Guardrail classifiers' verdicts by text (emptied by a reload).
     pub verdicts: crate::verdicts::VerdictCache,
+    /// Request texts the profiles scanned and found nothing in (emptied by
+    /// a reload): a conversation's history is not scanned again each turn.
+    pub clean_texts: std::cell::RefCell<tollgate_policy::guard::CleanTexts>,
 }
 
 impl CoreState {
@@ -93,7 +96,16 @@ impl CoreState {
             own.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSIONS_PER_CORE);
             monoio_rustls::TlsAcceptor::from(Arc::new(own))
         });
-        CoreState { config, limits, upstreams, breakers, rng: Cell::new(seed), tls, verdicts: Default::default() }
+        CoreState {
+            config,
+            limits,
+            upstreams,
+            breakers,
+            rng: Cell::new(seed),
+            tls,
+            verdicts: Default::default(),
+            clean_texts: Default::default(),
+        }
     }
 
     /// Every breaker's state for the metrics: (model, provider, upstream

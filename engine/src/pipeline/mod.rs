@@ -329,8 +329,13 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
     let key = ex.key()?;
     let Some((profile, g)) = crate::proxy::guard::for_team(core.state, key.team) else { return Ok(()) };
     let trace = &mut ex.trace;
-    let checked =
-        crate::proxy::guard::check_request(profile, g, &ex.body, &mut trace.guard_hits, &mut trace.injection_features);
+    let checked = crate::proxy::guard::check_request(
+        profile,
+        g,
+        &ex.body,
+        (&mut trace.guard_hits, &mut trace.injection_features),
+        Some(&mut core.state.clean_texts.borrow_mut()),
+    );
     if let Some(redacted) = checked? {
         ex.body = redacted.body;
         // The route's spans move with the string values replaced before
@@ -458,11 +463,12 @@ pub fn capture<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) {
     if !team.is_some_and(|t| t.capture) {
         return;
     }
-    let prompt = match crate::proxy::guard::check_request("capture", g, &ex.body, &mut Vec::new(), &mut Vec::new()) {
-        Ok(Some(redacted)) => redacted.body,
-        Ok(None) => ex.body.clone(),
-        Err(_) => Bytes::from_static(b"(not captured: the body could not be read)"),
-    };
+    let prompt =
+        match crate::proxy::guard::check_request("capture", g, &ex.body, (&mut Vec::new(), &mut Vec::new()), None) {
+            Ok(Some(redacted)) => redacted.body,
+            Ok(None) => ex.body.clone(),
+            Err(_) => Bytes::from_static(b"(not captured: the body could not be read)"),
+        };
     ex.trace.capture = Some(Box::new(crate::record::Capture { prompt, answer: Vec::new() }));
 }
 

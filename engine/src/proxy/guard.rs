@@ -16,7 +16,7 @@
 
 use bytes::{Bytes, BytesMut};
 use tollgate_policy::guard::stream::TextStream;
-use tollgate_policy::guard::{redact, Action, Direction, Findings, Guard, Hit};
+use tollgate_policy::guard::{redact, Action, CleanTexts, Direction, Findings, Guard, Hit};
 use tollgate_protocol::json::{
     escape, string_texts, string_texts_marked, string_values, unescape, unescape_marked, Malformed, StringValue,
 };
@@ -103,12 +103,22 @@ fn scan_json(
     direction: Direction,
     findings: &mut Findings,
     texts: &mut Texts,
+    mut clean: Option<&mut CleanTexts>,
 ) -> Result<(), Malformed> {
     let mut bad = None;
     string_texts_marked(doc, is_text, |_, v, text, marks| match text {
         Ok(text) => {
             let i = texts.values.len() as u32;
-            guard.scan(text, direction, true, findings);
+            if direction == Direction::Request {
+                // A text with less than a remembered text's size after it
+                // is the body's newest (the last message): new with every
+                // request, so it is scanned without being remembered
+                // (hashing it would cost every request and save none).
+                let newest = doc.len() - v.raw.end < CleanTexts::MIN_BYTES;
+                guard.scan_request_text(text, findings, if newest { None } else { clean.as_deref_mut() });
+            } else {
+                guard.scan(text, direction, true, findings);
+            }
             findings.file(i);
             // A text to be redacted keeps its escapes' marks (taken, not
             // copied), so that the rewrite need not decode it again.
@@ -322,12 +332,12 @@ pub fn check_request(
     profile: &str,
     guard: &Guard,
     body: &Bytes,
-    recorded: &mut Vec<Recorded>,
-    features: &mut Vec<&'static str>,
+    (recorded, features): (&mut Vec<Recorded>, &mut Vec<&'static str>),
+    clean: Option<&mut CleanTexts>,
 ) -> Result<Option<Redacted>, GatewayError> {
     let mut findings = Findings::default();
     let mut texts = Texts::default();
-    if let Err(Malformed(why)) = scan_json(guard, body, Direction::Request, &mut findings, &mut texts) {
+    if let Err(Malformed(why)) = scan_json(guard, body, Direction::Request, &mut findings, &mut texts, clean) {
         if guard.fail_open {
             tracing::warn!(profile, why, "guardrails could not read a request; letting it through (on_error = allow)");
             return Ok(None);
@@ -358,7 +368,7 @@ pub enum Checked {
 pub fn check_answer(guard: &Guard, body: &mut BytesMut, recorded: &mut Vec<Recorded>) -> Checked {
     let mut findings = Findings::default();
     let mut texts = Texts::default();
-    if scan_json(guard, body, Direction::Response, &mut findings, &mut texts).is_err() {
+    if scan_json(guard, body, Direction::Response, &mut findings, &mut texts, None).is_err() {
         // The answer already parsed for usage or translation; one that
         // cannot be walked is not shown unchecked.
         return if guard.fail_open { Checked::Pass } else { Checked::Blocked("unreadable answer".to_string()) };
@@ -541,7 +551,7 @@ impl<'g> EventGuard<'g> {
         copy.extend_from_slice(&data[..raw.start]);
         copy.extend_from_slice(&data[raw.end..]);
         let mut findings = Findings::default();
-        if scan_json(self.guard, &copy, Direction::Response, &mut findings, &mut Texts::default()).is_err() {
+        if scan_json(self.guard, &copy, Direction::Response, &mut findings, &mut Texts::default(), None).is_err() {
             findings = self.scan_as_written(&copy);
         }
         self.unrewritable(&findings)
@@ -656,7 +666,7 @@ impl<'g> EventGuard<'g> {
         // An event that cannot be walked (not JSON, a bad escape) is
         // scanned as written; what a rule would redact in it cannot be, so
         // that ends the stream as a block does.
-        if scan_json(self.guard, &ev.data, Direction::Response, &mut findings, &mut texts).is_err() {
+        if scan_json(self.guard, &ev.data, Direction::Response, &mut findings, &mut texts, None).is_err() {
             let raw = self.scan_as_written(&ev.data);
             self.unrewritable(&raw)?;
             out.push(ev);
@@ -719,7 +729,7 @@ mod tests {
 
     fn check(g: &Guard, body: &str) -> Result<Option<String>, GatewayError> {
         let mut hits = Vec::new();
-        check_request("t", g, &Bytes::copy_from_slice(body.as_bytes()), &mut hits, &mut Vec::new())
+        check_request("t", g, &Bytes::copy_from_slice(body.as_bytes()), (&mut hits, &mut Vec::new()), None)
             .map(|b| b.map(|b| String::from_utf8(b.body.to_vec()).unwrap()))
     }
 
@@ -782,7 +792,7 @@ mod tests {
                 );
                 let mut findings = Findings::default();
                 let mut texts = Texts::default();
-                scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts).unwrap();
+                scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts, None).unwrap();
                 if !findings.redacts() {
                     continue;
                 }
@@ -820,7 +830,7 @@ mod tests {
             let doc = format!(r#"{{"messages":[{{"role":"user","content":"{text}"}}],"model":"gpt-4o"}}"#);
             let mut findings = Findings::default();
             let mut texts = Texts::default();
-            scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts).unwrap();
+            scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts, None).unwrap();
             assert!(findings.redacts(), "{target}");
             let (new, _) = rewrite(doc.as_bytes(), &texts, &findings);
             let want = rewrite_decoded(doc.as_bytes(), &texts, &findings);

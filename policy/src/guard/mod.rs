@@ -37,6 +37,52 @@ use std::fmt;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
+/// Request texts that profiles scanned and found nothing in, by a keyed
+/// hash of the profile and the text: one per core (never shared), emptied
+/// with its core's state on a reload, or when full. The hash's key is
+/// random per process, so a tenant cannot make a hostile text collide with
+/// a remembered one (64 bits, blind: about 2^-52 per try at 4,096
+/// entries).
+pub struct CleanTexts {
+    keys: std::hash::RandomState,
+    set: std::collections::HashSet<u64>,
+}
+
+impl CleanTexts {
+    /// Texts remembered at most (about 64 KiB of memory).
+    pub const ENTRIES: usize = 4096;
+    /// Shorter texts are scanned every time: a scan of them costs about
+    /// what hashing them does.
+    pub const MIN_BYTES: usize = 1024;
+
+    pub fn new() -> CleanTexts {
+        CleanTexts { keys: std::hash::RandomState::new(), set: std::collections::HashSet::new() }
+    }
+
+    fn key(&self, guard: &Guard, text: &[u8]) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.keys.build_hasher();
+        h.write_usize(guard as *const Guard as usize);
+        h.write(text);
+        h.finish()
+    }
+
+    /// How many texts are remembered.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+impl Default for CleanTexts {
+    fn default() -> Self {
+        CleanTexts::new()
+    }
+}
+
 /// What a profile does about a hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
@@ -559,6 +605,37 @@ impl Guard {
 
     pub fn action(&self, d: Detector) -> Option<Action> {
         self.actions[d.index()]
+    }
+
+    /// Scans one complete text of a request, as [`Guard::scan`] does,
+    /// unless `clean` remembers this profile finding nothing in the same
+    /// text before: a conversation sends its history again with every
+    /// turn, and an agent's 100 KB of it costs a scan per request
+    /// otherwise. Only what is exactly nothing is remembered: no hit, no
+    /// injection phrase counted, no feature, and none of the supporting
+    /// phrases either (they are looked for in a text only when earlier
+    /// texts of its request scored something, so a text clean in one
+    /// request may not be in another unless they find nothing in it).
+    pub fn scan_request_text(&self, text: &[u8], findings: &mut Findings, clean: Option<&mut CleanTexts>) {
+        let Some(clean) = clean.filter(|_| text.len() >= CleanTexts::MIN_BYTES) else {
+            self.scan(text, Direction::Request, true, findings);
+            return;
+        };
+        let key = clean.key(self, text);
+        if clean.set.contains(&key) {
+            return;
+        }
+        let before = (findings.hits.len(), findings.injection.len(), findings.injection_score);
+        let features = findings.injection_features.len();
+        self.scan(text, Direction::Request, true, findings);
+        let after = (findings.hits.len(), findings.injection.len(), findings.injection_score);
+        let nothing = before == after && features == findings.injection_features.len() && findings.open.is_empty();
+        if nothing && (self.action(Detector::Injection).is_none() || injection::supporting(text).next().is_none()) {
+            if clean.set.len() >= CleanTexts::ENTRIES {
+                clean.set.clear();
+            }
+            clean.set.insert(key);
+        }
     }
 
     /// Whether anything at all is looked for in `direction`.
