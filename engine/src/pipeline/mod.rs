@@ -334,7 +334,7 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
         g,
         &ex.body,
         (&mut trace.guard_hits, &mut trace.injection_features),
-        Some(&mut core.state.clean_texts.borrow_mut()),
+        Some((&mut core.state.clean_texts.borrow_mut(), key.team as u64)),
     );
     if let Some(redacted) = checked? {
         ex.body = redacted.body;

@@ -103,7 +103,7 @@ fn scan_json(
     direction: Direction,
     findings: &mut Findings,
     texts: &mut Texts,
-    mut clean: Option<&mut CleanTexts>,
+    mut clean: Option<(&mut CleanTexts, u64)>,
 ) -> Result<(), Malformed> {
     let mut bad = None;
     string_texts_marked(doc, is_text, |_, v, text, marks| match text {
@@ -115,7 +115,8 @@ fn scan_json(
                 // request, so it is scanned without being remembered
                 // (hashing it would cost every request and save none).
                 let newest = doc.len() - v.raw.end < CleanTexts::MIN_BYTES;
-                guard.scan_request_text(text, findings, if newest { None } else { clean.as_deref_mut() });
+                let memory = clean.as_mut().filter(|_| !newest).map(|(c, scope)| (&mut **c, *scope));
+                guard.scan_request_text(text, findings, memory);
             } else {
                 guard.scan(text, direction, true, findings);
             }
@@ -333,7 +334,7 @@ pub fn check_request(
     guard: &Guard,
     body: &Bytes,
     (recorded, features): (&mut Vec<Recorded>, &mut Vec<&'static str>),
-    clean: Option<&mut CleanTexts>,
+    clean: Option<(&mut CleanTexts, u64)>,
 ) -> Result<Option<Redacted>, GatewayError> {
     let mut findings = Findings::default();
     let mut texts = Texts::default();

@@ -38,7 +38,7 @@ use std::fmt;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 /// Request texts that profiles scanned and found nothing in, by a keyed
-/// hash of the profile and the text: one per core (never shared), emptied
+/// hash of the profile, the caller's scope (the team) and the text: one per core (never shared), emptied
 /// with its core's state on a reload, or when full. The hash's key is
 /// random per process, so a tenant cannot make a hostile text collide with
 /// a remembered one (64 bits, blind: about 2^-52 per try at 4,096
@@ -59,10 +59,11 @@ impl CleanTexts {
         CleanTexts { keys: std::hash::RandomState::new(), set: std::collections::HashSet::new() }
     }
 
-    fn key(&self, guard: &Guard, text: &[u8]) -> u64 {
+    fn key(&self, guard: &Guard, scope: u64, text: &[u8]) -> u64 {
         use std::hash::{BuildHasher, Hasher};
         let mut h = self.keys.build_hasher();
         h.write_usize(guard as *const Guard as usize);
+        h.write_u64(scope);
         h.write(text);
         h.finish()
     }
@@ -616,19 +617,23 @@ impl Guard {
     /// phrases either (they are looked for in a text only when earlier
     /// texts of its request scored something, so a text clean in one
     /// request may not be in another unless they find nothing in it).
-    pub fn scan_request_text(&self, text: &[u8], findings: &mut Findings, clean: Option<&mut CleanTexts>) {
-        let Some(clean) = clean.filter(|_| text.len() >= CleanTexts::MIN_BYTES) else {
+    ///
+    /// `clean` comes with the caller's scope (the team): what one team's
+    /// texts were is not told to another by how fast theirs are checked.
+    pub fn scan_request_text(&self, text: &[u8], findings: &mut Findings, clean: Option<(&mut CleanTexts, u64)>) {
+        let Some((clean, scope)) = clean.filter(|_| text.len() >= CleanTexts::MIN_BYTES) else {
             self.scan(text, Direction::Request, true, findings);
             return;
         };
-        let key = clean.key(self, text);
+        let key = clean.key(self, scope, text);
         if clean.set.contains(&key) {
             return;
         }
-        let before = (findings.hits.len(), findings.injection.len(), findings.injection_score);
+        let before =
+            (findings.hits.len(), findings.injection.len(), findings.injection_score, findings.phrases_matched);
         let features = findings.injection_features.len();
         self.scan(text, Direction::Request, true, findings);
-        let after = (findings.hits.len(), findings.injection.len(), findings.injection_score);
+        let after = (findings.hits.len(), findings.injection.len(), findings.injection_score, findings.phrases_matched);
         let nothing = before == after && features == findings.injection_features.len() && findings.open.is_empty();
         if nothing && (self.action(Detector::Injection).is_none() || injection::supporting(text).next().is_none()) {
             if clean.set.len() >= CleanTexts::ENTRIES {
@@ -891,6 +896,11 @@ pub struct Findings {
     /// counted towards an injection hit, for the record; emptied when the
     /// score stays under the threshold.
     pub injection_features: Vec<&'static str>,
+    /// Injection phrases and features matched so far, counted or not (a
+    /// phrase hidden in a text but already counted in an earlier one
+    /// changes nothing else): what [`Guard::scan_request_text`] needs to
+    /// know that a text had none.
+    phrases_matched: u32,
     /// Every hit so far, with the index of the text it is in.
     pub all: Vec<(u32, Hit)>,
     /// Scratch of the anchor search: the folded text and the matches.
@@ -926,6 +936,7 @@ impl Findings {
     /// Counts an injection phrase (or feature) once per request, however
     /// often it is repeated; true when it was new.
     fn count_phrase(&mut self, phrase: usize, weight: u32) -> bool {
+        self.phrases_matched += 1;
         let (word, bit) = (phrase / 128, 1u128 << (phrase % 128));
         if self.injection_seen[word] & bit != 0 {
             return false;
