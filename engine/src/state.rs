@@ -38,6 +38,9 @@ pub struct CoreState {
     pub verdicts: crate::verdicts::VerdictCache,
     /// Request texts the profiles scanned and found nothing in (emptied by
     /// a reload): a conversation's history is not scanned again each turn.
+    /// Keyed by each profile's `Guard` address, so it must never be carried
+    /// over to the next config's state as the pools are: a freed profile's
+    /// address may be another's after a reload.
     pub clean_texts: std::cell::RefCell<tollgate_policy::guard::CleanTexts>,
 }
 

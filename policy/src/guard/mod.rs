@@ -936,7 +936,7 @@ impl Findings {
     /// Counts an injection phrase (or feature) once per request, however
     /// often it is repeated; true when it was new.
     fn count_phrase(&mut self, phrase: usize, weight: u32) -> bool {
-        self.phrases_matched += 1;
+        self.phrases_matched = self.phrases_matched.wrapping_add(1);
         let (word, bit) = (phrase / 128, 1u128 << (phrase % 128));
         if self.injection_seen[word] & bit != 0 {
             return false;
@@ -965,6 +965,7 @@ impl Findings {
         self.injection.clear();
         self.injection_score = 0;
         self.injection_seen = [0; 2];
+        self.phrases_matched = 0;
         self.injection_at.clear();
         self.injection_features.clear();
         self.all.clear();
