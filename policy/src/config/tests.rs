@@ -664,18 +664,27 @@ fn classifiers_resolve_their_provider_or_route_and_report_mistakes() {
     assert!(found.iter().any(|p| p.contains("threshold 1.5 must be between 0 and 1")), "{found:#?}");
 }
 
+/// The base config with a profile `c` holding one classifier (`body`: the
+/// `[[guardrail_profiles.classifiers]]` table's lines).
+fn with_classifier(body: &str) -> String {
+    format!("{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\n{body}")
+}
+
+/// Profile `c`'s classifiers.
+fn classifiers_of(c: &Config) -> &[crate::config::Classifier] {
+    &c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers
+}
+
 #[test]
 fn a_builtin_classifier_needs_nothing_to_reach_and_says_what_it_cannot_take() {
-    let classifier = |extra: &str| {
-        format!("{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\nname = \"model\"\nkind = \"builtin\"\n{extra}")
-    };
+    let classifier = |extra: &str| with_classifier(&format!("name = \"model\"\nkind = \"builtin\"\n{extra}"));
     let c = Config::parse("gw.toml", &classifier(""), &TestEnv).unwrap();
-    let cs = &c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers;
+    let cs = classifiers_of(&c);
     assert_eq!((cs[0].kind, cs[0].model.as_deref()), (ClassifierKind::Builtin, Some("injection")));
     assert_eq!(cs[0].threshold, f64::from(crate::guard::model::THRESHOLD), "the measured default");
     let fine = "threshold = 0.6\nmodel = \"injection\"\nanswers = true\nstream_window_bytes = 512\n";
     let c = Config::parse("gw.toml", &classifier(fine), &TestEnv).unwrap();
-    assert_eq!(c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers[0].threshold, 0.6);
+    assert_eq!(classifiers_of(&c)[0].threshold, 0.6);
     for (extra, needle) in [
         ("provider = \"local\"\n", "provider does not apply"),
         ("path = \"/predict\"\n", "path does not apply"),
@@ -699,14 +708,13 @@ fn a_builtin_classifier_needs_nothing_to_reach_and_says_what_it_cannot_take() {
 
 #[test]
 fn a_stream_window_needs_answers_and_a_size_in_range() {
-    let classifier = |extra: &str| {
-        format!("{BASE}\n[[guardrail_profiles]]\nname = \"c\"\n\n[[guardrail_profiles.classifiers]]\nname = \"m\"\nkind = \"moderations\"\nprovider = \"local\"\n{extra}")
-    };
+    let classifier =
+        |extra: &str| with_classifier(&format!("name = \"m\"\nkind = \"moderations\"\nprovider = \"local\"\n{extra}"));
     let c = Config::parse("gw.toml", &classifier("answers = true\nstream_window_bytes = 256\n"), &TestEnv).unwrap();
-    let cs = &c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers;
+    let cs = classifiers_of(&c);
     assert_eq!((cs[0].answers, cs[0].stream_window_bytes), (true, 256));
     let c = Config::parse("gw.toml", &classifier("answers = true\n"), &TestEnv).unwrap();
-    assert_eq!(c.guardrail_profiles.iter().find(|p| p.name == "c").unwrap().classifiers[0].stream_window_bytes, 1024);
+    assert_eq!(classifiers_of(&c)[0].stream_window_bytes, 1024);
     let found = problems(&classifier("stream_window_bytes = 256\n"));
     assert!(found.iter().any(|p| p.contains("only with answers = true")), "{found:#?}");
     for bad in ["15", "65537"] {

@@ -629,12 +629,12 @@ impl Guard {
         if clean.set.contains(&key) {
             return;
         }
-        let before =
-            (findings.hits.len(), findings.injection.len(), findings.injection_score, findings.phrases_matched);
-        let features = findings.injection_features.len();
+        // Every injection place, score and feature a scan adds passes
+        // `count_phrase`, which counts each match: hits and that count
+        // unchanged is nothing found.
+        let before = (findings.hits.len(), findings.phrases_matched);
         self.scan(text, Direction::Request, true, findings);
-        let after = (findings.hits.len(), findings.injection.len(), findings.injection_score, findings.phrases_matched);
-        let nothing = before == after && features == findings.injection_features.len() && findings.open.is_empty();
+        let nothing = before == (findings.hits.len(), findings.phrases_matched) && findings.open.is_empty();
         if nothing && (self.action(Detector::Injection).is_none() || injection::supporting(text).next().is_none()) {
             if clean.set.len() >= CleanTexts::ENTRIES {
                 clean.set.clear();
@@ -899,7 +899,9 @@ pub struct Findings {
     /// Injection phrases and features matched so far, counted or not (a
     /// phrase hidden in a text but already counted in an earlier one
     /// changes nothing else): what [`Guard::scan_request_text`] needs to
-    /// know that a text had none.
+    /// know that a text had none. Every push to `injection`, every score
+    /// and every feature goes through [`Findings::count_phrase`], which
+    /// counts here first.
     phrases_matched: u32,
     /// Every hit so far, with the index of the text it is in.
     pub all: Vec<(u32, Hit)>,
