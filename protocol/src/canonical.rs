@@ -24,20 +24,103 @@ use crate::json::Malformed;
 /// cache serves, and a bound on the walk's stack.
 pub const DEPTH_MAX: usize = 128;
 
-/// Writes the canonical form of `doc` to `out`, leaving out the top-level
-/// members whose (decoded) key is in `skip`.
+/// Writes the canonical form of `doc` to `out` (after what it holds),
+/// leaving out the top-level members whose (decoded) key is in `skip`.
 pub fn canonical(doc: &[u8], skip: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Malformed> {
-    let mut w = Walk { doc, at: 0, scratch: Vec::new(), members: Vec::new() };
+    let mut pieces = Pieces::default();
+    canonical_pieces(doc, skip, &mut pieces)?;
+    out.reserve(pieces.len());
+    pieces.feed(|s| out.extend_from_slice(s));
+    Ok(())
+}
+
+/// [`canonical`] as [`Pieces`]. `pieces` is cleared first (and its
+/// buffers reused).
+fn canonical_pieces(doc: &[u8], skip: &[&[u8]], pieces: &mut Pieces) -> Result<(), Malformed> {
+    pieces.out.clear();
+    pieces.reordered.clear();
+    pieces.sorted.clear();
+    pieces.out.reserve(doc.len());
+    let mut w = Walk { doc, at: 0, scratch: Vec::new(), members: Vec::new(), pieces };
     w.space();
-    w.value(out, 0, skip)?;
+    w.value(0, skip)?;
     w.space();
     if w.at != doc.len() {
         return Err(Malformed("bytes after the document"));
     }
+    // Objects end inner first; the reading looks them up by where they begin.
+    w.pieces.reordered.sort_unstable_by_key(|r| r.body);
     Ok(())
 }
 
-struct Walk<'d> {
+/// A canonical form as the walk leaves it: the values written once, in
+/// the document's order (strings in their one spelling, no whitespace),
+/// and the objects whose members are to be read in another order. Reading
+/// the pieces in order ([`Pieces::feed`]) gives the canonical bytes with
+/// one copy: rebuilding each object out of key order as the walk ended it
+/// (a chat message's `role` comes before its `content`, a body's `model`
+/// before its `messages`) copied a chat body's text twice for the top
+/// level and twice more for its message (100 KB: 60.3 -> 51.7 us).
+#[derive(Debug, Default)]
+struct Pieces {
+    out: Vec<u8>,
+    /// By `body` once the walk is done.
+    reordered: Vec<Reordered>,
+    /// Each reordered object's members, in key order: a run per object.
+    sorted: Vec<Member>,
+}
+
+/// An object whose members are written out of key order: its members
+/// lie in `out[body..end]` (between its braces), and `sorted[members]`
+/// says in which order to read them.
+#[derive(Clone, Copy, Debug)]
+struct Reordered {
+    body: usize,
+    end: usize,
+    members: (u32, u32),
+}
+
+impl Pieces {
+    /// The canonical form's length in bytes.
+    fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Calls `f` with the canonical form's bytes, in order, in pieces.
+    fn feed(&self, mut f: impl FnMut(&[u8])) {
+        self.read(0, self.out.len(), &mut f);
+    }
+
+    /// `out[lo..hi]`, with the reordered objects in it read in key order.
+    /// Recursion is bounded by the walk's [`DEPTH_MAX`].
+    fn read(&self, lo: usize, hi: usize, f: &mut impl FnMut(&[u8])) {
+        let mut at = lo;
+        // Strictly after `lo`: a member's range starts where its object's
+        // body may (the first member), and that object is the caller's.
+        let mut k = self.reordered.partition_point(|r| r.body <= lo);
+        while let Some(&r) = self.reordered.get(k).filter(|r| r.body < hi) {
+            if at < r.body {
+                f(&self.out[at..r.body]);
+            }
+            let (from, to) = (r.members.0 as usize, r.members.1 as usize);
+            for (i, m) in self.sorted[from..to].iter().enumerate() {
+                if i > 0 {
+                    f(b",");
+                }
+                self.read(m.start, m.end, f);
+            }
+            at = r.end;
+            // Past the objects nested in this one: its members' reading
+            // took care of them.
+            k = self.reordered.partition_point(|x| x.body < r.end);
+        }
+        if at < hi {
+            f(&self.out[at..hi]);
+        }
+    }
+}
+
+struct Walk<'d, 'p> {
     doc: &'d [u8],
     at: usize,
     /// Decoded string text, reused.
@@ -45,49 +128,50 @@ struct Walk<'d> {
     /// Member ranges of the objects being written, a stack shared by the
     /// levels (each level uses the entries above where it began).
     members: Vec<Member>,
+    pieces: &'p mut Pieces,
 }
 
 /// One member as written to `out`: its whole range and where its key ends.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Member {
     start: usize,
     key_end: usize,
     end: usize,
 }
 
-impl Walk<'_> {
+impl Walk<'_, '_> {
     fn space(&mut self) {
         while self.doc.get(self.at).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
             self.at += 1;
         }
     }
 
-    fn value(&mut self, out: &mut Vec<u8>, depth: usize, skip: &[&[u8]]) -> Result<(), Malformed> {
+    fn value(&mut self, depth: usize, skip: &[&[u8]]) -> Result<(), Malformed> {
         match self.doc.get(self.at) {
-            Some(b'{') => self.object(out, depth, skip),
-            Some(b'[') => self.array(out, depth),
-            Some(b'"') => self.string(out),
-            Some(b't') => self.literal(out, b"true"),
-            Some(b'f') => self.literal(out, b"false"),
-            Some(b'n') => self.literal(out, b"null"),
-            Some(b'-' | b'0'..=b'9') => self.number(out),
+            Some(b'{') => self.object(depth, skip),
+            Some(b'[') => self.array(depth),
+            Some(b'"') => self.string(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
             Some(_) => Err(Malformed("a value is expected")),
             None => Err(Malformed("the document ends early")),
         }
     }
 
-    fn object(&mut self, out: &mut Vec<u8>, depth: usize, skip: &[&[u8]]) -> Result<(), Malformed> {
+    fn object(&mut self, depth: usize, skip: &[&[u8]]) -> Result<(), Malformed> {
         if depth >= DEPTH_MAX {
             return Err(Malformed("the document nests too deeply"));
         }
         self.at += 1;
-        out.push(b'{');
-        let body = out.len();
+        self.pieces.out.push(b'{');
+        let body = self.pieces.out.len();
         let base = self.members.len();
         self.space();
         if self.doc.get(self.at) == Some(&b'}') {
             self.at += 1;
-            out.push(b'}');
+            self.pieces.out.push(b'}');
             return Ok(());
         }
         loop {
@@ -95,27 +179,30 @@ impl Walk<'_> {
             if self.doc.get(self.at) != Some(&b'"') {
                 return Err(Malformed("an object member's key is expected"));
             }
-            let before = out.len();
+            let before = (self.pieces.out.len(), self.pieces.reordered.len(), self.pieces.sorted.len());
             if self.members.len() > base {
-                out.push(b',');
+                self.pieces.out.push(b',');
             }
-            let start = out.len();
-            self.string(out)?;
-            let key_end = out.len();
+            let start = self.pieces.out.len();
+            self.string()?;
+            let key_end = self.pieces.out.len();
             self.space();
             if self.doc.get(self.at) != Some(&b':') {
                 return Err(Malformed("`:` is expected after a key"));
             }
             self.at += 1;
             self.space();
-            out.push(b':');
+            self.pieces.out.push(b':');
             // The members below this level may be reordered by the value.
-            self.value(out, depth + 1, &[])?;
-            let skipped = skip.iter().any(|s| out.get(start + 1..key_end - 1) == Some(*s));
+            self.value(depth + 1, &[])?;
+            let skipped = skip.iter().any(|s| self.pieces.out.get(start + 1..key_end - 1) == Some(*s));
             if skipped {
-                out.truncate(before);
+                // With whatever its value reordered.
+                self.pieces.out.truncate(before.0);
+                self.pieces.reordered.truncate(before.1);
+                self.pieces.sorted.truncate(before.2);
             } else {
-                self.members.push(Member { start, key_end, end: out.len() });
+                self.members.push(Member { start, key_end, end: self.pieces.out.len() });
             }
             self.space();
             match self.doc.get(self.at) {
@@ -127,54 +214,50 @@ impl Walk<'_> {
                 _ => return Err(Malformed("`,` or `}` is expected in an object")),
             }
         }
-        // Members ordered by key (a repeated key is refused), written back
-        // with `,` between them.
+        // Members ordered by key (a repeated key is refused): left where
+        // they are, their order noted for the reading.
+        let out = &self.pieces.out;
+        let key = |m: &Member| &out[m.start..m.key_end];
         let level = &mut self.members[base..];
-        let sorted = level.windows(2).all(|p| out[p[0].start..p[0].key_end] < out[p[1].start..p[1].key_end]);
-        if !sorted {
-            let written = out[body..].to_vec();
-            let key = |m: &Member| &written[m.start - body..m.key_end - body];
+        if !level.windows(2).all(|p| key(&p[0]) < key(&p[1])) {
             level.sort_by(|a, b| key(a).cmp(key(b)));
             if level.windows(2).any(|p| key(&p[0]) == key(&p[1])) {
                 return Err(Malformed("an object repeats a key"));
             }
-            out.truncate(body);
-            for (i, m) in level.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(&written[m.start - body..m.end - body]);
-            }
+            let from = self.pieces.sorted.len() as u32;
+            self.pieces.sorted.extend_from_slice(level);
+            let members = (from, self.pieces.sorted.len() as u32);
+            self.pieces.reordered.push(Reordered { body, end: self.pieces.out.len(), members });
         }
-        out.push(b'}');
+        self.pieces.out.push(b'}');
         self.members.truncate(base);
         Ok(())
     }
 
-    fn array(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), Malformed> {
+    fn array(&mut self, depth: usize) -> Result<(), Malformed> {
         if depth >= DEPTH_MAX {
             return Err(Malformed("the document nests too deeply"));
         }
         self.at += 1;
-        out.push(b'[');
+        self.pieces.out.push(b'[');
         self.space();
         if self.doc.get(self.at) == Some(&b']') {
             self.at += 1;
-            out.push(b']');
+            self.pieces.out.push(b']');
             return Ok(());
         }
         loop {
             self.space();
-            self.value(out, depth + 1, &[])?;
+            self.value(depth + 1, &[])?;
             self.space();
             match self.doc.get(self.at) {
                 Some(b',') => {
                     self.at += 1;
-                    out.push(b',');
+                    self.pieces.out.push(b',');
                 }
                 Some(b']') => {
                     self.at += 1;
-                    out.push(b']');
+                    self.pieces.out.push(b']');
                     return Ok(());
                 }
                 _ => return Err(Malformed("`,` or `]` is expected in an array")),
@@ -182,7 +265,7 @@ impl Walk<'_> {
         }
     }
 
-    fn string(&mut self, out: &mut Vec<u8>) -> Result<(), Malformed> {
+    fn string(&mut self) -> Result<(), Malformed> {
         let from = self.at + 1;
         let mut at = from;
         let mut escaped = false;
@@ -202,32 +285,32 @@ impl Walk<'_> {
             return Err(Malformed("a string holds a raw control character"));
         }
         self.at = close + 1;
-        out.push(b'"');
+        self.pieces.out.push(b'"');
         if escaped && !canonical_escapes(raw) {
             if lone_surrogate(raw) {
                 return Err(Malformed("a string holds a lone UTF-16 surrogate escape"));
             }
             self.scratch.clear();
             crate::json::unescape(raw, &mut self.scratch)?;
-            crate::json::escape(&self.scratch, out);
+            crate::json::escape(&self.scratch, &mut self.pieces.out);
         } else {
-            out.extend_from_slice(raw);
+            self.pieces.out.extend_from_slice(raw);
         }
-        out.push(b'"');
+        self.pieces.out.push(b'"');
         Ok(())
     }
 
-    fn literal(&mut self, out: &mut Vec<u8>, word: &[u8]) -> Result<(), Malformed> {
+    fn literal(&mut self, word: &[u8]) -> Result<(), Malformed> {
         if self.doc.get(self.at..self.at + word.len()) != Some(word) {
             return Err(Malformed("a value is expected"));
         }
         self.at += word.len();
-        out.extend_from_slice(word);
+        self.pieces.out.extend_from_slice(word);
         Ok(())
     }
 
     /// A number as written, its grammar checked (`-`? int frac? exp?).
-    fn number(&mut self, out: &mut Vec<u8>) -> Result<(), Malformed> {
+    fn number(&mut self) -> Result<(), Malformed> {
         let start = self.at;
         let d = self.doc;
         let digits = |at: &mut usize| {
@@ -264,7 +347,7 @@ impl Walk<'_> {
         if d.get(at).is_some_and(|b| b.is_ascii_digit()) {
             return Err(Malformed("a number has a leading zero"));
         }
-        out.extend_from_slice(&d[start..at]);
+        self.pieces.out.extend_from_slice(&d[start..at]);
         self.at = at;
         Ok(())
     }
@@ -347,6 +430,33 @@ mod tests {
         assert_eq!(canon(r#"{"user":"u2","str\u0065am":false,"model":"m"}"#).unwrap(), r#"{"model":"m"}"#);
         // A message's `user` role or a nested `stream` key is content.
         assert_eq!(canon(r#"{"m":{"user":1}}"#).unwrap(), r#"{"m":{"user":1}}"#);
+    }
+
+    /// Objects out of order inside objects out of order, inside arrays,
+    /// and inside a skipped member (whose reordering leaves with it).
+    #[test]
+    fn nested_reorderings_are_read_in_key_order() {
+        assert_eq!(
+            canon(r#"{"z":{"b":[{"d":1,"c":{"f":2,"e":3}},[{"h":0,"g":0}]],"a":0},"y":1}"#).unwrap(),
+            r#"{"y":1,"z":{"a":0,"b":[{"c":{"e":3,"f":2},"d":1},[{"g":0,"h":0}]]}}"#
+        );
+        assert_eq!(canon(r#"{"user":{"b":1,"a":{"d":1,"c":2}},"model":"m"}"#).unwrap(), r#"{"model":"m"}"#);
+        assert_eq!(
+            canon(r#"{"b":{"y":1,"x":2},"stream":{"b":1,"a":2},"a":{"d":1,"c":2}}"#).unwrap(),
+            r#"{"a":{"c":2,"d":1},"b":{"x":2,"y":1}}"#
+        );
+        // Appended after what `out` held (the semantic cache's prefix).
+        let mut out = b"semantic:".to_vec();
+        canonical(br#"{"b":1,"a":2}"#, &[], &mut out).unwrap();
+        assert_eq!(out, br#"semantic:{"a":2,"b":1}"#);
+        // A reused `Pieces` starts afresh.
+        let mut p = Pieces::default();
+        canonical_pieces(br#"{"b":{"d":1,"c":2},"a":2}"#, &[], &mut p).unwrap();
+        canonical_pieces(br#"{"b":1,"a":2}"#, &[], &mut p).unwrap();
+        let mut read = Vec::new();
+        p.feed(|s| read.extend_from_slice(s));
+        assert_eq!(read, br#"{"a":2,"b":1}"#);
+        assert_eq!(p.len(), read.len());
     }
 
     #[test]
@@ -492,6 +602,12 @@ mod tests {
             shuffled(&v, &mut s, &mut other);
             let (a, b) = (canon(&compact), canon(&other));
             prop_assert!(a.is_ok(), "{compact}");
+            // The form read from its pieces is the same document (another
+            // parser says so) and its own canonical form.
+            let form = a.clone().unwrap();
+            let parsed: serde_json::Value = serde_json::from_str(&form).unwrap();
+            prop_assert_eq!(&parsed, &v);
+            prop_assert_eq!(canon(&form), Ok(form.clone()));
             prop_assert_eq!(a, b, "{} vs {}", compact, other);
         }
 
