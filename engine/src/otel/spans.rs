@@ -311,8 +311,8 @@ fn rules(trace: &Trace<'_>, config: &Config, direction: Option<tollgate_policy::
     let mut out: Vec<String> = Vec::new();
     for r in trace.guard_hits.iter().filter(|r| direction.is_none_or(|d| d == r.direction)) {
         let name = crate::record::rule_name(trace, config, r.hit.rule);
-        if !out.contains(&name) {
-            out.push(name);
+        if !out.iter().any(|o| *o == name) {
+            out.push(name.into_owned());
         }
     }
     out

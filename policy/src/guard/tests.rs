@@ -706,3 +706,18 @@ proptest::proptest! {
         }
     }
 }
+
+/// The written-out rule ids are the category and the name, as records,
+/// metrics and dashboards have always named them.
+#[test]
+fn rule_ids_are_category_and_name() {
+    for d in Detector::every() {
+        let want = match d.category() {
+            Category::Pii => format!("pii.{}", d.name()),
+            Category::Secrets => format!("secret.{}", d.name()),
+            Category::Injection => "injection".to_string(),
+        };
+        assert_eq!(d.rule_id(), want);
+        assert_eq!(Rule::Detector(d).to_string(), want);
+    }
+}
