@@ -667,6 +667,11 @@ impl Recorder {
         let mut buf = self.buf.borrow_mut();
         if !buf.is_empty() {
             let _ = tx.send(buf.split());
+            // Room for the next batch at once: grown from empty by
+            // doubling, the buffer's growth was 2,400 instructions of
+            // each governed 8 KB request. Only after a batch went, so an
+            // idle worker holds nothing.
+            buf.reserve(BATCH_BYTES + BATCH_BYTES / 4);
         }
     }
 
