@@ -520,6 +520,77 @@ mod tests {
         }
     }
 
+    /// Text that is mostly ASCII, with every class the hand-cut pieces
+    /// tell apart (each space byte, `\x0B` and `\x0C` among them, control
+    /// bytes, apostrophes before every letter of the contractions in both
+    /// cases, `/`, digits) and the characters outside ASCII that could
+    /// continue one of their runs or fold into a contraction: `ſ` (folds
+    /// to `s`), the Kelvin sign, no-break and other Unicode spaces, NEL,
+    /// other scripts' digits and letters, combining marks, `…`.
+    fn ascii_heavy_text() -> impl Strategy<Value = String> {
+        let chars = prop_oneof![
+            6 => proptest::char::range(' ', '~'),
+            2 => proptest::sample::select(vec!['s', 't', 'r', 'e', 'v', 'm', 'l', 'd', 'S', 'T', 'R', 'E', 'V', 'L', '\'']),
+            2 => proptest::sample::select(vec!['\n', '\r', '\t', '\u{b}', '\u{c}', '\u{0}', '\u{1f}', '\u{7f}', ' ', ' ', '/']),
+            1 => proptest::sample::select(vec![
+                'ſ', '\u{212a}', '\u{a0}', '\u{85}', '\u{2009}', '\u{3000}', '٣', '²', 'é', 'É', 'ǅ', 'ʰ', '\u{301}', '…',
+                '’', '網', 'ж', '🙂',
+            ]),
+        ];
+        proptest::collection::vec(chars, 0..120).prop_map(|v| v.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        /// Pieces cut by hand are the regex's, split for split, and the
+        /// counts tiktoken's.
+        #[test]
+        fn hand_cut_pieces_are_the_regexs(text in ascii_heavy_text()) {
+            for e in [Encoding::O200kBase, Encoding::Cl100kBase] {
+                let mut search = e.splitter().cache();
+                let (mut hand, mut regex) = (e.splitter().pieces(&text), e.splitter().pieces_by_regex(&text));
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                while let Some(piece) = hand.next(&mut search) {
+                    a.push(piece);
+                }
+                while let Some(piece) = regex.next(&mut search) {
+                    b.push(piece);
+                }
+                prop_assert_eq!(&a, &b, "{:?}", e);
+                let tik = match e {
+                    Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+                    Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+                };
+                prop_assert_eq!(e.count(&text), tik.encode_ordinary(&text).len() as u64, "{:?} {:?}", e, text);
+            }
+        }
+    }
+
+    /// The cases the hand-cut pieces decide at their edges, against
+    /// tiktoken: contractions in either case and after either rule, an
+    /// apostrophe before `ſ` or at the end, capitals before and after
+    /// small letters, digits in threes before other scripts' digits,
+    /// spaces before words, punctuation and line breaks, and runs ended by
+    /// a no-break space.
+    #[test]
+    fn hand_cut_edges_count_as_tiktoken_does() {
+        let o200k = tiktoken_rs::o200k_base_singleton();
+        let cl100k = tiktoken_rs::cl100k_base_singleton();
+        for t in [
+            "don't DON'T We'LL they'Re I'M it's 'tis 'sgood x'",
+            "x'ſ x'\u{212a} 'ſ HELLOworld HEllo heLLo ABC's ABC'S",
+            "1234567 12٣4 ١٢٣ 12² 99 x1 1x",
+            "  hello \thello \t\n\nfoo \n  foo   \n",
+            "a\u{a0}b a \u{a0}b  \u{a0}\n \u{85}x \u{b}\u{c}x\u{c}",
+            " !!! ?!/\n/\r\nx ...\u{2026} \u{0}\u{1f}\u{7f}x",
+            "end with spaces   ",
+            "\r\n\r\n",
+        ] {
+            assert_eq!(Encoding::O200kBase.count(t), o200k.encode_ordinary(t).len() as u64, "o200k {t:?}");
+            assert_eq!(Encoding::Cl100kBase.count(t), cl100k.encode_ordinary(t).len() as u64, "cl100k {t:?}");
+        }
+    }
+
     /// Pieces longer than the stack's merge (a word with no space, a
     /// base64 blob, a run of one letter, CJK with no punctuation) count as
     /// tiktoken counts them.
