@@ -676,6 +676,16 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
     if open && !complete {
         return (None, Verdict::NeedMore(start), end);
     }
+    // Fewer than eight digits is no number of ours but an address's dotted
+    // quad (every phone, card, SSN and national number below has eight or
+    // more; an IBAN and the identifiers that begin with letters were
+    // decided above): most digit runs in prose and code (`2007`, `64`,
+    // `3.14`) end here. A token that mixes separators is looked at again
+    // from its second group, as below.
+    if digits < 8 && !(n == 4 && seps[1..4] == *b"...") {
+        let same = seps[1..n].windows(2).all(|w| w[0] == w[1]);
+        return (None, Verdict::No, if same { end } else { i + groups[0] });
+    }
     // The number's digits (at most 19), read once.
     let mut ds = [0u8; 19];
     for (slot, &b) in ds.iter_mut().zip(text[i..end].iter().filter(|b| b.is_ascii_digit())) {
