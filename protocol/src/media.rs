@@ -37,15 +37,26 @@ const HEADER_BASE64_MAX: usize = 96 * 1024;
 /// The tokens the images and audio of a chat or messages request cost, as
 /// far as they can be told without the provider.
 pub fn media_tokens(body: &[u8]) -> u64 {
-    let finder = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
-    if !finder(b"image") && !finder(b"audio") {
+    // Only a body that names a medium, or could name one in escapes, is
+    // walked: a letter escaped is `\u00XX` (`"\u0069mage_url"` is
+    // `image_url` to the provider). One pass for the three (Teddy: 113K
+    // instructions for a 100 KB prompt, where three `memmem` passes were
+    // 123K and the two before the escapes were looked for 95K).
+    const NAMES: [&[u8]; 3] = [b"image", b"audio", b"\\u00"];
+    static SEARCHER: std::sync::LazyLock<Option<aho_corasick::packed::Searcher>> =
+        std::sync::LazyLock::new(|| aho_corasick::packed::Searcher::new(NAMES));
+    let named = match SEARCHER.as_ref() {
+        Some(s) => s.find(body).is_some(),
+        None => NAMES.iter().any(|n| memchr::memmem::find(body, n).is_some()),
+    };
+    if !named {
         return 0;
     }
     let mut c = Cursor { buf: body, pos: 0, depth_max: DEPTH_MAX };
     let mut total = 0u64;
     c.ws();
     let _ = members(&mut c, &mut |c, key| {
-        if key != b"messages" || c.peek() != Some(b'[') {
+        if !is(key, b"messages") || c.peek() != Some(b'[') {
             return c.value().ok();
         }
         elements(c, &mut |c| {
@@ -53,7 +64,7 @@ pub fn media_tokens(body: &[u8]) -> u64 {
                 return c.value().ok();
             }
             members(c, &mut |c, key| {
-                if key != b"content" || c.peek() != Some(b'[') {
+                if !is(key, b"content") || c.peek() != Some(b'[') {
                     return c.value().ok();
                 }
                 elements(c, &mut |c| {
@@ -67,6 +78,22 @@ pub fn media_tokens(body: &[u8]) -> u64 {
         })
     });
     total
+}
+
+/// Whether a key or string value, as written (escapes and all), is `word`
+/// once decoded, as the provider reads it: a part typed
+/// `"\u0069mage_url"` or under `"c\u006fntent"` is an image all the same,
+/// and a tenant must not hide one from the estimate that way.
+fn is(raw: &[u8], word: &[u8]) -> bool {
+    if !raw.contains(&b'\\') {
+        return raw == word;
+    }
+    // Six bytes an escape at most: anything longer is another word.
+    if raw.len() > 6 * word.len() {
+        return false;
+    }
+    let mut decoded = Vec::with_capacity(raw.len());
+    crate::json::unescape(raw, &mut decoded).is_ok() && decoded == word
 }
 
 /// The fields of one content part that say what media it holds.
@@ -95,52 +122,72 @@ fn part(c: &mut Cursor<'_>) -> Option<u64> {
     let mut p = Part::default();
     // Parts inside a part: Anthropic's `tool_result` carries images too.
     let mut nested = 0u64;
-    members(c, &mut |c, key| match key {
-        b"type" => string(c, &mut p.kind),
-        b"content" if c.peek() == Some(b'[') => elements(c, &mut |c| {
-            if c.peek() != Some(b'{') {
-                return c.value().ok();
-            }
-            nested = nested.saturating_add(part(c)?);
-            Some(())
-        }),
-        // OpenAI: {"url": ..., "detail": ...}, or the URL alone.
-        b"image_url" if c.peek() == Some(b'{') => members(c, &mut |c, key| match key {
-            b"url" => string(c, &mut p.url),
-            b"detail" => string(c, &mut p.detail),
-            _ => c.value().ok(),
-        }),
-        b"image_url" => string(c, &mut p.url),
-        b"input_audio" if c.peek() == Some(b'{') => members(c, &mut |c, key| match key {
-            b"data" => string(c, &mut p.data),
-            b"format" => string(c, &mut p.format),
-            _ => c.value().ok(),
-        }),
-        // Anthropic: {"type": "base64", "media_type": ..., "data": ...} or
-        // {"type": "url", "url": ...}.
-        b"source" if c.peek() == Some(b'{') => members(c, &mut |c, key| match key {
-            b"data" => string(c, &mut p.data),
-            b"url" => string(c, &mut p.url),
-            _ => c.value().ok(),
-        }),
-        _ => c.value().ok(),
+    members(c, &mut |c, key| {
+        if is(key, b"type") {
+            string(c, &mut p.kind)
+        } else if is(key, b"content") && c.peek() == Some(b'[') {
+            elements(c, &mut |c| {
+                if c.peek() != Some(b'{') {
+                    return c.value().ok();
+                }
+                nested = nested.saturating_add(part(c)?);
+                Some(())
+            })
+        } else if is(key, b"image_url") && c.peek() == Some(b'{') {
+            // OpenAI: {"url": ..., "detail": ...}, or the URL alone.
+            members(c, &mut |c, key| {
+                if is(key, b"url") {
+                    string(c, &mut p.url)
+                } else if is(key, b"detail") {
+                    string(c, &mut p.detail)
+                } else {
+                    c.value().ok()
+                }
+            })
+        } else if is(key, b"image_url") {
+            string(c, &mut p.url)
+        } else if is(key, b"input_audio") && c.peek() == Some(b'{') {
+            members(c, &mut |c, key| {
+                if is(key, b"data") {
+                    string(c, &mut p.data)
+                } else if is(key, b"format") {
+                    string(c, &mut p.format)
+                } else {
+                    c.value().ok()
+                }
+            })
+        } else if is(key, b"source") && c.peek() == Some(b'{') {
+            // Anthropic: {"type": "base64", "media_type": ..., "data": ...}
+            // or {"type": "url", "url": ...}.
+            members(c, &mut |c, key| {
+                if is(key, b"data") {
+                    string(c, &mut p.data)
+                } else if is(key, b"url") {
+                    string(c, &mut p.url)
+                } else {
+                    c.value().ok()
+                }
+            })
+        } else {
+            c.value().ok()
+        }
     })?;
     let get = |s: Option<Span>| s.map_or(&b""[..], |s| s.get(buf));
-    let own = match get(p.kind) {
-        b"image_url" => {
-            if get(p.detail) == b"low" {
-                return Some(OPENAI_IMAGE_BASE);
-            }
-            let url = get(p.url);
-            let b64 = url.iter().position(|&b| b == b',').filter(|_| url.starts_with(b"data:")).map(|i| &url[i + 1..]);
-            b64.and_then(image_size).map_or(IMAGE_UNKNOWN, |(w, h)| openai_image(w, h))
+    let kind = get(p.kind);
+    let own = if is(kind, b"image_url") {
+        if is(get(p.detail), b"low") {
+            return Some(OPENAI_IMAGE_BASE);
         }
-        b"image" => {
-            let data = get(p.data);
-            (!data.is_empty()).then(|| image_size(data)).flatten().map_or(IMAGE_UNKNOWN, |(w, h)| anthropic_image(w, h))
-        }
-        b"input_audio" => audio(get(p.data), get(p.format)),
-        _ => 0,
+        let url = get(p.url);
+        let b64 = url.iter().position(|&b| b == b',').filter(|_| url.starts_with(b"data:")).map(|i| &url[i + 1..]);
+        b64.and_then(image_size).map_or(IMAGE_UNKNOWN, |(w, h)| openai_image(w, h))
+    } else if is(kind, b"image") {
+        let data = get(p.data);
+        (!data.is_empty()).then(|| image_size(data)).flatten().map_or(IMAGE_UNKNOWN, |(w, h)| anthropic_image(w, h))
+    } else if is(kind, b"input_audio") {
+        audio(get(p.data), get(p.format))
+    } else {
+        0
     };
     Some(own.saturating_add(nested))
 }
@@ -351,6 +398,19 @@ mod tests {
         );
         let t = media_tokens(body.as_bytes());
         assert!((100..=102).contains(&t), "{t}");
+        // Escapes hide nothing: the type, the keys above it and around
+        // its fields are read as the provider decodes them.
+        for body in [
+            r#"{"messages":[{"role":"user","content":[{"type":"\u0069mage_url","image_url":{"url":"https://x/a.png"}}]}]}"#,
+            r#"{"messages":[{"role":"user","c\u006fntent":[{"typ\u0065":"image_url","image_url":{"url":"https://x/a.png"}}]}]}"#,
+            r#"{"m\u0065ssages":[{"role":"user","content":[{"type":"\u0069\u006d\u0061\u0067\u0065","source":{"type":"url","url":"https://x/y.png"}}]}]}"#,
+        ] {
+            assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN, "{body}");
+        }
+        let low = format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"image_url","image_\u0075rl":{{"url":"data:image/png;base64,{data}","d\u0065tail":"l\u006fw"}}}}]}}]}}"#
+        );
+        assert_eq!(media_tokens(low.as_bytes()), OPENAI_IMAGE_BASE);
         // A text that talks about images is text.
         let body = r#"{"messages":[{"role":"user","content":"an image_url with input_audio"}]}"#;
         assert_eq!(media_tokens(body.as_bytes()), 0);
