@@ -34,3 +34,33 @@ fn a_stream_that_declines_usage_is_billed_from_the_providers_counts() {
         assert!(rec["cost_micro_usd"].as_u64().is_some_and(|c| c > 0), "{rec}");
     }
 }
+
+/// A prompt written as `"data: ..."` (what a `data:` URL starts with) is
+/// text to the provider, and to the count that bills a request the
+/// provider never answered: cut by the drain, it is billed about as many
+/// prompt tokens as the same text under another first word.
+#[test]
+fn a_prompt_that_starts_like_a_data_url_is_still_billed() {
+    let text = "the prompt a tenant would rather not pay for. ".repeat(200);
+    let billed = |first: &str| {
+        let mock = start_mock(&[]);
+        let logs = TempDir::new("evasion-data-url");
+        let extra = format!("[logging]\ndir = \"{}\"\n[server.timeouts]\ndrain_ms = 300", logs.0.display());
+        let mut gw = start_gateway(&config_for(mock.addr, 1, &extra), &[], &[]);
+        let body = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{first}: {text}"}}]}}"#);
+        std::thread::scope(|s| {
+            let client = s.spawn(|| one_request(gw.addr, &chat_request(&body, "x-mock-latency-ms: 5000\r\n")));
+            wait_until(Duration::from_secs(10), "the request in flight", || admin_stats(&gw)["in_flight"] == 1);
+            gw.signal(libc::SIGTERM);
+            client.join().expect("client");
+        });
+        assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+        let recs = read_records(&logs.0);
+        assert_eq!(recs.len(), 1, "{recs:#?}");
+        assert_eq!(recs[0]["tokens"]["estimated"], true, "{}", recs[0]);
+        recs[0]["tokens"]["prompt"].as_u64().expect("prompt tokens")
+    };
+    let (hidden, plain) = (billed("data"), billed("note"));
+    assert!(plain > 1500, "{plain}");
+    assert!(hidden.abs_diff(plain) <= 2, "billed {hidden} for the data: prompt, {plain} for the plain one");
+}

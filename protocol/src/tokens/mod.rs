@@ -264,6 +264,14 @@ const NOT_TEXT: &[&[u8]] = &[
     b"service_tier",
 ];
 
+/// Keys whose `data:` URLs are files (an image, a PDF), billed by
+/// [`crate::media`] or by the provider's own reading, not as text; besides
+/// `url`, which [`NOT_TEXT`] leaves out whatever it holds. Under any other
+/// key a `data:` prefix is text like any other: a message's content
+/// written as `"data: ..."` once went uncounted, and a stream cut short
+/// billed it as nothing.
+const DATA_URL_KEYS: &[&[u8]] = &[b"image_url", b"file_data"];
+
 /// The prompt tokens of a chat request body, counted the way OpenAI bills
 /// chat models: every text the messages carry (role and name included), 3
 /// per message, 1 per name, 3 for the reply, and images and audio at the
@@ -285,7 +293,9 @@ pub fn prompt_tokens(encoding: Encoding, body: &[u8]) -> u64 {
 /// when the body cannot be walked.
 fn prompt_shape(body: &[u8], mut text: impl FnMut(&[u8])) -> Option<u64> {
     let mut fixed = REPLY_PRIMING;
-    let keep = |key: &[u8], raw: &[u8]| !(NOT_TEXT.contains(&key) || raw.starts_with(b"data:"));
+    let keep = |key: &[u8], raw: &[u8]| {
+        !(NOT_TEXT.contains(&key) || (DATA_URL_KEYS.contains(&key) && raw.starts_with(b"data:")))
+    };
     string_texts(body, keep, |key, _, t| {
         match key {
             b"role" => fixed += TOKENS_PER_MESSAGE,
@@ -612,6 +622,25 @@ mod tests {
             assert_eq!(Encoding::O200kBase.count(t), o200k.encode_ordinary(t).len() as u64, "o200k {}", &t[..20]);
             assert_eq!(Encoding::Cl100kBase.count(t), cl100k.encode_ordinary(t).len() as u64, "cl100k {}", &t[..20]);
         }
+    }
+
+    /// A message whose text begins `data:` is text: counted as the same
+    /// text under another first word is, give or take that word. An
+    /// image's `data:` URL is not.
+    #[test]
+    fn a_message_cannot_hide_its_text_behind_data() {
+        let e = Encoding::O200kBase;
+        let text = "the prompt a tenant would rather not pay for. ".repeat(200);
+        let body =
+            |first: &str| format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{first}: {text}"}}]}}"#);
+        let (hidden, plain) = (prompt_tokens(e, body("data").as_bytes()), prompt_tokens(e, body("note").as_bytes()));
+        assert!(plain > 1500, "{plain}");
+        assert!(hidden.abs_diff(plain) <= 2, "{hidden} vs {plain}");
+        let image = format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"image_url","image_url":"data:image/png;base64,{}"}}]}}]}}"#,
+            "QUJD".repeat(5000)
+        );
+        assert!(prompt_tokens(e, image.as_bytes()) < 2000, "the image's base64 is not text");
     }
 
     #[test]
