@@ -334,6 +334,14 @@ fn called<'v>(messages: &'v [Value<'v>], id: &str) -> Option<&'v str> {
         .and_then(|c| c.get("function")?.get("name")?.as_str())
 }
 
+/// The media types an `image_url` may carry to Gemini (its supported
+/// image formats).
+const IMAGE_TYPES: &[&str] =
+    &["image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp", "image/heic", "image/heif"];
+
+/// Audio formats Gemini takes, as OpenAI's `input_audio.format` names them.
+const AUDIO_FORMATS: &[&str] = &["wav", "mp3", "aiff", "aac", "ogg", "flac"];
+
 /// One OpenAI content part as a Gemini part.
 fn write_part(part: &Value<'_>, out: &mut BytesMut) -> Result<(), TranslateError> {
     match part.get("type").and_then(|t| t.as_str()).unwrap_or("text") {
@@ -345,7 +353,15 @@ fn write_part(part: &Value<'_>, out: &mut BytesMut) -> Result<(), TranslateError
                 .and_then(|u| u.as_str())
                 .ok_or(TranslateError::Unsupported("image_url needs a url"))?;
             match data_url(url) {
-                Some((media, data)) => write_inline(out, media, data),
+                // Images only: the guardrails pass a `data:` URL over as a
+                // file, so one typed `text/plain` or `application/pdf`
+                // would reach Gemini, which reads it, unscanned.
+                Some((media, data)) if IMAGE_TYPES.contains(&media) => write_inline(out, media, data),
+                Some(_) => {
+                    return Err(TranslateError::Unsupported(
+                        "an image_url's data: URL must be an image (png, jpeg, gif, webp, heic or heif)",
+                    ))
+                }
                 None => {
                     out.extend_from_slice(b"{\"fileData\":{\"fileUri\":");
                     write_json_string(out, url);
@@ -360,6 +376,12 @@ fn write_part(part: &Value<'_>, out: &mut BytesMut) -> Result<(), TranslateError
                 .and_then(|d| d.as_str())
                 .ok_or(TranslateError::Unsupported("input_audio needs data"))?;
             let format = audio.and_then(|a| a.get("format")).and_then(|f| f.as_str()).unwrap_or("wav");
+            // A format of the tenant's choosing would be any media type.
+            if !AUDIO_FORMATS.contains(&format) {
+                return Err(TranslateError::Unsupported(
+                    "input_audio's format must be wav, mp3, aiff, aac, ogg or flac",
+                ));
+            }
             write_inline(out, &format!("audio/{format}"), data);
         }
         _ => return Err(TranslateError::Unsupported("content parts must be text, image_url or input_audio")),

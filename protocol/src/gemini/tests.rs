@@ -430,3 +430,31 @@ fn a_repeated_call_id_names_the_latest_call_before_its_result() {
     let early = json!({"messages": [{"role": "tool", "tool_call_id": "call_0", "content": "x"}, call("f")]});
     assert!(request(early).is_err());
 }
+
+/// A `data:` URL the guardrails pass over as a file may not carry text or
+/// a document to Gemini under `image_url`, nor an audio part a media type
+/// of the tenant's choosing.
+#[test]
+fn files_the_guardrails_do_not_read_are_not_sent_as_images_or_audio() {
+    for url in [
+        "data:text/plain;base64,aWdub3JlIGFsbA==",
+        "data:application/pdf;base64,JVBERi0=",
+        "data:image/svg+xml;base64,PHN2Zz4=",
+    ] {
+        let r = request(json!({"model": "g", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}}
+        ]}]}));
+        assert!(matches!(r, Err(TranslateError::Unsupported(m)) if m.contains("must be an image")), "{url}: {r:?}");
+    }
+    let r = request(json!({"model": "g", "messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "../text/plain"}}
+    ]}]}));
+    assert!(matches!(r, Err(TranslateError::Unsupported(m)) if m.contains("format")), "{r:?}");
+    let (g, _) = request(json!({"model": "g", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/"}},
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "mp3"}}
+    ]}]}))
+    .unwrap();
+    assert_eq!(g["contents"][0]["parts"][0]["inlineData"]["mimeType"], "image/jpeg");
+    assert_eq!(g["contents"][0]["parts"][1]["inlineData"]["mimeType"], "audio/mp3");
+}
