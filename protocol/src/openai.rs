@@ -22,10 +22,17 @@ pub struct ChatRequestFields {
     /// whether it asks for the usage chunk (`"include_usage": true`).
     pub stream_options: Option<Span>,
     pub include_usage: bool,
-    /// The most tokens the request lets the model generate: the top-level
-    /// `max_completion_tokens` (`max_output_tokens` in the Responses API),
-    /// else `max_tokens`, when a non-negative
-    /// integer (a tool schema's `max_tokens` property is not this).
+    /// The most tokens the request lets the model generate: the largest of
+    /// the top-level `max_completion_tokens`, `max_tokens` and
+    /// `max_output_tokens` (the Responses API's) given as non-negative
+    /// integers, each as often as it is given (a tool schema's
+    /// `max_tokens` property is not this). The largest, because the
+    /// providers and the translators read different ones (a translator
+    /// takes `max_completion_tokens`, else `max_tokens`, and knows no
+    /// `max_output_tokens`): a body with `"max_tokens": 32000,
+    /// "max_output_tokens": 1` reserved one token for an answer of 32,000.
+    /// Reserving the most any of them allows never lets an answer outrun
+    /// its reservation.
     pub max_tokens: Option<u64>,
     /// `"background": true` (the Responses API's runs that finish after
     /// the answer).
@@ -159,7 +166,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let mut model = None;
     let mut stream = None;
     let mut options = None;
-    let (mut max_completion, mut max_tokens) = (None, None);
+    let mut max_tokens: Option<u64> = None;
     let mut background = false;
     let mut temperature: Option<bool> = None;
     let (mut input, mut previous, mut store) = (None, None, None);
@@ -214,7 +221,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 let asks = asks_for_usage(&mut c)?;
                 options = Some((Span::new(start, c.pos), asks));
             }
-            k @ (b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens") => {
+            b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens" => {
                 let start = c.pos;
                 c.value()?;
                 let raw = &body[start..c.pos];
@@ -225,9 +232,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                     }
                     _ => return Err(BodyError::BadMaxTokens),
                 };
-                // The Responses API's `max_output_tokens` is its
-                // `max_completion_tokens`.
-                *(if k == b"max_tokens" { &mut max_tokens } else { &mut max_completion }) = n;
+                max_tokens = max_tokens.max(n);
             }
             b"temperature" => {
                 let start = c.pos;
@@ -293,7 +298,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         stream: stream.unwrap_or(false),
         stream_options: options.map(|(span, _)| span),
         include_usage: options.is_some_and(|(_, asks)| asks),
-        max_tokens: max_completion.or(max_tokens),
+        max_tokens,
         background,
         sampled: temperature.unwrap_or(true),
         input,
@@ -1294,8 +1299,12 @@ mod tests {
     fn max_tokens_is_read_from_the_top_level_only() {
         let table: &[(&str, Option<u64>)] = &[
             (r#"{"model":"m","max_tokens":100}"#, Some(100)),
-            (r#"{"model":"m","max_tokens" : 100 ,"max_completion_tokens":7}"#, Some(7)),
-            (r#"{"max_completion_tokens":7,"model":"m","max_tokens":100}"#, Some(7)),
+            // Given by several names, or more than once: the largest (the
+            // translators and providers read different ones).
+            (r#"{"model":"m","max_tokens" : 100 ,"max_completion_tokens":7}"#, Some(100)),
+            (r#"{"max_completion_tokens":7,"model":"m","max_tokens":100}"#, Some(100)),
+            (r#"{"model":"m","max_tokens":32000,"max_output_tokens":1}"#, Some(32000)),
+            (r#"{"model":"m","max_completion_tokens":5,"max_completion_tokens":9,"max_tokens":null}"#, Some(9)),
             // A tool schema with a `max_tokens` property is not the limit.
             (
                 r#"{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"max_tokens":{"type":"integer"}}}}}],"x":{"max_tokens":5}}"#,
