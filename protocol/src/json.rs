@@ -28,23 +28,34 @@ pub struct StringValue {
 /// closes, the key of the container around it is restored, so a string
 /// after an object inside an array is never taken for that object's last
 /// member.
+///
+/// Inside an object whose keys the tenant chooses ([`FREE_FORM`]: a tool
+/// call's `input`, `metadata`), a string is given with an empty
+/// key: its key names nothing the gateway knows, and a reader that passes
+/// over structural keys (`type`, `id`) must not pass over
+/// `"input": {"type": "<a secret>"}`, which the model reads.
 pub fn string_values(doc: &[u8], mut f: impl FnMut(&[u8], StringValue)) -> Result<(), Malformed> {
     let mut at = 0;
     let mut key = 0..0;
-    // The key each open container was a member value of.
-    let mut open: Vec<Range<usize>> = Vec::new();
+    let mut free = false;
+    // The key each open container was a member value of, and whether the
+    // container around it was free-form.
+    let mut open: Vec<(Range<usize>, bool)> = Vec::new();
     while let Some(q) = memchr::memchr(b'"', &doc[at..]) {
         let open_quote = at + q;
         // Containers opened and closed between the last string and this one.
-        for &b in &doc[at..open_quote] {
+        for (i, &b) in doc[at..open_quote].iter().enumerate() {
             match b {
                 b'{' | b'[' => {
                     if open.len() == NESTING_MAX {
                         return Err(Malformed("the document nests too deeply"));
                     }
-                    open.push(key.clone());
+                    open.push((key.clone(), free));
+                    // A member's value (after its `:`), not an array's element.
+                    let member = || doc[..at + i].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
+                    free = free || (free_form(&doc[key.clone()], open.len()) && member());
                 }
-                b'}' | b']' => key = open.pop().unwrap_or(0..0),
+                b'}' | b']' => (key, free) = open.pop().unwrap_or((0..0, false)),
                 _ => {}
             }
         }
@@ -55,10 +66,29 @@ pub fn string_values(doc: &[u8], mut f: impl FnMut(&[u8], StringValue)) -> Resul
         if next == Some(b':') {
             key = raw;
         } else {
-            f(&doc[key.clone()], StringValue { key: key.clone(), raw, escaped });
+            // One call site, so that `f` stays inlined into the walk.
+            let key = if free { 0..0 } else { key.clone() };
+            f(&doc[key.clone()], StringValue { key, raw, escaped });
         }
     }
     Ok(())
+}
+
+/// Keys whose object values hold keys of the tenant's choosing: a tool
+/// call's arguments as an object (Anthropic's `tool_use.input`) and
+/// `metadata`. Not JSON schemas (`parameters`, `input_schema`): their
+/// `type` values are checked by the providers as schema types, and
+/// scanning every one cost 19% more on a request of 8 KB of tool schemas
+/// (391,366 -> 467,233 instructions); a schema's other structural-named
+/// keys (`id`) stay passed over, a known gap (BENCHMARKS.md has the cost).
+pub const FREE_FORM: &[&[u8]] = &[b"input", b"metadata"];
+
+/// Whether a container that is the value of `key`, opened at nesting
+/// `depth` (1: the top-level object, 2: a member of it), is free-form. The
+/// Responses API's top-level `input` is its list of items, structure like
+/// `messages`; an `input` further down is a tool call's arguments.
+fn free_form(key: &[u8], depth: usize) -> bool {
+    FREE_FORM.contains(&key) && !(key == b"input" && depth <= 2)
 }
 
 /// Nesting past which a document is not walked: far beyond any chat
@@ -753,8 +783,36 @@ mod tests {
     /// member (`type`, which guardrails skip as structural).
     #[test]
     fn a_string_after_a_closed_object_gets_its_containers_key_back() {
-        let doc = r#"{"tools":[{"function":{"parameters":{"enum":[{"type":"x"},"my key sk-proj-abc mail bob@example.com"]}}}]}"#;
+        let doc =
+            r#"{"tools":[{"function":{"options":{"enum":[{"type":"x"},"my key sk-proj-abc mail bob@example.com"]}}}]}"#;
         assert_eq!(values(doc).last().map(|(k, _)| k.as_str()), Some("enum"));
+    }
+
+    /// In an object whose keys the tenant chooses, a string has no key
+    /// the gateway knows: a tool call's `input`, `metadata` (not the
+    /// Responses API's top-level `input`, its items; not a schema).
+    #[test]
+    fn strings_in_free_form_objects_have_no_key() {
+        let doc = r#"{"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{"type":"sk-proj-abc","id":"123-45-6789","deep":{"model":"x"},"list":[{"role":"y"}]}}]}],"metadata":{"type":"m"},"after":{"type":"t"}}"#;
+        let keys: Vec<_> = values(doc).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            keys,
+            [
+                "role=assistant",
+                "type=tool_use",
+                "id=t1",
+                "name=f",
+                "=sk-proj-abc",
+                "=123-45-6789",
+                "=x",
+                "=y",
+                "=m",
+                "type=t"
+            ]
+        );
+        let doc = r#"{"input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"hi"}]}],"tools":[{"type":"function","parameters":{"type":"object"}}]}"#;
+        let keys: Vec<_> = values(doc).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(keys, ["type=message", "role=user", "type=input_text", "text=hi", "type=function", "type=object"]);
         let doc = r#"{"a":[[{"id":"1"}],"after"],"b":{"type":"t"},"c":["x",{"k":"v"},"y"]}"#;
         let keys: Vec<_> = values(doc).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(keys, ["id=1", "a=after", "type=t", "c=x", "k=v", "c=y"]);

@@ -868,6 +868,14 @@ mod tests {
         assert!(check(&g, body).unwrap().is_none());
         let blocked = r#"{"model":"m","messages":[{"role":"user","content":"sk-abcdefghij0123456789klmnopqrstuv"}]}"#;
         assert!(matches!(check(&g, blocked), Err(GatewayError::Guardrail { .. })));
+        // A structural key's name chosen by the tenant inside a tool call's
+        // input (which the model reads) hides nothing (found by a review).
+        for key in ["type", "id", "model", "signature", "role"] {
+            let hidden = format!(
+                r#"{{"model":"m","messages":[{{"role":"assistant","content":[{{"type":"tool_use","id":"t1","name":"f","input":{{"{key}":"sk-abcdefghij0123456789klmnopqrstuv"}}}}]}}]}}"#
+            );
+            assert!(matches!(check(&g, &hidden), Err(GatewayError::Guardrail { .. })), "{key}");
+        }
     }
 
     #[test]
