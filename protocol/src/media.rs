@@ -34,8 +34,8 @@ pub const AUDIO_TOKENS_PER_SECOND: u64 = 10;
 /// whose size marker follows a large EXIF block.
 const HEADER_BASE64_MAX: usize = 96 * 1024;
 
-/// The tokens the images and audio of a chat or messages request cost, as
-/// far as they can be told without the provider.
+/// The tokens the images and audio of a chat, messages or Responses
+/// request cost, as far as they can be told without the provider.
 pub fn media_tokens(body: &[u8]) -> u64 {
     // Only a body that names a medium, or could name one in escapes, is
     // walked: a letter escaped is `\u00XX` (`"\u0069mage_url"` is
@@ -56,7 +56,9 @@ pub fn media_tokens(body: &[u8]) -> u64 {
     let mut total = 0u64;
     c.ws();
     let _ = members(&mut c, &mut |c, key| {
-        if !is(key, b"messages") || c.peek() != Some(b'[') {
+        // Chat's and Anthropic's `messages`, the Responses API's `input`
+        // (its items carry `content` parts the same way).
+        if !(is(key, b"messages") || is(key, b"input")) || c.peek() != Some(b'[') {
             return c.value().ok();
         }
         elements(c, &mut |c| {
@@ -102,6 +104,7 @@ struct Part {
     kind: Option<Span>,
     url: Option<Span>,
     detail: Option<Span>,
+    part_detail: Option<Span>,
     data: Option<Span>,
     format: Option<Span>,
 }
@@ -125,6 +128,12 @@ fn part(c: &mut Cursor<'_>) -> Option<u64> {
     members(c, &mut |c, key| {
         if is(key, b"type") {
             string(c, &mut p.kind)
+        } else if is(key, b"detail") {
+            // The Responses API's `input_image` has it beside its URL (a
+            // chat part's is inside `image_url`: one beside it is not read
+            // as its detail, or `"detail": "low"` there would price a
+            // high-detail image at 85).
+            string(c, &mut p.part_detail)
         } else if is(key, b"content") && c.peek() == Some(b'[') {
             elements(c, &mut |c| {
                 if c.peek() != Some(b'{') {
@@ -174,8 +183,9 @@ fn part(c: &mut Cursor<'_>) -> Option<u64> {
     })?;
     let get = |s: Option<Span>| s.map_or(&b""[..], |s| s.get(buf));
     let kind = get(p.kind);
-    let own = if is(kind, b"image_url") {
-        if is(get(p.detail), b"low") {
+    let own = if is(kind, b"image_url") || is(kind, b"input_image") {
+        let detail = if is(kind, b"input_image") { p.part_detail } else { p.detail };
+        if is(get(detail), b"low") {
             return Some(OPENAI_IMAGE_BASE);
         }
         let url = get(p.url);
@@ -411,6 +421,15 @@ mod tests {
             r#"{{"messages":[{{"role":"user","content":[{{"type":"image_url","image_\u0075rl":{{"url":"data:image/png;base64,{data}","d\u0065tail":"l\u006fw"}}}}]}}]}}"#
         );
         assert_eq!(media_tokens(low.as_bytes()), OPENAI_IMAGE_BASE);
+        // The Responses API: `input` items' `input_image` parts, by URL,
+        // by data, and at low detail (beside the URL, not inside it).
+        let body = format!(
+            r#"{{"model":"gpt-4o","input":[{{"role":"user","content":[{{"type":"input_text","text":"see"}},{{"type":"input_image","image_url":"https://x/a.png"}},{{"type":"input_image","image_url":"data:image/png;base64,{data}"}},{{"type":"input_image","detail":"low","image_url":"https://x/b.png"}}]}}]}}"#
+        );
+        assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN + 765 + 85);
+        // A chat part's detail is the one inside `image_url`.
+        let body = r#"{"messages":[{"role":"user","content":[{"type":"image_url","detail":"low","image_url":{"url":"https://x/a.png"}}]}]}"#;
+        assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN);
         // A text that talks about images is text.
         let body = r#"{"messages":[{"role":"user","content":"an image_url with input_audio"}]}"#;
         assert_eq!(media_tokens(body.as_bytes()), 0);
