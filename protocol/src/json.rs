@@ -88,7 +88,37 @@ pub const FREE_FORM: &[&[u8]] = &[b"input", b"metadata"];
 /// Responses API's top-level `input` is its list of items, structure like
 /// `messages`; an `input` further down is a tool call's arguments.
 fn free_form(key: &[u8], depth: usize) -> bool {
+    // Compared decoded: `"inp\u0075t"` is `input` to the provider. (Only
+    // a short key can be one of these.)
+    let mut decoded = [0u8; 16];
+    let key = if key.contains(&b'\\') && key.len() <= 6 * decoded.len() {
+        let mut out = Vec::with_capacity(key.len());
+        match unescape(key, &mut out) {
+            Ok(()) if out.len() <= decoded.len() => {
+                decoded[..out.len()].copy_from_slice(&out);
+                &decoded[..out.len()]
+            }
+            _ => return false,
+        }
+    } else {
+        key
+    };
     FREE_FORM.contains(&key) && !(key == b"input" && depth <= 2)
+}
+
+/// Whether a string's raw contents are base64 (standard or URL-safe, `/`
+/// possibly written `\/`): an inline file, not text. A text document's
+/// `data` (words, CJK, any space) is not.
+pub fn looks_base64(raw: &[u8]) -> bool {
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' | b'-' | b'_' => i += 1,
+            b'\\' if raw.get(i + 1) == Some(&b'/') => i += 2,
+            _ => return false,
+        }
+    }
+    !raw.is_empty()
 }
 
 /// Nesting past which a document is not walked: far beyond any chat
@@ -810,6 +840,10 @@ mod tests {
                 "type=t"
             ]
         );
+        // An escaped key is the provider's `input` all the same.
+        let doc = r#"{"messages":[{"content":[{"type":"tool_use","inp\u0075t":{"type":"sk-x"}}]}]}"#;
+        assert_eq!(values(doc).last().map(|(k, v)| format!("{k}={v}")).as_deref(), Some("=sk-x"));
+        assert!(looks_base64(br"iVBORw0KGgo\/AAA=") && !looks_base64("日本語".as_bytes()) && !looks_base64(b"a b"));
         let doc = r#"{"input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"hi"}]}],"tools":[{"type":"function","parameters":{"type":"object"}}]}"#;
         let keys: Vec<_> = values(doc).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(keys, ["type=message", "role=user", "type=input_text", "text=hi", "type=function", "type=object"]);

@@ -125,7 +125,18 @@ fn part(c: &mut Cursor<'_>) -> Option<u64> {
     let mut p = Part::default();
     // Parts inside a part: Anthropic's `tool_result` carries images too.
     let mut nested = 0u64;
+    // A key that says what the part holds, given twice: parsers disagree
+    // on which counts (and an object given twice would mix its fields
+    // with the other's), so such a part is priced at the dearest image.
+    let mut seen = 0u8;
+    let mut repeated = false;
     members(c, &mut |c, key| {
+        for (bit, name) in [&b"type"[..], b"image_url", b"source", b"detail", b"input_audio"].iter().enumerate() {
+            if is(key, name) {
+                repeated |= seen & (1 << bit) != 0;
+                seen |= 1 << bit;
+            }
+        }
         if is(key, b"type") {
             string(c, &mut p.kind)
         } else if is(key, b"detail") {
@@ -185,8 +196,8 @@ fn part(c: &mut Cursor<'_>) -> Option<u64> {
     let kind = get(p.kind);
     let own = if is(kind, b"image_url") || is(kind, b"input_image") {
         let detail = if is(kind, b"input_image") { p.part_detail } else { p.detail };
-        if is(get(detail), b"low") {
-            return Some(OPENAI_IMAGE_BASE);
+        if is(get(detail), b"low") && !repeated {
+            return Some(OPENAI_IMAGE_BASE.saturating_add(nested));
         }
         let url = get(p.url);
         let b64 = url.iter().position(|&b| b == b',').filter(|_| url.starts_with(b"data:")).map(|i| &url[i + 1..]);
@@ -199,6 +210,7 @@ fn part(c: &mut Cursor<'_>) -> Option<u64> {
     } else {
         0
     };
+    let own = if repeated { own.max(IMAGE_UNKNOWN) } else { own };
     Some(own.saturating_add(nested))
 }
 
@@ -232,7 +244,7 @@ pub fn anthropic_image(w: u32, h: u32) -> u64 {
 /// would make it longer, so this is an estimate, not a bound).
 fn audio(data: &[u8], format: &[u8]) -> u64 {
     let bytes = (data.len() as u64).saturating_mul(3) / 4;
-    let byte_rate = if format == b"wav" {
+    let byte_rate = if is(format, b"wav") {
         let header = decode_prefix(data, 64);
         header.get(28..32).map_or(0, |r| u64::from(u32::from_le_bytes([r[0], r[1], r[2], r[3]])))
     } else {
@@ -248,14 +260,18 @@ fn audio(data: &[u8], format: &[u8]) -> u64 {
 fn decode_prefix(data: &[u8], max: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(max * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0);
-    for &b in data.iter().take(max) {
+    let data = &data[..data.len().min(max)];
+    for (i, &b) in data.iter().enumerate() {
         let v = match b {
             b'A'..=b'Z' => b - b'A',
             b'a'..=b'z' => b - b'a' + 26,
             b'0'..=b'9' => b - b'0' + 52,
             b'+' | b'-' => 62,
             b'/' | b'_' => 63,
-            b'\\' => continue,
+            // JSON's `\/`; any other escape (`\u0041` for `A`) ends the
+            // prefix: read past, its letters would shift every byte after
+            // it, and a header could be made to say a small size.
+            b'\\' if data.get(i + 1) == Some(&b'/') => continue,
             _ => break,
         };
         acc = (acc << 6) | u32::from(v);
@@ -430,6 +446,19 @@ mod tests {
         // A chat part's detail is the one inside `image_url`.
         let body = r#"{"messages":[{"role":"user","content":[{"type":"image_url","detail":"low","image_url":{"url":"https://x/a.png"}}]}]}"#;
         assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN);
+        // Escapes inside base64 end what is read of it (letters written
+        // `\u00XX` would shift the header); a part that repeats what says
+        // what it holds is priced at the dearest image.
+        let shifted = format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{}\u0041{}"}}}}]}}]}}"#,
+            &data[..8],
+            &data[8..]
+        );
+        assert_eq!(media_tokens(shifted.as_bytes()), IMAGE_UNKNOWN);
+        let twice = format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{data}"}},"source":{{"type":"url","url":"https://x/big.jpg"}}}},{{"type":"image_url","image_url":{{"url":"a","detail":"low"}},"image_url":{{"url":"https://x/big.png"}}}}]}}]}}"#
+        );
+        assert_eq!(media_tokens(twice.as_bytes()), 2 * IMAGE_UNKNOWN);
         // A text that talks about images is text.
         let body = r#"{"messages":[{"role":"user","content":"an image_url with input_audio"}]}"#;
         assert_eq!(media_tokens(body.as_bytes()), 0);

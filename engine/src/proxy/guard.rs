@@ -58,11 +58,11 @@ const STRUCTURAL: &[&[u8]] = &[
 ];
 
 /// Inline files are not text: a `data:` URL, or Anthropic's base64 `data`
-/// (a long run without spaces; a plain-text document's `data` is text and
-/// is scanned).
+/// (a long run of base64; a plain-text document's `data` is text and is
+/// scanned, whatever separates its words: no-break spaces, or none in CJK).
 fn inline_file(key: &[u8], raw: &[u8]) -> bool {
     (key == b"url" && raw.starts_with(b"data:"))
-        || (key == b"data" && raw.len() >= 64 && !raw.contains(&b' ') && !raw.contains(&b'\\'))
+        || (key == b"data" && raw.len() >= 64 && tollgate_protocol::json::looks_base64(raw))
 }
 
 /// A string value a person or a tool wrote: not structure, not an inline
@@ -868,6 +868,13 @@ mod tests {
         assert!(check(&g, body).unwrap().is_none());
         let blocked = r#"{"model":"m","messages":[{"role":"user","content":"sk-abcdefghij0123456789klmnopqrstuv"}]}"#;
         assert!(matches!(check(&g, blocked), Err(GatewayError::Guardrail { .. })));
+        // A plain-text document whose words are not split by ASCII spaces
+        // is text, not an inline file.
+        let doc = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"document","source":{{"type":"text","media_type":"text/plain","data":"{}sk-abcdefghij0123456789klmnopqrstuv"}}}}]}}]}}"#,
+            "word\u{a0}".repeat(20)
+        );
+        assert!(matches!(check(&g, &doc), Err(GatewayError::Guardrail { .. })));
         // A structural key's name chosen by the tenant inside a tool call's
         // input (which the model reads) hides nothing (found by a review).
         for key in ["type", "id", "model", "signature", "role"] {

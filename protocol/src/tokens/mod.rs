@@ -293,7 +293,11 @@ pub fn prompt_tokens(encoding: Encoding, body: &[u8]) -> u64 {
 /// when the body cannot be walked.
 fn prompt_shape(body: &[u8], mut text: impl FnMut(&[u8])) -> Option<u64> {
     let mut fixed = REPLY_PRIMING;
+    // `data` is a file's base64, or a plain-text document's text.
     let keep = |key: &[u8], raw: &[u8]| {
+        if key == b"data" {
+            return !crate::json::looks_base64(raw);
+        }
         !(NOT_TEXT.contains(&key) || (DATA_URL_KEYS.contains(&key) && raw.starts_with(b"data:")))
     };
     string_texts(body, keep, |key, _, t| {
@@ -641,6 +645,11 @@ mod tests {
             "QUJD".repeat(5000)
         );
         assert!(prompt_tokens(e, image.as_bytes()) < 2000, "the image's base64 is not text");
+        // A plain-text document's `data` is text.
+        let doc = format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"document","source":{{"type":"text","media_type":"text/plain","data":"{text}"}}}}]}}]}}"#
+        );
+        assert!(prompt_tokens(e, doc.as_bytes()) + 10 >= plain, "the document's text counts");
     }
 
     #[test]
