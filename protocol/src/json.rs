@@ -88,22 +88,26 @@ pub const FREE_FORM: &[&[u8]] = &[b"input", b"metadata"];
 /// Responses API's top-level `input` is its list of items, structure like
 /// `messages`; an `input` further down is a tool call's arguments.
 fn free_form(key: &[u8], depth: usize) -> bool {
-    // Compared decoded: `"inp\u0075t"` is `input` to the provider. (Only
-    // a short key can be one of these.)
-    let mut decoded = [0u8; 16];
-    let key = if key.contains(&b'\\') && key.len() <= 6 * decoded.len() {
-        let mut out = Vec::with_capacity(key.len());
-        match unescape(key, &mut out) {
-            Ok(()) if out.len() <= decoded.len() => {
-                decoded[..out.len()].copy_from_slice(&out);
-                &decoded[..out.len()]
-            }
-            _ => return false,
-        }
-    } else {
-        key
-    };
-    FREE_FORM.contains(&key) && !(key == b"input" && depth <= 2)
+    // Compared decoded: `"inp\u0075t"` is `input` to the provider.
+    if decodes_to(key, b"input") {
+        return depth > 2;
+    }
+    FREE_FORM.iter().any(|word| decodes_to(key, word))
+}
+
+/// Whether a key or string value, as written (escapes and all), is `word`
+/// once decoded, as the provider reads it: `"\u0069mage_url"` is
+/// `image_url`, and a reader that compares raw bytes can be walked past.
+pub fn decodes_to(raw: &[u8], word: &[u8]) -> bool {
+    if !raw.contains(&b'\\') {
+        return raw == word;
+    }
+    // Six bytes an escape at most: anything longer is another word.
+    if raw.len() > 6 * word.len() {
+        return false;
+    }
+    let mut decoded = Vec::with_capacity(raw.len());
+    unescape(raw, &mut decoded).is_ok() && decoded == word
 }
 
 /// Whether a string's raw contents are base64 (standard or URL-safe, `/`

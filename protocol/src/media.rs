@@ -9,6 +9,10 @@
 //! size cannot be read, is estimated at the most the provider bills for
 //! one, so that an estimate never lets a tenant pay less than it used.
 
+// Keys and types are compared decoded: a part typed `"\u0069mage_url"`
+// or under `"c\u006fntent"` is an image all the same, and a tenant must
+// not hide one from the estimate that way.
+use crate::json::decodes_to as is;
 use crate::openai::{elements, members, Cursor, DEPTH_MAX};
 use crate::span::Span;
 
@@ -82,20 +86,13 @@ pub fn media_tokens(body: &[u8]) -> u64 {
     total
 }
 
-/// Whether a key or string value, as written (escapes and all), is `word`
-/// once decoded, as the provider reads it: a part typed
-/// `"\u0069mage_url"` or under `"c\u006fntent"` is an image all the same,
-/// and a tenant must not hide one from the estimate that way.
-fn is(raw: &[u8], word: &[u8]) -> bool {
-    if !raw.contains(&b'\\') {
-        return raw == word;
-    }
-    // Six bytes an escape at most: anything longer is another word.
-    if raw.len() > 6 * word.len() {
-        return false;
-    }
-    let mut decoded = Vec::with_capacity(raw.len());
-    crate::json::unescape(raw, &mut decoded).is_ok() && decoded == word
+/// The string members named in `wanted` of the object at the cursor, each
+/// into its slot; the others skipped.
+fn strings_of(c: &mut Cursor<'_>, wanted: &mut [(&[u8], &mut Option<Span>)]) -> Option<()> {
+    members(c, &mut |c, key| match wanted.iter_mut().find(|(name, _)| is(key, name)) {
+        Some((_, slot)) => string(c, slot),
+        None => c.value().ok(),
+    })
 }
 
 /// The fields of one content part that say what media it holds.
@@ -155,39 +152,15 @@ fn part(c: &mut Cursor<'_>) -> Option<u64> {
             })
         } else if is(key, b"image_url") && c.peek() == Some(b'{') {
             // OpenAI: {"url": ..., "detail": ...}, or the URL alone.
-            members(c, &mut |c, key| {
-                if is(key, b"url") {
-                    string(c, &mut p.url)
-                } else if is(key, b"detail") {
-                    string(c, &mut p.detail)
-                } else {
-                    c.value().ok()
-                }
-            })
+            strings_of(c, &mut [(b"url", &mut p.url), (b"detail", &mut p.detail)])
         } else if is(key, b"image_url") {
             string(c, &mut p.url)
         } else if is(key, b"input_audio") && c.peek() == Some(b'{') {
-            members(c, &mut |c, key| {
-                if is(key, b"data") {
-                    string(c, &mut p.data)
-                } else if is(key, b"format") {
-                    string(c, &mut p.format)
-                } else {
-                    c.value().ok()
-                }
-            })
+            strings_of(c, &mut [(b"data", &mut p.data), (b"format", &mut p.format)])
         } else if is(key, b"source") && c.peek() == Some(b'{') {
             // Anthropic: {"type": "base64", "media_type": ..., "data": ...}
             // or {"type": "url", "url": ...}.
-            members(c, &mut |c, key| {
-                if is(key, b"data") {
-                    string(c, &mut p.data)
-                } else if is(key, b"url") {
-                    string(c, &mut p.url)
-                } else {
-                    c.value().ok()
-                }
-            })
+            strings_of(c, &mut [(b"data", &mut p.data), (b"url", &mut p.url)])
         } else {
             c.value().ok()
         }

@@ -676,15 +676,17 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
     if open && !complete {
         return (None, Verdict::NeedMore(start), end);
     }
+    // Where to look next when this is no number of ours: a token that mixes
+    // separators ("ping -c 2 204.77.34.247") may hold one after its first
+    // group, so from the next one.
+    let no_next = if seps[1..n].windows(2).all(|w| w[0] == w[1]) { end } else { i + groups[0] };
     // Fewer than eight digits is no number of ours but an address's dotted
     // quad (every phone, card, SSN and national number below has eight or
     // more; an IBAN and the identifiers that begin with letters were
     // decided above): most digit runs in prose and code (`2007`, `64`,
-    // `3.14`) end here. A token that mixes separators is looked at again
-    // from its second group, as below.
+    // `3.14`) end here.
     if digits < 8 && !(n == 4 && seps[1..4] == *b"...") {
-        let same = seps[1..n].windows(2).all(|w| w[0] == w[1]);
-        return (None, Verdict::No, if same { end } else { i + groups[0] });
+        return (None, Verdict::No, no_next);
     }
     // The number's digits (at most 19), read once.
     let mut ds = [0u8; 19];
@@ -707,10 +709,7 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
     let groups = &groups[..n];
     let seps = &seps[1..n];
     let same = |set: &[u8]| seps.iter().all(|s| set.contains(s)) && seps.windows(2).all(|w| w[0] == w[1]);
-    // A token that mixes separators ("ping -c 2 204.77.34.247") may hold a
-    // number of ours after its first group: look again from the next one.
-    let no = if seps.windows(2).all(|w| w[0] == w[1]) { end } else { i + groups[0] };
-    let no = (None, Verdict::No, no);
+    let no = (None, Verdict::No, no_next);
     let digit_at = |k: usize| ds.get(k).copied().unwrap_or(0);
     // A parenthesis is part of a phone number only; an address or a card
     // number may stand in one.

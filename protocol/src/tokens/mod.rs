@@ -258,7 +258,6 @@ const NOT_TEXT: &[&[u8]] = &[
     b"status",
     b"detail",
     b"url",
-    b"data",
     b"media_type",
     b"reasoning_effort",
     b"service_tier",
@@ -295,10 +294,9 @@ fn prompt_shape(body: &[u8], mut text: impl FnMut(&[u8])) -> Option<u64> {
     let mut fixed = REPLY_PRIMING;
     // `data` is a file's base64, or a plain-text document's text.
     let keep = |key: &[u8], raw: &[u8]| {
-        if key == b"data" {
-            return !crate::json::looks_base64(raw);
-        }
-        !(NOT_TEXT.contains(&key) || (DATA_URL_KEYS.contains(&key) && raw.starts_with(b"data:")))
+        !(NOT_TEXT.contains(&key)
+            || (DATA_URL_KEYS.contains(&key) && raw.starts_with(b"data:"))
+            || (key == b"data" && crate::json::looks_base64(raw)))
     };
     string_texts(body, keep, |key, _, t| {
         match key {
@@ -484,6 +482,23 @@ mod tests {
         assert!(cache.map.len() <= PIECES_MAX);
     }
 
+    /// Every piece a cursor gives, in order.
+    fn every_piece<'a>(mut cursor: split::Pieces<'a>, search: &mut regex_automata::meta::Cache) -> Vec<&'a str> {
+        let mut pieces = Vec::new();
+        while let Some(piece) = cursor.next(search) {
+            pieces.push(piece);
+        }
+        pieces
+    }
+
+    /// tiktoken-rs's encoder of `e`: the reference counts.
+    fn tiktoken(e: Encoding) -> &'static tiktoken_rs::CoreBPE {
+        match e {
+            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+        }
+    }
+
     /// bpe-openai, the encoder this one replaced (GitHub's linear-time
     /// BPE, its own pre-tokenizer): a second, independent oracle.
     fn oracle(e: Encoding) -> &'static bpe_openai::Tokenizer {
@@ -517,17 +532,10 @@ mod tests {
         #[test]
         fn counts_and_pieces_agree_on_mixed_text(text in mixed_text()) {
             for e in [Encoding::O200kBase, Encoding::Cl100kBase] {
-                let (mut cursor, mut search, mut ours) = (e.splitter().pieces(&text), e.splitter().cache(), Vec::new());
-                while let Some(piece) = cursor.next(&mut search) {
-                    ours.push(piece);
-                }
+                let ours = every_piece(e.splitter().pieces(&text), &mut e.splitter().cache());
                 let theirs: Vec<&str> = oracle(e).split(&text).collect();
                 prop_assert_eq!(&ours, &theirs);
-                let tik = match e {
-                    Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
-                    Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
-                };
-                let want = tik.encode_ordinary(&text).len() as u64;
+                let want = tiktoken(e).encode_ordinary(&text).len() as u64;
                 prop_assert_eq!(e.count(&text), want, "{:?} {:?}", e, text);
                 prop_assert_eq!(oracle(e).count(text.as_str()) as u64, want);
             }
@@ -562,20 +570,10 @@ mod tests {
         fn hand_cut_pieces_are_the_regexs(text in ascii_heavy_text()) {
             for e in [Encoding::O200kBase, Encoding::Cl100kBase] {
                 let mut search = e.splitter().cache();
-                let (mut hand, mut regex) = (e.splitter().pieces(&text), e.splitter().pieces_by_regex(&text));
-                let (mut a, mut b) = (Vec::new(), Vec::new());
-                while let Some(piece) = hand.next(&mut search) {
-                    a.push(piece);
-                }
-                while let Some(piece) = regex.next(&mut search) {
-                    b.push(piece);
-                }
-                prop_assert_eq!(&a, &b, "{:?}", e);
-                let tik = match e {
-                    Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
-                    Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
-                };
-                prop_assert_eq!(e.count(&text), tik.encode_ordinary(&text).len() as u64, "{:?} {:?}", e, text);
+                let hand = every_piece(e.splitter().pieces(&text), &mut search);
+                let regex = every_piece(e.splitter().pieces_by_regex(&text), &mut search);
+                prop_assert_eq!(&hand, &regex, "{:?}", e);
+                prop_assert_eq!(e.count(&text), tiktoken(e).encode_ordinary(&text).len() as u64, "{:?} {:?}", e, text);
             }
         }
     }
