@@ -49,6 +49,14 @@ pub struct ChatRequestFields {
     pub previous_response_id: Option<Span>,
     /// The Responses API's `store`, when given as `true` or `false`.
     pub store: Option<bool>,
+    /// The provider reads input the body does not hold: a stored response
+    /// (`previous_response_id`), a stored conversation (`conversation`,
+    /// not `null`) or a stored prompt template (`prompt` given as an
+    /// object; a string `prompt` is the legacy completions' text). The
+    /// gateway cannot count that input: an answer to such a request is
+    /// read to its end for the provider's usage even when the client
+    /// leaves (`proxy::relay`).
+    pub stored_input: bool,
 }
 
 impl ChatRequestFields {
@@ -170,6 +178,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let mut background = false;
     let mut temperature: Option<bool> = None;
     let (mut input, mut previous, mut store) = (None, None, None);
+    let mut stored_elsewhere = false;
     // Given twice, the gateway and the provider could read different ones.
     let once = |seen: bool| if seen { Err(BodyError::AmbiguousKey) } else { Ok(()) };
     c.ws();
@@ -270,6 +279,15 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                     None
                 });
             }
+            b"conversation" | b"prompt" => {
+                let start = c.pos;
+                c.value()?;
+                let value = &body[start..c.pos];
+                // A conversation by id or object; a prompt template is an
+                // object (a string `prompt` is text, the legacy API's).
+                stored_elsewhere |=
+                    if key.get(body) == b"conversation" { value != b"null" } else { value.first() == Some(&b'{') };
+            }
             b"store" => {
                 once(store.is_some())?;
                 let start = c.pos;
@@ -302,6 +320,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         background,
         sampled: temperature.unwrap_or(true),
         input,
+        stored_input: previous.flatten().is_some() || stored_elsewhere,
         previous_response_id: previous.flatten(),
         store: store.flatten(),
     })
@@ -1204,6 +1223,34 @@ mod tests {
             br#"{"model":"m","store":true,"store":false}"#,
         ] {
             assert_eq!(scan_request(twice), Err(BodyError::AmbiguousKey));
+        }
+    }
+
+    /// Input the provider keeps (a stored response, conversation or
+    /// prompt template) is noted whatever the spacing and order; `null`,
+    /// a text `prompt` (the legacy completions') and the same names inside
+    /// the input are not it.
+    #[test]
+    fn input_stored_at_the_provider_is_noted() {
+        let stored = [
+            r#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#,
+            "{ \"conversation\" :\n \"conv_1\" , \"model\":\"m\",\"input\":\"x\"}",
+            r#"{"model":"m","conversation":{"id":"conv_1"},"input":"x"}"#,
+            r#"{"prompt" : { "id" : "pmpt_1", "variables": {"a":"b"} },"model":"m"}"#,
+            r#"{"model":"m","conversation":null,"conversation":"conv_2"}"#,
+        ];
+        for body in stored {
+            assert!(scan_request(body.as_bytes()).unwrap().stored_input, "{body}");
+        }
+        let not = [
+            r#"{"model":"m","input":"x","previous_response_id":null,"conversation":null,"prompt":null}"#,
+            r#"{"model":"m","prompt":"Say this is a test"}"#,
+            r#"{"model":"m","prompt":["a","b"]}"#,
+            r#"{"model":"m","input":[{"role":"user","content":"x","conversation":"c","prompt":{"id":"p"}}]}"#,
+            r#"{"model":"m","metadata":{"previous_response_id":"resp_1"},"input":"x"}"#,
+        ];
+        for body in not {
+            assert!(!scan_request(body.as_bytes()).unwrap().stored_input, "{body}");
         }
     }
 

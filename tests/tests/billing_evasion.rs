@@ -64,3 +64,40 @@ fn a_prompt_that_starts_like_a_data_url_is_still_billed() {
     assert!(plain > 1500, "{plain}");
     assert!(hidden.abs_diff(plain) <= 2, "billed {hidden} for the data: prompt, {plain} for the plain one");
 }
+
+/// A Responses request whose input is mostly stored at the provider (a
+/// previous response, a conversation, a prompt template: 90,000 tokens
+/// here, as the mock reports them) and whose client hangs up at the first
+/// event is billed what the provider reads: the gateway reads the answer
+/// to its end for the provider's usage. Counting the body alone would bill
+/// a dozen tokens.
+#[test]
+fn input_stored_at_the_provider_is_billed_when_the_client_hangs_up() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-stored");
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())).replacen(
+        "forward_headers = [\"x-mock-*\"]\n",
+        "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n",
+        1,
+    );
+    let mut gw = start_gateway(&config, &[], &[]);
+    let stored =
+        [r#""previous_response_id":"resp_big""#, r#""conversation" : "conv_big""#, r#""prompt":{"id":"pmpt_big"}"#];
+    let headers = "x-mock-cache: 90000,0\r\nx-mock-chunks: 40\r\nx-mock-chunk-delay-ms: 25\r\n";
+    for field in stored {
+        let body = format!(r#"{{"model":"gpt-4o","stream":true,"input":"go on",{field}}}"#);
+        let mut c = Client::connect(gw.addr);
+        c.send(&post_json("/v1/responses", &body, headers));
+        assert_eq!(c.read_head().map(|h| h.0), Some(200), "{field}");
+        // Gone at the first event, a second before the stream's end.
+        drop(c);
+    }
+    let recs = wait_records(&logs.0, stored.len());
+    for rec in &recs {
+        assert_eq!(rec["end"], "client_gone", "{rec}");
+        assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
+        assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
+    }
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}

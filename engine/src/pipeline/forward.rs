@@ -160,6 +160,7 @@ pub async fn forward(
                     reply: &*reply,
                     cut,
                     started: trace.started,
+                    read_to_end: routed.fields.stored_input,
                 };
                 let end = match (translation, answer_guard) {
                     // Streams are always read (token counts as they pass);
@@ -288,7 +289,8 @@ fn retry_after(response: &tollgate_protocol::http1::ResponseHead) -> Option<std:
 /// - a count that is not a whole number or is past 2^32 (the relays set
 ///   `usage_rejected`): the whole report is set aside, and the request is
 ///   billed as if none had come;
-/// - in an answer that completed, a completion under half of what the
+/// - in an answer that reached its end ([`RelayEnd::whole`]: completed,
+///   or read to its end after the client left), a completion under half of what the
 ///   gateway counted passing (plus a few tokens): tokenizers differ by less
 ///   than that; an upstream that reports 0 after hundreds of tokens, or an
 ///   Anthropic stream whose `message_delta` never came (leaving
@@ -303,8 +305,8 @@ fn set_aside_unbelievable(end: &mut RelayEnd, trace: &mut Trace<'_>) {
         trace.usage_rejected = true;
         return;
     }
-    let counted = end.completion_counted;
-    if let Some(u) = end.usage.as_mut().filter(|_| end.end == crate::record::End::Completed) {
+    let (counted, whole) = (end.completion_counted, end.whole());
+    if let Some(u) = end.usage.as_mut().filter(|_| whole) {
         if counted > u.completion.saturating_mul(2).saturating_add(8) {
             u.completion = counted;
             trace.usage_rejected = true;
@@ -321,8 +323,9 @@ fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut 
     if end.status >= 300 {
         return;
     }
+    let whole = end.whole();
     match &mut end.usage {
-        Some(u) if end.end != crate::record::End::Completed && end.completion_counted > u.completion => {
+        Some(u) if !whole && end.completion_counted > u.completion => {
             // A stream cut short: the provider's final count never came.
             u.completion = end.completion_counted;
             trace.usage_estimated = true;
@@ -411,5 +414,26 @@ mod tests {
         let mut trace = Trace::new(id);
         set_aside_unbelievable(&mut e, &mut trace);
         assert!(e.usage.is_none() && trace.usage_rejected);
+    }
+
+    /// An answer read to its end after its client left is billed from the
+    /// provider's final count, as a completed one is; one cut short takes
+    /// the larger of the provider's partial count and the gateway's.
+    #[test]
+    fn an_answer_read_after_its_client_left_keeps_the_providers_count() {
+        let id = RequestId { epoch: 1, worker: 0, seq: 1 };
+        let usage = |completion| Some(TokenUsage { prompt: 90_000, completion, ..Default::default() });
+        // (read to its end, reported, counted) -> (billed, estimated)
+        for (read_whole, reported, counted, billed, estimated) in
+            [(true, 16, 20, 16, false), (false, 16, 20, 20, true), (true, 1, 400, 400, true)]
+        {
+            let mut e = ended(usage(reported), counted, End::ClientGone);
+            e.read_after_client = read_whole;
+            let mut trace = Trace::new(id);
+            set_aside_unbelievable(&mut e, &mut trace);
+            estimate_usage(&mut e, || 5, &mut trace);
+            let u = e.usage.expect("usage");
+            assert_eq!((u.prompt, u.completion, trace.usage_estimated), (90_000, billed, estimated), "{read_whole}");
+        }
     }
 }

@@ -47,6 +47,15 @@ pub struct Answer<'a> {
     pub cut: &'a crate::cut::Cut,
     /// When the request began.
     pub started: Instant,
+    /// The provider reads input the body does not hold (a stored
+    /// response, conversation or prompt: `stored_input`), which the
+    /// gateway cannot count: if the client leaves, the answer is still
+    /// read to its end (within the request's deadline and the drain), so
+    /// that the request is billed from the provider's usage and not from
+    /// a count of the body alone (a tenant could otherwise continue a
+    /// 100,000-token conversation, hang up after the first event, and be
+    /// billed for the ten tokens it sent).
+    pub read_to_end: bool,
 }
 
 /// A request answered sooner than this is not checked for a client that
@@ -89,6 +98,9 @@ pub struct RelayEnd {
     /// When the first bytes of the answer (head and first data) reached the
     /// client's socket: time to first token, for streams.
     pub first_write: Option<Instant>,
+    /// The client left, and the answer was read to its end all the same
+    /// ([`Answer::read_to_end`]).
+    pub read_after_client: bool,
 }
 
 impl RelayEnd {
@@ -104,7 +116,15 @@ impl RelayEnd {
             usage_rejected: false,
             completion_counted: 0,
             first_write: None,
+            read_after_client: false,
         }
+    }
+
+    /// The answer reached its end at the upstream (whether or not the
+    /// client stayed for it): what it reports is the provider's final
+    /// count.
+    pub fn whole(&self) -> bool {
+        self.end == End::Completed || self.read_after_client
     }
 }
 
@@ -234,12 +254,18 @@ pub async fn relay(
     // A reset is not an end: a close-delimited body cut by one must not be
     // presented as complete.
     let mut upstream_failed = false;
+    // The client has gone: what is read is dropped ([`Answer::read_to_end`]).
+    let mut gone = false;
     loop {
         let done = match take_body(&mut mode, up, upstream_eof && !upstream_failed, client, tap.as_mut()) {
             Ok(done) => done,
             Err(()) => {
                 // Malformed framing from the upstream: cut the answer short.
-                let _ = client.write(deadline).await;
+                if gone {
+                    end.end = End::ClientGone;
+                } else {
+                    let _ = client.write(deadline).await;
+                }
                 return end;
             }
         };
@@ -262,25 +288,37 @@ pub async fn relay(
         }
         // A client that hung up while it waited, or before the last of a
         // short answer, did not get it, whatever the kernel would accept.
-        if (end.first_write.is_none() || done) && answer.client_hung_up(client) {
-            end.end = End::ClientGone;
-            return end;
+        if gone || ((end.first_write.is_none() || done) && answer.client_hung_up(client)) {
+            gone = true;
+            client.out.clear();
+        } else {
+            end.body_bytes += client.out.len() as u64;
         }
-        end.body_bytes += client.out.len() as u64;
         if !client.out.is_empty() {
             if client.write(deadline).await.is_err() {
                 // The client went away; the upstream connection is mid-answer.
-                end.end = End::ClientGone;
-                return end;
+                gone = true;
+                client.out.clear();
+            } else {
+                end.first_write.get_or_insert_with(Instant::now);
             }
-            end.first_write.get_or_insert_with(Instant::now);
+        }
+        if gone && (done || !answer.read_to_end) {
+            // Read on only for its usage (`read_to_end`); complete, the
+            // upstream connection is clean.
+            end.upstream_reusable = done && response.keep_alive && up.buf.is_empty() && !upstream_eof;
+            end.read_after_client = done && answer.read_to_end;
+            end.end = End::ClientGone;
+            return end;
         }
         if done {
             break;
         }
         if upstream_eof {
             // The upstream closed before the end of a framed body.
-            if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
+            if gone {
+                end.end = End::ClientGone;
+            } else if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
                 end_stream_with_error(client, provider, front, false, answer.deadline).await;
             }
             return end;
@@ -292,8 +330,10 @@ pub async fn relay(
             if read.is_none() {
                 // The drain's time is up: the answer is cut here.
                 end.end = End::Cut;
+            } else if gone {
+                end.end = End::ClientGone;
             }
-            if event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
+            if !gone && event_stream && matches!(&mode, Mode::Chunked(d) if d.at_chunk_boundary()) {
                 end_stream_with_error(client, provider, front, read.is_none(), answer.deadline).await;
             }
             return end;

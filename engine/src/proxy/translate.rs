@@ -455,6 +455,9 @@ async fn relay_stream(
     let mut pieces = Vec::new();
     let mut out = BytesMut::new();
     let mut end = RelayEnd::new(200);
+    // The client has gone and the answer is read on for its usage only
+    // ([`Answer::read_to_end`]).
+    let mut gone = false;
     loop {
         // Head first, then each batch of translated events as it arrives.
         let read = reader.next(up, deadline, answer.cut, &mut pieces).await;
@@ -489,7 +492,9 @@ async fn relay_stream(
                 out = held.split();
             }
         }
-        end.body_bytes += out.len() as u64;
+        if !gone {
+            end.body_bytes += out.len() as u64;
+        }
         let piece = out.split().freeze();
         if let Some(k) = keep.as_mut() {
             k.push(&piece);
@@ -508,27 +513,42 @@ async fn relay_stream(
         }
         end.finish = relay.finish_reasons();
         end.completion_counted = relay.completion_counted;
-        if !client.out.is_empty() {
+        if gone {
+            client.out.clear();
+        } else if !client.out.is_empty() {
             let hung_up = (end.first_write.is_none() || finished) && answer.client_hung_up(client);
             if hung_up || client.write(deadline).await.is_err() {
-                relay.close();
-                end.end = End::ClientGone;
-                return end;
+                if !answer.read_to_end {
+                    relay.close();
+                    end.end = End::ClientGone;
+                    return end;
+                }
+                // Read on for the provider's usage, dropping what is read;
+                // nobody is left to ask classifiers for.
+                gone = true;
+                client.out.clear();
+                classifiers = None;
+                held.clear();
+                if let Some(k) = keep.take() {
+                    k.spoil();
+                }
+            } else {
+                end.first_write.get_or_insert_with(Instant::now);
             }
-            end.first_write.get_or_insert_with(Instant::now);
         }
         if finished {
             break;
         }
     }
     let flow = relay.flow();
-    end.end = relay.end();
+    end.read_after_client = gone && relay.end() == End::Completed;
+    end.end = if gone { End::ClientGone } else { relay.end() };
     if let Some(k) = keep.as_mut().filter(|_| !relay.ended_by_upstream()) {
         // Closed by the gateway, not the provider: not an answer to keep.
         k.spoil();
     }
     relay.close();
     end.upstream_reusable = flow == Flow::Done && reader.done && response.keep_alive && up.buf.is_empty();
-    end.client_reusable = keep_alive && !matches!(flow, Flow::Failed | Flow::Cut);
+    end.client_reusable = !gone && keep_alive && !matches!(flow, Flow::Failed | Flow::Cut);
     end
 }
