@@ -56,8 +56,37 @@ pub fn media_tokens(body: &[u8]) -> u64 {
     if !named {
         return 0;
     }
+    walk(body).tokens
+}
+
+/// Whether a count of this body's prompt by the gateway can fall short of
+/// what the provider bills for it: it holds an image, audio or a file
+/// (whose cost the gateway estimates, at one model's rates, or cannot
+/// know: a PDF is billed as its text and an image of each page). Asked
+/// only when a client leaves before its answer's end (whether to read the
+/// answer on for the provider's usage: `proxy::relay`), so the bytes are
+/// searched for each name in turn before the body is walked.
+pub fn counted_in_part(body: &[u8]) -> bool {
+    const NAMES: [&[u8]; 5] = [b"image", b"audio", b"file", b"document", b"\\u00"];
+    NAMES.iter().any(|n| memchr::memmem::find(body, n).is_some()) && walk(body).uncounted
+}
+
+/// What a request's parts hold.
+#[derive(Default)]
+struct Media {
+    /// What its images and audio cost, as far as the bytes tell.
+    tokens: u64,
+    /// A part holds a medium or a file: the provider's count of it is
+    /// the gateway's estimate at best.
+    uncounted: bool,
+}
+
+/// The parts of a chat, messages or Responses request: `messages[]` and
+/// `input[]` items' `content[]`, and a Responses function call output's
+/// `output[]`.
+fn walk(body: &[u8]) -> Media {
     let mut c = Cursor { buf: body, pos: 0, depth_max: DEPTH_MAX };
-    let mut total = 0u64;
+    let mut media = Media::default();
     c.ws();
     let _ = members(&mut c, &mut |c, key| {
         // Chat's and Anthropic's `messages`, the Responses API's `input`
@@ -70,21 +99,39 @@ pub fn media_tokens(body: &[u8]) -> u64 {
                 return c.value().ok();
             }
             members(c, &mut |c, key| {
-                if !is(key, b"content") || c.peek() != Some(b'[') {
+                // A Responses `function_call_output` returns its parts in
+                // `output` (images and files among them).
+                if !(is(key, b"content") || is(key, b"output")) || c.peek() != Some(b'[') {
                     return c.value().ok();
                 }
                 elements(c, &mut |c| {
                     if c.peek() != Some(b'{') {
                         return c.value().ok();
                     }
-                    total = total.saturating_add(part(c)?);
+                    media.tokens = media.tokens.saturating_add(part(c, &mut media.uncounted)?);
                     Some(())
                 })
             })
         })
     });
-    total
+    media
 }
+
+/// The part types whose cost the gateway cannot count: images, audio,
+/// video and files, in each API's names.
+const NOT_TEXT: [&[u8]; 11] = [
+    b"image_url",
+    b"input_image",
+    b"image",
+    b"input_audio",
+    b"audio",
+    b"file",
+    b"input_file",
+    b"document",
+    b"container_upload",
+    b"video_url",
+    b"input_video",
+];
 
 /// The string members named in `wanted` of the object at the cursor, each
 /// into its slot; the others skipped.
@@ -116,8 +163,9 @@ fn string(c: &mut Cursor<'_>, into: &mut Option<Span>) -> Option<()> {
     }
 }
 
-/// The tokens of one content part (0 for text and anything else).
-fn part(c: &mut Cursor<'_>) -> Option<u64> {
+/// The tokens of one content part (0 for text and anything else);
+/// `uncounted` set where it (or a part inside it) is not text.
+fn part(c: &mut Cursor<'_>, uncounted: &mut bool) -> Option<u64> {
     let buf = c.buf;
     let mut p = Part::default();
     // Parts inside a part: Anthropic's `tool_result` carries images too.
@@ -147,7 +195,7 @@ fn part(c: &mut Cursor<'_>) -> Option<u64> {
                 if c.peek() != Some(b'{') {
                     return c.value().ok();
                 }
-                nested = nested.saturating_add(part(c)?);
+                nested = nested.saturating_add(part(c, uncounted)?);
                 Some(())
             })
         } else if is(key, b"image_url") && c.peek() == Some(b'{') {
@@ -167,6 +215,7 @@ fn part(c: &mut Cursor<'_>) -> Option<u64> {
     })?;
     let get = |s: Option<Span>| s.map_or(&b""[..], |s| s.get(buf));
     let kind = get(p.kind);
+    *uncounted |= repeated || NOT_TEXT.iter().any(|t| is(kind, t));
     let own = if is(kind, b"image_url") || is(kind, b"input_image") {
         let detail = if is(kind, b"input_image") { p.part_detail } else { p.detail };
         if is(get(detail), b"low") && !repeated {
@@ -435,5 +484,40 @@ mod tests {
         // A text that talks about images is text.
         let body = r#"{"messages":[{"role":"user","content":"an image_url with input_audio"}]}"#;
         assert_eq!(media_tokens(body.as_bytes()), 0);
+    }
+
+    /// A body holding an image, audio or a file, in any API's shape,
+    /// nested in a tool result or a function call's output, or typed in
+    /// escapes, is one whose count falls short; text that talks about them
+    /// is not.
+    #[test]
+    fn media_and_files_make_a_count_partial() {
+        let partial = [
+            r#"{"messages":[{"role":"user","content":[{"type":"file","file":{"file_data":"data:application/pdf;base64,JVBERi0x"}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-abc"}}]}]}"#,
+            r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_file","file_id":"file-abc"}]}]}"#,
+            r#"{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_image","image_url":"https://x/a.png"}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0x"}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"url","url":"https://x/a.png"}}]}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/a.png","detail":"low"}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"UklG","format":"wav"}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"\u0066ile","file":{"file_id":"f"}}]}]}"#,
+            "{ \"input\" : [ { \"content\" :\n [ { \"file_id\":\"f\", \"type\" : \"input_file\" } ] } ], \"model\":\"m\" }",
+        ];
+        for body in partial {
+            assert!(counted_in_part(body.as_bytes()), "{body}");
+        }
+        let whole = [
+            r#"{"messages":[{"role":"user","content":"the file, the document, an image_url, input_audio"}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"text","text":"see the \"file\" and \"image\""}]}]}"#,
+            r#"{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":"file written"}]}"#,
+            r#"{"model":"m","input":"read the document","tools":[{"type":"function","name":"file","parameters":{"type":"object"}}]}"#,
+        ];
+        for body in whole {
+            assert!(!counted_in_part(body.as_bytes()), "{body}");
+        }
+        // The function call output's images are priced too.
+        let body = r#"{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_image","image_url":"https://x/a.png"}]}]}"#;
+        assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN);
     }
 }

@@ -55,7 +55,7 @@ pub struct ChatRequestFields {
     /// object; a string `prompt` is the legacy completions' text). The
     /// gateway cannot count that input: an answer to such a request is
     /// read to its end for the provider's usage even when the client
-    /// leaves (`proxy::relay`).
+    /// leaves (the engine's `proxy::relay::Answer::read_to_end`).
     pub stored_input: bool,
 }
 

@@ -65,14 +65,16 @@ fn a_prompt_that_starts_like_a_data_url_is_still_billed() {
     assert!(hidden.abs_diff(plain) <= 2, "billed {hidden} for the data: prompt, {plain} for the plain one");
 }
 
-/// A Responses request whose input is mostly stored at the provider (a
-/// previous response, a conversation, a prompt template: 90,000 tokens
-/// here, as the mock reports them) and whose client hangs up at the first
-/// event is billed what the provider reads: the gateway reads the answer
-/// to its end for the provider's usage. Counting the body alone would bill
-/// a dozen tokens.
+/// A request whose prompt the gateway cannot count (the provider reads
+/// stored input: a previous response, a conversation, a prompt template;
+/// or the body holds a file or an image, which the provider bills at its
+/// own rates) and whose client hangs up at the first event is billed what
+/// the provider reads (90,000 tokens here, as the mock reports them): the
+/// gateway reads the answer to its end for the provider's usage.
+/// Counting the body's text would bill a dozen tokens. A text prompt's
+/// answer is not read on: its count is the gateway's own.
 #[test]
-fn input_stored_at_the_provider_is_billed_when_the_client_hangs_up() {
+fn a_prompt_the_gateway_cannot_count_is_billed_when_the_client_hangs_up() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("evasion-stored");
     let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())).replacen(
@@ -81,23 +83,46 @@ fn input_stored_at_the_provider_is_billed_when_the_client_hangs_up() {
         1,
     );
     let mut gw = start_gateway(&config, &[], &[]);
-    let stored =
-        [r#""previous_response_id":"resp_big""#, r#""conversation" : "conv_big""#, r#""prompt":{"id":"pmpt_big"}"#];
+    let responses = |field: &str| format!(r#"{{"model":"gpt-4o","stream":true,"input":"go on",{field}}}"#);
+    let chat = |part: &str| {
+        format!(
+            r#"{{"model":"gpt-4o","stream":true,"messages":[{{"role":"user","content":[{{"type":"text","text":"read it"}},{part}]}}]}}"#
+        )
+    };
+    let uncounted = [
+        ("/v1/responses", responses(r#""previous_response_id":"resp_big""#)),
+        ("/v1/responses", responses(r#""conversation" : "conv_big""#)),
+        ("/v1/responses", responses(r#""prompt":{"id":"pmpt_big"}"#)),
+        (
+            "/v1/chat/completions",
+            chat(r#"{"type":"file","file":{"file_data":"data:application/pdf;base64,JVBERi0xLjcKJeLjz9MK"}}"#),
+        ),
+        ("/v1/chat/completions", chat(r#"{"type":"image_url","image_url":{"url":"https://example.com/page.png"}}"#)),
+    ];
     let headers = "x-mock-cache: 90000,0\r\nx-mock-chunks: 40\r\nx-mock-chunk-delay-ms: 25\r\n";
-    for field in stored {
-        let body = format!(r#"{{"model":"gpt-4o","stream":true,"input":"go on",{field}}}"#);
+    let hang_up = |path: &str, body: &str| {
         let mut c = Client::connect(gw.addr);
-        c.send(&post_json("/v1/responses", &body, headers));
-        assert_eq!(c.read_head().map(|h| h.0), Some(200), "{field}");
+        c.send(&post_json(path, body, headers));
+        assert_eq!(c.read_head().map(|h| h.0), Some(200), "{body}");
         // Gone at the first event, a second before the stream's end.
         drop(c);
+    };
+    for (path, body) in &uncounted {
+        hang_up(path, body);
     }
-    let recs = wait_records(&logs.0, stored.len());
+    hang_up("/v1/chat/completions", &chat(r#"{"type":"text","text":"and this"}"#));
+    let recs = wait_records(&logs.0, uncounted.len() + 1);
     for rec in &recs {
         assert_eq!(rec["end"], "client_gone", "{rec}");
-        assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
-        assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
+        let prompt = rec["tokens"]["prompt"].as_u64().expect("prompt tokens");
+        if prompt < 90_000 {
+            // The text prompt: counted, marked so, not read on.
+            assert!(prompt < 100 && rec["tokens"]["estimated"] == true, "{rec}");
+        } else {
+            assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
+        }
     }
+    assert_eq!(recs.iter().filter(|r| r["tokens"]["prompt"].as_u64() < Some(90_000)).count(), 1, "{recs:#?}");
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }

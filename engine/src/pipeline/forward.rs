@@ -160,7 +160,8 @@ pub async fn forward(
                     reply: &*reply,
                     cut,
                     started: trace.started,
-                    read_to_end: routed.fields.stored_input,
+                    body,
+                    stored_input: routed.fields.stored_input,
                 };
                 let end = match (translation, answer_guard) {
                     // Streams are always read (token counts as they pass);

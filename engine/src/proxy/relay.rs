@@ -47,15 +47,11 @@ pub struct Answer<'a> {
     pub cut: &'a crate::cut::Cut,
     /// When the request began.
     pub started: Instant,
+    /// The body as it went upstream.
+    pub body: &'a [u8],
     /// The provider reads input the body does not hold (a stored
-    /// response, conversation or prompt: `stored_input`), which the
-    /// gateway cannot count: if the client leaves, the answer is still
-    /// read to its end (within the request's deadline and the drain), so
-    /// that the request is billed from the provider's usage and not from
-    /// a count of the body alone (a tenant could otherwise continue a
-    /// 100,000-token conversation, hang up after the first event, and be
-    /// billed for the ten tokens it sent).
-    pub read_to_end: bool,
+    /// response, conversation or prompt: `ChatRequestFields::stored_input`).
+    pub stored_input: bool,
 }
 
 /// A request answered sooner than this is not checked for a client that
@@ -65,6 +61,21 @@ pub struct Answer<'a> {
 const HANG_UP_CHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Answer<'_> {
+    /// Whether the answer is read to its end, dropped, once its client has
+    /// left (within the request's deadline and the drain), so that the
+    /// request is billed from the provider's usage: where the gateway's
+    /// count of the prompt can fall short of the provider's, because the
+    /// provider reads stored input, or the body holds an image, audio or
+    /// a file (`media::counted_in_part`). Otherwise the relay ends there,
+    /// the provider stops generating, and the request is billed its
+    /// prompt counted and the answer's tokens that passed. (A tenant could
+    /// otherwise continue a 100,000-token conversation, or send a PDF,
+    /// hang up at the first event, and be billed for the dozen tokens of
+    /// text it sent.) Asked once, when the client leaves.
+    pub fn read_to_end(&self) -> bool {
+        self.stored_input || tollgate_protocol::media::counted_in_part(self.body)
+    }
+
     /// Whether the client closed or reset its connection while it waited
     /// (`ClientStream::hung_up`), for a request that has waited
     /// [`HANG_UP_CHECK_AFTER`].
@@ -254,8 +265,10 @@ pub async fn relay(
     // A reset is not an end: a close-delimited body cut by one must not be
     // presented as complete.
     let mut upstream_failed = false;
-    // The client has gone: what is read is dropped ([`Answer::read_to_end`]).
+    // The client has gone: what is read is dropped.
     let mut gone = false;
+    // Whether to read on once it has ([`Answer::read_to_end`]).
+    let mut read_on = None;
     loop {
         let done = match take_body(&mut mode, up, upstream_eof && !upstream_failed, client, tap.as_mut()) {
             Ok(done) => done,
@@ -303,11 +316,11 @@ pub async fn relay(
                 end.first_write.get_or_insert_with(Instant::now);
             }
         }
-        if gone && (done || !answer.read_to_end) {
+        if gone && (done || !*read_on.get_or_insert_with(|| answer.read_to_end())) {
             // Read on only for its usage (`read_to_end`); complete, the
             // upstream connection is clean.
             end.upstream_reusable = done && response.keep_alive && up.buf.is_empty() && !upstream_eof;
-            end.read_after_client = done && answer.read_to_end;
+            end.read_after_client = done && read_on == Some(true);
             end.end = End::ClientGone;
             return end;
         }

@@ -518,7 +518,7 @@ async fn relay_stream(
         } else if !client.out.is_empty() {
             let hung_up = (end.first_write.is_none() || finished) && answer.client_hung_up(client);
             if hung_up || client.write(deadline).await.is_err() {
-                if !answer.read_to_end {
+                if !answer.read_to_end() {
                     relay.close();
                     end.end = End::ClientGone;
                     return end;
