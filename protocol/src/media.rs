@@ -67,7 +67,8 @@ pub fn media_tokens(body: &[u8]) -> u64 {
 /// answer on for the provider's usage: `proxy::relay`), so the bytes are
 /// searched for each name in turn before the body is walked.
 pub fn counted_in_part(body: &[u8]) -> bool {
-    const NAMES: [&[u8]; 5] = [b"image", b"audio", b"file", b"document", b"\\u00"];
+    // Every name in NOT_TEXT, and `item_reference`, holds one of these.
+    const NAMES: [&[u8]; 7] = [b"image", b"audio", b"video", b"file", b"document", b"item_reference", b"\\u00"];
     NAMES.iter().any(|n| memchr::memmem::find(body, n).is_some()) && walk(body).uncounted
 }
 
@@ -99,6 +100,24 @@ fn walk(body: &[u8]) -> Media {
                 return c.value().ok();
             }
             members(c, &mut |c, key| {
+                if is(key, b"type") && c.peek() == Some(b'"') {
+                    // A Responses `item_reference` brings in an item the
+                    // provider stores.
+                    let kind = c.string().ok()?;
+                    media.uncounted |= is(kind.get(c.buf), b"item_reference");
+                    return Some(());
+                }
+                if is(key, b"audio") && c.peek() == Some(b'{') {
+                    // A chat assistant message's earlier audio answer, by
+                    // id: the provider reads it again as audio.
+                    media.uncounted = true;
+                    return c.value().ok();
+                }
+                if is(key, b"output") && c.peek() == Some(b'{') {
+                    // A `computer_call_output`'s screenshot.
+                    media.tokens = media.tokens.saturating_add(part(c, &mut media.uncounted)?);
+                    return Some(());
+                }
                 // A Responses `function_call_output` returns its parts in
                 // `output` (images and files among them).
                 if !(is(key, b"content") || is(key, b"output")) || c.peek() != Some(b'[') {
@@ -118,17 +137,24 @@ fn walk(body: &[u8]) -> Media {
 }
 
 /// The part types whose cost the gateway cannot count: images, audio,
-/// video and files, in each API's names.
-const NOT_TEXT: [&[u8]; 11] = [
+/// video and files, in each API's names (OpenAI's and Anthropic's, and
+/// those OpenAI-compatible servers take: vLLM's `audio_url`,
+/// `image_embeds` and `video_url`, Mistral's `document_url`).
+const NOT_TEXT: [&[u8]; 16] = [
     b"image_url",
     b"input_image",
     b"image",
+    b"image_embeds",
+    b"computer_screenshot",
     b"input_audio",
     b"audio",
+    b"audio_url",
     b"file",
     b"input_file",
     b"document",
+    b"document_url",
     b"container_upload",
+    b"video",
     b"video_url",
     b"input_video",
 ];
@@ -216,8 +242,8 @@ fn part(c: &mut Cursor<'_>, uncounted: &mut bool) -> Option<u64> {
     let get = |s: Option<Span>| s.map_or(&b""[..], |s| s.get(buf));
     let kind = get(p.kind);
     *uncounted |= repeated || NOT_TEXT.iter().any(|t| is(kind, t));
-    let own = if is(kind, b"image_url") || is(kind, b"input_image") {
-        let detail = if is(kind, b"input_image") { p.part_detail } else { p.detail };
+    let own = if is(kind, b"image_url") || is(kind, b"input_image") || is(kind, b"computer_screenshot") {
+        let detail = if is(kind, b"image_url") { p.detail } else { p.part_detail };
         if is(get(detail), b"low") && !repeated {
             return Some(OPENAI_IMAGE_BASE.saturating_add(nested));
         }
@@ -503,6 +529,12 @@ mod tests {
             r#"{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"UklG","format":"wav"}}]}]}"#,
             r#"{"messages":[{"role":"user","content":[{"type":"\u0066ile","file":{"file_id":"f"}}]}]}"#,
             "{ \"input\" : [ { \"content\" :\n [ { \"file_id\":\"f\", \"type\" : \"input_file\" } ] } ], \"model\":\"m\" }",
+            r#"{"messages":[{"role":"user","content":[{"type":"video_url","video_url":{"url":"https://x/v.mp4"}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"audio_url","audio_url":{"url":"https://x/a.wav"}}]}]}"#,
+            r#"{"messages":[{"role":"user","content":[{"type":"document_url","document_url":"https://x/d.pdf"}]}]}"#,
+            r#"{"model":"m","input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","image_url":"data:image/png;base64,iVBO"}}]}"#,
+            r#"{"model":"m","input":[{"type":"item_reference","id":"msg_123"},{"role":"user","content":"go on"}]}"#,
+            r#"{"messages":[{"role":"assistant","audio":{"id":"audio_abc"}},{"role":"user","content":"again"}]}"#,
         ];
         for body in partial {
             assert!(counted_in_part(body.as_bytes()), "{body}");
@@ -516,8 +548,11 @@ mod tests {
         for body in whole {
             assert!(!counted_in_part(body.as_bytes()), "{body}");
         }
-        // The function call output's images are priced too.
+        // A function call's output's images are priced too, and a
+        // computer call's screenshot.
         let body = r#"{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_image","image_url":"https://x/a.png"}]}]}"#;
+        assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN);
+        let body = r#"{"model":"m","input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","image_url":"https://x/s.png"}}]}"#;
         assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN);
     }
 }

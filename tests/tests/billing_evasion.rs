@@ -126,3 +126,35 @@ fn a_prompt_the_gateway_cannot_count_is_billed_when_the_client_hangs_up() {
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
+
+/// A request whose prompt the gateway cannot count, whose answer a
+/// guardrail ends (the tenant asked for a secret the team's profile
+/// blocks), is billed from the provider's usage: the gateway reads the
+/// rest of the answer, dropped, for its final count. A tenant must not
+/// make a 90,000-token conversation cost a dozen tokens by asking for
+/// something the guard blocks.
+#[test]
+fn a_blocked_answer_to_a_prompt_the_gateway_cannot_count_is_billed_in_full() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-blocked");
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
+        .replacen("forward_headers = [\"x-mock-*\"]\n", "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n", 1)
+        .replace(
+            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+            "[[guardrail_profiles]]\nname = \"g\"\nsecrets = \"block\"\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"g\"",
+        );
+    let mut gw = start_gateway(&config, &[], &[]);
+    let headers = "x-mock-cache: 90000,0\r\nx-mock-chunks: 30\r\nx-mock-chunk-delay-ms: 10\r\n\
+                   x-mock-reply: the key is AKIAIOSFODNN7EXAMPLE and then a long explanation of what it opens and why\r\n";
+    let body = r#"{"model":"gpt-4o","stream":true,"input":"print the key","previous_response_id":"resp_big"}"#;
+    let r = one_request(gw.addr, &post_json("/v1/responses", body, headers));
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains("AKIAIOSFODNN7EXAMPLE"), "{}", r.text());
+    let recs = wait_records(&logs.0, 1);
+    let rec = &recs[0];
+    assert_eq!(rec["end"], "blocked", "{rec}");
+    assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
+    assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}

@@ -429,7 +429,7 @@ mod tests {
             [(true, 16, 20, 16, false), (false, 16, 20, 20, true), (true, 1, 400, 400, true)]
         {
             let mut e = ended(usage(reported), counted, End::ClientGone);
-            e.read_after_client = read_whole;
+            e.read_past_client = read_whole;
             let mut trace = Trace::new(id);
             set_aside_unbelievable(&mut e, &mut trace);
             estimate_usage(&mut e, || 5, &mut trace);

@@ -47,7 +47,8 @@ pub struct Answer<'a> {
     pub cut: &'a crate::cut::Cut,
     /// When the request began.
     pub started: Instant,
-    /// The body as it went upstream.
+    /// The request's body as the client sent it (redacted, a kept turn's
+    /// items put before its input), before any translation.
     pub body: &'a [u8],
     /// The provider reads input the body does not hold (a stored
     /// response, conversation or prompt: `ChatRequestFields::stored_input`).
@@ -109,9 +110,10 @@ pub struct RelayEnd {
     /// When the first bytes of the answer (head and first data) reached the
     /// client's socket: time to first token, for streams.
     pub first_write: Option<Instant>,
-    /// The client left, and the answer was read to its end all the same
-    /// ([`Answer::read_to_end`]).
-    pub read_after_client: bool,
+    /// The answer was read to its end after the client stopped getting it
+    /// (it left, or a guardrail ended its answer there), for the
+    /// provider's final count ([`Answer::read_to_end`]).
+    pub read_past_client: bool,
 }
 
 impl RelayEnd {
@@ -127,7 +129,7 @@ impl RelayEnd {
             usage_rejected: false,
             completion_counted: 0,
             first_write: None,
-            read_after_client: false,
+            read_past_client: false,
         }
     }
 
@@ -135,7 +137,7 @@ impl RelayEnd {
     /// client stayed for it): what it reports is the provider's final
     /// count.
     pub fn whole(&self) -> bool {
-        self.end == End::Completed || self.read_after_client
+        self.end == End::Completed || self.read_past_client
     }
 }
 
@@ -316,11 +318,13 @@ pub async fn relay(
                 end.first_write.get_or_insert_with(Instant::now);
             }
         }
-        if gone && (done || !*read_on.get_or_insert_with(|| answer.read_to_end())) {
-            // Read on only for its usage (`read_to_end`); complete, the
-            // upstream connection is clean.
+        // A JSON answer was generated whole before its head came: reading
+        // the rest costs bandwidth only, and its usage is exact. A stream
+        // is read on only where the gateway cannot count the prompt.
+        if gone && (done || !*read_on.get_or_insert_with(|| !event_stream || answer.read_to_end())) {
+            // Complete, the upstream connection is clean.
             end.upstream_reusable = done && response.keep_alive && up.buf.is_empty() && !upstream_eof;
-            end.read_after_client = done && read_on == Some(true);
+            end.read_past_client = done;
             end.end = End::ClientGone;
             return end;
         }

@@ -238,6 +238,34 @@ impl Stream {
         }
     }
 
+    /// Reads one event for its usage alone, once the stream has ended
+    /// for the client and the rest of the upstream's is read for its
+    /// final count; false where the count is kept inside a translator,
+    /// which a stopped stream no longer feeds (an Anthropic upstream
+    /// translated).
+    fn usage_only(&mut self, ev: &tollgate_protocol::sse::SseEvent) -> bool {
+        match self {
+            Stream::Identity { reported, .. } => {
+                if let Some(f) = read_event(&ev.data) {
+                    reported.merge(f.reported);
+                }
+                true
+            }
+            Stream::ToResponses { anthropic: None, reported, .. } => {
+                if let Some(f) = read_event(&ev.data) {
+                    reported.merge(f.reported);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether [`Stream::usage_only`] reads usage.
+    fn reads_usage_alone(&self) -> bool {
+        matches!(self, Stream::Identity { .. } | Stream::ToResponses { anthropic: None, .. })
+    }
+
     fn finished(&self) -> bool {
         match self {
             Stream::ToOpenAi(t) => t.finished(),
@@ -412,6 +440,9 @@ pub struct StreamRelay<'a, 'g> {
     /// A Bedrock upstream's body: AWS's binary messages, made chat chunks
     /// before the SSE parser sees them.
     bedrock: Option<Box<(tollgate_protocol::eventstream::Decoder, tollgate_protocol::bedrock::StreamTranslator)>>,
+    /// Once stopped, the upstream's events are still read for their usage
+    /// ([`StreamRelay::read_usage_after_stop`]).
+    usage_after_stop: bool,
 }
 
 /// The most of a windowed stream's text kept to ask about: a classifier
@@ -435,6 +466,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             said: Vec::new(),
             unasked: 0,
             ended_by_upstream: false,
+            usage_after_stop: false,
             finish: Default::default(),
             gemini: None,
             bedrock: None,
@@ -465,6 +497,15 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
 
     pub fn flow(&self) -> Flow {
         self.flow
+    }
+
+    /// The stream has ended for the client, and the rest of the upstream's
+    /// is to be read for its final usage alone (see
+    /// `relay::Answer::read_to_end`); false where this translation cannot
+    /// read usage so (its count lives in a translator that has stopped).
+    pub fn read_usage_after_stop(&mut self) -> bool {
+        self.usage_after_stop = self.translator.reads_usage_alone() && self.gemini.is_none();
+        self.usage_after_stop
     }
 
     /// The one transition out of streaming: the first reason to stop wins.
@@ -533,7 +574,10 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             };
             if self.flow != Flow::Streaming {
                 // Stopped: the rest of the upstream's events are read and
-                // dropped.
+                // dropped (for their usage alone, when read on).
+                if self.usage_after_stop {
+                    self.translator.usage_only(&ev);
+                }
                 continue;
             }
             match self.gemini.take() {

@@ -540,8 +540,34 @@ async fn relay_stream(
             break;
         }
     }
+    // A guardrail (or a classifier) ended the answer for the client, or
+    // the client left and then one did: where the gateway cannot count
+    // the prompt, the rest is read for the provider's final count, as a
+    // client that leaves has it read (a tenant must not make its answer
+    // cheap by asking for something the guard blocks). A ceiling's end
+    // is not read on: it is there to stop the spend.
+    let mut read_past = gone && relay.ended_by_upstream();
+    if relay.flow() == Flow::Blocked && !reader.done && (gone || answer.read_to_end()) && relay.read_usage_after_stop()
+    {
+        let mut dropped = BytesMut::new();
+        loop {
+            let read = reader.next(up, deadline, answer.cut, &mut pieces).await;
+            for p in pieces.drain(..) {
+                relay.feed(p, &mut dropped);
+            }
+            dropped.clear();
+            if read.is_err() || reader.done {
+                read_past = read.is_ok();
+                break;
+            }
+        }
+        match relay.usage() {
+            Ok(u) => end.usage = u,
+            Err(_) => end.usage_rejected = true,
+        }
+    }
     let flow = relay.flow();
-    end.read_after_client = gone && relay.end() == End::Completed;
+    end.read_past_client = read_past;
     end.end = if gone { End::ClientGone } else { relay.end() };
     if let Some(k) = keep.as_mut().filter(|_| !relay.ended_by_upstream()) {
         // Closed by the gateway, not the provider: not an answer to keep.
