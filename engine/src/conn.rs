@@ -104,7 +104,8 @@ pub async fn serve_tls(w: Rc<Worker>, tcp: TcpStream, acceptor: monoio_rustls::T
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open: Tracked) {
-    let mut client = Client::new(stream, w.state().config.server.timeouts.write_idle);
+    let mut client =
+        Client::new(stream, w.state().config.server.timeouts.write_idle, w.state().config.server.timeouts.write_stall);
     let mut buf = BytesMut::with_capacity(IDLE_READ_BYTES);
     let mut scan = HeadScan::default();
     let mut first = true;

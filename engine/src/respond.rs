@@ -20,6 +20,9 @@ pub struct Client {
     /// A write that takes no byte for this long ends the connection
     /// (`[server.timeouts] write_idle_ms`).
     pub write_idle: std::time::Duration,
+    /// The most the writes of one relayed answer wait for the client, in
+    /// all (`[server.timeouts] write_stall_ms`; [`Client::write_relayed`]).
+    pub write_stall: std::time::Duration,
 }
 
 /// What every answer to one request carries, whichever phase writes it:
@@ -49,14 +52,33 @@ impl Reply {
 }
 
 impl Client {
-    pub fn new(stream: crate::downstream::ClientStream, write_idle: std::time::Duration) -> Client {
+    pub fn new(
+        stream: crate::downstream::ClientStream,
+        write_idle: std::time::Duration,
+        write_stall: std::time::Duration,
+    ) -> Client {
         Client {
             stream,
             out: IoSlices::default(),
             // Allocated on the first answer, not by idle connections.
             scratch: BytesMut::new(),
             write_idle,
+            write_stall,
         }
+    }
+
+    /// [`Client::write`] for a stream relayed as it comes: what its
+    /// writes wait for the client is added to `stalled`, and a write gives
+    /// up once that passes `write_stall`. A client that takes a byte
+    /// before each `write_idle` runs out, and no more, would otherwise
+    /// hold the upstream waiting (the answer unread, its usage with it)
+    /// until the request's deadline.
+    pub async fn write_relayed(&mut self, deadline: Instant, stalled: &mut std::time::Duration) -> std::io::Result<()> {
+        let start = Instant::now();
+        let by = deadline.min(start + self.write_stall.saturating_sub(*stalled));
+        let written = self.write(by).await;
+        *stalled += start.elapsed();
+        written
     }
 
     /// Writes what `out` holds, before `deadline` and with no write idle

@@ -158,3 +158,44 @@ fn a_blocked_answer_to_a_prompt_the_gateway_cannot_count_is_billed_in_full() {
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
+
+/// A client that reads a trickle (a few bytes now and then, so that no
+/// write ever waits `write_idle_ms` for a byte) cannot hold its upstream
+/// waiting until the request's deadline, where the provider would end the
+/// answer before its usage: once its answer's writes have waited
+/// `write_stall_ms` in all, it is let go as a client that leaves, and a
+/// prompt the gateway cannot count is billed from the provider's usage.
+#[test]
+fn a_client_that_reads_a_trickle_is_let_go_and_billed_in_full() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-trickle");
+    let extra = format!("[logging]\ndir = \"{}\"\n[server.timeouts]\nwrite_stall_ms = 1000", logs.0.display());
+    let config = config_for(mock.addr, 1, &extra).replacen(
+        "forward_headers = [\"x-mock-*\"]\n",
+        "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n",
+        1,
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    // An answer far larger than the sockets' buffers.
+    // (A chat stream: a Responses one repeats its text whole in its last
+    // events, which past 1 MiB are too large to read.)
+    let headers = "x-mock-cache: 90000,0\r\nx-mock-reply-words: 3000000\r\nx-mock-chunks: 400\r\n";
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"summarise"},{"type":"file","file":{"file_id":"file-big"}}]}]}"#;
+    let mut c = Client::connect(gw.addr);
+    c.send(&chat_request(body, headers));
+    let started = std::time::Instant::now();
+    wait_until(Duration::from_secs(10), "the request counted in flight", || admin_stats(&gw)["in_flight"] == 1);
+    let mut sip = [0u8; 512];
+    let let_go = holds_within(Duration::from_secs(15), || {
+        // A sip every 100 ms: never idle for write_idle_ms (30 s).
+        let _ = std::io::Read::read(&mut c.stream, &mut sip);
+        std::thread::sleep(Duration::from_millis(100));
+        admin_stats(&gw)["in_flight"] == 0
+    });
+    assert!(let_go, "still relaying to the trickling client after {:?}", started.elapsed());
+    let recs = wait_records(&logs.0, 1);
+    let rec = &recs[0];
+    assert_eq!(rec["end"], "client_gone", "{rec}");
+    assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
+    assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
+}

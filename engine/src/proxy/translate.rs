@@ -458,6 +458,8 @@ async fn relay_stream(
     // The client has gone and the answer is read on for its usage only
     // ([`Answer::read_to_end`]).
     let mut gone = false;
+    // What the writes have waited for the client, in all.
+    let mut stalled = std::time::Duration::ZERO;
     loop {
         // Head first, then each batch of translated events as it arrives.
         let read = reader.next(up, deadline, answer.cut, &mut pieces).await;
@@ -517,7 +519,7 @@ async fn relay_stream(
             client.out.clear();
         } else if !client.out.is_empty() {
             let hung_up = (end.first_write.is_none() || finished) && answer.client_hung_up(client);
-            if hung_up || client.write(deadline).await.is_err() {
+            if hung_up || client.write_relayed(deadline, &mut stalled).await.is_err() {
                 if !answer.read_to_end() {
                     relay.close();
                     end.end = End::ClientGone;

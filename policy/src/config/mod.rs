@@ -147,6 +147,11 @@ pub struct Timeouts {
     /// A write to a client that takes no byte for this long ends its
     /// connection (a slow reader cannot hold a stream for `request`).
     pub write_idle: Duration,
+    /// The most the writes of one relayed stream may wait for its client,
+    /// in all: a client that reads a trickle (a byte now and then, never
+    /// `write_idle` without one) is let go as one that left, so that it
+    /// cannot hold its upstream waiting until `request`.
+    pub write_stall: Duration,
     /// A new connection's wait for its first request (shorter than
     /// `idle_keepalive`: one that never sends holds a descriptor for
     /// nothing).

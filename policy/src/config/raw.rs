@@ -172,6 +172,7 @@ pub struct RawTimeouts {
     pub request_ms: u64,
     pub drain_ms: u64,
     pub write_idle_ms: u64,
+    pub write_stall_ms: u64,
     pub first_request_ms: u64,
 }
 
@@ -187,6 +188,7 @@ impl Default for RawTimeouts {
             request_ms: 900_000,
             drain_ms: 30_000,
             write_idle_ms: 30_000,
+            write_stall_ms: 60_000,
             first_request_ms: 10_000,
         }
     }

@@ -140,6 +140,7 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
         ("upstream_first_byte_ms", t.upstream_first_byte_ms),
         ("request_ms", t.request_ms),
         ("write_idle_ms", t.write_idle_ms),
+        ("write_stall_ms", t.write_stall_ms),
         ("first_request_ms", t.first_request_ms),
     ] {
         if v == 0 {
@@ -258,6 +259,7 @@ fn validate_server(raw: &RawServer, env: &dyn Env, report: &mut Report<'_>) -> O
             request: ms(t.request_ms),
             drain: ms(t.drain_ms),
             write_idle: ms(t.write_idle_ms),
+            write_stall: ms(t.write_stall_ms),
             first_request: ms(t.first_request_ms),
         },
     })
