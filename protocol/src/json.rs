@@ -30,7 +30,8 @@ pub struct StringValue {
 /// member.
 ///
 /// Inside an object whose keys the tenant chooses ([`FREE_FORM`]: a tool
-/// call's `input`, `metadata`), a string is given with an empty
+/// call's `input`, `metadata`, a Responses prompt template's
+/// `variables`), a string is given with an empty
 /// key: its key names nothing the gateway knows, and a reader that passes
 /// over structural keys (`type`, `id`) must not pass over
 /// `"input": {"type": "<a secret>"}`, which the model reads.
@@ -75,13 +76,15 @@ pub fn string_values(doc: &[u8], mut f: impl FnMut(&[u8], StringValue)) -> Resul
 }
 
 /// Keys whose object values hold keys of the tenant's choosing: a tool
-/// call's arguments as an object (Anthropic's `tool_use.input`) and
-/// `metadata`. Not JSON schemas (`parameters`, `input_schema`): their
+/// call's arguments as an object (Anthropic's `tool_use.input`),
+/// `metadata`, and a Responses prompt template's `variables` (which the
+/// provider puts into the prompt: a variable named `type` holding a secret
+/// was passed over). Not JSON schemas (`parameters`, `input_schema`): their
 /// `type` values are checked by the providers as schema types, and
 /// scanning every one cost 19% more on a request of 8 KB of tool schemas
 /// (391,366 -> 467,233 instructions); a schema's other structural-named
 /// keys (`id`) stay passed over, a known gap (BENCHMARKS.md has the cost).
-pub const FREE_FORM: &[&[u8]] = &[b"input", b"metadata"];
+pub const FREE_FORM: &[&[u8]] = &[b"input", b"metadata", b"variables"];
 
 /// Whether a container that is the value of `key`, opened at nesting
 /// `depth` (1: the top-level object, 2: a member of it), is free-form. The

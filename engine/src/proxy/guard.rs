@@ -882,6 +882,12 @@ mod tests {
                 r#"{{"model":"m","messages":[{{"role":"assistant","content":[{{"type":"tool_use","id":"t1","name":"f","input":{{"{key}":"sk-abcdefghij0123456789klmnopqrstuv"}}}}]}}]}}"#
             );
             assert!(matches!(check(&g, &hidden), Err(GatewayError::Guardrail { .. })), "{key}");
+            // The same in a Responses prompt template's variables, which
+            // the provider puts into the prompt.
+            let hidden = format!(
+                r#"{{"model":"m","prompt":{{"id":"pmpt_1","variables":{{"{key}":"sk-abcdefghij0123456789klmnopqrstuv"}}}}}}"#
+            );
+            assert!(matches!(check(&g, &hidden), Err(GatewayError::Guardrail { .. })), "variables {key}");
         }
     }
 
