@@ -87,11 +87,39 @@ impl Turns {
         true
     }
 
+    /// Notes that response `id`, made with key `key` by a provider that
+    /// keeps its responses (OpenAI's), left a conversation of `tokens`
+    /// (its input and its output) at the provider: a later request that
+    /// continues it with `previous_response_id` has the provider read
+    /// that much more than its body holds. Kept with the turns (the same
+    /// bytes bound, the same time), under a name no turn has.
+    pub fn put_context(&self, key: &str, id: &str, tokens: u64, now: Instant) {
+        let name = context_name(key);
+        self.put(&name, id, Bytes::copy_from_slice(&tokens.to_le_bytes()), now);
+    }
+
+    /// The tokens of the conversation response `id` (made with key `key`)
+    /// left at its provider, as [`Turns::put_context`] noted them.
+    pub fn context(&self, key: &str, id: &str, now: Instant) -> Option<u64> {
+        let kept = self.get(&context_name(key), id, now)?;
+        Some(u64::from_le_bytes(kept.as_ref().try_into().ok()?))
+    }
+
     /// Bytes kept now (the tests read it).
     #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).bytes).sum()
     }
+}
+
+/// The name a key's conversation sizes are kept under: the key's name
+/// (which the operator chooses, never a tenant) followed by a control
+/// character, so that the size is not taken for a turn of the key.
+fn context_name(key: &str) -> String {
+    let mut name = String::with_capacity(key.len() + 1);
+    name.push_str(key);
+    name.push('\u{1}');
+    name
 }
 
 /// A request's `input` as items, without the brackets: an array's

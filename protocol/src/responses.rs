@@ -98,6 +98,32 @@ pub fn read_event(doc: &[u8]) -> Option<EventFacts> {
     Some(facts)
 }
 
+/// The id of the response an answer carries, read by structure: a stream
+/// event's `response.id` (`response.created` and the last events carry
+/// the response), else a JSON answer's top-level `id`. Only a plain id
+/// (no escapes, at most 128 bytes) is taken: the gateway keeps it as a key.
+pub fn response_id(doc: &[u8]) -> Option<&[u8]> {
+    let mut c = Cursor { buf: doc, pos: 0, depth_max: usize::MAX };
+    c.ws();
+    let (mut top, mut inner) = (None, None);
+    members(&mut c, &mut |c, key| {
+        match key {
+            b"id" if c.peek() == Some(b'"') => top = Some(c.string().ok()?),
+            b"response" if c.peek() == Some(b'{') => members(c, &mut |c, key| {
+                match key {
+                    b"id" if c.peek() == Some(b'"') => inner = Some(c.string().ok()?),
+                    _ => c.value().ok()?,
+                }
+                Some(())
+            })?,
+            _ => c.value().ok()?,
+        }
+        Some(())
+    })?;
+    let id = inner.or(top)?.get(doc);
+    (!id.is_empty() && id.len() <= 128 && !id.contains(&b'\\')).then_some(id)
+}
+
 /// A `response` object the gateway makes: its status `incomplete` with
 /// `reason` (`content_filter` or `max_output_tokens`), and, for a withheld
 /// answer, one assistant message whose content is the refusal.
@@ -177,6 +203,30 @@ pub fn write_error_event(out: &mut BytesMut, message: &str, code: &str, sequence
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A response's id from an event's `response` or a JSON answer's top
+    /// level, in any key order; an id inside an output item or a tool's
+    /// arguments is not it.
+    #[test]
+    fn the_response_id_is_read_by_structure() {
+        let cases: [(&str, Option<&str>); 6] = [
+            (
+                r#"{"type":"response.created","sequence_number":0,"response":{"output":[{"id":"msg_1"}],"id":"resp_1","status":"in_progress"}}"#,
+                Some("resp_1"),
+            ),
+            (
+                r#"{ "object" : "response", "output":[{"type":"function_call","id":"fc_1","arguments":"{\"id\":\"x\"}"}], "id" : "resp_2" }"#,
+                Some("resp_2"),
+            ),
+            (r#"{"type":"response.output_text.delta","item_id":"msg_1","delta":"id"}"#, None),
+            (r#"{"id":"evt_1","response":{"id":"resp_3"}}"#, Some("resp_3")),
+            (r#"{"id":"resp_\u0031"}"#, None),
+            ("[1]", None),
+        ];
+        for (doc, id) in cases {
+            assert_eq!(response_id(doc.as_bytes()), id.map(str::as_bytes), "{doc}");
+        }
+    }
 
     #[test]
     fn text_deltas_are_read_by_structure_in_any_key_order() {

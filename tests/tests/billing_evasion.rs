@@ -199,3 +199,43 @@ fn a_client_that_reads_a_trickle_is_let_go_and_billed_in_full() {
     assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
     assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
 }
+
+/// A Responses conversation kept at the provider, continued with
+/// `previous_response_id`, costs what the provider stores of it: the
+/// gateway notes each passed-through response's size (input and output)
+/// under its id, and a request continuing it counts that in its prompt.
+/// Here a ceiling of 3 output tokens ends the second request's stream (no
+/// usage comes): it is billed the 90,000-token conversation, estimated,
+/// not the dozen tokens of its own input.
+#[test]
+fn a_continued_conversation_cut_by_a_ceiling_is_billed_what_the_provider_stores() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-context");
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
+        .replacen("forward_headers = [\"x-mock-*\"]\n", "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n", 1)
+        .replace(
+            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { request_output_tokens = 3 }",
+        );
+    let mut gw = start_gateway(&config, &[], &[]);
+    let first = one_request(
+        gw.addr,
+        &post_json("/v1/responses", r#"{"model":"gpt-4o","input":"the long history"}"#, "x-mock-cache: 90000,0\r\n"),
+    );
+    assert_eq!(first.status, 200, "{}", first.text());
+    let id = first.json()["id"].as_str().expect("a response id").to_string();
+    let next = format!(r#"{{"model":"gpt-4o","stream":true,"input":"and then?","previous_response_id":"{id}"}}"#);
+    let r = one_request(gw.addr, &post_json("/v1/responses", &next, "x-mock-chunks: 20\r\n"));
+    assert_eq!(r.status, 200);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 2, "{recs:#?}");
+    let (first, second) = (&recs[0], &recs[1]);
+    assert_eq!(first["tokens"]["prompt"], 90_000, "{first}");
+    let stored = 90_000 + first["tokens"]["completion"].as_u64().expect("completion");
+    assert_eq!(second["end"], "capped", "{second}");
+    assert_eq!(second["tokens"]["estimated"], true, "{second}");
+    let prompt = second["tokens"]["prompt"].as_u64().expect("prompt tokens");
+    assert!(prompt > stored && prompt < stored + 50, "billed {prompt} for a conversation of {stored}: {second}");
+}

@@ -89,11 +89,16 @@ pub struct Prompt {
     pub encoding: Encoding,
     tokens: OnceCell<u64>,
     bound: OnceCell<u64>,
+    /// Tokens the provider reads that the body does not hold: the
+    /// conversation a Responses request continues at the provider
+    /// (`previous_response_id`), as the gateway saw it end
+    /// ([`crate::turns::Turns::context`]). Part of every figure below.
+    pub stored: u64,
 }
 
 impl Prompt {
     pub fn new(encoding: Encoding) -> Prompt {
-        Prompt { encoding, tokens: OnceCell::new(), bound: OnceCell::new() }
+        Prompt { encoding, tokens: OnceCell::new(), bound: OnceCell::new(), stored: 0 }
     }
 
     /// No prompt in `body` (the exchange's body) has more tokens than
@@ -102,17 +107,19 @@ impl Prompt {
     /// up to 1,600 tokens in a few dozen bytes). Found once, by whichever
     /// phase asks first.
     pub fn bound(&self, body: &[u8]) -> u64 {
-        *self.bound.get_or_init(|| {
+        let bound = *self.bound.get_or_init(|| {
             (body.len() as u64)
                 .saturating_add(tollgate_protocol::tokens::REPLY_PRIMING)
                 .saturating_add(tollgate_protocol::media::media_tokens(body))
-        })
+        });
+        bound.saturating_add(self.stored)
     }
 
     /// The prompt's tokens in `body` (the exchange's body: counted the
     /// first time it is asked for, the same figure afterwards).
     pub fn tokens(&self, body: &[u8]) -> u64 {
-        *self.tokens.get_or_init(|| tollgate_protocol::tokens::prompt_tokens(self.encoding, body))
+        let counted = *self.tokens.get_or_init(|| tollgate_protocol::tokens::prompt_tokens(self.encoding, body));
+        counted.saturating_add(self.stored)
     }
 
     /// [`Prompt::tokens`] for a phase that may wait: a large body is
@@ -120,19 +127,19 @@ impl Prompt {
     /// them, so that one tenant's huge prompt does not stall the core.
     pub async fn tokens_in_steps(&self, body: &[u8]) -> u64 {
         if let Some(&n) = self.tokens.get() {
-            return n;
+            return n.saturating_add(self.stored);
         }
         let n = if body.len() <= tollgate_protocol::tokens::STEP_BYTES {
             tollgate_protocol::tokens::prompt_tokens(self.encoding, body)
         } else {
             tollgate_protocol::tokens::prompt_tokens_in_steps(self.encoding, body, yield_now).await
         };
-        *self.tokens.get_or_init(|| n)
+        self.tokens.get_or_init(|| n).saturating_add(self.stored)
     }
 
     /// The count, if the prompt has been counted.
     pub fn get(&self) -> Option<u64> {
-        self.tokens.get().copied()
+        self.tokens.get().map(|n| n.saturating_add(self.stored))
     }
 
     /// Whether the prompt has been counted (for tests of "at most once").

@@ -364,7 +364,11 @@ fn ceiling(
     }
     let cost = cost.and_then(|limit| {
         let price = route.price_of(Some(target))?;
-        Some((limit, stream::PromptTokens::new(prompt.bound(body), prompt.get(), body.clone(), prompt.encoding), price))
+        Some((
+            limit,
+            stream::PromptTokens::new(prompt.bound(body), prompt.get(), body.clone(), prompt.encoding, prompt.stored),
+            price,
+        ))
     });
     Some(stream::Ceiling { output_tokens: output.unwrap_or(u64::MAX), cost })
 }

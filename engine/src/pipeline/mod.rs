@@ -7,7 +7,7 @@
 //!  authenticate ─ name_run ─ within_budget ─ within_rate_limit ─ read_body ─ route
 //!   ─ guard_request ─ classify_request ─ continue_response ─ cache lookup ─ affordable
 //!   ─ reserve_tokens ─ within_run ─ capture ─ reserve_strict ─ forward ─ keep_turn
-//!   ─ cache store ─ finish
+//!   ─ note_context ─ cache store ─ finish
 //! ```
 //!
 //! - [`authenticate`]: the virtual key, before the body is read, so an
@@ -53,6 +53,9 @@
 //!   counted, translated);
 //! - [`turns::keep_turn`]: a Responses answer from a provider that keeps no
 //!   responses is kept as a turn, under its id and the request's key;
+//!   [`turns::note_context`]: one from a provider that keeps them leaves
+//!   the size of the conversation it stores, which a request continuing
+//!   it counts in its prompt;
 //! - [`cache::store`]: a missed request's answer, kept as it was
 //!   written, is stored if it completed with status 200;
 //! - [`finish`]: the record written (with `[telemetry]`, the request's
@@ -194,6 +197,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             }
             let end = Box::pin(forward::forward(&mut ex, core.state, core.cut, client)).await?;
             shared_turn = turns::keep_turn(&mut ex, core, &end);
+            turns::note_context(&ex, core, &end);
             shared = cache::store(&mut ex, core, &end);
             Ok(end)
         });

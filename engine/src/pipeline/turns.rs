@@ -69,6 +69,12 @@ pub async fn continue_response<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Re
         }
     }
     let Some(routed) = ex.routed.as_ref() else { return Ok(()) };
+    if let Some(previous) = routed.fields.previous_response_id {
+        // Left for the provider: what the conversation it stores comes to,
+        // if it ended here, is part of this request's prompt.
+        let id = std::str::from_utf8(previous.get(&ex.body)).unwrap_or_default();
+        ex.prompt.stored = core.turns.context(&key.name, id, Instant::now()).unwrap_or(0);
+    }
     let keeps_none = routed.route.targets.iter().any(|t| !core.state.upstreams[t.provider].responses_api);
     if keeps_none && routed.fields.store != Some(false) && routed.fields.input.is_some() {
         ex.turn = Some(Box::new(crate::cache::Kept::new(TURN_ANSWER_BYTES_MAX)));
@@ -101,6 +107,24 @@ pub fn keep_turn(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Opti
         items,
         ttl: core.state.config.server.responses_turns_ttl,
     })
+}
+
+/// A Responses answer a provider that keeps responses gave (passed
+/// through, with its id) leaves a conversation at the provider: its
+/// tokens, input and output as billed (the provider's, or the gateway's
+/// estimate of an answer cut short), are noted under its id, so that a
+/// request continuing it counts them (`Prompt::stored`) in its estimates,
+/// its ceiling and the bill of an answer cut short. (A reasoning model's
+/// earlier reasoning, which a provider may drop from the conversation, is
+/// counted: the estimate errs high.) Not noted with `store: false`: the
+/// provider keeps nothing then.
+pub fn note_context(ex: &Exchange<'_>, core: &Core<'_>, end: &RelayEnd) {
+    let (Some(id), Some(usage)) = (end.response_id.as_deref(), end.usage) else { return };
+    let (Ok(key), Some(routed)) = (ex.key(), ex.routed.as_ref()) else { return };
+    if ex.front != crate::proxy::Front::Responses || routed.fields.store == Some(false) {
+        return;
+    }
+    core.turns.put_context(&key.name, id, usage.prompt.saturating_add(usage.completion), Instant::now());
 }
 
 /// Writes a turn to the cluster's Redis with its TTL; a failure is only

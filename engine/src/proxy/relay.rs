@@ -86,7 +86,7 @@ impl Answer<'_> {
 }
 
 /// How a relay ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayEnd {
     pub status: u16,
     /// The upstream connection ended cleanly and may serve another request.
@@ -114,6 +114,9 @@ pub struct RelayEnd {
     /// (it left, or a guardrail ended its answer there), for the
     /// provider's final count ([`Answer::read_to_end`]).
     pub read_past_client: bool,
+    /// A Responses answer passed through: the id of the response (which a
+    /// later request may continue with `previous_response_id`).
+    pub response_id: Option<Box<str>>,
 }
 
 impl RelayEnd {
@@ -130,6 +133,7 @@ impl RelayEnd {
             completion_counted: 0,
             first_write: None,
             read_past_client: false,
+            response_id: None,
         }
     }
 
@@ -288,6 +292,9 @@ pub async fn relay(
             // Read before the client's fate is known: the upstream did the
             // work either way.
             let tapped = tap.take();
+            if front == super::Front::Responses {
+                end.response_id = tapped.as_ref().and_then(Tap::response_id);
+            }
             if let Some(k) = keep.as_deref_mut() {
                 match tapped.as_ref() {
                     Some(t) => t.keep_into(k),
@@ -487,6 +494,15 @@ impl Tap {
             Some(one) => kept.push(one),
             None => kept.push(&Bytes::copy_from_slice(&self.joined)),
         }
+    }
+
+    /// A Responses answer's id.
+    fn response_id(&self) -> Option<Box<str>> {
+        let data = match &self.first {
+            Some(one) => &one[..],
+            None => &self.joined[..],
+        };
+        tollgate_protocol::responses::response_id(data).and_then(|raw| std::str::from_utf8(raw).ok()).map(Box::from)
     }
 
     fn usage(self) -> (super::answer::Usage, super::answer::Finish) {

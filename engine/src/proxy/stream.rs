@@ -50,25 +50,31 @@ pub struct PromptTokens {
     exact: std::cell::OnceCell<u64>,
     body: bytes::Bytes,
     encoding: tollgate_protocol::tokens::Encoding,
+    /// Tokens the provider reads besides the body (`Prompt::stored`).
+    stored: u64,
 }
 
 impl PromptTokens {
-    /// `exact` when the request's prompt was counted already.
+    /// `exact` when the request's prompt was counted already; `bound` and
+    /// `exact` include `stored`, as `Prompt`'s figures do.
     pub fn new(
         bound: u64,
         exact: Option<u64>,
         body: bytes::Bytes,
         encoding: tollgate_protocol::tokens::Encoding,
+        stored: u64,
     ) -> Self {
         let cell = std::cell::OnceCell::new();
         if let Some(n) = exact {
             let _ = cell.set(n);
         }
-        PromptTokens { bound, exact: cell, body, encoding }
+        PromptTokens { bound, exact: cell, body, encoding, stored }
     }
 
     fn exact(&self) -> u64 {
-        *self.exact.get_or_init(|| tollgate_protocol::tokens::prompt_tokens(self.encoding, &self.body))
+        *self.exact.get_or_init(|| {
+            tollgate_protocol::tokens::prompt_tokens(self.encoding, &self.body).saturating_add(self.stored)
+        })
     }
 }
 
@@ -127,6 +133,8 @@ pub enum Stream {
         /// Events passed on: the number a Responses stream's own last
         /// event gets.
         sequence: u64,
+        /// A Responses stream's response id (its first event carries it).
+        id: Option<Box<str>>,
     },
 }
 
@@ -157,9 +165,14 @@ impl Stream {
                 events: Box::new(ResponsesStream::new()),
                 reported: Default::default(),
             },
-            Translation::None => {
-                Stream::Identity { front, done: false, reported: Default::default(), strip_usage, sequence: 0 }
-            }
+            Translation::None => Stream::Identity {
+                front,
+                done: false,
+                reported: Default::default(),
+                strip_usage,
+                sequence: 0,
+                id: None,
+            },
         }
     }
 
@@ -179,7 +192,12 @@ impl Stream {
                 chat.event(ev, &mut chunks).map_err(|_| ())?;
                 through_chat(parser, events, chunks, out)
             }
-            Stream::Identity { front, done, reported, strip_usage, sequence } => {
+            Stream::Identity { front, done, reported, strip_usage, sequence, id } => {
+                if *front == Front::Responses && id.is_none() {
+                    *id = tollgate_protocol::responses::response_id(&ev.data)
+                        .and_then(|raw| std::str::from_utf8(raw).ok())
+                        .map(Box::from);
+                }
                 // Read by structure: a `usage` only at the top level (or
                 // in Anthropic's `message_start`, the message's), and the
                 // usage chunk known by its empty `choices`, however the
@@ -258,6 +276,14 @@ impl Stream {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// A Responses stream's response id, once an event has carried it.
+    fn take_response_id(&mut self) -> Option<Box<str>> {
+        match self {
+            Stream::Identity { id, .. } => id.take(),
+            _ => None,
         }
     }
 
@@ -497,6 +523,11 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
 
     pub fn flow(&self) -> Flow {
         self.flow
+    }
+
+    /// The response id a Responses stream passed through carried.
+    pub fn take_response_id(&mut self) -> Option<Box<str>> {
+        self.translator.take_response_id()
     }
 
     /// The stream has ended for the client, and the rest of the upstream's
@@ -1119,7 +1150,7 @@ mod tests {
         let bound = body.len() as u64 + 3;
         let ceiling = |limit_tokens: u64| Ceiling {
             output_tokens: u64::MAX,
-            cost: Some((limit_tokens, PromptTokens::new(bound, None, body.clone(), encoding), price)),
+            cost: Some((limit_tokens, PromptTokens::new(bound, None, body.clone(), encoding, 0), price)),
         };
         let counted = |c: &Ceiling| c.cost.as_ref().is_some_and(|(_, p, _)| p.exact.get().is_some());
         // Far from the limit even at the bound: no count.

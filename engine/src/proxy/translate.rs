@@ -271,8 +271,14 @@ pub async fn relay_translated(
     let mut usage = Ok(None);
     let mut finish = super::answer::Finish::default();
     let mut status = response.status;
+    let mut response_id = None;
     if matches!(translation, Translation::None) {
         (usage, finish) = answer_usage(&body);
+        if front == Front::Responses && response.status < 300 {
+            response_id = tollgate_protocol::responses::response_id(&body)
+                .and_then(|raw| std::str::from_utf8(raw).ok())
+                .map(Box::from);
+        }
         out = body;
     } else if response.status < 300 {
         let translated = if let Translation::ToResponses(from) = translation {
@@ -397,6 +403,7 @@ pub async fn relay_translated(
         Err(_) => end.usage_rejected = true,
     }
     end.finish = finish;
+    end.response_id = response_id;
     end.first_write = sent.then_some(written);
     end.end = match (sent, blocked) {
         (false, _) => End::ClientGone,
@@ -570,6 +577,7 @@ async fn relay_stream(
     }
     let flow = relay.flow();
     end.read_past_client = read_past;
+    end.response_id = relay.take_response_id();
     end.end = if gone { End::ClientGone } else { relay.end() };
     if let Some(k) = keep.as_mut().filter(|_| !relay.ended_by_upstream()) {
         // Closed by the gateway, not the provider: not an answer to keep.

@@ -88,3 +88,19 @@ fn the_conversation_kept_is_the_input_and_the_output_without_ids() {
     // A stream that never completed keeps nothing.
     assert!(conversation(body.as_bytes(), input, b"event: response.created\ndata: {}\n\n", true).is_none());
 }
+
+/// A conversation's size is found by the key that made it only, within
+/// its time, and is never taken for a turn of that key (nor a turn for a
+/// size).
+#[test]
+fn a_conversations_size_is_kept_per_key_beside_the_turns() {
+    let turns = Turns::new(1 << 20, Duration::from_secs(60));
+    let now = Instant::now();
+    turns.put_context("team-a", "resp_1", 90_016, now);
+    assert_eq!(turns.context("team-a", "resp_1", now), Some(90_016));
+    assert_eq!(turns.context("team-b", "resp_1", now), None);
+    assert_eq!(turns.get("team-a", "resp_1", now), None, "a size is not a turn");
+    assert!(turns.put("team-a", "resp_2", Bytes::from_static(b"[]"), now));
+    assert_eq!(turns.context("team-a", "resp_2", now), None, "a turn is not a size");
+    assert_eq!(turns.context("team-a", "resp_1", now + Duration::from_secs(61)), None, "expired");
+}
