@@ -51,6 +51,10 @@ impl Reply {
     }
 }
 
+/// What one write of a relayed stream may wait for its client without
+/// counting towards `write_stall` ([`Client::write_relayed`]).
+pub const WRITE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Client {
     pub fn new(
         stream: crate::downstream::ClientStream,
@@ -67,17 +71,18 @@ impl Client {
         }
     }
 
-    /// [`Client::write`] for a stream relayed as it comes: what its
-    /// writes wait for the client is added to `stalled`, and a write gives
-    /// up once that passes `write_stall`. A client that takes a byte
-    /// before each `write_idle` runs out, and no more, would otherwise
-    /// hold the upstream waiting (the answer unread, its usage with it)
-    /// until the request's deadline.
+    /// [`Client::write`] for a stream relayed as it comes: what a write
+    /// waits for the client past [`WRITE_GRACE`] is added to `stalled`,
+    /// and a write gives up once that passes `write_stall`. A client that
+    /// takes a byte before each `write_idle` runs out, and no more, would
+    /// otherwise hold the upstream waiting (the answer unread, its usage
+    /// with it) until the request's deadline. The grace keeps a busy
+    /// core's turns, and a large event on a slow link, from counting.
     pub async fn write_relayed(&mut self, deadline: Instant, stalled: &mut std::time::Duration) -> std::io::Result<()> {
         let start = Instant::now();
-        let by = deadline.min(start + self.write_stall.saturating_sub(*stalled));
+        let by = deadline.min(start + WRITE_GRACE + self.write_stall.saturating_sub(*stalled));
         let written = self.write(by).await;
-        *stalled += start.elapsed();
+        *stalled += start.elapsed().saturating_sub(WRITE_GRACE);
         written
     }
 

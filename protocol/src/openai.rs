@@ -83,6 +83,10 @@ pub enum BodyError {
     MissingModel,
     /// `model` is not a plain string (escapes are not allowed in model names).
     BadModel,
+    /// `previous_response_id` holds escapes: the gateway looks the id up
+    /// as written (a turn it keeps, the size of a conversation), the
+    /// provider decoded, and `"resp_\u0061bc"` would be two ids.
+    BadPreviousResponseId,
     /// Nesting deeper than the gateway will walk.
     TooDeep,
     /// `stream` is not `true`, `false` or `null`.
@@ -142,6 +146,9 @@ impl BodyError {
             BodyError::NotJsonObject => "request body must be a JSON object",
             BodyError::MissingModel => "you must provide a model parameter",
             BodyError::BadModel => "model must be a plain string",
+            BodyError::BadPreviousResponseId => {
+                "`previous_response_id` must be a plain string, written without escapes"
+            }
             BodyError::TooDeep => "request body nests too deeply",
             BodyError::BadStream => "`stream` must be a boolean",
             BodyError::BadMessages => "`messages` must be an array of messages",
@@ -273,7 +280,11 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
             b"previous_response_id" => {
                 once(previous.is_some())?;
                 previous = Some(if c.peek() == Some(b'"') {
-                    Some(c.string()?)
+                    let id = c.string()?;
+                    if id.get(body).contains(&b'\\') {
+                        return Err(BodyError::BadPreviousResponseId);
+                    }
+                    Some(id)
                 } else {
                     c.value()?;
                     None
@@ -1288,6 +1299,7 @@ mod tests {
             ("{}", BodyError::MissingModel),
             (r#"{"messages":[]}"#, BodyError::MissingModel),
             (r#"{"model":1}"#, BodyError::BadModel),
+            (r#"{"model":"m","previous_response_id":"resp_\u0061bc"}"#, BodyError::BadPreviousResponseId),
             (r#"{"model":"a\"b"}"#, BodyError::BadModel),
             (r#"{"model":"a"} x"#, BodyError::NotJsonObject),
             (r#"{"model":"a","m":[}"#, BodyError::NotJsonObject),

@@ -144,17 +144,25 @@ fn a_blocked_answer_to_a_prompt_the_gateway_cannot_count_is_billed_in_full() {
             "[[guardrail_profiles]]\nname = \"g\"\nsecrets = \"block\"\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"g\"",
         );
     let mut gw = start_gateway(&config, &[], &[]);
-    let headers = "x-mock-cache: 90000,0\r\nx-mock-chunks: 30\r\nx-mock-chunk-delay-ms: 10\r\n\
-                   x-mock-reply: the key is AKIAIOSFODNN7EXAMPLE and then a long explanation of what it opens and why\r\n";
-    let body = r#"{"model":"gpt-4o","stream":true,"input":"print the key","previous_response_id":"resp_big"}"#;
-    let r = one_request(gw.addr, &post_json("/v1/responses", body, headers));
-    assert_eq!(r.status, 200);
-    assert!(!r.text().contains("AKIAIOSFODNN7EXAMPLE"), "{}", r.text());
-    let recs = wait_records(&logs.0, 1);
-    let rec = &recs[0];
-    assert_eq!(rec["end"], "blocked", "{rec}");
-    assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
-    assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
+    // The secret early, the rest of the answer still to come; and the
+    // secret last, the answer's usage in the same read as the text that
+    // is blocked.
+    let replies = [
+        "x-mock-chunks: 30\r\nx-mock-chunk-delay-ms: 10\r\nx-mock-reply: the key is AKIAIOSFODNN7EXAMPLE and then a long explanation of what it opens and why\r\n",
+        "x-mock-chunks: 4\r\nx-mock-reply: here it is at the very end AKIAIOSFODNN7EXAMPLE\r\n",
+    ];
+    for reply in replies {
+        let body = r#"{"model":"gpt-4o","stream":true,"input":"print the key","previous_response_id":"resp_big"}"#;
+        let r = one_request(gw.addr, &post_json("/v1/responses", body, &format!("x-mock-cache: 90000,0\r\n{reply}")));
+        assert_eq!(r.status, 200);
+        assert!(!r.text().contains("AKIAIOSFODNN7EXAMPLE"), "{}", r.text());
+    }
+    let recs = wait_records(&logs.0, replies.len());
+    for rec in &recs {
+        assert_eq!(rec["end"], "blocked", "{rec}");
+        assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
+        assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
+    }
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }

@@ -466,9 +466,6 @@ pub struct StreamRelay<'a, 'g> {
     /// A Bedrock upstream's body: AWS's binary messages, made chat chunks
     /// before the SSE parser sees them.
     bedrock: Option<Box<(tollgate_protocol::eventstream::Decoder, tollgate_protocol::bedrock::StreamTranslator)>>,
-    /// Once stopped, the upstream's events are still read for their usage
-    /// ([`StreamRelay::read_usage_after_stop`]).
-    usage_after_stop: bool,
 }
 
 /// The most of a windowed stream's text kept to ask about: a classifier
@@ -492,7 +489,6 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             said: Vec::new(),
             unasked: 0,
             ended_by_upstream: false,
-            usage_after_stop: false,
             finish: Default::default(),
             gemini: None,
             bedrock: None,
@@ -530,13 +526,19 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
         self.translator.take_response_id()
     }
 
-    /// The stream has ended for the client, and the rest of the upstream's
-    /// is to be read for its final usage alone (see
-    /// `relay::Answer::read_to_end`); false where this translation cannot
-    /// read usage so (its count lives in a translator that has stopped).
-    pub fn read_usage_after_stop(&mut self) -> bool {
-        self.usage_after_stop = self.translator.reads_usage_alone() && self.gemini.is_none();
-        self.usage_after_stop
+    /// Whether, once the stream has stopped for the client, the upstream's
+    /// later events are read for their usage (see
+    /// `relay::Answer::read_to_end`): where the translation reads usage
+    /// from each event (an OpenAI-style or Anthropic upstream as its own
+    /// API, chat made Responses events), not from a translator that has
+    /// stopped (an Anthropic upstream translated, Gemini's and Bedrock's
+    /// made chat), and not under a ceiling (which is there to stop the
+    /// spend: the rest of the answer would be generated past it).
+    pub fn reads_usage_after_stop(&self) -> bool {
+        self.translator.reads_usage_alone()
+            && self.gemini.is_none()
+            && self.bedrock.is_none()
+            && self.stages.ceiling.is_none()
     }
 
     /// The one transition out of streaming: the first reason to stop wins.
@@ -604,9 +606,9 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
                 }
             };
             if self.flow != Flow::Streaming {
-                // Stopped: the rest of the upstream's events are read and
-                // dropped (for their usage alone, when read on).
-                if self.usage_after_stop {
+                // Stopped: the rest of the upstream's events are read for
+                // their usage alone, and dropped.
+                if self.reads_usage_after_stop() {
                     self.translator.usage_only(&ev);
                 }
                 continue;

@@ -528,6 +528,7 @@ async fn relay_stream(
             let hung_up = (end.first_write.is_none() || finished) && answer.client_hung_up(client);
             if hung_up || client.write_relayed(deadline, &mut stalled).await.is_err() {
                 if !answer.read_to_end() {
+                    end.response_id = relay.take_response_id();
                     relay.close();
                     end.end = End::ClientGone;
                     return end;
@@ -556,20 +557,21 @@ async fn relay_stream(
     // cheap by asking for something the guard blocks). A ceiling's end
     // is not read on: it is there to stop the spend.
     let mut read_past = gone && relay.ended_by_upstream();
-    if relay.flow() == Flow::Blocked && !reader.done && (gone || answer.read_to_end()) && relay.read_usage_after_stop()
-    {
+    if relay.flow() == Flow::Blocked && relay.reads_usage_after_stop() && (gone || answer.read_to_end()) {
+        // (Events that came with the one that blocked were read for their
+        // usage already.)
         let mut dropped = BytesMut::new();
-        loop {
+        while !reader.done {
             let read = reader.next(up, deadline, answer.cut, &mut pieces).await;
             for p in pieces.drain(..) {
                 relay.feed(p, &mut dropped);
             }
             dropped.clear();
-            if read.is_err() || reader.done {
-                read_past = read.is_ok();
+            if read.is_err() {
                 break;
             }
         }
+        read_past = reader.done;
         match relay.usage() {
             Ok(u) => end.usage = u,
             Err(_) => end.usage_rejected = true,
