@@ -19,6 +19,11 @@ fuzz_target!(|data: &[u8]| {
     padded.extend_from_slice(data);
     padded.extend_from_slice(b"\t ");
     assert_eq!(read_answer(&padded), facts);
+    // A response's id is a plain string's contents inside the document.
+    if let Some(id) = tollgate_protocol::responses::response_id(data) {
+        assert!(!id.is_empty() && id.len() <= 128 && !id.contains(&b'\\') && !id.contains(&b'"'));
+        assert!(data.windows(id.len()).any(|w| w == id));
+    }
     let event = tollgate_protocol::responses::read_event(data);
     if let Some((raw, escaped)) = event.as_ref().and_then(|e| e.delta.clone()) {
         assert!(raw.start >= 1 && raw.end < data.len());

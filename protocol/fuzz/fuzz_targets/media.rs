@@ -1,14 +1,20 @@
 //! The media estimate (a tenant's request, read for images and audio): no
 //! panic and no overflow on any body or base64 header a tenant sends, and
-//! never more than the dearest image per part.
+//! never more than the dearest image per part. Whether a count is partial
+//! (asked when a client leaves) with it: no panic, and never partial for a
+//! body that names no medium, file or escape.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tollgate_protocol::media::{image_size, media_tokens};
+use tollgate_protocol::media::{counted_in_part, image_size, media_tokens};
 
 fuzz_target!(|data: &[u8]| {
     let t = media_tokens(data);
     // Each part is at least a few bytes: the estimate is bounded by the body.
     assert!(t <= (data.len() as u64).saturating_mul(2_000));
     let _ = image_size(data);
+    let named = ["image", "audio", "video", "file", "document", "item_reference", "\\u00"]
+        .iter()
+        .any(|n| data.windows(n.len()).any(|w| w == n.as_bytes()));
+    assert!(named || !counted_in_part(data));
 });
