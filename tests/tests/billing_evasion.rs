@@ -247,3 +247,46 @@ fn a_continued_conversation_cut_by_a_ceiling_is_billed_what_the_provider_stores(
     let prompt = second["tokens"]["prompt"].as_u64().expect("prompt tokens");
     assert!(prompt > stored && prompt < stored + 50, "billed {prompt} for a conversation of {stored}: {second}");
 }
+
+/// With `[cluster]`, a conversation's size one node saw goes to Redis with
+/// the turns' time, and the node a continuation comes to counts it.
+#[test]
+fn a_conversation_continued_on_another_node_is_billed_what_the_provider_stores() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let node = |id: &str| {
+        let logs = TempDir::new(&format!("evasion-context-{id}"));
+        let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
+            .replacen(
+                "forward_headers = [\"x-mock-*\"]\n",
+                "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n",
+                1,
+            )
+            .replace(
+                "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+                "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { request_output_tokens = 3 }",
+            );
+        let config =
+            format!("{config}\n[cluster]\nredis_urls = [\"{}\"]\nnode_id = \"{id}\"\ntimeout_ms = 200\n", redis.url());
+        (start_gateway(&config, &[], &[]), logs)
+    };
+    let ((a, _la), (mut b, lb)) = (node("a"), node("b"));
+    let first = one_request(
+        a.addr,
+        &post_json("/v1/responses", r#"{"model":"gpt-4o","input":"the long history"}"#, "x-mock-cache: 90000,0\r\n"),
+    );
+    assert_eq!(first.status, 200, "{}", first.text());
+    let id = first.json()["id"].as_str().expect("a response id").to_string();
+    wait_until(Duration::from_secs(5), "the conversation's size in Redis", || {
+        !redis.cli(&["--scan", "--pattern", "tollgate:c:*"]).trim().is_empty()
+    });
+    let next = format!(r#"{{"model":"gpt-4o","stream":true,"input":"and then?","previous_response_id":"{id}"}}"#);
+    assert_eq!(one_request(b.addr, &post_json("/v1/responses", &next, "x-mock-chunks: 20\r\n")).status, 200);
+    b.signal(libc::SIGTERM);
+    assert!(b.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&lb.0);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["end"], "capped", "{}", recs[0]);
+    let prompt = recs[0]["tokens"]["prompt"].as_u64().expect("prompt tokens");
+    assert!(prompt > 90_000, "billed {prompt} on node b: {}", recs[0]);
+}

@@ -135,6 +135,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     // A kept Responses turn for the cluster's Redis, written after the
     // record too.
     let mut shared_turn = None;
+    let mut shared_context = None;
     // When the drain's time is up, the waits on upstreams end at once and
     // their requests finish their answers; one still going a moment later
     // (connecting or writing upstream, waiting on Redis, reading the body,
@@ -197,7 +198,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             }
             let end = Box::pin(forward::forward(&mut ex, core.state, core.cut, client)).await?;
             shared_turn = turns::keep_turn(&mut ex, core, &end);
-            turns::note_context(&ex, core, &end);
+            shared_context = turns::note_context(&ex, core, &end);
             shared = cache::store(&mut ex, core, &end);
             Ok(end)
         });
@@ -228,7 +229,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     if let Some(s) = shared {
         Box::pin(cache::share(core, s)).await;
     }
-    if let Some(t) = shared_turn {
+    for t in [shared_turn, shared_context].into_iter().flatten() {
         Box::pin(turns::share(core, t)).await;
     }
     reusable && !abandoned

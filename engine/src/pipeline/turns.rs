@@ -31,6 +31,12 @@ fn shared_name(prefix: &str, key: &str, id: &str) -> String {
     format!("{prefix}:t:{key}:{id}")
 }
 
+/// A conversation's size in Redis: `prefix:c:<key>:<response id>`, its
+/// tokens in decimal.
+fn shared_context_name(prefix: &str, key: &str, id: &str) -> String {
+    format!("{prefix}:c:{key}:{id}")
+}
+
 /// A Responses request that continues a turn the gateway keeps
 /// (`previous_response_id`, made with this key, not expired; on this node,
 /// or with `[cluster]` in Redis) has the turn's items put before its own
@@ -71,9 +77,17 @@ pub async fn continue_response<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Re
     let Some(routed) = ex.routed.as_ref() else { return Ok(()) };
     if let Some(previous) = routed.fields.previous_response_id {
         // Left for the provider: what the conversation it stores comes to,
-        // if it ended here, is part of this request's prompt.
+        // if it ended here (or, with `[cluster]`, on another node), is part
+        // of this request's prompt.
         let id = std::str::from_utf8(previous.get(&ex.body)).unwrap_or_default();
-        ex.prompt.stored = core.turns.context(&key.name, id, Instant::now()).unwrap_or(0);
+        let mut size = core.turns.context(&key.name, id, Instant::now());
+        if let (None, Some(redis)) = (size, core.strict) {
+            size = Box::pin(shared_context_get(redis, &shared_context_name(redis.key_prefix(), &key.name, id))).await;
+            if let Some(n) = size {
+                core.turns.put_context(&key.name, id, n, Instant::now());
+            }
+        }
+        ex.prompt.stored = size.unwrap_or(0);
     }
     let keeps_none = routed.route.targets.iter().any(|t| !core.state.upstreams[t.provider].responses_api);
     if keeps_none && routed.fields.store != Some(false) && routed.fields.input.is_some() {
@@ -118,23 +132,47 @@ pub fn keep_turn(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Opti
 /// earlier reasoning, which a provider may drop from the conversation, is
 /// counted: the estimate errs high.) Not noted with `store: false`: the
 /// provider keeps nothing then.
-pub fn note_context(ex: &Exchange<'_>, core: &Core<'_>, end: &RelayEnd) {
-    let (Some(id), Some(usage)) = (end.response_id.as_deref(), end.usage) else { return };
-    let (Ok(key), Some(routed)) = (ex.key(), ex.routed.as_ref()) else { return };
+///
+/// With `[cluster]`, the size to write to Redis as well, once the request
+/// is recorded (as a turn is: [`share`]).
+pub fn note_context(ex: &Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<SharedTurn> {
+    let (Some(id), Some(usage)) = (end.response_id.as_deref(), end.usage) else { return None };
+    let (Ok(key), Some(routed)) = (ex.key(), ex.routed.as_ref()) else { return None };
     if ex.front != crate::proxy::Front::Responses || routed.fields.store == Some(false) {
-        return;
+        return None;
     }
-    core.turns.put_context(&key.name, id, usage.prompt.saturating_add(usage.completion), Instant::now());
+    let tokens = usage.prompt.saturating_add(usage.completion);
+    core.turns.put_context(&key.name, id, tokens, Instant::now());
+    let redis = core.strict?;
+    Some(SharedTurn {
+        name: shared_context_name(redis.key_prefix(), &key.name, id),
+        items: Bytes::from(tokens.to_string()),
+        ttl: core.state.config.server.responses_turns_ttl,
+    })
 }
 
-/// Writes a turn to the cluster's Redis with its TTL; a failure is only
-/// logged (the conversation then continues on this node only).
+/// Writes a turn (or a conversation's size) to the cluster's Redis with
+/// its TTL; a failure is only logged (the conversation then continues on
+/// this node only).
 pub async fn share(core: &Core<'_>, turn: SharedTurn) {
     let Some(redis) = core.strict else { return };
     let ms = turn.ttl.as_millis().max(1).to_string();
     let args: [&[u8]; 5] = [b"SET", turn.name.as_bytes(), &turn.items, b"PX", ms.as_bytes()];
     if let Err(e) = redis.call(&args).await {
         tracing::debug!(error = %e, "the cluster's Redis did not take a Responses turn");
+    }
+}
+
+/// A conversation's size from the cluster's Redis; `None` when absent,
+/// unreadable or unreachable.
+async fn shared_context_get(redis: &crate::cluster::strict::Strict, name: &str) -> Option<u64> {
+    match redis.call(&[b"GET", name.as_bytes()]).await {
+        Ok(tollgate_protocol::resp::Reply::Bulk(Some(value))) => std::str::from_utf8(&value).ok()?.parse().ok(),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(error = %e, "the cluster's Redis is unavailable; a conversation's size is looked for here only");
+            None
+        }
     }
 }
 
