@@ -5,6 +5,17 @@ use std::time::Duration;
 
 use tollgate_e2e::*;
 
+/// The e2e configuration with records in `logs` (and `server`, more of
+/// `[server]`), its provider serving the Responses API itself (as OpenAI
+/// does: a conversation is kept there), `profiles` before the team and
+/// `team` more of the team's lines.
+fn stored_config(mock: &Proc, logs: &TempDir, server: &str, profiles: &str, team: &str) -> String {
+    let team_head = "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]";
+    config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"\n{server}", logs.0.display()))
+        .replacen("forward_headers = [\"x-mock-*\"]\n", "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n", 1)
+        .replace(team_head, &format!("{profiles}{team_head}\n{team}"))
+}
+
 /// A stream whose client says it does not want usage (`false`, `null`,
 /// `{}`) is still billed from the provider's counts: the gateway asks for
 /// them and keeps the usage chunk from the client.
@@ -77,12 +88,7 @@ fn a_prompt_that_starts_like_a_data_url_is_still_billed() {
 fn a_prompt_the_gateway_cannot_count_is_billed_when_the_client_hangs_up() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("evasion-stored");
-    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())).replacen(
-        "forward_headers = [\"x-mock-*\"]\n",
-        "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n",
-        1,
-    );
-    let mut gw = start_gateway(&config, &[], &[]);
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", ""), &[], &[]);
     let responses = |field: &str| format!(r#"{{"model":"gpt-4o","stream":true,"input":"go on",{field}}}"#);
     let chat = |part: &str| {
         format!(
@@ -137,13 +143,8 @@ fn a_prompt_the_gateway_cannot_count_is_billed_when_the_client_hangs_up() {
 fn a_blocked_answer_to_a_prompt_the_gateway_cannot_count_is_billed_in_full() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("evasion-blocked");
-    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
-        .replacen("forward_headers = [\"x-mock-*\"]\n", "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n", 1)
-        .replace(
-            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-            "[[guardrail_profiles]]\nname = \"g\"\nsecrets = \"block\"\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"g\"",
-        );
-    let mut gw = start_gateway(&config, &[], &[]);
+    let profile = "[[guardrail_profiles]]\nname = \"g\"\nsecrets = \"block\"\n\n";
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", profile, "guardrails = \"g\""), &[], &[]);
     // The secret early, the rest of the answer still to come; and the
     // secret last, the answer's usage in the same read as the text that
     // is blocked.
@@ -177,12 +178,7 @@ fn a_blocked_answer_to_a_prompt_the_gateway_cannot_count_is_billed_in_full() {
 fn a_client_that_reads_a_trickle_is_let_go_and_billed_in_full() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("evasion-trickle");
-    let extra = format!("[logging]\ndir = \"{}\"\n[server.timeouts]\nwrite_stall_ms = 1000", logs.0.display());
-    let config = config_for(mock.addr, 1, &extra).replacen(
-        "forward_headers = [\"x-mock-*\"]\n",
-        "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n",
-        1,
-    );
+    let config = stored_config(&mock, &logs, "[server.timeouts]\nwrite_stall_ms = 1000", "", "");
     let gw = start_gateway(&config, &[], &[]);
     // An answer far larger than the sockets' buffers.
     // (A chat stream: a Responses one repeats its text whole in its last
@@ -219,12 +215,7 @@ fn a_client_that_reads_a_trickle_is_let_go_and_billed_in_full() {
 fn a_continued_conversation_cut_by_a_ceiling_is_billed_what_the_provider_stores() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("evasion-context");
-    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
-        .replacen("forward_headers = [\"x-mock-*\"]\n", "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n", 1)
-        .replace(
-            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-            "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { request_output_tokens = 3 }",
-        );
+    let config = stored_config(&mock, &logs, "", "", "budget = { request_output_tokens = 3 }");
     let mut gw = start_gateway(&config, &[], &[]);
     let first = one_request(
         gw.addr,
@@ -256,16 +247,7 @@ fn a_conversation_continued_on_another_node_is_billed_what_the_provider_stores()
     let mock = start_mock(&[]);
     let node = |id: &str| {
         let logs = TempDir::new(&format!("evasion-context-{id}"));
-        let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
-            .replacen(
-                "forward_headers = [\"x-mock-*\"]\n",
-                "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n",
-                1,
-            )
-            .replace(
-                "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-                "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { request_output_tokens = 3 }",
-            );
+        let config = stored_config(&mock, &logs, "", "", "budget = { request_output_tokens = 3 }");
         let config =
             format!("{config}\n[cluster]\nredis_urls = [\"{}\"]\nnode_id = \"{id}\"\ntimeout_ms = 200\n", redis.url());
         (start_gateway(&config, &[], &[]), logs)
