@@ -62,13 +62,28 @@ pub fn media_tokens(body: &[u8]) -> u64 {
 /// Whether a count of this body's prompt by the gateway can fall short of
 /// what the provider bills for it: it holds an image, audio or a file
 /// (whose cost the gateway estimates, at one model's rates, or cannot
-/// know: a PDF is billed as its text and an image of each page). Asked
+/// know: a PDF is billed as its text and an image of each page), gives
+/// the provider a tool it runs itself (its results are input the gateway
+/// never sees), or asks for reasoning (tokens billed as output, never
+/// streamed). Asked
 /// only when a client leaves before its answer's end (whether to read the
 /// answer on for the provider's usage: `proxy::relay`), so the bytes are
 /// searched for each name in turn before the body is walked.
 pub fn counted_in_part(body: &[u8]) -> bool {
-    // Every name in NOT_TEXT, and `item_reference`, holds one of these.
-    const NAMES: [&[u8]; 7] = [b"image", b"audio", b"video", b"file", b"document", b"item_reference", b"\\u00"];
+    // Every name in NOT_TEXT, `item_reference` and the top-level keys the
+    // walk reads holds one of these.
+    const NAMES: [&[u8]; 10] = [
+        b"image",
+        b"audio",
+        b"video",
+        b"file",
+        b"document",
+        b"item_reference",
+        b"tools",
+        b"mcp_servers",
+        b"reasoning",
+        b"\\u00",
+    ];
     NAMES.iter().any(|n| memchr::memmem::find(body, n).is_some()) && walk(body).uncounted
 }
 
@@ -90,6 +105,31 @@ fn walk(body: &[u8]) -> Media {
     let mut media = Media::default();
     c.ws();
     let _ = members(&mut c, &mut |c, key| {
+        if is(key, b"tools") && c.peek() == Some(b'[') {
+            // A tool the provider runs itself (web or file search, a code
+            // interpreter, an MCP server, Anthropic's web fetch) reads
+            // input the gateway never sees; the client runs a function and
+            // the typed tools in CLIENT_TOOLS, and sends their results.
+            return elements(c, &mut |c| {
+                if c.peek() != Some(b'{') {
+                    return c.value().ok();
+                }
+                let mut kind = None;
+                strings_of(c, &mut [(b"type", &mut kind)])?;
+                let kind = kind.map_or(&b""[..], |k| k.get(c.buf));
+                let client = kind.is_empty() || CLIENT_TOOLS.iter().any(|t| kind.starts_with(t));
+                media.uncounted |= !client;
+                Some(())
+            });
+        }
+        if is(key, b"mcp_servers") || is(key, b"reasoning") || is(key, b"reasoning_effort") {
+            // Anthropic's MCP servers, as above; and a reasoning model's
+            // thinking, which OpenAI bills and never streams.
+            let start = c.pos;
+            c.value().ok()?;
+            media.uncounted |= &c.buf[start..c.pos] != b"null";
+            return Some(());
+        }
         // Chat's and Anthropic's `messages`, the Responses API's `input`
         // (its items carry `content` parts the same way).
         if !(is(key, b"messages") || is(key, b"input")) || c.peek() != Some(b'[') {
@@ -135,6 +175,14 @@ fn walk(body: &[u8]) -> Media {
     });
     media
 }
+
+/// Tool types (or their versioned prefixes) the client runs: OpenAI's
+/// functions, custom tools, computer use, local shell and patches;
+/// Anthropic's bash, text editor, computer and memory tools. Any other
+/// type is the provider's to run. (Compared as written: an escaped type
+/// is taken for the provider's, which only reads an answer on.)
+const CLIENT_TOOLS: [&[u8]; 8] =
+    [b"function", b"custom", b"computer", b"local_shell", b"apply_patch", b"bash_", b"text_editor_", b"memory_"];
 
 /// The part types whose cost the gateway cannot count: images, audio,
 /// video and files, in each API's names (OpenAI's and Anthropic's, and
@@ -535,6 +583,11 @@ mod tests {
             r#"{"model":"m","input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","image_url":"data:image/png;base64,iVBO"}}]}"#,
             r#"{"model":"m","input":[{"type":"item_reference","id":"msg_123"},{"role":"user","content":"go on"}]}"#,
             r#"{"messages":[{"role":"assistant","audio":{"id":"audio_abc"}},{"role":"user","content":"again"}]}"#,
+            r#"{"model":"m","input":"news?","tools":[{"type":"function","name":"f"},{"type":"web_search"}]}"#,
+            r#"{"model":"m","messages":[],"tools":[{"name":"web_search","type":"web_search_20250305","max_uses":3}]}"#,
+            r#"{"model":"m","messages":[],"mcp_servers":[{"type":"url","url":"https://x/mcp","name":"x"}]}"#,
+            r#"{"model":"m","input":"think","reasoning":{"effort":"high"}}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"think"}],"reasoning_effort":"low"}"#,
         ];
         for body in partial {
             assert!(counted_in_part(body.as_bytes()), "{body}");
@@ -544,6 +597,10 @@ mod tests {
             r#"{"messages":[{"role":"user","content":[{"type":"text","text":"see the \"file\" and \"image\""}]}]}"#,
             r#"{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":"file written"}]}"#,
             r#"{"model":"m","input":"read the document","tools":[{"type":"function","name":"file","parameters":{"type":"object"}}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"name":"get_weather","input_schema":{"type":"object"}}],"reasoning_effort":null}"#,
+            r#"{"model":"m","input":"x","tools":[{"type":"custom","name":"grammar"}],"reasoning":null}"#,
+            r#"{"model":"m","messages":[],"tools":[{"type":"bash_20250124","name":"bash"},{"type":"text_editor_20250728","name":"str_replace_based_edit_tool"}]}"#,
+            r#"{"model":"m","input":"x","tools":[{"type":"computer_use_preview","display_width":1024},{"type":"local_shell"}]}"#,
         ];
         for body in whole {
             assert!(!counted_in_part(body.as_bytes()), "{body}");

@@ -79,7 +79,8 @@ fn a_prompt_that_starts_like_a_data_url_is_still_billed() {
 /// A request whose prompt the gateway cannot count (the provider reads
 /// stored input: a previous response, a conversation, a prompt template;
 /// or the body holds a file or an image, which the provider bills at its
-/// own rates) and whose client hangs up at the first event is billed what
+/// own rates; or a tool the provider runs, or reasoning it never streams)
+/// and whose client hangs up at the first event is billed what
 /// the provider reads (90,000 tokens here, as the mock reports them): the
 /// gateway reads the answer to its end for the provider's usage.
 /// Counting the body's text would bill a dozen tokens. A text prompt's
@@ -99,6 +100,9 @@ fn a_prompt_the_gateway_cannot_count_is_billed_when_the_client_hangs_up() {
         ("/v1/responses", responses(r#""previous_response_id":"resp_big""#)),
         ("/v1/responses", responses(r#""conversation" : "conv_big""#)),
         ("/v1/responses", responses(r#""prompt":{"id":"pmpt_big"}"#)),
+        // What a tool the provider runs reads, and a model's reasoning.
+        ("/v1/responses", responses(r#""tools":[{"type":"web_search"}]"#)),
+        ("/v1/responses", responses(r#""reasoning":{"effort":"high"}"#)),
         (
             "/v1/chat/completions",
             chat(r#"{"type":"file","file":{"file_data":"data:application/pdf;base64,JVBERi0xLjcKJeLjz9MK"}}"#),
