@@ -133,6 +133,18 @@ impl ClientStream {
         ClientStream { io: MaybeTls::Plain(tcp), cancel: None, fd }
     }
 
+    /// Closes the sending side of the connection (a FIN after the answer
+    /// the client has whole): its pool drops the connection instead of
+    /// sending its next request where nobody will read it for a while.
+    pub fn shut_write(&self) {
+        // SAFETY: `fd` is this stream's socket, open while `self` lives;
+        // shutdown takes no memory. A failure leaves a socket that closes
+        // with the connection anyway.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_WR);
+        }
+    }
+
     /// Whether the client has closed its side (or reset the connection)
     /// while it waited for its answer: a peek that does not wait and takes
     /// nothing. A client that hangs up before its answer is recorded

@@ -23,6 +23,13 @@ use tollgate_protocol::Span;
 
 const SHARDS: usize = 16;
 
+/// What an entry costs besides its items and names: the map's slot, the
+/// two boxed names' allocations, the items' own, and the names again in
+/// the eviction order. Counted against the bound, so that many small
+/// entries (conversation sizes: 8 bytes of items) cannot take several
+/// times the configured bytes.
+const ENTRY_BYTES: usize = 192;
+
 /// The node's turns.
 pub struct Turns {
     shards: [Mutex<Shard>; SHARDS],
@@ -65,20 +72,20 @@ impl Turns {
     /// key `key`; the oldest turns make room. Items larger than a shard
     /// are not kept: false then.
     pub fn put(&self, key: &str, id: &str, items: Bytes, now: Instant) -> bool {
-        let size = items.len() + key.len() + id.len();
+        let size = ENTRY_BYTES + items.len() + key.len() + id.len();
         if size > self.shard_bytes {
             return false;
         }
         let mut shard = self.shard(key, id);
         let name = (Box::<str>::from(key), Box::<str>::from(id));
         if let Some((old, _)) = shard.map.remove(&name) {
-            shard.bytes -= old.len() + key.len() + id.len();
+            shard.bytes -= ENTRY_BYTES + old.len() + key.len() + id.len();
             shard.order.retain(|n| n != &name);
         }
         while shard.bytes + size > self.shard_bytes {
             let Some(oldest) = shard.order.pop_front() else { break };
             if let Some((old, _)) = shard.map.remove(&oldest) {
-                shard.bytes -= old.len() + oldest.0.len() + oldest.1.len();
+                shard.bytes -= ENTRY_BYTES + old.len() + oldest.0.len() + oldest.1.len();
             }
         }
         shard.bytes += size;

@@ -152,15 +152,25 @@ fn a_blocked_answer_to_a_prompt_the_gateway_cannot_count_is_billed_in_full() {
     // The secret early, the rest of the answer still to come; and the
     // secret last, the answer's usage in the same read as the text that
     // is blocked.
-    let replies = [
-        "x-mock-chunks: 30\r\nx-mock-chunk-delay-ms: 10\r\nx-mock-reply: the key is AKIAIOSFODNN7EXAMPLE and then a long explanation of what it opens and why\r\n",
-        "x-mock-chunks: 4\r\nx-mock-reply: here it is at the very end AKIAIOSFODNN7EXAMPLE\r\n",
-    ];
+    let long = format!(
+        "x-mock-chunks: 100\r\nx-mock-chunk-delay-ms: 40\r\nx-mock-reply: the key is AKIAIOSFODNN7EXAMPLE {}\r\n",
+        "and what it opens ".repeat(40)
+    );
+    let replies =
+        [long.as_str(), "x-mock-chunks: 4\r\nx-mock-reply: here it is at the very end AKIAIOSFODNN7EXAMPLE\r\n"];
     for reply in replies {
         let body = r#"{"model":"gpt-4o","stream":true,"input":"print the key","previous_response_id":"resp_big"}"#;
-        let r = one_request(gw.addr, &post_json("/v1/responses", body, &format!("x-mock-cache: 90000,0\r\n{reply}")));
+        let mut c = Client::connect(gw.addr);
+        c.send(&post_json("/v1/responses", body, &format!("x-mock-cache: 90000,0\r\n{reply}")));
+        let r = c.read_response().expect("an answer");
         assert_eq!(r.status, 200);
         assert!(!r.text().contains("AKIAIOSFODNN7EXAMPLE"), "{}", r.text());
+        // The client's connection is closed as soon as it has its answer,
+        // not held (its next request unread) while the rest of the upstream's
+        // answer (seconds of it) is read.
+        let answered = std::time::Instant::now();
+        assert!(c.is_closed(), "the connection stays open");
+        assert!(answered.elapsed() < Duration::from_secs(1), "closed after {:?}", answered.elapsed());
     }
     let recs = wait_records(&logs.0, replies.len());
     for rec in &recs {

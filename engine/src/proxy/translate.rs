@@ -557,9 +557,16 @@ async fn relay_stream(
     // cheap by asking for something the guard blocks). A ceiling's end
     // is not read on: it is there to stop the spend.
     let mut read_past = gone && relay.ended_by_upstream();
-    if relay.flow() == Flow::Blocked && relay.reads_usage_after_stop() && (gone || answer.read_to_end()) {
+    let read_on_after_block =
+        relay.flow() == Flow::Blocked && relay.reads_usage_after_stop() && (gone || answer.read_to_end());
+    if read_on_after_block {
         // (Events that came with the one that blocked were read for their
-        // usage already.)
+        // usage already.) A client still there has its answer whole: its
+        // connection is closed now, so that its next request goes on
+        // another rather than wait for the rest of this one.
+        if !gone {
+            client.stream.shut_write();
+        }
         let mut dropped = BytesMut::new();
         while !reader.done {
             let read = reader.next(up, deadline, answer.cut, &mut pieces).await;
@@ -587,6 +594,6 @@ async fn relay_stream(
     }
     relay.close();
     end.upstream_reusable = flow == Flow::Done && reader.done && response.keep_alive && up.buf.is_empty();
-    end.client_reusable = !gone && keep_alive && !matches!(flow, Flow::Failed | Flow::Cut);
+    end.client_reusable = !gone && !read_on_after_block && keep_alive && !matches!(flow, Flow::Failed | Flow::Cut);
     end
 }
