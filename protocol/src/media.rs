@@ -122,9 +122,21 @@ fn walk(body: &[u8]) -> Media {
                 Some(())
             });
         }
-        if is(key, b"mcp_servers") || is(key, b"reasoning") || is(key, b"reasoning_effort") {
-            // Anthropic's MCP servers, as above; and a reasoning model's
-            // thinking, which OpenAI bills and never streams.
+        if is(key, b"reasoning") && c.peek() == Some(b'{') {
+            // A reasoning model's thinking, which OpenAI bills and never
+            // streams (unless its effort is `none`).
+            let mut effort = None;
+            strings_of(c, &mut [(b"effort", &mut effort)])?;
+            media.uncounted |= !effort.is_some_and(|e| is(e.get(c.buf), b"none"));
+            return Some(());
+        }
+        if is(key, b"reasoning_effort") && c.peek() == Some(b'"') {
+            let effort = c.string().ok()?;
+            media.uncounted |= !is(effort.get(c.buf), b"none");
+            return Some(());
+        }
+        if is(key, b"mcp_servers") {
+            // Anthropic's MCP servers, as above.
             let start = c.pos;
             c.value().ok()?;
             media.uncounted |= &c.buf[start..c.pos] != b"null";
@@ -587,6 +599,7 @@ mod tests {
             r#"{"model":"m","messages":[],"tools":[{"name":"web_search","type":"web_search_20250305","max_uses":3}]}"#,
             r#"{"model":"m","messages":[],"mcp_servers":[{"type":"url","url":"https://x/mcp","name":"x"}]}"#,
             r#"{"model":"m","input":"think","reasoning":{"effort":"high"}}"#,
+            r#"{"model":"m","input":"think","reasoning":{"summary":"auto"}}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"think"}],"reasoning_effort":"low"}"#,
         ];
         for body in partial {
@@ -601,6 +614,8 @@ mod tests {
             r#"{"model":"m","input":"x","tools":[{"type":"custom","name":"grammar"}],"reasoning":null}"#,
             r#"{"model":"m","messages":[],"tools":[{"type":"bash_20250124","name":"bash"},{"type":"text_editor_20250728","name":"str_replace_based_edit_tool"}]}"#,
             r#"{"model":"m","input":"x","tools":[{"type":"computer_use_preview","display_width":1024},{"type":"local_shell"}]}"#,
+            r#"{"model":"m","input":"x","reasoning":{"effort":"none"}}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"none"}"#,
         ];
         for body in whole {
             assert!(!counted_in_part(body.as_bytes()), "{body}");
