@@ -20,7 +20,7 @@ pub struct Client {
     /// A write that takes no byte for this long ends the connection
     /// (`[server.timeouts] write_idle_ms`).
     pub write_idle: std::time::Duration,
-    /// The most the writes of one relayed answer wait for the client, in
+    /// The most the writes of one relayed stream wait for the client, in
     /// all (`[server.timeouts] write_stall_ms`; [`Client::write_relayed`]).
     pub write_stall: std::time::Duration,
 }

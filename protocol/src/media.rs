@@ -56,7 +56,7 @@ pub fn media_tokens(body: &[u8]) -> u64 {
     if !named {
         return 0;
     }
-    walk(body).tokens
+    walk(body, false).tokens
 }
 
 /// Whether a count of this body's prompt by the gateway can fall short of
@@ -65,10 +65,10 @@ pub fn media_tokens(body: &[u8]) -> u64 {
 /// know: a PDF is billed as its text and an image of each page), gives
 /// the provider a tool it runs itself (its results are input the gateway
 /// never sees), or asks for reasoning (tokens billed as output, never
-/// streamed). Asked
-/// only when a client leaves before its answer's end (whether to read the
-/// answer on for the provider's usage: `proxy::relay`), so the bytes are
-/// searched for each name in turn before the body is walked.
+/// streamed). Asked only when a client leaves before its answer's end
+/// (whether to read the answer on for the provider's usage:
+/// `proxy::relay`), so the bytes are searched for each name in turn
+/// before the body is walked.
 pub fn counted_in_part(body: &[u8]) -> bool {
     // Every name in NOT_TEXT, `item_reference` and the top-level keys the
     // walk reads holds one of these.
@@ -84,7 +84,7 @@ pub fn counted_in_part(body: &[u8]) -> bool {
         b"reasoning",
         b"\\u00",
     ];
-    NAMES.iter().any(|n| memchr::memmem::find(body, n).is_some()) && walk(body).uncounted
+    NAMES.iter().any(|n| memchr::memmem::find(body, n).is_some()) && walk(body, true).uncounted
 }
 
 /// What a request's parts hold.
@@ -99,48 +99,19 @@ struct Media {
 
 /// The parts of a chat, messages or Responses request: `messages[]` and
 /// `input[]` items' `content[]`, and a Responses function call output's
-/// `output[]`.
-fn walk(body: &[u8]) -> Media {
+/// `output[]`. With `partial` (the question of [`counted_in_part`], not of
+/// the estimate) the top level's tools and reasoning are read too: the
+/// estimate, made for every request that names a medium, skips them.
+fn walk(body: &[u8], partial: bool) -> Media {
     let mut c = Cursor { buf: body, pos: 0, depth_max: DEPTH_MAX };
     let mut media = Media::default();
     c.ws();
     let _ = members(&mut c, &mut |c, key| {
-        if is(key, b"tools") && c.peek() == Some(b'[') {
-            // A tool the provider runs itself (web or file search, a code
-            // interpreter, an MCP server, Anthropic's web fetch) reads
-            // input the gateway never sees; the client runs a function and
-            // the typed tools in CLIENT_TOOLS, and sends their results.
-            return elements(c, &mut |c| {
-                if c.peek() != Some(b'{') {
-                    return c.value().ok();
-                }
-                let mut kind = None;
-                strings_of(c, &mut [(b"type", &mut kind)])?;
-                let kind = kind.map_or(&b""[..], |k| k.get(c.buf));
-                let client = kind.is_empty() || CLIENT_TOOLS.iter().any(|t| kind.starts_with(t));
-                media.uncounted |= !client;
-                Some(())
-            });
-        }
-        if is(key, b"reasoning") && c.peek() == Some(b'{') {
-            // A reasoning model's thinking, which OpenAI bills and never
-            // streams (unless its effort is `none`).
-            let mut effort = None;
-            strings_of(c, &mut [(b"effort", &mut effort)])?;
-            media.uncounted |= !effort.is_some_and(|e| is(e.get(c.buf), b"none"));
-            return Some(());
-        }
-        if is(key, b"reasoning_effort") && c.peek() == Some(b'"') {
-            let effort = c.string().ok()?;
-            media.uncounted |= !is(effort.get(c.buf), b"none");
-            return Some(());
-        }
-        if is(key, b"mcp_servers") {
-            // Anthropic's MCP servers, as above.
-            let start = c.pos;
-            c.value().ok()?;
-            media.uncounted |= &c.buf[start..c.pos] != b"null";
-            return Some(());
+        if partial {
+            if let Some(read) = top_level_uncounted(c, key) {
+                media.uncounted |= read?;
+                return Some(());
+            }
         }
         // Chat's and Anthropic's `messages`, the Responses API's `input`
         // (its items carry `content` parts the same way).
@@ -186,6 +157,50 @@ fn walk(body: &[u8]) -> Media {
         })
     });
     media
+}
+
+/// Whether a top-level member the gateway cannot count the cost of says
+/// so: `None` (the cursor where it was) for any other key; else the
+/// member's value read, and whether it adds what the gateway cannot count
+/// (`None` inside for a value that does not parse).
+fn top_level_uncounted(c: &mut Cursor<'_>, key: &[u8]) -> Option<Option<bool>> {
+    let read = if is(key, b"tools") && c.peek() == Some(b'[') {
+        // A tool the provider runs itself (web or file search, a code
+        // interpreter, an MCP server, Anthropic's web fetch) reads input
+        // the gateway never sees; the client runs a function and the typed
+        // tools in CLIENT_TOOLS, and sends their results.
+        let mut provider_runs = false;
+        let read = elements(c, &mut |c| {
+            if c.peek() != Some(b'{') {
+                return c.value().ok();
+            }
+            let mut kind = None;
+            strings_of(c, &mut [(b"type", &mut kind)])?;
+            let kind = kind.map_or(&b""[..], |k| k.get(c.buf));
+            provider_runs |= !kind.is_empty() && !CLIENT_TOOLS.iter().any(|t| kind.starts_with(t));
+            Some(())
+        });
+        // One the provider runs before a part that does not parse counts.
+        if provider_runs {
+            Some(true)
+        } else {
+            read.map(|()| false)
+        }
+    } else if is(key, b"reasoning") && c.peek() == Some(b'{') {
+        // A reasoning model's thinking, which OpenAI bills and never
+        // streams (unless its effort is `none`).
+        let mut effort = None;
+        strings_of(c, &mut [(b"effort", &mut effort)]).map(|()| !effort.is_some_and(|e| is(e.get(c.buf), b"none")))
+    } else if is(key, b"reasoning_effort") && c.peek() == Some(b'"') {
+        c.string().ok().map(|effort| !is(effort.get(c.buf), b"none"))
+    } else if is(key, b"mcp_servers") {
+        // Anthropic's MCP servers, as tools the provider runs.
+        let start = c.pos;
+        c.value().ok().map(|()| &c.buf[start..c.pos] != b"null")
+    } else {
+        return None;
+    };
+    Some(read)
 }
 
 /// Tool types (or their versioned prefixes) the client runs: OpenAI's

@@ -166,26 +166,23 @@ pub async fn share(core: &Core<'_>, turn: SharedTurn) {
 /// A conversation's size from the cluster's Redis; `None` when absent,
 /// unreadable or unreachable.
 async fn shared_context_get(redis: &crate::cluster::strict::Strict, name: &str) -> Option<u64> {
-    match redis.call(&[b"GET", name.as_bytes()]).await {
-        Ok(tollgate_protocol::resp::Reply::Bulk(Some(value))) => std::str::from_utf8(&value).ok()?.parse().ok(),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::debug!(error = %e, "the cluster's Redis is unavailable; a conversation's size is looked for here only");
-            None
-        }
-    }
+    std::str::from_utf8(&shared_value(redis, name).await?).ok()?.parse().ok()
 }
 
 /// A turn from the cluster's Redis; `None` when absent or unreachable.
 async fn shared_get(redis: &crate::cluster::strict::Strict, name: &str) -> Option<Bytes> {
+    // Only a JSON array is a turn.
+    shared_value(redis, name).await.filter(|value| value.first() == Some(&b'[')).map(Bytes::from)
+}
+
+/// A value from the cluster's Redis; `None` when absent or unreachable
+/// (then what it holds is looked for on this node only).
+async fn shared_value(redis: &crate::cluster::strict::Strict, name: &str) -> Option<Vec<u8>> {
     match redis.call(&[b"GET", name.as_bytes()]).await {
-        // Only a JSON array is a turn.
-        Ok(tollgate_protocol::resp::Reply::Bulk(Some(value))) if value.first() == Some(&b'[') => {
-            Some(Bytes::from(value))
-        }
+        Ok(tollgate_protocol::resp::Reply::Bulk(Some(value))) => Some(value),
         Ok(_) => None,
         Err(e) => {
-            tracing::debug!(error = %e, "the cluster's Redis is unavailable; the turn is looked for here only");
+            tracing::debug!(error = %e, name, "the cluster's Redis is unavailable; looked for on this node only");
             None
         }
     }

@@ -1,6 +1,7 @@
 //! What every relay path reads from an answer and writes into one: the
 //! provider's usage as the record's [`TokenUsage`] (from a whole JSON
-//! answer, a stream's usage chunk, or Anthropic's translated counts), the
+//! answer, a stream's usage chunk, or Anthropic's translated counts), a
+//! Responses answer's id ([`response_id`]), the
 //! bound on an answer kept whole, and the error event that ends a stream
 //! the gateway cannot finish. A leaf of `proxy`, so that [`super::relay`],
 //! [`super::stream`] and [`super::translate`] share it without importing
@@ -26,6 +27,13 @@ pub struct Rejected;
 
 /// What an answer says of its usage: none, believed, or [`Rejected`].
 pub type Usage = Result<Option<TokenUsage>, Rejected>;
+
+/// The id of the response a Responses answer (a JSON body, or a stream
+/// event) carries, as the gateway keeps it
+/// ([`tollgate_protocol::responses::response_id`]).
+pub fn response_id(doc: &[u8]) -> Option<Box<str>> {
+    tollgate_protocol::responses::response_id(doc).and_then(|raw| std::str::from_utf8(raw).ok()).map(Box::from)
+}
 
 /// The usage and finish reasons of a whole JSON answer (OpenAI's or
 /// Anthropic's), read by structure in one pass.

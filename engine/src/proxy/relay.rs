@@ -66,8 +66,9 @@ impl Answer<'_> {
     /// left (within the request's deadline and the drain), so that the
     /// request is billed from the provider's usage: where the gateway's
     /// count of the prompt can fall short of the provider's, because the
-    /// provider reads stored input, or the body holds an image, audio or
-    /// a file (`media::counted_in_part`). Otherwise the relay ends there,
+    /// provider reads stored input, or the body holds what
+    /// `media::counted_in_part` names (an image, audio, a file, a tool the
+    /// provider runs, reasoning). Otherwise the relay ends there,
     /// the provider stops generating, and the request is billed its
     /// prompt counted and the answer's tokens that passed. (A tenant could
     /// otherwise continue a 100,000-token conversation, or send a PDF,
@@ -502,7 +503,7 @@ impl Tap {
             Some(one) => &one[..],
             None => &self.joined[..],
         };
-        tollgate_protocol::responses::response_id(data).and_then(|raw| std::str::from_utf8(raw).ok()).map(Box::from)
+        super::answer::response_id(data)
     }
 
     fn usage(self) -> (super::answer::Usage, super::answer::Finish) {

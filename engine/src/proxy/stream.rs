@@ -145,6 +145,19 @@ fn read_event(data: &[u8]) -> Option<tollgate_protocol::openai::AnswerFacts> {
     mentions_usage(data).then(|| read_answer(data)).flatten()
 }
 
+/// [`read_event`], its usage merged into `reported` (each count as last
+/// reported: Anthropic reports in pieces).
+fn merge_usage(
+    reported: &mut tollgate_protocol::openai::Reported,
+    data: &[u8],
+) -> Option<tollgate_protocol::openai::AnswerFacts> {
+    let facts = read_event(data);
+    if let Some(f) = facts {
+        reported.merge(f.reported);
+    }
+    facts
+}
+
 impl Stream {
     /// The translator for an answer in `translation`'s direction; with no
     /// translation, `strip_usage` keeps the usage chunk the gateway asked
@@ -181,9 +194,7 @@ impl Stream {
             Stream::ToOpenAi(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToAnthropic(t) => t.event(ev, out).map_err(|_| ()),
             Stream::ToResponses { anthropic: None, events, reported } => {
-                if let Some(f) = read_event(&ev.data) {
-                    reported.merge(f.reported);
-                }
+                merge_usage(reported, &ev.data);
                 events.event(ev, out).map_err(|_| ())
             }
             Stream::ToResponses { anthropic: Some(a), events, .. } => {
@@ -194,19 +205,14 @@ impl Stream {
             }
             Stream::Identity { front, done, reported, strip_usage, sequence, id } => {
                 if *front == Front::Responses && id.is_none() {
-                    *id = tollgate_protocol::responses::response_id(&ev.data)
-                        .and_then(|raw| std::str::from_utf8(raw).ok())
-                        .map(Box::from);
+                    *id = super::answer::response_id(&ev.data);
                 }
                 // Read by structure: a `usage` only at the top level (or
                 // in Anthropic's `message_start`, the message's), and the
                 // usage chunk known by its empty `choices`, however the
                 // upstream spaces or orders its keys. Anthropic reports in
                 // pieces: each count as last reported.
-                let facts = read_event(&ev.data);
-                if let Some(f) = facts {
-                    reported.merge(f.reported);
-                }
+                let facts = merge_usage(reported, &ev.data);
                 // The usage chunk the gateway asked for carries no choice.
                 let asked_for = *strip_usage && facts.is_some_and(|f| f.has_usage && f.no_choices);
                 let responses =
@@ -258,24 +264,18 @@ impl Stream {
 
     /// Reads one event for its usage alone, once the stream has ended
     /// for the client and the rest of the upstream's is read for its
-    /// final count; false where the count is kept inside a translator,
+    /// final count; nothing where the count is kept inside a translator,
     /// which a stopped stream no longer feeds (an Anthropic upstream
-    /// translated).
-    fn usage_only(&mut self, ev: &tollgate_protocol::sse::SseEvent) -> bool {
+    /// translated: see [`Stream::reads_usage_alone`]).
+    fn usage_only(&mut self, ev: &tollgate_protocol::sse::SseEvent) {
         match self {
             Stream::Identity { reported, .. } => {
-                if let Some(f) = read_event(&ev.data) {
-                    reported.merge(f.reported);
-                }
-                true
+                merge_usage(reported, &ev.data);
             }
             Stream::ToResponses { anthropic: None, reported, .. } => {
-                if let Some(f) = read_event(&ev.data) {
-                    reported.merge(f.reported);
-                }
-                true
+                merge_usage(reported, &ev.data);
             }
-            _ => false,
+            _ => {}
         }
     }
 

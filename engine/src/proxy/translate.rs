@@ -275,9 +275,7 @@ pub async fn relay_translated(
     if matches!(translation, Translation::None) {
         (usage, finish) = answer_usage(&body);
         if front == Front::Responses && response.status < 300 {
-            response_id = tollgate_protocol::responses::response_id(&body)
-                .and_then(|raw| std::str::from_utf8(raw).ok())
-                .map(Box::from);
+            response_id = super::answer::response_id(&body);
         }
         out = body;
     } else if response.status < 300 {
