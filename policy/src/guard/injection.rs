@@ -15,8 +15,8 @@
 //! against the threshold, add a positive and a near-miss to the corpus in
 //! `tests/guardrails/`, and bump [`VERSION`].
 //!
-//! The Aho-Corasick automaton finds each phrase's first word (or a
-//! template token); the rest is checked word by word from there, greedily,
+//! The guard's anchor search (`anchors`) finds each phrase's first word
+//! (or a template token), as a whole word; the rest is checked word by word from there, greedily,
 //! over at most a few dozen words: no backtracking search.
 
 use std::sync::OnceLock;
@@ -399,8 +399,10 @@ pub static PHRASES: &[Phrase] = &[
 /// policies", "simulates developer mode". Each is weak and common in
 /// ordinary text (a news story says someone does not care about the law);
 /// they add to a persona set-up, never make one. As anchors of the main
-/// automaton they cost clean prose 60% more instructions (its
-/// fingerprints spill into a third Teddy searcher), hence the tier.
+/// search they cost clean prose 60% more instructions (measured when it
+/// was Teddy, whose fingerprints spilled into a third searcher; each
+/// common first word also passes the anchors' filter at every use),
+/// hence the tier.
 pub static SUPPORT: &[Phrase] = &[
     // A persona's disavowals, the set-up of the "amoral character"
     // family: it "doesn't care about laws or ethics", "never refuses",

@@ -5,10 +5,11 @@
 //! passes over the text, each of them a SIMD search, and runs a validator
 //! only where a pass found a candidate:
 //!
-//! - one Aho-Corasick automaton (ASCII case-insensitive) holds every literal
-//!   anchor: secret prefixes (`sk-`, `AKIA`, `ghp_`, `-----BEGIN`, `eyJ`),
-//!   password labels, the first words of the injection phrases, chat
-//!   template tokens and the profile's deny words;
+//! - one pass (`anchors`, ASCII case-insensitive) finds every literal
+//!   anchor where it can count (at a word's start, a label at a word's end):
+//!   secret prefixes (`sk-`, `AKIA`, `ghp_`, `-----BEGIN`, `eyJ`), password
+//!   labels, the first words of the injection phrases, chat template tokens
+//!   and the profile's deny words;
 //! - a SWAR scan finds digits (phone, card, SSN, IBAN, IPv4);
 //! - `memchr` finds `@` (e-mail) and `:` (IPv6).
 //!
@@ -24,6 +25,7 @@
 //! A hit carries the rule, its place and the action, never the matched
 //! text: records must not become the leak they report.
 
+mod anchors;
 pub mod detect;
 pub mod injection;
 pub mod model;
@@ -35,7 +37,7 @@ mod tests;
 
 use std::fmt;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use anchors::{Anchors, Place};
 
 /// Request texts that profiles scanned and found nothing in, by a keyed
 /// hash of the profile, the caller's scope (the team) and the text: one per core (never shared), emptied
@@ -397,147 +399,6 @@ impl AnchorMatch {
     }
 }
 
-/// The literal anchors and how they are searched.
-///
-/// Teddy (aho-corasick's SIMD packed searcher) takes at most 64 patterns
-/// and does not fold case. So it looks for fingerprints: the first
-/// [`FINGERPRINT_BYTES`] bytes of each literal with bit 5 set (`A`-`Z`
-/// become `a`-`z`), over a copy of the text folded the same way (one
-/// vectorised pass). Each fingerprint match is then checked against the
-/// literals that share it, on the real text and without regard to ASCII
-/// case (which also drops the few false matches folding makes: `_` and DEL
-/// look alike). Where Teddy is unavailable (CPU, too many fingerprints) a
-/// case-insensitive DFA runs over the text itself.
-struct Anchors {
-    /// Searchers of up to 64 fingerprints each, with the literals behind
-    /// each fingerprint (longest first); empty when Teddy is unavailable.
-    packed: Vec<(aho_corasick::packed::Searcher, Vec<Vec<usize>>)>,
-    dfa: AhoCorasick,
-    /// By literal: the other literals that are prefixes of it (a deny word
-    /// equal to a built-in anchor, `sk-` under a deny word `sk-internal`).
-    /// A search reports one literal per place; these are reported with it,
-    /// so no rule shadows another.
-    prefixes: Vec<Vec<usize>>,
-}
-
-/// Fingerprints per Teddy searcher (Teddy takes at most 64). Fewer per
-/// searcher means fewer false candidates to verify, against one more SIMD
-/// pass; which is cheaper depends on which fingerprints share a searcher,
-/// so this is measured, not derived: with today's 125 fingerprints,
-/// instructions for ten scans of 64 KiB of clean English prose
-/// (`bench/scripts/callgrind-guard.sh`) were 11.1M at 40, 13.9M at 44,
-/// 10.8M at 48, 10.9M at 52, 19.9M at 56 and 13.6M at 64; CJK prose
-/// 6.2M at 48 against 5.3M at 64. Re-measure when the vocabulary changes.
-const TEDDY_PATTERNS_MAX: usize = 48;
-
-/// Long enough to be rare in prose, short enough that the anchors' distinct
-/// fingerprints stay under Teddy's 64.
-const FINGERPRINT_BYTES: usize = 8;
-
-impl Anchors {
-    fn build(literals: &[Vec<u8>]) -> Result<Anchors, PatternError> {
-        let mut folded: Vec<Vec<u8>> = Vec::new();
-        let mut by_folded: Vec<Vec<usize>> = Vec::new();
-        let mut order: Vec<usize> = (0..literals.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(literals[i].len()));
-        for i in order {
-            let l = &literals[i];
-            let f: Vec<u8> = l.iter().take(FINGERPRINT_BYTES).map(|b| b | 0x20).collect();
-            match folded.iter().position(|x| *x == f) {
-                Some(j) => by_folded[j].push(i),
-                None => {
-                    folded.push(f);
-                    by_folded.push(vec![i]);
-                }
-            }
-        }
-        let mut packed = Vec::new();
-        for (prints, literals) in folded.chunks(TEDDY_PATTERNS_MAX).zip(by_folded.chunks(TEDDY_PATTERNS_MAX)) {
-            let searcher = aho_corasick::packed::Config::new()
-                .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
-                .builder()
-                .extend(prints)
-                .build();
-            match searcher {
-                Some(s) => packed.push((s, literals.to_vec())),
-                None => {
-                    packed.clear();
-                    break;
-                }
-            }
-        }
-        let dfa = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(literals)
-            .map_err(|e| PatternError { index: usize::MAX, message: e.to_string() })?;
-        let prefixes = literals
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                (0..literals.len())
-                    .filter(|&j| {
-                        j != i
-                            && literals[j].len() <= l.len()
-                            && l[..literals[j].len()].eq_ignore_ascii_case(&literals[j])
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(Anchors { packed, dfa, prefixes })
-    }
-
-    /// Finds the anchors in `text`; true when the text has a byte outside
-    /// ASCII (seen while folding, so no pass of its own).
-    fn find(
-        &self,
-        text: &[u8],
-        literals: &[Vec<u8>],
-        fold: &mut Vec<u8>,
-        out: &mut Vec<(usize, usize, usize)>,
-    ) -> bool {
-        let found = |out: &mut Vec<(usize, usize, usize)>, i: usize, start: usize| {
-            out.push((i, start, start + literals[i].len()));
-            for &j in &self.prefixes[i] {
-                out.push((j, start, start + literals[j].len()));
-            }
-        };
-        if self.packed.is_empty() {
-            for m in self.dfa.find_iter(text) {
-                found(out, m.pattern().as_usize(), m.start());
-            }
-            return !text.is_ascii();
-        }
-        fold.clear();
-        let mut high = 0u8;
-        fold.extend(text.iter().map(|&b| {
-            high |= b;
-            b | 0x20
-        }));
-        for (searcher, by_print) in &self.packed {
-            let mut last_end = 0;
-            for m in searcher.find_iter(&fold[..]) {
-                if m.start() < last_end {
-                    continue;
-                }
-                let rest = &text[m.start()..];
-                let literal = by_print[m.pattern().as_usize()].iter().find(|&&i| {
-                    rest.len() >= literals[i].len() && rest[..literals[i].len()].eq_ignore_ascii_case(&literals[i])
-                });
-                if let Some(&i) = literal {
-                    last_end = m.start() + literals[i].len();
-                    found(out, i, m.start());
-                }
-            }
-        }
-        if self.packed.len() > 1 {
-            out.sort_unstable_by_key(|&(_, start, _)| start);
-        }
-        high >= 0x80
-    }
-}
-
 /// A compiled profile.
 pub struct Guard {
     pub name: String,
@@ -548,7 +409,6 @@ pub struct Guard {
     pub fail_open: bool,
     anchors: Option<Anchors>,
     anchor_kinds: Vec<Anchor>,
-    literals: Vec<Vec<u8>>,
     patterns: Vec<regex::bytes::Regex>,
     digits: bool,
     /// National identifiers switched on.
@@ -575,25 +435,31 @@ impl Guard {
         let on = |d: Detector| spec.actions[d.index()].is_some();
         let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut anchor_kinds = Vec::new();
+        // Where each can count (see `anchors`): the labels end a word,
+        // every other validator refuses a match that continues one.
+        let mut places = Vec::new();
         for (literal, anchor) in detect::SECRET_ANCHORS {
             if anchor.detectors().iter().any(|&d| on(d)) {
                 literals.push(literal.as_bytes().to_vec());
                 anchor_kinds.push(Anchor::Secret(*anchor));
+                places.push(if *anchor == detect::SecretAnchor::Label { Place::End } else { Place::Start });
             }
         }
         if on(Detector::Injection) {
             for (i, literal) in injection::anchors().iter().enumerate() {
                 literals.push(literal.as_bytes().to_vec());
                 anchor_kinds.push(Anchor::Injection(i as u16));
+                places.push(Place::Start);
             }
         }
         if spec.custom_action.is_some() {
             for (i, w) in spec.deny_words.iter().enumerate() {
                 literals.push(w.as_bytes().to_vec());
                 anchor_kinds.push(Anchor::DenyWord(i as u16));
+                places.push(Place::Start);
             }
         }
-        let anchors = if literals.is_empty() { None } else { Some(Anchors::build(&literals)?) };
+        let anchors = if literals.is_empty() { None } else { Some(Anchors::build(&literals, &places)) };
         let mut patterns = Vec::new();
         if spec.custom_action.is_some() {
             for (index, p) in spec.deny_patterns.iter().enumerate() {
@@ -619,7 +485,6 @@ impl Guard {
             fail_open: spec.fail_open,
             anchors,
             anchor_kinds,
-            literals,
             patterns,
             digits,
             national,
@@ -699,7 +564,7 @@ impl Guard {
         if let Some(anchors) = &self.anchors {
             let mut matches = std::mem::take(&mut findings.anchors);
             matches.clear();
-            let high = anchors.find(text, &self.literals, &mut findings.fold, &mut matches);
+            let high = anchors.find(text, &mut matches);
             for &(pattern, start, end) in &matches {
                 let m = AnchorMatch { pattern, start, end };
                 match self.anchor_kinds[m.pattern] {
@@ -819,7 +684,7 @@ impl Guard {
     ) {
         let Some(anchors) = &self.anchors else { return };
         let mut matches = Vec::new();
-        anchors.find(text, &self.literals, &mut findings.fold, &mut matches);
+        anchors.find(text, &mut matches);
         let mut hidden = false;
         for (pattern, start, end) in matches {
             let Anchor::Injection(i) = self.anchor_kinds[pattern] else { continue };
@@ -929,8 +794,7 @@ pub struct Findings {
     phrases_matched: u32,
     /// Every hit so far, with the index of the text it is in.
     pub all: Vec<(u32, Hit)>,
-    /// Scratch of the anchor search: the folded text and the matches.
-    fold: Vec<u8>,
+    /// Scratch of the anchor search: its matches.
     anchors: Vec<(usize, usize, usize)>,
     /// Matches of the last scan that reached the end of unfinished text,
     /// decided already; [`stream::TextStream`] continues them.

@@ -1,0 +1,832 @@
+//! The guard's literal anchors (secret prefixes, password labels, the
+//! injection phrases' first words, template tokens, deny words) and the one
+//! pass over a text that finds them.
+//!
+//! Every validator behind an anchor that begins with an ASCII letter or
+//! digit rejects a match that continues a word (`starts_word`, the
+//! injection words' whole-word rule, `whole_word`), except the password
+//! labels, which may end a camel-cased word (`userPassword:`) but never
+//! continue into one. So a literal is looked for only where it can count:
+//!
+//! - [`Place::Start`]: where a run of ASCII letters and digits begins;
+//! - [`Place::End`]: ending where such a run ends (the labels);
+//! - [`Place::Anywhere`]: wherever its first byte is (punctuation, bytes
+//!   outside ASCII: `<|im_start|>`, `-----BEGIN `, `忽略之前`).
+//!
+//! One SIMD pass classifies 32 bytes at a time (letters and digits, the
+//! `Anywhere` literals' first bytes, the `End` literals' last bytes, bytes
+//! outside ASCII) and yields the places. At each, the four bytes there
+//! (before it, for an end), ASCII case folded, are hashed into a filter of
+//! 65,536 bits that holds the literals' first (last) four bytes; only where
+//! it passes do the first (last) two bytes select the few literals that
+//! share them, each compared as one masked word and then exactly. Prose
+//! and code have a place every five or six bytes, and the filter stops
+//! all but the words that begin like an anchor ("forg" passes, "for "
+//! does not).
+//!
+//! It replaced three Teddy searchers of aho-corasick's over a folded copy
+//! of the text (113 fingerprints need three: Teddy takes 64 and is fastest
+//! at 48). For the 7.8 KB mixed prompt of `bench/prompts` the anchors cost
+//! about 70,000 instructions then (Teddy 65,000, the copy 4,500) and
+//! 47,500 now, the whole guard scan 137,700 then and 115,200 now
+//! (`bench/scripts/callgrind-guard.sh`).
+//!
+//! The search reports every literal found at every place, overlapping or
+//! not; validators decide. It finds what a naive search finds under the
+//! same rule (the property tests), which is a superset of what the
+//! validators accept.
+
+/// Where a literal can begin or end to count (see the module's doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Place {
+    Start,
+    End,
+    Anywhere,
+}
+
+fn alnum(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+}
+
+/// The byte as the keys fold it: ASCII letters to lower case. Other bytes
+/// change too (`[` becomes `{`, bytes outside ASCII move), identically in
+/// the literals and the text: the keys only select, comparison decides.
+#[inline(always)]
+fn fold(b: u8) -> u8 {
+    b | 0x20
+}
+
+/// The literals of one kind of place, found from the four bytes there:
+/// first a filter, a bit per hash of four folded bytes, which most places
+/// test and find clear; then, where it passes, the literals that have the
+/// first two of those bytes (the last two, for `End` literals), longest
+/// first, from a bit per pair and the bits' ranks.
+struct Keys {
+    /// A bit per [`hash`] of the four folded bytes a literal begins (or
+    /// ends) with; with every value of the bytes a shorter one lacks.
+    filter: Box<[u64; 1024]>,
+    /// A bit per pair, at [`key`].
+    bits: Box<[u64; 1024]>,
+    /// By word of `bits`: the group of its lowest bit set.
+    base: Box<[u16; 1024]>,
+    /// Ranges of `ids`, one per pair, in the pairs' order.
+    groups: Vec<(u16, u16)>,
+    ids: Vec<u16>,
+}
+
+/// The index of two folded bytes in [`Keys::bits`]: the two bytes as a
+/// little-endian `u16`, as they stand in a window of [`window_at`].
+#[inline(always)]
+fn key(a: u8, b: u8) -> usize {
+    a as usize | (b as usize) << 8
+}
+
+/// Sixteen bits of four bytes (Fibonacci hashing).
+#[inline(always)]
+fn hash(window: u32) -> usize {
+    (window.wrapping_mul(0x9e37_79b1) >> 16) as usize
+}
+
+/// The four bytes at `i`, folded, little-endian; zeros (folded) past the end.
+#[inline(always)]
+fn window_at(text: &[u8], i: usize) -> u32 {
+    let w = match text.get(i..i + 4) {
+        Some(w) => u32::from_le_bytes([w[0], w[1], w[2], w[3]]),
+        None => {
+            let mut b = [0u8; 4];
+            let rest = &text[i.min(text.len())..];
+            b[..rest.len()].copy_from_slice(rest);
+            u32::from_le_bytes(b)
+        }
+    };
+    w | 0x2020_2020
+}
+
+/// The four bytes before `e`, folded; zeros (folded) before the start.
+#[inline(always)]
+fn window_before(text: &[u8], e: usize) -> u32 {
+    match e.checked_sub(4) {
+        Some(from) => window_at(text, from),
+        None => {
+            let mut b = [0u8; 4];
+            b[4 - e..].copy_from_slice(&text[..e]);
+            u32::from_le_bytes(b) | 0x2020_2020
+        }
+    }
+}
+
+impl Keys {
+    /// From the literals of one kind: (bytes, id); `end` when they are
+    /// found by their last bytes.
+    fn build(literals: &[(&[u8], u16)], end: bool) -> Keys {
+        let mut keys = Keys {
+            filter: Box::new([0; 1024]),
+            bits: Box::new([0; 1024]),
+            base: Box::new([0; 1024]),
+            groups: Vec::new(),
+            ids: Vec::new(),
+        };
+        let mut keyed: Vec<(usize, u16, usize)> = Vec::new();
+        for &(l, id) in literals {
+            let n = l.len().min(4);
+            let mine: Vec<u8> = if end {
+                l[l.len() - n..].iter().map(|&b| fold(b)).collect()
+            } else {
+                l[..n].iter().map(|&b| fold(b)).collect()
+            };
+            if n <= 1 {
+                // Every window (one byte cannot narrow four).
+                keys.filter.fill(u64::MAX);
+            } else {
+                // The bytes the literal lacks take every folded value.
+                let free = 4 - n;
+                for v in 0..128usize.pow(free as u32) {
+                    let mut w = [0u8; 4];
+                    let (at_mine, at_free) = if end { (free, 0) } else { (0, n) };
+                    w[at_mine..at_mine + n].copy_from_slice(&mine);
+                    for f in 0..free {
+                        // The folded values: those with bit 5 set.
+                        let x = (v / 128usize.pow(f as u32)) % 128;
+                        w[at_free + f] = ((x & 0x1f) | ((x & 0x60) << 1) | 0x20) as u8;
+                    }
+                    let h = hash(u32::from_le_bytes(w));
+                    keys.filter[h >> 6] |= 1 << (h & 63);
+                }
+            }
+            let pair = if end {
+                key(fold(l[l.len() - 2]), fold(l[l.len() - 1]))
+            } else if l.len() >= 2 {
+                key(fold(l[0]), fold(l[1]))
+            } else {
+                usize::MAX
+            };
+            if pair == usize::MAX {
+                // A one-byte literal: every pair that begins with it.
+                for b in 0..=255u8 {
+                    keyed.push((key(fold(l[0]), fold(b)), id, 1));
+                }
+            } else {
+                keyed.push((pair, id, l.len()));
+            }
+        }
+        keyed.sort_by_key(|&(k, id, len)| (k, std::cmp::Reverse(len), id));
+        keyed.dedup();
+        let mut at = 0;
+        while at < keyed.len() {
+            let k = keyed[at].0;
+            let from = keys.ids.len() as u16;
+            while at < keyed.len() && keyed[at].0 == k {
+                keys.ids.push(keyed[at].1);
+                at += 1;
+            }
+            // Pairs come sorted, so a word's groups are consecutive, its
+            // lowest bit's first.
+            if keys.bits[k >> 6] == 0 {
+                keys.base[k >> 6] = keys.groups.len() as u16;
+            }
+            keys.bits[k >> 6] |= 1 << (k & 63);
+            keys.groups.push((from, keys.ids.len() as u16));
+        }
+        keys
+    }
+
+    /// Whether some literal may begin (end) with the folded `window`.
+    #[inline(always)]
+    fn passes(&self, window: u32) -> bool {
+        let h = hash(window);
+        self.filter[h >> 6] >> (h & 63) & 1 != 0
+    }
+
+    /// The literals with the pair `k`, longest first.
+    #[inline(always)]
+    fn get(&self, k: usize) -> &[u16] {
+        let word = self.bits[k >> 6];
+        if word >> (k & 63) & 1 == 0 {
+            return &[];
+        }
+        let below = word & ((1u64 << (k & 63)) - 1);
+        let (from, to) = self.groups[self.base[k >> 6] as usize + below.count_ones() as usize];
+        &self.ids[from as usize..to as usize]
+    }
+}
+
+/// A set of bytes tested 32 at a time: the nibble tables of the classic
+/// two-shuffle membership test (a byte is in the set when its low nibble's
+/// entry has the bit of its high nibble).
+#[derive(Clone, Copy)]
+struct ByteSet {
+    bits: [bool; 256],
+    /// Bit `h` of `low[l]` for bytes `h << 4 | l` with `h < 8`.
+    low: [u8; 16],
+    /// The same for `h >= 8` (bit `h - 8`).
+    low_high: [u8; 16],
+}
+
+impl ByteSet {
+    fn new() -> ByteSet {
+        ByteSet { bits: [false; 256], low: [0; 16], low_high: [0; 16] }
+    }
+
+    fn insert(&mut self, b: u8) {
+        self.bits[b as usize] = true;
+        let (h, l) = (b >> 4, b & 15);
+        if h < 8 {
+            self.low[l as usize] |= 1 << h;
+        } else {
+            self.low_high[l as usize] |= 1 << (h - 8);
+        }
+    }
+}
+
+/// Every byte's bit 5: [`fold`] eight bytes at once.
+const FOLD8: u64 = 0x2020_2020_2020_2020;
+
+/// A literal, and up to eight of its bytes folded as one word: at a place
+/// whose two bytes select it, one masked compare of the text's eight
+/// bytes there rejects almost every literal that is not there, before the
+/// exact comparison.
+struct Literal {
+    bytes: Box<[u8]>,
+    /// The first (or, for an `End` literal, last) eight bytes folded, in
+    /// the order [`load`] (or [`load_before`]) reads the text.
+    word: u64,
+    mask: u64,
+}
+
+impl Literal {
+    fn new(bytes: &[u8], end: bool) -> Literal {
+        let n = bytes.len().min(8);
+        let mut b = [0u8; 8];
+        let mut m = [0u8; 8];
+        if end {
+            b[8 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+            m[8 - n..].fill(0xff);
+        } else {
+            b[..n].copy_from_slice(&bytes[..n]);
+            m[..n].fill(0xff);
+        }
+        let mask = u64::from_le_bytes(m);
+        Literal { bytes: bytes.into(), word: (u64::from_le_bytes(b) | FOLD8) & mask, mask }
+    }
+}
+
+/// The eight bytes at `i` (zeros past the end), folded.
+#[inline(always)]
+fn load(text: &[u8], i: usize) -> u64 {
+    let w = match text.get(i..i + 8) {
+        Some(w) => u64::from_le_bytes(w.try_into().unwrap_or_default()),
+        None => {
+            let mut b = [0u8; 8];
+            let rest = &text[i.min(text.len())..];
+            b[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(b)
+        }
+    };
+    w | FOLD8
+}
+
+/// The eight bytes before `e` (zeros before the start), folded.
+#[inline(always)]
+fn load_before(text: &[u8], e: usize) -> u64 {
+    let w = match e.checked_sub(8) {
+        Some(from) => u64::from_le_bytes(text[from..e].try_into().unwrap_or_default()),
+        None => {
+            let mut b = [0u8; 8];
+            b[8 - e..].copy_from_slice(&text[..e]);
+            u64::from_le_bytes(b)
+        }
+    };
+    w | FOLD8
+}
+
+/// The place a literal is looked for: `place`, or `Anywhere` where it does
+/// not fit (an `End` literal that does not end in a letter or digit or is
+/// shorter than two bytes, a `Start` one that does not begin with one).
+fn fitted(l: &[u8], place: Place) -> Place {
+    match place {
+        Place::End if l.len() >= 2 && alnum(l[l.len() - 1]) => Place::End,
+        Place::Start if l.first().copied().is_some_and(alnum) => Place::Start,
+        _ => Place::Anywhere,
+    }
+}
+
+fn ends_at(l: &[u8], place: Place) -> bool {
+    fitted(l, place) == Place::End
+}
+
+/// A block's bytes by class, a bit each (see [`Anchors::places`]).
+#[derive(Clone, Copy)]
+struct Classes {
+    /// ASCII letters and digits.
+    word: u32,
+    /// First bytes of `Anywhere` literals.
+    special: u32,
+    /// Last bytes of `End` literals (letters and digits).
+    last: u32,
+}
+
+/// The anchors of a profile, compiled.
+pub(super) struct Anchors {
+    literals: Vec<Literal>,
+    /// `Start` and `Anywhere` literals of two bytes or more, by their first
+    /// two folded bytes.
+    starts: Keys,
+    /// `End` literals by their last two folded bytes.
+    ends: Keys,
+    /// First bytes of the `Anywhere` literals (both ASCII cases).
+    special: ByteSet,
+    /// Last bytes of the `End` literals (both ASCII cases).
+    last: ByteSet,
+}
+
+impl Anchors {
+    /// `places[i]` says where `literals[i]` counts (see [`fitted`]). An
+    /// empty literal is never found.
+    pub(super) fn build(literals: &[Vec<u8>], places: &[Place]) -> Anchors {
+        let mut starts = Vec::new();
+        let mut ends = Vec::new();
+        let mut special = ByteSet::new();
+        let mut last = ByteSet::new();
+        for (i, (l, &place)) in literals.iter().zip(places).enumerate() {
+            let id = u16::try_from(i).unwrap_or(u16::MAX);
+            let Some(&first) = l.first() else { continue };
+            let place = fitted(l, place);
+            if place == Place::End {
+                ends.push((&l[..], id));
+                let b = l[l.len() - 1];
+                last.insert(b);
+                if b.is_ascii_alphabetic() {
+                    last.insert(b ^ 0x20);
+                }
+                continue;
+            }
+            if place == Place::Anywhere {
+                special.insert(first);
+                if first.is_ascii_alphabetic() {
+                    special.insert(first ^ 0x20);
+                }
+            }
+            starts.push((&l[..], id));
+        }
+        Anchors {
+            literals: literals.iter().zip(places).map(|(l, &p)| Literal::new(l, ends_at(l, p))).collect(),
+            starts: Keys::build(&starts, false),
+            ends: Keys::build(&ends, true),
+            special,
+            last,
+        }
+    }
+
+    /// Appends (literal, start, end) for every literal found in `text`, in
+    /// order of start; returns whether the text has a byte outside ASCII
+    /// (seen by the same pass).
+    pub(super) fn find(&self, text: &[u8], out: &mut Vec<(usize, usize, usize)>) -> bool {
+        let from = out.len();
+        let mut ended = false;
+        let mut high = false;
+        let mut carry = 0u32;
+        let mut base = 0;
+        #[cfg(target_arch = "x86_64")]
+        if wide() {
+            // SAFETY: the CPU has AVX2, POPCNT and BMI1 (`wide`).
+            base = unsafe { self.blocks_avx2(text, &mut carry, &mut high, out, &mut ended) };
+        }
+        while base < text.len() {
+            let block = &text[base..text.len().min(base + 32)];
+            let mut c = Classes { word: 0, special: 0, last: 0 };
+            for (k, &b) in block.iter().enumerate() {
+                c.word |= u32::from(alnum(b)) << k;
+                c.special |= u32::from(self.special.bits[b as usize]) << k;
+                c.last |= u32::from(self.last.bits[b as usize]) << k;
+                high |= b >= 0x80;
+            }
+            self.places(text, base, c, &mut carry, out, &mut ended);
+            base += 32;
+        }
+        // A run that reaches the end of the text ends there.
+        if carry & 2 != 0 {
+            self.end_at(text, text.len(), out, &mut ended);
+        }
+        if ended {
+            out[from..].sort_by_key(|&(_, start, _)| start);
+        }
+        high
+    }
+
+    /// The blocks of 32 bytes that have a byte after them, classified
+    /// with AVX2 (in one function with the classification and the loops
+    /// over places, so that all of it is inlined and the places' tests
+    /// keep their values in registers); returns where the rest begins.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, POPCNT and BMI1 (every AVX2 CPU has them).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,popcnt,bmi1")]
+    unsafe fn blocks_avx2(
+        &self,
+        text: &[u8],
+        carry: &mut u32,
+        high: &mut bool,
+        out: &mut Vec<(usize, usize, usize)>,
+        ended: &mut bool,
+    ) -> usize {
+        // SAFETY: AVX2 is the caller's promise.
+        let tables = unsafe { Tables::new(&self.special, &self.last) };
+        let mut base = 0;
+        let mut top = 0;
+        let mut c = *carry;
+        // Every place in these blocks has its four bytes inside the text.
+        while base + 35 <= text.len() {
+            // SAFETY: the 32 bytes at `base` are inside `text` (checked
+            // above); AVX2 is the caller's promise.
+            let (word, special, last, t) = unsafe { classify_avx2(text.as_ptr().add(base), &tables) };
+            top |= t;
+            let before = (word << 1) | (c & 1);
+            let mut starts = (word & !before) | special;
+            let mut ends = !word & ((last << 1) | (c >> 1));
+            c = (word >> 31) | ((last >> 31) << 1);
+            while starts != 0 {
+                let i = base + starts.trailing_zeros() as usize;
+                starts &= starts - 1;
+                self.start_at(text, i, out);
+            }
+            while ends != 0 {
+                let e = base + ends.trailing_zeros() as usize;
+                ends &= ends - 1;
+                self.end_at(text, e, out, ended);
+            }
+            base += 32;
+        }
+        *carry = c;
+        *high |= top != 0;
+        base
+    }
+
+    /// The places of one block of up to 32 bytes at `base` (bits past the
+    /// text's end clear). `carry` has bit 0 set when the byte before the
+    /// block is a letter or digit and bit 1 when it is also a last byte of
+    /// an `End` literal; it becomes that of the block's last byte.
+    fn places(
+        &self,
+        text: &[u8],
+        base: usize,
+        c: Classes,
+        carry: &mut u32,
+        out: &mut Vec<(usize, usize, usize)>,
+        ended: &mut bool,
+    ) {
+        let len = (text.len() - base).min(32);
+        let valid = if len == 32 { u32::MAX } else { (1u32 << len) - 1 };
+        let before = (c.word << 1) | (*carry & 1);
+        let mut starts = ((c.word & !before) | c.special) & valid;
+        // Where a run of letters and digits ends after a byte an `End`
+        // literal can end with.
+        let mut ends = !c.word & ((c.last << 1) | (*carry >> 1)) & valid;
+        *carry = ((c.word >> (len - 1)) & 1) | (((c.last >> (len - 1)) & 1) << 1);
+        while starts != 0 {
+            let i = base + starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            self.start_at(text, i, out);
+        }
+        while ends != 0 {
+            let e = base + ends.trailing_zeros() as usize;
+            ends &= ends - 1;
+            self.end_at(text, e, out, ended);
+        }
+    }
+
+    /// A start place: the filter is all that runs at most, kept small
+    /// (the comparisons are another function, so that the loop keeps its
+    /// values in registers).
+    #[inline(always)]
+    fn start_at(&self, text: &[u8], i: usize, out: &mut Vec<(usize, usize, usize)>) {
+        let window = window_at(text, i);
+        if self.starts.passes(window) {
+            self.compare_start(text, i, window, out);
+        }
+    }
+
+    #[inline(never)]
+    fn compare_start(&self, text: &[u8], i: usize, window: u32, out: &mut Vec<(usize, usize, usize)>) {
+        let ids = self.starts.get((window & 0xffff) as usize);
+        if ids.is_empty() {
+            return;
+        }
+        let here = load(text, i);
+        for &id in ids {
+            let l = &self.literals[id as usize];
+            let n = l.bytes.len();
+            if here & l.mask == l.word && text.len() - i >= n && text[i..i + n].eq_ignore_ascii_case(&l.bytes) {
+                out.push((id as usize, i, i + n));
+            }
+        }
+    }
+
+    /// An end place.
+    #[inline(always)]
+    fn end_at(&self, text: &[u8], e: usize, out: &mut Vec<(usize, usize, usize)>, ended: &mut bool) {
+        let window = window_before(text, e);
+        if self.ends.passes(window) {
+            self.compare_end(text, e, window, out, ended);
+        }
+    }
+
+    #[inline(never)]
+    fn compare_end(&self, text: &[u8], e: usize, window: u32, out: &mut Vec<(usize, usize, usize)>, ended: &mut bool) {
+        let ids = self.ends.get((window >> 16) as usize);
+        if ids.is_empty() {
+            return;
+        }
+        let here = load_before(text, e);
+        for &id in ids {
+            let l = &self.literals[id as usize];
+            let n = l.bytes.len();
+            if here & l.mask == l.word && e >= n && text[e - n..e].eq_ignore_ascii_case(&l.bytes) {
+                out.push((id as usize, e - n, e));
+                *ended = true;
+            }
+        }
+    }
+}
+
+/// Whether the CPU compares 32 bytes at once (AVX2).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn wide() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("popcnt")
+        && std::arch::is_x86_feature_detected!("bmi1")
+}
+
+/// The byte sets' nibble tables in vector registers, loaded once a search.
+#[cfg(target_arch = "x86_64")]
+struct Tables {
+    special: (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
+    last: (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Tables {
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn new(special: &ByteSet, last: &ByteSet) -> Tables {
+        use std::arch::x86_64::*;
+        // SAFETY: 16-byte arrays, unaligned loads; AVX2 as promised.
+        let load = |t: &[u8; 16]| unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast())) };
+        Tables { special: (load(&special.low), load(&special.low_high)), last: (load(&last.low), load(&last.low_high)) }
+    }
+}
+
+/// A bit per byte of the 32 at `at`: ASCII letters and digits; bytes of
+/// the `special` set; bytes of the `last` set; and one per byte outside
+/// ASCII.
+///
+/// # Safety
+/// `at` must be valid for reading 32 bytes, and the CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's promise; an unaligned load.
+    let v = unsafe { _mm256_loadu_si256(at.cast()) };
+    // Letters become 0..=25 once folded and moved down by `a`, digits
+    // 0..=9 moved down by `0`; every other byte wraps above (unsigned).
+    let letters = _mm256_sub_epi8(_mm256_or_si256(v, _mm256_set1_epi8(0x20)), _mm256_set1_epi8(b'a' as i8));
+    let is_letter = _mm256_cmpeq_epi8(_mm256_min_epu8(letters, _mm256_set1_epi8(25)), letters);
+    let digits = _mm256_sub_epi8(v, _mm256_set1_epi8(b'0' as i8));
+    let is_digit = _mm256_cmpeq_epi8(_mm256_min_epu8(digits, _mm256_set1_epi8(9)), digits);
+    let word = _mm256_movemask_epi8(_mm256_or_si256(is_letter, is_digit)) as u32;
+    let top = _mm256_movemask_epi8(v) as u32;
+    let nibble = _mm256_set1_epi8(0x0f);
+    let lo = _mm256_and_si256(v, nibble);
+    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+    // 1 << h for h < 8 in the first table, 1 << (h - 8) in the second.
+    let bit = _mm256_shuffle_epi8(
+        _mm256_setr_epi8(
+            1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0,
+        ),
+        hi,
+    );
+    let bit_high = _mm256_shuffle_epi8(
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128,
+        ),
+        hi,
+    );
+    // A byte is in a set when its low nibble's entry has its high nibble's bit.
+    let member = |(low, low_high): (__m256i, __m256i)| {
+        let a = _mm256_and_si256(_mm256_shuffle_epi8(low, lo), bit);
+        let b = _mm256_and_si256(_mm256_shuffle_epi8(low_high, lo), bit_high);
+        !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_or_si256(a, b), _mm256_setzero_si256())) as u32)
+    };
+    (word, member(tables.special), member(tables.last), top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every place a literal can count, found by comparing at every offset.
+    fn naive(literals: &[Vec<u8>], places: &[Place], text: &[u8]) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        for i in 0..text.len() {
+            for (id, (l, &p)) in literals.iter().zip(places).enumerate() {
+                if l.is_empty() || text.len() - i < l.len() || !text[i..i + l.len()].eq_ignore_ascii_case(l) {
+                    continue;
+                }
+                let e = i + l.len();
+                let begins = i == 0 || !alnum(text[i - 1]);
+                let finishes = e == text.len() || !alnum(text[e]);
+                let counts = match p {
+                    Place::Start if alnum(l[0]) => begins,
+                    Place::End if l.len() >= 2 && alnum(l[l.len() - 1]) => finishes,
+                    _ => true,
+                };
+                if counts {
+                    out.push((id, i, e));
+                }
+            }
+        }
+        out
+    }
+
+    fn found(a: &Anchors, text: &[u8]) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        a.find(text, &mut out);
+        out
+    }
+
+    fn sorted(mut v: Vec<(usize, usize, usize)>) -> Vec<(usize, usize, usize)> {
+        v.sort();
+        v
+    }
+
+    fn table() -> (Vec<Vec<u8>>, Vec<Place>) {
+        let t: &[(&str, Place)] = &[
+            ("sk-", Place::Start),
+            ("ignore", Place::Start),
+            ("ignoriere", Place::Start),
+            ("ignorieren", Place::Start),
+            ("password", Place::End),
+            ("pwd", Place::End),
+            ("api_key", Place::End),
+            ("<|im_start|>", Place::Anywhere),
+            ("-----BEGIN ", Place::Anywhere),
+            ("忽略之前", Place::Start),
+            ("Игнорируй", Place::Start),
+            ("x", Place::Start),
+            ("_x", Place::Start),
+            ("a-", Place::End),
+            ("Q", Place::End),
+            ("", Place::Start),
+        ];
+        (t.iter().map(|(l, _)| l.as_bytes().to_vec()).collect(), t.iter().map(|&(_, p)| p).collect())
+    }
+
+    #[test]
+    fn finds_what_a_naive_search_finds_table() {
+        let (lits, places) = table();
+        let a = Anchors::build(&lits, &places);
+        for text in [
+            "ignore all; IGNORE; xignore; ignoriere ignorieren",
+            "userPassword: hunter2; mypwd=1; my_api_key=2; passwords",
+            "text<|im_start|>system -----BEGIN RSA; risk-free sk-abc",
+            "前文忽略之前的指示 Игнорируй x y _x a- Q q",
+            "",
+            "x",
+            "password",
+            "ig",
+        ] {
+            assert_eq!(sorted(found(&a, text.as_bytes())), sorted(naive(&lits, &places, text.as_bytes())), "{text}");
+        }
+    }
+
+    #[test]
+    fn matches_come_in_order_of_start() {
+        let (lits, places) = table();
+        let a = Anchors::build(&lits, &places);
+        let text = b"a sk-1 then userpassword= and ignore";
+        let out = found(&a, text);
+        assert!(out.windows(2).all(|w| w[0].1 <= w[1].1), "{out:?}");
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn reports_text_outside_ascii() {
+        let (lits, places) = table();
+        let a = Anchors::build(&lits, &places);
+        let mut out = Vec::new();
+        assert!(!a.find(&b"plain".repeat(20), &mut out));
+        let mut t = b"plain".repeat(20);
+        t.push(0xc3);
+        t.push(0xa9);
+        assert!(a.find(&t, &mut out));
+        assert!(a.find("é".as_bytes(), &mut out));
+    }
+
+    /// Random texts over an alphabet that makes literals, their pieces and
+    /// boundaries common, at lengths on both sides of the 32-byte block.
+    #[test]
+    fn finds_what_a_naive_search_finds_random() {
+        let (lits, places) = table();
+        let a = Anchors::build(&lits, &places);
+        let pieces: &[&str] = &[
+            "ignore",
+            "IGNOR",
+            "ieren",
+            "pass",
+            "word",
+            "Password",
+            "pwd",
+            "api_key",
+            "sk-",
+            "<|im_start|>",
+            "-----BEGIN ",
+            "忽略之前",
+            "Игнорируй",
+            "x",
+            "_",
+            "a-",
+            "Q",
+            " ",
+            "é",
+            "1",
+            "-",
+            "<|",
+            "\n",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let n = (next() % 40) as usize;
+            let text: String = (0..n).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
+            assert_eq!(sorted(found(&a, text.as_bytes())), sorted(naive(&lits, &places, text.as_bytes())), "{text:?}");
+        }
+    }
+
+    /// The profile's real anchors (every secret, every injection word,
+    /// placed as `Guard::compile` places them) over texts from sources of
+    /// other kinds: the bench's prose, code from this crate, the
+    /// guardrail corpus's ten locales and jailbreaks, cut at every
+    /// length near a block's edge.
+    #[test]
+    fn real_anchors_find_what_a_naive_search_finds() {
+        use super::super::{detect, injection};
+        let mut lits = Vec::new();
+        let mut places = Vec::new();
+        for (l, a) in detect::SECRET_ANCHORS {
+            lits.push(l.as_bytes().to_vec());
+            places.push(if *a == detect::SecretAnchor::Label { Place::End } else { Place::Start });
+        }
+        for l in injection::anchors() {
+            lits.push(l.as_bytes().to_vec());
+            places.push(Place::Start);
+        }
+        let a = Anchors::build(&lits, &places);
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut texts: Vec<Vec<u8>> = vec![include_bytes!("mod.rs").to_vec(), include_bytes!("injection.rs").to_vec()];
+        if let Ok(corpus) = std::fs::read(format!("{root}/tests/guardrails/corpus.jsonl")) {
+            texts.extend(corpus.split(|&b| b == b'\n').map(<[u8]>::to_vec));
+        }
+        let mut found_any = 0;
+        for t in &texts {
+            let want = naive(&lits, &places, t);
+            found_any += want.len();
+            assert_eq!(sorted(found(&a, t)), sorted(want));
+        }
+        // Pieces cut anywhere: the blocks' edges, the scalar rest.
+        let t = &texts[0][..4096];
+        for cut in (0..200).chain(4000..4096) {
+            assert_eq!(sorted(found(&a, &t[cut..])), sorted(naive(&lits, &places, &t[cut..])));
+            assert_eq!(sorted(found(&a, &t[..cut])), sorted(naive(&lits, &places, &t[..cut])));
+        }
+        assert!(found_any > 100, "the texts hold anchors ({found_any})");
+    }
+
+    /// Every byte value as the first byte of an `Anywhere` literal: the
+    /// nibble tables hold each exactly.
+    #[test]
+    fn special_bytes_are_exact() {
+        for b in 0..=255u8 {
+            if b.is_ascii_alphanumeric() {
+                continue;
+            }
+            let lits = vec![vec![b, b'z']];
+            let a = Anchors::build(&lits, &[Place::Anywhere]);
+            let mut text = vec![b'q'; 70];
+            text[33] = b;
+            text[34] = b'z';
+            text[50] = b.wrapping_add(16);
+            text[51] = b'z';
+            assert_eq!(found(&a, &text), vec![(0, 33, 35)], "byte {b:#x}");
+        }
+    }
+}
