@@ -587,6 +587,46 @@ mod tests {
         assert_eq!(media_tokens(body.as_bytes()), 0);
     }
 
+    /// The route's scan calls a body text-only (and the media estimate is
+    /// skipped) only where the estimate finds nothing: the attacks a
+    /// tenant would try to hide an image from it are not text-only.
+    #[test]
+    fn a_text_only_body_has_no_media() {
+        use crate::openai::scan_request;
+        let image = r#"{"type":"image_url","image_url":{"url":"https://x/a.png"}}"#;
+        let hidden = [
+            // Parts, in a user's or an assistant's message.
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":[{image}]}}]}}"#),
+            format!(r#"{{"model":"m","messages":[{{"role":"assistant","content":[{image}]}}]}}"#),
+            // A content key written in escapes (the walk decodes keys),
+            // on a message that needs none: refused.
+            format!(r#"{{"model":"m","messages":[{{"role":"assistant","c\u006fntent":[{image}]}}]}}"#),
+            // A second content, a second `messages`.
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":"hi","content":[{image}]}}]}}"#),
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"messages":[{{"role":"user","content":[{image}]}}]}}"#
+            ),
+            // A screenshot as a message's `output`; the Responses `input`.
+            r#"{"model":"m","messages":[{"role":"assistant","output":{"type":"input_image","image_url":"https://x/a.png"}}]}"#
+                .to_string(),
+            format!(r#"{{"model":"m","input":[{{"role":"user","content":[{image}]}}]}}"#),
+        ];
+        // A key in escapes, at the top level or in a message, is refused.
+        let escaped = format!(r#"{{"model":"m","m\u0065ssages":[{{"role":"user","content":[{image}]}}]}}"#);
+        for body in hidden.iter().chain([&escaped]) {
+            assert!(media_tokens(body.as_bytes()) > 0, "{body}");
+            assert!(!scan_request(body.as_bytes()).is_ok_and(|f| f.text_only), "{body}");
+        }
+        // Text, talking about images or not, is text-only.
+        for body in [
+            r#"{"model":"m","messages":[{"role":"system","content":"an image_url"},{"role":"user","content":"input_audio"}]}"#,
+            r#"{"model":"m","messages":[{"role":"assistant","content":null,"tool_calls":[]},{"role":"tool","content":"x"}]}"#,
+        ] {
+            assert!(scan_request(body.as_bytes()).unwrap().text_only, "{body}");
+            assert_eq!(media_tokens(body.as_bytes()), 0);
+        }
+    }
+
     /// A body holding an image, audio or a file, in any API's shape,
     /// nested in a tool result or a function call's output, or typed in
     /// escapes, is one whose count falls short; text that talks about them

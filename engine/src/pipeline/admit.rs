@@ -240,7 +240,7 @@ fn prompt_now(ex: &Exchange<'_>) -> u64 {
 
 /// The exchange's prompt bound ([`crate::pipeline::Prompt::bound`]).
 fn prompt_bound(ex: &Exchange<'_>) -> u64 {
-    ex.prompt.bound(&ex.body)
+    ex.prompt.bound(&ex.body, ex.routed.as_ref().is_some_and(|r| r.fields.text_only))
 }
 
 /// The token phase: when the key or its team has a tokens-per-minute

@@ -105,12 +105,13 @@ impl Prompt {
     /// this: no token of text is shorter than a byte, plus the reply's
     /// priming, plus what its images and audio cost (an image by URL costs
     /// up to 1,600 tokens in a few dozen bytes). Found once, by whichever
-    /// phase asks first.
-    pub fn bound(&self, body: &[u8]) -> u64 {
+    /// phase asks first. `text_only`: the route's scan found no place for
+    /// media ([`tollgate_protocol::openai::ChatRequestFields::text_only`]),
+    /// so the media estimate's pass over the body is skipped.
+    pub fn bound(&self, body: &[u8], text_only: bool) -> u64 {
         let bound = *self.bound.get_or_init(|| {
-            (body.len() as u64)
-                .saturating_add(tollgate_protocol::tokens::REPLY_PRIMING)
-                .saturating_add(tollgate_protocol::media::media_tokens(body))
+            let media = if text_only { 0 } else { tollgate_protocol::media::media_tokens(body) };
+            (body.len() as u64).saturating_add(tollgate_protocol::tokens::REPLY_PRIMING).saturating_add(media)
         });
         bound.saturating_add(self.stored)
     }

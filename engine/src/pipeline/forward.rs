@@ -187,11 +187,8 @@ pub async fn forward(
                         let strip_usage = parts.usage_asked;
                         // Ceilings end streams only (a JSON answer is not cut):
                         // a JSON request does not count its prompt for one.
-                        let ceiling = if routed.fields.stream {
-                            ceiling(state, key, routed.route, target, body, prompt)
-                        } else {
-                            None
-                        };
+                        let ceiling =
+                            if routed.fields.stream { ceiling(state, key, routed, target, body, prompt) } else { None };
                         let inspect = translate::Inspect {
                             translation,
                             through: parts.through,
@@ -350,11 +347,12 @@ fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut 
 fn ceiling(
     state: &CoreState,
     key: &VirtualKey,
-    route: &tollgate_policy::Route,
+    routed: &crate::pipeline::Routed,
     target: &tollgate_policy::Target,
     body: &bytes::Bytes,
     prompt: &crate::pipeline::Prompt,
 ) -> Option<stream::Ceiling> {
+    let (route, text_only) = (routed.route, routed.fields.text_only);
     let team = state.config.teams.get(key.team).map(|t| &t.budget);
     let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min();
     let output = min(team.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens);
@@ -366,7 +364,13 @@ fn ceiling(
         let price = route.price_of(Some(target))?;
         Some((
             limit,
-            stream::PromptTokens::new(prompt.bound(body), prompt.get(), body.clone(), prompt.encoding, prompt.stored),
+            stream::PromptTokens::new(
+                prompt.bound(body, text_only),
+                prompt.get(),
+                body.clone(),
+                prompt.encoding,
+                prompt.stored,
+            ),
             price,
         ))
     });
