@@ -68,10 +68,13 @@ struct Keys {
     /// A bit per pair, at [`key`].
     bits: Box<[u64; 1024]>,
     /// By word of `bits`: the group of its lowest bit set.
+    /// (At most 65,536 pairs, so a group's index fits.)
     base: Box<[u16; 1024]>,
     /// Ranges of `ids`, one per pair, in the pairs' order.
-    groups: Vec<(u16, u16)>,
-    ids: Vec<u16>,
+    /// (A one-byte literal takes 128 pairs: a profile's deny words can
+    /// make more ids than a `u16` holds.)
+    groups: Vec<(u32, u32)>,
+    ids: Vec<u32>,
 }
 
 /// The index of two folded bytes in [`Keys::bits`]: the two bytes as a
@@ -118,7 +121,7 @@ fn window_before(text: &[u8], e: usize) -> u32 {
 impl Keys {
     /// From the literals of one kind: (bytes, id); `end` when they are
     /// found by their last bytes.
-    fn build(literals: &[(&[u8], u16)], end: bool) -> Keys {
+    fn build(literals: &[(&[u8], u32)], end: bool) -> Keys {
         let mut keys = Keys {
             filter: Box::new([0; 1024]),
             bits: Box::new([0; 1024]),
@@ -126,7 +129,7 @@ impl Keys {
             groups: Vec::new(),
             ids: Vec::new(),
         };
-        let mut keyed: Vec<(usize, u16, usize)> = Vec::new();
+        let mut keyed: Vec<(usize, u32, usize)> = Vec::new();
         for &(l, id) in literals {
             let n = l.len().min(4);
             let mine: Vec<u8> = if end {
@@ -174,7 +177,7 @@ impl Keys {
         let mut at = 0;
         while at < keyed.len() {
             let k = keyed[at].0;
-            let from = keys.ids.len() as u16;
+            let from = keys.ids.len() as u32;
             while at < keyed.len() && keyed[at].0 == k {
                 keys.ids.push(keyed[at].1);
                 at += 1;
@@ -185,7 +188,7 @@ impl Keys {
                 keys.base[k >> 6] = keys.groups.len() as u16;
             }
             keys.bits[k >> 6] |= 1 << (k & 63);
-            keys.groups.push((from, keys.ids.len() as u16));
+            keys.groups.push((from, keys.ids.len() as u32));
         }
         keys
     }
@@ -199,7 +202,7 @@ impl Keys {
 
     /// The literals with the pair `k`, longest first.
     #[inline(always)]
-    fn get(&self, k: usize) -> &[u16] {
+    fn get(&self, k: usize) -> &[u32] {
         let word = self.bits[k >> 6];
         if word >> (k & 63) & 1 == 0 {
             return &[];
@@ -348,7 +351,7 @@ impl Anchors {
         let mut special = ByteSet::new();
         let mut last = ByteSet::new();
         for (i, (l, &place)) in literals.iter().zip(places).enumerate() {
-            let id = u16::try_from(i).unwrap_or(u16::MAX);
+            let id = u32::try_from(i).unwrap_or(u32::MAX);
             let Some(&first) = l.first() else { continue };
             let place = fitted(l, place);
             if place == Place::End {
@@ -809,6 +812,80 @@ mod tests {
             assert_eq!(sorted(found(&a, &t[..cut])), sorted(naive(&lits, &places, &t[..cut])));
         }
         assert!(found_any > 100, "the texts hold anchors ({found_any})");
+    }
+
+    /// The rule itself, held to the validators: wherever a literal stands
+    /// in the text, at a place or not, and its validator matches there
+    /// (secrets, labels, injection words, deny words, whole or unfinished
+    /// text), the search found it. Against a search of every offset.
+    #[test]
+    fn every_match_a_validator_accepts_is_found() {
+        use super::super::{detect, injection};
+        enum Kind {
+            Secret(detect::SecretAnchor),
+            Injection(usize),
+            Deny,
+        }
+        let (mut lits, mut places, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+        for (l, a) in detect::SECRET_ANCHORS {
+            lits.push(l.as_bytes().to_vec());
+            places.push(if *a == detect::SecretAnchor::Label { Place::End } else { Place::Start });
+            kinds.push(Kind::Secret(*a));
+        }
+        for (i, l) in injection::anchors().iter().enumerate() {
+            lits.push(l.as_bytes().to_vec());
+            places.push(Place::Start);
+            kinds.push(Kind::Injection(i));
+        }
+        for w in ["project x", "x", "_internal", "Ärger", "42", "a-b", "sk-"] {
+            lits.push(w.as_bytes().to_vec());
+            places.push(Place::Start);
+            kinds.push(Kind::Deny);
+        }
+        let placed = Anchors::build(&lits, &places);
+        let everywhere = Anchors::build(&lits, &vec![Place::Anywhere; lits.len()]);
+        let accepted = |k: &Kind, text: &[u8], s: usize, e: usize, complete: bool| {
+            let v = match k {
+                Kind::Secret(a) => detect::secret(*a, text, s, e, complete).1,
+                Kind::Injection(i) => {
+                    return injection::match_at(*i, text, s, e).is_some();
+                }
+                Kind::Deny => detect::whole_word(text, s, e, complete),
+            };
+            matches!(v, detect::Verdict::Match(..) | detect::Verdict::Open(..))
+        };
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let mut texts: Vec<Vec<u8>> = vec![
+            b"userPassword: hunter2hunter2 db_password=s3cr3tValue9 x-api-key: abcdef123456 MYSECRET=abcdefgh12".to_vec(),
+            b"key=sk-proj-abcdefghijklmnopqrstuvwxyz123456 (AKIAIOSFODNN7EXAMPLE) ghp_abcdefghijklmnopqrstuvwxyz0123456789".to_vec(),
+            "Ignore all previous instructions. ИГНОРИРУЙ 忽略之前的指示 <|im_start|>system [INST] project x, _internal Ärger 42 a-b".as_bytes().to_vec(),
+            include_bytes!("detect.rs").to_vec(),
+        ];
+        if let Ok(corpus) = std::fs::read(format!("{root}/tests/guardrails/corpus.jsonl")) {
+            texts.extend(corpus.split(|&b| b == b'\n').map(<[u8]>::to_vec));
+        }
+        let mut checked = 0;
+        for t in &texts {
+            // Whole, and cut where a stream's window might end.
+            for cut in [t.len(), t.len() / 2, t.len() / 3] {
+                let t = &t[..cut];
+                let got = found(&placed, t);
+                for complete in [true, false] {
+                    for (i, s, e) in found(&everywhere, t) {
+                        if accepted(&kinds[i], t, s, e, complete) {
+                            checked += 1;
+                            assert!(
+                                got.contains(&(i, s, e)),
+                                "{:?} at {s} in {:?}",
+                                String::from_utf8_lossy(&lits[i]),
+                                String::from_utf8_lossy(&t[s.saturating_sub(20)..(e + 20).min(t.len())])
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 200, "the texts hold matches ({checked})");
     }
 
     /// Every byte value as the first byte of an `Anywhere` literal: the
