@@ -753,7 +753,15 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
     // Shapes that only a phone number has, and shapes an order number or
     // an amount may have too, which count only where no word before them
     // says what else they are and no currency sign stands by them.
-    let weak = || !not_a_phone(text, start) && !currency_by(text, start, end);
+    // `currency_by` reads a few bytes past the number: in unfinished text
+    // that stops before them, a sign may still come (`4155552671` then
+    // `$`), so a shape that asks is undecided until they are there (a
+    // stream decided it a phone where the whole text did not).
+    let asked = std::cell::Cell::new(false);
+    let weak = || {
+        asked.set(true);
+        !not_a_phone(text, start) && !currency_by(text, start, end)
+    };
     let phone = if plus {
         // E.164, any separators: +55 45 2306-3143, +44 (0)20 7946 0958.
         (8..=15).contains(&digits) && seps.iter().all(|s| b" -./(".contains(s))
@@ -794,6 +802,9 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
             );
         nanp || (national && weak())
     };
+    if asked.get() && !complete && len < end + CURRENCY_AFTER {
+        return (None, Verdict::NeedMore(start), end);
+    }
     if phone {
         (Some(Detector::Phone), Verdict::Match(start, ext_end), ext_end)
     } else {
@@ -801,13 +812,16 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
     }
 }
 
+/// How far past a number [`currency_by`] looks for a sign.
+const CURRENCY_AFTER: usize = 5;
+
 /// A currency sign or code within a few bytes of a number: an amount
 /// (`100 000 000 zł`, `€ 250 000`), not a phone number.
 fn currency_by(text: &[u8], start: usize, end: usize) -> bool {
     const SIGNS: &[&[u8]] =
         &[b"$", b"\xe2\x82\xac", b"\xc2\xa3", b"\xc2\xa5", b"z\xc5\x82", b"eur", b"usd", b"pln", b"gbp", b"kr"];
     let before = &text[start.saturating_sub(5)..start];
-    let after = &text[end..text.len().min(end + 5)];
+    let after = &text[end..text.len().min(end + CURRENCY_AFTER)];
     let has = |hay: &[u8], s: &[u8]| hay.windows(s.len()).any(|w| w.eq_ignore_ascii_case(s));
     SIGNS.iter().any(|s| has(before, s) || has(after, s))
 }
