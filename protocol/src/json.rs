@@ -35,7 +35,37 @@ pub struct StringValue {
 /// key: its key names nothing the gateway knows, and a reader that passes
 /// over structural keys (`type`, `id`) must not pass over
 /// `"input": {"type": "<a secret>"}`, which the model reads.
-pub fn string_values(doc: &[u8], mut f: impl FnMut(&[u8], StringValue)) -> Result<(), Malformed> {
+pub fn string_values(doc: &[u8], f: impl FnMut(&[u8], StringValue)) -> Result<(), Malformed> {
+    /// Each string ended by [`string_end`].
+    struct Values<F>(F);
+    impl<F: FnMut(&[u8], StringValue)> Visit for Values<F> {
+        #[inline]
+        fn end(&mut self, doc: &[u8], _key: &[u8], from: usize) -> Result<(usize, bool), Malformed> {
+            string_end(doc, from)
+        }
+        #[inline]
+        fn value(&mut self, key: &[u8], v: StringValue) {
+            (self.0)(key, v)
+        }
+    }
+    walk(doc, &mut Values(f))
+}
+
+/// What [`walk`] asks of its caller for each string.
+trait Visit {
+    /// Where the string whose content starts at `from` ends (its closing
+    /// quote) and whether it holds escapes. `key` is the key it is the
+    /// value of if it turns out to be a value (the walk knows that only
+    /// after its end: a string followed by `:` is a key).
+    fn end(&mut self, doc: &[u8], key: &[u8], from: usize) -> Result<(usize, bool), Malformed>;
+    /// A string value and the key it belongs to.
+    fn value(&mut self, key: &[u8], v: StringValue);
+}
+
+/// The walk behind [`string_values`] and [`string_texts`]: keys,
+/// containers and free-form objects followed here, each string's end
+/// found by the visitor (which may decode the string on the way).
+fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
     let mut at = 0;
     let mut key = 0..0;
     let mut free = false;
@@ -60,16 +90,15 @@ pub fn string_values(doc: &[u8], mut f: impl FnMut(&[u8], StringValue)) -> Resul
                 _ => {}
             }
         }
-        let (close, escaped) = string_end(doc, open_quote + 1)?;
+        let value_key = if free { 0..0 } else { key.clone() };
+        let (close, escaped) = visit.end(doc, &doc[value_key.clone()], open_quote + 1)?;
         let raw = open_quote + 1..close;
         at = close + 1;
         let next = doc[at..].iter().position(|b| !b.is_ascii_whitespace()).map(|p| doc[at + p]);
         if next == Some(b':') {
             key = raw;
         } else {
-            // One call site, so that `f` stays inlined into the walk.
-            let key = if free { 0..0 } else { key.clone() };
-            f(&doc[key.clone()], StringValue { key, raw, escaped });
+            visit.value(&doc[value_key.clone()], StringValue { key: value_key, raw, escaped });
         }
     }
     Ok(())
@@ -102,15 +131,22 @@ fn free_form(key: &[u8], depth: usize) -> bool {
 /// once decoded, as the provider reads it: `"\u0069mage_url"` is
 /// `image_url`, and a reader that compares raw bytes can be walked past.
 pub fn decodes_to(raw: &[u8], word: &[u8]) -> bool {
-    if !raw.contains(&b'\\') {
-        return raw == word;
+    // An escape takes more bytes than it writes (two or six for one to
+    // three), so a raw text with one is longer than its text, and at most
+    // six times as long: most keys are told apart by their length alone,
+    // before any search for a backslash (this runs for the key of every
+    // object and array, against each free-form word).
+    match raw.len().cmp(&word.len()) {
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => raw == word && !raw.contains(&b'\\'),
+        std::cmp::Ordering::Greater => {
+            if raw.len() > 6 * word.len() || !raw.contains(&b'\\') {
+                return false;
+            }
+            let mut decoded = Vec::with_capacity(raw.len());
+            unescape(raw, &mut decoded).is_ok() && decoded == word
+        }
     }
-    // Six bytes an escape at most: anything longer is another word.
-    if raw.len() > 6 * word.len() {
-        return false;
-    }
-    let mut decoded = Vec::with_capacity(raw.len());
-    unescape(raw, &mut decoded).is_ok() && decoded == word
 }
 
 /// Whether a string's raw contents are base64 (standard or URL-safe, `/`
@@ -173,33 +209,111 @@ fn texts(
     doc: &[u8],
     keep: impl Fn(&[u8], &[u8]) -> bool,
     marked: bool,
-    mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
+    f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
 ) -> Result<(), Malformed> {
-    let mut scratch = Vec::new();
-    let mut marks = Vec::new();
-    string_values(doc, |key, v| {
-        let raw = &doc[v.raw.clone()];
-        if !keep(key, raw) {
+    let mut texts =
+        Texts { doc, keep, marked, f, scratch: Vec::new(), marks: Vec::new(), decoded: None, reserved: false };
+    walk(doc, &mut texts)
+}
+
+/// The visitor behind [`texts`]. A string with escapes that the caller
+/// keeps is decoded while its end is found, in one pass: finding the end
+/// first (a search of every block for quotes and the backslashes that
+/// escape them) cost as much as the decoding after it (107,000
+/// instructions each for a 100 KB prompt of code).
+struct Texts<'d, K, F> {
+    doc: &'d [u8],
+    keep: K,
+    marked: bool,
+    f: F,
+    /// The decoded text of the last string with escapes.
+    scratch: Vec<u8>,
+    /// Its marks (with `marked`).
+    marks: Vec<(usize, usize)>,
+    /// Where the content of the string in `scratch` starts: the text is
+    /// that string's only while this says so.
+    decoded: Option<usize>,
+    /// The marks were reserved once (see `end`).
+    reserved: bool,
+}
+
+impl<K, F> Visit for Texts<'_, K, F>
+where
+    K: Fn(&[u8], &[u8]) -> bool,
+    F: FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
+{
+    fn end(&mut self, doc: &[u8], key: &[u8], from: usize) -> Result<(usize, bool), Malformed> {
+        self.decoded = None;
+        let rest = &doc[from..];
+        // Most strings hold no escape: their first quote ends them.
+        let first = memchr::memchr2(b'"', b'\\', rest).ok_or(Malformed("a string is not terminated"))?;
+        if rest[first] == b'"' {
+            return Ok((from + first, false));
+        }
+        // Not kept by what comes before its first escape (an inline
+        // file's `data:`): only its end is wanted.
+        if !(self.keep)(key, &rest[..first]) {
+            return string_end(doc, from);
+        }
+        self.scratch.clear();
+        self.marks.clear();
+        // The string's length is not known before its end: the first long
+        // one's marks are reserved for an escape every 32 bytes of the
+        // rest of the document (a prompt of code has one every 40), so
+        // that they are not grown by doubling (whose copies cost more
+        // than the search for the end saved). Only the first: a caller
+        // takes the marks of a text it redacts, and another reservation
+        // per redacted string could add up to many times the document.
+        if self.marked && !self.reserved && rest.len() > 4096 {
+            self.reserved = true;
+            self.marks.reserve(rest.len().min(MARKED_BYTES_MAX) / 16);
+        }
+        let (marks, marked) = (&mut self.marks, self.marked);
+        // Marks only within MARKED_BYTES_MAX of the start, and none for a
+        // longer string (below): what they take stays bounded.
+        let decoded = unescape_until::<true>(rest, &mut self.scratch, |t, r| {
+            if marked && r <= MARKED_BYTES_MAX {
+                marks.push((t, r))
+            }
+        });
+        match decoded {
+            Ok(close) => {
+                if close > MARKED_BYTES_MAX {
+                    self.marks.clear();
+                }
+                self.decoded = Some(from);
+                Ok((from + close, true))
+            }
+            // A broken escape: the string is decoded again by `value`,
+            // which gives the error as a text's (the walk goes on).
+            Err(_) => string_end(doc, from),
+        }
+    }
+
+    fn value(&mut self, key: &[u8], v: StringValue) {
+        let raw = &self.doc[v.raw.clone()];
+        if !(self.keep)(key, raw) {
             return;
         }
-        marks.clear();
-        let text = if v.escaped {
-            scratch.clear();
-            // Decoding never grows a text: one allocation, no regrowth.
-            scratch.reserve(raw.len());
+        let text = if !v.escaped {
+            self.marks.clear();
+            Ok(raw)
+        } else if self.decoded == Some(v.raw.start) {
+            Ok(&self.scratch[..])
+        } else {
+            self.marks.clear();
+            self.scratch.clear();
             // Marks for strings up to MARKED_BYTES_MAX. Longer ones get
             // none (a caller then decodes again).
-            let decoded = if marked && raw.len() <= MARKED_BYTES_MAX {
-                unescape_marked(raw, &mut scratch, &mut marks)
+            let decoded = if self.marked && raw.len() <= MARKED_BYTES_MAX {
+                unescape_marked(raw, &mut self.scratch, &mut self.marks)
             } else {
-                unescape(raw, &mut scratch)
+                unescape(raw, &mut self.scratch)
             };
-            decoded.map(|()| &scratch[..])
-        } else {
-            Ok(raw)
+            decoded.map(|()| &self.scratch[..])
         };
-        f(key, v, text, &mut marks);
-    })
+        (self.f)(key, v, text, &mut self.marks);
+    }
 }
 
 /// The closing quote of the string whose content starts at `from`, and
@@ -243,7 +357,20 @@ pub fn unescape_marked(raw: &[u8], out: &mut Vec<u8>, marks: &mut Vec<(usize, us
 /// what is written by the `w`th byte of text has read at least `w` raw
 /// bytes: every write, a whole block included, fits in the room of the
 /// raw text (a text buffer reserved for a whole body is not grown).
-pub fn unescape_marking(raw: &[u8], out: &mut Vec<u8>, mut mark: impl FnMut(usize, usize)) -> Result<(), Malformed> {
+pub fn unescape_marking(raw: &[u8], out: &mut Vec<u8>, mark: impl FnMut(usize, usize)) -> Result<(), Malformed> {
+    unescape_until::<false>(raw, out, mark).map(|_| ())
+}
+
+/// [`unescape_marking`]; with `QUOTE`, `raw` runs on past the string (the
+/// rest of the document from the string's content) and the decoding stops
+/// at its closing quote, the first `"` that is not an escape's, whose
+/// index it returns (without `QUOTE`: `raw.len()`). A string's end is
+/// then found by the pass that decodes it.
+fn unescape_until<const QUOTE: bool>(
+    raw: &[u8],
+    out: &mut Vec<u8>,
+    mut mark: impl FnMut(usize, usize),
+) -> Result<usize, Malformed> {
     let base = out.len();
     out.reserve(raw.len());
     // Nothing below grows `out`: the pointer stays valid to the end.
@@ -258,7 +385,7 @@ pub fn unescape_marking(raw: &[u8], out: &mut Vec<u8>, mut mark: impl FnMut(usiz
             // capacity reserved; `block` is in `raw`, which does not
             // overlap `out`.
             unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), dst.add(w), BLOCK) };
-            let found = backslashes(block);
+            let found = stops::<QUOTE>(block);
             if found == 0 {
                 at += BLOCK;
                 w += BLOCK;
@@ -269,14 +396,20 @@ pub fn unescape_marking(raw: &[u8], out: &mut Vec<u8>, mut mark: impl FnMut(usiz
             w += p;
         } else {
             let rest = &raw[at..];
-            let p = memchr::memchr(b'\\', rest).unwrap_or(rest.len());
+            let stop = if QUOTE { memchr::memchr2(b'\\', b'"', rest) } else { memchr::memchr(b'\\', rest) };
+            let p = stop.unwrap_or(rest.len());
             // SAFETY: as above, with `at + p <= raw.len()`.
             unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), dst.add(w), p) };
             at += p;
             w += p;
             if at == raw.len() {
-                break Ok(());
+                break if QUOTE { Err(Malformed("a string is not terminated")) } else { Ok(raw.len()) };
             }
+        }
+        // The closing quote (a quote an escape writes is read with its
+        // backslash below, never here).
+        if QUOTE && raw[at] == b'"' {
+            break Ok(at);
         }
         // The escape at `at`.
         mark(w - base, at);
@@ -337,9 +470,9 @@ pub fn unescape_marking(raw: &[u8], out: &mut Vec<u8>, mut mark: impl FnMut(usiz
 /// The block [`unescape_marking`] copies and searches at a time.
 const BLOCK: usize = 32;
 
-/// A bit per backslash among the 32 bytes.
+/// A bit per backslash among the 32 bytes, and with `QUOTE` per quote.
 #[inline]
-fn backslashes(block: &[u8; BLOCK]) -> u32 {
+fn stops<const QUOTE: bool>(block: &[u8; BLOCK]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -349,14 +482,20 @@ fn backslashes(block: &[u8; BLOCK]) -> u32 {
             let slash = _mm_set1_epi8(b'\\' as i8);
             let a = _mm_loadu_si128(block.as_ptr().cast());
             let b = _mm_loadu_si128(block.as_ptr().add(16).cast());
-            let lo = _mm_movemask_epi8(_mm_cmpeq_epi8(a, slash)) as u32;
-            let hi = _mm_movemask_epi8(_mm_cmpeq_epi8(b, slash)) as u32;
+            let (mut sa, mut sb) = (_mm_cmpeq_epi8(a, slash), _mm_cmpeq_epi8(b, slash));
+            if QUOTE {
+                let quote = _mm_set1_epi8(b'"' as i8);
+                sa = _mm_or_si128(sa, _mm_cmpeq_epi8(a, quote));
+                sb = _mm_or_si128(sb, _mm_cmpeq_epi8(b, quote));
+            }
+            let lo = _mm_movemask_epi8(sa) as u32;
+            let hi = _mm_movemask_epi8(sb) as u32;
             lo | hi << 16
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        block.iter().enumerate().fold(0, |m, (i, &b)| m | u32::from(b == b'\\') << i)
+        block.iter().enumerate().fold(0, |m, (i, &b)| m | u32::from(b == b'\\' || (QUOTE && b == b'"')) << i)
     }
 }
 
@@ -1113,6 +1252,147 @@ mod tests {
                 let want = b < 0x20 || b == b'"' || b == b'\\';
                 assert_eq!(needs_escape(u64::from_le_bytes(w)), want, "byte {b:#x} at {at}");
             }
+        }
+    }
+
+    /// What `texts` gave before a string with escapes was decoded while its
+    /// end was found: the end first ([`string_values`]), then the text.
+    #[allow(clippy::type_complexity)]
+    fn texts_two_passes(
+        doc: &[u8],
+        keep: impl Fn(&[u8], &[u8]) -> bool,
+        marked: bool,
+    ) -> (Result<(), Malformed>, Vec<(Vec<u8>, StringValue, Result<Vec<u8>, Malformed>, Vec<(usize, usize)>)>) {
+        let mut got = Vec::new();
+        let r = string_values(doc, |key, v| {
+            let raw = &doc[v.raw.clone()];
+            if !keep(key, raw) {
+                return;
+            }
+            let (mut text, mut marks) = (Vec::new(), Vec::new());
+            let t = if !v.escaped {
+                Ok(raw.to_vec())
+            } else if marked && raw.len() <= MARKED_BYTES_MAX {
+                unescape_marked(raw, &mut text, &mut marks).map(|()| text)
+            } else {
+                unescape(raw, &mut text).map(|()| text)
+            };
+            got.push((key.to_vec(), v, t, marks));
+        });
+        (r, got)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn texts_one_pass(
+        doc: &[u8],
+        keep: impl Fn(&[u8], &[u8]) -> bool,
+        marked: bool,
+    ) -> (Result<(), Malformed>, Vec<(Vec<u8>, StringValue, Result<Vec<u8>, Malformed>, Vec<(usize, usize)>)>) {
+        let mut got = Vec::new();
+        let r = texts(doc, keep, marked, |key, v, t, marks| {
+            got.push((key.to_vec(), v, t.map(<[u8]>::to_vec), std::mem::take(marks)));
+        });
+        (r, got)
+    }
+
+    /// Keys kept by their name, and a value kept by its contents (a
+    /// `url` that is not a data URL), as the guard's and the counter's
+    /// readers keep them.
+    fn keep_for_test(key: &[u8], raw: &[u8]) -> bool {
+        key != b"type" && !(key == b"url" && raw.starts_with(b"data:"))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// Decoding a string while finding its end gives every kept string
+        /// the range, text, error and marks the two passes gave: escaped
+        /// quotes and backslashes, surrogate pairs cut by the closing
+        /// quote, broken escapes, strings across 32-byte blocks, keys and
+        /// values, unterminated documents.
+        #[test]
+        fn one_pass_texts_are_the_two_passes_texts(
+            pieces in proptest::collection::vec(proptest::prop_oneof![
+                6 => proptest::prelude::Just(&b"abcdefgh"[..]),
+                2 => proptest::prelude::Just(&b"\\n"[..]),
+                2 => proptest::prelude::Just(&b"\\\""[..]),
+                1 => proptest::prelude::Just(&b"\\\\"[..]),
+                1 => proptest::prelude::Just(&b"\\u00e9"[..]),
+                1 => proptest::prelude::Just(&b"\\ud83d\\ude00"[..]),
+                1 => proptest::prelude::Just(&b"\\ud83d"[..]),
+                1 => proptest::prelude::Just(&b"\\u12"[..]),
+                1 => proptest::prelude::Just(&b"\\q"[..]),
+                1 => proptest::prelude::Just(&b"\\"[..]),
+                3 => proptest::prelude::Just(&b"\",\"text\":\""[..]),
+                1 => proptest::prelude::Just(&b"\",\"type\":\""[..]),
+                1 => proptest::prelude::Just(&b"\",\"url\":\"data:"[..]),
+                1 => proptest::prelude::Just(&b"\"},{\"content\":\""[..]),
+                1 => proptest::prelude::Just(&b"\":\""[..]),
+                1 => proptest::prelude::Just("é漢".as_bytes()),
+            ], 0..60),
+            close in proptest::prelude::any::<bool>(),
+            marked in proptest::prelude::any::<bool>(),
+        ) {
+            let mut doc = br#"{"messages":[{"content":""#.to_vec();
+            for p in &pieces {
+                doc.extend_from_slice(p);
+            }
+            if close {
+                doc.extend_from_slice(br#""}]}"#);
+            }
+            let two = texts_two_passes(&doc, keep_for_test, marked);
+            let one = texts_one_pass(&doc, keep_for_test, marked);
+            proptest::prop_assert_eq!(one, two, "{:?}", String::from_utf8_lossy(&doc));
+        }
+    }
+
+    /// A string longer than MARKED_BYTES_MAX gets no marks, one at the
+    /// bound gets them all, however far the document runs past it.
+    #[test]
+    fn one_pass_marks_stop_at_the_bound() {
+        for len in [MARKED_BYTES_MAX - 2, MARKED_BYTES_MAX, MARKED_BYTES_MAX + 2] {
+            // `\n` and a letter: an escape every three bytes.
+            let mut body: Vec<u8> = b"\\na".iter().copied().cycle().take(len / 3 * 3).collect();
+            body.resize(len, b'a');
+            let mut doc = br#"{"a":""#.to_vec();
+            doc.extend_from_slice(&body);
+            doc.extend_from_slice(br#"","b":""#);
+            doc.extend_from_slice(&body);
+            doc.extend_from_slice(&body);
+            doc.extend_from_slice(br#""}"#);
+            let two = texts_two_passes(&doc, keep_for_test, true);
+            let one = texts_one_pass(&doc, keep_for_test, true);
+            assert_eq!(one.0, two.0);
+            assert_eq!(one.1.len(), 2);
+            assert_eq!(one.1[0].3.is_empty(), len > MARKED_BYTES_MAX, "{len}");
+            assert!(one.1[1].3.is_empty());
+            assert!(one == two, "{len}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Telling keys apart by length first gives what decoding every
+        /// key gave: words written plainly, with letters as `\u` escapes,
+        /// with other escapes, cut short or run on.
+        #[test]
+        fn decodes_to_is_decoding_and_comparing(
+            word in proptest::sample::select(vec![&b"input"[..], b"metadata", b"image_url", b"a"]),
+            escaped in proptest::collection::vec(proptest::prelude::any::<bool>(), 0..10),
+            cut in 0usize..12,
+            extra in proptest::sample::select(vec![&b""[..], b"x", b"\\n", b"\\u0020", b"\\"]),
+        ) {
+            let mut raw = Vec::new();
+            for (i, &b) in word.iter().enumerate() {
+                if escaped.get(i).copied().unwrap_or(false) {
+                    raw.extend_from_slice(format!("\\u{:04x}", b).as_bytes());
+                } else {
+                    raw.push(b);
+                }
+            }
+            raw.truncate(raw.len().saturating_sub(cut % 3));
+            raw.extend_from_slice(extra);
+            let mut decoded = Vec::new();
+            let want = unescape(&raw, &mut decoded).is_ok() && decoded == word;
+            proptest::prop_assert_eq!(decodes_to(&raw, word), want, "{:?}", String::from_utf8_lossy(&raw));
         }
     }
 }
