@@ -599,6 +599,14 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
         }
     }
     let digits_end = i + run(text, i, |b| b.is_ascii_digit());
+    // A run of fewer than eight digits that nothing can continue (`2025年`,
+    // `x86_64`, `v2`): the groups below would end at it and find it too
+    // short (every number of ours has eight digits or more, but a dotted
+    // quad, which goes on at a `.`), so it is passed over here, without
+    // setting up the walk.
+    if digits_end - i < 8 && digits_end < len && !matches!(text[digits_end], b' ' | b'-' | b'.' | b')' | b'/' | b'(') {
+        return (None, Verdict::No, digits_end);
+    }
     let (start, plus, paren) = match i.checked_sub(1).map(|p| text[p]) {
         Some(b'+') => (i - 1, true, false),
         Some(b'(') => (i - 1, false, true),
