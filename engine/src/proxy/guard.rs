@@ -313,7 +313,9 @@ fn redact_raw(raw: &[u8], hits: &[Hit], to_raw: impl Fn(usize) -> Option<usize>,
         }
         let (start, end) = (to_raw(h.start)?, to_raw(h.end)?);
         out.extend_from_slice(raw.get(at_raw..start)?);
-        escape(h.rule.placeholder().as_bytes(), out);
+        // Placeholders are the gateway's own words, which need no escape
+        // (`placeholders_need_no_escape`): copied, not walked by `escape`.
+        out.extend_from_slice(h.rule.placeholder().as_bytes());
         (at_text, at_raw) = (h.end, end);
     }
     out.extend_from_slice(raw.get(at_raw..)?);
@@ -726,6 +728,19 @@ mod tests {
         spec.actions[Detector::Email as usize] = Some(Action::Redact);
         spec.actions[Detector::OpenAiKey as usize] = Some(Action::Block);
         Guard::compile(&spec).unwrap()
+    }
+
+    /// `redact_raw` copies placeholders into JSON strings as they are.
+    #[test]
+    fn placeholders_need_no_escape() {
+        use tollgate_policy::guard::Rule;
+        let rules =
+            Detector::every().map(Rule::Detector).chain([Rule::DenyWord(0), Rule::DenyPattern(0), Rule::Classifier(0)]);
+        for rule in rules {
+            let mut escaped = Vec::new();
+            escape(rule.placeholder().as_bytes(), &mut escaped);
+            assert_eq!(escaped, rule.placeholder().as_bytes());
+        }
     }
 
     fn check(g: &Guard, body: &str) -> Result<Option<String>, GatewayError> {
