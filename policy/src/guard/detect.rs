@@ -512,6 +512,42 @@ pub fn whole_word(text: &[u8], start: usize, end: usize, complete: bool) -> Verd
 /// arithmetic (the "has between" trick) was 6% of a governed 8 KB
 /// request's instructions.
 pub fn next_digit(text: &[u8], from: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above).
+        return unsafe { next_digit_avx2(text, from) };
+    }
+    next_digit_narrow(text, from)
+}
+
+/// [`next_digit`] thirty-two bytes a compare: the sixteen-byte loop was
+/// 75,000 instructions of a 100 KB prompt's scan.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn next_digit_avx2(text: &[u8], from: usize) -> Option<usize> {
+    use std::arch::x86_64::*;
+    let mut i = from.min(text.len());
+    let (zero, nine) = (_mm256_set1_epi8(b'0' as i8), _mm256_set1_epi8(9));
+    while i + 32 <= text.len() {
+        // SAFETY: the 32 bytes at `i` are inside `text` (checked above).
+        let v = unsafe { _mm256_loadu_si256(text.as_ptr().add(i).cast()) };
+        // As in `digits16`: a digit is a byte that max(byte - '0', 9)
+        // leaves at 9.
+        let d = _mm256_sub_epi8(v, zero);
+        let mask = _mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(d, nine), nine)) as u32;
+        if mask != 0 {
+            return Some(i + mask.trailing_zeros() as usize);
+        }
+        i += 32;
+    }
+    next_digit_narrow(text, i)
+}
+
+/// [`next_digit`] sixteen bytes a compare (SSE2).
+pub(crate) fn next_digit_narrow(text: &[u8], from: usize) -> Option<usize> {
     let mut i = from.min(text.len());
     #[cfg(target_arch = "x86_64")]
     while i + 16 <= text.len() {

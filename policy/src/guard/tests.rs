@@ -603,13 +603,17 @@ proptest::proptest! {
 fn next_digit_at_every_place_in_a_step() {
     // '/' and ':' are the bytes either side of the digits; 0xb0..0xb9 are
     // digits with the high bit set.
-    for len in 0..40 {
+    // Past two 32-byte steps and a 16-byte one; the 16-byte search (no
+    // AVX2) as well.
+    for len in 0..90 {
         for at in 0..len {
             let mut text = vec![b'/'; len];
             text.iter_mut().enumerate().for_each(|(i, b)| *b = [b'/', b':', 0xb5, b' '][i % 4]);
             text[at] = b'7';
-            assert_eq!(detect::next_digit(&text, 0), Some(at), "len {len} at {at}");
-            assert_eq!(detect::next_digit(&text, at + 1), None, "len {len} after {at}");
+            for find in [detect::next_digit, detect::next_digit_narrow] {
+                assert_eq!(find(&text, 0), Some(at), "len {len} at {at}");
+                assert_eq!(find(&text, at + 1), None, "len {len} after {at}");
+            }
         }
     }
 }
