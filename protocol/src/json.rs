@@ -120,6 +120,10 @@ pub const FREE_FORM: &[&[u8]] = &[b"input", b"metadata", b"variables"];
 /// Responses API's top-level `input` is its list of items, structure like
 /// `messages`; an `input` further down is a tool call's arguments.
 fn free_form(key: &[u8], depth: usize) -> bool {
+    // Almost every key is written plainly: compared as it is, once.
+    if !key.contains(&b'\\') {
+        return if key == b"input" { depth > 2 } else { FREE_FORM.contains(&key) };
+    }
     // Compared decoded: `"inp\u0075t"` is `input` to the provider.
     if decodes_to(key, b"input") {
         return depth > 2;
