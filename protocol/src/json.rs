@@ -261,6 +261,10 @@ where
         }
         self.scratch.clear();
         self.marks.clear();
+        // The decoding reserves room for the rest of the document (the
+        // string's length is not known before its end): the first such
+        // string sizes the scratch for the walk, at most the body's size,
+        // and later ones fit in it.
         // The string's length is not known before its end: the first long
         // one's marks are reserved for an escape every 32 bytes of the
         // rest of the document (a prompt of code has one every 40), so
@@ -380,7 +384,8 @@ fn unescape_until<const QUOTE: bool>(
         // SAFETY: AVX2 is present (checked just above).
         return unsafe { unescape_avx2::<QUOTE>(raw, out, mark) };
     }
-    unescape_with::<QUOTE, false>(raw, out, mark)
+    // SAFETY: `WIDE` is false: no AVX2 instruction runs.
+    unsafe { unescape_with::<QUOTE, false>(raw, out, mark) }
 }
 
 /// [`unescape_with`] compiled for AVX2, so that each block's search is one
@@ -396,12 +401,17 @@ unsafe fn unescape_avx2<const QUOTE: bool>(
     out: &mut Vec<u8>,
     mark: impl FnMut(usize, usize),
 ) -> Result<usize, Malformed> {
-    unescape_with::<QUOTE, true>(raw, out, mark)
+    // SAFETY: this function runs only where AVX2 is (its own contract).
+    unsafe { unescape_with::<QUOTE, true>(raw, out, mark) }
 }
 
-/// The decoding of [`unescape_until`]; `WIDE` only where AVX2 is present.
+/// The decoding of [`unescape_until`].
+///
+/// # Safety
+/// With `WIDE`, the CPU must have AVX2 (it is inlined into
+/// [`unescape_avx2`], compiled for it).
 #[inline(always)]
-fn unescape_with<const QUOTE: bool, const WIDE: bool>(
+unsafe fn unescape_with<const QUOTE: bool, const WIDE: bool>(
     raw: &[u8],
     out: &mut Vec<u8>,
     mut mark: impl FnMut(usize, usize),
@@ -420,7 +430,8 @@ fn unescape_with<const QUOTE: bool, const WIDE: bool>(
             // capacity reserved; `block` is in `raw`, which does not
             // overlap `out`.
             unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), dst.add(w), BLOCK) };
-            let found = stops::<QUOTE, WIDE>(block);
+            // SAFETY: `WIDE` only where AVX2 is (this function's contract).
+            let found = unsafe { stops::<QUOTE, WIDE>(block) };
             if found == 0 {
                 at += BLOCK;
                 w += BLOCK;
@@ -506,14 +517,17 @@ fn unescape_with<const QUOTE: bool, const WIDE: bool>(
 const BLOCK: usize = 32;
 
 /// A bit per backslash among the 32 bytes, and with `QUOTE` per quote.
-/// `WIDE` only inlined into a function compiled for AVX2.
+///
+/// # Safety
+/// With `WIDE`, the CPU must have AVX2 (and the caller is compiled for
+/// it, for the compares to be inlined).
 #[inline(always)]
-fn stops<const QUOTE: bool, const WIDE: bool>(block: &[u8; BLOCK]) -> u32 {
+unsafe fn stops<const QUOTE: bool, const WIDE: bool>(block: &[u8; BLOCK]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if WIDE {
         use std::arch::x86_64::*;
-        // SAFETY: `WIDE` is set only in `unescape_avx2`, compiled for
-        // AVX2; one unaligned 32-byte load of the array.
+        // SAFETY: AVX2 is the caller's promise; one unaligned 32-byte
+        // load of the array.
         unsafe {
             let v = _mm256_loadu_si256(block.as_ptr().cast());
             let mut found = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
@@ -1178,7 +1192,9 @@ mod tests {
             assert_eq!(got_marks, want_marks, "{:?}", String::from_utf8_lossy(&raw));
             // The 16-byte blocks' search, which machines without AVX2 use.
             let (mut narrow, mut narrow_marks) = (b"before".to_vec(), Vec::new());
-            let narrow_result = unescape_with::<false, false>(&raw, &mut narrow, |t, r| narrow_marks.push((t, r)));
+            // SAFETY: not `WIDE`.
+            let narrow_result =
+                unsafe { unescape_with::<false, false>(&raw, &mut narrow, |t, r| narrow_marks.push((t, r))) };
             assert_eq!(narrow_result.map(|_| ()), want_result);
             assert_eq!((narrow, narrow_marks), (want, want_marks));
         }
@@ -1405,7 +1421,8 @@ mod tests {
                 let r = if wide {
                     unescape_until::<true>(rest, &mut out, |t, r| marks.push((t, r)))
                 } else {
-                    unescape_with::<true, false>(rest, &mut out, |t, r| marks.push((t, r)))
+                    // SAFETY: not `WIDE`.
+                    unsafe { unescape_with::<true, false>(rest, &mut out, |t, r| marks.push((t, r))) }
                 };
                 (r, out, marks)
             };

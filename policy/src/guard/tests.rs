@@ -576,11 +576,12 @@ fn invalid_utf8_does_not_hide_a_hidden_phrase() {
 }
 
 proptest::proptest! {
-    /// The sixteen-byte digit search finds what a byte loop finds, from
-    /// every start, in text of every byte value and length (the ends of
-    /// the sixteen-byte steps included).
+    /// The digit search finds what a byte loop finds, from every start,
+    /// in text of every byte value and length (the ends of the 16- and
+    /// 32-byte steps, and the 128 bytes from which the 32-byte one runs,
+    /// included).
     #[test]
-    fn next_digit_is_the_byte_loops(text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), digits in proptest::collection::vec(0usize..80, 0..3)) {
+    fn next_digit_is_the_byte_loops(text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), digits in proptest::collection::vec(0usize..300, 0..3)) {
         let mut text = text;
         // Mostly not digits (a random byte is one 4% of the time), so
         // that long runs without one are common; then a few planted.
