@@ -146,6 +146,15 @@ fn spawn_listening(mut cmd: Command, from_stderr: bool, marker: &'static str, di
 }
 
 /// Starts `tollgate-mock` on a free port with extra arguments.
+/// An address nothing serves: port 1 (tcpmux), which no test machine
+/// runs. A port bound and let go can be taken by another test's server
+/// (they run in parallel) before the gateway connects, which then answers
+/// something instead of refusing (a classifier read "unreadable" for
+/// "unreachable" once).
+pub fn closed_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1))
+}
+
 pub fn start_mock(args: &[&str]) -> Proc {
     start_mock_at("127.0.0.1:0".parse().expect("literal"), args)
 }

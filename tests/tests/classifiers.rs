@@ -13,11 +13,7 @@ use tollgate_e2e::*;
 /// (the mock at `/v1`), `tei` (the mock at its root), `closed` (nothing
 /// listens); the model `llama-guard` routes to the mock.
 fn config(mock: std::net::SocketAddr, classifier: &str, logs: &TempDir) -> String {
-    // Port 1 (tcpmux), which nothing on a test machine serves: a port
-    // bound and let go could be taken by another test's server before the
-    // gateway connects, which then answers something ("unreadable", not
-    // "unreachable": seen once in a whole-workspace run).
-    let closed = "127.0.0.1:1";
+    let closed = closed_addr();
     config_for(mock, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())).replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
         &format!(

@@ -457,7 +457,7 @@ fn a_refusing_collector_is_retried_and_a_dead_one_costs_requests_nothing() {
 
     // A collector that is gone: requests are served as ever, and the
     // exports that fail are counted as dropped.
-    let gone = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let gone = closed_addr();
     let gw = start_gateway(&(config_for(mock.addr, 1, "") + &telemetry(gone, "")), &[], &[]);
     for i in 0..20 {
         assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200, "request {i}");

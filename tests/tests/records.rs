@@ -2,7 +2,6 @@
 //! path and flushed on shutdown.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
 use tollgate_e2e::*;
@@ -10,7 +9,7 @@ use tollgate_e2e::*;
 #[test]
 fn every_request_leaves_a_record_flushed_on_shutdown() {
     let mock = start_mock(&["--chunks", "6", "--chunk-delay-ms", "60"]);
-    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = closed_addr();
     let logs = TempDir::new("records");
     let config = config_for(mock.addr, 2, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
         .replace(

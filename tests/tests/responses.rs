@@ -20,7 +20,7 @@ fn responses_request(body: &str, extra_headers: &str) -> Vec<u8> {
 /// Anthropic provider, and `fallback`: Anthropic on a closed port, then
 /// chat.
 fn config(mock: std::net::SocketAddr, logs: &TempDir) -> String {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = closed_addr();
     priced(config_for(mock, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())))
         .replacen("forward_headers = [\"x-mock-*\"]\n", "forward_headers = [\"x-mock-*\"]\nresponses_api = true\n", 1)
         .replace(
