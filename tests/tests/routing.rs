@@ -1,7 +1,7 @@
 //! Routing across targets: fallback when the primary fails before any byte
 //! reached the client, circuit breakers, load sharing by weight.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tollgate_e2e::*;
@@ -43,10 +43,6 @@ targets = [{{ provider = "primary" }}, {{ provider = "backup", model = "backup-m
     )
 }
 
-fn closed_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 fn assert_served_by_backup(r: &Response, what: &str) {
     assert_eq!(r.status, 200, "{what}: {}", r.text());
     assert_eq!(r.header("x-tollgate-route"), Some("backup/backup-model"), "{what}");
@@ -67,7 +63,7 @@ fn every_primary_failure_falls_back_to_the_backup() {
         assert_served_by_backup(&s, what);
         assert_eq!(sse_data(&s.body).last().map(String::as_str), Some("[DONE]"));
     }
-    let gw = start_gateway(&two_targets(closed_port(), backup.addr, ""), &[], &[]);
+    let gw = start_gateway(&two_targets(closed_addr(), backup.addr, ""), &[], &[]);
     assert_served_by_backup(&one_request(gw.addr, &chat_request(SMALL_CHAT, "")), "down");
     assert_served_by_backup(&one_request(gw.addr, &chat_request(STREAM_CHAT, "")), "down, streaming");
 }
@@ -90,7 +86,7 @@ fn when_every_target_fails_the_last_answer_or_error_reaches_the_client() {
     let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
     assert_eq!(r.status, 503, "the last attempt's own answer is relayed");
     assert_eq!(r.error_code(), "mock_failure");
-    let gw = start_gateway(&two_targets(closed_port(), closed_port(), ""), &[], &[]);
+    let gw = start_gateway(&two_targets(closed_addr(), closed_addr(), ""), &[], &[]);
     let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
     assert_eq!((r.status, r.error_code().as_str()), (502, "upstream_unreachable"));
 }
