@@ -14,8 +14,9 @@
 //!   outside ASCII: `<|im_start|>`, `-----BEGIN `, `忽略之前`).
 //!
 //! One SIMD pass classifies 32 bytes at a time (letters and digits, the
-//! `Anywhere` literals' first bytes, the `End` literals' last bytes, bytes
-//! outside ASCII) and yields the places. At each, the four bytes there
+//! `Start` and `Anywhere` literals' first bytes, the `End` literals' last
+//! bytes, bytes outside ASCII) and yields the places (a run that begins
+//! with no `Start` literal's first byte is none). At each, the four bytes there
 //! (before it, for an end), ASCII case folded, are hashed into a filter of
 //! 65,536 bits that holds the literals' first (last) four bytes; only where
 //! it passes do the first (last) two bytes select the few literals that
@@ -322,6 +323,8 @@ struct Classes {
     special: u32,
     /// Last bytes of `End` literals (letters and digits).
     last: u32,
+    /// First bytes of `Start` literals (letters and digits).
+    first: u32,
 }
 
 /// The anchors of a profile, compiled.
@@ -336,6 +339,11 @@ pub(super) struct Anchors {
     special: ByteSet,
     /// Last bytes of the `End` literals (both ASCII cases).
     last: ByteSet,
+    /// First bytes of the `Start` literals (both ASCII cases): a word that
+    /// begins with another (`h`, `m`, `w`, a digit, for the built-in
+    /// anchors) is not a place, and its filter is not tested (a fifth of
+    /// the word starts of English prose).
+    first: ByteSet,
 }
 
 impl Anchors {
@@ -346,6 +354,7 @@ impl Anchors {
         let mut ends = Vec::new();
         let mut special = ByteSet::new();
         let mut last = ByteSet::new();
+        let mut first_bytes = ByteSet::new();
         let mut compiled = Vec::with_capacity(literals.len());
         for (i, (l, &place)) in literals.iter().zip(places).enumerate() {
             let id = u32::try_from(i).unwrap_or(u32::MAX);
@@ -361,11 +370,10 @@ impl Anchors {
                 }
                 continue;
             }
-            if place == Place::Anywhere {
-                special.insert(first);
-                if first.is_ascii_alphabetic() {
-                    special.insert(first ^ 0x20);
-                }
+            let set = if place == Place::Anywhere { &mut special } else { &mut first_bytes };
+            set.insert(first);
+            if first.is_ascii_alphabetic() {
+                set.insert(first ^ 0x20);
             }
             starts.push((&l[..], id));
         }
@@ -375,6 +383,7 @@ impl Anchors {
             ends: Keys::build(&ends, true),
             special,
             last,
+            first: first_bytes,
         }
     }
 
@@ -394,11 +403,12 @@ impl Anchors {
         }
         while base < text.len() {
             let block = &text[base..text.len().min(base + 32)];
-            let mut c = Classes { word: 0, special: 0, last: 0 };
+            let mut c = Classes { word: 0, special: 0, last: 0, first: 0 };
             for (k, &b) in block.iter().enumerate() {
                 c.word |= u32::from(alnum(b)) << k;
                 c.special |= u32::from(self.special.bits[b as usize]) << k;
                 c.last |= u32::from(self.last.bits[b as usize]) << k;
+                c.first |= u32::from(self.first.bits[b as usize]) << k;
                 high |= b >= 0x80;
             }
             self.places(text, base, c, &mut carry, out, &mut ended);
@@ -436,7 +446,7 @@ impl Anchors {
         ended: &mut bool,
     ) -> usize {
         // SAFETY: AVX2 is the caller's promise.
-        let tables = unsafe { Tables::new(&self.special, &self.last) };
+        let tables = unsafe { Tables::new(&self.special, &self.last, &self.first) };
         let mut base = 0;
         let mut top = 0;
         let mut c = *carry;
@@ -444,10 +454,10 @@ impl Anchors {
         while base + 35 <= text.len() {
             // SAFETY: the 32 bytes at `base` are inside `text` (checked
             // above); AVX2 is the caller's promise.
-            let (word, special, last, t) = unsafe { classify_avx2(text.as_ptr().add(base), &tables) };
+            let (word, special, last, first, t) = unsafe { classify_avx2(text.as_ptr().add(base), &tables) };
             top |= t;
             let before = (word << 1) | (c & 1);
-            let mut starts = (word & !before) | special;
+            let mut starts = (first & !before) | special;
             let mut ends = !word & ((last << 1) | (c >> 1));
             c = (word >> 31) | ((last >> 31) << 1);
             while starts != 0 {
@@ -483,7 +493,7 @@ impl Anchors {
         let len = (text.len() - base).min(32);
         let valid = if len == 32 { u32::MAX } else { (1u32 << len) - 1 };
         let before = (c.word << 1) | (*carry & 1);
-        let mut starts = ((c.word & !before) | c.special) & valid;
+        let mut starts = ((c.first & !before) | c.special) & valid;
         // Where a run of letters and digits ends after a byte an `End`
         // literal can end with.
         let mut ends = !c.word & ((c.last << 1) | (*carry >> 1)) & valid;
@@ -568,6 +578,7 @@ fn wide() -> bool {
 struct Tables {
     special: (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
     last: (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
+    first: (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -576,24 +587,27 @@ impl Tables {
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn new(special: &ByteSet, last: &ByteSet) -> Tables {
+    unsafe fn new(special: &ByteSet, last: &ByteSet, first: &ByteSet) -> Tables {
         use std::arch::x86_64::*;
         // SAFETY: 16-byte arrays, unaligned loads; AVX2 as promised.
         let load = |t: &[u8; 16]| unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast())) };
-        Tables { special: (load(&special.low), load(&special.low_high)), last: (load(&last.low), load(&last.low_high)) }
+        Tables {
+            special: (load(&special.low), load(&special.low_high)),
+            last: (load(&last.low), load(&last.low_high)),
+            first: (load(&first.low), load(&first.low_high)),
+        }
     }
 }
 
 /// A bit per byte of the 32 at `at`: ASCII letters and digits; bytes of
-/// the `special` set; bytes of the `last` set; and one per byte outside
-/// ASCII.
+/// the `special`, `last` and `first` sets; and one per byte outside ASCII.
 ///
 /// # Safety
 /// `at` must be valid for reading 32 bytes, and the CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32) {
+unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32, u32) {
     use std::arch::x86_64::*;
     // SAFETY: the caller's promise; an unaligned load.
     let v = unsafe { _mm256_loadu_si256(at.cast()) };
@@ -627,7 +641,7 @@ unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32) 
         let b = _mm256_and_si256(_mm256_shuffle_epi8(low_high, lo), bit_high);
         !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_or_si256(a, b), _mm256_setzero_si256())) as u32)
     };
-    (word, member(tables.special), member(tables.last), top)
+    (word, member(tables.special), member(tables.last), member(tables.first), top)
 }
 
 #[cfg(test)]
