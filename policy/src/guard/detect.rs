@@ -513,13 +513,25 @@ pub fn whole_word(text: &[u8], start: usize, end: usize, complete: bool) -> Verd
 /// request's instructions.
 #[inline]
 pub fn next_digit(text: &[u8], from: usize) -> Option<usize> {
-    // Short texts (a tool schema's descriptions, a chat's turns) stay in
-    // the inlined sixteen-byte loop: the call into the AVX2 function cost
-    // them more than its wider steps saved.
+    let from = from.min(text.len());
+    // The next sixteen bytes inline first: where digits are dense (a list
+    // of numbers, personal data) the next one is most often there, and
+    // the call into the AVX2 function cost more than it saved.
     #[cfg(target_arch = "x86_64")]
-    if text.len().saturating_sub(from) >= 128 && std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present (checked just above).
-        return unsafe { next_digit_avx2(text, from) };
+    if from + 16 <= text.len() {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the 16 bytes at
+        // `from` are inside `text` (checked above).
+        let mask = unsafe { digits16(text.as_ptr().add(from)) };
+        if mask != 0 {
+            return Some(from + mask.trailing_zeros() as usize);
+        }
+        // Short texts (a tool schema's descriptions, a chat's turns) stay
+        // in the inlined sixteen-byte loop too.
+        if text.len() - from >= 128 + 16 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just above).
+            return unsafe { next_digit_avx2(text, from + 16) };
+        }
+        return next_digit_narrow(text, from + 16);
     }
     next_digit_narrow(text, from)
 }
