@@ -898,7 +898,13 @@ fn lead_undoes(text: &[u8]) -> bool {
         // SAFETY: AVX2 is present (checked above).
         return unsafe { lead_undoes_avx2(text) };
     }
-    memchr::memchr3_iter(0xC2, 0xE2, 0xEF, text).any(|k| undoing_at(text, k))
+    lead_undoes_from(text, 0)
+}
+
+/// [`lead_undoes`] from `from` on, by `memchr3` (without AVX2, and for the
+/// last bytes the blocks leave).
+fn lead_undoes_from(text: &[u8], from: usize) -> bool {
+    memchr::memchr3_iter(0xC2, 0xE2, 0xEF, &text[from..]).any(|k| undoing_at(text, from + k))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -952,8 +958,7 @@ unsafe fn lead_undoes_avx2(text: &[u8]) -> bool {
         }
         k += 32;
     }
-    // The last bytes, each lead byte where it stands.
-    (k..n).any(|j| matches!(text[j], 0xC2 | 0xE2 | 0xEF) && undoing_at(text, j))
+    lead_undoes_from(text, k)
 }
 
 /// Whether a Greek or Cyrillic letter (lead byte `CE`, `CF`, `D0`, `D1`
