@@ -15,22 +15,29 @@
 //!
 //! One SIMD pass classifies 32 bytes at a time (letters and digits, the
 //! `Start` and `Anywhere` literals' first bytes, the `End` literals' last
-//! bytes, bytes outside ASCII) and yields the places (a run that begins
-//! with no `Start` literal's first byte is none). At each, the four bytes there
+//! bytes, bytes outside ASCII, and where the three bytes from there pass
+//! the literals' first three bytes in eight buckets: Teddy's fingerprints,
+//! [`Buckets`]) and yields the places (a run that begins with no `Start`
+//! literal's first byte is none, nor one whose three bytes no bucket
+//! passes). At each, the four bytes there
 //! (before it, for an end), ASCII case folded, are hashed into a filter of
 //! 65,536 bits that holds the literals' first (last) four bytes; only where
 //! it passes do the first (last) two bytes select the few literals that
 //! share them, each compared as one masked word and then exactly. Prose
-//! and code have a place every five or six bytes, and the filter stops
-//! all but the words that begin like an anchor ("forg" passes, "for "
-//! does not).
+//! and code begin a word every five or six bytes; with the buckets the
+//! 7.8 KB mixed prompt has 454 places where it had 1,089, and the filter
+//! stops all but the words that begin like an anchor ("forg" passes,
+//! "for " does not).
 //!
 //! It replaced three Teddy searchers of aho-corasick's over a folded copy
 //! of the text (113 fingerprints need three: Teddy takes 64 and is fastest
 //! at 48). For the 7.8 KB mixed prompt of `bench/prompts` the anchors cost
 //! about 70,000 instructions then (Teddy 65,000, the copy 4,500) and
-//! 47,500 now, the whole guard scan 137,700 then and 115,200 now
-//! (`bench/scripts/callgrind-guard.sh`).
+//! 47,500 after, the whole guard scan 137,700 then and 115,200 after
+//! (`bench/scripts/callgrind-guard.sh`). The buckets took the anchors of
+//! a governed request with that prompt from 50,000 instructions to 43,400
+//! (`bench/scripts/callgrind-gateway.sh`): a block costs 20 instructions
+//! more, and 635 places fewer cost ~20 each.
 //!
 //! The search reports every literal found at every place, overlapping or
 //! not; validators decide. It finds what a naive search finds under the
@@ -214,6 +221,90 @@ impl Keys {
     }
 }
 
+/// The first three folded bytes of the literals that begin at a place,
+/// in eight buckets, tested 32 places at a time (Teddy's fingerprints, as
+/// a filter before [`Keys`]): bit `k` of `tables[2 * j][l]` is set when a
+/// literal of bucket `k` has a byte `j` with low nibble `l`, and of
+/// `tables[2 * j + 1][h]` when one has high nibble `h`. A place can begin
+/// a literal only where the six entries of its three bytes share a bit.
+/// A literal shorter than three bytes takes every byte after its end.
+///
+/// Places that begin with a literal's first byte are still most places
+/// (`in`, `to`, `re` begin injection words and prose); three bytes leave
+/// a fifth of them for the hash filter at the 7.8 KB mixed prompt.
+#[derive(Clone, Copy)]
+struct Buckets {
+    tables: [[u8; 16]; 6],
+}
+
+impl Buckets {
+    /// Literals with the same first byte share a bucket; each first byte
+    /// goes where it widens the bucket's nibble sets least (the product of
+    /// their sizes, the share of bytes the bucket passes), then to the
+    /// emptiest bucket.
+    fn build<'a>(literals: impl Iterator<Item = &'a [u8]>) -> Buckets {
+        let mut by_first: Vec<(u8, Vec<&[u8]>)> = Vec::new();
+        for l in literals.filter(|l| !l.is_empty()) {
+            let f = fold(l[0]);
+            match by_first.iter_mut().find(|(b, _)| *b == f) {
+                Some((_, ls)) => ls.push(l),
+                None => by_first.push((f, vec![l])),
+            }
+        }
+        // Big groups first, in a fixed order.
+        by_first.sort_by_key(|(b, ls)| (std::cmp::Reverse(ls.len()), *b));
+        let mut tables = [[0u8; 16]; 6];
+        let mut members = [0usize; 8];
+        // The nibbles a group adds to table `t`, as a set of 16 bits.
+        let group_bits = |ls: &[&[u8]], t: usize| -> u16 {
+            let j = t / 2;
+            let mut bits = 0u16;
+            for l in ls {
+                bits |= match l.get(j) {
+                    Some(&b) if t.is_multiple_of(2) => 1 << (fold(b) & 15),
+                    Some(&b) => 1 << (fold(b) >> 4),
+                    None => u16::MAX,
+                };
+            }
+            bits
+        };
+        let bucket_bits = |tables: &[[u8; 16]; 6], k: usize, t: usize| -> u16 {
+            (0..16).filter(|&n| tables[t][n] >> k & 1 != 0).fold(0, |acc, n| acc | 1 << n)
+        };
+        for (_, ls) in &by_first {
+            let adds: [u16; 6] = std::array::from_fn(|t| group_bits(ls, t));
+            let k = (0..8)
+                .min_by_key(|&k| {
+                    let size: u64 =
+                        (0..6).map(|t| u64::from((bucket_bits(&tables, k, t) | adds[t]).count_ones())).product();
+                    (size, members[k], k)
+                })
+                .unwrap_or(0);
+            members[k] += 1;
+            for (table, &bits) in tables.iter_mut().zip(&adds) {
+                for (n, entry) in table.iter_mut().enumerate() {
+                    if bits >> n & 1 != 0 {
+                        *entry |= 1 << k;
+                    }
+                }
+            }
+        }
+        Buckets { tables }
+    }
+
+    /// Whether a literal may begin with these three bytes (the scalar
+    /// form of the vector test, for the tests).
+    #[cfg(test)]
+    fn may(&self, b: [u8; 3]) -> bool {
+        let mut m = 0xffu8;
+        for (j, &x) in b.iter().enumerate() {
+            let x = fold(x);
+            m &= self.tables[2 * j][(x & 15) as usize] & self.tables[2 * j + 1][(x >> 4) as usize];
+        }
+        m != 0
+    }
+}
+
 /// A set of bytes tested 32 at a time: the nibble tables of the classic
 /// two-shuffle membership test (a byte is in the set when its low nibble's
 /// entry has the bit of its high nibble).
@@ -255,10 +346,17 @@ struct Literal {
     /// the order [`load`] (or [`load_before`]) reads the text.
     word: u64,
     mask: u64,
+    /// A `Start` literal: it counts only where no letter or digit is
+    /// before it. Its first byte makes places only where that holds, but
+    /// a place made by an `Anywhere` literal with the same first byte (an
+    /// `End` literal that ends in punctuation and begins with a letter)
+    /// selects it too.
+    start: bool,
 }
 
 impl Literal {
-    fn new(bytes: &[u8], end: bool) -> Literal {
+    fn new(bytes: &[u8], place: Place) -> Literal {
+        let end = place == Place::End;
         let n = bytes.len().min(8);
         let mut b = [0u8; 8];
         let mut m = [0u8; 8];
@@ -270,7 +368,12 @@ impl Literal {
             m[..n].fill(0xff);
         }
         let mask = u64::from_le_bytes(m);
-        Literal { bytes: bytes.into(), word: (u64::from_le_bytes(b) | FOLD8) & mask, mask }
+        Literal {
+            bytes: bytes.into(),
+            word: (u64::from_le_bytes(b) | FOLD8) & mask,
+            mask,
+            start: place == Place::Start,
+        }
     }
 }
 
@@ -344,6 +447,9 @@ pub(super) struct Anchors {
     /// anchors) is not a place, and its filter is not tested (a fifth of
     /// the word starts of English prose).
     first: ByteSet,
+    /// The first three bytes of the `Start` and `Anywhere` literals, in
+    /// buckets (see [`Buckets`]).
+    buckets: Buckets,
 }
 
 impl Anchors {
@@ -359,7 +465,7 @@ impl Anchors {
         for (i, (l, &place)) in literals.iter().zip(places).enumerate() {
             let id = u32::try_from(i).unwrap_or(u32::MAX);
             let place = fitted(l, place);
-            compiled.push(Literal::new(l, place == Place::End));
+            compiled.push(Literal::new(l, place));
             let Some(&first) = l.first() else { continue };
             if place == Place::End {
                 ends.push((&l[..], id));
@@ -377,8 +483,12 @@ impl Anchors {
             }
             starts.push((&l[..], id));
         }
+        // `fitted` keeps both to letters and digits: the vector test reads
+        // only their first tables.
+        debug_assert!(last.low_high == [0; 16] && first_bytes.low_high == [0; 16]);
         Anchors {
             literals: compiled,
+            buckets: Buckets::build(starts.iter().map(|&(l, _)| l)),
             starts: Keys::build(&starts, false),
             ends: Keys::build(&ends, true),
             special,
@@ -446,18 +556,19 @@ impl Anchors {
         ended: &mut bool,
     ) -> usize {
         // SAFETY: AVX2 is the caller's promise.
-        let tables = unsafe { Tables::new(&self.special, &self.last, &self.first) };
+        let tables = unsafe { Tables::new(&self.special, &self.last, &self.first, &self.buckets) };
         let mut base = 0;
         let mut top = 0;
         let mut c = *carry;
-        // Every place in these blocks has its four bytes inside the text.
+        // Every place in these blocks has its four bytes inside the text
+        // (and the buckets' three).
         while base + 35 <= text.len() {
-            // SAFETY: the 32 bytes at `base` are inside `text` (checked
+            // SAFETY: the 34 bytes at `base` are inside `text` (checked
             // above); AVX2 is the caller's promise.
-            let (word, special, last, first, t) = unsafe { classify_avx2(text.as_ptr().add(base), &tables) };
+            let (word, special, last, first, t, may) = unsafe { classify_avx2(text.as_ptr().add(base), &tables) };
             top |= t;
             let before = (word << 1) | (c & 1);
-            let mut starts = (first & !before) | special;
+            let mut starts = ((first & !before) | special) & may;
             let mut ends = !word & ((last << 1) | (c >> 1));
             c = (word >> 31) | ((last >> 31) << 1);
             while starts != 0 {
@@ -531,7 +642,11 @@ impl Anchors {
         for &id in ids {
             let l = &self.literals[id as usize];
             let n = l.bytes.len();
-            if here & l.mask == l.word && text.len() - i >= n && text[i..i + n].eq_ignore_ascii_case(&l.bytes) {
+            if here & l.mask == l.word
+                && text.len() - i >= n
+                && text[i..i + n].eq_ignore_ascii_case(&l.bytes)
+                && !(l.start && i > 0 && alnum(text[i - 1]))
+            {
                 out.push((id as usize, i, i + n));
             }
         }
@@ -577,8 +692,11 @@ fn wide() -> bool {
 #[cfg(target_arch = "x86_64")]
 struct Tables {
     special: (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
-    last: (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
-    first: (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
+    /// `last` and `first` hold letters and digits only: their second
+    /// tables (bytes from 0x80) are empty.
+    last: std::arch::x86_64::__m256i,
+    first: std::arch::x86_64::__m256i,
+    buckets: [std::arch::x86_64::__m256i; 6],
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -587,30 +705,35 @@ impl Tables {
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn new(special: &ByteSet, last: &ByteSet, first: &ByteSet) -> Tables {
+    unsafe fn new(special: &ByteSet, last: &ByteSet, first: &ByteSet, buckets: &Buckets) -> Tables {
         use std::arch::x86_64::*;
         // SAFETY: 16-byte arrays, unaligned loads; AVX2 as promised.
         let load = |t: &[u8; 16]| unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast())) };
         Tables {
             special: (load(&special.low), load(&special.low_high)),
-            last: (load(&last.low), load(&last.low_high)),
-            first: (load(&first.low), load(&first.low_high)),
+            last: load(&last.low),
+            first: load(&first.low),
+            buckets: std::array::from_fn(|t| load(&buckets.tables[t])),
         }
     }
 }
 
 /// A bit per byte of the 32 at `at`: ASCII letters and digits; bytes of
-/// the `special`, `last` and `first` sets; and one per byte outside ASCII.
+/// the `special`, `last` and `first` sets; one per byte outside ASCII;
+/// and where the three bytes from there pass the [`Buckets`].
 ///
 /// # Safety
-/// `at` must be valid for reading 32 bytes, and the CPU must have AVX2.
+/// `at` must be valid for reading 34 bytes, and the CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32, u32) {
+unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32, u32, u32) {
     use std::arch::x86_64::*;
-    // SAFETY: the caller's promise; an unaligned load.
-    let v = unsafe { _mm256_loadu_si256(at.cast()) };
+    // SAFETY: the caller's promise; unaligned loads of 32 bytes at `at`,
+    // `at + 1` and `at + 2`.
+    let (v, v1, v2) = unsafe {
+        (_mm256_loadu_si256(at.cast()), _mm256_loadu_si256(at.add(1).cast()), _mm256_loadu_si256(at.add(2).cast()))
+    };
     // Letters become 0..=25 once folded and moved down by `a`, digits
     // 0..=9 moved down by `0`; every other byte wraps above (unsigned).
     let letters = _mm256_sub_epi8(_mm256_or_si256(v, _mm256_set1_epi8(0x20)), _mm256_set1_epi8(b'a' as i8));
@@ -641,7 +764,21 @@ unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32, 
         let b = _mm256_and_si256(_mm256_shuffle_epi8(low_high, lo), bit_high);
         !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_or_si256(a, b), _mm256_setzero_si256())) as u32)
     };
-    (word, member(tables.special), member(tables.last), member(tables.first), top)
+    // The buckets hold folded bytes: folding sets bit 5, the high
+    // nibble's bit 1, and leaves the low nibble as it is.
+    let fold_high = _mm256_set1_epi8(2);
+    let bucket = |x: __m256i, t: usize| {
+        let lo = _mm256_and_si256(x, nibble);
+        let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), nibble), fold_high);
+        _mm256_and_si256(_mm256_shuffle_epi8(tables.buckets[t], lo), _mm256_shuffle_epi8(tables.buckets[t + 1], hi))
+    };
+    let shared = _mm256_and_si256(_mm256_and_si256(bucket(v, 0), bucket(v1, 2)), bucket(v2, 4));
+    let may = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(shared, _mm256_setzero_si256())) as u32);
+    let ascii_member = |low: __m256i| {
+        let a = _mm256_and_si256(_mm256_shuffle_epi8(low, lo), bit);
+        !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, _mm256_setzero_si256())) as u32)
+    };
+    (word, member(tables.special), ascii_member(tables.last), ascii_member(tables.first), top, may)
 }
 
 #[cfg(test)]
@@ -902,6 +1039,63 @@ mod tests {
             }
         }
         assert!(checked > 200, "the texts hold matches ({checked})");
+    }
+
+    /// The buckets pass every literal's first three bytes, in either
+    /// ASCII case and with any byte after a short one.
+    #[test]
+    fn buckets_pass_every_literal() {
+        let (lits, places) = table();
+        let mut all: Vec<Vec<u8>> =
+            lits.into_iter().zip(places).filter(|(_, p)| *p != Place::End).map(|(l, _)| l).collect();
+        all.extend(super::super::injection::anchors().iter().map(|l| l.as_bytes().to_vec()));
+        let b = Buckets::build(all.iter().map(|l| &l[..]));
+        for l in all.iter().filter(|l| !l.is_empty()) {
+            for tail in [0u8, b' ', b'z', 0xff] {
+                let at = |j: usize| l.get(j).copied().unwrap_or(tail);
+                let three = [at(0), at(1), at(2)];
+                assert!(b.may(three), "{:?}", String::from_utf8_lossy(l));
+                assert!(b.may(three.map(|x| x.to_ascii_uppercase())), "{:?}", String::from_utf8_lossy(l));
+            }
+        }
+        // And it stops some: the filter is not every byte.
+        assert!(!b.may(*b"the") || !b.may(*b"mmm"));
+    }
+
+    /// Random literals of one to four bytes over an alphabet of letters
+    /// in both cases, digits, punctuation and bytes outside ASCII (so
+    /// that buckets crowd and share nibbles), in random texts long
+    /// enough for the vector blocks, against the naive search.
+    #[test]
+    fn random_literals_through_the_buckets() {
+        let alphabet = b"aAbBzZ09_-<|[ \n\xc3\xa9\xe5\xbf\xd0\x80qQ";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..300 {
+            let count = 1 + (next() % 24) as usize;
+            let mut lits = Vec::new();
+            let mut places = Vec::new();
+            for _ in 0..count {
+                let n = 1 + (next() % 4) as usize;
+                lits.push((0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect::<Vec<u8>>());
+                places.push([Place::Start, Place::Anywhere, Place::End][(next() % 3) as usize]);
+            }
+            let a = Anchors::build(&lits, &places);
+            for _ in 0..20 {
+                let n = 35 + (next() % 90) as usize;
+                let text: Vec<u8> = (0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+                assert_eq!(
+                    sorted(found(&a, &text)),
+                    sorted(naive(&lits, &places, &text)),
+                    "round {round}: {lits:?} in {text:?}"
+                );
+            }
+        }
     }
 
     /// Every byte value as the first byte of an `Anywhere` literal: the
