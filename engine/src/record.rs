@@ -374,7 +374,7 @@ impl<'s> Trace<'s> {
                 }
             }
             out.extend_from_slice(b",\"ms\":");
-            out.extend_from_slice(format!("{:.3}", a.micros as f64 / 1000.0).as_bytes());
+            write_millis(out, &mut n, a.micros as u64);
             out.extend_from_slice(b"}");
         }
         out.extend_from_slice(b"],\"status\":");
@@ -418,17 +418,17 @@ impl<'s> Trace<'s> {
         }
         let total = micros(self.started.elapsed());
         out.extend_from_slice(b",\"latency_ms\":{\"total\":");
-        out.extend_from_slice(format!("{:.3}", total as f64 / 1000.0).as_bytes());
+        write_millis(out, &mut n, total as u64);
         if self.served_by.is_some() {
             out.extend_from_slice(b",\"upstream\":");
-            out.extend_from_slice(format!("{:.3}", self.upstream_micros as f64 / 1000.0).as_bytes());
+            write_millis(out, &mut n, self.upstream_micros as u64);
         }
         if let Some(first) = self.first_byte_micros {
             out.extend_from_slice(b",\"ttft\":");
-            out.extend_from_slice(format!("{:.3}", first as f64 / 1000.0).as_bytes());
+            write_millis(out, &mut n, first as u64);
             if let Some(added) = self.gateway_micros() {
                 out.extend_from_slice(b",\"gateway\":");
-                out.extend_from_slice(format!("{:.3}", added as f64 / 1000.0).as_bytes());
+                write_millis(out, &mut n, added as u64);
             }
         }
         out.extend_from_slice(b"},\"bytes_in\":");
@@ -463,7 +463,16 @@ impl<'s> Trace<'s> {
                     out.extend_from_slice(b",");
                 }
                 out.extend_from_slice(b"{\"rule\":");
-                write_json_string(out, &rule(r.hit.rule));
+                match r.hit.rule {
+                    // A detector's id is plain (`detector_ids_need_no_escape`):
+                    // a prompt with real PII has a dozen hits a record.
+                    tollgate_policy::guard::Rule::Detector(d) => {
+                        out.extend_from_slice(b"\"");
+                        out.extend_from_slice(d.rule_id().as_bytes());
+                        out.extend_from_slice(b"\"");
+                    }
+                    other => write_json_string(out, &rule(other)),
+                }
                 out.extend_from_slice(b",\"action\":\"");
                 out.extend_from_slice(r.hit.action.as_str().as_bytes());
                 out.extend_from_slice(match r.direction {
@@ -515,7 +524,7 @@ impl<'s> Trace<'s> {
                         out.extend_from_slice(format!(",\"windows\":{}", c.windows).as_bytes());
                     }
                     out.extend_from_slice(b",\"ms\":");
-                    out.extend_from_slice(format!("{:.3}", c.micros as f64 / 1000.0).as_bytes());
+                    write_millis(out, &mut n, c.micros as u64);
                     out.extend_from_slice(b"}");
                 }
                 out.extend_from_slice(b"]");
@@ -556,6 +565,16 @@ pub fn rule_name(
         }
         r => r.to_string().into(),
     }
+}
+
+/// Microseconds as milliseconds with three decimals (`12345` -> `12.345`):
+/// what `format!("{:.3}", micros as f64 / 1000.0)` writes (a count of
+/// microseconds has exactly three decimals in milliseconds), without its
+/// `String` and float formatting (five a record).
+fn write_millis(out: &mut BytesMut, n: &mut itoa::Buffer, micros: u64) {
+    out.extend_from_slice(n.format(micros / 1000).as_bytes());
+    let f = (micros % 1000) as u16;
+    out.extend_from_slice(&[b'.', b'0' + (f / 100) as u8, b'0' + (f / 10 % 10) as u8, b'0' + (f % 10) as u8]);
 }
 
 fn field_str(out: &mut BytesMut, name: &str, value: Option<&str>) {
@@ -687,6 +706,34 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records write detectors' ids and milliseconds without the general
+    /// escaping and float formatting: both as those wrote them.
+    #[test]
+    fn detector_ids_need_no_escape() {
+        for d in tollgate_policy::guard::Detector::ALL {
+            let mut out = BytesMut::new();
+            write_json_string(&mut out, d.rule_id());
+            assert_eq!(&out[..], format!("\"{}\"", d.rule_id()).as_bytes(), "{d:?}");
+        }
+    }
+
+    #[test]
+    fn millis_are_what_float_formatting_wrote() {
+        let mut n = itoa::Buffer::new();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let values = (0..2_000u64).chain([999, 1_000, 1_001, 9_999_999, u32::MAX as u64]).chain((0..2_000).map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % 100_000_000_000
+        }));
+        for micros in values {
+            let mut out = BytesMut::new();
+            write_millis(&mut out, &mut n, micros);
+            assert_eq!(&out[..], format!("{:.3}", micros as f64 / 1000.0).as_bytes(), "{micros}");
+        }
+    }
 
     #[test]
     fn request_id_renders_as_format_did() {
