@@ -14,11 +14,12 @@
 //!   outside ASCII: `<|im_start|>`, `-----BEGIN `, `忽略之前`).
 //!
 //! One SIMD pass classifies 32 bytes at a time (letters and digits, the
-//! `Start` and `Anywhere` literals' first bytes, the `End` literals' last
-//! bytes, bytes outside ASCII, and where the three bytes from there pass
-//! the literals' first three bytes in eight buckets: Teddy's fingerprints,
-//! [`Buckets`]) and yields the places (a run whose first three bytes no
-//! bucket passes is none). At each, the four bytes there
+//! `End` literals' last bytes, bytes outside ASCII, and where the three
+//! bytes from there pass the `Start` and `Anywhere` literals' first three
+//! bytes in eight buckets: Teddy's fingerprints, [`Buckets`]) and yields
+//! the places: a run's start, and any byte outside a run, where the
+//! buckets pass (the buckets' first bytes stand for the literals' first
+//! bytes). At each, the four bytes there
 //! (before it, for an end), ASCII case folded, are hashed into a filter of
 //! 65,536 bits that holds the literals' first (last) four bytes; only where
 //! it passes do the first (last) two bytes select the few literals that
@@ -437,19 +438,22 @@ pub(super) struct Anchors {
     starts: Keys,
     /// `End` literals by their last two folded bytes.
     ends: Keys,
-    /// First bytes of the `Anywhere` literals (both ASCII cases).
+    /// First bytes of the `Anywhere` literals (both ASCII cases), for the
+    /// blocks without AVX2 (the vector blocks have the buckets).
     special: ByteSet,
     /// Last bytes of the `End` literals (both ASCII cases).
     last: ByteSet,
     /// First bytes of the `Start` literals (both ASCII cases): a word that
     /// begins with another (`h`, `m`, `w`, a digit, for the built-in
     /// anchors) is not a place, and its filter is not tested. Read by the
-    /// blocks without AVX2; the vector blocks have the buckets' first
-    /// bytes, which hold as much.
+    /// blocks without AVX2, as `special`.
     first: ByteSet,
     /// The first three bytes of the `Start` and `Anywhere` literals, in
     /// buckets (see [`Buckets`]).
     buckets: Buckets,
+    /// Whether an `Anywhere` literal begins with a letter or digit (an
+    /// `End` literal that ends in punctuation: none of the built-in ones).
+    inner: bool,
 }
 
 impl Anchors {
@@ -489,6 +493,7 @@ impl Anchors {
         Anchors {
             literals: compiled,
             buckets: Buckets::build(starts.iter().map(|&(l, _)| l)),
+            inner: (0..=255u8).any(|b| alnum(b) && special.bits[b as usize]),
             starts: Keys::build(&starts, false),
             ends: Keys::build(&ends, true),
             special,
@@ -556,22 +561,27 @@ impl Anchors {
         ended: &mut bool,
     ) -> usize {
         // SAFETY: AVX2 is the caller's promise.
-        let tables = unsafe { Tables::new(&self.special, &self.last, &self.buckets) };
+        let tables = unsafe { Tables::new(&self.last, &self.buckets) };
         let mut base = 0;
         let mut top = 0;
         let mut c = *carry;
+        // An `Anywhere` literal that begins with a letter or digit counts
+        // inside a run too: then every byte is a place the buckets pass.
+        let inner = if self.inner { u32::MAX } else { 0 };
         // Every place in these blocks has its four bytes inside the text
         // (and the buckets' three).
         while base + 35 <= text.len() {
             // SAFETY: the 34 bytes at `base` are inside `text` (checked
             // above); AVX2 is the caller's promise.
-            let (word, special, last, t, may) = unsafe { classify_avx2(text.as_ptr().add(base), &tables) };
+            let (word, last, t, may) = unsafe { classify_avx2(text.as_ptr().add(base), &tables) };
             top |= t;
             let before = (word << 1) | (c & 1);
-            // Where a run begins: the buckets' first bytes stand for
-            // `first` here (as exact on the bench's prompts: 2 places more
-            // in 1,000, for a table and four instructions a block less).
-            let mut starts = ((word & !before) | special) & may;
+            // Where a run begins, and every byte outside a run: the
+            // buckets' first bytes stand for `first` and `special` here.
+            // As exact, nearly: on the bench's prompts, the guardrail
+            // corpora and this crate's code 0.1% to 2% more places, for
+            // three tables and a dozen instructions a block less.
+            let mut starts = (!(word & before) | inner) & may;
             let mut ends = !word & ((last << 1) | (c >> 1));
             c = (word >> 31) | ((last >> 31) << 1);
             while starts != 0 {
@@ -694,7 +704,6 @@ fn wide() -> bool {
 /// The byte sets' nibble tables in vector registers, loaded once a search.
 #[cfg(target_arch = "x86_64")]
 struct Tables {
-    special: (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
     /// `last` holds letters and digits only: its second table (bytes
     /// from 0x80) is empty.
     last: std::arch::x86_64::__m256i,
@@ -707,28 +716,24 @@ impl Tables {
     /// The CPU must have AVX2.
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn new(special: &ByteSet, last: &ByteSet, buckets: &Buckets) -> Tables {
+    unsafe fn new(last: &ByteSet, buckets: &Buckets) -> Tables {
         use std::arch::x86_64::*;
         // SAFETY: 16-byte arrays, unaligned loads; AVX2 as promised.
         let load = |t: &[u8; 16]| unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr().cast())) };
-        Tables {
-            special: (load(&special.low), load(&special.low_high)),
-            last: load(&last.low),
-            buckets: std::array::from_fn(|t| load(&buckets.tables[t])),
-        }
+        Tables { last: load(&last.low), buckets: std::array::from_fn(|t| load(&buckets.tables[t])) }
     }
 }
 
 /// A bit per byte of the 32 at `at`: ASCII letters and digits; bytes of
-/// the `special` and `last` sets; one per byte outside ASCII;
-/// and where the three bytes from there pass the [`Buckets`].
+/// the `last` set; one per byte outside ASCII; and where the three bytes
+/// from there pass the [`Buckets`].
 ///
 /// # Safety
 /// `at` must be valid for reading 34 bytes, and the CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32, u32) {
+unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32) {
     use std::arch::x86_64::*;
     // SAFETY: the caller's promise; unaligned loads of 32 bytes at `at`,
     // `at + 1` and `at + 2`.
@@ -746,25 +751,13 @@ unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32, 
     let nibble = _mm256_set1_epi8(0x0f);
     let lo = _mm256_and_si256(v, nibble);
     let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-    // 1 << h for h < 8 in the first table, 1 << (h - 8) in the second.
+    // 1 << h for h < 8 (ASCII); nothing for the bytes above.
     let bit = _mm256_shuffle_epi8(
         _mm256_setr_epi8(
             1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0,
         ),
         hi,
     );
-    let bit_high = _mm256_shuffle_epi8(
-        _mm256_setr_epi8(
-            0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128,
-        ),
-        hi,
-    );
-    // A byte is in a set when its low nibble's entry has its high nibble's bit.
-    let member = |(low, low_high): (__m256i, __m256i)| {
-        let a = _mm256_and_si256(_mm256_shuffle_epi8(low, lo), bit);
-        let b = _mm256_and_si256(_mm256_shuffle_epi8(low_high, lo), bit_high);
-        !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_or_si256(a, b), _mm256_setzero_si256())) as u32)
-    };
     // The buckets hold folded bytes: folding sets bit 5, the high
     // nibble's bit 1, and leaves the low nibble as it is.
     let fold_high = _mm256_set1_epi8(2);
@@ -775,11 +768,11 @@ unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32, 
     };
     let shared = _mm256_and_si256(_mm256_and_si256(bucket(v, 0), bucket(v1, 2)), bucket(v2, 4));
     let may = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(shared, _mm256_setzero_si256())) as u32);
-    let ascii_member = |low: __m256i| {
-        let a = _mm256_and_si256(_mm256_shuffle_epi8(low, lo), bit);
-        !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, _mm256_setzero_si256())) as u32)
-    };
-    (word, member(tables.special), ascii_member(tables.last), top, may)
+    // An ASCII byte is in `last` when its low nibble's entry has its high
+    // nibble's bit.
+    let last = _mm256_and_si256(_mm256_shuffle_epi8(tables.last, lo), bit);
+    let last = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(last, _mm256_setzero_si256())) as u32);
+    (word, last, top, may)
 }
 
 #[cfg(test)]
@@ -948,6 +941,8 @@ mod tests {
             places.push(Place::Start);
         }
         let a = Anchors::build(&lits, &places);
+        // The built-in anchors leave runs' insides out of the places.
+        assert!(!a.inner);
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
         let mut texts: Vec<Vec<u8>> = vec![include_bytes!("mod.rs").to_vec(), include_bytes!("injection.rs").to_vec()];
         if let Ok(corpus) = std::fs::read(format!("{root}/tests/guardrails/corpus.jsonl")) {
