@@ -620,7 +620,6 @@ fn from_national((detector, decided, next): national::Found) -> (Option<Detector
 /// IBAN (whose two letters come just before the digits). Returns where to
 /// look for the next number.
 pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detector>, Verdict, usize) {
-    let len = text.len();
     if i >= 2 && text[i - 1].is_ascii_uppercase() && text[i - 2].is_ascii_uppercase() && starts_word(text, i - 2) {
         let (v, next) = iban(text, i - 2, complete);
         if v != Verdict::No || !ids.any() {
@@ -663,14 +662,43 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
         }
     }
     let digits_end = i + run(text, i, |b| b.is_ascii_digit());
-    // A run of fewer than eight digits that nothing can continue (`2025年`,
-    // `x86_64`, `v2`): the groups below would end at it and find it too
-    // short (every number of ours has eight digits or more, but a dotted
-    // quad, which goes on at a `.`), so it is passed over here, without
-    // setting up the walk.
-    if digits_end - i < 8 && digits_end < len && !matches!(text[digits_end], b' ' | b'-' | b'.' | b')' | b'/' | b'(') {
+    if short_run_ends(text, i, digits_end) {
         return (None, Verdict::No, digits_end);
     }
+    walk(text, i, digits_end, complete, ids)
+}
+
+/// Whether the run of digits `i..digits_end` is fewer than eight digits
+/// that nothing can continue (`2025年`, `x86_64`, `v2`, `2007 Copyright`,
+/// `3. The`): the walk would end at it and find it too short (every
+/// number of ours has eight digits or more, but a dotted quad, which goes
+/// on at a `.` and a digit), so it is passed over without setting the
+/// walk up. Most digit runs of prose and code end here.
+#[inline(always)]
+pub(super) fn short_run_ends(text: &[u8], i: usize, digits_end: usize) -> bool {
+    if digits_end - i >= 8 {
+        return false;
+    }
+    match text.get(digits_end) {
+        // A separator goes on only to a digit (or `(0)` after a country
+        // code); at the text's end, more may come.
+        Some(b' ' | b'-' | b'.' | b'/') => text.get(digits_end + 1).is_some_and(|&b| !b.is_ascii_digit() && b != b'('),
+        Some(b')' | b'(') | None => false,
+        Some(_) => true,
+    }
+}
+
+/// [`number`] past its first checks: the groups from `i` (the first ending
+/// at `digits_end`) and what they make.
+#[inline(always)]
+pub(super) fn walk(
+    text: &[u8],
+    i: usize,
+    digits_end: usize,
+    complete: bool,
+    ids: Ids,
+) -> (Option<Detector>, Verdict, usize) {
+    let len = text.len();
     let (start, plus, paren) = match i.checked_sub(1).map(|p| text[p]) {
         Some(b'+') => (i - 1, true, false),
         Some(b'(') => (i - 1, false, true),
@@ -1289,16 +1317,18 @@ fn iban(text: &[u8], start: usize, complete: bool) -> (Verdict, usize) {
 
 /// Move the first four characters to the end, read letters as 10..35,
 /// and the remainder mod 97 must be 1.
-fn mod97(chars: &[u8]) -> bool {
-    let mut rem = 0u32;
+/// The number is read into a `u64` that is reduced only once it passes
+/// 2^56 (a division every seven characters or so, not one a character:
+/// 100 times 2^56 plus 35 still fits).
+pub(super) fn mod97(chars: &[u8]) -> bool {
+    let mut rem = 0u64;
     for &b in chars[4..].iter().chain(&chars[..4]) {
-        rem = if b.is_ascii_digit() {
-            (rem * 10 + (b - b'0') as u32) % 97
-        } else {
-            (rem * 100 + (b - b'A' + 10) as u32) % 97
-        };
+        rem = if b.is_ascii_digit() { rem * 10 + u64::from(b - b'0') } else { rem * 100 + u64::from(b - b'A' + 10) };
+        if rem >= 1 << 56 {
+            rem %= 97;
+        }
     }
-    rem == 1
+    rem % 97 == 1
 }
 
 /// An e-mail address around the `@` at `at`.

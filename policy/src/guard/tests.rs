@@ -746,3 +746,92 @@ fn rule_ids_are_category_and_name() {
         assert_eq!(Rule::Detector(d).to_string(), want);
     }
 }
+
+/// The short-run shortcut of `detect::number` says what the walk would:
+/// nothing, and to go on after the run. Random texts of digits,
+/// separators, letters and the phone numbers' marks, at every run, whole
+/// and unfinished.
+#[test]
+fn short_runs_passed_over_are_what_the_walk_finds() {
+    let ids = all_on().national;
+    let alphabet = b"0123456789 -./()+xAB\n";
+    let mut seed = 0x853c_49e6_748f_ea9bu64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut passed = 0;
+    // The shapes that go on after a short first group, then random ones.
+    let shapes: &[&str] =
+        &["+44 (0)20 7946 0958", "+33 (0)3 81 21 12 61", "(415) 555-2671", "030/123456", "1.2.3.4", "12 345 678 901"];
+    for round in 0..20_000 {
+        let text: Vec<u8> = match shapes.get(round) {
+            Some(shape) => shape.as_bytes().to_vec(),
+            None => {
+                let n = 1 + (next() % 24) as usize;
+                (0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
+            }
+        };
+        for i in 0..text.len() {
+            if !text[i].is_ascii_digit() || (i > 0 && text[i - 1].is_ascii_digit()) {
+                continue;
+            }
+            let end = i + text[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if !detect::short_run_ends(&text, i, end) {
+                continue;
+            }
+            passed += 1;
+            for complete in [true, false] {
+                assert_eq!(
+                    detect::walk(&text, i, end, complete, ids),
+                    (None, detect::Verdict::No, end),
+                    "{:?} at {i}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+    }
+    assert!(passed > 10_000, "the shortcut was taken {passed} times");
+}
+
+/// The IBAN check's remainder, reduced once in seven characters, is the
+/// remainder reduced at every character, on random runs of capitals and
+/// digits of every length an IBAN has, and on real IBANs.
+#[test]
+fn mod97_is_the_remainder_at_every_character() {
+    fn each(chars: &[u8]) -> bool {
+        let mut rem = 0u32;
+        for &b in chars[4..].iter().chain(&chars[..4]) {
+            rem = if b.is_ascii_digit() {
+                (rem * 10 + (b - b'0') as u32) % 97
+            } else {
+                (rem * 100 + (b - b'A' + 10) as u32) % 97
+            };
+        }
+        rem == 1
+    }
+    for iban in [
+        "GB82WEST12345698765432",
+        "DE89370400440532013000",
+        "FR1420041010050500013M02606",
+        "MT84MALT011000012345MTLCAST001S",
+    ] {
+        assert!(detect::mod97(iban.as_bytes()) && each(iban.as_bytes()), "{iban}");
+    }
+    let alphabet = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut ones = 0;
+    for round in 0..200_000u64 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let n = 5 + (round % 30) as usize;
+        let chars: Vec<u8> = (0..n).map(|k| alphabet[((seed >> (k % 10 * 6)) as usize + k) % alphabet.len()]).collect();
+        let want = each(&chars);
+        ones += usize::from(want);
+        assert_eq!(detect::mod97(&chars), want, "{:?}", String::from_utf8_lossy(&chars));
+    }
+    assert!(ones > 1000, "remainders of 1 seen: {ones}");
+}
