@@ -1367,6 +1367,14 @@ pub fn email(text: &[u8], at: usize, complete: bool) -> (Verdict, usize) {
 /// written out (so `::1` and `a::b` in code are left alone).
 pub fn ipv6(text: &[u8], colon: usize, complete: bool) -> (Verdict, usize) {
     let v6_char = |b: u8| b.is_ascii_hexdigit() || b == b':';
+    // A colon with no hex digit, colon or dot on either side (`key: value`,
+    // `https://`) is one group at most: passed over without the scans.
+    if colon + 1 < text.len()
+        && !(v6_char(text[colon + 1]) || text[colon + 1] == b'.')
+        && (colon == 0 || !v6_char(text[colon - 1]))
+    {
+        return (Verdict::No, colon + 1);
+    }
     let mut start = colon;
     while start > 0 && colon - start < 39 && v6_char(text[start - 1]) {
         start -= 1;
@@ -1385,6 +1393,13 @@ pub fn ipv6(text: &[u8], colon: usize, complete: bool) -> (Verdict, usize) {
     }
     let candidate = &text[start..end];
     if candidate.split(|&b| b == b':').filter(|g| !g.is_empty()).count() < 3 {
+        return (Verdict::No, next);
+    }
+    // Without `::`, an address has eight groups (seven colons), or six and
+    // an IPv4 address (six): a time (`14:30:05`) or a MAC address is none,
+    // and std's parser is not called for it.
+    let colons = candidate.iter().filter(|&&b| b == b':').count();
+    if !candidate.windows(2).any(|w| w == b"::") && colons != 7 && !(colons == 6 && candidate.contains(&b'.')) {
         return (Verdict::No, next);
     }
     let parsed = std::str::from_utf8(candidate).ok().and_then(|s| s.parse::<std::net::Ipv6Addr>().ok());

@@ -835,3 +835,70 @@ fn mod97_is_the_remainder_at_every_character() {
     }
     assert!(ones > 1000, "remainders of 1 seen: {ones}");
 }
+
+/// The IPv6 detector's shortcuts (a lone colon, a colon count no address
+/// has) give what the whole check gave: against that check, written out
+/// as it was, at every colon of random texts and of real addresses, whole
+/// and unfinished.
+#[test]
+fn ipv6_shortcuts_are_the_whole_check() {
+    fn whole(text: &[u8], colon: usize, complete: bool) -> (detect::Verdict, usize) {
+        let v6_char = |b: u8| b.is_ascii_hexdigit() || b == b':';
+        let mut start = colon;
+        while start > 0 && colon - start < 39 && v6_char(text[start - 1]) {
+            start -= 1;
+        }
+        let limit = text.len().min(start + 45);
+        let mut end = colon + text[colon..limit].iter().take_while(|&&b| v6_char(b) || b == b'.').count();
+        if end == text.len() && !complete {
+            return (detect::Verdict::NeedMore(start), end);
+        }
+        while end > colon && text[end - 1] == b'.' {
+            end -= 1;
+        }
+        let next = end.max(colon + 1);
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        if (start > 0 && word(text[start - 1])) || (end < text.len() && (word(text[end]) || text[end] == b':')) {
+            return (detect::Verdict::No, next);
+        }
+        let candidate = &text[start..end];
+        if candidate.split(|&b| b == b':').filter(|g| !g.is_empty()).count() < 3 {
+            return (detect::Verdict::No, next);
+        }
+        let parsed = std::str::from_utf8(candidate).ok().and_then(|s| s.parse::<std::net::Ipv6Addr>().ok());
+        (if parsed.is_some() { detect::Verdict::Match(start, end) } else { detect::Verdict::No }, next)
+    }
+    let shapes: &[&str] = &[
+        "at 2001:db8:85a3::8a2e:370:7334 and fe80::1%eth0, ::1, ::ffff:192.0.2.128 or 64:ff9b::192.0.2.33",
+        "full 2001:0db8:0000:0000:0000:ff00:0042:8329 and 1:2:3:4:5:6:1.2.3.4; at 14:30:05 mac de:ad:be:ef:00:01",
+        "key: value, https://x, a::b::c, std::net, 1:2:3:4:5:6:7:8:9 and 1::2::3",
+    ];
+    let alphabet = b"0123456789abcdefx:. \n";
+    let mut seed = 0x6a09_e667_f3bc_c908u64;
+    let mut matched = 0;
+    for round in 0..30_000usize {
+        let text: Vec<u8> = match shapes.get(round) {
+            Some(s) => s.as_bytes().to_vec(),
+            None => {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let n = 1 + (seed % 48) as usize;
+                (0..n).map(|k| alphabet[((seed >> (k % 9 * 7)) as usize + k * 7) % alphabet.len()]).collect()
+            }
+        };
+        for colon in (0..text.len()).filter(|&i| text[i] == b':') {
+            for complete in [true, false] {
+                let want = whole(&text, colon, complete);
+                matched += usize::from(matches!(want.0, detect::Verdict::Match(..)));
+                assert_eq!(
+                    detect::ipv6(&text, colon, complete),
+                    want,
+                    "{:?} at {colon}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+    }
+    assert!(matched > 20, "addresses found: {matched}");
+}
