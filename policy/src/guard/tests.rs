@@ -753,7 +753,7 @@ fn rule_ids_are_category_and_name() {
 /// and unfinished.
 #[test]
 fn short_runs_passed_over_are_what_the_walk_finds() {
-    let ids = all_on().national;
+    let ids = national_on().national;
     let alphabet = b"0123456789 -./()+xAB\n";
     let mut seed = 0x853c_49e6_748f_ea9bu64;
     let mut next = move || {
@@ -901,4 +901,51 @@ fn ipv6_shortcuts_are_the_whole_check() {
         }
     }
     assert!(matched > 20, "addresses found: {matched}");
+}
+
+/// `detect::number`'s inline case decides as the whole function (the
+/// checks for letters before the digits, then the walk) on random texts
+/// of digits, capitals, spaces and separators and on national numbers,
+/// at every digit run, whole and unfinished.
+#[test]
+fn number_inline_case_is_the_whole_function() {
+    let ids = national_on().national;
+    let shapes: &[&str] = &[
+        "GB82 WEST 1234 5698 7654 32, AB123456C, NI: JK 12 34 56 D. X1234567L, RSSMRA85T10A562S",
+        "call 415 555 2671 or +44 (0)20 7946 0958, card 4111 1111 1111 1111, ssn 078-05-1120",
+    ];
+    let alphabet = b"0123456789 -.AZXbq(+/";
+    let mut seed = 0xbb67_ae85_84ca_a73bu64;
+    let mut checked = 0;
+    for round in 0..20_000usize {
+        let text: Vec<u8> = match shapes.get(round) {
+            Some(s) => s.as_bytes().to_vec(),
+            None => {
+                let n = 1 + (seed % 32) as usize;
+                (0..n)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        alphabet[(seed % alphabet.len() as u64) as usize]
+                    })
+                    .collect()
+            }
+        };
+        for i in 0..text.len() {
+            if !text[i].is_ascii_digit() || (i > 0 && text[i - 1].is_ascii_digit()) {
+                continue;
+            }
+            for complete in [true, false] {
+                checked += 1;
+                assert_eq!(
+                    detect::number(&text, i, complete, ids),
+                    detect::lettered_number(&text, i, complete, ids),
+                    "{:?} at {i}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
+    }
+    assert!(checked > 50_000, "{checked}");
 }
