@@ -37,7 +37,8 @@
 //! (`bench/scripts/callgrind-guard.sh`). The buckets took the anchors of
 //! a governed request with that prompt from 50,000 instructions to 43,400
 //! (`bench/scripts/callgrind-gateway.sh`): a block costs 20 instructions
-//! more, and 635 places fewer cost ~20 each.
+//! more, and 635 places fewer cost ~20 each; standing in for the
+//! first-byte and special sets, to 40,300.
 //!
 //! The search reports every literal found at every place, overlapping or
 //! not; validators decide. It finds what a naive search finds under the
