@@ -165,7 +165,9 @@ fn records_keep_rules_not_text_and_a_reload_changes_the_profile() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("guard-records");
     let mut gw = start_gateway(&guarded_config(mock.addr, Some(&logs), "redact", false), &[], &[]);
-    assert_eq!(chat(&gw, &user(&format!("mail {EMAIL}")), "x-mock-echo: body\r\n").status, 200);
+    // Three hits of one rule in one request: counted three times.
+    let r = chat(&gw, &user(&format!("mail {EMAIL}, cc {EMAIL} and {EMAIL}")), "x-mock-echo: body\r\n");
+    assert_eq!(r.status, 200);
     assert_eq!(chat(&gw, &user(&format!("key {OPENAI_KEY}")), "").status, 400);
 
     // Flag instead of redact, by reload: the e-mail now goes through.
@@ -175,7 +177,7 @@ fn records_keep_rules_not_text_and_a_reload_changes_the_profile() {
     assert!(echoed.text().contains(EMAIL), "{}", echoed.text());
 
     // The same hits, counted, on the admin listener.
-    let want = "tollgate_guardrail_hits_total{team=\"e2e\",rule=\"pii.email\",action=\"redact\",in=\"request\"} 1";
+    let want = "tollgate_guardrail_hits_total{team=\"e2e\",rule=\"pii.email\",action=\"redact\",in=\"request\"} 3";
     let mut metrics = String::new();
     let counted = holds_within(std::time::Duration::from_secs(5), || {
         metrics = admin_get(gw.admin.unwrap(), "/metrics").text();
@@ -200,6 +202,7 @@ fn records_keep_rules_not_text_and_a_reload_changes_the_profile() {
     assert_eq!(hit(&records[0])["action"], "redact");
     assert_eq!(hit(&records[0])["in"], "request");
     assert_eq!(hit(&records[0])["len"], EMAIL.len());
+    assert_eq!(records[0]["guardrails"]["hits"].as_array().map(Vec::len), Some(3));
     assert_eq!(records[0]["end"], "completed");
     assert_eq!(hit(&records[1])["rule"], "secret.openai_key");
     assert_eq!(records[1]["end"], "blocked");
