@@ -880,11 +880,14 @@ fn ipv6_shortcuts_are_the_whole_check() {
         let text: Vec<u8> = match shapes.get(round) {
             Some(s) => s.as_bytes().to_vec(),
             None => {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let n = 1 + (seed % 48) as usize;
-                (0..n).map(|k| alphabet[((seed >> (k % 9 * 7)) as usize + k * 7) % alphabet.len()]).collect()
+                let mut next = || {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed
+                };
+                let n = 1 + (next() % 48) as usize;
+                (0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
             }
         };
         for colon in (0..text.len()).filter(|&i| text[i] == b':') {
