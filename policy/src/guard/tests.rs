@@ -747,6 +747,31 @@ fn rule_ids_are_category_and_name() {
     }
 }
 
+/// The property tests' inputs: `shapes` first, then random texts of 1
+/// to `longest` bytes over `alphabet` (xorshift from `seed`), `rounds` in
+/// all.
+fn shapes_then_random<'a>(
+    shapes: &'a [&str],
+    alphabet: &'a [u8],
+    longest: u64,
+    rounds: usize,
+    mut seed: u64,
+) -> impl Iterator<Item = Vec<u8>> + 'a {
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    (0..rounds).map(move |round| match shapes.get(round) {
+        Some(shape) => shape.as_bytes().to_vec(),
+        None => {
+            let n = 1 + next() % longest;
+            (0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
+        }
+    })
+}
+
 /// The short-run shortcut of `detect::number` says what the walk would:
 /// nothing, and to go on after the run. Random texts of digits,
 /// separators, letters and the phone numbers' marks, at every run, whole
@@ -754,26 +779,11 @@ fn rule_ids_are_category_and_name() {
 #[test]
 fn short_runs_passed_over_are_what_the_walk_finds() {
     let ids = national_on().national;
-    let alphabet = b"0123456789 -./()+xAB\n";
-    let mut seed = 0x853c_49e6_748f_ea9bu64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
     let mut passed = 0;
     // The shapes that go on after a short first group, then random ones.
     let shapes: &[&str] =
         &["+44 (0)20 7946 0958", "+33 (0)3 81 21 12 61", "(415) 555-2671", "030/123456", "1.2.3.4", "12 345 678 901"];
-    for round in 0..20_000 {
-        let text: Vec<u8> = match shapes.get(round) {
-            Some(shape) => shape.as_bytes().to_vec(),
-            None => {
-                let n = 1 + (next() % 24) as usize;
-                (0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
-            }
-        };
+    for text in shapes_then_random(shapes, b"0123456789 -./()+xAB\n", 24, 20_000, 0x853c_49e6_748f_ea9b) {
         for i in 0..text.len() {
             if !text[i].is_ascii_digit() || (i > 0 && text[i - 1].is_ascii_digit()) {
                 continue;
@@ -873,23 +883,8 @@ fn ipv6_shortcuts_are_the_whole_check() {
         "full 2001:0db8:0000:0000:0000:ff00:0042:8329 and 1:2:3:4:5:6:1.2.3.4; at 14:30:05 mac de:ad:be:ef:00:01",
         "key: value, https://x, a::b::c, std::net, 1:2:3:4:5:6:7:8:9 and 1::2::3",
     ];
-    let alphabet = b"0123456789abcdefx:. \n";
-    let mut seed = 0x6a09_e667_f3bc_c908u64;
     let mut matched = 0;
-    for round in 0..30_000usize {
-        let text: Vec<u8> = match shapes.get(round) {
-            Some(s) => s.as_bytes().to_vec(),
-            None => {
-                let mut next = || {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed
-                };
-                let n = 1 + (next() % 48) as usize;
-                (0..n).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
-            }
-        };
+    for text in shapes_then_random(shapes, b"0123456789abcdefx:. \n", 48, 30_000, 0x6a09_e667_f3bc_c908) {
         for colon in (0..text.len()).filter(|&i| text[i] == b':') {
             for complete in [true, false] {
                 let want = whole(&text, colon, complete);
@@ -917,24 +912,8 @@ fn number_inline_case_is_the_whole_function() {
         "GB82 WEST 1234 5698 7654 32, AB123456C, NI: JK 12 34 56 D. X1234567L, RSSMRA85T10A562S",
         "call 415 555 2671 or +44 (0)20 7946 0958, card 4111 1111 1111 1111, ssn 078-05-1120",
     ];
-    let alphabet = b"0123456789 -.AZXbq(+/";
-    let mut seed = 0xbb67_ae85_84ca_a73bu64;
     let mut checked = 0;
-    for round in 0..20_000usize {
-        let text: Vec<u8> = match shapes.get(round) {
-            Some(s) => s.as_bytes().to_vec(),
-            None => {
-                let n = 1 + (seed % 32) as usize;
-                (0..n)
-                    .map(|_| {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        alphabet[(seed % alphabet.len() as u64) as usize]
-                    })
-                    .collect()
-            }
-        };
+    for text in shapes_then_random(shapes, b"0123456789 -.AZXbq(+/", 32, 20_000, 0xbb67_ae85_84ca_a73b) {
         for i in 0..text.len() {
             if !text[i].is_ascii_digit() || (i > 0 && text[i - 1].is_ascii_digit()) {
                 continue;
