@@ -276,14 +276,23 @@ where
             self.reserved = true;
             self.marks.reserve(rest.len().min(MARKED_BYTES_MAX) / 16);
         }
-        let (marks, marked) = (&mut self.marks, self.marked);
+        let marks = &mut self.marks;
         // Marks only within MARKED_BYTES_MAX of the start, and none for a
-        // longer string (below): what they take stays bounded.
-        let decoded = unescape_until::<true>(rest, &mut self.scratch, |t, r| {
-            if marked && r <= MARKED_BYTES_MAX {
-                marks.push((t, r))
-            }
-        });
+        // longer string (below): what they take stays bounded. Where the
+        // rest of the document is within the bound, so is every mark, and
+        // the decoding is compiled without the test (two marks an escape,
+        // an escape every 40 bytes of code).
+        let decoded = if !self.marked {
+            unescape_until::<true>(rest, &mut self.scratch, |_, _| {})
+        } else if rest.len() <= MARKED_BYTES_MAX {
+            unescape_until::<true>(rest, &mut self.scratch, |t, r| marks.push((t, r)))
+        } else {
+            unescape_until::<true>(rest, &mut self.scratch, |t, r| {
+                if r <= MARKED_BYTES_MAX {
+                    marks.push((t, r))
+                }
+            })
+        };
         match decoded {
             Ok(close) => {
                 if close > MARKED_BYTES_MAX {
