@@ -607,6 +607,40 @@ unsafe fn digits16(at: *const u8) -> u32 {
     _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(d, nine), nine)) as u32
 }
 
+/// The next `b` in `text` at or after `from` (the `@` of an address, the
+/// `:` of an IPv6 address): the sixteen bytes there looked at inline
+/// first (SSE2), then `memchr`; a shorter rest by a byte loop. A request
+/// of 8 KB of tool schemas has a hundred short texts, and a `memchr`
+/// call for each byte in each cost 14,000 instructions.
+#[inline]
+pub fn next_byte(b: u8, text: &[u8], from: usize) -> Option<usize> {
+    let rest = text.get(from..)?;
+    #[cfg(target_arch = "x86_64")]
+    if rest.len() >= 16 {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the 16 bytes read
+        // are inside `rest` (checked above).
+        let found = unsafe { byte16(rest.as_ptr(), b) };
+        if found != 0 {
+            return Some(from + found.trailing_zeros() as usize);
+        }
+        return memchr::memchr(b, &rest[16..]).map(|p| from + 16 + p);
+    }
+    rest.iter().position(|&x| x == b).map(|p| from + p)
+}
+
+/// A bit per byte of the 16 at `at` that is `b`.
+///
+/// # Safety
+/// `at` must be valid for reading 16 bytes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+unsafe fn byte16(at: *const u8, b: u8) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's promise; an unaligned load.
+    let v = unsafe { _mm_loadu_si128(at.cast()) };
+    _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8))) as u32
+}
+
 /// A national check's decision as a verdict.
 fn from_national((detector, decided, next): national::Found) -> (Option<Detector>, Verdict, usize) {
     let v = match decided {

@@ -641,7 +641,7 @@ impl Guard {
         }
         if self.email {
             let mut at = 0;
-            while let Some(i) = memchr::memchr(b'@', &text[at..]).map(|i| i + at) {
+            while let Some(i) = detect::next_byte(b'@', text, at) {
                 let (v, next) = detect::email(text, i, complete);
                 push(findings, Rule::Detector(Detector::Email), self.action(Detector::Email), v);
                 at = next.max(i + 1);
@@ -649,7 +649,7 @@ impl Guard {
         }
         if self.ipv6 {
             let mut at = 0;
-            while let Some(i) = memchr::memchr(b':', &text[at..]).map(|i| i + at) {
+            while let Some(i) = detect::next_byte(b':', text, at) {
                 let (v, next) = detect::ipv6(text, i, complete);
                 push(findings, Rule::Detector(Detector::Ipv6), self.action(Detector::Ipv6), v);
                 at = next.max(i + 1);

@@ -931,3 +931,22 @@ fn number_inline_case_is_the_whole_function() {
     }
     assert!(checked > 50_000, "{checked}");
 }
+
+/// The guard's byte search finds what `memchr` finds, from every offset
+/// of texts on both sides of its sixteen-byte first look.
+#[test]
+fn next_byte_is_memchr() {
+    for len in 0..40 {
+        for at in 0..len {
+            let mut text = vec![b'a'; len];
+            text[at] = b'@';
+            if at + 5 < len {
+                text[at + 5] = b'@';
+            }
+            for from in 0..=len + 1 {
+                let want = text.get(from..).and_then(|r| memchr::memchr(b'@', r)).map(|p| p + from);
+                assert_eq!(detect::next_byte(b'@', &text, from), want, "{len} {at} {from}");
+            }
+        }
+    }
+}
