@@ -516,6 +516,10 @@ impl Anchors {
         if wide() {
             // SAFETY: the CPU has AVX2, POPCNT and BMI1 (`wide`).
             base = unsafe { self.blocks_avx2(text, &mut carry, &mut high, out, &mut ended) };
+            if base < text.len() {
+                // SAFETY: as above.
+                base = unsafe { self.tail_avx2(text, base, &mut carry, &mut high, out, &mut ended) };
+            }
         }
         while base < text.len() {
             let block = &text[base..text.len().min(base + 32)];
@@ -600,6 +604,65 @@ impl Anchors {
         *carry = c;
         *high |= top != 0;
         base
+    }
+
+    /// The last bytes (fewer than 35) that [`Anchors::blocks_avx2`] leaves,
+    /// and so every text shorter than that: copied into a block padded
+    /// with zeros and classified as the blocks are, bits past the text's
+    /// end cleared (the buckets read the padding as bytes no literal of
+    /// that length has there, or as any byte where a literal has ended:
+    /// the places are those of the text). A byte at a time, with four
+    /// table reads each, they cost a request of 8 KB of tool schemas (a
+    /// hundred short texts) 40,000 instructions. Returns the text's end.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, POPCNT and BMI1.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,popcnt,bmi1")]
+    unsafe fn tail_avx2(
+        &self,
+        text: &[u8],
+        base: usize,
+        carry: &mut u32,
+        high: &mut bool,
+        out: &mut Vec<(usize, usize, usize)>,
+        ended: &mut bool,
+    ) -> usize {
+        let rest = &text[base..];
+        // Two blocks at most (the rest is under 35 bytes), and the two
+        // bytes after the second that the buckets read.
+        let mut pad = [0u8; 66];
+        let n = rest.len().min(64);
+        pad[..n].copy_from_slice(&rest[..n]);
+        // SAFETY: AVX2 is the caller's promise.
+        let tables = unsafe { Tables::new(&self.last, &self.buckets) };
+        let inner = if self.inner { u32::MAX } else { 0 };
+        let mut c = *carry;
+        let mut at = 0;
+        while at < n {
+            // SAFETY: `at + 34 <= 66`: 34 bytes of `pad` at `at`.
+            let (word, last, top, may) = unsafe { classify_avx2(pad.as_ptr().add(at), &tables) };
+            let len = (n - at).min(32);
+            let valid = if len == 32 { u32::MAX } else { (1u32 << len) - 1 };
+            *high |= top & valid != 0;
+            let before = (word << 1) | (c & 1);
+            let mut starts = (!(word & before) | inner) & may & valid;
+            let mut ends = !word & ((last << 1) | (c >> 1)) & valid;
+            c = ((word >> (len - 1)) & 1) | (((last >> (len - 1)) & 1) << 1);
+            while starts != 0 {
+                let i = base + at + starts.trailing_zeros() as usize;
+                starts &= starts - 1;
+                self.start_at(text, i, out);
+            }
+            while ends != 0 {
+                let e = base + at + ends.trailing_zeros() as usize;
+                ends &= ends - 1;
+                self.end_at(text, e, out, ended);
+            }
+            at += 32;
+        }
+        *carry = c;
+        base + n
     }
 
     /// The places of one block of up to 32 bytes at `base` (bits past the
