@@ -637,31 +637,20 @@ impl Anchors {
         // SAFETY: AVX2 is the caller's promise.
         let tables = unsafe { Tables::new(&self.last, &self.buckets) };
         let inner = if self.inner { u32::MAX } else { 0 };
-        let mut c = *carry;
         let mut at = 0;
         while at < n {
             // SAFETY: `at + 34 <= 66`: 34 bytes of `pad` at `at`.
             let (word, last, top, may) = unsafe { classify_avx2(pad.as_ptr().add(at), &tables) };
             let len = (n - at).min(32);
-            let valid = if len == 32 { u32::MAX } else { (1u32 << len) - 1 };
-            *high |= top & valid != 0;
-            let before = (word << 1) | (c & 1);
-            let mut starts = (!(word & before) | inner) & may & valid;
-            let mut ends = !word & ((last << 1) | (c >> 1)) & valid;
-            c = ((word >> (len - 1)) & 1) | (((last >> (len - 1)) & 1) << 1);
-            while starts != 0 {
-                let i = base + at + starts.trailing_zeros() as usize;
-                starts &= starts - 1;
-                self.start_at(text, i, out);
-            }
-            while ends != 0 {
-                let e = base + at + ends.trailing_zeros() as usize;
-                ends &= ends - 1;
-                self.end_at(text, e, out, ended);
-            }
+            *high |= top & ((1u64 << len) - 1) as u32 != 0;
+            // The vector places in the scalar blocks' terms (see
+            // `blocks_avx2`): a run's start where the buckets pass, and
+            // any byte outside a run where they do; `places` clears the
+            // bits past the text's end.
+            let c = Classes { word, special: (!word | inner) & may, last, first: word & may };
+            self.places(text, base + at, c, carry, out, ended);
             at += 32;
         }
-        *carry = c;
         base + n
     }
 
@@ -669,6 +658,9 @@ impl Anchors {
     /// text's end clear). `carry` has bit 0 set when the byte before the
     /// block is a letter or digit and bit 1 when it is also a last byte of
     /// an `End` literal; it becomes that of the block's last byte.
+    /// Inlined into its two callers (the byte loop, [`Anchors::tail_avx2`]):
+    /// called, the tail of every short text paid for it (tool schemas +1%).
+    #[inline(always)]
     fn places(
         &self,
         text: &[u8],
