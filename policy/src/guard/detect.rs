@@ -664,7 +664,9 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
     let upper_at = |k: usize| k < text.len() && text[k].is_ascii_uppercase();
     let lettered = i >= 1 && (upper_at(i - 1) || (text[i - 1] == b' ' && i >= 2 && upper_at(i - 2)));
     if lettered {
-        return lettered_number(text, i, complete, ids);
+        if let Some(found) = lettered_number(text, i, complete, ids) {
+            return found;
+        }
     }
     let digits_end = i + run(text, i, |b| b.is_ascii_digit());
     if short_run_ends(text, i, digits_end) {
@@ -673,22 +675,28 @@ pub fn number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detect
     walk(text, i, digits_end, complete, ids)
 }
 
-/// [`number`] where capitals stand before the digits: the IBAN and the
-/// national numbers that begin with letters are tried first.
+/// The IBAN and the national numbers that begin with letters, tried first
+/// where capitals stand before the digits at `i`; `None` when none of them
+/// is there (the digits are then a number of [`walk`]'s or none).
 #[inline(never)]
-pub(super) fn lettered_number(text: &[u8], i: usize, complete: bool, ids: Ids) -> (Option<Detector>, Verdict, usize) {
+pub(super) fn lettered_number(
+    text: &[u8],
+    i: usize,
+    complete: bool,
+    ids: Ids,
+) -> Option<(Option<Detector>, Verdict, usize)> {
     if i >= 2 && text[i - 1].is_ascii_uppercase() && text[i - 2].is_ascii_uppercase() && starts_word(text, i - 2) {
         let (v, next) = iban(text, i - 2, complete);
         if v != Verdict::No || !ids.any() {
-            return (Some(Detector::Iban), v, next);
+            return Some((Some(Detector::Iban), v, next));
         }
         // Two letters, then digits: a NINO (`AB123456C`).
         if ids.has(Detector::UkNino) {
             if let Some(r) = national::nino(text, i - 2, complete) {
-                return from_national(r);
+                return Some(from_national(r));
             }
         }
-        return (Some(Detector::Iban), v, next);
+        return Some((Some(Detector::Iban), v, next));
     }
     if ids.has(Detector::ItCodiceFiscale)
         && i >= 6
@@ -696,14 +704,14 @@ pub(super) fn lettered_number(text: &[u8], i: usize, complete: bool, ids: Ids) -
         && starts_word(text, i - 6)
     {
         if let Some(r) = national::codice_fiscale(text, i - 6, complete) {
-            return from_national(r);
+            return Some(from_national(r));
         }
     }
     if ids.any() && i >= 1 {
         // A NIE's letter (`X1234567L`), a NINO written spaced.
         if ids.has(Detector::EsDni) && matches!(text[i - 1], b'X' | b'Y' | b'Z') && starts_word(text, i - 1) {
             if let Some(r) = national::nie(text, i - 1, complete) {
-                return from_national(r);
+                return Some(from_national(r));
             }
         }
         if ids.has(Detector::UkNino)
@@ -714,15 +722,11 @@ pub(super) fn lettered_number(text: &[u8], i: usize, complete: bool, ids: Ids) -
             && starts_word(text, i - 3)
         {
             if let Some(r) = national::nino(text, i - 3, complete) {
-                return from_national(r);
+                return Some(from_national(r));
             }
         }
     }
-    let digits_end = i + run(text, i, |b| b.is_ascii_digit());
-    if short_run_ends(text, i, digits_end) {
-        return (None, Verdict::No, digits_end);
-    }
-    walk(text, i, digits_end, complete, ids)
+    None
 }
 
 /// Whether the run of digits `i..digits_end` is fewer than eight digits

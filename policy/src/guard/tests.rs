@@ -920,9 +920,19 @@ fn number_inline_case_is_the_whole_function() {
             }
             for complete in [true, false] {
                 checked += 1;
+                // The whole function: the lettered checks at every run,
+                // then the short-run shortcut and the walk.
+                let whole = detect::lettered_number(&text, i, complete, ids).unwrap_or_else(|| {
+                    let end = i + text[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+                    if detect::short_run_ends(&text, i, end) {
+                        (None, detect::Verdict::No, end)
+                    } else {
+                        detect::walk(&text, i, end, complete, ids)
+                    }
+                });
                 assert_eq!(
                     detect::number(&text, i, complete, ids),
-                    detect::lettered_number(&text, i, complete, ids),
+                    whole,
                     "{:?} at {i}",
                     String::from_utf8_lossy(&text)
                 );
