@@ -311,7 +311,11 @@ pub fn read_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("records file");
-        lines.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON record")));
+        // The writer thread may be in the middle of appending a batch: what
+        // follows the last newline is a record still being written, read
+        // again on the next try (as a log shipper would).
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        lines.extend(whole.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON record")));
     }
     lines
 }
