@@ -107,7 +107,7 @@ fn request(c: &mut Criterion) {
             bench.iter(|| {
                 hits.clear();
                 features.clear();
-                let checked = check_request("bench", &g, black_box(b), (&mut hits, &mut features), None);
+                let checked = check_request("bench", &g, black_box(b), (&mut hits, &mut features), None, None);
                 black_box(checked.map(|r| r.is_some()).unwrap_or(false))
             })
         });

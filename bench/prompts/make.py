@@ -4,7 +4,9 @@
 (a system prompt, then a user message of prose, code and CJK in turn) and
 `tools-8192.json` (the same with JSON tool schemas, as agents send);
 `conversation-SIZE.json` (a history of prose and code turns, sent again
-with each turn, then a new message of the mixed text).
+with each turn, then a new message of the mixed text); `agent-SIZE.json`
+(a coding agent's loop: many short turns, tool calls and their results,
+the tool schemas after the messages, as the OpenAI SDK orders them).
 
 Text from sources this project did not write: prose from the GNU GPL v3
 (/usr/share/common-licenses/GPL-3, Debian's base-files), code from the
@@ -108,6 +110,38 @@ def conversation(n):
     return json.dumps(doc, ensure_ascii=False)
 
 
+def agent(n):
+    """An agent's request of about n bytes: the system prompt, the task,
+    then steps of an assistant's tool call (arguments as a JSON string),
+    the tool's result (100 to 1,500 bytes of code or prose) and a short
+    remark, sent again with each step; a new user message of the mixed
+    text last; the tools after the messages."""
+    sources = [prose(), code()]
+    doc = {"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "You are a coding agent. Use the tools to read and change the repository."},
+        {"role": "user", "content": "Find why the parser rejects escaped quotes and fix it."},
+    ]}
+    last = {"role": "user", "content": mixed(1024)[-300:]}
+    at, i = [0, 0], 0
+    while True:
+        k = i % 2
+        size = 100 + (i * 397) % 1400
+        piece = sources[k][at[k]:at[k] + size] or sources[k][:size]
+        at[k] = (at[k] + size) % max(len(sources[k]) - size, 1)
+        call = {"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{i}", "type": "function",
+                "function": {"name": f"tool_{i % 12}", "arguments": json.dumps({"id": f"src/file_{i}.rs", "fields": ["status"]})}}]}
+        result = {"role": "tool", "tool_call_id": f"call_{i}", "content": piece}
+        remark = {"role": "assistant", "content": f"Step {i}: read {size} bytes; the escape handling is next."}
+        step = [call, result, remark]
+        if len(json.dumps({**doc, "messages": doc["messages"] + step + [last], "tools": TOOLS}, ensure_ascii=False).encode()) > n:
+            break
+        doc["messages"] += step
+        i += 1
+    doc["messages"].append(last)
+    doc["tools"] = TOOLS
+    return json.dumps(doc, ensure_ascii=False)
+
+
 if __name__ == "__main__":
     for n in [8192, 102400]:
         with open(os.path.join(HERE, f"conversation-{n}.json"), "w", encoding="utf-8") as f:
@@ -117,3 +151,6 @@ if __name__ == "__main__":
             f.write(body(n))
     with open(os.path.join(HERE, "tools-8192.json"), "w", encoding="utf-8") as f:
         f.write(body(8192, tools=True))
+    for n in [32768]:
+        with open(os.path.join(HERE, f"agent-{n}.json"), "w", encoding="utf-8") as f:
+            f.write(agent(n))

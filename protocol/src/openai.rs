@@ -44,6 +44,10 @@ pub struct ChatRequestFields {
     pub sampled: bool,
     /// The Responses API's (and embeddings') `input` value, whole.
     pub input: Option<Span>,
+    /// The last element of `messages`, whole: the newest turn, which the
+    /// guardrails' memory of clean texts leaves out (it is new with every
+    /// request; the history before it and the tools are sent again).
+    pub last_message: Option<Span>,
     /// The Responses API's `previous_response_id` string's contents (not
     /// `null`).
     pub previous_response_id: Option<Span>,
@@ -78,6 +82,7 @@ impl ChatRequestFields {
         self.model = span(self.model, &moved);
         self.stream_options = self.stream_options.map(|s| span(s, &moved));
         self.input = self.input.map(|s| span(s, &moved));
+        self.last_message = self.last_message.map(|s| span(s, &moved));
         self.previous_response_id = self.previous_response_id.map(|s| span(s, &moved));
     }
 }
@@ -195,6 +200,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let (mut input, mut previous, mut store) = (None, None, None);
     let mut stored_elsewhere = false;
     let mut plain_messages = true;
+    let mut last_message = None;
     // Given twice, the gateway and the provider could read different ones.
     let once = |seen: bool| if seen { Err(BodyError::AmbiguousKey) } else { Ok(()) };
     c.ws();
@@ -278,7 +284,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 if c.peek() != Some(b'[') {
                     return Err(BodyError::BadMessages);
                 }
-                messages(&mut c, &mut plain_messages)?;
+                messages(&mut c, &mut plain_messages, &mut last_message)?;
             }
             b"input" => {
                 once(input.is_some())?;
@@ -340,6 +346,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         background,
         sampled: temperature.unwrap_or(true),
         input,
+        last_message,
         stored_input: previous.flatten().is_some() || stored_elsewhere,
         text_only: plain_messages && input.is_none(),
         previous_response_id: previous.flatten(),
@@ -396,12 +403,14 @@ fn raw_members(c: &mut Cursor<'_>, mut f: impl FnMut(&[u8], &[u8]) -> Result<(),
 /// Walks `messages` at the cursor: each element an object with a known
 /// `role` and a `content` that is a string, an array or `null` (absent
 /// only for an assistant's message).
-fn messages(c: &mut Cursor<'_>, plain: &mut bool) -> Result<(), BodyError> {
+fn messages(c: &mut Cursor<'_>, plain: &mut bool, last: &mut Option<Span>) -> Result<(), BodyError> {
     let mut index = 0u32;
     let mut failed = None;
     let walked = elements(c, &mut |c| {
         let bad = |problem| BodyError::BadMessage { index, problem };
+        let start = c.pos;
         let checked = if c.peek() == Some(b'{') { message(c, plain, bad) } else { Err(bad(MessageProblem::NotObject)) };
+        *last = Some(Span::new(start, c.pos));
         index = index.saturating_add(1);
         checked.map_err(|e| failed = Some(e)).ok()
     });
@@ -1276,6 +1285,26 @@ mod tests {
         ];
         for body in not {
             assert!(!scan_request(body.as_bytes()).unwrap().stored_input, "{body}");
+        }
+    }
+
+    /// The last message is its element whole, wherever `messages` stands
+    /// and however it is spaced; none without messages.
+    #[test]
+    fn the_last_message_is_its_element_whole() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (r#"{"model":"m","messages":[]}"#, None),
+            (r#"{"model":"m","input":"x"}"#, None),
+            (r#"{"model":"m","messages":[{"role":"user","content":"a"}]}"#, Some(r#"{"role":"user","content":"a"}"#)),
+            (
+                r#"{"messages" : [ {"role":"system","content":"s"} ,
+                  {"content" : "b\"}]" , "role":"user"}  ],"model":"m","tools":[{"type":"function"}]}"#,
+                Some(r#"{"content" : "b\"}]" , "role":"user"}"#),
+            ),
+        ];
+        for (body, want) in cases {
+            let f = scan_request(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+            assert_eq!(f.last_message.map(|s| s.get(body.as_bytes())), want.map(str::as_bytes), "{body}");
         }
     }
 

@@ -340,6 +340,7 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
         &ex.body,
         (&mut trace.guard_hits, &mut trace.injection_features),
         Some((&mut core.state.clean_texts.borrow_mut(), key.team as u64)),
+        ex.routed.as_ref().and_then(|r| r.fields.last_message).map(|s| s.start as usize..s.end as usize),
     );
     if let Some(redacted) = checked? {
         ex.body = redacted.body;
@@ -468,12 +469,18 @@ pub fn capture<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) {
     if !team.is_some_and(|t| t.capture) {
         return;
     }
-    let prompt =
-        match crate::proxy::guard::check_request("capture", g, &ex.body, (&mut Vec::new(), &mut Vec::new()), None) {
-            Ok(Some(redacted)) => redacted.body,
-            Ok(None) => ex.body.clone(),
-            Err(_) => Bytes::from_static(b"(not captured: the body could not be read)"),
-        };
+    let prompt = match crate::proxy::guard::check_request(
+        "capture",
+        g,
+        &ex.body,
+        (&mut Vec::new(), &mut Vec::new()),
+        None,
+        None,
+    ) {
+        Ok(Some(redacted)) => redacted.body,
+        Ok(None) => ex.body.clone(),
+        Err(_) => Bytes::from_static(b"(not captured: the body could not be read)"),
+    };
     ex.trace.capture = Some(Box::new(crate::record::Capture { prompt, answer: Vec::new() }));
 }
 

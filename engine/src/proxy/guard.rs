@@ -16,7 +16,7 @@
 
 use bytes::{Bytes, BytesMut};
 use tollgate_policy::guard::stream::TextStream;
-use tollgate_policy::guard::{redact, Action, CleanTexts, Direction, Findings, Guard, Hit};
+use tollgate_policy::guard::{redact, Action, CleanTexts, Direction, Findings, Guard, Hit, RequestTexts};
 use tollgate_protocol::json::{
     escape, string_texts, string_texts_marked, string_values, unescape, unescape_marked, Malformed, StringValue,
 };
@@ -103,26 +103,36 @@ fn scan_json(
     direction: Direction,
     findings: &mut Findings,
     texts: &mut Texts,
-    mut clean: Option<(&mut CleanTexts, u64)>,
+    clean: Option<(&mut CleanTexts, u64)>,
+    newest: Option<std::ops::Range<usize>>,
 ) -> Result<(), Malformed> {
     let mut bad = None;
+    // A request's texts go through the memory of clean runs (the history
+    // and tool schemas every turn sends again); an answer's are new.
+    let mut request = (direction == Direction::Request).then(|| RequestTexts::new(guard, clean));
     string_texts_marked(doc, is_text, |_, v, text, marks| match text {
         Ok(text) => {
             let i = texts.values.len() as u32;
-            if direction == Direction::Request {
-                // A text with less than a remembered text's size after it
-                // is the body's newest (the last message): new with every
-                // request, so it is scanned without being remembered
-                // (hashing it would cost every request and save none).
-                let newest = doc.len() - v.raw.end < CleanTexts::MIN_BYTES;
-                let memory = clean.as_mut().filter(|_| !newest).map(|(c, scope)| (&mut **c, *scope));
-                guard.scan_request_text(text, findings, memory);
-            } else {
-                guard.scan(text, direction, true, findings);
+            match &mut request {
+                // The body's newest text (new with every request): in the
+                // last message where the route found one, else a text
+                // with less than a run's size after it.
+                Some(request) => {
+                    let last = match &newest {
+                        Some(newest) => newest.start <= v.raw.start && v.raw.end <= newest.end,
+                        None => doc.len() - v.raw.end < CleanTexts::MIN_BYTES,
+                    };
+                    request.text(i, text, last, findings)
+                }
+                None => {
+                    guard.scan(text, direction, true, findings);
+                    findings.file(i);
+                }
             }
-            findings.file(i);
             // A text to be redacted keeps its escapes' marks (taken, not
-            // copied), so that the rewrite need not decode it again.
+            // copied), so that the rewrite need not decode it again. A
+            // text held in a run of short ones is scanned later, when the
+            // marks are gone: the rewrite decodes it again (it is short).
             let mine = findings.all.iter().rev().take_while(|(t, _)| *t == i);
             if v.escaped && !marks.is_empty() && mine.clone().any(|(_, h)| h.action == Action::Redact) {
                 texts.marks.push((i, std::mem::take(marks)));
@@ -132,8 +142,8 @@ fn scan_json(
         Err(e) => bad = Some(e),
     })?;
     bad.map_or(Ok(()), Err)?;
-    if direction == Direction::Request {
-        guard.settle(findings);
+    if let Some(request) = request {
+        request.finish(findings);
     }
     Ok(())
 }
@@ -337,10 +347,11 @@ pub fn check_request(
     body: &Bytes,
     (recorded, features): (&mut Vec<Recorded>, &mut Vec<&'static str>),
     clean: Option<(&mut CleanTexts, u64)>,
+    newest: Option<std::ops::Range<usize>>,
 ) -> Result<Option<Redacted>, GatewayError> {
     let mut findings = Findings::default();
     let mut texts = Texts::default();
-    if let Err(Malformed(why)) = scan_json(guard, body, Direction::Request, &mut findings, &mut texts, clean) {
+    if let Err(Malformed(why)) = scan_json(guard, body, Direction::Request, &mut findings, &mut texts, clean, newest) {
         if guard.fail_open {
             tracing::warn!(profile, why, "guardrails could not read a request; letting it through (on_error = allow)");
             return Ok(None);
@@ -371,7 +382,7 @@ pub enum Checked {
 pub fn check_answer(guard: &Guard, body: &mut BytesMut, recorded: &mut Vec<Recorded>) -> Checked {
     let mut findings = Findings::default();
     let mut texts = Texts::default();
-    if scan_json(guard, body, Direction::Response, &mut findings, &mut texts, None).is_err() {
+    if scan_json(guard, body, Direction::Response, &mut findings, &mut texts, None, None).is_err() {
         // The answer already parsed for usage or translation; one that
         // cannot be walked is not shown unchecked.
         return if guard.fail_open { Checked::Pass } else { Checked::Blocked("unreadable answer".to_string()) };
@@ -554,7 +565,8 @@ impl<'g> EventGuard<'g> {
         copy.extend_from_slice(&data[..raw.start]);
         copy.extend_from_slice(&data[raw.end..]);
         let mut findings = Findings::default();
-        if scan_json(self.guard, &copy, Direction::Response, &mut findings, &mut Texts::default(), None).is_err() {
+        if scan_json(self.guard, &copy, Direction::Response, &mut findings, &mut Texts::default(), None, None).is_err()
+        {
             findings = self.scan_as_written(&copy);
         }
         self.unrewritable(&findings)
@@ -669,7 +681,7 @@ impl<'g> EventGuard<'g> {
         // An event that cannot be walked (not JSON, a bad escape) is
         // scanned as written; what a rule would redact in it cannot be, so
         // that ends the stream as a block does.
-        if scan_json(self.guard, &ev.data, Direction::Response, &mut findings, &mut texts, None).is_err() {
+        if scan_json(self.guard, &ev.data, Direction::Response, &mut findings, &mut texts, None, None).is_err() {
             let raw = self.scan_as_written(&ev.data);
             self.unrewritable(&raw)?;
             out.push(ev);
@@ -745,8 +757,96 @@ mod tests {
 
     fn check(g: &Guard, body: &str) -> Result<Option<String>, GatewayError> {
         let mut hits = Vec::new();
-        check_request("t", g, &Bytes::copy_from_slice(body.as_bytes()), (&mut hits, &mut Vec::new()), None)
+        check_request("t", g, &Bytes::copy_from_slice(body.as_bytes()), (&mut hits, &mut Vec::new()), None, None)
             .map(|b| b.map(|b| String::from_utf8(b.body.to_vec()).unwrap()))
+    }
+
+    /// Bodies of tools and histories drawn from a few texts (short and
+    /// long, clean, with an address to redact, with a key to block, with
+    /// escapes; some under structural keys, which are not texts), each
+    /// request a variation of an earlier one: the verdict, the body sent
+    /// on and the hits recorded are the same with the memory of clean
+    /// runs as without it.
+    #[test]
+    fn remembered_runs_change_no_verdict_body_or_record() {
+        let g = guard(false);
+        let long = "Ordinary words about the quarterly roadmap and the onboarding flow. ".repeat(20);
+        let pool = [
+            "A short turn about lunch.".to_string(),
+            r#"Line one\nline \"two\" caf\u00e9"#.to_string(),
+            "Write to jane.doe@example.com today.".to_string(),
+            r#"Quoted \"jane.doe@example.com\"\n"#.to_string(),
+            "token sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD".to_string(),
+            long.clone(),
+            format!("{long} mail jane.doe@example.com"),
+            "Returns the weather for a city, in degrees.".to_string(),
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let body = |slots: &[(usize, usize)]| {
+            let string = |(key, text): (usize, usize)| {
+                let k = ["name", "description", "id", "tool_call_id"][key];
+                format!(
+                    r#"{{"role":"user","{k}":"{}","content":"{}"}}"#,
+                    pool[text],
+                    pool[[0, 1, 5, 7][(text + key) % 4]]
+                )
+            };
+            let tools: Vec<String> = slots[..6]
+                .iter()
+                .map(|&(_, t)| {
+                    format!(r#"{{"type":"function","function":{{"name":"f","description":"{}"}}}}"#, pool[t])
+                })
+                .collect();
+            let messages: Vec<String> = slots[6..].iter().map(|&s| string(s)).collect();
+            format!(r#"{{"model":"m","tools":[{}],"messages":[{}]}}"#, tools.join(","), messages.join(","))
+        };
+        let mut memory = CleanTexts::new();
+        let mut kept: Vec<Vec<(usize, usize)>> = Vec::new();
+        let (mut remembered, mut blocked, mut redacted) = (0, 0, 0);
+        for round in 0..400 {
+            let mut slots = if kept.is_empty() || next(4) == 0 {
+                (0..30)
+                    .map(|_| (next(4), if next(3) == 0 { next(pool.len()) } else { next(2) * 5 + 2 * next(2) }))
+                    .collect()
+            } else {
+                kept[next(kept.len())].clone()
+            };
+            let i = next(slots.len());
+            slots[i] = (next(4), next(pool.len()));
+            if next(2) == 0 {
+                slots.push((0, next(pool.len())));
+            }
+            kept.push(slots.clone());
+            let doc = Bytes::from(body(&slots));
+            // The newest text told by the route's last message, or by
+            // the tail of the body.
+            let newest = (round % 2 == 0)
+                .then(|| tollgate_protocol::openai::scan_request(&doc).expect("a chat request").last_message)
+                .flatten()
+                .map(|s| s.start as usize..s.end as usize);
+            let run = |memory: Option<&mut CleanTexts>| {
+                let (mut hits, mut features) = (Vec::new(), Vec::new());
+                let verdict =
+                    check_request("t", &g, &doc, (&mut hits, &mut features), memory.map(|m| (m, 3)), newest.clone())
+                        .map(|r| r.map(|r| (r.body, r.edits)))
+                        .map_err(|e| e.to_string());
+                (verdict, format!("{hits:?}"), features)
+            };
+            let before = memory.len();
+            let with = run(Some(&mut memory));
+            assert_eq!(with, run(None), "round {round}: {}", String::from_utf8_lossy(&doc));
+            remembered += usize::from(memory.len() == before && round > 0);
+            blocked += usize::from(with.0.is_err());
+            redacted += usize::from(matches!(with.0, Ok(Some(_))));
+        }
+        // The draw covered each way a request can go.
+        assert!(remembered > 50 && blocked > 20 && redacted > 20, "{remembered} {blocked} {redacted}");
     }
 
     /// The rewrite as it was: each redacted string decoded, redacted and
@@ -808,7 +908,7 @@ mod tests {
                 );
                 let mut findings = Findings::default();
                 let mut texts = Texts::default();
-                scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts, None).unwrap();
+                scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts, None, None).unwrap();
                 if !findings.redacts() {
                     continue;
                 }
@@ -846,7 +946,7 @@ mod tests {
             let doc = format!(r#"{{"messages":[{{"role":"user","content":"{text}"}}],"model":"gpt-4o"}}"#);
             let mut findings = Findings::default();
             let mut texts = Texts::default();
-            scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts, None).unwrap();
+            scan_json(&g, doc.as_bytes(), Direction::Request, &mut findings, &mut texts, None, None).unwrap();
             assert!(findings.redacts(), "{target}");
             let (new, _) = rewrite(doc.as_bytes(), &texts, &findings);
             let want = rewrite_decoded(doc.as_bytes(), &texts, &findings);

@@ -39,38 +39,39 @@ use std::fmt;
 
 use anchors::{Anchors, Place};
 
-/// Request texts that profiles scanned and found nothing in, by a keyed
-/// hash of the profile, the caller's scope (the team) and the text: one per core (never shared), emptied
-/// with its core's state on a reload, or when full. The hash's key is
-/// random per process, so a tenant cannot make a hostile text collide with
-/// a remembered one (64 bits, blind: about 2^-52 per try at 4,096
-/// entries).
+/// Runs of request texts that profiles scanned and found nothing in, by a
+/// keyed hash of the profile, the caller's scope (the team) and the texts:
+/// one per core (never shared), emptied with its core's state on a reload,
+/// or when full. The hash's key is random per process, so a tenant cannot
+/// make a hostile text collide with a remembered one (64 bits, blind:
+/// about 2^-52 per try at 4,096 entries).
 pub struct CleanTexts {
     keys: std::hash::RandomState,
     set: std::collections::HashSet<u64>,
 }
 
 impl CleanTexts {
-    /// Texts remembered at most (about 64 KiB of memory).
+    /// Runs remembered at most (about 64 KiB of memory).
     pub const ENTRIES: usize = 4096;
-    /// Shorter texts are scanned every time: a scan of them costs about
-    /// what hashing them does.
+    /// A run is closed (looked up, and remembered if clean) once its texts
+    /// hold this many bytes; a shorter run, which only the end of a body
+    /// leaves, is scanned every time: a scan of it costs about what
+    /// hashing it does.
     pub const MIN_BYTES: usize = 1024;
 
     pub fn new() -> CleanTexts {
         CleanTexts { keys: std::hash::RandomState::new(), set: std::collections::HashSet::new() }
     }
 
-    fn key(&self, guard: &Guard, scope: u64, text: &[u8]) -> u64 {
+    fn run(&self, guard: &Guard, scope: u64) -> std::hash::DefaultHasher {
         use std::hash::{BuildHasher, Hasher};
         let mut h = self.keys.build_hasher();
         h.write_usize(guard as *const Guard as usize);
         h.write_u64(scope);
-        h.write(text);
-        h.finish()
+        h
     }
 
-    /// How many texts are remembered.
+    /// How many runs are remembered.
     pub fn len(&self) -> usize {
         self.set.len()
     }
@@ -83,6 +84,117 @@ impl CleanTexts {
 impl Default for CleanTexts {
     fn default() -> Self {
         CleanTexts::new()
+    }
+}
+
+/// A request's texts through one profile, in the order of the body, with
+/// what `memory` remembers skipped: a conversation sends its history again
+/// with every turn, and an agent its tool schemas, and 100 KB of them cost
+/// a scan per request otherwise.
+///
+/// Texts are taken in runs: consecutive texts until they hold
+/// [`CleanTexts::MIN_BYTES`], looked up as one by the hash of their
+/// decoded bytes (each with its length, so that `ab`+`c` is not `a`+`bc`)
+/// and scanned only if not remembered; a run in which every text found
+/// exactly nothing is remembered. So a history of short turns, or a tool
+/// list of short descriptions, is remembered as well as one long text. The
+/// texts given as `last` (the body's newest, new with every request) are
+/// scanned without being remembered, and so is the short run before them:
+/// hashing them would cost every request and save none.
+///
+/// What the walk decides (which string values are texts, their order) is
+/// the caller's, so a run's key is exactly what its scans would read: the
+/// same texts in the same order find the same things, whatever the keys,
+/// the structure or the texts around them.
+pub struct RequestTexts<'g> {
+    guard: &'g Guard,
+    memory: Option<(&'g mut CleanTexts, u64)>,
+    run: Option<std::hash::DefaultHasher>,
+    /// The run's texts, decoded, kept until it is closed.
+    held: Vec<u8>,
+    /// Each held text: its index among the request's texts, its end in `held`.
+    texts: Vec<(u32, usize)>,
+}
+
+impl<'g> RequestTexts<'g> {
+    pub fn new(guard: &'g Guard, memory: Option<(&'g mut CleanTexts, u64)>) -> RequestTexts<'g> {
+        RequestTexts { guard, memory, run: None, held: Vec::new(), texts: Vec::new() }
+    }
+
+    /// The request's text `index` (numbered in the body's order, as
+    /// `findings` files them). `last`: little enough of the body follows it
+    /// that it is the newest (see the type's documentation).
+    pub fn text(&mut self, index: u32, text: &[u8], last: bool, findings: &mut Findings) {
+        let Some((memory, scope)) = self.memory.as_mut().filter(|_| !last) else {
+            self.scan_held(findings);
+            self.guard.scan(text, Direction::Request, true, findings);
+            findings.file(index);
+            return;
+        };
+        use std::hash::Hasher;
+        let run = self.run.get_or_insert_with(|| memory.run(self.guard, *scope));
+        run.write_usize(text.len());
+        run.write(text);
+        if self.texts.is_empty() && text.len() >= CleanTexts::MIN_BYTES {
+            // A run of one long text is scanned where it lies, not copied.
+            self.close(text, &[(index, text.len())], findings);
+            return;
+        }
+        self.held.extend_from_slice(text);
+        self.texts.push((index, self.held.len()));
+        if self.held.len() >= CleanTexts::MIN_BYTES {
+            // Taken and given back, so that their room serves the next run.
+            let (mut held, mut texts) = (std::mem::take(&mut self.held), std::mem::take(&mut self.texts));
+            self.close(&held, &texts, findings);
+            held.clear();
+            texts.clear();
+            (self.held, self.texts) = (held, texts);
+        }
+    }
+
+    /// Scans what is still held (a run too short to remember) and settles
+    /// the request's injection score.
+    pub fn finish(mut self, findings: &mut Findings) {
+        self.scan_held(findings);
+        self.guard.settle(findings);
+    }
+
+    /// A full run: skipped if remembered, else scanned, and remembered if
+    /// nothing was found in any of its texts.
+    /// `held` holds the run's texts, each ending where `texts` says.
+    fn close(&mut self, held: &[u8], texts: &[(u32, usize)], findings: &mut Findings) {
+        use std::hash::Hasher;
+        let key = self.run.take().map(|run| run.finish());
+        let (Some(key), Some((memory, _))) = (key, self.memory.as_mut()) else { return };
+        if memory.set.contains(&key) {
+            return;
+        }
+        let mut nothing = true;
+        let mut from = 0;
+        for &(index, end) in texts {
+            nothing &= self.guard.scan_request_nothing(&held[from..end], findings);
+            findings.file(index);
+            from = end;
+        }
+        if nothing {
+            if memory.set.len() >= CleanTexts::ENTRIES {
+                memory.set.clear();
+            }
+            memory.set.insert(key);
+        }
+    }
+
+    /// Scans the held texts without looking them up or remembering them.
+    fn scan_held(&mut self, findings: &mut Findings) {
+        self.run = None;
+        let mut from = 0;
+        for &(index, end) in &self.texts {
+            self.guard.scan(&self.held[from..end], Direction::Request, true, findings);
+            findings.file(index);
+            from = end;
+        }
+        self.held.clear();
+        self.texts.clear();
     }
 }
 
@@ -497,39 +609,21 @@ impl Guard {
         self.actions[d.index()]
     }
 
-    /// Scans one complete text of a request, as [`Guard::scan`] does,
-    /// unless `clean` remembers this profile finding nothing in the same
-    /// text before: a conversation sends its history again with every
-    /// turn, and an agent's 100 KB of it costs a scan per request
-    /// otherwise. Only what is exactly nothing is remembered: no hit, no
-    /// injection phrase counted, no feature, and none of the supporting
-    /// phrases either (they are looked for in a text only when earlier
-    /// texts of its request scored something, so a text clean in one
-    /// request may not be in another unless they find nothing in it).
-    ///
-    /// `clean` comes with the caller's scope (the team): what one team's
-    /// texts were is not told to another by how fast theirs are checked.
-    pub fn scan_request_text(&self, text: &[u8], findings: &mut Findings, clean: Option<(&mut CleanTexts, u64)>) {
-        let Some((clean, scope)) = clean.filter(|_| text.len() >= CleanTexts::MIN_BYTES) else {
-            self.scan(text, Direction::Request, true, findings);
-            return;
-        };
-        let key = clean.key(self, scope, text);
-        if clean.set.contains(&key) {
-            return;
-        }
+    /// Scans one complete text of a request, as [`Guard::scan`] does, and
+    /// says whether it found exactly nothing: no hit, no injection phrase
+    /// counted, no feature, and none of the supporting phrases either (they
+    /// are looked for in a text only when earlier texts of its request
+    /// scored something, so a text clean in one request may not be in
+    /// another unless they find nothing in it). Only such texts are
+    /// remembered ([`RequestTexts`]).
+    fn scan_request_nothing(&self, text: &[u8], findings: &mut Findings) -> bool {
         // Every injection place, score and feature a scan adds passes
         // `count_phrase`, which counts each match: hits and that count
         // unchanged is nothing found.
         let before = (findings.hits.len(), findings.phrases_matched);
         self.scan(text, Direction::Request, true, findings);
         let nothing = before == (findings.hits.len(), findings.phrases_matched) && findings.open.is_empty();
-        if nothing && (self.action(Detector::Injection).is_none() || injection::supporting(text).next().is_none()) {
-            if clean.set.len() >= CleanTexts::ENTRIES {
-                clean.set.clear();
-            }
-            clean.set.insert(key);
-        }
+        nothing && (self.action(Detector::Injection).is_none() || injection::supporting(text).next().is_none())
     }
 
     /// Whether anything at all is looked for in `direction`.
@@ -787,7 +881,7 @@ pub struct Findings {
     pub injection_features: Vec<&'static str>,
     /// Injection phrases and features matched so far, counted or not (a
     /// phrase hidden in a text but already counted in an earlier one
-    /// changes nothing else): what [`Guard::scan_request_text`] needs to
+    /// changes nothing else): what [`RequestTexts`] needs to
     /// know that a text had none. Every push to `injection`, every score
     /// and every feature goes through [`Findings::count_phrase`], which
     /// counts here first.
