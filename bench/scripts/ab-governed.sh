@@ -4,7 +4,9 @@
 # of this one, side by side on CPU 0, wrk rounds alternating on CPU 1.
 # AFTER_EXTRA: TOML appended to this build's configuration only (for
 # example a [telemetry] section, with BEFORE set to this same build).
-# Usage: BEFORE=... ab-governed.sh [seconds] [rounds] [sizes...]
+# KIND=conversation|agent|tools sends bench/prompts/KIND-SIZE.json instead
+# of the mixed prompts.
+# Usage: BEFORE=... [KIND=...] ab-governed.sh [seconds] [rounds] [sizes...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-5}
@@ -22,6 +24,6 @@ taskset -c 0 ./target/release/tollgate --config "$work/after.toml" >"$work/after
 taskset -c 0 "$BEFORE" --config "$work/before.toml" >"$work/before.log" 2>&1 &
 sleep 1.5
 for size in $SIZES; do
-  export BODY=bench/prompts/mixed-$size.json
-  wrk_rounds bench/scripts/body.lua "$size-byte prompts, governed" before:9202 after:9201
+  export BODY=bench/prompts/${KIND:-mixed}-$size.json
+  wrk_rounds bench/scripts/body.lua "$size-byte ${KIND:-mixed} prompts, governed" before:9202 after:9201
 done

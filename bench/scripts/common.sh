@@ -91,20 +91,24 @@ start_mock_and_lanes() {
 
 # Alternates wrk (-t1 -c32, on CPU 1) over NAME:PORT targets for $ROUNDS
 # rounds of $SECS seconds with the Lua script $1, then prints the medians.
-# Usage: wrk_rounds SCRIPT "DESCRIPTION" NAME:PORT...
+# A target NAME:PORT:SCRIPT is loaded with its own Lua script instead (a
+# peer with another path or model name).
+# Usage: wrk_rounds SCRIPT "DESCRIPTION" NAME:PORT[:SCRIPT]...
 wrk_rounds() {
-  local script=$1 what=$2 t out
+  local script=$1 what=$2 t out name rest
   shift 2
   declare -A rows=()
   for _ in $(seq "$ROUNDS"); do
     for t in "$@"; do
-      out=$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s "$script" "http://127.0.0.1:${t#*:}/v1/chat/completions")
-      rows[${t%:*}]+="$(echo "$out" | wrk_summary)"$'\n'
+      name=${t%%:*} rest=${t#*:}
+      out=$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s "$( [ "$rest" != "${rest#*:}" ] && echo "${rest#*:}" || echo "$script")" \
+        "http://127.0.0.1:${rest%%:*}/v1/chat/completions")
+      rows[$name]+="$(echo "$out" | wrk_summary)"$'\n'
     done
   done
   echo "wrk -t1 -c32 -d${SECS}s, $what, $ROUNDS rounds, medians"
   printf "%-10s %8s %8s %8s\n" target req/s p50_us p99_us
-  for t in "$@"; do median_row 10 "${t%:*}" "${rows[${t%:*}]}"; done
+  for t in "$@"; do median_row 10 "${t%%:*}" "${rows[${t%%:*}]}"; done
 }
 
 # Table rows: for each NAME:PORT target, the medians of the caller's
