@@ -730,6 +730,64 @@ fn a_run_is_its_texts_not_their_concatenation() {
     assert!(hits.iter().any(|(t, h)| *t == 1 && h.rule == Rule::Detector(Detector::OpenAiKey)), "{hits:?}");
 }
 
+/// The run hash is the polynomial its documentation says, computed the
+/// slow way (u128 remainders) over the words split by hand: random texts
+/// at random points, the largest words at the largest point (where the
+/// folding's bounds are tight), lengths around the 7-byte words.
+#[test]
+fn the_run_hash_is_its_polynomial() {
+    const P: u128 = (1 << 61) - 1;
+    fn reference(point: u64, texts: &[&[u8]]) -> u64 {
+        let mut acc = 0u128;
+        let mut word = |w: u128| acc = (acc * point as u128 + w + 1) % P;
+        for t in texts {
+            word(t.len() as u128);
+            for chunk in t.chunks(7) {
+                word(chunk.iter().rev().fold(0u128, |v, &b| (v << 8) | b as u128));
+            }
+        }
+        acc as u64
+    }
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let points = [1, 2, (P - 1) as u64, (P - 2) as u64, 1 << 60, 0x0123_4567_89ab_cdef];
+    for round in 0..3000 {
+        let point = points.get(round).copied().unwrap_or_else(|| 1 + next() % (P as u64 - 1));
+        let texts: Vec<Vec<u8>> = (0..1 + next() % 4)
+            .map(|_| {
+                let n = (next() % 40) as usize;
+                let fill = if round % 3 == 0 { 0xff } else { 0 };
+                (0..n).map(|_| if fill == 0xff { 0xff } else { next() as u8 }).collect()
+            })
+            .collect();
+        let refs: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
+        let mut h = RunHash { point, acc: 0 };
+        for t in &refs {
+            h.text(t);
+        }
+        assert_eq!(h.finish(), reference(point, &refs), "point {point} texts {texts:?}");
+        assert!(h.finish() < P as u64);
+    }
+    // One word from every accumulator the folding leaves (below 2^61 + 4,
+    // not reduced) at points and accumulators near the top, where the
+    // sums run past 2P.
+    for round in 0..200_000u64 {
+        let top = |r: u64, span: u64| (P as u64 + 4) - 1 - r % span;
+        let span = if round % 2 == 0 { 1 << 20 } else { 1 << 57 };
+        let (acc, point, word) = (top(next(), span), top(next(), span).min(P as u64 - 1), next() & ((1 << 56) - 1));
+        let mut h = RunHash { point, acc };
+        h.word(word);
+        assert!(h.acc < (1 << 61) + 4, "acc {acc} point {point} word {word}");
+        let want = ((acc as u128 % P) * point as u128 + word as u128 + 1) % P;
+        assert_eq!(h.finish() as u128, want, "acc {acc} point {point} word {word}");
+    }
+}
+
 /// The supporting phrases are looked for in a text only when earlier
 /// texts of its request scored something: a text they would find
 /// something in is never remembered clean, or a request that needs them
