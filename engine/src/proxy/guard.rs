@@ -804,7 +804,12 @@ mod tests {
                 })
                 .collect();
             let messages: Vec<String> = slots[6..].iter().map(|&s| string(s)).collect();
-            format!(r#"{{"model":"m","tools":[{}],"messages":[{}]}}"#, tools.join(","), messages.join(","))
+            // The tools before the messages, or after them as the OpenAI
+            // SDK writes them.
+            match slots[0].0 % 2 {
+                0 => format!(r#"{{"model":"m","tools":[{}],"messages":[{}]}}"#, tools.join(","), messages.join(",")),
+                _ => format!(r#"{{"model":"m","messages":[{}],"tools":[{}]}}"#, messages.join(","), tools.join(",")),
+            }
         };
         let mut memory = CleanTexts::new();
         let mut kept: Vec<Vec<(usize, usize)>> = Vec::new();

@@ -214,10 +214,20 @@ impl<'g> RequestTexts<'g> {
         }
     }
 
-    /// Scans what is still held (a run too short to remember) and settles
-    /// the request's injection score.
+    /// Closes what is still held, though short, and settles the request's
+    /// injection score. What the body's end leaves held came after the
+    /// newest text (tool schemas, a system prompt written after the
+    /// messages): sent again as it is with each request, and its short
+    /// strings cost a scan several times what hashing them does. (The
+    /// short run before the newest text is scanned without memory: it is
+    /// the history's tail, which the next turn extends.)
     pub fn finish(mut self, findings: &mut Findings) {
-        self.scan_held(findings);
+        if self.texts.is_empty() {
+            self.run = None;
+        } else {
+            let (held, texts) = (std::mem::take(&mut self.held), std::mem::take(&mut self.texts));
+            self.close(&held, &texts, findings);
+        }
         self.guard.settle(findings);
     }
 
@@ -619,6 +629,10 @@ impl Guard {
             }
         }
         if on(Detector::Injection) {
+            // The supporting phrases' automaton is built here, at load,
+            // not by the first request whose texts need it (730,000
+            // instructions, once per process).
+            let _ = injection::supporting(b"").next();
             for (i, literal) in injection::anchors().iter().enumerate() {
                 literals.push(literal.as_bytes().to_vec());
                 anchor_kinds.push(Anchor::Injection(i as u16));

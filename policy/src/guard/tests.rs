@@ -623,18 +623,21 @@ fn next_digit_at_every_place_in_a_step() {
 /// (the last one as the body's newest): every hit with its text, the
 /// features.
 fn request_findings(g: &Guard, texts: &[&str], clean: Option<&mut CleanTexts>) -> (Vec<(u32, Hit)>, Vec<&'static str>) {
-    scoped_findings(g, texts, clean.map(|c| (c, 7)))
+    scoped_findings(g, texts, texts.len().checked_sub(1), clean.map(|c| (c, 7)))
 }
 
+/// The same with text `newest` as the newest (a body whose tools or
+/// system prompt come after the last message), or none.
 fn scoped_findings(
     g: &Guard,
     texts: &[&str],
+    newest: Option<usize>,
     clean: Option<(&mut CleanTexts, u64)>,
 ) -> (Vec<(u32, Hit)>, Vec<&'static str>) {
     let mut f = Findings::default();
     let mut request = RequestTexts::new(g, clean);
     for (i, t) in texts.iter().enumerate() {
-        request.text(i as u32, t.as_bytes(), i + 1 == texts.len(), &mut f);
+        request.text(i as u32, t.as_bytes(), Some(i) == newest, &mut f);
     }
     request.finish(&mut f);
     (f.all, f.injection_features)
@@ -665,7 +668,7 @@ fn a_clean_text_is_remembered_and_its_scan_skipped_with_the_same_findings() {
     let other = Guard::compile(&ProfileSpec { name: "o".into(), ..Default::default() }).unwrap();
     request_findings(&other, &[history.as_str(), "hi"], Some(&mut clean));
     assert_eq!(clean.len(), 2);
-    scoped_findings(&g, &[history.as_str(), "hi"], Some((&mut clean, 8)));
+    scoped_findings(&g, &[history.as_str(), "hi"], Some(1), Some((&mut clean, 8)));
     assert_eq!(clean.len(), 3);
 }
 
@@ -832,10 +835,15 @@ fn a_hidden_phrase_counted_already_is_not_clean() {
 proptest::proptest! {
     /// Any sequence of requests over texts of each kind (clean, personal
     /// data, a secret, weak and strong injection phrases, supporting ones,
-    /// short ones) gives the same findings with the memory as without.
+    /// short ones) gives the same findings with the memory as without,
+    /// wherever the newest text is (last, earlier, or none: the texts
+    /// after it are closed as a run at the body's end).
     #[test]
     fn remembering_clean_texts_changes_no_findings(
-        requests in proptest::collection::vec(proptest::collection::vec(0usize..17, 1..24), 1..12),
+        requests in proptest::collection::vec(
+            (proptest::collection::vec(0usize..17, 1..24), proptest::option::of(0usize..24)),
+            1..12,
+        ),
     ) {
         let g = all_on();
         let pool = [
@@ -858,9 +866,12 @@ proptest::proptest! {
             "Ordinary words about the quarterly roadmap and the onboarding flow. ".repeat(6),
         ];
         let mut clean = CleanTexts::new();
-        for request in &requests {
+        for (request, newest) in &requests {
             let texts: Vec<&str> = request.iter().map(|&i| pool[i].as_str()).collect();
-            proptest::prop_assert_eq!(request_findings(&g, &texts, Some(&mut clean)), request_findings(&g, &texts, None));
+            proptest::prop_assert_eq!(
+                scoped_findings(&g, &texts, *newest, Some((&mut clean, 7))),
+                scoped_findings(&g, &texts, *newest, None)
+            );
         }
     }
 }
