@@ -284,6 +284,9 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 if c.peek() != Some(b'[') {
                     return Err(BodyError::BadMessages);
                 }
+                // Given twice, the last is the one a provider's parser
+                // keeps: its last message, or none.
+                last_message = None;
                 messages(&mut c, &mut plain_messages, &mut last_message)?;
             }
             b"input" => {
@@ -1294,6 +1297,11 @@ mod tests {
     fn the_last_message_is_its_element_whole() {
         let cases: &[(&str, Option<&str>)] = &[
             (r#"{"model":"m","messages":[]}"#, None),
+            (r#"{"model":"m","messages":[{"role":"user","content":"a"}],"messages":[]}"#, None),
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"a"}],"messages":[{"role":"user","content":"b"}]}"#,
+                Some(r#"{"role":"user","content":"b"}"#),
+            ),
             (r#"{"model":"m","input":"x"}"#, None),
             (r#"{"model":"m","messages":[{"role":"user","content":"a"}]}"#, Some(r#"{"role":"user","content":"a"}"#)),
             (

@@ -91,7 +91,12 @@ impl CleanTexts {
 /// tenant, who never sees a key, makes a text whose run collides with one
 /// of 4,096 remembered ones with a chance of at most 4096 n / 2^61 per
 /// try: about 2^-35 for a run of 100 KB (14,630 words), 2^-42 for one of
-/// 1 KB.
+/// 1 KB. A request's runs together hold at most its body's words, so a
+/// request's chance is at most 4096 w / 2^61 for a body of w words:
+/// 2^-29 at the 8 MiB `body_bytes_max` the gateway ships with, so about
+/// 2^29 bodies of 8 MiB (4 PB) for an even chance of one collision; a
+/// failed try tells the tenant only that the point is not among its
+/// polynomial's roots.
 /// A word costs one multiplication and a fold (18 instructions per 7
 /// bytes, against SipHash's 2.8 a byte: an agent's 32 KB body, 591,767
 /// instructions a request with SipHash, 572,397 with this).
@@ -236,7 +241,18 @@ impl<'g> RequestTexts<'g> {
     /// `held` holds the run's texts, each ending where `texts` says.
     fn close(&mut self, held: &[u8], texts: &[(u32, usize)], findings: &mut Findings) {
         let key = self.run.take().map(|run| run.finish());
-        let (Some(key), Some((memory, _))) = (key, self.memory.as_mut()) else { return };
+        let (Some(key), Some((memory, _))) = (key, self.memory.as_mut()) else {
+            // Not reached (a run is held only with a memory, and its key
+            // begins with its first text); if it were, the texts are
+            // scanned: never skipped for want of a key.
+            let mut from = 0;
+            for &(index, end) in texts {
+                self.guard.scan(&held[from..end], Direction::Request, true, findings);
+                findings.file(index);
+                from = end;
+            }
+            return;
+        };
         if memory.set.contains(&key) {
             return;
         }
@@ -960,7 +976,7 @@ pub struct Findings {
     /// know that a text had none. Every push to `injection`, every score
     /// and every feature goes through [`Findings::count_phrase`], which
     /// counts here first.
-    phrases_matched: u32,
+    phrases_matched: u64,
     /// Every hit so far, with the index of the text it is in.
     pub all: Vec<(u32, Hit)>,
     /// Scratch of the anchor search: its matches.
