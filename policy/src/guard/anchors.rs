@@ -964,13 +964,7 @@ mod tests {
             "<|",
             "\n",
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::guard::tests::xorshift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {
             let n = (next() % 40) as usize;
             let text: String = (0..n).map(|_| pieces[(next() % pieces.len() as u64) as usize]).collect();
@@ -1121,13 +1115,7 @@ mod tests {
     #[test]
     fn random_literals_through_the_buckets() {
         let alphabet = b"aAbBzZ09_-<|[ \n\xc3\xa9\xe5\xbf\xd0\x80qQ";
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::guard::tests::xorshift(0x2545_f491_4f6c_dd1d);
         for round in 0..300 {
             let count = 1 + (next() % 24) as usize;
             let mut lits = Vec::new();
