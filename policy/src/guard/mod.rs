@@ -46,7 +46,9 @@ use anchors::{Anchors, Place};
 pub struct CleanTexts {
     /// The hash's secret point, random per process.
     point: u64,
-    set: std::collections::HashSet<u64>,
+    /// Each remembered run, and whether the supporting phrases were
+    /// looked for in it too (see [`RequestTexts`]).
+    set: std::collections::HashMap<u64, bool>,
 }
 
 impl CleanTexts {
@@ -62,7 +64,7 @@ impl CleanTexts {
         use std::hash::BuildHasher;
         // std seeds each RandomState from the OS's random source.
         let random = std::hash::RandomState::new().hash_one(0x746f_6c6c_6761_7465u64);
-        CleanTexts { point: 1 + random % (RunHash::P - 1), set: std::collections::HashSet::new() }
+        CleanTexts { point: 1 + random % (RunHash::P - 1), set: std::collections::HashMap::new() }
     }
 
     fn run(&self, guard: &Guard, scope: u64) -> RunHash {
@@ -253,7 +255,13 @@ impl<'g> RequestTexts<'g> {
             }
             return;
         };
-        if memory.set.contains(&key) {
+        // The supporting phrases are looked for in a text only while the
+        // request's injection score is above nothing and under the
+        // threshold (and a run of nothing leaves the score as it found
+        // it): a run remembered without them is skipped only where the
+        // scan would not look for them either.
+        let support = self.guard.wants_support(findings);
+        if memory.set.get(&key).is_some_and(|&supported| supported || !support) {
             return;
         }
         let mut nothing = true;
@@ -267,7 +275,9 @@ impl<'g> RequestTexts<'g> {
             if memory.set.len() >= CleanTexts::ENTRIES {
                 memory.set.clear();
             }
-            memory.set.insert(key);
+            // Scanned with them or without: a run once found clean of them
+            // stays so.
+            *memory.set.entry(key).or_insert(support) |= support;
         }
     }
 
@@ -702,19 +712,24 @@ impl Guard {
 
     /// Scans one complete text of a request, as [`Guard::scan`] does, and
     /// says whether it found exactly nothing: no hit, no injection phrase
-    /// counted, no feature, and none of the supporting phrases either (they
-    /// are looked for in a text only when earlier texts of its request
-    /// scored something, so a text clean in one request may not be in
-    /// another unless they find nothing in it). Only such texts are
-    /// remembered ([`RequestTexts`]).
+    /// counted, no feature. Only runs of such texts are remembered
+    /// ([`RequestTexts`]).
     fn scan_request_nothing(&self, text: &[u8], findings: &mut Findings) -> bool {
         // Every injection place, score and feature a scan adds passes
         // `count_phrase`, which counts each match: hits and that count
         // unchanged is nothing found.
         let before = (findings.hits.len(), findings.phrases_matched);
         self.scan(text, Direction::Request, true, findings);
-        let nothing = before == (findings.hits.len(), findings.phrases_matched) && findings.open.is_empty();
-        nothing && (self.action(Detector::Injection).is_none() || injection::supporting(text).next().is_none())
+        before == (findings.hits.len(), findings.phrases_matched) && findings.open.is_empty()
+    }
+
+    /// Whether a request text scanned now is also searched for the
+    /// supporting phrases (what [`Guard::scan`] decides from the score the
+    /// request's earlier texts left).
+    fn wants_support(&self, findings: &Findings) -> bool {
+        self.action(Detector::Injection).is_some()
+            && findings.injection_score > 0
+            && findings.injection_score < self.injection_threshold
     }
 
     /// Whether anything at all is looked for in `direction`.
@@ -774,8 +789,7 @@ impl Guard {
             // Something but not enough: the supporting phrases may add
             // what is missing (a second automaton, which clean text never
             // runs).
-            let some = findings.injection_score > 0 && findings.injection_score < self.injection_threshold;
-            if some && direction == Direction::Request && self.action(Detector::Injection).is_some() {
+            if direction == Direction::Request && self.wants_support(findings) {
                 for p in injection::supporting(text) {
                     findings.count_phrase(p.phrase, p.weight);
                     findings.injection.push((p.start, p.end));
