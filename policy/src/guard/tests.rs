@@ -763,7 +763,7 @@ fn the_run_hash_is_its_polynomial() {
             })
             .collect();
         let refs: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
-        let mut h = RunHash { point, acc: 0 };
+        let mut h = RunHash::new(point);
         for t in &refs {
             h.text(t);
         }
@@ -777,11 +777,18 @@ fn the_run_hash_is_its_polynomial() {
         let top = |r: u64, span: u64| (P as u64 + 4) - 1 - r % span;
         let span = if round % 2 == 0 { 1 << 20 } else { 1 << 57 };
         let (acc, point, word) = (top(next(), span), top(next(), span).min(P as u64 - 1), next() & ((1 << 56) - 1));
-        let mut h = RunHash { point, acc };
+        let mut h = RunHash { acc, ..RunHash::new(point) };
         h.word(word);
         assert!(h.acc < (1 << 61) + 4, "acc {acc} point {point} word {word}");
         let want = ((acc as u128 % P) * point as u128 + word as u128 + 1) % P;
         assert_eq!(h.finish() as u128, want, "acc {acc} point {point} word {word}");
+        // Two words at once, the second as large as a word can be.
+        let (a, b) = (word, (1 << 56) - 1 - (next() & 0xff));
+        let mut h = RunHash { acc, ..RunHash::new(point) };
+        h.two(a, b);
+        assert!(h.acc < (1 << 61) + 4, "acc {acc} point {point} words {a} {b}");
+        let want = (want * point as u128 + b as u128 + 1) % P;
+        assert_eq!(h.finish() as u128, want, "acc {acc} point {point} words {a} {b}");
     }
 }
 
