@@ -262,3 +262,54 @@ fn a_hidden_injection_is_blocked_and_its_features_recorded() {
     assert_eq!(features, &serde_json::json!(["override", "obfuscated"]), "{}", records[0]);
     assert!(!records[0].to_string().contains("prev"), "{}", records[0]);
 }
+
+/// An agent's request sent again with each step (short turns, the tool
+/// schemas after the messages, as the OpenAI SDK writes them), through the
+/// per-core memory of clean runs: a clean history goes as it came every
+/// time; an address put into a turn that was remembered clean is redacted;
+/// a key put into a tool's description is blocked; a turn with an address
+/// is redacted on every request (a run with a hit is never remembered).
+#[test]
+fn an_agent_history_sent_again_is_guarded_every_time() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&guarded_config(mock.addr, None, "redact", false), &[], &[]);
+    let body = |turn: Option<(usize, &str)>, tool: &str| {
+        let mut messages = vec![serde_json::json!({"role": "system", "content": "You are a coding agent."})];
+        for i in 0..40 {
+            let text = match turn {
+                Some((at, text)) if at == i => text.to_string(),
+                _ => clean_turn(i),
+            };
+            messages.push(serde_json::json!({"role": if i % 2 == 0 { "assistant" } else { "user" }, "content": text}));
+        }
+        messages.push(serde_json::json!({"role": "user", "content": "Now fix it."}));
+        let tools: Vec<serde_json::Value> = (0..8)
+            .map(|i| serde_json::json!({"type": "function", "function": {"name": format!("tool_{i}"),
+                "description": if i == 5 { tool.to_string() } else { format!("Reads file number {i} of the repository.") }}}))
+            .collect();
+        serde_json::json!({"model": "gpt-4o-mini", "messages": messages, "tools": tools}).to_string()
+    };
+    let clean = body(None, "Writes a file.");
+    for _ in 0..3 {
+        let r = chat(&gw, &clean, "x-mock-echo: body\r\n");
+        assert_eq!((r.status, &r.body[..]), (200, clean.as_bytes()), "{}", r.text());
+    }
+    let with_mail = body(Some((17, &format!("Step 17: mail {EMAIL} about it."))), "Writes a file.");
+    for _ in 0..2 {
+        let r = chat(&gw, &with_mail, "x-mock-echo: body\r\n");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let sent: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        assert_eq!(sent["messages"][18]["content"], "Step 17: mail [EMAIL] about it.");
+        assert_eq!(sent["messages"][17]["content"], clean_turn(16));
+    }
+    let with_key = body(None, &format!("Writes a file; token {OPENAI_KEY}"));
+    let r = chat(&gw, &with_key, "x-mock-echo: body\r\n");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("secret.openai_key"), "{}", r.text());
+    // And the clean history still goes as it came.
+    assert_eq!(chat(&gw, &clean, "x-mock-echo: body\r\n").body, clean.as_bytes());
+}
+
+fn clean_turn(i: usize) -> String {
+    format!("Step {i}: read src/file_{i}.rs; the escape handling is next.")
+}
