@@ -55,9 +55,10 @@ impl CleanTexts {
     /// Runs remembered at most (about 64 KiB of memory).
     pub const ENTRIES: usize = 4096;
     /// A run is closed (looked up, and remembered if clean) once its texts
-    /// hold this many bytes; a shorter run, which only the end of a body
-    /// leaves, is scanned every time: a scan of it costs about what
-    /// hashing it does.
+    /// hold this many bytes. A shorter run is left only before the body's
+    /// newest text, and is scanned every time (the next turn extends it),
+    /// or at the body's end, where it is closed though short
+    /// ([`RequestTexts::finish`]).
     pub const MIN_BYTES: usize = 1024;
 
     pub fn new() -> CleanTexts {
@@ -158,8 +159,8 @@ impl RunHash {
             h.two(read(at), read(at + 7));
             at += 14;
         }
-        while let Some(eight) = text.get(at..at + 8) {
-            h.word(u64::from_le_bytes(eight.try_into().expect("8 bytes")) & Self::WORD);
+        while at + 8 <= text.len() {
+            h.word(read(at));
             at += 7;
         }
         let rest = &text[at..];
@@ -258,9 +259,7 @@ impl<'g> RequestTexts<'g> {
     /// short run before the newest text is scanned without memory: it is
     /// the history's tail, which the next turn extends.)
     pub fn finish(mut self, findings: &mut Findings) {
-        if self.texts.is_empty() {
-            self.run = None;
-        } else {
+        if !self.texts.is_empty() {
             let (held, texts) = (std::mem::take(&mut self.held), std::mem::take(&mut self.texts));
             self.close(&held, &texts, findings);
         }
@@ -276,11 +275,9 @@ impl<'g> RequestTexts<'g> {
             // Not reached (a run is held only with a memory, and its key
             // begins with its first text); if it were, the texts are
             // scanned: never skipped for want of a key.
-            let mut from = 0;
-            for &(index, end) in texts {
-                self.guard.scan(&held[from..end], Direction::Request, true, findings);
+            for (index, text) in held_texts(held, texts) {
+                self.guard.scan(text, Direction::Request, true, findings);
                 findings.file(index);
-                from = end;
             }
             return;
         };
@@ -294,11 +291,9 @@ impl<'g> RequestTexts<'g> {
             return;
         }
         let mut nothing = true;
-        let mut from = 0;
-        for &(index, end) in texts {
-            nothing &= self.guard.scan_request_nothing(&held[from..end], findings);
+        for (index, text) in held_texts(held, texts) {
+            nothing &= self.guard.scan_request_nothing(text, findings);
             findings.file(index);
-            from = end;
         }
         if nothing {
             if memory.set.len() >= CleanTexts::ENTRIES {
@@ -313,15 +308,20 @@ impl<'g> RequestTexts<'g> {
     /// Scans the held texts without looking them up or remembering them.
     fn scan_held(&mut self, findings: &mut Findings) {
         self.run = None;
-        let mut from = 0;
-        for &(index, end) in &self.texts {
-            self.guard.scan(&self.held[from..end], Direction::Request, true, findings);
+        for (index, text) in held_texts(&self.held, &self.texts) {
+            self.guard.scan(text, Direction::Request, true, findings);
             findings.file(index);
-            from = end;
         }
         self.held.clear();
         self.texts.clear();
     }
+}
+
+/// The held texts with their indices: `held` cut where `texts` says each
+/// ends.
+fn held_texts<'a>(held: &'a [u8], texts: &'a [(u32, usize)]) -> impl Iterator<Item = (u32, &'a [u8])> + 'a {
+    let starts = std::iter::once(0).chain(texts.iter().map(|&(_, end)| end));
+    texts.iter().zip(starts).map(move |(&(index, end), start)| (index, &held[start..end]))
 }
 
 /// What a profile does about a hit.
