@@ -180,19 +180,9 @@ struct Planes {
 
 impl Planes {
     fn new(dims: usize) -> Planes {
-        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
-        let rows = (0..SKETCH_BITS * dims)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                if seed & 1 == 0 {
-                    1.0
-                } else {
-                    -1.0
-                }
-            })
-            .collect();
+        let seed = std::cell::Cell::new(0x2545_F491_4F6C_DD1D_u64);
+        let rows =
+            (0..SKETCH_BITS * dims).map(|_| if crate::next_random(&seed) & 1 == 0 { 1.0 } else { -1.0 }).collect();
         Planes { dims, rows }
     }
 

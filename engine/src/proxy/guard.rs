@@ -781,13 +781,8 @@ mod tests {
             format!("{long} mail jane.doe@example.com"),
             "Returns the weather for a city, in degrees.".to_string(),
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let seed = std::cell::Cell::new(0x9e37_79b9_7f4a_7c15u64);
+        let next = |n: usize| (crate::next_random(&seed) % n as u64) as usize;
         let body = |slots: &[(usize, usize)]| {
             let string = |(key, text): (usize, usize)| {
                 let k = ["name", "description", "id", "tool_call_id"][key];
