@@ -32,6 +32,10 @@
 //! `mistral.`), Vertex AI's and Gemini's `google/` and `models/`.
 //! Providers change prices: a configured `price` always wins, and a model
 //! missing here simply has no cost.
+//!
+//! Beside the prices, [`reasons_unseen`]: the models that think before
+//! they answer unless told not to, and bill that thinking as output
+//! without streaming it (the gateway cannot count it as it passes).
 
 /// Prices in micro-dollars per million tokens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -126,9 +130,76 @@ pub fn builtin(upstream_model: &str) -> Option<Price> {
     )
 }
 
+/// (upstream model name prefix, whether the model reasons by default
+/// without streaming its reasoning), longest prefix first where two
+/// match. From the providers' model pages as written in December 2026:
+/// OpenAI's o-series and GPT-5 family reason by default (GPT-5.1 and
+/// later default to an effort of `none`, but are marked too: a mark
+/// wrongly set only makes a cancelled answer read on to its end, one
+/// wrongly missing lets it go unbilled); `gpt-5-chat` does not reason.
+/// Gemini 2.5 Pro and Flash think by default (Flash-Lite does not),
+/// Gemini 3 too; xAI's Grok 4 and Grok 3 Mini reason and stream none of
+/// it. Anthropic's models think only when a request asks (`thinking`,
+/// read from the body) and DeepSeek's reasoner streams its reasoning.
+const REASONS: &[(&str, bool)] = &[
+    ("o1", true),
+    ("o3", true),
+    ("o4-mini", true),
+    ("codex-mini", true),
+    ("gpt-5", true),
+    ("gpt-5-chat", false),
+    ("gemini-2.5-pro", true),
+    ("gemini-2.5-flash", true),
+    ("gemini-2.5-flash-lite", false),
+    ("gemini-2.5-flash-image", false),
+    ("gemini-3", true),
+    ("grok-4", true),
+    ("grok-3-mini", true),
+];
+
+/// Whether an upstream model reasons before it answers without streaming
+/// that reasoning, by default: then its answer, cut short, bills tokens
+/// the gateway never saw (`[[models]] reasoning` overrides it).
+pub fn reasons_unseen(upstream_model: &str) -> bool {
+    let upstream_model = base_name(upstream_model);
+    REASONS
+        .iter()
+        .filter(|(prefix, _)| upstream_model.starts_with(prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .is_some_and(|&(_, reasons)| reasons)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reasoning models by their names and routing names, the longest
+    /// prefix deciding: `gpt-5-chat` is not `gpt-5`, nor Flash-Lite Flash.
+    #[test]
+    fn reasoning_models_are_known_by_name() {
+        for m in ["o3", "o3-mini-2025-01-31", "o1", "o4-mini", "gpt-5", "gpt-5-mini", "gpt-5.1", "gpt-5-codex"] {
+            assert!(reasons_unseen(m), "{m}");
+        }
+        for m in ["models/gemini-2.5-pro", "google/gemini-2.5-flash-001", "gemini-3-pro-preview", "grok-4-0709"] {
+            assert!(reasons_unseen(m), "{m}");
+        }
+        let plain = [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "gpt-4.1",
+            "gpt-5-chat-latest",
+            "gemini-2.5-flash-lite",
+            "gemini-2.0-flash",
+            "claude-sonnet-4-5",
+            "us.anthropic.claude-opus-4-1-20250805-v1:0",
+            "deepseek-reasoner",
+            "mock-model",
+            "",
+        ];
+        for m in plain {
+            assert!(!reasons_unseen(m), "{m}");
+        }
+    }
 
     #[test]
     fn longest_prefix_wins() {

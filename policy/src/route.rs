@@ -40,6 +40,10 @@ pub struct Route {
     pub affinity: bool,
     /// This model's own `fallback_on_status`, in place of `[routing]`'s.
     pub fallback_on_status: Option<Vec<u16>>,
+    /// `reasoning` from the configuration: whether this model reasons by
+    /// default without streaming it; `None` asks the built-in list
+    /// ([`crate::prices::reasons_unseen`]) of the target's model.
+    pub reasoning: Option<bool>,
 }
 
 impl Route {
@@ -48,6 +52,21 @@ impl Route {
     pub fn price_of(&self, target: Option<&Target>) -> Option<Price> {
         self.price.or_else(|| crate::prices::builtin(&target?.upstream_model))
     }
+
+    /// Whether `target`'s answers may bill reasoning the gateway does not
+    /// see (a client that leaves then has the answer read to its end, for
+    /// the provider's usage): the configured `reasoning`, else the
+    /// built-in list of the target's upstream model.
+    pub fn reasons_unseen(&self, target: &Target) -> bool {
+        reasons_unseen(self.reasoning, &target.upstream_model)
+    }
+}
+
+/// A model's configured `reasoning`, else the built-in list's word for
+/// the upstream model that serves it. Asked when a client leaves, not for
+/// every request: the list is a dozen prefixes.
+pub fn reasons_unseen(reasoning: Option<bool>, upstream_model: &str) -> bool {
+    reasoning.unwrap_or_else(|| crate::prices::reasons_unseen(upstream_model))
 }
 
 #[derive(Clone, Debug, Default)]

@@ -64,15 +64,19 @@ pub fn media_tokens(body: &[u8]) -> u64 {
 /// (whose cost the gateway estimates, at one model's rates, or cannot
 /// know: a PDF is billed as its text and an image of each page), gives
 /// the provider a tool it runs itself (its results are input the gateway
-/// never sees), or asks for reasoning (tokens billed as output, never
-/// streamed). Asked only when a client leaves before its answer's end
-/// (whether to read the answer on for the provider's usage:
+/// never sees), or asks for reasoning (OpenAI's `reasoning` and
+/// `reasoning_effort`, Anthropic's `thinking`: tokens billed as output,
+/// never streamed, or streamed as a summary). With `reasons_unseen` (the
+/// model reasons by default: `Route::reasons_unseen`) a body that does
+/// not turn the reasoning off (an effort of `none`, thinking `disabled`)
+/// is such a body too. Asked only when a client leaves before its
+/// answer's end (whether to read the answer on for the provider's usage:
 /// `proxy::relay`), so the bytes are searched for each name in turn
 /// before the body is walked.
-pub fn counted_in_part(body: &[u8]) -> bool {
+pub fn counted_in_part(body: &[u8], reasons_unseen: bool) -> bool {
     // Every name in NOT_TEXT, `item_reference` and the top-level keys the
     // walk reads holds one of these.
-    const NAMES: [&[u8]; 10] = [
+    const NAMES: [&[u8]; 11] = [
         b"image",
         b"audio",
         b"video",
@@ -82,8 +86,13 @@ pub fn counted_in_part(body: &[u8]) -> bool {
         b"tools",
         b"mcp_servers",
         b"reasoning",
+        b"thinking",
         b"\\u00",
     ];
+    if reasons_unseen {
+        let media = walk(body, true);
+        return media.uncounted || !media.reasoning_off;
+    }
     NAMES.iter().any(|n| memchr::memmem::find(body, n).is_some()) && walk(body, true).uncounted
 }
 
@@ -95,6 +104,8 @@ struct Media {
     /// A part holds a medium or a file: the provider's count of it is
     /// the gateway's estimate at best.
     uncounted: bool,
+    /// The request turns its model's reasoning off (read with `partial`).
+    reasoning_off: bool,
 }
 
 /// The parts of a chat, messages or Responses request: `messages[]` and
@@ -109,7 +120,12 @@ fn walk(body: &[u8], partial: bool) -> Media {
     let _ = members(&mut c, &mut |c, key| {
         if partial {
             if let Some(read) = top_level_uncounted(c, key) {
-                media.uncounted |= read?;
+                let read = read?;
+                media.uncounted |= read;
+                // Of the keys read, only a reasoning switch reads false
+                // for a value it holds (an effort of `none`, `disabled`).
+                media.reasoning_off |=
+                    !read && (is(key, b"reasoning") || is(key, b"reasoning_effort") || is(key, b"thinking"));
                 return Some(());
             }
         }
@@ -193,6 +209,11 @@ fn top_level_uncounted(c: &mut Cursor<'_>, key: &[u8]) -> Option<Option<bool>> {
         strings_of(c, &mut [(b"effort", &mut effort)]).map(|()| !effort.is_some_and(|e| is(e.get(c.buf), b"none")))
     } else if is(key, b"reasoning_effort") && c.peek() == Some(b'"') {
         c.string().ok().map(|effort| !is(effort.get(c.buf), b"none"))
+    } else if is(key, b"thinking") && c.peek() == Some(b'{') {
+        // Anthropic's extended thinking: billed whole, streamed as a
+        // summary by the Claude 4 models, or redacted.
+        let mut kind = None;
+        strings_of(c, &mut [(b"type", &mut kind)]).map(|()| !kind.is_some_and(|k| is(k.get(c.buf), b"disabled")))
     } else if is(key, b"mcp_servers") {
         // Anthropic's MCP servers, as tools the provider runs.
         let start = c.pos;
@@ -656,9 +677,10 @@ mod tests {
             r#"{"model":"m","input":"think","reasoning":{"effort":"high"}}"#,
             r#"{"model":"m","input":"think","reasoning":{"summary":"auto"}}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"think"}],"reasoning_effort":"low"}"#,
+            r#"{"model":"m","max_tokens":2048,"thinking":{"budget_tokens":1024,"type":"enabled"},"messages":[]}"#,
         ];
         for body in partial {
-            assert!(counted_in_part(body.as_bytes()), "{body}");
+            assert!(counted_in_part(body.as_bytes(), false), "{body}");
         }
         let whole = [
             r#"{"messages":[{"role":"user","content":"the file, the document, an image_url, input_audio"}]}"#,
@@ -671,9 +693,10 @@ mod tests {
             r#"{"model":"m","input":"x","tools":[{"type":"computer_use_preview","display_width":1024},{"type":"local_shell"}]}"#,
             r#"{"model":"m","input":"x","reasoning":{"effort":"none"}}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"none"}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"thinking":{"type":"disabled"}}"#,
         ];
         for body in whole {
-            assert!(!counted_in_part(body.as_bytes()), "{body}");
+            assert!(!counted_in_part(body.as_bytes(), false), "{body}");
         }
         // A function call's output's images are priced too, and a
         // computer call's screenshot.
@@ -681,5 +704,38 @@ mod tests {
         assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN);
         let body = r#"{"model":"m","input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","image_url":"https://x/s.png"}}]}"#;
         assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN);
+    }
+
+    /// A model that reasons by default, unseen, makes every body's count
+    /// partial unless the body turns its reasoning off, in any API's
+    /// words, whitespace and key order; what else a body holds still
+    /// counts. A tenant that names the model and leaves at the first token
+    /// must not pay for the text alone.
+    #[test]
+    fn a_model_that_reasons_by_default_counts_in_part_unless_told_not_to() {
+        let plain = [
+            r#"{"model":"o3","messages":[{"role":"user","content":"prove it"}]}"#,
+            r#"{"model":"gpt-5","input":"prove it","stream":true}"#,
+            r#"{"model":"o3","messages":[],"reasoning_effort":null}"#,
+            r#"{"model":"o3","messages":[],"reasoning_effort":"minimal"}"#,
+            r#"{"model":"o3","input":"x","reasoning":{"summary":"auto"}}"#,
+            r#"{"model":"o3","messages":[{"role":"user","content":"reasoning_effort none"}]}"#,
+            r#"{"model":"claude","messages":[],"thinking":{"type":"enabled","budget_tokens":1024}}"#,
+            "not json at all",
+        ];
+        for body in plain {
+            assert!(counted_in_part(body.as_bytes(), true), "{body}");
+        }
+        let off = [
+            r#"{"model":"gpt-5.1","messages":[{"role":"user","content":"x"}],"reasoning_effort":"none"}"#,
+            "{ \"input\" : \"x\",\n \"reasoning\" : { \"summary\":\"auto\" , \"effort\" : \"none\" } }",
+            r#"{"thinking":{"type":"disabled"},"model":"claude","messages":[]}"#,
+        ];
+        for body in off {
+            assert!(!counted_in_part(body.as_bytes(), true), "{body}");
+        }
+        // Turned off, but with an image: still partial.
+        let body = r#"{"reasoning_effort":"none","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/a.png"}}]}]}"#;
+        assert!(counted_in_part(body.as_bytes(), true));
     }
 }

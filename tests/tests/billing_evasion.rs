@@ -137,6 +137,62 @@ fn a_prompt_the_gateway_cannot_count_is_billed_when_the_client_hangs_up() {
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
 
+/// A model that reasons before it answers bills that reasoning as output
+/// without streaming it (OpenAI's o-series and GPT-5, Gemini 2.5), and
+/// Anthropic's thinking is billed whole but streamed as a summary. A
+/// tenant that asks one and hangs up at the first event would otherwise
+/// pay for its text and a token or two. The gateway reads such an answer
+/// to its end for the provider's usage: for a model on the built-in list
+/// (`o3`), one configured `reasoning = true`, and a body asking for
+/// thinking; not for a request that turns the reasoning off, nor for a
+/// model configured `reasoning = false`.
+#[test]
+fn a_reasoning_model_is_billed_its_unseen_reasoning_when_the_client_hangs_up() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-reasoning");
+    let models = concat!(
+        "[[models]]\nname = \"o3\"\ntargets = [{ provider = \"up\" }]\n\n",
+        "[[models]]\nname = \"thinker\"\ntargets = [{ provider = \"up\", model = \"house-model\" }]\nreasoning = true\n\n",
+        "[[models]]\nname = \"fast\"\ntargets = [{ provider = \"up\", model = \"gpt-5-mini\" }]\nreasoning = false\n\n",
+    );
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", models, ""), &[], &[]);
+    let chat = |model: &str, more: &str| {
+        format!(r#"{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"think hard"}}]{more}}}"#)
+    };
+    // (body, read on for the provider's usage)
+    let cases = [
+        (chat("o3", ""), true),
+        (chat("thinker", ""), true),
+        (chat("gpt-4o", r#","thinking":{"type":"enabled","budget_tokens":4096}"#), true),
+        (chat("o3", r#", "reasoning_effort" : "none""#), false),
+        (chat("fast", ""), false),
+        (chat("gpt-4o", ""), false),
+    ];
+    let headers = "x-mock-cache: 90000,0\r\nx-mock-chunks: 40\r\nx-mock-chunk-delay-ms: 25\r\n";
+    for (i, (body, _)) in cases.iter().enumerate() {
+        let mut c = Client::connect(gw.addr);
+        c.send(&post_json("/v1/chat/completions", body, headers));
+        assert_eq!(c.read_head().map(|h| h.0), Some(200), "{body}");
+        // Gone at the first event, a second before the stream's end.
+        drop(c);
+        // One at a time, so that the records come in the cases' order.
+        wait_records(&logs.0, i + 1);
+    }
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), cases.len(), "{recs:#?}");
+    for ((body, read_on), rec) in cases.iter().zip(&recs) {
+        assert_eq!(rec["end"], "client_gone", "{rec}");
+        let prompt = rec["tokens"]["prompt"].as_u64().expect("prompt tokens");
+        if *read_on {
+            assert!(prompt >= 90_000 && rec["tokens"]["estimated"].is_null(), "{body}: {rec}");
+        } else {
+            assert!(prompt < 100 && rec["tokens"]["estimated"] == true, "{body}: {rec}");
+        }
+    }
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}
+
 /// A request whose prompt the gateway cannot count, whose answer a
 /// guardrail ends (the tenant asked for a secret the team's profile
 /// blocks), is billed from the provider's usage: the gateway reads the

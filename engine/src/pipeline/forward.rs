@@ -162,6 +162,7 @@ pub async fn forward(
                     started: trace.started,
                     body,
                     stored_input: routed.fields.stored_input,
+                    reasoning: routed.route.reasoning,
                 };
                 let end = match (translation, answer_guard) {
                     // Streams are always read (token counts as they pass);

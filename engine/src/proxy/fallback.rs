@@ -235,6 +235,7 @@ mod tests {
             cache: true,
             affinity: true,
             fallback_on_status: None,
+            reasoning: None,
         }
     }
 

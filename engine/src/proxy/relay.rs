@@ -53,6 +53,9 @@ pub struct Answer<'a> {
     /// The provider reads input the body does not hold (a stored
     /// response, conversation or prompt: `ChatRequestFields::stored_input`).
     pub stored_input: bool,
+    /// The model's configured `reasoning` (`None`: the built-in list's
+    /// word for the target's model, looked up when a client leaves).
+    pub reasoning: Option<bool>,
 }
 
 /// A request answered sooner than this is not checked for a client that
@@ -68,14 +71,16 @@ impl Answer<'_> {
     /// count of the prompt can fall short of the provider's, because the
     /// provider reads stored input, or the body holds what
     /// `media::counted_in_part` names (an image, audio, a file, a tool the
-    /// provider runs, reasoning). Otherwise the relay ends there,
+    /// provider runs, reasoning asked for, or a model that reasons by
+    /// default and is not told not to). Otherwise the relay ends there,
     /// the provider stops generating, and the request is billed its
     /// prompt counted and the answer's tokens that passed. (A tenant could
     /// otherwise continue a 100,000-token conversation, or send a PDF,
     /// hang up at the first event, and be billed for the dozen tokens of
     /// text it sent.) Asked once, when the client leaves.
     pub fn read_to_end(&self) -> bool {
-        self.stored_input || tollgate_protocol::media::counted_in_part(self.body)
+        let reasons = tollgate_policy::route::reasons_unseen(self.reasoning, self.route.model);
+        self.stored_input || tollgate_protocol::media::counted_in_part(self.body, reasons)
     }
 
     /// Whether the client closed or reset its connection while it waited

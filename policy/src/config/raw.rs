@@ -248,6 +248,9 @@ pub struct RawModel {
     pub cache: Option<Spanned<bool>>,
     /// Whether a session's requests keep to one target among equals.
     pub affinity: Option<bool>,
+    /// Whether the model reasons by default without streaming it (the
+    /// built-in list of reasoning models when absent).
+    pub reasoning: Option<bool>,
     /// Statuses that move this model's requests on, in place of
     /// `[routing]`'s.
     pub fallback_on_status: Option<Vec<Spanned<u16>>>,

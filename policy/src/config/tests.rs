@@ -288,6 +288,30 @@ fn teams_resolve_patterns_and_suggest_fixes() {
     );
 }
 
+/// `reasoning` on a model overrides the built-in list of the models that
+/// reason unseen, for each of its targets; without it each target's
+/// upstream model decides; a value that is not a boolean names the line.
+#[test]
+fn a_models_reasoning_overrides_the_built_in_list() {
+    let two = BASE.replace(
+        "name = \"gpt-4o\"\ntargets = [{ provider = \"local\" }]",
+        "name = \"gpt-4o\"\ntargets = [{ provider = \"local\", model = \"o3\" }, { provider = \"local\" }]",
+    );
+    let c = Config::parse("gw.toml", &two, &TestEnv).unwrap();
+    let route = c.routes.find(b"gpt-4o").unwrap().1;
+    assert_eq!(route.reasoning, None);
+    assert!(route.reasons_unseen(&route.targets[0]) && !route.reasons_unseen(&route.targets[1]));
+    for (value, reasons) in [("true", true), ("false", false)] {
+        let set = two.replace("name = \"gpt-4o\"\n", &format!("name = \"gpt-4o\"\nreasoning = {value}\n"));
+        let c = Config::parse("gw.toml", &set, &TestEnv).unwrap();
+        let route = c.routes.find(b"gpt-4o").unwrap().1;
+        assert!(route.targets.iter().all(|t| route.reasons_unseen(t) == reasons), "{value}");
+    }
+    let bad = BASE.replace("name = \"gpt-4o\"\n", "name = \"gpt-4o\"\nreasoning = \"high\"\n");
+    let err = Config::parse("gw.toml", &bad, &TestEnv).unwrap_err().to_string();
+    assert!(err.contains("gw.toml:8") && err.contains("expected a boolean"), "{err}");
+}
+
 #[test]
 fn retry_budgets_are_shares() {
     let ok = format!("{BASE}\n[routing]\nretry_budget = 0.1\nretry_budget_min = 3\nretry_after_max_s = 5\n");

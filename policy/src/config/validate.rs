@@ -804,6 +804,7 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
             price,
             cache: m.cache.as_ref().is_none_or(|c| *c.get_ref()),
             affinity: m.affinity.unwrap_or(true),
+            reasoning: m.reasoning,
             fallback_on_status: m.fallback_on_status.as_ref().map(|list| {
                 for s in list.iter().filter(|s| !(400..600).contains(s.get_ref())) {
                     report.add(

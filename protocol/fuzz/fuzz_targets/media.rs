@@ -2,7 +2,8 @@
 //! panic and no overflow on any body or base64 header a tenant sends, and
 //! never more than the dearest image per part. Whether a count is partial
 //! (asked when a client leaves) with it: no panic, and never partial for a
-//! body that names no medium, file, tool list, reasoning or escape. A body
+//! body that names no medium, file, tool list, reasoning, thinking or
+//! escape; a model that reasons by default never makes one whole. A body
 //! the route's scan calls text-only has no media.
 #![no_main]
 
@@ -18,8 +19,12 @@ fuzz_target!(|data: &[u8]| {
     // Each part is at least a few bytes: the estimate is bounded by the body.
     assert!(t <= (data.len() as u64).saturating_mul(2_000));
     let _ = image_size(data);
-    let named = ["image", "audio", "video", "file", "document", "item_reference", "tools", "mcp_servers", "reasoning", "\\u00"]
-        .iter()
-        .any(|n| data.windows(n.len()).any(|w| w == n.as_bytes()));
-    assert!(named || !counted_in_part(data));
+    let named =
+        ["image", "audio", "video", "file", "document", "item_reference", "tools", "mcp_servers", "reasoning", "thinking", "\\u00"]
+            .iter()
+            .any(|n| data.windows(n.len()).any(|w| w == n.as_bytes()));
+    let partial = counted_in_part(data, false);
+    assert!(named || !partial);
+    // A model that reasons by default only adds to what is partial.
+    assert!(!partial || counted_in_part(data, true));
 });
