@@ -49,6 +49,9 @@ pub struct CleanTexts {
     /// Each remembered run, and whether the supporting phrases were
     /// looked for in it too (see [`RequestTexts`]).
     set: std::collections::HashMap<u64, bool>,
+    /// The held texts' room, lent to each request that holds a run and
+    /// given back when it ends, so that requests do not allocate it again.
+    scratch: (Vec<u8>, Vec<(u32, usize)>),
 }
 
 impl CleanTexts {
@@ -60,12 +63,20 @@ impl CleanTexts {
     /// or at the body's end, where it is closed though short
     /// ([`RequestTexts::finish`]).
     pub const MIN_BYTES: usize = 1024;
+    /// The held texts' room kept between requests at most: a run is
+    /// closed at `MIN_BYTES`, but a long text after short ones is held
+    /// with them, and that room is let go rather than kept.
+    const SCRATCH_BYTES_MAX: usize = 16 * 1024;
 
     pub fn new() -> CleanTexts {
         use std::hash::BuildHasher;
         // std seeds each RandomState from the OS's random source.
         let random = std::hash::RandomState::new().hash_one(0x746f_6c6c_6761_7465u64);
-        CleanTexts { point: 1 + random % (RunHash::P - 1), set: std::collections::HashMap::new() }
+        CleanTexts {
+            point: 1 + random % (RunHash::P - 1),
+            set: std::collections::HashMap::new(),
+            scratch: Default::default(),
+        }
     }
 
     fn run(&self, guard: &Guard, scope: u64) -> RunHash {
@@ -218,8 +229,9 @@ pub struct RequestTexts<'g> {
 }
 
 impl<'g> RequestTexts<'g> {
-    pub fn new(guard: &'g Guard, memory: Option<(&'g mut CleanTexts, u64)>) -> RequestTexts<'g> {
-        RequestTexts { guard, memory, run: None, held: Vec::new(), texts: Vec::new() }
+    pub fn new(guard: &'g Guard, mut memory: Option<(&'g mut CleanTexts, u64)>) -> RequestTexts<'g> {
+        let (held, texts) = memory.as_mut().map(|(m, _)| std::mem::take(&mut m.scratch)).unwrap_or_default();
+        RequestTexts { guard, memory, run: None, held, texts }
     }
 
     /// The request's text `index` (numbered in the body's order, as
@@ -262,6 +274,8 @@ impl<'g> RequestTexts<'g> {
         if !self.texts.is_empty() {
             let (held, texts) = (std::mem::take(&mut self.held), std::mem::take(&mut self.texts));
             self.close(&held, &texts, findings);
+            // Given back to the memory when `self` is dropped.
+            (self.held, self.texts) = (held, texts);
         }
         self.guard.settle(findings);
     }
@@ -314,6 +328,20 @@ impl<'g> RequestTexts<'g> {
         }
         self.held.clear();
         self.texts.clear();
+    }
+}
+
+impl Drop for RequestTexts<'_> {
+    /// The held texts' room goes back to the memory for the next request
+    /// (finished, or ended early by a block).
+    fn drop(&mut self) {
+        if let Some((memory, _)) = self.memory.as_mut() {
+            if self.held.capacity() <= CleanTexts::SCRATCH_BYTES_MAX {
+                self.held.clear();
+                self.texts.clear();
+                memory.scratch = (std::mem::take(&mut self.held), std::mem::take(&mut self.texts));
+            }
+        }
     }
 }
 

@@ -676,6 +676,36 @@ fn a_clean_text_is_remembered_and_its_scan_skipped_with_the_same_findings() {
 /// remembered in runs: the second request scans only its newest text, and
 /// a turn changed anywhere in the history is scanned again, with what it
 /// holds found.
+/// The held texts' room is the memory's, lent to each request and given
+/// back whether the request finished or was dropped early (a block), so
+/// that a request holding runs does not allocate it again; room a long
+/// text made large is let go instead of kept.
+#[test]
+fn the_held_texts_room_is_lent_and_given_back() {
+    let g = all_on();
+    let mut clean = CleanTexts::new();
+    let turns: Vec<String> = (0..20).map(|i| format!("Turn {i}: the team talked about the roadmap.")).collect();
+    let mut texts: Vec<&str> = turns.iter().map(String::as_str).collect();
+    texts.push("What next?");
+    request_findings(&g, &texts, Some(&mut clean));
+    let (room, lent) = (clean.scratch.0.capacity(), clean.scratch.0.as_ptr());
+    assert!(room >= CleanTexts::MIN_BYTES / 2, "{room}");
+    assert!(clean.scratch.0.is_empty() && clean.scratch.1.is_empty());
+    // Lent again, and given back though the request is never finished.
+    {
+        let mut f = Findings::default();
+        let mut request = RequestTexts::new(&g, Some((&mut clean, 7)));
+        assert_eq!(request.held.as_ptr(), lent, "the same room");
+        request.text(0, b"a short turn", false, &mut f);
+    }
+    assert_eq!((clean.scratch.0.capacity(), clean.scratch.0.as_ptr()), (room, lent));
+    assert!(clean.scratch.0.is_empty() && clean.scratch.1.is_empty());
+    // A long text after a short one is held with it: that room is let go.
+    let long = "All quiet on the roadmap today. ".repeat(1000);
+    request_findings(&g, &["a short turn", &long, "What next?"], Some(&mut clean));
+    assert!(clean.scratch.0.capacity() <= CleanTexts::SCRATCH_BYTES_MAX, "{}", clean.scratch.0.capacity());
+}
+
 #[test]
 fn short_texts_are_remembered_in_runs() {
     fn as_str(t: &[String]) -> Vec<&str> {
