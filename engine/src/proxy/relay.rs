@@ -281,6 +281,12 @@ pub async fn relay(
     let mut gone = false;
     // Whether to read on once it has ([`Answer::read_to_end`]).
     let mut read_on = None;
+    // What the writes have waited for the client past their grace
+    // (`Client::write_relayed`): a client that reads a trickle of a large
+    // JSON answer is let go at `write_stall_ms` and the rest read for its
+    // usage, rather than held to the request's deadline, where the answer
+    // would end unread and the provider's usage with it.
+    let mut stalled = std::time::Duration::ZERO;
     loop {
         let done = match take_body(&mut mode, up, upstream_eof && !upstream_failed, client, tap.as_mut()) {
             Ok(done) => done,
@@ -323,7 +329,7 @@ pub async fn relay(
             end.body_bytes += client.out.len() as u64;
         }
         if !client.out.is_empty() {
-            if client.write(deadline).await.is_err() {
+            if client.write_relayed(deadline, &mut stalled).await.is_err() {
                 // The client went away; the upstream connection is mid-answer.
                 gone = true;
                 client.out.clear();
