@@ -803,6 +803,187 @@ pub fn read_answer(doc: &[u8]) -> Option<AnswerFacts> {
     (c.pos == doc.len()).then_some(facts)
 }
 
+/// The members of a JSON object's top level whose keys (as written) are
+/// among `names`, picked out of the object fed in pieces of any size, in
+/// memory bounded by [`TopMembers::BYTES_MAX`]: for an answer too large to
+/// keep whole, whose `usage` must still be read by structure (a tenant can
+/// make an answer of tens of megabytes, with `n` and `top_logprobs`).
+/// [`TopMembers::document`] gives them back as an object of their own, which
+/// [`read_answer`] and `responses::response_id` read as they would have
+/// read the whole: a key inside a string or a nested object is never one of
+/// them, whatever the pieces' bounds.
+#[derive(Debug)]
+pub struct TopMembers {
+    names: &'static [&'static [u8]],
+    /// Open objects and arrays.
+    depth: u32,
+    in_string: bool,
+    /// The byte before, in a string, was a backslash that escapes this one.
+    escaped: bool,
+    /// At the top level, where the next string is a key.
+    want_key: bool,
+    /// The key being read (raw), while `keying`.
+    key: [u8; 16],
+    key_len: usize,
+    keying: bool,
+    /// The last key read is one of `names`: its value is taken at `:`.
+    matched: bool,
+    /// The members taken, written `"key":value,...`.
+    out: Vec<u8>,
+    capturing: bool,
+    /// The top object has closed.
+    done: bool,
+    /// Not a JSON object, or more than `BYTES_MAX` taken: nothing is given.
+    broken: bool,
+}
+
+impl TopMembers {
+    /// The most the taken members may hold (a usage object is a few
+    /// hundred bytes).
+    pub const BYTES_MAX: usize = 64 * 1024;
+
+    pub fn new(names: &'static [&'static [u8]]) -> TopMembers {
+        TopMembers {
+            names,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            want_key: false,
+            key: [0; 16],
+            key_len: 0,
+            keying: false,
+            matched: false,
+            out: Vec::new(),
+            capturing: false,
+            done: false,
+            broken: false,
+        }
+    }
+
+    /// The next piece of the document.
+    pub fn feed(&mut self, data: &[u8]) {
+        let mut i = 0;
+        while i < data.len() && !self.broken {
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                    self.take(&data[i..i + 1]);
+                    i += 1;
+                    continue;
+                }
+                // A string's bytes up to its next quote or backslash.
+                let rest = &data[i..];
+                let n = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                self.take(&rest[..n]);
+                i += n;
+                let Some(&b) = data.get(i) else { break };
+                i += 1;
+                if b == b'\\' {
+                    self.take(b"\\");
+                    self.escaped = true;
+                } else {
+                    self.in_string = false;
+                    if self.keying {
+                        // A key's quotes are written with its member.
+                        self.keying = false;
+                        let key = &self.key[..self.key_len.min(self.key.len())];
+                        self.matched = self.key_len <= self.key.len() && self.names.contains(&key);
+                    } else {
+                        self.take(b"\"");
+                    }
+                }
+                continue;
+            }
+            let b = data[i];
+            i += 1;
+            if self.done {
+                // Only whitespace may follow the object.
+                self.broken |= !matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+                continue;
+            }
+            match b {
+                b' ' | b'\t' | b'\n' | b'\r' => self.take(&[b]),
+                b'"' => {
+                    self.in_string = true;
+                    if self.depth == 1 && self.want_key {
+                        self.want_key = false;
+                        self.keying = true;
+                        self.key_len = 0;
+                    } else {
+                        self.take(&[b]);
+                    }
+                }
+                b'{' | b'[' => {
+                    if self.depth == 0 {
+                        self.broken |= b != b'{';
+                        self.want_key = true;
+                    } else {
+                        self.take(&[b]);
+                    }
+                    self.depth += 1;
+                }
+                b'}' | b']' if self.depth == 1 => {
+                    self.broken |= b != b'}';
+                    self.capturing = false;
+                    self.depth = 0;
+                    self.done = true;
+                }
+                b'}' | b']' if self.depth > 1 => {
+                    self.take(&[b]);
+                    self.depth -= 1;
+                }
+                b',' if self.depth == 1 => {
+                    self.capturing = false;
+                    self.want_key = true;
+                }
+                b':' if self.depth == 1 && !self.capturing => {
+                    if std::mem::take(&mut self.matched) {
+                        if !self.out.is_empty() {
+                            self.out.push(b',');
+                        }
+                        self.out.push(b'"');
+                        self.out.extend_from_slice(&self.key[..self.key_len]);
+                        self.out.extend_from_slice(b"\":");
+                        self.capturing = true;
+                    }
+                }
+                // A scalar, or a byte out of place: outside the object
+                // nothing but whitespace may stand.
+                _ if self.depth == 0 => self.broken = true,
+                _ => self.take(&[b]),
+            }
+        }
+    }
+
+    /// Bytes of a key being read, or of a member's value being taken.
+    fn take(&mut self, bytes: &[u8]) {
+        if self.keying {
+            let at = self.key_len.min(self.key.len());
+            let n = bytes.len().min(self.key.len() - at);
+            self.key[at..at + n].copy_from_slice(&bytes[..n]);
+            // Past the buffer, the length still counts: no name is that long.
+            self.key_len += bytes.len();
+        } else if self.capturing {
+            self.out.extend_from_slice(bytes);
+            self.broken |= self.out.len() > Self::BYTES_MAX;
+        }
+    }
+
+    /// The members taken, as one object (`{"usage":{...},"id":"..."}`);
+    /// `None` when the document was not one JSON object, ended early, or
+    /// its members passed the bound.
+    pub fn document(&self) -> Option<Vec<u8>> {
+        if self.broken || !self.done || self.in_string {
+            return None;
+        }
+        let mut doc = Vec::with_capacity(self.out.len() + 2);
+        doc.push(b'{');
+        doc.extend_from_slice(&self.out);
+        doc.push(b'}');
+        Some(doc)
+    }
+}
+
 /// One answer object at the cursor: its `usage`, its `choices` (at the top
 /// level), and the `message` of a `message_start` event.
 fn answer_object(c: &mut Cursor<'_>, top: bool, facts: &mut AnswerFacts) -> Option<()> {
@@ -1566,6 +1747,94 @@ mod tests {
         assert_eq!(read_answer(nested_only).expect("an answer").usage(), None);
         let nested_choices = br#"{"x":{"choices":[]},"choices":[{"index":0}]}"#;
         assert!(!read_answer(nested_choices).expect("an answer").no_choices);
+    }
+
+    /// An answer too large to keep is fed to [`TopMembers`] in pieces: the
+    /// object of its top-level `usage` and `id` reads as the whole answer
+    /// reads (usage, response id), for every cut into two pieces, byte by
+    /// byte, in random pieces, compact, pretty and with keys reordered;
+    /// a `usage` inside a string, a choice, a tool's arguments, a deep
+    /// nesting or written with an escape is not taken. What is not one
+    /// JSON object gives nothing.
+    #[test]
+    fn top_members_read_in_pieces_as_the_whole_answer_reads() {
+        const NAMES: &[&[u8]] = &[b"usage", b"id", b"message", b"response"];
+        // (Deeper than a request may be; within serde_json's own limit.)
+        let deep = format!("{}1{}", "[".repeat(120), "]".repeat(120));
+        let docs = [
+            r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"the \"usage\": {\"prompt_tokens\":1} \\"},"finish_reason":"stop"}],"usage":{"prompt_tokens":120245,"completion_tokens":4000,"prompt_tokens_details":{"cached_tokens":64}}}"#.to_string(),
+            r#"{"choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"prompt_tokens","arguments":"{\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0}}"}}]},"usage":{"prompt_tokens":0}}],"usage":{"prompt_tokens":7,"completion_tokens":9},"x":{"usage":{"prompt_tokens":1,"completion_tokens":1}}}"#.to_string(),
+            r#"{"us\u0061ge":{"prompt_tokens":1,"completion_tokens":1},"id":"r\"x","usage" : { "completion_tokens" : 3 , "prompt_tokens" : 5 } }"#.to_string(),
+            r#"{"object":"response","id":"resp_123","output":[{"type":"message","id":"msg_1","usage":{"input_tokens":999,"output_tokens":999}}],"usage":{"input_tokens":80,"input_tokens_details":{"cached_tokens":60},"output_tokens":5,"total_tokens":85}}"#.to_string(),
+            r#"{"id":"msg_1","type":"message","content":[{"type":"text","text":"}]}{\"usage\":"}],"usage":{"input_tokens":2095,"cache_creation_input_tokens":100,"cache_read_input_tokens":1800,"output_tokens":503}}"#.to_string(),
+            format!(r#"{{"type":"message","content":[{{"type":"tool_use","id":"t","name":"f","input":{{"x":{deep}}}}}],"usage":{{"input_tokens":900,"output_tokens":40}}}}"#),
+            r#"{"usage":{"prompt_tokens":1,"completion_tokens":2},"usage":{"prompt_tokens":3,"completion_tokens":4}}"#.to_string(),
+            r#"{"usage":null,"choices":[]}"#.to_string(),
+            r#"{"type":"message_start","message":{"id":"msg_1","type":"message","content":[],"usage":{"input_tokens":25,"output_tokens":1}}}"#.to_string(),
+            r#"{"type":"response.completed","response":{"id":"resp_9","usage":{"input_tokens":8,"output_tokens":2,"total_tokens":10}},"id":"x"}"#.to_string(),
+            "{}".to_string(),
+        ];
+        let whole = |doc: &[u8]| {
+            (
+                read_answer(doc).map(|f| (f.usage(), f.reported.unreadable)),
+                crate::responses::response_id(doc).map(<[u8]>::to_vec),
+            )
+        };
+        let picked = |pieces: &mut dyn Iterator<Item = &[u8]>| {
+            let mut top = TopMembers::new(NAMES);
+            pieces.for_each(|p| top.feed(p));
+            let doc = top.document().expect("an object");
+            whole(&doc)
+        };
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for doc in &docs {
+            let value: serde_json::Value = serde_json::from_str(doc).expect("JSON");
+            for variant in [doc.clone(), value.to_string(), serde_json::to_string_pretty(&value).unwrap()] {
+                let b = variant.as_bytes();
+                let want = whole(b);
+                assert!(want.0.is_some(), "{variant}");
+                assert_eq!(picked(&mut std::iter::once(b)), want, "{variant}");
+                for cut in 0..=b.len() {
+                    assert_eq!(picked(&mut [&b[..cut], &b[cut..]].into_iter()), want, "{variant} cut at {cut}");
+                }
+                assert_eq!(picked(&mut b.chunks(1)), want, "{variant} byte by byte");
+                for _ in 0..20 {
+                    let mut at = 0;
+                    let mut pieces = Vec::new();
+                    while at < b.len() {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let n = (1 + rng % 40) as usize;
+                        pieces.push(&b[at..(at + n).min(b.len())]);
+                        at += n;
+                    }
+                    assert_eq!(picked(&mut pieces.into_iter()), want, "{variant}");
+                }
+            }
+        }
+        // The usage of the last document is read as `read_answer` reads a
+        // repeated key; the escaped key is no usage.
+        let doc = TopMembers::new(NAMES);
+        assert_eq!(doc.document(), None, "nothing fed");
+        for broken in
+            ["", "[]", "[{\"usage\":{}}]", r#"{"usage":{"prompt_tokens":1"#, r#"{"a":1} x"#, "1", r#"{"a":"b"#]
+        {
+            let mut top = TopMembers::new(NAMES);
+            top.feed(broken.as_bytes());
+            assert_eq!(top.document(), None, "{broken}");
+        }
+        // A key longer than any name, in pieces (a fuzzer's find: its
+        // length went on counting past the buffer it was copied into).
+        let mut top = TopMembers::new(NAMES);
+        for piece in [&b"{\"a_key_longer_than_sixteen"[..], b"_bytes", b"\":1,\"usage\":{}}"] {
+            top.feed(piece);
+        }
+        assert_eq!(top.document().as_deref(), Some(&b"{\"usage\":{}}"[..]));
+        // Members past the bound are not kept, and nothing is given.
+        let mut top = TopMembers::new(NAMES);
+        top.feed(format!(r#"{{"usage":{{"x":"{}"}}}}"#, "a".repeat(TopMembers::BYTES_MAX)).as_bytes());
+        assert_eq!(top.document(), None);
     }
 
     #[test]

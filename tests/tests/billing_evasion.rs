@@ -309,6 +309,30 @@ fn a_client_that_reads_a_trickle_of_a_json_answer_is_let_go_and_billed_in_full()
     assert!(rec["tokens"]["completion"].as_u64().is_some_and(|n| n >= 1_500_000), "{rec}");
 }
 
+/// A JSON answer too large for the relay to keep whole (past 16 MiB: a
+/// tenant can ask for one with `n` and `top_logprobs`) is billed its
+/// provider's usage, picked out of the top level as it passes. It was
+/// billed its prompt alone and no completion, estimated.
+#[test]
+fn a_json_answer_too_large_to_keep_is_billed_its_usage() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-large-json");
+    let mut gw =
+        start_gateway(&config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())), &[], &[]);
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"write it all out"}]}"#;
+    let r = one_request(gw.addr, &chat_request(body, "x-mock-reply-words: 3000000\r\n"));
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() > 16 << 20, "{} bytes", r.body.len());
+    let reported = r.json()["usage"]["completion_tokens"].as_u64().expect("the provider's count");
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    let rec = &recs[0];
+    assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
+    assert_eq!(rec["tokens"]["completion"].as_u64(), Some(reported), "{rec}");
+}
+
 /// A Responses conversation kept at the provider, continued with
 /// `previous_response_id`, costs what the provider stores of it: the
 /// gateway notes each passed-through response's size (input and output)

@@ -18,6 +18,7 @@ use bytes::{Bytes, BytesMut};
 use tollgate_protocol::http1::{
     chunk_header, BodyFraming, ChunkedDecoder, LengthDecoder, RequestHead, ResponseHead, CHUNK_END, LAST_CHUNK,
 };
+use tollgate_protocol::openai::TopMembers;
 
 use crate::iov;
 use crate::record::{End, TokenUsage};
@@ -466,25 +467,44 @@ fn take_body(
 /// buffer it was read into (no copy); from a second piece on, the data is
 /// copied into one buffer, so that what is kept is the data itself and not
 /// the read buffers it pins (a trickling upstream would pin one per read).
-/// Past [`super::answer::TRANSLATED_BODY_BYTES_MAX`] nothing is kept
-/// (the answer is then billed as one that reported no usage).
+/// Past [`super::answer::TRANSLATED_BODY_BYTES_MAX`] the body is let go
+/// and its top-level `usage` and `id` are picked out as it passes
+/// ([`TopMembers`]): a tenant that asks for an answer of tens of megabytes
+/// (`n`, `top_logprobs`) is billed its provider's usage, not its prompt
+/// alone.
 #[derive(Default)]
 struct Tap {
     first: Option<Bytes>,
     joined: BytesMut,
-    overflowed: bool,
+    /// Past the bound, the body is no longer kept: its top-level members
+    /// that hold the usage and the id are picked out as it passes instead.
+    overflowed: Option<Box<TopMembers>>,
 }
+
+/// What [`Tap`] picks out of an answer too large to keep: what
+/// `read_answer` and `response_id` read at the top level (a `message` or
+/// `response` too large to take gives nothing, as before).
+const TOP_MEMBERS: &[&[u8]] = &[b"usage", b"id", b"message", b"response"];
 
 impl Tap {
     fn keep(&mut self, data: &Bytes) {
-        if self.overflowed || data.is_empty() {
+        if let Some(top) = self.overflowed.as_mut() {
+            top.feed(data);
+            return;
+        }
+        if data.is_empty() {
             return;
         }
         let held = self.first.as_ref().map_or(0, Bytes::len) + self.joined.len();
         if held + data.len() > super::answer::TRANSLATED_BODY_BYTES_MAX {
-            self.overflowed = true;
-            self.first = None;
+            let mut top = Box::new(TopMembers::new(TOP_MEMBERS));
+            if let Some(f) = self.first.take() {
+                top.feed(&f);
+            }
+            top.feed(&self.joined);
+            top.feed(data);
             self.joined = BytesMut::new();
+            self.overflowed = Some(top);
             return;
         }
         match self.first.take() {
@@ -502,27 +522,31 @@ impl Tap {
     /// large to keep here).
     fn keep_into(&self, kept: &mut crate::cache::Kept) {
         match &self.first {
-            _ if self.overflowed => kept.spoil(),
+            _ if self.overflowed.is_some() => kept.spoil(),
             Some(one) => kept.push(one),
             None => kept.push(&Bytes::copy_from_slice(&self.joined)),
         }
     }
 
-    /// A Responses answer's id.
-    fn response_id(&self) -> Option<Box<str>> {
-        let data = match &self.first {
-            Some(one) => &one[..],
-            None => &self.joined[..],
-        };
-        super::answer::response_id(data)
+    /// What is read of the answer: the body whole, or the members picked
+    /// out of one too large to keep (`None` when they could not be).
+    fn read<T>(&self, read: impl FnOnce(&[u8]) -> T) -> Option<T> {
+        match (&self.overflowed, &self.first) {
+            (Some(top), _) => top.document().map(|doc| read(&doc)),
+            (None, Some(one)) => Some(read(one)),
+            (None, None) => Some(read(&self.joined)),
+        }
     }
 
+    /// A Responses answer's id.
+    fn response_id(&self) -> Option<Box<str>> {
+        self.read(super::answer::response_id).flatten()
+    }
+
+    /// The answer's usage and finish reasons (none for an answer too large
+    /// to keep: they are its choices').
     fn usage(self) -> (super::answer::Usage, super::answer::Finish) {
-        match self.first {
-            Some(one) => super::answer::answer_usage(&one),
-            None if !self.joined.is_empty() => super::answer::answer_usage(&self.joined),
-            None => (Ok(None), Default::default()),
-        }
+        self.read(super::answer::answer_usage).unwrap_or((Ok(None), Default::default()))
     }
 }
 

@@ -3,10 +3,12 @@
 //! cached count never above the prompt, and the same facts whatever
 //! whitespace surrounds the document. The Responses event reader with
 //! it: its text delta always a string's contents inside the document.
+//! And the top-level members picked out of an answer too large to keep
+//! (`TopMembers`): fed in pieces, they read as the whole document reads.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tollgate_protocol::openai::{read_answer, USAGE_TOKENS_MAX};
+use tollgate_protocol::openai::{read_answer, TopMembers, USAGE_TOKENS_MAX};
 
 fuzz_target!(|data: &[u8]| {
     let facts = read_answer(data);
@@ -23,6 +25,21 @@ fuzz_target!(|data: &[u8]| {
     if let Some(id) = tollgate_protocol::responses::response_id(data) {
         assert!(!id.is_empty() && id.len() <= 128 && !id.contains(&b'\\') && !id.contains(&b'"'));
         assert!(data.windows(id.len()).any(|w| w == id));
+    }
+    let picked = |pieces: &[&[u8]]| {
+        let mut top = TopMembers::new(&[b"usage", b"id", b"message", b"response"]);
+        pieces.iter().for_each(|p| top.feed(p));
+        top.document()
+    };
+    let whole = picked(&[data]);
+    let cut = data.first().map_or(0, |&b| usize::from(b) % (data.len() + 1));
+    assert_eq!(picked(&[&data[..cut], &data[cut..]]), whole);
+    if let Some(facts) = &facts {
+        // A fuzzer's document is far under the members' bound.
+        let doc = whole.expect("the members of an object read whole");
+        let read = read_answer(&doc).expect("an object");
+        assert_eq!((read.usage(), read.reported.unreadable), (facts.usage(), facts.reported.unreadable));
+        assert_eq!(tollgate_protocol::responses::response_id(&doc), tollgate_protocol::responses::response_id(data));
     }
     let event = tollgate_protocol::responses::read_event(data);
     if let Some((raw, escaped)) = event.as_ref().and_then(|e| e.delta.clone()) {
