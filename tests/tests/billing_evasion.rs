@@ -333,6 +333,31 @@ fn a_json_answer_too_large_to_keep_is_billed_its_usage() {
     assert_eq!(rec["tokens"]["completion"].as_u64(), Some(reported), "{rec}");
 }
 
+/// Through an answer guardrail, which reads a JSON answer whole, one too
+/// large to read (past 16 MiB) is refused with a 502 naming why, and read
+/// to its end for its usage, which is billed: it was billed nothing.
+#[test]
+fn a_guarded_json_answer_too_large_to_read_is_refused_and_billed() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-large-guarded");
+    let profile = "[[guardrail_profiles]]\nname = \"g\"\nsecrets = \"block\"\n\n";
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", profile, "guardrails = \"g\""), &[], &[]);
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"write it all out"}]}"#;
+    let mut c = Client::connect(gw.addr);
+    c.send(&chat_request(body, "x-mock-reply-words: 3000000\r\n"));
+    let r = c.read_response().expect("an answer");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("larger than the 16 MiB"), "{}", r.text());
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    let rec = &recs[0];
+    assert_eq!(rec["status"], 502, "{rec}");
+    assert!(rec["tokens"]["completion"].as_u64().is_some_and(|n| n >= 3_000_000), "{rec}");
+    assert!(rec["cost_micro_usd"].as_u64().is_some_and(|c| c > 1_000_000), "{rec}");
+}
+
 /// A Responses conversation kept at the provider, continued with
 /// `previous_response_id`, costs what the provider stores of it: the
 /// gateway notes each passed-through response's size (input and output)

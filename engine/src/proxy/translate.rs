@@ -141,6 +141,51 @@ pub struct Inspect<'a, 'g> {
     pub keep: Option<&'a mut crate::cache::Kept>,
 }
 
+/// A JSON answer larger than the gateway translates or guards (16 MiB):
+/// refused with a 502, but read to its end first, its top-level usage
+/// picked out as it passes (`TopMembers`, for an OpenAI-style or
+/// Anthropic upstream's answer: `usable`), and billed. A tenant could
+/// otherwise have the provider write tens of megabytes (`n`,
+/// `top_logprobs`) and be billed nothing.
+async fn too_large(
+    client: &mut Client,
+    up: &mut UpConn,
+    reader: &mut BodyReader,
+    body: BytesMut,
+    answer: &Answer<'_>,
+    usable: bool,
+) -> RelayEnd {
+    let mut top = tollgate_protocol::openai::TopMembers::new(super::relay::TOP_MEMBERS);
+    top.feed(&body);
+    drop(body);
+    let mut pieces = Vec::new();
+    while !reader.done {
+        if reader.next(up, answer.deadline, answer.cut, &mut pieces).await.is_err() {
+            break;
+        }
+        for p in pieces.drain(..) {
+            top.feed(&p);
+        }
+    }
+    let e = GatewayError::UpstreamProtocol {
+        provider: answer.route.provider.to_string(),
+        cause: tollgate_protocol::http1::ResponseError::Syntax(
+            "the answer is larger than the 16 MiB the gateway translates or guards",
+        ),
+    };
+    let mut end = RelayEnd::new(e.status());
+    match top.document().filter(|_| usable && reader.done).map(|doc| answer_usage(&doc).0) {
+        Some(Ok(u)) => end.usage = u,
+        Some(Err(_)) => end.usage_rejected = true,
+        None => {}
+    }
+    end.read_past_client = reader.done;
+    end.upstream_reusable = false;
+    let sent = client.send_error(answer.reply, &e, true).await;
+    end.end = if sent { End::UpstreamFailed } else { End::ClientGone };
+    end
+}
+
 /// Relays an answer that is translated, guarded, or both. `Err` only when
 /// nothing has been sent yet (the answer could not be read or translated),
 /// so the caller can still answer with an error status.
@@ -237,7 +282,7 @@ pub async fn relay_translated(
             body.extend_from_slice(&p);
         }
         if body.len() > TRANSLATED_BODY_BYTES_MAX {
-            return Err(broken());
+            return Ok(too_large(client, up, &mut reader, body, answer, through.is_none()).await);
         }
     }
     if let Some(from) = through {
