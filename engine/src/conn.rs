@@ -260,7 +260,8 @@ async fn answer_locally(
         }
         (Method::Get | Method::Head, b"/readyz") => local(200, b"{\"status\":\"ready\"}"),
         (Method::Get | Method::Head, b"/v1/models") => {
-            crate::proxy::authenticate::authenticate(core.state, &head, crate::unix_now().as_secs()).map(|key| {
+            let now = crate::unix_now().as_secs();
+            crate::proxy::authenticate::authenticate(core.state, &head, now, &mut Default::default()).map(|key| {
                 if let Some(t) = trace.as_mut() {
                     t.key = Some(key);
                 }

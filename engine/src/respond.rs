@@ -23,6 +23,8 @@ pub struct Client {
     /// The most the writes of one relayed stream wait for the client, in
     /// all (`[server.timeouts] write_stall_ms`; [`Client::write_relayed`]).
     pub write_stall: std::time::Duration,
+    /// The connection's last key, hashed once.
+    pub key_memo: crate::proxy::authenticate::KeyMemo,
 }
 
 /// What every answer to one request carries, whichever phase writes it:
@@ -68,6 +70,7 @@ impl Client {
             scratch: BytesMut::new(),
             write_idle,
             write_stall,
+            key_memo: Default::default(),
         }
     }
 

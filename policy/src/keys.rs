@@ -128,7 +128,12 @@ impl KeyTable {
 
     /// Finds the key a client presented. `now` is Unix seconds.
     pub fn authenticate(&self, presented: &[u8], now: u64) -> Result<&VirtualKey, AuthError> {
-        let digest = hash_key(presented);
+        self.authenticate_digest(&hash_key(presented), now)
+    }
+
+    /// [`KeyTable::authenticate`] for a key already hashed ([`hash_key`]).
+    pub fn authenticate_digest(&self, digest: &KeyHash, now: u64) -> Result<&VirtualKey, AuthError> {
+        let digest = *digest;
         let key = self.by_hash.get(&digest).map(|&i| &self.keys[i]).ok_or(AuthError::Unknown)?;
         if !constant_time_eq(&key.hash, &digest) {
             return Err(AuthError::Unknown);
@@ -166,6 +171,12 @@ fn trim(v: &[u8]) -> &[u8] {
 
 pub fn hash_key(key: &[u8]) -> KeyHash {
     Sha256::digest(key).into()
+}
+
+/// Whether two byte strings are equal, in a time that depends on their
+/// lengths only.
+pub fn constant_time_eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn constant_time_eq(a: &KeyHash, b: &KeyHash) -> bool {

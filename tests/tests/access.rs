@@ -110,6 +110,39 @@ fn every_authentication_and_access_error_path() {
     assert_eq!(one_request(gw.addr, b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n").status, 200);
 }
 
+/// Keys change on one keep-alive connection (a proxy that shares its
+/// connections between teams): each request is its own key's, whatever
+/// key the one before presented (the connection remembers its last key's
+/// digest), and a key's look-alikes (one byte more, one less, another
+/// case) are refused.
+#[test]
+fn each_request_on_a_connection_is_its_own_keys() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&access_config(mock.addr, 1), &[], &[]);
+    let mut c = Client::connect(gw.addr);
+    let bearer = |key: &str| format!("Authorization: Bearer {key}\r\n");
+    // The team's key may use every model; `tg-narrow` only gpt-4o-mini.
+    let steps: &[(&str, &str, u16)] = &[
+        (KEY, "gpt-4o", 200),
+        ("tg-narrow", "gpt-4o", 404),
+        (KEY, "gpt-4o", 200),
+        ("tg-search", "gpt-4o-mini", 200),
+        ("tg-narrow", "gpt-4o-mini", 200),
+        ("TG-NARROW", "gpt-4o-mini", 401),
+        ("tg-narrow", "gpt-4o-mini", 200),
+        ("tg-narrox", "gpt-4o-mini", 401),
+        ("tg-narrowx", "gpt-4o-mini", 401),
+        ("tg-narro", "gpt-4o-mini", 401),
+        ("tg-gone", "gpt-4o-mini", 401),
+        ("tg-narrow", "gpt-4o-mini", 200),
+    ];
+    for &(key, model, status) in steps {
+        let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+        c.send(&chat_request_with_key(&body, &bearer(key)));
+        assert_eq!(c.read_response().expect("an answer on the same connection").status, status, "{key} {model}");
+    }
+}
+
 #[test]
 fn a_refused_request_does_not_poison_its_connection() {
     let mock = start_mock(&[]);

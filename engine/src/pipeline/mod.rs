@@ -145,7 +145,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     // future moved into `pin!` would take its size twice in this one.)
     let result = {
         let mut phases = std::pin::pin!(async {
-            authenticate(&mut ex, core)?;
+            authenticate(&mut ex, core, &mut client.key_memo)?;
             name_run(&mut ex, core)?;
             admit::within_budget(&mut ex, core)?;
             admit::within_rate_limit(&mut ex, core)?;
@@ -238,7 +238,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
 /// The phases before the body is read, in [`run`]'s order (for the
 /// in-memory benchmark, which has no connection).
 pub fn before_body<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
-    authenticate(ex, core)?;
+    authenticate(ex, core, &mut Default::default())?;
     name_run(ex, core)?;
     admit::within_budget(ex, core)?;
     admit::within_rate_limit(ex, core)
@@ -260,8 +260,12 @@ pub fn after_body<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
 /// Who is asking. The key is looked up by its SHA-256 (see
 /// `tollgate_policy::keys`); the client's key never leaves the gateway
 /// (the upstream request drops `authorization` and `x-api-key`).
-pub fn authenticate<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
-    let key = crate::proxy::authenticate::authenticate(core.state, &ex.head, ex.unix_s())?;
+pub fn authenticate<'s>(
+    ex: &mut Exchange<'s>,
+    core: &Core<'s>,
+    memo: &mut crate::proxy::authenticate::KeyMemo,
+) -> Result<(), GatewayError> {
+    let key = crate::proxy::authenticate::authenticate(core.state, &ex.head, ex.unix_s(), memo)?;
     ex.trace.key = Some(key);
     Ok(())
 }
