@@ -66,14 +66,14 @@ pub fn media_tokens(body: &[u8]) -> u64 {
 /// the provider a tool it runs itself (its results are input the gateway
 /// never sees), or asks for reasoning (OpenAI's `reasoning` and
 /// `reasoning_effort`, Anthropic's `thinking`: tokens billed as output,
-/// never streamed, or streamed as a summary). With `reasons_unseen` (the
-/// model reasons by default: `Route::reasons_unseen`) a body that does
-/// not turn the reasoning off (an effort of `none`, thinking `disabled`)
-/// is such a body too. Asked only when a client leaves before its
-/// answer's end (whether to read the answer on for the provider's usage:
-/// `proxy::relay`), so the bytes are searched for each name in turn
-/// before the body is walked.
-pub fn counted_in_part(body: &[u8], reasons_unseen: bool) -> bool {
+/// never streamed, or streamed as a summary). (A model that reasons by
+/// default is the route's to say, `Route::reasons_unseen`, whatever the
+/// body asks: a switch that turns it off may not reach the provider, which
+/// a translation drops or an API ignores.) Asked only when a client leaves
+/// before its answer's end (whether to read the answer on for the
+/// provider's usage: `proxy::relay`), so the bytes are searched for each
+/// name in turn before the body is walked.
+pub fn counted_in_part(body: &[u8]) -> bool {
     // Every name in NOT_TEXT, `item_reference` and the top-level keys the
     // walk reads holds one of these.
     const NAMES: [&[u8]; 11] = [
@@ -89,10 +89,6 @@ pub fn counted_in_part(body: &[u8], reasons_unseen: bool) -> bool {
         b"thinking",
         b"\\u00",
     ];
-    if reasons_unseen {
-        let media = walk(body, true);
-        return media.uncounted || !media.reasoning_off;
-    }
     NAMES.iter().any(|n| memchr::memmem::find(body, n).is_some()) && walk(body, true).uncounted
 }
 
@@ -104,8 +100,6 @@ struct Media {
     /// A part holds a medium or a file: the provider's count of it is
     /// the gateway's estimate at best.
     uncounted: bool,
-    /// The request turns its model's reasoning off (read with `partial`).
-    reasoning_off: bool,
 }
 
 /// The parts of a chat, messages or Responses request: `messages[]` and
@@ -120,12 +114,7 @@ fn walk(body: &[u8], partial: bool) -> Media {
     let _ = members(&mut c, &mut |c, key| {
         if partial {
             if let Some(read) = top_level_uncounted(c, key) {
-                let read = read?;
-                media.uncounted |= read;
-                // Of the keys read, only a reasoning switch reads false
-                // for a value it holds (an effort of `none`, `disabled`).
-                media.reasoning_off |=
-                    !read && (is(key, b"reasoning") || is(key, b"reasoning_effort") || is(key, b"thinking"));
+                media.uncounted |= read?;
                 return Some(());
             }
         }
@@ -680,7 +669,7 @@ mod tests {
             r#"{"model":"m","max_tokens":2048,"thinking":{"budget_tokens":1024,"type":"enabled"},"messages":[]}"#,
         ];
         for body in partial {
-            assert!(counted_in_part(body.as_bytes(), false), "{body}");
+            assert!(counted_in_part(body.as_bytes()), "{body}");
         }
         let whole = [
             r#"{"messages":[{"role":"user","content":"the file, the document, an image_url, input_audio"}]}"#,
@@ -696,7 +685,7 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"user","content":"x"}],"thinking":{"type":"disabled"}}"#,
         ];
         for body in whole {
-            assert!(!counted_in_part(body.as_bytes(), false), "{body}");
+            assert!(!counted_in_part(body.as_bytes()), "{body}");
         }
         // A function call's output's images are priced too, and a
         // computer call's screenshot.
@@ -704,38 +693,5 @@ mod tests {
         assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN);
         let body = r#"{"model":"m","input":[{"type":"computer_call_output","call_id":"c","output":{"type":"computer_screenshot","image_url":"https://x/s.png"}}]}"#;
         assert_eq!(media_tokens(body.as_bytes()), IMAGE_UNKNOWN);
-    }
-
-    /// A model that reasons by default, unseen, makes every body's count
-    /// partial unless the body turns its reasoning off, in any API's
-    /// words, whitespace and key order; what else a body holds still
-    /// counts. A tenant that names the model and leaves at the first token
-    /// must not pay for the text alone.
-    #[test]
-    fn a_model_that_reasons_by_default_counts_in_part_unless_told_not_to() {
-        let plain = [
-            r#"{"model":"o3","messages":[{"role":"user","content":"prove it"}]}"#,
-            r#"{"model":"gpt-5","input":"prove it","stream":true}"#,
-            r#"{"model":"o3","messages":[],"reasoning_effort":null}"#,
-            r#"{"model":"o3","messages":[],"reasoning_effort":"minimal"}"#,
-            r#"{"model":"o3","input":"x","reasoning":{"summary":"auto"}}"#,
-            r#"{"model":"o3","messages":[{"role":"user","content":"reasoning_effort none"}]}"#,
-            r#"{"model":"claude","messages":[],"thinking":{"type":"enabled","budget_tokens":1024}}"#,
-            "not json at all",
-        ];
-        for body in plain {
-            assert!(counted_in_part(body.as_bytes(), true), "{body}");
-        }
-        let off = [
-            r#"{"model":"gpt-5.1","messages":[{"role":"user","content":"x"}],"reasoning_effort":"none"}"#,
-            "{ \"input\" : \"x\",\n \"reasoning\" : { \"summary\":\"auto\" , \"effort\" : \"none\" } }",
-            r#"{"thinking":{"type":"disabled"},"model":"claude","messages":[]}"#,
-        ];
-        for body in off {
-            assert!(!counted_in_part(body.as_bytes(), true), "{body}");
-        }
-        // Turned off, but with an image: still partial.
-        let body = r#"{"reasoning_effort":"none","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/a.png"}}]}]}"#;
-        assert!(counted_in_part(body.as_bytes(), true));
     }
 }

@@ -903,6 +903,8 @@ impl TopMembers {
             }
             match b {
                 b' ' | b'\t' | b'\n' | b'\r' => self.take(&[b]),
+                // A string outside the object.
+                b'"' if self.depth == 0 => self.broken = true,
                 b'"' => {
                     self.in_string = true;
                     if self.depth == 1 && self.want_key {
@@ -964,8 +966,13 @@ impl TopMembers {
             // Past the buffer, the length still counts: no name is that long.
             self.key_len += bytes.len();
         } else if self.capturing {
+            if self.out.len() + bytes.len() > Self::BYTES_MAX {
+                // Given up: the room goes too.
+                self.broken = true;
+                self.out = Vec::new();
+                return;
+            }
             self.out.extend_from_slice(bytes);
-            self.broken |= self.out.len() > Self::BYTES_MAX;
         }
     }
 
@@ -1817,9 +1824,16 @@ mod tests {
         // repeated key; the escaped key is no usage.
         let doc = TopMembers::new(NAMES);
         assert_eq!(doc.document(), None, "nothing fed");
-        for broken in
-            ["", "[]", "[{\"usage\":{}}]", r#"{"usage":{"prompt_tokens":1"#, r#"{"a":1} x"#, "1", r#"{"a":"b"#]
-        {
+        for broken in [
+            "",
+            "[]",
+            "[{\"usage\":{}}]",
+            r#"{"usage":{"prompt_tokens":1"#,
+            r#"{"a":1} x"#,
+            "1",
+            r#"{"a":"b"#,
+            r#""x"{"usage":{}}"#,
+        ] {
             let mut top = TopMembers::new(NAMES);
             top.feed(broken.as_bytes());
             assert_eq!(top.document(), None, "{broken}");
@@ -1831,10 +1845,16 @@ mod tests {
             top.feed(piece);
         }
         assert_eq!(top.document().as_deref(), Some(&b"{\"usage\":{}}"[..]));
-        // Members past the bound are not kept, and nothing is given.
-        let mut top = TopMembers::new(NAMES);
-        top.feed(format!(r#"{{"usage":{{"x":"{}"}}}}"#, "a".repeat(TopMembers::BYTES_MAX)).as_bytes());
-        assert_eq!(top.document(), None);
+        // Members past the bound are not kept, nor their room, and nothing
+        // is given: fed in one piece of 16 MiB as in pieces.
+        let big =
+            format!(r#"{{"message":"{}","usage":{{"prompt_tokens":1,"completion_tokens":1}}}}"#, "a".repeat(16 << 20));
+        for piece in [big.len(), 4096] {
+            let mut top = TopMembers::new(NAMES);
+            big.as_bytes().chunks(piece).for_each(|p| top.feed(p));
+            assert_eq!(top.document(), None);
+            assert!(top.out.capacity() <= TopMembers::BYTES_MAX, "{}", top.out.capacity());
+        }
     }
 
     #[test]

@@ -143,9 +143,9 @@ fn a_prompt_the_gateway_cannot_count_is_billed_when_the_client_hangs_up() {
 /// tenant that asks one and hangs up at the first event would otherwise
 /// pay for its text and a token or two. The gateway reads such an answer
 /// to its end for the provider's usage: for a model on the built-in list
-/// (`o3`), one configured `reasoning = true`, and a body asking for
-/// thinking; not for a request that turns the reasoning off, nor for a
-/// model configured `reasoning = false`.
+/// (`o3`, whatever the body says of its reasoning), one configured
+/// `reasoning = true`, and a body asking for thinking; not for a model
+/// configured `reasoning = false`, nor for a text prompt to another.
 #[test]
 fn a_reasoning_model_is_billed_its_unseen_reasoning_when_the_client_hangs_up() {
     let mock = start_mock(&[]);
@@ -164,7 +164,10 @@ fn a_reasoning_model_is_billed_its_unseen_reasoning_when_the_client_hangs_up() {
         (chat("o3", ""), true),
         (chat("thinker", ""), true),
         (chat("gpt-4o", r#","thinking":{"type":"enabled","budget_tokens":4096}"#), true),
-        (chat("o3", r#", "reasoning_effort" : "none""#), false),
+        // A switch that says the reasoning is off does not make it so (a
+        // translation may drop it, the provider's API ignore it).
+        (chat("o3", r#", "reasoning_effort" : "none""#), true),
+        (chat("o3", r#","thinking":{"type":"disabled"}"#), true),
         (chat("fast", ""), false),
         (chat("gpt-4o", ""), false),
     ];

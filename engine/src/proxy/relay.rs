@@ -72,16 +72,19 @@ impl Answer<'_> {
     /// count of the prompt can fall short of the provider's, because the
     /// provider reads stored input, or the body holds what
     /// `media::counted_in_part` names (an image, audio, a file, a tool the
-    /// provider runs, reasoning asked for, or a model that reasons by
-    /// default and is not told not to). Otherwise the relay ends there,
+    /// provider runs, reasoning asked for), or the model reasons by
+    /// default (whatever the body asks: a switch that turns the reasoning
+    /// off may be dropped by a translation or ignored by the provider's
+    /// API). Otherwise the relay ends there,
     /// the provider stops generating, and the request is billed its
     /// prompt counted and the answer's tokens that passed. (A tenant could
     /// otherwise continue a 100,000-token conversation, or send a PDF,
     /// hang up at the first event, and be billed for the dozen tokens of
     /// text it sent.) Asked once, when the client leaves.
     pub fn read_to_end(&self) -> bool {
-        let reasons = tollgate_policy::route::reasons_unseen(self.reasoning, self.route.model);
-        self.stored_input || tollgate_protocol::media::counted_in_part(self.body, reasons)
+        self.stored_input
+            || tollgate_policy::route::reasons_unseen(self.reasoning, self.route.model)
+            || tollgate_protocol::media::counted_in_part(self.body)
     }
 
     /// Whether the client closed or reset its connection while it waited

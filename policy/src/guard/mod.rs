@@ -63,9 +63,10 @@ impl CleanTexts {
     /// or at the body's end, where it is closed though short
     /// ([`RequestTexts::finish`]).
     pub const MIN_BYTES: usize = 1024;
-    /// The held texts' room kept between requests at most: a run is
-    /// closed at `MIN_BYTES`, but a long text after short ones is held
-    /// with them, and that room is let go rather than kept.
+    /// The held texts' room kept between requests at most (the texts and
+    /// their ends together): a run is closed at `MIN_BYTES`, but a long
+    /// text after short ones is held with them, and a run of many empty
+    /// texts holds many ends; that room is let go rather than kept.
     const SCRATCH_BYTES_MAX: usize = 16 * 1024;
 
     pub fn new() -> CleanTexts {
@@ -336,7 +337,8 @@ impl Drop for RequestTexts<'_> {
     /// (finished, or ended early by a block).
     fn drop(&mut self) {
         if let Some((memory, _)) = self.memory.as_mut() {
-            if self.held.capacity() <= CleanTexts::SCRATCH_BYTES_MAX {
+            let room = self.held.capacity() + self.texts.capacity() * std::mem::size_of::<(u32, usize)>();
+            if room <= CleanTexts::SCRATCH_BYTES_MAX {
                 self.held.clear();
                 self.texts.clear();
                 memory.scratch = (std::mem::take(&mut self.held), std::mem::take(&mut self.texts));

@@ -704,6 +704,11 @@ fn the_held_texts_room_is_lent_and_given_back() {
     let long = "All quiet on the roadmap today. ".repeat(1000);
     request_findings(&g, &["a short turn", &long, "What next?"], Some(&mut clean));
     assert!(clean.scratch.0.capacity() <= CleanTexts::SCRATCH_BYTES_MAX, "{}", clean.scratch.0.capacity());
+    // So is the room of many empty texts' ends.
+    let mut empties = vec![""; 5000];
+    empties.push("What next?");
+    request_findings(&g, &empties, Some(&mut clean));
+    assert!(clean.scratch.1.capacity() * 16 <= CleanTexts::SCRATCH_BYTES_MAX, "{}", clean.scratch.1.capacity());
 }
 
 #[test]
