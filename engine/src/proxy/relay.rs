@@ -471,8 +471,9 @@ fn take_body(
 /// copied into one buffer, so that what is kept is the data itself and not
 /// the read buffers it pins (a trickling upstream would pin one per read).
 /// Past [`super::answer::TRANSLATED_BODY_BYTES_MAX`] the body is let go
-/// and its top-level `usage` and `id` are picked out as it passes
-/// ([`TopMembers`]): a tenant that asks for an answer of tens of megabytes
+/// and the top-level members that hold its usage and id are picked out as
+/// it passes ([`TopMembers`], [`TOP_MEMBERS`]): a tenant that asks for an
+/// answer of tens of megabytes
 /// (`n`, `top_logprobs`) is billed its provider's usage, not its prompt
 /// alone.
 #[derive(Default)]

@@ -179,8 +179,9 @@ async fn too_large(
         Some(Err(_)) => end.usage_rejected = true,
         None => {}
     }
+    // The upstream connection is not reused (`RelayEnd::new`): it was
+    // read to its end, but the answer was not the client's.
     end.read_past_client = reader.done;
-    end.upstream_reusable = false;
     let sent = client.send_error(answer.reply, &e, true).await;
     end.end = if sent { End::UpstreamFailed } else { End::ClientGone };
     end
