@@ -135,7 +135,7 @@ impl KeyTable {
     pub fn authenticate_digest(&self, digest: &KeyHash, now: u64) -> Result<&VirtualKey, AuthError> {
         let digest = *digest;
         let key = self.by_hash.get(&digest).map(|&i| &self.keys[i]).ok_or(AuthError::Unknown)?;
-        if !constant_time_eq(&key.hash, &digest) {
+        if !constant_time_eq_bytes(&key.hash, &digest) {
             return Err(AuthError::Unknown);
         }
         if key.revoked {
@@ -177,10 +177,6 @@ pub fn hash_key(key: &[u8]) -> KeyHash {
 /// lengths only.
 pub fn constant_time_eq_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn constant_time_eq(a: &KeyHash, b: &KeyHash) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A key made from `random` bytes (which the caller takes from the OS).

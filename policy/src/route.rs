@@ -52,19 +52,14 @@ impl Route {
     pub fn price_of(&self, target: Option<&Target>) -> Option<Price> {
         self.price.or_else(|| crate::prices::builtin(&target?.upstream_model))
     }
-
-    /// Whether `target`'s answers may bill reasoning the gateway does not
-    /// see (a client that leaves then has the answer read to its end, for
-    /// the provider's usage): the configured `reasoning`, else the
-    /// built-in list of the target's upstream model.
-    pub fn reasons_unseen(&self, target: &Target) -> bool {
-        reasons_unseen(self.reasoning, &target.upstream_model)
-    }
 }
 
-/// A model's configured `reasoning`, else the built-in list's word for
-/// the upstream model that serves it. Asked when a client leaves, not for
-/// every request: the list is a dozen prefixes.
+/// Whether answers of the upstream model that serves a request may bill
+/// reasoning the gateway does not see (a client that leaves then has the
+/// answer read to its end, for the provider's usage): the model's
+/// configured `reasoning`, else the built-in list's word for the upstream
+/// model. Asked when a client leaves, not for every request: the list is
+/// a dozen prefixes.
 pub fn reasons_unseen(reasoning: Option<bool>, upstream_model: &str) -> bool {
     reasoning.unwrap_or_else(|| crate::prices::reasons_unseen(upstream_model))
 }

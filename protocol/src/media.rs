@@ -67,7 +67,7 @@ pub fn media_tokens(body: &[u8]) -> u64 {
 /// never sees), or asks for reasoning (OpenAI's `reasoning` and
 /// `reasoning_effort`, Anthropic's `thinking`: tokens billed as output,
 /// never streamed, or streamed as a summary). (A model that reasons by
-/// default is the route's to say, `Route::reasons_unseen`, whatever the
+/// default is the route's to say, `route::reasons_unseen`, whatever the
 /// body asks: a switch that turns it off may not reach the provider, which
 /// a translation drops or an API ignores.) Asked only when a client leaves
 /// before its answer's end (whether to read the answer on for the

@@ -24,7 +24,7 @@ pub fn authenticate<'s>(
 
 /// The last key a connection presented and its SHA-256: a client sends the
 /// same key with every request of a keep-alive connection, and hashing it
-/// was 5% of a 100-byte request (3,500 instructions of 64,000). Only the
+/// was 5% of a 100-byte request (3,400 instructions of 64,000). Only the
 /// digest is remembered across a reload (the key table's lookup is made
 /// every time), the key is compared in constant time (a connection a
 /// proxy shares between tenants learns nothing of another's key), kept no

@@ -300,12 +300,15 @@ fn a_models_reasoning_overrides_the_built_in_list() {
     let c = Config::parse("gw.toml", &two, &TestEnv).unwrap();
     let route = c.routes.find(b"gpt-4o").unwrap().1;
     assert_eq!(route.reasoning, None);
-    assert!(route.reasons_unseen(&route.targets[0]) && !route.reasons_unseen(&route.targets[1]));
-    for (value, reasons) in [("true", true), ("false", false)] {
+    let reasons = |route: &crate::Route, t: usize| {
+        crate::route::reasons_unseen(route.reasoning, &route.targets[t].upstream_model)
+    };
+    assert!(reasons(route, 0) && !reasons(route, 1));
+    for (value, want) in [("true", true), ("false", false)] {
         let set = two.replace("name = \"gpt-4o\"\n", &format!("name = \"gpt-4o\"\nreasoning = {value}\n"));
         let c = Config::parse("gw.toml", &set, &TestEnv).unwrap();
         let route = c.routes.find(b"gpt-4o").unwrap().1;
-        assert!(route.targets.iter().all(|t| route.reasons_unseen(t) == reasons), "{value}");
+        assert!((0..2).all(|t| reasons(route, t) == want), "{value}");
     }
     let bad = BASE.replace("name = \"gpt-4o\"\n", "name = \"gpt-4o\"\nreasoning = \"high\"\n");
     let err = Config::parse("gw.toml", &bad, &TestEnv).unwrap_err().to_string();
