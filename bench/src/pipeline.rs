@@ -139,6 +139,7 @@ pub fn iterate(w: &World, out: &mut BytesMut) -> u64 {
         reservation: ex.holds.tokens.as_ref(),
         capture: None,
         window: None,
+        read_on_capped: None,
     };
     let mut relay = StreamRelay::new(Stream::new(Translation::None, Front::OpenAi, false), stages, route);
     relay.feed(w.stream.clone(), out);

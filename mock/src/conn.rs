@@ -73,6 +73,9 @@ struct Plan {
     /// `x-mock-thinking: 1`: an Anthropic answer starts with a signed
     /// thinking block.
     thinking: bool,
+    /// `x-mock-reasoning: N`: a chat answer's model reasons N tokens
+    /// first, within the request's output limit (`ChatRequest::reasons`).
+    reasoning: Option<usize>,
 }
 
 /// The mock classifiers' fixed rule.
@@ -237,7 +240,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         let reply = head.header(b"x-mock-reply").map(|v| String::from_utf8_lossy(v).into_owned());
         let tool = head.header(b"x-mock-tool").map(|v| String::from_utf8_lossy(v).into_owned());
         let thinking = num(b"x-mock-thinking") == Some(1);
-        Plan { behavior: b, failure, echo, reply, tool, thinking }
+        let reasoning = num(b"x-mock-reasoning").map(|n| n as usize);
+        Plan { behavior: b, failure, echo, reply, tool, thinking, reasoning }
     }
 
     /// xorshift64: per-connection, no shared state between threads.
@@ -326,6 +330,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         }
         if let Some((read, write)) = cache_header(head) {
             req.cached(read, write);
+        }
+        if let Some(n) = plan.reasoning.filter(|_| api == Api::Chat && plan.reply.is_none()) {
+            plan.behavior.reply_words = req.reasons(n, plan.behavior.reply_words);
         }
         match plan.failure {
             Some(Failure::Status(status)) => {

@@ -43,6 +43,15 @@ pub struct ChatRequest<'a> {
     pub cache_write: usize,
     /// Stable id derived from the request body.
     pub id: u64,
+    /// The request's output limit (`max_tokens`, `max_completion_tokens`
+    /// or `max_output_tokens`, the largest given).
+    pub max_tokens: Option<u64>,
+    /// Tokens the model reasoned before its answer (`x-mock-reasoning`):
+    /// billed as output, never streamed.
+    pub reasoning: usize,
+    /// The answer stopped at the request's output limit: its finish
+    /// reason is `length`.
+    pub cut_short: bool,
 }
 
 impl<'a> ChatRequest<'a> {
@@ -58,6 +67,9 @@ impl<'a> ChatRequest<'a> {
             cache_read: 0,
             cache_write: 0,
             id: fnv1a(body),
+            max_tokens: fields.max_tokens,
+            reasoning: 0,
+            cut_short: false,
         })
     }
 }
@@ -82,6 +94,30 @@ impl<'a> ChatRequest<'a> {
             cache_read: 0,
             cache_write: 0,
             id: fnv1a(body),
+            max_tokens: None,
+            reasoning: 0,
+            cut_short: false,
+        }
+    }
+
+    /// A model that reasons `reasoning` tokens before it writes `words`
+    /// words, as OpenAI's do: the request's output limit counts the
+    /// reasoning first, then the words; an answer it stops finishes with
+    /// `length` (and may have no words at all). The words left.
+    pub fn reasons(&mut self, reasoning: usize, words: usize) -> usize {
+        let limit = self.max_tokens.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+        self.reasoning = reasoning.min(limit);
+        let left = words.min(limit - self.reasoning);
+        self.cut_short = self.reasoning + left < reasoning + words;
+        left
+    }
+
+    /// The answer's finish reason, as raw JSON.
+    fn finish(&self) -> &'static str {
+        if self.cut_short {
+            "\"length\""
+        } else {
+            "\"stop\""
         }
     }
 }
@@ -116,6 +152,7 @@ fn prefix(req: &ChatRequest<'_>, object: &str, out: &mut BytesMut) {
 }
 
 fn usage(req: &ChatRequest<'_>, completion: usize, out: &mut BytesMut) {
+    let completion = completion + req.reasoning;
     let mut n = itoa::Buffer::new();
     out.extend_from_slice(b"\"usage\":{\"prompt_tokens\":");
     out.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
@@ -126,6 +163,11 @@ fn usage(req: &ChatRequest<'_>, completion: usize, out: &mut BytesMut) {
     if req.cache_read > 0 {
         out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
         out.extend_from_slice(n.format(req.cache_read).as_bytes());
+        out.put_u8(b'}');
+    }
+    if req.reasoning > 0 {
+        out.extend_from_slice(b",\"completion_tokens_details\":{\"reasoning_tokens\":");
+        out.extend_from_slice(n.format(req.reasoning).as_bytes());
         out.put_u8(b'}');
     }
     out.put_u8(b'}');
@@ -404,7 +446,9 @@ pub fn completion(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, out:
     prefix(req, "chat.completion", out);
     out.extend_from_slice(b"\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"");
     words(list, 0, reply_words, out);
-    out.extend_from_slice(b"\"},\"finish_reason\":\"stop\"}],");
+    out.extend_from_slice(b"\"},\"finish_reason\":");
+    out.extend_from_slice(req.finish().as_bytes());
+    out.extend_from_slice(b"}],");
     usage(req, reply_words, out);
     out.put_u8(b'}');
 }
@@ -424,7 +468,7 @@ pub fn stream_events(req: &ChatRequest<'_>, list: &[&str], reply_words: usize, c
             "null",
         ));
     }
-    out.push(chunk(&|_| {}, "\"stop\""));
+    out.push(chunk(&|_| {}, req.finish()));
     openai_stream_end(req, "chat.completion.chunk", reply_words, out);
 }
 

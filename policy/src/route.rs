@@ -22,6 +22,13 @@ pub struct Target {
     /// fallback chain.
     pub priority: u32,
     pub weight: u32,
+    /// The model's answers may bill reasoning the gateway does not see
+    /// ([`reasons_unseen`] of the route's `reasoning` and this model),
+    /// found once, when the configuration is read.
+    pub reasons: bool,
+    /// The built-in price of `upstream_model`, found once, when the
+    /// configuration is read ([`crate::prices::builtin`]).
+    pub builtin_price: Option<Price>,
 }
 
 /// A public model name and its targets in order of preference.
@@ -50,7 +57,7 @@ impl Route {
     /// The price requests to this model pay when `target` serves them: the
     /// configured one, else the built-in one of the target's upstream model.
     pub fn price_of(&self, target: Option<&Target>) -> Option<Price> {
-        self.price.or_else(|| crate::prices::builtin(&target?.upstream_model))
+        self.price.or_else(|| target?.builtin_price)
     }
 }
 
@@ -58,8 +65,8 @@ impl Route {
 /// reasoning the gateway does not see (a client that leaves then has the
 /// answer read to its end, for the provider's usage): the model's
 /// configured `reasoning`, else the built-in list's word for the upstream
-/// model. Asked when a client leaves, not for every request: the list is
-/// a dozen prefixes.
+/// model. Asked once per target, when the configuration is read
+/// ([`Target::reasons`]).
 pub fn reasons_unseen(reasoning: Option<bool>, upstream_model: &str) -> bool {
     reasoning.unwrap_or_else(|| crate::prices::reasons_unseen(upstream_model))
 }

@@ -34,6 +34,13 @@ pub struct ChatRequestFields {
     /// Reserving the most any of them allows never lets an answer outrun
     /// its reservation.
     pub max_tokens: Option<u64>,
+    /// Where `max_tokens`, `max_completion_tokens` and `max_output_tokens`
+    /// are given, in that order: the span of each one's value. Each name
+    /// is taken once (given twice, the gateway and the provider could read
+    /// different ones): a request ceiling lowers every one of them
+    /// (`upstream_request`), so that the provider stops where the ceiling
+    /// is, reasoning it does not stream included.
+    pub max_tokens_at: [Option<Span>; 3],
     /// `"background": true` (the Responses API's runs that finish after
     /// the answer).
     pub background: bool,
@@ -171,7 +178,7 @@ impl BodyError {
             }
             BodyError::NotUtf8 => "the request body is not valid UTF-8 (JSON text must be)",
             BodyError::AmbiguousKey => {
-                "request body repeats `model` or `stream`, or escapes a top-level key; send each key once, unescaped"
+                "request body repeats a top-level key the gateway reads (`model`, `stream`, `stream_options`, `max_tokens`, `max_completion_tokens`, `max_output_tokens`, `input`, `store`, `previous_response_id`), or escapes one; send each key once, unescaped"
             }
         }
     }
@@ -195,6 +202,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let mut stream = None;
     let mut options = None;
     let mut max_tokens: Option<u64> = None;
+    let mut max_tokens_at: [Option<Span>; 3] = [None; 3];
     let mut background = false;
     let mut temperature: Option<bool> = None;
     let (mut input, mut previous, mut store) = (None, None, None);
@@ -252,9 +260,16 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 let asks = asks_for_usage(&mut c)?;
                 options = Some((Span::new(start, c.pos), asks));
             }
-            b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens" => {
+            name @ (b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens") => {
+                let at = &mut max_tokens_at[match name {
+                    b"max_tokens" => 0,
+                    b"max_completion_tokens" => 1,
+                    _ => 2,
+                }];
+                once(at.is_some())?;
                 let start = c.pos;
                 c.value()?;
+                *at = Some(Span::new(start, c.pos));
                 let raw = &body[start..c.pos];
                 let n = match raw {
                     b"null" => None,
@@ -346,6 +361,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         stream_options: options.map(|(span, _)| span),
         include_usage: options.is_some_and(|(_, asks)| asks),
         max_tokens,
+        max_tokens_at,
         background,
         sampled: temperature.unwrap_or(true),
         input,
@@ -1602,7 +1618,7 @@ mod tests {
             (r#"{"model":"m","max_tokens" : 100 ,"max_completion_tokens":7}"#, Some(100)),
             (r#"{"max_completion_tokens":7,"model":"m","max_tokens":100}"#, Some(100)),
             (r#"{"model":"m","max_tokens":32000,"max_output_tokens":1}"#, Some(32000)),
-            (r#"{"model":"m","max_completion_tokens":5,"max_completion_tokens":9,"max_tokens":null}"#, Some(9)),
+            (r#"{"model":"m","max_completion_tokens":9,"max_tokens":null}"#, Some(9)),
             // A tool schema with a `max_tokens` property is not the limit.
             (
                 r#"{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"max_tokens":{"type":"integer"}}}}}],"x":{"max_tokens":5}}"#,
@@ -1616,6 +1632,21 @@ mod tests {
         ];
         for (body, want) in table {
             assert_eq!(scan_request(body.as_bytes()).unwrap().max_tokens, *want, "{body}");
+        }
+        // Each name's value is where a ceiling writes its own: found
+        // whatever the spacing, `null` included; a name given twice is
+        // refused (the provider could read the other one).
+        let body = r#"{ "max_completion_tokens" :null, "model":"m","max_output_tokens":  12 ,"max_tokens":7}"#;
+        let f = scan_request(body.as_bytes()).unwrap();
+        let at = f.max_tokens_at.map(|s| s.map(|s| std::str::from_utf8(s.get(body.as_bytes())).unwrap()));
+        assert_eq!(at, [Some("7"), Some("null"), Some("12")]);
+        assert_eq!(scan_request(br#"{"model":"m"}"#).unwrap().max_tokens_at, [None; 3]);
+        for twice in [
+            r#"{"model":"m","max_tokens":5,"max_tokens":9}"#,
+            r#"{"max_completion_tokens":5,"model":"m","max_completion_tokens":null}"#,
+            r#"{"model":"m","max_output_tokens":1,"max_output_tokens":1}"#,
+        ] {
+            assert_eq!(scan_request(twice.as_bytes()).err(), Some(BodyError::AmbiguousKey), "{twice}");
         }
     }
 

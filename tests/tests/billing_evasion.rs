@@ -352,9 +352,11 @@ fn a_guarded_json_answer_too_large_to_read_is_refused_and_billed() {
 /// `previous_response_id`, costs what the provider stores of it: the
 /// gateway notes each passed-through response's size (input and output)
 /// under its id, and a request continuing it counts that in its prompt.
-/// Here a ceiling of 3 output tokens ends the second request's stream (no
-/// usage comes): it is billed the 90,000-token conversation, estimated,
-/// not the dozen tokens of its own input.
+/// Here a ceiling of 3 output tokens ends the second request's stream,
+/// and the provider's connection breaks before its usage comes (the
+/// gateway reads on past the ceiling for it: the provider bills what it
+/// stores): it is billed the 90,000-token conversation, estimated, not the
+/// dozen tokens of its own input.
 #[test]
 fn a_continued_conversation_cut_by_a_ceiling_is_billed_what_the_provider_stores() {
     let mock = start_mock(&[]);
@@ -368,7 +370,8 @@ fn a_continued_conversation_cut_by_a_ceiling_is_billed_what_the_provider_stores(
     assert_eq!(first.status, 200, "{}", first.text());
     let id = first.json()["id"].as_str().expect("a response id").to_string();
     let next = format!(r#"{{"model":"gpt-4o","stream":true,"input":"and then?","previous_response_id":"{id}"}}"#);
-    let r = one_request(gw.addr, &post_json("/v1/responses", &next, "x-mock-chunks: 20\r\n"));
+    let broken = "x-mock-chunks: 20\r\nx-mock-fail: reset-mid-stream\r\n";
+    let r = one_request(gw.addr, &post_json("/v1/responses", &next, broken));
     assert_eq!(r.status, 200);
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
@@ -407,7 +410,8 @@ fn a_conversation_continued_on_another_node_is_billed_what_the_provider_stores()
         !redis.cli(&["--scan", "--pattern", "tollgate:c:*"]).trim().is_empty()
     });
     let next = format!(r#"{{"model":"gpt-4o","stream":true,"input":"and then?","previous_response_id":"{id}"}}"#);
-    assert_eq!(one_request(b.addr, &post_json("/v1/responses", &next, "x-mock-chunks: 20\r\n")).status, 200);
+    let broken = "x-mock-chunks: 20\r\nx-mock-fail: reset-mid-stream\r\n";
+    assert_eq!(one_request(b.addr, &post_json("/v1/responses", &next, broken)).status, 200);
     b.signal(libc::SIGTERM);
     assert!(b.wait_exit(Duration::from_secs(10)).expect("exits").success());
     let recs = read_records(&lb.0);
@@ -415,4 +419,121 @@ fn a_conversation_continued_on_another_node_is_billed_what_the_provider_stores()
     assert_eq!(recs[0]["end"], "capped", "{}", recs[0]);
     let prompt = recs[0]["tokens"]["prompt"].as_u64().expect("prompt tokens");
     assert!(prompt > 90_000, "billed {prompt} on node b: {}", recs[0]);
+}
+
+/// A ceiling on one request holds for a model that reasons before it
+/// answers: the reasoning is billed as output but never streamed, so the
+/// gateway's own cut (counting what passes) would let o3 reason 5,000
+/// tokens under a 300-token ceiling, and a JSON answer is never cut. The
+/// request goes with its output limit lowered to the ceiling (or one
+/// added: `max_completion_tokens` for a model that reasons), in whatever
+/// API the client speaks, so that the provider stops there; what the
+/// provider reports is billed. A cost ceiling is sent as the tokens it
+/// leaves once the prompt is paid for.
+#[test]
+fn a_request_ceiling_holds_for_a_model_that_reasons_unseen() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-ceiling-reasoning");
+    let models = concat!(
+        "[[models]]\nname = \"o3\"\ntargets = [{ provider = \"up\" }]\n",
+        "price = { input_per_mtok = 2.0, output_per_mtok = 8.0 }\n\n",
+    );
+    let config = stored_config(&mock, &logs, "", models, "budget = { request_output_tokens = 300 }");
+    let mut gw = start_gateway(&config, &[], &[]);
+    let reasons = "x-mock-reasoning: 5000\r\n";
+    let chat = |more: &str| format!(r#"{{"model":"o3"{more},"messages":[{{"role":"user","content":"think hard"}}]}}"#);
+    // (path, body, the completion the provider bills)
+    let cases = [
+        ("/v1/chat/completions", chat(""), 300),
+        ("/v1/chat/completions", chat(r#","stream":true"#), 300),
+        ("/v1/chat/completions", chat(r#", "max_tokens" : 100000 ,"stream":true"#), 300),
+        ("/v1/chat/completions", chat(r#","max_completion_tokens":null,"max_tokens":7000"#), 300),
+        // A limit under the ceiling is the client's to keep.
+        ("/v1/chat/completions", chat(r#","max_completion_tokens":120"#), 120),
+        // Messages, translated to chat for this provider.
+        (
+            "/v1/messages",
+            r#"{"model":"o3","max_tokens":64000,"stream":true,"messages":[{"role":"user","content":"think hard"}]}"#
+                .to_string(),
+            300,
+        ),
+    ];
+    for (i, (path, body, _)) in cases.iter().enumerate() {
+        let r = one_request(gw.addr, &post_json(path, body, reasons));
+        assert_eq!(r.status, 200, "{body}: {}", r.text());
+        wait_records(&logs.0, i + 1);
+    }
+    let recs = read_records(&logs.0);
+    for ((_, body, billed), rec) in cases.iter().zip(&recs) {
+        assert_eq!(rec["tokens"]["completion"], *billed, "{body}: {rec}");
+        assert!(rec["tokens"]["estimated"].is_null(), "the provider's count: {body}: {rec}");
+    }
+    // The limit added is one the model's API takes.
+    let echo = |model: &str| {
+        let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+        one_request(gw.addr, &post_json("/v1/chat/completions", &body, "x-mock-echo: body\r\n")).text()
+    };
+    assert!(echo("o3").starts_with(r#"{"max_completion_tokens":300,"model":"o3""#), "{}", echo("o3"));
+    assert!(echo("gpt-4o").starts_with(r#"{"max_tokens":300,"model":"gpt-4o""#), "{}", echo("gpt-4o"));
+    // Every limit above the ceiling is lowered, beside the model's own
+    // name for the provider: spans enough to go as slices, and more.
+    for (more, want) in [
+        (
+            r#""max_tokens":5000,"max_completion_tokens":null,"#,
+            r#"{"model":"real-model","max_tokens":300,"max_completion_tokens":300,"messages":[]}"#,
+        ),
+        (
+            r#""max_tokens":5000,"max_completion_tokens":null,"max_output_tokens":301,"#,
+            r#"{"model":"real-model","max_tokens":300,"max_completion_tokens":300,"max_output_tokens":300,"messages":[]}"#,
+        ),
+    ] {
+        let body = format!(r#"{{"model":"alias",{more}"messages":[]}}"#);
+        let r = one_request(gw.addr, &post_json("/v1/chat/completions", &body, "x-mock-echo: body\r\n"));
+        assert_eq!(r.text(), want);
+    }
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+
+    // $0.004 a request at $2 and $8 per million: the prompt's dozen
+    // tokens leave 496 of output.
+    let logs = TempDir::new("evasion-cost-ceiling-reasoning");
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", models, "budget = { request_usd = 0.004 }"), &[], &[]);
+    for more in ["", r#","stream":true"#] {
+        let r = one_request(gw.addr, &post_json("/v1/chat/completions", &chat(more), reasons));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    for rec in wait_records(&logs.0, 2) {
+        let completion = rec["tokens"]["completion"].as_u64().expect("completion");
+        assert!((480..=500).contains(&completion), "{rec}");
+        assert!(rec["tokens"]["estimated"].is_null(), "{rec}");
+    }
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}
+
+/// A stream a ceiling ends, whose prompt the gateway cannot count (a file
+/// the provider reads), is read on for the provider's usage, as an answer
+/// its client leaves is: otherwise the ceiling's cut would bill a
+/// 90,000-token prompt as the dozen tokens of its text. (This provider
+/// ignores the output limit sent; the rest it generates is billed too.)
+#[test]
+fn a_capped_answer_to_a_prompt_the_gateway_cannot_count_is_billed_in_full() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-capped-file");
+    let mut gw =
+        start_gateway(&stored_config(&mock, &logs, "", "", "budget = { request_output_tokens = 30 }"), &[], &[]);
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"summarise"},{"type":"file","file":{"file_id":"file-big"}}]}]}"#;
+    let headers = "x-mock-cache: 90000,0\r\nx-mock-reply-words: 400\r\nx-mock-chunks: 40\r\n";
+    let r = one_request(gw.addr, &post_json("/v1/chat/completions", body, headers));
+    assert_eq!(r.status, 200);
+    let events = sse_data(&r.body);
+    let last: serde_json::Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length", "{}", r.text());
+    let rec = &wait_records(&logs.0, 1)[0];
+    assert_eq!(rec["end"], "capped", "{rec}");
+    assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
+    assert_eq!(rec["tokens"]["completion"], 400, "{rec}");
+    assert!(rec["tokens"]["estimated"].is_null(), "{rec}");
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }

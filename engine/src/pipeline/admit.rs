@@ -199,9 +199,9 @@ fn nearly_spent(core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) ->
 /// Counts a large prompt in steps (the worker serves its other requests
 /// between them) when a phase before the answer will need the count: the
 /// estimate near a budget's end, or a tokens-per-minute reservation near a
-/// limit, or a stream's cost ceiling that its prompt's bound and its
-/// reserve could cross (`stream::PromptTokens` counts only then, and uses
-/// this count). Far from every limit nothing is counted, as in those
+/// limit, or a cost ceiling that its prompt's bound and its reserve could
+/// cross (the output limit sent, and `stream::PromptTokens`, which counts
+/// only then, use this count). Far from every limit nothing is counted, as in those
 /// phases. A small
 /// prompt is left to them: counting it takes less than one step.
 pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
@@ -214,11 +214,12 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     let for_budget = priced && nearly_spent(core, key, crate::unix_now().as_secs());
     let tpm = team.and_then(|t| t.rate_limit.tokens_per_minute).is_some() || key.rate_limit.tokens_per_minute.is_some();
     let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex)));
-    // A stream whose cost ceiling its prompt's bound and its reserve could
-    // cross may need the count mid-stream: made here, in steps, instead.
+    // A request whose cost ceiling its prompt's bound and its reserve could
+    // cross needs the count for the output limit it is sent with
+    // (`forward::output_cap`), and a stream may need it mid-stream: made
+    // here, in steps, instead.
     let limit = [team.and_then(|t| t.budget.request), key.budget.request].into_iter().flatten().min();
-    let stream = ex.routed.as_ref().is_some_and(|r| r.fields.stream);
-    let for_ceiling = stream && limit.zip(estimate_bound(ex)).is_some_and(|(limit, most)| most > limit);
+    let for_ceiling = limit.zip(estimate_bound(ex)).is_some_and(|(limit, most)| most > limit);
     if for_budget || for_tokens || for_ceiling {
         ex.prompt.tokens_in_steps(&ex.body).await;
     }

@@ -98,13 +98,13 @@ pub async fn forward(
         // A traced request tells the provider which attempt calls it.
         let traceparent =
             trace.otel.filter(|c| c.sampled()).map(|c| c.traceparent(c.child(trace.attempt_count as u64)));
+        let cap = output_cap(state, key, routed, target, body, prompt);
         let (parts, translation) = upstream_request::build(
             client,
             head,
             body,
             &routed.fields,
-            target,
-            upstream,
+            upstream_request::Attempt { target, upstream, cap },
             front,
             traceparent.as_ref().map(|t| &t[..]),
         )?;
@@ -162,7 +162,7 @@ pub async fn forward(
                     started: trace.started,
                     body,
                     stored_input: routed.fields.stored_input,
-                    reasoning: routed.route.reasoning,
+                    reasons: target.reasons,
                 };
                 let end = match (translation, answer_guard) {
                     // Streams are always read (token counts as they pass);
@@ -344,6 +344,70 @@ fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut 
     }
 }
 
+/// The most the provider may generate for the request under the team's
+/// and the key's ceilings on one request, sent as the request's own
+/// output limit (`upstream_request`): the output-token ceiling, and what
+/// the cost ceiling leaves once the prompt is paid for at the target's
+/// price. The provider stops there, reasoning it does not stream
+/// included; without it a model that reasons could spend many times the
+/// ceiling before its first visible token, which the gateway's own cut
+/// (counting what passes) never sees.
+///
+/// The prompt is priced at its count where it was made, else at its
+/// upper bound, which errs low on the answer; where that bound would
+/// lower the limit below what the request asks (its `max_tokens`, or the
+/// reserve), a small prompt is counted (a large one was counted in steps
+/// then: `admit::count_large_prompt`). At least one token: providers
+/// refuse a limit of 0, and the gateway's cut ends such an answer at its
+/// first event.
+fn output_cap(
+    state: &CoreState,
+    key: &VirtualKey,
+    routed: &crate::pipeline::Routed,
+    target: &tollgate_policy::Target,
+    body: &[u8],
+    prompt: &crate::pipeline::Prompt,
+) -> Option<u64> {
+    let team = state.config.teams.get(key.team).map(|t| &t.budget);
+    let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min();
+    let output = min(team.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens);
+    let cost = min(team.and_then(|b| b.request), key.budget.request);
+    let by_cost = cost.and_then(|limit| {
+        let price = routed.route.price_of(Some(target))?;
+        let asked = routed.fields.max_tokens.unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE);
+        let at_bound =
+            affordable(limit, prompt.get().unwrap_or_else(|| prompt.bound(body, routed.fields.text_only)), price);
+        Some(match at_bound {
+            Some(n) if n < asked && prompt.get().is_none() && body.len() <= tollgate_protocol::tokens::STEP_BYTES => {
+                affordable(limit, prompt.tokens(body), price)
+            }
+            n => n,
+        })
+    });
+    match by_cost {
+        // No price for output: the cost ceiling limits no token.
+        Some(None) | None => output,
+        Some(Some(n)) => Some(output.map_or(n, |o| o.min(n))),
+    }
+    .map(|n| n.max(1))
+}
+
+/// The most output tokens `limit` micro-dollars pays for after `prompt`
+/// tokens at `price`, as `TokenUsage::cost_at` rounds (down, to whole
+/// micro-dollars): the largest count whose cost is not past the limit
+/// (`Ceiling::crossed`). `None` when output is free.
+fn affordable(limit: u64, prompt: u64, price: tollgate_policy::config::Price) -> Option<u64> {
+    if price.output_per_mtok == 0 {
+        return None;
+    }
+    // cost = floor((prompt * input + n * output) / 1e6) <= limit
+    //   <=> prompt * input + n * output < (limit + 1) * 1e6
+    let room = (limit as u128 + 1) * 1_000_000;
+    let spent = prompt as u128 * price.input_per_mtok as u128;
+    let n = room.saturating_sub(spent).saturating_sub(1) / price.output_per_mtok as u128;
+    Some(u64::try_from(n).unwrap_or(u64::MAX))
+}
+
 /// The tighter of the team's and the key's ceilings on one request.
 fn ceiling(
     state: &CoreState,
@@ -382,6 +446,38 @@ fn ceiling(
 mod tests {
     use super::*;
     use crate::record::{End, RequestId, TokenUsage};
+
+    /// The output a cost ceiling leaves is the most whose cost, as a
+    /// record prices it, stays within the limit: one token more crosses
+    /// it (`Ceiling::crossed`), across limits, prompts and prices.
+    #[test]
+    fn the_output_a_cost_ceiling_leaves_is_exactly_what_it_pays_for() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for _ in 0..20_000 {
+            let price = tollgate_policy::config::Price {
+                input_per_mtok: next(20_000_000),
+                output_per_mtok: 1 + next(80_000_000),
+                cached_input_per_mtok: 0,
+                cache_write_per_mtok: 0,
+            };
+            let (limit, prompt) = (next(2_000_000), next(300_000));
+            let n = affordable(limit, prompt, price).expect("priced output");
+            let cost = |completion| TokenUsage { prompt, completion, ..Default::default() }.cost_at(price);
+            if cost(0) <= limit {
+                assert!(cost(n) <= limit && cost(n + 1) > limit, "{limit} {prompt} {price:?}: {n}");
+            } else {
+                assert_eq!(n, 0, "the prompt alone crosses it");
+            }
+        }
+        let free = tollgate_policy::config::Price { output_per_mtok: 0, ..Default::default() };
+        assert_eq!(affordable(10, 10, free), None);
+    }
 
     fn ended(usage: Option<TokenUsage>, counted: u64, end: End) -> RelayEnd {
         let mut e = RelayEnd::new(200);

@@ -229,7 +229,14 @@ mod tests {
             targets: targets
                 .iter()
                 .enumerate()
-                .map(|(i, &(priority, weight))| Target { provider: i, upstream_model: "m".into(), priority, weight })
+                .map(|(i, &(priority, weight))| Target {
+                    provider: i,
+                    upstream_model: "m".into(),
+                    priority,
+                    weight,
+                    reasons: false,
+                    builtin_price: None,
+                })
                 .collect(),
             price: None,
             cache: true,

@@ -54,9 +54,9 @@ pub struct Answer<'a> {
     /// The provider reads input the body does not hold (a stored
     /// response, conversation or prompt: `ChatRequestFields::stored_input`).
     pub stored_input: bool,
-    /// The model's configured `reasoning` (`None`: the built-in list's
-    /// word for the target's model, looked up when a client leaves).
-    pub reasoning: Option<bool>,
+    /// The target's model may bill reasoning it does not stream
+    /// (`Target::reasons`).
+    pub reasons: bool,
 }
 
 /// A request answered sooner than this is not checked for a client that
@@ -82,9 +82,7 @@ impl Answer<'_> {
     /// hang up at the first event, and be billed for the dozen tokens of
     /// text it sent.) Asked once, when the client leaves.
     pub fn read_to_end(&self) -> bool {
-        self.stored_input
-            || tollgate_policy::route::reasons_unseen(self.reasoning, self.route.model)
-            || tollgate_protocol::media::counted_in_part(self.body)
+        self.stored_input || self.reasons || tollgate_protocol::media::counted_in_part(self.body)
     }
 
     /// Whether the client closed or reset its connection while it waited

@@ -109,6 +109,12 @@ pub struct StreamStages<'a, 'g> {
     /// back from the client and asked about every this many bytes
     /// (`None`: released as the guard releases it).
     pub window: Option<usize>,
+    /// Under a ceiling: whether an answer it stops is read on, dropped,
+    /// for the provider's usage (`relay::Answer::read_to_end`: the
+    /// provider bills what the gateway cannot count, a model's unseen
+    /// reasoning above all, and the output limit sent with the request
+    /// bounds the rest). Asked once, when the answer stops.
+    pub read_on_capped: Option<&'a dyn Fn() -> bool>,
 }
 
 /// A stream translator for either direction, or none (the events of a
@@ -466,6 +472,8 @@ pub struct StreamRelay<'a, 'g> {
     /// A Bedrock upstream's body: AWS's binary messages, made chat chunks
     /// before the SSE parser sees them.
     bedrock: Option<Box<(tollgate_protocol::eventstream::Decoder, tollgate_protocol::bedrock::StreamTranslator)>>,
+    /// `StreamStages::read_on_capped`'s answer, once asked.
+    capped_read_on: std::cell::OnceCell<bool>,
 }
 
 /// The most of a windowed stream's text kept to ask about: a classifier
@@ -492,6 +500,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             finish: Default::default(),
             gemini: None,
             bedrock: None,
+            capped_read_on: std::cell::OnceCell::new(),
         }
     }
 
@@ -532,13 +541,16 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// from each event (an OpenAI-style or Anthropic upstream as its own
     /// API, chat made Responses events), not from a translator that has
     /// stopped (an Anthropic upstream translated, Gemini's and Bedrock's
-    /// made chat), and not under a ceiling (which is there to stop the
-    /// spend: the rest of the answer would be generated past it).
+    /// made chat), and under a ceiling only where the gateway cannot count
+    /// what the provider bills (`StreamStages::read_on_capped`; otherwise
+    /// the ceiling is there to stop the spend, and the answer it stops is
+    /// billed what was counted).
     pub fn reads_usage_after_stop(&self) -> bool {
         self.translator.reads_usage_alone()
             && self.gemini.is_none()
             && self.bedrock.is_none()
-            && self.stages.ceiling.is_none()
+            && (self.stages.ceiling.is_none()
+                || *self.capped_read_on.get_or_init(|| self.stages.read_on_capped.is_some_and(|f| f())))
     }
 
     /// The one transition out of streaming: the first reason to stop wins.
@@ -929,7 +941,15 @@ mod tests {
     }
 
     fn stages<'a, 'g>() -> StreamStages<'a, 'g> {
-        StreamStages { guard: None, hits: None, ceiling: None, reservation: None, capture: None, window: None }
+        StreamStages {
+            guard: None,
+            hits: None,
+            ceiling: None,
+            reservation: None,
+            capture: None,
+            window: None,
+            read_on_capped: None,
+        }
     }
 
     /// Feeds `input` split at every byte boundary `at`, then ends the

@@ -224,7 +224,9 @@ pub async fn relay_translated(
         // when nothing is translated.
         let responses_events = front == Front::Responses && matches!(translation, Translation::None);
         let guard = guard.map(|g| EventGuard::new(g, responses_events));
-        let stages = StreamStages { guard, hits: Some(hits), ceiling, reservation, capture, window };
+        let read_to_end = || answer.read_to_end();
+        let read_on_capped = Some(&read_to_end as &dyn Fn() -> bool);
+        let stages = StreamStages { guard, hits: Some(hits), ceiling, reservation, capture, window, read_on_capped };
         let mut relay = StreamRelay::new(stream, stages, route);
         match through {
             Some(ChatFrom::Gemini) => relay.read_gemini(),
@@ -599,10 +601,16 @@ async fn relay_stream(
     // the prompt, the rest is read for the provider's final count, as a
     // client that leaves has it read (a tenant must not make its answer
     // cheap by asking for something the guard blocks). A ceiling's end
-    // is not read on: it is there to stop the spend.
+    // is read on only where the provider bills what the gateway cannot
+    // count (`StreamStages::read_on_capped`; the output limit the request
+    // was sent with bounds the rest); elsewhere it is there to stop the
+    // spend.
     let mut read_past = gone && relay.ended_by_upstream();
-    let read_on_after_block =
-        relay.flow() == Flow::Blocked && relay.reads_usage_after_stop() && (gone || answer.read_to_end());
+    let read_on_after_block = match relay.flow() {
+        Flow::Blocked => relay.reads_usage_after_stop() && (gone || answer.read_to_end()),
+        Flow::Capped => relay.reads_usage_after_stop(),
+        _ => false,
+    };
     if read_on_after_block {
         // (Events that came with the one that blocked were read for their
         // usage already.) A client still there has its answer whole: its

@@ -1,8 +1,9 @@
 //! The upstream request of one attempt, as slices: a rendered head, then
-//! the body borrowed from the client's read buffer with at most two spans
-//! replaced (the model, when the target names it differently, and a
-//! `stream_options` that declines usage), or translated whole for a
-//! provider of the other API.
+//! the body borrowed from the client's read buffer with a few spans
+//! replaced (the model, when the target names it differently, a
+//! `stream_options` that declines usage, output limits above a request
+//! ceiling), or translated whole for a provider of the other API (from
+//! the body with its output limits lowered).
 
 use bytes::Bytes;
 use tollgate_protocol::http1::RequestHead;
@@ -17,10 +18,13 @@ use tollgate_protocol::responses;
 
 use crate::error::GatewayError;
 
-/// An upstream request as at most eight slices, held inline so that
-/// building it allocates nothing beyond the rendered header lines.
+/// An upstream request as at most nine slices, held inline so that
+/// building it allocates nothing beyond the rendered header lines: the
+/// request line, the fixed headers, the rendered head (with what the body
+/// adds at its opening brace), and the body's pieces around at most three
+/// spans replaced (more are rare, and copied whole).
 pub struct Parts {
-    slices: [Bytes; 8],
+    slices: [Bytes; 10],
     len: usize,
     /// The gateway asked for a stream's usage chunk that the client did not
     /// ask for: the relay must read it and keep it from the client.
@@ -50,23 +54,143 @@ impl Parts {
     }
 }
 
+/// Where one attempt goes, and the output limit its request carries.
+#[derive(Clone, Copy)]
+pub struct Attempt<'a> {
+    pub target: &'a Target,
+    pub upstream: &'a Upstream,
+    /// The most the provider may generate (the request's ceilings:
+    /// `forward::output_cap`).
+    pub cap: Option<u64>,
+}
+
+/// A body's edit: (start, end, what replaces that span).
+type Edit = (usize, usize, With);
+
+/// What replaces a span of the body.
+#[derive(Default)]
+enum With {
+    #[default]
+    Nothing,
+    Bytes(Bytes),
+    /// An output limit a ceiling writes, rendered once the head is (in the
+    /// connection's header memory, after it, so that the head's room is
+    /// not taken).
+    Cap(CapEdit),
+}
+
+/// One output limit a ceiling writes ([`cap_edits`]): the value of a
+/// limit the body gives replaced by the cap, or, where `added` names one,
+/// `"name":cap,` added after the body's opening brace.
+#[derive(Clone, Copy, Debug)]
+struct CapEdit {
+    added: Option<&'static [u8]>,
+}
+
+impl CapEdit {
+    /// The text written, `digits` the cap's (at most 45 bytes).
+    fn text<'b>(&self, digits: &[u8], buf: &'b mut [u8; 48]) -> &'b [u8] {
+        let mut n = 0;
+        let mut put = |bytes: &[u8]| {
+            buf[n..n + bytes.len()].copy_from_slice(bytes);
+            n += bytes.len();
+        };
+        match self.added {
+            Some(name) => {
+                put(b"\"");
+                put(name);
+                put(b"\":");
+                put(digits);
+                put(b",");
+            }
+            None => put(digits),
+        }
+        &buf[..n]
+    }
+}
+
+/// The edits that hold a body's output limits to `cap`, at most three, in
+/// order: each of `max_tokens`, `max_completion_tokens` and
+/// `max_output_tokens` the body gives above the cap (or `null`) is lowered
+/// to it, and where the body gives none that its API reads, one is added
+/// after its opening brace: a chat body's `max_completion_tokens` for a
+/// model that `reasons` (OpenAI's refuse `max_tokens`), otherwise
+/// `max_tokens` (which every OpenAI-style server reads), a Messages body's
+/// `max_tokens`, a Responses body's `max_output_tokens`. A translation
+/// reads the body so edited, and writes the limit in its provider's terms.
+fn cap_edits(
+    body: &[u8],
+    fields: &ChatRequestFields,
+    front: Front,
+    cap: u64,
+    reasons: impl FnOnce() -> bool,
+) -> ([(usize, usize, CapEdit); 3], usize) {
+    let none = (0, 0, CapEdit { added: None });
+    let mut edits = [none; 3];
+    let mut n = 0;
+    let [max_tokens, max_completion_tokens, max_output_tokens] = fields.max_tokens_at;
+    let added: Option<&'static [u8]> = match front {
+        Front::OpenAi if max_tokens.is_some() || max_completion_tokens.is_some() => None,
+        Front::OpenAi if reasons() => Some(b"max_completion_tokens"),
+        Front::OpenAi => Some(b"max_tokens"),
+        Front::Anthropic | Front::Completions => max_tokens.is_none().then_some(b"max_tokens"),
+        Front::Responses => max_output_tokens.is_none().then_some(b"max_output_tokens"),
+        // Neither generates.
+        Front::Embeddings | Front::CountTokens => return (edits, n),
+    };
+    if added.is_some() {
+        let brace = body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1);
+        edits[n] = (brace, brace, CapEdit { added });
+        n += 1;
+    }
+    for span in fields.max_tokens_at.into_iter().flatten() {
+        let given = std::str::from_utf8(span.get(body)).ok().and_then(|v| v.parse::<u64>().ok());
+        if given.is_none_or(|g| g > cap) {
+            edits[n] = (span.start as usize, span.end as usize, CapEdit { added: None });
+            n += 1;
+        }
+    }
+    edits[..n].sort_by_key(|e| e.0);
+    (edits, n)
+}
+
+/// `body` with `edits` (in order, apart) applied, `digits` the cap's: the
+/// copy a translation reads.
+fn edited(body: &[u8], edits: &[(usize, usize, CapEdit)], digits: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut at = 0;
+    let mut buf = [0u8; 48];
+    for (start, end, cap) in edits {
+        out.extend_from_slice(&body[at..*start]);
+        out.extend_from_slice(cap.text(digits, &mut buf));
+        at = *end;
+    }
+    out.extend_from_slice(&body[at..]);
+    out
+}
+
 /// Phase 3: the upstream request as slices: a rendered head, then the body
-/// borrowed from the client's read buffer with at most two spans replaced.
-#[allow(clippy::too_many_arguments)] // one per thing the request is made of
+/// borrowed from the client's read buffer with a few spans replaced.
 pub fn build(
     client: &mut Client,
     head: &RequestHead,
     body: &Bytes,
     fields: &ChatRequestFields,
-    target: &Target,
-    upstream: &Upstream,
+    attempt: Attempt<'_>,
     front: Front,
     traceparent: Option<&[u8]>,
 ) -> Result<(Parts, Translation), GatewayError> {
+    let Attempt { target, upstream, cap } = attempt;
+    let reasons = || target.reasons;
+    let (caps, n_caps) =
+        cap.map_or(([(0, 0, CapEdit { added: None }); 3], 0), |c| cap_edits(body, fields, front, c, reasons));
+    let caps = &caps[..n_caps];
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(cap.unwrap_or(0)).as_bytes();
     // A body in the target's own format goes as it came, with at most the
     // model span replaced; across formats it is translated.
     let translate = |f: Translator<'_>| {
-        let mut scratch = body.to_vec();
+        let mut scratch = edited(body, caps, digits);
         let mut out = BytesMut::with_capacity(body.len() + 256);
         let info =
             f(&mut scratch, &target.upstream_model, &mut out).map_err(|e| GatewayError::Translate(e.message()))?;
@@ -80,6 +204,13 @@ pub fn build(
         ));
     }
     if matches!(upstream.kind, ProviderKind::Gemini | ProviderKind::Bedrock) {
+        let capped;
+        let body: &[u8] = if caps.is_empty() {
+            body
+        } else {
+            capped = edited(body, caps, digits);
+            &capped
+        };
         return build_through_chat(client, head, body, fields, target, upstream, front, traceparent);
     }
     let anthropic_target = upstream.kind == ProviderKind::Anthropic;
@@ -131,28 +262,49 @@ pub fn build(
         && fields.stream
         && !fields.include_usage;
     // The body's edits, in order: (start, end, what replaces that span).
-    let mut edits: [(usize, usize, Bytes); 2] = Default::default();
+    let mut edits: [Edit; 5] = Default::default();
     let mut n_edits = 0;
+    for &(start, end, cap) in caps.iter().filter(|_| translated.is_none()) {
+        edits[n_edits] = (start, end, With::Cap(cap));
+        n_edits += 1;
+    }
     if ask_usage {
         edits[n_edits] = match fields.stream_options {
-            Some(span) => (span.start as usize, span.end as usize, Bytes::from_static(openai::USAGE_OPTIONS)),
+            Some(span) => {
+                (span.start as usize, span.end as usize, With::Bytes(Bytes::from_static(openai::USAGE_OPTIONS)))
+            }
             None => {
                 let brace = body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1);
-                (brace, brace, Bytes::from_static(openai::ASK_FOR_USAGE))
+                (brace, brace, With::Bytes(Bytes::from_static(openai::ASK_FOR_USAGE)))
             }
         };
         n_edits += 1;
     }
     if replace {
         let name = Bytes::copy_from_slice(target.upstream_model.as_bytes());
-        edits[n_edits] = (model.start as usize, model.end as usize, name);
+        edits[n_edits] = (model.start as usize, model.end as usize, With::Bytes(name));
         n_edits += 1;
     }
     let edits = &mut edits[..n_edits];
+    // Stable: an added limit goes before the usage asked at the same brace.
     edits.sort_by_key(|e| e.0);
+    // The text an edit writes (a cap's rendered once, on the stack).
+    let mut rendered = [0u8; 48];
+    let added = caps.iter().find(|c| c.2.added.is_some()).map_or(0, |c| c.2.text(digits, &mut rendered).len());
+    let (rendered, digits) = (&rendered[..added], digits);
+    fn text_of<'x>(with: &'x With, rendered: &'x [u8], digits: &'x [u8]) -> &'x [u8] {
+        match with {
+            With::Nothing => b"",
+            With::Bytes(b) => b,
+            With::Cap(CapEdit { added: Some(_) }) => rendered,
+            With::Cap(CapEdit { added: None }) => digits,
+        }
+    }
     let body_len = match &translated {
         Some(t) => t.len(),
-        None => edits.iter().fold(body.len(), |len, (start, end, with)| len - (end - start) + with.len()),
+        None => edits
+            .iter()
+            .fold(body.len(), |len, (start, end, with)| len - (end - start) + text_of(with, rendered, digits).len()),
     };
     write_headers(client, head, upstream, body_len, traceparent);
     let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage, through: None };
@@ -165,19 +317,50 @@ pub fn build(
         Front::OpenAi | Front::Anthropic => upstream.chat_request_line.clone(),
     });
     parts.push(upstream.fixed_headers.clone());
-    parts.push(client.scratch.split().freeze());
     if let Some(t) = translated {
+        parts.push(client.scratch.split().freeze());
         parts.push(t);
-    } else {
-        // At most two edits: five slices of body, eight in all.
-        let mut at = 0;
-        for (start, end, with) in edits.iter_mut() {
-            parts.push(body.slice(at..*start));
-            parts.push(std::mem::take(with));
+        return Ok((parts, translation));
+    }
+    // What is added at the opening brace (an output limit, the usage
+    // asked) goes out with the head, the body up to the brace before it:
+    // no slices of its own.
+    let lead = edits.iter().take_while(|e| e.0 == e.1).count();
+    let mut at = 0;
+    for (start, _, with) in &edits[..lead] {
+        client.scratch.extend_from_slice(&body[at..*start]);
+        client.scratch.extend_from_slice(text_of(with, rendered, digits));
+        at = *start;
+    }
+    parts.push(client.scratch.split().freeze());
+    let rest = &mut edits[lead..];
+    if 2 * rest.len() + 1 > parts.slices.len() - parts.len {
+        // More spans to replace than slices (a body that gives its output
+        // limit under several names above a ceiling, and more): the body
+        // goes as one piece, copied.
+        let mut whole = BytesMut::with_capacity(body_len);
+        for (start, end, with) in rest.iter() {
+            whole.extend_from_slice(&body[at..*start]);
+            whole.extend_from_slice(text_of(with, rendered, digits));
             at = *end;
         }
-        parts.push(body.slice(at..));
+        whole.extend_from_slice(&body[at..]);
+        parts.push(whole.freeze());
+        return Ok((parts, translation));
     }
+    for (start, end, with) in rest.iter_mut() {
+        parts.push(body.slice(at..*start));
+        parts.push(match std::mem::take(with) {
+            With::Nothing => Bytes::new(),
+            With::Bytes(b) => b,
+            cap @ With::Cap(_) => {
+                client.scratch.extend_from_slice(text_of(&cap, rendered, digits));
+                client.scratch.split().freeze()
+            }
+        });
+        at = *end;
+    }
+    parts.push(body.slice(at..));
     Ok((parts, translation))
 }
 
@@ -190,7 +373,7 @@ pub fn build(
 fn build_through_chat(
     client: &mut Client,
     head: &RequestHead,
-    body: &Bytes,
+    body: &[u8],
     fields: &ChatRequestFields,
     target: &Target,
     upstream: &Upstream,
@@ -206,7 +389,7 @@ fn build_through_chat(
         Ok::<_, GatewayError>((out, info))
     };
     let (mut chat, translation) = match front {
-        Front::OpenAi => (BytesMut::from(&body[..]), Translation::None),
+        Front::OpenAi => (BytesMut::from(body), Translation::None),
         Front::Anthropic => {
             let (chat, info) = to_chat(&anthropic::front::request_to_openai)?;
             (chat, Translation::ToAnthropic(info))
@@ -395,4 +578,93 @@ pub enum ResponsesFrom {
     Chat,
     /// Anthropic's, through chat.
     Anthropic,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Which output limits a ceiling writes, and where, front by front.
+    #[test]
+    fn a_ceiling_lowers_every_output_limit_above_it_or_adds_the_one_the_api_reads() {
+        // (front, reasons, body, cap, the body sent)
+        let table: &[(Front, bool, &str, Option<u64>, &str)] = &[
+            (Front::OpenAi, false, r#"{"model":"m"}"#, None, r#"{"model":"m"}"#),
+            (Front::OpenAi, false, r#"{"model":"m"}"#, Some(300), r#"{"max_tokens":300,"model":"m"}"#),
+            (Front::OpenAi, true, r#" { "model":"m"}"#, Some(300), r#" {"max_completion_tokens":300, "model":"m"}"#),
+            (
+                Front::OpenAi,
+                true,
+                r#"{"model":"m","max_tokens" : 9000 }"#,
+                Some(300),
+                r#"{"model":"m","max_tokens" : 300 }"#,
+            ),
+            (Front::OpenAi, false, r#"{"max_tokens":100,"model":"m"}"#, Some(300), r#"{"max_tokens":100,"model":"m"}"#),
+            (
+                Front::OpenAi,
+                false,
+                r#"{"max_completion_tokens":null,"model":"m","max_tokens":301,"max_output_tokens":5}"#,
+                Some(300),
+                r#"{"max_completion_tokens":300,"model":"m","max_tokens":300,"max_output_tokens":5}"#,
+            ),
+            // An API's own name missing while another's is given: added.
+            (
+                Front::OpenAi,
+                false,
+                r#"{"max_output_tokens":1,"model":"m"}"#,
+                Some(3),
+                r#"{"max_tokens":3,"max_output_tokens":1,"model":"m"}"#,
+            ),
+            (
+                Front::Anthropic,
+                true,
+                r#"{"model":"m","max_tokens":64000}"#,
+                Some(300),
+                r#"{"model":"m","max_tokens":300}"#,
+            ),
+            (Front::Anthropic, false, r#"{"model":"m"}"#, Some(7), r#"{"max_tokens":7,"model":"m"}"#),
+            (
+                Front::Responses,
+                true,
+                r#"{"model":"m","max_tokens":9}"#,
+                Some(7),
+                r#"{"max_output_tokens":7,"model":"m","max_tokens":7}"#,
+            ),
+            (
+                Front::Responses,
+                false,
+                r#"{"model":"m","max_output_tokens":90}"#,
+                Some(7),
+                r#"{"model":"m","max_output_tokens":7}"#,
+            ),
+            (
+                Front::Completions,
+                false,
+                r#"{"model":"m","prompt":"x"}"#,
+                Some(7),
+                r#"{"max_tokens":7,"model":"m","prompt":"x"}"#,
+            ),
+            // Neither generates.
+            (Front::Embeddings, false, r#"{"model":"m","input":"x"}"#, Some(7), r#"{"model":"m","input":"x"}"#),
+            (
+                Front::CountTokens,
+                false,
+                r#"{"model":"m","max_tokens":90}"#,
+                Some(7),
+                r#"{"model":"m","max_tokens":90}"#,
+            ),
+        ];
+        for (front, reasons, body, cap, want) in table {
+            let fields = openai::scan_request(body.as_bytes()).expect("a request body");
+            let sent = match cap {
+                None => body.as_bytes().to_vec(),
+                Some(c) => {
+                    let (edits, n) = cap_edits(body.as_bytes(), &fields, *front, *c, || *reasons);
+                    edited(body.as_bytes(), &edits[..n], itoa::Buffer::new().format(*c).as_bytes())
+                }
+            };
+            assert_eq!(std::str::from_utf8(&sent).unwrap(), *want, "{front:?} {body}");
+            assert!(serde_json::from_slice::<serde_json::Value>(&sent).is_ok(), "{want}");
+        }
+    }
 }

@@ -300,9 +300,7 @@ fn a_models_reasoning_overrides_the_built_in_list() {
     let c = Config::parse("gw.toml", &two, &TestEnv).unwrap();
     let route = c.routes.find(b"gpt-4o").unwrap().1;
     assert_eq!(route.reasoning, None);
-    let reasons = |route: &crate::Route, t: usize| {
-        crate::route::reasons_unseen(route.reasoning, &route.targets[t].upstream_model)
-    };
+    let reasons = |route: &crate::Route, t: usize| route.targets[t].reasons;
     assert!(reasons(route, 0) && !reasons(route, 1));
     for (value, want) in [("true", true), ("false", false)] {
         let set = two.replace("name = \"gpt-4o\"\n", &format!("name = \"gpt-4o\"\nreasoning = {value}\n"));

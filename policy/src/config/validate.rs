@@ -773,12 +773,17 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
                 );
             }
             match found {
-                Some(provider) => targets.push(Target {
-                    provider,
-                    upstream_model: t.model.clone().unwrap_or_else(|| name.clone()),
-                    priority: t.priority.unwrap_or(position as u32),
-                    weight: t.weight.as_ref().map_or(1, |w| *w.get_ref()),
-                }),
+                Some(provider) => {
+                    let upstream_model = t.model.clone().unwrap_or_else(|| name.clone());
+                    targets.push(Target {
+                        provider,
+                        reasons: crate::route::reasons_unseen(m.reasoning, &upstream_model),
+                        builtin_price: crate::prices::builtin(&upstream_model),
+                        upstream_model,
+                        priority: t.priority.unwrap_or(position as u32),
+                        weight: t.weight.as_ref().map_or(1, |w| *w.get_ref()),
+                    })
+                }
                 None => {
                     let hint = did_you_mean(t.provider.get_ref(), providers.iter().map(|p| p.name.get_ref().as_str()))
                         .unwrap_or_else(|| "; define it under [[providers]]".to_string());
