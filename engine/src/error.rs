@@ -39,6 +39,10 @@ pub enum GatewayError {
     ClientClosed,
     /// No valid virtual key.
     Auth(AuthError),
+    /// Under a request ceiling that leaves `cap` output tokens, an
+    /// enabled thinking budget of `budget` cannot fit: Anthropic takes no
+    /// budget under 1,024, and wants `max_tokens` above it.
+    ThinkingOverCeiling { budget: u64, cap: u64 },
     /// A team or key has reached a hard budget limit.
     OverBudget(tollgate_policy::budget::OverBudget),
     /// An agent run (`x-tollgate-run`) has reached one of its limits.
@@ -96,6 +100,7 @@ impl GatewayError {
             Request(_)
             | Body(_)
             | Translate(_)
+            | ThinkingOverCeiling { .. }
             | HeadTimeout
             | BodyTimeout
             | ClientClosed
@@ -154,9 +159,13 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             Request(e) => e.status(),
-            Body(_) | Translate(_) | ClientClosed | Guardrail { .. } | GuardrailUnavailable { .. } | RunHeader(_) => {
-                400
-            }
+            Body(_)
+            | Translate(_)
+            | ThinkingOverCeiling { .. }
+            | ClientClosed
+            | Guardrail { .. }
+            | GuardrailUnavailable { .. }
+            | RunHeader(_) => 400,
             HeadTimeout | BodyTimeout => 408,
             Auth(_) => 401,
             OverBudget(_) | RunLimit(_) | RunTableFull { .. } | RateLimited(_) => 429,
@@ -197,6 +206,7 @@ impl GatewayError {
             Request(e) => e.code(),
             Body(_) => "invalid_body",
             Translate(_) => "untranslatable_body",
+            ThinkingOverCeiling { .. } => "thinking_over_ceiling",
             HeadTimeout => "head_timeout",
             BodyTimeout => "body_timeout",
             ClientClosed => "client_closed",
@@ -241,6 +251,10 @@ impl fmt::Display for GatewayError {
             Request(e) => write!(f, "{e}"),
             Body(e) => write!(f, "{e}"),
             Translate(why) => write!(f, "cannot translate the request for this model's provider: {why}"),
+            ThinkingOverCeiling { budget, cap } => write!(
+                f,
+                "`thinking.budget_tokens` ({budget}) does not fit under this request's ceiling of {cap} output tokens (its team's or key's `request_output_tokens` or `request_usd`): the provider takes a thinking budget of at least 1024, under `max_tokens`; ask without thinking, or for a smaller answer"
+            ),
             HeadTimeout => f.write_str("the request head did not arrive in time"),
             BodyTimeout => f.write_str("the request body did not arrive in time"),
             ClientClosed => f.write_str("the client closed the connection before the request was complete"),

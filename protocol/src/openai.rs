@@ -41,6 +41,14 @@ pub struct ChatRequestFields {
     /// (`upstream_request`), so that the provider stops where the ceiling
     /// is, reasoning it does not stream included.
     pub max_tokens_at: [Option<Span>; 3],
+    /// The value of `budget_tokens` in a top-level `thinking` object whose
+    /// `type` is `"enabled"` (Anthropic's extended thinking), whatever it
+    /// is: a ceiling lowers it under the output limit it writes.
+    pub thinking_budget: Option<Span>,
+    /// How many answers one request generates, each up to the output
+    /// limit: the largest of the top-level `n` and `best_of` (the legacy
+    /// completions'), given as non-negative integers; 1 without them.
+    pub choices: u64,
     /// `"background": true` (the Responses API's runs that finish after
     /// the answer).
     pub background: bool,
@@ -118,6 +126,8 @@ pub enum BodyError {
     /// `max_tokens` or `max_completion_tokens` is not a non-negative
     /// integer (or `null`).
     BadMaxTokens,
+    /// `n` or `best_of` is not a non-negative integer (or `null`).
+    BadChoices,
     /// The body is not UTF-8 (JSON text is).
     NotUtf8,
     /// A top-level key written with escapes, or `model`/`stream` given
@@ -176,9 +186,10 @@ impl BodyError {
             BodyError::BadMaxTokens => {
                 "`max_tokens`, `max_completion_tokens` and `max_output_tokens` must be non-negative integers"
             }
+            BodyError::BadChoices => "`n` and `best_of` must be non-negative integers",
             BodyError::NotUtf8 => "the request body is not valid UTF-8 (JSON text must be)",
             BodyError::AmbiguousKey => {
-                "request body repeats a top-level key the gateway reads (`model`, `stream`, `stream_options`, `max_tokens`, `max_completion_tokens`, `max_output_tokens`, `input`, `store`, `previous_response_id`), or escapes one; send each key once, unescaped"
+                "request body repeats a top-level key the gateway reads (`model`, `stream`, `stream_options`, `max_tokens`, `max_completion_tokens`, `max_output_tokens`, `thinking`, `input`, `store`, `previous_response_id`), or escapes one; send each key once, unescaped"
             }
         }
     }
@@ -203,6 +214,8 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let mut options = None;
     let mut max_tokens: Option<u64> = None;
     let mut max_tokens_at: [Option<Span>; 3] = [None; 3];
+    let mut thinking: Option<Option<Span>> = None;
+    let mut choices = 1u64;
     let mut background = false;
     let mut temperature: Option<bool> = None;
     let (mut input, mut previous, mut store) = (None, None, None);
@@ -279,6 +292,22 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                     _ => return Err(BodyError::BadMaxTokens),
                 };
                 max_tokens = max_tokens.max(n);
+            }
+            b"thinking" => {
+                once(thinking.is_some())?;
+                thinking = Some(thinking_budget(&mut c)?);
+            }
+            b"n" | b"best_of" => {
+                let start = c.pos;
+                c.value()?;
+                let raw = &body[start..c.pos];
+                if raw != b"null" {
+                    if !raw.iter().all(u8::is_ascii_digit) {
+                        return Err(BodyError::BadChoices);
+                    }
+                    let n = std::str::from_utf8(raw).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX);
+                    choices = choices.max(n);
+                }
             }
             b"temperature" => {
                 let start = c.pos;
@@ -362,6 +391,8 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         include_usage: options.is_some_and(|(_, asks)| asks),
         max_tokens,
         max_tokens_at,
+        thinking_budget: thinking.flatten(),
+        choices,
         background,
         sampled: temperature.unwrap_or(true),
         input,
@@ -371,6 +402,30 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         previous_response_id: previous.flatten(),
         store: store.flatten(),
     })
+}
+
+/// The span of `budget_tokens` in the `thinking` value at the cursor
+/// (consumed either way), when it is an object whose `type` is
+/// `"enabled"`: the budget a provider reads.
+fn thinking_budget(c: &mut Cursor<'_>) -> Result<Option<Span>, BodyError> {
+    if c.peek() != Some(b'{') {
+        c.value()?;
+        return Ok(None);
+    }
+    let base = c.buf.as_ptr() as usize;
+    let (mut enabled, mut budget) = (false, None);
+    raw_members(c, |key, value| {
+        match key {
+            b"type" => enabled = value == b"\"enabled\"",
+            b"budget_tokens" => {
+                let start = value.as_ptr() as usize - base;
+                budget = Some(Span::new(start, start + value.len()));
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(budget.filter(|_| enabled))
 }
 
 /// Whether the `stream_options` value at the cursor holds
@@ -1525,7 +1580,7 @@ mod tests {
         let ok: &[(&str, &str, bool)] = &[
             (r#"{"model":"gpt-4o","messages":[]}"#, "gpt-4o", false),
             (r#" { "messages" : [{"role":"user","content":"x\"}{]"}], "model" : "m", "stream": true } "#, "m", true),
-            (r#"{"model":"a","stream":false,"n":1.5e3,"x":null,"o":{"k":[1,{"z":"}"}]}}"#, "a", false),
+            (r#"{"model":"a","stream":false,"k":1.5e3,"x":null,"o":{"k":[1,{"z":"}"}]}}"#, "a", false),
         ];
         for (body, model, stream) in ok {
             let f = scan_request(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
@@ -1641,10 +1696,27 @@ mod tests {
         let at = f.max_tokens_at.map(|s| s.map(|s| std::str::from_utf8(s.get(body.as_bytes())).unwrap()));
         assert_eq!(at, [Some("7"), Some("null"), Some("12")]);
         assert_eq!(scan_request(br#"{"model":"m"}"#).unwrap().max_tokens_at, [None; 3]);
+        // Anthropic's thinking budget, read where it is enabled.
+        let budget = |body: &str| {
+            scan_request(body.as_bytes()).unwrap().thinking_budget.map(|s| s.get(body.as_bytes()).to_vec())
+        };
+        let on = r#"{"model":"m","thinking" : { "budget_tokens" : 4096 , "type":"enabled"}}"#;
+        assert_eq!(budget(on), Some(b"4096".to_vec()));
+        assert_eq!(budget(r#"{"model":"m","thinking":{"type":"disabled","budget_tokens":4096}}"#), None);
+        assert_eq!(budget(r#"{"model":"m","thinking":{"type":"enabled"},"budget_tokens":5}"#), None);
+        assert_eq!(budget(r#"{"model":"m","thinking":null}"#), None);
+        // How many answers one request generates.
+        let choices = |body: &str| scan_request(body.as_bytes()).map(|f| f.choices);
+        assert_eq!(choices(r#"{"model":"m"}"#), Ok(1));
+        assert_eq!(choices(r#"{"model":"m","n":4}"#), Ok(4));
+        assert_eq!(choices(r#"{"model":"m","n":2,"best_of":5,"x":{"n":9}}"#), Ok(5));
+        assert_eq!(choices(r#"{"model":"m","n":null}"#), Ok(1));
+        assert_eq!(choices(r#"{"model":"m","n":"8"}"#), Err(BodyError::BadChoices));
         for twice in [
             r#"{"model":"m","max_tokens":5,"max_tokens":9}"#,
             r#"{"max_completion_tokens":5,"model":"m","max_completion_tokens":null}"#,
             r#"{"model":"m","max_output_tokens":1,"max_output_tokens":1}"#,
+            r#"{"model":"m","thinking":{"type":"enabled","budget_tokens":1024},"thinking":null}"#,
         ] {
             assert_eq!(scan_request(twice.as_bytes()).err(), Some(BodyError::AmbiguousKey), "{twice}");
         }

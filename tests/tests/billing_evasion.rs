@@ -450,6 +450,8 @@ fn a_request_ceiling_holds_for_a_model_that_reasons_unseen() {
         ("/v1/chat/completions", chat(r#","max_completion_tokens":null,"max_tokens":7000"#), 300),
         // A limit under the ceiling is the client's to keep.
         ("/v1/chat/completions", chat(r#","max_completion_tokens":120"#), 120),
+        // Two answers share the ceiling.
+        ("/v1/chat/completions", chat(r#","n":2"#), 150),
         // Messages, translated to chat for this provider.
         (
             "/v1/messages",
@@ -480,10 +482,10 @@ fn a_request_ceiling_holds_for_a_model_that_reasons_unseen() {
     for (more, want) in [
         (
             r#""max_tokens":5000,"max_completion_tokens":null,"#,
-            r#"{"model":"real-model","max_tokens":300,"max_completion_tokens":300,"messages":[]}"#,
+            r#"{"model":"real-model","max_tokens":300,"max_completion_tokens":null,"messages":[]}"#,
         ),
         (
-            r#""max_tokens":5000,"max_completion_tokens":null,"max_output_tokens":301,"#,
+            r#""max_tokens":5000,"max_completion_tokens":4000,"max_output_tokens":301,"#,
             r#"{"model":"real-model","max_tokens":300,"max_completion_tokens":300,"max_output_tokens":300,"messages":[]}"#,
         ),
     ] {
@@ -534,6 +536,35 @@ fn a_capped_answer_to_a_prompt_the_gateway_cannot_count_is_billed_in_full() {
     assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
     assert_eq!(rec["tokens"]["completion"], 400, "{rec}");
     assert!(rec["tokens"]["estimated"].is_null(), "{rec}");
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}
+
+/// A stream a tokens-per-minute limit ends is not read on, even where the
+/// gateway cannot count what the provider bills and a ceiling's output
+/// limit went with the request: that cut is there to stop the spend (only
+/// the ceiling's own cut reads on, bounded by the limit it sent).
+#[test]
+fn a_stream_cut_by_tokens_per_minute_is_not_read_on() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    if now.as_secs() % 60 > 50 {
+        // Waits for the clock itself (the next minute), computed, not guessed.
+        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
+    }
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-tpm-cut");
+    let models = "[[models]]\nname = \"o3\"\ntargets = [{ provider = \"up\" }]\n\n";
+    let team = "budget = { request_output_tokens = 100000 }\nrate_limit = { tokens_per_minute = 200 }";
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", models, team), &[], &[]);
+    // This provider ignores the limit: it says 20, then generates 400.
+    let body = r#"{"model":"o3","stream":true,"max_tokens":20,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let headers = "x-mock-reply-words: 400\r\nx-mock-chunks: 100\r\nx-mock-chunk-delay-ms: 5\r\n";
+    let r = one_request(gw.addr, &post_json("/v1/chat/completions", body, headers));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let rec = &wait_records(&logs.0, 1)[0];
+    assert_eq!(rec["end"], "capped", "{rec}");
+    assert_eq!(rec["tokens"]["estimated"], true, "not read on for the provider's count: {rec}");
+    assert!(rec["tokens"]["completion"].as_u64().is_some_and(|c| c < 400), "{rec}");
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }

@@ -197,6 +197,7 @@ pub async fn forward(
                             hits,
                             strip_usage,
                             ceiling,
+                            capped_upstream: cap.is_some(),
                             reservation: holds.tokens.as_ref(),
                             capture,
                             classifiers,
@@ -359,7 +360,8 @@ fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut 
 /// reserve), a small prompt is counted (a large one was counted in steps
 /// then: `admit::count_large_prompt`). At least one token: providers
 /// refuse a limit of 0, and the gateway's cut ends such an answer at its
-/// first event.
+/// first event. A request for `n` answers (`best_of`) gets the `n`th part
+/// for each.
 fn output_cap(
     state: &CoreState,
     key: &VirtualKey,
@@ -389,7 +391,8 @@ fn output_cap(
         Some(None) | None => output,
         Some(Some(n)) => Some(output.map_or(n, |o| o.min(n))),
     }
-    .map(|n| n.max(1))
+    // Each of the `n` answers asked may generate up to the limit.
+    .map(|n| (n / routed.fields.choices.max(1)).max(1))
 }
 
 /// The most output tokens `limit` micro-dollars pays for after `prompt`

@@ -474,6 +474,9 @@ pub struct StreamRelay<'a, 'g> {
     bedrock: Option<Box<(tollgate_protocol::eventstream::Decoder, tollgate_protocol::bedrock::StreamTranslator)>>,
     /// `StreamStages::read_on_capped`'s answer, once asked.
     capped_read_on: std::cell::OnceCell<bool>,
+    /// The stream was capped by its ceiling, not by a tokens-per-minute
+    /// limit.
+    by_ceiling: bool,
 }
 
 /// The most of a windowed stream's text kept to ask about: a classifier
@@ -501,6 +504,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             gemini: None,
             bedrock: None,
             capped_read_on: std::cell::OnceCell::new(),
+            by_ceiling: false,
         }
     }
 
@@ -551,6 +555,15 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             && self.bedrock.is_none()
             && (self.stages.ceiling.is_none()
                 || *self.capped_read_on.get_or_init(|| self.stages.read_on_capped.is_some_and(|f| f())))
+    }
+
+    /// Whether a stream its ceiling stopped is read on, dropped, for the
+    /// provider's usage: where the gateway cannot count what the provider
+    /// bills and the request went with the ceiling as its output limit
+    /// (`StreamStages::read_on_capped`). Never after a tokens-per-minute
+    /// limit's cut, nor a ceiling's the provider was not told of.
+    pub fn read_on_after_ceiling(&self) -> bool {
+        self.flow == Flow::Capped && self.by_ceiling && self.reads_usage_after_stop()
     }
 
     /// The one transition out of streaming: the first reason to stop wins.
@@ -666,7 +679,11 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
         // The event that crosses a request ceiling is the first one
         // not passed on.
         let within_limits = self.stages.reservation.is_none_or(|r| r.stream_used(counted));
-        if !within_limits || self.stages.ceiling.as_ref().is_some_and(|c| c.crossed(counted)) {
+        let crossed = self.stages.ceiling.as_ref().is_some_and(|c| c.crossed(counted));
+        if !within_limits || crossed {
+            // A tokens-per-minute limit's cut stops the spend: only the
+            // ceiling's may read on (`read_on_after_ceiling`).
+            self.by_ceiling = within_limits && self.flow == Flow::Streaming;
             self.stop(Flow::Capped);
             return;
         }

@@ -128,6 +128,9 @@ pub struct Inspect<'a, 'g> {
     pub strip_usage: bool,
     /// The key's or team's ceilings on one request, for streams.
     pub ceiling: Option<Ceiling>,
+    /// The request went with the ceilings as its output limit
+    /// (`forward::output_cap`): the provider stops there.
+    pub capped_upstream: bool,
     /// Grown as the stream generates past it; a stream that crosses a
     /// tokens-per-minute limit is ended there.
     pub reservation: Option<&'a crate::accounts::Reservation>,
@@ -204,6 +207,7 @@ pub async fn relay_translated(
         hits,
         strip_usage,
         ceiling,
+        capped_upstream,
         reservation,
         mut capture,
         mut classifiers,
@@ -225,7 +229,7 @@ pub async fn relay_translated(
         let responses_events = front == Front::Responses && matches!(translation, Translation::None);
         let guard = guard.map(|g| EventGuard::new(g, responses_events));
         let read_to_end = || answer.read_to_end();
-        let read_on_capped = Some(&read_to_end as &dyn Fn() -> bool);
+        let read_on_capped = capped_upstream.then_some(&read_to_end as &dyn Fn() -> bool);
         let stages = StreamStages { guard, hits: Some(hits), ceiling, reservation, capture, window, read_on_capped };
         let mut relay = StreamRelay::new(stream, stages, route);
         match through {
@@ -608,7 +612,7 @@ async fn relay_stream(
     let mut read_past = gone && relay.ended_by_upstream();
     let read_on_after_block = match relay.flow() {
         Flow::Blocked => relay.reads_usage_after_stop() && (gone || answer.read_to_end()),
-        Flow::Capped => relay.reads_usage_after_stop(),
+        Flow::Capped => relay.read_on_after_ceiling(),
         _ => false,
     };
     if read_on_after_block {

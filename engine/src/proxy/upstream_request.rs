@@ -7,6 +7,7 @@
 
 use bytes::Bytes;
 use tollgate_protocol::http1::RequestHead;
+use tollgate_protocol::span::Span;
 
 use crate::respond::Client;
 use crate::upstream::Upstream;
@@ -79,91 +80,153 @@ enum With {
     Cap(CapEdit),
 }
 
-/// One output limit a ceiling writes ([`cap_edits`]): the value of a
-/// limit the body gives replaced by the cap, or, where `added` names one,
-/// `"name":cap,` added after the body's opening brace.
-#[derive(Clone, Copy, Debug)]
-struct CapEdit {
-    added: Option<&'static [u8]>,
+/// One output limit a ceiling writes ([`cap_edits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CapEdit {
+    /// `"name":cap,` added after the body's opening brace.
+    Added(&'static [u8]),
+    /// The value of a limit the body gives, replaced by the cap.
+    Value,
+    /// The value of an enabled `thinking.budget_tokens` at or above the
+    /// cap, replaced by the cap less one (Anthropic wants `max_tokens`
+    /// above the thinking budget).
+    Budget,
 }
 
-impl CapEdit {
-    /// The text written, `digits` the cap's (at most 45 bytes).
-    fn text<'b>(&self, digits: &[u8], buf: &'b mut [u8; 48]) -> &'b [u8] {
+/// The texts a ceiling's edits write, rendered once, on the stack: the
+/// cap, the budget under it, and the one limit added (at most 45 bytes).
+struct CapTexts {
+    buf: [u8; 96],
+    cap: (usize, usize),
+    budget: (usize, usize),
+    added: (usize, usize),
+}
+
+impl CapTexts {
+    fn new(cap: u64, edits: &[(usize, usize, CapEdit)]) -> CapTexts {
+        let mut t = CapTexts { buf: [0; 96], cap: (0, 0), budget: (0, 0), added: (0, 0) };
         let mut n = 0;
-        let mut put = |bytes: &[u8]| {
+        // Writes `bytes` on, and says where they went.
+        let mut put = |buf: &mut [u8; 96], bytes: &[u8]| {
             buf[n..n + bytes.len()].copy_from_slice(bytes);
             n += bytes.len();
+            (n - bytes.len(), n)
         };
-        match self.added {
-            Some(name) => {
-                put(b"\"");
-                put(name);
-                put(b"\":");
-                put(digits);
-                put(b",");
-            }
-            None => put(digits),
+        let mut digits = itoa::Buffer::new();
+        let cap_digits = digits.format(cap).as_bytes();
+        // The added limit's text, its number the cap's own digits.
+        if let Some(&(_, _, CapEdit::Added(name))) = edits.iter().find(|e| matches!(e.2, CapEdit::Added(_))) {
+            let from = put(&mut t.buf, b"\"").0;
+            put(&mut t.buf, name);
+            put(&mut t.buf, b"\":");
+            t.cap = put(&mut t.buf, cap_digits);
+            t.added = (from, put(&mut t.buf, b",").1);
+        } else {
+            t.cap = put(&mut t.buf, cap_digits);
         }
-        &buf[..n]
+        let mut digits = itoa::Buffer::new();
+        t.budget = put(&mut t.buf, digits.format(cap.saturating_sub(1)).as_bytes());
+        t
+    }
+
+    /// The text `edit` writes.
+    fn of(&self, edit: CapEdit) -> &[u8] {
+        let (from, to) = match edit {
+            CapEdit::Added(_) => self.added,
+            CapEdit::Value => self.cap,
+            CapEdit::Budget => self.budget,
+        };
+        &self.buf[from..to]
     }
 }
 
-/// The edits that hold a body's output limits to `cap`, at most three, in
+/// A ceiling's edits of a body, in order: (start, end, what is written).
+type CapEdits = [(usize, usize, CapEdit); 4];
+
+/// The least thinking budget Anthropic takes.
+const THINKING_BUDGET_MIN: u64 = 1024;
+
+/// The edits that hold a body's output limits to `cap`, at most four, in
 /// order: each of `max_tokens`, `max_completion_tokens` and
 /// `max_output_tokens` the body gives above the cap (or `null`) is lowered
 /// to it, and where the body gives none that its API reads, one is added
 /// after its opening brace: a chat body's `max_completion_tokens` for a
 /// model that `reasons` (OpenAI's refuse `max_tokens`), otherwise
 /// `max_tokens` (which every OpenAI-style server reads), a Messages body's
-/// `max_tokens`, a Responses body's `max_output_tokens`. A translation
-/// reads the body so edited, and writes the limit in its provider's terms.
+/// `max_tokens`, a Responses body's `max_output_tokens`. An enabled
+/// `thinking.budget_tokens` at or above the cap is lowered under it; where
+/// no budget Anthropic takes fits (the cap at most 1,024), the request is
+/// refused, naming both. A translation reads the body so edited, and
+/// writes the limit in its provider's terms.
 fn cap_edits(
     body: &[u8],
     fields: &ChatRequestFields,
     front: Front,
     cap: u64,
     reasons: impl FnOnce() -> bool,
-) -> ([(usize, usize, CapEdit); 3], usize) {
-    let none = (0, 0, CapEdit { added: None });
-    let mut edits = [none; 3];
+) -> Result<(CapEdits, usize), GatewayError> {
+    let mut edits = [(0, 0, CapEdit::Value); 4];
     let mut n = 0;
     let [max_tokens, max_completion_tokens, max_output_tokens] = fields.max_tokens_at;
-    let added: Option<&'static [u8]> = match front {
-        Front::OpenAi if max_tokens.is_some() || max_completion_tokens.is_some() => None,
-        Front::OpenAi if reasons() => Some(b"max_completion_tokens"),
-        Front::OpenAi => Some(b"max_tokens"),
-        Front::Anthropic | Front::Completions => max_tokens.is_none().then_some(b"max_tokens"),
-        Front::Responses => max_output_tokens.is_none().then_some(b"max_output_tokens"),
+    // The limits the client's API reads, and the name one added takes.
+    let (reads, name): ([Option<Span>; 2], &'static [u8]) = match front {
+        Front::OpenAi if reasons() => ([max_tokens, max_completion_tokens], b"max_completion_tokens"),
+        Front::OpenAi => ([max_tokens, max_completion_tokens], b"max_tokens"),
+        Front::Anthropic | Front::Completions => ([max_tokens, None], b"max_tokens"),
+        Front::Responses => ([max_output_tokens, None], b"max_output_tokens"),
         // Neither generates.
-        Front::Embeddings | Front::CountTokens => return (edits, n),
+        Front::Embeddings | Front::CountTokens => return Ok((edits, n)),
     };
-    if added.is_some() {
-        let brace = body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1);
-        edits[n] = (brace, brace, CapEdit { added });
+    // A value's number: `None` for `null` (the scan let nothing else but
+    // digits through; past u64, the most).
+    let number = |span: Span| match span.get(body) {
+        b"null" => None,
+        v => Some(std::str::from_utf8(v).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX)),
+    };
+    for span in fields.max_tokens_at.into_iter().flatten() {
+        if number(span).is_some_and(|given| given > cap) {
+            edits[n] = (span.start as usize, span.end as usize, CapEdit::Value);
+            n += 1;
+        }
+    }
+    // Where no limit the API reads is a number, the cap is written: over
+    // a `null` given (a second key of that name would leave the provider
+    // to pick one), else added after the opening brace. A `null` beside a
+    // number stays: the number is the limit.
+    if !reads.iter().flatten().any(|&s| number(s).is_some()) {
+        edits[n] = match reads.iter().flatten().next() {
+            Some(null) => (null.start as usize, null.end as usize, CapEdit::Value),
+            None => {
+                let brace = body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1);
+                (brace, brace, CapEdit::Added(name))
+            }
+        };
         n += 1;
     }
-    for span in fields.max_tokens_at.into_iter().flatten() {
-        let given = std::str::from_utf8(span.get(body)).ok().and_then(|v| v.parse::<u64>().ok());
-        if given.is_none_or(|g| g > cap) {
-            edits[n] = (span.start as usize, span.end as usize, CapEdit { added: None });
+    if let Some(span) = fields.thinking_budget {
+        // (Not a number: the provider's to refuse, but lowered first.)
+        let budget = number(span).unwrap_or(u64::MAX);
+        if budget >= cap {
+            if cap <= THINKING_BUDGET_MIN {
+                return Err(GatewayError::ThinkingOverCeiling { budget, cap });
+            }
+            edits[n] = (span.start as usize, span.end as usize, CapEdit::Budget);
             n += 1;
         }
     }
     edits[..n].sort_by_key(|e| e.0);
-    (edits, n)
+    Ok((edits, n))
 }
 
-/// `body` with `edits` (in order, apart) applied, `digits` the cap's: the
-/// copy a translation reads.
-fn edited(body: &[u8], edits: &[(usize, usize, CapEdit)], digits: &[u8]) -> Vec<u8> {
+/// `body` with `edits` (in order, apart) applied: the copy a translation
+/// reads.
+fn edited(body: &[u8], edits: &[(usize, usize, CapEdit)], texts: &CapTexts) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 64);
     let mut at = 0;
-    let mut buf = [0u8; 48];
-    for (start, end, cap) in edits {
-        out.extend_from_slice(&body[at..*start]);
-        out.extend_from_slice(cap.text(digits, &mut buf));
-        at = *end;
+    for &(start, end, cap) in edits {
+        out.extend_from_slice(&body[at..start]);
+        out.extend_from_slice(texts.of(cap));
+        at = end;
     }
     out.extend_from_slice(&body[at..]);
     out
@@ -182,15 +245,16 @@ pub fn build(
 ) -> Result<(Parts, Translation), GatewayError> {
     let Attempt { target, upstream, cap } = attempt;
     let reasons = || target.reasons;
-    let (caps, n_caps) =
-        cap.map_or(([(0, 0, CapEdit { added: None }); 3], 0), |c| cap_edits(body, fields, front, c, reasons));
+    let (caps, n_caps) = match cap {
+        Some(c) => cap_edits(body, fields, front, c, reasons)?,
+        None => ([(0, 0, CapEdit::Value); 4], 0),
+    };
     let caps = &caps[..n_caps];
-    let mut digits = itoa::Buffer::new();
-    let digits = digits.format(cap.unwrap_or(0)).as_bytes();
+    let texts = CapTexts::new(cap.unwrap_or(0), caps);
     // A body in the target's own format goes as it came, with at most the
     // model span replaced; across formats it is translated.
     let translate = |f: Translator<'_>| {
-        let mut scratch = edited(body, caps, digits);
+        let mut scratch = edited(body, caps, &texts);
         let mut out = BytesMut::with_capacity(body.len() + 256);
         let info =
             f(&mut scratch, &target.upstream_model, &mut out).map_err(|e| GatewayError::Translate(e.message()))?;
@@ -208,7 +272,7 @@ pub fn build(
         let body: &[u8] = if caps.is_empty() {
             body
         } else {
-            capped = edited(body, caps, digits);
+            capped = edited(body, caps, &texts);
             &capped
         };
         return build_through_chat(client, head, body, fields, target, upstream, front, traceparent);
@@ -221,7 +285,8 @@ pub fn build(
             (Some(b), Translation::ToOpenAi(info))
         }
         (Front::Anthropic, false) => {
-            let (b, info) = translate(&anthropic::front::request_to_openai)?;
+            let reasons = target.reasons;
+            let (b, info) = translate(&|s, m, o| anthropic::front::request_to_openai_for(s, m, reasons, o))?;
             (Some(b), Translation::ToAnthropic(info))
         }
         (Front::Completions, true) => {
@@ -243,7 +308,8 @@ pub fn build(
         }
         (Front::Responses, false) if !upstream.responses_api => {
             let ask_usage = upstream.stream_usage;
-            let (b, _) = translate(&|s, m, o| responses::chat::request_to_chat(s, m, ask_usage, o))?;
+            let reasons = target.reasons;
+            let (b, _) = translate(&|s, m, o| responses::chat::request_to_chat_for(s, m, ask_usage, reasons, o))?;
             (Some(b), Translation::ToResponses(ResponsesFrom::Chat))
         }
         _ => (None, Translation::None),
@@ -262,7 +328,7 @@ pub fn build(
         && fields.stream
         && !fields.include_usage;
     // The body's edits, in order: (start, end, what replaces that span).
-    let mut edits: [Edit; 5] = Default::default();
+    let mut edits: [Edit; 6] = Default::default();
     let mut n_edits = 0;
     for &(start, end, cap) in caps.iter().filter(|_| translated.is_none()) {
         edits[n_edits] = (start, end, With::Cap(cap));
@@ -288,23 +354,19 @@ pub fn build(
     let edits = &mut edits[..n_edits];
     // Stable: an added limit goes before the usage asked at the same brace.
     edits.sort_by_key(|e| e.0);
-    // The text an edit writes (a cap's rendered once, on the stack).
-    let mut rendered = [0u8; 48];
-    let added = caps.iter().find(|c| c.2.added.is_some()).map_or(0, |c| c.2.text(digits, &mut rendered).len());
-    let (rendered, digits) = (&rendered[..added], digits);
-    fn text_of<'x>(with: &'x With, rendered: &'x [u8], digits: &'x [u8]) -> &'x [u8] {
+    // The text an edit writes.
+    fn text_of<'x>(with: &'x With, texts: &'x CapTexts) -> &'x [u8] {
         match with {
             With::Nothing => b"",
             With::Bytes(b) => b,
-            With::Cap(CapEdit { added: Some(_) }) => rendered,
-            With::Cap(CapEdit { added: None }) => digits,
+            With::Cap(cap) => texts.of(*cap),
         }
     }
     let body_len = match &translated {
         Some(t) => t.len(),
-        None => edits
-            .iter()
-            .fold(body.len(), |len, (start, end, with)| len - (end - start) + text_of(with, rendered, digits).len()),
+        None => {
+            edits.iter().fold(body.len(), |len, (start, end, with)| len - (end - start) + text_of(with, &texts).len())
+        }
     };
     write_headers(client, head, upstream, body_len, traceparent);
     let mut parts = Parts { slices: Default::default(), len: 0, usage_asked: ask_usage, through: None };
@@ -329,7 +391,7 @@ pub fn build(
     let mut at = 0;
     for (start, _, with) in &edits[..lead] {
         client.scratch.extend_from_slice(&body[at..*start]);
-        client.scratch.extend_from_slice(text_of(with, rendered, digits));
+        client.scratch.extend_from_slice(text_of(with, &texts));
         at = *start;
     }
     parts.push(client.scratch.split().freeze());
@@ -341,7 +403,7 @@ pub fn build(
         let mut whole = BytesMut::with_capacity(body_len);
         for (start, end, with) in rest.iter() {
             whole.extend_from_slice(&body[at..*start]);
-            whole.extend_from_slice(text_of(with, rendered, digits));
+            whole.extend_from_slice(text_of(with, &texts));
             at = *end;
         }
         whole.extend_from_slice(&body[at..]);
@@ -354,7 +416,7 @@ pub fn build(
             With::Nothing => Bytes::new(),
             With::Bytes(b) => b,
             cap @ With::Cap(_) => {
-                client.scratch.extend_from_slice(text_of(&cap, rendered, digits));
+                client.scratch.extend_from_slice(text_of(&cap, &texts));
                 client.scratch.split().freeze()
             }
         });
@@ -605,7 +667,47 @@ mod tests {
                 false,
                 r#"{"max_completion_tokens":null,"model":"m","max_tokens":301,"max_output_tokens":5}"#,
                 Some(300),
-                r#"{"max_completion_tokens":300,"model":"m","max_tokens":300,"max_output_tokens":5}"#,
+                r#"{"max_completion_tokens":null,"model":"m","max_tokens":300,"max_output_tokens":5}"#,
+            ),
+            // A `null` beside a number stays (the number is the limit); a
+            // `null` alone is written over, not given a twin.
+            (
+                Front::OpenAi,
+                true,
+                r#"{"max_tokens":100,"max_completion_tokens":null,"model":"m"}"#,
+                Some(300),
+                r#"{"max_tokens":100,"max_completion_tokens":null,"model":"m"}"#,
+            ),
+            (Front::OpenAi, true, r#"{"model":"m","max_tokens":null}"#, Some(50), r#"{"model":"m","max_tokens":50}"#),
+            (
+                Front::OpenAi,
+                false,
+                r#"{"model":"m","max_tokens":99999999999999999999999}"#,
+                Some(50),
+                r#"{"model":"m","max_tokens":50}"#,
+            ),
+            // An enabled thinking budget goes under the limit; a budget
+            // already under it, or switched off, stays.
+            (
+                Front::Anthropic,
+                false,
+                r#"{"model":"m","max_tokens":64000,"thinking":{"budget_tokens":8000,"type":"enabled"}}"#,
+                Some(2000),
+                r#"{"model":"m","max_tokens":2000,"thinking":{"budget_tokens":1999,"type":"enabled"}}"#,
+            ),
+            (
+                Front::Anthropic,
+                false,
+                r#"{"model":"m","thinking":{"type":"enabled","budget_tokens":1500}}"#,
+                Some(2000),
+                r#"{"max_tokens":2000,"model":"m","thinking":{"type":"enabled","budget_tokens":1500}}"#,
+            ),
+            (
+                Front::Anthropic,
+                false,
+                r#"{"model":"m","max_tokens":10,"thinking":{"type":"disabled","budget_tokens":8000}}"#,
+                Some(2000),
+                r#"{"model":"m","max_tokens":10,"thinking":{"type":"disabled","budget_tokens":8000}}"#,
             ),
             // An API's own name missing while another's is given: added.
             (
@@ -659,12 +761,24 @@ mod tests {
             let sent = match cap {
                 None => body.as_bytes().to_vec(),
                 Some(c) => {
-                    let (edits, n) = cap_edits(body.as_bytes(), &fields, *front, *c, || *reasons);
-                    edited(body.as_bytes(), &edits[..n], itoa::Buffer::new().format(*c).as_bytes())
+                    let (edits, n) = cap_edits(body.as_bytes(), &fields, *front, *c, || *reasons).expect("edits");
+                    edited(body.as_bytes(), &edits[..n], &CapTexts::new(*c, &edits[..n]))
                 }
             };
             assert_eq!(std::str::from_utf8(&sent).unwrap(), *want, "{front:?} {body}");
             assert!(serde_json::from_slice::<serde_json::Value>(&sent).is_ok(), "{want}");
         }
+        // No budget Anthropic takes fits under a ceiling of 1,024 or less:
+        // refused, naming both, rather than sent to be refused there.
+        let body = br#"{"model":"m","max_tokens":8000,"thinking":{"type":"enabled","budget_tokens":4096}}"#;
+        let fields = openai::scan_request(body).unwrap();
+        match cap_edits(body, &fields, Front::Anthropic, 1024, || false) {
+            Err(e @ GatewayError::ThinkingOverCeiling { budget: 4096, cap: 1024 }) => {
+                assert_eq!(e.status(), 400);
+                assert!(e.to_string().contains("`thinking.budget_tokens` (4096)"), "{e}");
+            }
+            other => panic!("{:?}", other.map(|(_, n)| n)),
+        }
+        assert!(cap_edits(body, &fields, Front::Anthropic, 1025, || false).is_ok());
     }
 }

@@ -17,6 +17,10 @@ fuzz_target!(|data: &[u8]| {
             let m = last.get(data);
             assert!(m.first() == Some(&b'{') && m.last() == Some(&b'}'), "{m:?}");
         }
+        if let Some(b) = fields.thinking_budget {
+            assert!(b.start <= b.end && b.end as usize <= data.len());
+        }
+        assert!(fields.choices >= 1);
         let mut spans: Vec<_> = fields.max_tokens_at.into_iter().flatten().collect();
         spans.sort_by_key(|s| s.start);
         let mut edited = Vec::with_capacity(data.len());

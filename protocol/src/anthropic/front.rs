@@ -43,13 +43,25 @@ pub fn request_to_openai(
     upstream_model: &str,
     out: &mut BytesMut,
 ) -> Result<RequestInfo, TranslateError> {
+    request_to_openai_for(scratch, upstream_model, false, out)
+}
+
+/// [`request_to_openai`] for a model that `reasons` unseen or not: such a
+/// model's output limit is written `max_completion_tokens` (OpenAI's
+/// reasoning models refuse `max_tokens`), any other's `max_tokens`.
+pub fn request_to_openai_for(
+    scratch: &mut [u8],
+    upstream_model: &str,
+    reasons: bool,
+    out: &mut BytesMut,
+) -> Result<RequestInfo, TranslateError> {
     let v = parse(scratch)?;
     let messages =
         v.get("messages").and_then(|m| m.as_array()).ok_or(TranslateError::Unsupported("messages must be an array"))?;
     let stream = v.get("stream").and_then(|s| s.as_bool()).unwrap_or(false);
     out.extend_from_slice(b"{\"model\":");
     write_json_string(out, upstream_model);
-    out.extend_from_slice(b",\"max_tokens\":");
+    out.extend_from_slice(if reasons { b",\"max_completion_tokens\":" } else { b",\"max_tokens\":" });
     let max = v.get("max_tokens").and_then(|m| m.as_u64()).unwrap_or(DEFAULT_MAX_TOKENS);
     out.extend_from_slice(itoa::Buffer::new().format(max).as_bytes());
     out.extend_from_slice(b",\"messages\":[");

@@ -428,3 +428,25 @@ fn long_system_prompts_and_tool_lists_are_marked_for_the_prompt_cache_when_asked
     assert_eq!(s["system"], json!("Be brief."));
     assert!(s["tools"][0].get("cache_control").is_none());
 }
+
+/// A model that reasons gets its output limit as `max_completion_tokens`
+/// (OpenAI's reasoning models refuse `max_tokens`); any other, `max_tokens`.
+#[test]
+fn a_reasoning_models_limit_is_written_by_the_name_it_takes() {
+    for (reasons, name, other) in
+        [(true, "max_completion_tokens", "max_tokens"), (false, "max_tokens", "max_completion_tokens")]
+    {
+        let mut scratch = br#"{"model":"m","max_tokens":300,"messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+        let mut out = BytesMut::new();
+        front::request_to_openai_for(&mut scratch, "o3", reasons, &mut out).unwrap();
+        let o: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(o[name], 300, "{o}");
+        assert!(o.get(other).is_none(), "{o}");
+        let mut scratch = br#"{"model":"m","max_output_tokens":300,"input":"hi"}"#.to_vec();
+        let mut out = BytesMut::new();
+        crate::responses::chat::request_to_chat_for(&mut scratch, "o3", false, reasons, &mut out).unwrap();
+        let o: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(o[name], 300, "{o}");
+        assert!(o.get(other).is_none(), "{o}");
+    }
+}

@@ -55,6 +55,20 @@ pub fn request_to_chat(
     ask_usage: bool,
     out: &mut BytesMut,
 ) -> Result<RequestInfo, TranslateError> {
+    request_to_chat_for(scratch, upstream_model, ask_usage, false, out)
+}
+
+/// [`request_to_chat`] for a model that `reasons` unseen or not: such a
+/// model's output limit is written `max_completion_tokens` (OpenAI's
+/// reasoning models refuse `max_tokens`), any other's `max_tokens` (which
+/// every OpenAI-style server reads).
+pub fn request_to_chat_for(
+    scratch: &mut [u8],
+    upstream_model: &str,
+    ask_usage: bool,
+    reasons: bool,
+    out: &mut BytesMut,
+) -> Result<RequestInfo, TranslateError> {
     let v = parse(scratch)?;
     let set = |key: &str| v.get(key).is_some_and(|x| !x.is_null() && x.as_bool() != Some(false));
     // The gateway continues the responses it keeps (the engine's turn
@@ -164,7 +178,7 @@ pub fn request_to_chat(
     }
     out.put_u8(b']');
     if let Some(max) = v.get("max_output_tokens").and_then(|m| m.as_u64()) {
-        out.extend_from_slice(b",\"max_tokens\":");
+        out.extend_from_slice(if reasons { b",\"max_completion_tokens\":" } else { b",\"max_tokens\":" });
         out.extend_from_slice(itoa::Buffer::new().format(max).as_bytes());
     }
     for key in ["temperature", "top_p"] {
