@@ -473,3 +473,35 @@ fn memory_stays_within_the_byte_bound() {
     let grown = rss_mb(pid) - before;
     assert!(grown < 24.0, "the gateway grew by {grown:.1} MB for a 2 MB store");
 }
+
+/// A key whose ceiling is lower than its team's gets answers cut at its
+/// output limit (the provider stops there): those are its own entries,
+/// never served to the team's other keys, and the team's whole answers
+/// are never served to it.
+#[test]
+fn a_key_with_its_own_ceiling_has_its_own_entries() {
+    let mock = start_mock(&[]);
+    let config = priced(config_for(mock.addr, 1, "")).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        &format!(
+            "{CACHE}\n\n[[keys]]\nname = \"second\"\nteam = \"e2e\"\nsha256 = \"{}\"\nbudget = {{ request_output_tokens = 3 }}\n\n\
+             [[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+            key_hash(SECOND_KEY),
+        ),
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    // The mock honours the limit it is sent (a model that reasons 0).
+    let honours = "x-mock-reasoning: 0\r\n";
+    let second = format!("Authorization: Bearer {SECOND_KEY}\r\n{honours}");
+    let cut = one_request(gw.addr, &chat_request_with_key(ZERO, &second));
+    assert_eq!(cut.status, 200, "{}", cut.text());
+    assert_eq!(cut.json()["choices"][0]["finish_reason"], "length", "{}", cut.text());
+    let whole = one_request(gw.addr, &chat_request(ZERO, honours));
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    assert_eq!(cache_header(&whole), Some("miss"), "another ceiling, another entry");
+    assert_eq!(whole.json()["choices"][0]["finish_reason"], "stop", "{}", whole.text());
+    // Each is its own key's to hit again.
+    let again = one_request(gw.addr, &chat_request_with_key(ZERO, &second));
+    assert_eq!(cache_header(&again), Some("hit"));
+    assert_eq!(again.body, cut.body);
+}

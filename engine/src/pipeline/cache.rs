@@ -12,8 +12,10 @@
 //!   form ([`tollgate_protocol::canonical`]) without `user` and `stream`:
 //!   whitespace, member order and escapes do not split entries, any other
 //!   difference does; with them, the team's guardrail profile and the
-//!   route's targets (provider, upstream model), so that an alias pointed
-//!   elsewhere or another profile starts afresh. A cryptographic hash, so that a member of a team
+//!   route's targets (provider, upstream model), and the request
+//!   ceilings of the team and key (the output limit the request goes with
+//!   is written from them), so that an alias pointed elsewhere, another
+//!   profile or another ceiling starts afresh. A cryptographic hash, so that a member of a team
 //!   cannot forge a request whose key is a popular one's and plant an
 //!   answer under it; BLAKE3 rather than SHA-256 because every cacheable
 //!   request hashes its whole prompt: at 100 KB 32 us against 70 us on
@@ -238,6 +240,14 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
         // (after a reload) makes new entries.
         let profile = config.team_profile(key.team);
         part(profile.map_or("", |p| p.name.as_str()).as_bytes());
+        // The ceilings the request goes with (its output limit is written
+        // from them: `forward::output_cap`): a key capped shorter than its
+        // team makes entries of its own, so that an answer its limit cut
+        // is never served to a key without it, nor a whole one to it.
+        let budget = team.map(|t| &t.budget);
+        let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min().unwrap_or(u64::MAX);
+        part(&min(budget.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens).to_le_bytes());
+        part(&min(budget.and_then(|b| b.request), key.budget.request).to_le_bytes());
     }
     // What the model name stands for now: its targets (provider and
     // upstream model). An alias pointed elsewhere makes new entries.
