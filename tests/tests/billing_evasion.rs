@@ -438,7 +438,13 @@ fn a_request_ceiling_holds_for_a_model_that_reasons_unseen() {
         "[[models]]\nname = \"o3\"\ntargets = [{ provider = \"up\" }]\n",
         "price = { input_per_mtok = 2.0, output_per_mtok = 8.0 }\n\n",
     );
-    let config = stored_config(&mock, &logs, "", models, "budget = { request_output_tokens = 300 }");
+    // The same mock as OpenAI itself (`kind = "openai"`).
+    let openai = format!(
+        "[[providers]]\nname = \"oa\"\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\nforward_headers = [\"x-mock-*\"]\n\n[[models]]\nname = \"gpt-4o-at-openai\"\ntargets = [{{ provider = \"oa\", model = \"gpt-4o\" }}]\n\n",
+        mock.addr
+    );
+    let config =
+        stored_config(&mock, &logs, "", &format!("{models}{openai}"), "budget = { request_output_tokens = 300 }");
     let mut gw = start_gateway(&config, &[], &[]);
     let reasons = "x-mock-reasoning: 5000\r\n";
     let chat = |more: &str| format!(r#"{{"model":"o3"{more},"messages":[{{"role":"user","content":"think hard"}}]}}"#);
@@ -477,6 +483,9 @@ fn a_request_ceiling_holds_for_a_model_that_reasons_unseen() {
     };
     assert!(echo("o3").starts_with(r#"{"max_completion_tokens":300,"model":"o3""#), "{}", echo("o3"));
     assert!(echo("gpt-4o").starts_with(r#"{"max_tokens":300,"model":"gpt-4o""#), "{}", echo("gpt-4o"));
+    // OpenAI itself takes `max_completion_tokens` for every model.
+    let at_openai = echo("gpt-4o-at-openai");
+    assert!(at_openai.starts_with(r#"{"max_completion_tokens":300,"model":"gpt-4o""#), "{at_openai}");
     // Every limit above the ceiling is lowered, beside the model's own
     // name for the provider: spans enough to go as slices, and more.
     for (more, want) in [

@@ -151,7 +151,8 @@ const THINKING_BUDGET_MIN: u64 = 1024;
 /// `max_output_tokens` the body gives above the cap (or `null`) is lowered
 /// to it, and where the body gives none that its API reads, one is added
 /// after its opening brace: a chat body's `max_completion_tokens` for a
-/// model that `reasons` (OpenAI's refuse `max_tokens`), otherwise
+/// model that `reasons`, or one at OpenAI itself (OpenAI's reasoning models
+/// refuse `max_tokens`), otherwise
 /// `max_tokens` (which every OpenAI-style server reads), a Messages body's
 /// `max_tokens`, a Responses body's `max_output_tokens`. An enabled
 /// `thinking.budget_tokens` at or above the cap is lowered under it; where
@@ -244,7 +245,10 @@ pub fn build(
     traceparent: Option<&[u8]>,
 ) -> Result<(Parts, Translation), GatewayError> {
     let Attempt { target, upstream, cap } = attempt;
-    let reasons = || target.reasons;
+    // OpenAI's reasoning models refuse `max_tokens`, and OpenAI itself
+    // takes `max_completion_tokens` for every model; other servers may
+    // know only `max_tokens`.
+    let reasons = || target.reasons || upstream.kind == ProviderKind::OpenAi;
     let (caps, n_caps) = match cap {
         Some(c) => cap_edits(body, fields, front, c, reasons)?,
         None => ([(0, 0, CapEdit::Value); 4], 0),
@@ -285,7 +289,7 @@ pub fn build(
             (Some(b), Translation::ToOpenAi(info))
         }
         (Front::Anthropic, false) => {
-            let reasons = target.reasons;
+            let reasons = reasons();
             let (b, info) = translate(&|s, m, o| anthropic::front::request_to_openai_for(s, m, reasons, o))?;
             (Some(b), Translation::ToAnthropic(info))
         }
@@ -308,7 +312,7 @@ pub fn build(
         }
         (Front::Responses, false) if !upstream.responses_api => {
             let ask_usage = upstream.stream_usage;
-            let reasons = target.reasons;
+            let reasons = reasons();
             let (b, _) = translate(&|s, m, o| responses::chat::request_to_chat_for(s, m, ask_usage, reasons, o))?;
             (Some(b), Translation::ToResponses(ResponsesFrom::Chat))
         }
