@@ -58,6 +58,17 @@ impl Usage {
 
     /// OpenAI's usage object (the prompt includes the cache's tokens), with
     /// the cache's writes beside it.
+    /// The counts as chat's usage reads them (what [`Usage::write`]
+    /// writes).
+    pub fn to_openai(&self) -> crate::openai::Usage {
+        crate::openai::Usage {
+            prompt: self.input.saturating_add(self.cache_read).saturating_add(self.cache_write),
+            completion: self.output,
+            cached: self.cache_read,
+            cache_write: self.cache_write,
+        }
+    }
+
     fn write(&self, out: &mut BytesMut) {
         let prompt = self.input.saturating_add(self.cache_read).saturating_add(self.cache_write);
         let mut n = itoa::Buffer::new();

@@ -73,6 +73,17 @@ impl Usage {
         })
     }
 
+    /// The counts as chat's usage reads them (what [`Usage::write`]
+    /// writes).
+    pub fn to_openai(&self) -> crate::openai::Usage {
+        crate::openai::Usage {
+            prompt: self.prompt,
+            completion: self.completion,
+            cached: self.cached.min(self.prompt),
+            cache_write: 0,
+        }
+    }
+
     fn write(&self, out: &mut BytesMut) {
         let mut n = itoa::Buffer::new();
         out.extend_from_slice(b"{\"prompt_tokens\":");

@@ -577,3 +577,47 @@ fn a_stream_cut_by_tokens_per_minute_is_not_read_on() {
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
+
+/// A stream of a model that reasons, from Gemini or Bedrock (made chat
+/// by the gateway), that a ceiling ends is read on for the provider's
+/// usage too: their translators keep the usage each event reports after
+/// the chat they write has stopped. (These providers here ignore the
+/// output limit sent; the rest they generate is billed.)
+#[test]
+fn a_capped_stream_from_gemini_or_bedrock_is_billed_the_providers_usage() {
+    const SECRET: &str = "bedrock-e2e-secret/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let (gemini, bedrock) = (start_mock(&[]), start_mock(&["--aws-secret", SECRET]));
+    let logs = TempDir::new("evasion-capped-translated");
+    let providers = format!(
+        concat!(
+            "[[providers]]\nname = \"google\"\nkind = \"gemini\"\nbase_url = \"http://{}/v1beta\"\n",
+            "forward_headers = [\"x-mock-*\"]\napi_key_env = \"TOLLGATE_E2E_GEMINI_KEY\"\n\n",
+            "[[providers]]\nname = \"aws\"\nkind = \"bedrock\"\nregion = \"us-east-1\"\nbase_url = \"http://{}\"\n",
+            "forward_headers = [\"x-mock-*\"]\n\n",
+            "[[models]]\nname = \"flash\"\ntargets = [{{ provider = \"google\", model = \"gemini-2.5-flash\" }}]\n\n",
+            "[[models]]\nname = \"claude\"\ntargets = [{{ provider = \"aws\", model = \"anthropic.claude-sonnet-4\" }}]\n",
+            "reasoning = true\n\n",
+        ),
+        gemini.addr, bedrock.addr
+    );
+    let config = stored_config(&gemini, &logs, "", &providers, "budget = { request_output_tokens = 5 }");
+    let env = [
+        ("TOLLGATE_E2E_GEMINI_KEY", "AIza-e2e"),
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+    ];
+    let mut gw = start_gateway(&config, &[], &env);
+    let headers = "x-mock-cache: 90000,0\r\nx-mock-reply-words: 400\r\nx-mock-chunks: 40\r\n";
+    for (i, model) in ["flash", "claude"].into_iter().enumerate() {
+        let body = format!(r#"{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"think"}}]}}"#);
+        let r = one_request(gw.addr, &post_json("/v1/chat/completions", &body, headers));
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        let rec = &wait_records(&logs.0, i + 1)[i];
+        assert_eq!(rec["end"], "capped", "{model}: {rec}");
+        assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{model}: {rec}");
+        assert!(rec["tokens"]["completion"].as_u64().is_some_and(|c| c >= 400), "{model}: {rec}");
+        assert!(rec["tokens"]["estimated"].is_null(), "{model}: {rec}");
+    }
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}

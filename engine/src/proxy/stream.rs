@@ -543,16 +543,15 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// later events are read for their usage (see
     /// `relay::Answer::read_to_end`): where the translation reads usage
     /// from each event (an OpenAI-style or Anthropic upstream as its own
-    /// API, chat made Responses events), not from a translator that has
-    /// stopped (an Anthropic upstream translated, Gemini's and Bedrock's
-    /// made chat), and under a ceiling only where the gateway cannot count
+    /// API, chat made Responses events) or the upstream's own translator
+    /// keeps it (Gemini's, Bedrock's: [`StreamRelay::usage_read_on`]), not
+    /// from a translator that has stopped (an Anthropic upstream
+    /// translated), and under a ceiling only where the gateway cannot count
     /// what the provider bills (`StreamStages::read_on_capped`; otherwise
     /// the ceiling is there to stop the spend, and the answer it stops is
     /// billed what was counted).
     pub fn reads_usage_after_stop(&self) -> bool {
-        self.translator.reads_usage_alone()
-            && self.gemini.is_none()
-            && self.bedrock.is_none()
+        (self.translator.reads_usage_alone() || self.gemini.is_some() || self.bedrock.is_some())
             && (self.stages.ceiling.is_none()
                 || *self.capped_read_on.get_or_init(|| self.stages.read_on_capped.is_some_and(|f| f())))
     }
@@ -632,9 +631,16 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             };
             if self.flow != Flow::Streaming {
                 // Stopped: the rest of the upstream's events are read for
-                // their usage alone, and dropped.
+                // their usage alone, and dropped. (Gemini's translator keeps
+                // the usage each event reports; Bedrock's read its message
+                // in `feed`.)
                 if self.reads_usage_after_stop() {
-                    self.translator.usage_only(&ev);
+                    match self.gemini.as_mut() {
+                        Some(g) => {
+                            let _ = g.0.event(&ev, &mut BytesMut::new());
+                        }
+                        None => self.translator.usage_only(&ev),
+                    }
                 }
                 continue;
             }
@@ -808,6 +814,22 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// The provider's usage, as far as the stream has carried it.
     pub fn usage(&self) -> super::answer::Usage {
         self.translator.usage()
+    }
+
+    /// The usage once a stopped stream was read on for it: the client's
+    /// translation's, or, from Gemini or Bedrock (whose chat chunks stop
+    /// with the stream, the usage chunk that ends them unwritten), what
+    /// their own translator read.
+    pub fn usage_read_on(&self) -> super::answer::Usage {
+        match self.translator.usage() {
+            Ok(None) => Ok(self
+                .gemini
+                .as_ref()
+                .and_then(|g| g.0.usage().map(|u| u.to_openai()))
+                .or_else(|| self.bedrock.as_ref().and_then(|b| b.1.usage().map(|u| u.to_openai())))
+                .map(token_usage)),
+            other => other,
+        }
     }
 
     /// The finish reasons the stream has carried, as the client was told:

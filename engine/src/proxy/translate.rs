@@ -635,7 +635,7 @@ async fn relay_stream(
             }
         }
         read_past = reader.done;
-        match relay.usage() {
+        match relay.usage_read_on() {
             Ok(u) => end.usage = u,
             Err(_) => end.usage_rejected = true,
         }
