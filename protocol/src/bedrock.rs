@@ -89,6 +89,15 @@ impl Usage {
     }
 }
 
+/// The usage of a Converse answer, or of a document holding its top-level
+/// `usage` (`openai::TopMembers`' of an answer too large to keep), as
+/// chat's usage reads it.
+pub fn answer_usage(doc: &[u8]) -> Option<crate::openai::Usage> {
+    let mut scratch = doc.to_vec();
+    let v = parse(&mut scratch).ok()?;
+    v.get("usage").filter(|u| u.is_object()).map(|u| Usage::read(u).to_openai())
+}
+
 /// Writes the Converse body for an OpenAI chat request. `scratch` holds a
 /// copy of the OpenAI body (simd-json parses in place).
 pub fn request_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<RequestInfo, TranslateError> {

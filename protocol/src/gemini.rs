@@ -100,6 +100,15 @@ impl Usage {
     }
 }
 
+/// The usage of a `generateContent` answer, or of a document holding its
+/// top-level `usageMetadata` (`openai::TopMembers`' of an answer too large
+/// to keep), as chat's usage reads it.
+pub fn answer_usage(doc: &[u8]) -> Option<crate::openai::Usage> {
+    let mut scratch = doc.to_vec();
+    let v = parse(&mut scratch).ok()?;
+    Usage::read(&v).map(|u| u.to_openai())
+}
+
 /// Writes the Gemini body for an OpenAI chat request. `scratch` holds a
 /// copy of the OpenAI body (simd-json parses in place). The model is not
 /// in the body: the caller puts it, and the stream switch, in the URL.

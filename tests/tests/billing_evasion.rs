@@ -578,16 +578,16 @@ fn a_stream_cut_by_tokens_per_minute_is_not_read_on() {
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
 
-/// A stream of a model that reasons, from Gemini or Bedrock (made chat
-/// by the gateway), that a ceiling ends is read on for the provider's
-/// usage too: their translators keep the usage each event reports after
-/// the chat they write has stopped. (These providers here ignore the
-/// output limit sent; the rest they generate is billed.)
-#[test]
-fn a_capped_stream_from_gemini_or_bedrock_is_billed_the_providers_usage() {
-    const SECRET: &str = "bedrock-e2e-secret/K7MDENG+bPxRfiCYEXAMPLEKEY";
-    let (gemini, bedrock) = (start_mock(&[]), start_mock(&["--aws-secret", SECRET]));
-    let logs = TempDir::new("evasion-capped-translated");
+/// The e2e configuration with a Gemini provider (model `flash`,
+/// `gemini-2.5-flash`, which reasons) and a Bedrock one (model `claude`,
+/// marked `reasoning = true`), both the bundled mock, `team` more of the
+/// team's lines; and the environment their keys come from.
+fn translated(
+    gemini: &Proc,
+    bedrock: &Proc,
+    logs: &TempDir,
+    team: &str,
+) -> (String, [(&'static str, &'static str); 3]) {
     let providers = format!(
         concat!(
             "[[providers]]\nname = \"google\"\nkind = \"gemini\"\nbase_url = \"http://{}/v1beta\"\n",
@@ -600,12 +600,26 @@ fn a_capped_stream_from_gemini_or_bedrock_is_billed_the_providers_usage() {
         ),
         gemini.addr, bedrock.addr
     );
-    let config = stored_config(&gemini, &logs, "", &providers, "budget = { request_output_tokens = 5 }");
     let env = [
         ("TOLLGATE_E2E_GEMINI_KEY", "AIza-e2e"),
         ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
-        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_SECRET_ACCESS_KEY", AWS_SECRET),
     ];
+    (stored_config(gemini, logs, "", &providers, team), env)
+}
+
+const AWS_SECRET: &str = "bedrock-e2e-secret/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+/// A stream of a model that reasons, from Gemini or Bedrock (made chat
+/// by the gateway), that a ceiling ends is read on for the provider's
+/// usage too: their translators keep the usage each event reports after
+/// the chat they write has stopped. (These providers here ignore the
+/// output limit sent; the rest they generate is billed.)
+#[test]
+fn a_capped_stream_from_gemini_or_bedrock_is_billed_the_providers_usage() {
+    let (gemini, bedrock) = (start_mock(&[]), start_mock(&["--aws-secret", AWS_SECRET]));
+    let logs = TempDir::new("evasion-capped-translated");
+    let (config, env) = translated(&gemini, &bedrock, &logs, "budget = { request_output_tokens = 5 }");
     let mut gw = start_gateway(&config, &[], &env);
     let headers = "x-mock-cache: 90000,0\r\nx-mock-reply-words: 400\r\nx-mock-chunks: 40\r\n";
     for (i, model) in ["flash", "claude"].into_iter().enumerate() {
@@ -620,4 +634,31 @@ fn a_capped_stream_from_gemini_or_bedrock_is_billed_the_providers_usage() {
     }
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}
+
+/// A Gemini or Bedrock JSON answer too large to translate (past 16 MiB)
+/// is refused with a 502 and billed the usage its provider reported, in
+/// that provider's terms (`usageMetadata`, Converse's `usage`), picked
+/// out as the body passes: it was billed nothing.
+#[test]
+fn a_gemini_or_bedrock_answer_too_large_to_translate_is_billed() {
+    let (gemini, bedrock) = (start_mock(&[]), start_mock(&["--aws-secret", AWS_SECRET]));
+    let logs = TempDir::new("evasion-large-translated");
+    let (config, env) = translated(&gemini, &bedrock, &logs, "");
+    let mut gw = start_gateway(&config, &[], &env);
+    for model in ["flash", "claude"] {
+        let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"write it all out"}}]}}"#);
+        let r = one_request(gw.addr, &post_json("/v1/chat/completions", &body, "x-mock-reply-words: 3000000\r\n"));
+        assert_eq!(r.status, 502, "{model}: {}", r.text());
+        assert!(r.text().contains("larger than the 16 MiB"), "{}", r.text());
+    }
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 2, "{recs:#?}");
+    for rec in &recs {
+        assert_eq!(rec["status"], 502, "{rec}");
+        assert!(rec["tokens"]["completion"].as_u64().is_some_and(|n| n >= 3_000_000), "{rec}");
+        assert!(rec["tokens"]["estimated"].is_null(), "{rec}");
+    }
 }

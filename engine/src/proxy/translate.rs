@@ -146,19 +146,25 @@ pub struct Inspect<'a, 'g> {
 
 /// A JSON answer larger than the gateway translates or guards (16 MiB):
 /// refused with a 502, but read to its end first, its top-level usage
-/// picked out as it passes (`TopMembers`, for an OpenAI-style or
-/// Anthropic upstream's answer: `usable`), and billed. A tenant could
-/// otherwise have the provider write tens of megabytes (`n`,
-/// `top_logprobs`) and be billed nothing.
+/// picked out as it passes (`TopMembers`: an OpenAI-style or Anthropic
+/// upstream's `usage`, Gemini's `usageMetadata`, Bedrock's `usage`, read
+/// in each one's terms), and billed. A tenant could otherwise have the
+/// provider write tens of megabytes (`n`, `top_logprobs`) and be billed
+/// nothing.
 async fn too_large(
     client: &mut Client,
     up: &mut UpConn,
     reader: &mut BodyReader,
     body: BytesMut,
     answer: &Answer<'_>,
-    usable: bool,
+    through: Option<ChatFrom>,
 ) -> RelayEnd {
-    let mut top = tollgate_protocol::openai::TopMembers::new(super::relay::TOP_MEMBERS);
+    let members: &[&[u8]] = match through {
+        None => super::relay::TOP_MEMBERS,
+        Some(ChatFrom::Gemini) => &[b"usageMetadata"],
+        Some(ChatFrom::Bedrock) => &[b"usage"],
+    };
+    let mut top = tollgate_protocol::openai::TopMembers::new(members);
     top.feed(&body);
     drop(body);
     let mut pieces = Vec::new();
@@ -177,7 +183,12 @@ async fn too_large(
         ),
     };
     let mut end = RelayEnd::new(e.status());
-    match top.document().filter(|_| usable && reader.done).map(|doc| answer_usage(&doc).0) {
+    let usage = |doc: &[u8]| match through {
+        None => answer_usage(doc).0,
+        Some(ChatFrom::Gemini) => Ok(tollgate_protocol::gemini::answer_usage(doc).map(super::answer::token_usage)),
+        Some(ChatFrom::Bedrock) => Ok(tollgate_protocol::bedrock::answer_usage(doc).map(super::answer::token_usage)),
+    };
+    match top.document().filter(|_| reader.done).map(|doc| usage(&doc)) {
         Some(Ok(u)) => end.usage = u,
         Some(Err(_)) => end.usage_rejected = true,
         None => {}
@@ -289,7 +300,7 @@ pub async fn relay_translated(
             body.extend_from_slice(&p);
         }
         if body.len() > TRANSLATED_BODY_BYTES_MAX {
-            return Ok(too_large(client, up, &mut reader, body, answer, through.is_none()).await);
+            return Ok(too_large(client, up, &mut reader, body, answer, through).await);
         }
     }
     if let Some(from) = through {

@@ -252,3 +252,15 @@ fn an_error_frame_ends_the_stream_and_orphan_tool_input_is_dropped() {
     );
     assert_eq!(chunks.last().unwrap()["error"]["message"], "it broke");
 }
+
+/// The usage of an answer too large to keep, from its top-level `usage`
+/// alone, reads as the whole answer's would (cache reads and writes in the
+/// prompt); a nested one, or none, is no usage.
+#[test]
+fn the_usage_of_an_answer_reads_from_its_top_level_usage() {
+    let doc = br#"{"usage":{"inputTokens":100,"outputTokens":3000000,"cacheReadInputTokens":900,"cacheWriteInputTokens":50,"totalTokens":3001050}}"#;
+    let u = answer_usage(doc).expect("usage");
+    assert_eq!((u.prompt, u.completion, u.cached, u.cache_write), (1050, 3000000, 900, 50));
+    assert_eq!(answer_usage(br#"{"output":{"usage":{"inputTokens":1}}}"#), None);
+    assert_eq!(answer_usage(b"{}"), None);
+}

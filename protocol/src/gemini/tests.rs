@@ -458,3 +458,16 @@ fn files_the_guardrails_do_not_read_are_not_sent_as_images_or_audio() {
     assert_eq!(g["contents"][0]["parts"][0]["inlineData"]["mimeType"], "image/jpeg");
     assert_eq!(g["contents"][0]["parts"][1]["inlineData"]["mimeType"], "audio/mp3");
 }
+
+/// The usage of an answer too large to keep, from its top-level
+/// `usageMetadata` alone, reads as the whole answer's would; a nested
+/// one, or none, is no usage.
+#[test]
+fn the_usage_of_an_answer_reads_from_its_top_level_metadata() {
+    let doc = br#"{"usageMetadata":{"promptTokenCount":90000,"candidatesTokenCount":300,"thoughtsTokenCount":700,"cachedContentTokenCount":500,"totalTokenCount":91000}}"#;
+    let u = answer_usage(doc).expect("usage");
+    assert_eq!((u.prompt, u.completion, u.cached), (90000, 1000, 500));
+    assert_eq!(answer_usage(br#"{"candidates":[{"usageMetadata":{"promptTokenCount":1}}]}"#), None);
+    assert_eq!(answer_usage(b"{}"), None);
+    assert_eq!(answer_usage(b"not json"), None);
+}
