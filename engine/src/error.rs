@@ -43,6 +43,9 @@ pub enum GatewayError {
     /// enabled thinking budget of `budget` cannot fit: Anthropic takes no
     /// budget under 1,024, and wants `max_tokens` above it.
     ThinkingOverCeiling { budget: u64, cap: u64 },
+    /// Under a request ceiling of `cap` output tokens, a request for more
+    /// answers (`n`, `best_of`) than the ceiling has tokens.
+    ChoicesOverCeiling { choices: u64, cap: u64 },
     /// A team or key has reached a hard budget limit.
     OverBudget(tollgate_policy::budget::OverBudget),
     /// An agent run (`x-tollgate-run`) has reached one of its limits.
@@ -101,6 +104,7 @@ impl GatewayError {
             | Body(_)
             | Translate(_)
             | ThinkingOverCeiling { .. }
+            | ChoicesOverCeiling { .. }
             | HeadTimeout
             | BodyTimeout
             | ClientClosed
@@ -162,6 +166,7 @@ impl GatewayError {
             Body(_)
             | Translate(_)
             | ThinkingOverCeiling { .. }
+            | ChoicesOverCeiling { .. }
             | ClientClosed
             | Guardrail { .. }
             | GuardrailUnavailable { .. }
@@ -207,6 +212,7 @@ impl GatewayError {
             Body(_) => "invalid_body",
             Translate(_) => "untranslatable_body",
             ThinkingOverCeiling { .. } => "thinking_over_ceiling",
+            ChoicesOverCeiling { .. } => "choices_over_ceiling",
             HeadTimeout => "head_timeout",
             BodyTimeout => "body_timeout",
             ClientClosed => "client_closed",
@@ -251,6 +257,10 @@ impl fmt::Display for GatewayError {
             Request(e) => write!(f, "{e}"),
             Body(e) => write!(f, "{e}"),
             Translate(why) => write!(f, "cannot translate the request for this model's provider: {why}"),
+            ChoicesOverCeiling { choices, cap } => write!(
+                f,
+                "{choices} answers (`n`, `best_of`) do not fit under this request's ceiling of {cap} output tokens (its team's or key's `request_output_tokens` or `request_usd`): ask for fewer"
+            ),
             ThinkingOverCeiling { budget, cap } => write!(
                 f,
                 "`thinking.budget_tokens` ({budget}) does not fit under this request's ceiling of {cap} output tokens (its team's or key's `request_output_tokens` or `request_usd`): the provider takes a thinking budget of at least 1024, under `max_tokens`; ask without thinking, or for a smaller answer"

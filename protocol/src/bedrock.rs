@@ -56,8 +56,6 @@ impl Usage {
         }
     }
 
-    /// OpenAI's usage object (the prompt includes the cache's tokens), with
-    /// the cache's writes beside it.
     /// The counts as chat's usage reads them (what [`Usage::write`]
     /// writes).
     pub fn to_openai(&self) -> crate::openai::Usage {
@@ -69,6 +67,8 @@ impl Usage {
         }
     }
 
+    /// OpenAI's usage object (the prompt includes the cache's tokens), with
+    /// the cache's writes beside it.
     fn write(&self, out: &mut BytesMut) {
         let prompt = self.input.saturating_add(self.cache_read).saturating_add(self.cache_write);
         let mut n = itoa::Buffer::new();

@@ -483,6 +483,12 @@ fn a_request_ceiling_holds_for_a_model_that_reasons_unseen() {
     };
     assert!(echo("o3").starts_with(r#"{"max_completion_tokens":300,"model":"o3""#), "{}", echo("o3"));
     assert!(echo("gpt-4o").starts_with(r#"{"max_tokens":300,"model":"gpt-4o""#), "{}", echo("gpt-4o"));
+    // More answers than the ceiling has tokens: refused, naming both (at
+    // one token each they would pass it).
+    let many = one_request(gw.addr, &post_json("/v1/chat/completions", &chat(r#","n":301"#), reasons));
+    assert_eq!(many.status, 400, "{}", many.text());
+    assert_eq!(many.error_code(), "choices_over_ceiling");
+    assert!(many.text().contains("301 answers"), "{}", many.text());
     // OpenAI itself takes `max_completion_tokens` for every model.
     let at_openai = echo("gpt-4o-at-openai");
     assert!(at_openai.starts_with(r#"{"max_completion_tokens":300,"model":"gpt-4o""#), "{at_openai}");

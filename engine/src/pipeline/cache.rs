@@ -12,9 +12,9 @@
 //!   form ([`tollgate_protocol::canonical`]) without `user` and `stream`:
 //!   whitespace, member order and escapes do not split entries, any other
 //!   difference does; with them, the team's guardrail profile and the
-//!   route's targets (provider, upstream model), and the request
+//!   route's targets (provider, upstream model, price), and the request
 //!   ceilings of the team and key (the output limit the request goes with
-//!   is written from them), so that an alias pointed elsewhere, another
+//!   is written from them and the price), so that an alias pointed elsewhere, another
 //!   profile or another ceiling starts afresh. A cryptographic hash, so that a member of a team
 //!   cannot forge a request whose key is a popular one's and plant an
 //!   answer under it; BLAKE3 rather than SHA-256 because every cacheable
@@ -255,6 +255,11 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
         for t in &route.targets {
             part(config.providers.get(t.provider).map_or("", |p| p.name.as_str()).as_bytes());
             part(t.upstream_model.as_bytes());
+            // Its price: a cost ceiling's limit is written from it.
+            let p = route.price_of(Some(t)).unwrap_or_default();
+            for n in [p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok, p.cache_write_per_mtok] {
+                part(&n.to_le_bytes());
+            }
         }
     }
     // The headers a target would receive that can change its answer, in

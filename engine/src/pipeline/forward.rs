@@ -98,7 +98,7 @@ pub async fn forward(
         // A traced request tells the provider which attempt calls it.
         let traceparent =
             trace.otel.filter(|c| c.sampled()).map(|c| c.traceparent(c.child(trace.attempt_count as u64)));
-        let cap = output_cap(state, key, routed, target, body, prompt);
+        let cap = output_cap(state, key, routed, target, body, prompt)?;
         let (parts, translation) = upstream_request::build(
             client,
             head,
@@ -361,7 +361,7 @@ fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut 
 /// then: `admit::count_large_prompt`). At least one token: providers
 /// refuse a limit of 0, and the gateway's cut ends such an answer at its
 /// first event. A request for `n` answers (`best_of`) gets the `n`th part
-/// for each.
+/// for each, and is refused where that is less than a token.
 fn output_cap(
     state: &CoreState,
     key: &VirtualKey,
@@ -369,7 +369,7 @@ fn output_cap(
     target: &tollgate_policy::Target,
     body: &[u8],
     prompt: &crate::pipeline::Prompt,
-) -> Option<u64> {
+) -> Result<Option<u64>, GatewayError> {
     let team = state.config.teams.get(key.team).map(|t| &t.budget);
     let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min();
     let output = min(team.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens);
@@ -386,13 +386,17 @@ fn output_cap(
             n => n,
         })
     });
-    match by_cost {
+    let total = match by_cost {
         // No price for output: the cost ceiling limits no token.
         Some(None) | None => output,
         Some(Some(n)) => Some(output.map_or(n, |o| o.min(n))),
-    }
+    };
     // Each of the `n` answers asked may generate up to the limit.
-    .map(|n| (n / routed.fields.choices.max(1)).max(1))
+    let choices = routed.fields.choices.max(1);
+    match total {
+        Some(cap) if choices > cap.max(1) => Err(GatewayError::ChoicesOverCeiling { choices, cap }),
+        total => Ok(total.map(|n| (n / choices).max(1))),
+    }
 }
 
 /// The most output tokens `limit` micro-dollars pays for after `prompt`

@@ -62,6 +62,17 @@ pub fn anthropic_usage(u: anthropic::Usage) -> Usage {
     }))
 }
 
+/// Counts a translator of another API read (Gemini's, Bedrock's, made
+/// chat's terms), bounded as every provider's are: one past
+/// [`tollgate_protocol::openai::USAGE_TOKENS_MAX`] sets the report aside.
+pub fn checked_usage(u: Option<tollgate_protocol::openai::Usage>) -> Usage {
+    let max = tollgate_protocol::openai::USAGE_TOKENS_MAX;
+    match u {
+        Some(u) if [u.prompt, u.completion, u.cached, u.cache_write].iter().any(|&n| n > max) => Err(Rejected),
+        u => Ok(u.map(token_usage)),
+    }
+}
+
 /// The finish reason the gateway gives an answer it ends itself, in the
 /// client's API's names: `capped` by a request ceiling, otherwise withheld
 /// by a guardrail.
@@ -108,5 +119,29 @@ pub fn write_error_event(front: super::Front, message: &str, code: &str, sequenc
             tollgate_protocol::sse::write_event(out, Some(b"error"), &json);
         }
         super::Front::Responses => tollgate_protocol::responses::write_error_event(out, message, code, sequence),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts read by another API's translator are bounded as every
+    /// provider's are: one past 2^32 sets the report aside.
+    #[test]
+    fn another_apis_counts_past_the_bound_are_set_aside() {
+        let max = tollgate_protocol::openai::USAGE_TOKENS_MAX;
+        let u = |prompt, completion, cached, cache_write| tollgate_protocol::openai::Usage {
+            prompt,
+            completion,
+            cached,
+            cache_write,
+        };
+        assert_eq!(checked_usage(None), Ok(None));
+        let fine = checked_usage(Some(u(max, 5, 1, 0))).unwrap().unwrap();
+        assert_eq!((fine.prompt, fine.completion, fine.cached), (max, 5, 1));
+        for past in [u(max + 1, 0, 0, 0), u(0, 1 << 60, 0, 0), u(0, 0, max + 1, 0), u(0, 0, 0, u64::MAX)] {
+            assert_eq!(checked_usage(Some(past)), Err(Rejected), "{past:?}");
+        }
     }
 }

@@ -474,9 +474,9 @@ pub struct StreamRelay<'a, 'g> {
     bedrock: Option<Box<(tollgate_protocol::eventstream::Decoder, tollgate_protocol::bedrock::StreamTranslator)>>,
     /// `StreamStages::read_on_capped`'s answer, once asked.
     capped_read_on: std::cell::OnceCell<bool>,
-    /// The stream was capped by its ceiling, not by a tokens-per-minute
-    /// limit.
-    by_ceiling: bool,
+    /// The stream was capped by a tokens-per-minute limit (not by its
+    /// ceiling).
+    rate_cut: bool,
 }
 
 /// The most of a windowed stream's text kept to ask about: a classifier
@@ -504,7 +504,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             gemini: None,
             bedrock: None,
             capped_read_on: std::cell::OnceCell::new(),
-            by_ceiling: false,
+            rate_cut: false,
         }
     }
 
@@ -562,7 +562,14 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// (`StreamStages::read_on_capped`). Never after a tokens-per-minute
     /// limit's cut, nor a ceiling's the provider was not told of.
     pub fn read_on_after_ceiling(&self) -> bool {
-        self.flow == Flow::Capped && self.by_ceiling && self.reads_usage_after_stop()
+        self.flow == Flow::Capped && !self.rate_cut && self.reads_usage_after_stop()
+    }
+
+    /// Whether a tokens-per-minute limit cut the stream: nothing is read
+    /// on after that cut, whatever ends the stream for the client after it
+    /// (a classifier asked about what was held).
+    pub fn rate_cut(&self) -> bool {
+        self.rate_cut
     }
 
     /// The one transition out of streaming: the first reason to stop wins.
@@ -688,8 +695,9 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
         let crossed = self.stages.ceiling.as_ref().is_some_and(|c| c.crossed(counted));
         if !within_limits || crossed {
             // A tokens-per-minute limit's cut stops the spend: only the
-            // ceiling's may read on (`read_on_after_ceiling`).
-            self.by_ceiling = within_limits && self.flow == Flow::Streaming;
+            // ceiling's may read on (`read_on_after_ceiling`), and nothing
+            // after the limit's (`rate_cut`).
+            self.rate_cut |= !within_limits && self.flow == Flow::Streaming;
             self.stop(Flow::Capped);
             return;
         }
@@ -822,12 +830,12 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// their own translator read.
     pub fn usage_read_on(&self) -> super::answer::Usage {
         match self.translator.usage() {
-            Ok(None) => Ok(self
-                .gemini
-                .as_ref()
-                .and_then(|g| g.0.usage().map(|u| u.to_openai()))
-                .or_else(|| self.bedrock.as_ref().and_then(|b| b.1.usage().map(|u| u.to_openai())))
-                .map(token_usage)),
+            Ok(None) => super::answer::checked_usage(
+                self.gemini
+                    .as_ref()
+                    .and_then(|g| g.0.usage().map(|u| u.to_openai()))
+                    .or_else(|| self.bedrock.as_ref().and_then(|b| b.1.usage().map(|u| u.to_openai()))),
+            ),
             other => other,
         }
     }

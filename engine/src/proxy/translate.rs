@@ -185,8 +185,8 @@ async fn too_large(
     let mut end = RelayEnd::new(e.status());
     let usage = |doc: &[u8]| match through {
         None => answer_usage(doc).0,
-        Some(ChatFrom::Gemini) => Ok(tollgate_protocol::gemini::answer_usage(doc).map(super::answer::token_usage)),
-        Some(ChatFrom::Bedrock) => Ok(tollgate_protocol::bedrock::answer_usage(doc).map(super::answer::token_usage)),
+        Some(ChatFrom::Gemini) => super::answer::checked_usage(tollgate_protocol::gemini::answer_usage(doc)),
+        Some(ChatFrom::Bedrock) => super::answer::checked_usage(tollgate_protocol::bedrock::answer_usage(doc)),
     };
     match top.document().filter(|_| reader.done).map(|doc| usage(&doc)) {
         Some(Ok(u)) => end.usage = u,
@@ -622,7 +622,7 @@ async fn relay_stream(
     // spend.
     let mut read_past = gone && relay.ended_by_upstream();
     let read_on_after_block = match relay.flow() {
-        Flow::Blocked => relay.reads_usage_after_stop() && (gone || answer.read_to_end()),
+        Flow::Blocked => !relay.rate_cut() && relay.reads_usage_after_stop() && (gone || answer.read_to_end()),
         Flow::Capped => relay.read_on_after_ceiling(),
         _ => false,
     };

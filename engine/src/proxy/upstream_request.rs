@@ -165,16 +165,20 @@ fn cap_edits(
     front: Front,
     cap: u64,
     reasons: impl FnOnce() -> bool,
+    to_anthropic_as_is: bool,
 ) -> Result<(CapEdits, usize), GatewayError> {
     let mut edits = [(0, 0, CapEdit::Value); 4];
     let mut n = 0;
     let [max_tokens, max_completion_tokens, max_output_tokens] = fields.max_tokens_at;
-    // The limits the client's API reads, and the name one added takes.
-    let (reads, name): ([Option<Span>; 2], &'static [u8]) = match front {
-        Front::OpenAi if reasons() => ([max_tokens, max_completion_tokens], b"max_completion_tokens"),
-        Front::OpenAi => ([max_tokens, max_completion_tokens], b"max_tokens"),
-        Front::Anthropic | Front::Completions => ([max_tokens, None], b"max_tokens"),
-        Front::Responses => ([max_output_tokens, None], b"max_output_tokens"),
+    // The limits the client's API reads, and the name the cap is written
+    // under where none of them is a number (with that name's span).
+    let (reads, name, own): ([Option<Span>; 2], &'static [u8], Option<Span>) = match front {
+        Front::OpenAi if reasons() => {
+            ([max_tokens, max_completion_tokens], b"max_completion_tokens", max_completion_tokens)
+        }
+        Front::OpenAi => ([max_tokens, max_completion_tokens], b"max_tokens", max_tokens),
+        Front::Anthropic | Front::Completions => ([max_tokens, None], b"max_tokens", max_tokens),
+        Front::Responses => ([max_output_tokens, None], b"max_output_tokens", max_output_tokens),
         // Neither generates.
         Front::Embeddings | Front::CountTokens => return Ok((edits, n)),
     };
@@ -190,12 +194,13 @@ fn cap_edits(
             n += 1;
         }
     }
-    // Where no limit the API reads is a number, the cap is written: over
-    // a `null` given (a second key of that name would leave the provider
-    // to pick one), else added after the opening brace. A `null` beside a
-    // number stays: the number is the limit.
+    // Where no limit the API reads is a number, the cap is written under
+    // `name`: over its `null` if given (a second key of that name would
+    // leave the provider to pick one), else added after the opening
+    // brace. A `null` beside a number stays (the number is the limit), and
+    // so does one of the other name (`null` is no limit).
     if !reads.iter().flatten().any(|&s| number(s).is_some()) {
-        edits[n] = match reads.iter().flatten().next() {
+        edits[n] = match own {
             Some(null) => (null.start as usize, null.end as usize, CapEdit::Value),
             None => {
                 let brace = body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1);
@@ -207,12 +212,13 @@ fn cap_edits(
     if let Some(span) = fields.thinking_budget {
         // (Not a number: the provider's to refuse, but lowered first.)
         let budget = number(span).unwrap_or(u64::MAX);
-        if budget >= cap {
-            if cap <= THINKING_BUDGET_MIN {
-                return Err(GatewayError::ThinkingOverCeiling { budget, cap });
-            }
+        if budget >= cap && cap > THINKING_BUDGET_MIN {
             edits[n] = (span.start as usize, span.end as usize, CapEdit::Budget);
             n += 1;
+        } else if budget >= cap && to_anthropic_as_is {
+            // Only where the body goes to Anthropic as it came: a
+            // translation leaves thinking out.
+            return Err(GatewayError::ThinkingOverCeiling { budget, cap });
         }
     }
     edits[..n].sort_by_key(|e| e.0);
@@ -249,8 +255,15 @@ pub fn build(
     // takes `max_completion_tokens` for every model; other servers may
     // know only `max_tokens`.
     let reasons = || target.reasons || upstream.kind == ProviderKind::OpenAi;
+    // A translation to chat writes the client's own limit by that name at
+    // OpenAI, and where a ceiling's is written (other servers may read
+    // only `max_tokens`: a limit of a request without a ceiling keeps it).
+    let renamed = || upstream.kind == ProviderKind::OpenAi || (cap.is_some() && target.reasons);
     let (caps, n_caps) = match cap {
-        Some(c) => cap_edits(body, fields, front, c, reasons)?,
+        Some(c) => {
+            let as_is = front == Front::Anthropic && upstream.kind == ProviderKind::Anthropic;
+            cap_edits(body, fields, front, c, reasons, as_is)?
+        }
         None => ([(0, 0, CapEdit::Value); 4], 0),
     };
     let caps = &caps[..n_caps];
@@ -289,8 +302,8 @@ pub fn build(
             (Some(b), Translation::ToOpenAi(info))
         }
         (Front::Anthropic, false) => {
-            let reasons = reasons();
-            let (b, info) = translate(&|s, m, o| anthropic::front::request_to_openai_for(s, m, reasons, o))?;
+            let renamed = renamed();
+            let (b, info) = translate(&|s, m, o| anthropic::front::request_to_openai_for(s, m, renamed, o))?;
             (Some(b), Translation::ToAnthropic(info))
         }
         (Front::Completions, true) => {
@@ -312,8 +325,8 @@ pub fn build(
         }
         (Front::Responses, false) if !upstream.responses_api => {
             let ask_usage = upstream.stream_usage;
-            let reasons = reasons();
-            let (b, _) = translate(&|s, m, o| responses::chat::request_to_chat_for(s, m, ask_usage, reasons, o))?;
+            let renamed = renamed();
+            let (b, _) = translate(&|s, m, o| responses::chat::request_to_chat_for(s, m, ask_usage, renamed, o))?;
             (Some(b), Translation::ToResponses(ResponsesFrom::Chat))
         }
         _ => (None, Translation::None),
@@ -682,7 +695,23 @@ mod tests {
                 Some(300),
                 r#"{"max_tokens":100,"max_completion_tokens":null,"model":"m"}"#,
             ),
-            (Front::OpenAi, true, r#"{"model":"m","max_tokens":null}"#, Some(50), r#"{"model":"m","max_tokens":50}"#),
+            (Front::OpenAi, false, r#"{"model":"m","max_tokens":null}"#, Some(50), r#"{"model":"m","max_tokens":50}"#),
+            // A reasoning model's limit goes under its own name, the other
+            // name's `null` left alone.
+            (
+                Front::OpenAi,
+                true,
+                r#"{"model":"m","max_tokens":null}"#,
+                Some(50),
+                r#"{"max_completion_tokens":50,"model":"m","max_tokens":null}"#,
+            ),
+            (
+                Front::OpenAi,
+                true,
+                r#"{"model":"m","max_completion_tokens":null}"#,
+                Some(50),
+                r#"{"model":"m","max_completion_tokens":50}"#,
+            ),
             (
                 Front::OpenAi,
                 false,
@@ -765,7 +794,7 @@ mod tests {
             let sent = match cap {
                 None => body.as_bytes().to_vec(),
                 Some(c) => {
-                    let (edits, n) = cap_edits(body.as_bytes(), &fields, *front, *c, || *reasons).expect("edits");
+                    let (edits, n) = cap_edits(body.as_bytes(), &fields, *front, *c, || *reasons, true).expect("edits");
                     edited(body.as_bytes(), &edits[..n], &CapTexts::new(*c, &edits[..n]))
                 }
             };
@@ -776,13 +805,16 @@ mod tests {
         // refused, naming both, rather than sent to be refused there.
         let body = br#"{"model":"m","max_tokens":8000,"thinking":{"type":"enabled","budget_tokens":4096}}"#;
         let fields = openai::scan_request(body).unwrap();
-        match cap_edits(body, &fields, Front::Anthropic, 1024, || false) {
+        match cap_edits(body, &fields, Front::Anthropic, 1024, || false, true) {
             Err(e @ GatewayError::ThinkingOverCeiling { budget: 4096, cap: 1024 }) => {
                 assert_eq!(e.status(), 400);
                 assert!(e.to_string().contains("`thinking.budget_tokens` (4096)"), "{e}");
             }
             other => panic!("{:?}", other.map(|(_, n)| n)),
         }
-        assert!(cap_edits(body, &fields, Front::Anthropic, 1025, || false).is_ok());
+        assert!(cap_edits(body, &fields, Front::Anthropic, 1025, || false, true).is_ok());
+        // Translated, the thinking is left out: nothing to refuse.
+        let (_, n) = cap_edits(body, &fields, Front::Anthropic, 1024, || false, false).expect("edits");
+        assert_eq!(n, 1, "the limit alone");
     }
 }
