@@ -396,3 +396,44 @@ fn the_builtin_model_scores_requests_as_it_was_trained() {
     assert!(r.text().contains("classifier.model"), "{}", r.text());
     assert_eq!(ask(&gw, "Write a short poem about the sea, in the style of a sailor's song.").status, 200);
 }
+
+/// A stream a tokens-per-minute limit cut is not read on for the
+/// provider's usage, even when the classifier, asked about what was held
+/// at the cut, then blocks it: that cut is there to stop the spend. (A
+/// model that reasons, whose answer would otherwise be read to its end.)
+#[test]
+fn a_stream_cut_by_tokens_per_minute_and_then_blocked_is_not_read_on() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    if now.as_secs() % 60 > 50 {
+        // Waits for the clock itself (the next minute), computed, not guessed.
+        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
+    }
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("classifier-rate-cut");
+    // A window larger than the answer: all of it is asked about at the end.
+    let classifier =
+        "name = \"out\"\nkind = \"moderations\"\nprovider = \"up\"\nanswers = true\nstream_window_bytes = 8192";
+    let config = config(mock.addr, classifier, &logs)
+        .replace(
+            "[[teams]]\nname = \"e2e\"",
+            "[[models]]\nname = \"o3\"\ntargets = [{ provider = \"up\" }]\n\n[[teams]]\nname = \"e2e\"",
+        )
+        .replace(
+            "guardrails = \"classified\"",
+            "guardrails = \"classified\"\nrate_limit = { tokens_per_minute = 200 }",
+        );
+    let gw = start_gateway(&config, &[], &[]);
+    let body = r#"{"model":"o3","stream":true,"max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#;
+    let reply = format!("here is a jailbreak {}", "and more words to say ".repeat(60));
+    let headers = format!(
+        "x-mock-cache: 90000,0\r\nx-mock-reply: {}\r\nx-mock-chunks: 100\r\nx-mock-chunk-delay-ms: 2\r\n",
+        reply.trim_end()
+    );
+    let r = one_request(gw.addr, &chat_request(body, &headers));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains("jailbreak"), "{}", r.text());
+    let record = &records(&logs, 1)[0];
+    assert_eq!(record["end"], "blocked", "{record}");
+    assert_eq!(record["tokens"]["estimated"], true, "not read on for the provider's count: {record}");
+    assert!(record["tokens"]["prompt"].as_u64().is_some_and(|p| p < 90_000), "{record}");
+}
