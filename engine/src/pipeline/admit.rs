@@ -218,7 +218,7 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     // cross needs the count for the output limit it is sent with
     // (`forward::output_cap`), and a stream may need it mid-stream: made
     // here, in steps, instead.
-    let limit = [team.and_then(|t| t.budget.request), key.budget.request].into_iter().flatten().min();
+    let (_, limit) = core.state.config.request_ceilings(key);
     let for_ceiling = limit.zip(estimate_bound(ex)).is_some_and(|(limit, most)| most > limit);
     if for_budget || for_tokens || for_ceiling {
         ex.prompt.tokens_in_steps(&ex.body).await;

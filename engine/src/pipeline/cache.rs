@@ -244,10 +244,9 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
         // from them: `forward::output_cap`): a key capped shorter than its
         // team makes entries of its own, so that an answer its limit cut
         // is never served to a key without it, nor a whole one to it.
-        let budget = team.map(|t| &t.budget);
-        let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min().unwrap_or(u64::MAX);
-        part(&min(budget.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens).to_le_bytes());
-        part(&min(budget.and_then(|b| b.request), key.budget.request).to_le_bytes());
+        let (output, cost) = config.request_ceilings(key);
+        part(&output.unwrap_or(u64::MAX).to_le_bytes());
+        part(&cost.unwrap_or(u64::MAX).to_le_bytes());
     }
     // What the model name stands for now: its targets (provider and
     // upstream model). An alias pointed elsewhere makes new entries.

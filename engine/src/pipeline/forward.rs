@@ -370,10 +370,7 @@ fn output_cap(
     body: &[u8],
     prompt: &crate::pipeline::Prompt,
 ) -> Result<Option<u64>, GatewayError> {
-    let team = state.config.teams.get(key.team).map(|t| &t.budget);
-    let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min();
-    let output = min(team.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens);
-    let cost = min(team.and_then(|b| b.request), key.budget.request);
+    let (output, cost) = state.config.request_ceilings(key);
     let by_cost = cost.and_then(|limit| {
         let price = routed.route.price_of(Some(target))?;
         let asked = routed.fields.max_tokens.unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE);
@@ -425,10 +422,7 @@ fn ceiling(
     prompt: &crate::pipeline::Prompt,
 ) -> Option<stream::Ceiling> {
     let (route, text_only) = (routed.route, routed.fields.text_only);
-    let team = state.config.teams.get(key.team).map(|t| &t.budget);
-    let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min();
-    let output = min(team.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens);
-    let cost = min(team.and_then(|b| b.request), key.budget.request);
+    let (output, cost) = state.config.request_ceilings(key);
     if output.is_none() && cost.is_none() {
         return None;
     }

@@ -164,7 +164,7 @@ fn cap_edits(
     fields: &ChatRequestFields,
     front: Front,
     cap: u64,
-    reasons: impl FnOnce() -> bool,
+    reasons: bool,
     to_anthropic_as_is: bool,
 ) -> Result<(CapEdits, usize), GatewayError> {
     let mut edits = [(0, 0, CapEdit::Value); 4];
@@ -173,7 +173,7 @@ fn cap_edits(
     // The limits the client's API reads, and the name the cap is written
     // under where none of them is a number (with that name's span).
     let (reads, name, own): ([Option<Span>; 2], &'static [u8], Option<Span>) = match front {
-        Front::OpenAi if reasons() => {
+        Front::OpenAi if reasons => {
             ([max_tokens, max_completion_tokens], b"max_completion_tokens", max_completion_tokens)
         }
         Front::OpenAi => ([max_tokens, max_completion_tokens], b"max_tokens", max_tokens),
@@ -202,10 +202,7 @@ fn cap_edits(
     if !reads.iter().flatten().any(|&s| number(s).is_some()) {
         edits[n] = match own {
             Some(null) => (null.start as usize, null.end as usize, CapEdit::Value),
-            None => {
-                let brace = body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1);
-                (brace, brace, CapEdit::Added(name))
-            }
+            None => (after_brace(body), after_brace(body), CapEdit::Added(name)),
         };
         n += 1;
     }
@@ -225,18 +222,28 @@ fn cap_edits(
     Ok((edits, n))
 }
 
-/// `body` with `edits` (in order, apart) applied: the copy a translation
-/// reads.
-fn edited(body: &[u8], edits: &[(usize, usize, CapEdit)], texts: &CapTexts) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 64);
-    let mut at = 0;
-    for &(start, end, cap) in edits {
+/// Where a member added to `body` goes: right after its opening brace
+/// (the body scanned as an object).
+fn after_brace(body: &[u8]) -> usize {
+    body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1)
+}
+
+/// `body` from `at` on, with `edits` (in order, apart, from `at` on)
+/// applied: (start, end, what replaces that span).
+fn splice<'t>(body: &[u8], mut at: usize, edits: impl IntoIterator<Item = (usize, usize, &'t [u8])>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() - at + 64);
+    for (start, end, with) in edits {
         out.extend_from_slice(&body[at..start]);
-        out.extend_from_slice(texts.of(cap));
+        out.extend_from_slice(with);
         at = end;
     }
     out.extend_from_slice(&body[at..]);
     out
+}
+
+/// `body` with a ceiling's `edits` applied: the copy a translation reads.
+fn edited(body: &[u8], edits: &[(usize, usize, CapEdit)], texts: &CapTexts) -> Vec<u8> {
+    splice(body, 0, edits.iter().map(|&(start, end, cap)| (start, end, texts.of(cap))))
 }
 
 /// Phase 3: the upstream request as slices: a rendered head, then the body
@@ -254,15 +261,15 @@ pub fn build(
     // OpenAI's reasoning models refuse `max_tokens`, and OpenAI itself
     // takes `max_completion_tokens` for every model; other servers may
     // know only `max_tokens`.
-    let reasons = || target.reasons || upstream.kind == ProviderKind::OpenAi;
+    let at_openai = upstream.kind == ProviderKind::OpenAi;
     // A translation to chat writes the client's own limit by that name at
     // OpenAI, and where a ceiling's is written (other servers may read
     // only `max_tokens`: a limit of a request without a ceiling keeps it).
-    let renamed = || upstream.kind == ProviderKind::OpenAi || (cap.is_some() && target.reasons);
+    let renamed = at_openai || (cap.is_some() && target.reasons);
     let (caps, n_caps) = match cap {
         Some(c) => {
             let as_is = front == Front::Anthropic && upstream.kind == ProviderKind::Anthropic;
-            cap_edits(body, fields, front, c, reasons, as_is)?
+            cap_edits(body, fields, front, c, target.reasons || at_openai, as_is)?
         }
         None => ([(0, 0, CapEdit::Value); 4], 0),
     };
@@ -302,7 +309,6 @@ pub fn build(
             (Some(b), Translation::ToOpenAi(info))
         }
         (Front::Anthropic, false) => {
-            let renamed = renamed();
             let (b, info) = translate(&|s, m, o| anthropic::front::request_to_openai_for(s, m, renamed, o))?;
             (Some(b), Translation::ToAnthropic(info))
         }
@@ -325,7 +331,6 @@ pub fn build(
         }
         (Front::Responses, false) if !upstream.responses_api => {
             let ask_usage = upstream.stream_usage;
-            let renamed = renamed();
             let (b, _) = translate(&|s, m, o| responses::chat::request_to_chat_for(s, m, ask_usage, renamed, o))?;
             (Some(b), Translation::ToResponses(ResponsesFrom::Chat))
         }
@@ -356,10 +361,7 @@ pub fn build(
             Some(span) => {
                 (span.start as usize, span.end as usize, With::Bytes(Bytes::from_static(openai::USAGE_OPTIONS)))
             }
-            None => {
-                let brace = body.iter().position(|&b| b == b'{').map_or(0, |p| p + 1);
-                (brace, brace, With::Bytes(Bytes::from_static(openai::ASK_FOR_USAGE)))
-            }
+            None => (after_brace(body), after_brace(body), With::Bytes(Bytes::from_static(openai::ASK_FOR_USAGE))),
         };
         n_edits += 1;
     }
@@ -417,14 +419,8 @@ pub fn build(
         // More spans to replace than slices (a body that gives its output
         // limit under several names above a ceiling, and more): the body
         // goes as one piece, copied.
-        let mut whole = BytesMut::with_capacity(body_len);
-        for (start, end, with) in rest.iter() {
-            whole.extend_from_slice(&body[at..*start]);
-            whole.extend_from_slice(text_of(with, &texts));
-            at = *end;
-        }
-        whole.extend_from_slice(&body[at..]);
-        parts.push(whole.freeze());
+        let whole = splice(body, at, rest.iter().map(|(start, end, with)| (*start, *end, text_of(with, &texts))));
+        parts.push(Bytes::from(whole));
         return Ok((parts, translation));
     }
     for (start, end, with) in rest.iter_mut() {
@@ -794,7 +790,7 @@ mod tests {
             let sent = match cap {
                 None => body.as_bytes().to_vec(),
                 Some(c) => {
-                    let (edits, n) = cap_edits(body.as_bytes(), &fields, *front, *c, || *reasons, true).expect("edits");
+                    let (edits, n) = cap_edits(body.as_bytes(), &fields, *front, *c, *reasons, true).expect("edits");
                     edited(body.as_bytes(), &edits[..n], &CapTexts::new(*c, &edits[..n]))
                 }
             };
@@ -805,16 +801,16 @@ mod tests {
         // refused, naming both, rather than sent to be refused there.
         let body = br#"{"model":"m","max_tokens":8000,"thinking":{"type":"enabled","budget_tokens":4096}}"#;
         let fields = openai::scan_request(body).unwrap();
-        match cap_edits(body, &fields, Front::Anthropic, 1024, || false, true) {
+        match cap_edits(body, &fields, Front::Anthropic, 1024, false, true) {
             Err(e @ GatewayError::ThinkingOverCeiling { budget: 4096, cap: 1024 }) => {
                 assert_eq!(e.status(), 400);
                 assert!(e.to_string().contains("`thinking.budget_tokens` (4096)"), "{e}");
             }
             other => panic!("{:?}", other.map(|(_, n)| n)),
         }
-        assert!(cap_edits(body, &fields, Front::Anthropic, 1025, || false, true).is_ok());
+        assert!(cap_edits(body, &fields, Front::Anthropic, 1025, false, true).is_ok());
         // Translated, the thinking is left out: nothing to refuse.
-        let (_, n) = cap_edits(body, &fields, Front::Anthropic, 1024, || false, false).expect("edits");
+        let (_, n) = cap_edits(body, &fields, Front::Anthropic, 1024, false, false).expect("edits");
         assert_eq!(n, 1, "the limit alone");
     }
 }

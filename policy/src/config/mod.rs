@@ -564,6 +564,17 @@ impl Config {
         self.teams.iter().position(|t| t.name == name)
     }
 
+    /// The ceilings on one request of `key`: the tighter of its team's and
+    /// its own, as (output tokens, cost in micro-dollars).
+    pub fn request_ceilings(&self, key: &crate::VirtualKey) -> (Option<u64>, Option<crate::team::MicroUsd>) {
+        let team = self.teams.get(key.team).map(|t| &t.budget);
+        let min = |a: Option<u64>, b: Option<u64>| a.into_iter().chain(b).min();
+        (
+            min(team.and_then(|b| b.request_output_tokens), key.budget.request_output_tokens),
+            min(team.and_then(|b| b.request), key.budget.request),
+        )
+    }
+
     /// The guardrail profile of the team at `team`, if it has one.
     pub fn team_profile(&self, team: usize) -> Option<&GuardrailProfile> {
         self.teams.get(team)?.guardrail_profile.and_then(|p| self.guardrail_profiles.get(p))
