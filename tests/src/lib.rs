@@ -851,3 +851,13 @@ pub fn dashboard_dom_at(admin: SocketAddr, path: &str, token: &str) -> Option<St
         std::process::Command::new(browser).args(headless).arg("--dump-dom").arg(&url).output().expect("chromium runs");
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Waits, when the minute is in its last ten seconds, for the next one:
+/// a test of per-minute limits then does not straddle two minutes. The
+/// wait is the clock's own, computed, not guessed.
+pub fn start_early_in_a_minute() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    if now.as_secs() % 60 > 50 {
+        std::thread::sleep(std::time::Duration::from_secs(61 - now.as_secs() % 60));
+    }
+}

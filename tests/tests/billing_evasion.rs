@@ -561,11 +561,7 @@ fn a_capped_answer_to_a_prompt_the_gateway_cannot_count_is_billed_in_full() {
 /// the ceiling's own cut reads on, bounded by the limit it sent).
 #[test]
 fn a_stream_cut_by_tokens_per_minute_is_not_read_on() {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    if now.as_secs() % 60 > 50 {
-        // Waits for the clock itself (the next minute), computed, not guessed.
-        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
-    }
+    start_early_in_a_minute();
     let mock = start_mock(&[]);
     let logs = TempDir::new("evasion-tpm-cut");
     let models = "[[models]]\nname = \"o3\"\ntargets = [{ provider = \"up\" }]\n\n";

@@ -77,11 +77,7 @@ fn a_refusal_for_budget_is_recorded() {
 #[test]
 fn a_team_at_its_requests_per_minute_is_refused_with_retry_after() {
     // Minute windows: start early in a minute so the test does not straddle one.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    if now.as_secs() % 60 > 50 {
-        // Waits for the clock itself (the next minute), computed, not guessed.
-        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
-    }
+    start_early_in_a_minute();
     let mock = start_mock(&[]);
     let config = config_for(mock.addr, 2, "").replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
@@ -147,11 +143,7 @@ fn spend_survives_a_restart_through_the_ledger() {
 /// and every answer carries OpenAI's `x-ratelimit-*` headers.
 #[test]
 fn tokens_are_reserved_before_sending_and_limits_are_in_the_headers() {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    if now.as_secs() % 60 > 50 {
-        // Waits for the clock itself (the next minute), computed, not guessed.
-        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
-    }
+    start_early_in_a_minute();
     let mock = start_mock(&[]);
     let config = config_for(mock.addr, 1, "").replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
@@ -310,11 +302,7 @@ fn spread_load_passes_a_limit_by_no_more_than_the_documented_bound() {
 /// that stops, with `finish_reason: "length"`.
 #[test]
 fn a_stream_that_crosses_tokens_per_minute_is_the_one_that_stops() {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    if now.as_secs() % 60 > 50 {
-        // Waits for the clock itself (the next minute), computed, not guessed.
-        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
-    }
+    start_early_in_a_minute();
     let mock = start_mock(&["--reply-words", "400", "--chunks", "100"]);
     let config = config_for(mock.addr, 1, "").replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",

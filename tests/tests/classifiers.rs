@@ -403,11 +403,7 @@ fn the_builtin_model_scores_requests_as_it_was_trained() {
 /// model that reasons, whose answer would otherwise be read to its end.)
 #[test]
 fn a_stream_cut_by_tokens_per_minute_and_then_blocked_is_not_read_on() {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    if now.as_secs() % 60 > 50 {
-        // Waits for the clock itself (the next minute), computed, not guessed.
-        std::thread::sleep(Duration::from_secs(61 - now.as_secs() % 60));
-    }
+    start_early_in_a_minute();
     let mock = start_mock(&[]);
     let logs = TempDir::new("classifier-rate-cut");
     // A window larger than the answer: all of it is asked about at the end.
