@@ -664,3 +664,27 @@ fn a_gemini_or_bedrock_answer_too_large_to_translate_is_billed() {
         assert!(rec["tokens"]["estimated"].is_null(), "{rec}");
     }
 }
+
+/// A request for `n` answers reserves tokens for each of them: with one
+/// answer's worth reserved, a tenant passed its tokens-per-minute limit
+/// (and a budget near its end) by asking for many answers at once.
+#[test]
+fn a_request_for_many_answers_reserves_tokens_for_each() {
+    start_early_in_a_minute();
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-many-answers");
+    let team = "rate_limit = { tokens_per_minute = 1000 }";
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", team), &[], &[]);
+    let body = |n: u32| {
+        format!(
+            r#"{{"model":"gpt-4o-mini","max_tokens":50,"n":{n},"messages":[{{"role":"user","content":"Say hello"}}]}}"#
+        )
+    };
+    let r = one_request(gw.addr, &post_json("/v1/chat/completions", &body(30), ""));
+    assert_eq!(r.status, 429, "30 answers of 50 tokens under a 1,000-token minute: {}", r.text());
+    assert!(r.text().contains("tokens"), "{}", r.text());
+    let r = one_request(gw.addr, &post_json("/v1/chat/completions", &body(5), ""));
+    assert_eq!(r.status, 200, "5 answers of 50 fit: {}", r.text());
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}

@@ -118,17 +118,32 @@ fn rate_check(
     Ok((any.then_some(headroom), verdict))
 }
 
-/// The most a request may generate: its own `max_tokens` (or
-/// `max_completion_tokens`), else the default reserve.
-fn output_reserve(ex: &Exchange<'_>) -> u64 {
-    ex.routed.as_ref().and_then(|r| r.fields.max_tokens).unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE)
+/// The most a request may generate, as its reservations and estimates
+/// count it: each of its answers (`n`, `best_of`) up to its own output
+/// limit (the most of `max_tokens` and the like, else the default
+/// reserve), and each no further than the key's or team's output ceiling
+/// leaves it, since that limit goes to the provider in the body
+/// (`forward::output_cap`). One answer's reserve for a request of 128 let
+/// a tenant near a hard budget or a tokens-per-minute limit pass it by
+/// 127 answers in one request; a ceiling of 300 tokens reserved 1,024.
+/// (A cost ceiling's limit depends on the target's price and is left out:
+/// without it the reserve only overstates.)
+fn output_reserve(ex: &Exchange<'_>, core: &Core<'_>) -> u64 {
+    use tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE;
+    let Some(routed) = ex.routed.as_ref() else { return DEFAULT_OUTPUT_RESERVE };
+    let choices = routed.fields.choices.max(1);
+    let asked = routed.fields.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE);
+    let ceiling = ex.key().ok().and_then(|key| core.state.config.request_ceilings(key).0);
+    // As `forward::output_cap` divides it between the answers.
+    let each = ceiling.map_or(asked, |c| asked.min((c / choices).max(1)));
+    each.saturating_mul(choices)
 }
 
 /// The request's estimated cost: its prompt counted, plus its `max_tokens`
 /// or the default reserve, at the price of its model's first target.
 /// `None` with no price. Made once, by whichever phase needs it first.
-pub fn estimate(ex: &Exchange<'_>) -> Option<MicroUsd> {
-    *ex.estimate.get_or_init(|| cost_with(ex, prompt_now(ex)))
+pub fn estimate(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
+    *ex.estimate.get_or_init(|| cost_with(ex, core, prompt_now(ex)))
 }
 
 /// The most the request can cost, for strict budgets, whose promise is
@@ -137,16 +152,18 @@ pub fn estimate(ex: &Exchange<'_>) -> Option<MicroUsd> {
 /// gateway's own count, which another tokenizer can exceed, plus its
 /// `max_tokens` (or the default reserve), at the first target's price.
 /// Nothing is counted.
-pub fn estimate_bound(ex: &Exchange<'_>) -> Option<MicroUsd> {
-    cost_with(ex, prompt_bound(ex))
+pub fn estimate_bound(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
+    cost_with(ex, core, prompt_bound(ex))
 }
 
 /// `prompt` tokens plus the request's output reserve, at the price of its
 /// model's first target; `None` with no price.
-fn cost_with(ex: &Exchange<'_>, prompt: u64) -> Option<MicroUsd> {
+fn cost_with(ex: &Exchange<'_>, core: &Core<'_>, prompt: u64) -> Option<MicroUsd> {
     let routed = ex.routed.as_ref()?;
     let price = routed.route.price_of(routed.route.targets.first())?;
-    Some(crate::record::TokenUsage { prompt, completion: output_reserve(ex), ..Default::default() }.cost_at(price))
+    Some(
+        crate::record::TokenUsage { prompt, completion: output_reserve(ex, core), ..Default::default() }.cost_at(price),
+    )
 }
 
 /// The budget phase again, once the request is routed, and only when a
@@ -170,7 +187,7 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     if !nearly_spent(core, key, now) {
         return Ok(());
     }
-    let Some(estimate) = estimate(ex) else { return Ok(()) };
+    let Some(estimate) = estimate(ex, core) else { return Ok(()) };
     if let Some(t) = team {
         check(|| format!("team \"{}\"", t.name), &t.budget, team_spend, estimate, now)
             .map_err(GatewayError::OverBudget)?;
@@ -213,13 +230,13 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     let priced = ex.routed.as_ref().is_some_and(|r| r.route.price_of(r.route.targets.first()).is_some());
     let for_budget = priced && nearly_spent(core, key, crate::unix_now().as_secs());
     let tpm = team.and_then(|t| t.rate_limit.tokens_per_minute).is_some() || key.rate_limit.tokens_per_minute.is_some();
-    let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex)));
+    let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex, core)));
     // A request whose cost ceiling its prompt's bound and its reserve could
     // cross needs the count for the output limit it is sent with
     // (`forward::output_cap`), and a stream may need it mid-stream: made
     // here, in steps, instead.
     let (_, limit) = core.state.config.request_ceilings(key);
-    let for_ceiling = limit.zip(estimate_bound(ex)).is_some_and(|(limit, most)| most > limit);
+    let for_ceiling = limit.zip(estimate_bound(ex, core)).is_some_and(|(limit, most)| most > limit);
     if for_budget || for_tokens || for_ceiling {
         ex.prompt.tokens_in_steps(&ex.body).await;
     }
@@ -258,7 +275,7 @@ pub fn reserve_tokens<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), 
     if team_tpm.is_none() && key.rate_limit.tokens_per_minute.is_none() {
         return Ok(());
     }
-    let output = output_reserve(ex);
+    let output = output_reserve(ex, core);
     // Far from every limit, the request reserves an upper bound of its
     // prompt (no token is shorter than a byte: the body's bytes, plus the
     // reply's priming) instead of counting it; near one, the exact count.
@@ -316,9 +333,11 @@ pub fn within_run<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     }
     let team_name = team.map_or("-", |t| t.name.as_str());
     let now_ms = crate::unix_now().as_millis() as u64;
-    let output = output_reserve(ex);
-    let estimate =
-        |prompt: u64| Estimate { cost: cost_with(ex, prompt).unwrap_or(0), tokens: prompt.saturating_add(output) };
+    let output = output_reserve(ex, core);
+    let estimate = |prompt: u64| Estimate {
+        cost: cost_with(ex, core, prompt).unwrap_or(0),
+        tokens: prompt.saturating_add(output),
+    };
     let (id, parent) = (&*run.id, run.parent.as_deref());
     let mut admitted = core.runs.admit(team_name, id, parent, limits, estimate(prompt_bound(ex)), now_ms);
     if let Err(Refusal::Limit { limit: RunLimit::Cost | RunLimit::Tokens, estimate: e, .. }) = admitted {
@@ -375,7 +394,7 @@ pub async fn reserve_strict<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Resul
         owners.push(StrictOwner::new(Owner::Key(key.index), OwnerName::Key(key.name.clone()), &key.budget));
     }
     let now = crate::unix_now().as_secs();
-    let estimate = estimate_bound(ex).unwrap_or(0);
+    let estimate = estimate_bound(ex, core).unwrap_or(0);
     let hold_for = core.state.config.server.timeouts.request;
     match strict.reserve(core.accounts, &owners, estimate, hold_for, now).await {
         Reserved::Held(hold) => {

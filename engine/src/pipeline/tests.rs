@@ -197,10 +197,70 @@ fn a_spent_budget_refuses_and_a_nearly_spent_one_holds_the_estimate() {
     w.accounts.settle(&w.state.config.keys.all()[0], &w.state.config, now_minute, 0, 950_000);
     let mut ex = exchange("tg-key", PROSE);
     admit(&mut ex, &core).expect("fits");
-    let estimate = admit::estimate(&ex).expect("priced");
+    let estimate = admit::estimate(&ex, &core).expect("priced");
     assert!(estimate >= 500, "{estimate}");
     let held = w.accounts.spend(Owner::Team(0), crate::unix_now().as_secs()).day;
     assert_eq!(held, 950_000 + estimate, "held as spend while the request runs");
+}
+
+/// A request for `n` answers may generate `n` times its `max_tokens`:
+/// its reservation and its estimate count every answer. One answer's worth
+/// let a tenant near a hard budget or a tokens-per-minute limit pass it by
+/// 127 answers in one request.
+#[test]
+fn a_request_for_many_answers_reserves_and_is_estimated_for_each() {
+    let many = |n: u32| PROSE.replace(r#""max_tokens":50,"#, &format!(r#""max_tokens":50,"n":{n},"#));
+    let w = World::new("rate_limit = { tokens_per_minute = 1000 }");
+    let core = w.core();
+    let mut ex = exchange("tg-key", &many(8));
+    admit(&mut ex, &core).expect("8 answers of 50 fit");
+    assert!(ex.prompt.counted(), "near the limit");
+    let prompt = ex.prompt.tokens(b"counted already");
+    assert_eq!(w.accounts.reserved(Owner::Team(0)), prompt + 8 * 50);
+    drop(ex);
+    let mut ex = exchange("tg-key", &many(20));
+    assert!(
+        matches!(admit(&mut ex, &core), Err(GatewayError::RateLimited(_))),
+        "20 answers of 50 tokens pass a 1,000-token minute"
+    );
+    // gpt-4o's output at $10.00 a million: 50 tokens cost 500 µ$, 128
+    // answers of 50 cost 64,000 µ$, more than the 50,000 left.
+    let now_minute = crate::unix_now().as_secs() / 60;
+    let w = World::new("budget = { daily_usd = 1.0 }");
+    let core = w.core();
+    w.accounts.settle(&w.state.config.keys.all()[0], &w.state.config, now_minute, 0, 950_000);
+    let mut ex = exchange("tg-key", &many(128));
+    assert!(matches!(admit(&mut ex, &core), Err(GatewayError::OverBudget(_))), "128 answers pass the budget");
+    let mut ex = exchange("tg-key", &many(64));
+    admit(&mut ex, &core).expect("64 answers fit");
+    let estimate = admit::estimate(&ex, &core).expect("priced");
+    assert!((32_000..33_000).contains(&estimate), "64 answers of 50 tokens and the prompt: {estimate}");
+}
+
+/// Under an output ceiling the provider is sent the ceiling as the limit
+/// (`forward::output_cap`): the request reserves that, not the default
+/// 1,024 tokens a request without `max_tokens` otherwise reserves (which
+/// refused, under a 1,000-token minute, a request that could never
+/// generate more than 300), and its answers share it.
+#[test]
+fn a_request_under_an_output_ceiling_reserves_the_ceiling() {
+    let w = World::new("rate_limit = { tokens_per_minute = 1000 }\nbudget = { request_output_tokens = 300 }");
+    let core = w.core();
+    let unlimited = PROSE.replace(r#""max_tokens":50,"#, "");
+    for (body, output) in [
+        (unlimited.clone(), 300),
+        (PROSE.to_string(), 50),
+        (unlimited.replace(r#""model""#, r#""n":2,"model""#), 300),
+        (PROSE.replace(r#""max_tokens":50,"#, r#""max_tokens":50,"n":3,"#), 150),
+        (unlimited.replace(r#""model""#, r#""n":7,"model""#), 294),
+    ] {
+        let mut ex = exchange("tg-key", &body);
+        admit(&mut ex, &core).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        // Far from the limit the prompt's bound is reserved, near it its count.
+        let text_only = ex.routed().expect("routed").fields.text_only;
+        let prompt = ex.prompt.get().unwrap_or_else(|| ex.prompt.bound(&ex.body, text_only));
+        assert_eq!(w.accounts.reserved(Owner::Team(0)), prompt + output, "{body}");
+    }
 }
 
 #[test]
