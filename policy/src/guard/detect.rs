@@ -1424,16 +1424,40 @@ pub fn email(text: &[u8], at: usize, complete: bool) -> (Verdict, usize) {
     (if ok { Verdict::Match(start, end) } else { Verdict::No }, end.max(at + 1))
 }
 
+/// Bytes an IPv6 address is written with, by class (a table lookup where
+/// the shape checks run over every colon of a prompt of code).
+const V6_HEX: u8 = 1;
+const V6_COLON: u8 = 2;
+const V6_DOT: u8 = 4;
+static V6: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_hexdigit() {
+            V6_HEX
+        } else if c == b':' {
+            V6_COLON
+        } else if c == b'.' {
+            V6_DOT
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
 /// An IPv6 address around the `:` at `colon`, with at least three groups
 /// written out (so `::1` and `a::b` in code are left alone).
 pub fn ipv6(text: &[u8], colon: usize, complete: bool) -> (Verdict, usize) {
-    let v6_char = |b: u8| b.is_ascii_hexdigit() || b == b':';
-    // A colon with no hex digit, colon or dot on either side (`key: value`,
-    // `https://`) is one group at most: passed over without the scans.
-    if colon + 1 < text.len()
-        && !(v6_char(text[colon + 1]) || text[colon + 1] == b'.')
-        && (colon == 0 || !v6_char(text[colon - 1]))
-    {
+    let v6_char = |b: u8| V6[b as usize] & (V6_HEX | V6_COLON) != 0;
+    // A colon that no hex digit, colon or dot follows (`key: value`,
+    // `name: String`, `https://`) ends what it is in there: an address
+    // ending in a colon ends in `::`, so unless a colon stands before it,
+    // it is no address and the scans are skipped (the full path would find
+    // the same: the candidate ends at the colon, and `next` is just past it).
+    if colon + 1 < text.len() && V6[text[colon + 1] as usize] == 0 && (colon == 0 || text[colon - 1] != b':') {
         return (Verdict::No, colon + 1);
     }
     let mut start = colon;
@@ -1441,7 +1465,7 @@ pub fn ipv6(text: &[u8], colon: usize, complete: bool) -> (Verdict, usize) {
         start -= 1;
     }
     let limit = text.len().min(start + 45);
-    let mut end = colon + run(&text[..limit], colon, |b| v6_char(b) || b == b'.');
+    let mut end = colon + run(&text[..limit], colon, |b| V6[b as usize] != 0);
     if end == text.len() && !complete {
         return (Verdict::NeedMore(start), end);
     }

@@ -1081,6 +1081,8 @@ fn ipv6_shortcuts_are_the_whole_check() {
         "at 2001:db8:85a3::8a2e:370:7334 and fe80::1%eth0, ::1, ::ffff:192.0.2.128 or 64:ff9b::192.0.2.33",
         "full 2001:0db8:0000:0000:0000:ff00:0042:8329 and 1:2:3:4:5:6:1.2.3.4; at 14:30:05 mac de:ad:be:ef:00:01",
         "key: value, https://x, a::b::c, std::net, 1:2:3:4:5:6:7:8:9 and 1::2::3",
+        // Addresses that end in `::` before a space, a comma or a word.
+        "net 2001:db8:1:: and 1:2:3::, fe80:0:1::\nname: value, e: 1, de:ad:: x",
     ];
     let mut matched = 0;
     for text in shapes_then_random(shapes, b"0123456789abcdefx:. \n", 48, 30_000, 0x6a09_e667_f3bc_c908) {
