@@ -59,6 +59,10 @@ pub enum GatewayError {
     RateLimited(tollgate_policy::ratelimit::OverRate),
     /// The key's team (or the key itself) may not use this model.
     ModelNotAllowed { model: String },
+    /// The body offers the provider a tool it runs and may bill per call
+    /// (`tool`, its type as written), which the key's team does not allow
+    /// (`hosted_tools`): the gateway prices tokens only.
+    ToolNotAllowed { tool: String },
     /// No route for this method and path.
     NoRoute,
     /// The model is not in the configuration.
@@ -115,6 +119,7 @@ impl GatewayError {
             | RunHeader(_)
             | RateLimited(_)
             | ModelNotAllowed { .. }
+            | ToolNotAllowed { .. }
             | NoRoute
             | UnknownModel(_)
             | Guardrail { .. }
@@ -177,6 +182,9 @@ impl GatewayError {
             // The same answer as a model that does not exist: a tenant
             // must not learn which models other teams use.
             NoRoute | UnknownModel(_) | ModelNotAllowed { .. } => 404,
+            // Permission, not a malformed request: the same body is
+            // served for a team that allows the tool.
+            ToolNotAllowed { .. } => 403,
             // A rate limit stays a rate limit, so that clients back off.
             UpstreamStatus { status: 429, .. } => 429,
             UpstreamConnect { .. }
@@ -221,6 +229,7 @@ impl GatewayError {
             Auth(AuthError::Expired { .. }) => "expired_api_key",
             Auth(AuthError::Revoked { .. }) => "revoked_api_key",
             ModelNotAllowed { .. } => "model_not_found",
+            ToolNotAllowed { .. } => "tool_not_allowed",
             OverBudget(_) => "budget_exceeded",
             RunLimit(_) => "run_limit_exceeded",
             RunTableFull { .. } => "run_table_full",
@@ -282,6 +291,10 @@ impl fmt::Display for GatewayError {
             ModelNotAllowed { model, .. } => {
                 write!(f, "the model `{model}` does not exist or is not served by this gateway")
             }
+            ToolNotAllowed { tool } => write!(
+                f,
+                "the tool `{tool}` is run and billed per call by the provider, which this gateway does not price; your team may not use it (an administrator can allow it with the team's `hosted_tools`)"
+            ),
             NoRoute => f.write_str(
                 "unknown path; this gateway serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /healthz and GET /readyz",
             ),
@@ -347,6 +360,7 @@ mod tests {
             (GatewayError::Auth(AuthError::Expired { key: "k".into() }), 401),
             (GatewayError::ModelNotAllowed { model: "m".into() }, 404),
             (GatewayError::UnknownModel("x".into()), 404),
+            (GatewayError::ToolNotAllowed { tool: "web_search".into() }, 403),
             (GatewayError::UpstreamConnect { provider: p(), cause: io::ErrorKind::ConnectionRefused.into() }, 502),
             (GatewayError::UpstreamTimeout { provider: p() }, 504),
             (GatewayError::UpstreamClosed { provider: p(), cause: None }, 502),

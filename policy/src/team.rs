@@ -49,6 +49,21 @@ pub struct Team {
     /// This team's prompts and answers are captured in its records (its
     /// own `capture_bodies`, or `[logging]`'s).
     pub capture: bool,
+    /// Tools the provider runs and may bill per call, beyond tokens, that
+    /// this team's requests may offer it: type names or their prefixes
+    /// (`web_search` takes `web_search_preview` and Anthropic's
+    /// `web_search_20250305` too), `*` for any. Empty (the default): none,
+    /// since the gateway prices tokens only and such a fee would go
+    /// unbilled.
+    pub hosted_tools: Vec<String>,
+}
+
+impl Team {
+    /// Whether this team may offer the provider the tool `name` (a tool's
+    /// `type` as written, or `web_search_options`, `mcp_servers`).
+    pub fn allows_tool(&self, name: &[u8]) -> bool {
+        self.hosted_tools.iter().any(|t| t == "*" || name.starts_with(t.as_bytes()))
+    }
 }
 
 /// Whether a budget or a rate limit applies: an owner with neither is never

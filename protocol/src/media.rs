@@ -13,7 +13,7 @@
 // or under `"c\u006fntent"` is an image all the same, and a tenant must
 // not hide one from the estimate that way.
 use crate::json::decodes_to as is;
-use crate::openai::{elements, members, Cursor, DEPTH_MAX};
+use crate::openai::{elements, members, runs_at_provider, Cursor, DEPTH_MAX};
 use crate::span::Span;
 
 /// OpenAI's cost of an image at `detail: "low"`, and of each 512-pixel tile
@@ -173,7 +173,7 @@ fn top_level_uncounted(c: &mut Cursor<'_>, key: &[u8]) -> Option<Option<bool>> {
         // A tool the provider runs itself (web or file search, a code
         // interpreter, an MCP server, Anthropic's web fetch) reads input
         // the gateway never sees; the client runs a function and the typed
-        // tools in CLIENT_TOOLS, and sends their results.
+        // tools `openai::runs_at_provider` names, and sends their results.
         let mut provider_runs = false;
         let read = elements(c, &mut |c| {
             if c.peek() != Some(b'{') {
@@ -182,7 +182,7 @@ fn top_level_uncounted(c: &mut Cursor<'_>, key: &[u8]) -> Option<Option<bool>> {
             let mut kind = None;
             strings_of(c, &mut [(b"type", &mut kind)])?;
             let kind = kind.map_or(&b""[..], |k| k.get(c.buf));
-            provider_runs |= !kind.is_empty() && !CLIENT_TOOLS.iter().any(|t| kind.starts_with(t));
+            provider_runs |= runs_at_provider(kind);
             Some(())
         });
         // One the provider runs before a part that does not parse counts.
@@ -212,14 +212,6 @@ fn top_level_uncounted(c: &mut Cursor<'_>, key: &[u8]) -> Option<Option<bool>> {
     };
     Some(read)
 }
-
-/// Tool types (or their versioned prefixes) the client runs: OpenAI's
-/// functions, custom tools, computer use, local shell and patches;
-/// Anthropic's bash, text editor, computer and memory tools. Any other
-/// type is the provider's to run. (Compared as written: an escaped type
-/// is taken for the provider's, which only reads an answer on.)
-const CLIENT_TOOLS: [&[u8]; 8] =
-    [b"function", b"custom", b"computer", b"local_shell", b"apply_patch", b"bash_", b"text_editor_", b"memory_"];
 
 /// The part types whose cost the gateway cannot count: images, audio,
 /// video and files, in each API's names (OpenAI's and Anthropic's, and

@@ -84,6 +84,14 @@ pub struct ChatRequestFields {
     /// pass over the body (113,000 instructions for a 100 KB prompt) is
     /// skipped.
     pub text_only: bool,
+    /// The body offers the provider a tool it runs itself and may bill per
+    /// call, beyond tokens (web and file search, a code interpreter, image
+    /// generation, an MCP server, Anthropic's server tools; chat's
+    /// `web_search_options`, Anthropic's `mcp_servers`): see
+    /// [`hosted_tools`] for their names. The gateway prices tokens only,
+    /// so the route phase lets such a request through only for a team
+    /// that allows the tool.
+    pub hosted_tools: bool,
 }
 
 impl ChatRequestFields {
@@ -222,6 +230,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let mut stored_elsewhere = false;
     let mut plain_messages = true;
     let mut last_message = None;
+    let mut hosted = false;
     // Given twice, the gateway and the provider could read different ones.
     let once = |seen: bool| if seen { Err(BodyError::AmbiguousKey) } else { Ok(()) };
     c.ws();
@@ -333,6 +342,12 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 last_message = None;
                 messages(&mut c, &mut plain_messages, &mut last_message)?;
             }
+            b"tools" => hosted |= tools_run_by_provider(&mut c, &mut |_| ())?,
+            b"web_search_options" | b"mcp_servers" => {
+                let start = c.pos;
+                c.value()?;
+                hosted |= &body[start..c.pos] != b"null";
+            }
             b"input" => {
                 once(input.is_some())?;
                 let start = c.pos;
@@ -401,6 +416,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         text_only: plain_messages && input.is_none(),
         previous_response_id: previous.flatten(),
         store: store.flatten(),
+        hosted_tools: hosted,
     })
 }
 
@@ -426,6 +442,82 @@ fn thinking_budget(c: &mut Cursor<'_>) -> Result<Option<Span>, BodyError> {
         Ok(())
     })?;
     Ok(budget.filter(|_| enabled))
+}
+
+/// Tool types (or their versioned prefixes) the client runs: OpenAI's
+/// functions, custom tools, computer use, local shell and patches;
+/// Anthropic's bash, text editor, computer and memory tools (and its
+/// custom tools, which have no `type` or `"custom"`). Any other type is
+/// the provider's to run. (Compared as written: an escaped type is taken
+/// for the provider's.)
+const CLIENT_TOOLS: [&[u8]; 8] =
+    [b"function", b"custom", b"computer", b"local_shell", b"apply_patch", b"bash_", b"text_editor_", b"memory_"];
+
+/// Whether a tool's `type` (the string's contents, as written) names a
+/// tool the provider runs: one not among [`CLIENT_TOOLS`].
+pub(crate) fn runs_at_provider(name: &[u8]) -> bool {
+    !name.is_empty() && !CLIENT_TOOLS.iter().any(|t| name.starts_with(t))
+}
+
+/// The name in a tool's raw `type` value when it is a string naming a tool
+/// the provider runs. (Another value, which no provider takes, is left to
+/// the provider to refuse.)
+fn provider_runs(kind: &[u8]) -> Option<&[u8]> {
+    let name = kind.strip_prefix(b"\"").and_then(|k| k.strip_suffix(b"\""))?;
+    runs_at_provider(name).then_some(name)
+}
+
+/// Whether the `tools` value at the cursor (consumed either way) offers a
+/// tool the provider runs, each of whose names (its `type` as written)
+/// goes to `found`.
+fn tools_run_by_provider(c: &mut Cursor<'_>, found: &mut dyn FnMut(&[u8])) -> Result<bool, BodyError> {
+    if c.peek() != Some(b'[') {
+        c.value()?;
+        return Ok(false);
+    }
+    let mut any = false;
+    let mut failed = None;
+    let walked = elements(c, &mut |c| {
+        if c.peek() != Some(b'{') {
+            return c.value().ok();
+        }
+        let result = raw_members(c, |key, value| {
+            if key == b"type" {
+                if let Some(name) = provider_runs(value) {
+                    any = true;
+                    found(name);
+                }
+            }
+            Ok(())
+        });
+        result.map_err(|e| failed = Some(e)).ok()
+    });
+    match (failed, walked) {
+        (Some(e), _) => Err(e),
+        (None, None) => Err(BodyError::NotJsonObject),
+        (None, Some(())) => Ok(any),
+    }
+}
+
+/// The tools a scanned body ([`ChatRequestFields::hosted_tools`]) offers
+/// the provider to run, by name: each such tool's `type` as written, and
+/// `web_search_options` or `mcp_servers` where given (not `null`). For a
+/// policy's message and check; a body that does not scan gives none.
+pub fn hosted_tools(body: &[u8], mut found: impl FnMut(&[u8])) {
+    let mut c = Cursor { buf: body, pos: 0, depth_max: DEPTH_MAX };
+    c.ws();
+    let _ = members(&mut c, &mut |c, key| match key {
+        b"tools" => tools_run_by_provider(c, &mut found).ok().map(|_| ()),
+        b"web_search_options" | b"mcp_servers" => {
+            let start = c.pos;
+            c.value().ok()?;
+            if &c.buf[start..c.pos] != b"null" {
+                found(key);
+            }
+            Some(())
+        }
+        _ => c.value().ok(),
+    });
 }
 
 /// Whether the `stream_options` value at the cursor holds
@@ -1662,6 +1754,49 @@ mod tests {
         assert_eq!(m(1, MessageProblem::Role).to_string().split(':').next(), Some("messages[1]"));
         let deep = format!(r#"{{"model":"a","x":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         assert_eq!(scan_request(deep.as_bytes()), Err(BodyError::TooDeep));
+    }
+
+    /// Tools the provider runs (and bills per call) are found in each API's
+    /// shape, versioned names and any spacing included, and named as
+    /// written; the client's own tools, a tool named like a hosted one, and
+    /// a hosted type in a nested object are not.
+    #[test]
+    fn hosted_tools_are_found_by_their_type_at_the_top_level() {
+        let table: &[(&str, &[&str])] = &[
+            (r#"{"model":"m","tools":[{"type":"function","function":{"name":"web_search"}}]}"#, &[]),
+            (r#"{"model":"m","tools":[{"name":"get_weather","input_schema":{"type":"object"}}]}"#, &[]),
+            (r#"{"model":"m","tools":[{"type":"custom","name":"x"},{"type":"bash_20250124","name":"bash"}]}"#, &[]),
+            (r#"{"model":"m","tools":[{"type":"computer_use_preview"},{"type":"text_editor_20250728"}]}"#, &[]),
+            (r#"{"model":"m","tools":null,"web_search_options":null,"mcp_servers":null}"#, &[]),
+            (r#"{"model":"m","tools":[{"type":"function","parameters":{"type":"web_search"}}]}"#, &[]),
+            (r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#, &["web_search"]),
+            (
+                r#"{ "tools" : [ {"name":"f","type" : "function"} , { "container" : {"type":"auto"}, "type" : "code_interpreter" } ], "model":"m" }"#,
+                &["code_interpreter"],
+            ),
+            (
+                r#"{"model":"claude","tools":[{"type":"web_search_20250305","name":"web_search","max_uses":5},{"type":"web_fetch_20250910","name":"web_fetch"}]}"#,
+                &["web_search_20250305", "web_fetch_20250910"],
+            ),
+            (
+                r#"{"model":"m","tools":[{"type":"mcp","server_url":"https://x"}],"tools":[{"type":"file_search"}]}"#,
+                &["mcp", "file_search"],
+            ),
+            (r#"{"model":"gpt-4o-search-preview","web_search_options":{},"messages":[]}"#, &["web_search_options"]),
+            (r#"{"model":"claude","mcp_servers":[{"type":"url","url":"https://x"}],"messages":[]}"#, &["mcp_servers"]),
+            // Compared as written: an escaped type is taken for the provider's.
+            (r#"{"model":"m","tools":[{"type":"f\u0075nction","name":"f"}]}"#, &[r"f\u0075nction"]),
+        ];
+        for (body, names) in table {
+            let f = scan_request(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+            assert_eq!(f.hosted_tools, !names.is_empty(), "{body}");
+            let mut found = Vec::new();
+            hosted_tools(body.as_bytes(), |n| found.push(String::from_utf8_lossy(n).into_owned()));
+            assert_eq!(found, *names, "{body}");
+        }
+        // A tool's key written with escapes could hide its type.
+        let hidden = r#"{"model":"m","tools":[{"t\u0079pe":"web_search"}]}"#;
+        assert_eq!(scan_request(hidden.as_bytes()).map(|_| ()), Err(BodyError::AmbiguousKey));
     }
 
     #[test]

@@ -89,7 +89,10 @@ fn a_prompt_that_starts_like_a_data_url_is_still_billed() {
 fn a_prompt_the_gateway_cannot_count_is_billed_when_the_client_hangs_up() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("evasion-stored");
-    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", ""), &[], &[]);
+    // The team may offer web search (a fee per call the gateway does not
+    // price: `a_tool_the_provider_bills_per_call_needs_the_teams_leave`).
+    let team = "hosted_tools = [\"web_search\"]";
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", team), &[], &[]);
     let responses = |field: &str| format!(r#"{{"model":"gpt-4o","stream":true,"input":"go on",{field}}}"#);
     let chat = |part: &str| {
         format!(
@@ -685,6 +688,55 @@ fn a_request_for_many_answers_reserves_tokens_for_each() {
     assert!(r.text().contains("tokens"), "{}", r.text());
     let r = one_request(gw.addr, &post_json("/v1/chat/completions", &body(5), ""));
     assert_eq!(r.status, 200, "5 answers of 50 fit: {}", r.text());
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}
+
+/// A tool the provider runs bills per call (a web search, a code
+/// interpreter's container, a generated image) beyond the tokens the
+/// gateway prices: offered through any front, it is refused 403 naming
+/// the tool unless the team allows it (`hosted_tools`), so a tenant cannot
+/// run up fees its spend never shows.
+#[test]
+fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-hosted-tools");
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", ""), &[], &[]);
+    let offered = [
+        ("/v1/responses", r#"{"model":"gpt-4o","input":"search","tools":[{"type":"web_search"}]}"#, "web_search"),
+        (
+            "/v1/responses",
+            r#"{"model":"gpt-4o","input":"plot it","tools":[{"type":"function","name":"f"},{"type":"code_interpreter","container":{"type":"auto"}}]}"#,
+            "code_interpreter",
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"gpt-4o","max_tokens":100,"messages":[{"role":"user","content":"search"}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#,
+            "web_search_20250305",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","web_search_options":{},"messages":[{"role":"user","content":"search"}]}"#,
+            "web_search_options",
+        ),
+    ];
+    for (path, body, tool) in offered {
+        let r = one_request(gw.addr, &post_json(path, body, ""));
+        assert_eq!(r.status, 403, "{body}: {}", r.text());
+        assert_eq!(r.error_code(), "tool_not_allowed", "{}", r.text());
+        assert!(r.text().contains(tool) && r.text().contains("hosted_tools"), "{}", r.text());
+    }
+    // The client's own tools pass.
+    let function = r#"{"model":"gpt-4o","input":"x","tools":[{"type":"function","name":"f"}]}"#;
+    assert_eq!(one_request(gw.addr, &post_json("/v1/responses", function, "")).status, 200);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    // A team that allows web search sends it.
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", "hosted_tools = [\"web_search\"]"), &[], &[]);
+    let r = one_request(gw.addr, &post_json("/v1/responses", offered[0].1, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = one_request(gw.addr, &post_json("/v1/responses", offered[1].1, ""));
+    assert_eq!(r.status, 403, "web search only: {}", r.text());
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }

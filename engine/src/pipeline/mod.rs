@@ -321,6 +321,10 @@ pub async fn read_body(
 pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     let key = ex.key()?;
     let routed = crate::proxy::route::route(core.state, key, &ex.body, &mut ex.trace)?;
+    // A token count runs no tool and costs nothing.
+    if routed.fields.hosted_tools && ex.front != crate::proxy::Front::CountTokens {
+        crate::proxy::route::allow_tools(core.state, key, &ex.body)?;
+    }
     ex.trace.stream = routed.fields.stream;
     // Counted as the model that will most likely serve it counts: the first
     // target's upstream model (a route's name may be an alias).

@@ -263,6 +263,35 @@ fn a_request_under_an_output_ceiling_reserves_the_ceiling() {
     }
 }
 
+/// A tool the provider runs and bills per call is offered only by a team
+/// that allows it; a token count runs none and passes.
+#[test]
+fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
+    let w = World::new("hosted_tools = [\"web_search\"]");
+    let core = w.core();
+    let with = |tools: &str| PROSE.replace(r#""messages""#, &format!(r#""tools":{tools},"messages""#));
+    let search = with(r#"[{"type":"function","function":{"name":"f"}},{"type":"web_search_preview"}]"#);
+    admit(&mut exchange("tg-key", &search), &core).expect("allowed by prefix");
+    let code = with(r#"[{"type":"web_search"},{"type":"code_interpreter","container":{"type":"auto"}}]"#);
+    let refused = admit(&mut exchange("tg-key", &code), &core);
+    assert!(
+        matches!(&refused, Err(GatewayError::ToolNotAllowed { tool }) if tool == "code_interpreter"),
+        "{refused:?}"
+    );
+    // Team `u` allows none; its functions pass.
+    let other = |body: &str| body.replace("gpt-4o", "secret-model");
+    let refused = admit(&mut exchange("tg-other", &other(&search)), &core);
+    assert!(
+        matches!(&refused, Err(GatewayError::ToolNotAllowed { tool }) if tool == "web_search_preview"),
+        "{refused:?}"
+    );
+    admit(&mut exchange("tg-other", &other(&with(r#"[{"type":"function","function":{"name":"f"}}]"#))), &core)
+        .expect("a function is the client's");
+    let mut count = exchange("tg-other", &other(&search));
+    count.front = Front::CountTokens;
+    admit(&mut count, &core).expect("a token count runs no tool");
+}
+
 #[test]
 fn the_request_guard_blocks_secrets_and_redacts_personal_data_then_routes_the_new_body() {
     let w = World::new("guardrails = \"g\"");

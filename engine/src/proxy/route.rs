@@ -1,6 +1,7 @@
 //! The route phase's rules ([`crate::pipeline::route`] runs it): the
 //! body's top level scanned, the model's route found with one hash probe,
-//! and the key's access to it tested with one bit.
+//! the key's access to it tested with one bit, and the tools the body
+//! offers the provider to run held to what the key's team allows.
 
 use tollgate_policy::{Route, VirtualKey};
 use tollgate_protocol::openai::{scan_request, ChatRequestFields};
@@ -36,6 +37,27 @@ pub fn route<'s>(
     trace.route = Some(index);
     authorize(state, key, index, &route.name)?;
     Ok(Routed { fields, index, route })
+}
+
+/// A tool the provider runs and may bill per call (web search, a code
+/// interpreter, image generation...) costs more than the tokens the
+/// gateway prices: offered only by a team that allows it (`hosted_tools`),
+/// whichever target the request goes to. (A translation to a provider
+/// that cannot run it drops it; the policy does not depend on routing.)
+/// Asked only of a body the route's scan found such a tool in
+/// (`ChatRequestFields::hosted_tools`).
+pub fn allow_tools(state: &CoreState, key: &VirtualKey, body: &[u8]) -> Result<(), GatewayError> {
+    let team = state.config.teams.get(key.team);
+    let mut refused = None;
+    tollgate_protocol::openai::hosted_tools(body, |tool| {
+        if refused.is_none() && !team.is_some_and(|t| t.allows_tool(tool)) {
+            refused = Some(String::from_utf8_lossy(tool).into_owned());
+        }
+    });
+    match refused {
+        Some(tool) => Err(GatewayError::ToolNotAllowed { tool }),
+        None => Ok(()),
+    }
 }
 
 /// Access control: one bit test against the key's resolved model set.

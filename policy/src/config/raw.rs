@@ -295,6 +295,10 @@ pub struct RawTeam {
     /// Whether this team's prompts and answers are captured in its
     /// records; unset, `[logging] capture_bodies` says.
     pub capture_bodies: Option<bool>,
+    /// Tools the provider runs and bills per call that this team may offer
+    /// it (type names or their prefixes; `"*"` for any).
+    #[serde(default)]
+    pub hosted_tools: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

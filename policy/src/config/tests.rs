@@ -577,6 +577,22 @@ fn capture_is_per_team_and_retention_needs_records() {
 }
 
 #[test]
+fn hosted_tools_are_per_team_by_name_or_prefix() {
+    let teams = "\n[[teams]]\nname = \"a\"\nmodels = [\"*\"]\n\n[[teams]]\nname = \"b\"\nmodels = [\"*\"]\nhosted_tools = [\"web_search\", \"mcp\"]\n\n[[teams]]\nname = \"c\"\nmodels = [\"*\"]\nhosted_tools = [\"*\"]\n";
+    let c = Config::parse("gw.toml", &format!("{BASE}{teams}"), &TestEnv).unwrap();
+    let allows = |team: usize, tool: &str| c.teams[team].allows_tool(tool.as_bytes());
+    assert!(!allows(0, "web_search"), "none by default");
+    assert!(allows(1, "web_search") && allows(1, "web_search_20250305") && allows(1, "web_search_options"));
+    assert!(allows(1, "mcp") && allows(1, "mcp_servers") && !allows(1, "code_interpreter"));
+    assert!(allows(2, "code_interpreter") && allows(2, "image_generation"));
+    let p = problems(&format!("{BASE}{}", teams.replace("hosted_tools = [\"*\"]", "hosted_tools = [\"\"]")));
+    assert!(
+        p.iter().any(|m| m.starts_with("gw.toml:") && m.contains("team \"c\"") && m.contains("\"web_search\"")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn clickhouse_defaults_and_mistakes() {
     let logging = "[logging]\ndir = \"/tmp/x\"\n";
     let c = Config::parse("gw.toml", &format!("{logging}[clickhouse]\nurl = \"http://ch:8123/\"\n{BASE}"), &TestEnv)

@@ -1271,6 +1271,14 @@ fn validate_teams(
             }
             found
         });
+        for tool in &t.hosted_tools {
+            if tool.get_ref().is_empty() {
+                report.add(
+                    tool.span(),
+                    format!("team {name:?}: an empty hosted tool allows nothing; name a tool type such as \"web_search\", or \"*\" for any"),
+                );
+            }
+        }
         teams.push(Team {
             name: name.clone(),
             models,
@@ -1280,6 +1288,7 @@ fn validate_teams(
             labels: t.labels.clone(),
             cache: t.cache.as_ref().is_none_or(|c| *c.get_ref()),
             capture: t.capture_bodies.unwrap_or(capture_default),
+            hosted_tools: t.hosted_tools.iter().map(|t| t.get_ref().clone()).collect(),
         });
     }
     teams
