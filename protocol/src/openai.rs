@@ -342,7 +342,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 last_message = None;
                 messages(&mut c, &mut plain_messages, &mut last_message)?;
             }
-            b"tools" => hosted |= tools_run_by_provider(&mut c, &mut |_| ())?,
+            b"tools" if c.peek() == Some(b'[') => hosted |= c.tools()?,
             b"web_search_options" | b"mcp_servers" => {
                 let start = c.pos;
                 c.value()?;
@@ -507,7 +507,16 @@ pub fn hosted_tools(body: &[u8], mut found: impl FnMut(&[u8])) {
     let mut c = Cursor { buf: body, pos: 0, depth_max: DEPTH_MAX };
     c.ws();
     let _ = members(&mut c, &mut |c, key| match key {
-        b"tools" => tools_run_by_provider(c, &mut found).ok().map(|_| ()),
+        b"tools" => {
+            // One that does not read as JSON names nothing, and the walk
+            // goes on to the next (a body may give `tools` twice).
+            let start = c.pos;
+            if tools_run_by_provider(c, &mut found).is_err() {
+                c.pos = start;
+                c.value().ok()?;
+            }
+            Some(())
+        }
         b"web_search_options" | b"mcp_servers" => {
             let start = c.pos;
             c.value().ok()?;
@@ -661,9 +670,7 @@ impl Cursor<'_> {
     }
 
     pub(crate) fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
-        }
+        self.pos = ws_from(self.buf, self.pos);
     }
 
     /// A string starting at the cursor; returns the span of its contents.
@@ -708,17 +715,92 @@ impl Cursor<'_> {
     /// Skips an object or array by bracket counting, stepping over strings
     /// ([`crate::json::skip_nested`], 64 bytes a step).
     fn nested(&mut self) -> Result<(), BodyError> {
-        let skipped = crate::json::skip_nested(self.buf, self.pos, self.depth_max).map_err(|e| match e {
-            crate::json::SkipError::TooDeep => BodyError::TooDeep,
-            crate::json::SkipError::Malformed => BodyError::NotJsonObject,
-        })?;
-        // A request is judged strictly, as in `string`.
-        if skipped.control && self.depth_max == DEPTH_MAX {
-            return Err(BodyError::NotJsonObject);
-        }
+        let skipped = self.skipped(crate::json::skip_nested(self.buf, self.pos, self.depth_max))?;
         self.pos = skipped.end;
         Ok(())
     }
+
+    /// A skip's result as the scan takes it: a request is judged strictly,
+    /// as in `string` (no raw control byte in a string).
+    fn skipped(
+        &self,
+        skipped: Result<crate::json::Skipped, crate::json::SkipError>,
+    ) -> Result<crate::json::Skipped, BodyError> {
+        let skipped = skipped.map_err(|e| match e {
+            crate::json::SkipError::TooDeep => BodyError::TooDeep,
+            crate::json::SkipError::Malformed => BodyError::NotJsonObject,
+        })?;
+        if skipped.control && self.depth_max == DEPTH_MAX {
+            return Err(BodyError::NotJsonObject);
+        }
+        Ok(skipped)
+    }
+
+    /// Skips the `tools` array at the cursor as [`Cursor::nested`] does,
+    /// and says whether one of its elements has a `type` that
+    /// [`runs_at_provider`]: the elements' own keys are read as the skip
+    /// passes their opening quotes (walked element by element, the 12
+    /// tools of an 8 KB body of schemas cost the request 10,000
+    /// instructions more than the skip alone; read as it passes, 5,800, of
+    /// a governed request's 221,000). The answer is
+    /// the walk's, [`tools_run_by_provider`] (a property test holds them
+    /// together), a key written with escapes refused as there.
+    fn tools(&mut self) -> Result<bool, BodyError> {
+        let buf = self.buf;
+        let (mut hosted, mut escaped_key) = (false, false);
+        let skipped = crate::json::skip_nested_visiting(buf, self.pos, self.depth_max, 2, |quote, escapes| {
+            // Most of an element's strings are not `"type"`, and none near
+            // holds a backslash: one comparison decides.
+            // (Its sixth byte, after an `e`, closes the string.)
+            let typed = buf.get(quote..quote + 6) == Some(b"\"type\"");
+            if !typed && !escapes {
+                return;
+            }
+            if !typed {
+                // A backslash near: a key (a string before a colon) that
+                // holds one is refused.
+                if let Some(key) = crate::json::closing_quote(buf, quote + 1, false) {
+                    escaped_key |= key.escapes && buf.get(ws_from(buf, key.end + 1)) == Some(&b':');
+                }
+                return;
+            }
+            let colon = ws_from(buf, quote + 6);
+            if buf.get(colon) != Some(&b':') {
+                // A string value, not a key.
+                return;
+            }
+            let open = ws_from(buf, colon + 1);
+            if buf.get(open) != Some(&b'"') {
+                return;
+            }
+            if let Some(kind) = crate::json::closing_quote(buf, open + 1, false) {
+                hosted |= runs_at_provider(&buf[open + 1..kind.end]);
+            }
+        });
+        let skipped = self.skipped(skipped)?;
+        if escaped_key {
+            return Err(BodyError::AmbiguousKey);
+        }
+        // The skip steps over what is between strings unread: where it
+        // saw such a tool, the walk reads the elements as JSON, and tools
+        // that are not are refused (with one, the provider would refuse
+        // them too; without, the gateway could not name the tool).
+        if hosted {
+            let mut walk = Cursor { buf, pos: self.pos, depth_max: self.depth_max };
+            hosted = tools_run_by_provider(&mut walk, &mut |_| ())?;
+        }
+        self.pos = skipped.end;
+        Ok(hosted)
+    }
+}
+
+/// The index of the first byte from `at` that is not JSON whitespace.
+#[inline(always)]
+fn ws_from(buf: &[u8], mut at: usize) -> usize {
+    while buf.get(at).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
 }
 
 /// Token counts an answer reports: prompt (cached and cache-written tokens
@@ -1794,9 +1876,81 @@ mod tests {
             hosted_tools(body.as_bytes(), |n| found.push(String::from_utf8_lossy(n).into_owned()));
             assert_eq!(found, *names, "{body}");
         }
-        // A tool's key written with escapes could hide its type.
-        let hidden = r#"{"model":"m","tools":[{"t\u0079pe":"web_search"}]}"#;
-        assert_eq!(scan_request(hidden.as_bytes()).map(|_| ()), Err(BodyError::AmbiguousKey));
+        // Found by fuzzing: tools that do not read as JSON between their
+        // strings are refused where one looks run by the provider, and
+        // name nothing where a second `tools` does.
+        let garbled = r#"{"model":"m","tools":[{"type":"web_search" x "a":"b"}]}"#;
+        assert_eq!(scan_request(garbled.as_bytes()).map(|_| ()), Err(BodyError::NotJsonObject));
+        let twice = r#"{"model":"to","tools":[{"type:""user","modl":"g"}],"tools":[{"type":"user","modl":"g"}]}"#;
+        assert!(scan_request(twice.as_bytes()).expect("scans").hosted_tools);
+        let mut found = Vec::new();
+        hosted_tools(twice.as_bytes(), |n| found.push(n.to_vec()));
+        assert_eq!(found, [b"user".to_vec()]);
+        // A tool's key written with escapes could hide its type, wherever
+        // the 64-byte blocks the scan reads in cut it; a plain type is
+        // found wherever they cut it too.
+        for pad in 0..140 {
+            let hidden =
+                format!(r#"{{"model":"m","tools":[{{"name":"{}","t\u0079pe":"web_search"}}]}}"#, "x".repeat(pad));
+            assert_eq!(scan_request(hidden.as_bytes()).map(|_| ()), Err(BodyError::AmbiguousKey), "{hidden}");
+            let plain = hidden.replace(r"t\u0079pe", "type");
+            assert!(scan_request(plain.as_bytes()).expect("scans").hosted_tools, "{plain}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// The scan's look at a body's tools, made as it skips them, finds
+        /// what the walk of each element finds: tools of every kind, with
+        /// schemas whose types and property names say `type`, a nested
+        /// hosted tool, keys in any order, any spacing, escapes in values
+        /// and in keys.
+        #[test]
+        fn the_scan_finds_the_tools_the_walk_finds(
+            tools in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "function", "custom", "web_search", "web_search_20250305", "code_interpreter", "mcp",
+                        "bash_20250124", "object", "string", "f\\u0075nction", "", "type",
+                    ]),
+                    proptest::sample::select(vec![
+                        "", r#""name":"f","#, r#""parameters":{"type":"object","properties":{"type":{"type":"string","enum":["type","web_search"]}}},"#,
+                        r#""description":"say \"type\": \"web_search\"","#, r#""input_schema":{"type":"object"},"#,
+                        r#""t\u0079pe":"web_search","#, r#""tools":[{"type":"web_search"}],"#, r#""x":"type","#,
+                    ]),
+                    proptest::sample::select(vec!["", " ", "\n  ", "\t"]),
+                    proptest::bool::ANY,
+                    proptest::bool::ANY,
+                ),
+                0..5,
+            ),
+        ) {
+            let elements: Vec<String> = tools
+                .iter()
+                .map(|(kind, rest, ws, typed, first)| {
+                    let member = if *typed { format!(r#""type"{ws}:{ws}"{kind}""#) } else { String::new() };
+                    match (first, member.is_empty()) {
+                        (_, true) => format!("{{{}}}", rest.trim_end_matches(',')),
+                        (true, false) => format!("{{{member},{}}}", rest.trim_end_matches(',')).replace(",}", "}"),
+                        (false, false) => format!("{{{rest}{member}}}"),
+                    }
+                })
+                .collect();
+            let raw = format!("[{}]", elements.join(","));
+            let body = format!(r#"{{"model":"m","tools":{raw}}}"#);
+            let mut walked = false;
+            hosted_tools(body.as_bytes(), |_| walked = true);
+            let mut c = Cursor { buf: raw.as_bytes(), pos: 0, depth_max: DEPTH_MAX };
+            let walk = tools_run_by_provider(&mut c, &mut |_| ());
+            match scan_request(body.as_bytes()) {
+                Ok(f) => proptest::prop_assert_eq!(f.hosted_tools, walked, "{}", body),
+                // A key written with escapes: refused by both.
+                Err(e) => {
+                    proptest::prop_assert_eq!(e, BodyError::AmbiguousKey, "{}", body);
+                    proptest::prop_assert_eq!(walk, Err(BodyError::AmbiguousKey), "{}", body);
+                }
+            }
+        }
     }
 
     #[test]

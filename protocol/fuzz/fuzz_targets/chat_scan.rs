@@ -2,11 +2,12 @@
 //! always lies inside the body, and the last message's span is one object.
 //! The output limits' value spans are `null` or digits, and a body with
 //! each replaced by another number (as a request ceiling writes them)
-//! scans again, its limit that number.
+//! scans again, its limit that number. A tool the provider runs is
+//! flagged exactly when the walk of the body's tools names one.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tollgate_protocol::openai::scan_request;
+use tollgate_protocol::openai::{hosted_tools, scan_request};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(fields) = scan_request(data) {
@@ -21,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(b.start <= b.end && b.end as usize <= data.len());
         }
         assert!(fields.choices >= 1);
+        let mut named = false;
+        hosted_tools(data, |_| named = true);
+        assert_eq!(fields.hosted_tools, named);
         let mut spans: Vec<_> = fields.max_tokens_at.into_iter().flatten().collect();
         spans.sort_by_key(|s| s.start);
         let mut edited = Vec::with_capacity(data.len());
