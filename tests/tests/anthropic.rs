@@ -396,3 +396,28 @@ fn long_system_prompts_are_marked_for_the_prompt_cache_where_configured() {
         }
     }
 }
+
+/// A request with no output limit, for a model served by Anthropic, is
+/// sent the 4,096 tokens Anthropic's API requires: its tokens-per-minute
+/// reservation is that, not the 1,024 a request with no limit reserves
+/// elsewhere (read from the headroom the answer reports).
+#[test]
+fn a_request_with_no_limit_reserves_what_the_translation_sends() {
+    let (openai, anthropic) = (start_mock(&[]), start_mock(&[]));
+    let config = config(openai.addr, anthropic.addr).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nrate_limit = { tokens_per_minute = 100000 }",
+    );
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    for (model, reserve) in [("claude-sonnet", 4096), ("gpt-4o-mini", 4096)] {
+        let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hello"}}]}}"#);
+        let r = one_request(gw.addr, &chat_request(&body, ""));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let remaining: u64 = r.header("x-ratelimit-remaining-tokens").expect("headroom").parse().unwrap();
+        // What earlier requests used (the provider's counts, a few dozen
+        // tokens each) is gone from the minute too.
+        let reserved = 100_000 - remaining;
+        let bound = body.len() as u64 + 3;
+        assert!((bound + reserve..bound + reserve + 200).contains(&reserved), "{model}: {reserved}");
+    }
+}

@@ -125,14 +125,34 @@ fn rate_check(
 /// leaves it, since that limit goes to the provider in the body
 /// (`forward::output_cap`). One answer's reserve for a request of 128 let
 /// a tenant near a hard budget or a tokens-per-minute limit pass it by
-/// 127 answers in one request; a ceiling of 300 tokens reserved 1,024.
+/// 127 answers in one request; a ceiling of 300 tokens reserved 1,024,
+/// and a request translated for Anthropic 1,024 of the 4,096 written.
 /// (A cost ceiling's limit depends on the target's price and is left out:
 /// without it the reserve only overstates.)
 fn output_reserve(ex: &Exchange<'_>, core: &Core<'_>) -> u64 {
     use tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE;
     let Some(routed) = ex.routed.as_ref() else { return DEFAULT_OUTPUT_RESERVE };
     let choices = routed.fields.choices.max(1);
-    let asked = routed.fields.max_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVE);
+    // Without a limit in the body, a translation to or from Anthropic's
+    // Messages API writes the one that API requires: the most the
+    // request may then generate.
+    let anthropic = || {
+        ex.front == crate::proxy::Front::Anthropic
+            || routed.route.targets.iter().any(|t| {
+                core.state
+                    .config
+                    .providers
+                    .get(t.provider)
+                    .is_some_and(|p| p.kind == tollgate_policy::ProviderKind::Anthropic)
+            })
+    };
+    let asked = routed.fields.max_tokens.unwrap_or_else(|| {
+        if anthropic() {
+            tollgate_protocol::anthropic::DEFAULT_MAX_TOKENS
+        } else {
+            DEFAULT_OUTPUT_RESERVE
+        }
+    });
     let ceiling = ex.key().ok().and_then(|key| core.state.config.request_ceilings(key).0);
     // As `forward::output_cap` divides it between the answers.
     let each = ceiling.map_or(asked, |c| asked.min((c / choices).max(1)));

@@ -263,6 +263,24 @@ fn a_request_under_an_output_ceiling_reserves_the_ceiling() {
     }
 }
 
+/// A request without an output limit, translated to or from Anthropic's
+/// Messages API, is sent the limit that API requires (4,096): it reserves
+/// that, not the default 1,024.
+#[test]
+fn a_request_translated_for_anthropic_reserves_the_limit_the_translation_writes() {
+    let w = World::new("rate_limit = { tokens_per_minute = 1000000 }");
+    let core = w.core();
+    let unlimited = PROSE.replace(r#""max_tokens":50,"#, "");
+    for (front, output) in [(Front::OpenAi, 1024), (Front::Anthropic, 4096)] {
+        let mut ex = exchange("tg-key", &unlimited);
+        ex.front = front;
+        admit(&mut ex, &core).expect("admitted");
+        let text_only = ex.routed().expect("routed").fields.text_only;
+        let prompt = ex.prompt.get().unwrap_or_else(|| ex.prompt.bound(&ex.body, text_only));
+        assert_eq!(w.accounts.reserved(Owner::Team(0)), prompt + output, "{front:?}");
+    }
+}
+
 /// A tool the provider runs and bills per call is offered only by a team
 /// that allows it; a token count runs none and passes.
 #[test]
