@@ -63,6 +63,9 @@ pub enum GatewayError {
     /// (`tool`, its type as written), which the key's team does not allow
     /// (`hosted_tools`): the gateway prices tokens only.
     ToolNotAllowed { tool: String },
+    /// The body asks for a service tier priced above standard (`tier`, as
+    /// written), which the key's team does not allow (`service_tiers`).
+    ServiceTierNotAllowed { tier: String },
     /// No route for this method and path.
     NoRoute,
     /// The model is not in the configuration.
@@ -120,6 +123,7 @@ impl GatewayError {
             | RateLimited(_)
             | ModelNotAllowed { .. }
             | ToolNotAllowed { .. }
+            | ServiceTierNotAllowed { .. }
             | NoRoute
             | UnknownModel(_)
             | Guardrail { .. }
@@ -184,7 +188,7 @@ impl GatewayError {
             NoRoute | UnknownModel(_) | ModelNotAllowed { .. } => 404,
             // Permission, not a malformed request: the same body is
             // served for a team that allows the tool.
-            ToolNotAllowed { .. } => 403,
+            ToolNotAllowed { .. } | ServiceTierNotAllowed { .. } => 403,
             // A rate limit stays a rate limit, so that clients back off.
             UpstreamStatus { status: 429, .. } => 429,
             UpstreamConnect { .. }
@@ -230,6 +234,7 @@ impl GatewayError {
             Auth(AuthError::Revoked { .. }) => "revoked_api_key",
             ModelNotAllowed { .. } => "model_not_found",
             ToolNotAllowed { .. } => "tool_not_allowed",
+            ServiceTierNotAllowed { .. } => "service_tier_not_allowed",
             OverBudget(_) => "budget_exceeded",
             RunLimit(_) => "run_limit_exceeded",
             RunTableFull { .. } => "run_table_full",
@@ -294,6 +299,10 @@ impl fmt::Display for GatewayError {
             ToolNotAllowed { tool } => write!(
                 f,
                 "the tool `{tool}` is run and billed per call by the provider, which this gateway does not price; your team may not use it (an administrator can allow it with the team's `hosted_tools`)"
+            ),
+            ServiceTierNotAllowed { tier } => write!(
+                f,
+                "the service tier `{tier}` is priced above standard, which this gateway bills; your team may not ask for it (ask for `auto`, `default` or `flex`, or an administrator can allow it with the team's `service_tiers`)"
             ),
             NoRoute => f.write_str(
                 "unknown path; this gateway serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /healthz and GET /readyz",
@@ -361,6 +370,7 @@ mod tests {
             (GatewayError::ModelNotAllowed { model: "m".into() }, 404),
             (GatewayError::UnknownModel("x".into()), 404),
             (GatewayError::ToolNotAllowed { tool: "web_search".into() }, 403),
+            (GatewayError::ServiceTierNotAllowed { tier: "priority".into() }, 403),
             (GatewayError::UpstreamConnect { provider: p(), cause: io::ErrorKind::ConnectionRefused.into() }, 502),
             (GatewayError::UpstreamTimeout { provider: p() }, 504),
             (GatewayError::UpstreamClosed { provider: p(), cause: None }, 502),

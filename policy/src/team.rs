@@ -56,6 +56,19 @@ pub struct Team {
     /// since the gateway prices tokens only and such a fee would go
     /// unbilled.
     pub hosted_tools: Vec<String>,
+    /// Service tiers above standard (OpenAI's `priority` and `scale`, or
+    /// any other than `auto`, `default`, `flex` and Anthropic's
+    /// `standard_only`) that this team's requests may ask for, `*` for
+    /// any. Empty (the default): none, since the gateway prices standard
+    /// tokens and the difference would go unbilled.
+    pub service_tiers: Vec<String>,
+}
+
+/// A service tier no dearer than the standard prices the gateway bills:
+/// OpenAI's `auto`, `default` and `flex` (half price), Anthropic's `auto`
+/// and `standard_only`.
+pub fn standard_tier(tier: &[u8]) -> bool {
+    matches!(tier, b"auto" | b"default" | b"flex" | b"standard_only")
 }
 
 impl Team {
@@ -63,6 +76,13 @@ impl Team {
     /// `type` as written, or `web_search_options`, `mcp_servers`).
     pub fn allows_tool(&self, name: &[u8]) -> bool {
         self.hosted_tools.iter().any(|t| t == "*" || name.starts_with(t.as_bytes()))
+    }
+
+    /// Whether this team may ask for the service tier `tier` (the string's
+    /// contents, as written): one no dearer than standard
+    /// ([`standard_tier`]), or one it lists.
+    pub fn allows_tier(&self, tier: &[u8]) -> bool {
+        standard_tier(tier) || self.service_tiers.iter().any(|t| t == "*" || t.as_bytes() == tier)
     }
 }
 

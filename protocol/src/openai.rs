@@ -92,6 +92,11 @@ pub struct ChatRequestFields {
     /// so the route phase lets such a request through only for a team
     /// that allows the tool.
     pub hosted_tools: bool,
+    /// The `service_tier` string's contents (OpenAI's `auto`, `default`,
+    /// `flex`, `priority`, `scale`; Anthropic's `auto`, `standard_only`):
+    /// a tier priced above standard is let through only for a team that
+    /// allows it, since the gateway prices standard tokens.
+    pub service_tier: Option<Span>,
 }
 
 impl ChatRequestFields {
@@ -107,6 +112,7 @@ impl ChatRequestFields {
         self.input = self.input.map(|s| span(s, &moved));
         self.last_message = self.last_message.map(|s| span(s, &moved));
         self.previous_response_id = self.previous_response_id.map(|s| span(s, &moved));
+        self.service_tier = self.service_tier.map(|s| span(s, &moved));
     }
 }
 
@@ -231,6 +237,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let mut plain_messages = true;
     let mut last_message = None;
     let mut hosted = false;
+    let mut service_tier: Option<Option<Span>> = None;
     // Given twice, the gateway and the provider could read different ones.
     let once = |seen: bool| if seen { Err(BodyError::AmbiguousKey) } else { Ok(()) };
     c.ws();
@@ -343,6 +350,15 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 messages(&mut c, &mut plain_messages, &mut last_message)?;
             }
             b"tools" if c.peek() == Some(b'[') => hosted |= c.tools()?,
+            b"service_tier" => {
+                once(service_tier.is_some())?;
+                service_tier = Some(if c.peek() == Some(b'"') {
+                    Some(c.string()?)
+                } else {
+                    c.value()?;
+                    None
+                });
+            }
             b"web_search_options" | b"mcp_servers" => {
                 let start = c.pos;
                 c.value()?;
@@ -417,6 +433,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         previous_response_id: previous.flatten(),
         store: store.flatten(),
         hosted_tools: hosted,
+        service_tier: service_tier.flatten(),
     })
 }
 
@@ -1896,6 +1913,22 @@ mod tests {
             let plain = hidden.replace(r"t\u0079pe", "type");
             assert!(scan_request(plain.as_bytes()).expect("scans").hosted_tools, "{plain}");
         }
+    }
+
+    #[test]
+    fn the_service_tier_is_read_once_from_the_top_level() {
+        for (body, tier) in [
+            (r#"{"model":"m","service_tier":"priority"}"#, Some("priority")),
+            (r#"{ "service_tier" : "flex" , "model":"m"}"#, Some("flex")),
+            (r#"{"model":"m","service_tier":null,"x":{"service_tier":"priority"}}"#, None),
+            (r#"{"model":"m","metadata":{"service_tier":"scale"}}"#, None),
+            (r#"{"model":"m","service_tier":"pri\u006frity"}"#, Some(r"pri\u006frity")),
+        ] {
+            let f = scan_request(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+            assert_eq!(f.service_tier.map(|s| s.get(body.as_bytes())), tier.map(str::as_bytes), "{body}");
+        }
+        let twice = r#"{"model":"m","service_tier":"auto","service_tier":"priority"}"#;
+        assert_eq!(scan_request(twice.as_bytes()).map(|_| ()), Err(BodyError::AmbiguousKey));
     }
 
     proptest::proptest! {

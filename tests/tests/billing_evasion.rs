@@ -740,3 +740,33 @@ fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
+
+/// A service tier priced above standard (OpenAI's priority processing
+/// costs up to twice the standard price the gateway bills) is refused 403
+/// naming the tier unless the team allows it; `auto`, `default` and
+/// `flex` pass.
+#[test]
+fn a_service_tier_above_standard_needs_the_teams_leave() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-tier");
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", ""), &[], &[]);
+    let chat = |tier: &str| {
+        format!(r#"{{"model":"gpt-4o","service_tier":"{tier}","messages":[{{"role":"user","content":"hi"}}]}}"#)
+    };
+    let responses = |tier: &str| format!(r#"{{"model":"gpt-4o","service_tier":"{tier}","input":"hi"}}"#);
+    for (path, body) in [("/v1/chat/completions", chat("priority")), ("/v1/responses", responses("scale"))] {
+        let r = one_request(gw.addr, &post_json(path, &body, ""));
+        assert_eq!(r.status, 403, "{body}: {}", r.text());
+        assert_eq!(r.error_code(), "service_tier_not_allowed", "{}", r.text());
+        assert!(r.text().contains("service_tiers"), "{}", r.text());
+    }
+    for tier in ["auto", "default", "flex"] {
+        assert_eq!(one_request(gw.addr, &post_json("/v1/chat/completions", &chat(tier), "")).status, 200, "{tier}");
+    }
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", "service_tiers = [\"priority\"]"), &[], &[]);
+    assert_eq!(one_request(gw.addr, &post_json("/v1/chat/completions", &chat("priority"), "")).status, 200);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}

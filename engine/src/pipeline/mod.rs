@@ -322,8 +322,13 @@ pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayEr
     let key = ex.key()?;
     let routed = crate::proxy::route::route(core.state, key, &ex.body, &mut ex.trace)?;
     // A token count runs no tool and costs nothing.
-    if routed.fields.hosted_tools && ex.front != crate::proxy::Front::CountTokens {
-        crate::proxy::route::allow_tools(core.state, key, &ex.body)?;
+    if ex.front != crate::proxy::Front::CountTokens {
+        if routed.fields.hosted_tools {
+            crate::proxy::route::allow_tools(core.state, key, &ex.body)?;
+        }
+        if let Some(tier) = routed.fields.service_tier {
+            crate::proxy::route::allow_tier(core.state, key, tier.get(&ex.body))?;
+        }
     }
     ex.trace.stream = routed.fields.stream;
     // Counted as the model that will most likely serve it counts: the first

@@ -310,6 +310,26 @@ fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
     admit(&mut count, &core).expect("a token count runs no tool");
 }
 
+/// A service tier priced above standard is asked for only by a team that
+/// allows it; the standard ones and flex pass for any.
+#[test]
+fn a_service_tier_above_standard_needs_the_teams_leave() {
+    let w = World::new("service_tiers = [\"priority\"]");
+    let core = w.core();
+    let tier = |key: &str, tier: &str| {
+        let body = PROSE.replace(r#""messages""#, &format!(r#""service_tier":"{tier}","messages""#));
+        let body = if key == "tg-other" { body.replace("gpt-4o", "secret-model") } else { body };
+        admit(&mut exchange(key, &body), &core)
+    };
+    for t in ["auto", "default", "flex"] {
+        tier("tg-other", t).unwrap_or_else(|e| panic!("{t}: {e:?}"));
+    }
+    tier("tg-key", "priority").expect("allowed");
+    let refused = tier("tg-other", "priority");
+    assert!(matches!(&refused, Err(GatewayError::ServiceTierNotAllowed { tier }) if tier == "priority"), "{refused:?}");
+    assert!(matches!(tier("tg-key", "scale"), Err(GatewayError::ServiceTierNotAllowed { .. })));
+}
+
 #[test]
 fn the_request_guard_blocks_secrets_and_redacts_personal_data_then_routes_the_new_body() {
     let w = World::new("guardrails = \"g\"");

@@ -1,7 +1,8 @@
 //! The route phase's rules ([`crate::pipeline::route`] runs it): the
 //! body's top level scanned, the model's route found with one hash probe,
 //! the key's access to it tested with one bit, and the tools the body
-//! offers the provider to run held to what the key's team allows.
+//! offers the provider to run and the service tier it asks for held to
+//! what the key's team allows.
 
 use tollgate_policy::{Route, VirtualKey};
 use tollgate_protocol::openai::{scan_request, ChatRequestFields};
@@ -37,6 +38,18 @@ pub fn route<'s>(
     trace.route = Some(index);
     authorize(state, key, index, &route.name)?;
     Ok(Routed { fields, index, route })
+}
+
+/// A service tier priced above standard (OpenAI's `priority`, `scale`)
+/// costs more than the gateway's prices say: asked for only by a team that
+/// allows it (`service_tiers`).
+pub fn allow_tier(state: &CoreState, key: &VirtualKey, tier: &[u8]) -> Result<(), GatewayError> {
+    if tollgate_policy::team::standard_tier(tier)
+        || state.config.teams.get(key.team).is_some_and(|t| t.allows_tier(tier))
+    {
+        return Ok(());
+    }
+    Err(GatewayError::ServiceTierNotAllowed { tier: String::from_utf8_lossy(tier).into_owned() })
 }
 
 /// A tool the provider runs and may bill per call (web search, a code

@@ -299,6 +299,10 @@ pub struct RawTeam {
     /// it (type names or their prefixes; `"*"` for any).
     #[serde(default)]
     pub hosted_tools: Vec<Spanned<String>>,
+    /// Service tiers priced above standard (`priority`, `scale`) that this
+    /// team's requests may ask for; `"*"` for any.
+    #[serde(default)]
+    pub service_tiers: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -585,6 +585,15 @@ fn hosted_tools_are_per_team_by_name_or_prefix() {
     assert!(allows(1, "web_search") && allows(1, "web_search_20250305") && allows(1, "web_search_options"));
     assert!(allows(1, "mcp") && allows(1, "mcp_servers") && !allows(1, "code_interpreter"));
     assert!(allows(2, "code_interpreter") && allows(2, "image_generation"));
+    let tiers = teams.replace("hosted_tools = [\"*\"]", "service_tiers = [\"priority\"]");
+    let c = Config::parse("gw.toml", &format!("{BASE}{tiers}"), &TestEnv).unwrap();
+    for (team, tier, allowed) in
+        [(0, "auto", true), (0, "flex", true), (0, "standard_only", true), (0, "priority", false), (0, "scale", false)]
+            .into_iter()
+            .chain([(2, "priority", true), (2, "scale", false), (2, "Priority", false)])
+    {
+        assert_eq!(c.teams[team].allows_tier(tier.as_bytes()), allowed, "team {team}, {tier}");
+    }
     let p = problems(&format!("{BASE}{}", teams.replace("hosted_tools = [\"*\"]", "hosted_tools = [\"\"]")));
     assert!(
         p.iter().any(|m| m.starts_with("gw.toml:") && m.contains("team \"c\"") && m.contains("\"web_search\"")),

@@ -1289,6 +1289,7 @@ fn validate_teams(
             cache: t.cache.as_ref().is_none_or(|c| *c.get_ref()),
             capture: t.capture_bodies.unwrap_or(capture_default),
             hosted_tools: t.hosted_tools.iter().map(|t| t.get_ref().clone()).collect(),
+            service_tiers: t.service_tiers.iter().map(|t| t.get_ref().clone()).collect(),
         });
     }
     teams
