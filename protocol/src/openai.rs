@@ -462,13 +462,24 @@ fn thinking_budget(c: &mut Cursor<'_>) -> Result<Option<Span>, BodyError> {
 }
 
 /// Tool types (or their versioned prefixes) the client runs: OpenAI's
-/// functions, custom tools, computer use, local shell and patches;
+/// functions, custom tools, computer use, shells and patches, and Codex's
+/// namespaces of functions;
 /// Anthropic's bash, text editor, computer and memory tools (and its
 /// custom tools, which have no `type` or `"custom"`). Any other type is
 /// the provider's to run. (Compared as written: an escaped type is taken
 /// for the provider's.)
-const CLIENT_TOOLS: [&[u8]; 8] =
-    [b"function", b"custom", b"computer", b"local_shell", b"apply_patch", b"bash_", b"text_editor_", b"memory_"];
+const CLIENT_TOOLS: [&[u8]; 10] = [
+    b"function",
+    b"custom",
+    b"computer",
+    b"local_shell",
+    b"shell",
+    b"apply_patch",
+    b"namespace",
+    b"bash_",
+    b"text_editor_",
+    b"memory_",
+];
 
 /// Whether a tool's `type` (the string's contents, as written) names a
 /// tool the provider runs: one not among [`CLIENT_TOOLS`].
@@ -1866,6 +1877,10 @@ mod tests {
             (r#"{"model":"m","tools":[{"name":"get_weather","input_schema":{"type":"object"}}]}"#, &[]),
             (r#"{"model":"m","tools":[{"type":"custom","name":"x"},{"type":"bash_20250124","name":"bash"}]}"#, &[]),
             (r#"{"model":"m","tools":[{"type":"computer_use_preview"},{"type":"text_editor_20250728"}]}"#, &[]),
+            (
+                r#"{"model":"m","tools":[{"type":"namespace","name":"multi_agent_v1","tools":[{"type":"function","name":"spawn_agent"}]},{"type":"shell"}]}"#,
+                &[],
+            ),
             (r#"{"model":"m","tools":null,"web_search_options":null,"mcp_servers":null}"#, &[]),
             (r#"{"model":"m","tools":[{"type":"function","parameters":{"type":"web_search"}}]}"#, &[]),
             (r#"{"model":"m","input":"x","tools":[{"type":"web_search"}]}"#, &["web_search"]),

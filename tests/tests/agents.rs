@@ -25,7 +25,9 @@ fn clis() -> Option<PathBuf> {
 /// Claude models on an Anthropic provider, `gpt-5-codex` on a provider
 /// that serves the Responses API, and two models Codex reaches through the
 /// gateway's translation (on the Anthropic and on a Gemini provider), all
-/// the mock; records in `logs`.
+/// the mock; records in `logs`. The team may offer web search: Codex
+/// offers it on every request, and OpenAI bills its calls apart from
+/// tokens (`hosted_tools`).
 fn config(mock: std::net::SocketAddr, logs: &TempDir) -> String {
     format!(
         r#"
@@ -78,7 +80,7 @@ targets = [{{ provider = "google", model = "gemini-2.5-pro" }}]
 
 {team_and_key}"#,
         logs = logs.0.display(),
-        team_and_key = team_and_key()
+        team_and_key = team_and_key().replace("models = [\"*\"]", "models = [\"*\"]\nhosted_tools = [\"web_search\"]")
     )
 }
 

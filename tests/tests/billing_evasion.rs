@@ -696,12 +696,20 @@ fn a_request_for_many_answers_reserves_tokens_for_each() {
 /// interpreter's container, a generated image) beyond the tokens the
 /// gateway prices: offered through any front, it is refused 403 naming
 /// the tool unless the team allows it (`hosted_tools`), so a tenant cannot
-/// run up fees its spend never shows.
+/// run up fees its spend never shows. (Where every target translates the
+/// request, it is not offered them: `responses.rs`.)
 #[test]
 fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("evasion-hosted-tools");
-    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", ""), &[], &[]);
+    // Messages go to Anthropic as they are (to another provider, translated,
+    // with function tools only).
+    let claude = format!(
+        "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\nbase_url = \"http://{}/v1\"\napi_key_env = \"TOLLGATE_E2E_ANTHROPIC_KEY\"\n\n[[models]]\nname = \"claude\"\ntargets = [{{ provider = \"claude\", model = \"claude-haiku-4-5\" }}]\n\n",
+        mock.addr
+    );
+    let env = [("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")];
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", &claude, ""), &[], &env);
     let offered = [
         ("/v1/responses", r#"{"model":"gpt-4o","input":"search","tools":[{"type":"web_search"}]}"#, "web_search"),
         (
@@ -711,7 +719,7 @@ fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
         ),
         (
             "/v1/messages",
-            r#"{"model":"gpt-4o","max_tokens":100,"messages":[{"role":"user","content":"search"}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#,
+            r#"{"model":"claude","max_tokens":100,"messages":[{"role":"user","content":"search"}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#,
             "web_search_20250305",
         ),
         (
@@ -732,7 +740,7 @@ fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
     // A team that allows web search sends it.
-    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", "hosted_tools = [\"web_search\"]"), &[], &[]);
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", &claude, "hosted_tools = [\"web_search\"]"), &[], &env);
     let r = one_request(gw.addr, &post_json("/v1/responses", offered[0].1, ""));
     assert_eq!(r.status, 200, "{}", r.text());
     let r = one_request(gw.addr, &post_json("/v1/responses", offered[1].1, ""));

@@ -18,7 +18,7 @@ fn responses_request(body: &str, extra_headers: &str) -> Vec<u8> {
 /// profile that redacts personal data and blocks secrets and injection on
 /// the team, `llama` on a chat-completions provider, `claude` on an
 /// Anthropic provider, and `fallback`: Anthropic on a closed port, then
-/// chat. The team may offer web search (`hosted_tools`).
+/// chat.
 fn config(mock: std::net::SocketAddr, logs: &TempDir) -> String {
     let closed = closed_addr();
     priced(config_for(mock, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())))
@@ -33,7 +33,7 @@ fn config(mock: std::net::SocketAddr, logs: &TempDir) -> String {
              [[models]]\nname = \"llama\"\ntargets = [{{ provider = \"chat\", model = \"llama-3.3-70b\" }}]\n\n\
              [[models]]\nname = \"fallback\"\ntargets = [{{ provider = \"down\", model = \"claude-haiku-4-5\" }}, {{ provider = \"chat\", model = \"llama-3.3-70b\" }}]\n\n\
              [[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nsecrets = \"block\"\ninjection = \"block\"\n\n\
-             [[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"g\"\nhosted_tools = [\"web_search\"]"
+             [[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"g\""
         ),
     )
 }

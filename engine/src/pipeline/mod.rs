@@ -321,12 +321,16 @@ pub async fn read_body(
 pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     let key = ex.key()?;
     let routed = crate::proxy::route::route(core.state, key, &ex.body, &mut ex.trace)?;
-    // A token count runs no tool and costs nothing.
-    if ex.front != crate::proxy::Front::CountTokens {
-        if routed.fields.hosted_tools {
+    // Only a body that may reach a provider in its own API can ask it to
+    // run a tool or use a tier (a token count, none).
+    let fields = &routed.fields;
+    if (fields.hosted_tools || fields.service_tier.is_some())
+        && crate::proxy::route::passes_through(core.state, ex.front, routed.route)
+    {
+        if fields.hosted_tools {
             crate::proxy::route::allow_tools(core.state, key, &ex.body)?;
         }
-        if let Some(tier) = routed.fields.service_tier {
+        if let Some(tier) = fields.service_tier {
             crate::proxy::route::allow_tier(core.state, key, tier.get(&ex.body))?;
         }
     }

@@ -308,6 +308,16 @@ fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
     let mut count = exchange("tg-other", &other(&search));
     count.front = Front::CountTokens;
     admit(&mut count, &core).expect("a token count runs no tool");
+    // A message nested past the naming walk's depth before the tools: the
+    // scan sees the tool, the walk cannot name it, and it is refused all
+    // the same (found by a review).
+    let deep = format!(
+        r#"{{"model":"gpt-4o","messages":[{{"role":"assistant","content":[{{"type":"tool_use","id":"t","name":"f","input":{}{{}}{}}}]}}],"tools":[{{"type":"web_search"}}]}}"#,
+        r#"{"a":"#.repeat(125),
+        "}".repeat(125)
+    );
+    let refused = admit(&mut exchange("tg-key", &deep), &core);
+    assert!(matches!(&refused, Err(GatewayError::ToolNotAllowed { .. })), "{refused:?}");
 }
 
 /// A service tier priced above standard is asked for only by a team that

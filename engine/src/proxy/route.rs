@@ -40,6 +40,25 @@ pub fn route<'s>(
     Ok(Routed { fields, index, route })
 }
 
+/// Whether some target of `route` gets the body in the client's own API,
+/// untranslated: only there can a tool the provider runs, or a service
+/// tier, reach the provider as asked (a translation writes function tools
+/// only, and no tier). Chat completions to an OpenAI-style provider, the
+/// Responses API to one that serves it (`responses_api`), Messages to
+/// Anthropic.
+pub fn passes_through(state: &CoreState, front: super::Front, route: &tollgate_policy::Route) -> bool {
+    use tollgate_policy::ProviderKind::*;
+    route.targets.iter().any(|t| {
+        let Some(up) = state.upstreams.get(t.provider) else { return false };
+        match front {
+            super::Front::OpenAi => matches!(up.kind, Mock | OpenAi | OpenAiCompatible),
+            super::Front::Responses => matches!(up.kind, Mock | OpenAi | OpenAiCompatible) && up.responses_api,
+            super::Front::Anthropic => up.kind == Anthropic,
+            super::Front::Completions | super::Front::Embeddings | super::Front::CountTokens => false,
+        }
+    })
+}
+
 /// A service tier priced above standard (OpenAI's `priority`, `scale`)
 /// costs more than the gateway's prices say: asked for only by a team that
 /// allows it (`service_tiers`).
@@ -55,20 +74,27 @@ pub fn allow_tier(state: &CoreState, key: &VirtualKey, tier: &[u8]) -> Result<()
 /// A tool the provider runs and may bill per call (web search, a code
 /// interpreter, image generation...) costs more than the tokens the
 /// gateway prices: offered only by a team that allows it (`hosted_tools`),
-/// whichever target the request goes to. (A translation to a provider
-/// that cannot run it drops it; the policy does not depend on routing.)
-/// Asked only of a body the route's scan found such a tool in
-/// (`ChatRequestFields::hosted_tools`).
+/// when the body may reach a provider that runs it ([`passes_through`]: a
+/// translation drops it). Asked only of a body the route's scan found such
+/// a tool in (`ChatRequestFields::hosted_tools`); one the walk cannot name
+/// is refused all the same.
 pub fn allow_tools(state: &CoreState, key: &VirtualKey, body: &[u8]) -> Result<(), GatewayError> {
     let team = state.config.teams.get(key.team);
     let mut refused = None;
+    let mut named = false;
     tollgate_protocol::openai::hosted_tools(body, |tool| {
+        named = true;
         if refused.is_none() && !team.is_some_and(|t| t.allows_tool(tool)) {
             refused = Some(String::from_utf8_lossy(tool).into_owned());
         }
     });
     match refused {
         Some(tool) => Err(GatewayError::ToolNotAllowed { tool }),
+        // The scan saw one the walk could not name (a body nested past the
+        // walk's depth before its tools): refused unless any is allowed.
+        None if !named && !team.is_some_and(|t| t.hosted_tools.iter().any(|t| t == "*")) => {
+            Err(GatewayError::ToolNotAllowed { tool: "tools".to_string() })
+        }
         None => Ok(()),
     }
 }
