@@ -256,11 +256,15 @@ fn a_request_under_an_output_ceiling_reserves_the_ceiling() {
     ] {
         let mut ex = exchange("tg-key", &body);
         admit(&mut ex, &core).unwrap_or_else(|e| panic!("{body}: {e:?}"));
-        // Far from the limit the prompt's bound is reserved, near it its count.
-        let text_only = ex.routed().expect("routed").fields.text_only;
-        let prompt = ex.prompt.get().unwrap_or_else(|| ex.prompt.bound(&ex.body, text_only));
-        assert_eq!(w.accounts.reserved(Owner::Team(0)), prompt + output, "{body}");
+        assert_eq!(w.accounts.reserved(Owner::Team(0)), prompt_reserved(&ex) + output, "{body}");
     }
+}
+
+/// The prompt's share of an admitted exchange's reservation: its count
+/// near the limit, its bound far from it.
+fn prompt_reserved(ex: &Exchange<'_>) -> u64 {
+    let text_only = ex.routed().expect("routed").fields.text_only;
+    ex.prompt.get().unwrap_or_else(|| ex.prompt.bound(&ex.body, text_only))
 }
 
 /// A request without an output limit, translated to or from Anthropic's
@@ -275,9 +279,7 @@ fn a_request_translated_for_anthropic_reserves_the_limit_the_translation_writes(
         let mut ex = exchange("tg-key", &unlimited);
         ex.front = front;
         admit(&mut ex, &core).expect("admitted");
-        let text_only = ex.routed().expect("routed").fields.text_only;
-        let prompt = ex.prompt.get().unwrap_or_else(|| ex.prompt.bound(&ex.body, text_only));
-        assert_eq!(w.accounts.reserved(Owner::Team(0)), prompt + output, "{front:?}");
+        assert_eq!(w.accounts.reserved(Owner::Team(0)), prompt_reserved(&ex) + output, "{front:?}");
     }
 }
 
