@@ -400,7 +400,8 @@ fn long_system_prompts_are_marked_for_the_prompt_cache_where_configured() {
 /// A request with no output limit, for a model served by Anthropic, is
 /// sent the 4,096 tokens Anthropic's API requires: its tokens-per-minute
 /// reservation is that, not the 1,024 a request with no limit reserves
-/// elsewhere (read from the headroom the answer reports).
+/// elsewhere (read from the headroom the answer reports); and `n`, which
+/// Anthropic does not honour, does not multiply it there.
 #[test]
 fn a_request_with_no_limit_reserves_what_the_translation_sends() {
     let (openai, anthropic) = (start_mock(&[]), start_mock(&[]));
@@ -419,5 +420,18 @@ fn a_request_with_no_limit_reserves_what_the_translation_sends() {
         let reserved = 100_000 - remaining;
         let bound = body.len() as u64 + 3;
         assert!((bound + reserve..bound + reserve + 200).contains(&reserved), "{model}: {reserved}");
+    }
+    // Anthropic answers once, whatever `n` asks: eight answers of 50 are
+    // reserved only where a target honours `n`.
+    for (model, reserve) in [("claude-sonnet", 50), ("gpt-4o-mini", 400)] {
+        let body = format!(
+            r#"{{"model":"{model}","n":8,"max_tokens":50,"messages":[{{"role":"user","content":"Say hello"}}]}}"#
+        );
+        let r = one_request(gw.addr, &chat_request(&body, ""));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let remaining: u64 = r.header("x-ratelimit-remaining-tokens").expect("headroom").parse().unwrap();
+        let reserved = 100_000 - remaining;
+        let bound = body.len() as u64 + 3;
+        assert!((bound + reserve..bound + reserve + 250).contains(&reserved), "{model}: {reserved}");
     }
 }

@@ -132,20 +132,18 @@ fn rate_check(
 fn output_reserve(ex: &Exchange<'_>, core: &Core<'_>) -> u64 {
     use tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE;
     let Some(routed) = ex.routed.as_ref() else { return DEFAULT_OUTPUT_RESERVE };
-    let choices = routed.fields.choices.max(1);
+    use tollgate_policy::ProviderKind;
+    let kinds =
+        || routed.route.targets.iter().filter_map(|t| core.state.config.providers.get(t.provider).map(|p| p.kind));
+    // Anthropic and Bedrock answer once, whatever `n` asks (their
+    // translations leave it out): it counts where a target honours it.
+    let asked_choices = routed.fields.choices.max(1);
+    let honours_n = kinds().any(|k| !matches!(k, ProviderKind::Anthropic | ProviderKind::Bedrock));
+    let choices = if honours_n { asked_choices } else { 1 };
     // Without a limit in the body, a translation to or from Anthropic's
     // Messages API writes the one that API requires: the most the
     // request may then generate.
-    let anthropic = || {
-        ex.front == crate::proxy::Front::Anthropic
-            || routed.route.targets.iter().any(|t| {
-                core.state
-                    .config
-                    .providers
-                    .get(t.provider)
-                    .is_some_and(|p| p.kind == tollgate_policy::ProviderKind::Anthropic)
-            })
-    };
+    let anthropic = || ex.front == crate::proxy::Front::Anthropic || kinds().any(|k| k == ProviderKind::Anthropic);
     let asked = routed.fields.max_tokens.unwrap_or_else(|| {
         if anthropic() {
             tollgate_protocol::anthropic::DEFAULT_MAX_TOKENS
@@ -154,8 +152,8 @@ fn output_reserve(ex: &Exchange<'_>, core: &Core<'_>) -> u64 {
         }
     });
     let ceiling = ex.key().ok().and_then(|key| core.state.config.request_ceilings(key).0);
-    // As `forward::output_cap` divides it between the answers.
-    let each = ceiling.map_or(asked, |c| asked.min((c / choices).max(1)));
+    // As `forward::output_cap` divides it between the answers asked.
+    let each = ceiling.map_or(asked, |c| asked.min((c / asked_choices).max(1)));
     each.saturating_mul(choices)
 }
 
