@@ -13,7 +13,7 @@
 // or under `"c\u006fntent"` is an image all the same, and a tenant must
 // not hide one from the estimate that way.
 use crate::json::decodes_to as is;
-use crate::openai::{elements, members, runs_at_provider, Cursor, DEPTH_MAX};
+use crate::openai::{elements, members, tools_run_by_provider, Cursor, DEPTH_MAX};
 use crate::span::Span;
 
 /// OpenAI's cost of an image at `detail: "low"`, and of each 512-pixel tile
@@ -173,23 +173,16 @@ fn top_level_uncounted(c: &mut Cursor<'_>, key: &[u8]) -> Option<Option<bool>> {
         // A tool the provider runs itself (web or file search, a code
         // interpreter, an MCP server, Anthropic's web fetch) reads input
         // the gateway never sees; the client runs a function and the typed
-        // tools `openai::runs_at_provider` names, and sends their results.
+        // tools `openai::CLIENT_TOOLS` names, and sends their results.
+        // The route's walk of the tools decides, as for `hosted_tools`.
         let mut provider_runs = false;
-        let read = elements(c, &mut |c| {
-            if c.peek() != Some(b'{') {
-                return c.value().ok();
-            }
-            let mut kind = None;
-            strings_of(c, &mut [(b"type", &mut kind)])?;
-            let kind = kind.map_or(&b""[..], |k| k.get(c.buf));
-            provider_runs |= runs_at_provider(kind);
-            Some(())
-        });
-        // One the provider runs before a part that does not parse counts.
-        if provider_runs {
-            Some(true)
-        } else {
-            read.map(|()| false)
+        let read = tools_run_by_provider(c, &mut |_| provider_runs = true);
+        // One the provider runs before a part that does not parse counts,
+        // and a tool's key written with escapes may hide one.
+        match read {
+            _ if provider_runs => Some(true),
+            Err(crate::openai::BodyError::AmbiguousKey) => Some(true),
+            read => read.ok().map(|_| false),
         }
     } else if is(key, b"reasoning") && c.peek() == Some(b'{') {
         // A reasoning model's thinking, which OpenAI bills and never
@@ -655,6 +648,8 @@ mod tests {
             r#"{"model":"m","input":"news?","tools":[{"type":"function","name":"f"},{"type":"web_search"}]}"#,
             r#"{"model":"m","messages":[],"tools":[{"name":"web_search","type":"web_search_20250305","max_uses":3}]}"#,
             r#"{"model":"m","messages":[],"mcp_servers":[{"type":"url","url":"https://x/mcp","name":"x"}]}"#,
+            // A key written with escapes may hide a tool's type.
+            r#"{"model":"m","input":"x","tools":[{"t\u0079pe":"web_search"}]}"#,
             r#"{"model":"m","input":"think","reasoning":{"effort":"high"}}"#,
             r#"{"model":"m","input":"think","reasoning":{"summary":"auto"}}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"think"}],"reasoning_effort":"low"}"#,

@@ -352,12 +352,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
             b"tools" if c.peek() == Some(b'[') => hosted |= c.tools()?,
             b"service_tier" => {
                 once(service_tier.is_some())?;
-                service_tier = Some(if c.peek() == Some(b'"') {
-                    Some(c.string()?)
-                } else {
-                    c.value()?;
-                    None
-                });
+                service_tier = Some(c.string_or_skip()?);
             }
             b"web_search_options" | b"mcp_servers" => {
                 let start = c.pos;
@@ -372,16 +367,11 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
             }
             b"previous_response_id" => {
                 once(previous.is_some())?;
-                previous = Some(if c.peek() == Some(b'"') {
-                    let id = c.string()?;
-                    if id.get(body).contains(&b'\\') {
-                        return Err(BodyError::BadPreviousResponseId);
-                    }
-                    Some(id)
-                } else {
-                    c.value()?;
-                    None
-                });
+                let id = c.string_or_skip()?;
+                if id.is_some_and(|id| id.get(body).contains(&b'\\')) {
+                    return Err(BodyError::BadPreviousResponseId);
+                }
+                previous = Some(id);
             }
             b"conversation" | b"prompt" => {
                 let start = c.pos;
@@ -483,7 +473,7 @@ const CLIENT_TOOLS: [&[u8]; 10] = [
 
 /// Whether a tool's `type` (the string's contents, as written) names a
 /// tool the provider runs: one not among [`CLIENT_TOOLS`].
-pub(crate) fn runs_at_provider(name: &[u8]) -> bool {
+fn runs_at_provider(name: &[u8]) -> bool {
     !name.is_empty() && !CLIENT_TOOLS.iter().any(|t| name.starts_with(t))
 }
 
@@ -498,7 +488,7 @@ fn provider_runs(kind: &[u8]) -> Option<&[u8]> {
 /// Whether the `tools` value at the cursor (consumed either way) offers a
 /// tool the provider runs, each of whose names (its `type` as written)
 /// goes to `found`.
-fn tools_run_by_provider(c: &mut Cursor<'_>, found: &mut dyn FnMut(&[u8])) -> Result<bool, BodyError> {
+pub(crate) fn tools_run_by_provider(c: &mut Cursor<'_>, found: &mut dyn FnMut(&[u8])) -> Result<bool, BodyError> {
     if c.peek() != Some(b'[') {
         c.value()?;
         return Ok(false);
@@ -718,6 +708,14 @@ impl Cursor<'_> {
         }
         self.pos = end + 1;
         Ok(Span::new(start, end))
+    }
+
+    /// A string value's span, or `None` with any other value skipped.
+    fn string_or_skip(&mut self) -> Result<Option<Span>, BodyError> {
+        if self.peek() == Some(b'"') {
+            return self.string().map(Some);
+        }
+        self.value().map(|()| None)
     }
 
     /// Skips one value of any kind.
