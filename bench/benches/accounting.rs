@@ -69,7 +69,7 @@ fn accounting(c: &mut Criterion) {
             ex.trace.route = Some(0);
             ex.trace.served_by = Some(0);
             ex.trace.status = 200;
-            ex.trace.usage = Some(TokenUsage { prompt: 120, completion: 40, cached: 0, cache_write: 0 });
+            ex.trace.usage = Some(TokenUsage { prompt: 120, completion: 40, ..TokenUsage::default() });
             pipeline::settle(&core, &ex.trace);
             black_box((admitted.is_ok(), ex.reply.rate))
         })
@@ -103,7 +103,7 @@ fn served_trace<'s>(recorder: &Recorder, key: &'s tollgate_policy::VirtualKey) -
     trace.served_by = Some(0);
     trace.status = 200;
     trace.stream = true;
-    trace.usage = Some(TokenUsage { prompt: 120, completion: 40, cached: 0, cache_write: 0 });
+    trace.usage = Some(TokenUsage { prompt: 120, completion: 40, ..TokenUsage::default() });
     trace.bytes_in = 812;
     trace.bytes_out = 2_304;
     trace

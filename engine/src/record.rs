@@ -33,15 +33,23 @@ pub struct TokenUsage {
     pub cached: u64,
     /// Prompt tokens written to the provider's cache.
     pub cache_write: u64,
+    /// Of `cache_write`, the tokens written for an hour (Anthropic's
+    /// dearer writes).
+    pub cache_write_1h: u64,
 }
 
 impl TokenUsage {
-    /// Cost in micro-dollars at prices per million tokens.
+    /// Cost in micro-dollars at prices per million tokens: the long
+    /// context's rates for every token where the prompt passes the
+    /// price's threshold.
     pub fn cost_at(&self, p: tollgate_policy::config::Price) -> u64 {
+        let p = p.for_prompt(self.prompt);
         let uncached = self.prompt.saturating_sub(self.cached).saturating_sub(self.cache_write) as u128;
+        let write_1h = self.cache_write_1h.min(self.cache_write);
         let micro = uncached * p.input_per_mtok as u128
             + self.cached as u128 * p.cached_input_per_mtok as u128
-            + self.cache_write as u128 * p.cache_write_per_mtok as u128
+            + (self.cache_write - write_1h) as u128 * p.cache_write_per_mtok as u128
+            + write_1h as u128 * p.cache_write_1h_per_mtok as u128
             + self.completion as u128 * p.output_per_mtok as u128;
         // Saturating: no count is believed past 2^32 tokens, but money
         // must never wrap whatever reaches here.
@@ -404,6 +412,10 @@ impl<'s> Trace<'s> {
                 out.extend_from_slice(b",\"cache_write\":");
                 out.extend_from_slice(n.format(u.cache_write).as_bytes());
             }
+            if u.cache_write_1h > 0 {
+                out.extend_from_slice(b",\"cache_write_1h\":");
+                out.extend_from_slice(n.format(u.cache_write_1h.min(u.cache_write)).as_bytes());
+            }
             if self.usage_estimated {
                 out.extend_from_slice(b",\"estimated\":true");
             }
@@ -752,17 +764,42 @@ mod tests {
     fn cost_is_integer_micro_dollars_by_hand() {
         // gpt-4o's built-in prices: $2.50 in, $1.25 cached in, $10.00 out.
         let price = tollgate_policy::prices::builtin("gpt-4o").unwrap();
-        let u = TokenUsage { prompt: 1000, completion: 500, cached: 200, cache_write: 0 };
+        let u = TokenUsage { prompt: 1000, completion: 500, cached: 200, ..TokenUsage::default() };
         // 800 x 2.5 + 200 x 1.25 + 500 x 10 micro-dollars.
         assert_eq!(u.cost_at(price), 2000 + 250 + 5000);
-        let tiny = TokenUsage { prompt: 1, completion: 0, cached: 0, cache_write: 0 };
+        let tiny = TokenUsage { prompt: 1, ..TokenUsage::default() };
         assert_eq!(tiny.cost_at(price), 2, "rounds down below a micro-dollar only");
         // Claude Sonnet: $3 in, $0.30 cache reads, $3.75 cache writes, $15 out.
         let sonnet = tollgate_policy::prices::builtin("claude-sonnet-4-5").unwrap();
-        let u = TokenUsage { prompt: 4_000, completion: 100, cached: 2_000, cache_write: 1_000 };
+        let u = TokenUsage { prompt: 4_000, completion: 100, cached: 2_000, cache_write: 1_000, cache_write_1h: 0 };
         // 1,000 x 3 + 2,000 x 0.3 + 1,000 x 3.75 + 100 x 15.
         assert_eq!(u.cost_at(sonnet), 3_000 + 600 + 3_750 + 1_500);
-        let huge = TokenUsage { prompt: u64::MAX, completion: u64::MAX, cached: 0, cache_write: 0 };
+        // 400 of the writes for an hour, at $6: 600 x 3.75 + 400 x 6.
+        let hour = TokenUsage { cache_write_1h: 400, ..u };
+        assert_eq!(hour.cost_at(sonnet), 3_000 + 600 + 2_250 + 2_400 + 1_500);
+        // A report of more hour-long writes than writes bills the writes.
+        assert_eq!(TokenUsage { cache_write_1h: 5_000, ..u }.cost_at(sonnet), 3_000 + 600 + 6_000 + 1_500);
+        let huge = TokenUsage { prompt: u64::MAX, completion: u64::MAX, ..TokenUsage::default() };
         assert_eq!(huge.cost_at(sonnet), u64::MAX, "saturates, never wraps");
+    }
+
+    /// Past 200K prompt tokens Sonnet 4.5 bills every token at its long
+    /// context's rates ($6 in, $0.60 cache reads, $7.50 and $12 writes,
+    /// $22.50 out); at 200K exactly, at the usual ones.
+    #[test]
+    fn a_long_prompt_is_billed_whole_at_the_long_context_rates() {
+        let sonnet = tollgate_policy::prices::builtin("claude-sonnet-4-5").unwrap();
+        let at = |prompt| TokenUsage { prompt, completion: 1_000, ..TokenUsage::default() }.cost_at(sonnet);
+        assert_eq!(at(200_000), 600_000 + 15_000);
+        assert_eq!(at(200_001), 1_200_006 + 22_500);
+        let u = TokenUsage {
+            prompt: 300_000,
+            completion: 2_000,
+            cached: 100_000,
+            cache_write: 50_000,
+            cache_write_1h: 10_000,
+        };
+        // 150,000 x 6 + 100,000 x 0.6 + 40,000 x 7.5 + 10,000 x 12 + 2,000 x 22.5.
+        assert_eq!(u.cost_at(sonnet), 900_000 + 60_000 + 300_000 + 120_000 + 45_000);
     }
 }

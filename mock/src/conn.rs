@@ -328,8 +328,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
             }
             plan.reply = Some(if classify::flagged(body) { "unsafe S14" } else { "safe" }.to_string());
         }
-        if let Some((read, write)) = cache_header(head) {
-            req.cached(read, write);
+        if let Some((read, write, hour)) = cache_header(head) {
+            req.cached(read, write, hour);
         }
         if let Some(n) = plan.reasoning.filter(|_| api == Api::Chat && plan.reply.is_none()) {
             plan.behavior.reply_words = req.reasons(n, plan.behavior.reply_words);
@@ -413,8 +413,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         let stream = path.ends_with(b":streamGenerateContent");
         let mut req = ChatRequest::for_body(model, stream, body);
         // Gemini reports cache reads only.
-        if let Some((read, _)) = cache_header(head) {
-            req.cached(read, 0);
+        if let Some((read, ..)) = cache_header(head) {
+            req.cached(read, 0, 0);
         }
         match plan.failure {
             Some(Failure::Status(status)) => return self.gemini_error(status, head).await,
@@ -471,8 +471,8 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         }
         let decoded = tollgate_protocol::sigv4::percent_decode(&String::from_utf8_lossy(model));
         let mut req = ChatRequest::for_body(&decoded, stream, body);
-        if let Some((read, write)) = cache_header(head) {
-            req.cached(read, write);
+        if let Some((read, write, hour)) = cache_header(head) {
+            req.cached(read, write, hour);
         }
         match plan.failure {
             Some(Failure::Status(status)) => return self.bedrock_error(status, head).await,
@@ -832,11 +832,14 @@ fn check_signature(head: &RequestHead, body: &[u8], secret: &str) -> Result<(), 
     }
 }
 
-/// `x-mock-cache: READ,WRITE`: prompt tokens the answer reports as read
-/// from and written to the provider's cache.
-fn cache_header(head: &RequestHead) -> Option<(usize, usize)> {
-    let (r, w) = std::str::from_utf8(head.header(b"x-mock-cache")?).ok()?.split_once(',')?;
-    Some((r.trim().parse().ok()?, w.trim().parse().ok()?))
+/// `x-mock-cache: READ,WRITE[,HOUR]`: prompt tokens the answer reports as
+/// read from and written to the provider's cache, and of the writes, those
+/// written for an hour.
+fn cache_header(head: &RequestHead) -> Option<(usize, usize, usize)> {
+    let mut n = std::str::from_utf8(head.header(b"x-mock-cache")?).ok()?.split(',').map(|n| n.trim().parse().ok());
+    let (read, write) = (n.next()??, n.next()??);
+    let hour = n.next().unwrap_or(Some(0))?;
+    Some((read, write, hour.min(write)))
 }
 
 /// Whether a Converse request's last message carries a tool's result.

@@ -41,6 +41,9 @@ pub struct ChatRequest<'a> {
     /// cache (`x-mock-cache: READ,WRITE`), out of `prompt_tokens`.
     pub cache_read: usize,
     pub cache_write: usize,
+    /// Of `cache_write`, the tokens written for an hour (Anthropic's
+    /// `cache_creation.ephemeral_1h_input_tokens`).
+    pub cache_write_1h: usize,
     /// Stable id derived from the request body.
     pub id: u64,
     /// The request's output limit (`max_tokens`, `max_completion_tokens`
@@ -66,6 +69,7 @@ impl<'a> ChatRequest<'a> {
             prompt_tokens: body.len().div_ceil(4),
             cache_read: 0,
             cache_write: 0,
+            cache_write_1h: 0,
             id: fnv1a(body),
             max_tokens: fields.max_tokens,
             reasoning: 0,
@@ -76,11 +80,12 @@ impl<'a> ChatRequest<'a> {
 
 impl<'a> ChatRequest<'a> {
     /// Reports `read` and `write` prompt tokens as the provider's cache's
-    /// (the prompt at least their sum).
-    pub fn cached(&mut self, read: usize, write: usize) {
+    /// (the prompt at least their sum), `hour` of the writes for an hour.
+    pub fn cached(&mut self, read: usize, write: usize, hour: usize) {
         self.prompt_tokens = self.prompt_tokens.max(read + write);
         self.cache_read = read;
         self.cache_write = write;
+        self.cache_write_1h = hour.min(write);
     }
 
     /// A request whose model and stream switch are not in its body
@@ -93,6 +98,7 @@ impl<'a> ChatRequest<'a> {
             prompt_tokens: body.len().div_ceil(4),
             cache_read: 0,
             cache_write: 0,
+            cache_write_1h: 0,
             id: fnv1a(body),
             max_tokens: None,
             reasoning: 0,
@@ -185,6 +191,13 @@ fn anthropic_input(req: &ChatRequest<'_>, out: &mut BytesMut) {
         out.extend_from_slice(n.format(req.cache_read).as_bytes());
         out.extend_from_slice(b",\"cache_creation_input_tokens\":");
         out.extend_from_slice(n.format(req.cache_write).as_bytes());
+    }
+    if req.cache_write_1h > 0 {
+        out.extend_from_slice(b",\"cache_creation\":{\"ephemeral_5m_input_tokens\":");
+        out.extend_from_slice(n.format(req.cache_write - req.cache_write_1h).as_bytes());
+        out.extend_from_slice(b",\"ephemeral_1h_input_tokens\":");
+        out.extend_from_slice(n.format(req.cache_write_1h).as_bytes());
+        out.put_u8(b'}');
     }
 }
 

@@ -33,6 +33,18 @@
 //! Providers change prices: a configured `price` always wins, and a model
 //! missing here simply has no cost.
 //!
+//! Anthropic (platform.claude.com/docs/en/about-claude/pricing, as read in
+//! December 2026): one-hour cache writes cost twice the input price,
+//! five-minute ones 1.25 times it; Claude Sonnet 4 and 4.5 bill a request
+//! whose prompt passes 200K tokens (cache reads and writes included) at
+//! twice the input and 1.5 times the output price, every token of it
+//! (their 1M-token context; Sonnet 4.6 and Opus 4.6 dropped that premium
+//! in March 2026); Opus 4.5 and later cost $5/$25, Sonnet 5 and 5.5
+//! $2/$10 (the models' pages). Gemini 2.5 Pro doubles input (cached input
+//! too) and takes 1.5 times output above 200K prompt tokens, whole, by the
+//! same Gemini pricing summaries. A threshold is passed by a prompt of
+//! more tokens than it: 200,000 is still the lower tier.
+//!
 //! Beside the prices, [`reasons_unseen`]: the models that think before
 //! they answer unless told not to, and bill that thinking as output
 //! without streaming it (the gateway cannot count it as it passes).
@@ -43,12 +55,69 @@ pub struct Price {
     pub input_per_mtok: u64,
     pub output_per_mtok: u64,
     pub cached_input_per_mtok: u64,
-    /// Prompt tokens written to the provider's cache.
+    /// Prompt tokens written to the provider's cache (Anthropic's
+    /// five-minute writes, and every provider's writes it does not time).
     pub cache_write_per_mtok: u64,
+    /// Prompt tokens written to Anthropic's cache for an hour.
+    pub cache_write_1h_per_mtok: u64,
+    /// Rates that replace these, for every token of a request, when its
+    /// prompt passes a number of tokens (Claude Sonnet 4's and Gemini 2.5
+    /// Pro's long-context prices).
+    pub long_context: Option<LongContext>,
+}
+
+/// A price's second tier: a request whose prompt has more than
+/// `above_tokens` tokens (cached and cache-written ones included) is
+/// billed at these rates, whole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LongContext {
+    pub above_tokens: u64,
+    pub input_per_mtok: u64,
+    pub output_per_mtok: u64,
+    pub cached_input_per_mtok: u64,
+    pub cache_write_per_mtok: u64,
+    pub cache_write_1h_per_mtok: u64,
+}
+
+impl Price {
+    /// The rates a request with `prompt` tokens is billed at: the long
+    /// context's once the prompt passes its threshold, else these.
+    pub fn for_prompt(self, prompt: u64) -> Price {
+        match self.long_context {
+            Some(l) if prompt > l.above_tokens => Price {
+                input_per_mtok: l.input_per_mtok,
+                output_per_mtok: l.output_per_mtok,
+                cached_input_per_mtok: l.cached_input_per_mtok,
+                cache_write_per_mtok: l.cache_write_per_mtok,
+                cache_write_1h_per_mtok: l.cache_write_1h_per_mtok,
+                long_context: None,
+            },
+            _ => self,
+        }
+    }
+
+    /// Every number of the price, both tiers: for keys that must change
+    /// when the price does.
+    pub fn numbers(&self) -> [u64; 11] {
+        let l = self.long_context.unwrap_or_default();
+        [
+            self.input_per_mtok,
+            self.output_per_mtok,
+            self.cached_input_per_mtok,
+            self.cache_write_per_mtok,
+            self.cache_write_1h_per_mtok,
+            l.above_tokens,
+            l.input_per_mtok,
+            l.output_per_mtok,
+            l.cached_input_per_mtok,
+            l.cache_write_per_mtok,
+            l.cache_write_1h_per_mtok,
+        ]
+    }
 }
 
 /// (upstream model name prefix, input, output, cached input), USD per 1M
-/// tokens. Longer prefixes come first, so the most specific one matches.
+/// tokens. The longest matching prefix wins.
 const TABLE: &[(&str, f64, f64, f64)] = &[
     ("gpt-4o-mini", 0.15, 0.60, 0.075),
     ("gpt-4o", 2.50, 10.00, 1.25),
@@ -68,7 +137,13 @@ const TABLE: &[(&str, f64, f64, f64)] = &[
     ("claude-3-5-sonnet", 3.00, 15.00, 0.30),
     ("claude-3-7-sonnet", 3.00, 15.00, 0.30),
     ("claude-sonnet-4", 3.00, 15.00, 0.30),
+    ("claude-sonnet-4-6", 3.00, 15.00, 0.30),
+    ("claude-sonnet-5", 2.00, 10.00, 0.20),
     ("claude-opus-4", 15.00, 75.00, 1.50),
+    ("claude-opus-4-5", 5.00, 25.00, 0.50),
+    ("claude-opus-4-6", 5.00, 25.00, 0.50),
+    ("claude-opus-4-7", 5.00, 25.00, 0.50),
+    ("claude-opus-5", 5.00, 25.00, 0.50),
     ("claude-3-opus", 15.00, 75.00, 1.50),
     ("text-embedding-3-small", 0.02, 0.0, 0.02),
     ("text-embedding-3-large", 0.13, 0.0, 0.13),
@@ -94,6 +169,13 @@ const TABLE: &[(&str, f64, f64, f64)] = &[
     ("llama4-scout-17b", 0.17, 0.66, 0.17),
 ];
 
+/// (upstream model name prefix, prompt tokens a request must pass for its
+/// long-context price): that price is twice the input (cached input and
+/// cache writes too) and 1.5 times the output. The longest matching
+/// prefix of [`TABLE`] must be the one named here: `claude-sonnet-4-6`
+/// has its own row, without the premium.
+const LONG_CONTEXT: &[(&str, u64)] = &[("claude-sonnet-4", 200_000), ("gemini-2.5-pro", 200_000)];
+
 /// Routing prefixes taken off a name before it is priced.
 const REGIONS: &[&str] = &["us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca."];
 const VENDORS: &[&str] = &["anthropic.", "amazon.", "mistral.", "meta.", "google/", "models/"];
@@ -115,19 +197,32 @@ pub fn base_name(upstream_model: &str) -> &str {
 
 /// The built-in price of an upstream model, by longest matching prefix.
 /// Cache writes: Anthropic's five-minute cache writes cost 1.25 times the
-/// input price; OpenAI's caching writes at the input price.
+/// input price and one-hour ones twice it; OpenAI's caching writes at the
+/// input price.
 pub fn builtin(upstream_model: &str) -> Option<Price> {
     let upstream_model = base_name(upstream_model);
     let micro = |usd: f64| (usd * 1e6).round() as u64;
-    let write = if upstream_model.starts_with("claude") { 1.25 } else { 1.0 };
-    TABLE.iter().filter(|(prefix, ..)| upstream_model.starts_with(prefix)).max_by_key(|(prefix, ..)| prefix.len()).map(
-        |&(_, i, o, c)| Price {
-            input_per_mtok: micro(i),
-            output_per_mtok: micro(o),
-            cached_input_per_mtok: micro(c),
-            cache_write_per_mtok: micro(i * write),
-        },
-    )
+    let (write, write_1h) = if upstream_model.starts_with("claude") { (1.25, 2.0) } else { (1.0, 1.0) };
+    let (prefix, i, o, c) = *TABLE
+        .iter()
+        .filter(|(prefix, ..)| upstream_model.starts_with(prefix))
+        .max_by_key(|(prefix, ..)| prefix.len())?;
+    let long_context = LONG_CONTEXT.iter().find(|(p, _)| *p == prefix).map(|&(_, above_tokens)| LongContext {
+        above_tokens,
+        input_per_mtok: micro(i * 2.0),
+        output_per_mtok: micro(o * 1.5),
+        cached_input_per_mtok: micro(c * 2.0),
+        cache_write_per_mtok: micro(i * write * 2.0),
+        cache_write_1h_per_mtok: micro(i * write_1h * 2.0),
+    });
+    Some(Price {
+        input_per_mtok: micro(i),
+        output_per_mtok: micro(o),
+        cached_input_per_mtok: micro(c),
+        cache_write_per_mtok: micro(i * write),
+        cache_write_1h_per_mtok: micro(i * write_1h),
+        long_context,
+    })
 }
 
 /// (upstream model name prefix, whether the model reasons by default
@@ -238,5 +333,41 @@ mod tests {
         assert!(builtin("meta.llama3-2-1b-instruct-v1:0").is_none(), "no agreed price");
         // Only a leading routing prefix is taken off.
         assert!(builtin("my.anthropic.claude-sonnet-4").is_none());
+    }
+
+    /// Anthropic's pricing page: one-hour writes at twice the input, the
+    /// newer Opus at a third of the old, Sonnet 4 and 4.5 (not 4.6) and
+    /// Gemini 2.5 Pro dearer past 200K prompt tokens, every token of the
+    /// request.
+    #[test]
+    fn long_prompts_and_hour_long_cache_writes_have_their_prices() {
+        let sonnet = builtin("claude-sonnet-4-5-20250929").unwrap();
+        assert_eq!(sonnet.cache_write_1h_per_mtok, 6_000_000);
+        assert_eq!(builtin("claude-3-haiku").unwrap().cache_write_1h_per_mtok, 500_000);
+        assert_eq!(builtin("gpt-4o").unwrap().cache_write_1h_per_mtok, 2_500_000);
+        assert_eq!(sonnet.for_prompt(200_000), sonnet, "200K is still the lower tier");
+        let long = sonnet.for_prompt(200_001);
+        assert_eq!((long.input_per_mtok, long.output_per_mtok), (6_000_000, 22_500_000));
+        assert_eq!((long.cached_input_per_mtok, long.cache_write_per_mtok), (600_000, 7_500_000));
+        assert_eq!(long.cache_write_1h_per_mtok, 12_000_000);
+        assert_eq!(builtin("us.anthropic.claude-sonnet-4-20250514-v1:0").unwrap().for_prompt(250_000), long);
+        let flat = builtin("claude-sonnet-4-6").unwrap();
+        assert_eq!(flat.for_prompt(900_000), flat, "Sonnet 4.6 has no long-context premium");
+        let gemini = builtin("models/gemini-2.5-pro").unwrap().for_prompt(300_000);
+        assert_eq!((gemini.input_per_mtok, gemini.output_per_mtok), (2_500_000, 15_000_000));
+        assert_eq!(gemini.cached_input_per_mtok, 250_000);
+        let flash = builtin("gemini-2.5-flash").unwrap();
+        assert_eq!(flash.for_prompt(900_000), flash);
+        assert_eq!(builtin("claude-opus-4-1-20250805").unwrap().input_per_mtok, 15_000_000);
+        let opus = builtin("claude-opus-4-5-20251101").unwrap();
+        assert_eq!(
+            (opus.input_per_mtok, opus.output_per_mtok, opus.cache_write_1h_per_mtok),
+            (5_000_000, 25_000_000, 10_000_000)
+        );
+        assert_eq!(builtin("claude-sonnet-5-5").unwrap().output_per_mtok, 10_000_000);
+        // Every long tier names a row that exists.
+        for (prefix, _) in LONG_CONTEXT {
+            assert!(TABLE.iter().any(|(p, ..)| p == prefix), "{prefix}");
+        }
     }
 }

@@ -413,6 +413,9 @@ pub struct Usage {
     pub output: u64,
     pub cache_read: u64,
     pub cache_write: u64,
+    /// Of `cache_write`, the tokens written for an hour
+    /// (`cache_creation.ephemeral_1h_input_tokens`).
+    pub cache_write_1h: u64,
 }
 
 impl Usage {
@@ -430,6 +433,11 @@ impl Usage {
         }
         if let Some(x) = n("cache_creation_input_tokens") {
             into.cache_write = x;
+        }
+        if let Some(x) =
+            u.get("cache_creation").and_then(|c| c.get("ephemeral_1h_input_tokens")).and_then(|v| v.as_u64())
+        {
+            into.cache_write_1h = x;
         }
     }
 

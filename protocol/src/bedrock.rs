@@ -43,16 +43,28 @@ pub struct Usage {
     pub output: u64,
     pub cache_read: u64,
     pub cache_write: u64,
+    /// Of `cache_write`, the tokens written for an hour (`cacheDetails`,
+    /// by TTL).
+    pub cache_write_1h: u64,
 }
 
 impl Usage {
     fn read(u: &Value<'_>) -> Usage {
         let n = |k: &str| u.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let cache_write_1h = u
+            .get("cacheDetails")
+            .and_then(|d| d.as_array())
+            .into_iter()
+            .flatten()
+            .filter(|d| d.get("ttl").and_then(|t| t.as_str()) == Some("1h"))
+            .filter_map(|d| d.get("inputTokens").and_then(|v| v.as_u64()))
+            .fold(0u64, u64::saturating_add);
         Usage {
             input: n("inputTokens"),
             output: n("outputTokens"),
             cache_read: n("cacheReadInputTokens"),
             cache_write: n("cacheWriteInputTokens"),
+            cache_write_1h,
         }
     }
 
@@ -64,6 +76,7 @@ impl Usage {
             completion: self.output,
             cached: self.cache_read,
             cache_write: self.cache_write,
+            cache_write_1h: self.cache_write_1h.min(self.cache_write),
         }
     }
 
@@ -84,6 +97,13 @@ impl Usage {
         if self.cache_write > 0 {
             out.extend_from_slice(b",\"cache_creation_input_tokens\":");
             out.extend_from_slice(n.format(self.cache_write).as_bytes());
+        }
+        if self.cache_write_1h > 0 {
+            // Anthropic's name for the hour-long share, which the gateway
+            // reads back to bill it.
+            out.extend_from_slice(b",\"cache_creation\":{\"ephemeral_1h_input_tokens\":");
+            out.extend_from_slice(n.format(self.cache_write_1h.min(self.cache_write)).as_bytes());
+            out.put_u8(b'}');
         }
         out.put_u8(b'}');
     }

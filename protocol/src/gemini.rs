@@ -81,6 +81,7 @@ impl Usage {
             completion: self.completion,
             cached: self.cached.min(self.prompt),
             cache_write: 0,
+            cache_write_1h: 0,
         }
     }
 

@@ -838,6 +838,9 @@ pub struct Usage {
     pub completion: u64,
     pub cached: u64,
     pub cache_write: u64,
+    /// Of `cache_write`, the tokens written for an hour (Anthropic's
+    /// `cache_creation.ephemeral_1h_input_tokens`, priced higher).
+    pub cache_write_1h: u64,
 }
 
 /// The counts a `usage` object reports, by their names in OpenAI's and
@@ -861,6 +864,9 @@ pub struct Reported {
     pub cache_read: Option<u64>,
     /// Anthropic's `cache_creation_input_tokens`.
     pub cache_write: Option<u64>,
+    /// Anthropic's `cache_creation.ephemeral_1h_input_tokens`: a share of
+    /// `cache_write`.
+    pub cache_write_1h: Option<u64>,
     /// A count was there but not believable (negative, fractional, a
     /// string, past [`USAGE_TOKENS_MAX`]): the whole report is set aside.
     pub unreadable: bool,
@@ -886,6 +892,7 @@ impl Reported {
         take(&mut self.output_tokens, newer.output_tokens);
         take(&mut self.cache_read, newer.cache_read);
         take(&mut self.cache_write, newer.cache_write);
+        take(&mut self.cache_write_1h, newer.cache_write_1h);
         self.unreadable |= newer.unreadable;
     }
 
@@ -902,14 +909,15 @@ impl Reported {
             // form of an answer from a provider that bills them (Bedrock's
             // Claude), a share of the prompt like the cached tokens.
             let cache_write = self.cache_write.unwrap_or(0).min(prompt - cached);
-            return Some(Usage { prompt, completion, cached, cache_write });
+            let cache_write_1h = self.cache_write_1h.unwrap_or(0).min(cache_write);
+            return Some(Usage { prompt, completion, cached, cache_write, cache_write_1h });
         }
         // An embeddings answer: no completion, and a total that is the
         // prompt (a chat answer missing its completion count is not this,
         // and is billed as one that reported none).
         if let (Some(prompt), None, Some(total)) = (self.prompt_tokens, self.completion_tokens, self.total_tokens) {
             if total == prompt {
-                return Some(Usage { prompt, completion: 0, cached: 0, cache_write: 0 });
+                return Some(Usage { prompt, completion: 0, ..Usage::default() });
             }
         }
         if self.input_tokens.is_none() && self.output_tokens.is_none() {
@@ -925,6 +933,8 @@ impl Reported {
             completion: self.output_tokens.unwrap_or(0),
             cached: read.saturating_add(detailed),
             cache_write: write,
+            // A share of the writes, never more.
+            cache_write_1h: self.cache_write_1h.unwrap_or(0).min(write),
         })
     }
 }
@@ -1268,7 +1278,7 @@ fn answer_object(c: &mut Cursor<'_>, top: bool, facts: &mut AnswerFacts) -> Opti
     members(c, &mut |c, key| match key {
         b"usage" if c.peek() == Some(b'{') => {
             facts.has_usage = true;
-            usage_object(c, false, &mut facts.reported)
+            usage_object(c, Within::Usage, &mut facts.reported)
         }
         // Anthropic's `message_start` carries its message; a Responses
         // stream's `response.completed` its response.
@@ -1323,23 +1333,38 @@ fn finish_reason(c: &mut Cursor<'_>, finish: &mut Finish) -> Option<()> {
     Some(())
 }
 
-/// Walks one `usage` object (or, `nested`, its `prompt_tokens_details`),
-/// taking the counts it knows and skipping every other value whole.
-fn usage_object(c: &mut Cursor<'_>, nested: bool, r: &mut Reported) -> Option<()> {
+/// Which object of a usage report [`usage_object`] walks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Within {
+    /// The `usage` object itself.
+    Usage,
+    /// OpenAI's `prompt_tokens_details` (chat) or `input_tokens_details`
+    /// (Responses).
+    Details,
+    /// Anthropic's `cache_creation`: the writes by how long they last.
+    CacheCreation,
+}
+
+/// Walks one `usage` object (or one of the objects [`Within`] names inside
+/// it), taking the counts it knows and skipping every other value whole.
+fn usage_object(c: &mut Cursor<'_>, within: Within, r: &mut Reported) -> Option<()> {
+    use Within::{CacheCreation, Details, Usage};
     members(c, &mut |c, key| {
-        let slot = match (nested, key) {
+        let slot = match (within, key) {
             // OpenAI's chat and Responses names for the cache's share.
-            (false, b"prompt_tokens_details" | b"input_tokens_details") if c.peek() == Some(b'{') => {
-                return usage_object(c, true, r)
+            (Usage, b"prompt_tokens_details" | b"input_tokens_details") if c.peek() == Some(b'{') => {
+                return usage_object(c, Details, r)
             }
-            (false, b"prompt_tokens") => &mut r.prompt_tokens,
-            (false, b"completion_tokens") => &mut r.completion_tokens,
-            (false, b"total_tokens") => &mut r.total_tokens,
-            (false, b"input_tokens") => &mut r.input_tokens,
-            (false, b"output_tokens") => &mut r.output_tokens,
-            (false, b"cache_read_input_tokens") => &mut r.cache_read,
-            (false, b"cache_creation_input_tokens") => &mut r.cache_write,
-            (true, b"cached_tokens") => &mut r.cached_tokens,
+            (Usage, b"cache_creation") if c.peek() == Some(b'{') => return usage_object(c, CacheCreation, r),
+            (Usage, b"prompt_tokens") => &mut r.prompt_tokens,
+            (Usage, b"completion_tokens") => &mut r.completion_tokens,
+            (Usage, b"total_tokens") => &mut r.total_tokens,
+            (Usage, b"input_tokens") => &mut r.input_tokens,
+            (Usage, b"output_tokens") => &mut r.output_tokens,
+            (Usage, b"cache_read_input_tokens") => &mut r.cache_read,
+            (Usage, b"cache_creation_input_tokens") => &mut r.cache_write,
+            (Details, b"cached_tokens") => &mut r.cached_tokens,
+            (CacheCreation, b"ephemeral_1h_input_tokens") => &mut r.cache_write_1h,
             _ => return c.value().ok(),
         };
         let start = c.pos;
@@ -2059,7 +2084,8 @@ mod tests {
 
     #[test]
     fn usage_is_read_from_answers_and_chunks_by_structure() {
-        let u = |prompt, completion, cached| Some(Usage { prompt, completion, cached, cache_write: 0 });
+        let u =
+            |prompt, completion, cached| Some(Usage { prompt, completion, cached, cache_write: 0, cache_write_1h: 0 });
         let table: &[(&str, Option<Usage>, bool)] = &[
             (
                 r#"{"id":"x","usage":{"prompt_tokens": 12,"completion_tokens":34,"total_tokens":46,"prompt_tokens_details":{"cached_tokens":5}}}"#,
@@ -2127,18 +2153,37 @@ mod tests {
     fn anthropic_usage_is_read_whole_and_merged_across_a_stream() {
         let message = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,"cache_creation_input_tokens":100,"cache_read_input_tokens":1800,"output_tokens":503}}"#;
         let u = read_answer(message).and_then(|f| f.usage());
-        assert_eq!(u, Some(Usage { prompt: 3995, completion: 503, cached: 1800, cache_write: 100 }));
+        assert_eq!(u, Some(Usage { prompt: 3995, completion: 503, cached: 1800, cache_write: 100, cache_write_1h: 0 }));
         let start = br#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5","stop_reason":null,"usage":{"input_tokens":25,"cache_read_input_tokens":10,"output_tokens":1}}}"#;
         let delta = br#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#;
         let mut r = Reported::default();
         for ev in [&start[..], &delta[..]] {
             r.merge(read_answer(ev).expect("an event").reported);
         }
-        assert_eq!(r.usage(), Some(Usage { prompt: 35, completion: 15, cached: 10, cache_write: 0 }));
+        assert_eq!(
+            r.usage(),
+            Some(Usage { prompt: 35, completion: 15, cached: 10, cache_write: 0, cache_write_1h: 0 })
+        );
         // A later, smaller report does not lower a count (0 after 15).
         let lowered = br#"{"type":"message_delta","delta":{},"usage":{"output_tokens":0,"input_tokens":0}}"#;
         r.merge(read_answer(lowered).expect("an event").reported);
-        assert_eq!(r.usage(), Some(Usage { prompt: 35, completion: 15, cached: 10, cache_write: 0 }));
+        assert_eq!(
+            r.usage(),
+            Some(Usage { prompt: 35, completion: 15, cached: 10, cache_write: 0, cache_write_1h: 0 })
+        );
+        // Hour-long writes, in `message_start`'s usage, are a share of
+        // the writes: a report of more is held to them, and one inside a
+        // content block or a tool's input is not read.
+        let start = br#"{"type":"message_start","message":{"usage":{"input_tokens":10,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200},"output_tokens":1}}}"#;
+        let u = read_answer(start).and_then(|f| f.usage()).expect("usage");
+        assert_eq!((u.prompt, u.cache_write, u.cache_write_1h), (310, 300, 200));
+        let inflated = br#"{"usage":{"input_tokens":10,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_1h_input_tokens":9000},"output_tokens":1}}"#;
+        assert_eq!(read_answer(inflated).and_then(|f| f.usage()).expect("usage").cache_write_1h, 300);
+        let planted = br#"{"content":[{"type":"tool_use","input":{"cache_creation":{"ephemeral_1h_input_tokens":50}}}],"usage":{"input_tokens":10,"cache_creation_input_tokens":300,"output_tokens":1}}"#;
+        assert_eq!(read_answer(planted).and_then(|f| f.usage()).expect("usage").cache_write_1h, 0);
+        let unreadable =
+            br#"{"usage":{"input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":-5},"output_tokens":1}}"#;
+        assert_eq!(read_answer(unreadable).and_then(|f| f.usage()), None, "set aside, as any bad count");
         // A content block's own `usage`-looking text is not read.
         let block = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"{"usage":{"output_tokens":0}}"}}"#;
         assert!(!read_answer(block).expect("an event").has_usage);
@@ -2153,7 +2198,7 @@ mod tests {
             r#"{{"type":"message","content":[{{"type":"tool_use","id":"t","name":"f","input":{{"x":{deep}}}}}],"usage":{{"input_tokens":900,"output_tokens":40}}}}"#
         );
         let u = read_answer(doc.as_bytes()).and_then(|f| f.usage());
-        assert_eq!(u, Some(Usage { prompt: 900, completion: 40, cached: 0, cache_write: 0 }));
+        assert_eq!(u, Some(Usage { prompt: 900, completion: 40, cached: 0, cache_write: 0, cache_write_1h: 0 }));
     }
 
     #[test]
@@ -2187,7 +2232,10 @@ mod tests {
     fn a_tool_or_message_shaped_like_usage_is_not_usage() {
         let doc = br#"{"choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"prompt_tokens","arguments":"{\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0}}"}}]},"usage":{"prompt_tokens":0}}],"usage":{"prompt_tokens":120245,"completion_tokens":4000}}"#;
         let facts = read_answer(doc).expect("an answer");
-        assert_eq!(facts.usage(), Some(Usage { prompt: 120_245, completion: 4_000, cached: 0, cache_write: 0 }));
+        assert_eq!(
+            facts.usage(),
+            Some(Usage { prompt: 120_245, completion: 4_000, cached: 0, cache_write: 0, cache_write_1h: 0 })
+        );
         let nested_only = br#"{"choices":[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]}"#;
         assert_eq!(read_answer(nested_only).expect("an answer").usage(), None);
         let nested_choices = br#"{"x":{"choices":[]},"choices":[{"index":0}]}"#;

@@ -10,8 +10,9 @@
 //! (`x_groq`); DeepSeek (`prompt_cache_hit_tokens`,
 //! `completion_tokens_details.reasoning_tokens`); Mistral; Gemini's
 //! OpenAI-compatible endpoint; Anthropic's Messages API (a message with
-//! cache reads and writes, and the `message_start` and `message_delta`
-//! events that carry usage).
+//! cache reads and writes, one with writes of both lifetimes
+//! (`cache_creation`), and the `message_start` and `message_delta` events
+//! that carry usage).
 
 use proptest::prelude::*;
 use serde_json::Value;
@@ -19,7 +20,7 @@ use tollgate_protocol::openai::{read_answer, Usage};
 
 /// (name, document, what must be read).
 fn corpus() -> Vec<(&'static str, &'static str, Option<Usage>, bool)> {
-    let u = |prompt, completion, cached| Some(Usage { prompt, completion, cached, cache_write: 0 });
+    let u = |prompt, completion, cached| Some(Usage { prompt, completion, cached, ..Usage::default() });
     vec![
         (
             "openai completion",
@@ -97,6 +98,14 @@ fn corpus() -> Vec<(&'static str, &'static str, Option<Usage>, bool)> {
             "anthropic message",
             r#"{"id":"msg_01XFDUDYJgAACzvnptvVoYEL","type":"message","role":"assistant","content":[{"type":"text","text":"Hello!"}],"model":"claude-sonnet-4-5","stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":2048,"output_tokens":6,"service_tier":"standard"}}"#,
             u(2060, 6, 2048),
+            false,
+        ),
+        (
+            // The prompt caching guide's usage with writes of both
+            // lifetimes: the hour-long ones are billed apart.
+            "anthropic message with hour-long cache writes",
+            r#"{"id":"msg_01","type":"message","role":"assistant","content":[{"type":"text","text":"Hi"}],"model":"claude-sonnet-4-5","stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2048,"cache_read_input_tokens":1800,"cache_creation_input_tokens":556,"output_tokens":503,"cache_creation":{"ephemeral_5m_input_tokens":456,"ephemeral_1h_input_tokens":100}}}"#,
+            Some(Usage { prompt: 4404, completion: 503, cached: 1800, cache_write: 556, cache_write_1h: 100 }),
             false,
         ),
         (

@@ -303,6 +303,58 @@ fn cache_reads_and_writes_are_priced_at_their_own_rates() {
     }
 }
 
+/// Anthropic bills hour-long cache writes at twice the input price, and a
+/// request whose prompt passes 200K tokens (cache reads and writes
+/// included) at its long-context rates, every token of it: for
+/// claude-sonnet-4-5, $6 in, $0.60 read, $7.50 and $12 written, $22.50
+/// out. Native JSON and streamed answers and the translated chat front
+/// are billed so; a prompt of 200K exactly is not.
+#[test]
+fn hour_long_cache_writes_and_long_prompts_are_billed_at_their_rates() {
+    let (openai, anthropic) = (start_mock(&[]), start_mock(&[]));
+    let logs = TempDir::new("anthropic-long");
+    let config = config(openai.addr, anthropic.addr)
+        .replace("[server]\nworkers = 1", &format!("[server]\nworkers = 1\n[logging]\ndir = \"{}\"", logs.0.display()));
+    let mut gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let native = r#"{"model":"claude-sonnet","max_tokens":64,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let native_stream = native.replace("\"max_tokens\":64", "\"max_tokens\":64,\"stream\":true");
+    // (read, written, of which for an hour) as the mock reports them.
+    let caches = [(2_000, 1_000, 600), (150_000, 60_000, 20_000), (199_000, 1_000, 0), (250_000, 0, 0)];
+    for (read, write, hour) in caches {
+        let header = format!("x-mock-cache: {read},{write},{hour}\r\n");
+        for body in [native, native_stream.as_str()] {
+            assert_eq!(one_request(gw.addr, &messages_request(body, &header)).status, 200);
+        }
+        assert_eq!(one_request(gw.addr, &chat_request(CLAUDE_CHAT, &header)).status, 200);
+    }
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(std::time::Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 12, "{recs:#?}");
+    let mut long = 0;
+    for rec in &recs {
+        let t = &rec["tokens"];
+        let n = |k: &str| t[k].as_u64().unwrap_or(0);
+        let (prompt, completion, read, write, hour) =
+            (n("prompt"), n("completion"), n("cached"), n("cache_write"), n("cache_write_1h"));
+        assert!(caches.contains(&(read, write, hour)), "{rec}");
+        // Micro-dollars per million tokens: in, read, written, for an
+        // hour, out.
+        let rates = if prompt > 200_000 {
+            long += 1;
+            [6_000_000, 600_000, 7_500_000, 12_000_000, 22_500_000]
+        } else {
+            [3_000_000, 300_000, 3_750_000, 6_000_000, 15_000_000]
+        };
+        let fresh = prompt - read - write;
+        let want =
+            (fresh * rates[0] + read * rates[1] + (write - hour) * rates[2] + hour * rates[3] + completion * rates[4])
+                / 1_000_000;
+        assert_eq!(rec["cost_micro_usd"].as_u64(), Some(want), "{rec}");
+    }
+    assert_eq!(long, 6, "two of the four prompts pass 200K, through three paths each");
+}
+
 fn count_tokens_request(body: &str, extra: &str) -> Vec<u8> {
     format!(
         "POST /v1/messages/count_tokens HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nx-api-key: {KEY}\r\nanthropic-version: 2023-06-01\r\n{extra}Content-Length: {}\r\n\r\n{body}",

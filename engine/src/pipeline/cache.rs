@@ -256,7 +256,7 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
             part(t.upstream_model.as_bytes());
             // Its price: a cost ceiling's limit is written from it.
             let p = route.price_of(Some(t)).unwrap_or_default();
-            for n in [p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok, p.cache_write_per_mtok] {
+            for n in p.numbers() {
                 part(&n.to_le_bytes());
             }
         }

@@ -399,8 +399,10 @@ fn output_cap(
 /// The most output tokens `limit` micro-dollars pays for after `prompt`
 /// tokens at `price`, as `TokenUsage::cost_at` rounds (down, to whole
 /// micro-dollars): the largest count whose cost is not past the limit
-/// (`Ceiling::crossed`). `None` when output is free.
+/// (`Ceiling::crossed`), at the long context's rates for a prompt past
+/// its threshold. `None` when output is free.
 fn affordable(limit: u64, prompt: u64, price: tollgate_policy::config::Price) -> Option<u64> {
+    let price = price.for_prompt(prompt);
     if price.output_per_mtok == 0 {
         return None;
     }
@@ -450,7 +452,8 @@ mod tests {
 
     /// The output a cost ceiling leaves is the most whose cost, as a
     /// record prices it, stays within the limit: one token more crosses
-    /// it (`Ceiling::crossed`), across limits, prompts and prices.
+    /// it (`Ceiling::crossed`), across limits, prompts and prices, with
+    /// and without a long-context tier.
     #[test]
     fn the_output_a_cost_ceiling_leaves_is_exactly_what_it_pays_for() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -461,11 +464,19 @@ mod tests {
             x % m
         };
         for _ in 0..20_000 {
+            // Half the prices have a long-context tier, which the prompts
+            // pass about half the time.
+            let long_context = (next(2) == 0).then(|| tollgate_policy::config::LongContext {
+                above_tokens: next(300_000),
+                input_per_mtok: next(40_000_000),
+                output_per_mtok: 1 + next(120_000_000),
+                ..Default::default()
+            });
             let price = tollgate_policy::config::Price {
                 input_per_mtok: next(20_000_000),
                 output_per_mtok: 1 + next(80_000_000),
-                cached_input_per_mtok: 0,
-                cache_write_per_mtok: 0,
+                long_context,
+                ..Default::default()
             };
             let (limit, prompt) = (next(2_000_000), next(300_000));
             let n = affordable(limit, prompt, price).expect("priced output");

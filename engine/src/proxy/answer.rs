@@ -59,6 +59,7 @@ pub fn anthropic_usage(u: anthropic::Usage) -> Usage {
         completion: u.output,
         cached: u.cache_read,
         cache_write: u.cache_write,
+        cache_write_1h: u.cache_write_1h.min(u.cache_write),
     }))
 }
 
@@ -96,7 +97,13 @@ pub fn only(name: &'static str) -> Finish {
 
 /// The record's usage from what a provider's answer reported.
 pub fn token_usage(u: tollgate_protocol::openai::Usage) -> TokenUsage {
-    TokenUsage { prompt: u.prompt, completion: u.completion, cached: u.cached, cache_write: u.cache_write }
+    TokenUsage {
+        prompt: u.prompt,
+        completion: u.completion,
+        cached: u.cached,
+        cache_write: u.cache_write,
+        cache_write_1h: u.cache_write_1h,
+    }
 }
 
 /// An error event ending an event stream, in the client's API's format.
@@ -136,6 +143,7 @@ mod tests {
             completion,
             cached,
             cache_write,
+            cache_write_1h: 0,
         };
         assert_eq!(checked_usage(None), Ok(None));
         let fine = checked_usage(Some(u(max, 5, 1, 0))).unwrap().unwrap();

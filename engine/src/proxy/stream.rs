@@ -349,7 +349,7 @@ impl Stream {
                 if [prompt, completion].iter().any(|&n| n > tollgate_protocol::openai::USAGE_TOKENS_MAX) {
                     return Err(super::answer::Rejected);
                 }
-                Ok(Some(TokenUsage { prompt, completion, cached: cached.min(prompt), cache_write: 0 })
+                Ok(Some(TokenUsage { prompt, completion, cached: cached.min(prompt), ..TokenUsage::default() })
                     .filter(|u| (u.prompt | u.completion) > 0))
             }
         }
@@ -1211,6 +1211,7 @@ mod tests {
             output_per_mtok: 1_000_000,
             cached_input_per_mtok: 1_000_000,
             cache_write_per_mtok: 1_000_000,
+            ..Default::default()
         };
         let body =
             bytes::Bytes::from_static(br#"{"messages":[{"role":"user","content":"Say hello to everyone here"}]}"#);
@@ -1517,7 +1518,7 @@ mod tests {
         let mut out = BytesMut::new();
         relay.feed(Bytes::from(input), &mut out);
         relay.end_of_read(true, &mut out);
-        assert_eq!(relay.usage(), Ok(Some(TokenUsage { prompt: 7, completion: 2, cached: 0, cache_write: 0 })));
+        assert_eq!(relay.usage(), Ok(Some(TokenUsage { prompt: 7, completion: 2, ..TokenUsage::default() })));
         assert!(!String::from_utf8_lossy(&out).contains("usage"));
         // Asked for by the client: passed on.
         let input = format!("{}{usage}data: [DONE]\n\n", chunk("hi"));

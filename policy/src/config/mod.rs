@@ -27,7 +27,7 @@ use crate::team::Team;
 
 /// A model's price lives with the built-in price table; re-exported here,
 /// where `[[models]] price` is parsed into it, for the paths that name it so.
-pub use crate::prices::Price;
+pub use crate::prices::{LongContext, Price};
 
 /// The configuration every bundled example and the no-argument start use.
 pub const BUNDLED_DEFAULT: &str = include_str!("../../../examples/tollgate.toml");

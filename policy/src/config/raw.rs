@@ -275,6 +275,22 @@ pub struct RawPrice {
     /// Prompt tokens written to the provider's cache (Anthropic charges
     /// them above the input price); the input price when absent.
     pub cache_write_per_mtok: Option<Spanned<f64>>,
+    /// Anthropic's one-hour cache writes; the cache write price when absent.
+    pub cache_write_1h_per_mtok: Option<Spanned<f64>>,
+    /// The rates of a request whose prompt passes `above_tokens`.
+    pub long_context: Option<Spanned<RawLongContext>>,
+}
+
+/// A price's long-context tier, in the same units.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLongContext {
+    pub above_tokens: Spanned<u64>,
+    pub input_per_mtok: Spanned<f64>,
+    pub output_per_mtok: Spanned<f64>,
+    pub cached_input_per_mtok: Option<Spanned<f64>>,
+    pub cache_write_per_mtok: Option<Spanned<f64>>,
+    pub cache_write_1h_per_mtok: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]

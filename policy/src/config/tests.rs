@@ -117,6 +117,41 @@ fn problems_name_line_column_and_fix() {
     assert!(problems(text)[0].starts_with("gw.toml:3:1: unknown field `bogus`"));
 }
 
+/// A configured price bills what it leaves out high rather than low:
+/// cached input and cache writes at the input price, hour-long writes at
+/// the write price; a long-context tier replaces every rate past its
+/// threshold, and a threshold of 0 is refused.
+#[test]
+fn a_price_may_have_a_long_context_tier_and_hour_long_cache_writes() {
+    let model = |price: &str| {
+        format!("[[providers]]\nname = \"local\"\nkind = \"mock\"\n\n[[models]]\nname = \"m\"\ntargets = [{{ provider = \"local\" }}]\nprice = {price}\n")
+    };
+    let price =
+        |text: &str| Config::parse("gw.toml", text, &TestEnv).unwrap().routes.find(b"m").unwrap().1.price.unwrap();
+    let p = price(&model("{ input_per_mtok = 3, output_per_mtok = 15 }"));
+    assert_eq!(
+        (p.cached_input_per_mtok, p.cache_write_per_mtok, p.cache_write_1h_per_mtok),
+        (3_000_000, 3_000_000, 3_000_000)
+    );
+    assert_eq!(p.long_context, None);
+    let p = price(&model(
+        "{ input_per_mtok = 3, output_per_mtok = 15, cached_input_per_mtok = 0.3, cache_write_per_mtok = 3.75, cache_write_1h_per_mtok = 6, long_context = { above_tokens = 200000, input_per_mtok = 6, output_per_mtok = 22.5, cache_write_per_mtok = 7.5 } }",
+    ));
+    assert_eq!(p.cache_write_1h_per_mtok, 6_000_000);
+    let long = p.long_context.unwrap();
+    assert_eq!((long.above_tokens, long.input_per_mtok, long.output_per_mtok), (200_000, 6_000_000, 22_500_000));
+    // Left out of the tier: cached input at its input price, hour-long
+    // writes at its write price.
+    assert_eq!((long.cached_input_per_mtok, long.cache_write_1h_per_mtok), (6_000_000, 7_500_000));
+    assert_eq!(p.for_prompt(200_001).output_per_mtok, 22_500_000);
+    let zero = model("{ input_per_mtok = 3, output_per_mtok = 15, long_context = { above_tokens = 0, input_per_mtok = 6, output_per_mtok = 22.5 } }");
+    let found = problems(&zero);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("gw.toml:8:") && found[0].contains("such as 200000"), "{found:?}");
+    let unknown = model("{ input_per_mtok = 3, output_per_mtok = 15, long_context = { above = 1, input_per_mtok = 6, output_per_mtok = 22.5 } }");
+    assert!(problems(&unknown)[0].contains("unknown field `above`"), "{:?}", problems(&unknown));
+}
+
 /// Who serves the Responses API itself: OpenAI and the mock by default, an
 /// OpenAI-compatible server when it says so; never Anthropic.
 #[test]

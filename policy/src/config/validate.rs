@@ -13,8 +13,8 @@ use super::raw::*;
 use super::report::{read_secret, Report};
 use super::{
     AwsCredentials, AwsKeys, AwsSettings, Classifier, ClassifierKind, Config, ConfigError, Credential, Env,
-    GuardrailProfile, ListenerTls, Logging, Price, Provider, ProviderKind, Routing, Server, Source, Timeouts,
-    TlsSettings,
+    GuardrailProfile, ListenerTls, Logging, LongContext, Price, Provider, ProviderKind, Routing, Server, Source,
+    Timeouts, TlsSettings,
 };
 use crate::access::{pattern_matches, ModelSet};
 use crate::calendar;
@@ -794,15 +794,7 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
                 }
             }
         }
-        let price = m.price.as_ref().map(|p| {
-            let input_per_mtok = usd(&p.input_per_mtok, report);
-            Price {
-                input_per_mtok,
-                output_per_mtok: usd(&p.output_per_mtok, report),
-                cached_input_per_mtok: p.cached_input_per_mtok.as_ref().map_or(0, |c| usd(c, report)),
-                cache_write_per_mtok: p.cache_write_per_mtok.as_ref().map_or(input_per_mtok, |c| usd(c, report)),
-            }
-        });
+        let price = m.price.as_ref().map(|p| price(p, report));
         routes.push(Route {
             name: name.clone(),
             targets,
@@ -825,6 +817,44 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
 }
 
 /// USD as written to integer micro-dollars.
+/// A model's `price`. What it leaves out is billed high rather than low:
+/// cached input and cache writes at the input price, one-hour writes at
+/// the write price, and a long-context tier's at its own input price.
+fn price(p: &RawPrice, report: &mut Report<'_>) -> Price {
+    let or = |v: &Option<Spanned<f64>>, default: MicroUsd, report: &mut Report<'_>| {
+        v.as_ref().map_or(default, |v| usd(v, report))
+    };
+    let input_per_mtok = usd(&p.input_per_mtok, report);
+    let cache_write_per_mtok = or(&p.cache_write_per_mtok, input_per_mtok, report);
+    let long_context = p.long_context.as_ref().map(|spanned| {
+        let l = spanned.get_ref();
+        let input_per_mtok = usd(&l.input_per_mtok, report);
+        let cache_write_per_mtok = or(&l.cache_write_per_mtok, input_per_mtok, report);
+        if *l.above_tokens.get_ref() == 0 {
+            report.add(
+                l.above_tokens.span(),
+                "above_tokens = 0 would bill every request at the long-context rates; write the prompt size past which they apply, such as 200000".to_string(),
+            );
+        }
+        LongContext {
+            above_tokens: *l.above_tokens.get_ref(),
+            input_per_mtok,
+            output_per_mtok: usd(&l.output_per_mtok, report),
+            cached_input_per_mtok: or(&l.cached_input_per_mtok, input_per_mtok, report),
+            cache_write_per_mtok,
+            cache_write_1h_per_mtok: or(&l.cache_write_1h_per_mtok, cache_write_per_mtok, report),
+        }
+    });
+    Price {
+        input_per_mtok,
+        output_per_mtok: usd(&p.output_per_mtok, report),
+        cached_input_per_mtok: or(&p.cached_input_per_mtok, input_per_mtok, report),
+        cache_write_per_mtok,
+        cache_write_1h_per_mtok: or(&p.cache_write_1h_per_mtok, cache_write_per_mtok, report),
+        long_context,
+    }
+}
+
 fn usd(v: &Spanned<f64>, report: &mut Report<'_>) -> MicroUsd {
     let x = *v.get_ref();
     if !(0.0..=1e12).contains(&x) {

@@ -76,21 +76,25 @@ fn an_answer_becomes_a_chat_completion_billed_with_the_caches_reads_and_writes()
         {"text":"It is "},{"text":"sunny."},
         {"toolUse":{"toolUseId":"tooluse_x","name":"get_weather","input":{"city":"Paris","usage":{"inputTokens":0}}}}]}},
         "stopReason":"tool_use",
-        "usage":{"inputTokens":100,"outputTokens":20,"totalTokens":1320,"cacheReadInputTokens":1000,"cacheWriteInputTokens":200},
+        "usage":{"inputTokens":100,"outputTokens":20,"totalTokens":1320,"cacheReadInputTokens":1000,"cacheWriteInputTokens":200,
+            "cacheDetails":[{"ttl":"1h","inputTokens":150},{"ttl":"5m","inputTokens":50}]},
         "metrics":{"latencyMs":420}}"#;
     let mut scratch = answer.as_bytes().to_vec();
     let mut out = BytesMut::new();
     let usage = response_to_openai(&mut scratch, "anthropic.claude-sonnet-4", 7, &mut out).unwrap();
-    assert_eq!(usage, Some(Usage { input: 100, output: 20, cache_read: 1000, cache_write: 200 }));
+    assert_eq!(usage, Some(Usage { input: 100, output: 20, cache_read: 1000, cache_write: 200, cache_write_1h: 150 }));
     let c: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(c["choices"][0]["message"]["content"], "It is sunny.");
     assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
     let call = &c["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["id"], "tooluse_x");
     assert_eq!(c["usage"]["prompt_tokens"], 1300);
+    // The hour-long writes, in Anthropic's name, for the gateway to bill.
+    assert_eq!(c["usage"]["cache_creation"]["ephemeral_1h_input_tokens"], 150);
     // What the gateway bills from: the cache's reads and writes apart.
     let facts = crate::openai::read_answer(&out).unwrap().usage().unwrap();
     assert_eq!((facts.prompt, facts.completion, facts.cached, facts.cache_write), (1300, 20, 1000, 200));
+    assert_eq!(facts.cache_write_1h, 150);
     let mut bad = b"[1]".to_vec();
     assert!(response_to_openai(&mut bad, "m", 0, &mut BytesMut::new()).is_err());
 }
@@ -174,7 +178,7 @@ fn a_stream_becomes_chunks_ending_in_usage_and_done_wherever_it_is_split() {
     }
     let (chunks, done, usage) = whole;
     assert!(done);
-    assert_eq!(usage, Some(Usage { input: 12, output: 9, cache_read: 0, cache_write: 0 }));
+    assert_eq!(usage, Some(Usage { input: 12, output: 9, ..Usage::default() }));
     let text: String =
         chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|c| c["delta"]["content"].as_str())).collect();
     assert_eq!(text, "Hello, café 日本");
