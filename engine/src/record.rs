@@ -36,6 +36,10 @@ pub struct TokenUsage {
     /// Of `cache_write`, the tokens written for an hour (Anthropic's
     /// dearer writes).
     pub cache_write_1h: u64,
+    /// Of the prompt's tokens neither cached nor written, and of the
+    /// completion's, the audio (priced apart).
+    pub audio_prompt: u64,
+    pub audio_completion: u64,
 }
 
 impl TokenUsage {
@@ -44,13 +48,19 @@ impl TokenUsage {
     /// price's threshold.
     pub fn cost_at(&self, p: tollgate_policy::config::Price) -> u64 {
         let p = p.for_prompt(self.prompt);
-        let uncached = self.prompt.saturating_sub(self.cached).saturating_sub(self.cache_write) as u128;
+        let uncached = self.prompt.saturating_sub(self.cached).saturating_sub(self.cache_write);
+        // The shares are held to what they are shares of, whatever a
+        // report claims.
         let write_1h = self.cache_write_1h.min(self.cache_write);
-        let micro = uncached * p.input_per_mtok as u128
+        let audio_in = self.audio_prompt.min(uncached);
+        let audio_out = self.audio_completion.min(self.completion);
+        let micro = (uncached - audio_in) as u128 * p.input_per_mtok as u128
+            + audio_in as u128 * p.audio_input_per_mtok as u128
             + self.cached as u128 * p.cached_input_per_mtok as u128
             + (self.cache_write - write_1h) as u128 * p.cache_write_per_mtok as u128
             + write_1h as u128 * p.cache_write_1h_per_mtok as u128
-            + self.completion as u128 * p.output_per_mtok as u128;
+            + (self.completion - audio_out) as u128 * p.output_per_mtok as u128
+            + audio_out as u128 * p.audio_output_per_mtok as u128;
         // Saturating: no count is believed past 2^32 tokens, but money
         // must never wrap whatever reaches here.
         u64::try_from(micro / 1_000_000).unwrap_or(u64::MAX)
@@ -416,6 +426,14 @@ impl<'s> Trace<'s> {
                 out.extend_from_slice(b",\"cache_write_1h\":");
                 out.extend_from_slice(n.format(u.cache_write_1h.min(u.cache_write)).as_bytes());
             }
+            if u.audio_prompt > 0 {
+                out.extend_from_slice(b",\"audio_prompt\":");
+                out.extend_from_slice(n.format(u.audio_prompt).as_bytes());
+            }
+            if u.audio_completion > 0 {
+                out.extend_from_slice(b",\"audio_completion\":");
+                out.extend_from_slice(n.format(u.audio_completion).as_bytes());
+            }
             if self.usage_estimated {
                 out.extend_from_slice(b",\"estimated\":true");
             }
@@ -771,7 +789,8 @@ mod tests {
         assert_eq!(tiny.cost_at(price), 2, "rounds down below a micro-dollar only");
         // Claude Sonnet: $3 in, $0.30 cache reads, $3.75 cache writes, $15 out.
         let sonnet = tollgate_policy::prices::builtin("claude-sonnet-4-5").unwrap();
-        let u = TokenUsage { prompt: 4_000, completion: 100, cached: 2_000, cache_write: 1_000, cache_write_1h: 0 };
+        let u =
+            TokenUsage { prompt: 4_000, completion: 100, cached: 2_000, cache_write: 1_000, ..TokenUsage::default() };
         // 1,000 x 3 + 2,000 x 0.3 + 1,000 x 3.75 + 100 x 15.
         assert_eq!(u.cost_at(sonnet), 3_000 + 600 + 3_750 + 1_500);
         // 400 of the writes for an hour, at $6: 600 x 3.75 + 400 x 6.
@@ -779,6 +798,21 @@ mod tests {
         assert_eq!(hour.cost_at(sonnet), 3_000 + 600 + 2_250 + 2_400 + 1_500);
         // A report of more hour-long writes than writes bills the writes.
         assert_eq!(TokenUsage { cache_write_1h: 5_000, ..u }.cost_at(sonnet), 3_000 + 600 + 6_000 + 1_500);
+        // gpt-4o-audio-preview: audio at $40 in and $80 out, text at
+        // gpt-4o's: 300 x 2.5 + 200 x 1.25 + 500 x 40 + 100 x 10 + 400 x 80.
+        let audio = tollgate_policy::prices::builtin("gpt-4o-audio-preview").unwrap();
+        let u = TokenUsage {
+            prompt: 1000,
+            completion: 500,
+            cached: 200,
+            audio_prompt: 500,
+            audio_completion: 400,
+            ..TokenUsage::default()
+        };
+        assert_eq!(u.cost_at(audio), 750 + 250 + 20_000 + 1_000 + 32_000);
+        // Claims of more audio than tokens bill the tokens, all as audio.
+        let inflated = TokenUsage { audio_prompt: 5_000, audio_completion: 5_000, ..u };
+        assert_eq!(inflated.cost_at(audio), 250 + 32_000 + 40_000);
         let huge = TokenUsage { prompt: u64::MAX, completion: u64::MAX, ..TokenUsage::default() };
         assert_eq!(huge.cost_at(sonnet), u64::MAX, "saturates, never wraps");
     }
@@ -798,6 +832,7 @@ mod tests {
             cached: 100_000,
             cache_write: 50_000,
             cache_write_1h: 10_000,
+            ..TokenUsage::default()
         };
         // 150,000 x 6 + 100,000 x 0.6 + 40,000 x 7.5 + 10,000 x 12 + 2,000 x 22.5.
         assert_eq!(u.cost_at(sonnet), 900_000 + 60_000 + 300_000 + 120_000 + 45_000);

@@ -331,6 +331,9 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         if let Some((read, write, hour)) = cache_header(head) {
             req.cached(read, write, hour);
         }
+        if let Some((heard, spoken)) = audio_header(head).filter(|_| api == Api::Chat) {
+            req.audio(heard, spoken);
+        }
         if let Some(n) = plan.reasoning.filter(|_| api == Api::Chat && plan.reply.is_none()) {
             plan.behavior.reply_words = req.reasons(n, plan.behavior.reply_words);
         }
@@ -840,6 +843,13 @@ fn cache_header(head: &RequestHead) -> Option<(usize, usize, usize)> {
     let (read, write) = (n.next()??, n.next()??);
     let hour = n.next().unwrap_or(Some(0))?;
     Some((read, write, hour.min(write)))
+}
+
+/// `x-mock-audio: HEARD,SPOKEN`: a chat answer reports HEARD of its prompt
+/// tokens as audio, and SPOKEN audio tokens of output besides its text.
+fn audio_header(head: &RequestHead) -> Option<(usize, usize)> {
+    let (h, s) = std::str::from_utf8(head.header(b"x-mock-audio")?).ok()?.split_once(',')?;
+    Some((h.trim().parse().ok()?, s.trim().parse().ok()?))
 }
 
 /// Whether a Converse request's last message carries a tool's result.

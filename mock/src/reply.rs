@@ -44,6 +44,10 @@ pub struct ChatRequest<'a> {
     /// Of `cache_write`, the tokens written for an hour (Anthropic's
     /// `cache_creation.ephemeral_1h_input_tokens`).
     pub cache_write_1h: usize,
+    /// Audio tokens of the prompt, and of output besides the text
+    /// (`x-mock-audio: HEARD,SPOKEN`; chat's `audio_tokens` details).
+    pub audio_prompt: usize,
+    pub audio_completion: usize,
     /// Stable id derived from the request body.
     pub id: u64,
     /// The request's output limit (`max_tokens`, `max_completion_tokens`
@@ -70,6 +74,8 @@ impl<'a> ChatRequest<'a> {
             cache_read: 0,
             cache_write: 0,
             cache_write_1h: 0,
+            audio_prompt: 0,
+            audio_completion: 0,
             id: fnv1a(body),
             max_tokens: fields.max_tokens,
             reasoning: 0,
@@ -88,6 +94,14 @@ impl<'a> ChatRequest<'a> {
         self.cache_write_1h = hour.min(write);
     }
 
+    /// Reports `heard` of the prompt's tokens (the prompt at least that)
+    /// and `spoken` tokens of output besides the text as audio.
+    pub fn audio(&mut self, heard: usize, spoken: usize) {
+        self.prompt_tokens = self.prompt_tokens.max(heard);
+        self.audio_prompt = heard;
+        self.audio_completion = spoken;
+    }
+
     /// A request whose model and stream switch are not in its body
     /// (Gemini's are in the URL).
     pub fn for_body(model: &'a [u8], stream: bool, body: &[u8]) -> ChatRequest<'a> {
@@ -99,6 +113,8 @@ impl<'a> ChatRequest<'a> {
             cache_read: 0,
             cache_write: 0,
             cache_write_1h: 0,
+            audio_prompt: 0,
+            audio_completion: 0,
             id: fnv1a(body),
             max_tokens: None,
             reasoning: 0,
@@ -158,7 +174,7 @@ fn prefix(req: &ChatRequest<'_>, object: &str, out: &mut BytesMut) {
 }
 
 fn usage(req: &ChatRequest<'_>, completion: usize, out: &mut BytesMut) {
-    let completion = completion + req.reasoning;
+    let completion = completion + req.reasoning + req.audio_completion;
     let mut n = itoa::Buffer::new();
     out.extend_from_slice(b"\"usage\":{\"prompt_tokens\":");
     out.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
@@ -166,14 +182,22 @@ fn usage(req: &ChatRequest<'_>, completion: usize, out: &mut BytesMut) {
     out.extend_from_slice(n.format(completion).as_bytes());
     out.extend_from_slice(b",\"total_tokens\":");
     out.extend_from_slice(n.format(req.prompt_tokens + completion).as_bytes());
-    if req.cache_read > 0 {
+    if req.cache_read > 0 || req.audio_prompt > 0 {
         out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
         out.extend_from_slice(n.format(req.cache_read).as_bytes());
+        if req.audio_prompt > 0 {
+            out.extend_from_slice(b",\"audio_tokens\":");
+            out.extend_from_slice(n.format(req.audio_prompt).as_bytes());
+        }
         out.put_u8(b'}');
     }
-    if req.reasoning > 0 {
+    if req.reasoning > 0 || req.audio_completion > 0 {
         out.extend_from_slice(b",\"completion_tokens_details\":{\"reasoning_tokens\":");
         out.extend_from_slice(n.format(req.reasoning).as_bytes());
+        if req.audio_completion > 0 {
+            out.extend_from_slice(b",\"audio_tokens\":");
+            out.extend_from_slice(n.format(req.audio_completion).as_bytes());
+        }
         out.put_u8(b'}');
     }
     out.put_u8(b'}');

@@ -60,6 +60,10 @@ pub struct Price {
     pub cache_write_per_mtok: u64,
     /// Prompt tokens written to Anthropic's cache for an hour.
     pub cache_write_1h_per_mtok: u64,
+    /// Audio in a prompt and in an answer (OpenAI's `audio_tokens`, priced
+    /// many times text by the models that hear and speak).
+    pub audio_input_per_mtok: u64,
+    pub audio_output_per_mtok: u64,
     /// Rates that replace these, for every token of a request, when its
     /// prompt passes a number of tokens (Claude Sonnet 4's and Gemini 2.5
     /// Pro's long-context prices).
@@ -90,15 +94,57 @@ impl Price {
                 cached_input_per_mtok: l.cached_input_per_mtok,
                 cache_write_per_mtok: l.cache_write_per_mtok,
                 cache_write_1h_per_mtok: l.cache_write_1h_per_mtok,
+                // No model with a long-context price hears or speaks:
+                // audio keeps its rates.
+                audio_input_per_mtok: self.audio_input_per_mtok,
+                audio_output_per_mtok: self.audio_output_per_mtok,
                 long_context: None,
             },
             _ => self,
         }
     }
 
+    /// The rates to price a request at before its answer reports what it
+    /// was billed, where the estimate must not fall short of the bill
+    /// (request cost ceilings, budget estimates and reservations): every
+    /// prompt token at the dearest rate one may be billed at (audio, and
+    /// cache writes when the request `may_write_cache`, asked only where
+    /// writes cost more than input), every output token at the dearer of
+    /// text and audio, in both tiers. A prompt priced so is then given its
+    /// tier by [`Price::for_counted_prompt`].
+    pub fn before_answer(self, may_write_cache: impl FnOnce() -> bool) -> Price {
+        let writes = self.cache_write_per_mtok.max(self.cache_write_1h_per_mtok);
+        let long_writes = self.long_context.map_or(0, |l| l.cache_write_per_mtok.max(l.cache_write_1h_per_mtok));
+        let premium = writes > self.input_per_mtok || self.long_context.is_some_and(|l| long_writes > l.input_per_mtok);
+        let (writes, long_writes) = if premium && may_write_cache() { (writes, long_writes) } else { (0, 0) };
+        let (audio_in, audio_out) = (self.audio_input_per_mtok, self.audio_output_per_mtok);
+        Price {
+            input_per_mtok: self.input_per_mtok.max(audio_in).max(writes),
+            output_per_mtok: self.output_per_mtok.max(audio_out),
+            long_context: self.long_context.map(|l| LongContext {
+                input_per_mtok: l.input_per_mtok.max(audio_in).max(long_writes),
+                output_per_mtok: l.output_per_mtok.max(audio_out),
+                ..l
+            }),
+            ..self
+        }
+    }
+
+    /// The tier for a prompt of `counted` tokens by the gateway's count,
+    /// which another provider's tokenizer can exceed: the long context's
+    /// once the count is past four fifths of its threshold (a margin of a
+    /// quarter over the count), flat. Only to price a request before its
+    /// answer; a bill uses the provider's count ([`Price::for_prompt`]).
+    pub fn for_counted_prompt(self, counted: u64) -> Price {
+        match self.long_context {
+            Some(l) if counted.saturating_add(counted / 4) > l.above_tokens => self.for_prompt(u64::MAX),
+            _ => Price { long_context: None, ..self },
+        }
+    }
+
     /// Every number of the price, both tiers: for keys that must change
     /// when the price does.
-    pub fn numbers(&self) -> [u64; 11] {
+    pub fn numbers(&self) -> [u64; 13] {
         let l = self.long_context.unwrap_or_default();
         [
             self.input_per_mtok,
@@ -106,6 +152,8 @@ impl Price {
             self.cached_input_per_mtok,
             self.cache_write_per_mtok,
             self.cache_write_1h_per_mtok,
+            self.audio_input_per_mtok,
+            self.audio_output_per_mtok,
             l.above_tokens,
             l.input_per_mtok,
             l.output_per_mtok,
@@ -121,6 +169,8 @@ impl Price {
 const TABLE: &[(&str, f64, f64, f64)] = &[
     ("gpt-4o-mini", 0.15, 0.60, 0.075),
     ("gpt-4o", 2.50, 10.00, 1.25),
+    ("gpt-audio-mini", 0.60, 2.40, 0.60),
+    ("gpt-audio", 2.50, 10.00, 2.50),
     ("gpt-4.1-nano", 0.10, 0.40, 0.025),
     ("gpt-4.1-mini", 0.40, 1.60, 0.10),
     ("gpt-4.1", 2.00, 8.00, 0.50),
@@ -176,6 +226,20 @@ const TABLE: &[(&str, f64, f64, f64)] = &[
 /// has its own row, without the premium.
 const LONG_CONTEXT: &[(&str, u64)] = &[("claude-sonnet-4", 200_000), ("gemini-2.5-pro", 200_000)];
 
+/// (upstream model name prefix, audio input, audio output), USD per 1M
+/// tokens, the longest matching prefix winning; text in these models is
+/// priced by [`TABLE`], audio elsewhere as text. From openai.com/api/pricing
+/// as quoted in 2025: the first `gpt-4o-audio-preview` (2024-10-01) at
+/// $100/$200, its later snapshots at $40/$80, `gpt-4o-mini-audio-preview`
+/// and `gpt-audio-mini` at $10/$20, `gpt-audio` at $32/$64.
+const AUDIO: &[(&str, f64, f64)] = &[
+    ("gpt-4o-audio-preview", 40.00, 80.00),
+    ("gpt-4o-audio-preview-2024-10-01", 100.00, 200.00),
+    ("gpt-4o-mini-audio-preview", 10.00, 20.00),
+    ("gpt-audio", 32.00, 64.00),
+    ("gpt-audio-mini", 10.00, 20.00),
+];
+
 /// Routing prefixes taken off a name before it is priced.
 const REGIONS: &[&str] = &["us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca."];
 const VENDORS: &[&str] = &["anthropic.", "amazon.", "mistral.", "meta.", "google/", "models/"];
@@ -215,12 +279,19 @@ pub fn builtin(upstream_model: &str) -> Option<Price> {
         cache_write_per_mtok: micro(i * write * 2.0),
         cache_write_1h_per_mtok: micro(i * write_1h * 2.0),
     });
+    let (audio_in, audio_out) = AUDIO
+        .iter()
+        .filter(|(prefix, ..)| upstream_model.starts_with(prefix))
+        .max_by_key(|(prefix, ..)| prefix.len())
+        .map_or((i, o), |&(_, ai, ao)| (ai, ao));
     Some(Price {
         input_per_mtok: micro(i),
         output_per_mtok: micro(o),
         cached_input_per_mtok: micro(c),
         cache_write_per_mtok: micro(i * write),
         cache_write_1h_per_mtok: micro(i * write_1h),
+        audio_input_per_mtok: micro(audio_in),
+        audio_output_per_mtok: micro(audio_out),
         long_context,
     })
 }
@@ -340,7 +411,7 @@ mod tests {
     /// Gemini 2.5 Pro dearer past 200K prompt tokens, every token of the
     /// request.
     #[test]
-    fn long_prompts_and_hour_long_cache_writes_have_their_prices() {
+    fn long_prompts_hour_long_cache_writes_and_audio_have_their_prices() {
         let sonnet = builtin("claude-sonnet-4-5-20250929").unwrap();
         assert_eq!(sonnet.cache_write_1h_per_mtok, 6_000_000);
         assert_eq!(builtin("claude-3-haiku").unwrap().cache_write_1h_per_mtok, 500_000);
@@ -365,6 +436,31 @@ mod tests {
             (5_000_000, 25_000_000, 10_000_000)
         );
         assert_eq!(builtin("claude-sonnet-5-5").unwrap().output_per_mtok, 10_000_000);
+        // Audio at its own rates in the models that hear and speak, as text
+        // elsewhere.
+        let audio = builtin("gpt-4o-audio-preview-2025-06-03").unwrap();
+        assert_eq!(
+            (audio.input_per_mtok, audio.audio_input_per_mtok, audio.audio_output_per_mtok),
+            (2_500_000, 40_000_000, 80_000_000)
+        );
+        assert_eq!(builtin("gpt-4o-audio-preview-2024-10-01").unwrap().audio_output_per_mtok, 200_000_000);
+        let mini = builtin("gpt-4o-mini-audio-preview").unwrap();
+        assert_eq!((mini.input_per_mtok, mini.audio_input_per_mtok), (150_000, 10_000_000));
+        let speaks = builtin("gpt-audio-2025-08-28").unwrap();
+        assert_eq!((speaks.output_per_mtok, speaks.audio_output_per_mtok), (10_000_000, 64_000_000));
+        assert_eq!(builtin("gpt-audio-mini").unwrap().audio_input_per_mtok, 10_000_000);
+        let text = builtin("gpt-4o").unwrap();
+        assert_eq!((text.audio_input_per_mtok, text.audio_output_per_mtok), (2_500_000, 10_000_000));
+        // Before an answer: the dearest rate a token may be billed at, and
+        // the long tier from four fifths of its threshold on.
+        let before = sonnet.before_answer(|| false);
+        assert_eq!((before.input_per_mtok, before.output_per_mtok), (3_000_000, 15_000_000));
+        assert_eq!(sonnet.before_answer(|| true).input_per_mtok, 6_000_000, "hour-long writes");
+        assert_eq!(sonnet.before_answer(|| true).for_counted_prompt(160_001).input_per_mtok, 12_000_000);
+        assert_eq!(before.for_counted_prompt(160_000), Price { long_context: None, ..before });
+        assert_eq!(before.for_counted_prompt(160_001).output_per_mtok, 22_500_000);
+        let spoken = audio.before_answer(|| panic!("OpenAI's writes cost no more than input: not asked"));
+        assert_eq!((spoken.input_per_mtok, spoken.output_per_mtok), (40_000_000, 80_000_000));
         // Every long tier names a row that exists.
         for (prefix, _) in LONG_CONTEXT {
             assert!(TABLE.iter().any(|(p, ..)| p == prefix), "{prefix}");

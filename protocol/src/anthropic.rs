@@ -416,29 +416,39 @@ pub struct Usage {
     /// Of `cache_write`, the tokens written for an hour
     /// (`cache_creation.ephemeral_1h_input_tokens`).
     pub cache_write_1h: u64,
+    /// A count was there but not a whole number: the report is set aside,
+    /// as one read directly is (`openai::Reported::unreadable`).
+    pub unreadable: bool,
 }
 
 impl Usage {
+    /// Takes a usage object's counts, each as the largest reported: a
+    /// stream's counts only grow (`message_start`, then `message_delta`),
+    /// as `openai::Reported::merge` takes them, so a later report of 0
+    /// lowers none.
     fn read(u: Option<&Value<'_>>, into: &mut Usage) {
         let Some(u) = u else { return };
-        let n = |k: &str| u.get(k).and_then(|v| v.as_u64());
-        if let Some(x) = n("input_tokens") {
-            into.input = x;
+        let hour = u.get("cache_creation").and_then(|c| c.get("ephemeral_1h_input_tokens"));
+        let fields = [
+            (u.get("input_tokens"), &mut into.input),
+            (u.get("output_tokens"), &mut into.output),
+            (u.get("cache_read_input_tokens"), &mut into.cache_read),
+            (u.get("cache_creation_input_tokens"), &mut into.cache_write),
+            (hour, &mut into.cache_write_1h),
+        ];
+        let mut unreadable = false;
+        for (value, slot) in fields {
+            match value {
+                // `null` counts as not reported.
+                None => {}
+                Some(v) if v.is_null() => {}
+                Some(v) => match v.as_u64() {
+                    Some(x) => *slot = (*slot).max(x),
+                    None => unreadable = true,
+                },
+            }
         }
-        if let Some(x) = n("output_tokens") {
-            into.output = x;
-        }
-        if let Some(x) = n("cache_read_input_tokens") {
-            into.cache_read = x;
-        }
-        if let Some(x) = n("cache_creation_input_tokens") {
-            into.cache_write = x;
-        }
-        if let Some(x) =
-            u.get("cache_creation").and_then(|c| c.get("ephemeral_1h_input_tokens")).and_then(|v| v.as_u64())
-        {
-            into.cache_write_1h = x;
-        }
+        into.unreadable |= unreadable;
     }
 
     /// OpenAI's usage object: prompt tokens include cached ones.

@@ -77,6 +77,7 @@ impl Usage {
             cached: self.cache_read,
             cache_write: self.cache_write,
             cache_write_1h: self.cache_write_1h.min(self.cache_write),
+            ..Default::default()
         }
     }
 

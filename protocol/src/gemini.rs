@@ -80,8 +80,7 @@ impl Usage {
             prompt: self.prompt,
             completion: self.completion,
             cached: self.cached.min(self.prompt),
-            cache_write: 0,
-            cache_write_1h: 0,
+            ..Default::default()
         }
     }
 

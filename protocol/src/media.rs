@@ -200,6 +200,23 @@ fn top_level_uncounted(c: &mut Cursor<'_>, key: &[u8]) -> Option<Option<bool>> {
         // Anthropic's MCP servers, as tools the provider runs.
         let start = c.pos;
         c.value().ok().map(|()| &c.buf[start..c.pos] != b"null")
+    } else if is(key, b"audio") && c.peek() == Some(b'{') {
+        // Chat's spoken answer (`audio: {voice, format}`): billed as audio
+        // output, streamed as data the gateway does not count.
+        c.value().ok().map(|()| true)
+    } else if is(key, b"modalities") && c.peek() == Some(b'[') {
+        // `["text", "audio"]` asks for the same.
+        let mut audio = false;
+        elements(c, &mut |c| {
+            if c.peek() == Some(b'"') {
+                let s = c.string().ok()?;
+                audio |= is(s.get(c.buf), b"audio");
+                Some(())
+            } else {
+                c.value().ok()
+            }
+        })
+        .map(|()| audio)
     } else {
         return None;
     };
@@ -654,6 +671,10 @@ mod tests {
             r#"{"model":"m","input":"think","reasoning":{"summary":"auto"}}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"think"}],"reasoning_effort":"low"}"#,
             r#"{"model":"m","max_tokens":2048,"thinking":{"budget_tokens":1024,"type":"enabled"},"messages":[]}"#,
+            // A spoken answer: audio output the gateway does not count.
+            r#"{"model":"gpt-4o-audio-preview","modalities":["text","audio"],"audio":{"voice":"alloy","format":"pcm16"},"messages":[]}"#,
+            r#"{"model":"m","messages":[],"modalities":[ "text" , "\u0061udio" ]}"#,
+            r#"{"model":"m","messages":[],"audio":{"voice":"alloy","format":"wav"}}"#,
         ];
         for body in partial {
             assert!(counted_in_part(body.as_bytes()), "{body}");
@@ -670,6 +691,7 @@ mod tests {
             r#"{"model":"m","input":"x","reasoning":{"effort":"none"}}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"none"}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"x"}],"thinking":{"type":"disabled"}}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"say audio"}],"modalities":["text"],"audio":null}"#,
         ];
         for body in whole {
             assert!(!counted_in_part(body.as_bytes()), "{body}");

@@ -841,6 +841,10 @@ pub struct Usage {
     /// Of `cache_write`, the tokens written for an hour (Anthropic's
     /// `cache_creation.ephemeral_1h_input_tokens`, priced higher).
     pub cache_write_1h: u64,
+    /// Of the prompt and of the completion, the audio (OpenAI's
+    /// `audio_tokens` details), priced apart.
+    pub audio_prompt: u64,
+    pub audio_completion: u64,
 }
 
 /// The counts a `usage` object reports, by their names in OpenAI's and
@@ -867,6 +871,10 @@ pub struct Reported {
     /// Anthropic's `cache_creation.ephemeral_1h_input_tokens`: a share of
     /// `cache_write`.
     pub cache_write_1h: Option<u64>,
+    /// OpenAI's `prompt_tokens_details.audio_tokens` and
+    /// `completion_tokens_details.audio_tokens`.
+    pub audio_prompt: Option<u64>,
+    pub audio_completion: Option<u64>,
     /// A count was there but not believable (negative, fractional, a
     /// string, past [`USAGE_TOKENS_MAX`]): the whole report is set aside.
     pub unreadable: bool,
@@ -893,6 +901,8 @@ impl Reported {
         take(&mut self.cache_read, newer.cache_read);
         take(&mut self.cache_write, newer.cache_write);
         take(&mut self.cache_write_1h, newer.cache_write_1h);
+        take(&mut self.audio_prompt, newer.audio_prompt);
+        take(&mut self.audio_completion, newer.audio_completion);
         self.unreadable |= newer.unreadable;
     }
 
@@ -910,7 +920,18 @@ impl Reported {
             // Claude), a share of the prompt like the cached tokens.
             let cache_write = self.cache_write.unwrap_or(0).min(prompt - cached);
             let cache_write_1h = self.cache_write_1h.unwrap_or(0).min(cache_write);
-            return Some(Usage { prompt, completion, cached, cache_write, cache_write_1h });
+            // Audio is a share of what it details, never more.
+            let audio_prompt = self.audio_prompt.unwrap_or(0).min(prompt);
+            let audio_completion = self.audio_completion.unwrap_or(0).min(completion);
+            return Some(Usage {
+                prompt,
+                completion,
+                cached,
+                cache_write,
+                cache_write_1h,
+                audio_prompt,
+                audio_completion,
+            });
         }
         // An embeddings answer: no completion, and a total that is the
         // prompt (a chat answer missing its completion count is not this,
@@ -935,6 +956,7 @@ impl Reported {
             cache_write: write,
             // A share of the writes, never more.
             cache_write_1h: self.cache_write_1h.unwrap_or(0).min(write),
+            ..Usage::default()
         })
     }
 }
@@ -1341,6 +1363,8 @@ enum Within {
     /// OpenAI's `prompt_tokens_details` (chat) or `input_tokens_details`
     /// (Responses).
     Details,
+    /// OpenAI's `completion_tokens_details`.
+    CompletionDetails,
     /// Anthropic's `cache_creation`: the writes by how long they last.
     CacheCreation,
 }
@@ -1348,7 +1372,7 @@ enum Within {
 /// Walks one `usage` object (or one of the objects [`Within`] names inside
 /// it), taking the counts it knows and skipping every other value whole.
 fn usage_object(c: &mut Cursor<'_>, within: Within, r: &mut Reported) -> Option<()> {
-    use Within::{CacheCreation, Details, Usage};
+    use Within::{CacheCreation, CompletionDetails, Details, Usage};
     members(c, &mut |c, key| {
         let slot = match (within, key) {
             // OpenAI's chat and Responses names for the cache's share.
@@ -1356,6 +1380,9 @@ fn usage_object(c: &mut Cursor<'_>, within: Within, r: &mut Reported) -> Option<
                 return usage_object(c, Details, r)
             }
             (Usage, b"cache_creation") if c.peek() == Some(b'{') => return usage_object(c, CacheCreation, r),
+            (Usage, b"completion_tokens_details") if c.peek() == Some(b'{') => {
+                return usage_object(c, CompletionDetails, r)
+            }
             (Usage, b"prompt_tokens") => &mut r.prompt_tokens,
             (Usage, b"completion_tokens") => &mut r.completion_tokens,
             (Usage, b"total_tokens") => &mut r.total_tokens,
@@ -1364,6 +1391,8 @@ fn usage_object(c: &mut Cursor<'_>, within: Within, r: &mut Reported) -> Option<
             (Usage, b"cache_read_input_tokens") => &mut r.cache_read,
             (Usage, b"cache_creation_input_tokens") => &mut r.cache_write,
             (Details, b"cached_tokens") => &mut r.cached_tokens,
+            (Details, b"audio_tokens") => &mut r.audio_prompt,
+            (CompletionDetails, b"audio_tokens") => &mut r.audio_completion,
             (CacheCreation, b"ephemeral_1h_input_tokens") => &mut r.cache_write_1h,
             _ => return c.value().ok(),
         };
@@ -2084,8 +2113,7 @@ mod tests {
 
     #[test]
     fn usage_is_read_from_answers_and_chunks_by_structure() {
-        let u =
-            |prompt, completion, cached| Some(Usage { prompt, completion, cached, cache_write: 0, cache_write_1h: 0 });
+        let u = |prompt, completion, cached| Some(Usage { prompt, completion, cached, ..Usage::default() });
         let table: &[(&str, Option<Usage>, bool)] = &[
             (
                 r#"{"id":"x","usage":{"prompt_tokens": 12,"completion_tokens":34,"total_tokens":46,"prompt_tokens_details":{"cached_tokens":5}}}"#,
@@ -2153,24 +2181,21 @@ mod tests {
     fn anthropic_usage_is_read_whole_and_merged_across_a_stream() {
         let message = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2095,"cache_creation_input_tokens":100,"cache_read_input_tokens":1800,"output_tokens":503}}"#;
         let u = read_answer(message).and_then(|f| f.usage());
-        assert_eq!(u, Some(Usage { prompt: 3995, completion: 503, cached: 1800, cache_write: 100, cache_write_1h: 0 }));
+        assert_eq!(
+            u,
+            Some(Usage { prompt: 3995, completion: 503, cached: 1800, cache_write: 100, ..Usage::default() })
+        );
         let start = br#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5","stop_reason":null,"usage":{"input_tokens":25,"cache_read_input_tokens":10,"output_tokens":1}}}"#;
         let delta = br#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#;
         let mut r = Reported::default();
         for ev in [&start[..], &delta[..]] {
             r.merge(read_answer(ev).expect("an event").reported);
         }
-        assert_eq!(
-            r.usage(),
-            Some(Usage { prompt: 35, completion: 15, cached: 10, cache_write: 0, cache_write_1h: 0 })
-        );
+        assert_eq!(r.usage(), Some(Usage { prompt: 35, completion: 15, cached: 10, ..Usage::default() }));
         // A later, smaller report does not lower a count (0 after 15).
         let lowered = br#"{"type":"message_delta","delta":{},"usage":{"output_tokens":0,"input_tokens":0}}"#;
         r.merge(read_answer(lowered).expect("an event").reported);
-        assert_eq!(
-            r.usage(),
-            Some(Usage { prompt: 35, completion: 15, cached: 10, cache_write: 0, cache_write_1h: 0 })
-        );
+        assert_eq!(r.usage(), Some(Usage { prompt: 35, completion: 15, cached: 10, ..Usage::default() }));
         // Hour-long writes, in `message_start`'s usage, are a share of
         // the writes: a report of more is held to them, and one inside a
         // content block or a tool's input is not read.
@@ -2189,6 +2214,32 @@ mod tests {
         assert!(!read_answer(block).expect("an event").has_usage);
     }
 
+    /// Audio tokens are read from the usage's details only, each a share of
+    /// what it details: a report of more is held to it, one planted in a
+    /// message or at the usage's top level is not read, and a bad count
+    /// sets the report aside.
+    #[test]
+    fn audio_tokens_are_read_from_the_usage_details_only() {
+        let usage = |doc: &str| read_answer(doc.as_bytes()).and_then(|f| f.usage());
+        let u = usage(
+            r#"{"choices":[],"usage":{"prompt_tokens":100,"completion_tokens":50,"prompt_tokens_details":{"audio_tokens":40},"completion_tokens_details":{"audio_tokens":30}}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.audio_prompt, u.audio_completion), (40, 30));
+        let u = usage(
+            r#"{"usage":{"prompt_tokens":100,"completion_tokens":50,"prompt_tokens_details":{"audio_tokens":900},"completion_tokens_details":{"audio_tokens":900}}}"#,
+        )
+        .unwrap();
+        assert_eq!((u.audio_prompt, u.audio_completion), (100, 50));
+        let planted = usage(
+            r#"{"choices":[{"message":{"tool_calls":[{"function":{"arguments":"{}"}}],"completion_tokens_details":{"audio_tokens":5}}}],"usage":{"prompt_tokens":100,"completion_tokens":50,"audio_tokens":7}}"#,
+        )
+        .unwrap();
+        assert_eq!((planted.audio_prompt, planted.audio_completion), (0, 0));
+        let bad = r#"{"usage":{"prompt_tokens":100,"completion_tokens":50,"completion_tokens_details":{"audio_tokens":"5"}}}"#;
+        assert_eq!(usage(bad), None);
+    }
+
     /// A model can write a tool input nested deeper than any request may
     /// be: the answer's usage is read all the same.
     #[test]
@@ -2198,7 +2249,7 @@ mod tests {
             r#"{{"type":"message","content":[{{"type":"tool_use","id":"t","name":"f","input":{{"x":{deep}}}}}],"usage":{{"input_tokens":900,"output_tokens":40}}}}"#
         );
         let u = read_answer(doc.as_bytes()).and_then(|f| f.usage());
-        assert_eq!(u, Some(Usage { prompt: 900, completion: 40, cached: 0, cache_write: 0, cache_write_1h: 0 }));
+        assert_eq!(u, Some(Usage { prompt: 900, completion: 40, cached: 0, ..Usage::default() }));
     }
 
     #[test]
@@ -2232,10 +2283,7 @@ mod tests {
     fn a_tool_or_message_shaped_like_usage_is_not_usage() {
         let doc = br#"{"choices":[{"index":0,"message":{"role":"assistant","tool_calls":[{"type":"function","function":{"name":"prompt_tokens","arguments":"{\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0}}"}}]},"usage":{"prompt_tokens":0}}],"usage":{"prompt_tokens":120245,"completion_tokens":4000}}"#;
         let facts = read_answer(doc).expect("an answer");
-        assert_eq!(
-            facts.usage(),
-            Some(Usage { prompt: 120_245, completion: 4_000, cached: 0, cache_write: 0, cache_write_1h: 0 })
-        );
+        assert_eq!(facts.usage(), Some(Usage { prompt: 120_245, completion: 4_000, cached: 0, ..Usage::default() }));
         let nested_only = br#"{"choices":[{"usage":{"prompt_tokens":1,"completion_tokens":1}}]}"#;
         assert_eq!(read_answer(nested_only).expect("an answer").usage(), None);
         let nested_choices = br#"{"x":{"choices":[]},"choices":[{"index":0}]}"#;

@@ -2,7 +2,8 @@
 //! (not from our mock), each re-serialized with random whitespace and key
 //! order: what the gateway reads of them (`read_answer`) must not change.
 //!
-//! Sources, as documented in 2025–2026: OpenAI's chat completion object and
+//! Sources, as documented in 2025–2026: OpenAI's chat completion object (one
+//! with a spoken answer's audio tokens) and
 //! chunk (with `stream_options.include_usage`); Azure OpenAI's
 //! `prompt_filter_results` and `content_filter_results`; vLLM's OpenAI
 //! server (`prompt_tokens_details: null`, `stop_reason`); Ollama's OpenAI
@@ -26,6 +27,13 @@ fn corpus() -> Vec<(&'static str, &'static str, Option<Usage>, bool)> {
             "openai completion",
             r#"{"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"chat.completion","created":1741570283,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"The image shows a wooden boardwalk.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":1117,"completion_tokens":46,"total_tokens":1163,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_fc9f1d7035"}"#,
             u(1117, 46, 0),
+            false,
+        ),
+        (
+            // The audio guide's spoken answer: its audio priced apart.
+            "openai audio completion",
+            r#"{"id":"chatcmpl-123","object":"chat.completion","created":1728000000,"model":"gpt-4o-audio-preview-2024-12-17","choices":[{"index":0,"message":{"role":"assistant","content":null,"refusal":null,"audio":{"id":"audio_abc123","expires_at":1729018505,"data":"UklGRiQAAABXQVZF","transcript":"Yes, golden retrievers are known to be good family dogs."}},"finish_reason":"stop"}],"usage":{"prompt_tokens":17,"completion_tokens":109,"total_tokens":126,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":6},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":87,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"system_fingerprint":"fp_abc"}"#,
+            Some(Usage { prompt: 17, completion: 109, audio_prompt: 6, audio_completion: 87, ..Usage::default() }),
             false,
         ),
         (
@@ -105,7 +113,14 @@ fn corpus() -> Vec<(&'static str, &'static str, Option<Usage>, bool)> {
             // lifetimes: the hour-long ones are billed apart.
             "anthropic message with hour-long cache writes",
             r#"{"id":"msg_01","type":"message","role":"assistant","content":[{"type":"text","text":"Hi"}],"model":"claude-sonnet-4-5","stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2048,"cache_read_input_tokens":1800,"cache_creation_input_tokens":556,"output_tokens":503,"cache_creation":{"ephemeral_5m_input_tokens":456,"ephemeral_1h_input_tokens":100}}}"#,
-            Some(Usage { prompt: 4404, completion: 503, cached: 1800, cache_write: 556, cache_write_1h: 100 }),
+            Some(Usage {
+                prompt: 4404,
+                completion: 503,
+                cached: 1800,
+                cache_write: 556,
+                cache_write_1h: 100,
+                ..Usage::default()
+            }),
             false,
         ),
         (

@@ -199,6 +199,53 @@ fn a_reasoning_model_is_billed_its_unseen_reasoning_when_the_client_hangs_up() {
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
 
+/// A spoken answer's audio costs many times its text
+/// (gpt-4o-audio-preview: $40 a million tokens heard, $80 spoken; text at
+/// gpt-4o's $2.50 and $10): the provider's audio counts are billed at
+/// those rates, JSON and streamed, and a client that leaves a spoken stream
+/// at its first event does not make the audio free: the answer is read on
+/// for the provider's usage.
+#[test]
+fn spoken_answers_are_billed_at_the_audio_rates() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-audio");
+    let models =
+        "[[models]]\nname = \"voice\"\ntargets = [{ provider = \"up\", model = \"gpt-4o-audio-preview\" }]\n\n";
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", models, ""), &[], &[]);
+    let body = r#"{"model":"voice","modalities":["text","audio"],"audio":{"voice":"alloy","format":"pcm16"},"messages":[{"role":"user","content":"say hi"}]}"#;
+    let stream = body.replace("\"modalities\"", "\"stream\":true,\"modalities\"");
+    let audio = "x-mock-audio: 300,2000\r\n";
+    assert_eq!(one_request(gw.addr, &chat_request(body, audio)).status, 200);
+    wait_records(&logs.0, 1);
+    assert_eq!(one_request(gw.addr, &chat_request(&stream, audio)).status, 200);
+    wait_records(&logs.0, 2);
+    let mut c = Client::connect(gw.addr);
+    c.send(&post_json(
+        "/v1/chat/completions",
+        &stream,
+        &format!("{audio}x-mock-chunks: 40\r\nx-mock-chunk-delay-ms: 25\r\n"),
+    ));
+    assert_eq!(c.read_head().map(|h| h.0), Some(200));
+    // Gone at the first event, a second before the stream's end.
+    drop(c);
+    wait_records(&logs.0, 3);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 3, "{recs:#?}");
+    for rec in &recs {
+        let t = &rec["tokens"];
+        assert_eq!((t["audio_prompt"].as_u64(), t["audio_completion"].as_u64()), (Some(300), Some(2000)), "{rec}");
+        assert!(t["estimated"].is_null(), "{rec}");
+        let (prompt, completion) = (t["prompt"].as_u64().unwrap(), t["completion"].as_u64().unwrap());
+        let want =
+            ((prompt - 300) * 2_500_000 + 300 * 40_000_000 + (completion - 2000) * 10_000_000 + 2000 * 80_000_000)
+                / 1_000_000;
+        assert_eq!(rec["cost_micro_usd"].as_u64(), Some(want), "{rec}");
+    }
+    assert_eq!(recs[2]["end"], "client_gone", "{:#}", recs[2]);
+}
+
 /// A request whose prompt the gateway cannot count, whose answer a
 /// guardrail ends (the tenant asked for a secret the team's profile
 /// blocks), is billed from the provider's usage: the gateway reads the

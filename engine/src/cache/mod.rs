@@ -376,8 +376,9 @@ pub fn decode(v: &[u8], now_unix_ms: u64, now: Instant) -> Option<Entry> {
     let (route, body) = rest.split_at(len);
     let route = std::str::from_utf8(route).ok()?;
     let left = expires_unix_ms.checked_sub(now_unix_ms).filter(|&ms| ms > 0)?;
-    // The hour-long share of the writes is not kept: the entry's cost is.
-    let usage = (flags & 2 != 0).then_some(TokenUsage { prompt, completion, cached, cache_write, cache_write_1h: 0 });
+    // The hour-long writes and the audio are not kept: the entry's cost is.
+    let usage =
+        (flags & 2 != 0).then_some(TokenUsage { prompt, completion, cached, cache_write, ..TokenUsage::default() });
     Some(Entry {
         stream: flags & 1 != 0,
         body: Bytes::copy_from_slice(body),
@@ -472,7 +473,7 @@ mod tests {
     #[test]
     fn shared_values_round_trip_and_refuse_anything_else() {
         let now = Instant::now();
-        let usage = TokenUsage { prompt: 12, completion: 34, cached: 5, cache_write: 1, cache_write_1h: 0 };
+        let usage = TokenUsage { prompt: 12, completion: 34, cached: 5, cache_write: 1, ..TokenUsage::default() };
         let e = Entry {
             stream: true,
             body: Bytes::from_static(b"data: {}\n\ndata: [DONE]\n\n"),

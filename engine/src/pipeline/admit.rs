@@ -175,13 +175,34 @@ pub fn estimate_bound(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
 }
 
 /// `prompt` tokens plus the request's output reserve, at the price of its
-/// model's first target; `None` with no price.
+/// model's first target as it stands before an answer
+/// (`Price::before_answer`: every token at the dearest rate it may be
+/// billed, the long context's from within a quarter of its threshold);
+/// `None` with no price.
 fn cost_with(ex: &Exchange<'_>, core: &Core<'_>, prompt: u64) -> Option<MicroUsd> {
     let routed = ex.routed.as_ref()?;
-    let price = routed.route.price_of(routed.route.targets.first())?;
+    let first = routed.route.targets.first();
+    let price = routed
+        .route
+        .price_of(first)?
+        .before_answer(|| may_write_cache(first.and_then(|t| core.state.config.providers.get(t.provider)), &ex.body))
+        .for_counted_prompt(prompt);
     Some(
         crate::record::TokenUsage { prompt, completion: output_reserve(ex, core), ..Default::default() }.cost_at(price),
     )
+}
+
+/// Whether a request to `provider` may write the provider's prompt cache,
+/// which Anthropic bills above the input price (1.25 times, twice for an
+/// hour): the client marked a part (`cache_control`; a body with a key
+/// written in escapes may hide one), or the gateway marks prompts for
+/// this provider (`prompt_cache_marks`). A byte search, asked only where a
+/// price's writes cost more than its input and a request is priced before
+/// its answer.
+pub fn may_write_cache(provider: Option<&tollgate_policy::config::Provider>, body: &[u8]) -> bool {
+    provider.is_some_and(|p| p.prompt_cache_marks)
+        || memchr::memmem::find(body, b"cache_control").is_some()
+        || memchr::memmem::find(body, b"\\u").is_some()
 }
 
 /// The budget phase again, once the request is routed, and only when a

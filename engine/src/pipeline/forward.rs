@@ -372,7 +372,10 @@ fn output_cap(
 ) -> Result<Option<u64>, GatewayError> {
     let (output, cost) = state.config.request_ceilings(key);
     let by_cost = cost.and_then(|limit| {
-        let price = routed.route.price_of(Some(target))?;
+        let price = routed
+            .route
+            .price_of(Some(target))?
+            .before_answer(|| super::admit::may_write_cache(state.config.providers.get(target.provider), body));
         let asked = routed.fields.max_tokens.unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE);
         let at_bound =
             affordable(limit, prompt.get().unwrap_or_else(|| prompt.bound(body, routed.fields.text_only)), price);
@@ -397,12 +400,14 @@ fn output_cap(
 }
 
 /// The most output tokens `limit` micro-dollars pays for after `prompt`
-/// tokens at `price`, as `TokenUsage::cost_at` rounds (down, to whole
-/// micro-dollars): the largest count whose cost is not past the limit
-/// (`Ceiling::crossed`), at the long context's rates for a prompt past
-/// its threshold. `None` when output is free.
+/// tokens at `price` (as it stands before the answer,
+/// `Price::before_answer`), as `TokenUsage::cost_at` rounds (down, to
+/// whole micro-dollars): the largest count whose cost is not past the
+/// limit (`Ceiling::crossed`), at the long context's rates for a prompt
+/// within a quarter of its threshold (`Price::for_counted_prompt`).
+/// `None` when output is free.
 fn affordable(limit: u64, prompt: u64, price: tollgate_policy::config::Price) -> Option<u64> {
-    let price = price.for_prompt(prompt);
+    let price = price.for_counted_prompt(prompt);
     if price.output_per_mtok == 0 {
         return None;
     }
@@ -429,7 +434,9 @@ fn ceiling(
         return None;
     }
     let cost = cost.and_then(|limit| {
-        let price = route.price_of(Some(target))?;
+        let price = route
+            .price_of(Some(target))?
+            .before_answer(|| super::admit::may_write_cache(state.config.providers.get(target.provider), body));
         Some((
             limit,
             stream::PromptTokens::new(
@@ -480,7 +487,9 @@ mod tests {
             };
             let (limit, prompt) = (next(2_000_000), next(300_000));
             let n = affordable(limit, prompt, price).expect("priced output");
-            let cost = |completion| TokenUsage { prompt, completion, ..Default::default() }.cost_at(price);
+            let cost = |completion| {
+                TokenUsage { prompt, completion, ..Default::default() }.cost_at(price.for_counted_prompt(prompt))
+            };
             if cost(0) <= limit {
                 assert!(cost(n) <= limit && cost(n + 1) > limit, "{limit} {prompt} {price:?}: {n}");
             } else {

@@ -37,6 +37,7 @@ impl World {
              [[models]]\nname = \"gpt-4o\"\ntargets = [{{ provider = \"m\" }}]\n\
              [[models]]\nname = \"gpt-4\"\ntargets = [{{ provider = \"m\" }}]\n\
              [[models]]\nname = \"secret-model\"\ntargets = [{{ provider = \"m\" }}]\n\
+             [[models]]\nname = \"gpt-4-as-claude\"\ntargets = [{{ provider = \"m\", model = \"claude-sonnet-4-5\" }}]\n\
              [[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nsecrets = \"block\"\n\
              [[teams]]\nname = \"t\"\nmodels = [\"gpt-4*\"]\n{team}\n\
              [[teams]]\nname = \"u\"\nmodels = [\"*\"]\n\
@@ -281,6 +282,36 @@ fn a_request_translated_for_anthropic_reserves_the_limit_the_translation_writes(
         admit(&mut ex, &core).expect("admitted");
         assert_eq!(w.accounts.reserved(Owner::Team(0)), prompt_reserved(&ex) + output, "{front:?}");
     }
+}
+
+/// A request is priced before its answer at the dearest rate each token
+/// may be billed: one that marks its prompt for Anthropic's cache
+/// (`cache_control`, or a key in escapes that may be it) at the hour-long
+/// write price, twice the input; one that marks nothing at the input
+/// price. Claude Sonnet 4.5: $3 in, $6 written for an hour, $15 out.
+#[test]
+fn a_request_that_may_write_the_cache_is_estimated_at_the_write_price() {
+    let w = World::new("budget = { daily_usd = 1.0 }");
+    let core = w.core();
+    let claude = PROSE.replace(r#""model":"gpt-4o""#, r#""model":"gpt-4-as-claude""#);
+    assert_ne!(claude, PROSE);
+    let marked = claude.replace(
+        r#""messages""#,
+        r#""system":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral","ttl":"1h"}}],"messages""#,
+    );
+    let escaped = marked.replace("cache_control", "cache\\u005fcontrol");
+    let mut estimates = vec![];
+    for body in [&claude, &marked, &escaped] {
+        let mut ex = exchange("tg-key", body);
+        admit(&mut ex, &core).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        let prompt = ex.prompt.tokens(body.as_bytes());
+        let estimate = admit::estimate(&ex, &core).expect("priced");
+        estimates.push((prompt, estimate));
+    }
+    let (plain, marked, escaped) = (estimates[0], estimates[1], estimates[2]);
+    assert_eq!(plain.1, (plain.0 * 3_000_000 + 50 * 15_000_000) / 1_000_000, "{plain:?}");
+    assert_eq!(marked.1, (marked.0 * 6_000_000 + 50 * 15_000_000) / 1_000_000, "{marked:?}");
+    assert_eq!(escaped.1, (escaped.0 * 6_000_000 + 50 * 15_000_000) / 1_000_000, "{escaped:?}");
 }
 
 /// A tool the provider runs and bills per call is offered only by a team

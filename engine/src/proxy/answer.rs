@@ -51,7 +51,7 @@ pub fn answer_usage(body: &[u8]) -> (Usage, Finish) {
 /// directly.
 pub fn anthropic_usage(u: anthropic::Usage) -> Usage {
     let max = tollgate_protocol::openai::USAGE_TOKENS_MAX;
-    if [u.input, u.output, u.cache_read, u.cache_write].iter().any(|&n| n > max) {
+    if u.unreadable || [u.input, u.output, u.cache_read, u.cache_write].iter().any(|&n| n > max) {
         return Err(Rejected);
     }
     Ok(Some(TokenUsage {
@@ -60,6 +60,7 @@ pub fn anthropic_usage(u: anthropic::Usage) -> Usage {
         cached: u.cache_read,
         cache_write: u.cache_write,
         cache_write_1h: u.cache_write_1h.min(u.cache_write),
+        ..TokenUsage::default()
     }))
 }
 
@@ -103,6 +104,8 @@ pub fn token_usage(u: tollgate_protocol::openai::Usage) -> TokenUsage {
         cached: u.cached,
         cache_write: u.cache_write,
         cache_write_1h: u.cache_write_1h,
+        audio_prompt: u.audio_prompt,
+        audio_completion: u.audio_completion,
     }
 }
 
@@ -143,7 +146,7 @@ mod tests {
             completion,
             cached,
             cache_write,
-            cache_write_1h: 0,
+            ..Default::default()
         };
         assert_eq!(checked_usage(None), Ok(None));
         let fine = checked_usage(Some(u(max, 5, 1, 0))).unwrap().unwrap();

@@ -35,7 +35,8 @@ const EVENT_BYTES_MAX: usize = 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct Ceiling {
     pub output_tokens: u64,
-    /// (limit in micro-dollars, the prompt's tokens, the model's price)
+    /// (limit in micro-dollars, the prompt's tokens, the model's price as
+    /// it stands before the answer: `Price::before_answer`)
     pub cost: Option<(u64, PromptTokens, tollgate_policy::config::Price)>,
 }
 
@@ -82,7 +83,12 @@ impl Ceiling {
     pub fn crossed(&self, completion: u64) -> bool {
         completion > self.output_tokens
             || self.cost.as_ref().is_some_and(|(limit, prompt, price)| {
-                let cost = |prompt| TokenUsage { prompt, completion, ..TokenUsage::default() }.cost_at(*price);
+                // The tier by the count, with its margin: dearer from within
+                // a quarter of the threshold, so the cost only grows with
+                // the prompt and the bound decides for the count.
+                let cost = |prompt| {
+                    TokenUsage { prompt, completion, ..TokenUsage::default() }.cost_at(price.for_counted_prompt(prompt))
+                };
                 // Within the limit even at the prompt's bound: not crossed,
                 // and nothing counted. Past it with no prompt at all:
                 // crossed. Between, the count decides.

@@ -277,6 +277,9 @@ pub struct RawPrice {
     pub cache_write_per_mtok: Option<Spanned<f64>>,
     /// Anthropic's one-hour cache writes; the cache write price when absent.
     pub cache_write_1h_per_mtok: Option<Spanned<f64>>,
+    /// Audio tokens in and out; the text prices when absent.
+    pub audio_input_per_mtok: Option<Spanned<f64>>,
+    pub audio_output_per_mtok: Option<Spanned<f64>>,
     /// The rates of a request whose prompt passes `above_tokens`.
     pub long_context: Option<Spanned<RawLongContext>>,
 }

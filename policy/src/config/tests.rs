@@ -118,11 +118,13 @@ fn problems_name_line_column_and_fix() {
 }
 
 /// A configured price bills what it leaves out high rather than low:
-/// cached input and cache writes at the input price, hour-long writes at
-/// the write price; a long-context tier replaces every rate past its
-/// threshold, and a threshold of 0 is refused.
+/// cached input at the input price, cache writes at 1.25 times it and
+/// hour-long ones at twice it (as Anthropic bills them, the one provider
+/// that reports writes); a long-context tier replaces every rate past its
+/// threshold; a threshold of 0 and a tier cheaper than the price are
+/// refused.
 #[test]
-fn a_price_may_have_a_long_context_tier_and_hour_long_cache_writes() {
+fn a_price_may_have_a_long_context_tier_hour_long_cache_writes_and_audio() {
     let model = |price: &str| {
         format!("[[providers]]\nname = \"local\"\nkind = \"mock\"\n\n[[models]]\nname = \"m\"\ntargets = [{{ provider = \"local\" }}]\nprice = {price}\n")
     };
@@ -131,9 +133,14 @@ fn a_price_may_have_a_long_context_tier_and_hour_long_cache_writes() {
     let p = price(&model("{ input_per_mtok = 3, output_per_mtok = 15 }"));
     assert_eq!(
         (p.cached_input_per_mtok, p.cache_write_per_mtok, p.cache_write_1h_per_mtok),
-        (3_000_000, 3_000_000, 3_000_000)
+        (3_000_000, 3_750_000, 6_000_000)
     );
     assert_eq!(p.long_context, None);
+    assert_eq!((p.audio_input_per_mtok, p.audio_output_per_mtok), (3_000_000, 15_000_000));
+    let p = price(&model(
+        "{ input_per_mtok = 2.5, output_per_mtok = 10, audio_input_per_mtok = 40, audio_output_per_mtok = 80 }",
+    ));
+    assert_eq!((p.audio_input_per_mtok, p.audio_output_per_mtok), (40_000_000, 80_000_000));
     let p = price(&model(
         "{ input_per_mtok = 3, output_per_mtok = 15, cached_input_per_mtok = 0.3, cache_write_per_mtok = 3.75, cache_write_1h_per_mtok = 6, long_context = { above_tokens = 200000, input_per_mtok = 6, output_per_mtok = 22.5, cache_write_per_mtok = 7.5 } }",
     ));
@@ -141,13 +148,17 @@ fn a_price_may_have_a_long_context_tier_and_hour_long_cache_writes() {
     let long = p.long_context.unwrap();
     assert_eq!((long.above_tokens, long.input_per_mtok, long.output_per_mtok), (200_000, 6_000_000, 22_500_000));
     // Left out of the tier: cached input at its input price, hour-long
-    // writes at its write price.
-    assert_eq!((long.cached_input_per_mtok, long.cache_write_1h_per_mtok), (6_000_000, 7_500_000));
+    // writes at twice it.
+    assert_eq!((long.cached_input_per_mtok, long.cache_write_1h_per_mtok), (6_000_000, 12_000_000));
     assert_eq!(p.for_prompt(200_001).output_per_mtok, 22_500_000);
     let zero = model("{ input_per_mtok = 3, output_per_mtok = 15, long_context = { above_tokens = 0, input_per_mtok = 6, output_per_mtok = 22.5 } }");
     let found = problems(&zero);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].starts_with("gw.toml:8:") && found[0].contains("such as 200000"), "{found:?}");
+    let cheaper = model("{ input_per_mtok = 3, output_per_mtok = 15, long_context = { above_tokens = 200000, input_per_mtok = 6, output_per_mtok = 10 } }");
+    let found = problems(&cheaper);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("long_context's output_per_mtok (10) is below the price's own (15)"), "{found:?}");
     let unknown = model("{ input_per_mtok = 3, output_per_mtok = 15, long_context = { above = 1, input_per_mtok = 6, output_per_mtok = 22.5 } }");
     assert!(problems(&unknown)[0].contains("unknown field `above`"), "{:?}", problems(&unknown));
 }

@@ -816,45 +816,92 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
     Routes::new(routes)
 }
 
-/// USD as written to integer micro-dollars.
-/// A model's `price`. What it leaves out is billed high rather than low:
-/// cached input and cache writes at the input price, one-hour writes at
-/// the write price, and a long-context tier's at its own input price.
+/// A model's `price`. What it leaves out is billed high rather than low,
+/// at the rates of the providers that bill it: cached input at the input
+/// price; cache writes (which only Anthropic's and Bedrock's Claude
+/// report) at 1.25 times it and hour-long ones at twice it, as Anthropic
+/// bills them; a long-context tier's the same way from its own input
+/// price; audio at the text prices (no dearer default exists to take). A
+/// tier's rate below the price's own is refused: providers charge long
+/// prompts more, and the ceilings take the cost to grow with the prompt.
 fn price(p: &RawPrice, report: &mut Report<'_>) -> Price {
     let or = |v: &Option<Spanned<f64>>, default: MicroUsd, report: &mut Report<'_>| {
         v.as_ref().map_or(default, |v| usd(v, report))
     };
-    let input_per_mtok = usd(&p.input_per_mtok, report);
-    let cache_write_per_mtok = or(&p.cache_write_per_mtok, input_per_mtok, report);
+    // (input, cached input, 5-minute writes, hour-long writes)
+    let prompt_rates = |input: &Spanned<f64>,
+                        cached: &Option<Spanned<f64>>,
+                        write: &Option<Spanned<f64>>,
+                        hour: &Option<Spanned<f64>>,
+                        report: &mut Report<'_>| {
+        let input = usd(input, report);
+        let write = or(write, input.saturating_add(input / 4), report);
+        (input, or(cached, input, report), write, or(hour, write.max(input.saturating_mul(2)), report))
+    };
+    let (input_per_mtok, cached_input_per_mtok, cache_write_per_mtok, cache_write_1h_per_mtok) = prompt_rates(
+        &p.input_per_mtok,
+        &p.cached_input_per_mtok,
+        &p.cache_write_per_mtok,
+        &p.cache_write_1h_per_mtok,
+        report,
+    );
+    let output_per_mtok = usd(&p.output_per_mtok, report);
     let long_context = p.long_context.as_ref().map(|spanned| {
         let l = spanned.get_ref();
-        let input_per_mtok = usd(&l.input_per_mtok, report);
-        let cache_write_per_mtok = or(&l.cache_write_per_mtok, input_per_mtok, report);
+        let (input, cached, write, hour) = prompt_rates(
+            &l.input_per_mtok,
+            &l.cached_input_per_mtok,
+            &l.cache_write_per_mtok,
+            &l.cache_write_1h_per_mtok,
+            report,
+        );
+        let output = usd(&l.output_per_mtok, report);
         if *l.above_tokens.get_ref() == 0 {
             report.add(
                 l.above_tokens.span(),
                 "above_tokens = 0 would bill every request at the long-context rates; write the prompt size past which they apply, such as 200000".to_string(),
             );
         }
+        let pairs = [
+            ("input_per_mtok", input, input_per_mtok),
+            ("output_per_mtok", output, output_per_mtok),
+            ("cached_input_per_mtok", cached, cached_input_per_mtok),
+            ("cache_write_per_mtok", write, cache_write_per_mtok),
+            ("cache_write_1h_per_mtok", hour, cache_write_1h_per_mtok),
+        ];
+        for (name, tier, base) in pairs.into_iter().filter(|(_, tier, base)| tier < base) {
+            report.add(
+                spanned.span(),
+                format!(
+                    "long_context's {name} ({}) is below the price's own ({}): a long prompt must not cost less than a short one; write at least {}",
+                    tier as f64 / 1e6,
+                    base as f64 / 1e6,
+                    base as f64 / 1e6
+                ),
+            );
+        }
         LongContext {
             above_tokens: *l.above_tokens.get_ref(),
-            input_per_mtok,
-            output_per_mtok: usd(&l.output_per_mtok, report),
-            cached_input_per_mtok: or(&l.cached_input_per_mtok, input_per_mtok, report),
-            cache_write_per_mtok,
-            cache_write_1h_per_mtok: or(&l.cache_write_1h_per_mtok, cache_write_per_mtok, report),
+            input_per_mtok: input,
+            output_per_mtok: output,
+            cached_input_per_mtok: cached,
+            cache_write_per_mtok: write,
+            cache_write_1h_per_mtok: hour,
         }
     });
     Price {
         input_per_mtok,
-        output_per_mtok: usd(&p.output_per_mtok, report),
-        cached_input_per_mtok: or(&p.cached_input_per_mtok, input_per_mtok, report),
+        output_per_mtok,
+        cached_input_per_mtok,
         cache_write_per_mtok,
-        cache_write_1h_per_mtok: or(&p.cache_write_1h_per_mtok, cache_write_per_mtok, report),
+        cache_write_1h_per_mtok,
+        audio_input_per_mtok: or(&p.audio_input_per_mtok, input_per_mtok, report),
+        audio_output_per_mtok: or(&p.audio_output_per_mtok, output_per_mtok, report),
         long_context,
     }
 }
 
+/// USD as written to integer micro-dollars.
 fn usd(v: &Spanned<f64>, report: &mut Report<'_>) -> MicroUsd {
     let x = *v.get_ref();
     if !(0.0..=1e12).contains(&x) {

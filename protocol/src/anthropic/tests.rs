@@ -234,6 +234,38 @@ fn stream_with_text_and_tool_call_deltas() {
     assert!(data.iter().all(|d| !d.contains("\"usage\"")));
 }
 
+/// A stream's usage is each count's largest report: a later
+/// `message_delta` reporting 0 hour-long writes (or 0 input) lowers none;
+/// a count that is not a whole number sets the report aside.
+#[test]
+fn a_translated_streams_usage_keeps_each_counts_largest_report() {
+    let start = r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-sonnet-4-5","usage":{"input_tokens":20,"cache_creation_input_tokens":300,"cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200},"output_tokens":1}}}"#;
+    let delta = |usage: &str| {
+        format!(
+            r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{usage}}}"#
+        )
+    };
+    let wire = |usage: &str| {
+        format!(
+            "event: message_start\ndata: {start}\n\nevent: message_delta\ndata: {}\n\nevent: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n",
+            delta(usage)
+        )
+    };
+    let (_, u) = translate_stream(
+        &wire(
+            r#"{"input_tokens":0,"cache_creation_input_tokens":0,"cache_creation":{"ephemeral_1h_input_tokens":0},"output_tokens":9}"#,
+        ),
+        true,
+    );
+    assert_eq!((u.input, u.cache_write, u.cache_write_1h, u.output, u.unreadable), (20, 300, 200, 9, false));
+    for bad in [r#"{"output_tokens":-9}"#, r#"{"output_tokens":9.5}"#, r#"{"output_tokens":"9"}"#] {
+        let (_, u) = translate_stream(&wire(bad), true);
+        assert!(u.unreadable, "{bad}");
+    }
+    let (_, u) = translate_stream(&wire(r#"{"output_tokens":9,"cache_read_input_tokens":null}"#), true);
+    assert!(!u.unreadable, "null is not reported, not unreadable");
+}
+
 #[test]
 fn stream_error_event_ends_the_stream() {
     let wire = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
