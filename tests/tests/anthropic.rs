@@ -355,6 +355,39 @@ fn hour_long_cache_writes_and_long_prompts_are_billed_at_their_rates() {
     assert_eq!(long, 6, "two of the four prompts pass 200K, through three paths each");
 }
 
+/// Under a cost ceiling, the output limit a request is sent is what the
+/// ceiling leaves once the prompt is paid for as it may be billed: a body
+/// that marks a part for Anthropic's cache pays its prompt at the
+/// hour-long write price (claude-sonnet-4-5: $6 a million, not $3), so it
+/// is sent a lower limit than the same request unmarked.
+#[test]
+fn a_cost_ceiling_prices_a_prompt_that_marks_the_cache_at_the_write_price() {
+    let (openai, anthropic) = (start_mock(&[]), start_mock(&[]));
+    let config = config(openai.addr, anthropic.addr).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { request_usd = 0.01 }",
+    );
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let text = "Summarise the quarterly figures for the finance team. ".repeat(40);
+    let plain = format!(
+        r#"{{"model":"claude-sonnet","max_tokens":4000,"system":[{{"type":"text","text":"{text}"}}],"messages":[{{"role":"user","content":"go"}}]}}"#
+    );
+    let marked =
+        plain.replace(r#""}],"messages""#, r#"","cache_control":{"type":"ephemeral","ttl":"1h"}}],"messages""#);
+    assert_ne!(plain, marked);
+    let limit = |body: &str| {
+        let r = one_request(gw.addr, &messages_request(body, "x-mock-echo: body\r\n"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let sent: serde_json::Value = serde_json::from_slice(&r.body).expect("the body the provider got");
+        sent["max_tokens"].as_u64().expect("a limit")
+    };
+    let (plain, marked) = (limit(&plain), limit(&marked));
+    // About 500 prompt tokens: 10,000 µ$ leave some 560 tokens at $15
+    // after $3 a million, some 460 after $6.
+    assert!(plain < 4000 && marked < plain, "{plain} {marked}");
+    assert!((plain - marked) * 15 >= 400 * 3, "the prompt's tokens at twice the price: {plain} {marked}");
+}
+
 fn count_tokens_request(body: &str, extra: &str) -> Vec<u8> {
     format!(
         "POST /v1/messages/count_tokens HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nx-api-key: {KEY}\r\nanthropic-version: 2023-06-01\r\n{extra}Content-Length: {}\r\n\r\n{body}",

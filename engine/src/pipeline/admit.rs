@@ -174,35 +174,49 @@ pub fn estimate_bound(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
     cost_with(ex, core, prompt_bound(ex))
 }
 
+/// [`estimate_bound`] with every prompt token priced as written to the
+/// provider's cache, whatever the body marks: a request within a limit so
+/// is within it at any rate, and its body need not be searched.
+fn estimate_bound_dearest(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
+    cost_at_rates(ex, core, prompt_bound(ex), || true)
+}
+
 /// `prompt` tokens plus the request's output reserve, at the price of its
 /// model's first target as it stands before an answer
 /// (`Price::before_answer`: every token at the dearest rate it may be
 /// billed, the long context's from within a quarter of its threshold);
 /// `None` with no price.
 fn cost_with(ex: &Exchange<'_>, core: &Core<'_>, prompt: u64) -> Option<MicroUsd> {
+    let provider = ex.routed.as_ref()?.route.targets.first().and_then(|t| core.state.config.providers.get(t.provider));
+    cost_at_rates(ex, core, prompt, || may_write_cache(provider, &ex.prompt, &ex.body))
+}
+
+/// [`cost_with`], `may_write_cache` saying whether the request may be
+/// billed cache writes (asked only where they cost more than input).
+fn cost_at_rates(
+    ex: &Exchange<'_>,
+    core: &Core<'_>,
+    prompt: u64,
+    may_write_cache: impl FnOnce() -> bool,
+) -> Option<MicroUsd> {
     let routed = ex.routed.as_ref()?;
-    let first = routed.route.targets.first();
-    let price = routed
-        .route
-        .price_of(first)?
-        .before_answer(|| may_write_cache(first.and_then(|t| core.state.config.providers.get(t.provider)), &ex.body))
-        .for_counted_prompt(prompt);
+    let price =
+        routed.route.price_of(routed.route.targets.first())?.before_answer(may_write_cache).for_counted_prompt(prompt);
     Some(
         crate::record::TokenUsage { prompt, completion: output_reserve(ex, core), ..Default::default() }.cost_at(price),
     )
 }
 
-/// Whether a request to `provider` may write the provider's prompt cache,
-/// which Anthropic bills above the input price (1.25 times, twice for an
-/// hour): the client marked a part (`cache_control`; a body with a key
-/// written in escapes may hide one), or the gateway marks prompts for
-/// this provider (`prompt_cache_marks`). A byte search, asked only where a
-/// price's writes cost more than its input and a request is priced before
-/// its answer.
-pub fn may_write_cache(provider: Option<&tollgate_policy::config::Provider>, body: &[u8]) -> bool {
-    provider.is_some_and(|p| p.prompt_cache_marks)
-        || memchr::memmem::find(body, b"cache_control").is_some()
-        || memchr::memmem::find(body, b"\\u").is_some()
+/// Whether a request to `provider` may be billed cache writes
+/// (`proxy::stream::CacheWrites`), the body searched once for the
+/// exchange ([`super::Prompt::marks_cache`]). Asked only where a price's
+/// writes cost more than its input and it can change a decision.
+pub fn may_write_cache(
+    provider: Option<&tollgate_policy::config::Provider>,
+    prompt: &super::Prompt,
+    body: &[u8],
+) -> bool {
+    crate::proxy::stream::CacheWrites::of(provider).may(|| prompt.marks_cache(body))
 }
 
 /// The budget phase again, once the request is routed, and only when a
@@ -275,7 +289,8 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     // (`forward::output_cap`), and a stream may need it mid-stream: made
     // here, in steps, instead.
     let (_, limit) = core.state.config.request_ceilings(key);
-    let for_ceiling = limit.zip(estimate_bound(ex, core)).is_some_and(|(limit, most)| most > limit);
+    let past = |most: Option<MicroUsd>| limit.zip(most).is_some_and(|(limit, most)| most > limit);
+    let for_ceiling = past(estimate_bound_dearest(ex, core)) && past(estimate_bound(ex, core));
     if for_budget || for_tokens || for_ceiling {
         ex.prompt.tokens_in_steps(&ex.body).await;
     }

@@ -89,6 +89,7 @@ pub struct Prompt {
     pub encoding: Encoding,
     tokens: OnceCell<u64>,
     bound: OnceCell<u64>,
+    marks_cache: OnceCell<bool>,
     /// Tokens the provider reads that the body does not hold: the
     /// conversation a Responses request continues at the provider
     /// (`previous_response_id`), as the gateway saw it end
@@ -98,7 +99,16 @@ pub struct Prompt {
 
 impl Prompt {
     pub fn new(encoding: Encoding) -> Prompt {
-        Prompt { encoding, tokens: OnceCell::new(), bound: OnceCell::new(), stored: 0 }
+        Prompt { encoding, tokens: OnceCell::new(), bound: OnceCell::new(), marks_cache: OnceCell::new(), stored: 0 }
+    }
+
+    /// Whether `body` (the exchange's body) marks a part for the
+    /// provider's prompt cache (Anthropic's `cache_control`, which
+    /// OpenAI-compatible proxies of Claude take too): a byte search, made
+    /// once, by whichever phase prices the request first
+    /// (`admit::may_write_cache`).
+    pub fn marks_cache(&self, body: &[u8]) -> bool {
+        *self.marks_cache.get_or_init(|| crate::proxy::stream::marks_cache(body))
     }
 
     /// No prompt in `body` (the exchange's body) has more tokens than

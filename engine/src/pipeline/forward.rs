@@ -372,13 +372,30 @@ fn output_cap(
 ) -> Result<Option<u64>, GatewayError> {
     let (output, cost) = state.config.request_ceilings(key);
     let by_cost = cost.and_then(|limit| {
-        let price = routed
-            .route
-            .price_of(Some(target))?
-            .before_answer(|| super::admit::may_write_cache(state.config.providers.get(target.provider), body));
+        let price = routed.route.price_of(Some(target))?;
         let asked = routed.fields.max_tokens.unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE);
-        let at_bound =
-            affordable(limit, prompt.get().unwrap_or_else(|| prompt.bound(body, routed.fields.text_only)), price);
+        let prompt_now = prompt.get().unwrap_or_else(|| prompt.bound(body, routed.fields.text_only));
+        // Whether the body marks the provider's cache is searched for only
+        // where it can change the limit: not when, even with every prompt
+        // token priced as written to the cache, the cost leaves the output
+        // ceiling whole (which then decides), or, without one, each answer
+        // at least the body's own limit (which then stands).
+        let dearest = price.before_answer(|| true);
+        let choices = routed.fields.choices.max(1);
+        let binds_at_dearest =
+            affordable(limit, prompt_now, dearest).is_some_and(|n| match (output, routed.fields.max_tokens) {
+                (Some(ceiling), _) => n < ceiling,
+                (None, Some(own)) => n / choices < own,
+                (None, None) => true,
+            });
+        let price = if binds_at_dearest {
+            price.before_answer(|| {
+                super::admit::may_write_cache(state.config.providers.get(target.provider), prompt, body)
+            })
+        } else {
+            dearest
+        };
+        let at_bound = affordable(limit, prompt_now, price);
         Some(match at_bound {
             Some(n) if n < asked && prompt.get().is_none() && body.len() <= tollgate_protocol::tokens::STEP_BYTES => {
                 affordable(limit, prompt.tokens(body), price)
@@ -434,9 +451,7 @@ fn ceiling(
         return None;
     }
     let cost = cost.and_then(|limit| {
-        let price = route
-            .price_of(Some(target))?
-            .before_answer(|| super::admit::may_write_cache(state.config.providers.get(target.provider), body));
+        let price = route.price_of(Some(target))?;
         Some((
             limit,
             stream::PromptTokens::new(
@@ -447,6 +462,7 @@ fn ceiling(
                 prompt.stored,
             ),
             price,
+            stream::CacheWrites::of(state.config.providers.get(target.provider)),
         ))
     });
     Some(stream::Ceiling { output_tokens: output.unwrap_or(u64::MAX), cost })

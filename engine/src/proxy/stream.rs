@@ -35,9 +35,47 @@ const EVENT_BYTES_MAX: usize = 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct Ceiling {
     pub output_tokens: u64,
-    /// (limit in micro-dollars, the prompt's tokens, the model's price as
-    /// it stands before the answer: `Price::before_answer`)
-    pub cost: Option<(u64, PromptTokens, tollgate_policy::config::Price)>,
+    /// (limit in micro-dollars, the prompt's tokens, the model's price,
+    /// whether the provider may bill cache writes)
+    pub cost: Option<(u64, PromptTokens, tollgate_policy::config::Price, CacheWrites)>,
+}
+
+/// Whether a request may be billed cache writes, which Anthropic prices
+/// above the input (1.25 times, twice for an hour): always where the
+/// gateway marks prompts for the provider (`prompt_cache_marks`); where
+/// the body marks a part (`cache_control`, which OpenAI-compatible proxies
+/// of Claude take too) for a provider that reports writes (Anthropic,
+/// Bedrock, an OpenAI-compatible one); never for OpenAI (which writes at
+/// the input price and reports none), the mock or Gemini. The body is
+/// searched only when asked. A key written in escapes
+/// (`cache\u005fcontrol`) is not looked for: the bill is still the
+/// provider's usage at the write price, and only the request's own
+/// ceiling can be passed by the premium.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CacheWrites {
+    pub always: bool,
+    pub if_marked: bool,
+}
+
+impl CacheWrites {
+    pub fn of(provider: Option<&tollgate_policy::config::Provider>) -> CacheWrites {
+        use tollgate_policy::ProviderKind;
+        provider.map_or_else(CacheWrites::default, |p| CacheWrites {
+            always: p.prompt_cache_marks,
+            if_marked: !matches!(p.kind, ProviderKind::OpenAi | ProviderKind::Mock | ProviderKind::Gemini),
+        })
+    }
+
+    /// Whether writes may be billed, `marked` saying whether the body
+    /// marks a part (asked only where it decides).
+    pub fn may(self, marked: impl FnOnce() -> bool) -> bool {
+        self.always || (self.if_marked && marked())
+    }
+}
+
+/// Whether `body` marks a part for the provider's prompt cache.
+pub fn marks_cache(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"cache_control").is_some()
 }
 
 /// The prompt's tokens as a cost ceiling needs them: its upper bound
@@ -82,17 +120,23 @@ impl PromptTokens {
 impl Ceiling {
     pub fn crossed(&self, completion: u64) -> bool {
         completion > self.output_tokens
-            || self.cost.as_ref().is_some_and(|(limit, prompt, price)| {
+            || self.cost.as_ref().is_some_and(|(limit, prompt, price, writes)| {
                 // The tier by the count, with its margin: dearer from within
                 // a quarter of the threshold, so the cost only grows with
                 // the prompt and the bound decides for the count.
-                let cost = |prompt| {
+                let cost = |prompt, price: tollgate_policy::config::Price| {
                     TokenUsage { prompt, completion, ..TokenUsage::default() }.cost_at(price.for_counted_prompt(prompt))
                 };
-                // Within the limit even at the prompt's bound: not crossed,
-                // and nothing counted. Past it with no prompt at all:
-                // crossed. Between, the count decides.
-                cost(prompt.bound) > *limit && (cost(0) > *limit || cost(prompt.exact()) > *limit)
+                // Within the limit at the prompt's bound even with every
+                // prompt token written to the cache: not crossed, and
+                // nothing counted or searched.
+                if cost(prompt.bound, price.before_answer(|| true)) <= *limit {
+                    return false;
+                }
+                let price = price.before_answer(|| writes.may(|| marks_cache(&prompt.body)));
+                // Past it with no prompt at all: crossed. Between, the count
+                // decides.
+                cost(prompt.bound, price) > *limit && (cost(0, price) > *limit || cost(prompt.exact(), price) > *limit)
             })
     }
 }
@@ -1226,9 +1270,14 @@ mod tests {
         let bound = body.len() as u64 + 3;
         let ceiling = |limit_tokens: u64| Ceiling {
             output_tokens: u64::MAX,
-            cost: Some((limit_tokens, PromptTokens::new(bound, None, body.clone(), encoding, 0), price)),
+            cost: Some((
+                limit_tokens,
+                PromptTokens::new(bound, None, body.clone(), encoding, 0),
+                price,
+                CacheWrites::default(),
+            )),
         };
-        let counted = |c: &Ceiling| c.cost.as_ref().is_some_and(|(_, p, _)| p.exact.get().is_some());
+        let counted = |c: &Ceiling| c.cost.as_ref().is_some_and(|(_, p, ..)| p.exact.get().is_some());
         // Far from the limit even at the bound: no count.
         let far = ceiling(bound + 100);
         assert!(!far.crossed(50) && !counted(&far));
@@ -1239,6 +1288,41 @@ mod tests {
         // Past it with no prompt at all: crossed, no count.
         let past = ceiling(5);
         assert!(past.crossed(6) && !counted(&past));
+    }
+
+    /// A body that marks a part for the cache, to a provider that bills
+    /// writes, is priced at the write rate (here twice the input): its
+    /// ceiling is crossed sooner than an unmarked body's, or the same
+    /// body's at a provider that bills none.
+    #[test]
+    fn a_cost_ceiling_prices_a_body_that_marks_the_cache_at_the_write_rate() {
+        let price = tollgate_policy::config::Price {
+            input_per_mtok: 1_000_000,
+            output_per_mtok: 1_000_000,
+            cache_write_per_mtok: 1_250_000,
+            cache_write_1h_per_mtok: 2_000_000,
+            ..Default::default()
+        };
+        let encoding = tollgate_protocol::tokens::Encoding::O200kBase;
+        let marked = bytes::Bytes::from_static(
+            br#"{"system":[{"type":"text","text":"Be brief.","cache_control":{"type":"ephemeral","ttl":"1h"}}],"messages":[{"role":"user","content":"Say hello"}]}"#,
+        );
+        let exact = tollgate_protocol::tokens::prompt_tokens(encoding, &marked);
+        let ceiling = |writes: CacheWrites| Ceiling {
+            output_tokens: u64::MAX,
+            cost: Some((
+                2 * exact + 10,
+                PromptTokens::new(marked.len() as u64 + 3, None, marked.clone(), encoding, 0),
+                price,
+                writes,
+            )),
+        };
+        let reports = CacheWrites { always: false, if_marked: true };
+        assert!(!ceiling(reports).crossed(10) && ceiling(reports).crossed(11), "the prompt at $2 a million");
+        let none = CacheWrites { always: false, if_marked: false };
+        assert!(!ceiling(none).crossed(exact + 10) && ceiling(none).crossed(exact + 11), "at $1");
+        let marks = CacheWrites { always: true, if_marked: false };
+        assert!(ceiling(marks).crossed(11), "the gateway's own marks");
     }
 
     #[test]
