@@ -174,14 +174,14 @@ fn prefix(req: &ChatRequest<'_>, object: &str, out: &mut BytesMut) {
 }
 
 fn usage(req: &ChatRequest<'_>, completion: usize, out: &mut BytesMut) {
-    let completion = completion + req.reasoning + req.audio_completion;
+    let completion = completion.saturating_add(req.reasoning).saturating_add(req.audio_completion);
     let mut n = itoa::Buffer::new();
     out.extend_from_slice(b"\"usage\":{\"prompt_tokens\":");
     out.extend_from_slice(n.format(req.prompt_tokens).as_bytes());
     out.extend_from_slice(b",\"completion_tokens\":");
     out.extend_from_slice(n.format(completion).as_bytes());
     out.extend_from_slice(b",\"total_tokens\":");
-    out.extend_from_slice(n.format(req.prompt_tokens + completion).as_bytes());
+    out.extend_from_slice(n.format(req.prompt_tokens.saturating_add(completion)).as_bytes());
     if req.cache_read > 0 || req.audio_prompt > 0 {
         out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
         out.extend_from_slice(n.format(req.cache_read).as_bytes());

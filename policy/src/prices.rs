@@ -45,6 +45,12 @@
 //! same Gemini pricing summaries. A threshold is passed by a prompt of
 //! more tokens than it: 200,000 is still the lower tier.
 //!
+//! OpenAI's GPT-5 family (December 2026, from OpenAI's pricing and launch
+//! pages as quoted by independent summaries of 2026): GPT-5 and 5.1 at
+//! $1.25/$10, mini $0.25/$2, nano $0.05/$0.40, Pro $15/$120; GPT-5.2
+//! $1.75/$14, 5.2 Pro $21/$168; GPT-5.4 $2.50/$15, mini $0.75/$4.50, nano
+//! $0.20/$1.25; GPT-5.5 $5/$30; cached input at a tenth (none for Pro).
+//!
 //! Beside the prices, [`reasons_unseen`]: the models that think before
 //! they answer unless told not to, and bill that thinking as output
 //! without streaming it (the gateway cannot count it as it passes).
@@ -171,6 +177,17 @@ const TABLE: &[(&str, f64, f64, f64)] = &[
     ("gpt-4o", 2.50, 10.00, 1.25),
     ("gpt-audio-mini", 0.60, 2.40, 0.60),
     ("gpt-audio", 2.50, 10.00, 2.50),
+    ("gpt-5", 1.25, 10.00, 0.125),
+    ("gpt-5-mini", 0.25, 2.00, 0.025),
+    ("gpt-5-nano", 0.05, 0.40, 0.005),
+    ("gpt-5-pro", 15.00, 120.00, 15.00),
+    ("gpt-5.1", 1.25, 10.00, 0.125),
+    ("gpt-5.2", 1.75, 14.00, 0.175),
+    ("gpt-5.2-pro", 21.00, 168.00, 21.00),
+    ("gpt-5.4", 2.50, 15.00, 0.25),
+    ("gpt-5.4-mini", 0.75, 4.50, 0.075),
+    ("gpt-5.4-nano", 0.20, 1.25, 0.02),
+    ("gpt-5.5", 5.00, 30.00, 0.50),
     ("gpt-4.1-nano", 0.10, 0.40, 0.025),
     ("gpt-4.1-mini", 0.40, 1.60, 0.10),
     ("gpt-4.1", 2.00, 8.00, 0.50),
@@ -223,8 +240,23 @@ const TABLE: &[(&str, f64, f64, f64)] = &[
 /// long-context price): that price is twice the input (cached input and
 /// cache writes too) and 1.5 times the output. The longest matching
 /// prefix of [`TABLE`] must be the one named here: `claude-sonnet-4-6`
-/// has its own row, without the premium.
-const LONG_CONTEXT: &[(&str, u64)] = &[("claude-sonnet-4", 200_000), ("gemini-2.5-pro", 200_000)];
+/// has its own row, without the premium. GPT-5.4 and 5.5 are priced so
+/// past 270K (OpenAI's pages say "under 270K" for the standard rates;
+/// summaries say 272K: the lower bills high rather than low).
+const LONG_CONTEXT: &[(&str, u64)] = &[
+    ("claude-sonnet-4", 200_000),
+    ("gemini-2.5-pro", 200_000),
+    ("gpt-5.4", 270_000),
+    ("gpt-5.4-mini", 270_000),
+    ("gpt-5.4-nano", 270_000),
+    ("gpt-5.5", 270_000),
+];
+
+/// Families whose versions are priced apart: a version [`TABLE`] does not
+/// name has no built-in price (the gateway names such a target at start),
+/// rather than the price of the family's first (`gpt-5.3` is not
+/// `gpt-5`).
+const VERSIONED: &[&str] = &["gpt-5."];
 
 /// (upstream model name prefix, audio input, audio output), USD per 1M
 /// tokens, the longest matching prefix winning; text in these models is
@@ -271,6 +303,9 @@ pub fn builtin(upstream_model: &str) -> Option<Price> {
         .iter()
         .filter(|(prefix, ..)| upstream_model.starts_with(prefix))
         .max_by_key(|(prefix, ..)| prefix.len())?;
+    if VERSIONED.iter().any(|v| upstream_model.starts_with(v) && v.len() > prefix.len()) {
+        return None;
+    }
     let long_context = LONG_CONTEXT.iter().find(|(p, _)| *p == prefix).map(|&(_, above_tokens)| LongContext {
         above_tokens,
         input_per_mtok: micro(i * 2.0),
@@ -461,6 +496,18 @@ mod tests {
         assert_eq!(before.for_counted_prompt(160_001).output_per_mtok, 22_500_000);
         let spoken = audio.before_answer(|| panic!("OpenAI's writes cost no more than input: not asked"));
         assert_eq!((spoken.input_per_mtok, spoken.output_per_mtok), (40_000_000, 80_000_000));
+        // GPT-5's family by version; a version not in the table has none.
+        assert_eq!(builtin("gpt-5-2025-08-07").unwrap().input_per_mtok, 1_250_000);
+        assert_eq!(builtin("gpt-5-mini-2025-08-07").unwrap().output_per_mtok, 2_000_000);
+        assert_eq!(builtin("gpt-5-chat-latest").unwrap().output_per_mtok, 10_000_000);
+        assert_eq!(builtin("gpt-5.2-2025-12-11").unwrap().output_per_mtok, 14_000_000);
+        assert_eq!(builtin("gpt-5.1-codex").unwrap().input_per_mtok, 1_250_000);
+        assert_eq!(builtin("gpt-5.4-mini").unwrap().input_per_mtok, 750_000);
+        let five_five = builtin("gpt-5.5").unwrap();
+        assert_eq!(five_five.for_prompt(270_001).input_per_mtok, 10_000_000);
+        assert_eq!(five_five.for_prompt(270_000).output_per_mtok, 30_000_000);
+        assert!(builtin("gpt-5.3-codex").is_none(), "a version the table does not name");
+        assert!(builtin("gpt-5.9").is_none());
         // Every long tier names a row that exists.
         for (prefix, _) in LONG_CONTEXT {
             assert!(TABLE.iter().any(|(p, ..)| p == prefix), "{prefix}");

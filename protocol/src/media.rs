@@ -33,10 +33,29 @@ pub const IMAGE_UNKNOWN: u64 =
     if OPENAI_IMAGE_MAX > ANTHROPIC_IMAGE_MAX { OPENAI_IMAGE_MAX } else { ANTHROPIC_IMAGE_MAX };
 /// Audio input: OpenAI bills about one token per 100 ms.
 pub const AUDIO_TOKENS_PER_SECOND: u64 = 10;
+/// An earlier spoken answer given back by id (`{"role": "assistant",
+/// "audio": {"id": ...}}`), which the provider reads again as audio input:
+/// the most one answer can be, the audio models' output limit (16,384
+/// tokens for `gpt-4o-audio-preview` and `gpt-audio`).
+pub const AUDIO_BY_ID: u64 = 16_384;
 
 /// Base64 characters of an image read for its size: enough for a JPEG
 /// whose size marker follows a large EXIF block.
 const HEADER_BASE64_MAX: usize = 96 * 1024;
+
+/// Whether a body marks a part for the provider's prompt cache
+/// (Anthropic's `cache_control`, which the provider bills writes for), or
+/// may in escapes (`\u00XX`: a key's letter written so is a letter to the
+/// provider). One pass for the two, as [`media_tokens`] looks.
+pub fn marks_cache(body: &[u8]) -> bool {
+    const NAMES: [&[u8]; 2] = [b"cache_control", b"\\u00"];
+    static SEARCHER: std::sync::LazyLock<Option<aho_corasick::packed::Searcher>> =
+        std::sync::LazyLock::new(|| aho_corasick::packed::Searcher::new(NAMES));
+    match SEARCHER.as_ref() {
+        Some(s) => s.find(body).is_some(),
+        None => NAMES.iter().any(|n| memchr::memmem::find(body, n).is_some()),
+    }
+}
 
 /// The tokens the images and audio of a chat, messages or Responses
 /// request cost, as far as they can be told without the provider.
@@ -137,8 +156,10 @@ fn walk(body: &[u8], partial: bool) -> Media {
                 }
                 if is(key, b"audio") && c.peek() == Some(b'{') {
                     // A chat assistant message's earlier audio answer, by
-                    // id: the provider reads it again as audio.
+                    // id: the provider reads it again as audio, up to
+                    // the longest answer it can be.
                     media.uncounted = true;
+                    media.tokens = media.tokens.saturating_add(AUDIO_BY_ID);
                     return c.value().ok();
                 }
                 if is(key, b"output") && c.peek() == Some(b'{') {
@@ -622,6 +643,9 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"assistant","output":{"type":"input_image","image_url":"https://x/a.png"}}]}"#
                 .to_string(),
             format!(r#"{{"model":"m","input":[{{"role":"user","content":[{image}]}}]}}"#),
+            // An earlier spoken answer, by id, on a message with content.
+            r#"{"model":"m","messages":[{"role":"assistant","content":"hi","audio":{"id":"audio_abc"}},{"role":"user","content":"again"}]}"#
+                .to_string(),
         ];
         // A key in escapes, at the top level or in a message, is refused.
         let escaped = format!(r#"{{"model":"m","m\u0065ssages":[{{"role":"user","content":[{image}]}}]}}"#);
@@ -696,6 +720,13 @@ mod tests {
         for body in whole {
             assert!(!counted_in_part(body.as_bytes()), "{body}");
         }
+        // A cache mark, or a key that may be one in escapes; not text.
+        assert!(marks_cache(br#"{"system":[{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}]}"#));
+        assert!(marks_cache(br#"{"system":[{"type":"text","text":"x","cache\u005fcontrol":{"type":"ephemeral"}}]}"#));
+        assert!(!marks_cache(br#"{"messages":[{"role":"user","content":"cache control, \u4e2d\u6587"}]}"#));
+        // An earlier spoken answer by id counts as the longest it can be.
+        let body = r#"{"messages":[{"role":"assistant","audio":{"id":"audio_abc"}},{"role":"assistant","audio":{"id":"audio_def"}},{"role":"user","content":"again"}]}"#;
+        assert_eq!(media_tokens(body.as_bytes()), 2 * AUDIO_BY_ID);
         // A function call's output's images are priced too, and a
         // computer call's screenshot.
         let body = r#"{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_image","image_url":"https://x/a.png"}]}]}"#;

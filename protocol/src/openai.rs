@@ -77,9 +77,10 @@ pub struct ChatRequestFields {
     /// leaves (the engine's `proxy::relay::Answer::read_to_end`).
     pub stored_input: bool,
     /// No part of the body can hold an image or audio: every message's
-    /// `content` is a string or `null`, no message has an `output`, and
-    /// there is no `input` (keys written with escapes, which the media
-    /// walk would decode, are refused here). The media estimate
+    /// `content` is a string or `null`, no message has an `output` or an
+    /// `audio` (an earlier spoken answer, by id), and there is no `input`
+    /// (keys written with escapes, which the media walk would decode, are
+    /// refused here). The media estimate
     /// ([`crate::media::media_tokens`]) then has nothing to find, and its
     /// pass over the body (113,000 instructions for a 100 KB prompt) is
     /// skipped.
@@ -617,12 +618,13 @@ fn messages(c: &mut Cursor<'_>, plain: &mut bool, last: &mut Option<Span>) -> Re
 /// One message: a known `role`, given once, and a `content` (see
 /// [`messages`]); `bad` names the message in an error. `plain` is cleared
 /// where the message may hold media (see [`ChatRequestFields::text_only`]):
-/// content parts or an `output`. (A key in escapes, which the media walk
-/// would decode, is refused: [`raw_members`].)
+/// content parts, an `output` or an earlier spoken answer (`audio`). (A
+/// key in escapes, which the media walk would decode, is refused:
+/// [`raw_members`].)
 fn message(c: &mut Cursor<'_>, plain: &mut bool, bad: impl Fn(MessageProblem) -> BodyError) -> Result<(), BodyError> {
     let (mut assistant, mut content) = (None, false);
     raw_members(c, |key, value| {
-        *plain &= key != b"output" && !(key == b"content" && value.first() == Some(&b'['));
+        *plain &= key != b"output" && key != b"audio" && !(key == b"content" && value.first() == Some(&b'['));
         match key {
             b"role" => {
                 let name = value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\""));

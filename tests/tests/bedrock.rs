@@ -262,25 +262,42 @@ fn instance_role_and_credentials_file_sign_too_and_cache_writes_are_billed() {
     assert!(head.contains("Credential=ASIAMOCKROLE"), "{head}");
     assert!(head.contains("/eu-west-1/bedrock/aws4_request"), "{head}");
     assert!(head.contains("x-amz-security-token: mock-role-session-token\r\n"), "{head}");
-    let r = one_request(s.gw.addr, &chat_request(&body, "x-mock-cache: 100,40\r\n"));
+    // 30 of the 40 written for an hour (Bedrock's `cacheDetails`).
+    let r = one_request(s.gw.addr, &chat_request(&body, "x-mock-cache: 100,40,30\r\n"));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
     let records = wait_records(&s.logs.0, 2);
     let rec = records.iter().find(|r| r["tokens"]["estimated"].is_null()).unwrap();
+    let t = &rec["tokens"];
     assert_eq!(
-        (rec["tokens"]["cached"].as_u64(), rec["tokens"]["cache_write"].as_u64()),
-        (Some(100), Some(40)),
+        (t["cached"].as_u64(), t["cache_write"].as_u64(), t["cache_write_1h"].as_u64()),
+        (Some(100), Some(40), Some(30)),
         "{rec}"
     );
+    // Claude Sonnet 4 on Bedrock: $3 in, $0.30 read, $3.75 written for five
+    // minutes, $6 for an hour, $15 out.
+    let (prompt, completion) = (t["prompt"].as_u64().unwrap(), t["completion"].as_u64().unwrap());
+    let want = ((prompt - 140) * 3_000_000 + 100 * 300_000 + 10 * 3_750_000 + 30 * 6_000_000 + completion * 15_000_000)
+        / 1_000_000;
+    assert_eq!(rec["cost_micro_usd"].as_u64(), Some(want), "{rec}");
+    // An Anthropic client's stream, translated from Bedrock's through
+    // chat's, is billed the same writes.
+    let stream = r#"{"model":"claude-role","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = one_request(s.gw.addr, &messages_request(stream, "x-mock-cache: 100,40,30\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains(r#""cache_creation_input_tokens":40"#), "{}", r.text());
+    let records = wait_records(&s.logs.0, 3);
+    let t = &records[2]["tokens"];
+    assert_eq!((t["cache_write"].as_u64(), t["cache_write_1h"].as_u64()), (Some(40), Some(30)), "{}", records[2]);
     let file = NOVA_CHAT.replace("\"nova\"", "\"nova-file\"");
     let r = one_request(s.gw.addr, &chat_request(&file, "x-mock-echo: head\r\n"));
     assert!(r.text().contains("Credential=AKIDFILE/"), "{}", r.text());
     assert_eq!(one_request(s.gw.addr, &chat_request(&file, "")).status, 200);
 }
 
-fn messages_request(body: &str) -> Vec<u8> {
+fn messages_request(body: &str, extra: &str) -> Vec<u8> {
     format!(
-        "POST /v1/messages HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nx-api-key: {KEY}\r\nanthropic-version: 2023-06-01\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/messages HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nx-api-key: {KEY}\r\nanthropic-version: 2023-06-01\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -295,7 +312,7 @@ fn anthropic_down_at_2am_falls_back_to_bedrock_for_openai_and_anthropic_clients(
     assert_eq!(r.header("x-tollgate-route"), Some("aws/anthropic.claude-sonnet-4-20250514-v1:0"));
     let m =
         r#"{"model":"claude-first","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
-    let r = one_request(s.gw.addr, &messages_request(m));
+    let r = one_request(s.gw.addr, &messages_request(m, ""));
     assert_eq!(r.status, 200, "{}", r.text());
     let text = r.text();
     assert!(text.contains("event: message_start") && text.contains("event: message_stop"), "{text}");
@@ -312,7 +329,7 @@ fn anthropic_down_at_2am_falls_back_to_bedrock_for_openai_and_anthropic_clients(
         {"role": "user", "content": "Again"}
     ]})
     .to_string();
-    let mut req = messages_request(&history);
+    let mut req = messages_request(&history, "");
     let at = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     req.splice(at + 2..at + 2, b"x-mock-echo: reply\r\n".iter().copied());
     let r = one_request(s.gw.addr, &req);

@@ -104,11 +104,16 @@ impl Prompt {
 
     /// Whether `body` (the exchange's body) marks a part for the
     /// provider's prompt cache (Anthropic's `cache_control`, which
-    /// OpenAI-compatible proxies of Claude take too): a byte search, made
-    /// once, by whichever phase prices the request first
+    /// OpenAI-compatible proxies of Claude take too), or may in escapes: a
+    /// byte search, made once, by whichever phase prices the request first
     /// (`admit::may_write_cache`).
     pub fn marks_cache(&self, body: &[u8]) -> bool {
         *self.marks_cache.get_or_init(|| crate::proxy::stream::marks_cache(body))
+    }
+
+    /// [`Prompt::marks_cache`]'s answer, where a phase has searched.
+    pub fn marks_cache_known(&self) -> Option<bool> {
+        self.marks_cache.get().copied()
     }
 
     /// No prompt in `body` (the exchange's body) has more tokens than

@@ -385,7 +385,7 @@ fn output_cap(
         let binds_at_dearest =
             affordable(limit, prompt_now, dearest).is_some_and(|n| match (output, routed.fields.max_tokens) {
                 (Some(ceiling), _) => n < ceiling,
-                (None, Some(own)) => n / choices < own,
+                (None, Some(own)) => n / choices < own.max(1),
                 (None, None) => true,
             });
         let price = if binds_at_dearest {
@@ -460,7 +460,8 @@ fn ceiling(
                 body.clone(),
                 prompt.encoding,
                 prompt.stored,
-            ),
+            )
+            .marks_known(prompt.marks_cache_known()),
             price,
             stream::CacheWrites::of(state.config.providers.get(target.provider)),
         ))

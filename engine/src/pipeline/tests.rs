@@ -287,11 +287,10 @@ fn a_request_translated_for_anthropic_reserves_the_limit_the_translation_writes(
 
 /// A request is priced before its answer at the dearest rate each token
 /// may be billed: one that marks its prompt for Anthropic's cache
-/// (`cache_control`) at the hour-long write price, twice the input; one
-/// that marks nothing at the input price, and so one whose key is written
-/// in escapes (not looked for: `admit::may_write_cache`). Claude Sonnet
-/// 4.5 behind an OpenAI-compatible provider: $3 in, $6 written for an
-/// hour, $15 out.
+/// (`cache_control`, or a key in escapes that may be it) at the hour-long
+/// write price, twice the input; one that marks nothing at the input
+/// price. Claude Sonnet 4.5 behind an OpenAI-compatible provider: $3 in,
+/// $6 written for an hour, $15 out.
 #[test]
 fn a_request_that_may_write_the_cache_is_estimated_at_the_write_price() {
     let w = World::new("budget = { daily_usd = 1.0 }");
@@ -314,7 +313,7 @@ fn a_request_that_may_write_the_cache_is_estimated_at_the_write_price() {
     let (plain, marked, escaped) = (estimates[0], estimates[1], estimates[2]);
     assert_eq!(plain.1, (plain.0 * 3_000_000 + 50 * 15_000_000) / 1_000_000, "{plain:?}");
     assert_eq!(marked.1, (marked.0 * 6_000_000 + 50 * 15_000_000) / 1_000_000, "{marked:?}");
-    assert_eq!(escaped.1, (escaped.0 * 3_000_000 + 50 * 15_000_000) / 1_000_000, "{escaped:?}");
+    assert_eq!(escaped.1, (escaped.0 * 6_000_000 + 50 * 15_000_000) / 1_000_000, "{escaped:?}");
 }
 
 /// A tool the provider runs and bills per call is offered only by a team

@@ -47,10 +47,8 @@ pub struct Ceiling {
 /// of Claude take too) for a provider that reports writes (Anthropic,
 /// Bedrock, an OpenAI-compatible one); never for OpenAI (which writes at
 /// the input price and reports none), the mock or Gemini. The body is
-/// searched only when asked. A key written in escapes
-/// (`cache\u005fcontrol`) is not looked for: the bill is still the
-/// provider's usage at the write price, and only the request's own
-/// ceiling can be passed by the premium.
+/// searched only when asked (once per exchange), and a body with a
+/// letter in escapes (`cache\u005fcontrol`) counts as marked.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CacheWrites {
     pub always: bool,
@@ -73,9 +71,10 @@ impl CacheWrites {
     }
 }
 
-/// Whether `body` marks a part for the provider's prompt cache.
+/// Whether `body` marks a part for the provider's prompt cache, or may in
+/// escapes ([`tollgate_protocol::media::marks_cache`]).
 pub fn marks_cache(body: &[u8]) -> bool {
-    memchr::memmem::find(body, b"cache_control").is_some()
+    tollgate_protocol::media::marks_cache(body)
 }
 
 /// The prompt's tokens as a cost ceiling needs them: its upper bound
@@ -91,6 +90,8 @@ pub struct PromptTokens {
     encoding: tollgate_protocol::tokens::Encoding,
     /// Tokens the provider reads besides the body (`Prompt::stored`).
     stored: u64,
+    /// Whether the body marks the provider's cache, searched once.
+    marks: std::cell::OnceCell<bool>,
 }
 
 impl PromptTokens {
@@ -107,7 +108,20 @@ impl PromptTokens {
         if let Some(n) = exact {
             let _ = cell.set(n);
         }
-        PromptTokens { bound, exact: cell, body, encoding, stored }
+        PromptTokens { bound, exact: cell, body, encoding, stored, marks: std::cell::OnceCell::new() }
+    }
+
+    /// With whether the body marks the provider's cache, where the
+    /// exchange has searched already (`pipeline::Prompt::marks_cache`).
+    pub fn marks_known(self, marks: Option<bool>) -> Self {
+        if let Some(m) = marks {
+            let _ = self.marks.set(m);
+        }
+        self
+    }
+
+    fn marks_cache(&self) -> bool {
+        *self.marks.get_or_init(|| marks_cache(&self.body))
     }
 
     fn exact(&self) -> u64 {
@@ -133,7 +147,7 @@ impl Ceiling {
                 if cost(prompt.bound, price.before_answer(|| true)) <= *limit {
                     return false;
                 }
-                let price = price.before_answer(|| writes.may(|| marks_cache(&prompt.body)));
+                let price = price.before_answer(|| writes.may(|| prompt.marks_cache()));
                 // Past it with no prompt at all: crossed. Between, the count
                 // decides.
                 cost(prompt.bound, price) > *limit && (cost(0, price) > *limit || cost(prompt.exact(), price) > *limit)
@@ -395,12 +409,11 @@ impl Stream {
             }
             Stream::ToResponses { anthropic: None, reported, .. } => Ok(reported.usage().map(token_usage)),
             Stream::ToAnthropic(t) => {
-                let (prompt, completion, cached) = t.usage();
-                if [prompt, completion].iter().any(|&n| n > tollgate_protocol::openai::USAGE_TOKENS_MAX) {
+                let u = t.usage();
+                if [u.prompt, u.completion].iter().any(|&n| n > tollgate_protocol::openai::USAGE_TOKENS_MAX) {
                     return Err(super::answer::Rejected);
                 }
-                Ok(Some(TokenUsage { prompt, completion, cached: cached.min(prompt), ..TokenUsage::default() })
-                    .filter(|u| (u.prompt | u.completion) > 0))
+                Ok(Some(token_usage(u)).filter(|u| (u.prompt | u.completion) > 0))
             }
         }
     }

@@ -13,8 +13,18 @@ use tollgate_protocol::eventstream::encode;
 
 fn usage(req: &ChatRequest<'_>, output: usize) -> String {
     let input = req.prompt_tokens.saturating_sub(req.cache_read + req.cache_write);
+    // The writes by TTL, the hour's first, as Bedrock sorts them.
+    let details = if req.cache_write_1h > 0 {
+        format!(
+            r#","cacheDetails":[{{"ttl":"1h","inputTokens":{}}},{{"ttl":"5m","inputTokens":{}}}]"#,
+            req.cache_write_1h,
+            req.cache_write - req.cache_write_1h
+        )
+    } else {
+        String::new()
+    };
     format!(
-        r#"{{"inputTokens":{input},"outputTokens":{output},"totalTokens":{},"cacheReadInputTokens":{},"cacheWriteInputTokens":{}}}"#,
+        r#"{{"inputTokens":{input},"outputTokens":{output},"totalTokens":{},"cacheReadInputTokens":{},"cacheWriteInputTokens":{}{details}}}"#,
         req.prompt_tokens + output,
         req.cache_read,
         req.cache_write

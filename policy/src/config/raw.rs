@@ -273,9 +273,11 @@ pub struct RawPrice {
     pub output_per_mtok: Spanned<f64>,
     pub cached_input_per_mtok: Option<Spanned<f64>>,
     /// Prompt tokens written to the provider's cache (Anthropic charges
-    /// them above the input price); the input price when absent.
+    /// them above the input price); 1.25 times the input price when
+    /// absent.
     pub cache_write_per_mtok: Option<Spanned<f64>>,
-    /// Anthropic's one-hour cache writes; the cache write price when absent.
+    /// Anthropic's one-hour cache writes; twice the input price (at least
+    /// the write price) when absent.
     pub cache_write_1h_per_mtok: Option<Spanned<f64>>,
     /// Audio tokens in and out; the text prices when absent.
     pub audio_input_per_mtok: Option<Spanned<f64>>,

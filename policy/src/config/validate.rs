@@ -862,10 +862,12 @@ fn price(p: &RawPrice, report: &mut Report<'_>) -> Price {
                 "above_tokens = 0 would bill every request at the long-context rates; write the prompt size past which they apply, such as 200000".to_string(),
             );
         }
+        // The rates a request is priced at before its answer: cached input
+        // is not among them (a base left to its default, the input price,
+        // may well be dearer than a tier's cache reads).
         let pairs = [
             ("input_per_mtok", input, input_per_mtok),
             ("output_per_mtok", output, output_per_mtok),
-            ("cached_input_per_mtok", cached, cached_input_per_mtok),
             ("cache_write_per_mtok", write, cache_write_per_mtok),
             ("cache_write_1h_per_mtok", hour, cache_write_1h_per_mtok),
         ];

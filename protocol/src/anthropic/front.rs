@@ -8,7 +8,7 @@ use simd_json::prelude::*;
 use simd_json::BorrowedValue as Value;
 
 use super::{parse, RequestInfo, TranslateError, DEFAULT_MAX_TOKENS, STREAM_BLOCKS_MAX};
-use crate::openai::write_json_string;
+use crate::openai::{write_json_string, Usage};
 use crate::sse::{write_event, SseEvent};
 
 /// Anthropic's `stop_reason` for an OpenAI `finish_reason`.
@@ -240,23 +240,48 @@ pub fn request_to_openai_for(
     Ok(RequestInfo { stream, include_usage: true })
 }
 
-fn usage_json(prompt: u64, completion: u64, cached: u64, out: &mut BytesMut) {
+/// Anthropic's usage object: its input excludes the cache's reads and
+/// writes, which it gives apart.
+fn usage_json(u: &Usage, out: &mut BytesMut) {
     let mut n = itoa::Buffer::new();
     out.extend_from_slice(b"{\"input_tokens\":");
-    out.extend_from_slice(n.format(prompt.saturating_sub(cached)).as_bytes());
+    out.extend_from_slice(n.format(u.prompt.saturating_sub(u.cached).saturating_sub(u.cache_write)).as_bytes());
     out.extend_from_slice(b",\"output_tokens\":");
-    out.extend_from_slice(n.format(completion).as_bytes());
+    out.extend_from_slice(n.format(u.completion).as_bytes());
     out.extend_from_slice(b",\"cache_read_input_tokens\":");
-    out.extend_from_slice(n.format(cached).as_bytes());
+    out.extend_from_slice(n.format(u.cached).as_bytes());
+    if u.cache_write > 0 {
+        out.extend_from_slice(b",\"cache_creation_input_tokens\":");
+        out.extend_from_slice(n.format(u.cache_write).as_bytes());
+    }
+    if u.cache_write_1h > 0 {
+        out.extend_from_slice(b",\"cache_creation\":{\"ephemeral_5m_input_tokens\":");
+        out.extend_from_slice(n.format(u.cache_write - u.cache_write_1h).as_bytes());
+        out.extend_from_slice(b",\"ephemeral_1h_input_tokens\":");
+        out.extend_from_slice(n.format(u.cache_write_1h).as_bytes());
+        out.put_u8(b'}');
+    }
     out.put_u8(b'}');
 }
 
-fn read_usage(u: Option<&Value<'_>>) -> Option<(u64, u64, u64)> {
+/// A chat usage object's counts: the cache's reads and writes (the
+/// gateway's own chat form of Bedrock's Claude carries writes, and their
+/// hour-long share) each a share of what holds it.
+fn read_usage(u: Option<&Value<'_>>) -> Option<Usage> {
     let u = u.filter(|u| u.is_object())?;
-    let n = |k: &str| u.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-    let cached =
-        u.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens")).and_then(|c| c.as_u64()).unwrap_or(0);
-    Some((n("prompt_tokens"), n("completion_tokens"), cached))
+    let n = |v: Option<&Value<'_>>| v.and_then(|v| v.as_u64()).unwrap_or(0);
+    let prompt = n(u.get("prompt_tokens"));
+    let cached = n(u.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens"))).min(prompt);
+    let cache_write = n(u.get("cache_creation_input_tokens")).min(prompt - cached);
+    let cache_write_1h = n(u.get("cache_creation").and_then(|c| c.get("ephemeral_1h_input_tokens"))).min(cache_write);
+    Some(Usage {
+        prompt,
+        completion: n(u.get("completion_tokens")),
+        cached,
+        cache_write,
+        cache_write_1h,
+        ..Usage::default()
+    })
 }
 
 /// Writes the Anthropic message for an OpenAI `chat.completion`.
@@ -298,8 +323,7 @@ pub fn response_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<()
     let finish = choice.and_then(|c| c.get("finish_reason")).and_then(|f| f.as_str()).unwrap_or("stop");
     write_json_string(out, stop_reason(finish));
     out.extend_from_slice(b",\"stop_sequence\":null,\"usage\":");
-    let (p, c, cached) = read_usage(v.get("usage")).unwrap_or_default();
-    usage_json(p, c, cached, out);
+    usage_json(&read_usage(v.get("usage")).unwrap_or_default(), out);
     out.put_u8(b'}');
     Ok(())
 }
@@ -335,7 +359,7 @@ pub struct FrontStream {
     /// OpenAI tool-call index to Anthropic block index.
     tool_blocks: Vec<(u64, u32)>,
     stop_reason: Option<&'static str>,
-    usage: (u64, u64, u64),
+    usage: Usage,
     finished: bool,
 }
 
@@ -348,8 +372,8 @@ impl FrontStream {
         self.finished
     }
 
-    /// Prompt, completion and cached tokens from the upstream's usage chunk.
-    pub fn usage(&self) -> (u64, u64, u64) {
+    /// The counts of the upstream's usage chunk.
+    pub fn usage(&self) -> Usage {
         self.usage
     }
 
@@ -497,8 +521,7 @@ impl FrontStream {
         data.extend_from_slice(b"{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":");
         write_json_string(&mut data, self.stop_reason.unwrap_or("end_turn"));
         data.extend_from_slice(b",\"stop_sequence\":null},\"usage\":");
-        let (p, c, cached) = self.usage;
-        usage_json(p, c, cached, &mut data);
+        usage_json(&self.usage, &mut data);
         data.put_u8(b'}');
         Self::emit(out, "message_delta", &data);
         Self::emit(out, "message_stop", b"{\"type\":\"message_stop\"}");
@@ -511,8 +534,8 @@ pub fn write_refusal_message(out: &mut BytesMut, model: &str, usage: Option<(u64
     out.extend_from_slice(b"{\"id\":\"msg_filtered\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
     write_json_string(out, model);
     out.extend_from_slice(b",\"content\":[],\"stop_reason\":\"refusal\",\"stop_sequence\":null,\"usage\":");
-    let (p, c) = usage.unwrap_or((0, 0));
-    usage_json(p, c, 0, out);
+    let (prompt, completion) = usage.unwrap_or((0, 0));
+    usage_json(&Usage { prompt, completion, ..Usage::default() }, out);
     out.put_u8(b'}');
 }
 
