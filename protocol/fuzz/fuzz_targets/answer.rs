@@ -1,6 +1,7 @@
 //! The answer reader (usage and the usage chunk, by structure): no panic
 //! on any input a hostile upstream sends, counts always within bounds, the
-//! cached count never above the prompt, and the same facts whatever
+//! cached count never above the prompt (nor the hour-long writes above the
+//! writes, the audio above what it details), and the same facts whatever
 //! whitespace surrounds the document. The Responses event reader with
 //! it: its text delta always a string's contents inside the document.
 //! And the top-level members picked out of an answer too large to keep
@@ -16,6 +17,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(u.completion <= USAGE_TOKENS_MAX);
         assert!(u.prompt <= 3 * USAGE_TOKENS_MAX);
         assert!(u.cached.saturating_add(u.cache_write) <= u.prompt);
+        // The hour-long writes and the audio are shares of what holds them.
+        assert!(u.cache_write_1h <= u.cache_write);
+        assert!(u.audio_prompt <= u.prompt && u.audio_completion <= u.completion);
     }
     let mut padded = b" \n".to_vec();
     padded.extend_from_slice(data);
