@@ -40,14 +40,16 @@ pub struct TokenUsage {
     /// completion's, the audio (priced apart).
     pub audio_prompt: u64,
     pub audio_completion: u64,
+    /// The service tier the provider says it served the request at.
+    pub tier: tollgate_policy::prices::Tier,
 }
 
 impl TokenUsage {
-    /// Cost in micro-dollars at prices per million tokens: the long
-    /// context's rates for every token where the prompt passes the
-    /// price's threshold.
+    /// Cost in micro-dollars at prices per million tokens: at the service
+    /// tier the provider reported, and the long context's rates for every
+    /// token where the prompt passes the price's threshold.
     pub fn cost_at(&self, p: tollgate_policy::config::Price) -> u64 {
-        let p = p.for_prompt(self.prompt);
+        let p = p.at_tier(self.tier).for_prompt(self.prompt);
         let uncached = self.prompt.saturating_sub(self.cached).saturating_sub(self.cache_write);
         // The shares are held to what they are shares of, whatever a
         // report claims.
@@ -64,6 +66,16 @@ impl TokenUsage {
         // Saturating: no count is believed past 2^32 tokens, but money
         // must never wrap whatever reaches here.
         u64::try_from(micro / 1_000_000).unwrap_or(u64::MAX)
+    }
+}
+
+/// A service tier's name in the record.
+fn tier_name(t: tollgate_policy::prices::Tier) -> &'static str {
+    use tollgate_policy::prices::Tier;
+    match t {
+        Tier::Flex => "flex",
+        Tier::Standard => "standard",
+        Tier::Priority => "priority",
     }
 }
 
@@ -433,6 +445,11 @@ impl<'s> Trace<'s> {
             if u.audio_completion > 0 {
                 out.extend_from_slice(b",\"audio_completion\":");
                 out.extend_from_slice(n.format(u.audio_completion).as_bytes());
+            }
+            if u.tier != tollgate_policy::prices::Tier::Standard {
+                out.extend_from_slice(b",\"tier\":\"");
+                out.extend_from_slice(tier_name(u.tier).as_bytes());
+                out.extend_from_slice(b"\"");
             }
             if self.usage_estimated {
                 out.extend_from_slice(b",\"estimated\":true");

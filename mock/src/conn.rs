@@ -334,6 +334,12 @@ impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
         if let Some((heard, spoken)) = audio_header(head).filter(|_| api == Api::Chat) {
             req.audio(heard, spoken);
         }
+        req.tier = match head.header(b"x-mock-tier") {
+            Some(b"priority") => Some("priority"),
+            Some(b"flex") => Some("flex"),
+            Some(b"default") => Some("default"),
+            _ => None,
+        };
         if let Some(n) = plan.reasoning.filter(|_| api == Api::Chat && plan.reply.is_none()) {
             plan.behavior.reply_words = req.reasons(n, plan.behavior.reply_words);
         }

@@ -36,6 +36,7 @@
 //! | `x-mock-tool: NAME` | answer with one call of the tool NAME, arguments `{"city":"Paris"}` (chat `tool_calls`, Anthropic `tool_use`, a Responses `function_call`; streamed, the arguments in two pieces), 8 completion tokens |
 //! | `x-mock-thinking: 1` | an Anthropic answer starts with a thinking block and its signature (opaque base64 holding a run shaped like an AWS key), JSON and streamed (`thinking_delta`, `signature_delta`) |
 //! | `x-mock-reasoning: N` | a chat answer's model reasons N tokens before its words: billed as output (`completion_tokens_details.reasoning_tokens`), never streamed; the request's `max_tokens` (or `max_completion_tokens`) counts them first, and an answer it stops finishes with `length` |
+//! | `x-mock-tier: priority\|flex\|default` | a chat answer and its chunks say they were served at that tier (top-level `service_tier`) |
 //! | `x-mock-audio: HEARD,SPOKEN` | a chat answer reports HEARD of its prompt tokens as audio and SPOKEN audio tokens of output besides its text (`prompt_tokens_details.audio_tokens`, `completion_tokens_details.audio_tokens`) |
 //! | `x-mock-cache: READ,WRITE[,HOUR]` | report READ prompt tokens read from the provider's cache and WRITE written to it (OpenAI's `cached_tokens`; Anthropic's `cache_read_input_tokens`, `cache_creation_input_tokens`), HOUR of the writes for an hour (Anthropic's `cache_creation`) |
 

@@ -48,6 +48,9 @@ pub struct ChatRequest<'a> {
     /// (`x-mock-audio: HEARD,SPOKEN`; chat's `audio_tokens` details).
     pub audio_prompt: usize,
     pub audio_completion: usize,
+    /// The service tier the answer says it was served at (`x-mock-tier`):
+    /// chat's top-level `service_tier`.
+    pub tier: Option<&'static str>,
     /// Stable id derived from the request body.
     pub id: u64,
     /// The request's output limit (`max_tokens`, `max_completion_tokens`
@@ -76,6 +79,7 @@ impl<'a> ChatRequest<'a> {
             cache_write_1h: 0,
             audio_prompt: 0,
             audio_completion: 0,
+            tier: None,
             id: fnv1a(body),
             max_tokens: fields.max_tokens,
             reasoning: 0,
@@ -115,6 +119,7 @@ impl<'a> ChatRequest<'a> {
             cache_write_1h: 0,
             audio_prompt: 0,
             audio_completion: 0,
+            tier: None,
             id: fnv1a(body),
             max_tokens: None,
             reasoning: 0,
@@ -171,6 +176,11 @@ fn prefix(req: &ChatRequest<'_>, object: &str, out: &mut BytesMut) {
     out.extend_from_slice(b",\"model\":\"");
     out.extend_from_slice(req.model);
     out.extend_from_slice(b"\",");
+    if let Some(tier) = req.tier {
+        out.extend_from_slice(b"\"service_tier\":\"");
+        out.extend_from_slice(tier.as_bytes());
+        out.extend_from_slice(b"\",");
+    }
 }
 
 fn usage(req: &ChatRequest<'_>, completion: usize, out: &mut BytesMut) {

@@ -55,6 +55,16 @@
 //! they answer unless told not to, and bill that thinking as output
 //! without streaming it (the gateway cannot count it as it passes).
 
+/// The service tier a provider served a request at, as far as it changes
+/// the price (the wire's names are read by `tollgate_protocol::openai::Tier`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    Flex,
+    #[default]
+    Standard,
+    Priority,
+}
+
 /// Prices in micro-dollars per million tokens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Price {
@@ -74,6 +84,11 @@ pub struct Price {
     /// prompt passes a number of tokens (Claude Sonnet 4's and Gemini 2.5
     /// Pro's long-context prices).
     pub long_context: Option<LongContext>,
+    /// Every rate's multiple, in thousandths, for a request the provider
+    /// says it served at its priority tier, and at its flex tier (OpenAI's
+    /// `service_tier`); 0 for none (standard rates).
+    pub priority_permille: u64,
+    pub flex_permille: u64,
 }
 
 /// A price's second tier: a request whose prompt has more than
@@ -105,6 +120,7 @@ impl Price {
                 audio_input_per_mtok: self.audio_input_per_mtok,
                 audio_output_per_mtok: self.audio_output_per_mtok,
                 long_context: None,
+                ..self
             },
             _ => self,
         }
@@ -148,9 +164,42 @@ impl Price {
         }
     }
 
+    /// The rates at a service tier ([`Tier`]): every rate times the tier's
+    /// multiple (rounded up to a micro-dollar a million tokens), long
+    /// context's included; standard rates where the price gives none.
+    pub fn at_tier(self, tier: Tier) -> Price {
+        let permille = match tier {
+            Tier::Priority => self.priority_permille,
+            Tier::Flex => self.flex_permille,
+            Tier::Standard => 0,
+        };
+        if permille == 0 || permille == 1000 {
+            return self;
+        }
+        let x = |rate: u64| u64::try_from((rate as u128 * permille as u128).div_ceil(1000)).unwrap_or(u64::MAX);
+        Price {
+            input_per_mtok: x(self.input_per_mtok),
+            output_per_mtok: x(self.output_per_mtok),
+            cached_input_per_mtok: x(self.cached_input_per_mtok),
+            cache_write_per_mtok: x(self.cache_write_per_mtok),
+            cache_write_1h_per_mtok: x(self.cache_write_1h_per_mtok),
+            audio_input_per_mtok: x(self.audio_input_per_mtok),
+            audio_output_per_mtok: x(self.audio_output_per_mtok),
+            long_context: self.long_context.map(|l| LongContext {
+                above_tokens: l.above_tokens,
+                input_per_mtok: x(l.input_per_mtok),
+                output_per_mtok: x(l.output_per_mtok),
+                cached_input_per_mtok: x(l.cached_input_per_mtok),
+                cache_write_per_mtok: x(l.cache_write_per_mtok),
+                cache_write_1h_per_mtok: x(l.cache_write_1h_per_mtok),
+            }),
+            ..self
+        }
+    }
+
     /// Every number of the price, both tiers: for keys that must change
     /// when the price does.
-    pub fn numbers(&self) -> [u64; 13] {
+    pub fn numbers(&self) -> [u64; 15] {
         let l = self.long_context.unwrap_or_default();
         [
             self.input_per_mtok,
@@ -160,6 +209,8 @@ impl Price {
             self.cache_write_1h_per_mtok,
             self.audio_input_per_mtok,
             self.audio_output_per_mtok,
+            self.priority_permille,
+            self.flex_permille,
             l.above_tokens,
             l.input_per_mtok,
             l.output_per_mtok,
@@ -328,6 +379,13 @@ pub fn builtin(upstream_model: &str) -> Option<Price> {
         audio_input_per_mtok: micro(audio_in),
         audio_output_per_mtok: micro(audio_out),
         long_context,
+        // OpenAI's priority processing costs 1.7 to 2 times the standard
+        // rates by model (gpt-4o 1.7, gpt-4.1 and o3 1.75, gpt-5 2), flex
+        // half: the dearest multiple, billed high rather than low.
+        // Anthropic's priority capacity is bought as a commitment: its
+        // tokens at the list prices.
+        priority_permille: if upstream_model.starts_with("claude") { 0 } else { 2000 },
+        flex_permille: 500,
     })
 }
 
@@ -508,6 +566,14 @@ mod tests {
         assert_eq!(five_five.for_prompt(270_000).output_per_mtok, 30_000_000);
         assert!(builtin("gpt-5.3-codex").is_none(), "a version the table does not name");
         assert!(builtin("gpt-5.9").is_none());
+        // Priority at twice the rates for OpenAI's models, flex at half;
+        // Claude's priority at its list prices.
+        let gpt = builtin("gpt-5").unwrap();
+        assert_eq!(gpt.at_tier(Tier::Priority).output_per_mtok, 20_000_000);
+        assert_eq!(gpt.at_tier(Tier::Flex).input_per_mtok, 625_000);
+        assert_eq!(gpt.at_tier(Tier::Standard), gpt);
+        assert_eq!(sonnet.at_tier(Tier::Priority), sonnet);
+        assert_eq!(sonnet.at_tier(Tier::Flex).for_prompt(300_000).input_per_mtok, 3_000_000, "the long tier halved");
         // Every long tier names a row that exists.
         for (prefix, _) in LONG_CONTEXT {
             assert!(TABLE.iter().any(|(p, ..)| p == prefix), "{prefix}");

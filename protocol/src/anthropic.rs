@@ -419,6 +419,8 @@ pub struct Usage {
     /// A count was there but not a whole number: the report is set aside,
     /// as one read directly is (`openai::Reported::unreadable`).
     pub unreadable: bool,
+    /// `usage.service_tier`: the dearest reported.
+    pub tier: crate::openai::Tier,
 }
 
 impl Usage {
@@ -449,6 +451,9 @@ impl Usage {
             }
         }
         into.unreadable |= unreadable;
+        if let Some(t) = u.get("service_tier").and_then(|t| t.as_str()) {
+            into.tier = into.tier.max(crate::openai::Tier::of(t.as_bytes()));
+        }
     }
 
     /// OpenAI's usage object: prompt tokens include cached ones.

@@ -847,6 +847,31 @@ pub struct Usage {
     /// `audio_tokens` details), priced apart.
     pub audio_prompt: u64,
     pub audio_completion: u64,
+    /// The service tier the provider says it served the request at.
+    pub tier: Tier,
+}
+
+/// The service tier an answer reports (OpenAI's top-level `service_tier`,
+/// Anthropic's `usage.service_tier`), as far as it changes the price:
+/// `priority` costs more than standard, `flex` half (OpenAI); any other
+/// name (`default`, `auto`, `standard`, `scale`) is standard. Ordered by
+/// price: reports merged take the dearest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    Flex,
+    #[default]
+    Standard,
+    Priority,
+}
+
+impl Tier {
+    pub fn of(name: &[u8]) -> Tier {
+        match name {
+            b"priority" => Tier::Priority,
+            b"flex" => Tier::Flex,
+            _ => Tier::Standard,
+        }
+    }
 }
 
 /// The counts a `usage` object reports, by their names in OpenAI's and
@@ -877,6 +902,8 @@ pub struct Reported {
     /// `completion_tokens_details.audio_tokens`.
     pub audio_prompt: Option<u64>,
     pub audio_completion: Option<u64>,
+    /// The `service_tier` reported (the answer's, or its usage's).
+    pub tier: Option<Tier>,
     /// A count was there but not believable (negative, fractional, a
     /// string, past [`USAGE_TOKENS_MAX`]): the whole report is set aside.
     pub unreadable: bool,
@@ -905,6 +932,9 @@ impl Reported {
         take(&mut self.cache_write_1h, newer.cache_write_1h);
         take(&mut self.audio_prompt, newer.audio_prompt);
         take(&mut self.audio_completion, newer.audio_completion);
+        if let Some(t) = newer.tier {
+            self.tier = Some(self.tier.map_or(t, |old| old.max(t)));
+        }
         self.unreadable |= newer.unreadable;
     }
 
@@ -933,6 +963,7 @@ impl Reported {
                 cache_write_1h,
                 audio_prompt,
                 audio_completion,
+                tier: self.tier.unwrap_or_default(),
             });
         }
         // An embeddings answer: no completion, and a total that is the
@@ -940,7 +971,7 @@ impl Reported {
         // and is billed as one that reported none).
         if let (Some(prompt), None, Some(total)) = (self.prompt_tokens, self.completion_tokens, self.total_tokens) {
             if total == prompt {
-                return Some(Usage { prompt, completion: 0, ..Usage::default() });
+                return Some(Usage { prompt, completion: 0, tier: self.tier.unwrap_or_default(), ..Usage::default() });
             }
         }
         if self.input_tokens.is_none() && self.output_tokens.is_none() {
@@ -958,6 +989,7 @@ impl Reported {
             cache_write: write,
             // A share of the writes, never more.
             cache_write_1h: self.cache_write_1h.unwrap_or(0).min(write),
+            tier: self.tier.unwrap_or_default(),
             ..Usage::default()
         })
     }
@@ -1307,6 +1339,8 @@ fn answer_object(c: &mut Cursor<'_>, top: bool, facts: &mut AnswerFacts) -> Opti
         // Anthropic's `message_start` carries its message; a Responses
         // stream's `response.completed` its response.
         b"message" | b"response" if top && c.peek() == Some(b'{') => answer_object(c, false, facts),
+        // OpenAI's chat answer and chunk, and a Responses response.
+        b"service_tier" if c.peek() == Some(b'"') => service_tier(c, &mut facts.reported),
         b"choices" if top && c.peek() == Some(b'[') => {
             let start = c.pos;
             c.pos += 1;
@@ -1336,6 +1370,17 @@ fn answer_object(c: &mut Cursor<'_>, top: bool, facts: &mut AnswerFacts) -> Opti
         }),
         _ => c.value().ok(),
     })
+}
+
+/// A `service_tier` string at the cursor, into the report: the dearest of
+/// those reported.
+fn service_tier(c: &mut Cursor<'_>, r: &mut Reported) -> Option<()> {
+    let span = c.string().ok()?;
+    let raw = span.get(c.buf);
+    // A name written with escapes is read as the dearest it could be.
+    let t = if raw.contains(&b'\\') { Tier::Priority } else { Tier::of(raw) };
+    r.tier = Some(r.tier.map_or(t, |old| old.max(t)));
+    Some(())
 }
 
 /// Walks a value with `walk`; where that fails, skips it as before the
@@ -1385,6 +1430,8 @@ fn usage_object(c: &mut Cursor<'_>, within: Within, r: &mut Reported) -> Option<
             (Usage, b"completion_tokens_details") if c.peek() == Some(b'{') => {
                 return usage_object(c, CompletionDetails, r)
             }
+            // Anthropic's, in its usage.
+            (Usage, b"service_tier") if c.peek() == Some(b'"') => return service_tier(c, r),
             (Usage, b"prompt_tokens") => &mut r.prompt_tokens,
             (Usage, b"completion_tokens") => &mut r.completion_tokens,
             (Usage, b"total_tokens") => &mut r.total_tokens,
@@ -2214,6 +2261,41 @@ mod tests {
         // A content block's own `usage`-looking text is not read.
         let block = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"{"usage":{"output_tokens":0}}"}}"#;
         assert!(!read_answer(block).expect("an event").has_usage);
+    }
+
+    /// The service tier an answer reports is read at its top level
+    /// (OpenAI's chat answer and chunk, a Responses response) or in its
+    /// usage (Anthropic's); the dearest of several; one written with
+    /// escapes as the dearest; one planted in a choice or a tool's
+    /// arguments not at all.
+    #[test]
+    fn the_service_tier_is_read_by_structure() {
+        let tier = |doc: &str| read_answer(doc.as_bytes()).and_then(|f| f.usage()).map(|u| u.tier);
+        let usage = r#""usage":{"prompt_tokens":10,"completion_tokens":5}"#;
+        assert_eq!(
+            tier(&format!(r#"{{"id":"c","service_tier":"priority","choices":[],{usage}}}"#)),
+            Some(Tier::Priority)
+        );
+        assert_eq!(tier(&format!(r#"{{"service_tier" : "flex" ,{usage}}}"#)), Some(Tier::Flex));
+        assert_eq!(tier(&format!(r#"{{"service_tier":"default",{usage}}}"#)), Some(Tier::Standard));
+        assert_eq!(tier(&format!(r#"{{"service_tier":"scale",{usage}}}"#)), Some(Tier::Standard));
+        assert_eq!(tier(&format!(r#"{{"service_tier":"prio\u0072ity",{usage}}}"#)), Some(Tier::Priority));
+        assert_eq!(tier(&format!(r#"{{"service_tier":null,{usage}}}"#)), Some(Tier::Standard));
+        let responses = r#"{"type":"response.completed","response":{"id":"resp_1","service_tier":"priority","usage":{"input_tokens":10,"output_tokens":5}}}"#;
+        assert_eq!(tier(responses), Some(Tier::Priority));
+        let anthropic = r#"{"type":"message_start","message":{"usage":{"input_tokens":10,"output_tokens":1,"service_tier":"priority"}}}"#;
+        assert_eq!(tier(anthropic), Some(Tier::Priority));
+        let planted = format!(
+            r#"{{"choices":[{{"index":0,"service_tier":"flex","delta":{{"tool_calls":[{{"function":{{"arguments":"{{\"service_tier\":\"flex\"}}"}}}}]}}}}],{usage}}}"#
+        );
+        assert_eq!(tier(&planted), Some(Tier::Standard), "a model's flex is not the answer's");
+        let mut r = Reported::default();
+        for doc in
+            [format!(r#"{{"service_tier":"priority",{usage}}}"#), format!(r#"{{"service_tier":"flex",{usage}}}"#)]
+        {
+            r.merge(read_answer(doc.as_bytes()).expect("an answer").reported);
+        }
+        assert_eq!(r.usage().map(|u| u.tier), Some(Tier::Priority), "the dearest of the reports");
     }
 
     /// Audio tokens are read from the usage's details only, each a share of

@@ -199,6 +199,43 @@ fn a_reasoning_model_is_billed_its_unseen_reasoning_when_the_client_hangs_up() {
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
 
+/// A provider that serves a request at its priority tier bills up to
+/// twice the standard rates, whether the request asked for it (a team
+/// that allows it) or the OpenAI project's default tier is priority: the
+/// gateway bills the tier the answer reports (gpt-4o: $2.50 in and $10
+/// out, twice that at priority, half at flex), JSON and streamed.
+#[test]
+fn the_tier_an_answer_reports_is_billed() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-tier");
+    let mut gw =
+        start_gateway(&config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())), &[], &[]);
+    let json = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    let stream = json.replace("\"messages\"", "\"stream\":true,\"messages\"");
+    let cases = [("priority", 2000), ("flex", 500), ("default", 1000)];
+    let mut sent = 0;
+    for (tier, _) in cases {
+        for body in [json, stream.as_str()] {
+            let r = one_request(gw.addr, &chat_request(body, &format!("x-mock-tier: {tier}\r\n")));
+            assert_eq!(r.status, 200, "{tier}: {}", r.text());
+            sent += 1;
+            wait_records(&logs.0, sent);
+        }
+    }
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 6, "{recs:#?}");
+    for (rec, (tier, permille)) in recs.iter().zip(cases.iter().flat_map(|c| [c, c])) {
+        let t = &rec["tokens"];
+        let named = if *tier == "default" { None } else { Some(*tier) };
+        assert_eq!(t["tier"].as_str(), named, "{rec}");
+        let (prompt, completion) = (t["prompt"].as_u64().unwrap(), t["completion"].as_u64().unwrap());
+        let want = (prompt * 2_500 * permille + completion * 10_000 * permille) / 1_000_000;
+        assert_eq!(rec["cost_micro_usd"].as_u64(), Some(want), "{rec}");
+    }
+}
+
 /// A spoken answer's audio costs many times its text
 /// (gpt-4o-audio-preview: $40 a million tokens heard, $80 spoken; text at
 /// gpt-4o's $2.50 and $10): the provider's audio counts are billed at

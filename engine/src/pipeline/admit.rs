@@ -200,11 +200,26 @@ fn cost_at_rates(
     may_write_cache: impl FnOnce() -> bool,
 ) -> Option<MicroUsd> {
     let routed = ex.routed.as_ref()?;
-    let price =
-        routed.route.price_of(routed.route.targets.first())?.before_answer(may_write_cache).for_counted_prompt(prompt);
+    let price = routed
+        .route
+        .price_of(routed.route.targets.first())?
+        .at_tier(asked_tier(routed, &ex.body))
+        .before_answer(may_write_cache)
+        .for_counted_prompt(prompt);
     Some(
         crate::record::TokenUsage { prompt, completion: output_reserve(ex, core), ..Default::default() }.cost_at(price),
     )
+}
+
+/// The service tier a request is priced at before its answer: priority
+/// where its `service_tier` asks for it (a team must allow it), else
+/// standard (flex may be served at standard; a tier the provider applies
+/// by itself, an OpenAI project's default, cannot be known before).
+pub fn asked_tier(routed: &super::Routed, body: &[u8]) -> tollgate_policy::prices::Tier {
+    match routed.fields.service_tier {
+        Some(t) if t.get(body) == b"priority" => tollgate_policy::prices::Tier::Priority,
+        _ => tollgate_policy::prices::Tier::Standard,
+    }
 }
 
 /// Whether a request to `provider` may be billed cache writes

@@ -372,7 +372,7 @@ fn output_cap(
 ) -> Result<Option<u64>, GatewayError> {
     let (output, cost) = state.config.request_ceilings(key);
     let by_cost = cost.and_then(|limit| {
-        let price = routed.route.price_of(Some(target))?;
+        let price = routed.route.price_of(Some(target))?.at_tier(super::admit::asked_tier(routed, body));
         let asked = routed.fields.max_tokens.unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE);
         let prompt_now = prompt.get().unwrap_or_else(|| prompt.bound(body, routed.fields.text_only));
         // Whether the body marks the provider's cache is searched for only
@@ -451,7 +451,7 @@ fn ceiling(
         return None;
     }
     let cost = cost.and_then(|limit| {
-        let price = route.price_of(Some(target))?;
+        let price = route.price_of(Some(target))?.at_tier(super::admit::asked_tier(routed, body));
         Some((
             limit,
             stream::PromptTokens::new(

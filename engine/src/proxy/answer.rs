@@ -60,6 +60,7 @@ pub fn anthropic_usage(u: anthropic::Usage) -> Usage {
         cached: u.cache_read,
         cache_write: u.cache_write,
         cache_write_1h: u.cache_write_1h.min(u.cache_write),
+        tier: tier(u.tier),
         ..TokenUsage::default()
     }))
 }
@@ -106,6 +107,17 @@ pub fn token_usage(u: tollgate_protocol::openai::Usage) -> TokenUsage {
         cache_write_1h: u.cache_write_1h,
         audio_prompt: u.audio_prompt,
         audio_completion: u.audio_completion,
+        tier: tier(u.tier),
+    }
+}
+
+/// The price's tier for the one an answer reported.
+fn tier(t: tollgate_protocol::openai::Tier) -> tollgate_policy::prices::Tier {
+    use tollgate_policy::prices::Tier;
+    match t {
+        tollgate_protocol::openai::Tier::Flex => Tier::Flex,
+        tollgate_protocol::openai::Tier::Standard => Tier::Standard,
+        tollgate_protocol::openai::Tier::Priority => Tier::Priority,
     }
 }
 

@@ -486,7 +486,7 @@ struct Tap {
 /// What [`Tap`] picks out of an answer too large to keep: what
 /// `read_answer` and `response_id` read at the top level (a `message` or
 /// `response` too large to take gives nothing, as before).
-pub(super) const TOP_MEMBERS: &[&[u8]] = &[b"usage", b"id", b"message", b"response"];
+pub(super) const TOP_MEMBERS: &[&[u8]] = &[b"usage", b"id", b"message", b"response", b"service_tier"];
 
 impl Tap {
     fn keep(&mut self, data: &Bytes) {

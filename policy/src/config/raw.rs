@@ -282,6 +282,10 @@ pub struct RawPrice {
     /// Audio tokens in and out; the text prices when absent.
     pub audio_input_per_mtok: Option<Spanned<f64>>,
     pub audio_output_per_mtok: Option<Spanned<f64>>,
+    /// Every rate's multiple for a request served at the provider's
+    /// priority tier (2 when absent) and its flex tier (0.5).
+    pub priority_factor: Option<Spanned<f64>>,
+    pub flex_factor: Option<Spanned<f64>>,
     /// The rates of a request whose prompt passes `above_tokens`.
     pub long_context: Option<Spanned<RawLongContext>>,
 }

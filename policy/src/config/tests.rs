@@ -141,6 +141,11 @@ fn a_price_may_have_a_long_context_tier_hour_long_cache_writes_and_audio() {
         "{ input_per_mtok = 2.5, output_per_mtok = 10, audio_input_per_mtok = 40, audio_output_per_mtok = 80 }",
     ));
     assert_eq!((p.audio_input_per_mtok, p.audio_output_per_mtok), (40_000_000, 80_000_000));
+    assert_eq!((p.priority_permille, p.flex_permille), (2000, 500), "priority at twice, flex at half");
+    let p = price(&model("{ input_per_mtok = 3, output_per_mtok = 15, priority_factor = 1.0, flex_factor = 0.75 }"));
+    assert_eq!((p.priority_permille, p.flex_permille), (1000, 750));
+    let zero = problems(&model("{ input_per_mtok = 3, output_per_mtok = 15, priority_factor = 0 }"));
+    assert!(zero.len() == 1 && zero[0].contains("not a price multiple"), "{zero:?}");
     let p = price(&model(
         "{ input_per_mtok = 3, output_per_mtok = 15, cached_input_per_mtok = 0.3, cache_write_per_mtok = 3.75, cache_write_1h_per_mtok = 6, long_context = { above_tokens = 200000, input_per_mtok = 6, output_per_mtok = 22.5, cache_write_per_mtok = 7.5 } }",
     ));

@@ -818,12 +818,14 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
 
 /// A model's `price`. What it leaves out is billed high rather than low,
 /// at the rates of the providers that bill it: cached input at the input
-/// price; cache writes (which only Anthropic's and Bedrock's Claude
-/// report) at 1.25 times it and hour-long ones at twice it, as Anthropic
-/// bills them; a long-context tier's the same way from its own input
-/// price; audio at the text prices (no dearer default exists to take). A
-/// tier's rate below the price's own is refused: providers charge long
-/// prompts more, and the ceilings take the cost to grow with the prompt.
+/// price; cache writes (which Anthropic and Claude's other hosts report)
+/// at 1.25 times it and hour-long ones at twice it, as Anthropic bills
+/// them; a long-context tier's the same way from its own input price;
+/// audio at the text prices (no dearer default exists to take); a request
+/// served at the provider's priority tier at twice the rates (OpenAI's
+/// are 1.7 to 2 times), at its flex tier at half. A long-context rate
+/// below the price's own is refused: providers charge long prompts more,
+/// and the ceilings take the cost to grow with the prompt.
 fn price(p: &RawPrice, report: &mut Report<'_>) -> Price {
     let or = |v: &Option<Spanned<f64>>, default: MicroUsd, report: &mut Report<'_>| {
         v.as_ref().map_or(default, |v| usd(v, report))
@@ -900,7 +902,19 @@ fn price(p: &RawPrice, report: &mut Report<'_>) -> Price {
         audio_input_per_mtok: or(&p.audio_input_per_mtok, input_per_mtok, report),
         audio_output_per_mtok: or(&p.audio_output_per_mtok, output_per_mtok, report),
         long_context,
+        priority_permille: p.priority_factor.as_ref().map_or(2000, |f| factor(f, report)),
+        flex_permille: p.flex_factor.as_ref().map_or(500, |f| factor(f, report)),
     }
+}
+
+/// A price's multiple for a service tier, in thousandths.
+fn factor(v: &Spanned<f64>, report: &mut Report<'_>) -> u64 {
+    let x = *v.get_ref();
+    if !(x > 0.0 && x <= 100.0) {
+        report.add(v.span(), format!("{x} is not a price multiple; write a number above 0 such as 2.0"));
+        return 1000;
+    }
+    (x * 1000.0).round() as u64
 }
 
 /// USD as written to integer micro-dollars.
