@@ -349,12 +349,20 @@ pub fn base_name(upstream_model: &str) -> &str {
 pub fn builtin(upstream_model: &str) -> Option<Price> {
     let upstream_model = base_name(upstream_model);
     let micro = |usd: f64| (usd * 1e6).round() as u64;
-    let (write, write_1h) = if upstream_model.starts_with("claude") { (1.25, 2.0) } else { (1.0, 1.0) };
+    let claude = upstream_model.starts_with("claude");
+    let (write, write_1h) = if claude { (1.25, 2.0) } else { (1.0, 1.0) };
     let (prefix, i, o, c) = *TABLE
         .iter()
         .filter(|(prefix, ..)| upstream_model.starts_with(prefix))
         .max_by_key(|(prefix, ..)| prefix.len())?;
-    if VERSIONED.iter().any(|v| upstream_model.starts_with(v) && v.len() > prefix.len()) {
+    // A version the table does not name is not priced as another: not
+    // `gpt-5.3` as `gpt-5`, `gpt-5.10` as `gpt-5.1`, nor a Pro model
+    // (ten times dearer) as its family's.
+    let next = upstream_model.as_bytes().get(prefix.len());
+    if VERSIONED.iter().any(|v| upstream_model.starts_with(v) && v.len() > prefix.len())
+        || next.is_some_and(u8::is_ascii_digit)
+        || (upstream_model.contains("-pro") && !prefix.contains("-pro"))
+    {
         return None;
     }
     let long_context = LONG_CONTEXT.iter().find(|(p, _)| *p == prefix).map(|&(_, above_tokens)| LongContext {
@@ -384,8 +392,10 @@ pub fn builtin(upstream_model: &str) -> Option<Price> {
         // half: the dearest multiple, billed high rather than low.
         // Anthropic's priority capacity is bought as a commitment: its
         // tokens at the list prices.
-        priority_permille: if upstream_model.starts_with("claude") { 0 } else { 2000 },
-        flex_permille: 500,
+        // Anthropic has no flex tier: a proxy that echoes a request's
+        // `flex` does not halve Claude's bill.
+        priority_permille: if claude { 0 } else { 2000 },
+        flex_permille: if claude { 0 } else { 500 },
     })
 }
 
@@ -566,6 +576,11 @@ mod tests {
         assert_eq!(five_five.for_prompt(270_000).output_per_mtok, 30_000_000);
         assert!(builtin("gpt-5.3-codex").is_none(), "a version the table does not name");
         assert!(builtin("gpt-5.9").is_none());
+        assert!(builtin("gpt-5.10").is_none(), "not gpt-5.1");
+        assert!(builtin("gpt-5.4-pro").is_none() && builtin("gpt-5.5-pro-2026").is_none(), "Pro is priced apart");
+        assert_eq!(builtin("gpt-5.2-pro").unwrap().output_per_mtok, 168_000_000);
+        assert_eq!(builtin("gemini-2.5-pro-preview").unwrap().input_per_mtok, 1_250_000);
+        assert_eq!(builtin("gpt-4o-2024-08-06").unwrap().input_per_mtok, 2_500_000, "a date is not a version");
         // Priority at twice the rates for OpenAI's models, flex at half;
         // Claude's priority at its list prices.
         let gpt = builtin("gpt-5").unwrap();
@@ -573,7 +588,9 @@ mod tests {
         assert_eq!(gpt.at_tier(Tier::Flex).input_per_mtok, 625_000);
         assert_eq!(gpt.at_tier(Tier::Standard), gpt);
         assert_eq!(sonnet.at_tier(Tier::Priority), sonnet);
-        assert_eq!(sonnet.at_tier(Tier::Flex).for_prompt(300_000).input_per_mtok, 3_000_000, "the long tier halved");
+        assert_eq!(sonnet.at_tier(Tier::Flex).input_per_mtok, 3_000_000, "Anthropic has no flex tier");
+        let gemini = builtin("gemini-2.5-pro").unwrap();
+        assert_eq!(gemini.at_tier(Tier::Flex).for_prompt(300_000).input_per_mtok, 1_250_000, "the long tier halved");
         // Every long tier names a row that exists.
         for (prefix, _) in LONG_CONTEXT {
             assert!(TABLE.iter().any(|(p, ..)| p == prefix), "{prefix}");

@@ -203,7 +203,8 @@ fn a_reasoning_model_is_billed_its_unseen_reasoning_when_the_client_hangs_up() {
 /// twice the standard rates, whether the request asked for it (a team
 /// that allows it) or the OpenAI project's default tier is priority: the
 /// gateway bills the tier the answer reports (gpt-4o: $2.50 in and $10
-/// out, twice that at priority, half at flex), JSON and streamed.
+/// out, twice that at priority, half at flex), JSON and streamed, to an
+/// OpenAI client and to an Anthropic one.
 #[test]
 fn the_tier_an_answer_reports_is_billed() {
     let mock = start_mock(&[]);
@@ -222,11 +223,17 @@ fn the_tier_an_answer_reports_is_billed() {
             wait_records(&logs.0, sent);
         }
     }
+    // An Anthropic client's stream over chat: the tier is in each chunk,
+    // not in the usage.
+    let messages = r#"{"model":"gpt-4o","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = one_request(gw.addr, &post_json("/v1/messages", messages, "x-mock-tier: priority\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_records(&logs.0, 7);
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
     let recs = read_records(&logs.0);
-    assert_eq!(recs.len(), 6, "{recs:#?}");
-    for (rec, (tier, permille)) in recs.iter().zip(cases.iter().flat_map(|c| [c, c])) {
+    assert_eq!(recs.len(), 7, "{recs:#?}");
+    for (rec, (tier, permille)) in recs.iter().zip(cases.iter().flat_map(|c| [c, c]).chain([&cases[0]])) {
         let t = &rec["tokens"];
         let named = if *tier == "default" { None } else { Some(*tier) };
         assert_eq!(t["tier"].as_str(), named, "{rec}");

@@ -212,12 +212,15 @@ fn cost_at_rates(
 }
 
 /// The service tier a request is priced at before its answer: priority
-/// where its `service_tier` asks for it (a team must allow it), else
-/// standard (flex may be served at standard; a tier the provider applies
-/// by itself, an OpenAI project's default, cannot be known before).
+/// where its `service_tier` names any tier above standard (a team must
+/// allow it), or is written in escapes, else standard (flex may be served
+/// at standard; a tier the provider applies by itself, an OpenAI
+/// project's default, cannot be known before).
 pub fn asked_tier(routed: &super::Routed, body: &[u8]) -> tollgate_policy::prices::Tier {
-    match routed.fields.service_tier {
-        Some(t) if t.get(body) == b"priority" => tollgate_policy::prices::Tier::Priority,
+    match routed.fields.service_tier.map(|t| t.get(body)) {
+        Some(t) if t.contains(&b'\\') || !tollgate_policy::team::standard_tier(t) => {
+            tollgate_policy::prices::Tier::Priority
+        }
         _ => tollgate_policy::prices::Tier::Standard,
     }
 }

@@ -225,7 +225,8 @@ pub async fn forward(
                 // A token count is free: its answer has no usage, and none
                 // is made up for it.
                 if front != crate::proxy::Front::CountTokens {
-                    estimate_usage(&mut end, || prompt.tokens(body), trace);
+                    let asked = super::admit::asked_tier(routed, body);
+                    estimate_usage(&mut end, || prompt.tokens(body), asked, trace);
                 }
                 return Ok(end);
             }
@@ -319,7 +320,14 @@ fn set_aside_unbelievable(end: &mut RelayEnd, trace: &mut Trace<'_>) {
 /// went away, the upstream failed, a guardrail ended it, or the provider
 /// sent no usage. The prompt is counted from the request and the
 /// completion from the deltas that passed; the record says so.
-fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut Trace<'_>) {
+/// A usage the gateway makes is at the tier the request asked for: a
+/// priority request cut short is billed at priority.
+fn estimate_usage(
+    end: &mut RelayEnd,
+    prompt: impl FnOnce() -> u64,
+    asked: tollgate_policy::prices::Tier,
+    trace: &mut Trace<'_>,
+) {
     if end.status >= 300 {
         return;
     }
@@ -338,6 +346,7 @@ fn estimate_usage(end: &mut RelayEnd, prompt: impl FnOnce() -> u64, trace: &mut 
             end.usage = Some(crate::record::TokenUsage {
                 prompt: prompt(),
                 completion: end.completion_counted,
+                tier: asked,
                 ..Default::default()
             });
             trace.usage_estimated = true;
@@ -575,7 +584,7 @@ mod tests {
             e.read_past_client = read_whole;
             let mut trace = Trace::new(id);
             set_aside_unbelievable(&mut e, &mut trace);
-            estimate_usage(&mut e, || 5, &mut trace);
+            estimate_usage(&mut e, || 5, tollgate_policy::prices::Tier::Standard, &mut trace);
             let u = e.usage.expect("usage");
             assert_eq!((u.prompt, u.completion, trace.usage_estimated), (90_000, billed, estimated), "{read_whole}");
         }

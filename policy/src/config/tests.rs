@@ -145,7 +145,9 @@ fn a_price_may_have_a_long_context_tier_hour_long_cache_writes_and_audio() {
     let p = price(&model("{ input_per_mtok = 3, output_per_mtok = 15, priority_factor = 1.0, flex_factor = 0.75 }"));
     assert_eq!((p.priority_permille, p.flex_permille), (1000, 750));
     let zero = problems(&model("{ input_per_mtok = 3, output_per_mtok = 15, priority_factor = 0 }"));
-    assert!(zero.len() == 1 && zero[0].contains("not a price multiple"), "{zero:?}");
+    assert!(zero.len() == 1 && zero[0].contains("not this tier's price multiple"), "{zero:?}");
+    let dearer_flex = problems(&model("{ input_per_mtok = 3, output_per_mtok = 15, flex_factor = 1.5 }"));
+    assert!(dearer_flex.len() == 1 && dearer_flex[0].contains("from 0.01 to 1"), "{dearer_flex:?}");
     let p = price(&model(
         "{ input_per_mtok = 3, output_per_mtok = 15, cached_input_per_mtok = 0.3, cache_write_per_mtok = 3.75, cache_write_1h_per_mtok = 6, long_context = { above_tokens = 200000, input_per_mtok = 6, output_per_mtok = 22.5, cache_write_per_mtok = 7.5 } }",
     ));

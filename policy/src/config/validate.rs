@@ -902,16 +902,26 @@ fn price(p: &RawPrice, report: &mut Report<'_>) -> Price {
         audio_input_per_mtok: or(&p.audio_input_per_mtok, input_per_mtok, report),
         audio_output_per_mtok: or(&p.audio_output_per_mtok, output_per_mtok, report),
         long_context,
-        priority_permille: p.priority_factor.as_ref().map_or(2000, |f| factor(f, report)),
-        flex_permille: p.flex_factor.as_ref().map_or(500, |f| factor(f, report)),
+        priority_permille: p.priority_factor.as_ref().map_or(2000, |f| factor(f, 1.0..=100.0, "1.7", report)),
+        flex_permille: p.flex_factor.as_ref().map_or(500, |f| factor(f, 0.01..=1.0, "0.5", report)),
     }
 }
 
-/// A price's multiple for a service tier, in thousandths.
-fn factor(v: &Spanned<f64>, report: &mut Report<'_>) -> u64 {
+/// A price's multiple for a service tier, in thousandths: priority's at
+/// least 1 and flex's at most 1, as providers price them (a request is
+/// priced before its answer as if flex were standard, and reports merged
+/// take the dearer tier).
+fn factor(v: &Spanned<f64>, range: std::ops::RangeInclusive<f64>, example: &str, report: &mut Report<'_>) -> u64 {
     let x = *v.get_ref();
-    if !(x > 0.0 && x <= 100.0) {
-        report.add(v.span(), format!("{x} is not a price multiple; write a number above 0 such as 2.0"));
+    if !range.contains(&x) {
+        report.add(
+            v.span(),
+            format!(
+                "{x} is not this tier's price multiple; write a number from {} to {}, such as {example}",
+                range.start(),
+                range.end()
+            ),
+        );
         return 1000;
     }
     (x * 1000.0).round() as u64

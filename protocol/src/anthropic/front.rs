@@ -360,6 +360,9 @@ pub struct FrontStream {
     tool_blocks: Vec<(u64, u32)>,
     stop_reason: Option<&'static str>,
     usage: Usage,
+    /// The dearest `service_tier` the chunks reported (OpenAI writes it at
+    /// each chunk's top level, not in the usage).
+    tier: crate::openai::Tier,
     finished: bool,
 }
 
@@ -372,9 +375,10 @@ impl FrontStream {
         self.finished
     }
 
-    /// The counts of the upstream's usage chunk.
+    /// The counts of the upstream's usage chunk, at the dearest tier the
+    /// chunks reported.
     pub fn usage(&self) -> Usage {
-        self.usage
+        Usage { tier: self.tier, ..self.usage }
     }
 
     /// The `stop_reason` the client is sent, from the upstream's
@@ -435,6 +439,9 @@ impl FrontStream {
         }
         if let Some(u) = read_usage(v.get("usage")) {
             self.usage = u;
+        }
+        if let Some(t) = v.get("service_tier").and_then(|t| t.as_str()) {
+            self.tier = self.tier.max(crate::openai::Tier::of(t.as_bytes()));
         }
         // An OpenAI error chunk mid-stream: an Anthropic error event ends it.
         if let Some(e) = v.get("error") {
