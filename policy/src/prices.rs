@@ -9,8 +9,10 @@
 //!   as written in November 2026 from figures published through mid-2025.
 //! - Gemini (Google's Gemini API, and Vertex AI's same list prices for
 //!   prompts up to 200K tokens): ai.google.dev/gemini-api/docs/pricing as
-//!   quoted in summaries dated January to March 2026; cached input at 10%
-//!   of input, the "90% discount" they state.
+//!   quoted in summaries dated January to June 2026. Cached input: some
+//!   quote a 90% discount, others (June 2026, "verified against Google's
+//!   docs") 75% for the 2.5 models ($0.31 for Pro, $0.075 for Flash): the
+//!   dearer is built in, billed high rather than low.
 //! - Amazon Bedrock (on-demand, us-east-1): aws.amazon.com/bedrock/pricing,
 //!   for Claude (the same as Anthropic's), Amazon Nova and Titan, and
 //!   Mistral, as quoted alike by at least two independent summaries of
@@ -266,9 +268,9 @@ const TABLE: &[(&str, f64, f64, f64)] = &[
     ("text-embedding-3-small", 0.02, 0.0, 0.02),
     ("text-embedding-3-large", 0.13, 0.0, 0.13),
     ("text-embedding-ada-002", 0.10, 0.0, 0.10),
-    ("gemini-2.5-pro", 1.25, 10.00, 0.125),
-    ("gemini-2.5-flash-lite", 0.10, 0.40, 0.01),
-    ("gemini-2.5-flash", 0.30, 2.50, 0.03),
+    ("gemini-2.5-pro", 1.25, 10.00, 0.31),
+    ("gemini-2.5-flash-lite", 0.10, 0.40, 0.025),
+    ("gemini-2.5-flash", 0.30, 2.50, 0.075),
     ("gemini-2.0-flash-lite", 0.075, 0.30, 0.075),
     ("gemini-2.0-flash", 0.10, 0.40, 0.025),
     ("nova-micro", 0.035, 0.14, 0.035),
@@ -314,13 +316,21 @@ const VERSIONED: &[&str] = &["gpt-5."];
 /// priced by [`TABLE`], audio elsewhere as text. From openai.com/api/pricing
 /// as quoted in 2025: the first `gpt-4o-audio-preview` (2024-10-01) at
 /// $100/$200, its later snapshots at $40/$80, `gpt-4o-mini-audio-preview`
-/// and `gpt-audio-mini` at $10/$20, `gpt-audio` at $32/$64.
+/// and `gpt-audio-mini` at $10/$20, `gpt-audio` at $32/$64. Gemini's audio
+/// input (ai.google.dev's pricing as quoted in 2026): 2.5 Flash $1.00,
+/// 2.5 Flash-Lite $0.30, 2.0 Flash $0.70, 2.0 Flash-Lite $0.075; 2.5 Pro
+/// bills audio as text.
 const AUDIO: &[(&str, f64, f64)] = &[
     ("gpt-4o-audio-preview", 40.00, 80.00),
     ("gpt-4o-audio-preview-2024-10-01", 100.00, 200.00),
     ("gpt-4o-mini-audio-preview", 10.00, 20.00),
     ("gpt-audio", 32.00, 64.00),
     ("gpt-audio-mini", 10.00, 20.00),
+    // Gemini's audio input (its output is text, at the text price).
+    ("gemini-2.5-flash", 1.00, 2.50),
+    ("gemini-2.5-flash-lite", 0.30, 0.40),
+    ("gemini-2.0-flash", 0.70, 0.40),
+    ("gemini-2.0-flash-lite", 0.075, 0.30),
 ];
 
 /// Routing prefixes taken off a name before it is priced.
@@ -497,7 +507,7 @@ mod tests {
         assert_eq!(builtin("google/gemini-2.0-flash-001").unwrap().output_per_mtok, 400_000);
         // The longest name wins: Flash-Lite is not priced as Flash.
         assert_eq!(builtin("gemini-2.5-flash-lite").unwrap().input_per_mtok, 100_000);
-        assert_eq!(builtin("gemini-2.5-pro").unwrap().cached_input_per_mtok, 125_000);
+        assert_eq!(builtin("gemini-2.5-pro").unwrap().cached_input_per_mtok, 310_000);
         // No discount where none was confirmed; no price where sources disagree.
         let nova = builtin("amazon.nova-lite-v1:0").unwrap();
         assert_eq!(nova.cached_input_per_mtok, nova.input_per_mtok);
@@ -529,7 +539,7 @@ mod tests {
         assert_eq!(flat.for_prompt(900_000), flat, "Sonnet 4.6 has no long-context premium");
         let gemini = builtin("models/gemini-2.5-pro").unwrap().for_prompt(300_000);
         assert_eq!((gemini.input_per_mtok, gemini.output_per_mtok), (2_500_000, 15_000_000));
-        assert_eq!(gemini.cached_input_per_mtok, 250_000);
+        assert_eq!(gemini.cached_input_per_mtok, 620_000);
         let flash = builtin("gemini-2.5-flash").unwrap();
         assert_eq!(flash.for_prompt(900_000), flash);
         assert_eq!(builtin("claude-opus-4-1-20250805").unwrap().input_per_mtok, 15_000_000);
@@ -552,6 +562,9 @@ mod tests {
         let speaks = builtin("gpt-audio-2025-08-28").unwrap();
         assert_eq!((speaks.output_per_mtok, speaks.audio_output_per_mtok), (10_000_000, 64_000_000));
         assert_eq!(builtin("gpt-audio-mini").unwrap().audio_input_per_mtok, 10_000_000);
+        assert_eq!(builtin("models/gemini-2.5-flash").unwrap().audio_input_per_mtok, 1_000_000);
+        assert_eq!(builtin("gemini-2.5-flash-lite").unwrap().audio_input_per_mtok, 300_000);
+        assert_eq!(builtin("gemini-2.5-pro").unwrap().audio_input_per_mtok, 1_250_000, "audio as text");
         let text = builtin("gpt-4o").unwrap();
         assert_eq!((text.audio_input_per_mtok, text.audio_output_per_mtok), (2_500_000, 10_000_000));
         // Before an answer: the dearest rate a token may be billed at, and

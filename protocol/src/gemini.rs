@@ -57,6 +57,9 @@ pub struct Usage {
     pub cached: u64,
     /// Thinking tokens, out of `completion`.
     pub reasoning: u64,
+    /// Audio tokens, out of `prompt` (`promptTokensDetails` by modality),
+    /// priced above text by the Flash models.
+    pub audio: u64,
 }
 
 impl Usage {
@@ -65,11 +68,20 @@ impl Usage {
         let u = v.get("usageMetadata")?;
         let n = |k: &str| u.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
         let reasoning = n("thoughtsTokenCount");
+        let audio = u
+            .get("promptTokensDetails")
+            .and_then(|d| d.as_array())
+            .into_iter()
+            .flatten()
+            .filter(|d| d.get("modality").and_then(|m| m.as_str()) == Some("AUDIO"))
+            .filter_map(|d| d.get("tokenCount").and_then(|v| v.as_u64()))
+            .fold(0u64, u64::saturating_add);
         Some(Usage {
             prompt: n("promptTokenCount").saturating_add(n("toolUsePromptTokenCount")),
             completion: n("candidatesTokenCount").saturating_add(reasoning),
             cached: n("cachedContentTokenCount"),
             reasoning,
+            audio,
         })
     }
 
@@ -80,6 +92,7 @@ impl Usage {
             prompt: self.prompt,
             completion: self.completion,
             cached: self.cached.min(self.prompt),
+            audio_prompt: self.audio.min(self.prompt),
             ..Default::default()
         }
     }
@@ -94,6 +107,11 @@ impl Usage {
         out.extend_from_slice(n.format(self.prompt.saturating_add(self.completion)).as_bytes());
         out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
         out.extend_from_slice(n.format(self.cached.min(self.prompt)).as_bytes());
+        if self.audio > 0 {
+            // Chat's name, which the gateway reads back to bill it.
+            out.extend_from_slice(b",\"audio_tokens\":");
+            out.extend_from_slice(n.format(self.audio.min(self.prompt)).as_bytes());
+        }
         out.extend_from_slice(b"},\"completion_tokens_details\":{\"reasoning_tokens\":");
         out.extend_from_slice(n.format(self.reasoning.min(self.completion)).as_bytes());
         out.extend_from_slice(b"}}");

@@ -138,8 +138,8 @@ fn requests_gemini_cannot_take_are_refused_by_name() {
     assert_eq!(request_from_openai(&mut not_json, &mut BytesMut::new()), Err(TranslateError::NotJson));
 }
 
-/// A documented answer: text, thought summary, usage with thinking and a
-/// cache read.
+/// A documented answer: text, thought summary, usage with thinking, a
+/// cache read and a prompt's tokens by modality (audio priced apart).
 const ANSWER: &str = r#"{
   "candidates": [{
     "content": {"parts": [{"text": "Thinking about it", "thought": true}, {"text": "Hello"}, {"text": " there"}], "role": "model"},
@@ -148,24 +148,26 @@ const ANSWER: &str = r#"{
   }],
   "usageMetadata": {"promptTokenCount": 120, "candidatesTokenCount": 9, "totalTokenCount": 150,
                     "cachedContentTokenCount": 100, "thoughtsTokenCount": 21,
-                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 120}]},
+                    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 80}, {"modality": "AUDIO", "tokenCount": 40}]},
   "modelVersion": "gemini-2.5-flash", "responseId": "resp-1"
 }"#;
 
 #[test]
 fn an_answer_becomes_a_chat_completion_billed_with_its_thinking() {
     let (c, usage) = answer(ANSWER);
-    assert_eq!(usage, Some(Usage { prompt: 120, completion: 30, cached: 100, reasoning: 21 }));
+    assert_eq!(usage, Some(Usage { prompt: 120, completion: 30, cached: 100, reasoning: 21, audio: 40 }));
     assert_eq!(
         c,
         json!({
             "id": "resp-1", "object": "chat.completion", "created": 1_700_000_000u64, "model": "gemini-2.5-flash",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello there"}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150,
-                      "prompt_tokens_details": {"cached_tokens": 100},
+                      "prompt_tokens_details": {"cached_tokens": 100, "audio_tokens": 40},
                       "completion_tokens_details": {"reasoning_tokens": 21}}
         })
     );
+    // What the gateway bills from: the audio apart.
+    assert_eq!(usage.map(|u| u.to_openai().audio_prompt), Some(40));
 }
 
 #[test]
@@ -285,7 +287,7 @@ fn a_stream_becomes_chunks_ending_in_usage_and_done_wherever_it_is_split() {
     }
     let (chunks, done, usage) = whole;
     assert!(done);
-    assert_eq!(usage, Some(Usage { prompt: 7, completion: 6, cached: 0, reasoning: 2 }));
+    assert_eq!(usage, Some(Usage { prompt: 7, completion: 6, cached: 0, reasoning: 2, audio: 0 }));
     let text: String =
         chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|c| c["delta"]["content"].as_str())).collect();
     assert_eq!(text, "Hello, café 日本!");
