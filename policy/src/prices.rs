@@ -11,7 +11,7 @@
 //!   prompts up to 200K tokens): ai.google.dev/gemini-api/docs/pricing as
 //!   quoted in summaries dated January to June 2026. Cached input: some
 //!   quote a 90% discount, others (June 2026, "verified against Google's
-//!   docs") 75% for the 2.5 models ($0.31 for Pro, $0.075 for Flash): the
+//!   docs") 75% for the 2.5 models ($0.3125 for Pro, $0.075 for Flash): the
 //!   dearer is built in, billed high rather than low.
 //! - Amazon Bedrock (on-demand, us-east-1): aws.amazon.com/bedrock/pricing,
 //!   for Claude (the same as Anthropic's), Amazon Nova and Titan, and
@@ -268,7 +268,7 @@ const TABLE: &[(&str, f64, f64, f64)] = &[
     ("text-embedding-3-small", 0.02, 0.0, 0.02),
     ("text-embedding-3-large", 0.13, 0.0, 0.13),
     ("text-embedding-ada-002", 0.10, 0.0, 0.10),
-    ("gemini-2.5-pro", 1.25, 10.00, 0.31),
+    ("gemini-2.5-pro", 1.25, 10.00, 0.3125),
     ("gemini-2.5-flash-lite", 0.10, 0.40, 0.025),
     ("gemini-2.5-flash", 0.30, 2.50, 0.075),
     ("gemini-2.0-flash-lite", 0.075, 0.30, 0.075),
@@ -352,6 +352,14 @@ pub fn base_name(upstream_model: &str) -> &str {
     s
 }
 
+/// Whether a model name names a Pro variant: `-pro` ending it or followed
+/// by `-`, `@`, `:` or `.` (not `-prod`, `-proxy`: a deployment's own
+/// name).
+fn is_pro(name: &str) -> bool {
+    name.match_indices("-pro")
+        .any(|(at, _)| matches!(name.as_bytes().get(at + 4), None | Some(b'-' | b'@' | b':' | b'.')))
+}
+
 /// The built-in price of an upstream model, by longest matching prefix.
 /// Cache writes: Anthropic's five-minute cache writes cost 1.25 times the
 /// input price and one-hour ones twice it; OpenAI's caching writes at the
@@ -371,7 +379,7 @@ pub fn builtin(upstream_model: &str) -> Option<Price> {
     let next = upstream_model.as_bytes().get(prefix.len());
     if VERSIONED.iter().any(|v| upstream_model.starts_with(v) && v.len() > prefix.len())
         || next.is_some_and(u8::is_ascii_digit)
-        || (upstream_model.contains("-pro") && !prefix.contains("-pro"))
+        || (is_pro(upstream_model) && !is_pro(prefix))
     {
         return None;
     }
@@ -507,7 +515,7 @@ mod tests {
         assert_eq!(builtin("google/gemini-2.0-flash-001").unwrap().output_per_mtok, 400_000);
         // The longest name wins: Flash-Lite is not priced as Flash.
         assert_eq!(builtin("gemini-2.5-flash-lite").unwrap().input_per_mtok, 100_000);
-        assert_eq!(builtin("gemini-2.5-pro").unwrap().cached_input_per_mtok, 310_000);
+        assert_eq!(builtin("gemini-2.5-pro").unwrap().cached_input_per_mtok, 312_500);
         // No discount where none was confirmed; no price where sources disagree.
         let nova = builtin("amazon.nova-lite-v1:0").unwrap();
         assert_eq!(nova.cached_input_per_mtok, nova.input_per_mtok);
@@ -539,7 +547,7 @@ mod tests {
         assert_eq!(flat.for_prompt(900_000), flat, "Sonnet 4.6 has no long-context premium");
         let gemini = builtin("models/gemini-2.5-pro").unwrap().for_prompt(300_000);
         assert_eq!((gemini.input_per_mtok, gemini.output_per_mtok), (2_500_000, 15_000_000));
-        assert_eq!(gemini.cached_input_per_mtok, 620_000);
+        assert_eq!(gemini.cached_input_per_mtok, 625_000);
         let flash = builtin("gemini-2.5-flash").unwrap();
         assert_eq!(flash.for_prompt(900_000), flash);
         assert_eq!(builtin("claude-opus-4-1-20250805").unwrap().input_per_mtok, 15_000_000);
@@ -591,6 +599,9 @@ mod tests {
         assert!(builtin("gpt-5.9").is_none());
         assert!(builtin("gpt-5.10").is_none(), "not gpt-5.1");
         assert!(builtin("gpt-5.4-pro").is_none() && builtin("gpt-5.5-pro-2026").is_none(), "Pro is priced apart");
+        assert!(builtin("o3-pro").is_none());
+        assert_eq!(builtin("gpt-4o-prod").unwrap().input_per_mtok, 2_500_000, "a deployment's name, not Pro");
+        assert_eq!(builtin("gpt-4o-proxy-eu").unwrap().input_per_mtok, 2_500_000);
         assert_eq!(builtin("gpt-5.2-pro").unwrap().output_per_mtok, 168_000_000);
         assert_eq!(builtin("gemini-2.5-pro-preview").unwrap().input_per_mtok, 1_250_000);
         assert_eq!(builtin("gpt-4o-2024-08-06").unwrap().input_per_mtok, 2_500_000, "a date is not a version");

@@ -266,7 +266,7 @@ fn usage_json(u: &Usage, out: &mut BytesMut) {
 
 /// A chat usage object's counts: the cache's reads and writes (the
 /// gateway's own chat form of Bedrock's Claude carries writes, and their
-/// hour-long share) each a share of what holds it.
+/// hour-long share; Gemini's, its audio) each a share of what holds it.
 fn read_usage(u: Option<&Value<'_>>) -> Option<Usage> {
     let u = u.filter(|u| u.is_object())?;
     let n = |v: Option<&Value<'_>>| v.and_then(|v| v.as_u64()).unwrap_or(0);
@@ -274,12 +274,17 @@ fn read_usage(u: Option<&Value<'_>>) -> Option<Usage> {
     let cached = n(u.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens"))).min(prompt);
     let cache_write = n(u.get("cache_creation_input_tokens")).min(prompt - cached);
     let cache_write_1h = n(u.get("cache_creation").and_then(|c| c.get("ephemeral_1h_input_tokens"))).min(cache_write);
+    let completion = n(u.get("completion_tokens"));
+    let audio_prompt = n(u.get("prompt_tokens_details").and_then(|d| d.get("audio_tokens"))).min(prompt);
+    let audio_completion = n(u.get("completion_tokens_details").and_then(|d| d.get("audio_tokens"))).min(completion);
     Some(Usage {
         prompt,
-        completion: n(u.get("completion_tokens")),
+        completion,
         cached,
         cache_write,
         cache_write_1h,
+        audio_prompt,
+        audio_completion,
         ..Usage::default()
     })
 }

@@ -420,6 +420,26 @@ fn hostile_stream_indices_are_refused_not_allocated() {
     assert!(String::from_utf8_lossy(&out).contains("event: error\ndata: {\"type\":\"error\""));
 }
 
+/// An Anthropic client's stream over chat is billed from the chat usage
+/// chunk whole: the cache's writes and their hour-long share, the audio
+/// (Gemini's chat form), each held to what holds it, and the dearest tier
+/// the chunks reported, which OpenAI writes at their top level.
+#[test]
+fn the_front_streams_usage_keeps_writes_audio_and_tier() {
+    let mut front = front::FrontStream::new();
+    let mut out = BytesMut::new();
+    for data in [
+        r#"{"id":"c","service_tier":"priority","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}"#,
+        r#"{"id":"c","service_tier":"default","choices":[],"usage":{"prompt_tokens":100,"completion_tokens":20,"prompt_tokens_details":{"cached_tokens":10,"audio_tokens":30},"completion_tokens_details":{"audio_tokens":900},"cache_creation_input_tokens":40,"cache_creation":{"ephemeral_1h_input_tokens":25}}}"#,
+    ] {
+        front.event(&crate::sse::SseEvent { data: Bytes::from(data), ..Default::default() }, &mut out).unwrap();
+    }
+    let u = front.usage();
+    assert_eq!((u.prompt, u.completion, u.cached, u.cache_write, u.cache_write_1h), (100, 20, 10, 40, 25));
+    assert_eq!((u.audio_prompt, u.audio_completion), (30, 20), "audio held to the completion");
+    assert_eq!(u.tier, crate::openai::Tier::Priority);
+}
+
 #[test]
 fn request_mapping_edge_cases() {
     let (a, _) = request(json!({"model": "m", "max_completion_tokens": null, "max_tokens": 500, "temperature": 1.6,
