@@ -76,9 +76,10 @@ impl Usage {
             completion: self.output,
             cached: self.cache_read,
             cache_write: self.cache_write,
-            cache_write_1h: self.cache_write_1h.min(self.cache_write),
+            cache_write_1h: self.cache_write_1h,
             ..Default::default()
         }
+        .held()
     }
 
     /// OpenAI's usage object (the prompt includes the cache's tokens), with

@@ -91,10 +91,11 @@ impl Usage {
         crate::openai::Usage {
             prompt: self.prompt,
             completion: self.completion,
-            cached: self.cached.min(self.prompt),
-            audio_prompt: self.audio.min(self.prompt),
+            cached: self.cached,
+            audio_prompt: self.audio,
             ..Default::default()
         }
+        .held()
     }
 
     fn write(&self, out: &mut BytesMut) {

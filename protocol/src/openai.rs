@@ -851,6 +851,26 @@ pub struct Usage {
     pub tier: Tier,
 }
 
+impl Usage {
+    /// The counts with each share held to what holds it, whatever a
+    /// report claimed: the cache's reads to the prompt, its writes to the
+    /// rest of it, the hour-long writes to the writes, the audio to the
+    /// prompt and to the completion. Every reader of a usage (chat's,
+    /// and the translators' own) ends here.
+    pub fn held(self) -> Usage {
+        let cached = self.cached.min(self.prompt);
+        let cache_write = self.cache_write.min(self.prompt - cached);
+        Usage {
+            cached,
+            cache_write,
+            cache_write_1h: self.cache_write_1h.min(cache_write),
+            audio_prompt: self.audio_prompt.min(self.prompt),
+            audio_completion: self.audio_completion.min(self.completion),
+            ..self
+        }
+    }
+}
+
 /// The service tier an answer reports (OpenAI's top-level `service_tier`,
 /// Anthropic's `usage.service_tier`), as far as it changes the price:
 /// `priority` costs more than standard, `flex` half (OpenAI); any other
@@ -946,25 +966,22 @@ impl Reported {
             return None;
         }
         if let (Some(prompt), Some(completion)) = (self.prompt_tokens, self.completion_tokens) {
-            let cached = self.cached_tokens.unwrap_or(0).min(prompt);
             // Cache writes beside OpenAI's counts: the gateway's own chat
             // form of an answer from a provider that bills them (Bedrock's
             // Claude), a share of the prompt like the cached tokens.
-            let cache_write = self.cache_write.unwrap_or(0).min(prompt - cached);
-            let cache_write_1h = self.cache_write_1h.unwrap_or(0).min(cache_write);
-            // Audio is a share of what it details, never more.
-            let audio_prompt = self.audio_prompt.unwrap_or(0).min(prompt);
-            let audio_completion = self.audio_completion.unwrap_or(0).min(completion);
-            return Some(Usage {
-                prompt,
-                completion,
-                cached,
-                cache_write,
-                cache_write_1h,
-                audio_prompt,
-                audio_completion,
-                tier: self.tier.unwrap_or_default(),
-            });
+            return Some(
+                Usage {
+                    prompt,
+                    completion,
+                    cached: self.cached_tokens.unwrap_or(0),
+                    cache_write: self.cache_write.unwrap_or(0),
+                    cache_write_1h: self.cache_write_1h.unwrap_or(0),
+                    audio_prompt: self.audio_prompt.unwrap_or(0),
+                    audio_completion: self.audio_completion.unwrap_or(0),
+                    tier: self.tier.unwrap_or_default(),
+                }
+                .held(),
+            );
         }
         // An embeddings answer: no completion, and a total that is the
         // prompt (a chat answer missing its completion count is not this,

@@ -108,7 +108,7 @@ impl Prompt {
     /// byte search, made once, by whichever phase prices the request first
     /// (`admit::may_write_cache`).
     pub fn marks_cache(&self, body: &[u8]) -> bool {
-        *self.marks_cache.get_or_init(|| crate::proxy::stream::marks_cache(body))
+        *self.marks_cache.get_or_init(|| tollgate_protocol::media::marks_cache(body))
     }
 
     /// [`Prompt::marks_cache`]'s answer, where a phase has searched.

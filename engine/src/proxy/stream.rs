@@ -71,12 +71,6 @@ impl CacheWrites {
     }
 }
 
-/// Whether `body` marks a part for the provider's prompt cache, or may in
-/// escapes ([`tollgate_protocol::media::marks_cache`]).
-pub fn marks_cache(body: &[u8]) -> bool {
-    tollgate_protocol::media::marks_cache(body)
-}
-
 /// The prompt's tokens as a cost ceiling needs them: its upper bound
 /// decides while the answer's cost is far from the limit, and the prompt
 /// is counted (once) only when the bound no longer can. A stream then
@@ -121,7 +115,7 @@ impl PromptTokens {
     }
 
     fn marks_cache(&self) -> bool {
-        *self.marks.get_or_init(|| marks_cache(&self.body))
+        *self.marks.get_or_init(|| tollgate_protocol::media::marks_cache(&self.body))
     }
 
     fn exact(&self) -> u64 {

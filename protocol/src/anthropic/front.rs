@@ -266,27 +266,23 @@ fn usage_json(u: &Usage, out: &mut BytesMut) {
 
 /// A chat usage object's counts: the cache's reads and writes (the
 /// gateway's own chat form of Bedrock's Claude carries writes, and their
-/// hour-long share; Gemini's, its audio) each a share of what holds it.
+/// hour-long share; Gemini's, its audio), held as every usage is
+/// ([`Usage::held`]).
 fn read_usage(u: Option<&Value<'_>>) -> Option<Usage> {
     let u = u.filter(|u| u.is_object())?;
     let n = |v: Option<&Value<'_>>| v.and_then(|v| v.as_u64()).unwrap_or(0);
-    let prompt = n(u.get("prompt_tokens"));
-    let cached = n(u.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens"))).min(prompt);
-    let cache_write = n(u.get("cache_creation_input_tokens")).min(prompt - cached);
-    let cache_write_1h = n(u.get("cache_creation").and_then(|c| c.get("ephemeral_1h_input_tokens"))).min(cache_write);
-    let completion = n(u.get("completion_tokens"));
-    let audio_prompt = n(u.get("prompt_tokens_details").and_then(|d| d.get("audio_tokens"))).min(prompt);
-    let audio_completion = n(u.get("completion_tokens_details").and_then(|d| d.get("audio_tokens"))).min(completion);
-    Some(Usage {
-        prompt,
-        completion,
-        cached,
-        cache_write,
-        cache_write_1h,
-        audio_prompt,
-        audio_completion,
+    let prompt_details = |k: &str| n(u.get("prompt_tokens_details").and_then(|d| d.get(k)));
+    let usage = Usage {
+        prompt: n(u.get("prompt_tokens")),
+        completion: n(u.get("completion_tokens")),
+        cached: prompt_details("cached_tokens"),
+        cache_write: n(u.get("cache_creation_input_tokens")),
+        cache_write_1h: n(u.get("cache_creation").and_then(|c| c.get("ephemeral_1h_input_tokens"))),
+        audio_prompt: prompt_details("audio_tokens"),
+        audio_completion: n(u.get("completion_tokens_details").and_then(|d| d.get("audio_tokens"))),
         ..Usage::default()
-    })
+    };
+    Some(usage.held())
 }
 
 /// Writes the Anthropic message for an OpenAI `chat.completion`.
