@@ -104,10 +104,13 @@ fn request(c: &mut Criterion) {
     for (name, b) in [("2KB_clean", &clean), ("2KB_with_pii", &dirty)] {
         group.bench_function(name, |bench| {
             let (mut hits, mut features) = (Vec::new(), Vec::new());
+            // The core's room, lent to every request as the gateway does.
+            let mut room = tollgate_engine::proxy::guard::ScanRoom::default();
             bench.iter(|| {
                 hits.clear();
                 features.clear();
-                let checked = check_request("bench", &g, black_box(b), (&mut hits, &mut features), None, None);
+                let checked =
+                    check_request("bench", &g, black_box(b), (&mut hits, &mut features), (&mut room, None), None);
                 black_box(checked.map(|r| r.is_some()).unwrap_or(false))
             })
         });

@@ -42,6 +42,9 @@ pub struct CoreState {
     /// over to the next config's state as the pools are: a freed profile's
     /// address may be another's after a reload.
     pub clean_texts: std::cell::RefCell<tollgate_policy::guard::CleanTexts>,
+    /// The room whole-body guard scans write into, lent to each request
+    /// and answer in turn (see [`crate::proxy::guard::ScanRoom`]).
+    pub scan_room: std::cell::RefCell<crate::proxy::guard::ScanRoom>,
 }
 
 impl CoreState {
@@ -108,6 +111,7 @@ impl CoreState {
             tls,
             verdicts: Default::default(),
             clean_texts: Default::default(),
+            scan_room: Default::default(),
         }
     }
 

@@ -216,7 +216,7 @@ pub fn string_texts(
     mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>),
 ) -> Result<(), Malformed> {
     // No marks: a body of escapes would make them many times its size.
-    texts(doc, keep, false, |key, v, text, _| f(key, v, text))
+    texts(doc, keep, false, &mut TextsRoom::default(), |key, v, text, _| f(key, v, text))
 }
 
 /// [`string_texts`], with each decoded text's escape marks (see
@@ -233,7 +233,57 @@ pub fn string_texts_marked(
     keep: impl Fn(&[u8], &[u8]) -> bool,
     f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
 ) -> Result<(), Malformed> {
-    texts(doc, keep, true, f)
+    texts(doc, keep, true, &mut TextsRoom::default(), f)
+}
+
+/// [`string_texts_marked`] decoding into `room`'s buffers, which keep
+/// their capacity for the next walk (a core lends one room to each request
+/// it scans, instead of a new decoding buffer and a new reservation of
+/// marks per request).
+pub fn string_texts_marked_in(
+    doc: &[u8],
+    keep: impl Fn(&[u8], &[u8]) -> bool,
+    room: &mut TextsRoom,
+    f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
+) -> Result<(), Malformed> {
+    texts(doc, keep, true, room, f)
+}
+
+/// The buffers a walk of texts decodes into: its decoded text and escape
+/// marks. Lent to a walk and given back with their room, unless the walk
+/// grew them past [`TextsRoom::KEPT_BYTES_MAX`] (a 16 MB body decodes into
+/// 16 MB: that is let go, not kept by the core).
+#[derive(Default)]
+pub struct TextsRoom {
+    scratch: Vec<u8>,
+    marks: Vec<(usize, usize)>,
+}
+
+impl TextsRoom {
+    /// The room kept between walks, for each buffer.
+    pub const KEPT_BYTES_MAX: usize = 256 * 1024;
+
+    /// Marks a caller took from the walk ([`string_texts_marked_in`]'s
+    /// `f`), given back for their room once used: the walk's reservation
+    /// is then not made again by the next request that redacts.
+    pub fn give_marks(&mut self, mut marks: Vec<(usize, usize)>) {
+        let fits = marks.capacity() * std::mem::size_of::<(usize, usize)>() <= Self::KEPT_BYTES_MAX;
+        if fits && marks.capacity() > self.marks.capacity() {
+            marks.clear();
+            self.marks = marks;
+        }
+    }
+
+    fn give_back(&mut self, mut scratch: Vec<u8>, mut marks: Vec<(usize, usize)>) {
+        scratch.clear();
+        marks.clear();
+        if scratch.capacity() <= Self::KEPT_BYTES_MAX {
+            self.scratch = scratch;
+        }
+        if marks.capacity() * std::mem::size_of::<(usize, usize)>() <= Self::KEPT_BYTES_MAX {
+            self.marks = marks;
+        }
+    }
 }
 
 /// The longest string [`string_texts_marked`] gives marks for: a long
@@ -248,11 +298,14 @@ fn texts(
     doc: &[u8],
     keep: impl Fn(&[u8], &[u8]) -> bool,
     marked: bool,
+    room: &mut TextsRoom,
     f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
 ) -> Result<(), Malformed> {
-    let mut texts =
-        Texts { doc, keep, marked, f, scratch: Vec::new(), marks: Vec::new(), decoded: None, reserved: false };
-    walk(doc, &mut texts)
+    let (scratch, marks) = (std::mem::take(&mut room.scratch), std::mem::take(&mut room.marks));
+    let mut texts = Texts { doc, keep, marked, f, scratch, marks, decoded: None, reserved: false };
+    let walked = walk(doc, &mut texts);
+    room.give_back(texts.scratch, texts.marks);
+    walked
 }
 
 /// The visitor behind [`texts`]. A string with escapes that the caller
@@ -1522,9 +1575,17 @@ mod tests {
         keep: impl Fn(&[u8], &[u8]) -> bool,
         marked: bool,
     ) -> (Result<(), Malformed>, Vec<(Vec<u8>, StringValue, Result<Vec<u8>, Malformed>, Vec<(usize, usize)>)>) {
+        // One room for every case of the thread, as a core lends one to
+        // every request: what an earlier document left in it (a decoded
+        // text, marks, their room) must change nothing.
+        thread_local! {
+            static ROOM: std::cell::RefCell<TextsRoom> = std::cell::RefCell::new(TextsRoom::default());
+        }
         let mut got = Vec::new();
-        let r = texts(doc, keep, marked, |key, v, t, marks| {
-            got.push((key.to_vec(), v, t.map(<[u8]>::to_vec), std::mem::take(marks)));
+        let r = ROOM.with_borrow_mut(|room| {
+            texts(doc, keep, marked, room, |key, v, t, marks| {
+                got.push((key.to_vec(), v, t.map(<[u8]>::to_vec), std::mem::take(marks)));
+            })
         });
         (r, got)
     }

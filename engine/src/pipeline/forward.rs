@@ -194,6 +194,7 @@ pub async fn forward(
                             translation,
                             through: parts.through,
                             guard: answer_guard,
+                            scan_room: &state.scan_room,
                             hits,
                             strip_usage,
                             ceiling,

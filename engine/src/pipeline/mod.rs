@@ -356,7 +356,7 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
         g,
         &ex.body,
         (&mut trace.guard_hits, &mut trace.injection_features),
-        Some((&mut core.state.clean_texts.borrow_mut(), key.team as u64)),
+        (&mut core.state.scan_room.borrow_mut(), Some((&mut core.state.clean_texts.borrow_mut(), key.team as u64))),
         ex.routed.as_ref().and_then(|r| r.fields.last_message).map(|s| s.start as usize..s.end as usize),
     );
     if let Some(redacted) = checked? {
@@ -491,7 +491,7 @@ pub fn capture<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) {
         g,
         &ex.body,
         (&mut Vec::new(), &mut Vec::new()),
-        None,
+        (&mut core.state.scan_room.borrow_mut(), None),
         None,
     ) {
         Ok(Some(redacted)) => redacted.body,

@@ -121,6 +121,9 @@ pub struct Inspect<'a, 'g> {
     /// completions first, and `translation` goes on from there.
     pub through: Option<ChatFrom>,
     pub guard: Option<&'g tollgate_policy::guard::Guard>,
+    /// The core's room for a whole answer's scan (borrowed only while it
+    /// runs, never across an await).
+    pub scan_room: &'g std::cell::RefCell<super::guard::ScanRoom>,
     /// Where the guard's hits go (the request record).
     pub hits: &'a mut Vec<Recorded>,
     /// The usage chunk was asked for by the gateway, not the client: it is
@@ -215,6 +218,7 @@ pub async fn relay_translated(
         translation,
         through,
         guard,
+        scan_room,
         hits,
         strip_usage,
         ceiling,
@@ -386,7 +390,7 @@ pub async fn relay_translated(
     let mut blocked = false;
     let mut withheld = None;
     if let Some(g) = guard.filter(|_| response.status < 300) {
-        if let Checked::Blocked(rule) = super::guard::check_answer(g, &mut out, hits) {
+        if let Checked::Blocked(rule) = super::guard::check_answer(g, &mut out, hits, &mut scan_room.borrow_mut()) {
             withheld = Some(rule);
         }
     }
@@ -436,7 +440,7 @@ pub async fn relay_translated(
     if let Some((g, answer)) = capture.as_mut() {
         // What the client gets, redacted.
         let mut copy = out.clone();
-        if let Checked::Pass = super::guard::check_answer(g, &mut copy, &mut Vec::new()) {
+        if let Checked::Pass = super::guard::check_answer(g, &mut copy, &mut Vec::new(), &mut scan_room.borrow_mut()) {
             answer.extend_from_slice(&copy);
         }
     }

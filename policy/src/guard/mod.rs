@@ -1108,15 +1108,33 @@ impl Findings {
         self.all.iter().any(|(_, h)| h.action == Action::Redact)
     }
 
+    /// Back to [`Findings::default`], keeping the vectors' room: a core
+    /// lends one `Findings` to each request it scans. Every field is named
+    /// (no `..`), so that a field added later cannot carry one request's
+    /// findings into the next.
     pub fn clear(&mut self) {
-        self.hits.clear();
-        self.injection.clear();
-        self.injection_score = 0;
-        self.injection_seen = [0; 2];
-        self.phrases_matched = 0;
-        self.injection_at.clear();
-        self.injection_features.clear();
-        self.all.clear();
+        let Findings {
+            hits,
+            injection,
+            injection_score,
+            injection_seen,
+            injection_at,
+            injection_features,
+            phrases_matched,
+            all,
+            anchors,
+            open,
+        } = self;
+        hits.clear();
+        injection.clear();
+        *injection_score = 0;
+        *injection_seen = [0; 2];
+        injection_at.clear();
+        injection_features.clear();
+        *phrases_matched = 0;
+        all.clear();
+        anchors.clear();
+        open.clear();
     }
 }
 
