@@ -116,7 +116,7 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
             Err(e) => {
                 let reply = Reply::bare(Instant::now() + w.state().config.server.timeouts.head_read);
                 // Boxed: a connection's future should not carry it.
-                Box::pin(client.send_error(&reply, &e, true)).await;
+                crate::boxed::boxed(|| client.send_error(&reply, &e, true)).await;
                 return;
             }
         };
@@ -145,9 +145,9 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
                 let request_time = state.config.server.timeouts.request;
                 let mut ex = Box::new(Exchange::new(head, front, id, keep_alive, request_time));
                 ex.trace.otel = w.recorder.trace_context(crate::otel::traceparent_of(&ex.head), &state.rng);
-                Box::pin(pipeline::run(&core, &mut client, &mut buf, ex)).await
+                crate::boxed::boxed(|| pipeline::run(&core, &mut client, &mut buf, ex)).await
             }
-            None => Box::pin(answer_locally(&w, &core, &mut client, &mut buf, head, keep_alive)).await,
+            None => crate::boxed::boxed(|| answer_locally(&w, &core, &mut client, &mut buf, head, keep_alive)).await,
         };
         if !keep_alive || w.is_draining() {
             return;

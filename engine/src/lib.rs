@@ -32,6 +32,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod alerts;
+pub mod boxed;
 pub mod breaker;
 pub mod cache;
 pub mod cli;

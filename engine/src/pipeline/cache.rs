@@ -167,7 +167,7 @@ pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>>
     };
     if let Some(redis) = core.strict.filter(|_| found.is_none() && asked.lookup) {
         let max = (cache.entry_bytes_max as usize).min(per_core);
-        found = Box::pin(shared_get(redis, &digest, max)).await.map(|entry| {
+        found = crate::boxed::boxed(|| shared_get(redis, &digest, max)).await.map(|entry| {
             // Kept here too: the next one on this core is local.
             let entry = Rc::new(entry);
             core.cache.borrow_mut().insert_rc(digest, entry.clone(), Instant::now());
@@ -188,7 +188,7 @@ pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>>
     if let Some(sem) = cache.semantic.as_ref().filter(may_embed).filter(|_| asked.lookup && applies(ex.front)) {
         if let Some((text, rest)) = semantic::question(&ex.body) {
             let partition = self::digest(ex, core, cache, &rest);
-            if let Some(unit) = Box::pin(embed(ex, core, sem, &text)).await {
+            if let Some(unit) = crate::boxed::boxed(|| embed(ex, core, sem, &text)).await {
                 let now = Instant::now();
                 let mut store = core.cache.borrow_mut();
                 if let Some((answer, similarity)) = store.semantic.nearest(&partition, &unit, sem.threshold, now) {

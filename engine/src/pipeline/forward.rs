@@ -113,7 +113,7 @@ pub async fn forward(
         // this one (and every future that awaits it, up to the
         // connection's) stays small: a future is moved whole, used or
         // not, each time it is made and awaited.
-        let outcome = Box::pin(call::call(state, upstream, parts.as_slice(), deadline, cut)).await;
+        let outcome = crate::boxed::boxed(|| call::call(state, upstream, parts.as_slice(), deadline, cut)).await;
         trace.attempt(t, attempt_started, outcome.as_ref().map(|(_, r)| r.status).map_err(GatewayError::code));
         // A provider at its rate limit (or overloaded) says when to come
         // back: this core sends it nothing until then.
@@ -175,7 +175,8 @@ pub async fn forward(
                             && answer_profile.is_none() =>
                     {
                         // The answer cache keeps the body as the tap reads it.
-                        Box::pin(relay::relay(client, &mut conn, response, &answer, keep.as_deref_mut())).await
+                        crate::boxed::boxed(|| relay::relay(client, &mut conn, response, &answer, keep.as_deref_mut()))
+                            .await
                     }
                     (translation, answer_guard) => {
                         let hits = &mut trace.guard_hits;
@@ -204,7 +205,10 @@ pub async fn forward(
                             classifiers,
                             keep: keep.as_deref_mut(),
                         };
-                        Box::pin(translate::relay_translated(client, &mut conn, response, &answer, inspect)).await?
+                        crate::boxed::boxed(|| {
+                            translate::relay_translated(client, &mut conn, response, &answer, inspect)
+                        })
+                        .await?
                     }
                 };
                 if end.upstream_reusable {

@@ -150,7 +150,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             admit::within_budget(&mut ex, core)?;
             admit::within_rate_limit(&mut ex, core)?;
             if !body_buffered(&mut ex, core, buf) {
-                Box::pin(read_body(&mut ex, core, client, buf)).await?;
+                crate::boxed::boxed(|| read_body(&mut ex, core, client, buf)).await?;
             }
             route(&mut ex, core)?;
             // Phases with spans of their own are timed for traced requests
@@ -159,7 +159,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             let from = traced.then(|| ex.trace.offset());
             let guarded = match guard_request(&mut ex, core) {
                 Ok(()) => match classifying(&ex, core) {
-                    Some(p) => Box::pin(classify_request(&mut ex, core, p)).await,
+                    Some(p) => crate::boxed::boxed(|| classify_request(&mut ex, core, p)).await,
                     None => Ok(()),
                 },
                 Err(e) => Err(e),
@@ -169,11 +169,14 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             }
             guarded?;
             if ex.front == crate::proxy::Front::Responses {
-                Box::pin(turns::continue_response(&mut ex, core)).await?;
+                crate::boxed::boxed(|| turns::continue_response(&mut ex, core)).await?;
             }
             let from = traced.then(|| ex.trace.offset());
-            let entry =
-                if core.state.config.cache.is_some() { Box::pin(cache::lookup(&mut ex, core)).await } else { None };
+            let entry = if core.state.config.cache.is_some() {
+                crate::boxed::boxed(|| cache::lookup(&mut ex, core)).await
+            } else {
+                None
+            };
             if let (Some(from), Some(outcome)) = (from, ex.reply.cache) {
                 use crate::record::Looked;
                 let looked = match outcome {
@@ -184,19 +187,19 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
                 ex.trace.phases.cache = Some((from, ex.trace.offset(), looked));
             }
             if let Some(entry) = entry {
-                return Ok(Box::pin(cache::serve(&mut ex, client, entry)).await);
+                return Ok(crate::boxed::boxed(|| cache::serve(&mut ex, client, entry)).await);
             }
             if ex.body.len() > tollgate_protocol::tokens::STEP_BYTES {
-                Box::pin(admit::count_large_prompt(&mut ex, core)).await?;
+                crate::boxed::boxed(|| admit::count_large_prompt(&mut ex, core)).await?;
             }
             admit::affordable(&mut ex, core)?;
             admit::reserve_tokens(&mut ex, core)?;
             admit::within_run(&mut ex, core)?;
             capture(&mut ex, core);
             if core.strict.is_some() {
-                Box::pin(admit::reserve_strict(&mut ex, core)).await?;
+                crate::boxed::boxed(|| admit::reserve_strict(&mut ex, core)).await?;
             }
-            let end = Box::pin(forward::forward(&mut ex, core.state, core.cut, client)).await?;
+            let end = crate::boxed::boxed(|| forward::forward(&mut ex, core.state, core.cut, client)).await?;
             shared_turn = turns::keep_turn(&mut ex, core, &end);
             shared_context = turns::note_context(&ex, core, &end);
             shared = cache::store(&mut ex, core, &end);
@@ -224,13 +227,13 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     let reusable = match finish(core, buf, &mut ex, result, abandoned) {
         Exit::Done(reusable) => reusable,
         // Boxed: most requests have no refusal to write.
-        Exit::Refuse(refusal) => Box::pin(refusal.send(client)).await,
+        Exit::Refuse(refusal) => crate::boxed::boxed(|| refusal.send(client)).await,
     };
     if let Some(s) = shared {
-        Box::pin(cache::share(core, s)).await;
+        crate::boxed::boxed(|| cache::share(core, s)).await;
     }
     for t in [shared_turn, shared_context].into_iter().flatten() {
-        Box::pin(turns::share(core, t)).await;
+        crate::boxed::boxed(|| turns::share(core, t)).await;
     }
     reusable && !abandoned
 }

@@ -255,7 +255,7 @@ pub async fn relay_translated(
         // Boxed: the stream relay's future is 12 KB, and inline it made
         // this one 16 KB, copied whole into its box for every JSON answer
         // too (15,000 of a 100 B governed miss's 90,000 instructions).
-        return Ok(Box::pin(relay_stream(client, up, response, answer, relay, classifiers, keep)).await);
+        return Ok(crate::boxed::boxed(|| relay_stream(client, up, response, answer, relay, classifiers, keep)).await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -277,7 +277,7 @@ pub async fn relay_translated(
             k.spoil();
         }
         // Boxed too: rare, and 6 KB.
-        return Ok(Box::pin(super::relay::relay(client, up, response, answer, None)).await);
+        return Ok(crate::boxed::boxed(|| super::relay::relay(client, up, response, answer, None)).await);
     }
     let broken = || GatewayError::UpstreamClosed { provider: route.provider.to_string(), cause: None };
     // The gateway asks for identity; a provider that compresses anyway
@@ -397,7 +397,9 @@ pub async fn relay_translated(
     // The classifiers see the answer as the client would (redacted).
     if let Some(c) = classifiers.as_mut().filter(|_| withheld.is_none() && response.status < 300) {
         // Boxed: only teams with answer classifiers wait on it.
-        if let Err(rule) = Box::pin(super::classify::check_answer(c, hits, &out, deadline, answer.cut)).await {
+        if let Err(rule) =
+            crate::boxed::boxed(|| super::classify::check_answer(c, hits, &out, deadline, answer.cut)).await
+        {
             withheld = Some(rule);
         }
     }
@@ -549,7 +551,9 @@ async fn relay_stream(
             if let Some((said, hits)) = relay.window_due(finished) {
                 // Boxed: only answer classifiers wait here, and inline
                 // their 6 KB made every stream's relay 9.8 KB.
-                match Box::pin(super::classify::check_window(c, hits, said, from, deadline, answer.cut)).await {
+                match crate::boxed::boxed(|| super::classify::check_window(c, hits, said, from, deadline, answer.cut))
+                    .await
+                {
                     Ok(()) => {
                         relay.asked();
                         out = held.split();
