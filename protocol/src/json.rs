@@ -263,6 +263,11 @@ impl TextsRoom {
     /// The room kept between walks, for each buffer.
     pub const KEPT_BYTES_MAX: usize = 256 * 1024;
 
+    /// The bytes its buffers hold room for.
+    pub fn room_bytes(&self) -> usize {
+        self.scratch.capacity() + self.marks.capacity() * std::mem::size_of::<(usize, usize)>()
+    }
+
     /// Marks a caller took from the walk ([`string_texts_marked_in`]'s
     /// `f`), given back for their room once used: the walk's reservation
     /// is then not made again by the next request that redacts.

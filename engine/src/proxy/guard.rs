@@ -225,21 +225,49 @@ pub struct ScanRoom {
 }
 
 impl ScanRoom {
-    /// String values kept room for between requests at most (a body of
+    /// String values kept room for between scans at most (a body of
     /// thousands of tool-schema strings lets its room go).
     const VALUES_KEPT_MAX: usize = 4096;
+    /// The findings' room kept between scans at most: a body of a million
+    /// short redacted items grows it to tens of MB, which a core must not
+    /// hold for the rest of its life.
+    const FINDINGS_KEPT_BYTES: usize = 64 * 1024;
 
     /// The room, emptied of the last scan's findings and texts.
     fn lend(&mut self) -> (&mut Findings, &mut Texts, &mut TextsRoom) {
+        self.give_back();
+        (&mut self.findings, &mut self.texts, &mut self.decoding)
+    }
+
+    /// Empties the room after a scan (and before the next, in case a scan
+    /// left early), letting go of what a large one grew: what it keeps is
+    /// bounded whatever the bodies were.
+    fn give_back(&mut self) {
+        if self.findings.room_bytes() > Self::FINDINGS_KEPT_BYTES {
+            self.findings = Findings::default();
+        }
         self.findings.clear();
         if self.texts.values.capacity() > Self::VALUES_KEPT_MAX {
             self.texts.values = Vec::new();
         }
         self.texts.values.clear();
+        // The marks a redaction took: one buffer back to the decoding's
+        // room (if it is not too large), the rest freed.
         for (_, marks) in self.texts.marks.drain(..) {
             self.decoding.give_marks(marks);
         }
-        (&mut self.findings, &mut self.texts, &mut self.decoding)
+        if self.texts.marks.capacity() > Self::VALUES_KEPT_MAX {
+            self.texts.marks = Vec::new();
+        }
+    }
+
+    /// The bytes the room holds between scans (for the test of its bound).
+    #[cfg(test)]
+    fn kept_bytes(&self) -> usize {
+        self.findings.room_bytes()
+            + self.texts.values.capacity() * std::mem::size_of::<StringValue>()
+            + self.texts.marks.capacity() * std::mem::size_of::<(u32, Vec<(usize, usize)>)>()
+            + self.decoding.room_bytes()
     }
 }
 
@@ -379,7 +407,20 @@ pub fn check_request(
     (room, clean): (&mut ScanRoom, Option<(&mut CleanTexts, u64)>),
     newest: Option<std::ops::Range<usize>>,
 ) -> Result<Option<Redacted>, GatewayError> {
-    let (findings, texts, decoding) = room.lend();
+    let checked = check_request_in(profile, guard, body, (recorded, features), room.lend(), clean, newest);
+    room.give_back();
+    checked
+}
+
+fn check_request_in(
+    profile: &str,
+    guard: &Guard,
+    body: &Bytes,
+    (recorded, features): (&mut Vec<Recorded>, &mut Vec<&'static str>),
+    (findings, texts, decoding): (&mut Findings, &mut Texts, &mut TextsRoom),
+    clean: Option<(&mut CleanTexts, u64)>,
+    newest: Option<std::ops::Range<usize>>,
+) -> Result<Option<Redacted>, GatewayError> {
     if let Err(Malformed(why)) = scan_json(guard, body, Direction::Request, (findings, texts, decoding), clean, newest)
     {
         if guard.fail_open {
@@ -410,7 +451,17 @@ pub enum Checked {
 
 /// The answer phase for a whole JSON answer: redacts `body` in place.
 pub fn check_answer(guard: &Guard, body: &mut BytesMut, recorded: &mut Vec<Recorded>, room: &mut ScanRoom) -> Checked {
-    let (findings, texts, decoding) = room.lend();
+    let checked = check_answer_in(guard, body, recorded, room.lend());
+    room.give_back();
+    checked
+}
+
+fn check_answer_in(
+    guard: &Guard,
+    body: &mut BytesMut,
+    recorded: &mut Vec<Recorded>,
+    (findings, texts, decoding): (&mut Findings, &mut Texts, &mut TextsRoom),
+) -> Checked {
     if scan_json(guard, body, Direction::Response, (findings, texts, decoding), None, None).is_err() {
         // The answer already parsed for usage or translation; one that
         // cannot be walked is not shown unchecked.
@@ -797,6 +848,87 @@ mod tests {
             None,
         )
         .map(|b| b.map(|b| String::from_utf8(b.body.to_vec()).unwrap()))
+    }
+
+    /// A core's room after a body of 60,000 addresses to redact (its
+    /// findings alone grow to megabytes, its marks and decoded text to
+    /// the body's size) keeps less than 1 MiB, and a scan with it then
+    /// finds what a new room finds.
+    #[test]
+    fn a_large_scan_leaves_the_room_bounded() {
+        let g = guard(false);
+        let text = r#"a@b.cc "x" "#.repeat(60_000);
+        let body = Bytes::from(format!(r#"{{"messages":[{{"role":"user","content":"{text}"}}]}}"#));
+        let mut room = ScanRoom::default();
+        let mut hits = Vec::new();
+        let redacted = check_request("t", &g, &body, (&mut hits, &mut Vec::new()), (&mut room, None), None);
+        assert!(redacted.unwrap().is_some());
+        assert_eq!(hits.len(), 60_000);
+        assert!(room.kept_bytes() < 1 << 20, "{} bytes kept", room.kept_bytes());
+        // Without the bound, the findings alone would hold this much.
+        assert!(60_000 * std::mem::size_of::<(u32, Hit)>() > 1 << 20);
+        let small = r#"{"messages":[{"role":"user","content":"mail c@d.ee "now""}]}"#;
+        assert_eq!(
+            check(&g, small).unwrap(),
+            check_request(
+                "t",
+                &g,
+                &Bytes::from_static(small.as_bytes()),
+                (&mut Vec::new(), &mut Vec::new()),
+                (&mut room, None),
+                None
+            )
+            .unwrap()
+            .map(|r| String::from_utf8(r.body.to_vec()).unwrap())
+        );
+    }
+
+    /// Requests and JSON answers scanned in turn with one room, as a core
+    /// scans them, give exactly what each gives with a room of its own:
+    /// verdicts, bodies and hits, with escapes, redactions and blocks.
+    #[test]
+    fn requests_and_answers_in_turn_share_a_room_without_trace() {
+        let g = guard(false);
+        let texts = [
+            r#"hello "there"
+"#,
+            "mail a@b.cc and x@y.io",
+            r#"line
+with z@q.de	é and more"#,
+            "key sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD",
+            "日本語のテキスト m@n.jp です",
+            "",
+        ];
+        let mut shared = ScanRoom::default();
+        let mut rounds = 0;
+        for (i, a) in texts.iter().enumerate() {
+            for b in texts.iter().skip(i % 2) {
+                let request = Bytes::from(format!(
+                    r#"{{"model":"m","messages":[{{"role":"system","content":"{a}"}},{{"role":"user","content":"{b}"}}]}}"#
+                ));
+                let answer = format!(r#"{{"choices":[{{"message":{{"role":"assistant","content":"{b} {a}"}}}}]}}"#);
+                let ask = |room: &mut ScanRoom| {
+                    let mut hits = Vec::new();
+                    let r = check_request("t", &g, &request, (&mut hits, &mut Vec::new()), (room, None), None)
+                        .map(|r| r.map(|r| (r.body, r.edits)))
+                        .map_err(|e| e.to_string());
+                    (r, format!("{hits:?}"))
+                };
+                let answer_with = |room: &mut ScanRoom| {
+                    let mut body = BytesMut::from(answer.as_bytes());
+                    let mut hits = Vec::new();
+                    let verdict = match check_answer(&g, &mut body, &mut hits, room) {
+                        Checked::Pass => None,
+                        Checked::Blocked(rule) => Some(rule),
+                    };
+                    (verdict, body, format!("{hits:?}"))
+                };
+                assert_eq!(ask(&mut shared), ask(&mut ScanRoom::default()), "{request:?}");
+                assert_eq!(answer_with(&mut shared), answer_with(&mut ScanRoom::default()), "{answer}");
+                rounds += 1;
+            }
+        }
+        assert!(rounds > 20);
     }
 
     /// Bodies of tools and histories drawn from a few texts (short and

@@ -1080,7 +1080,11 @@ mod tests {
         for t in &texts {
             let want = naive(&lits, &places, t);
             found_any += want.len();
-            assert_eq!(sorted(found(&a, t)), sorted(want));
+            let got = found(&a, t);
+            // In order of start, as `find` promises (its callers read the
+            // matches in that order).
+            assert!(got.windows(2).all(|w| w[0].1 <= w[1].1), "{got:?}");
+            assert_eq!(sorted(got), sorted(want));
         }
         // Pieces cut anywhere: the blocks' edges, the scalar rest.
         let t = &texts[0][..4096];

@@ -1108,6 +1108,34 @@ impl Findings {
         self.all.iter().any(|(_, h)| h.action == Action::Redact)
     }
 
+    /// The bytes its vectors hold room for: a core that keeps a `Findings`
+    /// between scans lets go of one a large scan grew. Every vector is
+    /// named, as in [`Findings::clear`].
+    pub fn room_bytes(&self) -> usize {
+        fn bytes<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        let Findings {
+            hits,
+            injection,
+            injection_score: _,
+            injection_seen: _,
+            injection_at,
+            injection_features,
+            phrases_matched: _,
+            all,
+            anchors,
+            open,
+        } = self;
+        bytes(hits)
+            + bytes(injection)
+            + bytes(injection_at)
+            + bytes(injection_features)
+            + bytes(all)
+            + bytes(anchors)
+            + bytes(open)
+    }
+
     /// Back to [`Findings::default`], keeping the vectors' room: a core
     /// lends one `Findings` to each request it scans. Every field is named
     /// (no `..`), so that a field added later cannot carry one request's
