@@ -233,9 +233,12 @@ impl ScanRoom {
     /// hold for the rest of its life.
     const FINDINGS_KEPT_BYTES: usize = 64 * 1024;
 
-    /// The room, emptied of the last scan's findings and texts.
+    /// The room, emptied of the last scan's findings and texts (already
+    /// given back after it, unless it ended in a panic).
     fn lend(&mut self) -> (&mut Findings, &mut Texts, &mut TextsRoom) {
-        self.give_back();
+        self.findings.clear();
+        self.texts.values.clear();
+        self.texts.marks.clear();
         (&mut self.findings, &mut self.texts, &mut self.decoding)
     }
 
