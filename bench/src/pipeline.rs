@@ -130,7 +130,7 @@ pub fn iterate(w: &World, out: &mut BytesMut) -> u64 {
     let mut checksum = ex.body.len() as u64;
     // Answer side: parsed, deltas counted, guarded, written.
     let key = ex.key().expect("key");
-    let guard = for_team(&w.state, key.team).map(|(_, g)| EventGuard::new(g, false));
+    let guard = for_team(&w.state.config, key.team).map(|(_, g)| EventGuard::new(g, false));
     let route = RouteLabel { provider: "m", model: "gpt-4o-mini" };
     let stages = StreamStages {
         guard,

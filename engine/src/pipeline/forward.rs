@@ -40,7 +40,8 @@ pub async fn forward(
     // Embeddings answer with vectors: no text to guard, classify or
     // capture.
     let text_answer = front != crate::proxy::Front::Embeddings;
-    let answer_guard = guard::for_team(state, key.team).map(|(_, g)| g).filter(|g| g.responses).filter(|_| text_answer);
+    let answer_guard =
+        guard::for_team(&state.config, key.team).map(|(_, g)| g).filter(|g| g.responses).filter(|_| text_answer);
     // A profile whose classifiers check answers: JSON answers are read
     // whole and asked about.
     let answer_profile =

@@ -352,7 +352,7 @@ pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayEr
 /// before them.
 pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     let key = ex.key()?;
-    let Some((profile, g)) = crate::proxy::guard::for_team(core.state, key.team) else { return Ok(()) };
+    let Some((profile, g)) = crate::proxy::guard::for_team(&core.state.config, key.team) else { return Ok(()) };
     let trace = &mut ex.trace;
     let checked = crate::proxy::guard::check_request(
         profile,

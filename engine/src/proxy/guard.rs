@@ -24,7 +24,6 @@ use tollgate_protocol::json::{
 use tollgate_protocol::sse::SseEvent;
 
 use crate::error::GatewayError;
-use crate::state::CoreState;
 
 /// Keys whose string values are structure, not text.
 const STRUCTURAL: &[&[u8]] = &[
@@ -91,8 +90,8 @@ pub const STREAM_TEXT: &[&[u8]] = &[
 pub use crate::record::Recorded;
 
 /// The guard of the key's team, if its profile has one.
-pub fn for_team(state: &CoreState, team: usize) -> Option<(&str, &Guard)> {
-    let p = state.config.team_profile(team)?;
+pub fn for_team(config: &tollgate_policy::config::Config, team: usize) -> Option<(&str, &Guard)> {
+    let p = config.team_profile(team)?;
     Some((p.name.as_str(), &*p.guard))
 }
 
