@@ -69,6 +69,18 @@ wrk_summary() {
     END { printf "%d %d %d\n", rps, p50, p99 }'
 }
 
+# Exits with a message if one of the ports is taken (a gateway or mock left
+# by an earlier run would otherwise answer in place of the one measured, or
+# leave the new one's log empty and the script ending without a word).
+ports_free() {
+  local port
+  for port in "$@"; do
+    if ss -ltnH "sport = :$port" | grep -q .; then
+      echo "port $port is in use: $(ss -ltnpH "sport = :$port" | grep -o 'users:.*')"; exit 1
+    fi
+  done
+}
+
 # Starts one-worker gateways on CPU 0 from $work/NAME.toml for each NAME
 # given, and waits until each listens.
 start_gateways() {
@@ -83,6 +95,7 @@ start_gateways() {
 # scripts compare on CPU 0: the routing-only gateway on 9200 and the
 # governed one on 9201, both taking bodies up to 16 MB.
 start_mock_and_lanes() {
+  ports_free 9100 9200 9201
   taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
   routing_config_large 9200 9100 >"$work/routing.toml"
   governed_config_large 9201 9100 >"$work/governed.toml"

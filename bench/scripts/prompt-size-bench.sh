@@ -24,6 +24,7 @@ command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx)"; exi
 . bench/scripts/common.sh
 bench_setup
 
+ports_free 9100 9200 9201 9300 9400
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
 start_nginx 9100 9300 0
 routing_config_large 9200 9100 >"$work/routing.toml"

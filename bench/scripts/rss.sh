@@ -13,6 +13,7 @@ command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)"; exit 1; }
 . bench/scripts/common.sh
 bench_setup
 
+ports_free 9100 9201
 taskset -c 1 ./target/release/tollgate-mock --listen 127.0.0.1:9100 --threads 1 >"$work/mock.log" 2>&1 &
 # The connections all come from 127.0.0.1: the per-client cap (1,024 by
 # default) is lifted so that the 10,000 are held.

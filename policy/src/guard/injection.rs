@@ -932,34 +932,41 @@ unsafe fn undoing_avx2(at: *const u8, letter_before: bool) -> u32 {
     let lead = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(lead, _mm256_setzero_si256())) as u32);
     // `C2`, `E2` and `EF` need the two bytes after them; the other five
     // (Greek and Cyrillic) their neighbours' letters. A block of Russian
-    // prose has only the latter, curly quotes only the former.
-    let three = _mm256_movemask_epi8(_mm256_or_si256(_mm256_or_si256(eq(v0, 0xC2), eq(v0, 0xE2)), eq(v0, 0xEF))) as u32;
-    let script = lead & !three;
+    // prose has only the latter, curly quotes only the former; each of
+    // the three is tested only in a block that has it (CJK's fullwidth
+    // punctuation is `EF`: its blocks skip the other two's tests).
+    let bits = |v: __m256i| _mm256_movemask_epi8(v) as u32;
+    let (c2, e2, ef) = (bits(eq(v0, 0xC2)), bits(eq(v0, 0xE2)), bits(eq(v0, 0xEF)));
+    let script = lead & !(c2 | e2 | ef);
     let mut found = 0;
     // SAFETY: the caller's promise: 32 bytes at `at + 2`.
     let v2 = unsafe { _mm256_loadu_si256(at.add(2).cast()) };
-    if three != 0 {
+    if c2 | e2 | ef != 0 {
         // SAFETY: the caller's promise: 32 bytes at `at + 1`.
         let v1 = unsafe { _mm256_loadu_si256(at.add(1).cast()) };
-        let soft_hyphen = _mm256_and_si256(eq(v0, 0xC2), eq(v1, 0xAD));
-        let zero_width = _mm256_and_si256(
-            eq(v0, 0xE2),
-            _mm256_or_si256(
-                _mm256_and_si256(eq(v1, 0x80), within(v2, 0x8B, 0x8D)),
-                _mm256_and_si256(eq(v1, 0x81), eq(v2, 0xA0)),
-            ),
-        );
-        let fullwidth = _mm256_and_si256(
-            eq(v0, 0xEF),
-            _mm256_or_si256(
-                _mm256_and_si256(eq(v1, 0xBB), eq(v2, 0xBF)),
-                _mm256_or_si256(
-                    _mm256_and_si256(eq(v1, 0xBC), within(v2, 0xA1, 0xBA)),
-                    _mm256_and_si256(eq(v1, 0xBD), within(v2, 0x81, 0x9A)),
-                ),
-            ),
-        );
-        found = _mm256_movemask_epi8(_mm256_or_si256(soft_hyphen, _mm256_or_si256(zero_width, fullwidth))) as u32;
+        if c2 != 0 {
+            // The soft hyphen.
+            found |= c2 & bits(eq(v1, 0xAD));
+        }
+        if e2 != 0 {
+            // Zero-width space, joiners, word joiner.
+            found |= e2
+                & bits(_mm256_or_si256(
+                    _mm256_and_si256(eq(v1, 0x80), within(v2, 0x8B, 0x8D)),
+                    _mm256_and_si256(eq(v1, 0x81), eq(v2, 0xA0)),
+                ));
+        }
+        if ef != 0 {
+            // The byte-order mark, fullwidth letters.
+            found |= ef
+                & bits(_mm256_or_si256(
+                    _mm256_and_si256(eq(v1, 0xBB), eq(v2, 0xBF)),
+                    _mm256_or_si256(
+                        _mm256_and_si256(eq(v1, 0xBC), within(v2, 0xA1, 0xBA)),
+                        _mm256_and_si256(eq(v1, 0xBD), within(v2, 0x81, 0x9A)),
+                    ),
+                ));
+        }
     }
     if script != 0 {
         // An ASCII letter before the lead byte or after its two bytes.
