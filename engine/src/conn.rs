@@ -210,16 +210,21 @@ async fn read_head(
             None if w.is_draining() && buf.is_empty() => return Ok(None),
             None => {
                 let (cancel, _ticket) = w.idle_wait();
-                let read = iov::read_more_cancelable(stream, buf, cancel);
-                match monoio::time::timeout(idle, read).await {
+                // Pinned where it is made and awaited through the pin: an
+                // IO step under a time-out is 1.6 KB, and `.await` on the
+                // value itself copies it once more (see `crate::boxed`).
+                let read = std::pin::pin!(monoio::time::timeout(idle, iov::read_more_cancelable(stream, buf, cancel)));
+                match read.await {
                     Ok(r) => r,
                     Err(_) => return Ok(None),
                 }
             }
-            Some(deadline) => match monoio::time::timeout_at(deadline.into(), iov::read_more(stream, buf)).await {
-                Ok(r) => r,
-                Err(_) => return Err(GatewayError::HeadTimeout),
-            },
+            Some(deadline) => {
+                match std::pin::pin!(monoio::time::timeout_at(deadline.into(), iov::read_more(stream, buf))).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(GatewayError::HeadTimeout),
+                }
+            }
         };
         if !matches!(res, Ok(n) if n > 0) {
             // Closed, reset, or cancelled by a drain: no request to answer.

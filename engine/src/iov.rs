@@ -204,7 +204,8 @@ pub async fn write_all_until<S: Sink>(
         let until = std::time::Instant::now().checked_add(idle).map_or(deadline, |t| t.min(deadline));
         // On a time-out the write's future, and the list it owns, are
         // dropped (io_uring keeps the buffers until the kernel is done).
-        let Ok((res, back)) = monoio::time::timeout_at(until.into(), stream.writev(own)).await else {
+        // Awaited through a pin: `.await` on the value copies it (1.5 KB).
+        let Ok((res, back)) = std::pin::pin!(monoio::time::timeout_at(until.into(), stream.writev(own))).await else {
             return Err(std::io::ErrorKind::TimedOut.into());
         };
         own = back;

@@ -84,7 +84,11 @@ async fn attempt(
             let had_bytes = !conn.buf.is_empty();
             conn.buf.reserve(UPSTREAM_READ_BYTES);
             let wait = until.saturating_duration_since(Instant::now());
-            let read = cut.or(monoio::time::timeout(wait, iov::read_more(&mut conn.stream, &mut conn.buf))).await;
+            // Pinned where they are made and passed on as pins: each move of
+            // the read under its time-out (1.5 KB) and of the cut's wait
+            // around it (3 KB) was a copy (see `crate::boxed`).
+            let read = std::pin::pin!(monoio::time::timeout(wait, iov::read_more(&mut conn.stream, &mut conn.buf)));
+            let read = std::pin::pin!(cut.or(read)).await;
             // The drain's time is up: nothing was answered yet, so the
             // client is told the gateway is shutting down.
             let Some(read) = read else { return Err(Attempt::Failed(GatewayError::Draining)) };
