@@ -228,19 +228,11 @@ pub fn string_texts(
 /// The marks are lent as the walk's own buffer: a caller that keeps them
 /// takes them (`std::mem::take`) instead of copying (a 100 KB message of
 /// code has thousands).
+///
+/// Texts are decoded into `room`'s buffers, which keep their capacity for
+/// the next walk (a core lends one room to each request it scans, instead
+/// of a new decoding buffer and a new reservation of marks per request).
 pub fn string_texts_marked(
-    doc: &[u8],
-    keep: impl Fn(&[u8], &[u8]) -> bool,
-    f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
-) -> Result<(), Malformed> {
-    texts(doc, keep, true, &mut TextsRoom::default(), f)
-}
-
-/// [`string_texts_marked`] decoding into `room`'s buffers, which keep
-/// their capacity for the next walk (a core lends one room to each request
-/// it scans, instead of a new decoding buffer and a new reservation of
-/// marks per request).
-pub fn string_texts_marked_in(
     doc: &[u8],
     keep: impl Fn(&[u8], &[u8]) -> bool,
     room: &mut TextsRoom,
@@ -268,7 +260,7 @@ impl TextsRoom {
         self.scratch.capacity() + self.marks.capacity() * std::mem::size_of::<(usize, usize)>()
     }
 
-    /// Marks a caller took from the walk ([`string_texts_marked_in`]'s
+    /// Marks a caller took from the walk ([`string_texts_marked`]'s
     /// `f`), given back for their room once used: the walk's reservation
     /// is then not made again by the next request that redacts.
     pub fn give_marks(&mut self, mut marks: Vec<(usize, usize)>) {

@@ -2,18 +2,27 @@
 //! decodes a kept string with escapes while it looks for its end) against
 //! the two passes it replaced: every string `string_values` ends, decoded
 //! by `unescape_marked`. Same strings, ranges, texts, errors and marks, on
-//! any bytes a tenant or an upstream sends.
+//! any bytes a tenant or an upstream sends, with one decoding room for
+//! every input, as a core lends one to every request.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tollgate_protocol::json::{string_texts_marked, string_values, unescape, unescape_marked, MARKED_BYTES_MAX};
+use tollgate_protocol::json::{
+    string_texts_marked, string_values, unescape, unescape_marked, TextsRoom, MARKED_BYTES_MAX,
+};
+
+thread_local! {
+    static ROOM: std::cell::RefCell<TextsRoom> = std::cell::RefCell::new(TextsRoom::default());
+}
 
 fuzz_target!(|data: &[u8]| {
     // Kept by key, and by contents (a data URL is not text).
     let keep = |key: &[u8], raw: &[u8]| key != b"type" && !raw.starts_with(b"data:");
     let mut one = Vec::new();
-    let r1 = string_texts_marked(data, keep, |key, v, text, marks| {
-        one.push((key.to_vec(), v, text.map(<[u8]>::to_vec), std::mem::take(marks)));
+    let r1 = ROOM.with_borrow_mut(|room| {
+        string_texts_marked(data, keep, room, |key, v, text, marks| {
+            one.push((key.to_vec(), v, text.map(<[u8]>::to_vec), std::mem::take(marks)));
+        })
     });
     let mut two = Vec::new();
     let r2 = string_values(data, |key, v| {
