@@ -290,16 +290,26 @@ impl Buckets {
                 }
             }
         }
+        // The high nibbles' tables are read with the text's own high
+        // nibble, not the folded one (folding sets its bit 1): each entry
+        // without that bit holds the entry with it, so that the vector
+        // test reads the byte's nibble as it is (one OR fewer for each of
+        // a block's three bytes).
+        for t in [1, 3, 5] {
+            for n in (0..16).filter(|n| n & 2 == 0) {
+                tables[t][n] = tables[t][n | 2];
+            }
+        }
         Buckets { tables }
     }
 
     /// Whether a literal may begin with these three bytes (the scalar
-    /// form of the vector test, for the tests).
+    /// form of the vector test, for the tests: the bytes' nibbles as they
+    /// are, unfolded, as the vector test reads them).
     #[cfg(test)]
     fn may(&self, b: [u8; 3]) -> bool {
         let mut m = 0xffu8;
         for (j, &x) in b.iter().enumerate() {
-            let x = fold(x);
             m &= self.tables[2 * j][(x & 15) as usize] & self.tables[2 * j + 1][(x >> 4) as usize];
         }
         m != 0
@@ -867,14 +877,15 @@ unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32) 
     let alnum = _mm256_and_si256(_mm256_shuffle_epi8(tables.alnum, lo), bit);
     let word = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(alnum, _mm256_setzero_si256())) as u32);
     // The buckets hold folded bytes: folding sets bit 5, the high
-    // nibble's bit 1, and leaves the low nibble as it is.
-    let fold_high = _mm256_set1_epi8(2);
-    let bucket = |x: __m256i, t: usize| {
-        let lo = _mm256_and_si256(x, nibble);
-        let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), nibble), fold_high);
+    // nibble's bit 1, and leaves the low nibble as it is; the high
+    // nibbles' tables answer for a nibble without that bit as with it
+    // (`Buckets::build`), so the text's nibbles are read as they are.
+    let bucket = |lo: __m256i, hi: __m256i, t: usize| {
         _mm256_and_si256(_mm256_shuffle_epi8(tables.buckets[t], lo), _mm256_shuffle_epi8(tables.buckets[t + 1], hi))
     };
-    let shared = _mm256_and_si256(_mm256_and_si256(bucket(v, 0), bucket(v1, 2)), bucket(v2, 4));
+    let nibbles = |x: __m256i| (_mm256_and_si256(x, nibble), _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble));
+    let ((lo1, hi1), (lo2, hi2)) = (nibbles(v1), nibbles(v2));
+    let shared = _mm256_and_si256(_mm256_and_si256(bucket(lo, hi, 0), bucket(lo1, hi1, 2)), bucket(lo2, hi2, 4));
     let may = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(shared, _mm256_setzero_si256())) as u32);
     // An ASCII byte is in `last` when its low nibble's entry has its high
     // nibble's bit.
