@@ -303,7 +303,10 @@ fn rewrite(doc: &[u8], texts: &Texts, findings: &Findings) -> (Vec<u8>, Vec<Edit
     let mut scratch = Vec::new();
     let mut marks = Vec::new();
     let mut redacted = Vec::new();
-    for (text, mine) in redacted_texts(findings) {
+    let mut mine = Vec::new();
+    for (text, hits) in redacted_texts(findings) {
+        mine.clear();
+        mine.extend(hits.iter().map(|(_, h)| *h));
         let v = &texts.values[text as usize];
         let raw = &doc[v.raw.clone()];
         out.extend_from_slice(&doc[at..v.raw.start]);
@@ -312,13 +315,17 @@ fn rewrite(doc: &[u8], texts: &Texts, findings: &Findings) -> (Vec<u8>, Vec<Edit
         marks.clear();
         let kept = texts.marks.binary_search_by_key(&text, |(i, _)| *i).ok().map(|k| &texts.marks[k].1[..]);
         let in_place = match kept {
-            Some(kept) => redact_raw(raw, &mine, |t| raw_offset(kept, t), &mut out),
+            Some(kept) => {
+                let from = std::cell::Cell::new(0);
+                redact_raw(raw, &mine, |t| raw_offset(kept, t, &from), &mut out)
+            }
             None if !v.escaped => redact_raw(raw, &mine, Some, &mut out),
             None => {
                 // A text the walk kept no marks for (over
                 // json::MARKED_BYTES_MAX, or from a webhook's spans).
                 if unescape_marked(raw, &mut scratch, &mut marks).is_ok() {
-                    redact_raw(raw, &mine, |t| raw_offset(&marks, t), &mut out)
+                    let from = std::cell::Cell::new(0);
+                    redact_raw(raw, &mine, |t| raw_offset(&marks, t, &from), &mut out)
                 } else {
                     // Scanned as written (a stream's event whose escape
                     // could not be decoded).
@@ -342,13 +349,17 @@ fn rewrite(doc: &[u8], texts: &Texts, findings: &Findings) -> (Vec<u8>, Vec<Edit
 }
 
 /// The texts a redaction changes, in order: each text's index and all its
-/// hits (`findings.all` is sorted by text), for those with a redact hit.
-fn redacted_texts(findings: &Findings) -> impl Iterator<Item = (u32, Vec<Hit>)> + '_ {
-    let mut hits = findings.all.iter().peekable();
+/// hits, as `findings.all` holds them (sorted by text), for those with a
+/// redact hit. Slices, not a vector per text: the rewrite copies the hits
+/// into one buffer it reuses.
+fn redacted_texts(findings: &Findings) -> impl Iterator<Item = (u32, &[(u32, Hit)])> + '_ {
+    let mut rest = &findings.all[..];
     std::iter::from_fn(move || loop {
-        let text = hits.peek()?.0;
-        let mine: Vec<Hit> = std::iter::from_fn(|| hits.next_if(|(t, _)| *t == text).map(|(_, h)| *h)).collect();
-        if mine.iter().any(|h| h.action == Action::Redact) {
+        let text = rest.first()?.0;
+        let n = rest.iter().position(|(t, _)| *t != text).unwrap_or(rest.len());
+        let (mine, after) = rest.split_at(n);
+        rest = after;
+        if mine.iter().any(|(_, h)| h.action == Action::Redact) {
             return Some((text, mine));
         }
     })
@@ -356,11 +367,25 @@ fn redacted_texts(findings: &Findings) -> impl Iterator<Item = (u32, Vec<Hit>)> 
 
 /// The raw offset of decoded offset `t`, from the escapes' marks (each
 /// escape's start, then its end); `None` inside an escape's output.
-fn raw_offset(marks: &[(usize, usize)], t: usize) -> Option<usize> {
-    let i = marks.partition_point(|&(mt, _)| mt <= t);
+///
+/// `from` is where the last lookup stopped: a redaction asks for its
+/// hits' offsets in order, so the search walks on from there (the marks
+/// and hits of a text are then read once, not a binary search of every
+/// mark per offset: 60 instructions each at a prompt of code with 374
+/// marks). An offset before the last one is searched for whole.
+fn raw_offset(marks: &[(usize, usize)], t: usize, from: &std::cell::Cell<usize>) -> Option<usize> {
+    let mut i = from.get();
+    if i > marks.len() || (i > 0 && marks[i - 1].0 > t) {
+        i = marks.partition_point(|&(mt, _)| mt <= t);
+    } else {
+        while i < marks.len() && marks[i].0 <= t {
+            i += 1;
+        }
+    }
+    from.set(i);
     let Some(&(mt, mr)) = i.checked_sub(1).and_then(|j| marks.get(j)) else { return Some(t) };
     // An even index is an escape's start: only its first byte maps.
-    if (i - 1) % 2 == 0 {
+    if (i - 1).is_multiple_of(2) {
         (t == mt).then_some(mr)
     } else {
         Some(mr + (t - mt))
@@ -826,6 +851,49 @@ mod tests {
         Guard::compile(&spec).unwrap()
     }
 
+    /// The walking lookup of `raw_offset` answers as a binary search of
+    /// the marks does, for offsets asked in order, in reverse and out of
+    /// order with one cursor (escapes of every kind, side by side too).
+    #[test]
+    fn raw_offsets_walked_are_those_searched() {
+        let raw = br#"a\n\"bc\u00e9d\ud83d\ude00\t\u4e2d\u6587 ok\/\\\b\f\r end"#;
+        let mut text = Vec::new();
+        let mut marks = Vec::new();
+        unescape_marked(raw, &mut text, &mut marks).unwrap();
+        assert!(marks.len() >= 20);
+        let searched = |t: usize| {
+            let i = marks.partition_point(|&(mt, _)| mt <= t);
+            let Some(&(mt, mr)) = i.checked_sub(1).and_then(|j| marks.get(j)) else { return Some(t) };
+            if (i - 1).is_multiple_of(2) {
+                (t == mt).then_some(mr)
+            } else {
+                Some(mr + (t - mt))
+            }
+        };
+        let all: Vec<usize> = (0..=text.len()).collect();
+        let mut shuffled = all.clone();
+        let mut x = 7usize;
+        for i in (1..shuffled.len()).rev() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (x >> 33) % (i + 1));
+        }
+        for order in [all.clone(), all.iter().rev().copied().collect(), shuffled] {
+            let from = std::cell::Cell::new(0);
+            for &t in &order {
+                assert_eq!(raw_offset(&marks, t, &from), searched(t), "offset {t}");
+            }
+        }
+        // Every mapped offset lands on the byte it decodes from.
+        let from = std::cell::Cell::new(0);
+        for (t, &b) in text.iter().enumerate() {
+            if let Some(r) = raw_offset(&marks, t, &from) {
+                if raw[r] != b'\\' {
+                    assert_eq!(raw[r], b, "offset {t}");
+                }
+            }
+        }
+    }
+
     /// `redact_raw` copies placeholders into JSON strings as they are.
     #[test]
     fn placeholders_need_no_escape() {
@@ -1030,7 +1098,8 @@ with z@q.de	é and more"#,
     fn rewrite_decoded(doc: &[u8], texts: &Texts, findings: &Findings) -> Vec<u8> {
         let mut out = Vec::new();
         let mut at = 0;
-        for (text, mine) in redacted_texts(findings) {
+        for (text, hits) in redacted_texts(findings) {
+            let mine: Vec<Hit> = hits.iter().map(|(_, h)| *h).collect();
             let v = &texts.values[text as usize];
             let mut decoded = Vec::new();
             unescape(&doc[v.raw.clone()], &mut decoded).unwrap();
