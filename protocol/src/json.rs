@@ -368,13 +368,15 @@ where
         // the decoding is compiled without the test (two marks an escape,
         // an escape every 40 bytes of code).
         let decoded = if !self.marked {
-            unescape_until::<true>(rest, &mut self.scratch, |_, _| {})
+            unescape_until::<true>(rest, &mut self.scratch, |_| {})
         } else if rest.len() <= MARKED_BYTES_MAX {
-            unescape_until::<true>(rest, &mut self.scratch, |t, r| marks.push((t, r)))
+            unescape_until::<true>(rest, &mut self.scratch, |m| marks.extend_from_slice(&m))
         } else {
-            unescape_until::<true>(rest, &mut self.scratch, |t, r| {
-                if r <= MARKED_BYTES_MAX {
-                    marks.push((t, r))
+            unescape_until::<true>(rest, &mut self.scratch, |m| {
+                for (t, r) in m {
+                    if r <= MARKED_BYTES_MAX {
+                        marks.push((t, r))
+                    }
                 }
             })
         };
@@ -428,7 +430,7 @@ fn string_end(doc: &[u8], from: usize) -> Result<(usize, bool), Malformed> {
 /// Decodes a string's raw bytes (escapes included) into `out`. A lone
 /// surrogate becomes U+FFFD, as browsers and serde_json's lossy mode do.
 pub fn unescape(raw: &[u8], out: &mut Vec<u8>) -> Result<(), Malformed> {
-    unescape_marking(raw, out, |_, _| {})
+    unescape_marking(raw, out, |_| {})
 }
 
 /// [`unescape_marking`] with the marks pushed to `marks`: both buffers
@@ -441,12 +443,14 @@ pub fn unescape_marked(raw: &[u8], out: &mut Vec<u8>, marks: &mut Vec<(usize, us
     if raw.len() > 4096 {
         marks.reserve(2 * memchr::memchr_iter(b'\\', raw).count());
     }
-    unescape_marking(raw, out, |t, r| marks.push((t, r)))
+    unescape_marking(raw, out, |m| marks.extend_from_slice(&m))
 }
 
-/// [`unescape`], calling `mark(text, raw)` where each escape begins and
-/// where it ends: the offsets in the text written (from where `out` began)
-/// and in `raw`. Between two marks, text and raw advance byte for byte, so
+/// [`unescape`], calling `mark([begins, ends])` for each escape decoded
+/// with where it begins and where it ends, each as `(text, raw)`: the
+/// offsets in the text written (from where `out` began) and in `raw` (an
+/// escape that does not decode gives none). Between two marks, text and
+/// raw advance byte for byte, so
 /// the marks map any offset of the text that is not inside an escape's
 /// output back to `raw` (to redact a string without re-escaping it).
 ///
@@ -459,7 +463,7 @@ pub fn unescape_marked(raw: &[u8], out: &mut Vec<u8>, marks: &mut Vec<(usize, us
 /// what is written by the `w`th byte of text has read at least `w` raw
 /// bytes: every write, a whole block included, fits in the room of the
 /// raw text (a text buffer reserved for a whole body is not grown).
-pub fn unescape_marking(raw: &[u8], out: &mut Vec<u8>, mark: impl FnMut(usize, usize)) -> Result<(), Malformed> {
+pub fn unescape_marking(raw: &[u8], out: &mut Vec<u8>, mark: impl FnMut([(usize, usize); 2])) -> Result<(), Malformed> {
     unescape_until::<false>(raw, out, mark).map(|_| ())
 }
 
@@ -471,7 +475,7 @@ pub fn unescape_marking(raw: &[u8], out: &mut Vec<u8>, mark: impl FnMut(usize, u
 fn unescape_until<const QUOTE: bool>(
     raw: &[u8],
     out: &mut Vec<u8>,
-    mark: impl FnMut(usize, usize),
+    mark: impl FnMut([(usize, usize); 2]),
 ) -> Result<usize, Malformed> {
     #[cfg(target_arch = "x86_64")]
     if wide() {
@@ -493,7 +497,7 @@ fn unescape_until<const QUOTE: bool>(
 unsafe fn unescape_avx2<const QUOTE: bool>(
     raw: &[u8],
     out: &mut Vec<u8>,
-    mark: impl FnMut(usize, usize),
+    mark: impl FnMut([(usize, usize); 2]),
 ) -> Result<usize, Malformed> {
     // SAFETY: this function runs only where AVX2 is (its own contract).
     unsafe { unescape_with::<QUOTE, true>(raw, out, mark) }
@@ -508,7 +512,7 @@ unsafe fn unescape_avx2<const QUOTE: bool>(
 unsafe fn unescape_with<const QUOTE: bool, const WIDE: bool>(
     raw: &[u8],
     out: &mut Vec<u8>,
-    mut mark: impl FnMut(usize, usize),
+    mut mark: impl FnMut([(usize, usize); 2]),
 ) -> Result<usize, Malformed> {
     let base = out.len();
     out.reserve(raw.len());
@@ -551,8 +555,9 @@ unsafe fn unescape_with<const QUOTE: bool, const WIDE: bool>(
         if QUOTE && raw[at] == b'"' {
             break Ok(at);
         }
-        // The escape at `at`.
-        mark(w - base, at);
+        // The escape at `at`: its marks are given together once it is
+        // decoded (one call, one check of the marks' room, not two).
+        let begun = (w - base, at);
         let Some(&c) = raw.get(at + 1) else { break Err(Malformed("a string ends in an escape")) };
         at += 2;
         let simple = match c {
@@ -590,7 +595,7 @@ unsafe fn unescape_with<const QUOTE: bool, const WIDE: bool>(
                 // (four from twelve): within `base + at` (see above).
                 unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(w), bytes.len()) };
                 w += bytes.len();
-                mark(w - base, at);
+                mark([begun, (w - base, at)]);
                 continue;
             }
             _ => break Err(Malformed("unknown escape in a string")),
@@ -598,7 +603,7 @@ unsafe fn unescape_with<const QUOTE: bool, const WIDE: bool>(
         // SAFETY: one byte from the two raw ones read (see above).
         unsafe { dst.add(w).write(simple) };
         w += 1;
-        mark(w - base, at);
+        mark([begun, (w - base, at)]);
     };
     // SAFETY: every byte of `base..w` was written above, within the
     // capacity. What was decoded before an error stays, as it always has (a
@@ -1314,14 +1319,15 @@ mod tests {
 
     /// The decoder of before the 32-byte steps (a search and a copy per
     /// escape): what `unescape_marking` must still give, marks, errors and
-    /// the text before an error included.
+    /// the text before an error included (the marks of the escapes that
+    /// decoded: a broken one gives none).
     fn unescape_reference(raw: &[u8], out: &mut Vec<u8>, marks: &mut Vec<(usize, usize)>) -> Result<(), Malformed> {
         let base = out.len();
         let mut at = 0;
         while let Some(p) = memchr::memchr(b'\\', &raw[at..]) {
             out.extend_from_slice(&raw[at..at + p]);
             let i = at + p;
-            marks.push((out.len() - base, i));
+            let begun = (out.len() - base, i);
             let Some(&c) = raw.get(i + 1) else { return Err(Malformed("a string ends in an escape")) };
             at = i + 2;
             let simple = match c {
@@ -1347,13 +1353,13 @@ mod tests {
                     };
                     let mut buf = [0u8; 4];
                     out.extend_from_slice(c.unwrap_or('\u{FFFD}').encode_utf8(&mut buf).as_bytes());
-                    marks.push((out.len() - base, at));
+                    marks.extend([begun, (out.len() - base, at)]);
                     continue;
                 }
                 _ => return Err(Malformed("unknown escape in a string")),
             };
             out.push(simple);
-            marks.push((out.len() - base, at));
+            marks.extend([begun, (out.len() - base, at)]);
         }
         out.extend_from_slice(&raw[at..]);
         Ok(())
@@ -1407,7 +1413,7 @@ mod tests {
             let (mut narrow, mut narrow_marks) = (b"before".to_vec(), Vec::new());
             // SAFETY: not `WIDE`.
             let narrow_result =
-                unsafe { unescape_with::<false, false>(&raw, &mut narrow, |t, r| narrow_marks.push((t, r))) };
+                unsafe { unescape_with::<false, false>(&raw, &mut narrow, |m| narrow_marks.extend_from_slice(&m)) };
             assert_eq!(narrow_result.map(|_| ()), want_result);
             assert_eq!((narrow, narrow_marks), (want, want_marks));
         }
@@ -1640,10 +1646,10 @@ mod tests {
             let decode = |wide: bool| {
                 let (mut out, mut marks) = (Vec::new(), Vec::new());
                 let r = if wide {
-                    unescape_until::<true>(rest, &mut out, |t, r| marks.push((t, r)))
+                    unescape_until::<true>(rest, &mut out, |m| marks.extend_from_slice(&m))
                 } else {
                     // SAFETY: not `WIDE`.
-                    unsafe { unescape_with::<true, false>(rest, &mut out, |t, r| marks.push((t, r))) }
+                    unsafe { unescape_with::<true, false>(rest, &mut out, |m| marks.extend_from_slice(&m)) }
                 };
                 (r, out, marks)
             };
