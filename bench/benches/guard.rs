@@ -100,8 +100,17 @@ fn request(c: &mut Criterion) {
     let clean = body(&PROSE.repeat(4)[..1900]);
     let dirty = body(&format!("{}{}", &PROSE.repeat(4)[..1800], DENSE));
     assert!(clean.len() > 1900 && clean.len() < 2200);
+    // The prompt-size workload's bodies, as the gateway's benchmarks send
+    // them (mixed prose, code, CJK and personal data).
+    let prompt = |file: &str| {
+        Bytes::from(std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts/").to_owned() + file).expect(file))
+    };
+    let (mixed8, mixed100) = (prompt("mixed-8192.json"), prompt("mixed-102400.json"));
     let mut group = c.benchmark_group("guard_request");
-    for (name, b) in [("2KB_clean", &clean), ("2KB_with_pii", &dirty)] {
+    for (name, b) in
+        [("2KB_clean", &clean), ("2KB_with_pii", &dirty), ("mixed_8KB", &mixed8), ("mixed_100KB", &mixed100)]
+    {
+        group.throughput(Throughput::Bytes(b.len() as u64));
         group.bench_function(name, |bench| {
             let (mut hits, mut features) = (Vec::new(), Vec::new());
             // The core's room, lent to every request as the gateway does.

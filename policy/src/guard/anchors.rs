@@ -517,15 +517,28 @@ impl Anchors {
     /// order of start; returns whether the text has a byte outside ASCII
     /// (seen by the same pass).
     pub(super) fn find(&self, text: &[u8], out: &mut Vec<(usize, usize, usize)>) -> bool {
+        self.find_with(text, out, width())
+    }
+
+    /// [`Anchors::find`] with the vector code of `width` (at most what the
+    /// CPU has: [`width`]); every width finds the same, in the same order
+    /// (the tests run each).
+    fn find_with(&self, text: &[u8], out: &mut Vec<(usize, usize, usize)>, width: Width) -> bool {
         let from = out.len();
         let mut ended = false;
         let mut high = false;
         let mut carry = 0u32;
         let mut base = 0;
         #[cfg(target_arch = "x86_64")]
-        if wide() {
-            // SAFETY: the CPU has AVX2, POPCNT and BMI1 (`wide`).
-            base = unsafe { self.blocks_avx2(text, &mut carry, &mut high, out, &mut ended) };
+        if width >= Width::Avx2 {
+            base = if width == Width::Avx512 {
+                // SAFETY: the CPU has AVX-512 (F and BW), AVX2, POPCNT and
+                // BMI1 (`width`, which the caller's width does not pass).
+                unsafe { self.blocks_avx512(text, &mut carry, &mut high, out, &mut ended) }
+            } else {
+                // SAFETY: the CPU has AVX2, POPCNT and BMI1 (as above).
+                unsafe { self.blocks_avx2(text, &mut carry, &mut high, out, &mut ended) }
+            };
             if base < text.len() {
                 // SAFETY: as above.
                 base = unsafe { self.tail_avx2(text, base, &mut carry, &mut high, out, &mut ended) };
@@ -624,6 +637,68 @@ impl Anchors {
             // corpora and this crate's code 0.1% to 2% more places, for
             // three tables and a dozen instructions a block less.
             let starts = (!(word & before) | inner) & may;
+            let ends = !word & ((last << 1) | (c >> 1));
+            c = (word >> 31) | ((last >> 31) << 1);
+            self.visit(text, base, (u64::from(starts), u64::from(ends)), out, ended);
+            base += 32;
+        }
+        *carry = c;
+        *high |= top != 0;
+        base
+    }
+
+    /// The blocks of 64 bytes that have three bytes after them, as
+    /// [`Anchors::blocks_avx2`]'s two-block steps, each classified in one
+    /// step of AVX-512 (BW): the same tables in four lanes, and masks
+    /// tested into mask registers, where AVX2 compares each with zero and
+    /// moves it out (and, with 16 registers, kept the tables on the stack).
+    /// The block of 32 bytes after them that has three bytes after it, if
+    /// one is left, as `blocks_avx2` does (a block in a step of its own,
+    /// written here again: `blocks_avx2` going on from where these end
+    /// cost its own loop 3% more instructions). Returns where the rest
+    /// begins.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F and BW, AVX2, POPCNT and BMI1.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx2,popcnt,bmi1")]
+    unsafe fn blocks_avx512(
+        &self,
+        text: &[u8],
+        carry: &mut u32,
+        high: &mut bool,
+        out: &mut Vec<(usize, usize, usize)>,
+        ended: &mut bool,
+    ) -> usize {
+        // SAFETY: AVX-512 is the caller's promise.
+        let tables = unsafe { Tables512::new(&self.last, &self.buckets) };
+        let mut base = 0;
+        let mut top = 0;
+        let mut c = u64::from(*carry);
+        let inner = if self.inner { u64::MAX } else { 0 };
+        while base + 67 <= text.len() {
+            // SAFETY: the 66 bytes at `base` are inside `text` (checked
+            // above); AVX-512 is the caller's promise.
+            let (word, last, t, may) = unsafe { classify_avx512(text.as_ptr().add(base), &tables) };
+            top |= t;
+            let before = (word << 1) | (c & 1);
+            let starts = (!(word & before) | inner) & may;
+            let ends = !word & ((last << 1) | (c >> 1));
+            c = (word >> 63) | ((last >> 63) << 1);
+            self.visit(text, base, (starts, ends), out, ended);
+            base += 64;
+        }
+        let mut c = c as u32;
+        if base + 35 <= text.len() {
+            // SAFETY: AVX2 is the caller's promise; the 34 bytes at `base`
+            // are inside `text` (checked above).
+            let (word, last, t, may) = unsafe {
+                let tables = Tables::new(&self.last, &self.buckets);
+                classify_avx2(text.as_ptr().add(base), &tables)
+            };
+            top |= u64::from(t);
+            let before = (word << 1) | (c & 1);
+            let starts = (!(word & before) | inner as u32) & may;
             let ends = !word & ((last << 1) | (c >> 1));
             c = (word >> 31) | ((last >> 31) << 1);
             self.visit(text, base, (u64::from(starts), u64::from(ends)), out, ended);
@@ -799,6 +874,33 @@ fn wide() -> bool {
         && std::arch::is_x86_feature_detected!("bmi1")
 }
 
+/// The vector code a search runs: the widest the CPU has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Width {
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+/// The widest vector code the CPU has, found once. `TOLLGATE_NO_AVX512`
+/// set (to anything) keeps the search to AVX2: for a CPU whose clock
+/// drops under 512-bit code, and to measure one against the other on one
+/// machine (`bench/scripts/avx512-vs-avx2.sh`). Valgrind's CPU has no
+/// AVX-512: instruction counts of `callgrind-gateway.sh` are AVX2's.
+fn width() -> Width {
+    static WIDTH: std::sync::OnceLock<Width> = std::sync::OnceLock::new();
+    *WIDTH.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if wide() {
+            let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::env::var_os("TOLLGATE_NO_AVX512").is_none();
+            return if avx512 { Width::Avx512 } else { Width::Avx2 };
+        }
+        Width::Scalar
+    })
+}
+
 /// ASCII letters and digits by low nibble: bit `h` set where `h << 4 | l`
 /// is one (digits under 3, letters under 4 to 7). Checked against
 /// [`alnum`] for every byte by a test.
@@ -894,6 +996,70 @@ unsafe fn classify_avx2(at: *const u8, tables: &Tables) -> (u32, u32, u32, u32) 
     (word, last, top, may)
 }
 
+/// [`Tables`] for AVX-512: each 16-byte table in all four lanes.
+#[cfg(target_arch = "x86_64")]
+struct Tables512 {
+    last: std::arch::x86_64::__m512i,
+    buckets: [std::arch::x86_64::__m512i; 6],
+    alnum: std::arch::x86_64::__m512i,
+    /// `1 << h` at entry `h` for `h < 8`, zero above.
+    bit: std::arch::x86_64::__m512i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Tables512 {
+    /// # Safety
+    /// The CPU must have AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn new(last: &ByteSet, buckets: &Buckets) -> Tables512 {
+        use std::arch::x86_64::*;
+        // SAFETY: 16-byte arrays, unaligned loads; AVX-512 as promised.
+        let load = |t: &[u8; 16]| unsafe { _mm512_broadcast_i32x4(_mm_loadu_si128(t.as_ptr().cast())) };
+        Tables512 {
+            last: load(&last.low),
+            buckets: std::array::from_fn(|t| load(&buckets.tables[t])),
+            alnum: load(&ALNUM_BY_LOW),
+            bit: load(&[1, 2, 4, 8, 16, 32, 64, 128, 0, 0, 0, 0, 0, 0, 0, 0]),
+        }
+    }
+}
+
+/// [`classify_avx2`] for the 64 bytes at `at`: the same tests, a bit per
+/// byte in a `u64`.
+///
+/// # Safety
+/// `at` must be valid for reading 66 bytes, and the CPU must have AVX-512
+/// F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn classify_avx512(at: *const u8, tables: &Tables512) -> (u64, u64, u64, u64) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's promise; unaligned loads of 64 bytes at `at`,
+    // `at + 1` and `at + 2`.
+    let (v, v1, v2) = unsafe {
+        (_mm512_loadu_si512(at.cast()), _mm512_loadu_si512(at.add(1).cast()), _mm512_loadu_si512(at.add(2).cast()))
+    };
+    let top = _mm512_movepi8_mask(v);
+    let nibble = _mm512_set1_epi8(0x0f);
+    let nibbles = |x: __m512i| (_mm512_and_si512(x, nibble), _mm512_and_si512(_mm512_srli_epi16(x, 4), nibble));
+    let (lo, hi) = nibbles(v);
+    let bit = _mm512_shuffle_epi8(tables.bit, hi);
+    // A byte is a letter or digit (in `last`) when its low nibble's entry
+    // has its high nibble's bit: tested straight into a mask.
+    let word = _mm512_test_epi8_mask(_mm512_shuffle_epi8(tables.alnum, lo), bit);
+    let last = _mm512_test_epi8_mask(_mm512_shuffle_epi8(tables.last, lo), bit);
+    // The buckets, read with the text's own nibbles (see `classify_avx2`).
+    let bucket = |lo: __m512i, hi: __m512i, t: usize| {
+        _mm512_and_si512(_mm512_shuffle_epi8(tables.buckets[t], lo), _mm512_shuffle_epi8(tables.buckets[t + 1], hi))
+    };
+    let ((lo1, hi1), (lo2, hi2)) = (nibbles(v1), nibbles(v2));
+    let shared = _mm512_and_si512(_mm512_and_si512(bucket(lo, hi, 0), bucket(lo1, hi1, 2)), bucket(lo2, hi2, 4));
+    let may = _mm512_test_epi8_mask(shared, shared);
+    (word, last, top, may)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -944,9 +1110,79 @@ mod tests {
         }
     }
 
+    /// The AVX-512 classification of 64 bytes is the AVX2 one of its two
+    /// halves, for every byte at every place (beside the bucket tables'
+    /// own first bytes) and for random blocks, with the real anchors'
+    /// tables and the test table's.
+    #[test]
+    fn avx512_classes_are_avx2_classes() {
+        if width() < Width::Avx512 {
+            return;
+        }
+        let (lits, places) = table();
+        let (mut real, mut real_places) = (Vec::new(), Vec::new());
+        for (l, a) in super::super::detect::SECRET_ANCHORS {
+            real.push(l.as_bytes().to_vec());
+            real_places.push(if *a == super::super::detect::SecretAnchor::Label { Place::End } else { Place::Start });
+        }
+        for l in super::super::injection::anchors() {
+            real.push(l.as_bytes().to_vec());
+            real_places.push(Place::Start);
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for a in [Anchors::build(&lits, &places), Anchors::build(&real, &real_places)] {
+            // SAFETY: AVX2 and AVX-512 are present (`width`).
+            let (t2, t5) = unsafe { (Tables::new(&a.last, &a.buckets), Tables512::new(&a.last, &a.buckets)) };
+            let check = |block: &[u8; 66]| {
+                // SAFETY: 66 bytes (34 from 32 too); both are present.
+                let (w, l, t, m) = unsafe { classify_avx512(block.as_ptr(), &t5) };
+                let (lo, hi) =
+                    // SAFETY: 34 bytes at 0 and at 32 of the 66; AVX2 is present.
+                    unsafe { (classify_avx2(block.as_ptr(), &t2), classify_avx2(block.as_ptr().add(32), &t2)) };
+                let join = |a: u32, b: u32| u64::from(a) | u64::from(b) << 32;
+                assert_eq!(
+                    (w, l, t, m),
+                    (join(lo.0, hi.0), join(lo.1, hi.1), join(lo.2, hi.2), join(lo.3, hi.3)),
+                    "{block:?}"
+                );
+            };
+            for b in 0..=255u8 {
+                for at in 0..66 {
+                    for fill in [b'-', b'i', b's'] {
+                        let mut block = [fill; 66];
+                        block[at] = b;
+                        check(&block);
+                    }
+                }
+            }
+            for _ in 0..20_000 {
+                let pool = b"ignore sk-PASSWORD pwd_api <|im>-----BEGIN \xe5\xbf\xbd 0123 \n";
+                let block: [u8; 66] = std::array::from_fn(|_| match next() % 4 {
+                    0 => (next() >> 8) as u8,
+                    _ => pool[(next() >> 8) as usize % pool.len()],
+                });
+                check(&block);
+            }
+        }
+    }
+
+    /// What `find` finds, checked to be what every width this CPU runs
+    /// finds, in the same order, with the same answer for bytes outside
+    /// ASCII.
     fn found(a: &Anchors, text: &[u8]) -> Vec<(usize, usize, usize)> {
         let mut out = Vec::new();
-        a.find(text, &mut out);
+        let high = a.find(text, &mut out);
+        for w in [Width::Scalar, Width::Avx2, Width::Avx512].into_iter().filter(|&w| w <= width()) {
+            let mut other = Vec::new();
+            assert_eq!(a.find_with(text, &mut other, w), high, "{w:?}");
+            assert_eq!(other, out, "{w:?}: {:?}", String::from_utf8_lossy(text));
+        }
         out
     }
 
