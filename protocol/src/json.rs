@@ -520,32 +520,59 @@ unsafe fn unescape_with<const QUOTE: bool, const WIDE: bool>(
     let dst = out.as_mut_ptr();
     let mut w = base;
     let mut at = 0;
+    // The block searched last (`block..block_end`, empty when none) and
+    // its stops from `at` on. After an escape the next stop is most often
+    // in the same block (an escape every 40 bytes of code): it is read
+    // from these bits, not from a search of a block again from the
+    // escape's end.
+    let (mut block, mut block_end, mut pending) = (0usize, 0usize, 0u32);
     let result = loop {
-        // Copy up to the next backslash.
-        if let Some(block) = raw.get(at..at + BLOCK).and_then(|b| <&[u8; BLOCK]>::try_from(b).ok()) {
-            // SAFETY: `w - base <= at` (see above) and `at + BLOCK <=
-            // raw.len()`, so `w + BLOCK <= base + raw.len()`, within the
-            // capacity reserved; `block` is in `raw`, which does not
-            // overlap `out`.
-            unsafe { std::ptr::copy_nonoverlapping(block.as_ptr(), dst.add(w), BLOCK) };
-            // SAFETY: `WIDE` only where AVX2 is (this function's contract).
-            let found = unsafe { stops::<QUOTE, WIDE>(block) };
-            if found == 0 {
-                at += BLOCK;
-                w += BLOCK;
-                continue;
-            }
-            let p = found.trailing_zeros() as usize;
-            at += p;
-            w += p;
+        // Copy up to the next backslash (with `QUOTE`, or quote).
+        pending = if at < block_end { pending & (u32::MAX << (at - block)) } else { 0 };
+        if pending != 0 {
+            let stop = block + pending.trailing_zeros() as usize;
+            // SAFETY: `at <= stop < block_end <= raw.len()`.
+            unsafe { copy_within_block(raw, at, stop, dst.add(w)) };
+            w += stop - at;
+            at = stop;
         } else {
-            let rest = &raw[at..];
-            let stop = if QUOTE { memchr::memchr2(b'\\', b'"', rest) } else { memchr::memchr(b'\\', rest) };
-            let p = stop.unwrap_or(rest.len());
-            // SAFETY: as above, with `at + p <= raw.len()`.
-            unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), dst.add(w), p) };
-            at += p;
-            w += p;
+            // The rest of the block holds no stop.
+            if at < block_end {
+                // SAFETY: `block_end <= raw.len()`.
+                unsafe { copy_within_block(raw, at, block_end, dst.add(w)) };
+                w += block_end - at;
+                at = block_end;
+            }
+            block_end = 0;
+            loop {
+                if let Some(b) = raw.get(at..at + BLOCK).and_then(|b| <&[u8; BLOCK]>::try_from(b).ok()) {
+                    // SAFETY: `w - base <= at` (see above) and `at + BLOCK
+                    // <= raw.len()`, so `w + BLOCK <= base + raw.len()`,
+                    // within the capacity reserved; `b` is in `raw`, which
+                    // does not overlap `out`.
+                    unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), dst.add(w), BLOCK) };
+                    // SAFETY: `WIDE` only where AVX2 is (this function's contract).
+                    let found = unsafe { stops::<QUOTE, WIDE>(b) };
+                    if found == 0 {
+                        at += BLOCK;
+                        w += BLOCK;
+                        continue;
+                    }
+                    (block, block_end, pending) = (at, at + BLOCK, found);
+                    let p = found.trailing_zeros() as usize;
+                    at += p;
+                    w += p;
+                    break;
+                }
+                let rest = &raw[at..];
+                let stop = if QUOTE { memchr::memchr2(b'\\', b'"', rest) } else { memchr::memchr(b'\\', rest) };
+                let p = stop.unwrap_or(rest.len());
+                // SAFETY: as above, with `at + p <= raw.len()`.
+                unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), dst.add(w), p) };
+                at += p;
+                w += p;
+                break;
+            }
             if at == raw.len() {
                 break if QUOTE { Err(Malformed("a string is not terminated")) } else { Ok(raw.len()) };
             }
@@ -614,6 +641,41 @@ unsafe fn unescape_with<const QUOTE: bool, const WIDE: bool>(
 
 /// The block [`unescape_marking`] copies and searches at a time.
 const BLOCK: usize = 32;
+
+/// Copies `raw[from..to]` (at most a block) to `dst`: a whole block's
+/// width where `raw` has it (one load and store; what it writes past
+/// `to - from` is written over later or cut off by the length set at the
+/// end), else the bytes alone.
+///
+/// # Safety
+/// `from <= to <= raw.len()`, `to - from <= BLOCK`, and `dst` valid for
+/// writing `raw.len() - from` bytes, not overlapping `raw`.
+#[inline(always)]
+unsafe fn copy_within_block(raw: &[u8], from: usize, to: usize, dst: *mut u8) {
+    debug_assert!(from <= to && to <= raw.len() && to - from <= BLOCK);
+    if from + BLOCK <= raw.len() {
+        // SAFETY: `from + BLOCK <= raw.len()`, and `dst` has room for
+        // `raw.len() - from >= BLOCK` bytes (the caller's promise).
+        unsafe {
+            let block = raw.as_ptr().add(from).cast::<[u8; BLOCK]>().read_unaligned();
+            dst.cast::<[u8; BLOCK]>().write_unaligned(block);
+        }
+    } else {
+        // SAFETY: the caller's promise, as above.
+        unsafe { copy_near_end(raw, from, to, dst) };
+    }
+}
+
+/// [`copy_within_block`] within a block of the raw text's end.
+///
+/// # Safety
+/// As [`copy_within_block`]'s.
+#[cold]
+#[inline(never)]
+unsafe fn copy_near_end(raw: &[u8], from: usize, to: usize, dst: *mut u8) {
+    // SAFETY: `to <= raw.len()` and `to - from <= raw.len() - from`.
+    unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr().add(from), dst, to - from) };
+}
 
 /// A bit per backslash among the 32 bytes, and with `QUOTE` per quote.
 ///
