@@ -286,8 +286,9 @@ impl TextsRoom {
 /// The longest string [`string_texts_marked`] gives marks for: a long
 /// agent prompt (100 KB of code and quoted JSON in one message) gets them,
 /// so that redacting it does not decode it a second time (7% of such a
-/// request's work). Marks are 16 bytes per escape, so a string of nothing
-/// but escapes makes them 16 times its size: at most 4 MiB, for one string
+/// request's work). An escape makes two marks of 16 bytes and takes two
+/// raw bytes at least, so a string of nothing but escapes makes them 16
+/// times its size: at most 4 MiB, for one string
 /// at a time, freed with the request.
 pub const MARKED_BYTES_MAX: usize = 256 * 1024;
 
@@ -457,7 +458,9 @@ pub fn unescape_marked(raw: &[u8], out: &mut Vec<u8>, marks: &mut Vec<(usize, us
 /// Thirty-two bytes a step: each step copies its block whole and looks for
 /// a backslash in it, so text between escapes (a line of code between two
 /// `\n`) costs a few instructions a block, not a search and a copy call
-/// per escape (150 instructions an escape before, in a prompt of code). A
+/// per escape (150 instructions an escape before, in a prompt of code).
+/// The block's other stops are kept: after an escape the next one in the
+/// same block is read from them, not searched for again. A
 /// decoded text is never longer than its raw form (an escape of two or six
 /// bytes gives at most one or three, a surrogate pair's twelve four), so
 /// what is written by the `w`th byte of text has read at least `w` raw

@@ -13,7 +13,7 @@
 //! - [`Place::Anywhere`]: wherever its first byte is (punctuation, bytes
 //!   outside ASCII: `<|im_start|>`, `-----BEGIN `, `忽略之前`).
 //!
-//! One SIMD pass classifies 32 bytes at a time (letters and digits, the
+//! One SIMD pass classifies 32 bytes at a time, 64 with AVX-512 (letters and digits, the
 //! `End` literals' last bytes, bytes outside ASCII, and where the three
 //! bytes from there pass the `Start` and `Anywhere` literals' first three
 //! bytes in eight buckets: Teddy's fingerprints, [`Buckets`]) and yields
@@ -226,7 +226,9 @@ impl Keys {
 /// in eight buckets, tested 32 places at a time (Teddy's fingerprints, as
 /// a filter before [`Keys`]): bit `k` of `tables[2 * j][l]` is set when a
 /// literal of bucket `k` has a byte `j` with low nibble `l`, and of
-/// `tables[2 * j + 1][h]` when one has high nibble `h`. A place can begin
+/// `tables[2 * j + 1][h]` when one has high nibble `h` folded (`h | 2`:
+/// the entry for `h` without its bit 1 is the entry with it, so that a
+/// byte's own nibble reads it). A place can begin
 /// a literal only where the six entries of its three bytes share a bit.
 /// A literal shorter than three bytes takes every byte after its end.
 ///
@@ -524,6 +526,8 @@ impl Anchors {
     /// CPU has: [`width`]); every width finds the same, in the same order
     /// (the tests run each).
     fn find_with(&self, text: &[u8], out: &mut Vec<(usize, usize, usize)>, width: Width) -> bool {
+        // Never wider than the CPU: the vector code below relies on it.
+        let width = width.min(self::width());
         let from = out.len();
         let mut ended = false;
         let mut high = false;
@@ -533,7 +537,7 @@ impl Anchors {
         if width >= Width::Avx2 {
             base = if width == Width::Avx512 {
                 // SAFETY: the CPU has AVX-512 (F and BW), AVX2, POPCNT and
-                // BMI1 (`width`, which the caller's width does not pass).
+                // BMI1 (`width`, which `width` is clamped to above).
                 unsafe { self.blocks_avx512(text, &mut carry, &mut high, out, &mut ended) }
             } else {
                 // SAFETY: the CPU has AVX2, POPCNT and BMI1 (as above).
@@ -709,7 +713,8 @@ impl Anchors {
         base
     }
 
-    /// The last bytes (fewer than 35) that [`Anchors::blocks_avx2`] leaves,
+    /// The last bytes (fewer than 35) that [`Anchors::blocks_avx2`] (or
+    /// [`Anchors::blocks_avx512`]) leaves,
     /// and so every text shorter than that: copied into a block padded
     /// with zeros and classified as the blocks are, bits past the text's
     /// end cleared (the buckets read the padding as bytes no literal of
@@ -876,6 +881,7 @@ fn wide() -> bool {
 
 /// The vector code a search runs: the widest the CPU has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Width {
     Scalar,
     Avx2,
