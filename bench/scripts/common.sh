@@ -111,8 +111,16 @@ wrk_rounds() {
   local script=$1 what=$2 t out name rest
   shift 2
   declare -A rows=()
-  for _ in $(seq "$ROUNDS"); do
-    for t in "$@"; do
+  local round order
+  for round in $(seq "$ROUNDS"); do
+    # Every other round in reverse order (A B, B A, ...), so that no
+    # target always runs right after the same other one.
+    order=("$@")
+    if [ $((round % 2)) = 0 ]; then
+      order=()
+      for t in "$@"; do order=("$t" "${order[@]}"); done
+    fi
+    for t in "${order[@]}"; do
       name=${t%%:*} rest=${t#*:}
       out=$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s "$( [ "$rest" != "${rest#*:}" ] && echo "${rest#*:}" || echo "$script")" \
         "http://127.0.0.1:${rest%%:*}/v1/chat/completions")
