@@ -391,6 +391,12 @@ fn raw_offset(marks: &[(usize, usize)], t: usize, from: &std::cell::Cell<usize>)
         i += marks[i..end].partition_point(|&(mt, _)| mt <= t);
     }
     from.set(i);
+    mapped(marks, i, t)
+}
+
+/// The raw offset of decoded offset `t`, where `i` marks are at or before
+/// it (`raw_offset`'s search).
+fn mapped(marks: &[(usize, usize)], i: usize, t: usize) -> Option<usize> {
     let Some(&(mt, mr)) = i.checked_sub(1).and_then(|j| marks.get(j)) else { return Some(t) };
     // An even index is an escape's start: only its first byte maps.
     if (i - 1).is_multiple_of(2) {
@@ -859,25 +865,17 @@ mod tests {
         Guard::compile(&spec).unwrap()
     }
 
-    /// The walking lookup of `raw_offset` answers as a binary search of
+    /// The galloping lookup of `raw_offset` answers as a binary search of
     /// the marks does, for offsets asked in order, in reverse and out of
     /// order with one cursor (escapes of every kind, side by side too).
     #[test]
-    fn raw_offsets_walked_are_those_searched() {
+    fn raw_offsets_galloped_are_those_searched() {
         let raw = br#"a\n\"bc\u00e9d\ud83d\ude00\t\u4e2d\u6587 ok\/\\\b\f\r end"#;
         let mut text = Vec::new();
         let mut marks = Vec::new();
         unescape_marked(raw, &mut text, &mut marks).unwrap();
         assert!(marks.len() >= 20);
-        let searched = |t: usize| {
-            let i = marks.partition_point(|&(mt, _)| mt <= t);
-            let Some(&(mt, mr)) = i.checked_sub(1).and_then(|j| marks.get(j)) else { return Some(t) };
-            if (i - 1).is_multiple_of(2) {
-                (t == mt).then_some(mr)
-            } else {
-                Some(mr + (t - mt))
-            }
-        };
+        let searched = |t: usize| mapped(&marks, marks.partition_point(|&(mt, _)| mt <= t), t);
         let all: Vec<usize> = (0..=text.len()).collect();
         let mut shuffled = all.clone();
         let mut x = 7usize;
