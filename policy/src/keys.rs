@@ -7,7 +7,10 @@
 //! constant time. Timing can at most reveal something about the digest of a
 //! guess, never about a stored key, because SHA-256 is preimage resistant.
 
-use std::collections::HashMap;
+// Looked up once a request with a SHA-256 digest, in a table the
+// configuration fills: Fx hashing, not SipHash (a client cannot add
+// entries, so no choice of keys makes a lookup walk more than the table).
+use rustc_hash::FxHashMap as HashMap;
 use std::fmt;
 
 use sha2::{Digest, Sha256};

@@ -2,7 +2,10 @@
 //! targets that can serve it. Built once per configuration; a lookup is one
 //! hash probe on the raw bytes of the `model` field, with no string made.
 
-use std::collections::HashMap;
+// Looked up once a request with the client's model name, in a table the
+// configuration fills: Fx hashing, not SipHash (a client cannot add
+// entries, so no name makes a lookup walk more than the table).
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::prices::Price;
 

@@ -144,6 +144,8 @@ pub struct Accounts {
     unmerged: RefCell<Counted>,
     /// Handed off, not yet in a snapshot: (hand-off number, counts).
     in_transit: RefCell<VecDeque<(u64, Counted)>>,
+    /// `in_transit` summed.
+    transit_sum: RefCell<TransitSum>,
     seq: Cell<u64>,
     /// Strict reservations ended, released in the next hand-off.
     released: RefCell<Vec<Released>>,
@@ -178,6 +180,7 @@ impl Accounts {
             worker,
             unmerged: RefCell::default(),
             in_transit: RefCell::default(),
+            transit_sum: RefCell::default(),
             seq: Cell::new(0),
             released: RefCell::default(),
             view: RefCell::default(),
@@ -206,7 +209,7 @@ impl Accounts {
         .copied()
         .unwrap_or_default();
         let day = tollgate_policy::budget::day_number(now);
-        let in_transit = self.in_transit.borrow().iter().fold(0u64, |sum, (_, c)| sum.saturating_add(c.spend(owner)));
+        let in_transit = self.transit_sum.borrow().spend.get(&owner).copied().unwrap_or(0);
         let mine =
             self.unmerged.borrow().spend(owner).saturating_add(in_transit).saturating_add(self.held_spend.get(owner));
         Spend {
@@ -228,10 +231,9 @@ impl Accounts {
         .unwrap_or_default()
         .at(minute);
         let mut mine = self.unmerged.borrow().minute(owner, minute);
-        for (_, c) in self.in_transit.borrow().iter() {
-            let m = c.minute(owner, minute);
-            mine.requests = mine.requests.saturating_add(m.requests);
-            mine.tokens = mine.tokens.saturating_add(m.tokens);
+        if let Some(&(requests, tokens)) = self.transit_sum.borrow().minute.get(&(owner, minute)) {
+            mine.requests = mine.requests.saturating_add(requests);
+            mine.tokens = mine.tokens.saturating_add(tokens);
         }
         MinuteUse {
             minute,
@@ -349,6 +351,8 @@ impl Accounts {
                 }
             }
             in_transit.push_back((seq, counted));
+            drop(in_transit);
+            self.sum_transit();
         }
         let released = std::mem::take(&mut *self.released.borrow_mut());
         HandOff { seq, spend, minute, released }
@@ -359,6 +363,7 @@ impl Accounts {
     pub fn install(&self, s: Arc<SpendSnapshot>, config: &Config) {
         let merged = s.merged.get(self.worker).copied().unwrap_or(0);
         self.in_transit.borrow_mut().retain(|(seq, _)| *seq > merged);
+        self.sum_transit();
         self.view.borrow_mut().rebuild(s, config);
     }
 
@@ -370,6 +375,7 @@ impl Accounts {
         for (_, c) in self.in_transit.borrow_mut().drain(..) {
             unmerged.absorb(c);
         }
+        self.sum_transit();
     }
 
     /// Re-indexes for a new configuration (after a reload): the view, and
@@ -379,6 +385,7 @@ impl Accounts {
         let moved: VecDeque<(u64, Counted)> =
             self.in_transit.borrow_mut().drain(..).map(|(seq, c)| (seq, c.reindexed(old, &new))).collect();
         *self.in_transit.borrow_mut() = moved;
+        self.sum_transit();
         let unmerged = std::mem::take(&mut *self.unmerged.borrow_mut()).reindexed(old, &new);
         *self.unmerged.borrow_mut() = unmerged;
         let last = self.view.borrow().last.clone();
@@ -386,6 +393,41 @@ impl Accounts {
             self.view.borrow_mut().rebuild(s, &new);
         }
         *self.config.borrow_mut() = Some(new);
+    }
+}
+
+/// The counts in transit summed: spend by owner, and use by owner and the
+/// minute each hand-off counted it in (a hand-off's use is of one minute
+/// per owner, its latest). With them `spend` and `minute_use` add what is
+/// in transit with one lookup, not a walk of every hand-off: a request
+/// asks six times of each, over a list that holds six or so hand-offs
+/// under load (4,800 instructions a request, 8% of a 100-byte request's
+/// work). Summed anew whenever the list changes, once a merge (every 100
+/// ms), never per request.
+#[derive(Default)]
+struct TransitSum {
+    spend: HashMap<Owner, u64>,
+    /// (requests, tokens) by (owner, UTC minute).
+    minute: HashMap<(Owner, u64), (u64, u64)>,
+}
+
+impl Accounts {
+    /// Sums `in_transit` into `transit_sum` again.
+    fn sum_transit(&self) {
+        let mut sum = self.transit_sum.borrow_mut();
+        sum.spend.clear();
+        sum.minute.clear();
+        for (_, c) in self.in_transit.borrow().iter() {
+            for (&o, &v) in &c.spend {
+                let s = sum.spend.entry(o).or_default();
+                *s = s.saturating_add(v);
+            }
+            for (&o, u) in &c.minute {
+                let (requests, tokens) = sum.minute.entry((o, u.minute)).or_default();
+                *requests = requests.saturating_add(u.requests);
+                *tokens = tokens.saturating_add(u.tokens);
+            }
+        }
     }
 }
 

@@ -119,3 +119,65 @@ fn a_merger_that_stopped_answering_neither_loses_counts_nor_grows_the_list() {
     assert!(a.in_transit.borrow().is_empty());
     assert_eq!(a.spend(Owner::Team(0), NOW).day, 10_000);
 }
+
+/// What `spend` and `minute_use` add for the hand-offs in transit, read by
+/// walking each of them (as they were read before the sum).
+fn walked(a: &Accounts, owner: Owner, minute: u64) -> (u64, u64, u64) {
+    a.in_transit.borrow().iter().fold((0, 0, 0), |(spend, requests, tokens), (_, c)| {
+        let m = c.minute(owner, minute);
+        (spend + c.spend(owner), requests + m.requests, tokens + m.tokens)
+    })
+}
+
+#[test]
+fn the_sum_in_transit_is_the_walk_of_every_hand_off() {
+    let config = Arc::new(config());
+    let key = &config.keys.all()[0];
+    let a = Accounts::new(0, None);
+    let base = NOW / 60;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut handed, mut checked) = (0u64, 0);
+    for step in 0..4_000 {
+        let r = next();
+        // Minutes out of order too: a stream settles against the minute it
+        // started in, after others have counted a later one.
+        let minute = base + r % 3;
+        match (r >> 8) % 16 {
+            0..=5 => a.settle(key, &config, minute, (r >> 16) % 1_000, (r >> 32) % 10_000),
+            6..=8 => a.admit(key, minute),
+            9..=11 => handed = a.hand_off(&config).seq,
+            12..=13 => a.install(snapshot(0, (r >> 16) % (handed + 1)), &config),
+            14 if step % 97 == 0 => a.hand_off_failed(),
+            14 => {
+                // The list at its bound folds its oldest two.
+                for _ in 0..(r >> 16) % (IN_TRANSIT_MAX as u64 + 4) {
+                    a.settle(key, &config, minute, 1, 1);
+                    handed = a.hand_off(&config).seq;
+                }
+            }
+            _ => a.reindex(&config, config.clone()),
+        }
+        for owner in [Owner::Team(0), Owner::Key(0)] {
+            for minute in base..base + 3 {
+                let (spend, requests, tokens) = walked(&a, owner, minute);
+                let mine = a.unmerged.borrow().minute(owner, minute);
+                assert_eq!(a.spend(owner, NOW).day, a.unmerged.borrow().spend(owner) + spend, "step {step}");
+                let used = a.minute_use(owner, minute);
+                assert_eq!(
+                    (used.requests, used.tokens),
+                    (mine.requests + requests, mine.tokens + tokens),
+                    "step {step}"
+                );
+                checked += usize::from(spend > 0 && requests > 0);
+            }
+        }
+    }
+    // The walk had something to find most of the time.
+    assert!(checked > 4_000, "{checked}");
+}
