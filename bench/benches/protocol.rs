@@ -94,6 +94,37 @@ fn chat_scan(c: &mut Criterion) {
     g.finish();
 }
 
+/// Decoding a prompt's longest string (its escapes: `\n` and `\"` of code
+/// every 40 bytes or so), as the guard decodes a text before its scan,
+/// marks included. `TOLLGATE_NO_AVX512=1` measures the 32-byte decoder
+/// against the 64-byte one on a machine that has both.
+fn json_unescape(c: &mut Criterion) {
+    let mut g = c.benchmark_group("json_unescape");
+    for name in ["mixed-8192", "mixed-102400"] {
+        let path = format!("{}/prompts/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let body = std::fs::read(&path).expect("bench/prompts: run bench/prompts/make.py");
+        let mut longest = 0..0;
+        tollgate_protocol::json::string_values(&body, |_, v| {
+            if v.raw.len() > longest.len() {
+                longest = v.raw.clone();
+            }
+        })
+        .expect("JSON");
+        let raw = &body[longest];
+        let (mut out, mut marks) = (Vec::new(), Vec::new());
+        g.throughput(Throughput::Bytes(raw.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                marks.clear();
+                tollgate_protocol::json::unescape_marked(black_box(raw), &mut out, &mut marks).expect("decodes");
+                black_box((out.len(), marks.len()))
+            })
+        });
+    }
+    g.finish();
+}
+
 /// The answer cache's key: the body's canonical form and its SHA-256, on
 /// the prompt-size workload (`bench/prompts`).
 fn cache_key(c: &mut Criterion) {
@@ -409,5 +440,5 @@ fn translate_bedrock(g: &mut criterion::BenchmarkGroup<'_, criterion::measuremen
     });
 }
 
-criterion_group!(benches, head, chunked_decode, sse_parse, chat_scan, cache_key, translate);
+criterion_group!(benches, head, chunked_decode, sse_parse, chat_scan, json_unescape, cache_key, translate);
 criterion_main!(benches);
