@@ -884,7 +884,7 @@ fn wide() -> bool {
 /// The vector code a search runs: the widest the CPU has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-enum Width {
+pub(super) enum Width {
     Scalar,
     Avx2,
     Avx512,
@@ -895,7 +895,7 @@ enum Width {
 /// drops under 512-bit code, and to measure one against the other on one
 /// machine (`bench/scripts/avx512-vs-avx2.sh`). Valgrind's CPU has no
 /// AVX-512: instruction counts of `callgrind-gateway.sh` are AVX2's.
-fn width() -> Width {
+pub(super) fn width() -> Width {
     static WIDTH: std::sync::OnceLock<Width> = std::sync::OnceLock::new();
     *WIDTH.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
