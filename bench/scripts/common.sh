@@ -107,6 +107,24 @@ start_mock_and_lanes() {
 # A target NAME:PORT:SCRIPT is loaded with its own Lua script instead (a
 # peer with another path or model name).
 # Usage: wrk_rounds SCRIPT "DESCRIPTION" NAME:PORT[:SCRIPT]...
+# Waits (5 s at most) until CPU 0, where the proxies run, is idle: a proxy
+# that queued more requests than it served (TensorZero at 100 KB answers
+# in 18 ms at the median) may go on serving them after wrk stops, and the
+# next round must not share CPU 0 with that.
+cpu0_quiet() {
+  local a b busy idle
+  for _ in $(seq 50); do
+    read -r -a a < <(grep '^cpu0 ' /proc/stat)
+    sleep 0.1
+    read -r -a b < <(grep '^cpu0 ' /proc/stat)
+    # user nice system idle iowait irq softirq steal
+    busy=$(((b[1] + b[2] + b[3] + b[6] + b[7] + b[8]) - (a[1] + a[2] + a[3] + a[6] + a[7] + a[8])))
+    idle=$(((b[4] + b[5]) - (a[4] + a[5])))
+    [ $((busy * 10)) -le $((busy + idle)) ] && return 0
+  done
+  echo "CPU 0 still busy after 5 s" >&2
+}
+
 wrk_rounds() {
   local script=$1 what=$2 t out name rest
   shift 2
@@ -122,6 +140,7 @@ wrk_rounds() {
     fi
     for t in "${order[@]}"; do
       name=${t%%:*} rest=${t#*:}
+      cpu0_quiet
       out=$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s "$( [ "$rest" != "${rest#*:}" ] && echo "${rest#*:}" || echo "$script")" \
         "http://127.0.0.1:${rest%%:*}/v1/chat/completions")
       rows[$name]+="$(echo "$out" | wrk_summary)"$'\n'

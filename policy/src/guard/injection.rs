@@ -890,7 +890,7 @@ fn needs_undoing(text: &[u8]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present (checked above).
-        return unsafe { needs_undoing_avx2(text, 0) };
+        return unsafe { needs_undoing_avx2(text) };
     }
     lead_undoes(text) || script_touches_latin(text)
 }
@@ -938,7 +938,22 @@ unsafe fn needs_undoing_avx512(text: &[u8]) -> bool {
         k += 64;
     }
     // SAFETY: AVX2 is this function's contract.
-    unsafe { needs_undoing_avx2(text, k) }
+    unsafe { undoing_tail(text, k) }
+}
+
+/// [`undoing_from_avx2`] for the last bytes of [`needs_undoing_avx512`],
+/// called, not inlined (in a function compiled for AVX-512, the AVX2
+/// test's loads are merged into scalar loads and byte inserts: see
+/// [`undoing_half`]).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline(never)]
+unsafe fn undoing_tail(text: &[u8], from: usize) -> bool {
+    // SAFETY: AVX2 is this function's contract.
+    unsafe { undoing_from_avx2(text, from) }
 }
 
 /// A bit per place of the 32 at `at` where [`undoing_at`] holds: the
@@ -1059,24 +1074,36 @@ unsafe fn undoing_half(at: *const u8, letter_before: bool) -> bool {
 /// that holds a byte outside ASCII (every lead byte is one): one pass for
 /// all eight lead bytes, where a pass for three and two `memchr` searches
 /// for the Greek and Cyrillic ones were 7% of a governed 100 KB request.
-/// Places from `from` on (the AVX-512 pass hands it its last bytes).
 ///
 /// # Safety
 /// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn needs_undoing_avx2(text: &[u8], from: usize) -> bool {
+unsafe fn needs_undoing_avx2(text: &[u8]) -> bool {
+    // SAFETY: AVX2 is this function's contract.
+    unsafe { undoing_from_avx2(text, 0) }
+}
+
+/// [`needs_undoing_avx2`]'s pass, from place `from` on (the AVX-512 pass
+/// hands it its last bytes). Inlined into each (a `from` that is not a
+/// constant cost the AVX2 pass 6 instructions a block).
+///
+/// # Safety
+/// The caller must have AVX2 (it is inlined into functions compiled for it).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn undoing_from_avx2(text: &[u8], from: usize) -> bool {
     use std::arch::x86_64::*;
     let n = text.len();
     let mut k = from;
     // A block's third bytes are read up to two bytes past it.
     while k + 34 <= n {
         let p = text[k..].as_ptr();
-        // SAFETY: `k + 34 <= n`: 32 bytes at `p`.
-        let high = _mm256_movemask_epi8(unsafe { _mm256_loadu_si256(p.cast()) }) != 0;
+        // SAFETY: `k + 34 <= n`: 32 bytes at `p`; AVX2 is the caller's.
+        let high = unsafe { _mm256_movemask_epi8(_mm256_loadu_si256(p.cast())) } != 0;
         let letter_before = k > 0 && text[k - 1].is_ascii_alphabetic();
         // SAFETY: `k + 34 <= n`: the 34 bytes `undoing_avx2` reads; AVX2
-        // is this function's contract.
+        // is the caller's.
         if high && unsafe { undoing_avx2(p, letter_before) } != 0 {
             return true;
         }
@@ -1242,7 +1269,7 @@ mod needs_undoing_tests {
             }
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: AVX2 is present (checked above).
-                all.push(("avx2", unsafe { super::needs_undoing_avx2(text, 0) }));
+                all.push(("avx2", unsafe { super::needs_undoing_avx2(text) }));
             }
         }
         all.push(("searches", super::lead_undoes(text) || super::script_touches_latin(text)));
