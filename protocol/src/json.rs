@@ -497,7 +497,8 @@ fn unescape_until<const QUOTE: bool>(
 }
 
 /// Whether the CPU has AVX-512 with the byte permutes and compresses
-/// (F, BW, VBMI, VBMI2) that [`unescape_vbmi2`] decodes with, found once.
+/// (F, BW, VBMI, VBMI2) that [`unescape_vbmi2`] decodes with, and the
+/// POPCNT and BMI1 it is compiled for, found once.
 /// `TOLLGATE_NO_AVX512` set keeps the decoding to AVX2, as it does the
 /// guard's anchors.
 #[cfg(target_arch = "x86_64")]
@@ -510,6 +511,7 @@ fn vbmi2() -> bool {
             && std::arch::is_x86_feature_detected!("avx512vbmi")
             && std::arch::is_x86_feature_detected!("avx512vbmi2")
             && std::arch::is_x86_feature_detected!("popcnt")
+            && std::arch::is_x86_feature_detected!("bmi1")
             && std::env::var_os("TOLLGATE_NO_AVX512").is_none()
     })
 }
@@ -527,8 +529,8 @@ fn vbmi2() -> bool {
 /// gives, marks and errors included.
 ///
 /// # Safety
-/// The CPU must have AVX-512 F, BW, VBMI and VBMI2, AVX2 and POPCNT
-/// ([`vbmi2`]).
+/// The CPU must have AVX-512 F, BW, VBMI and VBMI2, AVX2, POPCNT and
+/// BMI1 ([`vbmi2`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx2,popcnt,bmi1")]
 unsafe fn unescape_vbmi2<const QUOTE: bool>(
