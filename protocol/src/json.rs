@@ -524,7 +524,7 @@ fn vbmi2() -> bool {
 /// `f`, `n`, `r`, `t` to what they stand for) and put in place, and the
 /// backslashes are dropped with one compress. A block that holds a `\u`
 /// escape or a broken one is decoded that way up to it; the escape is
-/// decoded by [`decode_escape`], as by the other decoders. Within the last
+/// decoded by [`escape_marked`], as by the other decoders. Within the last
 /// 64 bytes, [`unescape_with`] takes over. Gives what [`unescape_with`]
 /// gives, marks and errors included.
 ///
@@ -615,20 +615,12 @@ unsafe fn unescape_vbmi2<const QUOTE: bool>(
         w += keep.count_ones() as usize;
         at += len as usize;
         if slow {
-            let begun = (w - base, at);
             // SAFETY: `raw[at]` is a backslash, and `dst + w` has the room
             // of `raw[at..]` (as above).
-            match unsafe { decode_escape(raw, at, dst.add(w)) } {
-                Ok((read, written)) => {
-                    at += read;
-                    w += written;
-                    mark([begun, (w - base, at)]);
-                }
-                Err(e) => {
-                    // SAFETY: every byte of `base..w` was written.
-                    unsafe { out.set_len(w) };
-                    return Err(e);
-                }
+            if let Err(e) = unsafe { escape_marked(raw, &mut at, dst, &mut w, base, &mut mark) } {
+                // SAFETY: every byte of `base..w` was written.
+                unsafe { out.set_len(w) };
+                return Err(e);
             }
         } else if QUOTE && len < 64 && raw[at] == b'"' {
             // SAFETY: every byte of `base..w` was written.
@@ -746,30 +738,10 @@ unsafe fn unescape_with<const QUOTE: bool, const WIDE: bool>(
         if QUOTE && raw[at] == b'"' {
             break Ok(at);
         }
-        // The escape at `at`: its marks are given together once it is
-        // decoded (one call, one check of the marks' room, not two).
-        let begun = (w - base, at);
-        // A two-byte escape (nearly all of them) by table, here; the
-        // others by `decode_escape` (called for every escape, the decoding
-        // took 11 instructions an escape more).
-        let simple = raw.get(at + 1).map_or(0, |&c| SIMPLE.get(c as usize).copied().unwrap_or(0));
-        if simple != 0 {
-            // SAFETY: one byte from the two raw ones read (see above).
-            unsafe { dst.add(w).write(simple) };
-            at += 2;
-            w += 1;
-            mark([begun, (w - base, at)]);
-            continue;
-        }
         // SAFETY: `raw[at]` is a backslash, and `dst + w` has the room of
         // `raw[at..]` (see above).
-        match unsafe { decode_escape(raw, at, dst.add(w)) } {
-            Ok((read, written)) => {
-                at += read;
-                w += written;
-                mark([begun, (w - base, at)]);
-            }
-            Err(e) => break Err(e),
+        if let Err(e) = unsafe { escape_marked(raw, &mut at, dst, &mut w, base, &mut mark) } {
+            break Err(e);
         }
     };
     // SAFETY: every byte of `base..w` was written above, within the
@@ -805,9 +777,45 @@ fn within(len: u32) -> u64 {
     }
 }
 
-/// Decodes the escape that begins at `raw[at]` (a backslash) to `dst`:
-/// how many raw bytes it took and how many it wrote (at most as many as it
-/// took: one from two, three from six, four from twelve).
+/// Decodes the escape that begins at `raw[*at]` (a backslash) to `dst +
+/// *w`, moves both past it, and gives its marks (`base`: where the text
+/// began in `dst`) in one call. A two-byte escape (nearly all of them) is
+/// decoded here by table, the others by [`decode_escape`]: called for
+/// every escape, the decoding took 11 instructions an escape more. Every
+/// escape a decoder does not decode in bulk comes here.
+///
+/// # Safety
+/// `dst + *w` must be valid for writing `raw.len() - *at` bytes, and not
+/// overlap `raw`.
+#[inline(always)]
+unsafe fn escape_marked(
+    raw: &[u8],
+    at: &mut usize,
+    dst: *mut u8,
+    w: &mut usize,
+    base: usize,
+    mark: &mut impl FnMut([(usize, usize); 2]),
+) -> Result<(), Malformed> {
+    let begun = (*w - base, *at);
+    let simple = raw.get(*at + 1).map_or(0, |&c| SIMPLE.get(c as usize).copied().unwrap_or(0));
+    let (read, written) = if simple != 0 {
+        // SAFETY: one byte from the two raw ones read: within the room.
+        unsafe { dst.add(*w).write(simple) };
+        (2, 1)
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { decode_escape(raw, *at, dst.add(*w))? }
+    };
+    *at += read;
+    *w += written;
+    mark([begun, (*w - base, *at)]);
+    Ok(())
+}
+
+/// Decodes an escape that begins at `raw[at]` (a backslash) and is not a
+/// two-byte one of [`SIMPLE`]: a `\u` escape (one, or a surrogate pair)
+/// to `dst`, else the error. How many raw bytes it took and how many it
+/// wrote (three from six at most, four from twelve).
 ///
 /// # Safety
 /// `dst` must be valid for writing `raw.len() - at` bytes, and not overlap
@@ -815,15 +823,7 @@ fn within(len: u32) -> u64 {
 #[inline(always)]
 unsafe fn decode_escape(raw: &[u8], at: usize, dst: *mut u8) -> Result<(usize, usize), Malformed> {
     let Some(&c) = raw.get(at + 1) else { return Err(Malformed("a string ends in an escape")) };
-    let simple = match c {
-        b'"' => b'"',
-        b'\\' => b'\\',
-        b'/' => b'/',
-        b'b' => 8,
-        b'f' => 12,
-        b'n' => b'\n',
-        b'r' => b'\r',
-        b't' => b'\t',
+    match c {
         b'u' => {
             let hi = hex4(raw, at + 2)?;
             let mut read = 6;
@@ -843,13 +843,10 @@ unsafe fn decode_escape(raw: &[u8], at: usize, dst: *mut u8) -> Result<(usize, u
             // SAFETY: at most three bytes from the six raw ones read (four
             // from twelve): within the caller's room.
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
-            return Ok((read, bytes.len()));
+            Ok((read, bytes.len()))
         }
-        _ => return Err(Malformed("unknown escape in a string")),
-    };
-    // SAFETY: one byte from the two raw ones read: within the caller's room.
-    unsafe { dst.write(simple) };
-    Ok((2, 1))
+        _ => Err(Malformed("unknown escape in a string")),
+    }
 }
 
 /// The block [`unescape_marking`] copies and searches at a time.
