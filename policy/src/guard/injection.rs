@@ -895,6 +895,15 @@ fn needs_undoing(text: &[u8]) -> bool {
     lead_undoes(text) || script_touches_latin(text)
 }
 
+/// The nibble tables of the lead-byte test ([`undoing_avx2`],
+/// [`needs_undoing_avx512`]): a byte is one of the eight lead bytes when
+/// its low nibble's entry has the bit of its high nibble (bit `h - 8`, for
+/// high nibbles C, D and E). One copy, broadcast to each 16-byte lane.
+#[cfg(target_arch = "x86_64")]
+const LEAD_BY_LOW: [i8; 16] = [0x20, 0x20, 0x50, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0x50];
+#[cfg(target_arch = "x86_64")]
+const LEAD_BY_HIGH: [i8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128];
+
 /// [`needs_undoing_avx2`] with its lead-byte test 64 places at a time:
 /// most blocks of prose in any script have no lead byte (41,000 bytes
 /// outside ASCII in the 100 KB prompt, a lead byte in 351 of its 3,124
@@ -910,10 +919,14 @@ fn needs_undoing(text: &[u8]) -> bool {
 #[target_feature(enable = "avx512f,avx512bw,avx2")]
 unsafe fn needs_undoing_avx512(text: &[u8]) -> bool {
     use std::arch::x86_64::*;
-    // `undoing_avx2`'s nibble tables, in each of the four lanes.
-    let by_low =
-        _mm512_broadcast_i32x4(_mm_setr_epi8(0x20, 0x20, 0x50, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0x50));
-    let by_high = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128));
+    // The lead-byte tables, in each of the four lanes.
+    // SAFETY: each table is 16 bytes; an unaligned load.
+    let (by_low, by_high) = unsafe {
+        (
+            _mm512_broadcast_i32x4(_mm_loadu_si128(LEAD_BY_LOW.as_ptr().cast())),
+            _mm512_broadcast_i32x4(_mm_loadu_si128(LEAD_BY_HIGH.as_ptr().cast())),
+        )
+    };
     let nibble = _mm512_set1_epi8(0x0f);
     let n = text.len();
     let mut k = 0;
@@ -980,13 +993,13 @@ unsafe fn undoing_avx2(at: *const u8, letter_before: bool) -> u32 {
     // `h - 8` of the low nibble's entry, for high nibbles C, D and E): a
     // block of CJK or of accented prose has none of them, and is done
     // with here (the cases below cost 40 instructions a block).
-    let by_low = _mm256_setr_epi8(
-        0x20, 0x20, 0x50, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0x50, 0x20, 0x20, 0x50, 0, 0x20, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0x10, 0x50,
-    );
-    let by_high = _mm256_setr_epi8(
-        0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, -128,
-    );
+    // SAFETY: each table is 16 bytes; an unaligned load.
+    let (by_low, by_high) = unsafe {
+        (
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(LEAD_BY_LOW.as_ptr().cast())),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(LEAD_BY_HIGH.as_ptr().cast())),
+        )
+    };
     let nibble = set(0x0f);
     let lead = _mm256_and_si256(
         _mm256_shuffle_epi8(by_low, _mm256_and_si256(v0, nibble)),
