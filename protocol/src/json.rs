@@ -1034,9 +1034,9 @@ pub fn closing_quote(buf: &[u8], from: usize, check_control: bool) -> Option<Clo
 fn closing_quote_escaped(buf: &[u8], mut at: usize, control_seen: bool) -> Option<Closing> {
     let mut carry = 0u64;
     let (mut control_seen, mut escapes_seen) = (control_seen, true);
-    let (mut pad, wide) = ([0u8; 64], wide());
+    let (mut pad, lanes) = ([0u8; 64], lanes());
     while at < buf.len() {
-        let Masks { quote, backslash, control, .. } = masks::<false>(block_at(buf, at, &mut pad), wide);
+        let Masks { quote, backslash, control, .. } = masks::<false>(block_at(buf, at, &mut pad), lanes);
         let closing = quote & !escaped(backslash, &mut carry);
         if closing != 0 {
             let end = closing.trailing_zeros();
@@ -1136,10 +1136,10 @@ fn skip_visiting<const VISIT: bool>(
     let mut depth = 0usize;
     let (mut carry, mut inside_carry, mut control_seen) = (0u64, 0u64, false);
     let mut at = start;
-    let (mut pad, wide) = ([0u8; 64], wide());
+    let (mut pad, lanes) = ([0u8; 64], lanes());
     while at < buf.len() {
         let block = block_at(buf, at, &mut pad);
-        let Masks { quote, backslash, control, bracket } = masks::<true>(block, wide);
+        let Masks { quote, backslash, control, bracket } = masks::<true>(block, lanes);
         let quotes = quote & !escaped(backslash, &mut carry);
         let inside = prefix_xor(quotes) ^ inside_carry;
         inside_carry = 0u64.wrapping_sub(inside >> 63);
@@ -1243,7 +1243,7 @@ fn escaped(backslash: u64, carry: &mut u64) -> u64 {
 
 /// Bit masks of a 64-byte block: quotes, backslashes, control bytes, and
 /// (with `BRACKETS`) brackets.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 struct Masks {
     quote: u64,
     backslash: u64,
@@ -1264,31 +1264,105 @@ fn wide() -> bool {
     }
 }
 
+/// The widest compare [`masks`] has on this CPU, asked once per scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lanes {
+    /// SSE2 (every x86_64), or the byte loop elsewhere.
+    Narrow,
+    Avx2,
+    /// AVX-512 BW: one compare into a mask register for each kind of byte.
+    Avx512,
+}
+
 #[inline]
-fn masks<const BRACKETS: bool>(block: &[u8; 64], wide: bool) -> Masks {
+fn lanes() -> Lanes {
     #[cfg(target_arch = "x86_64")]
     {
-        if wide {
-            // SAFETY: `wide` says the CPU has AVX2 ([`wide`]).
-            return unsafe { masks_avx2::<BRACKETS>(block) };
+        if avx512bw() {
+            return Lanes::Avx512;
         }
-        // SAFETY: SSE2 is part of the x86_64 baseline.
-        unsafe { masks_sse2::<BRACKETS>(block) }
+    }
+    if wide() {
+        Lanes::Avx2
+    } else {
+        Lanes::Narrow
+    }
+}
+
+/// Whether the CPU has AVX-512 F and BW, found once; `TOLLGATE_NO_AVX512`
+/// set keeps the block masks to AVX2, as it does the decoding.
+#[cfg(target_arch = "x86_64")]
+fn avx512bw() -> bool {
+    static AVX512BW: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX512BW.get_or_init(|| {
+        wide()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::env::var_os("TOLLGATE_NO_AVX512").is_none()
+    })
+}
+
+#[inline]
+fn masks<const BRACKETS: bool>(block: &[u8; 64], lanes: Lanes) -> Masks {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match lanes {
+            // SAFETY: `lanes` says the CPU has AVX-512 F and BW ([`lanes`]).
+            Lanes::Avx512 => unsafe { masks_avx512::<BRACKETS>(block) },
+            // SAFETY: `lanes` says the CPU has AVX2 ([`lanes`]).
+            Lanes::Avx2 => unsafe { masks_avx2::<BRACKETS>(block) },
+            // SAFETY: SSE2 is part of the x86_64 baseline.
+            Lanes::Narrow => unsafe { masks_sse2::<BRACKETS>(block) },
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = wide;
-        let mut m = Masks::default();
-        for (i, &x) in block.iter().enumerate() {
-            m.quote |= u64::from(x == b'"') << i;
-            m.backslash |= u64::from(x == b'\\') << i;
-            m.control |= u64::from(x < 0x20) << i;
-            if BRACKETS {
-                m.bracket |= u64::from(matches!(x, b'{' | b'}' | b'[' | b']')) << i;
-            }
-        }
-        m
+        let _ = lanes;
+        masks_bytes::<BRACKETS>(block)
     }
+}
+
+/// [`masks`] a byte at a time: what the vector passes give.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn masks_bytes<const BRACKETS: bool>(block: &[u8; 64]) -> Masks {
+    let mut m = Masks::default();
+    for (i, &x) in block.iter().enumerate() {
+        m.quote |= u64::from(x == b'"') << i;
+        m.backslash |= u64::from(x == b'\\') << i;
+        m.control |= u64::from(x < 0x20) << i;
+        if BRACKETS {
+            m.bracket |= u64::from(matches!(x, b'{' | b'}' | b'[' | b']')) << i;
+        }
+    }
+    m
+}
+
+/// [`masks`] 64 bytes a compare, each straight into a mask register: the
+/// AVX2 pass's two halves, six moves out of vector registers and their
+/// shifts were most of a long string's end search (a 100 KB prompt's
+/// string is 1,600 blocks, in the field scan and in the guard's walk).
+///
+/// # Safety
+/// The CPU must have AVX-512 F and BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn masks_avx512<const BRACKETS: bool>(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::*;
+    // SAFETY: an unaligned load of exactly the 64 bytes of `block`.
+    let v = unsafe { _mm512_loadu_si512(block.as_ptr().cast()) };
+    let mut m = Masks {
+        quote: _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(b'"' as i8)),
+        backslash: _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(b'\\' as i8)),
+        control: _mm512_cmple_epu8_mask(v, _mm512_set1_epi8(0x1f)),
+        bracket: 0,
+    };
+    if BRACKETS {
+        // As in `masks_avx2`: with bit 0x20 cleared, a bracket is 0x5b or 0x5d.
+        let folded = _mm512_and_si512(v, _mm512_set1_epi8(!0x20u8 as i8));
+        m.bracket = _mm512_cmpeq_epi8_mask(folded, _mm512_set1_epi8(0x5b))
+            | _mm512_cmpeq_epi8_mask(folded, _mm512_set1_epi8(0x5d));
+    }
+    m
 }
 
 /// [`masks`] 32 bytes a compare.
@@ -1379,6 +1453,37 @@ pub fn needs_escape(w: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every block-mask pass the CPU has gives the byte loop's masks, with
+    /// and without brackets, over blocks crowded with the bytes they look
+    /// for (and their neighbours: `\x1f` and `\x20`, `{` and `\x7b`'s
+    /// look-alikes with bit 0x20 flipped, bytes above 0x7f).
+    #[test]
+    fn every_masks_pass_is_the_byte_loop() {
+        const BYTES: &[u8] = b"\"\\{}[]\x00\x1f\x20\x21\x7f\x80\xbb\xdb\xfd\xff;:a0";
+        let mut passes = vec![Lanes::Narrow];
+        if wide() {
+            passes.push(Lanes::Avx2);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx512bw() {
+            passes.push(Lanes::Avx512);
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let mut block = [0u8; 64];
+            for b in &mut block {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = if x & 3 != 0 { BYTES[(x >> 8) as usize % BYTES.len()] } else { (x >> 16) as u8 };
+            }
+            for &lanes in &passes {
+                assert_eq!(masks::<true>(&block, lanes), masks_bytes::<true>(&block), "{lanes:?} {block:?}");
+                assert_eq!(masks::<false>(&block, lanes), masks_bytes::<false>(&block), "{lanes:?} {block:?}");
+            }
+        }
+    }
 
     /// The inline first look finds what `memchr2` finds: each of the two
     /// bytes (and both) at every offset of haystacks on both sides of 16
