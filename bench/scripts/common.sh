@@ -55,8 +55,23 @@ NGINX
 # One table row: the name $2 padded to $1, then the medians of the three
 # columns of the "req/s p50 p99" lines in $3.
 median_row() {
-  printf "%-${1}s %8s %8s %8s\n" "$2" "$(echo -n "$3" | cut -d' ' -f1 | median)" \
-    "$(echo -n "$3" | cut -d' ' -f2 | median)" "$(echo -n "$3" | cut -d' ' -f3 | median)"
+  local f fields
+  printf "%-${1}s" "$2"
+  fields=$(echo -n "$3" | head -1 | wc -w)
+  for f in $(seq "$fields"); do printf " %8s" "$(echo -n "$3" | cut -d' ' -f"$f" | median)"; done
+  printf "\n"
+}
+
+# CPU 0's busy and idle time so far, in ticks of /proc/stat (1/100 s):
+# "busy idle".
+cpu0_ticks() { awk '/^cpu0 / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat; }
+
+# "busy% busy_us_per_request" of CPU 0 between two `cpu0_ticks` readings,
+# for N requests: what the proxy on CPU 0 cost a request, whether CPU 0 or
+# the client and mock on CPU 1 set the rate (a lane that leaves CPU 0 idle
+# is held back by CPU 1, and its req/s is CPU 1's figure).
+cpu0_cost() { # before after requests
+  echo "$1 $2 $3" | awk '{b = $3 - $1; i = $4 - $2; printf "%d %.1f\n", (b + i > 0 ? 100 * b / (b + i) : 0), ($5 > 0 ? b * 10000 / $5 : 0)}'
 }
 
 # The median of numbers, one per line.
@@ -126,7 +141,7 @@ cpu0_quiet() {
 }
 
 wrk_rounds() {
-  local script=$1 what=$2 t out name rest
+  local script=$1 what=$2 t out name rest before row
   shift 2
   declare -A rows=()
   local round order
@@ -141,13 +156,20 @@ wrk_rounds() {
     for t in "${order[@]}"; do
       name=${t%%:*} rest=${t#*:}
       cpu0_quiet
+      before=$(cpu0_ticks)
       out=$(taskset -c 1 wrk -t1 -c32 -d"${SECS}s" --latency -s "$( [ "$rest" != "${rest#*:}" ] && echo "${rest#*:}" || echo "$script")" \
         "http://127.0.0.1:${rest%%:*}/v1/chat/completions")
-      rows[$name]+="$(echo "$out" | wrk_summary)"$'\n'
+      row="$(echo "$out" | wrk_summary) $(cpu0_cost "$before" "$(cpu0_ticks)" "$(echo "$out" | awk '/requests in/ {print $1}')")"
+      rows[$name]+="$row"$'\n'
+      # ROUNDS_VERBOSE=1: each round's figures on stderr, with the time, to
+      # lay beside vmstat or perf when a round is slow.
+      [ -z "${ROUNDS_VERBOSE:-}" ] || echo "$(date +%T) round $round $name $row" >&2
     done
   done
   echo "wrk -t1 -c32 -d${SECS}s, $what, $ROUNDS rounds, medians"
-  printf "%-10s %8s %8s %8s\n" target req/s p50_us p99_us
+  # cpu0%: CPU 0 busy (the proxy, the kernel's work for its sockets, its
+  # other threads); cpu0_us: CPU 0's busy time a request.
+  printf "%-10s %8s %8s %8s %8s %8s\n" target req/s p50_us p99_us cpu0% cpu0_us
   for t in "$@"; do median_row 10 "${t%%:*}" "${rows[${t%%:*}]}"; done
 }
 
