@@ -57,7 +57,7 @@ pub fn string_values(doc: &[u8], f: impl FnMut(&[u8], StringValue)) -> Result<()
 /// its value): a call into `memchr2` for each cost a request of 8 KB of
 /// tool schemas (430 strings) more than its 64-byte search saved.
 #[inline(always)]
-fn find_near(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+pub(crate) fn find_near(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     if hay.len() >= 16 {
         // SAFETY: SSE2 is part of the x86_64 baseline; the 16 bytes read
@@ -1029,10 +1029,22 @@ pub fn closing_quote(buf: &[u8], from: usize, check_control: bool) -> Option<Clo
 /// [`closing_quote`] from the string's first backslash at `at` on (so no
 /// escape carries into its block), 64 bytes a step.
 #[inline(never)]
-fn closing_quote_escaped(buf: &[u8], mut at: usize, control_seen: bool) -> Option<Closing> {
+fn closing_quote_escaped(buf: &[u8], at: usize, control_seen: bool) -> Option<Closing> {
+    // The mask pass is chosen once and the loop built for each: chosen in
+    // every block, it cost 7 instructions a block.
+    match lanes() {
+        Lanes::Avx512 => closing_quote_blocks(buf, at, control_seen, Lanes::Avx512),
+        Lanes::Avx2 => closing_quote_blocks(buf, at, control_seen, Lanes::Avx2),
+        Lanes::Narrow => closing_quote_blocks(buf, at, control_seen, Lanes::Narrow),
+    }
+}
+
+/// [`closing_quote_escaped`]'s loop, with one mask pass.
+#[inline(always)]
+fn closing_quote_blocks(buf: &[u8], mut at: usize, control_seen: bool, lanes: Lanes) -> Option<Closing> {
     let mut carry = 0u64;
     let (mut control_seen, mut escapes_seen) = (control_seen, true);
-    let (mut pad, lanes) = ([0u8; 64], lanes());
+    let mut pad = [0u8; 64];
     while at < buf.len() {
         let Masks { quote, backslash, control, .. } = masks::<false>(block_at(buf, at, &mut pad), lanes);
         let closing = quote & !escaped(backslash, &mut carry);
@@ -1134,10 +1146,13 @@ fn skip_visiting<const VISIT: bool>(
     let mut depth = 0usize;
     let (mut carry, mut inside_carry, mut control_seen) = (0u64, 0u64, false);
     let mut at = start;
-    let (mut pad, lanes) = ([0u8; 64], lanes());
+    // The mask pass, chosen once (a choice in every block cost 7
+    // instructions a block).
+    let (mut pad, masks_of) = ([0u8; 64], masks_pass::<true>());
     while at < buf.len() {
         let block = block_at(buf, at, &mut pad);
-        let Masks { quote, backslash, control, bracket } = masks::<true>(block, lanes);
+        // SAFETY: `masks_pass` gave a pass this CPU has.
+        let Masks { quote, backslash, control, bracket } = unsafe { masks_of(block) };
         let quotes = quote & !escaped(backslash, &mut carry);
         let inside = prefix_xor(quotes) ^ inside_carry;
         inside_carry = 0u64.wrapping_sub(inside >> 63);
@@ -1318,6 +1333,22 @@ fn masks<const BRACKETS: bool>(block: &[u8; 64], lanes: Lanes) -> Masks {
     {
         let _ = lanes;
         masks_bytes::<BRACKETS>(block)
+    }
+}
+
+/// [`masks`]' pass for this CPU, to call for each block.
+fn masks_pass<const BRACKETS: bool>() -> unsafe fn(&[u8; 64]) -> Masks {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match lanes() {
+            Lanes::Avx512 => masks_avx512::<BRACKETS>,
+            Lanes::Avx2 => masks_avx2::<BRACKETS>,
+            Lanes::Narrow => masks_sse2::<BRACKETS>,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        masks_bytes::<BRACKETS>
     }
 }
 
