@@ -39,6 +39,26 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the process logged: a connection that
+        // closed without an answer in one CI run could not be explained
+        // afterwards. The reader thread ends at the closed pipe's end, so
+        // the wait is short.
+        if std::thread::panicking() {
+            let mut lines = Vec::new();
+            while let Ok(line) = self.log.recv_timeout(Duration::from_millis(500)) {
+                lines.push(line);
+            }
+            let from = lines.len().saturating_sub(200);
+            eprintln!(
+                "--- the process on {} (pid {}), its last {} lines:",
+                self.addr,
+                self.child.id(),
+                lines.len() - from
+            );
+            for line in &lines[from..] {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
