@@ -63,7 +63,8 @@ median_row() {
 }
 
 # CPU 0's busy and idle time so far, in ticks of /proc/stat (1/100 s):
-# "busy idle".
+# "busy idle" (busy: user, nice, system, irq, softirq, steal; idle: idle
+# and iowait).
 cpu0_ticks() { awk '/^cpu0 / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat; }
 
 # "busy% busy_us_per_request" of CPU 0 between two `cpu0_ticks` readings,
@@ -127,14 +128,12 @@ start_mock_and_lanes() {
 # in 18 ms at the median) may go on serving them after wrk stops, and the
 # next round must not share CPU 0 with that.
 cpu0_quiet() {
-  local a b busy idle
+  local b0 i0 b1 i1 busy idle
   for _ in $(seq 50); do
-    read -r -a a < <(grep '^cpu0 ' /proc/stat)
+    read -r b0 i0 < <(cpu0_ticks)
     sleep 0.1
-    read -r -a b < <(grep '^cpu0 ' /proc/stat)
-    # user nice system idle iowait irq softirq steal
-    busy=$(((b[1] + b[2] + b[3] + b[6] + b[7] + b[8]) - (a[1] + a[2] + a[3] + a[6] + a[7] + a[8])))
-    idle=$(((b[4] + b[5]) - (a[4] + a[5])))
+    read -r b1 i1 < <(cpu0_ticks)
+    busy=$((b1 - b0)) idle=$((i1 - i0))
     [ $((busy * 10)) -le $((busy + idle)) ] && return 0
   done
   echo "CPU 0 still busy after 5 s" >&2
