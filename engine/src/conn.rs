@@ -58,8 +58,12 @@ pub async fn accept(worker: Rc<Worker>, listener: std::net::TcpListener) {
                 };
                 let _ = stream.set_nodelay(true);
                 match worker.state().tls.clone() {
-                    Some(acceptor) => monoio::spawn(serve_tls(worker.clone(), stream, acceptor, open)),
-                    None => monoio::spawn(serve(worker.clone(), crate::downstream::ClientStream::plain(stream), open)),
+                    Some(acceptor) => monoio::spawn(Contained(serve_tls(worker.clone(), stream, acceptor, open))),
+                    None => monoio::spawn(Contained(serve(
+                        worker.clone(),
+                        crate::downstream::ClientStream::plain(stream),
+                        open,
+                    ))),
                 };
             }
             Err(_) if worker.is_draining() => break,
@@ -310,4 +314,54 @@ async fn answer_locally(
         pipeline::settle(core, t);
     }
     client.send(&reply, status, "application/json", body, close).await && !close
+}
+
+/// A connection's task, kept from taking its worker down. Bad input is
+/// answered with a 4xx, never a panic; but a panic while serving one
+/// connection (a bug) would unwind out of the runtime's `block_on` (monoio
+/// does not catch its tasks' panics) and end the worker thread, with every
+/// connection on its core, other tenants' included, and nothing to restart
+/// it. Caught here, it ends this connection alone: its task's state is
+/// dropped as a finished task's is (holds released, counters decremented
+/// by their guards), and the log says so.
+struct Contained<F>(F);
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // SAFETY: the only field is pinned structurally: it is never moved
+        // out of `self`, and `Contained` has no `Drop` of its own.
+        let inner = unsafe { self.map_unchecked_mut(|c| &mut c.0) };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(poll) => poll,
+            Err(why) => {
+                let why = why
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| why.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %why, "a connection's task panicked: closed that connection only (a bug; please report it with this line)");
+                std::task::Poll::Ready(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A task that panics ends alone: the runtime goes on and the next
+    /// task runs to its end.
+    #[test]
+    fn a_panicking_connection_task_ends_alone() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime");
+        let done = rt.block_on(async {
+            let panicked = monoio::spawn(super::Contained(async { panic!("a bug while serving") }));
+            panicked.await;
+            let (tx, rx) = std::sync::mpsc::channel();
+            monoio::spawn(super::Contained(async move { tx.send(7).unwrap() })).await;
+            rx.recv().unwrap()
+        });
+        assert_eq!(done, 7);
+    }
 }

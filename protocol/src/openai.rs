@@ -104,16 +104,42 @@ impl ChatRequestFields {
     /// The same fields in a body whose string values were replaced (a
     /// redaction): `moved` maps an offset of the old body to the new one.
     /// Saves scanning the new body again.
+    ///
+    /// Every field is named (no `..`): a span added later that this did
+    /// not move would point into the old body's bytes, and the ceiling's
+    /// edits of the output limits (`max_tokens_at`, `thinking_budget`,
+    /// once left out here) would then cut the new body at stale offsets,
+    /// a panic or a limit written into prose while the real one went
+    /// upstream unchanged.
     pub fn moved(&mut self, moved: impl Fn(usize) -> usize) {
-        fn span(s: Span, moved: &impl Fn(usize) -> usize) -> Span {
-            Span::new(moved(s.start as usize), moved(s.end as usize))
+        let span = |s: &mut Span| *s = Span::new(moved(s.start as usize), moved(s.end as usize));
+        let ChatRequestFields {
+            model,
+            stream: _,
+            stream_options,
+            include_usage: _,
+            max_tokens: _,
+            max_tokens_at,
+            thinking_budget,
+            choices: _,
+            background: _,
+            sampled: _,
+            input,
+            last_message,
+            previous_response_id,
+            store: _,
+            stored_input: _,
+            text_only: _,
+            hosted_tools: _,
+            service_tier,
+        } = self;
+        span(model);
+        for s in max_tokens_at.iter_mut().flatten() {
+            span(s);
         }
-        self.model = span(self.model, &moved);
-        self.stream_options = self.stream_options.map(|s| span(s, &moved));
-        self.input = self.input.map(|s| span(s, &moved));
-        self.last_message = self.last_message.map(|s| span(s, &moved));
-        self.previous_response_id = self.previous_response_id.map(|s| span(s, &moved));
-        self.service_tier = self.service_tier.map(|s| span(s, &moved));
+        for s in [stream_options, thinking_budget, input, last_message, previous_response_id, service_tier] {
+            s.as_mut().map(span);
+        }
     }
 }
 

@@ -238,9 +238,10 @@ fn a_stream_flag_that_is_not_a_boolean_is_refused() {
     }
 }
 
-/// An upstream's own `x-request-id`, `x-tollgate-route` and rate-limit
-/// headers never reach the client beside the gateway's: the provider
-/// account's rate limits would show every tenant the others' use.
+/// An upstream's own `x-request-id`, `x-tollgate-route`, rate-limit and
+/// organisation headers never reach the client beside the gateway's: the
+/// provider account's rate limits would show every tenant the others'
+/// use, its organisation (OpenAI's, Anthropic's) who pays.
 #[test]
 fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
     let body =
@@ -248,7 +249,7 @@ fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
     let answer = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_upstream\r\nx-tollgate-route: evil/evil\r\n\
          x-ratelimit-remaining-requests: 9321\r\nx-ratelimit-limit-tokens: 30000000\r\nanthropic-ratelimit-tokens-remaining: 5\r\n\
-         openai-organization: org-shared\r\nopenai-processing-ms: 12\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+         openai-organization: org-shared\r\nanthropic-organization-id: 9f1c0d2e-shared\r\nopenai-processing-ms: 12\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let logs = TempDir::new("hostile");
@@ -265,6 +266,7 @@ fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
         "x-ratelimit-limit-tokens",
         "anthropic-ratelimit-tokens-remaining",
         "openai-organization",
+        "anthropic-organization-id",
     ] {
         assert_eq!(named(gone), 0, "{gone}: {:?}", r.headers);
     }

@@ -392,6 +392,38 @@ fn the_request_guard_blocks_secrets_and_redacts_personal_data_then_routes_the_ne
     assert_eq!(ex.trace.guard_hits.len(), 1);
 }
 
+/// A redaction before the output limits moves their spans with the
+/// rest: a ceiling lowers them in place (`upstream_request::cap_edits`),
+/// and spans left at the old body's offsets cut the new body where they
+/// no longer are (a panic that ended the worker, with every connection
+/// on its core) or wrote the ceiling into the prose while the real limit
+/// went upstream unchanged. A redaction that shrinks the body (a long
+/// address for `[EMAIL]`) and one that grows it (short ones), with every
+/// limit given.
+#[test]
+fn a_redaction_moves_the_output_limits_with_the_body() {
+    let w = World::new("guardrails = \"g\"\nbudget = { request_output_tokens = 300 }");
+    let core = w.core();
+    let long = format!("{}@{}.com", "a".repeat(64), "b".repeat(80));
+    let short = "a@b.co ".repeat(40);
+    for text in [long.as_str(), short.as_str()] {
+        let body = format!(
+            r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"x {text} {}"}}],"max_tokens":4000,"max_completion_tokens":4001,"max_output_tokens":4002,"thinking":{{"type":"enabled","budget_tokens":2000}}}}"#,
+            "PAD".repeat(30)
+        );
+        let mut ex = exchange("tg-key", &body);
+        admit(&mut ex, &core).expect("redacted, not blocked");
+        assert!(!ex.body.contains(&b'@') && ex.body.len() != body.len(), "redacted: {:?}", ex.body);
+        let fields = ex.routed().expect("routed").fields;
+        assert_eq!(Ok(fields), tollgate_protocol::openai::scan_request(&ex.body));
+        let at =
+            |s: Option<tollgate_protocol::span::Span>| s.map(|s| String::from_utf8_lossy(s.get(&ex.body)).into_owned());
+        let limits = fields.max_tokens_at.map(at);
+        assert_eq!(limits, [Some("4000".into()), Some("4001".into()), Some("4002".into())]);
+        assert_eq!(at(fields.thinking_budget).as_deref(), Some("2000"));
+    }
+}
+
 #[test]
 fn settling_counts_the_spend_on_the_core_before_the_holds_go() {
     let w = World::new("rate_limit = { tokens_per_minute = 1000000 }");

@@ -175,7 +175,8 @@ enum Mode {
 /// shares: its rate-limit headers would show each tenant the others'
 /// aggregate use, its organisation and project headers who pays.
 fn relayed(name: &[u8]) -> bool {
-    const OWN_OR_SHARED: &[&[u8]] = &[b"x-request-id", b"openai-organization", b"openai-project"];
+    const OWN_OR_SHARED: &[&[u8]] =
+        &[b"x-request-id", b"openai-organization", b"openai-project", b"anthropic-organization-id"];
     const PREFIXES: &[&[u8]] = &[b"x-tollgate-", b"x-ratelimit-", b"anthropic-ratelimit-", b"x-amzn-bedrock-"];
     let starts = |p: &[u8]| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
     !hop_by_hop(name)
