@@ -100,13 +100,25 @@ trait Visit {
 /// The walk behind [`string_values`] and [`string_texts`]: keys,
 /// containers and free-form objects followed here, each string's end
 /// found by the visitor (which may decode the string on the way).
+///
+/// A `data` value is an inline file's base64 (its key given, for callers
+/// to pass over) only in an object that says so before it: `"type":
+/// "base64"` (Anthropic's image and document sources) or the object under
+/// `input_audio` (OpenAI's). Anywhere else it is reported as text whatever
+/// its key (an empty one): Anthropic's plain-text document source holds
+/// the document in `data`, and text made of base64's characters (an API
+/// key, digits joined by `-` or `/`) was taken for a file and went
+/// unscanned and uncounted. A `type` written after `data` is not waited
+/// for: that `data` is read as text, the safe side.
 fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
     let mut at = 0;
     let mut key = 0..0;
     let mut free = false;
-    // The key each open container was a member value of, and whether the
-    // container around it was free-form.
-    let mut open: Vec<(Range<usize>, bool)> = Vec::new();
+    // The current object said its `data` is base64.
+    let mut binary = false;
+    // The key each open container was a member value of, whether the
+    // container around it was free-form, and whether it was binary.
+    let mut open: Vec<(Range<usize>, bool, bool)> = Vec::new();
     while let Some(q) = find_near(b'"', b'"', &doc[at..]) {
         let open_quote = at + q;
         // Containers opened and closed between the last string and this one.
@@ -116,16 +128,17 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
                     if open.len() == NESTING_MAX {
                         return Err(Malformed("the document nests too deeply"));
                     }
-                    open.push((key.clone(), free));
+                    open.push((key.clone(), free, binary));
                     // A member's value (after its `:`), not an array's element.
                     let member = || doc[..at + i].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
                     free = free || (free_form(&doc[key.clone()], open.len()) && member());
+                    binary = b == b'{' && &doc[key.clone()] == b"input_audio" && member();
                 }
-                b'}' | b']' => (key, free) = open.pop().unwrap_or((0..0, false)),
+                b'}' | b']' => (key, free, binary) = open.pop().unwrap_or((0..0, false, false)),
                 _ => {}
             }
         }
-        let value_key = if free { 0..0 } else { key.clone() };
+        let value_key = if free || (!binary && &doc[key.clone()] == b"data") { 0..0 } else { key.clone() };
         let (close, escaped) = visit.end(doc, &doc[value_key.clone()], open_quote + 1)?;
         let raw = open_quote + 1..close;
         at = close + 1;
@@ -133,6 +146,7 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
         if next == Some(b':') {
             key = raw;
         } else {
+            binary |= &doc[value_key.clone()] == b"type" && &doc[raw.clone()] == b"base64";
             visit.value(&doc[value_key.clone()], StringValue { key: value_key, raw, escaped });
         }
     }
@@ -1488,6 +1502,40 @@ pub fn needs_escape(w: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `data` value keeps its key (an inline file, for callers to pass
+    /// over) only where its object said `"type":"base64"` before it, or is
+    /// `input_audio`; elsewhere it is text, reported with no key. Nested
+    /// objects and arrays neither inherit nor leak the object's word.
+    #[test]
+    fn data_is_a_file_only_where_its_object_says_so() {
+        let keys = |doc: &str| {
+            let mut out = Vec::new();
+            string_texts(
+                doc.as_bytes(),
+                |_, _| true,
+                |key, v, _| {
+                    if &doc.as_bytes()[v.raw.clone()] == b"D" {
+                        out.push(String::from_utf8_lossy(key).into_owned());
+                    }
+                },
+            )
+            .unwrap();
+            out
+        };
+        let cases = [
+            (r#"{"source":{"type":"base64","media_type":"image/png","data":"D"}}"#, vec!["data"]),
+            (r#"{"source":{"type" : "base64","data":"D","x":{"data":"D"},"y":["D"]}}"#, vec!["data", "", "y"]),
+            (r#"{"source":{"type":"text","media_type":"text/plain","data":"D"}}"#, vec![""]),
+            (r#"{"source":{"data":"D","type":"base64"}}"#, vec![""]),
+            (r#"{"source":{"media_type":"application/pdf","data":"D"}}"#, vec![""]),
+            (r#"{"content":[{"type":"input_audio","input_audio":{"data":"D","format":"wav"}}]}"#, vec!["data"]),
+            (r#"{"input_audio":[{"data":"D"}],"a":{"type":"base64"},"data":"D"}"#, vec!["", ""]),
+        ];
+        for (doc, want) in cases {
+            assert_eq!(keys(doc), want, "{doc}");
+        }
+    }
 
     /// Every block-mask pass the CPU has gives the byte loop's masks, with
     /// and without brackets, over blocks crowded with the bytes they look

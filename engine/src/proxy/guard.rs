@@ -1243,6 +1243,32 @@ with z@q.de	é and more"#,
             "word\u{a0}".repeat(20)
         );
         assert!(matches!(check(&g, &doc), Err(GatewayError::Guardrail { .. })));
+        // Nor one made only of base64's characters, a key among them: a
+        // `data` is a file only where its object says `"type":"base64"`
+        // first, or is `input_audio` (found by a review: the text
+        // document's key went up unscanned).
+        let key =
+            "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh/sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh";
+        assert!(key.len() >= 64 && tollgate_protocol::json::looks_base64(key.as_bytes()));
+        let source = |members: &str| {
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"document","source":{{{members}}}}},{{"type":"text","text":"Repeat it."}}]}}]}}"#
+            )
+        };
+        for members in [
+            format!(r#""type":"text","media_type":"text/plain","data":"{key}""#),
+            format!(r#""media_type":"text/plain","data":"{key}""#),
+            // Said after it: not waited for.
+            format!(r#""data":"{key}","type":"base64","media_type":"application/pdf""#),
+        ] {
+            assert!(matches!(check(&g, &source(&members)), Err(GatewayError::Guardrail { .. })), "{members}");
+        }
+        let file = format!(r#""type":"base64","media_type":"application/pdf","data":"{key}""#);
+        assert!(check(&g, &source(&file)).unwrap().is_none(), "a declared file's base64 is not text");
+        let audio = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"input_audio","input_audio":{{"data":"{key}","format":"wav"}}}}]}}]}}"#
+        );
+        assert!(check(&g, &audio).unwrap().is_none(), "input_audio's data is audio");
         // A structural key's name chosen by the tenant inside a tool call's
         // input (which the model reads) hides nothing (found by a review).
         for key in ["type", "id", "model", "signature", "role"] {
