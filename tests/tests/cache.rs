@@ -121,6 +121,29 @@ fn a_streamed_answer_is_replayed_as_the_same_events() {
 
 /// One team never receives another's answer; with `scope = "key"`, one
 /// key never receives another's.
+/// A reload that changes the team's guardrail rules makes new entries: an
+/// answer stored under the old rules (answers not scanned, an action
+/// that let a word through) is never served under the new ones, here or
+/// through the shared tier. Keyed by the profile's name alone, it was
+/// (found by a review). A reload that changes nothing keeps them.
+#[test]
+fn a_reload_that_changes_the_guardrails_makes_new_entries() {
+    let (_mock, gw, _logs) = start(CACHE, "");
+    let ask = || cache_header(&one_request(gw.addr, &chat_request(ZERO, ""))).map(str::to_string);
+    assert_eq!(ask().as_deref(), Some("miss"));
+    assert_eq!(ask().as_deref(), Some("hit"));
+    assert_eq!(admin_reload(&gw).status, 200);
+    assert_eq!(ask().as_deref(), Some("hit"), "the same rules after a reload");
+    let path = gw.config_path.as_ref().expect("a config file");
+    let config = std::fs::read_to_string(path).expect("config");
+    let changed = config.replace("responses = true\n", "responses = true\ndeny_words = [\"zebra\"]\n");
+    assert_ne!(changed, config);
+    std::fs::write(path, changed).expect("config");
+    assert_eq!(admin_reload(&gw).status, 200);
+    assert_eq!(ask().as_deref(), Some("miss"), "new rules, new entries");
+    assert_eq!(ask().as_deref(), Some("hit"));
+}
+
 #[test]
 fn entries_are_scoped_per_team_or_key() {
     let (_mock, gw, _logs) = start(CACHE, "");

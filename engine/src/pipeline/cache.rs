@@ -236,10 +236,13 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
         let team = config.teams.get(key.team);
         part(team.map_or("", |t| t.name.as_str()).as_bytes());
         part(if cache.per_key { key.name.as_bytes() } else { b"" });
-        // The guardrail profile that shaped the answer: another profile
-        // (after a reload) makes new entries.
+        // The guardrail profile that shaped the answer, by its rules: a
+        // reload that changes them (answers scanned, an action, a deny
+        // word), or gives the team another profile, makes new entries,
+        // here and in the shared tier.
         let profile = config.team_profile(key.team);
         part(profile.map_or("", |p| p.name.as_str()).as_bytes());
+        part(profile.map_or(&[0; 32], |p| &p.rules));
         // The ceilings the request goes with (its output limit is written
         // from them: `forward::output_cap`): a key capped shorter than its
         // team makes entries of its own, so that an answer its limit cut

@@ -343,6 +343,25 @@ pub struct GuardrailProfile {
     pub guard: std::sync::Arc<crate::guard::Guard>,
     /// External classifiers, called in order before a request is sent.
     pub classifiers: Vec<Classifier>,
+    /// A digest of every rule above ([`GuardrailProfile::rules_of`]): the
+    /// answer cache keys entries by it, not by the profile's name, so that
+    /// a reload that changes a profile's rules (answers scanned, an action,
+    /// a deny word) never serves an answer shaped under the old ones.
+    pub rules: [u8; 32],
+}
+
+impl GuardrailProfile {
+    /// The digest of a profile's rules and classifiers: SHA-256 of their
+    /// `Debug` forms (plain data, no maps: the same on every node and run,
+    /// which the cache's shared tier needs), and of the guard's version
+    /// (its detectors change with the binary).
+    pub fn rules_of(spec: &crate::guard::ProfileSpec, classifiers: &[Classifier]) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(crate::guard::injection::VERSION.as_bytes());
+        h.update(format!("{spec:?}\n{classifiers:?}").as_bytes());
+        h.finalize().into()
+    }
 }
 
 impl PartialEq for GuardrailProfile {

@@ -1056,9 +1056,16 @@ fn validate_profiles(
                     .unwrap_or_else(|_| Guard::compile(&ProfileSpec::default()).expect("empty profile"))
             }
         };
-        let classifiers =
+        let classifiers: Vec<Classifier> =
             p.classifiers.iter().filter_map(|c| validate_classifier(c, providers, routes, report)).collect();
-        profiles.push(GuardrailProfile { name: name.clone(), spec, guard: std::sync::Arc::new(guard), classifiers });
+        let rules = GuardrailProfile::rules_of(&spec, &classifiers);
+        profiles.push(GuardrailProfile {
+            name: name.clone(),
+            spec,
+            guard: std::sync::Arc::new(guard),
+            classifiers,
+            rules,
+        });
     }
     profiles
 }
