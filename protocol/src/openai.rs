@@ -47,8 +47,18 @@ pub struct ChatRequestFields {
     pub thinking_budget: Option<Span>,
     /// How many answers one request generates, each up to the output
     /// limit: the largest of the top-level `n` and `best_of` (the legacy
-    /// completions'), given as non-negative integers; 1 without them.
+    /// completions'), given as non-negative integers, 1 without them;
+    /// times the prompts a legacy `prompt` array batches (each string or
+    /// inner array is a prompt answered apart: fifty prompts under one
+    /// ceiling of 300 tokens were fifty answers of 300).
     pub choices: u64,
+    /// How many token IDs the `prompt` and `input` give (integers, at
+    /// their top or in inner arrays) instead of text; 0 for text. The
+    /// guardrails cannot read them (a guarded team's request so written is
+    /// refused), and they are the prompt's tokens the text counter does not
+    /// see: one an ID (a prompt of 100,000 IDs counted as 3 tokens, billed
+    /// so when its stream was cut).
+    pub token_ids: u64,
     /// `"background": true` (the Responses API's runs that finish after
     /// the answer).
     pub background: bool,
@@ -122,6 +132,7 @@ impl ChatRequestFields {
             max_tokens_at,
             thinking_budget,
             choices: _,
+            token_ids: _,
             background: _,
             sampled: _,
             input,
@@ -257,6 +268,9 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     let mut max_tokens_at: [Option<Span>; 3] = [None; 3];
     let mut thinking: Option<Option<Span>> = None;
     let mut choices = 1u64;
+    // The prompts a legacy `prompt` array batches, and whether `prompt` or
+    // `input` gives token IDs.
+    let (mut prompts, mut token_ids) = (1u64, 0u64);
     let mut background = false;
     let mut temperature: Option<bool> = None;
     let (mut input, mut previous, mut store) = (None, None, None);
@@ -391,6 +405,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 let start = c.pos;
                 c.value()?;
                 input = Some(Span::new(start, c.pos));
+                token_ids = token_ids.saturating_add(batch(&body[start..c.pos]).1);
             }
             b"previous_response_id" => {
                 once(previous.is_some())?;
@@ -404,6 +419,13 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 let start = c.pos;
                 c.value()?;
                 let value = &body[start..c.pos];
+                if key.get(body) == b"prompt" {
+                    let (n, ids) = batch(value);
+                    // Given twice, either may be the one read: the larger
+                    // batch, and both prompts' IDs.
+                    prompts = prompts.max(n);
+                    token_ids = token_ids.saturating_add(ids);
+                }
                 // A conversation by id or object; a prompt template is an
                 // object (a string `prompt` is text, the legacy API's).
                 stored_elsewhere |=
@@ -440,7 +462,8 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         max_tokens,
         max_tokens_at,
         thinking_budget: thinking.flatten(),
-        choices,
+        choices: choices.saturating_mul(prompts),
+        token_ids,
         background,
         sampled: temperature.unwrap_or(true),
         input,
@@ -457,6 +480,56 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
 /// The span of `budget_tokens` in the `thinking` value at the cursor
 /// (consumed either way), when it is an object whose `type` is
 /// `"enabled"`: the budget a provider reads.
+/// What an array `prompt` or `input` holds (a value already read whole,
+/// so well formed): how many prompts it batches (each string or inner
+/// array is one; 1 for an array of token IDs, or anything else), and how
+/// many token IDs it gives (the numbers at its top and in its inner
+/// arrays that hold no string).
+fn batch(value: &[u8]) -> (u64, u64) {
+    // The numbers of a value without strings: each begins with a digit or
+    // `-` that follows no part of a number.
+    let numbers = |v: &[u8]| {
+        let mut after_number = false;
+        let mut n = 0u64;
+        for &b in v {
+            let part = b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E');
+            n += u64::from(part && !after_number);
+            after_number = part;
+        }
+        n
+    };
+    let mut c = Cursor { buf: value, pos: 0, depth_max: DEPTH_MAX };
+    let (mut prompts, mut ids) = (0u64, 0u64);
+    if c.expect(b'[').is_err() {
+        return (1, 0);
+    }
+    loop {
+        c.ws();
+        let start = c.pos;
+        let first = c.peek();
+        if first == Some(b']') || c.value().is_err() {
+            break;
+        }
+        let element = &value[start..c.pos];
+        match first {
+            Some(b'"') => prompts += 1,
+            Some(b'[') => {
+                prompts += 1;
+                if !element.contains(&b'"') {
+                    ids = ids.saturating_add(numbers(element));
+                }
+            }
+            Some(b'0'..=b'9' | b'-') => ids += 1,
+            _ => {}
+        }
+        c.ws();
+        if c.bump() != Some(b',') {
+            break;
+        }
+    }
+    (prompts.max(1), ids)
+}
+
 fn thinking_budget(c: &mut Cursor<'_>) -> Result<Option<Span>, BodyError> {
     if c.peek() != Some(b'{') {
         c.value()?;
@@ -1893,6 +1966,33 @@ mod tests {
         ];
         for body in not {
             assert!(!scan_request(body.as_bytes()).unwrap().stored_input, "{body}");
+        }
+    }
+
+    /// Token IDs in `prompt` and `input` are counted wherever and however
+    /// they are written, and a legacy `prompt` array's prompts multiply
+    /// the answers (found by a review: fifty prompts under one ceiling
+    /// were fifty answers, and an ID prompt was 3 tokens); text, items and
+    /// templates give none.
+    #[test]
+    fn token_ids_and_batched_prompts_are_counted() {
+        let cases: [(&str, u64, u64); 12] = [
+            (r#"{"model":"m","prompt":[128000, 791,2]}"#, 3, 1),
+            ("{\"model\":\"m\",\"prompt\" : [ [1 ,2] ,\n[3] ],\"n\":2}", 3, 4),
+            (r#"{"model":"m","prompt":["a","b","c"],"n":2}"#, 0, 6),
+            (r#"{"model":"m","prompt":["a",[5,6]]}"#, 2, 2),
+            (r#"{"model":"m","prompt":"Say this is a test","best_of":3}"#, 0, 3),
+            (r#"{"model":"m","prompt":{"id":"pmpt_1","variables":{"n":[1,2]}}}"#, 0, 1),
+            (r#"{"model":"m","prompt":[]}"#, 0, 1),
+            (r#"{"model":"m","input":[[1,2,3],[4]]}"#, 4, 1),
+            (r#"{"model":"m","input":[-1,2e3]}"#, 2, 1),
+            (r#"{"model":"m","input":["a","b"]}"#, 0, 1),
+            (r#"{"model":"m","input":[{"role":"user","content":"x 12 34"}]}"#, 0, 1),
+            (r#"{"model":"m","messages":[{"role":"user","content":"1 2 3"}],"seed":42}"#, 0, 1),
+        ];
+        for (body, ids, choices) in cases {
+            let f = scan_request(body.as_bytes()).unwrap();
+            assert_eq!((f.token_ids, f.choices), (ids, choices), "{body}");
         }
     }
 

@@ -90,10 +90,11 @@ pub struct Prompt {
     tokens: OnceCell<u64>,
     bound: OnceCell<u64>,
     marks_cache: OnceCell<bool>,
-    /// Tokens the provider reads that the body does not hold: the
+    /// Tokens the provider reads that the body does not hold as text: the
     /// conversation a Responses request continues at the provider
     /// (`previous_response_id`), as the gateway saw it end
-    /// ([`crate::turns::Turns::context`]). Part of every figure below.
+    /// ([`crate::turns::Turns::context`]), and token IDs given for a
+    /// prompt (`ChatRequestFields::token_ids`). Part of every figure below.
     pub stored: u64,
 }
 

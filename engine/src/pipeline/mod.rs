@@ -342,6 +342,8 @@ pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayEr
     // target's upstream model (a route's name may be an alias).
     let model = routed.route.targets.first().map_or(routed.route.name.as_str(), |t| t.upstream_model.as_str());
     ex.prompt = Prompt::new(tollgate_protocol::tokens::Encoding::for_model(model.as_bytes()));
+    // Token IDs are prompt tokens the count of its texts does not see.
+    ex.prompt.stored = routed.fields.token_ids;
     ex.routed = Some(routed);
     Ok(())
 }
@@ -353,6 +355,21 @@ pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayEr
 pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     let key = ex.key()?;
     let Some((profile, g)) = crate::proxy::guard::for_team(&core.state.config, key.team) else { return Ok(()) };
+    // A prompt given as token IDs is text the guard cannot read: refused,
+    // as a body it cannot walk is, unless the profile lets through what it
+    // cannot check (found by a review: such a prompt passed every rule).
+    if ex.routed.as_ref().is_some_and(|r| r.fields.token_ids > 0) {
+        if !g.fail_open {
+            return Err(GatewayError::GuardrailUnavailable {
+                profile: profile.to_string(),
+                why: "the prompt is given as token IDs, which guardrails cannot read; send it as text",
+            });
+        }
+        tracing::warn!(
+            profile,
+            "guardrails cannot read a prompt given as token IDs; letting it through (on_error = allow)"
+        );
+    }
     let trace = &mut ex.trace;
     let checked = crate::proxy::guard::check_request(
         profile,

@@ -424,6 +424,27 @@ fn a_redaction_moves_the_output_limits_with_the_body() {
     }
 }
 
+/// A prompt given as token IDs: a guarded team's is refused (the guard
+/// cannot read it; it passed every rule), and its IDs are the prompt's
+/// tokens for the count that limits and a stream cut short bill (it was
+/// 3 tokens, whatever its length).
+#[test]
+fn a_prompt_of_token_ids_is_refused_by_guardrails_and_counted() {
+    let w = World::new("guardrails = \"g\"");
+    let core = w.core();
+    let ids = (0..5000).map(|i| (1000 + i % 90000).to_string()).collect::<Vec<_>>().join(",");
+    let body = format!(r#"{{"model":"gpt-4o","prompt":[{ids}],"max_tokens":5}}"#);
+    let refused = admit(&mut exchange("tg-key", &body), &core);
+    assert!(
+        matches!(&refused, Err(GatewayError::GuardrailUnavailable { why, .. }) if why.contains("token IDs")),
+        "{refused:?}"
+    );
+    let mut ex = exchange("tg-other", &body);
+    admit(&mut ex, &core).expect("no guardrails on this team");
+    let counted = ex.prompt.tokens(&ex.body);
+    assert!((5000..5010).contains(&counted), "{counted}");
+}
+
 #[test]
 fn settling_counts_the_spend_on_the_core_before_the_holds_go() {
     let w = World::new("rate_limit = { tokens_per_minute = 1000000 }");

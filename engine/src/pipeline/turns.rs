@@ -87,7 +87,7 @@ pub async fn continue_response<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Re
                 core.turns.put_context(&key.name, id, n, Instant::now());
             }
         }
-        ex.prompt.stored = size.unwrap_or(0);
+        ex.prompt.stored = ex.prompt.stored.saturating_add(size.unwrap_or(0));
     }
     let keeps_none = routed.route.targets.iter().any(|t| !core.state.upstreams[t.provider].responses_api);
     if keeps_none && routed.fields.store != Some(false) && routed.fields.input.is_some() {
