@@ -95,6 +95,10 @@ trait Visit {
     fn end(&mut self, doc: &[u8], key: &[u8], from: usize) -> Result<(usize, bool), Malformed>;
     /// A string value and the key it belongs to.
     fn value(&mut self, key: &[u8], v: StringValue);
+    /// A key the tenant names, which the model reads as text: a member's
+    /// name in a free-form object (a tool call's arguments) or in a JSON
+    /// schema's `properties`. Passed over by default.
+    fn name(&mut self, _v: StringValue) {}
 }
 
 /// The walk behind [`string_values`] and [`string_texts`]: keys,
@@ -144,6 +148,9 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
         at = close + 1;
         let next = doc[at..].iter().position(|b| !b.is_ascii_whitespace()).map(|p| doc[at + p]);
         if next == Some(b':') {
+            if free || open.last().is_some_and(|(k, _, _)| &doc[k.clone()] == b"properties") {
+                visit.name(StringValue { key: 0..0, raw: raw.clone(), escaped });
+            }
             key = raw;
         } else {
             binary |= &doc[value_key.clone()] == b"type" && &doc[raw.clone()] == b"base64";
@@ -230,7 +237,20 @@ pub fn string_texts(
     mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>),
 ) -> Result<(), Malformed> {
     // No marks: a body of escapes would make them many times its size.
-    texts(doc, keep, false, &mut TextsRoom::default(), |key, v, text, _| f(key, v, text))
+    texts(doc, keep, false, false, &mut TextsRoom::default(), |key, v, text, _| f(key, v, text))
+}
+
+/// [`string_texts`], and the names the tenant gives keys that the model
+/// reads as text (a free-form object's, a JSON schema's `properties`'),
+/// with no key: what a prompt's count needs (forty kilobytes of text in a
+/// tool schema's property names went uncounted, and a stream cut short
+/// billed none of it).
+pub fn string_texts_and_names(
+    doc: &[u8],
+    keep: impl Fn(&[u8], &[u8]) -> bool,
+    mut f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>),
+) -> Result<(), Malformed> {
+    texts(doc, keep, false, true, &mut TextsRoom::default(), |key, v, text, _| f(key, v, text))
 }
 
 /// [`string_texts`], with each decoded text's escape marks (see
@@ -252,7 +272,7 @@ pub fn string_texts_marked(
     room: &mut TextsRoom,
     f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
 ) -> Result<(), Malformed> {
-    texts(doc, keep, true, room, f)
+    texts(doc, keep, true, false, room, f)
 }
 
 /// The buffers a walk of texts decodes into: its decoded text and escape
@@ -310,11 +330,12 @@ fn texts(
     doc: &[u8],
     keep: impl Fn(&[u8], &[u8]) -> bool,
     marked: bool,
+    names: bool,
     room: &mut TextsRoom,
     f: impl FnMut(&[u8], StringValue, Result<&[u8], Malformed>, &mut Vec<(usize, usize)>),
 ) -> Result<(), Malformed> {
     let (scratch, marks) = (std::mem::take(&mut room.scratch), std::mem::take(&mut room.marks));
-    let mut texts = Texts { doc, keep, marked, f, scratch, marks, decoded: None, reserved: false };
+    let mut texts = Texts { doc, keep, marked, names, f, scratch, marks, decoded: None, reserved: false };
     let walked = walk(doc, &mut texts);
     room.give_back(texts.scratch, texts.marks);
     walked
@@ -329,6 +350,9 @@ struct Texts<'d, K, F> {
     doc: &'d [u8],
     keep: K,
     marked: bool,
+    /// Names the tenant gives keys ([`Visit::name`]) are texts too, with
+    /// no key.
+    names: bool,
     f: F,
     /// The decoded text of the last string with escapes.
     scratch: Vec<u8>,
@@ -406,6 +430,12 @@ where
             // A broken escape: the string is decoded again by `value`,
             // which gives the error as a text's (the walk goes on).
             Err(_) => string_end(doc, from),
+        }
+    }
+
+    fn name(&mut self, v: StringValue) {
+        if self.names {
+            self.value(b"", v);
         }
     }
 
@@ -1503,6 +1533,33 @@ pub fn needs_escape(w: u64) -> bool {
 mod tests {
     use super::*;
 
+    /// The names a tenant gives keys that the model reads (a schema's
+    /// `properties`, a free-form object's members) are reported to a walk
+    /// that asks for them, with no key, and no other key is.
+    #[test]
+    fn names_are_reported_where_the_tenant_chooses_them() {
+        let doc = r#"{"type":"object","properties":{"city name":{"type":"string","description":"d"},"zip":{}},"x":{"input":{"a b":1,"c":{"d e":"v"}}},"metadata":{"k":"v"}}"#;
+        let mut names = Vec::new();
+        string_texts_and_names(
+            doc.as_bytes(),
+            |_, _| true,
+            |key, v, _| {
+                if key.is_empty()
+                    && doc.as_bytes()[v.raw.end + 1..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':')
+                {
+                    names.push(String::from_utf8_lossy(&doc.as_bytes()[v.raw]).into_owned());
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(names, ["city name", "zip", "a b", "c", "d e", "k"]);
+        let mut texts = 0;
+        string_texts(doc.as_bytes(), |_, _| true, |_, _, _| texts += 1).unwrap();
+        let mut with_names = 0;
+        string_texts_and_names(doc.as_bytes(), |_, _| true, |_, _, _| with_names += 1).unwrap();
+        assert_eq!(with_names, texts + 6);
+    }
+
     /// A `data` value keeps its key (an inline file, for callers to pass
     /// over) only where its object said `"type":"base64"` before it, or is
     /// `input_audio`; elsewhere it is text, reported with no key. Nested
@@ -2134,7 +2191,7 @@ mod tests {
         }
         let mut got = Vec::new();
         let r = ROOM.with_borrow_mut(|room| {
-            texts(doc, keep, marked, room, |key, v, t, marks| {
+            texts(doc, keep, marked, false, room, |key, v, t, marks| {
                 got.push((key.to_vec(), v, t.map(<[u8]>::to_vec), std::mem::take(marks)));
             })
         });

@@ -21,7 +21,7 @@ mod split;
 mod vocab;
 mod vocab_hash;
 
-use crate::json::string_texts;
+use crate::json::string_texts_and_names;
 
 /// An OpenAI byte-pair encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -275,7 +275,9 @@ const DATA_URL_KEYS: &[&[u8]] = &[b"image_url", b"file_data"];
 /// chat models: every text the messages carry (role and name included), 3
 /// per message, 1 per name, 3 for the reply, and images and audio at the
 /// provider's rates ([`crate::media`]). Tool definitions and other
-/// strings are counted as text: an estimate, close for plain chats. A body
+/// strings are counted as text, and so are the names a tenant gives keys
+/// the model reads (a schema's `properties`, a tool call's arguments;
+/// `json::string_texts_and_names`): an estimate, close for plain chats. A body
 /// that cannot be walked counts a token per four bytes.
 pub fn prompt_tokens(encoding: Encoding, body: &[u8]) -> u64 {
     let mut texts = 0u64;
@@ -298,7 +300,7 @@ fn prompt_shape(body: &[u8], mut text: impl FnMut(&[u8])) -> Option<u64> {
             || (DATA_URL_KEYS.contains(&key) && raw.starts_with(b"data:"))
             || (key == b"data" && crate::json::looks_base64(raw)))
     };
-    string_texts(body, keep, |key, _, t| {
+    string_texts_and_names(body, keep, |key, _, t| {
         match key {
             b"role" => fixed += TOKENS_PER_MESSAGE,
             b"name" => fixed += TOKENS_PER_NAME,
@@ -648,6 +650,30 @@ mod tests {
             r#"{{"messages":[{{"role":"user","content":[{{"type":"document","source":{{"type":"text","media_type":"text/plain","data":"{text}"}}}}]}}]}}"#
         );
         assert!(prompt_tokens(e, doc.as_bytes()) + 10 >= plain, "the document's text counts");
+    }
+
+    /// Text a tenant writes as the names of a tool schema's properties, or
+    /// of a tool call's arguments, counts as text, as the provider bills
+    /// it (found by a review: 40 KB of property names counted as nothing,
+    /// and a stream cut short billed none of it). Other keys do not.
+    #[test]
+    fn names_the_model_reads_count_as_text() {
+        let e = Encoding::O200kBase;
+        let text = "the prompt a tenant would rather not pay for ".repeat(40);
+        let names = (0..10).map(|i| format!(r#""{i} {text}":{{"type":"string"}}"#)).collect::<Vec<_>>().join(",");
+        let schema = format!(
+            r#"{{"model":"gpt-4o","tools":[{{"type":"function","function":{{"name":"f","parameters":{{"type":"object","properties":{{{names}}}}}}}}}],"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let plain = e.count(&text) * 10;
+        let counted = prompt_tokens(e, schema.as_bytes());
+        assert!(counted >= plain && counted < plain + 100, "{counted} against {plain}");
+        let call = format!(
+            r#"{{"model":"claude","messages":[{{"role":"assistant","content":[{{"type":"tool_use","id":"t","name":"f","input":{{{names}}}}}]}}]}}"#
+        );
+        assert!(prompt_tokens(e, call.as_bytes()) >= plain, "a tool call's argument names");
+        // The structure's own keys are not text.
+        let bare = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}"#;
+        assert!(prompt_tokens(e, bare) < 20);
     }
 
     #[test]
