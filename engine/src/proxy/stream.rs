@@ -404,7 +404,9 @@ impl Stream {
             Stream::ToResponses { anthropic: None, reported, .. } => Ok(reported.usage().map(token_usage)),
             Stream::ToAnthropic(t) => {
                 let u = t.usage();
-                if [u.prompt, u.completion].iter().any(|&n| n > tollgate_protocol::openai::USAGE_TOKENS_MAX) {
+                if t.unreadable()
+                    || [u.prompt, u.completion].iter().any(|&n| n > tollgate_protocol::openai::USAGE_TOKENS_MAX)
+                {
                     return Err(super::answer::Rejected);
                 }
                 Ok(Some(token_usage(u)).filter(|u| (u.prompt | u.completion) > 0))

@@ -267,22 +267,36 @@ fn usage_json(u: &Usage, out: &mut BytesMut) {
 /// A chat usage object's counts: the cache's reads and writes (the
 /// gateway's own chat form of Bedrock's Claude carries writes, and their
 /// hour-long share; Gemini's, its audio), held as every usage is
-/// ([`Usage::held`]).
-fn read_usage(u: Option<&Value<'_>>) -> Option<Usage> {
+/// ([`Usage::held`]). `None` without a usage object, or one that lacks
+/// the prompt's or the completion's count (no report to bill by: the
+/// gateway counts instead); `Some(Err(_))` when a count is there but not
+/// believable (not a whole number from 0 to `USAGE_TOKENS_MAX`), which
+/// sets the report aside, as every other reader does (read as 0, a prompt
+/// of `1.2e4` was billed as none).
+fn read_usage(u: Option<&Value<'_>>) -> Option<Result<Usage, ()>> {
     let u = u.filter(|u| u.is_object())?;
-    let n = |v: Option<&Value<'_>>| v.and_then(|v| v.as_u64()).unwrap_or(0);
-    let prompt_details = |k: &str| n(u.get("prompt_tokens_details").and_then(|d| d.get(k)));
-    let usage = Usage {
-        prompt: n(u.get("prompt_tokens")),
-        completion: n(u.get("completion_tokens")),
-        cached: prompt_details("cached_tokens"),
-        cache_write: n(u.get("cache_creation_input_tokens")),
-        cache_write_1h: n(u.get("cache_creation").and_then(|c| c.get("ephemeral_1h_input_tokens"))),
-        audio_prompt: prompt_details("audio_tokens"),
-        audio_completion: n(u.get("completion_tokens_details").and_then(|d| d.get("audio_tokens"))),
-        ..Usage::default()
+    let n = |v: Option<&Value<'_>>| match v {
+        None => Ok(0),
+        Some(v) if v.is_null() => Ok(0),
+        Some(v) => v.as_u64().filter(|&n| n <= crate::openai::USAGE_TOKENS_MAX).ok_or(()),
     };
-    Some(usage.held())
+    if u.get("prompt_tokens").is_none_or(|v| v.is_null()) || u.get("completion_tokens").is_none_or(|v| v.is_null()) {
+        return None;
+    }
+    let prompt_details = |k: &str| n(u.get("prompt_tokens_details").and_then(|d| d.get(k)));
+    let usage = (|| {
+        Ok(Usage {
+            prompt: n(u.get("prompt_tokens"))?,
+            completion: n(u.get("completion_tokens"))?,
+            cached: prompt_details("cached_tokens")?,
+            cache_write: n(u.get("cache_creation_input_tokens"))?,
+            cache_write_1h: n(u.get("cache_creation").and_then(|c| c.get("ephemeral_1h_input_tokens")))?,
+            audio_prompt: prompt_details("audio_tokens")?,
+            audio_completion: n(u.get("completion_tokens_details").and_then(|d| d.get("audio_tokens")))?,
+            ..Usage::default()
+        })
+    })();
+    Some(usage.map(Usage::held))
 }
 
 /// Writes the Anthropic message for an OpenAI `chat.completion`.
@@ -324,7 +338,7 @@ pub fn response_from_openai(scratch: &mut [u8], out: &mut BytesMut) -> Result<()
     let finish = choice.and_then(|c| c.get("finish_reason")).and_then(|f| f.as_str()).unwrap_or("stop");
     write_json_string(out, stop_reason(finish));
     out.extend_from_slice(b",\"stop_sequence\":null,\"usage\":");
-    usage_json(&read_usage(v.get("usage")).unwrap_or_default(), out);
+    usage_json(&read_usage(v.get("usage")).and_then(Result::ok).unwrap_or_default(), out);
     out.put_u8(b'}');
     Ok(())
 }
@@ -360,7 +374,10 @@ pub struct FrontStream {
     /// OpenAI tool-call index to Anthropic block index.
     tool_blocks: Vec<(u64, u32)>,
     stop_reason: Option<&'static str>,
-    usage: Usage,
+    /// The largest counts the upstream's usage chunks reported, if any did.
+    usage: Option<Usage>,
+    /// A usage chunk held a count not to believe: none is billed by.
+    unreadable: bool,
     /// The dearest `service_tier` the chunks reported (OpenAI writes it at
     /// each chunk's top level, not in the usage).
     tier: crate::openai::Tier,
@@ -376,10 +393,17 @@ impl FrontStream {
         self.finished
     }
 
-    /// The counts of the upstream's usage chunk, at the dearest tier the
-    /// chunks reported.
+    /// The counts of the upstream's usage chunks, at the dearest tier the
+    /// chunks reported: zeros when none reported both counts.
     pub fn usage(&self) -> Usage {
-        Usage { tier: self.tier, ..self.usage }
+        Usage { tier: self.tier, ..self.usage.unwrap_or_default() }
+    }
+
+    /// A usage chunk held a count not to believe (negative, fractional, a
+    /// string, past `USAGE_TOKENS_MAX`): [`FrontStream::usage`] is not to
+    /// be billed by.
+    pub fn unreadable(&self) -> bool {
+        self.unreadable
     }
 
     /// The `stop_reason` the client is sent, from the upstream's
@@ -438,8 +462,26 @@ impl FrontStream {
             );
             Self::emit(out, "message_start", &data);
         }
-        if let Some(u) = read_usage(v.get("usage")) {
-            self.usage = u;
+        // Each count the largest reported (a stream's only grow: a later
+        // report of less, a last chunk of 0, is not one to bill by); a
+        // report not to believe sets every report aside.
+        match read_usage(v.get("usage")) {
+            Some(Ok(u)) => {
+                let was = self.usage.get_or_insert(u);
+                *was = Usage {
+                    prompt: was.prompt.max(u.prompt),
+                    completion: was.completion.max(u.completion),
+                    cached: was.cached.max(u.cached),
+                    cache_write: was.cache_write.max(u.cache_write),
+                    cache_write_1h: was.cache_write_1h.max(u.cache_write_1h),
+                    audio_prompt: was.audio_prompt.max(u.audio_prompt),
+                    audio_completion: was.audio_completion.max(u.audio_completion),
+                    tier: was.tier,
+                }
+                .held();
+            }
+            Some(Err(())) => self.unreadable = true,
+            None => {}
         }
         if let Some(t) = v.get("service_tier").and_then(|t| t.as_str()) {
             self.tier = self.tier.max(crate::openai::Tier::of(t.as_bytes()));
@@ -529,7 +571,7 @@ impl FrontStream {
         data.extend_from_slice(b"{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":");
         write_json_string(&mut data, self.stop_reason.unwrap_or("end_turn"));
         data.extend_from_slice(b",\"stop_sequence\":null},\"usage\":");
-        usage_json(&self.usage, &mut data);
+        usage_json(&self.usage.filter(|_| !self.unreadable).unwrap_or_default(), &mut data);
         data.put_u8(b'}');
         Self::emit(out, "message_delta", &data);
         Self::emit(out, "message_stop", b"{\"type\":\"message_stop\"}");

@@ -440,6 +440,42 @@ fn the_front_streams_usage_keeps_writes_audio_and_tier() {
     assert_eq!(u.tier, crate::openai::Tier::Priority);
 }
 
+/// An Anthropic client's stream over chat: each count is the largest any
+/// usage chunk reported (a last chunk of 0, or without the prompt's count,
+/// bills no less), and a count not to believe sets the report aside, as
+/// every other reader does (read as 0, `1.2e4` billed a prompt of none;
+/// found by a review).
+#[test]
+fn the_front_streams_usage_is_read_as_strictly_as_chats() {
+    let run = |chunks: &[&str]| {
+        let mut front = front::FrontStream::new();
+        let mut out = BytesMut::new();
+        for data in chunks {
+            let ev = crate::sse::SseEvent { data: Bytes::from(data.to_string()), ..Default::default() };
+            front.event(&ev, &mut out).unwrap();
+        }
+        (front.usage(), front.unreadable())
+    };
+    let chunk = |usage: &str| format!(r#"{{"id":"c","choices":[],"usage":{usage}}}"#);
+    let (u, unreadable) = run(&[
+        &chunk(r#"{"prompt_tokens":900,"completion_tokens":5}"#),
+        &chunk(r#"{"prompt_tokens":0,"completion_tokens":40}"#),
+        &chunk(r#"{"completion_tokens":41}"#),
+    ]);
+    assert_eq!((u.prompt, u.completion, unreadable), (900, 40, false));
+    for bad in [
+        r#"{"prompt_tokens":1.2e4,"completion_tokens":5}"#,
+        r#"{"prompt_tokens":"12000","completion_tokens":5}"#,
+        r#"{"prompt_tokens":-1,"completion_tokens":5}"#,
+        r#"{"prompt_tokens":12,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":99999999999}}"#,
+    ] {
+        let (_, unreadable) = run(&[&chunk(r#"{"prompt_tokens":10,"completion_tokens":1}"#), &chunk(bad)]);
+        assert!(unreadable, "{bad}");
+    }
+    let (u, unreadable) = run(&[&chunk(r#"{"completion_tokens":41}"#)]);
+    assert_eq!((u.prompt, u.completion, unreadable), (0, 0, false), "no report without both counts");
+}
+
 #[test]
 fn request_mapping_edge_cases() {
     let (a, _) = request(json!({"model": "m", "max_completion_tokens": null, "max_tokens": 500, "temperature": 1.6,
