@@ -25,16 +25,19 @@ pub struct SharedTurn {
     ttl: Duration,
 }
 
-/// A turn's name in Redis: `prefix:t:<key>:<response id>`, outside the
-/// budgets' hash slot, so that turns spread over a Redis Cluster's nodes.
+/// A turn's name in Redis: `prefix:t:<key's length>:<key>:<response id>`,
+/// outside the budgets' hash slot, so that turns spread over a Redis
+/// Cluster's nodes. The key's name goes with its length: names may hold
+/// `:`, and so may a response id, so without it key `a` asking for
+/// `b:resp_1` read key `a:b`'s turn `resp_1` (found by a review).
 fn shared_name(prefix: &str, key: &str, id: &str) -> String {
-    format!("{prefix}:t:{key}:{id}")
+    format!("{prefix}:t:{}:{key}:{id}", key.len())
 }
 
-/// A conversation's size in Redis: `prefix:c:<key>:<response id>`, its
-/// tokens in decimal.
+/// A conversation's size in Redis: `prefix:c:<key's length>:<key>:<response
+/// id>`, its tokens in decimal.
 fn shared_context_name(prefix: &str, key: &str, id: &str) -> String {
-    format!("{prefix}:c:{key}:{id}")
+    format!("{prefix}:c:{}:{key}:{id}", key.len())
 }
 
 /// A Responses request that continues a turn the gateway keeps
@@ -184,6 +187,22 @@ async fn shared_value(redis: &crate::cluster::strict::Strict, name: &str) -> Opt
         Err(e) => {
             tracing::debug!(error = %e, name, "the cluster's Redis is unavailable; looked for on this node only");
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two keys' names never meet, whatever `:` their names and the ids
+    /// asked for hold.
+    #[test]
+    fn shared_names_keep_keys_apart() {
+        for name in [shared_name, shared_context_name] {
+            assert_ne!(name("p", "a", "b:resp_1"), name("p", "a:b", "resp_1"));
+            assert_ne!(name("p", "a:", "1:x"), name("p", "a", ":1:x"));
+            assert_eq!(name("p", "k", "resp_1"), name("p", "k", "resp_1"));
         }
     }
 }
