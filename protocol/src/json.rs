@@ -20,6 +20,11 @@ pub struct StringValue {
     pub key: Range<usize>,
     pub raw: Range<usize>,
     pub escaped: bool,
+    /// A number the model reads as text, not a string ([`Visit::number`]):
+    /// `raw` is its whole part's digits (no sign, fraction or exponent,
+    /// and no quotes around it), so a caller that replaces it replaces the
+    /// whole literal ([`number_literal`]) with a string.
+    pub number: bool,
 }
 
 /// Calls `f` for every string value of `doc` (object member values and
@@ -99,7 +104,27 @@ trait Visit {
     /// name in a free-form object (a tool call's arguments) or in a JSON
     /// schema's `properties`. Passed over by default.
     fn name(&mut self, _v: StringValue) {}
+    /// A number of [`NUMBER_TEXT_DIGITS`] digits or more where the model
+    /// reads it as text ([`walk`]). Passed over by default.
+    fn number(&mut self, _key: &[u8], _v: StringValue) {}
 }
+
+/// The whole number literal around the digits `raw` that a walk reported
+/// ([`StringValue::number`]): its sign, fraction and exponent too.
+pub fn number_literal(doc: &[u8], raw: Range<usize>) -> Range<usize> {
+    let start = raw.start - usize::from(raw.start > 0 && doc[raw.start - 1] == b'-');
+    let end = raw.end
+        + doc[raw.end..].iter().take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
+    start..end
+}
+
+/// Numbers with fewer digits are no personal data a detector knows (a
+/// phone number has seven or more), and are not reported as text.
+pub const NUMBER_TEXT_DIGITS: usize = 7;
+
+/// Keys whose number values a tenant chooses and the model reads, outside
+/// free-form objects: a JSON schema's listed values.
+const NUMBER_TEXT_KEYS: &[&[u8]] = &[b"enum", b"default", b"const", b"examples"];
 
 /// The walk behind [`string_values`] and [`string_texts`]: keys,
 /// containers and free-form objects followed here, each string's end
@@ -114,6 +139,13 @@ trait Visit {
 /// key, digits joined by `-` or `/`) was taken for a file and went
 /// unscanned and uncounted. A `type` written after `data` is not waited
 /// for: that `data` is read as text, the safe side.
+///
+/// Numbers are reported to a visitor that asks ([`Visit::number`]) where
+/// the model reads them as text and a tenant chooses them: in free-form
+/// objects (a tool call's arguments) and a schema's listed values
+/// ([`NUMBER_TEXT_KEYS`]), those of [`NUMBER_TEXT_DIGITS`] digits or more.
+/// A card number written as a number there went past the guardrails
+/// (found by a review).
 fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
     let mut at = 0;
     let mut key = 0..0;
@@ -123,10 +155,14 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
     // The key each open container was a member value of, whether the
     // container around it was free-form, and whether it was binary.
     let mut open: Vec<(Range<usize>, bool, bool)> = Vec::new();
-    while let Some(q) = find_near(b'"', b'"', &doc[at..]) {
-        let open_quote = at + q;
-        // Containers opened and closed between the last string and this one.
-        for (i, &b) in doc[at..open_quote].iter().enumerate() {
+    loop {
+        let next_quote = find_near(b'"', b'"', &doc[at..]).map(|q| at + q);
+        // Containers opened and closed, and numbers, between the last
+        // string and this one (or the document's end).
+        let upto = next_quote.unwrap_or(doc.len());
+        let mut i = at;
+        while i < upto {
+            let b = doc[i];
             match b {
                 b'{' | b'[' => {
                     if open.len() == NESTING_MAX {
@@ -134,14 +170,37 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
                     }
                     open.push((key.clone(), free, binary));
                     // A member's value (after its `:`), not an array's element.
-                    let member = || doc[..at + i].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
+                    let member = || doc[..i].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
                     free = free || (free_form(&doc[key.clone()], open.len()) && member());
                     binary = b == b'{' && &doc[key.clone()] == b"input_audio" && member();
                 }
                 b'}' | b']' => (key, free, binary) = open.pop().unwrap_or((0..0, false, false)),
+                b'0'..=b'9' | b'-' => {
+                    let len = doc[i..upto]
+                        .iter()
+                        .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                        .unwrap_or(upto - i);
+                    // Read by its whole part's digits, as a detector reads a
+                    // number in text (a sign or a fraction would make it
+                    // another number to them).
+                    let whole = i + usize::from(b == b'-');
+                    let digits = doc[whole..i + len].iter().take_while(|b| b.is_ascii_digit()).count();
+                    if digits >= NUMBER_TEXT_DIGITS && (free || NUMBER_TEXT_KEYS.contains(&&doc[key.clone()])) {
+                        let value_key = if free { 0..0 } else { key.clone() };
+                        let raw = whole..whole + digits;
+                        visit.number(
+                            &doc[value_key.clone()],
+                            StringValue { key: value_key, raw, escaped: false, number: true },
+                        );
+                    }
+                    i += len;
+                    continue;
+                }
                 _ => {}
             }
+            i += 1;
         }
+        let Some(open_quote) = next_quote else { break };
         let value_key = if free || (!binary && &doc[key.clone()] == b"data") { 0..0 } else { key.clone() };
         let (close, escaped) = visit.end(doc, &doc[value_key.clone()], open_quote + 1)?;
         let raw = open_quote + 1..close;
@@ -149,12 +208,12 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
         let next = doc[at..].iter().position(|b| !b.is_ascii_whitespace()).map(|p| doc[at + p]);
         if next == Some(b':') {
             if free || open.last().is_some_and(|(k, _, _)| &doc[k.clone()] == b"properties") {
-                visit.name(StringValue { key: 0..0, raw: raw.clone(), escaped });
+                visit.name(StringValue { key: 0..0, raw: raw.clone(), escaped, number: false });
             }
             key = raw;
         } else {
             binary |= &doc[value_key.clone()] == b"type" && &doc[raw.clone()] == b"base64";
-            visit.value(&doc[value_key.clone()], StringValue { key: value_key, raw, escaped });
+            visit.value(&doc[value_key.clone()], StringValue { key: value_key, raw, escaped, number: false });
         }
     }
     Ok(())
@@ -437,6 +496,10 @@ where
         if self.names {
             self.value(b"", v);
         }
+    }
+
+    fn number(&mut self, key: &[u8], v: StringValue) {
+        self.value(key, v);
     }
 
     fn value(&mut self, key: &[u8], v: StringValue) {
@@ -1532,6 +1595,41 @@ pub fn needs_escape(w: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Long numbers where a tenant chooses them and the model reads them
+    /// (free-form objects, a schema's listed values, the document's end
+    /// included) are reported by their whole part's digits, and
+    /// `number_literal` gives the literal around them; settings are not.
+    #[test]
+    fn numbers_the_model_reads_are_texts() {
+        let doc = r#"{"seed":12345678,"tools":[{"parameters":{"properties":{"c":{"enum":[1, -2345678.5e3],"minimum":3456789}}}}],"input":{"k":{"n":[4567890123]}},"metadata":{"m":5678901}}"#;
+        let mut numbers = Vec::new();
+        string_texts(
+            doc.as_bytes(),
+            |_, _| true,
+            |key, v, text| {
+                if v.number {
+                    let literal = &doc[number_literal(doc.as_bytes(), v.raw.clone())];
+                    numbers.push((
+                        String::from_utf8_lossy(key).into_owned(),
+                        String::from_utf8_lossy(text.unwrap()).into_owned(),
+                        literal.to_string(),
+                    ));
+                }
+            },
+        )
+        .unwrap();
+        let want = [("enum", "2345678", "-2345678.5e3"), ("", "5678901", "5678901")];
+        assert_eq!(numbers.len(), 2, "{numbers:?}");
+        for (got, want) in numbers.iter().zip(want) {
+            assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str()), want);
+        }
+        // A tool call's arguments deeper down are free-form.
+        let call = r#"{"messages":[{"content":[{"type":"tool_use","input":{"card":4111111111111111}}]}]}"#;
+        let mut found = Vec::new();
+        string_texts(call.as_bytes(), |_, _| true, |_, v, t| found.push((v.number, t.unwrap().to_vec()))).unwrap();
+        assert!(found.contains(&(true, b"4111111111111111".to_vec())), "{found:?}");
+    }
 
     /// The names a tenant gives keys that the model reads (a schema's
     /// `properties`, a free-form object's members) are reported to a walk

@@ -308,6 +308,22 @@ fn rewrite(doc: &[u8], texts: &Texts, findings: &Findings) -> (Vec<u8>, Vec<Edit
         mine.clear();
         mine.extend(hits.iter().map(|(_, h)| *h));
         let v = &texts.values[text as usize];
+        if v.number {
+            // A number read as text (by its whole part's digits) becomes
+            // a string, whole, of its first hit's placeholder: words
+            // (`"[CARD]"`), which a number cannot hold.
+            let literal = tollgate_protocol::json::number_literal(doc, v.raw.clone());
+            out.extend_from_slice(&doc[at..literal.start]);
+            let start = out.len();
+            out.push(b'"');
+            if let Some(h) = mine.iter().find(|h| h.action == Action::Redact) {
+                out.extend_from_slice(h.rule.placeholder().as_bytes());
+            }
+            out.push(b'"');
+            edits.push(Edit { raw: literal.clone(), len: out.len() - start });
+            at = literal.end;
+            continue;
+        }
         let raw = &doc[v.raw.clone()];
         out.extend_from_slice(&doc[at..v.raw.start]);
         let start = out.len();
@@ -925,6 +941,31 @@ mod tests {
             None,
         )
         .map(|b| b.map(|b| String::from_utf8(b.body.to_vec()).unwrap()))
+    }
+
+    /// Personal data written as JSON numbers where the model reads them (a
+    /// tool call's arguments, a schema's listed values) is checked and
+    /// redacted, the number becoming a string (found by a review: a card
+    /// as a number went up unscanned). Numbers of the request's own
+    /// settings are not read, nor short ones.
+    #[test]
+    fn numbers_the_model_reads_are_checked() {
+        let mut spec = ProfileSpec { name: "t".into(), ..Default::default() };
+        spec.actions[Detector::Card as usize] = Some(Action::Redact);
+        let g = Guard::compile(&spec).unwrap();
+        let bodies = [
+            r#"{"model":"m","messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"charge","input":{"card":4111111111111111,"n":{"phone":-4111111111111111.0}}}]},{"role":"user","content":"ok"}]}"#,
+            r#"{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"c":{"type":"integer","enum":[12, 4111111111111111],"default":4111111111111111}}}}}],"messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"m","metadata":{"k":4111111111111111}}"#,
+        ];
+        for body in bodies {
+            let redacted = check(&g, body).unwrap().unwrap_or_else(|| panic!("redacted: {body}"));
+            assert!(!redacted.contains("4111111111111111"), "{redacted}");
+            let v: serde_json::Value = serde_json::from_str(&redacted).unwrap_or_else(|e| panic!("{e}: {redacted}"));
+            assert!(v.to_string().contains(r#""[CARD]""#), "{redacted}");
+        }
+        let settings = r#"{"model":"m","seed":4111111111111111,"max_tokens":4111111111111111,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"c":{"type":"integer","minimum":4111111111111111}}}}}]}"#;
+        assert!(check(&g, settings).unwrap().is_none());
     }
 
     /// A core's room after a body of 60,000 addresses to redact (its
