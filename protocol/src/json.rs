@@ -109,12 +109,30 @@ trait Visit {
     fn number(&mut self, _key: &[u8], _v: StringValue) {}
 }
 
+/// A byte of a number literal.
+fn number_byte(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+}
+
+/// Reports the number that starts at `at` (before `upto`) to `visit` as a
+/// text under `key`, by its whole part's digits (as a detector reads a
+/// number in text: a sign or a fraction would make it another number to
+/// them), if it has [`NUMBER_TEXT_DIGITS`] of them.
+#[inline(never)]
+fn number(doc: &[u8], at: usize, upto: usize, key: Range<usize>, visit: &mut impl Visit) {
+    let whole = at + usize::from(doc[at] == b'-');
+    let digits = doc[whole..upto].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits >= NUMBER_TEXT_DIGITS {
+        let raw = whole..whole + digits;
+        visit.number(&doc[key.clone()], StringValue { key, raw, escaped: false, number: true });
+    }
+}
+
 /// The whole number literal around the digits `raw` that a walk reported
 /// ([`StringValue::number`]): its sign, fraction and exponent too.
 pub fn number_literal(doc: &[u8], raw: Range<usize>) -> Range<usize> {
     let start = raw.start - usize::from(raw.start > 0 && doc[raw.start - 1] == b'-');
-    let end = raw.end
-        + doc[raw.end..].iter().take_while(|b| matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
+    let end = raw.end + doc[raw.end..].iter().take_while(|&&b| number_byte(b)).count();
     start..end
 }
 
@@ -155,14 +173,14 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
     // The key each open container was a member value of, whether the
     // container around it was free-form, and whether it was binary.
     let mut open: Vec<(Range<usize>, bool, bool)> = Vec::new();
+    // The current key is one of NUMBER_TEXT_KEYS.
+    let mut listed = false;
     loop {
         let next_quote = find_near(b'"', b'"', &doc[at..]).map(|q| at + q);
         // Containers opened and closed, and numbers, between the last
         // string and this one (or the document's end).
         let upto = next_quote.unwrap_or(doc.len());
-        let mut i = at;
-        while i < upto {
-            let b = doc[i];
+        for (i, &b) in doc[at..upto].iter().enumerate() {
             match b {
                 b'{' | b'[' => {
                     if open.len() == NESTING_MAX {
@@ -170,35 +188,20 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
                     }
                     open.push((key.clone(), free, binary));
                     // A member's value (after its `:`), not an array's element.
-                    let member = || doc[..i].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
+                    let member = || doc[..at + i].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
                     free = free || (free_form(&doc[key.clone()], open.len()) && member());
                     binary = b == b'{' && &doc[key.clone()] == b"input_audio" && member();
                 }
-                b'}' | b']' => (key, free, binary) = open.pop().unwrap_or((0..0, false, false)),
-                b'0'..=b'9' | b'-' => {
-                    let len = doc[i..upto]
-                        .iter()
-                        .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                        .unwrap_or(upto - i);
-                    // Read by its whole part's digits, as a detector reads a
-                    // number in text (a sign or a fraction would make it
-                    // another number to them).
-                    let whole = i + usize::from(b == b'-');
-                    let digits = doc[whole..i + len].iter().take_while(|b| b.is_ascii_digit()).count();
-                    if digits >= NUMBER_TEXT_DIGITS && (free || NUMBER_TEXT_KEYS.contains(&&doc[key.clone()])) {
-                        let value_key = if free { 0..0 } else { key.clone() };
-                        let raw = whole..whole + digits;
-                        visit.number(
-                            &doc[value_key.clone()],
-                            StringValue { key: value_key, raw, escaped: false, number: true },
-                        );
-                    }
-                    i += len;
-                    continue;
+                b'}' | b']' => {
+                    (key, free, binary) = open.pop().unwrap_or((0..0, false, false));
+                    listed = NUMBER_TEXT_KEYS.contains(&&doc[key.clone()]);
+                }
+                // A number's first byte, where numbers are read.
+                b'0'..=b'9' | b'-' if (free || listed) && at + i > 0 && !number_byte(doc[at + i - 1]) => {
+                    number(doc, at + i, upto, if free { 0..0 } else { key.clone() }, visit);
                 }
                 _ => {}
             }
-            i += 1;
         }
         let Some(open_quote) = next_quote else { break };
         let value_key = if free || (!binary && &doc[key.clone()] == b"data") { 0..0 } else { key.clone() };
@@ -210,6 +213,7 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
             if free || open.last().is_some_and(|(k, _, _)| &doc[k.clone()] == b"properties") {
                 visit.name(StringValue { key: 0..0, raw: raw.clone(), escaped, number: false });
             }
+            listed = NUMBER_TEXT_KEYS.contains(&&doc[raw.clone()]);
             key = raw;
         } else {
             binary |= &doc[value_key.clone()] == b"type" && &doc[raw.clone()] == b"base64";
