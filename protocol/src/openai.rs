@@ -59,6 +59,11 @@ pub struct ChatRequestFields {
     /// see: one an ID (a prompt of 100,000 IDs counted as 3 tokens, billed
     /// so when its stream was cut).
     pub token_ids: u64,
+    /// The answer is asked to carry its tokens' log probabilities
+    /// (`logprobs` or `top_logprobs` given, not `null`, `false` or 0; the
+    /// Responses API's `include` naming them): the answer's text again,
+    /// token by token, which answer guardrails do not read.
+    pub logprobs: bool,
     /// `"background": true` (the Responses API's runs that finish after
     /// the answer).
     pub background: bool,
@@ -133,6 +138,7 @@ impl ChatRequestFields {
             thinking_budget,
             choices: _,
             token_ids: _,
+            logprobs: _,
             background: _,
             sampled: _,
             input,
@@ -271,6 +277,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     // The prompts a legacy `prompt` array batches, and whether `prompt` or
     // `input` gives token IDs.
     let (mut prompts, mut token_ids) = (1u64, 0u64);
+    let mut logprobs = false;
     let mut background = false;
     let mut temperature: Option<bool> = None;
     let (mut input, mut previous, mut store) = (None, None, None);
@@ -431,6 +438,17 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 stored_elsewhere |=
                     if key.get(body) == b"conversation" { value != b"null" } else { value.first() == Some(&b'{') };
             }
+            b"logprobs" | b"top_logprobs" | b"include" => {
+                let start = c.pos;
+                c.value()?;
+                let value = &body[start..c.pos];
+                logprobs |= if key.get(body) == b"include" {
+                    // The Responses API's `include`: `"message.output_text.logprobs"`.
+                    value.windows(8).any(|w| w == b"logprobs")
+                } else {
+                    !matches!(value, b"null" | b"false" | b"0")
+                };
+            }
             b"store" => {
                 once(store.is_some())?;
                 let start = c.pos;
@@ -464,6 +482,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
         thinking_budget: thinking.flatten(),
         choices: choices.saturating_mul(prompts),
         token_ids,
+        logprobs,
         background,
         sampled: temperature.unwrap_or(true),
         input,
@@ -1966,6 +1985,28 @@ mod tests {
         ];
         for body in not {
             assert!(!scan_request(body.as_bytes()).unwrap().stored_input, "{body}");
+        }
+    }
+
+    /// Log probabilities asked for, by any of the names the APIs use, and
+    /// not when they are turned off.
+    #[test]
+    fn logprobs_asked_for_are_noted() {
+        for body in [
+            r#"{"model":"m","logprobs":true}"#,
+            r#"{"model":"m","top_logprobs":3,"logprobs":false}"#,
+            r#"{"model":"m","prompt":"x","logprobs":5}"#,
+            r#"{"model":"m","input":"x","include":["message.output_text.logprobs"]}"#,
+        ] {
+            assert!(scan_request(body.as_bytes()).unwrap().logprobs, "{body}");
+        }
+        for body in [
+            r#"{"model":"m","logprobs":false,"top_logprobs":null}"#,
+            r#"{"model":"m","logprobs":0}"#,
+            r#"{"model":"m","input":"x","include":["reasoning.encrypted_content"]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":"logprobs"}]}"#,
+        ] {
+            assert!(!scan_request(body.as_bytes()).unwrap().logprobs, "{body}");
         }
     }
 

@@ -28,6 +28,22 @@ fn user(text: &str) -> String {
     serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}).to_string()
 }
 
+/// A profile that checks answers refuses a request for the answer's log
+/// probabilities, which repeat its text token by token where answer
+/// guardrails do not look; one that checks only requests lets it through.
+#[test]
+fn logprobs_are_refused_where_answers_are_checked() {
+    let mock = start_mock(&[]);
+    let body = r#"{"model":"gpt-4o-mini","logprobs":true,"top_logprobs":2,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let gw = start_gateway(&guarded_config(mock.addr, None, "redact", true), &[], &[]);
+    let r = chat(&gw, body, "");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("guardrail_unavailable") && r.text().contains("logprobs"), "{}", r.text());
+    assert_eq!(chat(&gw, &user("Say hello"), "").status, 200);
+    let gw = start_gateway(&guarded_config(mock.addr, None, "redact", false), &[], &[]);
+    assert_eq!(chat(&gw, body, "").status, 200);
+}
+
 #[test]
 fn requests_are_redacted_or_blocked_before_they_leave() {
     let mock = start_mock(&[]);

@@ -370,6 +370,16 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
             "guardrails cannot read a prompt given as token IDs; letting it through (on_error = allow)"
         );
     }
+    // An answer's log probabilities hold its text again, token by token,
+    // where answer guardrails do not look: a profile that checks answers
+    // refuses requests that ask for them (found by a review: a redacted
+    // answer's tokens came back whole in `logprobs`).
+    if g.responses && !g.fail_open && ex.routed.as_ref().is_some_and(|r| r.fields.logprobs) {
+        return Err(GatewayError::GuardrailUnavailable {
+            profile: profile.to_string(),
+            why: "the answer's logprobs repeat its text token by token, which answer guardrails cannot check; ask without logprobs",
+        });
+    }
     let trace = &mut ex.trace;
     let checked = crate::proxy::guard::check_request(
         profile,
