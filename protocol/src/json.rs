@@ -21,8 +21,8 @@ pub struct StringValue {
     pub raw: Range<usize>,
     pub escaped: bool,
     /// A number the model reads as text, not a string ([`Visit::number`]):
-    /// `raw` is its whole part's digits (no sign, fraction or exponent,
-    /// and no quotes around it), so a caller that replaces it replaces the
+    /// `raw` is its longest run of digits (no sign, point or exponent, and
+    /// no quotes around it), so a caller that replaces it replaces the
     /// whole literal ([`number_literal`]) with a string.
     pub number: bool,
 }
@@ -109,29 +109,89 @@ trait Visit {
     fn number(&mut self, _key: &[u8], _v: StringValue) {}
 }
 
+/// `type` values that make an object's `data` opaque bytes, not text:
+/// Anthropic's base64 sources, and its redacted thinking (encrypted, and
+/// verified byte for byte).
+const OPAQUE_TYPES: &[&[u8]] = &[b"base64", b"redacted_thinking"];
+
+/// Keys whose object's `data` is audio: OpenAI's `input_audio` in a
+/// request, `audio` in an answer.
+const AUDIO_KEYS: &[&[u8]] = &[b"input_audio", b"audio"];
+
+/// Whether numbers under `key` are read as text: one of
+/// [`NUMBER_TEXT_KEYS`], or a key written with escapes (which the provider
+/// decodes: `"en\u0075m"` is `enum`), taken as one.
+fn number_text_key(key: &[u8]) -> bool {
+    NUMBER_TEXT_KEYS.contains(&key) || key.contains(&b'\\')
+}
+
+/// The contents of the `type` member among an object's members after
+/// `at` (just past a member's value), if it has one there and it is a
+/// string; `None` too where the bytes are not JSON.
+fn type_after(doc: &[u8], mut at: usize) -> Option<Range<usize>> {
+    let ws = |at: usize| at + doc[at.min(doc.len())..].iter().take_while(|b| b.is_ascii_whitespace()).count();
+    loop {
+        at = ws(at);
+        if doc.get(at) != Some(&b',') {
+            return None;
+        }
+        at = ws(at + 1);
+        if doc.get(at) != Some(&b'"') {
+            return None;
+        }
+        let key_end = closing_quote(doc, at + 1, false)?.end;
+        let key = at + 1..key_end;
+        at = ws(key_end + 1);
+        if doc.get(at) != Some(&b':') {
+            return None;
+        }
+        at = ws(at + 1);
+        match doc.get(at)? {
+            b'"' => {
+                let end = closing_quote(doc, at + 1, false)?.end;
+                if &doc[key] == b"type" {
+                    return Some(at + 1..end);
+                }
+                at = end + 1;
+            }
+            b'{' | b'[' => at = skip_nested(doc, at, NESTING_MAX).ok()?.end,
+            _ => at += doc[at..].iter().take_while(|b| !matches!(b, b',' | b'}' | b']')).count(),
+        }
+    }
+}
+
 /// A byte of a number literal.
 fn number_byte(b: u8) -> bool {
     matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
 }
 
 /// Reports the number that starts at `at` (before `upto`) to `visit` as a
-/// text under `key`, by its whole part's digits (as a detector reads a
-/// number in text: a sign or a fraction would make it another number to
-/// them), if it has [`NUMBER_TEXT_DIGITS`] of them.
+/// text under `key`, by its longest run of digits (as a detector reads a
+/// number in text: a sign or a fraction around it would make it another
+/// number to them), if that has [`NUMBER_TEXT_DIGITS`] of them.
 #[inline(never)]
 fn number(doc: &[u8], at: usize, upto: usize, key: Range<usize>, visit: &mut impl Visit) {
-    let whole = at + usize::from(doc[at] == b'-');
-    let digits = doc[whole..upto].iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits >= NUMBER_TEXT_DIGITS {
-        let raw = whole..whole + digits;
-        visit.number(&doc[key.clone()], StringValue { key, raw, escaped: false, number: true });
+    let end = at + doc[at..upto].iter().take_while(|&&b| number_byte(b)).count();
+    // Its longest run of digits: the whole part, or a fraction's
+    // (`0.4111111111111111`).
+    let mut best = at..at;
+    let mut i = at;
+    while i < end {
+        let run = doc[i..end].iter().take_while(|b| b.is_ascii_digit()).count();
+        if run > best.len() {
+            best = i..i + run;
+        }
+        i += run.max(1);
+    }
+    if best.len() >= NUMBER_TEXT_DIGITS {
+        visit.number(&doc[key.clone()], StringValue { key, raw: best, escaped: false, number: true });
     }
 }
 
 /// The whole number literal around the digits `raw` that a walk reported
 /// ([`StringValue::number`]): its sign, fraction and exponent too.
 pub fn number_literal(doc: &[u8], raw: Range<usize>) -> Range<usize> {
-    let start = raw.start - usize::from(raw.start > 0 && doc[raw.start - 1] == b'-');
+    let start = raw.start - doc[..raw.start].iter().rev().take_while(|&&b| number_byte(b)).count();
     let end = raw.end + doc[raw.end..].iter().take_while(|&&b| number_byte(b)).count();
     start..end
 }
@@ -148,15 +208,15 @@ const NUMBER_TEXT_KEYS: &[&[u8]] = &[b"enum", b"default", b"const", b"examples"]
 /// containers and free-form objects followed here, each string's end
 /// found by the visitor (which may decode the string on the way).
 ///
-/// A `data` value is an inline file's base64 (its key given, for callers
-/// to pass over) only in an object that says so before it: `"type":
-/// "base64"` (Anthropic's image and document sources) or the object under
-/// `input_audio` (OpenAI's). Anywhere else it is reported as text whatever
-/// its key (an empty one): Anthropic's plain-text document source holds
-/// the document in `data`, and text made of base64's characters (an API
-/// key, digits joined by `-` or `/`) was taken for a file and went
-/// unscanned and uncounted. A `type` written after `data` is not waited
-/// for: that `data` is read as text, the safe side.
+/// A `data` value is opaque bytes (its key given, for callers to pass
+/// over) only in an object that says so: `"type": "base64"` (Anthropic's
+/// image and document sources) or `"redacted_thinking"`, before or after
+/// it (SDKs that write members in name order put `type` last), or the
+/// object under `input_audio` or `audio` (OpenAI's). Anywhere else it is
+/// reported as text whatever its key (an empty one): Anthropic's
+/// plain-text document source holds the document in `data`, and text made
+/// of base64's characters (an API key, digits joined by `-` or `/`) was
+/// taken for a file and went unscanned and uncounted.
 ///
 /// Numbers are reported to a visitor that asks ([`Visit::number`]) where
 /// the model reads them as text and a tenant chooses them: in free-form
@@ -190,11 +250,11 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
                     // A member's value (after its `:`), not an array's element.
                     let member = || doc[..at + i].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
                     free = free || (free_form(&doc[key.clone()], open.len()) && member());
-                    binary = b == b'{' && &doc[key.clone()] == b"input_audio" && member();
+                    binary = b == b'{' && AUDIO_KEYS.contains(&&doc[key.clone()]) && member();
                 }
                 b'}' | b']' => {
                     (key, free, binary) = open.pop().unwrap_or((0..0, false, false));
-                    listed = NUMBER_TEXT_KEYS.contains(&&doc[key.clone()]);
+                    listed = number_text_key(&doc[key.clone()]);
                 }
                 // A number's first byte, where numbers are read.
                 b'0'..=b'9' | b'-' if (free || listed) && at + i > 0 && !number_byte(doc[at + i - 1]) => {
@@ -204,19 +264,26 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
             }
         }
         let Some(open_quote) = next_quote else { break };
-        let value_key = if free || (!binary && &doc[key.clone()] == b"data") { 0..0 } else { key.clone() };
+        let undeclared_data = !free && !binary && &doc[key.clone()] == b"data";
+        let mut value_key = if free || undeclared_data { 0..0 } else { key.clone() };
         let (close, escaped) = visit.end(doc, &doc[value_key.clone()], open_quote + 1)?;
         let raw = open_quote + 1..close;
         at = close + 1;
+        // A `data` whose object says what it is after it (SDKs that write
+        // members in name order: `data`, `media_type`, `type`): the rest
+        // of the object is looked at for its `type`.
+        if undeclared_data && type_after(doc, at).is_some_and(|t| OPAQUE_TYPES.contains(&&doc[t])) {
+            value_key = key.clone();
+        }
         let next = doc[at..].iter().position(|b| !b.is_ascii_whitespace()).map(|p| doc[at + p]);
         if next == Some(b':') {
             if free || open.last().is_some_and(|(k, _, _)| &doc[k.clone()] == b"properties") {
                 visit.name(StringValue { key: 0..0, raw: raw.clone(), escaped, number: false });
             }
-            listed = NUMBER_TEXT_KEYS.contains(&&doc[raw.clone()]);
+            listed = number_text_key(&doc[raw.clone()]);
             key = raw;
         } else {
-            binary |= &doc[value_key.clone()] == b"type" && &doc[raw.clone()] == b"base64";
+            binary |= &doc[value_key.clone()] == b"type" && OPAQUE_TYPES.contains(&&doc[raw.clone()]);
             visit.value(&doc[value_key.clone()], StringValue { key: value_key, raw, escaped, number: false });
         }
     }
@@ -1662,10 +1729,11 @@ mod tests {
         assert_eq!(with_names, texts + 6);
     }
 
-    /// A `data` value keeps its key (an inline file, for callers to pass
-    /// over) only where its object said `"type":"base64"` before it, or is
-    /// `input_audio`; elsewhere it is text, reported with no key. Nested
-    /// objects and arrays neither inherit nor leak the object's word.
+    /// A `data` value keeps its key (opaque bytes, for callers to pass
+    /// over) only where its object says `"type":"base64"` or
+    /// `"redacted_thinking"`, before or after it, or is `input_audio` or
+    /// `audio`; elsewhere it is text, reported with no key. Nested objects
+    /// and arrays neither inherit nor leak the object's word.
     #[test]
     fn data_is_a_file_only_where_its_object_says_so() {
         let keys = |doc: &str| {
@@ -1686,7 +1754,13 @@ mod tests {
             (r#"{"source":{"type":"base64","media_type":"image/png","data":"D"}}"#, vec!["data"]),
             (r#"{"source":{"type" : "base64","data":"D","x":{"data":"D"},"y":["D"]}}"#, vec!["data", "", "y"]),
             (r#"{"source":{"type":"text","media_type":"text/plain","data":"D"}}"#, vec![""]),
-            (r#"{"source":{"data":"D","type":"base64"}}"#, vec![""]),
+            (r#"{"source":{"data":"D","type":"base64"}}"#, vec!["data"]),
+            (r#"{"source":{"data":"D" , "media_type":"image/png","n":{"type":"x"},"type" : "base64"}}"#, vec!["data"]),
+            (r#"{"source":{"data":"D","type":"text"}}"#, vec![""]),
+            (r#"{"source":{"data":"D","n":{"type":"base64"}}}"#, vec![""]),
+            (r#"{"type":"redacted_thinking","data":"D"}"#, vec!["data"]),
+            (r#"{"data":"D","type":"redacted_thinking"}"#, vec!["data"]),
+            (r#"{"message":{"audio":{"id":"a","data":"D","transcript":"t"}}}"#, vec!["data"]),
             (r#"{"source":{"media_type":"application/pdf","data":"D"}}"#, vec![""]),
             (r#"{"content":[{"type":"input_audio","input_audio":{"data":"D","format":"wav"}}]}"#, vec!["data"]),
             (r#"{"input_audio":[{"data":"D"}],"a":{"type":"base64"},"data":"D"}"#, vec!["", ""]),

@@ -442,11 +442,16 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 let start = c.pos;
                 c.value()?;
                 let value = &body[start..c.pos];
-                logprobs |= if key.get(body) == b"include" {
-                    // The Responses API's `include`: `"message.output_text.logprobs"`.
-                    value.windows(8).any(|w| w == b"logprobs")
-                } else {
-                    !matches!(value, b"null" | b"false" | b"0")
+                logprobs |= match key.get(body) {
+                    // The Responses API's `include`:
+                    // `"message.output_text.logprobs"`; an escaped name is
+                    // taken as one (the provider decodes it).
+                    b"include" => value.windows(8).any(|w| w == b"logprobs") || value.contains(&b'\\'),
+                    // `top_logprobs: 0` asks for none.
+                    b"top_logprobs" => !matches!(value, b"null" | b"0"),
+                    // The legacy completions' `logprobs: 0` still returns
+                    // the sampled token's, so only `null` and `false` are off.
+                    _ => !matches!(value, b"null" | b"false"),
                 };
             }
             b"store" => {
@@ -496,9 +501,6 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
     })
 }
 
-/// The span of `budget_tokens` in the `thinking` value at the cursor
-/// (consumed either way), when it is an object whose `type` is
-/// `"enabled"`: the budget a provider reads.
 /// What an array `prompt` or `input` holds (a value already read whole,
 /// so well formed): how many prompts it batches (each string or inner
 /// array is one; 1 for an array of token IDs, or anything else), and how
@@ -549,6 +551,9 @@ fn batch(value: &[u8]) -> (u64, u64) {
     (prompts.max(1), ids)
 }
 
+/// The span of `budget_tokens` in the `thinking` value at the cursor
+/// (consumed either way), when it is an object whose `type` is
+/// `"enabled"`: the budget a provider reads.
 fn thinking_budget(c: &mut Cursor<'_>) -> Result<Option<Span>, BodyError> {
     if c.peek() != Some(b'{') {
         c.value()?;
@@ -1997,12 +2002,14 @@ mod tests {
             r#"{"model":"m","top_logprobs":3,"logprobs":false}"#,
             r#"{"model":"m","prompt":"x","logprobs":5}"#,
             r#"{"model":"m","input":"x","include":["message.output_text.logprobs"]}"#,
+            r#"{"model":"m","input":"x","include":["message.output_text.logprob\u0073"]}"#,
+            r#"{"model":"m","prompt":"x","logprobs":0}"#,
         ] {
             assert!(scan_request(body.as_bytes()).unwrap().logprobs, "{body}");
         }
         for body in [
             r#"{"model":"m","logprobs":false,"top_logprobs":null}"#,
-            r#"{"model":"m","logprobs":0}"#,
+            r#"{"model":"m","logprobs":null,"top_logprobs":0}"#,
             r#"{"model":"m","input":"x","include":["reasoning.encrypted_content"]}"#,
             r#"{"model":"m","messages":[{"role":"user","content":"logprobs"}]}"#,
         ] {

@@ -119,8 +119,6 @@ fn a_streamed_answer_is_replayed_as_the_same_events() {
     assert!(r.json()["choices"].is_array());
 }
 
-/// One team never receives another's answer; with `scope = "key"`, one
-/// key never receives another's.
 /// A reload that changes the team's guardrail rules makes new entries: an
 /// answer stored under the old rules (answers not scanned, an action
 /// that let a word through) is never served under the new ones, here or
@@ -144,6 +142,8 @@ fn a_reload_that_changes_the_guardrails_makes_new_entries() {
     assert_eq!(ask().as_deref(), Some("hit"));
 }
 
+/// One team never receives another's answer; with `scope = "key"`, one
+/// key never receives another's.
 #[test]
 fn entries_are_scoped_per_team_or_key() {
     let (_mock, gw, _logs) = start(CACHE, "");

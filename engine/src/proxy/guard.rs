@@ -957,6 +957,9 @@ mod tests {
             r#"{"model":"m","messages":[{"role":"assistant","content":[{"type":"tool_use","id":"t","name":"charge","input":{"card":4111111111111111,"n":{"phone":-4111111111111111.0}}}]},{"role":"user","content":"ok"}]}"#,
             r#"{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"c":{"type":"integer","enum":[12, 4111111111111111],"default":4111111111111111}}}}}],"messages":[{"role":"user","content":"hi"}]}"#,
             r#"{"model":"m","metadata":{"k":4111111111111111}}"#,
+            // In a fraction, and under a listed key written with escapes.
+            r#"{"model":"m","metadata":{"k":0.4111111111111111e3}}"#,
+            r#"{"model":"m","tools":[{"type":"function","function":{"name":"f","parameters":{"properties":{"c":{"en\u0075m":[4111111111111111]}}}}}]}"#,
         ];
         for body in bodies {
             let redacted = check(&g, body).unwrap().unwrap_or_else(|| panic!("redacted: {body}"));
@@ -1286,8 +1289,8 @@ with z@q.de	é and more"#,
         assert!(matches!(check(&g, &doc), Err(GatewayError::Guardrail { .. })));
         // Nor one made only of base64's characters, a key among them: a
         // `data` is a file only where its object says `"type":"base64"`
-        // first, or is `input_audio` (found by a review: the text
-        // document's key went up unscanned).
+        // (before or after it), or is `input_audio` (found by a review:
+        // the text document's key went up unscanned).
         let key =
             "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh/sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh";
         assert!(key.len() >= 64 && tollgate_protocol::json::looks_base64(key.as_bytes()));
@@ -1299,13 +1302,17 @@ with z@q.de	é and more"#,
         for members in [
             format!(r#""type":"text","media_type":"text/plain","data":"{key}""#),
             format!(r#""media_type":"text/plain","data":"{key}""#),
-            // Said after it: not waited for.
-            format!(r#""data":"{key}","type":"base64","media_type":"application/pdf""#),
+            // Said after it (SDKs writing members in name order).
+            format!(r#""data":"{key}","media_type":"text/plain","type":"text""#),
         ] {
             assert!(matches!(check(&g, &source(&members)), Err(GatewayError::Guardrail { .. })), "{members}");
         }
-        let file = format!(r#""type":"base64","media_type":"application/pdf","data":"{key}""#);
-        assert!(check(&g, &source(&file)).unwrap().is_none(), "a declared file's base64 is not text");
+        for file in [
+            format!(r#""type":"base64","media_type":"application/pdf","data":"{key}""#),
+            format!(r#""data":"{key}","media_type":"application/pdf","type":"base64""#),
+        ] {
+            assert!(check(&g, &source(&file)).unwrap().is_none(), "a declared file's base64 is not text: {file}");
+        }
         let audio = format!(
             r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"input_audio","input_audio":{{"data":"{key}","format":"wav"}}}}]}}]}}"#
         );

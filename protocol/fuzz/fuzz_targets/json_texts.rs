@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
     let mut one = Vec::new();
     let r1 = ROOM.with_borrow_mut(|room| {
         string_texts_marked(data, keep, room, |key, v, text, marks| {
-            one.push((key.to_vec(), v, text.map(<[u8]>::to_vec), std::mem::take(marks)));
+            // Numbers read as text are the walk's own (`Visit::number`):
+            // the strings are what the two must agree on.
+            if !v.number {
+                one.push((key.to_vec(), v, text.map(<[u8]>::to_vec), std::mem::take(marks)));
+            }
         })
     });
     let mut two = Vec::new();
