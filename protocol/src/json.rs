@@ -107,6 +107,14 @@ trait Visit {
     /// A number of [`NUMBER_TEXT_DIGITS`] digits or more where the model
     /// reads it as text ([`walk`]). Passed over by default.
     fn number(&mut self, _key: &[u8], _v: StringValue) {}
+    /// Whether [`Visit::number`] is wanted (the walk then looks for them).
+    fn wants_numbers(&self) -> bool {
+        false
+    }
+    /// Whether [`Visit::name`] is wanted.
+    fn wants_names(&self) -> bool {
+        false
+    }
 }
 
 /// `type` values that make an object's `data` opaque bytes, not text:
@@ -158,6 +166,14 @@ fn type_after(doc: &[u8], mut at: usize) -> Option<Range<usize>> {
             _ => at += doc[at..].iter().take_while(|b| !matches!(b, b',' | b'}' | b']')).count(),
         }
     }
+}
+
+/// `s == word`, its length compared inline first: the walk asks this of
+/// every string (a tool schema has thousands), and most differ in length
+/// (`==` on a slice and an array was a call each).
+#[inline(always)]
+fn is(s: &[u8], word: &[u8]) -> bool {
+    s.len() == word.len() && s == word
 }
 
 /// A byte of a number literal.
@@ -233,8 +249,11 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
     // The key each open container was a member value of, whether the
     // container around it was free-form, and whether it was binary.
     let mut open: Vec<(Range<usize>, bool, bool)> = Vec::new();
-    // The current key is one of NUMBER_TEXT_KEYS.
-    let mut listed = false;
+    // Whether the current key is one of NUMBER_TEXT_KEYS: found at the
+    // first number after the key is set (a tool schema has a thousand keys,
+    // few followed by a number), for a visitor that reads numbers.
+    let mut listed: Option<bool> = None;
+    let (numbers, names) = (visit.wants_numbers(), visit.wants_names());
     loop {
         let next_quote = find_near(b'"', b'"', &doc[at..]).map(|q| at + q);
         // Containers opened and closed, and numbers, between the last
@@ -254,17 +273,22 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
                 }
                 b'}' | b']' => {
                     (key, free, binary) = open.pop().unwrap_or((0..0, false, false));
-                    listed = number_text_key(&doc[key.clone()]);
+                    listed = None;
                 }
                 // A number's first byte, where numbers are read.
-                b'0'..=b'9' | b'-' if (free || listed) && at + i > 0 && !number_byte(doc[at + i - 1]) => {
+                b'0'..=b'9' | b'-'
+                    if numbers
+                        && (free || *listed.get_or_insert_with(|| number_text_key(&doc[key.clone()])))
+                        && at + i > 0
+                        && !number_byte(doc[at + i - 1]) =>
+                {
                     number(doc, at + i, upto, if free { 0..0 } else { key.clone() }, visit);
                 }
                 _ => {}
             }
         }
         let Some(open_quote) = next_quote else { break };
-        let undeclared_data = !free && !binary && &doc[key.clone()] == b"data";
+        let undeclared_data = !free && !binary && is(&doc[key.clone()], b"data");
         let mut value_key = if free || undeclared_data { 0..0 } else { key.clone() };
         let (close, escaped) = visit.end(doc, &doc[value_key.clone()], open_quote + 1)?;
         let raw = open_quote + 1..close;
@@ -277,13 +301,13 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
         }
         let next = doc[at..].iter().position(|b| !b.is_ascii_whitespace()).map(|p| doc[at + p]);
         if next == Some(b':') {
-            if free || open.last().is_some_and(|(k, _, _)| &doc[k.clone()] == b"properties") {
+            if names && (free || open.last().is_some_and(|(k, _, _)| is(&doc[k.clone()], b"properties"))) {
                 visit.name(StringValue { key: 0..0, raw: raw.clone(), escaped, number: false });
             }
-            listed = number_text_key(&doc[raw.clone()]);
+            listed = None;
             key = raw;
         } else {
-            binary |= &doc[value_key.clone()] == b"type" && OPAQUE_TYPES.contains(&&doc[raw.clone()]);
+            binary |= is(&doc[value_key.clone()], b"type") && OPAQUE_TYPES.iter().any(|t| is(&doc[raw.clone()], t));
             visit.value(&doc[value_key.clone()], StringValue { key: value_key, raw, escaped, number: false });
         }
     }
@@ -563,16 +587,28 @@ where
         }
     }
 
+    // Names and numbers are few; strings are many (thousands in a tool
+    // schema): `value` stays inlined in the walk, and these two call a
+    // copy of it out of line.
+    #[inline(never)]
     fn name(&mut self, v: StringValue) {
-        if self.names {
-            self.value(b"", v);
-        }
+        self.value(b"", v);
     }
 
+    #[inline(never)]
     fn number(&mut self, key: &[u8], v: StringValue) {
         self.value(key, v);
     }
 
+    fn wants_numbers(&self) -> bool {
+        true
+    }
+
+    fn wants_names(&self) -> bool {
+        self.names
+    }
+
+    #[inline(always)]
     fn value(&mut self, key: &[u8], v: StringValue) {
         let raw = &self.doc[v.raw.clone()];
         if !(self.keep)(key, raw) {
