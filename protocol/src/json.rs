@@ -136,6 +136,8 @@ fn number_text_key(key: &[u8]) -> bool {
 /// The contents of the `type` member among an object's members after
 /// `at` (just past a member's value), if it has one there and it is a
 /// string; `None` too where the bytes are not JSON.
+#[cold]
+#[inline(never)]
 fn type_after(doc: &[u8], mut at: usize) -> Option<Range<usize>> {
     let ws = |at: usize| at + doc[at.min(doc.len())..].iter().take_while(|b| b.is_ascii_whitespace()).count();
     loop {
