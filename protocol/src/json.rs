@@ -133,24 +133,35 @@ fn number_text_key(key: &[u8]) -> bool {
     NUMBER_TEXT_KEYS.contains(&key) || key.contains(&b'\\')
 }
 
-/// The contents of the `type` member among an object's members after
-/// `at` (just past a member's value), if it has one there and it is a
-/// string; `None` too where the bytes are not JSON.
+/// The contents of the `type` member among an object's next members after
+/// `at` (just past a member's value), if exactly one is there, within
+/// [`TYPE_AFTER_MEMBERS`] members that hold no container and no escaped
+/// key, before the object's end; `None` otherwise (the `data` is then
+/// text, the safe side). Bounded, so that a body of many `data` members
+/// reads each byte a few times, not once per member before it; and
+/// unambiguous, so that a parser that keeps the last of two `type`s
+/// cannot read a file where the walk read text.
 #[cold]
 #[inline(never)]
 fn type_after(doc: &[u8], mut at: usize) -> Option<Range<usize>> {
     let ws = |at: usize| at + doc[at.min(doc.len())..].iter().take_while(|b| b.is_ascii_whitespace()).count();
-    loop {
+    let mut found = None;
+    for _ in 0..TYPE_AFTER_MEMBERS {
         at = ws(at);
-        if doc.get(at) != Some(&b',') {
-            return None;
+        match doc.get(at)? {
+            b'}' => return found,
+            b',' => {}
+            _ => return None,
         }
         at = ws(at + 1);
         if doc.get(at) != Some(&b'"') {
             return None;
         }
         let key_end = closing_quote(doc, at + 1, false)?.end;
-        let key = at + 1..key_end;
+        let key = &doc[at + 1..key_end];
+        if key.contains(&b'\\') {
+            return None;
+        }
         at = ws(key_end + 1);
         if doc.get(at) != Some(&b':') {
             return None;
@@ -159,20 +170,27 @@ fn type_after(doc: &[u8], mut at: usize) -> Option<Range<usize>> {
         match doc.get(at)? {
             b'"' => {
                 let end = closing_quote(doc, at + 1, false)?.end;
-                if &doc[key] == b"type" {
-                    return Some(at + 1..end);
+                if is(key, b"type") {
+                    if found.is_some() {
+                        return None;
+                    }
+                    found = Some(at + 1..end);
                 }
                 at = end + 1;
             }
-            b'{' | b'[' => at = skip_nested(doc, at, NESTING_MAX).ok()?.end,
+            b'{' | b'[' => return None,
             _ => at += doc[at..].iter().take_while(|b| !matches!(b, b',' | b'}' | b']')).count(),
         }
     }
+    None
 }
 
+/// Members [`type_after`] reads at most: SDKs that write members in name
+/// order put only `media_type` between `data` and `type`.
+const TYPE_AFTER_MEMBERS: usize = 4;
+
 /// `s == word`, its length compared inline first: the walk asks this of
-/// every string (a tool schema has thousands), and most differ in length
-/// (`==` on a slice and an array was a call each).
+/// every string (a tool schema has thousands), and most differ in length.
 #[inline(always)]
 fn is(s: &[u8], word: &[u8]) -> bool {
     s.len() == word.len() && s == word
@@ -248,9 +266,13 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
     let mut free = false;
     // The current object said its `data` is base64.
     let mut binary = false;
+    // The current object has had a `type`, or a key written with escapes
+    // (which may decode to `type`): a second one makes its `data` text,
+    // whichever of two `type`s a provider's parser keeps.
+    let mut typed = false;
     // The key each open container was a member value of, whether the
-    // container around it was free-form, and whether it was binary.
-    let mut open: Vec<(Range<usize>, bool, bool)> = Vec::new();
+    // container around it was free-form, whether it was binary, and typed.
+    let mut open: Vec<(Range<usize>, bool, bool, bool)> = Vec::new();
     // Whether the current key is one of NUMBER_TEXT_KEYS: found at the
     // first number after the key is set (a tool schema has a thousand keys,
     // few followed by a number), for a visitor that reads numbers.
@@ -267,14 +289,15 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
                     if open.len() == NESTING_MAX {
                         return Err(Malformed("the document nests too deeply"));
                     }
-                    open.push((key.clone(), free, binary));
+                    open.push((key.clone(), free, binary, typed));
+                    typed = false;
                     // A member's value (after its `:`), not an array's element.
                     let member = || doc[..at + i].iter().rev().find(|b| !b.is_ascii_whitespace()) == Some(&b':');
                     free = free || (free_form(&doc[key.clone()], open.len()) && member());
                     binary = b == b'{' && AUDIO_KEYS.contains(&&doc[key.clone()]) && member();
                 }
                 b'}' | b']' => {
-                    (key, free, binary) = open.pop().unwrap_or((0..0, false, false));
+                    (key, free, binary, typed) = open.pop().unwrap_or((0..0, false, false, false));
                     listed = None;
                 }
                 // A number's first byte, where numbers are read.
@@ -303,13 +326,19 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
         }
         let next = doc[at..].iter().position(|b| !b.is_ascii_whitespace()).map(|p| doc[at + p]);
         if next == Some(b':') {
-            if names && (free || open.last().is_some_and(|(k, _, _)| is(&doc[k.clone()], b"properties"))) {
+            if names && (free || open.last().is_some_and(|(k, _, _, _)| is(&doc[k.clone()], b"properties"))) {
                 visit.name(StringValue { key: 0..0, raw: raw.clone(), escaped, number: false });
             }
             listed = None;
+            if doc[raw.clone()].contains(&b'\\') {
+                (binary, typed) = (false, true);
+            }
             key = raw;
         } else {
-            binary |= is(&doc[value_key.clone()], b"type") && OPAQUE_TYPES.iter().any(|t| is(&doc[raw.clone()], t));
+            if is(&doc[value_key.clone()], b"type") {
+                binary = !typed && (binary || OPAQUE_TYPES.iter().any(|t| is(&doc[raw.clone()], t)));
+                typed = true;
+            }
             visit.value(&doc[value_key.clone()], StringValue { key: value_key, raw, escaped, number: false });
         }
     }
@@ -1705,6 +1734,18 @@ pub fn needs_escape(w: u64) -> bool {
 mod tests {
     use super::*;
 
+    /// Many `data` members in one object, none typed, each followed by
+    /// the rest: each one's lookahead reads a few members, not the rest of
+    /// the object (read whole, this body took about 5 * 10^9 member
+    /// steps: hours, where it now takes a blink), and each is text.
+    #[test]
+    fn many_data_members_are_read_a_few_members_ahead() {
+        let doc = format!("{{{}\"end\":1}}", "\"data\":\"x\",".repeat(100_000));
+        let mut texts = 0;
+        string_texts(doc.as_bytes(), |k, _| k.is_empty(), |_, _, _| texts += 1).unwrap();
+        assert_eq!(texts, 100_000);
+    }
+
     /// Long numbers where a tenant chooses them and the model reads them
     /// (free-form objects, a schema's listed values, the document's end
     /// included) are reported by their whole part's digits, and
@@ -1793,12 +1834,22 @@ mod tests {
             (r#"{"source":{"type" : "base64","data":"D","x":{"data":"D"},"y":["D"]}}"#, vec!["data", "", "y"]),
             (r#"{"source":{"type":"text","media_type":"text/plain","data":"D"}}"#, vec![""]),
             (r#"{"source":{"data":"D","type":"base64"}}"#, vec!["data"]),
-            (r#"{"source":{"data":"D" , "media_type":"image/png","n":{"type":"x"},"type" : "base64"}}"#, vec!["data"]),
+            (r#"{"source":{"data":"D" , "media_type":"image/png", "n":7,"type" : "base64"}}"#, vec!["data"]),
             (r#"{"source":{"data":"D","type":"text"}}"#, vec![""]),
             (r#"{"source":{"data":"D","n":{"type":"base64"}}}"#, vec![""]),
             (r#"{"type":"redacted_thinking","data":"D"}"#, vec!["data"]),
             (r#"{"data":"D","type":"redacted_thinking"}"#, vec!["data"]),
             (r#"{"message":{"audio":{"id":"a","data":"D","transcript":"t"}}}"#, vec!["data"]),
+            // Two `type`s, or a key that may decode to one: text, whichever
+            // a parser keeps.
+            (r#"{"type":"base64","type":"text","data":"D"}"#, vec![""]),
+            (r#"{"type":"text","type":"base64","data":"D"}"#, vec![""]),
+            (r#"{"data":"D","type":"base64","type":"text"}"#, vec![""]),
+            (r#"{"type":"base64","\u0074ype":"text","data":"D"}"#, vec![""]),
+            (r#"{"data":"D","\u0074ype":"text","type":"base64"}"#, vec![""]),
+            // Too far, or past a container: text.
+            (r#"{"data":"D","a":1,"b":2,"c":3,"d":4,"type":"base64"}"#, vec![""]),
+            (r#"{"data":"D","a":{},"type":"base64"}"#, vec![""]),
             (r#"{"source":{"media_type":"application/pdf","data":"D"}}"#, vec![""]),
             (r#"{"content":[{"type":"input_audio","input_audio":{"data":"D","format":"wav"}}]}"#, vec!["data"]),
             (r#"{"input_audio":[{"data":"D"}],"a":{"type":"base64"},"data":"D"}"#, vec!["", ""]),

@@ -309,7 +309,7 @@ fn rewrite(doc: &[u8], texts: &Texts, findings: &Findings) -> (Vec<u8>, Vec<Edit
         mine.extend(hits.iter().map(|(_, h)| *h));
         let v = &texts.values[text as usize];
         if v.number {
-            // A number read as text (by its whole part's digits) becomes
+            // A number read as text (by its longest run of digits) becomes
             // a string, whole, of its first hit's placeholder: words
             // (`"[CARD]"`), which a number cannot hold.
             let literal = tollgate_protocol::json::number_literal(doc, v.raw.clone());
