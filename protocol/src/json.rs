@@ -330,7 +330,7 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
                 visit.name(StringValue { key: 0..0, raw: raw.clone(), escaped, number: false });
             }
             listed = None;
-            if doc[raw.clone()].contains(&b'\\') {
+            if escaped {
                 (binary, typed) = (false, true);
             }
             key = raw;
