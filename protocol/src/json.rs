@@ -133,59 +133,68 @@ fn number_text_key(key: &[u8]) -> bool {
     NUMBER_TEXT_KEYS.contains(&key) || key.contains(&b'\\')
 }
 
-/// The contents of the `type` member among an object's next members after
-/// `at` (just past a member's value), if exactly one is there, within
+/// What an object's next members after `at` (just past a member's value)
+/// say of its `type`, read for a `data` value: [`Rest::End`] with the one
+/// `type` string among them (or none) where the object ends within
 /// [`TYPE_AFTER_MEMBERS`] members that hold no container and no escaped
-/// key, before the object's end; `None` otherwise (the `data` is then
-/// text, the safe side). Bounded, so that a body of many `data` members
-/// reads each byte a few times, not once per member before it; and
-/// unambiguous, so that a parser that keeps the last of two `type`s
-/// cannot read a file where the walk read text.
+/// key; [`Rest::Unknown`] otherwise (two `type`s, too far, not JSON: the
+/// `data` is then text, the safe side). Bounded, so that a body of many
+/// `data` members reads each byte a few times, not once per member before
+/// it; and unambiguous, so that a parser that keeps the last of two
+/// `type`s cannot read a file where the walk read text.
 #[cold]
 #[inline(never)]
-fn type_after(doc: &[u8], mut at: usize) -> Option<Range<usize>> {
+fn rest_of(doc: &[u8], mut at: usize) -> Rest {
     let ws = |at: usize| at + doc[at.min(doc.len())..].iter().take_while(|b| b.is_ascii_whitespace()).count();
     let mut found = None;
     for _ in 0..TYPE_AFTER_MEMBERS {
         at = ws(at);
-        match doc.get(at)? {
-            b'}' => return found,
-            b',' => {}
-            _ => return None,
+        match doc.get(at) {
+            Some(b'}') => return Rest::End(found),
+            Some(b',') => {}
+            _ => return Rest::Unknown,
         }
         at = ws(at + 1);
         if doc.get(at) != Some(&b'"') {
-            return None;
+            return Rest::Unknown;
         }
-        let key_end = closing_quote(doc, at + 1, false)?.end;
+        let Some(key_end) = closing_quote(doc, at + 1, false).map(|q| q.end) else { return Rest::Unknown };
         let key = &doc[at + 1..key_end];
         if key.contains(&b'\\') {
-            return None;
+            return Rest::Unknown;
         }
         at = ws(key_end + 1);
         if doc.get(at) != Some(&b':') {
-            return None;
+            return Rest::Unknown;
         }
         at = ws(at + 1);
-        match doc.get(at)? {
-            b'"' => {
-                let end = closing_quote(doc, at + 1, false)?.end;
+        match doc.get(at) {
+            Some(b'"') => {
+                let Some(end) = closing_quote(doc, at + 1, false).map(|q| q.end) else { return Rest::Unknown };
                 if is(key, b"type") {
                     if found.is_some() {
-                        return None;
+                        return Rest::Unknown;
                     }
                     found = Some(at + 1..end);
                 }
                 at = end + 1;
             }
-            b'{' | b'[' => return None,
-            _ => at += doc[at..].iter().take_while(|b| !matches!(b, b',' | b'}' | b']')).count(),
+            Some(b'{' | b'[') | None => return Rest::Unknown,
+            Some(_) => at += doc[at..].iter().take_while(|b| !matches!(b, b',' | b'}' | b']')).count(),
         }
     }
-    None
+    Rest::Unknown
 }
 
-/// Members [`type_after`] reads at most: SDKs that write members in name
+/// What [`rest_of`] found.
+enum Rest {
+    /// The object ends there, with this `type` string after the `data`,
+    /// if one.
+    End(Option<Range<usize>>),
+    Unknown,
+}
+
+/// Members [`rest_of`] reads at most: SDKs that write members in name
 /// order put only `media_type` between `data` and `type`.
 const TYPE_AFTER_MEMBERS: usize = 4;
 
@@ -313,16 +322,24 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
             }
         }
         let Some(open_quote) = next_quote else { break };
-        let undeclared_data = !free && !binary && is(&doc[key.clone()], b"data");
-        let mut value_key = if free || undeclared_data { 0..0 } else { key.clone() };
+        let data = !free && is(&doc[key.clone()], b"data");
+        // A `data` is looked for its end as the object has said so far
+        // (a declared file's is not decoded on the way).
+        let mut value_key = if free || (data && !binary) { 0..0 } else { key.clone() };
         let (close, escaped) = visit.end(doc, &doc[value_key.clone()], open_quote + 1)?;
         let raw = open_quote + 1..close;
         at = close + 1;
-        // A `data` whose object says what it is after it (SDKs that write
-        // members in name order: `data`, `media_type`, `type`): the rest
-        // of the object is looked at for its `type`.
-        if undeclared_data && type_after(doc, at).is_some_and(|t| OPAQUE_TYPES.contains(&&doc[t])) {
-            value_key = key.clone();
+        // Then the rest of its object decides: a file where it said so
+        // before and says nothing more, or says so after it (SDKs that
+        // write members in name order: `data`, `media_type`, `type`);
+        // text where a second `type` could make a parser read otherwise.
+        if data {
+            let opaque = match rest_of(doc, at) {
+                Rest::End(None) => binary,
+                Rest::End(Some(t)) => !binary && !typed && OPAQUE_TYPES.contains(&&doc[t]),
+                Rest::Unknown => false,
+            };
+            value_key = if opaque { key.clone() } else { 0..0 };
         }
         let next = doc[at..].iter().position(|b| !b.is_ascii_whitespace()).map(|p| doc[at + p]);
         if next == Some(b':') {
@@ -1831,7 +1848,8 @@ mod tests {
         };
         let cases = [
             (r#"{"source":{"type":"base64","media_type":"image/png","data":"D"}}"#, vec!["data"]),
-            (r#"{"source":{"type" : "base64","data":"D","x":{"data":"D"},"y":["D"]}}"#, vec!["data", "", "y"]),
+            (r#"{"source":{"type" : "base64","data":"D","x":{"data":"D"},"y":["D"]}}"#, vec!["", "", "y"]),
+            (r#"{"source":{"type" : "base64","x":{"data":"D"},"data":"D"}}"#, vec!["", "data"]),
             (r#"{"source":{"type":"text","media_type":"text/plain","data":"D"}}"#, vec![""]),
             (r#"{"source":{"data":"D","type":"base64"}}"#, vec!["data"]),
             (r#"{"source":{"data":"D" , "media_type":"image/png", "n":7,"type" : "base64"}}"#, vec!["data"]),
@@ -1843,6 +1861,9 @@ mod tests {
             // Two `type`s, or a key that may decode to one: text, whichever
             // a parser keeps.
             (r#"{"type":"base64","type":"text","data":"D"}"#, vec![""]),
+            (r#"{"type":"base64","data":"D","type":"text"}"#, vec![""]),
+            (r#"{"type":"base64","data":"D","a":1,"b":2,"c":3,"d":4}"#, vec![""]),
+            (r#"{"type":"base64","data":"D","media_type":"image/png"}"#, vec!["data"]),
             (r#"{"type":"text","type":"base64","data":"D"}"#, vec![""]),
             (r#"{"data":"D","type":"base64","type":"text"}"#, vec![""]),
             (r#"{"type":"base64","\u0074ype":"text","data":"D"}"#, vec![""]),
