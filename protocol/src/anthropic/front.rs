@@ -374,10 +374,8 @@ pub struct FrontStream {
     /// OpenAI tool-call index to Anthropic block index.
     tool_blocks: Vec<(u64, u32)>,
     stop_reason: Option<&'static str>,
-    /// The largest counts the upstream's usage chunks reported, if any did.
-    usage: Option<Usage>,
-    /// A usage chunk held a count not to believe: none is billed by.
-    unreadable: bool,
+    /// What the upstream's usage chunks reported, merged.
+    usage: crate::openai::Reported,
     /// The dearest `service_tier` the chunks reported (OpenAI writes it at
     /// each chunk's top level, not in the usage).
     tier: crate::openai::Tier,
@@ -396,14 +394,14 @@ impl FrontStream {
     /// The counts of the upstream's usage chunks, at the dearest tier the
     /// chunks reported: zeros when none reported both counts.
     pub fn usage(&self) -> Usage {
-        Usage { tier: self.tier, ..self.usage.unwrap_or_default() }
+        Usage { tier: self.tier, ..self.usage.usage().unwrap_or_default() }
     }
 
     /// A usage chunk held a count not to believe (negative, fractional, a
     /// string, past `USAGE_TOKENS_MAX`): [`FrontStream::usage`] is not to
     /// be billed by.
     pub fn unreadable(&self) -> bool {
-        self.unreadable
+        self.usage.unreadable
     }
 
     /// The `stop_reason` the client is sent, from the upstream's
@@ -462,26 +460,16 @@ impl FrontStream {
             );
             Self::emit(out, "message_start", &data);
         }
-        // Each count the largest reported (a stream's only grow: a later
-        // report of less, a last chunk of 0, is not one to bill by); a
-        // report not to believe sets every report aside.
-        match read_usage(v.get("usage")) {
-            Some(Ok(u)) => {
-                let was = self.usage.get_or_insert(u);
-                *was = Usage {
-                    prompt: was.prompt.max(u.prompt),
-                    completion: was.completion.max(u.completion),
-                    cached: was.cached.max(u.cached),
-                    cache_write: was.cache_write.max(u.cache_write),
-                    cache_write_1h: was.cache_write_1h.max(u.cache_write_1h),
-                    audio_prompt: was.audio_prompt.max(u.audio_prompt),
-                    audio_completion: was.audio_completion.max(u.audio_completion),
-                    tier: was.tier,
+        // Read as every chat stream's usage is (`openai::read_answer`,
+        // `Reported::merge`: each count the largest reported, a count not
+        // to believe setting the report aside); a chunk is a report only
+        // with both counts, or one not to believe.
+        if crate::openai::mentions_usage(&ev.data) {
+            if let Some(r) = crate::openai::read_answer(&ev.data).map(|f| f.reported) {
+                if r.unreadable || (r.prompt_tokens.is_some() && r.completion_tokens.is_some()) {
+                    self.usage.merge(r);
                 }
-                .held();
             }
-            Some(Err(())) => self.unreadable = true,
-            None => {}
         }
         if let Some(t) = v.get("service_tier").and_then(|t| t.as_str()) {
             self.tier = self.tier.max(crate::openai::Tier::of(t.as_bytes()));
@@ -571,7 +559,7 @@ impl FrontStream {
         data.extend_from_slice(b"{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":");
         write_json_string(&mut data, self.stop_reason.unwrap_or("end_turn"));
         data.extend_from_slice(b",\"stop_sequence\":null},\"usage\":");
-        usage_json(&self.usage.filter(|_| !self.unreadable).unwrap_or_default(), &mut data);
+        usage_json(&self.usage.usage().unwrap_or_default(), &mut data);
         data.put_u8(b'}');
         Self::emit(out, "message_delta", &data);
         Self::emit(out, "message_stop", b"{\"type\":\"message_stop\"}");
