@@ -122,6 +122,11 @@ trait Visit {
 /// verified byte for byte).
 const OPAQUE_TYPES: &[&[u8]] = &[b"base64", b"redacted_thinking"];
 
+/// Whether a `type` value is one of [`OPAQUE_TYPES`].
+fn opaque(ty: &[u8]) -> bool {
+    OPAQUE_TYPES.iter().any(|t| is(ty, t))
+}
+
 /// Keys whose object's `data` is audio: OpenAI's `input_audio` in a
 /// request, `audio` in an answer.
 const AUDIO_KEYS: &[&[u8]] = &[b"input_audio", b"audio"];
@@ -206,7 +211,7 @@ fn is(s: &[u8], word: &[u8]) -> bool {
 }
 
 /// A byte of a number literal.
-fn number_byte(b: u8) -> bool {
+pub(crate) fn number_byte(b: u8) -> bool {
     matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
 }
 
@@ -266,7 +271,8 @@ const NUMBER_TEXT_KEYS: &[&[u8]] = &[b"enum", b"default", b"const", b"examples"]
 /// Numbers are reported to a visitor that asks ([`Visit::number`]) where
 /// the model reads them as text and a tenant chooses them: in free-form
 /// objects (a tool call's arguments) and a schema's listed values
-/// ([`NUMBER_TEXT_KEYS`]), those of [`NUMBER_TEXT_DIGITS`] digits or more.
+/// ([`NUMBER_TEXT_KEYS`]), those with a run of [`NUMBER_TEXT_DIGITS`]
+/// digits or more.
 /// A card number written as a number there went past the guardrails
 /// (found by a review).
 fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
@@ -336,7 +342,7 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
         if data {
             let opaque = match rest_of(doc, at) {
                 Rest::End(None) => binary,
-                Rest::End(Some(t)) => !binary && !typed && OPAQUE_TYPES.contains(&&doc[t]),
+                Rest::End(Some(t)) => !binary && !typed && opaque(&doc[t]),
                 Rest::Unknown => false,
             };
             value_key = if opaque { key.clone() } else { 0..0 };
@@ -353,7 +359,7 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
             key = raw;
         } else {
             if is(&doc[value_key.clone()], b"type") {
-                binary = !typed && (binary || OPAQUE_TYPES.iter().any(|t| is(&doc[raw.clone()], t)));
+                binary = !typed && (binary || opaque(&doc[raw.clone()]));
                 typed = true;
             }
             visit.value(&doc[value_key.clone()], StringValue { key: value_key, raw, escaped, number: false });
@@ -1765,7 +1771,7 @@ mod tests {
 
     /// Long numbers where a tenant chooses them and the model reads them
     /// (free-form objects, a schema's listed values, the document's end
-    /// included) are reported by their whole part's digits, and
+    /// included) are reported by their longest run of digits, and
     /// `number_literal` gives the literal around them; settings are not.
     #[test]
     fn numbers_the_model_reads_are_texts() {

@@ -60,9 +60,10 @@ pub struct ChatRequestFields {
     /// so when its stream was cut).
     pub token_ids: u64,
     /// The answer is asked to carry its tokens' log probabilities
-    /// (`logprobs` or `top_logprobs` given, not `null`, `false` or 0; the
-    /// Responses API's `include` naming them): the answer's text again,
-    /// token by token, which answer guardrails do not read.
+    /// (`logprobs` given, not `null` or `false`; `top_logprobs` given, not
+    /// `null` or 0; the Responses API's `include` naming them, or written
+    /// with escapes): the answer's text again, token by token, which answer
+    /// guardrails do not read.
     pub logprobs: bool,
     /// `"background": true` (the Responses API's runs that finish after
     /// the answer).
@@ -507,13 +508,13 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
 /// many token IDs it gives (the numbers at its top and in its inner
 /// arrays that hold no string).
 fn batch(value: &[u8]) -> (u64, u64) {
-    // The numbers of a value without strings: each begins with a digit or
-    // `-` that follows no part of a number.
+    // The numbers of a value without strings: each begins with a byte of
+    // a number that follows no such byte.
     let numbers = |v: &[u8]| {
         let mut after_number = false;
         let mut n = 0u64;
         for &b in v {
-            let part = b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E');
+            let part = crate::json::number_byte(b);
             n += u64::from(part && !after_number);
             after_number = part;
         }
