@@ -46,6 +46,10 @@ pub enum GatewayError {
     /// Under a request ceiling of `cap` output tokens, a request for more
     /// answers (`n`, `best_of`) than the ceiling has tokens.
     ChoicesOverCeiling { choices: u64, cap: u64 },
+    /// Under a request ceiling of `limit` micro-dollars, a prompt of
+    /// `tokens` (the gateway's count) that costs more at the target's
+    /// price before any answer.
+    PromptOverCeiling { tokens: u64, limit: u64 },
     /// A team or key has reached a hard budget limit.
     OverBudget(tollgate_policy::budget::OverBudget),
     /// An agent run (`x-tollgate-run`) has reached one of its limits.
@@ -83,7 +87,9 @@ pub enum GatewayError {
     UpstreamConnectTimeout { provider: String },
     /// No answer within `upstream_first_byte_ms`, or the whole request ran
     /// past `request_ms`.
-    UpstreamTimeout { provider: String },
+    /// `sent`: the whole request was written before the time ran out
+    /// (the provider may have acted on it, and bill it).
+    UpstreamTimeout { provider: String, sent: bool },
     /// The upstream closed or reset before a complete answer.
     UpstreamClosed { provider: String, cause: Option<io::Error> },
     /// The upstream's answer is not HTTP/1.1 we can relay safely.
@@ -112,6 +118,7 @@ impl GatewayError {
             | Translate(_)
             | ThinkingOverCeiling { .. }
             | ChoicesOverCeiling { .. }
+            | PromptOverCeiling { .. }
             | HeadTimeout
             | BodyTimeout
             | ClientClosed
@@ -155,6 +162,15 @@ impl GatewayError {
         )
     }
 
+    /// Whether the request reached the provider whole before the attempt
+    /// failed: it timed out waiting for the answer, or the answer was
+    /// broken. The provider may have done the work and bill it; an
+    /// attempt that could not connect, or whose connection died before
+    /// anything came back, is taken as not acted on.
+    pub fn sent_upstream(&self) -> bool {
+        matches!(self, GatewayError::UpstreamTimeout { sent: true, .. } | GatewayError::UpstreamProtocol { .. })
+    }
+
     /// Whether the client connection must close after the answer, because
     /// its framing can no longer be trusted.
     pub fn closes_connection(&self) -> bool {
@@ -176,6 +192,7 @@ impl GatewayError {
             | Translate(_)
             | ThinkingOverCeiling { .. }
             | ChoicesOverCeiling { .. }
+            | PromptOverCeiling { .. }
             | ClientClosed
             | Guardrail { .. }
             | GuardrailUnavailable { .. }
@@ -225,6 +242,7 @@ impl GatewayError {
             Translate(_) => "untranslatable_body",
             ThinkingOverCeiling { .. } => "thinking_over_ceiling",
             ChoicesOverCeiling { .. } => "choices_over_ceiling",
+            PromptOverCeiling { .. } => "prompt_over_ceiling",
             HeadTimeout => "head_timeout",
             BodyTimeout => "body_timeout",
             ClientClosed => "client_closed",
@@ -275,6 +293,11 @@ impl fmt::Display for GatewayError {
                 f,
                 "{choices} answers (`n`, `best_of`) do not fit under this request's ceiling of {cap} output tokens (its team's or key's `request_output_tokens` or `request_usd`): ask for fewer"
             ),
+            PromptOverCeiling { tokens, limit } => write!(
+                f,
+                "the prompt ({tokens} tokens) costs more than this request's ceiling of ${} at the model's price before any answer (its team's or key's `request_usd`): send a shorter prompt",
+                format!("{}.{:06}", limit / 1_000_000, limit % 1_000_000).trim_end_matches('0').trim_end_matches('.')
+            ),
             ThinkingOverCeiling { budget, cap } => write!(
                 f,
                 "`thinking.budget_tokens` ({budget}) does not fit under this request's ceiling of {cap} output tokens (its team's or key's `request_output_tokens` or `request_usd`): the provider takes a thinking budget of at least 1024, under `max_tokens`; ask without thinking, or for a smaller answer"
@@ -318,7 +341,7 @@ impl fmt::Display for GatewayError {
             UpstreamConnect { provider, cause } => write!(f, "cannot connect to upstream `{provider}`: {cause}"),
             UpstreamTls { provider, cause } => write!(f, "upstream `{provider}`: {cause}"),
             UpstreamConnectTimeout { provider } => write!(f, "connecting to upstream `{provider}` timed out"),
-            UpstreamTimeout { provider } => write!(f, "upstream `{provider}` did not answer in time"),
+            UpstreamTimeout { provider, .. } => write!(f, "upstream `{provider}` did not answer in time"),
             UpstreamClosed { provider, cause: Some(cause) } => {
                 write!(f, "upstream `{provider}` closed the connection: {cause}")
             }
@@ -372,7 +395,7 @@ mod tests {
             (GatewayError::ToolNotAllowed { tool: "web_search".into() }, 403),
             (GatewayError::ServiceTierNotAllowed { tier: "priority".into() }, 403),
             (GatewayError::UpstreamConnect { provider: p(), cause: io::ErrorKind::ConnectionRefused.into() }, 502),
-            (GatewayError::UpstreamTimeout { provider: p() }, 504),
+            (GatewayError::UpstreamTimeout { provider: p(), sent: true }, 504),
             (GatewayError::UpstreamClosed { provider: p(), cause: None }, 502),
             (GatewayError::Draining, 503),
             (GatewayError::ClusterUnavailable, 503),

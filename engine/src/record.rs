@@ -63,9 +63,13 @@ impl TokenUsage {
             + write_1h as u128 * p.cache_write_1h_per_mtok as u128
             + (self.completion - audio_out) as u128 * p.output_per_mtok as u128
             + audio_out as u128 * p.audio_output_per_mtok as u128;
-        // Saturating: no count is believed past 2^32 tokens, but money
-        // must never wrap whatever reaches here.
-        u64::try_from(micro / 1_000_000).unwrap_or(u64::MAX)
+        // Rounded up to the micro-dollar: rounded down, a request of 49
+        // tokens of text-embedding-3-small ($0.02 a million) cost nothing,
+        // and a tenant of only such requests never reached a budget (found
+        // by a review). Up, a request is billed at most one micro-dollar
+        // high. Saturating: no count is believed past 2^32 tokens, but
+        // money must never wrap whatever reaches here.
+        u64::try_from(micro.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 }
 
@@ -803,7 +807,13 @@ mod tests {
         // 800 x 2.5 + 200 x 1.25 + 500 x 10 micro-dollars.
         assert_eq!(u.cost_at(price), 2000 + 250 + 5000);
         let tiny = TokenUsage { prompt: 1, ..TokenUsage::default() };
-        assert_eq!(tiny.cost_at(price), 2, "rounds down below a micro-dollar only");
+        assert_eq!(tiny.cost_at(price), 3, "2.5 micro-dollars round up");
+        // Nothing billed is free: one token of a cheap embedding model is
+        // a micro-dollar.
+        let embedding = tollgate_policy::prices::builtin("text-embedding-3-small").unwrap();
+        assert_eq!(TokenUsage { prompt: 1, ..TokenUsage::default() }.cost_at(embedding), 1);
+        assert_eq!(TokenUsage { prompt: 49, ..TokenUsage::default() }.cost_at(embedding), 1);
+        assert_eq!(TokenUsage::default().cost_at(embedding), 0, "no tokens, no cost");
         // Claude Sonnet: $3 in, $0.30 cache reads, $3.75 cache writes, $15 out.
         let sonnet = tollgate_policy::prices::builtin("claude-sonnet-4-5").unwrap();
         let u =

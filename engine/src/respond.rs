@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::AsyncWriteRentExt;
 
 use crate::error::GatewayError;
 use crate::iov::{self, IoSlices};
@@ -126,10 +125,14 @@ impl Client {
         self.send(reply, e.status(), "application/json", body.freeze(), close).await
     }
 
-    /// `100 Continue`, for a client that waits for it before its body.
-    pub async fn send_continue(&mut self) -> bool {
-        let (res, _) = self.stream.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
-        res.is_ok()
+    /// `100 Continue`, for a client that waits for it before its body,
+    /// before `deadline` (the body's) and with no write idle past
+    /// `write_idle`: written with no limit, a client that read nothing
+    /// held its connection and its task until it left (found by a
+    /// review).
+    pub async fn send_continue(&mut self, deadline: Instant) -> bool {
+        self.out.push(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        self.write(deadline).await.is_ok()
     }
 }
 

@@ -142,6 +142,25 @@ pub struct UpConn {
     /// Came from the pool: it may have been closed by the upstream since.
     pub reused: bool,
     pub out: IoSlices,
+    /// The socket, for [`UpConn::quiet`]'s peek.
+    fd: std::os::fd::RawFd,
+}
+
+impl UpConn {
+    /// Whether nothing waits on the socket: no bytes, no end, no error (a
+    /// peek that does not wait and takes nothing). A pooled connection the
+    /// upstream closed while idle has its end waiting (a TLS one its
+    /// `close_notify` first), and an idle connection is owed nothing: one
+    /// that is not quiet is not sent on. Found before sending, a request is
+    /// never sent twice (see `proxy::call`).
+    pub fn quiet(&self) -> bool {
+        let mut one = 0u8;
+        // SAFETY: `fd` is this connection's socket, open while `self`
+        // lives (the stream owns it); the one-byte buffer is valid for the
+        // call, and MSG_PEEK leaves the socket's data where it is.
+        let n = unsafe { libc::recv(self.fd, (&mut one as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+        n < 0 && matches!(std::io::Error::last_os_error().kind(), std::io::ErrorKind::WouldBlock)
+    }
 }
 
 impl Upstream {
@@ -264,8 +283,9 @@ impl Upstream {
     /// A new connection, TLS handshake included, within `timeout`.
     pub async fn connect(&self, timeout: Duration) -> Result<UpConn, GatewayError> {
         match monoio::time::timeout(timeout, self.open()).await {
-            Ok(Ok(stream)) => Ok(UpConn {
+            Ok(Ok((stream, fd))) => Ok(UpConn {
                 stream,
+                fd,
                 buf: BytesMut::with_capacity(UPSTREAM_READ_BYTES),
                 scan: HeadScan::default(),
                 reused: false,
@@ -276,13 +296,14 @@ impl Upstream {
         }
     }
 
-    async fn open(&self) -> Result<UpStream, GatewayError> {
+    async fn open(&self) -> Result<(UpStream, std::os::fd::RawFd), GatewayError> {
         let tcp = TcpStream::connect_addr(self.addr)
             .await
             .map_err(|cause| GatewayError::UpstreamConnect { provider: self.name.clone(), cause })?;
         let _ = tcp.set_nodelay(true);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
         let tls = match &self.tls {
-            TlsMode::Plain => return Ok(UpStream::Plain(tcp)),
+            TlsMode::Plain => return Ok((UpStream::Plain(tcp), fd)),
             TlsMode::Tls(tls) => tls,
             TlsMode::Broken => {
                 return Err(GatewayError::UpstreamTls {
@@ -292,7 +313,7 @@ impl Upstream {
             }
         };
         match tls.connector.connect(tls.server_name.clone(), tcp).await {
-            Ok(stream) => Ok(UpStream::Tls(Box::new(stream))),
+            Ok(stream) => Ok((UpStream::Tls(Box::new(stream)), fd)),
             Err(e) => Err(GatewayError::UpstreamTls { provider: self.name.clone(), cause: crate::tls::describe(&e) }),
         }
     }

@@ -46,11 +46,22 @@ pub struct Usage {
     /// Of `cache_write`, the tokens written for an hour (`cacheDetails`,
     /// by TTL).
     pub cache_write_1h: u64,
+    /// A count was there but not a whole number: the report is set aside
+    /// (found by a review: one was read as 0, and believed).
+    pub unreadable: bool,
 }
 
 impl Usage {
     fn read(u: &Value<'_>) -> Usage {
-        let n = |k: &str| u.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let unreadable = std::cell::Cell::new(false);
+        // `null` counts as not reported.
+        let n = |k: &str| match u.get(k) {
+            Some(v) if !v.is_null() => v.as_u64().unwrap_or_else(|| {
+                unreadable.set(true);
+                0
+            }),
+            _ => 0,
+        };
         let cache_write_1h = u
             .get("cacheDetails")
             .and_then(|d| d.as_array())
@@ -65,12 +76,18 @@ impl Usage {
             cache_read: n("cacheReadInputTokens"),
             cache_write: n("cacheWriteInputTokens"),
             cache_write_1h,
+            unreadable: unreadable.get(),
         }
     }
 
     /// The counts as chat's usage reads them (what [`Usage::write`]
     /// writes).
+    /// An unreadable report's counts are past any believable one, as
+    /// Gemini's are (`gemini::Usage::to_openai`).
     pub fn to_openai(&self) -> crate::openai::Usage {
+        if self.unreadable {
+            return crate::openai::Usage { prompt: u64::MAX, completion: u64::MAX, ..Default::default() };
+        }
         crate::openai::Usage {
             prompt: self.input.saturating_add(self.cache_read).saturating_add(self.cache_write),
             completion: self.output,
@@ -85,6 +102,10 @@ impl Usage {
     /// OpenAI's usage object (the prompt includes the cache's tokens), with
     /// the cache's writes beside it.
     fn write(&self, out: &mut BytesMut) {
+        if self.unreadable {
+            out.extend_from_slice(crate::gemini::UNREADABLE_USAGE);
+            return;
+        }
         let prompt = self.input.saturating_add(self.cache_read).saturating_add(self.cache_write);
         let mut n = itoa::Buffer::new();
         out.extend_from_slice(b"{\"prompt_tokens\":");

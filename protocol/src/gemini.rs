@@ -60,13 +60,25 @@ pub struct Usage {
     /// Audio tokens, out of `prompt` (`promptTokensDetails` by modality),
     /// priced above text by the Flash models.
     pub audio: u64,
+    /// A count was there but not a whole number: the report is set aside
+    /// (found by a review: `"promptTokenCount": 90000.0` was read as 0,
+    /// and believed).
+    pub unreadable: bool,
 }
 
 impl Usage {
     /// `usageMetadata` at the top level of one answer or event.
     fn read(v: &Value<'_>) -> Option<Usage> {
         let u = v.get("usageMetadata")?;
-        let n = |k: &str| u.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let unreadable = std::cell::Cell::new(false);
+        // `null` counts as not reported.
+        let n = |k: &str| match u.get(k) {
+            Some(v) if !v.is_null() => v.as_u64().unwrap_or_else(|| {
+                unreadable.set(true);
+                0
+            }),
+            _ => 0,
+        };
         let reasoning = n("thoughtsTokenCount");
         let audio = u
             .get("promptTokensDetails")
@@ -82,12 +94,33 @@ impl Usage {
             cached: n("cachedContentTokenCount"),
             reasoning,
             audio,
+            unreadable: unreadable.get(),
         })
+    }
+
+    /// Two reports of one stream, each count as the largest reported (a
+    /// stream's counts only grow, so a later 0 lowers none), unreadable
+    /// if either was.
+    fn merge(self, newer: Usage) -> Usage {
+        Usage {
+            prompt: self.prompt.max(newer.prompt),
+            completion: self.completion.max(newer.completion),
+            cached: self.cached.max(newer.cached),
+            reasoning: self.reasoning.max(newer.reasoning),
+            audio: self.audio.max(newer.audio),
+            unreadable: self.unreadable || newer.unreadable,
+        }
     }
 
     /// The counts as chat's usage reads them (what [`Usage::write`]
     /// writes).
+    /// An unreadable report's counts are past any believable one
+    /// (`openai::USAGE_TOKENS_MAX`), so that it is set aside as a chat
+    /// answer's would be.
     pub fn to_openai(&self) -> crate::openai::Usage {
+        if self.unreadable {
+            return crate::openai::Usage { prompt: u64::MAX, completion: u64::MAX, ..Default::default() };
+        }
         crate::openai::Usage {
             prompt: self.prompt,
             completion: self.completion,
@@ -99,6 +132,12 @@ impl Usage {
     }
 
     fn write(&self, out: &mut BytesMut) {
+        if self.unreadable {
+            // Counts no reader believes (not whole numbers), as the
+            // provider gave none: the gateway's reader sets them aside.
+            out.extend_from_slice(UNREADABLE_USAGE);
+            return;
+        }
         let mut n = itoa::Buffer::new();
         out.extend_from_slice(b"{\"prompt_tokens\":");
         out.extend_from_slice(n.format(self.prompt).as_bytes());
@@ -118,6 +157,9 @@ impl Usage {
         out.extend_from_slice(b"}}");
     }
 }
+
+/// Chat's usage object for a report whose counts were not whole numbers.
+pub(crate) const UNREADABLE_USAGE: &[u8] = b"{\"prompt_tokens\":-1,\"completion_tokens\":-1,\"total_tokens\":-1}";
 
 /// The usage of a `generateContent` answer, or of a document holding its
 /// top-level `usageMetadata` (`openai::TopMembers`' of an answer too large
@@ -630,7 +672,7 @@ impl StreamTranslator {
         StreamTranslator { model: model.to_string(), created, id: "gemini".to_string(), ..StreamTranslator::default() }
     }
 
-    /// The usage last reported (each event's replaces the one before).
+    /// The usage reported, each count the largest of the events'.
     pub fn usage(&self) -> Option<Usage> {
         self.usage
     }
@@ -661,7 +703,7 @@ impl StreamTranslator {
             return Err(TranslateError::Unsupported("a Gemini stream event must be a JSON object"));
         }
         if let Some(u) = Usage::read(&v) {
-            self.usage = Some(u);
+            self.usage = Some(self.usage.map_or(u, |old| old.merge(u)));
         }
         if let Some(id) = v.get("responseId").and_then(|i| i.as_str()) {
             id.clone_into(&mut self.id);

@@ -111,6 +111,13 @@ trait Visit {
     fn wants_numbers(&self) -> bool {
         false
     }
+    /// Whether every number is wanted whole, and `true`, `false` and
+    /// `null` with them, where numbers are read as text: for a count
+    /// (each is a token or more to the provider), not only the long ones
+    /// a detector reads.
+    fn whole_numbers(&self) -> bool {
+        false
+    }
     /// Whether [`Visit::name`] is wanted.
     fn wants_names(&self) -> bool {
         false
@@ -221,6 +228,11 @@ pub(crate) fn number_byte(b: u8) -> bool {
 /// number to them), if that has [`NUMBER_TEXT_DIGITS`] of them.
 #[inline(never)]
 fn number(doc: &[u8], at: usize, upto: usize, key: Range<usize>, visit: &mut impl Visit) {
+    if visit.whole_numbers() {
+        let end = at + doc[at..upto].iter().take_while(|&&b| number_byte(b) || b.is_ascii_alphabetic()).count();
+        visit.number(&doc[key.clone()], StringValue { key, raw: at..end, escaped: false, number: true });
+        return;
+    }
     let end = at + doc[at..upto].iter().take_while(|&&b| number_byte(b)).count();
     // Its longest run of digits: the whole part, or a fraction's
     // (`0.4111111111111111`).
@@ -292,7 +304,7 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
     // first number after the key is set (a tool schema has a thousand keys,
     // few followed by a number), for a visitor that reads numbers.
     let mut listed: Option<bool> = None;
-    let (numbers, names) = (visit.wants_numbers(), visit.wants_names());
+    let (numbers, names, whole) = (visit.wants_numbers(), visit.wants_names(), visit.whole_numbers());
     loop {
         let next_quote = find_near(b'"', b'"', &doc[at..]).map(|q| at + q);
         // Containers opened and closed, and numbers, between the last
@@ -321,6 +333,16 @@ fn walk(doc: &[u8], visit: &mut impl Visit) -> Result<(), Malformed> {
                         && (free || *listed.get_or_insert_with(|| number_text_key(&doc[key.clone()])))
                         && at + i > 0
                         && !number_byte(doc[at + i - 1]) =>
+                {
+                    number(doc, at + i, upto, if free { 0..0 } else { key.clone() }, visit);
+                }
+                // A literal's first byte (outside strings, only a literal
+                // starts with one), for a count.
+                b't' | b'f' | b'n'
+                    if whole
+                        && (free || *listed.get_or_insert_with(|| number_text_key(&doc[key.clone()])))
+                        && at + i > 0
+                        && !doc[at + i - 1].is_ascii_alphanumeric() =>
                 {
                     number(doc, at + i, upto, if free { 0..0 } else { key.clone() }, visit);
                 }
@@ -659,6 +681,14 @@ where
     }
 
     fn wants_names(&self) -> bool {
+        self.names
+    }
+
+    // The walk for a count (names) counts every number and literal the
+    // model reads (found by a review: a schema's `enum` of 100,000 small
+    // numbers counted as nothing, where only numbers of seven digits or
+    // more, the guard's, were read).
+    fn whole_numbers(&self) -> bool {
         self.names
     }
 
@@ -1828,7 +1858,8 @@ mod tests {
         string_texts(doc.as_bytes(), |_, _| true, |_, _, _| texts += 1).unwrap();
         let mut with_names = 0;
         string_texts_and_names(doc.as_bytes(), |_, _| true, |_, _, _| with_names += 1).unwrap();
-        assert_eq!(with_names, texts + 6);
+        // The six names, and the count's short number `1` (under `input`).
+        assert_eq!(with_names, texts + 6 + 1);
     }
 
     /// A `data` value keeps its key (opaque bytes, for callers to pass

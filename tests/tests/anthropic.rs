@@ -293,11 +293,12 @@ fn cache_reads_and_writes_are_priced_at_their_own_rates() {
             assert_eq!((t["cached"].as_u64(), t["cache_write"].as_u64()), (Some(2000), Some(1000)), "{rec}");
             let fresh = prompt - 3000;
             // Rounded down once, from micro-dollars times millions.
-            let want = (fresh * 3_000_000 + 2000 * 300_000 + 1000 * 3_750_000 + completion * 15_000_000) / 1_000_000;
+            let want =
+                (fresh * 3_000_000 + 2000 * 300_000 + 1000 * 3_750_000 + completion * 15_000_000).div_ceil(1_000_000);
             assert_eq!(cost, want, "{rec}");
         } else {
             assert_eq!(t["cached"].as_u64(), Some(2000), "{rec}");
-            let want = ((prompt - 2000) * 150_000 + 2000 * 75_000 + completion * 600_000) / 1_000_000;
+            let want = ((prompt - 2000) * 150_000 + 2000 * 75_000 + completion * 600_000).div_ceil(1_000_000);
             assert_eq!(cost, want, "{rec}");
         }
     }
@@ -349,7 +350,7 @@ fn hour_long_cache_writes_and_long_prompts_are_billed_at_their_rates() {
         let fresh = prompt - read - write;
         let want =
             (fresh * rates[0] + read * rates[1] + (write - hour) * rates[2] + hour * rates[3] + completion * rates[4])
-                / 1_000_000;
+                .div_ceil(1_000_000);
         assert_eq!(rec["cost_micro_usd"].as_u64(), Some(want), "{rec}");
     }
     assert_eq!(long, 6, "two of the four prompts pass 200K, through three paths each");

@@ -238,7 +238,7 @@ fn the_tier_an_answer_reports_is_billed() {
         let named = if *tier == "default" { None } else { Some(*tier) };
         assert_eq!(t["tier"].as_str(), named, "{rec}");
         let (prompt, completion) = (t["prompt"].as_u64().unwrap(), t["completion"].as_u64().unwrap());
-        let want = (prompt * 2_500 * permille + completion * 10_000 * permille) / 1_000_000;
+        let want = (prompt * 2_500 * permille + completion * 10_000 * permille).div_ceil(1_000_000);
         assert_eq!(rec["cost_micro_usd"].as_u64(), Some(want), "{rec}");
     }
 }
@@ -284,7 +284,7 @@ fn spoken_answers_are_billed_at_the_audio_rates() {
         let (prompt, completion) = (t["prompt"].as_u64().unwrap(), t["completion"].as_u64().unwrap());
         let want =
             ((prompt - 300) * 2_500_000 + 300 * 40_000_000 + (completion - 2000) * 10_000_000 + 2000 * 80_000_000)
-                / 1_000_000;
+                .div_ceil(1_000_000);
         assert_eq!(rec["cost_micro_usd"].as_u64(), Some(want), "{rec}");
     }
     assert_eq!(recs[2]["end"], "client_gone", "{:#}", recs[2]);
@@ -331,6 +331,35 @@ fn a_blocked_answer_to_a_prompt_the_gateway_cannot_count_is_billed_in_full() {
         assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
         assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
     }
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}
+
+/// The same through an Anthropic client's Messages stream over a chat
+/// upstream: the rest of the chat stream is read for its usage chunk too
+/// (found by a review: only chat and Responses clients were read on, and
+/// an Anthropic client's blocked answer was billed the gateway's count).
+#[test]
+fn a_blocked_answer_to_an_anthropic_client_over_chat_is_billed_in_full() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-blocked-anthropic");
+    let profile = "[[guardrail_profiles]]\nname = \"g\"\nsecrets = \"block\"\n\n";
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", profile, "guardrails = \"g\""), &[], &[]);
+    let reply = format!(
+        "x-mock-cache: 90000,0\r\nx-mock-chunks: 100\r\nx-mock-chunk-delay-ms: 40\r\nx-mock-reply: the key is AKIAIOSFODNN7EXAMPLE {}\r\n",
+        "and what it opens ".repeat(40)
+    );
+    // An image: the gateway cannot count what the provider bills for it.
+    let body = r#"{"model":"gpt-4o","max_tokens":500,"stream":true,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}},{"type":"text","text":"print the key"}]}]}"#;
+    let mut c = Client::connect(gw.addr);
+    c.send(&post_json("/v1/messages", body, &reply));
+    let r = c.read_response().expect("an answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!r.text().contains("AKIAIOSFODNN7EXAMPLE"), "{}", r.text());
+    let rec = &wait_records(&logs.0, 1)[0];
+    assert_eq!(rec["end"], "blocked", "{rec}");
+    assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
+    assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }
@@ -618,6 +647,26 @@ fn a_request_ceiling_holds_for_a_model_that_reasons_unseen() {
         assert!((480..=500).contains(&completion), "{rec}");
         assert!(rec["tokens"]["estimated"].is_null(), "{rec}");
     }
+    // A prompt that costs more than the ceiling by itself (3,000 tokens:
+    // $0.006) is refused before it is sent, stream or not, with an output
+    // limit or without; sent with one output token, it was billed in full.
+    // One of 1,900 tokens ($0.0038) still goes, with what is left: 25
+    // output tokens at $8 a million.
+    let long = |words: usize, more: &str| {
+        format!(r#"{{"model":"o3"{more},"messages":[{{"role":"user","content":"{}"}}]}}"#, "hello ".repeat(words))
+    };
+    for more in ["", r#","stream":true"#, r#","max_tokens":5"#] {
+        let r = one_request(gw.addr, &post_json("/v1/chat/completions", &long(3_000, more), reasons));
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.error_code(), "prompt_over_ceiling");
+        assert!(r.text().contains("$0.004"), "{}", r.text());
+    }
+    let r = one_request(gw.addr, &post_json("/v1/chat/completions", &long(1_900, ""), reasons));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let recs = wait_records(&logs.0, 6);
+    assert_eq!(recs.iter().filter(|r| r["status"] == 400).count(), 3, "{recs:#?}");
+    let last = recs.iter().find(|r| r["status"] == 200 && r["tokens"]["prompt"].as_u64() > Some(1_000)).expect("sent");
+    assert!(last["tokens"]["completion"].as_u64().is_some_and(|c| (1..=25).contains(&c)), "{last}");
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }

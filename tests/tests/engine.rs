@@ -72,6 +72,11 @@ fn only_allowed_client_headers_reach_the_upstream() {
         assert!(!head.contains(gone), "{gone} reached the upstream:\n{head}");
     }
     assert!(head.contains("traceparent: 00-abc-def-01"), "{head}");
+    // Every Connection line is one list (found by a review: a second
+    // line's names were forwarded).
+    let split = "x-mock-echo: head\r\nConnection: keep-alive\r\nConnection: x-cost-centre\r\nx-cost-centre: 42\r\n";
+    let head = one_request(gw.addr, &chat_request(SMALL_CHAT, split)).text().to_ascii_lowercase();
+    assert!(!head.contains("x-cost-centre"), "named by a second Connection line:\n{head}");
     // The configured addition passes when Connection does not name it.
     let head = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-echo: head\r\nx-cost-centre: 42\r\n")).text();
     assert!(head.contains("x-cost-centre: 42"), "{head}");
@@ -185,7 +190,7 @@ fn a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one() {
     c.send(&chat_request(SMALL_CHAT, ""));
     assert_eq!(c.read_response().expect("first response").status, 200);
     // The upstream closes the pooled connection while it is idle; the
-    // gateway learns that only when it sends on it.
+    // gateway finds its end waiting before it sends on it.
     close_first.send(()).unwrap();
     first_gone.recv_timeout(Duration::from_secs(10)).expect("the upstream closed its first connection");
     c.send(&chat_request(SMALL_CHAT, ""));
@@ -195,6 +200,43 @@ fn a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one() {
     c.send(&chat_request(SMALL_CHAT, ""));
     assert_eq!(c.read_response().expect("third response").status, 200);
     server.join().expect("the upstream saw two connections, three requests");
+}
+
+/// A request written whole on a pooled connection that then dies with no
+/// answer (a load balancer's idle time-out during a long answer) is not
+/// sent again: the provider may have acted on it and billed it, and a
+/// second sending billed it twice (found by a review). The client gets
+/// the gateway's 502; the upstream sees the request once.
+#[test]
+fn a_request_the_upstream_received_whole_is_never_sent_twice() {
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = upstream.local_addr().unwrap();
+    let body = r#"{"id":"c","object":"chat.completion","created":0,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+    let answer =
+        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    let server = std::thread::spawn(move || {
+        let (mut first, _) = upstream.accept().unwrap();
+        read_one_request(&mut first);
+        first.write_all(answer.as_bytes()).unwrap();
+        // The second request, read whole on the pooled connection, and
+        // the connection dropped with no answer.
+        read_one_request(&mut first);
+        drop(first);
+        upstream
+    });
+    let extra = "[routing]\nmax_attempts = 1\nbreaker_failures = 100";
+    let gw = start_gateway(&config_for(addr, 1, extra), &[], &[]);
+    let mut c = Client::connect(gw.addr);
+    c.send(&chat_request(SMALL_CHAT, ""));
+    assert_eq!(c.read_response().expect("first response").status, 200);
+    c.send(&chat_request(SMALL_CHAT, ""));
+    let second = c.read_response().expect("second response");
+    assert_eq!(second.status, 502, "{}", second.text());
+    assert_eq!(second.error_code(), "upstream_closed");
+    // A resend would have connected before the client was answered.
+    let upstream = server.join().expect("the upstream saw both requests");
+    upstream.set_nonblocking(true).unwrap();
+    assert!(upstream.accept().is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "the request was sent again");
 }
 
 #[test]

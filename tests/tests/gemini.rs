@@ -151,7 +151,7 @@ fn a_json_answer_comes_back_as_a_chat_completion_billed_from_usage_metadata() {
     assert_eq!(rec["tokens"]["completion"], 16);
     assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's counts: {rec}");
     // gemini-2.5-flash's built-in price: $0.30 in, $2.50 out per million.
-    assert_eq!(rec["cost_micro_usd"].as_u64().unwrap(), (prompt * 300_000 + 16 * 2_500_000) / 1_000_000);
+    assert_eq!(rec["cost_micro_usd"].as_u64().unwrap(), (prompt * 300_000 + 16 * 2_500_000).div_ceil(1_000_000));
 }
 
 #[test]

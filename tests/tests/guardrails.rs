@@ -44,6 +44,26 @@ fn logprobs_are_refused_where_answers_are_checked() {
     assert_eq!(chat(&gw, body, "").status, 200);
 }
 
+/// A profile that checks answers refuses a stream of several answers
+/// (`n`): providers interleave their chunks, and each piece of a secret
+/// split across them was scanned alone (found by a review). One answer,
+/// or several not streamed, pass.
+#[test]
+fn several_streamed_answers_are_refused_where_answers_are_checked() {
+    let mock = start_mock(&[]);
+    let body =
+        |more: &str| format!(r#"{{"model":"gpt-4o-mini"{more},"messages":[{{"role":"user","content":"Say hello"}}]}}"#);
+    let gw = start_gateway(&guarded_config(mock.addr, None, "redact", true), &[], &[]);
+    let r = chat(&gw, &body(r#","stream":true,"n":2"#), "");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("guardrail_unavailable") && r.text().contains("(`n`)"), "{}", r.text());
+    for ok in [r#","stream":true,"n":1"#, r#","n":2"#, r#","stream":true"#] {
+        assert_eq!(chat(&gw, &body(ok), "").status, 200, "{ok}");
+    }
+    let gw = start_gateway(&guarded_config(mock.addr, None, "redact", false), &[], &[]);
+    assert_eq!(chat(&gw, &body(r#","stream":true,"n":2"#), "").status, 200);
+}
+
 #[test]
 fn requests_are_redacted_or_blocked_before_they_leave() {
     let mock = start_mock(&[]);

@@ -249,7 +249,9 @@ fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
     let answer = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_upstream\r\nx-tollgate-route: evil/evil\r\n\
          x-ratelimit-remaining-requests: 9321\r\nx-ratelimit-limit-tokens: 30000000\r\nanthropic-ratelimit-tokens-remaining: 5\r\n\
-         openai-organization: org-shared\r\nanthropic-organization-id: 9f1c0d2e-shared\r\nopenai-processing-ms: 12\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+         openai-organization: org-shared\r\nanthropic-organization-id: 9f1c0d2e-shared\r\nopenai-processing-ms: 12\r\n\
+         Set-Cookie: _oauth2_proxy=GATEWAY-SESSION; Path=/; HttpOnly\r\nwww-authenticate: Bearer\r\nalt-svc: h3=\":443\"\r\n\
+         strict-transport-security: max-age=63072000\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let logs = TempDir::new("hostile");
@@ -267,10 +269,40 @@ fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
         "anthropic-ratelimit-tokens-remaining",
         "openai-organization",
         "anthropic-organization-id",
+        "set-cookie",
+        "www-authenticate",
+        "alt-svc",
+        "strict-transport-security",
     ] {
         assert_eq!(named(gone), 0, "{gone}: {:?}", r.headers);
     }
     assert_eq!(r.header("openai-processing-ms"), Some("12"), "ordinary headers pass");
+}
+
+/// A provider that refuses the gateway's own credentials (a key revoked
+/// or rotated) is not relayed: its message shows part of the gateway's
+/// key and sends the tenant to rotate its own (a 401 from the gateway
+/// means the tenant's key). The tenant gets the gateway's 502; with
+/// another target, that one serves (found by a review).
+#[test]
+fn the_providers_refusal_of_the_gateways_key_is_not_relayed() {
+    let refusal = |status: &str| {
+        let body = r#"{"error":{"message":"Incorrect API key provided: sk-proj-AbCd****WXYZ. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nwww-authenticate: Bearer realm=\"OpenAI API\"\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    for status in ["401 Unauthorized", "403 Forbidden"] {
+        let logs = TempDir::new("hostile-401");
+        let gw = gateway(scripted(vec![refusal(status)]), &logs);
+        let r = one_request(gw.addr, &chat_request(GPT4O, ""));
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(r.error_code(), "upstream_error_status");
+        assert!(!r.text().contains("sk-proj") && !r.text().contains("api-keys"), "{}", r.text());
+        assert!(r.header("www-authenticate").is_none());
+    }
 }
 
 /// A stream whose body ends cleanly before the provider's own last event

@@ -71,7 +71,10 @@ fn every_request_leaves_a_record_flushed_on_shutdown() {
     let (prompt, completion) = (r["tokens"]["prompt"].as_u64().unwrap(), r["tokens"]["completion"].as_u64().unwrap());
     assert_eq!(completion, 16);
     // Integer micro-dollars at $2.50 / $10.00 per million tokens.
-    assert_eq!(r["cost_micro_usd"].as_u64().unwrap(), (prompt * 2_500_000 + completion * 10_000_000) / 1_000_000);
+    assert_eq!(
+        r["cost_micro_usd"].as_u64().unwrap(),
+        (prompt * 2_500_000 + completion * 10_000_000).div_ceil(1_000_000)
+    );
     assert!(r["latency_ms"]["total"].as_f64().unwrap() >= r["latency_ms"]["upstream"].as_f64().unwrap());
     // The latency breakdown: first byte on the client's socket, and what
     // the gateway added to it beyond the upstream's own time.

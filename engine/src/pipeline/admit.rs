@@ -158,7 +158,7 @@ fn output_reserve(ex: &Exchange<'_>, core: &Core<'_>) -> u64 {
 }
 
 /// The request's estimated cost: its prompt counted, plus its `max_tokens`
-/// or the default reserve, at the price of its model's first target.
+/// or the default reserve, at the price of its model's dearest target.
 /// `None` with no price. Made once, by whichever phase needs it first.
 pub fn estimate(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
     *ex.estimate.get_or_init(|| cost_with(ex, core, prompt_now(ex)))
@@ -168,7 +168,7 @@ pub fn estimate(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
 /// never to be passed: its prompt's upper bound ([`prompt_bound`]: no
 /// provider's token is shorter than a byte of the body) rather than the
 /// gateway's own count, which another tokenizer can exceed, plus its
-/// `max_tokens` (or the default reserve), at the first target's price.
+/// `max_tokens` (or the default reserve), at the dearest target's price.
 /// Nothing is counted.
 pub fn estimate_bound(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
     cost_with(ex, core, prompt_bound(ex))
@@ -178,37 +178,44 @@ pub fn estimate_bound(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
 /// provider's cache, whatever the body marks: a request within a limit so
 /// is within it at any rate, and its body need not be searched.
 fn estimate_bound_dearest(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
-    cost_at_rates(ex, core, prompt_bound(ex), || true)
+    cost_at_rates(ex, core, prompt_bound(ex), |_| true)
 }
 
-/// `prompt` tokens plus the request's output reserve, at the price of its
-/// model's first target as it stands before an answer
+/// `prompt` tokens plus the request's output reserve, at the price of the
+/// dearest of its model's targets as it stands before an answer
 /// (`Price::before_answer`: every token at the dearest rate it may be
 /// billed, the long context's from within a quarter of its threshold);
-/// `None` with no price.
+/// `None` where no target has a price. The dearest, not the first: a
+/// fallback (a 5xx, a 429, a session's choice among equal priorities)
+/// serves the request at another target's price, and the record bills
+/// that one (found by a review: a strict reservation priced at a free
+/// first target held nothing for the priced one behind it).
 fn cost_with(ex: &Exchange<'_>, core: &Core<'_>, prompt: u64) -> Option<MicroUsd> {
-    let provider = ex.routed.as_ref()?.route.targets.first().and_then(|t| core.state.config.providers.get(t.provider));
-    cost_at_rates(ex, core, prompt, || may_write_cache(provider, &ex.prompt, &ex.body))
+    let providers = &core.state.config.providers;
+    cost_at_rates(ex, core, prompt, |t| may_write_cache(providers.get(t.provider), &ex.prompt, &ex.body))
 }
 
 /// [`cost_with`], `may_write_cache` saying whether the request may be
-/// billed cache writes (asked only where they cost more than input).
+/// billed cache writes at a target (asked only where they cost more than
+/// input).
 fn cost_at_rates(
     ex: &Exchange<'_>,
     core: &Core<'_>,
     prompt: u64,
-    may_write_cache: impl FnOnce() -> bool,
+    may_write_cache: impl Fn(&tollgate_policy::Target) -> bool,
 ) -> Option<MicroUsd> {
     let routed = ex.routed.as_ref()?;
-    let price = routed
+    let (tier, completion) = (asked_tier(routed, &ex.body), output_reserve(ex, core));
+    let usage = crate::record::TokenUsage { prompt, completion, ..Default::default() };
+    routed
         .route
-        .price_of(routed.route.targets.first())?
-        .at_tier(asked_tier(routed, &ex.body))
-        .before_answer(may_write_cache)
-        .for_counted_prompt(prompt);
-    Some(
-        crate::record::TokenUsage { prompt, completion: output_reserve(ex, core), ..Default::default() }.cost_at(price),
-    )
+        .targets
+        .iter()
+        .filter_map(|t| {
+            let price = routed.route.price_of(Some(t))?.at_tier(tier).before_answer(|| may_write_cache(t));
+            Some(usage.cost_at(price.for_counted_prompt(prompt)))
+        })
+        .max()
 }
 
 /// The service tier a request is priced at before its answer: priority
@@ -298,7 +305,8 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     }
     let key = ex.key()?;
     let team = core.state.config.teams.get(key.team);
-    let priced = ex.routed.as_ref().is_some_and(|r| r.route.price_of(r.route.targets.first()).is_some());
+    let priced =
+        ex.routed.as_ref().is_some_and(|r| r.route.targets.iter().any(|t| r.route.price_of(Some(t)).is_some()));
     let for_budget = priced && nearly_spent(core, key, crate::unix_now().as_secs());
     let tpm = team.and_then(|t| t.rate_limit.tokens_per_minute).is_some() || key.rate_limit.tokens_per_minute.is_some();
     let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex, core)));

@@ -66,7 +66,7 @@ pub async fn forward(
         }
         if Instant::now() >= deadline {
             // The request's own time is up: no target is to blame.
-            last_error = Some(GatewayError::UpstreamTimeout { provider: routed.route.name.clone() });
+            last_error = Some(GatewayError::UpstreamTimeout { provider: routed.route.name.clone(), sent: false });
             break;
         }
         if !backoff.is_zero() {
@@ -122,6 +122,21 @@ pub async fn forward(
             breakers[t].rest(Instant::now(), wait, routing);
         }
         match outcome {
+            // The provider refused the gateway's own credentials (a key
+            // revoked or rotated, an account cut off): no tenant's doing,
+            // so its answer, whose message shows part of the key and sends
+            // tenants to rotate theirs, is never relayed (found by a
+            // review). Another target may do better; after the last, the
+            // gateway's own 502.
+            Ok((conn, response)) if matches!(response.status, 401 | 403 | 407) => {
+                if plan.charge(t) {
+                    breakers[t].failure(Instant::now(), routing);
+                }
+                tracing::warn!(provider = %upstream.name, status = response.status, "the provider refused the gateway's credentials");
+                drop(conn);
+                last_error =
+                    Some(GatewayError::UpstreamStatus { provider: upstream.name.clone(), status: response.status });
+            }
             Ok((conn, response))
                 if route
                     .fallback_on_status
@@ -411,13 +426,31 @@ fn output_cap(
             dearest
         };
         let at_bound = affordable(limit, prompt_now, price);
-        Some(match at_bound {
-            Some(n) if n < asked && prompt.get().is_none() && body.len() <= tollgate_protocol::tokens::STEP_BYTES => {
-                affordable(limit, prompt.tokens(body), price)
+        // Counted where the bound would lower the limit, or where the
+        // prompt may cost more than the ceiling by itself.
+        let small = prompt.get().is_none() && body.len() <= tollgate_protocol::tokens::STEP_BYTES;
+        let (n, counted) = match at_bound {
+            Some(n) if n < asked && small => {
+                let counted = prompt.tokens(body);
+                (affordable(limit, counted, price), Some(counted))
             }
-            n => n,
-        })
+            _ if small && prompt_over(limit, prompt_now, price) => {
+                let counted = prompt.tokens(body);
+                (affordable(limit, counted, price), Some(counted))
+            }
+            n => (n, prompt.get()),
+        };
+        Some((n, counted.filter(|&c| prompt_over(limit, c, price)).map(|c| (c, limit))))
     });
+    // A prompt that costs more than the ceiling before any answer is
+    // refused: sent with one output token it was billed in full (found
+    // by a review: a 1M-token prompt under a $0.05 ceiling cost dollars).
+    // Only on a count (a large prompt near its ceiling is counted in
+    // steps before, `admit::count_large_prompt`), never on the bound.
+    if let Some((_, Some((tokens, limit)))) = by_cost {
+        return Err(GatewayError::PromptOverCeiling { tokens, limit });
+    }
+    let by_cost = by_cost.map(|(n, _)| n);
     let total = match by_cost {
         // No price for output: the cost ceiling limits no token.
         Some(None) | None => output,
@@ -433,22 +466,29 @@ fn output_cap(
 
 /// The most output tokens `limit` micro-dollars pays for after `prompt`
 /// tokens at `price` (as it stands before the answer,
-/// `Price::before_answer`), as `TokenUsage::cost_at` rounds (down, to
+/// `Price::before_answer`), as `TokenUsage::cost_at` rounds (up, to
 /// whole micro-dollars): the largest count whose cost is not past the
 /// limit (`Ceiling::crossed`), at the long context's rates for a prompt
-/// within a quarter of its threshold (`Price::for_counted_prompt`).
-/// `None` when output is free.
+/// within a quarter of its threshold (`Price::for_counted_prompt`);
+/// `Some(0)` too where the prompt alone is past it
+/// ([`prompt_over`] tells them apart). `None` when output is free.
 fn affordable(limit: u64, prompt: u64, price: tollgate_policy::config::Price) -> Option<u64> {
     let price = price.for_counted_prompt(prompt);
     if price.output_per_mtok == 0 {
         return None;
     }
-    // cost = floor((prompt * input + n * output) / 1e6) <= limit
-    //   <=> prompt * input + n * output < (limit + 1) * 1e6
-    let room = (limit as u128 + 1) * 1_000_000;
+    // cost = ceil((prompt * input + n * output) / 1e6) <= limit
+    //   <=> prompt * input + n * output <= limit * 1e6
+    let room = limit as u128 * 1_000_000;
     let spent = prompt as u128 * price.input_per_mtok as u128;
-    let n = room.saturating_sub(spent).saturating_sub(1) / price.output_per_mtok as u128;
+    let n = room.saturating_sub(spent) / price.output_per_mtok as u128;
     Some(u64::try_from(n).unwrap_or(u64::MAX))
+}
+
+/// Whether `prompt` tokens alone cost more than `limit` at `price`, with
+/// no output at all.
+fn prompt_over(limit: u64, prompt: u64, price: tollgate_policy::config::Price) -> bool {
+    crate::record::TokenUsage { prompt, ..Default::default() }.cost_at(price.for_counted_prompt(prompt)) > limit
 }
 
 /// The tighter of the team's and the key's ceilings on one request.

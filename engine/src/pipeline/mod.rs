@@ -355,30 +355,34 @@ pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayEr
 pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     let key = ex.key()?;
     let Some((profile, g)) = crate::proxy::guard::for_team(&core.state.config, key.team) else { return Ok(()) };
-    // A prompt given as token IDs is text the guard cannot read: refused,
-    // as a body it cannot walk is, unless the profile lets through what it
-    // cannot check (found by a review: such a prompt passed every rule).
-    if ex.routed.as_ref().is_some_and(|r| r.fields.token_ids > 0) {
+    // Parts of the exchange the guard cannot read: refused, as a body it
+    // cannot walk is, unless the profile lets through what it cannot
+    // check (then logged, both alike).
+    // - A prompt given as token IDs: the provider decodes them into text
+    //   that passed no rule (found by a review).
+    // - An answer's log probabilities, where the profile checks answers:
+    //   they hold its text again, token by token, where answer
+    //   guardrails do not look (found by a review: a redacted answer's
+    //   tokens came back whole in `logprobs`).
+    // - A stream of several answers, where the profile checks answers:
+    //   providers interleave the answers' chunks, and the stream guard
+    //   holds one answer's text at a time, so each piece was scanned
+    //   alone and a secret split across them passed (found by a review).
+    let fields = ex.routed.as_ref().map(|r| &r.fields);
+    let unreadable = if fields.is_some_and(|f| f.token_ids > 0) {
+        Some("the prompt is given as token IDs, which guardrails cannot read; send it as text")
+    } else if g.responses && fields.is_some_and(|f| f.logprobs) {
+        Some("the answer's logprobs repeat its text token by token, which answer guardrails cannot check; ask without logprobs")
+    } else if g.responses && fields.is_some_and(|f| f.stream && f.choices > 1) {
+        Some("a stream of several answers (`n`) interleaves them chunk by chunk, which answer guardrails cannot check whole; ask for one answer, or without streaming")
+    } else {
+        None
+    };
+    if let Some(why) = unreadable {
         if !g.fail_open {
-            return Err(GatewayError::GuardrailUnavailable {
-                profile: profile.to_string(),
-                why: "the prompt is given as token IDs, which guardrails cannot read; send it as text",
-            });
+            return Err(GatewayError::GuardrailUnavailable { profile: profile.to_string(), why });
         }
-        tracing::warn!(
-            profile,
-            "guardrails cannot read a prompt given as token IDs; letting it through (on_error = allow)"
-        );
-    }
-    // An answer's log probabilities hold its text again, token by token,
-    // where answer guardrails do not look: a profile that checks answers
-    // refuses requests that ask for them (found by a review: a redacted
-    // answer's tokens came back whole in `logprobs`).
-    if g.responses && !g.fail_open && ex.routed.as_ref().is_some_and(|r| r.fields.logprobs) {
-        return Err(GatewayError::GuardrailUnavailable {
-            profile: profile.to_string(),
-            why: "the answer's logprobs repeat its text token by token, which answer guardrails cannot check; ask without logprobs",
-        });
+        tracing::warn!(profile, why, "guardrails cannot check this request; letting it through (on_error = allow)");
     }
     let trace = &mut ex.trace;
     let checked = crate::proxy::guard::check_request(
@@ -561,25 +565,37 @@ pub fn finish(
         Err(e) => {
             tracing::debug!(error = %e, status = e.status(), "request failed");
             trace.status = e.status();
-            trace.end = match e {
+            // The request went upstream and no answer came back whole: the
+            // provider did the work, so its prompt is billed (counted,
+            // estimated), priced as the target it was sent to. At once,
+            // not in steps: a failure's path, and the drain's worker
+            // closes soon.
+            let mut bill_prompt = || {
+                if let Some(Some(last)) = trace.attempt_count.checked_sub(1).map(|i| trace.attempts[i]) {
+                    trace.served_by = Some(last.target);
+                    let prompt = prompt.tokens(body);
+                    trace.usage = Some(crate::record::TokenUsage { prompt, ..Default::default() });
+                    trace.usage_estimated = true;
+                }
+            };
+            let end = match e {
                 GatewayError::Guardrail { .. } | GatewayError::GuardrailUnavailable { .. } => End::Blocked,
-                // The drain's time ran out before an answer began: if the
-                // request had gone upstream, the provider did the work, so
-                // its prompt is billed (counted, estimated).
+                // The drain's time ran out before an answer began.
                 GatewayError::Draining => {
-                    if let Some(Some(last)) = trace.attempt_count.checked_sub(1).map(|i| trace.attempts[i]) {
-                        // Priced as the target it was sent to.
-                        trace.served_by = Some(last.target);
-                        // At once, not in steps: the worker closes soon.
-                        let prompt = prompt.tokens(body);
-                        trace.usage = Some(crate::record::TokenUsage { prompt, ..Default::default() });
-                        trace.usage_estimated = true;
-                    }
+                    bill_prompt();
                     End::Cut
+                }
+                // Timed out waiting for the answer, or the answer was
+                // broken (found by a review: a slow model's requests timed
+                // out after the provider had them, and each was free).
+                _ if e.sent_upstream() => {
+                    bill_prompt();
+                    End::UpstreamFailed
                 }
                 _ if e.source() == crate::error::Source::Upstream => End::UpstreamFailed,
                 _ => End::Rejected,
             };
+            trace.end = end;
             let mut body = BytesMut::with_capacity(256);
             e.write_body(&mut body);
             trace.bytes_out = if reply.head_only { 0 } else { body.len() as u64 };
@@ -687,7 +703,7 @@ async fn read_body_bytes(
                 return Err(GatewayError::Request(RequestError::BodyTooLarge));
             }
             let n = n as usize;
-            if head.expect_continue && buf.len() < n && !client.send_continue().await {
+            if head.expect_continue && buf.len() < n && !client.send_continue(deadline).await {
                 return Err(GatewayError::ClientClosed);
             }
             // A body that does not fit gets a buffer of its own, with room
@@ -712,7 +728,7 @@ async fn read_body_bytes(
             Ok(buf.split_to(n).freeze())
         }
         BodyFraming::Chunked => {
-            if head.expect_continue && buf.is_empty() && !client.send_continue().await {
+            if head.expect_continue && buf.is_empty() && !client.send_continue(deadline).await {
                 return Err(GatewayError::ClientClosed);
             }
             let mut decoder = ChunkedDecoder::new();

@@ -39,6 +39,7 @@ impl World {
              [[models]]\nname = \"gpt-4\"\ntargets = [{{ provider = \"m\" }}]\n\
              [[models]]\nname = \"secret-model\"\ntargets = [{{ provider = \"m\" }}]\n\
              [[models]]\nname = \"gpt-4-as-claude\"\ntargets = [{{ provider = \"c\", model = \"claude-sonnet-4-5\" }}]\n\
+             [[models]]\nname = \"gpt-4-chain\"\ntargets = [{{ provider = \"m\", model = \"local-llama\" }}, {{ provider = \"c\", model = \"claude-opus-4\" }}]\n\
              [[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nsecrets = \"block\"\n\
              [[teams]]\nname = \"t\"\nmodels = [\"gpt-4*\"]\n{team}\n\
              [[teams]]\nname = \"u\"\nmodels = [\"*\"]\n\
@@ -311,9 +312,30 @@ fn a_request_that_may_write_the_cache_is_estimated_at_the_write_price() {
         estimates.push((prompt, estimate));
     }
     let (plain, marked, escaped) = (estimates[0], estimates[1], estimates[2]);
-    assert_eq!(plain.1, (plain.0 * 3_000_000 + 50 * 15_000_000) / 1_000_000, "{plain:?}");
-    assert_eq!(marked.1, (marked.0 * 6_000_000 + 50 * 15_000_000) / 1_000_000, "{marked:?}");
-    assert_eq!(escaped.1, (escaped.0 * 6_000_000 + 50 * 15_000_000) / 1_000_000, "{escaped:?}");
+    assert_eq!(plain.1, (plain.0 * 3_000_000 + 50 * 15_000_000).div_ceil(1_000_000), "{plain:?}");
+    assert_eq!(marked.1, (marked.0 * 6_000_000 + 50 * 15_000_000).div_ceil(1_000_000), "{marked:?}");
+    assert_eq!(escaped.1, (escaped.0 * 6_000_000 + 50 * 15_000_000).div_ceil(1_000_000), "{escaped:?}");
+}
+
+/// A model whose first target has no price (a model served in-house)
+/// and whose fallback is dear is estimated, reserved and held at the dear
+/// one's price: a fallback serves it there, and the record bills that
+/// (found by a review: the estimate was the first target's, none here,
+/// so a nearly spent or strict budget held nothing).
+#[test]
+fn a_request_is_estimated_at_its_dearest_targets_price() {
+    let w = World::new("budget = { daily_usd = 1.0 }");
+    let core = w.core();
+    let body = PROSE.replace(r#""model":"gpt-4o""#, r#""model":"gpt-4-chain""#);
+    assert_ne!(body, PROSE);
+    let mut ex = exchange("tg-key", &body);
+    admit(&mut ex, &core).expect("admitted");
+    let prompt = ex.prompt.tokens(body.as_bytes());
+    // claude-opus-4: $15 in, $75 out; 50 output tokens.
+    let at_opus = |prompt: u64| (prompt * 15_000_000 + 50 * 75_000_000).div_ceil(1_000_000);
+    assert_eq!(admit::estimate(&ex, &core), Some(at_opus(prompt)));
+    let bound = admit::estimate_bound(&ex, &core).expect("priced");
+    assert!(bound >= at_opus(prompt), "{bound} < {}", at_opus(prompt));
 }
 
 /// A tool the provider runs and bills per call is offered only by a team

@@ -10,10 +10,15 @@ use crate::iov;
 use crate::state::CoreState;
 use crate::upstream::{UpConn, Upstream, UPSTREAM_READ_BYTES};
 
-/// Phase 3: send and read the answer head. A pooled connection that fails
-/// before any answer byte was probably closed by the upstream while idle;
-/// the request goes once more on a fresh connection, which is safe because
-/// the upstream cannot have acted on it.
+/// Phase 3: send and read the answer head. A pooled connection is sent on
+/// only if nothing waits on it (`UpConn::quiet`: the upstream closed it
+/// while idle otherwise), and one whose write fails gets the request once
+/// more on a fresh connection: the upstream cannot have acted on a request
+/// it did not receive whole. Once written, a request is never sent again:
+/// a connection that dies after it (a load balancer's idle time-out during
+/// a long answer) may have had it acted on and billed, and sending it
+/// twice billed it twice (found by a review); that is the 502
+/// `upstream_closed`, or the next target.
 pub async fn call(
     state: &CoreState,
     upstream: &Upstream,
@@ -24,15 +29,20 @@ pub async fn call(
     let t = &state.config.server.timeouts;
     // Connecting may not outlast the request.
     let connect_within = || t.upstream_connect.min(deadline.saturating_duration_since(Instant::now()));
-    let mut conn = match upstream.take_idle() {
+    // Pooled connections with something waiting are let go, unsent on.
+    let idle = std::iter::from_fn(|| upstream.take_idle()).find(UpConn::quiet);
+    let mut conn = match idle {
         Some(c) => c,
         None => upstream.connect(connect_within()).await?,
     };
     loop {
         match attempt(state, upstream, &mut conn, parts, deadline, cut).await {
             Ok(head) => return Ok((conn, head)),
-            Err(Attempt::DeadBeforeAnswer(_)) if conn.reused && Instant::now() < deadline => {
+            Err(Attempt::Unsent(_)) if conn.reused && Instant::now() < deadline => {
                 conn = upstream.connect(connect_within()).await?;
+            }
+            Err(Attempt::Unsent(cause)) => {
+                return Err(GatewayError::UpstreamClosed { provider: upstream.name.clone(), cause })
             }
             Err(Attempt::DeadBeforeAnswer(cause)) => {
                 return Err(GatewayError::UpstreamClosed { provider: upstream.name.clone(), cause })
@@ -43,7 +53,9 @@ pub async fn call(
 }
 
 enum Attempt {
-    /// Nothing came back: the connection was dead or died at once.
+    /// The request could not be written: the connection was dead.
+    Unsent(Option<std::io::Error>),
+    /// Written, and nothing came back: the connection died after it.
     DeadBeforeAnswer(Option<std::io::Error>),
     Failed(GatewayError),
 }
@@ -62,13 +74,16 @@ async fn attempt(
     }
     if let Err(e) = iov::write_all_until(&mut conn.stream, &mut conn.out, deadline, std::time::Duration::MAX).await {
         if e.kind() == std::io::ErrorKind::TimedOut {
-            return Err(Attempt::Failed(GatewayError::UpstreamTimeout { provider: upstream.name.clone() }));
+            return Err(Attempt::Failed(GatewayError::UpstreamTimeout {
+                provider: upstream.name.clone(),
+                sent: false,
+            }));
         }
-        return Err(Attempt::DeadBeforeAnswer(Some(e)));
+        return Err(Attempt::Unsent(Some(e)));
     }
     let first_byte = Instant::now() + state.config.server.timeouts.upstream_first_byte;
     let until = first_byte.min(deadline);
-    let timeout = || Attempt::Failed(GatewayError::UpstreamTimeout { provider: upstream.name.clone() });
+    let timeout = || Attempt::Failed(GatewayError::UpstreamTimeout { provider: upstream.name.clone(), sent: true });
     loop {
         // Skip interim 1xx answers; the final head follows on the same connection.
         let head_len = loop {

@@ -174,9 +174,25 @@ enum Mode {
 /// one), and not one that speaks for the provider account every tenant
 /// shares: its rate-limit headers would show each tenant the others'
 /// aggregate use, its organisation and project headers who pays.
+///
+/// Nor one that speaks for the gateway's origin, which is not the
+/// provider's: a cookie (an auth proxy's session before a self-hosted
+/// upstream is a credential to it), an authentication challenge, HSTS or
+/// an alternative service the tenant's client would pin to the gateway's
+/// name (found by a review).
 fn relayed(name: &[u8]) -> bool {
-    const OWN_OR_SHARED: &[&[u8]] =
-        &[b"x-request-id", b"openai-organization", b"openai-project", b"anthropic-organization-id"];
+    const OWN_OR_SHARED: &[&[u8]] = &[
+        b"x-request-id",
+        b"openai-organization",
+        b"openai-project",
+        b"anthropic-organization-id",
+        b"set-cookie",
+        b"set-cookie2",
+        b"www-authenticate",
+        b"proxy-authenticate",
+        b"strict-transport-security",
+        b"alt-svc",
+    ];
     const PREFIXES: &[&[u8]] = &[b"x-tollgate-", b"x-ratelimit-", b"anthropic-ratelimit-", b"x-amzn-bedrock-"];
     let starts = |p: &[u8]| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
     !hop_by_hop(name)

@@ -328,9 +328,12 @@ impl Stream {
 
     /// Reads one event for its usage alone, once the stream has ended
     /// for the client and the rest of the upstream's is read for its
-    /// final count; nothing where the count is kept inside a translator,
-    /// which a stopped stream no longer feeds (an Anthropic upstream
-    /// translated: see [`Stream::reads_usage_alone`]).
+    /// final count; nothing where the count is kept inside a translator
+    /// that reads whole events only (an Anthropic upstream translated:
+    /// see [`Stream::reads_usage_alone`]). A chat upstream's chunks
+    /// translated for an Anthropic client are read as chat's (found by a
+    /// review: a blocked or capped stream of a model that reasons unseen
+    /// was billed without its reasoning for those clients).
     fn usage_only(&mut self, ev: &tollgate_protocol::sse::SseEvent) {
         match self {
             Stream::Identity { reported, .. } => {
@@ -339,6 +342,7 @@ impl Stream {
             Stream::ToResponses { anthropic: None, reported, .. } => {
                 merge_usage(reported, &ev.data);
             }
+            Stream::ToAnthropic(t) => t.usage_only(ev),
             _ => {}
         }
     }
@@ -353,7 +357,7 @@ impl Stream {
 
     /// Whether [`Stream::usage_only`] reads usage.
     fn reads_usage_alone(&self) -> bool {
-        matches!(self, Stream::Identity { .. } | Stream::ToResponses { anthropic: None, .. })
+        matches!(self, Stream::Identity { .. } | Stream::ToResponses { anthropic: None, .. } | Stream::ToAnthropic(_))
     }
 
     fn finished(&self) -> bool {

@@ -504,6 +504,11 @@ fn push_chunk(client: &mut Client, data: Bytes) {
     client.out.push(Bytes::from_static(CHUNK_END));
 }
 
+/// The most of a stream held back for answer classifiers before what it
+/// holds is asked about (or, with no text in it, let go) whatever the
+/// window: far above a window's text and its events' framing.
+const HELD_BYTES_MAX: usize = 1 << 20;
+
 /// Relays an event stream through a [`StreamRelay`]: each upstream read is
 /// fed to it and what it releases is written to the client before the
 /// next read. With classifiers that check answers, what it releases is
@@ -548,7 +553,12 @@ async fn relay_stream(
         let mut finished = relay.end_of_read(reader.done, &mut out);
         if let Some(c) = classifiers.as_mut() {
             held.extend_from_slice(&out.split());
-            if let Some((said, hits)) = relay.window_due(finished) {
+            // Held past its bound, what text it holds is asked about now,
+            // and with none it goes: an upstream that sent events with no
+            // text (a megabyte of spaces each) grew it without end, nothing
+            // written to the client meanwhile (found by a review).
+            let full = held.len() >= HELD_BYTES_MAX;
+            if let Some((said, hits)) = relay.window_due(finished || full) {
                 // Boxed: only answer classifiers wait here, and inline
                 // their 6 KB made every stream's relay 9.8 KB.
                 match crate::boxed::boxed(|| super::classify::check_window(c, hits, said, from, deadline, answer.cut))
@@ -565,8 +575,9 @@ async fn relay_stream(
                         finished = true;
                     }
                 }
-            } else if finished {
-                // Nothing unasked: what is held (the stream's ending) goes.
+            } else if finished || full {
+                // Nothing unasked: what is held (the stream's ending, or
+                // events without text) goes.
                 out = held.split();
             }
         }

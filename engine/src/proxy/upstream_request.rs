@@ -578,10 +578,14 @@ fn write_headers(
     let key_header = upstream.key_header.as_deref().map(str::as_bytes);
     s.extend_from_slice(b"accept-encoding: identity\r\n");
     // Headers the client's `Connection` names are hop-by-hop too (RFC 9110
-    // 7.6.1): they end here.
-    let connection = head.header(b"connection").unwrap_or(b"");
-    let named_by_connection =
-        |n: &[u8]| connection.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(n));
+    // 7.6.1): they end here. Every `Connection` line is one list: a second
+    // line's names were forwarded (found by a review).
+    let named_by_connection = |n: &[u8]| {
+        head.headers()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
+            .flat_map(|(_, value)| value.split(|&b| b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(n))
+    };
     // The provider's allow-list (`tollgate_policy::forward`): who pays,
     // which beta features run and the credentials are the gateway's.
     let replaced = |n: &[u8]| traceparent.is_some() && n.eq_ignore_ascii_case(b"traceparent");

@@ -440,6 +440,22 @@ impl FrontStream {
         index
     }
 
+    /// Reads one chunk for its usage alone: every chunk's, and a stopped
+    /// stream's, read on for the provider's final count. Read as every
+    /// chat stream's usage is (`openai::read_answer`, `Reported::merge`:
+    /// each count the largest reported, a count not to believe setting
+    /// the report aside); a chunk is a report only with both counts, or
+    /// one not to believe.
+    pub fn usage_only(&mut self, ev: &SseEvent) {
+        if crate::openai::mentions_usage(&ev.data) {
+            if let Some(r) = crate::openai::read_answer(&ev.data).map(|f| f.reported) {
+                if r.unreadable || (r.prompt_tokens.is_some() && r.completion_tokens.is_some()) {
+                    self.usage.merge(r);
+                }
+            }
+        }
+    }
+
     /// Translates one OpenAI event (a chunk or `[DONE]`).
     pub fn event(&mut self, ev: &SseEvent, out: &mut BytesMut) -> Result<(), TranslateError> {
         if &ev.data[..] == b"[DONE]" {
@@ -460,17 +476,7 @@ impl FrontStream {
             );
             Self::emit(out, "message_start", &data);
         }
-        // Read as every chat stream's usage is (`openai::read_answer`,
-        // `Reported::merge`: each count the largest reported, a count not
-        // to believe setting the report aside); a chunk is a report only
-        // with both counts, or one not to believe.
-        if crate::openai::mentions_usage(&ev.data) {
-            if let Some(r) = crate::openai::read_answer(&ev.data).map(|f| f.reported) {
-                if r.unreadable || (r.prompt_tokens.is_some() && r.completion_tokens.is_some()) {
-                    self.usage.merge(r);
-                }
-            }
-        }
+        self.usage_only(ev);
         if let Some(t) = v.get("service_tier").and_then(|t| t.as_str()) {
             self.tier = self.tier.max(crate::openai::Tier::of(t.as_bytes()));
         }

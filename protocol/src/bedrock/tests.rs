@@ -82,7 +82,17 @@ fn an_answer_becomes_a_chat_completion_billed_with_the_caches_reads_and_writes()
     let mut scratch = answer.as_bytes().to_vec();
     let mut out = BytesMut::new();
     let usage = response_to_openai(&mut scratch, "anthropic.claude-sonnet-4", 7, &mut out).unwrap();
-    assert_eq!(usage, Some(Usage { input: 100, output: 20, cache_read: 1000, cache_write: 200, cache_write_1h: 150 }));
+    assert_eq!(
+        usage,
+        Some(Usage {
+            input: 100,
+            output: 20,
+            cache_read: 1000,
+            cache_write: 200,
+            cache_write_1h: 150,
+            unreadable: false
+        })
+    );
     let c: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(c["choices"][0]["message"]["content"], "It is sunny.");
     assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
@@ -267,4 +277,17 @@ fn the_usage_of_an_answer_reads_from_its_top_level_usage() {
     assert_eq!((u.prompt, u.completion, u.cached, u.cache_write), (1050, 3000000, 900, 50));
     assert_eq!(answer_usage(br#"{"output":{"usage":{"inputTokens":1}}}"#), None);
     assert_eq!(answer_usage(b"{}"), None);
+}
+
+/// A count that is not a whole number sets the report aside, as chat's
+/// reader does (found by a review: it was read as 0, and believed).
+#[test]
+fn counts_that_are_not_whole_numbers_set_the_report_aside() {
+    for bad in [r#""inputTokens":100.0"#, r#""inputTokens":"100""#, r#""inputTokens":-1"#] {
+        let doc = format!(r#"{{"usage":{{{bad},"outputTokens":3}}}}"#);
+        let u = answer_usage(doc.as_bytes()).expect("usage");
+        assert!(u.prompt > crate::openai::USAGE_TOKENS_MAX, "{bad}: {u:?}");
+    }
+    let u = answer_usage(br#"{"usage":{"inputTokens":100,"outputTokens":3,"cacheReadInputTokens":null}}"#).unwrap();
+    assert_eq!((u.prompt, u.completion), (100, 3));
 }

@@ -155,7 +155,10 @@ const ANSWER: &str = r#"{
 #[test]
 fn an_answer_becomes_a_chat_completion_billed_with_its_thinking() {
     let (c, usage) = answer(ANSWER);
-    assert_eq!(usage, Some(Usage { prompt: 120, completion: 30, cached: 100, reasoning: 21, audio: 40 }));
+    assert_eq!(
+        usage,
+        Some(Usage { prompt: 120, completion: 30, cached: 100, reasoning: 21, audio: 40, unreadable: false })
+    );
     assert_eq!(
         c,
         json!({
@@ -287,7 +290,7 @@ fn a_stream_becomes_chunks_ending_in_usage_and_done_wherever_it_is_split() {
     }
     let (chunks, done, usage) = whole;
     assert!(done);
-    assert_eq!(usage, Some(Usage { prompt: 7, completion: 6, cached: 0, reasoning: 2, audio: 0 }));
+    assert_eq!(usage, Some(Usage { prompt: 7, completion: 6, cached: 0, reasoning: 2, audio: 0, unreadable: false }));
     let text: String =
         chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|c| c["delta"]["content"].as_str())).collect();
     assert_eq!(text, "Hello, café 日本!");
@@ -472,4 +475,32 @@ fn the_usage_of_an_answer_reads_from_its_top_level_metadata() {
     assert_eq!(answer_usage(br#"{"candidates":[{"usageMetadata":{"promptTokenCount":1}}]}"#), None);
     assert_eq!(answer_usage(b"{}"), None);
     assert_eq!(answer_usage(b"not json"), None);
+}
+
+/// A count that is not a whole number sets the report aside, as chat's
+/// reader does (found by a review: `90000.0` was read as 0, believed, and
+/// the prompt billed as nothing); `null` is no report; a stream's counts
+/// are each the largest reported, so a later 0 lowers none.
+#[test]
+fn counts_that_are_not_whole_numbers_set_the_report_aside() {
+    for bad in [r#""promptTokenCount":90000.0"#, r#""promptTokenCount":"90000""#, r#""promptTokenCount":-2"#] {
+        let doc = format!(r#"{{"usageMetadata":{{{bad},"candidatesTokenCount":2}}}}"#);
+        let u = answer_usage(doc.as_bytes()).expect("usage");
+        assert!(u.prompt > crate::openai::USAGE_TOKENS_MAX, "{bad}: {u:?}");
+    }
+    let u = answer_usage(br#"{"usageMetadata":{"promptTokenCount":9,"candidatesTokenCount":null}}"#).expect("usage");
+    assert_eq!((u.prompt, u.completion), (9, 0));
+    let ev = |usage: &str| {
+        format!("data: {{\"candidates\": [{{\"content\": {{\"parts\": [{{\"text\": \"hi\"}}],\"role\": \"model\"}},\"index\": 0}}],\"usageMetadata\": {usage}}}\r\n\r\n")
+    };
+    let input = ev(r#"{"promptTokenCount": 7,"candidatesTokenCount": 3}"#)
+        + &ev(r#"{"promptTokenCount": 0,"candidatesTokenCount": 4}"#);
+    let (chunks, _, usage) = translate_stream(&input, input.len());
+    assert_eq!(usage.map(|u| (u.prompt, u.completion, u.unreadable)), Some((7, 4, false)));
+    assert_eq!(chunks.last().unwrap()["usage"]["prompt_tokens"], 7);
+    let input = ev(r#"{"promptTokenCount": 7.5,"candidatesTokenCount": 3}"#);
+    let (chunks, _, usage) = translate_stream(&input, input.len());
+    assert!(usage.is_some_and(|u| u.unreadable));
+    let last = serde_json::to_vec(chunks.last().unwrap()).unwrap();
+    assert_eq!(crate::openai::read_answer(&last).and_then(|f| f.usage()), None, "set aside by chat's reader");
 }

@@ -676,6 +676,29 @@ mod tests {
         assert!(prompt_tokens(e, bare) < 20);
     }
 
+    /// Numbers and literals where the model reads them (a schema's listed
+    /// values, a tool call's arguments) count, short ones too (found by a
+    /// review: only numbers of seven digits or more, which the guard
+    /// reads, were counted; an `enum` of 20,000 small numbers was free).
+    /// A schema's structural numbers do not.
+    #[test]
+    fn numbers_the_model_reads_count_however_short() {
+        let e = Encoding::O200kBase;
+        let numbers = (0..20_000).map(|i| (i % 100).to_string()).collect::<Vec<_>>().join(",");
+        let schema = format!(
+            r#"{{"model":"gpt-4o","tools":[{{"type":"function","function":{{"name":"f","parameters":{{"type":"object","properties":{{"a":{{"type":"integer","enum":[{numbers}]}}}}}}}}}}],"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        assert!(prompt_tokens(e, schema.as_bytes()) >= 20_000, "{}", prompt_tokens(e, schema.as_bytes()));
+        let literals = ["true", "false", "null", "-1.5e3"].repeat(5_000).join(",");
+        let call = format!(
+            r#"{{"model":"claude","messages":[{{"role":"assistant","content":[{{"type":"tool_use","id":"t","name":"f","input":{{"xs":[{literals}],"n":7}}}}]}}]}}"#
+        );
+        let counted = prompt_tokens(e, call.as_bytes());
+        assert!(counted >= 20_000, "a tool call's arguments: {counted}");
+        let structural = br#"{"model":"gpt-4o","max_tokens":100000,"temperature":0.5,"stream":false,"n":1,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","minimum":12345678,"additionalProperties":false}}}]}"#;
+        assert!(prompt_tokens(e, structural) < 20, "{}", prompt_tokens(e, structural));
+    }
+
     #[test]
     fn prompts_count_messages_names_and_priming() {
         let e = Encoding::O200kBase;
