@@ -44,6 +44,59 @@ fn logprobs_are_refused_where_answers_are_checked() {
     assert_eq!(chat(&gw, body, "").status, 200);
 }
 
+/// An upstream that answers every request with `answer`.
+fn answering(answer: String) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                // The request's head and body arrive well within a read or
+                // two; the answer closes the connection.
+                let mut buf = [0u8; 64 * 1024];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(answer.as_bytes());
+            });
+        }
+    });
+    addr
+}
+
+/// An error answer's message is checked too: a secret in a hostile
+/// upstream's 400 (JSON or text) does not reach the tenant, whose SDK
+/// shows it to the application (found by a review); it becomes the
+/// gateway's own error. Personal data in one is redacted, the status kept.
+#[test]
+fn an_error_answer_is_checked_like_any_answer() {
+    let error = |ty: &str, message: &str| {
+        let body = if ty == "application/json" {
+            format!(r#"{{"error":{{"message":"{message}","type":"invalid_request_error","code":null}}}}"#)
+        } else {
+            message.to_string()
+        };
+        format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: {ty}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for ty in ["application/json", "text/plain"] {
+        let up = answering(error(ty, &format!("bad request; the key is {OPENAI_KEY}")));
+        let gw = start_gateway(&guarded_config(up, None, "redact", true), &[], &[]);
+        let r = chat(&gw, &user("Say hello"), "");
+        assert_eq!(r.status, 502, "{ty}: {}", r.text());
+        assert_eq!(r.error_code(), "upstream_error_status");
+        assert!(!r.text().contains(OPENAI_KEY), "{ty}: {}", r.text());
+    }
+    let up = answering(error("application/json", &format!("no such user {EMAIL}")));
+    let gw = start_gateway(&guarded_config(up, None, "redact", true), &[], &[]);
+    let r = chat(&gw, &user("Say hello"), "");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(!r.text().contains(EMAIL) && r.text().contains("no such user"), "{}", r.text());
+}
+
 /// A profile that checks answers refuses a stream of several answers
 /// (`n`): providers interleave their chunks, and each piece of a secret
 /// split across them was scanned alone (found by a review). One answer,

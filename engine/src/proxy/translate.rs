@@ -264,8 +264,17 @@ pub async fn relay_translated(
         .is_some_and(|v| v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json"));
     if !json {
         // A guarded answer that is neither JSON nor a stream cannot be
-        // checked: failing closed, it is refused before any byte goes out.
-        if guard.is_some_and(|g| !g.fail_open) && response.status < 300 {
+        // checked: failing closed, it is refused before any byte goes out;
+        // an error answer so (a proxy's HTML page, a text body) becomes
+        // the gateway's own error, in its words (found by a review: a
+        // hostile upstream's 400 carried a secret past the guard).
+        if guard.is_some_and(|g| !g.fail_open) {
+            if response.status >= 300 {
+                return Err(GatewayError::UpstreamStatus {
+                    provider: route.provider.to_string(),
+                    status: response.status,
+                });
+            }
             return Err(GatewayError::UpstreamProtocol {
                 provider: route.provider.to_string(),
                 cause: tollgate_protocol::http1::ResponseError::Syntax(
@@ -389,8 +398,17 @@ pub async fn relay_translated(
     }
     let mut blocked = false;
     let mut withheld = None;
-    if let Some(g) = guard.filter(|_| response.status < 300) {
+    // Error answers too: their messages reach the tenant's code (found by
+    // a review: a hostile upstream's 400 carried a secret past the guard).
+    // One that a rule blocks becomes the gateway's own error.
+    if let Some(g) = guard {
         if let Checked::Blocked(rule) = super::guard::check_answer(g, &mut out, hits, &mut scan_room.borrow_mut()) {
+            if response.status >= 300 {
+                return Err(GatewayError::UpstreamStatus {
+                    provider: route.provider.to_string(),
+                    status: response.status,
+                });
+            }
             withheld = Some(rule);
         }
     }
