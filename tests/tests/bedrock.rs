@@ -214,7 +214,9 @@ fn a_stream_cut_by_aws_fails_and_errors_keep_their_status() {
     assert!(chunks.iter().any(|c| c.get("error").is_some()), "{}", r.text());
     let r = one_request(s.gw.addr, &chat_request(NOVA_CHAT, "x-mock-fail: 429\r\n"));
     assert_eq!(r.status, 429);
-    assert_eq!(r.error_code(), "throttling_exception");
+    // The gateway's own 429: the provider's message speaks for the shared
+    // account.
+    assert_eq!(r.error_code(), "upstream_error_status");
     let r = one_request(s.gw.addr, &chat_request(NOVA_CHAT, "x-mock-fail: 400\r\n"));
     assert_eq!(r.status, 400);
     assert!(r.text().contains("mock upstream injected status 400"));

@@ -279,6 +279,30 @@ fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
     assert_eq!(r.header("openai-processing-ms"), Some("12"), "ordinary headers pass");
 }
 
+/// The provider's rate limit, with no target left, is the gateway's own
+/// 429 (with the provider's wait): OpenAI's message names the organisation
+/// every tenant shares and its whole use, as the rate-limit headers the
+/// relay drops do (found by a review).
+#[test]
+fn the_providers_rate_limit_message_is_not_relayed() {
+    let body = r#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-SHARED on tokens per min (TPM): Limit 30000000, Used 29990000, Requested 12000.","type":"tokens","code":"rate_limit_exceeded"}}"#;
+    for (more, code) in [("retry-after: 7\r\n", "upstream_rate_limited"), ("", "upstream_error_status")] {
+        let answer = format!(
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n{more}content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let logs = TempDir::new("hostile-429");
+        let gw = gateway(scripted(vec![answer.into_bytes()]), &logs);
+        let r = one_request(gw.addr, &chat_request(GPT4O, ""));
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert_eq!(r.error_code(), code, "{}", r.text());
+        assert!(!r.text().contains("org-SHARED") && !r.text().contains("29990000"), "{}", r.text());
+        if !more.is_empty() {
+            assert_eq!(r.header("retry-after"), Some("7"));
+        }
+    }
+}
+
 /// A provider that refuses the gateway's own credentials (a key revoked
 /// or rotated) is not relayed: its message shows part of the gateway's
 /// key and sends the tenant to rotate its own (a 401 from the gateway

@@ -156,6 +156,23 @@ pub async fn forward(
                 last_error =
                     Some(GatewayError::UpstreamStatus { provider: upstream.name.clone(), status: response.status });
             }
+            // The provider's rate limit, with no target left to try: its
+            // message speaks for the account every tenant shares (OpenAI's
+            // names the organisation and its whole use, as the headers
+            // the relay drops do), so the tenant gets the gateway's own
+            // 429, with the provider's wait where it gave one (found by a
+            // review).
+            Ok((conn, response)) if response.status == 429 => {
+                drop(conn);
+                last_error = Some(match retry_after(&response) {
+                    Some(wait) => GatewayError::UpstreamResting {
+                        model: routed.route.name.clone(),
+                        retry_after_s: wait.as_secs_f64().ceil() as u64,
+                    },
+                    None => GatewayError::UpstreamStatus { provider: upstream.name.clone(), status: 429 },
+                });
+                break;
+            }
             Ok((mut conn, response)) => {
                 trace.served_by = Some(t as u8);
                 trace.upstream_micros = micros(attempt_started.elapsed());
