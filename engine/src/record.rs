@@ -138,6 +138,12 @@ pub struct Attempt {
 
 /// What a request gathers as it goes through the pipeline.
 pub struct Trace<'s> {
+    /// The completion tokens a stream has counted passing so far, kept
+    /// here as it goes (not only in the relay's own state), so that a
+    /// request the drain abandons mid-write is billed them (found by a
+    /// review: a stream stuck writing to a slow client at the drain's cut
+    /// was billed its prompt alone).
+    pub completion_passed: std::cell::Cell<u64>,
     pub id: RequestId,
     pub started: Instant,
     pub started_unix_ms: u64,
@@ -301,6 +307,7 @@ impl RequestId {
 impl<'s> Trace<'s> {
     pub fn new(id: RequestId) -> Trace<'s> {
         Trace {
+            completion_passed: std::cell::Cell::new(0),
             id,
             started: Instant::now(),
             started_unix_ms: crate::unix_now().as_millis() as u64,

@@ -41,6 +41,47 @@ fn requests_cut_by_the_drain_timeout_are_ended_recorded_and_billed() {
     }
 }
 
+/// A stream stuck writing to a client that stopped reading when the
+/// drain's time is up is abandoned, and billed what it had counted
+/// passing, not its prompt alone (found by a review: every long stream of
+/// a tenant whose clients read slowly was free on each deploy).
+#[test]
+fn a_stream_stuck_writing_at_the_drains_end_is_billed_what_passed() {
+    use std::os::fd::AsRawFd;
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("drain-stuck-write");
+    let extra = format!("[logging]\ndir = \"{}\"\n[server.timeouts]\ndrain_ms = 500", logs.0.display());
+    let mut gw = start_gateway(&config_for(mock.addr, 1, &extra), &[], &[]);
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let c = Client::connect(gw.addr);
+    // A small window, and nothing read: the gateway's writes stop soon.
+    let small: libc::c_int = 4096;
+    // SAFETY: the socket is open; the option's value is a c_int that lives
+    // for the call.
+    unsafe {
+        libc::setsockopt(
+            c.stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    let mut c = c;
+    c.send(&chat_request(body, "x-mock-reply-words: 200000\r\nx-mock-chunks: 2000\r\n"));
+    // Events have reached the client (so some were counted), then wait for
+    // its window to fill.
+    let mut one = [0u8; 1];
+    wait_until(Duration::from_secs(10), "the first events", || c.stream.peek(&mut one).is_ok_and(|n| n > 0));
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["end"], "shutdown", "{}", recs[0]);
+    assert!(recs[0]["tokens"]["completion"].as_u64().is_some_and(|c| c > 100), "{}", recs[0]);
+    drop(c);
+}
+
 /// From SIGTERM on, new connections are refused at once (the listener
 /// stops listening), while a request in flight finishes.
 #[test]

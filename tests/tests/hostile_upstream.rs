@@ -279,6 +279,31 @@ fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
     assert_eq!(r.header("openai-processing-ms"), Some("12"), "ordinary headers pass");
 }
 
+/// A chunked answer's trailer fields are not passed through with its
+/// chunks: they would reach the client past the header filter (found by a
+/// review). The body ends with an empty trailer section of the gateway's.
+#[test]
+fn an_upstreams_trailer_fields_do_not_reach_the_client() {
+    use std::io::{Read, Write};
+    let body =
+        r#"{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\nopenai-organization: org-shared\r\nx-tollgate-route: evil/evil\r\n\r\n",
+        body.len()
+    );
+    let logs = TempDir::new("hostile-trailers");
+    let gw = gateway(scripted(vec![answer.into_bytes()]), &logs);
+    let mut c = std::net::TcpStream::connect(gw.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(&chat_request(GPT4O, "connection: close\r\n")).unwrap();
+    let mut raw = Vec::new();
+    let _ = c.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(!raw.contains("org-shared") && !raw.contains("evil/evil"), "{raw}");
+    assert!(raw.contains(body) && raw.ends_with("\r\n0\r\n\r\n"), "{raw}");
+}
+
 /// The provider's rate limit, with no target left, is the gateway's own
 /// 429 (with the provider's wait): OpenAI's message names the organisation
 /// every tenant shares and its whole use, as the rate-limit headers the

@@ -157,11 +157,11 @@ pub struct Accounts {
     /// Tokens reserved by this core's requests in flight, by owner: counted
     /// against tokens-per-minute limits until the request ends and its
     /// real use is counted instead.
-    reserved: PerOwner,
+    reserved: Holds,
     /// Estimated cost of this core's requests in flight under a nearly
     /// spent budget, by owner: counted as spend until the request ends and
     /// its real cost is counted instead.
-    held_spend: PerOwner,
+    held_spend: Holds,
     /// Budget alerts for the webhook thread, when one is configured.
     alerts: Option<mpsc::Sender<String>>,
     /// The configuration this core's indexes are for (the current one);
@@ -185,8 +185,8 @@ impl Accounts {
             released: RefCell::default(),
             view: RefCell::default(),
             soft_warned: RefCell::default(),
-            reserved: PerOwner::default(),
-            held_spend: PerOwner::default(),
+            reserved: Holds::default(),
+            held_spend: Holds::default(),
             alerts,
             config: RefCell::new(None),
         }
@@ -286,8 +286,8 @@ impl Accounts {
     /// the returned guard drops (the request has ended and its cost is
     /// counted).
     pub fn hold_spend(self: &Rc<Self>, owners: [Owner; 2], amount: u64) -> SpendHold {
-        self.held_spend.add(owners, amount);
-        SpendHold { accounts: self.clone(), owners, amount }
+        let slot = self.held_spend.add(owners, amount);
+        SpendHold { accounts: self.clone(), slot }
     }
 
     /// Reserves a request's tokens (`prompt` counted, `output` the most it
@@ -303,8 +303,8 @@ impl Accounts {
         output: u64,
     ) -> Reservation {
         let tokens = prompt.saturating_add(output);
-        self.reserved.add(owners, tokens);
-        Reservation { accounts: self.clone(), owners, limits, minute, prompt, tokens: Cell::new(tokens) }
+        let slot = self.reserved.add(owners, tokens);
+        Reservation { accounts: self.clone(), slot, limits, minute, prompt, tokens: Cell::new(tokens) }
     }
 
     /// Whether `owner`'s soft-threshold warning is due (once per UTC day).
@@ -379,8 +379,9 @@ impl Accounts {
     }
 
     /// Re-indexes for a new configuration (after a reload): the view, and
-    /// the counts in transit (by name, from `old`'s indexes to `new`'s), so
-    /// the core still sees its own spend.
+    /// the counts in transit and the holds of requests in flight (by name,
+    /// from `old`'s indexes to `new`'s), so the core still sees its own
+    /// spend, and no team another's.
     pub fn reindex(&self, old: &Config, new: Arc<Config>) {
         let moved: VecDeque<(u64, Counted)> =
             self.in_transit.borrow_mut().drain(..).map(|(seq, c)| (seq, c.reindexed(old, &new))).collect();
@@ -388,6 +389,8 @@ impl Accounts {
         self.sum_transit();
         let unmerged = std::mem::take(&mut *self.unmerged.borrow_mut()).reindexed(old, &new);
         *self.unmerged.borrow_mut() = unmerged;
+        self.reserved.reindex(old, &new);
+        self.held_spend.reindex(old, &new);
         let last = self.view.borrow().last.clone();
         if let Some(s) = last {
             self.view.borrow_mut().rebuild(s, &new);
@@ -431,52 +434,116 @@ impl Accounts {
     }
 }
 
-/// Amounts this core's requests in flight hold, by owner (tokens reserved,
-/// or estimated spend), added as a request starts or grows and taken away
-/// when it ends.
+/// Amounts this core's requests in flight hold (tokens reserved, or
+/// estimated spend): each hold with its owners, added as a request starts
+/// or grows and taken away when it ends, and summed by owner for the
+/// checks. A reload moves every live hold's owners by name
+/// ([`Holds::reindex`]): indexes into the old configuration named other
+/// teams in the new one, whose checks then counted this one's holds, and a
+/// hold taken before released against whatever its old index named
+/// (found by a review).
 #[derive(Default)]
-struct PerOwner(RefCell<HashMap<Owner, u64>>);
+struct Holds {
+    /// Each live hold's owners and amount; `None` where one ended (its
+    /// slot then in `free`).
+    slots: RefCell<Vec<Option<Held>>>,
+    free: RefCell<Vec<usize>>,
+    by_owner: RefCell<HashMap<Owner, u64>>,
+}
 
-impl PerOwner {
+impl Holds {
     fn get(&self, owner: Owner) -> u64 {
-        self.0.borrow().get(&owner).copied().unwrap_or(0)
+        self.by_owner.borrow().get(&owner).copied().unwrap_or(0)
     }
 
-    fn add(&self, owners: [Owner; 2], amount: u64) {
-        let mut m = self.0.borrow_mut();
-        for o in owners {
-            let v = m.entry(o).or_default();
-            *v = v.saturating_add(amount);
+    /// A new hold; its slot.
+    fn add(&self, owners: [Owner; 2], amount: u64) -> usize {
+        self.count(owners, amount, true);
+        let mut slots = self.slots.borrow_mut();
+        match self.free.borrow_mut().pop() {
+            Some(i) => {
+                slots[i] = Some((owners, amount));
+                i
+            }
+            None => {
+                slots.push(Some((owners, amount)));
+                slots.len() - 1
+            }
         }
     }
 
-    fn sub(&self, owners: [Owner; 2], amount: u64) {
-        let mut m = self.0.borrow_mut();
+    /// `more` added to the hold in `slot`.
+    fn grow(&self, slot: usize, more: u64) {
+        let owners = {
+            let mut slots = self.slots.borrow_mut();
+            let Some(Some((owners, amount))) = slots.get_mut(slot) else { return };
+            *amount = amount.saturating_add(more);
+            *owners
+        };
+        self.count(owners, more, true);
+    }
+
+    /// The hold in `slot` ends.
+    fn release(&self, slot: usize) {
+        let Some((owners, amount)) = self.slots.borrow_mut().get_mut(slot).and_then(Option::take) else { return };
+        self.count(owners, amount, false);
+        self.free.borrow_mut().push(slot);
+    }
+
+    /// The owners of the hold in `slot`, as the current configuration
+    /// indexes them.
+    fn owners(&self, slot: usize) -> Option<[Owner; 2]> {
+        self.slots.borrow().get(slot).copied().flatten().map(|(o, _)| o)
+    }
+
+    fn count(&self, owners: [Owner; 2], amount: u64, add: bool) {
+        let mut m = self.by_owner.borrow_mut();
         for o in owners {
-            if let Some(v) = m.get_mut(&o) {
-                *v = v.saturating_sub(amount);
+            let v = m.entry(o).or_default();
+            *v = if add { v.saturating_add(amount) } else { v.saturating_sub(amount) };
+        }
+    }
+
+    /// Every live hold's owners moved from `old`'s indexes to `new`'s, by
+    /// name (an owner `new` no longer has holds nothing), and the sums made
+    /// again.
+    fn reindex(&self, old: &Config, new: &Config) {
+        let mut slots = self.slots.borrow_mut();
+        let mut m = self.by_owner.borrow_mut();
+        m.clear();
+        for (owners, amount) in slots.iter_mut().flatten() {
+            *owners = owners.map(|o| renamed(o, old, new).unwrap_or(GONE));
+            for o in *owners {
+                let v = m.entry(o).or_default();
+                *v = v.saturating_add(*amount);
             }
         }
     }
 }
 
+/// One live hold: its owners, and what it holds.
+type Held = ([Owner; 2], u64);
+
+/// The owner of a hold whose team or key a reload removed: no index of
+/// any configuration.
+const GONE: Owner = Owner::Team(usize::MAX);
+
 /// A request's estimated cost held as spend; released when it ends.
 pub struct SpendHold {
     accounts: Rc<Accounts>,
-    owners: [Owner; 2],
-    amount: u64,
+    slot: usize,
 }
 
 impl Drop for SpendHold {
     fn drop(&mut self) {
-        self.accounts.held_spend.sub(self.owners, self.amount);
+        self.accounts.held_spend.release(self.slot);
     }
 }
 
 /// Tokens a request reserved; released when it ends, however it ends.
 pub struct Reservation {
     accounts: Rc<Accounts>,
-    owners: [Owner; 2],
+    slot: usize,
     limits: [Option<u64>; 2],
     minute: u64,
     prompt: u64,
@@ -495,9 +562,10 @@ impl Reservation {
             return true;
         }
         let a = &self.accounts;
-        a.reserved.add(self.owners, total - cur);
+        a.reserved.grow(self.slot, total - cur);
         self.tokens.set(total);
-        self.owners.iter().zip(self.limits).all(|(&owner, limit)| {
+        let Some(owners) = a.reserved.owners(self.slot) else { return true };
+        owners.iter().zip(self.limits).all(|(&owner, limit)| {
             limit.is_none_or(|l| a.minute_use(owner, self.minute).tokens.saturating_add(a.reserved(owner)) <= l)
         })
     }
@@ -505,7 +573,7 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.accounts.reserved.sub(self.owners, self.tokens.get());
+        self.accounts.reserved.release(self.slot);
     }
 }
 

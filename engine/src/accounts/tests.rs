@@ -104,6 +104,42 @@ fn a_reload_keeps_the_cores_own_counts_under_the_owners_new_indexes() {
     assert_eq!(a.spend(Owner::Key(0), NOW).day, 0);
 }
 
+/// Holds of requests in flight move with their owners across a reload,
+/// by name: at their old indexes they counted against the team now there
+/// (its requests refused for another's estimate), and dropped against it
+/// (found by a review).
+#[test]
+fn a_reload_moves_the_holds_of_requests_in_flight_by_name() {
+    let old = Arc::new(config());
+    let text = "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"m\" }]\n\
+                [[teams]]\nname = \"new\"\nmodels = [\"*\"]\n[[teams]]\nname = \"a\"\nmodels = [\"*\"]\n\
+                [[keys]]\nname = \"kn\"\nteam = \"new\"\nsha256 = \"1111111111111111111111111111111111111111111111111111111111111111\"\n\
+                [[keys]]\nname = \"ka\"\nteam = \"a\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+    let new = Arc::new(Config::parse("accounts.toml", text, &ProcessEnv).expect("config"));
+    let a = Rc::new(Accounts::new(0, None));
+    a.use_config(old.clone());
+    let owners = [Owner::Team(0), Owner::Key(0)];
+    let hold = a.hold_spend(owners, 500);
+    let r = a.reserve(owners, [Some(1_000), None], NOW / 60, 100, 200);
+    a.reindex(&old, new.clone());
+    assert_eq!((a.spend(Owner::Team(1), NOW).day, a.spend(Owner::Key(1), NOW).day), (500, 500));
+    assert_eq!((a.spend(Owner::Team(0), NOW).day, a.spend(Owner::Key(0), NOW).day), (0, 0), "not the new team's");
+    assert_eq!((a.reserved(Owner::Team(1)), a.reserved(Owner::Team(0))), (300, 0));
+    // Grown and checked under the new indexes.
+    assert!(r.stream_used(900));
+    assert_eq!(a.reserved(Owner::Team(1)), 1_000);
+    assert!(!r.stream_used(901), "team a's limit, at its new index");
+    drop((hold, r));
+    for o in [Owner::Team(0), Owner::Team(1), Owner::Key(0), Owner::Key(1)] {
+        assert_eq!((a.spend(o, NOW).day, a.reserved(o)), (0, 0), "{o:?}");
+    }
+    // A hold whose team a reload removes holds nothing from then on.
+    let hold = a.hold_spend([Owner::Team(0), Owner::Key(0)], 70);
+    a.reindex(&new, old.clone());
+    assert_eq!(a.spend(Owner::Team(0), NOW).day, 0, "team `new` is gone; `a` is index 0 again");
+    drop(hold);
+}
+
 #[test]
 fn a_merger_that_stopped_answering_neither_loses_counts_nor_grows_the_list() {
     let config = Arc::new(config());

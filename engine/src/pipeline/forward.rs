@@ -234,6 +234,7 @@ pub async fn forward(
                             ceiling,
                             capped_upstream: cap.is_some(),
                             reservation: holds.tokens.as_ref(),
+                            passed: &trace.completion_passed,
                             capture,
                             classifiers,
                             keep: keep.as_deref_mut(),

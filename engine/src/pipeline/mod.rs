@@ -574,7 +574,10 @@ pub fn finish(
                 if let Some(Some(last)) = trace.attempt_count.checked_sub(1).map(|i| trace.attempts[i]) {
                     trace.served_by = Some(last.target);
                     let prompt = prompt.tokens(body);
-                    trace.usage = Some(crate::record::TokenUsage { prompt, ..Default::default() });
+                    // And what a stream had passed, where it was cut while
+                    // it wrote (the drain's abandoned requests).
+                    let completion = trace.completion_passed.get();
+                    trace.usage = Some(crate::record::TokenUsage { prompt, completion, ..Default::default() });
                     trace.usage_estimated = true;
                 }
             };

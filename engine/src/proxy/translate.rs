@@ -137,6 +137,9 @@ pub struct Inspect<'a, 'g> {
     /// Grown as the stream generates past it; a stream that crosses a
     /// tokens-per-minute limit is ended there.
     pub reservation: Option<&'a crate::accounts::Reservation>,
+    /// Where a stream's completion counted so far is kept as it passes
+    /// (`record::Trace::completion_passed`).
+    pub passed: &'a std::cell::Cell<u64>,
     /// With `[logging] capture_bodies`: the guard that redacts, and where
     /// the answer goes.
     pub capture: Option<(&'g tollgate_policy::guard::Guard, &'a mut Vec<u8>)>,
@@ -224,6 +227,7 @@ pub async fn relay_translated(
         ceiling,
         capped_upstream,
         reservation,
+        passed,
         mut capture,
         mut classifiers,
         mut keep,
@@ -255,7 +259,10 @@ pub async fn relay_translated(
         // Boxed: the stream relay's future is 12 KB, and inline it made
         // this one 16 KB, copied whole into its box for every JSON answer
         // too (15,000 of a 100 B governed miss's 90,000 instructions).
-        return Ok(crate::boxed::boxed(|| relay_stream(client, up, response, answer, relay, classifiers, keep)).await);
+        return Ok(crate::boxed::boxed(|| {
+            relay_stream(client, up, response, answer, relay, classifiers, (keep, passed))
+        })
+        .await);
     }
     // Only JSON is translated; anything else (an HTML error page from a
     // proxy in front of the provider, say) goes through as it came.
@@ -538,7 +545,9 @@ async fn relay_stream(
     answer: &Answer<'_>,
     mut relay: StreamRelay<'_, '_>,
     mut classifiers: Option<super::classify::AnswerClassifiers<'_>>,
-    mut keep: Option<&mut crate::cache::Kept>,
+    // What the answer cache keeps, and where the completion counted so
+    // far is kept as it passes.
+    (mut keep, passed): (Option<&mut crate::cache::Kept>, &std::cell::Cell<u64>),
 ) -> RelayEnd {
     let from = classifiers.as_ref().map_or(0, |c| c.classified.len());
     let mut held = BytesMut::new();
@@ -563,6 +572,7 @@ async fn relay_stream(
         for p in pieces.drain(..) {
             relay.feed(p, &mut out);
         }
+        passed.set(relay.completion_counted);
         match read {
             Ok(()) => {}
             Err(ReadEnd::Failed) => relay.upstream_failed(),

@@ -96,6 +96,9 @@ pub struct ChunkedDecoder {
     remaining: u64,
     side_bytes: usize,
     data_total: u64,
+    /// Where in the last `decode`'s input the trailer section began (just
+    /// past the last chunk's size line), if it began there.
+    trailer_at: Option<usize>,
 }
 
 impl Default for ChunkedDecoder {
@@ -106,7 +109,31 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
-        ChunkedDecoder { state: State::Size, size: 0, size_digits: 0, remaining: 0, side_bytes: 0, data_total: 0 }
+        ChunkedDecoder {
+            state: State::Size,
+            size: 0,
+            size_digits: 0,
+            remaining: 0,
+            side_bytes: 0,
+            data_total: 0,
+            trailer_at: None,
+        }
+    }
+
+    /// Whether the body's last chunk has been read and its trailer section
+    /// (fields, then the empty line) is being read.
+    pub fn in_trailer(&self) -> bool {
+        matches!(self.state, State::TrailerStart | State::TrailerLine | State::TrailerLf | State::EndLf | State::Done)
+    }
+
+    /// Where in the last [`Self::decode`]'s input the trailer section
+    /// began, if it began there: what comes before is the body's chunks
+    /// (the last one's `0` line included), what comes after its trailer
+    /// fields and end. A relay that passes chunks through as they came
+    /// ends the body there with an empty section of its own, so that no
+    /// upstream field reaches the client unfiltered.
+    pub fn trailer_at(&self) -> Option<usize> {
+        self.trailer_at
     }
 
     pub fn is_done(&self) -> bool {
@@ -127,6 +154,7 @@ impl ChunkedDecoder {
     /// Decodes as much of `input` as belongs to this body, calling `data`
     /// with each range of `input` that is body data.
     pub fn decode(&mut self, input: &[u8], mut data: impl FnMut(Range<usize>)) -> Result<DecodeProgress, RequestError> {
+        self.trailer_at = None;
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
@@ -166,6 +194,7 @@ impl ChunkedDecoder {
                     if self.size == 0 {
                         self.side_bytes = 0;
                         self.state = State::TrailerStart;
+                        self.trailer_at = Some(i + 1);
                     } else {
                         self.remaining = self.size;
                         self.state = State::Data;
@@ -272,6 +301,35 @@ pub fn chunk_header(len: usize, out: &mut [u8; 18]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a relay that passes chunks through keeps of a body (the bytes
+    /// before the trailer section, then an empty section of its own) is
+    /// the body's chunks and its end, without the trailer fields, wherever
+    /// the body is split into reads.
+    #[test]
+    fn the_trailer_section_begins_where_trailer_at_says_wherever_the_body_is_split() {
+        let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n000\r\nx-secret: 1\r\nother: 2\r\n\r\nNEXT";
+        let want = b"5;ext=1\r\nhello\r\n6\r\n world\r\n000\r\n\r\n";
+        for a in 0..body.len() {
+            for b in a..body.len() {
+                let mut d = ChunkedDecoder::new();
+                let (mut kept, mut buf) = (Vec::new(), Vec::new());
+                for piece in [&body[..a], &body[a..b], &body[b..]] {
+                    buf.extend_from_slice(piece);
+                    let before = d.in_trailer();
+                    let p = d.decode(&buf, |_| {}).unwrap();
+                    let raw: Vec<u8> = buf.drain(..p.consumed).collect();
+                    let chunks = if before { 0 } else { d.trailer_at().unwrap_or(raw.len()) };
+                    kept.extend_from_slice(&raw[..chunks]);
+                    if p.done {
+                        kept.extend_from_slice(b"\r\n");
+                        break;
+                    }
+                }
+                assert_eq!(String::from_utf8_lossy(&kept), String::from_utf8_lossy(want), "split at {a}, {b}");
+            }
+        }
+    }
 
     fn decode_all(input: &[u8]) -> Result<(Vec<u8>, DecodeProgress), RequestError> {
         let mut d = ChunkedDecoder::new();
