@@ -144,6 +144,8 @@ pub struct UpConn {
     pub out: IoSlices,
     /// The socket, for [`UpConn::quiet`]'s peek.
     fd: std::os::fd::RawFd,
+    /// When it went back to the pool.
+    idle_since: Option<std::time::Instant>,
 }
 
 impl UpConn {
@@ -154,6 +156,14 @@ impl UpConn {
     /// that is not quiet is not sent on. Found before sending, a request is
     /// never sent twice (see `proxy::call`).
     pub fn quiet(&self) -> bool {
+        // Back in the pool for less than this, it is taken as it is: no
+        // upstream closes a connection it kept alive that soon, and under
+        // load (a connection reused within microseconds) the peek would be
+        // one more system call every request.
+        const PEEK_AFTER: Duration = Duration::from_millis(100);
+        if self.idle_since.is_none_or(|t| t.elapsed() < PEEK_AFTER) {
+            return true;
+        }
         let mut one = 0u8;
         // SAFETY: `fd` is this connection's socket, open while `self`
         // lives (the stream owns it); the one-byte buffer is valid for the
@@ -271,6 +281,7 @@ impl Upstream {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < IDLE_PER_PROVIDER_MAX && conn.buf.is_empty() {
             conn.reused = true;
+            conn.idle_since = Some(std::time::Instant::now());
             conn.scan.reset();
             idle.push(conn);
         }
@@ -286,6 +297,7 @@ impl Upstream {
             Ok(Ok((stream, fd))) => Ok(UpConn {
                 stream,
                 fd,
+                idle_since: None,
                 buf: BytesMut::with_capacity(UPSTREAM_READ_BYTES),
                 scan: HeadScan::default(),
                 reused: false,
