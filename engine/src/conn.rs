@@ -120,7 +120,9 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
             Err(e) => {
                 let reply = Reply::bare(Instant::now() + w.state().config.server.timeouts.head_read);
                 // Boxed: a connection's future should not carry it.
-                crate::boxed::boxed(|| client.send_error(&reply, &e, true)).await;
+                if crate::boxed::boxed(|| client.send_error(&reply, &e, true)).await && !w.is_draining() {
+                    linger(&mut client, &mut buf).await;
+                }
                 return;
             }
         };
@@ -154,7 +156,41 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
             None => crate::boxed::boxed(|| answer_locally(&w, &core, &mut client, &mut buf, head, keep_alive)).await,
         };
         if !keep_alive || w.is_draining() {
+            if !w.is_draining() {
+                linger(&mut client, &mut buf).await;
+            }
             return;
+        }
+    }
+}
+
+/// How long a closing connection reads and drops what the client still
+/// sends ([`linger`]), and how much at most.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 << 20;
+
+/// After an answer that closes the connection: the sending side is shut
+/// (the client has the answer whole, then its end), and what the client
+/// still sends, the rest of a body refused before it was read (413, 401,
+/// 429), is read and dropped for a while, as nginx's lingering close does.
+/// Closed with bytes unread, the socket sends a reset, which can erase the
+/// answer and its `retry-after` from the client's buffers before its
+/// application reads them, and the client's write fails (RFC 9112 9.6;
+/// found by a review). A client that closes its side ends it at once.
+async fn linger(client: &mut Client, buf: &mut BytesMut) {
+    client.stream.shut_write();
+    let until = Instant::now() + LINGER;
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        let wait = until.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            break;
+        }
+        buf.clear();
+        buf.reserve(READ_BYTES);
+        match monoio::time::timeout(wait, iov::read_more(&mut client.stream, buf)).await {
+            Ok(Ok(n)) if n > 0 => dropped += n,
+            _ => break,
         }
     }
 }

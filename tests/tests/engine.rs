@@ -465,6 +465,28 @@ fn smuggling_attempts_get_their_status_and_a_closed_connection() {
     assert!(bystander.join().expect("bystander") > 0);
 }
 
+/// A body refused before it was read (too large, here) still gets its
+/// answer while the client goes on sending it: the gateway shuts its side
+/// and reads the rest away for a while, as nginx's lingering close does,
+/// instead of closing with bytes unread, which resets the connection,
+/// fails the client's write and can erase the answer (found by a review).
+#[test]
+fn a_client_still_sending_a_refused_body_gets_its_answer() {
+    use std::io::Write;
+    let (_mock, gw) = pair(&[], 1, "body_bytes_max = 65536");
+    let mut c = Client::connect(gw.addr);
+    let big = 8 << 20;
+    c.send(
+        format!("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nContent-Length: {big}\r\n\r\n")
+            .as_bytes(),
+    );
+    let mut w = c.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || w.write_all(&vec![b'a'; big]));
+    let r = c.read_response().expect("the answer");
+    assert_eq!((r.status, r.error_code().as_str()), (413, "body_too_large"), "{}", r.text());
+    sender.join().expect("sender").expect("the whole body was taken, not reset");
+}
+
 #[test]
 fn local_routes_and_errors() {
     let (_mock, gw) = pair(&[], 1, "");
