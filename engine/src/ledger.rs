@@ -7,7 +7,9 @@
 //! the merger yet: each core's spend since its last hand-off (at most
 //! `MERGE_EVERY`, 100 ms) and what the merger had not yet written. At start
 //! the ledger is replayed into the current day's and month's totals and
-//! compacted to one line per owner per day of the current month.
+//! compacted to one line per owner per day of the current month. A write
+//! that fails (a full disk) is kept, from where it stopped, and written
+//! again first by the next append, up to 64 MiB of lines.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -28,7 +30,18 @@ pub struct Ledger {
     file: File,
     last_sync: Instant,
     dirty: bool,
+    /// Lines not yet written (a full disk, an I/O error), from exactly
+    /// where the file's last write stopped: written first by the next
+    /// append, so that no spend is lost to a disk that fills and frees,
+    /// and a line cut by a failed write is completed, not followed by
+    /// another on the same line (found by a review: such lines were
+    /// dropped, and replay skipped them and the next good one).
+    pending: Vec<u8>,
 }
+
+/// Unwritten lines kept at most (a disk full for a long time): past it,
+/// new spend is logged as lost rather than held without bound.
+const PENDING_BYTES_MAX: usize = 64 << 20;
 
 fn line(t: u64, owner: &OwnerName, micro: u64) -> String {
     let (kind, name) = owner.label();
@@ -85,25 +98,52 @@ impl Ledger {
         }
         std::fs::rename(&tmp, &path)?;
         let file = OpenOptions::new().append(true).open(&path)?;
-        Ok(Ledger { path, file, last_sync: Instant::now(), dirty: false })
+        Ok(Ledger { path, file, last_sync: Instant::now(), dirty: false, pending: Vec::new() })
     }
 
     pub fn append(&mut self, now: u64, spend: &[(OwnerName, u64)]) {
-        let mut text = String::new();
         for (owner, micro) in spend {
-            text.push_str(&line(now, owner, *micro));
+            if self.pending.len() >= PENDING_BYTES_MAX {
+                tracing::error!(file = %self.path.display(), owner = ?owner.label(), micro, "the usage ledger cannot be written: spend lost from it");
+                continue;
+            }
+            self.pending.extend_from_slice(line(now, owner, *micro).as_bytes());
         }
-        if let Err(e) = self.file.write_all(text.as_bytes()) {
-            tracing::error!(error = %e, file = %self.path.display(), "cannot append to the usage ledger");
-        }
-        self.dirty = true;
+        self.write_pending();
         self.sync(false);
+    }
+
+    /// Writes what is pending, as far as the file takes it.
+    fn write_pending(&mut self) {
+        let failing = !self.pending.is_empty();
+        while !self.pending.is_empty() {
+            match self.file.write(&self.pending) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.pending.drain(..n);
+                    self.dirty = true;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::error!(error = %e, file = %self.path.display(), pending = self.pending.len(), "cannot append to the usage ledger; kept to write again");
+                    break;
+                }
+            }
+        }
+        if failing && self.pending.is_empty() {
+            tracing::info!(file = %self.path.display(), "the usage ledger is written again");
+        }
     }
 
     /// Syncs if a second has passed since the last sync (or now, `force`).
     pub fn sync(&mut self, force: bool) {
+        if force {
+            self.write_pending();
+        }
         if self.dirty && (force || self.last_sync.elapsed() >= SYNC_EVERY) {
-            let _ = self.file.sync_data();
+            if let Err(e) = self.file.sync_data() {
+                tracing::error!(error = %e, file = %self.path.display(), "cannot sync the usage ledger");
+            }
             self.dirty = false;
             self.last_sync = Instant::now();
         }
@@ -139,6 +179,34 @@ mod tests {
         assert_eq!(spend.by_owner[&OwnerName::Key("k".into())], (7, 7));
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert_eq!(lines, 3, "compacted to one line per owner per day of this month");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// Spend appended while the disk is full is kept and written once it
+    /// takes writes again, whole lines, so that replay counts all of it.
+    #[test]
+    fn spend_appended_to_a_full_disk_is_written_once_it_frees() {
+        let path = std::env::temp_dir().join(format!("tollgate-ledger-full-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let now = 1_795_435_200;
+        let team = OwnerName::Team("a".into());
+        {
+            let mut spend = SpendSnapshot::default();
+            let mut l = Ledger::open(path.clone(), now, &mut spend).unwrap();
+            l.append(now, &[(team.clone(), 100)]);
+            // The disk fills: /dev/full refuses every write (ENOSPC).
+            let real = std::mem::replace(&mut l.file, OpenOptions::new().append(true).open("/dev/full").unwrap());
+            l.append(now, &[(team.clone(), 20)]);
+            l.append(now, &[(team.clone(), 3)]);
+            assert!(!l.pending.is_empty(), "kept");
+            // It frees.
+            l.file = real;
+            l.append(now, &[(team.clone(), 4000)]);
+            assert!(l.pending.is_empty());
+        }
+        let mut spend = SpendSnapshot::default();
+        let _l = Ledger::open(path.clone(), now, &mut spend).unwrap();
+        assert_eq!(spend.by_owner[&team], (4123, 4123), "none of it lost");
         let _ = std::fs::remove_file(&path);
     }
 }
