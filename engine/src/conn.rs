@@ -120,14 +120,17 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
             Err(e) => {
                 let reply = Reply::bare(Instant::now() + w.state().config.server.timeouts.head_read);
                 // Boxed: a connection's future should not carry it.
-                if crate::boxed::boxed(|| client.send_error(&reply, &e, true)).await && !w.is_draining() {
-                    linger(&mut client, &mut buf).await;
+                // Not after a head that did not come in time: a slow
+                // client is not given more of it.
+                let slow = matches!(e, GatewayError::HeadTimeout);
+                if crate::boxed::boxed(|| client.send_error(&reply, &e, true)).await && !slow {
+                    linger(&w, &mut client, &mut buf).await;
                 }
                 return;
             }
         };
         first = false;
-        let _in_flight = w.track_request();
+        let in_flight = w.track_request();
         // The request runs under the state it started with, whatever a
         // reload installs meanwhile.
         let state = w.state();
@@ -156,9 +159,9 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
             None => crate::boxed::boxed(|| answer_locally(&w, &core, &mut client, &mut buf, head, keep_alive)).await,
         };
         if !keep_alive || w.is_draining() {
-            if !w.is_draining() {
-                linger(&mut client, &mut buf).await;
-            }
+            // A lingering connection has no request in flight.
+            drop(in_flight);
+            linger(&w, &mut client, &mut buf).await;
             return;
         }
     }
@@ -176,13 +179,14 @@ const LINGER_BYTES: usize = 16 << 20;
 /// Closed with bytes unread, the socket sends a reset, which can erase the
 /// answer and its `retry-after` from the client's buffers before its
 /// application reads them, and the client's write fails (RFC 9112 9.6;
-/// found by a review). A client that closes its side ends it at once.
-async fn linger(client: &mut Client, buf: &mut BytesMut) {
+/// found by a review). A client that closes its side ends it at once; the
+/// drain ends it within a read's wait ([`LINGER_READ`]).
+async fn linger(w: &Worker, client: &mut Client, buf: &mut BytesMut) {
     client.stream.shut_write();
     let until = Instant::now() + LINGER;
     let mut dropped = 0;
-    while dropped < LINGER_BYTES {
-        let wait = until.saturating_duration_since(Instant::now());
+    while dropped < LINGER_BYTES && !w.is_draining() {
+        let wait = until.saturating_duration_since(Instant::now()).min(LINGER_READ);
         if wait.is_zero() {
             break;
         }
@@ -190,10 +194,15 @@ async fn linger(client: &mut Client, buf: &mut BytesMut) {
         buf.reserve(READ_BYTES);
         match monoio::time::timeout(wait, iov::read_more(&mut client.stream, buf)).await {
             Ok(Ok(n)) if n > 0 => dropped += n,
+            // A quiet client between two reads: go on while there is time.
+            Err(_) => {}
             _ => break,
         }
     }
 }
+
+/// The longest one read of a lingering connection waits.
+const LINGER_READ: Duration = Duration::from_millis(250);
 
 /// The API front a request's method and path name; `None` for the
 /// gateway's own routes.

@@ -91,7 +91,9 @@ pub enum GatewayError {
     /// (the provider may have acted on it, and bill it).
     UpstreamTimeout { provider: String, sent: bool },
     /// The upstream closed or reset before a complete answer.
-    UpstreamClosed { provider: String, cause: Option<io::Error> },
+    /// `sent`: the whole request was written before the connection
+    /// ended (the provider may have acted on it, and bill it).
+    UpstreamClosed { provider: String, cause: Option<io::Error>, sent: bool },
     /// The upstream's answer is not HTTP/1.1 we can relay safely.
     UpstreamProtocol { provider: String, cause: ResponseError },
     /// The upstream answered with a status in `fallback_on_status`, and no
@@ -163,12 +165,17 @@ impl GatewayError {
     }
 
     /// Whether the request reached the provider whole before the attempt
-    /// failed: it timed out waiting for the answer, or the answer was
-    /// broken. The provider may have done the work and bill it; an
-    /// attempt that could not connect, or whose connection died before
-    /// anything came back, is taken as not acted on.
+    /// failed: it timed out waiting for the answer, the connection ended
+    /// after it, or the answer was broken. The provider may have done the
+    /// work and bill it; an attempt that could not connect, or whose
+    /// write failed, is taken as not acted on.
     pub fn sent_upstream(&self) -> bool {
-        matches!(self, GatewayError::UpstreamTimeout { sent: true, .. } | GatewayError::UpstreamProtocol { .. })
+        matches!(
+            self,
+            GatewayError::UpstreamTimeout { sent: true, .. }
+                | GatewayError::UpstreamClosed { sent: true, .. }
+                | GatewayError::UpstreamProtocol { .. }
+        )
     }
 
     /// Whether the client connection must close after the answer, because
@@ -342,10 +349,10 @@ impl fmt::Display for GatewayError {
             UpstreamTls { provider, cause } => write!(f, "upstream `{provider}`: {cause}"),
             UpstreamConnectTimeout { provider } => write!(f, "connecting to upstream `{provider}` timed out"),
             UpstreamTimeout { provider, .. } => write!(f, "upstream `{provider}` did not answer in time"),
-            UpstreamClosed { provider, cause: Some(cause) } => {
+            UpstreamClosed { provider, cause: Some(cause), .. } => {
                 write!(f, "upstream `{provider}` closed the connection: {cause}")
             }
-            UpstreamClosed { provider, cause: None } => write!(f, "upstream `{provider}` closed the connection early"),
+            UpstreamClosed { provider, cause: None, .. } => write!(f, "upstream `{provider}` closed the connection early"),
             UpstreamProtocol { provider, cause } => write!(f, "upstream `{provider}`: {cause}"),
             UpstreamStatus { provider, status } => write!(f, "upstream `{provider}` answered {status}"),
             Unavailable { model } => {
@@ -396,7 +403,7 @@ mod tests {
             (GatewayError::ServiceTierNotAllowed { tier: "priority".into() }, 403),
             (GatewayError::UpstreamConnect { provider: p(), cause: io::ErrorKind::ConnectionRefused.into() }, 502),
             (GatewayError::UpstreamTimeout { provider: p(), sent: true }, 504),
-            (GatewayError::UpstreamClosed { provider: p(), cause: None }, 502),
+            (GatewayError::UpstreamClosed { provider: p(), cause: None, sent: true }, 502),
             (GatewayError::Draining, 503),
             (GatewayError::ClusterUnavailable, 503),
             (GatewayError::Guardrail { profile: p(), rule: "pii.email".into() }, 400),

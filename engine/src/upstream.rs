@@ -148,6 +148,10 @@ pub struct UpConn {
     idle_since: Option<std::time::Instant>,
 }
 
+/// A pooled connection idle this long is not reused (see
+/// [`UpConn::quiet`]).
+const IDLE_REUSE_MAX: Duration = Duration::from_secs(4);
+
 impl UpConn {
     /// Whether nothing waits on the socket: no bytes, no end, no error (a
     /// peek that does not wait and takes nothing). A pooled connection the
@@ -156,14 +160,17 @@ impl UpConn {
     /// that is not quiet is not sent on. Found before sending, a request is
     /// never sent twice (see `proxy::call`).
     pub fn quiet(&self) -> bool {
-        // Back in the pool for less than this, it is taken as it is: no
-        // upstream closes a connection it kept alive that soon, and under
-        // load (a connection reused within microseconds) the peek would be
-        // one more system call every request.
-        const PEEK_AFTER: Duration = Duration::from_millis(100);
-        if self.idle_since.is_none_or(|t| t.elapsed() < PEEK_AFTER) {
-            return true;
+        // Idle longer than servers commonly keep a connection alive
+        // (uvicorn's and Node's 5 s), it is let go unpeeked: its end may
+        // be on the way while the request is written, and a request
+        // written whole is not sent again.
+        if self.idle_since.is_some_and(|t| t.elapsed() >= IDLE_REUSE_MAX) {
+            return false;
         }
+        // Peeked every time, not only after a while idle: a server that
+        // restarts under load closes connections reused within
+        // milliseconds (found by a review). One system call that does not
+        // wait.
         let mut one = 0u8;
         // SAFETY: `fd` is this connection's socket, open while `self`
         // lives (the stream owns it); the one-byte buffer is valid for the

@@ -637,7 +637,14 @@ fn a_request_ceiling_holds_for_a_model_that_reasons_unseen() {
     // $0.004 a request at $2 and $8 per million: the prompt's dozen
     // tokens leave 496 of output.
     let logs = TempDir::new("evasion-cost-ceiling-reasoning");
-    let mut gw = start_gateway(&stored_config(&mock, &logs, "", models, "budget = { request_usd = 0.004 }"), &[], &[]);
+    // A chain whose first target is too dear for a long prompt, whose
+    // second fits it (built-in prices: $2.50 and $0.15 in).
+    let chain = "[[models]]\nname = \"chain\"\ntargets = [{ provider = \"up\", model = \"gpt-4o\" }, { provider = \"up\", model = \"gpt-4o-mini\" }]\n\n";
+    let mut gw = start_gateway(
+        &stored_config(&mock, &logs, "", &format!("{models}{chain}"), "budget = { request_usd = 0.004 }"),
+        &[],
+        &[],
+    );
     for more in ["", r#","stream":true"#] {
         let r = one_request(gw.addr, &post_json("/v1/chat/completions", &chat(more), reasons));
         assert_eq!(r.status, 200, "{}", r.text());
@@ -663,7 +670,12 @@ fn a_request_ceiling_holds_for_a_model_that_reasons_unseen() {
     }
     let r = one_request(gw.addr, &post_json("/v1/chat/completions", &long(1_900, ""), reasons));
     assert_eq!(r.status, 200, "{}", r.text());
-    let recs = wait_records(&logs.0, 6);
+    // Too dear at the chain's first target, the prompt goes to the next,
+    // which it fits, rather than being refused (found by a review).
+    let r = one_request(gw.addr, &post_json("/v1/chat/completions", &long(3_000, "").replace("o3", "chain"), ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-tollgate-route"), Some("up/gpt-4o-mini"));
+    let recs = wait_records(&logs.0, 7);
     assert_eq!(recs.iter().filter(|r| r["status"] == 400).count(), 3, "{recs:#?}");
     let last = recs.iter().find(|r| r["status"] == 200 && r["tokens"]["prompt"].as_u64() > Some(1_000)).expect("sent");
     assert!(last["tokens"]["completion"].as_u64().is_some_and(|c| (1..=25).contains(&c)), "{last}");

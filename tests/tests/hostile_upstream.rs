@@ -304,6 +304,21 @@ fn an_upstreams_trailer_fields_do_not_reach_the_client() {
     assert!(raw.contains(body) && raw.ends_with("\r\n0\r\n\r\n"), "{raw}");
 }
 
+/// A tenant that provokes the provider's 401 or 403 (a file it may not
+/// read, a forged project header) does not open the target's breaker for
+/// every tenant: those are not charged to it (found by a review).
+#[test]
+fn refusals_a_tenant_provokes_do_not_open_the_breaker() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 1, "[routing]\nbreaker_failures = 2"), &[], &[]);
+    for status in ["401", "403", "401", "403"] {
+        let r = one_request(gw.addr, &chat_request(GPT4O, &format!("x-mock-fail: {status}\r\n")));
+        assert_eq!((r.status, r.error_code().as_str()), (502, "upstream_error_status"), "{}", r.text());
+    }
+    let r = one_request(gw.addr, &chat_request(GPT4O, ""));
+    assert_eq!(r.status, 200, "the breaker opened: {}", r.text());
+}
+
 /// The provider's rate limit, with no target left, is the gateway's own
 /// 429 (with the provider's wait): OpenAI's message names the organisation
 /// every tenant shares and its whole use, as the rate-limit headers the

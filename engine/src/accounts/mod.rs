@@ -282,6 +282,18 @@ impl Accounts {
         self.released.borrow_mut().push(r);
     }
 
+    /// `owners`, indexes into `config` (the configuration a request runs
+    /// under), as the current configuration indexes them: a request that
+    /// started before a reload takes its holds after awaits (its body, its
+    /// classifiers), and its old indexes name other teams now (found by a
+    /// review). An owner the reload removed holds nothing.
+    pub fn owners_now(&self, config: &Arc<Config>, owners: [Owner; 2]) -> [Owner; 2] {
+        match self.config.borrow().as_ref().filter(|c| !Arc::ptr_eq(c, config)) {
+            Some(current) => owners.map(|o| renamed(o, config, current).unwrap_or(GONE)),
+            None => owners,
+        }
+    }
+
     /// Holds a request's estimated cost as spend of its team and key until
     /// the returned guard drops (the request has ended and its cost is
     /// counted).

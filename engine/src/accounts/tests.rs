@@ -133,6 +133,11 @@ fn a_reload_moves_the_holds_of_requests_in_flight_by_name() {
     for o in [Owner::Team(0), Owner::Team(1), Owner::Key(0), Owner::Key(1)] {
         assert_eq!((a.spend(o, NOW).day, a.reserved(o)), (0, 0), "{o:?}");
     }
+    // A request that started under the old configuration takes its hold
+    // after the reload: its old indexes are moved to the new ones.
+    let late = a.hold_spend(a.owners_now(&old, [Owner::Team(0), Owner::Key(0)]), 40);
+    assert_eq!((a.spend(Owner::Team(1), NOW).day, a.spend(Owner::Team(0), NOW).day), (40, 0));
+    drop(late);
     // A hold whose team a reload removes holds nothing from then on.
     let hold = a.hold_spend([Owner::Team(0), Owner::Key(0)], 70);
     a.reindex(&new, old.clone());

@@ -272,7 +272,8 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     }
     check(|| format!("key \"{}\"", key.name), &key.budget, key_spend, estimate, now)
         .map_err(GatewayError::OverBudget)?;
-    ex.holds.spend = Some(a.hold_spend([Owner::Team(key.team), Owner::Key(key.index)], estimate));
+    let owners = a.owners_now(&core.state.config, [Owner::Team(key.team), Owner::Key(key.index)]);
+    ex.holds.spend = Some(a.hold_spend(owners, estimate));
     Ok(())
 }
 
@@ -368,8 +369,13 @@ pub fn reserve_tokens<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), 
     admitted?;
     let owners = [Owner::Team(key.team), Owner::Key(key.index)];
     let minute = ex.trace.started_unix_ms / 60_000;
-    ex.holds.tokens =
-        Some(core.accounts.reserve(owners, [team_tpm, key.rate_limit.tokens_per_minute], minute, prompt, output));
+    ex.holds.tokens = Some(core.accounts.reserve(
+        core.accounts.owners_now(&core.state.config, owners),
+        [team_tpm, key.rate_limit.tokens_per_minute],
+        minute,
+        prompt,
+        output,
+    ));
     Ok(())
 }
 

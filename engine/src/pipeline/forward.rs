@@ -99,7 +99,26 @@ pub async fn forward(
         // A traced request tells the provider which attempt calls it.
         let traceparent =
             trace.otel.filter(|c| c.sampled()).map(|c| c.traceparent(c.child(trace.attempt_count as u64)));
-        let cap = output_cap(state, key, routed, target, body, prompt)?;
+        // A token count is free: no ceiling to keep (nor a prompt to refuse).
+        let cap = if front == crate::proxy::Front::CountTokens {
+            Ok(None)
+        } else {
+            output_cap(state, key, routed, target, body, prompt)
+        };
+        let cap = match cap {
+            Ok(cap) => cap,
+            // Too dear at this target: another may fit (a cheaper one, or
+            // one with no price). Refused only where none does, and an
+            // outage met first is the answer (found by a review).
+            Err(e @ GatewayError::PromptOverCeiling { .. }) => {
+                plan.exclude(t);
+                if last_error.is_none() {
+                    last_error = Some(e);
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let (parts, translation) = upstream_request::build(
             client,
             head,
@@ -128,10 +147,12 @@ pub async fn forward(
             // tenants to rotate theirs, is never relayed (found by a
             // review). Another target may do better; after the last, the
             // gateway's own 502.
+            // Not charged to the target's breaker: a tenant can provoke a
+            // 403 (a file it may not read, a project header it forges), and
+            // five would open the breaker for every tenant (found by a
+            // review). The warning, and the records' attempts, are the
+            // operator's to act on.
             Ok((conn, response)) if matches!(response.status, 401 | 403 | 407) => {
-                if plan.charge(t) {
-                    breakers[t].failure(Instant::now(), routing);
-                }
                 tracing::warn!(provider = %upstream.name, status = response.status, "the provider refused the gateway's credentials");
                 drop(conn);
                 last_error =
@@ -428,6 +449,12 @@ fn output_cap(
         // token priced as written to the cache, the cost leaves the output
         // ceiling whole (which then decides), or, without one, each answer
         // at least the body's own limit (which then stands).
+        // The prompt alone is judged at what its tokens are known to cost
+        // (the text input rate, the long context's past its threshold),
+        // not at the dearest rate one may cost: refusing a prompt for a
+        // cost it does not have was worse than the one token it got
+        // before (found by a review).
+        let base = price;
         let dearest = price.before_answer(|| true);
         let choices = routed.fields.choices.max(1);
         let binds_at_dearest =
@@ -452,13 +479,13 @@ fn output_cap(
                 let counted = prompt.tokens(body);
                 (affordable(limit, counted, price), Some(counted))
             }
-            _ if small && prompt_over(limit, prompt_now, price) => {
+            _ if small && prompt_over(limit, prompt_now, base) => {
                 let counted = prompt.tokens(body);
                 (affordable(limit, counted, price), Some(counted))
             }
             n => (n, prompt.get()),
         };
-        Some((n, counted.filter(|&c| prompt_over(limit, c, price)).map(|c| (c, limit))))
+        Some((n, counted.filter(|&c| prompt_over(limit, c, base)).map(|c| (c, limit))))
     });
     // A prompt that costs more than the ceiling before any answer is
     // refused: sent with one output token it was billed in full (found
@@ -503,10 +530,11 @@ fn affordable(limit: u64, prompt: u64, price: tollgate_policy::config::Price) ->
     Some(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
-/// Whether `prompt` tokens alone cost more than `limit` at `price`, with
+/// Whether `prompt` tokens alone cost more than `limit` at `price` as a
+/// record prices them (the long context's rates past its threshold), with
 /// no output at all.
 fn prompt_over(limit: u64, prompt: u64, price: tollgate_policy::config::Price) -> bool {
-    crate::record::TokenUsage { prompt, ..Default::default() }.cost_at(price.for_counted_prompt(prompt)) > limit
+    crate::record::TokenUsage { prompt, ..Default::default() }.cost_at(price) > limit
 }
 
 /// The tighter of the team's and the key's ceilings on one request.

@@ -369,11 +369,15 @@ pub fn guard_request<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
     //   holds one answer's text at a time, so each piece was scanned
     //   alone and a secret split across them passed (found by a review).
     let fields = ex.routed.as_ref().map(|r| &r.fields);
+    // Answers are checked by the profile's rules or by a classifier of
+    // its that reads answers (found by a review: only the rules counted).
+    let answers_checked = g.responses
+        || core.state.config.team_profile(key.team).is_some_and(|p| p.classifiers.iter().any(|c| c.answers));
     let unreadable = if fields.is_some_and(|f| f.token_ids > 0) {
         Some("the prompt is given as token IDs, which guardrails cannot read; send it as text")
-    } else if g.responses && fields.is_some_and(|f| f.logprobs) {
+    } else if answers_checked && fields.is_some_and(|f| f.logprobs) {
         Some("the answer's logprobs repeat its text token by token, which answer guardrails cannot check; ask without logprobs")
-    } else if g.responses && fields.is_some_and(|f| f.stream && f.choices > 1) {
+    } else if answers_checked && fields.is_some_and(|f| f.stream && f.choices > 1) {
         Some("a stream of several answers (`n`) interleaves them chunk by chunk, which answer guardrails cannot check whole; ask for one answer, or without streaming")
     } else {
         None

@@ -42,10 +42,10 @@ pub async fn call(
                 conn = upstream.connect(connect_within()).await?;
             }
             Err(Attempt::Unsent(cause)) => {
-                return Err(GatewayError::UpstreamClosed { provider: upstream.name.clone(), cause })
+                return Err(GatewayError::UpstreamClosed { provider: upstream.name.clone(), cause, sent: false })
             }
             Err(Attempt::DeadBeforeAnswer(cause)) => {
-                return Err(GatewayError::UpstreamClosed { provider: upstream.name.clone(), cause })
+                return Err(GatewayError::UpstreamClosed { provider: upstream.name.clone(), cause, sent: true })
             }
             Err(Attempt::Failed(e)) => return Err(e),
         }
@@ -115,12 +115,14 @@ async fn attempt(
                     return Err(Attempt::Failed(GatewayError::UpstreamClosed {
                         provider: upstream.name.clone(),
                         cause: None,
+                        sent: true,
                     }))
                 }
                 Err(e) => {
                     return Err(Attempt::Failed(GatewayError::UpstreamClosed {
                         provider: upstream.name.clone(),
                         cause: Some(e),
+                        sent: true,
                     }))
                 }
                 Ok(_) => {}

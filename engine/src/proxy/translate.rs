@@ -295,7 +295,7 @@ pub async fn relay_translated(
         // Boxed too: rare, and 6 KB.
         return Ok(crate::boxed::boxed(|| super::relay::relay(client, up, response, answer, None)).await);
     }
-    let broken = || GatewayError::UpstreamClosed { provider: route.provider.to_string(), cause: None };
+    let broken = || GatewayError::UpstreamClosed { provider: route.provider.to_string(), cause: None, sent: true };
     // The gateway asks for identity; a provider that compresses anyway
     // cannot be translated.
     if response.header(b"content-encoding").is_some_and(|v| !v.eq_ignore_ascii_case(b"identity")) {
