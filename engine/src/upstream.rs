@@ -151,13 +151,16 @@ pub struct UpConn {
 /// A pooled connection idle this long is not reused (see
 /// [`UpConn::quiet`]).
 const IDLE_REUSE_MAX: Duration = Duration::from_secs(4);
+/// A pooled connection idle this long is peeked before it is sent on.
+const PEEK_AFTER: Duration = Duration::from_secs(1);
 
 impl UpConn {
-    /// Whether nothing waits on the socket: no bytes, no end, no error (a
-    /// peek that does not wait and takes nothing). A pooled connection the
-    /// upstream closed while idle has its end waiting (a TLS one its
-    /// `close_notify` first), and an idle connection is owed nothing: one
-    /// that is not quiet is not sent on. Found before sending, a request is
+    /// Whether it may be sent on: not idle past [`IDLE_REUSE_MAX`], and,
+    /// once idle [`PEEK_AFTER`], nothing waiting on the socket: no bytes,
+    /// no end, no error (a peek that does not wait and takes nothing). A
+    /// pooled connection the upstream closed while idle has its end
+    /// waiting (a TLS one its `close_notify` first), and an idle
+    /// connection is owed nothing. Found before sending, a request is
     /// never sent twice (see `proxy::call`).
     pub fn quiet(&self) -> bool {
         // Idle longer than servers commonly keep a connection alive
@@ -167,10 +170,14 @@ impl UpConn {
         if self.idle_since.is_some_and(|t| t.elapsed() >= IDLE_REUSE_MAX) {
             return false;
         }
-        // Peeked every time, not only after a while idle: a server that
-        // restarts under load closes connections reused within
-        // milliseconds (found by a review). One system call that does not
-        // wait.
+        // Peeked once idle a while (one system call that does not wait:
+        // a microsecond on a virtual machine, too dear for every request
+        // under load); a connection reused sooner that the upstream had
+        // closed dies at once after the write and is sent on again
+        // (`proxy::call`).
+        if self.idle_since.is_none_or(|t| t.elapsed() < PEEK_AFTER) {
+            return true;
+        }
         let mut one = 0u8;
         // SAFETY: `fd` is this connection's socket, open while `self`
         // lives (the stream owns it); the one-byte buffer is valid for the

@@ -54,7 +54,9 @@ fn a_stream_stuck_writing_at_the_drains_end_is_billed_what_passed() {
     let mut gw = start_gateway(&config_for(mock.addr, 1, &extra), &[], &[]);
     let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
     let c = Client::connect(gw.addr);
-    // A small window, and nothing read: the gateway's writes stop soon.
+    // A small window, and nothing read: the gateway's writes stop once
+    // its socket's send buffer (4 MiB at most on Linux) is full, well
+    // before the answer's 7 MB are out.
     let small: libc::c_int = 4096;
     // SAFETY: the socket is open; the option's value is a c_int that lives
     // for the call.
@@ -68,7 +70,7 @@ fn a_stream_stuck_writing_at_the_drains_end_is_billed_what_passed() {
         );
     }
     let mut c = c;
-    c.send(&chat_request(body, "x-mock-reply-words: 200000\r\nx-mock-chunks: 2000\r\n"));
+    c.send(&chat_request(body, "x-mock-reply-words: 800000\r\nx-mock-chunks: 4000\r\n"));
     // Events have reached the client (so some were counted), then wait for
     // its window to fill.
     let mut one = [0u8; 1];

@@ -199,7 +199,15 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             if core.strict.is_some() {
                 crate::boxed::boxed(|| admit::reserve_strict(&mut ex, core)).await?;
             }
-            let end = crate::boxed::boxed(|| forward::forward(&mut ex, core.state, core.cut, client)).await?;
+            let forwarded = crate::boxed::boxed(|| forward::forward(&mut ex, core.state, core.cut, client)).await;
+            if forwarded.as_ref().is_err_and(|e| e.sent_upstream())
+                && ex.body.len() > tollgate_protocol::tokens::STEP_BYTES
+            {
+                // The prompt the failure bills (`finish`), counted here in
+                // steps: a large body counted at once would hold the core.
+                ex.prompt.tokens_in_steps(&ex.body).await;
+            }
+            let end = forwarded?;
             shared_turn = turns::keep_turn(&mut ex, core, &end);
             shared_context = turns::note_context(&ex, core, &end);
             shared = cache::store(&mut ex, core, &end);
@@ -552,7 +560,7 @@ pub fn finish(
     result: Result<RelayEnd, GatewayError>,
     abandoned: bool,
 ) -> Exit {
-    let Exchange { trace, holds, reply, keep_alive, head, body_state, started, prompt, body, .. } = ex;
+    let Exchange { trace, holds, reply, keep_alive, head, body_state, started, prompt, body, routed, .. } = ex;
     let (keep_alive, body_state, started) = (*keep_alive, *body_state, *started);
     // What the answer will be, with the record's fields set from it.
     let refusal = match result {
@@ -581,7 +589,10 @@ pub fn finish(
                     // And what a stream had passed, where it was cut while
                     // it wrote (the drain's abandoned requests).
                     let completion = trace.completion_passed.get();
-                    trace.usage = Some(crate::record::TokenUsage { prompt, completion, ..Default::default() });
+                    // At the tier asked for (a priority request at its rates).
+                    let tier =
+                        routed.as_ref().map_or(tollgate_policy::prices::Tier::Standard, |r| admit::asked_tier(r, body));
+                    trace.usage = Some(crate::record::TokenUsage { prompt, completion, tier, ..Default::default() });
                     trace.usage_estimated = true;
                 }
             };

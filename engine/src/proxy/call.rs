@@ -11,14 +11,14 @@ use crate::state::CoreState;
 use crate::upstream::{UpConn, Upstream, UPSTREAM_READ_BYTES};
 
 /// Phase 3: send and read the answer head. A pooled connection is sent on
-/// only if nothing waits on it (`UpConn::quiet`: the upstream closed it
-/// while idle otherwise), and one whose write fails gets the request once
-/// more on a fresh connection: the upstream cannot have acted on a request
-/// it did not receive whole. Once written, a request is never sent again:
-/// a connection that dies after it (a load balancer's idle time-out during
-/// a long answer) may have had it acted on and billed, and sending it
-/// twice billed it twice (found by a review); that is the 502
-/// `upstream_closed`, or the next target.
+/// only if it is quiet (`UpConn::quiet`: not idle past the time servers
+/// keep one, nothing waiting on it), and one whose write fails, or that
+/// dies at once after it ([`DIED_AT_ONCE`]: the upstream had closed it),
+/// gets the request once more on a fresh connection. Otherwise a request
+/// written whole is never sent again: a connection that dies after it (a
+/// load balancer's idle time-out during a long answer) may have had it
+/// acted on and billed, and sending it twice billed it twice (found by a
+/// review); that is the 502 `upstream_closed`, or the next target.
 pub async fn call(
     state: &CoreState,
     upstream: &Upstream,
@@ -44,7 +44,17 @@ pub async fn call(
             Err(Attempt::Unsent(cause)) => {
                 return Err(GatewayError::UpstreamClosed { provider: upstream.name.clone(), cause, sent: false })
             }
-            Err(Attempt::DeadBeforeAnswer(cause)) => {
+            // Dead at once after the write, on a pooled connection: the
+            // upstream had closed it before the request arrived (its end
+            // was on the way as the request was written: a restart under
+            // load), and sends it again on a fresh one, once. Later, the
+            // request may have been acted on.
+            Err(Attempt::DeadBeforeAnswer(_, after))
+                if conn.reused && after < DIED_AT_ONCE && Instant::now() < deadline =>
+            {
+                conn = upstream.connect(connect_within()).await?;
+            }
+            Err(Attempt::DeadBeforeAnswer(cause, _)) => {
                 return Err(GatewayError::UpstreamClosed { provider: upstream.name.clone(), cause, sent: true })
             }
             Err(Attempt::Failed(e)) => return Err(e),
@@ -52,11 +62,19 @@ pub async fn call(
     }
 }
 
+/// A pooled connection that dies sooner than this after the request was
+/// written had been closed by the upstream before it arrived (see
+/// [`call`]): no upstream acts on a request and drops its connection
+/// unanswered that fast, while the end of a connection it closed is there
+/// at once (or within the time the network takes to bring it).
+const DIED_AT_ONCE: std::time::Duration = std::time::Duration::from_millis(100);
+
 enum Attempt {
     /// The request could not be written: the connection was dead.
     Unsent(Option<std::io::Error>),
-    /// Written, and nothing came back: the connection died after it.
-    DeadBeforeAnswer(Option<std::io::Error>),
+    /// Written, and nothing came back: the connection died after it, this
+    /// long after the write.
+    DeadBeforeAnswer(Option<std::io::Error>, std::time::Duration),
     Failed(GatewayError),
 }
 
@@ -81,7 +99,8 @@ async fn attempt(
         }
         return Err(Attempt::Unsent(Some(e)));
     }
-    let first_byte = Instant::now() + state.config.server.timeouts.upstream_first_byte;
+    let written = Instant::now();
+    let first_byte = written + state.config.server.timeouts.upstream_first_byte;
     let until = first_byte.min(deadline);
     let timeout = || Attempt::Failed(GatewayError::UpstreamTimeout { provider: upstream.name.clone(), sent: true });
     loop {
@@ -109,8 +128,8 @@ async fn attempt(
             let Some(read) = read else { return Err(Attempt::Failed(GatewayError::Draining)) };
             let Ok(res) = read else { return Err(timeout()) };
             match res {
-                Ok(0) if !had_bytes => return Err(Attempt::DeadBeforeAnswer(None)),
-                Err(e) if !had_bytes => return Err(Attempt::DeadBeforeAnswer(Some(e))),
+                Ok(0) if !had_bytes => return Err(Attempt::DeadBeforeAnswer(None, written.elapsed())),
+                Err(e) if !had_bytes => return Err(Attempt::DeadBeforeAnswer(Some(e), written.elapsed())),
                 Ok(0) => {
                     return Err(Attempt::Failed(GatewayError::UpstreamClosed {
                         provider: upstream.name.clone(),
