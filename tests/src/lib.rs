@@ -881,3 +881,53 @@ pub fn start_early_in_a_minute() {
         std::thread::sleep(std::time::Duration::from_secs(61 - now.as_secs() % 60));
     }
 }
+
+/// An upstream that answers every request with `pieces`, written one by
+/// one with a pause between, so that the gateway reads them separately.
+pub fn scripted_upstream(pieces: Vec<Vec<u8>>) -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            let pieces = pieces.clone();
+            std::thread::spawn(move || {
+                // The request: its head, then its Content-Length body.
+                let mut req = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                let body_end = loop {
+                    let n = match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    req.extend_from_slice(&buf[..n]);
+                    if let Some(h) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&req[..h]).to_ascii_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break h + 4 + len;
+                    }
+                };
+                while req.len() < body_end {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                for p in pieces {
+                    if c.write_all(&p).is_err() {
+                        return;
+                    }
+                    let _ = c.flush();
+                    // Part of the scenario: the next piece comes in another
+                    // read of the gateway's.
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+            });
+        }
+    });
+    addr
+}

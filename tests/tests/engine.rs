@@ -157,6 +157,12 @@ fn read_one_request(s: &mut std::net::TcpStream) -> Vec<u8> {
     }
 }
 
+/// A whole chat answer with its head, as a hand-held upstream writes it.
+fn small_answer() -> String {
+    let body = r#"{"id":"c","object":"chat.completion","created":0,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+}
+
 #[test]
 fn a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one() {
     // A hand-held upstream, so that the test decides when its idle
@@ -165,9 +171,7 @@ fn a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one() {
     let addr = upstream.local_addr().unwrap();
     let (close_first, closed) = std::sync::mpsc::channel::<()>();
     let (first_closed, first_gone) = std::sync::mpsc::channel::<()>();
-    let body = r#"{"id":"c","object":"chat.completion","created":0,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
-    let answer =
-        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    let answer = small_answer();
     let server = std::thread::spawn(move || {
         let (mut first, _) = upstream.accept().unwrap();
         read_one_request(&mut first);
@@ -211,9 +215,7 @@ fn a_pooled_connection_the_upstream_closed_is_retried_on_a_fresh_one() {
 fn a_request_the_upstream_received_whole_is_never_sent_twice() {
     let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = upstream.local_addr().unwrap();
-    let body = r#"{"id":"c","object":"chat.completion","created":0,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
-    let answer =
-        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    let answer = small_answer();
     let server = std::thread::spawn(move || {
         let (mut first, _) = upstream.accept().unwrap();
         read_one_request(&mut first);

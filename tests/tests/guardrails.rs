@@ -44,27 +44,6 @@ fn logprobs_are_refused_where_answers_are_checked() {
     assert_eq!(chat(&gw, body, "").status, 200);
 }
 
-/// An upstream that answers every request with `answer`.
-fn answering(answer: String) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { return };
-            let answer = answer.clone();
-            std::thread::spawn(move || {
-                // The request's head and body arrive well within a read or
-                // two; the answer closes the connection.
-                let mut buf = [0u8; 64 * 1024];
-                let _ = c.read(&mut buf);
-                let _ = c.write_all(answer.as_bytes());
-            });
-        }
-    });
-    addr
-}
-
 /// An error answer's message is checked too: a secret in a hostile
 /// upstream's 400 (JSON or text) does not reach the tenant, whose SDK
 /// shows it to the application (found by a review); it becomes the
@@ -83,14 +62,14 @@ fn an_error_answer_is_checked_like_any_answer() {
         )
     };
     for ty in ["application/json", "text/plain"] {
-        let up = answering(error(ty, &format!("bad request; the key is {OPENAI_KEY}")));
+        let up = scripted_upstream(vec![error(ty, &format!("bad request; the key is {OPENAI_KEY}")).into_bytes()]);
         let gw = start_gateway(&guarded_config(up, None, "redact", true), &[], &[]);
         let r = chat(&gw, &user("Say hello"), "");
         assert_eq!(r.status, 502, "{ty}: {}", r.text());
         assert_eq!(r.error_code(), "upstream_error_status");
         assert!(!r.text().contains(OPENAI_KEY), "{ty}: {}", r.text());
     }
-    let up = answering(error("application/json", &format!("no such user {EMAIL}")));
+    let up = scripted_upstream(vec![error("application/json", &format!("no such user {EMAIL}")).into_bytes()]);
     let gw = start_gateway(&guarded_config(up, None, "redact", true), &[], &[]);
     let r = chat(&gw, &user("Say hello"), "");
     assert_eq!(r.status, 400, "{}", r.text());

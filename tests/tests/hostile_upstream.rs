@@ -3,61 +3,10 @@
 //! performs the attack against the real gateway and checks what was billed
 //! (the record) and what the client got.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tollgate_e2e::*;
-
-/// An upstream that answers every request with `pieces`, written one by
-/// one with a pause between, so that the gateway reads them separately.
-fn scripted(pieces: Vec<Vec<u8>>) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut c) = conn else { return };
-            let pieces = pieces.clone();
-            std::thread::spawn(move || {
-                // The request: its head, then its Content-Length body.
-                let mut req = Vec::new();
-                let mut buf = [0u8; 16 * 1024];
-                let body_end = loop {
-                    let n = match c.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    req.extend_from_slice(&buf[..n]);
-                    if let Some(h) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&req[..h]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break h + 4 + len;
-                    }
-                };
-                while req.len() < body_end {
-                    match c.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
-                }
-                for p in pieces {
-                    if c.write_all(&p).is_err() {
-                        return;
-                    }
-                    let _ = c.flush();
-                    // Part of the scenario: the next piece comes in another
-                    // read of the gateway's.
-                    std::thread::sleep(Duration::from_millis(30));
-                }
-            });
-        }
-    });
-    addr
-}
 
 /// A gateway in front of `upstream` with priced models and records on.
 fn gateway(upstream: SocketAddr, logs: &TempDir) -> Proc {
@@ -91,7 +40,7 @@ const GPT4O: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"h
 fn a_tool_named_prompt_tokens_does_not_make_an_answer_free() {
     let body = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"prompt_tokens","arguments":"{\"secret\":\"the whole answer\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":120000,"completion_tokens":245,"total_tokens":120245}}"#;
     let logs = TempDir::new("hostile");
-    let gw = gateway(scripted(vec![json_answer(body)]), &logs);
+    let gw = gateway(scripted_upstream(vec![json_answer(body)]), &logs);
     let r = one_request(gw.addr, &chat_request(GPT4O, ""));
     assert_eq!(r.status, 200);
     let rec = only_record(gw, &logs);
@@ -108,7 +57,7 @@ fn usage_split_across_reads_and_chunk_lines_is_still_billed() {
     let whole = json_answer(body);
     let cut = whole.windows(6).position(|w| w == b"500000").expect("count") + 3;
     let logs = TempDir::new("hostile");
-    let gw = gateway(scripted(vec![whole[..cut].to_vec(), whole[cut..].to_vec()]), &logs);
+    let gw = gateway(scripted_upstream(vec![whole[..cut].to_vec(), whole[cut..].to_vec()]), &logs);
     assert_eq!(one_request(gw.addr, &chat_request(GPT4O, "")).status, 200);
     let rec = only_record(gw, &logs);
     assert_eq!((rec["tokens"]["prompt"].clone(), rec["cost_micro_usd"].clone()), (500_000.into(), 1_252_500.into()));
@@ -126,7 +75,7 @@ fn usage_split_across_reads_and_chunk_lines_is_still_billed() {
     }
     pieces.push(b"0\r\n\r\n".to_vec());
     let logs = TempDir::new("hostile");
-    let gw = gateway(scripted(pieces), &logs);
+    let gw = gateway(scripted_upstream(pieces), &logs);
     let r = one_request(gw.addr, &chat_request(GPT4O, ""));
     assert_eq!(r.text(), body, "relayed as it came");
     let rec = only_record(gw, &logs);
@@ -137,7 +86,7 @@ fn usage_split_across_reads_and_chunk_lines_is_still_billed() {
 fn absurd_usage_numbers_are_not_believed() {
     let body = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":18446744073709551615}}"#;
     let logs = TempDir::new("hostile");
-    let gw = gateway(scripted(vec![json_answer(body)]), &logs);
+    let gw = gateway(scripted_upstream(vec![json_answer(body)]), &logs);
     assert_eq!(one_request(gw.addr, &chat_request(GPT4O, "")).status, 200);
     let rec = only_record(gw, &logs);
     assert!(rec["cost_micro_usd"].as_u64().is_none_or(|c| c < 1_000_000), "{rec}");
@@ -177,7 +126,7 @@ fn a_stream_cannot_lower_its_usage_at_the_end() {
     // 600 then 0: the 600 stands, believed.
     let logs = TempDir::new("hostile");
     let twice = [r#"{"prompt_tokens":12,"completion_tokens":600}"#, r#"{"prompt_tokens":0,"completion_tokens":0}"#];
-    let gw = gateway(scripted(vec![stream(&twice)]), &logs);
+    let gw = gateway(scripted_upstream(vec![stream(&twice)]), &logs);
     assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
     let rec = only_record(gw, &logs);
     assert_eq!(
@@ -188,7 +137,7 @@ fn a_stream_cannot_lower_its_usage_at_the_end() {
     assert!(rec["tokens"]["rejected"].is_null(), "{rec}");
     // Only 0 reported after about 400 tokens passed: not believed.
     let logs = TempDir::new("hostile");
-    let gw = gateway(scripted(vec![stream(&[r#"{"prompt_tokens":12,"completion_tokens":0}"#])]), &logs);
+    let gw = gateway(scripted_upstream(vec![stream(&[r#"{"prompt_tokens":12,"completion_tokens":0}"#])]), &logs);
     assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
     let rec = only_record(gw, &logs);
     assert!(rec["tokens"]["completion"].as_u64().is_some_and(|c| c >= 200), "{rec}");
@@ -213,7 +162,7 @@ fn a_spaced_usage_chunk_the_client_did_not_ask_for_does_not_leak() {
         sse.len()
     );
     let logs = TempDir::new("hostile");
-    let gw = gateway(scripted(vec![answer.into_bytes()]), &logs);
+    let gw = gateway(scripted_upstream(vec![answer.into_bytes()]), &logs);
     let r = one_request(
         gw.addr,
         &chat_request(r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#, ""),
@@ -229,7 +178,7 @@ fn a_spaced_usage_chunk_the_client_did_not_ask_for_does_not_leak() {
 #[test]
 fn a_stream_flag_that_is_not_a_boolean_is_refused() {
     let logs = TempDir::new("hostile");
-    let gw = gateway(scripted(vec![json_answer("{}")]), &logs);
+    let gw = gateway(scripted_upstream(vec![json_answer("{}")]), &logs);
     for stream in [r#""true""#, "1", "{}"] {
         let body = format!(r#"{{"model":"gpt-4o","stream":{stream},"messages":[]}}"#);
         let r = one_request(gw.addr, &chat_request(&body, ""));
@@ -255,7 +204,7 @@ fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
         body.len()
     );
     let logs = TempDir::new("hostile");
-    let gw = gateway(scripted(vec![answer.into_bytes()]), &logs);
+    let gw = gateway(scripted_upstream(vec![answer.into_bytes()]), &logs);
     let r = one_request(gw.addr, &chat_request(GPT4O, ""));
     assert_eq!(r.status, 200);
     let named = |n: &str| r.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(n)).count();
@@ -292,7 +241,7 @@ fn an_upstreams_trailer_fields_do_not_reach_the_client() {
         body.len()
     );
     let logs = TempDir::new("hostile-trailers");
-    let gw = gateway(scripted(vec![answer.into_bytes()]), &logs);
+    let gw = gateway(scripted_upstream(vec![answer.into_bytes()]), &logs);
     let mut c = std::net::TcpStream::connect(gw.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.write_all(&chat_request(GPT4O, "connection: close\r\n")).unwrap();
@@ -332,7 +281,7 @@ fn the_providers_rate_limit_message_is_not_relayed() {
             body.len()
         );
         let logs = TempDir::new("hostile-429");
-        let gw = gateway(scripted(vec![answer.into_bytes()]), &logs);
+        let gw = gateway(scripted_upstream(vec![answer.into_bytes()]), &logs);
         let r = one_request(gw.addr, &chat_request(GPT4O, ""));
         assert_eq!(r.status, 429, "{}", r.text());
         assert_eq!(r.error_code(), code, "{}", r.text());
@@ -360,7 +309,7 @@ fn the_providers_refusal_of_the_gateways_key_is_not_relayed() {
     };
     for status in ["401 Unauthorized", "403 Forbidden"] {
         let logs = TempDir::new("hostile-401");
-        let gw = gateway(scripted(vec![refusal(status)]), &logs);
+        let gw = gateway(scripted_upstream(vec![refusal(status)]), &logs);
         let r = one_request(gw.addr, &chat_request(GPT4O, ""));
         assert_eq!(r.status, 502, "{}", r.text());
         assert_eq!(r.error_code(), "upstream_error_status");
@@ -382,7 +331,7 @@ fn a_stream_ended_early_is_not_cached() {
     let body =
         r#"{"model":"gpt-4o-mini","temperature":0,"stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
     for pieces in [vec![head.clone(), chunk, b"0\r\n\r\n".to_vec()], vec![head.clone(), b"0\r\n\r\n".to_vec()]] {
-        let up = scripted(pieces);
+        let up = scripted_upstream(pieces);
         let config = config_for(up, 1, "").replace("[[teams]]\nname = \"e2e\"", "[cache]\n\n[[teams]]\nname = \"e2e\"");
         let gw = start_gateway(&config, &[], &[]);
         let mut c = Client::connect(gw.addr);

@@ -15,6 +15,16 @@ fn config() -> Config {
     Config::parse("accounts.toml", text, &ProcessEnv).expect("config")
 }
 
+/// [`config`] reloaded with another team and key before its own: the same
+/// team and key at index 1.
+fn reloaded() -> Config {
+    let text = "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"m\" }]\n\
+                [[teams]]\nname = \"new\"\nmodels = [\"*\"]\n[[teams]]\nname = \"a\"\nmodels = [\"*\"]\n\
+                [[keys]]\nname = \"kn\"\nteam = \"new\"\nsha256 = \"1111111111111111111111111111111111111111111111111111111111111111\"\n\
+                [[keys]]\nname = \"ka\"\nteam = \"a\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+    Config::parse("accounts.toml", text, &ProcessEnv).expect("config")
+}
+
 const NOW: u64 = 1_800_000_000;
 
 fn snapshot(team_day: u64, merged: u64) -> Arc<SpendSnapshot> {
@@ -82,11 +92,7 @@ fn money_saturates_instead_of_wrapping() {
 fn a_reload_keeps_the_cores_own_counts_under_the_owners_new_indexes() {
     let old = Arc::new(config());
     // The same team and key, now behind another team and key.
-    let text = "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"m\" }]\n\
-                [[teams]]\nname = \"new\"\nmodels = [\"*\"]\n[[teams]]\nname = \"a\"\nmodels = [\"*\"]\n\
-                [[keys]]\nname = \"kn\"\nteam = \"new\"\nsha256 = \"1111111111111111111111111111111111111111111111111111111111111111\"\n\
-                [[keys]]\nname = \"ka\"\nteam = \"a\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
-    let new = Arc::new(Config::parse("accounts.toml", text, &ProcessEnv).expect("config"));
+    let new = Arc::new(reloaded());
     let a = Accounts::new(0, None);
     a.use_config(old.clone());
     let old_key = &old.keys.all()[0];
@@ -111,11 +117,7 @@ fn a_reload_keeps_the_cores_own_counts_under_the_owners_new_indexes() {
 #[test]
 fn a_reload_moves_the_holds_of_requests_in_flight_by_name() {
     let old = Arc::new(config());
-    let text = "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"m\" }]\n\
-                [[teams]]\nname = \"new\"\nmodels = [\"*\"]\n[[teams]]\nname = \"a\"\nmodels = [\"*\"]\n\
-                [[keys]]\nname = \"kn\"\nteam = \"new\"\nsha256 = \"1111111111111111111111111111111111111111111111111111111111111111\"\n\
-                [[keys]]\nname = \"ka\"\nteam = \"a\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
-    let new = Arc::new(Config::parse("accounts.toml", text, &ProcessEnv).expect("config"));
+    let new = Arc::new(reloaded());
     let a = Rc::new(Accounts::new(0, None));
     a.use_config(old.clone());
     let owners = [Owner::Team(0), Owner::Key(0)];
