@@ -580,7 +580,14 @@ impl EventStrings {
             return;
         }
         let _ = string_values(data, |key, v| {
-            if let Some(&k) = STREAM_TEXT.iter().find(|k| **k == key) {
+            // A text field's key written with escapes (`"c\u006fntent"`)
+            // is the field to an SDK, and to the hold: taken for one of
+            // the event's other strings, it let go of the text held and
+            // was scanned alone (found by a review).
+            let text_key = STREAM_TEXT
+                .iter()
+                .find(|k| **k == key || (key.contains(&b'\\') && tollgate_protocol::json::decodes_to(key, k)));
+            if let Some(&k) = text_key {
                 self.fields.push((k, v));
                 return;
             }
@@ -594,6 +601,31 @@ impl EventStrings {
     }
 }
 
+/// The most of each side of a seam [`EventGuard::across_seam`] reads:
+/// longer than any secret or personal datum a detector finds whole.
+const SEAM_BYTES: usize = 512;
+
+/// The last [`SEAM_BYTES`] (or fewer) of `text`, from a character's start.
+fn seam_of(text: &[u8]) -> Vec<u8> {
+    let mut from = text.len().saturating_sub(SEAM_BYTES);
+    while from < text.len() && (text[from] & 0xC0) == 0x80 {
+        from += 1;
+    }
+    text[from..].to_vec()
+}
+
+/// The largest length up to `max` that ends `text` on a character's end.
+fn floor_char(text: &[u8], max: usize) -> usize {
+    if text.len() <= max {
+        return text.len();
+    }
+    let mut end = max;
+    while end > 0 && (text[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    end
+}
+
 /// Guards one answer stream, event by event.
 pub struct EventGuard<'g> {
     guard: &'g Guard,
@@ -601,6 +633,11 @@ pub struct EventGuard<'g> {
     /// The text being held (field and indexes), and the event to release
     /// it in.
     channel: Option<(Vec<u8>, Template)>,
+    /// The end of the text the hold last let go of as finished (at most
+    /// [`SEAM_BYTES`]), and its channel: text that comes after it where
+    /// it could go on (the same channel, or an event the hold cannot take)
+    /// is checked across the seam ([`Self::across_seam`]).
+    seam: Option<(Vec<u8>, Vec<u8>)>,
     findings: Findings,
     released: Vec<u8>,
     scratch: Vec<u8>,
@@ -618,6 +655,7 @@ impl<'g> EventGuard<'g> {
             responses,
             text: TextStream::default(),
             channel: None,
+            seam: None,
             findings: Findings::default(),
             released: Vec::new(),
             scratch: Vec::new(),
@@ -673,6 +711,7 @@ impl<'g> EventGuard<'g> {
                 self.flush(out)?;
             }
             if others > 0 {
+                self.seam_before_whole(&ev.data)?;
                 return self.whole_event(ev, out, false);
             }
             out.push(ev);
@@ -684,6 +723,7 @@ impl<'g> EventGuard<'g> {
             // reasoning), or a block's opening text: scanned whole, as a
             // complete answer, and passed on redacted.
             self.flush(out)?;
+            self.seam_before_whole(&ev.data)?;
             return self.whole_event(ev, out, false);
         }
         let Some(&(key, ref v)) = fields.iter().find(|(_, v)| !v.raw.is_empty()) else { return Ok(()) };
@@ -708,6 +748,50 @@ impl<'g> EventGuard<'g> {
             findings = self.scan_as_written(&copy);
         }
         self.unrewritable(&findings)
+    }
+
+    /// An event the hold cannot take (two texts in it, a block's opening
+    /// text, strings besides a text field) after text the hold let go of
+    /// as finished: its first text is checked across the seam, whatever
+    /// the channel (such events are an upstream's own shape, not the
+    /// providers' standard one).
+    fn seam_before_whole(&mut self, data: &[u8]) -> Result<(), Hit> {
+        let Some((_, tail)) = self.seam.take() else { return Ok(()) };
+        let mut first = None;
+        let _ = string_texts(data, is_text, |_, _, text| {
+            if first.is_none() {
+                first = text.ok().map(<[u8]>::to_vec);
+            }
+        });
+        first.map_or(Ok(()), |next| self.across_seam(&tail, &next))
+    }
+
+    /// Whether a blocking or redacting rule matches across the seam between
+    /// text already let go (`tail`) and the text after it (`next`): a
+    /// finding that starts in one and ends in the other ends the stream
+    /// (the first part is gone; fail closed). Found by a review: an
+    /// upstream that broke its stream's shape between two pieces of a
+    /// secret had each piece scanned alone.
+    fn across_seam(&mut self, tail: &[u8], next: &[u8]) -> Result<(), Hit> {
+        if tail.is_empty() || next.is_empty() {
+            return Ok(());
+        }
+        let mut joined = Vec::with_capacity(tail.len() + SEAM_BYTES);
+        joined.extend_from_slice(tail);
+        joined.extend_from_slice(&next[..floor_char(next, SEAM_BYTES)]);
+        let mut findings = Findings::default();
+        self.guard.scan(&joined, Direction::Response, true, &mut findings);
+        findings.file(0);
+        let across = findings.all.iter().find(|(_, h)| {
+            matches!(h.action, Action::Block | Action::Redact) && h.start < tail.len() && h.end > tail.len()
+        });
+        match across {
+            Some(&(text, hit)) => {
+                self.findings.all.push((text, hit));
+                Err(hit)
+            }
+            None => Ok(()),
+        }
     }
 
     /// The findings in a document that cannot be walked (not JSON, a bad
@@ -788,6 +872,14 @@ impl<'g> EventGuard<'g> {
             self.scratch.clear();
             self.scratch.extend_from_slice(text);
         }
+        // Text on the channel whose text the hold let go of as finished
+        // (an upstream that ends its choice on every chunk) goes on from it.
+        if let Some((_, tail)) = self.seam.take().filter(|(k, _)| *k == key) {
+            let next = std::mem::take(&mut self.scratch);
+            let checked = self.across_seam(&tail, &next);
+            self.scratch = next;
+            checked?;
+        }
         let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw };
         self.released.clear();
         let blocked = self.text.push(self.guard, &self.scratch, &mut self.released, &mut self.findings);
@@ -799,6 +891,7 @@ impl<'g> EventGuard<'g> {
                 return Err(hit);
             }
             self.text = TextStream::default();
+            self.seam = Some((key, seam_of(&self.released)));
             out.push(template.render(&self.released));
             self.channel = None;
             return Ok(());
@@ -842,12 +935,13 @@ impl<'g> EventGuard<'g> {
 
     /// Releases what is held of the current text field.
     fn flush(&mut self, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
-        let Some((_, template)) = self.channel.take() else { return Ok(()) };
+        let Some((key, template)) = self.channel.take() else { return Ok(()) };
         self.released.clear();
         if let Some(hit) = self.text.finish(self.guard, &mut self.released, &mut self.findings) {
             return Err(hit);
         }
         self.text = TextStream::default();
+        self.seam = Some((key, seam_of(&self.released)));
         if !self.released.is_empty() {
             out.push(template.render(&self.released));
         }
@@ -1371,6 +1465,50 @@ with z@q.de	é and more"#,
         }
         eg.finish(&mut out)?;
         Ok(out.iter().filter(|e| &e.data[..] != b"[DONE]").map(|e| serde_json::from_slice(&e.data).unwrap()).collect())
+    }
+
+    /// An upstream that breaks its stream's shape between two pieces of a
+    /// secret (a text key written with escapes, two text fields in one
+    /// event, a finish on every chunk, text in a block's opening event)
+    /// does not get them scanned apart: the address is redacted whole, or
+    /// the stream ends (found by a review).
+    #[test]
+    fn a_stream_that_breaks_its_shape_between_two_pieces_is_checked_across() {
+        let g = guard(false);
+        let chunk = |delta: &str, finish: &str| {
+            format!(r#"{{"choices":[{{"index":0,"delta":{{{delta}}},"finish_reason":{finish}}}]}}"#)
+        };
+        let first = chunk(r#""content":"mail bob@exa""#, "null");
+        let cases = [
+            vec![first.clone(), chunk(r#""c\u006fntent":"mple.com now""#, "null")],
+            vec![first.clone(), chunk(r#""content":"mple.com now","refusal":".""#, "null")],
+            vec![chunk(r#""content":"mail bob@exa""#, r#""stop""#), chunk(r#""content":"mple.com now""#, r#""stop""#)],
+            vec![
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"mail bob@exa"}}"#
+                    .to_string(),
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":"mple.com now"}}"#
+                    .to_string(),
+            ],
+        ];
+        for events in cases {
+            let events: Vec<&str> = events.iter().map(String::as_str).collect();
+            match stream_text(&g, &events) {
+                Err(_) => {}
+                Ok(out) => {
+                    let all = serde_json::Value::Array(out).to_string();
+                    assert!(!all.contains("bob@exa") && all.contains("[EMAIL]"), "{events:?}: {all}");
+                }
+            }
+        }
+        // Two texts that only meet across a seam of the stream's own
+        // standard shape (a choice's text, then a tool call's) are not
+        // checked across: each is whole.
+        let standard = [
+            chunk(r#""content":"write to bob""#, "null"),
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"@example.com"}}]},"finish_reason":null}]}"#.to_string(),
+        ];
+        let out = stream_text(&g, &standard.iter().map(String::as_str).collect::<Vec<_>>()).expect("passes");
+        assert!(serde_json::Value::Array(out).to_string().contains("write to bob"));
     }
 
     #[test]
