@@ -138,6 +138,12 @@ pub struct Attempt {
 
 /// What a request gathers as it goes through the pipeline.
 pub struct Trace<'s> {
+    /// The cost of the prompts of attempts that failed after their request
+    /// was written and were followed by another attempt (the provider may
+    /// have acted on each, and bill it), each at its own target's price:
+    /// part of the request's cost (found by a review: only the last
+    /// attempt was billed).
+    pub unanswered_micro: u64,
     /// The completion tokens a stream has counted passing so far, kept
     /// here as it goes (not only in the relay's own state), so that a
     /// request the drain abandons mid-write is billed them (found by a
@@ -307,6 +313,7 @@ impl RequestId {
 impl<'s> Trace<'s> {
     pub fn new(id: RequestId) -> Trace<'s> {
         Trace {
+            unanswered_micro: 0,
             completion_passed: std::cell::Cell::new(0),
             id,
             started: Instant::now(),
@@ -365,10 +372,19 @@ impl<'s> Trace<'s> {
     /// Cost in micro-dollars, when the provider reported usage and the
     /// model has a price: the configured one, else the built-in one of the
     /// upstream model that served.
+    /// Attempts that failed after their request was written and were
+    /// followed by another add their prompts' cost
+    /// ([`Trace::unanswered_micro`]).
     pub fn cost(&self, config: &Config) -> Option<u64> {
-        let route = config.routes.all().get(self.route?)?;
-        let price = route.price_of(self.served_by.and_then(|t| route.targets.get(t as usize)))?;
-        Some(self.usage?.cost_at(price))
+        let served = || {
+            let route = config.routes.all().get(self.route?)?;
+            let price = route.price_of(self.served_by.and_then(|t| route.targets.get(t as usize)))?;
+            Some(self.usage?.cost_at(price))
+        };
+        match (served(), self.unanswered_micro) {
+            (served, 0) => served,
+            (served, unanswered) => Some(served.unwrap_or(0).saturating_add(unanswered)),
+        }
     }
 
     /// Appends this record as one JSON line.

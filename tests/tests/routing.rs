@@ -68,6 +68,29 @@ fn every_primary_failure_falls_back_to_the_backup() {
     assert_served_by_backup(&one_request(gw.addr, &chat_request(STREAM_CHAT, "")), "down, streaming");
 }
 
+/// An attempt that timed out after its request was written, followed by
+/// another that answers, is billed its prompt at its own target's price
+/// as well as the answer (found by a review: only the last attempt was
+/// billed, and the provider may bill each). Here the backup has no price:
+/// the request's whole cost is the primary's prompt.
+#[test]
+fn an_attempt_that_timed_out_after_its_request_was_sent_is_billed_its_prompt() {
+    let backup = start_mock(&[]);
+    let primary = start_mock(&["--fail", "hang"]);
+    let logs = TempDir::new("routing-unanswered");
+    let gw = start_gateway(
+        &two_targets(primary.addr, backup.addr, &format!("[logging]\ndir = \"{}\"", logs.0.display())),
+        &[],
+        &[],
+    );
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_served_by_backup(&r, "hang");
+    let rec = &wait_records(&logs.0, 1)[0];
+    assert_eq!(rec["attempts"].as_array().map(Vec::len), Some(2), "{rec}");
+    // gpt-4o-mini's $0.15 a million: a dozen prompt tokens round up to 2.
+    assert!(rec["cost_micro_usd"].as_u64().is_some_and(|c| c >= 1), "{rec}");
+}
+
 #[test]
 fn a_healthy_primary_serves_and_a_client_error_does_not_fall_back() {
     let (primary, backup) = (start_mock(&[]), start_mock(&[]));

@@ -58,7 +58,18 @@ pub async fn forward(
     let session = choice.then(|| crate::proxy::fallback::session_of(head, body));
     let mut plan = Plan::for_session(route, &state.rng, session);
     let mut last_error = None;
+    // An attempt that failed after its request was written: billed its
+    // prompt once another attempt follows (the last one's failure is
+    // billed by `finish`, as the request's own usage).
+    let mut unanswered: Option<usize> = None;
     while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
+        if let Some(before) = unanswered.take() {
+            let tokens = prompt.tokens_in_steps(body).await;
+            let tier = super::admit::asked_tier(routed, body);
+            let usage = crate::record::TokenUsage { prompt: tokens, tier, ..Default::default() };
+            let cost = routed.route.price_of(routed.route.targets.get(before)).map_or(0, |p| usage.cost_at(p));
+            trace.unanswered_micro = trace.unanswered_micro.saturating_add(cost);
+        }
         if cut.fired() {
             // The drain's time is up: no new attempt starts.
             last_error = Some(GatewayError::Draining);
@@ -302,6 +313,9 @@ pub async fn forward(
                     plan.exclude(t);
                 }
                 let again = e.falls_back();
+                if e.sent_upstream() {
+                    unanswered = Some(t);
+                }
                 last_error = Some(e);
                 if !again {
                     break;
