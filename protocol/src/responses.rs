@@ -64,6 +64,14 @@ pub fn read_event(doc: &[u8]) -> Option<EventFacts> {
     let mut kind: Option<Range<usize>> = None;
     let mut delta = None;
     members(&mut c, &mut |c, key| {
+        // A key written with escapes is the one it decodes to, as an SDK
+        // reads it (found by a review: an escaped `delta` was no delta, and
+        // each was scanned alone).
+        const KEYS: &[&[u8]] = &[b"type", b"delta", b"output_index", b"content_index", b"sequence_number"];
+        let key = match key.contains(&b'\\') {
+            true => KEYS.iter().copied().find(|k| crate::json::decodes_to(key, k)).unwrap_or(key),
+            false => key,
+        };
         match key {
             b"type" if c.peek() == Some(b'"') => {
                 let s = c.string().ok()?;

@@ -567,6 +567,10 @@ pub struct EventStrings {
     pub others: usize,
     /// A finish or stop reason names a string, at any depth.
     pub finish: bool,
+    /// The data could not be walked (not JSON): scanned as written
+    /// (found by a review: such an event had no strings, and went out
+    /// unscanned).
+    pub unreadable: bool,
 }
 
 impl EventStrings {
@@ -576,10 +580,14 @@ impl EventStrings {
         self.fields.clear();
         self.others = 0;
         self.finish = false;
+        self.unreadable = false;
         if data == b"[DONE]" {
             return;
         }
-        let _ = string_values(data, |key, v| {
+        // Every provider's event data is a JSON object.
+        let object = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        self.unreadable = !object;
+        self.unreadable |= string_values(data, |key, v| {
             // A text field's key written with escapes (`"c\u006fntent"`)
             // is the field to an SDK, and to the hold: taken for one of
             // the event's other strings, it let go of the text held and
@@ -597,7 +605,8 @@ impl EventStrings {
             if !v.raw.is_empty() && is_text(key, &data[v.raw.clone()]) {
                 self.others += 1;
             }
-        });
+        })
+        .is_err();
     }
 }
 
@@ -612,6 +621,11 @@ fn seam_of(text: &[u8]) -> Vec<u8> {
         from += 1;
     }
     text[from..].to_vec()
+}
+
+/// A channel's kind: its field, without the indexes that place it.
+fn kind(channel: &[u8]) -> &[u8] {
+    channel.split(|&b| b == b'/').next().unwrap_or(channel)
 }
 
 /// The largest length up to `max` that ends `text` on a character's end.
@@ -634,10 +648,14 @@ pub struct EventGuard<'g> {
     /// it in.
     channel: Option<(Vec<u8>, Template)>,
     /// The end of the text the hold last let go of as finished (at most
-    /// [`SEAM_BYTES`]), and its channel: text that comes after it where
-    /// it could go on (the same channel, or an event the hold cannot take)
-    /// is checked across the seam ([`Self::across_seam`]).
+    /// [`SEAM_BYTES`]), and its kind (the field, without the indexes that
+    /// place it): the next text of the same kind, on any index (a client
+    /// joins an Anthropic message's text blocks), or in an event the hold
+    /// cannot take, is checked across the seam ([`Self::across_seam`]).
     seam: Option<(Vec<u8>, Vec<u8>)>,
+    /// The seam the text now held went on from: the next seam is made of
+    /// both, so that a secret in three pieces is seen across two seams.
+    carry: Vec<u8>,
     findings: Findings,
     released: Vec<u8>,
     scratch: Vec<u8>,
@@ -656,6 +674,7 @@ impl<'g> EventGuard<'g> {
             text: TextStream::default(),
             channel: None,
             seam: None,
+            carry: Vec::new(),
             findings: Findings::default(),
             released: Vec::new(),
             scratch: Vec::new(),
@@ -680,6 +699,16 @@ impl<'g> EventGuard<'g> {
     pub fn event_read(&mut self, ev: SseEvent, strings: &EventStrings, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
         if self.responses {
             return self.responses_event(ev, out);
+        }
+        // An event that is not a JSON object is scanned as it is written,
+        // after what is held; what a rule would redact in it cannot be, so
+        // that ends the stream as a block does.
+        if strings.unreadable {
+            self.flush(out)?;
+            let raw = self.scan_as_written(&ev.data);
+            self.unrewritable(&raw)?;
+            out.push(ev);
+            return Ok(());
         }
         let (fields, others) = (&strings.fields, strings.others);
         let ping = ev.event.as_deref() == Some(b"ping");
@@ -711,7 +740,6 @@ impl<'g> EventGuard<'g> {
                 self.flush(out)?;
             }
             if others > 0 {
-                self.seam_before_whole(&ev.data)?;
                 return self.whole_event(ev, out, false);
             }
             out.push(ev);
@@ -723,7 +751,7 @@ impl<'g> EventGuard<'g> {
             // reasoning), or a block's opening text: scanned whole, as a
             // complete answer, and passed on redacted.
             self.flush(out)?;
-            self.seam_before_whole(&ev.data)?;
+            self.across_fields(&ev.data, fields, &channel)?;
             return self.whole_event(ev, out, false);
         }
         let Some(&(key, ref v)) = fields.iter().find(|(_, v)| !v.raw.is_empty()) else { return Ok(()) };
@@ -750,20 +778,41 @@ impl<'g> EventGuard<'g> {
         self.unrewritable(&findings)
     }
 
-    /// An event the hold cannot take (two texts in it, a block's opening
-    /// text, strings besides a text field) after text the hold let go of
-    /// as finished: its first text is checked across the seam, whatever
-    /// the channel (such events are an upstream's own shape, not the
-    /// providers' standard one).
-    fn seam_before_whole(&mut self, data: &[u8]) -> Result<(), Hit> {
-        let Some((_, tail)) = self.seam.take() else { return Ok(()) };
-        let mut first = None;
-        let _ = string_texts(data, is_text, |_, _, text| {
-            if first.is_none() {
-                first = text.ok().map(<[u8]>::to_vec);
+    /// An event the hold cannot take (two text fields in it, a block's
+    /// opening text) after text the hold let go of as finished: its text
+    /// fields, in order, are checked across the seam and across each
+    /// other (a client joins them), whatever their kind (such events are
+    /// an upstream's own shape, not the providers' standard one); the
+    /// last one's end is the next seam. An event without text neither
+    /// checks nor spends the seam.
+    fn across_fields(
+        &mut self,
+        data: &[u8],
+        fields: &[(&'static [u8], StringValue)],
+        channel: &dyn Fn(&[u8]) -> Vec<u8>,
+    ) -> Result<(), Hit> {
+        let mut decoded = Vec::new();
+        for (key, v) in fields.iter().filter(|(_, v)| !v.raw.is_empty()) {
+            let raw = &data[v.raw.clone()];
+            decoded.clear();
+            if !v.escaped || unescape(raw, &mut decoded).is_err() {
+                decoded.clear();
+                decoded.extend_from_slice(raw);
             }
-        });
-        first.map_or(Ok(()), |next| self.across_seam(&tail, &next))
+            if let Some((_, tail)) = self.seam.take() {
+                self.across_seam(&tail, &decoded)?;
+            }
+            self.seam = Some((kind(&channel(key)).to_vec(), seam_of(&decoded)));
+        }
+        Ok(())
+    }
+
+    /// The seam after the hold let go of its text (`released`): its end,
+    /// after the seam it went on from, if any.
+    fn next_seam(&mut self) -> Vec<u8> {
+        let mut both = std::mem::take(&mut self.carry);
+        both.extend_from_slice(&self.released);
+        seam_of(&both)
     }
 
     /// Whether a blocking or redacting rule matches across the seam between
@@ -782,11 +831,25 @@ impl<'g> EventGuard<'g> {
         let mut findings = Findings::default();
         self.guard.scan(&joined, Direction::Response, true, &mut findings);
         findings.file(0);
-        let across = findings.all.iter().find(|(_, h)| {
-            matches!(h.action, Action::Block | Action::Redact) && h.start < tail.len() && h.end > tail.len()
-        });
+        let spans =
+            |h: &Hit| matches!(h.action, Action::Block | Action::Redact) && h.start < tail.len() && h.end > tail.len();
+        // A match the text before the seam holds whole by itself (an
+        // address at its end, which the text after only seems to extend)
+        // was that text's to find, and is not one across the seam.
+        let mut alone = Findings::default();
+        if findings.all.iter().any(|(_, h)| spans(h)) {
+            self.guard.scan(tail, Direction::Response, true, &mut alone);
+            alone.file(0);
+        }
+        let across = findings
+            .all
+            .iter()
+            .find(|(_, h)| spans(h) && !alone.all.iter().any(|(_, a)| a.rule == h.rule && a.start == h.start));
         match across {
             Some(&(text, hit)) => {
+                // Recorded where it ends up: from the start of the text
+                // after the seam.
+                let hit = Hit { start: 0, end: hit.end - tail.len(), ..hit };
                 self.findings.all.push((text, hit));
                 Err(hit)
             }
@@ -872,13 +935,16 @@ impl<'g> EventGuard<'g> {
             self.scratch.clear();
             self.scratch.extend_from_slice(text);
         }
-        // Text on the channel whose text the hold let go of as finished
-        // (an upstream that ends its choice on every chunk) goes on from it.
-        if let Some((_, tail)) = self.seam.take().filter(|(k, _)| *k == key) {
+        // Text of the kind the hold let go of as finished (an upstream
+        // that ends its choice on every chunk, or moves to another block or
+        // index of the same kind, whose text a client joins) goes on from
+        // it. Text of another kind leaves the seam for later.
+        if let Some((_, tail)) = self.seam.take_if(|(k, _)| k[..] == *kind(&key)) {
             let next = std::mem::take(&mut self.scratch);
             let checked = self.across_seam(&tail, &next);
             self.scratch = next;
             checked?;
+            self.carry = tail;
         }
         let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw };
         self.released.clear();
@@ -891,7 +957,7 @@ impl<'g> EventGuard<'g> {
                 return Err(hit);
             }
             self.text = TextStream::default();
-            self.seam = Some((key, seam_of(&self.released)));
+            self.seam = Some((kind(&key).to_vec(), self.next_seam()));
             out.push(template.render(&self.released));
             self.channel = None;
             return Ok(());
@@ -941,7 +1007,7 @@ impl<'g> EventGuard<'g> {
             return Err(hit);
         }
         self.text = TextStream::default();
-        self.seam = Some((key, seam_of(&self.released)));
+        self.seam = Some((kind(&key).to_vec(), self.next_seam()));
         if !self.released.is_empty() {
             out.push(template.render(&self.released));
         }
@@ -1456,6 +1522,19 @@ with z@q.de	é and more"#,
         assert_eq!(&out.last().unwrap().data[..], b"[DONE]");
     }
 
+    /// The events out of a stream, as written (for events that are not
+    /// JSON).
+    fn stream_text_raw(g: &Guard, events: &[&str]) -> Result<Vec<Vec<u8>>, Hit> {
+        let mut eg = EventGuard::new(g, false);
+        let mut out = Vec::new();
+        for d in events {
+            let ev = SseEvent { event: None, data: Bytes::copy_from_slice(d.as_bytes()), id: None, retry: None };
+            eg.event(ev, &mut out)?;
+        }
+        eg.finish(&mut out)?;
+        Ok(out.iter().map(|e| e.data.to_vec()).collect())
+    }
+
     fn stream_text(g: &Guard, events: &[&str]) -> Result<Vec<serde_json::Value>, Hit> {
         let mut eg = EventGuard::new(g, false);
         let mut out = Vec::new();
@@ -1500,6 +1579,62 @@ with z@q.de	é and more"#,
                 }
             }
         }
+        // More shapes (found by a review of the first version): an
+        // Anthropic message's next text block; a secret in three pieces
+        // each ending its choice; an event with no text between two pieces.
+        let block = |i: u32, text: &str| {
+            format!(r#"{{"type":"content_block_delta","index":{i},"delta":{{"type":"text_delta","text":"{text}"}}}}"#)
+        };
+        let more = [
+            vec![
+                block(0, "mail bob@exa"),
+                r#"{"type":"content_block_stop","index":0}"#.to_string(),
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#.to_string(),
+                block(1, "mple.com now"),
+            ],
+            vec![
+                chunk(r#""content":"mail bob""#, r#""stop""#),
+                chunk(r#""content":"@exa""#, r#""stop""#),
+                chunk(r#""content":"mple.com now""#, r#""stop""#),
+            ],
+            vec![first.clone(), chunk(r#""x":".""#, "null"), chunk(r#""content":"mple.com now""#, "null")],
+        ];
+        for events in more {
+            let events: Vec<&str> = events.iter().map(String::as_str).collect();
+            if let Ok(out) = stream_text(&g, &events) {
+                let all = serde_json::Value::Array(out).to_string();
+                assert!(!all.contains("bob@exa") && all.contains("[EMAIL]"), "{events:?}: {all}");
+            }
+        }
+        // A Responses stream whose `delta` key is written with escapes is
+        // held as its deltas are.
+        let mut eg = EventGuard::new(&g, true);
+        let mut out = Vec::new();
+        for piece in ["mail bob@exa", "mple.com now"] {
+            let data = format!(
+                r#"{{"type":"response.output_text.delta","output_index":0,"content_index":0,"d\u0065lta":"{piece}"}}"#
+            );
+            let ev = SseEvent { event: None, data: Bytes::from(data), id: None, retry: None };
+            if eg.event(ev, &mut out).is_err() {
+                out.clear();
+                break;
+            }
+        }
+        let _ = eg.finish(&mut out);
+        let all: String = out.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
+        assert!(!all.contains("bob@exa"), "{all}");
+        // An event that is not JSON is scanned as written: a secret in it
+        // ends the stream.
+        assert!(stream_text_raw(&g, &["key sk-abcdefghij0123456789klmnopqrstuv and more"]).is_err());
+        assert!(stream_text_raw(&g, &["[\"sk-abcdefghij0123456789klmnopqrstuv\"]"]).is_err());
+        // A provider's finish chunk that names it (OpenRouter's `provider`)
+        // is not text to join across the seam.
+        let routed = [
+            chunk(r#""content":"write to ops@corp.""#, "null"),
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}],"provider":"OpenAI"}"#.to_string(),
+        ];
+        let out = stream_text(&g, &routed.iter().map(String::as_str).collect::<Vec<_>>()).expect("passes");
+        assert!(serde_json::Value::Array(out).to_string().contains("ops@corp."));
         // Two texts that only meet across a seam of the stream's own
         // standard shape (a choice's text, then a tool call's) are not
         // checked across: each is whole.

@@ -955,7 +955,11 @@ fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
         return;
     }
     let _ = tollgate_protocol::json::string_values(data, |key, v| {
-        if DELTA_TEXT.contains(&key) {
+        // A text key written with escapes is the field it decodes to, as
+        // the guard reads it (`guard::EventStrings`).
+        let text = DELTA_TEXT.contains(&key)
+            || (key.contains(&b'\\') && DELTA_TEXT.iter().any(|k| tollgate_protocol::json::decodes_to(key, k)));
+        if text {
             f(&data[v.raw.clone()], v.escaped);
         }
     });
