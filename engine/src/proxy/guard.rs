@@ -1535,15 +1535,11 @@ with z@q.de	é and more"#,
         Ok(out.iter().map(|e| e.data.to_vec()).collect())
     }
 
+    /// [`stream_text_raw`], each event's data read as JSON (`[DONE]` left
+    /// out).
     fn stream_text(g: &Guard, events: &[&str]) -> Result<Vec<serde_json::Value>, Hit> {
-        let mut eg = EventGuard::new(g, false);
-        let mut out = Vec::new();
-        for d in events {
-            let ev = SseEvent { event: None, data: Bytes::copy_from_slice(d.as_bytes()), id: None, retry: None };
-            eg.event(ev, &mut out)?;
-        }
-        eg.finish(&mut out)?;
-        Ok(out.iter().filter(|e| &e.data[..] != b"[DONE]").map(|e| serde_json::from_slice(&e.data).unwrap()).collect())
+        let out = stream_text_raw(g, events)?;
+        Ok(out.iter().filter(|d| &d[..] != b"[DONE]").map(|d| serde_json::from_slice(d).unwrap()).collect())
     }
 
     /// An upstream that breaks its stream's shape between two pieces of a
