@@ -54,14 +54,7 @@ pub struct Usage {
 impl Usage {
     fn read(u: &Value<'_>) -> Usage {
         let unreadable = std::cell::Cell::new(false);
-        // `null` counts as not reported.
-        let n = |k: &str| match u.get(k) {
-            Some(v) if !v.is_null() => v.as_u64().unwrap_or_else(|| {
-                unreadable.set(true);
-                0
-            }),
-            _ => 0,
-        };
+        let n = |k: &str| crate::openai::whole_count(u.get(k), &unreadable);
         let cache_write_1h = u
             .get("cacheDetails")
             .and_then(|d| d.as_array())
@@ -86,7 +79,7 @@ impl Usage {
     /// Gemini's are (`gemini::Usage::to_openai`).
     pub fn to_openai(&self) -> crate::openai::Usage {
         if self.unreadable {
-            return crate::openai::Usage { prompt: u64::MAX, completion: u64::MAX, ..Default::default() };
+            return crate::openai::Usage::unreadable();
         }
         crate::openai::Usage {
             prompt: self.input.saturating_add(self.cache_read).saturating_add(self.cache_write),
@@ -103,7 +96,7 @@ impl Usage {
     /// the cache's writes beside it.
     fn write(&self, out: &mut BytesMut) {
         if self.unreadable {
-            out.extend_from_slice(crate::gemini::UNREADABLE_USAGE);
+            out.extend_from_slice(crate::openai::UNREADABLE_USAGE);
             return;
         }
         let prompt = self.input.saturating_add(self.cache_read).saturating_add(self.cache_write);

@@ -71,14 +71,7 @@ impl Usage {
     fn read(v: &Value<'_>) -> Option<Usage> {
         let u = v.get("usageMetadata")?;
         let unreadable = std::cell::Cell::new(false);
-        // `null` counts as not reported.
-        let n = |k: &str| match u.get(k) {
-            Some(v) if !v.is_null() => v.as_u64().unwrap_or_else(|| {
-                unreadable.set(true);
-                0
-            }),
-            _ => 0,
-        };
+        let n = |k: &str| crate::openai::whole_count(u.get(k), &unreadable);
         let reasoning = n("thoughtsTokenCount");
         let audio = u
             .get("promptTokensDetails")
@@ -119,7 +112,7 @@ impl Usage {
     /// answer's would be.
     pub fn to_openai(&self) -> crate::openai::Usage {
         if self.unreadable {
-            return crate::openai::Usage { prompt: u64::MAX, completion: u64::MAX, ..Default::default() };
+            return crate::openai::Usage::unreadable();
         }
         crate::openai::Usage {
             prompt: self.prompt,
@@ -135,7 +128,7 @@ impl Usage {
         if self.unreadable {
             // Counts no reader believes (not whole numbers), as the
             // provider gave none: the gateway's reader sets them aside.
-            out.extend_from_slice(UNREADABLE_USAGE);
+            out.extend_from_slice(crate::openai::UNREADABLE_USAGE);
             return;
         }
         let mut n = itoa::Buffer::new();
@@ -157,9 +150,6 @@ impl Usage {
         out.extend_from_slice(b"}}");
     }
 }
-
-/// Chat's usage object for a report whose counts were not whole numbers.
-pub(crate) const UNREADABLE_USAGE: &[u8] = b"{\"prompt_tokens\":-1,\"completion_tokens\":-1,\"total_tokens\":-1}";
 
 /// The usage of a `generateContent` answer, or of a document holding its
 /// top-level `usageMetadata` (`openai::TopMembers`' of an answer too large

@@ -975,7 +975,34 @@ pub struct Usage {
     pub tier: Tier,
 }
 
+/// Chat's usage object for a translated report whose counts were not
+/// whole numbers: counts no reader believes, so that the gateway's reader
+/// sets them aside (Gemini's and Bedrock's translators).
+pub(crate) const UNREADABLE_USAGE: &[u8] = b"{\"prompt_tokens\":-1,\"completion_tokens\":-1,\"total_tokens\":-1}";
+
+/// A translator's usage count `v` (Gemini's, Bedrock's): 0 when absent or
+/// `null` (not reported); one that is not a whole number sets `unreadable`
+/// and counts 0 (the report is then set aside: [`Usage::unreadable`]).
+pub(crate) fn whole_count(v: Option<&simd_json::BorrowedValue<'_>>, unreadable: &std::cell::Cell<bool>) -> u64 {
+    use simd_json::prelude::*;
+    match v {
+        Some(v) if !v.is_null() => v.as_u64().unwrap_or_else(|| {
+            unreadable.set(true);
+            0
+        }),
+        _ => 0,
+    }
+}
+
 impl Usage {
+    /// A translated report with a count that is not a whole number: its
+    /// counts past any believable one ([`USAGE_TOKENS_MAX`]), so that it
+    /// is set aside as a chat answer's would be (Gemini's and Bedrock's
+    /// translators).
+    pub(crate) fn unreadable() -> Usage {
+        Usage { prompt: u64::MAX, completion: u64::MAX, ..Default::default() }
+    }
+
     /// The counts with each share held to what holds it, whatever a
     /// report claimed: the cache's reads to the prompt, its writes to the
     /// rest of it, the hour-long writes to the writes, the audio to the
