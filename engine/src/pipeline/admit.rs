@@ -232,6 +232,13 @@ pub fn asked_tier(routed: &super::Routed, body: &[u8]) -> tollgate_policy::price
     }
 }
 
+/// The usage of a request's prompt alone, `tokens` of it, at the tier it
+/// asks for: what an attempt that failed after its request was written is
+/// billed (`forward`, `finish`).
+pub fn prompt_only(routed: &super::Routed, tokens: u64, body: &[u8]) -> crate::record::TokenUsage {
+    crate::record::TokenUsage { prompt: tokens, tier: asked_tier(routed, body), ..Default::default() }
+}
+
 /// Whether a request to `provider` may be billed cache writes
 /// (`proxy::stream::CacheWrites`), the body searched once for the
 /// exchange ([`super::Prompt::marks_cache`]). Asked only where a price's

@@ -64,9 +64,7 @@ pub async fn forward(
     let mut unanswered: Option<usize> = None;
     while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
         if let Some(before) = unanswered.take() {
-            let tokens = prompt.tokens_in_steps(body).await;
-            let tier = super::admit::asked_tier(routed, body);
-            let usage = crate::record::TokenUsage { prompt: tokens, tier, ..Default::default() };
+            let usage = super::admit::prompt_only(routed, prompt.tokens_in_steps(body).await, body);
             let cost = routed.route.price_of(routed.route.targets.get(before)).map_or(0, |p| usage.cost_at(p));
             trace.unanswered_micro = trace.unanswered_micro.saturating_add(cost);
         }
@@ -488,16 +486,12 @@ fn output_cap(
         // Counted where the bound would lower the limit, or where the
         // prompt may cost more than the ceiling by itself.
         let small = prompt.get().is_none() && body.len() <= tollgate_protocol::tokens::STEP_BYTES;
-        let (n, counted) = match at_bound {
-            Some(n) if n < asked && small => {
-                let counted = prompt.tokens(body);
-                (affordable(limit, counted, price), Some(counted))
-            }
-            _ if small && prompt_over(limit, prompt_now, base) => {
-                let counted = prompt.tokens(body);
-                (affordable(limit, counted, price), Some(counted))
-            }
-            n => (n, prompt.get()),
+        let count = small && (at_bound.is_some_and(|n| n < asked) || prompt_over(limit, prompt_now, base));
+        let (n, counted) = if count {
+            let counted = prompt.tokens(body);
+            (affordable(limit, counted, price), Some(counted))
+        } else {
+            (at_bound, prompt.get())
         };
         Some((n, counted.filter(|&c| prompt_over(limit, c, base)).map(|c| (c, limit))))
     });

@@ -585,14 +585,15 @@ pub fn finish(
             let mut bill_prompt = || {
                 if let Some(Some(last)) = trace.attempt_count.checked_sub(1).map(|i| trace.attempts[i]) {
                     trace.served_by = Some(last.target);
-                    let prompt = prompt.tokens(body);
+                    let tokens = prompt.tokens(body);
+                    let usage = match routed {
+                        Some(r) => admit::prompt_only(r, tokens, body),
+                        None => crate::record::TokenUsage { prompt: tokens, ..Default::default() },
+                    };
                     // And what a stream had passed, where it was cut while
                     // it wrote (the drain's abandoned requests).
                     let completion = trace.completion_passed.get();
-                    // At the tier asked for (a priority request at its rates).
-                    let tier =
-                        routed.as_ref().map_or(tollgate_policy::prices::Tier::Standard, |r| admit::asked_tier(r, body));
-                    trace.usage = Some(crate::record::TokenUsage { prompt, completion, tier, ..Default::default() });
+                    trace.usage = Some(crate::record::TokenUsage { completion, ..usage });
                     trace.usage_estimated = true;
                 }
             };

@@ -588,14 +588,7 @@ impl EventStrings {
         let object = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         self.unreadable = !object;
         self.unreadable |= string_values(data, |key, v| {
-            // A text field's key written with escapes (`"c\u006fntent"`)
-            // is the field to an SDK, and to the hold: taken for one of
-            // the event's other strings, it let go of the text held and
-            // was scanned alone (found by a review).
-            let text_key = STREAM_TEXT
-                .iter()
-                .find(|k| **k == key || (key.contains(&b'\\') && tollgate_protocol::json::decodes_to(key, k)));
-            if let Some(&k) = text_key {
+            if let Some(k) = stream_text_key(key) {
                 self.fields.push((k, v));
                 return;
             }
@@ -607,6 +600,26 @@ impl EventStrings {
             }
         })
         .is_err();
+    }
+}
+
+/// The [`STREAM_TEXT`] field `key` names, as written or with escapes: a
+/// text field's key written with escapes (`"c\u006fntent"`) is the field
+/// to an SDK, and to the hold and the counter (found by a review: taken
+/// for one of the event's other strings, it let go of the text held and
+/// was scanned alone).
+pub fn stream_text_key(key: &[u8]) -> Option<&'static [u8]> {
+    let escaped = key.contains(&b'\\');
+    STREAM_TEXT.iter().copied().find(|k| *k == key || (escaped && tollgate_protocol::json::decodes_to(key, k)))
+}
+
+/// A string's text: decoded where it holds escapes, as it is written where
+/// an escape cannot be decoded (then scanned as written).
+fn decoded_into(raw: &[u8], escaped: bool, out: &mut Vec<u8>) {
+    out.clear();
+    if !escaped || unescape(raw, out).is_err() {
+        out.clear();
+        out.extend_from_slice(raw);
     }
 }
 
@@ -793,12 +806,7 @@ impl<'g> EventGuard<'g> {
     ) -> Result<(), Hit> {
         let mut decoded = Vec::new();
         for (key, v) in fields.iter().filter(|(_, v)| !v.raw.is_empty()) {
-            let raw = &data[v.raw.clone()];
-            decoded.clear();
-            if !v.escaped || unescape(raw, &mut decoded).is_err() {
-                decoded.clear();
-                decoded.extend_from_slice(raw);
-            }
+            decoded_into(&data[v.raw.clone()], v.escaped, &mut decoded);
             if let Some((_, tail)) = self.seam.take() {
                 self.across_seam(&tail, &decoded)?;
             }
@@ -928,13 +936,7 @@ impl<'g> EventGuard<'g> {
         if self.channel.as_ref().is_some_and(|(k, _)| *k != key) {
             self.flush(out)?;
         }
-        let text = &ev.data[raw.clone()];
-        self.scratch.clear();
-        // An escape the walk cannot decode is scanned as it is written.
-        if !escaped || unescape(text, &mut self.scratch).is_err() {
-            self.scratch.clear();
-            self.scratch.extend_from_slice(text);
-        }
+        decoded_into(&ev.data[raw.clone()], escaped, &mut self.scratch);
         // Text of the kind the hold let go of as finished (an upstream
         // that ends its choice on every chunk, or moves to another block or
         // index of the same kind, whose text a client joins) goes on from

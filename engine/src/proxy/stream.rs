@@ -519,7 +519,7 @@ pub struct StreamRelay<'a, 'g> {
     /// [`SAID_BYTES_MAX`]), and how much of it no classifier has seen.
     said: Vec<u8>,
     unasked: usize,
-    /// The text is in Responses deltas, not in [`DELTA_TEXT`] fields.
+    /// The text is in Responses deltas, not in `guard::STREAM_TEXT` fields.
     responses: bool,
     /// The current event's strings, read once for the counter and the
     /// guard (a buffer kept from event to event).
@@ -938,15 +938,13 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     }
 }
 
-/// The keys of the text a stream event carries (OpenAI `content`,
-/// `refusal` and tool-call `arguments`, Anthropic `text`, `partial_json`
-/// and `thinking`, reasoning by either name): the guard's list, so that
-/// what is counted and what is guarded are the same texts.
-const DELTA_TEXT: &[&[u8]] = super::guard::STREAM_TEXT;
-
 /// Gives `f` each text one stream event carries, raw, and whether it holds
-/// escapes: the [`DELTA_TEXT`] fields, or a Responses event's `delta`
-/// (`responses`), whose summaries repeat text already given.
+/// escapes: the guard's text fields (`guard::STREAM_TEXT`: OpenAI
+/// `content`, `refusal` and tool-call `arguments`, Anthropic `text`,
+/// `partial_json` and `thinking`, reasoning by either name, read by
+/// `guard::stream_text_key`, so that what is counted and what is guarded
+/// are the same texts), or a Responses event's `delta` (`responses`),
+/// whose summaries repeat text already given.
 fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
     if responses {
         if let Some((raw, escaped)) = tollgate_protocol::responses::read_event(data).and_then(|e| e.delta) {
@@ -956,10 +954,8 @@ fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
     }
     let _ = tollgate_protocol::json::string_values(data, |key, v| {
         // A text key written with escapes is the field it decodes to, as
-        // the guard reads it (`guard::EventStrings`).
-        let text = DELTA_TEXT.contains(&key)
-            || (key.contains(&b'\\') && DELTA_TEXT.iter().any(|k| tollgate_protocol::json::decodes_to(key, k)));
-        if text {
+        // the guard reads it.
+        if super::guard::stream_text_key(key).is_some() {
             f(&data[v.raw.clone()], v.escaped);
         }
     });
