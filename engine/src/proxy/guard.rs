@@ -623,17 +623,18 @@ fn decoded_into(raw: &[u8], escaped: bool, out: &mut Vec<u8>) {
     }
 }
 
-/// The most of each side of a seam [`EventGuard::across_seam`] reads:
-/// longer than any secret or personal datum a detector finds whole.
+/// The most of the text before a seam the text after it goes on from
+/// ([`TextStream::resume`]): longer than any secret or personal datum a
+/// detector finds whole.
 const SEAM_BYTES: usize = 512;
 
 /// The last [`SEAM_BYTES`] (or fewer) of `text`, from a character's start.
-fn seam_of(text: &[u8]) -> Vec<u8> {
+fn seam_of(text: &[u8]) -> &[u8] {
     let mut from = text.len().saturating_sub(SEAM_BYTES);
     while from < text.len() && (text[from] & 0xC0) == 0x80 {
         from += 1;
     }
-    text[from..].to_vec()
+    &text[from..]
 }
 
 /// A channel's kind: its field, without the indexes that place it.
@@ -641,16 +642,15 @@ fn kind(channel: &[u8]) -> &[u8] {
     channel.split(|&b| b == b'/').next().unwrap_or(channel)
 }
 
-/// The largest length up to `max` that ends `text` on a character's end.
-fn floor_char(text: &[u8], max: usize) -> usize {
-    if text.len() <= max {
-        return text.len();
-    }
-    let mut end = max;
-    while end > 0 && (text[end] & 0xC0) == 0x80 {
-        end -= 1;
-    }
-    end
+/// Text the hold let go of as finished, which the next text of its kind
+/// goes on from ([`TextStream::resume`]).
+struct Seam {
+    /// The text's field, without the indexes that place it.
+    kind: Vec<u8>,
+    /// Its end, as let go of (at most [`SEAM_BYTES`]).
+    tail: Vec<u8>,
+    /// Its finished stream: the matches it released open.
+    stream: TextStream,
 }
 
 /// Guards one answer stream, event by event.
@@ -660,15 +660,16 @@ pub struct EventGuard<'g> {
     /// The text being held (field and indexes), and the event to release
     /// it in.
     channel: Option<(Vec<u8>, Template)>,
-    /// The end of the text the hold last let go of as finished (at most
-    /// [`SEAM_BYTES`]), and its kind (the field, without the indexes that
-    /// place it): the next text of the same kind, on any index (a client
-    /// joins an Anthropic message's text blocks), or in an event the hold
-    /// cannot take, is checked across the seam ([`Self::across_seam`]).
-    seam: Option<(Vec<u8>, Vec<u8>)>,
-    /// The seam the text now held went on from: the next seam is made of
-    /// both, so that a secret in three pieces is seen across two seams.
-    carry: Vec<u8>,
+    /// Where the hold last let go of a text of each kind as finished, the
+    /// latest last: the next text of the same kind, on any index (a client
+    /// joins an Anthropic message's text blocks, across a tool call's), or
+    /// in an event the hold cannot take, goes on from it. One a kind, so
+    /// a few.
+    seams: Vec<Seam>,
+    /// The end of what the hold has let go of (as let go of, redacted),
+    /// from the seam it went on from, if any: so a secret in three pieces
+    /// is seen across two seams. [`SEAM_BYTES`] to twice that.
+    recent: Vec<u8>,
     findings: Findings,
     released: Vec<u8>,
     scratch: Vec<u8>,
@@ -686,8 +687,8 @@ impl<'g> EventGuard<'g> {
             responses,
             text: TextStream::default(),
             channel: None,
-            seam: None,
-            carry: Vec::new(),
+            seams: Vec::new(),
+            recent: Vec::new(),
             findings: Findings::default(),
             released: Vec::new(),
             scratch: Vec::new(),
@@ -793,11 +794,13 @@ impl<'g> EventGuard<'g> {
 
     /// An event the hold cannot take (two text fields in it, a block's
     /// opening text) after text the hold let go of as finished: its text
-    /// fields, in order, are checked across the seam and across each
-    /// other (a client joins them), whatever their kind (such events are
-    /// an upstream's own shape, not the providers' standard one); the
-    /// last one's end is the next seam. An event without text neither
-    /// checks nor spends the seam.
+    /// fields, in order, go on from the seam and from each other (a client
+    /// joins them), whatever their kind (such events are an upstream's own
+    /// shape, not the providers' standard one): a match across ends the
+    /// stream, as does text a match released open before the seam would
+    /// take (the event is passed on redacted as a whole, which cannot
+    /// swallow it). The last one's end is the next seam. An event without
+    /// text neither checks nor spends the seam.
     fn across_fields(
         &mut self,
         data: &[u8],
@@ -807,62 +810,63 @@ impl<'g> EventGuard<'g> {
         let mut decoded = Vec::new();
         for (key, v) in fields.iter().filter(|(_, v)| !v.raw.is_empty()) {
             decoded_into(&data[v.raw.clone()], v.escaped, &mut decoded);
-            if let Some((_, tail)) = self.seam.take() {
-                self.across_seam(&tail, &decoded)?;
+            let mut joined = Vec::new();
+            let kind = kind(&channel(key)).to_vec();
+            if let Some(seam) = self.take_seam(&kind, true) {
+                if let Some(hit) = seam.stream.open_match() {
+                    self.findings.all.push((0, hit));
+                    return Err(hit);
+                }
+                let mut findings = Findings::default();
+                let mut text = seam.stream.resume(&seam.tail);
+                let mut out = Vec::new();
+                let across = text.push(self.guard, &decoded, &mut out, &mut findings);
+                // A block: across the seam, or in the text alone (which the
+                // whole event's scan would find too).
+                if let Some(hit) = across.or_else(|| text.finish(self.guard, &mut out, &mut findings)) {
+                    self.findings.all.push((0, hit));
+                    return Err(hit);
+                }
+                joined = seam.tail;
             }
-            self.seam = Some((kind(&channel(key)).to_vec(), seam_of(&decoded)));
+            joined.extend_from_slice(&decoded);
+            self.put_seam(Seam { kind, tail: seam_of(&joined).to_vec(), stream: TextStream::default() });
         }
         Ok(())
     }
 
-    /// The seam after the hold let go of its text (`released`): its end,
-    /// after the seam it went on from, if any.
-    fn next_seam(&mut self) -> Vec<u8> {
-        let mut both = std::mem::take(&mut self.carry);
-        both.extend_from_slice(&self.released);
-        seam_of(&both)
+    /// Keeps the end of what the hold let go of now (`released`), for the
+    /// next seam.
+    fn keep_recent(&mut self) {
+        self.recent.extend_from_slice(&self.released);
+        if self.recent.len() > 2 * SEAM_BYTES {
+            let from = self.recent.len() - seam_of(&self.recent).len();
+            self.recent.drain(..from);
+        }
     }
 
-    /// Whether a blocking or redacting rule matches across the seam between
-    /// text already let go (`tail`) and the text after it (`next`): a
-    /// finding that starts in one and ends in the other ends the stream
-    /// (the first part is gone; fail closed). Found by a review: an
-    /// upstream that broke its stream's shape between two pieces of a
-    /// secret had each piece scanned alone.
-    fn across_seam(&mut self, tail: &[u8], next: &[u8]) -> Result<(), Hit> {
-        if tail.is_empty() || next.is_empty() {
-            return Ok(());
-        }
-        let mut joined = Vec::with_capacity(tail.len() + SEAM_BYTES);
-        joined.extend_from_slice(tail);
-        joined.extend_from_slice(&next[..floor_char(next, SEAM_BYTES)]);
-        let mut findings = Findings::default();
-        self.guard.scan(&joined, Direction::Response, true, &mut findings);
-        findings.file(0);
-        let spans =
-            |h: &Hit| matches!(h.action, Action::Block | Action::Redact) && h.start < tail.len() && h.end > tail.len();
-        // A match the text before the seam holds whole by itself (an
-        // address at its end, which the text after only seems to extend)
-        // was that text's to find, and is not one across the seam.
-        let mut alone = Findings::default();
-        if findings.all.iter().any(|(_, h)| spans(h)) {
-            self.guard.scan(tail, Direction::Response, true, &mut alone);
-            alone.file(0);
-        }
-        let across = findings
-            .all
-            .iter()
-            .find(|(_, h)| spans(h) && !alone.all.iter().any(|(_, a)| a.rule == h.rule && a.start == h.start));
-        match across {
-            Some(&(text, hit)) => {
-                // Recorded where it ends up: from the start of the text
-                // after the seam.
-                let hit = Hit { start: 0, end: hit.end - tail.len(), ..hit };
-                self.findings.all.push((text, hit));
-                Err(hit)
-            }
-            None => Ok(()),
-        }
+    /// The hold let go of the text of `key` as finished: the next text of
+    /// its kind goes on from here.
+    fn leave_seam(&mut self, key: &[u8]) {
+        self.keep_recent();
+        let tail = seam_of(&self.recent).to_vec();
+        self.recent.clear();
+        let stream = std::mem::take(&mut self.text);
+        self.put_seam(Seam { kind: kind(key).to_vec(), tail, stream });
+    }
+
+    /// The seam the next text of `kind` goes on from: that kind's, or
+    /// (`any`) the latest of any kind.
+    fn take_seam(&mut self, kind: &[u8], any: bool) -> Option<Seam> {
+        let at = self.seams.iter().position(|s| s.kind == kind);
+        let at = if any { at.or(self.seams.len().checked_sub(1)) } else { at };
+        at.map(|i| self.seams.remove(i))
+    }
+
+    /// Leaves `seam` as its kind's, the latest.
+    fn put_seam(&mut self, seam: Seam) {
+        self.seams.retain(|s| s.kind != seam.kind);
+        self.seams.push(seam);
     }
 
     /// The findings in a document that cannot be walked (not JSON, a bad
@@ -941,12 +945,11 @@ impl<'g> EventGuard<'g> {
         // that ends its choice on every chunk, or moves to another block or
         // index of the same kind, whose text a client joins) goes on from
         // it. Text of another kind leaves the seam for later.
-        if let Some((_, tail)) = self.seam.take_if(|(k, _)| k[..] == *kind(&key)) {
-            let next = std::mem::take(&mut self.scratch);
-            let checked = self.across_seam(&tail, &next);
-            self.scratch = next;
-            checked?;
-            self.carry = tail;
+        if self.channel.is_none() {
+            if let Some(seam) = self.take_seam(kind(&key), false) {
+                self.recent.clone_from(&seam.tail);
+                self.text = seam.stream.resume(&seam.tail);
+            }
         }
         let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw };
         self.released.clear();
@@ -958,12 +961,12 @@ impl<'g> EventGuard<'g> {
             if let Some(hit) = self.text.finish(self.guard, &mut self.released, &mut self.findings) {
                 return Err(hit);
             }
-            self.text = TextStream::default();
-            self.seam = Some((kind(&key).to_vec(), self.next_seam()));
+            self.leave_seam(&key);
             out.push(template.render(&self.released));
             self.channel = None;
             return Ok(());
         }
+        self.keep_recent();
         // Sent even when all its text is held: the event's other fields
         // (a role, an id) must not wait.
         out.push(template.render(&self.released));
@@ -1008,8 +1011,7 @@ impl<'g> EventGuard<'g> {
         if let Some(hit) = self.text.finish(self.guard, &mut self.released, &mut self.findings) {
             return Err(hit);
         }
-        self.text = TextStream::default();
-        self.seam = Some((kind(&key).to_vec(), self.next_seam()));
+        self.leave_seam(&key);
         if !self.released.is_empty() {
             out.push(template.render(&self.released));
         }
@@ -1642,6 +1644,100 @@ with z@q.de	é and more"#,
         ];
         let out = stream_text(&g, &standard.iter().map(String::as_str).collect::<Vec<_>>()).expect("passes");
         assert!(serde_json::Value::Array(out).to_string().contains("write to bob"));
+    }
+
+    /// The two ways past the seam a review left open: a piece short
+    /// enough to leave a candidate undecided just after a seam, and a
+    /// private key's body sent after the seam that followed its header.
+    /// Each is across two seams or more of a standard shape (a finish on
+    /// every chunk, an Anthropic message's text blocks).
+    #[test]
+    fn a_secret_in_short_pieces_or_a_key_body_after_a_seam_does_not_pass() {
+        let mut spec = ProfileSpec { name: "t".into(), responses: true, ..Default::default() };
+        spec.actions[Detector::Email as usize] = Some(Action::Redact);
+        spec.actions[Detector::PrivateKey as usize] = Some(Action::Redact);
+        let g = Guard::compile(&spec).unwrap();
+        let chunk = |text: &str, finish: &str| {
+            format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"{text}"}},"finish_reason":{finish}}}]}}"#)
+        };
+        let delta = |i: u32, text: &str| {
+            format!(r#"{{"type":"content_block_delta","index":{i},"delta":{{"type":"text_delta","text":"{text}"}}}}"#)
+        };
+        let start = |i: u32| {
+            format!(r#"{{"type":"content_block_start","index":{i},"content_block":{{"type":"text","text":""}}}}"#)
+        };
+        let stop = |i: u32| format!(r#"{{"type":"content_block_stop","index":{i}}}"#);
+        // The piece after the seam is short, and the text goes on in the
+        // same hold: the hold starts from the seam.
+        let (a, b, c) = ("mail bob@exa", "m", "ple.com now");
+        let body = "MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgwMbRvI0MBZhpF".repeat(6);
+        let pem = format!("-----BEGIN RSA PRIVATE KEY-----\\n{}", &body[..200]);
+        let cases: Vec<(Vec<String>, &str)> = vec![
+            (vec![chunk(a, "\"stop\""), chunk(b, "null"), chunk(c, "null")], "bob@exa"),
+            (vec![start(0), delta(0, a), stop(0), start(1), delta(1, b), delta(1, c), stop(1)], "bob@exa"),
+            // A tool call's block between two text blocks.
+            (
+                vec![
+                    start(0),
+                    delta(0, a),
+                    stop(0),
+                    r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{}"}}"#
+                        .to_string(),
+                    stop(1),
+                    start(2),
+                    delta(2, b),
+                    delta(2, c),
+                    stop(2),
+                ],
+                "bob@exa",
+            ),
+            // A key released open, then its body after the seam.
+            (vec![chunk(&pem, "\"stop\""), chunk(&body[200..], "null")], &body[200..260]),
+            (vec![start(0), delta(0, &pem), stop(0), start(1), delta(1, &body[200..]), stop(1)], &body[200..260]),
+            // The same in an event the hold cannot take.
+            (
+                vec![
+                    start(0),
+                    delta(0, &pem),
+                    stop(0),
+                    format!(
+                        r#"{{"type":"content_block_start","index":1,"content_block":{{"type":"text","text":"{}"}}}}"#,
+                        &body[200..]
+                    ),
+                ],
+                &body[200..260],
+            ),
+            (
+                vec![
+                    start(0),
+                    delta(0, a),
+                    stop(0),
+                    format!(
+                        r#"{{"type":"content_block_start","index":1,"content_block":{{"type":"text","text":"{b}"}}}}"#
+                    ),
+                    delta(1, c),
+                    stop(1),
+                ],
+                "bob@exa",
+            ),
+        ];
+        for (events, secret) in cases {
+            let events: Vec<&str> = events.iter().map(String::as_str).collect();
+            if let Ok(out) = stream_text(&g, &events) {
+                let all = serde_json::Value::Array(out).to_string();
+                assert!(!all.contains(secret), "{events:?}: {all}");
+            }
+        }
+        let blocks = |texts: &[&str]| -> Vec<String> {
+            texts.iter().enumerate().flat_map(|(i, t)| [start(i as u32), delta(i as u32, t), stop(i as u32)]).collect()
+        };
+        // Text that only follows a seam, and does not go on with what is
+        // before it, passes as written; so does an address whole on the
+        // far side of a seam (redacted there).
+        let clean = blocks(&["mail bob", "and alice@example.com now"]);
+        let out = stream_text(&g, &clean.iter().map(String::as_str).collect::<Vec<_>>()).expect("passes");
+        let all = serde_json::Value::Array(out).to_string();
+        assert!(all.contains("mail bob") && all.contains("and [EMAIL] now"), "{all}");
     }
 
     #[test]

@@ -12,6 +12,12 @@
 //! header has) is released as its placeholder at once, and the bytes that
 //! continue it are swallowed as they come, however long it grows. The
 //! stream is never buffered whole.
+//!
+//! A text a client joins to the one before it (an Anthropic message's next
+//! text block, a choice's text after its finish) goes on from it
+//! ([`TextStream::resume`]): the end of what was released is the next
+//! scans' left context, a match across that seam ends the stream, and a
+//! match released open keeps swallowing what continues it.
 
 use super::detect::Tail;
 use super::{redact, Action, Direction, Findings, Guard, Hit, Rule};
@@ -49,6 +55,9 @@ pub struct TextStream {
     /// Where the last match released open ended (from the start of the
     /// stream's text).
     open_end: Option<usize>,
+    /// The context is text released before a seam ([`Self::resume`]), and
+    /// nothing after it has been released yet.
+    seam: bool,
 }
 
 #[derive(Debug)]
@@ -96,6 +105,9 @@ impl TextStream {
             !ended
         });
         out.extend_from_slice(&piece[swallowed.min(taken)..taken]);
+        // What the open match took lies between the text before a seam and
+        // the rest: they no longer meet.
+        self.seam &= taken == 0;
         // Released: kept only as the next scan's left context.
         debug_assert_eq!(self.buf.len(), self.context);
         self.buf.extend_from_slice(&piece[..taken]);
@@ -115,6 +127,40 @@ impl TextStream {
         self.release(guard, true, out, findings)
     }
 
+    /// The stream after [`Self::finish`], for a text a client joins to this
+    /// one: `seam` is the end of what was released, as released (redacted:
+    /// a placeholder does not match again). It is the next scans' left
+    /// context, and nothing after it is released while a candidate that
+    /// begins in it is undecided; a blocking or redacting match that
+    /// begins in it and ends after it is returned as a block, its first
+    /// part being gone; and a match released open goes on into the next
+    /// text. Found by a review: a fresh stream after a seam let a secret
+    /// in short pieces (`bob@exa` | `m` | `ple.com`), or a private key's
+    /// body after its header, go out in clear.
+    pub fn resume(self, seam: &[u8]) -> TextStream {
+        TextStream {
+            buf: seam.to_vec(),
+            context: seam.len(),
+            // Positions go on from the text before (never back, so that
+            // the context's place is never before the start).
+            consumed: self.consumed.max(seam.len()),
+            open: self.open,
+            open_end: None,
+            seam: !seam.is_empty(),
+        }
+    }
+
+    /// A match released open that the next bytes would still go to, as a
+    /// hit (positions from the start of the stream's text).
+    pub fn open_match(&self) -> Option<Hit> {
+        self.open.iter().find(|c| c.action == Action::Redact).map(|c| Hit {
+            rule: c.rule,
+            start: c.start,
+            end: self.consumed,
+            action: c.action,
+        })
+    }
+
     /// Bytes held back now.
     pub fn held(&self) -> usize {
         self.buf.len() - self.context
@@ -131,7 +177,13 @@ impl TextStream {
         // tail): what is new of it counts. Otherwise such a hit is an
         // artefact of the context's cut-off left edge (an `eyJ` whose
         // letter before was released earlier) and is dropped.
-        if self.open_end == Some(self.consumed) {
+        if self.seam {
+            if let Some(hit) = self.across_seam(guard, findings) {
+                findings.hits.clear();
+                return Some(hit);
+            }
+            findings.hits.retain(|h| h.start >= keep);
+        } else if self.open_end == Some(self.consumed) {
             findings.hits.retain(|h| h.end > keep);
             for h in &mut findings.hits {
                 h.start = h.start.max(keep);
@@ -189,10 +241,34 @@ impl TextStream {
         }
         findings.open = open;
         findings.file(0);
+        self.seam &= cut == keep;
         self.consumed += cut - keep;
         let drop = cut.saturating_sub(CONTEXT);
         self.buf.drain(..drop);
         self.context = cut - drop;
         None
+    }
+
+    /// A blocking or redacting hit of this scan that begins in the text
+    /// before the seam and ends after it, filed as a block; `None` when
+    /// that text holds the match whole by itself (an address at its end,
+    /// which the text after only seems to extend, was its own to find).
+    fn across_seam(&self, guard: &Guard, findings: &mut Findings) -> Option<Hit> {
+        let keep = self.context;
+        let spans = |h: &Hit| matches!(h.action, Action::Block | Action::Redact) && h.start < keep && h.end > keep;
+        if !findings.hits.iter().any(spans) {
+            return None;
+        }
+        let mut alone = Findings::default();
+        guard.scan(&self.buf[..keep], Direction::Response, true, &mut alone);
+        let across = findings
+            .hits
+            .iter()
+            .find(|h| spans(h) && !alone.hits.iter().any(|a| a.rule == h.rule && a.start == h.start))
+            .copied()?;
+        let offset = self.consumed - keep;
+        let hit = Hit { start: across.start + offset, end: across.end + offset, ..across };
+        findings.all.push((0, hit));
+        Some(hit)
     }
 }

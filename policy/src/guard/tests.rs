@@ -171,6 +171,68 @@ fn a_stream_split_anywhere_is_redacted_like_the_whole() {
     assert_eq!(streamed(&g, &bytes).0, whole);
 }
 
+/// Two texts a client joins (an answer's text blocks), the second resumed
+/// from the first's seam: what was released of the first, then the second
+/// in `pieces`; the joined output and the block, if any.
+fn across_a_seam(g: &Guard, first: &[u8], pieces: &[&[u8]]) -> (Vec<u8>, Option<Hit>) {
+    let mut s = TextStream::default();
+    let mut f = Findings::default();
+    let mut out = Vec::new();
+    if let Some(b) = s.push(g, first, &mut out, &mut f).or_else(|| s.finish(g, &mut out, &mut f)) {
+        return (out, Some(b));
+    }
+    let seam = out[out.len().saturating_sub(512)..].to_vec();
+    let mut s = s.resume(&seam);
+    for p in pieces {
+        if let Some(b) = s.push(g, p, &mut out, &mut f) {
+            return (out, Some(b));
+        }
+    }
+    let blocked = s.finish(g, &mut out, &mut f);
+    (out, blocked)
+}
+
+/// A secret cut at any byte by a seam never leaves whole: the text after
+/// the seam goes on from the text before it, in one piece or a byte a
+/// piece (the stream ends, or the secret is redacted); a private key's
+/// body after the seam is swallowed as its own text's was. Text that does
+/// not go on across the seam passes as the whole text would.
+#[test]
+fn a_secret_cut_by_a_seam_never_leaves_whole() {
+    let g = all_on();
+    let body = "MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgwMbRvI0MBZhpF".repeat(4);
+    let pem = format!("-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----");
+    let secrets = ["jane@example.org", "4111-1111-1111-1111", "AKIAIOSFODNN7EXAMPLE", &pem];
+    for secret in secrets {
+        let text = format!("Sure: {secret} and done.");
+        let text = text.as_bytes();
+        for cut in 0..=text.len() {
+            let (a, b) = text.split_at(cut);
+            for pieces in [vec![b], b.chunks(1).collect::<Vec<_>>()] {
+                let (out, blocked) = across_a_seam(&g, a, &pieces);
+                let out = String::from_utf8_lossy(&out);
+                if blocked.is_none() {
+                    assert!(out.ends_with(" and done."), "cut {cut}: {out}");
+                }
+                let shown = |part: &str| out.contains(part);
+                if secret.len() > 100 {
+                    // No 24 bytes of the key's body, on either side.
+                    assert!(
+                        !body.as_bytes().windows(24).any(|w| shown(std::str::from_utf8(w).unwrap())),
+                        "cut {cut}: {out}"
+                    );
+                } else {
+                    assert!(!shown(secret), "cut {cut}: {out}");
+                }
+            }
+        }
+    }
+    // Clean text on either side: passed as written, the seam's text is
+    // not written twice.
+    let (out, blocked) = across_a_seam(&g, b"mail bob", &[b" and alice", b"@example.com now"]);
+    assert_eq!((String::from_utf8_lossy(&out).as_ref(), blocked), ("mail bob and [EMAIL] now", None));
+}
+
 /// A number whose shape a phone shares with an amount is one only where
 /// no currency sign stands by it, and the sign may come in the next piece.
 /// Clean text is held back a window and decided again, but a decided
