@@ -37,6 +37,8 @@ pub struct EventFacts {
     /// texts never share one guard's hold.
     pub output_index: Option<u64>,
     pub content_index: Option<u64>,
+    /// The raw span of the event's `type` where it has a text `delta`.
+    pub text_type: Option<Range<usize>>,
     /// The response's last event (`response.completed`, `.incomplete` or
     /// `.failed`).
     pub last: bool,
@@ -97,11 +99,13 @@ pub fn read_event(doc: &[u8]) -> Option<EventFacts> {
     if c.pos != doc.len() {
         return None;
     }
+    let type_span = kind.clone();
     let kind = kind.map_or(&b""[..], |k| &doc[k]);
     facts.last = matches!(kind, b"response.completed" | b"response.incomplete" | b"response.failed");
     facts.ends = facts.last || kind.ends_with(b".done") || kind == b"error";
     if kind.ends_with(b".delta") && !NOT_TEXT_DELTAS.contains(&kind) {
         facts.delta = delta;
+        facts.text_type = type_span;
     }
     Some(facts)
 }

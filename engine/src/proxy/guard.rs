@@ -637,39 +637,71 @@ fn seam_of(text: &[u8]) -> &[u8] {
     &text[from..]
 }
 
-/// A channel's kind: its field, without the indexes that place it.
+/// A channel's kind: what a client joins across a seam (its field, and
+/// for a chat chunk its choice and tool call), without the indexes that
+/// only place it (a content block, a Responses output item).
 fn kind(channel: &[u8]) -> &[u8] {
-    channel.split(|&b| b == b'/').next().unwrap_or(channel)
+    channel.split(|&b| b == b'|').next().unwrap_or(channel)
 }
 
-/// Text the hold let go of as finished, which the next text of its kind
-/// goes on from ([`TextStream::resume`]).
-struct Seam {
-    /// The text's field, without the indexes that place it.
+/// The most kinds of text an answer's stream keeps a hold or a seam for
+/// (a field, a choice, a tool call): far more than a standard answer has
+/// (one choice, a few tool calls), and a bound on what a hostile upstream
+/// can make the guard keep.
+const HOLDS_MAX: usize = 64;
+
+/// The text of one kind ([`kind`]: what a client joins): held now, or let
+/// go of as finished, a seam the next text of the kind goes on from
+/// ([`TextStream::resume`]).
+struct Hold {
     kind: Vec<u8>,
-    /// Its end, as let go of (at most [`SEAM_BYTES`]).
-    tail: Vec<u8>,
-    /// Its finished stream: the matches it released open.
-    stream: TextStream,
+    /// The text being held: its channel (field and indexes) and the event
+    /// to release it in; `None` once the text was let go of as finished.
+    held: Option<(Vec<u8>, Template)>,
+    /// Its stream, or the finished one (the matches it left open).
+    text: TextStream,
+    /// The end of what was let go of (as let go of, redacted), from the
+    /// seam it went on from, if any: so a secret in three pieces is seen
+    /// across two seams. [`SEAM_BYTES`] to twice that.
+    recent: Vec<u8>,
+}
+
+impl Hold {
+    /// Keeps the end of `released`, just let go of, for the next seam.
+    fn keep_recent(&mut self, released: &[u8]) {
+        self.recent.extend_from_slice(released);
+        if self.recent.len() > 2 * SEAM_BYTES {
+            let from = self.recent.len() - seam_of(&self.recent).len();
+            self.recent.drain(..from);
+        }
+    }
+
+    /// Where the kind's text stands: its choice and its tool call (empty
+    /// where there is none).
+    fn place(kind: &[u8]) -> (&[u8], &[u8]) {
+        let mut parts = kind.split(|&b| b == b'/').skip(1);
+        (parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
+    }
+
+    /// Whether text of this kind is held while text of `kind` comes (two
+    /// choices, two tool calls: a client never joins them, and an upstream
+    /// may interleave them); text of another field in the same place is
+    /// finished by it (reasoning, then the answer).
+    fn parallel_to(&self, kind: &[u8]) -> bool {
+        let ((c1, t1), (c2, t2)) = (Hold::place(&self.kind), Hold::place(kind));
+        c1 != c2 || (!t1.is_empty() && !t2.is_empty())
+    }
 }
 
 /// Guards one answer stream, event by event.
 pub struct EventGuard<'g> {
     guard: &'g Guard,
-    text: TextStream,
-    /// The text being held (field and indexes), and the event to release
-    /// it in.
-    channel: Option<(Vec<u8>, Template)>,
-    /// Where the hold last let go of a text of each kind as finished, the
-    /// latest last: the next text of the same kind, on any index (a client
-    /// joins an Anthropic message's text blocks, across a tool call's), or
-    /// in an event the hold cannot take, goes on from it. One a kind, so
-    /// a few.
-    seams: Vec<Seam>,
-    /// The end of what the hold has let go of (as let go of, redacted),
-    /// from the seam it went on from, if any: so a secret in three pieces
-    /// is seen across two seams. [`SEAM_BYTES`] to twice that.
-    recent: Vec<u8>,
+    /// One a kind of text, in the order first seen: what is held, or the
+    /// seam the next text of the kind goes on from.
+    holds: Vec<Hold>,
+    /// The hold last let go of as finished: an event the hold cannot take
+    /// goes on from it when its own kind has no seam.
+    latest: Option<usize>,
     findings: Findings,
     released: Vec<u8>,
     scratch: Vec<u8>,
@@ -685,10 +717,8 @@ impl<'g> EventGuard<'g> {
         EventGuard {
             guard,
             responses,
-            text: TextStream::default(),
-            channel: None,
-            seams: Vec::new(),
-            recent: Vec::new(),
+            holds: Vec::new(),
+            latest: None,
             findings: Findings::default(),
             released: Vec::new(),
             scratch: Vec::new(),
@@ -734,11 +764,14 @@ impl<'g> EventGuard<'g> {
         let last = shape.last;
         let texts = fields.iter().filter(|(_, v)| !v.raw.is_empty()).count();
         let channel = |key: &[u8]| {
-            // The field and the indexes that place it (content block,
-            // choice, tool call): parallel texts never share a hold.
+            // The field and the indexes that place it (choice, tool call,
+            // then content block): parallel texts never share a hold.
+            // Its kind, what a client joins across a seam, is all but the
+            // block (an Anthropic message's text blocks are one text to a
+            // client; two choices or two tool calls never are).
             let mut c = key.to_vec();
-            for i in [shape.block, shape.choice, shape.tool] {
-                c.push(b'/');
+            for (i, at) in [(shape.choice, b'/'), (shape.tool, b'/'), (shape.block, b'|')] {
+                c.push(at);
                 if let Some(i) = i {
                     c.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
                 }
@@ -748,8 +781,10 @@ impl<'g> EventGuard<'g> {
         if texts == 0 {
             // Nothing to scan; held text goes first unless this is an
             // empty piece of the same text.
-            let same =
-                fields.first().is_some_and(|(k, _)| self.channel.as_ref().is_some_and(|(c, _)| *c == channel(k)));
+            let same = fields.first().is_some_and(|(k, _)| {
+                let c = channel(k);
+                self.holds.iter().any(|h| h.held.as_ref().is_some_and(|(held, _)| *held == c))
+            });
             if !ping && (last || !same) {
                 self.flush(out)?;
             }
@@ -765,7 +800,7 @@ impl<'g> EventGuard<'g> {
             // reasoning), or a block's opening text: scanned whole, as a
             // complete answer, and passed on redacted.
             self.flush(out)?;
-            self.across_fields(&ev.data, fields, &channel)?;
+            self.across_fields(&ev.data, fields, &channel, out)?;
             return self.whole_event(ev, out, false);
         }
         let Some(&(key, ref v)) = fields.iter().find(|(_, v)| !v.raw.is_empty()) else { return Ok(()) };
@@ -793,80 +828,103 @@ impl<'g> EventGuard<'g> {
     }
 
     /// An event the hold cannot take (two text fields in it, a block's
-    /// opening text) after text the hold let go of as finished: its text
-    /// fields, in order, go on from the seam and from each other (a client
-    /// joins them), whatever their kind (such events are an upstream's own
-    /// shape, not the providers' standard one): a match across ends the
-    /// stream, as does text a match released open before the seam would
-    /// take (the event is passed on redacted as a whole, which cannot
-    /// swallow it). The last one's end is the next seam. An event without
-    /// text neither checks nor spends the seam.
+    /// opening text) after text the hold let go of as finished: each of
+    /// its text fields, in order, goes on from the seam of its kind, else
+    /// from the latest seam (a client joins them; such events are an
+    /// upstream's own shape, not the providers' standard one), and leaves
+    /// the seam of its kind. The event is passed on redacted as a whole
+    /// ([`Self::whole_event`]), each text alone: where what came before
+    /// the seam changes a text (a match across it, or a key open at it
+    /// that would swallow the text's first bytes), that cannot be
+    /// rewritten, and the stream ends (fail closed).
     fn across_fields(
         &mut self,
         data: &[u8],
         fields: &[(&'static [u8], StringValue)],
         channel: &dyn Fn(&[u8]) -> Vec<u8>,
+        out: &mut Vec<SseEvent>,
     ) -> Result<(), Hit> {
         let mut decoded = Vec::new();
         for (key, v) in fields.iter().filter(|(_, v)| !v.raw.is_empty()) {
             decoded_into(&data[v.raw.clone()], v.escaped, &mut decoded);
-            let mut joined = Vec::new();
             let kind = kind(&channel(key)).to_vec();
-            if let Some(seam) = self.take_seam(&kind, true) {
-                if let Some(hit) = seam.stream.open_match() {
-                    self.findings.all.push((0, hit));
-                    return Err(hit);
+            // Its kind's seam, else the latest one (whose open match, if
+            // any, this text would go on: that cannot be rewritten).
+            let own = self.holds.iter().position(|h| h.kind == kind);
+            let (mut text, mut joined) = match (own, self.latest) {
+                (Some(i), _) => {
+                    let h = &mut self.holds[i];
+                    let tail = seam_of(&h.recent).to_vec();
+                    (std::mem::take(&mut h.text).resume(&tail), tail)
                 }
-                let mut findings = Findings::default();
-                let mut text = seam.stream.resume(&seam.tail);
-                let mut out = Vec::new();
-                let across = text.push(self.guard, &decoded, &mut out, &mut findings);
-                // A block: across the seam, or in the text alone (which the
-                // whole event's scan would find too).
-                if let Some(hit) = across.or_else(|| text.finish(self.guard, &mut out, &mut findings)) {
-                    self.findings.all.push((0, hit));
-                    return Err(hit);
+                (None, Some(i)) => {
+                    if let Some(hit) = self.holds[i].text.open_match() {
+                        self.findings.all.push((0, hit));
+                        return Err(hit);
+                    }
+                    let tail = seam_of(&self.holds[i].recent).to_vec();
+                    (TextStream::default().resume(&tail), tail)
                 }
-                joined = seam.tail;
+                (None, None) => (TextStream::default(), Vec::new()),
+            };
+            let mut findings = Findings::default();
+            let mut released = Vec::new();
+            let pushed = text.push(self.guard, &decoded, &mut released, &mut findings);
+            // A block, across the seam or in the text alone (which the
+            // whole event's scan would find too).
+            if let Some(hit) = pushed.or_else(|| text.finish(self.guard, &mut released, &mut findings)) {
+                self.findings.all.push((0, hit));
+                return Err(hit);
             }
-            joined.extend_from_slice(&decoded);
-            self.put_seam(Seam { kind, tail: seam_of(&joined).to_vec(), stream: TextStream::default() });
+            if let Some(hit) = text.carried() {
+                self.findings.all.push((0, hit));
+                return Err(hit);
+            }
+            joined.extend_from_slice(&released);
+            let i = self.hold_of(&kind, out)?;
+            let h = &mut self.holds[i];
+            (h.text, h.recent) = (text, joined);
+            self.latest = Some(i);
         }
         Ok(())
     }
 
-    /// Keeps the end of what the hold let go of now (`released`), for the
-    /// next seam.
-    fn keep_recent(&mut self) {
-        self.recent.extend_from_slice(&self.released);
-        if self.recent.len() > 2 * SEAM_BYTES {
-            let from = self.recent.len() - seam_of(&self.recent).len();
-            self.recent.drain(..from);
+    /// The index of the hold of `kind`, made (without text) if there is
+    /// none. Past [`HOLDS_MAX`] kinds, the oldest is let go of and
+    /// forgotten; one that leaves a match still open ends the stream (its
+    /// key's body would pass).
+    fn hold_of(&mut self, kind: &[u8], out: &mut Vec<SseEvent>) -> Result<usize, Hit> {
+        if let Some(i) = self.holds.iter().position(|h| h.kind == kind) {
+            return Ok(i);
         }
+        if self.holds.len() == HOLDS_MAX {
+            self.finish_hold(0, out)?;
+            let oldest = self.holds.remove(0);
+            self.latest = None;
+            if let Some(hit) = oldest.text.open_match() {
+                self.findings.all.push((0, hit));
+                return Err(hit);
+            }
+        }
+        self.holds.push(Hold { kind: kind.to_vec(), held: None, text: TextStream::default(), recent: Vec::new() });
+        Ok(self.holds.len() - 1)
     }
 
-    /// The hold let go of the text of `key` as finished: the next text of
-    /// its kind goes on from here.
-    fn leave_seam(&mut self, key: &[u8]) {
-        self.keep_recent();
-        let tail = seam_of(&self.recent).to_vec();
-        self.recent.clear();
-        let stream = std::mem::take(&mut self.text);
-        self.put_seam(Seam { kind: kind(key).to_vec(), tail, stream });
-    }
-
-    /// The seam the next text of `kind` goes on from: that kind's, or
-    /// (`any`) the latest of any kind.
-    fn take_seam(&mut self, kind: &[u8], any: bool) -> Option<Seam> {
-        let at = self.seams.iter().position(|s| s.kind == kind);
-        let at = if any { at.or(self.seams.len().checked_sub(1)) } else { at };
-        at.map(|i| self.seams.remove(i))
-    }
-
-    /// Leaves `seam` as its kind's, the latest.
-    fn put_seam(&mut self, seam: Seam) {
-        self.seams.retain(|s| s.kind != seam.kind);
-        self.seams.push(seam);
+    /// Lets go of what hold `i` holds, as finished: its kind's next text
+    /// goes on from here.
+    fn finish_hold(&mut self, i: usize, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+        let h = &mut self.holds[i];
+        let Some((_, template)) = h.held.take() else { return Ok(()) };
+        self.released.clear();
+        if let Some(hit) = h.text.finish(self.guard, &mut self.released, &mut self.findings) {
+            return Err(hit);
+        }
+        h.keep_recent(&self.released);
+        self.latest = Some(i);
+        if !self.released.is_empty() {
+            out.push(template.render(&self.released));
+        }
+        Ok(())
     }
 
     /// The findings in a document that cannot be walked (not JSON, a bad
@@ -915,9 +973,12 @@ impl<'g> EventGuard<'g> {
         if others > 0 {
             self.rest(&ev.data, raw.clone())?;
         }
-        let mut key = b"delta".to_vec();
-        for i in [facts.output_index, facts.content_index] {
-            key.push(b'/');
+        // Its kind is its event's type (a Responses answer's text is one
+        // text to a client across its output items; an item's arguments
+        // and its reasoning are others).
+        let mut key = facts.text_type.map_or(&b"delta"[..], |t| &ev.data[t]).to_vec();
+        for (i, at) in [(facts.output_index, b'|'), (facts.content_index, b'/')] {
+            key.push(at);
             if let Some(i) = i {
                 key.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
             }
@@ -937,40 +998,51 @@ impl<'g> EventGuard<'g> {
         last: bool,
         out: &mut Vec<SseEvent>,
     ) -> Result<(), Hit> {
-        if self.channel.as_ref().is_some_and(|(k, _)| *k != key) {
-            self.flush(out)?;
+        let kind = kind(&key).to_vec();
+        // Text of another field in the same place is finished by this one;
+        // text of another choice or tool call stays held beside it.
+        for j in 0..self.holds.len() {
+            if self.holds[j].held.is_some() && self.holds[j].kind != kind && !self.holds[j].parallel_to(&kind) {
+                self.finish_hold(j, out)?;
+            }
+        }
+        let i = self.hold_of(&kind, out)?;
+        // The same kind in another place (an Anthropic message's next text
+        // block, an upstream that moves to another index) finishes it.
+        if self.holds[i].held.as_ref().is_some_and(|(k, _)| *k != key) {
+            self.finish_hold(i, out)?;
         }
         decoded_into(&ev.data[raw.clone()], escaped, &mut self.scratch);
-        // Text of the kind the hold let go of as finished (an upstream
-        // that ends its choice on every chunk, or moves to another block or
-        // index of the same kind, whose text a client joins) goes on from
-        // it. Text of another kind leaves the seam for later.
-        if self.channel.is_none() {
-            if let Some(seam) = self.take_seam(kind(&key), false) {
-                self.recent.clone_from(&seam.tail);
-                self.text = seam.stream.resume(&seam.tail);
-            }
+        let h = &mut self.holds[i];
+        // Text of a kind let go of as finished (an upstream that ends its
+        // choice on every chunk, or moves to another block or index of the
+        // same kind, whose text a client joins) goes on from it.
+        if h.held.is_none() {
+            let tail = seam_of(&h.recent).to_vec();
+            h.text = std::mem::take(&mut h.text).resume(&tail);
+            h.recent = tail;
         }
         let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw };
         self.released.clear();
-        let blocked = self.text.push(self.guard, &self.scratch, &mut self.released, &mut self.findings);
-        if let Some(hit) = blocked {
+        if let Some(hit) = h.text.push(self.guard, &self.scratch, &mut self.released, &mut self.findings) {
             return Err(hit);
         }
+        h.keep_recent(&self.released);
         if last {
-            if let Some(hit) = self.text.finish(self.guard, &mut self.released, &mut self.findings) {
+            let pushed = self.released.len();
+            if let Some(hit) = h.text.finish(self.guard, &mut self.released, &mut self.findings) {
                 return Err(hit);
             }
-            self.leave_seam(&key);
+            h.keep_recent(&self.released[pushed..]);
+            h.held = None;
+            self.latest = Some(i);
             out.push(template.render(&self.released));
-            self.channel = None;
             return Ok(());
         }
-        self.keep_recent();
         // Sent even when all its text is held: the event's other fields
         // (a role, an id) must not wait.
         out.push(template.render(&self.released));
-        self.channel = Some((key, template));
+        h.held = Some((key, template));
         Ok(())
     }
 
@@ -1004,16 +1076,11 @@ impl<'g> EventGuard<'g> {
         Ok(())
     }
 
-    /// Releases what is held of the current text field.
+    /// Releases everything held, as finished, in the order the kinds were
+    /// first seen.
     fn flush(&mut self, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
-        let Some((key, template)) = self.channel.take() else { return Ok(()) };
-        self.released.clear();
-        if let Some(hit) = self.text.finish(self.guard, &mut self.released, &mut self.findings) {
-            return Err(hit);
-        }
-        self.leave_seam(&key);
-        if !self.released.is_empty() {
-            out.push(template.render(&self.released));
+        for i in 0..self.holds.len() {
+            self.finish_hold(i, out)?;
         }
         Ok(())
     }
@@ -1539,6 +1606,33 @@ with z@q.de	é and more"#,
         Ok(out.iter().map(|e| e.data.to_vec()).collect())
     }
 
+    /// Everything a stream passes on, to its end or to the block that ends
+    /// it (the events before a block have gone to the client): their data
+    /// decoded (so `\u0040` reads `@`), joined; and the block, if any.
+    fn passed(g: &Guard, events: &[&str]) -> (String, Option<Hit>) {
+        let mut eg = EventGuard::new(g, false);
+        let mut out = Vec::new();
+        let mut blocked = None;
+        for d in events {
+            let ev = SseEvent { event: None, data: Bytes::copy_from_slice(d.as_bytes()), id: None, retry: None };
+            if let Err(hit) = eg.event(ev, &mut out) {
+                blocked = Some(hit);
+                break;
+            }
+        }
+        if blocked.is_none() {
+            blocked = eg.finish(&mut out).err();
+        }
+        let text = out
+            .iter()
+            .map(|e| match serde_json::from_slice::<serde_json::Value>(&e.data) {
+                Ok(v) => v.to_string(),
+                Err(_) => String::from_utf8_lossy(&e.data).into_owned(),
+            })
+            .collect();
+        (text, blocked)
+    }
+
     /// [`stream_text_raw`], each event's data read as JSON (`[DONE]` left
     /// out).
     fn stream_text(g: &Guard, events: &[&str]) -> Result<Vec<serde_json::Value>, Hit> {
@@ -1569,15 +1663,13 @@ with z@q.de	é and more"#,
                     .to_string(),
             ],
         ];
+        // What came after the seam never passes: the stream ends, or the
+        // address is redacted from the seam on (what went before it is
+        // gone either way).
         for events in cases {
             let events: Vec<&str> = events.iter().map(String::as_str).collect();
-            match stream_text(&g, &events) {
-                Err(_) => {}
-                Ok(out) => {
-                    let all = serde_json::Value::Array(out).to_string();
-                    assert!(!all.contains("bob@exa") && all.contains("[EMAIL]"), "{events:?}: {all}");
-                }
-            }
+            let (all, blocked) = passed(&g, &events);
+            assert!(!all.contains("mple.com") && (blocked.is_some() || all.contains("[EMAIL]")), "{events:?}: {all}");
         }
         // More shapes (found by a review of the first version): an
         // Anthropic message's next text block; a secret in three pieces
@@ -1601,10 +1693,8 @@ with z@q.de	é and more"#,
         ];
         for events in more {
             let events: Vec<&str> = events.iter().map(String::as_str).collect();
-            if let Ok(out) = stream_text(&g, &events) {
-                let all = serde_json::Value::Array(out).to_string();
-                assert!(!all.contains("bob@exa") && all.contains("[EMAIL]"), "{events:?}: {all}");
-            }
+            let (all, blocked) = passed(&g, &events);
+            assert!(!all.contains("mple.com") && (blocked.is_some() || all.contains("[EMAIL]")), "{events:?}: {all}");
         }
         // A Responses stream whose `delta` key is written with escapes is
         // held as its deltas are.
@@ -1646,87 +1736,119 @@ with z@q.de	é and more"#,
         assert!(serde_json::Value::Array(out).to_string().contains("write to bob"));
     }
 
-    /// The two ways past the seam a review left open: a piece short
-    /// enough to leave a candidate undecided just after a seam, and a
-    /// private key's body sent after the seam that followed its header.
-    /// Each is across two seams or more of a standard shape (a finish on
-    /// every chunk, an Anthropic message's text blocks).
+    /// The ways past a seam two reviews found, each as a test of what
+    /// passes before the stream ends, if it does: a piece short enough to
+    /// leave a candidate undecided just after a seam; a private key's body
+    /// sent after the seam that followed its header (released open, or
+    /// held whole because something undecided came after it); a tool
+    /// call's block between two text blocks; text in a block's opening
+    /// event, or beside another text; two choices interleaved.
     #[test]
     fn a_secret_in_short_pieces_or_a_key_body_after_a_seam_does_not_pass() {
         let mut spec = ProfileSpec { name: "t".into(), responses: true, ..Default::default() };
         spec.actions[Detector::Email as usize] = Some(Action::Redact);
         spec.actions[Detector::PrivateKey as usize] = Some(Action::Redact);
         let g = Guard::compile(&spec).unwrap();
-        let chunk = |text: &str, finish: &str| {
-            format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"{text}"}},"finish_reason":{finish}}}]}}"#)
+        let on = |choice: u32, text: &str, finish: &str| {
+            format!(r#"{{"choices":[{{"index":{choice},"delta":{{"content":"{text}"}},"finish_reason":{finish}}}]}}"#)
         };
+        let chunk = |text: &str, finish: &str| on(0, text, finish);
         let delta = |i: u32, text: &str| {
             format!(r#"{{"type":"content_block_delta","index":{i},"delta":{{"type":"text_delta","text":"{text}"}}}}"#)
         };
         let start = |i: u32| {
             format!(r#"{{"type":"content_block_start","index":{i},"content_block":{{"type":"text","text":""}}}}"#)
         };
+        let opening = |i: u32, text: &str| {
+            format!(r#"{{"type":"content_block_start","index":{i},"content_block":{{"type":"text","text":"{text}"}}}}"#)
+        };
         let stop = |i: u32| format!(r#"{{"type":"content_block_stop","index":{i}}}"#);
-        // The piece after the seam is short, and the text goes on in the
-        // same hold: the hold starts from the seam.
+        let tool = |i: u32| {
+            [
+                format!(
+                    r#"{{"type":"content_block_start","index":{i},"content_block":{{"type":"tool_use","id":"t","name":"f","input":{{}}}}}}"#
+                ),
+                format!(
+                    r#"{{"type":"content_block_delta","index":{i},"delta":{{"type":"input_json_delta","partial_json":"{{}}"}}}}"#
+                ),
+                stop(i),
+            ]
+        };
+        // An address in three pieces: what comes after the first seam
+        // never passes.
         let (a, b, c) = ("mail bob@exa", "m", "ple.com now");
-        let body = "MIIEowIBAAKCAQEA0Z3VS5JJcds3xfn/ygWyF8PbnGy0AHB7MhgwMbRvI0MBZhpF".repeat(6);
+        // A key body that does not repeat (any 24 bytes of it are found
+        // only where they are).
+        let mut x = 12345u64;
+        let body: String = (0..600)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[(x >> 58) as usize] as char
+            })
+            .collect();
         let pem = format!("-----BEGIN RSA PRIVATE KEY-----\\n{}", &body[..200]);
-        let cases: Vec<(Vec<String>, &str)> = vec![
-            (vec![chunk(a, "\"stop\""), chunk(b, "null"), chunk(c, "null")], "bob@exa"),
-            (vec![start(0), delta(0, a), stop(0), start(1), delta(1, b), delta(1, c), stop(1)], "bob@exa"),
-            // A tool call's block between two text blocks.
+        // The header and some body, then something undecided: held whole.
+        let pem_at = format!("{pem}@");
+        let rest = &body[200..];
+        let mut cases: Vec<(Vec<String>, &str)> = vec![
+            (vec![chunk(a, "\"stop\""), chunk(b, "null"), chunk(c, "null")], "mple.com"),
+            (vec![start(0), delta(0, a), stop(0), start(1), delta(1, b), delta(1, c), stop(1)], "mple.com"),
+            (vec![start(0), delta(0, a), stop(0), opening(1, b), delta(1, c), stop(1)], "mple.com"),
+            // Two choices interleaved: each is its own text.
             (
                 vec![
-                    start(0),
-                    delta(0, a),
-                    stop(0),
-                    r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{}"}}"#
-                        .to_string(),
-                    stop(1),
-                    start(2),
-                    delta(2, b),
-                    delta(2, c),
-                    stop(2),
+                    on(0, "bob", "null"),
+                    on(1, "x ", "null"),
+                    on(0, "@example", "null"),
+                    on(1, "y", "null"),
+                    on(0, ".com", "null"),
                 ],
-                "bob@exa",
+                "example",
+            ),
+            // The answer, its reasoning, the answer again.
+            (
+                vec![
+                    chunk(a, "null"),
+                    r#"{"choices":[{"index":0,"delta":{"reasoning_content":"x"},"finish_reason":null}]}"#.to_string(),
+                    chunk(b, "null"),
+                    r#"{"choices":[{"index":0,"delta":{"reasoning_content":"y"},"finish_reason":null}]}"#.to_string(),
+                    chunk(c, "null"),
+                ],
+                "ple.com",
             ),
             // A key released open, then its body after the seam.
-            (vec![chunk(&pem, "\"stop\""), chunk(&body[200..], "null")], &body[200..260]),
-            (vec![start(0), delta(0, &pem), stop(0), start(1), delta(1, &body[200..]), stop(1)], &body[200..260]),
-            // The same in an event the hold cannot take.
+            (vec![chunk(&pem, "\"stop\""), chunk(rest, "null")], rest),
+            (vec![start(0), delta(0, &pem), stop(0), start(1), delta(1, rest), stop(1)], rest),
+            (vec![start(0), delta(0, &pem), stop(0), opening(1, rest)], rest),
+            // Held whole, then its body after the seam.
+            (vec![chunk(&pem_at, "\"stop\""), chunk(rest, "null")], rest),
+            (vec![start(0), delta(0, &pem_at), stop(0), start(1), delta(1, rest), stop(1)], rest),
+            // The header in a block's opening event, or beside another
+            // text, then its body.
+            (vec![opening(0, &pem), delta(0, rest), stop(0)], rest),
             (
                 vec![
-                    start(0),
-                    delta(0, &pem),
-                    stop(0),
-                    format!(
-                        r#"{{"type":"content_block_start","index":1,"content_block":{{"type":"text","text":"{}"}}}}"#,
-                        &body[200..]
-                    ),
+                    format!(r#"{{"choices":[{{"index":0,"delta":{{"reasoning_content":".","content":"{pem}"}}}}]}}"#),
+                    chunk(rest, "null"),
                 ],
-                &body[200..260],
-            ),
-            (
-                vec![
-                    start(0),
-                    delta(0, a),
-                    stop(0),
-                    format!(
-                        r#"{{"type":"content_block_start","index":1,"content_block":{{"type":"text","text":"{b}"}}}}"#
-                    ),
-                    delta(1, c),
-                    stop(1),
-                ],
-                "bob@exa",
+                rest,
             ),
         ];
+        // A tool call's block between two text blocks.
+        for (first, then, secret) in [(a, vec![b, c], "mple.com"), (pem.as_str(), vec![rest], rest)] {
+            let mut events = vec![start(0), delta(0, first), stop(0)];
+            events.extend(tool(1));
+            events.push(start(2));
+            events.extend(then.iter().map(|t| delta(2, t)));
+            events.push(stop(2));
+            cases.push((events, secret));
+        }
         for (events, secret) in cases {
             let events: Vec<&str> = events.iter().map(String::as_str).collect();
-            if let Ok(out) = stream_text(&g, &events) {
-                let all = serde_json::Value::Array(out).to_string();
-                assert!(!all.contains(secret), "{events:?}: {all}");
-            }
+            let (all, _) = passed(&g, &events);
+            let windows = secret.len().saturating_sub(23).max(1);
+            let shown = (0..windows).any(|i| all.contains(&secret[i..(i + 24).min(secret.len())]));
+            assert!(!shown, "{events:?}: {all}");
         }
         let blocks = |texts: &[&str]| -> Vec<String> {
             texts.iter().enumerate().flat_map(|(i, t)| [start(i as u32), delta(i as u32, t), stop(i as u32)]).collect()
@@ -1735,9 +1857,20 @@ with z@q.de	é and more"#,
         // before it, passes as written; so does an address whole on the
         // far side of a seam (redacted there).
         let clean = blocks(&["mail bob", "and alice@example.com now"]);
-        let out = stream_text(&g, &clean.iter().map(String::as_str).collect::<Vec<_>>()).expect("passes");
-        let all = serde_json::Value::Array(out).to_string();
-        assert!(all.contains("mail bob") && all.contains("and [EMAIL] now"), "{all}");
+        let (all, blocked) = passed(&g, &clean.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(blocked.is_none() && all.contains("mail bob") && all.contains("and [EMAIL] now"), "{all}");
+        // Two choices interleaved, each with its own address: each is
+        // redacted whole, none ends the stream.
+        let both = [
+            on(0, "bob", "null"),
+            on(1, "bob", "null"),
+            on(0, "@example", "null"),
+            on(1, "@example", "null"),
+            on(0, ".com", "null"),
+            on(1, ".com", "null"),
+        ];
+        let (all, blocked) = passed(&g, &both.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(blocked.is_none() && !all.contains("bob") && !all.contains("example"), "{all}");
     }
 
     #[test]

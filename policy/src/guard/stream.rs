@@ -16,8 +16,9 @@
 //! A text a client joins to the one before it (an Anthropic message's next
 //! text block, a choice's text after its finish) goes on from it
 //! ([`TextStream::resume`]): the end of what was released is the next
-//! scans' left context, a match across that seam ends the stream, and a
-//! match released open keeps swallowing what continues it.
+//! scans' left context, a match across that seam is redacted (or blocks)
+//! from the seam on, its first part being gone, and a match that was open
+//! when the text ended keeps swallowing what continues it.
 
 use super::detect::Tail;
 use super::{redact, Action, Direction, Findings, Guard, Hit, Rule};
@@ -58,6 +59,12 @@ pub struct TextStream {
     /// The context is text released before a seam ([`Self::resume`]), and
     /// nothing after it has been released yet.
     seam: bool,
+    /// Resumed after a seam ([`Self::resume`]).
+    resumed: bool,
+    /// Since the seam, what came before it changed the text after it: the
+    /// first blocking or redacting match across the seam, or open at it,
+    /// that took bytes.
+    carried: Option<Hit>,
 }
 
 #[derive(Debug)]
@@ -92,8 +99,12 @@ impl TextStream {
         // Nested matches (a key inside a password's value) go on
         // separately; a byte any redacted one takes is swallowed.
         let (mut taken, mut swallowed) = (0, 0);
+        let mut first = None;
         self.open.retain_mut(|c| {
             let (n, ended) = c.tail.extend(piece);
+            if n > 0 && first.is_none() && c.action == Action::Redact {
+                first = Some(Hit { rule: c.rule, start: c.start, end: c.start, action: c.action });
+            }
             taken = taken.max(n);
             if c.action == Action::Redact {
                 swallowed = swallowed.max(n);
@@ -108,6 +119,9 @@ impl TextStream {
         // What the open match took lies between the text before a seam and
         // the rest: they no longer meet.
         self.seam &= taken == 0;
+        if self.resumed && self.carried.is_none() {
+            self.carried = first;
+        }
         // Released: kept only as the next scan's left context.
         debug_assert_eq!(self.buf.len(), self.context);
         self.buf.extend_from_slice(&piece[..taken]);
@@ -122,21 +136,38 @@ impl TextStream {
     }
 
     /// The text is over: everything held is scanned as complete and
-    /// released.
+    /// released. A match still open at its end (a key's header and part
+    /// of its body, held because something undecided came after them) is
+    /// released whole, and kept open for a text a client joins to this one
+    /// ([`Self::resume`]): found by a review, such a key's body after the
+    /// seam went out in clear.
     pub fn finish(&mut self, guard: &Guard, out: &mut Vec<u8>, findings: &mut Findings) -> Option<Hit> {
-        self.release(guard, true, out, findings)
+        let (keep, offset) = (self.context, self.consumed - self.context);
+        let mut probe = Findings::default();
+        if self.held() > 0 {
+            guard.scan(&self.buf, Direction::Response, false, &mut probe);
+        }
+        let blocked = self.release(guard, true, out, findings);
+        for o in probe.open.iter().filter(|o| o.start >= keep) {
+            let hit = probe.hits.iter().find(|h| h.rule == o.rule && h.start == o.start);
+            if let Some(h) = hit.filter(|h| h.action != Action::Block) {
+                self.open.push(Continuation { tail: o.tail, action: h.action, rule: o.rule, start: o.start + offset });
+            }
+        }
+        blocked
     }
 
     /// The stream after [`Self::finish`], for a text a client joins to this
     /// one: `seam` is the end of what was released, as released (redacted:
     /// a placeholder does not match again). It is the next scans' left
     /// context, and nothing after it is released while a candidate that
-    /// begins in it is undecided; a blocking or redacting match that
-    /// begins in it and ends after it is returned as a block, its first
-    /// part being gone; and a match released open goes on into the next
-    /// text. Found by a review: a fresh stream after a seam let a secret
-    /// in short pieces (`bob@exa` | `m` | `ple.com`), or a private key's
-    /// body after its header, go out in clear.
+    /// begins in it is undecided; a match that begins in it and ends after
+    /// it is this text's from the seam on (redacted there, or a block),
+    /// its first part being gone; and a match open at the end of the text
+    /// before goes on into this one. Found by a review: a fresh stream
+    /// after a seam let a secret in short pieces (`bob@exa` | `m` |
+    /// `ple.com`), or a private key's body after its header, go out in
+    /// clear.
     pub fn resume(self, seam: &[u8]) -> TextStream {
         TextStream {
             buf: seam.to_vec(),
@@ -147,7 +178,16 @@ impl TextStream {
             open: self.open,
             open_end: None,
             seam: !seam.is_empty(),
+            resumed: true,
+            carried: None,
         }
+    }
+
+    /// Whether, since [`Self::resume`], the text before the seam changed
+    /// this text (a match across the seam, or an open one that took its
+    /// first bytes): it is not what this text alone would give.
+    pub fn carried(&self) -> Option<Hit> {
+        self.carried
     }
 
     /// A match released open that the next bytes would still go to, as a
@@ -177,16 +217,23 @@ impl TextStream {
         // tail): what is new of it counts. Otherwise such a hit is an
         // artefact of the context's cut-off left edge (an `eyJ` whose
         // letter before was released earlier) and is dropped.
-        if self.seam {
-            if let Some(hit) = self.across_seam(guard, findings) {
-                findings.hits.clear();
-                return Some(hit);
+        //
+        // Right after a seam, likewise: a hit that begins in the text
+        // before it is this text's from the seam on.
+        if self.seam || self.open_end == Some(self.consumed) {
+            if self.seam && self.carried.is_none() {
+                let offset = self.consumed - keep;
+                let across = findings.hits.iter().find(|h| h.start < keep && h.end > keep && h.action != Action::Flag);
+                self.carried = across.map(|h| Hit { start: h.start + offset, end: h.end + offset, ..*h });
             }
-            findings.hits.retain(|h| h.start >= keep);
-        } else if self.open_end == Some(self.consumed) {
             findings.hits.retain(|h| h.end > keep);
             for h in &mut findings.hits {
                 h.start = h.start.max(keep);
+            }
+            // An open one across a seam likewise: released open from the
+            // seam on, not held past the bound.
+            for o in open.iter_mut().filter(|_| self.seam) {
+                o.start = o.start.max(keep);
             }
         } else {
             findings.hits.retain(|h| h.start >= keep);
@@ -247,28 +294,5 @@ impl TextStream {
         self.buf.drain(..drop);
         self.context = cut - drop;
         None
-    }
-
-    /// A blocking or redacting hit of this scan that begins in the text
-    /// before the seam and ends after it, filed as a block; `None` when
-    /// that text holds the match whole by itself (an address at its end,
-    /// which the text after only seems to extend, was its own to find).
-    fn across_seam(&self, guard: &Guard, findings: &mut Findings) -> Option<Hit> {
-        let keep = self.context;
-        let spans = |h: &Hit| matches!(h.action, Action::Block | Action::Redact) && h.start < keep && h.end > keep;
-        if !findings.hits.iter().any(spans) {
-            return None;
-        }
-        let mut alone = Findings::default();
-        guard.scan(&self.buf[..keep], Direction::Response, true, &mut alone);
-        let across = findings
-            .hits
-            .iter()
-            .find(|h| spans(h) && !alone.hits.iter().any(|a| a.rule == h.rule && a.start == h.start))
-            .copied()?;
-        let offset = self.consumed - keep;
-        let hit = Hit { start: across.start + offset, end: across.end + offset, ..across };
-        findings.all.push((0, hit));
-        Some(hit)
     }
 }
