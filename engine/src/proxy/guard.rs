@@ -998,15 +998,16 @@ impl<'g> EventGuard<'g> {
         last: bool,
         out: &mut Vec<SseEvent>,
     ) -> Result<(), Hit> {
-        let kind = kind(&key).to_vec();
+        let kind = kind(&key);
         // Text of another field in the same place is finished by this one;
         // text of another choice or tool call stays held beside it.
         for j in 0..self.holds.len() {
-            if self.holds[j].held.is_some() && self.holds[j].kind != kind && !self.holds[j].parallel_to(&kind) {
+            let h = &self.holds[j];
+            if h.held.is_some() && h.kind != kind && !h.parallel_to(kind) {
                 self.finish_hold(j, out)?;
             }
         }
-        let i = self.hold_of(&kind, out)?;
+        let i = self.hold_of(kind, out)?;
         // The same kind in another place (an Anthropic message's next text
         // block, an upstream that moves to another index) finishes it.
         if self.holds[i].held.as_ref().is_some_and(|(k, _)| *k != key) {
