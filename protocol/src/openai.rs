@@ -1642,6 +1642,14 @@ pub struct EventShape {
     pub tool: Option<u64>,
     pub last: bool,
     pub block_start: bool,
+    /// Written as no provider writes its events, so that a client may
+    /// read it otherwise than this walk: a key of the places read written
+    /// with escapes, an index that is not a plain whole number (found by a
+    /// review: an `"index":0.0` is choice 0 to a client, and was keyed
+    /// apart from it).
+    pub odd: bool,
+    /// More than one choice in the event (only the first is read).
+    pub several: bool,
 }
 
 /// Reads an event's [`EventShape`]; `None` when it is not a JSON object.
@@ -1649,9 +1657,16 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
     let mut c = Cursor { buf: doc, pos: 0, depth_max: usize::MAX };
     c.ws();
     let mut shape = EventShape::default();
+    let mut odd = false;
+    let index = |c: &mut Cursor<'_>, odd: &mut bool| {
+        let n = number(c)?;
+        *odd |= n.is_none();
+        Some(n)
+    };
     members(&mut c, &mut |c, key| {
+        odd |= key.contains(&b'\\');
         match key {
-            b"index" => shape.block = number(c)?,
+            b"index" => shape.block = index(c, &mut odd)?,
             b"type" if c.peek() == Some(b'"') => {
                 let t = c.string().ok()?;
                 shape.block_start = t.get(c.buf) == b"content_block_start";
@@ -1662,32 +1677,52 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
                 }
                 c.value().ok()
             })?,
-            b"choices" if c.peek() == Some(b'[') => first_members(c, &mut |c, key| match key {
-                b"index" => {
-                    shape.choice = number(c)?;
-                    Some(())
-                }
-                b"finish_reason" => {
-                    shape.last |= c.peek() == Some(b'"');
-                    c.value().ok()
-                }
-                b"delta" if c.peek() == Some(b'{') => members(c, &mut |c, key| match key {
-                    b"tool_calls" if c.peek() == Some(b'[') => first_members(c, &mut |c, key| match key {
-                        b"index" => {
-                            shape.tool = number(c)?;
-                            Some(())
+            b"choices" if c.peek() == Some(b'[') => {
+                let mut n = 0;
+                elements(c, &mut |c| {
+                    n += 1;
+                    if n > 1 || c.peek() != Some(b'{') {
+                        return c.value().ok();
+                    }
+                    members(c, &mut |c, key| {
+                        odd |= key.contains(&b'\\');
+                        match key {
+                            b"index" => {
+                                shape.choice = index(c, &mut odd)?;
+                                Some(())
+                            }
+                            b"finish_reason" => {
+                                shape.last |= c.peek() == Some(b'"');
+                                c.value().ok()
+                            }
+                            b"delta" if c.peek() == Some(b'{') => members(c, &mut |c, key| {
+                                odd |= key.contains(&b'\\');
+                                match key {
+                                    b"tool_calls" if c.peek() == Some(b'[') => first_members(c, &mut |c, key| {
+                                        odd |= key.contains(&b'\\');
+                                        match key {
+                                            b"index" => {
+                                                shape.tool = index(c, &mut odd)?;
+                                                Some(())
+                                            }
+                                            _ => c.value().ok(),
+                                        }
+                                    }),
+                                    _ => c.value().ok(),
+                                }
+                            }),
+                            _ => c.value().ok(),
                         }
-                        _ => c.value().ok(),
-                    }),
-                    _ => c.value().ok(),
-                }),
-                _ => c.value().ok(),
-            })?,
+                    })
+                })?;
+                shape.several |= n > 1;
+            }
             _ => c.value().ok()?,
         }
         Some(())
     })?;
     c.ws();
+    shape.odd = odd;
     (c.pos == doc.len()).then_some(shape)
 }
 
@@ -2579,6 +2614,20 @@ mod tests {
         // are no index.
         let s = shape(r#"{"choices":[{"index":-0,"delta":{"tool_calls":[{"index":-00}]}}],"index":1.0}"#);
         assert_eq!((s.choice, s.tool, s.block), (Some(0), Some(0), None));
+        // ... and make the event odd, as a key written with escapes at a
+        // place read does; a second choice is said.
+        assert!(s.odd && !s.several);
+        for odd in [
+            r#"{"choices":[{"ind\u0065x":0,"delta":{}}]}"#,
+            r#"{"ch\u006fices":[{"index":0}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_c\u0061lls":[{"index":0}]}}]}"#,
+            r#"{"choices":[{"index":null}]}"#,
+        ] {
+            assert!(shape(odd).odd, "{odd}");
+        }
+        let s = shape(r#"{"id":"c","choices":[{"index":0,"delta":{"content":"x"}}]}"#);
+        assert!(!s.odd && !s.several);
+        assert!(shape(r#"{"choices":[{"index":0},{"index":1}]}"#).several);
         assert_eq!(event_shape(b"[DONE]"), None);
     }
 

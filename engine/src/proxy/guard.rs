@@ -645,10 +645,13 @@ fn kind(channel: &[u8]) -> &[u8] {
 }
 
 /// The most kinds of text an answer's stream keeps a hold or a seam for
-/// (a field, a choice, a tool call): far more than a standard answer has
-/// (one choice, a few tool calls), and a bound on what a hostile upstream
-/// can make the guard keep.
-const HOLDS_MAX: usize = 64;
+/// (a field, a tool call): more than a standard answer has (a text, its
+/// reasoning, a few tool calls), and a bound on what a hostile upstream
+/// can make the guard keep (each hold keeps its last event).
+const HOLDS_MAX: usize = 16;
+
+/// The kind the kinds past [`HOLDS_MAX`] share.
+const OVERFLOW: &[u8] = b"*";
 
 /// The text of one kind ([`kind`]: what a client joins): held now, or let
 /// go of as finished, a seam the next text of the kind goes on from
@@ -676,20 +679,38 @@ impl Hold {
         }
     }
 
-    /// Where the kind's text stands: its choice and its tool call (empty
-    /// where there is none).
-    fn place(kind: &[u8]) -> (&[u8], &[u8]) {
-        let mut parts = kind.split(|&b| b == b'/').skip(1);
-        (parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
+    /// The kind's tool call (empty where there is none).
+    fn tool(kind: &[u8]) -> &[u8] {
+        kind.split(|&b| b == b'/').nth(1).unwrap_or_default()
     }
 
-    /// Whether text of this kind is held while text of `kind` comes (two
-    /// choices, two tool calls: a client never joins them, and an upstream
-    /// may interleave them); text of another field in the same place is
-    /// finished by it (reasoning, then the answer).
+    /// Whether text of this kind is held while text of `kind` comes back to
+    /// (two tool calls an upstream interleaves: a client never joins
+    /// them); any other text held is finished by it (reasoning, then the
+    /// answer).
     fn parallel_to(&self, kind: &[u8]) -> bool {
-        let ((c1, t1), (c2, t2)) = (Hold::place(&self.kind), Hold::place(kind));
-        c1 != c2 || (!t1.is_empty() && !t2.is_empty())
+        let (t1, t2) = (Hold::tool(&self.kind), Hold::tool(kind));
+        !t1.is_empty() && !t2.is_empty()
+    }
+}
+
+/// Why a guarded stream ends early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// A blocking rule matched, or a finding cannot be redacted where it
+    /// is (fail closed); recorded with the stream's findings.
+    Hit(Hit),
+    /// The upstream answered on a choice the client did not ask for (a
+    /// second one, while `n` > 1 is refused where answers are checked): a
+    /// client that reads each choice apart and one that reads them as one
+    /// see different texts, and the guard cannot hold both (found by a
+    /// review: text split between two choices passed in pieces).
+    Unasked,
+}
+
+impl From<Hit> for Stop {
+    fn from(hit: Hit) -> Stop {
+        Stop::Hit(hit)
     }
 }
 
@@ -730,7 +751,7 @@ impl<'g> EventGuard<'g> {
     /// (The relay calls [`Self::event_read`] with the strings its counter
     /// read; this reads them itself, for tests.)
     #[cfg(test)]
-    pub fn event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+    pub fn event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Stop> {
         let mut strings = EventStrings::default();
         if !self.responses {
             strings.read(&ev.data);
@@ -740,10 +761,15 @@ impl<'g> EventGuard<'g> {
 
     /// [`Self::event`] with the event's strings already read (by the
     /// stream relay, whose counter reads the same walk).
-    pub fn event_read(&mut self, ev: SseEvent, strings: &EventStrings, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+    pub fn event_read(&mut self, ev: SseEvent, strings: &EventStrings, out: &mut Vec<SseEvent>) -> Result<(), Stop> {
         if self.responses {
-            return self.responses_event(ev, out);
+            return Ok(self.responses_event(ev, out)?);
         }
+        self.chat_event(ev, strings, out)
+    }
+
+    /// One event of any stream but the Responses API's.
+    fn chat_event(&mut self, ev: SseEvent, strings: &EventStrings, out: &mut Vec<SseEvent>) -> Result<(), Stop> {
         // An event that is not a JSON object is scanned as it is written,
         // after what is held; what a rule would redact in it cannot be, so
         // that ends the stream as a block does.
@@ -759,18 +785,29 @@ impl<'g> EventGuard<'g> {
         // Read by structure: the event's own indexes and end, never an
         // `"index":` or a `finish_reason` found elsewhere in it (a forged
         // one would release held text early).
-        let shape = tollgate_protocol::openai::event_shape(&ev.data).unwrap_or_default();
+        let shape = tollgate_protocol::openai::event_shape(&ev.data);
+        // An event on a choice the client did not ask for ends the stream
+        // ([`Stop::Unasked`]). One written as no provider writes one (a key
+        // with escapes, an index that is not a plain whole number) may be
+        // read by a client otherwise than this walk: it is taken as the
+        // hold cannot take an event, checked whole and against the text
+        // before it.
+        if shape.is_some_and(|s| s.several || s.choice.is_some_and(|c| c != 0)) {
+            return Err(Stop::Unasked);
+        }
+        let odd = shape.is_none_or(|s| s.odd);
+        let shape = shape.unwrap_or_default();
         // An event that also ends its choice releases everything.
         let last = shape.last;
         let texts = fields.iter().filter(|(_, v)| !v.raw.is_empty()).count();
         let channel = |key: &[u8]| {
-            // The field and the indexes that place it (choice, tool call,
-            // then content block): parallel texts never share a hold.
-            // Its kind, what a client joins across a seam, is all but the
-            // block (an Anthropic message's text blocks are one text to a
-            // client; two choices or two tool calls never are).
+            // The field and the indexes that place it (tool call, then
+            // content block; one choice): parallel texts never share a
+            // hold. Its kind, what a client joins across a seam, is all but
+            // the block (an Anthropic message's text blocks are one text to
+            // a client; two tool calls never are).
             let mut c = key.to_vec();
-            for (i, at) in [(shape.choice, b'/'), (shape.tool, b'/'), (shape.block, b'|')] {
+            for (i, at) in [(shape.tool, b'/'), (shape.block, b'|')] {
                 c.push(at);
                 if let Some(i) = i {
                     c.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
@@ -789,26 +826,26 @@ impl<'g> EventGuard<'g> {
                 self.flush(out)?;
             }
             if others > 0 {
-                return self.whole_event(ev, out, false);
+                return Ok(self.whole_event(ev, out, false)?);
             }
             out.push(ev);
             return Ok(());
         }
         let block_start = shape.block_start;
-        if texts > 1 || block_start {
+        if texts > 1 || block_start || odd {
             // Several texts in one event (parallel choices, or text beside
             // reasoning), or a block's opening text: scanned whole, as a
             // complete answer, and passed on redacted.
             self.flush(out)?;
-            self.across_fields(&ev.data, fields, &channel, out)?;
-            return self.whole_event(ev, out, false);
+            self.across_fields(&ev.data, fields, &channel)?;
+            return Ok(self.whole_event(ev, out, false)?);
         }
         let Some(&(key, ref v)) = fields.iter().find(|(_, v)| !v.raw.is_empty()) else { return Ok(()) };
         let (raw, escaped) = (v.raw.clone(), v.escaped);
         if others > 0 {
             self.rest(&ev.data, raw.clone())?;
         }
-        self.held_text(ev, channel(key), raw, escaped, last, out)
+        Ok(self.held_text(ev, channel(key), raw, escaped, last, out)?)
     }
 
     /// The strings of an event besides its streamed text (at `raw`),
@@ -842,7 +879,6 @@ impl<'g> EventGuard<'g> {
         data: &[u8],
         fields: &[(&'static [u8], StringValue)],
         channel: &dyn Fn(&[u8]) -> Vec<u8>,
-        out: &mut Vec<SseEvent>,
     ) -> Result<(), Hit> {
         let mut decoded = Vec::new();
         for (key, v) in fields.iter().filter(|(_, v)| !v.raw.is_empty()) {
@@ -881,7 +917,7 @@ impl<'g> EventGuard<'g> {
                 return Err(hit);
             }
             joined.extend_from_slice(&released);
-            let i = self.hold_of(&kind, out)?;
+            let i = self.hold_of(&kind);
             let h = &mut self.holds[i];
             (h.text, h.recent) = (text, joined);
             self.latest = Some(i);
@@ -890,24 +926,20 @@ impl<'g> EventGuard<'g> {
     }
 
     /// The index of the hold of `kind`, made (without text) if there is
-    /// none. Past [`HOLDS_MAX`] kinds, the oldest is let go of and
-    /// forgotten; one that leaves a match still open ends the stream (its
-    /// key's body would pass).
-    fn hold_of(&mut self, kind: &[u8], out: &mut Vec<SseEvent>) -> Result<usize, Hit> {
+    /// none. Past [`HOLDS_MAX`] kinds, the kinds still to come share one
+    /// last hold ([`OVERFLOW`]): each goes on from the one before, as the
+    /// same kind in another place does (found by a review: forgetting the
+    /// oldest hold forgot its seam).
+    fn hold_of(&mut self, kind: &[u8]) -> usize {
         if let Some(i) = self.holds.iter().position(|h| h.kind == kind) {
-            return Ok(i);
+            return i;
         }
-        if self.holds.len() == HOLDS_MAX {
-            self.finish_hold(0, out)?;
-            let oldest = self.holds.remove(0);
-            self.latest = None;
-            if let Some(hit) = oldest.text.open_match() {
-                self.findings.all.push((0, hit));
-                return Err(hit);
-            }
+        let kind = if self.holds.len() + 1 < HOLDS_MAX { kind } else { OVERFLOW };
+        if let Some(i) = self.holds.iter().position(|h| h.kind == kind) {
+            return i;
         }
         self.holds.push(Hold { kind: kind.to_vec(), held: None, text: TextStream::default(), recent: Vec::new() });
-        Ok(self.holds.len() - 1)
+        self.holds.len() - 1
     }
 
     /// Lets go of what hold `i` holds, as finished: its kind's next text
@@ -976,7 +1008,8 @@ impl<'g> EventGuard<'g> {
         // Its kind is its event's type (a Responses answer's text is one
         // text to a client across its output items; an item's arguments
         // and its reasoning are others).
-        let mut key = facts.text_type.map_or(&b"delta"[..], |t| &ev.data[t]).to_vec();
+        let mut key = Vec::new();
+        decoded_into(facts.text_type.map_or(&b"delta"[..], |t| &ev.data[t]), true, &mut key);
         for (i, at) in [(facts.output_index, b'|'), (facts.content_index, b'/')] {
             key.push(at);
             if let Some(i) = i {
@@ -999,15 +1032,19 @@ impl<'g> EventGuard<'g> {
         out: &mut Vec<SseEvent>,
     ) -> Result<(), Hit> {
         let kind = kind(&key);
-        // Text of another field in the same place is finished by this one;
-        // text of another choice or tool call stays held beside it.
+        // Text of a kind not seen before finishes all that is held (the
+        // answer moved on: the next tool call, say, in the order a client
+        // expects them); text of a kind that comes back finishes all but
+        // the tool calls an upstream interleaves, held beside it; and text
+        // that ends its choice goes after all that is held.
+        let new = !self.holds.iter().any(|h| h.kind == kind);
         for j in 0..self.holds.len() {
             let h = &self.holds[j];
-            if h.held.is_some() && h.kind != kind && !h.parallel_to(kind) {
+            if h.held.is_some() && h.kind != kind && (new || last || !h.parallel_to(kind)) {
                 self.finish_hold(j, out)?;
             }
         }
-        let i = self.hold_of(kind, out)?;
+        let i = self.hold_of(kind);
         // The same kind in another place (an Anthropic message's next text
         // block, an upstream that moves to another index) finishes it.
         if self.holds[i].held.as_ref().is_some_and(|(k, _)| *k != key) {
@@ -1596,7 +1633,7 @@ with z@q.de	é and more"#,
 
     /// The events out of a stream, as written (for events that are not
     /// JSON).
-    fn stream_text_raw(g: &Guard, events: &[&str]) -> Result<Vec<Vec<u8>>, Hit> {
+    fn stream_text_raw(g: &Guard, events: &[&str]) -> Result<Vec<Vec<u8>>, Stop> {
         let mut eg = EventGuard::new(g, false);
         let mut out = Vec::new();
         for d in events {
@@ -1610,7 +1647,7 @@ with z@q.de	é and more"#,
     /// Everything a stream passes on, to its end or to the block that ends
     /// it (the events before a block have gone to the client): their data
     /// decoded (so `\u0040` reads `@`), joined; and the block, if any.
-    fn passed(g: &Guard, events: &[&str]) -> (String, Option<Hit>) {
+    fn passed(g: &Guard, events: &[&str]) -> (String, Option<Stop>) {
         let mut eg = EventGuard::new(g, false);
         let mut out = Vec::new();
         let mut blocked = None;
@@ -1622,7 +1659,7 @@ with z@q.de	é and more"#,
             }
         }
         if blocked.is_none() {
-            blocked = eg.finish(&mut out).err();
+            blocked = eg.finish(&mut out).err().map(Stop::Hit);
         }
         let text = out
             .iter()
@@ -1636,7 +1673,7 @@ with z@q.de	é and more"#,
 
     /// [`stream_text_raw`], each event's data read as JSON (`[DONE]` left
     /// out).
-    fn stream_text(g: &Guard, events: &[&str]) -> Result<Vec<serde_json::Value>, Hit> {
+    fn stream_text(g: &Guard, events: &[&str]) -> Result<Vec<serde_json::Value>, Stop> {
         let out = stream_text_raw(g, events)?;
         Ok(out.iter().filter(|d| &d[..] != b"[DONE]").map(|d| serde_json::from_slice(d).unwrap()).collect())
     }
@@ -1860,18 +1897,102 @@ with z@q.de	é and more"#,
         let clean = blocks(&["mail bob", "and alice@example.com now"]);
         let (all, blocked) = passed(&g, &clean.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(blocked.is_none() && all.contains("mail bob") && all.contains("and [EMAIL] now"), "{all}");
-        // Two choices interleaved, each with its own address: each is
-        // redacted whole, none ends the stream.
-        let both = [
-            on(0, "bob", "null"),
-            on(1, "bob", "null"),
-            on(0, "@example", "null"),
-            on(1, "@example", "null"),
-            on(0, ".com", "null"),
-            on(1, ".com", "null"),
-        ];
+        // A second choice, which the client did not ask for, ends the
+        // stream: a client reading each choice apart and one reading them
+        // as one would see different texts.
+        let both = [on(0, "bob", "null"), on(1, "bob", "null"), on(0, "@example.com", "null")];
         let (all, blocked) = passed(&g, &both.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(blocked.is_none() && !all.contains("bob") && !all.contains("example"), "{all}");
+        assert_eq!(blocked, Some(Stop::Unasked), "{all}");
+        let several = r#"{"choices":[{"index":0,"delta":{}},{"index":1,"delta":{"content":"mple.com"}}]}"#;
+        assert_eq!(passed(&g, &[&chunk(a, "null"), several]).1, Some(Stop::Unasked));
+        // Places written as a client reads them otherwise (found by a
+        // review): an index that is not a plain whole number, a key with
+        // escapes, a Responses type with escapes.
+        for odd in [
+            r#"{"choices":[{"index":0.0,"delta":{"content":"mple.com now"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"ind\u0065x":0,"delta":{"content":"mple.com now"},"finish_reason":null}]}"#,
+            r#"{"ch\u006fices":[{"index":0,"delta":{"content":"mple.com now"},"finish_reason":null}]}"#,
+        ] {
+            let (all, _) = passed(&g, &[&chunk(a, "null"), odd, &chunk("", "\"stop\"")]);
+            assert!(!all.contains("mple.com"), "{odd}: {all}");
+        }
+        let mut eg = EventGuard::new(&g, true);
+        let mut out = Vec::new();
+        for (ty, piece) in [("output_text", a), (r"output_t\u0065xt", "mple.com now")] {
+            let data =
+                format!(r#"{{"type":"response.{ty}.delta","output_index":0,"content_index":0,"delta":"{piece}"}}"#);
+            let ev = SseEvent { event: None, data: Bytes::from(data), id: None, retry: None };
+            if eg.event(ev, &mut out).is_err() {
+                break;
+            }
+        }
+        let _ = eg.finish(&mut out);
+        let all: String = out.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
+        assert!(!all.contains("mple.com"), "{all}");
+        // More kinds than the guard keeps (tool calls, each its own): the
+        // text's seam is not forgotten.
+        let call = |i: usize| {
+            format!(
+                r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":{i},"function":{{"arguments":"x"}}}}]}}}}]}}"#
+            )
+        };
+        let mut events = vec![chunk(a, "null")];
+        events.extend((0..2 * HOLDS_MAX).map(call));
+        events.push(chunk(c, "null"));
+        let (all, _) = passed(&g, &events.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!all.contains("ple.com"), "{all}");
+        // A key's header cut by one seam, its body held whole at the next
+        // (something undecided after it), the rest after a third.
+        let cut = [
+            start(0),
+            delta(0, "-----BEGIN RSA PRIV"),
+            stop(0),
+            start(1),
+            delta(1, &format!("ATE KEY-----\\n{}@", &body[..100])),
+            stop(1),
+            start(2),
+            delta(2, rest),
+            stop(2),
+        ];
+        let (all, _) = passed(&g, &cut.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!all.contains(&rest[..24]) && !all.contains(&body[..24]), "{all}");
+    }
+
+    /// Tool calls each whole in one chunk (as a Gemini answer is
+    /// translated): each call's arguments go out before the next call
+    /// starts, as a client expects (found by a review: held side by side,
+    /// they came after the next call's chunk); and an upstream that
+    /// interleaves two calls' arguments gets each call's whole.
+    #[test]
+    fn tool_calls_each_in_one_chunk_keep_their_order() {
+        let g = guard(false);
+        let whole = |i: u32, name: &str, args: &str| {
+            format!(
+                r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":{i},"id":"call_{i}","type":"function","function":{{"name":"{name}","arguments":"{args}"}}}}]}}}}]}}"#
+            )
+        };
+        let events = [whole(0, "a", "{\\\"x\\\":1}"), whole(1, "b", "{\\\"y\\\":2}"), chunk_finish()];
+        let out = stream_text(&g, &events.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        let order: Vec<(u64, String)> = out
+            .iter()
+            .filter_map(|v| {
+                let c = &v["choices"][0]["delta"]["tool_calls"][0];
+                let args = c["function"]["arguments"].as_str()?;
+                (!args.is_empty()).then(|| (c["index"].as_u64().unwrap(), args.to_string()))
+            })
+            .collect();
+        assert_eq!(order, [(0, r#"{"x":1}"#.to_string()), (1, r#"{"y":2}"#.to_string())]);
+        // Every event of the first call comes before the second's first.
+        let calls: Vec<u64> =
+            out.iter().filter_map(|v| v["choices"][0]["delta"]["tool_calls"][0]["index"].as_u64()).collect();
+        assert!(calls.is_sorted(), "{calls:?}");
+        // Nothing held comes after the chunk that ends the choice.
+        let last = out.iter().rposition(|v| v["choices"][0]["finish_reason"].is_string()).unwrap();
+        assert_eq!(last, out.len() - 1, "{out:?}");
+    }
+
+    fn chunk_finish() -> String {
+        r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#.to_string()
     }
 
     #[test]

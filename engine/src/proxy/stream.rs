@@ -770,8 +770,12 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
             None => self.passed.push(ev),
             Some(g) => {
                 // The strings the counter read, not read again.
-                if g.event_read(ev, &self.strings, &mut self.passed).is_err() {
-                    self.stop(Flow::Blocked);
+                match g.event_read(ev, &self.strings, &mut self.passed) {
+                    Ok(()) => {}
+                    Err(super::guard::Stop::Hit(_)) => self.stop(Flow::Blocked),
+                    // Not the guard's finding: the upstream broke the
+                    // answer's shape.
+                    Err(super::guard::Stop::Unasked) => self.stop(Flow::Failed),
                 }
             }
         }

@@ -142,16 +142,24 @@ impl TextStream {
     /// ([`Self::resume`]): found by a review, such a key's body after the
     /// seam went out in clear.
     pub fn finish(&mut self, guard: &Guard, out: &mut Vec<u8>, findings: &mut Findings) -> Option<Hit> {
-        let (keep, offset) = (self.context, self.consumed - self.context);
+        let (keep, offset, seam) = (self.context, self.consumed - self.context, self.seam);
         let mut probe = Findings::default();
         if self.held() > 0 {
             guard.scan(&self.buf, Direction::Response, false, &mut probe);
         }
         let blocked = self.release(guard, true, out, findings);
-        for o in probe.open.iter().filter(|o| o.start >= keep) {
-            let hit = probe.hits.iter().find(|h| h.rule == o.rule && h.start == o.start);
+        for o in &probe.open {
+            // One that began before a seam is this text's from the seam
+            // on, as `release` files it (found by a review: a header cut
+            // by one seam and held whole at the next lost its body).
+            let start = match o.start >= keep {
+                true => o.start,
+                false if seam => keep,
+                false => continue,
+            };
+            let hit = probe.hits.iter().find(|h| h.rule == o.rule && h.start == o.start && h.end > keep);
             if let Some(h) = hit.filter(|h| h.action != Action::Block) {
-                self.open.push(Continuation { tail: o.tail, action: h.action, rule: o.rule, start: o.start + offset });
+                self.open.push(Continuation { tail: o.tail, action: h.action, rule: o.rule, start: start + offset });
             }
         }
         blocked
