@@ -1650,6 +1650,12 @@ pub struct EventShape {
     pub odd: bool,
     /// More than one choice in the event (only the first is read).
     pub several: bool,
+    /// The strings of the first choice's delta that name what the delta
+    /// belongs to, which a client that adds deltas up joins as text (its
+    /// `role`; its first tool call's `id` and function `name`): an event
+    /// made again to carry more of the same text must not say them twice
+    /// (`"assistantassistant"`).
+    pub names: [crate::span::Span; 3],
 }
 
 /// Reads an event's [`EventShape`]; `None` when it is not a JSON object.
@@ -1698,6 +1704,10 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
                             b"delta" if c.peek() == Some(b'{') => members(c, &mut |c, key| {
                                 odd |= key.contains(&b'\\');
                                 match key {
+                                    b"role" if c.peek() == Some(b'"') => {
+                                        shape.names[0] = c.string().ok()?;
+                                        Some(())
+                                    }
                                     b"tool_calls" if c.peek() == Some(b'[') => first_members(c, &mut |c, key| {
                                         odd |= key.contains(&b'\\');
                                         match key {
@@ -1705,6 +1715,17 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
                                                 shape.tool = index(c, &mut odd)?;
                                                 Some(())
                                             }
+                                            b"id" if c.peek() == Some(b'"') => {
+                                                shape.names[1] = c.string().ok()?;
+                                                Some(())
+                                            }
+                                            b"function" if c.peek() == Some(b'{') => members(c, &mut |c, key| {
+                                                if key == b"name" && c.peek() == Some(b'"') {
+                                                    shape.names[2] = c.string().ok()?;
+                                                    return Some(());
+                                                }
+                                                c.value().ok()
+                                            }),
                                             _ => c.value().ok(),
                                         }
                                     }),

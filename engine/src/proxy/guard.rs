@@ -21,6 +21,7 @@ use tollgate_protocol::json::{
     escape, string_texts, string_texts_marked, string_values, unescape, unescape_marked, Malformed, StringValue,
     TextsRoom,
 };
+use tollgate_protocol::span::Span;
 use tollgate_protocol::sse::SseEvent;
 
 use crate::error::GatewayError;
@@ -543,14 +544,45 @@ struct Template {
     event: Option<Bytes>,
     data: Bytes,
     raw: std::ops::Range<usize>,
+    /// The strings that name what the event's delta belongs to
+    /// ([`tollgate_protocol::openai::EventShape::names`]).
+    names: [Span; 3],
 }
 
 impl Template {
+    /// The event, carrying `text`.
     fn render(&self, text: &[u8]) -> SseEvent {
+        self.render_with(text, false)
+    }
+
+    /// The event made again for more of its text, after it went: the
+    /// names of its delta emptied, so that a client that adds deltas up
+    /// does not read them twice (found by a review: a Gemini answer's tool
+    /// call, whose name and arguments come in one chunk, was named
+    /// `get_weatherget_weather`).
+    fn render_again(&self, text: &[u8]) -> SseEvent {
+        self.render_with(text, true)
+    }
+
+    fn render_with(&self, text: &[u8], again: bool) -> SseEvent {
+        let mut cuts = [(self.raw.start, self.raw.end, true); 4];
+        let mut n = 1;
+        for name in self.names.iter().filter(|s| again && !s.is_empty()) {
+            cuts[n] = (name.start as usize, name.end as usize, false);
+            n += 1;
+        }
+        let cuts = &mut cuts[..n];
+        cuts.sort_unstable_by_key(|c| c.0);
         let mut data = Vec::with_capacity(self.data.len() + text.len());
-        data.extend_from_slice(&self.data[..self.raw.start]);
-        escape(text, &mut data);
-        data.extend_from_slice(&self.data[self.raw.end..]);
+        let mut at = 0;
+        for &(start, end, is_text) in cuts.iter() {
+            data.extend_from_slice(&self.data[at..start]);
+            if is_text {
+                escape(text, &mut data);
+            }
+            at = end;
+        }
+        data.extend_from_slice(&self.data[at..]);
         SseEvent { event: self.event.clone(), data: Bytes::from(data), id: None, retry: None }
     }
 }
@@ -845,7 +877,7 @@ impl<'g> EventGuard<'g> {
         if others > 0 {
             self.rest(&ev.data, raw.clone())?;
         }
-        Ok(self.held_text(ev, channel(key), raw, escaped, last, out)?)
+        Ok(self.held_text(ev, channel(key), (raw, shape.names), escaped, last, out)?)
     }
 
     /// The strings of an event besides its streamed text (at `raw`),
@@ -954,7 +986,7 @@ impl<'g> EventGuard<'g> {
         h.keep_recent(&self.released);
         self.latest = Some(i);
         if !self.released.is_empty() {
-            out.push(template.render(&self.released));
+            out.push(template.render_again(&self.released));
         }
         Ok(())
     }
@@ -1016,17 +1048,18 @@ impl<'g> EventGuard<'g> {
                 key.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
             }
         }
-        self.held_text(ev, key, raw, escaped, false, out)
+        self.held_text(ev, key, (raw, Default::default()), escaped, false, out)
     }
 
     /// Pushes one event's streamed text (`raw` in its data, on channel
-    /// `key`) through the hold, and passes the event on carrying what the
-    /// hold releases; `last`: the event ends its text, release it all.
+    /// `key`; `names`: what its delta names, said once) through the hold,
+    /// and passes the event on carrying what the hold releases; `last`:
+    /// the event ends its text, release it all.
     fn held_text(
         &mut self,
         ev: SseEvent,
         key: Vec<u8>,
-        raw: std::ops::Range<usize>,
+        (raw, names): (std::ops::Range<usize>, [Span; 3]),
         escaped: bool,
         last: bool,
         out: &mut Vec<SseEvent>,
@@ -1060,7 +1093,7 @@ impl<'g> EventGuard<'g> {
             h.text = std::mem::take(&mut h.text).resume(&tail);
             h.recent = tail;
         }
-        let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw };
+        let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw, names };
         self.released.clear();
         if let Some(hit) = h.text.push(self.guard, &self.scratch, &mut self.released, &mut self.findings) {
             return Err(hit);
@@ -1989,6 +2022,22 @@ with z@q.de	é and more"#,
         // Nothing held comes after the chunk that ends the choice.
         let last = out.iter().rposition(|v| v["choices"][0]["finish_reason"].is_string()).unwrap();
         assert_eq!(last, out.len() - 1, "{out:?}");
+        // Added up as openai-python's stream helper does (strings joined),
+        // each call is named once, and the role said once.
+        let mut calls = [(String::new(), String::new()), (String::new(), String::new())];
+        for v in &out {
+            let c = &v["choices"][0]["delta"]["tool_calls"][0];
+            if let Some(i) = c["index"].as_u64() {
+                calls[i as usize].0 += c["id"].as_str().unwrap_or_default();
+                calls[i as usize].1 += c["function"]["name"].as_str().unwrap_or_default();
+            }
+        }
+        assert_eq!(calls, [("call_0".into(), "a".into()), ("call_1".into(), "b".into())]);
+        let said = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"Hello there"}}]}"#;
+        let out = stream_text(&g, &[said, &chunk_finish()]).unwrap();
+        let role: String = out.iter().filter_map(|v| v["choices"][0]["delta"]["role"].as_str()).collect();
+        let text: String = out.iter().filter_map(|v| v["choices"][0]["delta"]["content"].as_str()).collect();
+        assert_eq!((role.as_str(), text.as_str()), ("assistant", "Hello there"));
     }
 
     fn chunk_finish() -> String {
