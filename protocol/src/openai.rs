@@ -1656,6 +1656,20 @@ pub struct EventShape {
     /// made again to carry more of the same text must not say them twice
     /// (`"assistantassistant"`).
     pub names: [crate::span::Span; 3],
+    /// Where the text a client shows can be (the first choice's `delta`
+    /// object and `text` string; Anthropic's `delta` and `content_block`
+    /// objects): a text field elsewhere in the event (an unknown event's
+    /// `text`) is not text of the answer's, to hold or to join (found by a
+    /// review: such a decoy, made the text a seam went on from, hid a
+    /// split address).
+    pub shown: [crate::span::Span; 2],
+}
+
+impl EventShape {
+    /// Whether the bytes at `raw` lie where the text a client shows can be.
+    pub fn is_shown(&self, raw: &std::ops::Range<usize>) -> bool {
+        self.shown.iter().any(|s| !s.is_empty() && s.start as usize <= raw.start && raw.end <= s.end as usize)
+    }
 }
 
 /// Reads an event's [`EventShape`]; `None` when it is not a JSON object.
@@ -1669,20 +1683,35 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
         *odd |= n.is_none();
         Some(n)
     };
+    let mut shown = 0;
+    let mut show = |shape: &mut EventShape, from: usize, to: usize| {
+        if shown < shape.shown.len() {
+            shape.shown[shown] = crate::span::Span::new(from, to);
+            shown += 1;
+        }
+    };
     members(&mut c, &mut |c, key| {
         odd |= key.contains(&b'\\');
+        let from = c.pos;
         match key {
             b"index" => shape.block = index(c, &mut odd)?,
             b"type" if c.peek() == Some(b'"') => {
                 let t = c.string().ok()?;
                 shape.block_start = t.get(c.buf) == b"content_block_start";
             }
-            b"delta" if c.peek() == Some(b'{') => members(c, &mut |c, key| {
-                if key == b"stop_reason" && c.peek() == Some(b'"') {
-                    shape.last = true;
-                }
-                c.value().ok()
-            })?,
+            b"delta" if c.peek() == Some(b'{') => {
+                members(c, &mut |c, key| {
+                    if key == b"stop_reason" && c.peek() == Some(b'"') {
+                        shape.last = true;
+                    }
+                    c.value().ok()
+                })?;
+                show(&mut shape, from, c.pos);
+            }
+            b"content_block" if c.peek() == Some(b'{') => {
+                c.value().ok()?;
+                show(&mut shape, from, c.pos);
+            }
             b"choices" if c.peek() == Some(b'[') => {
                 let mut n = 0;
                 elements(c, &mut |c| {
@@ -1692,46 +1721,74 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
                     }
                     members(c, &mut |c, key| {
                         odd |= key.contains(&b'\\');
+                        let from = c.pos;
                         match key {
+                            // An index that is not a plain whole number is
+                            // no choice the client asked for.
                             b"index" => {
-                                shape.choice = index(c, &mut odd)?;
+                                shape.choice = Some(index(c, &mut odd)?.unwrap_or(u64::MAX));
+                                Some(())
+                            }
+                            b"text" if c.peek() == Some(b'"') => {
+                                c.value().ok()?;
+                                show(&mut shape, from, c.pos);
                                 Some(())
                             }
                             b"finish_reason" => {
                                 shape.last |= c.peek() == Some(b'"');
                                 c.value().ok()
                             }
-                            b"delta" if c.peek() == Some(b'{') => members(c, &mut |c, key| {
-                                odd |= key.contains(&b'\\');
-                                match key {
-                                    b"role" if c.peek() == Some(b'"') => {
-                                        shape.names[0] = c.string().ok()?;
-                                        Some(())
-                                    }
-                                    b"tool_calls" if c.peek() == Some(b'[') => first_members(c, &mut |c, key| {
-                                        odd |= key.contains(&b'\\');
-                                        match key {
-                                            b"index" => {
-                                                shape.tool = index(c, &mut odd)?;
-                                                Some(())
-                                            }
-                                            b"id" if c.peek() == Some(b'"') => {
-                                                shape.names[1] = c.string().ok()?;
-                                                Some(())
-                                            }
-                                            b"function" if c.peek() == Some(b'{') => members(c, &mut |c, key| {
-                                                if key == b"name" && c.peek() == Some(b'"') {
-                                                    shape.names[2] = c.string().ok()?;
-                                                    return Some(());
-                                                }
-                                                c.value().ok()
-                                            }),
-                                            _ => c.value().ok(),
+                            b"delta" if c.peek() == Some(b'{') => {
+                                members(c, &mut |c, key| {
+                                    odd |= key.contains(&b'\\');
+                                    match key {
+                                        b"role" if c.peek() == Some(b'"') => {
+                                            shape.names[0] = c.string().ok()?;
+                                            Some(())
                                         }
-                                    }),
-                                    _ => c.value().ok(),
-                                }
-                            }),
+                                        // Several calls in one event: each
+                                        // call's text is read by its own index,
+                                        // which this walk (the first) does not.
+                                        b"tool_calls" if c.peek() == Some(b'[') => {
+                                            let mut calls = 0;
+                                            elements(c, &mut |c| {
+                                                calls += 1;
+                                                if calls > 1 || c.peek() != Some(b'{') {
+                                                    return c.value().ok();
+                                                }
+                                                members(c, &mut |c, key| {
+                                                    odd |= key.contains(&b'\\');
+                                                    match key {
+                                                        b"index" => {
+                                                            shape.tool = index(c, &mut odd)?;
+                                                            Some(())
+                                                        }
+                                                        b"id" if c.peek() == Some(b'"') => {
+                                                            shape.names[1] = c.string().ok()?;
+                                                            Some(())
+                                                        }
+                                                        b"function" if c.peek() == Some(b'{') => {
+                                                            members(c, &mut |c, key| {
+                                                                if key == b"name" && c.peek() == Some(b'"') {
+                                                                    shape.names[2] = c.string().ok()?;
+                                                                    return Some(());
+                                                                }
+                                                                c.value().ok()
+                                                            })
+                                                        }
+                                                        _ => c.value().ok(),
+                                                    }
+                                                })
+                                            })?;
+                                            odd |= calls > 1;
+                                            Some(())
+                                        }
+                                        _ => c.value().ok(),
+                                    }
+                                })?;
+                                show(&mut shape, from, c.pos);
+                                Some(())
+                            }
                             _ => c.value().ok(),
                         }
                     })
@@ -1792,21 +1849,6 @@ pub(crate) fn elements(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>) ->
             _ => return None,
         }
     }
-}
-
-/// Walks an array at the cursor, calling `f` with each key of its first
-/// element when that element is an object; every other element is consumed
-/// unread. Stream events carry one choice and one tool call per chunk, so
-/// only the first is read for where the text sits.
-fn first_members(c: &mut Cursor<'_>, f: &mut dyn FnMut(&mut Cursor<'_>, &[u8]) -> Option<()>) -> Option<()> {
-    let mut first = true;
-    elements(c, &mut |c| {
-        if std::mem::take(&mut first) && c.peek() == Some(b'{') {
-            members(c, f)
-        } else {
-            c.value().ok()
-        }
-    })
 }
 
 /// A non-negative integer value at the cursor (`None` inside for any other
@@ -2649,6 +2691,22 @@ mod tests {
         let s = shape(r#"{"id":"c","choices":[{"index":0,"delta":{"content":"x"}}]}"#);
         assert!(!s.odd && !s.several);
         assert!(shape(r#"{"choices":[{"index":0},{"index":1}]}"#).several);
+        // Several calls in one event are odd (their text is read by their
+        // own index); a choice index that is not a whole number is no 0.
+        assert!(shape(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1},{"index":0}]}}]}"#).odd);
+        assert_eq!(shape(r#"{"choices":[{"index":0.0}]}"#).choice, Some(u64::MAX));
+        // Where shown text can be: the first choice's delta and text,
+        // Anthropic's delta and content block; not an unknown event's text.
+        let at = |doc: &str, text: &str| {
+            let from = doc.find(text).unwrap();
+            event_shape(doc.as_bytes()).unwrap().is_shown(&(from..from + text.len()))
+        };
+        assert!(at(r#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#, "hi"));
+        assert!(at(r#"{"choices":[{"index":0,"text":"hi"}]}"#, "hi"));
+        assert!(at(r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#, "hi"));
+        assert!(at(r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"hi"}}"#, "hi"));
+        assert!(!at(r#"{"type":"x","text":"hi"}"#, "hi"));
+        assert!(!at(r#"{"choices":[{"index":0,"delta":{}}],"content":"hi"}"#, "hi"));
         assert_eq!(event_shape(b"[DONE]"), None);
     }
 

@@ -101,6 +101,14 @@ pub fn read_event(doc: &[u8]) -> Option<EventFacts> {
     }
     let type_span = kind.clone();
     let kind = kind.map_or(&b""[..], |k| &doc[k]);
+    // A type written with escapes is the one it decodes to, as an SDK reads
+    // it (found by a review: `response.output_text.delt\u0061` was no delta,
+    // and each piece was scanned alone).
+    let mut decoded = Vec::new();
+    let kind = match kind.contains(&b'\\') && crate::json::unescape(kind, &mut decoded).is_ok() {
+        true => &decoded[..],
+        false => kind,
+    };
     facts.last = matches!(kind, b"response.completed" | b"response.incomplete" | b"response.failed");
     facts.ends = facts.last || kind.ends_with(b".done") || kind == b"error";
     if kind.ends_with(b".delta") && !NOT_TEXT_DELTAS.contains(&kind) {

@@ -567,8 +567,10 @@ impl Template {
     fn render_with(&self, text: &[u8], again: bool) -> SseEvent {
         let mut cuts = [(self.raw.start, self.raw.end, true); 4];
         let mut n = 1;
-        for name in self.names.iter().filter(|s| again && !s.is_empty()) {
-            cuts[n] = (name.start as usize, name.end as usize, false);
+        // A name is written `null` (an SDK that checks a role against its
+        // values refuses an empty one), quotes and all.
+        for name in self.names.iter().filter(|s| again && s.start > 0) {
+            cuts[n] = (name.start as usize - 1, name.end as usize + 1, false);
             n += 1;
         }
         let cuts = &mut cuts[..n];
@@ -579,6 +581,8 @@ impl Template {
             data.extend_from_slice(&self.data[at..start]);
             if is_text {
                 escape(text, &mut data);
+            } else {
+                data.extend_from_slice(b"null");
             }
             at = end;
         }
@@ -680,7 +684,12 @@ fn kind(channel: &[u8]) -> &[u8] {
 /// (a field, a tool call): more than a standard answer has (a text, its
 /// reasoning, a few tool calls), and a bound on what a hostile upstream
 /// can make the guard keep (each hold keeps its last event).
-const HOLDS_MAX: usize = 16;
+const HOLDS_MAX: usize = 8;
+
+/// The most text fields one event may carry: each is checked across the
+/// seam before it, at the cost of the seam's bytes (a standard event has
+/// one or two).
+const TEXTS_MAX: usize = 64;
 
 /// The kind the kinds past [`HOLDS_MAX`] share.
 const OVERFLOW: &[u8] = b"*";
@@ -732,12 +741,13 @@ pub enum Stop {
     /// A blocking rule matched, or a finding cannot be redacted where it
     /// is (fail closed); recorded with the stream's findings.
     Hit(Hit),
-    /// The upstream answered on a choice the client did not ask for (a
-    /// second one, while `n` > 1 is refused where answers are checked): a
-    /// client that reads each choice apart and one that reads them as one
-    /// see different texts, and the guard cannot hold both (found by a
-    /// review: text split between two choices passed in pieces).
-    Unasked,
+    /// The upstream broke the answer's shape in a way the guard cannot
+    /// hold: a choice the client did not ask for (a second one, while
+    /// several answers are refused where answers are checked; a client
+    /// that reads each choice apart and one that reads them as one see
+    /// different texts: found by a review, text split between two choices
+    /// passed in pieces), or more than [`TEXTS_MAX`] texts in one event.
+    Shape,
 }
 
 impl From<Hit> for Stop {
@@ -812,26 +822,34 @@ impl<'g> EventGuard<'g> {
             out.push(ev);
             return Ok(());
         }
-        let (fields, others) = (&strings.fields, strings.others);
         let ping = ev.event.as_deref() == Some(b"ping");
         // Read by structure: the event's own indexes and end, never an
         // `"index":` or a `finish_reason` found elsewhere in it (a forged
         // one would release held text early).
         let shape = tollgate_protocol::openai::event_shape(&ev.data);
         // An event on a choice the client did not ask for ends the stream
-        // ([`Stop::Unasked`]). One written as no provider writes one (a key
+        // ([`Stop::Shape`]). One written as no provider writes one (a key
         // with escapes, an index that is not a plain whole number) may be
         // read by a client otherwise than this walk: it is taken as the
         // hold cannot take an event, checked whole and against the text
         // before it.
         if shape.is_some_and(|s| s.several || s.choice.is_some_and(|c| c != 0)) {
-            return Err(Stop::Unasked);
+            return Err(Stop::Shape);
         }
         let odd = shape.is_none_or(|s| s.odd);
         let shape = shape.unwrap_or_default();
         // An event that also ends its choice releases everything.
         let last = shape.last;
+        // The text fields where a client shows text (all of them in an odd
+        // event); one elsewhere is checked with the event's other strings,
+        // never held or joined.
+        let fields: Vec<(&'static [u8], StringValue)> =
+            strings.fields.iter().filter(|(_, v)| odd || shape.is_shown(&v.raw)).cloned().collect();
+        let others = strings.others + (strings.fields.len() - fields.len());
         let texts = fields.iter().filter(|(_, v)| !v.raw.is_empty()).count();
+        if texts > TEXTS_MAX {
+            return Err(Stop::Shape);
+        }
         let channel = |key: &[u8]| {
             // The field and the indexes that place it (tool call, then
             // content block; one choice): parallel texts never share a
@@ -839,7 +857,11 @@ impl<'g> EventGuard<'g> {
             // the block (an Anthropic message's text blocks are one text to
             // a client; two tool calls never are).
             let mut c = key.to_vec();
-            for (i, at) in [(shape.tool, b'/'), (shape.block, b'|')] {
+            // Only a tool call's arguments are placed by its index (found by
+            // a review: an answer's text beside a forged call's index was
+            // keyed apart from the text before it).
+            let tool = if key == b"arguments" { shape.tool } else { None };
+            for (i, at) in [(tool, b'/'), (shape.block, b'|')] {
                 c.push(at);
                 if let Some(i) = i {
                     c.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
@@ -869,7 +891,7 @@ impl<'g> EventGuard<'g> {
             // reasoning), or a block's opening text: scanned whole, as a
             // complete answer, and passed on redacted.
             self.flush(out)?;
-            self.across_fields(&ev.data, fields, &channel)?;
+            self.across_fields(&ev.data, &fields, &channel)?;
             return Ok(self.whole_event(ev, out, false)?);
         }
         let Some(&(key, ref v)) = fields.iter().find(|(_, v)| !v.raw.is_empty()) else { return Ok(()) };
@@ -963,15 +985,23 @@ impl<'g> EventGuard<'g> {
     /// same kind in another place does (found by a review: forgetting the
     /// oldest hold forgot its seam).
     fn hold_of(&mut self, kind: &[u8]) -> usize {
-        if let Some(i) = self.holds.iter().position(|h| h.kind == kind) {
-            return i;
-        }
-        let kind = if self.holds.len() + 1 < HOLDS_MAX { kind } else { OVERFLOW };
+        let kind = self.kind_held(kind);
         if let Some(i) = self.holds.iter().position(|h| h.kind == kind) {
             return i;
         }
         self.holds.push(Hold { kind: kind.to_vec(), held: None, text: TextStream::default(), recent: Vec::new() });
         self.holds.len() - 1
+    }
+
+    /// The kind whose hold keeps text of `kind`: itself, or past
+    /// [`HOLDS_MAX`] kinds [`OVERFLOW`].
+    fn kind_held<'k>(&self, kind: &'k [u8]) -> &'k [u8] {
+        let known = self.holds.iter().any(|h| h.kind == kind);
+        if known || self.holds.len() + 1 < HOLDS_MAX {
+            kind
+        } else {
+            OVERFLOW
+        }
     }
 
     /// Lets go of what hold `i` holds, as finished: its kind's next text
@@ -1070,6 +1100,7 @@ impl<'g> EventGuard<'g> {
         // expects them); text of a kind that comes back finishes all but
         // the tool calls an upstream interleaves, held beside it; and text
         // that ends its choice goes after all that is held.
+        let kind = self.kind_held(kind);
         let new = !self.holds.iter().any(|h| h.kind == kind);
         for j in 0..self.holds.len() {
             let h = &self.holds[j];
@@ -1935,9 +1966,9 @@ with z@q.de	é and more"#,
         // as one would see different texts.
         let both = [on(0, "bob", "null"), on(1, "bob", "null"), on(0, "@example.com", "null")];
         let (all, blocked) = passed(&g, &both.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(blocked, Some(Stop::Unasked), "{all}");
+        assert_eq!(blocked, Some(Stop::Shape), "{all}");
         let several = r#"{"choices":[{"index":0,"delta":{}},{"index":1,"delta":{"content":"mple.com"}}]}"#;
-        assert_eq!(passed(&g, &[&chunk(a, "null"), several]).1, Some(Stop::Unasked));
+        assert_eq!(passed(&g, &[&chunk(a, "null"), several]).1, Some(Stop::Shape));
         // Places written as a client reads them otherwise (found by a
         // review): an index that is not a plain whole number, a key with
         // escapes, a Responses type with escapes.
@@ -1962,6 +1993,50 @@ with z@q.de	é and more"#,
         let _ = eg.finish(&mut out);
         let all: String = out.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
         assert!(!all.contains("mple.com"), "{all}");
+        // Found by a third review: an answer's text beside a forged tool
+        // call's index; a call's text in the second element of its event;
+        // a Responses type with an escape in its value; a decoy text in an
+        // event no client shows, between two blocks; a choice index 1.0.
+        let beside = r#"{"choices":[{"index":0,"delta":{"content":"mple.com now","tool_calls":[{"index":0}]}}]}"#;
+        let (all, _) = passed(&g, &[&chunk(a, "null"), beside, &chunk("", "\"stop\"")]);
+        assert!(!all.contains("mple.com"), "{all}");
+        let args = |calls: &str| format!(r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{calls}]}}}}]}}"#);
+        let first =
+            args(r#"{"index":0,"id":"c1","type":"function","function":{"name":"send","arguments":"mail bob@exa"}}"#);
+        let second = args(r#"{"index":1},{"index":0,"function":{"arguments":"mple.com now"}}"#);
+        let (all, _) = passed(&g, &[&first, &second, &chunk_finish()]);
+        assert!(!all.contains("mple.com"), "{all}");
+        let mut eg = EventGuard::new(&g, true);
+        let mut out = Vec::new();
+        for piece in [a, "mple.com now"] {
+            let data = format!(
+                r#"{{"type":"response.output_text.delt\u0061","output_index":0,"content_index":0,"delta":"{piece}"}}"#
+            );
+            if eg.event(SseEvent { event: None, data: Bytes::from(data), id: None, retry: None }, &mut out).is_err() {
+                break;
+            }
+        }
+        let _ = eg.finish(&mut out);
+        let all: String = out.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
+        assert!(!all.contains("mple.com"), "{all}");
+        let decoy = [
+            start(0),
+            delta(0, "mail bob"),
+            stop(0),
+            r#"{"type":"x","text":"zz "}"#.to_string(),
+            start(1),
+            delta(1, "@example.com now"),
+            stop(1),
+        ];
+        let (all, _) = passed(&g, &decoy.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!all.contains("@example.com"), "{all}");
+        let float = r#"{"choices":[{"index":1.0,"delta":{"content":"mple.com now"}}]}"#;
+        assert_eq!(passed(&g, &[&chunk(a, "null"), float]).1, Some(Stop::Shape));
+        // More texts in one event than the guard checks across: the stream
+        // ends.
+        let many: Vec<String> =
+            (0..=TEXTS_MAX).map(|i| format!(r#"{{"index":{i},"function":{{"arguments":"x"}}}}"#)).collect();
+        assert_eq!(passed(&g, &[&args(&many.join(","))]).1, Some(Stop::Shape));
         // More kinds than the guard keeps (tool calls, each its own): the
         // text's seam is not forgotten.
         let call = |i: usize| {
@@ -2038,6 +2113,12 @@ with z@q.de	é and more"#,
         let role: String = out.iter().filter_map(|v| v["choices"][0]["delta"]["role"].as_str()).collect();
         let text: String = out.iter().filter_map(|v| v["choices"][0]["delta"]["content"].as_str()).collect();
         assert_eq!((role.as_str(), text.as_str()), ("assistant", "Hello there"));
+        // Said again as `null`, never as an empty role an SDK refuses.
+        assert!(out.iter().all(|v| v["choices"][0]["delta"]["role"] != ""), "{out:?}");
+        let nulled = |v: &serde_json::Value| {
+            v["choices"][0]["delta"].as_object().is_some_and(|d| d.get("role") == Some(&serde_json::Value::Null))
+        };
+        assert!(out.iter().any(nulled), "{out:?}");
     }
 
     fn chunk_finish() -> String {

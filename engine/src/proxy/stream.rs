@@ -775,7 +775,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
                     Err(super::guard::Stop::Hit(_)) => self.stop(Flow::Blocked),
                     // Not the guard's finding: the upstream broke the
                     // answer's shape.
-                    Err(super::guard::Stop::Unasked) => self.stop(Flow::Failed),
+                    Err(super::guard::Stop::Shape) => self.stop(Flow::Failed),
                 }
             }
         }
