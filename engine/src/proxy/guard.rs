@@ -565,6 +565,13 @@ impl Template {
     }
 
     fn render_with(&self, text: &[u8], again: bool) -> SseEvent {
+        if !again || self.names.iter().all(|s| s.start == 0) {
+            let mut data = Vec::with_capacity(self.data.len() + text.len());
+            data.extend_from_slice(&self.data[..self.raw.start]);
+            escape(text, &mut data);
+            data.extend_from_slice(&self.data[self.raw.end..]);
+            return SseEvent { event: self.event.clone(), data: Bytes::from(data), id: None, retry: None };
+        }
         let mut cuts = [(self.raw.start, self.raw.end, true); 4];
         let mut n = 1;
         // A name is written `null` (an SDK that checks a role against its
@@ -843,8 +850,12 @@ impl<'g> EventGuard<'g> {
         // The text fields where a client shows text (all of them in an odd
         // event); one elsewhere is checked with the event's other strings,
         // never held or joined.
-        let fields: Vec<(&'static [u8], StringValue)> =
-            strings.fields.iter().filter(|(_, v)| odd || shape.is_shown(&v.raw)).cloned().collect();
+        let shown = |v: &StringValue| odd || shape.is_shown(&v.raw);
+        let fields: std::borrow::Cow<'_, [(&'static [u8], StringValue)]> =
+            match strings.fields.iter().all(|(_, v)| shown(v)) {
+                true => std::borrow::Cow::Borrowed(&strings.fields),
+                false => strings.fields.iter().filter(|(_, v)| shown(v)).cloned().collect(),
+            };
         let others = strings.others + (strings.fields.len() - fields.len());
         let texts = fields.iter().filter(|(_, v)| !v.raw.is_empty()).count();
         if texts > TEXTS_MAX {
@@ -993,6 +1004,30 @@ impl<'g> EventGuard<'g> {
         self.holds.len() - 1
     }
 
+    /// The hold for text on channel `key` that does not go on with the
+    /// text held there. Text of a kind not seen before finishes all that is
+    /// held (the answer moved on: the next tool call, say, in the order a
+    /// client expects them); text of a kind that comes back finishes all
+    /// but the tool calls an upstream interleaves, held beside it; text
+    /// that ends its choice goes after all that is held; and the same kind
+    /// in another place (an Anthropic message's next text block, an
+    /// upstream that moves to another index) finishes it.
+    fn hold_for(&mut self, key: &[u8], last: bool, out: &mut Vec<SseEvent>) -> Result<usize, Hit> {
+        let kind = self.kind_held(kind(key));
+        let new = !self.holds.iter().any(|h| h.kind == kind);
+        for j in 0..self.holds.len() {
+            let h = &self.holds[j];
+            if h.held.is_some() && h.kind != kind && (new || last || !h.parallel_to(kind)) {
+                self.finish_hold(j, out)?;
+            }
+        }
+        let i = self.hold_of(kind);
+        if self.holds[i].held.as_ref().is_some_and(|(k, _)| *k != key) {
+            self.finish_hold(i, out)?;
+        }
+        Ok(i)
+    }
+
     /// The kind whose hold keeps text of `kind`: itself, or past
     /// [`HOLDS_MAX`] kinds [`OVERFLOW`].
     fn kind_held<'k>(&self, kind: &'k [u8]) -> &'k [u8] {
@@ -1094,26 +1129,13 @@ impl<'g> EventGuard<'g> {
         last: bool,
         out: &mut Vec<SseEvent>,
     ) -> Result<(), Hit> {
-        let kind = kind(&key);
-        // Text of a kind not seen before finishes all that is held (the
-        // answer moved on: the next tool call, say, in the order a client
-        // expects them); text of a kind that comes back finishes all but
-        // the tool calls an upstream interleaves, held beside it; and text
-        // that ends its choice goes after all that is held.
-        let kind = self.kind_held(kind);
-        let new = !self.holds.iter().any(|h| h.kind == kind);
-        for j in 0..self.holds.len() {
-            let h = &self.holds[j];
-            if h.held.is_some() && h.kind != kind && (new || last || !h.parallel_to(kind)) {
-                self.finish_hold(j, out)?;
-            }
-        }
-        let i = self.hold_of(kind);
-        // The same kind in another place (an Anthropic message's next text
-        // block, an upstream that moves to another index) finishes it.
-        if self.holds[i].held.as_ref().is_some_and(|(k, _)| *k != key) {
-            self.finish_hold(i, out)?;
-        }
+        // The text held goes on (most events): what else is held, if
+        // anything, is held beside it (the rules below left it so).
+        let going_on = self.holds.iter().position(|h| h.held.as_ref().is_some_and(|(k, _)| *k == key));
+        let i = match going_on {
+            Some(i) if !last => i,
+            _ => self.hold_for(&key, last, out)?,
+        };
         decoded_into(&ev.data[raw.clone()], escaped, &mut self.scratch);
         let h = &mut self.holds[i];
         // Text of a kind let go of as finished (an upstream that ends its

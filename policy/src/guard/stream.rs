@@ -143,11 +143,16 @@ impl TextStream {
     /// seam went out in clear.
     pub fn finish(&mut self, guard: &Guard, out: &mut Vec<u8>, findings: &mut Findings) -> Option<Hit> {
         let (keep, offset, seam) = (self.context, self.consumed - self.context, self.seam);
-        let mut probe = Findings::default();
-        if self.held() > 0 {
-            guard.scan(&self.buf, Direction::Response, false, &mut probe);
-        }
+        // Only a match that runs to the end can be open there: the text
+        // is scanned again as one that may go on only then (most texts
+        // end clean, and the second scan was most of a stream's finish).
+        let (whole, filed) = (self.buf.clone(), findings.all.len());
         let blocked = self.release(guard, true, out, findings);
+        let to_end = |h: &Hit| h.end == offset + whole.len();
+        let mut probe = Findings::default();
+        if whole.len() > keep && findings.all[filed..].iter().any(|(_, h)| to_end(h)) {
+            guard.scan(&whole, Direction::Response, false, &mut probe);
+        }
         for o in &probe.open {
             // One that began before a seam is this text's from the seam
             // on, as `release` files it (found by a review: a header cut
