@@ -1678,7 +1678,7 @@ impl EventShape {
 /// backslash cost 2,500 instructions a streamed answer.)
 #[inline]
 fn escaped_key(key: &[u8]) -> bool {
-    key.len() >= 7 && key.iter().any(|&b| b == b'\\')
+    key.len() >= 7 && key.contains(&b'\\')
 }
 
 /// Reads an event's [`EventShape`]; `None` when it is not a JSON object.
