@@ -54,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
     let shifted = tollgate_protocol::responses::read_event(&padded).map(|mut e| {
         e.delta = e.delta.map(|(r, esc)| (r.start - 2..r.end - 2, esc));
         e.sequence = e.sequence.map(|r| r.start - 2..r.end - 2);
+        e.text_type = e.text_type.map(|r| r.start - 2..r.end - 2);
         e
     });
     assert_eq!(shifted, event);
