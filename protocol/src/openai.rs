@@ -1711,6 +1711,8 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
                 members(c, &mut |c, key| {
                     if key == b"stop_reason" && c.peek() == Some(b'"') {
                         shape.last = true;
+                    } else {
+                        odd |= escaped_key(key);
                     }
                     c.value().ok()
                 })?;
@@ -1777,6 +1779,7 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
                                                                 shape.names[2] = c.string().ok()?;
                                                                 return Some(());
                                                             }
+                                                            odd |= escaped_key(key);
                                                             c.value().ok()
                                                         })
                                                     }
@@ -2701,6 +2704,8 @@ mod tests {
             r#"{"ch\u006fices":[{"index":0}]}"#,
             r#"{"choices":[{"index":0,"delta":{"tool_c\u0061lls":[{"index":0}]}}]}"#,
             r#"{"choices":[{"index":null}]}"#,
+            r#"{"type":"message_delta","delta":{"stop_re\u0061son":"end_turn"}}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"n\u0061me":"f"}}]}}]}"#,
         ] {
             assert!(shape(odd).odd, "{odd}");
         }

@@ -61,6 +61,9 @@ pub struct TextStream {
     seam: bool,
     /// Resumed after a seam ([`Self::resume`]).
     resumed: bool,
+    /// The last scan found a match that runs to the end of what it
+    /// scanned, before any was set aside as inside another of its rule.
+    reached_end: bool,
     /// Since the seam, what came before it changed the text after it: the
     /// first blocking or redacting match across the seam, or open at it,
     /// that took bytes.
@@ -146,11 +149,13 @@ impl TextStream {
         // Only a match that runs to the end can be open there: the text
         // is scanned again as one that may go on only then (most texts
         // end clean, and the second scan was most of a stream's finish).
-        let (whole, filed) = (self.buf.clone(), findings.all.len());
+        // (Found by a review: judged by the hits filed, a match to the end
+        // that starts inside another of its rule, which filing sets
+        // aside, was missed.)
+        let whole = self.buf.clone();
         let blocked = self.release(guard, true, out, findings);
-        let to_end = |h: &Hit| h.end == offset + whole.len();
         let mut probe = Findings::default();
-        if whole.len() > keep && findings.all[filed..].iter().any(|(_, h)| to_end(h)) {
+        if whole.len() > keep && self.reached_end {
             guard.scan(&whole, Direction::Response, false, &mut probe);
         }
         for o in &probe.open {
@@ -192,6 +197,7 @@ impl TextStream {
             open_end: None,
             seam: !seam.is_empty(),
             resumed: true,
+            reached_end: false,
             carried: None,
         }
     }
@@ -223,6 +229,7 @@ impl TextStream {
         let len = self.buf.len();
         let keep = self.context;
         let settled = guard.scan(&self.buf, Direction::Response, complete, findings);
+        self.reached_end = findings.hits.iter().any(|h| h.end == len);
         let mut open = std::mem::take(&mut findings.open);
         // Hits within the context were decided when it was released. Right
         // after a match released open has ended, one that reaches past the
