@@ -1663,9 +1663,20 @@ pub struct EventShape {
     /// review: such a decoy, made the text a seam went on from, hid a
     /// split address).
     pub shown: [crate::span::Span; 2],
+    /// The first choice's tool calls, up to eight: each one's index and
+    /// where it lies, so that a call's arguments are placed by their own
+    /// call's index in an event that carries several.
+    pub calls: [(Option<u64>, crate::span::Span); 8],
 }
 
 impl EventShape {
+    /// The index of the tool call whose bytes hold `raw`; the first call's
+    /// where none does.
+    pub fn call_of(&self, raw: &std::ops::Range<usize>) -> Option<u64> {
+        let within = |s: &crate::span::Span| s.start as usize <= raw.start && raw.end <= s.end as usize;
+        self.calls.iter().find(|(_, s)| !s.is_empty() && within(s)).map_or(self.tool, |&(i, _)| i)
+    }
+
     /// Whether the bytes at `raw` lie where the text a client shows can be.
     pub fn is_shown(&self, raw: &std::ops::Range<usize>) -> bool {
         self.shown.iter().any(|s| !s.is_empty() && s.start as usize <= raw.start && raw.end <= s.end as usize)
@@ -1761,21 +1772,26 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
                                             let mut calls = 0;
                                             elements(c, &mut |c| {
                                                 calls += 1;
-                                                if calls > 1 || c.peek() != Some(b'{') {
+                                                if calls > shape.calls.len() || c.peek() != Some(b'{') {
                                                     return c.value().ok();
                                                 }
+                                                let (first, from) = (calls == 1, c.pos);
+                                                let mut at = None;
                                                 members(c, &mut |c, key| match key {
                                                     b"index" => {
-                                                        shape.tool = index(c, &mut odd)?;
+                                                        at = index(c, &mut odd)?;
+                                                        if first {
+                                                            shape.tool = at;
+                                                        }
                                                         Some(())
                                                     }
-                                                    b"id" if c.peek() == Some(b'"') => {
+                                                    b"id" if first && c.peek() == Some(b'"') => {
                                                         shape.names[1] = c.string().ok()?;
                                                         Some(())
                                                     }
                                                     b"function" if c.peek() == Some(b'{') => {
                                                         members(c, &mut |c, key| {
-                                                            if key == b"name" && c.peek() == Some(b'"') {
+                                                            if first && key == b"name" && c.peek() == Some(b'"') {
                                                                 shape.names[2] = c.string().ok()?;
                                                                 return Some(());
                                                             }
@@ -1787,7 +1803,9 @@ pub fn event_shape(doc: &[u8]) -> Option<EventShape> {
                                                         odd |= escaped_key(key);
                                                         c.value().ok()
                                                     }
-                                                })
+                                                })?;
+                                                shape.calls[calls - 1] = (at, crate::span::Span::new(from, c.pos));
+                                                Some(())
                                             })?;
                                             odd |= calls > 1;
                                             Some(())
@@ -2716,6 +2734,11 @@ mod tests {
         // own index); a choice index that is not a whole number is no 0.
         assert!(shape(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1},{"index":0}]}}]}"#).odd);
         assert_eq!(shape(r#"{"choices":[{"index":0.0}]}"#).choice, Some(u64::MAX));
+        // Each call's arguments are placed by their own call's index.
+        let doc = r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":3,"function":{"arguments":"aa"}},{"index":5,"function":{"arguments":"bb"}}]}}]}"#;
+        let s = shape(doc);
+        let at = |t: &str| doc.find(t).unwrap()..doc.find(t).unwrap() + 2;
+        assert_eq!((s.tool, s.call_of(&at("aa")), s.call_of(&at("bb"))), (Some(3), Some(3), Some(5)));
         // Where shown text can be: the first choice's delta and text,
         // Anthropic's delta and content block; not an unknown event's text.
         let at = |doc: &str, text: &str| {

@@ -698,6 +698,10 @@ const HOLDS_MAX: usize = 8;
 /// one or two).
 const TEXTS_MAX: usize = 64;
 
+/// The channel of a text field (its key, and where its bytes lie in the
+/// event), as an event's shape places it.
+type Channel<'s> = dyn Fn(&[u8], &std::ops::Range<usize>) -> Vec<u8> + 's;
+
 /// The kind the kinds past [`HOLDS_MAX`] share.
 const OVERFLOW: &[u8] = b"*";
 
@@ -861,7 +865,7 @@ impl<'g> EventGuard<'g> {
         if texts > TEXTS_MAX {
             return Err(Stop::Shape);
         }
-        let channel = |key: &[u8]| {
+        let channel = |key: &[u8], raw: &std::ops::Range<usize>| {
             // The field and the indexes that place it (tool call, then
             // content block; one choice): parallel texts never share a
             // hold. Its kind, what a client joins across a seam, is all but
@@ -871,7 +875,7 @@ impl<'g> EventGuard<'g> {
             // Only a tool call's arguments are placed by its index (found by
             // a review: an answer's text beside a forged call's index was
             // keyed apart from the text before it).
-            let tool = if key == b"arguments" { shape.tool } else { None };
+            let tool = if key == b"arguments" { shape.call_of(raw) } else { None };
             for (i, at) in [(tool, b'/'), (shape.block, b'|')] {
                 c.push(at);
                 if let Some(i) = i {
@@ -883,8 +887,8 @@ impl<'g> EventGuard<'g> {
         if texts == 0 {
             // Nothing to scan; held text goes first unless this is an
             // empty piece of the same text.
-            let same = fields.first().is_some_and(|(k, _)| {
-                let c = channel(k);
+            let same = fields.first().is_some_and(|(k, v)| {
+                let c = channel(k, &v.raw);
                 self.holds.iter().any(|h| h.held.as_ref().is_some_and(|(held, _)| *held == c))
             });
             if !ping && (last || !same) {
@@ -910,7 +914,7 @@ impl<'g> EventGuard<'g> {
         if others > 0 {
             self.rest(&ev.data, raw.clone())?;
         }
-        Ok(self.held_text(ev, channel(key), (raw, shape.names), escaped, last, out)?)
+        Ok(self.held_text(ev, channel(key, &raw), (raw, shape.names), escaped, last, out)?)
     }
 
     /// The strings of an event besides its streamed text (at `raw`),
@@ -943,12 +947,12 @@ impl<'g> EventGuard<'g> {
         &mut self,
         data: &[u8],
         fields: &[(&'static [u8], StringValue)],
-        channel: &dyn Fn(&[u8]) -> Vec<u8>,
+        channel: &Channel<'_>,
     ) -> Result<(), Hit> {
         let mut decoded = Vec::new();
         for (key, v) in fields.iter().filter(|(_, v)| !v.raw.is_empty()) {
             decoded_into(&data[v.raw.clone()], v.escaped, &mut decoded);
-            let kind = kind(&channel(key)).to_vec();
+            let kind = kind(&channel(key, &v.raw)).to_vec();
             // Its kind's seam, else the latest one (whose open match, if
             // any, this text would go on: that cannot be rewritten).
             let own = self.holds.iter().position(|h| h.kind == kind);
@@ -2040,6 +2044,14 @@ with z@q.de	é and more"#,
         }
         let _ = eg.finish(&mut out);
         let all: String = out.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
+        assert!(!all.contains("mple.com"), "{all}");
+        // Several calls in one event, then one of them alone: its text
+        // goes on from its own call's part of that event (the third
+        // review's R2).
+        let both =
+            args(r#"{"index":0,"function":{"arguments":"x"}},{"index":1,"function":{"arguments":"mail bob@exa"}}"#);
+        let alone = args(r#"{"index":1,"function":{"arguments":"mple.com now"}}"#);
+        let (all, _) = passed(&g, &[&both, &alone, &chunk_finish()]);
         assert!(!all.contains("mple.com"), "{all}");
         let decoy = [
             start(0),
