@@ -77,6 +77,16 @@ struct Continuation {
     rule: Rule,
     /// Where the match starts, from the start of the stream's text.
     start: usize,
+    /// Where its record is in the findings' `all` (checked before use:
+    /// found again by a search when it is not there). Found by a review:
+    /// searched for at every piece, past every hit filed since, a long
+    /// key among many findings cost a walk of them all a piece.
+    record: usize,
+}
+
+/// Where the record of the match of `rule` at `start` is in `findings`.
+fn record_of(findings: &Findings, rule: Rule, start: usize) -> usize {
+    findings.all.iter().rposition(|(_, h)| h.rule == rule && h.start == start).unwrap_or(usize::MAX)
 }
 
 impl TextStream {
@@ -113,7 +123,13 @@ impl TextStream {
                 swallowed = swallowed.max(n);
             }
             // The match's record grows with it.
-            if let Some((_, h)) = findings.all.iter_mut().rev().find(|(_, h)| h.rule == c.rule && h.start == c.start) {
+            let at = |i: usize, findings: &Findings| {
+                findings.all.get(i).is_some_and(|(_, h)| h.rule == c.rule && h.start == c.start)
+            };
+            if !at(c.record, findings) {
+                c.record = record_of(findings, c.rule, c.start);
+            }
+            if let Some((_, h)) = findings.all.get_mut(c.record) {
                 h.end += n;
             }
             !ended
@@ -169,7 +185,14 @@ impl TextStream {
             };
             let hit = probe.hits.iter().find(|h| h.rule == o.rule && h.start == o.start && h.end > keep);
             if let Some(h) = hit.filter(|h| h.action != Action::Block) {
-                self.open.push(Continuation { tail: o.tail, action: h.action, rule: o.rule, start: start + offset });
+                let record = record_of(findings, o.rule, start + offset);
+                self.open.push(Continuation {
+                    tail: o.tail,
+                    action: h.action,
+                    rule: o.rule,
+                    start: start + offset,
+                    record,
+                });
             }
         }
         blocked
@@ -300,14 +323,20 @@ impl TextStream {
             h.start += offset;
             h.end += offset;
         }
+        let before = self.open.len();
         for o in &open {
             // The hit as filed (positions from the start of the text).
             if let Some(h) = findings.hits.iter().find(|h| h.rule == o.rule && h.start == o.start + offset) {
-                self.open.push(Continuation { tail: o.tail, action: h.action, rule: o.rule, start: h.start });
+                let c =
+                    Continuation { tail: o.tail, action: h.action, rule: o.rule, start: h.start, record: usize::MAX };
+                self.open.push(c);
             }
         }
         findings.open = open;
         findings.file(0);
+        for c in &mut self.open[before..] {
+            c.record = record_of(findings, c.rule, c.start);
+        }
         self.seam &= cut == keep;
         self.consumed += cut - keep;
         let drop = cut.saturating_sub(CONTEXT);
