@@ -556,8 +556,8 @@ impl Template {
     }
 
     /// The event made again for more of its text, after it went: the
-    /// names of its delta emptied, so that a client that adds deltas up
-    /// does not read them twice (found by a review: a Gemini answer's tool
+    /// names of its delta written `null`, so that a client that adds deltas
+    /// up does not read them twice (found by a review: a Gemini answer's tool
     /// call, whose name and arguments come in one chunk, was named
     /// `get_weatherget_weather`).
     fn render_again(&self, text: &[u8]) -> SseEvent {
@@ -565,13 +565,6 @@ impl Template {
     }
 
     fn render_with(&self, text: &[u8], again: bool) -> SseEvent {
-        if !again || self.names.iter().all(|s| s.start == 0) {
-            let mut data = Vec::with_capacity(self.data.len() + text.len());
-            data.extend_from_slice(&self.data[..self.raw.start]);
-            escape(text, &mut data);
-            data.extend_from_slice(&self.data[self.raw.end..]);
-            return SseEvent { event: self.event.clone(), data: Bytes::from(data), id: None, retry: None };
-        }
         let mut cuts = [(self.raw.start, self.raw.end, true); 4];
         let mut n = 1;
         // A name is written `null` (an SDK that checks a role against its
@@ -681,8 +674,8 @@ fn seam_of(text: &[u8]) -> &[u8] {
 }
 
 /// A channel's kind: what a client joins across a seam (its field, and
-/// for a chat chunk its choice and tool call), without the indexes that
-/// only place it (a content block, a Responses output item).
+/// for a tool call's arguments the call's index), without the indexes
+/// that only place it (a content block, a Responses output item).
 fn kind(channel: &[u8]) -> &[u8] {
     channel.split(|&b| b == b'|').next().unwrap_or(channel)
 }
@@ -722,6 +715,13 @@ struct Hold {
 }
 
 impl Hold {
+    /// Its stream, resumed from the end of what it let go of as finished
+    /// ([`TextStream::resume`]), and that end.
+    fn resumed(&mut self) -> (TextStream, Vec<u8>) {
+        let tail = seam_of(&self.recent).to_vec();
+        (std::mem::take(&mut self.text).resume(&tail), tail)
+    }
+
     /// Keeps the end of `released`, just let go of, for the next seam.
     fn keep_recent(&mut self, released: &[u8]) {
         self.recent.extend_from_slice(released);
@@ -957,11 +957,7 @@ impl<'g> EventGuard<'g> {
             // any, this text would go on: that cannot be rewritten).
             let own = self.holds.iter().position(|h| h.kind == kind);
             let (mut text, mut joined) = match (own, self.latest) {
-                (Some(i), _) => {
-                    let h = &mut self.holds[i];
-                    let tail = seam_of(&h.recent).to_vec();
-                    (std::mem::take(&mut h.text).resume(&tail), tail)
-                }
+                (Some(i), _) => self.holds[i].resumed(),
                 (None, Some(i)) => {
                     if let Some(hit) = self.holds[i].text.open_match() {
                         self.findings.all.push((0, hit));
@@ -986,7 +982,7 @@ impl<'g> EventGuard<'g> {
                 return Err(hit);
             }
             joined.extend_from_slice(&released);
-            let i = self.hold_of(&kind);
+            let i = self.hold_of(self.kind_held(&kind));
             let h = &mut self.holds[i];
             (h.text, h.recent) = (text, joined);
             self.latest = Some(i);
@@ -994,13 +990,9 @@ impl<'g> EventGuard<'g> {
         Ok(())
     }
 
-    /// The index of the hold of `kind`, made (without text) if there is
-    /// none. Past [`HOLDS_MAX`] kinds, the kinds still to come share one
-    /// last hold ([`OVERFLOW`]): each goes on from the one before, as the
-    /// same kind in another place does (found by a review: forgetting the
-    /// oldest hold forgot its seam).
+    /// The index of the hold of `kind` (as [`Self::kind_held`] gives it),
+    /// made (without text) if there is none.
     fn hold_of(&mut self, kind: &[u8]) -> usize {
-        let kind = self.kind_held(kind);
         if let Some(i) = self.holds.iter().position(|h| h.kind == kind) {
             return i;
         }
@@ -1033,7 +1025,10 @@ impl<'g> EventGuard<'g> {
     }
 
     /// The kind whose hold keeps text of `kind`: itself, or past
-    /// [`HOLDS_MAX`] kinds [`OVERFLOW`].
+    /// [`HOLDS_MAX`] kinds [`OVERFLOW`], which the kinds still to come
+    /// share: each goes on from the one before, as the same kind in another
+    /// place does (found by a review: forgetting the oldest hold forgot its
+    /// seam).
     fn kind_held<'k>(&self, kind: &'k [u8]) -> &'k [u8] {
         let known = self.holds.iter().any(|h| h.kind == kind);
         if known || self.holds.len() + 1 < HOLDS_MAX {
@@ -1146,9 +1141,7 @@ impl<'g> EventGuard<'g> {
         // choice on every chunk, or moves to another block or index of the
         // same kind, whose text a client joins) goes on from it.
         if h.held.is_none() {
-            let tail = seam_of(&h.recent).to_vec();
-            h.text = std::mem::take(&mut h.text).resume(&tail);
-            h.recent = tail;
+            (h.text, h.recent) = h.resumed();
         }
         let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw, names };
         self.released.clear();

@@ -61,9 +61,6 @@ pub struct TextStream {
     seam: bool,
     /// Resumed after a seam ([`Self::resume`]).
     resumed: bool,
-    /// The last scan found a match that runs to the end of what it
-    /// scanned, before any was set aside as inside another of its rule.
-    reached_end: bool,
     /// Since the seam, what came before it changed the text after it: the
     /// first blocking or redacting match across the seam, or open at it,
     /// that took bytes.
@@ -161,41 +158,7 @@ impl TextStream {
     /// ([`Self::resume`]): found by a review, such a key's body after the
     /// seam went out in clear.
     pub fn finish(&mut self, guard: &Guard, out: &mut Vec<u8>, findings: &mut Findings) -> Option<Hit> {
-        let (keep, offset, seam) = (self.context, self.consumed - self.context, self.seam);
-        // Only a match that runs to the end can be open there: the text
-        // is scanned again as one that may go on only then (most texts
-        // end clean, and the second scan was most of a stream's finish).
-        // (Found by a review: judged by the hits filed, a match to the end
-        // that starts inside another of its rule, which filing sets
-        // aside, was missed.)
-        let whole = self.buf.clone();
-        let blocked = self.release(guard, true, out, findings);
-        let mut probe = Findings::default();
-        if whole.len() > keep && self.reached_end {
-            guard.scan(&whole, Direction::Response, false, &mut probe);
-        }
-        for o in &probe.open {
-            // One that began before a seam is this text's from the seam
-            // on, as `release` files it (found by a review: a header cut
-            // by one seam and held whole at the next lost its body).
-            let start = match o.start >= keep {
-                true => o.start,
-                false if seam => keep,
-                false => continue,
-            };
-            let hit = probe.hits.iter().find(|h| h.rule == o.rule && h.start == o.start && h.end > keep);
-            if let Some(h) = hit.filter(|h| h.action != Action::Block) {
-                let record = record_of(findings, o.rule, start + offset);
-                self.open.push(Continuation {
-                    tail: o.tail,
-                    action: h.action,
-                    rule: o.rule,
-                    start: start + offset,
-                    record,
-                });
-            }
-        }
-        blocked
+        self.release(guard, true, out, findings)
     }
 
     /// The stream after [`Self::finish`], for a text a client joins to this
@@ -220,7 +183,6 @@ impl TextStream {
             open_end: None,
             seam: !seam.is_empty(),
             resumed: true,
-            reached_end: false,
             carried: None,
         }
     }
@@ -251,8 +213,18 @@ impl TextStream {
     fn release(&mut self, guard: &Guard, complete: bool, out: &mut Vec<u8>, findings: &mut Findings) -> Option<Hit> {
         let len = self.buf.len();
         let keep = self.context;
+        let seam = self.seam;
         let settled = guard.scan(&self.buf, Direction::Response, complete, findings);
-        self.reached_end = findings.hits.iter().any(|h| h.end == len);
+        // At the text's end, a match that runs to it may be open (see
+        // [`Self::finish`]): the text is scanned again as one that may go
+        // on, only then (most texts end clean, and the second scan was
+        // most of a stream's finish). Judged before filing sets aside a
+        // match inside another of its rule (found by a review: such a key,
+        // to the end, was missed).
+        let mut probe = Findings::default();
+        if complete && len > keep && findings.hits.iter().any(|h| h.end == len) {
+            guard.scan(&self.buf, Direction::Response, false, &mut probe);
+        }
         let mut open = std::mem::take(&mut findings.open);
         // Hits within the context were decided when it was released. Right
         // after a match released open has ended, one that reaches past the
@@ -329,6 +301,27 @@ impl TextStream {
             if let Some(h) = findings.hits.iter().find(|h| h.rule == o.rule && h.start == o.start + offset) {
                 let c =
                     Continuation { tail: o.tail, action: h.action, rule: o.rule, start: h.start, record: usize::MAX };
+                self.open.push(c);
+            }
+        }
+        for o in &probe.open {
+            // One that began before a seam is this text's from the seam
+            // on, as filed (found by a review: a header cut by one seam and
+            // held whole at the next lost its body).
+            let start = match o.start >= keep {
+                true => o.start,
+                false if seam => keep,
+                false => continue,
+            };
+            let hit = probe.hits.iter().find(|h| h.rule == o.rule && h.start == o.start && h.end > keep);
+            if let Some(h) = hit.filter(|h| h.action != Action::Block) {
+                let c = Continuation {
+                    tail: o.tail,
+                    action: h.action,
+                    rule: o.rule,
+                    start: start + offset,
+                    record: usize::MAX,
+                };
                 self.open.push(c);
             }
         }
