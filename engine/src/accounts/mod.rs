@@ -200,7 +200,13 @@ impl Accounts {
     /// What `owner` has spent in the current day and month across all
     /// cores: the merger's last figures, plus this core's spend they do
     /// not include yet, plus the estimates held by requests in flight.
+    /// An owner a reload removed ([`Accounts::owners_now`]) has spent
+    /// nothing: what its holds still count is theirs to release, not a
+    /// figure to judge a request by.
     pub fn spend(&self, owner: Owner, now: u64) -> Spend {
+        if owner == GONE {
+            return Spend::default();
+        }
         let view = self.view.borrow();
         let merged = match owner {
             Owner::Team(i) => view.teams.get(i),
@@ -222,6 +228,9 @@ impl Accounts {
     /// What `owner` has used of UTC `minute` across all cores: the merger's
     /// last figures plus this core's counts they do not include yet.
     pub fn minute_use(&self, owner: Owner, minute: u64) -> MinuteUse {
+        if owner == GONE {
+            return MinuteUse { minute, requests: 0, tokens: 0 };
+        }
         let view = self.view.borrow();
         let merged = match owner {
             Owner::Team(i) => view.teams_minute.get(i),
@@ -244,13 +253,18 @@ impl Accounts {
 
     /// Tokens this core's requests in flight have reserved for `owner`.
     pub fn reserved(&self, owner: Owner) -> u64 {
+        if owner == GONE {
+            return 0;
+        }
         self.reserved.get(owner)
     }
 
-    /// Counts an admitted request against its team's and key's minute.
-    pub fn admit(&self, key: &VirtualKey, minute: u64) {
+    /// Counts an admitted request against its team's and key's minute
+    /// (`owners` as [`Accounts::owners_now`] gives them: one a reload
+    /// removed is counted nowhere).
+    pub fn admit(&self, owners: [Owner; 2], minute: u64) {
         let mut u = self.unmerged.borrow_mut();
-        for owner in [Owner::Team(key.team), Owner::Key(key.index)] {
+        for owner in owners.into_iter().filter(|&o| o != GONE) {
             u.minute.entry(owner).or_default().add(MinuteUse { minute, requests: 1, tokens: 0 });
         }
     }
@@ -292,6 +306,16 @@ impl Accounts {
             Some(current) => owners.map(|o| renamed(o, config, current).unwrap_or(GONE)),
             None => owners,
         }
+    }
+
+    /// `f` given the configuration the core runs under now, when a reload
+    /// has replaced `config` (the one a request runs under) since; `None`
+    /// when `config` is still current. Borrowed, not cloned: the `Arc` is
+    /// shared by every core, and a count per request on it would be a write
+    /// to one cache line from all of them.
+    pub fn reloaded_since<R>(&self, config: &Arc<Config>, f: impl FnOnce(Option<&Config>) -> R) -> R {
+        let current = self.config.borrow();
+        f(current.as_deref().filter(|c| !std::ptr::eq(*c, Arc::as_ptr(config))))
     }
 
     /// Holds a request's estimated cost as spend of its team and key until

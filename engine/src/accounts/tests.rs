@@ -193,7 +193,7 @@ fn the_sum_in_transit_is_the_walk_of_every_hand_off() {
         let minute = base + r % 3;
         match (r >> 8) % 16 {
             0..=5 => a.settle(key, &config, minute, (r >> 16) % 1_000, (r >> 32) % 10_000),
-            6..=8 => a.admit(key, minute),
+            6..=8 => a.admit([Owner::Team(key.team), Owner::Key(key.index)], minute),
             9..=11 => handed = a.hand_off(&config).seq,
             12..=13 => a.install(snapshot(0, (r >> 16) % (handed + 1)), &config),
             14 if step % 97 == 0 => a.hand_off_failed(),

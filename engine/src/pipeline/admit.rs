@@ -27,6 +27,7 @@ pub fn within_budget<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
         return Err(GatewayError::ClusterUnavailable);
     }
     let now = ex.unix_s();
+    let [team_owner, key_owner] = owners_of(core, key);
     let soft = |owner: Owner, name: &dyn Fn() -> String, passed: bool, budget: &Budget, spend| {
         // Once per owner per day per core: the warning is for people (the
         // log, a counter, and the webhook when one is configured).
@@ -39,14 +40,14 @@ pub fn within_budget<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
     };
     if let Some(team) = core.state.config.teams.get(key.team) {
         let name = || format!("team \"{}\"", team.name);
-        let spend = a.spend(Owner::Team(key.team), now);
+        let spend = a.spend(team_owner, now);
         let passed = check(name, &team.budget, spend, 0, now).map_err(GatewayError::OverBudget)?;
-        soft(Owner::Team(key.team), &name, passed, &team.budget, spend);
+        soft(team_owner, &name, passed, &team.budget, spend);
     }
     let name = || format!("key \"{}\"", key.name);
-    let spend = a.spend(Owner::Key(key.index), now);
+    let spend = a.spend(key_owner, now);
     let passed = check(name, &key.budget, spend, 0, now).map_err(GatewayError::OverBudget)?;
-    soft(Owner::Key(key.index), &name, passed, &key.budget, spend);
+    soft(key_owner, &name, passed, &key.budget, spend);
     Ok(())
 }
 
@@ -56,6 +57,18 @@ fn limited(core: &Core<'_>, key: &VirtualKey) -> bool {
     use tollgate_policy::team::is_limited;
     is_limited(&key.budget, &key.rate_limit)
         || core.state.config.teams.get(key.team).is_some_and(|t| is_limited(&t.budget, &t.rate_limit))
+}
+
+/// The key's team and the key as the core's accounts index them now
+/// ([`crate::accounts::Accounts::owners_now`]). Every phase here may run
+/// after an await (the head's, the body's, a classifier's), and a reload
+/// in between re-indexes the accounts: the request's own configuration's
+/// indexes may then name other teams and keys, whose spend and use it would
+/// be judged by: a team at its budget's end, moved down the list by a
+/// reload, was judged by the spend of the team moved into its place. An
+/// owner the reload removed reads as nothing spent.
+fn owners_of(core: &Core<'_>, key: &VirtualKey) -> [Owner; 2] {
+    core.accounts.owners_now(&core.state.config, [Owner::Team(key.team), Owner::Key(key.index)])
 }
 
 /// The request-rate phase: the request is admitted against its team's and
@@ -109,11 +122,12 @@ fn rate_check(
         result.map_err(GatewayError::RateLimited)
     };
     let team = core.state.config.teams.get(key.team);
+    let owners = owners_of(core, key);
     let verdict = team
-        .map_or(Ok(()), |t| limited(Owner::Team(key.team), &|| format!("team \"{}\"", t.name), &t.rate_limit))
-        .and_then(|()| limited(Owner::Key(key.index), &|| format!("key \"{}\"", key.name), &key.rate_limit));
+        .map_or(Ok(()), |t| limited(owners[0], &|| format!("team \"{}\"", t.name), &t.rate_limit))
+        .and_then(|()| limited(owners[1], &|| format!("key \"{}\"", key.name), &key.rate_limit));
     if admitting && verdict.is_ok() {
-        a.admit(key, minute);
+        a.admit(owners, minute);
     }
     Ok((any.then_some(headroom), verdict))
 }
@@ -267,8 +281,8 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     let a = core.accounts;
     let now = ex.unix_s();
     let team = core.state.config.teams.get(key.team);
-    let team_spend = a.spend(Owner::Team(key.team), now);
-    let key_spend = a.spend(Owner::Key(key.index), now);
+    let owners = owners_of(core, key);
+    let (team_spend, key_spend) = (a.spend(owners[0], now), a.spend(owners[1], now));
     if !nearly_spent(core, key, now) {
         return Ok(());
     }
@@ -279,7 +293,6 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     }
     check(|| format!("key \"{}\"", key.name), &key.budget, key_spend, estimate, now)
         .map_err(GatewayError::OverBudget)?;
-    let owners = a.owners_now(&core.state.config, [Owner::Team(key.team), Owner::Key(key.index)]);
     ex.holds.spend = Some(a.hold_spend(owners, estimate));
     Ok(())
 }
@@ -295,8 +308,8 @@ fn nearly_spent(core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) ->
     };
     let a = core.accounts;
     let team = core.state.config.teams.get(key.team);
-    team.is_some_and(|t| nearly(&t.budget, a.spend(Owner::Team(key.team), now)))
-        || nearly(&key.budget, a.spend(Owner::Key(key.index), now))
+    let [team_owner, key_owner] = owners_of(core, key);
+    team.is_some_and(|t| nearly(&t.budget, a.spend(team_owner, now))) || nearly(&key.budget, a.spend(key_owner, now))
 }
 
 /// Counts a large prompt in steps (the worker serves its other requests
@@ -374,10 +387,9 @@ pub fn reserve_tokens<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), 
     let (headroom, admitted) = rate_check(ex, core, prompt.saturating_add(output))?;
     ex.rate(headroom);
     admitted?;
-    let owners = [Owner::Team(key.team), Owner::Key(key.index)];
     let minute = ex.trace.started_unix_ms / 60_000;
     ex.holds.tokens = Some(core.accounts.reserve(
-        core.accounts.owners_now(&core.state.config, owners),
+        owners_of(core, key),
         [team_tpm, key.rate_limit.tokens_per_minute],
         minute,
         prompt,
@@ -399,7 +411,8 @@ fn far_from_limits(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::Vi
         })
     };
     let team = core.state.config.teams.get(key.team).and_then(|t| t.rate_limit.tokens_per_minute);
-    far(Owner::Team(key.team), team) && far(Owner::Key(key.index), key.rate_limit.tokens_per_minute)
+    let [team_owner, key_owner] = owners_of(core, key);
+    far(team_owner, team) && far(key_owner, key.rate_limit.tokens_per_minute)
 }
 
 /// The run phase: a request that names an agent run (`x-tollgate-run`),

@@ -682,7 +682,10 @@ pub fn settle(core: &Core<'_>, trace: &crate::record::Trace<'_>) -> (u64, u64) {
     let config = &core.state.config;
     let cost = trace.cost(config).unwrap_or(0);
     core.recorder.record(trace, config);
-    core.stats.count(trace, config, cost);
+    // Counts are kept by index and named at hand-off with the core's
+    // configuration then: a request that ran across a reload is counted
+    // at its team's, key's, model's and provider's new indexes.
+    core.accounts.reloaded_since(config, |now| core.stats.count(trace, config, now, cost));
     let tokens = trace.usage.map_or(0, |u| u.prompt.saturating_add(u.completion));
     if let Some(key) = trace.key {
         core.accounts.settle(key, config, trace.started_unix_ms / 60_000, tokens, cost);

@@ -32,23 +32,7 @@ struct World {
 
 impl World {
     fn new(team: &str) -> World {
-        let text = format!(
-            "[[providers]]\nname = \"m\"\nkind = \"mock\"\n\
-             [[providers]]\nname = \"c\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
-             [[models]]\nname = \"gpt-4o\"\ntargets = [{{ provider = \"m\" }}]\n\
-             [[models]]\nname = \"gpt-4\"\ntargets = [{{ provider = \"m\" }}]\n\
-             [[models]]\nname = \"secret-model\"\ntargets = [{{ provider = \"m\" }}]\n\
-             [[models]]\nname = \"gpt-4-as-claude\"\ntargets = [{{ provider = \"c\", model = \"claude-sonnet-4-5\" }}]\n\
-             [[models]]\nname = \"gpt-4-chain\"\ntargets = [{{ provider = \"m\", model = \"local-llama\" }}, {{ provider = \"c\", model = \"claude-opus-4\" }}]\n\
-             [[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nsecrets = \"block\"\n\
-             [[teams]]\nname = \"t\"\nmodels = [\"gpt-4*\"]\n{team}\n\
-             [[teams]]\nname = \"u\"\nmodels = [\"*\"]\n\
-             [[keys]]\nname = \"k\"\nteam = \"t\"\nsha256 = \"{}\"\n\
-             [[keys]]\nname = \"o\"\nteam = \"u\"\nsha256 = \"{}\"\n",
-            hex(&hash_key(b"tg-key")),
-            hex(&hash_key(b"tg-other")),
-        );
-        let config = Config::parse("pipeline.toml", &text, &ProcessEnv).expect("config");
+        let config = World::config(team, false);
         let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots: None, role: None }; 2];
         World {
             state: CoreState::build(Arc::new(config), &resolved, None, None),
@@ -60,6 +44,32 @@ impl World {
             runs: std::sync::Arc::new(crate::runs::Runs::with_capacity(1024)),
             turns: std::sync::Arc::new(crate::turns::Turns::new(1 << 20, std::time::Duration::from_secs(60))),
         }
+    }
+
+    /// The configuration of [`World::new`]; `swapped` lists team `u`
+    /// before team `t`, as a reload may.
+    fn config(team: &str, swapped: bool) -> Config {
+        let (t, u) = (
+            format!("[[teams]]\nname = \"t\"\nmodels = [\"gpt-4*\"]\n{team}\n"),
+            "[[teams]]\nname = \"u\"\nmodels = [\"*\"]\n".to_string(),
+        );
+        let teams = if swapped { u + &t } else { t + &u };
+        let text = format!(
+            "[[providers]]\nname = \"m\"\nkind = \"mock\"\n\
+             [[providers]]\nname = \"c\"\nkind = \"openai-compatible\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+             [[models]]\nname = \"gpt-4o\"\ntargets = [{{ provider = \"m\" }}]\n\
+             [[models]]\nname = \"gpt-4\"\ntargets = [{{ provider = \"m\" }}]\n\
+             [[models]]\nname = \"secret-model\"\ntargets = [{{ provider = \"m\" }}]\n\
+             [[models]]\nname = \"gpt-4-as-claude\"\ntargets = [{{ provider = \"c\", model = \"claude-sonnet-4-5\" }}]\n\
+             [[models]]\nname = \"gpt-4-chain\"\ntargets = [{{ provider = \"m\", model = \"local-llama\" }}, {{ provider = \"c\", model = \"claude-opus-4\" }}]\n\
+             [[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nsecrets = \"block\"\n\
+             {teams}\
+             [[keys]]\nname = \"k\"\nteam = \"t\"\nsha256 = \"{}\"\n\
+             [[keys]]\nname = \"o\"\nteam = \"u\"\nsha256 = \"{}\"\n",
+            hex(&hash_key(b"tg-key")),
+            hex(&hash_key(b"tg-other")),
+        );
+        Config::parse("pipeline.toml", &text, &ProcessEnv).expect("config")
     }
 
     fn core(&self) -> Core<'_> {
@@ -204,6 +214,73 @@ fn a_spent_budget_refuses_and_a_nearly_spent_one_holds_the_estimate() {
     assert!(estimate >= 500, "{estimate}");
     let held = w.accounts.spend(Owner::Team(0), crate::unix_now().as_secs()).day;
     assert_eq!(held, 950_000 + estimate, "held as spend while the request runs");
+}
+
+/// A request that started before a reload is judged by its own team's
+/// spend and use after it, though the reload moved that team to another
+/// index: the phases after the body's await read the accounts, which the
+/// reload re-indexed, through the request's old configuration. Before, team
+/// `t`, moved from index 0 to 1, was judged by team `u`'s figures (nothing
+/// spent, nothing used) and passed its budget and its requests per minute.
+#[test]
+fn a_request_that_started_before_a_reload_is_judged_by_its_own_teams_figures() {
+    let now_minute = crate::unix_now().as_secs() / 60;
+    // A budget nearly spent: 950 of 1,000 µ$, and a request estimated at
+    // 500 or more.
+    let w = World::new("budget = { daily_usd = 0.001 }");
+    let core = w.core();
+    w.accounts.use_config(w.state.config.clone());
+    w.accounts.settle(&w.state.config.keys.all()[0], &w.state.config, now_minute, 0, 950);
+    let mut ex = exchange("tg-key", PROSE);
+    before_body(&mut ex, &core).expect("the budget's check before the body: 50 µ$ left");
+    w.accounts.reindex(&w.state.config, Arc::new(World::config("budget = { daily_usd = 0.001 }", true)));
+    assert!(
+        matches!(after_body(&mut ex, &core), Err(GatewayError::OverBudget(_))),
+        "team t's own spend, at its new index"
+    );
+    // One request a minute: the second, admitted under the old indexes
+    // after the reload, is the second of team t's minute.
+    let w = World::new("rate_limit = { requests_per_minute = 1 }");
+    let core = w.core();
+    w.accounts.use_config(w.state.config.clone());
+    admit(&mut exchange("tg-key", PROSE), &core).expect("the first of the minute");
+    w.accounts.reindex(&w.state.config, Arc::new(World::config("rate_limit = { requests_per_minute = 1 }", true)));
+    assert!(
+        matches!(admit(&mut exchange("tg-key", PROSE), &core), Err(GatewayError::RateLimited(_))),
+        "team t's own minute, at its new index"
+    );
+    // Team u, now at t's old index, is not charged t's request.
+    let u = Owner::Team(0);
+    assert_eq!(w.accounts.minute_use(u, now_minute).requests, 0);
+}
+
+/// A request that ran across a reload is counted under its own team's,
+/// key's and model's names: counts are kept by index and named at hand-off
+/// with the configuration then, where team `t` is at index 1. Counted at
+/// its old indexes, its request and its guardrail hit were team `u`'s in
+/// the metrics, the dashboard's series and the guardrail counters.
+#[test]
+fn a_request_that_ran_across_a_reload_is_counted_under_its_own_names() {
+    use crate::stats::CoreFigures;
+    let w = World::new("guardrails = \"g\"");
+    let core = w.core();
+    w.accounts.use_config(w.state.config.clone());
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"mail me at jane.doe@example.com"}]}"#;
+    let mut ex = exchange("tg-key", body);
+    admit(&mut ex, &core).expect("admitted");
+    let new = Arc::new(World::config("guardrails = \"g\"", true));
+    w.accounts.reindex(&w.state.config, new.clone());
+    assert_eq!(ex.trace.guard_hits.len(), 1, "the address redacted");
+    settle(&core, &ex.trace);
+    let figures =
+        CoreFigures { worker: 0, connections: 0, in_flight: 0, breakers: Vec::new(), cache: Default::default() };
+    let delta = w.stats.take(&new, figures, crate::accounts::HandOff::default(), false);
+    let teams: Vec<_> = delta.counts.iter().map(|c| (c.0.as_str(), c.1.as_str())).collect();
+    assert_eq!(teams, [("t", "gpt-4o")]);
+    let series: Vec<_> = delta.series.iter().map(|(l, _)| (l.0.as_str(), l.1.as_str(), l.2.as_str())).collect();
+    assert_eq!(series, [("t", "k", "gpt-4o")]);
+    let guard: Vec<_> = delta.guard.iter().map(|(l, n)| (l.0.as_str(), *n)).collect();
+    assert_eq!(guard, [("t", 1)]);
 }
 
 /// A request for `n` answers may generate `n` times its `max_tokens`:

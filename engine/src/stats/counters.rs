@@ -143,10 +143,36 @@ pub struct CoreFigures {
     pub cache: crate::cache::StoreCounts,
 }
 
+/// Indexes into `old` (team, key, model, provider) as the same names'
+/// indexes in `new`; `usize::MAX` (none) for one `new` lacks.
+fn renamed(old: &Config, new: &Config, (team, key, model, provider): Ids) -> Ids {
+    fn find<T>(all: &[T], i: usize, in_new: &[T], name: impl Fn(&T) -> &str) -> usize {
+        all.get(i).and_then(|x| in_new.iter().position(|y| name(y) == name(x))).unwrap_or(usize::MAX)
+    }
+    (
+        find(&old.teams, team, &new.teams, |t| &t.name),
+        find(old.keys.all(), key, new.keys.all(), |k| &k.name),
+        find(old.routes.all(), model, new.routes.all(), |r| &r.name),
+        find(&old.providers, provider, &new.providers, |p| &p.name),
+    )
+}
+
+/// A count's indexes: team, key, model, provider.
+type Ids = (usize, usize, usize, usize);
+
 impl CoreStats {
     /// Counts a finished request (the same facts as its record), `cost` its
     /// cost in micro-dollars.
-    pub fn count(&self, trace: &Trace<'_>, config: &Config, cost: u64) {
+    ///
+    /// `config` is the configuration the request ran under; `now`, when a
+    /// reload has replaced it since, the core's current one. Counts are
+    /// kept by index and named at hand-off with the configuration then, so
+    /// the request's indexes are first moved to `now`'s by name: counted by
+    /// its own, a request that ran across a reload that reordered teams was
+    /// counted as another team's in the metrics, the dashboard and the
+    /// guardrail counters. One the reload removed is counted under none
+    /// (`-`); its record keeps its names.
+    pub fn count(&self, trace: &Trace<'_>, config: &Config, now: Option<&Config>, cost: u64) {
         let team = trace.key.map_or(usize::MAX, |k| k.team);
         let model = trace.route.unwrap_or(usize::MAX);
         let mut c = Counts { requests: 1, cost_micro_usd: cost, ..Counts::default() };
@@ -167,6 +193,11 @@ impl CoreStats {
             .served_by
             .and_then(|t| config.routes.all().get(model)?.targets.get(t as usize))
             .map_or(usize::MAX, |t| t.provider);
+        let key = trace.key.map_or(usize::MAX, |k| k.index);
+        let (team, key, model, provider) = match now {
+            Some(now) => renamed(config, now, (team, key, model, provider)),
+            None => (team, key, model, provider),
+        };
         self.counts.borrow_mut().entry((team, model, provider, trace.status)).or_default().add(&c);
         if !trace.guard_hits.is_empty() {
             let mut g = self.guard.borrow_mut();
@@ -175,7 +206,6 @@ impl CoreStats {
             }
         }
         let micros = trace.started.elapsed().as_micros() as u64;
-        let key = trace.key.map_or(usize::MAX, |k| k.index);
         {
             let mut series = self.series.borrow_mut();
             let p = series.entry((team, key, model, provider)).or_default();
