@@ -66,14 +66,20 @@ impl CoreState {
                     .unwrap_or_else(|| Rc::new(fresh))
             })
             .collect();
-        // A target keeps its breaker across a reload if it still exists
-        // (same provider name and upstream model).
+        // A target keeps its breaker across a reload if it still exists:
+        // the same model's target with the same provider name and upstream
+        // model. The model's name is part of the key because each model's
+        // target has a breaker of its own (an alias and a fallback chain
+        // through one deployment); keyed without it, every such target got
+        // the last model's breaker after a reload, and an open one of
+        // another model was dropped, its traffic sent back to a provider
+        // that was down.
         let mut old_breakers = HashMap::new();
         if let Some(o) = old {
             for (route, breakers) in o.config.routes.all().iter().zip(&o.breakers) {
                 for (t, b) in route.targets.iter().zip(breakers) {
                     let provider = &o.config.providers[t.provider].name;
-                    old_breakers.insert((provider.clone(), t.upstream_model.clone()), b.clone());
+                    old_breakers.insert((route.name.clone(), provider.clone(), t.upstream_model.clone()), b.clone());
                 }
             }
         }
@@ -86,7 +92,8 @@ impl CoreState {
                     .targets
                     .iter()
                     .map(|t| {
-                        let key = (config.providers[t.provider].name.clone(), t.upstream_model.clone());
+                        let key =
+                            (route.name.clone(), config.providers[t.provider].name.clone(), t.upstream_model.clone());
                         old_breakers.get(&key).cloned().unwrap_or_default()
                     })
                     .collect()

@@ -268,14 +268,28 @@ impl Upstream {
     }
 
     /// Whether `other` talks to the same place in the same way, so that
-    /// this one's pooled connections can serve it (reload keeps pools).
+    /// this one, pooled connections and all, can serve in its place (a
+    /// reload keeps it): every field made from the configuration is equal.
+    /// The trust store is compared by its roots: a reload reads it again
+    /// into a new one, so by address no TLS provider's pool was ever kept.
+    /// And an AWS signer by its credentials: kept whole, a provider whose
+    /// keys a reload rotated (or whose instance role it fetched again)
+    /// would go on signing with the old ones.
     pub fn same_as(&self, other: &Upstream) -> bool {
         let same_tls = match (&self.tls, &other.tls) {
             (TlsMode::Plain, TlsMode::Plain) => true,
-            (TlsMode::Tls(a), TlsMode::Tls(b)) => a.server_name == b.server_name && Arc::ptr_eq(&a.roots, &b.roots),
+            (TlsMode::Tls(a), TlsMode::Tls(b)) => {
+                a.server_name == b.server_name && (Arc::ptr_eq(&a.roots, &b.roots) || a.roots.roots == b.roots.roots)
+            }
+            _ => false,
+        };
+        let same_aws = match (&self.aws, &other.aws) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.host == b.host && a.region == b.region && a.credentials == b.credentials,
             _ => false,
         };
         self.name == other.name
+            && self.key_header == other.key_header
             && self.kind == other.kind
             && self.stream_usage == other.stream_usage
             && self.prompt_cache_marks == other.prompt_cache_marks
@@ -283,8 +297,15 @@ impl Upstream {
             && self.forward == other.forward
             && self.addr == other.addr
             && same_tls
+            && same_aws
             && self.chat_request_line == other.chat_request_line
+            && self.completions_request_line == other.completions_request_line
+            && self.responses_request_line == other.responses_request_line
+            && self.embeddings_request_line == other.embeddings_request_line
+            && self.count_tokens_request_line == other.count_tokens_request_line
             && self.fixed_headers == other.fixed_headers
+            && self.base_path == other.base_path
+            && self.query == other.query
     }
 
     pub fn take_idle(&self) -> Option<UpConn> {

@@ -32,6 +32,27 @@ pub struct Target {
     /// The built-in price of `upstream_model`, found once, when the
     /// configuration is read ([`crate::prices::builtin`]).
     pub builtin_price: Option<Price>,
+    /// Who the target is for session affinity ([`Target::identity`]): the
+    /// same on every core and node, and across reloads that add, remove or
+    /// reorder other targets.
+    pub identity: u64,
+}
+
+impl Target {
+    /// A hash of the provider's name and the upstream model, FNV-1a (fixed,
+    /// not seeded per process: every node must place a session alike). A
+    /// session's place among equal targets is drawn from it; drawn from
+    /// the target's position, removing a target moved the sessions of
+    /// every target after it (their provider-side prompt caches lost).
+    pub fn identity(provider: &str, upstream_model: &str) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        // The 0xff between the two cannot occur in UTF-8: ("ab", "c") and
+        // ("a", "bc") differ.
+        for &b in provider.as_bytes().iter().chain(&[0xff]).chain(upstream_model.as_bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    }
 }
 
 /// A public model name and its targets in order of preference.

@@ -97,6 +97,11 @@ fn a_flagging_classifier_passes_the_request_and_records_the_hit() {
     let records = records(&logs, 1);
     assert_eq!(verdict(&records[0])["verdict"], "hit");
     assert_eq!(records[0]["guardrails"]["hits"][0]["action"], "flag");
+    // Counted under the classifier's name, as the record names it (its
+    // index, `classifier.0`, named another classifier after a reload that
+    // put one before it).
+    let sample = "tollgate_guardrail_hits_total{team=\"e2e\",rule=\"classifier.watch\",action=\"flag\",in=\"request\"}";
+    assert!(holds_within(Duration::from_secs(5), || metric(&gw, sample) == Some(1.0)), "{sample} is not 1");
 }
 
 #[test]

@@ -427,6 +427,12 @@ impl Accounts {
         *self.unmerged.borrow_mut() = unmerged;
         self.reserved.reindex(old, &new);
         self.held_spend.reindex(old, &new);
+        // Who was warned today goes with its name: left by index, a team a
+        // reload moved into a warned one's place was never warned that day
+        // (its log line, counter and webhook), and the warned one again.
+        let warned = std::mem::take(&mut *self.soft_warned.borrow_mut());
+        *self.soft_warned.borrow_mut() =
+            warned.into_iter().filter_map(|(o, day)| Some((renamed(o, old, &new)?, day))).collect();
         let last = self.view.borrow().last.clone();
         if let Some(s) = last {
             self.view.borrow_mut().rebuild(s, &new);

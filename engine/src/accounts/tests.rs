@@ -224,3 +224,19 @@ fn the_sum_in_transit_is_the_walk_of_every_hand_off() {
     // The walk had something to find most of the time.
     assert!(checked > 4_000, "{checked}");
 }
+
+/// The day's soft-threshold warnings go with their owners' names across a
+/// reload: team `a`, warned at index 0, is not warned again at index 1,
+/// and team `new`, which the reload put at index 0, is warned when it
+/// passes its own threshold.
+#[test]
+fn soft_warnings_follow_their_owners_across_a_reload() {
+    let old = Arc::new(config());
+    let new = Arc::new(reloaded());
+    let a = Accounts::new(0, None);
+    a.use_config(old.clone());
+    assert!(a.soft_warning_due(Owner::Team(0), NOW), "a's first warning today");
+    a.reindex(&old, new);
+    assert!(!a.soft_warning_due(Owner::Team(1), NOW), "a, at its new index, was warned today");
+    assert!(a.soft_warning_due(Owner::Team(0), NOW), "`new` was not");
+}

@@ -158,7 +158,12 @@ pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>>
     let per_core = per_core_bytes(cache, core.cache_share);
     let mut found = {
         let mut store = core.cache.borrow_mut();
-        store.set_bytes_max(per_core);
+        // The size is the configuration's now: a request that started
+        // before a reload that changed it would set the old one again
+        // (until the next request under the new one).
+        if core.accounts.reloaded_since(&core.state.config, |now| now.is_none()) {
+            store.set_bytes_max(per_core);
+        }
         if asked.lookup {
             store.get(&digest, now)
         } else {

@@ -654,3 +654,70 @@ fn the_cache_phases_stay_small_futures() {
     // 3,712 bytes with the Redis call inline.
     assert!(size <= 1024, "{size}");
 }
+
+/// Each model's target keeps its own breaker across a reload, also where
+/// two models route to one deployment: keyed by provider and upstream
+/// model alone, both got the last model's after a reload, and an open
+/// breaker of the first was dropped.
+#[test]
+fn each_models_target_keeps_its_own_breaker_across_a_reload() {
+    let text = "[[providers]]\nname = \"m\"\nkind = \"mock\"\n\
+                [[models]]\nname = \"a\"\ntargets = [{ provider = \"m\", model = \"x\" }]\n\
+                [[models]]\nname = \"b\"\ntargets = [{ provider = \"m\", model = \"x\" }]\n";
+    let config = || Arc::new(Config::parse("breakers.toml", text, &ProcessEnv).expect("config"));
+    let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots: None, role: None }];
+    let old = CoreState::build(config(), &resolved, None, None);
+    assert!(!Rc::ptr_eq(&old.breakers[0][0], &old.breakers[1][0]), "one breaker each to begin with");
+    let new = CoreState::build(config(), &resolved, None, Some(&old));
+    for model in 0..2 {
+        assert!(Rc::ptr_eq(&new.breakers[model][0], &old.breakers[model][0]), "model {model}'s own breaker");
+    }
+}
+
+/// The process environment with AWS keys of our own.
+struct AwsKeys(&'static str);
+
+impl tollgate_policy::config::Env for AwsKeys {
+    fn var(&self, name: &str) -> Option<String> {
+        match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some(self.0.into()),
+            _ => None,
+        }
+    }
+
+    fn read_file(&self, path: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn hostname(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A reload keeps a provider (its pooled connections) where nothing about
+/// it changed, TLS providers too, whose trust store each reload reads
+/// again (compared by address, none was ever kept); and replaces one whose
+/// AWS keys it rotated (kept, it signed with the old keys).
+#[test]
+fn a_reload_keeps_an_unchanged_provider_and_replaces_one_with_new_keys() {
+    let text = "[[providers]]\nname = \"secure\"\nkind = \"openai-compatible\"\nbase_url = \"https://api.example.com/v1\"\n\
+                [[providers]]\nname = \"aws\"\nkind = \"bedrock\"\nregion = \"us-east-1\"\nbase_url = \"https://bedrock.example.com\"\n\
+                [[models]]\nname = \"a\"\ntargets = [{ provider = \"secure\" }]\n\
+                [[models]]\nname = \"b\"\ntargets = [{ provider = \"aws\", model = \"anthropic.claude-sonnet-4\" }]\n";
+    let config = |secret| Arc::new(Config::parse("providers.toml", text, &AwsKeys(secret)).expect("config"));
+    // Each resolution reads the trust store again: equal roots, another `Arc`.
+    let resolved = || {
+        let roots = Some(Arc::new(rustls::RootCertStore::empty()));
+        vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots, role: None }; 2]
+    };
+    let old = CoreState::build(config("first-secret"), &resolved(), None, None);
+    let same = CoreState::build(config("first-secret"), &resolved(), None, Some(&old));
+    assert!(Rc::ptr_eq(&same.upstreams[0], &old.upstreams[0]), "the TLS provider, unchanged, is kept");
+    assert!(Rc::ptr_eq(&same.upstreams[1], &old.upstreams[1]), "the AWS provider, unchanged, is kept");
+    let rotated = CoreState::build(config("second-secret"), &resolved(), None, Some(&same));
+    assert!(Rc::ptr_eq(&rotated.upstreams[0], &same.upstreams[0]));
+    assert!(!Rc::ptr_eq(&rotated.upstreams[1], &same.upstreams[1]), "new keys, a new signer");
+    let secret = |s: &CoreState| s.upstreams[1].aws.as_ref().map(|a| a.credentials.secret_access_key.clone());
+    assert_eq!(secret(&rotated).as_deref(), Some("second-secret"));
+}

@@ -66,9 +66,12 @@ impl Plan {
                 // Weighted rendezvous: each target's score is -ln(u) / w for
                 // a uniform u drawn from (session, target); lowest first.
                 // A target's share of sessions is its share of the weights,
-                // and removing one moves only its own sessions.
+                // and removing one moves only its own sessions: the draw is
+                // from the target's identity (provider and model), not its
+                // place in the list, which a reload moves.
                 let score = |i: u8| {
-                    let u = ((splitmix(s ^ splitmix(u64::from(i) + 1)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                    let id = route.targets[i as usize].identity;
+                    let u = ((splitmix(s ^ splitmix(id)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
                     -u.ln() / f64::from(route.targets[i as usize].weight.max(1))
                 };
                 order[start..end].sort_by(|&a, &b| score(a).total_cmp(&score(b)));
@@ -236,6 +239,7 @@ mod tests {
                     weight,
                     reasons: false,
                     builtin_price: None,
+                    identity: Target::identity(&format!("p{i}"), "m"),
                 })
                 .collect(),
             price: None,
@@ -297,15 +301,25 @@ mod tests {
             first[plan.order[0] as usize] += 1;
         }
         assert!((5700..6300).contains(&first[0]), "3:1 weights gave {first:?}");
-        // Taking a target away moves only its own sessions.
+        // Taking a target away moves only its own sessions, wherever it
+        // stood in the list (a reload that takes the first away moves
+        // every other target's index down by one).
         let three = route(&[(0, 1), (0, 1), (0, 1)]);
-        let two = route(&[(0, 1), (0, 1)]);
-        for session in 0..2000u64 {
-            let s = splitmix(session);
-            let before = Plan::for_session(&three, &rng, Some(s)).order[0];
-            if before != 2 {
-                assert_eq!(Plan::for_session(&two, &rng, Some(s)).order[0], before);
+        for gone in 0..3usize {
+            let mut two = three.clone();
+            two.targets.remove(gone);
+            let mut moved = 0;
+            for session in 0..2000u64 {
+                let s = splitmix(session);
+                let before = three.targets[Plan::for_session(&three, &rng, Some(s)).order[0] as usize].identity;
+                let after = two.targets[Plan::for_session(&two, &rng, Some(s)).order[0] as usize].identity;
+                if before != three.targets[gone].identity {
+                    assert_eq!(after, before, "session {session}, target {gone} taken away");
+                } else {
+                    moved += 1;
+                }
             }
+            assert!((500..830).contains(&moved), "a third of the sessions were the gone target's: {moved}");
         }
     }
 

@@ -67,8 +67,18 @@ pub struct CoreStats {
     series: RefCell<HashMap<(usize, usize, usize, usize), super::series::Point>>,
 }
 
-type GuardKey =
-    (usize, tollgate_policy::guard::Rule, tollgate_policy::guard::Action, tollgate_policy::guard::Direction);
+/// By team, rule, action and direction.
+type GuardKey = (usize, RuleLabel, tollgate_policy::guard::Action, tollgate_policy::guard::Direction);
+
+/// A guardrail rule as its hits are counted: by its id, but a classifier
+/// by its name, as records name it (`record::rule_name`). By its index,
+/// a reload that reordered a profile's classifiers added one's hits to
+/// another's under the same label.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum RuleLabel {
+    Id(tollgate_policy::guard::Rule),
+    Named(String),
+}
 
 /// A budget's daily and monthly limits.
 pub type DayMonth = (Option<u64>, Option<u64>);
@@ -202,7 +212,13 @@ impl CoreStats {
         if !trace.guard_hits.is_empty() {
             let mut g = self.guard.borrow_mut();
             for r in &trace.guard_hits {
-                *g.entry((team, r.hit.rule, r.hit.action, r.direction)).or_default() += 1;
+                let rule = match r.hit.rule {
+                    tollgate_policy::guard::Rule::Classifier(_) => {
+                        RuleLabel::Named(crate::record::rule_name(trace, config, r.hit.rule).into_owned())
+                    }
+                    rule => RuleLabel::Id(rule),
+                };
+                *g.entry((team, rule, r.hit.action, r.direction)).or_default() += 1;
             }
         }
         let micros = trace.started.elapsed().as_micros() as u64;
@@ -280,7 +296,11 @@ impl CoreStats {
                     tollgate_policy::guard::Direction::Request => "request",
                     tollgate_policy::guard::Direction::Response => "response",
                 };
-                ((name(t, &team), rule.to_string(), action.as_str(), direction), n)
+                let rule = match rule {
+                    RuleLabel::Id(rule) => rule.to_string(),
+                    RuleLabel::Named(name) => name,
+                };
+                ((name(t, &team), rule, action.as_str(), direction), n)
             })
             .collect();
         let limited = |b: &tollgate_policy::team::Budget| b.daily.is_some() || b.monthly.is_some();

@@ -777,6 +777,7 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
                     let upstream_model = t.model.clone().unwrap_or_else(|| name.clone());
                     targets.push(Target {
                         provider,
+                        identity: Target::identity(providers[provider].name.get_ref(), &upstream_model),
                         reasons: crate::route::reasons_unseen(m.reasoning, &upstream_model),
                         builtin_price: crate::prices::builtin(&upstream_model),
                         upstream_model,
