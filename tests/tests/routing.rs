@@ -91,6 +91,35 @@ fn an_attempt_that_timed_out_after_its_request_was_sent_is_billed_its_prompt() {
     assert!(rec["cost_micro_usd"].as_u64().is_some_and(|c| c >= 1), "{rec}");
 }
 
+/// An attempt that failed after its request went out is billed its prompt
+/// once, also where no attempt follows it: here the backup is too dear
+/// for the key's cost ceiling (its prompt alone, at Claude Opus 4's $15 a
+/// million, passes $0.00005), so the loop turns once more and sends
+/// nothing. Billed at that turn's top and again by the request's end, the
+/// primary's prompt was billed twice.
+#[test]
+fn a_sent_attempt_with_no_attempt_after_it_is_billed_its_prompt_once() {
+    let backup = start_mock(&[]);
+    let primary = start_mock(&["--fail", "hang"]);
+    let logs = TempDir::new("routing-unanswered-once");
+    let config = two_targets(primary.addr, backup.addr, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
+        .replace("model = \"backup-model\"", "model = \"claude-opus-4\"")
+        .replace(
+            "name = \"e2e\"\nmodels = [\"*\"]",
+            "name = \"e2e\"\nmodels = [\"*\"]\nbudget = { request_usd = 0.00005 }",
+        );
+    assert!(config.contains("request_usd") && config.contains("claude-opus-4"), "{config}");
+    let gw = start_gateway(&config, &[], &[]);
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
+    assert_eq!(r.status, 504, "the primary's time-out is the answer: {}", r.text());
+    let rec = &wait_records(&logs.0, 1)[0];
+    assert_eq!(rec["attempts"].as_array().map(Vec::len), Some(1), "{rec}");
+    // gpt-4o-mini's $0.15 a million, rounded up to the micro-dollar.
+    let prompt = rec["tokens"]["prompt"].as_u64().expect("the prompt counted");
+    assert!(prompt > 0, "{rec}");
+    assert_eq!(rec["cost_micro_usd"].as_u64(), Some((prompt * 15).div_ceil(100)), "{rec}");
+}
+
 #[test]
 fn a_healthy_primary_serves_and_a_client_error_does_not_fall_back() {
     let (primary, backup) = (start_mock(&[]), start_mock(&[]));

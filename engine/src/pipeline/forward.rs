@@ -59,23 +59,32 @@ pub async fn forward(
     let mut plan = Plan::for_session(route, &state.rng, session);
     let mut last_error = None;
     // An attempt that failed after its request was written: billed its
-    // prompt once another attempt follows (the last one's failure is
-    // billed by `finish`, as the request's own usage).
+    // prompt when another attempt goes out, or when the phase ends with an
+    // error that is not that attempt's (the last attempt's own failure is
+    // billed by `finish`, as the request's own usage). Billed at the top
+    // of the next turn of the loop, it was billed twice where that turn
+    // then sent nothing: the drain's cut, a back-off past the deadline, a
+    // target too dear for a ceiling (found by a review).
     let mut unanswered: Option<usize> = None;
-    while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
+    let bill_unanswered = async |unanswered: &mut Option<usize>, trace: &mut Trace| {
         if let Some(before) = unanswered.take() {
             let usage = super::admit::prompt_only(routed, prompt.tokens_in_steps(body).await, body);
             let cost = routed.route.price_of(routed.route.targets.get(before)).map_or(0, |p| usage.cost_at(p));
             trace.unanswered_micro = trace.unanswered_micro.saturating_add(cost);
         }
+    };
+    while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
         if cut.fired() {
             // The drain's time is up: no new attempt starts.
             last_error = Some(GatewayError::Draining);
             break;
         }
         if Instant::now() >= deadline {
-            // The request's own time is up: no target is to blame.
-            last_error = Some(GatewayError::UpstreamTimeout { provider: routed.route.name.clone(), sent: false });
+            // The request's own time is up: no target is to blame. An
+            // attempt that went out before is billed by `finish`, as the
+            // last.
+            let sent = unanswered.is_some();
+            last_error = Some(GatewayError::UpstreamTimeout { provider: routed.route.name.clone(), sent });
             break;
         }
         if !backoff.is_zero() {
@@ -126,9 +135,12 @@ pub async fn forward(
                 }
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                bill_unanswered(&mut unanswered, trace).await;
+                return Err(e);
+            }
         };
-        let (parts, translation) = upstream_request::build(
+        let built = upstream_request::build(
             client,
             head,
             body,
@@ -136,7 +148,15 @@ pub async fn forward(
             upstream_request::Attempt { target, upstream, cap },
             front,
             traceparent.as_ref().map(|t| &t[..]),
-        )?;
+        );
+        let (parts, translation) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                bill_unanswered(&mut unanswered, trace).await;
+                return Err(e);
+            }
+        };
+        bill_unanswered(&mut unanswered, trace).await;
         let attempt_started = Instant::now();
         // Each IO step's state machine is boxed where it is made, so that
         // this one (and every future that awaits it, up to the
