@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -58,25 +58,50 @@ impl Ledger {
         let month = year_month(day);
         // (owner, day) -> micro, for this month only.
         let mut by_day: HashMap<(OwnerName, u64), u64> = HashMap::new();
-        if let Ok(f) = File::open(&path) {
-            for l in BufReader::new(f).lines().map_while(Result::ok) {
-                let mut bytes = l.into_bytes();
-                let Ok(v) = simd_json::to_borrowed_value(&mut bytes) else { continue };
-                let (Some(t), Some(o), Some(n), Some(u)) = (
-                    v.get("t").and_then(|x| x.as_u64()),
-                    v.get("o").and_then(|x| x.as_str()),
-                    v.get("n").and_then(|x| x.as_str()),
-                    v.get("u").and_then(|x| x.as_u64()),
-                ) else {
-                    continue;
-                };
-                let d = day_number(t);
-                if year_month(d) != month {
-                    continue;
-                }
-                let owner = if o == "key" { OwnerName::Key(n.to_string()) } else { OwnerName::Team(n.to_string()) };
-                *by_day.entry((owner, d)).or_default() += u;
+        // Read whole, as bytes: a ledger that cannot be read is not an
+        // empty one (the compaction below would write an empty file over
+        // the month's spend), and a line that is not text (a line cut
+        // inside a name's character by a crash) is that line's loss, not
+        // the end of the replay (`lines()` stopped at it, and the
+        // compaction dropped every line after it).
+        let raw = match std::fs::read(&path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "the usage ledger {} cannot be read ({e}): fix its permissions or move it aside; it is not started empty",
+                        path.display()
+                    ),
+                ))
             }
+        };
+        let mut unreadable = 0usize;
+        for l in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let mut bytes = l.to_vec();
+            let Ok(v) = simd_json::to_borrowed_value(&mut bytes) else {
+                unreadable += 1;
+                continue;
+            };
+            let (Some(t), Some(o), Some(n), Some(u)) = (
+                v.get("t").and_then(|x| x.as_u64()),
+                v.get("o").and_then(|x| x.as_str()),
+                v.get("n").and_then(|x| x.as_str()),
+                v.get("u").and_then(|x| x.as_u64()),
+            ) else {
+                unreadable += 1;
+                continue;
+            };
+            let d = day_number(t);
+            if year_month(d) != month {
+                continue;
+            }
+            let owner = if o == "key" { OwnerName::Key(n.to_string()) } else { OwnerName::Team(n.to_string()) };
+            *by_day.entry((owner, d)).or_default() += u;
+        }
+        if unreadable > 0 {
+            tracing::warn!(file = %path.display(), lines = unreadable, "usage ledger lines that could not be read were left out of the replay");
         }
         spend.day = day;
         spend.month = month;
@@ -180,6 +205,43 @@ mod tests {
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert_eq!(lines, 3, "compacted to one line per owner per day of this month");
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A line that is not text (cut inside a name's character) is left
+    /// out, and the lines after it are replayed and kept: `lines()` ended
+    /// the replay there, and the compaction wrote the ledger back without
+    /// them. A ledger that cannot be read fails to open, and is left as it
+    /// is (read as empty, it was compacted to nothing).
+    #[test]
+    fn a_broken_line_loses_itself_and_an_unreadable_ledger_is_not_started_empty() {
+        let path = std::env::temp_dir().join(format!("tollgate-ledger-broken-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let now = 1_795_435_200;
+        let team = OwnerName::Team("a".into());
+        let mut raw = line(now, &team, 100).into_bytes();
+        raw.extend_from_slice(b"{\"t\":1795435200,\"o\":\"team\",\"n\":\"caf\xc3");
+        raw.push(b'\n');
+        raw.extend_from_slice(line(now, &team, 20).as_bytes());
+        raw.extend_from_slice(line(now, &OwnerName::Key("k".into()), 3).as_bytes());
+        std::fs::write(&path, &raw).unwrap();
+        {
+            let mut spend = SpendSnapshot::default();
+            let _l = Ledger::open(path.clone(), now, &mut spend).unwrap();
+            assert_eq!(spend.by_owner[&team], (120, 120), "the lines after the broken one count");
+            assert_eq!(spend.by_owner[&OwnerName::Key("k".into())], (3, 3));
+        }
+        let mut spend = SpendSnapshot::default();
+        let _l = Ledger::open(path.clone(), now, &mut spend).unwrap();
+        assert_eq!(spend.by_owner[&team], (120, 120), "and are kept by the compaction");
+        let _ = std::fs::remove_file(&path);
+        // A directory where the ledger should be: reading it fails.
+        let dir = std::env::temp_dir().join(format!("tollgate-ledger-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("keep"), b"x").unwrap();
+        let err = Ledger::open(dir.clone(), now, &mut SpendSnapshot::default()).err().expect("refused");
+        assert!(err.to_string().contains("cannot be read"), "{err}");
+        assert!(dir.join("keep").exists(), "left as it was");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Spend appended while the disk is full is kept and written once it
