@@ -323,6 +323,52 @@ fn the_providers_refusal_of_the_gateways_key_is_not_relayed() {
 /// stores nothing, so a broken or hostile upstream cannot pin a cut answer
 /// for the entry's life. An event stream with no events neither (its
 /// replay would frame as the end of a chunked body).
+/// A stream that carries the upstream's error part way through, then ends
+/// as finished (the OpenAI chunk `{"error":...}` and `[DONE]`, as vLLM
+/// ends a failed stream; an Anthropic `event: error`, which the gateway
+/// translates into an error chunk and `[DONE]`), is not cached: kept, the
+/// half answer and its error were every later asker's, for the entry's
+/// life (found by a review).
+#[test]
+fn a_stream_that_carries_an_upstream_error_is_not_cached() {
+    let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let chunked = |events: &[&str]| {
+        let mut pieces = vec![head.clone()];
+        for e in events {
+            pieces.push(format!("{:x}\r\n{e}\r\n", e.len()).into_bytes());
+        }
+        pieces.push(b"0\r\n\r\n".to_vec());
+        pieces
+    };
+    let openai = chunked(&[
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"half an answ\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"error\": {\"message\": \"the model is overloaded\", \"type\": \"server_error\"}}\n\n",
+        "data: [DONE]\n\n",
+    ]);
+    let anthropic = chunked(&[
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"half an answ\"}}\n\n",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+    ]);
+    let body =
+        r#"{"model":"gpt-4o-mini","temperature":0,"stream":true,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    for (kind, pieces) in [("openai-compatible", openai), ("anthropic", anthropic)] {
+        let up = scripted_upstream(pieces);
+        let config = config_for(up, 1, "")
+            .replace("[[teams]]\nname = \"e2e\"", "[cache]\n\n[[teams]]\nname = \"e2e\"")
+            .replacen("kind = \"openai-compatible\"", &format!("kind = \"{kind}\""), 1);
+        let gw = start_gateway(&config, &[], &[]);
+        let mut c = Client::connect(gw.addr);
+        for _ in 0..2 {
+            c.send(&chat_request(body, ""));
+            let r = c.read_response().expect("a whole answer, framed");
+            assert_eq!((r.status, r.header("x-tollgate-cache")), (200, Some("miss")), "{kind}: {}", r.text());
+            assert!(r.text().contains("overloaded") || r.text().contains("Overloaded"), "{kind}: {}", r.text());
+        }
+    }
+}
+
 #[test]
 fn a_stream_ended_early_is_not_cached() {
     let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();

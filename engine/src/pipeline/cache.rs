@@ -344,6 +344,40 @@ pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>)
     end
 }
 
+/// Whether an answer says it failed, though it came with status 200: an
+/// upstream's error in the middle of a stream (an OpenAI chunk or an
+/// Anthropic event of `error`, a Responses `error` or `response.failed`,
+/// or what a translator made of Gemini's, Bedrock's or Anthropic's, which
+/// end the stream as finished after it), or a JSON answer that is an
+/// error object. Kept, the failure would be every later asker's answer
+/// for the entry's life, on every node with a shared tier (found by a
+/// review: an `overloaded_error` part way through Claude's answer).
+/// Read by structure (a top-level `error` that is not `null`), and only
+/// where the word is written at all.
+fn says_failed(body: &Bytes, stream: bool) -> bool {
+    if memchr::memmem::find(body, b"error").is_none() {
+        return false;
+    }
+    let is_error = |doc: &[u8]| {
+        let mut top = tollgate_protocol::openai::TopMembers::new(&[b"error"]);
+        top.feed(doc);
+        top.document()
+            .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+            .is_some_and(|v| v.get("error").is_some_and(|e| !e.is_null()))
+    };
+    if !stream {
+        return is_error(body);
+    }
+    let mut events = tollgate_protocol::sse::SseParser::new(body.len().max(1));
+    events.push(body.clone());
+    while let Ok(Some(ev)) = events.next_event() {
+        if matches!(ev.event.as_deref(), Some(b"error" | b"response.failed")) || is_error(&ev.data) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Keeps the answer just relayed, if it may be: complete, status 200, not
 /// withheld or cut, kept whole within the bound. With a shared tier, what
 /// to write there once the request is recorded ([`share`]).
@@ -354,6 +388,10 @@ pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<S
         return None;
     }
     let body = pending.kept.take()?;
+    let stream = ex.routed.as_ref().is_some_and(|r| r.fields.stream);
+    if says_failed(&body, stream) {
+        return None;
+    }
     let config = &core.state.config;
     let route = ex.trace.route.and_then(|r| config.routes.all().get(r));
     let target = ex.trace.served_by.and_then(|t| route?.targets.get(t as usize));
@@ -363,7 +401,7 @@ pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<S
     let cost = route.and_then(|r| r.price_of(target)).zip(end.usage).map_or(0, |(p, u)| u.cost_at(p));
     let now = Instant::now();
     let entry = Entry {
-        stream: ex.routed.as_ref().is_some_and(|r| r.fields.stream),
+        stream,
         body,
         route: label.into_boxed_str(),
         usage: end.usage,
