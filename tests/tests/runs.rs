@@ -161,6 +161,26 @@ fn a_run_past_its_wall_time_is_refused() {
     assert_eq!(one_request(gw.addr, &run_request("w2", None)).status, 200);
 }
 
+/// A request the answer cache serves is still one of its run's: past
+/// `run_requests` it is refused like any other. Served from the cache
+/// before the run was asked, an agent looping on one `temperature: 0`
+/// request was answered for ever (found by a review).
+#[test]
+fn a_cache_hit_counts_against_its_runs_requests() {
+    let mock = start_mock(&[]);
+    let config = team_budget(config_for(mock.addr, 1, ""), "{ run_requests = 2 }")
+        .replace("[[teams]]\nname = \"e2e\"", "[cache]\n\n[[teams]]\nname = \"e2e\"");
+    let gw = start_gateway(&config, &[], &[]);
+    let body =
+        r#"{"model":"gpt-4o-mini","temperature":0,"max_tokens":20,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let ask = || one_request(gw.addr, &chat_request(body, "x-tollgate-run: looping\r\n"));
+    let (first, second) = (ask(), ask());
+    assert_eq!((first.status, first.header("x-tollgate-cache")), (200, Some("miss")), "{}", first.text());
+    assert_eq!((second.status, second.header("x-tollgate-cache")), (200, Some("hit")), "{}", second.text());
+    let third = ask();
+    assert_eq!((third.status, code(&third).as_str()), (429, "run_limit_exceeded"), "{}", third.text());
+}
+
 /// What a hostile client might send in the run headers: each refused with
 /// a 400 naming the header, nothing counted, and the connection still
 /// usable.

@@ -425,6 +425,19 @@ fn far_from_limits(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::Vi
 /// prompt counted, so that a run near its end is not refused for an
 /// overstated estimate. A token count is free and passes.
 pub fn within_run<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    run_admitted(ex, core, false)
+}
+
+/// [`within_run`] for a request the answer cache serves: it costs and
+/// generates nothing, but it is one more request of its run, and a run past
+/// its requests or its wall time is refused as for any other (found by a
+/// review: an agent looping on one `temperature: 0` request, what run
+/// limits are for, was answered from the cache for ever).
+pub fn within_run_for_hit<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
+    run_admitted(ex, core, true)
+}
+
+fn run_admitted<'s>(ex: &mut Exchange<'s>, core: &Core<'s>, free: bool) -> Result<(), GatewayError> {
     use crate::runs::{Estimate, Refusal};
     use tollgate_policy::run::{RunLimit, RunRefused};
     let Some(run) = ex.trace.run.as_deref() else { return Ok(()) };
@@ -440,9 +453,11 @@ pub fn within_run<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     let team_name = team.map_or("-", |t| t.name.as_str());
     let now_ms = crate::unix_now().as_millis() as u64;
     let output = output_reserve(ex, core);
-    let estimate = |prompt: u64| Estimate {
-        cost: cost_with(ex, core, prompt).unwrap_or(0),
-        tokens: prompt.saturating_add(output),
+    let estimate = |prompt: u64| {
+        if free {
+            return Estimate::default();
+        }
+        Estimate { cost: cost_with(ex, core, prompt).unwrap_or(0), tokens: prompt.saturating_add(output) }
     };
     let (id, parent) = (&*run.id, run.parent.as_deref());
     let mut admitted = core.runs.admit(team_name, id, parent, limits, estimate(prompt_bound(ex)), now_ms);

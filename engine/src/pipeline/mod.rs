@@ -187,6 +187,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
                 ex.trace.phases.cache = Some((from, ex.trace.offset(), looked));
             }
             if let Some(entry) = entry {
+                admit::within_run_for_hit(&mut ex, core)?;
                 return Ok(crate::boxed::boxed(|| cache::serve(&mut ex, client, entry)).await);
             }
             if ex.body.len() > tollgate_protocol::tokens::STEP_BYTES {
