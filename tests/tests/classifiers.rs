@@ -183,6 +183,25 @@ fn a_slow_classifier_does_not_hold_up_other_connections() {
     assert_eq!(slow.join().unwrap(), 200);
 }
 
+/// An answer a classifier could not check, let through by `on_error =
+/// "allow"`, is not kept by the answer cache: every hit would pass
+/// unchecked for the entry's life, the classifier never asked again
+/// (found by a review).
+#[test]
+fn an_answer_no_classifier_checked_is_not_cached() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("classifier-unchecked-cache");
+    let classifier = "name = \"gone\"\nkind = \"tei\"\nprovider = \"closed\"\nanswers = true\non_error = \"allow\"";
+    let config =
+        config(mock.addr, classifier, &logs).replace("[[guardrail_profiles]]", "[cache]\n\n[[guardrail_profiles]]");
+    let gw = start_gateway(&config, &[], &[]);
+    let body = r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"hi"}]}"#;
+    for _ in 0..2 {
+        let r = one_request(gw.addr, &chat_request(body, ""));
+        assert_eq!((r.status, r.header("x-tollgate-cache")), (200, Some("miss")), "{}", r.text());
+    }
+}
+
 /// `answers = true`: a whole JSON answer is asked about too, as the client
 /// would get it; a flagged one is withheld as a filtered completion.
 #[test]

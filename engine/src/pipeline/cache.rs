@@ -392,6 +392,14 @@ pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<S
     if says_failed(&body, stream) {
         return None;
     }
+    // A classifier that gave no verdict and let the exchange through
+    // (`on_error = "allow"`): an answer it did not check is not kept, or
+    // every hit would pass unchecked for the entry's life, the classifier
+    // never asked again (found by a review; a tenant can slow a classifier
+    // down with traffic of its own).
+    if ex.trace.classified.iter().any(|c| c.outcome.is_err()) {
+        return None;
+    }
     let config = &core.state.config;
     let route = ex.trace.route.and_then(|r| config.routes.all().get(r));
     let target = ex.trace.served_by.and_then(|t| route?.targets.get(t as usize));
