@@ -45,10 +45,16 @@ pub struct Entry {
     pub expires: Instant,
 }
 
-/// Bytes an entry takes besides its body and route label: its node, map
-/// slot and the entry itself, so that many tiny answers cannot outgrow the
-/// bound.
-const ENTRY_OVERHEAD: usize = 160;
+/// Bytes an entry takes besides its body and route label: the entry in
+/// its `Rc` (two counts), its node, and its map slot (key, index and
+/// control byte) twice over, for the slack of a table that grows by
+/// doubling; so that many tiny answers cannot outgrow the bound. Computed
+/// from the types: a fixed 160 was half of what an entry took (found by a
+/// review), so a store of small answers held up to twice its `bytes_max`.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>()
+    + 2 * std::mem::size_of::<usize>()
+    + std::mem::size_of::<Node>()
+    + 2 * (std::mem::size_of::<Key>() + std::mem::size_of::<u32>() + 1);
 
 impl Entry {
     fn weight(&self) -> usize {
@@ -411,6 +417,15 @@ mod tests {
         let mut k = [0u8; 32];
         k[..8].copy_from_slice(&i.to_le_bytes());
         k
+    }
+
+    /// What the overhead counts is at least what an entry's parts take
+    /// (the node's and the entry's own sizes are the compiler's).
+    #[test]
+    fn an_entrys_overhead_covers_its_parts() {
+        let parts = std::mem::size_of::<Entry>() + 16 + std::mem::size_of::<Node>() + 32 + 4 + 1;
+        assert!(ENTRY_OVERHEAD >= parts, "{ENTRY_OVERHEAD} < {parts}");
+        assert!(ENTRY_OVERHEAD >= 300, "{ENTRY_OVERHEAD}: an entry is a few hundred bytes besides its body");
     }
 
     #[test]
