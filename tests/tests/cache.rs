@@ -99,6 +99,30 @@ fn a_repeated_request_is_answered_from_the_cache() {
     });
 }
 
+/// Under a cost ceiling, a body with a letter in `\u00XX` escapes is sent
+/// with a lower output limit (its prompt may be billed as cache writes at
+/// an OpenAI-compatible provider), so it is not served the entry of the
+/// body written plainly, whose limit was higher, nor the other way round
+/// (found by a review: the canonical form decodes the escape, and the two
+/// shared one entry).
+#[test]
+fn a_body_sent_with_another_output_limit_has_its_own_entry() {
+    let mock = start_mock(&[]);
+    let config = priced(config_for(mock.addr, 1, "")).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[cache]\nttl_s = 60\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { request_usd = 0.1 }",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    let ask = |body: &str| {
+        let r = one_request(gw.addr, &chat_request(body, ""));
+        assert_eq!(r.status, 200, "{}", r.text());
+        cache_header(&r).map(str::to_string)
+    };
+    let asked: Vec<_> = [ZERO, ZERO, ZERO_RESPELLED, ZERO_RESPELLED].into_iter().map(ask).collect();
+    let (miss, hit) = (Some("miss".to_string()), Some("hit".to_string()));
+    assert_eq!(asked, [miss.clone(), hit.clone(), miss, hit]);
+}
+
 #[test]
 fn a_streamed_answer_is_replayed_as_the_same_events() {
     let (_mock, gw, _logs) = start(CACHE, "");

@@ -255,6 +255,15 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
         let (output, cost) = config.request_ceilings(key);
         part(&output.unwrap_or(u64::MAX).to_le_bytes());
         part(&cost.unwrap_or(u64::MAX).to_le_bytes());
+        // Under a cost ceiling the output limit also depends on whether
+        // the body, as written, may be billed cache writes (a letter in
+        // `\u00XX` escapes, which the canonical form decodes): two bodies
+        // of one key go with different limits, and the one cut shorter
+        // must not be served for the other (found by a review). Searched
+        // only where a cost ceiling makes it count.
+        if cost.is_some() {
+            part(&[u8::from(tollgate_protocol::media::marks_cache(&ex.body))]);
+        }
     }
     // What the model name stands for now: its targets (provider and
     // upstream model). An alias pointed elsewhere makes new entries.
