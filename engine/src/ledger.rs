@@ -64,22 +64,36 @@ impl Ledger {
         // inside a name's character by a crash) is that line's loss, not
         // the end of the replay (`lines()` stopped at it, and the
         // compaction dropped every line after it).
-        let raw = match std::fs::read(&path) {
-            Ok(raw) => raw,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!(
-                        "the usage ledger {} cannot be read ({e}): fix its permissions or move it aside; it is not started empty",
-                        path.display()
-                    ),
-                ))
-            }
+        // Line by line (a ledger grows between starts, by a line an owner
+        // every 100 ms a worker), into one buffer.
+        let unreadable_ledger = |e: std::io::Error| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "the usage ledger {} cannot be read ({e}): fix its permissions or move it aside; it is not started empty",
+                    path.display()
+                ),
+            )
+        };
+        let mut reader = match File::open(&path) {
+            Ok(f) => Some(std::io::BufReader::new(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(unreadable_ledger(e)),
         };
         let mut unreadable = 0usize;
-        for l in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let mut bytes = l.to_vec();
+        let mut bytes = Vec::new();
+        while let Some(r) = reader.as_mut() {
+            use std::io::BufRead;
+            bytes.clear();
+            if r.read_until(b'\n', &mut bytes).map_err(unreadable_ledger)? == 0 {
+                break;
+            }
+            if bytes.last() == Some(&b'\n') {
+                bytes.pop();
+            }
+            if bytes.is_empty() {
+                continue;
+            }
             let Ok(v) = simd_json::to_borrowed_value(&mut bytes) else {
                 unreadable += 1;
                 continue;

@@ -4,14 +4,18 @@
 //! (`tollgate-requests-YYYY-MM-DD.N.jsonl`), and exits after writing
 //! everything once every worker has hung up.
 //!
-//! Nothing a write refuses is dropped while it can be kept: a batch the
-//! disk did not take (full, an I/O error) is cut back out of the file, so
-//! that the file holds whole lines only, and kept to be written before the
-//! next one (up to [`PENDING_BYTES_MAX`]), as the ledger keeps its spend.
-//! A file renamed or deleted under the writer (logrotate) is noticed
-//! within a second and a new one opened at the path, rather than records
-//! going on into the renamed file, which no report reads, or into a
-//! deleted one. Written records are synced to the disk once a second.
+//! Nothing a write refuses is dropped while it can be kept: what the disk
+//! did not take (full, an I/O error) is kept to be written before the next
+//! batch (up to [`PENDING_BYTES_MAX`]; tried again at most once a second
+//! while writes fail), as the ledger keeps its spend. Of a write the file
+//! took in part, the whole lines stay and are not written again, and the
+//! torn last line is cut back out, so that the file holds whole lines
+//! only; where it cannot be cut, the file is left and the line written
+//! whole in the next part. A file renamed or deleted under the writer
+//! (logrotate) is noticed within about a second and a new one opened at
+//! the path, rather than records going on into the renamed file, which no
+//! report reads, or into a deleted one. Written records are synced to the
+//! disk once a second.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -40,6 +44,11 @@ pub struct LogWriter {
     pending: Vec<u8>,
     /// Whether the last write failed (logged once, and once recovered).
     failing: bool,
+    /// When a write last failed: kept records are tried again a second on.
+    last_try: Instant,
+    /// A file left ending inside a line (its day and part), which records
+    /// do not go on into.
+    torn: Option<(String, u32)>,
     last_check: Instant,
     /// Written since the last sync.
     dirty: bool,
@@ -66,6 +75,8 @@ impl LogWriter {
             sink: None,
             pending: Vec::new(),
             failing: false,
+            last_try: Instant::now(),
+            torn: None,
             last_check: Instant::now(),
             dirty: false,
         })
@@ -89,6 +100,9 @@ impl LogWriter {
             }
             self.check();
         }
+        // One last try, whenever the last one was.
+        self.failing = false;
+        self.append(&[]);
         if !self.pending.is_empty() {
             tracing::error!(bytes = self.pending.len(), dir = %self.dir.display(), "request records could not be written before exit: lost");
         }
@@ -98,49 +112,60 @@ impl LogWriter {
     }
 
     /// Writes what is kept and `batch` after it; keeps what the file does
-    /// not take.
+    /// not take. While writes fail, they are tried again at most once a
+    /// second (a nearly full disk is not written and cut back with every
+    /// batch), and what the file took of them, whole lines, is not kept.
     fn append(&mut self, batch: &[u8]) {
-        let result = if self.pending.is_empty() {
+        if self.pending.is_empty() {
             if batch.is_empty() {
                 return;
             }
-            self.write(batch).map_err(|e| (e, Some(batch)))
-        } else {
-            let before = self.pending.len();
-            self.pending.extend_from_slice(batch);
-            let pending = std::mem::take(&mut self.pending);
-            let result = self.write(&pending);
-            self.pending = pending;
-            match result {
-                Ok(()) => {
-                    self.pending.clear();
-                    Ok(())
-                }
-                Err(e) => {
-                    self.pending.truncate(before);
-                    Err((e, Some(batch)))
-                }
+            let (done, result) = self.write(batch);
+            if let Err(e) = result {
+                self.failed(&e);
+                self.keep(&batch[done..]);
+            } else {
+                self.recovered();
             }
-        };
+            return;
+        }
+        self.keep(batch);
+        if self.failing && self.last_try.elapsed() < CHECK_EVERY {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let (done, result) = self.write(&pending);
+        self.pending = pending;
+        self.pending.drain(..done);
         match result {
             Ok(()) => {
-                if std::mem::take(&mut self.failing) {
-                    tracing::warn!(dir = %self.dir.display(), "request records are written again");
-                }
+                self.recovered();
                 self.pending.shrink_to(PENDING_BYTES_MAX / 64);
             }
-            Err((e, batch)) => {
-                if !std::mem::replace(&mut self.failing, true) {
-                    tracing::error!(error = %e, dir = %self.dir.display(), "cannot write request records: keeping them to write later");
-                }
-                let batch = batch.unwrap_or_default();
-                if self.pending.len() + batch.len() > PENDING_BYTES_MAX {
-                    let lines = batch.iter().filter(|&&b| b == b'\n').count();
-                    tracing::error!(lines, dir = %self.dir.display(), "request records lost: the disk has not taken them for too long");
-                } else {
-                    self.pending.extend_from_slice(batch);
-                }
-            }
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    /// Keeps `bytes` to write later, within the bound.
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.pending.len() + bytes.len() > PENDING_BYTES_MAX {
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+            tracing::error!(lines, dir = %self.dir.display(), "request records lost: the disk has not taken them for too long");
+        } else {
+            self.pending.extend_from_slice(bytes);
+        }
+    }
+
+    fn failed(&mut self, e: &std::io::Error) {
+        self.last_try = Instant::now();
+        if !std::mem::replace(&mut self.failing, true) {
+            tracing::error!(error = %e, dir = %self.dir.display(), "cannot write request records: keeping them to write later");
+        }
+    }
+
+    fn recovered(&mut self) {
+        if std::mem::take(&mut self.failing) {
+            tracing::warn!(dir = %self.dir.display(), "request records are written again");
         }
     }
 
@@ -166,69 +191,89 @@ impl LogWriter {
         }
     }
 
-    /// Appends `bytes` whole, or not at all: a write the file took only
-    /// part of is cut back out, so that no torn line is left for the next
-    /// write to run on from.
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    /// Appends `bytes`; returns how many of them the file holds as whole
+    /// lines (all of them, unless an error), and the error. Of a write the
+    /// file took only part of, the torn last line is cut back out, so that
+    /// the next write does not run on from it; where it cannot be, the
+    /// file is left for its next part.
+    fn write(&mut self, bytes: &[u8]) -> (usize, std::io::Result<()>) {
+        if let Err(e) = self.open() {
+            return (0, Err(e));
+        }
+        let open = self.file.as_mut().expect("opened above");
+        let mut written = 0;
+        let error = loop {
+            if written == bytes.len() {
+                break None;
+            }
+            match open.file.write(&bytes[written..]) {
+                Ok(0) => break Some(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Some(e),
+            }
+        };
+        self.dirty |= written > 0;
+        let Some(e) = error else {
+            open.size += bytes.len() as u64;
+            return (bytes.len(), Ok(()));
+        };
+        let done = whole_lines(bytes, written);
+        let torn = (written - done) as u64;
+        let cut =
+            torn == 0 || open.file.metadata().and_then(|m| open.file.set_len(m.len().saturating_sub(torn))).is_ok();
+        if cut {
+            open.size += done as u64;
+        } else {
+            // The file ends inside a line: the line is written again, whole,
+            // in the next part.
+            self.torn = Some((open.day.clone(), open.part));
+            self.file = None;
+        }
+        (done, Err(e))
+    }
+
+    /// Opens the file records go to now: today's, its first part under
+    /// the size limit (and not one left ending inside a line).
+    fn open(&mut self) -> std::io::Result<()> {
         let today = utc_date(crate::unix_now().as_secs());
         let stale = match &self.file {
             Some(open) => open.day != today || open.size >= self.file_bytes_max,
             None => true,
         };
-        if stale {
-            let mut part = match &self.file {
-                Some(open) if open.day == today => open.part + 1,
-                _ => 0,
+        if !stale {
+            return Ok(());
+        }
+        let mut part = match &self.file {
+            Some(open) if open.day == today => open.part + 1,
+            _ => 0,
+        };
+        if let Some(open) = self.file.take() {
+            let _ = open.file.sync_data();
+        }
+        loop {
+            let name = if part == 0 {
+                format!("tollgate-requests-{today}.jsonl")
+            } else {
+                format!("tollgate-requests-{today}.{part}.jsonl")
             };
-            if let Some(open) = self.file.take() {
-                let _ = open.file.sync_data();
+            let path = self.dir.join(name);
+            let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+            let torn = self.torn.as_ref().is_some_and(|(day, p)| *day == today && *p == part);
+            if size < self.file_bytes_max && !torn {
+                let file = OpenOptions::new().create(true).append(true).open(&path)?;
+                self.file = Some(Open { file, path, day: today, part, size });
+                return Ok(());
             }
-            loop {
-                let name = if part == 0 {
-                    format!("tollgate-requests-{today}.jsonl")
-                } else {
-                    format!("tollgate-requests-{today}.{part}.jsonl")
-                };
-                let path = self.dir.join(name);
-                let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-                if size < self.file_bytes_max {
-                    let file = OpenOptions::new().create(true).append(true).open(&path)?;
-                    self.file = Some(Open { file, path, day: today.clone(), part, size });
-                    break;
-                }
-                part += 1;
-            }
+            part += 1;
         }
-        let open = self.file.as_mut().expect("opened above");
-        let mut written = 0;
-        while written < bytes.len() {
-            match open.file.write(&bytes[written..]) {
-                Ok(0) => {
-                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
-                    return Err(cut_back(&open.file, written, e));
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(cut_back(&open.file, written, e)),
-            }
-        }
-        open.size += bytes.len() as u64;
-        self.dirty = true;
-        Ok(())
     }
 }
 
-/// Cuts the `written` bytes of a failed append back off the end of `file`
-/// (appends only, so they are its last bytes; measured from its length now,
-/// which a `copytruncate` may have set lower than the writer counted), and
-/// passes the error on.
-fn cut_back(file: &File, written: usize, e: std::io::Error) -> std::io::Error {
-    if written > 0 {
-        if let Ok(m) = file.metadata() {
-            let _ = file.set_len(m.len().saturating_sub(written as u64));
-        }
-    }
-    e
+/// How many of the first `written` bytes of `bytes` end with a whole line:
+/// up to and with the last newline among them.
+fn whole_lines(bytes: &[u8], written: usize) -> usize {
+    bytes[..written].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
 /// Starts the writer thread; workers get clones of the sender.
@@ -275,7 +320,11 @@ mod tests {
         assert!(w.failing && !w.pending.is_empty(), "kept");
         assert_eq!(lines(&path), ["{\"n\":1}"]);
         w.file.as_mut().unwrap().file = real;
+        // Within a second of the failure, nothing is tried: kept.
         w.append(b"{\"n\":5}\n");
+        assert_eq!(lines(&path), ["{\"n\":1}"]);
+        w.last_try = Instant::now() - CHECK_EVERY;
+        w.append(&[]);
         assert!(w.pending.is_empty() && !w.failing);
         assert_eq!(lines(&path), ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}", "{\"n\":4}", "{\"n\":5}"]);
         // A quiet second writes what is kept too.
@@ -283,6 +332,7 @@ mod tests {
         let real = std::mem::replace(&mut w.file.as_mut().unwrap().file, full);
         w.append(b"{\"n\":6}\n");
         w.file.as_mut().unwrap().file = real;
+        w.last_try = Instant::now() - CHECK_EVERY;
         w.append(&[]);
         assert_eq!(lines(&path).len(), 6);
         let _ = std::fs::remove_dir_all(&dir);
@@ -317,11 +367,64 @@ mod tests {
     }
 
     #[test]
+    fn whole_lines_end_at_the_last_newline_written() {
+        for (bytes, written, whole) in
+            [(&b"ab\ncd\n"[..], 6, 6), (b"ab\ncd\n", 5, 3), (b"ab\ncd\n", 3, 3), (b"ab\ncd\n", 2, 0), (b"ab", 0, 0)]
+        {
+            assert_eq!(whole_lines(bytes, written), whole, "{bytes:?} {written}");
+        }
+    }
+
+    /// A write the file takes only part of (a non-blocking pipe, full at
+    /// 64 KiB, and which cannot be cut back): the whole lines it took are
+    /// not written again, and the torn line and the rest go whole into the
+    /// next part, never run on from the torn one.
+    #[test]
+    fn a_write_taken_in_part_keeps_its_whole_lines_and_writes_the_rest_in_the_next_part() {
+        let dir = std::env::temp_dir().join(format!("tollgate-logwriter-part-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut w = LogWriter::new(dir.clone(), 1 << 30).unwrap();
+        w.append(b"{\"n\":0}\n");
+        let first = w.file.as_ref().unwrap().path.clone();
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) }, 0);
+        // SAFETY: both descriptors are new and owned here, once each.
+        let (read_end, write_end) = unsafe {
+            use std::os::fd::FromRawFd;
+            (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1]))
+        };
+        let real = std::mem::replace(&mut w.file.as_mut().unwrap().file, write_end);
+        let line = |i: usize| format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(90));
+        let batch: String = (1..=1000).map(line).collect();
+        w.append(batch.as_bytes());
+        let taken = {
+            use std::io::Read;
+            let mut v = Vec::new();
+            let _ = (&read_end).read_to_end(&mut v);
+            v
+        };
+        assert!(!taken.is_empty() && taken.len() < batch.len(), "taken in part: {}", taken.len());
+        let done = whole_lines(batch.as_bytes(), taken.len());
+        assert_eq!(w.pending, batch.as_bytes()[done..], "the torn line and the rest are kept");
+        assert!(w.file.is_none() && w.torn.is_some(), "the torn file is left");
+        drop(real);
+        w.last_try = Instant::now() - CHECK_EVERY;
+        w.append(&[]);
+        let next = w.file.as_ref().unwrap().path.clone();
+        assert_ne!(next, first, "the next part");
+        // The next part holds the rest exactly, from the torn line's start.
+        assert_eq!(std::fs::read(&next).unwrap(), batch.as_bytes()[done..]);
+        assert!(batch.as_bytes()[..done].ends_with(b"\n") && taken.starts_with(&batch.as_bytes()[..done]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn rotates_by_size() {
         let dir = std::env::temp_dir().join(format!("tollgate-logwriter-{}", std::process::id()));
         let mut w = LogWriter::new(dir.clone(), 10).unwrap();
-        w.write(b"0123456789ab\n").unwrap();
-        w.write(b"second\n").unwrap();
+        w.write(b"0123456789ab\n").1.unwrap();
+        w.write(b"second\n").1.unwrap();
         let mut names: Vec<_> =
             std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();

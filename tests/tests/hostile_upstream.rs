@@ -318,11 +318,6 @@ fn the_providers_refusal_of_the_gateways_key_is_not_relayed() {
     }
 }
 
-/// A stream whose body ends cleanly before the provider's own last event
-/// (no `[DONE]`, no finish) is not an answer to keep: the answer cache
-/// stores nothing, so a broken or hostile upstream cannot pin a cut answer
-/// for the entry's life. An event stream with no events neither (its
-/// replay would frame as the end of a chunked body).
 /// A stream that carries the upstream's error part way through, then ends
 /// as finished (the OpenAI chunk `{"error":...}` and `[DONE]`, as vLLM
 /// ends a failed stream; an Anthropic `event: error`, which the gateway
@@ -369,6 +364,11 @@ fn a_stream_that_carries_an_upstream_error_is_not_cached() {
     }
 }
 
+/// A stream whose body ends cleanly before the provider's own last event
+/// (no `[DONE]`, no finish) is not an answer to keep: the answer cache
+/// stores nothing, so a broken or hostile upstream cannot pin a cut answer
+/// for the entry's life. An event stream with no events neither (its
+/// replay would frame as the end of a chunked body).
 #[test]
 fn a_stream_ended_early_is_not_cached() {
     let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();

@@ -262,7 +262,7 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
         // must not be served for the other (found by a review). Searched
         // only where a cost ceiling makes it count.
         if cost.is_some() {
-            part(&[u8::from(tollgate_protocol::media::marks_cache(&ex.body))]);
+            part(&[u8::from(ex.prompt.marks_cache(&ex.body))]);
         }
     }
     // What the model name stands for now: its targets (provider and
@@ -368,6 +368,9 @@ fn says_failed(body: &Bytes, stream: bool) -> bool {
         return false;
     }
     let is_error = |doc: &[u8]| {
+        if memchr::memmem::find(doc, b"error").is_none() {
+            return false;
+        }
         let mut top = tollgate_protocol::openai::TopMembers::new(&[b"error"]);
         top.feed(doc);
         top.document()
