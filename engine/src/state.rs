@@ -67,19 +67,19 @@ impl CoreState {
             })
             .collect();
         // A target keeps its breaker across a reload if it still exists:
-        // the same model's target with the same provider name and upstream
-        // model. The model's name is part of the key because each model's
-        // target has a breaker of its own (an alias and a fallback chain
-        // through one deployment); keyed without it, every such target got
-        // the last model's breaker after a reload, and an open one of
-        // another model was dropped, its traffic sent back to a provider
-        // that was down.
+        // the same model's target with the same provider name, upstream
+        // model and place among the model's targets with those two
+        // (`Target::identity`). The model's name is part of the key because
+        // each model's target has a breaker of its own (an alias and a
+        // fallback chain through one deployment); keyed without it, every
+        // such target got the last model's breaker after a reload, and an
+        // open one of another model was dropped, its traffic sent back to
+        // a provider that was down.
         let mut old_breakers = HashMap::new();
         if let Some(o) = old {
             for (route, breakers) in o.config.routes.all().iter().zip(&o.breakers) {
                 for (t, b) in route.targets.iter().zip(breakers) {
-                    let provider = &o.config.providers[t.provider].name;
-                    old_breakers.insert((route.name.clone(), provider.clone(), t.upstream_model.clone()), b.clone());
+                    old_breakers.insert((route.name.clone(), t.identity), b.clone());
                 }
             }
         }
@@ -91,11 +91,7 @@ impl CoreState {
                 route
                     .targets
                     .iter()
-                    .map(|t| {
-                        let key =
-                            (route.name.clone(), config.providers[t.provider].name.clone(), t.upstream_model.clone());
-                        old_breakers.get(&key).cloned().unwrap_or_default()
-                    })
+                    .map(|t| old_breakers.get(&(route.name.clone(), t.identity)).cloned().unwrap_or_default())
                     .collect()
             })
             .collect();

@@ -39,16 +39,19 @@ pub struct Target {
 }
 
 impl Target {
-    /// A hash of the provider's name and the upstream model, FNV-1a (fixed,
-    /// not seeded per process: every node must place a session alike). A
-    /// session's place among equal targets is drawn from it; drawn from
-    /// the target's position, removing a target moved the sessions of
-    /// every target after it (their provider-side prompt caches lost).
-    pub fn identity(provider: &str, upstream_model: &str) -> u64 {
+    /// A hash of the provider's name, the upstream model and which of the
+    /// model's targets with those two this is (`occurrence`, from 0: a
+    /// model may list one deployment twice), FNV-1a (fixed, not seeded per
+    /// process: every node must place a session alike). A session's place
+    /// among equal targets is drawn from it; drawn from the target's
+    /// position, removing a target moved the sessions of every target
+    /// after it (their provider-side prompt caches lost).
+    pub fn identity(provider: &str, upstream_model: &str, occurrence: u32) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        // The 0xff between the two cannot occur in UTF-8: ("ab", "c") and
-        // ("a", "bc") differ.
-        for &b in provider.as_bytes().iter().chain(&[0xff]).chain(upstream_model.as_bytes()) {
+        // The 0xff between the parts cannot occur in UTF-8: ("ab", "c")
+        // and ("a", "bc") differ.
+        let parts = provider.as_bytes().iter().chain(&[0xff]).chain(upstream_model.as_bytes()).chain(&[0xff]);
+        for &b in parts.chain(&occurrence.to_le_bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
         h

@@ -663,15 +663,22 @@ fn the_cache_phases_stay_small_futures() {
 fn each_models_target_keeps_its_own_breaker_across_a_reload() {
     let text = "[[providers]]\nname = \"m\"\nkind = \"mock\"\n\
                 [[models]]\nname = \"a\"\ntargets = [{ provider = \"m\", model = \"x\" }]\n\
-                [[models]]\nname = \"b\"\ntargets = [{ provider = \"m\", model = \"x\" }]\n";
+                [[models]]\nname = \"b\"\ntargets = [{ provider = \"m\", model = \"x\" }]\n\
+                [[models]]\nname = \"twice\"\ntargets = [{ provider = \"m\", model = \"x\", priority = 0 }, { provider = \"m\", model = \"x\", priority = 0 }]\n";
     let config = || Arc::new(Config::parse("breakers.toml", text, &ProcessEnv).expect("config"));
     let resolved = vec![Resolved { addr: "127.0.0.1:9".parse().expect("address"), roots: None, role: None }];
     let old = CoreState::build(config(), &resolved, None, None);
     assert!(!Rc::ptr_eq(&old.breakers[0][0], &old.breakers[1][0]), "one breaker each to begin with");
     let new = CoreState::build(config(), &resolved, None, Some(&old));
-    for model in 0..2 {
-        assert!(Rc::ptr_eq(&new.breakers[model][0], &old.breakers[model][0]), "model {model}'s own breaker");
+    for (model, target) in [(0, 0), (1, 0), (2, 0), (2, 1)] {
+        assert!(
+            Rc::ptr_eq(&new.breakers[model][target], &old.breakers[model][target]),
+            "model {model}'s target {target}: its own breaker"
+        );
     }
+    // A deployment listed twice: two targets, drawn apart for sessions.
+    let twice = &new.config.routes.all()[2].targets;
+    assert_ne!(twice[0].identity, twice[1].identity);
 }
 
 /// The process environment with AWS keys of our own.

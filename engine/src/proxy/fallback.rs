@@ -239,7 +239,7 @@ mod tests {
                     weight,
                     reasons: false,
                     builtin_price: None,
-                    identity: Target::identity(&format!("p{i}"), "m"),
+                    identity: Target::identity(&format!("p{i}"), "m", 0),
                 })
                 .collect(),
             price: None,

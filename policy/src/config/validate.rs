@@ -775,9 +775,13 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
             match found {
                 Some(provider) => {
                     let upstream_model = t.model.clone().unwrap_or_else(|| name.clone());
+                    let occurrence = targets
+                        .iter()
+                        .filter(|t: &&Target| t.provider == provider && t.upstream_model == upstream_model)
+                        .count() as u32;
                     targets.push(Target {
                         provider,
-                        identity: Target::identity(providers[provider].name.get_ref(), &upstream_model),
+                        identity: Target::identity(providers[provider].name.get_ref(), &upstream_model, occurrence),
                         reasons: crate::route::reasons_unseen(m.reasoning, &upstream_model),
                         builtin_price: crate::prices::builtin(&upstream_model),
                         upstream_model,
