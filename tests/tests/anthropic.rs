@@ -423,6 +423,30 @@ fn token_counts_go_to_anthropic_or_are_answered_by_the_gateway() {
     assert_eq!(r.status, 404, "{}", r.text());
 }
 
+/// A token count is free also where its provider failed after it was
+/// asked (timed out waiting for the count): the record bills nothing.
+/// The prompt was billed at the model's input price before (found by a
+/// review).
+#[test]
+fn a_token_count_that_timed_out_at_the_provider_is_free() {
+    let (openai, anthropic) = (start_mock(&[]), start_mock(&["--fail", "hang"]));
+    let logs = TempDir::new("anthropic-count-timeout");
+    let config = config(openai.addr, anthropic.addr).replace(
+        "[routing]",
+        &format!(
+            "[server.timeouts]\nupstream_first_byte_ms = 300\n\n[logging]\ndir = \"{}\"\n\n[routing]",
+            logs.0.display()
+        ),
+    );
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let body = r#"{"model":"claude-sonnet","messages":[{"role":"user","content":"Say hello to everyone on the finance team"}]}"#;
+    let r = one_request(gw.addr, &count_tokens_request(body, ""));
+    assert_eq!(r.status, 504, "{}", r.text());
+    let rec = &wait_records(&logs.0, 1)[0];
+    assert_eq!(rec["end"], "upstream_failed", "{rec}");
+    assert_eq!(rec["cost_micro_usd"].as_u64().unwrap_or(0), 0, "{rec}");
+}
+
 /// Thinking blocks and their signatures reach an Anthropic client byte for
 /// byte through a guarded team (the signature holds a run shaped like an
 /// AWS key: a guard that scanned signatures as text would block or change

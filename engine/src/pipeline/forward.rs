@@ -67,7 +67,8 @@ pub async fn forward(
     // target too dear for a ceiling (found by a review).
     let mut unanswered: Option<usize> = None;
     let bill_unanswered = async |unanswered: &mut Option<usize>, trace: &mut Trace| {
-        if let Some(before) = unanswered.take() {
+        // A token count is free, asked or answered.
+        if let Some(before) = unanswered.take().filter(|_| front != crate::proxy::Front::CountTokens) {
             let usage = super::admit::prompt_only(routed, prompt.tokens_in_steps(body).await, body);
             let cost = routed.route.price_of(routed.route.targets.get(before)).map_or(0, |p| usage.cost_at(p));
             trace.unanswered_micro = trace.unanswered_micro.saturating_add(cost);

@@ -583,7 +583,13 @@ pub fn finish(
             // estimated), priced as the target it was sent to. At once,
             // not in steps: a failure's path, and the drain's worker
             // closes soon.
+            let count_tokens = ex.front == crate::proxy::Front::CountTokens;
             let mut bill_prompt = || {
+                // A token count is free (found by a review: one whose
+                // provider failed after it was asked was billed its prompt).
+                if count_tokens {
+                    return;
+                }
                 if let Some(Some(last)) = trace.attempt_count.checked_sub(1).map(|i| trace.attempts[i]) {
                     trace.served_by = Some(last.target);
                     let tokens = prompt.tokens(body);
