@@ -384,6 +384,29 @@ fn the_shared_tier_serves_every_node() {
     }
 }
 
+/// `shared = false`: with `[cluster]`, answers stay on each core and
+/// nothing is written to Redis, where tenants' answers would compete with
+/// the cluster's counters for memory.
+#[test]
+fn the_shared_tier_can_be_left_out() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let config = config_for(mock.addr, 1, "")
+        .replace("[[teams]]\nname = \"e2e\"", &format!("{CACHE}\nshared = false\n\n[[teams]]\nname = \"e2e\""));
+    let config =
+        format!("{config}\n[cluster]\nredis_urls = [\"{}\"]\nnode_id = \"a\"\ntimeout_ms = 200\n", redis.url());
+    let gw = start_gateway(&config, &[], &[]);
+    let first = one_request(gw.addr, &chat_request(ZERO, ""));
+    assert_eq!((first.status, cache_header(&first)), (200, Some("miss")), "{}", first.text());
+    let again = one_request(gw.addr, &chat_request(ZERO, ""));
+    assert_eq!(cache_header(&again), Some("hit"), "kept on the core");
+    // The record (and with it the shared write) comes after the answer:
+    // a third request is answered after the first's write would be done.
+    let _ = one_request(gw.addr, &chat_request(ZERO, ""));
+    let keys = redis.cli(&["--scan", "--pattern", "tollgate:c:*"]);
+    assert!(keys.trim().is_empty(), "nothing in Redis: {keys}");
+}
+
 /// Semantic lookups: a question close enough in meaning to an earlier
 /// one, in an otherwise identical request, gets the earlier answer; the
 /// embedding call is billed to the team as a request of its own.

@@ -170,7 +170,7 @@ pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>>
             None
         }
     };
-    if let Some(redis) = core.strict.filter(|_| found.is_none() && asked.lookup) {
+    if let Some(redis) = core.strict.filter(|_| found.is_none() && asked.lookup && cache.shared) {
         let max = (cache.entry_bytes_max as usize).min(per_core);
         found = crate::boxed::boxed(|| shared_get(redis, &digest, max)).await.map(|entry| {
             // Kept here too: the next one on this core is local.
@@ -429,7 +429,7 @@ pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<S
         cost_micro_usd: cost,
         expires: now + pending.ttl,
     };
-    let shared = core.strict.map(|_| Shared {
+    let shared = core.strict.filter(|_| config.cache.as_ref().is_some_and(|c| c.shared)).map(|_| Shared {
         key: pending.key,
         value: encode(&entry, crate::unix_now().as_millis() as u64 + pending.ttl.as_millis() as u64),
         ttl: pending.ttl,

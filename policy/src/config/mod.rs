@@ -458,6 +458,10 @@ pub struct Cache {
     /// Requests that sample (a `temperature` above 0, or none, which
     /// providers take as 1) are cached too.
     pub sampled: bool,
+    /// With `[cluster]`, answers are kept in its Redis too (the shared
+    /// tier); `false` keeps them on each core only, so that what tenants
+    /// cache never competes with the cluster's counters for Redis memory.
+    pub shared: bool,
     /// Semantic lookups, when a model for embeddings is named.
     pub semantic: Option<SemanticCache>,
 }

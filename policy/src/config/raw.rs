@@ -45,6 +45,8 @@ pub struct RawCache {
     pub ttl_s: Option<Spanned<u64>>,
     pub scope: Option<Spanned<String>>,
     pub sampled: Option<bool>,
+    /// With `[cluster]`: whether answers are kept in its Redis too.
+    pub shared: Option<bool>,
     /// A model of this gateway that serves embeddings: turns on semantic
     /// lookups.
     pub semantic_model: Option<Spanned<String>>,

@@ -344,6 +344,7 @@ fn validate_cache(raw: &RawConfig, routes: &Routes, report: &mut Report<'_>) -> 
         ttl: Duration::from_secs(ttl_s),
         per_key,
         sampled: c.sampled.unwrap_or(false),
+        shared: c.shared.unwrap_or(true),
         semantic,
     })
 }
