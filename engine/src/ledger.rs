@@ -58,12 +58,12 @@ impl Ledger {
         let month = year_month(day);
         // (owner, day) -> micro, for this month only.
         let mut by_day: HashMap<(OwnerName, u64), u64> = HashMap::new();
-        // Read whole, as bytes: a ledger that cannot be read is not an
-        // empty one (the compaction below would write an empty file over
-        // the month's spend), and a line that is not text (a line cut
-        // inside a name's character by a crash) is that line's loss, not
-        // the end of the replay (`lines()` stopped at it, and the
-        // compaction dropped every line after it).
+        // A ledger that cannot be read is not an empty one (the
+        // compaction below would write an empty file over the month's
+        // spend), and a line that is not text (a line cut inside a name's
+        // character by a crash) is that line's loss, not the end of the
+        // replay (`lines()` stopped at it, and the compaction dropped every
+        // line after it).
         // Line by line (a ledger grows between starts, by a line an owner
         // every 100 ms a worker), into one buffer.
         let unreadable_ledger = |e: std::io::Error| {

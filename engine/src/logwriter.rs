@@ -46,9 +46,9 @@ pub struct LogWriter {
     failing: bool,
     /// When a write last failed: kept records are tried again a second on.
     last_try: Instant,
-    /// A file left ending inside a line (its day and part), which records
-    /// do not go on into.
-    torn: Option<(String, u32)>,
+    /// Files left ending inside a line (their day and part, this day's),
+    /// which records do not go on into.
+    torn: Vec<(String, u32)>,
     last_check: Instant,
     /// Written since the last sync.
     dirty: bool,
@@ -76,7 +76,7 @@ impl LogWriter {
             pending: Vec::new(),
             failing: false,
             last_try: Instant::now(),
-            torn: None,
+            torn: Vec::new(),
             last_check: Instant::now(),
             dirty: false,
         })
@@ -129,10 +129,13 @@ impl LogWriter {
             }
             return;
         }
-        self.keep(batch);
         if self.failing && self.last_try.elapsed() < CHECK_EVERY {
+            self.keep(batch);
             return;
         }
+        // Tried with the batch before the bound is applied: a disk that has
+        // just freed room takes it rather than the bound dropping it.
+        self.pending.extend_from_slice(batch);
         let pending = std::mem::take(&mut self.pending);
         let (done, result) = self.write(&pending);
         self.pending = pending;
@@ -142,7 +145,18 @@ impl LogWriter {
                 self.recovered();
                 self.pending.shrink_to(PENDING_BYTES_MAX / 64);
             }
-            Err(e) => self.failed(&e),
+            Err(e) => {
+                self.failed(&e);
+                // Past the bound, the newest batch goes, whole. (Only where
+                // nothing of it was written: what was kept before is within
+                // the bound, and a batch is far smaller.)
+                if self.pending.len() > PENDING_BYTES_MAX && self.pending.len() >= batch.len() {
+                    let kept = self.pending.len() - batch.len();
+                    let lines = batch.iter().filter(|&&b| b == b'\n').count();
+                    tracing::error!(lines, dir = %self.dir.display(), "request records lost: the disk has not taken them for too long");
+                    self.pending.truncate(kept);
+                }
+            }
         }
     }
 
@@ -226,8 +240,10 @@ impl LogWriter {
             open.size += done as u64;
         } else {
             // The file ends inside a line: the line is written again, whole,
-            // in the next part.
-            self.torn = Some((open.day.clone(), open.part));
+            // in the next part. The whole lines before it are synced first.
+            let _ = open.file.sync_data();
+            self.torn.retain(|(day, _)| *day == open.day);
+            self.torn.push((open.day.clone(), open.part));
             self.file = None;
         }
         (done, Err(e))
@@ -259,7 +275,7 @@ impl LogWriter {
             };
             let path = self.dir.join(name);
             let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-            let torn = self.torn.as_ref().is_some_and(|(day, p)| *day == today && *p == part);
+            let torn = self.torn.iter().any(|(day, p)| *day == today && *p == part);
             if size < self.file_bytes_max && !torn {
                 let file = OpenOptions::new().create(true).append(true).open(&path)?;
                 self.file = Some(Open { file, path, day: today, part, size });
@@ -407,7 +423,7 @@ mod tests {
         assert!(!taken.is_empty() && taken.len() < batch.len(), "taken in part: {}", taken.len());
         let done = whole_lines(batch.as_bytes(), taken.len());
         assert_eq!(w.pending, batch.as_bytes()[done..], "the torn line and the rest are kept");
-        assert!(w.file.is_none() && w.torn.is_some(), "the torn file is left");
+        assert!(w.file.is_none() && w.torn.len() == 1, "the torn file is left");
         drop(real);
         w.last_try = Instant::now() - CHECK_EVERY;
         w.append(&[]);

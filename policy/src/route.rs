@@ -48,11 +48,21 @@ impl Target {
     /// after it (their provider-side prompt caches lost).
     pub fn identity(provider: &str, upstream_model: &str, occurrence: u32) -> u64 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
         // The 0xff between the parts cannot occur in UTF-8: ("ab", "c")
-        // and ("a", "bc") differ.
-        let parts = provider.as_bytes().iter().chain(&[0xff]).chain(upstream_model.as_bytes()).chain(&[0xff]);
-        for &b in parts.chain(&occurrence.to_le_bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        // and ("a", "bc") differ. The first listing hashes no occurrence,
+        // so that a second listing added leaves the first's sessions where
+        // they are.
+        eat(provider.as_bytes());
+        eat(&[0xff]);
+        eat(upstream_model.as_bytes());
+        if occurrence > 0 {
+            eat(&[0xff]);
+            eat(&occurrence.to_le_bytes());
         }
         h
     }

@@ -445,6 +445,7 @@ fn a_token_count_that_timed_out_at_the_provider_is_free() {
     let rec = &wait_records(&logs.0, 1)[0];
     assert_eq!(rec["end"], "upstream_failed", "{rec}");
     assert_eq!(rec["cost_micro_usd"].as_u64().unwrap_or(0), 0, "{rec}");
+    assert_eq!(rec["provider"], "claude", "the record names the provider asked: {rec}");
 }
 
 /// Thinking blocks and their signatures reach an Anthropic client byte for

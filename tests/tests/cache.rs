@@ -120,7 +120,14 @@ fn a_body_sent_with_another_output_limit_has_its_own_entry() {
     };
     let asked: Vec<_> = [ZERO, ZERO, ZERO_RESPELLED, ZERO_RESPELLED].into_iter().map(ask).collect();
     let (miss, hit) = (Some("miss".to_string()), Some("hit".to_string()));
-    assert_eq!(asked, [miss.clone(), hit.clone(), miss, hit]);
+    assert_eq!(asked, [miss.clone(), hit.clone(), miss.clone(), hit.clone()]);
+    // `cache_control` in a member the key leaves out (`user`) marks the
+    // body too: not the entry of the same body with another `user`.
+    let other = ZERO.replace("Say hello", "Say hi");
+    let plain = other.replace("\"temperature\":0", "\"temperature\":0,\"user\":\"x\"");
+    let marked = other.replace("\"temperature\":0", "\"temperature\":0,\"user\":\"cache_control\"");
+    let asked: Vec<_> = [&plain, &marked, &marked].into_iter().map(|b| ask(b)).collect();
+    assert_eq!(asked, [miss.clone(), miss, hit]);
 }
 
 #[test]

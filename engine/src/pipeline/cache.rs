@@ -257,14 +257,13 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
         part(&cost.unwrap_or(u64::MAX).to_le_bytes());
         // Under a cost ceiling the output limit also depends on whether
         // the body, as written, may be billed cache writes
-        // (`media::marks_cache`: a `cache_control`, or a `\u00XX` escape,
-        // which the canonical form decodes): two bodies of one key went
-        // with different limits, and the one cut shorter must not be
-        // served for the other (found by a review). Of two bodies with one
-        // canonical form, `cache_control` is in both or in neither (written
-        // with escapes, it holds `\u00`), so the escape alone is keyed: one
-        // search, only where a cost ceiling and a target whose provider
-        // bills writes by what the body marks make it count.
+        // (`media::marks_cache`: a `cache_control` anywhere, or a `\u00XX`
+        // escape, which the canonical form decodes; members it leaves out,
+        // `user`, count too): two bodies of one key went with different
+        // limits, and the one cut shorter must not be served for the other
+        // (found by a review). Searched once for the exchange, and only
+        // where a cost ceiling and a target whose provider bills writes by
+        // what the body marks make it count.
         let marks_count = || {
             ex.routed.as_ref().is_some_and(|r| {
                 r.route.targets.iter().any(|t| {
@@ -274,9 +273,7 @@ fn digest(ex: &Exchange<'_>, core: &Core<'_>, cache: &CacheConfig, canonical: &[
             })
         };
         if cost.is_some() && marks_count() {
-            static ESCAPE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-                std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\\u00"));
-            part(&[u8::from(ESCAPE.find(&ex.body).is_some())]);
+            part(&[u8::from(ex.prompt.marks_cache(&ex.body))]);
         }
     }
     // What the model name stands for now: its targets (provider and

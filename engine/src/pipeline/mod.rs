@@ -585,13 +585,14 @@ pub fn finish(
             // closes soon.
             let count_tokens = ex.front == crate::proxy::Front::CountTokens;
             let mut bill_prompt = || {
-                // A token count is free (found by a review: one whose
-                // provider failed after it was asked was billed its prompt).
-                if count_tokens {
-                    return;
-                }
                 if let Some(Some(last)) = trace.attempt_count.checked_sub(1).map(|i| trace.attempts[i]) {
                     trace.served_by = Some(last.target);
+                    // A token count is free (found by a review: one whose
+                    // provider failed after it was asked was billed its
+                    // prompt). Its record still names the provider.
+                    if count_tokens {
+                        return;
+                    }
                     let tokens = prompt.tokens(body);
                     let usage = match routed {
                         Some(r) => admit::prompt_only(r, tokens, body),

@@ -679,6 +679,9 @@ fn each_models_target_keeps_its_own_breaker_across_a_reload() {
     // A deployment listed twice: two targets, drawn apart for sessions.
     let twice = &new.config.routes.all()[2].targets;
     assert_ne!(twice[0].identity, twice[1].identity);
+    // The first listing is drawn as a deployment listed once: listing it
+    // again leaves its sessions where they were.
+    assert_eq!(twice[0].identity, new.config.routes.all()[0].targets[0].identity);
 }
 
 /// The process environment with AWS keys of our own.
