@@ -150,11 +150,10 @@ impl LogWriter {
                 // Past the bound, the newest batch goes, whole. (Only where
                 // nothing of it was written: what was kept before is within
                 // the bound, and a batch is far smaller.)
+                // `keep` applies the bound to it, as to any batch.
                 if self.pending.len() > PENDING_BYTES_MAX && self.pending.len() >= batch.len() {
-                    let kept = self.pending.len() - batch.len();
-                    let lines = batch.iter().filter(|&&b| b == b'\n').count();
-                    tracing::error!(lines, dir = %self.dir.display(), "request records lost: the disk has not taken them for too long");
-                    self.pending.truncate(kept);
+                    self.pending.truncate(self.pending.len() - batch.len());
+                    self.keep(batch);
                 }
             }
         }
