@@ -788,7 +788,7 @@ fn unescape_until<const QUOTE: bool>(
     #[cfg(target_arch = "x86_64")]
     if wide() {
         // SAFETY: AVX2 is present (checked just above).
-        return unsafe { unescape_steps_avx2::<QUOTE>(raw, out, mark) };
+        return unsafe { unescape_avx2::<QUOTE>(raw, out, mark) };
     }
     // SAFETY: `WIDE` is false: no AVX2 instruction runs.
     unsafe { unescape_with::<QUOTE, false>(raw, out, mark) }
@@ -938,100 +938,28 @@ unsafe fn unescape_vbmi2<const QUOTE: bool>(
     Ok(end + raw_at)
 }
 
-/// [`unescape_with`]'s decoding for AVX2, written for escapes every few
-/// dozen bytes (a prompt of code, JSON in a string): each step copies 32
-/// bytes and looks for a backslash (or quote) in them; at an escape, a
-/// two-byte one is decoded by table in place and the next step starts
-/// just after it. One load, compare and store after each escape cost less
-/// than keeping the block's other stops and the bookkeeping to go on from
-/// them ([`unescape_with`]'s way): the 100 KB bench prompt's text (2,289
-/// escapes) took 163,421 instructions to decode with its marks, against
-/// 189,233 (callgrind). Gives what [`unescape_with`] gives, marks and
-/// errors included.
+/// [`unescape_with`] compiled for AVX2, so that each block's search is one
+/// 32-byte compare (two 16-byte ones and their merge otherwise, called
+/// after every escape: 5% of the decoding of a prompt of code).
 ///
 /// # Safety
 /// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,bmi1")]
-unsafe fn unescape_steps_avx2<const QUOTE: bool>(
+#[target_feature(enable = "avx2")]
+unsafe fn unescape_avx2<const QUOTE: bool>(
     raw: &[u8],
     out: &mut Vec<u8>,
-    mut mark: impl FnMut([(usize, usize); 2]),
+    mark: impl FnMut([(usize, usize); 2]),
 ) -> Result<usize, Malformed> {
-    let base = out.len();
-    out.reserve(raw.len());
-    // Nothing below grows `out`: the pointer stays valid to the end.
-    let dst = out.as_mut_ptr();
-    let mut w = base;
-    let mut at = 0;
-    let result = loop {
-        // Copy up to the next stop (a backslash, with `QUOTE` a quote).
-        let stopped = loop {
-            if let Some(b) = raw.get(at..at + BLOCK).and_then(|b| <&[u8; BLOCK]>::try_from(b).ok()) {
-                // SAFETY: `w - base <= at` (a decoded text is never longer
-                // than its raw form) and `at + BLOCK <= raw.len()`, so
-                // `w + BLOCK <= base + raw.len()`, within the capacity
-                // reserved; `b` is in `raw`, which does not overlap `out`.
-                unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), dst.add(w), BLOCK) };
-                // SAFETY: AVX2 is this function's contract.
-                let found = unsafe { stops::<QUOTE, true>(b) };
-                if found != 0 {
-                    let p = found.trailing_zeros() as usize;
-                    at += p;
-                    w += p;
-                    break true;
-                }
-                at += BLOCK;
-                w += BLOCK;
-                continue;
-            }
-            let rest = &raw[at..];
-            let stop = if QUOTE { memchr::memchr2(b'\\', b'"', rest) } else { memchr::memchr(b'\\', rest) };
-            let p = stop.unwrap_or(rest.len());
-            // SAFETY: as above, with `at + p <= raw.len()`.
-            unsafe { std::ptr::copy_nonoverlapping(rest.as_ptr(), dst.add(w), p) };
-            at += p;
-            w += p;
-            break stop.is_some();
-        };
-        if !stopped {
-            break if QUOTE { Err(Malformed("a string is not terminated")) } else { Ok(raw.len()) };
-        }
-        if QUOTE && raw[at] == b'"' {
-            break Ok(at);
-        }
-        // `raw[at]` is a backslash: a two-byte escape here, any other by
-        // `escape_marked`.
-        let simple = match raw.get(at + 1) {
-            Some(&c) if c < 0x80 => SIMPLE[c as usize],
-            _ => 0,
-        };
-        if simple != 0 {
-            // SAFETY: one byte from the two raw ones read: within the room.
-            unsafe { dst.add(w).write(simple) };
-            mark([(w - base, at), (w - base + 1, at + 2)]);
-            at += 2;
-            w += 1;
-            continue;
-        }
-        // SAFETY: `raw[at]` is a backslash, and `dst + w` has the room of
-        // `raw[at..]` (see above).
-        if let Err(e) = unsafe { escape_marked(raw, &mut at, dst, &mut w, base, &mut mark) } {
-            break Err(e);
-        }
-    };
-    // SAFETY: every byte of `base..w` was written above, within the
-    // capacity; what was decoded before an error stays (as in
-    // `unescape_with`).
-    unsafe { out.set_len(w) };
-    result
+    // SAFETY: this function runs only where AVX2 is (its own contract).
+    unsafe { unescape_with::<QUOTE, true>(raw, out, mark) }
 }
 
 /// The decoding of [`unescape_until`].
 ///
 /// # Safety
 /// With `WIDE`, the CPU must have AVX2 (it is inlined into
-/// [`unescape_vbmi2`], compiled for it, for the last bytes).
+/// [`unescape_avx2`], compiled for it).
 #[inline(always)]
 unsafe fn unescape_with<const QUOTE: bool, const WIDE: bool>(
     raw: &[u8],
@@ -2355,10 +2283,6 @@ mod tests {
                 // SAFETY: the CPU has AVX2 (checked above).
                 let r = unsafe { unescape_with::<QUOTE, true>(raw, &mut out, |m| marks.extend_from_slice(&m)) };
                 all.push(("avx2", (r, out, marks)));
-                let (mut out, mut marks) = (b"before".to_vec(), Vec::new());
-                // SAFETY: the CPU has AVX2 (checked above).
-                let r = unsafe { unescape_steps_avx2::<QUOTE>(raw, &mut out, |m| marks.extend_from_slice(&m)) };
-                all.push(("avx2 steps", (r, out, marks)));
             }
             if vbmi2() {
                 let (mut out, mut marks) = (b"before".to_vec(), Vec::new());
