@@ -546,3 +546,43 @@ fn a_request_with_no_limit_reserves_what_the_translation_sends() {
         assert!((bound + reserve..bound + reserve + 250).contains(&reserved), "{model}: {reserved}");
     }
 }
+
+/// A tool call's arguments written with `\u` escapes inside their JSON
+/// string (`alice\u0040example.com`) reach an Anthropic provider decoded,
+/// as the `input` object the translation writes: a guarded team's
+/// addresses there are redacted all the same, and the upstream never sees
+/// one (found by a review: the guard read the arguments once decoded, the
+/// escapes still in them).
+#[test]
+fn escapes_inside_tool_call_arguments_do_not_carry_an_address_upstream() {
+    let (openai, anthropic) = (start_mock(&[]), start_mock(&[]));
+    let config = config(openai.addr, anthropic.addr).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nresponses = false\nsecrets = \"block\"\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nguardrails = \"g\"",
+    );
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let args = r#"{"to":"alice\u0040example.com","note":"call me"}"#;
+    let body = serde_json::json!({"model": "claude-sonnet", "tools": [{"type": "function", "function": {"name": "send",
+        "parameters": {"type": "object", "properties": {"to": {"type": "string"}, "note": {"type": "string"}}}}}],
+        "messages": [{"role": "user", "content": "Mail her"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "send", "arguments": args}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sent"}]})
+    .to_string();
+    // The answer's text is the body the provider received (answers are
+    // not guarded here, so that it is read as it was sent).
+    let r = one_request(gw.addr, &chat_request(&body, "x-mock-echo: reply\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = r.json()["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_string();
+    assert!(!sent.contains("alice") && !sent.contains("example.com"), "{sent}");
+    let v: serde_json::Value = serde_json::from_str(&sent).unwrap_or_else(|e| panic!("{e}: {sent}"));
+    let input = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+        .find(|b| b["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("a tool_use block: {v}"))["input"]
+        .clone();
+    assert_eq!(input, serde_json::json!({"to": "[EMAIL]", "note": "call me"}), "{v}");
+}

@@ -929,6 +929,32 @@ impl Guard {
         settled
     }
 
+    /// Scans `form`, another form of request text `index` that reaches the
+    /// provider as it is here (a string of the JSON that the text itself
+    /// is, decoded: a tool call's `arguments`, which a translation to
+    /// another provider's API decodes and sends as JSON), and files what it
+    /// finds under `index`, each place moved into the text's own terms by
+    /// `place` (start, end in `form` to start, end in the text). Injection
+    /// phrases count towards the request's score as the text's own do (a
+    /// phrase counts once however many forms hold it).
+    pub fn scan_request_form(
+        &self,
+        index: u32,
+        form: &[u8],
+        place: impl Fn(usize, usize) -> (usize, usize),
+        findings: &mut Findings,
+    ) {
+        let (hits, phrases) = (findings.hits.len(), findings.injection.len());
+        self.scan(form, Direction::Request, true, findings);
+        for h in &mut findings.hits[hits..] {
+            (h.start, h.end) = place(h.start, h.end);
+        }
+        for p in &mut findings.injection[phrases..] {
+            *p = place(p.0, p.1);
+        }
+        findings.file(index);
+    }
+
     /// Looks for injection phrases in `text`, a form of the scanned text
     /// (decoded, or cleaned of obfuscation): each phrase not already
     /// counted counts, placed by `place` in the scanned text, and so does
