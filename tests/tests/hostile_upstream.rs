@@ -388,3 +388,33 @@ fn a_stream_ended_early_is_not_cached() {
         }
     }
 }
+
+/// An Anthropic answer that the translation cannot read (a tool's input
+/// holding an integer of 2^64 or more, which its parser refuses) after a
+/// long text: the client gets a 502, but the provider wrote the answer,
+/// so the record bills its output (a token for every three of its bytes)
+/// and not the prompt alone (found by a review: a tenant could have the
+/// provider write such answers again and again for the price of prompts).
+#[test]
+fn an_answer_the_translation_cannot_read_is_billed_its_output() {
+    let text = "All work and no play makes Jack a dull boy. ".repeat(700);
+    let body = format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{{"type":"text","text":"{text}"}},{{"type":"tool_use","id":"t1","name":"f","input":{{"x":123456789012345678901234567890}}}}],"stop_reason":"tool_use","usage":{{"input_tokens":12,"output_tokens":7000}}}}"#
+    );
+    let logs = TempDir::new("hostile");
+    let config = config_for(scripted_upstream(vec![json_answer(&body)]), 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
+        .replace("kind = \"openai-compatible\"", "kind = \"anthropic\"")
+        .replace(
+            "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]",
+            "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 2.5, output_per_mtok = 10.0 }",
+        );
+    let gw = start_gateway(&config, &[], &[]);
+    let r = one_request(gw.addr, &chat_request(GPT4O, ""));
+    assert_eq!(r.status, 502, "{}", r.text());
+    let rec = only_record(gw, &logs);
+    let completion = rec["tokens"]["completion"].as_u64().unwrap_or(0);
+    // 31,000 bytes: about 10,300 tokens billed (the provider counted 7,000).
+    assert!(completion >= body.len() as u64 / 3, "{rec}");
+    assert!(rec["cost_micro_usd"].as_u64().unwrap_or(0) >= completion * 10, "{rec}");
+    assert_eq!(rec["end"], "upstream_failed", "{rec}");
+}

@@ -207,6 +207,22 @@ async fn too_large(
     end
 }
 
+/// A 2xx answer that the gateway refuses, read whole or not (it cannot
+/// translate it: a number or an escape its parser does not take, a shape
+/// it does not know; or, guarded, it is neither JSON nor a stream): the
+/// provider wrote it and bills its output, so the failure's bill, which
+/// adds what `passed` holds to the prompt's, bills it too, at a token for
+/// every three of its `bytes`. Its keys and punctuation count as well, so
+/// English prose is billed about a third over, text of three bytes a
+/// character (CJK) about as it is. Before, such a failure billed the
+/// prompt alone: a tenant could have the provider write a long answer the
+/// translation refuses (a tool argument of 2^64 or more, which simd-json
+/// does not read), again and again, for the price of its prompts (found
+/// by a review).
+fn bill_unread(passed: &std::cell::Cell<u64>, bytes: usize) {
+    passed.set(passed.get().max(bytes as u64 / 3));
+}
+
 /// Relays an answer that is translated, guarded, or both. `Err` only when
 /// nothing has been sent yet (the answer could not be read or translated),
 /// so the caller can still answer with an error status.
@@ -282,6 +298,10 @@ pub async fn relay_translated(
                     status: response.status,
                 });
             }
+            // Its output billed by its length where the head says it.
+            if let BodyFraming::Length(n) = response.framing {
+                bill_unread(passed, usize::try_from(n).unwrap_or(usize::MAX));
+            }
             return Err(GatewayError::UpstreamProtocol {
                 provider: route.provider.to_string(),
                 cause: tollgate_protocol::http1::ResponseError::Syntax(
@@ -343,6 +363,9 @@ pub async fn relay_translated(
                 Ok(())
             }
         };
+        if translated.is_err() {
+            bill_unread(passed, body.len());
+        }
         translated.map_err(|e| GatewayError::UpstreamProtocol {
             provider: route.provider.to_string(),
             cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
@@ -362,6 +385,7 @@ pub async fn relay_translated(
         }
         out = body;
     } else if response.status < 300 {
+        let answer_bytes = body.len();
         let translated = if let Translation::ToResponses(from) = translation {
             let mut chat = body;
             if from == ResponsesFrom::Anthropic {
@@ -371,6 +395,7 @@ pub async fn relay_translated(
                         usage = anthropic_usage(u);
                         finish.push(f);
                     })
+                    .inspect_err(|_| bill_unread(passed, answer_bytes))
                     .map_err(|e| GatewayError::UpstreamProtocol {
                         provider: route.provider.to_string(),
                         cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
@@ -391,6 +416,9 @@ pub async fn relay_translated(
                 finish.push(f);
             })
         };
+        if translated.is_err() {
+            bill_unread(passed, answer_bytes);
+        }
         translated.map_err(|e| GatewayError::UpstreamProtocol {
             provider: route.provider.to_string(),
             cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
