@@ -248,10 +248,68 @@ impl BodyError {
             BodyError::BadChoices => "`n` and `best_of` must be non-negative integers",
             BodyError::NotUtf8 => "the request body is not valid UTF-8 (JSON text must be)",
             BodyError::AmbiguousKey => {
-                "request body repeats a top-level key the gateway reads (`model`, `stream`, `stream_options`, `max_tokens`, `max_completion_tokens`, `max_output_tokens`, `thinking`, `input`, `store`, `previous_response_id`), or escapes one; send each key once, unescaped"
+                "request body repeats a top-level key the gateway reads (`model`, `stream`, `stream_options`, `max_tokens`, `max_completion_tokens`, `max_output_tokens`, `thinking`, `input`, `store`, `previous_response_id`), escapes one, or writes one in other letter case (`Stream`, `N`); send each key once, unescaped, in lower case"
             }
         }
     }
+}
+
+/// The top-level keys [`scan_request`] reads.
+const READ_KEYS: &[&[u8]] = &[
+    b"model",
+    b"stream",
+    b"stream_options",
+    b"max_tokens",
+    b"max_completion_tokens",
+    b"max_output_tokens",
+    b"thinking",
+    b"n",
+    b"best_of",
+    b"temperature",
+    b"background",
+    b"messages",
+    b"tools",
+    b"service_tier",
+    b"web_search_options",
+    b"mcp_servers",
+    b"input",
+    b"previous_response_id",
+    b"conversation",
+    b"prompt",
+    b"logprobs",
+    b"top_logprobs",
+    b"include",
+    b"store",
+];
+
+/// Whether `key` is a key the gateway reads written another way that a
+/// provider's decoder may take for it: in other letter case (`Stream`,
+/// `MAX_TOKENS`, `N`), or with the two letters outside ASCII that Go folds
+/// to ASCII ones (`ſ` to `s`, the Kelvin sign to `k`). Go's
+/// `encoding/json` matches keys so (the last match wins), and Ollama,
+/// LocalAI and relays such as one-api decode with it: `"Stream": true`
+/// streamed an answer the gateway relayed as JSON and billed no output
+/// from, `"N": 64` went unreserved, and a `"Max_Tokens"` after the
+/// ceiling's `max_tokens` lifted it (found by a review). OpenAI's own API
+/// refuses such keys as unknown.
+fn folds_to_a_read_key(key: &[u8]) -> bool {
+    let mut folded = [0u8; 24];
+    let (mut n, mut at) = (0, 0);
+    while at < key.len() {
+        let (b, len) = match key[at..] {
+            [0xC5, 0xBF, ..] => (b's', 2),
+            [0xE2, 0x84, 0xAA, ..] => (b'k', 3),
+            [b, ..] => (b.to_ascii_lowercase(), 1),
+            [] => break,
+        };
+        if n == folded.len() {
+            return false;
+        }
+        folded[n] = b;
+        (n, at) = (n + 1, at + len);
+    }
+    let folded = &folded[..n];
+    folded != key && READ_KEYS.contains(&folded)
 }
 
 /// Nesting depth past which a body is refused: no real chat request comes
@@ -465,6 +523,7 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                     _ => None,
                 });
             }
+            other if folds_to_a_read_key(other) => return Err(BodyError::AmbiguousKey),
             _ => c.value()?,
         }
         c.ws();
@@ -2383,6 +2442,35 @@ mod tests {
             let plain = hidden.replace(r"t\u0079pe", "type");
             assert!(scan_request(plain.as_bytes()).expect("scans").hosted_tools, "{plain}");
         }
+    }
+
+    /// A key the gateway reads, written in other letter case or with a
+    /// letter Go folds to ASCII, is refused: a Go upstream would read it
+    /// as the key (found by a review: `"Stream": true` streamed unbilled).
+    /// Every key read, in every such spelling; keys it does not read, and
+    /// read keys whose values it passes over, go through.
+    #[test]
+    fn a_read_key_in_another_letter_case_is_refused() {
+        for key in READ_KEYS {
+            let key = std::str::from_utf8(key).unwrap();
+            let mut title = key.to_string();
+            title[..1].make_ascii_uppercase();
+            for spelled in [key.to_ascii_uppercase(), title, key.replace('s', "\u{17f}"), key.replace('k', "\u{212a}")]
+            {
+                if spelled == key {
+                    continue;
+                }
+                let body = format!(r#"{{"model":"m","{spelled}":1}}"#);
+                assert_eq!(scan_request(body.as_bytes()).map(|_| ()), Err(BodyError::AmbiguousKey), "{body}");
+            }
+        }
+        for body in [
+            r#"{"model":"m","tools":null,"Model_id":"x","MODELS":1,"temperaturE2":1}"#,
+            "{\"model\":\"m\",\"\u{17f}\":1,\"\u{212a}\":2,\"metadata\":{\"Stream\":true,\"N\":3}}",
+        ] {
+            assert!(scan_request(body.as_bytes()).is_ok(), "{body}");
+        }
+        assert_eq!(scan_request(br#"{"model":"m","N":64}"#).map(|_| ()), Err(BodyError::AmbiguousKey));
     }
 
     #[test]
