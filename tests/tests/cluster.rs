@@ -565,3 +565,24 @@ fn a_parent_named_on_one_node_holds_a_sub_runs_requests_on_another() {
     // node b for root, and the seventh on node a.
     assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
 }
+
+/// Under a strict budget, a request that names no output limit goes with
+/// the reserve its hold was made at as its `max_tokens`, so that the
+/// provider cannot write past what the hold kept (found by a review: a
+/// strict budget was passed by leaving `max_tokens` out); one that names
+/// its own limit keeps it.
+#[test]
+fn a_strict_budget_sends_its_reserve_as_the_limit_of_a_request_without_one() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let gw =
+        start_gateway(&node_config(&mock, &redis, "a", "budget = { daily_usd = 100.0, strict = true }", ""), &[], &[]);
+    let sent = |body: &str| one_request(gw.addr, &chat_request(body, "x-mock-echo: body\r\n")).json();
+    let open = sent(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}]}"#);
+    let limit = open.get("max_completion_tokens").or(open.get("max_tokens")).and_then(|v| v.as_u64());
+    // `tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE`.
+    assert_eq!(limit, Some(1024), "{open}");
+    let own = sent(r#"{"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"Say hello"}]}"#);
+    assert_eq!(own["max_tokens"], 40, "{own}");
+    assert!(own.get("max_completion_tokens").is_none(), "{own}");
+}

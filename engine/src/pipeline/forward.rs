@@ -472,7 +472,19 @@ fn output_cap(
     body: &[u8],
     prompt: &crate::pipeline::Prompt,
 ) -> Result<Option<u64>, GatewayError> {
-    let (output, cost) = state.config.request_ceilings(key);
+    let (mut output, cost) = state.config.request_ceilings(key);
+    // Under a strict budget, a request that names no output limit goes
+    // with the reserve its hold was made at (`admit::output_reserve`) as
+    // its limit: without one, the provider could write on to the model's
+    // maximum and pass the budget that the hold was to keep (found by a
+    // review: a strict budget near its end was passed by leaving
+    // `max_tokens` out). A ceiling on output tokens, where the team or key
+    // has one, decides instead.
+    let strict = key.budget.strict || state.config.teams.get(key.team).is_some_and(|t| t.budget.strict);
+    if strict && output.is_none() && routed.fields.max_tokens.is_none() {
+        let choices = routed.fields.choices.max(1);
+        output = Some(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE.saturating_mul(choices));
+    }
     let by_cost = cost.and_then(|limit| {
         let price = routed.route.price_of(Some(target))?.at_tier(super::admit::asked_tier(routed, body));
         let asked = routed.fields.max_tokens.unwrap_or(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE);
