@@ -585,4 +585,9 @@ fn a_strict_budget_sends_its_reserve_as_the_limit_of_a_request_without_one() {
     let own = sent(r#"{"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"Say hello"}]}"#);
     assert_eq!(own["max_tokens"], 40, "{own}");
     assert!(own.get("max_completion_tokens").is_none(), "{own}");
+    // A limit under a name chat completions do not read is none.
+    let other =
+        sent(r#"{"model":"gpt-4o-mini","max_output_tokens":1,"messages":[{"role":"user","content":"Say hello"}]}"#);
+    let limit = other.get("max_completion_tokens").or(other.get("max_tokens")).and_then(|v| v.as_u64());
+    assert_eq!(limit, Some(1024), "{other}");
 }

@@ -158,7 +158,8 @@ fn output_reserve(ex: &Exchange<'_>, core: &Core<'_>) -> u64 {
     // Messages API writes the one that API requires: the most the
     // request may then generate.
     let anthropic = || ex.front == crate::proxy::Front::Anthropic || kinds().any(|k| k == ProviderKind::Anthropic);
-    let asked = routed.fields.max_tokens.unwrap_or_else(|| {
+    // Only a limit the client's API reads limits the answer.
+    let asked = crate::proxy::upstream_request::limit_read(&ex.body, &routed.fields, ex.front).unwrap_or_else(|| {
         if anthropic() {
             tollgate_protocol::anthropic::DEFAULT_MAX_TOKENS
         } else {

@@ -122,7 +122,7 @@ pub async fn forward(
         let cap = if front == crate::proxy::Front::CountTokens {
             Ok(None)
         } else {
-            output_cap(state, key, routed, target, body, prompt)
+            output_cap(state, key, (routed, front), target, body, prompt)
         };
         let cap = match cap {
             Ok(cap) => cap,
@@ -467,23 +467,34 @@ fn estimate_usage(
 fn output_cap(
     state: &CoreState,
     key: &VirtualKey,
-    routed: &crate::pipeline::Routed,
+    (routed, front): (&crate::pipeline::Routed, crate::proxy::Front),
     target: &tollgate_policy::Target,
     body: &[u8],
     prompt: &crate::pipeline::Prompt,
 ) -> Result<Option<u64>, GatewayError> {
     let (mut output, cost) = state.config.request_ceilings(key);
-    // Under a strict budget, a request that names no output limit goes
-    // with the reserve its hold was made at (`admit::output_reserve`) as
-    // its limit: without one, the provider could write on to the model's
-    // maximum and pass the budget that the hold was to keep (found by a
-    // review: a strict budget near its end was passed by leaving
-    // `max_tokens` out). A ceiling on output tokens, where the team or key
-    // has one, decides instead.
+    // Under a strict budget, a request that names no output limit its API
+    // reads goes with the reserve its hold was made at
+    // (`admit::output_reserve`: 4,096 tokens an answer to Anthropic, as
+    // its translation writes, else 1,024) as its limit: without one, the
+    // provider could write on to the model's maximum and pass the budget
+    // that the hold was to keep (found by a review: a strict budget near
+    // its end was passed by leaving `max_tokens` out). A ceiling on output
+    // tokens, where the team or key has one, decides instead.
     let strict = key.budget.strict || state.config.teams.get(key.team).is_some_and(|t| t.budget.strict);
-    if strict && output.is_none() && routed.fields.max_tokens.is_none() {
-        let choices = routed.fields.choices.max(1);
-        output = Some(tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE.saturating_mul(choices));
+    if strict && output.is_none() && crate::proxy::upstream_request::limit_read(body, &routed.fields, front).is_none() {
+        let anthropic = front == crate::proxy::Front::Anthropic
+            || state
+                .config
+                .providers
+                .get(target.provider)
+                .is_some_and(|p| p.kind == tollgate_policy::ProviderKind::Anthropic);
+        let each = if anthropic {
+            tollgate_protocol::anthropic::DEFAULT_MAX_TOKENS
+        } else {
+            tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE
+        };
+        output = Some(each.saturating_mul(routed.fields.choices.max(1)));
     }
     let by_cost = cost.and_then(|limit| {
         let price = routed.route.price_of(Some(target))?.at_tier(super::admit::asked_tier(routed, body));

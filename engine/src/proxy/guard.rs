@@ -110,6 +110,9 @@ fn scan_json(
     // A request's texts go through the memory of clean runs (the history
     // and tool schemas every turn sends again); an answer's are new.
     let mut request = (direction == Direction::Request).then(|| RequestTexts::new(guard, clean));
+    // The escapes of the strings inside texts that are JSON: (text, where
+    // each begins and ends in it), for `settle_forms`.
+    let mut inner_escapes = Vec::new();
     string_texts_marked(doc, is_text, room, |_, v, text, marks| match text {
         Ok(text) => {
             let i = texts.values.len() as u32;
@@ -123,7 +126,7 @@ fn scan_json(
                         None => doc.len() - v.raw.end < CleanTexts::MIN_BYTES,
                     };
                     request.text(i, text, last, findings);
-                    scan_json_within(guard, i, text, findings);
+                    scan_json_within(guard, i, text, findings, &mut inner_escapes);
                 }
                 None => {
                     guard.scan(text, direction, true, findings);
@@ -145,12 +148,40 @@ fn scan_json(
     bad.map_or(Ok(()), Err)?;
     if let Some(request) = request {
         request.finish(findings);
-        // A hit found in a text and again in the JSON the text holds (no
-        // escape hid it there) is one hit. `finish` sorted them by text
-        // and place, each text's outermost first.
-        findings.all.dedup();
+        if !inner_escapes.is_empty() {
+            settle_forms(&mut findings.all, &inner_escapes);
+        }
     }
     Ok(())
+}
+
+/// The hits of texts read in two forms ([`scan_json_within`]), made one
+/// set: a hit that begins or ends inside an escape of a string in the
+/// text (the text's own scan reads `\nbob@example.com` as an address
+/// from the `n`) is widened to the escape's bounds, so that a redaction
+/// never leaves half an escape and the JSON whole; and hits of one rule
+/// that overlap in a text (found in both forms) become one, spanning
+/// both. Then in order of text and place, each place's outermost first.
+fn settle_forms(all: &mut Vec<(u32, Hit)>, escapes: &[(u32, usize, usize)]) {
+    for (text, hit) in all.iter_mut() {
+        for &(_, a, b) in escapes.iter().filter(|e| e.0 == *text) {
+            if a < hit.start && hit.start < b {
+                hit.start = a;
+            }
+            if a < hit.end && hit.end < b {
+                hit.end = b;
+            }
+        }
+    }
+    all.sort_by_key(|(text, h)| (*text, h.rule, h.start));
+    all.dedup_by(|b, a| {
+        let same = a.0 == b.0 && a.1.rule == b.1.rule && b.1.start < a.1.end;
+        if same {
+            a.1.end = a.1.end.max(b.1.end);
+        }
+        same
+    });
+    all.sort_by_key(|(text, h)| (*text, h.start, std::cmp::Reverse(h.end)));
 }
 
 /// A request text that is itself JSON with escapes in its strings (a tool
@@ -164,7 +195,13 @@ fn scan_json(
 /// provider unscanned). Only a text that begins as JSON does and holds a
 /// backslash is read so; one that does not parse is left as it is (a
 /// translation passes it on as a string).
-fn scan_json_within(guard: &Guard, i: u32, text: &[u8], findings: &mut Findings) {
+fn scan_json_within(
+    guard: &Guard,
+    i: u32,
+    text: &[u8],
+    findings: &mut Findings,
+    escapes: &mut Vec<(u32, usize, usize)>,
+) {
     let first = text.iter().find(|b| !b.is_ascii_whitespace());
     if !matches!(first, Some(b'{' | b'[')) || memchr::memchr(b'\\', text).is_none() {
         return;
@@ -186,6 +223,7 @@ fn scan_json_within(guard: &Guard, i: u32, text: &[u8], findings: &mut Findings)
         if unescape_marked(&text[raw.clone()], &mut decoded, &mut marks).is_err() {
             continue;
         }
+        escapes.extend(marks.chunks_exact(2).map(|m| (i, raw.start + m[0].1, raw.start + m[1].1)));
         let place =
             |start: usize, end: usize| (raw.start + form_start(&marks, start), raw.start + form_end(&marks, end));
         guard.scan_request_form(i, &decoded, place, findings);
@@ -1430,6 +1468,19 @@ mod tests {
         let redacted = check_request("t", &g, &b, (&mut hits, &mut Vec::new()), (room, None), None).unwrap().unwrap();
         assert_eq!(hits.len(), 1, "{hits:?}");
         assert!(!String::from_utf8_lossy(&redacted.body).contains("bob@"));
+        // An address right after an escape (`\n`): the text's own scan
+        // reads it from the escape's letter; redacted, the arguments stay
+        // JSON, and hold one hit.
+        let body = call(r#"{"note":"Contact:\nbob@example.com","to":"x\tcarol@example.com\u0041"}"#, "{}");
+        let mut hits = Vec::new();
+        let b = Bytes::from(body);
+        let redacted = check_request("t", &g, &b, (&mut hits, &mut Vec::new()), (room, None), None).unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&redacted.body).unwrap();
+        let args = v["messages"][1]["tool_calls"][0]["function"]["arguments"].as_str().unwrap();
+        let args: serde_json::Value = serde_json::from_str(args).unwrap_or_else(|e| panic!("{e}: {args}"));
+        // (The decoded `A` runs on the address: `example.comA`.)
+        assert_eq!(args, serde_json::json!({"note": "Contact:[EMAIL]", "to": "x[EMAIL]"}), "{args}");
+        assert_eq!(hits.len(), 2, "{hits:?}");
         // Text that is not JSON, or holds no escape, is read once.
         assert!(check(&g, &call("not json \\u0040 {", "[1, 2")).unwrap().is_none());
     }

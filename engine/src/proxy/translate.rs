@@ -207,12 +207,14 @@ async fn too_large(
     end
 }
 
-/// A 2xx answer that the gateway refuses, read whole or not (it cannot
-/// translate it: a number or an escape its parser does not take, a shape
-/// it does not know; or, guarded, it is neither JSON nor a stream): the
-/// provider wrote it and bills its output, so the failure's bill, which
-/// adds what `passed` holds to the prompt's, bills it too, at a token for
-/// every three of its `bytes`. Its keys and punctuation count as well, so
+/// A 2xx JSON answer, read whole (at most 16 MiB), that the gateway cannot
+/// translate (a number or an escape its parser does not take, a shape it
+/// does not know): the provider wrote it and bills its output, so the
+/// failure's bill, which adds what `passed` holds to the prompt's, bills
+/// it too, at a token for every three of its `bytes` (the usage it may
+/// report is not read: the parser that failed has changed the buffer). An
+/// answer that is not JSON is not billed so: a proxy's page of HTML is no
+/// output, and its length is the upstream's word, unread. Its keys and punctuation count as well, so
 /// English prose is billed about a third over, text of three bytes a
 /// character (CJK) about as it is. Before, such a failure billed the
 /// prompt alone: a tenant could have the provider write a long answer the
@@ -297,10 +299,6 @@ pub async fn relay_translated(
                     provider: route.provider.to_string(),
                     status: response.status,
                 });
-            }
-            // Its output billed by its length where the head says it.
-            if let BodyFraming::Length(n) = response.framing {
-                bill_unread(passed, usize::try_from(n).unwrap_or(usize::MAX));
             }
             return Err(GatewayError::UpstreamProtocol {
                 provider: route.provider.to_string(),

@@ -170,8 +170,9 @@ fn cap_edits(
     let mut edits = [(0, 0, CapEdit::Value); 4];
     let mut n = 0;
     let [max_tokens, max_completion_tokens, max_output_tokens] = fields.max_tokens_at;
-    // The limits the client's API reads, and the name the cap is written
-    // under where none of them is a number (with that name's span).
+    // The limits the client's API reads (`limit_read`), and the name the
+    // cap is written under where none of them is a number (with that
+    // name's span).
     let (reads, name, own): ([Option<Span>; 2], &'static [u8], Option<Span>) = match front {
         Front::OpenAi if reasons => {
             ([max_tokens, max_completion_tokens], b"max_completion_tokens", max_completion_tokens)
@@ -220,6 +221,34 @@ fn cap_edits(
     }
     edits[..n].sort_by_key(|e| e.0);
     Ok((edits, n))
+}
+
+/// The output limit the client's API reads in `body`: the most of the
+/// numbers under the names it reads (chat: `max_tokens` and
+/// `max_completion_tokens`; Anthropic's messages and the legacy
+/// completions: `max_tokens`; Responses: `max_output_tokens`), as
+/// [`cap_edits`] reads them; `None` where none is a number, and for the
+/// APIs that generate nothing. A limit under another API's name is not
+/// one: a chat request's `max_output_tokens: 1` is left out by the
+/// Anthropic translation (which writes its 4,096) and by servers that
+/// ignore unknown keys (found by a review: a strict budget's hold was made
+/// at 1 token).
+pub fn limit_read(body: &[u8], fields: &ChatRequestFields, front: Front) -> Option<u64> {
+    let [max_tokens, max_completion_tokens, max_output_tokens] = fields.max_tokens_at;
+    let reads = match front {
+        Front::OpenAi => [max_tokens, max_completion_tokens],
+        Front::Anthropic | Front::Completions => [max_tokens, None],
+        Front::Responses => [max_output_tokens, None],
+        Front::Embeddings | Front::CountTokens => return None,
+    };
+    reads
+        .into_iter()
+        .flatten()
+        .filter_map(|span| match span.get(body) {
+            b"null" => None,
+            v => Some(std::str::from_utf8(v).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX)),
+        })
+        .max()
 }
 
 /// Where a member added to `body` goes: right after its opening brace
