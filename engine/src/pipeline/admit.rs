@@ -132,6 +132,18 @@ fn rate_check(
     Ok((any.then_some(headroom), verdict))
 }
 
+/// An answer's output reserve where the request names no limit its API
+/// reads: without one, a translation to or from Anthropic's Messages API
+/// writes the one that API requires (`anthropic`), the most the request
+/// may then generate; else the default reserve.
+pub(crate) fn default_output(anthropic: bool) -> u64 {
+    if anthropic {
+        tollgate_protocol::anthropic::DEFAULT_MAX_TOKENS
+    } else {
+        tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE
+    }
+}
+
 /// The most a request may generate, as its reservations and estimates
 /// count it: each of its answers (`n`, `best_of`) up to its own output
 /// limit (the most of `max_tokens` and the like, else the default
@@ -154,18 +166,10 @@ fn output_reserve(ex: &Exchange<'_>, core: &Core<'_>) -> u64 {
     let asked_choices = routed.fields.choices.max(1);
     let honours_n = kinds().any(|k| !matches!(k, ProviderKind::Anthropic | ProviderKind::Bedrock));
     let choices = if honours_n { asked_choices } else { 1 };
-    // Without a limit in the body, a translation to or from Anthropic's
-    // Messages API writes the one that API requires: the most the
-    // request may then generate.
     let anthropic = || ex.front == crate::proxy::Front::Anthropic || kinds().any(|k| k == ProviderKind::Anthropic);
     // Only a limit the client's API reads limits the answer.
-    let asked = crate::proxy::upstream_request::limit_read(&ex.body, &routed.fields, ex.front).unwrap_or_else(|| {
-        if anthropic() {
-            tollgate_protocol::anthropic::DEFAULT_MAX_TOKENS
-        } else {
-            DEFAULT_OUTPUT_RESERVE
-        }
-    });
+    let asked = crate::proxy::upstream_request::limit_read(&ex.body, &routed.fields, ex.front)
+        .unwrap_or_else(|| default_output(anthropic()));
     let ceiling = ex.key().ok().and_then(|key| core.state.config.request_ceilings(key).0);
     // As `forward::output_cap` divides it between the answers asked.
     let each = ceiling.map_or(asked, |c| asked.min((c / asked_choices).max(1)));

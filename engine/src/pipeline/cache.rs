@@ -375,9 +375,6 @@ pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>)
 /// Read by structure (a top-level `error` that is not `null`), and only
 /// where the word is written at all.
 fn says_failed(body: &Bytes, stream: bool) -> bool {
-    if memchr::memmem::find(body, b"error").is_none() {
-        return false;
-    }
     let is_error = |doc: &[u8]| {
         if memchr::memmem::find(doc, b"error").is_none() {
             return false;
@@ -390,6 +387,11 @@ fn says_failed(body: &Bytes, stream: bool) -> bool {
     };
     if !stream {
         return is_error(body);
+    }
+    // A stream that never says `error` carries none (its events are not
+    // read apart).
+    if memchr::memmem::find(body, b"error").is_none() {
+        return false;
     }
     let mut events = tollgate_protocol::sse::SseParser::new(body.len().max(1));
     events.push(body.clone());

@@ -489,12 +489,7 @@ fn output_cap(
                 .providers
                 .get(target.provider)
                 .is_some_and(|p| p.kind == tollgate_policy::ProviderKind::Anthropic);
-        let each = if anthropic {
-            tollgate_protocol::anthropic::DEFAULT_MAX_TOKENS
-        } else {
-            tollgate_policy::ratelimit::DEFAULT_OUTPUT_RESERVE
-        };
-        output = Some(each.saturating_mul(routed.fields.choices.max(1)));
+        output = Some(super::admit::default_output(anthropic).saturating_mul(routed.fields.choices.max(1)));
     }
     let by_cost = cost.and_then(|limit| {
         let price = routed.route.price_of(Some(target))?.at_tier(super::admit::asked_tier(routed, body));

@@ -162,15 +162,25 @@ fn scan_json(
 /// never leaves half an escape and the JSON whole; and hits of one rule
 /// that overlap in a text (found in both forms) become one, spanning
 /// both. Then in order of text and place, each place's outermost first.
+///
+/// `escapes` are in order of text and place, and apart (as the walk found
+/// them): each end of a hit is looked up there, not checked against every
+/// escape (hits by the thousand and escapes by the thousand in one body
+/// would make that a product).
 fn settle_forms(all: &mut Vec<(u32, Hit)>, escapes: &[(u32, usize, usize)]) {
+    // The escape that `at` in `text` falls strictly inside, if any: the
+    // last one that begins before it.
+    debug_assert!(escapes.windows(2).all(|w| (w[0].0, w[0].2) <= (w[1].0, w[1].1)), "escapes in order, apart");
+    let inside = |text: u32, at: usize| {
+        let i = escapes.partition_point(|&(t, a, _)| (t, a) < (text, at));
+        i.checked_sub(1).map(|j| escapes[j]).filter(|&(t, _, b)| t == text && at < b)
+    };
     for (text, hit) in all.iter_mut() {
-        for &(_, a, b) in escapes.iter().filter(|e| e.0 == *text) {
-            if a < hit.start && hit.start < b {
-                hit.start = a;
-            }
-            if a < hit.end && hit.end < b {
-                hit.end = b;
-            }
+        if let Some((_, a, _)) = inside(*text, hit.start) {
+            hit.start = a;
+        }
+        if let Some((_, _, b)) = inside(*text, hit.end) {
+            hit.end = b;
         }
     }
     all.sort_by_key(|(text, h)| (*text, h.rule, h.start));

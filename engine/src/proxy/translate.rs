@@ -207,22 +207,32 @@ async fn too_large(
     end
 }
 
-/// A 2xx JSON answer, read whole (at most 16 MiB), that the gateway cannot
-/// translate (a number or an escape its parser does not take, a shape it
-/// does not know): the provider wrote it and bills its output, so the
-/// failure's bill, which adds what `passed` holds to the prompt's, bills
-/// it too, at a token for every three of its `bytes` (the usage it may
-/// report is not read: the parser that failed has changed the buffer). An
-/// answer that is not JSON is not billed so: a proxy's page of HTML is no
-/// output, and its length is the upstream's word, unread. Its keys and punctuation count as well, so
-/// English prose is billed about a third over, text of three bytes a
-/// character (CJK) about as it is. Before, such a failure billed the
+/// A 2xx JSON answer, read whole (at most 16 MiB, its `bytes`), that the
+/// gateway cannot translate (a number or an escape its parser does not
+/// take, a shape it does not know): its error. The provider wrote the
+/// answer and bills its output, so the failure's bill, which adds what
+/// `passed` holds to the prompt's, bills it too, at a token for every
+/// three of its bytes: its keys and punctuation count as well, so English
+/// prose is billed about a third over, text of three bytes a character
+/// (CJK) about as it is. The usage it may report is not read: the parser
+/// that failed has changed the buffer. Before, such a failure billed the
 /// prompt alone: a tenant could have the provider write a long answer the
 /// translation refuses (a tool argument of 2^64 or more, which simd-json
 /// does not read), again and again, for the price of its prompts (found
-/// by a review).
-fn bill_unread(passed: &std::cell::Cell<u64>, bytes: usize) {
+/// by a review). An answer that is not JSON is not billed so: a proxy's
+/// page of HTML is no output, and its length is the upstream's word,
+/// unread.
+fn untranslatable(
+    passed: &std::cell::Cell<u64>,
+    bytes: usize,
+    provider: &str,
+    e: anthropic::TranslateError,
+) -> GatewayError {
     passed.set(passed.get().max(bytes as u64 / 3));
+    GatewayError::UpstreamProtocol {
+        provider: provider.to_string(),
+        cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
+    }
 }
 
 /// Relays an answer that is translated, guarded, or both. `Err` only when
@@ -361,13 +371,8 @@ pub async fn relay_translated(
                 Ok(())
             }
         };
-        if translated.is_err() {
-            bill_unread(passed, body.len());
-        }
-        translated.map_err(|e| GatewayError::UpstreamProtocol {
-            provider: route.provider.to_string(),
-            cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
-        })?;
+        let bytes = body.len();
+        translated.map_err(|e| untranslatable(passed, bytes, route.provider, e))?;
         body = chat;
     }
     let mut out = BytesMut::with_capacity(body.len() + 256);
@@ -393,11 +398,7 @@ pub async fn relay_translated(
                         usage = anthropic_usage(u);
                         finish.push(f);
                     })
-                    .inspect_err(|_| bill_unread(passed, answer_bytes))
-                    .map_err(|e| GatewayError::UpstreamProtocol {
-                        provider: route.provider.to_string(),
-                        cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
-                    })?;
+                    .map_err(|e| untranslatable(passed, answer_bytes, route.provider, e))?;
                 chat = c;
             } else {
                 (usage, finish) = answer_usage(&chat);
@@ -414,13 +415,7 @@ pub async fn relay_translated(
                 finish.push(f);
             })
         };
-        if translated.is_err() {
-            bill_unread(passed, answer_bytes);
-        }
-        translated.map_err(|e| GatewayError::UpstreamProtocol {
-            provider: route.provider.to_string(),
-            cause: tollgate_protocol::http1::ResponseError::Syntax(e.message()),
-        })?;
+        translated.map_err(|e| untranslatable(passed, answer_bytes, route.provider, e))?;
     } else if matches!(translation, Translation::ToResponses(ResponsesFrom::Chat)) {
         // A chat error is already in the shape Responses clients read.
         out = body;

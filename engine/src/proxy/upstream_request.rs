@@ -169,26 +169,11 @@ fn cap_edits(
 ) -> Result<(CapEdits, usize), GatewayError> {
     let mut edits = [(0, 0, CapEdit::Value); 4];
     let mut n = 0;
-    let [max_tokens, max_completion_tokens, max_output_tokens] = fields.max_tokens_at;
-    // The limits the client's API reads (`limit_read`), and the name the
-    // cap is written under where none of them is a number (with that
-    // name's span).
-    let (reads, name, own): ([Option<Span>; 2], &'static [u8], Option<Span>) = match front {
-        Front::OpenAi if reasons => {
-            ([max_tokens, max_completion_tokens], b"max_completion_tokens", max_completion_tokens)
-        }
-        Front::OpenAi => ([max_tokens, max_completion_tokens], b"max_tokens", max_tokens),
-        Front::Anthropic | Front::Completions => ([max_tokens, None], b"max_tokens", max_tokens),
-        Front::Responses => ([max_output_tokens, None], b"max_output_tokens", max_output_tokens),
+    let Some(LimitNames { reads, name, own }) = limit_names(fields, front, reasons) else {
         // Neither generates.
-        Front::Embeddings | Front::CountTokens => return Ok((edits, n)),
+        return Ok((edits, n));
     };
-    // A value's number: `None` for `null` (the scan let nothing else but
-    // digits through; past u64, the most).
-    let number = |span: Span| match span.get(body) {
-        b"null" => None,
-        v => Some(std::str::from_utf8(v).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX)),
-    };
+    let number = |span: Span| limit_value(body, span);
     for span in fields.max_tokens_at.into_iter().flatten() {
         if number(span).is_some_and(|given| given > cap) {
             edits[n] = (span.start as usize, span.end as usize, CapEdit::Value);
@@ -223,32 +208,53 @@ fn cap_edits(
     Ok((edits, n))
 }
 
-/// The output limit the client's API reads in `body`: the most of the
-/// numbers under the names it reads (chat: `max_tokens` and
-/// `max_completion_tokens`; Anthropic's messages and the legacy
-/// completions: `max_tokens`; Responses: `max_output_tokens`), as
-/// [`cap_edits`] reads them; `None` where none is a number, and for the
-/// APIs that generate nothing. A limit under another API's name is not
-/// one: a chat request's `max_output_tokens: 1` is left out by the
-/// Anthropic translation (which writes its 4,096) and by servers that
-/// ignore unknown keys (found by a review: a strict budget's hold was made
-/// at 1 token).
-pub fn limit_read(body: &[u8], fields: &ChatRequestFields, front: Front) -> Option<u64> {
+/// The output limits a client's API reads, and the name a cap is written
+/// under where none of them is a number (with that name's span, where the
+/// body gives it): chat reads `max_tokens` and `max_completion_tokens`
+/// (the cap goes under the second for a model that reasons), Anthropic's
+/// messages and the legacy completions `max_tokens`, Responses
+/// `max_output_tokens`.
+struct LimitNames {
+    reads: [Option<Span>; 2],
+    name: &'static [u8],
+    own: Option<Span>,
+}
+
+/// The [`LimitNames`] of `front` in `fields`; `None` for the APIs that
+/// generate nothing.
+fn limit_names(fields: &ChatRequestFields, front: Front, reasons: bool) -> Option<LimitNames> {
     let [max_tokens, max_completion_tokens, max_output_tokens] = fields.max_tokens_at;
-    let reads = match front {
-        Front::OpenAi => [max_tokens, max_completion_tokens],
-        Front::Anthropic | Front::Completions => [max_tokens, None],
-        Front::Responses => [max_output_tokens, None],
+    let (reads, name, own): ([Option<Span>; 2], &'static [u8], Option<Span>) = match front {
+        Front::OpenAi if reasons => {
+            ([max_tokens, max_completion_tokens], b"max_completion_tokens", max_completion_tokens)
+        }
+        Front::OpenAi => ([max_tokens, max_completion_tokens], b"max_tokens", max_tokens),
+        Front::Anthropic | Front::Completions => ([max_tokens, None], b"max_tokens", max_tokens),
+        Front::Responses => ([max_output_tokens, None], b"max_output_tokens", max_output_tokens),
         Front::Embeddings | Front::CountTokens => return None,
     };
-    reads
-        .into_iter()
-        .flatten()
-        .filter_map(|span| match span.get(body) {
-            b"null" => None,
-            v => Some(std::str::from_utf8(v).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX)),
-        })
-        .max()
+    Some(LimitNames { reads, name, own })
+}
+
+/// A limit's number: `None` for `null` (the scan let nothing else but
+/// digits through; past u64, the most).
+fn limit_value(body: &[u8], span: Span) -> Option<u64> {
+    match span.get(body) {
+        b"null" => None,
+        v => Some(std::str::from_utf8(v).ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX)),
+    }
+}
+
+/// The output limit the client's API reads in `body`: the most of the
+/// numbers under the names it reads ([`LimitNames`]); `None` where none is
+/// a number, and for the APIs that generate nothing. A limit under another
+/// API's name is not one: a chat request's `max_output_tokens: 1` is left
+/// out by the Anthropic translation (which writes its 4,096) and by
+/// servers that ignore unknown keys (found by a review: a strict budget's
+/// hold was made at 1 token).
+pub fn limit_read(body: &[u8], fields: &ChatRequestFields, front: Front) -> Option<u64> {
+    let names = limit_names(fields, front, false)?;
+    names.reads.into_iter().flatten().filter_map(|span| limit_value(body, span)).max()
 }
 
 /// Where a member added to `body` goes: right after its opening brace
