@@ -58,8 +58,8 @@ pub async fn accept(worker: Rc<Worker>, listener: std::net::TcpListener) {
                 };
                 let _ = stream.set_nodelay(true);
                 match worker.state().tls.clone() {
-                    Some(acceptor) => monoio::spawn(Contained(serve_tls(worker.clone(), stream, acceptor, open))),
-                    None => monoio::spawn(Contained(serve(
+                    Some(acceptor) => monoio::spawn(Contained::new(serve_tls(worker.clone(), stream, acceptor, open))),
+                    None => monoio::spawn(Contained::new(serve(
                         worker.clone(),
                         crate::downstream::ClientStream::plain(stream),
                         open,
@@ -368,8 +368,17 @@ async fn answer_locally(
 /// connection on its core, other tenants' included, and nothing to restart
 /// it. Caught here, it ends this connection alone: its task's state is
 /// dropped as a finished task's is (holds released, counters decremented
-/// by their guards), and the log says so.
-struct Contained<F>(F);
+/// by their guards), and the log says so. A request's phases are caught
+/// closer, in `pipeline::run`, where the request can still be recorded and
+/// billed ([`crate::fault`]); this catches the rest (reading heads,
+/// writing records).
+struct Contained<F>(crate::fault::Caught<F>);
+
+impl<F> Contained<F> {
+    fn new(f: F) -> Contained<F> {
+        Contained(crate::fault::Caught(f))
+    }
+}
 
 impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
     type Output = ();
@@ -378,18 +387,11 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
         // SAFETY: the only field is pinned structurally: it is never moved
         // out of `self`, and `Contained` has no `Drop` of its own.
         let inner = unsafe { self.map_unchecked_mut(|c| &mut c.0) };
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(poll) => poll,
-            Err(why) => {
-                let why = why
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| why.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+        inner.poll(cx).map(|caught| {
+            if let Err(why) = caught {
                 tracing::error!(panic = %why, "a connection's task panicked: closed that connection only (a bug; please report it with this line)");
-                std::task::Poll::Ready(())
             }
-        }
+        })
     }
 }
 
@@ -401,10 +403,10 @@ mod tests {
     fn a_panicking_connection_task_ends_alone() {
         let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().expect("runtime");
         let done = rt.block_on(async {
-            let panicked = monoio::spawn(super::Contained(async { panic!("a bug while serving") }));
+            let panicked = monoio::spawn(super::Contained::new(async { panic!("a bug while serving") }));
             panicked.await;
             let (tx, rx) = std::sync::mpsc::channel();
-            monoio::spawn(super::Contained(async move { tx.send(7).unwrap() })).await;
+            monoio::spawn(super::Contained::new(async move { tx.send(7).unwrap() })).await;
             rx.recv().unwrap()
         });
         assert_eq!(done, 7);

@@ -106,6 +106,9 @@ pub enum GatewayError {
     UpstreamResting { model: String, retry_after_s: u64 },
     /// The worker is draining for shutdown.
     Draining,
+    /// The gateway panicked while serving the request (a bug,
+    /// [`crate::fault`]); `sent`: an attempt had gone to a provider.
+    Fault { sent: bool },
     /// The key or its team is under a budget or rate limit, the cluster
     /// tier has not reached Redis for `stale_after`, and it fails closed.
     ClusterUnavailable,
@@ -146,7 +149,7 @@ impl GatewayError {
             | UpstreamStatus { .. }
             | Unavailable { .. }
             | UpstreamResting { .. } => Source::Upstream,
-            Draining | ClusterUnavailable => Source::Gateway,
+            Draining | ClusterUnavailable | Fault { .. } => Source::Gateway,
         }
     }
 
@@ -225,6 +228,7 @@ impl GatewayError {
             UpstreamResting { .. } => 429,
             UpstreamConnectTimeout { .. } | UpstreamTimeout { .. } => 504,
             Draining | ClusterUnavailable => 503,
+            Fault { .. } => 500,
         }
     }
 
@@ -279,6 +283,7 @@ impl GatewayError {
             Unavailable { .. } => "upstream_unavailable",
             UpstreamResting { .. } => "upstream_rate_limited",
             Draining => "shutting_down",
+            Fault { .. } => "gateway_fault",
             ClusterUnavailable => "cluster_unavailable",
         }
     }
@@ -363,6 +368,9 @@ impl fmt::Display for GatewayError {
                 "every upstream of model `{model}` is rate limited and asked for a pause (retry-after); retry in {retry_after_s} s"
             ),
             Draining => f.write_str("the gateway is shutting down; retry on another instance"),
+            Fault { .. } => f.write_str(
+                "the gateway failed while serving this request (a bug, logged with its request id); it was recorded and billed for what the provider did; retry",
+            ),
             ClusterUnavailable => f.write_str(
                 "budgets and rate limits cannot be checked: this gateway has lost its cluster store (Redis) and is set to refuse rather than guess; retry shortly or on another instance",
             ),
@@ -405,6 +413,7 @@ mod tests {
             (GatewayError::UpstreamTimeout { provider: p(), sent: true }, 504),
             (GatewayError::UpstreamClosed { provider: p(), cause: None, sent: true }, 502),
             (GatewayError::Draining, 503),
+            (GatewayError::Fault { sent: true }, 500),
             (GatewayError::ClusterUnavailable, 503),
             (GatewayError::Guardrail { profile: p(), rule: "pii.email".into() }, 400),
             (GatewayError::GuardrailUnavailable { profile: p(), why: "x" }, 400),

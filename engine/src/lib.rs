@@ -43,6 +43,7 @@ pub mod cut;
 pub mod downstream;
 pub mod error;
 pub mod explorer;
+pub mod fault;
 pub mod flat;
 pub mod idle;
 pub mod imds;

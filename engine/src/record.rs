@@ -100,6 +100,8 @@ pub enum End {
     Capped,
     /// The gateway's drain ran out of time and ended the answer.
     Cut,
+    /// The gateway panicked while serving it (a bug, [`crate::fault`]).
+    Fault,
 }
 
 impl End {
@@ -112,6 +114,7 @@ impl End {
             End::Blocked => "blocked",
             End::Capped => "capped",
             End::Cut => "shutdown",
+            End::Fault => "gateway_fault",
         }
     }
 }

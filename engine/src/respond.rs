@@ -24,6 +24,10 @@ pub struct Client {
     pub write_stall: std::time::Duration,
     /// The connection's last key, hashed once.
     pub key_memo: crate::proxy::authenticate::KeyMemo,
+    /// Some of the current request's answer was given to the socket (a
+    /// `100 Continue` is not an answer): a request that fails after
+    /// that cannot be answered with an error ([`crate::fault`]).
+    pub answered: bool,
 }
 
 /// What every answer to one request carries, whichever phase writes it:
@@ -70,6 +74,7 @@ impl Client {
             write_idle,
             write_stall,
             key_memo: Default::default(),
+            answered: false,
         }
     }
 
@@ -91,6 +96,7 @@ impl Client {
     /// Writes what `out` holds, before `deadline` and with no write idle
     /// past `write_idle`.
     pub async fn write(&mut self, deadline: Instant) -> std::io::Result<()> {
+        self.answered |= !self.out.is_empty();
         iov::write_all_until(&mut self.stream, &mut self.out, deadline, self.write_idle).await
     }
 
@@ -132,7 +138,7 @@ impl Client {
     /// review).
     pub async fn send_continue(&mut self, deadline: Instant) -> bool {
         self.out.push(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
-        self.write(deadline).await.is_ok()
+        iov::write_all_until(&mut self.stream, &mut self.out, deadline, self.write_idle).await.is_ok()
     }
 }
 

@@ -114,7 +114,7 @@ pub fn write(trace: &Trace<'_>, ctx: &Context, config: &Config, end_ns: u64, out
     let target = |t: u8| route.and_then(|r| r.targets.get(t as usize));
     let provider = |t: u8| target(t).and_then(|t| config.providers.get(t.provider));
     let team = trace.key.and_then(|k| config.teams.get(k.team));
-    let failed = trace.status >= 500 || matches!(trace.end, End::UpstreamFailed | End::Cut);
+    let failed = trace.status >= 500 || matches!(trace.end, End::UpstreamFailed | End::Cut | End::Fault);
     let end = trace.end.as_str();
     let mut count = 1;
     span(

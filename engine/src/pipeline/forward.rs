@@ -226,6 +226,8 @@ pub async fn forward(
             }
             Ok((mut conn, response)) => {
                 trace.served_by = Some(t as u8);
+                #[cfg(debug_assertions)]
+                crate::fault::inject("after-upstream", body);
                 trace.upstream_micros = micros(attempt_started.elapsed());
                 if response.status >= 500 {
                     if plan.charge(t) {

@@ -136,6 +136,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     // record too.
     let mut shared_turn = None;
     let mut shared_context = None;
+    client.answered = false;
     // When the drain's time is up, the waits on upstreams end at once and
     // their requests finish their answers; one still going a moment later
     // (connecting or writing upstream, waiting on Redis, reading the body,
@@ -143,8 +144,11 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     // exit as cut, so that it is recorded and billed before the worker
     // closes rather than dropped with it. (Pinned where it is made: a
     // future moved into `pin!` would take its size twice in this one.)
-    let result = {
-        let mut phases = std::pin::pin!(async {
+    let mut panicked = None;
+    let mut result = {
+        // A panic in a phase (a bug) is caught here, where the request can
+        // still be recorded and billed ([`crate::fault`]).
+        let mut phases = std::pin::pin!(crate::fault::Caught(async {
             authenticate(&mut ex, core, &mut client.key_memo)?;
             name_run(&mut ex, core)?;
             admit::within_budget(&mut ex, core)?;
@@ -213,22 +217,42 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             shared_context = turns::note_context(&ex, core, &end);
             shared = cache::store(&mut ex, core, &end);
             Ok(end)
-        });
-        match core.cut.or(phases.as_mut()).await {
-            Some(result) => result,
+        }));
+        let caught = match core.cut.or(phases.as_mut()).await {
+            Some(caught) => caught,
             None => match monoio::time::timeout(crate::cut::STUCK_AFTER_CUT, phases.as_mut()).await {
-                Ok(result) => result,
+                Ok(caught) => caught,
                 Err(_) => {
                     // Stopped mid-phase: whatever it had begun to write
                     // stays unwritten, and nothing more is (a 503 after
                     // part of an answer would corrupt it); the connection
                     // closes.
                     abandoned = true;
-                    Err(GatewayError::Draining)
+                    Ok(Err(GatewayError::Draining))
                 }
             },
-        }
+        };
+        caught.unwrap_or_else(|why| {
+            panicked = Some(why);
+            Err(GatewayError::Fault { sent: false })
+        })
     };
+    if let Some(why) = panicked {
+        let mut id = BytesMut::new();
+        if let Some(r) = ex.reply.request_id {
+            r.render(&mut id);
+        }
+        let id = String::from_utf8_lossy(&id);
+        tracing::error!(panic = %why, request_id = %id, "a request panicked: recorded and billed, its connection closed (a bug; please report it with this line)");
+        // The provider had the request if an attempt went out: its prompt,
+        // and what a stream had passed, are billed (`finish`).
+        result = Err(GatewayError::Fault { sent: ex.trace.attempt_count > 0 });
+        // Where part of the answer went, an error cannot follow it: the
+        // connection closes, as a cut one does. The state a panic leaves
+        // is not trusted with another request either way.
+        abandoned |= client.answered || !client.out.is_empty();
+        ex.keep_alive = false;
+    }
     if abandoned {
         client.out.clear();
         ex.keep_alive = false;
@@ -611,6 +635,12 @@ pub fn finish(
                 GatewayError::Draining => {
                     bill_prompt();
                     End::Cut
+                }
+                GatewayError::Fault { sent } => {
+                    if sent {
+                        bill_prompt();
+                    }
+                    End::Fault
                 }
                 // Timed out waiting for the answer, or the answer was
                 // broken (found by a review: a slow model's requests timed

@@ -354,6 +354,8 @@ pub async fn relay(
                 client.out.clear();
             } else {
                 end.first_write.get_or_insert_with(Instant::now);
+                #[cfg(debug_assertions)]
+                crate::fault::inject("after-first-write", answer.body);
             }
         }
         // A JSON answer was generated whole before its head came: reading

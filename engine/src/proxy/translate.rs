@@ -673,6 +673,8 @@ async fn relay_stream(
                 }
             } else {
                 end.first_write.get_or_insert_with(Instant::now);
+                #[cfg(debug_assertions)]
+                crate::fault::inject("after-first-write", answer.body);
             }
         }
         if finished {
