@@ -104,7 +104,8 @@ pub struct ChatRequestFields {
     /// The body offers the provider a tool it runs itself and may bill per
     /// call, beyond tokens (web and file search, a code interpreter, image
     /// generation, an MCP server, Anthropic's server tools; chat's
-    /// `web_search_options`, Anthropic's `mcp_servers`): see
+    /// `web_search_options`, Anthropic's `mcp_servers`, OpenRouter's
+    /// `plugins`): see
     /// [`hosted_tools`] for their names. The gateway prices tokens only,
     /// so the route phase lets such a request through only for a team
     /// that allows the tool.
@@ -195,6 +196,11 @@ pub enum BodyError {
     /// last-wins), so the model the gateway checks might not be the one the
     /// upstream serves.
     AmbiguousKey,
+    /// `models` or `fallbacks` (not `null`): a provider's own fallback list
+    /// (OpenRouter's, and other aggregators'), which lets a model the
+    /// gateway did not route answer, outside the team's models and priced
+    /// by the provider at that model's rates.
+    ModelFallbacks,
 }
 
 /// What is wrong with one element of `messages`.
@@ -247,6 +253,9 @@ impl BodyError {
             }
             BodyError::BadChoices => "`n` and `best_of` must be non-negative integers",
             BodyError::NotUtf8 => "the request body is not valid UTF-8 (JSON text must be)",
+            BodyError::ModelFallbacks => {
+                "`models` and `fallbacks` (a provider's own list of models to fall back to) are not accepted: another model would answer, outside this gateway's model access and prices; name one model in `model`, and the gateway's routes fall back for you"
+            }
             BodyError::AmbiguousKey => {
                 "request body repeats a top-level key the gateway reads (`model`, `stream`, `stream_options`, `max_tokens`, `max_completion_tokens`, `max_output_tokens`, `thinking`, `input`, `store`, `previous_response_id`), escapes one, or writes one in other letter case (`Stream`, `N`); send each key once, unescaped, in lower case"
             }
@@ -272,6 +281,9 @@ const READ_KEYS: &[&[u8]] = &[
     b"service_tier",
     b"web_search_options",
     b"mcp_servers",
+    b"plugins",
+    b"models",
+    b"fallbacks",
     b"input",
     b"previous_response_id",
     b"conversation",
@@ -461,10 +473,19 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 once(service_tier.is_some())?;
                 service_tier = Some(c.string_or_skip()?);
             }
-            b"web_search_options" | b"mcp_servers" => {
+            // OpenRouter's `plugins` (web search, paid PDF parsing) are
+            // billed per use as hosted tools are.
+            b"web_search_options" | b"mcp_servers" | b"plugins" => {
                 let start = c.pos;
                 c.value()?;
                 hosted |= &body[start..c.pos] != b"null";
+            }
+            b"models" | b"fallbacks" => {
+                let start = c.pos;
+                c.value()?;
+                if &body[start..c.pos] != b"null" {
+                    return Err(BodyError::ModelFallbacks);
+                }
             }
             b"input" => {
                 once(input.is_some())?;
@@ -703,7 +724,8 @@ pub(crate) fn tools_run_by_provider(c: &mut Cursor<'_>, found: &mut dyn FnMut(&[
 
 /// The tools a scanned body ([`ChatRequestFields::hosted_tools`]) offers
 /// the provider to run, by name: each such tool's `type` as written, and
-/// `web_search_options` or `mcp_servers` where given (not `null`). For a
+/// `web_search_options`, `mcp_servers` or `plugins` where given (not
+/// `null`). For a
 /// policy's message and check; a body that does not scan gives none.
 pub fn hosted_tools(body: &[u8], mut found: impl FnMut(&[u8])) {
     let mut c = Cursor { buf: body, pos: 0, depth_max: DEPTH_MAX };
@@ -719,7 +741,7 @@ pub fn hosted_tools(body: &[u8], mut found: impl FnMut(&[u8])) {
             }
             Some(())
         }
-        b"web_search_options" | b"mcp_servers" => {
+        b"web_search_options" | b"mcp_servers" | b"plugins" => {
             let start = c.pos;
             c.value().ok()?;
             if &c.buf[start..c.pos] != b"null" {
@@ -2380,6 +2402,28 @@ mod tests {
         assert_eq!(scan_request(deep.as_bytes()), Err(BodyError::TooDeep));
     }
 
+    /// A provider's own list of models to fall back to (OpenRouter's
+    /// `models`, its Messages endpoint's and other aggregators'
+    /// `fallbacks`) would let another model answer, outside the team's
+    /// models and the gateway's prices: refused, in any shape or spacing;
+    /// `null` asks for nothing; other letter case is ambiguous.
+    #[test]
+    fn a_providers_fallback_list_of_models_is_refused() {
+        for body in [
+            r#"{"model":"m","models":["openai/o1-pro"],"messages":[]}"#,
+            r#"{ "messages" : [ ] , "models" : [ "anthropic/claude-opus-4" , "openai/gpt-5" ], "route" : "fallback", "model" : "m" }"#,
+            r#"{"model":"m","fallbacks":[{"model":"claude-opus-4-1"}],"messages":[]}"#,
+            r#"{"model":"m","messages":[],"fallbacks":"x"}"#,
+            r#"{"model":"m","messages":[],"models":[]}"#,
+        ] {
+            assert_eq!(scan_request(body.as_bytes()), Err(BodyError::ModelFallbacks), "{body}");
+        }
+        assert!(scan_request(br#"{"model":"m","messages":[],"models":null,"fallbacks":null}"#).is_ok());
+        for body in [r#"{"model":"m","messages":[],"Models":["x"]}"#, r#"{"model":"m","messages":[],"FALLBACKS":[]}"#] {
+            assert_eq!(scan_request(body.as_bytes()), Err(BodyError::AmbiguousKey), "{body}");
+        }
+    }
+
     /// Tools the provider runs (and bills per call) are found in each API's
     /// shape, versioned names and any spacing included, and named as
     /// written; the client's own tools, a tool named like a hosted one, and
@@ -2412,6 +2456,9 @@ mod tests {
             ),
             (r#"{"model":"gpt-4o-search-preview","web_search_options":{},"messages":[]}"#, &["web_search_options"]),
             (r#"{"model":"claude","mcp_servers":[{"type":"url","url":"https://x"}],"messages":[]}"#, &["mcp_servers"]),
+            // OpenRouter's plugins: its web search, paid PDF parsing.
+            (r#"{"model":"m","messages":[],"plugins":[{"id":"web","max_results":5}]}"#, &["plugins"]),
+            (r#"{"model":"m","messages":[],"plugins" : null}"#, &[]),
             // Compared as written: an escaped type is taken for the provider's.
             (r#"{"model":"m","tools":[{"type":"f\u0075nction","name":"f"}]}"#, &[r"f\u0075nction"]),
         ];
@@ -2465,7 +2512,7 @@ mod tests {
             }
         }
         for body in [
-            r#"{"model":"m","tools":null,"Model_id":"x","MODELS":1,"temperaturE2":1}"#,
+            r#"{"model":"m","tools":null,"Model_id":"x","MODEL_LIST":1,"temperaturE2":1}"#,
             "{\"model\":\"m\",\"\u{17f}\":1,\"\u{212a}\":2,\"metadata\":{\"Stream\":true,\"N\":3}}",
         ] {
             assert!(scan_request(body.as_bytes()).is_ok(), "{body}");

@@ -879,6 +879,12 @@ fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
             r#"{"model":"gpt-4o","web_search_options":{},"messages":[{"role":"user","content":"search"}]}"#,
             "web_search_options",
         ),
+        // OpenRouter's web search, as its plugin.
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"search"}],"plugins":[{"id":"web"}]}"#,
+            "plugins",
+        ),
     ];
     for (path, body, tool) in offered {
         let r = one_request(gw.addr, &post_json(path, body, ""));
@@ -899,6 +905,43 @@ fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
     assert_eq!(r.status, 403, "web search only: {}", r.text());
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}
+
+/// A provider's own fallback list (OpenRouter's `models`, other
+/// aggregators' `fallbacks`) lets the provider answer with another model
+/// when the first fails, and a tenant can make it fail (a prompt longer
+/// than its context): a model the team may not use, at that model's price
+/// while the gateway bills the one it routed. Refused 400 through every
+/// front, before anything goes upstream; the record says so.
+#[test]
+fn a_providers_fallback_list_cannot_reach_another_model() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-fallbacks");
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", ""), &[], &[]);
+    let sent = [
+        (
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o","models":["openai/o1-pro","anthropic/claude-opus-4"],"route":"fallback","messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+        ("/v1/responses", r#"{ "input" : "hi" , "models" : [ "openai/o1-pro" ] , "model" : "gpt-4o" }"#),
+        (
+            "/v1/messages",
+            r#"{"model":"gpt-4o","max_tokens":10,"fallbacks":[{"model":"claude-opus-4-1"}],"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    ];
+    for (path, body) in sent {
+        let r = one_request(gw.addr, &post_json(path, body, "x-mock-echo: body\r\n"));
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        assert_eq!(r.error_code(), "invalid_body", "{}", r.text());
+        assert!(r.text().contains("`models` and `fallbacks`"), "{}", r.text());
+    }
+    let plain = r#"{"model":"gpt-4o","models":null,"messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(one_request(gw.addr, &post_json("/v1/chat/completions", plain, "")).status, 200);
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.iter().filter(|r| r["end"] == "rejected" && r["status"] == 400).count(), 3, "{recs:#?}");
+    assert!(recs.iter().all(|r| r["end"] != "rejected" || r["attempts"].as_array().is_some_and(|a| a.is_empty())));
 }
 
 /// A service tier priced above standard (OpenAI's priority processing
