@@ -161,7 +161,9 @@ pub async fn serve(w: Rc<Worker>, stream: crate::downstream::ClientStream, _open
         if !keep_alive || w.is_draining() {
             // A lingering connection has no request in flight.
             drop(in_flight);
-            linger(&w, &mut client, &mut buf).await;
+            if !client.aborted {
+                linger(&w, &mut client, &mut buf).await;
+            }
             return;
         }
     }

@@ -145,6 +145,24 @@ impl ClientStream {
         }
     }
 
+    /// Sets the socket to send a reset when it is closed (`SO_LINGER`
+    /// with a zero time) rather than an orderly end.
+    pub fn reset_on_close(&self) {
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: `fd` is this stream's socket, open while `self` lives;
+        // the option's value is a valid `linger` for the call's length.
+        // A failure leaves the orderly close.
+        unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+
     /// Whether the client has closed its side (or reset the connection)
     /// while it waited for its answer: a peek that does not wait and takes
     /// nothing. A client that hangs up before its answer is recorded

@@ -369,7 +369,7 @@ impl fmt::Display for GatewayError {
             ),
             Draining => f.write_str("the gateway is shutting down; retry on another instance"),
             Fault { .. } => f.write_str(
-                "the gateway failed while serving this request (a bug, logged with its request id); it was recorded and billed for what the provider did; retry",
+                "the gateway failed while serving this request (a bug, logged with its request id); it was recorded, and billed only for what a provider had already done; retry",
             ),
             ClusterUnavailable => f.write_str(
                 "budgets and rate limits cannot be checked: this gateway has lost its cluster store (Redis) and is set to refuse rather than guess; retry shortly or on another instance",

@@ -6,8 +6,10 @@
 //! ([`crate::pipeline::run`]), so that a request that panics after its
 //! provider had it is recorded and billed like one whose upstream failed
 //! (`end: gateway_fault`), its client answered 500 where nothing of its
-//! answer was written yet, and its holds let go through the same exit as
-//! every other request. Without the inner catch the request's record was
+//! answer was written yet (reset where part of it was), and its holds let
+//! go through the same exit as every other request. What the provider may
+//! have is `Trace::with_provider`, kept by the upstream phase as each
+//! attempt goes out and is settled. Without the inner catch the request's record was
 //! never written and its spend never counted: the provider billed work the
 //! tenant's budget never saw.
 //!

@@ -147,6 +147,12 @@ pub struct Trace<'s> {
     /// part of the request's cost (found by a review: only the last
     /// attempt was billed).
     pub unanswered_micro: u64,
+    /// The target of the attempt a provider may have now whose cost is
+    /// not yet in `unanswered_micro` or an answer's usage: set as its
+    /// request goes out, cleared where the attempt is settled otherwise
+    /// (refused unread, not sent, or carried to `unanswered_micro`). What
+    /// a request that panics is billed by ([`crate::fault`]).
+    pub with_provider: Option<u8>,
     /// The completion tokens a stream has counted passing so far, kept
     /// here as it goes (not only in the relay's own state), so that a
     /// request the drain abandons mid-write is billed them (found by a
@@ -317,6 +323,7 @@ impl<'s> Trace<'s> {
     pub fn new(id: RequestId) -> Trace<'s> {
         Trace {
             unanswered_micro: 0,
+            with_provider: None,
             completion_passed: std::cell::Cell::new(0),
             id,
             started: Instant::now(),

@@ -28,6 +28,9 @@ pub struct Client {
     /// `100 Continue` is not an answer): a request that fails after
     /// that cannot be answered with an error ([`crate::fault`]).
     pub answered: bool,
+    /// The connection is to be reset, not closed in order
+    /// ([`Client::abort`]).
+    pub aborted: bool,
 }
 
 /// What every answer to one request carries, whichever phase writes it:
@@ -75,6 +78,7 @@ impl Client {
             write_stall,
             key_memo: Default::default(),
             answered: false,
+            aborted: false,
         }
     }
 
@@ -98,6 +102,15 @@ impl Client {
     pub async fn write(&mut self, deadline: Instant) -> std::io::Result<()> {
         self.answered |= !self.out.is_empty();
         iov::write_all_until(&mut self.stream, &mut self.out, deadline, self.write_idle).await
+    }
+
+    /// Marks the connection to be reset when it closes (`SO_LINGER` 0, no
+    /// lingering close): after part of an answer, an orderly close (a FIN,
+    /// a TLS close_notify) would read as the end of an answer delimited by
+    /// the close.
+    pub fn abort(&mut self) {
+        self.stream.reset_on_close();
+        self.aborted = true;
     }
 
     /// Sends a complete answer; false when the client has gone or stopped

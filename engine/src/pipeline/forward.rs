@@ -73,6 +73,7 @@ pub async fn forward(
             let cost = routed.route.price_of(routed.route.targets.get(before)).map_or(0, |p| usage.cost_at(p));
             trace.unanswered_micro = trace.unanswered_micro.saturating_add(cost);
         }
+        trace.with_provider = None;
     };
     while let Some((t, backoff)) = plan.next(breakers, routing, Instant::now(), &state.rng) {
         if cut.fired() {
@@ -159,12 +160,23 @@ pub async fn forward(
         };
         bill_unanswered(&mut unanswered, trace).await;
         let attempt_started = Instant::now();
+        trace.with_provider = Some(t as u8);
         // Each IO step's state machine is boxed where it is made, so that
         // this one (and every future that awaits it, up to the
         // connection's) stays small: a future is moved whole, used or
         // not, each time it is made and awaited.
         let outcome = crate::boxed::boxed(|| call::call(state, upstream, parts.as_slice(), deadline, cut)).await;
         trace.attempt(t, attempt_started, outcome.as_ref().map(|(_, r)| r.status).map_err(GatewayError::code));
+        // An answer is being read, or a failure after the request went out
+        // is billed later (`unanswered`, or `finish` for the last, as is
+        // the drain's cut of the wait): the provider has it. Otherwise it
+        // never had it, or refused it unread (401, 403, 429, a status to
+        // fall back on), as the bill says.
+        let answered = matches!(&outcome, Ok((_, r)) if !matches!(r.status, 401 | 403 | 407 | 429));
+        let billed_later = outcome.as_ref().is_err_and(|e| e.sent_upstream() || matches!(e, GatewayError::Draining));
+        if !answered && !billed_later {
+            trace.with_provider = None;
+        }
         // A provider at its rate limit (or overloaded) says when to come
         // back: this core sends it nothing until then.
         if let Some(wait) = outcome.as_ref().ok().and_then(|(_, r)| retry_after(r)) {
@@ -203,6 +215,8 @@ pub async fn forward(
                 }
                 trace.retry_micros = trace.retry_micros.saturating_add(micros(attempt_started.elapsed()));
                 tracing::debug!(provider = %upstream.name, status = response.status, "falling back");
+                // Not billed: the provider failed it.
+                trace.with_provider = None;
                 drop(conn);
                 last_error =
                     Some(GatewayError::UpstreamStatus { provider: upstream.name.clone(), status: response.status });

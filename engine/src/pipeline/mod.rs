@@ -145,6 +145,8 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     // closes rather than dropped with it. (Pinned where it is made: a
     // future moved into `pin!` would take its size twice in this one.)
     let mut panicked = None;
+    // The answer was relayed (not served from the cache, not refused).
+    let mut relayed = false;
     let mut result = {
         // A panic in a phase (a bug) is caught here, where the request can
         // still be recorded and billed ([`crate::fault`]).
@@ -212,11 +214,8 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
                 // steps: a large body counted at once would hold the core.
                 ex.prompt.tokens_in_steps(&ex.body).await;
             }
-            let end = forwarded?;
-            shared_turn = turns::keep_turn(&mut ex, core, &end);
-            shared_context = turns::note_context(&ex, core, &end);
-            shared = cache::store(&mut ex, core, &end);
-            Ok(end)
+            relayed = true;
+            forwarded
         }));
         let caught = match core.cut.or(phases.as_mut()).await {
             Some(caught) => caught,
@@ -246,15 +245,43 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
         tracing::error!(panic = %why, request_id = %id, "a request panicked: recorded and billed, its connection closed (a bug; please report it with this line)");
         // The provider had the request if an attempt went out: its prompt,
         // and what a stream had passed, are billed (`finish`).
-        result = Err(GatewayError::Fault { sent: ex.trace.attempt_count > 0 });
+        result = Err(GatewayError::Fault { sent: ex.trace.with_provider.is_some() });
         // Where part of the answer went, an error cannot follow it: the
         // connection closes, as a cut one does. The state a panic leaves
         // is not trusted with another request either way.
         abandoned |= client.answered || !client.out.is_empty();
         ex.keep_alive = false;
     }
+    if let (true, Ok(end)) = (relayed, &result) {
+        // A relayed answer is kept for later requests (the answer cache,
+        // Responses turns). Outside the phases' catch: the answer is
+        // whole and billed from its usage, so a panic here (a bug) costs
+        // the keeping only, not the bill.
+        let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            #[cfg(debug_assertions)]
+            crate::fault::inject("keeping", &ex.body);
+            (
+                turns::keep_turn(&mut ex, core, end),
+                turns::note_context(&ex, core, end),
+                cache::store(&mut ex, core, end),
+            )
+        }));
+        match keep {
+            Ok((turn, context, answer)) => (shared_turn, shared_context, shared) = (turn, context, answer),
+            Err(_) => {
+                tracing::error!("keeping a relayed answer panicked: not kept, the request billed as answered (a bug; please report it with this line)");
+                ex.keep_alive = false;
+            }
+        }
+    }
     if abandoned {
         client.out.clear();
+        // A close after part of an answer must not read as its end (an
+        // answer delimited by the close, an HTTP/1.0 client's stream):
+        // the connection is reset instead.
+        if client.answered {
+            client.abort();
+        }
         ex.keep_alive = false;
     }
     let reusable = match finish(core, buf, &mut ex, result, abandoned) {
@@ -608,9 +635,15 @@ pub fn finish(
             // not in steps: a failure's path, and the drain's worker
             // closes soon.
             let count_tokens = ex.front == crate::proxy::Front::CountTokens;
-            let mut bill_prompt = || {
-                if let Some(Some(last)) = trace.attempt_count.checked_sub(1).map(|i| trace.attempts[i]) {
-                    trace.served_by = Some(last.target);
+            let last = trace.attempt_count.checked_sub(1).and_then(|i| trace.attempts[i]).map(|a| a.target);
+            // The attempt a provider may still have unbilled: the drain's
+            // cut or a panic can stop a request between an attempt billed
+            // as unanswered and the next one's outcome, where `last` would
+            // bill the first again and the second never.
+            let with = trace.with_provider;
+            let mut bill_prompt = |target: Option<u8>| {
+                if let Some(target) = target {
+                    trace.served_by = Some(target);
                     // A token count is free (found by a review: one whose
                     // provider failed after it was asked was billed its
                     // prompt). Its record still names the provider.
@@ -633,20 +666,28 @@ pub fn finish(
                 GatewayError::Guardrail { .. } | GatewayError::GuardrailUnavailable { .. } => End::Blocked,
                 // The drain's time ran out before an answer began.
                 GatewayError::Draining => {
-                    bill_prompt();
+                    bill_prompt(with);
                     End::Cut
                 }
-                GatewayError::Fault { sent } => {
-                    if sent {
-                        bill_prompt();
+                GatewayError::Fault { sent: true } => {
+                    // The prompt's count may be what panicked: then a
+                    // third of its bytes, as an unreadable answer's is.
+                    let billed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bill_prompt(with)));
+                    if billed.is_err() {
+                        trace.served_by = with;
+                        let prompt = body.len() as u64 / 3;
+                        let completion = trace.completion_passed.get();
+                        trace.usage = Some(crate::record::TokenUsage { prompt, completion, ..Default::default() });
+                        trace.usage_estimated = true;
                     }
                     End::Fault
                 }
+                GatewayError::Fault { sent: false } => End::Fault,
                 // Timed out waiting for the answer, or the answer was
                 // broken (found by a review: a slow model's requests timed
                 // out after the provider had them, and each was free).
                 _ if e.sent_upstream() => {
-                    bill_prompt();
+                    bill_prompt(last);
                     End::UpstreamFailed
                 }
                 _ if e.source() == crate::error::Source::Upstream => End::UpstreamFailed,

@@ -99,6 +99,10 @@ async fn attempt(
         }
         return Err(Attempt::Unsent(Some(e)));
     }
+    #[cfg(debug_assertions)]
+    for p in parts {
+        crate::fault::inject("after-request-written", p);
+    }
     let written = Instant::now();
     let first_byte = written + state.config.server.timeouts.upstream_first_byte;
     let until = first_byte.min(deadline);

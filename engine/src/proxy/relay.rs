@@ -355,7 +355,7 @@ pub async fn relay(
             } else {
                 end.first_write.get_or_insert_with(Instant::now);
                 #[cfg(debug_assertions)]
-                crate::fault::inject("after-first-write", answer.body);
+                crate::fault::inject("mid-stream", answer.body);
             }
         }
         // A JSON answer was generated whole before its head came: reading

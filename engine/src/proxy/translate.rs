@@ -674,7 +674,9 @@ async fn relay_stream(
             } else {
                 end.first_write.get_or_insert_with(Instant::now);
                 #[cfg(debug_assertions)]
-                crate::fault::inject("after-first-write", answer.body);
+                if passed.get() > 0 {
+                    crate::fault::inject("mid-stream", answer.body);
+                }
             }
         }
         if finished {
