@@ -37,6 +37,9 @@ pub struct EventFacts {
     /// texts never share one guard's hold.
     pub output_index: Option<u64>,
     pub content_index: Option<u64>,
+    /// A reasoning summary's part (`summary_index`): its own text to a
+    /// client, as a content part is.
+    pub summary_index: Option<u64>,
     /// The raw span of the event's `type` where it has a text `delta`.
     pub text_type: Option<Range<usize>>,
     /// The response's last event (`response.completed`, `.incomplete` or
@@ -69,7 +72,8 @@ pub fn read_event(doc: &[u8]) -> Option<EventFacts> {
         // A key written with escapes is the one it decodes to, as an SDK
         // reads it (found by a review: an escaped `delta` was no delta, and
         // each was scanned alone).
-        const KEYS: &[&[u8]] = &[b"type", b"delta", b"output_index", b"content_index", b"sequence_number"];
+        const KEYS: &[&[u8]] =
+            &[b"type", b"delta", b"output_index", b"content_index", b"summary_index", b"sequence_number"];
         let key = match key.contains(&b'\\') {
             true => KEYS.iter().copied().find(|k| crate::json::decodes_to(key, k)).unwrap_or(key),
             false => key,
@@ -86,6 +90,7 @@ pub fn read_event(doc: &[u8]) -> Option<EventFacts> {
             }
             b"output_index" => facts.output_index = number(c)?,
             b"content_index" => facts.content_index = number(c)?,
+            b"summary_index" => facts.summary_index = number(c)?,
             b"sequence_number" => {
                 let start = c.pos;
                 c.value().ok()?;

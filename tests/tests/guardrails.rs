@@ -381,3 +381,91 @@ fn an_agent_history_sent_again_is_guarded_every_time() {
 fn clean_turn(i: usize) -> String {
     format!("Step {i}: read src/file_{i}.rs; the escape handling is next.")
 }
+
+/// An SSE answer from a scripted upstream, its events' data in order.
+fn sse_answer(events: &[String]) -> Vec<u8> {
+    let mut sse = String::new();
+    for e in events {
+        sse.push_str(&format!("data: {e}\n\n"));
+    }
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{sse}\r\n0\r\n\r\n",
+        sse.len()
+    )
+    .into_bytes()
+}
+
+/// A hostile upstream's stream that splits an address where a client
+/// joins it and the guard would not: a tool call's name in two chunks
+/// (openai-python adds name deltas up), and, to an Anthropic client, text
+/// that goes back to block 0 after block 1 (the SDK appends each delta to
+/// `content[index]`). The stream ends before the address is whole
+/// anywhere a client joins it (found by a review).
+#[test]
+fn a_stream_cannot_split_an_address_where_only_the_client_joins_it() {
+    let (user_part, domain) = EMAIL.split_at(12);
+    let chunk = |delta: &str| {
+        format!(
+            r#"{{"id":"c","object":"chat.completion.chunk","choices":[{{"index":0,"delta":{delta},"finish_reason":null}}]}}"#
+        )
+    };
+    let name = |n: &str| {
+        format!(
+            r#"{{"tool_calls":[{{"index":0,"id":"call_1","type":"function","function":{{"name":"{n}","arguments":""}}}}]}}"#
+        )
+    };
+    let named = vec![chunk(&name(user_part)), chunk(&name(domain)), "[DONE]".to_string()];
+    let gw =
+        start_gateway(&guarded_config(scripted_upstream(vec![sse_answer(&named)]), None, "redact", true), &[], &[]);
+    let r = chat(&gw, r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#, "");
+    let mut joined = String::new();
+    for d in sse_data(&r.body).iter().filter(|d| d.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(d).expect("JSON event");
+        if let Some(n) = v["choices"][0]["delta"]["tool_calls"][0]["function"]["name"].as_str() {
+            joined.push_str(n);
+        }
+    }
+    assert!(!joined.contains(EMAIL) && !String::from_utf8_lossy(&r.body).contains(domain), "{joined}");
+
+    // To Anthropic, block 0, block 1, block 0 again.
+    let block = |i: u32, t: &str| {
+        format!(r#"{{"type":"content_block_delta","index":{i},"delta":{{"type":"text_delta","text":"{t}"}}}}"#)
+    };
+    let start =
+        |i: u32| format!(r#"{{"type":"content_block_start","index":{i},"content_block":{{"type":"text","text":""}}}}"#);
+    let events = [
+        r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[],"stop_reason":null,"usage":{"input_tokens":5,"output_tokens":1}}}"#.to_string(),
+        start(0),
+        block(0, &format!("mail {user_part}")),
+        start(1),
+        block(1, " "),
+        block(0, &format!("{domain} now")),
+        r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}"#.to_string(),
+        r#"{"type":"message_stop"}"#.to_string(),
+    ];
+    let up = scripted_upstream(vec![sse_answer(&events)]);
+    let claude = format!(
+        "[[providers]]\nname = \"claude\"\nkind = \"anthropic\"\nbase_url = \"http://{up}/v1\"\napi_key_env = \"TOLLGATE_E2E_ANTHROPIC_KEY\"\n\n[[models]]\nname = \"claude\"\ntargets = [{{ provider = \"claude\", model = \"claude-haiku-4-5\" }}]\n\n"
+    );
+    let config = guarded_config(up, None, "redact", true).replacen(
+        "[[guardrail_profiles]]",
+        &format!("{claude}[[guardrail_profiles]]"),
+        1,
+    );
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let body = r#"{"model":"claude","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = one_request(gw.addr, &post_json("/v1/messages", body, ""));
+    let mut blocks: Vec<String> = Vec::new();
+    for d in sse_data(&r.body) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&d) else { continue };
+        if let (Some(i), Some(t)) = (v["index"].as_u64(), v["delta"]["text"].as_str()) {
+            let i = i as usize;
+            if blocks.len() <= i {
+                blocks.resize(i + 1, String::new());
+            }
+            blocks[i].push_str(t);
+        }
+    }
+    assert!(blocks.iter().all(|b| !b.contains(EMAIL)), "{blocks:?}");
+    assert!(!String::from_utf8_lossy(&r.body).contains(domain), "{}", String::from_utf8_lossy(&r.body));
+}

@@ -813,6 +813,11 @@ type Channel<'s> = dyn Fn(&[u8], &std::ops::Range<usize>) -> Vec<u8> + 's;
 /// The kind the kinds past [`HOLDS_MAX`] share.
 const OVERFLOW: &[u8] = b"*";
 
+/// The most places one kind's text may move through (content blocks,
+/// output items, tool calls past [`HOLDS_MAX`]) before the stream ends: a
+/// bound on what [`Hold::enter`] keeps (a standard answer has a few).
+const PLACES_MAX: usize = 1024;
+
 /// The text of one kind ([`kind`]: what a client joins): held now, or let
 /// go of as finished, a seam the next text of the kind goes on from
 /// ([`TextStream::resume`]).
@@ -827,6 +832,10 @@ struct Hold {
     /// seam it went on from, if any: so a secret in three pieces is seen
     /// across two seams. [`SEAM_BYTES`] to twice that.
     recent: Vec<u8>,
+    /// The channel (the place: block, item, part, call) its text is on
+    /// now, and hashes of those it left ([`Hold::enter`]).
+    place: Vec<u8>,
+    left: Vec<u64>,
 }
 
 impl Hold {
@@ -844,6 +853,36 @@ impl Hold {
             let from = self.recent.len() - seam_of(&self.recent).len();
             self.recent.drain(..from);
         }
+    }
+
+    /// Notes that the kind's text is on `channel`; false when that goes
+    /// back to a place the kind left (or past [`PLACES_MAX`] places). A
+    /// client joins text by its place (the Anthropic SDKs append a delta
+    /// to `content[index]`, OpenAI's to `output[i].content[j]` and to a
+    /// tool call by its index); the hold joins it in the order it comes,
+    /// one seam a kind. Providers only move forward; an upstream that goes
+    /// back (block 0, block 1, block 0 again) would have the guard read
+    /// `AKIAIOSF` + `␠` + `ODNN7EXAMPLE` where the client joins the key
+    /// whole (found by a review), so the stream ends instead.
+    fn enter(&mut self, channel: &[u8]) -> bool {
+        if self.place == channel {
+            return true;
+        }
+        let hash = |b: &[u8]| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = rustc_hash::FxBuildHasher.build_hasher();
+            h.write(b);
+            h.finish()
+        };
+        if !self.place.is_empty() {
+            self.left.push(hash(&self.place));
+        }
+        if self.left.len() > PLACES_MAX || self.left.contains(&hash(channel)) {
+            return false;
+        }
+        self.place.clear();
+        self.place.extend_from_slice(channel);
+        true
     }
 
     /// The kind's tool call (empty where there is none).
@@ -896,6 +935,9 @@ pub struct EventGuard<'g> {
     scratch: Vec<u8>,
     /// A Responses stream ([`Self::responses_event`]).
     responses: bool,
+    /// The tool calls named so far, by index, and a hash of each name
+    /// ([`Self::named_once`]).
+    named: Vec<(Option<u64>, u64)>,
 }
 
 impl<'g> EventGuard<'g> {
@@ -911,7 +953,46 @@ impl<'g> EventGuard<'g> {
             findings: Findings::default(),
             released: Vec::new(),
             scratch: Vec::new(),
+            named: Vec::new(),
         }
+    }
+
+    /// Whether a tool call's name in this event (`shape.names[2]`) is its
+    /// first, or the same again: a client that adds deltas up joins a
+    /// call's name pieces as text (openai-python's `accumulate_delta`), and
+    /// each event's strings are checked alone, so a key split between two
+    /// names (`AKIAIOSF`, `ODNN7EXAMPLE`) would reach it whole (found by a
+    /// review). Providers name a call once; another name ends the stream.
+    fn named_once(&mut self, data: &[u8], shape: &tollgate_protocol::openai::EventShape) -> bool {
+        let hash = |name: &[u8]| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = rustc_hash::FxBuildHasher.build_hasher();
+            h.write(name);
+            h.finish()
+        };
+        let mut names: Vec<(Option<u64>, u64)> = Vec::new();
+        // Every call the event carries (the first choice's, up to eight),
+        // by its own index: a name may stand in any of them.
+        for (call, span) in shape.calls.iter().filter(|(_, s)| !s.is_empty()) {
+            let _ = string_values(span.get(data), |key, v| {
+                if key == b"name" && !v.raw.is_empty() {
+                    names.push((*call, hash(&span.get(data)[v.raw.clone()])));
+                }
+            });
+        }
+        if names.is_empty() && !shape.names[2].is_empty() {
+            let name = shape.names[2];
+            names.push((shape.call_of(&(name.start as usize..name.end as usize)), hash(name.get(data))));
+        }
+        for (call, name) in names {
+            match self.named.iter().find(|(c, _)| *c == call) {
+                Some(&(_, first)) if first != name => return false,
+                Some(_) => {}
+                None if self.named.len() < PLACES_MAX => self.named.push((call, name)),
+                None => return false,
+            }
+        }
+        true
     }
 
     /// Takes one upstream event; the events to pass on go to `out`. `Err`
@@ -931,7 +1012,7 @@ impl<'g> EventGuard<'g> {
     /// stream relay, whose counter reads the same walk).
     pub fn event_read(&mut self, ev: SseEvent, strings: &EventStrings, out: &mut Vec<SseEvent>) -> Result<(), Stop> {
         if self.responses {
-            return Ok(self.responses_event(ev, out)?);
+            return self.responses_event(ev, out);
         }
         self.chat_event(ev, strings, out)
     }
@@ -964,6 +1045,9 @@ impl<'g> EventGuard<'g> {
         }
         let odd = shape.is_none_or(|s| s.odd);
         let shape = shape.unwrap_or_default();
+        if !self.named_once(&ev.data, &shape) {
+            return Err(Stop::Shape);
+        }
         // An event that also ends its choice releases everything.
         let last = shape.last;
         // The text fields where a client shows text (all of them in an odd
@@ -1029,7 +1113,7 @@ impl<'g> EventGuard<'g> {
         if others > 0 {
             self.rest(&ev.data, raw.clone())?;
         }
-        Ok(self.held_text(ev, channel(key, &raw), (raw, shape.names), escaped, last, out)?)
+        self.held_text(ev, channel(key, &raw), (raw, shape.names), escaped, last, out)
     }
 
     /// The strings of an event besides its streamed text (at `raw`),
@@ -1063,11 +1147,18 @@ impl<'g> EventGuard<'g> {
         data: &[u8],
         fields: &[(&'static [u8], StringValue)],
         channel: &Channel<'_>,
-    ) -> Result<(), Hit> {
+    ) -> Result<(), Stop> {
         let mut decoded = Vec::new();
         for (key, v) in fields.iter().filter(|(_, v)| !v.raw.is_empty()) {
             decoded_into(&data[v.raw.clone()], v.escaped, &mut decoded);
-            let kind = kind(&channel(key, &v.raw)).to_vec();
+            let place = channel(key, &v.raw);
+            let kind = kind(&place).to_vec();
+            let held_as = self.kind_held(&kind).to_vec();
+            if let Some(i) = self.holds.iter().position(|h| h.kind == held_as) {
+                if !self.holds[i].enter(&place) {
+                    return Err(Stop::Shape);
+                }
+            }
             // Its kind's seam, else the latest one (whose open match, if
             // any, this text would go on: that cannot be rewritten).
             let own = self.holds.iter().position(|h| h.kind == kind);
@@ -1076,7 +1167,7 @@ impl<'g> EventGuard<'g> {
                 (None, Some(i)) => {
                     if let Some(hit) = self.holds[i].text.open_match() {
                         self.findings.all.push((0, hit));
-                        return Err(hit);
+                        return Err(hit.into());
                     }
                     let tail = seam_of(&self.holds[i].recent).to_vec();
                     (TextStream::default().resume(&tail), tail)
@@ -1090,15 +1181,16 @@ impl<'g> EventGuard<'g> {
             // whole event's scan would find too).
             if let Some(hit) = pushed.or_else(|| text.finish(self.guard, &mut released, &mut findings)) {
                 self.findings.all.push((0, hit));
-                return Err(hit);
+                return Err(hit.into());
             }
             if let Some(hit) = text.carried() {
                 self.findings.all.push((0, hit));
-                return Err(hit);
+                return Err(hit.into());
             }
             joined.extend_from_slice(&released);
-            let i = self.hold_of(self.kind_held(&kind));
+            let i = self.hold_of(&held_as);
             let h = &mut self.holds[i];
+            h.enter(&place);
             (h.text, h.recent) = (text, joined);
             self.latest = Some(i);
         }
@@ -1111,7 +1203,14 @@ impl<'g> EventGuard<'g> {
         if let Some(i) = self.holds.iter().position(|h| h.kind == kind) {
             return i;
         }
-        self.holds.push(Hold { kind: kind.to_vec(), held: None, text: TextStream::default(), recent: Vec::new() });
+        self.holds.push(Hold {
+            kind: kind.to_vec(),
+            held: None,
+            text: TextStream::default(),
+            recent: Vec::new(),
+            place: Vec::new(),
+            left: Vec::new(),
+        });
         self.holds.len() - 1
     }
 
@@ -1194,7 +1293,7 @@ impl<'g> EventGuard<'g> {
     /// among them) is checked whole after what is held, so that a copy
     /// cannot carry what the deltas' redaction took out. A rule a summary
     /// matches again is not recorded again.
-    fn responses_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Hit> {
+    fn responses_event(&mut self, ev: SseEvent, out: &mut Vec<SseEvent>) -> Result<(), Stop> {
         let facts = tollgate_protocol::responses::read_event(&ev.data).unwrap_or_default();
         let Some((raw, escaped)) = facts.delta.clone().filter(|(raw, _)| !raw.is_empty()) else {
             // Only what ends a text releases what is held of it: an empty
@@ -1203,7 +1302,7 @@ impl<'g> EventGuard<'g> {
             if facts.ends {
                 self.flush(out)?;
             }
-            return self.whole_event(ev, out, true);
+            return Ok(self.whole_event(ev, out, true)?);
         };
         // The event's other strings (an escaped duplicate `delta`, log
         // probabilities, an `error`) are checked too.
@@ -1221,7 +1320,7 @@ impl<'g> EventGuard<'g> {
         // and its reasoning are others).
         let mut key = Vec::new();
         decoded_into(facts.text_type.map_or(&b"delta"[..], |t| &ev.data[t]), true, &mut key);
-        for (i, at) in [(facts.output_index, b'|'), (facts.content_index, b'/')] {
+        for (i, at) in [(facts.output_index, b'|'), (facts.content_index, b'/'), (facts.summary_index, b':')] {
             key.push(at);
             if let Some(i) = i {
                 key.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
@@ -1242,7 +1341,7 @@ impl<'g> EventGuard<'g> {
         escaped: bool,
         last: bool,
         out: &mut Vec<SseEvent>,
-    ) -> Result<(), Hit> {
+    ) -> Result<(), Stop> {
         // The text held goes on (most events): what else is held, if
         // anything, is held beside it (the rules below left it so).
         let going_on = self.holds.iter().position(|h| h.held.as_ref().is_some_and(|(k, _)| *k == key));
@@ -1250,6 +1349,9 @@ impl<'g> EventGuard<'g> {
             Some(i) if !last => i,
             _ => self.hold_for(&key, last, out)?,
         };
+        if !self.holds[i].enter(&key) {
+            return Err(Stop::Shape);
+        }
         decoded_into(&ev.data[raw.clone()], escaped, &mut self.scratch);
         let h = &mut self.holds[i];
         // Text of a kind let go of as finished (an upstream that ends its
@@ -1261,13 +1363,13 @@ impl<'g> EventGuard<'g> {
         let template = Template { event: ev.event.clone(), data: ev.data.clone(), raw, names };
         self.released.clear();
         if let Some(hit) = h.text.push(self.guard, &self.scratch, &mut self.released, &mut self.findings) {
-            return Err(hit);
+            return Err(hit.into());
         }
         h.keep_recent(&self.released);
         if last {
             let pushed = self.released.len();
             if let Some(hit) = h.text.finish(self.guard, &mut self.released, &mut self.findings) {
-                return Err(hit);
+                return Err(hit.into());
             }
             h.keep_recent(&self.released[pushed..]);
             h.held = None;
@@ -2291,6 +2393,96 @@ with z@q.de	é and more"#,
         ];
         let (all, _) = passed(&g, &cut.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(!all.contains(&rest[..24]) && !all.contains(&body[..24]), "{all}");
+    }
+
+    /// Text that goes back to a place its kind left (a block, an output
+    /// item, a tool call past the holds kept), which a client joins by
+    /// place and the hold would join by arrival, ends the stream before
+    /// the piece that completes the address goes (found by a review: an
+    /// Anthropic block 0, block 1, block 0 again carried a key whole to
+    /// the SDK). Moving forward, as providers do, passes.
+    #[test]
+    fn text_that_goes_back_to_a_place_it_left_ends_the_stream() {
+        let g = guard(false);
+        let text = |i: u32, t: &str| {
+            format!(r#"{{"type":"content_block_delta","index":{i},"delta":{{"type":"text_delta","text":"{t}"}}}}"#)
+        };
+        let json = |i: u32, t: &str| {
+            format!(
+                r#"{{"type":"content_block_delta","index":{i},"delta":{{"type":"input_json_delta","partial_json":"{t}"}}}}"#
+            )
+        };
+        let call = |i: usize, t: &str| {
+            format!(
+                r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":{i},"function":{{"arguments":"{t}"}}}}]}}}}]}}"#
+            )
+        };
+        let mut past_holds: Vec<String> = (0..HOLDS_MAX).map(|i| call(i, "x")).collect();
+        past_holds.extend([call(HOLDS_MAX, "mail bob@exa"), call(HOLDS_MAX + 1, " "), call(HOLDS_MAX, "mple.com now")]);
+        for events in [
+            vec![text(0, "mail bob@exa"), text(1, " "), text(0, "mple.com now")],
+            vec![json(0, "mail bob@exa"), json(1, " "), json(0, "mple.com now")],
+            past_holds,
+        ] {
+            let (all, stop) = passed(&g, &events.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(stop, Some(Stop::Shape), "{events:?}");
+            assert!(!all.contains("mple.com"), "{all}");
+        }
+        // A Responses stream's output items, and a reasoning summary's parts.
+        let delta = |kind: &str, place: &str, t: &str| SseEvent {
+            event: None,
+            data: Bytes::from(format!(r#"{{"type":"response.{kind}.delta",{place},"delta":"{t}"}}"#)),
+            id: None,
+            retry: None,
+        };
+        for (kind, a, b) in [
+            ("output_text", r#""output_index":0,"content_index":0"#, r#""output_index":1,"content_index":0"#),
+            (
+                "reasoning_summary_text",
+                r#""output_index":0,"summary_index":0"#,
+                r#""output_index":0,"summary_index":1"#,
+            ),
+        ] {
+            let mut eg = EventGuard::new(&g, true);
+            let mut out = Vec::new();
+            let mut stop = None;
+            for (place, t) in [(a, "mail bob@exa"), (b, " "), (a, "mple.com now")] {
+                if let Err(e) = eg.event(delta(kind, place, t), &mut out) {
+                    stop = Some(e);
+                    break;
+                }
+            }
+            assert_eq!(stop, Some(Stop::Shape), "{kind}");
+            let all: String = out.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
+            assert!(!all.contains("mple.com"), "{all}");
+        }
+        // Forward only: blocks 0, 1, 2, each a text of its own, pass whole.
+        let forward = [text(0, "one"), text(1, "two"), text(2, "three")];
+        let (all, stop) = passed(&g, &forward.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(stop, None, "{all}");
+        assert!(all.contains("one") && all.contains("two") && all.contains("three"), "{all}");
+    }
+
+    /// A tool call named again in a later chunk, which a client that adds
+    /// deltas up joins to its first name (an address in two names), ends
+    /// the stream; the same name again does not, nor does a call named
+    /// once in an event that carries several.
+    #[test]
+    fn a_tool_call_named_twice_ends_the_stream() {
+        let g = guard(false);
+        let named = |calls: &str| format!(r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{calls}]}}}}]}}"#);
+        let name = |i: u32, n: &str| format!(r#"{{"index":{i},"function":{{"name":"{n}","arguments":""}}}}"#);
+        for events in [
+            vec![named(&name(0, "bob@exa")), named(&name(0, "mple.com"))],
+            vec![named(&name(0, "bob@exa")), named(&format!("{},{}", name(5, "f"), name(0, "mple.com")))],
+        ] {
+            let (all, stop) = passed(&g, &events.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(stop, Some(Stop::Shape), "{events:?}");
+            assert!(!all.contains("mple.com"), "{all}");
+        }
+        let fine = [named(&name(0, "get_weather")), named(&name(0, "get_weather")), named(&name(1, "get_time"))];
+        let (_, stop) = passed(&g, &fine.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(stop, None);
     }
 
     /// Tool calls each whole in one chunk (as a Gemini answer is
