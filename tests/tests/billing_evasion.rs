@@ -879,12 +879,15 @@ fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
             r#"{"model":"gpt-4o","web_search_options":{},"messages":[{"role":"user","content":"search"}]}"#,
             "web_search_options",
         ),
-        // OpenRouter's web search, as its plugin.
+        // OpenRouter's web search, as its plugin, through chat and the
+        // legacy completions (which go to an OpenAI-style provider as
+        // they come).
         (
             "/v1/chat/completions",
             r#"{"model":"gpt-4o","messages":[{"role":"user","content":"search"}],"plugins":[{"id":"web"}]}"#,
             "plugins",
         ),
+        ("/v1/completions", r#"{"model":"gpt-4o","prompt":"search","plugins":[{"id":"web"}]}"#, "plugins"),
     ];
     for (path, body, tool) in offered {
         let r = one_request(gw.addr, &post_json(path, body, ""));

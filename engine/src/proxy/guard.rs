@@ -795,10 +795,10 @@ fn kind(channel: &[u8]) -> &[u8] {
     channel.split(|&b| b == b'|').next().unwrap_or(channel)
 }
 
-/// The most kinds of text an answer's stream keeps a hold or a seam for
-/// (a field, a tool call): more than a standard answer has (a text, its
-/// reasoning, a few tool calls), and a bound on what a hostile upstream
-/// can make the guard keep (each hold keeps its last event).
+/// The most tool calls an answer's stream keeps a hold or a seam of
+/// their own for: more than a standard answer has, and a bound on what a
+/// hostile upstream can make the guard keep (each hold keeps its last
+/// event). Texts that are no call's have [`TEXT_KINDS_MAX`].
 const HOLDS_MAX: usize = 8;
 
 /// The most text fields one event may carry: each is checked across the
@@ -813,10 +813,14 @@ type Channel<'s> = dyn Fn(&[u8], &std::ops::Range<usize>) -> Vec<u8> + 's;
 /// The kind the kinds past [`HOLDS_MAX`] share.
 const OVERFLOW: &[u8] = b"*";
 
-/// The most places one kind's text may move through (content blocks,
-/// output items, tool calls past [`HOLDS_MAX`]) before the stream ends: a
-/// bound on what [`Hold::enter`] keeps (a standard answer has a few).
-const PLACES_MAX: usize = 1024;
+/// The most kinds of text that are no tool call's (a field; a Responses
+/// event type) a stream keeps holds of their own for: a standard answer
+/// has a few; past them they share [`OVERFLOW`].
+const TEXT_KINDS_MAX: usize = 16;
+
+/// The most tool calls whose names one stream joins
+/// ([`EventGuard::names_joined`]); past them the stream ends.
+const NAMED_MAX: usize = 1024;
 
 /// The text of one kind ([`kind`]: what a client joins): held now, or let
 /// go of as finished, a seam the next text of the kind goes on from
@@ -832,10 +836,9 @@ struct Hold {
     /// seam it went on from, if any: so a secret in three pieces is seen
     /// across two seams. [`SEAM_BYTES`] to twice that.
     recent: Vec<u8>,
-    /// The channel (the place: block, item, part, call) its text is on
-    /// now, and hashes of those it left ([`Hold::enter`]).
-    place: Vec<u8>,
-    left: Vec<u64>,
+    /// The place (tool call, block, item, part: the channel's indexes)
+    /// its text is on now ([`Hold::enter`]).
+    place: [u64; 4],
 }
 
 impl Hold {
@@ -856,7 +859,7 @@ impl Hold {
     }
 
     /// Notes that the kind's text is on `channel`; false when that goes
-    /// back to a place the kind left (or past [`PLACES_MAX`] places). A
+    /// back to a place before the one the kind is on. A
     /// client joins text by its place (the Anthropic SDKs append a delta
     /// to `content[index]`, OpenAI's to `output[i].content[j]` and to a
     /// tool call by its index); the hold joins it in the order it comes,
@@ -865,23 +868,30 @@ impl Hold {
     /// `AKIAIOSF` + `␠` + `ODNN7EXAMPLE` where the client joins the key
     /// whole (found by a review), so the stream ends instead.
     fn enter(&mut self, channel: &[u8]) -> bool {
-        if self.place == channel {
-            return true;
+        // The channel's indexes, in order (a tool call's, then its block,
+        // item, part or summary part): the place is their tuple, which may
+        // stay or rise, never fall. Constant room, however many places.
+        let mut place = [0u64; 4];
+        let mut n = 0;
+        let mut at = 0;
+        while at < channel.len() && n < place.len() {
+            if channel[at].is_ascii_digit() {
+                let mut v = 0u64;
+                while at < channel.len() && channel[at].is_ascii_digit() {
+                    v = v.saturating_mul(10).saturating_add(u64::from(channel[at] - b'0'));
+                    at += 1;
+                }
+                // Stored one up, so that an index 0 stands above no index.
+                place[n] = v.saturating_add(1);
+                n += 1;
+            } else {
+                at += 1;
+            }
         }
-        let hash = |b: &[u8]| {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = rustc_hash::FxBuildHasher.build_hasher();
-            h.write(b);
-            h.finish()
-        };
-        if !self.place.is_empty() {
-            self.left.push(hash(&self.place));
-        }
-        if self.left.len() > PLACES_MAX || self.left.contains(&hash(channel)) {
+        if place < self.place {
             return false;
         }
-        self.place.clear();
-        self.place.extend_from_slice(channel);
+        self.place = place;
         true
     }
 
@@ -935,9 +945,9 @@ pub struct EventGuard<'g> {
     scratch: Vec<u8>,
     /// A Responses stream ([`Self::responses_event`]).
     responses: bool,
-    /// The tool calls named so far, by index, and a hash of each name
-    /// ([`Self::named_once`]).
-    named: Vec<(Option<u64>, u64)>,
+    /// The tool calls named so far, by index, and the end of each one's
+    /// name as a client joins it ([`Self::names_joined`]).
+    named: Vec<(Option<u64>, Vec<u8>)>,
 }
 
 impl<'g> EventGuard<'g> {
@@ -957,42 +967,58 @@ impl<'g> EventGuard<'g> {
         }
     }
 
-    /// Whether a tool call's name in this event (`shape.names[2]`) is its
-    /// first, or the same again: a client that adds deltas up joins a
-    /// call's name pieces as text (openai-python's `accumulate_delta`), and
-    /// each event's strings are checked alone, so a key split between two
-    /// names (`AKIAIOSF`, `ODNN7EXAMPLE`) would reach it whole (found by a
-    /// review). Providers name a call once; another name ends the stream.
-    fn named_once(&mut self, data: &[u8], shape: &tollgate_protocol::openai::EventShape) -> bool {
-        let hash = |name: &[u8]| {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = rustc_hash::FxBuildHasher.build_hasher();
-            h.write(name);
-            h.finish()
-        };
-        let mut names: Vec<(Option<u64>, u64)> = Vec::new();
+    /// A tool call's name given in pieces, checked as a client that adds
+    /// deltas up joins it (openai-python's `accumulate_delta`): each
+    /// event's strings are checked alone, so a key split between two name
+    /// deltas (`AKIAIOSF`, `ODNN7EXAMPLE`) would reach it whole (found by
+    /// a review). The names so far, by the call's index (servers that
+    /// give every call index 0, or none, join them all: harmless names
+    /// stay harmless joined); a finding across the join ends the stream.
+    fn names_joined(&mut self, data: &[u8], shape: &tollgate_protocol::openai::EventShape) -> Result<(), Stop> {
+        let mut names: Vec<(Option<u64>, std::ops::Range<usize>, bool)> = Vec::new();
         // Every call the event carries (the first choice's, up to eight),
         // by its own index: a name may stand in any of them.
         for (call, span) in shape.calls.iter().filter(|(_, s)| !s.is_empty()) {
             let _ = string_values(span.get(data), |key, v| {
                 if key == b"name" && !v.raw.is_empty() {
-                    names.push((*call, hash(&span.get(data)[v.raw.clone()])));
+                    let at = span.start as usize;
+                    names.push((*call, at + v.raw.start..at + v.raw.end, v.escaped));
                 }
             });
         }
         if names.is_empty() && !shape.names[2].is_empty() {
             let name = shape.names[2];
-            names.push((shape.call_of(&(name.start as usize..name.end as usize)), hash(name.get(data))));
+            let raw = name.start as usize..name.end as usize;
+            names.push((shape.call_of(&raw), raw, true));
         }
-        for (call, name) in names {
-            match self.named.iter().find(|(c, _)| *c == call) {
-                Some(&(_, first)) if first != name => return false,
-                Some(_) => {}
-                None if self.named.len() < PLACES_MAX => self.named.push((call, name)),
-                None => return false,
+        for (call, raw, escaped) in names {
+            let mut name = Vec::new();
+            decoded_into(&data[raw], escaped, &mut name);
+            let Some(i) = self.named.iter().position(|(c, _)| *c == call) else {
+                if self.named.len() >= NAMED_MAX {
+                    return Err(Stop::Shape);
+                }
+                self.named.push((call, seam_of(&name).to_vec()));
+                continue;
+            };
+            let before = self.named[i].1.len();
+            let joined = &mut self.named[i].1;
+            joined.extend_from_slice(&name);
+            let mut findings = Findings::default();
+            self.guard.scan(joined, Direction::Response, true, &mut findings);
+            findings.file(0);
+            let across = findings.all.iter().find(|(_, h)| {
+                matches!(h.action, Action::Block | Action::Redact) && h.start < before && h.end > before
+            });
+            if let Some(&(_, hit)) = across {
+                self.findings.all.push((0, hit));
+                return Err(Stop::Hit(hit));
             }
+            let keep = seam_of(joined).len();
+            let from = joined.len() - keep;
+            joined.drain(..from);
         }
-        true
+        Ok(())
     }
 
     /// Takes one upstream event; the events to pass on go to `out`. `Err`
@@ -1045,9 +1071,7 @@ impl<'g> EventGuard<'g> {
         }
         let odd = shape.is_none_or(|s| s.odd);
         let shape = shape.unwrap_or_default();
-        if !self.named_once(&ev.data, &shape) {
-            return Err(Stop::Shape);
-        }
+        self.names_joined(&ev.data, &shape)?;
         // An event that also ends its choice releases everything.
         let last = shape.last;
         // The text fields where a client shows text (all of them in an odd
@@ -1208,8 +1232,7 @@ impl<'g> EventGuard<'g> {
             held: None,
             text: TextStream::default(),
             recent: Vec::new(),
-            place: Vec::new(),
-            left: Vec::new(),
+            place: [0; 4],
         });
         self.holds.len() - 1
     }
@@ -1238,14 +1261,27 @@ impl<'g> EventGuard<'g> {
         Ok(i)
     }
 
-    /// The kind whose hold keeps text of `kind`: itself, or past
-    /// [`HOLDS_MAX`] kinds [`OVERFLOW`], which the kinds still to come
-    /// share: each goes on from the one before, as the same kind in another
-    /// place does (found by a review: forgetting the oldest hold forgot its
-    /// seam).
+    /// The kind whose hold keeps text of `kind`: itself, or, for a tool
+    /// call past [`HOLDS_MAX`] kinds of calls, [`OVERFLOW`], which the
+    /// calls still to come share: each goes on from the one before, as the
+    /// same kind in another place does (found by a review: forgetting the
+    /// oldest hold forgot its seam). Texts that are no call's (the answer,
+    /// its reasoning, a refusal) keep holds of their own up to
+    /// [`TEXT_KINDS_MAX`], so that the calls' shared hold holds calls only,
+    /// whose places only rise ([`Hold::enter`]; found by a review: an
+    /// answer's text first seen after seven calls, then between two more,
+    /// went back in the shared hold).
     fn kind_held<'k>(&self, kind: &'k [u8]) -> &'k [u8] {
-        let known = self.holds.iter().any(|h| h.kind == kind);
-        if known || self.holds.len() + 1 < HOLDS_MAX {
+        if self.holds.iter().any(|h| h.kind == kind) {
+            return kind;
+        }
+        let calls = |h: &&Hold| !Hold::tool(&h.kind).is_empty() || h.kind == OVERFLOW;
+        let held_calls = self.holds.iter().filter(calls).count();
+        let room = match Hold::tool(kind).is_empty() {
+            false => held_calls + 1 < HOLDS_MAX,
+            true => self.holds.len() - held_calls < TEXT_KINDS_MAX,
+        };
+        if room {
             kind
         } else {
             OVERFLOW
@@ -2456,6 +2492,13 @@ with z@q.de	é and more"#,
             let all: String = out.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
             assert!(!all.contains("mple.com"), "{all}");
         }
+        // The answer's text first seen after seven calls, then between two
+        // more: its own hold, not the calls' shared one.
+        let content = |t: &str| format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"{t}"}}}}]}}"#);
+        let mut mixed: Vec<String> = (0..HOLDS_MAX - 1).map(|i| call(i, "x")).collect();
+        mixed.extend([content("a"), call(HOLDS_MAX, "y"), content("b"), call(HOLDS_MAX + 1, "z"), content("c")]);
+        let (all, stop) = passed(&g, &mixed.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(stop, None, "{all}");
         // Forward only: blocks 0, 1, 2, each a text of its own, pass whole.
         let forward = [text(0, "one"), text(1, "two"), text(2, "three")];
         let (all, stop) = passed(&g, &forward.iter().map(String::as_str).collect::<Vec<_>>());
@@ -2463,10 +2506,11 @@ with z@q.de	é and more"#,
         assert!(all.contains("one") && all.contains("two") && all.contains("three"), "{all}");
     }
 
-    /// A tool call named again in a later chunk, which a client that adds
-    /// deltas up joins to its first name (an address in two names), ends
-    /// the stream; the same name again does not, nor does a call named
-    /// once in an event that carries several.
+    /// A tool call's name given in pieces is checked as a client that
+    /// adds deltas up joins it: an address in two names ends the stream,
+    /// in whichever call of an event the second stands. Names that join
+    /// harmlessly pass: the same name again, and the calls of servers that
+    /// give every call index 0 or none (Ollama, Gemini's OpenAI endpoint).
     #[test]
     fn a_tool_call_named_twice_ends_the_stream() {
         let g = guard(false);
@@ -2477,12 +2521,18 @@ with z@q.de	é and more"#,
             vec![named(&name(0, "bob@exa")), named(&format!("{},{}", name(5, "f"), name(0, "mple.com")))],
         ] {
             let (all, stop) = passed(&g, &events.iter().map(String::as_str).collect::<Vec<_>>());
-            assert_eq!(stop, Some(Stop::Shape), "{events:?}");
+            assert!(matches!(stop, Some(Stop::Hit(_))), "{events:?}: {stop:?}");
             assert!(!all.contains("mple.com"), "{all}");
         }
-        let fine = [named(&name(0, "get_weather")), named(&name(0, "get_weather")), named(&name(1, "get_time"))];
-        let (_, stop) = passed(&g, &fine.iter().map(String::as_str).collect::<Vec<_>>());
-        assert_eq!(stop, None);
+        let unindexed = r#"{"function":{"name":"get_time","arguments":"{}"}}"#;
+        for fine in [
+            vec![named(&name(0, "get_weather")), named(&name(0, "get_weather")), named(&name(1, "get_time"))],
+            vec![named(&name(0, "get_weather")), named(&name(0, "get_time")), named(&name(0, "lookup"))],
+            vec![named(unindexed), named(unindexed)],
+        ] {
+            let (_, stop) = passed(&g, &fine.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(stop, None, "{fine:?}");
+        }
     }
 
     /// Tool calls each whole in one chunk (as a Gemini answer is

@@ -54,7 +54,10 @@ pub fn passes_through(state: &CoreState, front: super::Front, route: &tollgate_p
             super::Front::OpenAi => matches!(up.kind, Mock | OpenAi | OpenAiCompatible),
             super::Front::Responses => matches!(up.kind, Mock | OpenAi | OpenAiCompatible) && up.responses_api,
             super::Front::Anthropic => up.kind == Anthropic,
-            super::Front::Completions | super::Front::Embeddings | super::Front::CountTokens => false,
+            // The legacy completions body goes to an OpenAI-style provider
+            // as it came (OpenRouter reads `plugins` there too).
+            super::Front::Completions => matches!(up.kind, Mock | OpenAi | OpenAiCompatible),
+            super::Front::Embeddings | super::Front::CountTokens => false,
         }
     })
 }
