@@ -515,3 +515,31 @@ fn a_huge_prompt_does_not_stall_other_tenants() {
         assert_eq!(done_rx.recv_timeout(Duration::from_secs(60)).expect("answered"), 429);
     }
 }
+
+/// A request admitted near the end of a budget (a tenth left, its
+/// estimate held) that names no output limit goes with the reserve its
+/// estimate was made at as its limit: a model that reasons at length
+/// cannot take the budget far past its limit. Without it, a request with
+/// no `max_tokens` was estimated at 1,024 output tokens and billed 50,000
+/// ($1,000 a million tokens: $50 against the $9 left).
+#[test]
+fn a_request_near_the_budgets_end_cannot_write_past_its_estimate() {
+    let mock = start_mock(&[]);
+    let config = priced(config_for(mock.addr, 1, "")).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 100.0 }",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    // Far from the end: $91 of reasoning, as the tenant asked.
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 91000\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Under a tenth left: admitted at its estimate, and held to it.
+    let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 50000\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer["choices"][0]["finish_reason"], "length", "{answer}");
+    assert!(answer["usage"]["completion_tokens"].as_u64().is_some_and(|c| c <= 1024), "{answer}");
+    wait_until(Duration::from_secs(5), "the spend merged", || metric(&gw, SPENT_TODAY).is_some_and(|usd| usd > 92.0));
+    let spent = metric(&gw, SPENT_TODAY).expect("spend");
+    assert!(spent <= 100.0, "spent ${spent} of a $100 budget");
+}

@@ -123,7 +123,7 @@ pub async fn forward(
         let cap = if front == crate::proxy::Front::CountTokens {
             Ok(None)
         } else {
-            output_cap(state, key, (routed, front), target, body, prompt)
+            output_cap(state, key, (routed, front), target, (body, prompt), holds.spend.is_some())
         };
         let cap = match cap {
             Ok(cap) => cap,
@@ -485,8 +485,8 @@ fn output_cap(
     key: &VirtualKey,
     (routed, front): (&crate::pipeline::Routed, crate::proxy::Front),
     target: &tollgate_policy::Target,
-    body: &[u8],
-    prompt: &crate::pipeline::Prompt,
+    (body, prompt): (&[u8], &crate::pipeline::Prompt),
+    held: bool,
 ) -> Result<Option<u64>, GatewayError> {
     let (mut output, cost) = state.config.request_ceilings(key);
     // Under a strict budget, a request that names no output limit its API
@@ -495,10 +495,18 @@ fn output_cap(
     // its translation writes, else 1,024) as its limit: without one, the
     // provider could write on to the model's maximum and pass the budget
     // that the hold was to keep (found by a review: a strict budget near
-    // its end was passed by leaving `max_tokens` out). A ceiling on output
-    // tokens, where the team or key has one, decides instead.
+    // its end was passed by leaving `max_tokens` out). So does a request
+    // admitted near a budget's end (`held`: its estimate, made at the same
+    // reserve, is held as spend; `admit::affordable`): without the limit,
+    // one request left out `max_tokens` and a model that reasoned at
+    // length took a budget with a tenth left to one and a half times its
+    // limit (found by a review). A ceiling on output tokens, where the
+    // team or key has one, decides instead.
     let strict = key.budget.strict || state.config.teams.get(key.team).is_some_and(|t| t.budget.strict);
-    if strict && output.is_none() && crate::proxy::upstream_request::limit_read(body, &routed.fields, front).is_none() {
+    if (strict || held)
+        && output.is_none()
+        && crate::proxy::upstream_request::limit_read(body, &routed.fields, front).is_none()
+    {
         let anthropic = front == crate::proxy::Front::Anthropic
             || state
                 .config
