@@ -74,6 +74,10 @@ pub enum GatewayError {
     NoRoute,
     /// The model is not in the configuration.
     UnknownModel(String),
+    /// `previous_response_id` names a response another team made (a
+    /// provider that keeps responses keeps them for the gateway's one
+    /// account): answered as an id that does not exist.
+    ResponseNotFound { id: String },
     /// A guardrail rule with the `block` action matched the request.
     Guardrail { profile: String, rule: String },
     /// The guardrails could not read the request, and the profile fails
@@ -138,6 +142,7 @@ impl GatewayError {
             | ServiceTierNotAllowed { .. }
             | NoRoute
             | UnknownModel(_)
+            | ResponseNotFound { .. }
             | Guardrail { .. }
             | GuardrailUnavailable { .. } => Source::Client,
             UpstreamConnect { .. }
@@ -212,7 +217,7 @@ impl GatewayError {
             OverBudget(_) | RunLimit(_) | RunTableFull { .. } | RateLimited(_) => 429,
             // The same answer as a model that does not exist: a tenant
             // must not learn which models other teams use.
-            NoRoute | UnknownModel(_) | ModelNotAllowed { .. } => 404,
+            NoRoute | UnknownModel(_) | ModelNotAllowed { .. } | ResponseNotFound { .. } => 404,
             // Permission, not a malformed request: the same body is
             // served for a team that allows the tool.
             ToolNotAllowed { .. } | ServiceTierNotAllowed { .. } => 403,
@@ -271,6 +276,7 @@ impl GatewayError {
             RateLimited(_) => "rate_limit_exceeded",
             NoRoute => "unknown_url",
             UnknownModel(_) => "model_not_found",
+            ResponseNotFound { .. } => "previous_response_not_found",
             Guardrail { .. } => "guardrail_blocked",
             GuardrailUnavailable { .. } => "guardrail_unavailable",
             UpstreamConnect { .. } => "upstream_unreachable",
@@ -343,6 +349,7 @@ impl fmt::Display for GatewayError {
                 "unknown path; this gateway serves POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/completions, POST /v1/embeddings, GET /v1/models, GET /healthz and GET /readyz",
             ),
             UnknownModel(m) => write!(f, "the model `{m}` does not exist or is not served by this gateway"),
+            ResponseNotFound { id } => write!(f, "previous response with id `{id}` not found"),
             Guardrail { profile, rule } => {
                 write!(f, "the request was blocked by guardrail rule `{rule}` (profile `{profile}`) and was not sent")
             }
@@ -407,6 +414,7 @@ mod tests {
             (GatewayError::Auth(AuthError::Expired { key: "k".into() }), 401),
             (GatewayError::ModelNotAllowed { model: "m".into() }, 404),
             (GatewayError::UnknownModel("x".into()), 404),
+            (GatewayError::ResponseNotFound { id: "resp_1".into() }, 404),
             (GatewayError::ToolNotAllowed { tool: "web_search".into() }, 403),
             (GatewayError::ServiceTierNotAllowed { tier: "priority".into() }, 403),
             (GatewayError::UpstreamConnect { provider: p(), cause: io::ErrorKind::ConnectionRefused.into() }, 502),

@@ -23,6 +23,31 @@ use tollgate_protocol::Span;
 
 const SHARDS: usize = 16;
 
+/// A new response's id for a translated provider (after `resp_`): 128
+/// bits from the OS's random source, in hex. The provider's own id is not
+/// used: a translation's may be the same for every answer (Bedrock's,
+/// Gemini's), and a turn is found by its id under its key, so two users
+/// of one key continued each other's conversations (found by a review);
+/// random, it cannot be guessed either.
+pub fn new_response_id() -> String {
+    let mut random = [0u8; 16];
+    if getrandom::fill(&mut random).is_err() {
+        // The OS's source failed (it does not, in practice): the clock
+        // and a counter keep ids apart, unguessable or not.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = crate::unix_now().as_nanos() as u64;
+        random[..8].copy_from_slice(&now.to_le_bytes());
+        random[8..].copy_from_slice(&n.to_le_bytes());
+    }
+    let mut id = String::with_capacity(34);
+    id.push_str("tg");
+    for b in random {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
 /// What an entry costs besides its items and names: the map's slot, the
 /// two boxed names' allocations, the items' own, and the names again in
 /// the eviction order. Counted against the bound, so that many small
@@ -112,12 +137,31 @@ impl Turns {
         Some(u64::from_le_bytes(kept.as_ref().try_into().ok()?))
     }
 
+    /// Notes that response `id`, passed through from a provider that keeps
+    /// its responses, was made by team `team`: the provider keeps them for
+    /// the gateway's one account, so another team that names it would
+    /// read the conversation ([`Turns::owner`]). Kept with the turns.
+    pub fn put_owner(&self, id: &str, team: &str, now: Instant) {
+        self.put(OWNERS, id, Bytes::copy_from_slice(team.as_bytes()), now);
+    }
+
+    /// The team that made response `id`, where [`Turns::put_owner`] noted
+    /// one.
+    pub fn owner(&self, id: &str, now: Instant) -> Option<Bytes> {
+        self.get(OWNERS, id, now)
+    }
+
     /// Bytes kept now (the tests read it).
     #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).bytes).sum()
     }
 }
+
+/// The name responses' owners are kept under: a control character alone,
+/// which no key is named in practice (only the operator names keys), so
+/// that no turn or size is taken for an owner.
+const OWNERS: &str = "\u{2}";
 
 /// The name a key's conversation sizes are kept under: the key's name
 /// (which the operator chooses, never a tenant) followed by a control

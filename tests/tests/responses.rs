@@ -216,10 +216,12 @@ fn assert_translated_stream(events: &[(String, serde_json::Value)]) -> String {
     text
 }
 
-/// A chat-completions provider gets a chat request (its answer is a
-/// `chat.completion`, whose id the response keeps) and the client a
+/// A chat-completions provider gets a chat request and the client a
 /// response, JSON and streamed, billed from the provider's usage with its
-/// cached share.
+/// cached share. The response's id is the gateway's own, random, new for
+/// each (a translated provider's ids may all be one: Bedrock's
+/// translation names every answer `bedrock`; a later request continues a
+/// response by its id).
 #[test]
 fn a_chat_provider_is_reached_through_translation_both_ways() {
     let (_mock, gw, logs) = start();
@@ -227,7 +229,11 @@ fn a_chat_provider_is_reached_through_translation_both_ways() {
     let r = one_request(gw.addr, &responses_request(body, "x-mock-cache: 30,0\r\n"));
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
-    assert!(v["id"].as_str().unwrap().starts_with("resp_chatcmpl-mock-"), "answered by the chat API: {v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let random = id.strip_prefix("resp_tg").filter(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(random.is_some(), "the gateway's own id: {v}");
+    let again = one_request(gw.addr, &responses_request(body, "x-mock-cache: 30,0\r\n")).json();
+    assert_ne!(again["id"], v["id"], "each response its own id");
     assert_eq!((v["object"].as_str(), v["status"].as_str()), (Some("response"), Some("completed")), "{v}");
     assert!(v["output"][0]["content"][0]["text"].as_str().unwrap().starts_with("Tollgate counts every"), "{v}");
     assert_eq!(v["usage"]["input_tokens_details"]["cached_tokens"], 30, "{v}");
@@ -515,4 +521,43 @@ fn a_conversation_continues_on_another_node_through_redis() {
     assert!(keys.lines().count() >= 1, "{keys}");
     let ttl: i64 = redis.cli(&["PTTL", keys.lines().next().unwrap().trim()]).trim().parse().expect("a TTL");
     assert!(ttl > 0 && ttl <= 3_600_000, "{ttl}");
+}
+
+/// A response a provider that keeps responses made (OpenAI's, for the
+/// gateway's one account) is continued only by the team that made it:
+/// another team's key naming its id is answered 404 as for an id that does
+/// not exist, before anything goes upstream; the team's own keys continue
+/// it, and an id the gateway never relayed goes on to the provider (found
+/// by a review: a member who moved teams, or learned an id, read another
+/// team's conversation).
+#[test]
+fn another_teams_stored_response_cannot_be_continued() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("responses-owner");
+    let other = "tg-other-team-0123456789ab";
+    let config = config(mock.addr, &logs)
+        + &probe_key("")
+        + &format!(
+            "\n[[teams]]\nname = \"other\"\nmodels = [\"*\"]\n[[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n",
+            key_hash(other)
+        );
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
+    let as_key = |key: &str, body: &str| {
+        let raw = format!(
+            "POST /v1/responses HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        one_request(gw.addr, raw.as_bytes())
+    };
+    let first = as_key(KEY, r#"{"model":"gpt-4o-mini","input":"remember: the launch code is 1234"}"#);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let id = first.json()["id"].as_str().expect("a response id").to_string();
+    let next = format!(r#"{{"model":"gpt-4o-mini","input":"what was it?","previous_response_id":"{id}"}}"#);
+    let refused = as_key(other, &next);
+    assert_eq!(refused.status, 404, "{}", refused.text());
+    assert_eq!(refused.error_code(), "previous_response_not_found", "{}", refused.text());
+    assert_eq!(as_key(PROBE_KEY, &next).status, 200, "the team's other key continues it");
+    assert_eq!(as_key(KEY, &next).status, 200);
+    let unknown = r#"{"model":"gpt-4o-mini","input":"x","previous_response_id":"resp_never_seen"}"#;
+    assert_eq!(as_key(other, unknown).status, 200, "an id the gateway never relayed goes on");
 }

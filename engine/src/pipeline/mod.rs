@@ -136,6 +136,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     // record too.
     let mut shared_turn = None;
     let mut shared_context = None;
+    let mut shared_owner = None;
     client.answered = false;
     // When the drain's time is up, the waits on upstreams end at once and
     // their requests finish their answers; one still going a moment later
@@ -263,11 +264,14 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             (
                 turns::keep_turn(&mut ex, core, end),
                 turns::note_context(&ex, core, end),
+                turns::note_owner(&ex, core, end),
                 cache::store(&mut ex, core, end),
             )
         }));
         match keep {
-            Ok((turn, context, answer)) => (shared_turn, shared_context, shared) = (turn, context, answer),
+            Ok((turn, context, owner, answer)) => {
+                (shared_turn, shared_context, shared_owner, shared) = (turn, context, owner, answer)
+            }
             Err(_) => {
                 tracing::error!("keeping a relayed answer panicked: not kept, the request billed as answered (a bug; please report it with this line)");
                 ex.keep_alive = false;
@@ -292,7 +296,7 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
     if let Some(s) = shared {
         crate::boxed::boxed(|| cache::share(core, s)).await;
     }
-    for t in [shared_turn, shared_context].into_iter().flatten() {
+    for t in [shared_turn, shared_context, shared_owner].into_iter().flatten() {
         crate::boxed::boxed(|| turns::share(core, t)).await;
     }
     reusable && !abandoned

@@ -40,6 +40,12 @@ fn shared_context_name(prefix: &str, key: &str, id: &str) -> String {
     format!("{prefix}:c:{}:{key}:{id}", key.len())
 }
 
+/// The team that made a response passed through, in Redis:
+/// `prefix:o:<response id>`, the team's name.
+fn shared_owner_name(prefix: &str, id: &str) -> String {
+    format!("{prefix}:o:{id}")
+}
+
 /// A Responses request that continues a turn the gateway keeps
 /// (`previous_response_id`, made with this key, not expired; on this node,
 /// or with `[cluster]` in Redis) has the turn's items put before its own
@@ -79,6 +85,21 @@ pub async fn continue_response<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Re
     }
     let Some(routed) = ex.routed.as_ref() else { return Ok(()) };
     if let Some(previous) = routed.fields.previous_response_id {
+        // Left for the provider, which keeps every team's responses for the
+        // gateway's one account: one another team made, as far as this
+        // node or the cluster's Redis saw it pass, is refused as an id that
+        // does not exist (found by a review: a member who moved teams, or
+        // learned an id, read another team's conversation). An id the
+        // gateway never relayed goes on to the provider.
+        let id = std::str::from_utf8(previous.get(&ex.body)).unwrap_or_default();
+        let mut owner = core.turns.owner(id, Instant::now());
+        if let (None, Some(redis)) = (&owner, core.strict) {
+            owner = Box::pin(shared_value(redis, &shared_owner_name(redis.key_prefix(), id))).await.map(Bytes::from);
+        }
+        let team = core.state.config.teams.get(key.team).map_or("", |t| t.name.as_str());
+        if owner.is_some_and(|o| o != team.as_bytes()) {
+            return Err(GatewayError::ResponseNotFound { id: id.to_string() });
+        }
         // Left for the provider: what the conversation it stores comes to,
         // if it ended here (or, with `[cluster]`, on another node), is part
         // of this request's prompt.
@@ -150,6 +171,26 @@ pub fn note_context(ex: &Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Optio
     Some(SharedTurn {
         name: shared_context_name(redis.key_prefix(), &key.name, id),
         items: Bytes::from(tokens.to_string()),
+        ttl: core.state.config.server.responses_turns_ttl,
+    })
+}
+
+/// The team that made a response passed through from a provider that
+/// keeps responses, noted on the node ([`crate::turns::Turns::put_owner`])
+/// and, with `[cluster]`, for Redis: so that [`continue_response`]
+/// refuses it to other teams on any node.
+pub fn note_owner(ex: &Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<SharedTurn> {
+    let id = end.response_id.as_deref()?;
+    let (Ok(key), Some(routed)) = (ex.key(), ex.routed.as_ref()) else { return None };
+    if ex.front != crate::proxy::Front::Responses || routed.fields.store == Some(false) {
+        return None;
+    }
+    let team = core.state.config.teams.get(key.team).map_or("", |t| t.name.as_str());
+    core.turns.put_owner(id, team, Instant::now());
+    let redis = core.strict?;
+    Some(SharedTurn {
+        name: shared_owner_name(redis.key_prefix(), id),
+        items: Bytes::copy_from_slice(team.as_bytes()),
         ttl: core.state.config.server.responses_turns_ttl,
     })
 }

@@ -239,7 +239,7 @@ impl Stream {
                         SseParser::new(EVENT_BYTES_MAX),
                     ))
                 }),
-                events: Box::new(ResponsesStream::new()),
+                events: Box::new(ResponsesStream::with_id(crate::turns::new_response_id())),
                 reported: Default::default(),
             },
             Translation::None => Stream::Identity {

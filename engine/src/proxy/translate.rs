@@ -403,7 +403,8 @@ pub async fn relay_translated(
             } else {
                 (usage, finish) = answer_usage(&chat);
             }
-            tollgate_protocol::responses::chat::response_from_chat(&mut chat, &mut out)
+            let id = crate::turns::new_response_id();
+            tollgate_protocol::responses::chat::response_from_chat_as(&mut chat, Some(&id), &mut out)
         } else if to_anthropic {
             (usage, finish) = answer_usage(&body);
             // The client reads Anthropic's names for them.

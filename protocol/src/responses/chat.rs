@@ -378,7 +378,12 @@ fn call_id_or_made(id: Option<&str>, n: usize) -> String {
 /// chunk by chunk).
 #[derive(Clone, Debug, Default)]
 struct Made {
+    /// The response's id (after `resp_`): the gateway's own where it
+    /// gives one ([`ResponsesStream::with_id`], [`response_from_chat_as`]),
+    /// else the chat answer's.
     id: String,
+    /// The answer's head (model, created) was read.
+    headed: bool,
     model: String,
     created: u64,
     /// The message's text; `None` when the answer has none.
@@ -513,8 +518,11 @@ impl Made {
     /// Takes the top-level facts of a chat answer or chunk: id, model,
     /// created (first seen wins) and usage (last seen wins).
     fn take_head(&mut self, v: &Value<'_>) {
-        if self.id.is_empty() {
-            self.id = str_of(v.get("id")).unwrap_or("tollgate").to_string();
+        if !self.headed {
+            self.headed = true;
+            if self.id.is_empty() {
+                self.id = str_of(v.get("id")).unwrap_or("tollgate").to_string();
+            }
             self.model = str_of(v.get("model")).unwrap_or_default().to_string();
             self.created = v.get("created").and_then(|c| c.as_u64()).unwrap_or(0);
         }
@@ -533,8 +541,19 @@ impl Made {
 
 /// Writes the `response` for a `chat.completion`.
 pub fn response_from_chat(scratch: &mut [u8], out: &mut BytesMut) -> Result<(), TranslateError> {
+    response_from_chat_as(scratch, None, out)
+}
+
+/// [`response_from_chat`], the response named `resp_` + `id` where one is
+/// given rather than after the chat answer's id: a translated provider's
+/// ids are not unique (Bedrock's translation names every answer
+/// `bedrock`, Gemini's `gemini`), and a response id is what a later
+/// request continues (`previous_response_id`), so the gateway names each
+/// response itself (found by a review: two users of one key continued
+/// each other's conversations).
+pub fn response_from_chat_as(scratch: &mut [u8], id: Option<&str>, out: &mut BytesMut) -> Result<(), TranslateError> {
     let v = parse(scratch)?;
-    let mut made = Made::default();
+    let mut made = Made { id: id.unwrap_or_default().to_string(), ..Made::default() };
     made.take_head(&v);
     let choice = v.get("choices").and_then(|c| c.as_array()).and_then(|c| c.first());
     let message = choice.and_then(|c| c.get("message"));
@@ -578,6 +597,12 @@ pub struct ResponsesStream {
 impl ResponsesStream {
     pub fn new() -> ResponsesStream {
         ResponsesStream::default()
+    }
+
+    /// A stream whose response is named `resp_` + `id` (see
+    /// [`response_from_chat_as`]).
+    pub fn with_id(id: String) -> ResponsesStream {
+        ResponsesStream { made: Made { id, ..Made::default() }, ..ResponsesStream::default() }
     }
 
     pub fn finished(&self) -> bool {
