@@ -233,8 +233,13 @@ fn records_keep_rules_not_text_and_a_reload_changes_the_profile() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("guard-records");
     let mut gw = start_gateway(&guarded_config(mock.addr, Some(&logs), "redact", false), &[], &[]);
-    // Three hits of one rule in one request: counted three times.
-    let r = chat(&gw, &user(&format!("mail {EMAIL}, cc {EMAIL} and {EMAIL}")), "x-mock-echo: body\r\n");
+    // Three hits of one rule in one request, another rule's between them:
+    // counted three times and once.
+    let r = chat(
+        &gw,
+        &user(&format!("mail {EMAIL}, card 4111 1111 1111 1111, cc {EMAIL} and {EMAIL}")),
+        "x-mock-echo: body\r\n",
+    );
     assert_eq!(r.status, 200);
     assert_eq!(chat(&gw, &user(&format!("key {OPENAI_KEY}")), "").status, 400);
 
@@ -249,7 +254,9 @@ fn records_keep_rules_not_text_and_a_reload_changes_the_profile() {
     let mut metrics = String::new();
     let counted = holds_within(std::time::Duration::from_secs(5), || {
         metrics = admin_get(gw.admin.unwrap(), "/metrics").text();
-        metrics.contains(want) && metrics.contains("rule=\"secret.openai_key\",action=\"block\"")
+        metrics.contains(want)
+            && metrics.contains("rule=\"pii.card\",action=\"redact\",in=\"request\"} 1")
+            && metrics.contains("rule=\"secret.openai_key\",action=\"block\"")
     });
     assert!(counted, "{metrics}");
 
@@ -270,7 +277,7 @@ fn records_keep_rules_not_text_and_a_reload_changes_the_profile() {
     assert_eq!(hit(&records[0])["action"], "redact");
     assert_eq!(hit(&records[0])["in"], "request");
     assert_eq!(hit(&records[0])["len"], EMAIL.len());
-    assert_eq!(records[0]["guardrails"]["hits"].as_array().map(Vec::len), Some(3));
+    assert_eq!(records[0]["guardrails"]["hits"].as_array().map(Vec::len), Some(4));
     assert_eq!(records[0]["end"], "completed");
     assert_eq!(hit(&records[1])["rule"], "secret.openai_key");
     assert_eq!(records[1]["end"], "blocked");

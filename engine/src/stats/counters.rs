@@ -211,6 +211,10 @@ impl CoreStats {
         self.counts.borrow_mut().entry((team, model, provider, trace.status)).or_default().add(&c);
         if !trace.guard_hits.is_empty() {
             let mut g = self.guard.borrow_mut();
+            // A run of hits of one rule (a prompt's dozen addresses) is
+            // counted once into the map: one hash and probe a run, not a
+            // hit.
+            let mut run: Option<(GuardKey, u64)> = None;
             for r in &trace.guard_hits {
                 let rule = match r.hit.rule {
                     tollgate_policy::guard::Rule::Classifier(_) => {
@@ -218,7 +222,18 @@ impl CoreStats {
                     }
                     rule => RuleLabel::Id(rule),
                 };
-                *g.entry((team, rule, r.hit.action, r.direction)).or_default() += 1;
+                let key = (team, rule, r.hit.action, r.direction);
+                match &mut run {
+                    Some((k, n)) if *k == key => *n += 1,
+                    _ => {
+                        if let Some((k, n)) = run.replace((key, 1)) {
+                            *g.entry(k).or_default() += n;
+                        }
+                    }
+                }
+            }
+            if let Some((k, n)) = run {
+                *g.entry(k).or_default() += n;
             }
         }
         let micros = trace.started.elapsed().as_micros() as u64;
