@@ -61,7 +61,19 @@ pub struct Turns {
     /// Bytes per shard.
     shard_bytes: usize,
     ttl: Duration,
+    /// The teams that made responses passed through ([`Turns::put_owner`]):
+    /// a store of their own, kept as long as OpenAI keeps a response, so
+    /// that neither turns nor the turns' time let an owner go early.
+    owners: [Mutex<Shard>; SHARDS],
 }
+
+/// How long the team that made a response passed through is kept: as
+/// long as OpenAI keeps a stored response (30 days).
+pub const OWNER_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Bytes of owners kept on the node (about 70,000 responses, ids and team
+/// names their usual length); the oldest go first.
+const OWNER_BYTES: usize = 16 << 20;
 
 #[derive(Default)]
 struct Shard {
@@ -74,49 +86,20 @@ struct Shard {
 impl Turns {
     /// A store of at most `bytes_max` bytes of items, each kept `ttl`.
     pub fn new(bytes_max: usize, ttl: Duration) -> Turns {
-        Turns { shards: Default::default(), shard_bytes: bytes_max / SHARDS, ttl }
-    }
-
-    fn shard(&self, key: &str, id: &str) -> std::sync::MutexGuard<'_, Shard> {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        let h = BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one((key, id));
-        // A panic elsewhere with the lock held leaves a map that is still
-        // whole: keep using it.
-        self.shards[(h >> 60) as usize % SHARDS].lock().unwrap_or_else(|e| e.into_inner())
+        Turns { shards: Default::default(), shard_bytes: bytes_max / SHARDS, ttl, owners: Default::default() }
     }
 
     /// The items of response `id` made with key `key` (a JSON array), while
     /// it lasts.
     pub fn get(&self, key: &str, id: &str, now: Instant) -> Option<Bytes> {
-        let shard = self.shard(key, id);
-        let (items, expires) = shard.map.get(&(Box::from(key), Box::from(id)))?;
-        (now < *expires).then(|| items.clone())
+        get(&self.shards, key, id, now)
     }
 
     /// Keeps `items` (a JSON array) as response `id`'s conversation, for
     /// key `key`; the oldest turns make room. Items larger than a shard
     /// are not kept: false then.
     pub fn put(&self, key: &str, id: &str, items: Bytes, now: Instant) -> bool {
-        let size = ENTRY_BYTES + items.len() + key.len() + id.len();
-        if size > self.shard_bytes {
-            return false;
-        }
-        let mut shard = self.shard(key, id);
-        let name = (Box::<str>::from(key), Box::<str>::from(id));
-        if let Some((old, _)) = shard.map.remove(&name) {
-            shard.bytes -= ENTRY_BYTES + old.len() + key.len() + id.len();
-            shard.order.retain(|n| n != &name);
-        }
-        while shard.bytes + size > self.shard_bytes {
-            let Some(oldest) = shard.order.pop_front() else { break };
-            if let Some((old, _)) = shard.map.remove(&oldest) {
-                shard.bytes -= ENTRY_BYTES + old.len() + oldest.0.len() + oldest.1.len();
-            }
-        }
-        shard.bytes += size;
-        shard.order.push_back(name.clone());
-        shard.map.insert(name, (items, now + self.ttl));
-        true
+        put(&self.shards, (self.shard_bytes, self.ttl), (key, id), items, now)
     }
 
     /// Notes that response `id`, made with key `key` by a provider that
@@ -140,15 +123,17 @@ impl Turns {
     /// Notes that response `id`, passed through from a provider that keeps
     /// its responses, was made by team `team`: the provider keeps them for
     /// the gateway's one account, so another team that names it would
-    /// read the conversation ([`Turns::owner`]). Kept with the turns.
+    /// read the conversation ([`Turns::owner`]). Kept [`OWNER_TTL`], in a
+    /// store of [`OWNER_BYTES`] apart from the turns.
     pub fn put_owner(&self, id: &str, team: &str, now: Instant) {
-        self.put(OWNERS, id, Bytes::copy_from_slice(team.as_bytes()), now);
+        let bound = (OWNER_BYTES / SHARDS, OWNER_TTL);
+        put(&self.owners, bound, (OWNERS, id), Bytes::copy_from_slice(team.as_bytes()), now);
     }
 
     /// The team that made response `id`, where [`Turns::put_owner`] noted
     /// one.
     pub fn owner(&self, id: &str, now: Instant) -> Option<Bytes> {
-        self.get(OWNERS, id, now)
+        get(&self.owners, OWNERS, id, now)
     }
 
     /// Bytes kept now (the tests read it).
@@ -158,10 +143,55 @@ impl Turns {
     }
 }
 
-/// The name responses' owners are kept under: a control character alone,
-/// which no key is named in practice (only the operator names keys), so
-/// that no turn or size is taken for an owner.
-const OWNERS: &str = "\u{2}";
+fn shard<'s>(shards: &'s [Mutex<Shard>; SHARDS], key: &str, id: &str) -> std::sync::MutexGuard<'s, Shard> {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let h = BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one((key, id));
+    // A panic elsewhere with the lock held leaves a map that is still
+    // whole: keep using it.
+    shards[(h >> 60) as usize % SHARDS].lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What `(key, id)` holds in `shards`, while it lasts.
+fn get(shards: &[Mutex<Shard>; SHARDS], key: &str, id: &str, now: Instant) -> Option<Bytes> {
+    let shard = shard(shards, key, id);
+    let (items, expires) = shard.map.get(&(Box::from(key), Box::from(id)))?;
+    (now < *expires).then(|| items.clone())
+}
+
+/// Keeps `items` under `(key, id)` in `shards` (of `shard_bytes` each) for
+/// `ttl`; the oldest entries make room. Larger than a shard: not kept,
+/// false.
+fn put(
+    shards: &[Mutex<Shard>; SHARDS],
+    (shard_bytes, ttl): (usize, Duration),
+    (key, id): (&str, &str),
+    items: Bytes,
+    now: Instant,
+) -> bool {
+    let size = ENTRY_BYTES + items.len() + key.len() + id.len();
+    if size > shard_bytes {
+        return false;
+    }
+    let mut shard = shard(shards, key, id);
+    let name = (Box::<str>::from(key), Box::<str>::from(id));
+    if let Some((old, _)) = shard.map.remove(&name) {
+        shard.bytes -= ENTRY_BYTES + old.len() + key.len() + id.len();
+        shard.order.retain(|n| n != &name);
+    }
+    while shard.bytes + size > shard_bytes {
+        let Some(oldest) = shard.order.pop_front() else { break };
+        if let Some((old, _)) = shard.map.remove(&oldest) {
+            shard.bytes -= ENTRY_BYTES + old.len() + oldest.0.len() + oldest.1.len();
+        }
+    }
+    shard.bytes += size;
+    shard.order.push_back(name.clone());
+    shard.map.insert(name, (items, now + ttl));
+    true
+}
+
+/// The name responses' owners are kept under, in their own store.
+const OWNERS: &str = "owner";
 
 /// The name a key's conversation sizes are kept under: the key's name
 /// (which the operator chooses, never a tenant) followed by a control

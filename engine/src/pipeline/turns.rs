@@ -191,7 +191,7 @@ pub fn note_owner(ex: &Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<
     Some(SharedTurn {
         name: shared_owner_name(redis.key_prefix(), id),
         items: Bytes::copy_from_slice(team.as_bytes()),
-        ttl: core.state.config.server.responses_turns_ttl,
+        ttl: crate::turns::OWNER_TTL,
     })
 }
 

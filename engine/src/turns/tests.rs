@@ -104,3 +104,25 @@ fn a_conversations_size_is_kept_per_key_beside_the_turns() {
     assert_eq!(turns.context("team-a", "resp_2", now), None, "a turn is not a size");
     assert_eq!(turns.context("team-a", "resp_1", now + Duration::from_secs(61)), None, "expired");
 }
+
+/// A response's owner is kept apart from the turns: for as long as OpenAI
+/// keeps the response (30 days), whatever the turns' time and however
+/// full the turns' store (a tenant's own turns cannot push it out).
+#[test]
+fn owners_outlive_the_turns_and_their_bound() {
+    let now = Instant::now();
+    let t = Turns::new(16 * 1000, Duration::from_secs(60));
+    t.put_owner("resp_1", "team-a", now);
+    let big = Bytes::from(vec![b'x'; 300]);
+    for i in 0..500 {
+        t.put("k", &format!("r{i}"), big.clone(), now);
+    }
+    let day = Duration::from_secs(24 * 3600);
+    assert_eq!(t.owner("resp_1", now + 29 * day).as_deref(), Some(&b"team-a"[..]));
+    assert_eq!(t.owner("resp_1", now + 31 * day), None);
+    assert_eq!(t.owner("resp_2", now), None);
+    // A turns store of no bytes still keeps owners.
+    let none = Turns::new(0, Duration::ZERO);
+    none.put_owner("resp_1", "team-a", now);
+    assert!(none.owner("resp_1", now + day).is_some());
+}
