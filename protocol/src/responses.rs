@@ -154,13 +154,14 @@ pub fn response_id(doc: &[u8]) -> Option<&[u8]> {
 /// answer, one assistant message whose content is the refusal.
 fn write_response(
     out: &mut BytesMut,
-    model: &str,
-    created: u64,
+    (id, model, created): (&str, &str, u64),
     reason: &str,
     refusal: Option<&str>,
     usage: Option<(u64, u64)>,
 ) {
-    out.extend_from_slice(b"{\"id\":\"resp_tollgate\",\"object\":\"response\",\"created_at\":");
+    out.extend_from_slice(b"{\"id\":");
+    write_json_string(out, id);
+    out.extend_from_slice(b",\"object\":\"response\",\"created_at\":");
     out.extend_from_slice(itoa::Buffer::new().format(created).as_bytes());
     out.extend_from_slice(b",\"status\":\"incomplete\",\"incomplete_details\":{\"reason\":");
     write_json_string(out, reason);
@@ -169,7 +170,7 @@ fn write_response(
     out.extend_from_slice(b",\"output\":[");
     if let Some(refusal) = refusal {
         out.extend_from_slice(
-            b"{\"type\":\"message\",\"id\":\"msg_tollgate\",\"status\":\"incomplete\",\"role\":\"assistant\",\"content\":[{\"type\":\"refusal\",\"refusal\":",
+            b"{\"type\":\"message\",\"id\":\"msg_withheld\",\"status\":\"incomplete\",\"role\":\"assistant\",\"content\":[{\"type\":\"refusal\",\"refusal\":",
         );
         write_json_string(out, refusal);
         out.extend_from_slice(b"}]}");
@@ -194,19 +195,26 @@ fn write_response(
 /// An answer the gateway withheld: a response `incomplete` for
 /// `content_filter`, the refusal as the assistant's content, and the usage
 /// that was still spent.
-pub fn write_withheld(out: &mut BytesMut, model: &str, created: u64, refusal: &str, usage: Option<(u64, u64)>) {
-    write_response(out, model, created, "content_filter", Some(refusal), usage);
+pub fn write_withheld(
+    out: &mut BytesMut,
+    (id, model, created): (&str, &str, u64),
+    refusal: &str,
+    usage: Option<(u64, u64)>,
+) {
+    write_response(out, (id, model, created), "content_filter", Some(refusal), usage);
 }
 
 /// The event that ends a stream the gateway stopped: `response.incomplete`
 /// with `reason` (`content_filter` when a guardrail withheld the rest,
-/// `max_output_tokens` when a ceiling was reached), numbered `sequence`.
-pub fn write_stream_end(out: &mut BytesMut, model: &str, created: u64, reason: &str, sequence: u64) {
+/// `max_output_tokens` when a ceiling was reached), numbered `sequence`,
+/// the response named `id` as the stream's first events named it (a
+/// client that continues from the last response it read must find it).
+pub fn write_stream_end(out: &mut BytesMut, (id, model, created): (&str, &str, u64), reason: &str, sequence: u64) {
     let mut data = BytesMut::new();
     data.extend_from_slice(b"{\"type\":\"response.incomplete\",\"sequence_number\":");
     data.extend_from_slice(itoa::Buffer::new().format(sequence).as_bytes());
     data.extend_from_slice(b",\"response\":");
-    write_response(&mut data, model, created, reason, None, None);
+    write_response(&mut data, (id, model, created), reason, None, None);
     data.put_u8(b'}');
     crate::sse::write_event(out, Some(b"response.incomplete"), &data);
 }
@@ -298,8 +306,9 @@ mod tests {
     #[test]
     fn made_shapes_are_json_whatever_the_names_hold() {
         let mut out = BytesMut::new();
-        write_withheld(&mut out, "m\"x", 7, "rule `a`\n", Some((3, 4)));
+        write_withheld(&mut out, ("resp_\"1", "m\"x", 7), "rule `a`\n", Some((3, 4)));
         let v: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+        assert_eq!(v["id"], "resp_\"1");
         assert_eq!(v["object"], "response");
         assert_eq!(v["status"], "incomplete");
         assert_eq!(v["incomplete_details"]["reason"], "content_filter");
@@ -307,7 +316,7 @@ mod tests {
         assert_eq!(v["output"][0]["content"][0]["refusal"], "rule `a`\n");
         assert_eq!(v["usage"]["total_tokens"], 7);
         let mut out = BytesMut::new();
-        write_stream_end(&mut out, "m", 7, "max_output_tokens", 9);
+        write_stream_end(&mut out, ("resp_9", "m", 7), "max_output_tokens", 9);
         write_error_event(&mut out, "up \"x\" failed", "upstream_stream_error", 10);
         let text = std::str::from_utf8(&out).expect("utf-8");
         let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
@@ -318,6 +327,7 @@ mod tests {
         let end = data(events[0]);
         assert!(events[0].starts_with("event: response.incomplete\n"));
         assert_eq!(end["sequence_number"], 9);
+        assert_eq!(end["response"]["id"], "resp_9");
         assert_eq!(end["response"]["incomplete_details"]["reason"], "max_output_tokens");
         assert!(end["response"]["usage"].is_null());
         let err = data(events[1]);

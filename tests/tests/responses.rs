@@ -159,6 +159,19 @@ fn a_blocked_answer_ends_as_an_incomplete_response() {
     let (name, end) = events.last().expect("events");
     assert_eq!(name, "response.incomplete", "{}", r.text());
     assert_eq!(end["response"]["incomplete_details"]["reason"], "content_filter", "{end}");
+    // Named as the stream's first event named it: a client continues from
+    // the last response it read.
+    let created = events.iter().find(|(n, _)| n == "response.created").expect("response.created");
+    assert_eq!(end["response"]["id"], created.1["response"]["id"], "{}", r.text());
+    // The same, translated from a chat provider.
+    let llama = r#"{"model":"llama","input":"hi","stream":true}"#;
+    let r = one_request(gw.addr, &responses_request(llama, &format!("{reply}x-mock-chunks: 4\r\n")));
+    let translated = self::events(&r.body);
+    let (name, end) = translated.last().expect("events");
+    assert_eq!(name, "response.incomplete", "{}", r.text());
+    let created = translated.iter().find(|(n, _)| n == "response.created").expect("response.created");
+    assert_eq!(end["response"]["id"], created.1["response"]["id"], "{}", r.text());
+    assert!(end["response"]["id"].as_str().is_some_and(|id| id.starts_with("resp_tg")), "{end}");
     let r = one_request(gw.addr, &responses_request(r#"{"model":"gpt-4o-mini","input":"hi"}"#, reply));
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();

@@ -379,13 +379,20 @@ impl Stream {
             Front::Completions | Front::Embeddings => {
                 tollgate_protocol::openai::write_text_stream_end(out, model, crate::unix_now().as_secs(), why)
             }
-            Front::Responses => tollgate_protocol::responses::write_stream_end(
-                out,
-                model,
-                crate::unix_now().as_secs(),
-                why,
-                self.sequence(),
-            ),
+            Front::Responses => {
+                // Named as its first events named it.
+                let id = match self {
+                    Stream::ToResponses { events, .. } => format!("resp_{}", events.id()),
+                    Stream::Identity { id: Some(id), .. } => id.to_string(),
+                    _ => format!("resp_{}", crate::turns::new_response_id()),
+                };
+                tollgate_protocol::responses::write_stream_end(
+                    out,
+                    (&id, model, crate::unix_now().as_secs()),
+                    why,
+                    self.sequence(),
+                )
+            }
         }
         match self {
             // Its own ending was just written: nothing more.

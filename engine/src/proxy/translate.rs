@@ -476,8 +476,7 @@ pub async fn relay_translated(
             ),
             Front::Responses => tollgate_protocol::responses::write_withheld(
                 &mut out,
-                route.model,
-                crate::unix_now().as_secs(),
+                (&format!("resp_{}", crate::turns::new_response_id()), route.model, crate::unix_now().as_secs()),
                 &refusal,
                 billed,
             ),

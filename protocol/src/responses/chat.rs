@@ -605,6 +605,12 @@ impl ResponsesStream {
         ResponsesStream { made: Made { id, ..Made::default() }, ..ResponsesStream::default() }
     }
 
+    /// The response's id after `resp_` (empty until the first chunk where
+    /// the stream was made without one).
+    pub fn id(&self) -> &str {
+        &self.made.id
+    }
+
     pub fn finished(&self) -> bool {
         self.finished
     }
