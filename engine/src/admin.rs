@@ -471,7 +471,10 @@ fn respond_as(stream: &mut TcpStream, status: u16, content_type: &str, body: &st
     respond_as_with(stream, status, content_type, "", body)
 }
 
-/// `headers`: extra header lines, each ending in CRLF.
+/// `headers`: extra header lines, each ending in CRLF. Every answer says
+/// its type is not to be guessed (a tenant writes some of the texts the
+/// JSON and CSV answers hold) and that no other site may frame it (the
+/// dashboard acts with the operator's token).
 fn respond_as_with(
     stream: &mut TcpStream,
     status: u16,
@@ -481,7 +484,7 @@ fn respond_as_with(
 ) -> std::io::Result<()> {
     write!(
         stream,
-        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{headers}connection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\n{headers}connection: close\r\n\r\n{body}",
         reason(status),
         body.len()
     )?;

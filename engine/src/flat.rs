@@ -188,14 +188,37 @@ impl<'a> Record<'a> {
     }
 }
 
+/// A text a CSV file holds, made safe for a spreadsheet: one that begins
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return is a formula to
+/// Excel and LibreOffice, quoted or not, so it gets a `'` before it (what
+/// OWASP advises). A tenant writes some of the texts an audit export
+/// holds (a model name a route refused, a run id): found by a review, a
+/// `=HYPERLINK(...)` model ran in the auditor's spreadsheet.
+pub fn spreadsheet_text(v: &str) -> std::borrow::Cow<'_, str> {
+    match v.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{v}").into(),
+        _ => v.into(),
+    }
+}
+
+/// The condition [`spreadsheet_text`] tests, as a ClickHouse expression
+/// of text column `c` that writes it so (for the explorer's CSV export,
+/// which ClickHouse formats). Named apart from the column: an alias of a
+/// column's own name would stand for it in the query's filters too (the
+/// viewer's teams among them).
+pub fn spreadsheet_sql(c: &str) -> String {
+    format!("if(match({c}, '^[-=+@\\t\\r]'), concat('\\'', {c}), {c}) AS csv_{c}")
+}
+
 impl Flat<'_> {
     /// One CSV line in [`COLUMNS`]' order, as ClickHouse's `CSV` writes
-    /// one: text quoted with its quotes doubled, lists as `['a','b']`.
+    /// one: text quoted with its quotes doubled, lists as `['a','b']`;
+    /// text made safe for a spreadsheet ([`spreadsheet_text`]).
     pub fn write_csv(&self, out: &mut String) {
         use std::fmt::Write;
         let text = |out: &mut String, v: &str| {
             out.push('"');
-            out.push_str(&v.replace('"', "\"\""));
+            out.push_str(&spreadsheet_text(v).replace('"', "\"\""));
             out.push('"');
         };
         let list = |out: &mut String, v: &[&str]| {

@@ -338,8 +338,10 @@ fn the_request_explorer_filters_pages_exports_and_scopes_by_team() {
     );
     let gw = start_gateway(&config, &[], &[]);
     let admin = gw.admin.expect("admin listener");
-    for _ in 0..5 {
-        assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    // One of them in a run whose id a spreadsheet would take for a formula.
+    for run in ["@SUM-1", "", "", "", ""] {
+        let header = if run.is_empty() { String::new() } else { format!("x-tollgate-run: {run}\r\n") };
+        assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, &header)).status, 200);
     }
     let other = chat_request_with_key(SMALL_CHAT, &format!("Authorization: Bearer {OTHER_KEY}\r\n"));
     for _ in 0..3 {
@@ -409,6 +411,8 @@ fn the_request_explorer_filters_pages_exports_and_scopes_by_team() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("\"ts\",\"id\",\"team\""), "{text}");
     assert_eq!(lines.len(), 1 + 5, "{text}");
+    // A run id that begins with `@` is written `'@...`: no formula.
+    assert!(text.contains("\"'@SUM-1\"") && !text.contains(",\"@"), "{text}");
     let jsonl = admin_get(admin, "/admin/requests?format=jsonl").text();
     assert_eq!(jsonl.lines().count(), 9);
     // A viewer of team e2e: its five, never the others', even when it asks.

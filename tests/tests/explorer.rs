@@ -175,3 +175,50 @@ fn without_records_the_explorer_says_what_to_configure() {
     assert_eq!(r.status, 501);
     assert!(r.text().contains("[logging] dir") && r.text().contains("[clickhouse]"), "{}", r.text());
 }
+
+/// A text a tenant writes into the records (a model name a route refused,
+/// a run id) leaves the audit exports safe for a spreadsheet: a cell that
+/// would begin with `=`, `+`, `-` or `@` begins with `'` (found by a
+/// review: a `=HYPERLINK(...)` model ran in the auditor's spreadsheet), in
+/// the explorer's CSV and in `tollgate report --format csv`.
+#[test]
+fn a_tenants_text_is_no_formula_in_the_csv_exports() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("csv-formula");
+    let config = priced(config_for(mock.addr, 1, &format!("\n[logging]\ndir = \"{}\"\n", logs.0.display())));
+    let mut gw = start_gateway(&config, &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    let formula = "=HYPERLINK(CHAR(104)&CHAR(116)&A2,B2)";
+    let body = format!(r#"{{"model":"{formula}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+    assert_eq!(one_request(gw.addr, &chat_request(&body, "")).status, 404);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "x-tollgate-run: @SUM-1\r\n")).status, 200);
+    let mut csv = String::new();
+    wait_until(Duration::from_secs(15), "two records in the explorer's CSV", || {
+        let r = admin_get(admin, "/admin/requests?format=csv");
+        csv = r.text();
+        r.status == 200 && csv.lines().count() == 3
+    });
+    // Nor is the answer's type to be guessed.
+    let r = admin_get(admin, "/admin/requests?format=csv");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert!(csv.contains("\"'=HYPERLINK(CHAR(104)&CHAR(116)&A2,B2)\""), "{csv}");
+    assert!(csv.contains("\"'@SUM-1\""), "{csv}");
+    assert!(!csv.contains(",\"=") && !csv.contains(",\"@"), "{csv}");
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    for by in ["model", "run"] {
+        let out = std::process::Command::new(bin("tollgate"))
+            .args(["report", "--by", by, "--format", "csv", "--dir"])
+            .arg(&logs.0)
+            .output()
+            .expect("tollgate report");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        for line in text.lines() {
+            let first = line.trim_start_matches('"');
+            assert!(!first.starts_with(['=', '+', '-', '@']), "{by}: {text}");
+        }
+        let want = if by == "model" { "'=HYPERLINK" } else { "'@SUM-1" };
+        assert!(text.contains(want), "{by}: {text}");
+    }
+}

@@ -34,6 +34,25 @@ fn columns() -> String {
     quoted.join(", ")
 }
 
+/// The text columns a tenant can write into (a refused model's name, a run
+/// id), for the CSV export.
+const TENANT_TEXT: [&str; 4] = ["model", "run", "key", "team"];
+
+/// [`columns`] for the CSV export: the texts a tenant can write made safe
+/// for a spreadsheet, as the files' export makes them
+/// ([`crate::flat::spreadsheet_text`]).
+fn csv_columns() -> String {
+    let quoted: Vec<String> = crate::flat::COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "end" => "`end`".to_string(),
+            c if TENANT_TEXT.contains(&c) => crate::flat::spreadsheet_sql(c),
+            c => c.to_string(),
+        })
+        .collect();
+    quoted.join(", ")
+}
+
 /// Where the explorer reads: ClickHouse, or the node's own record files
 /// through their index ([`crate::record_index`]).
 #[derive(Clone, Debug)]
@@ -227,7 +246,9 @@ pub fn sql(q: &Query, scope: Option<&[String]>, database: &str, table: &str, win
     let (columns, limit, format) = match (q.id.is_some(), q.format) {
         (true, _) => ("record".to_string(), 1, "JSONEachRow"),
         (false, Format::Page) => (columns(), q.limit + 1, "JSONEachRow"),
-        (false, Format::Csv) => (columns(), EXPORT_MAX + 1, "CSVWithNames"),
+        // Its header is the gateway's (the columns' own names, not the
+        // safe texts' aliases).
+        (false, Format::Csv) => (csv_columns(), EXPORT_MAX + 1, "CSV"),
         (false, Format::JsonLines) => (columns(), EXPORT_MAX + 1, "JSONEachRow"),
     };
     format!("SELECT {columns} FROM {database}.{table}{filter} ORDER BY ts DESC, id DESC LIMIT {limit} FORMAT {format}")
@@ -435,6 +456,7 @@ fn answer_within(
     }
     if q.format != Format::Page {
         return match run(&sql(q, scope, db, table, None)) {
+            Ok(body) if q.format == Format::Csv => (200, q.format.content_type(), crate::flat::csv_header() + &body),
             Ok(body) => (200, q.format.content_type(), body),
             Err(e) => e,
         };
