@@ -55,12 +55,13 @@ fn identifier(s: &str) -> bool {
 
 pub(super) fn validate(raw: &RawClickHouse, logging_dir: bool, env: &dyn Env, report: &mut Report<'_>) -> ClickHouse {
     let url = raw.url.get_ref();
+    let shown = super::report::shown_url(url);
     let authority = match plain_http_url(url) {
         Ok((authority, "" | "/")) => authority.to_string(),
         Err(HttpUrlProblem::NotHttp) => {
             report.add(
                 raw.url.span(),
-                format!("url {url:?} must be http://host:port: plain HTTP to a ClickHouse on the same network (or a local proxy that adds TLS)"),
+                format!("url {shown:?} must be http://host:port: plain HTTP to a ClickHouse on the same network (or a local proxy that adds TLS)"),
             );
             String::new()
         }
@@ -68,7 +69,7 @@ pub(super) fn validate(raw: &RawClickHouse, logging_dir: bool, env: &dyn Env, re
         _ => {
             report.add(
                 raw.url.span(),
-                format!("url {url:?} must be http://host:port (ClickHouse's HTTP interface, 8123 by default)"),
+                format!("url {shown:?} must be http://host:port (ClickHouse's HTTP interface, 8123 by default)"),
             );
             String::new()
         }

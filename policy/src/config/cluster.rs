@@ -63,12 +63,13 @@ pub struct Cluster {
 
 /// Parses `redis://[user@]host[:port][/db]` or `rediss://...`.
 pub fn parse_url(url: &str) -> Result<RedisServer, String> {
+    let shown = super::report::shown_url(url);
     let (tls, rest) = if let Some(r) = url.strip_prefix("rediss://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("redis://") {
         (false, r)
     } else {
-        return Err(format!("{url:?} must start with redis:// or rediss:// (TLS)"));
+        return Err(format!("{shown:?} must start with redis:// or rediss:// (TLS)"));
     };
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (userinfo, hostport) = match authority.rsplit_once('@') {
@@ -77,23 +78,23 @@ pub fn parse_url(url: &str) -> Result<RedisServer, String> {
     };
     if userinfo.is_some_and(|u| u.contains(':')) {
         return Err(format!(
-            "{url:?} holds a password; keep secrets out of the file: remove it from the URL and set password_env or password_file"
+            "{shown:?} holds a password; keep secrets out of the file: remove it from the URL and set password_env or password_file"
         ));
     }
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h, p.parse::<u16>().map_err(|_| format!("{url:?}: port {p:?} is not a number from 1 to 65535"))?)
+            (h, p.parse::<u16>().map_err(|_| format!("{shown:?}: port {p:?} is not a number from 1 to 65535"))?)
         }
         _ => (hostport, 6379),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
-        return Err(format!("{url:?} names no host; write it like \"redis://127.0.0.1:6379/0\""));
+        return Err(format!("{shown:?} names no host; write it like \"redis://127.0.0.1:6379/0\""));
     }
     let db = if path.is_empty() {
         0
     } else {
-        path.parse::<u32>().map_err(|_| format!("{url:?}: database {path:?} is not a number"))?
+        path.parse::<u32>().map_err(|_| format!("{shown:?}: database {path:?} is not a number"))?
     };
     let username = userinfo.filter(|u| !u.is_empty()).map(str::to_string);
     Ok(RedisServer { host: host.to_string(), port, tls, username, db })

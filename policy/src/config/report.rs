@@ -46,6 +46,27 @@ pub(super) enum HttpUrlProblem {
     NoHostPort,
 }
 
+/// A URL as a configuration error shows it: its scheme and host (and
+/// port), with what could hold a secret (a `user:password@`, a path such
+/// as a webhook's token, a query) left out as `***`. The error already
+/// names the file and line; a message copied to the journal must not
+/// carry the secret it is about (found by a review: "holds a password"
+/// quoted the password).
+pub fn shown_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => return "***".to_string(),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, more) = rest.split_at(end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, h)) => format!("***@{h}"),
+        None => authority.to_string(),
+    };
+    let more = if more.is_empty() || more == "/" { more } else { "/***" };
+    format!("{scheme}://{host}{more}")
+}
+
 /// `http://host:port[/path]`: the authority, and the path with its
 /// leading `/` (empty when there is none).
 pub(super) fn plain_http_url(url: &str) -> Result<(&str, &str), HttpUrlProblem> {
@@ -90,6 +111,15 @@ pub(super) fn read_secret(
         }
         (Some(var), None) => match env.var(var.get_ref()) {
             Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+            // Not a variable's name: a secret pasted where its variable's
+            // name goes, never repeated in the message.
+            _ if !is_env_name(var.get_ref()) => {
+                report.add(
+                    var.span(),
+                    format!("{var_field} is not an environment variable's name (a key pasted here?); name the variable that holds it, and export it with {what}"),
+                );
+                None
+            }
             _ => {
                 report.add(
                     var.span(),
@@ -111,4 +141,12 @@ pub(super) fn read_secret(
         },
         (None, None) => None,
     }
+}
+
+/// Whether `name` can be an environment variable's name as a shell
+/// exports one: a letter or `_`, then letters, digits and `_`.
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }

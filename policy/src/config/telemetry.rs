@@ -44,6 +44,7 @@ pub const QUEUE_BYTES_MIN: u64 = 256 * 1024;
 
 pub(super) fn validate(raw: &RawTelemetry, report: &mut Report<'_>) -> Telemetry {
     let url = raw.otlp_endpoint.get_ref();
+    let shown = super::report::shown_url(url);
     let span = raw.otlp_endpoint.span();
     let (authority, path) = match plain_http_url(url) {
         // Without a path, OTLP's for traces.
@@ -51,13 +52,13 @@ pub(super) fn validate(raw: &RawTelemetry, report: &mut Report<'_>) -> Telemetry
         Err(problem) => {
             report.add(span, match problem {
                 HttpUrlProblem::NotHttp => format!(
-                    "otlp_endpoint {url:?} must be http://host:port[/path]: send to an OpenTelemetry Collector beside the gateway, which forwards over TLS"
+                    "otlp_endpoint {shown:?} must be http://host:port[/path]: send to an OpenTelemetry Collector beside the gateway, which forwards over TLS"
                 ),
                 HttpUrlProblem::Unclean => format!(
-                    "otlp_endpoint {url:?} holds spaces, control characters or user@: http://host:4318/v1/traces"
+                    "otlp_endpoint {shown:?} holds spaces, control characters or user@: http://host:4318/v1/traces"
                 ),
                 HttpUrlProblem::NoHostPort => {
-                    format!("otlp_endpoint {url:?} needs a host and a port: http://host:4318/v1/traces")
+                    format!("otlp_endpoint {shown:?} needs a host and a port: http://host:4318/v1/traces")
                 }
             });
             (String::new(), String::new())

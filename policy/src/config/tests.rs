@@ -890,3 +890,41 @@ fn semantic_lookups_name_a_model_that_embeds() {
         "{orphan:?}"
     );
 }
+
+/// A configuration error names the file, the line and the fix, never the
+/// secret it is about: a URL's password, a webhook's token in its path or
+/// query, a key pasted where its variable's name goes (found by a review:
+/// the messages went to the journal with the password in them).
+#[test]
+fn config_errors_never_repeat_a_secret() {
+    let cases = [
+        "[cluster]\nredis_urls = [\"redis://:hunter2@h:6379\"]\nnode_id = \"n\"\n".to_string(),
+        "[clickhouse]\nurl = \"http://user:hunter2@ch:8123\"\n".to_string(),
+        "[clickhouse]\nurl = \"https://ch:8443/?password=hunter2\"\n".to_string(),
+        "[telemetry]\notlp_endpoint = \"http://u:hunter2@otel:4318/v1/traces\"\n".to_string(),
+        "[alerts]\nwebhook_url = \"https://hooks.example/services/T0/B0/hunter2\"\n".to_string(),
+        BASE.replace(
+            "kind = \"mock\"",
+            "kind = \"openai\"\nbase_url = \"https://user:hunter2@api.example/v1\"\napi_key_env = \"K\"",
+        ),
+        BASE.replace(
+            "kind = \"mock\"",
+            "kind = \"openai\"\nbase_url = \"https://api.example/v1?key=hunter2 x\"\napi_key_env = \"K\"",
+        ),
+        BASE.replace("kind = \"mock\"", "kind = \"openai\"\napi_key_env = \"sk-proj-hunter2\""),
+    ];
+    for case in cases {
+        let text =
+            if case.starts_with('[') && !case.contains("[[providers]]") { format!("{BASE}\n{case}") } else { case };
+        let p = problems(&text);
+        assert!(!p.is_empty(), "refused: {text}");
+        for problem in &p {
+            assert!(!problem.contains("hunter2"), "{problem}");
+            assert!(problem.starts_with("gw.toml:"), "names the file and line: {problem}");
+        }
+    }
+    assert_eq!(super::report::shown_url("https://u:p@h:1/a/b?c"), "https://***@h:1/***");
+    assert_eq!(super::report::shown_url("http://h:8123"), "http://h:8123");
+    assert_eq!(super::report::shown_url("http://h:8123/"), "http://h:8123/");
+    assert_eq!(super::report::shown_url("no scheme"), "***");
+}

@@ -62,10 +62,11 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Config, Con
     let routing = validate_routing(&raw.routing, &mut report);
     let alert_webhook = raw.alerts.webhook_url.as_ref().map(|u| {
         let url = u.get_ref();
+        let shown = super::report::shown_url(url);
         if super::report::plain_http_url(url).is_err() {
             report.add(
                 u.span(),
-                format!("webhook_url {url:?} must be http://host:port/path (plain HTTP, port included)"),
+                format!("webhook_url {shown:?} must be http://host:port/path (plain HTTP, port included)"),
             );
         }
         url.clone()
@@ -694,31 +695,39 @@ struct Url {
 
 /// Splits `http(s)://host[:port]/path`.
 fn parse_url(url: &str) -> Result<Url, String> {
+    let shown = super::report::shown_url(url);
     let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
         (Some(rest), _) => (true, rest),
         (None, Some(rest)) => (false, rest),
-        _ => return Err(format!("base_url {url:?} must start with https:// or http://")),
+        _ => return Err(format!("base_url {shown:?} must start with https:// or http://")),
     };
     let (rest, query) = match rest.split_once('?') {
         Some((r, q)) => (r, format!("?{q}")),
         None => (rest, String::new()),
     };
     if query.bytes().any(|b| b <= b' ' || b == b'#' || b >= 0x7f) {
-        return Err(format!("base_url {url:?} has a query that is not URL-encoded"));
+        return Err(format!("base_url {shown:?} has a query that is not URL-encoded"));
     }
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
+    // Credentials in the URL would go in every message that names it (a
+    // port error read `pass@host` as the port).
+    if authority.contains('@') {
+        return Err(format!(
+            "base_url {shown:?} holds user@ (credentials); keep secrets out of the file: set api_key_env or api_key_file"
+        ));
+    }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            let port = p.parse::<u16>().map_err(|_| format!("base_url {url:?} has a bad port {p:?}"))?;
+            let port = p.parse::<u16>().map_err(|_| format!("base_url {shown:?} has a bad port {p:?}"))?;
             (h, port)
         }
         _ => (authority, if tls { 443 } else { 80 }),
     };
     if host.is_empty() {
-        return Err(format!("base_url {url:?} has no host"));
+        return Err(format!("base_url {shown:?} has no host"));
     }
     Ok(Url { tls, host: host.to_string(), port, path: path.trim_end_matches('/').to_string(), query })
 }
