@@ -195,6 +195,10 @@ impl<'a> Record<'a> {
 /// holds (a model name a route refused, a run id): found by a review, a
 /// `=HYPERLINK(...)` model ran in the auditor's spreadsheet.
 pub fn spreadsheet_text(v: &str) -> std::borrow::Cow<'_, str> {
+    // A lone `-` (the records' "none") is no formula.
+    if v == "-" {
+        return v.into();
+    }
     match v.as_bytes().first() {
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{v}").into(),
         _ => v.into(),
@@ -207,7 +211,7 @@ pub fn spreadsheet_text(v: &str) -> std::borrow::Cow<'_, str> {
 /// column's own name would stand for it in the query's filters too (the
 /// viewer's teams among them).
 pub fn spreadsheet_sql(c: &str) -> String {
-    format!("if(match({c}, '^[-=+@\\t\\r]'), concat('\\'', {c}), {c}) AS csv_{c}")
+    format!("if(match({c}, '^[-=+@\\t\\r]') AND {c} != '-', concat('\\'', {c}), {c}) AS csv_{c}")
 }
 
 impl Flat<'_> {

@@ -11,6 +11,8 @@ use std::fmt::Write as _;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
+use hdrhistogram::Histogram;
+
 use simd_json::prelude::*;
 use tollgate_policy::calendar;
 
@@ -83,13 +85,48 @@ pub struct Group {
     /// Requests served from the answer cache, and what they saved.
     pub cache_hits: u64,
     pub saved_micro_usd: u64,
-    /// Every request's total latency (µs), sorted once all are read
-    /// ([`Group::p`]): four bytes a request, where a histogram of three
-    /// figures was 188 KB a group, and `--by run` or `--by model` makes a
-    /// group of each run id or model name a tenant sends (found by a
-    /// review: a million of them asked for 188 GB).
-    latency_us: Vec<u32>,
+    latency: Latency,
     latency_sum_us: u64,
+}
+
+/// A group's latencies (µs): each request's, four bytes each, up to
+/// [`EXACT_MAX`], sorted once all are read; past that a histogram of two
+/// significant figures (about 23 KB). A group of a few requests costs
+/// what it holds (`--by run` or `--by model` makes a group of each run id
+/// or model name a tenant sends: a histogram of three figures in each was
+/// 188 KB, and a million of them asked for 188 GB, found by a review),
+/// and a large one no more than a few bytes a request (a month of
+/// records is never held).
+enum Latency {
+    Exact(Vec<u32>),
+    Histogram(Box<Histogram<u64>>),
+}
+
+/// Latencies a group keeps exactly.
+const EXACT_MAX: usize = 4096;
+
+impl Latency {
+    fn record(&mut self, us: u32) {
+        match self {
+            Latency::Exact(all) if all.len() < EXACT_MAX => all.push(us),
+            Latency::Exact(all) => {
+                let mut h = Histogram::new_with_bounds(1, u64::from(u32::MAX), 2).expect("static bounds");
+                for &v in all.iter() {
+                    h.saturating_record(u64::from(v));
+                }
+                h.saturating_record(u64::from(us));
+                *self = Latency::Histogram(Box::new(h));
+            }
+            Latency::Histogram(h) => h.saturating_record(u64::from(us)),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Latency::Exact(all) => all.len() as u64,
+            Latency::Histogram(h) => h.len(),
+        }
+    }
 }
 
 impl Group {
@@ -105,25 +142,28 @@ impl Group {
             guarded_by: BTreeMap::new(),
             cache_hits: 0,
             saved_micro_usd: 0,
-            latency_us: Vec::new(),
+            latency: Latency::Exact(Vec::new()),
             latency_sum_us: 0,
         }
     }
 
     /// The latency (ms) at or under which a `q` part of the requests were
-    /// (the latencies sorted: [`build`] sorts them).
+    /// (nearest rank of the exact ones, sorted by [`build`]; else the
+    /// histogram's).
     fn p(&self, q: f64) -> f64 {
-        let n = self.latency_us.len();
-        if n == 0 {
-            return 0.0;
+        match &self.latency {
+            Latency::Exact(all) if all.is_empty() => 0.0,
+            Latency::Exact(all) => {
+                let at = ((q * all.len() as f64).ceil() as usize).clamp(1, all.len()) - 1;
+                f64::from(all[at]) / 1000.0
+            }
+            Latency::Histogram(h) => h.value_at_quantile(q) as f64 / 1000.0,
         }
-        let at = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-        f64::from(self.latency_us[at]) / 1000.0
     }
 
     /// The mean latency in µs.
     fn mean_us(&self) -> f64 {
-        match self.latency_us.len() {
+        match self.latency.len() {
             0 => 0.0,
             n => self.latency_sum_us as f64 / n as f64,
         }
@@ -161,7 +201,9 @@ pub fn build(opts: &ReportOptions) -> std::io::Result<Report> {
         Ok(())
     })?;
     for g in report.groups.values_mut() {
-        g.latency_us.sort_unstable();
+        if let Latency::Exact(all) = &mut g.latency {
+            all.sort_unstable();
+        }
     }
     Ok(report)
 }
@@ -215,7 +257,7 @@ fn add(report: &mut Report, line: &mut [u8], opts: &ReportOptions) -> Option<()>
     }
     if let Some(ms) = v.get("latency_ms").and_then(|l| l.get("total")).and_then(|x| x.cast_f64()) {
         let us = ((ms * 1000.0) as u64).clamp(1, u64::from(u32::MAX));
-        g.latency_us.push(us as u32);
+        g.latency.record(us as u32);
         g.latency_sum_us = g.latency_sum_us.saturating_add(us);
     }
     if let Some(hits) = v.get("guardrails").and_then(|g| g.get("hits")).and_then(|h| h.as_array()) {
@@ -537,17 +579,29 @@ mod tests {
     #[test]
     fn percentiles_by_rank_and_groups_cost_what_they_hold() {
         let mut g = Group::new();
-        assert_eq!(g.latency_us.capacity(), 0);
+        assert!(matches!(&g.latency, Latency::Exact(all) if all.capacity() == 0));
         assert_eq!((g.p(0.5), g.mean_us()), (0.0, 0.0));
         for ms in (1..=100).rev() {
-            g.latency_us.push(ms * 1000);
+            g.latency.record(ms * 1000);
             g.latency_sum_us += u64::from(ms) * 1000;
         }
-        g.latency_us.sort_unstable();
+        if let Latency::Exact(all) = &mut g.latency {
+            all.sort_unstable();
+        }
         assert_eq!((g.p(0.50), g.p(0.95), g.p(0.99), g.p(1.0)), (50.0, 95.0, 99.0, 100.0));
         assert_eq!(g.p(0.0), 1.0);
         assert_eq!(g.mean_us(), 50_500.0);
         assert!(std::mem::size_of::<Group>() < 256, "{}", std::mem::size_of::<Group>());
+        // Past the exact ones, a histogram of two figures: the same
+        // percentiles within 1%, and no more room.
+        let mut big = Group::new();
+        for i in 0..10 * EXACT_MAX as u32 {
+            big.latency.record(1000 + i % 1000 * 100);
+        }
+        assert!(matches!(big.latency, Latency::Histogram(_)));
+        assert_eq!(big.latency.len(), 10 * EXACT_MAX as u64);
+        let p50 = big.p(0.5);
+        assert!((p50 - 50.9).abs() / 50.9 < 0.01, "{p50}");
     }
 
     #[test]

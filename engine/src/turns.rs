@@ -62,8 +62,11 @@ pub struct Turns {
     shard_bytes: usize,
     ttl: Duration,
     /// The teams that made responses passed through ([`Turns::put_owner`]):
-    /// a store of their own, kept as long as OpenAI keeps a response, so
-    /// that neither turns nor the turns' time let an owner go early.
+    /// a store of their own, each kept up to [`OWNER_TTL`] (OpenAI's 30
+    /// days) while it is among the latest [`OWNER_BYTES`] of them (about
+    /// 70,000: a busy node forgets sooner, and then the check lets the id
+    /// through, as one it never saw), so that neither turns nor their time
+    /// push an owner out.
     owners: [Mutex<Shard>; SHARDS],
 }
 

@@ -425,6 +425,7 @@ fn a_stream_cannot_split_an_address_where_only_the_client_joins_it() {
     let gw =
         start_gateway(&guarded_config(scripted_upstream(vec![sse_answer(&named)]), None, "redact", true), &[], &[]);
     let r = chat(&gw, r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#, "");
+    assert_eq!(r.status, 200, "{}", r.text());
     let mut joined = String::new();
     for d in sse_data(&r.body).iter().filter(|d| d.starts_with('{')) {
         let v: serde_json::Value = serde_json::from_str(d).expect("JSON event");
@@ -433,6 +434,10 @@ fn a_stream_cannot_split_an_address_where_only_the_client_joins_it() {
         }
     }
     assert!(!joined.contains(EMAIL) && !String::from_utf8_lossy(&r.body).contains(domain), "{joined}");
+    // The first piece went (nothing in it alone to stop), and then the
+    // guard ended the stream.
+    assert_eq!(joined, user_part, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("\"content_filter\""), "{}", String::from_utf8_lossy(&r.body));
 
     // To Anthropic, block 0, block 1, block 0 again.
     let block = |i: u32, t: &str| {
@@ -462,6 +467,7 @@ fn a_stream_cannot_split_an_address_where_only_the_client_joins_it() {
     let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]);
     let body = r#"{"model":"claude","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let r = one_request(gw.addr, &post_json("/v1/messages", body, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
     let mut blocks: Vec<String> = Vec::new();
     for d in sse_data(&r.body) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&d) else { continue };
@@ -475,4 +481,9 @@ fn a_stream_cannot_split_an_address_where_only_the_client_joins_it() {
     }
     assert!(blocks.iter().all(|b| !b.contains(EMAIL)), "{blocks:?}");
     assert!(!String::from_utf8_lossy(&r.body).contains(domain), "{}", String::from_utf8_lossy(&r.body));
+    // Block 0's first piece reached the client; the answer ended as the
+    // upstream's failure (`Stop::Shape`), before its `message_stop`.
+    assert!(blocks.first().is_some_and(|b| b.starts_with("mail")), "{blocks:?}");
+    let text = String::from_utf8_lossy(&r.body);
+    assert!(text.contains("event: error") && !text.contains("message_stop"), "{text}");
 }

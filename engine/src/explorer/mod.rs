@@ -365,7 +365,9 @@ fn mark_cut(format: Format, mut body: String, max: usize) -> String {
 fn empty(format: Format) -> String {
     match format {
         Format::Page => "{\"requests\":[],\"next\":null}".to_string(),
-        Format::Csv | Format::JsonLines => String::new(),
+        // Its header, as every CSV export has.
+        Format::Csv => crate::flat::csv_header(),
+        Format::JsonLines => String::new(),
     }
 }
 

@@ -92,8 +92,11 @@ pub async fn continue_response<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Re
         // learned an id, read another team's conversation). An id the
         // gateway never relayed goes on to the provider.
         let id = std::str::from_utf8(previous.get(&ex.body)).unwrap_or_default();
-        let mut owner = core.turns.owner(id, Instant::now());
-        if let (None, Some(redis)) = (&owner, core.strict) {
+        // Only ids as long as the relay reads (`answer::response_id`: up
+        // to 128 bytes) were noted: a longer one is looked up nowhere.
+        let noted = id.len() <= 128;
+        let mut owner = core.turns.owner(id, Instant::now()).filter(|_| noted);
+        if let (None, Some(redis), true) = (&owner, core.strict, noted) {
             owner = Box::pin(shared_value(redis, &shared_owner_name(redis.key_prefix(), id))).await.map(Bytes::from);
         }
         let team = core.state.config.teams.get(key.team).map_or("", |t| t.name.as_str());

@@ -71,11 +71,13 @@ pub fn parse_url(url: &str) -> Result<RedisServer, String> {
     } else {
         return Err(format!("{shown:?} must start with redis:// or rediss:// (TLS)"));
     };
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
+    // A user and password end at the last `@`, whatever they hold (a `/`
+    // in a password must not be read as the database's path).
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, rest),
     };
+    let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
     if userinfo.is_some_and(|u| u.contains(':')) {
         return Err(format!(
             "{shown:?} holds a password; keep secrets out of the file: remove it from the URL and set password_env or password_file"

@@ -57,14 +57,16 @@ pub fn shown_url(url: &str) -> String {
         Some((s, r)) => (s, r),
         None => return "***".to_string(),
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, more) = rest.split_at(end);
-    let host = match authority.rsplit_once('@') {
-        Some((_, h)) => format!("***@{h}"),
-        None => authority.to_string(),
+    // Everything before the last `@` is a user and a password, whatever
+    // they hold (a `/` in a password must not end the host early).
+    let (user, rest) = match rest.rsplit_once('@') {
+        Some((_, r)) => ("***@", r),
+        None => ("", rest),
     };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (host, more) = rest.split_at(end);
     let more = if more.is_empty() || more == "/" { more } else { "/***" };
-    format!("{scheme}://{host}{more}")
+    format!("{scheme}://{user}{host}{more}")
 }
 
 /// `http://host:port[/path]`: the authority, and the path with its

@@ -899,6 +899,7 @@ fn semantic_lookups_name_a_model_that_embeds() {
 fn config_errors_never_repeat_a_secret() {
     let cases = [
         "[cluster]\nredis_urls = [\"redis://:hunter2@h:6379\"]\nnode_id = \"n\"\n".to_string(),
+        "[cluster]\nredis_urls = [\"redis://u:hun/ter2@h:6379\"]\nnode_id = \"n\"\n".to_string(),
         "[clickhouse]\nurl = \"http://user:hunter2@ch:8123\"\n".to_string(),
         "[clickhouse]\nurl = \"https://ch:8443/?password=hunter2\"\n".to_string(),
         "[telemetry]\notlp_endpoint = \"http://u:hunter2@otel:4318/v1/traces\"\n".to_string(),
@@ -912,6 +913,10 @@ fn config_errors_never_repeat_a_secret() {
             "kind = \"openai\"\nbase_url = \"https://api.example/v1?key=hunter2 x\"\napi_key_env = \"K\"",
         ),
         BASE.replace("kind = \"mock\"", "kind = \"openai\"\napi_key_env = \"sk-proj-hunter2\""),
+        BASE.replace(
+            "kind = \"mock\"",
+            "kind = \"openai\"\nbase_url = \"https://u:hun/ter2@api.example/v1\"\napi_key_env = \"K\"",
+        ),
     ];
     for case in cases {
         let text =
@@ -919,11 +924,15 @@ fn config_errors_never_repeat_a_secret() {
         let p = problems(&text);
         assert!(!p.is_empty(), "refused: {text}");
         for problem in &p {
-            assert!(!problem.contains("hunter2"), "{problem}");
+            assert!(
+                !problem.contains("hunter2") && !problem.contains("hun/") && !problem.contains("ter2"),
+                "{problem}"
+            );
             assert!(problem.starts_with("gw.toml:"), "names the file and line: {problem}");
         }
     }
     assert_eq!(super::report::shown_url("https://u:p@h:1/a/b?c"), "https://***@h:1/***");
+    assert_eq!(super::report::shown_url("redis://u:p/q@h:1/0"), "redis://***@h:1/***");
     assert_eq!(super::report::shown_url("http://h:8123"), "http://h:8123");
     assert_eq!(super::report::shown_url("http://h:8123/"), "http://h:8123/");
     assert_eq!(super::report::shown_url("no scheme"), "***");

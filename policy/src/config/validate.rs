@@ -708,17 +708,18 @@ fn parse_url(url: &str) -> Result<Url, String> {
     if query.bytes().any(|b| b <= b' ' || b == b'#' || b >= 0x7f) {
         return Err(format!("base_url {shown:?} has a query that is not URL-encoded"));
     }
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
     // Credentials in the URL would go in every message that names it (a
-    // port error read `pass@host` as the port).
-    if authority.contains('@') {
+    // port error read `pass@host` as the port); a `/` in a password would
+    // hide the `@` from the host's part, so the whole URL is looked at.
+    if rest.contains('@') {
         return Err(format!(
             "base_url {shown:?} holds user@ (credentials); keep secrets out of the file: set api_key_env or api_key_file"
         ));
     }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
             let port = p.parse::<u16>().map_err(|_| format!("base_url {shown:?} has a bad port {p:?}"))?;
