@@ -574,3 +574,45 @@ fn another_teams_stored_response_cannot_be_continued() {
     let unknown = r#"{"model":"gpt-4o-mini","input":"x","previous_response_id":"resp_never_seen"}"#;
     assert_eq!(as_key(other, unknown).status, 200, "an id the gateway never relayed goes on");
 }
+
+/// With `[cluster]`, the team that made a response passed through is
+/// known on every node: another node refuses another team's key naming
+/// it, through Redis (`<prefix>:o:<id>`, kept 30 days).
+#[test]
+fn another_teams_stored_response_is_refused_on_another_node() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let other = "tg-other-team-0123456789ab";
+    let node = |id: &str| {
+        let logs = TempDir::new(&format!("owners-{id}"));
+        let config = config(mock.addr, &logs)
+            + &format!(
+                "\n[[teams]]\nname = \"other\"\nmodels = [\"*\"]\n[[keys]]\nname = \"other\"\nteam = \"other\"\nsha256 = \"{}\"\n",
+                key_hash(other)
+            );
+        let config =
+            format!("{config}\n[cluster]\nredis_urls = [\"{}\"]\nnode_id = \"{id}\"\ntimeout_ms = 200\n", redis.url());
+        (start_gateway(&config, &[], &[("TOLLGATE_E2E_ANTHROPIC_KEY", "sk-ant-test")]), logs)
+    };
+    let ((a, _la), (b, _lb)) = (node("a"), node("b"));
+    let as_key = |gw: &Proc, key: &str, body: &str| {
+        let raw = format!(
+            "POST /v1/responses HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        one_request(gw.addr, raw.as_bytes())
+    };
+    let first = as_key(&a, KEY, r#"{"model":"gpt-4o-mini","input":"remember: the launch code is 1234"}"#);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let id = first.json()["id"].as_str().expect("a response id").to_string();
+    let next = format!(r#"{{"model":"gpt-4o-mini","input":"what was it?","previous_response_id":"{id}"}}"#);
+    let mut last = None;
+    wait_until(std::time::Duration::from_secs(5), "node b to know the response's team", || {
+        let r = as_key(&b, other, &next);
+        last = Some(r.status);
+        r.status == 404
+    });
+    assert_eq!(as_key(&b, KEY, &next).status, 200, "the team continues it on node b");
+    let ttl: i64 = redis.cli(&["PTTL", &format!("tollgate:o:{id}")]).trim().parse().expect("a TTL");
+    assert!(ttl > 29 * 86_400_000 && ttl <= 30 * 86_400_000, "{ttl} ({last:?})");
+}
