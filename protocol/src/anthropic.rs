@@ -458,14 +458,17 @@ impl Usage {
 
     /// OpenAI's usage object: prompt tokens include cached ones.
     fn write(&self, out: &mut BytesMut) {
-        let prompt = self.input + self.cache_read + self.cache_write;
+        // Saturating: an upstream's counts are read as it wrote them (the
+        // bill sets absurd ones aside: `engine::proxy::answer`), and 2^64-1
+        // plus one must not wrap to a prompt of 0 or panic.
+        let prompt = self.input.saturating_add(self.cache_read).saturating_add(self.cache_write);
         let mut n = itoa::Buffer::new();
         out.extend_from_slice(b"{\"prompt_tokens\":");
         out.extend_from_slice(n.format(prompt).as_bytes());
         out.extend_from_slice(b",\"completion_tokens\":");
         out.extend_from_slice(n.format(self.output).as_bytes());
         out.extend_from_slice(b",\"total_tokens\":");
-        out.extend_from_slice(n.format(prompt + self.output).as_bytes());
+        out.extend_from_slice(n.format(prompt.saturating_add(self.output)).as_bytes());
         out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
         out.extend_from_slice(n.format(self.cache_read).as_bytes());
         out.extend_from_slice(b"}}");

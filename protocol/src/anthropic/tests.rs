@@ -538,3 +538,17 @@ fn a_reasoning_models_limit_is_written_by_the_name_it_takes() {
         assert!(o.get(other).is_none(), "{o}");
     }
 }
+
+/// An upstream's absurd counts neither panic nor wrap in the usage the
+/// client is told: 2^64-1 prompt tokens plus a cached one stay 2^64-1
+/// (found by a review: a plain `+` panicked in a debug build and told a
+/// release build's client 0).
+#[test]
+fn absurd_counts_saturate_in_the_translated_usage() {
+    let mut body = br#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":18446744073709551615,"output_tokens":1,"cache_read_input_tokens":1}}"#.to_vec();
+    let mut out = BytesMut::new();
+    response_to_openai(&mut body, 1_700_000_000, &mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], u64::MAX, "{v}");
+    assert_eq!(v["usage"]["total_tokens"], u64::MAX, "{v}");
+}
