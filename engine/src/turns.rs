@@ -40,12 +40,7 @@ pub fn new_response_id() -> String {
         random[..8].copy_from_slice(&now.to_le_bytes());
         random[8..].copy_from_slice(&n.to_le_bytes());
     }
-    let mut id = String::with_capacity(34);
-    id.push_str("tg");
-    for b in random {
-        id.push_str(&format!("{b:02x}"));
-    }
-    id
+    format!("tg{}", tollgate_policy::keys::hex(&random))
 }
 
 /// What an entry costs besides its items and names: the map's slot, the

@@ -27,31 +27,26 @@ const ANSWER_MAX: usize = 64 << 20;
 const AT_ONCE_MAX: usize = 4;
 static AT_ONCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// The columns of a listed request, as ClickHouse names them.
-fn columns() -> String {
-    let quoted: Vec<String> =
-        crate::flat::COLUMNS.iter().map(|c| if *c == "end" { "`end`".to_string() } else { c.to_string() }).collect();
-    quoted.join(", ")
-}
-
-/// The text columns a tenant can write into (a refused model's name, a run
-/// id), for the CSV export.
-const TENANT_TEXT: [&str; 4] = ["model", "run", "key", "team"];
-
-/// [`columns`] for the CSV export: the texts a tenant can write made safe
-/// for a spreadsheet, as the files' export makes them
+/// The columns of a listed request, as ClickHouse names them; for the CSV
+/// export (`safe`), the texts a tenant can write made safe for a
+/// spreadsheet, as the files' export makes them
 /// ([`crate::flat::spreadsheet_text`]).
-fn csv_columns() -> String {
+fn columns(safe: bool) -> String {
     let quoted: Vec<String> = crate::flat::COLUMNS
         .iter()
         .map(|c| match *c {
             "end" => "`end`".to_string(),
-            c if TENANT_TEXT.contains(&c) => crate::flat::spreadsheet_sql(c),
+            c if safe && SPREADSHEET_TEXT.contains(&c) => crate::flat::spreadsheet_sql(c),
             c => c.to_string(),
         })
         .collect();
     quoted.join(", ")
 }
+
+/// The text columns made safe for a spreadsheet in the CSV export: those a
+/// tenant can write into (a refused model's name, a run id), and the names
+/// the operator gives, alike.
+const SPREADSHEET_TEXT: [&str; 4] = ["model", "run", "key", "team"];
 
 /// Where the explorer reads: ClickHouse, or the node's own record files
 /// through their index ([`crate::record_index`]).
@@ -245,11 +240,11 @@ pub fn sql(q: &Query, scope: Option<&[String]>, database: &str, table: &str, win
     let filter = filter(q, scope, window_from);
     let (columns, limit, format) = match (q.id.is_some(), q.format) {
         (true, _) => ("record".to_string(), 1, "JSONEachRow"),
-        (false, Format::Page) => (columns(), q.limit + 1, "JSONEachRow"),
+        (false, Format::Page) => (columns(false), q.limit + 1, "JSONEachRow"),
         // Its header is the gateway's (the columns' own names, not the
         // safe texts' aliases).
-        (false, Format::Csv) => (csv_columns(), EXPORT_MAX + 1, "CSV"),
-        (false, Format::JsonLines) => (columns(), EXPORT_MAX + 1, "JSONEachRow"),
+        (false, Format::Csv) => (columns(true), EXPORT_MAX + 1, "CSV"),
+        (false, Format::JsonLines) => (columns(false), EXPORT_MAX + 1, "JSONEachRow"),
     };
     format!("SELECT {columns} FROM {database}.{table}{filter} ORDER BY ts DESC, id DESC LIMIT {limit} FORMAT {format}")
 }

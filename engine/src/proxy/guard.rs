@@ -788,6 +788,12 @@ fn seam_of(text: &[u8]) -> &[u8] {
     &text[from..]
 }
 
+/// Drops all of `text` but its seam ([`seam_of`]).
+fn keep_seam(text: &mut Vec<u8>) {
+    let from = text.len() - seam_of(text).len();
+    text.drain(..from);
+}
+
 /// A channel's kind: what a client joins across a seam (its field, and
 /// for a tool call's arguments the call's index), without the indexes
 /// that only place it (a content block, a Responses output item).
@@ -853,8 +859,7 @@ impl Hold {
     fn keep_recent(&mut self, released: &[u8]) {
         self.recent.extend_from_slice(released);
         if self.recent.len() > 2 * SEAM_BYTES {
-            let from = self.recent.len() - seam_of(&self.recent).len();
-            self.recent.drain(..from);
+            keep_seam(&mut self.recent);
         }
     }
 
@@ -1014,9 +1019,7 @@ impl<'g> EventGuard<'g> {
                 self.findings.all.push((0, hit));
                 return Err(Stop::Hit(hit));
             }
-            let keep = seam_of(joined).len();
-            let from = joined.len() - keep;
-            joined.drain(..from);
+            keep_seam(joined);
         }
         Ok(())
     }
