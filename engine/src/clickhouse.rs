@@ -9,9 +9,13 @@
 //! Bounded and never in a request's way: the bytes offered and not yet
 //! taken are counted, and a batch that would pass `queue_bytes_max` is
 //! dropped (its rows counted as dropped); an insert that fails is tried
-//! again with back-off (four tries, 250 ms doubling), and its rows are
-//! counted as dropped after the last. On shutdown what is left is inserted
-//! within [`crate::post::SHUTDOWN_GRACE`]. Captured prompts and answers are left out of
+//! again with back-off (250 ms doubling, up to 8 s between tries) until
+//! ClickHouse takes it, refuses it for good (a 4xx other than 404, 408,
+//! 429), or the process stops: a restart of the server or an outage of
+//! minutes is held, not dropped, within the queue's bound (the thread takes
+//! nothing new while it waits). On shutdown what is left is inserted
+//! within [`crate::post::SHUTDOWN_GRACE`], else counted as dropped (the
+//! record files keep every record either way). Captured prompts and answers are left out of
 //! the table: they go to a table of their own beside it (`<table>_bodies`,
 //! one row per captured record, partitioned by day), so that the
 //! retention can drop whole days of them (ClickHouse 18 has no per-column
@@ -148,7 +152,8 @@ impl Inserter {
         let bodies = table != s.table;
         let query = format!("INSERT INTO {}.{table} FORMAT JSONEachRow", s.database);
         let target = format!("/?input_format_skip_unknown_fields=1&query={}", encode(&query));
-        crate::post::deliver(&self.grace, &self.counters, count, "rows to ClickHouse", || {
+        let patience = crate::post::Patience::UntilStopping;
+        crate::post::deliver(&self.grace, &self.counters, count, "rows to ClickHouse", patience, || {
             let a = match self.create().and_then(|()| self.post(&target, rows)) {
                 Ok(a) if a.status == 200 => return Try::Delivered,
                 Ok(a) => a,

@@ -5,7 +5,8 @@
 //! and writes wait in short slices and ask `give_up` between them, so that
 //! the caller's time-out, or the end of its shutdown grace, stops a try
 //! wherever it is); the bounded queue's counters ([`Counters`]); the
-//! tries with back-off ([`deliver`]) and the shutdown grace ([`Grace`]).
+//! tries with back-off ([`deliver`], a few tries or until the process
+//! stops: [`Patience`]) and the shutdown grace ([`Grace`]).
 
 use std::cell::Cell;
 use std::io::{ErrorKind, Read, Write};
@@ -20,6 +21,11 @@ pub const SLICE: Duration = Duration::from_millis(100);
 /// [`FIRST_BACKOFF`] before the second, doubling.
 pub const TRIES: u32 = 4;
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait between two tries of a [`Patience::UntilStopping`]
+/// delivery: an outage's end is noticed within it.
+pub const LONGEST_BACKOFF: Duration = Duration::from_secs(8);
+/// A delivery held by an outage says so this often in the log.
+const HELD_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Once the process stops, an exporter's last tries (back-off included)
 /// get this long in all; what is left after it is dropped and counted.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -38,6 +44,10 @@ pub struct Counters {
     pub dropped: AtomicU64,
     /// Deliveries given up after their last try.
     pub failed: AtomicU64,
+    /// Items of a delivery the other end has not taken yet and that is
+    /// tried again ([`Patience::UntilStopping`]): what an outage holds
+    /// outside the queue.
+    pub held: AtomicU64,
 }
 
 impl Counters {
@@ -77,32 +87,79 @@ pub enum Try {
     Hopeless(String),
 }
 
-/// Delivers `items` items by `attempt`, tried up to [`TRIES`] times with
-/// back-off from [`FIRST_BACKOFF`], doubling, within the grace; counts
-/// them delivered, or dropped with a failure. `what` names them in the
-/// log.
-pub fn deliver(grace: &Grace, counters: &Counters, items: u64, what: &str, mut attempt: impl FnMut() -> Try) {
+/// How long a delivery goes on trying when the other end fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Patience {
+    /// [`TRIES`] tries, then dropped and counted: spans, which a
+    /// collector's outage may cost.
+    Tries,
+    /// Until it is delivered, refused for good ([`Try::Hopeless`]), or the
+    /// process's shutdown grace ends, the back-off doubling up to
+    /// [`LONGEST_BACKOFF`]: request records for ClickHouse, which a restart
+    /// of the server (tens of seconds) or an outage of minutes must not
+    /// cost. While it waits, the thread takes nothing new: what comes
+    /// meanwhile waits in the queue, whose bound (`queue_bytes_max`) is
+    /// what an outage can hold; past it, rows are dropped and counted,
+    /// and stay in the record files.
+    UntilStopping,
+}
+
+/// Delivers `items` items by `attempt`, tried again with back-off from
+/// [`FIRST_BACKOFF`], doubling, as long as `patience` says and within the
+/// grace; counts them delivered, or dropped with a failure. `what` names
+/// them in the log.
+pub fn deliver(
+    grace: &Grace,
+    counters: &Counters,
+    items: u64,
+    what: &str,
+    patience: Patience,
+    mut attempt: impl FnMut() -> Try,
+) {
     let mut backoff = FIRST_BACKOFF;
-    for n in 1..=TRIES {
+    let started = Instant::now();
+    let mut logged: Option<Instant> = None;
+    let mut n = 0u32;
+    // Counted in `held` from the first failed try to the end.
+    let mut holding = false;
+    let last_why = loop {
+        n += 1;
         if grace.over() {
-            tracing::warn!(items, what, "the process is stopping and the other end took too long; dropped");
-            break;
+            break "the process is stopping and the other end took too long".to_string();
         }
         match attempt() {
             Try::Delivered => {
                 counters.delivered.fetch_add(items, Ordering::Relaxed);
+                if logged.is_some() {
+                    let waited_s = started.elapsed().as_secs();
+                    tracing::info!(items, what, tries = n, waited_s, "delivered after an outage");
+                }
+                if holding {
+                    counters.held.fetch_sub(items, Ordering::Relaxed);
+                }
                 return;
             }
-            Try::Again(why) if n < TRIES => {
-                tracing::debug!(items, what, why = %why, try_ = n, "trying again");
+            Try::Again(why) if patience == Patience::UntilStopping || n < TRIES => {
+                if !holding {
+                    holding = true;
+                    counters.held.fetch_add(items, Ordering::Relaxed);
+                }
+                if patience == Patience::UntilStopping && logged.is_none_or(|t| t.elapsed() >= HELD_LOG_EVERY) {
+                    let waited_s = started.elapsed().as_secs();
+                    tracing::warn!(items, what, why = %why, waited_s, "not delivered; held and tried again until it is");
+                    logged = Some(Instant::now());
+                } else {
+                    tracing::debug!(items, what, why = %why, try_ = n, "trying again");
+                }
                 grace.sleep(backoff);
-                backoff *= 2;
+                backoff = (backoff * 2).min(LONGEST_BACKOFF);
             }
-            Try::Again(why) | Try::Hopeless(why) => {
-                tracing::warn!(items, what, why = %why, "cannot deliver; dropped");
-                break;
-            }
+            Try::Again(why) | Try::Hopeless(why) => break why,
         }
+    };
+    tracing::warn!(items, what, why = %last_why, "cannot deliver; dropped");
+    if holding {
+        counters.held.fetch_sub(items, Ordering::Relaxed);
     }
     counters.failed.fetch_add(1, Ordering::Relaxed);
     counters.drop_items(items);

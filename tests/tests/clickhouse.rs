@@ -1,13 +1,15 @@
 //! Request records into a real ClickHouse (Debian's `clickhouse-server`,
 //! started here on free loopback ports with a configuration of its own):
 //! every record becomes a row, captured bodies stay out, a ClickHouse that
-//! is down costs requests nothing and its rows are counted as dropped, and
+//! is down costs requests nothing and gets its rows once it is back, and
 //! the last rows go in on shutdown. Skipped with a notice where the server
 //! is not installed; CI installs it and sets `TOLLGATE_REQUIRE_CLICKHOUSE`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -230,25 +232,90 @@ fn captured_bodies_past_their_retention_are_dropped_from_clickhouse() {
     assert_eq!(left[0], "yesterday");
 }
 
+/// A door between the gateway and ClickHouse: while shut, every
+/// connection is closed as soon as it is taken (and counted), as a server
+/// that is restarting or gone does; while open, bytes pass both ways.
+struct Door {
+    addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
+}
+
+impl Door {
+    fn shut_before(to: SocketAddr) -> Door {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (open, refused) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let (o, r) = (open.clone(), refused.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !o.load(Ordering::SeqCst) {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(to) else { continue };
+                for (mut from, mut into) in
+                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Door { addr, open, refused }
+    }
+}
+
+/// ClickHouse down for longer than the four tries (3.75 s of back-off)
+/// that used to drop an insert's rows: requests are answered all the same,
+/// the rows are held and tried again, and go in once it is back, none
+/// dropped. Down again at shutdown, the gateway still exits within its
+/// grace, what ClickHouse did not take counted as dropped, the files
+/// keeping every record.
 #[test]
-fn a_clickhouse_that_is_down_costs_requests_nothing_and_the_last_rows_go_in_on_shutdown() {
+fn a_clickhouse_that_is_down_costs_requests_nothing_and_gets_its_rows_when_back() {
     let Some(ch) = ClickHouse::start() else { return };
     let mock = start_mock(&[]);
-    // Down: nobody listens on its port.
-    let gone: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let door = Door::shut_before(ch.http);
     let logs = TempDir::new("ch-down");
-    let gw = start_gateway(&config(mock.addr, gone, &logs), &[], &[]);
+    let mut gw = start_gateway(&config(mock.addr, door.addr, &logs), &[], &[]);
     for i in 0..10 {
         assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200, "request {i}");
     }
-    wait_until(Duration::from_secs(15), "dropped rows counted", || {
-        metric(&gw, "tollgate_clickhouse_rows_total{result=\"dropped\"}") == Some(10.0)
+    assert_eq!(wait_records(&logs.0, 10).len(), 10, "the files have every record");
+    wait_until(Duration::from_secs(30), "a fifth try refused", || door.refused.load(Ordering::SeqCst) >= 5);
+    assert_eq!(metric(&gw, "tollgate_clickhouse_rows_total{result=\"dropped\"}"), Some(0.0));
+    assert!(metric(&gw, "tollgate_clickhouse_rows_held").unwrap_or(0.0) >= 1.0, "the rows tried again are held");
+    door.open.store(true, Ordering::SeqCst);
+    wait_until(Duration::from_secs(30), "ten rows in ClickHouse once it is back", || ch.count() == 10);
+    wait_until(Duration::from_secs(5), "the rows counted inserted", || {
+        metric(&gw, "tollgate_clickhouse_rows_total{result=\"inserted\"}") == Some(10.0)
     });
-    assert_eq!(wait_records(&logs.0, 10).len(), 10, "the files have every record all the same");
-    drop(gw);
-    // Up: rows written just before SIGTERM are inserted before the exit,
-    // by the last insert (tried again when the thread's once-a-second
-    // insert beat the signal).
+    assert_eq!(metric(&gw, "tollgate_clickhouse_rows_total{result=\"dropped\"}"), Some(0.0));
+    assert_eq!(metric(&gw, "tollgate_clickhouse_rows_held"), Some(0.0));
+    // Down at shutdown: held until the grace ends, then dropped.
+    door.open.store(false, Ordering::SeqCst);
+    let refused = door.refused.load(Ordering::SeqCst);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    wait_until(Duration::from_secs(10), "the new row's insert refused", || {
+        door.refused.load(Ordering::SeqCst) > refused
+    });
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(20)).is_some_and(|s| s.success()), "stuck on a ClickHouse that is down");
+    assert_eq!(ch.count(), 10);
+    assert_eq!(wait_records(&logs.0, 11).len(), 11, "the files keep the record ClickHouse did not get");
+}
+
+/// Rows written just before SIGTERM are inserted before the exit, by the
+/// last insert (tried again when the thread's once-a-second insert beat
+/// the signal).
+#[test]
+fn the_last_rows_go_in_on_shutdown() {
+    let Some(ch) = ClickHouse::start() else { return };
+    let mock = start_mock(&[]);
     for round in 0..5 {
         let logs = TempDir::new("ch-shutdown");
         let mut gw = start_gateway(&config(mock.addr, ch.http, &logs), &[], &[]);

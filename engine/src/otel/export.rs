@@ -180,7 +180,8 @@ impl Exporter {
     fn export(&self, batches: &[BytesMut], len: usize, spans: u64) {
         use crate::post::Try;
         let prefix = self.request_prefix(len);
-        crate::post::deliver(&self.grace, &self.counters, spans, "spans to the collector", || {
+        let patience = crate::post::Patience::Tries;
+        crate::post::deliver(&self.grace, &self.counters, spans, "spans to the collector", patience, || {
             let started = Instant::now();
             let timeout = self.settings.timeout;
             let mut give_up = || started.elapsed() >= timeout || self.grace.over();

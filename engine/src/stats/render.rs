@@ -373,15 +373,17 @@ impl Totals {
             use std::sync::atomic::Ordering::Relaxed;
             let _ = write!(
                 out,
-                "# HELP tollgate_clickhouse_rows_total Request records for ClickHouse, by what became of them (dropped: past the queue's bound, or refused after every try).\n# TYPE tollgate_clickhouse_rows_total counter\ntollgate_clickhouse_rows_total{{result=\"inserted\"}} {}\ntollgate_clickhouse_rows_total{{result=\"dropped\"}} {}\n\
+                "# HELP tollgate_clickhouse_rows_total Request records for ClickHouse, by what became of them (dropped: past the queue's bound, refused for good, or not taken by the end of the shutdown grace).\n# TYPE tollgate_clickhouse_rows_total counter\ntollgate_clickhouse_rows_total{{result=\"inserted\"}} {}\ntollgate_clickhouse_rows_total{{result=\"dropped\"}} {}\n\
                  # HELP tollgate_clickhouse_inserts_failed_total Inserts given up after their last try.\n# TYPE tollgate_clickhouse_inserts_failed_total counter\ntollgate_clickhouse_inserts_failed_total {}\n\
                  # HELP tollgate_clickhouse_queue_bytes Records waiting for the ClickHouse thread.\n# TYPE tollgate_clickhouse_queue_bytes gauge\ntollgate_clickhouse_queue_bytes {}\n\
-                 # HELP tollgate_clickhouse_queue_bytes_max The queue's bound (queue_bytes_max).\n# TYPE tollgate_clickhouse_queue_bytes_max gauge\ntollgate_clickhouse_queue_bytes_max {}\n",
+                 # HELP tollgate_clickhouse_queue_bytes_max The queue's bound (queue_bytes_max).\n# TYPE tollgate_clickhouse_queue_bytes_max gauge\ntollgate_clickhouse_queue_bytes_max {}\n\
+                 # HELP tollgate_clickhouse_rows_held Rows of an insert ClickHouse has not taken yet, tried again until it does (an outage: the queue fills behind them).\n# TYPE tollgate_clickhouse_rows_held gauge\ntollgate_clickhouse_rows_held {}\n",
                 c.delivered.load(Relaxed),
                 c.dropped.load(Relaxed),
                 c.failed.load(Relaxed),
                 c.queued_bytes.load(Relaxed),
                 c.queue_bytes_max,
+                c.held.load(Relaxed),
             );
         }
         let _ = writeln!(
