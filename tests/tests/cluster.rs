@@ -591,3 +591,68 @@ fn a_strict_budget_sends_its_reserve_as_the_limit_of_a_request_without_one() {
     let limit = other.get("max_completion_tokens").or(other.get("max_tokens")).and_then(|v| v.as_u64());
     assert_eq!(limit, Some(1024), "{other}");
 }
+
+/// `YYYY-MM` of the UTC day `day` (days since 1970-01-01), as strict
+/// reservations name their month (Hinnant's civil-from-days).
+fn month_of(day: u64) -> String {
+    let z = day as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}")
+}
+
+/// A reservation made before midnight whose request is still running
+/// counts against the new day: its spend lands in the day it settles in.
+/// (Counted only in its own day, the old day's unused budget was spent a
+/// second time by the new day's requests.)
+#[test]
+fn a_strict_reservation_made_before_midnight_counts_against_the_new_day() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let config = node_config(&mock, &redis, "a", "budget = { daily_usd = 0.5, strict = true }", "");
+    let gw = start_gateway(&config.replace("timeout_ms = 100", "timeout_ms = 2000"), &[], &[]);
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200, "the budget is open");
+    // Another node's stream, reserved yesterday at $0.49 and running for
+    // ten more minutes.
+    let yesterday = today() - 1;
+    let expiry = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let held = format!("490000 {yesterday} {} {expiry}", month_of(yesterday));
+    redis.cli(&["HSET", "{tollgate}:rsv:team:e2e", "other-node:1:0:7", &held]);
+    let r = one_request(gw.addr, &chat_request(body, ""));
+    assert_eq!(r.status, 429, "yesterday's reservation is today's spend: {}", r.text());
+    assert_eq!(r.error_code(), "budget_exceeded");
+    // Released, the day's budget is there again.
+    redis.cli(&["HDEL", "{tollgate}:rsv:team:e2e", "other-node:1:0:7"]);
+    assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
+}
+
+/// More strict reservations in flight on a worker than it keeps
+/// connections to Redis (32), while Redis is slow but well: the ones past
+/// the 32nd wait for a connection, not fail as if Redis were away (which
+/// `on_stale = "open"` admitted unreserved, and "closed" refused).
+#[test]
+fn a_burst_of_strict_reservations_past_the_pool_waits_for_a_connection() {
+    let Some(redis) = Redis::start() else { return };
+    let mock = start_mock(&[]);
+    let config =
+        node_config(&mock, &redis, "a", "budget = { daily_usd = 100.0, strict = true }", "on_stale = \"closed\"");
+    let gw = start_gateway(&config.replace("timeout_ms = 100", "timeout_ms = 5000"), &[], &[]);
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":40,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    assert_eq!(one_request(gw.addr, &chat_request(body, "")).status, 200);
+    // Redis holds every command for a second: the burst's reservations
+    // pile up on the node's two workers, about 50 each.
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "1000"]), "OK");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..100).map(|_| s.spawn(|| one_request(gw.addr, &chat_request(body, "")).status)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused = statuses.iter().filter(|&&s| s != 200).count();
+    assert_eq!(refused, 0, "refused while Redis answered: {statuses:?}");
+}

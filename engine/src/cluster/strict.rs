@@ -44,7 +44,12 @@ use crate::upstream::UpStream;
 /// KEYS per owner: spend today, spend this month, the reservations hash.
 /// ARGV: the estimate, the reservation's id, day, month and expiry, the
 /// time now, then each owner's day and month limits (-1: none). Drops
-/// expired reservations as it reads them. Returns `{1}` once reserved for
+/// expired reservations as it reads them. Every outstanding reservation
+/// counts against this day and this month, whenever it was made: its
+/// request's spend lands in the window it settles in, this one or a later
+/// one (a stream reserved at 23:55 and settled after midnight is the new
+/// day's spend; counted only in its own day, the old day's unused budget
+/// was the new day's too). Returns `{1}` once reserved for
 /// every owner, or `{0, owner, day figure, month figure}` (spend plus
 /// outstanding reservations) for the first owner that cannot afford it.
 const RESERVE: &str = r#"
@@ -61,9 +66,9 @@ for i = 0, n - 1 do
     local amount, rday, rmonth, rexp = string.match(held[j + 1], '^(%d+) (%d+) (%S+) (%d+)$')
     if amount == nil or tonumber(rexp) <= now then
       redis.call('HDEL', KEYS[k + 3], held[j])
-    elseif held[j] ~= id and rmonth == month then
+    elseif held[j] ~= id then
       m = m + tonumber(amount)
-      if rday == day then d = d + tonumber(amount) end
+      d = d + tonumber(amount)
     end
   end
   local ld, lm = tonumber(ARGV[7 + 2 * i]), tonumber(ARGV[8 + 2 * i])
@@ -148,6 +153,9 @@ pub struct Strict {
     idle: RefCell<Vec<Conn>>,
     /// Connections open now, idle or in use.
     open: Rc<Cell<usize>>,
+    /// Connections being opened now: counted against [`OPEN_MAX`] with
+    /// the open ones, so that a burst cannot pass it by connecting at once.
+    connecting: Rc<Cell<usize>>,
     /// Which server to try first.
     preferred: Cell<usize>,
     /// Reservation ids: `node:start:worker:n`, unique across nodes,
@@ -160,6 +168,9 @@ pub struct Strict {
 const IDLE_MAX: usize = 8;
 /// Connections a worker may hold open at once.
 const OPEN_MAX: usize = 32;
+/// How often a command waiting for a connection (all [`OPEN_MAX`] busy)
+/// looks for one.
+const WAIT_SLICE: Duration = Duration::from_millis(1);
 
 impl Strict {
     pub fn new(cluster: Arc<Cluster>, tls: Option<Arc<rustls::ClientConfig>>, worker: usize) -> Strict {
@@ -177,6 +188,7 @@ impl Strict {
             tls,
             idle: RefCell::new(Vec::new()),
             open: Rc::new(Cell::new(0)),
+            connecting: Rc::new(Cell::new(0)),
             preferred: Cell::new(0),
             id_prefix,
             next_id: Cell::new(0),
@@ -262,7 +274,7 @@ impl Strict {
     pub async fn call(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
         let timeout = self.cluster.timeout;
         let work = async {
-            let pooled = self.idle.borrow_mut().pop();
+            let pooled = self.take().await;
             let from_pool = pooled.is_some();
             let mut conn = match pooled {
                 Some(c) => c,
@@ -270,6 +282,8 @@ impl Strict {
             };
             let reply = match command(&mut conn, args).await {
                 Err(RedisError::Io(_)) if from_pool => {
+                    // Its slot is the new one's.
+                    drop(conn);
                     conn = self.connect().await?;
                     command(&mut conn, args).await?
                 }
@@ -291,15 +305,43 @@ impl Strict {
         }
     }
 
+    /// An idle connection; else `None` once there is room to open one. With
+    /// [`OPEN_MAX`] open or opening (a slow Redis, a burst), it waits for
+    /// either, within the caller's time-out: a burst of reservations is
+    /// served in turn. (Refusing at once made a reservation past the 32nd
+    /// in flight an unknown one, which `on_stale = "open"` admits
+    /// unreserved while Redis answers well.)
+    async fn take(&self) -> Option<Conn> {
+        loop {
+            if let Some(c) = self.idle.borrow_mut().pop() {
+                return Some(c);
+            }
+            if self.open.get() + self.connecting.get() < OPEN_MAX {
+                return None;
+            }
+            monoio::time::sleep(WAIT_SLICE).await;
+        }
+    }
+
     /// A new connection: the servers in order from the last that answered
     /// well, every address of each; refused when this worker already holds
     /// [`OPEN_MAX`] (a slow Redis must not be met with a connection per
-    /// waiting request).
+    /// waiting request: [`Strict::take`] waits for room first).
     async fn connect(&self) -> Result<Conn, RedisError> {
-        if self.open.get() >= OPEN_MAX {
+        if self.open.get() + self.connecting.get() >= OPEN_MAX {
             let cause = std::io::Error::other("this worker holds its most connections to Redis");
             return Err(RedisError::Connect { server: "redis".into(), cause });
         }
+        // Counted until this ends, however it ends (a time-out drops it
+        // mid-connect).
+        struct Opening(Rc<Cell<usize>>);
+        impl Drop for Opening {
+            fn drop(&mut self) {
+                self.0.set(self.0.get().saturating_sub(1));
+            }
+        }
+        self.connecting.set(self.connecting.get() + 1);
+        let _opening = Opening(self.connecting.clone());
         let n = self.cluster.servers.len();
         let mut last = None;
         for i in 0..n {
