@@ -224,13 +224,27 @@ impl Price {
 }
 
 /// (upstream model name prefix, input, output, cached input), USD per 1M
-/// tokens. The longest matching prefix wins.
+/// tokens. The longest matching prefix wins. Variants dearer than their
+/// family have rows of their own (openai.com/api/pricing and
+/// ai.google.dev's pricing as quoted in 2025): the first `gpt-4o` snapshot
+/// (2024-05-13, $5/$15), the deep-research models, `gpt-3.5-turbo-instruct`,
+/// and Gemini 2.5 Flash Image, whose output is images at $30 per 1M tokens.
+/// A variant the table does not name is not priced as its family
+/// ([`DEARER_VARIANTS`]).
 const TABLE: &[(&str, f64, f64, f64)] = &[
     ("gpt-4o-mini", 0.15, 0.60, 0.075),
+    ("gpt-4o-mini-search-preview", 0.15, 0.60, 0.15),
     ("gpt-4o", 2.50, 10.00, 1.25),
+    ("gpt-4o-2024-05-13", 5.00, 15.00, 5.00),
+    ("gpt-4o-search-preview", 2.50, 10.00, 2.50),
+    ("o3-deep-research", 10.00, 40.00, 2.50),
+    ("o4-mini-deep-research", 2.00, 8.00, 0.50),
+    ("gpt-3.5-turbo-instruct", 1.50, 2.00, 1.50),
+    ("gemini-2.5-flash-image", 0.30, 30.00, 0.30),
     ("gpt-audio-mini", 0.60, 2.40, 0.60),
     ("gpt-audio", 2.50, 10.00, 2.50),
     ("gpt-5", 1.25, 10.00, 0.125),
+    ("gpt-5-search-api", 1.25, 10.00, 0.125),
     ("gpt-5-mini", 0.25, 2.00, 0.025),
     ("gpt-5-nano", 0.05, 0.40, 0.005),
     ("gpt-5-pro", 15.00, 120.00, 15.00),
@@ -311,6 +325,13 @@ const LONG_CONTEXT: &[(&str, u64)] = &[
 /// `gpt-5`).
 const VERSIONED: &[&str] = &["gpt-5."];
 
+/// Words that, past a row's prefix, name a variant billed more than its
+/// family (other rates, per-call fees, images or audio out): such a name
+/// has no built-in price unless a row names it, rather than its family's
+/// (`o3-deep-research` was billed as `o3`, a fifth of its price;
+/// `gpt-5-search-api` as `gpt-5`).
+const DEARER_VARIANTS: &[&str] = &["-search", "-research", "-image", "-realtime", "-tts", "-transcribe", "-computer"];
+
 /// (upstream model name prefix, audio input, audio output), USD per 1M
 /// tokens, the longest matching prefix winning; text in these models is
 /// priced by [`TABLE`], audio elsewhere as text. From openai.com/api/pricing
@@ -377,9 +398,11 @@ pub fn builtin(upstream_model: &str) -> Option<Price> {
     // `gpt-5.3` as `gpt-5`, `gpt-5.10` as `gpt-5.1`, nor a Pro model
     // (ten times dearer) as its family's.
     let next = upstream_model.as_bytes().get(prefix.len());
+    let rest = &upstream_model[prefix.len()..];
     if VERSIONED.iter().any(|v| upstream_model.starts_with(v) && v.len() > prefix.len())
         || next.is_some_and(u8::is_ascii_digit)
         || (is_pro(upstream_model) && !is_pro(prefix))
+        || DEARER_VARIANTS.iter().any(|w| rest.contains(w))
     {
         return None;
     }
@@ -444,6 +467,16 @@ const REASONS: &[(&str, bool)] = &[
     ("grok-3-mini", true),
 ];
 
+/// Whether an upstream model searches the web on every request, whatever
+/// the request asks: OpenAI's chat search models (`gpt-4o-search-preview`,
+/// `gpt-4o-mini-search-preview`, `gpt-5-search-api`), billed a fee per
+/// search beyond their tokens. A team reaches them only where it may use
+/// the web search tool (`hosted_tools`).
+pub fn always_searches(upstream_model: &str) -> bool {
+    let name = base_name(upstream_model);
+    name.contains("-search-preview") || name.contains("-search-api")
+}
+
 /// Whether an upstream model reasons before it answers without streaming
 /// that reasoning, by default: then its answer, cut short, bills tokens
 /// the gateway never saw (`[[models]] reasoning` overrides it).
@@ -497,6 +530,37 @@ mod tests {
         assert!(builtin("llama-3-70b").is_none());
         assert_eq!(builtin("claude-sonnet-4-5").unwrap().cache_write_per_mtok, 3_750_000);
         assert_eq!(builtin("gpt-4o").unwrap().cache_write_per_mtok, 2_500_000);
+    }
+
+    /// A variant dearer than its family is priced by its own row, or not at
+    /// all: never as its family (found by a review: `gpt-4o-2024-05-13`
+    /// billed at half its input price, `o3-deep-research` at a fifth).
+    #[test]
+    fn dearer_variants_are_not_priced_as_their_family() {
+        let rates = |m: &str| builtin(m).map(|p| (p.input_per_mtok, p.output_per_mtok));
+        assert_eq!(rates("gpt-4o-2024-05-13"), Some((5_000_000, 15_000_000)));
+        assert_eq!(rates("gpt-4o-2024-08-06"), Some((2_500_000, 10_000_000)));
+        assert_eq!(rates("o3-deep-research"), Some((10_000_000, 40_000_000)));
+        assert_eq!(rates("o3-deep-research-2025-06-26"), Some((10_000_000, 40_000_000)));
+        assert_eq!(rates("o4-mini-deep-research"), Some((2_000_000, 8_000_000)));
+        assert_eq!(rates("gpt-3.5-turbo-instruct"), Some((1_500_000, 2_000_000)));
+        assert_eq!(rates("gemini-2.5-flash-image-preview"), Some((300_000, 30_000_000)));
+        assert_eq!(rates("gpt-4o-search-preview"), Some((2_500_000, 10_000_000)));
+        for m in [
+            "gpt-5-deep-research",
+            "gemini-2.0-flash-preview-image-generation",
+            "gpt-4o-realtime-preview",
+            "gpt-4o-mini-tts",
+            "gpt-4o-transcribe",
+            "o3-search",
+        ] {
+            assert_eq!(rates(m), None, "{m}");
+        }
+        // Names that only look alike keep their family's price.
+        assert!(builtin("meta.llama3-1-70b-instruct-v1:0").is_some());
+        assert!(builtin("mistral.mistral-7b-instruct-v0:2").is_some());
+        assert!(builtin("gpt-4o-audio-preview-2024-12-17").is_some());
+        assert!(builtin("gemini-2.5-flash-preview-05-20").is_some());
     }
 
     /// Bedrock's, Vertex AI's and Gemini's routing names are priced by the

@@ -32,6 +32,9 @@ pub struct Target {
     /// The built-in price of `upstream_model`, found once, when the
     /// configuration is read ([`crate::prices::builtin`]).
     pub builtin_price: Option<Price>,
+    /// `upstream_model` searches the web on every request
+    /// ([`crate::prices::always_searches`]), found once.
+    pub searches: bool,
     /// Who the target is for session affinity ([`Target::identity`]): the
     /// same on every core and node, and across reloads that add, remove or
     /// reorder other targets.

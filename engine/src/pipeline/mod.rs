@@ -401,6 +401,12 @@ pub fn route<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayEr
             crate::proxy::route::allow_tier(core.state, key, tier.get(&ex.body))?;
         }
     }
+    // A model that searches on every request (OpenAI's chat search
+    // models) runs the tool whether or not the body offers it, whatever
+    // API the request is translated to.
+    if routed.route.targets.iter().any(|t| t.searches) {
+        crate::proxy::route::allow_search_model(core.state, key, routed.route)?;
+    }
     ex.trace.stream = routed.fields.stream;
     // Counted as the model that will most likely serve it counts: the first
     // target's upstream model (a route's name may be an alias).

@@ -62,6 +62,7 @@ impl World {
              [[models]]\nname = \"secret-model\"\ntargets = [{{ provider = \"m\" }}]\n\
              [[models]]\nname = \"gpt-4-as-claude\"\ntargets = [{{ provider = \"c\", model = \"claude-sonnet-4-5\" }}]\n\
              [[models]]\nname = \"gpt-4-chain\"\ntargets = [{{ provider = \"m\", model = \"local-llama\" }}, {{ provider = \"c\", model = \"claude-opus-4\" }}]\n\
+             [[models]]\nname = \"gpt-4-web\"\ntargets = [{{ provider = \"m\" }}, {{ provider = \"c\", model = \"gpt-4o-search-preview\" }}]\n\
              [[guardrail_profiles]]\nname = \"g\"\npii = \"redact\"\nsecrets = \"block\"\n\
              {teams}\
              [[keys]]\nname = \"k\"\nteam = \"t\"\nsha256 = \"{}\"\n\
@@ -451,6 +452,26 @@ fn a_tool_the_provider_bills_per_call_needs_the_teams_leave() {
         "}".repeat(125)
     );
     let refused = admit(&mut exchange("tg-key", &deep), &core);
+    assert!(matches!(&refused, Err(GatewayError::ToolNotAllowed { .. })), "{refused:?}");
+}
+
+/// A model that searches on every request (OpenAI's chat search models,
+/// billed per search) is reached only by a team that may use web search,
+/// whether or not the body offers the tool, and even as a fallback target
+/// (found by a review: `gpt-4o-search-preview` passed for any team).
+#[test]
+fn a_model_that_always_searches_needs_the_teams_leave() {
+    let w = World::new("hosted_tools = [\"web_search\"]");
+    let core = w.core();
+    let body = PROSE.replace(r#""model":"gpt-4o""#, r#""model":"gpt-4-web""#);
+    admit(&mut exchange("tg-key", &body), &core).expect("team t may search");
+    let refused = admit(&mut exchange("tg-other", &body), &core);
+    assert!(
+        matches!(&refused, Err(GatewayError::ToolNotAllowed { tool }) if tool.contains("gpt-4o-search-preview")),
+        "{refused:?}"
+    );
+    let w = World::new("");
+    let refused = admit(&mut exchange("tg-key", &body), &w.core());
     assert!(matches!(&refused, Err(GatewayError::ToolNotAllowed { .. })), "{refused:?}");
 }
 

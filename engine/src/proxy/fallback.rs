@@ -239,6 +239,7 @@ mod tests {
                     weight,
                     reasons: false,
                     builtin_price: None,
+                    searches: false,
                     identity: Target::identity(&format!("p{i}"), "m", 0),
                 })
                 .collect(),

@@ -102,6 +102,18 @@ pub fn allow_tools(state: &CoreState, key: &VirtualKey, body: &[u8]) -> Result<(
     }
 }
 
+/// A model one of whose targets searches the web on every request
+/// ([`tollgate_policy::prices::always_searches`]): its per-search fee is
+/// not in the gateway's prices, as a hosted tool's is not, so only a team
+/// that may offer the web search tool reaches it.
+pub fn allow_search_model(state: &CoreState, key: &VirtualKey, route: &Route) -> Result<(), GatewayError> {
+    if state.config.teams.get(key.team).is_some_and(|t| t.allows_tool(b"web_search")) {
+        return Ok(());
+    }
+    let model = route.targets.iter().find(|t| t.searches).map_or(route.name.as_str(), |t| t.upstream_model.as_str());
+    Err(GatewayError::ToolNotAllowed { tool: format!("web_search (model {model} searches on every request)") })
+}
+
 /// Access control: one bit test against the key's resolved model set.
 pub fn authorize(state: &CoreState, key: &VirtualKey, model_index: usize, model: &str) -> Result<(), GatewayError> {
     if key.models.contains(model_index) {

@@ -795,6 +795,7 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
                         identity: Target::identity(providers[provider].name.get_ref(), &upstream_model, occurrence),
                         reasons: crate::route::reasons_unseen(m.reasoning, &upstream_model),
                         builtin_price: crate::prices::builtin(&upstream_model),
+                        searches: crate::prices::always_searches(&upstream_model),
                         upstream_model,
                         priority: t.priority.unwrap_or(position as u32),
                         weight: t.weight.as_ref().map_or(1, |w| *w.get_ref()),
