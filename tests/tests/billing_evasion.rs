@@ -1,6 +1,7 @@
 //! A hostile tenant trying to pay less than it used, through the real
 //! gateway and the bundled mock.
 
+use std::io::Read;
 use std::time::Duration;
 
 use tollgate_e2e::*;
@@ -136,6 +137,63 @@ fn a_prompt_the_gateway_cannot_count_is_billed_when_the_client_hangs_up() {
         }
     }
     assert_eq!(recs.iter().filter(|r| r["tokens"]["prompt"].as_u64() < Some(90_000)).count(), 1, "{recs:#?}");
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+}
+
+/// A tenant that hangs up on a stream's last text, by a reset, before the
+/// usage the provider sends after it (here a tenth of a second later, the
+/// finish between them), is
+/// billed that usage: the gateway reads a stream whose client left for a
+/// quarter of a second more (`relay::USAGE_GRACE`). Its own count of the
+/// prompt would be a dozen tokens where the provider counts 90,000 (as
+/// another model's tokenizer counts more than the gateway's). One that
+/// leaves a second before the end is not read on.
+#[test]
+fn a_client_that_hangs_up_before_the_usage_is_billed_the_usage() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-last");
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", ""), &[], &[]);
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"say it"}]}"#;
+    let hang_up = |reply: &str, until: &str| {
+        let headers = format!("x-mock-cache: 90000,0\r\nx-mock-reply: {reply}\r\nx-mock-chunk-delay-ms: 50\r\n");
+        let mut c = Client::connect(gw.addr);
+        c.send(&post_json("/v1/chat/completions", body, &headers));
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(until) {
+            let n = c.stream.read(&mut buf).expect("the stream");
+            assert!(n > 0, "ended before {until:?}: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        // A reset, so that the gateway's next write fails at once.
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: a valid socket and a `linger` of the right size.
+        let set = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&c.stream),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0);
+        drop(c);
+    };
+    // Gone after the last text, the finish and the usage a twentieth of
+    // a second apart behind it.
+    hang_up("alpha beta omega", "omega");
+    let recs = wait_records(&logs.0, 1);
+    assert_eq!(recs[0]["end"], "client_gone", "{}", recs[0]);
+    let prompt = recs[0]["tokens"]["prompt"].as_u64().expect("prompt tokens");
+    assert!(prompt >= 90_000 && recs[0]["tokens"]["estimated"].is_null(), "billed the provider's usage: {}", recs[0]);
+    // Gone at the first text, with 20 events (a second) to come: not read
+    // on, billed its count.
+    hang_up("one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty", "one");
+    let recs = wait_records(&logs.0, 2);
+    let prompt = recs[1]["tokens"]["prompt"].as_u64().expect("prompt tokens");
+    assert!(prompt < 100 && recs[1]["tokens"]["estimated"] == true, "{}", recs[1]);
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
 }

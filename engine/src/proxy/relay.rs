@@ -65,6 +65,16 @@ pub struct Answer<'a> {
 /// milliseconds of asking is rare where answers take a model's time.
 const HANG_UP_CHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// How long a stream whose client has left is read on for its end, where
+/// it is not read to its end ([`Answer::read_to_end`]): a client that
+/// hangs up on the answer's last text, before the usage the provider sends
+/// after it (OpenAI's last chunk, Bedrock's `metadata`, a proxy's final
+/// count), is billed that usage, not the gateway's count (another model's
+/// tokenizer can count a quarter more). An answer that goes on past it (a
+/// client that stopped it half-way) ends there, its provider stopping as
+/// before, a quarter of a second's tokens later.
+pub const USAGE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Answer<'_> {
     /// Whether the answer is read to its end, dropped, once its client has
     /// left (within the request's deadline and the drain), so that the
@@ -300,6 +310,9 @@ pub async fn relay(
     let mut gone = false;
     // Whether to read on once it has ([`Answer::read_to_end`]).
     let mut read_on = None;
+    // Where it is not: until when the rest is read for an end on its way
+    // ([`USAGE_GRACE`]).
+    let mut grace: Option<Instant> = None;
     // What the writes have waited for the client past their grace
     // (`Client::write_relayed`): a client that reads a trickle of a large
     // JSON answer is let go at `write_stall_ms` and the rest read for its
@@ -361,7 +374,10 @@ pub async fn relay(
         // A JSON answer was generated whole before its head came: reading
         // the rest costs bandwidth only, and its usage is exact. A stream
         // is read on only where the gateway cannot count the prompt.
-        if gone && (done || !*read_on.get_or_insert_with(|| !event_stream || answer.read_to_end())) {
+        if gone && !done && grace.is_none() && !*read_on.get_or_insert_with(|| !event_stream || answer.read_to_end()) {
+            grace = Some(Instant::now() + USAGE_GRACE);
+        }
+        if gone && (done || grace.is_some_and(|g| Instant::now() >= g)) {
             // Complete, the upstream connection is clean.
             end.upstream_reusable = done && response.keep_alive && up.buf.is_empty() && !upstream_eof;
             end.read_past_client = done;
@@ -381,7 +397,7 @@ pub async fn relay(
             return end;
         }
         up.buf.reserve(UPSTREAM_READ_BYTES);
-        let wait = deadline.saturating_duration_since(Instant::now());
+        let wait = grace.map_or(deadline, |g| g.min(deadline)).saturating_duration_since(Instant::now());
         let read = answer.cut.or(monoio::time::timeout(wait, iov::read_more(&mut up.stream, &mut up.buf))).await;
         let Some(Ok(res)) = read else {
             if read.is_none() {

@@ -583,13 +583,24 @@ async fn relay_stream(
     let mut out = BytesMut::new();
     let mut end = RelayEnd::new(200);
     // The client has gone and the answer is read on for its usage only
-    // ([`Answer::read_to_end`]).
+    // ([`Answer::read_to_end`], else for [`super::relay::USAGE_GRACE`]:
+    // until `grace`).
     let mut gone = false;
+    let mut grace: Option<Instant> = None;
     // What the writes have waited for the client, in all.
     let mut stalled = std::time::Duration::ZERO;
     loop {
         // Head first, then each batch of translated events as it arrives.
-        let read = reader.next(up, deadline, answer.cut, &mut pieces).await;
+        let until = grace.map_or(deadline, |g| g.min(deadline));
+        let read = reader.next(up, until, answer.cut, &mut pieces).await;
+        if read.is_err() && grace.is_some_and(|g| Instant::now() >= g) {
+            // The grace is over before the answer's end: ended here, as
+            // a client that leaves ends it.
+            end.response_id = relay.take_response_id();
+            relay.close();
+            end.end = End::ClientGone;
+            return end;
+        }
         for p in pieces.drain(..) {
             relay.feed(p, &mut out);
         }
@@ -657,10 +668,7 @@ async fn relay_stream(
             let hung_up = (end.first_write.is_none() || finished) && answer.client_hung_up(client);
             if hung_up || client.write_relayed(deadline, &mut stalled).await.is_err() {
                 if !answer.read_to_end() {
-                    end.response_id = relay.take_response_id();
-                    relay.close();
-                    end.end = End::ClientGone;
-                    return end;
+                    grace = Some(Instant::now() + super::relay::USAGE_GRACE);
                 }
                 // Read on for the provider's usage, dropping what is read;
                 // nobody is left to ask classifiers for.
