@@ -561,3 +561,31 @@ fn explorer_pages_match_a_direct_query_across_days() {
     assert_eq!(gone.status, 502, "{}", gone.text());
     assert_eq!(gone.json()["error"]["code"], "clickhouse_error");
 }
+
+/// What a ClickHouse exception says, in a tenant's model name, is a row
+/// like any other: pages and exports serve it (a failure half-way through
+/// a query is told by its status, `wait_end_of_query`, not by searching
+/// the rows for those words, which would let a tenant hide its requests
+/// from the explorer by naming such a model).
+#[test]
+fn a_model_named_like_a_clickhouse_exception_is_served_like_any_row() {
+    let Some(ch) = ClickHouse::start() else { return };
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("ch-exception-name");
+    let gw = start_gateway(&config(mock.addr, ch.http, &logs), &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    let name = "Code: 395, e.displayText() = DB::Exception: hidden";
+    let body = SMALL_CHAT.replace("gpt-4o-mini", name);
+    assert_ne!(body, SMALL_CHAT);
+    assert_eq!(one_request(gw.addr, &chat_request(&body, "")).status, 404);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    wait_until(Duration::from_secs(15), "two rows", || ch.count() >= 2);
+    let page = admin_get(admin, "/admin/requests");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let rows = page.json()["requests"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().any(|r| r["model"] == name), "{rows:?}");
+    let csv = admin_get(admin, "/admin/requests?format=csv");
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert!(csv.text().contains("DB::Exception: hidden"), "{}", csv.text());
+}
