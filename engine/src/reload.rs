@@ -148,7 +148,7 @@ impl Reloader {
             notes.push("[clickhouse] takes effect on restart; records still go where the process started".to_string());
         }
         let resolved = resolve_providers(&config, &mut self.mocks)?;
-        notes.extend(unpriced_notes(&config));
+        notes.extend(config_notes(&config));
         // A model counted in another encoding gets its table built now, not
         // by its first request on a worker.
         let models: Vec<String> = config.routes.all().iter().map(|r| r.name.clone()).collect();
@@ -176,9 +176,11 @@ impl Reloader {
     }
 }
 
-/// One note per model target whose tokens would be recorded at no cost.
-pub fn unpriced_notes(config: &Config) -> Vec<String> {
-    config
+/// What the gateway warns of at start and with every reload: one note per
+/// model target whose tokens would be recorded at no cost, and an admin
+/// listener open to its network.
+pub fn config_notes(config: &Config) -> Vec<String> {
+    let mut notes: Vec<String> = config
         .unpriced_targets()
         .into_iter()
         .map(|(model, provider, upstream)| {
@@ -186,7 +188,16 @@ pub fn unpriced_notes(config: &Config) -> Vec<String> {
                 "model {model:?}: target {provider}/{upstream} has no price (none configured, none built in), so its tokens cost nothing in records and budgets; add price = {{ input_per_mtok = ..., output_per_mtok = ... }} to the model"
             )
         })
-        .collect()
+        .collect();
+    let s = &config.server;
+    if let Some(admin) = s.admin_listen.filter(|a| !a.ip().is_loopback()) {
+        if s.admin_tokens.is_empty() && s.viewers.is_empty() {
+            notes.push(format!(
+                "admin_listen {admin} is not on loopback and no admin token is configured: whoever reaches it reads every team's records and figures; add admin_tokens = [\"<sha256>\"] to [server] (tollgate keygen --admin makes one) or listen on 127.0.0.1"
+            ));
+        }
+    }
+    notes
 }
 
 /// The earliest expiry of the instance-role credentials fetched (an
@@ -297,4 +308,27 @@ fn provider_addrs(config: &Config, mocks: &mut HashMap<String, SocketAddr>) -> R
             (None, _) => Err(format!("provider {:?} has no address", p.name)),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod notes_tests {
+    use tollgate_policy::config::{Config, ProcessEnv};
+
+    fn notes(server: &str) -> Vec<String> {
+        let text = format!(
+            "[server]\n{server}\n[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nname = \"gpt-4o\"\ntargets = [{{ provider = \"m\" }}]\n"
+        );
+        super::config_notes(&Config::parse("notes.toml", &text, &ProcessEnv).expect("config"))
+    }
+
+    /// An admin listener open to its network without a token is said at
+    /// start and on reload; on loopback, or with a token, it is not.
+    #[test]
+    fn an_admin_listener_open_to_the_network_is_warned_of() {
+        let open = notes("admin_listen = \"0.0.0.0:9901\"");
+        assert!(open.iter().any(|n| n.contains("0.0.0.0:9901 is not on loopback")), "{open:?}");
+        assert!(notes("admin_listen = \"127.0.0.1:9901\"").is_empty());
+        let token = format!("admin_tokens = [\"{}\"]\nadmin_listen = \"0.0.0.0:9901\"", "ab".repeat(32));
+        assert!(notes(&token).is_empty());
+    }
 }

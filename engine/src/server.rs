@@ -146,7 +146,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         .spawn(move || tollgate_protocol::tokens::Encoding::warm_up_for(models.iter().map(|m| m.as_bytes())));
     let mut mocks = HashMap::new();
     let resolved = resolve_providers(&config, &mut mocks)?;
-    for note in crate::reload::unpriced_notes(&config) {
+    for note in crate::reload::config_notes(&config) {
         tracing::warn!("{note}");
     }
     let listener_tls = crate::downstream::listener(&config)?;
