@@ -16,7 +16,9 @@
 
 use bytes::{Bytes, BytesMut};
 use tollgate_policy::guard::stream::TextStream;
-use tollgate_policy::guard::{redact, Action, CleanTexts, Direction, Findings, Guard, Hit, RequestTexts};
+use tollgate_policy::guard::{
+    redact, Action, Category, CleanTexts, Detector, Direction, Findings, Guard, Hit, RequestTexts, Rule,
+};
 use tollgate_protocol::json::{
     escape, string_texts, string_texts_marked, string_values, unescape, unescape_marked, Malformed, StringValue,
     TextsRoom,
@@ -113,6 +115,7 @@ fn scan_json(
     // The escapes of the strings inside texts that are JSON: (text, where
     // each begins and ends in it), for `settle_forms`.
     let mut inner_escapes = Vec::new();
+    let mut seam = Seam::default();
     string_texts_marked(doc, is_text, room, |_, v, text, marks| match text {
         Ok(text) => {
             let i = texts.values.len() as u32;
@@ -141,6 +144,9 @@ fn scan_json(
             if v.escaped && !marks.is_empty() && mine.clone().any(|(_, h)| h.action == Action::Redact) {
                 texts.marks.push((i, std::mem::take(marks)));
             }
+            if request.is_some() {
+                seam.next(guard, doc, i, text, &v, findings);
+            }
             texts.values.push(v);
         }
         Err(e) => bad = Some(e),
@@ -153,6 +159,107 @@ fn scan_json(
         }
     }
     Ok(())
+}
+
+/// Where two request texts meet: parts of one content array that a provider,
+/// or the gateway's own translation, reads joined without a separator
+/// (`[{"type":"text","text":"key: sk-"},{"type":"text","text":"proj-..."}]`
+/// is one key to the model). Each text is scanned on its own; a secret, an
+/// address or a custom rule split across the two is found by scanning the
+/// seam: the run of token bytes ending the first and the one beginning the
+/// second (at most [`SEAM_MAX`] each: secrets hold no spaces), scanned only
+/// where both sides have one. A hit that crosses the join is filed in both
+/// texts, each its side (so that a redaction takes both halves, and a block
+/// blocks). Only `"text"` members (content parts) make seams, and numbers
+/// are left out: digits of two texts joined read as a phone or an account
+/// number the texts never held. Texts with a `]` between them are in
+/// different arrays (other messages): not joined.
+#[derive(Default)]
+struct Seam {
+    /// The previous text: its index, decoded length, where its raw string
+    /// ends, and its trailing token bytes.
+    index: u32,
+    len: usize,
+    raw_end: usize,
+    tail: Vec<u8>,
+    /// The joined bytes scanned, and the scan's findings: made by the
+    /// first seam (most requests have none), kept for their room.
+    scratch: Option<Box<(Vec<u8>, Findings)>>,
+}
+
+/// The most bytes of each side a seam holds: longer than any key or token
+/// the detectors know but a PEM block (which has line breaks).
+const SEAM_MAX: usize = 256;
+
+impl Seam {
+    /// Text `i` (`v`), after the previous one. Only content parts' texts
+    /// (`"text"` members: chat's, Anthropic's, the Responses API's parts)
+    /// are read joined: a tool schema's strings side by side (its enum
+    /// values, its names) are not, and scanning each seam of its hundreds
+    /// made its check a third dearer (callgrind, the 8 KB tools prompt:
+    /// 247,080 instructions a request before seams, 326K scanning every
+    /// one, 251K now; the mixed 8 KB prompt +0.3%).
+    #[inline(always)]
+    fn next(&mut self, guard: &Guard, doc: &[u8], i: u32, text: &[u8], v: &StringValue, findings: &mut Findings) {
+        // Nothing to join on either side (most texts: prose ends with a
+        // full stop, a space or a line break): two compares.
+        if self.tail.is_empty() && !text.last().is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return;
+        }
+        let key = &doc[v.key.clone()];
+        let part = !v.number
+            && (key == b"text"
+                // Written with escapes: `\u0074` for each letter written so
+                // (no two-byte escape is a letter), so 9, 14, 19 or 24
+                // bytes.
+                || (matches!(key.len(), 9 | 14 | 19 | 24) && tollgate_protocol::json::decodes_to(key, b"text")));
+        if part {
+            self.part(guard, doc, i, text, v, findings);
+        } else if !self.tail.is_empty() {
+            self.tail.clear();
+        }
+    }
+
+    #[inline(never)]
+    fn part(&mut self, guard: &Guard, doc: &[u8], i: u32, text: &[u8], v: &StringValue, findings: &mut Findings) {
+        let token =
+            |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'=' | b'.' | b'@' | b'%');
+        // A sentence's full stop ends no key: a text that ends with one
+        // (most prose does) makes no seam.
+        let joins = |b: Option<&u8>| b.is_some_and(|b| *b != b'.' && token(b));
+        let head = if !joins(text.first()) { 0 } else { text.iter().take(SEAM_MAX).take_while(|b| token(b)).count() };
+        let apart = || self.raw_end > v.raw.start || memchr::memchr(b']', &doc[self.raw_end..v.raw.start]).is_some();
+        if head > 0 && !self.tail.is_empty() && !apart() {
+            let (joined, own) = &mut **self.scratch.get_or_insert_with(Default::default);
+            joined.clear();
+            joined.extend_from_slice(&self.tail);
+            joined.extend_from_slice(&text[..head]);
+            // Its own findings: what it counts of injection phrases is the
+            // texts' own scans' to count.
+            own.clear();
+            guard.scan(joined, Direction::Request, true, own);
+            let cut = self.tail.len();
+            for h in own.hits.drain(..) {
+                let crosses = h.start < cut && h.end > cut;
+                let kind = match h.rule {
+                    Rule::Detector(d) => d.category() == Category::Secrets || d == Detector::Email,
+                    Rule::DenyWord(_) | Rule::DenyPattern(_) => true,
+                    Rule::Classifier(_) => false,
+                };
+                if crosses && kind {
+                    findings.all.push((self.index, Hit { start: self.len - (cut - h.start), end: self.len, ..h }));
+                    findings.all.push((i, Hit { start: 0, end: h.end - cut, ..h }));
+                }
+            }
+        }
+        let tail =
+            if !joins(text.last()) { 0 } else { text.iter().rev().take(SEAM_MAX).take_while(|b| token(b)).count() };
+        if tail > 0 || !self.tail.is_empty() {
+            self.tail.clear();
+            self.tail.extend_from_slice(&text[text.len() - tail..]);
+        }
+        (self.index, self.len, self.raw_end) = (i, text.len(), v.raw.end);
+    }
 }
 
 /// The hits of texts read in two forms ([`scan_json_within`]), made one
@@ -1487,6 +1594,46 @@ mod tests {
         spec.actions[Detector::Email as usize] = Some(Action::Redact);
         spec.actions[Detector::OpenAiKey as usize] = Some(Action::Block);
         Guard::compile(&spec).unwrap()
+    }
+
+    /// A secret or an address split across two text parts of one message
+    /// (which the provider, and the gateway's translation to Anthropic,
+    /// read joined) is found across the join: a key blocks, an address is
+    /// redacted in both halves. Parts of different messages are not
+    /// joined, and digits across a join are no phone number. Found by a
+    /// review: each part was scanned on its own, and `sk-` then
+    /// `proj-...` reached the model as one key.
+    #[test]
+    fn a_secret_split_across_text_parts_is_found_across_the_join() {
+        let g = guard(false);
+        let parts = |a: &str, b: &str| {
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": a}, {"type": "text", "text": b}]}]})
+            .to_string()
+        };
+        let key = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcd";
+        assert!(matches!(check(&g, &parts(&format!("my key: {key}"), "ok")), Err(GatewayError::Guardrail { .. })));
+        for cut in [3, 8, 20, key.len() - 4] {
+            let body = parts(&format!("my key: {}", &key[..cut]), &format!("{} thanks", &key[cut..]));
+            assert!(matches!(check(&g, &body), Err(GatewayError::Guardrail { .. })), "cut at {cut}: {body}");
+        }
+        let redacted = check(&g, &parts("write to alice.smith@exa", "mple.com today")).unwrap().expect("redacted");
+        let v: serde_json::Value = serde_json::from_str(&redacted).unwrap();
+        let joined = format!(
+            "{}{}",
+            v["messages"][0]["content"][0]["text"].as_str().unwrap(),
+            v["messages"][0]["content"][1]["text"].as_str().unwrap()
+        );
+        assert!(!joined.contains("alice") && !joined.contains("mple.com"), "{joined}");
+        assert!(joined.contains("[EMAIL]"), "{joined}");
+        // Other messages: not joined (the halves are no key on their own).
+        let apart = serde_json::json!({"model": "m", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": format!("a: {}", &key[..20])}]},
+            {"role": "user", "content": [{"type": "text", "text": &key[20..]}]}]})
+        .to_string();
+        assert!(check(&g, &apart).unwrap().is_none(), "{apart}");
+        // Clean parts with words at the join change nothing.
+        assert!(check(&g, &parts("one two thr", "ee four")).unwrap().is_none());
     }
 
     /// The galloping lookup of `raw_offset` answers as a binary search of
