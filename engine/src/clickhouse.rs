@@ -152,7 +152,10 @@ impl Inserter {
         let bodies = table != s.table;
         let query = format!("INSERT INTO {}.{table} FORMAT JSONEachRow", s.database);
         let target = format!("/?input_format_skip_unknown_fields=1&query={}", encode(&query));
-        let patience = crate::post::Patience::UntilStopping;
+        // Records wait out an outage; captured bodies (which the files
+        // keep, and which never stand in the records' way) get four tries,
+        // so that a failure only their table has cannot hold the records.
+        let patience = if bodies { crate::post::Patience::Tries } else { crate::post::Patience::UntilStopping };
         crate::post::deliver(&self.grace, &self.counters, count, "rows to ClickHouse", patience, || {
             let a = match self.create().and_then(|()| self.post(&target, rows)) {
                 Ok(a) if a.status == 200 => return Try::Delivered,

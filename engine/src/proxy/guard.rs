@@ -154,6 +154,8 @@ fn scan_json(
     bad.map_or(Ok(()), Err)?;
     if let Some(request) = request {
         request.finish(findings);
+        // A seam's hit found again by its text's own scan is one hit.
+        findings.all.dedup();
         if !inner_escapes.is_empty() {
             settle_forms(&mut findings.all, &inner_escapes);
         }
@@ -161,27 +163,30 @@ fn scan_json(
     Ok(())
 }
 
-/// Where two request texts meet: parts of one content array that a provider,
+/// Where request texts meet: parts of one content array that a provider,
 /// or the gateway's own translation, reads joined without a separator
 /// (`[{"type":"text","text":"key: sk-"},{"type":"text","text":"proj-..."}]`
 /// is one key to the model). Each text is scanned on its own; a secret, an
-/// address or a custom rule split across the two is found by scanning the
-/// seam: the run of token bytes ending the first and the one beginning the
-/// second (at most [`SEAM_MAX`] each: secrets hold no spaces), scanned only
-/// where both sides have one. A hit that crosses the join is filed in both
-/// texts, each its side (so that a redaction takes both halves, and a block
-/// blocks). Only `"text"` members (content parts) make seams, and numbers
-/// are left out: digits of two texts joined read as a phone or an account
-/// number the texts never held. Texts with a `]` between them are in
-/// different arrays (other messages): not joined.
+/// address or a custom rule split across parts is found by scanning the
+/// seam: the run of token bytes ending the texts before (a part that is
+/// all token bytes joins the run, so a key cut in three is read whole; at
+/// most [`SEAM_MAX`] bytes) and the one beginning the next (as much),
+/// scanned only where both sides have one. A hit that touches a join is
+/// filed in each text it covers, each its share (so that a redaction takes
+/// every piece, and a block blocks). Only `"text"` members (content parts)
+/// make seams, and numbers are left out: digits of two texts joined read as
+/// a phone or an account number the texts never held. Texts with a `]`
+/// between them are in different arrays (other messages): not joined.
 #[derive(Default)]
 struct Seam {
-    /// The previous text: its index, decoded length, where its raw string
-    /// ends, and its trailing token bytes.
-    index: u32,
-    len: usize,
-    raw_end: usize,
+    /// The token bytes ending the texts before, oldest first.
     tail: Vec<u8>,
+    /// Whose they are: each piece's text, that text's decoded length, and
+    /// where the piece begins in `tail` (it runs to the next's start, the
+    /// last to the tail's end, and is the end of its text).
+    pieces: Vec<(u32, usize, usize)>,
+    /// Where the last text's raw string ends.
+    raw_end: usize,
     /// The joined bytes scanned, and the scan's findings: made by the
     /// first seam (most requests have none), kept for their room.
     scratch: Option<Box<(Vec<u8>, Findings)>>,
@@ -191,6 +196,12 @@ struct Seam {
 /// the detectors know but a PEM block (which has line breaks).
 const SEAM_MAX: usize = 256;
 
+/// Bytes a key, a token, an address or a custom word may hold: a seam is
+/// made of these.
+fn seam_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'=' | b'.' | b'@' | b'%' | b':')
+}
+
 impl Seam {
     /// Text `i` (`v`), after the previous one. Only content parts' texts
     /// (`"text"` members: chat's, Anthropic's, the Responses API's parts)
@@ -198,12 +209,13 @@ impl Seam {
     /// values, its names) are not, and scanning each seam of its hundreds
     /// made its check a third dearer (callgrind, the 8 KB tools prompt:
     /// 247,080 instructions a request before seams, 326K scanning every
-    /// one, 251K now; the mixed 8 KB prompt +0.3%).
+    /// one, 254K now, most of it the walk's code laid out anew around this
+    /// check; the mixed 8 KB prompt +0.2%).
     #[inline(always)]
     fn next(&mut self, guard: &Guard, doc: &[u8], i: u32, text: &[u8], v: &StringValue, findings: &mut Findings) {
         // Nothing to join on either side (most texts: prose ends with a
         // full stop, a space or a line break): two compares.
-        if self.tail.is_empty() && !text.last().is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if self.tail.is_empty() && !text.last().is_some_and(|&b| b != b'.' && seam_byte(b)) {
             return;
         }
         let key = &doc[v.key.clone()];
@@ -217,48 +229,95 @@ impl Seam {
             self.part(guard, doc, i, text, v, findings);
         } else if !self.tail.is_empty() {
             self.tail.clear();
+            self.pieces.clear();
         }
     }
 
     #[inline(never)]
     fn part(&mut self, guard: &Guard, doc: &[u8], i: u32, text: &[u8], v: &StringValue, findings: &mut Findings) {
-        let token =
-            |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'=' | b'.' | b'@' | b'%');
-        // A sentence's full stop ends no key: a text that ends with one
-        // (most prose does) makes no seam.
-        let joins = |b: Option<&u8>| b.is_some_and(|b| *b != b'.' && token(b));
-        let head = if !joins(text.first()) { 0 } else { text.iter().take(SEAM_MAX).take_while(|b| token(b)).count() };
-        let apart = || self.raw_end > v.raw.start || memchr::memchr(b']', &doc[self.raw_end..v.raw.start]).is_some();
-        if head > 0 && !self.tail.is_empty() && !apart() {
-            let (joined, own) = &mut **self.scratch.get_or_insert_with(Default::default);
-            joined.clear();
-            joined.extend_from_slice(&self.tail);
-            joined.extend_from_slice(&text[..head]);
-            // Its own findings: what it counts of injection phrases is the
-            // texts' own scans' to count.
-            own.clear();
-            guard.scan(joined, Direction::Request, true, own);
-            let cut = self.tail.len();
-            for h in own.hits.drain(..) {
-                let crosses = h.start < cut && h.end > cut;
-                let kind = match h.rule {
-                    Rule::Detector(d) => d.category() == Category::Secrets || d == Detector::Email,
-                    Rule::DenyWord(_) | Rule::DenyPattern(_) => true,
-                    Rule::Classifier(_) => false,
-                };
-                if crosses && kind {
-                    findings.all.push((self.index, Hit { start: self.len - (cut - h.start), end: self.len, ..h }));
-                    findings.all.push((i, Hit { start: 0, end: h.end - cut, ..h }));
-                }
+        let apart = self.raw_end > v.raw.start || memchr::memchr(b']', &doc[self.raw_end..v.raw.start]).is_some();
+        if apart {
+            self.tail.clear();
+            self.pieces.clear();
+        }
+        self.raw_end = v.raw.end;
+        let head = text.iter().take(SEAM_MAX).take_while(|&&b| seam_byte(b)).count();
+        if head > 0 && !self.tail.is_empty() {
+            self.scan(guard, i, &text[..head], findings);
+        }
+        if head == text.len() {
+            // All of it token bytes (or empty): the run goes on through it.
+            if !text.is_empty() {
+                self.pieces.push((i, text.len(), self.tail.len()));
+                self.tail.extend_from_slice(text);
+            }
+        } else {
+            self.tail.clear();
+            self.pieces.clear();
+            let run = text.iter().rev().take(SEAM_MAX).take_while(|&&b| seam_byte(b)).count();
+            if run > 0 {
+                self.pieces.push((i, text.len(), 0));
+                self.tail.extend_from_slice(&text[text.len() - run..]);
             }
         }
-        let tail =
-            if !joins(text.last()) { 0 } else { text.iter().rev().take(SEAM_MAX).take_while(|b| token(b)).count() };
-        if tail > 0 || !self.tail.is_empty() {
-            self.tail.clear();
-            self.tail.extend_from_slice(&text[text.len() - tail..]);
+        // At most SEAM_MAX bytes: the oldest go (a piece cut keeps the end
+        // of its text).
+        if self.tail.len() > SEAM_MAX {
+            let drop = self.tail.len() - SEAM_MAX;
+            self.tail.drain(..drop);
+            self.pieces.retain_mut(|(_, _, start)| {
+                *start = start.saturating_sub(drop);
+                true
+            });
+            // Pieces wholly dropped now start at 0 with a later one: only
+            // the last of those at 0 keeps bytes.
+            while self.pieces.len() > 1 && self.pieces[1].2 == 0 {
+                self.pieces.remove(0);
+            }
         }
-        (self.index, self.len, self.raw_end) = (i, text.len(), v.raw.end);
+    }
+
+    /// Scans the tail joined to `head` (the start of text `i`) and files
+    /// what touches a join in the texts it covers.
+    fn scan(&mut self, guard: &Guard, i: u32, head: &[u8], findings: &mut Findings) {
+        let (joined, own) = &mut **self.scratch.get_or_insert_with(Default::default);
+        joined.clear();
+        joined.extend_from_slice(&self.tail);
+        joined.extend_from_slice(head);
+        // Its own findings: what it counts of injection phrases is the
+        // texts' own scans' to count.
+        own.clear();
+        guard.scan(joined, Direction::Request, true, own);
+        let cut = self.tail.len();
+        // Each piece: (text, its length, start and end in `joined`, and
+        // whether it is the end of its text; the head is the start of its).
+        let ends = self.pieces.iter().skip(1).map(|p| p.2).chain([cut]);
+        let mut spans: Vec<(u32, usize, usize, usize, bool)> =
+            self.pieces.iter().zip(ends).map(|(&(t, len, s), e)| (t, len, s, e, true)).collect();
+        spans.push((i, usize::MAX, cut, joined.len(), false));
+        for h in own.hits.drain(..) {
+            let kind = match h.rule {
+                Rule::Detector(d) => d.category() == Category::Secrets || d == Detector::Email,
+                Rule::DenyWord(_) | Rule::DenyPattern(_) => true,
+                Rule::Classifier(_) => false,
+            };
+            // It touches a join: some piece's start after the first is
+            // within it.
+            let touches = spans.iter().skip(1).any(|&(_, _, s, _, _)| h.start <= s && s <= h.end) && h.start < h.end;
+            if !(kind && touches) {
+                continue;
+            }
+            for &(t, len, s, e, is_end) in &spans {
+                let (from, to) = (h.start.max(s), h.end.min(e));
+                if from >= to {
+                    continue;
+                }
+                // In the text's own offsets: a piece that ends its text
+                // ends at `len`; the head begins at 0.
+                let (start, end) = if is_end { (len - (e - from), len - (e - to)) } else { (from - s, to - s) };
+                findings.all.push((t, Hit { start, end, ..h }));
+            }
+        }
     }
 }
 
@@ -1626,6 +1685,16 @@ mod tests {
         );
         assert!(!joined.contains("alice") && !joined.contains("mple.com"), "{joined}");
         assert!(joined.contains("[EMAIL]"), "{joined}");
+        // Cut right after the `@`, at a dot, and a key in three parts.
+        for (a, b) in [("write to alice@", "example.com today"), ("write to alice@example", ".com today")] {
+            let redacted = check(&g, &parts(a, b)).unwrap().unwrap_or_else(|| panic!("{a}|{b}: not found"));
+            assert!(!redacted.contains("alice") && !redacted.contains("example"), "{redacted}");
+        }
+        let three = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "key: sk-"}, {"type": "text", "text": "proj-"},
+            {"type": "text", "text": &key[8..]}]}]})
+        .to_string();
+        assert!(matches!(check(&g, &three), Err(GatewayError::Guardrail { .. })), "{three}");
         // Other messages: not joined (the halves are no key on their own).
         let apart = serde_json::json!({"model": "m", "messages": [
             {"role": "user", "content": [{"type": "text", "text": format!("a: {}", &key[..20])}]},

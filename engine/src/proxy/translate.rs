@@ -690,6 +690,13 @@ async fn relay_stream(
         if finished {
             break;
         }
+        if grace.is_some_and(|g| Instant::now() >= g) {
+            // Data kept coming past the grace: ended here all the same.
+            end.response_id = relay.take_response_id();
+            relay.close();
+            end.end = End::ClientGone;
+            return end;
+        }
     }
     // A guardrail (or a classifier) ended the answer for the client, or
     // the client left and then one did: where the gateway cannot count
@@ -702,7 +709,10 @@ async fn relay_stream(
     // spend.
     let mut read_past = gone && relay.ended_by_upstream();
     let read_on_after_block = match relay.flow() {
-        Flow::Blocked => !relay.rate_cut() && relay.reads_usage_after_stop() && (gone || answer.read_to_end()),
+        // (A client gone within its grace is not read on for a block.)
+        Flow::Blocked => {
+            !relay.rate_cut() && relay.reads_usage_after_stop() && ((gone && grace.is_none()) || answer.read_to_end())
+        }
         Flow::Capped => relay.read_on_after_ceiling(),
         _ => false,
     };
