@@ -418,3 +418,72 @@ fn an_answer_the_translation_cannot_read_is_billed_its_output() {
     assert!(rec["cost_micro_usd"].as_u64().unwrap_or(0) >= completion * 10, "{rec}");
     assert_eq!(rec["end"], "upstream_failed", "{rec}");
 }
+
+/// An upstream that says `100 Continue` to a request on a pooled
+/// connection and then closes it has the request: it is not sent again on
+/// a fresh connection (as a request on a connection that was already
+/// closed is), where the provider could bill it twice.
+#[test]
+fn a_request_an_upstream_acknowledged_is_not_sent_twice() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    // One request: its head and Content-Length body.
+                    let end = loop {
+                        if let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                                .unwrap_or(0);
+                            if buf.len() >= h + 4 + len {
+                                break h + 4 + len;
+                            }
+                        }
+                        match c.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    buf.drain(..end);
+                    if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                        let body = r#"{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#;
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        c.write_all(answer.as_bytes()).unwrap();
+                    } else {
+                        // Acknowledged, then gone.
+                        let _ = c.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let logs = TempDir::new("hostile-continue");
+    let mut gw = gateway(addr, &logs);
+    assert_eq!(one_request(gw.addr, &chat_request(GPT4O, "")).status, 200);
+    let r = one_request(gw.addr, &chat_request(GPT4O, ""));
+    assert_eq!(r.status, 502, "{}", r.text());
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    let attempts = recs[1]["attempts"].as_array().expect("attempts").len();
+    // Each of the route's attempts is one send, recorded and billed its
+    // prompt; none went twice.
+    assert_eq!(requests.load(Ordering::SeqCst), 1 + attempts, "an acknowledged request was sent again: {}", recs[1]);
+}

@@ -107,6 +107,10 @@ async fn attempt(
     let first_byte = written + state.config.server.timeouts.upstream_first_byte;
     let until = first_byte.min(deadline);
     let timeout = || Attempt::Failed(GatewayError::UpstreamTimeout { provider: upstream.name.clone(), sent: true });
+    // An interim answer (`100 Continue`, `102`, `103`) says the upstream
+    // has the request: a close after it is no stale pooled connection, and
+    // the request is not sent again (the provider may bill it twice).
+    let mut answered = false;
     loop {
         // Skip interim 1xx answers; the final head follows on the same connection.
         let head_len = loop {
@@ -119,7 +123,7 @@ async fn attempt(
                     cause: tollgate_protocol::http1::ResponseError::HeadTooLarge,
                 }));
             }
-            let had_bytes = !conn.buf.is_empty();
+            let had_bytes = answered || !conn.buf.is_empty();
             conn.buf.reserve(UPSTREAM_READ_BYTES);
             let wait = until.saturating_duration_since(Instant::now());
             // Pinned where they are made and passed on as pins: each move of
@@ -164,6 +168,7 @@ async fn attempt(
             }));
         }
         if (100..200).contains(&head.status) {
+            answered = true;
             continue;
         }
         return Ok(head);
