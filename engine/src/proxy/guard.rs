@@ -369,8 +369,9 @@ fn settle_forms(all: &mut Vec<(u32, Hit)>, escapes: &[(u32, usize, usize)]) {
 /// string decoded, `@` and all (found by a review: an address, a card, an
 /// injection phrase written with `\u` escapes in a tool call went to the
 /// provider unscanned). Only a text that begins as JSON does and holds a
-/// backslash is read so; one that does not parse is left as it is (a
-/// translation passes it on as a string).
+/// backslash is read so; one that does not parse, and holds a `\u`
+/// escape, is read decoded whole (a piece of JSON a translation joins to
+/// others and parses).
 fn scan_json_within(
     guard: &Guard,
     i: u32,
@@ -378,19 +379,29 @@ fn scan_json_within(
     findings: &mut Findings,
     escapes: &mut Vec<(u32, usize, usize)>,
 ) {
-    let first = text.iter().find(|b| !b.is_ascii_whitespace());
-    if !matches!(first, Some(b'{' | b'[')) || memchr::memchr(b'\\', text).is_none() {
+    if memchr::memchr(b'\\', text).is_none() {
         return;
     }
+    let first = text.iter().find(|b| !b.is_ascii_whitespace());
     let mut escaped = Vec::new();
-    if string_values(text, |_, v| {
-        if v.escaped && !v.number {
-            escaped.push(v.raw);
+    let parsed = matches!(first, Some(b'{' | b'['))
+        && string_values(text, |_, v| {
+            if v.escaped && !v.number {
+                escaped.push(v.raw.clone());
+            }
+        })
+        .is_ok();
+    if !parsed {
+        // A piece of JSON that does not parse alone: a tool result's parts,
+        // which the translations to Gemini and Bedrock join and parse
+        // (`{"k":` then `"alice\u0040example.com"}`, found by a review).
+        // Where it holds a `\u` escape, the whole text is read decoded as
+        // a string's content is.
+        if memchr::memmem::find(text, b"\\u").is_none() {
+            return;
         }
-    })
-    .is_err()
-    {
-        return;
+        escaped.clear();
+        escaped.push(0..text.len());
     }
     let (mut decoded, mut marks) = (Vec::new(), Vec::new());
     for raw in escaped {
@@ -1703,6 +1714,33 @@ mod tests {
         assert!(check(&g, &apart).unwrap().is_none(), "{apart}");
         // Clean parts with words at the join change nothing.
         assert!(check(&g, &parts("one two thr", "ee four")).unwrap().is_none());
+    }
+
+    /// A tool result in parts that only make JSON joined (the translations
+    /// to Gemini and Bedrock join a result's parts and parse them) hides
+    /// nothing in its `\u` escapes: the part that holds one is read
+    /// decoded. Found by a review: `alice\u0040example.com` reached Gemini
+    /// as an address.
+    #[test]
+    fn escapes_in_a_piece_of_json_hide_nothing() {
+        let g = guard(false);
+        let body = serde_json::json!({"model": "m", "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": [
+                {"type": "text", "text": "{\"k\":"},
+                {"type": "text", "text": "\"alice\\u0040example.com\"}"}]}]})
+        .to_string();
+        let redacted = check(&g, &body).unwrap().expect("redacted");
+        let v: serde_json::Value = serde_json::from_str(&redacted).unwrap();
+        let part = v["messages"][2]["content"][1]["text"].as_str().unwrap();
+        assert!(!part.contains("alice") && part.contains("[EMAIL]"), "{part}");
+        // Plain text with a `\u` that is no escape is left alone.
+        let plain =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "C:\\users\\x and \\u00zz"}]})
+                .to_string();
+        assert!(check(&g, &plain).unwrap().is_none());
     }
 
     /// The galloping lookup of `raw_offset` answers as a binary search of
