@@ -135,11 +135,70 @@ struct Conn {
     stream: UpStream,
     reader: ReplyReader,
     open: Rc<Cell<usize>>,
+    waiters: Rc<Waiters>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         self.open.set(self.open.get().saturating_sub(1));
+        self.waiters.wake_one();
+    }
+}
+
+/// Commands waiting for a connection ([`Strict::take`]), woken one at a
+/// time as a connection goes back to the pool or a slot comes free.
+#[derive(Default)]
+struct Waiters {
+    queue: RefCell<std::collections::VecDeque<(u64, std::task::Waker)>>,
+    next: Cell<u64>,
+}
+
+impl Waiters {
+    fn wake_one(&self) {
+        let first = self.queue.borrow_mut().pop_front();
+        if let Some((_, w)) = first {
+            w.wake();
+        }
+    }
+}
+
+/// Until [`Waiters::wake_one`] wakes this one (a wake that finds the
+/// waiter gone is made up by its [`WAIT_SLICE`]).
+struct Woken<'a> {
+    waiters: &'a Waiters,
+    id: Option<u64>,
+}
+
+impl std::future::Future for Woken<'_> {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self.id {
+            // Queued: woken once it is no longer in the queue.
+            Some(id) => {
+                if self.waiters.queue.borrow().iter().any(|(i, _)| *i == id) {
+                    std::task::Poll::Pending
+                } else {
+                    self.id = None;
+                    std::task::Poll::Ready(())
+                }
+            }
+            None => {
+                let id = self.waiters.next.get();
+                self.waiters.next.set(id + 1);
+                self.waiters.queue.borrow_mut().push_back((id, cx.waker().clone()));
+                self.id = Some(id);
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Woken<'_> {
+    fn drop(&mut self) {
+        // Gone without being woken (its slice ran out): out of the queue.
+        if let Some(id) = self.id {
+            self.waiters.queue.borrow_mut().retain(|(i, _)| *i != id);
+        }
     }
 }
 
@@ -156,6 +215,8 @@ pub struct Strict {
     /// Connections being opened now: counted against [`OPEN_MAX`] with
     /// the open ones, so that a burst cannot pass it by connecting at once.
     connecting: Rc<Cell<usize>>,
+    /// Commands waiting for one of them.
+    waiters: Rc<Waiters>,
     /// Which server to try first.
     preferred: Cell<usize>,
     /// Reservation ids: `node:start:worker:n`, unique across nodes,
@@ -168,9 +229,12 @@ pub struct Strict {
 const IDLE_MAX: usize = 8;
 /// Connections a worker may hold open at once.
 const OPEN_MAX: usize = 32;
-/// How often a command waiting for a connection (all [`OPEN_MAX`] busy)
-/// looks for one.
-const WAIT_SLICE: Duration = Duration::from_millis(1);
+/// How long a command waiting for a connection (all [`OPEN_MAX`] busy)
+/// waits to be woken before it looks again: it is woken as one comes free;
+/// this makes up for a wake that went to a waiter that had left. (A look
+/// every millisecond, the first way, was a thousand wake-ups a second for
+/// each waiter.)
+const WAIT_SLICE: Duration = Duration::from_millis(10);
 
 impl Strict {
     pub fn new(cluster: Arc<Cluster>, tls: Option<Arc<rustls::ClientConfig>>, worker: usize) -> Strict {
@@ -189,6 +253,7 @@ impl Strict {
             idle: RefCell::new(Vec::new()),
             open: Rc::new(Cell::new(0)),
             connecting: Rc::new(Cell::new(0)),
+            waiters: Rc::default(),
             preferred: Cell::new(0),
             id_prefix,
             next_id: Cell::new(0),
@@ -295,6 +360,8 @@ impl Strict {
                 let mut idle = self.idle.borrow_mut();
                 if idle.len() < IDLE_MAX {
                     idle.push(conn);
+                    drop(idle);
+                    self.waiters.wake_one();
                 }
             }
             Ok(reply)
@@ -319,7 +386,8 @@ impl Strict {
             if self.open.get() + self.connecting.get() < OPEN_MAX {
                 return None;
             }
-            monoio::time::sleep(WAIT_SLICE).await;
+            let woken = Woken { waiters: &self.waiters, id: None };
+            let _ = monoio::time::timeout(WAIT_SLICE, woken).await;
         }
     }
 
@@ -334,14 +402,15 @@ impl Strict {
         }
         // Counted until this ends, however it ends (a time-out drops it
         // mid-connect).
-        struct Opening(Rc<Cell<usize>>);
+        struct Opening(Rc<Cell<usize>>, Rc<Waiters>);
         impl Drop for Opening {
             fn drop(&mut self) {
                 self.0.set(self.0.get().saturating_sub(1));
+                self.1.wake_one();
             }
         }
         self.connecting.set(self.connecting.get() + 1);
-        let _opening = Opening(self.connecting.clone());
+        let _opening = Opening(self.connecting.clone(), self.waiters.clone());
         let n = self.cluster.servers.len();
         let mut last = None;
         for i in 0..n {
@@ -375,7 +444,8 @@ impl Strict {
             _ => UpStream::Plain(tcp),
         };
         self.open.set(self.open.get() + 1);
-        let mut conn = Conn { stream, reader: ReplyReader::default(), open: self.open.clone() };
+        let mut conn =
+            Conn { stream, reader: ReplyReader::default(), open: self.open.clone(), waiters: self.waiters.clone() };
         for (command_name, args) in setup(server, self.cluster.password.as_ref().map(|c| c.0.as_str())) {
             let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
             expect_ok(command_name, command(&mut conn, &args).await?)?;
