@@ -498,6 +498,33 @@ impl Client {
         Some(Response { status, headers, body, chunked })
     }
 
+    /// Reads until the bytes read so far hold `needle` (the response's
+    /// head and body as they came, chunk lines included); panics if the
+    /// connection ends first.
+    pub fn read_until(&mut self, needle: &str) -> String {
+        while !String::from_utf8_lossy(&self.buf).contains(needle) {
+            assert!(self.fill(), "ended before {needle:?}: {}", String::from_utf8_lossy(&self.buf));
+        }
+        String::from_utf8_lossy(&self.buf).into_owned()
+    }
+
+    /// Closes the connection with a reset (`SO_LINGER` 0), as a client
+    /// that hangs up at once does: the server's next write fails.
+    pub fn reset(self) {
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: a valid socket and a `linger` of the right size.
+        let set = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0, "SO_LINGER");
+    }
+
     /// True when the peer closes (EOF or reset) within the read timeout;
     /// false when bytes arrive or the timeout passes with the connection open.
     /// Whether the server has closed the connection by now, without

@@ -381,30 +381,12 @@ fn a_target_no_price_covers_is_named_at_start() {
 /// (OpenAI's tokenizer for a model AWS counts with its own).
 #[test]
 fn a_client_that_hangs_up_before_the_metadata_is_billed_its_usage() {
-    use std::io::Read;
     let s = start();
     let headers = "x-mock-cache: 90000,0\r\nx-mock-reply: alpha beta omega\r\nx-mock-chunk-delay-ms: 50\r\n";
     let mut c = Client::connect(s.gw.addr);
     c.send(&post_json("/v1/chat/completions", NOVA_STREAM, headers));
-    let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
-    while !String::from_utf8_lossy(&seen).contains("omega") {
-        let n = c.stream.read(&mut buf).expect("the stream");
-        assert!(n > 0, "ended early: {}", String::from_utf8_lossy(&seen));
-        seen.extend_from_slice(&buf[..n]);
-    }
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: a valid socket and a `linger` of the right size.
-    let set = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&c.stream),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(set, 0);
-    drop(c);
+    c.read_until("omega");
+    c.reset();
     let rec = &wait_records(&s.logs.0, 1)[0];
     assert_eq!(rec["end"], "client_gone", "{rec}");
     assert!(rec["tokens"]["prompt"].as_u64().unwrap() >= 90_000, "billed AWS's usage: {rec}");

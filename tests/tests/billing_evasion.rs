@@ -1,7 +1,6 @@
 //! A hostile tenant trying to pay less than it used, through the real
 //! gateway and the bundled mock.
 
-use std::io::Read;
 use std::time::Duration;
 
 use tollgate_e2e::*;
@@ -159,27 +158,9 @@ fn a_client_that_hangs_up_before_the_usage_is_billed_the_usage() {
         let headers = format!("x-mock-cache: 90000,0\r\nx-mock-reply: {reply}\r\nx-mock-chunk-delay-ms: 50\r\n");
         let mut c = Client::connect(gw.addr);
         c.send(&post_json("/v1/chat/completions", body, &headers));
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !String::from_utf8_lossy(&seen).contains(until) {
-            let n = c.stream.read(&mut buf).expect("the stream");
-            assert!(n > 0, "ended before {until:?}: {}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&buf[..n]);
-        }
+        c.read_until(until);
         // A reset, so that the gateway's next write fails at once.
-        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-        // SAFETY: a valid socket and a `linger` of the right size.
-        let set = unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&c.stream),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(set, 0);
-        drop(c);
+        c.reset();
     };
     // Gone after the last text, the finish and the usage a twentieth of
     // a second apart behind it.
