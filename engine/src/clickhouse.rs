@@ -11,9 +11,13 @@
 //! dropped (its rows counted as dropped); an insert that fails is tried
 //! again with back-off (250 ms doubling, up to 8 s between tries) until
 //! ClickHouse takes it, refuses it for good (a 4xx other than 404, 408,
-//! 429), or the process stops: a restart of the server or an outage of
-//! minutes is held, not dropped, within the queue's bound (the thread takes
-//! nothing new while it waits). On shutdown what is left is inserted
+//! 429), or the process stops, while each failure says the rows are not
+//! in (ClickHouse not reached, or its answer a refusal): a restart of the
+//! server or an outage of minutes is held, not dropped, within the queue's
+//! bound (the thread takes nothing new while it waits). An insert that got
+//! no answer may be in: four of those and it is dropped, so that a server
+//! that takes each insert and answers too late does not get it again
+//! without end. On shutdown what is left is inserted
 //! within [`crate::post::SHUTDOWN_GRACE`], else counted as dropped (the
 //! record files keep every record either way). Captured prompts and answers are left out of
 //! the table: they go to a table of their own beside it (`<table>_bodies`,
@@ -160,6 +164,9 @@ impl Inserter {
             let a = match self.create().and_then(|()| self.post(&target, rows)) {
                 Ok(a) if a.status == 200 => return Try::Delivered,
                 Ok(a) => a,
+                // Not reached (down, restarting): nothing sent. Else the
+                // insert went and no answer came: it may be in.
+                Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return Try::Untaken(e.to_string()),
                 Err(e) => return Try::Again(e.to_string()),
             };
             let why = format!("{} {}", a.status, String::from_utf8_lossy(&a.body).trim());
@@ -171,7 +178,7 @@ impl Inserter {
                 // then tried again; else (`create_table = false` and not
                 // made, or the CREATE refused) bodies are dropped for a
                 // minute, never in the records' way.
-                404 if bodies && s.create_table && self.remake_bodies() => Try::Again(why),
+                404 if bodies && s.create_table && self.remake_bodies() => Try::Untaken(why),
                 404 if bodies => {
                     self.bodies_paused.set(Some(Instant::now() + Duration::from_secs(60)));
                     Try::Hopeless(format!(
@@ -181,7 +188,7 @@ impl Inserter {
                 }
                 404 => {
                     self.created.set(false);
-                    Try::Again(why)
+                    Try::Untaken(why)
                 }
                 413 => Try::Hopeless(format!(
                     "{why}: a proxy before ClickHouse refused a 4 MiB insert; raise its body limit"
@@ -189,9 +196,10 @@ impl Inserter {
                 // A refusal of the rows themselves (a 4xx other than 404,
                 // 408 and 429: a schema the table does not have) will not
                 // pass on another try.
-                408 | 429 => Try::Again(why),
+                // ClickHouse answered: an insert it refused is not in.
+                408 | 429 => Try::Untaken(why),
                 400..=499 => Try::Hopeless(why),
-                _ => Try::Again(why),
+                _ => Try::Untaken(why),
             }
         });
     }

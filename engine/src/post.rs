@@ -44,6 +44,8 @@ pub struct Counters {
     pub dropped: AtomicU64,
     /// Deliveries given up after their last try.
     pub failed: AtomicU64,
+    /// Tries that failed, the last of each given-up delivery included.
+    pub tries_failed: AtomicU64,
     /// Items of a delivery the other end has not taken yet and that is
     /// tried again ([`Patience::UntilStopping`]): what an outage holds
     /// outside the queue.
@@ -80,8 +82,15 @@ impl Counters {
 /// What one try of a delivery came to.
 pub enum Try {
     Delivered,
-    /// Worth another try (a transport error, 429, 5xx...): why.
+    /// Worth another try, but the other end may have taken it (no answer
+    /// came: a time-out, a connection closed after the request went): why.
+    /// Tried again [`TRIES`] times at most whatever the [`Patience`], so
+    /// that a server that takes each insert and answers too late does not
+    /// get it again without end.
     Again(String),
+    /// Not taken: the other end could not be reached, or answered that it
+    /// did not take it (429, 5xx): why. Safe to send again.
+    Untaken(String),
     /// Another try would fare no better (the other end refused what was
     /// sent): why.
     Hopeless(String),
@@ -94,7 +103,9 @@ pub enum Patience {
     /// collector's outage may cost.
     Tries,
     /// Until it is delivered, refused for good ([`Try::Hopeless`]), or the
-    /// process's shutdown grace ends, the back-off doubling up to
+    /// process's shutdown grace ends, while each failure says it was not
+    /// taken ([`Try::Untaken`]; [`TRIES`] of those that may have been), the
+    /// back-off doubling up to
     /// [`LONGEST_BACKOFF`]: request records for ClickHouse, which a restart
     /// of the server (tens of seconds) or an outage of minutes must not
     /// cost. While it waits, the thread takes nothing new: what comes
@@ -122,12 +133,15 @@ pub fn deliver(
     let mut n = 0u32;
     // Counted in `held` from the first failed try to the end.
     let mut holding = false;
+    // Tries that may have been taken (no answer came), counted apart: they
+    // are limited whatever the patience.
+    let mut uncertain = 0u32;
     let last_why = loop {
         n += 1;
         if grace.over() {
             break "the process is stopping and the other end took too long".to_string();
         }
-        match attempt() {
+        let (why, untaken) = match attempt() {
             Try::Delivered => {
                 counters.delivered.fetch_add(items, Ordering::Relaxed);
                 if logged.is_some() {
@@ -139,23 +153,35 @@ pub fn deliver(
                 }
                 return;
             }
-            Try::Again(why) if patience == Patience::UntilStopping || n < TRIES => {
-                if !holding {
-                    holding = true;
-                    counters.held.fetch_add(items, Ordering::Relaxed);
-                }
-                if patience == Patience::UntilStopping && logged.is_none_or(|t| t.elapsed() >= HELD_LOG_EVERY) {
-                    let waited_s = started.elapsed().as_secs();
-                    tracing::warn!(items, what, why = %why, waited_s, "not delivered; held and tried again until it is");
-                    logged = Some(Instant::now());
-                } else {
-                    tracing::debug!(items, what, why = %why, try_ = n, "trying again");
-                }
-                grace.sleep(backoff);
-                backoff = (backoff * 2).min(LONGEST_BACKOFF);
+            Try::Hopeless(why) => {
+                counters.tries_failed.fetch_add(1, Ordering::Relaxed);
+                break why;
             }
-            Try::Again(why) | Try::Hopeless(why) => break why,
+            Try::Again(why) => (why, false),
+            Try::Untaken(why) => (why, true),
+        };
+        counters.tries_failed.fetch_add(1, Ordering::Relaxed);
+        uncertain += u32::from(!untaken);
+        let again = match patience {
+            Patience::Tries => n < TRIES,
+            Patience::UntilStopping => untaken || uncertain < TRIES,
+        };
+        if !again {
+            break why;
         }
+        if !holding {
+            holding = true;
+            counters.held.fetch_add(items, Ordering::Relaxed);
+        }
+        if patience == Patience::UntilStopping && logged.is_none_or(|t| t.elapsed() >= HELD_LOG_EVERY) {
+            let waited_s = started.elapsed().as_secs();
+            tracing::warn!(items, what, why = %why, waited_s, "not delivered; held and tried again until it is");
+            logged = Some(Instant::now());
+        } else {
+            tracing::debug!(items, what, why = %why, try_ = n, "trying again");
+        }
+        grace.sleep(backoff);
+        backoff = (backoff * 2).min(LONGEST_BACKOFF);
     };
     tracing::warn!(items, what, why = %last_why, "cannot deliver; dropped");
     if holding {
@@ -249,7 +275,10 @@ pub fn post(
             return Err(timed_out());
         }
     }
-    let mut s = connected.ok_or(last)?;
+    // Nothing was sent: said so by its kind (`Try::Untaken` to a caller
+    // that tries again), with the cause in its words.
+    let mut s =
+        connected.ok_or_else(|| std::io::Error::new(ErrorKind::NotConnected, format!("cannot connect: {last}")))?;
     s.set_write_timeout(Some(SLICE))?;
     s.set_read_timeout(Some(SLICE))?;
     let len: usize = parts.iter().map(|p| p.len()).sum();

@@ -232,28 +232,34 @@ fn captured_bodies_past_their_retention_are_dropped_from_clickhouse() {
     assert_eq!(left[0], "yesterday");
 }
 
-/// A door between the gateway and ClickHouse: while shut, every
-/// connection is closed as soon as it is taken (and counted), as a server
-/// that is restarting or gone does; while open, bytes pass both ways.
+/// A door between the gateway and ClickHouse: while shut, nothing listens
+/// on its port (connections are refused, as by a server that is
+/// restarting or gone); while open, bytes pass both ways.
 struct Door {
     addr: SocketAddr,
+    to: SocketAddr,
     open: Arc<AtomicBool>,
-    refused: Arc<AtomicUsize>,
 }
 
 impl Door {
     fn shut_before(to: SocketAddr) -> Door {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (open, refused) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-        let (o, r) = (open.clone(), refused.clone());
+        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        Door { addr, to, open: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Listens until [`Door::shut`].
+    fn open(&self) {
+        let listener = TcpListener::bind(self.addr).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        self.open.store(true, Ordering::SeqCst);
+        let (open, to) = (self.open.clone(), self.to);
         std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                if !o.load(Ordering::SeqCst) {
-                    r.fetch_add(1, Ordering::SeqCst);
-                    drop(client);
+            while open.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
                     continue;
-                }
+                };
+                client.set_nonblocking(false).unwrap();
                 let Ok(server) = TcpStream::connect(to) else { continue };
                 for (mut from, mut into) in
                     [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
@@ -265,7 +271,13 @@ impl Door {
                 }
             }
         });
-        Door { addr, open, refused }
+    }
+
+    /// Stops listening (once the thread sees it: connections are refused
+    /// from then on).
+    fn shut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        wait_until(Duration::from_secs(5), "the door shut", || TcpStream::connect(self.addr).is_err());
     }
 }
 
@@ -286,10 +298,11 @@ fn a_clickhouse_that_is_down_costs_requests_nothing_and_gets_its_rows_when_back(
         assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200, "request {i}");
     }
     assert_eq!(wait_records(&logs.0, 10).len(), 10, "the files have every record");
-    wait_until(Duration::from_secs(30), "a fifth try refused", || door.refused.load(Ordering::SeqCst) >= 5);
+    let failed = || metric(&gw, "tollgate_clickhouse_tries_failed_total").unwrap_or(0.0);
+    wait_until(Duration::from_secs(30), "a fifth try refused", || failed() >= 5.0);
     assert_eq!(metric(&gw, "tollgate_clickhouse_rows_total{result=\"dropped\"}"), Some(0.0));
     assert!(metric(&gw, "tollgate_clickhouse_rows_held").unwrap_or(0.0) >= 1.0, "the rows tried again are held");
-    door.open.store(true, Ordering::SeqCst);
+    door.open();
     wait_until(Duration::from_secs(30), "ten rows in ClickHouse once it is back", || ch.count() == 10);
     wait_until(Duration::from_secs(5), "the rows counted inserted", || {
         metric(&gw, "tollgate_clickhouse_rows_total{result=\"inserted\"}") == Some(10.0)
@@ -297,16 +310,46 @@ fn a_clickhouse_that_is_down_costs_requests_nothing_and_gets_its_rows_when_back(
     assert_eq!(metric(&gw, "tollgate_clickhouse_rows_total{result=\"dropped\"}"), Some(0.0));
     assert_eq!(metric(&gw, "tollgate_clickhouse_rows_held"), Some(0.0));
     // Down at shutdown: held until the grace ends, then dropped.
-    door.open.store(false, Ordering::SeqCst);
-    let refused = door.refused.load(Ordering::SeqCst);
+    door.shut();
+    let before = failed();
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
-    wait_until(Duration::from_secs(10), "the new row's insert refused", || {
-        door.refused.load(Ordering::SeqCst) > refused
-    });
+    wait_until(Duration::from_secs(10), "the new row's insert refused", || failed() > before);
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(20)).is_some_and(|s| s.success()), "stuck on a ClickHouse that is down");
     assert_eq!(ch.count(), 10);
     assert_eq!(wait_records(&logs.0, 11).len(), 11, "the files keep the record ClickHouse did not get");
+}
+
+/// A ClickHouse that takes each insert but answers too late (past
+/// `timeout_ms`) may have it: such an insert is tried four times at most,
+/// not without end (each try would be in the table again).
+#[test]
+fn an_insert_without_an_answer_is_not_tried_without_end() {
+    let mock = start_mock(&[]);
+    // A server that reads each request and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let t = taken.clone();
+    std::thread::spawn(move || {
+        for conn in silent.incoming().flatten() {
+            t.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let _ = std::io::copy(&mut conn, &mut std::io::sink());
+            });
+        }
+    });
+    let logs = TempDir::new("ch-silent");
+    let config = config(mock.addr, addr, &logs).replace("[clickhouse]\n", "[clickhouse]\ntimeout_ms = 300\n");
+    let gw = start_gateway(&config, &[], &[]);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    // The row's insert and its captured body's, each given up.
+    wait_until(Duration::from_secs(30), "both inserts given up", || {
+        metric(&gw, "tollgate_clickhouse_inserts_failed_total") == Some(2.0)
+    });
+    assert_eq!(metric(&gw, "tollgate_clickhouse_rows_total{result=\"dropped\"}"), Some(1.0));
+    assert_eq!(taken.load(Ordering::SeqCst), 8, "four tries each of two inserts that may be in");
 }
 
 /// Rows written just before SIGTERM are inserted before the exit, by the

@@ -377,13 +377,15 @@ impl Totals {
                  # HELP tollgate_clickhouse_inserts_failed_total Inserts given up after their last try.\n# TYPE tollgate_clickhouse_inserts_failed_total counter\ntollgate_clickhouse_inserts_failed_total {}\n\
                  # HELP tollgate_clickhouse_queue_bytes Records waiting for the ClickHouse thread.\n# TYPE tollgate_clickhouse_queue_bytes gauge\ntollgate_clickhouse_queue_bytes {}\n\
                  # HELP tollgate_clickhouse_queue_bytes_max The queue's bound (queue_bytes_max).\n# TYPE tollgate_clickhouse_queue_bytes_max gauge\ntollgate_clickhouse_queue_bytes_max {}\n\
-                 # HELP tollgate_clickhouse_rows_held Rows of an insert ClickHouse has not taken yet, tried again until it does (an outage: the queue fills behind them).\n# TYPE tollgate_clickhouse_rows_held gauge\ntollgate_clickhouse_rows_held {}\n",
+                 # HELP tollgate_clickhouse_rows_held Rows of an insert ClickHouse has not taken yet, tried again until it does (an outage: the queue fills behind them).\n# TYPE tollgate_clickhouse_rows_held gauge\ntollgate_clickhouse_rows_held {}\n\
+                 # HELP tollgate_clickhouse_tries_failed_total Inserts tried that ClickHouse did not take (not reached, refused, or no answer).\n# TYPE tollgate_clickhouse_tries_failed_total counter\ntollgate_clickhouse_tries_failed_total {}\n",
                 c.delivered.load(Relaxed),
                 c.dropped.load(Relaxed),
                 c.failed.load(Relaxed),
                 c.queued_bytes.load(Relaxed),
                 c.queue_bytes_max,
                 c.held.load(Relaxed),
+                c.tries_failed.load(Relaxed),
             );
         }
         let _ = writeln!(
