@@ -155,7 +155,9 @@ fn scan_json(
     if let Some(request) = request {
         request.finish(findings);
         // A seam's hit found again by its text's own scan is one hit.
-        findings.all.dedup();
+        if seam.found {
+            findings.all.dedup();
+        }
         if !inner_escapes.is_empty() {
             settle_forms(&mut findings.all, &inner_escapes);
         }
@@ -187,6 +189,8 @@ struct Seam {
     pieces: Vec<(u32, usize, usize)>,
     /// Where the last text's raw string ends.
     raw_end: usize,
+    /// A seam's scan filed a hit.
+    found: bool,
     /// The joined bytes scanned, and the scan's findings: made by the
     /// first seam (most requests have none), kept for their room.
     scratch: Option<Box<(Vec<u8>, Findings)>>,
@@ -316,6 +320,7 @@ impl Seam {
                 // ends at `len`; the head begins at 0.
                 let (start, end) = if is_end { (len - (e - from), len - (e - to)) } else { (from - s, to - s) };
                 findings.all.push((t, Hit { start, end, ..h }));
+                self.found = true;
             }
         }
     }
@@ -379,10 +384,15 @@ fn scan_json_within(
     findings: &mut Findings,
     escapes: &mut Vec<(u32, usize, usize)>,
 ) {
-    if memchr::memchr(b'\\', text).is_none() {
+    let first = text.iter().find(|b| !b.is_ascii_whitespace());
+    // JSON, or a piece of it: what begins or ends as JSON's punctuation
+    // does (prose does neither: a prompt's text is not searched).
+    let last = text.iter().rev().find(|b| !b.is_ascii_whitespace());
+    let piece =
+        matches!(first, Some(b'{' | b'[' | b'"' | b',')) || matches!(last, Some(b'}' | b']' | b'"' | b',' | b':'));
+    if !piece || memchr::memchr(b'\\', text).is_none() {
         return;
     }
-    let first = text.iter().find(|b| !b.is_ascii_whitespace());
     let mut escaped = Vec::new();
     let parsed = matches!(first, Some(b'{' | b'['))
         && string_values(text, |_, v| {
