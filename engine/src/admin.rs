@@ -28,8 +28,9 @@
 //! [`ADMIN_READ`] for its head, so idle connections cannot pile up threads
 //! or take descriptors from the client listener.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,20 +59,30 @@ pub fn start(
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     let open = Arc::new(AtomicUsize::new(0));
+    let by_peer: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     std::thread::Builder::new().name("tollgate-admin".into()).spawn(move || {
         for stream in listener.incoming().flatten() {
-            // Over the cap, the connection is closed at once: cheaper for
-            // everyone than a thread that waits.
-            if open.fetch_add(1, Ordering::Relaxed) >= ADMIN_CONNECTIONS_MAX {
-                open.fetch_sub(1, Ordering::Relaxed);
+            let peer = stream.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+            // Over a cap, the connection is closed at once: cheaper for
+            // everyone than a thread that waits. One address holds at most
+            // a few of the slots, so that a client that opens connections
+            // and sends nothing cannot keep the rest out.
+            let theirs = {
+                let mut by_peer = by_peer.lock().unwrap_or_else(|e| e.into_inner());
+                let n = by_peer.entry(peer).or_insert(0);
+                *n += 1;
+                *n
+            };
+            let slot = Slot { open: open.clone(), by_peer: by_peer.clone(), peer };
+            if open.fetch_add(1, Ordering::Relaxed) >= ADMIN_CONNECTIONS_MAX || theirs > ADMIN_CONNECTIONS_PER_PEER {
+                drop(slot);
                 drop(stream);
                 continue;
             }
             let (reloader, totals, hosts) = (reloader.clone(), totals.clone(), hosts.clone());
             let explorer = explorer.clone();
-            // Gives the count back however the thread ends (a panic too),
+            // Gives the counts back however the thread ends (a panic too),
             // or when it never starts (the closure is dropped).
-            let slot = Slot(open.clone());
             // One thread per admin connection keeps a slow admin client from
             // blocking the next one.
             let spawned = std::thread::Builder::new().name("tollgate-admin-conn".into()).spawn(move || {
@@ -86,17 +97,30 @@ pub fn start(
     Ok(bound)
 }
 
-/// One admin connection's place under the cap.
-struct Slot(Arc<AtomicUsize>);
+/// One admin connection's place under the caps.
+struct Slot {
+    open: Arc<AtomicUsize>,
+    by_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    peer: IpAddr,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        let mut by_peer = self.by_peer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                by_peer.remove(&self.peer);
+            }
+        }
     }
 }
 
 /// Admin connections served at once.
 pub const ADMIN_CONNECTIONS_MAX: usize = 32;
+/// Of those, from one address.
+pub const ADMIN_CONNECTIONS_PER_PEER: usize = 8;
 
 /// Time an admin connection has to send its head.
 const ADMIN_READ: Duration = Duration::from_secs(5);

@@ -1,6 +1,7 @@
 //! The admin listener cannot be driven from a browser on the operator's
 //! machine, nor exhausted by idle connections.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -103,11 +104,25 @@ fn idle_admin_connections_are_capped() {
             .expect("threads")
     };
     let before = threads();
-    let idle: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect(admin).ok()).collect();
-    // Each accepted connection is either served by a thread (up to the cap)
-    // or closed at once: the threads reach the cap, and never pass it while
-    // the rest are accepted.
+    // From one address: 8 of the slots, no more; another address is
+    // served meanwhile.
+    let one: Vec<TcpStream> = (0..50).filter_map(|_| TcpStream::connect(admin).ok()).collect();
+    wait_until(Duration::from_secs(10), "one address's threads started", || threads() >= before + 8);
+    let over = holds_within(Duration::from_millis(500), || threads() > before + 9);
+    assert!(!over, "{} threads for 50 idle admin connections from one address", threads() - before);
+    let mut other = connect_from([127, 0, 0, 2].into(), admin).expect("from 127.0.0.2");
+    other.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    other.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(one);
+    wait_until(Duration::from_secs(10), "their threads gone", || threads() <= before + 1);
+    // From many: each accepted connection is either served by a thread (up
+    // to the cap) or closed at once: the threads reach the cap, and never
+    // pass it while the rest are accepted.
     // (The count of threads before may include one of start-up's.)
+    let idle: Vec<TcpStream> =
+        (0..300).filter_map(|i| connect_from([127, 0, 0, 10 + (i % 10) as u8].into(), admin).ok()).collect();
     wait_until(Duration::from_secs(10), "the cap's threads started", || threads() >= before + 30);
     let over = holds_within(Duration::from_millis(500), || threads() > before + 33);
     assert!(!over, "{} threads for 300 idle admin connections", threads() - before);
