@@ -161,7 +161,11 @@ impl Inserter {
         // so that a failure only their table has cannot hold the records.
         let patience = if bodies { crate::post::Patience::Tries } else { crate::post::Patience::UntilStopping };
         crate::post::deliver(&self.grace, &self.counters, count, "rows to ClickHouse", patience, || {
-            let a = match self.create().and_then(|()| self.post(&target, rows)) {
+            // A table not made yet: the insert was not sent.
+            if let Err(e) = self.create() {
+                return Try::Untaken(e.to_string());
+            }
+            let a = match self.post(&target, rows) {
                 Ok(a) if a.status == 200 => return Try::Delivered,
                 Ok(a) => a,
                 // Not reached (down, restarting): nothing sent. Else the
@@ -196,6 +200,9 @@ impl Inserter {
                 // A refusal of the rows themselves (a 4xx other than 404,
                 // 408 and 429: a schema the table does not have) will not
                 // pass on another try.
+                // A proxy before ClickHouse that gave up waiting: the
+                // insert went on, and may be in.
+                502 | 504 => Try::Again(why),
                 // ClickHouse answered: an insert it refused is not in.
                 408 | 429 => Try::Untaken(why),
                 400..=499 => Try::Hopeless(why),

@@ -259,11 +259,16 @@ pub fn post(
     read: Reading,
     give_up: &mut dyn FnMut() -> bool,
 ) -> std::io::Result<Answer> {
+    // Until a connection is made nothing is sent: a failure then is said so
+    // by its kind, `NotConnected` (`Try::Untaken` to a caller that tries
+    // again), with the cause in its words.
+    let unsent = |why: std::fmt::Arguments<'_>| std::io::Error::new(ErrorKind::NotConnected, why.to_string());
     let timed_out = || std::io::Error::new(ErrorKind::TimedOut, "no answer in time");
     let mut last = std::io::Error::new(ErrorKind::NotFound, "the name resolves to no address");
     let mut connected = None;
+    let addrs = authority.to_socket_addrs().map_err(|e| unsent(format_args!("cannot resolve {authority}: {e}")))?;
     // `localhost` may give `::1` first to a server on 127.0.0.1 only.
-    for addr in authority.to_socket_addrs()? {
+    for addr in addrs {
         match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(s) => {
                 connected = Some(s);
@@ -272,13 +277,10 @@ pub fn post(
             Err(e) => last = e,
         }
         if give_up() {
-            return Err(timed_out());
+            return Err(unsent(format_args!("no connection in time: {last}")));
         }
     }
-    // Nothing was sent: said so by its kind (`Try::Untaken` to a caller
-    // that tries again), with the cause in its words.
-    let mut s =
-        connected.ok_or_else(|| std::io::Error::new(ErrorKind::NotConnected, format!("cannot connect: {last}")))?;
+    let mut s = connected.ok_or_else(|| unsent(format_args!("cannot connect: {last}")))?;
     s.set_write_timeout(Some(SLICE))?;
     s.set_read_timeout(Some(SLICE))?;
     let len: usize = parts.iter().map(|p| p.len()).sum();

@@ -129,7 +129,7 @@ fn scan_json(
                         None => doc.len() - v.raw.end < CleanTexts::MIN_BYTES,
                     };
                     request.text(i, text, last, findings);
-                    scan_json_within(guard, i, text, findings, &mut inner_escapes);
+                    scan_json_within(guard, i, text, text_part(doc, &v), findings, &mut inner_escapes);
                 }
                 None => {
                     guard.scan(text, direction, true, findings);
@@ -196,6 +196,18 @@ struct Seam {
     scratch: Option<Box<(Vec<u8>, Findings)>>,
 }
 
+/// Whether string `v` of `doc` is a content part's text: a `"text"` member
+/// (chat's, Anthropic's, the Responses API's parts; a tool result's parts),
+/// its key written plainly or with escapes.
+fn text_part(doc: &[u8], v: &StringValue) -> bool {
+    let key = &doc[v.key.clone()];
+    !v.number
+        && (key == b"text"
+            // Written with escapes: `\u0074` for each letter written so (no
+            // two-byte escape is a letter), so 9, 14, 19 or 24 bytes.
+            || (matches!(key.len(), 9 | 14 | 19 | 24) && tollgate_protocol::json::decodes_to(key, b"text")))
+}
+
 /// The most bytes of each side a seam holds: longer than any key or token
 /// the detectors know but a PEM block (which has line breaks).
 const SEAM_MAX: usize = 256;
@@ -213,23 +225,17 @@ impl Seam {
     /// values, its names) are not, and scanning each seam of its hundreds
     /// made its check a third dearer (callgrind, the 8 KB tools prompt:
     /// 247,080 instructions a request before seams, 326K scanning every
-    /// one, 254K now, most of it the walk's code laid out anew around this
-    /// check; the mixed 8 KB prompt +0.2%).
+    /// one, 255K now, most of it the walk's code laid out anew around this
+    /// check; the mixed 8 KB prompt 0%).
     #[inline(always)]
     fn next(&mut self, guard: &Guard, doc: &[u8], i: u32, text: &[u8], v: &StringValue, findings: &mut Findings) {
         // Nothing to join on either side (most texts: prose ends with a
-        // full stop, a space or a line break): two compares.
-        if self.tail.is_empty() && !text.last().is_some_and(|&b| b != b'.' && seam_byte(b)) {
+        // space or a line break, a description with a full stop and then
+        // is no content part): two compares.
+        if self.tail.is_empty() && !text.last().is_some_and(|&b| seam_byte(b)) {
             return;
         }
-        let key = &doc[v.key.clone()];
-        let part = !v.number
-            && (key == b"text"
-                // Written with escapes: `\u0074` for each letter written so
-                // (no two-byte escape is a letter), so 9, 14, 19 or 24
-                // bytes.
-                || (matches!(key.len(), 9 | 14 | 19 | 24) && tollgate_protocol::json::decodes_to(key, b"text")));
-        if part {
+        if text_part(doc, v) {
             self.part(guard, doc, i, text, v, findings);
         } else if !self.tail.is_empty() {
             self.tail.clear();
@@ -381,15 +387,18 @@ fn scan_json_within(
     guard: &Guard,
     i: u32,
     text: &[u8],
+    part: bool,
     findings: &mut Findings,
     escapes: &mut Vec<(u32, usize, usize)>,
 ) {
     let first = text.iter().find(|b| !b.is_ascii_whitespace());
     // JSON, or a piece of it: what begins or ends as JSON's punctuation
-    // does (prose does neither: a prompt's text is not searched).
+    // does, or any content part (a tool result's middle part may do
+    // neither); a message's own text is not searched.
     let last = text.iter().rev().find(|b| !b.is_ascii_whitespace());
-    let piece =
-        matches!(first, Some(b'{' | b'[' | b'"' | b',')) || matches!(last, Some(b'}' | b']' | b'"' | b',' | b':'));
+    let piece = part
+        || matches!(first, Some(b'{' | b'[' | b'"' | b','))
+        || matches!(last, Some(b'}' | b']' | b'"' | b',' | b':'));
     if !piece || memchr::memchr(b'\\', text).is_none() {
         return;
     }
@@ -1707,7 +1716,11 @@ mod tests {
         assert!(!joined.contains("alice") && !joined.contains("mple.com"), "{joined}");
         assert!(joined.contains("[EMAIL]"), "{joined}");
         // Cut right after the `@`, at a dot, and a key in three parts.
-        for (a, b) in [("write to alice@", "example.com today"), ("write to alice@example", ".com today")] {
+        for (a, b) in [
+            ("write to alice@", "example.com today"),
+            ("write to alice@example", ".com today"),
+            ("write to alice@example.", "com today"),
+        ] {
             let redacted = check(&g, &parts(a, b)).unwrap().unwrap_or_else(|| panic!("{a}|{b}: not found"));
             assert!(!redacted.contains("alice") && !redacted.contains("example"), "{redacted}");
         }
@@ -1746,6 +1759,15 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&redacted).unwrap();
         let part = v["messages"][2]["content"][1]["text"].as_str().unwrap();
         assert!(!part.contains("alice") && part.contains("[EMAIL]"), "{part}");
+        // A middle part that neither begins nor ends as JSON does.
+        let body = serde_json::json!({"model": "m", "messages": [
+            {"role": "tool", "tool_call_id": "c1", "content": [
+                {"type": "text", "text": "{\"ok\":"},
+                {"type": "text", "text": "true,\"e\":\"alice\\u0040example.com\",\"n\":1"},
+                {"type": "text", "text": "}"}]}]})
+        .to_string();
+        let redacted = check(&g, &body).unwrap().expect("redacted");
+        assert!(!redacted.contains("alice"), "{redacted}");
         // Plain text with a `\u` that is no escape is left alone.
         let plain =
             serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "C:\\users\\x and \\u00zz"}]})
