@@ -341,7 +341,10 @@ fn an_insert_without_an_answer_is_not_tried_without_end() {
         }
     });
     let logs = TempDir::new("ch-silent");
-    let config = config(mock.addr, addr, &logs).replace("[clickhouse]\n", "[clickhouse]\ntimeout_ms = 300\n");
+    // No CREATE first (one that gets no answer leaves the insert unsent,
+    // and so held): the inserts themselves go unanswered.
+    let config = config(mock.addr, addr, &logs)
+        .replace("[clickhouse]\n", "[clickhouse]\ntimeout_ms = 300\ncreate_table = false\n");
     let gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
     // The row's insert and its captured body's, each given up.
