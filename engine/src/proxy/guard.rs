@@ -196,6 +196,36 @@ struct Seam {
     scratch: Option<Box<(Vec<u8>, Findings)>>,
 }
 
+/// A text file given inline (`file_data`, chat's `file` part and the
+/// Responses API's `input_file`: a `data:` URL of a text, JSON, XML or CSV
+/// media type), which the provider decodes and the model reads as text:
+/// its decoded text is scanned. A finding there blocks the request,
+/// whatever the rule's action: base64 cannot be redacted in place, and a
+/// file changed under its name is no longer the file (found by a review:
+/// `data:text/plain;base64,...` carried an SSN and a card unscanned).
+fn inline_text_file(guard: &Guard, i: u32, raw: &[u8], findings: &mut Findings, seam: &mut Seam) {
+    use base64::Engine as _;
+    let Some(rest) = raw.strip_prefix(b"data:") else { return };
+    let Some(comma) = memchr::memchr(b',', rest) else { return };
+    let (meta, payload) = (&rest[..comma], &rest[comma + 1..]);
+    let mime = meta.split(|&b| b == b';').next().unwrap_or(b"").to_ascii_lowercase();
+    let textual = mime.starts_with(b"text/")
+        || matches!(&mime[..], b"application/json" | b"application/xml" | b"application/csv" | b"application/x-ndjson");
+    if !textual || !meta.ends_with(b";base64") {
+        return;
+    }
+    // A JSON string's `\/` is a `/` to the decoder.
+    let clean: Vec<u8> = payload.iter().copied().filter(|&b| b != b'\\').collect();
+    let Ok(text) = base64::engine::general_purpose::STANDARD.decode(&clean) else { return };
+    let (_, own) = &mut **seam.scratch.get_or_insert_with(Default::default);
+    own.clear();
+    guard.scan(&text, Direction::Request, true, own);
+    let start = raw.len() - payload.len();
+    if let Some(h) = own.hits.iter().find(|h| matches!(h.action, Action::Block | Action::Redact)) {
+        findings.all.push((i, Hit { start, end: raw.len(), action: Action::Block, ..*h }));
+    }
+}
+
 /// Whether string `v` of `doc` is a content part's text: a `"text"` member
 /// (chat's, Anthropic's, the Responses API's parts; a tool result's parts),
 /// its key written plainly or with escapes.
@@ -237,9 +267,16 @@ impl Seam {
         }
         if text_part(doc, v) {
             self.part(guard, doc, i, text, v, findings);
-        } else if !self.tail.is_empty() {
+            return;
+        }
+        if !self.tail.is_empty() {
             self.tail.clear();
             self.pieces.clear();
+        }
+        // (Here, where a text ends as base64 does: an inline file's data
+        // URL, which is read for its text when it is one.)
+        if &doc[v.key.clone()] == b"file_data" {
+            inline_text_file(guard, i, text, findings, self);
         }
     }
 
@@ -1773,6 +1810,30 @@ mod tests {
             serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "C:\\users\\x and \\u00zz"}]})
                 .to_string();
         assert!(check(&g, &plain).unwrap().is_none());
+    }
+
+    /// A text file given inline is read as the model reads it: decoded. A
+    /// finding there blocks (an address, which elsewhere is redacted, too:
+    /// base64 is not redacted in place); a clean file, and a PDF, pass.
+    #[test]
+    fn an_inline_text_file_is_scanned_decoded() {
+        use base64::Engine as _;
+        let g = guard(false);
+        let file = |mime: &str, content: &str| {
+            let data = base64::engine::general_purpose::STANDARD.encode(content);
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "summarize"},
+                {"type": "file", "file": {"filename": "n.txt", "file_data": format!("data:{mime};base64,{data}")}}]}]})
+            .to_string()
+        };
+        let refused = check(&g, &file("text/plain", "Contact alice@example.com about it."));
+        assert!(matches!(&refused, Err(GatewayError::Guardrail { rule, .. }) if rule == "pii.email"), "{refused:?}");
+        assert!(matches!(
+            check(&g, &file("application/json", r#"{"mail":"bob@example.org"}"#)),
+            Err(GatewayError::Guardrail { .. })
+        ));
+        assert!(check(&g, &file("text/plain", "Nothing personal here.")).unwrap().is_none());
+        assert!(check(&g, &file("application/pdf", "Contact alice@example.com")).unwrap().is_none());
     }
 
     /// The galloping lookup of `raw_offset` answers as a binary search of
