@@ -944,6 +944,30 @@ pub fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result
     }
 }
 
+/// Reads one request (its head, then its Content-Length body) from `c`
+/// for a test's upstream; `buf` keeps what came after it, for the next.
+/// `None` when the connection ends first.
+pub fn read_request(c: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= h + 4 + len {
+                return Some(buf.drain(..h + 4 + len).collect());
+            }
+        }
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 pub fn scripted_upstream(pieces: Vec<Vec<u8>>) -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
@@ -952,30 +976,9 @@ pub fn scripted_upstream(pieces: Vec<Vec<u8>>) -> SocketAddr {
             let Ok(mut c) = conn else { return };
             let pieces = pieces.clone();
             std::thread::spawn(move || {
-                // The request: its head, then its Content-Length body.
-                let mut req = Vec::new();
-                let mut buf = [0u8; 16 * 1024];
-                let body_end = loop {
-                    let n = match c.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    req.extend_from_slice(&buf[..n]);
-                    if let Some(h) = req.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&req[..h]).to_ascii_lowercase();
-                        let len = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break h + 4 + len;
-                    }
-                };
-                while req.len() < body_end {
-                    match c.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
+                let mut buf = Vec::new();
+                if read_request(&mut c, &mut buf).is_none() {
+                    return;
                 }
                 for p in pieces {
                     if c.write_all(&p).is_err() {

@@ -425,7 +425,7 @@ fn an_answer_the_translation_cannot_read_is_billed_its_output() {
 /// closed is), where the provider could bill it twice.
 #[test]
 fn a_request_an_upstream_acknowledged_is_not_sent_twice() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -438,26 +438,7 @@ fn a_request_an_upstream_acknowledged_is_not_sent_twice() {
             let seen = seen.clone();
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    // One request: its head and Content-Length body.
-                    let end = loop {
-                        if let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
-                            let len: usize = head
-                                .lines()
-                                .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-                                .unwrap_or(0);
-                            if buf.len() >= h + 4 + len {
-                                break h + 4 + len;
-                            }
-                        }
-                        match c.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    buf.drain(..end);
+                while read_request(&mut c, &mut buf).is_some() {
                     if seen.fetch_add(1, Ordering::SeqCst) == 0 {
                         let body = r#"{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#;
                         let answer = format!(

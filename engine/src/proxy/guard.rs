@@ -146,6 +146,9 @@ fn scan_json(
             }
             if request.is_some() {
                 seam.next(guard, doc, i, text, &v, findings);
+                if text.starts_with(b"data:") && &doc[v.key.clone()] == b"file_data" {
+                    inline_text_file(guard, i, text, findings);
+                }
             }
             texts.values.push(v);
         }
@@ -203,7 +206,7 @@ struct Seam {
 /// whatever the rule's action: base64 cannot be redacted in place, and a
 /// file changed under its name is no longer the file (found by a review:
 /// `data:text/plain;base64,...` carried an SSN and a card unscanned).
-fn inline_text_file(guard: &Guard, i: u32, raw: &[u8], findings: &mut Findings, seam: &mut Seam) {
+fn inline_text_file(guard: &Guard, i: u32, raw: &[u8], findings: &mut Findings) {
     use base64::Engine as _;
     let Some(rest) = raw.strip_prefix(b"data:") else { return };
     let Some(comma) = memchr::memchr(b',', rest) else { return };
@@ -217,9 +220,9 @@ fn inline_text_file(guard: &Guard, i: u32, raw: &[u8], findings: &mut Findings, 
     // A JSON string's `\/` is a `/` to the decoder.
     let clean: Vec<u8> = payload.iter().copied().filter(|&b| b != b'\\').collect();
     let Ok(text) = base64::engine::general_purpose::STANDARD.decode(&clean) else { return };
-    let (_, own) = &mut **seam.scratch.get_or_insert_with(Default::default);
-    own.clear();
-    guard.scan(&text, Direction::Request, true, own);
+    // Its own findings: the file's injection phrases are not the texts'.
+    let mut own = Findings::default();
+    guard.scan(&text, Direction::Request, true, &mut own);
     let start = raw.len() - payload.len();
     if let Some(h) = own.hits.iter().find(|h| matches!(h.action, Action::Block | Action::Redact)) {
         findings.all.push((i, Hit { start, end: raw.len(), action: Action::Block, ..*h }));
@@ -272,11 +275,6 @@ impl Seam {
         if !self.tail.is_empty() {
             self.tail.clear();
             self.pieces.clear();
-        }
-        // (Here, where a text ends as base64 does: an inline file's data
-        // URL, which is read for its text when it is one.)
-        if &doc[v.key.clone()] == b"file_data" {
-            inline_text_file(guard, i, text, findings, self);
         }
     }
 
