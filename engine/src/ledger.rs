@@ -28,6 +28,8 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 pub struct Ledger {
     path: PathBuf,
     file: File,
+    /// `PATH.lock`, locked while the ledger is open: see [`lock_ledger`].
+    _lock: File,
     last_sync: Instant,
     dirty: bool,
     /// Lines not yet written (a full disk, an I/O error), from exactly
@@ -42,6 +44,31 @@ pub struct Ledger {
 /// Unwritten lines kept at most (a disk full for a long time): past it,
 /// new spend is logged as lost rather than held without bound.
 const PENDING_BYTES_MAX: usize = 64 << 20;
+
+/// Locks `PATH.lock` for this process, or says which file is in use. Two
+/// gateways given one `ledger_file` (a second instance on another port)
+/// would each compact it and rename their copy over the other's, the
+/// first then appending to a file no longer at the path: its spend lost at
+/// the next start. The lock file, not the ledger, is locked: the ledger's
+/// file is replaced by each compaction.
+fn lock_ledger(path: &std::path::Path) -> std::io::Result<File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            format!(
+                "the usage ledger {} is in use by another tollgate process (it holds {}): give each gateway its own `ledger_file`, or stop the other one",
+                path.display(),
+                lock_path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
 
 fn line(t: u64, owner: &OwnerName, micro: u64) -> String {
     let (kind, name) = owner.label();
@@ -75,12 +102,16 @@ impl Ledger {
                 ),
             )
         };
+        let lock = lock_ledger(&path)?;
         let mut reader = match File::open(&path) {
             Ok(f) => Some(std::io::BufReader::new(f)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(unreadable_ledger(e)),
         };
         let mut unreadable = 0usize;
+        // The latest month of the ledger's lines: what the compaction keeps
+        // is decided by it as well as by the clock.
+        let mut newest: Option<(i64, u32)> = None;
         let mut bytes = Vec::new();
         while let Some(r) = reader.as_mut() {
             use std::io::BufRead;
@@ -108,9 +139,7 @@ impl Ledger {
                 continue;
             };
             let d = day_number(t);
-            if year_month(d) != month {
-                continue;
-            }
+            newest = newest.max(Some(year_month(d)));
             let owner = if o == "key" { OwnerName::Key(n.to_string()) } else { OwnerName::Team(n.to_string()) };
             *by_day.entry((owner, d)).or_default() += u;
         }
@@ -119,7 +148,7 @@ impl Ledger {
         }
         spend.day = day;
         spend.month = month;
-        for ((owner, d), micro) in &by_day {
+        for ((owner, d), micro) in by_day.iter().filter(|((_, d), _)| year_month(*d) == month) {
             let v = spend.by_owner.entry(owner.clone()).or_default();
             v.1 += micro;
             if *d == day {
@@ -127,17 +156,29 @@ impl Ledger {
             }
         }
         // Compact: one line per owner per day, written aside and renamed in.
+        // A month before the clock's is dropped only where the ledger holds
+        // the clock's month or a later one: a host that starts with its
+        // clock a month or years behind (a dead RTC, a VM restored, before
+        // time sync) or ahead keeps the real month's spend for when the
+        // clock is right (found by a review: such a start compacted the
+        // month away, and budgets began again at 0).
+        let keep_from = newest.map_or(month, |n| n.min(month));
         let tmp = path.with_extension("compacting");
         {
             let mut f = File::create(&tmp)?;
-            for ((owner, d), micro) in &by_day {
+            for ((owner, d), micro) in by_day.iter().filter(|((_, d), _)| year_month(*d) >= keep_from) {
                 f.write_all(line(d * 86_400, owner, *micro).as_bytes())?;
             }
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &path)?;
+        // The rename is in the directory: synced, so that a power cut does
+        // not bring the old ledger back under appends made to the new one.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
         let file = OpenOptions::new().append(true).open(&path)?;
-        Ok(Ledger { path, file, last_sync: Instant::now(), dirty: false, pending: Vec::new() })
+        Ok(Ledger { path, file, _lock: lock, last_sync: Instant::now(), dirty: false, pending: Vec::new() })
     }
 
     pub fn append(&mut self, now: u64, spend: &[(OwnerName, u64)]) {
@@ -219,6 +260,51 @@ mod tests {
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert_eq!(lines, 3, "compacted to one line per owner per day of this month");
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A start with the clock a month behind, or ahead, or at 1970 (a dead
+    /// RTC), replays nothing of the real month and keeps all of it for
+    /// the start with the clock right; a month older than both the clock's
+    /// and the ledger's newest is still dropped.
+    #[test]
+    fn a_start_with_the_clock_wrong_keeps_the_real_month() {
+        let path = std::env::temp_dir().join(format!("tollgate-ledger-clock-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let now = 1_795_435_200; // 2026-11-23 12:00 UTC
+        let team = OwnerName::Team("a".into());
+        {
+            let mut l = Ledger::open(path.clone(), now, &mut SpendSnapshot::default()).unwrap();
+            l.append(now, &[(team.clone(), 100)]);
+            l.append(now - 86_400, &[(team.clone(), 50)]);
+            l.append(now - 70 * 86_400, &[(team.clone(), 9)]); // September
+        }
+        for wrong in [now - 31 * 86_400, now + 31 * 86_400, 86_400] {
+            let mut spend = SpendSnapshot::default();
+            drop(Ledger::open(path.clone(), wrong, &mut spend).unwrap());
+            assert_eq!(spend.by_owner.get(&team).copied().unwrap_or_default().1, 0, "not this clock's month: {wrong}");
+        }
+        let mut spend = SpendSnapshot::default();
+        drop(Ledger::open(path.clone(), now, &mut spend).unwrap());
+        assert_eq!(spend.by_owner[&team], (100, 150), "November kept through the wrong starts");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "September dropped once November is the clock's: {text}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A second process (here, a second open) on the same ledger is
+    /// refused, naming the file, until the first closes it.
+    #[test]
+    fn a_ledger_in_use_is_refused() {
+        let path = std::env::temp_dir().join(format!("tollgate-ledger-lock-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let now = 1_795_435_200;
+        let first = Ledger::open(path.clone(), now, &mut SpendSnapshot::default()).unwrap();
+        let err = Ledger::open(path.clone(), now, &mut SpendSnapshot::default()).err().expect("refused");
+        assert!(err.to_string().contains("in use by another tollgate process"), "{err}");
+        drop(first);
+        drop(Ledger::open(path.clone(), now, &mut SpendSnapshot::default()).unwrap());
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("lock"));
     }
 
     /// A line that is not text (cut inside a name's character) is left
