@@ -81,6 +81,14 @@ impl Counted {
 
 /// `owner`, an index into `old`, as the same team or key (by name) in
 /// `new`; `None` when `new` no longer has it.
+/// `owner`'s name in `config`.
+fn owner_name(owner: Owner, config: &Config) -> Option<OwnerName> {
+    match owner {
+        Owner::Team(i) => Some(OwnerName::Team(config.teams.get(i)?.name.clone())),
+        Owner::Key(i) => Some(OwnerName::Key(config.keys.all().get(i)?.name.clone())),
+    }
+}
+
 fn renamed(owner: Owner, old: &Config, new: &Config) -> Option<Owner> {
     match owner {
         Owner::Team(i) => {
@@ -149,6 +157,13 @@ pub struct Accounts {
     seq: Cell<u64>,
     /// Strict reservations ended, released in the next hand-off.
     released: RefCell<Vec<Released>>,
+    /// Spend of requests that finished after a reload removed or renamed
+    /// their team or key, by the name they ran under: handed off as it is
+    /// (the ledger and the merger's totals keep it under that name), not
+    /// dropped with the owner's index (found by a review: a stream of a
+    /// team renamed while it ran was recorded with its cost and never
+    /// counted in spend).
+    gone_spend: RefCell<Vec<(OwnerName, u64)>>,
     /// Spend across all cores, from the merger, by index into this core's
     /// configuration.
     view: RefCell<SpendView>,
@@ -183,6 +198,7 @@ impl Accounts {
             transit_sum: RefCell::default(),
             seq: Cell::new(0),
             released: RefCell::default(),
+            gone_spend: RefCell::default(),
             view: RefCell::default(),
             soft_warned: RefCell::default(),
             reserved: Holds::default(),
@@ -276,7 +292,15 @@ impl Accounts {
     pub fn settle(&self, key: &VirtualKey, config: &Arc<Config>, started_minute: u64, tokens: u64, cost: u64) {
         let mut owners = [Some(Owner::Team(key.team)), Some(Owner::Key(key.index))];
         if let Some(current) = self.config.borrow().as_ref().filter(|c| !Arc::ptr_eq(c, config)) {
-            owners = owners.map(|o| o.and_then(|o| renamed(o, config, current)));
+            owners = owners.map(|o| {
+                let now = o.and_then(|o| renamed(o, config, current));
+                if let (None, Some(o)) = (now, o.filter(|_| cost > 0)) {
+                    if let Some(name) = owner_name(o, config) {
+                        self.gone_spend.borrow_mut().push((name, cost));
+                    }
+                }
+                now
+            });
         }
         let mut u = self.unmerged.borrow_mut();
         for owner in owners.into_iter().flatten() {
@@ -373,11 +397,9 @@ impl Accounts {
         let seq = self.seq.get() + 1;
         self.seq.set(seq);
         let counted = std::mem::take(&mut *self.unmerged.borrow_mut());
-        let name = |owner: Owner| match owner {
-            Owner::Team(i) => Some(OwnerName::Team(config.teams.get(i)?.name.clone())),
-            Owner::Key(i) => Some(OwnerName::Key(config.keys.all().get(i)?.name.clone())),
-        };
-        let spend = counted.spend.iter().filter_map(|(&o, &v)| Some((name(o)?, v))).collect();
+        let name = |owner: Owner| owner_name(owner, config);
+        let mut spend: Vec<_> = counted.spend.iter().filter_map(|(&o, &v)| Some((name(o)?, v))).collect();
+        spend.append(&mut self.gone_spend.borrow_mut());
         let minute = counted.minute.iter().filter_map(|(&o, &u)| Some((name(o)?, u))).collect();
         if !counted.spend.is_empty() || !counted.minute.is_empty() {
             let mut in_transit = self.in_transit.borrow_mut();

@@ -110,6 +110,34 @@ fn a_reload_keeps_the_cores_own_counts_under_the_owners_new_indexes() {
     assert_eq!(a.spend(Owner::Key(0), NOW).day, 0);
 }
 
+/// A request that finishes after a reload removed its team and key (the
+/// configuration now has only others) hands its spend off under the names
+/// it ran under, once: the ledger and the merger keep spend by name.
+#[test]
+fn spend_of_a_request_whose_owners_a_reload_removed_is_handed_off_by_name() {
+    let old = Arc::new(reloaded());
+    let new = Arc::new(config_with("b", "kb"));
+    let a = Accounts::new(0, None);
+    a.use_config(old.clone());
+    let key = &old.keys.all()[1];
+    a.reindex(&old, new.clone());
+    a.settle(key, &old, NOW / 60, 0, 700);
+    let off = a.hand_off(&new);
+    let mut spend = off.spend.clone();
+    spend.sort_by(|x, y| x.0.label().cmp(&y.0.label()));
+    assert_eq!(spend, vec![(OwnerName::Key("ka".into()), 700), (OwnerName::Team("a".into()), 700)]);
+    assert!(a.hand_off(&new).spend.is_empty(), "handed off once");
+}
+
+fn config_with(team: &str, key: &str) -> Config {
+    let text = format!(
+        "[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nname = \"gpt-4o\"\ntargets = [{{ provider = \"m\" }}]\n\
+         [[teams]]\nname = \"{team}\"\nmodels = [\"*\"]\n\
+         [[keys]]\nname = \"{key}\"\nteam = \"{team}\"\nsha256 = \"2222222222222222222222222222222222222222222222222222222222222222\"\n"
+    );
+    Config::parse("accounts.toml", &text, &ProcessEnv).expect("config")
+}
+
 /// Holds of requests in flight move with their owners across a reload,
 /// by name: at their old indexes they counted against the team now there
 /// (its requests refused for another's estimate), and dropped against it
