@@ -81,12 +81,69 @@ pub struct Reloader {
     telemetry: Option<tollgate_policy::config::telemetry::Telemetry>,
     /// `[clickhouse]` (its thread starts with the process).
     clickhouse: Option<tollgate_policy::config::clickhouse::ClickHouse>,
+    /// The other settings read once, at start: see [`StartOnly`].
+    start_only: StartOnly,
     mocks: HashMap<String, SocketAddr>,
     mailboxes: Vec<mpsc::Sender<Reload>>,
     current: Loaded,
     /// When the first instance-role credentials fetched with the
     /// configuration expire (Unix seconds), if any were.
     role_expiry: Option<u64>,
+}
+
+/// Settings whose threads, files or listeners are set up once, at start:
+/// a reload that changes one says so (found by a review: a ledger added by
+/// a reload was never opened, and nothing said spend was still in memory
+/// only).
+#[derive(PartialEq)]
+struct StartOnly {
+    ledger_file: Option<String>,
+    records_dir: Option<String>,
+    file_bytes_max: u64,
+    admin_listen: Option<SocketAddr>,
+    cluster: Option<tollgate_policy::config::cluster::Cluster>,
+    turns: (usize, Duration),
+}
+
+impl StartOnly {
+    fn of(config: &Config) -> StartOnly {
+        StartOnly {
+            ledger_file: config.server.ledger_file.clone(),
+            records_dir: config.logging.dir.clone(),
+            file_bytes_max: config.logging.file_bytes_max,
+            admin_listen: config.server.admin_listen,
+            cluster: config.cluster.clone(),
+            turns: (config.server.responses_turns_bytes_max, config.server.responses_turns_ttl),
+        }
+    }
+
+    /// A note for each setting `new` changes.
+    fn changed(&self, new: &StartOnly) -> Vec<String> {
+        let mut notes = Vec::new();
+        let mut note = |changed: bool, what: &str, still: &str| {
+            if changed {
+                notes.push(format!("{what} takes effect on restart; {still}"));
+            }
+        };
+        note(
+            self.ledger_file != new.ledger_file,
+            "ledger_file",
+            "spend is still kept where the process started (in memory only if it started without one)",
+        );
+        note(
+            (&self.records_dir, self.file_bytes_max) != (&new.records_dir, new.file_bytes_max),
+            "[logging] dir and file_bytes_max",
+            "records are still written where the process started (nowhere if it started without a dir)",
+        );
+        note(self.admin_listen != new.admin_listen, "admin_listen", "the admin API still listens where it started");
+        note(self.cluster != new.cluster, "[cluster]", "shared state still goes where the process started");
+        note(
+            self.turns != new.turns,
+            "responses_turns_bytes_max and responses_turns_ttl",
+            "stored turns are still kept as the process started",
+        );
+        notes
+    }
 }
 
 /// A successful reload, with anything the operator should know.
@@ -110,6 +167,7 @@ impl Reloader {
             retention: config.logging.capture_retention_days,
             telemetry: config.telemetry.clone(),
             clickhouse: config.clickhouse.clone(),
+            start_only: StartOnly::of(config),
             mocks,
             mailboxes,
             current: Loaded::of(config, 1),
@@ -147,6 +205,7 @@ impl Reloader {
         if config.clickhouse != self.clickhouse {
             notes.push("[clickhouse] takes effect on restart; records still go where the process started".to_string());
         }
+        notes.extend(self.start_only.changed(&StartOnly::of(&config)));
         let resolved = resolve_providers(&config, &mut self.mocks)?;
         notes.extend(config_notes(&config));
         // A model counted in another encoding gets its table built now, not
@@ -314,11 +373,28 @@ fn provider_addrs(config: &Config, mocks: &mut HashMap<String, SocketAddr>) -> R
 mod notes_tests {
     use tollgate_policy::config::{Config, ProcessEnv};
 
-    fn notes(server: &str) -> Vec<String> {
+    fn config(server: &str) -> Config {
         let text = format!(
             "[server]\n{server}\n[[providers]]\nname = \"m\"\nkind = \"mock\"\n[[models]]\nname = \"gpt-4o\"\ntargets = [{{ provider = \"m\" }}]\n"
         );
-        super::config_notes(&Config::parse("notes.toml", &text, &ProcessEnv).expect("config"))
+        Config::parse("notes.toml", &text, &ProcessEnv).expect("config")
+    }
+
+    fn notes(server: &str) -> Vec<String> {
+        super::config_notes(&config(server))
+    }
+
+    /// A reload that adds a ledger, or changes a setting read once at
+    /// start, says it takes effect on restart; one that changes none says
+    /// nothing.
+    #[test]
+    fn settings_read_at_start_are_said_to_wait_for_a_restart() {
+        let started = super::StartOnly::of(&config(""));
+        let ledger = started.changed(&super::StartOnly::of(&config("ledger_file = \"/var/lib/tollgate/ledger\"")));
+        assert!(ledger.len() == 1 && ledger[0].starts_with("ledger_file takes effect on restart"), "{ledger:?}");
+        let admin = started.changed(&super::StartOnly::of(&config("admin_listen = \"127.0.0.1:9902\"")));
+        assert!(admin.len() == 1 && admin[0].starts_with("admin_listen"), "{admin:?}");
+        assert!(started.changed(&super::StartOnly::of(&config(""))).is_empty());
     }
 
     /// An admin listener open to its network without a token is said at
