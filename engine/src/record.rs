@@ -147,6 +147,14 @@ pub struct Trace<'s> {
     /// part of the request's cost (found by a review: only the last
     /// attempt was billed).
     pub unanswered_micro: u64,
+    /// The output limit the last attempt was sent with is one of the
+    /// moment's, not the body's or a ceiling's (which the cache's key
+    /// holds): a strict or nearly spent budget's reserve, or what a cost
+    /// ceiling leaves after a prompt counted or bounded. An answer it cut
+    /// is not kept in the answer cache (found by a review: a team near its
+    /// budget's end stored a 1,024-token answer cut at `length`, served
+    /// to every key of the team for the entry's life).
+    pub cap_varies: bool,
     /// The target of the attempt a provider may have now whose cost is
     /// not yet in `unanswered_micro` or an answer's usage: set as its
     /// request goes out, cleared where the attempt is settled otherwise
@@ -323,6 +331,7 @@ impl<'s> Trace<'s> {
     pub fn new(id: RequestId) -> Trace<'s> {
         Trace {
             unanswered_micro: 0,
+            cap_varies: false,
             with_provider: None,
             completion_passed: std::cell::Cell::new(0),
             id,

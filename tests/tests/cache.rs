@@ -582,3 +582,44 @@ fn a_key_with_its_own_ceiling_has_its_own_entries() {
     assert_eq!(cache_header(&again), Some("hit"));
     assert_eq!(again.body, cut.body);
 }
+
+/// An answer cut by an output limit of the moment is not kept: a key
+/// near its budget's end is sent the reserve (1,024 tokens) as its limit
+/// where the body names none, and the provider's answer, cut at `length`,
+/// must not be served to the team's other keys, whose requests go without
+/// it (found by a review: it was, for the entry's life).
+#[test]
+fn an_answer_cut_by_a_budgets_reserve_is_not_kept() {
+    let mock = start_mock(&[]);
+    let config = priced(config_for(mock.addr, 1, "")).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        &format!(
+            "{CACHE}\n\n[[keys]]\nname = \"second\"\nteam = \"e2e\"\nsha256 = \"{}\"\nbudget = {{ daily_usd = 20.0 }}\n\n\
+             [[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+            key_hash(SECOND_KEY),
+        ),
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    // The key spends about $18.5 of its $20 (a token costs $0.001): under
+    // a tenth left, still room for the reserve.
+    let spend = one_request(
+        gw.addr,
+        &chat_request_with_key(
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Write at length"}]}"#,
+            &format!("Authorization: Bearer {SECOND_KEY}\r\nx-mock-reply-words: 18500\r\n"),
+        ),
+    );
+    assert_eq!(spend.status, 200, "{}", spend.text());
+    // A model that reasons 2,000 tokens before it answers.
+    let long = "x-mock-reasoning: 2000\r\n";
+    let cut =
+        one_request(gw.addr, &chat_request_with_key(ZERO, &format!("Authorization: Bearer {SECOND_KEY}\r\n{long}")));
+    assert_eq!(cut.status, 200, "{}", cut.text());
+    assert_eq!(cut.json()["choices"][0]["finish_reason"], "length", "the reserve was its limit: {}", cut.text());
+    let whole = one_request(gw.addr, &chat_request(ZERO, long));
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    assert_eq!(cache_header(&whole), Some("miss"), "the cut answer was not kept");
+    assert_eq!(whole.json()["choices"][0]["finish_reason"], "stop", "{}", whole.text());
+    let again = one_request(gw.addr, &chat_request(ZERO, long));
+    assert_eq!(cache_header(&again), Some("hit"), "a whole answer is kept");
+}

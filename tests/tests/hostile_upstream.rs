@@ -389,6 +389,27 @@ fn a_stream_ended_early_is_not_cached() {
     }
 }
 
+/// A JSON answer framed by the connection's close, cut by that close
+/// (an upstream that sends no length, a connection lost mid-body), is not
+/// an answer to keep either: the client gets what came, the cache nothing.
+#[test]
+fn a_json_answer_cut_by_its_close_is_not_cached() {
+    let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n".to_vec();
+    let half = br#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"half an answ"#.to_vec();
+    let whole = br#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#.to_vec();
+    for (pieces, second) in [(vec![head.clone(), half], "miss"), (vec![head.clone(), whole], "hit")] {
+        let up = scripted_upstream(pieces);
+        let config = config_for(up, 1, "").replace("[[teams]]\nname = \"e2e\"", "[cache]\n\n[[teams]]\nname = \"e2e\"");
+        let gw = start_gateway(&config, &[], &[]);
+        for want in ["miss", second] {
+            let r = one_request(gw.addr, &chat_request(ZERO_BODY, ""));
+            assert_eq!((r.status, r.header("x-tollgate-cache")), (200, Some(want)), "{}", r.text());
+        }
+    }
+}
+
+const ZERO_BODY: &str = r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"Say hello"}]}"#;
+
 /// An Anthropic answer that the translation cannot read (a tool's input
 /// holding an integer of 2^64 or more, which its parser refuses) after a
 /// long text: the client gets a 502, but the provider wrote the answer,

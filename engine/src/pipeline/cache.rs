@@ -374,6 +374,17 @@ pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>)
 /// review: an `overloaded_error` part way through Claude's answer).
 /// Read by structure (a top-level `error` that is not `null`), and only
 /// where the word is written at all.
+/// Whether a JSON answer is one whole object: one framed by the
+/// connection's close ends where the connection did, which may be inside
+/// it (a lost connection, an upstream that stopped), and a cut answer is
+/// not kept to be served for the entry's life.
+fn whole_json(body: &[u8]) -> bool {
+    let Some(start) = body.iter().position(|b| !b.is_ascii_whitespace()) else { return false };
+    body[start] == b'{'
+        && tollgate_protocol::json::skip_nested(body, start, 128)
+            .is_ok_and(|s| body[s.end..].iter().all(|b| b.is_ascii_whitespace()))
+}
+
 fn says_failed(body: &Bytes, stream: bool) -> bool {
     let is_error = |doc: &[u8]| {
         if memchr::memmem::find(doc, b"error").is_none() {
@@ -414,7 +425,7 @@ pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<S
     }
     let body = pending.kept.take()?;
     let stream = ex.routed.as_ref().is_some_and(|r| r.fields.stream);
-    if says_failed(&body, stream) {
+    if says_failed(&body, stream) || (!stream && !whole_json(&body)) {
         return None;
     }
     // A classifier that gave no verdict and let the exchange through
@@ -423,6 +434,11 @@ pub fn store(ex: &mut Exchange<'_>, core: &Core<'_>, end: &RelayEnd) -> Option<S
     // never asked again (found by a review; a tenant can slow a classifier
     // down with traffic of its own).
     if ex.trace.classified.iter().any(|c| c.outcome.is_err()) {
+        return None;
+    }
+    // An answer cut by an output limit of the moment (`Trace::cap_varies`),
+    // which the key does not hold, is not the answer to the body.
+    if ex.trace.cap_varies && end.finish.iter().any(|f| matches!(f, "length" | "max_tokens" | "max_output_tokens")) {
         return None;
     }
     let config = &core.state.config;

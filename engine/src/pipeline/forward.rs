@@ -121,12 +121,15 @@ pub async fn forward(
             trace.otel.filter(|c| c.sampled()).map(|c| c.traceparent(c.child(trace.attempt_count as u64)));
         // A token count is free: no ceiling to keep (nor a prompt to refuse).
         let cap = if front == crate::proxy::Front::CountTokens {
-            Ok(None)
+            Ok((None, false))
         } else {
             output_cap(state, key, (routed, front), target, (body, prompt), holds.spend.is_some())
         };
         let cap = match cap {
-            Ok(cap) => cap,
+            Ok((cap, varies)) => {
+                trace.cap_varies = varies;
+                cap
+            }
             // Too dear at this target: another may fit (a cheaper one, or
             // one with no price). Refused only where none does, and an
             // outage met first is the answer (found by a review).
@@ -479,7 +482,8 @@ fn estimate_usage(
 /// then: `admit::count_large_prompt`). At least one token: providers
 /// refuse a limit of 0, and the gateway's cut ends such an answer at its
 /// first event. A request for `n` answers (`best_of`) gets the `n`th part
-/// for each, and is refused where that is less than a token.
+/// for each, and is refused where that is less than a token. With it,
+/// whether the limit is the moment's ([`crate::record::Trace::cap_varies`]).
 fn output_cap(
     state: &CoreState,
     key: &VirtualKey,
@@ -487,8 +491,9 @@ fn output_cap(
     target: &tollgate_policy::Target,
     (body, prompt): (&[u8], &crate::pipeline::Prompt),
     held: bool,
-) -> Result<Option<u64>, GatewayError> {
+) -> Result<(Option<u64>, bool), GatewayError> {
     let (mut output, cost) = state.config.request_ceilings(key);
+    let ceiling = output;
     // Under a strict budget, a request that names no output limit its API
     // reads goes with the reserve its hold was made at
     // (`admit::output_reserve`: 4,096 tokens an answer to Anthropic, as
@@ -576,7 +581,16 @@ fn output_cap(
     let choices = routed.fields.choices.max(1);
     match total {
         Some(cap) if choices > cap.max(1) => Err(GatewayError::ChoicesOverCeiling { choices, cap }),
-        total => Ok(total.map(|n| (n / choices).max(1))),
+        total => {
+            let cap = total.map(|n| (n / choices).max(1));
+            // The limit written is the moment's where it is not the
+            // ceiling's and is below the body's own (which then decides).
+            let varies = total != ceiling
+                && cap.is_some_and(|c| {
+                    crate::proxy::upstream_request::limit_read(body, &routed.fields, front).is_none_or(|own| c < own)
+                });
+            Ok((cap, varies))
+        }
     }
 }
 
