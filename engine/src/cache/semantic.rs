@@ -12,8 +12,10 @@
 //!   exactly: the same key material as the exact cache (API, team or key,
 //!   stream, forwarded headers) over the body with that one message's
 //!   content taken out (model, system prompt, the rest of the
-//!   conversation, parameters). A cached answer is only ever served for
-//!   the same conversation up to its last question.
+//!   conversation, parameters), and the question's numbers and negations
+//!   (`must_match`: `15% of 80` is never answered as `15% of 90`, nor
+//!   `is it safe` as `is it not safe`). A cached answer is only ever
+//!   served for the same conversation up to its last question.
 //! - **The index**: per core, unit vectors per partition, searched by dot
 //!   product (cosine similarity): exactly while a partition is small; past
 //!   4 MiB of floats, through 256-bit sketches first (the signs of random
@@ -64,7 +66,52 @@ pub fn question(body: &[u8]) -> Option<(String, Vec<u8>)> {
     let rest = serde_json::to_vec(&v).ok()?;
     let mut canonical = b"semantic:".to_vec();
     tollgate_protocol::canonical::canonical(&rest, &[], &mut canonical).ok()?;
+    canonical.push(0);
+    canonical.extend_from_slice(must_match(&text).as_bytes());
     Some((text, canonical))
+}
+
+/// Words that turn a question around, in the languages most asked in:
+/// `is it safe` and `is it not safe` embed close together.
+const NEGATIONS: &[&str] = &[
+    "not", "no", "never", "none", "nor", "neither", "without", "cannot", "nothing", "nobody", "nicht", "kein", "keine",
+    "keinen", "nie", "ohne", "ne", "pas", "jamais", "sans", "aucun", "aucune", "non", "nunca", "sin", "ningún",
+    "ninguna", "nada", "senza", "mai", "não", "nem", "sem", "niet", "geen", "nooit", "нет", "не", "ни", "без",
+];
+
+/// Characters that negate in Chinese and Japanese (which have no spaces).
+const NEGATING_CHARS: &[char] = &['不', '没', '沒', '无', '無', '非', '别', '別', '未', '勿', '否'];
+
+/// What two questions must share, beyond their embeddings' similarity, to
+/// be one: their numbers (each run of digits, in order) and their
+/// negations. An embedding hardly tells `15% of 80` from `15% of 90`, or a
+/// question from its negation, and the answer to one is wrong for the
+/// other; so each is made part of the partition, and only questions that
+/// agree on them are ever compared. Questions apart only by them lose a
+/// saving, never get a wrong answer.
+fn must_match(text: &str) -> String {
+    let lower = text.to_lowercase().replace("n't", " not ").replace("n\u{2019}t", " not ");
+    let mut out = String::new();
+    let mut number = false;
+    for c in lower.chars() {
+        if c.is_numeric() {
+            if !number {
+                out.push(' ');
+            }
+            out.push(c);
+        } else if NEGATING_CHARS.contains(&c) {
+            out.push(' ');
+            out.push(c);
+        }
+        number = c.is_numeric();
+    }
+    for word in lower.split(|c: char| !c.is_alphanumeric()) {
+        if NEGATIONS.contains(&word) {
+            out.push(' ');
+            out.push_str(word);
+        }
+    }
+    out
 }
 
 /// Unit length, so that a dot product is the cosine similarity; `None`
@@ -395,6 +442,26 @@ mod tests {
         assert!(question(br#"{"model":"m","messages":[{"role":"assistant","content":"hi"}]}"#).is_none());
         assert!(question(br#"{"model":"m","messages":[{"role":"user","content":"  "}]}"#).is_none());
         assert!(question(b"not json").is_none());
+    }
+
+    /// Questions apart by a number or a negation are in partitions of
+    /// their own, however close their embeddings; apart by wording alone,
+    /// they share one.
+    #[test]
+    fn numbers_and_negations_part_questions() {
+        let partition = |q: &str| {
+            let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": q}]});
+            question(body.to_string().as_bytes()).expect("a question").1
+        };
+        assert_ne!(partition("What is 15% of 80?"), partition("What is 15% of 90?"));
+        assert_ne!(partition("What is 1.5 + 2?"), partition("What is 1.6 + 2?"));
+        assert_ne!(partition("Is it safe to eat raw eggs?"), partition("Is it not safe to eat raw eggs?"));
+        assert_ne!(partition("Why does it work?"), partition("Why doesn't it work?"));
+        assert_ne!(partition("Pourquoi ça marche ?"), partition("Pourquoi ça ne marche pas ?"));
+        assert_ne!(partition("这个安全吗"), partition("这个不安全吗"));
+        assert_ne!(partition("Price in 2024?"), partition("Price in ٢٠٢٥?"));
+        assert_eq!(partition("What is 2+2?"), partition("whats 2 + 2"));
+        assert_eq!(partition("What is the capital of France?"), partition("capital of France, please"));
     }
 
     fn key(i: u8) -> Key {
