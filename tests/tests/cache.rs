@@ -651,3 +651,33 @@ fn numbers_and_negations_are_never_served_for_each_other() {
     let close = ask(&base.replace("the last", "this last")).unwrap_or_default();
     assert!(close.starts_with("semantic-hit"), "the same numbers, close words: {close}");
 }
+
+/// Vectors of two embedding models are never compared: a reload that
+/// points `semantic_model` at another model (as a route's fallback would
+/// answer with one) starts partitions of its own, though the mock's
+/// vectors of the same words are the same for both.
+#[test]
+fn vectors_of_another_embedding_model_are_not_compared() {
+    let mock = start_mock(&[]);
+    let config = priced(config_for(mock.addr, 1, "")).replace(
+        "[[teams]]\nname = \"e2e\"",
+        "[[models]]\nname = \"embed\"\ntargets = [{ provider = \"up\", model = \"text-embedding-3-small\" }]\n\n\
+         [cache]\nsemantic_model = \"embed\"\nsemantic_threshold = 0.9\n\n[[teams]]\nname = \"e2e\"",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    let ask = |question: &str| {
+        let body = serde_json::json!({
+            "model": "gpt-4o-mini", "temperature": 0,
+            "messages": [{"role": "user", "content": question}],
+        });
+        cache_header(&one_request(gw.addr, &chat_request(&body.to_string(), ""))).map(str::to_string)
+    };
+    assert_eq!(ask("What is the capital of France?").as_deref(), Some("miss"));
+    let close = ask("What is the capital city of France?").unwrap_or_default();
+    assert!(close.starts_with("semantic-hit"), "{close}");
+    let path = gw.config_path.as_ref().expect("a config file");
+    let text = std::fs::read_to_string(path).expect("config");
+    std::fs::write(path, text.replace("text-embedding-3-small", "text-embedding-3-large")).expect("config");
+    assert_eq!(admin_reload(&gw).status, 200);
+    assert_eq!(ask("what is the capital city of France").as_deref(), Some("miss"), "another model's vectors");
+}

@@ -191,9 +191,14 @@ pub async fn lookup(ex: &mut Exchange<'_>, core: &Core<'_>) -> Option<Rc<Entry>>
     // billed to it.
     let may_embed = |sem: &&tollgate_policy::config::SemanticCache| key.models.contains(sem.route);
     if let Some(sem) = cache.semantic.as_ref().filter(may_embed).filter(|_| asked.lookup && applies(ex.front)) {
-        if let Some((text, rest)) = semantic::question(&ex.body) {
-            let partition = self::digest(ex, core, cache, &rest);
-            if let Some(unit) = crate::boxed::boxed(|| embed(ex, core, sem, &text)).await {
+        if let Some((text, mut rest)) = semantic::question(&ex.body) {
+            if let Some((unit, by)) = crate::boxed::boxed(|| embed(ex, core, sem, &text)).await {
+                // Vectors of two embedding models (a route's fallback
+                // answered) are never compared: each model's are a
+                // partition of their own.
+                rest.push(0);
+                rest.extend_from_slice(by.as_bytes());
+                let partition = self::digest(ex, core, cache, &rest);
                 let now = Instant::now();
                 let mut store = core.cache.borrow_mut();
                 if let Some((answer, similarity)) = store.semantic.nearest(&partition, &unit, sem.threshold, now) {
@@ -534,13 +539,14 @@ async fn shared_get(redis: &crate::cluster::strict::Strict, key: &Key, max: usiz
 
 /// Embeds `text` through the semantic model's targets in order (the
 /// first that answers), billing the call to the request's key as a
-/// request of its own. `None` when none answers in time.
+/// request of its own; with the target that answered (`provider/model`).
+/// `None` when none answers in time.
 async fn embed(
     ex: &Exchange<'_>,
     core: &Core<'_>,
     sem: &tollgate_policy::config::SemanticCache,
     text: &str,
-) -> Option<Box<[f32]>> {
+) -> Option<(Box<[f32]>, String)> {
     let config = &core.state.config;
     let route = config.routes.all().get(sem.route)?;
     let until = ex.deadline.min(Instant::now() + sem.timeout);
@@ -588,7 +594,12 @@ async fn embed(
         trace.usage = Some(crate::record::TokenUsage { prompt: tokens, ..Default::default() });
         trace.bytes_in = text.len() as u64;
         crate::pipeline::settle(core, &trace);
-        return semantic::normalized(vector);
+        let by = format!(
+            "{}/{}",
+            config.providers.get(target.provider).map_or("", |p| p.name.as_str()),
+            target.upstream_model
+        );
+        return semantic::normalized(vector).map(|v| (v, by));
     }
     None
 }
