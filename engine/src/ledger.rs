@@ -7,7 +7,13 @@
 //! the merger yet: each core's spend since its last hand-off (at most
 //! `MERGE_EVERY`, 100 ms) and what the merger had not yet written. At start
 //! the ledger is replayed into the current day's and month's totals and
-//! compacted to one line per owner per day of the current month. A write
+//! compacted to one line per owner per day of the current month. Lines are
+//! read in the order they were written: one dated before a line above it
+//! (a clock that went back) counts on that line's day, and days after the
+//! clock's are kept (the clock is behind) or counted today (an earlier
+//! run's clock was ahead), so that a start before time sync neither
+//! compacts the month away nor loses what it spent. `PATH.lock` is locked
+//! while the ledger is open: one process a ledger. A write
 //! that fails (a full disk) is kept, from where it stopped, and written
 //! again first by the next append, up to 64 MiB of lines.
 
@@ -83,7 +89,8 @@ impl Ledger {
     pub fn open(path: PathBuf, now: u64, spend: &mut SpendSnapshot) -> std::io::Result<Ledger> {
         let day = day_number(now);
         let month = year_month(day);
-        // (owner, day) -> micro, for this month only.
+        // (owner, day) -> micro, by each line's day as the ledger's order
+        // makes it (`high` below).
         let mut by_day: HashMap<(OwnerName, u64), u64> = HashMap::new();
         // A ledger that cannot be read is not an empty one (the
         // compaction below would write an empty file over the month's
@@ -109,9 +116,14 @@ impl Ledger {
             Err(e) => return Err(unreadable_ledger(e)),
         };
         let mut unreadable = 0usize;
-        // The latest month of the ledger's lines: what the compaction keeps
-        // is decided by it as well as by the clock.
-        let mut newest: Option<(i64, u32)> = None;
+        // Lines are appended in the order spend happened, so a line's day
+        // is at least that of every line before it: a line dated earlier
+        // was written by a clock that went back (a start before time sync
+        // with a dead RTC, a clock set right after running ahead), and is
+        // counted on the latest day written before it (`high`), not
+        // dropped as an old month's. `last`: the day the last line was
+        // written with.
+        let (mut high, mut last) = (0u64, None);
         let mut bytes = Vec::new();
         while let Some(r) = reader.as_mut() {
             use std::io::BufRead;
@@ -139,12 +151,26 @@ impl Ledger {
                 continue;
             };
             let d = day_number(t);
-            newest = newest.max(Some(year_month(d)));
+            last = Some(d);
+            high = high.max(d);
+            let d = high;
             let owner = if o == "key" { OwnerName::Key(n.to_string()) } else { OwnerName::Team(n.to_string()) };
             *by_day.entry((owner, d)).or_default() += u;
         }
         if unreadable > 0 {
             tracing::warn!(file = %path.display(), lines = unreadable, "usage ledger lines that could not be read were left out of the replay");
+        }
+        // Days after the clock's: where the ledger was last written with a
+        // day after today, the clock is behind now (a start before time
+        // sync), and they are kept for when it is right; otherwise an
+        // earlier run's clock was ahead, and they are spend that happened
+        // before now, counted today.
+        if last.is_none_or(|l| l <= day) && by_day.keys().any(|(_, d)| *d > day) {
+            let ahead: Vec<_> = by_day.keys().filter(|(_, d)| *d > day).cloned().collect();
+            for (owner, d) in ahead {
+                let micro = by_day.remove(&(owner.clone(), d)).unwrap_or(0);
+                *by_day.entry((owner, day)).or_default() += micro;
+            }
         }
         spend.day = day;
         spend.month = month;
@@ -155,18 +181,23 @@ impl Ledger {
                 v.0 += micro;
             }
         }
-        // Compact: one line per owner per day, written aside and renamed in.
+        // Compact: one line per owner per day, in order of day (the order
+        // the next start reads the days by), written aside and renamed in.
         // A month before the clock's is dropped only where the ledger holds
         // the clock's month or a later one: a host that starts with its
         // clock a month or years behind (a dead RTC, a VM restored, before
-        // time sync) or ahead keeps the real month's spend for when the
-        // clock is right (found by a review: such a start compacted the
-        // month away, and budgets began again at 0).
-        let keep_from = newest.map_or(month, |n| n.min(month));
-        let tmp = path.with_extension("compacting");
+        // time sync) keeps the real month's spend for when the clock is
+        // right (found by a review: such a start compacted the month away,
+        // and budgets began again at 0).
+        let keep_from = month.min(year_month(high));
+        let mut kept: Vec<_> = by_day.iter().filter(|((_, d), _)| year_month(*d) >= keep_from).collect();
+        kept.sort_unstable_by_key(|((owner, d), _)| (*d, owner.label()));
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".compacting");
+        let tmp = PathBuf::from(tmp);
         {
             let mut f = File::create(&tmp)?;
-            for ((owner, d), micro) in by_day.iter().filter(|((_, d), _)| year_month(*d) >= keep_from) {
+            for ((owner, d), micro) in kept {
                 f.write_all(line(d * 86_400, owner, *micro).as_bytes())?;
             }
             f.sync_all()?;
@@ -174,9 +205,8 @@ impl Ledger {
         std::fs::rename(&tmp, &path)?;
         // The rename is in the directory: synced, so that a power cut does
         // not bring the old ledger back under appends made to the new one.
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)?.sync_all()?;
-        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        File::open(dir)?.sync_all()?;
         let file = OpenOptions::new().append(true).open(&path)?;
         Ok(Ledger { path, file, _lock: lock, last_sync: Instant::now(), dirty: false, pending: Vec::new() })
     }
@@ -249,9 +279,10 @@ mod tests {
         {
             let mut spend = SpendSnapshot::default();
             let mut l = Ledger::open(path.clone(), now, &mut spend).unwrap();
-            l.append(now, &[(team.clone(), 100), (OwnerName::Key("k".into()), 7)]);
-            l.append(now - 86_400, &[(team.clone(), 50)]); // yesterday
+            // In the order a clock that goes forward writes them.
             l.append(now - 40 * 86_400, &[(team.clone(), 1000)]); // last month
+            l.append(now - 86_400, &[(team.clone(), 50)]); // yesterday
+            l.append(now, &[(team.clone(), 100), (OwnerName::Key("k".into()), 7)]);
         }
         let mut spend = SpendSnapshot::default();
         let _l = Ledger::open(path.clone(), now, &mut spend).unwrap();
@@ -262,33 +293,54 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
-    /// A start with the clock a month behind, or ahead, or at 1970 (a dead
-    /// RTC), replays nothing of the real month and keeps all of it for
-    /// the start with the clock right; a month older than both the clock's
-    /// and the ledger's newest is still dropped.
+    /// A start with the clock years behind (a dead RTC) replays nothing
+    /// of the real month and keeps it; the spend it appends, dated 1970,
+    /// counts on the last day written before it at the next start. A start
+    /// with the clock a month ahead keeps the real month too; the spend it
+    /// appends, dated December, and what follows once the clock is set
+    /// right, count today. A month older than both the clock's and the
+    /// ledger's newest is still dropped.
     #[test]
-    fn a_start_with_the_clock_wrong_keeps_the_real_month() {
-        let path = std::env::temp_dir().join(format!("tollgate-ledger-clock-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+    fn a_start_with_the_clock_wrong_keeps_and_counts_the_real_month() {
         let now = 1_795_435_200; // 2026-11-23 12:00 UTC
         let team = OwnerName::Team("a".into());
-        {
-            let mut l = Ledger::open(path.clone(), now, &mut SpendSnapshot::default()).unwrap();
-            l.append(now, &[(team.clone(), 100)]);
-            l.append(now - 86_400, &[(team.clone(), 50)]);
-            l.append(now - 70 * 86_400, &[(team.clone(), 9)]); // September
-        }
-        for wrong in [now - 31 * 86_400, now + 31 * 86_400, 86_400] {
+        let month = |path: &std::path::Path, at: u64| {
             let mut spend = SpendSnapshot::default();
-            drop(Ledger::open(path.clone(), wrong, &mut spend).unwrap());
-            assert_eq!(spend.by_owner.get(&team).copied().unwrap_or_default().1, 0, "not this clock's month: {wrong}");
+            drop(Ledger::open(path.to_path_buf(), at, &mut spend).unwrap());
+            spend.by_owner.get(&team).copied().unwrap_or_default()
+        };
+        for (case, wrong) in [("behind", 86_400), ("ahead", now + 31 * 86_400)] {
+            let path = std::env::temp_dir().join(format!("tollgate-ledger-clock-{case}-{}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            {
+                let mut l = Ledger::open(path.clone(), now, &mut SpendSnapshot::default()).unwrap();
+                l.append(now - 70 * 86_400, &[(team.clone(), 9)]); // September
+                l.append(now - 86_400, &[(team.clone(), 50)]);
+                l.append(now, &[(team.clone(), 100)]);
+            }
+            {
+                let mut spend = SpendSnapshot::default();
+                let mut l = Ledger::open(path.clone(), wrong, &mut spend).unwrap();
+                assert_eq!(
+                    spend.by_owner.get(&team).copied().unwrap_or_default().1,
+                    0,
+                    "{case}: not this clock's month"
+                );
+                l.append(wrong, &[(team.clone(), 7)]);
+                // The clock is set right while it runs.
+                l.append(now, &[(team.clone(), 3)]);
+            }
+            assert_eq!(
+                month(&path, now),
+                (110, 160),
+                "{case}: November kept, and the wrong clock's spend counted today"
+            );
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text.lines().count(), 2, "{case}: September dropped, one line a day: {text}");
+            assert_eq!(month(&path, now), (110, 160), "{case}: again, the same");
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(path.with_extension("lock"));
         }
-        let mut spend = SpendSnapshot::default();
-        drop(Ledger::open(path.clone(), now, &mut spend).unwrap());
-        assert_eq!(spend.by_owner[&team], (100, 150), "November kept through the wrong starts");
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 2, "September dropped once November is the clock's: {text}");
-        let _ = std::fs::remove_file(&path);
     }
 
     /// A second process (here, a second open) on the same ledger is
