@@ -100,9 +100,7 @@ struct StartOnly {
     ledger_file: Option<String>,
     records_dir: Option<String>,
     file_bytes_max: u64,
-    admin_listen: Option<SocketAddr>,
     cluster: Option<tollgate_policy::config::cluster::Cluster>,
-    turns: (usize, Duration),
 }
 
 impl StartOnly {
@@ -111,9 +109,7 @@ impl StartOnly {
             ledger_file: config.server.ledger_file.clone(),
             records_dir: config.logging.dir.clone(),
             file_bytes_max: config.logging.file_bytes_max,
-            admin_listen: config.server.admin_listen,
             cluster: config.cluster.clone(),
-            turns: (config.server.responses_turns_bytes_max, config.server.responses_turns_ttl),
         }
     }
 
@@ -135,13 +131,7 @@ impl StartOnly {
             "[logging] dir and file_bytes_max",
             "records are still written where the process started (nowhere if it started without a dir)",
         );
-        note(self.admin_listen != new.admin_listen, "admin_listen", "the admin API still listens where it started");
         note(self.cluster != new.cluster, "[cluster]", "shared state still goes where the process started");
-        note(
-            self.turns != new.turns,
-            "responses_turns_bytes_max and responses_turns_ttl",
-            "stored turns are still kept as the process started",
-        );
         notes
     }
 }
@@ -392,8 +382,8 @@ mod notes_tests {
         let started = super::StartOnly::of(&config(""));
         let ledger = started.changed(&super::StartOnly::of(&config("ledger_file = \"/var/lib/tollgate/ledger\"")));
         assert!(ledger.len() == 1 && ledger[0].starts_with("ledger_file takes effect on restart"), "{ledger:?}");
-        let admin = started.changed(&super::StartOnly::of(&config("admin_listen = \"127.0.0.1:9902\"")));
-        assert!(admin.len() == 1 && admin[0].starts_with("admin_listen"), "{admin:?}");
+        let records = started.changed(&super::StartOnly::of(&config("[logging]\ndir = \"/var/log/tollgate\"")));
+        assert!(records.len() == 1 && records[0].starts_with("[logging] dir"), "{records:?}");
         assert!(started.changed(&super::StartOnly::of(&config(""))).is_empty());
     }
 

@@ -79,8 +79,6 @@ impl Counted {
     }
 }
 
-/// `owner`, an index into `old`, as the same team or key (by name) in
-/// `new`; `None` when `new` no longer has it.
 /// `owner`'s name in `config`.
 fn owner_name(owner: Owner, config: &Config) -> Option<OwnerName> {
     match owner {
@@ -89,6 +87,8 @@ fn owner_name(owner: Owner, config: &Config) -> Option<OwnerName> {
     }
 }
 
+/// `owner`, an index into `old`, as the same team or key (by name) in
+/// `new`; `None` when `new` no longer has it.
 fn renamed(owner: Owner, old: &Config, new: &Config) -> Option<Owner> {
     match owner {
         Owner::Team(i) => {

@@ -369,16 +369,6 @@ pub async fn serve(ex: &mut Exchange<'_>, client: &mut Client, entry: Rc<Entry>)
     end
 }
 
-/// Whether an answer says it failed, though it came with status 200: an
-/// upstream's error in the middle of a stream (an OpenAI chunk or an
-/// Anthropic event of `error`, a Responses `error` or `response.failed`,
-/// or what a translator made of Gemini's, Bedrock's or Anthropic's, which
-/// end the stream as finished after it), or a JSON answer that is an
-/// error object. Kept, the failure would be every later asker's answer
-/// for the entry's life, on every node with a shared tier (found by a
-/// review: an `overloaded_error` part way through Claude's answer).
-/// Read by structure (a top-level `error` that is not `null`), and only
-/// where the word is written at all.
 /// Whether a JSON answer is one whole object: one framed by the
 /// connection's close ends where the connection did, which may be inside
 /// it (a lost connection, an upstream that stopped), and a cut answer is
@@ -390,6 +380,16 @@ fn whole_json(body: &[u8]) -> bool {
             .is_ok_and(|s| body[s.end..].iter().all(|b| b.is_ascii_whitespace()))
 }
 
+/// Whether an answer says it failed, though it came with status 200: an
+/// upstream's error in the middle of a stream (an OpenAI chunk or an
+/// Anthropic event of `error`, a Responses `error` or `response.failed`,
+/// or what a translator made of Gemini's, Bedrock's or Anthropic's, which
+/// end the stream as finished after it), or a JSON answer that is an
+/// error object. Kept, the failure would be every later asker's answer
+/// for the entry's life, on every node with a shared tier (found by a
+/// review: an `overloaded_error` part way through Claude's answer).
+/// Read by structure (a top-level `error` that is not `null`), and only
+/// where the word is written at all.
 fn says_failed(body: &Bytes, stream: bool) -> bool {
     let is_error = |doc: &[u8]| {
         if memchr::memmem::find(doc, b"error").is_none() {
