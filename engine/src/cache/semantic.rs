@@ -79,8 +79,15 @@ const NEGATIONS: &[&str] = &[
     "ninguna", "nada", "senza", "mai", "não", "nem", "sem", "niet", "geen", "nooit", "нет", "не", "ни", "без",
 ];
 
-/// Characters that negate in Chinese and Japanese (which have no spaces).
+/// Characters that negate in Chinese (which has no spaces), and the
+/// endings that do in Japanese.
 const NEGATING_CHARS: &[char] = &['不', '没', '沒', '无', '無', '非', '别', '別', '未', '勿', '否'];
+const NEGATING_ENDINGS: &[&str] = &["ない", "なかった", "ません", "ず"];
+
+/// Signs that change what numbers say (`12 + 7`, `-5`, `15%`, `0.5 <
+/// 0.25`, `1.5`): kept where a digit is the nearest other character on
+/// either side, so that `well-known` changes nothing.
+const NUMBER_SIGNS: &[char] = &['+', '-', '−', '*', '×', '/', '÷', '%', '^', '<', '>', '=', '.', ','];
 
 /// What two questions must share, beyond their embeddings' similarity, to
 /// be one: their numbers (each run of digits, in order) and their
@@ -91,15 +98,22 @@ const NEGATING_CHARS: &[char] = &['不', '没', '沒', '无', '無', '非', '别
 /// saving, never get a wrong answer.
 fn must_match(text: &str) -> String {
     let lower = text.to_lowercase().replace("n't", " not ").replace("n\u{2019}t", " not ");
+    let chars: Vec<char> = lower.chars().collect();
+    // The nearest character that is not a space before and after `i`.
+    let near_digit = |i: usize| {
+        let before = chars[..i].iter().rev().find(|c| !c.is_whitespace());
+        let after = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+        before.is_some_and(|c| c.is_numeric()) || after.is_some_and(|c| c.is_numeric())
+    };
     let mut out = String::new();
     let mut number = false;
-    for c in lower.chars() {
+    for (i, &c) in chars.iter().enumerate() {
         if c.is_numeric() {
             if !number {
                 out.push(' ');
             }
             out.push(c);
-        } else if NEGATING_CHARS.contains(&c) {
+        } else if NEGATING_CHARS.contains(&c) || (NUMBER_SIGNS.contains(&c) && near_digit(i)) {
             out.push(' ');
             out.push(c);
         }
@@ -109,6 +123,12 @@ fn must_match(text: &str) -> String {
         if NEGATIONS.contains(&word) {
             out.push(' ');
             out.push_str(word);
+        }
+    }
+    for ending in NEGATING_ENDINGS {
+        for _ in lower.matches(ending) {
+            out.push(' ');
+            out.push_str(ending);
         }
     }
     out
@@ -460,6 +480,12 @@ mod tests {
         assert_ne!(partition("Pourquoi ça marche ?"), partition("Pourquoi ça ne marche pas ?"));
         assert_ne!(partition("这个安全吗"), partition("这个不安全吗"));
         assert_ne!(partition("Price in 2024?"), partition("Price in ٢٠٢٥?"));
+        assert_ne!(partition("What is 12 + 7?"), partition("What is 12 - 7?"));
+        assert_ne!(partition("Is -5 prime?"), partition("Is 5 prime?"));
+        assert_ne!(partition("Is 0.5 > 0.25?"), partition("Is 0.5 < 0.25?"));
+        assert_ne!(partition("15% of 80"), partition("15 of 80"));
+        assert_ne!(partition("これは安全ですか"), partition("これは安全ではないですか"));
+        assert_eq!(partition("A well-known fact about 3 cats"), partition("a wellknown fact about 3 cats"));
         assert_eq!(partition("What is 2+2?"), partition("whats 2 + 2"));
         assert_eq!(partition("What is the capital of France?"), partition("capital of France, please"));
     }
