@@ -295,11 +295,17 @@ fn requests_the_gateway_answers_itself_are_recorded_too() {
     assert_eq!(missing.status, 404);
     let forbidden = one_request(gw.addr, &chat_request(r#"{"model":"alias","messages":[]}"#, ""));
     assert_eq!(forbidden.status, 404);
+    // A name of 200 KB with a C1 control and a right-to-left override:
+    // shown short and escaped, in the error and the record.
+    let hostile = format!("x\u{9d}52;c\u{202e}{}", "y".repeat(200_000));
+    let long = one_request(gw.addr, &chat_request(&format!(r#"{{"model":"{hostile}","messages":[]}}"#), ""));
+    assert_eq!(long.status, 404);
+    assert!(long.body.len() < 2048, "{} bytes of error", long.body.len());
     assert_eq!(one_request(gw.addr, &get("/healthz")).status, 200);
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
     let recs = read_records(&logs.0);
-    assert_eq!(recs.len(), 5, "one per /v1 request, none for health: {recs:#?}");
+    assert_eq!(recs.len(), 6, "one per /v1 request, none for health: {recs:#?}");
     let find = |status: u64, what: &dyn Fn(&serde_json::Value) -> bool| {
         recs.iter().find(|r| r["status"] == status && what(r)).unwrap_or_else(|| panic!("{status}: {recs:#?}")).clone()
     };
@@ -313,6 +319,9 @@ fn requests_the_gateway_answers_itself_are_recorded_too() {
     let forbidden_rec = find(404, &|r| r["model"] == "alias");
     assert_eq!(forbidden_rec["team"], "e2e", "{forbidden_rec}");
     find(404, &|r| r["model"].is_null());
+    let long_rec = find(404, &|r| r["model"].as_str().is_some_and(|m| m.starts_with('x')));
+    let shown = long_rec["model"].as_str().unwrap();
+    assert!(shown.starts_with("x\\u{9d}52;c\\u{202e}yyy") && shown.ends_with('…') && shown.len() < 300, "{shown}");
 }
 
 /// A client that hangs up while it waits for its answer (a JSON one, or a

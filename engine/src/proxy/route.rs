@@ -31,13 +31,43 @@ pub fn route<'s>(
     let fields = scan_request(body).map_err(GatewayError::Body)?;
     let model = fields.model.get(body);
     let Some((index, route)) = state.config.routes.find(model) else {
-        let name = String::from_utf8_lossy(model).into_owned();
+        let name = shown_name(model);
         trace.model_requested = Some(name.clone().into_boxed_str());
         return Err(GatewayError::UnknownModel(name));
     };
     trace.route = Some(index);
     authorize(state, key, index, &route.name)?;
     Ok(Routed { fields, index, route })
+}
+
+/// Bytes of a refused model name kept at most: no configured name is
+/// longer, and the record, its span and its table row hold it.
+const SHOWN_NAME_MAX: usize = 256;
+
+/// A model name no route has, as records, reports and the error show it:
+/// at most [`SHOWN_NAME_MAX`] bytes (then `…`), with control characters
+/// and bidirectional formatting escaped (`\u{202e}`). Any key holder
+/// chooses it (found by a review: a name of megabytes was copied into the
+/// record, and C1 controls reached the operator's terminal through
+/// `tollgate report`).
+fn shown_name(model: &[u8]) -> String {
+    let lossy = String::from_utf8_lossy(model);
+    let mut out = String::new();
+    for c in lossy.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        let before = out.len();
+        if c.is_control() || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+        if out.len() > SHOWN_NAME_MAX {
+            out.truncate(before);
+            out.push('…');
+            break;
+        }
+    }
+    out
 }
 
 /// Whether some target of `route` gets the body in the client's own API,
@@ -124,4 +154,16 @@ pub fn authorize(state: &CoreState, key: &VirtualKey, model_index: usize, model:
     let team = state.config.teams.get(key.team).map_or("", |t| t.name.as_str());
     tracing::debug!(model, team, key = %key.name, "model not allowed for this key");
     Err(GatewayError::ModelNotAllowed { model: model.to_string() })
+}
+
+#[cfg(test)]
+mod shown_name_tests {
+    #[test]
+    fn refused_names_are_shown_short_and_without_controls() {
+        assert_eq!(super::shown_name(b"gpt-5-nano"), "gpt-5-nano");
+        assert_eq!(super::shown_name("x\u{9d}52;c\u{9c}y\u{202e}".as_bytes()), "x\\u{9d}52;c\\u{9c}y\\u{202e}");
+        let long = super::shown_name("é".repeat(100_000).as_bytes());
+        assert!(long.len() <= super::SHOWN_NAME_MAX + '…'.len_utf8() && long.ends_with('…'), "{}", long.len());
+        assert_eq!(super::shown_name(b"\xff"), "\u{fffd}");
+    }
 }
