@@ -385,7 +385,10 @@ fn answer_within(
         settings.timeout.as_secs().max(1)
     );
     let failed = |why: String| {
-        tracing::warn!(why = %why, "the request explorer's query failed");
+        // Debug-formatted: ClickHouse's error may quote the query, whose
+        // literals a viewer wrote (a line break in a filter would forge a
+        // log line).
+        tracing::warn!(why = ?why, "the request explorer's query failed");
         (
             502,
             "application/json",
