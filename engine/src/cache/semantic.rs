@@ -98,22 +98,22 @@ const NUMBER_SIGNS: &[char] = &['+', '-', '−', '*', '×', '/', '÷', '%', '^',
 /// saving, never get a wrong answer.
 fn must_match(text: &str) -> String {
     let lower = text.to_lowercase().replace("n't", " not ").replace("n\u{2019}t", " not ");
-    let chars: Vec<char> = lower.chars().collect();
-    // The nearest character that is not a space before and after `i`.
-    let near_digit = |i: usize| {
-        let before = chars[..i].iter().rev().find(|c| !c.is_whitespace());
-        let after = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+    // Whether the nearest character that is not a space before or after
+    // the one at `i` (`len` bytes) is a digit.
+    let near_digit = |i: usize, len: usize| {
+        let before = lower[..i].chars().rev().find(|c| !c.is_whitespace());
+        let after = lower[i + len..].chars().find(|c| !c.is_whitespace());
         before.is_some_and(|c| c.is_numeric()) || after.is_some_and(|c| c.is_numeric())
     };
     let mut out = String::new();
     let mut number = false;
-    for (i, &c) in chars.iter().enumerate() {
+    for (i, c) in lower.char_indices() {
         if c.is_numeric() {
             if !number {
                 out.push(' ');
             }
             out.push(c);
-        } else if NEGATING_CHARS.contains(&c) || (NUMBER_SIGNS.contains(&c) && near_digit(i)) {
+        } else if NEGATING_CHARS.contains(&c) || (NUMBER_SIGNS.contains(&c) && near_digit(i, c.len_utf8())) {
             out.push(' ');
             out.push(c);
         }
