@@ -175,6 +175,40 @@ fn captured_bodies_are_redacted() {
     assert_eq!(recs[1]["capture"]["answer"], "call me at [PHONE] please", "a stream's text, whole");
 }
 
+/// An answer from the cache is captured as a relayed one is: the prompt,
+/// and the JSON answer or the stream's text, redacted (hits were captured
+/// with neither).
+#[test]
+fn cache_hits_are_captured_too() {
+    let mock = start_mock(&["--chunks", "5"]);
+    let logs = TempDir::new("capture-hits");
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"\ncapture_bodies = true", logs.0.display()))
+        .replace("[[teams]]\nname = \"e2e\"", "[cache]\nttl_s = 60\n\n[[teams]]\nname = \"e2e\"");
+    let mut gw = start_gateway(&config, &[], &[]);
+    let body = r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"my mail is ann@example.com"}]}"#;
+    let stream = body.replace("\"messages\"", "\"stream\":true,\"messages\"");
+    let reply = "x-mock-reply: call me at 415-555-2671 please\r\n";
+    for b in [body, stream.as_str()] {
+        for want in ["miss", "hit"] {
+            let r = one_request(gw.addr, &chat_request(b, reply));
+            assert_eq!((r.status, r.header("x-tollgate-cache")), (200, Some(want)), "{}", r.text());
+        }
+    }
+    gw.signal(libc::SIGTERM);
+    gw.wait_exit(Duration::from_secs(10)).expect("exits");
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 4);
+    for r in &recs {
+        let prompt = r["capture"]["prompt"].as_str().unwrap_or_else(|| panic!("no prompt captured: {r}"));
+        let answer = r["capture"]["answer"].as_str().unwrap_or_else(|| panic!("no answer captured: {r}"));
+        assert!(prompt.contains("my mail is [EMAIL]") && !prompt.contains("ann@"), "{prompt}");
+        assert!(answer.contains("call me at [PHONE] please") && !answer.contains("2671"), "{answer}");
+    }
+    let hits: Vec<_> = recs.iter().filter(|r| r["cache"]["outcome"] == "hit").collect();
+    assert_eq!(hits.len(), 2, "{recs:?}");
+    assert!(hits.iter().any(|r| r["capture"]["answer"] == "call me at [PHONE] please"), "a stream's text: {hits:?}");
+}
+
 /// Capture per team: a team's own `capture_bodies` overrides
 /// `[logging]`'s (both ways: the other way is in the configuration's unit
 /// tests); with `capture_retention_days`, a file whose

@@ -46,7 +46,8 @@
 //!   held against its run and the runs above it (one more request, its
 //!   estimated cost and tokens), and the request that would pass a limit
 //!   is refused, on whichever core it arrives ([`crate::runs`]);
-//! - [`capture`]: with body capture on, the prompt as sent, redacted;
+//! - [`capture`]: with body capture on, the prompt as sent, redacted (on
+//!   a cache hit too, with the cached answer: [`capture_hit`]);
 //! - [`admit::reserve_strict`]: a strict budget's reservation in Redis;
 //! - [`forward::forward`]: fallback over the route's targets, the
 //!   upstream request, the call and the relay of the answer (guarded,
@@ -195,6 +196,8 @@ pub async fn run<'s>(core: &Core<'s>, client: &mut Client, buf: &mut BytesMut, m
             }
             if let Some(entry) = entry {
                 admit::within_run_for_hit(&mut ex, core)?;
+                capture(&mut ex, core);
+                capture_hit(&mut ex, core, &entry);
                 return Ok(crate::boxed::boxed(|| cache::serve(&mut ex, client, entry)).await);
             }
             if ex.body.len() > tollgate_protocol::tokens::STEP_BYTES {
@@ -607,6 +610,26 @@ pub fn capture<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) {
         Err(_) => Bytes::from_static(b"(not captured: the body could not be read)"),
     };
     ex.trace.capture = Some(Box::new(crate::record::Capture { prompt, answer: Vec::new() }));
+}
+
+/// A cache hit's answer, for a team that captures, as a relayed answer's
+/// is: a JSON answer redacted whole, a stream's text (found by a review:
+/// hits were captured with neither prompt nor answer).
+fn capture_hit(ex: &mut Exchange<'_>, core: &Core<'_>, entry: &crate::cache::Entry) {
+    let Some(g) = core.state.config.capture_guard.as_deref() else { return };
+    let responses = ex.front == crate::proxy::Front::Responses;
+    let Some(c) = ex.trace.capture.as_deref_mut() else { return };
+    if entry.stream {
+        c.answer = crate::proxy::stream::captured_text(g, responses, &entry.body);
+    } else {
+        let mut copy = bytes::BytesMut::from(&entry.body[..]);
+        let room = &mut core.state.scan_room.borrow_mut();
+        if let crate::proxy::guard::Checked::Pass =
+            crate::proxy::guard::check_answer(g, &mut copy, &mut Vec::new(), room)
+        {
+            c.answer = copy.to_vec();
+        }
+    }
 }
 
 /// The one exit: the record is written and the request counted (its spend

@@ -982,6 +982,20 @@ fn delta_text(responses: bool, data: &[u8], answer: &mut Vec<u8>, max: usize) {
     answer.truncate(max);
 }
 
+/// The captured text of a whole stream answer kept by the answer cache
+/// (its events as the client reads them), redacted: what a relayed
+/// stream's capture holds. `responses`: a Responses API stream.
+pub fn captured_text(g: &tollgate_policy::guard::Guard, responses: bool, body: &Bytes) -> Vec<u8> {
+    let mut answer = Vec::new();
+    let mut events = SseParser::new(body.len().max(1));
+    events.push(body.clone());
+    while let Ok(Some(ev)) = events.next_event() {
+        delta_text(responses, &ev.data, &mut answer, crate::record::CAPTURE_BYTES_MAX);
+    }
+    redact_text(g, &mut answer);
+    answer
+}
+
 /// Redacts a captured stream's text in place.
 fn redact_text(g: &tollgate_policy::guard::Guard, text: &mut Vec<u8>) {
     let mut findings = tollgate_policy::guard::Findings::default();
