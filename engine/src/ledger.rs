@@ -7,13 +7,14 @@
 //! the merger yet: each core's spend since its last hand-off (at most
 //! `MERGE_EVERY`, 100 ms) and what the merger had not yet written. At start
 //! the ledger is replayed into the current day's and month's totals and
-//! compacted to one line per owner per day of the current month. Lines are
-//! read in the order they were written: one dated before a line above it
-//! (a clock that went back) counts on that line's day, and days after the
-//! clock's are kept (the clock is behind) or counted today (an earlier
-//! run's clock was ahead), so that a start before time sync neither
-//! compacts the month away nor loses what it spent. `PATH.lock` is locked
-//! while the ledger is open: one process a ledger. A write
+//! compacted to one line per owner per day of the current month and the
+//! one before (or from the ledger's newest month where that is earlier: a
+//! start with the clock behind, a dead RTC before time sync, keeps the
+//! real month; one a month ahead keeps it too, twice in a row). Its limits:
+//! spend appended under a clock behind is dropped by the next start with
+//! the clock right (its month is past), and spend appended under a clock
+//! ahead counts in the month it is dated. `PATH.lock` is locked while the
+//! ledger is open: one process a ledger. A write
 //! that fails (a full disk) is kept, from where it stopped, and written
 //! again first by the next append, up to 64 MiB of lines.
 
@@ -89,8 +90,7 @@ impl Ledger {
     pub fn open(path: PathBuf, now: u64, spend: &mut SpendSnapshot) -> std::io::Result<Ledger> {
         let day = day_number(now);
         let month = year_month(day);
-        // (owner, day) -> micro, by each line's day as the ledger's order
-        // makes it (`high` below).
+        // (owner, day) -> micro.
         let mut by_day: HashMap<(OwnerName, u64), u64> = HashMap::new();
         // A ledger that cannot be read is not an empty one (the
         // compaction below would write an empty file over the month's
@@ -116,14 +116,9 @@ impl Ledger {
             Err(e) => return Err(unreadable_ledger(e)),
         };
         let mut unreadable = 0usize;
-        // Lines are appended in the order spend happened, so a line's day
-        // is at least that of every line before it: a line dated earlier
-        // was written by a clock that went back (a start before time sync
-        // with a dead RTC, a clock set right after running ahead), and is
-        // counted on the latest day written before it (`high`), not
-        // dropped as an old month's. `last`: the day the last line was
-        // written with.
-        let (mut high, mut last) = (0u64, None);
+        // The ledger's newest day: with the clock's, what the compaction
+        // keeps.
+        let mut newest = None;
         let mut bytes = Vec::new();
         while let Some(r) = reader.as_mut() {
             use std::io::BufRead;
@@ -151,26 +146,12 @@ impl Ledger {
                 continue;
             };
             let d = day_number(t);
-            last = Some(d);
-            high = high.max(d);
-            let d = high;
+            newest = newest.max(Some(d));
             let owner = if o == "key" { OwnerName::Key(n.to_string()) } else { OwnerName::Team(n.to_string()) };
             *by_day.entry((owner, d)).or_default() += u;
         }
         if unreadable > 0 {
             tracing::warn!(file = %path.display(), lines = unreadable, "usage ledger lines that could not be read were left out of the replay");
-        }
-        // Days after the clock's: where the ledger was last written with a
-        // day after today, the clock is behind now (a start before time
-        // sync), and they are kept for when it is right; otherwise an
-        // earlier run's clock was ahead, and they are spend that happened
-        // before now, counted today.
-        if last.is_none_or(|l| l <= day) && by_day.keys().any(|(_, d)| *d > day) {
-            let ahead: Vec<_> = by_day.keys().filter(|(_, d)| *d > day).cloned().collect();
-            for (owner, d) in ahead {
-                let micro = by_day.remove(&(owner.clone(), d)).unwrap_or(0);
-                *by_day.entry((owner, day)).or_default() += micro;
-            }
         }
         spend.day = day;
         spend.month = month;
@@ -181,15 +162,20 @@ impl Ledger {
                 v.0 += micro;
             }
         }
-        // Compact: one line per owner per day, in order of day (the order
-        // the next start reads the days by), written aside and renamed in.
-        // A month before the clock's is dropped only where the ledger holds
-        // the clock's month or a later one: a host that starts with its
-        // clock a month or years behind (a dead RTC, a VM restored, before
-        // time sync) keeps the real month's spend for when the clock is
-        // right (found by a review: such a start compacted the month away,
-        // and budgets began again at 0).
-        let keep_from = month.min(year_month(high));
+        // Compact: one line per owner per day, in order of day, written
+        // aside and renamed in. A month before the clock's is dropped only
+        // where the ledger holds the clock's month or a later one: a host
+        // that starts with its clock a month or years behind (a dead RTC,
+        // a VM restored, before time sync) keeps the real month's spend
+        // for when the clock is right (found by a review: such a start
+        // compacted the month away, and budgets began again at 0). Lines
+        // are not moved to other days by their order: a review showed two
+        // starts behind, or a clock ahead once, then moving a month's
+        // spend whole into the wrong month.
+        // The month before the clock's is kept too: a clock a month ahead
+        // at two starts in a row looks like a month's turn.
+        let before = if month.1 == 1 { (month.0 - 1, 12) } else { (month.0, month.1 - 1) };
+        let keep_from = newest.map_or(before, |n| before.min(year_month(n)));
         let mut kept: Vec<_> = by_day.iter().filter(|((_, d), _)| year_month(*d) >= keep_from).collect();
         kept.sort_unstable_by_key(|((owner, d), _)| (*d, owner.label()));
         let mut tmp = path.as_os_str().to_owned();
@@ -289,19 +275,19 @@ mod tests {
         assert_eq!(spend.by_owner[&team], (100, 150));
         assert_eq!(spend.by_owner[&OwnerName::Key("k".into())], (7, 7));
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
-        assert_eq!(lines, 3, "compacted to one line per owner per day of this month");
+        assert_eq!(lines, 4, "compacted to one line per owner per day of this month and the last");
         let _ = std::fs::remove_file(&path);
     }
 
-    /// A start with the clock years behind (a dead RTC) replays nothing
-    /// of the real month and keeps it; the spend it appends, dated 1970,
-    /// counts on the last day written before it at the next start. A start
-    /// with the clock a month ahead keeps the real month too; the spend it
-    /// appends, dated December, and what follows once the clock is set
-    /// right, count today. A month older than both the clock's and the
-    /// ledger's newest is still dropped.
+    /// A start with the clock years behind (a dead RTC, twice, as a unit
+    /// that restarts on failure would) or a month ahead replays nothing of
+    /// the real month and keeps it for the start with the clock right. The
+    /// limits: what was appended under the clock behind is dropped then (its
+    /// month is past), what was appended under the clock ahead is kept for
+    /// its own month. A month older than both the clock's and the ledger's
+    /// newest is dropped.
     #[test]
-    fn a_start_with_the_clock_wrong_keeps_and_counts_the_real_month() {
+    fn a_start_with_the_clock_wrong_keeps_the_real_month() {
         let now = 1_795_435_200; // 2026-11-23 12:00 UTC
         let team = OwnerName::Team("a".into());
         let month = |path: &std::path::Path, at: u64| {
@@ -309,7 +295,7 @@ mod tests {
             drop(Ledger::open(path.to_path_buf(), at, &mut spend).unwrap());
             spend.by_owner.get(&team).copied().unwrap_or_default()
         };
-        for (case, wrong) in [("behind", 86_400), ("ahead", now + 31 * 86_400)] {
+        for (case, wrong, lines) in [("behind", 86_400, 2), ("ahead", now + 31 * 86_400, 3)] {
             let path = std::env::temp_dir().join(format!("tollgate-ledger-clock-{case}-{}", std::process::id()));
             let _ = std::fs::remove_file(&path);
             {
@@ -318,26 +304,17 @@ mod tests {
                 l.append(now - 86_400, &[(team.clone(), 50)]);
                 l.append(now, &[(team.clone(), 100)]);
             }
-            {
+            for k in 0..2 {
                 let mut spend = SpendSnapshot::default();
                 let mut l = Ledger::open(path.clone(), wrong, &mut spend).unwrap();
-                assert_eq!(
-                    spend.by_owner.get(&team).copied().unwrap_or_default().1,
-                    0,
-                    "{case}: not this clock's month"
-                );
+                // The clock's month: what it appended itself.
+                assert_eq!(spend.by_owner.get(&team).copied().unwrap_or_default().1, 7 * k, "{case}: not November");
                 l.append(wrong, &[(team.clone(), 7)]);
-                // The clock is set right while it runs.
-                l.append(now, &[(team.clone(), 3)]);
             }
-            assert_eq!(
-                month(&path, now),
-                (110, 160),
-                "{case}: November kept, and the wrong clock's spend counted today"
-            );
+            assert_eq!(month(&path, now), (100, 150), "{case}: November kept whole");
             let text = std::fs::read_to_string(&path).unwrap();
-            assert_eq!(text.lines().count(), 2, "{case}: September dropped, one line a day: {text}");
-            assert_eq!(month(&path, now), (110, 160), "{case}: again, the same");
+            assert_eq!(text.lines().count(), lines, "{case}: September dropped: {text}");
+            assert_eq!(month(&path, now), (100, 150), "{case}: again, the same");
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_file(path.with_extension("lock"));
         }
