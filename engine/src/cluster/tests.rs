@@ -96,6 +96,23 @@ fn unpushed_batches_survive_a_restart_each_under_its_own_number() {
     assert!(read_carried(&path).is_empty());
 }
 
+/// The carried file is written aside under its whole name: a ledger named
+/// `spend.tmp` beside it (its carried file `spend.cluster-unpushed`) was
+/// the scratch of `with_extension("tmp")`, written over and renamed away.
+#[test]
+fn writing_carried_batches_leaves_a_ledger_named_tmp_alone() {
+    let dir = std::env::temp_dir().join(format!("tollgate-cluster-tmp-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let ledger = dir.join("spend.tmp");
+    fs::write(&ledger, "{\"t\":1,\"o\":\"team\",\"n\":\"a\",\"u\":5}\n").unwrap();
+    let carried = ledger.with_extension("cluster-unpushed");
+    let a = Batch::new(100, 7, "tg", vec![((team("a"), Window::Day(1)), 5)], vec![], vec![]);
+    write_carried(&carried, &[&a]).unwrap();
+    assert_eq!(read_carried(&carried).len(), 1);
+    assert!(fs::read_to_string(&ledger).is_ok_and(|t| t.contains("\"u\":5")), "the ledger is where it was");
+    let _ = fs::remove_dir_all(&dir);
+}
+
 fn cluster() -> Cluster {
     Cluster {
         servers: Vec::new(),
