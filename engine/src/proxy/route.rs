@@ -51,10 +51,16 @@ const SHOWN_NAME_MAX: usize = 256;
 /// record, and C1 controls reached the operator's terminal through
 /// `tollgate report`).
 fn shown_name(model: &[u8]) -> String {
-    let lossy = String::from_utf8_lossy(model);
+    // No more is read than can be shown (each byte shows as one at least).
+    let lossy = String::from_utf8_lossy(&model[..model.len().min(SHOWN_NAME_MAX + 4)]);
     let mut out = String::new();
     for c in lossy.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        // Direction marks and overrides, invisible spaces and joiners, the
+        // byte order mark, line and paragraph separators.
+        let bidi = matches!(
+            c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        );
         let before = out.len();
         if c.is_control() || bidi {
             out.extend(c.escape_unicode());
@@ -165,5 +171,6 @@ mod shown_name_tests {
         let long = super::shown_name("é".repeat(100_000).as_bytes());
         assert!(long.len() <= super::SHOWN_NAME_MAX + '…'.len_utf8() && long.ends_with('…'), "{}", long.len());
         assert_eq!(super::shown_name(b"\xff"), "\u{fffd}");
+        assert_eq!(super::shown_name("a\u{2028}b\u{feff}".as_bytes()), "a\\u{2028}b\\u{feff}");
     }
 }
