@@ -92,6 +92,23 @@ fn every_example_is_valid() {
     assert!(checked > 0, "no examples found in {dir}");
 }
 
+/// A name with a control character is refused where it is written: names
+/// go into response headers, records and metrics' labels.
+#[test]
+fn names_with_control_characters_are_refused() {
+    let text = "[[providers]]\nname = \"lo\\r\\ncal\"\nkind = \"mock\"\n\n[[models]]\nname = \"m\\t\"\ntargets = [{ provider = \"lo\\r\\ncal\", model = \"x\\r\\nSet-Cookie: a=b\" }]\n";
+    let found = problems(text);
+    assert!(
+        found.iter().any(|p| p.starts_with("gw.toml:2:8: provider \"lo\\r\\ncal\" holds a control character")),
+        "{found:?}"
+    );
+    assert!(found.iter().any(|p| p.starts_with("gw.toml:6:8: model \"m\\t\" holds a control character")), "{found:?}");
+    assert!(
+        found.iter().any(|p| p.contains("target model \"x\\r\\nSet-Cookie: a=b\" holds a control character")),
+        "{found:?}"
+    );
+}
+
 #[test]
 fn problems_name_line_column_and_fix() {
     let text = "[[providers]]\nname = \"local\"\nkind = \"mock\"\n\n[[models]]\nname = \"m\"\ntargets = [{ provider = \"locl\" }]\n";

@@ -378,6 +378,18 @@ fn validate_routing(raw: &RawRouting, report: &mut Report<'_>) -> Routing {
     }
 }
 
+/// Refuses a name with a control character (a line break, a tab): names
+/// go into response headers (`x-tollgate-route`), records, metrics' labels
+/// and logs, where a line break would split a header or forge a line.
+fn control_free(name: &Spanned<String>, what: &str, report: &mut Report<'_>) {
+    if name.get_ref().chars().any(char::is_control) {
+        report.add(
+            name.span(),
+            format!("{what} {:?} holds a control character (a line break, a tab); remove it", name.get_ref()),
+        );
+    }
+}
+
 fn duplicate<'a, T>(items: &'a [T], i: usize, name: impl Fn(&'a T) -> &'a Spanned<String>) -> bool {
     items[..i].iter().any(|q| name(q).get_ref() == name(&items[i]).get_ref())
 }
@@ -385,6 +397,7 @@ fn duplicate<'a, T>(items: &'a [T], i: usize, name: impl Fn(&'a T) -> &'a Spanne
 fn validate_providers(raw: &[RawProvider], env: &dyn Env, report: &mut Report<'_>) -> Vec<Provider> {
     let mut out = Vec::new();
     for (i, p) in raw.iter().enumerate() {
+        control_free(&p.name, "provider", report);
         if duplicate(raw, i, |p| &p.name) {
             report.add(
                 p.name.span(),
@@ -737,6 +750,7 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
     let mut routes = Vec::new();
     for (i, m) in raw.iter().enumerate() {
         let name = m.name.get_ref();
+        control_free(&m.name, "model", report);
         if duplicate(raw, i, |m| &m.name) {
             report.add(m.name.span(), format!("model {name:?} is defined twice; merge its targets into one entry"));
         }
@@ -768,6 +782,12 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
             }
             let found = providers.iter().position(|p| p.name.get_ref() == t.provider.get_ref());
             let upstream = t.model.as_deref().unwrap_or(name);
+            if t.model.as_deref().is_some_and(|m| m.chars().any(char::is_control)) {
+                report.add(
+                    t.provider.span(),
+                    format!("target model {upstream:?} holds a control character (a line break, a tab); remove it"),
+                );
+            }
             // A Gemini model is a segment of the URL's path.
             let url_safe = |m: &str| {
                 !m.is_empty()
@@ -1385,6 +1405,7 @@ fn validate_teams(
     let mut teams = Vec::new();
     for (i, t) in raw.iter().enumerate() {
         let name = t.name.get_ref();
+        control_free(&t.name, "team", report);
         if duplicate(raw, i, |t| &t.name) {
             report.add(t.name.span(), format!("team {name:?} is defined twice; merge the two entries"));
         }
@@ -1432,6 +1453,7 @@ fn validate_keys(
     let mut keys = Vec::new();
     for (i, k) in raw.iter().enumerate() {
         let name = k.name.get_ref();
+        control_free(&k.name, "key", report);
         if duplicate(raw, i, |k| &k.name) {
             report.add(k.name.span(), format!("key {name:?} is defined twice; key names must be unique"));
         }
