@@ -630,20 +630,8 @@ fn an_answer_cut_by_a_budgets_reserve_is_not_kept() {
 /// them apart, and the answer to one is wrong for the other.
 #[test]
 fn numbers_and_negations_are_never_served_for_each_other() {
-    let mock = start_mock(&[]);
-    let config = priced(config_for(mock.addr, 1, "")).replace(
-        "[[teams]]\nname = \"e2e\"",
-        "[[models]]\nname = \"embed\"\ntargets = [{ provider = \"up\", model = \"text-embedding-3-small\" }]\n\n\
-         [cache]\nsemantic_model = \"embed\"\nsemantic_threshold = 0.9\n\n[[teams]]\nname = \"e2e\"",
-    );
-    let gw = start_gateway(&config, &[], &[]);
-    let ask = |question: &str| {
-        let body = serde_json::json!({
-            "model": "gpt-4o-mini", "temperature": 0,
-            "messages": [{"role": "user", "content": question}],
-        });
-        cache_header(&one_request(gw.addr, &chat_request(&body.to_string(), ""))).map(str::to_string)
-    };
+    let (_mock, gw) = start_semantic();
+    let ask = |question: &str| ask_semantic(&gw, question);
     let base = "in the annual report of the company for the last fiscal year what share is 80 of the total revenue";
     assert_eq!(ask(base).as_deref(), Some("miss"));
     assert_eq!(ask(&base.replace("80", "90")).as_deref(), Some("miss"), "another number");
@@ -658,20 +646,8 @@ fn numbers_and_negations_are_never_served_for_each_other() {
 /// vectors of the same words are the same for both.
 #[test]
 fn vectors_of_another_embedding_model_are_not_compared() {
-    let mock = start_mock(&[]);
-    let config = priced(config_for(mock.addr, 1, "")).replace(
-        "[[teams]]\nname = \"e2e\"",
-        "[[models]]\nname = \"embed\"\ntargets = [{ provider = \"up\", model = \"text-embedding-3-small\" }]\n\n\
-         [cache]\nsemantic_model = \"embed\"\nsemantic_threshold = 0.9\n\n[[teams]]\nname = \"e2e\"",
-    );
-    let gw = start_gateway(&config, &[], &[]);
-    let ask = |question: &str| {
-        let body = serde_json::json!({
-            "model": "gpt-4o-mini", "temperature": 0,
-            "messages": [{"role": "user", "content": question}],
-        });
-        cache_header(&one_request(gw.addr, &chat_request(&body.to_string(), ""))).map(str::to_string)
-    };
+    let (_mock, gw) = start_semantic();
+    let ask = |question: &str| ask_semantic(&gw, question);
     assert_eq!(ask("What is the capital of France?").as_deref(), Some("miss"));
     let close = ask("What is the capital city of France?").unwrap_or_default();
     assert!(close.starts_with("semantic-hit"), "{close}");
@@ -680,4 +656,26 @@ fn vectors_of_another_embedding_model_are_not_compared() {
     std::fs::write(path, text.replace("text-embedding-3-small", "text-embedding-3-large")).expect("config");
     assert_eq!(admin_reload(&gw).status, 200);
     assert_eq!(ask("what is the capital city of France").as_deref(), Some("miss"), "another model's vectors");
+}
+
+/// A gateway with semantic lookups through the mock's embeddings, at a
+/// threshold of 0.9.
+fn start_semantic() -> (Proc, Proc) {
+    let mock = start_mock(&[]);
+    let config = priced(config_for(mock.addr, 1, "")).replace(
+        "[[teams]]\nname = \"e2e\"",
+        "[[models]]\nname = \"embed\"\ntargets = [{ provider = \"up\", model = \"text-embedding-3-small\" }]\n\n\
+         [cache]\nsemantic_model = \"embed\"\nsemantic_threshold = 0.9\n\n[[teams]]\nname = \"e2e\"",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    (mock, gw)
+}
+
+/// The cache's answer header to one question (temperature 0).
+fn ask_semantic(gw: &Proc, question: &str) -> Option<String> {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini", "temperature": 0,
+        "messages": [{"role": "user", "content": question}],
+    });
+    cache_header(&one_request(gw.addr, &chat_request(&body.to_string(), ""))).map(str::to_string)
 }
