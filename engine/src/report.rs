@@ -316,10 +316,10 @@ pub fn audit(opts: &ReportOptions, out: &mut dyn std::io::Write) -> std::io::Res
                     out,
                     "{:<20} {:<14} {:<14} {:<18} {:<10} {:<9} {}",
                     utc(ts),
-                    field("team"),
-                    field("key"),
-                    field("model"),
-                    field("end"),
+                    shown(&field("team")),
+                    shown(&field("key")),
+                    shown(&field("model")),
+                    shown(&field("end")),
                     status,
                     rules.join(", ")
                 )?;
@@ -400,7 +400,7 @@ pub fn sentences(report: &Report, by: &[By]) -> String {
             let run = &key[at];
             let mut who = if run == "-" { "requests outside any run".to_string() } else { format!("run {run}") };
             for (b, v) in by.iter().zip(key).filter(|(b, _)| **b != By::Run) {
-                let _ = write!(who, " {} {}", if *b == By::Team { "of" } else { "/" }, v);
+                let _ = write!(who, " {} {}", if *b == By::Team { "of" } else { "/" }, shown(v));
             }
             let _ = write!(
                 out,
@@ -412,7 +412,7 @@ pub fn sentences(report: &Report, by: &[By]) -> String {
                 g.errors
             );
         } else {
-            let who = if key.is_empty() { "all traffic".to_string() } else { key.join("/") };
+            let who = if key.is_empty() { "all traffic".to_string() } else { shown(&key.join("/")).into_owned() };
             let verb = if by.first() == Some(&By::Model) { "received" } else { "sent" };
             let _ = write!(
                 out,
@@ -465,7 +465,7 @@ pub fn render(report: &Report, opts: &ReportOptions) -> String {
                 "requests", "tokens_in", "tokens_out", "cost_usd", "p50_ms", "p95_ms", "p99_ms", "errors", "guardrails"
             );
             for (key, g) in &report.groups {
-                let name = if key.is_empty() { "all".to_string() } else { key.join("/") };
+                let name = if key.is_empty() { "all".to_string() } else { shown(&key.join("/")).into_owned() };
                 let _ = writeln!(
                     out,
                     "{name:<28} {:>9} {:>12} {:>12} {:>12} {:>9.1} {:>9.1} {:>9.1} {:>7} {:>10}",
@@ -646,5 +646,38 @@ mod tests {
         assert!(text.contains("run 42 of team-a: 2 requests, 9.1M tokens, $18.20;"), "{text}");
         assert!(text.contains("run 42 of team-b: 1 request,"), "{text}");
         assert!(text.contains("requests outside any run of team-a: 1 request,"), "{text}");
+    }
+}
+
+/// A name from a record as a terminal shows it: control characters and
+/// bidirectional formatting escaped (`\u{9d}`), so that a record written
+/// before the gateway escaped refused model names (or by hand) cannot
+/// move the cursor, write the clipboard or reverse the line in the
+/// operator's terminal.
+fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    let odd = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    if !s.chars().any(odd) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if odd(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod shown_tests {
+    #[test]
+    fn names_are_shown_without_controls() {
+        assert_eq!(super::shown("gpt-4o"), "gpt-4o");
+        assert_eq!(super::shown("x\u{9d}52;c\u{9c}\u{202e}y"), "x\\u{9d}52;c\\u{9c}\\u{202e}y");
     }
 }
