@@ -74,14 +74,7 @@ pub struct Reloader {
     /// Settings that cannot change without a restart, as started.
     listen: SocketAddr,
     workers: usize,
-    /// `[logging] capture_retention_days` (its thread starts with the
-    /// process).
-    retention: Option<u32>,
-    /// `[telemetry]` (its exporter thread starts with the process).
-    telemetry: Option<tollgate_policy::config::telemetry::Telemetry>,
-    /// `[clickhouse]` (its thread starts with the process).
-    clickhouse: Option<tollgate_policy::config::clickhouse::ClickHouse>,
-    /// The other settings read once, at start: see [`StartOnly`].
+    /// The settings read once, at start, besides those: see [`StartOnly`].
     start_only: StartOnly,
     mocks: HashMap<String, SocketAddr>,
     mailboxes: Vec<mpsc::Sender<Reload>>,
@@ -95,12 +88,17 @@ pub struct Reloader {
 /// a reload that changes one says so (found by a review: a ledger added by
 /// a reload was never opened, and nothing said spend was still in memory
 /// only).
-#[derive(PartialEq)]
 struct StartOnly {
     ledger_file: Option<String>,
     records_dir: Option<String>,
     file_bytes_max: u64,
     cluster: Option<tollgate_policy::config::cluster::Cluster>,
+    /// `[logging] capture_retention_days`: its thread's.
+    retention: Option<u32>,
+    /// `[telemetry]`: its exporter thread's.
+    telemetry: Option<tollgate_policy::config::telemetry::Telemetry>,
+    /// `[clickhouse]`: its thread's.
+    clickhouse: Option<tollgate_policy::config::clickhouse::ClickHouse>,
 }
 
 impl StartOnly {
@@ -110,6 +108,9 @@ impl StartOnly {
             records_dir: config.logging.dir.clone(),
             file_bytes_max: config.logging.file_bytes_max,
             cluster: config.cluster.clone(),
+            retention: config.logging.capture_retention_days,
+            telemetry: config.telemetry.clone(),
+            clickhouse: config.clickhouse.clone(),
         }
     }
 
@@ -121,6 +122,17 @@ impl StartOnly {
                 notes.push(format!("{what} takes effect on restart; {still}"));
             }
         };
+        note(
+            self.retention != new.retention,
+            "capture_retention_days",
+            "captured bodies are still removed as the process started",
+        );
+        note(
+            self.telemetry != new.telemetry,
+            "[telemetry]",
+            "spans still go where, and as sampled as, the process started",
+        );
+        note(self.clickhouse != new.clickhouse, "[clickhouse]", "records still go where the process started");
         note(
             self.ledger_file != new.ledger_file,
             "ledger_file",
@@ -154,9 +166,6 @@ impl Reloader {
             source,
             listen: config.server.listen,
             workers: config.server.workers,
-            retention: config.logging.capture_retention_days,
-            telemetry: config.telemetry.clone(),
-            clickhouse: config.clickhouse.clone(),
             start_only: StartOnly::of(config),
             mocks,
             mailboxes,
@@ -179,21 +188,6 @@ impl Reloader {
             ));
             config.server.listen = self.listen;
             config.server.workers = self.workers;
-        }
-        if config.logging.capture_retention_days != self.retention {
-            notes.push(
-                "capture_retention_days takes effect on restart; captured bodies are still removed as the process started"
-                    .to_string(),
-            );
-        }
-        if config.telemetry != self.telemetry {
-            notes.push(
-                "[telemetry] takes effect on restart; spans still go where, and as sampled as, the process started"
-                    .to_string(),
-            );
-        }
-        if config.clickhouse != self.clickhouse {
-            notes.push("[clickhouse] takes effect on restart; records still go where the process started".to_string());
         }
         notes.extend(self.start_only.changed(&StartOnly::of(&config)));
         let resolved = resolve_providers(&config, &mut self.mocks)?;
