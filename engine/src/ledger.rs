@@ -59,9 +59,7 @@ const PENDING_BYTES_MAX: usize = 64 << 20;
 /// the next start. The lock file, not the ledger, is locked: the ledger's
 /// file is replaced by each compaction.
 fn lock_ledger(path: &std::path::Path) -> std::io::Result<File> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    let lock_path = PathBuf::from(name);
+    let lock_path = crate::beside(path, ".lock");
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
@@ -178,9 +176,7 @@ impl Ledger {
         let keep_from = newest.map_or(before, |n| before.min(year_month(n)));
         let mut kept: Vec<_> = by_day.iter().filter(|((_, d), _)| year_month(*d) >= keep_from).collect();
         kept.sort_unstable_by_key(|((owner, d), _)| (*d, owner.label()));
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".compacting");
-        let tmp = PathBuf::from(tmp);
+        let tmp = crate::beside(&path, ".compacting");
         {
             let mut f = File::create(&tmp)?;
             for ((owner, d), micro) in kept {
@@ -316,7 +312,7 @@ mod tests {
             assert_eq!(text.lines().count(), lines, "{case}: September dropped: {text}");
             assert_eq!(month(&path, now), (100, 150), "{case}: again, the same");
             let _ = std::fs::remove_file(&path);
-            let _ = std::fs::remove_file(path.with_extension("lock"));
+            let _ = std::fs::remove_file(crate::beside(&path, ".lock"));
         }
     }
 
@@ -333,7 +329,7 @@ mod tests {
         drop(first);
         drop(Ledger::open(path.clone(), now, &mut SpendSnapshot::default()).unwrap());
         let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_file(path.with_extension("lock"));
+        let _ = std::fs::remove_file(crate::beside(&path, ".lock"));
     }
 
     /// A line that is not text (cut inside a name's character) is left

@@ -96,3 +96,13 @@ pub fn next_random(state: &std::cell::Cell<u64>) -> u64 {
 pub fn unix_now() -> std::time::Duration {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
 }
+
+/// The file beside `path` named `path` and `suffix` (`spend` and `.lock`:
+/// `spend.lock`; `spend.tmp` and `.lock`: `spend.tmp.lock`): unlike
+/// `with_extension`, never the name of another file the path could be
+/// (a ledger named `spend.tmp` was the scratch of `with_extension("tmp")`).
+pub fn beside(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}

@@ -920,9 +920,7 @@ fn write_carried(path: &PathBuf, batches: &[&Batch]) -> std::io::Result<()> {
     // Beside it under its whole name: `with_extension("tmp")` made a
     // ledger named `spend.tmp` this file's scratch, written over and
     // renamed away at shutdown (found by a review).
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = crate::beside(path, ".tmp");
     let mut f = fs::File::create(&tmp)?;
     f.write_all(&text)?;
     f.sync_all()?;
