@@ -139,6 +139,17 @@ pub struct Attempt {
     pub micros: u32,
 }
 
+/// Whether a name from outside (a model asked for, a name in a record) is
+/// written with `c` escaped wherever an operator reads it: control
+/// characters, direction marks and overrides, invisible spaces and
+/// joiners, the byte order mark, line and paragraph separators. In a
+/// terminal they move the cursor or write the clipboard; anywhere they
+/// make a name read as another.
+pub fn hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 /// What a request gathers as it goes through the pipeline.
 pub struct Trace<'s> {
     /// The cost of the prompts of attempts that failed after their request

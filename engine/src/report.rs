@@ -655,10 +655,7 @@ mod tests {
 /// move the cursor, write the clipboard or reverse the line in the
 /// operator's terminal.
 fn shown(s: &str) -> std::borrow::Cow<'_, str> {
-    let odd = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
-    };
+    let odd = crate::record::hidden_char;
     if !s.chars().any(odd) {
         return std::borrow::Cow::Borrowed(s);
     }

@@ -55,14 +55,8 @@ fn shown_name(model: &[u8]) -> String {
     let lossy = String::from_utf8_lossy(&model[..model.len().min(SHOWN_NAME_MAX + 4)]);
     let mut out = String::new();
     for c in lossy.chars() {
-        // Direction marks and overrides, invisible spaces and joiners, the
-        // byte order mark, line and paragraph separators.
-        let bidi = matches!(
-            c,
-            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
-        );
         let before = out.len();
-        if c.is_control() || bidi {
+        if crate::record::hidden_char(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
