@@ -622,13 +622,7 @@ fn capture_hit(ex: &mut Exchange<'_>, core: &Core<'_>, entry: &crate::cache::Ent
     if entry.stream {
         c.answer = crate::proxy::stream::captured_text(g, responses, &entry.body);
     } else {
-        let mut copy = bytes::BytesMut::from(&entry.body[..]);
-        let room = &mut core.state.scan_room.borrow_mut();
-        if let crate::proxy::guard::Checked::Pass =
-            crate::proxy::guard::check_answer(g, &mut copy, &mut Vec::new(), room)
-        {
-            c.answer = copy.to_vec();
-        }
+        crate::proxy::guard::capture_json(g, &entry.body, &mut c.answer, &mut core.state.scan_room.borrow_mut());
     }
 }
 

@@ -854,6 +854,16 @@ pub enum Checked {
     Blocked(String),
 }
 
+/// A JSON answer as body capture keeps it (what the client gets, redacted
+/// by the capture's guard), appended to `answer`; nothing where a rule of
+/// that guard would block it.
+pub fn capture_json(g: &Guard, body: &[u8], answer: &mut Vec<u8>, room: &mut ScanRoom) {
+    let mut copy = BytesMut::from(body);
+    if let Checked::Pass = check_answer(g, &mut copy, &mut Vec::new(), room) {
+        answer.extend_from_slice(&copy);
+    }
+}
+
 /// The answer phase for a whole JSON answer: redacts `body` in place.
 pub fn check_answer(guard: &Guard, body: &mut BytesMut, recorded: &mut Vec<Recorded>, room: &mut ScanRoom) -> Checked {
     let checked = check_answer_in(guard, body, recorded, room.lend());

@@ -486,11 +486,7 @@ pub async fn relay_translated(
         finish = super::answer::only(super::answer::gateway_finish(front, false));
     }
     if let Some((g, answer)) = capture.as_mut() {
-        // What the client gets, redacted.
-        let mut copy = out.clone();
-        if let Checked::Pass = super::guard::check_answer(g, &mut copy, &mut Vec::new(), &mut scan_room.borrow_mut()) {
-            answer.extend_from_slice(&copy);
-        }
+        super::guard::capture_json(g, &out, answer, &mut scan_room.borrow_mut());
     }
     let upstream_reusable = response.keep_alive && up.buf.is_empty();
     let close = !keep_alive;
