@@ -969,27 +969,34 @@ pub fn read_request(c: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
 }
 
 pub fn scripted_upstream(pieces: Vec<Vec<u8>>) -> SocketAddr {
+    upstream(move |mut c| {
+        let mut buf = Vec::new();
+        if read_request(&mut c, &mut buf).is_none() {
+            return;
+        }
+        for p in &pieces {
+            if c.write_all(p).is_err() {
+                return;
+            }
+            let _ = c.flush();
+            // Part of the scenario: the next piece comes in another
+            // read of the gateway's.
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    })
+}
+
+/// An upstream on a port of its own that serves each connection with
+/// `serve`, on a thread of its own.
+pub fn upstream(serve: impl Fn(std::net::TcpStream) + Send + Sync + 'static) -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
+    let serve = std::sync::Arc::new(serve);
     std::thread::spawn(move || {
         for conn in l.incoming() {
-            let Ok(mut c) = conn else { return };
-            let pieces = pieces.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if read_request(&mut c, &mut buf).is_none() {
-                    return;
-                }
-                for p in pieces {
-                    if c.write_all(&p).is_err() {
-                        return;
-                    }
-                    let _ = c.flush();
-                    // Part of the scenario: the next piece comes in another
-                    // read of the gateway's.
-                    std::thread::sleep(Duration::from_millis(30));
-                }
-            });
+            let Ok(c) = conn else { return };
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(c));
         }
     });
     addr

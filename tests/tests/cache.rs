@@ -557,16 +557,7 @@ fn memory_stays_within_the_byte_bound() {
 /// are never served to it.
 #[test]
 fn a_key_with_its_own_ceiling_has_its_own_entries() {
-    let mock = start_mock(&[]);
-    let config = priced(config_for(mock.addr, 1, "")).replace(
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        &format!(
-            "{CACHE}\n\n[[keys]]\nname = \"second\"\nteam = \"e2e\"\nsha256 = \"{}\"\nbudget = {{ request_output_tokens = 3 }}\n\n\
-             [[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-            key_hash(SECOND_KEY),
-        ),
-    );
-    let gw = start_gateway(&config, &[], &[]);
+    let (_mock, gw) = start_with_second_key("request_output_tokens = 3");
     // The mock honours the limit it is sent (a model that reasons 0).
     let honours = "x-mock-reasoning: 0\r\n";
     let second = format!("Authorization: Bearer {SECOND_KEY}\r\n{honours}");
@@ -590,16 +581,7 @@ fn a_key_with_its_own_ceiling_has_its_own_entries() {
 /// it (found by a review: it was, for the entry's life).
 #[test]
 fn an_answer_cut_by_a_budgets_reserve_is_not_kept() {
-    let mock = start_mock(&[]);
-    let config = priced(config_for(mock.addr, 1, "")).replace(
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        &format!(
-            "{CACHE}\n\n[[keys]]\nname = \"second\"\nteam = \"e2e\"\nsha256 = \"{}\"\nbudget = {{ daily_usd = 20.0 }}\n\n\
-             [[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-            key_hash(SECOND_KEY),
-        ),
-    );
-    let gw = start_gateway(&config, &[], &[]);
+    let (_mock, gw) = start_with_second_key("daily_usd = 20.0");
     // The key spends about $18.5 of its $20 (a token costs $0.001): under
     // a tenth left, still room for the reserve.
     let spend = one_request(
@@ -678,4 +660,20 @@ fn ask_semantic(gw: &Proc, question: &str) -> Option<String> {
         "messages": [{"role": "user", "content": question}],
     });
     cache_header(&one_request(gw.addr, &chat_request(&body.to_string(), ""))).map(str::to_string)
+}
+
+/// A gateway with the cache on, `gpt-4o-mini` priced, and a second key of
+/// team `e2e` (`SECOND_KEY`) with `budget` (TOML, inside the braces).
+fn start_with_second_key(budget: &str) -> (Proc, Proc) {
+    let mock = start_mock(&[]);
+    let config = priced(config_for(mock.addr, 1, "")).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        &format!(
+            "{CACHE}\n\n[[keys]]\nname = \"second\"\nteam = \"e2e\"\nsha256 = \"{}\"\nbudget = {{ {budget} }}\n\n\
+             [[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+            key_hash(SECOND_KEY),
+        ),
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    (mock, gw)
 }

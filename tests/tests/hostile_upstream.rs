@@ -449,31 +449,23 @@ fn a_request_an_upstream_acknowledged_is_not_sent_twice() {
     use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
     let seen = requests.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut c) = conn else { return };
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                while read_request(&mut c, &mut buf).is_some() {
-                    if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-                        let body = r#"{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#;
-                        let answer = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        c.write_all(answer.as_bytes()).unwrap();
-                    } else {
-                        // Acknowledged, then gone.
-                        let _ = c.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-                        return;
-                    }
-                }
-            });
+    let addr = upstream(move |mut c| {
+        let mut buf = Vec::new();
+        while read_request(&mut c, &mut buf).is_some() {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                let body = r#"{"id":"c","object":"chat.completion","model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                c.write_all(answer.as_bytes()).unwrap();
+            } else {
+                // Acknowledged, then gone.
+                let _ = c.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                return;
+            }
         }
     });
     let logs = TempDir::new("hostile-continue");
