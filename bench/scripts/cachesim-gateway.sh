@@ -13,6 +13,10 @@
 # Stop 60 (BENCHMARKS.md) found half of the governed lane's cost at 8 KB
 # outside its instructions: here is where.
 # Usage: cachesim-gateway.sh [N] [BODY_FILE]
+# VG_EXTRA adds valgrind options: VG_EXTRA="--separate-callers3=*memcpy*"
+# splits the copies' misses by the three functions above them.
+# LANES=routing,governed lists both lanes' functions, TOP=N of them, RANK=Ir
+# ranks them by instructions (or any events of callgrind's, comma-separated).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)"; exit 1; }
@@ -27,7 +31,7 @@ bench_setup
 for lane in routing governed; do
   if [ "$lane" = routing ]; then routing_config_large 9151 9152; else governed_config_large 9151 9152; fi >"$work/$lane.toml"
   valgrind --tool=callgrind --cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=524288,8,64 \
-    --callgrind-out-file="$work/$lane.cg" --toggle-collect='*conn*serve*' \
+    --callgrind-out-file="$work/$lane.cg" --toggle-collect='*conn*serve*' ${VG_EXTRA:-} \
     ./target/release/tollgate --config "$work/$lane.toml" >"$work/$lane.log" 2>&1 &
   pid=$!
   for _ in $(seq 600); do grep -q "tollgate listening" "$work/$lane.log" && break; sleep 0.1; done
@@ -42,7 +46,7 @@ for lane in routing governed; do
   for _ in $(seq 100); do ss -ltnH "sport = :9151" | grep -q . || break; sleep 0.1; done
 done
 python3 - "$work" "$N" <<'PY'
-import collections, re, sys
+import collections, os, re, sys
 work, n = sys.argv[1], int(sys.argv[2])
 def load(path):
     events, fn, skip, names = None, None, False, {}
@@ -78,10 +82,16 @@ print(f"{'per request':26} {'routing':>9} {'governed':>9}")
 for label, events in rows:
     vals = [sum(sum(lanes[l][e].values()) for e in events) / n for l in ("routing", "governed")]
     print(f"{label:26} {vals[0]:>9.0f} {vals[1]:>9.0f}")
-data = collections.Counter()
-for e in ("DLmr", "DLmw", "D1mr", "D1mw"):
-    data.update(lanes["governed"][e])
-print("governed, data misses (D1 and LL) by function:")
-for name, v in data.most_common(10):
-    print(f"  {v / n:7.1f}  {name[:90]}")
+top = int(os.environ.get("TOP", "10"))
+width = int(os.environ.get("WIDTH", "90"))
+# LANES=routing,governed lists both lanes' functions; the governed one's by default.
+for lane in os.environ.get("LANES", "governed").split(","):
+    data = collections.Counter()
+    # RANK=Ir (or another event, comma-separated) ranks by that instead.
+    events = os.environ.get("RANK", "DLmr,DLmw,D1mr,D1mw").split(",")
+    for e in events:
+        data.update(lanes[lane][e])
+    print(f"{lane}, {'+'.join(events)} by function:")
+    for name, v in data.most_common(top):
+        print(f"  {v / n:7.1f}  {name[:width]}")
 PY

@@ -234,7 +234,7 @@ pub fn start(config: Config, source: ConfigSource, driver: Driver) -> Result<Run
         Some(c) => {
             // Counts Redis did not take at the last shutdown wait beside
             // the ledger.
-            let carried = ledger.as_ref().map(|l| l.with_extension("cluster-unpushed"));
+            let carried = ledger.as_deref().map(crate::cluster::carried_path);
             let watch = crate::cluster::watched(&config);
             tracing::info!(node = %c.node_id, servers = c.servers.len(), "cluster tier on");
             Some(

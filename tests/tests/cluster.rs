@@ -306,7 +306,7 @@ fn restarting_a_node_leaves_the_totals_unchanged_and_unpushed_counts_arrive_late
     let mut gw = gw;
     gw.signal(libc::SIGTERM);
     gw.wait_exit(Duration::from_secs(10)).expect("exits");
-    assert!(dir.0.join("spend.cluster-unpushed").exists(), "unpushed counts kept");
+    assert!(dir.0.join("spend.jsonl.cluster-unpushed").exists(), "unpushed counts kept");
     redis.restart();
     let gw = start_gateway(&config, &[], &[]);
     assert!(
@@ -316,7 +316,7 @@ fn restarting_a_node_leaves_the_totals_unchanged_and_unpushed_counts_arrive_late
         node_spend(&gw)
     );
     assert!(cluster_spend(&redis) > before);
-    assert!(!dir.0.join("spend.cluster-unpushed").exists(), "pushed and removed");
+    assert!(!dir.0.join("spend.jsonl.cluster-unpushed").exists(), "pushed and removed");
 }
 
 #[test]

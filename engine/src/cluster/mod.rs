@@ -472,6 +472,28 @@ pub struct Handle {
     pub stale_after: Duration,
 }
 
+/// Where counts Redis did not take at shutdown wait for the next start:
+/// beside the ledger under its whole name (`spend.jsonl.cluster-unpushed`,
+/// as OPERATIONS.md says). Until stop 61 `with_extension` named it, so
+/// that the ledgers `a.json` and `a.jsonl` shared one file: a file left
+/// under that name is taken over (renamed, so one gateway takes it), and
+/// its counts are pushed, not lost, by the first start after the upgrade.
+pub fn carried_path(ledger: &std::path::Path) -> PathBuf {
+    let path = crate::beside(ledger, ".cluster-unpushed");
+    let old = ledger.with_extension("cluster-unpushed");
+    if old != path && !path.exists() && old.exists() {
+        match fs::rename(&old, &path) {
+            Ok(()) => {
+                tracing::info!(from = %old.display(), to = %path.display(), "cluster tier: unpushed counts moved to their new name")
+            }
+            Err(e) => {
+                tracing::warn!(file = %old.display(), error = %e, "cluster tier: cannot move unpushed counts to their new name; they stay unpushed")
+            }
+        }
+    }
+    path
+}
+
 /// Starts the cluster thread. `carried` is where an unpushed batch is kept
 /// across restarts (beside the ledger); `watch` the owners to read; `runs`
 /// the node's agent runs, whose figures it shares.

@@ -97,19 +97,48 @@ fn unpushed_batches_survive_a_restart_each_under_its_own_number() {
 }
 
 /// The carried file is written aside under its whole name: a ledger named
-/// `spend.tmp` beside it (its carried file `spend.cluster-unpushed`) was
-/// the scratch of `with_extension("tmp")`, written over and renamed away.
+/// `spend.tmp` beside it (its carried file was `spend.cluster-unpushed`)
+/// was the scratch of `with_extension("tmp")`, written over and renamed away.
 #[test]
 fn writing_carried_batches_leaves_a_ledger_named_tmp_alone() {
     let dir = std::env::temp_dir().join(format!("tollgate-cluster-tmp-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     let ledger = dir.join("spend.tmp");
     fs::write(&ledger, "{\"t\":1,\"o\":\"team\",\"n\":\"a\",\"u\":5}\n").unwrap();
-    let carried = ledger.with_extension("cluster-unpushed");
+    let carried = carried_path(&ledger);
     let a = Batch::new(100, 7, "tg", vec![((team("a"), Window::Day(1)), 5)], vec![], vec![]);
     write_carried(&carried, &[&a]).unwrap();
     assert_eq!(read_carried(&carried).len(), 1);
     assert!(fs::read_to_string(&ledger).is_ok_and(|t| t.contains("\"u\":5")), "the ledger is where it was");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Each ledger has its own carried file (`a.json` and `a.jsonl` shared
+/// `a.cluster-unpushed`), and one left under the old name by an earlier
+/// version is taken over, its batches read back, not left unpushed.
+#[test]
+fn each_ledger_has_its_own_carried_file_and_the_old_name_is_taken_over() {
+    let dir = std::env::temp_dir().join(format!("tollgate-cluster-names-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let (json, jsonl) = (dir.join("a.json"), dir.join("a.jsonl"));
+    let old = dir.join("a.cluster-unpushed");
+    let a = Batch::new(100, 7, "tg", vec![((team("a"), Window::Day(1)), 5)], vec![], vec![]);
+    write_carried(&old, &[&a]).unwrap();
+    let first = carried_path(&jsonl);
+    assert_eq!(first, dir.join("a.jsonl.cluster-unpushed"));
+    assert!(!old.exists(), "the old file is moved");
+    assert_eq!(read_carried(&first).len(), 1, "its batch is read back under the new name");
+    let second = carried_path(&json);
+    assert_eq!(second, dir.join("a.json.cluster-unpushed"));
+    assert!(read_carried(&second).is_empty(), "the other ledger's file is its own");
+    // Where the new name is already there, the old file is left as it is
+    // (taken by hand), not written over it.
+    write_carried(&old, &[&a]).unwrap();
+    assert_eq!(carried_path(&jsonl), first);
+    assert!(old.exists());
+    // A ledger with no extension keeps the name it had.
+    assert_eq!(carried_path(&dir.join("spend")), dir.join("spend.cluster-unpushed"));
     let _ = fs::remove_dir_all(&dir);
 }
 
