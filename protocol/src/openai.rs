@@ -1223,7 +1223,12 @@ impl Reported {
                 return Some(Usage { prompt, completion: 0, tier: self.tier.unwrap_or_default(), ..Usage::default() });
             }
         }
-        if self.input_tokens.is_none() && self.output_tokens.is_none() {
+        // Without its input count, a report is not the provider's bill:
+        // both APIs always give one (Anthropic's in `message_start`), and
+        // one missing (`"usage": null` there, then a `message_delta` with
+        // output only) billed a 100K-token prompt as 0 (found by a
+        // review). The gateway then bills its own counts.
+        if self.input_tokens.is_none() {
             return None;
         }
         let (read, write) = (self.cache_read.unwrap_or(0), self.cache_write.unwrap_or(0));
@@ -2734,6 +2739,19 @@ mod tests {
         let lowered = br#"{"type":"message_delta","delta":{},"usage":{"output_tokens":0,"input_tokens":0}}"#;
         r.merge(read_answer(lowered).expect("an event").reported);
         assert_eq!(r.usage(), Some(Usage { prompt: 35, completion: 15, cached: 10, ..Usage::default() }));
+        // A stream whose `message_start` reported no usage: the output
+        // alone is no bill (its prompt would be 0), so none is read.
+        let bare = br#"{"type":"message_start","message":{"id":"m","usage":null}}"#;
+        let output_only =
+            br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":500}}"#;
+        let mut r = Reported::default();
+        for ev in [&bare[..], &output_only[..]] {
+            r.merge(read_answer(ev).expect("an event").reported);
+        }
+        assert_eq!(r.usage(), None);
+        let responses =
+            br#"{"type":"response.completed","response":{"usage":{"output_tokens":500,"total_tokens":500}}}"#;
+        assert_eq!(read_answer(responses).and_then(|f| f.usage()), None);
         // Hour-long writes, in `message_start`'s usage, are a share of
         // the writes: a report of more is held to them, and one inside a
         // content block or a tool's input is not read.

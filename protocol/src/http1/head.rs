@@ -427,7 +427,15 @@ impl ResponseHead {
                 None => BodyFraming::CloseDelimited,
             }
         };
-        let keep_alive = fields.keep_alive(minor_version) && framing != BodyFraming::CloseDelimited;
+        // A 204 or 304 that declares a body's framing (`Content-Length: 5`
+        // or `Transfer-Encoding`) has none to read, yet a server that wrote
+        // the header may send the bytes: left on a pooled connection, they
+        // would begin the next request's answer, another tenant's (found
+        // by a review). Such a connection is not reused.
+        let declared_body = (status == 204 || status == 304)
+            && !request_was_head
+            && (fields.transfer_encoding || fields.content_length_count > 0);
+        let keep_alive = fields.keep_alive(minor_version) && framing != BodyFraming::CloseDelimited && !declared_body;
         Ok(ResponseHead { status, reason, minor_version, headers, framing, keep_alive, buf: head })
     }
 

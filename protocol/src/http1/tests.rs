@@ -168,6 +168,11 @@ fn response_framing() {
     assert_eq!(p("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false), Ok((200, Chunked, true)));
     assert_eq!(p("HTTP/1.1 200 OK\r\n\r\n", false), Ok((200, CloseDelimited, false)));
     assert_eq!(p("HTTP/1.1 204 No Content\r\n\r\n", false), Ok((204, Empty, true)));
+    // A 204 or 304 that declares a body has none read, and its connection
+    // is not reused: the bytes it may send would begin the next answer.
+    assert_eq!(p("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false), Ok((204, Empty, false)));
+    assert_eq!(p("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", false), Ok((304, Empty, false)));
+    assert_eq!(p("HTTP/1.1 304 Not Modified\r\n\r\n", false), Ok((304, Empty, true)));
     assert_eq!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true), Ok((200, Empty, true)));
     assert_eq!(
         p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n", false),
