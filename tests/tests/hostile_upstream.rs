@@ -95,6 +95,35 @@ fn absurd_usage_numbers_are_not_believed() {
     assert_eq!(rec["tokens"]["estimated"], true, "{rec}");
 }
 
+/// A long JSON answer whose usage cannot be believed (a count written as
+/// `20000.0`) or that sends none was billed its prompt alone: its 60 KB
+/// of text went free. It is billed a token for every three bytes the
+/// client got, held to the request's output limit where it has one.
+#[test]
+fn a_json_answer_without_a_believable_usage_is_not_free() {
+    let text = "word ".repeat(12_000);
+    let with = |usage: &str| {
+        format!(
+            r#"{{"id":"x","object":"chat.completion","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}"}},"finish_reason":"stop"}}]{usage}}}"#
+        )
+    };
+    let limited = r#"{"model":"gpt-4o","max_tokens":5000,"messages":[{"role":"user","content":"hi"}]}"#;
+    for (answer, request, least, most) in [
+        (with(r#","usage":{"prompt_tokens":10,"completion_tokens":20000.0}"#), GPT4O, 20_000, 21_000),
+        (with(""), GPT4O, 20_000, 21_000),
+        (with(""), limited, 5_000, 5_000),
+    ] {
+        let logs = TempDir::new("hostile");
+        let gw = gateway(scripted_upstream(vec![json_answer(&answer)]), &logs);
+        let r = one_request(gw.addr, &chat_request(request, ""));
+        assert_eq!((r.status, r.text().len()), (200, answer.len()));
+        let rec = only_record(gw, &logs);
+        let completion = rec["tokens"]["completion"].as_u64().expect("a completion");
+        assert!((least..=most).contains(&completion), "{completion}: {rec}");
+        assert_eq!(rec["tokens"]["estimated"], true, "{rec}");
+    }
+}
+
 /// A stream whose upstream reports usage twice, the second time lowering
 /// it to 0 after hundreds of visible tokens: the largest report counts,
 /// and a completion far under what passed is replaced by the gateway's

@@ -335,7 +335,19 @@ pub async fn forward(
                 // is made up for it.
                 if front != crate::proxy::Front::CountTokens {
                     let asked = super::admit::asked_tier(routed, body);
-                    estimate_usage(&mut end, || prompt.tokens(body), asked, trace);
+                    // Embeddings answer vectors, not text: their bytes are
+                    // no output. A JSON answer's estimate is held to the
+                    // most the request could generate (its output limit,
+                    // or the gateway's, for each of its answers): bytes of
+                    // log probabilities are no tokens either.
+                    let text_json = (!routed.fields.stream && front != crate::proxy::Front::Embeddings).then(|| {
+                        let limit = match (cap, routed.fields.max_tokens) {
+                            (Some(a), Some(b)) => a.min(b),
+                            (a, b) => a.or(b).unwrap_or(u64::MAX),
+                        };
+                        limit.saturating_mul(routed.fields.choices.max(1))
+                    });
+                    estimate_usage(&mut end, || prompt.tokens(body), (asked, text_json), trace);
                 }
                 return Ok(end);
             }
@@ -434,10 +446,20 @@ fn set_aside_unbelievable(end: &mut RelayEnd, trace: &mut Trace<'_>) {
 /// completion from the deltas that passed; the record says so.
 /// A usage the gateway makes is at the tier the request asked for: a
 /// priority request cut short is billed at priority.
+///
+/// A JSON answer of text (`text_json`: the most it may hold) is not
+/// counted as it passes, as a stream's deltas are: without a usage to
+/// believe (none sent, one set aside, or one the relay could not read),
+/// its completion is a token for every three bytes the client got, up to
+/// that most, as [`crate::proxy::translate`]'s `untranslatable` bills. Keys and punctuation count too, so English
+/// prose is billed about a third over and CJK about as it is; before, such
+/// an answer was billed its prompt alone, and an upstream that sent 20K
+/// tokens with `"completion_tokens": 20000.0` (or no usage) gave them free
+/// (found by a review).
 fn estimate_usage(
     end: &mut RelayEnd,
     prompt: impl FnOnce() -> u64,
-    asked: tollgate_policy::prices::Tier,
+    (asked, text_json): (tollgate_policy::prices::Tier, Option<u64>),
     trace: &mut Trace<'_>,
 ) {
     if end.status >= 300 {
@@ -455,9 +477,10 @@ fn estimate_usage(
         // none, or none that can be believed): the prompt, counted, and
         // what was counted of the answer are billed, marked estimated.
         None => {
+            let passed = text_json.map_or(0, |most| (end.body_bytes / 3).min(most));
             end.usage = Some(crate::record::TokenUsage {
                 prompt: prompt(),
-                completion: end.completion_counted,
+                completion: end.completion_counted.max(passed),
                 tier: asked,
                 ..Default::default()
             });
@@ -746,6 +769,34 @@ mod tests {
         assert!(e.usage.is_none() && trace.usage_rejected);
     }
 
+    /// A JSON answer of text without a usage to believe bills a token for
+    /// every three bytes the client got (it was billed its prompt alone);
+    /// a stream's counted deltas, or a believed usage, stay as they are.
+    #[test]
+    fn a_json_answer_without_a_believable_usage_bills_its_bytes() {
+        let id = RequestId { epoch: 1, worker: 0, seq: 1 };
+        let standard = tollgate_policy::prices::Tier::Standard;
+        // (usage, rejected, text JSON's most, bytes, counted) -> billed completion
+        let reported = Some(TokenUsage { prompt: 10, completion: 7, ..Default::default() });
+        let any = Some(u64::MAX);
+        for (usage, rejected, text_json, bytes, counted, billed) in [
+            (None, false, any, 60_000, 0, 20_000),
+            (reported, true, any, 60_000, 0, 20_000),
+            // Held to the most the request could generate.
+            (None, false, Some(4_096), 60_000, 0, 4_096),
+            (None, false, any, 30, 40, 40),
+            (None, false, None, 60_000, 0, 0),
+            (reported, false, any, 60_000, 0, 7),
+        ] {
+            let mut e = ended(usage, counted, End::Completed);
+            (e.usage_rejected, e.body_bytes) = (rejected, bytes);
+            let mut trace = Trace::new(id);
+            set_aside_unbelievable(&mut e, &mut trace);
+            estimate_usage(&mut e, || 5, (standard, text_json), &mut trace);
+            assert_eq!(e.usage.map(|u| u.completion), Some(billed), "{usage:?} {rejected} {text_json:?} {bytes}");
+        }
+    }
+
     /// An answer read to its end after its client left is billed from the
     /// provider's final count, as a completed one is; one cut short takes
     /// the larger of the provider's partial count and the gateway's.
@@ -761,7 +812,7 @@ mod tests {
             e.read_past_client = read_whole;
             let mut trace = Trace::new(id);
             set_aside_unbelievable(&mut e, &mut trace);
-            estimate_usage(&mut e, || 5, tollgate_policy::prices::Tier::Standard, &mut trace);
+            estimate_usage(&mut e, || 5, (tollgate_policy::prices::Tier::Standard, None), &mut trace);
             let u = e.usage.expect("usage");
             assert_eq!((u.prompt, u.completion, trace.usage_estimated), (90_000, billed, estimated), "{read_whole}");
         }
