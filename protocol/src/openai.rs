@@ -1228,11 +1228,8 @@ impl Reported {
         // one missing (`"usage": null` there, then a `message_delta` with
         // output only) billed a 100K-token prompt as 0 (found by a
         // review). The gateway then bills its own counts.
-        if self.input_tokens.is_none() {
-            return None;
-        }
+        let input = self.input_tokens?;
         let (read, write) = (self.cache_read.unwrap_or(0), self.cache_write.unwrap_or(0));
-        let input = self.input_tokens.unwrap_or(0);
         // Cached tokens detailed inside `input_tokens` (Responses) are a
         // share of it, never more.
         let detailed = self.cached_tokens.unwrap_or(0).min(input);
