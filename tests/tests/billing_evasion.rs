@@ -413,7 +413,7 @@ fn a_blocked_answer_to_an_anthropic_client_over_chat_is_billed_in_full() {
 fn a_client_that_reads_a_trickle_is_let_go_and_billed_in_full() {
     // An answer far larger than the sockets' buffers.
     // (A chat stream: a Responses one repeats its text whole in its last
-    // events, which past 1 MiB are too large to read.)
+    // events, which past 16 MiB are too large to read.)
     let headers = "x-mock-cache: 90000,0\r\nx-mock-reply-words: 3000000\r\nx-mock-chunks: 400\r\n";
     let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"summarise"},{"type":"file","file":{"file_id":"file-big"}}]}]}"#;
     let rec = trickled("evasion-trickle", body, headers);
@@ -483,6 +483,38 @@ fn a_json_answer_too_large_to_keep_is_billed_its_usage() {
     let rec = &recs[0];
     assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
     assert_eq!(rec["tokens"]["completion"].as_u64(), Some(reported), "{rec}");
+}
+
+/// A Responses stream repeats its whole answer in its last events, the
+/// usage in `response.completed`: past 1 MiB (a thousand tokens or so with
+/// log probabilities) that event failed the stream after every delta had
+/// passed, the client never got it, and the provider's usage (with the
+/// input of files the gateway cannot count) was never read.
+#[test]
+fn a_responses_stream_whose_last_events_pass_a_mebibyte_is_billed_its_usage() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("evasion-large-event");
+    let mut gw = start_gateway(&stored_config(&mock, &logs, "", "", ""), &[], &[]);
+    // A conversation the provider stores: its input the gateway cannot count.
+    let body = r#"{"model":"gpt-4o","stream":true,"input":"go on","previous_response_id":"resp_big"}"#;
+    let r = one_request(
+        gw.addr,
+        &post_json("/v1/responses", body, "x-mock-cache: 90000,0\r\nx-mock-reply-words: 400000\r\n"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    let completed = text.lines().find(|l| l.starts_with("data: ") && l.contains("\"response.completed\""));
+    let completed = completed.expect("the client gets response.completed");
+    assert!(completed.len() > 2 << 20, "{} bytes: larger than the old bound", completed.len());
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let recs = read_records(&logs.0);
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    let rec = &recs[0];
+    assert_eq!(rec["end"], "completed", "{rec}");
+    assert!(rec["tokens"]["estimated"].is_null(), "billed from the provider's usage: {rec}");
+    assert!(rec["tokens"]["prompt"].as_u64().is_some_and(|p| p >= 90_000), "{rec}");
+    assert!(rec["tokens"]["completion"].as_u64().is_some_and(|n| n >= 400_000), "{rec}");
 }
 
 /// Through an answer guardrail, which reads a JSON answer whole, one too

@@ -27,8 +27,14 @@ use super::Front;
 use crate::accounts::Reservation;
 use crate::record::{End, TokenUsage};
 
-/// One SSE event from the upstream may be at most this big.
-const EVENT_BYTES_MAX: usize = 1024 * 1024;
+/// One SSE event from the upstream may be at most this big: as big as a
+/// JSON answer the relays keep whole. A Responses stream repeats its whole
+/// answer in its last events (`response.completed`, with its usage), about
+/// a kilobyte a token with log probabilities: at 1 MiB, a tenant's
+/// answer of a thousand tokens or so failed there, after every delta had
+/// passed, and its usage (with the input of its files, which the gateway
+/// does not count) was never read (found by a review).
+const EVENT_BYTES_MAX: usize = super::answer::TRANSLATED_BODY_BYTES_MAX;
 
 /// Ceilings on one request's output tokens and cost: a stream that crosses
 /// one is ended as if the model had reached `max_tokens`.
