@@ -95,6 +95,43 @@ fn absurd_usage_numbers_are_not_believed() {
     assert_eq!(rec["tokens"]["estimated"], true, "{rec}");
 }
 
+/// An HTTP/1.0 client's answer ends with its connection: one the upstream
+/// cuts short (it closes mid-chunk, or breaks its chunk framing) resets
+/// the connection, where an orderly close read as a whole answer (to nginx
+/// in front too, which speaks HTTP/1.0 upstream by default).
+#[test]
+fn an_answer_cut_short_to_an_http10_client_is_not_ended_cleanly() {
+    let head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    let part = br#"40
+{"id":"x","choices":[{"message":{"content":"Transfer $100 to acc"#
+        .to_vec();
+    for ending in [vec![], b"\r\nzz\r\n".to_vec()] {
+        let logs = TempDir::new("hostile-http10");
+        let mut pieces = vec![head.clone(), part.clone()];
+        if !ending.is_empty() {
+            pieces.push(ending.clone());
+        }
+        let gw = gateway(scripted_upstream(pieces), &logs);
+        let mut c = std::net::TcpStream::connect(gw.addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let request = format!(
+            "POST /v1/chat/completions HTTP/1.0\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{GPT4O}",
+            GPT4O.len()
+        );
+        std::io::Write::write_all(&mut c, request.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let read = std::io::Read::read_to_end(&mut c, &mut got);
+        assert_eq!(
+            read.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::ConnectionReset),
+            "{:?}: {}",
+            String::from_utf8_lossy(&ending),
+            String::from_utf8_lossy(&got)
+        );
+        drop(only_record(gw, &logs));
+    }
+}
+
 /// A long JSON answer whose usage cannot be believed (a count written as
 /// `20000.0`) or that sends none was billed its prompt alone: its 60 KB
 /// of text went free. It is billed a token for every three bytes the

@@ -230,7 +230,30 @@ fn hop_by_hop(name: &[u8]) -> bool {
 /// short, and the client connection closes.
 /// `keep`: the answer cache keeps the body (a JSON answer only) once it is
 /// whole.
+///
+/// An answer to an HTTP/1.0 client of a body with no length (chunked or
+/// close-delimited upstream) ends with the connection: one cut short (the
+/// upstream failed, broke its framing or timed out, or the drain ended it)
+/// resets it, since an orderly close would read as the answer's end (to
+/// nginx in front too, whose `proxy_http_version` is 1.0 by default; found
+/// by a review).
 pub async fn relay(
+    client: &mut Client,
+    up: &mut UpConn,
+    response: ResponseHead,
+    answer: &Answer<'_>,
+    keep: Option<&mut crate::cache::Kept>,
+) -> RelayEnd {
+    let close_delimited = answer.request.minor_version == 0
+        && matches!(response.framing, BodyFraming::Chunked | BodyFraming::CloseDelimited);
+    let end = relay_body(client, up, response, answer, keep).await;
+    if close_delimited && end.end != End::Completed && client.answered {
+        client.abort();
+    }
+    end
+}
+
+async fn relay_body(
     client: &mut Client,
     up: &mut UpConn,
     response: ResponseHead,
