@@ -285,7 +285,8 @@ pub struct RawPrice {
     pub audio_input_per_mtok: Option<Spanned<f64>>,
     pub audio_output_per_mtok: Option<Spanned<f64>>,
     /// Every rate's multiple for a request served at the provider's
-    /// priority tier (2 when absent) and its flex tier (0.5).
+    /// priority tier (2 when absent) and its flex tier (0.5 when absent
+    /// and every target is of kind `openai`, else 1).
     pub priority_factor: Option<Spanned<f64>>,
     pub flex_factor: Option<Spanned<f64>>,
     /// The rates of a request whose prompt passes `above_tokens`.

@@ -134,6 +134,40 @@ fn problems_name_line_column_and_fix() {
     assert!(problems(text)[0].starts_with("gw.toml:3:1: unknown field `bogus`"));
 }
 
+/// Flex at half is a default only where every target is OpenAI's own API:
+/// an answer's `flex` from Anthropic, Gemini or an
+/// OpenAI-compatible server (which may echo the request's tier without
+/// discounting it) is billed at the standard rates, configured or built
+/// in, unless the price sets `flex_factor`.
+#[test]
+fn flex_is_half_price_by_default_only_at_openai() {
+    let config = |kind: &str, second: &str, price: &str| {
+        format!(
+            "[[providers]]\nname = \"a\"\nkind = \"{kind}\"\nbase_url = \"https://x.example/v1\"\napi_key_env = \"SET\"\n\n[[providers]]\nname = \"o\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi_key_env = \"SET\"\n\n[[models]]\nname = \"m\"\ntargets = [{{ provider = \"o\", model = \"gpt-4o\" }}{second}]\n{price}"
+        )
+    };
+    let route = |text: &str| {
+        let c = Config::parse("gw.toml", text, &TestEnv).unwrap_or_else(|e| panic!("{e:?}"));
+        let (_, r) = c.routes.find(b"m").unwrap();
+        (
+            r.price.map(|p| p.flex_permille),
+            r.targets.iter().map(|t| t.builtin_price.map(|p| p.flex_permille)).collect::<Vec<_>>(),
+        )
+    };
+    let priced = "price = { input_per_mtok = 2.5, output_per_mtok = 10 }\n";
+    let factor = "price = { input_per_mtok = 2.5, output_per_mtok = 10, flex_factor = 0.5 }\n";
+    let other = ", { provider = \"a\", model = \"gpt-4o\" }";
+    // OpenAI alone: half.
+    assert_eq!(route(&config("openai", "", priced)), (Some(500), vec![Some(500)]));
+    for kind in ["openai-compatible", "anthropic", "gemini"] {
+        // A target elsewhere: the configured price's flex is standard, and
+        // so is that target's built-in price; OpenAI's keeps its half.
+        assert_eq!(route(&config(kind, other, priced)), (Some(0), vec![Some(500), Some(0)]), "{kind}");
+        // Unless the price says so.
+        assert_eq!(route(&config(kind, other, factor)).0, Some(500), "{kind}");
+    }
+}
+
 /// A configured price bills what it leaves out high rather than low:
 /// cached input at the input price, cache writes at 1.25 times it and
 /// hour-long ones at twice it (as Anthropic bills them, the one provider

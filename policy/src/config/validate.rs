@@ -814,7 +814,12 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
                         provider,
                         identity: Target::identity(providers[provider].name.get_ref(), &upstream_model, occurrence),
                         reasons: crate::route::reasons_unseen(m.reasoning, &upstream_model),
-                        builtin_price: crate::prices::builtin(&upstream_model),
+                        builtin_price: crate::prices::builtin(&upstream_model).map(|mut p| {
+                            if !bills_flex_at_half(providers[provider].kind.get_ref()) {
+                                p.flex_permille = 0;
+                            }
+                            p
+                        }),
                         searches: crate::prices::always_searches(&upstream_model),
                         upstream_model,
                         priority: t.priority.unwrap_or(position as u32),
@@ -831,7 +836,23 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
                 }
             }
         }
-        let price = m.price.as_ref().map(|p| price(p, report));
+        let price = m.price.as_ref().map(|p| {
+            let mut price = price(p, report);
+            // Flex at half by default only where every target is OpenAI's
+            // own API: another provider (or a proxy) that echoes a
+            // request's `service_tier` would halve the bill of a tier it
+            // does not discount (found by a review).
+            let elsewhere = m.targets.iter().any(|t| {
+                providers
+                    .iter()
+                    .find(|p| p.name.get_ref() == t.provider.get_ref())
+                    .is_some_and(|p| !bills_flex_at_half(p.kind.get_ref()))
+            });
+            if p.flex_factor.is_none() && elsewhere {
+                price.flex_permille = 0;
+            }
+            price
+        });
         routes.push(Route {
             name: name.clone(),
             targets,
@@ -853,6 +874,16 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
     Routes::new(routes)
 }
 
+/// Whether a provider of this kind bills its flex tier at half the
+/// standard rates, as OpenAI does (the mock stands for it). Anthropic,
+/// Gemini and Bedrock have no such tier, and an OpenAI-compatible server
+/// may echo a request's `service_tier` without discounting it (Groq
+/// prices its flex as on-demand): their answers' `flex` is billed at the
+/// standard rates unless a model's price sets `flex_factor`.
+fn bills_flex_at_half(kind: &str) -> bool {
+    matches!(kind, "openai" | "mock")
+}
+
 /// A model's `price`. What it leaves out is billed high rather than low,
 /// at the rates of the providers that bill it: cached input at the input
 /// price; cache writes (which Anthropic and Claude's other hosts report)
@@ -860,7 +891,8 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
 /// them; a long-context tier's the same way from its own input price;
 /// audio at the text prices (no dearer default exists to take); a request
 /// served at the provider's priority tier at twice the rates (OpenAI's
-/// are 1.7 to 2 times), at its flex tier at half. A long-context rate
+/// are 1.7 to 2 times), at its flex tier at half (where every target is
+/// OpenAI's: [`bills_flex_at_half`]). A long-context rate
 /// below the price's own is refused: providers charge long prompts more,
 /// and the ceilings take the cost to grow with the prompt.
 fn price(p: &RawPrice, report: &mut Report<'_>) -> Price {
