@@ -445,6 +445,7 @@ fn smuggling_attempts_get_their_status_and_a_closed_connection() {
         ("bad chunk size", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"), 400, "bad_chunk_size"),
         ("chunk overflow", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n"), 400, "chunk_size_overflow"),
         ("bare CR", "GET /healthz HTTP/1.1\r\nHost: gw\r\nX: a\rb\r\n\r\n".into(), 400, "bare_cr"),
+        ("bare LF", format!("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {KEY}\r\nX-A: a\nContent-Length: 5\r\n\r\nhello"), 400, "bare_lf"),
         ("NUL", "GET /healthz HTTP/1.1\r\nHost: gw\r\nX: a\0b\r\n\r\n".into(), 400, "control_byte_in_head"),
         ("obs-fold", "GET /healthz HTTP/1.1\r\nHost: gw\r\nX: a\r\n b\r\n\r\n".into(), 400, "obsolete_line_folding"),
         ("long URI", long_uri, 414, "uri_too_long"),

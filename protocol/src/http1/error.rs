@@ -20,6 +20,9 @@ pub enum RequestError {
     Syntax(&'static str),
     /// A CR not followed by LF inside the head.
     BareCr,
+    /// A LF not preceded by CR: a line end that httparse accepts, and a
+    /// proxy in front may not (it would read the lines otherwise).
+    BareLf,
     /// NUL or another control byte inside the head.
     ControlByte,
     /// A header line continued on the next line (obs-fold, RFC 9112 5.2).
@@ -66,6 +69,7 @@ impl RequestError {
             UnsupportedVersion => 505,
             Syntax(_)
             | BareCr
+            | BareLf
             | ControlByte
             | ObsFold
             | BadHost
@@ -90,6 +94,7 @@ impl RequestError {
             UriTooLong => "uri_too_long",
             Syntax(_) => "malformed_request",
             BareCr => "bare_cr",
+            BareLf => "bare_lf",
             ControlByte => "control_byte_in_head",
             ObsFold => "obsolete_line_folding",
             BadHost => "bad_host_header",
@@ -116,6 +121,7 @@ impl RequestError {
             UriTooLong => "request target exceeds the size limit",
             Syntax(why) => why,
             BareCr => "request head contains a CR not followed by LF",
+            BareLf => "request head ends a line with LF alone; end each line with CRLF",
             ControlByte => "request head contains a NUL or control byte",
             ObsFold => "request head uses obsolete line folding",
             BadHost => "HTTP/1.1 request needs exactly one Host header, holding a host and an optional port",

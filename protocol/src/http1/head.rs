@@ -303,6 +303,14 @@ impl RequestHead {
                 return Err(RequestError::Syntax(httparse_reason(e)));
             }
         }
+        // httparse takes a lone LF as a line's end (RFC 9112 2.2 allows
+        // it); a proxy in front that does not, or that folds the line into
+        // the one before, frames the connection otherwise: a head
+        // `X-A: a\nContent-Length: 5` is one header to it and two here
+        // (found by a review). Refused: a line's end is CRLF.
+        if memchr::memchr_iter(b'\n', &head).any(|i| i == 0 || head[i - 1] != b'\r') {
+            return Err(RequestError::BareLf);
+        }
         let (Some(method), Some(path), Some(minor_version)) = (req.method, req.path, req.version) else {
             return Err(RequestError::Syntax("incomplete request line"));
         };
