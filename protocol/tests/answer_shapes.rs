@@ -129,10 +129,13 @@ fn corpus() -> Vec<(&'static str, &'static str, Option<Usage>, bool)> {
             u(25, 1, 0),
             false,
         ),
+        // Alone, a `message_delta`'s output count is no bill: the input
+        // comes in `message_start`, with which a stream merges it (a
+        // report without one billed its prompt as 0).
         (
             "anthropic message_delta",
             r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#,
-            u(0, 15, 0),
+            None,
             false,
         ),
         (

@@ -243,13 +243,16 @@ fn a_reasoning_model_is_billed_its_unseen_reasoning_when_the_client_hangs_up() {
 /// that allows it) or the OpenAI project's default tier is priority: the
 /// gateway bills the tier the answer reports (gpt-4o: $2.50 in and $10
 /// out, twice that at priority, half at flex), JSON and streamed, to an
-/// OpenAI client and to an Anthropic one.
+/// OpenAI client and to an Anthropic one. Flex is half at OpenAI itself
+/// (the mock as `kind = "openai"`); from an OpenAI-compatible server,
+/// which may echo a request's tier without discounting it, it is billed
+/// at the standard rates.
 #[test]
 fn the_tier_an_answer_reports_is_billed() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("evasion-tier");
-    let mut gw =
-        start_gateway(&config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())), &[], &[]);
+    let config = config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()));
+    let mut gw = start_gateway(&config.replace("kind = \"openai-compatible\"", "kind = \"openai\""), &[], &[]);
     let json = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
     let stream = json.replace("\"messages\"", "\"stream\":true,\"messages\"");
     let cases = [("priority", 2000), ("flex", 500), ("default", 1000)];
@@ -280,6 +283,19 @@ fn the_tier_an_answer_reports_is_billed() {
         let want = (prompt * 2_500 * permille + completion * 10_000 * permille).div_ceil(1_000_000);
         assert_eq!(rec["cost_micro_usd"].as_u64(), Some(want), "{rec}");
     }
+    let logs = TempDir::new("evasion-tier-compatible");
+    let mut gw =
+        start_gateway(&config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display())), &[], &[]);
+    let r = one_request(gw.addr, &chat_request(json, "x-mock-tier: flex\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let rec = read_records(&logs.0).swap_remove(0);
+    let t = &rec["tokens"];
+    assert_eq!(t["tier"], "flex", "{rec}");
+    let (prompt, completion) = (t["prompt"].as_u64().unwrap(), t["completion"].as_u64().unwrap());
+    let standard = (prompt * 2_500 * 1000 + completion * 10_000 * 1000).div_ceil(1_000_000);
+    assert_eq!(rec["cost_micro_usd"].as_u64(), Some(standard), "billed at the standard rates: {rec}");
 }
 
 /// A spoken answer's audio costs many times its text
