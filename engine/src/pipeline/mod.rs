@@ -794,9 +794,20 @@ pub fn settle(core: &Core<'_>, trace: &crate::record::Trace<'_>) -> (u64, u64) {
     core.accounts.reloaded_since(config, |now| core.stats.count(trace, config, now, cost));
     let tokens = trace.usage.map_or(0, |u| u.prompt.saturating_add(u.completion));
     if let Some(key) = trace.key {
-        core.accounts.settle(key, config, trace.started_unix_ms / 60_000, tokens, cost);
+        let minute = settle_minute(trace.started_unix_ms, crate::unix_now().as_millis() as u64);
+        core.accounts.settle(key, config, minute, tokens, cost);
     }
     (tokens, cost)
+}
+
+/// The minute a request's tokens count in: the one it ends in, where its
+/// reservation was in the one it began in. Counted in the minute it began,
+/// a request that ran past it (a long answer, with no output limit)
+/// counted in no window still open: its tokens were dropped with that
+/// minute, and a team could pass its tokens per minute again and again
+/// (found by a review). In the same minute the two are one.
+fn settle_minute(started_unix_ms: u64, now_unix_ms: u64) -> u64 {
+    started_unix_ms.max(now_unix_ms) / 60_000
 }
 
 /// Skips a body that is already whole in the read buffer; false when some

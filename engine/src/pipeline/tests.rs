@@ -752,3 +752,20 @@ fn a_reload_keeps_an_unchanged_provider_and_replaces_one_with_new_keys() {
     let secret = |s: &CoreState| s.upstreams[1].aws.as_ref().map(|a| a.credentials.secret_access_key.clone());
     assert_eq!(secret(&rotated).as_deref(), Some("second-secret"));
 }
+
+/// A request's tokens count in the minute it ends: one that ran past the
+/// minute it began in (its reservation's) counted in a window already
+/// closed, and passed the tokens per minute unseen.
+#[test]
+fn tokens_count_in_the_minute_a_request_ends() {
+    // (began, ended) in ms since 1970 -> the minute counted
+    for (began, ended, minute) in [
+        (60_000 * 10 + 5_000, 60_000 * 10 + 59_999, 10),
+        (60_000 * 10 + 59_000, 60_000 * 11 + 30_000, 11),
+        (60_000 * 10 + 1_000, 60_000 * 14, 14),
+        // A clock stepped back meanwhile: never a minute before the start.
+        (60_000 * 10 + 1_000, 60_000 * 9, 10),
+    ] {
+        assert_eq!(super::settle_minute(began, ended), minute, "{began} {ended}");
+    }
+}
