@@ -201,6 +201,10 @@ pub enum BodyError {
     /// gateway did not route answer, outside the team's models and priced
     /// by the provider at that model's rates.
     ModelFallbacks,
+    /// `provider` (not `null`): an aggregator's choice of the hosts that
+    /// serve the model (OpenRouter's `order`, `only`, `allow_fallbacks`),
+    /// whose rates differ several-fold while the gateway bills its price.
+    ProviderRouting,
 }
 
 /// What is wrong with one element of `messages`.
@@ -256,6 +260,9 @@ impl BodyError {
             BodyError::ModelFallbacks => {
                 "`models` and `fallbacks` (a provider's own list of models to fall back to) are not accepted: another model would answer, outside this gateway's model access and prices; name one model in `model`, and the gateway's routes fall back for you"
             }
+            BodyError::ProviderRouting => {
+                "`provider` (an aggregator's choice of the hosts that serve a model, which sets what it costs) is not accepted: the host would be chosen outside this gateway's prices; leave it out, and set the provider's routing in the gateway's configuration"
+            }
             BodyError::AmbiguousKey => {
                 "request body repeats a top-level key the gateway reads (`model`, `stream`, `stream_options`, `max_tokens`, `max_completion_tokens`, `max_output_tokens`, `thinking`, `input`, `store`, `previous_response_id`), escapes one, or writes one in other letter case (`Stream`, `N`); send each key once, unescaped, in lower case"
             }
@@ -284,6 +291,7 @@ const READ_KEYS: &[&[u8]] = &[
     b"plugins",
     b"models",
     b"fallbacks",
+    b"provider",
     b"input",
     b"previous_response_id",
     b"conversation",
@@ -485,6 +493,13 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 c.value()?;
                 if &body[start..c.pos] != b"null" {
                     return Err(BodyError::ModelFallbacks);
+                }
+            }
+            b"provider" => {
+                let start = c.pos;
+                c.value()?;
+                if &body[start..c.pos] != b"null" {
+                    return Err(BodyError::ProviderRouting);
                 }
             }
             b"input" => {
@@ -2424,6 +2439,27 @@ mod tests {
         for body in [r#"{"model":"m","messages":[],"Models":["x"]}"#, r#"{"model":"m","messages":[],"FALLBACKS":[]}"#] {
             assert_eq!(scan_request(body.as_bytes()), Err(BodyError::AmbiguousKey), "{body}");
         }
+    }
+
+    /// An aggregator's choice of host (OpenRouter's `provider`: `order`,
+    /// `only`, `allow_fallbacks`) picks rates that differ several-fold
+    /// while the gateway bills its own price: refused in any spacing;
+    /// `null` asks for nothing.
+    #[test]
+    fn an_aggregators_choice_of_host_is_refused() {
+        for body in [
+            r#"{"model":"deepseek-r1","provider":{"order":["dearest-host"],"allow_fallbacks":false},"messages":[]}"#,
+            r#"{ "messages" : [ ] , "provider" : { "only" : [ "x" ] } , "model" : "m" }"#,
+            r#"{"model":"m","input":"hi","provider":"x"}"#,
+        ] {
+            assert_eq!(scan_request(body.as_bytes()), Err(BodyError::ProviderRouting), "{body}");
+        }
+        assert!(scan_request(br#"{"model":"m","messages":[],"provider":null}"#).is_ok());
+        let body = r#"{"model":"m","messages":[],"Provider":{"order":["x"]}}"#;
+        assert_eq!(scan_request(body.as_bytes()), Err(BodyError::AmbiguousKey), "{body}");
+        // Inside a message or a tool, `provider` is the tenant's text.
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"hi","provider":{"order":["x"]}}]}"#;
+        assert!(scan_request(body.as_bytes()).is_ok());
     }
 
     /// Tools the provider runs (and bills per call) are found in each API's
