@@ -18,14 +18,16 @@ fn wait_for_merged_spend(gw: &Proc) {
 #[test]
 fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
     let mock = start_mock(&[]);
-    // $1,000 per million tokens: one small request costs about $0.02, over
-    // the team's daily $0.01.
+    // $1,000 per million tokens: one small request that reasons 2,500
+    // tokens costs about $2.5, over the team's daily $2 (a small prompt,
+    // not priced before it is sent so far from the limit).
     let config = priced(config_for(mock.addr, 2, "")).replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.01 }",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 2.0 }",
     ) + &probe_key("budget = { daily_usd = 0.0 }");
     let gw = start_gateway(&config, &[], &[]);
-    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200, "under budget at first");
+    let first = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 2500\r\n"));
+    assert_eq!(first.status, 200, "under budget at first");
     // The spend reaches every worker (one merge interval, then each
     // worker's poll): each refuses the probe key for the team's budget.
     wait_every_worker(
@@ -41,8 +43,8 @@ fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
         assert_eq!(r.status, 429, "{}", r.text());
         assert_eq!(r.error_code(), "budget_exceeded");
         let message = r.json()["error"]["message"].as_str().unwrap().to_string();
-        assert!(message.starts_with("team \"e2e\" has reached its daily budget: spent $0.0"), "{message}");
-        assert!(message.contains("limit $0.01; it resets at ") && message.ends_with(" 00:00 UTC"), "{message}");
+        assert!(message.starts_with("team \"e2e\" has reached its daily budget: spent $2."), "{message}");
+        assert!(message.contains("limit $2.00; it resets at ") && message.ends_with(" 00:00 UTC"), "{message}");
     }
     // The model list needs no budget.
     assert_eq!(one_request(gw.addr, &get("/v1/models")).status, 200);
@@ -55,10 +57,10 @@ fn a_refusal_for_budget_is_recorded() {
     let logs = TempDir::new("budget-records");
     let config = priced(config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))).replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.01 }",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 2.0 }",
     );
     let mut gw = start_gateway(&config, &[], &[]);
-    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 2500\r\n")).status, 200);
     wait_for_merged_spend(&gw);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 429);
     gw.signal(libc::SIGTERM);
@@ -125,10 +127,10 @@ fn spend_survives_a_restart_through_the_ledger() {
     let ledger = dir.0.join("ledger.jsonl");
     let config = priced(config_for(mock.addr, 1, &format!("ledger_file = \"{}\"", ledger.display()))).replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { monthly_usd = 0.01 }",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { monthly_usd = 2.0 }",
     );
     let mut gw = start_gateway(&config, &[], &[]);
-    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 2500\r\n")).status, 200);
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
     assert!(std::fs::read_to_string(&ledger).unwrap().contains("\"n\":\"e2e\""));
@@ -211,12 +213,12 @@ fn a_soft_threshold_passed_is_posted_to_the_webhook_and_counted() {
     let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hook_addr = hook.local_addr().unwrap();
     let mock = start_mock(&[]);
-    // One small request costs about $0.02 of a $1 daily budget whose soft
-    // threshold is 1%.
+    // One small request costs about $0.02 of a $20 daily budget whose
+    // soft threshold is 0.1%.
     let config = priced(config_for(mock.addr, 1, ""))
         .replace(
             "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-            &format!("[alerts]\nwebhook_url = \"http://{hook_addr}/hooks/budget\"\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = {{ daily_usd = 1.0, soft_threshold = 0.01 }}"),
+            &format!("[alerts]\nwebhook_url = \"http://{hook_addr}/hooks/budget\"\n\n[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = {{ daily_usd = 20.0, soft_threshold = 0.001 }}"),
         );
     let gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
@@ -239,7 +241,7 @@ fn a_soft_threshold_passed_is_posted_to_the_webhook_and_counted() {
     let body: serde_json::Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(body["event"], "budget.soft_threshold");
     assert_eq!(body["owner"], "team \"e2e\"");
-    assert_eq!(body["daily_limit_micro_usd"], 1_000_000);
+    assert_eq!(body["daily_limit_micro_usd"], 20_000_000);
     assert!(body["spent_today_micro_usd"].as_u64().unwrap() >= 10_000);
 
     let mut metrics = String::new();
@@ -330,14 +332,14 @@ fn a_stream_that_crosses_tokens_per_minute_is_the_one_that_stops() {
 #[test]
 fn near_its_limit_a_request_that_would_cross_it_is_refused_before_sending() {
     let mock = start_mock(&[]);
-    // $1,000 per million tokens: the first small request costs about
-    // $0.035 of a $0.038 daily budget.
+    // $1,000 per million tokens: the first small request, reasoning 1,900
+    // tokens, costs about $1.94 of a $2 daily budget.
     let config = priced(config_for(mock.addr, 1, "")).replace(
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.038 }",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 2.0 }",
     );
     let gw = start_gateway(&config, &[], &[]);
-    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200);
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 1900\r\n")).status, 200);
     wait_for_merged_spend(&gw);
     let r = one_request(gw.addr, &chat_request(SMALL_CHAT, ""));
     assert_eq!(r.status, 429, "{}", r.text());
@@ -514,6 +516,29 @@ fn a_huge_prompt_does_not_stall_other_tenants() {
     for _ in 0..2 {
         assert_eq!(done_rx.recv_timeout(Duration::from_secs(60)).expect("answered"), 429);
     }
+}
+
+/// A request large beside what its budget has left is priced before it is
+/// sent wherever the budget stands: with $100 left of $100, a prompt of
+/// 120,000 tokens ($1,000 a million: $120) is refused, where only a
+/// budget under a tenth left priced one, and it passed the budget by a
+/// fifth (twenty in flight, by twenty-four times). A small request is not
+/// priced.
+#[test]
+fn a_request_large_beside_what_is_left_is_priced_wherever_the_budget_stands() {
+    let mock = start_mock(&[]);
+    let config = priced(config_for(mock.addr, 1, "")).replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 100.0 }",
+    );
+    let gw = start_gateway(&config, &[], &[]);
+    let big =
+        format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#, "word ".repeat(120_000));
+    let r = one_request(gw.addr, &chat_request(&big, ""));
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.error_code(), "budget_exceeded");
+    assert_eq!(metric(&gw, SPENT_TODAY).unwrap_or(0.0), 0.0, "nothing sent, nothing spent");
+    assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200, "a small one goes");
 }
 
 /// A request admitted near the end of a budget (a tenth left, its

@@ -197,7 +197,15 @@ pub fn estimate_bound(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
 /// provider's cache, whatever the body marks: a request within a limit so
 /// is within it at any rate, and its body need not be searched.
 fn estimate_bound_dearest(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
-    cost_at_rates(ex, core, prompt_bound(ex), |_| true)
+    cost_at_rates(ex, (prompt_bound(ex), output_reserve(ex, core)), |_| true)
+}
+
+/// The most the request's prompt alone can cost ([`prompt_bound`], every
+/// token at the dearest rate it may be billed, at the dearest target):
+/// what a tenant sends without limit, where the output has its own
+/// (`max_tokens`, the ceilings). Nothing is counted.
+fn prompt_bound_dearest(ex: &Exchange<'_>) -> Option<MicroUsd> {
+    cost_at_rates(ex, (prompt_bound(ex), 0), |_| true)
 }
 
 /// `prompt` tokens plus the request's output reserve, at the price of the
@@ -211,7 +219,8 @@ fn estimate_bound_dearest(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd
 /// first target held nothing for the priced one behind it).
 fn cost_with(ex: &Exchange<'_>, core: &Core<'_>, prompt: u64) -> Option<MicroUsd> {
     let providers = &core.state.config.providers;
-    cost_at_rates(ex, core, prompt, |t| may_write_cache(providers.get(t.provider), &ex.prompt, &ex.body))
+    let may_write = |t: &tollgate_policy::Target| may_write_cache(providers.get(t.provider), &ex.prompt, &ex.body);
+    cost_at_rates(ex, (prompt, output_reserve(ex, core)), may_write)
 }
 
 /// [`cost_with`], `may_write_cache` saying whether the request may be
@@ -219,12 +228,11 @@ fn cost_with(ex: &Exchange<'_>, core: &Core<'_>, prompt: u64) -> Option<MicroUsd
 /// input).
 fn cost_at_rates(
     ex: &Exchange<'_>,
-    core: &Core<'_>,
-    prompt: u64,
+    (prompt, completion): (u64, u64),
     may_write_cache: impl Fn(&tollgate_policy::Target) -> bool,
 ) -> Option<MicroUsd> {
     let routed = ex.routed.as_ref()?;
-    let (tier, completion) = (asked_tier(routed, &ex.body), output_reserve(ex, core));
+    let tier = asked_tier(routed, &ex.body);
     let usage = crate::record::TokenUsage { prompt, completion, ..Default::default() };
     routed
         .route
@@ -271,7 +279,7 @@ pub fn may_write_cache(
 }
 
 /// The budget phase again, once the request is routed, and only when a
-/// budget is nearly spent (under a tenth left): the request's estimated
+/// budget is nearly spent for it ([`nearly_spent`]): the request's estimated
 /// cost must fit, so that a request that would cross a hard limit is
 /// refused before it is sent rather than billed past it. The estimate is
 /// then held as spend on this core until the request ends, so that
@@ -288,7 +296,7 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     let team = core.state.config.teams.get(key.team);
     let owners = owners_of(core, key);
     let (team_spend, key_spend) = (a.spend(owners[0], now), a.spend(owners[1], now));
-    if !nearly_spent(core, key, now) {
+    if !nearly_spent(ex, core, key, now) {
         return Ok(());
     }
     let Some(estimate) = estimate(ex, core) else { return Ok(()) };
@@ -302,14 +310,27 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     Ok(())
 }
 
-/// Whether the key's or its team's budget is nearly spent (under a tenth
-/// left of a day's or a month's limit): [`affordable`] then checks the
-/// request's estimate.
-fn nearly_spent(core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) -> bool {
+/// Whether the key's or its team's budget is nearly spent for this request
+/// (of a day's or a month's limit, under a tenth left, or less left than
+/// ten times what its prompt can cost: [`prompt_bound_dearest`], nothing
+/// counted): [`affordable`] then checks the request's estimate and holds
+/// it. Only the first, and a prompt of 4 MB (a million tokens, $2) passed
+/// a $1 budget untouched by twice, and twenty such in flight by forty
+/// times (found by a review): a prompt large beside what is left is priced
+/// and held wherever the budget stands. The output is left to its own
+/// limits (`max_tokens`, `request_output_tokens`, `request_usd`).
+fn nearly_spent(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) -> bool {
+    // Asked for only where a budget has a limit: the bound prices the
+    // request, which the unlimited skip.
+    let bound = std::cell::OnceCell::new();
+    let bound = || *bound.get_or_init(|| prompt_bound_dearest(ex));
     let nearly = |budget: &Budget, spend: tollgate_policy::budget::Spend| {
-        [(budget.daily, spend.day), (budget.monthly, spend.month)]
-            .iter()
-            .any(|&(limit, spent)| limit.is_some_and(|l| l.saturating_sub(spent).saturating_mul(10) < l))
+        [(budget.daily, spend.day), (budget.monthly, spend.month)].iter().any(|&(limit, spent)| {
+            limit.is_some_and(|l| {
+                let left = l.saturating_sub(spent);
+                left.saturating_mul(10) < l || bound().is_some_and(|b| b.saturating_mul(10) > left)
+            })
+        })
     };
     let a = core.accounts;
     let team = core.state.config.teams.get(key.team);
@@ -333,7 +354,7 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     let team = core.state.config.teams.get(key.team);
     let priced =
         ex.routed.as_ref().is_some_and(|r| r.route.targets.iter().any(|t| r.route.price_of(Some(t)).is_some()));
-    let for_budget = priced && nearly_spent(core, key, crate::unix_now().as_secs());
+    let for_budget = priced && nearly_spent(ex, core, key, crate::unix_now().as_secs());
     let tpm = team.and_then(|t| t.rate_limit.tokens_per_minute).is_some() || key.rate_limit.tokens_per_minute.is_some();
     let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex, core)));
     // A request whose cost ceiling its prompt's bound and its reserve could
