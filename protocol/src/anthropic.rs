@@ -421,6 +421,11 @@ pub struct Usage {
     pub unreadable: bool,
     /// `usage.service_tier`: the dearest reported.
     pub tier: crate::openai::Tier,
+    /// `input_tokens` was reported (a whole number). Without it the counts
+    /// are no bill: Anthropic always gives it (in `message_start`), and
+    /// one missing (`"usage": null` there, then a `message_delta` with
+    /// output only, or an answer with no usage) billed the prompt as 0.
+    pub input_reported: bool,
 }
 
 impl Usage {
@@ -451,6 +456,7 @@ impl Usage {
             }
         }
         into.unreadable |= unreadable;
+        into.input_reported |= u.get("input_tokens").and_then(|v| v.as_u64()).is_some();
         if let Some(t) = u.get("service_tier").and_then(|t| t.as_str()) {
             into.tier = into.tier.max(crate::openai::Tier::of(t.as_bytes()));
         }

@@ -506,6 +506,51 @@ fn an_answer_the_translation_cannot_read_is_billed_its_output() {
     assert_eq!(rec["end"], "upstream_failed", "{rec}");
 }
 
+/// An Anthropic answer without its input count, through the translation
+/// to OpenAI's API: `message_start` with `"usage": null` then a
+/// `message_delta` with output only, or a whole message with no usage at
+/// all, read as a prompt of 0 (and no output, for the message). The
+/// gateway's own counts are billed instead, said to be estimated.
+#[test]
+fn an_anthropic_answer_without_its_input_count_is_not_billed_a_prompt_of_0() {
+    let text = "All work and no play makes Jack a dull boy. ".repeat(200);
+    let message = format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{{"type":"text","text":"{text}"}}],"stop_reason":"end_turn"}}"#
+    );
+    let mut events = String::from(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":null}}\n\n",
+    );
+    events.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+    for _ in 0..50 {
+        events.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a dull boy \"}}\n\n");
+    }
+    events.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+    events.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":150}}\n\n");
+    events.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    let stream = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{events}",
+        events.len()
+    );
+    let prompt =
+        format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "tell me more ".repeat(100));
+    let streamed = prompt.replace("\"messages\"", "\"stream\":true,\"messages\"");
+    for (answer, request, least_out) in [(json_answer(&message), &prompt, 2_000), (stream.into_bytes(), &streamed, 150)]
+    {
+        let logs = TempDir::new("hostile");
+        let config =
+            config_for(scripted_upstream(vec![answer]), 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
+                .replace("kind = \"openai-compatible\"", "kind = \"anthropic\"");
+        let gw = start_gateway(&config, &[], &[]);
+        let r = one_request(gw.addr, &chat_request(request, ""));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let rec = only_record(gw, &logs);
+        let t = &rec["tokens"];
+        assert!(t["prompt"].as_u64().is_some_and(|p| p >= 200), "the gateway's count of the prompt: {rec}");
+        assert!(t["completion"].as_u64().is_some_and(|c| c >= least_out), "{rec}");
+        assert_eq!(t["estimated"], true, "{rec}");
+    }
+}
+
 /// An upstream that says `100 Continue` to a request on a pooled
 /// connection and then closes it has the request: it is not sent again on
 /// a fresh connection (as a request on a connection that was already

@@ -54,6 +54,13 @@ pub fn anthropic_usage(u: anthropic::Usage) -> Usage {
     if u.unreadable || [u.input, u.output, u.cache_read, u.cache_write].iter().any(|&n| n > max) {
         return Err(Rejected);
     }
+    // No input count, no bill: the gateway's own counts are billed
+    // (`forward::estimate_usage`), not a prompt of 0 (found by a review,
+    // through the translation: `message_start` with `"usage": null`, or
+    // an answer with no usage at all, which read as 0 and 0).
+    if !u.input_reported {
+        return Ok(None);
+    }
     Ok(Some(TokenUsage {
         prompt: u.input.saturating_add(u.cache_read).saturating_add(u.cache_write),
         completion: u.output,

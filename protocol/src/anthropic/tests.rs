@@ -127,7 +127,7 @@ fn response_text_and_tool_use() {
     .unwrap();
     let mut out = BytesMut::new();
     let (usage, finish) = response_to_openai(&mut body, 1_700_000_000, &mut out).unwrap();
-    assert_eq!(usage, Usage { input: 20, output: 7, cache_read: 5, ..Usage::default() });
+    assert_eq!(usage, Usage { input: 20, output: 7, cache_read: 5, input_reported: true, ..Usage::default() });
     assert_eq!(finish, "tool_calls");
     let o: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(
