@@ -145,10 +145,16 @@ fn a_json_answer_without_a_believable_usage_is_not_free() {
         )
     };
     let limited = r#"{"model":"gpt-4o","max_tokens":5000,"messages":[{"role":"user","content":"hi"}]}"#;
+    // A stream asked for, a JSON answer given: counted by its bytes too.
+    let streamed = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let (rejected, bare) = (with(r#","usage":{"prompt_tokens":10,"completion_tokens":20000.0}"#), with(""));
+    // The body's bytes, not the head's.
+    let (thirds, bare_thirds) = (rejected.len() as u64 / 3, bare.len() as u64 / 3);
     for (answer, request, least, most) in [
-        (with(r#","usage":{"prompt_tokens":10,"completion_tokens":20000.0}"#), GPT4O, 20_000, 21_000),
-        (with(""), GPT4O, 20_000, 21_000),
-        (with(""), limited, 5_000, 5_000),
+        (rejected.clone(), GPT4O, thirds, thirds),
+        (bare.clone(), GPT4O, bare_thirds, bare_thirds),
+        (bare.clone(), streamed, bare_thirds, bare_thirds),
+        (bare.clone(), limited, 5_000, 5_000),
     ] {
         let logs = TempDir::new("hostile");
         let gw = gateway(scripted_upstream(vec![json_answer(&answer)]), &logs);

@@ -335,12 +335,13 @@ pub async fn forward(
                 // is made up for it.
                 if front != crate::proxy::Front::CountTokens {
                     let asked = super::admit::asked_tier(routed, body);
-                    // Embeddings answer vectors, not text: their bytes are
-                    // no output. A JSON answer's estimate is held to the
+                    // Told by the answer, not the request: a stream asked
+                    // for may come back JSON. Embeddings answer vectors,
+                    // not text: their bytes are no output. A JSON answer's estimate is held to the
                     // most the request could generate (its output limit,
                     // or the gateway's, for each of its answers): bytes of
                     // log probabilities are no tokens either.
-                    let text_json = (!routed.fields.stream && front != crate::proxy::Front::Embeddings).then(|| {
+                    let text_json = (end.json_answer && front != crate::proxy::Front::Embeddings).then(|| {
                         let limit = match (cap, routed.fields.max_tokens) {
                             (Some(a), Some(b)) => a.min(b),
                             (a, b) => a.or(b).unwrap_or(u64::MAX),
@@ -450,9 +451,10 @@ fn set_aside_unbelievable(end: &mut RelayEnd, trace: &mut Trace<'_>) {
 /// A JSON answer of text (`text_json`: the most it may hold) is not
 /// counted as it passes, as a stream's deltas are: without a usage to
 /// believe (none sent, one set aside, or one the relay could not read),
-/// its completion is a token for every three bytes the client got, up to
-/// that most, as [`crate::proxy::translate`]'s `untranslatable` bills. Keys and punctuation count too, so English
-/// prose is billed about a third over and CJK about as it is; before, such
+/// its completion is a token for every three body bytes the client got,
+/// up to that most, as [`crate::proxy::translate`]'s `untranslatable`
+/// bills. Keys and punctuation count too, so English prose is billed
+/// about a third over and CJK about as it is; before, such
 /// an answer was billed its prompt alone, and an upstream that sent 20K
 /// tokens with `"completion_tokens": 20000.0` (or no usage) gave them free
 /// (found by a review).

@@ -113,6 +113,11 @@ pub struct RelayEnd {
     pub client_reusable: bool,
     /// Body bytes written to the client.
     pub body_bytes: u64,
+    /// The answer was JSON (`application/json`): a JSON answer is not
+    /// counted as it passes, as a stream's deltas are
+    /// (`forward::estimate_usage` bills its bytes when its usage cannot
+    /// be believed).
+    pub json_answer: bool,
     /// How the answer ended.
     pub end: End,
     /// Tokens, when the answer carried a `usage` object.
@@ -144,6 +149,7 @@ impl RelayEnd {
             upstream_reusable: false,
             client_reusable: false,
             body_bytes: 0,
+            json_answer: false,
             end: End::UpstreamFailed,
             usage: None,
             finish: Default::default(),
@@ -319,8 +325,12 @@ async fn relay_body(
     }
     s.extend_from_slice(b"\r\n");
     client.out.push(s.split().freeze());
+    // The head is no body byte (`RelayEnd::body_bytes`; it was counted as
+    // one, and billed, a token for every three, in an answer without usage).
+    let mut head_left = client.out.len() as u64;
 
     let mut end = RelayEnd::new(response.status);
+    end.json_answer = json;
     // The answer's data is kept as it passes (slices of the buffers it was
     // read into, no copy) and read whole at its end: usage split across
     // reads, or cut by chunk-size lines, is still read.
@@ -381,7 +391,10 @@ async fn relay_body(
             gone = true;
             client.out.clear();
         } else {
-            end.body_bytes += client.out.len() as u64;
+            let n = client.out.len() as u64;
+            let head = head_left.min(n);
+            head_left -= head;
+            end.body_bytes += n - head;
         }
         if !client.out.is_empty() {
             if client.write_relayed(deadline, &mut stalled).await.is_err() {

@@ -507,6 +507,7 @@ pub async fn relay_translated(
     end.upstream_reusable = upstream_reusable;
     end.client_reusable = sent && !close;
     end.body_bytes = body_bytes;
+    end.json_answer = true;
     match usage {
         Ok(u) => end.usage = u,
         Err(_) => end.usage_rejected = true,
