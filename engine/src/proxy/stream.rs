@@ -27,14 +27,20 @@ use super::Front;
 use crate::accounts::Reservation;
 use crate::record::{End, TokenUsage};
 
-/// One SSE event from the upstream may be at most this big: as big as a
-/// JSON answer the relays keep whole. A Responses stream repeats its whole
-/// answer in its last events (`response.completed`, with its usage), about
-/// a kilobyte a token with log probabilities: at 1 MiB, a tenant's
-/// answer of a thousand tokens or so failed there, after every delta had
-/// passed, and its usage (with the input of its files, which the gateway
-/// does not count) was never read (found by a review).
-const EVENT_BYTES_MAX: usize = super::answer::TRANSLATED_BODY_BYTES_MAX;
+/// One SSE event from the upstream may be at most this big: a chat
+/// chunk, an Anthropic or Gemini event carries a delta.
+const EVENT_BYTES_MAX: usize = 1024 * 1024;
+
+/// One event of an upstream that speaks the Responses API may be as big as
+/// a JSON answer the relays keep whole. Its stream repeats the whole answer
+/// in its last events (`response.completed`, with its usage), about a
+/// kilobyte a token with log probabilities: at 1 MiB, a tenant's answer of
+/// a thousand tokens or so failed there, after every delta had passed, and
+/// its usage (with the input of its files, which the gateway does not
+/// count) was never read (found by a review). Only there: such an event
+/// is held in several buffers at once (the parser's, the guard's, the
+/// client's: up to six copies, by a review's count, not measured).
+const RESPONSES_EVENT_BYTES_MAX: usize = super::answer::TRANSLATED_BODY_BYTES_MAX;
 
 /// Ceilings on one request's output tokens and cost: a stream that crosses
 /// one is ended as if the model had reached `max_tokens`.
@@ -562,12 +568,13 @@ const SAID_BYTES_MAX: usize = 1 << 20;
 
 impl<'a, 'g> StreamRelay<'a, 'g> {
     pub fn new(translator: Stream, stages: StreamStages<'a, 'g>, route: RouteLabel<'a>) -> StreamRelay<'a, 'g> {
+        let responses = translator.responses();
         StreamRelay {
-            responses: translator.responses(),
+            responses,
             strings: Default::default(),
             translator,
             stages,
-            parser: SseParser::new(EVENT_BYTES_MAX),
+            parser: SseParser::new(if responses { RESPONSES_EVENT_BYTES_MAX } else { EVENT_BYTES_MAX }),
             passed: Vec::new(),
             encoding: Encoding::for_model(route.model.as_bytes()),
             route,
