@@ -311,19 +311,23 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
 }
 
 /// Whether the key's or its team's budget is nearly spent for this request
-/// (of a day's or a month's limit, under a tenth left, or less left than
-/// ten times what its prompt can cost: [`prompt_bound_dearest`], nothing
-/// counted): [`affordable`] then checks the request's estimate and holds
-/// it. Only the first, and a prompt of 4 MB (a million tokens, $2) passed
-/// a $1 budget untouched by twice, and twenty such in flight by forty
-/// times (found by a review): a prompt large beside what is left is priced
-/// and held wherever the budget stands. The output is left to its own
-/// limits (`max_tokens`, `request_output_tokens`, `request_usd`).
+/// (of a day's or a month's limit, under a tenth left, or, for a prompt
+/// larger than one counting step, less left than ten times what it can
+/// cost: [`prompt_bound_dearest`], nothing counted): [`affordable`] then
+/// checks the request's estimate and holds it. Only the first, and a
+/// prompt of 4 MB (a million tokens, $2) passed a $1 budget untouched by
+/// twice, and twenty such in flight by forty times (found by a review): a
+/// large prompt is priced and held wherever the budget stands. A smaller
+/// one is left to the bound of requests in flight (its bytes as tokens
+/// are a bound far over its count, which would price every small request
+/// of a small budget), and the output to its own limits (`max_tokens`,
+/// `request_output_tokens`, `request_usd`).
 fn nearly_spent(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) -> bool {
     // Asked for only where a budget has a limit: the bound prices the
     // request, which the unlimited skip.
+    let large = ex.body.len() > tollgate_protocol::tokens::STEP_BYTES;
     let bound = std::cell::OnceCell::new();
-    let bound = || *bound.get_or_init(|| prompt_bound_dearest(ex));
+    let bound = || *bound.get_or_init(|| if large { prompt_bound_dearest(ex) } else { None });
     let nearly = |budget: &Budget, spend: tollgate_policy::budget::Spend| {
         [(budget.daily, spend.day), (budget.monthly, spend.month)].iter().any(|&(limit, spent)| {
             limit.is_some_and(|l| {
