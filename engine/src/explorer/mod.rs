@@ -181,6 +181,10 @@ fn within(teams: &[String]) -> String {
     }
 }
 
+/// 2106-01-01 00:00 UTC, the first day ClickHouse's `Date` cannot hold
+/// (18.16 reads it, and every later one, as 0000-00-00), in Unix ms.
+const DATE_END_MS: u64 = 49_673 * 86_400_000;
+
 /// The `WHERE` of a query within a viewer's teams (`None`: every team),
 /// and, for a page, from `window_from` (Unix ms) on.
 fn filter(q: &Query, scope: Option<&[String]>, window_from: Option<u64>) -> String {
@@ -192,11 +196,16 @@ fn filter(q: &Query, scope: Option<&[String]>, window_from: Option<u64>) -> Stri
     // Each `ts` bound has its day beside it, so that ClickHouse skips the
     // days' partitions outside it.
     let day = |ms: u64| literal(&tollgate_policy::calendar::utc_date(ms / 1000));
+    // A day past ClickHouse's `Date` (2105 is its last year) reads as
+    // 0000-00-00 there: an upper bound on it matched no row, and an export
+    // `until=9999999999999` ("no end", as scripts write it) came back empty
+    // and whole (found by a review). Such a bound bounds no day.
+    let day_upto = |ms: u64| if ms < DATE_END_MS { format!("date <= {} AND ", day(ms)) } else { String::new() };
     if let Some(s) = q.since_ms {
         conditions.push(format!("date >= {} AND ts >= {s}", day(s)));
     }
     if let Some(u) = q.until_ms {
-        conditions.push(format!("date <= {} AND ts < {u}", day(u)));
+        conditions.push(format!("{}ts < {u}", day_upto(u)));
     }
     for (column, value) in &q.text {
         conditions.push(format!("{column} = {}", literal(value)));
@@ -217,7 +226,7 @@ fn filter(q: &Query, scope: Option<&[String]>, window_from: Option<u64>) -> Stri
         conditions.push(format!("cost_micro_usd >= {c}"));
     }
     if let Some((ts, id)) = &q.before {
-        conditions.push(format!("date <= {} AND (ts < {ts} OR (ts = {ts} AND id < {}))", day(*ts), literal(id)));
+        conditions.push(format!("{}(ts < {ts} OR (ts = {ts} AND id < {}))", day_upto(*ts), literal(id)));
     }
     if let Some(at) = q.at_ms {
         conditions.push(format!("date = {} AND ts = {at}", day(at)));
@@ -567,6 +576,12 @@ mod tests {
             assert!(q(bad).is_err(), "{bad:?}");
         }
         assert_eq!(q(&[("limit", "999999")]).unwrap().limit, PAGE_MAX);
+        // An upper bound past ClickHouse's last day bounds no day (it read
+        // as 0000-00-00, and matched nothing); one before it keeps its day.
+        let forever = sql(&q(&[("until", "9999999999999")]).unwrap(), None, "d", "t", None);
+        assert!(forever.contains("ts < 9999999999999") && !forever.contains("date <="), "{forever}");
+        let last = sql(&q(&[("until", "4291747199999")]).unwrap(), None, "d", "t", None);
+        assert!(last.contains("date <= '2105-12-31' AND ts < 4291747199999"), "{last}");
         let page = q(&[("before", "1795400000000:tg-1-0-7")]).unwrap();
         assert!(sql(&page, None, "d", "t", None)
             .contains("(ts < 1795400000000 OR (ts = 1795400000000 AND id < 'tg-1-0-7'))"));
