@@ -527,18 +527,64 @@ fn respond_as_with(
     headers: &str,
     body: &str,
 ) -> std::io::Result<()> {
-    write!(
-        stream,
-        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\n{headers}connection: close\r\n\r\n{body}",
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\n{headers}connection: close\r\n\r\n",
         reason(status),
         body.len()
-    )?;
-    stream.flush()
+    );
+    let by = std::time::Instant::now() + answer_time(head.len() + body.len());
+    write_by(stream, head.as_bytes(), by)?;
+    write_by(stream, body.as_bytes(), by)
+}
+
+/// The time an answer of `bytes` may take to reach its client: 30 s, and
+/// a second more a MiB. Each write's own timeout (`ADMIN_READ`) let a
+/// client that reads a few kilobytes every few seconds hold its connection
+/// and a 64 MiB export for as long as it liked, and four addresses hold
+/// every admin connection, `/metrics` and reloads locked out (found by a
+/// review).
+fn answer_time(bytes: usize) -> Duration {
+    Duration::from_secs(30) + Duration::from_secs((bytes >> 20) as u64)
+}
+
+/// Writes `bytes` in pieces, each with the time left until `by`; a
+/// `TimedOut` error once it has passed.
+fn write_by(stream: &mut TcpStream, mut bytes: &[u8], by: std::time::Instant) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let left = by.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client reads too slowly"));
+        }
+        stream.set_write_timeout(Some(left.min(ADMIN_READ)))?;
+        let n = stream.write(&bytes[..bytes.len().min(64 * 1024)])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        bytes = &bytes[n..];
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An answer to a client that reads nothing (or a trickle) ends at its
+    /// time, not one write timeout after its last progress.
+    #[test]
+    fn an_answer_to_a_client_that_does_not_read_ends_at_its_time() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let body = vec![b'x'; 32 << 20];
+        let started = std::time::Instant::now();
+        let by = started + Duration::from_millis(300);
+        let e = write_by(&mut server, &body, by).expect_err("not all written");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < ADMIN_READ, "{:?}", started.elapsed());
+        drop(peer);
+        assert_eq!(answer_time(64 << 20), Duration::from_secs(94));
+    }
 
     #[test]
     fn hosts_and_origins() {
