@@ -556,7 +556,14 @@ fn write_by(stream: &mut TcpStream, mut bytes: &[u8], by: std::time::Instant) ->
             return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client reads too slowly"));
         }
         stream.set_write_timeout(Some(left.min(ADMIN_READ)))?;
-        let n = stream.write(&bytes[..bytes.len().min(64 * 1024)])?;
+        // A write that timed out having sent nothing is `WouldBlock` on
+        // Linux (EAGAIN): the same end as the time passed.
+        let n = match stream.write(&bytes[..bytes.len().min(64 * 1024)]) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client reads too slowly"))
+            }
+            n => n?,
+        };
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }

@@ -519,11 +519,11 @@ fn a_huge_prompt_does_not_stall_other_tenants() {
 }
 
 /// A request large beside what its budget has left is priced before it is
-/// sent wherever the budget stands: with $100 left of $100, a prompt of
+/// sent wherever the budget stands: with $58 left of $100, a prompt of
 /// 120,000 tokens ($1,000 a million: $120) is refused, where only a
-/// budget under a tenth left priced one, and it passed the budget by a
-/// fifth (twenty in flight, by twenty-four times). A small request is not
-/// priced.
+/// budget under a tenth left priced one, and it passed the budget (twenty
+/// in flight, by forty times). One that fits goes with no output limit
+/// added; a small request is not priced.
 #[test]
 fn a_request_large_beside_what_is_left_is_priced_wherever_the_budget_stands() {
     let mock = start_mock(&[]);
@@ -532,12 +532,24 @@ fn a_request_large_beside_what_is_left_is_priced_wherever_the_budget_stands() {
         "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 100.0 }",
     );
     let gw = start_gateway(&config, &[], &[]);
-    let big =
-        format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#, "word ".repeat(120_000));
+    let prompt = |words: usize| {
+        format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#, "word ".repeat(words))
+    };
+    // 40,000 words (about $50 as the mock counts them) fit: priced and
+    // admitted, and its answer is not held to the output reserve, as one
+    // near the budget's end is.
+    let r = one_request(gw.addr, &chat_request(&prompt(40_000), "x-mock-reasoning: 2000\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop", "{answer}");
+    assert!(answer["usage"]["completion_tokens"].as_u64().is_some_and(|c| c >= 2000), "{answer}");
+    wait_for_merged_spend(&gw);
+    let big = prompt(120_000);
     let r = one_request(gw.addr, &chat_request(&big, ""));
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(r.error_code(), "budget_exceeded");
-    assert_eq!(metric(&gw, SPENT_TODAY).unwrap_or(0.0), 0.0, "nothing sent, nothing spent");
+    let spent = metric(&gw, SPENT_TODAY).unwrap_or(0.0);
+    assert!((40.0..60.0).contains(&spent), "the first one's ${spent}, nothing of the refused one");
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "")).status, 200, "a small one goes");
 }
 

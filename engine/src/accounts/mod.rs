@@ -285,11 +285,11 @@ impl Accounts {
         }
     }
 
-    /// Counts a finished request's tokens (against the minute it started
-    /// in) and its cost, for its team and key. `config` is the one the
+    /// Counts a finished request's tokens (against `minute`, the one it
+    /// ended in: `crate::pipeline::settle`) and its cost, for its team and key. `config` is the one the
     /// request ran under: when a reload has replaced it since, the owners
     /// are found by name in the current one.
-    pub fn settle(&self, key: &VirtualKey, config: &Arc<Config>, started_minute: u64, tokens: u64, cost: u64) {
+    pub fn settle(&self, key: &VirtualKey, config: &Arc<Config>, minute: u64, tokens: u64, cost: u64) {
         let mut owners = [Some(Owner::Team(key.team)), Some(Owner::Key(key.index))];
         if let Some(current) = self.config.borrow().as_ref().filter(|c| !Arc::ptr_eq(c, config)) {
             owners = owners.map(|o| {
@@ -305,7 +305,7 @@ impl Accounts {
         let mut u = self.unmerged.borrow_mut();
         for owner in owners.into_iter().flatten() {
             if tokens > 0 {
-                u.minute.entry(owner).or_default().add(MinuteUse { minute: started_minute, requests: 0, tokens });
+                u.minute.entry(owner).or_default().add(MinuteUse { minute, requests: 0, tokens });
             }
             if cost > 0 {
                 let s = u.spend.entry(owner).or_default();

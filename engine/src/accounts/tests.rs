@@ -216,8 +216,8 @@ fn the_sum_in_transit_is_the_walk_of_every_hand_off() {
     let (mut handed, mut checked) = (0u64, 0);
     for step in 0..4_000 {
         let r = next();
-        // Minutes out of order too: a stream settles against the minute it
-        // started in, after others have counted a later one.
+        // Minutes out of order too: one core's request settles in its
+        // minute after another's has counted a later one.
         let minute = base + r % 3;
         match (r >> 8) % 16 {
             0..=5 => a.settle(key, &config, minute, (r >> 16) % 1_000, (r >> 32) % 10_000),

@@ -296,9 +296,7 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     let team = core.state.config.teams.get(key.team);
     let owners = owners_of(core, key);
     let (team_spend, key_spend) = (a.spend(owners[0], now), a.spend(owners[1], now));
-    if !nearly_spent(ex, core, key, now) {
-        return Ok(());
-    }
+    let Some(near_end) = nearly_spent(ex, core, key, now) else { return Ok(()) };
     let Some(estimate) = estimate(ex, core) else { return Ok(()) };
     if let Some(t) = team {
         check(|| format!("team \"{}\"", t.name), &t.budget, team_spend, estimate, now)
@@ -307,39 +305,52 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     check(|| format!("key \"{}\"", key.name), &key.budget, key_spend, estimate, now)
         .map_err(GatewayError::OverBudget)?;
     ex.holds.spend = Some(a.hold_spend(owners, estimate));
+    ex.holds.near_end = near_end;
     Ok(())
 }
 
-/// Whether the key's or its team's budget is nearly spent for this request
-/// (of a day's or a month's limit, under a tenth left, or, for a prompt
-/// larger than one counting step, less left than ten times what it can
-/// cost: [`prompt_bound_dearest`], nothing counted): [`affordable`] then
-/// checks the request's estimate and holds it. Only the first, and a
-/// prompt of 4 MB (a million tokens, $2) passed a $1 budget untouched by
-/// twice, and twenty such in flight by forty times (found by a review): a
-/// large prompt is priced and held wherever the budget stands. A smaller
-/// one is left to the bound of requests in flight (its bytes as tokens
-/// are a bound far over its count, which would price every small request
-/// of a small budget), and the output to its own limits (`max_tokens`,
-/// `request_output_tokens`, `request_usd`).
-fn nearly_spent(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) -> bool {
+/// Whether the request is to be priced before it is sent: `Some(true)`
+/// where the key's or its team's budget is nearly spent (under a tenth
+/// left of a day's or a month's limit), `Some(false)` where only its prompt
+/// is large beside what is left (a prompt that may pass one counting step
+/// of tokens, [`prompt_bound`], with less left than ten times what it can
+/// cost, [`prompt_bound_dearest`]; nothing counted). [`affordable`] then
+/// checks the request's estimate and holds it; near the end, the request
+/// also goes with its output reserve as its limit (`forward::output_cap`),
+/// which a large prompt far from it does not. Before, only the first, and
+/// a prompt of 4 MB (a million tokens, $2) passed a $1 budget untouched by
+/// twice, and twenty such in flight on a core by forty times (found by a
+/// review). A smaller prompt is left to the bound of requests in flight
+/// (its bytes as tokens are a bound far over its count, which would price
+/// every small request of a small budget), and the output to its own
+/// limits (`max_tokens`, `request_output_tokens`, `request_usd`).
+fn nearly_spent(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) -> Option<bool> {
     // Asked for only where a budget has a limit: the bound prices the
     // request, which the unlimited skip.
-    let large = ex.body.len() > tollgate_protocol::tokens::STEP_BYTES;
     let bound = std::cell::OnceCell::new();
-    let bound = || *bound.get_or_init(|| if large { prompt_bound_dearest(ex) } else { None });
-    let nearly = |budget: &Budget, spend: tollgate_policy::budget::Spend| {
-        [(budget.daily, spend.day), (budget.monthly, spend.month)].iter().any(|&(limit, spent)| {
-            limit.is_some_and(|l| {
-                let left = l.saturating_sub(spent);
-                left.saturating_mul(10) < l || bound().is_some_and(|b| b.saturating_mul(10) > left)
-            })
+    let bound = || {
+        *bound.get_or_init(|| {
+            (prompt_bound(ex) > tollgate_protocol::tokens::STEP_BYTES as u64)
+                .then(|| prompt_bound_dearest(ex))
+                .flatten()
         })
     };
+    let (mut near, mut large) = (false, false);
+    let mut judge = |budget: &Budget, spend: tollgate_policy::budget::Spend| {
+        for (limit, spent) in [(budget.daily, spend.day), (budget.monthly, spend.month)] {
+            let Some(l) = limit else { continue };
+            let left = l.saturating_sub(spent);
+            near |= left.saturating_mul(10) < l;
+            large |= !near && bound().is_some_and(|b| b.saturating_mul(10) > left);
+        }
+    };
     let a = core.accounts;
-    let team = core.state.config.teams.get(key.team);
     let [team_owner, key_owner] = owners_of(core, key);
-    team.is_some_and(|t| nearly(&t.budget, a.spend(team_owner, now))) || nearly(&key.budget, a.spend(key_owner, now))
+    if let Some(t) = core.state.config.teams.get(key.team) {
+        judge(&t.budget, a.spend(team_owner, now));
+    }
+    judge(&key.budget, a.spend(key_owner, now));
+    (near || large).then_some(near)
 }
 
 /// Counts a large prompt in steps (the worker serves its other requests
@@ -358,7 +369,7 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     let team = core.state.config.teams.get(key.team);
     let priced =
         ex.routed.as_ref().is_some_and(|r| r.route.targets.iter().any(|t| r.route.price_of(Some(t)).is_some()));
-    let for_budget = priced && nearly_spent(ex, core, key, crate::unix_now().as_secs());
+    let for_budget = priced && nearly_spent(ex, core, key, crate::unix_now().as_secs()).is_some();
     let tpm = team.and_then(|t| t.rate_limit.tokens_per_minute).is_some() || key.rate_limit.tokens_per_minute.is_some();
     let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex, core)));
     // A request whose cost ceiling its prompt's bound and its reserve could

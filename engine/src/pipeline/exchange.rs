@@ -79,6 +79,9 @@ pub enum BodyState {
 pub struct Holds {
     pub tokens: Option<Reservation>,
     pub spend: Option<SpendHold>,
+    /// `spend` is held near a budget's end (not for a large prompt far
+    /// from it): the request goes with its output reserve as its limit.
+    pub near_end: bool,
     pub strict: Option<StrictHold>,
     /// The estimate held against an agent run and the runs above it.
     pub run: Option<crate::runs::RunHold>,

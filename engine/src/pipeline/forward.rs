@@ -123,7 +123,7 @@ pub async fn forward(
         let cap = if front == crate::proxy::Front::CountTokens {
             Ok((None, false))
         } else {
-            output_cap(state, key, (routed, front), target, (body, prompt), holds.spend.is_some())
+            output_cap(state, key, (routed, front), target, (body, prompt), holds.spend.is_some() && holds.near_end)
         };
         let cap = match cap {
             Ok((cap, varies)) => {
