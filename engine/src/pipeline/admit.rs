@@ -355,7 +355,8 @@ fn nearly_spent(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::Virtu
 
 /// Counts a large prompt in steps (the worker serves its other requests
 /// between them) when a phase before the answer will need the count: the
-/// estimate near a budget's end, or a tokens-per-minute reservation near a
+/// estimate near a budget's end (or of a prompt large beside what it has
+/// left: [`nearly_spent`]), or a tokens-per-minute reservation near a
 /// limit, or a cost ceiling that its prompt's bound and its reserve could
 /// cross (the output limit sent, and `stream::PromptTokens`, which counts
 /// only then, use this count). Far from every limit nothing is counted, as in those

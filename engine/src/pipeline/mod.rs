@@ -37,8 +37,9 @@
 //!   what it saved;
 //! - [`admit::count_large_prompt`]: a large prompt that a later phase will
 //!   need counted is counted in steps, yielding the core between them;
-//! - [`admit::affordable`]: near a budget's end, the request's estimated
-//!   cost must fit and is held as spend while it runs;
+//! - [`admit::affordable`]: near a budget's end, or for a prompt large
+//!   beside what it has left, the request's estimated cost must fit and
+//!   is held as spend while it runs;
 //! - [`admit::reserve_tokens`]: under a tokens-per-minute limit, the
 //!   prompt (counted once, with the model's encoding) plus the most the
 //!   request may generate is reserved;
