@@ -620,6 +620,16 @@ impl Reservation {
     /// against the limits while it streams. False when that growth crosses
     /// a tokens-per-minute limit: this is the request that stops.
     pub fn stream_used(&self, completion: u64) -> bool {
+        self.stream_used_at(completion, crate::unix_now().as_secs() / 60)
+    }
+
+    /// [`Reservation::stream_used`] in minute `now`: the tokens it counts
+    /// against are the minute's it streams in, as a request's tokens count
+    /// in the minute it ends (`pipeline::settle`), not the one it began
+    /// in, whose count a stream running past it was checked against
+    /// (found by a review).
+    fn stream_used_at(&self, completion: u64, now: u64) -> bool {
+        let minute = self.minute.max(now);
         let total = self.prompt.saturating_add(completion);
         let cur = self.tokens.get();
         if total <= cur {
@@ -630,7 +640,7 @@ impl Reservation {
         self.tokens.set(total);
         let Some(owners) = a.reserved.owners(self.slot) else { return true };
         owners.iter().zip(self.limits).all(|(&owner, limit)| {
-            limit.is_none_or(|l| a.minute_use(owner, self.minute).tokens.saturating_add(a.reserved(owner)) <= l)
+            limit.is_none_or(|l| a.minute_use(owner, minute).tokens.saturating_add(a.reserved(owner)) <= l)
         })
     }
 }

@@ -78,6 +78,25 @@ fn holds_and_reservations_are_released_when_their_guards_drop() {
     assert_eq!(a.reserved(Owner::Team(0)), 0);
 }
 
+/// A stream that runs past the minute it began in is checked against the
+/// minute it streams in: the team's next minute, already near its limit,
+/// stops it, where the old minute's count let it go on.
+#[test]
+fn a_stream_past_its_minute_counts_against_the_minute_it_streams_in() {
+    let config = Arc::new(config());
+    let key = &config.keys.all()[0];
+    let a = Rc::new(Accounts::new(0, None));
+    let owners = [Owner::Team(0), Owner::Key(0)];
+    let began = NOW / 60;
+    let r = a.reserve(owners, [Some(1_000), None], began, 100, 200);
+    // Another request of the team's settles 600 tokens in the next minute.
+    a.settle(key, &config, began + 1, 600, 0);
+    assert!(r.stream_used_at(250, began), "350 held in the minute it began");
+    assert!(r.stream_used_at(300, began + 1), "400 held and 600 used: at the limit");
+    assert!(!r.stream_used_at(301, began + 1), "past it in the minute it streams in");
+    assert!(r.stream_used_at(302, began), "checked against the minute it began in, it went on");
+}
+
 #[test]
 fn money_saturates_instead_of_wrapping() {
     let config = Arc::new(config());
