@@ -557,6 +557,33 @@ fn an_anthropic_answer_without_its_input_count_is_not_billed_a_prompt_of_0() {
     }
 }
 
+/// A chat stream's events carry deltas: one past 1 MiB ends the stream as
+/// the upstream's failure rather than being held whole (several copies of
+/// it at once), which only a Responses upstream's last events may be
+/// (`a_responses_stream_whose_last_events_pass_a_mebibyte_is_billed_its_usage`).
+#[test]
+fn a_chat_stream_event_past_a_mebibyte_ends_the_stream() {
+    let event = |content: &str| {
+        format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}},\"finish_reason\":null}}]}}\n\n"
+        )
+    };
+    let sse = format!("{}{}{}data: [DONE]\n\n", event("hello "), event(&"x".repeat(2 << 20)), event("world"));
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{sse}",
+        sse.len()
+    );
+    let logs = TempDir::new("hostile");
+    let gw = gateway(scripted_upstream(vec![answer.into_bytes()]), &logs);
+    let body = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = one_request(gw.addr, &chat_request(body, ""));
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.len() < 1 << 20, "{} bytes reached the client", text.len());
+    assert!(text.contains("hello") && text.contains("upstream_stream_error"), "{text}");
+    assert_eq!(only_record(gw, &logs)["end"], "upstream_failed");
+}
+
 /// An upstream that says `100 Continue` to a request on a pooled
 /// connection and then closes it has the request: it is not sent again on
 /// a fresh connection (as a request on a connection that was already
