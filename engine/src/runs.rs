@@ -52,8 +52,13 @@ const PROBES: usize = 32;
 /// Runs above a request's run that it draws on: its parent, the parent's
 /// parent, and so on (a longer chain is cut here).
 pub const DEPTH_MAX: usize = 8;
-/// Buckets of team names for the per-team share of the table.
-const TEAM_BUCKETS: usize = 256;
+/// Buckets of team names for the per-team share of the table: teams whose
+/// names share a bucket share its quarter. At 256, fifty teams almost
+/// surely had a pair that did, and one of them, minting run ids, held the
+/// other's new runs at `run_table_full` (found by a review); at 65,536 a
+/// pair shares one in 65,536. The counters are allocated zeroed: a
+/// bucket's page is touched only when its teams' runs are counted.
+const TEAM_BUCKETS: usize = 1 << 16;
 /// A tag being written: its slot is claimed and not yet readable.
 const BUSY: u64 = u64::MAX;
 
@@ -258,7 +263,7 @@ impl Runs {
             slots: std::sync::OnceLock::new(),
             capacity: capacity.next_power_of_two().max(PROBES),
             hasher: std::hash::RandomState::new(),
-            team_slots: (0..TEAM_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            team_slots: zeroed_counters(TEAM_BUCKETS),
             refused: Default::default(),
             shared: false,
         }
@@ -681,17 +686,17 @@ fn take_one(s: &Slot, limits: RunLimits, e: Estimate, now_ms: u64) -> Result<(),
     let held = s.held_cost.fetch_add(e.cost, SeqCst).saturating_add(e.cost);
     if let Some(cap) = limits.cost {
         if s.cost.load(SeqCst).saturating_add(s.remote_cost.load(SeqCst)).saturating_add(held) > cap {
-            s.held_cost.fetch_sub(e.cost, SeqCst);
-            s.requests.fetch_sub(1, SeqCst);
+            lower(&s.held_cost, e.cost);
+            lower(&s.requests, 1);
             return Err(refuse(RunLimit::Cost, cap, e.cost));
         }
     }
     let held = s.held_tokens.fetch_add(e.tokens, SeqCst).saturating_add(e.tokens);
     if let Some(cap) = limits.tokens {
         if s.tokens.load(SeqCst).saturating_add(s.remote_tokens.load(SeqCst)).saturating_add(held) > cap {
-            s.held_tokens.fetch_sub(e.tokens, SeqCst);
-            s.held_cost.fetch_sub(e.cost, SeqCst);
-            s.requests.fetch_sub(1, SeqCst);
+            lower(&s.held_tokens, e.tokens);
+            lower(&s.held_cost, e.cost);
+            lower(&s.requests, 1);
             return Err(refuse(RunLimit::Tokens, cap, e.tokens));
         }
     }
@@ -700,9 +705,28 @@ fn take_one(s: &Slot, limits: RunLimits, e: Estimate, now_ms: u64) -> Result<(),
 
 /// Undoes [`take_one`].
 fn give_back(s: &Slot, e: Estimate) {
-    s.held_tokens.fetch_sub(e.tokens, SeqCst);
-    s.held_cost.fetch_sub(e.cost, SeqCst);
-    s.requests.fetch_sub(1, SeqCst);
+    lower(&s.held_tokens, e.tokens);
+    lower(&s.held_cost, e.cost);
+    lower(&s.requests, 1);
+}
+
+/// Takes `n` from a counter, never below 0. A slot given to another run
+/// meanwhile (idle an hour, nothing held: `reclaim`) starts its requests
+/// at 0, and a request of the old run that gave its count back wrapped
+/// the new run's to 2^64 - 1: refused under any cap from then on, and,
+/// pushed to the cluster, a count Redis refuses, after the batch's spend
+/// had gone in, so that every retry added it again (found by a review).
+fn lower(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(SeqCst, SeqCst, |v| Some(v.saturating_sub(n)));
+}
+
+/// `n` counters at 0, from zeroed memory (not written one by one: the
+/// pages stay untouched, out of the idle process's memory, until used).
+fn zeroed_counters(n: usize) -> Box<[AtomicU32]> {
+    let zeros = vec![0u32; n].into_boxed_slice();
+    // SAFETY: `AtomicU32` has the same size, alignment and bit validity as
+    // `u32` (its documentation says so), and the box is given up here.
+    unsafe { Box::from_raw(Box::into_raw(zeros) as *mut [AtomicU32]) }
 }
 
 /// The run a request names, and its parent, as the client wrote them.
@@ -789,8 +813,8 @@ impl Drop for RunHold {
     fn drop(&mut self) {
         for &(i, _) in self.chain.iter() {
             let s = &self.runs.slots()[i];
-            s.held_cost.fetch_sub(self.estimate.cost, SeqCst);
-            s.held_tokens.fetch_sub(self.estimate.tokens, SeqCst);
+            lower(&s.held_cost, self.estimate.cost);
+            lower(&s.held_tokens, self.estimate.tokens);
         }
     }
 }

@@ -288,3 +288,26 @@ fn a_parents_name_and_tag_are_one_runs_whoever_sets_them_first() {
     assert!(runs.admit("a", "x", None, l, Estimate::default(), 3).is_ok());
     assert_eq!(runs.shared_runs().iter().find(|r| r.id == x.id).unwrap().parent, shared_id("a", "p1"));
 }
+
+/// A count given back to a slot that another run has taken meanwhile (its
+/// requests started at 0) stays at 0: it wrapped to 2^64 - 1, and the new
+/// run was refused under any cap.
+#[test]
+fn a_count_given_back_to_a_reused_slot_never_wraps() {
+    let s = Slot::default();
+    give_back(&s, Estimate { cost: 5, tokens: 7 });
+    assert_eq!((s.requests.load(SeqCst), s.held_cost.load(SeqCst), s.held_tokens.load(SeqCst)), (0, 0, 0));
+    s.requests.store(3, SeqCst);
+    give_back(&s, Estimate::default());
+    assert_eq!(s.requests.load(SeqCst), 2);
+}
+
+/// The per-team counters start at 0 and count, from zeroed memory.
+#[test]
+fn the_team_counters_start_at_zero() {
+    let c = zeroed_counters(TEAM_BUCKETS);
+    assert_eq!(c.len(), TEAM_BUCKETS);
+    assert!(c.iter().all(|n| n.load(SeqCst) == 0));
+    c[TEAM_BUCKETS - 1].fetch_add(2, SeqCst);
+    assert_eq!(c[TEAM_BUCKETS - 1].load(SeqCst), 2);
+}
