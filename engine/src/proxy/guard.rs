@@ -146,7 +146,7 @@ fn scan_json(
             }
             if request.is_some() {
                 seam.next(guard, doc, i, text, &v, findings);
-                if text.starts_with(b"data:") && &doc[v.key.clone()] == b"file_data" {
+                if text.starts_with(b"data:") && file_data_key(&doc[v.key.clone()]) {
                     inline_text_file(guard, i, text, findings);
                 }
             }
@@ -207,6 +207,7 @@ struct Seam {
 /// file changed under its name is no longer the file (found by a review:
 /// `data:text/plain;base64,...` carried an SSN and a card unscanned).
 fn inline_text_file(guard: &Guard, i: u32, raw: &[u8], findings: &mut Findings) {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     use base64::Engine as _;
     let Some(rest) = raw.strip_prefix(b"data:") else { return };
     let Some(comma) = memchr::memchr(b',', rest) else { return };
@@ -214,12 +215,18 @@ fn inline_text_file(guard: &Guard, i: u32, raw: &[u8], findings: &mut Findings) 
     let mime = meta.split(|&b| b == b';').next().unwrap_or(b"").to_ascii_lowercase();
     let textual = mime.starts_with(b"text/")
         || matches!(&mime[..], b"application/json" | b"application/xml" | b"application/csv" | b"application/x-ndjson");
-    if !textual || !meta.ends_with(b";base64") {
+    if !textual || !meta.to_ascii_lowercase().ends_with(b";base64") {
         return;
     }
-    // A JSON string's `\/` is a `/` to the decoder.
-    let clean: Vec<u8> = payload.iter().copied().filter(|&b| b != b'\\').collect();
-    let Ok(text) = base64::engine::general_purpose::STANDARD.decode(&clean) else { return };
+    // A JSON string's `\/` is a `/` to the decoder; a payload wrapped onto
+    // lines, its padding left out or in the URL-safe alphabet is decoded
+    // too, as lenient decoders take it (each went unscanned: found by a
+    // review), and `;BASE64` is `;base64`.
+    let clean: Vec<u8> = payload.iter().copied().filter(|&b| b != b'\\' && !b.is_ascii_whitespace()).collect();
+    let Some(text) = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|e| e.decode(&clean).ok())
+    else {
+        return;
+    };
     // Its own findings: the file's injection phrases are not the texts'.
     let mut own = Findings::default();
     guard.scan(&text, Direction::Request, true, &mut own);
@@ -227,6 +234,13 @@ fn inline_text_file(guard: &Guard, i: u32, raw: &[u8], findings: &mut Findings) 
     if let Some(h) = own.hits.iter().find(|h| matches!(h.action, Action::Block | Action::Redact)) {
         findings.all.push((i, Hit { start, end: raw.len(), action: Action::Block, ..*h }));
     }
+}
+
+/// Whether a key is `file_data` (an inline file's), written plainly or
+/// with escapes (`file\u005fdata` is the same key to the provider, and
+/// its file went unscanned: found by a review).
+fn file_data_key(key: &[u8]) -> bool {
+    key == b"file_data" || (key.contains(&b'\\') && tollgate_protocol::json::decodes_to(key, b"file_data"))
 }
 
 /// Whether string `v` of `doc` is a content part's text: a `"text"` member
@@ -1842,6 +1856,27 @@ mod tests {
         ));
         assert!(check(&g, &file("text/plain", "Nothing personal here.")).unwrap().is_none());
         assert!(check(&g, &file("application/pdf", "Contact alice@example.com")).unwrap().is_none());
+        // The key written with escapes, the payload wrapped, unpadded or
+        // URL-safe, `;BASE64`: each is the same file to a lenient decoder.
+        let secret = "key AKIAIOSFODNN7EXAMPLE and alice@example.com ok?>>";
+        let padded = base64::engine::general_purpose::STANDARD.encode(secret);
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret);
+        let url_safe = base64::engine::general_purpose::URL_SAFE.encode(secret);
+        let wrapped = format!("{}\n{}", &padded[..20], &padded[20..]);
+        let variant = |key: &str, meta: &str, data: &str| {
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":[{{"type":"file","file":{{"filename":"n.txt","{key}":"data:text/plain;{meta},{data}"}}}}]}}]}}"#
+            )
+        };
+        for body in [
+            variant("file\\u005fdata", "base64", &padded),
+            variant("file_data", "BASE64", &padded),
+            variant("file_data", "base64", &unpadded),
+            variant("file_data", "base64", &url_safe),
+            variant("file_data", "base64", &wrapped.replace('\n', "\\n")),
+        ] {
+            assert!(matches!(check(&g, &body), Err(GatewayError::Guardrail { .. })), "{body}");
+        }
     }
 
     /// The galloping lookup of `raw_offset` answers as a binary search of
