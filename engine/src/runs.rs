@@ -797,6 +797,27 @@ pub struct RunHold {
 }
 
 impl RunHold {
+    /// Whether a run it holds against has under a tenth of its cost or
+    /// token limit left, this request's estimate held: the request then
+    /// goes with its output reserve as its limit (`forward::output_cap`),
+    /// as one near a budget's end does. Without it, a request that named
+    /// no `max_tokens` at a run's $0.95 of $1 was held at its estimate and
+    /// billed a reasoning model's whole answer (found by a review).
+    pub fn near_end(&self, limits: RunLimits) -> bool {
+        let near = |cap: Option<u64>, used: u64| cap.is_some_and(|c| c.saturating_sub(used).saturating_mul(10) < c);
+        self.chain.iter().any(|&(i, _)| {
+            let s = &self.runs.slots()[i];
+            let cost =
+                s.cost.load(SeqCst).saturating_add(s.remote_cost.load(SeqCst)).saturating_add(s.held_cost.load(SeqCst));
+            let tokens = s
+                .tokens
+                .load(SeqCst)
+                .saturating_add(s.remote_tokens.load(SeqCst))
+                .saturating_add(s.held_tokens.load(SeqCst));
+            near(limits.cost, cost) || near(limits.tokens, tokens)
+        })
+    }
+
     /// Counts what the request used, before the hold releases its
     /// estimate, so that the run's figures never dip between the two.
     pub fn charge(&self, tokens: u64, cost: u64, now_ms: u64) {

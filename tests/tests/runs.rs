@@ -211,3 +211,31 @@ fn malformed_run_headers_are_refused_by_name() {
     assert_eq!(one_request(gw.addr, &run_request("a", None)).status, 200);
     assert_eq!(one_request(gw.addr, &run_request("a", None)).status, 429);
 }
+
+/// A request that names no `max_tokens` near its run's cost limit goes
+/// with the output reserve as its limit, as one near a budget's end does:
+/// a run at $1.82 of $3 ($1,000 a million tokens), a request estimated at
+/// $1.03 (1,024 tokens out) was held at that and billed a reasoning
+/// model's 5,000 tokens, $3.6 past the limit. Far from the limit, the
+/// answer is the model's own.
+#[test]
+fn a_request_near_its_runs_limit_goes_with_the_reserve_as_its_limit() {
+    let mock = start_mock(&[]);
+    let config = team_budget(priced(config_for(mock.addr, 1, "")), "{ run_usd = 3.0 }");
+    let gw = start_gateway(&config, &[], &[]);
+    let ask = |reasoning: u64| {
+        let headers = format!("x-tollgate-run: near\r\nx-mock-reasoning: {reasoning}\r\n");
+        one_request(gw.addr, &chat_request(SMALL_CHAT, &headers))
+    };
+    // Far from the limit: the model reasons 1,780 tokens, as it likes.
+    let far = ask(1_780);
+    assert_eq!(far.status, 200, "{}", far.text());
+    let far = far.json();
+    assert_eq!(far["choices"][0]["finish_reason"], "stop", "{far}");
+    // Under a tenth left with this one's estimate held: held to 1,024.
+    let near = ask(5_000);
+    assert_eq!(near.status, 200, "{}", near.text());
+    let near = near.json();
+    assert_eq!(near["choices"][0]["finish_reason"], "length", "{near}");
+    assert!(near["usage"]["completion_tokens"].as_u64().is_some_and(|c| c <= 1_024), "{near}");
+}

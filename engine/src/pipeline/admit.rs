@@ -513,6 +513,7 @@ fn run_admitted<'s>(ex: &mut Exchange<'s>, core: &Core<'s>, free: bool) -> Resul
     }
     match admitted {
         Ok(hold) => {
+            ex.holds.run_near_end = hold.near_end(limits);
             ex.holds.run = Some(hold);
             Ok(())
         }

@@ -123,7 +123,14 @@ pub async fn forward(
         let cap = if front == crate::proxy::Front::CountTokens {
             Ok((None, false))
         } else {
-            output_cap(state, key, (routed, front), target, (body, prompt), holds.spend.is_some() && holds.near_end)
+            output_cap(
+                state,
+                key,
+                (routed, front),
+                target,
+                (body, prompt),
+                (holds.spend.is_some() && holds.near_end) || holds.run_near_end,
+            )
         };
         let cap = match cap {
             Ok((cap, varies)) => {
@@ -530,8 +537,9 @@ fn output_cap(
     // reserve, is held as spend; `admit::affordable`): without the limit,
     // one request left out `max_tokens` and a model that reasoned at
     // length took a budget with a tenth left to one and a half times its
-    // limit (found by a review). A ceiling on output tokens, where the
-    // team or key has one, decides instead.
+    // limit (found by a review). So does one with under a tenth of a run's
+    // limit left (`RunHold::near_end`). A ceiling on output tokens, where
+    // the team or key has one, decides instead.
     let strict = key.budget.strict || state.config.teams.get(key.team).is_some_and(|t| t.budget.strict);
     if (strict || held)
         && output.is_none()
