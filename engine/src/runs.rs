@@ -55,9 +55,9 @@ pub const DEPTH_MAX: usize = 8;
 /// Buckets of team names for the per-team share of the table: teams whose
 /// names share a bucket share its quarter. At 256, fifty teams almost
 /// surely had a pair that did, and one of them, minting run ids, held the
-/// other's new runs at `run_table_full` (found by a review); at 65,536 a
-/// pair shares one in 65,536. The counters are allocated zeroed: a
-/// bucket's page is touched only when its teams' runs are counted.
+/// other's new runs at `run_table_full` (found by a review); at 65,536 two
+/// teams share one a time in 65,536 (of T teams, some pair about
+/// T² / 131,072 of the time: 7% at 100), drawn again at each start.
 const TEAM_BUCKETS: usize = 1 << 16;
 /// A tag being written: its slot is claimed and not yet readable.
 const BUSY: u64 = u64::MAX;
@@ -720,12 +720,20 @@ fn lower(counter: &AtomicU64, n: u64) {
     let _ = counter.fetch_update(SeqCst, SeqCst, |v| Some(v.saturating_sub(n)));
 }
 
-/// `n` counters at 0, from zeroed memory (not written one by one: the
-/// pages stay untouched, out of the idle process's memory, until used).
+/// `n` counters at 0, allocated zeroed (256 KiB for the buckets, which
+/// the allocator may clear rather than map fresh).
 fn zeroed_counters(n: usize) -> Box<[AtomicU32]> {
+    // `AtomicU32`'s alignment is its size, which `u32`'s need not be: the
+    // box is freed with the layout it was allocated with only where both
+    // agree, as they do on every target this builds for.
+    const _: () = assert!(
+        std::mem::size_of::<AtomicU32>() == std::mem::size_of::<u32>()
+            && std::mem::align_of::<AtomicU32>() == std::mem::align_of::<u32>()
+    );
     let zeros = vec![0u32; n].into_boxed_slice();
-    // SAFETY: `AtomicU32` has the same size, alignment and bit validity as
-    // `u32` (its documentation says so), and the box is given up here.
+    // SAFETY: same size and alignment (above); all zero bytes are a valid
+    // `AtomicU32`; the box is given up here and its length kept by the
+    // slice pointer's cast.
     unsafe { Box::from_raw(Box::into_raw(zeros) as *mut [AtomicU32]) }
 }
 
@@ -803,17 +811,21 @@ impl RunHold {
     /// as one near a budget's end does. Without it, a request that named
     /// no `max_tokens` at a run's $0.95 of $1 was held at its estimate and
     /// billed a reasoning model's whole answer (found by a review).
-    pub fn near_end(&self, limits: RunLimits) -> bool {
+    ///
+    /// `own`: this request's estimate to judge by, in place of the one it
+    /// holds (the prompt's bound, its bytes as tokens, where that fitted:
+    /// judged by it, a long prompt read as near a limit with a fifth of it
+    /// left; found by a review).
+    pub fn near_end(&self, limits: RunLimits, own: Option<Estimate>) -> bool {
+        let own = own.unwrap_or(self.estimate);
         let near = |cap: Option<u64>, used: u64| cap.is_some_and(|c| c.saturating_sub(used).saturating_mul(10) < c);
         self.chain.iter().any(|&(i, _)| {
             let s = &self.runs.slots()[i];
-            let cost =
-                s.cost.load(SeqCst).saturating_add(s.remote_cost.load(SeqCst)).saturating_add(s.held_cost.load(SeqCst));
-            let tokens = s
-                .tokens
-                .load(SeqCst)
-                .saturating_add(s.remote_tokens.load(SeqCst))
-                .saturating_add(s.held_tokens.load(SeqCst));
+            let held_cost = s.held_cost.load(SeqCst).saturating_sub(self.estimate.cost).saturating_add(own.cost);
+            let held_tokens =
+                s.held_tokens.load(SeqCst).saturating_sub(self.estimate.tokens).saturating_add(own.tokens);
+            let cost = s.cost.load(SeqCst).saturating_add(s.remote_cost.load(SeqCst)).saturating_add(held_cost);
+            let tokens = s.tokens.load(SeqCst).saturating_add(s.remote_tokens.load(SeqCst)).saturating_add(held_tokens);
             near(limits.cost, cost) || near(limits.tokens, tokens)
         })
     }

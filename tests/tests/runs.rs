@@ -239,3 +239,21 @@ fn a_request_near_its_runs_limit_goes_with_the_reserve_as_its_limit() {
     assert_eq!(near["choices"][0]["finish_reason"], "length", "{near}");
     assert!(near["usage"]["completion_tokens"].as_u64().is_some_and(|c| c <= 1_024), "{near}");
 }
+
+/// Near a run's limit is judged with the prompt counted, not by its bound
+/// (its bytes as tokens): a 1,700-byte prompt is bound at $1.70 and
+/// counted at about $0.35, so a fresh run of $3 is far from its limit and
+/// the answer is the model's own. Judged by the bound, it was cut at 1,024.
+#[test]
+fn a_prompt_near_a_runs_limit_only_by_its_bound_is_not_held_to_the_reserve() {
+    let mock = start_mock(&[]);
+    let config = team_budget(priced(config_for(mock.addr, 1, "")), "{ run_usd = 3.0 }");
+    let gw = start_gateway(&config, &[], &[]);
+    let text = "the quick brown fox jumps over the lazy dog ".repeat(38);
+    let body = format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{text}"}}]}}"#);
+    assert!((1_650..1_800).contains(&body.len()), "{}", body.len());
+    let r = one_request(gw.addr, &chat_request(&body, "x-tollgate-run: long\r\nx-mock-reasoning: 1200\r\n"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop", "{answer}");
+}

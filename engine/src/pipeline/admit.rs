@@ -513,7 +513,10 @@ fn run_admitted<'s>(ex: &mut Exchange<'s>, core: &Core<'s>, free: bool) -> Resul
     }
     match admitted {
         Ok(hold) => {
-            ex.holds.run_near_end = hold.near_end(limits);
+            // Near by the estimate held (its prompt's bound, where that
+            // fitted): judged again with the prompt counted.
+            ex.holds.run_near_end =
+                hold.near_end(limits, None) && hold.near_end(limits, Some(estimate(prompt_now(ex))));
             ex.holds.run = Some(hold);
             Ok(())
         }

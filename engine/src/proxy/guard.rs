@@ -207,26 +207,41 @@ struct Seam {
 /// file changed under its name is no longer the file (found by a review:
 /// `data:text/plain;base64,...` carried an SSN and a card unscanned).
 fn inline_text_file(guard: &Guard, i: u32, raw: &[u8], findings: &mut Findings) {
-    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     use base64::Engine as _;
+    /// As forgiving as the decoders that read such files: padding or
+    /// none, stray bits in the last symbol.
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
     let Some(rest) = raw.strip_prefix(b"data:") else { return };
     let Some(comma) = memchr::memchr(b',', rest) else { return };
     let (meta, payload) = (&rest[..comma], &rest[comma + 1..]);
-    let mime = meta.split(|&b| b == b';').next().unwrap_or(b"").to_ascii_lowercase();
+    let mut parts = meta.split(|&b| b == b';').map(|p| p.trim_ascii().to_ascii_lowercase());
+    // No media type is `text/plain`'s (RFC 2397).
+    let mime = parts.next().filter(|m| !m.is_empty()).unwrap_or_else(|| b"text/plain".to_vec());
     let textual = mime.starts_with(b"text/")
         || matches!(&mime[..], b"application/json" | b"application/xml" | b"application/csv" | b"application/x-ndjson");
-    if !textual || !meta.to_ascii_lowercase().ends_with(b";base64") {
+    if !textual || !parts.any(|p| p == b"base64") {
         return;
     }
-    // A JSON string's `\/` is a `/` to the decoder; a payload wrapped onto
-    // lines, its padding left out or in the URL-safe alphabet is decoded
-    // too, as lenient decoders take it (each went unscanned: found by a
-    // review), and `;BASE64` is `;base64`.
-    let clean: Vec<u8> = payload.iter().copied().filter(|&b| b != b'\\' && !b.is_ascii_whitespace()).collect();
-    let Some(text) = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|e| e.decode(&clean).ok())
-    else {
-        return;
-    };
+    // The payload as lenient decoders read it (each of these went
+    // unscanned: found by reviews): wrapped onto lines, its padding left
+    // out, in the URL-safe alphabet or both, `;BASE64` or `; base64`; one
+    // pass. (Its `\/`, a JSON string's, is decoded already.)
+    let clean: Vec<u8> = payload
+        .iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .map(|&b| match b {
+            b'-' => b'+',
+            b'_' => b'/',
+            b => b,
+        })
+        .collect();
+    let Ok(text) = LENIENT.decode(&clean) else { return };
     // Its own findings: the file's injection phrases are not the texts'.
     let mut own = Findings::default();
     guard.scan(&text, Direction::Request, true, &mut own);
@@ -1874,6 +1889,7 @@ mod tests {
             variant("file_data", "base64", &unpadded),
             variant("file_data", "base64", &url_safe),
             variant("file_data", "base64", &wrapped.replace('\n', "\\n")),
+            variant("file_data", " base64", &padded),
         ] {
             assert!(matches!(check(&g, &body), Err(GatewayError::Guardrail { .. })), "{body}");
         }
