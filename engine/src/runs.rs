@@ -820,12 +820,11 @@ impl RunHold {
         let own = own.unwrap_or(self.estimate);
         let near = |cap: Option<u64>, used: u64| cap.is_some_and(|c| c.saturating_sub(used).saturating_mul(10) < c);
         self.chain.iter().any(|&(i, _)| {
-            let s = &self.runs.slots()[i];
-            let held_cost = s.held_cost.load(SeqCst).saturating_sub(self.estimate.cost).saturating_add(own.cost);
-            let held_tokens =
-                s.held_tokens.load(SeqCst).saturating_sub(self.estimate.tokens).saturating_add(own.tokens);
-            let cost = s.cost.load(SeqCst).saturating_add(s.remote_cost.load(SeqCst)).saturating_add(held_cost);
-            let tokens = s.tokens.load(SeqCst).saturating_add(s.remote_tokens.load(SeqCst)).saturating_add(held_tokens);
+            // Spent, held (this request's `own` in place of what it holds)
+            // and the other nodes'.
+            let u = used(&self.runs.slots()[i], 0);
+            let cost = u.cost.saturating_sub(self.estimate.cost).saturating_add(own.cost);
+            let tokens = u.tokens.saturating_sub(self.estimate.tokens).saturating_add(own.tokens);
             near(limits.cost, cost) || near(limits.tokens, tokens)
         })
     }

@@ -488,18 +488,15 @@ pub fn scan_request(body: &[u8]) -> Result<ChatRequestFields, BodyError> {
                 c.value()?;
                 hosted |= &body[start..c.pos] != b"null";
             }
-            b"models" | b"fallbacks" => {
+            b"models" | b"fallbacks" | b"provider" => {
                 let start = c.pos;
                 c.value()?;
                 if &body[start..c.pos] != b"null" {
-                    return Err(BodyError::ModelFallbacks);
-                }
-            }
-            b"provider" => {
-                let start = c.pos;
-                c.value()?;
-                if &body[start..c.pos] != b"null" {
-                    return Err(BodyError::ProviderRouting);
+                    return Err(if key.get(body) == b"provider" {
+                        BodyError::ProviderRouting
+                    } else {
+                        BodyError::ModelFallbacks
+                    });
                 }
             }
             b"input" => {

@@ -305,7 +305,7 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     check(|| format!("key \"{}\"", key.name), &key.budget, key_spend, estimate, now)
         .map_err(GatewayError::OverBudget)?;
     ex.holds.spend = Some(a.hold_spend(owners, estimate));
-    ex.holds.near_end = near_end;
+    ex.holds.reserve_is_limit |= near_end;
     Ok(())
 }
 
@@ -515,7 +515,7 @@ fn run_admitted<'s>(ex: &mut Exchange<'s>, core: &Core<'s>, free: bool) -> Resul
         Ok(hold) => {
             // Near by the estimate held (its prompt's bound, where that
             // fitted): judged again with the prompt counted.
-            ex.holds.run_near_end =
+            ex.holds.reserve_is_limit |=
                 hold.near_end(limits, None) && hold.near_end(limits, Some(estimate(prompt_now(ex))));
             ex.holds.run = Some(hold);
             Ok(())

@@ -79,12 +79,11 @@ pub enum BodyState {
 pub struct Holds {
     pub tokens: Option<Reservation>,
     pub spend: Option<SpendHold>,
-    /// `spend` is held near a budget's end (not for a large prompt far
-    /// from it): the request goes with its output reserve as its limit.
-    pub near_end: bool,
-    /// `run` is held with under a tenth of a run's cost or token limit
-    /// left ([`crate::runs::RunHold::near_end`]): the same.
-    pub run_near_end: bool,
+    /// The request goes with its output reserve as its limit
+    /// (`forward::output_cap`): `spend` is held near a budget's end (not
+    /// for a large prompt far from it), or `run` with under a tenth of a
+    /// run's cost or token limit left ([`crate::runs::RunHold::near_end`]).
+    pub reserve_is_limit: bool,
     pub strict: Option<StrictHold>,
     /// The estimate held against an agent run and the runs above it.
     pub run: Option<crate::runs::RunHold>,

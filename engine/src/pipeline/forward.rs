@@ -123,14 +123,7 @@ pub async fn forward(
         let cap = if front == crate::proxy::Front::CountTokens {
             Ok((None, false))
         } else {
-            output_cap(
-                state,
-                key,
-                (routed, front),
-                target,
-                (body, prompt),
-                (holds.spend.is_some() && holds.near_end) || holds.run_near_end,
-            )
+            output_cap(state, key, (routed, front), target, (body, prompt), holds.reserve_is_limit)
         };
         let cap = match cap {
             Ok((cap, varies)) => {

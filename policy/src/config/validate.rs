@@ -382,11 +382,14 @@ fn validate_routing(raw: &RawRouting, report: &mut Report<'_>) -> Routing {
 /// go into response headers (`x-tollgate-route`), records, metrics' labels
 /// and logs, where a line break would split a header or forge a line.
 fn control_free(name: &Spanned<String>, what: &str, report: &mut Report<'_>) {
-    if name.get_ref().chars().any(char::is_control) {
-        report.add(
-            name.span(),
-            format!("{what} {:?} holds a control character (a line break, a tab); remove it", name.get_ref()),
-        );
+    control_free_at(name.get_ref(), name.span(), what, report);
+}
+
+/// [`control_free`] for a name whose line is another's (a target's model,
+/// at its provider's).
+fn control_free_at(name: &str, span: std::ops::Range<usize>, what: &str, report: &mut Report<'_>) {
+    if name.chars().any(char::is_control) {
+        report.add(span, format!("{what} {name:?} holds a control character (a line break, a tab); remove it"));
     }
 }
 
@@ -782,11 +785,8 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
             }
             let found = providers.iter().position(|p| p.name.get_ref() == t.provider.get_ref());
             let upstream = t.model.as_deref().unwrap_or(name);
-            if t.model.as_deref().is_some_and(|m| m.chars().any(char::is_control)) {
-                report.add(
-                    t.provider.span(),
-                    format!("target model {upstream:?} holds a control character (a line break, a tab); remove it"),
-                );
+            if let Some(m) = t.model.as_deref() {
+                control_free_at(m, t.provider.span(), "target model", report);
             }
             // A Gemini model is a segment of the URL's path.
             let url_safe = |m: &str| {
@@ -842,12 +842,7 @@ fn validate_models(raw: &[RawModel], providers: &[RawProvider], report: &mut Rep
             // own API: another provider (or a proxy) that echoes a
             // request's `service_tier` would halve the bill of a tier it
             // does not discount (found by a review).
-            let elsewhere = m.targets.iter().any(|t| {
-                providers
-                    .iter()
-                    .find(|p| p.name.get_ref() == t.provider.get_ref())
-                    .is_some_and(|p| !bills_flex_at_half(p.kind.get_ref()))
-            });
+            let elsewhere = targets.iter().any(|t: &Target| !bills_flex_at_half(providers[t.provider].kind.get_ref()));
             if p.flex_factor.is_none() && elsewhere {
                 price.flex_permille = 0;
             }
