@@ -319,6 +319,14 @@ pub fn priced(config: String) -> String {
     )
 }
 
+/// `config` with team `e2e`'s budget set to `budget` (an inline table).
+pub fn team_budget(config: String, budget: &str) -> String {
+    config.replace(
+        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
+        &format!("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = {budget}"),
+    )
+}
+
 /// The request records (JSON lines) of every record file in a `[logging] dir`.
 pub fn read_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
     let mut lines = Vec::new();

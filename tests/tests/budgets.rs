@@ -21,10 +21,8 @@ fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
     // $1,000 per million tokens: one small request that reasons 2,500
     // tokens costs about $2.5, over the team's daily $2 (a small prompt,
     // not priced before it is sent so far from the limit).
-    let config = priced(config_for(mock.addr, 2, "")).replace(
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 2.0 }",
-    ) + &probe_key("budget = { daily_usd = 0.0 }");
+    let config = team_budget(priced(config_for(mock.addr, 2, "")), "{ daily_usd = 2.0 }")
+        + &probe_key("budget = { daily_usd = 0.0 }");
     let gw = start_gateway(&config, &[], &[]);
     let first = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 2500\r\n"));
     assert_eq!(first.status, 200, "under budget at first");
@@ -55,9 +53,9 @@ fn a_team_over_its_budget_is_refused_on_every_worker_within_a_merge_interval() {
 fn a_refusal_for_budget_is_recorded() {
     let mock = start_mock(&[]);
     let logs = TempDir::new("budget-records");
-    let config = priced(config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))).replace(
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 2.0 }",
+    let config = team_budget(
+        priced(config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))),
+        "{ daily_usd = 2.0 }",
     );
     let mut gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 2500\r\n")).status, 200);
@@ -125,9 +123,9 @@ fn spend_survives_a_restart_through_the_ledger() {
     let mock = start_mock(&[]);
     let dir = TempDir::new("ledger");
     let ledger = dir.0.join("ledger.jsonl");
-    let config = priced(config_for(mock.addr, 1, &format!("ledger_file = \"{}\"", ledger.display()))).replace(
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { monthly_usd = 2.0 }",
+    let config = team_budget(
+        priced(config_for(mock.addr, 1, &format!("ledger_file = \"{}\"", ledger.display()))),
+        "{ monthly_usd = 2.0 }",
     );
     let mut gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 2500\r\n")).status, 200);
@@ -334,10 +332,7 @@ fn near_its_limit_a_request_that_would_cross_it_is_refused_before_sending() {
     let mock = start_mock(&[]);
     // $1,000 per million tokens: the first small request, reasoning 1,900
     // tokens, costs about $1.94 of a $2 daily budget.
-    let config = priced(config_for(mock.addr, 1, "")).replace(
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 2.0 }",
-    );
+    let config = team_budget(priced(config_for(mock.addr, 1, "")), "{ daily_usd = 2.0 }");
     let gw = start_gateway(&config, &[], &[]);
     assert_eq!(one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 1900\r\n")).status, 200);
     wait_for_merged_spend(&gw);
@@ -358,9 +353,9 @@ fn requests_in_flight_near_the_limit_hold_their_estimates() {
     // $0.275 of a $0.30 daily budget spent already: under a tenth left.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     std::fs::write(&ledger, format!("{{\"t\":{now},\"o\":\"team\",\"n\":\"e2e\",\"u\":275000}}\n")).unwrap();
-    let config = priced(config_for(mock.addr, 1, &format!("ledger_file = \"{}\"", ledger.display()))).replace(
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 0.30 }",
+    let config = team_budget(
+        priced(config_for(mock.addr, 1, &format!("ledger_file = \"{}\"", ledger.display()))),
+        "{ daily_usd = 0.30 }",
     );
     let gw = start_gateway(&config, &[], &[]);
     // About 10 prompt tokens plus 9 at most out, at $0.001 a token: an
@@ -527,10 +522,7 @@ fn a_huge_prompt_does_not_stall_other_tenants() {
 #[test]
 fn a_request_large_beside_what_is_left_is_priced_wherever_the_budget_stands() {
     let mock = start_mock(&[]);
-    let config = priced(config_for(mock.addr, 1, "")).replace(
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 100.0 }",
-    );
+    let config = team_budget(priced(config_for(mock.addr, 1, "")), "{ daily_usd = 100.0 }");
     let gw = start_gateway(&config, &[], &[]);
     let prompt = |words: usize| {
         format!(r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{}"}}]}}"#, "word ".repeat(words))
@@ -562,10 +554,7 @@ fn a_request_large_beside_what_is_left_is_priced_wherever_the_budget_stands() {
 #[test]
 fn a_request_near_the_budgets_end_cannot_write_past_its_estimate() {
     let mock = start_mock(&[]);
-    let config = priced(config_for(mock.addr, 1, "")).replace(
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = { daily_usd = 100.0 }",
-    );
+    let config = team_budget(priced(config_for(mock.addr, 1, "")), "{ daily_usd = 100.0 }");
     let gw = start_gateway(&config, &[], &[]);
     // Far from the end: $91 of reasoning, as the tenant asked.
     let r = one_request(gw.addr, &chat_request(SMALL_CHAT, "x-mock-reasoning: 91000\r\n"));

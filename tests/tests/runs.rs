@@ -7,14 +7,6 @@ use std::time::Duration;
 
 use tollgate_e2e::*;
 
-/// `config` with team `e2e`'s budget set to `budget` (an inline table).
-fn team_budget(config: String, budget: &str) -> String {
-    config.replace(
-        "[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]",
-        &format!("[[teams]]\nname = \"e2e\"\nmodels = [\"*\"]\nbudget = {budget}"),
-    )
-}
-
 /// A chat request of run `run` (and `parent`), with `max_tokens` so that
 /// the estimate bounds the answer. The prompt is digits apart, so that the
 /// gateway's count (a token per digit and space) is above what the mock
