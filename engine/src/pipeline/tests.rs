@@ -585,6 +585,33 @@ fn settling_counts_the_spend_on_the_core_before_the_holds_go() {
     assert_eq!(w.accounts.reserved(Owner::Team(0)), 0);
 }
 
+/// `settle` counts a request that began minutes ago (a long answer) in
+/// the minute it ends, through the real path: counted in the minute it
+/// began, its tokens went to a window already closed and the tokens per
+/// minute could be passed again and again (found by a review; the test of
+/// `settle_minute` alone did not fail with the wiring undone).
+#[test]
+fn settling_a_long_request_counts_its_tokens_in_the_minute_it_ends() {
+    let w = World::new("rate_limit = { tokens_per_minute = 1000000 }");
+    let core = w.core();
+    let mut ex = exchange("tg-key", PROSE);
+    admit(&mut ex, &core).expect("admitted");
+    ex.trace.served_by = Some(0);
+    ex.trace.status = 200;
+    ex.trace.usage = Some(crate::record::TokenUsage { prompt: 1_000, completion: 100, ..Default::default() });
+    // Began three minutes ago.
+    let began = ex.trace.started_unix_ms / 60_000;
+    ex.trace.started_unix_ms -= 3 * 60_000;
+    settle(&core, &ex.trace);
+    let now = crate::unix_now().as_millis() as u64 / 60_000;
+    // `began` is the minute of the admission; the clock may have passed
+    // into the next since, and the count is in the newest.
+    assert!(now >= began);
+    assert_eq!(w.accounts.minute_use(Owner::Team(0), now).tokens, 1_100, "counted in the minute it ended");
+    assert_eq!(w.accounts.minute_use(Owner::Key(0), now).tokens, 1_100);
+    assert_eq!(w.accounts.minute_use(Owner::Team(0), began - 3).tokens, 0, "not in the minute it began");
+}
+
 /// A tenant hides a secret and an address after an object in a tool
 /// schema's `enum`, where a walk that lost track of keys took them for the
 /// object's `type` (skipped as structural).
@@ -642,6 +669,40 @@ fn far_from_the_limit_the_prompt_is_bounded_not_counted() {
     let exact = tollgate_protocol::tokens::prompt_tokens(Encoding::O200kBase, body.as_bytes());
     assert!(exact >= 40 * tollgate_protocol::media::IMAGE_UNKNOWN);
     assert!(w.accounts.reserved(Owner::Team(0)) > exact, "{} <= {exact}", w.accounts.reserved(Owner::Team(0)));
+}
+
+/// A prompt large by its media, not its bytes (30 images by URL in 2 KB:
+/// 48,000 tokens as bound), is priced and held against a budget it could
+/// pass ten times over, as a large text is: the rule reads the prompt's
+/// bound (bytes, media, stored turns), and with its bytes alone let such a
+/// request through unpriced. The same bytes of text are not priced.
+#[test]
+fn a_prompt_large_by_its_images_is_priced_against_the_budget() {
+    let image = r#"{"type":"image_url","image_url":{"url":"https://x/a.png"}}"#;
+    let images = format!(
+        r#"{{"model":"gpt-4o","max_tokens":1,"messages":[{{"role":"user","content":[{}]}}]}}"#,
+        [image; 30].join(",")
+    );
+    let text = format!(
+        r#"{{"model":"gpt-4o","max_tokens":1,"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "word ".repeat(images.len() / 5)
+    );
+    assert!(30 * tollgate_protocol::media::IMAGE_UNKNOWN > tollgate_protocol::tokens::STEP_BYTES as u64);
+    let now = crate::unix_now().as_secs();
+    for (body, priced) in [(&images, true), (&text, false)] {
+        // $1 a day, nothing spent: 48,000 tokens at gpt-4o's $2.50 are
+        // $0.12, ten times which pass what is left.
+        let w = World::new("budget = { daily_usd = 1.0 }");
+        let core = w.core();
+        let mut ex = exchange("tg-key", body);
+        admit(&mut ex, &core).expect("fits");
+        let held = w.accounts.spend(Owner::Team(0), now).day;
+        if priced {
+            assert!(held >= 100_000, "the images' estimate held: {held} µ$");
+        } else {
+            assert_eq!(held, 0, "a small text is left to the bound of requests in flight");
+        }
+    }
 }
 
 /// A large prompt that no step counted (here the sans-IO phases run

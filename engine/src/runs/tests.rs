@@ -311,3 +311,16 @@ fn the_team_counters_start_at_zero() {
     c[TEAM_BUCKETS - 1].fetch_add(2, SeqCst);
     assert_eq!(c[TEAM_BUCKETS - 1].load(SeqCst), 2);
 }
+
+/// Teams are told apart in the table's shares: of 2,000 team names, all
+/// but a few dozen have a bucket of their own (two teams that share one
+/// share its quarter, and one minting run ids held the other's new runs
+/// at `run_table_full`). At 256 buckets, as before, at most 256 of them
+/// would; at 65,536 about 30 pairs share (2,000² / 131,072), so 1,900 is a
+/// margin that holds for any key the process draws.
+#[test]
+fn teams_seldom_share_a_bucket_of_the_run_table() {
+    let runs = Runs::with_capacity(1024);
+    let buckets: std::collections::HashSet<u32> = (0..2_000).map(|i| runs.team_bucket(&format!("team-{i}"))).collect();
+    assert!(buckets.len() >= 1_900, "{} buckets for 2,000 teams", buckets.len());
+}
