@@ -2268,6 +2268,63 @@ mod tests {
         }
     }
 
+    /// Long strings of valid escapes of every kind (two-byte, `\\u`,
+    /// surrogate pairs, runs of backslashes) at every offset around the
+    /// blocks, where the strings above mostly break early: every decoder
+    /// gives what the byte-at-a-time one gives, to the end, to a closing
+    /// quote with a document after it, and to a broken escape put last.
+    #[test]
+    fn long_strings_of_valid_escapes_decode_alike_everywhere() {
+        let pieces: &[&[u8]] = &[
+            b"a",
+            b"some prose ",
+            b"\\n",
+            b"\\\"",
+            b"\\\\",
+            b"\\t",
+            b"\\/",
+            b"\\u00e9",
+            b"\\u6f22",
+            b"\\u005c",
+            b"\\ud83d\\ude00",
+            b"\\ud83dx",
+            "é漢字".as_bytes(),
+            b"0123456789abcdef0123456789abcdef0123456789abcdef",
+        ];
+        let broken: &[&[u8]] = &[b"", b"\\q", b"\\u12", b"\\", b"\\\xf4\x80"];
+        let mut seed = 0x51_7cc1_b727_220au64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3_000 {
+            let n = 20 + (next() % 200) as usize;
+            let mut raw: Vec<u8> =
+                (0..n).flat_map(|_| pieces[(next() % pieces.len() as u64) as usize].to_vec()).collect();
+            raw.extend_from_slice(broken[(next() % broken.len() as u64) as usize]);
+            let (mut want, mut want_marks) = (b"before".to_vec(), Vec::new());
+            let want_result = unescape_reference(&raw, &mut want, &mut want_marks);
+            let (mut got, mut got_marks) = (b"before".to_vec(), Vec::new());
+            let got_result = unescape_marked(&raw, &mut got, &mut got_marks);
+            assert_eq!((got_result, &got, &got_marks), (want_result, &want, &want_marks));
+            for (name, decoded) in vector_decoders::<false>(&raw) {
+                assert_eq!(decoded, (want_result.map(|_| raw.len()), want.clone(), want_marks.clone()), "{name}");
+            }
+            // Closed by a quote, a document after it.
+            let mut doc = raw.clone();
+            doc.extend_from_slice(b"\", \"k\": \"v\\n\"}");
+            let (mut want, mut want_marks) = (b"before".to_vec(), Vec::new());
+            // SAFETY: not `WIDE`.
+            let want_result =
+                unsafe { unescape_with::<true, false>(&doc, &mut want, |m| want_marks.extend_from_slice(&m)) };
+            for (name, decoded) in vector_decoders::<true>(&doc) {
+                assert_eq!(decoded, (want_result, want.clone(), want_marks.clone()), "{name}");
+            }
+        }
+    }
+
     /// What each vector decoder the CPU has gives for `raw` (with `QUOTE`,
     /// decoding to the closing quote): the result, the buffer (after
     /// `before`), and the marks.
