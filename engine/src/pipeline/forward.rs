@@ -417,8 +417,10 @@ fn retry_after(response: &tollgate_protocol::http1::ResponseHead) -> Option<std:
 ///   billed as if none had come;
 /// - in an answer that reached its end ([`RelayEnd::whole`]: completed,
 ///   or read to its end after the client left), a completion under half of what the
-///   gateway counted passing (plus a few tokens): tokenizers differ by less
-///   than that; an upstream that reports 0 after hundreds of tokens, or an
+///   gateway counted passing (plus a few tokens), or counted in a JSON
+///   answer's texts where its report is low beside their bytes
+///   (`stream::json_answer_text_tokens`): tokenizers differ by less than
+///   that; an upstream that reports 0 or 1 after hundreds of tokens, or an
 ///   Anthropic stream whose `message_delta` never came (leaving
 ///   `message_start`'s 1), does not. The completion is the gateway's count.
 ///

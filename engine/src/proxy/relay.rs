@@ -127,8 +127,9 @@ pub struct RelayEnd {
     /// The answer's usage was there but set aside
     /// ([`super::answer::Rejected`]).
     pub usage_rejected: bool,
-    /// Completion tokens counted by the gateway in the stream's deltas as
-    /// they passed (0 for a JSON answer).
+    /// Completion tokens counted by the gateway: a stream's deltas as they
+    /// passed, or a whole JSON answer's texts where its usage may be far
+    /// under them (`stream::json_answer_text_tokens`; else 0).
     pub completion_counted: u64,
     /// When the first bytes of the answer (head and first data) reached the
     /// client's socket: time to first token, for streams.
@@ -378,7 +379,16 @@ async fn relay_body(
                     None => k.spoil(),
                 }
             }
-            let (usage, finish) = tapped.map_or((Ok(None), Default::default()), Tap::usage);
+            let (usage, finish) = tapped.as_ref().map_or((Ok(None), Default::default()), Tap::usage);
+            // A JSON answer's texts, counted where its usage may be far
+            // under them (not a Responses answer's: it repeats the
+            // request's instructions and tools, which are no output).
+            if json && !matches!(front, super::Front::Responses | super::Front::Embeddings) {
+                end.completion_counted = tapped
+                    .as_ref()
+                    .and_then(|t| t.read(|doc| super::stream::json_answer_text_tokens(doc, &usage, route.model)))
+                    .unwrap_or(0);
+            }
             end.finish = finish;
             match usage {
                 Ok(u) => end.usage = u,
@@ -626,7 +636,7 @@ impl Tap {
 
     /// The answer's usage and finish reasons (none for an answer too large
     /// to keep: they are its choices').
-    fn usage(self) -> (super::answer::Usage, super::answer::Finish) {
+    fn usage(&self) -> (super::answer::Usage, super::answer::Finish) {
         self.read(super::answer::answer_usage).unwrap_or((Ok(None), Default::default()))
     }
 }

@@ -985,6 +985,48 @@ fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
     });
 }
 
+/// The tokens of a whole JSON answer's texts (its choices' or content
+/// blocks' `content`, `text`, `arguments`, reasoning: what a stream's
+/// deltas are counted by, [`event_texts`]), counted only where its usage
+/// may be far under them: then `forward::set_aside_unbelievable` bills the
+/// count, as for a stream whose usage reports under half of what passed.
+/// Before, a JSON answer was never counted, and an upstream that answered
+/// 3,000 tokens of text with `"completion_tokens": 1` was billed 1.
+///
+/// 0 (not counted) for an answer without a believed usage, or whose texts'
+/// bytes are within [`TEXT_BYTES_PER_TOKEN_SEEN`] times the most a count
+/// could be without setting the report aside (twice it, and 8): honest
+/// answers run 1.5 to 5 bytes a token, and are not counted (a count costs
+/// what the stream's does, for every answer). So an upstream can pass as
+/// little as a sixth of its text's bytes as its count: about two thirds
+/// of English prose's tokens, two fifths of CJK's.
+pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: &str) -> u64 {
+    let Ok(Some(u)) = usage else { return 0 };
+    let most = u.completion.saturating_mul(2).saturating_add(8).saturating_mul(TEXT_BYTES_PER_TOKEN_SEEN);
+    if doc.len() as u64 <= most {
+        return 0;
+    }
+    let mut bytes = 0u64;
+    event_texts(false, doc, |raw, _| bytes += raw.len() as u64);
+    if bytes <= most {
+        return 0;
+    }
+    let encoding = Encoding::for_model(model.as_bytes());
+    let mut n = 0;
+    let mut scratch = Vec::new();
+    event_texts(false, doc, |raw, escaped| {
+        scratch.clear();
+        let text =
+            if escaped && tollgate_protocol::json::unescape(raw, &mut scratch).is_ok() { &scratch[..] } else { raw };
+        n += encoding.count_bytes(text);
+    });
+    n
+}
+
+/// Bytes a token of an answer's text above which a JSON answer's reported
+/// count is checked by counting ([`json_answer_text_tokens`]).
+const TEXT_BYTES_PER_TOKEN_SEEN: u64 = 3;
+
 /// Appends the texts of one stream event to `answer`, up to `max` bytes.
 fn delta_text(responses: bool, data: &[u8], answer: &mut Vec<u8>, max: usize) {
     event_texts(responses, data, |raw, _| {
@@ -1722,5 +1764,22 @@ mod tests {
             assert!(out.contains("Hello") && out.contains(" world, the end"), "{out}");
             assert_eq!(String::from_utf8_lossy(&answer), "Hello world, the end", "split at {at}");
         }
+    }
+
+    /// A JSON answer's texts (content and reasoning, not its keys or
+    /// other strings) are counted only where its usage's completion is low
+    /// beside their bytes: an honest count costs no count.
+    #[test]
+    fn a_json_answers_text_is_counted_only_where_its_usage_is_low() {
+        let text = "The quick brown fox jumps over the lazy dog. ".repeat(30);
+        let doc = format!(
+            r#"{{"id":"chatcmpl-lazy dog lazy dog","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}","reasoning_content":"{text}"}},"finish_reason":"stop"}}],"system_fingerprint":"{text}"}}"#
+        );
+        let usage = |completion| Ok(Some(TokenUsage { prompt: 1, completion, ..Default::default() }));
+        assert_eq!(json_answer_text_tokens(doc.as_bytes(), &usage(600), "gpt-4o"), 0, "an honest count");
+        let n = json_answer_text_tokens(doc.as_bytes(), &usage(1), "gpt-4o");
+        assert!((590..=610).contains(&n), "the two texts, not the id or the fingerprint: {n}");
+        assert_eq!(json_answer_text_tokens(doc.as_bytes(), &Ok(None), "gpt-4o"), 0, "no usage: billed otherwise");
+        assert_eq!(json_answer_text_tokens(doc.as_bytes(), &Err(super::super::answer::Rejected), "gpt-4o"), 0);
     }
 }

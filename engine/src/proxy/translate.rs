@@ -425,6 +425,15 @@ pub async fn relay_translated(
     } else {
         anthropic::error_to_openai(&mut body, response.status, &mut out);
     }
+    // The answer's texts, counted where its usage may be far under them,
+    // in the client's form (chat's or Anthropic's; not the Responses API's,
+    // which repeats the request's instructions and tools), before a guard
+    // changes them.
+    let text_counted = if response.status < 300 && !matches!(front, Front::Responses | Front::Embeddings) {
+        super::stream::json_answer_text_tokens(&out, &usage, route.model)
+    } else {
+        0
+    };
     let mut blocked = false;
     let mut withheld = None;
     // Error answers too: their messages reach the tenant's code (found by
@@ -508,6 +517,7 @@ pub async fn relay_translated(
     end.client_reusable = sent && !close;
     end.body_bytes = body_bytes;
     end.json_answer = true;
+    end.completion_counted = text_counted;
     match usage {
         Ok(u) => end.usage = u,
         Err(_) => end.usage_rejected = true,
