@@ -626,29 +626,44 @@ fn a_request_an_upstream_acknowledged_is_not_sent_twice() {
     assert_eq!(requests.load(Ordering::SeqCst), 1 + attempts, "an acknowledged request was sent again: {}", recs[1]);
 }
 
-/// A JSON answer whose usage reports far fewer tokens than its text holds
-/// (3,000 tokens of prose, `"completion_tokens": 1`) is billed the text's
-/// count, as a stream's is, and the record says the report was set aside:
-/// before, JSON answers were never counted and such an upstream's answers
-/// cost a token each. Through the translation of an Anthropic answer too.
-/// An honest count, or one within half of the text's, is believed.
+/// A JSON answer whose usage reports far fewer tokens than its output
+/// holds (3,000 tokens of prose, `"completion_tokens": 1`) is billed the
+/// output's count, as a stream is, and the record says the report was set
+/// aside: before, JSON answers were never counted and such an upstream's
+/// answers cost a token each. Through the translation of an Anthropic
+/// answer too, its text or its tool's input. An honest count, one within
+/// half of the output's, or one beside input the answer carries under a
+/// `content` key (Azure's citations) is believed.
 #[test]
 fn a_json_answer_reporting_far_fewer_tokens_than_its_text_is_billed_its_text() {
     let text = "The quick brown fox jumps over the lazy dog. ".repeat(300);
-    let chat = |completion: u64| {
+    let chat = |completion: u64, extra: &str| {
         format!(
-            r#"{{ "id": "x", "object": "chat.completion", "choices": [ {{ "index": 0, "message": {{ "role": "assistant", "content": "{text}" }}, "finish_reason": "stop" }} ], "usage": {{ "completion_tokens": {completion}, "prompt_tokens": 9 }} }}"#
+            r#"{{ "id": "x", "object": "chat.completion", "choices": [ {{ "index": 0, "message": {{ "role": "assistant", "content": "{extra}" }}, "finish_reason": "stop" }} ], "usage": {{ "completion_tokens": {completion}, "prompt_tokens": 9 }} }}"#
         )
     };
-    let anthropic = format!(
-        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{{"type":"text","text":"{text}"}}],"stop_reason":"end_turn","usage":{{"input_tokens":9,"output_tokens":1}}}}"#
+    let cited = format!(
+        r#"{{"id":"x","object":"chat.completion","choices":[{{"index":0,"message":{{"role":"assistant","content":"The dog is lazy.","context":{{"citations":[{{"content":"{text}","title":"fox"}}]}}}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":3100,"completion_tokens":5}}}}"#
     );
+    let anthropic = |block: &str| {
+        format!(
+            r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{block}],"stop_reason":"end_turn","usage":{{"input_tokens":9,"output_tokens":1}}}}"#
+        )
+    };
     let priced = "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 2.5, output_per_mtok = 10.0 }";
-    for (kind, answer, believed) in [
-        ("openai-compatible", chat(1), false),
-        ("anthropic", anthropic, false),
-        ("openai-compatible", chat(3_000), true),
-        ("openai-compatible", chat(1_600), true),
+    // (the provider's kind, its answer, the completion billed; None: set
+    // aside, about 3,000 counted)
+    for (kind, answer, billed) in [
+        ("openai-compatible", chat(1, &text), None),
+        ("anthropic", anthropic(&format!(r#"{{"type":"text","text":"{text}"}}"#)), None),
+        (
+            "anthropic",
+            anthropic(&format!(r#"{{"type":"tool_use","id":"t","name":"f","input":{{"q":"{text}"}}}}"#)),
+            None,
+        ),
+        ("openai-compatible", chat(3_000, &text), Some(3_000)),
+        ("openai-compatible", chat(1_600, &text), Some(1_600)),
+        ("openai-compatible", cited, Some(5)),
     ] {
         let logs = TempDir::new("hostile");
         let config = config_for(
@@ -661,20 +676,25 @@ fn a_json_answer_reporting_far_fewer_tokens_than_its_text_is_billed_its_text() {
         let gw = start_gateway(&config, &[], &[]);
         let r = one_request(gw.addr, &chat_request(GPT4O, ""));
         assert_eq!(r.status, 200, "{kind}: {}", r.text());
-        assert!(r.text().contains("lazy dog"), "{kind}");
+        assert!(r.text().contains("lazy dog") || r.text().contains("dog is lazy"), "{kind}");
         let rec = only_record(gw, &logs);
         let completion = rec["tokens"]["completion"].as_u64().unwrap_or(0);
-        if believed {
-            assert!(rec["tokens"]["rejected"].is_null(), "{kind}: {rec}");
-            assert!(completion == 3_000 || completion == 1_600, "{kind}: {rec}");
-        } else {
-            // 300 sentences of 10 tokens each.
-            assert!((2_900..=3_100).contains(&completion), "{kind}: {rec}");
-            assert_eq!(
-                (rec["tokens"]["rejected"].clone(), rec["tokens"]["estimated"].clone()),
-                (true.into(), true.into())
-            );
-            assert!(rec["cost_micro_usd"].as_u64().unwrap_or(0) >= 29_000, "{kind}: {rec}");
+        match billed {
+            Some(n) => {
+                assert_eq!(completion, n, "{kind}: {rec}");
+                assert!(rec["tokens"]["rejected"].is_null(), "{kind}: {rec}");
+            }
+            None => {
+                // 300 sentences of 10 tokens each (and the tool's name and
+                // the input's braces).
+                assert!((2_900..=3_100).contains(&completion), "{kind}: {rec}");
+                assert_eq!(
+                    (rec["tokens"]["rejected"].clone(), rec["tokens"]["estimated"].clone()),
+                    (true.into(), true.into()),
+                    "{kind}: {rec}"
+                );
+                assert!(rec["cost_micro_usd"].as_u64().unwrap_or(0) >= 29_000, "{kind}: {rec}");
+            }
         }
     }
 }

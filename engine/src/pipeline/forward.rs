@@ -433,7 +433,10 @@ fn set_aside_unbelievable(end: &mut RelayEnd, trace: &mut Trace<'_>) {
         trace.usage_rejected = true;
         return;
     }
-    let (counted, whole) = (end.completion_counted, end.whole());
+    // A JSON answer's output is counted only when it was read whole (its
+    // usage is the provider's last word), whether or not the client stayed
+    // for it or a guard withheld it.
+    let (counted, whole) = (end.completion_counted, end.whole() || (end.json_answer && end.completion_counted > 0));
     if let Some(u) = end.usage.as_mut().filter(|_| whole) {
         if counted > u.completion.saturating_mul(2).saturating_add(8) {
             u.completion = counted;
@@ -471,8 +474,10 @@ fn estimate_usage(
     }
     let whole = end.whole();
     match &mut end.usage {
-        Some(u) if !whole && end.completion_counted > u.completion => {
-            // A stream cut short: the provider's final count never came.
+        Some(u) if !whole && !end.json_answer && end.completion_counted > u.completion => {
+            // A stream cut short: the provider's final count never came (a
+            // JSON answer with a usage was read whole: its count is judged
+            // by `set_aside_unbelievable`, with the stream's margin).
             u.completion = end.completion_counted;
             trace.usage_estimated = true;
         }

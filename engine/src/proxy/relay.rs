@@ -380,13 +380,12 @@ async fn relay_body(
                 }
             }
             let (usage, finish) = tapped.as_ref().map_or((Ok(None), Default::default()), Tap::usage);
-            // A JSON answer's texts, counted where its usage may be far
-            // under them (not a Responses answer's: it repeats the
-            // request's instructions and tools, which are no output).
-            if json && !matches!(front, super::Front::Responses | super::Front::Embeddings) {
+            // A JSON answer's output, counted where its usage may be far
+            // under it.
+            if json {
                 end.completion_counted = tapped
                     .as_ref()
-                    .and_then(|t| t.read(|doc| super::stream::json_answer_text_tokens(doc, &usage, route.model)))
+                    .and_then(|t| t.read(|doc| super::stream::json_answer_text_tokens(doc, &usage, route.model, front)))
                     .unwrap_or(0);
             }
             end.finish = finish;

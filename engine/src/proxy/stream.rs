@@ -985,23 +985,37 @@ fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
     });
 }
 
-/// The tokens of a whole JSON answer's texts (its choices' or content
-/// blocks' `content`, `text`, `arguments`, reasoning: what a stream's
-/// deltas are counted by, [`event_texts`]), counted only where its usage
-/// may be far under them: then `forward::set_aside_unbelievable` bills the
-/// count, as for a stream whose usage reports under half of what passed.
-/// Before, a JSON answer was never counted, and an upstream that answered
-/// 3,000 tokens of text with `"completion_tokens": 1` was billed 1.
+/// The tokens of a whole JSON answer's output, counted only where its
+/// usage may be far under them: then `forward::set_aside_unbelievable`
+/// bills the count, as for a stream whose usage reports under half of what
+/// passed. Before, a JSON answer was never counted, and an upstream that
+/// answered 3,000 tokens of text with `"completion_tokens": 1` was billed 1.
+///
+/// The output is read by structure, in the client's API (`front`): a chat
+/// completion's messages (`content` and its text parts, `refusal`,
+/// reasoning by either name, tool calls' names and arguments), an Anthropic
+/// message's `text`, `thinking` and `tool_use` blocks (the input as
+/// written). Nothing else: a string keyed `content` or `text` elsewhere
+/// (Azure's citations, an aggregator's page excerpts, a tool result) is
+/// input the provider bills as such, and a legacy completion may `echo`
+/// its prompt (found by a review: counted, honest answers were billed many
+/// times over). Other APIs are not counted (0).
 ///
 /// 0 (not counted) for an answer without a believed usage, or whose texts'
-/// bytes are within [`TEXT_BYTES_PER_TOKEN_SEEN`] times the most a count
-/// could be without setting the report aside (twice it, and 8): honest
-/// answers run 1.5 to 5 bytes a token, and are not counted (a count costs
-/// what the stream's does, for every answer). So an upstream can pass as
-/// little as a sixth of its text's bytes as its count: about two thirds
-/// of English prose's tokens, two fifths of CJK's.
-pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: &str) -> u64 {
+/// bytes (every string under a text key, anywhere: a bound) are within
+/// [`TEXT_BYTES_PER_TOKEN_SEEN`] times the most a count could be without
+/// setting the report aside (twice it, and 8): honest answers run 1.5 to 5
+/// bytes a token, and are not counted. So an upstream can pass as little as
+/// a sixth of its text's bytes as its count: about two thirds of English
+/// prose's tokens, two fifths of CJK's. An answer past
+/// [`COUNTED_ANSWER_BYTES_MAX`] is not read, and at most
+/// [`COUNTED_TEXT_BYTES_MAX`] of its text is counted (the count runs on the
+/// worker, before the answer's last write).
+pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: &str, front: Front) -> u64 {
     let Ok(Some(u)) = usage else { return 0 };
+    if !matches!(front, Front::OpenAi | Front::Anthropic) || doc.len() > COUNTED_ANSWER_BYTES_MAX {
+        return 0;
+    }
     let most = u.completion.saturating_mul(2).saturating_add(8).saturating_mul(TEXT_BYTES_PER_TOKEN_SEEN);
     if doc.len() as u64 <= most {
         return 0;
@@ -1011,21 +1025,62 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
     if bytes <= most {
         return 0;
     }
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(doc) else { return 0 };
     let encoding = Encoding::for_model(model.as_bytes());
-    let mut n = 0;
-    let mut scratch = Vec::new();
-    event_texts(false, doc, |raw, escaped| {
-        scratch.clear();
-        let text =
-            if escaped && tollgate_protocol::json::unescape(raw, &mut scratch).is_ok() { &scratch[..] } else { raw };
-        n += encoding.count_bytes(text);
-    });
+    let (mut n, mut left) = (0, COUNTED_TEXT_BYTES_MAX);
+    let mut count = |text: &str| {
+        let mut end = text.len().min(left);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        n += encoding.count(&text[..end]);
+        left -= end;
+    };
+    let str_of = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    if front == Front::OpenAi {
+        for choice in answer["choices"].as_array().into_iter().flatten() {
+            let m = &choice["message"];
+            match &m["content"] {
+                serde_json::Value::String(s) => count(s),
+                serde_json::Value::Array(parts) => {
+                    for p in parts.iter().filter(|p| p["type"] == "text") {
+                        p["text"].as_str().map(&mut count);
+                    }
+                }
+                _ => {}
+            }
+            for key in ["refusal", "reasoning_content", "reasoning"] {
+                m[key].as_str().map(&mut count);
+            }
+            let calls = m["tool_calls"].as_array().into_iter().flatten().map(|c| &c["function"]);
+            for f in calls.chain(Some(&m["function_call"])) {
+                for key in ["name", "arguments"] {
+                    f[key].as_str().map(&mut count);
+                }
+            }
+        }
+    } else {
+        for block in answer["content"].as_array().into_iter().flatten() {
+            let text = match block["type"].as_str() {
+                Some("text") => str_of(&block["text"]),
+                Some("thinking") => str_of(&block["thinking"]),
+                Some("tool_use") => Some(format!("{}{}", block["name"].as_str().unwrap_or(""), block["input"])),
+                _ => None,
+            };
+            text.as_deref().map(&mut count);
+        }
+    }
     n
 }
 
 /// Bytes a token of an answer's text above which a JSON answer's reported
 /// count is checked by counting ([`json_answer_text_tokens`]).
 const TEXT_BYTES_PER_TOKEN_SEEN: u64 = 3;
+/// A JSON answer larger than this is not read for its count.
+const COUNTED_ANSWER_BYTES_MAX: usize = 4 << 20;
+/// The most of one answer's text counted: enough to show a report far
+/// under it, and a bound on the count's time on the worker.
+const COUNTED_TEXT_BYTES_MAX: usize = 1 << 20;
 
 /// Appends the texts of one stream event to `answer`, up to `max` bytes.
 fn delta_text(responses: bool, data: &[u8], answer: &mut Vec<u8>, max: usize) {
@@ -1766,20 +1821,31 @@ mod tests {
         }
     }
 
-    /// A JSON answer's texts (content and reasoning, not its keys or
-    /// other strings) are counted only where its usage's completion is low
-    /// beside their bytes: an honest count costs no count.
+    /// A JSON answer's output (content and reasoning, tool calls; an
+    /// Anthropic message's text and tool input) is counted only where its
+    /// usage's completion is low beside its texts' bytes, and only the
+    /// output: not its id, not text under `content` keys elsewhere (Azure's
+    /// citations, which are input), not a legacy completion (`echo`).
     #[test]
-    fn a_json_answers_text_is_counted_only_where_its_usage_is_low() {
+    fn a_json_answers_output_is_counted_only_where_its_usage_is_low() {
         let text = "The quick brown fox jumps over the lazy dog. ".repeat(30);
         let doc = format!(
-            r#"{{"id":"chatcmpl-lazy dog lazy dog","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}","reasoning_content":"{text}"}},"finish_reason":"stop"}}],"system_fingerprint":"{text}"}}"#
+            r#"{{"id":"chatcmpl-lazy dog lazy dog","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}","reasoning_content":"{text}","context":{{"citations":[{{"content":"{text}{text}"}}]}}}},"finish_reason":"stop"}}],"system_fingerprint":"{text}"}}"#
         );
         let usage = |completion| Ok(Some(TokenUsage { prompt: 1, completion, ..Default::default() }));
-        assert_eq!(json_answer_text_tokens(doc.as_bytes(), &usage(600), "gpt-4o"), 0, "an honest count");
-        let n = json_answer_text_tokens(doc.as_bytes(), &usage(1), "gpt-4o");
-        assert!((590..=610).contains(&n), "the two texts, not the id or the fingerprint: {n}");
-        assert_eq!(json_answer_text_tokens(doc.as_bytes(), &Ok(None), "gpt-4o"), 0, "no usage: billed otherwise");
-        assert_eq!(json_answer_text_tokens(doc.as_bytes(), &Err(super::super::answer::Rejected), "gpt-4o"), 0);
+        let count = |doc: &str, usage: &super::super::answer::Usage, front| {
+            json_answer_text_tokens(doc.as_bytes(), usage, "gpt-4o", front)
+        };
+        assert_eq!(count(&doc, &usage(1_000), Front::OpenAi), 0, "an honest count");
+        let n = count(&doc, &usage(1), Front::OpenAi);
+        assert!((590..=610).contains(&n), "the two texts, not the citations, the id or the fingerprint: {n}");
+        assert_eq!(count(&doc, &Ok(None), Front::OpenAi), 0, "no usage: billed otherwise");
+        assert_eq!(count(&doc, &Err(super::super::answer::Rejected), Front::OpenAi), 0);
+        assert_eq!(count(&doc, &usage(1), Front::Completions), 0, "`echo` repeats the prompt");
+        let anthropic = format!(
+            r#"{{"content":[{{"type":"text","text":"{text}"}},{{"type":"mcp_tool_result","content":[{{"type":"text","text":"{text}"}}]}},{{"type":"tool_use","id":"t","name":"f","input":{{"q":"{text}"}}}}],"usage":{{}}}}"#
+        );
+        let n = count(&anthropic, &usage(1), Front::Anthropic);
+        assert!((590..=615).contains(&n), "the text and the tool's input, not the tool's result: {n}");
     }
 }

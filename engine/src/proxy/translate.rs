@@ -425,12 +425,10 @@ pub async fn relay_translated(
     } else {
         anthropic::error_to_openai(&mut body, response.status, &mut out);
     }
-    // The answer's texts, counted where its usage may be far under them,
-    // in the client's form (chat's or Anthropic's; not the Responses API's,
-    // which repeats the request's instructions and tools), before a guard
-    // changes them.
-    let text_counted = if response.status < 300 && !matches!(front, Front::Responses | Front::Embeddings) {
-        super::stream::json_answer_text_tokens(&out, &usage, route.model)
+    // The answer's output, counted where its usage may be far under it, in
+    // the client's form (chat's or Anthropic's), before a guard changes it.
+    let text_counted = if response.status < 300 {
+        super::stream::json_answer_text_tokens(&out, &usage, route.model, front)
     } else {
         0
     };
