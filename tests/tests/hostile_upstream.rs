@@ -651,19 +651,33 @@ fn a_json_answer_reporting_far_fewer_tokens_than_its_text_is_billed_its_text() {
         )
     };
     let priced = "[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]\nprice = { input_per_mtok = 2.5, output_per_mtok = 10.0 }";
-    // (the provider's kind, its answer, the completion billed; None: set
-    // aside, about 3,000 counted)
-    for (kind, answer, billed) in [
-        ("openai-compatible", chat(1, &text), None),
-        ("anthropic", anthropic(&format!(r#"{{"type":"text","text":"{text}"}}"#)), None),
-        (
-            "anthropic",
-            anthropic(&format!(r#"{{"type":"tool_use","id":"t","name":"f","input":{{"q":"{text}"}}}}"#)),
-            None,
+    let tool = anthropic(&format!(r#"{{"type":"tool_use","id":"t","name":"f","input":{{"q":"{text}"}}}}"#));
+    let messages = post_json(
+        "/v1/messages",
+        r#"{"model":"gpt-4o","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#,
+        "anthropic-version: 2023-06-01\r\n",
+    );
+    // vLLM's chat `echo`: the last message comes back as content, unbilled.
+    let echo = chat_request(
+        &format!(
+            r#"{{"model":"gpt-4o","echo":true,"messages":[{{"role":"user","content":"hi"}},{{"role":"assistant","content":"{text}"}}]}}"#
         ),
-        ("openai-compatible", chat(3_000, &text), Some(3_000)),
-        ("openai-compatible", chat(1_600, &text), Some(1_600)),
-        ("openai-compatible", cited, Some(5)),
+        "",
+    );
+    let chat_client = chat_request(GPT4O, "");
+    // (the provider's kind, its answer, the request, the completion billed;
+    // None: set aside, about 3,000 counted)
+    for (kind, answer, request, billed) in [
+        ("openai-compatible", chat(1, &text), &chat_client, None),
+        ("anthropic", anthropic(&format!(r#"{{"type":"text","text":"{text}"}}"#)), &chat_client, None),
+        ("anthropic", tool.clone(), &chat_client, None),
+        // An Anthropic client, the answer relayed as it came: the tool's
+        // input alone, whose strings have no text key.
+        ("anthropic", tool, &messages, None),
+        ("openai-compatible", chat(3_000, &text), &chat_client, Some(3_000)),
+        ("openai-compatible", chat(1_600, &text), &chat_client, Some(1_600)),
+        ("openai-compatible", cited, &chat_client, Some(5)),
+        ("openai-compatible", chat(5, &text), &echo, Some(5)),
     ] {
         let logs = TempDir::new("hostile");
         let config = config_for(
@@ -674,7 +688,7 @@ fn a_json_answer_reporting_far_fewer_tokens_than_its_text_is_billed_its_text() {
         .replace("kind = \"openai-compatible\"", &format!("kind = \"{kind}\""))
         .replace("[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]", priced);
         let gw = start_gateway(&config, &[], &[]);
-        let r = one_request(gw.addr, &chat_request(GPT4O, ""));
+        let r = one_request(gw.addr, request);
         assert_eq!(r.status, 200, "{kind}: {}", r.text());
         assert!(r.text().contains("lazy dog") || r.text().contains("dog is lazy"), "{kind}");
         let rec = only_record(gw, &logs);

@@ -324,6 +324,14 @@ pub async fn forward(
                 if end.status >= 500 && end.end == End::Completed {
                     end.end = End::UpstreamFailed;
                 }
+                // A server that `echo`es the request's last message (vLLM's
+                // chat completions, to continue it) answers it back as
+                // content its count does not bill: such an answer's count
+                // is not judged by its text (found by a review). Any
+                // `"echo"` in the body, a key or not, errs that way.
+                if end.json_answer && memchr::memmem::find(body, b"\"echo\"").is_some() {
+                    end.completion_counted = 0;
+                }
                 set_aside_unbelievable(&mut end, trace);
                 if end.usage.is_none() && end.status < 300 && !cut.fired() {
                     // The estimate below bills the prompt counted: a large

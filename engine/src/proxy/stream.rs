@@ -1002,26 +1002,35 @@ fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
 /// times over). Other APIs are not counted (0).
 ///
 /// 0 (not counted) for an answer without a believed usage, or whose texts'
-/// bytes (every string under a text key, anywhere: a bound) are within
-/// [`TEXT_BYTES_PER_TOKEN_SEEN`] times the most a count could be without
-/// setting the report aside (twice it, and 8): honest answers run 1.5 to 5
-/// bytes a token, and are not counted. So an upstream can pass as little as
-/// a sixth of its text's bytes as its count: about two thirds of English
-/// prose's tokens, two fifths of CJK's. An answer past
-/// [`COUNTED_ANSWER_BYTES_MAX`] is not read, and at most
+/// bytes (every string under a text key or in a tool's input, anywhere: a
+/// bound) are within [`TEXT_BYTES_PER_TOKEN_SEEN`] times the most a count
+/// could be without setting the report aside (twice it, and 8): honest
+/// answers run 1.5 to 5 bytes a token, and are not counted. So an upstream
+/// can pass as little as a sixth of its text's bytes as its count: about
+/// two thirds of English prose's tokens, two fifths of CJK's. At most
 /// [`COUNTED_TEXT_BYTES_MAX`] of its text is counted (the count runs on the
-/// worker, before the answer's last write).
+/// worker, before the answer's last write; the answer is at most the 16 MiB
+/// a relay keeps whole). A request that asks a server to `echo` its last
+/// message back (vLLM's chat completions) is not judged so
+/// (`forward::set_aside_unbelievable`).
 pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: &str, front: Front) -> u64 {
     let Ok(Some(u)) = usage else { return 0 };
-    if !matches!(front, Front::OpenAi | Front::Anthropic) || doc.len() > COUNTED_ANSWER_BYTES_MAX {
+    if !matches!(front, Front::OpenAi | Front::Anthropic) {
         return 0;
     }
     let most = u.completion.saturating_mul(2).saturating_add(8).saturating_mul(TEXT_BYTES_PER_TOKEN_SEEN);
     if doc.len() as u64 <= most {
         return 0;
     }
+    // A bound of the output's bytes: every string under a text key, and
+    // every string of a free-form object (a tool's input, whose strings
+    // the walk gives no key) anywhere.
     let mut bytes = 0u64;
-    event_texts(false, doc, |raw, _| bytes += raw.len() as u64);
+    let _ = tollgate_protocol::json::string_values(doc, |key, v| {
+        if key.is_empty() || super::guard::stream_text_key(key).is_some() {
+            bytes += v.raw.len() as u64;
+        }
+    });
     if bytes <= most {
         return 0;
     }
@@ -1036,38 +1045,45 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
         n += encoding.count(&text[..end]);
         left -= end;
     };
-    let str_of = |v: &serde_json::Value| v.as_str().map(str::to_owned);
-    if front == Front::OpenAi {
-        for choice in answer["choices"].as_array().into_iter().flatten() {
-            let m = &choice["message"];
-            match &m["content"] {
-                serde_json::Value::String(s) => count(s),
-                serde_json::Value::Array(parts) => {
-                    for p in parts.iter().filter(|p| p["type"] == "text") {
-                        p["text"].as_str().map(&mut count);
+    match front {
+        Front::OpenAi => {
+            for choice in answer["choices"].as_array().into_iter().flatten() {
+                let m = &choice["message"];
+                match &m["content"] {
+                    serde_json::Value::String(s) => count(s),
+                    serde_json::Value::Array(parts) => {
+                        for p in parts.iter().filter(|p| p["type"] == "text") {
+                            p["text"].as_str().map(&mut count);
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
-            }
-            for key in ["refusal", "reasoning_content", "reasoning"] {
-                m[key].as_str().map(&mut count);
-            }
-            let calls = m["tool_calls"].as_array().into_iter().flatten().map(|c| &c["function"]);
-            for f in calls.chain(Some(&m["function_call"])) {
-                for key in ["name", "arguments"] {
-                    f[key].as_str().map(&mut count);
+                m["refusal"].as_str().map(&mut count);
+                // Reasoning by either name, once: some servers send it
+                // under both (found by a review: counted twice, it took the
+                // whole margin).
+                let reasoning = ["reasoning_content", "reasoning"].map(|k| m[k].as_str().unwrap_or(""));
+                count(reasoning.into_iter().max_by_key(|r| r.len()).unwrap_or(""));
+                let calls = m["tool_calls"].as_array().into_iter().flatten().map(|c| &c["function"]);
+                for f in calls.chain(Some(&m["function_call"])) {
+                    for key in ["name", "arguments"] {
+                        f[key].as_str().map(&mut count);
+                    }
                 }
             }
         }
-    } else {
-        for block in answer["content"].as_array().into_iter().flatten() {
-            let text = match block["type"].as_str() {
-                Some("text") => str_of(&block["text"]),
-                Some("thinking") => str_of(&block["thinking"]),
-                Some("tool_use") => Some(format!("{}{}", block["name"].as_str().unwrap_or(""), block["input"])),
-                _ => None,
-            };
-            text.as_deref().map(&mut count);
+        _ => {
+            for block in answer["content"].as_array().into_iter().flatten() {
+                match block["type"].as_str() {
+                    Some("text") => block["text"].as_str().map(&mut count).unwrap_or(()),
+                    Some("thinking") => block["thinking"].as_str().map(&mut count).unwrap_or(()),
+                    Some("tool_use") => {
+                        block["name"].as_str().map(&mut count);
+                        count(&block["input"].to_string());
+                    }
+                    _ => {}
+                }
+            }
         }
     }
     n
@@ -1076,8 +1092,6 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
 /// Bytes a token of an answer's text above which a JSON answer's reported
 /// count is checked by counting ([`json_answer_text_tokens`]).
 const TEXT_BYTES_PER_TOKEN_SEEN: u64 = 3;
-/// A JSON answer larger than this is not read for its count.
-const COUNTED_ANSWER_BYTES_MAX: usize = 4 << 20;
 /// The most of one answer's text counted: enough to show a report far
 /// under it, and a bound on the count's time on the worker.
 const COUNTED_TEXT_BYTES_MAX: usize = 1 << 20;
@@ -1841,7 +1855,19 @@ mod tests {
         assert!((590..=610).contains(&n), "the two texts, not the citations, the id or the fingerprint: {n}");
         assert_eq!(count(&doc, &Ok(None), Front::OpenAi), 0, "no usage: billed otherwise");
         assert_eq!(count(&doc, &Err(super::super::answer::Rejected), Front::OpenAi), 0);
-        assert_eq!(count(&doc, &usage(1), Front::Completions), 0, "`echo` repeats the prompt");
+        // A legacy completion may `echo` its prompt: not counted.
+        let legacy = format!(r#"{{"choices":[{{"index":0,"text":"{text}"}}]}}"#);
+        assert_eq!(count(&legacy, &usage(1), Front::Completions), 0);
+        // A tool's input alone (its strings have no text key).
+        let tool = format!(r#"{{"content":[{{"type":"tool_use","id":"t","name":"f","input":{{"q":"{text}"}}}}]}}"#);
+        let n = count(&tool, &usage(1), Front::Anthropic);
+        assert!((300..=310).contains(&n), "the tool's input: {n}");
+        // Reasoning under both names is one text.
+        let both = format!(
+            r#"{{"choices":[{{"message":{{"content":"ok","reasoning":"{text}","reasoning_content":"{text}"}}}}]}}"#
+        );
+        let n = count(&both, &usage(1), Front::OpenAi);
+        assert!((300..=310).contains(&n), "once: {n}");
         let anthropic = format!(
             r#"{{"content":[{{"type":"text","text":"{text}"}},{{"type":"mcp_tool_result","content":[{{"type":"text","text":"{text}"}}]}},{{"type":"tool_use","id":"t","name":"f","input":{{"q":"{text}"}}}}],"usage":{{}}}}"#
         );
