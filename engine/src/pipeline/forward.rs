@@ -328,8 +328,9 @@ pub async fn forward(
                 // chat completions, to continue it) answers it back as
                 // content its count does not bill: such an answer's count
                 // is not judged by its text (found by a review). Any
-                // `"echo"` in the body, a key or not, errs that way.
-                if end.json_answer && memchr::memmem::find(body, b"\"echo\"").is_some() {
+                // `"echo"` in the body, a key or not, errs that way (looked
+                // for only where an answer was counted: rarely).
+                if end.json_answer && end.completion_counted > 0 && memchr::memmem::find(body, b"\"echo\"").is_some() {
                     end.completion_counted = 0;
                 }
                 set_aside_unbelievable(&mut end, trace);
