@@ -2158,6 +2158,16 @@ mod tests {
         assert!(unescape(br"\q", &mut out).is_err());
     }
 
+    /// A xorshift generator of `seed` (not 0): the random strings' pieces.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// The decoder of before the 32-byte steps (a search and a copy per
     /// escape): what `unescape_marking` must still give, marks, errors and
     /// the text before an error included (the marks of the escapes that
@@ -2237,13 +2247,7 @@ mod tests {
             "\\\u{201c}".as_bytes(),
             b"\\\xf4\x80",
         ];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         for _ in 0..20_000 {
             let n = (next() % 24) as usize;
             let raw: Vec<u8> = (0..n).flat_map(|_| pieces[(next() % pieces.len() as u64) as usize].to_vec()).collect();
@@ -2292,13 +2296,7 @@ mod tests {
             b"0123456789abcdef0123456789abcdef0123456789abcdef",
         ];
         let broken: &[&[u8]] = &[b"", b"\\q", b"\\u12", b"\\", b"\\\xf4\x80"];
-        let mut seed = 0x51_7cc1_b727_220au64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x51_7cc1_b727_220au64);
         for _ in 0..3_000 {
             let n = 20 + (next() % 200) as usize;
             let mut raw: Vec<u8> =
@@ -2375,13 +2373,7 @@ mod tests {
             "\\\u{201c}".as_bytes(),
             b"\\\xf4\x80",
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let mut quoted = 0;
         for _ in 0..20_000 {
             let n = (next() % 40) as usize;

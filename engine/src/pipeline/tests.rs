@@ -565,15 +565,22 @@ fn a_prompt_of_token_ids_is_refused_by_guardrails_and_counted() {
     assert!((5000..5010).contains(&counted), "{counted}");
 }
 
+/// A request of key `tg-key` admitted and answered: 1,000 tokens of
+/// prompt and 100 of completion, ready to settle.
+fn answered<'s>(core: &Core<'s>) -> Exchange<'s> {
+    let mut ex = exchange("tg-key", PROSE);
+    admit(&mut ex, core).expect("admitted");
+    ex.trace.served_by = Some(0);
+    ex.trace.status = 200;
+    ex.trace.usage = Some(crate::record::TokenUsage { prompt: 1_000, completion: 100, ..Default::default() });
+    ex
+}
+
 #[test]
 fn settling_counts_the_spend_on_the_core_before_the_holds_go() {
     let w = World::new("rate_limit = { tokens_per_minute = 1000000 }");
     let core = w.core();
-    let mut ex = exchange("tg-key", PROSE);
-    admit(&mut ex, &core).expect("admitted");
-    ex.trace.served_by = Some(0);
-    ex.trace.status = 200;
-    ex.trace.usage = Some(crate::record::TokenUsage { prompt: 1_000, completion: 100, ..Default::default() });
+    let ex = answered(&core);
     settle(&core, &ex.trace);
     let now = crate::unix_now().as_secs();
     // gpt-4o: 1,000 x 2.5 + 100 x 10 micro-dollars.
@@ -594,11 +601,7 @@ fn settling_counts_the_spend_on_the_core_before_the_holds_go() {
 fn settling_a_long_request_counts_its_tokens_in_the_minute_it_ends() {
     let w = World::new("rate_limit = { tokens_per_minute = 1000000 }");
     let core = w.core();
-    let mut ex = exchange("tg-key", PROSE);
-    admit(&mut ex, &core).expect("admitted");
-    ex.trace.served_by = Some(0);
-    ex.trace.status = 200;
-    ex.trace.usage = Some(crate::record::TokenUsage { prompt: 1_000, completion: 100, ..Default::default() });
+    let mut ex = answered(&core);
     // Began three minutes ago.
     let began = ex.trace.started_unix_ms / 60_000;
     ex.trace.started_unix_ms -= 3 * 60_000;
