@@ -1006,9 +1006,9 @@ fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
 /// bound) are within [`TEXT_BYTES_PER_TOKEN_SEEN`] times the most a count
 /// could be without setting the report aside (twice it, and 8): honest
 /// answers run 1.5 to 5 bytes a token, and are not counted. So an upstream
-/// can pass as little as a sixth of its text's bytes as its count: about
-/// two thirds of English prose's tokens, two fifths of CJK's (and
-/// [`ANSWER_OWN_BYTES`] more). At most
+/// can pass half its output's tokens as its count (the margin a stream has
+/// too), or a sixth of its text's bytes where that is less (about two
+/// fifths of CJK's tokens), and [`ANSWER_OWN_BYTES`] more. At most
 /// [`COUNTED_TEXT_BYTES_MAX`] of its text is counted (the count runs on the
 /// worker, before the answer's last write; the answer is at most the 16 MiB
 /// a relay keeps whole). A request that asks a server to `echo` its last
@@ -1028,15 +1028,21 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
     }
     // A bound of the output's bytes: every string under a text key, and
     // every string of a free-form object (a tool's input, whose strings
-    // the walk gives no key) anywhere.
-    let mut bytes = 0u64;
-    let _ = tollgate_protocol::json::string_values(doc, |key, v| {
-        if key.is_empty() || super::guard::stream_text_key(key).is_some() {
-            bytes += v.raw.len() as u64;
+    // the walk gives no key) anywhere. An Anthropic message with a tool's
+    // input is read whatever the bound: the input's keys and numbers are
+    // text the walk does not give (found by a review: `{"<3,000 tokens>":
+    // 1}` passed).
+    let tool_input = front == Front::Anthropic && memchr::memmem::find(doc, b"\"tool_use\"").is_some();
+    if !tool_input {
+        let mut bytes = 0u64;
+        let _ = tollgate_protocol::json::string_values(doc, |key, v| {
+            if key.is_empty() || super::guard::stream_text_key(key).is_some() {
+                bytes += v.raw.len() as u64;
+            }
+        });
+        if bytes <= most {
+            return 0;
         }
-    });
-    if bytes <= most {
-        return 0;
     }
     let Ok(answer) = serde_json::from_slice::<serde_json::Value>(doc) else { return 0 };
     let encoding = Encoding::for_model(model.as_bytes());
@@ -1871,6 +1877,11 @@ mod tests {
         let tool = format!(r#"{{"content":[{{"type":"tool_use","id":"t","name":"f","input":{{"q":"{text}"}}}}]}}"#);
         let n = count(&tool, &usage(1), Front::Anthropic);
         assert!((300..=310).contains(&n), "the tool's input: {n}");
+        // A tool's input in its keys and numbers, which the walk does not
+        // give as text.
+        let keys = format!(r#"{{"content":[{{"type":"tool_use","id":"t","name":"f","input":{{"{text}":1}}}}]}}"#);
+        let n = count(&keys, &usage(1), Front::Anthropic);
+        assert!((300..=310).contains(&n), "the input's key: {n}");
         // Reasoning under both names is one text.
         let both = format!(
             r#"{{"choices":[{{"message":{{"content":"ok","reasoning":"{text}","reasoning_content":"{text}"}}}}]}}"#
