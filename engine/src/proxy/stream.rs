@@ -1047,7 +1047,9 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
     let Ok(answer) = serde_json::from_slice::<serde_json::Value>(doc) else { return 0 };
     let encoding = Encoding::for_model(model.as_bytes());
     let (mut n, mut left) = (0, COUNTED_TEXT_BYTES_MAX);
-    let mut count = |text: &str| {
+    // A text counted (a value that is no string is none).
+    let mut count = |text: Option<&str>| {
+        let text = text.unwrap_or("");
         let mut end = text.len().min(left);
         while !text.is_char_boundary(end) {
             end -= 1;
@@ -1060,36 +1062,36 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
             for choice in answer["choices"].as_array().into_iter().flatten() {
                 let m = &choice["message"];
                 match &m["content"] {
-                    serde_json::Value::String(s) => count(s),
                     serde_json::Value::Array(parts) => {
-                        for p in parts.iter().filter(|p| p["type"] == "text") {
-                            p["text"].as_str().map(&mut count);
-                        }
+                        parts.iter().filter(|p| p["type"] == "text").for_each(|p| count(p["text"].as_str()))
                     }
-                    _ => {}
+                    content => count(content.as_str()),
                 }
-                m["refusal"].as_str().map(&mut count);
+                count(m["refusal"].as_str());
                 // Reasoning by either name, once: some servers send it
                 // under both (found by a review: counted twice, it took the
                 // whole margin).
-                let reasoning = ["reasoning_content", "reasoning"].map(|k| m[k].as_str().unwrap_or(""));
-                count(reasoning.into_iter().max_by_key(|r| r.len()).unwrap_or(""));
+                count(
+                    ["reasoning_content", "reasoning"]
+                        .into_iter()
+                        .filter_map(|k| m[k].as_str())
+                        .max_by_key(|r| r.len()),
+                );
                 let calls = m["tool_calls"].as_array().into_iter().flatten().map(|c| &c["function"]);
                 for f in calls.chain(Some(&m["function_call"])) {
-                    for key in ["name", "arguments"] {
-                        f[key].as_str().map(&mut count);
-                    }
+                    count(f["name"].as_str());
+                    count(f["arguments"].as_str());
                 }
             }
         }
         _ => {
             for block in answer["content"].as_array().into_iter().flatten() {
                 match block["type"].as_str() {
-                    Some("text") => block["text"].as_str().map(&mut count).unwrap_or(()),
-                    Some("thinking") => block["thinking"].as_str().map(&mut count).unwrap_or(()),
+                    Some("text") => count(block["text"].as_str()),
+                    Some("thinking") => count(block["thinking"].as_str()),
                     Some("tool_use") => {
-                        block["name"].as_str().map(&mut count);
-                        count(&block["input"].to_string());
+                        count(block["name"].as_str());
+                        count(Some(&block["input"].to_string()));
                     }
                     _ => {}
                 }
