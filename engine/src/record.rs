@@ -42,6 +42,11 @@ pub struct TokenUsage {
     pub audio_completion: u64,
     /// The service tier the provider says it served the request at.
     pub tier: tollgate_policy::prices::Tier,
+    /// The provider reported the output but not the prompt
+    /// (`tollgate_protocol::openai::Usage::prompt_unreported`): `prompt`
+    /// holds only its cache's tokens until the gateway's count replaces
+    /// it (`pipeline::forward`), and the record says `estimated`.
+    pub prompt_unreported: bool,
 }
 
 impl TokenUsage {

@@ -1066,6 +1066,12 @@ pub struct Usage {
     pub audio_completion: u64,
     /// The service tier the provider says it served the request at.
     pub tier: Tier,
+    /// The report gave its output but no input count (Anthropic's
+    /// `message_start` with `"usage": null`, then a `message_delta` with
+    /// the output alone): `prompt` holds only the cache's tokens reported,
+    /// and the gateway bills its own count of the prompt beside the
+    /// reported output (which may hold reasoning no one could count).
+    pub prompt_unreported: bool,
 }
 
 /// Chat's usage object for a translated report whose counts were not
@@ -1223,6 +1229,7 @@ impl Reported {
                     audio_prompt: self.audio_prompt.unwrap_or(0),
                     audio_completion: self.audio_completion.unwrap_or(0),
                     tier: self.tier.unwrap_or_default(),
+                    prompt_unreported: false,
                 }
                 .held(),
             );
@@ -1235,24 +1242,33 @@ impl Reported {
                 return Some(Usage { prompt, completion: 0, tier: self.tier.unwrap_or_default(), ..Usage::default() });
             }
         }
-        // Without its input count, a report is not the provider's bill:
-        // both APIs always give one (Anthropic's in `message_start`), and
-        // one missing (`"usage": null` there, then a `message_delta` with
-        // output only) billed a 100K-token prompt as 0 (found by a
-        // review). The gateway then bills its own counts.
-        let input = self.input_tokens?;
+        // Without its input count, a report's prompt is not the
+        // provider's bill: both APIs always give one (Anthropic's in
+        // `message_start`), and one missing (`"usage": null` there, then a
+        // `message_delta` with output only) billed a 100K-token prompt as
+        // 0 (found by a review). The gateway then counts the prompt, and
+        // the output reported is kept (`prompt_unreported`): dropping it
+        // too billed the visible text alone, never the reasoning behind
+        // it. A report of neither is none.
+        let output = self.output_tokens.or(self.completion_tokens);
+        let (input, prompt_unreported) = match (self.input_tokens, self.prompt_tokens, output) {
+            (Some(input), ..) => (input, false),
+            (None, None, Some(_)) => (0, true),
+            _ => return None,
+        };
         let (read, write) = (self.cache_read.unwrap_or(0), self.cache_write.unwrap_or(0));
         // Cached tokens detailed inside `input_tokens` (Responses) are a
         // share of it, never more.
         let detailed = self.cached_tokens.unwrap_or(0).min(input);
         Some(Usage {
             prompt: input.saturating_add(read).saturating_add(write),
-            completion: self.output_tokens.unwrap_or(0),
+            completion: output.unwrap_or(0),
             cached: read.saturating_add(detailed),
             cache_write: write,
             // A share of the writes, never more.
             cache_write_1h: self.cache_write_1h.unwrap_or(0).min(write),
             tier: self.tier.unwrap_or_default(),
+            prompt_unreported,
             ..Usage::default()
         })
     }
@@ -2769,19 +2785,29 @@ mod tests {
         let lowered = br#"{"type":"message_delta","delta":{},"usage":{"output_tokens":0,"input_tokens":0}}"#;
         r.merge(read_answer(lowered).expect("an event").reported);
         assert_eq!(r.usage(), Some(Usage { prompt: 35, completion: 15, cached: 10, ..Usage::default() }));
-        // A stream whose `message_start` reported no usage: the output
-        // alone is no bill (its prompt would be 0), so none is read.
+        // A stream whose `message_start` reported no usage: the output is
+        // kept, the prompt marked unreported (the gateway counts it), in
+        // each API's names; a report of neither is none.
         let bare = br#"{"type":"message_start","message":{"id":"m","usage":null}}"#;
         let output_only =
             br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":500}}"#;
         let mut r = Reported::default();
-        for ev in [&bare[..], &output_only[..]] {
-            r.merge(read_answer(ev).expect("an event").reported);
-        }
+        r.merge(read_answer(bare).expect("an event").reported);
         assert_eq!(r.usage(), None);
+        r.merge(read_answer(output_only).expect("an event").reported);
+        let unreported = Some(Usage { completion: 500, prompt_unreported: true, ..Usage::default() });
+        assert_eq!(r.usage(), unreported);
         let responses =
             br#"{"type":"response.completed","response":{"usage":{"output_tokens":500,"total_tokens":500}}}"#;
-        assert_eq!(read_answer(responses).and_then(|f| f.usage()), None);
+        assert_eq!(read_answer(responses).and_then(|f| f.usage()), unreported);
+        let chat = br#"{"choices":[],"usage":{ "total_tokens" : 500, "completion_tokens" : 500 }}"#;
+        assert_eq!(read_answer(chat).and_then(|f| f.usage()), unreported);
+        let cached = br#"{"usage":{"cache_read_input_tokens":40,"output_tokens":500}}"#;
+        let u = read_answer(cached).and_then(|f| f.usage()).expect("usage");
+        assert_eq!((u.prompt, u.cached, u.completion, u.prompt_unreported), (40, 40, 500, true));
+        // A prompt without its completion is still no report.
+        let prompt_only = br#"{"choices":[],"usage":{"prompt_tokens":90,"total_tokens":95}}"#;
+        assert_eq!(read_answer(prompt_only).and_then(|f| f.usage()), None);
         // Hour-long writes, in `message_start`'s usage, are a share of
         // the writes: a report of more is held to them, and one inside a
         // content block or a tool's input is not read.

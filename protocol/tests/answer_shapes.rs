@@ -129,13 +129,14 @@ fn corpus() -> Vec<(&'static str, &'static str, Option<Usage>, bool)> {
             u(25, 1, 0),
             false,
         ),
-        // Alone, a `message_delta`'s output count is no bill: the input
-        // comes in `message_start`, with which a stream merges it (a
-        // report without one billed its prompt as 0).
+        // Alone, a `message_delta` reports the output but not the
+        // input, which comes in `message_start`, with which a stream
+        // merges it: the prompt is marked unreported (a report without
+        // one billed its prompt as 0; the gateway counts it).
         (
             "anthropic message_delta",
             r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":15}}"#,
-            None,
+            Some(Usage { completion: 15, prompt_unreported: true, ..Usage::default() }),
             false,
         ),
         (

@@ -512,13 +512,18 @@ fn an_answer_the_translation_cannot_read_is_billed_its_output() {
     assert_eq!(rec["end"], "upstream_failed", "{rec}");
 }
 
-/// An Anthropic answer without its input count, through the translation
-/// to OpenAI's API: `message_start` with `"usage": null` then a
+/// An answer without its input count: through the translation from
+/// Anthropic's API, `message_start` with `"usage": null` then a
 /// `message_delta` with output only, or a whole message with no usage at
-/// all, read as a prompt of 0 (and no output, for the message). The
-/// gateway's own counts are billed instead, said to be estimated.
+/// all; from an OpenAI-compatible upstream, a chat answer or a stream's
+/// usage chunk with `completion_tokens` alone. Each read as a prompt of 0
+/// once; then the reported output was dropped with it, and only the text
+/// the gateway saw was billed, never the reasoning behind it (5,000
+/// tokens reported here against about 150 of text). The prompt is the
+/// gateway's count, the output the provider's (or, with no usage at all,
+/// the gateway's), said to be estimated.
 #[test]
-fn an_anthropic_answer_without_its_input_count_is_not_billed_a_prompt_of_0() {
+fn an_answer_without_its_input_count_is_billed_its_prompt_counted_and_its_output_reported() {
     let text = "All work and no play makes Jack a dull boy. ".repeat(200);
     let message = format!(
         r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{{"type":"text","text":"{text}"}}],"stop_reason":"end_turn"}}"#
@@ -531,29 +536,44 @@ fn an_anthropic_answer_without_its_input_count_is_not_billed_a_prompt_of_0() {
         events.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a dull boy \"}}\n\n");
     }
     events.push_str("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
-    events.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":150}}\n\n");
+    events.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":5000}}\n\n");
     events.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
-    let stream = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{events}",
-        events.len()
-    );
+    let sse = |events: &str| {
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{events}",
+            events.len()
+        )
+        .into_bytes()
+    };
+    // OpenAI's shapes, spaced as another server may write them.
+    let chat = r#"{ "id" : "c", "object" : "chat.completion", "choices" : [ { "index" : 0, "message" : { "role" : "assistant", "content" : "a dull boy" }, "finish_reason" : "stop" } ], "usage" : { "total_tokens" : 5000, "completion_tokens" : 5000 } }"#;
+    let chunk = |delta: &str| {
+        format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{delta}\"}},\"finish_reason\":null}}]}}\n\n")
+    };
+    let mut chunks = chunk("a dull boy ").repeat(50);
+    chunks.push_str("data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"completion_tokens\": 5000}}\n\ndata: [DONE]\n\n");
     let prompt =
         format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "tell me more ".repeat(100));
     let streamed = prompt.replace("\"messages\"", "\"stream\":true,\"messages\"");
-    for (answer, request, least_out) in [(json_answer(&message), &prompt, 2_000), (stream.into_bytes(), &streamed, 150)]
-    {
+    let cases = [
+        (json_answer(&message), &prompt, "anthropic", 2_000),
+        (sse(&events), &streamed, "anthropic", 5_000),
+        (json_answer(chat), &prompt, "openai-compatible", 5_000),
+        (sse(&chunks), &streamed, "openai-compatible", 5_000),
+    ];
+    for (i, (answer, request, kind, least_out)) in cases.into_iter().enumerate() {
         let logs = TempDir::new("hostile");
         let config =
             config_for(scripted_upstream(vec![answer]), 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))
-                .replace("kind = \"openai-compatible\"", "kind = \"anthropic\"");
+                .replace("kind = \"openai-compatible\"", &format!("kind = \"{kind}\""));
         let gw = start_gateway(&config, &[], &[]);
         let r = one_request(gw.addr, &chat_request(request, ""));
-        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.status, 200, "case {i}: {}", r.text());
         let rec = only_record(gw, &logs);
         let t = &rec["tokens"];
-        assert!(t["prompt"].as_u64().is_some_and(|p| p >= 200), "the gateway's count of the prompt: {rec}");
-        assert!(t["completion"].as_u64().is_some_and(|c| c >= least_out), "{rec}");
-        assert_eq!(t["estimated"], true, "{rec}");
+        assert!(t["prompt"].as_u64().is_some_and(|p| p >= 200), "case {i}: the gateway's count of the prompt: {rec}");
+        assert!(t["completion"].as_u64().is_some_and(|c| c >= least_out), "case {i}: {rec}");
+        assert_eq!(t["estimated"], true, "case {i}: {rec}");
     }
 }
 

@@ -334,7 +334,7 @@ pub async fn forward(
                     end.completion_counted = 0;
                 }
                 set_aside_unbelievable(&mut end, trace);
-                if end.usage.is_none() && end.status < 300 && !cut.fired() {
+                if end.usage.is_none_or(|u| u.prompt_unreported) && end.status < 300 && !cut.fired() {
                     // The estimate below bills the prompt counted: a large
                     // one is counted in steps (at once after the drain's
                     // cut, when the worker is about to close).
@@ -457,8 +457,9 @@ fn set_aside_unbelievable(end: &mut RelayEnd, trace: &mut Trace<'_>) {
 
 /// Tokens for an answer the provider did not count to the end: the client
 /// went away, the upstream failed, a guardrail ended it, or the provider
-/// sent no usage. The prompt is counted from the request and the
-/// completion from the deltas that passed; the record says so.
+/// sent no usage, or one without its prompt. The prompt is counted from
+/// the request and the completion from the deltas that passed (or the
+/// provider's where it reported one); the record says so.
 /// A usage the gateway makes is at the tier the request asked for: a
 /// priority request cut short is billed at priority.
 ///
@@ -483,14 +484,24 @@ fn estimate_usage(
     }
     let whole = end.whole();
     match &mut end.usage {
-        Some(u) if !whole && !end.json_answer && end.completion_counted > u.completion => {
-            // A stream cut short: the provider's final count never came (a
-            // JSON answer with a usage was read whole: its count is judged
-            // by `set_aside_unbelievable`, with the stream's margin).
-            u.completion = end.completion_counted;
-            trace.usage_estimated = true;
+        Some(u) => {
+            if !whole && !end.json_answer && end.completion_counted > u.completion {
+                // A stream cut short: the provider's final count never
+                // came (a JSON answer with a usage was read whole: its
+                // count is judged by `set_aside_unbelievable`, with the
+                // stream's margin).
+                u.completion = end.completion_counted;
+                trace.usage_estimated = true;
+            }
+            if u.prompt_unreported {
+                // An output reported without its input: the prompt is
+                // counted, never less than the cache's tokens reported
+                // (a share of it).
+                u.prompt = prompt().max(u.cached.saturating_add(u.cache_write));
+                u.prompt_unreported = false;
+                trace.usage_estimated = true;
+            }
         }
-        Some(_) => {}
         // No usage at all (a stream cut short, or an answer that reports
         // none, or none that can be believed): the prompt, counted, and
         // what was counted of the answer are billed, marked estimated.

@@ -54,14 +54,17 @@ pub fn anthropic_usage(u: anthropic::Usage) -> Usage {
     if u.unreadable || [u.input, u.output, u.cache_read, u.cache_write].iter().any(|&n| n > max) {
         return Err(Rejected);
     }
-    // No input count, no bill: the gateway's own counts are billed
+    // No input count, no prompt to bill: the gateway counts it
     // (`forward::estimate_usage`), not a prompt of 0 (found by a review,
     // through the translation: `message_start` with `"usage": null`, or
-    // an answer with no usage at all, which read as 0 and 0).
-    if !u.input_reported {
+    // an answer with no usage at all, which read as 0 and 0). The output
+    // reported is kept, as `openai::Reported::usage` keeps it; with
+    // neither there is no report.
+    if !u.input_reported && u.output == 0 {
         return Ok(None);
     }
     Ok(Some(TokenUsage {
+        prompt_unreported: !u.input_reported,
         prompt: u.input.saturating_add(u.cache_read).saturating_add(u.cache_write),
         completion: u.output,
         cached: u.cache_read,
@@ -115,6 +118,7 @@ pub fn token_usage(u: tollgate_protocol::openai::Usage) -> TokenUsage {
         audio_prompt: u.audio_prompt,
         audio_completion: u.audio_completion,
         tier: tier(u.tier),
+        prompt_unreported: u.prompt_unreported,
     }
 }
 
