@@ -49,6 +49,10 @@ pub struct Usage {
     /// A count was there but not a whole number: the report is set aside
     /// (found by a review: one was read as 0, and believed).
     pub unreadable: bool,
+    /// `inputTokens` was there. Without it the prompt is not the
+    /// provider's to bill (it read as 0): the gateway counts it
+    /// (`openai::Usage::prompt_unreported`).
+    pub input_reported: bool,
 }
 
 impl Usage {
@@ -70,6 +74,7 @@ impl Usage {
             cache_write: n("cacheWriteInputTokens"),
             cache_write_1h,
             unreadable: unreadable.get(),
+            input_reported: u.get("inputTokens").is_some_and(|v| !v.is_null()),
         }
     }
 
@@ -87,6 +92,7 @@ impl Usage {
             cached: self.cache_read,
             cache_write: self.cache_write,
             cache_write_1h: self.cache_write_1h,
+            prompt_unreported: !self.input_reported,
             ..Default::default()
         }
         .held()
@@ -102,7 +108,13 @@ impl Usage {
         let prompt = self.input.saturating_add(self.cache_read).saturating_add(self.cache_write);
         let mut n = itoa::Buffer::new();
         out.extend_from_slice(b"{\"prompt_tokens\":");
-        out.extend_from_slice(n.format(prompt).as_bytes());
+        // Not reported is `null`, not 0: the gateway's reader then counts
+        // the prompt itself, and the client is not told a count of 0.
+        if self.input_reported {
+            out.extend_from_slice(n.format(prompt).as_bytes());
+        } else {
+            out.extend_from_slice(b"null");
+        }
         out.extend_from_slice(b",\"completion_tokens\":");
         out.extend_from_slice(n.format(self.output).as_bytes());
         out.extend_from_slice(b",\"total_tokens\":");

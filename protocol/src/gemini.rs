@@ -64,6 +64,10 @@ pub struct Usage {
     /// (found by a review: `"promptTokenCount": 90000.0` was read as 0,
     /// and believed).
     pub unreadable: bool,
+    /// `promptTokenCount` was there. Without it the prompt is not the
+    /// provider's to bill (it read as 0): the gateway counts it
+    /// (`openai::Usage::prompt_unreported`).
+    pub prompt_reported: bool,
 }
 
 impl Usage {
@@ -88,6 +92,7 @@ impl Usage {
             reasoning,
             audio,
             unreadable: unreadable.get(),
+            prompt_reported: u.get("promptTokenCount").is_some_and(|v| !v.is_null()),
         })
     }
 
@@ -102,6 +107,7 @@ impl Usage {
             reasoning: self.reasoning.max(newer.reasoning),
             audio: self.audio.max(newer.audio),
             unreadable: self.unreadable || newer.unreadable,
+            prompt_reported: self.prompt_reported || newer.prompt_reported,
         }
     }
 
@@ -119,6 +125,7 @@ impl Usage {
             completion: self.completion,
             cached: self.cached,
             audio_prompt: self.audio,
+            prompt_unreported: !self.prompt_reported,
             ..Default::default()
         }
         .held()
@@ -133,7 +140,13 @@ impl Usage {
         }
         let mut n = itoa::Buffer::new();
         out.extend_from_slice(b"{\"prompt_tokens\":");
-        out.extend_from_slice(n.format(self.prompt).as_bytes());
+        // Not reported is `null`, not 0: the gateway's reader then counts
+        // the prompt itself, and the client is not told a count of 0.
+        if self.prompt_reported {
+            out.extend_from_slice(n.format(self.prompt).as_bytes());
+        } else {
+            out.extend_from_slice(b"null");
+        }
         out.extend_from_slice(b",\"completion_tokens\":");
         out.extend_from_slice(n.format(self.completion).as_bytes());
         out.extend_from_slice(b",\"total_tokens\":");

@@ -516,7 +516,8 @@ fn an_answer_the_translation_cannot_read_is_billed_its_output() {
 /// Anthropic's API, `message_start` with `"usage": null` then a
 /// `message_delta` with output only, or a whole message with no usage at
 /// all; from an OpenAI-compatible upstream, a chat answer or a stream's
-/// usage chunk with `completion_tokens` alone. Each read as a prompt of 0
+/// usage chunk with `completion_tokens` alone; from Gemini, a
+/// `usageMetadata` without `promptTokenCount`. Each read as a prompt of 0
 /// once; then the reported output was dropped with it, and only the text
 /// the gateway saw was billed, never the reasoning behind it (5,000
 /// tokens reported here against about 150 of text). The prompt is the
@@ -555,11 +556,20 @@ fn an_answer_without_its_input_count_is_billed_its_prompt_counted_and_its_output
     let prompt =
         format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "tell me more ".repeat(100));
     let streamed = prompt.replace("\"messages\"", "\"stream\":true,\"messages\"");
+    // Gemini's, whose `promptTokenCount` read as 0 when left out.
+    let gemini = r#"{"candidates":[{"content":{"parts":[{"text":"a dull boy"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"candidatesTokenCount":5000,"totalTokenCount":5000},"modelVersion":"gemini-2.5-flash"}"#;
+    let gemini_events = format!(
+        "data: {}\r\n\r\ndata: {}\r\n\r\n",
+        r#"{"candidates":[{"content":{"parts":[{"text":"a dull boy "}],"role":"model"},"index":0}]}"#,
+        gemini.replace("a dull boy", "a dull boy again")
+    );
     let cases = [
         (json_answer(&message), &prompt, "anthropic", 2_000),
         (sse(&events), &streamed, "anthropic", 5_000),
         (json_answer(chat), &prompt, "openai-compatible", 5_000),
         (sse(&chunks), &streamed, "openai-compatible", 5_000),
+        (json_answer(gemini), &prompt, "gemini", 5_000),
+        (sse(&gemini_events), &streamed, "gemini", 5_000),
     ];
     for (i, (answer, request, kind, least_out)) in cases.into_iter().enumerate() {
         let logs = TempDir::new("hostile");

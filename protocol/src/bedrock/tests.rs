@@ -90,7 +90,8 @@ fn an_answer_becomes_a_chat_completion_billed_with_the_caches_reads_and_writes()
             cache_read: 1000,
             cache_write: 200,
             cache_write_1h: 150,
-            unreadable: false
+            unreadable: false,
+            input_reported: true,
         })
     );
     let c: Value = serde_json::from_slice(&out).unwrap();
@@ -107,6 +108,16 @@ fn an_answer_becomes_a_chat_completion_billed_with_the_caches_reads_and_writes()
     assert_eq!(facts.cache_write_1h, 150);
     let mut bad = b"[1]".to_vec();
     assert!(response_to_openai(&mut bad, "m", 0, &mut BytesMut::new()).is_err());
+    // Without `inputTokens` the prompt is not reported (it read as 0):
+    // `null` in the chat usage written, marked for the gateway to count.
+    let mut scratch = answer.replace("\"inputTokens\":100,", "").into_bytes();
+    let mut out = BytesMut::new();
+    let usage = response_to_openai(&mut scratch, "anthropic.claude-sonnet-4", 7, &mut out).unwrap();
+    assert!(usage.is_some_and(|u| !u.input_reported && u.to_openai().prompt_unreported));
+    let c: Value = serde_json::from_slice(&out).unwrap();
+    assert!(c["usage"]["prompt_tokens"].is_null(), "{c}");
+    let facts = crate::openai::read_answer(&out).unwrap().usage().unwrap();
+    assert!(facts.prompt_unreported && facts.completion == 20, "{facts:?}");
 }
 
 #[test]
@@ -188,7 +199,7 @@ fn a_stream_becomes_chunks_ending_in_usage_and_done_wherever_it_is_split() {
     }
     let (chunks, done, usage) = whole;
     assert!(done);
-    assert_eq!(usage, Some(Usage { input: 12, output: 9, ..Usage::default() }));
+    assert_eq!(usage, Some(Usage { input: 12, output: 9, input_reported: true, ..Usage::default() }));
     let text: String =
         chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|c| c["delta"]["content"].as_str())).collect();
     assert_eq!(text, "Hello, café 日本");

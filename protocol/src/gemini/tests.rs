@@ -157,7 +157,15 @@ fn an_answer_becomes_a_chat_completion_billed_with_its_thinking() {
     let (c, usage) = answer(ANSWER);
     assert_eq!(
         usage,
-        Some(Usage { prompt: 120, completion: 30, cached: 100, reasoning: 21, audio: 40, unreadable: false })
+        Some(Usage {
+            prompt: 120,
+            completion: 30,
+            cached: 100,
+            reasoning: 21,
+            audio: 40,
+            unreadable: false,
+            prompt_reported: true
+        })
     );
     assert_eq!(
         c,
@@ -171,6 +179,24 @@ fn an_answer_becomes_a_chat_completion_billed_with_its_thinking() {
     );
     // What the gateway bills from: the audio apart.
     assert_eq!(usage.map(|u| u.to_openai().audio_prompt), Some(40));
+}
+
+/// A report without `promptTokenCount` (or with it `null`) is a prompt
+/// not reported, not one of 0: the chat usage written says `null`, and
+/// both readers mark the prompt for the gateway to count.
+#[test]
+fn an_answer_without_its_prompt_count_leaves_the_prompt_unreported() {
+    for metadata in [r#"{"candidatesTokenCount":9}"#, r#"{ "promptTokenCount" : null, "candidatesTokenCount" : 9 }"#] {
+        let (c, usage) = answer(&format!(
+            r#"{{"candidates":[{{"content":{{"parts":[{{"text":"Hello"}}],"role":"model"}},"finishReason":"STOP"}}],"usageMetadata":{metadata}}}"#
+        ));
+        let u = usage.expect("a usage").to_openai();
+        assert!(u.prompt_unreported && u.completion == 9, "{metadata}: {u:?}");
+        assert!(c["usage"]["prompt_tokens"].is_null(), "{metadata}: {c}");
+        let written = serde_json::to_vec(&c).unwrap();
+        let read = crate::openai::read_answer(&written).and_then(|f| f.usage()).expect("read back");
+        assert!(read.prompt_unreported && read.completion == 9, "{metadata}: {read:?}");
+    }
 }
 
 #[test]
@@ -290,7 +316,18 @@ fn a_stream_becomes_chunks_ending_in_usage_and_done_wherever_it_is_split() {
     }
     let (chunks, done, usage) = whole;
     assert!(done);
-    assert_eq!(usage, Some(Usage { prompt: 7, completion: 6, cached: 0, reasoning: 2, audio: 0, unreadable: false }));
+    assert_eq!(
+        usage,
+        Some(Usage {
+            prompt: 7,
+            completion: 6,
+            cached: 0,
+            reasoning: 2,
+            audio: 0,
+            unreadable: false,
+            prompt_reported: true
+        })
+    );
     let text: String =
         chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|c| c["delta"]["content"].as_str())).collect();
     assert_eq!(text, "Hello, café 日本!");
