@@ -661,7 +661,9 @@ fn a_request_an_upstream_acknowledged_is_not_sent_twice() {
 /// output's count, as a stream is, and the record says the report was set
 /// aside: before, JSON answers were never counted and such an upstream's
 /// answers cost a token each. Through the translation of an Anthropic
-/// answer too, its text or its tool's input. An honest count, one within
+/// answer too, its text or its tool's input; a Responses answer's output
+/// (not the instructions it repeats) and a legacy completion's text, each
+/// relayed as it came. An honest count, one within
 /// half of the output's, or one beside input the answer carries under a
 /// `content` key (Azure's citations) is believed.
 #[test]
@@ -695,6 +697,18 @@ fn a_json_answer_reporting_far_fewer_tokens_than_its_text_is_billed_its_text() {
         "",
     );
     let chat_client = chat_request(GPT4O, "");
+    // The Responses API's answer and a legacy completion, each relayed as
+    // it came (a provider of kind `responses`: chat's, serving it).
+    let response = |extra: &str| {
+        format!(
+            r#"{{"id":"resp_1","object":"response","status":"completed","model":"gpt-4o","instructions":"{text}","output":[{{"type":"message","id":"msg_1","role":"assistant","status":"completed","content":[{{"type":"output_text","text":"{extra}","annotations":[]}}]}}],"usage":{{"input_tokens":9,"output_tokens":1,"total_tokens":10}}}}"#
+        )
+    };
+    let responses_client = post_json("/v1/responses", r#"{"model":"gpt-4o","input":"hi"}"#, "");
+    let legacy = format!(
+        r#"{{"id":"cmpl-1","object":"text_completion","choices":[{{"index":0,"text":"{text}","finish_reason":"stop"}}],"usage":{{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}}}"#
+    );
+    let legacy_client = post_json("/v1/completions", r#"{"model":"gpt-4o","prompt":"hi"}"#, "");
     // (the provider's kind, its answer, the request, the completion billed;
     // None: set aside, about 3,000 counted)
     for (kind, answer, request, billed) in [
@@ -708,6 +722,10 @@ fn a_json_answer_reporting_far_fewer_tokens_than_its_text_is_billed_its_text() {
         ("openai-compatible", chat(1_600, &text), &chat_client, Some(1_600)),
         ("openai-compatible", cited, &chat_client, Some(5)),
         ("openai-compatible", chat(5, &text), &echo, Some(5)),
+        ("responses", response(&text), &responses_client, None),
+        // The instructions it repeats are the request's, not output.
+        ("responses", response("The dog is lazy."), &responses_client, Some(1)),
+        ("openai-compatible", legacy, &legacy_client, None),
     ] {
         let logs = TempDir::new("hostile");
         let config = config_for(
@@ -715,7 +733,13 @@ fn a_json_answer_reporting_far_fewer_tokens_than_its_text_is_billed_its_text() {
             1,
             &format!("[logging]\ndir = \"{}\"", logs.0.display()),
         )
-        .replace("kind = \"openai-compatible\"", &format!("kind = \"{kind}\""))
+        .replace(
+            "kind = \"openai-compatible\"",
+            &match kind {
+                "responses" => "kind = \"openai-compatible\"\nresponses_api = true".to_string(),
+                kind => format!("kind = \"{kind}\""),
+            },
+        )
         .replace("[[models]]\nname = \"gpt-4o\"\ntargets = [{ provider = \"up\" }]", priced);
         let gw = start_gateway(&config, &[], &[]);
         let r = one_request(gw.addr, request);

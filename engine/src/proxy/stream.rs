@@ -995,11 +995,13 @@ fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
 /// completion's messages (`content` and its text parts, `refusal`,
 /// reasoning by either name, tool calls' names and arguments), an Anthropic
 /// message's `text`, `thinking` and `tool_use` blocks (the input as
-/// written). Nothing else: a string keyed `content` or `text` elsewhere
-/// (Azure's citations, an aggregator's page excerpts, a tool result) is
-/// input the provider bills as such, and a legacy completion may `echo`
-/// its prompt (found by a review: counted, honest answers were billed many
-/// times over). Other APIs are not counted (0).
+/// written), a response's output items, a legacy completion's texts.
+/// Nothing else: a string keyed `content` or `text` elsewhere (Azure's
+/// citations, an aggregator's page excerpts, a tool result, a response's
+/// `instructions`) is input the provider bills as such (found by a review:
+/// counted, honest answers were billed many times over); a legacy
+/// completion that may `echo` its prompt is not judged by the count
+/// (`forward`). Embeddings and token counts are not counted (0).
 ///
 /// 0 (not counted) for an answer without a believed usage, or whose texts'
 /// bytes (every string under a text key or in a tool's input, anywhere: a
@@ -1016,7 +1018,7 @@ fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
 /// (`forward::set_aside_unbelievable`).
 pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: &str, front: Front) -> u64 {
     let Ok(Some(u)) = usage else { return 0 };
-    if !matches!(front, Front::OpenAi | Front::Anthropic) {
+    if !matches!(front, Front::OpenAi | Front::Anthropic | Front::Responses | Front::Completions) {
         return 0;
     }
     let most = u.completion.saturating_mul(2).saturating_add(8).saturating_mul(TEXT_BYTES_PER_TOKEN_SEEN);
@@ -1034,9 +1036,17 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
     // 1}` passed).
     let tool_input = front == Front::Anthropic && memchr::memmem::find(doc, b"\"tool_use\"").is_some();
     if !tool_input {
+        // A Responses answer's custom tool input and interpreter code are
+        // output under keys of their own.
+        let own = |key: &[u8], name: &[u8]| {
+            key == name || (key.contains(&b'\\') && tollgate_protocol::json::decodes_to(key, name))
+        };
         let mut bytes = 0u64;
         let _ = tollgate_protocol::json::string_values(doc, |key, v| {
-            if key.is_empty() || super::guard::stream_text_key(key).is_some() {
+            if key.is_empty()
+                || super::guard::stream_text_key(key).is_some()
+                || (front == Front::Responses && (own(key, b"input") || own(key, b"code")))
+            {
                 bytes += v.raw.len() as u64;
             }
         });
@@ -1082,6 +1092,49 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
                     count(f["name"].as_str());
                     count(f["arguments"].as_str());
                 }
+            }
+        }
+        // The output items, never the `instructions` and `tools` a
+        // response repeats from its request, nor a tool's results.
+        Front::Responses => {
+            for item in answer["output"].as_array().into_iter().flatten() {
+                match item["type"].as_str() {
+                    Some("message") => {
+                        for part in item["content"].as_array().into_iter().flatten() {
+                            match part["type"].as_str() {
+                                Some("output_text") => count(part["text"].as_str()),
+                                Some("refusal") => count(part["refusal"].as_str()),
+                                _ => {}
+                            }
+                        }
+                    }
+                    // The reasoning's text where a model gives it, else its
+                    // summary: one of the two, the longer.
+                    Some("reasoning") => {
+                        let joined = |k: &str| -> String {
+                            item[k].as_array().into_iter().flatten().filter_map(|p| p["text"].as_str()).collect()
+                        };
+                        let (content, summary) = (joined("content"), joined("summary"));
+                        count(Some(if content.len() >= summary.len() { &content } else { &summary }));
+                    }
+                    Some("function_call" | "mcp_call") => {
+                        count(item["name"].as_str());
+                        count(item["arguments"].as_str());
+                    }
+                    Some("custom_tool_call") => {
+                        count(item["name"].as_str());
+                        count(item["input"].as_str());
+                    }
+                    Some("code_interpreter_call") => count(item["code"].as_str()),
+                    _ => {}
+                }
+            }
+        }
+        // A legacy completion's texts (one that `echo`es its prompt is not
+        // judged: `forward::set_aside_unbelievable`'s caller).
+        Front::Completions => {
+            for choice in answer["choices"].as_array().into_iter().flatten() {
+                count(choice["text"].as_str());
             }
         }
         _ => {
@@ -1872,9 +1925,31 @@ mod tests {
         assert!((590..=610).contains(&n), "the two texts, not the citations, the id or the fingerprint: {n}");
         assert_eq!(count(&doc, &Ok(None), Front::OpenAi), 0, "no usage: billed otherwise");
         assert_eq!(count(&doc, &Err(super::super::answer::Rejected), Front::OpenAi), 0);
-        // A legacy completion may `echo` its prompt: not counted.
-        let legacy = format!(r#"{{"choices":[{{"index":0,"text":"{text}"}}]}}"#);
-        assert_eq!(count(&legacy, &usage(1), Front::Completions), 0);
+        // A legacy completion's texts (one that may `echo` its prompt is
+        // not judged by the count: `forward`).
+        let legacy = format!(r#"{{"choices":[{{"index":0,"text":"{text}","logprobs":{{"tokens":["{text}"]}}}}]}}"#);
+        let n = count(&legacy, &usage(1), Front::Completions);
+        assert!((300..=310).contains(&n), "the text, not the log probabilities' tokens: {n}");
+        assert_eq!(count(&legacy, &usage(1_000), Front::Completions), 0, "an honest count");
+        // A response's output items, not the instructions, tools and tool
+        // results it repeats; reasoning once (its text, or its summary);
+        // custom tool input and interpreter code under keys of their own,
+        // escaped or not.
+        let responses = format!(
+            r#"{{"object":"response","instructions":"{text}","tools":[{{"type":"function","name":"f","description":"{text}"}}],"output":[{{"type":"reasoning","summary":[{{"type":"summary_text","text":"short"}}],"content":[{{"type":"reasoning_text","text":"{text}"}}]}},{{"type":"message","content":[{{"type":"output_text","text":"{text}","annotations":[]}}]}},{{"type":"mcp_call","name":"m","arguments":"{{}}","output":"{text}{text}"}},{{"type":"web_search_call","action":{{"query":"{text}"}}}}],"usage":{{}}}}"#
+        );
+        let n = count(&responses, &usage(1), Front::Responses);
+        assert!((590..=620).contains(&n), "the reasoning and the message: {n}");
+        assert_eq!(count(&responses, &usage(1_000), Front::Responses), 0, "an honest count");
+        for key in ["input", "in\\u0070ut"] {
+            let custom = format!(
+                r#"{{"object":"response","output":[{{"type":"custom_tool_call","call_id":"c","name":"patch","{key}":"{text}"}}]}}"#
+            );
+            let n = count(&custom, &usage(1), Front::Responses);
+            assert!((300..=310).contains(&n), "{key}: the tool's input: {n}");
+        }
+        let code = format!(r#"{{"object":"response","output":[{{"type":"code_interpreter_call","code":"{text}"}}]}}"#);
+        assert!((300..=310).contains(&count(&code, &usage(1), Front::Responses)));
         // A tool's input alone (its strings have no text key).
         let tool = format!(r#"{{"content":[{{"type":"tool_use","id":"t","name":"f","input":{{"q":"{text}"}}}}]}}"#);
         let n = count(&tool, &usage(1), Front::Anthropic);
