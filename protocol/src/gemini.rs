@@ -120,15 +120,21 @@ impl Usage {
         if self.unreadable {
             return crate::openai::Usage::unreadable();
         }
-        crate::openai::Usage {
+        let u = crate::openai::Usage {
             prompt: self.prompt,
             completion: self.completion,
             cached: self.cached,
             audio_prompt: self.audio,
             prompt_unreported: !self.prompt_reported,
             ..Default::default()
+        };
+        // The shares are held to a prompt reported; to one not reported
+        // they are kept for the gateway's count of it (held to them then).
+        if self.prompt_reported {
+            u.held()
+        } else {
+            u
         }
-        .held()
     }
 
     fn write(&self, out: &mut BytesMut) {
@@ -151,12 +157,14 @@ impl Usage {
         out.extend_from_slice(n.format(self.completion).as_bytes());
         out.extend_from_slice(b",\"total_tokens\":");
         out.extend_from_slice(n.format(self.prompt.saturating_add(self.completion)).as_bytes());
+        // Shares of a prompt not reported are written as reported.
+        let share = |n: u64| if self.prompt_reported { n.min(self.prompt) } else { n };
         out.extend_from_slice(b",\"prompt_tokens_details\":{\"cached_tokens\":");
-        out.extend_from_slice(n.format(self.cached.min(self.prompt)).as_bytes());
+        out.extend_from_slice(n.format(share(self.cached)).as_bytes());
         if self.audio > 0 {
             // Chat's name, which the gateway reads back to bill it.
             out.extend_from_slice(b",\"audio_tokens\":");
-            out.extend_from_slice(n.format(self.audio.min(self.prompt)).as_bytes());
+            out.extend_from_slice(n.format(share(self.audio)).as_bytes());
         }
         out.extend_from_slice(b"},\"completion_tokens_details\":{\"reasoning_tokens\":");
         out.extend_from_slice(n.format(self.reasoning.min(self.completion)).as_bytes());

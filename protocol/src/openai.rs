@@ -1249,17 +1249,20 @@ impl Reported {
         // 0 (found by a review). The gateway then counts the prompt, and
         // the output reported is kept (`prompt_unreported`): dropping it
         // too billed the visible text alone, never the reasoning behind
-        // it. A report of neither is none.
+        // it. A report of neither, or of no output, is none.
         let output = self.output_tokens.or(self.completion_tokens);
         let (input, prompt_unreported) = match (self.input_tokens, self.prompt_tokens, output) {
             (Some(input), ..) => (input, false),
-            (None, None, Some(_)) => (0, true),
+            (None, None, Some(1..)) => (0, true),
             _ => return None,
         };
         let (read, write) = (self.cache_read.unwrap_or(0), self.cache_write.unwrap_or(0));
         // Cached tokens detailed inside `input_tokens` (Responses) are a
-        // share of it, never more.
-        let detailed = self.cached_tokens.unwrap_or(0).min(input);
+        // share of it, never more; of a prompt not reported they are kept
+        // as they are (the gateway's count, which replaces the prompt, is
+        // held to at least the cache's shares: `forward::estimate_usage`).
+        let detailed = self.cached_tokens.unwrap_or(0);
+        let detailed = if prompt_unreported { detailed } else { detailed.min(input) };
         Some(Usage {
             prompt: input.saturating_add(read).saturating_add(write),
             completion: output.unwrap_or(0),
@@ -1267,9 +1270,10 @@ impl Reported {
             cache_write: write,
             // A share of the writes, never more.
             cache_write_1h: self.cache_write_1h.unwrap_or(0).min(write),
+            audio_prompt: self.audio_prompt.unwrap_or(0),
+            audio_completion: self.audio_completion.unwrap_or(0),
             tier: self.tier.unwrap_or_default(),
             prompt_unreported,
-            ..Usage::default()
         })
     }
 }
@@ -2805,6 +2809,14 @@ mod tests {
         let cached = br#"{"usage":{"cache_read_input_tokens":40,"output_tokens":500}}"#;
         let u = read_answer(cached).and_then(|f| f.usage()).expect("usage");
         assert_eq!((u.prompt, u.cached, u.completion, u.prompt_unreported), (40, 40, 500, true));
+        // Chat's shares are kept too (a prompt of 0 would have held them
+        // to 0, billing cached tokens at the full rate), and an output of
+        // 0 alone is no report.
+        let chat = br#"{"usage":{"prompt_tokens":null,"completion_tokens":500,"prompt_tokens_details":{"cached_tokens":900,"audio_tokens":30},"completion_tokens_details":{"audio_tokens":20}}}"#;
+        let u = read_answer(chat).and_then(|f| f.usage()).expect("usage");
+        assert_eq!((u.prompt, u.cached, u.audio_prompt, u.audio_completion), (0, 900, 30, 20));
+        let nothing = br#"{"usage":{"completion_tokens":0}}"#;
+        assert_eq!(read_answer(nothing).and_then(|f| f.usage()), None);
         // A prompt without its completion is still no report.
         let prompt_only = br#"{"choices":[],"usage":{"prompt_tokens":90,"total_tokens":95}}"#;
         assert_eq!(read_answer(prompt_only).and_then(|f| f.usage()), None);

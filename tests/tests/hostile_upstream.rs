@@ -563,9 +563,12 @@ fn an_answer_without_its_input_count_is_billed_its_prompt_counted_and_its_output
         r#"{"candidates":[{"content":{"parts":[{"text":"a dull boy "}],"role":"model"},"index":0}]}"#,
         gemini.replace("a dull boy", "a dull boy again")
     );
+    // A prompt of 0 beside an output is none reported.
+    let zero = events.replace("\"usage\":null", "\"usage\":{\"input_tokens\":0,\"output_tokens\":1}");
     let cases = [
         (json_answer(&message), &prompt, "anthropic", 2_000),
         (sse(&events), &streamed, "anthropic", 5_000),
+        (sse(&zero), &streamed, "anthropic", 5_000),
         (json_answer(chat), &prompt, "openai-compatible", 5_000),
         (sse(&chunks), &streamed, "openai-compatible", 5_000),
         (json_answer(gemini), &prompt, "gemini", 5_000),
@@ -723,7 +726,9 @@ fn a_json_answer_reporting_far_fewer_tokens_than_its_text_is_billed_its_text() {
         ("openai-compatible", cited, &chat_client, Some(5)),
         ("openai-compatible", chat(5, &text), &echo, Some(5)),
         ("responses", response(&text), &responses_client, None),
-        // The instructions it repeats are the request's, not output.
+        // A short answer beside the long instructions it repeats (the
+        // request's, not output: counted, the first case would bill twice
+        // the text) is believed.
         ("responses", response("The dog is lazy."), &responses_client, Some(1)),
         ("openai-compatible", legacy, &legacy_client, None),
     ] {

@@ -334,7 +334,26 @@ pub async fn forward(
                     end.completion_counted = 0;
                 }
                 set_aside_unbelievable(&mut end, trace);
-                if end.usage.is_none_or(|u| u.prompt_unreported) && end.status < 300 && !cut.fired() {
+                // A prompt of 0 beside an output is none reported (an
+                // Anthropic-compatible server that gives the input only in
+                // a last event the client's leaving cut off, or never):
+                // no prompt is empty.
+                if let Some(u) = end.usage.as_mut().filter(|u| u.prompt == 0 && u.completion > 0) {
+                    u.prompt_unreported = true;
+                }
+                // A report without its prompt bills the prompt counted
+                // beside its output (`estimate_usage`), whatever the status
+                // (an answer past what a relay keeps is refused, and billed
+                // what its provider reported); but a token count is free,
+                // and an error that reports no output is no bill.
+                if end.usage.is_some_and(|u| {
+                    u.prompt_unreported
+                        && (front == crate::proxy::Front::CountTokens || (end.status >= 300 && u.completion == 0))
+                }) {
+                    end.usage = None;
+                }
+                let unreported = end.usage.is_some_and(|u| u.prompt_unreported);
+                if (unreported || (end.usage.is_none() && end.status < 300)) && !cut.fired() {
                     // The estimate below bills the prompt counted: a large
                     // one is counted in steps (at once after the drain's
                     // cut, when the worker is about to close).
@@ -475,33 +494,31 @@ fn set_aside_unbelievable(end: &mut RelayEnd, trace: &mut Trace<'_>) {
 /// (found by a review).
 fn estimate_usage(
     end: &mut RelayEnd,
-    prompt: impl FnOnce() -> u64,
+    mut prompt: impl FnMut() -> u64,
     (asked, text_json): (tollgate_policy::prices::Tier, Option<u64>),
     trace: &mut Trace<'_>,
 ) {
+    if let Some(u) = end.usage.as_mut().filter(|u| u.prompt_unreported) {
+        // An output reported without its input: the prompt is counted,
+        // never less than what the report gave of it (the cache's shares,
+        // Gemini's tool-use prompt).
+        u.prompt = prompt().max(u.prompt).max(u.cached.saturating_add(u.cache_write));
+        u.prompt_unreported = false;
+        trace.usage_estimated = true;
+    }
     if end.status >= 300 {
         return;
     }
     let whole = end.whole();
     match &mut end.usage {
-        Some(u) => {
-            if !whole && !end.json_answer && end.completion_counted > u.completion {
-                // A stream cut short: the provider's final count never
-                // came (a JSON answer with a usage was read whole: its
-                // count is judged by `set_aside_unbelievable`, with the
-                // stream's margin).
-                u.completion = end.completion_counted;
-                trace.usage_estimated = true;
-            }
-            if u.prompt_unreported {
-                // An output reported without its input: the prompt is
-                // counted, never less than the cache's tokens reported
-                // (a share of it).
-                u.prompt = prompt().max(u.cached.saturating_add(u.cache_write));
-                u.prompt_unreported = false;
-                trace.usage_estimated = true;
-            }
+        Some(u) if !whole && !end.json_answer && end.completion_counted > u.completion => {
+            // A stream cut short: the provider's final count never came (a
+            // JSON answer with a usage was read whole: its count is judged
+            // by `set_aside_unbelievable`, with the stream's margin).
+            u.completion = end.completion_counted;
+            trace.usage_estimated = true;
         }
+        Some(_) => {}
         // No usage at all (a stream cut short, or an answer that reports
         // none, or none that can be believed): the prompt, counted, and
         // what was counted of the answer are billed, marked estimated.
@@ -845,6 +862,32 @@ mod tests {
             estimate_usage(&mut e, || 5, (tollgate_policy::prices::Tier::Standard, None), &mut trace);
             let u = e.usage.expect("usage");
             assert_eq!((u.prompt, u.completion, trace.usage_estimated), (90_000, billed, estimated), "{read_whole}");
+        }
+    }
+
+    /// A report without its prompt is billed the prompt counted, held to
+    /// at least the shares the report gave (the cache's reads and writes),
+    /// at any status: an answer refused as too large to keep bills what
+    /// its provider reported.
+    #[test]
+    fn a_prompt_not_reported_is_counted_at_any_status() {
+        let id = RequestId { epoch: 1, worker: 0, seq: 1 };
+        let partial = TokenUsage {
+            completion: 700,
+            cached: 300,
+            cache_write: 100,
+            prompt_unreported: true,
+            ..Default::default()
+        };
+        // (status, the prompt counted) -> the prompt billed
+        for (status, counted, billed) in [(200, 5_000, 5_000), (200, 10, 400), (502, 5_000, 5_000)] {
+            let mut e = ended(Some(partial), 0, End::Completed);
+            e.status = status;
+            let mut trace = Trace::new(id);
+            estimate_usage(&mut e, || counted, (tollgate_policy::prices::Tier::Standard, None), &mut trace);
+            let u = e.usage.expect("usage");
+            assert_eq!((u.prompt, u.completion, u.prompt_unreported), (billed, 700, false), "{status} {counted}");
+            assert!(trace.usage_estimated);
         }
     }
 }

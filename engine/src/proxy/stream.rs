@@ -1004,8 +1004,9 @@ fn event_texts(responses: bool, data: &[u8], mut f: impl FnMut(&[u8], bool)) {
 /// (`forward`). Embeddings and token counts are not counted (0).
 ///
 /// 0 (not counted) for an answer without a believed usage, or whose texts'
-/// bytes (every string under a text key or in a tool's input, anywhere: a
-/// bound) are within [`TEXT_BYTES_PER_TOKEN_SEEN`] times the most a count
+/// bytes (every string under a text key, a tool's name or in a tool's
+/// input, anywhere; in a response, every string but its instructions and
+/// tools' descriptions: a bound) are within [`TEXT_BYTES_PER_TOKEN_SEEN`] times the most a count
 /// could be without setting the report aside (twice it, and 8): honest
 /// answers run 1.5 to 5 bytes a token, and are not counted. So an upstream
 /// can pass half its output's tokens as its count (the margin a stream has
@@ -1036,17 +1037,21 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
     // 1}` passed).
     let tool_input = front == Front::Anthropic && memchr::memmem::find(doc, b"\"tool_use\"").is_some();
     if !tool_input {
-        // A Responses answer's custom tool input and interpreter code are
-        // output under keys of their own.
+        // A tool's name is output too. A response's output items hold
+        // text under keys of many kinds (a patch's diff, a shell call's
+        // commands, a computer's action): there every string counts but
+        // the instructions and tools' descriptions it repeats (each written
+        // otherwise only counts more).
         let own = |key: &[u8], name: &[u8]| {
             key == name || (key.contains(&b'\\') && tollgate_protocol::json::decodes_to(key, name))
         };
         let mut bytes = 0u64;
         let _ = tollgate_protocol::json::string_values(doc, |key, v| {
-            if key.is_empty()
-                || super::guard::stream_text_key(key).is_some()
-                || (front == Front::Responses && (own(key, b"input") || own(key, b"code")))
-            {
+            let output = match front {
+                Front::Responses => !matches!(key, b"instructions" | b"description"),
+                _ => key.is_empty() || super::guard::stream_text_key(key).is_some() || own(key, b"name"),
+            };
+            if output {
                 bytes += v.raw.len() as u64;
             }
         });
@@ -1117,7 +1122,7 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
                         let (content, summary) = (joined("content"), joined("summary"));
                         count(Some(if content.len() >= summary.len() { &content } else { &summary }));
                     }
-                    Some("function_call" | "mcp_call") => {
+                    Some("function_call" | "mcp_call" | "mcp_approval_request") => {
                         count(item["name"].as_str());
                         count(item["arguments"].as_str());
                     }
@@ -1126,6 +1131,12 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
                         count(item["input"].as_str());
                     }
                     Some("code_interpreter_call") => count(item["code"].as_str()),
+                    // What the model asks a tool of the client's to do, as
+                    // written: a patch, commands, a computer's action.
+                    Some("apply_patch_call") => count(Some(&item["operation"].to_string())),
+                    Some("shell_call" | "local_shell_call" | "computer_call") => {
+                        count(Some(&item["action"].to_string()))
+                    }
                     _ => {}
                 }
             }
@@ -1940,7 +1951,9 @@ mod tests {
         );
         let n = count(&responses, &usage(1), Front::Responses);
         assert!((590..=620).contains(&n), "the reasoning and the message: {n}");
-        assert_eq!(count(&responses, &usage(1_000), Front::Responses), 0, "an honest count");
+        // An honest count: read (a response's tool results and searches
+        // count toward the bound), never set aside.
+        assert!(count(&responses, &usage(1_000), Front::Responses) <= 2 * 1_000 + 8);
         for key in ["input", "in\\u0070ut"] {
             let custom = format!(
                 r#"{{"object":"response","output":[{{"type":"custom_tool_call","call_id":"c","name":"patch","{key}":"{text}"}}]}}"#
@@ -1950,6 +1963,22 @@ mod tests {
         }
         let code = format!(r#"{{"object":"response","output":[{{"type":"code_interpreter_call","code":"{text}"}}]}}"#);
         assert!((300..=310).contains(&count(&code, &usage(1), Front::Responses)));
+        // Text under keys of other kinds: a patch's diff, commands.
+        for item in [
+            format!(
+                r#"{{"type":"apply_patch_call","call_id":"c","operation":{{"type":"update_file","path":"a.rs","diff":"{text}"}}}}"#
+            ),
+            format!(r#"{{"type":"shell_call","call_id":"c","action":{{"commands":["{text}"]}}}}"#),
+        ] {
+            let doc = format!(r#"{{"object":"response","output":[{item}]}}"#);
+            let n = count(&doc, &usage(1), Front::Responses);
+            assert!((300..=330).contains(&n), "{item}: {n}");
+        }
+        // A chat tool call's name alone.
+        let named = format!(
+            r#"{{"choices":[{{"message":{{"tool_calls":[{{"id":"c","type":"function","function":{{"name":"{text}","arguments":"{{}}"}}}}]}}}}]}}"#
+        );
+        assert!((300..=310).contains(&count(&named, &usage(1), Front::OpenAi)));
         // A tool's input alone (its strings have no text key).
         let tool = format!(r#"{{"content":[{{"type":"tool_use","id":"t","name":"f","input":{{"q":"{text}"}}}}]}}"#);
         let n = count(&tool, &usage(1), Front::Anthropic);

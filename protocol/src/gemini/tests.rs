@@ -186,7 +186,10 @@ fn an_answer_becomes_a_chat_completion_billed_with_its_thinking() {
 /// both readers mark the prompt for the gateway to count.
 #[test]
 fn an_answer_without_its_prompt_count_leaves_the_prompt_unreported() {
-    for metadata in [r#"{"candidatesTokenCount":9}"#, r#"{ "promptTokenCount" : null, "candidatesTokenCount" : 9 }"#] {
+    let cached = r#"{"candidatesTokenCount":9,"cachedContentTokenCount":700,"promptTokensDetails":[{"modality":"AUDIO","tokenCount":40}]}"#;
+    for metadata in
+        [r#"{"candidatesTokenCount":9}"#, r#"{ "promptTokenCount" : null, "candidatesTokenCount" : 9 }"#, cached]
+    {
         let (c, usage) = answer(&format!(
             r#"{{"candidates":[{{"content":{{"parts":[{{"text":"Hello"}}],"role":"model"}},"finishReason":"STOP"}}],"usageMetadata":{metadata}}}"#
         ));
@@ -196,6 +199,12 @@ fn an_answer_without_its_prompt_count_leaves_the_prompt_unreported() {
         let written = serde_json::to_vec(&c).unwrap();
         let read = crate::openai::read_answer(&written).and_then(|f| f.usage()).expect("read back");
         assert!(read.prompt_unreported && read.completion == 9, "{metadata}: {read:?}");
+        // The cache's and the audio's shares are kept, read directly or
+        // back from chat (held to a prompt of 0 they billed at full rate).
+        if metadata == cached {
+            assert_eq!((u.cached, u.audio_prompt), (700, 40), "{u:?}");
+            assert_eq!((read.cached, read.audio_prompt), (700, 40), "{read:?}");
+        }
     }
 }
 
