@@ -46,9 +46,22 @@ impl Default for VerdictCache {
 }
 
 impl VerdictCache {
-    /// The key of a text for one classifier of one profile.
-    pub fn key(&self, profile: &str, classifier: &Classifier, text: &[u8]) -> u64 {
-        self.keys.hash_one((profile, &classifier.name, classifier.kind.as_str(), text))
+    /// The key of a text for one classifier of one profile, asked about
+    /// in one direction for one team: a classifier is asked a request's
+    /// text otherwise than an answer's (a guard model reads it as the
+    /// user's or the assistant's; a webhook is told which), so that an
+    /// answer's pass must not pass the same text sent as a prompt; and a
+    /// verdict kept for one team must not answer another's text faster
+    /// than a call would, telling it that someone sent that text (found by
+    /// a review).
+    pub fn key(
+        &self,
+        (profile, classifier): (&str, &Classifier),
+        (direction, team): (tollgate_policy::guard::Direction, usize),
+        text: &[u8],
+    ) -> u64 {
+        let request = direction == tollgate_policy::guard::Direction::Request;
+        self.keys.hash_one((profile, &classifier.name, classifier.kind.as_str(), request, team, text))
     }
 
     pub fn get(&self, key: u64, now: Instant) -> Option<Verdict> {

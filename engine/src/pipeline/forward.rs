@@ -286,6 +286,7 @@ pub async fn forward(
                         let classifiers = answer_profile.map(|profile| crate::proxy::classify::AnswerClassifiers {
                             state,
                             profile,
+                            team: key.team,
                             classified: &mut trace.classified,
                         });
                         let capture = capture_guard.zip(trace.capture.as_deref_mut().map(|c| &mut c.answer));

@@ -526,8 +526,9 @@ pub async fn classify_request<'s>(
         if text.is_empty() {
             continue;
         }
+        let asked = (Direction::Request, ex.key()?.team);
         let record = (&mut ex.trace.classified, &mut ex.trace.guard_hits);
-        match classify_one(core.state, p, i, text, Direction::Request, record, (ex.deadline, core.cut)).await {
+        match classify_one(core.state, p, i, text, asked, record, (ex.deadline, core.cut)).await {
             Ok(()) => {}
             Err(Stop::Blocked(rule)) => return Err(GatewayError::Guardrail { profile: p.name.clone(), rule }),
             Err(Stop::Unavailable { why, .. }) => {

@@ -47,7 +47,7 @@ pub async fn classify_one(
     profile: &tollgate_policy::config::GuardrailProfile,
     i: usize,
     text: &[u8],
-    direction: tollgate_policy::guard::Direction,
+    (direction, team): (tollgate_policy::guard::Direction, usize),
     record: (&mut Vec<Classified>, &mut Vec<crate::record::Recorded>),
     (deadline, cut): (Instant, &crate::cut::Cut),
 ) -> Result<(), Stop> {
@@ -58,7 +58,8 @@ pub async fn classify_one(
     // The built-in model scores about as fast as the cache hashes, and
     // its entries would push out verdicts that cost a round trip: it is
     // not cached.
-    let key = (c.kind != ClassifierKind::Builtin).then(|| state.verdicts.key(&profile.name, c, text));
+    let key =
+        (c.kind != ClassifierKind::Builtin).then(|| state.verdicts.key((&profile.name, c), (direction, team), text));
     let (outcome, cached) = match key.and_then(|key| state.verdicts.get(key, started)) {
         Some(v) => (Ok(v), true),
         None => {
@@ -151,7 +152,8 @@ async fn ask_about_answer(
         }
         let direction = tollgate_policy::guard::Direction::Response;
         let record = (&mut *classifiers.classified, &mut *hits);
-        match classify_one(classifiers.state, p, i, text, direction, record, (deadline, cut)).await {
+        let asked = (direction, classifiers.team);
+        match classify_one(classifiers.state, p, i, text, asked, record, (deadline, cut)).await {
             Ok(()) => {}
             Err(Stop::Blocked(rule)) => return Err(rule),
             Err(Stop::Unavailable { rule, why }) => return Err(format!("{rule} ({why})")),
@@ -280,6 +282,8 @@ fn spans_of(answer: &[u8], texts: &[Vec<u8>], first: usize, sent: usize) -> Resu
 pub struct AnswerClassifiers<'a> {
     pub state: &'a CoreState,
     pub profile: &'a tollgate_policy::config::GuardrailProfile,
+    /// The team whose answer it is (verdicts are kept per team).
+    pub team: usize,
     pub classified: &'a mut Vec<Classified>,
 }
 
@@ -665,19 +669,29 @@ mod tests {
         }
     }
 
+    /// Verdicts are kept by text, classifier, profile, direction and team:
+    /// an answer's pass does not pass the same text sent as a prompt, and
+    /// one team's verdict does not answer another's text (faster than a
+    /// call, telling it someone sent that text).
     #[test]
-    fn the_cache_keys_by_text_and_classifier_and_forgets_when_full() {
+    fn the_cache_keys_by_text_classifier_direction_and_team_and_forgets_when_full() {
+        use tollgate_policy::guard::Direction::{Request, Response};
         let cache = VerdictCache::default();
         let (a, b) =
             (classifier(ClassifierKind::Tei), Classifier { name: "d".into(), ..classifier(ClassifierKind::Tei) });
         let now = Instant::now();
-        assert_ne!(cache.key("p", &a, b"x"), cache.key("p", &b, b"x"));
-        assert_ne!(cache.key("p", &a, b"x"), cache.key("q", &a, b"x"));
-        cache.put(cache.key("p", &a, b"x"), Verdict::Hit(0.9), now);
-        assert_eq!(cache.get(cache.key("p", &a, b"x"), now), Some(Verdict::Hit(0.9)));
-        assert_eq!(cache.get(cache.key("p", &a, b"x"), now + CACHE_TTL), None, "expired");
+        let key = |profile, c, direction, team, text: &[u8]| cache.key((profile, c), (direction, team), text);
+        let x = key("p", &a, Request, 0, b"x");
+        assert_ne!(x, key("p", &b, Request, 0, b"x"));
+        assert_ne!(x, key("q", &a, Request, 0, b"x"));
+        assert_ne!(x, key("p", &a, Response, 0, b"x"), "the direction");
+        assert_ne!(x, key("p", &a, Request, 1, b"x"), "the team");
+        assert_eq!(x, key("p", &a, Request, 0, b"x"));
+        cache.put(x, Verdict::Hit(0.9), now);
+        assert_eq!(cache.get(x, now), Some(Verdict::Hit(0.9)));
+        assert_eq!(cache.get(x, now + CACHE_TTL), None, "expired");
         for i in 0..CACHE_ENTRIES {
-            cache.put(cache.key("p", &a, format!("{i}").as_bytes()), Verdict::Pass(0.0), now);
+            cache.put(key("p", &a, Request, 0, format!("{i}").as_bytes()), Verdict::Pass(0.0), now);
         }
         assert!(cache.len() <= CACHE_ENTRIES);
     }
