@@ -93,6 +93,9 @@ pub enum Failure {
     Unreachable,
     /// An answer that is not the kind's shape, or not a success.
     Unreadable,
+    /// A request's texts past what a redacting classifier's calls carry
+    /// (`proxy::classify::CALLS_MAX` of `text_bytes_max`).
+    TooLarge,
 }
 
 impl Failure {
@@ -101,6 +104,7 @@ impl Failure {
             Failure::Timeout => "a classifier did not answer in time",
             Failure::Unreachable => "a classifier could not be reached",
             Failure::Unreadable => "a classifier's answer could not be read",
+            Failure::TooLarge => "the request's text is more than a classifier takes (16 times its text_bytes_max)",
         }
     }
 
@@ -109,6 +113,7 @@ impl Failure {
             Failure::Timeout => "timeout",
             Failure::Unreachable => "unreachable",
             Failure::Unreadable => "unreadable",
+            Failure::TooLarge => "too_large",
         }
     }
 }

@@ -364,6 +364,57 @@ fn a_presidio_analyzer_redacts_by_character_offsets() {
     assert_eq!(ask(&gw, "Tell nobody the plan").status, 200);
 }
 
+/// A redacting webhook or Presidio is sent every text, in calls of at most
+/// `text_bytes_max` bytes: a last message longer than that (which once
+/// sent nothing, and passed unredacted) and the messages before it are
+/// redacted, a name cut by one piece's end found in the next. Past sixteen
+/// calls' worth of text, the classifier failed (`too_large`), and its
+/// `on_error` decides: let through, recorded, or refused.
+#[test]
+fn a_redacting_classifier_is_sent_every_text_however_long() {
+    let mock = start_mock(&[]);
+    let filler = "the plan is ready and the café is open; ".repeat(3);
+    let body = |last: &str| {
+        serde_json::json!({"model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": format!("Bob wrote: {filler}")},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": last},
+        ]})
+        .to_string()
+    };
+    for kind in ["webhook", "presidio"] {
+        let logs = TempDir::new("classifier-every-text");
+        let classifier = format!(
+            "name = \"names\"\nkind = \"{kind}\"\nprovider = \"tei\"\naction = \"redact\"\ntext_bytes_max = 64"
+        );
+        let redacting = config(mock.addr, &classifier, &logs)
+            .replace("injection = \"off\"", "injection = \"off\"\nresponses = false");
+        let gw = start_gateway(&redacting, &[], &[]);
+        // Names at a piece's end, inside, and last.
+        let last = format!("{}Alice {filler}and Bob", "x".repeat(45));
+        let echoed = one_request(gw.addr, &chat_request(&body(&last), "x-mock-echo: body\r\n"));
+        assert_eq!(echoed.status, 200, "{kind}: {}", echoed.text());
+        let sent: serde_json::Value = serde_json::from_slice(&echoed.body).expect("the redacted body is JSON");
+        let sent = sent["messages"].to_string();
+        assert!(!sent.contains("Alice") && !sent.contains("Bob"), "{kind}: {sent}");
+        assert_eq!(sent.matches("[REDACTED]").count(), 3, "{kind}: {sent}");
+        // Too much text for sixteen calls: let through (the default), the
+        // record says why.
+        let huge = format!("Alice {}", "word ".repeat(400));
+        let r = one_request(gw.addr, &chat_request(&body(&huge), ""));
+        assert_eq!(r.status, 200, "{kind}: {}", r.text());
+        let records = records(&logs, 2);
+        assert_eq!(verdict(&records[1])["error"], "too_large", "{kind}: {}", records[1]);
+        let logs = TempDir::new("classifier-every-text-closed");
+        let closed = config(mock.addr, &format!("{classifier}\non_error = \"block\""), &logs)
+            .replace("injection = \"off\"", "injection = \"off\"\nresponses = false");
+        let gw = start_gateway(&closed, &[], &[]);
+        let r = one_request(gw.addr, &chat_request(&body(&huge), ""));
+        assert_eq!(r.status, 400, "{kind}: {}", r.text());
+        assert!(r.text().contains("guardrail_unavailable"), "{kind}: {}", r.text());
+    }
+}
+
 /// `kind = "builtin"`: the model the binary carries, no provider. Texts of
 /// `tests/guardrails/public.jsonl` (in-the-wild jailbreaks, DAN prompts,
 /// ordinary requests) through the gateway get the scores the training

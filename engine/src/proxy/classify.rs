@@ -170,21 +170,86 @@ pub struct WebhookAnswer {
     pub spans: Vec<(u32, usize, usize)>,
 }
 
-/// Where the last texts whose lengths together fit in `max` begin (the
-/// newest message is where an injection rides).
-fn first_that_fit(texts: &[Vec<u8>], max: usize) -> usize {
-    let mut budget = max;
-    let mut first = texts.len();
-    while first > 0 && texts[first - 1].len() <= budget {
-        budget -= texts[first - 1].len();
-        first -= 1;
-    }
-    first
+/// Part of one of a request's texts sent to a redacting classifier: the
+/// text's index in the request and the bytes `start..end` of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Piece {
+    text: u32,
+    start: usize,
+    end: usize,
 }
 
-/// Asks a webhook about the request's texts, each sent apart so that the
-/// spans it returns can be placed: the last texts that fit in
-/// `text_bytes_max`, with `first` the index of the first one sent.
+/// Calls a redacting classifier gets for one request at most: text past
+/// what they carry (16 times `text_bytes_max`) is a failure, which its
+/// `on_error` decides, never text passed unseen.
+const CALLS_MAX: usize = 16;
+
+/// The calls that carry every text of a request that is not blank to a
+/// redacting classifier, each at most `max` bytes: whole texts packed in
+/// their order, and a text longer than `max` cut into pieces of it (on
+/// characters' starts), each repeating the last bytes of the one before
+/// (a quarter of `max`, at most 256: an address or a name cut by one
+/// piece's end is whole in the next). `None` past [`CALLS_MAX`] calls.
+///
+/// It replaced a send of the last texts that fit: a last message longer
+/// than `text_bytes_max` sent none and passed, and the messages before the
+/// ones that fit were never redacted (found by a review).
+fn calls(texts: &[Vec<u8>], max: usize) -> Option<Vec<Vec<Piece>>> {
+    let max = max.max(16);
+    let overlap = (max / 4).min(256);
+    let mut calls: Vec<Vec<Piece>> = Vec::new();
+    let mut room = 0;
+    let char_start = |t: &[u8], mut at: usize| {
+        while at < t.len() && t[at] & 0xC0 == 0x80 {
+            at -= 1;
+        }
+        at
+    };
+    for (i, t) in texts.iter().enumerate() {
+        if t.trim_ascii().is_empty() {
+            continue;
+        }
+        let mut start = 0;
+        loop {
+            let end = if t.len() - start <= max { t.len() } else { char_start(t, start + max) };
+            let piece = Piece { text: i as u32, start, end };
+            let len = end - start;
+            match calls.last_mut() {
+                Some(call) if len <= room => call.push(piece),
+                _ => {
+                    if calls.len() == CALLS_MAX {
+                        return None;
+                    }
+                    calls.push(vec![piece]);
+                    room = max;
+                }
+            }
+            room -= len;
+            if end == t.len() {
+                break;
+            }
+            // The next piece repeats the end of this one; it always moves
+            // on (a character is at most 4 bytes, `max` at least 16).
+            start = char_start(t, end - overlap).max(start + 1);
+        }
+    }
+    Some(calls)
+}
+
+/// A webhook's or Presidio's answers about a request, together: the worst
+/// verdict, and every span, once.
+fn joined(verdicts: &[Verdict], mut spans: Vec<(u32, usize, usize)>) -> WebhookAnswer {
+    let best = verdicts.iter().map(|v| v.score()).fold(0.0f32, f32::max);
+    let hit = verdicts.iter().any(|v| matches!(v, Verdict::Hit(_)));
+    spans.sort_unstable();
+    spans.dedup();
+    WebhookAnswer { verdict: if hit { Verdict::Hit(best) } else { Verdict::Pass(best) }, spans }
+}
+
+/// Asks a webhook about every text of the request, each apart so that
+/// the spans it returns can be placed: in calls of at most
+/// `text_bytes_max` bytes ([`calls`]), `first` in each the index of the
+/// request's text the call's first piece is of, all within one timeout.
 pub async fn ask_webhook(
     state: &CoreState,
     c: &Classifier,
@@ -192,20 +257,29 @@ pub async fn ask_webhook(
     deadline: Instant,
     cut: &crate::cut::Cut,
 ) -> Result<WebhookAnswer, Failure> {
-    let first = first_that_fit(texts, c.text_bytes_max);
-    let sent: Vec<String> = texts[first..].iter().map(|t| String::from_utf8_lossy(t).into_owned()).collect();
-    let body = serde_json::json!({ "texts": sent, "first": first, "direction": "request" });
-    let answer = exchange(state, c, serde_json::to_vec(&body).unwrap_or_default(), deadline, cut).await?;
-    let verdict = verdict(c, &answer)?;
-    let spans = spans_of(&answer, texts, first, sent.len())?;
-    Ok(WebhookAnswer { verdict, spans })
+    let deadline = deadline.min(Instant::now() + c.timeout);
+    let calls = calls(texts, c.text_bytes_max).ok_or(Failure::TooLarge)?;
+    let (mut verdicts, mut spans) = (Vec::with_capacity(calls.len()), Vec::new());
+    for pieces in &calls {
+        let sent: Vec<String> = pieces
+            .iter()
+            .map(|p| String::from_utf8_lossy(&texts[p.text as usize][p.start..p.end]).into_owned())
+            .collect();
+        let body = serde_json::json!({ "texts": sent, "first": pieces[0].text, "direction": "request" });
+        let answer = exchange(state, c, serde_json::to_vec(&body).unwrap_or_default(), deadline, cut).await?;
+        verdicts.push(verdict(c, &answer)?);
+        spans.extend(spans_of(&answer, texts, pieces)?);
+    }
+    Ok(joined(&verdicts, spans))
 }
 
-/// Asks a Presidio analyzer about each of the request's texts (the last
-/// that fit in `text_bytes_max`), one call per text as its API takes them,
-/// all within one timeout. Its entities scoring at least the threshold are
-/// spans; its offsets count characters (Python's), turned into the
-/// texts' byte offsets here.
+/// Asks a Presidio analyzer about every text of the request: its API
+/// takes one text a call, so each call's pieces ([`calls`]) go as one
+/// text, joined by a blank line (a request of a hundred short texts is
+/// one call, not a hundred that no timeout holds: found by a review),
+/// all within one timeout. Its entities scoring at least the threshold
+/// are spans; its offsets count characters (Python's), turned into the
+/// texts' byte offsets here, and an entity across a join is dropped.
 pub async fn ask_presidio(
     state: &CoreState,
     c: &Classifier,
@@ -213,16 +287,23 @@ pub async fn ask_presidio(
     deadline: Instant,
     cut: &crate::cut::Cut,
 ) -> Result<WebhookAnswer, Failure> {
+    const JOIN: &str = "\n\n";
     let deadline = deadline.min(Instant::now() + c.timeout);
-    let first = first_that_fit(texts, c.text_bytes_max);
+    let calls = calls(texts, c.text_bytes_max).ok_or(Failure::TooLarge)?;
     let mut best = 0.0f64;
     let mut spans = Vec::new();
-    for (index, text) in texts.iter().enumerate().skip(first) {
-        let Ok(text_str) = std::str::from_utf8(text) else { continue };
-        if text_str.trim().is_empty() {
-            continue;
+    for pieces in &calls {
+        // The call's text, and where each piece begins in it.
+        let mut text = String::new();
+        let mut at = Vec::with_capacity(pieces.len());
+        for p in pieces {
+            if !text.is_empty() {
+                text.push_str(JOIN);
+            }
+            at.push(text.len());
+            text.push_str(&String::from_utf8_lossy(&texts[p.text as usize][p.start..p.end]));
         }
-        let answer = exchange(state, c, request_body(c, text_str, "request"), deadline, cut).await?;
+        let answer = exchange(state, c, request_body(c, &text, "request"), deadline, cut).await?;
         let v: serde_json::Value = serde_json::from_slice(&answer).map_err(|_| Failure::Unreadable)?;
         for entity in v.as_array().ok_or(Failure::Unreadable)? {
             let score = entity["score"].as_f64().ok_or(Failure::Unreadable)?;
@@ -231,13 +312,17 @@ pub async fn ask_presidio(
             if score < c.threshold {
                 continue;
             }
-            if let Some((s, e)) = char_span_to_bytes(text_str, start as usize, end as usize) {
-                spans.push((index as u32, s, e));
+            let Some((s, e)) = char_span_to_bytes(&text, start as usize, end as usize) else { continue };
+            // The piece the entity is in, whole.
+            let k = at.partition_point(|&b| b <= s) - 1;
+            let p = pieces[k];
+            if e - at[k] <= p.end - p.start {
+                spans.push((p.text, p.start + s - at[k], p.start + e - at[k]));
             }
         }
     }
     let verdict = if best >= c.threshold { Verdict::Hit(best as f32) } else { Verdict::Pass(best as f32) };
-    Ok(WebhookAnswer { verdict, spans })
+    Ok(joined(&[verdict], spans))
 }
 
 /// Characters `start..end` of `text` as byte offsets; `None` when they do
@@ -252,26 +337,23 @@ fn char_span_to_bytes(text: &str, start: usize, end: usize) -> Option<(usize, us
     Some((s, e))
 }
 
-/// The spans of a webhook's answer, read by structure and checked against
-/// the texts sent (`sent` of them from `first` on): one that does not fit
-/// (out of range, reversed, inside a character, not whole numbers) is
-/// dropped, never trusted.
-fn spans_of(answer: &[u8], texts: &[Vec<u8>], first: usize, sent: usize) -> Result<Vec<(u32, usize, usize)>, Failure> {
+/// The spans of a webhook's answer about one call's `pieces`, read by
+/// structure, checked against the pieces sent and placed in the request's
+/// texts: one that does not fit (out of range, reversed, inside a
+/// character, not whole numbers) is dropped, never trusted.
+fn spans_of(answer: &[u8], texts: &[Vec<u8>], pieces: &[Piece]) -> Result<Vec<(u32, usize, usize)>, Failure> {
     let v: serde_json::Value = serde_json::from_slice(answer).map_err(|_| Failure::Unreadable)?;
     let mut spans = Vec::new();
     for s in v["spans"].as_array().into_iter().flatten() {
         let (Some(t), Some(start), Some(end)) = (s["text"].as_u64(), s["start"].as_u64(), s["end"].as_u64()) else {
             continue;
         };
-        if t >= sent as u64 {
-            continue;
-        }
-        let index = first + t as usize;
-        let Some(text) = texts.get(index) else { continue };
+        let Some(p) = usize::try_from(t).ok().and_then(|t| pieces.get(t)) else { continue };
+        let Some(text) = texts.get(p.text as usize).map(|t| &t[p.start..p.end]) else { continue };
         let (start, end) = (start as usize, end as usize);
         let boundary = |at: usize| at == text.len() || (at < text.len() && text[at] & 0xC0 != 0x80);
         if start < end && end <= text.len() && boundary(start) && boundary(end) {
-            spans.push((index as u32, start, end));
+            spans.push((p.text, p.start + start, p.start + end));
         }
     }
     Ok(spans)
@@ -651,12 +733,55 @@ mod tests {
             {"text": 0, "start": 1.5, "end": 2},
             {"text": "0", "start": 0, "end": 1}
         ]}"#;
-        // Texts 1 and 2 were sent (first = 1): span text 0 is text 1, and
-        // span text 2 was not sent.
-        let spans = spans_of(answer, &texts, 1, 2).unwrap();
+        // Texts 1 and 2 were sent: span text 0 is text 1, and span text 2
+        // was not sent.
+        let piece = |text: u32| Piece { text, start: 0, end: texts[text as usize].len() };
+        let spans = spans_of(answer, &texts, &[piece(1), piece(2)]).unwrap();
         assert_eq!(spans, [(1, 6, 11), (2, 0, 3)]);
-        assert_eq!(spans_of(b"not json", &texts, 0, 3), Err(Failure::Unreadable));
-        assert_eq!(spans_of(br#"{"flagged": false}"#, &texts, 0, 3), Ok(vec![]));
+        assert_eq!(spans_of(b"not json", &texts, &[piece(0)]), Err(Failure::Unreadable));
+        assert_eq!(spans_of(br#"{"flagged": false}"#, &texts, &[piece(0)]), Ok(vec![]));
+        // A piece of a text: its spans are placed where it begins, and
+        // held to it.
+        let part = Piece { text: 1, start: 5, end: 11 };
+        let answer = br#"{"spans": [{"text": 0, "start": 1, "end": 6}, {"text": 0, "start": 1, "end": 7}]}"#;
+        assert_eq!(spans_of(answer, &texts, &[part]).unwrap(), [(1, 6, 11)]);
+    }
+
+    /// Every byte of every text that is not blank goes out, in calls of at
+    /// most `max` bytes, pieces cut on characters' starts, a long text's
+    /// pieces each repeating the end of the one before; and past
+    /// `CALLS_MAX` calls, none (a failure, not text passed unseen).
+    #[test]
+    fn a_redacting_classifier_is_sent_every_text_in_calls_that_fit() {
+        let long = "Écris à Alice — café 日本 ".repeat(40).into_bytes();
+        let texts = vec![b"short one".to_vec(), b"  \n".to_vec(), long.clone(), b"last".to_vec(), long];
+        for max in [16, 40, 64, 100, 1000, 5000] {
+            let Some(calls) = calls(&texts, max) else {
+                assert!(texts.iter().map(Vec::len).sum::<usize>() > max * CALLS_MAX / 2, "{max}");
+                continue;
+            };
+            let mut covered: Vec<Vec<bool>> = texts.iter().map(|t| vec![false; t.len()]).collect();
+            for call in &calls {
+                assert!(call.iter().map(|p| p.end - p.start).sum::<usize>() <= max.max(16), "{max}: {call:?}");
+                for p in call {
+                    let t = &texts[p.text as usize];
+                    assert!(std::str::from_utf8(&t[p.start..p.end]).is_ok(), "{max}: {p:?}");
+                    covered[p.text as usize][p.start..p.end].iter_mut().for_each(|b| *b = true);
+                }
+            }
+            for (i, t) in texts.iter().enumerate() {
+                let blank = t.trim_ascii().is_empty();
+                assert!(covered[i].iter().all(|&c| c != blank), "{max}: text {i}");
+            }
+            // A long text's pieces overlap.
+            let pieces: Vec<Piece> = calls.iter().flatten().filter(|p| p.text == 2).copied().collect();
+            for w in pieces.windows(2) {
+                assert!(w[1].start < w[0].end && w[0].end - w[1].start >= (max / 4).min(256) - 3, "{max}: {w:?}");
+            }
+        }
+        let many = vec![b"a".to_vec(); 64 * CALLS_MAX];
+        assert!(calls(&many, 64).is_some(), "short texts pack");
+        assert!(calls(&vec![vec![b'a'; 64]; CALLS_MAX + 1], 64).is_none());
     }
 
     #[test]
