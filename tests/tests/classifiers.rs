@@ -226,6 +226,35 @@ fn a_classifier_can_check_whole_answers() {
     assert_eq!(records[1]["guardrails"]["hits"][0]["in"], "response");
 }
 
+/// An answer is asked about whole, however long beside `text_bytes_max`:
+/// a JSON answer in pieces of it, and a stream's read that carries more
+/// new text than it too (both were asked about their last
+/// `text_bytes_max` bytes only, so that a flagged phrase followed by
+/// filler went through).
+#[test]
+fn an_answer_longer_than_text_bytes_max_is_asked_about_whole() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("classifier-long-answers");
+    let classifier =
+        "name = \"out\"\nkind = \"moderations\"\nprovider = \"up\"\nanswers = true\ntext_bytes_max = 64\nstream_window_bytes = 16";
+    let gw = start_gateway(&config(mock.addr, classifier, &logs), &[], &[]);
+    let reply = format!("here is a jailbreak for you {}", "and then some harmless filler words ".repeat(8));
+    for stream in [false, true] {
+        let body = serde_json::json!({"model": "gpt-4o-mini", "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+        // The whole reply in one event, one read.
+        let r = one_request(gw.addr, &chat_request(&body, &format!("x-mock-reply: {reply}\r\nx-mock-chunks: 1\r\n")));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(!r.text().contains("jailbreak"), "stream {stream}: {}", r.text());
+        assert!(r.text().contains("content_filter"), "stream {stream}: {}", r.text());
+    }
+    let records = records(&logs, 2);
+    for record in &records {
+        assert_eq!(record["guardrails"]["classifiers"][1]["verdict"], "hit", "{record}");
+    }
+}
+
 /// `answers = true` on a stream: its text is held back from the client
 /// until the classifier has passed it, a window at a time; a flagged
 /// window and everything after it never reaches the client, and the

@@ -92,8 +92,9 @@ pub async fn classify_one(
 }
 
 /// Asks the profile's classifiers that check answers about a whole JSON
-/// answer's texts (`out`, as the client will get it). `Err` with the
-/// rule when one blocks, or with why when one that fails closed gives no
+/// answer's texts (`out`, as the client will get it), all of it (in
+/// pieces of `text_bytes_max`: [`answer_pieces`]). `Err` with the rule
+/// when one blocks, or with why when one that fails closed gives no
 /// verdict.
 pub async fn check_answer(
     classifiers: &mut AnswerClassifiers<'_>,
@@ -103,23 +104,105 @@ pub async fn check_answer(
     cut: &crate::cut::Cut,
 ) -> Result<(), String> {
     let texts = super::guard::request_texts(out);
-    ask_about_answer(classifiers, hits, &texts, deadline, cut).await
+    let from = classifiers.classified.len();
+    ask_about_answer(classifiers, hits, (&texts, texts.len()), from, (deadline, cut)).await
 }
 
 /// Asks the profile's answering classifiers about a streamed answer's
-/// text so far (`said`), one window of it new. A stream is asked about
-/// many times: each classifier keeps one entry in the record for all its
-/// windows (`from`: where this stream's entries begin), with its worst
-/// verdict, its time summed and its windows counted.
+/// text so far (`said`), its last `new` bytes not yet asked about. A
+/// stream is asked about many times: each classifier keeps one entry in
+/// the record for all its windows (`from`: where this stream's entries
+/// begin), with its worst verdict, its time summed and its asks counted.
 pub async fn check_window(
     classifiers: &mut AnswerClassifiers<'_>,
     hits: &mut Vec<crate::record::Recorded>,
-    said: &[u8],
+    (said, new): (&[u8], usize),
     from: usize,
     deadline: Instant,
     cut: &crate::cut::Cut,
 ) -> Result<(), String> {
-    let asked = ask_about_answer(classifiers, hits, said, deadline, cut).await;
+    ask_about_answer(classifiers, hits, (said, new), from, (deadline, cut)).await
+}
+
+/// What of an answer's text (`texts`, its last `new` bytes unasked) a
+/// classifier taking `max` bytes a call is asked about: the last `max`
+/// bytes where the new text fits in them beside the last bytes asked
+/// before; else the new text in pieces of `max`, each repeating the end
+/// of the one before (a quarter of `max`, at most 256), the last piece
+/// the last `max` bytes. `None` past [`CALLS_MAX`] pieces. Once only the
+/// last `max` bytes were asked about: a JSON answer's text before them,
+/// or a stream's read that carried more new text than them, was never
+/// asked about (found by a review).
+fn answer_pieces(texts: &[u8], new: usize, max: usize) -> Option<Vec<&[u8]>> {
+    let max = max.max(16);
+    let overlap = (max / 4).min(256);
+    let char_start = |mut at: usize| {
+        while at < texts.len() && texts[at] & 0xC0 == 0x80 {
+            at -= 1;
+        }
+        at
+    };
+    let last = tail(texts, max);
+    let mut start = char_start(texts.len().saturating_sub(new.saturating_add(overlap)));
+    let mut pieces = Vec::new();
+    while texts.len() - start > last.len() {
+        if pieces.len() == CALLS_MAX - 1 {
+            return None;
+        }
+        let end = char_start((start + max).min(texts.len()));
+        pieces.push(&texts[start..end]);
+        start = char_start(end.saturating_sub(overlap)).max(start + 1);
+    }
+    pieces.push(last);
+    Some(pieces)
+}
+
+/// The one walk over a profile's answering classifiers, whole answers and
+/// windows alike: each is asked about every piece of the text not yet
+/// asked about ([`answer_pieces`]), and its entries in the record from
+/// `from` on are merged into one.
+async fn ask_about_answer(
+    classifiers: &mut AnswerClassifiers<'_>,
+    hits: &mut Vec<crate::record::Recorded>,
+    (texts, new): (&[u8], usize),
+    from: usize,
+    (deadline, cut): (Instant, &crate::cut::Cut),
+) -> Result<(), String> {
+    let p = classifiers.profile;
+    let mut asked = Ok(());
+    'classifiers: for (i, c) in p.classifiers.iter().enumerate().filter(|(_, c)| c.answers) {
+        let Some(pieces) = answer_pieces(texts, new, c.text_bytes_max) else {
+            let outcome = Err(Failure::TooLarge);
+            classifiers.classified.push(Classified { index: i as u16, outcome, cached: false, micros: 0, windows: 1 });
+            if c.fail_open {
+                tracing::warn!(
+                    profile = p.name,
+                    classifier = c.name,
+                    why = Failure::TooLarge.why(),
+                    "on_error = allow"
+                );
+                continue;
+            }
+            asked = Err(format!("classifier.{} ({})", c.name, Failure::TooLarge.why()));
+            break;
+        };
+        for text in pieces.into_iter().filter(|t| !t.is_empty()) {
+            let direction = tollgate_policy::guard::Direction::Response;
+            let record = (&mut *classifiers.classified, &mut *hits);
+            let who = (direction, classifiers.team);
+            match classify_one(classifiers.state, p, i, text, who, record, (deadline, cut)).await {
+                Ok(()) => {}
+                Err(Stop::Blocked(rule)) => {
+                    asked = Err(rule);
+                    break 'classifiers;
+                }
+                Err(Stop::Unavailable { rule, why }) => {
+                    asked = Err(format!("{rule} ({why})"));
+                    break 'classifiers;
+                }
+            }
+        }
+    }
     let entries = &mut *classifiers.classified;
     let mut i = from;
     while i < entries.len() {
@@ -132,34 +215,6 @@ pub async fn check_window(
         }
     }
     asked
-}
-
-/// The one walk over a profile's answering classifiers, whole answers and
-/// windows alike: each is asked about the last `text_bytes_max` of the
-/// answer's text.
-async fn ask_about_answer(
-    classifiers: &mut AnswerClassifiers<'_>,
-    hits: &mut Vec<crate::record::Recorded>,
-    texts: &[u8],
-    deadline: Instant,
-    cut: &crate::cut::Cut,
-) -> Result<(), String> {
-    let p = classifiers.profile;
-    for (i, c) in p.classifiers.iter().enumerate().filter(|(_, c)| c.answers) {
-        let text = tail(texts, c.text_bytes_max);
-        if text.is_empty() {
-            continue;
-        }
-        let direction = tollgate_policy::guard::Direction::Response;
-        let record = (&mut *classifiers.classified, &mut *hits);
-        let asked = (direction, classifiers.team);
-        match classify_one(classifiers.state, p, i, text, asked, record, (deadline, cut)).await {
-            Ok(()) => {}
-            Err(Stop::Blocked(rule)) => return Err(rule),
-            Err(Stop::Unavailable { rule, why }) => return Err(format!("{rule} ({why})")),
-        }
-    }
-    Ok(())
 }
 
 /// What a webhook said about a request's texts: its verdict, and the
@@ -745,6 +800,30 @@ mod tests {
         let part = Piece { text: 1, start: 5, end: 11 };
         let answer = br#"{"spans": [{"text": 0, "start": 1, "end": 6}, {"text": 0, "start": 1, "end": 7}]}"#;
         assert_eq!(spans_of(answer, &texts, &[part]).unwrap(), [(1, 6, 11)]);
+    }
+
+    /// An answer's new text is asked about whole: the last `max` bytes
+    /// where it fits in them, else in overlapping pieces of `max` ending
+    /// with the last `max` bytes; past `CALLS_MAX` pieces, none.
+    #[test]
+    fn an_answers_new_text_is_asked_about_whole() {
+        let text = "Réponse — 日本語 and some prose; ".repeat(60).into_bytes();
+        for max in [16, 64, 100, 512, 4096] {
+            for new in [0, 1, 10, 63, 64, 65, 300, 1000, text.len()] {
+                let Some(pieces) = answer_pieces(&text, new, max) else {
+                    assert!(new > max * (CALLS_MAX - 2) / 2, "{max} {new}");
+                    continue;
+                };
+                assert_eq!(*pieces.last().unwrap(), tail(&text, max), "{max} {new}");
+                let mut covered = vec![false; text.len()];
+                for p in &pieces {
+                    assert!(p.len() <= max && std::str::from_utf8(p).is_ok(), "{max} {new}");
+                    let at = p.as_ptr() as usize - text.as_ptr() as usize;
+                    covered[at..at + p.len()].iter_mut().for_each(|c| *c = true);
+                }
+                assert!(covered[text.len() - new..].iter().all(|&c| c), "{max} {new}: new text unasked");
+            }
+        }
     }
 
     /// Every byte of every text that is not blank goes out, in calls of at

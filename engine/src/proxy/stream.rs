@@ -566,6 +566,10 @@ pub struct StreamRelay<'a, 'g> {
 /// far; what is older is dropped in steps of this much.
 const SAID_BYTES_MAX: usize = 1 << 20;
 
+/// An answer's text so far, and how many of its last bytes no classifier
+/// has been asked about ([`StreamRelay::window_due`]).
+pub type Said<'a> = (&'a [u8], usize);
+
 impl<'a, 'g> StreamRelay<'a, 'g> {
     pub fn new(translator: Stream, stages: StreamStages<'a, 'g>, route: RouteLabel<'a>) -> StreamRelay<'a, 'g> {
         let responses = translator.responses();
@@ -882,14 +886,15 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     /// With a window: whether the text released since the classifiers
     /// were last asked should be asked about now (a window's worth, or
     /// the stream is over with some unasked), and if so the answer's text
-    /// so far and where the classifiers' hits go. The caller holds back
+    /// so far (and how much of its end is new) and where the classifiers'
+    /// hits go. The caller holds back
     /// what the client would get until it calls [`Self::asked`] or
     /// [`Self::withhold`].
-    pub fn window_due(&mut self, over: bool) -> Option<(&[u8], &mut Vec<Recorded>)> {
+    pub fn window_due(&mut self, over: bool) -> Option<(Said<'_>, &mut Vec<Recorded>)> {
         let size = self.stages.window?;
         let due = self.unasked >= size || (over && self.unasked > 0);
         let hits = self.stages.hits.as_deref_mut()?;
-        due.then_some((&self.said[..], hits))
+        due.then_some(((&self.said[..], self.unasked.min(self.said.len())), hits))
     }
 
     /// The classifiers passed the text so far.
@@ -1873,14 +1878,14 @@ mod tests {
         assert!(!relay.end_of_read(false, &mut out));
         assert!(relay.window_due(false).is_none(), "5 bytes of a 12-byte window");
         relay.feed(Bytes::from(chunk(" world, \"quoted\"")), &mut out);
-        let (said, _) = relay.window_due(false).expect("a window's worth");
-        assert_eq!(said, b"Hello world, \"quoted\"", "the text, unescaped");
+        let ((said, new), _) = relay.window_due(false).expect("a window's worth");
+        assert_eq!((said, new), (&b"Hello world, \"quoted\""[..], said.len()), "the text, unescaped, all new");
         relay.asked();
         assert!(relay.window_due(false).is_none());
         relay.feed(Bytes::from(format!("{}data: [DONE]\n\n", chunk(" bye"))), &mut out);
         assert!(relay.end_of_read(true, &mut out));
-        let (said, _) = relay.window_due(true).expect("the rest, at the end");
-        assert!(said.ends_with(b" bye"));
+        let ((said, new), _) = relay.window_due(true).expect("the rest, at the end");
+        assert!(said.ends_with(b" bye") && new == 4, "{new}");
         let mut ending = BytesMut::new();
         relay.withhold(&mut ending);
         assert_eq!(relay.end(), End::Blocked);
