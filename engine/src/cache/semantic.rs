@@ -428,16 +428,21 @@ pub struct Placed {
 /// Vectors longer than this are not indexed (the lookup is a miss).
 pub const DIMENSIONS_MAX: usize = 4096;
 
-/// The first vector of an embeddings answer and its prompt tokens.
-pub fn read_embedding(answer: &[u8]) -> Option<(Vec<f32>, u64)> {
+/// The first vector of an embeddings answer and its prompt tokens, where
+/// reported and believable: a whole number above 0 (no text is empty) and
+/// at most `USAGE_TOKENS_MAX`, as every answer's count is held to. Else
+/// `None`, and the caller bills its own count: once a missing count was
+/// 0 (every lookup free) and an absurd one was billed as 2^32 tokens
+/// (found by a review).
+pub fn read_embedding(answer: &[u8]) -> Option<(Vec<f32>, Option<u64>)> {
     let v: serde_json::Value = serde_json::from_slice(answer).ok()?;
     let floats = v.get("data")?.get(0)?.get("embedding")?.as_array()?;
     let vector: Option<Vec<f32>> = floats.iter().map(|x| x.as_f64().map(|f| f as f32)).collect();
     // OpenAI's largest model has 3,072 dimensions; the bound keeps a
     // vector at most 16 KiB, so the index's memory is bounded by its count.
     let vector = vector.filter(|v| !v.is_empty() && v.len() <= DIMENSIONS_MAX)?;
-    let tokens = v.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(|t| t.as_u64()).unwrap_or(0);
-    Some((vector, tokens.min(u32::MAX as u64)))
+    let tokens = v.get("usage").and_then(|u| u.get("prompt_tokens")).and_then(|t| t.as_u64());
+    Some((vector, tokens.filter(|&n| (1..=tollgate_protocol::openai::USAGE_TOKENS_MAX).contains(&n))))
 }
 
 /// Vectors a core may keep.
@@ -633,11 +638,14 @@ mod tests {
     #[test]
     fn embeddings_answers_are_read_by_structure() {
         let a = br#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.25,1e-3]}],"usage":{"prompt_tokens":7,"total_tokens":7}}"#;
-        assert_eq!(read_embedding(a), Some((vec![0.5, -0.25, 0.001], 7)));
+        assert_eq!(read_embedding(a), Some((vec![0.5, -0.25, 0.001], Some(7))));
         assert!(read_embedding(br#"{"data":[{"embedding":[]}]}"#).is_none());
         assert!(read_embedding(br#"{"data":[{"embedding":["x"]}]}"#).is_none());
         assert!(read_embedding(br#"{"data":[]}"#).is_none());
-        let hostile = br#"{"data":[{"embedding":[1]}],"usage":{"prompt_tokens":99999999999999}}"#;
-        assert_eq!(read_embedding(hostile).map(|(_, t)| t), Some(u32::MAX as u64));
+        // Counts not to believe: the caller counts.
+        for usage in [r#""prompt_tokens":99999999999999"#, r#""prompt_tokens":0"#, r#""prompt_tokens":7.5"#, ""] {
+            let doc = format!(r#"{{"data":[{{"embedding":[1]}}],"usage":{{{usage}}}}}"#);
+            assert_eq!(read_embedding(doc.as_bytes()).map(|(_, t)| t), Some(None), "{usage}");
+        }
     }
 }

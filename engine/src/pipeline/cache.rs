@@ -579,18 +579,22 @@ async fn embed(
         };
         trace.served_by = Some(t as u8);
         trace.upstream_micros = crate::record::micros(started.elapsed());
+        // The question's tokens as the gateway counts them: billed where
+        // the answer's count is missing or not to be believed.
+        let counted =
+            || crate::pipeline::Prompt::new(tollgate_protocol::tokens::Encoding::O200kBase).tokens(text.as_bytes());
         let Some((vector, tokens)) = semantic::read_embedding(&answer) else {
             // Answered, but not with a vector this index can hold: billed
             // as an answer without usage would be, then the next target.
             trace.status = 200;
             trace.usage_estimated = true;
-            let tokens =
-                crate::pipeline::Prompt::new(tollgate_protocol::tokens::Encoding::O200kBase).tokens(text.as_bytes());
-            trace.usage = Some(crate::record::TokenUsage { prompt: tokens, ..Default::default() });
+            trace.usage = Some(crate::record::TokenUsage { prompt: counted(), ..Default::default() });
             crate::pipeline::settle(core, &trace);
             continue;
         };
         trace.status = 200;
+        trace.usage_estimated = tokens.is_none();
+        let tokens = tokens.unwrap_or_else(counted);
         trace.usage = Some(crate::record::TokenUsage { prompt: tokens, ..Default::default() });
         trace.bytes_in = text.len() as u64;
         crate::pipeline::settle(core, &trace);
