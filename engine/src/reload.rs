@@ -255,24 +255,44 @@ const ROLE_REFRESH_AHEAD_S: u64 = 300;
 
 /// Reloads the configuration, which fetches instance-role credentials
 /// again, five minutes before the ones in use expire; a failed reload is
-/// tried again every 30 s (the old credentials serve meanwhile). Returns
-/// when `shutdown` is set.
+/// tried again every 30 s (the old credentials serve meanwhile), and so is
+/// one that brought credentials as near their end (a metadata service that
+/// rotates them only then, or a clock that runs ahead: each reload
+/// rebuilds every core's state, and it ran every second; found by a
+/// review). Returns when `shutdown` is set.
 pub fn refresh_roles(reloader: Arc<std::sync::Mutex<Reloader>>, shutdown: Arc<std::sync::atomic::AtomicBool>) {
     let mut retry_at = 0;
     while !shutdown.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(1));
         let now = crate::unix_now().as_secs();
         let mut r = reloader.lock().unwrap_or_else(|e| e.into_inner());
-        let due = r.role_expiry.is_some_and(|at| now + ROLE_REFRESH_AHEAD_S >= at);
-        if due && now >= retry_at {
-            match r.reload() {
+        if role_due(now, r.role_expiry) && now >= retry_at {
+            let reloaded = r.reload();
+            retry_at = next_role_try(now, reloaded.is_ok(), r.role_expiry);
+            match reloaded {
+                Ok(_) if retry_at > now => tracing::warn!(
+                    "instance role credentials refreshed, but they too expire within {ROLE_REFRESH_AHEAD_S} s: asking again in 30 s"
+                ),
                 Ok(_) => tracing::info!("instance role credentials refreshed"),
-                Err(e) => {
-                    retry_at = now + 30;
-                    tracing::error!("instance role credentials could not be refreshed, retrying in 30 s: {e}");
-                }
+                Err(e) => tracing::error!("instance role credentials could not be refreshed, retrying in 30 s: {e}"),
             }
         }
+    }
+}
+
+/// Whether credentials expiring at `expiry` are to be replaced at `now`.
+fn role_due(now: u64, expiry: Option<u64>) -> bool {
+    expiry.is_some_and(|at| now + ROLE_REFRESH_AHEAD_S >= at)
+}
+
+/// When a refresh made at `now` may be made again: 30 s on where it failed
+/// or brought credentials themselves due (`expiry`), else whenever they
+/// come due (0).
+fn next_role_try(now: u64, refreshed: bool, expiry: Option<u64>) -> u64 {
+    if !refreshed || role_due(now, expiry) {
+        now + 30
+    } else {
+        0
     }
 }
 
@@ -390,5 +410,25 @@ mod notes_tests {
         assert!(notes("admin_listen = \"127.0.0.1:9901\"").is_empty());
         let token = format!("admin_tokens = [\"{}\"]\nadmin_listen = \"0.0.0.0:9901\"", "ab".repeat(32));
         assert!(notes(&token).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refresh that failed, or that brought credentials as near their
+    /// end as the old ones, is tried again 30 s on, not every second
+    /// (each reload rebuilds every core's state); one that brought fresh
+    /// credentials waits for them to come due.
+    #[test]
+    fn instance_role_refreshes_are_not_repeated_every_second() {
+        let now = 1_000_000;
+        assert!(role_due(now, Some(now + ROLE_REFRESH_AHEAD_S)));
+        assert!(!role_due(now, Some(now + ROLE_REFRESH_AHEAD_S + 1)) && !role_due(now, None));
+        assert_eq!(next_role_try(now, false, Some(now + 3600)), now + 30);
+        assert_eq!(next_role_try(now, true, Some(now + 100)), now + 30, "fresh but as near their end");
+        assert_eq!(next_role_try(now, true, Some(now - 5)), now + 30, "already past");
+        assert_eq!(next_role_try(now, true, Some(now + 3600)), 0);
     }
 }
