@@ -93,8 +93,9 @@ pub enum Failure {
     Unreachable,
     /// An answer that is not the kind's shape, or not a success.
     Unreadable,
-    /// A request's texts past what a redacting classifier's calls carry
-    /// (`proxy::classify::CALLS_MAX` of `text_bytes_max`).
+    /// Text past what a classifier's calls carry (`proxy::classify`'s
+    /// `CALLS_MAX` of `text_bytes_max`): a request's, to a redacting
+    /// classifier, or an answer's.
     TooLarge,
 }
 
@@ -104,7 +105,7 @@ impl Failure {
             Failure::Timeout => "a classifier did not answer in time",
             Failure::Unreachable => "a classifier could not be reached",
             Failure::Unreadable => "a classifier's answer could not be read",
-            Failure::TooLarge => "the request's text is more than a classifier takes (16 times its text_bytes_max)",
+            Failure::TooLarge => "more text than a classifier's 16 calls of its text_bytes_max carry",
         }
     }
 

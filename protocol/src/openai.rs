@@ -1270,8 +1270,10 @@ impl Reported {
             cache_write: write,
             // A share of the writes, never more.
             cache_write_1h: self.cache_write_1h.unwrap_or(0).min(write),
-            audio_prompt: self.audio_prompt.unwrap_or(0),
-            audio_completion: self.audio_completion.unwrap_or(0),
+            // Shares, held to what they are shares of (the prompt's, where
+            // it was reported).
+            audio_prompt: self.audio_prompt.unwrap_or(0).min(if prompt_unreported { u64::MAX } else { input }),
+            audio_completion: self.audio_completion.unwrap_or(0).min(output.unwrap_or(0)),
             tier: self.tier.unwrap_or_default(),
             prompt_unreported,
         })

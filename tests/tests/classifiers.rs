@@ -419,8 +419,9 @@ fn a_redacting_classifier_is_sent_every_text_however_long() {
         let redacting = config(mock.addr, &classifier, &logs)
             .replace("injection = \"off\"", "injection = \"off\"\nresponses = false");
         let gw = start_gateway(&redacting, &[], &[]);
-        // Names at a piece's end, inside, and last.
-        let last = format!("{}Alice {filler}and Bob", "x".repeat(45));
+        // Names across the first piece's end (bytes 61..66 of 64), inside,
+        // and last.
+        let last = format!("{}Alice {filler}and Bob", "x".repeat(61));
         let echoed = one_request(gw.addr, &chat_request(&body(&last), "x-mock-echo: body\r\n"));
         assert_eq!(echoed.status, 200, "{kind}: {}", echoed.text());
         let sent: serde_json::Value = serde_json::from_slice(&echoed.body).expect("the redacted body is JSON");

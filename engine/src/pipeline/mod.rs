@@ -560,8 +560,23 @@ async fn webhook_redact<'s>(
         ask_webhook(core.state, c, &texts, ex.deadline, core.cut).await
     };
     let micros = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
-    let outcome = answer.as_ref().map(|a| a.verdict).map_err(|f| *f);
-    ex.trace.classified.push(Classified { index: i as u16, outcome, cached: false, micros, windows: 1 });
+    // Text past what its calls carry is the classifier's failure, which
+    // `on_error` decided: let through, the newest texts redacted.
+    let outcome = match &answer {
+        Ok(a) if !a.complete => Err(crate::proxy::classify::Failure::TooLarge),
+        a => a.as_ref().map(|a| a.verdict).map_err(|f| *f),
+    };
+    let windows = answer.as_ref().map_or(1, |a| a.calls);
+    ex.trace.classified.push(Classified { index: i as u16, outcome, cached: false, micros, windows });
+    if let Some(a) = answer.as_ref().ok().filter(|a| !a.complete) {
+        tracing::warn!(
+            profile,
+            classifier = c.name,
+            calls = a.calls,
+            why = crate::proxy::classify::Failure::TooLarge.why(),
+            "the newest texts only (on_error = allow)"
+        );
+    }
     let answer = match answer {
         Ok(a) => a,
         Err(f) if c.fail_open => {

@@ -125,36 +125,61 @@ pub async fn check_window(
 }
 
 /// What of an answer's text (`texts`, its last `new` bytes unasked) a
-/// classifier taking `max` bytes a call is asked about: the last `max`
-/// bytes where the new text fits in them beside the last bytes asked
-/// before; else the new text in pieces of `max`, each repeating the end
-/// of the one before (a quarter of `max`, at most 256), the last piece
-/// the last `max` bytes. `None` past [`CALLS_MAX`] pieces. Once only the
-/// last `max` bytes were asked about: a JSON answer's text before them,
-/// or a stream's read that carried more new text than them, was never
-/// asked about (found by a review).
-fn answer_pieces(texts: &[u8], new: usize, max: usize) -> Option<Vec<&[u8]>> {
-    let max = max.max(16);
-    let overlap = (max / 4).min(256);
-    let char_start = |mut at: usize| {
-        while at < texts.len() && texts[at] & 0xC0 == 0x80 {
-            at -= 1;
-        }
-        at
-    };
-    let last = tail(texts, max);
-    let mut start = char_start(texts.len().saturating_sub(new.saturating_add(overlap)));
-    let mut pieces = Vec::new();
-    while texts.len() - start > last.len() {
-        if pieces.len() == CALLS_MAX - 1 {
-            return None;
-        }
-        let end = char_start((start + max).min(texts.len()));
-        pieces.push(&texts[start..end]);
-        start = char_start(end.saturating_sub(overlap)).max(start + 1);
+/// classifier taking `max` bytes a call is asked about: the new text and
+/// the end of what was asked before ([`overlap`]), in [`pieces`], the last
+/// the last `max` bytes; and whether that is all of it (at most
+/// [`CALLS_MAX`] pieces, the newest kept). Once only the last `max` bytes
+/// were asked about: a JSON answer's text before them, or a stream's read
+/// that carried more new text than them, was never asked about (found by
+/// a review).
+fn answer_pieces(texts: &[u8], new: usize, max: usize) -> (Vec<&[u8]>, bool) {
+    let from = texts.len().saturating_sub(new.saturating_add(overlap(max)));
+    let mut all = pieces(texts, char_floor(texts, from, 0), max);
+    let complete = all.len() <= CALLS_MAX;
+    let newest = all.split_off(all.len().saturating_sub(CALLS_MAX));
+    (newest.into_iter().map(|(a, b)| &texts[a..b]).collect(), complete)
+}
+
+/// Bytes each piece of a long text repeats of the one before: a quarter
+/// of `max`, at most 256. An entity no longer than that, cut by one
+/// piece's end, is whole in the next.
+fn overlap(max: usize) -> usize {
+    (max.max(16) / 4).min(256)
+}
+
+/// `at` moved back to a character's start, not before `lo` and at most 3
+/// bytes (a character has at most 3 bytes after its first: text that is
+/// not UTF-8, which an upstream may send, is cut where it stands).
+fn char_floor(text: &[u8], at: usize, lo: usize) -> usize {
+    let mut k = at;
+    while k > lo && k < text.len() && at - k < 3 && text[k] & 0xC0 == 0x80 {
+        k -= 1;
     }
-    pieces.push(last);
-    Some(pieces)
+    k
+}
+
+/// `text` from `from` on in pieces of at most `max` bytes (at least 16),
+/// cut on characters' starts, each repeating the last [`overlap`] bytes of
+/// the one before, the last piece the last `max` bytes ([`tail`]): byte
+/// ranges. Each piece moves on by at least `max` − overlap − 3 bytes.
+fn pieces(text: &[u8], from: usize, max: usize) -> Vec<(usize, usize)> {
+    let max = max.max(16);
+    let last = text.len() - tail(text, max).len();
+    let mut out = Vec::new();
+    let mut start = from;
+    while start < last {
+        // (`last` may be less than `max` from the end: `tail` skips a
+        // run of bytes that begin no character, which only text that is
+        // not UTF-8 has.)
+        let end = char_floor(text, (start + max).min(text.len()), start + 1);
+        out.push((start, end));
+        if end == text.len() {
+            break;
+        }
+        start = char_floor(text, end - overlap(max), start + 1);
+    }
+    out.push((last, text.len()));
+    out
 }
 
 /// The one walk over a profile's answering classifiers, whole answers and
@@ -171,26 +196,25 @@ async fn ask_about_answer(
     let p = classifiers.profile;
     let mut asked = Ok(());
     'classifiers: for (i, c) in p.classifiers.iter().enumerate().filter(|(_, c)| c.answers) {
-        let Some(pieces) = answer_pieces(texts, new, c.text_bytes_max) else {
+        let (pieces, complete) = answer_pieces(texts, new, c.text_bytes_max);
+        if !complete {
+            // More than its calls carry: a failure, which `on_error`
+            // decides; let through, the newest pieces are still asked.
             let outcome = Err(Failure::TooLarge);
-            classifiers.classified.push(Classified { index: i as u16, outcome, cached: false, micros: 0, windows: 1 });
-            if c.fail_open {
-                tracing::warn!(
-                    profile = p.name,
-                    classifier = c.name,
-                    why = Failure::TooLarge.why(),
-                    "on_error = allow"
-                );
-                continue;
+            classifiers.classified.push(Classified { index: i as u16, outcome, cached: false, micros: 0, windows: 0 });
+            if !c.fail_open {
+                asked = Err(format!("classifier.{} ({})", c.name, Failure::TooLarge.why()));
+                break;
             }
-            asked = Err(format!("classifier.{} ({})", c.name, Failure::TooLarge.why()));
-            break;
-        };
+            tracing::warn!(profile = p.name, classifier = c.name, why = Failure::TooLarge.why(), "on_error = allow");
+        }
+        // One timeout for all the classifier's pieces, as for a request's.
+        let until = deadline.min(Instant::now() + c.timeout);
         for text in pieces.into_iter().filter(|t| !t.is_empty()) {
             let direction = tollgate_policy::guard::Direction::Response;
             let record = (&mut *classifiers.classified, &mut *hits);
             let who = (direction, classifiers.team);
-            match classify_one(classifiers.state, p, i, text, who, record, (deadline, cut)).await {
+            match classify_one(classifiers.state, p, i, text, who, record, (until, cut)).await {
                 Ok(()) => {}
                 Err(Stop::Blocked(rule)) => {
                     asked = Err(rule);
@@ -223,6 +247,11 @@ async fn ask_about_answer(
 pub struct WebhookAnswer {
     pub verdict: Verdict,
     pub spans: Vec<(u32, usize, usize)>,
+    /// Calls made.
+    pub calls: u32,
+    /// Every text was sent (else the newest that [`CALLS_MAX`] calls
+    /// carry, under `on_error = "allow"`).
+    pub complete: bool,
 }
 
 /// Part of one of a request's texts sent to a redacting classifier: the
@@ -241,64 +270,56 @@ const CALLS_MAX: usize = 16;
 
 /// The calls that carry every text of a request that is not blank to a
 /// redacting classifier, each at most `max` bytes: whole texts packed in
-/// their order, and a text longer than `max` cut into pieces of it (on
-/// characters' starts), each repeating the last bytes of the one before
-/// (a quarter of `max`, at most 256: an address or a name cut by one
-/// piece's end is whole in the next). `None` past [`CALLS_MAX`] calls.
+/// their order, a text longer than `max` in [`pieces`]; and whether that
+/// is all of them (at most [`CALLS_MAX`] calls, the newest kept: a
+/// failure, which `on_error` decides).
 ///
 /// It replaced a send of the last texts that fit: a last message longer
 /// than `text_bytes_max` sent none and passed, and the messages before the
 /// ones that fit were never redacted (found by a review).
-fn calls(texts: &[Vec<u8>], max: usize) -> Option<Vec<Vec<Piece>>> {
+fn calls(texts: &[Vec<u8>], max: usize) -> (Vec<Vec<Piece>>, bool) {
     let max = max.max(16);
-    let overlap = (max / 4).min(256);
     let mut calls: Vec<Vec<Piece>> = Vec::new();
     let mut room = 0;
-    let char_start = |t: &[u8], mut at: usize| {
-        while at < t.len() && t[at] & 0xC0 == 0x80 {
-            at -= 1;
-        }
-        at
-    };
     for (i, t) in texts.iter().enumerate() {
         if t.trim_ascii().is_empty() {
             continue;
         }
-        let mut start = 0;
-        loop {
-            let end = if t.len() - start <= max { t.len() } else { char_start(t, start + max) };
+        for (start, end) in pieces(t, 0, max) {
             let piece = Piece { text: i as u32, start, end };
             let len = end - start;
             match calls.last_mut() {
                 Some(call) if len <= room => call.push(piece),
                 _ => {
-                    if calls.len() == CALLS_MAX {
-                        return None;
-                    }
                     calls.push(vec![piece]);
                     room = max;
                 }
             }
             room -= len;
-            if end == t.len() {
-                break;
-            }
-            // The next piece repeats the end of this one; it always moves
-            // on (a character is at most 4 bytes, `max` at least 16).
-            start = char_start(t, end - overlap).max(start + 1);
         }
     }
-    Some(calls)
+    let complete = calls.len() <= CALLS_MAX;
+    let newest = calls.split_off(calls.len().saturating_sub(CALLS_MAX));
+    (newest, complete)
 }
 
 /// A webhook's or Presidio's answers about a request, together: the worst
 /// verdict, and every span, once.
-fn joined(verdicts: &[Verdict], mut spans: Vec<(u32, usize, usize)>) -> WebhookAnswer {
+fn joined(verdicts: &[Verdict], mut spans: Vec<(u32, usize, usize)>, complete: bool) -> WebhookAnswer {
     let best = verdicts.iter().map(|v| v.score()).fold(0.0f32, f32::max);
     let hit = verdicts.iter().any(|v| matches!(v, Verdict::Hit(_)));
+    // Spans of one text that overlap (an entity cut by a piece's end, and
+    // found whole in the next) are one.
     spans.sort_unstable();
-    spans.dedup();
-    WebhookAnswer { verdict: if hit { Verdict::Hit(best) } else { Verdict::Pass(best) }, spans }
+    spans.dedup_by(|b, a| {
+        let same = a.0 == b.0 && b.1 < a.2;
+        if same {
+            a.2 = a.2.max(b.2);
+        }
+        same
+    });
+    let verdict = if hit { Verdict::Hit(best) } else { Verdict::Pass(best) };
+    WebhookAnswer { verdict, spans, calls: verdicts.len() as u32, complete }
 }
 
 /// Asks a webhook about every text of the request, each apart so that
@@ -313,7 +334,10 @@ pub async fn ask_webhook(
     cut: &crate::cut::Cut,
 ) -> Result<WebhookAnswer, Failure> {
     let deadline = deadline.min(Instant::now() + c.timeout);
-    let calls = calls(texts, c.text_bytes_max).ok_or(Failure::TooLarge)?;
+    let (calls, complete) = calls(texts, c.text_bytes_max);
+    if !complete && !c.fail_open {
+        return Err(Failure::TooLarge);
+    }
     let (mut verdicts, mut spans) = (Vec::with_capacity(calls.len()), Vec::new());
     for pieces in &calls {
         let sent: Vec<String> = pieces
@@ -325,7 +349,7 @@ pub async fn ask_webhook(
         verdicts.push(verdict(c, &answer)?);
         spans.extend(spans_of(&answer, texts, pieces)?);
     }
-    Ok(joined(&verdicts, spans))
+    Ok(joined(&verdicts, spans, complete))
 }
 
 /// Asks a Presidio analyzer about every text of the request: its API
@@ -344,11 +368,16 @@ pub async fn ask_presidio(
 ) -> Result<WebhookAnswer, Failure> {
     const JOIN: &str = "\n\n";
     let deadline = deadline.min(Instant::now() + c.timeout);
-    let calls = calls(texts, c.text_bytes_max).ok_or(Failure::TooLarge)?;
+    let (calls, complete) = calls(texts, c.text_bytes_max);
+    if !complete && !c.fail_open {
+        return Err(Failure::TooLarge);
+    }
     let mut best = 0.0f64;
     let mut spans = Vec::new();
     for pieces in &calls {
-        // The call's text, and where each piece begins in it.
+        // The call's text, and where each piece begins in it (a piece
+        // that is not UTF-8, which a request's text never is, takes no
+        // span: its offsets would not be its bytes').
         let mut text = String::new();
         let mut at = Vec::with_capacity(pieces.len());
         for p in pieces {
@@ -368,16 +397,23 @@ pub async fn ask_presidio(
                 continue;
             }
             let Some((s, e)) = char_span_to_bytes(&text, start as usize, end as usize) else { continue };
-            // The piece the entity is in, whole.
-            let k = at.partition_point(|&b| b <= s) - 1;
-            let p = pieces[k];
-            if e - at[k] <= p.end - p.start {
-                spans.push((p.text, p.start + s - at[k], p.start + e - at[k]));
+            // Each piece the entity covers takes its share (an entity
+            // across a join is redacted on both sides, not dropped).
+            let mut k = at.partition_point(|&b| b <= s) - 1;
+            while k < pieces.len() && at[k] < e {
+                let p = pieces[k];
+                let raw = &texts[p.text as usize][p.start..p.end];
+                let same = text.as_bytes().get(at[k]..at[k] + raw.len()) == Some(raw);
+                let (lo, hi) = (s.max(at[k]), e.min(at[k] + raw.len()));
+                if same && lo < hi {
+                    spans.push((p.text, p.start + lo - at[k], p.start + hi - at[k]));
+                }
+                k += 1;
             }
         }
     }
     let verdict = if best >= c.threshold { Verdict::Hit(best as f32) } else { Verdict::Pass(best as f32) };
-    Ok(joined(&[verdict], spans))
+    Ok(WebhookAnswer { calls: calls.len() as u32, ..joined(&[verdict], spans, complete) })
 }
 
 /// Characters `start..end` of `text` as byte offsets; `None` when they do
@@ -802,26 +838,36 @@ mod tests {
         assert_eq!(spans_of(answer, &texts, &[part]).unwrap(), [(1, 6, 11)]);
     }
 
-    /// An answer's new text is asked about whole: the last `max` bytes
-    /// where it fits in them, else in overlapping pieces of `max` ending
-    /// with the last `max` bytes; past `CALLS_MAX` pieces, none.
+    /// An answer's new text is asked about whole: in overlapping pieces
+    /// of `max` ending with the last `max` bytes; past `CALLS_MAX` pieces,
+    /// the newest, and not complete. Text that is not UTF-8 (an upstream's)
+    /// is cut too, never a panic.
     #[test]
     fn an_answers_new_text_is_asked_about_whole() {
         let text = "Réponse — 日本語 and some prose; ".repeat(60).into_bytes();
-        for max in [16, 64, 100, 512, 4096] {
-            for new in [0, 1, 10, 63, 64, 65, 300, 1000, text.len()] {
-                let Some(pieces) = answer_pieces(&text, new, max) else {
-                    assert!(new > max * (CALLS_MAX - 2) / 2, "{max} {new}");
-                    continue;
-                };
-                assert_eq!(*pieces.last().unwrap(), tail(&text, max), "{max} {new}");
-                let mut covered = vec![false; text.len()];
-                for p in &pieces {
-                    assert!(p.len() <= max && std::str::from_utf8(p).is_ok(), "{max} {new}");
-                    let at = p.as_ptr() as usize - text.as_ptr() as usize;
-                    covered[at..at + p.len()].iter_mut().for_each(|c| *c = true);
+        let mut broken = vec![0x80u8; 3];
+        broken.extend_from_slice(&text[..500]);
+        broken.extend_from_slice(&[0xBF; 200]);
+        for text in [&text, &broken] {
+            let utf8 = std::str::from_utf8(text).is_ok();
+            for max in [16, 64, 100, 512, 4096] {
+                for new in [0, 1, 10, 63, 64, 65, 300, 1000, text.len(), usize::MAX] {
+                    let (pieces, complete) = answer_pieces(text, new, max);
+                    assert_eq!(*pieces.last().unwrap(), tail(text, max), "{max} {new}");
+                    let mut covered = vec![false; text.len()];
+                    for p in &pieces {
+                        assert!(p.len() <= max && (!utf8 || std::str::from_utf8(p).is_ok()), "{max} {new}");
+                        let at = p.as_ptr() as usize - text.as_ptr() as usize;
+                        covered[at..at + p.len()].iter_mut().for_each(|c| *c = true);
+                    }
+                    let new = new.min(text.len());
+                    if complete {
+                        assert!(covered[text.len() - new..].iter().all(|&c| c), "{max} {new}: new text unasked");
+                    } else {
+                        assert_eq!(pieces.len(), CALLS_MAX, "{max} {new}");
+                        assert!(new > (max - max / 4 - 3) * (CALLS_MAX - 2), "{max} {new}");
+                    }
                 }
-                assert!(covered[text.len() - new..].iter().all(|&c| c), "{max} {new}: new text unasked");
             }
         }
     }
@@ -829,16 +875,19 @@ mod tests {
     /// Every byte of every text that is not blank goes out, in calls of at
     /// most `max` bytes, pieces cut on characters' starts, a long text's
     /// pieces each repeating the end of the one before; and past
-    /// `CALLS_MAX` calls, none (a failure, not text passed unseen).
+    /// `CALLS_MAX` calls, the newest, and not complete.
     #[test]
     fn a_redacting_classifier_is_sent_every_text_in_calls_that_fit() {
         let long = "Écris à Alice — café 日本 ".repeat(40).into_bytes();
         let texts = vec![b"short one".to_vec(), b"  \n".to_vec(), long.clone(), b"last".to_vec(), long];
         for max in [16, 40, 64, 100, 1000, 5000] {
-            let Some(calls) = calls(&texts, max) else {
+            let (calls, complete) = calls(&texts, max);
+            if !complete {
                 assert!(texts.iter().map(Vec::len).sum::<usize>() > max * CALLS_MAX / 2, "{max}");
+                assert_eq!(calls.len(), CALLS_MAX);
+                assert_eq!(calls.last().and_then(|c| c.last()).map(|p| p.text), Some(4), "the newest kept");
                 continue;
-            };
+            }
             let mut covered: Vec<Vec<bool>> = texts.iter().map(|t| vec![false; t.len()]).collect();
             for call in &calls {
                 assert!(call.iter().map(|p| p.end - p.start).sum::<usize>() <= max.max(16), "{max}: {call:?}");
@@ -855,12 +904,12 @@ mod tests {
             // A long text's pieces overlap.
             let pieces: Vec<Piece> = calls.iter().flatten().filter(|p| p.text == 2).copied().collect();
             for w in pieces.windows(2) {
-                assert!(w[1].start < w[0].end && w[0].end - w[1].start >= (max / 4).min(256) - 3, "{max}: {w:?}");
+                assert!(w[1].start < w[0].end && w[0].end - w[1].start >= overlap(max) - 3, "{max}: {w:?}");
             }
         }
         let many = vec![b"a".to_vec(); 64 * CALLS_MAX];
-        assert!(calls(&many, 64).is_some(), "short texts pack");
-        assert!(calls(&vec![vec![b'a'; 64]; CALLS_MAX + 1], 64).is_none());
+        assert!(calls(&many, 64).1, "short texts pack");
+        assert!(!calls(&vec![vec![b'a'; 64]; CALLS_MAX + 1], 64).1);
     }
 
     #[test]

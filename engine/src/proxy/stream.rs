@@ -1045,15 +1045,18 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
         // A tool's name is output too. A response's output items hold
         // text under keys of many kinds (a patch's diff, a shell call's
         // commands, a computer's action): there every string counts but
-        // the instructions and tools' descriptions it repeats (each written
-        // otherwise only counts more).
+        // the instructions and tools' descriptions it repeats, tools'
+        // results, images and encrypted reasoning, none of them text the
+        // count reads (each written otherwise only counts more).
         let own = |key: &[u8], name: &[u8]| {
             key == name || (key.contains(&b'\\') && tollgate_protocol::json::decodes_to(key, name))
         };
         let mut bytes = 0u64;
         let _ = tollgate_protocol::json::string_values(doc, |key, v| {
             let output = match front {
-                Front::Responses => !matches!(key, b"instructions" | b"description"),
+                Front::Responses => {
+                    !matches!(key, b"instructions" | b"description" | b"output" | b"result" | b"encrypted_content")
+                }
                 _ => key.is_empty() || super::guard::stream_text_key(key).is_some() || own(key, b"name"),
             };
             if output {
@@ -1956,9 +1959,8 @@ mod tests {
         );
         let n = count(&responses, &usage(1), Front::Responses);
         assert!((590..=620).contains(&n), "the reasoning and the message: {n}");
-        // An honest count: read (a response's tool results and searches
-        // count toward the bound), never set aside.
-        assert!(count(&responses, &usage(1_000), Front::Responses) <= 2 * 1_000 + 8);
+        // An honest count: not read (the tool's result is not output).
+        assert_eq!(count(&responses, &usage(1_000), Front::Responses), 0);
         for key in ["input", "in\\u0070ut"] {
             let custom = format!(
                 r#"{{"object":"response","output":[{{"type":"custom_tool_call","call_id":"c","name":"patch","{key}":"{text}"}}]}}"#
