@@ -872,6 +872,43 @@ mod tests {
         }
     }
 
+    /// Any bytes an upstream may send, cut at any size, from anywhere:
+    /// pieces within `max`, the new text covered (where it all fits in the
+    /// calls), the last piece the tail, never a panic or an endless loop.
+    #[test]
+    fn pieces_of_any_bytes_cover_the_new_text() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n.max(1)
+        };
+        // Bytes that begin no character, lead bytes, ASCII and spaces.
+        let alphabet = [0x80u8, 0xBF, 0xC3, 0xA9, 0xE6, 0x97, 0xA5, 0xF0, b'a', b' ', b'\n'];
+        for _ in 0..3000 {
+            let len = next(700) as usize;
+            let text: Vec<u8> = (0..len).map(|_| alphabet[next(alphabet.len() as u64) as usize]).collect();
+            let max = next(300) as usize;
+            let new = if next(4) == 0 { usize::MAX } else { next(len as u64 + 1) as usize };
+            let (got, complete) = answer_pieces(&text, new, max);
+            assert_eq!(*got.last().expect("a piece"), tail(&text, max.max(16)), "{text:?} {max} {new}");
+            let mut covered = vec![false; len];
+            for p in &got {
+                assert!(p.len() <= max.max(16), "{text:?} {max} {new}");
+                let at = p.as_ptr() as usize - text.as_ptr() as usize;
+                covered[at..at + p.len()].iter_mut().for_each(|c| *c = true);
+            }
+            if complete {
+                assert!(covered[len - new.min(len)..].iter().all(|&c| c), "{text:?} {max} {new}");
+            }
+            let from = next(len as u64 + 1) as usize;
+            for (a, b) in pieces(&text, from, max) {
+                assert!(a <= b && b <= len && b - a <= max.max(16), "{text:?} {from} {max}");
+            }
+        }
+    }
+
     /// Every byte of every text that is not blank goes out, in calls of at
     /// most `max` bytes, pieces cut on characters' starts, a long text's
     /// pieces each repeating the end of the one before; and past
