@@ -563,7 +563,10 @@ async fn webhook_redact<'s>(
     // Text past what its calls carry is the classifier's failure, which
     // `on_error` decided: let through, the newest texts redacted.
     let outcome = match &answer {
-        Ok(a) if !a.complete => Err(crate::proxy::classify::Failure::TooLarge),
+        // A hit outranks the failure, as in an answer's record.
+        Ok(a) if !a.complete && !matches!(a.verdict, crate::proxy::classify::Verdict::Hit(_)) => {
+            Err(crate::proxy::classify::Failure::TooLarge)
+        }
         a => a.as_ref().map(|a| a.verdict).map_err(|f| *f),
     };
     let windows = answer.as_ref().map_or(1, |a| a.calls);
