@@ -120,8 +120,11 @@ impl Usage {
         if self.unreadable {
             return crate::openai::Usage::unreadable();
         }
+        // A prompt not reported is at least its shares (a floor the
+        // gateway's count replaces where larger), as chat's reader holds it.
+        let floor = if self.prompt_reported { 0 } else { self.cached.max(self.audio) };
         let u = crate::openai::Usage {
-            prompt: self.prompt,
+            prompt: self.prompt.max(floor),
             completion: self.completion,
             cached: self.cached,
             audio_prompt: self.audio,

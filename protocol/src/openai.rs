@@ -1263,16 +1263,25 @@ impl Reported {
         // held to at least the cache's shares: `forward::estimate_usage`).
         let detailed = self.cached_tokens.unwrap_or(0);
         let detailed = if prompt_unreported { detailed } else { detailed.min(input) };
+        let cached = read.saturating_add(detailed);
+        let audio = self.audio_prompt.unwrap_or(0);
+        // A prompt not reported is at least every share the report gave
+        // of it: a floor, which the gateway's count replaces where larger,
+        // and which holds the shares within the prompt as every report's
+        // are (found by the answer reader's fuzz target).
+        let prompt = match prompt_unreported {
+            true => cached.saturating_add(write).max(audio),
+            false => input.saturating_add(read).saturating_add(write),
+        };
         Some(Usage {
-            prompt: input.saturating_add(read).saturating_add(write),
+            prompt,
             completion: output.unwrap_or(0),
-            cached: read.saturating_add(detailed),
+            cached,
             cache_write: write,
             // A share of the writes, never more.
             cache_write_1h: self.cache_write_1h.unwrap_or(0).min(write),
-            // Shares, held to what they are shares of (the prompt's, where
-            // it was reported).
-            audio_prompt: self.audio_prompt.unwrap_or(0).min(if prompt_unreported { u64::MAX } else { input }),
+            // Shares, held to what they are shares of.
+            audio_prompt: audio.min(prompt),
             audio_completion: self.audio_completion.unwrap_or(0).min(output.unwrap_or(0)),
             tier: self.tier.unwrap_or_default(),
             prompt_unreported,
@@ -2816,7 +2825,12 @@ mod tests {
         // 0 alone is no report.
         let chat = br#"{"usage":{"prompt_tokens":null,"completion_tokens":500,"prompt_tokens_details":{"cached_tokens":900,"audio_tokens":30},"completion_tokens_details":{"audio_tokens":20}}}"#;
         let u = read_answer(chat).and_then(|f| f.usage()).expect("usage");
-        assert_eq!((u.prompt, u.cached, u.audio_prompt, u.audio_completion), (0, 900, 30, 20));
+        assert_eq!((u.prompt, u.cached, u.audio_prompt, u.audio_completion), (900, 900, 30, 20));
+        // The floor holds every share within the prompt, as the answer
+        // reader's fuzz target asks of every report.
+        let audio = br#"{"usage":{"completion_tokens":46,"prompt_tokens_details":{"audio_tokens":5}}}"#;
+        let u = read_answer(audio).and_then(|f| f.usage()).expect("usage");
+        assert_eq!((u.prompt, u.audio_prompt, u.prompt_unreported), (5, 5, true));
         let nothing = br#"{"usage":{"completion_tokens":0}}"#;
         assert_eq!(read_answer(nothing).and_then(|f| f.usage()), None);
         // A prompt without its completion is still no report.
