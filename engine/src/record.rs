@@ -44,8 +44,9 @@ pub struct TokenUsage {
     pub tier: tollgate_policy::prices::Tier,
     /// The provider reported the output but not the prompt
     /// (`tollgate_protocol::openai::Usage::prompt_unreported`): `prompt`
-    /// holds only its cache's tokens until the gateway's count replaces
-    /// it (`pipeline::forward`), and the record says `estimated`.
+    /// holds only a floor, the shares the report gave of it (cache reads
+    /// and writes, audio), until the gateway's count replaces it where
+    /// larger (`pipeline::forward`), and the record says `estimated`.
     pub prompt_unreported: bool,
 }
 

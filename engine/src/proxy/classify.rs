@@ -134,10 +134,15 @@ pub async fn check_window(
 /// a review).
 fn answer_pieces(texts: &[u8], new: usize, max: usize) -> (Vec<&[u8]>, bool) {
     let from = texts.len().saturating_sub(new.saturating_add(overlap(max)));
-    let mut all = pieces(texts, char_floor(texts, from, 0), max);
-    let complete = all.len() <= CALLS_MAX;
-    let newest = all.split_off(all.len().saturating_sub(CALLS_MAX));
+    let (newest, complete) = newest(pieces(texts, char_floor(texts, from, 0), max));
     (newest.into_iter().map(|(a, b)| &texts[a..b]).collect(), complete)
+}
+
+/// The last [`CALLS_MAX`] of `all` (the newest text), and whether that is
+/// all of them.
+fn newest<T>(mut all: Vec<T>) -> (Vec<T>, bool) {
+    let complete = all.len() <= CALLS_MAX;
+    (all.split_off(all.len().saturating_sub(CALLS_MAX)), complete)
 }
 
 /// Bytes each piece of a long text repeats of the one before: a quarter
@@ -161,7 +166,8 @@ fn char_floor(text: &[u8], at: usize, lo: usize) -> usize {
 /// `text` from `from` on in pieces of at most `max` bytes (at least 16),
 /// cut on characters' starts, each repeating the last [`overlap`] bytes of
 /// the one before, the last piece the last `max` bytes ([`tail`]; in text
-/// that is not UTF-8, perhaps the rest from an earlier cut): byte ranges. Each piece moves on by at least `max` − overlap − 6 bytes.
+/// that is not UTF-8, perhaps the rest from an earlier cut): byte ranges.
+/// Each piece moves on by at least `max` − overlap − 6 bytes.
 fn pieces(text: &[u8], from: usize, max: usize) -> Vec<(usize, usize)> {
     let max = max.max(16);
     let last = text.len() - tail(text, max).len();
@@ -272,16 +278,17 @@ struct Piece {
 const CALLS_MAX: usize = 16;
 
 /// The calls that carry every text of a request that is not blank to a
-/// redacting classifier, each at most `max` bytes: whole texts packed in
-/// their order, a text longer than `max` in [`pieces`]; and whether that
-/// is all of them (at most [`CALLS_MAX`] calls, the newest kept: a
-/// failure, which `on_error` decides).
+/// redacting classifier `c`, each at most its `text_bytes_max`: whole texts
+/// packed in their order, a longer text in [`pieces`]; and whether that is
+/// all of them (at most [`CALLS_MAX`] calls, the newest kept). Past them,
+/// the classifier failed, which `on_error` decides: [`Failure::TooLarge`]
+/// where it fails closed, else the newest calls.
 ///
 /// It replaced a send of the last texts that fit: a last message longer
 /// than `text_bytes_max` sent none and passed, and the messages before the
 /// ones that fit were never redacted (found by a review).
-fn calls(texts: &[Vec<u8>], max: usize) -> (Vec<Vec<Piece>>, bool) {
-    let max = max.max(16);
+fn calls(c: &Classifier, texts: &[Vec<u8>]) -> Result<(Vec<Vec<Piece>>, bool), Failure> {
+    let max = c.text_bytes_max.max(16);
     let mut calls: Vec<Vec<Piece>> = Vec::new();
     let mut room = 0;
     for (i, t) in texts.iter().enumerate() {
@@ -301,9 +308,11 @@ fn calls(texts: &[Vec<u8>], max: usize) -> (Vec<Vec<Piece>>, bool) {
             room -= len;
         }
     }
-    let complete = calls.len() <= CALLS_MAX;
-    let newest = calls.split_off(calls.len().saturating_sub(CALLS_MAX));
-    (newest, complete)
+    let (newest, complete) = newest(calls);
+    if !complete && !c.fail_open {
+        return Err(Failure::TooLarge);
+    }
+    Ok((newest, complete))
 }
 
 /// A webhook's or Presidio's answers about a request, together: the worst
@@ -337,10 +346,7 @@ pub async fn ask_webhook(
     cut: &crate::cut::Cut,
 ) -> Result<WebhookAnswer, Failure> {
     let deadline = deadline.min(Instant::now() + c.timeout);
-    let (calls, complete) = calls(texts, c.text_bytes_max);
-    if !complete && !c.fail_open {
-        return Err(Failure::TooLarge);
-    }
+    let (calls, complete) = calls(c, texts)?;
     let (mut verdicts, mut spans) = (Vec::with_capacity(calls.len()), Vec::new());
     for pieces in &calls {
         let sent: Vec<String> = pieces
@@ -372,10 +378,7 @@ pub async fn ask_presidio(
 ) -> Result<WebhookAnswer, Failure> {
     const JOIN: &str = "\n\n";
     let deadline = deadline.min(Instant::now() + c.timeout);
-    let (calls, complete) = calls(texts, c.text_bytes_max);
-    if !complete && !c.fail_open {
-        return Err(Failure::TooLarge);
-    }
+    let (calls, complete) = calls(c, texts)?;
     let mut best = 0.0f64;
     let mut spans = Vec::new();
     for pieces in &calls {
@@ -923,10 +926,11 @@ mod tests {
     /// `CALLS_MAX` calls, the newest, and not complete.
     #[test]
     fn a_redacting_classifier_is_sent_every_text_in_calls_that_fit() {
+        let taking = |max| Classifier { text_bytes_max: max, ..classifier(ClassifierKind::Webhook) };
         let long = "Écris à Alice — café 日本 ".repeat(40).into_bytes();
         let texts = vec![b"short one".to_vec(), b"  \n".to_vec(), long.clone(), b"last".to_vec(), long];
         for max in [16, 40, 64, 100, 1000, 5000] {
-            let (calls, complete) = calls(&texts, max);
+            let (calls, complete) = calls(&taking(max), &texts).expect("it fails open");
             if !complete {
                 assert!(texts.iter().map(Vec::len).sum::<usize>() > max * CALLS_MAX / 2, "{max}");
                 assert_eq!(calls.len(), CALLS_MAX);
@@ -953,8 +957,11 @@ mod tests {
             }
         }
         let many = vec![b"a".to_vec(); 64 * CALLS_MAX];
-        assert!(calls(&many, 64).1, "short texts pack");
-        assert!(!calls(&vec![vec![b'a'; 64]; CALLS_MAX + 1], 64).1);
+        assert!(calls(&taking(64), &many).expect("it fails open").1, "short texts pack");
+        let too_many = vec![vec![b'a'; 64]; CALLS_MAX + 1];
+        assert!(!calls(&taking(64), &too_many).expect("it fails open").1);
+        let closed = Classifier { fail_open: false, ..taking(64) };
+        assert_eq!(calls(&closed, &too_many).err(), Some(Failure::TooLarge), "failing closed");
     }
 
     #[test]

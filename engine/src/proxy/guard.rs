@@ -255,7 +255,7 @@ fn inline_text_file(guard: &Guard, i: u32, raw: &[u8], findings: &mut Findings) 
 /// with escapes (`file\u005fdata` is the same key to the provider, and
 /// its file went unscanned: found by a review).
 fn file_data_key(key: &[u8]) -> bool {
-    key == b"file_data" || (key.contains(&b'\\') && tollgate_protocol::json::decodes_to(key, b"file_data"))
+    tollgate_protocol::json::decodes_to(key, b"file_data")
 }
 
 /// Whether string `v` of `doc` is a content part's text: a `"text"` member

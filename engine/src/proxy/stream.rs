@@ -1048,16 +1048,17 @@ pub fn json_answer_text_tokens(doc: &[u8], usage: &super::answer::Usage, model: 
         // the instructions and tools' descriptions it repeats, tools'
         // results, images and encrypted reasoning, none of them text the
         // count reads (each written otherwise only counts more).
-        let own = |key: &[u8], name: &[u8]| {
-            key == name || (key.contains(&b'\\') && tollgate_protocol::json::decodes_to(key, name))
-        };
         let mut bytes = 0u64;
         let _ = tollgate_protocol::json::string_values(doc, |key, v| {
             let output = match front {
                 Front::Responses => {
                     !matches!(key, b"instructions" | b"description" | b"output" | b"result" | b"encrypted_content")
                 }
-                _ => key.is_empty() || super::guard::stream_text_key(key).is_some() || own(key, b"name"),
+                _ => {
+                    key.is_empty()
+                        || super::guard::stream_text_key(key).is_some()
+                        || tollgate_protocol::json::decodes_to(key, b"name")
+                }
             };
             if output {
                 bytes += v.raw.len() as u64;
