@@ -30,6 +30,9 @@ pub struct OverBudget {
     pub limit: MicroUsd,
     /// The request's estimated cost, when that is what would cross.
     pub estimate: MicroUsd,
+    /// Of `spent`, what requests in flight hold (their estimates, until
+    /// they end): the caller's to fill, 0 from [`check`].
+    pub held: MicroUsd,
     /// Unix seconds when the window starts again.
     pub resets_at: u64,
 }
@@ -40,10 +43,20 @@ impl fmt::Display for OverBudget {
             Window::Day => "daily",
             Window::Month => "monthly",
         };
+        // Held spend comes back when the requests holding it end: a
+        // refusal for it says so, and that a retry may pass.
+        let held = if self.held > 0 {
+            format!(
+                " (${} of it held by requests in flight until they end, when what they cost is billed instead)",
+                usd(self.held)
+            )
+        } else {
+            String::new()
+        };
         if self.spent < self.limit {
             return write!(
                 f,
-                "{} cannot afford this request within its {window} budget: spent ${} of ${}, and the request is estimated at ${}; it resets at {} UTC",
+                "{} cannot afford this request within its {window} budget: spent ${} of ${}{held}, and the request is estimated at ${}; it resets at {} UTC",
                 self.owner,
                 usd(self.spent),
                 usd(self.limit),
@@ -53,7 +66,7 @@ impl fmt::Display for OverBudget {
         }
         write!(
             f,
-            "{} has reached its {window} budget: spent ${}, limit ${}; it resets at {} UTC",
+            "{} has reached its {window} budget: spent ${}, limit ${}{held}; it resets at {} UTC",
             self.owner,
             usd(self.spent),
             usd(self.limit),
@@ -137,11 +150,20 @@ pub fn check(
         let Some(limit) = limit else { continue };
         if spent >= limit || spent.saturating_add(estimate) > limit {
             let owner = owner.take().map_or_else(String::new, |f| f());
-            return Err(OverBudget { owner, window, spent, limit, estimate, resets_at: resets_at(window) });
+            return Err(OverBudget { owner, window, spent, limit, estimate, held: 0, resets_at: resets_at(window) });
         }
         soft |= spent as u128 * 1000 >= limit as u128 * budget.soft_threshold_permille as u128;
     }
     Ok(soft)
+}
+
+/// Whether `spend` has passed `budget`'s soft threshold in either window
+/// ([`check`]'s `Ok(true)`, for spend the caller judges apart from the
+/// hard limits: without what requests in flight hold, which is not spent).
+pub fn soft_passed(budget: &Budget, spend: Spend) -> bool {
+    [(budget.daily, spend.day), (budget.monthly, spend.month)].iter().any(|&(limit, spent)| {
+        limit.is_some_and(|l| spent as u128 * 1000 >= l as u128 * budget.soft_threshold_permille as u128)
+    })
 }
 
 #[cfg(test)]
@@ -162,6 +184,25 @@ mod tests {
         }
         assert_eq!(year_month(20_453), (2025, 12));
         assert_eq!(year_month(20_454), (2026, 1));
+    }
+
+    #[test]
+    fn a_refusal_says_what_of_its_spend_is_held_and_the_soft_threshold_is_judged_apart() {
+        let now = 1_795_435_200;
+        let b = budget(Some(10_000_000), None);
+        let mut e =
+            check(|| "team \"t\"".into(), &b, Spend { day: 9_000_000, month: 9_000_000 }, 2_000_000, now).unwrap_err();
+        assert!(!e.to_string().contains("held"), "{e}");
+        e.held = 8_500_000;
+        let text = e.to_string();
+        assert!(text.contains("spent $9.00 of $10.00 ($8.50 of it held by requests in flight"), "{text}");
+        // At the threshold and just under it, in either window.
+        assert!(soft_passed(&b, Spend { day: 8_000_000, month: 0 }));
+        assert!(!soft_passed(&b, Spend { day: 7_999_999, month: 0 }));
+        let monthly = budget(None, Some(100_000_000));
+        assert!(soft_passed(&monthly, Spend { day: 0, month: 80_000_000 }));
+        assert!(!soft_passed(&monthly, Spend { day: 99_000_000, month: 79_999_999 }));
+        assert!(!soft_passed(&budget(None, None), Spend { day: u64::MAX, month: u64::MAX }));
     }
 
     #[test]

@@ -373,6 +373,53 @@ fn requests_in_flight_near_the_limit_hold_their_estimates() {
     assert_eq!(slow.read_response().unwrap().status, 200, "the first one was admitted and completes");
 }
 
+/// Far from its limit too, each request in flight holds an estimate of
+/// its cost (rough: its prompt's bytes as a quarter of tokens, its output
+/// limit whole), so that requests sent together see one another: found
+/// by a review, 200 streams of `max_tokens: 32000` sent together to a
+/// $10 budget were each far from its end, held nothing, and were all
+/// admitted, to spend 48 times the budget.
+#[test]
+fn requests_in_flight_far_from_the_limit_hold_their_estimates() {
+    let mock = start_mock(&[]);
+    let logs = TempDir::new("held-far");
+    let config = team_budget(
+        priced(config_for(mock.addr, 1, &format!("[logging]\ndir = \"{}\"", logs.0.display()))),
+        "{ daily_usd = 0.30 }",
+    );
+    let mut gw = start_gateway(&config, &[], &[]);
+    // Nothing spent. At $0.001 a token each request may cost about $0.11
+    // to $0.13 (a prompt of about ten tokens, up to 100 out): two fit
+    // beside each other in $0.30, a third does not (by its count, $0.11,
+    // beside the two held). Before, all five were admitted.
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"Say hello"}]}"#;
+    let mut clients: Vec<Client> = (0..5).map(|_| Client::connect(gw.addr)).collect();
+    for c in &mut clients {
+        c.send(&chat_request(body, "x-mock-latency-ms: 1000\r\nx-mock-reply-words: 100\r\n"));
+    }
+    let answers: Vec<_> = clients.iter_mut().map(|c| c.read_response().expect("an answer")).collect();
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 429, 429, 429], "two admitted, three refused");
+    for r in answers.iter().filter(|r| r.status == 429) {
+        assert_eq!(r.error_code(), "budget_exceeded");
+        // The spend it names is held, not spent: the refusal says so.
+        assert!(r.text().contains("held by requests in flight"), "{}", r.text());
+    }
+    // What is held is not spent: the two billed ($0.22) are under the soft
+    // threshold (80%), which the holds alone ($0.26) were past.
+    let soft = metric(&gw, "tollgate_budget_soft_threshold_total{team=\"e2e\"}");
+    assert!(soft.is_none_or(|n| n == 0.0), "soft threshold counted {soft:?}");
+    gw.signal(libc::SIGTERM);
+    assert!(gw.wait_exit(Duration::from_secs(10)).expect("exits").success());
+    let spent: u64 = read_records(&logs.0)
+        .iter()
+        .filter(|r| r["status"] == 200)
+        .map(|r| r["cost_micro_usd"].as_u64().expect("priced"))
+        .sum();
+    assert!(spent <= 300_000, "the two admitted spent {spent} µ$ of 300,000");
+}
+
 /// Load on `workers` workers for two seconds against a $0.01 budget:
 /// (admitted, spent µ$, the most one request cost, per-core admission
 /// rate over the whole run).

@@ -9,8 +9,8 @@
 //! (`in_transit`, dropped once a snapshot says it includes them). A core
 //! therefore always sees its own spend, whatever the merger's timing.
 //! On top come the estimates of requests in flight: tokens reserved
-//! against tokens-per-minute limits ([`Reservation`]) and, near a budget's
-//! end, estimated cost held as spend ([`SpendHold`]); both are released
+//! against tokens-per-minute limits ([`Reservation`]) and, under a budget,
+//! estimated cost held as spend ([`SpendHold`]); both are released
 //! when the request's guard drops, however it ends.
 //!
 //! Everything here is one core's: `Cell`s and `RefCell`s, no lock, no
@@ -239,6 +239,15 @@ impl Accounts {
             month: (if view.month == tollgate_policy::budget::year_month(day) { merged.month } else { 0 })
                 .saturating_add(mine),
         }
+    }
+
+    /// [`Accounts::spend`] less what this core's requests in flight hold:
+    /// what is billed (soft thresholds are judged by it), and how much of
+    /// a refusal's spend is held.
+    pub fn spend_billed(&self, owner: Owner, now: u64) -> (Spend, u64) {
+        let spend = self.spend(owner, now);
+        let held = if owner == GONE { 0 } else { self.held_spend.get(owner) };
+        (Spend { day: spend.day.saturating_sub(held), month: spend.month.saturating_sub(held) }, held)
     }
 
     /// What `owner` has used of UTC `minute` across all cores: the merger's

@@ -38,17 +38,38 @@ pub fn within_budget<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
             a.alert(soft_alert(&name, budget, spend, now));
         }
     };
+    // Hard limits are judged with what requests in flight hold; the soft
+    // threshold, a warning that spend has come this far, without it.
+    let judge = |owner: Owner, name: &dyn Fn() -> String, budget: &Budget| {
+        if budget.daily.is_none() && budget.monthly.is_none() {
+            return Ok(());
+        }
+        let (billed, held) = a.spend_billed(owner, now);
+        let spend = tollgate_policy::budget::Spend {
+            day: billed.day.saturating_add(held),
+            month: billed.month.saturating_add(held),
+        };
+        check(name, budget, spend, 0, now).map_err(over_budget(a, owner, now))?;
+        soft(owner, name, tollgate_policy::budget::soft_passed(budget, billed), budget, billed);
+        Ok(())
+    };
     if let Some(team) = core.state.config.teams.get(key.team) {
-        let name = || format!("team \"{}\"", team.name);
-        let spend = a.spend(team_owner, now);
-        let passed = check(name, &team.budget, spend, 0, now).map_err(GatewayError::OverBudget)?;
-        soft(team_owner, &name, passed, &team.budget, spend);
+        judge(team_owner, &|| format!("team \"{}\"", team.name), &team.budget)?;
     }
-    let name = || format!("key \"{}\"", key.name);
-    let spend = a.spend(key_owner, now);
-    let passed = check(name, &key.budget, spend, 0, now).map_err(GatewayError::OverBudget)?;
-    soft(key_owner, &name, passed, &key.budget, spend);
-    Ok(())
+    judge(key_owner, &|| format!("key \"{}\"", key.name), &key.budget)
+}
+
+/// A budget's refusal for `owner`, saying how much of the spend it names
+/// requests in flight hold (it comes back when they end).
+fn over_budget(
+    a: &crate::accounts::Accounts,
+    owner: Owner,
+    now: u64,
+) -> impl FnOnce(tollgate_policy::budget::OverBudget) -> GatewayError + '_ {
+    move |mut e| {
+        e.held = a.spend_billed(owner, now).1;
+        GatewayError::OverBudget(e)
+    }
 }
 
 /// Whether the key or its team is under a budget or a rate limit, which a
@@ -278,12 +299,17 @@ pub fn may_write_cache(
     crate::proxy::stream::CacheWrites::of(provider).may(|| prompt.marks_cache(body))
 }
 
-/// The budget phase again, once the request is routed, and only when a
-/// budget is nearly spent for it ([`nearly_spent`]): the request's estimated
-/// cost must fit, so that a request that would cross a hard limit is
-/// refused before it is sent rather than billed past it. The estimate is
-/// then held as spend on this core until the request ends, so that
-/// requests in flight together cannot cross it either.
+/// The budget phase again, once the request is routed, for a key or team
+/// with a day's or a month's limit. Where a budget is nearly spent for it
+/// ([`nearly_spent`]), or its rough estimate ([`rough_estimate`]) would
+/// cross a limit, the request's estimated cost (its prompt counted) must
+/// fit, so that a request that would cross a hard limit is refused before
+/// it is sent rather than billed past it. Either estimate is then held as
+/// spend on this core until the request ends, so that requests in flight
+/// together cannot cross it either: far from the end too (found by a
+/// review: 200 streams of `max_tokens: 32000` sent together to a $10
+/// budget were each far from its end, none held anything, and all were
+/// admitted, to spend 48 times the budget).
 pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), GatewayError> {
     use tollgate_policy::budget::check;
     // A token count costs nothing: there is nothing to afford.
@@ -291,22 +317,97 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
         return Ok(());
     }
     let key = ex.key()?;
+    let team = core.state.config.teams.get(key.team);
     let a = core.accounts;
     let now = ex.unix_s();
-    let team = core.state.config.teams.get(key.team);
     let owners = owners_of(core, key);
+    let near_end = match pricing(ex, core, key, now) {
+        Pricing::Free => return Ok(()),
+        Pricing::Hold(rough) => {
+            ex.holds.spend = Some(a.hold_spend(owners, rough));
+            return Ok(());
+        }
+        Pricing::Count { near_end } => near_end,
+    };
     let (team_spend, key_spend) = (a.spend(owners[0], now), a.spend(owners[1], now));
-    let Some(near_end) = nearly_spent(ex, core, key, now) else { return Ok(()) };
     let Some(estimate) = estimate(ex, core) else { return Ok(()) };
     if let Some(t) = team {
         check(|| format!("team \"{}\"", t.name), &t.budget, team_spend, estimate, now)
-            .map_err(GatewayError::OverBudget)?;
+            .map_err(over_budget(a, owners[0], now))?;
     }
     check(|| format!("key \"{}\"", key.name), &key.budget, key_spend, estimate, now)
-        .map_err(GatewayError::OverBudget)?;
+        .map_err(over_budget(a, owners[1], now))?;
     ex.holds.spend = Some(a.hold_spend(owners, estimate));
     ex.holds.reserve_is_limit |= near_end;
     Ok(())
+}
+
+/// Bytes of a prompt a token stands for in a rough estimate: about four
+/// in English prose, fewer in code, CJK text and JSON (three or less),
+/// which such an estimate then understates.
+const ROUGH_BYTES_PER_TOKEN: u64 = 4;
+
+/// What a request far from its budgets' ends holds while in flight, with
+/// nothing counted: its prompt's bound ([`prompt_bound`]: its bytes and
+/// media) over [`ROUGH_BYTES_PER_TOKEN`], plus the stored turns it
+/// continues (its count instead, where a phase made one),
+/// plus its output reserve (`max_tokens` or the default, each answer), at
+/// the dearest target's price, cache writes left out. A hold, not a
+/// limit: it lets the requests in flight together see one another's
+/// cost, and the one that would cross is priced with its prompt counted
+/// ([`affordable`]). Its output share is exact where the client names a
+/// limit; its prompt share may be as low as a quarter of the prompt's
+/// cost for a text of one byte a token, which requests in flight can
+/// then pass by together. `None` with no price.
+fn rough_estimate(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
+    let prompt = ex.prompt.get().unwrap_or_else(|| {
+        let bound = prompt_bound(ex);
+        let stored = ex.prompt.stored.min(bound);
+        (bound - stored) / ROUGH_BYTES_PER_TOKEN + stored
+    });
+    cost_at_rates(ex, (prompt, output_reserve(ex, core)), |_| false)
+}
+
+/// How [`affordable`] prices a request.
+enum Pricing {
+    /// No day's or month's limit, or no price: nothing is held.
+    Free,
+    /// Far from every end: its rough estimate is held.
+    Hold(MicroUsd),
+    /// Its prompt counted ([`estimate`]), checked against every limit and
+    /// held; `near_end`: under a tenth left ([`nearly_spent`]), so that it
+    /// also goes with its output reserve as its limit.
+    Count { near_end: bool },
+}
+
+/// How the request is priced before it is sent: counted where a budget
+/// is nearly spent for it ([`nearly_spent`]) or where its rough estimate
+/// would cross a limit; else held at its rough estimate.
+fn pricing(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) -> Pricing {
+    let team = core.state.config.teams.get(key.team);
+    let limited = |b: &Budget| b.daily.is_some() || b.monthly.is_some();
+    if !limited(&key.budget) && !team.is_some_and(|t| limited(&t.budget)) {
+        return Pricing::Free;
+    }
+    if let Some(near_end) = nearly_spent(ex, core, key, now) {
+        return Pricing::Count { near_end };
+    }
+    let Some(rough) = rough_estimate(ex, core) else { return Pricing::Free };
+    let a = core.accounts;
+    let [team_owner, key_owner] = owners_of(core, key);
+    let fits = |b: &Budget, owner: Owner| {
+        let spend = a.spend(owner, now);
+        [(b.daily, spend.day), (b.monthly, spend.month)]
+            .iter()
+            .all(|&(limit, spent)| limit.is_none_or(|l| spent.saturating_add(rough) <= l))
+    };
+    if team.is_none_or(|t| fits(&t.budget, team_owner)) && fits(&key.budget, key_owner) {
+        Pricing::Hold(rough)
+    } else {
+        // What it may cost would cross a limit: its output limit is left
+        // as the client asked (it is not near the end).
+        Pricing::Count { near_end: false }
+    }
 }
 
 /// Whether the request is to be priced before it is sent: `Some(true)`
@@ -370,7 +471,7 @@ pub async fn count_large_prompt<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> R
     let team = core.state.config.teams.get(key.team);
     let priced =
         ex.routed.as_ref().is_some_and(|r| r.route.targets.iter().any(|t| r.route.price_of(Some(t)).is_some()));
-    let for_budget = priced && nearly_spent(ex, core, key, crate::unix_now().as_secs()).is_some();
+    let for_budget = priced && matches!(pricing(ex, core, key, crate::unix_now().as_secs()), Pricing::Count { .. });
     let tpm = team.and_then(|t| t.rate_limit.tokens_per_minute).is_some() || key.rate_limit.tokens_per_minute.is_some();
     let for_tokens = tpm && !far_from_limits(ex, core, key, prompt_bound(ex).saturating_add(output_reserve(ex, core)));
     // A request whose cost ceiling its prompt's bound and its reserve could

@@ -37,9 +37,12 @@
 //!   what it saved;
 //! - [`admit::count_large_prompt`]: a large prompt that a later phase will
 //!   need counted is counted in steps, yielding the core between them;
-//! - [`admit::affordable`]: near a budget's end, or for a prompt large
-//!   beside what it has left, the request's estimated cost must fit and
-//!   is held as spend while it runs;
+//! - [`admit::affordable`]: under a day's or a month's limit, the request
+//!   holds a rough estimate of its cost as spend while it runs (nothing
+//!   counted), so that requests in flight together see one another; near
+//!   a budget's end, for a prompt large beside what it has left, or where
+//!   the rough estimate would cross, its estimate with the prompt counted
+//!   must fit and is held instead;
 //! - [`admit::reserve_tokens`]: under a tokens-per-minute limit, the
 //!   prompt (counted once, with the model's encoding) plus the most the
 //!   request may generate is reserved;
