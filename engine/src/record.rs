@@ -312,8 +312,16 @@ pub struct Capture {
     pub answer: Vec<u8>,
 }
 
-/// A captured stream's text is cut here.
+/// A captured stream's text is cut here, once redacted.
 pub const CAPTURE_BYTES_MAX: usize = 64 * 1024;
+
+/// A captured stream's text is read this far, redacted whole, and then
+/// cut at [`CAPTURE_BYTES_MAX`]: a match that begins before the cut is
+/// decided within [`tollgate_policy::guard::stream::HOLD_BYTES_MAX`] bytes
+/// of text from its start, so it is redacted whole rather than its first
+/// part being kept in clear (cut first, `alice.smith@exam` was no e-mail
+/// address and stayed as written; found by a review).
+pub const CAPTURE_READ_BYTES: usize = CAPTURE_BYTES_MAX + tollgate_policy::guard::stream::HOLD_BYTES_MAX;
 
 /// `x-request-id`: the worker, a per-worker sequence, and the worker's start
 /// time, so ids are unique across cores and restarts without coordination.

@@ -810,7 +810,7 @@ impl<'a, 'g> StreamRelay<'a, 'g> {
     fn translate_passed(&mut self, out: &mut BytesMut) {
         for ev in self.passed.drain(..) {
             if let Some((_, answer)) = self.stages.capture.as_mut() {
-                delta_text(self.responses, &ev.data, answer, crate::record::CAPTURE_BYTES_MAX);
+                delta_text(self.responses, &ev.data, answer, crate::record::CAPTURE_READ_BYTES);
             }
             if self.stages.window.is_some() {
                 if self.said.len() >= 2 * SAID_BYTES_MAX {
@@ -1204,22 +1204,29 @@ pub fn captured_text(g: &tollgate_policy::guard::Guard, responses: bool, body: &
     let mut events = SseParser::new(body.len().max(1));
     events.push(body.clone());
     while let Ok(Some(ev)) = events.next_event() {
-        delta_text(responses, &ev.data, &mut answer, crate::record::CAPTURE_BYTES_MAX);
+        delta_text(responses, &ev.data, &mut answer, crate::record::CAPTURE_READ_BYTES);
     }
     redact_text(g, &mut answer);
     answer
 }
 
-/// Redacts a captured stream's text in place.
+/// Redacts a captured stream's text in place (read up to
+/// [`crate::record::CAPTURE_READ_BYTES`]), then cuts it at
+/// [`crate::record::CAPTURE_BYTES_MAX`]: redacted first, so that no match
+/// is cut before it is found.
 fn redact_text(g: &tollgate_policy::guard::Guard, text: &mut Vec<u8>) {
     let mut findings = tollgate_policy::guard::Findings::default();
-    g.scan(text, tollgate_policy::guard::Direction::Response, true, &mut findings);
+    // Scanned as a whole text only where it is one: a text read to the
+    // margin's end was cut there, and a match may go on past it.
+    let complete = text.len() < crate::record::CAPTURE_READ_BYTES;
+    g.scan(text, tollgate_policy::guard::Direction::Response, complete, &mut findings);
     findings.file(0);
     if findings.redacts() {
         let mut out = Vec::with_capacity(text.len());
         tollgate_policy::guard::redact(text, 0, findings.all.iter().map(|(_, h)| h), &mut out);
         *text = out;
     }
+    text.truncate(crate::record::CAPTURE_BYTES_MAX);
 }
 
 /// Tokens in the texts one stream event carries (OpenAI `content` and
@@ -1922,6 +1929,33 @@ mod tests {
             assert_eq!(end, End::Completed);
             assert!(out.contains("Hello") && out.contains(" world, the end"), "{out}");
             assert_eq!(String::from_utf8_lossy(&answer), "Hello world, the end", "split at {at}");
+        }
+    }
+
+    /// A captured stream's text is redacted before it is cut: an address
+    /// that begins before the cut, at every place across it, is redacted
+    /// whole, never kept in part (cut first, `alice.smith@exam` was no
+    /// address and stayed in clear: found by a review).
+    #[test]
+    fn a_captured_stream_is_redacted_before_it_is_cut() {
+        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
+        for d in Detector::ALL {
+            spec.actions[d as usize] = Some(Action::Redact);
+        }
+        let guard = Guard::compile(&spec).expect("profile");
+        let max = crate::record::CAPTURE_BYTES_MAX;
+        let address = "alice.smith@example.com";
+        for start in (max - address.len() - 2)..=(max + 1) {
+            let text = format!("{} {address} then on", "x".repeat(start - 1));
+            // In events of 1,000 bytes, as a stream brings it.
+            let body: String =
+                text.as_bytes().chunks(1000).map(|c| chunk(std::str::from_utf8(c).expect("ASCII"))).collect();
+            let captured = captured_text(&guard, false, &Bytes::from(body));
+            assert!(captured.len() <= max, "cut at {max}: {}", captured.len());
+            // What the cut kept after the filler: never any of the address.
+            let last = captured.rsplit(|&b| b == b' ').next().unwrap_or_default();
+            let kept = String::from_utf8_lossy(last);
+            assert!(last.is_empty() || !address.as_bytes().starts_with(last), "address at {start}: {kept}");
         }
     }
 
