@@ -2,8 +2,12 @@
 //!
 //! The merger appends every spend delta it folds in as one JSON line
 //! (`{"t":unix,"o":"team"|"key","n":name,"u":micro_usd}`) and syncs the
-//! file at most once a second, so a power failure loses at most a second of
-//! spend, and a clean shutdown none. A SIGKILL loses what had not reached
+//! file at most once a second, and within about a second of a line written
+//! whether or not more spend follows ([`Ledger::sync_due`], asked every
+//! turn of the merger's loop, which waits no longer than that while a line
+//! is unsynced: once the syncs waited for the next append, and a night's
+//! last spend waited for the morning's), so a power failure loses at most
+//! a second of spend, and a clean shutdown none. A SIGKILL loses what had not reached
 //! the merger yet: each core's spend since its last hand-off (at most
 //! `MERGE_EVERY`, 100 ms) and what the merger had not yet written. At start
 //! the ledger is replayed into the current day's and month's totals and
@@ -31,6 +35,11 @@ use crate::accounts::{OwnerName, SpendSnapshot};
 
 /// Syncs happen at most this often.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+impl Ledger {
+    /// [`SYNC_EVERY`], for the merger's wait.
+    pub const SYNC_EVERY: Duration = SYNC_EVERY;
+}
 
 pub struct Ledger {
     path: PathBuf,
@@ -202,6 +211,19 @@ impl Ledger {
             self.pending.extend_from_slice(line(now, owner, *micro).as_bytes());
         }
         self.write_pending();
+    }
+
+    /// Whether a line is written and not yet synced: the merger then waits
+    /// for its next delta no longer than [`Ledger::SYNC_EVERY`].
+    pub fn unsynced(&self) -> bool {
+        self.dirty
+    }
+
+    /// Syncs what is written if a second has passed since the last sync:
+    /// asked by the merger every turn of its loop, after the cores have
+    /// their snapshots (a slow disk's sync never holds back what the cores
+    /// see of one another's spend).
+    pub fn sync_due(&mut self) {
         self.sync(false);
     }
 
@@ -251,6 +273,28 @@ impl Drop for Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line written is synced by the merger's next turn a second on,
+    /// with no spend after it: the sync no longer waits for an append.
+    #[test]
+    fn a_line_is_synced_within_a_second_without_more_spend() {
+        let path = std::env::temp_dir().join(format!("tollgate-ledger-sync-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let now = 1_795_435_200;
+        let mut spend = SpendSnapshot::default();
+        let mut l = Ledger::open(path.clone(), now, &mut spend).unwrap();
+        l.last_sync = Instant::now();
+        l.append(now, &[(OwnerName::Team("a".into()), 5)]);
+        assert!(l.unsynced(), "written, not synced within the second");
+        l.sync_due();
+        assert!(l.unsynced(), "a sync at most once a second");
+        l.last_sync = Instant::now() - SYNC_EVERY;
+        l.sync_due();
+        assert!(!l.unsynced(), "synced a second on, with no append");
+        drop(l);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("lock"));
+    }
 
     #[test]
     fn replay_compacts_and_keeps_the_month() {

@@ -265,6 +265,8 @@ fn a_stream_flag_that_is_not_a_boolean_is_refused() {
 /// use, its organisation (OpenAI's, Anthropic's) who pays.
 #[test]
 fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
+    // (Credentials by name, and headers `Connection` names, found by a
+    // review: an echoing upstream handed the tenant the gateway's key.)
     let body =
         r#"{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
     let answer = format!(
@@ -272,7 +274,9 @@ fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
          x-ratelimit-remaining-requests: 9321\r\nx-ratelimit-limit-tokens: 30000000\r\nanthropic-ratelimit-tokens-remaining: 5\r\n\
          openai-organization: org-shared\r\nanthropic-organization-id: 9f1c0d2e-shared\r\nopenai-processing-ms: 12\r\n\
          Set-Cookie: _oauth2_proxy=GATEWAY-SESSION; Path=/; HttpOnly\r\nwww-authenticate: Bearer\r\nalt-svc: h3=\":443\"\r\n\
-         strict-transport-security: max-age=63072000\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+         strict-transport-security: max-age=63072000\r\nauthorization: Bearer sk-gateway-key\r\nx-api-key: sk-ant-gateway\r\n\
+         x-goog-api-key: AIza-gateway\r\napi-key: azure-gateway\r\nproxy-authorization: Basic Z3c=\r\n\
+         x-internal-auth: s3cr3t\r\ncontent-length: {}\r\nconnection: close, X-Internal-Auth\r\n\r\n{body}",
         body.len()
     );
     let logs = TempDir::new("hostile");
@@ -294,6 +298,14 @@ fn upstream_headers_never_speak_for_the_gateway_or_the_shared_account() {
         "www-authenticate",
         "alt-svc",
         "strict-transport-security",
+        // Credentials an echoing upstream or sidecar sends back, and a
+        // header its `Connection` names for this hop alone.
+        "authorization",
+        "x-api-key",
+        "x-goog-api-key",
+        "api-key",
+        "proxy-authorization",
+        "x-internal-auth",
     ] {
         assert_eq!(named(gone), 0, "{gone}: {:?}", r.headers);
     }

@@ -197,6 +197,12 @@ enum Mode {
 /// upstream is a credential to it), an authentication challenge, HSTS or
 /// an alternative service the tenant's client would pin to the gateway's
 /// name (found by a review).
+///
+/// Nor a credential by any of the names the gateway sends its own under
+/// (or an auth proxy's): an upstream or a sidecar that echoes a request's
+/// headers would hand the tenant the gateway's provider key (found by a
+/// review). Headers the answer's `Connection` names are hop-by-hop too:
+/// [`connection_named`].
 fn relayed(name: &[u8]) -> bool {
     const OWN_OR_SHARED: &[&[u8]] = &[
         b"x-request-id",
@@ -209,12 +215,30 @@ fn relayed(name: &[u8]) -> bool {
         b"proxy-authenticate",
         b"strict-transport-security",
         b"alt-svc",
+        b"authorization",
+        b"proxy-authorization",
+        b"authentication-info",
+        b"proxy-authentication-info",
+        b"cookie",
+        b"x-api-key",
+        b"api-key",
+        b"x-goog-api-key",
+        b"x-amz-security-token",
     ];
     const PREFIXES: &[&[u8]] = &[b"x-tollgate-", b"x-ratelimit-", b"anthropic-ratelimit-", b"x-amzn-bedrock-"];
     let starts = |p: &[u8]| name.len() >= p.len() && name[..p.len()].eq_ignore_ascii_case(p);
     !hop_by_hop(name)
         && !OWN_OR_SHARED.iter().any(|h| h.eq_ignore_ascii_case(name))
         && !PREFIXES.iter().any(|p| starts(p))
+}
+
+/// Whether one of `headers`' `Connection` headers names `name`: a header
+/// for this hop alone (RFC 9110, 7.6.1), never relayed.
+fn connection_named<'h>(mut headers: impl Iterator<Item = (&'h [u8], &'h [u8])>, name: &[u8]) -> bool {
+    headers.any(|(h, v)| {
+        h.eq_ignore_ascii_case(b"connection")
+            && v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+    })
 }
 
 fn hop_by_hop(name: &[u8]) -> bool {
@@ -300,7 +324,12 @@ async fn relay_body(
     let upstream_reason = response.reason();
     s.extend_from_slice(if upstream_reason.is_empty() { reason(response.status).as_bytes() } else { upstream_reason });
     s.extend_from_slice(b"\r\n");
-    for (name, value) in response.headers().filter(|(n, _)| relayed(n)) {
+    // Most answers have no `Connection` header; one that does is read for
+    // the names it makes hop-by-hop.
+    let named = response.headers().any(|(n, _)| n.eq_ignore_ascii_case(b"connection"));
+    for (name, value) in
+        response.headers().filter(|(n, _)| relayed(n) && !(named && connection_named(response.headers(), n)))
+    {
         s.extend_from_slice(name);
         s.extend_from_slice(b": ");
         s.extend_from_slice(value);

@@ -82,7 +82,14 @@ pub fn start_merger(
         };
         let poll = if views.is_some() { CLUSTER_POLL } else { Duration::from_secs(3600) };
         loop {
-            let delta = match rx.recv_timeout(poll) {
+            // A ledger line written and not yet synced is synced within
+            // about a second, whether or not more spend comes.
+            let wait = if ledger.as_ref().is_some_and(|l| l.unsynced()) {
+                poll.min(crate::ledger::Ledger::SYNC_EVERY)
+            } else {
+                poll
+            };
+            let delta = match rx.recv_timeout(wait) {
                 Ok(d) => Some(d),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -136,6 +143,10 @@ pub fn start_merger(
                 for core in &cores {
                     let _ = core.send(s.clone());
                 }
+            }
+            // After the snapshots: a slow sync does not delay them.
+            if let Some(l) = ledger.as_mut() {
+                l.sync_due();
             }
         }
         // Every worker has hung up: the cluster thread makes its last push,

@@ -58,6 +58,12 @@ impl LengthDecoder {
 /// Bytes a chunk extension or the trailer section may take before the
 /// message is refused; real senders use none.
 const CHUNK_EXT_BYTES_MAX: usize = 1024;
+/// Bytes every chunk extension of one body may take together: with only
+/// each bounded, chunks of one byte behind 1,024 bytes of extension made
+/// a body's bytes on the wire a thousand times its data, parsed byte by
+/// byte on a core other tenants share, under any body size limit (found
+/// by a review).
+const CHUNK_EXT_TOTAL_MAX: usize = 4 * CHUNK_EXT_BYTES_MAX;
 const TRAILER_BYTES_MAX: usize = 8 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +101,8 @@ pub struct ChunkedDecoder {
     size_digits: u8,
     remaining: u64,
     side_bytes: usize,
+    /// Extension bytes of every chunk so far.
+    ext_total: usize,
     data_total: u64,
     /// Where in the last `decode`'s input the trailer section began (just
     /// past the last chunk's size line), if it began there.
@@ -115,6 +123,7 @@ impl ChunkedDecoder {
             size_digits: 0,
             remaining: 0,
             side_bytes: 0,
+            ext_total: 0,
             data_total: 0,
             trailer_at: None,
         }
@@ -182,7 +191,8 @@ impl ChunkedDecoder {
                     b'\n' => return Err(RequestError::BadChunkSize),
                     _ => {
                         self.side_bytes += 1;
-                        if self.side_bytes > CHUNK_EXT_BYTES_MAX || is_ctl(b) {
+                        self.ext_total += 1;
+                        if self.side_bytes > CHUNK_EXT_BYTES_MAX || self.ext_total > CHUNK_EXT_TOTAL_MAX || is_ctl(b) {
                             return Err(RequestError::BadChunkSize);
                         }
                     }

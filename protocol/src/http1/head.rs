@@ -423,7 +423,14 @@ impl ResponseHead {
             if fields.content_length_count > 0 {
                 return Err(ResponseError::Framing(RequestError::LengthAndTransferEncoding));
             }
-            if fields.chunked_final && !fields.other_coding {
+            if fields.other_coding {
+                // A coding the gateway does not decode (`gzip, chunked`:
+                // chunked framing of gzip bytes), which the client never
+                // asked for and would get raw: refused, where it was read
+                // until close, chunk lines and all (found by a review).
+                return Err(ResponseError::Framing(RequestError::UnsupportedTransferCoding));
+            }
+            if fields.chunked_final {
                 BodyFraming::Chunked
             } else {
                 // RFC 9112 6.3 rule 4: read until close.
@@ -443,7 +450,12 @@ impl ResponseHead {
         let declared_body = (status == 204 || status == 304)
             && !request_was_head
             && (fields.transfer_encoding || fields.content_length_count > 0);
-        let keep_alive = fields.keep_alive(minor_version) && framing != BodyFraming::CloseDelimited && !declared_body;
+        // An HTTP/1.0 answer with `Transfer-Encoding` has faulty framing: it
+        // is read as framed, and its connection closed after (RFC 9112
+        // 6.1), never pooled for the next tenant's request.
+        let faulty = minor_version == 0 && fields.transfer_encoding;
+        let keep_alive =
+            fields.keep_alive(minor_version) && framing != BodyFraming::CloseDelimited && !declared_body && !faulty;
         Ok(ResponseHead { status, reason, minor_version, headers, framing, keep_alive, buf: head })
     }
 

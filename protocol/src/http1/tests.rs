@@ -182,6 +182,23 @@ fn response_framing() {
         Ok((200, Length(3), false))
     );
     assert!(p("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", false).is_err());
+    // A coding the gateway does not decode is refused, chunked last or not
+    // (it was read until close, chunk lines relayed as the body); found by
+    // a review.
+    for te in ["gzip, chunked", "gzip,chunked", "chunked, gzip", "gzip", "br, Chunked", "identity, chunked"] {
+        let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
+        assert_eq!(p(&raw, false), Err(ResponseError::Framing(RequestError::UnsupportedTransferCoding)), "{te}");
+    }
+    // HTTP/1.0 with `Transfer-Encoding`: faulty framing, read as framed and
+    // never kept, whatever `Connection` says (RFC 9112 6.1).
+    assert_eq!(
+        p("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n", false),
+        Ok((200, Chunked, false))
+    );
+    assert_eq!(
+        p("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 3\r\n\r\n", false),
+        Ok((200, Length(3), true))
+    );
     // Found by the http_head fuzz target: a reason phrase httparse does not
     // return (not UTF-8) once made an out-of-buffer span.
     let raw = b"HTTP/1.1 200 OK\xf4\nCoDntent-Length: 6\r\n\r\n";
@@ -276,4 +293,28 @@ proptest! {
             }
         }
     }
+}
+
+/// Chunk extensions are bounded per chunk (1,024 bytes) and per body
+/// (4,096 together, the bytes after each `;`): one byte of data behind each 1,024 bytes of
+/// extension made a body's bytes on the wire a thousand times its data
+/// (found by a review). At the bound exactly it passes; one byte more
+/// does not.
+#[test]
+fn chunk_extensions_are_bounded_per_body() {
+    let body = |exts: &[usize]| {
+        let mut wire = Vec::new();
+        for &n in exts {
+            wire.extend_from_slice(b"1;");
+            wire.extend(std::iter::repeat_n(b'a', n));
+            wire.extend_from_slice(b"\r\nx\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        ChunkedDecoder::new().decode(&wire, |_| {}).map(|p| p.done)
+    };
+    assert_eq!(body(&[1024, 1024, 1024, 1024]), Ok(true), "4,096 bytes of extensions in all");
+    assert_eq!(body(&[1024, 1024, 1024, 1024, 1]), Err(RequestError::BadChunkSize), "4,097");
+    assert_eq!(body(&[1025]), Err(RequestError::BadChunkSize), "one past a chunk's own bound");
+    assert_eq!(body(&[1; 4096]), Ok(true), "many small ones within the total");
+    assert_eq!(body(&[1; 4097]), Err(RequestError::BadChunkSize));
 }
