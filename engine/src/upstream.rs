@@ -151,8 +151,19 @@ pub struct UpConn {
 /// A pooled connection idle this long is not reused (see
 /// [`UpConn::quiet`]).
 const IDLE_REUSE_MAX: Duration = Duration::from_secs(4);
-/// A pooled connection idle this long is peeked before it is sent on.
-const PEEK_AFTER: Duration = Duration::from_secs(1);
+/// A pooled connection idle this long is peeked before it is sent on:
+/// under load (a connection back in use within milliseconds) no peek is
+/// paid; a quieter core pays a microsecond a request.
+///
+/// Bytes an upstream sends unasked on an idle connection (a broken server
+/// writing a second answer, or the answer to a body it read as another
+/// request) would otherwise begin the next request's answer, perhaps
+/// another tenant's: with a second's grace, a review's upstream that wrote
+/// one 50 ms after its answer had it served to the next request. Peeked
+/// from 10 ms on, such bytes are found and the connection let go; bytes
+/// sent sooner than that still race the next request, as they do through
+/// any proxy that keeps connections alive.
+const PEEK_AFTER: Duration = Duration::from_millis(10);
 
 impl UpConn {
     /// Whether it may be sent on: not idle past [`IDLE_REUSE_MAX`], and,
@@ -172,9 +183,9 @@ impl UpConn {
         }
         // Peeked once idle a while (one system call that does not wait:
         // a microsecond on a virtual machine, too dear for every request
-        // under load); a connection reused sooner that the upstream had
-        // closed dies at once after the write and is sent on again
-        // (`proxy::call`).
+        // under load, where connections come back within milliseconds); a
+        // connection reused sooner that the upstream had closed dies at
+        // once after the write and is sent on again (`proxy::call`).
         if self.idle_since.is_none_or(|t| t.elapsed() < PEEK_AFTER) {
             return true;
         }

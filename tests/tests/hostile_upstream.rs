@@ -783,3 +783,44 @@ fn a_json_answer_reporting_far_fewer_tokens_than_its_text_is_billed_its_text() {
         }
     }
 }
+
+/// Bytes an upstream writes unasked on a kept-alive connection, 50 ms
+/// after its answer, are not served as the next request's answer (another
+/// tenant's, perhaps): a pooled connection idle 10 ms or more is peeked
+/// before it is reused, and one with bytes waiting let go. With a second's
+/// grace before the peek, the next request got "A-SECRET" (found by a
+/// review).
+#[test]
+fn bytes_an_upstream_sends_unasked_never_answer_the_next_request() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let answer = |text: &str| {
+        let body = format!(
+            r#"{{"id":"x","object":"chat.completion","choices":[{{"index":0,"message":{{"role":"assistant","content":"{text}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":1,"completion_tokens":1}}}}"#
+        );
+        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len())
+    };
+    let injected = AtomicBool::new(false);
+    let (first, second, unasked) = (answer("A-FIRST"), answer("B-OK"), answer("A-SECRET"));
+    let up = upstream(move |mut c| {
+        let mut buf = Vec::new();
+        while read_request(&mut c, &mut buf).is_some() {
+            buf.clear();
+            if !injected.swap(true, Ordering::SeqCst) {
+                let _ = c.write_all(first.as_bytes());
+                std::thread::sleep(Duration::from_millis(50));
+                let _ = c.write_all(unasked.as_bytes());
+            } else {
+                let _ = c.write_all(second.as_bytes());
+            }
+        }
+    });
+    let logs = TempDir::new("hostile-unasked");
+    let gw = gateway(up, &logs);
+    let a = one_request(gw.addr, &chat_request(GPT4O, ""));
+    assert!(a.status == 200 && a.text().contains("A-FIRST"), "{}", a.text());
+    std::thread::sleep(Duration::from_millis(150));
+    let b = one_request(gw.addr, &chat_request(GPT4O, ""));
+    assert!(!b.text().contains("A-SECRET"), "the unasked answer was served: {}", b.text());
+    assert!(b.status == 200 && b.text().contains("B-OK"), "{}", b.text());
+}
