@@ -4,6 +4,11 @@
 //! (`tollgate-requests-YYYY-MM-DD.N.jsonl`), and exits after writing
 //! everything once every worker has hung up.
 //!
+//! Workers' batches wait on a channel bounded by bytes
+//! ([`QUEUE_BYTES_MAX`], 256 MiB): a disk whose writes block rather than
+//! fail has batches past it dropped, counted and logged, not memory grown
+//! without end (the ledger keeps the spend).
+//!
 //! Nothing a write refuses is dropped while it can be kept: what the disk
 //! did not take (full, an I/O error) is kept to be written before the next
 //! batch (up to [`PENDING_BYTES_MAX`]; tried again at most once a second
@@ -21,7 +26,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -83,10 +89,15 @@ impl LogWriter {
     }
 
     /// Runs until every sender is gone.
-    pub fn run(mut self, rx: mpsc::Receiver<BytesMut>) {
+    fn run(mut self, rx: mpsc::Receiver<BytesMut>, queue: &Queue) {
         loop {
+            let dropped = queue.dropped.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                tracing::error!(dropped, dir = %self.dir.display(), queued_bytes_max = QUEUE_BYTES_MAX, "request records dropped: the writer fell that far behind (is the disk stalled?)");
+            }
             match rx.recv_timeout(CHECK_EVERY) {
                 Ok(batch) => {
+                    queue.bytes.fetch_sub(batch.len(), Ordering::Relaxed);
                     let batch = batch.freeze();
                     self.append(&batch);
                     if let Some(sink) = &self.sink {
@@ -291,22 +302,104 @@ fn whole_lines(bytes: &[u8], written: usize) -> usize {
     bytes[..written].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
 }
 
-/// Starts the writer thread; workers get clones of the sender.
+/// Batches handed to the writer and not yet taken by it, at most: a disk
+/// whose writes block rather than fail (a stalled network mount) left the
+/// channel growing without bound, a worker's 64 KiB batch every 100 ms or
+/// sooner (found by a review). Past it a worker's batch is dropped,
+/// counted, and the writer logs how many records it lost; the ledger keeps
+/// the spend whatever happens to the records.
+pub const QUEUE_BYTES_MAX: usize = 256 << 20;
+
+/// A worker's line to the writer thread: the channel, and the bytes queued
+/// on it (shared by every worker and the writer; touched once a batch).
+#[derive(Clone)]
+pub struct RecordLine {
+    tx: mpsc::Sender<BytesMut>,
+    queue: Arc<Queue>,
+}
+
+struct Queue {
+    bytes: AtomicUsize,
+    /// Records dropped since the writer last said so.
+    dropped: AtomicU64,
+    /// [`QUEUE_BYTES_MAX`] (less in tests).
+    max: usize,
+}
+
+impl RecordLine {
+    /// A line whose queue holds `max` bytes at most, and its other end.
+    fn new(max: usize) -> (RecordLine, mpsc::Receiver<BytesMut>, Arc<Queue>) {
+        let (tx, rx) = mpsc::channel();
+        let queue = Arc::new(Queue { bytes: AtomicUsize::new(0), dropped: AtomicU64::new(0), max });
+        (RecordLine { tx, queue: queue.clone() }, rx, queue)
+    }
+}
+
+impl RecordLine {
+    /// Hands `batch` (whole record lines) to the writer, or drops it when
+    /// the writer is [`QUEUE_BYTES_MAX`] behind; false when dropped.
+    pub fn send(&self, batch: BytesMut) -> bool {
+        let n = batch.len();
+        if self.queue.bytes.load(Ordering::Relaxed).saturating_add(n) > self.queue.max {
+            let lines = memchr::memchr_iter(b'\n', &batch).count() as u64;
+            self.queue.dropped.fetch_add(lines, Ordering::Relaxed);
+            return false;
+        }
+        self.queue.bytes.fetch_add(n, Ordering::Relaxed);
+        if self.tx.send(batch).is_err() {
+            self.queue.bytes.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+/// A line to a thread that takes every batch and drops it, as a writer
+/// that keeps up would take them (for benchmarks of the request path).
+pub fn dropping_line() -> RecordLine {
+    let (line, rx, queue) = RecordLine::new(QUEUE_BYTES_MAX);
+    std::thread::spawn(move || {
+        for batch in rx {
+            queue.bytes.fetch_sub(batch.len(), Ordering::Relaxed);
+        }
+    });
+    line
+}
+
+/// Starts the writer thread; workers get clones of its line.
 pub fn start(
     dir: PathBuf,
     file_bytes_max: u64,
     sink: Option<crate::clickhouse::Sink>,
-) -> std::io::Result<(mpsc::Sender<BytesMut>, std::thread::JoinHandle<()>)> {
+) -> std::io::Result<(RecordLine, std::thread::JoinHandle<()>)> {
     let mut writer = LogWriter::new(dir, file_bytes_max)?;
     writer.sink = sink;
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::Builder::new().name("tollgate-records".into()).spawn(move || writer.run(rx))?;
-    Ok((tx, handle))
+    let (line, rx, queue) = RecordLine::new(QUEUE_BYTES_MAX);
+    let handle = std::thread::Builder::new().name("tollgate-records".into()).spawn(move || writer.run(rx, &queue))?;
+    Ok((line, handle))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The queue to the writer is bounded: batches past its bound are
+    /// dropped and their records counted, and once the writer takes what
+    /// was queued, batches go again.
+    #[test]
+    fn batches_past_the_queues_bound_are_dropped_and_counted() {
+        let (line, rx, queue) = RecordLine::new(1000);
+        let batch = || BytesMut::from(&b"{\"a\":1}\n".repeat(50)[..]); // 400 bytes, 50 records
+        assert!(line.send(batch()) && line.send(batch()), "800 bytes queued");
+        assert!(!line.send(batch()), "1,200 would pass 1,000");
+        assert_eq!(queue.dropped.load(Ordering::Relaxed), 50);
+        assert_eq!(queue.bytes.load(Ordering::Relaxed), 800);
+        // The writer takes one (as `run` does): room again.
+        let taken = rx.recv().unwrap();
+        queue.bytes.fetch_sub(taken.len(), Ordering::Relaxed);
+        assert!(line.send(batch()));
+        assert_eq!(queue.bytes.load(Ordering::Relaxed), 800);
+    }
 
     #[test]
     fn dates() {

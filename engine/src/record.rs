@@ -10,7 +10,6 @@
 //! when it stops, so nothing is lost on reload or shutdown.
 
 use std::cell::{Cell, RefCell};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -715,7 +714,7 @@ pub fn micros(d: Duration) -> u32 {
 /// `[telemetry]`, its span buffer too (a [`SpanSink`]).
 pub struct Recorder {
     buf: RefCell<BytesMut>,
-    tx: RefCell<Option<mpsc::Sender<BytesMut>>>,
+    tx: RefCell<Option<crate::logwriter::RecordLine>>,
     spans: RefCell<Option<Box<dyn SpanSink>>>,
     last_flush: Cell<Instant>,
     epoch: u64,
@@ -724,7 +723,7 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(worker: usize, tx: Option<mpsc::Sender<BytesMut>>) -> Recorder {
+    pub fn new(worker: usize, tx: Option<crate::logwriter::RecordLine>) -> Recorder {
         let epoch = crate::unix_now().as_millis() as u64;
         Recorder {
             buf: RefCell::new(BytesMut::new()),
@@ -803,7 +802,9 @@ impl Recorder {
         let Some(tx) = tx.as_ref() else { return };
         let mut buf = self.buf.borrow_mut();
         if !buf.is_empty() {
-            let _ = tx.send(buf.split());
+            // Dropped (and counted, for the writer to log) when the writer
+            // is far behind: a bounded queue (`logwriter::QUEUE_BYTES_MAX`).
+            tx.send(buf.split());
             // Room for the next batch at once: grown from empty by
             // doubling, the buffer's growth was 2,400 instructions of
             // each governed 8 KB request. Only after a batch went, so an
