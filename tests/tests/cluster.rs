@@ -83,8 +83,14 @@ fn until_refused(gws: &[Proc], body: &str, pause: Duration) -> Vec<(usize, Durat
     })
 }
 
+/// A small chat request that names its output limit: a request is priced
+/// before it is sent wherever its estimate would cross what is left, and
+/// without a limit it is estimated at the default reserve, 1,024 tokens,
+/// $1.02 at these tests' price, past their budgets of cents.
+const CHAT: &str = r#"{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"Say hello"}]}"#;
+
 fn chat(gw: &Proc) -> Response {
-    one_request(gw.addr, &chat_request(SMALL_CHAT, ""))
+    one_request(gw.addr, &chat_request(CHAT, ""))
 }
 
 /// Sum of the nodes' own spend equals the cluster's total: nothing lost,
@@ -100,8 +106,10 @@ fn a_team_budget_is_refused_on_every_node_once_the_cluster_total_reaches_it() {
     let mock = start_mock(&[]);
     // About $0.02 a request: some 25 requests in all fit, not 25 per node.
     let limit = 500_000u64;
-    // With a probe key, which shows what each worker sees without spending.
-    let probe = probe_key("budget = { daily_usd = 0.0 }");
+    // With a probe key, which shows what each worker sees without spending:
+    // its own budget of one micro-dollar refuses it wherever the team's
+    // does not (the team is judged first).
+    let probe = probe_key("budget = { daily_usd = 0.000001 }");
     let gws: Vec<Proc> = ["a", "b", "c"]
         .iter()
         .map(|n| {
@@ -109,13 +117,15 @@ fn a_team_budget_is_refused_on_every_node_once_the_cluster_total_reaches_it() {
             start_gateway(&config.replace("\n[cluster]", &format!("{probe}\n[cluster]")), &[], &[])
         })
         .collect();
-    let admitted = until_refused(&gws, SMALL_CHAT, Duration::ZERO);
+    let admitted = until_refused(&gws, CHAT, Duration::ZERO);
     let total: usize = admitted.iter().map(|a| a.0).sum();
-    // Every worker of every node sees the cluster total (the probe key is
-    // refused for the team's budget, not its own).
+    // Every worker of every node sees the cluster total: the probe, priced
+    // as a request is, is refused for the team's budget (what is left of
+    // it is less than a request's estimate), not its own.
+    let probe_request = chat_request_with_key(CHAT, &format!("Authorization: Bearer {PROBE_KEY}\r\n"));
     for (gw, node) in gws.iter().zip(["a", "b", "c"]) {
         let what = format!("see the team's budget spent on node {node}");
-        wait_every_worker(gw, 2, Duration::from_secs(10), &what, &probe_request(), refused_for_team);
+        wait_every_worker(gw, 2, Duration::from_secs(10), &what, &probe_request, refused_for_team);
     }
     for gw in &gws {
         for _ in 0..3 {
