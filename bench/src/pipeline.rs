@@ -131,7 +131,7 @@ pub fn iterate(w: &World, out: &mut BytesMut) -> u64 {
     // Answer side: parsed, deltas counted, guarded, written.
     let key = ex.key().expect("key");
     let guard = for_team(&w.state.config, key.team).map(|(_, g)| EventGuard::new(g, false));
-    let route = RouteLabel { provider: "m", model: "gpt-4o-mini" };
+    let route = RouteLabel { provider: "m", model: "gpt-4o-mini", key_header: None };
     let stages = StreamStages {
         guard,
         hits: Some(&mut ex.trace.guard_hits),

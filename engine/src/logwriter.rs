@@ -89,15 +89,15 @@ impl LogWriter {
     }
 
     /// Runs until every sender is gone.
-    fn run(mut self, rx: mpsc::Receiver<BytesMut>, queue: &Queue) {
+    fn run(mut self, rx: mpsc::Receiver<(BytesMut, usize)>, queue: &Queue) {
         loop {
             let dropped = queue.dropped.swap(0, Ordering::Relaxed);
             if dropped > 0 {
                 tracing::error!(dropped, dir = %self.dir.display(), queued_bytes_max = QUEUE_BYTES_MAX, "request records dropped: the writer fell that far behind (is the disk stalled?)");
             }
             match rx.recv_timeout(CHECK_EVERY) {
-                Ok(batch) => {
-                    queue.bytes.fetch_sub(batch.len(), Ordering::Relaxed);
+                Ok((batch, held)) => {
+                    queue.bytes.fetch_sub(held, Ordering::Relaxed);
                     let batch = batch.freeze();
                     self.append(&batch);
                     if let Some(sink) = &self.sink {
@@ -314,7 +314,8 @@ pub const QUEUE_BYTES_MAX: usize = 256 << 20;
 /// on it (shared by every worker and the writer; touched once a batch).
 #[derive(Clone)]
 pub struct RecordLine {
-    tx: mpsc::Sender<BytesMut>,
+    /// Each batch with the bytes it counts in the queue.
+    tx: mpsc::Sender<(BytesMut, usize)>,
     queue: Arc<Queue>,
 }
 
@@ -328,7 +329,7 @@ struct Queue {
 
 impl RecordLine {
     /// A line whose queue holds `max` bytes at most, and its other end.
-    fn new(max: usize) -> (RecordLine, mpsc::Receiver<BytesMut>, Arc<Queue>) {
+    fn new(max: usize) -> (RecordLine, mpsc::Receiver<(BytesMut, usize)>, Arc<Queue>) {
         let (tx, rx) = mpsc::channel();
         let queue = Arc::new(Queue { bytes: AtomicUsize::new(0), dropped: AtomicU64::new(0), max });
         (RecordLine { tx, queue: queue.clone() }, rx, queue)
@@ -337,20 +338,25 @@ impl RecordLine {
 
 impl RecordLine {
     /// Hands `batch` (whole record lines) to the writer, or drops it when
-    /// the writer is [`QUEUE_BYTES_MAX`] behind; false when dropped.
-    pub fn send(&self, batch: BytesMut) -> bool {
-        let n = batch.len();
+    /// the writer is [`QUEUE_BYTES_MAX`] behind: then `Err` with the records dropped.
+    /// `held`: the memory the batch keeps while queued (the allocation it
+    /// was split from, which a worker's next batch does not reuse: a batch
+    /// of one record holds the 80 KiB reserved for a whole one), at least
+    /// its length.
+    pub fn send(&self, batch: BytesMut, held: usize) -> Result<(), u64> {
+        let n = held.max(batch.len());
         if self.queue.bytes.load(Ordering::Relaxed).saturating_add(n) > self.queue.max {
             let lines = memchr::memchr_iter(b'\n', &batch).count() as u64;
             self.queue.dropped.fetch_add(lines, Ordering::Relaxed);
-            return false;
+            return Err(lines);
         }
         self.queue.bytes.fetch_add(n, Ordering::Relaxed);
-        if self.tx.send(batch).is_err() {
+        if let Err(mpsc::SendError((batch, _))) = self.tx.send((batch, n)) {
+            // The writer is gone (the process is ending).
             self.queue.bytes.fetch_sub(n, Ordering::Relaxed);
-            return false;
+            return Err(memchr::memchr_iter(b'\n', &batch).count() as u64);
         }
-        true
+        Ok(())
     }
 }
 
@@ -359,8 +365,8 @@ impl RecordLine {
 pub fn dropping_line() -> RecordLine {
     let (line, rx, queue) = RecordLine::new(QUEUE_BYTES_MAX);
     std::thread::spawn(move || {
-        for batch in rx {
-            queue.bytes.fetch_sub(batch.len(), Ordering::Relaxed);
+        for (_, held) in rx {
+            queue.bytes.fetch_sub(held, Ordering::Relaxed);
         }
     });
     line
@@ -390,15 +396,21 @@ mod tests {
     fn batches_past_the_queues_bound_are_dropped_and_counted() {
         let (line, rx, queue) = RecordLine::new(1000);
         let batch = || BytesMut::from(&b"{\"a\":1}\n".repeat(50)[..]); // 400 bytes, 50 records
-        assert!(line.send(batch()) && line.send(batch()), "800 bytes queued");
-        assert!(!line.send(batch()), "1,200 would pass 1,000");
+        assert!(line.send(batch(), 0).is_ok() && line.send(batch(), 0).is_ok(), "800 bytes queued");
+        assert_eq!(line.send(batch(), 0), Err(50), "1,200 would pass 1,000");
         assert_eq!(queue.dropped.load(Ordering::Relaxed), 50);
         assert_eq!(queue.bytes.load(Ordering::Relaxed), 800);
         // The writer takes one (as `run` does): room again.
-        let taken = rx.recv().unwrap();
-        queue.bytes.fetch_sub(taken.len(), Ordering::Relaxed);
-        assert!(line.send(batch()));
+        let (_, held) = rx.recv().unwrap();
+        queue.bytes.fetch_sub(held, Ordering::Relaxed);
+        assert!(line.send(batch(), 0).is_ok());
         assert_eq!(queue.bytes.load(Ordering::Relaxed), 800);
+        // A batch counts the memory it holds, not only its length.
+        assert!(line.send(batch(), 300).is_err(), "800 + 300 would pass 1,000");
+        let (_, held) = rx.recv().unwrap();
+        queue.bytes.fetch_sub(held, Ordering::Relaxed);
+        assert!(line.send(batch(), 600).is_ok());
+        assert_eq!(queue.bytes.load(Ordering::Relaxed), 1000);
     }
 
     #[test]

@@ -717,6 +717,8 @@ pub struct Recorder {
     tx: RefCell<Option<crate::logwriter::RecordLine>>,
     spans: RefCell<Option<Box<dyn SpanSink>>>,
     last_flush: Cell<Instant>,
+    /// When this worker last logged records it dropped.
+    last_drop_said: Cell<Instant>,
     epoch: u64,
     worker: u16,
     seq: Cell<u64>,
@@ -730,6 +732,7 @@ impl Recorder {
             tx: RefCell::new(tx),
             spans: RefCell::new(None),
             last_flush: Cell::new(Instant::now()),
+            last_drop_said: Cell::new(Instant::now() - Duration::from_secs(10)),
             epoch,
             worker: worker as u16,
             seq: Cell::new(0),
@@ -803,8 +806,22 @@ impl Recorder {
         let mut buf = self.buf.borrow_mut();
         if !buf.is_empty() {
             // Dropped (and counted, for the writer to log) when the writer
-            // is far behind: a bounded queue (`logwriter::QUEUE_BYTES_MAX`).
-            tx.send(buf.split());
+            // is far behind: a bounded queue (`logwriter::QUEUE_BYTES_MAX`),
+            // which counts the allocation the batch keeps. Said here too,
+            // at most every ten seconds a worker: the writer, blocked in a
+            // write, cannot say it then.
+            let held = buf.capacity();
+            if let Err(lines) = tx.send(buf.split(), held) {
+                let now = Instant::now();
+                if now.duration_since(self.last_drop_said.get()) >= Duration::from_secs(10) {
+                    self.last_drop_said.set(now);
+                    tracing::error!(
+                        worker = self.worker,
+                        records = lines,
+                        "request records dropped: the record writer is far behind (is the disk stalled?)"
+                    );
+                }
+            }
             // Room for the next batch at once: grown from empty by
             // doubling, the buffer's growth was 2,400 instructions of
             // each governed 8 KB request. Only after a batch went, so an

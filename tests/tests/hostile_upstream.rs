@@ -824,3 +824,27 @@ fn bytes_an_upstream_sends_unasked_never_answer_the_next_request() {
     assert!(!b.text().contains("A-SECRET"), "the unasked answer was served: {}", b.text());
     assert!(b.status == 200 && b.text().contains("B-OK"), "{}", b.text());
 }
+
+/// The provider's key under the header its configuration names
+/// (`api_key_header`, any name: an API gateway's subscription key), sent
+/// back by an upstream that echoes request headers, is not relayed to the
+/// tenant (found by a review: the fixed list of credential names missed it).
+#[test]
+fn the_providers_own_key_header_is_never_relayed() {
+    let body =
+        r#"{"id":"x","object":"chat.completion","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nOcp-Apim-Subscription-Key: gateway-secret\r\nx-echo: ok\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let up = scripted_upstream(vec![answer.into_bytes()]);
+    let config = config_for(up, 1, "").replace(
+        &format!("base_url = \"http://{up}/v1\""),
+        &format!("base_url = \"http://{up}/v1\"\napi_key_env = \"TOLLGATE_E2E_KEY\"\napi_key_header = \"ocp-apim-subscription-key\""),
+    );
+    let gw = start_gateway(&config, &[], &[("TOLLGATE_E2E_KEY", "gateway-secret")]);
+    let r = one_request(gw.addr, &chat_request(GPT4O, ""));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("ocp-apim-subscription-key").is_none(), "{:?}", r.headers);
+    assert_eq!(r.header("x-echo"), Some("ok"), "other headers pass");
+}

@@ -173,9 +173,9 @@ pub struct Accounts {
     /// against tokens-per-minute limits until the request ends and its
     /// real use is counted instead.
     reserved: Holds,
-    /// Estimated cost of this core's requests in flight under a nearly
-    /// spent budget, by owner: counted as spend until the request ends and
-    /// its real cost is counted instead.
+    /// Estimated cost of this core's requests in flight under a budget, by
+    /// owner: counted as spend until the request ends and its real cost is
+    /// counted instead.
     held_spend: Holds,
     /// Budget alerts for the webhook thread, when one is configured.
     alerts: Option<mpsc::Sender<String>>,

@@ -348,9 +348,9 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
 const ROUGH_BYTES_PER_TOKEN: u64 = 4;
 
 /// What a request far from its budgets' ends holds while in flight, with
-/// nothing counted: its prompt's bound ([`prompt_bound`]: its bytes and
-/// media) over [`ROUGH_BYTES_PER_TOKEN`], plus the stored turns it
-/// continues (its count instead, where a phase made one),
+/// nothing counted: its prompt's bytes over [`ROUGH_BYTES_PER_TOKEN`],
+/// plus its media and the stored turns it continues at their estimates
+/// ([`prompt_bound`]'s; its count instead, where a phase made one),
 /// plus its output reserve (`max_tokens` or the default, each answer), at
 /// the dearest target's price, cache writes left out. A hold, not a
 /// limit: it lets the requests in flight together see one another's
@@ -361,9 +361,9 @@ const ROUGH_BYTES_PER_TOKEN: u64 = 4;
 /// then pass by together. `None` with no price.
 fn rough_estimate(ex: &Exchange<'_>, core: &Core<'_>) -> Option<MicroUsd> {
     let prompt = ex.prompt.get().unwrap_or_else(|| {
-        let bound = prompt_bound(ex);
-        let stored = ex.prompt.stored.min(bound);
-        (bound - stored) / ROUGH_BYTES_PER_TOKEN + stored
+        let text_only = ex.routed.as_ref().is_some_and(|r| r.fields.text_only);
+        let (text, media) = ex.prompt.bound_parts(&ex.body, text_only);
+        (text / ROUGH_BYTES_PER_TOKEN).saturating_add(media).saturating_add(ex.prompt.stored)
     });
     cost_at_rates(ex, (prompt, output_reserve(ex, core)), |_| false)
 }
@@ -389,19 +389,32 @@ fn pricing(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey
     if !limited(&key.budget) && !team.is_some_and(|t| limited(&t.budget)) {
         return Pricing::Free;
     }
-    if let Some(near_end) = nearly_spent(ex, core, key, now) {
+    // Each owner's spend looked up once, for both judgements: with what
+    // requests in flight hold, and without.
+    let a = core.accounts;
+    let [team_owner, key_owner] = owners_of(core, key);
+    let (team_billed, team_held) = team.map(|_| a.spend_billed(team_owner, now)).unwrap_or_default();
+    let (key_billed, key_held) = a.spend_billed(key_owner, now);
+    let with = |s: tollgate_policy::budget::Spend, held: u64| tollgate_policy::budget::Spend {
+        day: s.day.saturating_add(held),
+        month: s.month.saturating_add(held),
+    };
+    let spends = [with(team_billed, team_held), with(key_billed, key_held)];
+    if nearly_spent(ex, core, key, spends).is_some() {
+        // Near the end by what is billed, the request also goes with its
+        // output reserve as its limit; holds alone (they end with their
+        // requests) only have it priced and checked (found by a review:
+        // holds alone capped answers and kept them from the cache).
+        let near_end = nearly_spent(ex, core, key, [team_billed, key_billed]) == Some(true);
         return Pricing::Count { near_end };
     }
     let Some(rough) = rough_estimate(ex, core) else { return Pricing::Free };
-    let a = core.accounts;
-    let [team_owner, key_owner] = owners_of(core, key);
-    let fits = |b: &Budget, owner: Owner| {
-        let spend = a.spend(owner, now);
+    let fits = |b: &Budget, spend: tollgate_policy::budget::Spend| {
         [(b.daily, spend.day), (b.monthly, spend.month)]
             .iter()
             .all(|&(limit, spent)| limit.is_none_or(|l| spent.saturating_add(rough) <= l))
     };
-    if team.is_none_or(|t| fits(&t.budget, team_owner)) && fits(&key.budget, key_owner) {
+    if team.is_none_or(|t| fits(&t.budget, spends[0])) && fits(&key.budget, spends[1]) {
         Pricing::Hold(rough)
     } else {
         // What it may cost would cross a limit: its output limit is left
@@ -421,11 +434,18 @@ fn pricing(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey
 /// which a large prompt far from it does not. Before, only the first, and
 /// a prompt of 4 MB (a million tokens, $2) passed a $1 budget untouched by
 /// twice, and twenty such in flight on a core by forty times (found by a
-/// review). A smaller prompt is left to the bound of requests in flight
-/// (its bytes as tokens are a bound far over its count, which would price
-/// every small request of a small budget), and the output to its own
-/// limits (`max_tokens`, `request_output_tokens`, `request_usd`).
-fn nearly_spent(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey, now: u64) -> Option<bool> {
+/// review). A smaller prompt is held at its rough estimate
+/// ([`rough_estimate`]: its bytes as tokens are a bound far over its count,
+/// which would price every small request of a small budget), and priced
+/// with its prompt counted where that estimate would cross ([`pricing`]).
+/// (`spends`: the team's and the key's, as [`crate::accounts::Accounts::spend`]
+/// gives them.)
+fn nearly_spent(
+    ex: &Exchange<'_>,
+    core: &Core<'_>,
+    key: &tollgate_policy::VirtualKey,
+    spends: [tollgate_policy::budget::Spend; 2],
+) -> Option<bool> {
     // Asked for only where a budget has a limit: the bound prices the
     // request, which the unlimited skip.
     let bound = std::cell::OnceCell::new();
@@ -445,19 +465,18 @@ fn nearly_spent(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::Virtu
             large |= !near && bound().is_some_and(|b| b.saturating_mul(10) > left);
         }
     };
-    let a = core.accounts;
-    let [team_owner, key_owner] = owners_of(core, key);
     if let Some(t) = core.state.config.teams.get(key.team) {
-        judge(&t.budget, a.spend(team_owner, now));
+        judge(&t.budget, spends[0]);
     }
-    judge(&key.budget, a.spend(key_owner, now));
+    judge(&key.budget, spends[1]);
     (near || large).then_some(near)
 }
 
 /// Counts a large prompt in steps (the worker serves its other requests
 /// between them) when a phase before the answer will need the count: the
 /// estimate near a budget's end (or of a prompt large beside what it has
-/// left: [`nearly_spent`]), or a tokens-per-minute reservation near a
+/// left: [`nearly_spent`], or whose rough estimate would cross a limit:
+/// [`pricing`]), or a tokens-per-minute reservation near a
 /// limit, or a cost ceiling that its prompt's bound and its reserve could
 /// cross (the output limit sent, and `stream::PromptTokens`, which counts
 /// only then, use this count). Far from every limit nothing is counted, as in those

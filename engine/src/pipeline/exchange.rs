@@ -71,8 +71,8 @@ pub enum BodyState {
 }
 
 /// What a request holds while it runs: tokens reserved against
-/// tokens-per-minute limits, estimated cost held as spend near a budget's
-/// end, and a strict budget's reservation in Redis. Each releases itself
+/// tokens-per-minute limits, estimated cost held as spend under a budget
+/// (`admit::affordable`), and a strict budget's reservation in Redis. Each releases itself
 /// when dropped: the pipeline drops them right after the request's real
 /// spend is counted, so that the two meet in the same hand-off.
 #[derive(Default)]
@@ -93,7 +93,8 @@ pub struct Holds {
 pub struct Prompt {
     pub encoding: Encoding,
     tokens: OnceCell<u64>,
-    bound: OnceCell<u64>,
+    /// [`Prompt::bound_parts`].
+    bound: OnceCell<(u64, u64)>,
     marks_cache: OnceCell<bool>,
     /// Tokens the provider reads that the body does not hold as text: the
     /// conversation a Responses request continues at the provider
@@ -130,11 +131,18 @@ impl Prompt {
     /// media ([`tollgate_protocol::openai::ChatRequestFields::text_only`]),
     /// so the media estimate's pass over the body is skipped.
     pub fn bound(&self, body: &[u8], text_only: bool) -> u64 {
-        let bound = *self.bound.get_or_init(|| {
+        let (text, media) = self.bound_parts(body, text_only);
+        text.saturating_add(media).saturating_add(self.stored)
+    }
+
+    /// [`Prompt::bound`] in its parts: the body's bytes with the reply's
+    /// priming (text, whose tokens are fewer), and its media's estimate
+    /// (not: an image by URL costs its tokens however few its bytes).
+    pub fn bound_parts(&self, body: &[u8], text_only: bool) -> (u64, u64) {
+        *self.bound.get_or_init(|| {
             let media = if text_only { 0 } else { tollgate_protocol::media::media_tokens(body) };
-            (body.len() as u64).saturating_add(tollgate_protocol::tokens::REPLY_PRIMING).saturating_add(media)
-        });
-        bound.saturating_add(self.stored)
+            ((body.len() as u64).saturating_add(tollgate_protocol::tokens::REPLY_PRIMING), media)
+        })
     }
 
     /// The prompt's tokens in `body` (the exchange's body: counted the

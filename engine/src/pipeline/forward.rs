@@ -253,7 +253,11 @@ pub async fn forward(
                 } else {
                     breakers[t].success();
                 }
-                let route = RouteLabel { provider: &upstream.name, model: &target.upstream_model };
+                let route = RouteLabel {
+                    provider: &upstream.name,
+                    model: &target.upstream_model,
+                    key_header: upstream.key_header.as_deref(),
+                };
                 let answer = Answer {
                     request: head,
                     front,

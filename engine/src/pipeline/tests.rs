@@ -217,6 +217,30 @@ fn a_spent_budget_refuses_and_a_nearly_spent_one_holds_the_estimate() {
     assert_eq!(held, 950_000 + estimate, "held as spend while the request runs");
 }
 
+/// Near a budget's end by what is billed, a request goes with its output
+/// reserve as its limit; brought near it by what requests in flight hold
+/// alone, it is priced and checked but its answer is not capped (holds end
+/// with their requests; found by a review).
+#[test]
+fn only_billed_spend_near_the_end_caps_a_requests_answer() {
+    let now_minute = crate::unix_now().as_secs() / 60;
+    for billed in [true, false] {
+        let w = World::new("budget = { daily_usd = 1.0 }");
+        let core = w.core();
+        let owners = [Owner::Team(0), Owner::Key(0)];
+        let _held = if billed {
+            w.accounts.settle(&w.state.config.keys.all()[0], &w.state.config, now_minute, 0, 950_000);
+            None
+        } else {
+            Some(w.accounts.hold_spend(owners, 950_000))
+        };
+        let mut ex = exchange("tg-key", PROSE);
+        admit(&mut ex, &core).expect("fits");
+        assert!(ex.holds.spend.is_some(), "its estimate held");
+        assert_eq!(ex.holds.reserve_is_limit, billed, "billed: {billed}");
+    }
+}
+
 /// A request that started before a reload is judged by its own team's
 /// spend and use after it, though the reload moved that team to another
 /// index: the phases after the body's await read the accounts, which the

@@ -30,6 +30,10 @@ use crate::upstream::{UpConn, UPSTREAM_READ_BYTES};
 pub struct RouteLabel<'a> {
     pub provider: &'a str,
     pub model: &'a str,
+    /// The header the provider's key goes in when its configuration names
+    /// one (`api_key_header`): never relayed back, as the usual ones are
+    /// not ([`relayed`]).
+    pub key_header: Option<&'a str>,
 }
 
 /// What a relay needs to know about the request it answers.
@@ -327,9 +331,12 @@ async fn relay_body(
     // Most answers have no `Connection` header; one that does is read for
     // the names it makes hop-by-hop.
     let named = response.headers().any(|(n, _)| n.eq_ignore_ascii_case(b"connection"));
-    for (name, value) in
-        response.headers().filter(|(n, _)| relayed(n) && !(named && connection_named(response.headers(), n)))
-    {
+    let key_header = route.key_header.map(str::as_bytes);
+    for (name, value) in response.headers().filter(|(n, _)| {
+        relayed(n)
+            && !(named && connection_named(response.headers(), n))
+            && key_header.is_none_or(|k| !k.eq_ignore_ascii_case(n))
+    }) {
         s.extend_from_slice(name);
         s.extend_from_slice(b": ");
         s.extend_from_slice(value);

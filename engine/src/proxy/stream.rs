@@ -1214,19 +1214,34 @@ pub fn captured_text(g: &tollgate_policy::guard::Guard, responses: bool, body: &
 /// [`crate::record::CAPTURE_READ_BYTES`]), then cuts it at
 /// [`crate::record::CAPTURE_BYTES_MAX`]: redacted first, so that no match
 /// is cut before it is found.
+///
+/// The cut is placed in the text as read, at the limit or past a match
+/// that goes over it, before the redaction: placeholders are shorter than
+/// what they replace, and a cut of the redacted text took in bytes from
+/// past the limit (a match the read had cut undecided, kept in clear:
+/// found by a review).
 fn redact_text(g: &tollgate_policy::guard::Guard, text: &mut Vec<u8>) {
     let mut findings = tollgate_policy::guard::Findings::default();
     // Scanned as a whole text only where it is one: a text read to the
-    // margin's end was cut there, and a match may go on past it.
+    // margin's end was cut there, and a match may go on past it (it
+    // begins past the limit: every match is decided within the margin).
     let complete = text.len() < crate::record::CAPTURE_READ_BYTES;
     g.scan(text, tollgate_policy::guard::Direction::Response, complete, &mut findings);
     findings.file(0);
+    let max = crate::record::CAPTURE_BYTES_MAX;
+    let cut =
+        findings.all.iter().filter(|(_, h)| h.start < max).map(|(_, h)| h.end).fold(max, usize::max).min(text.len());
     if findings.redacts() {
-        let mut out = Vec::with_capacity(text.len());
-        tollgate_policy::guard::redact(text, 0, findings.all.iter().map(|(_, h)| h), &mut out);
+        let mut out = Vec::with_capacity(cut);
+        let within = findings.all.iter().map(|(_, h)| h).filter(|h| h.start < cut);
+        tollgate_policy::guard::redact(&text[..cut], 0, within, &mut out);
         *text = out;
+    } else {
+        text.truncate(cut);
     }
-    text.truncate(crate::record::CAPTURE_BYTES_MAX);
+    // A placeholder longer than its match could pass the limit: the
+    // redacted text is held to it (a placeholder cut, nothing of the text).
+    text.truncate(max);
 }
 
 /// Tokens in the texts one stream event carries (OpenAI `content` and
@@ -1274,7 +1289,7 @@ mod tests {
     use super::*;
     use tollgate_policy::guard::{Action, Category, Detector, Guard, ProfileSpec};
 
-    const ROUTE: RouteLabel<'static> = RouteLabel { provider: "up", model: "gpt-4o" };
+    const ROUTE: RouteLabel<'static> = RouteLabel { provider: "up", model: "gpt-4o", key_header: None };
     /// A key the secrets detectors know.
     const KEY: &str = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh";
 
@@ -1945,8 +1960,12 @@ mod tests {
         let guard = Guard::compile(&spec).expect("profile");
         let max = crate::record::CAPTURE_BYTES_MAX;
         let address = "alice.smith@example.com";
+        // Thirty addresses early on, each redacted to a shorter placeholder:
+        // a cut of the redacted text moved what followed them back under
+        // the limit (found by a review).
+        let early = "bob.jones@example.org ".repeat(30);
         for start in (max - address.len() - 2)..=(max + 1) {
-            let text = format!("{} {address} then on", "x".repeat(start - 1));
+            let text = format!("{early}{} {address} then on", "x".repeat(start - 1 - early.len()));
             // In events of 1,000 bytes, as a stream brings it.
             let body: String =
                 text.as_bytes().chunks(1000).map(|c| chunk(std::str::from_utf8(c).expect("ASCII"))).collect();
@@ -1956,6 +1975,18 @@ mod tests {
             let last = captured.rsplit(|&b| b == b' ').next().unwrap_or_default();
             let kept = String::from_utf8_lossy(last);
             assert!(last.is_empty() || !address.as_bytes().starts_with(last), "address at {start}: {kept}");
+            assert!(!String::from_utf8_lossy(&captured).contains("bob.jones"), "the early ones redacted");
+        }
+        // Far past the limit, behind those placeholders: none of it.
+        for start in [max + 100, max + 130, max + 300, max + 440] {
+            let text = format!("{early}{} {address} then on", "x".repeat(start - 1 - early.len()));
+            let body: String =
+                text.as_bytes().chunks(1000).map(|c| chunk(std::str::from_utf8(c).expect("ASCII"))).collect();
+            let captured = captured_text(&guard, false, &Bytes::from(body));
+            assert!(!String::from_utf8_lossy(&captured).contains("alice"), "address at {start}");
+            // Cut in the text as read, at the limit: shorter by what the
+            // placeholders saved.
+            assert!(captured.len() < max - 200, "{start}: {}", captured.len());
         }
     }
 

@@ -423,11 +423,12 @@ impl ResponseHead {
             if fields.content_length_count > 0 {
                 return Err(ResponseError::Framing(RequestError::LengthAndTransferEncoding));
             }
-            if fields.other_coding {
+            if fields.other_coding || fields.chunked_not_final {
                 // A coding the gateway does not decode (`gzip, chunked`:
-                // chunked framing of gzip bytes), which the client never
-                // asked for and would get raw: refused, where it was read
-                // until close, chunk lines and all (found by a review).
+                // chunked framing of gzip bytes), or chunked twice, which
+                // the client never asked for and would get raw: refused,
+                // where it was read until close, chunk lines and all (found
+                // by a review).
                 return Err(ResponseError::Framing(RequestError::UnsupportedTransferCoding));
             }
             if fields.chunked_final {

@@ -185,7 +185,15 @@ fn response_framing() {
     // A coding the gateway does not decode is refused, chunked last or not
     // (it was read until close, chunk lines relayed as the body); found by
     // a review.
-    for te in ["gzip, chunked", "gzip,chunked", "chunked, gzip", "gzip", "br, Chunked", "identity, chunked"] {
+    for te in [
+        "gzip, chunked",
+        "gzip,chunked",
+        "chunked, gzip",
+        "gzip",
+        "br, Chunked",
+        "identity, chunked",
+        "chunked, chunked",
+    ] {
         let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
         assert_eq!(p(&raw, false), Err(ResponseError::Framing(RequestError::UnsupportedTransferCoding)), "{te}");
     }
