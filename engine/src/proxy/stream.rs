@@ -1311,6 +1311,15 @@ mod tests {
         Guard::compile(&spec).expect("profile")
     }
 
+    /// A profile that redacts everything it knows, in answers too.
+    fn all_redacted() -> Guard {
+        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
+        for d in Detector::ALL {
+            spec.actions[d as usize] = Some(Action::Redact);
+        }
+        Guard::compile(&spec).expect("profile")
+    }
+
     fn stages<'a, 'g>() -> StreamStages<'a, 'g> {
         StreamStages {
             guard: None,
@@ -1924,11 +1933,7 @@ mod tests {
     fn a_guarded_stream_captures_the_text_the_guard_releases_at_the_end() {
         // No `[DONE]`: the upstream's body just ends, and the guard lets
         // go of what it held only then.
-        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
-        for d in Detector::ALL {
-            spec.actions[d as usize] = Some(Action::Redact);
-        }
-        let guard = Guard::compile(&spec).expect("profile");
+        let guard = all_redacted();
         let mut hits = Vec::new();
         let mut answer = Vec::new();
         let input = format!("{}{}", chunk("Hello"), chunk(" world, the end"));
@@ -1953,11 +1958,7 @@ mod tests {
     /// address and stayed in clear: found by a review).
     #[test]
     fn a_captured_stream_is_redacted_before_it_is_cut() {
-        let mut spec = ProfileSpec { name: "g".into(), responses: true, ..Default::default() };
-        for d in Detector::ALL {
-            spec.actions[d as usize] = Some(Action::Redact);
-        }
-        let guard = Guard::compile(&spec).expect("profile");
+        let guard = all_redacted();
         let max = crate::record::CAPTURE_BYTES_MAX;
         let address = "alice.smith@example.com";
         // Thirty addresses early on, each redacted to a shorter placeholder:
