@@ -38,7 +38,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tollgate_policy::config::Viewer;
 use tollgate_policy::keys::{hash_key, presented_key, KeyHash};
-use tollgate_protocol::http1::{find_head_end, HeadLimits, Method, RequestHead};
+use tollgate_protocol::http1::{HeadLimits, HeadScan, Method, RequestHead};
 use tollgate_protocol::openai::{write_error_body, write_json_string};
 
 use crate::reload::{Loaded, Reloader};
@@ -187,8 +187,12 @@ fn serve(
     stream.set_write_timeout(Some(ADMIN_READ))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
+    // Resumed where the last read's search stopped: searched from the
+    // start after every read, a head sent a byte at a time cost the
+    // admin thread quadratic work in its length (found by a review).
+    let mut scan = HeadScan::default();
     let end = loop {
-        if let Some(n) = find_head_end(&buf) {
+        if let Some(n) = scan.find_end(&buf) {
             break n;
         }
         if buf.len() > ADMIN_HEAD_BYTES_MAX {

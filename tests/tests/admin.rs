@@ -132,3 +132,29 @@ fn idle_admin_connections_are_capped() {
         one_request(admin, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").status == 200
     });
 }
+
+/// A head sent a few bytes at a time, its headers past 2 KB, is answered
+/// (the search for its end resumes where each read's stopped: from the
+/// start after every read, such a head cost quadratic work; found by a
+/// review).
+#[test]
+fn a_head_dribbled_in_small_pieces_is_answered() {
+    let mock = start_mock(&[]);
+    let gw = start_gateway(&config_for(mock.addr, 1, ""), &[], &[]);
+    let admin = gw.admin.expect("admin listener");
+    let padding: String = (0..40).map(|i| format!("X-Pad-{i}: {}\r\n", "a".repeat(50))).collect();
+    let raw = format!("GET /healthz HTTP/1.1\r\nHost: {admin}\r\n{padding}\r\n");
+    let mut c = TcpStream::connect(admin).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.set_nodelay(true).unwrap();
+    for piece in raw.as_bytes().chunks(7) {
+        c.write_all(piece).unwrap();
+        // Pieces in reads of their own: the scenario, not a wait.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"status\":\"ok\""), "{answer}");
+}
