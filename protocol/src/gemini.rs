@@ -637,19 +637,40 @@ pub fn response_to_openai(
     Ok(usage)
 }
 
+/// The reasons Google's `ErrorInfo` gives for a key it refuses: the key
+/// the gateway sends, never a tenant's (Google answers an invalid or
+/// expired API key with 400 `INVALID_ARGUMENT`, not 401).
+const KEY_REFUSED: &[&str] = &[
+    "API_KEY_INVALID",
+    "API_KEY_EXPIRED",
+    "API_KEY_SERVICE_BLOCKED",
+    "API_KEY_HTTP_REFERRER_BLOCKED",
+    "API_KEY_IP_ADDRESS_BLOCKED",
+    "API_KEY_ANDROID_APP_BLOCKED",
+    "API_KEY_IOS_APP_BLOCKED",
+];
+
 /// Writes an OpenAI error body for a Google error body (`{"error": {code,
-/// message, status}}`, alone or as the one element of an array), or for
-/// any body that is not one, quoting the status.
-pub fn error_to_openai(scratch: &mut [u8], status: u16, out: &mut BytesMut) {
-    let (message, google) = match parse(scratch) {
+/// message, status, details}}`, alone or as the one element of an array),
+/// or for any body that is not one, quoting the status. Returns whether
+/// Google refused the API key (a detail, its `ErrorInfo`, whose `reason` is one
+/// of [`KEY_REFUSED`]): the gateway's own credential, whose refusal is not
+/// the tenant's to see (found by a review: it reached tenants as a 400
+/// about "your" key).
+pub fn error_to_openai(scratch: &mut [u8], status: u16, out: &mut BytesMut) -> bool {
+    let (message, google, key_refused) = match parse(scratch) {
         Ok(v) => {
             let e = v.as_array().and_then(|a| a.first()).unwrap_or(&v).get("error");
+            let key_refused = e.and_then(|e| e.get("details")).and_then(|d| d.as_array()).is_some_and(|d| {
+                d.iter().any(|x| x.get("reason").and_then(|r| r.as_str()).is_some_and(|r| KEY_REFUSED.contains(&r)))
+            });
             (
                 e.and_then(|e| e.get("message")).and_then(|m| m.as_str()).map(str::to_string),
                 e.and_then(|e| e.get("status")).and_then(|t| t.as_str()).map(str::to_string),
+                key_refused,
             )
         }
-        Err(_) => (None, None),
+        Err(_) => (None, None, false),
     };
     let message = message.unwrap_or_else(|| format!("upstream answered {status}"));
     let kind = match google.as_deref() {
@@ -662,6 +683,7 @@ pub fn error_to_openai(scratch: &mut [u8], status: u16, out: &mut BytesMut) {
     };
     let code = google.as_deref().unwrap_or(kind).to_ascii_lowercase();
     crate::openai::write_error_body(out, &message, kind, &code);
+    key_refused
 }
 
 /// Turns a Gemini event stream into OpenAI `chat.completion.chunk` events,

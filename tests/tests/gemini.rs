@@ -377,3 +377,30 @@ fn vertex_takes_a_bearer_token_from_a_file_read_again_on_reload() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["model"], "gemini-2.5-pro");
 }
+
+/// Google answers the gateway's own invalid or expired key with 400 (an
+/// `ErrorInfo` reason `API_KEY_INVALID`), not 401: the tenant gets the
+/// gateway's 502, as for any provider's refusal of its credentials, never
+/// Google's message about "your" API key (found by a review).
+#[test]
+fn googles_refusal_of_the_gateways_key_is_the_gateways_502() {
+    let refusal = r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{refusal}",
+        refusal.len()
+    );
+    let google = scripted_upstream(vec![answer.into_bytes()]);
+    let openai = start_mock(&[]);
+    let logs = TempDir::new("gemini-key-refused");
+    let secrets = TempDir::new("gemini-key-refused-secrets");
+    let token_file = secrets.0.join("vertex-token");
+    std::fs::write(&token_file, "ya29.token\n").unwrap();
+    let gw = start_gateway(
+        &config(openai.addr, google, &logs, &token_file),
+        &[],
+        &[("TOLLGATE_E2E_GEMINI_KEY", GEMINI_KEY)],
+    );
+    let r = one_request(gw.addr, &chat_request(FLASH_CHAT, ""));
+    assert_eq!((r.status, r.error_code().as_str()), (502, "upstream_error_status"), "{}", r.text());
+    assert!(!r.text().contains("API key"), "{}", r.text());
+}

@@ -363,7 +363,17 @@ pub async fn relay_translated(
                 tollgate_protocol::bedrock::response_to_openai(&mut body, model, now, &mut chat).map(|_| ())
             }
             (ChatFrom::Gemini, false) => {
-                tollgate_protocol::gemini::error_to_openai(&mut body, response.status, &mut chat);
+                if tollgate_protocol::gemini::error_to_openai(&mut body, response.status, &mut chat) {
+                    // Google refused the gateway's own key (a 400 there, not
+                    // a 401): as for any provider's refusal of it, the
+                    // tenant gets the gateway's 502, never the provider's
+                    // message about "your" key (`pipeline::forward`).
+                    tracing::warn!(provider = %route.provider, status = response.status, "the provider refused the gateway's credentials");
+                    return Err(GatewayError::UpstreamStatus {
+                        provider: route.provider.to_string(),
+                        status: response.status,
+                    });
+                }
                 Ok(())
             }
             (ChatFrom::Bedrock, false) => {

@@ -274,9 +274,34 @@ fn google_errors_become_openai_errors() {
     }
     let mut html = b"<html>bad gateway</html>".to_vec();
     let mut out = BytesMut::new();
-    error_to_openai(&mut html, 502, &mut out);
+    assert!(!error_to_openai(&mut html, 502, &mut out));
     let e: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(e["error"]["message"], "upstream answered 502");
+}
+
+/// Google's answer to an invalid or expired API key (400, with an
+/// `ErrorInfo` reason), as its documentation and clients show it, with
+/// its members in another order and spaced: the key refused is the
+/// gateway's; another 400 (a bad request) is not.
+#[test]
+fn a_refused_api_key_is_told_apart_from_a_bad_request() {
+    let refused = [
+        r#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com"}}]}}"#,
+        r#"[ { "error" : { "details" : [ { "metadata" : { } , "reason" : "API_KEY_EXPIRED" , "@type" : "type.googleapis.com/google.rpc.ErrorInfo" } ] , "status" : "INVALID_ARGUMENT" , "message" : "API key expired. Please renew the API key." , "code" : 400 } } ]"#,
+    ];
+    for body in refused {
+        let mut scratch = body.as_bytes().to_vec();
+        assert!(error_to_openai(&mut scratch, 400, &mut BytesMut::new()), "{body}");
+    }
+    let not = [
+        r#"{"error":{"code":400,"message":"* GenerateContentRequest.contents: contents is not specified","status":"INVALID_ARGUMENT"}}"#,
+        // A reason elsewhere than an `ErrorInfo`'s, or in the message alone.
+        r#"{"error":{"code":400,"message":"reason API_KEY_INVALID","status":"INVALID_ARGUMENT","details":[{"reason":"OTHER"}],"reason":"API_KEY_INVALID"}}"#,
+    ];
+    for body in not {
+        let mut scratch = body.as_bytes().to_vec();
+        assert!(!error_to_openai(&mut scratch, 400, &mut BytesMut::new()), "{body}");
+    }
 }
 
 /// A documented stream: text in pieces, usage growing, the last event with
