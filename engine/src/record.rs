@@ -718,7 +718,7 @@ pub struct Recorder {
     spans: RefCell<Option<Box<dyn SpanSink>>>,
     last_flush: Cell<Instant>,
     /// When this worker last logged records it dropped.
-    last_drop_said: Cell<Instant>,
+    last_drop_said: Cell<Option<Instant>>,
     epoch: u64,
     worker: u16,
     seq: Cell<u64>,
@@ -732,7 +732,7 @@ impl Recorder {
             tx: RefCell::new(tx),
             spans: RefCell::new(None),
             last_flush: Cell::new(Instant::now()),
-            last_drop_said: Cell::new(Instant::now() - Duration::from_secs(10)),
+            last_drop_said: Cell::new(None),
             epoch,
             worker: worker as u16,
             seq: Cell::new(0),
@@ -813,8 +813,8 @@ impl Recorder {
             let held = buf.capacity();
             if let Err(lines) = tx.send(buf.split(), held) {
                 let now = Instant::now();
-                if now.duration_since(self.last_drop_said.get()) >= Duration::from_secs(10) {
-                    self.last_drop_said.set(now);
+                if self.last_drop_said.get().is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+                    self.last_drop_said.set(Some(now));
                     tracing::error!(
                         worker = self.worker,
                         records = lines,
