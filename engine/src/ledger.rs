@@ -3,7 +3,7 @@
 //! The merger appends every spend delta it folds in as one JSON line
 //! (`{"t":unix,"o":"team"|"key","n":name,"u":micro_usd}`) and syncs the
 //! file at most once a second, and within about a second of a line written
-//! whether or not more spend follows ([`Ledger::sync_due`], asked every
+//! whether or not more spend follows ([`Ledger::sync`], asked every
 //! turn of the merger's loop, which waits no longer than that while a line
 //! is unsynced: once the syncs waited for the next append, and a night's
 //! last spend waited for the morning's), so a power failure loses at most
@@ -33,13 +33,9 @@ use tollgate_policy::budget::{day_number, year_month};
 
 use crate::accounts::{OwnerName, SpendSnapshot};
 
-/// Syncs happen at most this often.
-const SYNC_EVERY: Duration = Duration::from_secs(1);
-
-impl Ledger {
-    /// [`SYNC_EVERY`], for the merger's wait.
-    pub const SYNC_EVERY: Duration = SYNC_EVERY;
-}
+/// Syncs happen at most this often (and the merger waits no longer while
+/// a line is unsynced).
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Ledger {
     path: PathBuf,
@@ -214,17 +210,10 @@ impl Ledger {
     }
 
     /// Whether a line is written and not yet synced: the merger then waits
-    /// for its next delta no longer than [`Ledger::SYNC_EVERY`].
+    /// for its next delta no longer than [`SYNC_EVERY`], and asks for
+    /// [`Ledger::sync`] every turn of its loop.
     pub fn unsynced(&self) -> bool {
         self.dirty
-    }
-
-    /// Syncs what is written if a second has passed since the last sync:
-    /// asked by the merger every turn of its loop, after the cores have
-    /// their snapshots (a slow disk's sync never holds back what the cores
-    /// see of one another's spend).
-    pub fn sync_due(&mut self) {
-        self.sync(false);
     }
 
     /// Writes what is pending, as far as the file takes it.
@@ -286,10 +275,10 @@ mod tests {
         l.last_sync = Instant::now();
         l.append(now, &[(OwnerName::Team("a".into()), 5)]);
         assert!(l.unsynced(), "written, not synced within the second");
-        l.sync_due();
+        l.sync(false);
         assert!(l.unsynced(), "a sync at most once a second");
         l.last_sync = Instant::now() - SYNC_EVERY;
-        l.sync_due();
+        l.sync(false);
         assert!(!l.unsynced(), "synced a second on, with no append");
         drop(l);
         let _ = std::fs::remove_file(&path);

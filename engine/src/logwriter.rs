@@ -334,9 +334,7 @@ impl RecordLine {
         let queue = Arc::new(Queue { bytes: AtomicUsize::new(0), dropped: AtomicU64::new(0), max });
         (RecordLine { tx, queue: queue.clone() }, rx, queue)
     }
-}
 
-impl RecordLine {
     /// Hands `batch` (whole record lines) to the writer, or drops it when
     /// the writer is [`QUEUE_BYTES_MAX`] behind: then `Err` with the records dropped.
     /// `held`: the memory the batch keeps while queued (the allocation it
@@ -345,8 +343,9 @@ impl RecordLine {
     /// its length.
     pub fn send(&self, batch: BytesMut, held: usize) -> Result<(), u64> {
         let n = held.max(batch.len());
+        let records = |batch: &[u8]| memchr::memchr_iter(b'\n', batch).count() as u64;
         if self.queue.bytes.load(Ordering::Relaxed).saturating_add(n) > self.queue.max {
-            let lines = memchr::memchr_iter(b'\n', &batch).count() as u64;
+            let lines = records(&batch);
             self.queue.dropped.fetch_add(lines, Ordering::Relaxed);
             return Err(lines);
         }
@@ -354,7 +353,7 @@ impl RecordLine {
         if let Err(mpsc::SendError((batch, _))) = self.tx.send((batch, n)) {
             // The writer is gone (the process is ending).
             self.queue.bytes.fetch_sub(n, Ordering::Relaxed);
-            return Err(memchr::memchr_iter(b'\n', &batch).count() as u64);
+            return Err(records(&batch));
         }
         Ok(())
     }

@@ -143,7 +143,6 @@ pub fn check(
             month_end(y, m)
         }
     };
-    let mut soft = false;
     let mut owner = Some(owner);
     for (limit, spent, window) in [(budget.daily, spend.day, Window::Day), (budget.monthly, spend.month, Window::Month)]
     {
@@ -152,14 +151,14 @@ pub fn check(
             let owner = owner.take().map_or_else(String::new, |f| f());
             return Err(OverBudget { owner, window, spent, limit, estimate, held: 0, resets_at: resets_at(window) });
         }
-        soft |= spent as u128 * 1000 >= limit as u128 * budget.soft_threshold_permille as u128;
     }
-    Ok(soft)
+    Ok(soft_passed(budget, spend))
 }
 
 /// Whether `spend` has passed `budget`'s soft threshold in either window
-/// ([`check`]'s `Ok(true)`, for spend the caller judges apart from the
-/// hard limits: without what requests in flight hold, which is not spent).
+/// ([`check`]'s `Ok(true)`; asked alone for spend the caller judges apart
+/// from the hard limits: without what requests in flight hold, which is
+/// not spent).
 pub fn soft_passed(budget: &Budget, spend: Spend) -> bool {
     [(budget.daily, spend.day), (budget.monthly, spend.month)].iter().any(|&(limit, spent)| {
         limit.is_some_and(|l| spent as u128 * 1000 >= l as u128 * budget.soft_threshold_permille as u128)

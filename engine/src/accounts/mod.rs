@@ -241,13 +241,15 @@ impl Accounts {
         }
     }
 
-    /// [`Accounts::spend`] less what this core's requests in flight hold:
-    /// what is billed (soft thresholds are judged by it), and how much of
-    /// a refusal's spend is held.
-    pub fn spend_billed(&self, owner: Owner, now: u64) -> (Spend, u64) {
-        let spend = self.spend(owner, now);
-        let held = if owner == GONE { 0 } else { self.held_spend.get(owner) };
-        (Spend { day: spend.day.saturating_sub(held), month: spend.month.saturating_sub(held) }, held)
+    /// What this core's requests in flight hold of `owner`'s
+    /// [`Accounts::spend`]: less it, the spend is what is billed (soft
+    /// thresholds are judged by it), and a refusal says how much is held.
+    pub fn held(&self, owner: Owner) -> u64 {
+        if owner == GONE {
+            0
+        } else {
+            self.held_spend.get(owner)
+        }
     }
 
     /// What `owner` has used of UTC `minute` across all cores: the merger's

@@ -44,12 +44,9 @@ pub fn within_budget<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
         if budget.daily.is_none() && budget.monthly.is_none() {
             return Ok(());
         }
-        let (billed, held) = a.spend_billed(owner, now);
-        let spend = tollgate_policy::budget::Spend {
-            day: billed.day.saturating_add(held),
-            month: billed.month.saturating_add(held),
-        };
-        check(name, budget, spend, 0, now).map_err(over_budget(a, owner, now))?;
+        let spend = a.spend(owner, now);
+        check(name, budget, spend, 0, now).map_err(over_budget(a, owner))?;
+        let billed = billed(spend, a.held(owner));
         soft(owner, name, tollgate_policy::budget::soft_passed(budget, billed), budget, billed);
         Ok(())
     };
@@ -64,12 +61,17 @@ pub fn within_budget<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), G
 fn over_budget(
     a: &crate::accounts::Accounts,
     owner: Owner,
-    now: u64,
 ) -> impl FnOnce(tollgate_policy::budget::OverBudget) -> GatewayError + '_ {
     move |mut e| {
-        e.held = a.spend_billed(owner, now).1;
+        e.held = a.held(owner);
         GatewayError::OverBudget(e)
     }
+}
+
+/// `spend` (as [`crate::accounts::Accounts::spend`] gives it) less what
+/// requests in flight hold of it: what is billed.
+fn billed(spend: tollgate_policy::budget::Spend, held: u64) -> tollgate_policy::budget::Spend {
+    tollgate_policy::budget::Spend { day: spend.day.saturating_sub(held), month: spend.month.saturating_sub(held) }
 }
 
 /// Whether the key or its team is under a budget or a rate limit, which a
@@ -321,22 +323,21 @@ pub fn affordable<'s>(ex: &mut Exchange<'s>, core: &Core<'s>) -> Result<(), Gate
     let a = core.accounts;
     let now = ex.unix_s();
     let owners = owners_of(core, key);
-    let near_end = match pricing(ex, core, key, now) {
+    let (near_end, [team_spend, key_spend]) = match pricing(ex, core, key, now) {
         Pricing::Free => return Ok(()),
         Pricing::Hold(rough) => {
             ex.holds.spend = Some(a.hold_spend(owners, rough));
             return Ok(());
         }
-        Pricing::Count { near_end } => near_end,
+        Pricing::Count { near_end, spends } => (near_end, spends),
     };
-    let (team_spend, key_spend) = (a.spend(owners[0], now), a.spend(owners[1], now));
     let Some(estimate) = estimate(ex, core) else { return Ok(()) };
     if let Some(t) = team {
         check(|| format!("team \"{}\"", t.name), &t.budget, team_spend, estimate, now)
-            .map_err(over_budget(a, owners[0], now))?;
+            .map_err(over_budget(a, owners[0]))?;
     }
     check(|| format!("key \"{}\"", key.name), &key.budget, key_spend, estimate, now)
-        .map_err(over_budget(a, owners[1], now))?;
+        .map_err(over_budget(a, owners[1]))?;
     ex.holds.spend = Some(a.hold_spend(owners, estimate));
     ex.holds.reserve_is_limit |= near_end;
     Ok(())
@@ -376,8 +377,9 @@ enum Pricing {
     Hold(MicroUsd),
     /// Its prompt counted ([`estimate`]), checked against every limit and
     /// held; `near_end`: under a tenth left ([`nearly_spent`]), so that it
-    /// also goes with its output reserve as its limit.
-    Count { near_end: bool },
+    /// also goes with its output reserve as its limit. `spends`: the
+    /// team's and the key's, held included, as they were judged.
+    Count { near_end: bool, spends: [tollgate_policy::budget::Spend; 2] },
 }
 
 /// How the request is priced before it is sent: counted where a budget
@@ -393,20 +395,15 @@ fn pricing(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey
     // requests in flight hold, and without.
     let a = core.accounts;
     let [team_owner, key_owner] = owners_of(core, key);
-    let (team_billed, team_held) = team.map(|_| a.spend_billed(team_owner, now)).unwrap_or_default();
-    let (key_billed, key_held) = a.spend_billed(key_owner, now);
-    let with = |s: tollgate_policy::budget::Spend, held: u64| tollgate_policy::budget::Spend {
-        day: s.day.saturating_add(held),
-        month: s.month.saturating_add(held),
-    };
-    let spends = [with(team_billed, team_held), with(key_billed, key_held)];
+    let spends = [team.map(|_| a.spend(team_owner, now)).unwrap_or_default(), a.spend(key_owner, now)];
     if nearly_spent(ex, core, key, spends).is_some() {
         // Near the end by what is billed, the request also goes with its
         // output reserve as its limit; holds alone (they end with their
         // requests) only have it priced and checked (found by a review:
         // holds alone capped answers and kept them from the cache).
-        let near_end = nearly_spent(ex, core, key, [team_billed, key_billed]) == Some(true);
-        return Pricing::Count { near_end };
+        let billed = [billed(spends[0], a.held(team_owner)), billed(spends[1], a.held(key_owner))];
+        let near_end = nearly_spent(ex, core, key, billed) == Some(true);
+        return Pricing::Count { near_end, spends };
     }
     let Some(rough) = rough_estimate(ex, core) else { return Pricing::Free };
     let fits = |b: &Budget, spend: tollgate_policy::budget::Spend| {
@@ -419,7 +416,7 @@ fn pricing(ex: &Exchange<'_>, core: &Core<'_>, key: &tollgate_policy::VirtualKey
     } else {
         // What it may cost would cross a limit: its output limit is left
         // as the client asked (it is not near the end).
-        Pricing::Count { near_end: false }
+        Pricing::Count { near_end: false, spends }
     }
 }
 

@@ -205,8 +205,8 @@ enum Mode {
 /// Nor a credential by any of the names the gateway sends its own under
 /// (or an auth proxy's): an upstream or a sidecar that echoes a request's
 /// headers would hand the tenant the gateway's provider key (found by a
-/// review). Headers the answer's `Connection` names are hop-by-hop too:
-/// [`connection_named`].
+/// review). Headers the answer's `Connection` names are hop-by-hop too
+/// (`http1::named_by_connection`, as for a request's).
 fn relayed(name: &[u8]) -> bool {
     const OWN_OR_SHARED: &[&[u8]] = &[
         b"x-request-id",
@@ -234,15 +234,6 @@ fn relayed(name: &[u8]) -> bool {
     !hop_by_hop(name)
         && !OWN_OR_SHARED.iter().any(|h| h.eq_ignore_ascii_case(name))
         && !PREFIXES.iter().any(|p| starts(p))
-}
-
-/// Whether one of `headers`' `Connection` headers names `name`: a header
-/// for this hop alone (RFC 9110, 7.6.1), never relayed.
-fn connection_named<'h>(mut headers: impl Iterator<Item = (&'h [u8], &'h [u8])>, name: &[u8]) -> bool {
-    headers.any(|(h, v)| {
-        h.eq_ignore_ascii_case(b"connection")
-            && v.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
-    })
 }
 
 fn hop_by_hop(name: &[u8]) -> bool {
@@ -334,7 +325,7 @@ async fn relay_body(
     let key_header = route.key_header.map(str::as_bytes);
     for (name, value) in response.headers().filter(|(n, _)| {
         relayed(n)
-            && !(named && connection_named(response.headers(), n))
+            && !(named && tollgate_protocol::http1::named_by_connection(response.headers(), n))
             && key_header.is_none_or(|k| !k.eq_ignore_ascii_case(n))
     }) {
         s.extend_from_slice(name);

@@ -615,12 +615,7 @@ fn write_headers(
     // Headers the client's `Connection` names are hop-by-hop too (RFC 9110
     // 7.6.1): they end here. Every `Connection` line is one list: a second
     // line's names were forwarded (found by a review).
-    let named_by_connection = |n: &[u8]| {
-        head.headers()
-            .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
-            .flat_map(|(_, value)| value.split(|&b| b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(n))
-    };
+    let named_by_connection = |n: &[u8]| tollgate_protocol::http1::named_by_connection(head.headers(), n);
     // The provider's allow-list (`tollgate_policy::forward`): who pays,
     // which beta features run and the credentials are the gateway's.
     let replaced = |n: &[u8]| traceparent.is_some() && n.eq_ignore_ascii_case(b"traceparent");

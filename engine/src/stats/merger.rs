@@ -84,11 +84,8 @@ pub fn start_merger(
         loop {
             // A ledger line written and not yet synced is synced within
             // about a second, whether or not more spend comes.
-            let wait = if ledger.as_ref().is_some_and(|l| l.unsynced()) {
-                poll.min(crate::ledger::Ledger::SYNC_EVERY)
-            } else {
-                poll
-            };
+            let wait =
+                if ledger.as_ref().is_some_and(|l| l.unsynced()) { poll.min(crate::ledger::SYNC_EVERY) } else { poll };
             let delta = match rx.recv_timeout(wait) {
                 Ok(d) => Some(d),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
@@ -144,9 +141,10 @@ pub fn start_merger(
                     let _ = core.send(s.clone());
                 }
             }
-            // After the snapshots: a slow sync does not delay them.
+            // Due a second after the last (written lines only), and after
+            // the snapshots: a slow sync does not delay them.
             if let Some(l) = ledger.as_mut() {
-                l.sync_due();
+                l.sync(false);
             }
         }
         // Every worker has hung up: the cluster thread makes its last push,

@@ -66,6 +66,16 @@ impl HeadScan {
     }
 }
 
+/// Whether `headers`' `Connection` fields name `name`: a header for this
+/// hop alone (RFC 9110 7.6.1), which a proxy neither forwards nor relays.
+/// Every `Connection` line is one list (a second line's names count).
+pub fn named_by_connection<'h>(headers: impl Iterator<Item = (&'h [u8], &'h [u8])>, name: &[u8]) -> bool {
+    headers
+        .filter(|(h, _)| h.eq_ignore_ascii_case(b"connection"))
+        .flat_map(|(_, value)| value.split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name))
+}
+
 /// One-shot form of [`HeadScan::find_end`].
 pub fn find_head_end(buf: &[u8]) -> Option<usize> {
     HeadScan::default().find_end(buf)

@@ -12,7 +12,9 @@ pub(crate) mod head;
 
 pub use body::{chunk_header, BodyFraming, ChunkedDecoder, DecodeProgress, LengthDecoder, CHUNK_END, LAST_CHUNK};
 pub use error::{RequestError, ResponseError};
-pub use head::{find_head_end, HeadLimits, HeadScan, Header, Method, RequestHead, ResponseHead, HEADERS_MAX};
+pub use head::{
+    find_head_end, named_by_connection, HeadLimits, HeadScan, Header, Method, RequestHead, ResponseHead, HEADERS_MAX,
+};
 
 #[cfg(test)]
 mod tests;
